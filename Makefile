@@ -1,0 +1,73 @@
+# Gosling. `make run` starts the embedded default; `make test` runs every test.
+GO      ?= go
+BIN     := $(CURDIR)/bin
+GOSLING := $(BIN)/gosling
+NEST    ?= examples/nest
+export PATH := $(BIN):$(PATH)
+
+# Tools the tests need, built into bin/ by scripts/tools.sh.
+TEST_TOOLS :=
+CHECK_TOOLS := staticcheck
+
+.PHONY: all build run test fuzz check bench tools fmt worktree clean
+
+all: build
+
+build:
+	$(GO) build -o $(GOSLING) ./cmd/gosling
+
+## run: the main job on the embedded default (validates the example Nest).
+run: build
+	@echo "gosling: validating the example Nest in $(NEST)"
+	$(GOSLING) validate $(NEST)
+	$(GOSLING) fmt --check $(NEST)
+
+## test: every test, including integration tests and a short fuzz run.
+test: tools-test
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=15s
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadEggFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./fly
+
+## check: formatting, vet, staticcheck, comment rules and the race detector.
+check: tools-check
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+	scripts/check-comments.sh
+	$(GO) run ./cmd/gosling fmt --check $(NEST)
+	$(GO) test -race -count=1 ./...
+
+## bench: the benchmarks named in the issues, with memory figures.
+bench: tools-test
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./...
+
+## tools: every external program, installed idempotently into bin/.
+tools:
+	scripts/tools.sh
+
+tools-test:
+	@if [ -n "$(TEST_TOOLS)" ]; then scripts/tools.sh $(TEST_TOOLS); fi
+
+tools-check: tools-test
+	scripts/tools.sh $(CHECK_TOOLS)
+
+fmt:
+	gofmt -w $$(git ls-files --cached --others --exclude-standard -- '*.go')
+	$(GO) run ./cmd/gosling fmt $(NEST)
+
+## worktree: a git worktree for feature work on the dev-new-features branch.
+worktree:
+	@if git worktree list | grep -q '\[dev-new-features\]'; then \
+	  echo "worktree dev-new-features exists:"; git worktree list | grep '\[dev-new-features\]'; \
+	elif git show-ref --verify --quiet refs/heads/dev-new-features; then \
+	  git worktree add ../gosling-dev-new-features dev-new-features; \
+	else \
+	  git worktree add -b dev-new-features ../gosling-dev-new-features; \
+	fi
+
+clean:
+	rm -rf $(BIN) .gosling

@@ -1,0 +1,5 @@
+package cli
+
+import "github.com/spf13/pflag"
+
+type pflagFlag = pflag.Flag

@@ -1,0 +1,21 @@
+// Command gosling runs GitLab CI runners across clouds from a GitOps Nest.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gosling-ci/gosling/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, cli.NewFactory(version), os.Args[1:])
+	stop()
+	os.Exit(code)
+}

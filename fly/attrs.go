@@ -1,0 +1,487 @@
+package fly
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// sensitive marks a diagnostic whose subject is a plaintext secret: writers
+// must not print the subject's source text.
+type sensitive struct{}
+
+// IsSensitive tells whether a diagnostic's subject holds a secret that must
+// not be printed.
+func IsSensitive(d *hcl.Diagnostic) bool {
+	_, ok := d.Extra.(sensitive)
+	return ok
+}
+
+// attrs reads the attributes of one block with fly's typing rules, collecting
+// diagnostics instead of stopping at the first.
+type attrs struct {
+	ctx   *hcl.EvalContext
+	m     hcl.Attributes
+	diags *hcl.Diagnostics
+}
+
+func newAttrs(ctx *hcl.EvalContext, m hcl.Attributes, diags *hcl.Diagnostics) *attrs {
+	return &attrs{ctx: ctx, m: m, diags: diags}
+}
+
+func (a *attrs) has(name string) bool {
+	_, ok := a.m[name]
+	return ok
+}
+
+func (a *attrs) rng(name string) *hcl.Range {
+	if at, ok := a.m[name]; ok {
+		r := at.Expr.Range()
+		return &r
+	}
+	return nil
+}
+
+func (a *attrs) errorf(name, summary, format string, args ...any) {
+	*a.diags = append(*a.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  a.rng(name),
+	})
+}
+
+// value evaluates an attribute. ok is false when it is absent, null, or did
+// not evaluate (a diagnostic is then recorded).
+func (a *attrs) value(name string) (cty.Value, bool) {
+	at, ok := a.m[name]
+	if !ok {
+		return cty.NilVal, false
+	}
+	v, d := at.Expr.Value(a.ctx)
+	*a.diags = append(*a.diags, d...)
+	if d.HasErrors() || v.IsNull() {
+		return cty.NilVal, false
+	}
+	if !v.IsWhollyKnown() {
+		// Every fly value is known at load time; an unknown one stands for an
+		// error already reported (an undefined or cyclic reference).
+		return cty.NilVal, false
+	}
+	return v, true
+}
+
+// typed evaluates and converts an attribute, explaining a type mismatch with
+// an example of a right value.
+func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bool) {
+	v, ok := a.value(name)
+	if !ok {
+		return cty.NilVal, false
+	}
+	c, err := convert.Convert(v, want)
+	if err != nil {
+		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s.", name, want.FriendlyNameForConstraint(), name, example, v.Type().FriendlyName())
+		return cty.NilVal, false
+	}
+	if c.IsNull() {
+		return cty.NilVal, false
+	}
+	return c, true
+}
+
+func (a *attrs) str(name, def string) string {
+	v, ok := a.typed(name, cty.String, `"text"`)
+	if !ok {
+		return def
+	}
+	return v.AsString()
+}
+
+// name reads an identifier-like string: lower-case letters, digits and dashes.
+func (a *attrs) name(name, def string) string {
+	s := a.str(name, def)
+	if a.has(name) && s != def {
+		if err := validName(s); err != nil {
+			a.errorf(name, "Invalid name", "%v.", err)
+		}
+	}
+	return s
+}
+
+func (a *attrs) boolean(name string, def bool) bool {
+	v, ok := a.typed(name, cty.Bool, "true")
+	if !ok {
+		return def
+	}
+	return v.True()
+}
+
+func (a *attrs) number(name string, def, lo, hi float64) float64 {
+	v, ok := a.typed(name, cty.Number, fmtNum(def))
+	if !ok {
+		return def
+	}
+	f, _ := v.AsBigFloat().Float64()
+	if f < lo || f > hi || math.IsNaN(f) {
+		a.errorf(name, "Value out of range", "%q must be from %s to %s; got %s.", name, fmtNum(lo), fmtNum(hi), fmtNum(f))
+		return def
+	}
+	return f
+}
+
+func (a *attrs) integer(name string, def, lo, hi int) int {
+	v, ok := a.typed(name, cty.Number, fmt.Sprint(def))
+	if !ok {
+		return def
+	}
+	bf := v.AsBigFloat()
+	if !bf.IsInt() {
+		a.errorf(name, "Whole number required", "%q takes a whole number, such as %s = %d.", name, name, def)
+		return def
+	}
+	i, _ := bf.Int64()
+	if i < int64(lo) || i > int64(hi) {
+		a.errorf(name, "Value out of range", "%q must be from %d to %d; got %s.", name, lo, hi, bf.Text('g', 12))
+		return def
+	}
+	return int(i)
+}
+
+func (a *attrs) size(name string, def, lo, hi Size) Size {
+	if v, ok := a.value(name); ok && v.Type() == cty.Number {
+		f, _ := v.AsBigFloat().Float64()
+		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s = \"%sMiB\" or \"%sGiB\".", name, name, fmtNum(f), fmtNum(f))
+		return def
+	}
+	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", def.String()))
+	if !ok {
+		return def
+	}
+	s, err := ParseSize(v.AsString())
+	if err != nil {
+		a.errorf(name, "Invalid size", "%v.", err)
+		return def
+	}
+	if s < lo || s > hi {
+		a.errorf(name, "Value out of range", "%q must be from %s to %s; got %s.", name, lo, hi, s)
+		return def
+	}
+	return s
+}
+
+func (a *attrs) duration(name string, def, lo, hi Duration) Duration {
+	if v, ok := a.value(name); ok && v.Type() == cty.Number {
+		f, _ := v.AsBigFloat().Float64()
+		a.errorf(name, "Duration needs a unit", "%q is a duration: write it with a unit, such as %s = \"%ss\" or \"%sm\".", name, name, fmtNum(f), fmtNum(f))
+		return def
+	}
+	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", def.String()))
+	if !ok {
+		return def
+	}
+	d, err := ParseDuration(v.AsString())
+	if err != nil {
+		a.errorf(name, "Invalid duration", "%v.", err)
+		return def
+	}
+	if d < lo || d > hi {
+		a.errorf(name, "Value out of range", "%q must be from %s to %s; got %s.", name, lo, hi, d)
+		return def
+	}
+	return d
+}
+
+func (a *attrs) enum(name, def string, allowed ...string) string {
+	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", allowed[0]))
+	if !ok {
+		return def
+	}
+	s := v.AsString()
+	for _, x := range allowed {
+		if s == x {
+			return s
+		}
+	}
+	a.errorf(name, "Unknown value", "%q must be one of %s; got %q.%s", name, quoteList(allowed), s, didYouMean(s, allowed))
+	return def
+}
+
+func (a *attrs) cron(name, def string) string {
+	v, ok := a.typed(name, cty.String, `"*/5 * * * *"`)
+	if !ok {
+		return def
+	}
+	s := v.AsString()
+	if err := ValidCron(s); err != nil {
+		a.errorf(name, "Invalid cron expression", "%v. Example: \"0 3 * * 1\" runs at 03:00 every Monday.", err)
+		return def
+	}
+	return s
+}
+
+func (a *attrs) host(name, def string) string {
+	v, ok := a.typed(name, cty.String, `"gitlab.example.com"`)
+	if !ok {
+		return def
+	}
+	s := v.AsString()
+	if err := ValidHost(s); err != nil {
+		a.errorf(name, "Invalid host", "%v.", err)
+		return def
+	}
+	return strings.ToLower(s)
+}
+
+// secret reads a secret URI. A plaintext value is an error whose diagnostic
+// is marked sensitive and never repeats the value.
+func (a *attrs) secret(name string) SecretRef {
+	v, ok := a.typed(name, cty.String, `"vault://ci/gitlab/token"`)
+	if !ok {
+		return ""
+	}
+	ref, ok := a.checkSecret(name, v.AsString())
+	if !ok {
+		return ""
+	}
+	return ref
+}
+
+func (a *attrs) checkSecret(name, s string) (SecretRef, bool) {
+	_, err := ParseSecretURI(s)
+	if err == errNotSecretURI {
+		*a.diags = append(*a.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Plaintext secret",
+			Detail: fmt.Sprintf("%q holds a secret, so it takes a secret URI, not the secret itself. Store the value in a secret backend and reference it: "+
+				"yc-lockbox://{secret-id}/{key}, aws-sm://{secret-name}/{key} or vault://{path}/{key}. "+
+				"If this value was ever committed, revoke it: it is in the repository's history.", name),
+			Subject: a.rng(name),
+			Extra:   sensitive{},
+		})
+		return "", false
+	}
+	if err != nil {
+		a.errorf(name, "Invalid secret URI", "%v.", err)
+		return "", false
+	}
+	return SecretRef(s), true
+}
+
+func (a *attrs) strings(name string) []string {
+	v, ok := a.typed(name, cty.List(cty.String), `["a", "b"]`)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			a.errorf(name, "Null list element", "%q cannot hold null elements.", name)
+			continue
+		}
+		out = append(out, e.AsString())
+	}
+	return out
+}
+
+func (a *attrs) enumList(name string, def []string, allowed ...string) []string {
+	if !a.has(name) {
+		return def
+	}
+	vals := a.strings(name)
+	seen := map[string]bool{}
+	out := make([]string, 0, len(vals))
+	for _, s := range vals {
+		known := false
+		for _, x := range allowed {
+			known = known || x == s
+		}
+		switch {
+		case seen[s]:
+			a.errorf(name, "Duplicate value", "%q lists %q twice.", name, s)
+		case !known:
+			a.errorf(name, "Unknown value", "%q may only hold %s; got %q.%s", name, quoteList(allowed), s, didYouMean(s, allowed))
+		default:
+			out = append(out, s)
+		}
+		seen[s] = true
+	}
+	return out
+}
+
+// env reads a map of environment variables whose values are plain strings or
+// secret URIs. Well-known credential formats written in plain text are errors.
+func (a *attrs) env(name string) map[string]EnvValue {
+	v, ok := a.typed(name, cty.Map(cty.String), `{ GOFLAGS = "-mod=mod" }`)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]EnvValue, v.LengthInt())
+	ranges := a.mapValueRanges(name)
+	for it := v.ElementIterator(); it.Next(); {
+		k, e := it.Element()
+		key := k.AsString()
+		rng := a.rng(name)
+		if r, ok := ranges[key]; ok {
+			rng = &r
+		}
+		if !validEnvName(key) {
+			*a.diags = append(*a.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Invalid variable name",
+				Detail:  fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and underscores, not starting with a digit.", key),
+				Subject: rng,
+			})
+			continue
+		}
+		s := e.AsString()
+		if _, err := ParseSecretURI(s); err == nil {
+			out[key] = EnvValue{Secret: SecretRef(s)}
+			continue
+		} else if err != errNotSecretURI {
+			*a.diags = append(*a.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Invalid secret URI",
+				Detail: fmt.Sprintf("%s: %v.", key, err), Subject: rng,
+			})
+			continue
+		}
+		if looksLikeToken(s) {
+			*a.diags = append(*a.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Plaintext secret",
+				Detail: fmt.Sprintf("The value of %s looks like a credential. Store it in a secret backend and reference it instead, "+
+					"such as %s = \"vault://ci/%s/value\"; revoke it if it was ever committed.", key, key, strings.ToLower(key)),
+				Subject: rng,
+				Extra:   sensitive{},
+			})
+			continue
+		}
+		out[key] = EnvValue{Value: s}
+	}
+	return out
+}
+
+// mapValueRanges returns the source range of each value of a literal map
+// expression, keyed by the key's string value, so diagnostics can point at
+// the entry at fault.
+func (a *attrs) mapValueRanges(name string) map[string]hcl.Range {
+	at, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	pairs, d := hcl.ExprMap(at.Expr)
+	if d.HasErrors() {
+		return nil
+	}
+	out := make(map[string]hcl.Range, len(pairs))
+	for _, p := range pairs {
+		k, d := p.Key.Value(a.ctx)
+		if d.HasErrors() || k.IsNull() || !k.IsKnown() || k.Type() != cty.String {
+			continue
+		}
+		out[k.AsString()] = p.Value.Range()
+	}
+	return out
+}
+
+// params reads an object of job parameters into plain JSON values.
+func (a *attrs) params(name string) map[string]any {
+	v, ok := a.value(name)
+	if !ok {
+		return nil
+	}
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		a.errorf(name, "Incorrect attribute value type", "%q takes an object, such as %s = { eggs = [\"web\"] }; got %s.", name, name, v.Type().FriendlyName())
+		return nil
+	}
+	b, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		a.errorf(name, "Invalid parameters", "%q cannot be represented as JSON: %v.", name, err)
+		return nil
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		a.errorf(name, "Invalid parameters", "%q cannot be represented as JSON: %v.", name, err)
+		return nil
+	}
+	return out
+}
+
+func validName(s string) error {
+	if s == "" || len(s) > 63 {
+		return fmt.Errorf("%q must be 1 to 63 characters", s)
+	}
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || (c == '-' && i > 0 && i < len(s)-1)
+		if !ok {
+			return fmt.Errorf("%q may only hold lower-case letters, digits and inner dashes, such as \"web-app\"", s)
+		}
+	}
+	return nil
+}
+
+func validEnvName(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func fmtNum(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".")
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	if len(q) <= 1 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// didYouMean suggests the closest allowed value, or nothing.
+func didYouMean(given string, allowed []string) string {
+	best, bestD := "", 3
+	cands := append([]string(nil), allowed...)
+	sort.Strings(cands)
+	for _, c := range cands {
+		if d := levenshtein(strings.ToLower(given), c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

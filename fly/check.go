@@ -1,0 +1,176 @@
+package fly
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// crossCheck finds problems that no single file shows: duplicate names,
+// projects claimed twice, tags no runner has, and references to clouds and
+// secret backends that MotherGoose does not configure.
+func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	errAt := func(rng hcl.Range, summary, format string, args ...any) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: rng.Ptr()})
+	}
+
+	// Egg names are unique across eggs and buckets.
+	byName := map[string]*eggDecl{}
+	for _, e := range eggs {
+		if prev, dup := byName[e.egg.Name]; dup {
+			errAt(e.def, "Duplicate egg name", "%q is already the name of the %s at %s. Egg names are unique across the Nest; rename one of them.", e.egg.Name, prev.egg.Kind, at(prev.def))
+			continue
+		}
+		byName[e.egg.Name] = e
+	}
+	jobNames := map[string]*jobDecl{}
+	for _, j := range jobs {
+		if prev, dup := jobNames[j.job.Name]; dup {
+			errAt(j.def, "Duplicate job name", "%q is already the name of the job at %s; rename one of them.", j.job.Name, at(prev.def))
+			continue
+		}
+		jobNames[j.job.Name] = j
+	}
+
+	// A project or group belongs to one egg only: its jobs must have one home.
+	type claim struct {
+		egg *eggDecl
+		rng hcl.Range
+	}
+	claims := map[string]claim{}
+	claimKey := func(e *Egg, p ProjectRef) []string {
+		var keys []string
+		if p.ID != 0 {
+			keys = append(keys, e.GitLab.Host+"#id:"+itoa(p.ID))
+		}
+		if p.Path != "" {
+			keys = append(keys, e.GitLab.Host+"#path:"+strings.ToLower(p.Path))
+		}
+		return keys
+	}
+	for _, e := range eggs {
+		for i, p := range e.egg.Projects {
+			for _, k := range claimKey(e.egg, p) {
+				if prev, dup := claims[k]; dup {
+					where := fmt.Sprintf("%s %q at %s", prev.egg.egg.Kind, prev.egg.egg.Name, at(prev.rng))
+					if prev.egg == e {
+						where = fmt.Sprintf("this %s already, at %s", e.egg.Kind, at(prev.rng))
+					}
+					errAt(e.projects[i], "Project claimed twice", "Project %s on %s is already served by %s. A project's jobs go to one egg: remove it from one of them.", p, e.egg.GitLab.Host, where)
+					break
+				}
+				claims[k] = claim{e, e.projects[i]}
+			}
+		}
+		if g := e.egg.Group; g != nil {
+			k := e.egg.GitLab.Host + "#group:" + itoa(g.ID)
+			if prev, dup := claims[k]; dup {
+				errAt(e.groupRange, "Group claimed twice", "Group %d on %s is already served by %s %q at %s; remove it from one of them.", g.ID, e.egg.GitLab.Host, prev.egg.egg.Kind, prev.egg.egg.Name, at(prev.rng))
+			} else {
+				claims[k] = claim{e, e.groupRange}
+			}
+		}
+	}
+
+	// Clouds: an egg's clouds default to MotherGoose's, and each needs a provider.
+	if mg != nil {
+		for _, e := range eggs {
+			if !e.cloudsSet {
+				e.egg.Runner.Clouds = []string{mg.mg.Cloud}
+			}
+			for _, c := range e.egg.Runner.Clouds {
+				if _, ok := mg.mg.Providers[c]; ok {
+					continue
+				}
+				rng := e.def
+				if e.clouds != nil {
+					rng = *e.clouds
+				}
+				errAt(rng, "Cloud not configured", "Egg %q runs on %s, but %s configures no provider %q. Add provider %q { ... } there or remove %s from clouds.", e.egg.Name, c, mg.mg.File, c, c, c)
+			}
+		}
+	}
+
+	// Secret URIs must use a backend MotherGoose can reach.
+	if mg != nil {
+		for _, u := range l.secretUses {
+			scheme := u.ref.Scheme()
+			if _, ok := mg.mg.Secrets.Backends[scheme]; ok {
+				continue
+			}
+			errAt(u.rng, "Secret backend not configured", "This secret is read from %s, but %s configures no %s backend. Add `%s { ... }` to its secrets block.", scheme, mg.mg.File, scheme, blockForScheme(scheme))
+		}
+	}
+
+	// Jobs: their runners must exist and their needs must be met.
+	for _, j := range jobs {
+		r := j.job.Runner
+		if r.Egg != "" && j.runnerEgg != nil {
+			if _, ok := byName[r.Egg]; !ok {
+				errAt(*j.runnerEgg, "Unknown egg", "Job %q runs on egg %q, which the Nest does not declare.%s", j.job.Name, r.Egg, didYouMean(r.Egg, eggNames(eggs)))
+			}
+		}
+		if len(r.Tags) > 0 && j.tags != nil && !anyEggHasTags(eggs, r.Tags) {
+			errAt(*j.tags, "No runner has these tags", "Job %q needs a runner with tags %s, but no egg's runners carry all of them. Add the tags to an egg or change the job's tags.", j.job.Name, quoteList(r.Tags))
+		}
+		if list, ok := j.job.Params["eggs"].([]any); ok && j.paramEggs != nil {
+			for _, x := range list {
+				if name, ok := x.(string); ok {
+					if _, known := byName[name]; !known {
+						errAt(*j.paramEggs, "Unknown egg", "params.eggs names %q, which the Nest does not declare.%s", name, didYouMean(name, eggNames(eggs)))
+					}
+				}
+			}
+		}
+		if mg == nil {
+			continue
+		}
+		if j.job.Kind == JobSecretRotation {
+			backend := mg.mg.Secrets.Backend
+			if b, ok := j.job.Params["backend"].(string); ok {
+				backend = b
+			}
+			if _, ok := mg.mg.Secrets.Backends[backend]; !ok || backend == "" {
+				rng := j.kind
+				if j.backend != nil {
+					rng = *j.backend
+				}
+				what := "a secret backend"
+				if backend != "" {
+					what = fmt.Sprintf("the %s backend", backend)
+				}
+				errAt(rng, "Secret backend required", "A secret_rotation job writes new runner tokens to %s, but %s does not define it. Add a secrets block with a backend to %s.", what, mg.mg.File, mg.mg.File)
+			}
+		}
+	}
+	return diags
+}
+
+func eggNames(eggs []*eggDecl) []string {
+	names := make([]string, 0, len(eggs))
+	for _, e := range eggs {
+		names = append(names, e.egg.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func anyEggHasTags(eggs []*eggDecl, tags []string) bool {
+	for _, e := range eggs {
+		have := map[string]bool{}
+		for _, t := range e.egg.Runner.Tags {
+			have[t] = true
+		}
+		all := true
+		for _, t := range tags {
+			all = all && have[t]
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,457 @@
+package fly
+
+import (
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+var eggSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "description"},
+		{Name: "project"},
+		{Name: "project_id"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "gitlab"}, {Type: "runner"}, {Type: "apex"}, {Type: "nadir"}, {Type: "rift"},
+	},
+}
+
+var bucketSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "description"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "gitlab"}, {Type: "repositories"}, {Type: "runner"}, {Type: "apex"}, {Type: "nadir"}, {Type: "rift"},
+	},
+}
+
+var gitlabSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "host", Required: true},
+		{Name: "flavor"},
+		{Name: "insecure"},
+		{Name: "token", Required: true},
+		{Name: "webhook_secret", Required: true},
+	},
+}
+
+var repositoriesSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "projects"}, {Name: "group_id"}, {Name: "include_subgroups"},
+	},
+}
+
+var runnerSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "type"}, {Name: "clouds"}, {Name: "cpu"}, {Name: "memory"}, {Name: "disk"},
+		{Name: "max_concurrent"}, {Name: "jobs_per_runner"}, {Name: "tags"}, {Name: "run_untagged"},
+		{Name: "image"}, {Name: "expected_job_duration"}, {Name: "env"}, {Name: "module"},
+	},
+}
+
+var poolSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "min"}, {Name: "max"}, {Name: "idle_timeout"}},
+}
+
+var riftSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "engine"}, {Name: "cache"}, {Name: "endpoint"}},
+}
+
+// eggDecl keeps the source ranges that cross-file checks point at.
+type eggDecl struct {
+	egg        *Egg
+	def        hcl.Range
+	projects   []hcl.Range // one per Egg.Projects entry
+	groupRange hcl.Range
+	clouds     *hcl.Range
+	tags       hcl.Range
+	cloudsSet  bool
+}
+
+// Runner clouds, in the order a new egg prefers them.
+var runnerClouds = []string{CloudYandex, CloudAWS, CloudLocal}
+
+func (l *loader) decodeEggBlock(b *hcl.Block, kind EggKind) (*eggDecl, hcl.Diagnostics) {
+	schema := eggSchema
+	if kind == KindBucket {
+		schema = bucketSchema
+	}
+	content, diags := b.Body.Content(schema)
+	e := &Egg{Name: b.Labels[0], Kind: kind}
+	decl := &eggDecl{egg: e, def: b.DefRange}
+	if err := validName(e.Name); err != nil {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Invalid egg name",
+			Detail: fmt.Sprintf("%v. The name becomes part of runner names and workflow IDs.", err), Subject: b.LabelRanges[0].Ptr(),
+		})
+	}
+	a := newAttrs(l.ctx, content.Attributes, &diags)
+	_ = a.str("description", "")
+
+	blocks := singleBlocks(content.Blocks, &diags)
+	if g := blocks["gitlab"]; g != nil {
+		e.GitLab = l.decodeGitLabBlock(g, &diags)
+	} else {
+		diags = append(diags, missingBlock(b, "gitlab", `gitlab {
+    host           = "gitlab.com"
+    token          = "vault://ci/gitlab/api_token"
+    webhook_secret = "vault://ci/gitlab/webhook_secret"
+  }`))
+	}
+
+	switch kind {
+	case KindEgg:
+		l.decodeEggProject(a, decl, b, &diags)
+	case KindBucket:
+		if r := blocks["repositories"]; r != nil {
+			l.decodeRepositories(r, decl, &diags)
+		} else {
+			diags = append(diags, missingBlock(b, "repositories", `repositories {
+    projects = ["acme/api", "acme/web"]   # or: group_id = 42
+  }`))
+		}
+	}
+
+	var runnerBody *hcl.Block
+	if r := blocks["runner"]; r != nil {
+		runnerBody = r
+	}
+	e.Runner = l.decodeRunnerBlock(runnerBody, decl, &diags)
+	e.Apex = decodePoolBlock(l.ctx, blocks["apex"], Pool{Min: 0, Max: e.Runner.MaxConcurrent, IdleTimeout: Duration(15 * 60e9)}, &diags)
+	e.Nadir = decodePoolBlock(l.ctx, blocks["nadir"], Pool{Min: 0, Max: 0, IdleTimeout: Duration(24 * 3600e9)}, &diags)
+	if blocks["nadir"] == nil && e.Runner.Type != RunnerServerless {
+		e.Nadir.Max = min(2, e.Runner.MaxConcurrent)
+	}
+	l.checkPools(e, blocks, &diags)
+	if r := blocks["rift"]; r != nil {
+		e.Rift = decodeRiftBlock(l.ctx, r, &diags)
+	}
+	return decl, diags
+}
+
+// singleBlocks indexes blocks by type; each type may appear once.
+func singleBlocks(bs hcl.Blocks, diags *hcl.Diagnostics) map[string]*hcl.Block {
+	out := map[string]*hcl.Block{}
+	for _, b := range bs {
+		if prev, dup := out[b.Type]; dup {
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: fmt.Sprintf("Duplicate %s block", b.Type),
+				Detail:  fmt.Sprintf("Only one %s block is allowed here; the first one is at %s. Merge them.", b.Type, at(prev.DefRange)),
+				Subject: b.DefRange.Ptr(),
+			})
+			continue
+		}
+		out[b.Type] = b
+	}
+	return out
+}
+
+func missingBlock(parent *hcl.Block, name, example string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError, Summary: fmt.Sprintf("Missing %s block", name),
+		Detail:  fmt.Sprintf("A %s block needs a %s block, such as:\n  %s", parent.Type, name, example),
+		Subject: parent.DefRange.Ptr(),
+	}
+}
+
+func (l *loader) decodeGitLabBlock(b *hcl.Block, diags *hcl.Diagnostics) GitLab {
+	content, d := b.Body.Content(gitlabSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, content.Attributes, diags)
+	g := GitLab{Host: a.host("host", "")}
+	g.Flavor = a.enum("flavor", inferFlavor(g.Host), "saas", "self-managed", "dedicated")
+	g.Insecure = a.boolean("insecure", false)
+	g.Token = l.secret(a, "token")
+	g.WebhookSecret = l.secret(a, "webhook_secret")
+	if g.Flavor == "saas" && g.Host != "" && g.Host != "gitlab.com" && a.has("flavor") {
+		a.errorf("flavor", "Inconsistent GitLab flavor", "flavor \"saas\" means gitlab.com, but host is %q. Use \"self-managed\" or \"dedicated\".", g.Host)
+	}
+	return g
+}
+
+func inferFlavor(host string) string {
+	switch {
+	case host == "gitlab.com":
+		return "saas"
+	case strings.HasSuffix(host, ".gitlab-dedicated.com"):
+		return "dedicated"
+	}
+	return "self-managed"
+}
+
+// secret reads a secret attribute and remembers where it was used, so the
+// MG cross-check can point at it.
+func (l *loader) secret(a *attrs, name string) SecretRef {
+	ref := a.secret(name)
+	if ref != "" {
+		l.secretUses = append(l.secretUses, secretUse{ref: ref, rng: *a.rng(name)})
+	}
+	return ref
+}
+
+func (l *loader) decodeEggProject(a *attrs, decl *eggDecl, b *hcl.Block, diags *hcl.Diagnostics) {
+	hasPath, hasID := a.has("project"), a.has("project_id")
+	switch {
+	case hasPath && hasID:
+		// Both are allowed: the ID is authoritative, the path documents it.
+	case !hasPath && !hasID:
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Missing project",
+			Detail:  "An egg serves one GitLab project: set project = \"group/name\" (path with namespace) or project_id = 1234.",
+			Subject: b.DefRange.Ptr(),
+		})
+		return
+	}
+	var p ProjectRef
+	rng := b.DefRange
+	if hasPath {
+		p.Path = a.str("project", "")
+		rng = *a.rng("project")
+		if p.Path != "" {
+			if err := validProjectPath(p.Path); err != nil {
+				a.errorf("project", "Invalid project path", "%v.", err)
+			}
+		}
+	}
+	if hasID {
+		p.ID = int64(a.integer("project_id", 0, 1, 1<<62))
+		if !hasPath {
+			rng = *a.rng("project_id")
+		}
+	}
+	decl.egg.Projects = []ProjectRef{p}
+	decl.projects = []hcl.Range{rng}
+}
+
+func validProjectPath(p string) error {
+	if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || !strings.Contains(p, "/") {
+		return fmt.Errorf("%q is not a project path: write it with its namespace, such as \"acme/web-app\"", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" {
+			return fmt.Errorf("%q has an empty path segment", p)
+		}
+		for _, c := range seg {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-", c)) {
+				return fmt.Errorf("%q holds %q, which GitLab paths cannot hold", p, c)
+			}
+		}
+	}
+	return nil
+}
+
+func (l *loader) decodeRepositories(b *hcl.Block, decl *eggDecl, diags *hcl.Diagnostics) {
+	content, d := b.Body.Content(repositoriesSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, content.Attributes, diags)
+	hasProjects, hasGroup := a.has("projects"), a.has("group_id")
+	if hasProjects == hasGroup {
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Projects or group required",
+			Detail:  "A repositories block lists projects (projects = [\"acme/api\", 42]) or names a whole group (group_id = 42), not both and not neither.",
+			Subject: b.DefRange.Ptr(),
+		})
+	}
+	if hasGroup {
+		decl.egg.Group = &GroupRef{
+			ID:               int64(a.integer("group_id", 0, 1, 1<<62)),
+			IncludeSubgroups: a.boolean("include_subgroups", true),
+		}
+		decl.groupRange = *a.rng("group_id")
+	} else if a.has("include_subgroups") {
+		a.errorf("include_subgroups", "Setting without a group", "include_subgroups only applies with group_id.")
+	}
+	if !hasProjects {
+		return
+	}
+	v, ok := a.value("projects")
+	if !ok {
+		return
+	}
+	if !v.Type().IsListType() && !v.Type().IsTupleType() && !v.Type().IsSetType() {
+		a.errorf("projects", "Incorrect attribute value type", "projects takes a list of project paths or IDs, such as projects = [\"acme/api\", 42].")
+		return
+	}
+	if v.LengthInt() == 0 {
+		a.errorf("projects", "Empty project list", "List at least one project, or use group_id for a whole group.")
+	}
+	rng := *a.rng("projects")
+	elemRanges := listElementRanges(content.Attributes["projects"].Expr, v.LengthInt(), rng)
+	i := 0
+	for it := v.ElementIterator(); it.Next(); i++ {
+		_, e := it.Element()
+		er := elemRanges[i]
+		switch {
+		case e.IsNull():
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Null project", Detail: "Remove the null entry.", Subject: er.Ptr()})
+		case e.Type() == cty.String:
+			s := e.AsString()
+			if err := validProjectPath(s); err != nil {
+				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid project path", Detail: err.Error() + ".", Subject: er.Ptr()})
+				continue
+			}
+			decl.egg.Projects = append(decl.egg.Projects, ProjectRef{Path: s})
+			decl.projects = append(decl.projects, er)
+		case e.Type() == cty.Number:
+			bf := e.AsBigFloat()
+			id, acc := bf.Int64()
+			if !bf.IsInt() || acc != big.Exact || id < 1 {
+				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid project ID", Detail: "A project ID is a positive whole number.", Subject: er.Ptr()})
+				continue
+			}
+			decl.egg.Projects = append(decl.egg.Projects, ProjectRef{ID: id})
+			decl.projects = append(decl.projects, er)
+		default:
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid project", Detail: "A project is a path with namespace (\"acme/api\") or a numeric ID.", Subject: er.Ptr()})
+		}
+	}
+}
+
+// listElementRanges returns the source range of each element of a list
+// expression, or the whole expression's range when it is not a literal list.
+func listElementRanges(expr hcl.Expression, n int, whole hcl.Range) []hcl.Range {
+	out := make([]hcl.Range, n)
+	exprs, d := hcl.ExprList(expr)
+	for i := range out {
+		out[i] = whole
+		if !d.HasErrors() && len(exprs) == n {
+			out[i] = exprs[i].Range()
+		}
+	}
+	return out
+}
+
+func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagnostics) Runner {
+	var content *hcl.BodyContent
+	if b != nil {
+		var d hcl.Diagnostics
+		content, d = b.Body.Content(runnerSchema)
+		*diags = append(*diags, d...)
+	} else {
+		content = &hcl.BodyContent{Attributes: hcl.Attributes{}}
+	}
+	a := newAttrs(l.ctx, content.Attributes, diags)
+	r := Runner{
+		Type:                a.enum("type", RunnerAuto, RunnerAuto, RunnerServerless, RunnerVM),
+		Clouds:              a.enumList("clouds", nil, runnerClouds...),
+		CPU:                 a.number("cpu", 2, 0.25, 64),
+		Memory:              a.size("memory", 4*GiB, 128*MiB, 512*GiB),
+		Disk:                a.size("disk", 20*GiB, 1*GiB, 4*TiB),
+		MaxConcurrent:       a.integer("max_concurrent", 10, 1, 1000),
+		JobsPerRunner:       a.integer("jobs_per_runner", 1, 1, 64),
+		Tags:                a.strings("tags"),
+		RunUntagged:         a.boolean("run_untagged", false),
+		Image:               a.str("image", "alpine:3.20"),
+		ExpectedJobDuration: a.duration("expected_job_duration", Duration(30*60e9), Duration(60e9), Duration(72*3600e9)),
+		Env:                 a.env("env"),
+		Module:              a.str("module", ""),
+	}
+	if r.Tags == nil {
+		r.Tags = []string{}
+	}
+	decl.cloudsSet = a.has("clouds")
+	decl.clouds = a.rng("clouds")
+	if a.has("clouds") && len(r.Clouds) == 0 {
+		a.errorf("clouds", "Empty cloud list", "List the clouds in order of preference, such as clouds = [\"yandex\", \"aws\"], or leave clouds out to use MotherGoose's cloud.")
+	}
+	seen := map[string]bool{}
+	for _, t := range r.Tags {
+		if t == "" || strings.TrimSpace(t) != t || strings.Contains(t, ",") {
+			a.errorf("tags", "Invalid tag", "Tags are non-empty, have no surrounding spaces and no commas; got %q.", t)
+		}
+		if seen[t] {
+			a.errorf("tags", "Duplicate tag", "Tag %q is listed twice.", t)
+		}
+		seen[t] = true
+	}
+	if rng := a.rng("tags"); rng != nil {
+		decl.tags = *rng
+	} else if b != nil {
+		decl.tags = b.DefRange
+	} else {
+		decl.tags = decl.def
+	}
+	if !r.RunUntagged && len(r.Tags) == 0 {
+		rng := decl.tags
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Runner can never take a job",
+			Detail:  "This runner has no tags and does not run untagged jobs, so no job can ever match it. Add tags (tags = [\"docker\"]) or set run_untagged = true.",
+			Subject: rng.Ptr(),
+		})
+	}
+	if r.Type == RunnerServerless {
+		if r.ExpectedJobDuration.D() > MaxServerlessRun {
+			a.errorf("expected_job_duration", "Too long for serverless", "Serverless runners live at most %s, but jobs are expected to take %s. Use type = \"vm\" or \"auto\".", Duration(MaxServerlessRun), r.ExpectedJobDuration)
+		}
+		for _, c := range r.Clouds {
+			lim, ok := ServerlessLimitsFor(c)
+			if !ok {
+				continue
+			}
+			if r.CPU > lim.CPU {
+				a.errorf("cpu", "Too large for serverless", "%s on %s allow at most %s vCPU; this runner asks for %s. Use type = \"vm\" or \"auto\".", lim.Service, c, fmtNum(lim.CPU), fmtNum(r.CPU))
+			}
+			if r.Memory > lim.Memory {
+				a.errorf("memory", "Too large for serverless", "%s on %s allow at most %s of memory; this runner asks for %s. Use type = \"vm\" or \"auto\".", lim.Service, c, lim.Memory, r.Memory)
+			}
+		}
+	}
+	return r
+}
+
+func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Diagnostics) Pool {
+	if b == nil {
+		return def
+	}
+	content, d := b.Body.Content(poolSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(ctx, content.Attributes, diags)
+	p := Pool{
+		Min:         a.integer("min", def.Min, 0, 1000),
+		Max:         a.integer("max", def.Max, 0, 1000),
+		IdleTimeout: a.duration("idle_timeout", def.IdleTimeout, Duration(60e9), Duration(30*24*3600e9)),
+	}
+	if p.Min > p.Max {
+		rng := a.rng("min")
+		if rng == nil {
+			rng = b.DefRange.Ptr()
+		}
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Minimum above maximum",
+			Detail:  fmt.Sprintf("The %s pool's min (%d) is greater than its max (%d).", b.Type, p.Min, p.Max),
+			Subject: rng,
+		})
+	}
+	return p
+}
+
+func (l *loader) checkPools(e *Egg, blocks map[string]*hcl.Block, diags *hcl.Diagnostics) {
+	if ab := blocks["apex"]; ab != nil && e.Apex.Max > e.Runner.MaxConcurrent {
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Apex pool larger than the egg allows",
+			Detail:  fmt.Sprintf("apex.max is %d but runner.max_concurrent is %d. Raise max_concurrent or lower apex.max.", e.Apex.Max, e.Runner.MaxConcurrent),
+			Subject: ab.DefRange.Ptr(),
+		})
+	}
+	if nb := blocks["nadir"]; nb != nil && e.Runner.Type == RunnerServerless && e.Nadir.Max > 0 {
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Serverless runners cannot be dormant",
+			Detail:  "The Nadir pool holds stopped VMs; a serverless runner is made per job and cannot be stopped. Remove the nadir block or use type = \"vm\" or \"auto\".",
+			Subject: nb.DefRange.Ptr(),
+		})
+	}
+}
+
+func decodeRiftBlock(ctx *hcl.EvalContext, b *hcl.Block, diags *hcl.Diagnostics) *RiftSpec {
+	content, d := b.Body.Content(riftSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(ctx, content.Attributes, diags)
+	return &RiftSpec{
+		Enabled:  a.boolean("enabled", true),
+		Engine:   a.enum("engine", "docker", "docker", "podman", "nerdctl"),
+		Cache:    a.size("cache", 20*GiB, 1*GiB, 16*TiB),
+		Endpoint: a.str("endpoint", ""),
+	}
+}

@@ -1,0 +1,426 @@
+package fly
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+var mothergooseSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "cloud", Required: true}, {Name: "region"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "temporal"}, {Type: "api_gateway"}, {Type: "containers"}, {Type: "queue"},
+		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"},
+		{Type: "provider", LabelNames: []string{"cloud"}},
+	},
+}
+
+var containerSchema = attrSchema("image", "cpu", "memory", "min_instances", "max_instances", "concurrency", "timeout")
+
+// mgDecl keeps the source ranges that cross-file checks point at.
+type mgDecl struct {
+	mg        *MotherGoose
+	def       hcl.Range
+	providers map[string]hcl.Range
+}
+
+// mgClouds are the clouds the servers themselves can run on.
+var mgClouds = []string{CloudYandex, CloudAWS, CloudLocal}
+
+func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics) {
+	content, diags := b.Body.Content(mothergooseSchema)
+	a := newAttrs(l.ctx, content.Attributes, &diags)
+	mg := &MotherGoose{Cloud: a.enum("cloud", CloudLocal, mgClouds...)}
+	decl := &mgDecl{mg: mg, def: b.DefRange, providers: map[string]hcl.Range{}}
+	defRegion := map[string]string{CloudYandex: "ru-central1", CloudAWS: "eu-central-1", CloudLocal: "local"}[mg.Cloud]
+	mg.Region = a.str("region", defRegion)
+
+	var providers []*hcl.Block
+	var rest hcl.Blocks
+	for _, blk := range content.Blocks {
+		if blk.Type == "provider" {
+			providers = append(providers, blk)
+		} else {
+			rest = append(rest, blk)
+		}
+	}
+	blocks := singleBlocks(rest, &diags)
+	sub := func(name string, schema *hcl.BodySchema) (*attrs, *hcl.Block) {
+		body := &hcl.BodyContent{Attributes: hcl.Attributes{}}
+		blk := blocks[name]
+		if blk != nil {
+			c, d := blk.Body.Content(schema)
+			diags = append(diags, d...)
+			body = c
+		}
+		return newAttrs(l.ctx, body.Attributes, &diags), blk
+	}
+	cloudOnly := func(blk *hcl.Block, what string) {
+		if blk != nil && mg.Cloud == CloudLocal {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: fmt.Sprintf("%s ignored on the local cloud", what),
+				Detail:  fmt.Sprintf("The %s block only applies when cloud is \"yandex\" or \"aws\".", blk.Type),
+				Subject: blk.DefRange.Ptr(),
+			})
+		}
+	}
+
+	// Temporal.
+	t, _ := sub("temporal", attrSchema("address", "namespace", "tls", "api_key"))
+	mg.Temporal = Temporal{
+		Address:   t.str("address", "localhost:7233"),
+		Namespace: t.str("namespace", "default"),
+		TLS:       t.boolean("tls", false),
+		APIKey:    l.secret(t, "api_key"),
+	}
+	if !mg.Temporal.APIKey.IsZero() && !mg.Temporal.TLS && t.has("tls") {
+		t.errorf("tls", "API key without TLS", "Temporal API keys are only sent over TLS: set tls = true.")
+	}
+
+	// API gateway and its auth function.
+	gwBlock := blocks["api_gateway"]
+	cloudOnly(gwBlock, "API gateway")
+	gw := APIGateway{Name: "gosling", Auth: AuthFunction{Name: "gosling-auth", CacheTTL: Duration(5 * time.Minute)}}
+	if gwBlock != nil {
+		c, d := gwBlock.Body.Content(&hcl.BodySchema{
+			Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "domain"}},
+			Blocks:     []hcl.BlockHeaderSchema{{Type: "auth"}},
+		})
+		diags = append(diags, d...)
+		ga := newAttrs(l.ctx, c.Attributes, &diags)
+		gw.Name = ga.name("name", gw.Name)
+		gw.Domain = ga.host("domain", "")
+		for _, ab := range singleBlocks(c.Blocks, &diags) {
+			ac, d := ab.Body.Content(attrSchema("name", "tokens", "cache_ttl"))
+			diags = append(diags, d...)
+			aa := newAttrs(l.ctx, ac.Attributes, &diags)
+			gw.Auth.Name = aa.name("name", gw.Auth.Name)
+			gw.Auth.CacheTTL = aa.duration("cache_ttl", gw.Auth.CacheTTL, 0, Duration(time.Hour))
+			for _, s := range aa.strings("tokens") {
+				if ref, ok := aa.checkSecret("tokens", s); ok {
+					gw.Auth.Tokens = append(gw.Auth.Tokens, ref)
+					l.secretUses = append(l.secretUses, secretUse{ref: ref, rng: *aa.rng("tokens")})
+				}
+			}
+		}
+	}
+	mg.APIGateway = gw
+
+	// Serverless containers for the API and the two workers.
+	ctBlock := blocks["containers"]
+	cloudOnly(ctBlock, "Containers")
+	mg.Containers = Containers{
+		API:     defaultContainer(1, 512*MiB, 1, 10, 16),
+		Worker:  defaultContainer(1, 1*GiB, 1, 5, 4),
+		UglyFox: defaultContainer(0.5, 512*MiB, 1, 1, 1),
+	}
+	if ctBlock != nil {
+		c, d := ctBlock.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+			{Type: "api"}, {Type: "mothergoose_worker"}, {Type: "uglyfox_worker"},
+		}})
+		diags = append(diags, d...)
+		cb := singleBlocks(c.Blocks, &diags)
+		mg.Containers.API = l.decodeContainer(cb["api"], mg.Containers.API, &diags)
+		mg.Containers.Worker = l.decodeContainer(cb["mothergoose_worker"], mg.Containers.Worker, &diags)
+		mg.Containers.UglyFox = l.decodeContainer(cb["uglyfox_worker"], mg.Containers.UglyFox, &diags)
+	}
+
+	// Queue and triggers must belong to the chosen cloud.
+	q, qb := sub("queue", attrSchema("kind", "name", "visibility_timeout", "dead_letter_after"))
+	cloudOnly(qb, "Queue")
+	defQueue := map[string]string{CloudYandex: "ymq", CloudAWS: "sqs", CloudLocal: "none"}[mg.Cloud]
+	mg.Queue = Queue{
+		Kind:              q.enum("kind", defQueue, "ymq", "sqs", "none"),
+		Name:              q.name("name", "gosling-events"),
+		VisibilityTimeout: q.duration("visibility_timeout", Duration(5*time.Minute), Duration(time.Second), Duration(12*time.Hour)),
+		DeadLetterAfter:   q.integer("dead_letter_after", 5, 1, 1000),
+	}
+	l.checkCloudMatch(q, "kind", mg.Cloud, mg.Queue.Kind, map[string]string{"ymq": CloudYandex, "sqs": CloudAWS}, &diags)
+
+	tr, tb := sub("triggers", attrSchema("kind"))
+	cloudOnly(tb, "Triggers")
+	defTrig := map[string]string{CloudYandex: "timer", CloudAWS: "eventbridge", CloudLocal: "none"}[mg.Cloud]
+	mg.Triggers = Triggers{Kind: tr.enum("kind", defTrig, "timer", "eventbridge", "none")}
+	l.checkCloudMatch(tr, "kind", mg.Cloud, mg.Triggers.Kind, map[string]string{"timer": CloudYandex, "eventbridge": CloudAWS}, &diags)
+
+	// Database.
+	db, dbb := sub("database", attrSchema("engine", "endpoint", "name", "dsn", "path"))
+	defDB := map[string]string{CloudYandex: "ydb", CloudAWS: "dynamodb", CloudLocal: "sqlite"}[mg.Cloud]
+	mg.Database = Database{
+		Engine:   db.enum("engine", defDB, "sqlite", "postgresql", "ydb", "dynamodb"),
+		Endpoint: db.str("endpoint", ""),
+		Name:     db.str("name", ""),
+		DSN:      l.secret(db, "dsn"),
+		Path:     db.str("path", ""),
+	}
+	l.checkCloudMatch(db, "engine", mg.Cloud, mg.Database.Engine, map[string]string{"ydb": CloudYandex, "dynamodb": CloudAWS}, &diags)
+	dbRange := b.DefRange
+	if dbb != nil {
+		dbRange = dbb.DefRange
+	}
+	switch mg.Database.Engine {
+	case "sqlite":
+		if mg.Database.Path == "" {
+			mg.Database.Path = ".gosling/gosling.db"
+		}
+		if mg.Cloud != CloudLocal {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "SQLite needs a single server",
+				Detail:  "SQLite is the embedded default for cloud = \"local\". Serverless containers on a cloud share no disk: use postgresql, ydb (Yandex) or dynamodb (AWS).",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "postgresql":
+		if mg.Database.DSN.IsZero() {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Missing database DSN",
+				Detail:  "PostgreSQL needs dsn, a secret URI holding the connection string, such as dsn = \"vault://gosling/postgres/dsn\".",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "ydb":
+		if mg.Database.Endpoint == "" || mg.Database.Name == "" {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Missing YDB endpoint",
+				Detail:  "YDB needs endpoint (grpcs://ydb.serverless.yandexcloud.net:2135) and name (the database path, /ru-central1/b1g.../etn...).",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "dynamodb":
+		if mg.Database.Name == "" {
+			mg.Database.Name = "gosling"
+		}
+	}
+
+	// Secret backends.
+	mg.Secrets = l.decodeSecrets(blocks["secrets"], mg.Cloud, &diags)
+
+	// Runner providers.
+	mg.Providers = map[string]Provider{}
+	for _, pb := range providers {
+		name := pb.Labels[0]
+		if prev, dup := decl.providers[name]; dup {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Duplicate provider",
+				Detail:  fmt.Sprintf("Provider %q was already configured at %s.", name, at(prev)),
+				Subject: pb.DefRange.Ptr(),
+			})
+			continue
+		}
+		p, ok := l.decodeProvider(pb, &diags)
+		if ok {
+			decl.providers[name] = pb.DefRange
+			mg.Providers[name] = p
+		}
+	}
+	if len(providers) == 0 {
+		mg.Providers[mg.Cloud] = Provider{Name: mg.Cloud}
+	}
+
+	// The Nest repository itself.
+	n, _ := sub("nest", attrSchema("project", "ref"))
+	mg.Nest = NestSource{Project: n.str("project", ""), Ref: n.str("ref", "main")}
+	if mg.Nest.Project != "" {
+		if err := validProjectPath(mg.Nest.Project); err != nil {
+			n.errorf("project", "Invalid project path", "%v.", err)
+		}
+	}
+	return decl, diags
+}
+
+func defaultContainer(cpu float64, mem Size, minI, maxI, conc int) Container {
+	return Container{Image: "", CPU: cpu, Memory: mem, MinInstances: minI, MaxInstances: maxI, Concurrency: conc, Timeout: Duration(10 * time.Minute)}
+}
+
+func (l *loader) decodeContainer(b *hcl.Block, def Container, diags *hcl.Diagnostics) Container {
+	if b == nil {
+		return def
+	}
+	c, d := b.Body.Content(containerSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, c.Attributes, diags)
+	out := Container{
+		Image:        a.str("image", def.Image),
+		CPU:          a.number("cpu", def.CPU, 0.1, 8),
+		Memory:       a.size("memory", def.Memory, 128*MiB, 32*GiB),
+		MinInstances: a.integer("min_instances", def.MinInstances, 0, 100),
+		MaxInstances: a.integer("max_instances", def.MaxInstances, 1, 1000),
+		Concurrency:  a.integer("concurrency", def.Concurrency, 1, 256),
+		Timeout:      a.duration("timeout", def.Timeout, Duration(time.Second), Duration(time.Hour)),
+	}
+	if out.MinInstances > out.MaxInstances {
+		a.errorf("min_instances", "Minimum above maximum", "min_instances (%d) is greater than max_instances (%d).", out.MinInstances, out.MaxInstances)
+	}
+	return out
+}
+
+// checkCloudMatch rejects a service of the other cloud, such as SQS on Yandex.
+func (l *loader) checkCloudMatch(a *attrs, attr, cloud, value string, owner map[string]string, diags *hcl.Diagnostics) {
+	o, ok := owner[value]
+	if !ok || o == cloud || !a.has(attr) {
+		return
+	}
+	var same []string
+	for v, c := range owner {
+		if c == cloud {
+			same = append(same, v)
+		}
+	}
+	hint := ""
+	if len(same) == 1 {
+		hint = fmt.Sprintf(" On %s use %q.", cloud, same[0])
+	}
+	a.errorf(attr, "Service of another cloud", "%q is a %s service but MotherGoose runs on %s.%s", value, o, cloud, hint)
+}
+
+var secretBackendBlocks = map[string]string{
+	"lockbox": SchemeLockbox, "aws_sm": SchemeAWSSM, "vault": SchemeVault, "local": SchemeLocal,
+}
+
+func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostics) Secrets {
+	s := Secrets{CacheTTL: Duration(5 * time.Minute), Backends: map[string]SecretBackend{}}
+	if b == nil {
+		if cloud == CloudLocal {
+			s.Backend = SchemeLocal
+			s.Backends[SchemeLocal] = SecretBackend{Scheme: SchemeLocal, CacheTTL: s.CacheTTL, Path: ".gosling/secrets"}
+		}
+		return s
+	}
+	l.secretsBlock = b.DefRange.Ptr()
+	c, d := b.Body.Content(&hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "backend"}, {Name: "cache_ttl"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "lockbox"}, {Type: "aws_sm"}, {Type: "vault"}, {Type: "local"}},
+	})
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, c.Attributes, diags)
+	s.CacheTTL = a.duration("cache_ttl", s.CacheTTL, 0, Duration(24*time.Hour))
+	for typ, blk := range singleBlocks(c.Blocks, diags) {
+		scheme := secretBackendBlocks[typ]
+		bc, d := blk.Body.Content(attrSchema("cache_ttl", "folder_id", "region", "address", "auth", "mount", "role", "path"))
+		*diags = append(*diags, d...)
+		ba := newAttrs(l.ctx, bc.Attributes, diags)
+		sb := SecretBackend{Scheme: scheme, CacheTTL: ba.duration("cache_ttl", s.CacheTTL, 0, Duration(24*time.Hour))}
+		allowed := map[string][]string{
+			"lockbox": {"folder_id"}, "aws_sm": {"region"}, "vault": {"address", "auth", "mount", "role"}, "local": {"path"},
+		}[typ]
+		for name := range bc.Attributes {
+			ok := name == "cache_ttl"
+			for _, x := range allowed {
+				ok = ok || x == name
+			}
+			if !ok {
+				ba.errorf(name, "Unsupported argument", "A %s block takes %s and cache_ttl, not %q.", typ, quoteList(allowed), name)
+			}
+		}
+		switch typ {
+		case "lockbox":
+			sb.FolderID = ba.str("folder_id", "")
+		case "aws_sm":
+			sb.Region = ba.str("region", "")
+		case "vault":
+			sb.Address = ba.str("address", "")
+			sb.Auth = ba.enum("auth", "token", "token", "approle", "kubernetes")
+			sb.Mount = ba.str("mount", "secret")
+			sb.Role = ba.str("role", "")
+			if sb.Address == "" {
+				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing Vault address",
+					Detail: "Set address = \"https://vault.example.com:8200\".", Subject: blk.DefRange.Ptr()})
+			}
+			if sb.Auth != "token" && sb.Role == "" {
+				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing Vault role",
+					Detail: fmt.Sprintf("Vault %s auth needs role.", sb.Auth), Subject: blk.DefRange.Ptr()})
+			}
+		case "local":
+			sb.Path = ba.str("path", ".gosling/secrets")
+			if cloud != CloudLocal {
+				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Local secret backend outside development",
+					Detail: "The local backend is an encrypted file for the embedded development setup, not for production.", Subject: blk.DefRange.Ptr()})
+			}
+		}
+		s.Backends[scheme] = sb
+	}
+	s.Backend = a.enum("backend", "", SecretSchemes...)
+	if s.Backend == "" {
+		switch {
+		case len(s.Backends) == 1:
+			for k := range s.Backends {
+				s.Backend = k
+			}
+		case cloud == CloudYandex && s.Backends[SchemeLockbox].Scheme != "":
+			s.Backend = SchemeLockbox
+		case cloud == CloudAWS && s.Backends[SchemeAWSSM].Scheme != "":
+			s.Backend = SchemeAWSSM
+		}
+	}
+	if s.Backend != "" {
+		if _, ok := s.Backends[s.Backend]; !ok {
+			rng := a.rng("backend")
+			if rng == nil {
+				rng = b.DefRange.Ptr()
+			}
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Secret backend not configured",
+				Detail:  fmt.Sprintf("backend is %q but the secrets block has no %s block. Add it.", s.Backend, blockForScheme(s.Backend)),
+				Subject: rng,
+			})
+		}
+	}
+	return s
+}
+
+func blockForScheme(scheme string) string {
+	for b, s := range secretBackendBlocks {
+		if s == scheme {
+			return b
+		}
+	}
+	return scheme
+}
+
+func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider, bool) {
+	name := b.Labels[0]
+	var schema *hcl.BodySchema
+	switch name {
+	case CloudYandex:
+		schema = attrSchema("folder_id", "zone", "subnet_id", "service_account_key")
+	case CloudAWS:
+		schema = attrSchema("region", "role_arn", "subnets", "cluster")
+	case CloudLocal:
+		schema = attrSchema("state_dir")
+	default:
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Unknown provider",
+			Detail:  fmt.Sprintf("Runners run on %s; got %q.%s", quoteList(runnerClouds), name, didYouMean(name, runnerClouds)),
+			Subject: b.LabelRanges[0].Ptr(),
+		})
+		return Provider{}, false
+	}
+	c, d := b.Body.Content(schema)
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, c.Attributes, diags)
+	p := Provider{Name: name}
+	switch name {
+	case CloudYandex:
+		p.FolderID = a.str("folder_id", "")
+		p.Zone = a.str("zone", "ru-central1-a")
+		p.SubnetID = a.str("subnet_id", "")
+		p.ServiceAccountKey = l.secret(a, "service_account_key")
+		if p.FolderID == "" {
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing folder",
+				Detail: "The yandex provider needs folder_id, the folder runners are made in.", Subject: b.DefRange.Ptr()})
+		}
+	case CloudAWS:
+		p.Region = a.str("region", "")
+		p.RoleARN = a.str("role_arn", "")
+		p.Subnets = a.strings("subnets")
+		p.Cluster = a.str("cluster", "gosling-runners")
+		if p.Region == "" {
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing region",
+				Detail: "The aws provider needs region, such as region = \"eu-central-1\".", Subject: b.DefRange.Ptr()})
+		}
+	case CloudLocal:
+		p.StateDir = a.str("state_dir", ".gosling/tofu")
+	}
+	return p, true
+}

@@ -1,0 +1,404 @@
+package fly
+
+// The types in this file are the plain, JSON-serialisable result of loading a
+// Nest. They hold no HCL or cty values, so workflows can take them as input.
+
+// Nest is a whole, type-checked Nest repository.
+type Nest struct {
+	// Dir is the directory the Nest was loaded from.
+	Dir string `json:"dir"`
+	// Eggs holds every egg and eggsbucket, sorted by name.
+	Eggs []Egg `json:"eggs"`
+	// Jobs holds every self-management job, sorted by name.
+	Jobs []Job `json:"jobs"`
+	// UglyFox is the pruning configuration (UF/config.fly). When the file is
+	// absent it holds the defaults.
+	UglyFox UglyFox `json:"uglyfox"`
+	// MotherGoose is the server infrastructure (MG/config.fly).
+	MotherGoose MotherGoose `json:"mothergoose"`
+}
+
+// Egg returns the egg or bucket with the given name.
+func (n *Nest) Egg(name string) (*Egg, bool) {
+	for i := range n.Eggs {
+		if n.Eggs[i].Name == name {
+			return &n.Eggs[i], true
+		}
+	}
+	return nil, false
+}
+
+// Job returns the job with the given name.
+func (n *Nest) Job(name string) (*Job, bool) {
+	for i := range n.Jobs {
+		if n.Jobs[i].Name == name {
+			return &n.Jobs[i], true
+		}
+	}
+	return nil, false
+}
+
+// EggKind tells a single-project egg from a bucket.
+type EggKind string
+
+// Egg kinds.
+const (
+	KindEgg    EggKind = "egg"
+	KindBucket EggKind = "eggsbucket"
+)
+
+// Egg is one GitLab project (KindEgg) or a bucket of projects or a group
+// (KindBucket) sharing one runner configuration.
+type Egg struct {
+	Name string  `json:"name"`
+	Kind EggKind `json:"kind"`
+	// File is the path of the file that declares the egg, relative to the Nest.
+	File string `json:"file"`
+	// Version is a content hash of the declaring file: it changes whenever the
+	// egg's configuration may have changed.
+	Version string `json:"version"`
+
+	GitLab GitLab `json:"gitlab"`
+	// Projects lists the projects the egg serves: exactly one for an egg, one
+	// or more for a bucket that lists repositories.
+	Projects []ProjectRef `json:"projects,omitempty"`
+	// Group is set for a bucket that serves a whole GitLab group.
+	Group *GroupRef `json:"group,omitempty"`
+
+	Runner Runner    `json:"runner"`
+	Apex   Pool      `json:"apex"`
+	Nadir  Pool      `json:"nadir"`
+	Rift   *RiftSpec `json:"rift,omitempty"`
+}
+
+// GitLab says which GitLab instance an egg lives on and how Gosling talks to it.
+type GitLab struct {
+	// Host is the instance's host name (gitlab.com, a self-managed host or a
+	// GitLab Dedicated tenant), optionally with a port.
+	Host string `json:"host"`
+	// Flavor is "saas", "self-managed" or "dedicated".
+	Flavor string `json:"flavor"`
+	// Insecure selects plain HTTP; only meant for local test servers.
+	Insecure bool `json:"insecure,omitempty"`
+	// Token is the API token (create_runner and api scopes).
+	Token SecretRef `json:"token"`
+	// WebhookSecret is the secret GitLab sends in X-Gitlab-Token.
+	WebhookSecret SecretRef `json:"webhook_secret"`
+}
+
+// BaseURL is the instance's base URL, such as https://gitlab.com.
+func (g GitLab) BaseURL() string {
+	if g.Insecure {
+		return "http://" + g.Host
+	}
+	return "https://" + g.Host
+}
+
+// ProjectRef names a GitLab project by numeric ID, by path with namespace, or by both.
+type ProjectRef struct {
+	ID   int64  `json:"id,omitempty"`
+	Path string `json:"path,omitempty"`
+}
+
+// String is the path when known, else the ID.
+func (p ProjectRef) String() string {
+	if p.Path != "" {
+		return p.Path
+	}
+	return itoa(p.ID)
+}
+
+// GroupRef names a GitLab group whose projects a bucket serves.
+type GroupRef struct {
+	ID               int64 `json:"id"`
+	IncludeSubgroups bool  `json:"include_subgroups"`
+}
+
+// Runner types.
+const (
+	RunnerServerless = "serverless"
+	RunnerVM         = "vm"
+	RunnerAuto       = "auto"
+)
+
+// Clouds runners can run on. "local" is the embedded development provider.
+const (
+	CloudYandex = "yandex"
+	CloudAWS    = "aws"
+	CloudLocal  = "local"
+)
+
+// Runner is the shape of the runners an egg gets.
+type Runner struct {
+	// Type is serverless, vm or auto.
+	Type string `json:"type"`
+	// Clouds is the cloud preference order.
+	Clouds []string `json:"clouds"`
+	// CPU is the number of vCPUs (fractions allowed for serverless).
+	CPU    float64 `json:"cpu"`
+	Memory Size    `json:"memory"`
+	Disk   Size    `json:"disk"`
+	// MaxConcurrent bounds the runners of this egg that run jobs at once.
+	MaxConcurrent int `json:"max_concurrent"`
+	// JobsPerRunner is the gitlab-runner "concurrent" setting of one runner.
+	JobsPerRunner int      `json:"jobs_per_runner"`
+	Tags          []string `json:"tags"`
+	RunUntagged   bool     `json:"run_untagged"`
+	Image         string   `json:"image"`
+	// ExpectedJobDuration feeds the auto runner type: jobs expected to finish
+	// within the cloud's serverless limit get serverless runners.
+	ExpectedJobDuration Duration `json:"expected_job_duration"`
+	// Env are environment variables for jobs; values may be secret URIs.
+	Env map[string]EnvValue `json:"env,omitempty"`
+	// Module is an optional OpenTofu module source replacing the built-in one.
+	Module string `json:"module,omitempty"`
+}
+
+// EnvValue is a plain value or a reference to a secret.
+type EnvValue struct {
+	Value  string    `json:"value,omitempty"`
+	Secret SecretRef `json:"secret,omitempty"`
+}
+
+// Pool holds the limits of an Apex or Nadir pool.
+type Pool struct {
+	Min         int      `json:"min"`
+	Max         int      `json:"max"`
+	IdleTimeout Duration `json:"idle_timeout"`
+}
+
+// RiftSpec configures the optional Rift cache and remote container context.
+type RiftSpec struct {
+	Enabled bool `json:"enabled"`
+	// Engine is docker, podman or nerdctl.
+	Engine string `json:"engine"`
+	// Cache is the size of the shared build cache.
+	Cache Size `json:"cache"`
+	// Endpoint is an existing Rift server; empty means Gosling runs one.
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// Job kinds.
+const (
+	JobSecretRotation    = "secret_rotation"
+	JobNestUpdate        = "nest_update"
+	JobRunnerImageUpdate = "runner_image_update"
+	JobCustom            = "custom"
+)
+
+// Job is a self-management job that Gosling runs on a cron schedule.
+type Job struct {
+	Name    string `json:"name"`
+	File    string `json:"file"`
+	Version string `json:"version"`
+	// Schedule is a five-field cron expression (or a @descriptor).
+	Schedule string `json:"schedule"`
+	Timezone string `json:"timezone"`
+	Kind     string `json:"kind"`
+	Enabled  bool   `json:"enabled"`
+	// Timeout bounds one run.
+	Timeout Duration `json:"timeout"`
+	// Runner says where the job runs: on an egg's runners or on runners with tags.
+	Runner JobRunner `json:"runner"`
+	// Params are the kind's parameters.
+	Params map[string]any `json:"params,omitempty"`
+}
+
+// JobRunner selects the runner of a job.
+type JobRunner struct {
+	Egg      string   `json:"egg,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+	Image    string   `json:"image,omitempty"`
+	Elevated bool     `json:"elevated"`
+}
+
+// Policy actions.
+const (
+	ActionTerminate = "terminate"
+	ActionRecycle   = "recycle"
+	ActionDemote    = "demote"
+	ActionNotify    = "notify"
+	ActionIgnore    = "ignore"
+	ActionReap      = "reap"
+	ActionReport    = "report"
+)
+
+// UglyFox is the pruning configuration.
+type UglyFox struct {
+	File     string `json:"file,omitempty"`
+	Schedule string `json:"schedule"`
+	DryRun   bool   `json:"dry_run"`
+
+	Failed    FailedPolicy    `json:"failed"`
+	Old       OldPolicy       `json:"old"`
+	Idle      IdlePolicy      `json:"idle"`
+	Heartbeat HeartbeatPolicy `json:"heartbeat"`
+	Reconcile ReconcilePolicy `json:"reconcile"`
+	Audit     AuditPolicy     `json:"audit"`
+}
+
+// FailedPolicy terminates runners that fail too often.
+type FailedPolicy struct {
+	Threshold int      `json:"threshold"`
+	Window    Duration `json:"window"`
+	Action    string   `json:"action"`
+}
+
+// OldPolicy recycles runners past their maximum age.
+type OldPolicy struct {
+	MaxAge      Duration `json:"max_age"`
+	NadirMaxAge Duration `json:"nadir_max_age"`
+	Action      string   `json:"action"`
+}
+
+// IdlePolicy demotes or removes idle runners.
+type IdlePolicy struct {
+	Apex   Duration `json:"apex"`
+	Nadir  Duration `json:"nadir"`
+	Action string   `json:"action"`
+}
+
+// HeartbeatPolicy handles runners whose agent went silent.
+type HeartbeatPolicy struct {
+	Timeout Duration `json:"timeout"`
+	Action  string   `json:"action"`
+}
+
+// ReconcilePolicy compares GitLab, cloud and store and reaps orphans.
+type ReconcilePolicy struct {
+	Schedule string `json:"schedule"`
+	Action   string `json:"action"`
+}
+
+// AuditPolicy keeps the audit log.
+type AuditPolicy struct {
+	Retention Duration `json:"retention"`
+}
+
+// MotherGoose describes the servers' own infrastructure.
+type MotherGoose struct {
+	File   string `json:"file,omitempty"`
+	Cloud  string `json:"cloud"`
+	Region string `json:"region"`
+
+	Temporal   Temporal            `json:"temporal"`
+	APIGateway APIGateway          `json:"api_gateway"`
+	Containers Containers          `json:"containers"`
+	Queue      Queue               `json:"queue"`
+	Triggers   Triggers            `json:"triggers"`
+	Database   Database            `json:"database"`
+	Secrets    Secrets             `json:"secrets"`
+	Providers  map[string]Provider `json:"providers"`
+	Nest       NestSource          `json:"nest"`
+}
+
+// Temporal says where the Temporal service is.
+type Temporal struct {
+	Address   string    `json:"address"`
+	Namespace string    `json:"namespace"`
+	TLS       bool      `json:"tls"`
+	APIKey    SecretRef `json:"api_key,omitempty"`
+}
+
+// APIGateway fronts the API.
+type APIGateway struct {
+	Name   string `json:"name"`
+	Domain string `json:"domain,omitempty"`
+	// Auth is the gateway's authorizer function.
+	Auth AuthFunction `json:"auth"`
+}
+
+// AuthFunction checks bearer tokens in front of the REST API.
+type AuthFunction struct {
+	Name     string      `json:"name"`
+	Tokens   []SecretRef `json:"tokens"`
+	CacheTTL Duration    `json:"cache_ttl"`
+}
+
+// Containers holds the serverless containers the servers run in.
+type Containers struct {
+	API     Container `json:"api"`
+	Worker  Container `json:"mothergoose_worker"`
+	UglyFox Container `json:"uglyfox_worker"`
+}
+
+// Container is one serverless container's shape.
+type Container struct {
+	Image        string   `json:"image"`
+	CPU          float64  `json:"cpu"`
+	Memory       Size     `json:"memory"`
+	MinInstances int      `json:"min_instances"`
+	MaxInstances int      `json:"max_instances"`
+	Concurrency  int      `json:"concurrency"`
+	Timeout      Duration `json:"timeout"`
+}
+
+// Queue is the message queue between gateway and workers.
+type Queue struct {
+	Kind              string   `json:"kind"`
+	Name              string   `json:"name"`
+	VisibilityTimeout Duration `json:"visibility_timeout"`
+	DeadLetterAfter   int      `json:"dead_letter_after"`
+}
+
+// Triggers wake the scheduled parts in the cloud.
+type Triggers struct {
+	Kind string `json:"kind"`
+}
+
+// Database is the store.
+type Database struct {
+	Engine   string    `json:"engine"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	DSN      SecretRef `json:"dsn,omitempty"`
+	Path     string    `json:"path,omitempty"`
+}
+
+// Secrets configures the secret backends.
+type Secrets struct {
+	// Backend is where Gosling writes runner tokens: yc-lockbox, aws-sm, vault or local.
+	Backend  string                   `json:"backend"`
+	CacheTTL Duration                 `json:"cache_ttl"`
+	Backends map[string]SecretBackend `json:"backends"`
+}
+
+// SecretBackend is the configuration of one secret backend.
+type SecretBackend struct {
+	Scheme   string   `json:"scheme"`
+	CacheTTL Duration `json:"cache_ttl"`
+	// FolderID is the Lockbox folder.
+	FolderID string `json:"folder_id,omitempty"`
+	// Region is the AWS region.
+	Region string `json:"region,omitempty"`
+	// Address, Auth, Mount and Role configure Vault.
+	Address string `json:"address,omitempty"`
+	Auth    string `json:"auth,omitempty"`
+	Mount   string `json:"mount,omitempty"`
+	Role    string `json:"role,omitempty"`
+	// Path is the local backend's file.
+	Path string `json:"path,omitempty"`
+}
+
+// Provider holds the credentials and placement of one runner cloud.
+type Provider struct {
+	Name string `json:"name"`
+	// Yandex.
+	FolderID          string    `json:"folder_id,omitempty"`
+	Zone              string    `json:"zone,omitempty"`
+	SubnetID          string    `json:"subnet_id,omitempty"`
+	ServiceAccountKey SecretRef `json:"service_account_key,omitempty"`
+	// AWS.
+	Region   string   `json:"region,omitempty"`
+	RoleARN  string   `json:"role_arn,omitempty"`
+	Subnets  []string `json:"subnets,omitempty"`
+	Cluster  string   `json:"cluster,omitempty"`
+	StateDir string   `json:"state_dir,omitempty"`
+}
+
+// NestSource says where the Nest repository itself lives, so pushes to it
+// reload the configuration.
+type NestSource struct {
+	Project string `json:"project,omitempty"`
+	Ref     string `json:"ref"`
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the external programs that Gosling's build, tests and checks need
+# into bin/ (git-ignored). Idempotent: a tool whose pinned version is already
+# installed is skipped. Usage: scripts/tools.sh [tool...]  (default: all)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/bin"
+mkdir -p "$bin"
+
+STATICCHECK_VERSION=v0.8.2
+TEMPORAL_VERSION=v1.5.1
+TOFU_VERSION=v1.10.6
+WORKFLOWCHECK_VERSION=v0.6.0
+
+# have NAME VERSION: true when bin/NAME was installed at VERSION.
+have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+stamp() { echo "$2" > "$bin/.$1.version"; }
+
+install_staticcheck() {
+  have staticcheck "$STATICCHECK_VERSION" && return
+  echo "tools: installing staticcheck $STATICCHECK_VERSION" >&2
+  GOBIN="$bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+  stamp staticcheck "$STATICCHECK_VERSION"
+}
+
+install_workflowcheck() {
+  have workflowcheck "$WORKFLOWCHECK_VERSION" && return
+  echo "tools: installing workflowcheck $WORKFLOWCHECK_VERSION" >&2
+  GOBIN="$bin" go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
+  stamp workflowcheck "$WORKFLOWCHECK_VERSION"
+}
+
+# The Temporal CLI carries the dev server and its Web UI (about 4 minutes to
+# build the first time).
+install_temporal() {
+  have temporal "$TEMPORAL_VERSION" && return
+  echo "tools: building the Temporal CLI $TEMPORAL_VERSION (a few minutes the first time)" >&2
+  GOBIN="$bin" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_VERSION"
+  stamp temporal "$TEMPORAL_VERSION"
+}
+
+# OpenTofu cannot be installed with `go install` (its go.mod has replace
+# directives): build it inside its downloaded module (about 3 minutes).
+install_tofu() {
+  have tofu "$TOFU_VERSION" && return
+  echo "tools: building OpenTofu $TOFU_VERSION (a few minutes the first time)" >&2
+  local dir
+  dir=$(go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$dir" ]; then
+    echo "tools: could not download github.com/opentofu/opentofu@$TOFU_VERSION" >&2
+    exit 1
+  fi
+  (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/tofu" ./cmd/tofu)
+  stamp tofu "$TOFU_VERSION"
+}
+
+tools=("$@")
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu)
+for t in "${tools[@]}"; do
+  "install_$t"
+done
