@@ -6,10 +6,10 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS :=
-CHECK_TOOLS := staticcheck
+TEST_TOOLS := temporal tofu postgres
+CHECK_TOOLS := staticcheck workflowcheck
 
-.PHONY: all build run test fuzz check bench tools fmt worktree clean
+.PHONY: all build run test fuzz check bench histories tools tools-test tools-check fmt worktree clean
 
 all: build
 
@@ -37,9 +37,14 @@ check: tools-check
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
+	$(BIN)/workflowcheck ./...
 	scripts/check-comments.sh
 	$(GO) run ./cmd/gosling fmt --check $(NEST)
 	$(GO) test -race -count=1 ./...
+
+## histories: re-record the workflow histories the replay tests use.
+histories: tools-test
+	GOSLING_UPDATE_HISTORIES=1 $(GO) test -count=1 ./internal/e2e
 
 ## bench: the benchmarks named in the issues, with memory figures.
 bench: tools-test

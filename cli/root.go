@@ -37,6 +37,8 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdAdd(f),
 		NewCmdValidate(f, nil),
 		NewCmdFmt(f, nil),
+		NewCmdWorker(f, nil),
+		NewCmdAgent(f),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

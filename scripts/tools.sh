@@ -55,8 +55,21 @@ install_tofu() {
   stamp tofu "$TOFU_VERSION"
 }
 
+# PostgreSQL 15 for the store's PostgreSQL tests: Debian's package, when
+# initdb is not already on the machine.
+install_postgres() {
+  if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    return
+  fi
+  echo "tools: installing PostgreSQL from Debian's packages" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres)
 for t in "${tools[@]}"; do
   "install_$t"
 done

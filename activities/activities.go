@@ -1,0 +1,430 @@
+// Package activities holds every side effect of Gosling's workflows: the
+// store, GitLab, secrets and OpenTofu. Workflows call the methods of
+// Activities through a nil pointer, so calls are type-checked.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/tofu"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Error types that retrying cannot fix; workflows match them by name.
+const (
+	ErrTypeGitLabRejected = "GitLabRejected"
+	ErrTypeBadInput       = "BadInput"
+	ErrTypeIllegalState   = "IllegalTransition"
+)
+
+// AgentSettings say how machines get their agent and where it reports.
+type AgentSettings struct {
+	// Binary is the gosling binary local machines run.
+	Binary string
+	// TemporalAddress and Namespace are where agents send their ready signal.
+	TemporalAddress string
+	Namespace       string
+	// SecretsDir is the local secret backend agents read tokens from.
+	SecretsDir       string
+	HeartbeatSeconds int
+	// AgentURL and AgentImage deliver the agent on cloud VMs and containers.
+	AgentURL   string
+	AgentImage string
+}
+
+// Activities holds the dependencies of every activity.
+type Activities struct {
+	Store   store.Store
+	Secrets *secrets.Resolver
+	Tofu    *tofu.Executor
+	Agent   AgentSettings
+	// TokenRef names where a runner's token is stored.
+	TokenRef func(runnerID string) fly.SecretRef
+	// GitLabOptions are passed to every GitLab client (tests shorten retries).
+	GitLabOptions []gitlab.Option
+	Logger        *slog.Logger
+
+	mu      sync.Mutex
+	clients map[string]*gitlab.Client
+}
+
+// gitlabClient returns a client for an egg's GitLab, resolving its API token.
+func (a *Activities) gitlabClient(ctx context.Context, g fly.GitLab) (*gitlab.Client, error) {
+	token, err := a.Secrets.Resolve(ctx, g.Token)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("GitLab API token for %s", g.Host), ErrTypeBadInput, err)
+	}
+	key := g.BaseURL() + "\x00" + string(g.Token) + "\x00" + token
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.clients[key]; ok {
+		return c, nil
+	}
+	opts := append([]gitlab.Option{gitlab.WithLogger(a.logger())}, a.GitLabOptions...)
+	c, err := gitlab.New(g.BaseURL(), token, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if a.clients == nil {
+		a.clients = map[string]*gitlab.Client{}
+	}
+	a.clients[key] = c
+	return c, nil
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// RecordRunnerInput creates a runner's store record.
+type RecordRunnerInput struct {
+	Runner store.Runner `json:"runner"`
+}
+
+// RecordRunner creates the runner's record in state provisioning. A retry
+// that finds the record already there succeeds.
+func (a *Activities) RecordRunner(ctx context.Context, in RecordRunnerInput) error {
+	r := in.Runner
+	r.State = store.StateProvisioning
+	err := a.Store.CreateRunner(ctx, &r)
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// TransitionInput moves a runner to a state, optionally recording fields.
+type TransitionInput struct {
+	RunnerID       string            `json:"runner_id"`
+	To             store.RunnerState `json:"to"`
+	Reason         string            `json:"reason"`
+	Actor          string            `json:"actor"`
+	GitLabRunnerID int64             `json:"gitlab_runner_id,omitempty"`
+	TokenRef       string            `json:"token_ref,omitempty"`
+	Workspace      string            `json:"workspace,omitempty"`
+	Heartbeat      bool              `json:"heartbeat,omitempty"`
+}
+
+// TransitionRunner records a lifecycle transition. An illegal one is not retried.
+func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (store.Runner, error) {
+	r, err := a.Store.Transition(ctx, store.TransitionRequest{
+		RunnerID: in.RunnerID, To: in.To, Reason: in.Reason, Actor: in.Actor,
+		Update: func(r *store.Runner) {
+			if in.GitLabRunnerID != 0 {
+				r.GitLabRunnerID = in.GitLabRunnerID
+			}
+			if in.TokenRef != "" {
+				r.TokenRef = in.TokenRef
+			}
+			if in.Workspace != "" {
+				r.Workspace = in.Workspace
+			}
+			if in.Heartbeat {
+				now := time.Now().UTC()
+				r.LastHeartbeat = &now
+			}
+		},
+	})
+	if errors.Is(err, store.ErrIllegalTransition) {
+		return store.Runner{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeIllegalState, err)
+	}
+	if err != nil {
+		return store.Runner{}, err
+	}
+	return *r, nil
+}
+
+// GetRunner reads a runner's record.
+func (a *Activities) GetRunner(ctx context.Context, id string) (store.Runner, error) {
+	r, err := a.Store.GetRunner(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Runner{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	if err != nil {
+		return store.Runner{}, err
+	}
+	return *r, nil
+}
+
+// CreateGitLabRunnerInput says what runner to register in GitLab.
+type CreateGitLabRunnerInput struct {
+	RunnerID    string     `json:"runner_id"`
+	Egg         string     `json:"egg"`
+	GitLab      fly.GitLab `json:"gitlab"`
+	ProjectID   int64      `json:"project_id,omitempty"`
+	ProjectPath string     `json:"project_path,omitempty"`
+	GroupID     int64      `json:"group_id,omitempty"`
+	Description string     `json:"description"`
+	Tags        []string   `json:"tags"`
+	RunUntagged bool       `json:"run_untagged"`
+	// Paused registers the runner paused (a dormant runner takes no jobs).
+	Paused         bool          `json:"paused,omitempty"`
+	MaximumTimeout time.Duration `json:"maximum_timeout,omitempty"`
+}
+
+// CreateGitLabRunnerResult names the registered runner and where its token is.
+type CreateGitLabRunnerResult struct {
+	GitLabRunnerID int64  `json:"gitlab_runner_id"`
+	TokenRef       string `json:"token_ref"`
+}
+
+// CreateGitLabRunner registers the runner in GitLab and writes its token
+// straight to the secret backend, in one activity, so the token never
+// enters workflow history. A retry first looks for the runner by its unique
+// description and, if found, resets its token instead of making another.
+func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunnerInput) (CreateGitLabRunnerResult, error) {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return CreateGitLabRunnerResult{}, err
+	}
+	ref := a.TokenRef(in.RunnerID)
+	existing, err := gl.FindRunnersByDescription(ctx, in.Description)
+	if err != nil {
+		return CreateGitLabRunnerResult{}, fmt.Errorf("look for runner %s in GitLab: %w", in.Description, err)
+	}
+	var id int64
+	var token string
+	if len(existing) > 0 {
+		id = existing[0].ID
+		for _, extra := range existing[1:] {
+			_ = gl.DeleteRunner(ctx, extra.ID)
+		}
+		token, _, err = gl.ResetRunnerToken(ctx, id)
+		if err != nil {
+			return CreateGitLabRunnerResult{}, fmt.Errorf("reset token of runner %d: %w", id, err)
+		}
+	} else {
+		spec := gitlab.RunnerSpec{
+			Description: in.Description, Tags: in.Tags, RunUntagged: in.RunUntagged,
+			Paused: in.Paused, Locked: true, MaximumTimeout: in.MaximumTimeout,
+		}
+		switch {
+		case in.GroupID != 0:
+			spec.Type, spec.GroupID = "group_type", in.GroupID
+		case in.ProjectID != 0:
+			spec.Type, spec.ProjectID = "project_type", in.ProjectID
+		default:
+			return CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("runner %s has no project or group ID", in.RunnerID), ErrTypeBadInput, nil)
+		}
+		r, err := gl.CreateRunner(ctx, spec)
+		if err != nil {
+			if gitlab.IsForbidden(err) || isBadRequest(err) {
+				return CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+			}
+			return CreateGitLabRunnerResult{}, fmt.Errorf("create runner %s in GitLab: %w", in.Description, err)
+		}
+		id, token = r.ID, r.Token
+	}
+	if _, err := a.Secrets.Put(ctx, ref, token); err != nil {
+		return CreateGitLabRunnerResult{}, fmt.Errorf("store token of runner %s: %w", in.RunnerID, err)
+	}
+	return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, nil
+}
+
+func isBadRequest(err error) bool {
+	var ae *gitlab.APIError
+	return errors.As(err, &ae) && ae.StatusCode == 400
+}
+
+// DeleteGitLabRunnerInput names a runner to remove from GitLab: by ID, or by
+// its description when the ID was never learned.
+type DeleteGitLabRunnerInput struct {
+	GitLab         fly.GitLab `json:"gitlab"`
+	GitLabRunnerID int64      `json:"gitlab_runner_id,omitempty"`
+	Description    string     `json:"description"`
+}
+
+// DeleteGitLabRunner removes the runner from GitLab; a runner already gone
+// counts as removed.
+func (a *Activities) DeleteGitLabRunner(ctx context.Context, in DeleteGitLabRunnerInput) error {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return err
+	}
+	ids := []int64{}
+	if in.GitLabRunnerID != 0 {
+		ids = append(ids, in.GitLabRunnerID)
+	}
+	if in.Description != "" {
+		found, err := gl.FindRunnersByDescription(ctx, in.Description)
+		if err != nil {
+			return err
+		}
+		for _, r := range found {
+			if r.ID != in.GitLabRunnerID {
+				ids = append(ids, r.ID)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := gl.DeleteRunner(ctx, id); err != nil {
+			return fmt.Errorf("delete GitLab runner %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// DeleteRunnerTokenInput names a token to delete; an empty ref means the
+// runner's default location.
+type DeleteRunnerTokenInput struct {
+	RunnerID string `json:"runner_id"`
+	TokenRef string `json:"token_ref,omitempty"`
+}
+
+// DeleteRunnerToken removes the runner's token from the secret backend.
+func (a *Activities) DeleteRunnerToken(ctx context.Context, in DeleteRunnerTokenInput) error {
+	ref := fly.SecretRef(in.TokenRef)
+	if ref == "" {
+		ref = a.TokenRef(in.RunnerID)
+	}
+	return a.Secrets.Delete(ctx, ref)
+}
+
+// ApplyMachineInput describes the machine of one runner.
+type ApplyMachineInput struct {
+	RunnerID      string       `json:"runner_id"`
+	Egg           fly.Egg      `json:"egg"`
+	Cloud         string       `json:"cloud"`
+	Kind          string       `json:"kind"`
+	Running       bool         `json:"running"`
+	Provider      fly.Provider `json:"provider"`
+	TokenRef      string       `json:"token_ref"`
+	MaxRunMinutes int          `json:"max_run_minutes,omitempty"`
+	// ReadyWorkflowID is the workflow the agent signals when ready.
+	ReadyWorkflowID string `json:"ready_workflow_id"`
+}
+
+// ApplyMachineResult describes the applied machine.
+type ApplyMachineResult struct {
+	Workspace string         `json:"workspace"`
+	Outputs   map[string]any `json:"outputs"`
+	Seconds   float64        `json:"seconds"`
+}
+
+// ApplyMachine applies the module of the runner's cloud and kind in the
+// runner's own workspace, heartbeating with OpenTofu's output.
+func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
+	cfg := agent.Config{
+		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
+		SecretsDir: a.Agent.SecretsDir, HeartbeatSeconds: a.Agent.HeartbeatSeconds,
+		Ready: agent.ReadyTarget{
+			TemporalAddress: a.Agent.TemporalAddress, Namespace: a.Agent.Namespace,
+			WorkflowID: in.ReadyWorkflowID, Signal: "runner-ready",
+		},
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return ApplyMachineResult{}, err
+	}
+	state := tofu.PowerStopped
+	if in.Running {
+		state = tofu.PowerRunning
+	}
+	r := in.Egg.Runner
+	m := tofu.Machine{
+		RunnerID: in.RunnerID, Egg: in.Egg.Name, Cloud: in.Cloud, Kind: in.Kind, State: state,
+		CPU: r.CPU, MemoryMiB: tofu.MiB(r.Memory), DiskGiB: tofu.GiB(r.Disk), Image: r.Image,
+		Concurrent: r.JobsPerRunner, Tags: r.Tags, MaxRunMinutes: in.MaxRunMinutes,
+		GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef, AgentConfig: string(cfgJSON),
+		AgentBinary: a.Agent.Binary, StateDir: a.Tofu.StateDir(),
+		AgentURL: a.Agent.AgentURL, AgentImage: a.Agent.AgentImage, Provider: in.Provider,
+	}
+	vars, err := m.Variables()
+	if err != nil {
+		return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	mod := m.Module()
+	mod.Source = r.Module
+	onLine, stop := heartbeater(ctx)
+	defer stop()
+	res, err := a.Tofu.Apply(ctx, tofu.ApplyRequest{
+		Workspace: in.RunnerID, Module: mod, Vars: vars,
+		Labels: map[string]string{"runner": in.RunnerID, "egg": in.Egg.Name, "cloud": in.Cloud, "kind": in.Kind},
+		OnLine: onLine,
+	})
+	if err != nil {
+		return ApplyMachineResult{}, err
+	}
+	return ApplyMachineResult{Workspace: in.RunnerID, Outputs: res.Outputs, Seconds: res.Duration.Seconds()}, nil
+}
+
+// DestroyMachineInput names a runner's workspace.
+type DestroyMachineInput struct {
+	RunnerID  string `json:"runner_id"`
+	Workspace string `json:"workspace,omitempty"`
+}
+
+// DestroyMachine destroys everything the runner's workspace made. A
+// workspace that never existed is already destroyed.
+func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput) error {
+	ws := in.Workspace
+	if ws == "" {
+		ws = in.RunnerID
+	}
+	onLine, stop := heartbeater(ctx)
+	defer stop()
+	return a.Tofu.Destroy(ctx, ws, onLine)
+}
+
+// heartbeater turns OpenTofu's output into activity heartbeats: the latest
+// line as progress, at least every few seconds even while OpenTofu is
+// silent, so a dead worker is noticed by its heartbeat timeout and not by
+// the (long) start-to-close timeout. Call stop when the command ends.
+func heartbeater(ctx context.Context) (onLine func(string), stop func()) {
+	if !activity.IsActivity(ctx) {
+		return nil, func() {}
+	}
+	var mu sync.Mutex
+	last := "starting"
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				mu.Lock()
+				line := last
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, line)
+			}
+		}
+	}()
+	var once sync.Once
+	return func(line string) {
+			mu.Lock()
+			last = line
+			mu.Unlock()
+		}, func() {
+			once.Do(func() { close(done) })
+		}
+}
+
+// LocalTokenRef stores runner tokens in the local backend (development).
+func LocalTokenRef(runnerID string) fly.SecretRef {
+	return fly.SecretRef("local://runners/" + runnerID + "/token")
+}
+
+// MachineDir is where the local provider keeps a runner's machine.
+func MachineDir(stateDir, runnerID string) string {
+	return filepath.Join(stateDir, "machines", runnerID)
+}

@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/tofu"
+	gworker "github.com/gosling-ci/gosling/worker"
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+)
+
+// WorkerOptions are the inputs of `gosling worker`.
+type WorkerOptions struct {
+	IO       *IOStreams
+	Logger   *slog.Logger
+	Queue    string
+	Temporal TemporalFlags
+	Runtime  RuntimeFlags
+	MaxActs  int
+}
+
+// RuntimeFlags say where a process keeps its state on this machine.
+type RuntimeFlags struct {
+	// Store is the store DSN (sqlite://... or postgres://...).
+	Store string
+	// StateDir holds tofu workspaces, machines and local secrets.
+	StateDir string
+	// Tofu is the OpenTofu binary.
+	Tofu string
+}
+
+func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
+	env := func(name, def string) string {
+		if v, ok := getenv(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	cmd.Flags().StringVar(&r.StateDir, "state-dir", env("GOSLING_STATE_DIR", ".gosling"), "directory for tofu workspaces, local machines and local secrets ($GOSLING_STATE_DIR)")
+	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH or postgres://... (default sqlite in --state-dir) ($GOSLING_STORE)")
+	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
+}
+
+func (r *RuntimeFlags) storeDSN() string {
+	if r.Store != "" {
+		return r.Store
+	}
+	return "sqlite://" + filepath.Join(r.StateDir, "gosling.db")
+}
+
+func (r *RuntimeFlags) tofuBinary() (string, error) {
+	if r.Tofu != "" {
+		return r.Tofu, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "tofu")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("tofu"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("no OpenTofu binary: run `make tools` or pass --tofu")
+}
+
+// Deps are the opened dependencies of a worker process.
+type Deps struct {
+	Store      store.Store
+	Secrets    *secrets.Resolver
+	Local      *secrets.Local
+	Tofu       *tofu.Executor
+	Activities *activities.Activities
+}
+
+// OpenDeps opens the store, the local secret backend and OpenTofu.
+func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.Logger) (*Deps, error) {
+	abs, err := filepath.Abs(r.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, r.storeDSN())
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	local, err := secrets.OpenLocal(filepath.Join(abs, "secrets"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	bin, err := r.tofuBinary()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	ex, err := tofu.New(bin, filepath.Join(abs, "tofu"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	res := secrets.NewResolver(local)
+	acts := &activities.Activities{
+		Store: st, Secrets: res, Tofu: ex, Logger: log,
+		TokenRef: activities.LocalTokenRef,
+		Agent: activities.AgentSettings{
+			Binary: self, TemporalAddress: t.Address, Namespace: t.Namespace,
+			SecretsDir: local.Dir(), HeartbeatSeconds: 5,
+		},
+	}
+	return &Deps{Store: st, Secrets: res, Local: local, Tofu: ex, Activities: acts}, nil
+}
+
+// NewCmdWorker builds `gosling worker`.
+func NewCmdWorker(f *Factory, runF func(*WorkerOptions) error) *cobra.Command {
+	opts := &WorkerOptions{IO: f.IO, Logger: f.Logger}
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a Temporal worker for the mothergoose or uglyfox task queue",
+		Long: `Worker connects to Temporal and runs Gosling's workflows and activities for
+one task queue: mothergoose (provisioning, pools) or uglyfox (pruning and
+reconciliation). Run any number of replicas; they share the work.
+
+Runners are made by OpenTofu in per-runner workspaces under --state-dir;
+runner tokens go to the secret backend, never to disk in plain text.`,
+		Example: `  gosling worker --queue mothergoose
+  gosling worker --queue mothergoose --temporal-address temporal.example.com:7233 \
+    --temporal-namespace gosling --temporal-tls --store postgres://gosling@db/gosling`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return workerRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Queue, "queue", "mothergoose", "task queue: mothergoose or uglyfox")
+	cmd.Flags().IntVar(&opts.MaxActs, "max-concurrent-activities", 0, "bound on parallel activities (0: SDK default)")
+	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	opts.Runtime.register(cmd, f.Getenv)
+	return cmd
+}
+
+func workerRun(ctx context.Context, opts *WorkerOptions) error {
+	deps, err := opts.Runtime.OpenDeps(ctx, opts.Temporal, opts.Logger)
+	if err != nil {
+		return err
+	}
+	defer deps.Store.Close()
+	co, err := opts.Temporal.Options(opts.Logger)
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, co)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
+	}
+	defer c.Close()
+	w, err := gworker.New(c, opts.Queue, deps.Activities, gworker.Options{MaxConcurrentActivities: opts.MaxActs})
+	if err != nil {
+		return flagErrorf("%v", err)
+	}
+	opts.Logger.Info("worker started", "queue", opts.Queue, "temporal", opts.Temporal.Address, "namespace", opts.Temporal.Namespace, "state_dir", opts.Runtime.StateDir)
+	stop := make(chan any)
+	go func() {
+		<-ctx.Done()
+		close(stop)
+	}()
+	if err := w.Run(stop); err != nil {
+		return err
+	}
+	opts.Logger.Info("worker stopped")
+	return nil
+}

@@ -1,0 +1,377 @@
+// Package agent is the process that lives on a runner's machine: it checks
+// the runner's token with GitLab, tells MotherGoose it is ready, heartbeats,
+// and stops cleanly. On the local provider the "machine" is this process
+// itself, launched and stopped by OpenTofu through `gosling agent`.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"go.temporal.io/sdk/client"
+)
+
+// Config is the agent's configuration. It names the runner token's secret
+// URI; the token itself is resolved at run time and never written down.
+type Config struct {
+	RunnerID   string `json:"runner_id"`
+	Egg        string `json:"egg"`
+	GitLabURL  string `json:"gitlab_url"`
+	TokenRef   string `json:"token_ref"`
+	SecretsDir string `json:"secrets_dir,omitempty"`
+	// Ready says where to send the ready signal.
+	Ready ReadyTarget `json:"ready"`
+	// HeartbeatSeconds is how often the agent writes its heartbeat.
+	HeartbeatSeconds int `json:"heartbeat_seconds,omitempty"`
+}
+
+// ReadyTarget is the Temporal workflow that waits for this runner.
+type ReadyTarget struct {
+	TemporalAddress string `json:"temporal_address"`
+	Namespace       string `json:"namespace"`
+	WorkflowID      string `json:"workflow_id"`
+	Signal          string `json:"signal"`
+}
+
+// Ready is the payload of the ready signal. Its JSON matches the workflow's
+// contract (workflows.RunnerReady).
+type Ready struct {
+	RunnerID string    `json:"runner_id"`
+	PID      int       `json:"pid"`
+	Host     string    `json:"host"`
+	At       time.Time `json:"at"`
+}
+
+const (
+	configFile    = "config.json"
+	pidFile       = "agent.pid"
+	logFile       = "agent.log"
+	heartbeatFile = "heartbeat"
+)
+
+// Launch starts the agent in the background for the machine in workDir,
+// unless it is already running there (a retried apply must not start a
+// second one). self is the gosling binary.
+func Launch(self, workDir string, cfg Config, maxRun time.Duration) error {
+	if cfg.RunnerID == "" {
+		return errors.New("agent config has no runner_id")
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return err
+	}
+	if pid, ok := alivePID(workDir); ok {
+		_ = pid
+		return nil
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(workDir, configFile), b, 0o600); err != nil {
+		return err
+	}
+	return start(self, workDir, maxRun)
+}
+
+func start(self, workDir string, maxRun time.Duration) error {
+	logf, err := os.OpenFile(filepath.Join(workDir, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{"agent", "run", "--work-dir", workDir}
+	if maxRun > 0 {
+		args = append(args, "--max-run", maxRun.String())
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = workDir
+	// A session of its own: the agent outlives the tofu process that made it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(workDir, pidFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		_ = cmd.Process.Kill()
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// Stop ends the agent of workDir (resuming it first if it is stopped) and
+// waits for it to exit. Stopping an agent that is not running succeeds.
+func Stop(workDir string, grace time.Duration) error {
+	pid, ok := alivePID(workDir)
+	if ok {
+		p, _ := os.FindProcess(pid)
+		_ = p.Signal(syscall.SIGCONT)
+		_ = p.Signal(syscall.SIGTERM)
+		deadline := time.Now().Add(grace)
+		for processAlive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if processAlive(pid) {
+			_ = p.Signal(syscall.SIGKILL)
+			for processAlive(pid) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Power stops (SIGSTOP: a dormant Nadir machine) or resumes (SIGCONT: Apex)
+// the agent. Resuming a machine whose process is gone boots it again.
+func Power(self, workDir, state string) error {
+	pid, ok := alivePID(workDir)
+	switch state {
+	case "stopped":
+		if !ok {
+			return nil
+		}
+		p, _ := os.FindProcess(pid)
+		return p.Signal(syscall.SIGSTOP)
+	case "running":
+		if !ok {
+			return start(self, workDir, 0)
+		}
+		if processState(pid) != "T" {
+			return nil // already running: nothing to resume
+		}
+		p, _ := os.FindProcess(pid)
+		return p.Signal(syscall.SIGCONT)
+	}
+	return fmt.Errorf("power state %q: want running or stopped", state)
+}
+
+// Status reports the agent process of workDir: its PID, whether it is alive
+// and whether it is stopped (dormant).
+type Status struct {
+	PID           int       `json:"pid"`
+	Alive         bool      `json:"alive"`
+	Stopped       bool      `json:"stopped"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+}
+
+// Inspect returns the agent's status in workDir.
+func Inspect(workDir string) Status {
+	var s Status
+	s.PID, s.Alive = alivePID(workDir)
+	if s.Alive {
+		s.Stopped = processState(s.PID) == "T"
+	}
+	if b, err := os.ReadFile(filepath.Join(workDir, heartbeatFile)); err == nil {
+		s.LastHeartbeat, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	}
+	return s
+}
+
+func alivePID(workDir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(workDir, pidFile))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if !processAlive(pid) {
+		return pid, false
+	}
+	// The PID may have been reused: it must be an agent of this work dir.
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if !strings.Contains(string(cmdline), workDir) {
+		return pid, false
+	}
+	return pid, true
+}
+
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	st := processState(pid)
+	return st != "" && st != "Z" && st != "X"
+}
+
+// processState is the one-letter state from /proc/PID/stat (R, S, T, Z...).
+func processState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// Run is the agent itself: check the token with GitLab, signal readiness,
+// heartbeat until told to stop or the deadline passes. A SIGCONT (the
+// machine resumed from Nadir) re-checks and re-signals.
+func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Logger) error {
+	if maxRun > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxRun)
+		defer cancel()
+	}
+	cont := make(chan os.Signal, 1)
+	signal.Notify(cont, syscall.SIGCONT)
+	defer signal.Stop(cont)
+
+	cfg, err := readConfig(workDir)
+	if err != nil {
+		return err
+	}
+	interval := time.Duration(max(cfg.HeartbeatSeconds, 1)) * time.Second
+	if err := retryReady(ctx, cfg, log); err != nil {
+		return err
+	}
+	beat := time.NewTicker(interval)
+	defer beat.Stop()
+	for {
+		_ = os.WriteFile(filepath.Join(workDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				log.Info("deadline reached; exiting", "runner", cfg.RunnerID)
+			} else {
+				log.Info("stopping", "runner", cfg.RunnerID)
+			}
+			return nil
+		case <-cont:
+			log.Info("resumed", "runner", cfg.RunnerID)
+			if cfg, err = readConfig(workDir); err != nil {
+				return err
+			}
+			if err := retryReady(ctx, cfg, log); err != nil {
+				return err
+			}
+		case <-beat.C:
+		}
+	}
+}
+
+// retryReady repeats becomeReady until it succeeds, the token is rejected
+// (retrying cannot help), or ctx ends. A machine boots before everything it
+// needs may be reachable, so transient failures are logged, not fatal.
+func retryReady(ctx context.Context, cfg Config, log *slog.Logger) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := becomeReady(ctx, cfg, log)
+		if err == nil || gitlab.IsForbidden(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("not ready yet; retrying", "runner", cfg.RunnerID, "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+func readConfig(workDir string) (Config, error) {
+	var cfg Config
+	b, err := os.ReadFile(filepath.Join(workDir, configFile))
+	if err != nil {
+		return cfg, err
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("agent config: %w", err)
+	}
+	return cfg, nil
+}
+
+// becomeReady verifies the token and signals the waiting workflow, retrying
+// transient failures until ctx ends.
+func becomeReady(ctx context.Context, cfg Config, log *slog.Logger) error {
+	token, err := resolveToken(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	gl, err := gitlab.NewRunnerClient(cfg.GitLabURL)
+	if err != nil {
+		return err
+	}
+	if err := retry(ctx, func() error { return gl.VerifyRunner(ctx, token) }); err != nil {
+		return fmt.Errorf("verify runner %s with GitLab: %w", cfg.RunnerID, err)
+	}
+	log.Info("runner token verified", "runner", cfg.RunnerID)
+	if cfg.Ready.WorkflowID == "" {
+		return nil
+	}
+	c, err := client.Dial(client.Options{HostPort: cfg.Ready.TemporalAddress, Namespace: cfg.Ready.Namespace, Logger: slogAdapter{log}})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal: %w", err)
+	}
+	defer c.Close()
+	host, _ := os.Hostname()
+	payload := Ready{RunnerID: cfg.RunnerID, PID: os.Getpid(), Host: host, At: time.Now().UTC()}
+	err = retry(ctx, func() error {
+		return c.SignalWorkflow(ctx, cfg.Ready.WorkflowID, "", cfg.Ready.Signal, payload)
+	})
+	if err != nil {
+		return fmt.Errorf("signal ready to %s: %w", cfg.Ready.WorkflowID, err)
+	}
+	log.Info("ready signalled", "runner", cfg.RunnerID, "workflow", cfg.Ready.WorkflowID)
+	return nil
+}
+
+func resolveToken(ctx context.Context, cfg Config) (string, error) {
+	if t := os.Getenv("GOSLING_RUNNER_TOKEN"); t != "" {
+		return t, nil // mounted by the platform (Serverless Containers, ECS)
+	}
+	r := secrets.NewResolver()
+	if cfg.SecretsDir != "" {
+		l, err := secrets.OpenLocal(cfg.SecretsDir)
+		if err != nil {
+			return "", err
+		}
+		r.Register(l)
+	}
+	return r.Resolve(ctx, fly.SecretRef(cfg.TokenRef))
+}
+
+func retry(ctx context.Context, fn func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if gitlab.IsForbidden(err) {
+			return err // a rejected token does not get better by retrying
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/testbin"
+	"github.com/gosling-ci/gosling/workflows"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+// A job gets a registered runner whose machine is a real process made by
+// `tofu apply`; a duplicate start makes nothing new; teardown leaves
+// nothing behind.
+func TestProvisionAndDeprovisionVM(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	egg := s.Egg("web", fly.RunnerVM)
+
+	run, err := s.Provision(ctx, egg, 5001, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// GitLab retries and duplicate webhooks start the same workflow again.
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dup, err := s.Provision(ctx, egg, 5001, nil)
+			if err != nil {
+				t.Errorf("duplicate start: %v", err)
+				return
+			}
+			if dup.GetRunID() != run.GetRunID() {
+				t.Errorf("duplicate start made run %s, first was %s", dup.GetRunID(), run.GetRunID())
+			}
+		}()
+	}
+	wg.Wait()
+	var res workflows.ProvisionRunnerResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	if res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID == 0 {
+		t.Fatalf("result = %+v", res)
+	}
+
+	runners := s.GitLab.Runners()
+	if len(runners) != 1 || runners[0].ID != res.GitLabRunnerID || runners[0].Description != workflows.RunnerDescription("web", res.RunnerID) {
+		t.Fatalf("GitLab runners = %+v", runners)
+	}
+	token, err := s.Secrets.Resolve(ctx, fly.SecretRef(res.TokenRef))
+	if err != nil || token != runners[0].Token || !strings.HasPrefix(token, "glrt-") {
+		t.Fatalf("stored token does not match GitLab's (err %v)", err)
+	}
+	st := agent.Inspect(s.MachineDir(res.RunnerID))
+	if !st.Alive || st.Stopped {
+		t.Fatalf("agent = %+v", st)
+	}
+	r, err := s.Store.GetRunner(ctx, res.RunnerID)
+	if err != nil || r.State != store.StateActive || r.GitLabRunnerID != res.GitLabRunnerID || r.TokenRef != res.TokenRef || r.JobID != 5001 {
+		t.Fatalf("store = %+v, %v", r, err)
+	}
+	hist, _ := s.Store.RunnerHistory(ctx, res.RunnerID)
+	if got := transitions(hist); got != "provisioning>registering,registering>active" {
+		t.Errorf("history = %s", got)
+	}
+	writeHistory(t, s, "provision_vm", run.GetID(), run.GetRunID())
+
+	dres, err := s.Deprovision(ctx, egg, res.RunnerID)
+	if err != nil || dres.AlreadyGone {
+		t.Fatalf("deprovision: %+v %v", dres, err)
+	}
+	s.assertNothingLeft(ctx, res.RunnerID)
+	writeHistory(t, s, "deprovision", workflows.DeprovisionWorkflowID(res.RunnerID), "")
+
+	// Tearing down twice is harmless.
+	dres, err = s.Deprovision(ctx, egg, res.RunnerID)
+	if err == nil {
+		t.Log("second deprovision reused the finished workflow")
+	}
+}
+
+// A serverless runner takes one job and is torn down when it finishes.
+func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	egg := s.Egg("sls", fly.RunnerAuto) // 1 vCPU, 1GiB, 10m jobs: fits serverless
+	run, err := s.Provision(ctx, egg, 6001, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnerID := workflows.RunnerIDFor("sls", run.GetID())
+	waitState(t, ctx, s, runnerID, store.StateActive)
+	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
+		t.Fatalf("agent = %+v", st)
+	}
+	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: 6001, Status: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.ProvisionRunnerResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" || !strings.Contains(res.KindReason, "fit local processes") {
+		t.Fatalf("result = %+v", res)
+	}
+	s.assertNothingLeft(ctx, runnerID)
+	writeHistory(t, s, "provision_serverless", run.GetID(), run.GetRunID())
+}
+
+// A runner whose token GitLab rejects never becomes ready: provisioning is
+// compensated and nothing is left.
+func TestFailedProvisioningLeavesNothing(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s.GitLab.FailNext("POST", "/runners/verify", 403, 1000, false)
+	egg := s.Egg("web", fly.RunnerVM)
+	run, err := s.Provision(ctx, egg, 7001, func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = 5 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run.Get(ctx, nil)
+	if err == nil || !strings.Contains(err.Error(), "no ready signal within 5s") {
+		t.Fatalf("error = %v", err)
+	}
+	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	s.assertNothingLeft(ctx, runnerID)
+	hist, _ := s.Store.RunnerHistory(ctx, runnerID)
+	if got := transitions(hist); got != "provisioning>registering,registering>failed,failed>terminated" {
+		t.Errorf("history = %s", got)
+	}
+	r, _ := s.Store.GetRunner(ctx, runnerID)
+	if !strings.Contains(r.Reason, "wait for ready signal failed") {
+		t.Errorf("reason = %q", r.Reason)
+	}
+	writeHistory(t, s, "provision_compensated", run.GetID(), run.GetRunID())
+}
+
+func (s *Stack) assertNothingLeft(ctx context.Context, runnerID string) {
+	t := s.T
+	t.Helper()
+	if rs := s.GitLab.Runners(); len(rs) != 0 {
+		t.Errorf("GitLab runners left: %+v", rs)
+	}
+	if ws, _ := s.Tofu.Workspaces(); len(ws) != 0 {
+		t.Errorf("tofu workspaces left: %+v", ws)
+	}
+	if st := agent.Inspect(s.MachineDir(runnerID)); st.Alive {
+		t.Errorf("agent process left: %+v", st)
+	}
+	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+		t.Errorf("token left: %v", err)
+	}
+	r, err := s.Store.GetRunner(ctx, runnerID)
+	if err != nil || r.State != store.StateTerminated {
+		t.Errorf("store = %+v, %v", r, err)
+	}
+}
+
+func waitState(t *testing.T, ctx context.Context, s *Stack, runnerID string, want store.RunnerState) {
+	t.Helper()
+	for {
+		r, err := s.Store.GetRunner(ctx, runnerID)
+		if err == nil && r.State == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("runner %s never reached %s (last: %+v, %v)", runnerID, want, r, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func transitions(h []store.Transition) string {
+	var parts []string
+	for _, x := range h {
+		parts = append(parts, string(x.From)+">"+string(x.To))
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,220 @@
+// Package e2e runs Gosling's real stack in tests and benchmarks: a Temporal
+// dev server (the Temporal CLI from bin/), OpenTofu from bin/, the SQLite
+// store, the local secret backend, local runner machines (gosling agent
+// processes) and the GitLab test server in place of GitLab.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/testbin"
+	"github.com/gosling-ci/gosling/tofu"
+	gworker "github.com/gosling-ci/gosling/worker"
+	"github.com/gosling-ci/gosling/workflows"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+)
+
+// Stack is a running Gosling stack on this machine.
+type Stack struct {
+	T         testing.TB
+	Dev       *testsuite.DevServer
+	Client    client.Client
+	GitLab    *gitlabtest.Server
+	Project   gitlabtest.Project
+	StateDir  string
+	StoreDSN  string
+	Store     store.Store
+	Local     *secrets.Local
+	Secrets   *secrets.Resolver
+	Tofu      *tofu.Executor
+	Acts      *activities.Activities
+	Gosling   string
+	Namespace string
+	worker    worker.Worker
+}
+
+// Options shape a stack.
+type Options struct {
+	// NoWorker leaves the worker out (tests that run it as a process).
+	NoWorker bool
+	// Logger receives the worker's logs (discarded by default).
+	Logger *slog.Logger
+}
+
+// Start brings a stack up; everything stops in t.Cleanup.
+func Start(t testing.TB, opts Options) *Stack {
+	t.Helper()
+	ctx := context.Background()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stack{T: t, Namespace: "default", Gosling: testbin.Gosling(t)}
+	s.StateDir = t.TempDir()
+
+	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  testbin.Temporal(t),
+		ClientOptions: &client.Options{Namespace: s.Namespace, Logger: quietLogger{}},
+		LogLevel:      "error",
+		Stdout:        discard{}, Stderr: discard{},
+	})
+	if err != nil {
+		t.Fatalf("start Temporal dev server: %v", err)
+	}
+	s.Dev, s.Client = dev, dev.Client()
+	t.Cleanup(func() { _ = dev.Stop() })
+
+	s.GitLab = gitlabtest.New()
+	t.Cleanup(s.GitLab.Close)
+	g := s.GitLab.AddGroup("acme", 0)
+	s.Project = s.GitLab.AddProject("acme/web", g.ID)
+
+	s.StoreDSN = "sqlite://" + filepath.Join(s.StateDir, "gosling.db")
+	if s.Store, err = store.Open(ctx, s.StoreDSN); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Store.Close() })
+	if s.Local, err = secrets.OpenLocal(filepath.Join(s.StateDir, "secrets")); err != nil {
+		t.Fatal(err)
+	}
+	s.Secrets = secrets.NewResolver(s.Local)
+	if _, err := s.Secrets.Put(ctx, "local://gitlab/token", s.GitLab.Token()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Tofu, err = tofu.New(testbin.Tofu(t), filepath.Join(s.StateDir, "tofu")); err != nil {
+		t.Fatal(err)
+	}
+	s.Acts = &activities.Activities{
+		Store: s.Store, Secrets: s.Secrets, Tofu: s.Tofu, Logger: log, TokenRef: activities.LocalTokenRef,
+		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
+		Agent: activities.AgentSettings{
+			Binary: s.Gosling, TemporalAddress: dev.FrontendHostPort(), Namespace: s.Namespace,
+			SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1,
+		},
+	}
+	// Whatever a test leaves running, no agent process outlives it.
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.DumpAgentLogs()
+		}
+		s.destroyAll()
+	})
+	if !opts.NoWorker {
+		s.StartWorker()
+	}
+	return s
+}
+
+// StartWorker runs an in-process MotherGoose worker.
+func (s *Stack) StartWorker() {
+	w, err := gworker.New(s.Client, workflows.TaskQueueMotherGoose, s.Acts, gworker.Options{})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		s.T.Fatal(err)
+	}
+	s.worker = w
+	s.T.Cleanup(w.Stop)
+}
+
+// Egg is an egg served by the stack's GitLab project.
+func (s *Stack) Egg(name, kind string) fly.Egg {
+	u, _ := url.Parse(s.GitLab.URL())
+	return fly.Egg{
+		Name: name, Kind: fly.KindEgg,
+		GitLab:   fly.GitLab{Host: u.Host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: "local://gitlab/webhook"},
+		Projects: []fly.ProjectRef{{ID: s.Project.ID, Path: s.Project.PathWithNamespace}},
+		Runner: fly.Runner{
+			Type: kind, Clouds: []string{fly.CloudLocal}, CPU: 1, Memory: fly.GiB, Disk: 10 * fly.GiB,
+			MaxConcurrent: 10, JobsPerRunner: 1, Tags: []string{"docker"}, Image: "alpine:3.20",
+			ExpectedJobDuration: fly.Duration(10 * time.Minute),
+		},
+	}
+}
+
+// Host is the GitLab test server's host:port, as eggs name it.
+func (s *Stack) Host() string {
+	u, _ := url.Parse(s.GitLab.URL())
+	return u.Host
+}
+
+// MachineDir is where a local runner's machine lives.
+func (s *Stack) MachineDir(runnerID string) string {
+	return filepath.Join(s.Tofu.StateDir(), "machines", runnerID)
+}
+
+// Provision starts ProvisionRunner for a job, the way the webhook path does.
+func (s *Stack) Provision(ctx context.Context, egg fly.Egg, jobID int64, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
+	wfID := workflows.RunnerWorkflowID(egg.GitLab.Host, jobID)
+	in := workflows.ProvisionRunnerInput{
+		RunnerID: workflows.RunnerIDFor(egg.Name, wfID), Egg: egg, Job: &workflows.JobRef{Host: egg.GitLab.Host, ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: jobID},
+		ReadyTimeout: 2 * time.Minute,
+	}
+	if mutate != nil {
+		mutate(&in)
+	}
+	return s.Client.ExecuteWorkflow(ctx, workflows.StartOptions(wfID), workflows.ProvisionRunner, in)
+}
+
+// Deprovision runs DeprovisionRunner to completion.
+func (s *Stack) Deprovision(ctx context.Context, egg fly.Egg, runnerID string) (workflows.DeprovisionRunnerResult, error) {
+	var res workflows.DeprovisionRunnerResult
+	run, err := s.Client.ExecuteWorkflow(ctx, workflows.StartOptions(workflows.DeprovisionWorkflowID(runnerID)), workflows.DeprovisionRunner,
+		workflows.DeprovisionRunnerInput{RunnerID: runnerID, GitLab: egg.GitLab, Reason: "test teardown"})
+	if err != nil {
+		return res, err
+	}
+	return res, run.Get(ctx, &res)
+}
+
+// destroyAll destroys every workspace left, so no agent outlives a test.
+func (s *Stack) destroyAll() {
+	ws, err := s.Tofu.Workspaces()
+	if err != nil {
+		return
+	}
+	for _, w := range ws {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := s.Tofu.Destroy(ctx, w.Name, nil); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e cleanup: destroy %s: %v\n", w.Name, err)
+		}
+		cancel()
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
+
+// DumpAgentLogs prints every local machine's agent log into the test log,
+// for diagnosing a failed test.
+func (s *Stack) DumpAgentLogs() {
+	dirs, _ := filepath.Glob(filepath.Join(s.Tofu.StateDir(), "machines", "*", "agent.log"))
+	for _, p := range dirs {
+		b, _ := os.ReadFile(p)
+		s.T.Logf("%s:\n%s", p, b)
+	}
+}

@@ -1,0 +1,560 @@
+// Package gitlabtest is an in-memory GitLab that speaks the part of REST API
+// v4 Gosling uses, with GitLab's real response shapes, status codes,
+// pagination headers and error bodies. Tests drive it through the Go API
+// (AddProject, AddJob, FailNext, ...) and talk to it over HTTP exactly as they
+// would to gitlab.com; it can also be mounted elsewhere through Handler.
+//
+// What it models: users authenticated by PRIVATE-TOKEN or Authorization:
+// Bearer; groups with subgroups; projects, optionally shared into other
+// groups; runners created through POST /user/runners with their glrt- tokens;
+// jobs and pipelines as far as runners and webhooks see them; project hooks.
+// What it does not: memberships and roles (every authenticated user may read
+// and change everything, except that instance runners and GET /runners/all
+// need an administrator), job scheduling, webhook delivery.
+package gitlabtest
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// apiPrefix is where GitLab mounts REST API v4.
+const apiPrefix = "/api/v4"
+
+// Server is an in-memory GitLab. It is safe for concurrent use.
+type Server struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	nextID   map[string]int64
+	users    map[string]*user // by token
+	groups   map[int64]*group
+	projects map[int64]*project
+	runners  map[int64]*runner
+	jobs     map[int64]*job
+	hooks    map[int64]*hook
+	faults   []*fault
+	requests []RequestRecord
+	token    string
+
+	mux  *http.ServeMux
+	http *httptest.Server
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken sets the default administrator's token instead of a random one,
+// for a local development run that wants a stable token.
+func WithToken(token string) Option {
+	return func(s *Server) { s.token = token }
+}
+
+// WithClock replaces time.Now, for tests of runner status (online, offline,
+// stale) that need time to move.
+func WithClock(now func() time.Time) Option {
+	return func(s *Server) { s.now = now }
+}
+
+// New returns a started Server listening on 127.0.0.1 on a free port.
+// Close it when done.
+func New(opts ...Option) *Server {
+	s := NewServer(opts...)
+	s.Start()
+	return s
+}
+
+// NewServer returns a Server that is not listening yet: call Start, or mount
+// Handler in a server of your own.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		now:      time.Now,
+		nextID:   map[string]int64{},
+		users:    map[string]*user{},
+		groups:   map[int64]*group{},
+		projects: map[int64]*project{},
+		runners:  map[int64]*runner{},
+		jobs:     map[int64]*job{},
+		hooks:    map[int64]*hook{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.token == "" {
+		s.token = "glpat-" + randomString(10)
+	}
+	s.addUser(s.token, "root", true)
+	s.routes()
+	return s
+}
+
+// Start listens on 127.0.0.1 on a free port. It panics if already started.
+func (s *Server) Start() {
+	if s.http != nil {
+		panic("gitlabtest: server already started")
+	}
+	s.http = httptest.NewServer(s.Handler())
+}
+
+// URL is the server's base URL, such as http://127.0.0.1:38411: what a
+// client is configured with (the API lives under /api/v4). It is empty until
+// Start.
+func (s *Server) URL() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.URL
+}
+
+// Close stops the server and closes idle connections. It blocks until all
+// outstanding requests have completed.
+func (s *Server) Close() {
+	if s.http != nil {
+		s.http.Close()
+	}
+}
+
+// Token is the default administrator's personal access token.
+func (s *Server) Token() string { return s.token }
+
+// Handler serves the API with fault injection and request recording.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serve)
+}
+
+type user struct {
+	id       int64
+	username string
+	admin    bool
+}
+
+// AddUser registers a non-administrator whose personal access token is token
+// and returns the user's ID.
+func (s *Server) AddUser(token string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.users[token]; ok {
+		panic("gitlabtest: AddUser: token already in use")
+	}
+	u := s.addUser(token, "", false)
+	u.username = fmt.Sprintf("user%d", u.id)
+	return u.id
+}
+
+func (s *Server) addUser(token, username string, admin bool) *user {
+	u := &user{id: s.newID("user"), username: username, admin: admin}
+	s.users[token] = u
+	return u
+}
+
+// newID hands out IDs per kind, starting at 1, the way GitLab's tables do.
+func (s *Server) newID(kind string) int64 {
+	s.nextID[kind]++
+	return s.nextID[kind]
+}
+
+// id is the last ID handed out for kind.
+func (s *Server) id(kind string) int64 { return s.nextID[kind] }
+
+// randomString returns n random bytes, hex encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("gitlabtest: random token: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+// newRunnerToken mimics GitLab's runner authentication tokens: glrt- and
+// 20 characters.
+func newRunnerToken() string { return "glrt-" + randomString(10) }
+
+// Group is a snapshot of a group.
+type Group struct {
+	ID       int64
+	Name     string
+	Path     string
+	FullPath string
+	ParentID int64
+}
+
+type group struct {
+	Group
+	createdAt time.Time
+}
+
+// AddGroup creates a group with the URL slug path (no slashes) under parent
+// (0 for a top-level group) and returns it. It panics when the parent does
+// not exist or the full path is taken.
+func (s *Server) AddGroup(path string, parentID int64) Group {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if path == "" || strings.Contains(path, "/") {
+		panic(fmt.Sprintf("gitlabtest: AddGroup: path %q must be one non-empty segment", path))
+	}
+	full := path
+	if parentID != 0 {
+		parent, ok := s.groups[parentID]
+		if !ok {
+			panic(fmt.Sprintf("gitlabtest: AddGroup: no parent group %d", parentID))
+		}
+		full = parent.FullPath + "/" + path
+	}
+	if s.groupByFullPath(full) != nil {
+		panic(fmt.Sprintf("gitlabtest: AddGroup: group %q exists", full))
+	}
+	g := &group{
+		Group:     Group{ID: s.newID("group"), Name: path, Path: path, FullPath: full, ParentID: parentID},
+		createdAt: s.now().UTC(),
+	}
+	s.groups[g.ID] = g
+	return g.Group
+}
+
+func (s *Server) groupByFullPath(full string) *group {
+	for _, g := range s.groups {
+		if g.FullPath == full {
+			return g
+		}
+	}
+	return nil
+}
+
+// descendants returns the IDs of g and all its subgroups.
+func (s *Server) descendants(id int64) map[int64]bool {
+	out := map[int64]bool{id: true}
+	for grew := true; grew; {
+		grew = false
+		for _, g := range s.groups {
+			if !out[g.ID] && out[g.ParentID] {
+				out[g.ID] = true
+				grew = true
+			}
+		}
+	}
+	return out
+}
+
+// Project is a snapshot of a project.
+type Project struct {
+	ID                int64
+	Name              string
+	Path              string
+	PathWithNamespace string
+	GroupID           int64   // 0 for a project in a user namespace
+	SharedWith        []int64 // groups the project is shared into
+	Archived          bool
+}
+
+type project struct {
+	Project
+	createdAt time.Time
+}
+
+// AddProject creates a project. With groupID set, pathWithNamespace is either
+// the project's slug or the group's full path followed by it; with groupID 0
+// the project lives in a user namespace named by the path's first segment
+// (namespace ID 0, kind user). It panics on inconsistent input.
+func (s *Server) AddProject(pathWithNamespace string, groupID int64) Project {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	full := pathWithNamespace
+	if groupID != 0 {
+		g, ok := s.groups[groupID]
+		if !ok {
+			panic(fmt.Sprintf("gitlabtest: AddProject: no group %d", groupID))
+		}
+		if !strings.Contains(full, "/") {
+			full = g.FullPath + "/" + full
+		}
+		if !strings.HasPrefix(full, g.FullPath+"/") || strings.Contains(strings.TrimPrefix(full, g.FullPath+"/"), "/") {
+			panic(fmt.Sprintf("gitlabtest: AddProject: %q is not directly in group %q", full, g.FullPath))
+		}
+	} else if strings.Count(full, "/") != 1 {
+		panic(fmt.Sprintf("gitlabtest: AddProject: %q must be user/project without a group", full))
+	}
+	if s.projectByPath(full) != nil {
+		panic(fmt.Sprintf("gitlabtest: AddProject: project %q exists", full))
+	}
+	slug := full[strings.LastIndex(full, "/")+1:]
+	p := &project{
+		Project:   Project{ID: s.newID("project"), Name: slug, Path: slug, PathWithNamespace: full, GroupID: groupID},
+		createdAt: s.now().UTC(),
+	}
+	s.projects[p.ID] = p
+	return p.Project
+}
+
+// ShareProject shares a project into a group, which makes it show up in that
+// group's project list unless with_shared=false is asked for.
+func (s *Server) ShareProject(projectID, groupID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectID]
+	if !ok {
+		panic(fmt.Sprintf("gitlabtest: ShareProject: no project %d", projectID))
+	}
+	if _, ok := s.groups[groupID]; !ok {
+		panic(fmt.Sprintf("gitlabtest: ShareProject: no group %d", groupID))
+	}
+	if !slices.Contains(p.SharedWith, groupID) {
+		p.SharedWith = append(p.SharedWith, groupID)
+	}
+}
+
+func (s *Server) projectByPath(full string) *project {
+	for _, p := range s.projects {
+		if p.PathWithNamespace == full {
+			return p
+		}
+	}
+	return nil
+}
+
+// Runner is a snapshot of a runner, token included, for assertions.
+type Runner struct {
+	ID             int64
+	Token          string
+	TokenExpiresAt *time.Time
+	Type           string // instance_type, group_type or project_type
+	GroupID        int64
+	ProjectID      int64
+	Description    string
+	Tags           []string
+	RunUntagged    bool
+	Paused         bool
+	Locked         bool
+	AccessLevel    string
+	MaximumTimeout int64 // seconds; 0 when unset
+	ContactedAt    *time.Time
+	CreatorID      int64
+}
+
+type runner struct {
+	Runner
+	maintenanceNote string
+	createdAt       time.Time
+}
+
+func (r *runner) snapshot() Runner {
+	out := r.Runner
+	out.Tags = slices.Clone(r.Tags)
+	return out
+}
+
+// Runners returns every runner, ordered by ID.
+func (s *Server) Runners() []Runner {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Runner, 0, len(s.runners))
+	for _, r := range s.sortedRunners() {
+		out = append(out, r.snapshot())
+	}
+	return out
+}
+
+// Runner returns one runner and whether it exists.
+func (s *Server) Runner(id int64) (Runner, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runners[id]
+	if !ok {
+		return Runner{}, false
+	}
+	return r.snapshot(), true
+}
+
+// DeleteRunnerBehindBack removes a runner the way a person in GitLab's UI
+// would: no request is recorded and no client is told.
+func (s *Server) DeleteRunnerBehindBack(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.runners, id)
+}
+
+// SetRunnerContactedAt records a runner's last contact, which decides its
+// status (online within two hours, like GitLab).
+func (s *Server) SetRunnerContactedAt(id int64, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.runners[id]; ok {
+		at = at.UTC()
+		r.ContactedAt = &at
+	}
+}
+
+func (s *Server) sortedRunners() []*runner {
+	out := make([]*runner, 0, len(s.runners))
+	for _, r := range s.runners {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *runner) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// JobSpec describes a job for AddJob.
+type JobSpec struct {
+	Name       string
+	Stage      string
+	Ref        string
+	Tags       []string
+	Status     string // pending when empty
+	PipelineID int64  // a new pipeline when 0
+}
+
+// Job is a snapshot of a job.
+type Job struct {
+	ID         int64
+	ProjectID  int64
+	PipelineID int64
+	Name       string
+	Stage      string
+	Ref        string
+	Tags       []string
+	Status     string
+	RunnerID   int64
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+}
+
+type job struct {
+	Job
+}
+
+func (j *job) snapshot() Job {
+	out := j.Job
+	out.Tags = slices.Clone(j.Tags)
+	return out
+}
+
+// AddJob creates a job in a project. It panics when the project does not
+// exist.
+func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.projects[projectID]; !ok {
+		panic(fmt.Sprintf("gitlabtest: AddJob: no project %d", projectID))
+	}
+	j := &job{Job{
+		ID:         s.newID("job"),
+		ProjectID:  projectID,
+		PipelineID: spec.PipelineID,
+		Name:       spec.Name,
+		Stage:      spec.Stage,
+		Ref:        spec.Ref,
+		Tags:       slices.Clone(spec.Tags),
+		Status:     spec.Status,
+		CreatedAt:  s.now().UTC(),
+	}}
+	if j.PipelineID == 0 {
+		j.PipelineID = s.newID("pipeline")
+	} else if j.PipelineID > s.id("pipeline") {
+		s.nextID["pipeline"] = j.PipelineID
+	}
+	if j.Name == "" {
+		j.Name = "build"
+	}
+	if j.Stage == "" {
+		j.Stage = "test"
+	}
+	if j.Ref == "" {
+		j.Ref = "main"
+	}
+	if j.Status == "" {
+		j.Status = "pending"
+	}
+	s.setJobTimes(j)
+	s.jobs[j.ID] = j
+	return j.snapshot()
+}
+
+// SetJobStatus moves a job to status and assigns it to runnerID (0 for no
+// runner), as GitLab does when a runner picks a job or the job ends. It
+// panics when the job does not exist in the project.
+func (s *Server) SetJobStatus(projectID, jobID int64, status string, runnerID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[jobID]
+	if !ok || j.ProjectID != projectID {
+		panic(fmt.Sprintf("gitlabtest: SetJobStatus: no job %d in project %d", jobID, projectID))
+	}
+	j.Status = status
+	j.RunnerID = runnerID
+	s.setJobTimes(j)
+}
+
+// Job returns one job and whether it exists.
+func (s *Server) Job(jobID int64) (Job, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[jobID]
+	if !ok {
+		return Job{}, false
+	}
+	return j.snapshot(), true
+}
+
+func (s *Server) setJobTimes(j *job) {
+	now := s.now().UTC()
+	switch j.Status {
+	case "running":
+		if j.StartedAt == nil {
+			j.StartedAt = &now
+		}
+		j.FinishedAt = nil
+	case "success", "failed", "canceled", "skipped":
+		if j.StartedAt == nil && j.Status != "skipped" {
+			j.StartedAt = &now
+		}
+		j.FinishedAt = &now
+	}
+}
+
+// Hook is a snapshot of a project hook, its secret token included.
+type Hook struct {
+	ID                    int64
+	ProjectID             int64
+	URL                   string
+	Token                 string
+	PushEvents            bool
+	TagPushEvents         bool
+	MergeRequestsEvents   bool
+	JobEvents             bool
+	PipelineEvents        bool
+	EnableSSLVerification bool
+	CreatedAt             time.Time
+}
+
+type hook struct {
+	Hook
+}
+
+// Hooks returns a project's hooks, ordered by ID.
+func (s *Server) Hooks(projectID int64) []Hook {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Hook
+	for _, h := range s.sortedHooks(projectID) {
+		out = append(out, h.Hook)
+	}
+	return out
+}
+
+func (s *Server) sortedHooks(projectID int64) []*hook {
+	var out []*hook
+	for _, h := range s.hooks {
+		if h.ProjectID == projectID {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b *hook) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}

@@ -1,0 +1,236 @@
+// Package store keeps Gosling's durable view of the world: runners and their
+// lifecycle, egg configurations, job history, pruning policies and the audit
+// log. One interface, several engines: SQLite (the embedded default) and
+// PostgreSQL; every engine passes the same contract tests (storetest).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors every engine returns (wrapped); test them with errors.Is.
+var (
+	ErrNotFound          = errors.New("not found")
+	ErrExists            = errors.New("already exists")
+	ErrConflict          = errors.New("version conflict: the record changed since it was read")
+	ErrIllegalTransition = errors.New("illegal state transition")
+)
+
+// RunnerState is a runner's lifecycle state.
+type RunnerState string
+
+// Runner lifecycle states.
+const (
+	StateProvisioning RunnerState = "provisioning" // GitLab runner being made, machine not yet applied
+	StateRegistering  RunnerState = "registering"  // machine applied, waiting for the agent's ready signal
+	StateActive       RunnerState = "active"       // Apex: running and taking jobs
+	StateDormant      RunnerState = "dormant"      // Nadir: machine stopped, resumable
+	StateDraining     RunnerState = "draining"     // paused in GitLab, finishing its jobs
+	StateTerminating  RunnerState = "terminating"  // being torn down
+	StateTerminated   RunnerState = "terminated"   // gone; kept for history
+	StateFailed       RunnerState = "failed"       // a step failed; compensation follows
+)
+
+// transitions lists, for each state, the states it may move to.
+var transitions = map[RunnerState][]RunnerState{
+	StateProvisioning: {StateRegistering, StateTerminating, StateFailed},
+	StateRegistering:  {StateActive, StateDormant, StateTerminating, StateFailed},
+	StateActive:       {StateDormant, StateDraining, StateTerminating, StateFailed},
+	StateDormant:      {StateActive, StateDraining, StateTerminating, StateFailed},
+	StateDraining:     {StateActive, StateDormant, StateTerminating, StateFailed},
+	StateTerminating:  {StateTerminated, StateFailed},
+	StateFailed:       {StateTerminating, StateTerminated},
+	StateTerminated:   {},
+}
+
+// AllStates lists every state in lifecycle order.
+var AllStates = []RunnerState{StateProvisioning, StateRegistering, StateActive, StateDormant, StateDraining, StateTerminating, StateTerminated, StateFailed}
+
+// CanTransition tells whether a runner may move from one state to another.
+// Staying in the same state is not a transition.
+func CanTransition(from, to RunnerState) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Valid tells whether s is a known state.
+func (s RunnerState) Valid() bool {
+	_, ok := transitions[s]
+	return ok
+}
+
+// Runner is one runner: a GitLab runner, its machine (a tofu workspace) and
+// its token (a secret reference, never the token itself).
+type Runner struct {
+	ID             string      `json:"id"`
+	Egg            string      `json:"egg"`
+	Cloud          string      `json:"cloud"`
+	Kind           string      `json:"kind"` // serverless or vm
+	State          RunnerState `json:"state"`
+	GitLabHost     string      `json:"gitlab_host"`
+	GitLabRunnerID int64       `json:"gitlab_runner_id,omitempty"`
+	TokenRef       string      `json:"token_ref,omitempty"`
+	Workspace      string      `json:"workspace,omitempty"`
+	WorkflowID     string      `json:"workflow_id,omitempty"`
+	// JobID is the GitLab job that asked for this runner, if any.
+	JobID int64 `json:"job_id,omitempty"`
+	// Reason says why the runner is in its state (the last transition's reason).
+	Reason        string     `json:"reason,omitempty"`
+	Failures      int        `json:"failures"`
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	LastJobAt     *time.Time `json:"last_job_at,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	// Version increases with every write; updates must name the version they read.
+	Version int64 `json:"version"`
+}
+
+// Transition is one recorded state change of a runner.
+type Transition struct {
+	RunnerID string      `json:"runner_id"`
+	From     RunnerState `json:"from"`
+	To       RunnerState `json:"to"`
+	Reason   string      `json:"reason"`
+	Actor    string      `json:"actor"`
+	At       time.Time   `json:"at"`
+}
+
+// RunnerFilter selects runners; zero fields match everything.
+type RunnerFilter struct {
+	Egg    string
+	Cloud  string
+	States []RunnerState
+	// After is the ID of the last runner of the previous page (runners are
+	// ordered by ID); Limit bounds the page (0 means no bound).
+	After string
+	Limit int
+}
+
+// EggConfig is the stored configuration of one egg, as loaded from the Nest.
+type EggConfig struct {
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Spec      json.RawMessage `json:"spec"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// JobRecord is the history of one GitLab job as Gosling saw it.
+type JobRecord struct {
+	GitLabHost string     `json:"gitlab_host"`
+	JobID      int64      `json:"job_id"`
+	ProjectID  int64      `json:"project_id"`
+	Egg        string     `json:"egg"`
+	Name       string     `json:"name,omitempty"`
+	Ref        string     `json:"ref,omitempty"`
+	PipelineID int64      `json:"pipeline_id,omitempty"`
+	Status     string     `json:"status"`
+	RunnerID   string     `json:"runner_id,omitempty"`
+	QueuedAt   *time.Time `json:"queued_at,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+}
+
+// JobFilter selects job records, newest first.
+type JobFilter struct {
+	Egg    string
+	Status string
+	// Before is the UpdatedAt/JobID cursor of the last record of the previous page.
+	BeforeJobID int64
+	Limit       int
+}
+
+// Policy is a stored pruning policy (UF/config.fly), versioned like eggs.
+type Policy struct {
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Spec      json.RawMessage `json:"spec"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// AuditRecord is one append-only entry of the audit log.
+type AuditRecord struct {
+	ID       int64           `json:"id"`
+	At       time.Time       `json:"at"`
+	Actor    string          `json:"actor"`  // mothergoose, uglyfox, a user
+	Action   string          `json:"action"` // provision, deprovision, demote, ...
+	Egg      string          `json:"egg,omitempty"`
+	RunnerID string          `json:"runner_id,omitempty"`
+	Policy   string          `json:"policy,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
+	Before   json.RawMessage `json:"before,omitempty"`
+	After    json.RawMessage `json:"after,omitempty"`
+}
+
+// AuditFilter selects audit records, oldest first.
+type AuditFilter struct {
+	Egg      string
+	RunnerID string
+	Since    time.Time
+	// AfterID is the ID of the last record of the previous page.
+	AfterID int64
+	Limit   int
+}
+
+// TransitionRequest moves a runner to a new state.
+type TransitionRequest struct {
+	RunnerID string
+	// Version is the version the caller read; 0 skips the check (the move is
+	// still checked against the lifecycle).
+	Version int64
+	To      RunnerState
+	Reason  string
+	Actor   string
+	// Update, if set, changes other fields in the same transaction.
+	Update func(*Runner)
+}
+
+// Store is the interface every engine implements.
+type Store interface {
+	// CreateRunner inserts a new runner (Version becomes 1). ErrExists if the ID is taken.
+	CreateRunner(ctx context.Context, r *Runner) error
+	GetRunner(ctx context.Context, id string) (*Runner, error)
+	ListRunners(ctx context.Context, f RunnerFilter) ([]Runner, error)
+	// UpdateRunner writes every field but State, checking r.Version
+	// (ErrConflict when it changed); on success r.Version is the new version.
+	UpdateRunner(ctx context.Context, r *Runner) error
+	// Transition moves a runner to another state and records the transition,
+	// in one transaction. ErrIllegalTransition when the lifecycle forbids it,
+	// ErrConflict when the version changed. Moving to the current state is a
+	// no-op that returns the runner unchanged.
+	Transition(ctx context.Context, req TransitionRequest) (*Runner, error)
+	RunnerHistory(ctx context.Context, id string) ([]Transition, error)
+
+	PutEggConfig(ctx context.Context, c EggConfig) error
+	GetEggConfig(ctx context.Context, name string) (*EggConfig, error)
+	ListEggConfigs(ctx context.Context) ([]EggConfig, error)
+
+	// RecordJob inserts or updates a job by (GitLabHost, JobID); fields left
+	// zero keep their stored value.
+	RecordJob(ctx context.Context, j JobRecord) error
+	GetJob(ctx context.Context, host string, jobID int64) (*JobRecord, error)
+	ListJobs(ctx context.Context, f JobFilter) ([]JobRecord, error)
+
+	PutPolicy(ctx context.Context, p Policy) error
+	ListPolicies(ctx context.Context) ([]Policy, error)
+
+	// AppendAudit appends a record and returns its ID. Records are never changed.
+	AppendAudit(ctx context.Context, a AuditRecord) (int64, error)
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// IllegalTransitionError says which move was refused.
+func IllegalTransitionError(from, to RunnerState) error {
+	return fmt.Errorf("%w: %s -> %s", ErrIllegalTransition, from, to)
+}

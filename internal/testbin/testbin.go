@@ -1,0 +1,86 @@
+// Package testbin finds the programs tests run for real: OpenTofu and the
+// Temporal CLI from bin/ (built by `make tools`), and a freshly built
+// gosling binary. A missing tool fails the test with the command that
+// installs it: CI runs `make test`, which installs them first.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Root is the repository root (the directory holding go.mod).
+func Root() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			panic("testbin: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func tool(t testing.TB, name, env string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	p := filepath.Join(Root(), "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is not installed in bin/: run `scripts/tools.sh %s` (or `make tools`)", name, name)
+	}
+	return p
+}
+
+// Tofu is the OpenTofu binary ($GOSLING_TOFU or bin/tofu).
+func Tofu(t testing.TB) string { return tool(t, "tofu", "GOSLING_TOFU") }
+
+// Temporal is the Temporal CLI ($GOSLING_TEMPORAL or bin/temporal).
+func Temporal(t testing.TB) string { return tool(t, "temporal", "GOSLING_TEMPORAL") }
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildPath string
+	buildErr  error
+)
+
+// Gosling builds the gosling binary once per test process and returns its
+// path. Call Cleanup from TestMain to remove it.
+func Gosling(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "gosling-test-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildPath = filepath.Join(buildDir, "gosling")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/gosling")
+		cmd.Dir = Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/gosling: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// Cleanup removes what Gosling built.
+func Cleanup() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}

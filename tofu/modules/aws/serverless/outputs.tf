@@ -1,0 +1,3 @@
+output "machine_id" {
+  value = aws_ecs_service.runner.id
+}

@@ -1,0 +1,77 @@
+variable "runner_id" {
+  type = string
+}
+
+variable "egg" {
+  type = string
+}
+
+variable "state" {
+  type        = string
+  description = "running (Apex) or stopped (Nadir)."
+}
+
+variable "cpu" {
+  type = number
+}
+
+variable "memory_mib" {
+  type = number
+}
+
+variable "disk_gib" {
+  type = number
+}
+
+variable "image" {
+  type = string
+}
+
+variable "concurrent" {
+  type = number
+}
+
+variable "tags" {
+  type = list(string)
+}
+
+variable "gitlab_url" {
+  type = string
+}
+
+variable "token_ref" {
+  type        = string
+  description = "Secret URI of the runner token (aws-sm://...); the agent reads it with the instance profile."
+}
+
+variable "agent_url" {
+  type        = string
+  description = "Where cloud-init downloads the gosling binary."
+}
+
+variable "agent_config" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "role_arn" {
+  type    = string
+  default = ""
+}
+
+variable "subnets" {
+  type = list(string)
+}
+
+variable "instance_profile" {
+  type    = string
+  default = "gosling-runner"
+}
+
+variable "instance_type" {
+  type    = string
+  default = ""
+}

@@ -1,0 +1,54 @@
+variable "runner_id" {
+  type        = string
+  description = "Gosling's ID of the runner."
+}
+
+variable "egg" {
+  type        = string
+  description = "The egg the runner serves."
+}
+
+variable "cpu" {
+  type    = number
+  default = 1
+}
+
+variable "memory_mib" {
+  type    = number
+  default = 1024
+}
+
+variable "image" {
+  type    = string
+  default = "alpine:3.20"
+}
+
+variable "tags" {
+  type    = list(string)
+  default = []
+}
+
+variable "max_run_minutes" {
+  type        = number
+  description = "The runner's deadline; at most 60."
+
+  validation {
+    condition     = var.max_run_minutes > 0 && var.max_run_minutes <= 60
+    error_message = "Serverless runners live at most 60 minutes."
+  }
+}
+
+variable "agent_binary" {
+  type        = string
+  description = "Path of the gosling binary that runs the agent."
+}
+
+variable "agent_config" {
+  type        = string
+  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token."
+}
+
+variable "state_dir" {
+  type        = string
+  description = "Directory under which the container's work directory is made."
+}

@@ -1,0 +1,11 @@
+output "machine_id" {
+  value = terraform_data.machine.id
+}
+
+output "work_dir" {
+  value = local.work_dir
+}
+
+output "state" {
+  value = terraform_data.power.output
+}

@@ -1,0 +1,61 @@
+# A one-job runner as a Yandex Serverless Container (execution timeout up to
+# 60 minutes). The runner token is mounted from Lockbox by the platform, never
+# passed through OpenTofu. Needs `tofu init` with network access.
+
+terraform {
+  required_version = ">= 1.6.0"
+  required_providers {
+    yandex = {
+      source  = "yandex-cloud/yandex"
+      version = ">= 0.120"
+    }
+  }
+}
+
+provider "yandex" {
+  folder_id = var.folder_id
+  zone      = var.zone
+}
+
+locals {
+  # yc-lockbox://{secret-id}/{key}
+  token = regex("^yc-lockbox://([a-z0-9]+)/([^/?]+)", var.token_ref)
+}
+
+data "yandex_lockbox_secret_version" "token" {
+  secret_id = local.token[0]
+}
+
+resource "yandex_serverless_container" "runner" {
+  name               = "gosling-${var.runner_id}"
+  memory             = var.memory_mib
+  cores              = ceil(var.cpu)
+  core_fraction      = 100
+  concurrency        = 1
+  execution_timeout  = "${var.max_run_minutes * 60}s"
+  service_account_id = var.service_account_id
+
+  image {
+    url  = var.agent_image
+    args = ["agent", "run", "--one-job", "--max-run", "${var.max_run_minutes}m"]
+    environment = {
+      GOSLING_RUNNER_ID    = var.runner_id
+      GOSLING_GITLAB_URL   = var.gitlab_url
+      GOSLING_JOB_IMAGE    = var.image
+      GOSLING_RUNNER_TAGS  = join(",", var.tags)
+      GOSLING_AGENT_CONFIG = var.agent_config
+    }
+  }
+
+  secrets {
+    id                   = local.token[0]
+    version_id           = data.yandex_lockbox_secret_version.token.id
+    key                  = local.token[1]
+    environment_variable = "GOSLING_RUNNER_TOKEN"
+  }
+
+  labels = {
+    gosling-runner = var.runner_id
+    gosling-egg    = var.egg
+  }
+}

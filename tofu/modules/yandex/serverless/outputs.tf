@@ -1,0 +1,3 @@
+output "machine_id" {
+  value = yandex_serverless_container.runner.id
+}

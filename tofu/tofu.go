@@ -1,0 +1,448 @@
+package tofu
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+)
+
+// Executor runs OpenTofu in per-runner workspaces under a state directory.
+// It is safe for concurrent use; operations on one workspace are serialised
+// by a lock that also holds across processes (a second worker, a retried
+// activity), and that the kernel releases if a process dies.
+type Executor struct {
+	binary string
+	dir    string
+	// Env adds environment variables to every OpenTofu run (cloud
+	// credentials, for example). Values are never logged.
+	Env map[string]string
+}
+
+// WorkspaceMeta is what Gosling records next to a workspace, so
+// reconciliation can tell whose machine it is without reading state.
+type WorkspaceMeta struct {
+	Workspace string            `json:"workspace"`
+	Module    Module            `json:"module"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	AppliedAt time.Time         `json:"applied_at"`
+}
+
+// ApplyRequest applies a module in a workspace.
+type ApplyRequest struct {
+	Workspace string
+	Module    Module
+	Vars      map[string]any
+	Labels    map[string]string
+	// OnLine receives each line OpenTofu prints (for heartbeats and logs).
+	OnLine func(string)
+}
+
+// Result is the outcome of an apply.
+type Result struct {
+	Outputs  map[string]any
+	Duration time.Duration
+}
+
+var workspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+
+// New returns an executor for the OpenTofu binary, keeping workspaces under stateDir.
+func New(binary, stateDir string) (*Executor, error) {
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("tofu binary %s: %w (run `make tools`)", binary, err)
+	}
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(abs, "workspaces"), 0o755); err != nil {
+		return nil, err
+	}
+	// An empty CLI configuration keeps OpenTofu from reading the user's.
+	rc := filepath.Join(abs, "tofurc")
+	if _, err := os.Stat(rc); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(rc, []byte("# OpenTofu CLI configuration for Gosling's workspaces.\n"), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &Executor{binary: binary, dir: abs}, nil
+}
+
+// StateDir is the executor's state directory.
+func (e *Executor) StateDir() string { return e.dir }
+
+// WorkspaceDir is the directory of a workspace.
+func (e *Executor) WorkspaceDir(ws string) string { return filepath.Join(e.dir, "workspaces", ws) }
+
+// Apply makes or updates the module's resources in the workspace. A crashed
+// or interrupted apply is safe to repeat: the workspace's state records what
+// exists and the built-in modules' provisioners are idempotent.
+func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error) {
+	if !workspaceName.MatchString(req.Workspace) {
+		return nil, fmt.Errorf("workspace name %q: use lower-case letters, digits, dots, dashes and underscores", req.Workspace)
+	}
+	start := time.Now()
+	dir := e.WorkspaceDir(req.Workspace)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	unlock, err := lockWorkspace(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if err := e.writeWorkspace(dir, req); err != nil {
+		return nil, fmt.Errorf("prepare workspace %s: %w", req.Workspace, err)
+	}
+	tf, out, err := e.terraform(dir, req.OnLine)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return nil, fmt.Errorf("tofu init in %s: %w", req.Workspace, lastLines(err, out))
+	}
+	// The workspace lock above is the lock: OpenTofu's own lock file would
+	// outlive a killed process and block the retry that must clean up.
+	if err := tf.Apply(ctx, tfexec.Lock(false)); err != nil {
+		return nil, fmt.Errorf("tofu apply %s in %s: %w", req.Module, req.Workspace, lastLines(err, out))
+	}
+	outs, err := tf.Output(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tofu output in %s: %w", req.Workspace, err)
+	}
+	res := &Result{Outputs: map[string]any{}, Duration: time.Since(start)}
+	for k, v := range outs {
+		var x any
+		if err := json.Unmarshal(v.Value, &x); err == nil {
+			res.Outputs[k] = x
+		}
+	}
+	if err := e.touchMeta(dir, req); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Destroy removes everything the workspace made, then the workspace itself.
+// A workspace that does not exist is already destroyed.
+func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(string)) error {
+	if !workspaceName.MatchString(workspace) {
+		return fmt.Errorf("workspace name %q is invalid", workspace)
+	}
+	dir := e.WorkspaceDir(workspace)
+	if _, err := os.Stat(filepath.Join(dir, "main.tf.json")); errors.Is(err, fs.ErrNotExist) {
+		return os.RemoveAll(dir)
+	}
+	unlock, err := lockWorkspace(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tf, out, err := e.terraform(dir, onLine)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return fmt.Errorf("tofu init in %s: %w", workspace, lastLines(err, out))
+	}
+	if err := tf.Destroy(ctx, tfexec.Lock(false)); err != nil {
+		return fmt.Errorf("tofu destroy in %s: %w", workspace, lastLines(err, out))
+	}
+	// Keep the final state beside the others for the audit trail, then
+	// remove the workspace so it is not mistaken for a live machine.
+	if b, err := os.ReadFile(filepath.Join(dir, "terraform.tfstate")); err == nil {
+		_ = os.MkdirAll(filepath.Join(e.dir, "destroyed"), 0o700)
+		_ = os.WriteFile(filepath.Join(e.dir, "destroyed", workspace+".tfstate"), b, 0o600)
+	}
+	return os.RemoveAll(dir)
+}
+
+// Workspace is one workspace found on disk.
+type Workspace struct {
+	Name string        `json:"name"`
+	Meta WorkspaceMeta `json:"meta"`
+	// Resources are the addresses in its state; empty when nothing was made.
+	Resources []string `json:"resources"`
+}
+
+// Workspaces lists the workspaces and the resources each one's state holds.
+func (e *Executor) Workspaces() ([]Workspace, error) {
+	entries, err := os.ReadDir(filepath.Join(e.dir, "workspaces"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Workspace
+	for _, d := range entries {
+		if !d.IsDir() {
+			continue
+		}
+		w := Workspace{Name: d.Name(), Resources: []string{}}
+		dir := e.WorkspaceDir(d.Name())
+		if b, err := os.ReadFile(filepath.Join(dir, ".gosling.json")); err == nil {
+			_ = json.Unmarshal(b, &w.Meta)
+		}
+		res, err := stateResources(filepath.Join(dir, "terraform.tfstate"))
+		if err != nil {
+			return nil, fmt.Errorf("workspace %s: %w", d.Name(), err)
+		}
+		w.Resources = res
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// stateResources reads resource addresses from a local state file.
+func stateResources(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		Resources []struct {
+			Module    string `json:"module"`
+			Mode      string `json:"mode"`
+			Type      string `json:"type"`
+			Name      string `json:"name"`
+			Instances []any  `json:"instances"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	out := []string{}
+	for _, r := range st.Resources {
+		if r.Mode != "managed" || len(r.Instances) == 0 {
+			continue
+		}
+		addr := r.Type + "." + r.Name
+		if r.Module != "" {
+			addr = r.Module + "." + addr
+		}
+		out = append(out, addr)
+	}
+	return out, nil
+}
+
+func (e *Executor) writeWorkspace(dir string, req ApplyRequest) error {
+	source := req.Module.Source
+	builtin := Module{Cloud: req.Module.Cloud, Kind: req.Module.Kind}
+	sig, err := Inspect(builtin)
+	if err != nil {
+		return err
+	}
+	if source == "" {
+		source = "./module"
+		fsys, err := ModuleFS(builtin)
+		if err != nil {
+			return err
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "module")); err != nil {
+			return err
+		}
+		if err := copyFS(fsys, filepath.Join(dir, "module")); err != nil {
+			return err
+		}
+	}
+	// The root module forwards every variable to the runner module. It is
+	// written as JSON, so no value is ever spliced into HCL text.
+	variables := map[string]any{}
+	call := map[string]any{"source": source}
+	for name := range req.Vars {
+		variables[name] = map[string]any{}
+		call[name] = "${var." + name + "}"
+	}
+	outputs := map[string]any{}
+	for _, o := range sig.Outputs {
+		outputs[o] = map[string]any{"value": "${module.runner." + o + "}"}
+	}
+	root := map[string]any{"module": map[string]any{"runner": call}}
+	if len(variables) > 0 {
+		root["variable"] = variables
+	}
+	if len(outputs) > 0 {
+		root["output"] = outputs
+	}
+	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dir, "terraform.tfvars.json"), req.Vars, 0o600)
+}
+
+func (e *Executor) touchMeta(dir string, req ApplyRequest) error {
+	path := filepath.Join(dir, ".gosling.json")
+	var meta WorkspaceMeta
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &meta)
+	}
+	now := time.Now().UTC()
+	if meta.CreatedAt.IsZero() {
+		meta.CreatedAt = now
+	}
+	meta.Workspace, meta.Module, meta.Labels, meta.AppliedAt = req.Workspace, req.Module, req.Labels, now
+	return writeJSON(path, meta, 0o644)
+}
+
+// terraform prepares a tfexec handle whose output goes, line by line, to onLine.
+func (e *Executor) terraform(dir string, onLine func(string)) (*tfexec.Terraform, *lineWriter, error) {
+	tf, err := tfexec.NewTerraform(dir, e.binary)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := map[string]string{
+		"TF_CLI_CONFIG_FILE": filepath.Join(e.dir, "tofurc"),
+		"CHECKPOINT_DISABLE": "1",
+		"HOME":               os.Getenv("HOME"),
+		"PATH":               os.Getenv("PATH"),
+	}
+	for k, v := range e.Env {
+		env[k] = v
+	}
+	if err := tf.SetEnv(env); err != nil {
+		return nil, nil, err
+	}
+	w := newLineWriter(onLine)
+	tf.SetStdout(w)
+	tf.SetStderr(w)
+	return tf, w, nil
+}
+
+// lineWriter splits output into lines for a callback and keeps the last few
+// for error messages.
+type lineWriter struct {
+	mu   sync.Mutex
+	pw   *io.PipeWriter
+	done chan struct{}
+	tail []string
+}
+
+func newLineWriter(onLine func(string)) *lineWriter {
+	pr, pw := io.Pipe()
+	w := &lineWriter{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			w.mu.Lock()
+			w.tail = append(w.tail, line)
+			if len(w.tail) > 20 {
+				w.tail = w.tail[1:]
+			}
+			w.mu.Unlock()
+			if onLine != nil {
+				onLine(line)
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	return w
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) { return w.pw.Write(p) }
+
+func (w *lineWriter) Close() error {
+	err := w.pw.Close()
+	<-w.done
+	return err
+}
+
+func (w *lineWriter) lastLines() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var keep []string
+	for _, l := range w.tail {
+		if strings.TrimSpace(l) != "" {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(keep, " | ")
+}
+
+// lastLines adds OpenTofu's final output to an error; tfexec's own error
+// often only says the exit status.
+func lastLines(err error, w *lineWriter) error {
+	_ = w.pw.Close()
+	<-w.done
+	if t := w.lastLines(); t != "" {
+		return fmt.Errorf("%w: %s", err, t)
+	}
+	return err
+}
+
+// lockWorkspace takes the workspace's exclusive lock, waiting until ctx ends.
+func lockWorkspace(ctx context.Context, dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock workspace: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock workspace %s: %w", filepath.Base(dir), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func copyFS(fsys fs.FS, dst string) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, filepath.FromSlash(p))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
+func writeJSON(path string, v any, perm fs.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

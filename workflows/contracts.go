@@ -1,0 +1,195 @@
+// Package workflows holds Gosling's deterministic Temporal workflows and
+// their contracts: task queues, workflow IDs, signal and query names, and
+// the input and result structs that API, CLI and workers share.
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+)
+
+// Task queues.
+const (
+	TaskQueueMotherGoose = "mothergoose"
+	TaskQueueUglyFox     = "uglyfox"
+)
+
+// Signals and queries.
+const (
+	// SignalRunnerReady is sent by a runner's agent once its token checks
+	// out with GitLab. Payload: RunnerReady.
+	SignalRunnerReady = "runner-ready"
+	// SignalJobStatus tells a runner's workflow how its job is doing.
+	// Payload: JobStatus.
+	SignalJobStatus = "job-status"
+	// QueryRunnerStatus returns a ProvisionStatus.
+	QueryRunnerStatus = "runner-status"
+)
+
+// Actor names the part of Gosling that records a change.
+const ActorMotherGoose = "mothergoose"
+
+// RunnerWorkflowID is the ID of the workflow that makes the runner for one
+// GitLab job. It derives from the host and job ID alone, so GitLab's retries
+// and duplicate webhooks can never start a second one.
+func RunnerWorkflowID(host string, jobID int64) string {
+	return fmt.Sprintf("runner/%s/job/%d", strings.ToLower(host), jobID)
+}
+
+// DeprovisionWorkflowID is the ID of the workflow that tears a runner down.
+func DeprovisionWorkflowID(runnerID string) string { return "deprovision/" + runnerID }
+
+// RunnerIDFor derives a runner ID from its egg and the ID of the workflow
+// that makes it: stable across retries, unique across runners.
+func RunnerIDFor(egg, workflowID string) string {
+	sum := sha256.Sum256([]byte(workflowID))
+	return egg + "-" + hex.EncodeToString(sum[:5])
+}
+
+// RunnerDescription is the description Gosling gives a runner in GitLab;
+// it is unique per runner, so a lost create can be found again.
+func RunnerDescription(egg, runnerID string) string {
+	return "gosling/" + egg + "/" + runnerID
+}
+
+// JobRef names the GitLab job a runner is made for.
+type JobRef struct {
+	Host        string   `json:"host"`
+	ProjectID   int64    `json:"project_id"`
+	ProjectPath string   `json:"project_path,omitempty"`
+	JobID       int64    `json:"job_id"`
+	Name        string   `json:"name,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+}
+
+// ProvisionRunnerInput asks for one runner.
+type ProvisionRunnerInput struct {
+	// RunnerID is optional: by default it derives from the workflow ID.
+	RunnerID string  `json:"runner_id,omitempty"`
+	Egg      fly.Egg `json:"egg"`
+	// Job is the job the runner is made for; nil for runners made ahead of demand.
+	Job *JobRef `json:"job,omitempty"`
+	// Kind is serverless, vm or auto; empty takes the egg's runner type.
+	Kind string `json:"kind,omitempty"`
+	// Cloud is where the runner runs; empty takes the egg's first cloud.
+	Cloud    string       `json:"cloud,omitempty"`
+	Provider fly.Provider `json:"provider"`
+	// Dormant leaves the runner stopped once ready (a Nadir runner).
+	Dormant bool `json:"dormant,omitempty"`
+	// ReadyTimeout bounds the wait for the agent's ready signal (default 10m).
+	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
+	// ServerlessDeadline bounds a serverless runner's life (default and
+	// maximum: 60 minutes).
+	ServerlessDeadline time.Duration `json:"serverless_deadline,omitempty"`
+}
+
+// ProvisionRunnerResult describes the runner that was made.
+type ProvisionRunnerResult struct {
+	RunnerID       string `json:"runner_id"`
+	Kind           string `json:"kind"`
+	KindReason     string `json:"kind_reason"`
+	Cloud          string `json:"cloud"`
+	State          string `json:"state"`
+	GitLabRunnerID int64  `json:"gitlab_runner_id"`
+	TokenRef       string `json:"token_ref"`
+	Workspace      string `json:"workspace"`
+	// Outcome says how a serverless runner ended: job-finished or deadline.
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// ProvisionStatus is what QueryRunnerStatus returns.
+type ProvisionStatus struct {
+	RunnerID string `json:"runner_id"`
+	Step     string `json:"step"`
+	Kind     string `json:"kind"`
+	Cloud    string `json:"cloud"`
+}
+
+// RunnerReady is the payload of SignalRunnerReady.
+type RunnerReady struct {
+	RunnerID string    `json:"runner_id"`
+	PID      int       `json:"pid"`
+	Host     string    `json:"host"`
+	At       time.Time `json:"at"`
+}
+
+// JobStatus is the payload of SignalJobStatus.
+type JobStatus struct {
+	JobID  int64     `json:"job_id"`
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+// Finished tells whether a job status is final.
+func (s JobStatus) Finished() bool {
+	switch s.Status {
+	case "success", "failed", "canceled", "skipped":
+		return true
+	}
+	return false
+}
+
+// DeprovisionRunnerInput asks for a runner to be torn down.
+type DeprovisionRunnerInput struct {
+	RunnerID string     `json:"runner_id"`
+	GitLab   fly.GitLab `json:"gitlab"`
+	Reason   string     `json:"reason"`
+	Actor    string     `json:"actor,omitempty"`
+}
+
+// DeprovisionRunnerResult says what was removed.
+type DeprovisionRunnerResult struct {
+	RunnerID string `json:"runner_id"`
+	// AlreadyGone is set when the runner was terminated before.
+	AlreadyGone bool `json:"already_gone"`
+}
+
+// ChooseKind picks the runner kind for an egg on a cloud, with the reason.
+// auto picks serverless when the egg's resources and expected job time fit
+// the cloud's serverless limits, otherwise vm. A dormant runner is a VM.
+func ChooseKind(egg fly.Egg, kind, cloud string, dormant bool) (string, string) {
+	if kind == "" {
+		kind = egg.Runner.Type
+	}
+	if dormant {
+		return fly.RunnerVM, "dormant (Nadir) runners are stopped VMs"
+	}
+	switch kind {
+	case fly.RunnerServerless, fly.RunnerVM:
+		return kind, fmt.Sprintf("egg %s asks for %s runners", egg.Name, kind)
+	}
+	lim, ok := fly.ServerlessLimitsFor(cloud)
+	if !ok {
+		return fly.RunnerVM, fmt.Sprintf("no serverless runners on cloud %q", cloud)
+	}
+	r := egg.Runner
+	switch {
+	case r.ExpectedJobDuration.D() > lim.MaxRun:
+		return fly.RunnerVM, fmt.Sprintf("jobs are expected to take %s, longer than the %s limit of %s", r.ExpectedJobDuration, fly.Duration(lim.MaxRun), lim.Service)
+	case r.CPU > lim.CPU:
+		return fly.RunnerVM, fmt.Sprintf("%g vCPU is more than %s allow (%g)", r.CPU, lim.Service, lim.CPU)
+	case r.Memory > lim.Memory:
+		return fly.RunnerVM, fmt.Sprintf("%s of memory is more than %s allow (%s)", r.Memory, lim.Service, lim.Memory)
+	}
+	return fly.RunnerServerless, fmt.Sprintf("jobs expected to take %s with %g vCPU and %s fit %s (%s, %g vCPU, %s)",
+		r.ExpectedJobDuration, r.CPU, r.Memory, lim.Service, fly.Duration(lim.MaxRun), lim.CPU, lim.Memory)
+}
+
+// StartOptions are the options every starter of a Gosling workflow uses
+// (the webhook path, the CLI, the tests): a duplicate start of a running
+// workflow joins it instead of starting a second one, and a finished
+// workflow's ID is not reused, so a replayed webhook makes nothing new.
+func StartOptions(workflowID string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: workflowID, TaskQueue: TaskQueueMotherGoose,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}
+}

@@ -1,0 +1,61 @@
+package workflows
+
+import (
+	"fmt"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/internal/store"
+	"go.temporal.io/sdk/workflow"
+)
+
+// DeprovisionRunner tears one runner down the way ProvisionRunner builds it
+// up, in reverse: destroy the machine, delete the GitLab runner, delete its
+// token, record it terminated. Every step is idempotent, so a repeated or
+// resumed teardown is safe; a step that keeps failing leaves the runner in
+// state failed with the reason, for UglyFox to finish.
+func DeprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
+	var a *activities.Activities
+	res := DeprovisionRunnerResult{RunnerID: in.RunnerID}
+	actor := in.Actor
+	if actor == "" {
+		actor = ActorMotherGoose
+	}
+	var r store.Runner
+	if err := workflow.ExecuteActivity(storeCtx(ctx), a.GetRunner, in.RunnerID).Get(ctx, &r); err != nil {
+		return res, fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+	}
+	if r.State == store.StateTerminated {
+		res.AlreadyGone = true
+		return res, nil
+	}
+	if r.State != store.StateTerminating {
+		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateTerminating, Reason: in.Reason, Actor: actor}); err != nil {
+			return res, err
+		}
+	}
+	failed := func(step string, err error) (DeprovisionRunnerResult, error) {
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		_ = transitionWith(dctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateFailed, Reason: fmt.Sprintf("teardown: %s failed: %v", step, err), Actor: actor})
+		return res, fmt.Errorf("deprovision %s: %s: %w", in.RunnerID, step, err)
+	}
+	ws := r.Workspace
+	if ws == "" {
+		ws = r.ID
+	}
+	if err := workflow.ExecuteActivity(tofuCtx(ctx), a.DestroyMachine, activities.DestroyMachineInput{RunnerID: r.ID, Workspace: ws}).Get(ctx, nil); err != nil {
+		return failed("destroy machine", err)
+	}
+	if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
+		GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, Description: RunnerDescription(r.Egg, r.ID),
+	}).Get(ctx, nil); err != nil {
+		return failed("delete GitLab runner", err)
+	}
+	if err := workflow.ExecuteActivity(storeCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
+		return failed("delete token", err)
+	}
+	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateTerminated, Reason: in.Reason, Actor: actor}); err != nil {
+		return res, err
+	}
+	return res, nil
+}

@@ -1,0 +1,46 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity options per kind of side effect: quick store writes retry fast
+// and long; GitLab calls back off (rate limits); OpenTofu runs are long and
+// heartbeat, so a dead worker is noticed within a minute.
+func storeCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts:        20,
+			NonRetryableErrorTypes: []string{activities.ErrTypeIllegalState, activities.ErrTypeBadInput},
+		},
+	})
+}
+
+func gitlabCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        8,
+			NonRetryableErrorTypes: []string{activities.ErrTypeGitLabRejected, activities.ErrTypeBadInput},
+		},
+	})
+}
+
+func tofuCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 45 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}

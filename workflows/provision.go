@@ -1,0 +1,272 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// DefaultReadyTimeout bounds the wait for an agent's ready signal.
+const DefaultReadyTimeout = 10 * time.Minute
+
+// ProvisionRunner turns "a job needs a runner" into a registered, running
+// GitLab runner: record it, register it in GitLab (token straight into the
+// secret backend), apply its machine with OpenTofu, wait for the agent's
+// ready signal. Any failure is compensated in reverse order (destroy the
+// machine, delete the GitLab runner, delete the token) and recorded, so
+// nothing is left behind. A serverless runner is then kept until its job
+// finishes or its deadline passes, whichever comes first, and torn down.
+func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRunnerResult, error) {
+	info := workflow.GetInfo(ctx)
+	log := workflow.GetLogger(ctx)
+	var a *activities.Activities
+
+	runnerID := in.RunnerID
+	if runnerID == "" {
+		runnerID = RunnerIDFor(in.Egg.Name, info.WorkflowExecution.ID)
+	}
+	cloud := in.Cloud
+	if cloud == "" && len(in.Egg.Runner.Clouds) > 0 {
+		cloud = in.Egg.Runner.Clouds[0]
+	}
+	if cloud == "" {
+		return ProvisionRunnerResult{}, temporal.NewNonRetryableApplicationError("egg has no cloud", activities.ErrTypeBadInput, nil)
+	}
+	kind, reason := ChooseKind(in.Egg, in.Kind, cloud, in.Dormant)
+	deadline := in.ServerlessDeadline
+	if deadline <= 0 || deadline > fly.MaxServerlessRun {
+		deadline = fly.MaxServerlessRun
+	}
+	readyTimeout := in.ReadyTimeout
+	if readyTimeout <= 0 {
+		readyTimeout = DefaultReadyTimeout
+	}
+	description := RunnerDescription(in.Egg.Name, runnerID)
+	res := ProvisionRunnerResult{RunnerID: runnerID, Kind: kind, KindReason: reason, Cloud: cloud, Workspace: runnerID}
+	status := ProvisionStatus{RunnerID: runnerID, Step: "recording", Kind: kind, Cloud: cloud}
+	if err := workflow.SetQueryHandler(ctx, QueryRunnerStatus, func() (ProvisionStatus, error) { return status, nil }); err != nil {
+		return res, err
+	}
+	readyCh := workflow.GetSignalChannel(ctx, SignalRunnerReady)
+	jobCh := workflow.GetSignalChannel(ctx, SignalJobStatus)
+	started := workflow.Now(ctx)
+	log.Info("provisioning runner", "runner", runnerID, "kind", kind, "reason", reason, "cloud", cloud)
+
+	// 1. The record comes first: every later step, and every failure, is
+	// recorded against it.
+	rec := store.Runner{
+		ID: runnerID, Egg: in.Egg.Name, Cloud: cloud, Kind: kind, GitLabHost: in.Egg.GitLab.Host,
+		WorkflowID: info.WorkflowExecution.ID, Workspace: runnerID, Reason: reason,
+	}
+	if in.Job != nil {
+		rec.JobID = in.Job.JobID
+	}
+	if err := workflow.ExecuteActivity(storeCtx(ctx), a.RecordRunner, activities.RecordRunnerInput{Runner: rec}).Get(ctx, nil); err != nil {
+		return res, fmt.Errorf("record runner %s: %w", runnerID, err)
+	}
+
+	// Compensations run in reverse order. Each is registered before its
+	// step, because a step that fails may still have done its work (a
+	// GitLab create whose answer was lost), and each is safe when there is
+	// nothing to undo.
+	var undo []func(workflow.Context) error
+	fail := func(step string, cause error) (ProvisionRunnerResult, error) {
+		status.Step = "compensating"
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		why := fmt.Sprintf("%s failed: %v", step, cause)
+		log.Warn("provisioning failed; compensating", "runner", runnerID, "step", step, "error", cause)
+		_ = transition(dctx, runnerID, store.StateFailed, why)
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](dctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			// Left in state failed: UglyFox's reconciliation finishes the job.
+			return res, fmt.Errorf("%s; compensation incomplete: %w", why, errors.Join(errs...))
+		}
+		_ = transition(dctx, runnerID, store.StateTerminated, "compensated after "+why)
+		res.State = string(store.StateTerminated)
+		return res, temporal.NewApplicationErrorWithCause(why, "ProvisionFailed", cause)
+	}
+
+	// 2. The GitLab runner, with its token written to the secret backend.
+	undo = append(undo, func(c workflow.Context) error {
+		return workflow.ExecuteActivity(storeCtx(c), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: runnerID, TokenRef: res.TokenRef}).Get(c, nil)
+	})
+	undo = append(undo, func(c workflow.Context) error {
+		return workflow.ExecuteActivity(gitlabCtx(c), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
+			GitLab: in.Egg.GitLab, GitLabRunnerID: res.GitLabRunnerID, Description: description,
+		}).Get(c, nil)
+	})
+	status.Step = "registering in GitLab"
+	create := activities.CreateGitLabRunnerInput{
+		RunnerID: runnerID, Egg: in.Egg.Name, GitLab: in.Egg.GitLab, Description: description,
+		Tags: in.Egg.Runner.Tags, RunUntagged: in.Egg.Runner.RunUntagged, Paused: in.Dormant,
+	}
+	switch {
+	case in.Egg.Group != nil:
+		create.GroupID = in.Egg.Group.ID
+	case in.Job != nil && in.Job.ProjectID != 0:
+		create.ProjectID, create.ProjectPath = in.Job.ProjectID, in.Job.ProjectPath
+	case len(in.Egg.Projects) > 0:
+		create.ProjectID, create.ProjectPath = in.Egg.Projects[0].ID, in.Egg.Projects[0].Path
+	}
+	if kind == fly.RunnerServerless {
+		create.MaximumTimeout = deadline
+	}
+	var created activities.CreateGitLabRunnerResult
+	if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.CreateGitLabRunner, create).Get(ctx, &created); err != nil {
+		return fail("register runner in GitLab", err)
+	}
+	res.GitLabRunnerID, res.TokenRef = created.GitLabRunnerID, created.TokenRef
+
+	// 3. The machine, made by OpenTofu. It starts running even for a
+	// dormant runner: the agent must prove the token works before the
+	// machine is put to sleep.
+	undo = append(undo, func(c workflow.Context) error {
+		return workflow.ExecuteActivity(tofuCtx(c), a.DestroyMachine, activities.DestroyMachineInput{RunnerID: runnerID, Workspace: runnerID}).Get(c, nil)
+	})
+	status.Step = "applying machine"
+	apply := activities.ApplyMachineInput{
+		RunnerID: runnerID, Egg: in.Egg, Cloud: cloud, Kind: kind, Running: true, Provider: in.Provider,
+		TokenRef: res.TokenRef, ReadyWorkflowID: info.WorkflowExecution.ID,
+	}
+	if kind == fly.RunnerServerless {
+		apply.MaxRunMinutes = int(deadline / time.Minute)
+	}
+	if err := workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, apply).Get(ctx, nil); err != nil {
+		return fail("apply machine", err)
+	}
+	if err := transitionWith(ctx, activities.TransitionInput{
+		RunnerID: runnerID, To: store.StateRegistering, Reason: "machine applied; waiting for the agent",
+		GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Workspace: runnerID,
+	}); err != nil {
+		return fail("record registering", err)
+	}
+
+	// 4. The agent's ready signal, or a timeout.
+	status.Step = "waiting for ready signal"
+	ready := false
+	onReady := func(r RunnerReady) {
+		if r.RunnerID == runnerID {
+			ready = true
+		} else {
+			log.Warn("ready signal for another runner ignored", "runner", r.RunnerID)
+		}
+	}
+	// The agent often signals while the apply is still running: take a
+	// buffered signal without starting a timer that would be cancelled in
+	// the same workflow task.
+	for !ready {
+		var r RunnerReady
+		if !readyCh.ReceiveAsync(&r) {
+			break
+		}
+		onReady(r)
+	}
+	if !ready {
+		timedOut := false
+		waitCtx, cancelWait := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(waitCtx, readyTimeout), func(workflow.Future) { timedOut = true })
+		sel.AddReceive(readyCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r RunnerReady
+			c.Receive(ctx, &r)
+			onReady(r)
+		})
+		for !ready && !timedOut {
+			sel.Select(ctx)
+		}
+		cancelWait()
+	}
+	if !ready {
+		return fail("wait for ready signal", fmt.Errorf("no ready signal within %s", readyTimeout))
+	}
+
+	// 5. In service: Apex, or put to sleep as a Nadir runner.
+	if in.Dormant {
+		status.Step = "stopping (dormant)"
+		apply.Running = false
+		if err := workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, apply).Get(ctx, nil); err != nil {
+			return fail("stop machine", err)
+		}
+		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateDormant, Reason: "ready; stopped as a Nadir runner", Heartbeat: true}); err != nil {
+			return fail("record dormant", err)
+		}
+		res.State = string(store.StateDormant)
+	} else {
+		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateActive, Reason: "agent ready", Heartbeat: true}); err != nil {
+			return fail("record active", err)
+		}
+		res.State = string(store.StateActive)
+	}
+	status.Step = res.State
+	log.Info("runner in service", "runner", runnerID, "state", res.State, "after", workflow.Now(ctx).Sub(started))
+	if kind != fly.RunnerServerless {
+		return res, nil
+	}
+
+	// 6. A serverless runner takes one job and lives until it finishes or
+	// its deadline passes, whichever comes first.
+	status.Step = "serving its job"
+	onJob := func(s JobStatus) {
+		if s.Finished() && (in.Job == nil || s.JobID == in.Job.JobID) {
+			res.Outcome = "job-finished"
+		}
+	}
+	for res.Outcome == "" {
+		var s JobStatus
+		if !jobCh.ReceiveAsync(&s) {
+			break
+		}
+		onJob(s)
+	}
+	if res.Outcome == "" {
+		remaining := deadline - workflow.Now(ctx).Sub(started)
+		lifeCtx, cancelLife := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(lifeCtx, max(remaining, time.Second)), func(workflow.Future) { res.Outcome = "deadline" })
+		sel.AddReceive(jobCh, func(c workflow.ReceiveChannel, _ bool) {
+			var s JobStatus
+			c.Receive(ctx, &s)
+			onJob(s)
+		})
+		for res.Outcome == "" {
+			sel.Select(ctx)
+		}
+		cancelLife()
+	}
+	status.Step = "tearing down"
+	child := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: DeprovisionWorkflowID(runnerID)})
+	var dres DeprovisionRunnerResult
+	err := workflow.ExecuteChildWorkflow(child, DeprovisionRunner, DeprovisionRunnerInput{
+		RunnerID: runnerID, GitLab: in.Egg.GitLab, Reason: "serverless runner: " + res.Outcome, Actor: ActorMotherGoose,
+	}).Get(ctx, &dres)
+	if err != nil {
+		return res, fmt.Errorf("tear down serverless runner %s: %w", runnerID, err)
+	}
+	res.State = string(store.StateTerminated)
+	status.Step = res.State
+	return res, nil
+}
+
+func transition(ctx workflow.Context, runnerID string, to store.RunnerState, reason string) error {
+	return transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: to, Reason: reason})
+}
+
+func transitionWith(ctx workflow.Context, in activities.TransitionInput) error {
+	var a *activities.Activities
+	if in.Actor == "" {
+		in.Actor = ActorMotherGoose
+	}
+	return workflow.ExecuteActivity(storeCtx(ctx), a.TransitionRunner, in).Get(ctx, nil)
+}

@@ -1,0 +1,323 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+func testEgg(kind string) fly.Egg {
+	return fly.Egg{
+		Name: "web", Kind: fly.KindEgg,
+		GitLab:   fly.GitLab{Host: "gitlab.example.com", Token: "local://gitlab/token", WebhookSecret: "local://gitlab/webhook"},
+		Projects: []fly.ProjectRef{{ID: 7, Path: "acme/web"}},
+		Runner: fly.Runner{
+			Type: kind, Clouds: []string{fly.CloudLocal}, CPU: 2, Memory: 4 * fly.GiB, Disk: 20 * fly.GiB,
+			MaxConcurrent: 5, JobsPerRunner: 1, Tags: []string{"docker"}, Image: "alpine:3.20",
+			ExpectedJobDuration: fly.Duration(15 * time.Minute),
+		},
+	}
+}
+
+// calls records the activities a workflow ran, in order.
+type calls struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (c *calls) add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.list = append(c.list, s)
+}
+
+func (c *calls) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.list, ",")
+}
+
+type env struct {
+	*testsuite.TestWorkflowEnvironment
+	calls *calls
+}
+
+// newEnv registers the workflows and mocks every activity to succeed,
+// recording calls. Tests override single activities with failing ones.
+func newEnv(t *testing.T, fail map[string]error) *env {
+	var s testsuite.WorkflowTestSuite
+	e := &env{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment(), calls: &calls{}}
+	e.RegisterWorkflow(ProvisionRunner)
+	e.RegisterWorkflow(DeprovisionRunner)
+	var a *activities.Activities
+	e.RegisterActivity(a)
+	failOr := func(name string) error {
+		e.calls.add(name)
+		if err, ok := fail[name]; ok {
+			return err
+		}
+		return nil
+	}
+	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordRunnerInput) error {
+		return failOr("record")
+	})
+	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
+		if err := failOr("gitlab-create"); err != nil {
+			return activities.CreateGitLabRunnerResult{}, err
+		}
+		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+	})
+	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
+		name := "apply-running"
+		if !in.Running {
+			name = "apply-stopped"
+		}
+		return activities.ApplyMachineResult{Workspace: in.RunnerID}, failOr(name)
+	})
+	e.OnActivity(a.TransitionRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.TransitionInput) (store.Runner, error) {
+		return store.Runner{ID: in.RunnerID, State: in.To}, failOr("to-" + string(in.To))
+	})
+	e.OnActivity(a.DestroyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DestroyMachineInput) error {
+		return failOr("destroy")
+	})
+	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteGitLabRunnerInput) error {
+		return failOr("gitlab-delete")
+	})
+	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteRunnerTokenInput) error {
+		return failOr("token-delete")
+	})
+	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
+		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
+	})
+	return e
+}
+
+func (e *env) signalReady(after time.Duration, runnerID string) {
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalRunnerReady, RunnerReady{RunnerID: runnerID, PID: 1})
+	}, after)
+}
+
+func permanent(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, "Test", nil)
+}
+
+const wfID = "runner/gitlab.example.com/job/1001"
+
+func start(e *env, in ProvisionRunnerInput) {
+	e.SetStartWorkflowOptions(startOpts(wfID))
+	e.ExecuteWorkflow(ProvisionRunner, in)
+}
+
+func TestProvisionVM(t *testing.T) {
+	e := newEnv(t, nil)
+	id := RunnerIDFor("web", wfID)
+	e.signalReady(30*time.Second, id)
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	if !e.IsWorkflowCompleted() || e.GetWorkflowError() != nil {
+		t.Fatalf("workflow: %v", e.GetWorkflowError())
+	}
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
+		t.Errorf("result = %+v", res)
+	}
+	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-registering,to-active"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
+func TestProvisionDormant(t *testing.T) {
+	e := newEnv(t, nil)
+	e.signalReady(time.Second, RunnerIDFor("web", wfID))
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Dormant: true})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != "dormant" || res.Kind != fly.RunnerVM {
+		t.Errorf("result = %+v", res)
+	}
+	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-registering,apply-stopped,to-dormant"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
+func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
+	e := newEnv(t, nil)
+	id := RunnerIDFor("web", wfID)
+	e.signalReady(10*time.Second, id)
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 999, Status: "success"}) // another job: ignored
+		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "running"})
+	}, 5*time.Minute)
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "success"})
+	}, 12*time.Minute)
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+	want := "record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	if got := e.calls.String(); got != want {
+		t.Errorf("calls = %s\nwant    %s", got, want)
+	}
+}
+
+func TestProvisionServerlessDeadline(t *testing.T) {
+	e := newEnv(t, nil)
+	e.signalReady(10*time.Second, RunnerIDFor("web", wfID))
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &JobRef{JobID: 1001}, ServerlessDeadline: 20 * time.Minute})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "deadline" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+// Every step's failure is compensated in reverse order of what was done,
+// and the runner is recorded failed, then terminated.
+func TestProvisionCompensatesEveryStep(t *testing.T) {
+	cases := []struct {
+		failing string
+		want    string
+	}{
+		{"gitlab-create", "record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
+		{"apply-running", "record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-registering", "record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-active", "record,gitlab-create,apply-running,to-registering,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+	}
+	for _, c := range cases {
+		t.Run(c.failing, func(t *testing.T) {
+			e := newEnv(t, map[string]error{c.failing: permanent("boom at " + c.failing)})
+			e.signalReady(time.Second, RunnerIDFor("web", wfID))
+			start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}})
+			err := e.GetWorkflowError()
+			if err == nil || !strings.Contains(err.Error(), "boom at "+c.failing) {
+				t.Fatalf("error = %v", err)
+			}
+			if got := e.calls.String(); got != c.want {
+				t.Errorf("calls = %s\nwant    %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestProvisionReadyTimeout(t *testing.T) {
+	e := newEnv(t, nil)
+	e.signalReady(time.Second, "someone-else")
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}, ReadyTimeout: 3 * time.Minute})
+	err := e.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
+		t.Fatalf("error = %v", err)
+	}
+	want := "record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	if got := e.calls.String(); got != want {
+		t.Errorf("calls = %s\nwant    %s", got, want)
+	}
+}
+
+func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
+	e := newEnv(t, map[string]error{"apply-running": permanent("apply broke"), "destroy": permanent("destroy broke")})
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}})
+	err := e.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "compensation incomplete") {
+		t.Fatalf("error = %v", err)
+	}
+	// The other compensations still ran; no terminated record.
+	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+		t.Errorf("calls = %s\nwant    %s", got, want)
+	}
+}
+
+func TestProvisionRecordFailureMakesNothing(t *testing.T) {
+	e := newEnv(t, map[string]error{"record": permanent("store down")})
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
+	if e.GetWorkflowError() == nil {
+		t.Fatal("no error")
+	}
+	if got := e.calls.String(); got != "record" {
+		t.Errorf("calls = %s", got)
+	}
+}
+
+func TestDeprovision(t *testing.T) {
+	e := newEnv(t, nil)
+	e.ExecuteWorkflow(DeprovisionRunner, DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
+	var res DeprovisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
+func TestDeprovisionFailureRecordsFailed(t *testing.T) {
+	e := newEnv(t, map[string]error{"gitlab-delete": permanent("gitlab down")})
+	e.ExecuteWorkflow(DeprovisionRunner, DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
+	if err := e.GetWorkflowError(); err == nil || !errors.Is(err, err) || !strings.Contains(err.Error(), "gitlab down") {
+		t.Fatalf("error = %v", err)
+	}
+	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,to-failed"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
+func TestChooseKind(t *testing.T) {
+	small := testEgg(fly.RunnerAuto)
+	long := testEgg(fly.RunnerAuto)
+	long.Runner.ExpectedJobDuration = fly.Duration(2 * time.Hour)
+	big := testEgg(fly.RunnerAuto)
+	big.Runner.CPU = 8
+	cases := []struct {
+		egg     fly.Egg
+		cloud   string
+		dormant bool
+		want    string
+		reason  string
+	}{
+		{small, fly.CloudYandex, false, fly.RunnerServerless, "fit Serverless Containers"},
+		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{long, fly.CloudAWS, false, fly.RunnerVM, "longer than the 1h limit"},
+		{big, fly.CloudYandex, false, fly.RunnerVM, "8 vCPU is more than Serverless Containers allow (4)"},
+		{big, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{small, fly.CloudYandex, true, fly.RunnerVM, "dormant"},
+		{testEgg(fly.RunnerVM), fly.CloudAWS, false, fly.RunnerVM, "asks for vm"},
+		{small, "mars", false, fly.RunnerVM, "no serverless runners"},
+	}
+	for _, c := range cases {
+		kind, reason := ChooseKind(c.egg, "", c.cloud, c.dormant)
+		if kind != c.want || !strings.Contains(reason, c.reason) {
+			t.Errorf("ChooseKind(%s, %v) = %s (%s), want %s (%s)", c.cloud, c.dormant, kind, reason, c.want, c.reason)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	if RunnerWorkflowID("GitLab.com", 5) != "runner/gitlab.com/job/5" {
+		t.Error(RunnerWorkflowID("GitLab.com", 5))
+	}
+	a, b := RunnerIDFor("web", "x"), RunnerIDFor("web", "y")
+	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != RunnerIDFor("web", "x") {
+		t.Errorf("runner IDs %s %s", a, b)
+	}
+}
