@@ -82,6 +82,9 @@ func New(binary, stateDir string) (*Executor, error) {
 	return &Executor{binary: binary, dir: abs}, nil
 }
 
+// Binary is the OpenTofu binary the executor runs.
+func (e *Executor) Binary() string { return e.binary }
+
 // StateDir is the executor's state directory.
 func (e *Executor) StateDir() string { return e.dir }
 

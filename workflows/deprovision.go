@@ -21,7 +21,7 @@ func DeprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (Deprovi
 		actor = ActorMotherGoose
 	}
 	var r store.Runner
-	if err := workflow.ExecuteActivity(storeCtx(ctx), a.GetRunner, in.RunnerID).Get(ctx, &r); err != nil {
+	if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.GetRunner, in.RunnerID).Get(ctx, &r); err != nil {
 		return res, fmt.Errorf("read runner %s: %w", in.RunnerID, err)
 	}
 	if r.State == store.StateTerminated {
@@ -51,7 +51,7 @@ func DeprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (Deprovi
 	}).Get(ctx, nil); err != nil {
 		return failed("delete GitLab runner", err)
 	}
-	if err := workflow.ExecuteActivity(storeCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(secretsCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
 		return failed("delete token", err)
 	}
 	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateTerminated, Reason: in.Reason, Actor: actor}); err != nil {

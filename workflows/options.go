@@ -8,16 +8,29 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Activity options per kind of side effect: quick store writes retry fast
-// and long; GitLab calls back off (rate limits); OpenTofu runs are long and
+// Activity options per kind of side effect. Store writes are local
+// activities: they are quick and run in the worker that runs the workflow,
+// which saves a task-queue round trip per lifecycle transition. GitLab and
+// secret-backend calls back off (rate limits); OpenTofu runs are long and
 // heartbeat, so a dead worker is noticed within a minute.
 func storeCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 			MaximumAttempts:        20,
 			NonRetryableErrorTypes: []string{activities.ErrTypeIllegalState, activities.ErrTypeBadInput},
+		},
+	})
+}
+
+func secretsCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
 		},
 	})
 }

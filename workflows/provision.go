@@ -67,7 +67,7 @@ func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	if in.Job != nil {
 		rec.JobID = in.Job.JobID
 	}
-	if err := workflow.ExecuteActivity(storeCtx(ctx), a.RecordRunner, activities.RecordRunnerInput{Runner: rec}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.RecordRunner, activities.RecordRunnerInput{Runner: rec}).Get(ctx, nil); err != nil {
 		return res, fmt.Errorf("record runner %s: %w", runnerID, err)
 	}
 
@@ -100,7 +100,7 @@ func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 
 	// 2. The GitLab runner, with its token written to the secret backend.
 	undo = append(undo, func(c workflow.Context) error {
-		return workflow.ExecuteActivity(storeCtx(c), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: runnerID, TokenRef: res.TokenRef}).Get(c, nil)
+		return workflow.ExecuteActivity(secretsCtx(c), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: runnerID, TokenRef: res.TokenRef}).Get(c, nil)
 	})
 	undo = append(undo, func(c workflow.Context) error {
 		return workflow.ExecuteActivity(gitlabCtx(c), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
@@ -268,5 +268,5 @@ func transitionWith(ctx workflow.Context, in activities.TransitionInput) error {
 	if in.Actor == "" {
 		in.Actor = ActorMotherGoose
 	}
-	return workflow.ExecuteActivity(storeCtx(ctx), a.TransitionRunner, in).Get(ctx, nil)
+	return workflow.ExecuteLocalActivity(storeCtx(ctx), a.TransitionRunner, in).Get(ctx, nil)
 }

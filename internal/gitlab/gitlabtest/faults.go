@@ -222,3 +222,10 @@ func (w *statusWriter) code() int {
 	}
 	return w.status
 }
+
+// ClearFaults disarms every injected fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
