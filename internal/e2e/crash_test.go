@@ -118,4 +118,3 @@ func agentProcesses(dir string) int {
 	}
 	return n
 }
-
