@@ -243,6 +243,33 @@ func isBadRequest(err error) bool {
 	return errors.As(err, &ae) && ae.StatusCode == 400
 }
 
+// JobTagsInput names a GitLab job.
+type JobTagsInput struct {
+	GitLab    fly.GitLab `json:"gitlab"`
+	ProjectID int64      `json:"project_id"`
+	JobID     int64      `json:"job_id"`
+}
+
+// JobTags reads a job's tags from the Jobs API: job webhooks do not carry
+// them.
+func (a *Activities) JobTags(ctx context.Context, in JobTagsInput) ([]string, error) {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := gl.JobTags(ctx, in.ProjectID, in.JobID)
+	if gitlab.IsNotFound(err) || gitlab.IsForbidden(err) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tags of job %d: %w", in.JobID, err)
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return tags, nil
+}
+
 // DeleteGitLabRunnerInput names a runner to remove from GitLab: by ID, or by
 // its description when the ID was never learned.
 type DeleteGitLabRunnerInput struct {

@@ -88,7 +88,14 @@ type ProvisionRunnerInput struct {
 	// ServerlessDeadline bounds a serverless runner's life (default and
 	// maximum: 60 minutes).
 	ServerlessDeadline time.Duration `json:"serverless_deadline,omitempty"`
+	// JobDeadline bounds the life of a VM runner made for one job (default
+	// DefaultJobDeadline).
+	JobDeadline time.Duration `json:"job_deadline,omitempty"`
 }
+
+// DefaultJobDeadline bounds a VM runner made for one job, whatever happens
+// to the job's webhooks.
+const DefaultJobDeadline = 24 * time.Hour
 
 // ProvisionRunnerResult describes the runner that was made.
 type ProvisionRunnerResult struct {
@@ -100,8 +107,11 @@ type ProvisionRunnerResult struct {
 	GitLabRunnerID int64  `json:"gitlab_runner_id"`
 	TokenRef       string `json:"token_ref"`
 	Workspace      string `json:"workspace"`
-	// Outcome says how a serverless runner ended: job-finished or deadline.
+	// Outcome says how a runner made for one job ended: job-finished or
+	// deadline; or, when no runner was made, why (tags-mismatch).
 	Outcome string `json:"outcome,omitempty"`
+	// JobTags are the job's tags as the Jobs API gave them.
+	JobTags []string `json:"job_tags,omitempty"`
 }
 
 // ProvisionStatus is what QueryRunnerStatus returns.
@@ -192,4 +202,30 @@ func StartOptions(workflowID string) client.StartWorkflowOptions {
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	}
+}
+
+// TagsMatch tells whether a runner with the given settings can take a job
+// with the given tags, as GitLab decides: every job tag must be a runner
+// tag, and a job without tags needs a runner that runs untagged jobs.
+func TagsMatch(r fly.Runner, jobTags []string) (bool, string) {
+	if len(jobTags) == 0 {
+		if r.RunUntagged {
+			return true, "untagged job; the runner takes untagged jobs"
+		}
+		return false, "the job has no tags and the egg's runners do not run untagged jobs"
+	}
+	have := map[string]bool{}
+	for _, t := range r.Tags {
+		have[t] = true
+	}
+	var missing []string
+	for _, t := range jobTags {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return false, fmt.Sprintf("the egg's runners lack the job's tags %s", strings.Join(missing, ", "))
+	}
+	return true, "the egg's runners carry every job tag"
 }

@@ -58,6 +58,25 @@ func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	started := workflow.Now(ctx)
 	log.Info("provisioning runner", "runner", runnerID, "kind", kind, "reason", reason, "cloud", cloud)
 
+	// 0. A job's tags are not in its webhook: read them from the Jobs API
+	// and make nothing for a job this egg's runners could never take.
+	if in.Job != nil && in.Job.ProjectID != 0 {
+		status.Step = "reading job tags"
+		var tags []string
+		err := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{
+			GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID,
+		}).Get(ctx, &tags)
+		if err != nil {
+			return res, fmt.Errorf("read tags of job %d: %w", in.Job.JobID, err)
+		}
+		res.JobTags = tags
+		if ok, why := TagsMatch(in.Egg.Runner, tags); !ok {
+			log.Info("no runner for this job", "job", in.Job.JobID, "reason", why)
+			res.Outcome, res.KindReason, res.State = "tags-mismatch", why, ""
+			return res, nil
+		}
+	}
+
 	// 1. The record comes first: every later step, and every failure, is
 	// recorded against it.
 	rec := store.Runner{
@@ -211,12 +230,18 @@ func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	}
 	status.Step = res.State
 	log.Info("runner in service", "runner", runnerID, "state", res.State, "after", workflow.Now(ctx).Sub(started))
+	if kind != fly.RunnerServerless && in.Job == nil {
+		return res, nil // a pool's runner: it lives on
+	}
 	if kind != fly.RunnerServerless {
-		return res, nil
+		deadline = in.JobDeadline
+		if deadline <= 0 {
+			deadline = DefaultJobDeadline
+		}
 	}
 
-	// 6. A serverless runner takes one job and lives until it finishes or
-	// its deadline passes, whichever comes first.
+	// 6. A runner made for one job (and every serverless runner) lives until
+	// the job finishes or its deadline passes, whichever comes first.
 	status.Step = "serving its job"
 	onJob := func(s JobStatus) {
 		if s.Finished() && (in.Job == nil || s.JobID == in.Job.JobID) {
@@ -249,10 +274,10 @@ func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	child := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: DeprovisionWorkflowID(runnerID)})
 	var dres DeprovisionRunnerResult
 	err := workflow.ExecuteChildWorkflow(child, DeprovisionRunner, DeprovisionRunnerInput{
-		RunnerID: runnerID, GitLab: in.Egg.GitLab, Reason: "serverless runner: " + res.Outcome, Actor: ActorMotherGoose,
+		RunnerID: runnerID, GitLab: in.Egg.GitLab, Reason: "one-job runner: " + res.Outcome, Actor: ActorMotherGoose,
 	}).Get(ctx, &dres)
 	if err != nil {
-		return res, fmt.Errorf("tear down serverless runner %s: %w", runnerID, err)
+		return res, fmt.Errorf("tear down runner %s: %w", runnerID, err)
 	}
 	res.State = string(store.StateTerminated)
 	status.Step = res.State

@@ -55,6 +55,10 @@ type env struct {
 // newEnv registers the workflows and mocks every activity to succeed,
 // recording calls. Tests override single activities with failing ones.
 func newEnv(t *testing.T, fail map[string]error) *env {
+	return newEnvWithTags(t, fail, []string{"docker"})
+}
+
+func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env {
 	var s testsuite.WorkflowTestSuite
 	e := &env{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment(), calls: &calls{}}
 	e.RegisterWorkflow(ProvisionRunner)
@@ -68,6 +72,9 @@ func newEnv(t *testing.T, fail map[string]error) *env {
 		}
 		return nil
 	}
+	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
+		return jobTags, failOr("tags")
+	})
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordRunnerInput) error {
 		return failOr("record")
 	})
@@ -119,11 +126,12 @@ func start(e *env, in ProvisionRunnerInput) {
 	e.ExecuteWorkflow(ProvisionRunner, in)
 }
 
-func TestProvisionVM(t *testing.T) {
+// A runner made ahead of demand (a pool's) stays in service.
+func TestProvisionPoolVM(t *testing.T) {
 	e := newEnv(t, nil)
 	id := RunnerIDFor("web", wfID)
 	e.signalReady(30*time.Second, id)
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
 	if !e.IsWorkflowCompleted() || e.GetWorkflowError() != nil {
 		t.Fatalf("workflow: %v", e.GetWorkflowError())
 	}
@@ -136,6 +144,58 @@ func TestProvisionVM(t *testing.T) {
 	}
 	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-registering,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
+// A VM made for one job reads the job's tags first, serves the job and is
+// torn down when it finishes.
+func TestProvisionJobVM(t *testing.T) {
+	e := newEnv(t, nil)
+	id := RunnerIDFor("web", wfID)
+	e.signalReady(30*time.Second, id)
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "failed"})
+	}, 2*time.Hour)
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
+		t.Errorf("result = %+v", res)
+	}
+	want := "tags,record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	if got := e.calls.String(); got != want {
+		t.Errorf("calls = %s\nwant    %s", got, want)
+	}
+}
+
+func TestProvisionJobVMDeadline(t *testing.T) {
+	e := newEnv(t, nil)
+	e.signalReady(time.Second, RunnerIDFor("web", wfID))
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{ProjectID: 7, JobID: 1001}, JobDeadline: 3 * time.Hour})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "deadline" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+// A job this egg's runners could never take gets no runner at all.
+func TestProvisionSkipsJobWithForeignTags(t *testing.T) {
+	e := newEnvWithTags(t, nil, []string{"docker", "gpu"})
+	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{ProjectID: 7, JobID: 1001}})
+	var res ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "tags-mismatch" || !strings.Contains(res.KindReason, "lack the job's tags gpu") {
+		t.Errorf("result = %+v", res)
+	}
+	if got := e.calls.String(); got != "tags" {
+		t.Errorf("calls = %s", got)
 	}
 }
 
@@ -174,7 +234,7 @@ func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -200,10 +260,10 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		failing string
 		want    string
 	}{
-		{"gitlab-create", "record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"apply-running", "record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-registering", "record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-active", "record,gitlab-create,apply-running,to-registering,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"gitlab-create", "tags,record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
+		{"apply-running", "tags,record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-registering", "tags,record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-active", "tags,record,gitlab-create,apply-running,to-registering,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -229,7 +289,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -243,7 +303,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+	if got, want := e.calls.String(), "tags,record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }

@@ -30,7 +30,7 @@ func BenchmarkProvisionVsRawApply(b *testing.B) {
 	for b.Loop() {
 		job++
 		t0 := time.Now()
-		run, err := s.Provision(ctx, egg, job, nil)
+		run, err := s.ProvisionPool(ctx, egg, fmt.Sprintf("bench-%d", job), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func BenchmarkWorkerMemory200InFlight(b *testing.B) {
 		time.Sleep(2 * time.Second) // connected and polling
 		base := rssKiB(w.Process.Pid)
 		for i := range inFlight {
-			if _, err := s.Provision(ctx, egg, int64(200_000+i), func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = time.Hour }); err != nil {
+			if _, err := s.ProvisionPool(ctx, egg, fmt.Sprintf("mem-%d", i), func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = time.Hour }); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -55,11 +55,11 @@ func TestWorkerKilledBetweenApplyAndReady(t *testing.T) {
 
 	first := startWorkerProcess(t, s, "worker-1")
 	egg := s.Egg("web", fly.RunnerVM)
-	run, err := s.Provision(ctx, egg, 8001, nil)
+	runnerID := "web-crash-1"
+	run, err := s.ProvisionPool(ctx, egg, runnerID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runnerID := workflows.RunnerIDFor("web", run.GetID())
 	waitState(t, ctx, s, runnerID, store.StateRegistering)
 	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
 		t.Fatalf("machine not running after apply: %+v", st)

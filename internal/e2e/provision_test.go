@@ -24,15 +24,15 @@ func TestMain(m *testing.M) {
 }
 
 // A job gets a registered runner whose machine is a real process made by
-// `tofu apply`; a duplicate start makes nothing new; teardown leaves
-// nothing behind.
-func TestProvisionAndDeprovisionVM(t *testing.T) {
+// `tofu apply`; duplicate starts make nothing new; when the job finishes the
+// runner is torn down and nothing is left behind.
+func TestJobRunnerVM(t *testing.T) {
 	s := Start(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	egg := s.Egg("web", fly.RunnerVM)
 
-	run, err := s.Provision(ctx, egg, 5001, nil)
+	run, jobID, err := s.ProvisionJob(ctx, egg, []string{"docker"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestProvisionAndDeprovisionVM(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dup, err := s.Provision(ctx, egg, 5001, nil)
+			dup, err := s.StartJobRunner(ctx, egg, jobID, nil)
 			if err != nil {
 				t.Errorf("duplicate start: %v", err)
 				return
@@ -53,48 +53,70 @@ func TestProvisionAndDeprovisionVM(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	waitState(t, ctx, s, runnerID, store.StateActive)
+
+	runners := s.GitLab.Runners()
+	if len(runners) != 1 || runners[0].Description != workflows.RunnerDescription("web", runnerID) {
+		t.Fatalf("GitLab runners = %+v", runners)
+	}
+	r, err := s.Store.GetRunner(ctx, runnerID)
+	if err != nil || r.GitLabRunnerID != runners[0].ID || r.JobID != jobID {
+		t.Fatalf("store = %+v, %v", r, err)
+	}
+	token, err := s.Secrets.Resolve(ctx, fly.SecretRef(r.TokenRef))
+	if err != nil || token != runners[0].Token || !strings.HasPrefix(token, "glrt-") {
+		t.Fatalf("stored token does not match GitLab's (err %v)", err)
+	}
+	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive || st.Stopped {
+		t.Fatalf("agent = %+v", st)
+	}
+
+	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: jobID, Status: "success"}); err != nil {
+		t.Fatal(err)
+	}
 	var res workflows.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
-	if res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID == 0 {
+	if res.Outcome != "job-finished" || res.State != "terminated" || res.Kind != fly.RunnerVM || strings.Join(res.JobTags, ",") != "docker" {
 		t.Fatalf("result = %+v", res)
 	}
-
-	runners := s.GitLab.Runners()
-	if len(runners) != 1 || runners[0].ID != res.GitLabRunnerID || runners[0].Description != workflows.RunnerDescription("web", res.RunnerID) {
-		t.Fatalf("GitLab runners = %+v", runners)
-	}
-	token, err := s.Secrets.Resolve(ctx, fly.SecretRef(res.TokenRef))
-	if err != nil || token != runners[0].Token || !strings.HasPrefix(token, "glrt-") {
-		t.Fatalf("stored token does not match GitLab's (err %v)", err)
-	}
-	st := agent.Inspect(s.MachineDir(res.RunnerID))
-	if !st.Alive || st.Stopped {
-		t.Fatalf("agent = %+v", st)
-	}
-	r, err := s.Store.GetRunner(ctx, res.RunnerID)
-	if err != nil || r.State != store.StateActive || r.GitLabRunnerID != res.GitLabRunnerID || r.TokenRef != res.TokenRef || r.JobID != 5001 {
-		t.Fatalf("store = %+v, %v", r, err)
-	}
-	hist, _ := s.Store.RunnerHistory(ctx, res.RunnerID)
-	if got := transitions(hist); got != "provisioning>registering,registering>active" {
+	s.assertNothingLeft(ctx, runnerID)
+	hist, _ := s.Store.RunnerHistory(ctx, runnerID)
+	if got := transitions(hist); got != "provisioning>registering,registering>active,active>terminating,terminating>terminated" {
 		t.Errorf("history = %s", got)
 	}
-	writeHistory(t, s, "provision_vm", run.GetID(), run.GetRunID())
+	writeHistory(t, s, "provision_job_vm", run.GetID(), run.GetRunID())
+	writeHistory(t, s, "deprovision", workflows.DeprovisionWorkflowID(runnerID), "")
+}
 
+// A runner made ahead of demand stays until DeprovisionRunner removes it.
+func TestPoolRunnerDeprovision(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	egg := s.Egg("web", fly.RunnerVM)
+	run, err := s.ProvisionPool(ctx, egg, "web-pool-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.ProvisionRunnerResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != "active" || res.GitLabRunnerID == 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	if st := agent.Inspect(s.MachineDir(res.RunnerID)); !st.Alive {
+		t.Fatalf("agent = %+v", st)
+	}
+	writeHistory(t, s, "provision_pool_vm", run.GetID(), run.GetRunID())
 	dres, err := s.Deprovision(ctx, egg, res.RunnerID)
 	if err != nil || dres.AlreadyGone {
 		t.Fatalf("deprovision: %+v %v", dres, err)
 	}
 	s.assertNothingLeft(ctx, res.RunnerID)
-	writeHistory(t, s, "deprovision", workflows.DeprovisionWorkflowID(res.RunnerID), "")
-
-	// Tearing down twice is harmless.
-	dres, err = s.Deprovision(ctx, egg, res.RunnerID)
-	if err == nil {
-		t.Log("second deprovision reused the finished workflow")
-	}
 }
 
 // A serverless runner takes one job and is torn down when it finishes.
@@ -103,7 +125,7 @@ func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	egg := s.Egg("sls", fly.RunnerAuto) // 1 vCPU, 1GiB, 10m jobs: fits serverless
-	run, err := s.Provision(ctx, egg, 6001, nil)
+	run, jobID, err := s.ProvisionJob(ctx, egg, nil, func(in *workflows.ProvisionRunnerInput) { in.Egg.Runner.RunUntagged = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +134,7 @@ func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
 	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
 		t.Fatalf("agent = %+v", st)
 	}
-	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: 6001, Status: "success"}); err != nil {
+	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: jobID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	var res workflows.ProvisionRunnerResult
@@ -126,6 +148,28 @@ func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
 	writeHistory(t, s, "provision_serverless", run.GetID(), run.GetRunID())
 }
 
+// A job whose tags the egg's runners do not carry gets nothing.
+func TestJobWithForeignTagsGetsNoRunner(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, _, err := s.ProvisionJob(ctx, s.Egg("web", fly.RunnerVM), []string{"docker", "gpu"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.ProvisionRunnerResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "tags-mismatch" || len(s.GitLab.Runners()) != 0 {
+		t.Fatalf("result = %+v, GitLab runners %d", res, len(s.GitLab.Runners()))
+	}
+	if rs, _ := s.Store.ListRunners(ctx, store.RunnerFilter{}); len(rs) != 0 {
+		t.Errorf("runners recorded: %+v", rs)
+	}
+	writeHistory(t, s, "provision_tags_mismatch", run.GetID(), run.GetRunID())
+}
+
 // A runner whose token GitLab rejects never becomes ready: provisioning is
 // compensated and nothing is left.
 func TestFailedProvisioningLeavesNothing(t *testing.T) {
@@ -134,7 +178,7 @@ func TestFailedProvisioningLeavesNothing(t *testing.T) {
 	defer cancel()
 	s.GitLab.FailNext("POST", "/runners/verify", 403, 1000, false)
 	egg := s.Egg("web", fly.RunnerVM)
-	run, err := s.Provision(ctx, egg, 7001, func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = 5 * time.Second })
+	run, _, err := s.ProvisionJob(ctx, egg, []string{"docker"}, func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = 5 * time.Second })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,17 +159,37 @@ func (s *Stack) MachineDir(runnerID string) string {
 	return filepath.Join(s.Tofu.StateDir(), "machines", runnerID)
 }
 
-// Provision starts ProvisionRunner for a job, the way the webhook path does.
-func (s *Stack) Provision(ctx context.Context, egg fly.Egg, jobID int64, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
+// ProvisionJob adds a pending job with the given tags to the GitLab test
+// server and starts ProvisionRunner for it, the way the webhook path does.
+// It returns the run and the job's ID.
+func (s *Stack) ProvisionJob(ctx context.Context, egg fly.Egg, tags []string, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, int64, error) {
+	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "test", Stage: "test", Ref: "main", Tags: tags, Status: "pending"})
+	run, err := s.StartJobRunner(ctx, egg, job.ID, mutate)
+	return run, job.ID, err
+}
+
+// StartJobRunner starts (or joins) ProvisionRunner for an existing job.
+func (s *Stack) StartJobRunner(ctx context.Context, egg fly.Egg, jobID int64, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
 	wfID := workflows.RunnerWorkflowID(egg.GitLab.Host, jobID)
 	in := workflows.ProvisionRunnerInput{
-		RunnerID: workflows.RunnerIDFor(egg.Name, wfID), Egg: egg, Job: &workflows.JobRef{Host: egg.GitLab.Host, ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: jobID},
+		RunnerID: workflows.RunnerIDFor(egg.Name, wfID), Egg: egg,
+		Job:          &workflows.JobRef{Host: egg.GitLab.Host, ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: jobID},
 		ReadyTimeout: 2 * time.Minute,
 	}
 	if mutate != nil {
 		mutate(&in)
 	}
 	return s.Client.ExecuteWorkflow(ctx, workflows.StartOptions(wfID), workflows.ProvisionRunner, in)
+}
+
+// ProvisionPool starts ProvisionRunner for a runner made ahead of demand
+// (no job): it stays in service until deprovisioned.
+func (s *Stack) ProvisionPool(ctx context.Context, egg fly.Egg, runnerID string, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
+	in := workflows.ProvisionRunnerInput{RunnerID: runnerID, Egg: egg, ReadyTimeout: 2 * time.Minute}
+	if mutate != nil {
+		mutate(&in)
+	}
+	return s.Client.ExecuteWorkflow(ctx, workflows.StartOptions("test-pool/"+runnerID), workflows.ProvisionRunner, in)
 }
 
 // Deprovision runs DeprovisionRunner to completion.
