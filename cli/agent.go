@@ -66,14 +66,22 @@ process itself.`,
 			if len(args) == 1 {
 				state = args[0]
 			}
+			var cfg *agent.Config
+			if raw, _ := cmd.Flags().GetString("config"); raw != "" {
+				cfg = &agent.Config{}
+				if err := json.Unmarshal([]byte(raw), cfg); err != nil {
+					return flagErrorf("--config is not agent JSON: %v", err)
+				}
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			return agent.Power(self, workDir, state)
+			return agent.Power(self, workDir, state, cfg)
 		},
 	}
 	power.Flags().String("state", "", "running or stopped")
+	power.Flags().String("config", "", "replace the agent's configuration (JSON) first")
 	run := &cobra.Command{
 		Use:     "run --work-dir DIR",
 		Short:   "Run the agent in the foreground",

@@ -23,6 +23,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
 
@@ -74,18 +75,27 @@ func Launch(self, workDir string, cfg Config, maxRun time.Duration) error {
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		return err
 	}
-	if pid, ok := alivePID(workDir); ok {
-		_ = pid
+	if err := writeConfig(workDir, cfg); err != nil {
+		return err
+	}
+	if _, ok := alivePID(workDir); ok {
 		return nil
 	}
+	return start(self, workDir, maxRun)
+}
+
+// writeConfig replaces the agent's configuration; a running agent reads it
+// again when it is resumed.
+func writeConfig(workDir string, cfg Config) error {
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(workDir, configFile), b, 0o600); err != nil {
+	tmp := filepath.Join(workDir, configFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return start(self, workDir, maxRun)
+	return os.Rename(tmp, filepath.Join(workDir, configFile))
 }
 
 func start(self, workDir string, maxRun time.Duration) error {
@@ -139,8 +149,14 @@ func Stop(workDir string, grace time.Duration) error {
 }
 
 // Power stops (SIGSTOP: a dormant Nadir machine) or resumes (SIGCONT: Apex)
-// the agent. Resuming a machine whose process is gone boots it again.
-func Power(self, workDir, state string) error {
+// the agent. Resuming a machine whose process is gone boots it again. A
+// non-nil cfg replaces the configuration first.
+func Power(self, workDir, state string, cfg *Config) error {
+	if cfg != nil {
+		if err := writeConfig(workDir, *cfg); err != nil {
+			return err
+		}
+	}
 	pid, ok := alivePID(workDir)
 	switch state {
 	case "stopped":
@@ -332,11 +348,20 @@ func becomeReady(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer c.Close()
 	host, _ := os.Hostname()
 	payload := Ready{RunnerID: cfg.RunnerID, PID: os.Getpid(), Host: host, At: time.Now().UTC()}
+	var gone *serviceerror.NotFound
 	err = retry(ctx, func() error {
-		return c.SignalWorkflow(ctx, cfg.Ready.WorkflowID, "", cfg.Ready.Signal, payload)
+		err := c.SignalWorkflow(ctx, cfg.Ready.WorkflowID, "", cfg.Ready.Signal, payload)
+		if errors.As(err, &gone) {
+			return nil // nobody waits any more: the machine was resumed after a restart
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("signal ready to %s: %w", cfg.Ready.WorkflowID, err)
+	}
+	if gone != nil {
+		log.Info("no workflow waits for this runner's ready signal", "runner", cfg.RunnerID, "workflow", cfg.Ready.WorkflowID)
+		return nil
 	}
 	log.Info("ready signalled", "runner", cfg.RunnerID, "workflow", cfg.Ready.WorkflowID)
 	return nil

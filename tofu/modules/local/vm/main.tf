@@ -31,13 +31,15 @@ resource "terraform_data" "machine" {
   }
 }
 
+# Resuming writes the agent's configuration first: a promoted runner reports
+# ready to whoever promoted it.
 resource "terraform_data" "power" {
-  triggers_replace = [var.state]
+  triggers_replace = [var.state, var.agent_config]
   input            = var.state
   depends_on       = [terraform_data.machine]
 
   provisioner "local-exec" {
-    interpreter = [var.agent_binary, "agent", "power", "--work-dir", local.work_dir, "--state"]
+    interpreter = [var.agent_binary, "agent", "power", "--work-dir", local.work_dir, "--config", var.agent_config, "--state"]
     command     = var.state
   }
 }

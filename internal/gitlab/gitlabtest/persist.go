@@ -1,0 +1,110 @@
+package gitlabtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// snapshot is the persisted state of a Server: what a local development run
+// keeps across restarts, so runners registered before a restart still exist.
+type snapshot struct {
+	Token    string            `json:"token"`
+	NextID   map[string]int64  `json:"next_id"`
+	Users    []snapshotUser    `json:"users"`
+	Groups   []snapshotGroup   `json:"groups"`
+	Projects []snapshotProject `json:"projects"`
+	Runners  []snapshotRunner  `json:"runners"`
+	Jobs     []Job             `json:"jobs"`
+	Hooks    []Hook            `json:"hooks"`
+}
+
+type snapshotUser struct {
+	Token    string `json:"token"`
+	ID       int64  `json:"id"`
+	Username string `json:"username"`
+	Admin    bool   `json:"admin"`
+}
+
+type snapshotGroup struct {
+	Group
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type snapshotProject struct {
+	Project
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type snapshotRunner struct {
+	Runner
+	MaintenanceNote string    `json:"maintenance_note"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// Snapshot returns the server's state as JSON. It holds runner tokens and
+// hook secrets: write it only where the test server's users may read.
+func (s *Server) Snapshot() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := snapshot{Token: s.token, NextID: s.nextID}
+	for tok, u := range s.users {
+		snap.Users = append(snap.Users, snapshotUser{Token: tok, ID: u.id, Username: u.username, Admin: u.admin})
+	}
+	for _, g := range s.groups {
+		snap.Groups = append(snap.Groups, snapshotGroup{Group: g.Group, CreatedAt: g.createdAt})
+	}
+	for _, p := range s.projects {
+		snap.Projects = append(snap.Projects, snapshotProject{Project: p.Project, CreatedAt: p.createdAt})
+	}
+	for _, r := range s.runners {
+		snap.Runners = append(snap.Runners, snapshotRunner{Runner: r.snapshot(), MaintenanceNote: r.maintenanceNote, CreatedAt: r.createdAt})
+	}
+	for _, j := range s.jobs {
+		snap.Jobs = append(snap.Jobs, j.snapshot())
+	}
+	for _, h := range s.hooks {
+		snap.Hooks = append(snap.Hooks, h.Hook)
+	}
+	return json.Marshal(snap)
+}
+
+// Restore replaces the server's state with a Snapshot.
+func (s *Server) Restore(b []byte) error {
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("restore GitLab test server: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = snap.Token
+	s.nextID = map[string]int64{}
+	for k, v := range snap.NextID {
+		s.nextID[k] = v
+	}
+	s.users = map[string]*user{}
+	for _, u := range snap.Users {
+		s.users[u.Token] = &user{id: u.ID, username: u.Username, admin: u.Admin}
+	}
+	s.groups = map[int64]*group{}
+	for _, g := range snap.Groups {
+		s.groups[g.ID] = &group{Group: g.Group, createdAt: g.CreatedAt}
+	}
+	s.projects = map[int64]*project{}
+	for _, p := range snap.Projects {
+		s.projects[p.ID] = &project{Project: p.Project, createdAt: p.CreatedAt}
+	}
+	s.runners = map[int64]*runner{}
+	for _, r := range snap.Runners {
+		s.runners[r.ID] = &runner{Runner: r.Runner, maintenanceNote: r.MaintenanceNote, createdAt: r.CreatedAt}
+	}
+	s.jobs = map[int64]*job{}
+	for _, j := range snap.Jobs {
+		s.jobs[j.ID] = &job{Job: j}
+	}
+	s.hooks = map[int64]*hook{}
+	for _, h := range snap.Hooks {
+		s.hooks[h.ID] = &hook{Hook: h}
+	}
+	return nil
+}
