@@ -39,6 +39,8 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdFmt(f, nil),
 		NewCmdWorker(f, nil),
 		NewCmdAgent(f),
+		NewCmdRunners(f),
+		NewCmdJobs(f),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -54,5 +54,5 @@ func Register(r interface {
 
 // MotherGooseWorkflows lists the workflows of the mothergoose task queue.
 func MotherGooseWorkflows() []any {
-	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner}
+	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner, workflows.Pool}
 }

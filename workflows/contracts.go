@@ -91,6 +91,9 @@ type ProvisionRunnerInput struct {
 	// JobDeadline bounds the life of a VM runner made for one job (default
 	// DefaultJobDeadline).
 	JobDeadline time.Duration `json:"job_deadline,omitempty"`
+	// Owner is the workflow (an egg's pool) told how provisioning ended,
+	// with SignalRunnerProvisioned.
+	Owner string `json:"owner,omitempty"`
 }
 
 // DefaultJobDeadline bounds a VM runner made for one job, whatever happens
@@ -152,6 +155,8 @@ type DeprovisionRunnerInput struct {
 	GitLab   fly.GitLab `json:"gitlab"`
 	Reason   string     `json:"reason"`
 	Actor    string     `json:"actor,omitempty"`
+	// Owner is the workflow told when the teardown ended, with SignalRunnerRetired.
+	Owner string `json:"owner,omitempty"`
 }
 
 // DeprovisionRunnerResult says what was removed.

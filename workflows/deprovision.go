@@ -14,6 +14,18 @@ import (
 // resumed teardown is safe; a step that keeps failing leaves the runner in
 // state failed with the reason, for UglyFox to finish.
 func DeprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
+	res, err := deprovisionRunner(ctx, in)
+	if in.Owner != "" {
+		msg := RunnerRetired{RunnerID: in.RunnerID}
+		if err != nil {
+			msg.Error = err.Error()
+		}
+		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", SignalRunnerRetired, msg).Get(ctx, nil)
+	}
+	return res, err
+}
+
+func deprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
 	var a *activities.Activities
 	res := DeprovisionRunnerResult{RunnerID: in.RunnerID}
 	actor := in.Actor

@@ -23,6 +23,19 @@ const DefaultReadyTimeout = 10 * time.Minute
 // nothing is left behind. A serverless runner is then kept until its job
 // finishes or its deadline passes, whichever comes first, and torn down.
 func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRunnerResult, error) {
+	res, err := provisionRunner(ctx, in)
+	if in.Owner != "" {
+		msg := RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind}
+		if err != nil {
+			msg.State, msg.Error = string(store.StateTerminated), err.Error()
+		}
+		// The owner may be gone (a drained pool): that must not fail the runner.
+		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", SignalRunnerProvisioned, msg).Get(ctx, nil)
+	}
+	return res, err
+}
+
+func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRunnerResult, error) {
 	info := workflow.GetInfo(ctx)
 	log := workflow.GetLogger(ctx)
 	var a *activities.Activities

@@ -82,18 +82,30 @@ func localKey(dir string) ([]byte, error) {
 	if _, err := rand.Read(k); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return localKey(dir) // another process made it first
-	}
+	// Write it aside, then link it into place: a reader never sees a
+	// half-written key, and of two processes racing only one key wins.
+	f, err := os.CreateTemp(dir, ".key-*")
 	if err != nil {
 		return nil, fmt.Errorf("local secrets: %w", err)
 	}
-	defer f.Close()
+	defer os.Remove(f.Name())
 	if _, err := f.WriteString(hex.EncodeToString(k)); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("local secrets: %w", err)
 	}
-	return k, f.Sync()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local secrets: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("local secrets: %w", err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return localKey(dir) // another process made it first
+	} else if err != nil {
+		return nil, fmt.Errorf("local secrets: %w", err)
+	}
+	return k, nil
 }
 
 // Scheme implements Backend.

@@ -1,6 +1,6 @@
 // Package store keeps Gosling's durable view of the world: runners and their
-// lifecycle, egg configurations, job history, pruning policies and the audit
-// log. One interface, several engines: SQLite (the embedded default) and
+// lifecycle, egg configurations, job history, pruning policies, the audit
+// log, and the API's webhook deliveries and outbox. One interface, several engines: SQLite (the embedded default) and
 // PostgreSQL; every engine passes the same contract tests (storetest).
 package store
 
@@ -180,6 +180,24 @@ type AuditFilter struct {
 	Limit   int
 }
 
+// OutboxEntry is one call to Temporal the API accepted but could not make
+// yet (Temporal was unreachable); a dispatcher replays entries in ID order.
+type OutboxEntry struct {
+	ID int64 `json:"id"`
+	// Kind says what the payload asks for, such as signal-with-start.
+	Kind string `json:"kind"`
+	// Key names what the entry is about (a workflow ID), for logs and audits.
+	Key       string          `json:"key"`
+	Payload   json.RawMessage `json:"payload"`
+	CreatedAt time.Time       `json:"created_at"`
+	// Attempts counts failed deliveries; LastError is the latest one's reason.
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	// NextAttemptAt is when the entry is due again (CreatedAt when zero).
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	DeliveredAt   *time.Time `json:"delivered_at,omitempty"`
+}
+
 // TransitionRequest moves a runner to a new state.
 type TransitionRequest struct {
 	RunnerID string
@@ -225,6 +243,35 @@ type Store interface {
 	// AppendAudit appends a record and returns its ID. Records are never changed.
 	AppendAudit(ctx context.Context, a AuditRecord) (int64, error)
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+
+	// CountRunners counts runners by egg, then state, terminated ones included.
+	CountRunners(ctx context.Context) (map[string]map[RunnerState]int, error)
+
+	// RecordDelivery records a webhook delivery by its key, unless it is
+	// recorded already: first is true for exactly one caller per key, however
+	// many race. ForgetDelivery removes the key again, so a delivery whose
+	// processing failed can be sent again; forgetting an unknown key is not
+	// an error. PruneDeliveries removes keys recorded before olderThan.
+	RecordDelivery(ctx context.Context, key string, at time.Time) (first bool, err error)
+	ForgetDelivery(ctx context.Context, key string) error
+	PruneDeliveries(ctx context.Context, olderThan time.Time) (int64, error)
+
+	// EnqueueOutbox appends an entry (ID, Attempts, LastError and
+	// DeliveredAt are ignored) and returns its ID; IDs increase.
+	EnqueueOutbox(ctx context.Context, e OutboxEntry) (int64, error)
+	// DueOutbox lists undelivered entries with NextAttemptAt <= now, oldest
+	// (lowest ID) first, at most limit (0: no bound).
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)
+	// MarkOutboxDelivered records a delivery; MarkOutboxFailed counts a failed
+	// attempt and says when to try again. Both return ErrNotFound for an
+	// unknown ID.
+	MarkOutboxDelivered(ctx context.Context, id int64, at time.Time) error
+	MarkOutboxFailed(ctx context.Context, id int64, errMsg string, next time.Time) error
+	// OutboxDepth counts the undelivered entries.
+	OutboxDepth(ctx context.Context) (int64, error)
+	// OutboxPending tells whether an undelivered entry has the given key, so
+	// a newer call about the same thing can queue behind it, in order.
+	OutboxPending(ctx context.Context, key string) (bool, error)
 
 	Ping(ctx context.Context) error
 	Close() error

@@ -44,6 +44,7 @@ func (s *Server) routes() {
 	authed("POST "+apiPrefix+"/projects/{id}/hooks", s.addProjectHook)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs", s.listProjectJobs)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}", s.getJob)
+	authed("GET "+apiPrefix+"/groups/{id}", s.getGroup)
 	authed("GET "+apiPrefix+"/groups/{id}/projects", s.listGroupProjects)
 
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

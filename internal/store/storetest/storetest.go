@@ -44,6 +44,12 @@ func Run(t *testing.T, open Open) {
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
 		{"ConcurrentLoad", testConcurrentLoad},
+		{"CountRunners", testCountRunners},
+		{"Deliveries", testDeliveries},
+		{"DeliveriesConcurrent", testDeliveriesConcurrent},
+		{"Outbox", testOutbox},
+		{"OutboxValidation", testOutboxValidation},
+		{"OutboxConcurrentEnqueue", testOutboxConcurrentEnqueue},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -1017,6 +1023,11 @@ func testSurvivesReopen(t *testing.T, reopen Reopen) {
 	mustNot(t, s.RecordJob(ctx, store.JobRecord{GitLabHost: "h", JobID: 1, Egg: "egg-a", Status: "running"}))
 	auditID, err := s.AppendAudit(ctx, store.AuditRecord{Actor: "mothergoose", Action: "provision", RunnerID: r.ID})
 	mustNot(t, err)
+	if _, err := s.RecordDelivery(ctx, "delivery-persist", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	outboxID, err := s.EnqueueOutbox(ctx, store.OutboxEntry{Kind: "signal", Key: "wf", Payload: json.RawMessage(`{"a":1}`)})
+	mustNot(t, err)
 	mustNot(t, s.Close())
 
 	s = reopen(t)
@@ -1043,6 +1054,12 @@ func testSurvivesReopen(t *testing.T, reopen Reopen) {
 	if job.Status != "running" || job.Egg != "egg-a" {
 		t.Errorf("job after reopen: %+v", job)
 	}
+	if first, err := s.RecordDelivery(ctx, "delivery-persist", time.Now()); err != nil || first {
+		t.Errorf("delivery recorded before the reopen is new again (first %v, err %v)", first, err)
+	}
+	if due, err := s.DueOutbox(ctx, time.Now(), 0); err != nil || len(due) != 1 || due[0].ID != outboxID || string(due[0].Payload) != `{"a":1}` {
+		t.Errorf("outbox after reopen: %+v, %v", due, err)
+	}
 
 	// Writing goes on where it left off.
 	_, err = s.Transition(ctx, store.TransitionRequest{RunnerID: r.ID, Version: moved.Version, To: store.StateActive})
@@ -1065,5 +1082,250 @@ func testSurvivesReopen(t *testing.T, reopen Reopen) {
 	mustNot(t, err)
 	if len(audit) != 2 {
 		t.Errorf("%d audit records after reopen, want 2", len(audit))
+	}
+}
+
+func testCountRunners(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	empty, err := s.CountRunners(ctx)
+	mustNot(t, err)
+	if len(empty) != 0 {
+		t.Fatalf("empty store counts %v", empty)
+	}
+	add := func(id, egg string, to ...store.RunnerState) {
+		r := newRunner(id, store.StateProvisioning)
+		r.Egg = egg
+		create(t, s, r)
+		for _, st := range to {
+			_, err := s.Transition(ctx, store.TransitionRequest{RunnerID: id, To: st})
+			mustNot(t, err)
+		}
+	}
+	add("a-1", "egg-a")
+	add("a-2", "egg-a")
+	add("a-3", "egg-a", store.StateRegistering, store.StateActive)
+	add("a-4", "egg-a", store.StateTerminating, store.StateTerminated)
+	add("b-1", "egg-b", store.StateRegistering, store.StateDormant)
+	got, err := s.CountRunners(ctx)
+	mustNot(t, err)
+	want := map[string]map[store.RunnerState]int{
+		"egg-a": {store.StateProvisioning: 2, store.StateActive: 1, store.StateTerminated: 1},
+		"egg-b": {store.StateDormant: 1},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("CountRunners = %v, want %v", got, want)
+	}
+}
+
+func testDeliveries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	base := ms(time.Now().Add(-time.Hour))
+	first, err := s.RecordDelivery(ctx, "k-1", base)
+	mustNot(t, err)
+	if !first {
+		t.Fatal("first delivery of k-1 is not first")
+	}
+	again, err := s.RecordDelivery(ctx, "k-1", base.Add(time.Minute))
+	mustNot(t, err)
+	if again {
+		t.Fatal("second delivery of k-1 is first")
+	}
+	if _, err := s.RecordDelivery(ctx, "", base); err == nil {
+		t.Error("empty key accepted")
+	}
+
+	// A forgotten delivery may come again.
+	mustNot(t, s.ForgetDelivery(ctx, "k-1"))
+	mustNot(t, s.ForgetDelivery(ctx, "never-seen"))
+	first, err = s.RecordDelivery(ctx, "k-1", base.Add(2*time.Minute))
+	mustNot(t, err)
+	if !first {
+		t.Fatal("delivery after ForgetDelivery is not first")
+	}
+
+	// Prune removes what is older than the bound, nothing else.
+	for i := range 3 {
+		_, err := s.RecordDelivery(ctx, fmt.Sprintf("old-%d", i), base.Add(-time.Duration(i+1)*time.Hour))
+		mustNot(t, err)
+	}
+	n, err := s.PruneDeliveries(ctx, base)
+	mustNot(t, err)
+	if n != 3 {
+		t.Errorf("pruned %d deliveries, want 3", n)
+	}
+	if first, err := s.RecordDelivery(ctx, "old-0", base); err != nil || !first {
+		t.Errorf("pruned key not first again: %v %v", first, err)
+	}
+	if first, err := s.RecordDelivery(ctx, "k-1", base); err != nil || first {
+		t.Errorf("unpruned key first again: %v %v", first, err)
+	}
+	n, err = s.PruneDeliveries(ctx, base.Add(-24*time.Hour))
+	mustNot(t, err)
+	if n != 0 {
+		t.Errorf("pruned %d deliveries older than a day, want 0", n)
+	}
+}
+
+func testDeliveriesConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const callers = 20
+	for _, key := range []string{"same-a", "same-b"} {
+		firsts := make([]bool, callers)
+		errs := race(callers, func(i int) error {
+			var err error
+			firsts[i], err = s.RecordDelivery(ctx, key, time.Now())
+			return err
+		})
+		n := 0
+		for i := range callers {
+			mustNot(t, errs[i])
+			if firsts[i] {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d of %d concurrent deliveries of %s were first, want exactly 1", n, callers, key)
+		}
+	}
+}
+
+func testOutbox(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := ms(time.Now())
+	depth, err := s.OutboxDepth(ctx)
+	mustNot(t, err)
+	if depth != 0 {
+		t.Fatalf("empty outbox has depth %d", depth)
+	}
+	var ids []int64
+	for i := range 4 {
+		id, err := s.EnqueueOutbox(ctx, store.OutboxEntry{
+			Kind: "signal", Key: fmt.Sprintf("wf-%d", i),
+			Payload:   json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)),
+			CreatedAt: now.Add(time.Duration(i) * time.Millisecond),
+			// These are ignored on enqueue.
+			ID: 999, Attempts: 7, LastError: "x",
+		})
+		mustNot(t, err)
+		if len(ids) > 0 && id <= ids[len(ids)-1] {
+			t.Fatalf("outbox IDs do not increase: %d after %v", id, ids)
+		}
+		ids = append(ids, id)
+	}
+	// An entry scheduled later is not due yet.
+	later, err := s.EnqueueOutbox(ctx, store.OutboxEntry{Kind: "signal-with-start", Key: "wf-later", Payload: json.RawMessage(`{}`), CreatedAt: now, NextAttemptAt: now.Add(time.Hour)})
+	mustNot(t, err)
+
+	due, err := s.DueOutbox(ctx, now.Add(time.Second), 0)
+	mustNot(t, err)
+	if len(due) != 4 {
+		t.Fatalf("%d due entries, want 4: %+v", len(due), due)
+	}
+	for i, e := range due {
+		if e.ID != ids[i] || e.Kind != "signal" || e.Key != fmt.Sprintf("wf-%d", i) || string(e.Payload) != fmt.Sprintf(`{"n":%d}`, i) ||
+			e.Attempts != 0 || e.LastError != "" || e.DeliveredAt != nil ||
+			!e.CreatedAt.Equal(now.Add(time.Duration(i)*time.Millisecond)) || !e.NextAttemptAt.Equal(e.CreatedAt) {
+			t.Errorf("due[%d] = %+v", i, e)
+		}
+	}
+	limited, err := s.DueOutbox(ctx, now.Add(time.Second), 2)
+	mustNot(t, err)
+	if len(limited) != 2 || limited[0].ID != ids[0] || limited[1].ID != ids[1] {
+		t.Errorf("limited due = %+v", limited)
+	}
+	// Entries created after now are not due at now.
+	early, err := s.DueOutbox(ctx, now.Add(time.Millisecond), 0)
+	mustNot(t, err)
+	if len(early) != 2 {
+		t.Errorf("%d entries due at now+1ms, want 2", len(early))
+	}
+	depth, err = s.OutboxDepth(ctx)
+	mustNot(t, err)
+	if depth != 5 {
+		t.Errorf("depth %d, want 5", depth)
+	}
+
+	// A failed attempt counts and moves the entry back.
+	mustNot(t, s.MarkOutboxFailed(ctx, ids[0], "temporal unavailable", now.Add(10*time.Second)))
+	mustNot(t, s.MarkOutboxFailed(ctx, ids[0], "temporal still unavailable", now.Add(20*time.Second)))
+	due, err = s.DueOutbox(ctx, now.Add(time.Second), 0)
+	mustNot(t, err)
+	if len(due) != 3 || due[0].ID != ids[1] {
+		t.Errorf("after a failure, due = %+v", due)
+	}
+	due, err = s.DueOutbox(ctx, now.Add(20*time.Second), 0)
+	mustNot(t, err)
+	if len(due) != 4 || due[0].ID != ids[0] || due[0].Attempts != 2 || due[0].LastError != "temporal still unavailable" ||
+		!due[0].NextAttemptAt.Equal(now.Add(20*time.Second)) {
+		t.Errorf("failed entry when due again: %+v", due[0])
+	}
+
+	// Delivered entries leave the queue.
+	deliveredAt := now.Add(21 * time.Second)
+	mustNot(t, s.MarkOutboxDelivered(ctx, ids[0], deliveredAt))
+	mustNot(t, s.MarkOutboxDelivered(ctx, ids[2], deliveredAt))
+	due, err = s.DueOutbox(ctx, now.Add(2*time.Hour), 0)
+	mustNot(t, err)
+	var got []int64
+	for _, e := range due {
+		got = append(got, e.ID)
+	}
+	if want := []int64{ids[1], ids[3], later}; !slices.Equal(got, want) {
+		t.Errorf("due after deliveries = %v, want %v", got, want)
+	}
+	depth, err = s.OutboxDepth(ctx)
+	mustNot(t, err)
+	if depth != 3 {
+		t.Errorf("depth %d after two deliveries, want 3", depth)
+	}
+
+	for key, want := range map[string]bool{"wf-0": false, "wf-1": true, "wf-2": false, "wf-later": true, "wf-none": false} {
+		if got, err := s.OutboxPending(ctx, key); err != nil || got != want {
+			t.Errorf("OutboxPending(%s) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+
+	wantErr(t, s.MarkOutboxDelivered(ctx, 424242, now), store.ErrNotFound)
+	wantErr(t, s.MarkOutboxFailed(ctx, 424242, "x", now), store.ErrNotFound)
+}
+
+func testOutboxValidation(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for name, e := range map[string]store.OutboxEntry{
+		"no kind":      {Key: "k", Payload: json.RawMessage(`{}`)},
+		"no payload":   {Kind: "signal", Key: "k"},
+		"invalid JSON": {Kind: "signal", Key: "k", Payload: json.RawMessage(`{"a":`)},
+	} {
+		if _, err := s.EnqueueOutbox(ctx, e); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	depth, err := s.OutboxDepth(ctx)
+	mustNot(t, err)
+	if depth != 0 {
+		t.Errorf("rejected entries left depth %d", depth)
+	}
+}
+
+func testOutboxConcurrentEnqueue(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const writers = 10
+	ids := make([]int64, writers)
+	errs := race(writers, func(i int) error {
+		var err error
+		ids[i], err = s.EnqueueOutbox(ctx, store.OutboxEntry{Kind: "signal", Key: fmt.Sprint(i), Payload: json.RawMessage(`{}`)})
+		return err
+	})
+	for _, err := range errs {
+		mustNot(t, err)
+	}
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != writers {
+		t.Errorf("concurrent enqueues share IDs: %v", ids)
+	}
+	due, err := s.DueOutbox(ctx, time.Now().Add(time.Second), 0)
+	mustNot(t, err)
+	if len(due) != writers {
+		t.Errorf("%d due, want %d", len(due), writers)
 	}
 }

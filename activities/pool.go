@@ -1,0 +1,72 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gosling-ci/gosling/fly"
+	"go.temporal.io/sdk/temporal"
+)
+
+// PowerInput names a pool runner whose machine is resumed or stopped.
+type PowerInput struct {
+	Machine        ApplyMachineInput `json:"machine"`
+	GitLabRunnerID int64             `json:"gitlab_runner_id"`
+}
+
+// PromoteRunner resumes a dormant runner's machine (its agent then reports
+// ready to Machine.ReadyWorkflowID) and unpauses it in GitLab so it takes
+// jobs again.
+func (a *Activities) PromoteRunner(ctx context.Context, in PowerInput) error {
+	in.Machine.Running = true
+	if _, err := a.ApplyMachine(ctx, in.Machine); err != nil {
+		return fmt.Errorf("resume machine of %s: %w", in.Machine.RunnerID, err)
+	}
+	gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
+	if err != nil {
+		return err
+	}
+	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
+		return fmt.Errorf("unpause GitLab runner %d: %w", in.GitLabRunnerID, err)
+	}
+	return nil
+}
+
+// DemoteResult says whether a runner was put to sleep.
+type DemoteResult struct {
+	Demoted bool `json:"demoted"`
+	// Busy is set when GitLab had given it a job meanwhile: it stays Apex.
+	Busy bool `json:"busy"`
+}
+
+// DemoteRunner puts an idle Apex runner to sleep without racing a job:
+// pause it in GitLab so it takes no new job, confirm it runs none, then
+// stop its machine. A runner that got a job meanwhile is unpaused again and
+// left running.
+func (a *Activities) DemoteRunner(ctx context.Context, in PowerInput) (DemoteResult, error) {
+	gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
+	if err != nil {
+		return DemoteResult{}, err
+	}
+	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, true); err != nil {
+		return DemoteResult{}, fmt.Errorf("pause GitLab runner %d: %w", in.GitLabRunnerID, err)
+	}
+	jobs, err := gl.RunnerJobs(ctx, in.GitLabRunnerID, "running")
+	if err != nil {
+		return DemoteResult{}, fmt.Errorf("list running jobs of GitLab runner %d: %w", in.GitLabRunnerID, err)
+	}
+	if len(jobs) > 0 {
+		if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
+			return DemoteResult{}, fmt.Errorf("unpause busy GitLab runner %d: %w", in.GitLabRunnerID, err)
+		}
+		return DemoteResult{Busy: true}, nil
+	}
+	in.Machine.Running = false
+	if in.Machine.Kind != fly.RunnerVM {
+		return DemoteResult{}, temporal.NewNonRetryableApplicationError("only VM runners can be dormant", ErrTypeBadInput, nil)
+	}
+	if _, err := a.ApplyMachine(ctx, in.Machine); err != nil {
+		return DemoteResult{}, fmt.Errorf("stop machine of %s: %w", in.Machine.RunnerID, err)
+	}
+	return DemoteResult{Demoted: true}, nil
+}

@@ -1,0 +1,392 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// GitLab's webhook event names (X-Gitlab-Event).
+const (
+	EventJob      = "Job Hook"
+	EventPipeline = "Pipeline Hook"
+	EventPush     = "Push Hook"
+	EventSystem   = "System Hook"
+	// eventBuild is what old instances send for job events.
+	eventBuild = "Build Hook"
+)
+
+// eventInfo is what Gosling knows of one GitLab event name.
+type eventInfo struct {
+	// label is the event's metrics label.
+	label string
+	// objectKind is the object_kind the event's payload must have; empty
+	// for events Gosling ignores.
+	objectKind string
+}
+
+// gitlabEvents lists every event GitLab sends to project, group and system
+// hooks. Only the first three are acted on.
+var gitlabEvents = map[string]eventInfo{
+	EventJob:                     {"job", "build"},
+	eventBuild:                   {"job", "build"},
+	EventPipeline:                {"pipeline", "pipeline"},
+	EventPush:                    {"push", "push"},
+	"Merge Request Hook":         {"merge_request", ""},
+	"Tag Push Hook":              {"tag_push", ""},
+	"Issue Hook":                 {"issue", ""},
+	"Confidential Issue Hook":    {"issue", ""},
+	"Note Hook":                  {"note", ""},
+	"Confidential Note Hook":     {"note", ""},
+	"Wiki Page Hook":             {"wiki_page", ""},
+	"Deployment Hook":            {"deployment", ""},
+	"Release Hook":               {"release", ""},
+	"Feature Flag Hook":          {"feature_flag", ""},
+	"Member Hook":                {"member", ""},
+	"Subgroup Hook":              {"subgroup", ""},
+	"Project Hook":               {"project", ""},
+	"Emoji Hook":                 {"emoji", ""},
+	"Resource Access Token Hook": {"access_token", ""},
+	"Milestone Hook":             {"milestone", ""},
+	"Vulnerability Hook":         {"vulnerability", ""},
+	EventSystem:                  {"system", ""},
+}
+
+// eventLabel is the bounded metrics label of an X-Gitlab-Event value.
+func eventLabel(event string) string {
+	if info, ok := gitlabEvents[event]; ok {
+		return info.label
+	}
+	return "unknown"
+}
+
+// ErrUnknownEvent: X-Gitlab-Event is missing or names no GitLab event.
+var ErrUnknownEvent = errors.New("not a GitLab webhook event")
+
+// PayloadError says why a webhook body cannot be used.
+type PayloadError struct {
+	Msg string
+	Err error
+}
+
+func (e *PayloadError) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+// Webhook is a decoded delivery: what every event has, and the details of
+// the events Gosling acts on (exactly one of Job, Pipeline and Push is set
+// for those).
+type Webhook struct {
+	// Event is the X-Gitlab-Event value, with Build Hook read as Job Hook.
+	Event string
+	// Ignored is set for GitLab events Gosling does not act on.
+	Ignored    bool
+	ObjectKind string
+	// ProjectID is 0 only for ignored events without a project.
+	ProjectID     int64
+	ProjectPath   string
+	ProjectWebURL string
+
+	Job      *JobHook
+	Pipeline *PipelineHook
+	Push     *PushHook
+}
+
+// JobHook is the part of a Job Hook Gosling uses.
+type JobHook struct {
+	ID         int64
+	Name       string
+	Stage      string
+	Status     string
+	Ref        string
+	Tag        bool
+	PipelineID int64
+	CreatedAt  *time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	// Duration and QueuedDuration are zero when GitLab sent null.
+	Duration       time.Duration
+	QueuedDuration time.Duration
+	AllowFailure   bool
+	FailureReason  string
+	RetriesCount   int64
+	// RunnerID is 0 until a runner picks the job (runner is null).
+	RunnerID int64
+}
+
+// PipelineHook is the part of a Pipeline Hook Gosling uses.
+type PipelineHook struct {
+	ID     int64
+	Status string
+	Ref    string
+	Builds []PipelineBuild
+}
+
+// PipelineBuild is one job of a Pipeline Hook.
+type PipelineBuild struct {
+	ID             int64
+	Stage          string
+	Name           string
+	Status         string
+	CreatedAt      *time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+	Duration       time.Duration
+	QueuedDuration time.Duration
+	RunnerID       int64
+}
+
+// PushHook is the part of a Push Hook Gosling uses.
+type PushHook struct {
+	Ref         string
+	Before      string
+	After       string
+	CheckoutSHA string
+}
+
+// hookTime reads the timestamps of webhook payloads: GitLab writes both
+// "2021-02-23T02:41:37.886Z" and "2024-06-11 03:02:25 UTC". A value in
+// neither form is taken as unknown rather than failing the delivery.
+type hookTime struct{ t *time.Time }
+
+var hookTimeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05 MST",
+	"2006-01-02 15:04:05 -0700",
+	"2006-01-02 15:04:05",
+}
+
+func (h *hookTime) UnmarshalJSON(b []byte) error {
+	h.t = nil
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	h.t = parseHookTime(s)
+	return nil
+}
+
+func parseHookTime(s string) *time.Time {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	for _, layout := range hookTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			t = t.UTC()
+			return &t
+		}
+	}
+	return nil
+}
+
+// first is the first known time.
+func first(ts ...hookTime) *time.Time {
+	for _, t := range ts {
+		if t.t != nil {
+			return t.t
+		}
+	}
+	return nil
+}
+
+// seconds turns GitLab's float seconds (or null) into a duration; nonsense
+// (negative, NaN, beyond a year) is taken as unknown.
+func seconds(v *float64) time.Duration {
+	if v == nil || math.IsNaN(*v) || *v <= 0 || *v > 366*24*3600 {
+		return 0
+	}
+	return time.Duration(*v * float64(time.Second))
+}
+
+// The wire shapes, as GitLab's data builders write them. Only the fields
+// Gosling reads are declared.
+type (
+	wireProject struct {
+		ID                int64  `json:"id"`
+		PathWithNamespace string `json:"path_with_namespace"`
+		WebURL            string `json:"web_url"`
+	}
+	wireRunner struct {
+		ID int64 `json:"id"`
+	}
+	wireEnvelope struct {
+		ObjectKind string       `json:"object_kind"`
+		EventName  string       `json:"event_name"`
+		ProjectID  int64        `json:"project_id"`
+		Project    *wireProject `json:"project"`
+	}
+	wireJob struct {
+		wireEnvelope
+		Ref                 string      `json:"ref"`
+		Tag                 bool        `json:"tag"`
+		BuildID             int64       `json:"build_id"`
+		BuildName           string      `json:"build_name"`
+		BuildStage          string      `json:"build_stage"`
+		BuildStatus         string      `json:"build_status"`
+		BuildCreatedAt      hookTime    `json:"build_created_at"`
+		BuildStartedAt      hookTime    `json:"build_started_at"`
+		BuildFinishedAt     hookTime    `json:"build_finished_at"`
+		BuildCreatedAtISO   hookTime    `json:"build_created_at_iso"`
+		BuildStartedAtISO   hookTime    `json:"build_started_at_iso"`
+		BuildFinishedAtISO  hookTime    `json:"build_finished_at_iso"`
+		BuildDuration       *float64    `json:"build_duration"`
+		BuildQueuedDuration *float64    `json:"build_queued_duration"`
+		BuildAllowFailure   bool        `json:"build_allow_failure"`
+		BuildFailureReason  string      `json:"build_failure_reason"`
+		RetriesCount        int64       `json:"retries_count"`
+		PipelineID          int64       `json:"pipeline_id"`
+		Runner              *wireRunner `json:"runner"`
+	}
+	wirePipelineBuild struct {
+		ID             int64       `json:"id"`
+		Stage          string      `json:"stage"`
+		Name           string      `json:"name"`
+		Status         string      `json:"status"`
+		CreatedAt      hookTime    `json:"created_at"`
+		StartedAt      hookTime    `json:"started_at"`
+		FinishedAt     hookTime    `json:"finished_at"`
+		Duration       *float64    `json:"duration"`
+		QueuedDuration *float64    `json:"queued_duration"`
+		Runner         *wireRunner `json:"runner"`
+	}
+	wirePipeline struct {
+		wireEnvelope
+		ObjectAttributes *struct {
+			ID     int64  `json:"id"`
+			Status string `json:"status"`
+			Ref    string `json:"ref"`
+		} `json:"object_attributes"`
+		Builds []wirePipelineBuild `json:"builds"`
+	}
+	wirePush struct {
+		wireEnvelope
+		Ref         string `json:"ref"`
+		Before      string `json:"before"`
+		After       string `json:"after"`
+		CheckoutSHA string `json:"checkout_sha"`
+	}
+)
+
+func (r *wireRunner) id() int64 {
+	if r == nil {
+		return 0
+	}
+	return r.ID
+}
+
+// DecodeWebhook decodes a delivery's body for its X-Gitlab-Event. It
+// returns ErrUnknownEvent (wrapped) for a missing or unknown event and a
+// *PayloadError for a body that is not JSON, lacks a required field
+// (object_kind, the project ID, the job or pipeline ID) or does not fit the
+// event. It reads nothing but body and never panics.
+func DecodeWebhook(event string, body []byte) (*Webhook, error) {
+	info, ok := gitlabEvents[event]
+	if !ok {
+		if event == "" {
+			return nil, fmt.Errorf("%w: the X-Gitlab-Event header is missing", ErrUnknownEvent)
+		}
+		return nil, fmt.Errorf("%w: X-Gitlab-Event %q", ErrUnknownEvent, truncate(event, 64))
+	}
+	if event == eventBuild {
+		event = EventJob
+	}
+	if !json.Valid(body) {
+		return nil, &PayloadError{Msg: "the body is not valid JSON"}
+	}
+	w := &Webhook{Event: event, Ignored: info.objectKind == ""}
+	var env wireEnvelope
+	switch info.objectKind {
+	case "build":
+		var j wireJob
+		if err := json.Unmarshal(body, &j); err != nil {
+			return nil, &PayloadError{Msg: "the body is not a Job Hook", Err: err}
+		}
+		env = j.wireEnvelope
+		if j.BuildID <= 0 || j.BuildStatus == "" {
+			return nil, &PayloadError{Msg: "a Job Hook needs build_id and build_status"}
+		}
+		w.Job = &JobHook{
+			ID: j.BuildID, Name: j.BuildName, Stage: j.BuildStage, Status: j.BuildStatus, Ref: j.Ref, Tag: j.Tag,
+			PipelineID: j.PipelineID,
+			CreatedAt:  first(j.BuildCreatedAtISO, j.BuildCreatedAt),
+			StartedAt:  first(j.BuildStartedAtISO, j.BuildStartedAt),
+			FinishedAt: first(j.BuildFinishedAtISO, j.BuildFinishedAt),
+			Duration:   seconds(j.BuildDuration), QueuedDuration: seconds(j.BuildQueuedDuration),
+			AllowFailure: j.BuildAllowFailure, FailureReason: j.BuildFailureReason, RetriesCount: j.RetriesCount,
+			RunnerID: j.Runner.id(),
+		}
+	case "pipeline":
+		var p wirePipeline
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, &PayloadError{Msg: "the body is not a Pipeline Hook", Err: err}
+		}
+		env = p.wireEnvelope
+		if p.ObjectAttributes == nil || p.ObjectAttributes.ID <= 0 {
+			return nil, &PayloadError{Msg: "a Pipeline Hook needs object_attributes.id"}
+		}
+		w.Pipeline = &PipelineHook{ID: p.ObjectAttributes.ID, Status: p.ObjectAttributes.Status, Ref: p.ObjectAttributes.Ref}
+		for _, b := range p.Builds {
+			if b.ID <= 0 {
+				continue
+			}
+			w.Pipeline.Builds = append(w.Pipeline.Builds, PipelineBuild{
+				ID: b.ID, Stage: b.Stage, Name: b.Name, Status: b.Status,
+				CreatedAt: b.CreatedAt.t, StartedAt: b.StartedAt.t, FinishedAt: b.FinishedAt.t,
+				Duration: seconds(b.Duration), QueuedDuration: seconds(b.QueuedDuration), RunnerID: b.Runner.id(),
+			})
+		}
+	case "push":
+		var p wirePush
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, &PayloadError{Msg: "the body is not a Push Hook", Err: err}
+		}
+		env = p.wireEnvelope
+		w.Push = &PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA}
+	default:
+		if err := json.Unmarshal(body, &env); err != nil {
+			return nil, &PayloadError{Msg: "the body is not a GitLab event", Err: err}
+		}
+	}
+	w.ObjectKind = env.ObjectKind
+	w.ProjectID = env.ProjectID
+	if env.Project != nil {
+		if w.ProjectID == 0 {
+			w.ProjectID = env.Project.ID
+		}
+		w.ProjectPath, w.ProjectWebURL = env.Project.PathWithNamespace, env.Project.WebURL
+	}
+	switch {
+	case w.Ignored && env.ObjectKind == "" && env.EventName == "":
+		return nil, &PayloadError{Msg: "the body has neither object_kind nor event_name"}
+	case w.Ignored:
+		return w, nil
+	case env.ObjectKind == "":
+		return nil, &PayloadError{Msg: "the body has no object_kind"}
+	case env.ObjectKind != info.objectKind:
+		return nil, &PayloadError{Msg: fmt.Sprintf("object_kind %q does not fit X-Gitlab-Event %q (want %q)", truncate(env.ObjectKind, 64), event, info.objectKind)}
+	case w.ProjectID <= 0:
+		return nil, &PayloadError{Msg: "the body names no project (project_id or project.id)"}
+	}
+	return w, nil
+}
+
+// truncate bounds a string taken from a request before it is echoed.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/workflows"
+)
+
+// JobEvent is what a Dispatch function learns of a Job Hook.
+type JobEvent struct {
+	Host        string
+	ProjectID   int64
+	ProjectPath string
+	JobID       int64
+	Name        string
+	Status      string
+	At          time.Time
+}
+
+// Dispatch maps a job event of an egg to the Temporal call that acts on it,
+// or ok false when the event needs none. It runs in the webhook's request
+// path and must not call anything: the call it returns is made by the
+// server, or queued in the outbox when Temporal is unreachable.
+type Dispatch func(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (in Intent, ok bool, err error)
+
+// PerJobRunner is the default Dispatch: a pending job gets its own
+// ProvisionRunner workflow (signal-with-start, so GitLab's retries join
+// it), and every later status is signalled to that workflow. Statuses
+// before pending need no runner yet and are only recorded.
+func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
+	wfID := workflows.RunnerWorkflowID(ev.Host, ev.JobID)
+	status := workflows.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At}
+	switch ev.Status {
+	case "created", "waiting_for_resource", "manual", "scheduled":
+		return Intent{}, false, nil
+	case "pending":
+		if len(egg.Runner.Clouds) == 0 {
+			return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
+		}
+		cloud := egg.Runner.Clouds[0]
+		in, err := SignalWithStartIntent(wfID, workflows.SignalJobStatus, status, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{
+			RunnerID: workflows.RunnerIDFor(egg.Name, wfID),
+			Egg:      *egg,
+			Job:      &workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name},
+			Cloud:    cloud,
+			Provider: nest.MotherGoose.Providers[cloud],
+		})
+		return in, err == nil, err
+	default:
+		in, err := SignalIntent(wfID, workflows.SignalJobStatus, status)
+		return in, err == nil, err
+	}
+}

@@ -1,0 +1,373 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/testbin"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// Secrets of the test eggs. The API token and webhook secrets must never
+// reach a log line.
+const (
+	webSecret   = "web-hook-secret-0001"
+	multiSecret = "multi-hook-secret-0002"
+	dataSecret  = "data-hook-secret-0003"
+	apiToken    = "api-token-0004"
+)
+
+var shared struct {
+	once sync.Once
+	dev  *testsuite.DevServer
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dev != nil {
+		_ = shared.dev.Stop()
+	}
+	os.Exit(code)
+}
+
+// devServer is a Temporal dev server shared by the package's tests; every
+// test's workflow IDs differ (they carry the test's GitLab host).
+func devServer(t *testing.T) *testsuite.DevServer {
+	t.Helper()
+	shared.once.Do(func() { shared.dev, shared.err = startDev(t) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.dev
+}
+
+func startDev(t *testing.T) (*testsuite.DevServer, error) {
+	return testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
+		ExistingPath:  testbin.Temporal(t),
+		ClientOptions: &client.Options{Logger: quietLogger{}},
+		LogLevel:      "error",
+		Stdout:        io.Discard, Stderr: io.Discard,
+	})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
+
+// closedAddr is an address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// unreachableTemporal is a client of a Temporal that is not there.
+func unreachableTemporal(t *testing.T) client.Client {
+	c, err := client.NewLazyClient(client.Options{HostPort: closedAddr(t), Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// syncBuffer collects log output across goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one API server with its GitLab, store, secrets and Nest.
+type env struct {
+	t       *testing.T
+	gitlab  *gitlabtest.Server
+	store   store.Store
+	secrets *secrets.Resolver
+	metrics *metrics.Metrics
+	srv     *api.Server
+	http    *httptest.Server
+	logs    *syncBuffer
+	host    string
+
+	nest    atomic.Pointer[fly.Nest]
+	reloads atomic.Int32
+
+	web, multiA, multiB, etl, ml, nestRepo gitlabtest.Project
+	dataGroup                              gitlabtest.Group
+}
+
+type envOptions struct {
+	temporal client.Client
+	// noTemporal leaves Config.Temporal nil.
+	noTemporal bool
+	tokens     []fly.SecretRef
+	dispatch   api.Dispatch
+	mutate     func(*api.Config)
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, logs: &syncBuffer{}}
+	e.gitlab = gitlabtest.New()
+	t.Cleanup(e.gitlab.Close)
+	u, _ := url.Parse(e.gitlab.URL())
+	e.host = u.Host
+
+	acme := e.gitlab.AddGroup("acme", 0)
+	e.web = e.gitlab.AddProject("web", acme.ID)
+	e.multiA = e.gitlab.AddProject("api", acme.ID)
+	e.multiB = e.gitlab.AddProject("docs", acme.ID)
+	e.dataGroup = e.gitlab.AddGroup("data", 0)
+	sub := e.gitlab.AddGroup("science", e.dataGroup.ID)
+	e.etl = e.gitlab.AddProject("etl", e.dataGroup.ID)
+	e.ml = e.gitlab.AddProject("ml", sub.ID)
+	ops := e.gitlab.AddGroup("ops", 0)
+	e.nestRepo = e.gitlab.AddProject("nest", ops.ID)
+
+	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secrets = secrets.NewResolver(local)
+	for ref, v := range map[fly.SecretRef]string{
+		"local://gitlab/token": e.gitlab.Token(), "local://hooks/web": webSecret, "local://hooks/multi": multiSecret,
+		"local://hooks/data": dataSecret, "local://api/token": apiToken,
+	} {
+		if _, err := e.secrets.Put(ctx, ref, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.nest.Store(e.makeNest("v1"))
+
+	e.store, err = store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+
+	tc := o.temporal
+	if tc == nil && !o.noTemporal {
+		tc = devServer(t).Client()
+	}
+	tokens := o.tokens
+	if tokens == nil {
+		tokens = []fly.SecretRef{"local://api/token"}
+	}
+	e.metrics = metrics.New()
+	cfg := api.Config{
+		Nest:      func() *fly.Nest { return e.nest.Load() },
+		Store:     e.store,
+		Temporal:  tc,
+		Secrets:   e.secrets,
+		Metrics:   e.metrics,
+		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		APITokens: tokens,
+		Reload: func(context.Context) error {
+			e.reloads.Add(1)
+			e.nest.Store(e.makeNest("v2"))
+			return nil
+		},
+		Dispatch:         o.dispatch,
+		TemporalTimeout:  2 * time.Second,
+		OutboxInterval:   50 * time.Millisecond,
+		OutboxMaxBackoff: 200 * time.Millisecond,
+	}
+	if o.mutate != nil {
+		o.mutate(&cfg)
+	}
+	e.srv, err = api.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.srv.Handler())
+	t.Cleanup(e.http.Close)
+	t.Cleanup(func() {
+		logs := e.logs.String()
+		for _, secret := range []string{webSecret, multiSecret, dataSecret, apiToken, e.gitlab.Token()} {
+			if strings.Contains(logs, secret) {
+				t.Errorf("a secret reached the log:\n%s", logs)
+			}
+		}
+	})
+	return e
+}
+
+// makeNest is the test Nest: egg "web" (one project), bucket "multi" (two
+// projects by path, one spelled in another case), bucket "data" (group data
+// with its subgroups). The Nest repository is ops/nest.
+func (e *env) makeNest(version string) *fly.Nest {
+	gl := func(secret fly.SecretRef) fly.GitLab {
+		return fly.GitLab{Host: e.host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: secret}
+	}
+	runner := fly.Runner{Type: fly.RunnerVM, Clouds: []string{fly.CloudLocal}, CPU: 1, Memory: fly.GiB, Disk: 10 * fly.GiB,
+		MaxConcurrent: 4, JobsPerRunner: 1, Tags: []string{"docker"}, Image: "alpine:3.20"}
+	return &fly.Nest{
+		Eggs: []fly.Egg{
+			{Name: "data", Kind: fly.KindBucket, Version: "data-" + version, GitLab: gl("local://hooks/data"),
+				Group: &fly.GroupRef{ID: e.dataGroup.ID, IncludeSubgroups: true}, Runner: runner},
+			{Name: "multi", Kind: fly.KindBucket, Version: "multi-" + version, GitLab: gl("local://hooks/multi"),
+				Projects: []fly.ProjectRef{{Path: "ACME/API"}, {Path: e.multiB.PathWithNamespace}}, Runner: runner},
+			{Name: "web", Kind: fly.KindEgg, Version: "web-" + version, File: "Eggs/web/config.fly", GitLab: gl("local://hooks/web"),
+				Projects: []fly.ProjectRef{{ID: e.web.ID, Path: e.web.PathWithNamespace}}, Runner: runner,
+				Apex: fly.Pool{Max: 4}, Nadir: fly.Pool{Max: 1}},
+		},
+		MotherGoose: fly.MotherGoose{
+			Providers: map[string]fly.Provider{fly.CloudLocal: {Name: "local", StateDir: "/tmp/gosling-test"}},
+			Nest:      fly.NestSource{Project: e.nestRepo.PathWithNamespace, Ref: "main"},
+		},
+	}
+}
+
+// url is a URL of the API server.
+func (e *env) url(path string) string { return e.http.URL + path }
+
+// hookProject describes a project for payloads.
+func (e *env) hookProject(p gitlabtest.Project) gitlabtest.HookProject {
+	return e.gitlab.HookProject(p)
+}
+
+// jobHook is a Job Hook body for a project's job.
+func (e *env) jobHook(p gitlabtest.Project, jobID int64, status string) []byte {
+	spec := gitlabtest.JobHookSpec{Project: e.hookProject(p), JobID: jobID, Name: "unit", Status: status, PipelineID: 900 + jobID}
+	now := time.Now()
+	switch status {
+	case "running":
+		started := now.Add(-time.Second)
+		spec.StartedAt, spec.QueuedDuration = &started, 4*time.Second
+	case "success", "failed":
+		started, finished := now.Add(-time.Minute), now
+		spec.StartedAt, spec.FinishedAt, spec.Duration, spec.QueuedDuration = &started, &finished, time.Minute, 2*time.Second
+	}
+	return gitlabtest.JobHookPayload(spec)
+}
+
+// reply is an answer of the API.
+type reply struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r reply) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("answer %d is not JSON: %v\n%s", r.Status, err, r.Body)
+	}
+}
+
+// errorBody decodes an error answer and checks its shape.
+func (r reply) errorBody(t *testing.T) (string, string) {
+	t.Helper()
+	var b struct{ Error, Detail string }
+	r.json(t, &b)
+	if b.Error == "" {
+		t.Fatalf("error answer %d without error: %s", r.Status, r.Body)
+	}
+	return b.Error, b.Detail
+}
+
+func do(t *testing.T, req *http.Request) reply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// deliver sends a webhook as GitLab does.
+func (e *env) deliver(event, token string, body []byte, key string) reply {
+	e.t.Helper()
+	req, err := e.gitlab.HookRequest(context.Background(), e.url("/webhooks/gitlab"), event, token, body, key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return do(e.t, req)
+}
+
+// hookReply decodes a webhook's success answer.
+func (e *env) hookReply(r reply, wantStatus int) api.HookResponse {
+	e.t.Helper()
+	if r.Status != wantStatus {
+		e.t.Fatalf("status %d, want %d: %s", r.Status, wantStatus, r.Body)
+	}
+	var hr api.HookResponse
+	r.json(e.t, &hr)
+	return hr
+}
+
+// call calls the REST API with a token.
+func (e *env) call(method, path, token string) reply {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url(path), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return do(e.t, req)
+}
+
+func (e *env) get(path string) reply { return e.call("GET", path, apiToken) }
+
+// eventually polls cond until it holds or the wait ends.
+func eventually(t *testing.T, wait time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+)
+
+// hostOf is the GitLab host of a base URL (https://gitlab.com), lower case,
+// without the scheme's default port; "" if base is no http(s) URL.
+func hostOf(base string) string {
+	u, err := url.Parse(strings.TrimSpace(base))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	host := strings.ToLower(u.Host)
+	if h, port, err := net.SplitHostPort(host); err == nil &&
+		((u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80")) {
+		host = h
+	}
+	return host
+}
+
+// sameHost compares an egg's host with a delivery's.
+func sameHost(eggHost, host string) bool {
+	return strings.EqualFold(eggHost, host)
+}
+
+// eggsOn returns the eggs on a GitLab host.
+func eggsOn(nest *fly.Nest, host string) []*fly.Egg {
+	var out []*fly.Egg
+	for i := range nest.Eggs {
+		if sameHost(nest.Eggs[i].GitLab.Host, host) {
+			out = append(out, &nest.Eggs[i])
+		}
+	}
+	return out
+}
+
+// claims tells whether an egg lists the project by ID or path.
+func claims(egg *fly.Egg, projectID int64, path string) bool {
+	for _, p := range egg.Projects {
+		if (p.ID != 0 && p.ID == projectID) || (p.Path != "" && strings.EqualFold(p.Path, path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchEgg finds the one egg that serves a project on host: an egg or
+// bucket listing it, else a bucket whose group holds it. fly rejects two
+// eggs listing one project, and a listing wins over a group, so at most one
+// matches. nil when none does.
+func (s *Server) matchEgg(ctx context.Context, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
+	for _, egg := range eggs {
+		if claims(egg, projectID, path) {
+			return egg, nil
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	var lastErr error
+	for _, egg := range eggs {
+		if egg.Group == nil {
+			continue
+		}
+		full, err := s.groups.fullPath(ctx, s, egg)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		rest, ok := cutPrefixFold(path, full+"/")
+		if ok && rest != "" && (egg.Group.IncludeSubgroups || !strings.Contains(rest, "/")) {
+			return egg, nil
+		}
+	}
+	// A group that could not be looked up might have been the match.
+	return nil, lastErr
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
+}
+
+// groupLookupTimeout bounds one GitLab group lookup.
+const groupLookupTimeout = 3 * time.Second
+
+// groupCache keeps group full paths by host, group and egg version: a
+// group is looked up once per version of the egg that names it.
+type groupCache struct {
+	mu    sync.Mutex
+	paths map[groupKey]string
+}
+
+type groupKey struct {
+	host    string
+	id      int64
+	version string
+}
+
+func (g *groupCache) fullPath(ctx context.Context, s *Server, egg *fly.Egg) (string, error) {
+	key := groupKey{strings.ToLower(egg.GitLab.Host), egg.Group.ID, egg.Version}
+	g.mu.Lock()
+	p, ok := g.paths[key]
+	g.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	c, err := s.gitlabClient(ctx, egg)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, groupLookupTimeout)
+	defer cancel()
+	group, err := c.GetGroup(ctx, egg.Group.ID)
+	if err != nil {
+		return "", fmt.Errorf("look up group %d of egg %s: %w", egg.Group.ID, egg.Name, err)
+	}
+	g.mu.Lock()
+	g.paths[key] = group.FullPath
+	g.mu.Unlock()
+	return group.FullPath, nil
+}
+
+// gitlabClient is a GitLab client with the egg's API token.
+func (s *Server) gitlabClient(ctx context.Context, egg *fly.Egg) (*gitlab.Client, error) {
+	token, err := s.secrets.get(ctx, egg.GitLab.Token)
+	if err != nil {
+		return nil, fmt.Errorf("GitLab token of egg %s: %w", egg.Name, err)
+	}
+	opts := append([]gitlab.Option{gitlab.WithLogger(s.log)}, s.cfg.GitLabOptions...)
+	return gitlab.New(egg.GitLab.BaseURL(), token, opts...)
+}
+
+// isNestRepo tells whether a project is the Nest repository, named in
+// MG/config.fly by path or ID.
+func isNestRepo(nest *fly.Nest, projectID int64, path string) bool {
+	p := strings.TrimSpace(nest.MotherGoose.Nest.Project)
+	if p == "" {
+		return false
+	}
+	if id, err := strconv.ParseInt(p, 10, 64); err == nil {
+		return id == projectID
+	}
+	return strings.EqualFold(p, path)
+}

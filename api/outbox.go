@@ -1,0 +1,274 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+)
+
+// Intent kinds.
+const (
+	IntentSignalWithStart = "signal-with-start"
+	IntentSignal          = "signal"
+)
+
+// Intent is one call to Temporal in a form the outbox can keep: the
+// arguments are JSON, exactly the payloads Temporal's default converter
+// would make of the typed values. Workflows start with
+// workflows.StartOptions(WorkflowID).
+type Intent struct {
+	Kind       string          `json:"kind"`
+	WorkflowID string          `json:"workflow_id"`
+	Signal     string          `json:"signal"`
+	SignalArg  json.RawMessage `json:"signal_arg"`
+	// Workflow and Input are the workflow type and its input, for
+	// signal-with-start.
+	Workflow string          `json:"workflow,omitempty"`
+	Input    json.RawMessage `json:"input,omitempty"`
+}
+
+// SignalIntent is a signal to a running workflow.
+func SignalIntent(workflowID, signal string, arg any) (Intent, error) {
+	b, err := json.Marshal(arg)
+	if err != nil {
+		return Intent{}, fmt.Errorf("encode signal %s: %w", signal, err)
+	}
+	return Intent{Kind: IntentSignal, WorkflowID: workflowID, Signal: signal, SignalArg: b}, nil
+}
+
+// SignalWithStartIntent signals a workflow, starting it with input first if
+// it is not running. workflow is the workflow function, named the way the
+// worker registers it.
+func SignalWithStartIntent(workflowID, signal string, arg any, workflow any, input any) (Intent, error) {
+	in, err := SignalIntent(workflowID, signal, arg)
+	if err != nil {
+		return Intent{}, err
+	}
+	name, err := workflowName(workflow)
+	if err != nil {
+		return Intent{}, err
+	}
+	if in.Input, err = json.Marshal(input); err != nil {
+		return Intent{}, fmt.Errorf("encode input of %s: %w", name, err)
+	}
+	in.Kind, in.Workflow = IntentSignalWithStart, name
+	return in, nil
+}
+
+// workflowName is the name the Temporal SDK registers a workflow function
+// under: its name without package.
+func workflowName(fn any) (string, error) {
+	if s, ok := fn.(string); ok && s != "" {
+		return s, nil
+	}
+	v := reflect.ValueOf(fn)
+	if v.Kind() != reflect.Func {
+		return "", fmt.Errorf("workflow %v is neither a function nor a name", fn)
+	}
+	full := runtime.FuncForPC(v.Pointer()).Name()
+	return strings.TrimSuffix(full[strings.LastIndex(full, ".")+1:], "-fm"), nil
+}
+
+// outcome is how a Temporal call ended, when it did not fail.
+type outcome string
+
+const (
+	outcomeDone outcome = "done"
+	// outcomeNoWorkflow: a signal found no running workflow (not ours, or
+	// finished): there is nothing to tell.
+	outcomeNoWorkflow outcome = "no-workflow"
+	// outcomeFinished: signal-with-start found the workflow closed; its ID
+	// is not reused, so the job's runner was made before.
+	outcomeFinished outcome = "finished"
+)
+
+// errNoTemporal is the error of a call made without a Temporal client.
+var errNoTemporal = serviceerror.NewUnavailable("no Temporal client is configured")
+
+// call makes the Temporal call an intent describes.
+func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
+	if c == nil {
+		return "", errNoTemporal
+	}
+	var err error
+	switch in.Kind {
+	case IntentSignal:
+		err = c.SignalWorkflow(ctx, in.WorkflowID, "", in.Signal, in.SignalArg)
+	case IntentSignalWithStart:
+		_, err = c.SignalWithStartWorkflow(ctx, in.WorkflowID, in.Signal, in.SignalArg,
+			workflows.StartOptions(in.WorkflowID), in.Workflow, in.Input)
+	default:
+		return "", fmt.Errorf("unknown intent kind %q", in.Kind)
+	}
+	var notFound *serviceerror.NotFound
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		return outcomeDone, nil
+	case in.Kind == IntentSignal && errors.As(err, &notFound):
+		return outcomeNoWorkflow, nil
+	case in.Kind == IntentSignalWithStart && errors.As(err, &started):
+		return outcomeFinished, nil
+	}
+	return "", fmt.Errorf("%s %s: %w", in.Kind, in.WorkflowID, err)
+}
+
+// unreachable tells whether a Temporal call failed because Temporal could
+// not be reached (or answered too late) rather than because it refused.
+func unreachable(err error) bool {
+	var (
+		unavailable *serviceerror.Unavailable
+		deadline    *serviceerror.DeadlineExceeded
+		exhausted   *serviceerror.ResourceExhausted
+		canceled    *serviceerror.Canceled
+	)
+	return errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) ||
+		errors.As(err, &canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// Outbox backoff: the first retry after about a second, doubling up to
+// Config.OutboxMaxBackoff.
+const outboxFirstBackoff = time.Second
+
+func (s *Server) outboxBackoff(attempts int) time.Duration {
+	d := outboxFirstBackoff
+	for i := 1; i < attempts && d < s.cfg.OutboxMaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.OutboxMaxBackoff)
+}
+
+// enqueue writes an intent to the outbox.
+func (s *Server) enqueue(ctx context.Context, in Intent, cause error) (int64, error) {
+	payload, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	id, err := s.cfg.Store.EnqueueOutbox(ctx, store.OutboxEntry{Kind: in.Kind, Key: in.WorkflowID, Payload: payload, CreatedAt: s.now()})
+	if err != nil {
+		return 0, err
+	}
+	attrs := []any{"outbox_id", id, "kind", in.Kind, "workflow_id", in.WorkflowID}
+	if cause != nil {
+		attrs = append(attrs, "cause", cause.Error())
+	}
+	s.log.WarnContext(ctx, "temporal call queued in the outbox", attrs...)
+	return id, nil
+}
+
+// outboxBatch bounds the entries one store read returns.
+const outboxBatch = 100
+
+// pruneEvery is how often RunOutbox prunes old delivery keys.
+const pruneEvery = time.Hour
+
+// RunOutbox delivers the outbox's due entries, oldest first, until ctx
+// ends. An entry that fails because Temporal is unreachable is retried
+// with exponential backoff, and nothing after it is tried before it, so
+// entries are delivered in the order they were accepted. Run it in one
+// goroutine per process; with several processes an entry may be delivered
+// twice, which signal-with-start and job-status signals tolerate. It also
+// prunes webhook delivery keys older than Config.DeliveryRetention, hourly.
+func (s *Server) RunOutbox(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var pruned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if now := s.now(); now.Sub(pruned) >= pruneEvery {
+			pruned = now
+			if n, err := s.cfg.Store.PruneDeliveries(ctx, now.Add(-s.cfg.DeliveryRetention)); err != nil {
+				if ctx.Err() == nil {
+					s.log.ErrorContext(ctx, "prune webhook deliveries", "error", err)
+				}
+			} else if n > 0 {
+				s.log.InfoContext(ctx, "pruned webhook deliveries", "count", n)
+			}
+		}
+		timer.Reset(s.drainOutbox(ctx))
+	}
+}
+
+// drainOutbox delivers what is due and returns how long to wait before
+// looking again.
+func (s *Server) drainOutbox(ctx context.Context) time.Duration {
+	for ctx.Err() == nil {
+		entries, err := s.cfg.Store.DueOutbox(ctx, s.now(), outboxBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "outbox: read due entries", "error", err)
+			}
+			return s.cfg.OutboxInterval
+		}
+		if len(entries) == 0 {
+			return s.cfg.OutboxInterval
+		}
+		for _, e := range entries {
+			if ctx.Err() != nil {
+				return 0
+			}
+			if wait, stop := s.deliverEntry(ctx, e); stop {
+				return wait
+			}
+		}
+		if len(entries) < outboxBatch {
+			return s.cfg.OutboxInterval
+		}
+	}
+	return 0
+}
+
+// deliverEntry replays one entry. stop says the round must end (Temporal
+// is unreachable) and wait how long until the entry is due again.
+func (s *Server) deliverEntry(ctx context.Context, e store.OutboxEntry) (wait time.Duration, stop bool) {
+	var in Intent
+	err := json.Unmarshal(e.Payload, &in)
+	var res outcome
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
+		res, err = call(cctx, s.Temporal(), in)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return 0, true
+	}
+	if err == nil {
+		s.cfg.Metrics.ObserveOutbox("delivered")
+		if merr := s.cfg.Store.MarkOutboxDelivered(ctx, e.ID, s.now()); merr != nil {
+			// The call was made; replaying it once more is harmless.
+			s.log.ErrorContext(ctx, "outbox: mark delivered", "outbox_id", e.ID, "error", merr)
+			return s.cfg.OutboxInterval, true
+		}
+		s.log.InfoContext(ctx, "outbox entry delivered", "outbox_id", e.ID, "kind", e.Kind, "workflow_id", e.Key, "outcome", string(res), "attempts", e.Attempts+1)
+		return 0, false
+	}
+	s.cfg.Metrics.ObserveOutbox("retry")
+	backoff := s.outboxBackoff(e.Attempts + 1)
+	if merr := s.cfg.Store.MarkOutboxFailed(ctx, e.ID, truncate(err.Error(), 1000), s.now().Add(backoff)); merr != nil {
+		s.log.ErrorContext(ctx, "outbox: mark failed", "outbox_id", e.ID, "error", merr)
+		return s.cfg.OutboxInterval, true
+	}
+	if unreachable(err) {
+		s.log.WarnContext(ctx, "outbox: temporal unreachable, retrying later", "outbox_id", e.ID, "retry_in", backoff.String(), "error", err)
+		return backoff, true
+	}
+	// Temporal refused this entry; the others may still go through.
+	s.log.ErrorContext(ctx, "outbox: temporal refused an entry, retrying later", "outbox_id", e.ID, "workflow_id", e.Key, "retry_in", backoff.String(), "error", err)
+	return 0, false
+}

@@ -1,0 +1,652 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+)
+
+// history reads a workflow's events.
+func history(t *testing.T, c client.Client, wfID string) []*historypb.HistoryEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := c.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var out []*historypb.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", wfID, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// started decodes the input of a workflow's start event.
+func started(t *testing.T, events []*historypb.HistoryEvent, input any) string {
+	t.Helper()
+	for _, ev := range events {
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), input); err != nil {
+				t.Fatal(err)
+			}
+			return a.GetWorkflowType().GetName()
+		}
+	}
+	t.Fatal("no start event")
+	return ""
+}
+
+// signals decodes every job-status signal of a workflow, in order.
+func signals(t *testing.T, events []*historypb.HistoryEvent) []workflows.JobStatus {
+	t.Helper()
+	var out []workflows.JobStatus
+	for _, ev := range events {
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil {
+			continue
+		}
+		if a.GetSignalName() != workflows.SignalJobStatus {
+			t.Errorf("signal %q", a.GetSignalName())
+		}
+		var st workflows.JobStatus
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func statuses(sts []workflows.JobStatus) string {
+	var s []string
+	for _, st := range sts {
+		s = append(s, st.Status)
+	}
+	return strings.Join(s, ",")
+}
+
+func terminate(t *testing.T, c client.Client, wfID string) {
+	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), wfID, "", "test over") })
+}
+
+// TestWebhookRefusals walks every refusal with real-shaped payloads: the
+// right status, a JSON error, and no trace in the store.
+func TestWebhookRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	pending := e.jobHook(e.web, 11, "pending")
+	stranger := e.gitlab.AddProject("stranger/app", 0)
+	mr := []byte(fmt.Sprintf(`{"object_kind":"merge_request","event_type":"merge_request","project":{"id":%d,"path_with_namespace":%q,"web_url":"%s/%s"},"object_attributes":{"iid":1}}`,
+		e.web.ID, e.web.PathWithNamespace, e.gitlab.URL(), e.web.PathWithNamespace))
+
+	tests := []struct {
+		name   string
+		event  string
+		token  string
+		body   []byte
+		header map[string]string
+		status int
+		error  string
+	}{
+		{"too large", gitlabtest.EventJob, webSecret, bytes.Repeat([]byte(" "), 25<<20+1), nil, http.StatusRequestEntityTooLarge, "payload too large"},
+		{"no event header", "", webSecret, pending, nil, http.StatusUnprocessableEntity, "unknown event"},
+		{"not a GitLab event", "Jobs Hook", webSecret, pending, nil, http.StatusUnprocessableEntity, "unknown event"},
+		{"not JSON", gitlabtest.EventJob, webSecret, []byte(`{"object_kind":`), nil, http.StatusBadRequest, "bad payload"},
+		{"no object_kind", gitlabtest.EventJob, webSecret, bytes.Replace(pending, []byte(`"object_kind":"build"`), []byte(`"object_kind":""`), 1), nil, http.StatusBadRequest, "bad payload"},
+		{"object_kind of another event", gitlabtest.EventPipeline, webSecret, pending, nil, http.StatusBadRequest, "bad payload"},
+		{"no project", gitlabtest.EventJob, webSecret, []byte(`{"object_kind":"build","build_id":1,"build_status":"pending"}`), nil, http.StatusBadRequest, "bad payload"},
+		{"no build_id", gitlabtest.EventJob, webSecret, []byte(`{"object_kind":"build","build_status":"pending","project_id":1,"project":{"id":1}}`), nil, http.StatusBadRequest, "bad payload"},
+		{"wrong JSON type", gitlabtest.EventJob, webSecret, []byte(`{"object_kind":"build","build_id":"1"}`), nil, http.StatusBadRequest, "bad payload"},
+		{"no instance", gitlabtest.EventJob, webSecret, []byte(`{"object_kind":"build","build_id":1,"build_status":"pending","project_id":1}`), map[string]string{"X-Gitlab-Instance": ""}, http.StatusBadRequest, "bad payload"},
+		{"no token", gitlabtest.EventJob, "", pending, nil, http.StatusUnauthorized, "unauthorized"},
+		{"token of no egg", gitlabtest.EventJob, "guess", pending, nil, http.StatusUnauthorized, "unauthorized"},
+		{"token of no egg, unknown project", gitlabtest.EventJob, "guess", e.jobHook(stranger, 12, "pending"), nil, http.StatusUnauthorized, "unauthorized"},
+		{"token of an egg on another host", gitlabtest.EventJob, webSecret, pending, map[string]string{"X-Gitlab-Instance": "https://gitlab.com"}, http.StatusUnauthorized, "unauthorized"},
+		{"unknown project", gitlabtest.EventJob, webSecret, e.jobHook(stranger, 13, "pending"), nil, http.StatusNotFound, "unknown project"},
+		{"token of another egg", gitlabtest.EventJob, multiSecret, pending, nil, http.StatusUnauthorized, "unauthorized"},
+		{"ignored event, wrong token", "Merge Request Hook", multiSecret, mr, nil, http.StatusUnauthorized, "unauthorized"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := e.gitlab.HookRequest(context.Background(), e.url("/webhooks/gitlab"), tc.event, tc.token, tc.body, "key-"+tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.event == "" {
+				req.Header.Del("X-Gitlab-Event")
+			}
+			for k, v := range tc.header {
+				if v == "" {
+					req.Header.Del(k)
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			r := do(t, req)
+			if r.Status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, r.Body)
+			}
+			if msg, _ := r.errorBody(t); msg != tc.error {
+				t.Errorf("error %q, want %q", msg, tc.error)
+			}
+		})
+	}
+	jobs, err := e.store.ListJobs(context.Background(), store.JobFilter{})
+	if err != nil || len(jobs) != 0 {
+		t.Errorf("refused deliveries recorded jobs: %+v %v", jobs, err)
+	}
+	if depth, _ := e.store.OutboxDepth(context.Background()); depth != 0 {
+		t.Errorf("refused deliveries queued %d outbox entries", depth)
+	}
+	// A refused delivery, resent right, is processed: nothing remembered it.
+	r := e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 14, "running"), "key-no token")
+	if hr := e.hookReply(r, http.StatusAccepted); hr.Status != api.StatusAccepted {
+		t.Errorf("resent delivery: %+v", hr)
+	}
+
+	scrape := do(t, mustRequest(t, "GET", e.url("/metrics")))
+	for _, want := range []string{
+		`gosling_webhooks_total{event="job",result="too_large"} 1`,
+		`gosling_webhooks_total{event="unknown",result="bad_event"} 2`,
+		`gosling_webhooks_total{event="job",result="unknown_project"} 1`,
+		`gosling_webhooks_total{event="merge_request",result="unauthorized"} 1`,
+	} {
+		if !strings.Contains(string(scrape.Body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestIgnoredEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	mr := []byte(fmt.Sprintf(`{"object_kind":"merge_request","project":{"id":%d,"path_with_namespace":%q}}`, e.web.ID, e.web.PathWithNamespace))
+	hr := e.hookReply(e.deliver("Merge Request Hook", webSecret, mr, ""), http.StatusAccepted)
+	if hr.Status != api.StatusIgnored || !strings.Contains(hr.Reason, "Merge Request Hook") {
+		t.Errorf("merge request: %+v", hr)
+	}
+	tag := []byte(fmt.Sprintf(`{"object_kind":"tag_push","ref":"refs/tags/v1","project_id":%d}`, e.web.ID))
+	if hr := e.hookReply(e.deliver("Tag Push Hook", webSecret, tag, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
+		t.Errorf("tag push: %+v", hr)
+	}
+	system := []byte(`{"event_name":"project_create","name":"x"}`)
+	if hr := e.hookReply(e.deliver("System Hook", dataSecret, system, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
+		t.Errorf("system hook: %+v", hr)
+	}
+	// A push to a project that is not the Nest repository.
+	push := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.web)})
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, webSecret, push, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
+		t.Errorf("push to an egg: %+v", hr)
+	}
+	if e.reloads.Load() != 0 {
+		t.Error("a push to an egg reloaded the Nest")
+	}
+}
+
+// TestJobLifecycle follows one job from pending to success: the workflow is
+// started with the right ID and input, every status is signalled in order
+// and recorded.
+func TestJobLifecycle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tc := devServer(t).Client()
+	job := e.gitlab.AddJob(e.web.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
+	wfID := workflows.RunnerWorkflowID(e.host, job.ID)
+	terminate(t, tc, wfID)
+
+	spec, _ := e.gitlab.JobHook(job.ID)
+	start := time.Now()
+	hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the webhook took %s", took)
+	}
+	if hr.Status != api.StatusAccepted || hr.WorkflowID != wfID {
+		t.Fatalf("pending: %+v, want workflow %s", hr, wfID)
+	}
+	desc, err := tc.DescribeWorkflow(context.Background(), wfID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := desc.RawResponse.GetWorkflowExecutionInfo(); info.GetType().GetName() != "ProvisionRunner" || info.GetTaskQueue() != workflows.TaskQueueMotherGoose {
+		t.Errorf("workflow %s on %s", info.GetType().GetName(), info.GetTaskQueue())
+	}
+	var in workflows.ProvisionRunnerInput
+	if name := started(t, history(t, tc, wfID), &in); name != "ProvisionRunner" {
+		t.Errorf("started %s", name)
+	}
+	wantJob := workflows.JobRef{Host: e.host, ProjectID: e.web.ID, ProjectPath: e.web.PathWithNamespace, JobID: job.ID, Name: "unit"}
+	if in.RunnerID != workflows.RunnerIDFor("web", wfID) || in.Egg.Name != "web" || in.Egg.Version != "web-v1" || in.Job == nil ||
+		fmt.Sprint(*in.Job) != fmt.Sprint(wantJob) || in.Cloud != fly.CloudLocal || in.Provider.StateDir != "/tmp/gosling-test" {
+		t.Errorf("input = %+v, job %+v", in, in.Job)
+	}
+	if len(in.Job.Tags) != 0 {
+		t.Error("the webhook path made up job tags; the workflow reads them")
+	}
+	rec, err := e.store.GetJob(context.Background(), e.host, job.ID)
+	if err != nil || rec.Status != "pending" || rec.Egg != "web" || rec.ProjectID != e.web.ID || rec.QueuedAt == nil || rec.PipelineID != job.PipelineID {
+		t.Errorf("job record = %+v, %v", rec, err)
+	}
+
+	for _, status := range []string{"running", "success"} {
+		e.gitlab.SetJobStatus(e.web.ID, job.ID, status, 0)
+		spec, _ := e.gitlab.JobHook(job.ID)
+		spec.Duration = 42 * time.Second
+		hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted)
+		if hr.Status != api.StatusAccepted || hr.WorkflowID != wfID || hr.Reason != "" {
+			t.Errorf("%s: %+v", status, hr)
+		}
+	}
+	if got := statuses(signals(t, history(t, tc, wfID))); got != "pending,running,success" {
+		t.Errorf("signals %s", got)
+	}
+	rec, err = e.store.GetJob(context.Background(), e.host, job.ID)
+	if err != nil || rec.Status != "success" || rec.StartedAt == nil || rec.FinishedAt == nil || rec.QueuedAt == nil {
+		t.Errorf("job record = %+v, %v", rec, err)
+	}
+	scrape := string(do(t, mustRequest(t, "GET", e.url("/metrics"))).Body)
+	for _, want := range []string{
+		`gosling_webhooks_total{event="job",result="accepted"} 3`,
+		`gosling_job_duration_seconds_sum{egg="web",status="success"} 42`,
+		`gosling_job_queue_seconds_count{egg="web"} 1`,
+	} {
+		if !strings.Contains(scrape, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// A status for a job whose workflow does not exist is fine.
+	hr = e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 987654, "failed"), ""), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted || !strings.Contains(hr.Reason, "no workflow") {
+		t.Errorf("unknown job: %+v", hr)
+	}
+	// Statuses before pending are only recorded.
+	hr = e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 987655, "created"), ""), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted || hr.WorkflowID != "" {
+		t.Errorf("created: %+v", hr)
+	}
+}
+
+// TestParallelDuplicates sends one delivery 20 times at once: one is
+// processed, the others are duplicates, and one workflow gets one signal.
+func TestParallelDuplicates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tc := devServer(t).Client()
+	body := e.jobHook(e.web, 4242, "pending")
+	wfID := workflows.RunnerWorkflowID(e.host, 4242)
+	terminate(t, tc, wfID)
+
+	const n = 20
+	var (
+		wg      sync.WaitGroup
+		replies = make([]reply, n)
+		start   = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			req, err := e.gitlab.HookRequest(context.Background(), e.url("/webhooks/gitlab"), gitlabtest.EventJob, webSecret, body, "same-key")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			replies[i] = reply{Status: resp.StatusCode}
+		})
+	}
+	close(start)
+	wg.Wait()
+	accepted, duplicates := 0, 0
+	for _, r := range replies {
+		switch r.Status {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusOK:
+			duplicates++
+		}
+	}
+	if accepted != 1 || duplicates != n-1 {
+		t.Errorf("%d accepted, %d duplicates, want 1 and %d", accepted, duplicates, n-1)
+	}
+	events := history(t, tc, wfID)
+	if got := statuses(signals(t, events)); got != "pending" {
+		t.Errorf("signals %q, want one pending", got)
+	}
+	var in workflows.ProvisionRunnerInput
+	started(t, events, &in)
+	if in.Job == nil || in.Job.JobID != 4242 {
+		t.Errorf("input %+v", in)
+	}
+	// The same event without Idempotency-Key but with the same event UUID
+	// is recognised too.
+	req := func() reply {
+		r, err := e.gitlab.HookRequest(context.Background(), e.url("/webhooks/gitlab"), gitlabtest.EventJob, webSecret, e.jobHook(e.web, 4243, "running"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Del("Idempotency-Key")
+		r.Header.Set("X-Gitlab-Event-UUID", "event-uuid-1")
+		return do(t, r)
+	}
+	if r := req(); r.Status != http.StatusAccepted {
+		t.Fatalf("first: %d %s", r.Status, r.Body)
+	}
+	if hr := e.hookReply(req(), http.StatusOK); hr.Status != api.StatusDuplicate {
+		t.Errorf("second: %+v", hr)
+	}
+}
+
+func TestBucketAndGroupMatching(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	cases := []struct {
+		project gitlabtest.Project
+		secret  string
+		egg     string
+	}{
+		{e.multiA, multiSecret, "multi"}, // listed as ACME/API
+		{e.multiB, multiSecret, "multi"},
+		{e.etl, dataSecret, "data"},
+		{e.ml, dataSecret, "data"}, // in a subgroup
+	}
+	for i, c := range cases {
+		id := int64(7000 + i)
+		hr := e.hookReply(e.deliver(gitlabtest.EventJob, c.secret, e.jobHook(c.project, id, "running"), ""), http.StatusAccepted)
+		if hr.Status != api.StatusAccepted {
+			t.Errorf("%s: %+v", c.project.PathWithNamespace, hr)
+		}
+		rec, err := e.store.GetJob(context.Background(), e.host, id)
+		if err != nil || rec.Egg != c.egg {
+			t.Errorf("%s: recorded %+v, %v; want egg %s", c.project.PathWithNamespace, rec, err, c.egg)
+		}
+	}
+	if n := e.gitlab.CountRequests("GET", "/groups/*"); n != 1 {
+		t.Errorf("the group was looked up %d times, want once per egg version", n)
+	}
+	// Without subgroups, a project of a subgroup is nobody's.
+	nest := e.makeNest("v3")
+	nest.Eggs[0].Group.IncludeSubgroups = false
+	e.nest.Store(nest)
+	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.ml, 7100, "running"), ""); r.Status != http.StatusNotFound {
+		t.Errorf("subgroup project without include_subgroups: %d %s", r.Status, r.Body)
+	}
+	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.etl, 7101, "running"), ""); r.Status != http.StatusAccepted {
+		t.Errorf("group project without include_subgroups: %d %s", r.Status, r.Body)
+	}
+	if n := e.gitlab.CountRequests("GET", "/groups/*"); n != 2 {
+		t.Errorf("%d group lookups, want a second one for the new egg version", n)
+	}
+	// GitLab down while a group is needed: 503, and nothing remembered.
+	e.nest.Store(e.makeNest("v4"))
+	e.gitlab.FailNext("GET", "/groups/*", http.StatusInternalServerError, 100, false)
+	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.etl, 7102, "running"), "group-down"); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("group lookup failing: %d %s", r.Status, r.Body)
+	}
+	e.gitlab.ClearFaults()
+	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.etl, 7102, "running"), "group-down"); r.Status != http.StatusAccepted {
+		t.Errorf("resend after GitLab came back: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestPipelineHookRecordsBuilds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	startedAt := time.Now().Add(-time.Minute).Truncate(time.Second)
+	body := gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{
+		Project: e.hookProject(e.web), PipelineID: 555, Status: "running", Ref: "feature",
+		Builds: []gitlabtest.PipelineBuild{
+			{ID: 8001, Stage: "build", Name: "compile", Status: "success", StartedAt: &startedAt, QueuedDuration: 5 * time.Second, Duration: 30 * time.Second},
+			{ID: 8002, Stage: "test", Name: "unit", Status: "pending"},
+		},
+	})
+	hr := e.hookReply(e.deliver(gitlabtest.EventPipeline, webSecret, body, ""), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted {
+		t.Fatalf("pipeline: %+v", hr)
+	}
+	a, err := e.store.GetJob(context.Background(), e.host, 8001)
+	if err != nil || a.Status != "success" || a.Name != "compile" || a.PipelineID != 555 || a.Ref != "feature" || a.Egg != "web" ||
+		a.QueuedAt == nil || !a.QueuedAt.Equal(startedAt.Add(-5*time.Second)) {
+		t.Errorf("build 8001 = %+v, %v", a, err)
+	}
+	if b, err := e.store.GetJob(context.Background(), e.host, 8002); err != nil || b.Status != "pending" {
+		t.Errorf("build 8002 = %+v, %v", b, err)
+	}
+}
+
+func TestPushReloadsNest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	if cfg, err := e.store.GetEggConfig(ctx, "web"); err != nil || cfg.Version != "web-v1" {
+		t.Fatalf("egg config at start: %+v, %v", cfg, err)
+	}
+	other := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.nestRepo), Ref: "refs/heads/feature"})
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, webSecret, other, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
+		t.Errorf("push to another branch: %+v", hr)
+	}
+	// The Nest repository is no egg: any egg's secret on the host will do,
+	// a stranger's will not.
+	push := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.nestRepo), Ref: "refs/heads/main", After: strings.Repeat("ab", 20)})
+	if r := e.deliver(gitlabtest.EventPush, "guess", push, ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("push with a wrong token: %d", r.Status)
+	}
+	hr := e.hookReply(e.deliver(gitlabtest.EventPush, multiSecret, push, "push-1"), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted || e.reloads.Load() != 1 {
+		t.Fatalf("push to the Nest: %+v, %d reloads", hr, e.reloads.Load())
+	}
+	if cfg, err := e.store.GetEggConfig(ctx, "web"); err != nil || cfg.Version != "web-v2" {
+		t.Errorf("egg config after reload: %+v, %v", cfg, err)
+	}
+	audit, err := e.store.ListAudit(ctx, store.AuditFilter{})
+	if err != nil || len(audit) != 1 || audit[0].Actor != "mothergoose" || audit[0].Action != "nest-reload" || !strings.Contains(audit[0].Reason, "refs/heads/main") {
+		t.Errorf("audit = %+v, %v", audit, err)
+	}
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, multiSecret, push, "push-1"), http.StatusOK); hr.Status != api.StatusDuplicate || e.reloads.Load() != 1 {
+		t.Errorf("resent push: %+v", hr)
+	}
+}
+
+// TestFailedProcessingIsForgotten: a delivery whose processing fails with a
+// 5xx is forgotten, so GitLab's resend (same Idempotency-Key) is processed.
+func TestFailedProcessingIsForgotten(t *testing.T) {
+	t.Parallel()
+	var calls int
+	var mu sync.Mutex
+	e := newEnv(t, envOptions{dispatch: func(nest *fly.Nest, egg *fly.Egg, ev api.JobEvent) (api.Intent, bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		switch calls {
+		case 1:
+			return api.Intent{}, false, errors.New("dispatch broke")
+		case 2:
+			panic("dispatch panicked")
+		}
+		return api.Intent{}, false, nil
+	}})
+	body := e.jobHook(e.web, 31, "running")
+	r := e.deliver(gitlabtest.EventJob, webSecret, body, "flaky")
+	if r.Status != http.StatusInternalServerError {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	if msg, detail := r.errorBody(t); msg != "internal error" || strings.Contains(detail, "dispatch broke") {
+		t.Errorf("error %q %q: internals must stay in the log", msg, detail)
+	}
+	// The panic is a 500 too, logged with its stack, the request not dumped.
+	if r := e.deliver(gitlabtest.EventJob, webSecret, body, "flaky"); r.Status != http.StatusInternalServerError {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "dispatch panicked") || !strings.Contains(logs, "dispatch broke") {
+		t.Errorf("log lacks the failures:\n%s", logs)
+	}
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, body, "flaky"), http.StatusAccepted); hr.Status != api.StatusAccepted {
+		t.Errorf("third try: %+v", hr)
+	}
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, body, "flaky"), http.StatusOK); hr.Status != api.StatusDuplicate {
+		t.Errorf("after success: %+v", hr)
+	}
+}
+
+// TestOutbox: with Temporal out of reach, deliveries are queued, 202; the
+// dispatcher retries with backoff and delivers them in order once a
+// Temporal server is reachable.
+func TestOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *api.Config) { c.TemporalTimeout = 500 * time.Millisecond }})
+	wfID := workflows.RunnerWorkflowID(e.host, 61)
+
+	start := time.Now()
+	hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "pending"), ""), http.StatusAccepted)
+	if hr.Status != api.StatusQueued || hr.OutboxID == 0 || hr.WorkflowID != wfID {
+		t.Fatalf("pending: %+v", hr)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("queueing took %s", took)
+	}
+	hr = e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "running"), ""), http.StatusAccepted)
+	if hr.Status != api.StatusQueued {
+		t.Fatalf("running: %+v", hr)
+	}
+	if depth, err := e.store.OutboxDepth(ctx); err != nil || depth != 2 {
+		t.Fatalf("outbox depth %d, %v", depth, err)
+	}
+	if rec, err := e.store.GetJob(ctx, e.host, 61); err != nil || rec.Status != "running" {
+		t.Errorf("job record: %+v %v", rec, err)
+	}
+	if r := e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "pending"), ""); r.Status != http.StatusAccepted {
+		t.Errorf("a resend while queued: %d", r.Status)
+	}
+
+	// Old delivery keys go when the dispatcher starts; recent ones stay.
+	for key, age := range map[string]time.Duration{"old": 8 * 24 * time.Hour, "recent": time.Hour} {
+		if _, err := e.store.RecordDelivery(ctx, key, time.Now().Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.srv.RunOutbox(runCtx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	eventually(t, 10*time.Second, "a failed attempt", func() bool {
+		due, err := e.store.DueOutbox(ctx, time.Now().Add(time.Hour), 0)
+		return err == nil && len(due) > 0 && due[0].Attempts >= 2 && due[0].LastError != ""
+	})
+
+	if first, _ := e.store.RecordDelivery(ctx, "old", time.Now()); !first {
+		t.Error("a delivery key older than the retention was kept")
+	}
+	if first, _ := e.store.RecordDelivery(ctx, "recent", time.Now()); first {
+		t.Error("a recent delivery key was pruned")
+	}
+
+	// Temporal is back: a new dev server, and the client swapped.
+	dev, err := startDev(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dev.Stop() })
+	e.srv.SetTemporal(dev.Client())
+	eventually(t, 15*time.Second, "the outbox to drain", func() bool {
+		depth, err := e.store.OutboxDepth(ctx)
+		return err == nil && depth == 0
+	})
+	events := history(t, dev.Client(), wfID)
+	var in workflows.ProvisionRunnerInput
+	if name := started(t, events, &in); name != "ProvisionRunner" || in.Job == nil || in.Job.JobID != 61 || in.Egg.Name != "web" {
+		t.Errorf("replayed start: %s %+v", name, in)
+	}
+	if got := statuses(signals(t, events)); got != "pending,running,pending" {
+		t.Errorf("replayed signals %q, want them in the order accepted", got)
+	}
+	_ = dev.Client().TerminateWorkflow(ctx, wfID, "", "test over")
+	scrape := string(do(t, mustRequest(t, "GET", e.url("/metrics"))).Body)
+	if !strings.Contains(scrape, `gosling_outbox_deliveries_total{result="delivered"} 3`) || !strings.Contains(scrape, "gosling_outbox_depth 0") {
+		t.Errorf("outbox metrics:\n%s", grep(scrape, "outbox"))
+	}
+
+	// Live again: no more queueing.
+	hr = e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "success"), ""), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted {
+		t.Errorf("after recovery: %+v", hr)
+	}
+}
+
+func grep(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestChunkedBodyTooLarge: a body without Content-Length is cut at 25 MB.
+func TestChunkedBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	body := io.MultiReader(strings.NewReader(`{"object_kind":"build","x":"`), io.LimitReader(zeros{}, 26<<20), strings.NewReader(`"}`))
+	req, err := http.NewRequest("POST", e.url("/webhooks/gitlab"), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
+	req.Header.Set("X-Gitlab-Token", webSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// The server may hang up before the client has sent everything.
+		t.Logf("client: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	return len(p), nil
+}

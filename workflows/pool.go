@@ -1,0 +1,674 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/workflow"
+)
+
+// DefaultPoolTick is how often a pool looks at idle runners.
+const DefaultPoolTick = 15 * time.Second
+
+// maxPoolHistory and maxPoolEvents make a pool continue as new well before
+// the server would suggest it, so replaying its history stays fast: after
+// that many history events, or that many signals, timers and results
+// handled in one run. Tests lower them.
+var (
+	maxPoolHistory = 4000
+	maxPoolEvents  = 1000
+)
+
+// knownJobs bounds how many recent job IDs a pool remembers for
+// deduplication.
+const knownJobs = 2000
+
+// Pool is the long-lived workflow of one egg: it keeps the egg's Apex
+// (active) and Nadir (dormant) runners and serves demand from them.
+//
+// A demand is served by an Apex runner with a free slot, else by promoting
+// a Nadir runner, else by provisioning a new one, never beyond the egg's
+// limits; what cannot be served yet waits in order. An Apex runner idle past
+// its idle timeout is demoted to Nadir (or retired when Nadir is full); Nadir
+// is kept at its minimum ahead of demand. Runners are made and torn down by
+// ProvisionRunner and DeprovisionRunner, which report back by signal, so
+// the pool can continue as new at any quiet moment without losing a runner
+// or a waiting job.
+func Pool(ctx workflow.Context, in PoolInput) error {
+	p := newPool(ctx, in)
+	return p.run()
+}
+
+type pool struct {
+	ctx   workflow.Context
+	in    PoolInput
+	st    *PoolState
+	id    string
+	cloud string
+	tick  time.Duration
+	// inFlight counts activities and child starts whose outcome this run
+	// must see before it may continue as new.
+	inFlight int
+	// handled counts what this run has handled (see maxPoolEvents).
+	handled int
+	// ready holds promotions whose runner has not reported ready yet.
+	sel workflow.Selector
+}
+
+func newPool(ctx workflow.Context, in PoolInput) *pool {
+	st := in.State
+	if st == nil {
+		st = &PoolState{Egg: in.Egg}
+	}
+	if st.Stats.Served == nil {
+		st.Stats.Served = map[string]int{}
+	}
+	if st.Stats.DemandToRunner == nil {
+		st.Stats.DemandToRunner = map[string]time.Duration{}
+	}
+	st.Stats.Runs++
+	cloud := in.Cloud
+	if cloud == "" && len(st.Egg.Runner.Clouds) > 0 {
+		cloud = st.Egg.Runner.Clouds[0]
+	}
+	tick := in.Tick
+	if tick <= 0 {
+		tick = DefaultPoolTick
+	}
+	return &pool{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
+}
+
+// limits are the egg's pool limits with any temporary overrides.
+func (p *pool) limits() PoolLimits {
+	e := p.st.Egg
+	l := PoolLimits{ApexMin: e.Apex.Min, ApexMax: e.Apex.Max, NadirMin: e.Nadir.Min, NadirMax: e.Nadir.Max}
+	if o := p.st.Overrides; o != nil {
+		l = *o
+	}
+	if l.ApexMax > e.Runner.MaxConcurrent {
+		l.ApexMax = e.Runner.MaxConcurrent
+	}
+	return l
+}
+
+func (p *pool) run() error {
+	ctx := p.ctx
+	log := workflow.GetLogger(ctx)
+	if err := p.registerHandlers(); err != nil {
+		return err
+	}
+	demandCh := workflow.GetSignalChannel(ctx, SignalDemand)
+	jobCh := workflow.GetSignalChannel(ctx, SignalJobStatus)
+	provisionedCh := workflow.GetSignalChannel(ctx, SignalRunnerProvisioned)
+	retiredCh := workflow.GetSignalChannel(ctx, SignalRunnerRetired)
+	readyCh := workflow.GetSignalChannel(ctx, SignalRunnerReady)
+	specCh := workflow.GetSignalChannel(ctx, SignalPoolSpec)
+
+	p.sel = workflow.NewSelector(ctx)
+	p.sel.AddReceive(demandCh, func(c workflow.ReceiveChannel, _ bool) {
+		var d Demand
+		c.Receive(ctx, &d)
+		p.onDemand(d)
+	})
+	p.sel.AddReceive(jobCh, func(c workflow.ReceiveChannel, _ bool) {
+		var s JobStatus
+		c.Receive(ctx, &s)
+		p.onJobStatus(s)
+	})
+	p.sel.AddReceive(provisionedCh, func(c workflow.ReceiveChannel, _ bool) {
+		var m RunnerProvisioned
+		c.Receive(ctx, &m)
+		p.onProvisioned(m)
+	})
+	p.sel.AddReceive(retiredCh, func(c workflow.ReceiveChannel, _ bool) {
+		var m RunnerRetired
+		c.Receive(ctx, &m)
+		p.onRetired(m)
+	})
+	p.sel.AddReceive(readyCh, func(c workflow.ReceiveChannel, _ bool) {
+		var m RunnerReady
+		c.Receive(ctx, &m)
+		p.onReady(m)
+	})
+	p.sel.AddReceive(specCh, func(c workflow.ReceiveChannel, _ bool) {
+		var e fly.Egg
+		c.Receive(ctx, &e)
+		p.st.Egg = e
+		log.Info("egg spec updated; it applies to future runners", "version", e.Version)
+	})
+	ticking := false
+	for {
+		if !ticking {
+			ticking = true
+			p.sel.AddFuture(workflow.NewTimer(ctx, p.tick), func(workflow.Future) {
+				ticking = false
+				p.scale()
+			})
+		}
+		p.serve()
+		p.scale()
+		p.sel.Select(ctx)
+		p.handled++
+		// Take whatever else is already there before deciding anything.
+		for p.sel.HasPending() && ctx.Err() == nil {
+			p.sel.Select(ctx)
+			p.handled++
+		}
+		if err := ctx.Err(); err != nil {
+			// Cancelling a pool stops it; its runners live on and a new
+			// pool for the egg finds them through the store.
+			log.Info("pool cancelled", "runners", len(p.st.Runners))
+			return err
+		}
+		if p.shouldContinueAsNew() {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			if p.inFlight == 0 && !p.sel.HasPending() {
+				next := p.in
+				next.State = p.st
+				return workflow.NewContinueAsNewError(ctx, Pool, next)
+			}
+		}
+	}
+}
+
+func (p *pool) shouldContinueAsNew() bool {
+	info := workflow.GetInfo(p.ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > maxPoolHistory || p.handled > maxPoolEvents
+}
+
+func (p *pool) registerHandlers() error {
+	ctx := p.ctx
+	if err := workflow.SetQueryHandler(ctx, QueryPoolStatus, func() (PoolStatus, error) { return p.status(), nil }); err != nil {
+		return err
+	}
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolScale, func(ctx workflow.Context, s PoolScale) (PoolLimits, error) {
+		// Scaling a drained pool resumes it.
+		p.st.Draining = false
+		if s.Reset {
+			p.st.Overrides = nil
+			return p.limits(), nil
+		}
+		l := p.limits()
+		set := func(dst *int, v *int) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		set(&l.ApexMin, s.ApexMin)
+		set(&l.ApexMax, s.ApexMax)
+		set(&l.NadirMin, s.NadirMin)
+		set(&l.NadirMax, s.NadirMax)
+		p.st.Overrides = &l
+		return p.limits(), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, s PoolScale) error {
+		l := p.limits()
+		for _, f := range []struct {
+			v    *int
+			dst  *int
+			name string
+		}{{s.ApexMin, &l.ApexMin, "apex_min"}, {s.ApexMax, &l.ApexMax, "apex_max"}, {s.NadirMin, &l.NadirMin, "nadir_min"}, {s.NadirMax, &l.NadirMax, "nadir_max"}} {
+			if f.v == nil {
+				continue
+			}
+			if *f.v < 0 || *f.v > 1000 {
+				return fmt.Errorf("%s must be from 0 to 1000", f.name)
+			}
+			*f.dst = *f.v
+		}
+		if l.ApexMin > l.ApexMax {
+			return fmt.Errorf("apex_min (%d) is above apex_max (%d)", l.ApexMin, l.ApexMax)
+		}
+		if l.NadirMin > l.NadirMax {
+			return fmt.Errorf("nadir_min (%d) is above nadir_max (%d)", l.NadirMin, l.NadirMax)
+		}
+		if l.ApexMax > p.st.Egg.Runner.MaxConcurrent {
+			return fmt.Errorf("apex_max (%d) is above the egg's max_concurrent (%d)", l.ApexMax, p.st.Egg.Runner.MaxConcurrent)
+		}
+		if l.NadirMax > 0 && p.st.Egg.Runner.Type == fly.RunnerServerless {
+			return errors.New("serverless runners cannot be dormant: nadir_max must be 0")
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolDrain, func(ctx workflow.Context) (int, error) {
+		p.st.Draining = true
+		n := 0
+		for _, r := range p.st.Runners {
+			if r.State == PoolApex || r.State == PoolNadir {
+				p.retire(r, "pool drained")
+				n++
+			}
+		}
+		return n, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error {
+		if p.st.Draining {
+			return errors.New("the pool is already draining")
+		}
+		return nil
+	}})
+}
+
+// --- demand and jobs ---------------------------------------------------
+
+func (p *pool) known(jobID int64) bool {
+	return slices.Contains(p.st.Known, jobID)
+}
+
+func (p *pool) remember(jobID int64) {
+	p.st.Known = append(p.st.Known, jobID)
+	if len(p.st.Known) > knownJobs {
+		p.st.Known = p.st.Known[len(p.st.Known)-knownJobs:]
+	}
+}
+
+func (p *pool) onDemand(d Demand) {
+	if p.known(d.Job.JobID) {
+		return // GitLab retried, or a duplicate webhook got this far
+	}
+	p.remember(d.Job.JobID)
+	if d.At.IsZero() {
+		d.At = workflow.Now(p.ctx)
+	}
+	if d.Job.Tags != nil || d.Job.ProjectID == 0 {
+		p.admit(d, d.Job.Tags)
+		return
+	}
+	// Job webhooks carry no tags: read them from the Jobs API first.
+	ctx := p.ctx
+	var a *activities.Activities
+	p.inFlight++
+	f := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{GitLab: p.st.Egg.GitLab, ProjectID: d.Job.ProjectID, JobID: d.Job.JobID})
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		p.inFlight--
+		var tags []string
+		if err := f.Get(ctx, &tags); err != nil {
+			workflow.GetLogger(ctx).Warn("cannot read job tags; job ignored", "job", d.Job.JobID, "error", err)
+			return
+		}
+		p.admit(d, tags)
+	})
+}
+
+// admit puts a job in line if this egg's runners can take it.
+func (p *pool) admit(d Demand, tags []string) {
+	if ok, why := TagsMatch(p.st.Egg.Runner, tags); !ok {
+		workflow.GetLogger(p.ctx).Info("job ignored: no runner of this egg can take it", "job", d.Job.JobID, "reason", why)
+		return
+	}
+	d.Job.Tags = tags
+	p.st.Waiting = append(p.st.Waiting, Waiting(d))
+}
+
+func (p *pool) onJobStatus(s JobStatus) {
+	r := p.runnerWithJob(s.JobID)
+	if !s.Finished() {
+		if r != nil && s.Status == "running" {
+			r.LastJob, r.LastJobAt = s.JobID, workflow.Now(p.ctx)
+		}
+		return
+	}
+	// A job that ends while it waits needs no runner any more.
+	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w Waiting) bool { return w.Job.JobID == s.JobID })
+	if r == nil {
+		return
+	}
+	r.Jobs = slices.DeleteFunc(r.Jobs, func(id int64) bool { return id == s.JobID })
+	r.LastJob, r.LastJobAt = s.JobID, workflow.Now(p.ctx)
+	if len(r.Jobs) == 0 {
+		r.IdleSince = workflow.Now(p.ctx)
+	}
+	p.st.Stats.JobsFinished++
+}
+
+func (p *pool) runnerWithJob(jobID int64) *PoolRunner {
+	for _, r := range p.st.Runners {
+		if slices.Contains(r.Jobs, jobID) {
+			return r
+		}
+	}
+	return nil
+}
+
+// serve gives waiting jobs, in order, a slot: an idle Apex slot first, then
+// a promoted Nadir runner, then a new runner.
+func (p *pool) serve() {
+	if p.st.Draining {
+		return
+	}
+	slots := max(1, p.st.Egg.Runner.JobsPerRunner)
+	for len(p.st.Waiting) > 0 {
+		w := p.st.Waiting[0]
+		var target *PoolRunner
+		path := ""
+		for _, r := range p.st.Runners {
+			if (r.State == PoolApex || r.State == PoolProvisioning || r.State == PoolPromoting) && len(r.Jobs) < slots {
+				target = r
+				path = ServedByApex
+				if r.State == PoolProvisioning {
+					path = ServedByProvision
+				} else if r.State == PoolPromoting {
+					path = ServedByPromotion
+				}
+				break
+			}
+		}
+		if target == nil && p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax {
+			for _, r := range p.st.Runners {
+				if r.State == PoolNadir {
+					target, path = r, ServedByPromotion
+					r.ServedBy, r.Since = path, w.At
+					p.promote(r)
+					break
+				}
+			}
+			if target == nil && p.total() < p.st.Egg.Runner.MaxConcurrent+p.limits().NadirMax {
+				target, path = p.provision(false), ServedByProvision
+			}
+		}
+		if target == nil {
+			return // wait for capacity
+		}
+		target.Jobs = append(target.Jobs, w.Job.JobID)
+		target.IdleSince = time.Time{}
+		p.st.Waiting = p.st.Waiting[1:]
+		if target.State == PoolApex {
+			p.served(path, w.At)
+		} else if target.ServedBy == "" {
+			// Counted when the runner is ready: provisioning and promotion take time.
+			target.ServedBy, target.Since = path, w.At
+		}
+	}
+}
+
+func (p *pool) served(path string, since time.Time) {
+	p.st.Stats.Served[path]++
+	p.st.Stats.DemandToRunner[path] += workflow.Now(p.ctx).Sub(since)
+}
+
+// count counts runners in the given states.
+func (p *pool) count(states ...string) int {
+	n := 0
+	for _, r := range p.st.Runners {
+		if slices.Contains(states, r.State) {
+			n++
+		}
+	}
+	return n
+}
+
+// total counts runners that exist or are being made (not being retired).
+func (p *pool) total() int { return len(p.st.Runners) - p.count(PoolRetiring) }
+
+// --- scaling ----------------------------------------------------------
+
+// scale applies the idle timeouts and the minimums.
+func (p *pool) scale() {
+	if p.st.Draining {
+		return
+	}
+	now := workflow.Now(p.ctx)
+	l := p.limits()
+	e := p.st.Egg
+	// Idle Apex runners go to sleep, or away when Nadir is full.
+	for _, r := range p.st.Runners {
+		if r.State != PoolApex || len(r.Jobs) > 0 || r.IdleSince.IsZero() {
+			continue
+		}
+		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(PoolApex) <= l.ApexMin {
+			continue
+		}
+		if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < l.NadirMax {
+			p.demote(r)
+		} else {
+			p.retire(r, fmt.Sprintf("idle Apex runner past %s; Nadir full", e.Apex.IdleTimeout))
+		}
+	}
+	// Nadir runners asleep too long are retired, down to the minimum.
+	for _, r := range p.st.Runners {
+		if r.State == PoolNadir && now.Sub(r.Since) >= e.Nadir.IdleTimeout.D() && p.count(PoolNadir) > l.NadirMin {
+			p.retire(r, fmt.Sprintf("dormant past %s", e.Nadir.IdleTimeout))
+		}
+	}
+	// Minimums, never beyond the maximums.
+	for p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax {
+		p.provision(false)
+	}
+	if e.Runner.Type != fly.RunnerServerless {
+		for p.count(PoolNadir, PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax {
+			p.provision(true)
+		}
+	}
+}
+
+// countProvisioning counts runners being made dormant (true) or active.
+func (p *pool) countProvisioning(dormant bool) int {
+	n := 0
+	for _, r := range p.st.Runners {
+		if r.State == PoolProvisioning && r.Dormant == dormant {
+			n++
+		}
+	}
+	return n
+}
+
+// provision starts a ProvisionRunner for a new runner of this pool.
+func (p *pool) provision(dormant bool) *PoolRunner {
+	ctx := p.ctx
+	p.st.Seq++
+	now := workflow.Now(ctx)
+	r := &PoolRunner{
+		ID: PoolRunnerID(p.st.Egg.Name, p.st.Seq), State: PoolProvisioning, CPU: p.st.Egg.Runner.CPU, Memory: p.st.Egg.Runner.Memory,
+		CreatedAt: now, Since: now, Dormant: dormant,
+	}
+	p.st.Runners = append(p.st.Runners, r)
+	p.st.Stats.Provisioned++
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        p.id + "/runner/" + r.ID,
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, ProvisionRunner, ProvisionRunnerInput{
+		RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Provider: p.in.Provider, Dormant: dormant, Owner: p.id,
+	})
+	// The pool learns the outcome by signal; it only waits for the start,
+	// so a continue-as-new never loses a runner being made.
+	p.inFlight++
+	p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
+		p.inFlight--
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("start ProvisionRunner", "runner", r.ID, "error", err)
+			p.drop(r)
+		}
+	})
+	return r
+}
+
+func (p *pool) onProvisioned(m RunnerProvisioned) {
+	r := p.runner(m.RunnerID)
+	if r == nil {
+		return
+	}
+	switch m.State {
+	case string(store.StateActive):
+		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef
+		p.becameApex(r)
+	case string(store.StateDormant):
+		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = PoolNadir, m.Kind, m.GitLabRunnerID, m.TokenRef
+		if len(r.Jobs) > 0 {
+			p.promote(r) // demand came while it was being made
+		} else {
+			r.Since = workflow.Now(p.ctx)
+		}
+	default:
+		workflow.GetLogger(p.ctx).Warn("runner provisioning failed", "runner", m.RunnerID, "error", m.Error)
+		p.st.Stats.Failed++
+		p.drop(r)
+	}
+}
+
+// becameApex counts the demand a runner now serves and marks it idle if it has none.
+func (p *pool) becameApex(r *PoolRunner) {
+	now := workflow.Now(p.ctx)
+	if len(r.Jobs) > 0 && r.ServedBy != "" {
+		p.served(r.ServedBy, r.Since)
+	} else if len(r.Jobs) == 0 {
+		r.IdleSince = now
+	}
+	r.ServedBy, r.Dormant, r.Since = "", false, now
+}
+
+// drop forgets a runner and puts the jobs it was reserved for back in line.
+func (p *pool) drop(r *PoolRunner) {
+	var back []Waiting
+	for _, id := range r.Jobs {
+		back = append(back, Waiting{Job: JobRef{JobID: id}, At: r.Since})
+	}
+	p.st.Waiting = append(back, p.st.Waiting...)
+	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *PoolRunner) bool { return x == r })
+}
+
+func (p *pool) runner(id string) *PoolRunner {
+	for _, r := range p.st.Runners {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+func (p *pool) machine(r *PoolRunner) activities.PowerInput {
+	return activities.PowerInput{
+		GitLabRunnerID: r.GitLabRunnerID,
+		Machine: activities.ApplyMachineInput{
+			RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Kind: r.Kind, Provider: p.in.Provider,
+			TokenRef: r.TokenRef, ReadyWorkflowID: p.id,
+		},
+	}
+}
+
+// promote resumes a Nadir runner; it is Apex once its agent reports ready.
+func (p *pool) promote(r *PoolRunner) {
+	ctx := p.ctx
+	var a *activities.Activities
+	r.State = PoolPromoting
+	if r.ServedBy == "" && len(r.Jobs) > 0 {
+		r.ServedBy = ServedByPromotion
+	}
+	p.st.Stats.Promotions++
+	p.inFlight++
+	f := workflow.ExecuteActivity(tofuCtx(ctx), a.PromoteRunner, p.machine(r))
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		p.inFlight--
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("promotion failed; retiring the runner", "runner", r.ID, "error", err)
+			p.retire(r, "promotion failed: "+err.Error())
+		}
+	})
+}
+
+func (p *pool) onReady(m RunnerReady) {
+	r := p.runner(m.RunnerID)
+	if r == nil || r.State != PoolPromoting {
+		return
+	}
+	_ = transition(p.ctx, r.ID, store.StateActive, "promoted from Nadir")
+	r.State = PoolApex
+	p.becameApex(r)
+}
+
+// demote puts an idle Apex runner to sleep, race-free (see DemoteRunner).
+func (p *pool) demote(r *PoolRunner) {
+	ctx := p.ctx
+	var a *activities.Activities
+	r.State = PoolDemoting
+	p.inFlight++
+	f := workflow.ExecuteActivity(tofuCtx(ctx), a.DemoteRunner, p.machine(r))
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		p.inFlight--
+		var res activities.DemoteResult
+		if err := f.Get(ctx, &res); err != nil {
+			workflow.GetLogger(ctx).Error("demotion failed; retiring the runner", "runner", r.ID, "error", err)
+			p.retire(r, "demotion failed: "+err.Error())
+			return
+		}
+		if res.Busy {
+			r.State, r.IdleSince = PoolApex, time.Time{}
+			return
+		}
+		_ = transition(ctx, r.ID, store.StateDormant, "idle past the Apex idle timeout")
+		r.State, r.Since = PoolNadir, workflow.Now(ctx)
+		p.st.Stats.Demotions++
+		if len(r.Jobs) > 0 {
+			p.promote(r)
+		}
+	})
+}
+
+// retire tears a runner down with DeprovisionRunner.
+func (p *pool) retire(r *PoolRunner, why string) {
+	ctx := p.ctx
+	r.State = PoolRetiring
+	var back []Waiting
+	for _, id := range r.Jobs {
+		back = append(back, Waiting{Job: JobRef{JobID: id}, At: workflow.Now(ctx)})
+	}
+	r.Jobs = nil
+	p.st.Waiting = append(back, p.st.Waiting...)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        DeprovisionWorkflowID(r.ID),
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
+		RunnerID: r.ID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool, Owner: p.id,
+	})
+	p.inFlight++
+	p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
+		p.inFlight--
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("start DeprovisionRunner", "runner", r.ID, "error", err)
+		}
+	})
+}
+
+func (p *pool) onRetired(m RunnerRetired) {
+	r := p.runner(m.RunnerID)
+	if r == nil {
+		return
+	}
+	if m.Error != "" {
+		// Left in state failed in the store; UglyFox's reconciliation finishes it.
+		workflow.GetLogger(p.ctx).Warn("runner teardown failed", "runner", m.RunnerID, "error", m.Error)
+	}
+	p.st.Stats.Retired++
+	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *PoolRunner) bool { return x == r })
+}
+
+// --- status -------------------------------------------------------------
+
+func (p *pool) status() PoolStatus {
+	s := PoolStatus{
+		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
+		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
+		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(),
+	}
+	for _, r := range p.st.Runners {
+		s.Counts[r.State]++
+		s.Runners = append(s.Runners, *r)
+		pool := PoolApex
+		if r.State == PoolNadir || r.State == PoolDemoting {
+			pool = PoolNadir
+		}
+		s.CPU[pool] += r.CPU
+		s.Memory[pool] += r.Memory
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+)
+
+// Pool signals, queries and updates.
+const (
+	// SignalDemand tells an egg's pool that a job needs a runner. Payload: Demand.
+	SignalDemand = "demand"
+	// SignalRunnerProvisioned is sent by ProvisionRunner to the pool that
+	// asked for the runner. Payload: RunnerProvisioned.
+	SignalRunnerProvisioned = "runner-provisioned"
+	// SignalRunnerRetired is sent by DeprovisionRunner to the pool that
+	// retired the runner. Payload: RunnerRetired.
+	SignalRunnerRetired = "runner-retired"
+	// SignalPoolSpec gives the pool a new egg spec after a Nest change; it
+	// applies to future runners. Payload: fly.Egg.
+	SignalPoolSpec = "pool-spec"
+	// QueryPoolStatus returns a PoolStatus.
+	QueryPoolStatus = "pool-status"
+	// UpdatePoolScale sets temporary limits and resumes a drained pool.
+	// Argument: PoolScale.
+	UpdatePoolScale = "pool-scale"
+	// UpdatePoolDrain retires every runner and stops making new ones until
+	// the next UpdatePoolScale; jobs that ask meanwhile wait in line.
+	UpdatePoolDrain = "pool-drain"
+)
+
+// ActorPool names the pool workflow in records.
+const ActorPool = "mothergoose/pool"
+
+// PoolWorkflowID is the ID of an egg's pool workflow.
+func PoolWorkflowID(egg string) string { return "pool/" + egg }
+
+// PoolRunnerID names the n-th runner a pool makes.
+func PoolRunnerID(egg string, n int64) string { return fmt.Sprintf("%s-p%d", egg, n) }
+
+// Demand is one job asking for a runner. Job.Tags may be nil: the pool then
+// reads them from the Jobs API.
+type Demand struct {
+	Job JobRef    `json:"job"`
+	At  time.Time `json:"at"`
+}
+
+// RunnerProvisioned reports how a pool's ProvisionRunner ended.
+type RunnerProvisioned struct {
+	RunnerID       string `json:"runner_id"`
+	State          string `json:"state"` // active, dormant or terminated (failed)
+	GitLabRunnerID int64  `json:"gitlab_runner_id"`
+	TokenRef       string `json:"token_ref"`
+	Kind           string `json:"kind"`
+	Error          string `json:"error,omitempty"`
+}
+
+// RunnerRetired reports how a pool's DeprovisionRunner ended.
+type RunnerRetired struct {
+	RunnerID string `json:"runner_id"`
+	Error    string `json:"error,omitempty"`
+}
+
+// PoolInput starts (or continues) an egg's pool workflow.
+type PoolInput struct {
+	Egg      fly.Egg      `json:"egg"`
+	Cloud    string       `json:"cloud,omitempty"`
+	Provider fly.Provider `json:"provider"`
+	// State carries the pool across continue-as-new; nil for a new pool.
+	State *PoolState `json:"state,omitempty"`
+	// ReadyTimeout bounds the wait for a promoted runner's ready signal.
+	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
+	// Tick is how often idle runners are looked at (default 15s).
+	Tick time.Duration `json:"tick,omitempty"`
+}
+
+// Pool runner states, as the pool sees them.
+const (
+	PoolProvisioning = "provisioning"
+	PoolApex         = "apex"
+	PoolNadir        = "nadir"
+	PoolPromoting    = "promoting"
+	PoolDemoting     = "demoting"
+	PoolRetiring     = "retiring"
+)
+
+// How a demand was served, for metrics and status.
+const (
+	ServedByApex      = "apex"
+	ServedByPromotion = "promotion"
+	ServedByProvision = "provision"
+)
+
+// PoolRunner is one runner of a pool.
+type PoolRunner struct {
+	ID             string    `json:"id"`
+	State          string    `json:"state"`
+	Kind           string    `json:"kind"`
+	GitLabRunnerID int64     `json:"gitlab_runner_id,omitempty"`
+	TokenRef       string    `json:"token_ref,omitempty"`
+	CPU            float64   `json:"cpu"`
+	Memory         fly.Size  `json:"memory"`
+	CreatedAt      time.Time `json:"created_at"`
+	// IdleSince is when it last had no job; zero while busy.
+	IdleSince time.Time `json:"idle_since"`
+	// Jobs are the jobs it serves or is reserved for.
+	Jobs      []int64   `json:"jobs,omitempty"`
+	LastJob   int64     `json:"last_job,omitempty"`
+	LastJobAt time.Time `json:"last_job_at"`
+	// Since is when it entered its state, or, while it is being made or
+	// promoted for a job, when that job asked.
+	Since time.Time `json:"since"`
+	// Dormant is set on a runner being made for Nadir.
+	Dormant bool `json:"dormant,omitempty"`
+	// ServedBy is how the job it was reserved for while not yet ready is
+	// being served (provision or promotion).
+	ServedBy string `json:"served_by,omitempty"`
+}
+
+// Waiting is a job that no runner can take yet.
+type Waiting struct {
+	Job JobRef    `json:"job"`
+	At  time.Time `json:"at"`
+}
+
+// PoolLimits are an egg's Apex and Nadir limits, possibly overridden.
+type PoolLimits struct {
+	ApexMin  int `json:"apex_min"`
+	ApexMax  int `json:"apex_max"`
+	NadirMin int `json:"nadir_min"`
+	NadirMax int `json:"nadir_max"`
+}
+
+// PoolStats counts what the pool did.
+type PoolStats struct {
+	Served       map[string]int `json:"served"`
+	Promotions   int            `json:"promotions"`
+	Demotions    int            `json:"demotions"`
+	Provisioned  int            `json:"provisioned"`
+	Retired      int            `json:"retired"`
+	Failed       int            `json:"failed"`
+	JobsFinished int            `json:"jobs_finished"`
+	// DemandToRunner is the summed time from demand to a runner, per path
+	// (divide by Served for the mean).
+	DemandToRunner map[string]time.Duration `json:"demand_to_runner"`
+	Runs           int                      `json:"runs"`
+}
+
+// PoolState is everything a pool knows, in one struct that is carried
+// across continue-as-new.
+type PoolState struct {
+	Egg       fly.Egg       `json:"egg"`
+	Overrides *PoolLimits   `json:"overrides,omitempty"`
+	Runners   []*PoolRunner `json:"runners"`
+	Waiting   []Waiting     `json:"waiting"`
+	// Known holds recently seen job IDs, so a repeated demand is ignored.
+	Known    []int64   `json:"known"`
+	Draining bool      `json:"draining"`
+	Seq      int64     `json:"seq"`
+	Stats    PoolStats `json:"stats"`
+}
+
+// PoolScale is the argument of UpdatePoolScale: nil fields keep their value.
+type PoolScale struct {
+	ApexMin  *int `json:"apex_min,omitempty"`
+	ApexMax  *int `json:"apex_max,omitempty"`
+	NadirMin *int `json:"nadir_min,omitempty"`
+	NadirMax *int `json:"nadir_max,omitempty"`
+	// Reset drops every override.
+	Reset bool `json:"reset,omitempty"`
+}
+
+// PoolStatus is the answer to QueryPoolStatus.
+type PoolStatus struct {
+	Egg      string         `json:"egg"`
+	Limits   PoolLimits     `json:"limits"`
+	Counts   map[string]int `json:"counts"`
+	Waiting  int            `json:"waiting"`
+	Draining bool           `json:"draining"`
+	Runners  []PoolRunner   `json:"runners"`
+	// CPU and Memory total the runners' resources per pool (apex, nadir).
+	CPU    map[string]float64  `json:"cpu"`
+	Memory map[string]fly.Size `json:"memory"`
+	Stats  PoolStats           `json:"stats"`
+	// HistoryLength is the current run's history length.
+	HistoryLength int `json:"history_length"`
+}

@@ -1,0 +1,439 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+const poolID = "pool/web"
+
+type poolEnv struct {
+	*testsuite.TestWorkflowEnvironment
+	mu         sync.Mutex
+	calls      []string
+	demoteBusy bool
+	jobTags    []string
+}
+
+func (e *poolEnv) record(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls = append(e.calls, s)
+}
+
+func (e *poolEnv) count(prefix string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, c := range e.calls {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func poolEgg() fly.Egg {
+	e := testEgg(fly.RunnerVM)
+	e.Runner.MaxConcurrent = 3
+	e.Apex = fly.Pool{Min: 0, Max: 3, IdleTimeout: fly.Duration(10 * time.Minute)}
+	e.Nadir = fly.Pool{Min: 0, Max: 2, IdleTimeout: fly.Duration(24 * time.Hour)}
+	return e
+}
+
+// newPoolEnv mocks every activity to succeed. Machines "boot" instantly:
+// applying a running machine makes its agent signal ready to whoever the
+// apply names, as the real agent does.
+func newPoolEnv(t *testing.T) *poolEnv {
+	var s testsuite.WorkflowTestSuite
+	e := &poolEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment(), jobTags: []string{"docker"}}
+	e.RegisterWorkflow(Pool)
+	e.RegisterWorkflow(ProvisionRunner)
+	e.RegisterWorkflow(DeprovisionRunner)
+	var a *activities.Activities
+	e.RegisterActivity(a)
+	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
+		e.record("tags")
+		return e.jobTags, nil
+	})
+	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
+		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(len(in.RunnerID)), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+	})
+	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
+		if in.Running {
+			e.record("boot:" + in.RunnerID)
+			e.RegisterDelayedCallback(func() {
+				e.SignalWorkflowByID(in.ReadyWorkflowID, SignalRunnerReady, RunnerReady{RunnerID: in.RunnerID})
+			}, time.Second)
+		} else {
+			e.record("sleep:" + in.RunnerID)
+		}
+		return activities.ApplyMachineResult{Workspace: in.RunnerID}, nil
+	})
+	e.OnActivity(a.TransitionRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.TransitionInput) (store.Runner, error) {
+		return store.Runner{ID: in.RunnerID, State: in.To}, nil
+	})
+	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
+		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id}, nil
+	})
+	e.OnActivity(a.DestroyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DestroyMachineInput) error {
+		e.record("destroy:" + in.RunnerID)
+		return nil
+	})
+	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.PromoteRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PowerInput) error {
+		e.record("promote:" + in.Machine.RunnerID)
+		e.RegisterDelayedCallback(func() {
+			e.SignalWorkflowByID(in.Machine.ReadyWorkflowID, SignalRunnerReady, RunnerReady{RunnerID: in.Machine.RunnerID})
+		}, time.Second)
+		return nil
+	})
+	e.OnActivity(a.DemoteRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PowerInput) (activities.DemoteResult, error) {
+		if e.demoteBusy {
+			e.record("busy:" + in.Machine.RunnerID)
+			return activities.DemoteResult{Busy: true}, nil
+		}
+		e.record("demote:" + in.Machine.RunnerID)
+		return activities.DemoteResult{Demoted: true}, nil
+	})
+	e.SetStartWorkflowOptions(startOpts(poolID))
+	return e
+}
+
+func (e *poolEnv) demand(at time.Duration, jobID int64) {
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: jobID}})
+	}, at)
+}
+
+func (e *poolEnv) finish(at time.Duration, jobID int64) {
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: jobID, Status: "success"})
+	}, at)
+}
+
+// queryAt queries the pool's status at a point in workflow time.
+func (e *poolEnv) queryAt(t *testing.T, at time.Duration, check func(PoolStatus)) {
+	e.RegisterDelayedCallback(func() {
+		v, err := e.QueryWorkflow(QueryPoolStatus)
+		if err != nil {
+			t.Errorf("query at %s: %v", at, err)
+			return
+		}
+		var s PoolStatus
+		if err := v.Get(&s); err != nil {
+			t.Error(err)
+			return
+		}
+		check(s)
+	}, at)
+}
+
+// stopAt ends the test run: pools never end by themselves.
+func (e *poolEnv) stopAt(at time.Duration) {
+	e.RegisterDelayedCallback(func() { e.CancelWorkflow() }, at)
+}
+
+func runPool(e *poolEnv, egg fly.Egg) {
+	e.ExecuteWorkflow(Pool, PoolInput{Egg: egg, Tick: 30 * time.Second})
+}
+
+// A job with no runner gets a new one; idle past its timeout it sleeps in
+// Nadir; the next job promotes it, which is faster than a cold provision.
+func TestPoolProvisionDemotePromote(t *testing.T) {
+	e := newPoolEnv(t)
+	e.demand(time.Second, 1)
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolApex] != 1 || s.Stats.Served[ServedByProvision] != 1 {
+			t.Errorf("after first job: %+v", s)
+		}
+	})
+	e.finish(2*time.Minute, 1)
+	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolNadir] != 1 || s.Stats.Demotions != 1 || s.CPU[PoolNadir] != 2 || s.Memory[PoolNadir] != 4*fly.GiB {
+			t.Errorf("after idle timeout: %+v", s)
+		}
+	})
+	e.demand(20*time.Minute, 2)
+	e.queryAt(t, 21*time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolApex] != 1 || s.Stats.Served[ServedByPromotion] != 1 || s.Stats.Promotions != 1 {
+			t.Errorf("after promotion: %+v", s)
+		}
+		if s.Stats.DemandToRunner[ServedByPromotion] <= 0 || s.Stats.DemandToRunner[ServedByProvision] <= 0 {
+			t.Errorf("demand-to-runner times missing: %+v", s.Stats)
+		}
+	})
+	e.stopAt(30 * time.Minute)
+	runPool(e, poolEgg())
+	if got := e.count("boot:"); got != 1 {
+		t.Errorf("machines booted = %d, want 1 (promotion resumes, it does not make a new one)", got)
+	}
+	if e.count("promote:web-p1") != 1 || e.count("demote:web-p1") != 1 || e.count("tags") != 2 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+// Nadir is filled to its minimum before any job arrives.
+func TestPoolKeepsNadirMinimum(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Nadir.Min = 2
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolNadir] != 2 || len(s.Runners) != 2 {
+			t.Errorf("nadir minimum not kept: %+v", s.Counts)
+		}
+	})
+	e.stopAt(2 * time.Minute)
+	runPool(e, egg)
+	if e.count("sleep:") != 2 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+// Never beyond the maximum: extra jobs wait in order and are served as
+// runners free up.
+func TestPoolLimitsAndOrder(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Nadir.Max = 0
+	for i := int64(1); i <= 6; i++ {
+		e.demand(time.Duration(i)*time.Second, i)
+	}
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 3 || s.Waiting != 3 {
+			t.Errorf("limit not kept: %d runners, %d waiting", len(s.Runners), s.Waiting)
+		}
+	})
+	e.finish(2*time.Minute, 2)
+	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+		if s.Waiting != 2 {
+			t.Errorf("waiting = %d after one finished", s.Waiting)
+		}
+		// The freed runner took job 4, the oldest waiting one.
+		found := false
+		for _, r := range s.Runners {
+			for _, j := range r.Jobs {
+				found = found || j == 4
+			}
+		}
+		if !found {
+			t.Errorf("job 4 not served first: %+v", s.Runners)
+		}
+	})
+	e.stopAt(4 * time.Minute)
+	runPool(e, egg)
+}
+
+// A burst of 500 job signals: every job is served exactly once, in order,
+// with at most max_concurrent runners.
+func TestPoolBurstOf500(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Runner.MaxConcurrent, egg.Apex.Max, egg.Nadir.Max = 10, 10, 0
+	e.RegisterDelayedCallback(func() {
+		for i := int64(1); i <= 500; i++ {
+			e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: i, Tags: []string{"docker"}}})
+		}
+		// Duplicates change nothing.
+		for i := int64(1); i <= 50; i++ {
+			e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: i, Tags: []string{"docker"}}})
+		}
+	}, time.Second)
+	for i := int64(1); i <= 500; i++ {
+		e.finish(time.Minute+time.Duration(i)*time.Second, i)
+	}
+	e.queryAt(t, 30*time.Second, func(s PoolStatus) {
+		if len(s.Runners) != 10 || s.Waiting != 490 {
+			t.Errorf("burst: %d runners, %d waiting", len(s.Runners), s.Waiting)
+		}
+	})
+	e.queryAt(t, 20*time.Minute, func(s PoolStatus) {
+		served := 0
+		for _, n := range s.Stats.Served {
+			served += n
+		}
+		if s.Waiting != 0 || s.Stats.JobsFinished != 500 || served != 500 {
+			t.Errorf("after burst: waiting %d, finished %d, served %d", s.Waiting, s.Stats.JobsFinished, served)
+		}
+	})
+	e.stopAt(21 * time.Minute)
+	runPool(e, egg)
+	if got := e.count("boot:"); got != 10 {
+		t.Errorf("machines booted = %d, want 10", got)
+	}
+}
+
+// Demotion is race-free: a runner GitLab gave a job meanwhile stays Apex.
+func TestPoolDemotionOfBusyRunnerKeepsIt(t *testing.T) {
+	e := newPoolEnv(t)
+	e.demoteBusy = true
+	e.demand(time.Second, 1)
+	e.finish(2*time.Minute, 1)
+	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolApex] != 1 || s.Stats.Demotions != 0 {
+			t.Errorf("busy runner demoted: %+v", s)
+		}
+	})
+	e.stopAt(16 * time.Minute)
+	runPool(e, poolEgg())
+	if e.count("busy:") == 0 || e.count("sleep:") != 0 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+// Idle Apex runners go away instead when Nadir is full (here: none allowed).
+func TestPoolRetiresWhenNadirFull(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Nadir.Max = 0
+	e.demand(time.Second, 1)
+	e.finish(2*time.Minute, 1)
+	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 0 || s.Stats.Retired != 1 {
+			t.Errorf("idle runner not retired: %+v", s)
+		}
+	})
+	e.stopAt(16 * time.Minute)
+	runPool(e, egg)
+	if e.count("destroy:web-p1") != 1 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+func TestPoolIgnoresJobsItsRunnersCannotTake(t *testing.T) {
+	e := newPoolEnv(t)
+	e.jobTags = []string{"gpu"}
+	e.demand(time.Second, 1)
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 0 || s.Waiting != 0 {
+			t.Errorf("foreign job served: %+v", s)
+		}
+	})
+	e.stopAt(2 * time.Minute)
+	runPool(e, poolEgg())
+}
+
+func TestPoolScaleUpdate(t *testing.T) {
+	e := newPoolEnv(t)
+	e.RegisterDelayedCallback(func() {
+		bad := 5
+		e.UpdateWorkflow(UpdatePoolScale, "bad", &testsuite.TestUpdateCallback{
+			OnAccept: func() { t.Error("apex_min above apex_max accepted") },
+			OnReject: func(err error) {
+				if !strings.Contains(err.Error(), "apex_min (5) is above apex_max (3)") {
+					t.Errorf("reject = %v", err)
+				}
+			},
+			OnComplete: func(any, error) {},
+		}, PoolScale{ApexMin: &bad})
+		two := 2
+		e.UpdateWorkflow(UpdatePoolScale, "good", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+			},
+		}, PoolScale{ApexMin: &two})
+	}, time.Second)
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if s.Limits.ApexMin != 2 || s.Counts[PoolApex] != 2 {
+			t.Errorf("apex minimum not applied: %+v %+v", s.Limits, s.Counts)
+		}
+	})
+	e.stopAt(2 * time.Minute)
+	runPool(e, poolEgg())
+}
+
+func TestPoolDrain(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Nadir.Min = 2
+	e.RegisterDelayedCallback(func() {
+		e.UpdateWorkflow(UpdatePoolDrain, "drain", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(v any, err error) {
+				if err != nil || v.(int) != 2 {
+					t.Errorf("drain = %v, %v", v, err)
+				}
+			},
+		})
+	}, time.Minute)
+	e.queryAt(t, 5*time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 0 || s.Stats.Retired != 2 || !s.Draining {
+			t.Errorf("not drained: %+v", s)
+		}
+	})
+	// Scaling resumes it: Nadir is filled again.
+	e.RegisterDelayedCallback(func() {
+		e.UpdateWorkflow(UpdatePoolScale, "resume", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(any, error) {},
+		}, PoolScale{})
+	}, 6*time.Minute)
+	e.queryAt(t, 8*time.Minute, func(s PoolStatus) {
+		if s.Draining || s.Counts[PoolNadir] != 2 {
+			t.Errorf("not resumed: %+v", s.Counts)
+		}
+	})
+	e.stopAt(9 * time.Minute)
+	runPool(e, egg)
+}
+
+// Continue-as-new carries every runner and every waiting job.
+func TestPoolContinueAsNewCarriesState(t *testing.T) {
+	old := maxPoolEvents
+	maxPoolEvents = 0
+	defer func() { maxPoolEvents = old }()
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Nadir.Max = 0
+	state := &PoolState{
+		Egg: egg, Seq: 3,
+		Runners: []*PoolRunner{
+			{ID: "web-p1", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{11}},
+			{ID: "web-p2", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{12}},
+			{ID: "web-p3", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{13}},
+		},
+		Waiting: []Waiting{{Job: JobRef{JobID: 14}}},
+		Known:   []int64{11, 12, 13, 14},
+	}
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: 15, Tags: []string{"docker"}}})
+	}, time.Second)
+	e.ExecuteWorkflow(Pool, PoolInput{Egg: egg, State: state, Tick: time.Hour})
+	var can *workflow.ContinueAsNewError
+	if err := e.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next PoolInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	st := next.State
+	if st == nil || len(st.Runners) != 3 || st.Seq != 3 || st.Stats.Runs != 1 {
+		t.Fatalf("runners not carried: %+v", st)
+	}
+	var waiting []string
+	for _, w := range st.Waiting {
+		waiting = append(waiting, fmt.Sprint(w.Job.JobID))
+	}
+	if strings.Join(waiting, ",") != "14,15" {
+		t.Errorf("waiting = %v, want 14,15 in order", waiting)
+	}
+}
