@@ -109,6 +109,7 @@ func (p *pool) run() error {
 	retiredCh := workflow.GetSignalChannel(ctx, SignalRunnerRetired)
 	readyCh := workflow.GetSignalChannel(ctx, SignalRunnerReady)
 	specCh := workflow.GetSignalChannel(ctx, SignalPoolSpec)
+	actionCh := workflow.GetSignalChannel(ctx, SignalRunnerAction)
 
 	p.sel = workflow.NewSelector(ctx)
 	p.sel.AddReceive(demandCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -141,6 +142,11 @@ func (p *pool) run() error {
 		c.Receive(ctx, &e)
 		p.st.Egg = e
 		log.Info("egg spec updated; it applies to future runners", "version", e.Version)
+	})
+	p.sel.AddReceive(actionCh, func(c workflow.ReceiveChannel, _ bool) {
+		var a RunnerAction
+		c.Receive(ctx, &a)
+		p.onAction(a)
 	})
 	ticking := false
 	for {
@@ -351,7 +357,7 @@ func (p *pool) serve() {
 		var target *PoolRunner
 		path := ""
 		for _, r := range p.st.Runners {
-			if (r.State == PoolApex || r.State == PoolProvisioning || r.State == PoolPromoting) && len(r.Jobs) < slots {
+			if (r.State == PoolApex || r.State == PoolProvisioning || r.State == PoolPromoting) && len(r.Jobs) < slots && r.Recycle == "" {
 				target = r
 				path = ServedByApex
 				if r.State == PoolProvisioning {
@@ -364,7 +370,7 @@ func (p *pool) serve() {
 		}
 		if target == nil && p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax {
 			for _, r := range p.st.Runners {
-				if r.State == PoolNadir {
+				if r.State == PoolNadir && r.Recycle == "" {
 					target, path = r, ServedByPromotion
 					r.ServedBy, r.Since = path, w.At
 					p.promote(r)
@@ -416,6 +422,7 @@ func (p *pool) scale() {
 	if p.st.Draining {
 		return
 	}
+	p.retireRecycled()
 	now := workflow.Now(p.ctx)
 	l := p.limits()
 	e := p.st.Egg
@@ -650,6 +657,58 @@ func (p *pool) onRetired(m RunnerRetired) {
 	}
 	p.st.Stats.Retired++
 	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *PoolRunner) bool { return x == r })
+}
+
+// onAction acts on a policy's request about one of this pool's runners.
+func (p *pool) onAction(a RunnerAction) {
+	log := workflow.GetLogger(p.ctx)
+	r := p.runner(a.RunnerID)
+	if r == nil || r.State == PoolRetiring {
+		log.Info("runner action for a runner this pool does not hold", "runner", a.RunnerID, "action", a.Action)
+		return
+	}
+	why := a.Reason
+	if a.Policy != "" {
+		why = a.Policy + ": " + why
+	}
+	switch a.Action {
+	case ActionTerminate:
+		p.retire(r, why)
+	case ActionDemote:
+		if r.State == PoolApex && len(r.Jobs) == 0 {
+			if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < p.limits().NadirMax {
+				p.demote(r)
+			} else {
+				p.retire(r, why+"; Nadir full")
+			}
+		}
+	case ActionRecycle:
+		if r.Recycle == "" {
+			r.Recycle = why
+			p.st.Stats.Recycled++
+			// The replacement comes first, within the egg's maximum; at
+			// the maximum the minimums bring one back after the retirement.
+			if p.total() < p.st.Egg.Runner.MaxConcurrent+p.limits().NadirMax {
+				r.Replacement = p.provision(r.State == PoolNadir || r.State == PoolDemoting).ID
+			}
+		}
+	default:
+		log.Warn("unknown runner action", "runner", a.RunnerID, "action", a.Action)
+	}
+}
+
+// retireRecycled retires runners marked for recycling once they hold no job
+// and their replacement is ready (or failed).
+func (p *pool) retireRecycled() {
+	for _, r := range p.st.Runners {
+		if r.Recycle == "" || len(r.Jobs) > 0 || (r.State != PoolApex && r.State != PoolNadir) {
+			continue
+		}
+		if n := p.runner(r.Replacement); n != nil && n.State == PoolProvisioning {
+			continue
+		}
+		p.retire(r, r.Recycle)
+	}
 }
 
 // --- status -------------------------------------------------------------

@@ -20,6 +20,10 @@ const (
 	// SignalPoolSpec gives the pool a new egg spec after a Nest change; it
 	// applies to future runners. Payload: fly.Egg.
 	SignalPoolSpec = "pool-spec"
+	// SignalRunnerAction asks the pool that owns a runner to act on it, so
+	// policies (UglyFox) never act behind the pool's back. Payload:
+	// RunnerAction.
+	SignalRunnerAction = "runner-action"
 	// QueryPoolStatus returns a PoolStatus.
 	QueryPoolStatus = "pool-status"
 	// UpdatePoolScale sets temporary limits and resumes a drained pool.
@@ -54,6 +58,31 @@ type RunnerProvisioned struct {
 	TokenRef       string `json:"token_ref"`
 	Kind           string `json:"kind"`
 	Error          string `json:"error,omitempty"`
+}
+
+// Runner actions a pool takes on request (RunnerAction.Action).
+const (
+	// ActionTerminate retires the runner now, even with a job: meant for
+	// failed or silent runners.
+	ActionTerminate = "terminate"
+	// ActionRecycle replaces the runner: a new one is made first, and the
+	// old one is retired once it has no job, so capacity never drops below
+	// the pool's minimum. A busy runner is never cut short.
+	ActionRecycle = "recycle"
+	// ActionDemote puts an idle Apex runner to sleep in Nadir (or retires
+	// it when Nadir is full); a busy one is left alone.
+	ActionDemote = "demote"
+)
+
+// RunnerAction is a request to the owning pool about one of its runners.
+type RunnerAction struct {
+	RunnerID string `json:"runner_id"`
+	Action   string `json:"action"`
+	// Policy names the rule that fired, Actor who asked, Reason why; all
+	// three go to the audit log with the runner's transitions.
+	Policy string `json:"policy,omitempty"`
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // RunnerRetired reports how a pool's DeprovisionRunner ended.
@@ -116,6 +145,11 @@ type PoolRunner struct {
 	// ServedBy is how the job it was reserved for while not yet ready is
 	// being served (provision or promotion).
 	ServedBy string `json:"served_by,omitempty"`
+	// Recycle is why the runner is being replaced; it is retired once it
+	// has no job.
+	Recycle string `json:"recycle,omitempty"`
+	// Replacement is the runner made to replace it.
+	Replacement string `json:"replacement,omitempty"`
 }
 
 // Waiting is a job that no runner can take yet.
@@ -140,6 +174,7 @@ type PoolStats struct {
 	Provisioned  int            `json:"provisioned"`
 	Retired      int            `json:"retired"`
 	Failed       int            `json:"failed"`
+	Recycled     int            `json:"recycled"`
 	JobsFinished int            `json:"jobs_finished"`
 	// DemandToRunner is the summed time from demand to a runner, per path
 	// (divide by Served for the mean).

@@ -437,3 +437,68 @@ func TestPoolContinueAsNewCarriesState(t *testing.T) {
 		t.Errorf("waiting = %v, want 14,15 in order", waiting)
 	}
 }
+
+func (e *poolEnv) action(at time.Duration, a RunnerAction) {
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(SignalRunnerAction, a) }, at)
+}
+
+// Recycling replaces first: the old runner goes only once the new one is
+// ready, and a busy one only once its job ends.
+func TestPoolRecycleReplacesFirst(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Apex.Min = 1
+	e.demand(time.Minute, 1)
+	e.action(2*time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionRecycle, Policy: "old", Reason: "older than 24h"})
+	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+		// p1 is busy: it stays; its replacement p2 is up.
+		if len(s.Runners) != 2 || s.Stats.Recycled != 1 {
+			t.Errorf("after recycle request: %+v", s.Runners)
+		}
+	})
+	e.finish(4*time.Minute, 1)
+	e.queryAt(t, 6*time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || s.Runners[0].State != PoolApex {
+			t.Errorf("after the job: %+v", s.Runners)
+		}
+	})
+	e.stopAt(7 * time.Minute)
+	runPool(e, egg)
+	if e.count("destroy:web-p1") != 1 || e.count("destroy:web-p2") != 0 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+// Terminate is immediate, even for a busy runner, and its job is served again.
+func TestPoolTerminateRequeuesJob(t *testing.T) {
+	e := newPoolEnv(t)
+	e.demand(time.Second, 1)
+	e.action(time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionTerminate, Policy: "heartbeat", Reason: "silent for 5m"})
+	e.action(time.Minute, RunnerAction{RunnerID: "nope", Action: ActionTerminate, Reason: "unknown runner"})
+	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || len(s.Runners[0].Jobs) != 1 {
+			t.Errorf("after terminate: %+v", s.Runners)
+		}
+	})
+	e.stopAt(4 * time.Minute)
+	runPool(e, poolEgg())
+	if e.count("destroy:web-p1") != 1 {
+		t.Errorf("calls = %v", e.calls)
+	}
+}
+
+// A demote request leaves a busy runner alone.
+func TestPoolDemoteActionSparesBusy(t *testing.T) {
+	e := newPoolEnv(t)
+	e.demand(time.Second, 1)
+	e.action(time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionDemote, Policy: "idle"})
+	e.finish(2*time.Minute, 1)
+	e.action(3*time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionDemote, Policy: "idle"})
+	e.queryAt(t, 4*time.Minute, func(s PoolStatus) {
+		if s.Counts[PoolNadir] != 1 || s.Stats.Demotions != 1 {
+			t.Errorf("after demote: %+v", s.Counts)
+		}
+	})
+	e.stopAt(5 * time.Minute)
+	runPool(e, poolEgg())
+}
