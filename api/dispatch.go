@@ -25,7 +25,48 @@ type JobEvent struct {
 // server, or queued in the outbox when Temporal is unreachable.
 type Dispatch func(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (in Intent, ok bool, err error)
 
-// PerJobRunner is the default Dispatch: a pending job gets its own
+// ByRunnerKind is the default Dispatch. Eggs of VM runners (and auto eggs
+// whose runners resolve to VMs) are served by the egg's Pool workflow, which
+// keeps Apex and Nadir runners and reuses them (PoolDemand); serverless eggs
+// get a runner per job (PerJobRunner).
+func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
+	if len(egg.Runner.Clouds) == 0 {
+		return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
+	}
+	if kind, _ := workflows.ChooseKind(*egg, "", egg.Runner.Clouds[0], false); kind == fly.RunnerServerless {
+		return PerJobRunner(nest, egg, ev)
+	}
+	return PoolDemand(nest, egg, ev)
+}
+
+// PoolDemand sends a pending job to its egg's Pool workflow as demand
+// (signal-with-start: the first job starts the pool), and later statuses to
+// the same pool, which frees the job's slot when it ends.
+func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
+	wfID := workflows.PoolWorkflowID(egg.Name)
+	switch ev.Status {
+	case "created", "waiting_for_resource", "manual", "scheduled":
+		return Intent{}, false, nil
+	case "pending":
+		if len(egg.Runner.Clouds) == 0 {
+			return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
+		}
+		cloud := egg.Runner.Clouds[0]
+		demand := workflows.Demand{
+			Job: workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name},
+			At:  ev.At,
+		}
+		in, err := SignalWithStartIntent(wfID, workflows.SignalDemand, demand, workflows.Pool, workflows.PoolInput{
+			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
+		})
+		return in, err == nil, err
+	default:
+		in, err := SignalIntent(wfID, workflows.SignalJobStatus, workflows.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
+		return in, err == nil, err
+	}
+}
+
+// PerJobRunner is the Dispatch for serverless eggs: a pending job gets its own
 // ProvisionRunner workflow (signal-with-start, so GitLab's retries join
 // it), and every later status is signalled to that workflow. Statuses
 // before pending need no runner yet and are only recorded.

@@ -37,8 +37,10 @@
 //
 // A Job Hook is recorded in the job history. At build_status "pending" the
 // job needs a runner: the request path only signals-with-start the
-// workflow the Dispatch function names (by default ProvisionRunner, one per
-// job, ID workflows.RunnerWorkflowID). Job hooks carry no tags; the workflow
+// workflow the Dispatch function names. By default (ByRunnerKind) a VM
+// egg's job is demand for the egg's Pool workflow (ID
+// workflows.PoolWorkflowID), and a serverless egg's job gets its own
+// ProvisionRunner (ID workflows.RunnerWorkflowID). Job hooks carry no tags; the workflow
 // reads them from the Jobs API, so the request path never asks GitLab for
 // them (it calls GitLab only to look up a bucket's group, once per egg
 // version). Other

@@ -198,6 +198,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		tokens = []fly.SecretRef{"local://api/token"}
 	}
 	e.metrics = metrics.New()
+	if o.dispatch == nil {
+		// Most tests follow a job's own workflow; TestPoolRouting covers
+		// the default.
+		o.dispatch = api.PerJobRunner
+	}
 	cfg := api.Config{
 		Nest:      func() *fly.Nest { return e.nest.Load() },
 		Store:     e.store,

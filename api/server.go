@@ -60,7 +60,7 @@ type Config struct {
 	Reload func(ctx context.Context) error
 	Now    func() time.Time
 
-	// Dispatch maps job events to Temporal calls (PerJobRunner when nil).
+	// Dispatch maps job events to Temporal calls (ByRunnerKind when nil).
 	Dispatch Dispatch
 	// TemporalTimeout bounds one Temporal call of a request
 	// (DefaultTemporalTimeout when 0).
@@ -109,7 +109,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Metrics = metrics.New()
 	}
 	if cfg.Dispatch == nil {
-		cfg.Dispatch = PerJobRunner
+		cfg.Dispatch = ByRunnerKind
 	}
 	cfg.TemporalTimeout = orDefault(cfg.TemporalTimeout, DefaultTemporalTimeout)
 	cfg.SecretTTL = orDefault(cfg.SecretTTL, DefaultSecretTTL)

@@ -650,3 +650,53 @@ func (zeros) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestPoolRouting: by default a VM egg's jobs go to the egg's pool workflow
+// as demand (the first one starts it) and their statuses follow; a
+// serverless egg's job gets its own runner workflow.
+func TestPoolRouting(t *testing.T) {
+	e := newEnv(t, envOptions{dispatch: api.ByRunnerKind})
+	tc := devServer(t).Client()
+	wfID := workflows.PoolWorkflowID("web")
+	terminate(t, tc, wfID)
+	_ = tc.TerminateWorkflow(context.Background(), wfID, "", "test start")
+
+	job := e.gitlab.AddJob(e.web.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
+	spec, _ := e.gitlab.JobHook(job.ID)
+	hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted)
+	if hr.Status != api.StatusAccepted || hr.WorkflowID != wfID {
+		t.Fatalf("pending: %+v, want workflow %s", hr, wfID)
+	}
+	desc, err := tc.DescribeWorkflow(context.Background(), wfID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name := desc.RawResponse.GetWorkflowExecutionInfo().GetType().GetName(); name != "Pool" {
+		t.Errorf("workflow type %s, want Pool", name)
+	}
+	spec.Status = "success"
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted); hr.WorkflowID != wfID {
+		t.Errorf("success: %+v", hr)
+	}
+	var signals []string
+	iter := tc.GetWorkflowHistory(context.Background(), wfID, "", false, 0)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+			signals = append(signals, a.GetSignalName())
+		}
+	}
+	if strings.Join(signals, ",") != workflows.SignalDemand+","+workflows.SignalJobStatus {
+		t.Errorf("signals = %v", signals)
+	}
+
+	egg := e.nest.Load().Eggs[0]
+	egg.Runner.Type = fly.RunnerServerless
+	in, ok, err := api.ByRunnerKind(e.nest.Load(), &egg, api.JobEvent{Host: e.host, ProjectID: e.web.ID, JobID: 77, Status: "pending"})
+	if err != nil || !ok || in.WorkflowID != workflows.RunnerWorkflowID(e.host, 77) {
+		t.Errorf("serverless egg: %+v %v %v", in, ok, err)
+	}
+}
