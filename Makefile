@@ -16,11 +16,10 @@ all: build
 build:
 	$(GO) build -o $(GOSLING) ./cmd/gosling
 
-## run: the main job on the embedded default (validates the example Nest).
-run: build
-	@echo "gosling: validating the example Nest in $(NEST)"
+## run: the whole stack on one machine (Temporal dev server, API, worker, SQLite, local runners).
+run: build tools-test
 	$(GOSLING) validate $(NEST)
-	$(GOSLING) fmt --check $(NEST)
+	$(GOSLING) dev --nest $(NEST) --state-dir .gosling
 
 ## test: every test, including integration tests and a short fuzz run.
 test: tools-test

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gosling-ci/gosling/internal/metrics"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -56,6 +57,9 @@ type Activities struct {
 	// GitLabOptions are passed to every GitLab client (tests shorten retries).
 	GitLabOptions []gitlab.Option
 	Logger        *slog.Logger
+	// Metrics, when set, observes lifecycle transitions and provisioning
+	// times.
+	Metrics *metrics.Metrics
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client
@@ -123,9 +127,11 @@ type TransitionInput struct {
 
 // TransitionRunner records a lifecycle transition. An illegal one is not retried.
 func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (store.Runner, error) {
+	var from store.RunnerState
 	r, err := a.Store.Transition(ctx, store.TransitionRequest{
 		RunnerID: in.RunnerID, To: in.To, Reason: in.Reason, Actor: in.Actor,
 		Update: func(r *store.Runner) {
+			from = r.State
 			if in.GitLabRunnerID != 0 {
 				r.GitLabRunnerID = in.GitLabRunnerID
 			}
@@ -146,6 +152,12 @@ func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (
 	}
 	if err != nil {
 		return store.Runner{}, err
+	}
+	if a.Metrics != nil && from != "" && from != r.State {
+		a.Metrics.ObserveTransition(string(from), string(r.State))
+		if r.State == store.StateActive && (from == store.StateRegistering || from == store.StateProvisioning) {
+			a.Metrics.ObserveProvision(r.Egg, r.Cloud, r.Kind, time.Since(r.CreatedAt))
+		}
 	}
 	return *r, nil
 }
@@ -348,15 +360,7 @@ type ApplyMachineResult struct {
 // ApplyMachine applies the module of the runner's cloud and kind in the
 // runner's own workspace, heartbeating with OpenTofu's output.
 func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
-	cfg := agent.Config{
-		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
-		SecretsDir: a.Agent.SecretsDir, HeartbeatSeconds: a.Agent.HeartbeatSeconds,
-		Ready: agent.ReadyTarget{
-			TemporalAddress: a.Agent.TemporalAddress, Namespace: a.Agent.Namespace,
-			WorkflowID: in.ReadyWorkflowID, Signal: "runner-ready",
-		},
-	}
-	cfgJSON, err := json.Marshal(cfg)
+	cfgJSON, err := json.Marshal(a.agentConfig(in))
 	if err != nil {
 		return ApplyMachineResult{}, err
 	}
@@ -390,6 +394,18 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 		return ApplyMachineResult{}, err
 	}
 	return ApplyMachineResult{Workspace: in.RunnerID, Outputs: res.Outputs, Seconds: res.Duration.Seconds()}, nil
+}
+
+// agentConfig is the configuration of the machine's agent.
+func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
+	return agent.Config{
+		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
+		SecretsDir: a.Agent.SecretsDir, HeartbeatSeconds: a.Agent.HeartbeatSeconds,
+		Ready: agent.ReadyTarget{
+			TemporalAddress: a.Agent.TemporalAddress, Namespace: a.Agent.Namespace,
+			WorkflowID: in.ReadyWorkflowID, Signal: "runner-ready",
+		},
+	}
 }
 
 // DestroyMachineInput names a runner's workspace.

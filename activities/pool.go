@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -14,20 +15,30 @@ type PowerInput struct {
 	GitLabRunnerID int64             `json:"gitlab_runner_id"`
 }
 
-// PromoteRunner resumes a dormant runner's machine (its agent then reports
-// ready to Machine.ReadyWorkflowID) and unpauses it in GitLab so it takes
-// jobs again.
+// PromoteRunner unpauses a dormant runner in GitLab and resumes its
+// machine; its agent then reports ready to Machine.ReadyWorkflowID.
+// Unpausing first is safe: runners pull their jobs, so a sleeping one takes
+// none.
 func (a *Activities) PromoteRunner(ctx context.Context, in PowerInput) error {
-	in.Machine.Running = true
-	if _, err := a.ApplyMachine(ctx, in.Machine); err != nil {
-		return fmt.Errorf("resume machine of %s: %w", in.Machine.RunnerID, err)
-	}
 	gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
 	if err != nil {
 		return err
 	}
 	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
 		return fmt.Errorf("unpause GitLab runner %d: %w", in.GitLabRunnerID, err)
+	}
+	in.Machine.Running = true
+	if in.Machine.Cloud == fly.CloudLocal && in.Machine.Egg.Runner.Module == "" {
+		// The local provider's start call: the process resumes at once, as
+		// an instance does on a cloud's start API; the apply below records
+		// the power state in the workspace (its own resume is then a no-op).
+		cfg := a.agentConfig(in.Machine)
+		if err := agent.Power(a.Agent.Binary, MachineDir(a.Tofu.StateDir(), in.Machine.RunnerID), "running", &cfg); err != nil {
+			return fmt.Errorf("resume machine of %s: %w", in.Machine.RunnerID, err)
+		}
+	}
+	if _, err := a.ApplyMachine(ctx, in.Machine); err != nil {
+		return fmt.Errorf("resume machine of %s: %w", in.Machine.RunnerID, err)
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdAgent(f),
 		NewCmdRunners(f),
 		NewCmdJobs(f),
+		NewCmdDev(f, nil),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -32,13 +32,19 @@ type APIFlags struct {
 
 func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
 	def := defaultAPI
-	if v, ok := getenv(envAPIURL); ok && v != "" {
-		def = v
+	url, urlSet := getenv(envAPIURL)
+	token, tokenSet := getenv(envAPIToken)
+	if !urlSet && !tokenSet {
+		// A `gosling dev` running from here: use its API and token.
+		if st, err := readDevState(devStateDir(getenv)); err == nil {
+			url, token = st.APIURL, st.APIToken
+		}
 	}
-	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+"); the token is read from $"+envAPIToken)
-	if v, ok := getenv(envAPIToken); ok {
-		a.Token = strings.TrimSpace(v)
+	if url != "" {
+		def = url
 	}
+	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running `gosling dev`'s); the token is read from $"+envAPIToken)
+	a.Token = strings.TrimSpace(token)
 }
 
 func (a *APIFlags) client() (*apiclient.Client, error) {

@@ -6,8 +6,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/gosling-ci/gosling/api"
 	"log/slog"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -237,4 +240,54 @@ func (s *Stack) DumpAgentLogs() {
 		b, _ := os.ReadFile(p)
 		s.T.Logf("%s:\n%s", p, b)
 	}
+}
+
+// API is MotherGoose's HTTP server on the stack, serving a Nest.
+type API struct {
+	URL    string
+	Server *api.Server
+	Nest   *fly.Nest
+}
+
+// StartAPI serves the given eggs through the real API, with
+// "local://gitlab/webhook" as their webhook secret, and returns it.
+func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
+	t := s.T
+	ctx := context.Background()
+	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", secret); err != nil {
+		t.Fatal(err)
+	}
+	nest := &fly.Nest{Eggs: eggs, MotherGoose: fly.MotherGoose{
+		Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
+	}}
+	srv, err := api.New(api.Config{
+		Nest: func() *fly.Nest { return nest }, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	actx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	go srv.RunOutbox(actx)
+	return &API{URL: hs.URL, Server: srv, Nest: nest}
+}
+
+// DeliverJobHook sends the job's current Job Hook to the API as GitLab
+// does, and returns the HTTP status and the decoded answer.
+func (s *Stack) DeliverJobHook(ctx context.Context, a *API, jobID int64, secret, idempotencyKey string) (int, api.HookResponse, error) {
+	spec, ok := s.GitLab.JobHook(jobID)
+	if !ok {
+		return 0, api.HookResponse{}, fmt.Errorf("no job %d", jobID)
+	}
+	resp, err := s.GitLab.Deliver(ctx, a.URL+"/webhooks/gitlab", gitlabtest.EventJob, secret, gitlabtest.JobHookPayload(spec), idempotencyKey)
+	if err != nil {
+		return 0, api.HookResponse{}, err
+	}
+	defer resp.Body.Close()
+	var hr api.HookResponse
+	err = json.NewDecoder(resp.Body).Decode(&hr)
+	return resp.StatusCode, hr, err
 }

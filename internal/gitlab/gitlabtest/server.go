@@ -33,6 +33,7 @@ const apiPrefix = "/api/v4"
 type Server struct {
 	mu       sync.Mutex
 	now      func() time.Time
+	baseURL  string
 	nextID   map[string]int64
 	users    map[string]*user // by token
 	groups   map[int64]*group
@@ -61,6 +62,12 @@ func WithToken(token string) Option {
 // stale) that need time to move.
 func WithClock(now func() time.Time) Option {
 	return func(s *Server) { s.now = now }
+}
+
+// WithBaseURL sets the URL the server is reached at when it is mounted in
+// a server of one's own (see NewServer): hooks and URLs in payloads use it.
+func WithBaseURL(u string) Option {
+	return func(s *Server) { s.baseURL = strings.TrimSuffix(u, "/") }
 }
 
 // New returns a started Server listening on 127.0.0.1 on a free port.
@@ -108,7 +115,7 @@ func (s *Server) Start() {
 // Start.
 func (s *Server) URL() string {
 	if s.http == nil {
-		return ""
+		return s.baseURL
 	}
 	return s.http.URL
 }

@@ -1,0 +1,488 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/tofu"
+	gworker "github.com/gosling-ci/gosling/worker"
+	"github.com/gosling-ci/gosling/workflows"
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// DevOptions are the inputs of `gosling dev`.
+type DevOptions struct {
+	IO       *IOStreams
+	Logger   *slog.Logger
+	Getenv   func(string) (string, bool)
+	Nest     string
+	StateDir string
+	Vars     map[string]string
+
+	APIAddr      string
+	TemporalPort int
+	UIPort       int
+	GitLabAddr   string
+	// GitLabURL, when set, uses a real GitLab instead of the test server;
+	// its token comes from $GOSLING_GITLAB_TOKEN.
+	GitLabURL string
+	Temporal  string
+	Tofu      string
+	// Ready, when set, receives the dev state once everything runs (tests).
+	Ready func(DevState)
+}
+
+// DevState is what a running `gosling dev` writes to STATE_DIR/dev.json, so
+// `gosling dev simulate` and the CLI find it.
+type DevState struct {
+	APIURL      string `json:"api_url"`
+	APIToken    string `json:"api_token"`
+	TemporalUI  string `json:"temporal_ui"`
+	Temporal    string `json:"temporal"`
+	GitLabURL   string `json:"gitlab_url"`
+	GitLabTest  bool   `json:"gitlab_test_server"`
+	MetricsURL  string `json:"metrics_url"`
+	Nest        string `json:"nest"`
+	StateDir    string `json:"state_dir"`
+	PID         int    `json:"pid"`
+	StartedAt   string `json:"started_at"`
+	GitLabToken string `json:"-"`
+}
+
+// NewCmdDev builds `gosling dev`.
+func NewCmdDev(f *Factory, runF func(*DevOptions) error) *cobra.Command {
+	opts := &DevOptions{IO: f.IO, Logger: f.Logger, Getenv: f.Getenv}
+	var vars []string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on this machine: Temporal, API, worker, SQLite, local runners",
+		Long: `Dev runs the whole of Gosling on one machine, the embedded default:
+
+  - a Temporal dev server (bin/temporal) with its Web UI
+  - the MotherGoose API (webhooks, REST, /metrics)
+  - a MotherGoose worker
+  - the SQLite store and the local secret store under --state-dir
+  - the local provider: runners are gosling agent processes made and
+    destroyed by real tofu apply / destroy (bin/tofu)
+  - a GitLab TEST SERVER (not a real GitLab) loaded with the Nest's projects
+
+The Nest's eggs keep their names, projects, shapes and pool limits; their
+GitLab becomes the test server, their runners run locally, and every secret
+URI resolves from the local encrypted store, seeded with generated values.
+State survives a restart: Ctrl-C stops everything, the next run resumes.
+
+To use a real GitLab instead, pass --gitlab-url and put an API token (scope
+api, create_runner) in $GOSLING_GITLAB_TOKEN; webhooks must reach --api-addr.
+
+Then send a job through the whole loop:
+
+  gosling dev simulate job --egg web-app`,
+		Example: `  gosling dev --nest examples/nest
+  gosling dev --nest . --api-addr 127.0.0.1:9090 --state-dir /tmp/gosling
+  GOSLING_GITLAB_TOKEN=glpat-... gosling dev --nest . --gitlab-url https://gitlab.example.com`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if opts.Vars, err = parseVars(vars); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return devRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Nest, "nest", ".", "the Nest to run")
+	fl.StringVar(&opts.StateDir, "state-dir", ".gosling", "where state is kept across runs")
+	fl.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:8080", "address of the MotherGoose API")
+	fl.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the Temporal dev server")
+	fl.IntVar(&opts.UIPort, "ui-port", 8233, "port of the Temporal Web UI")
+	fl.StringVar(&opts.GitLabAddr, "gitlab-addr", "127.0.0.1:8929", "address of the GitLab test server")
+	fl.StringVar(&opts.GitLabURL, "gitlab-url", "", "use this real GitLab instead of the test server (token in $GOSLING_GITLAB_TOKEN)")
+	fl.StringVar(&opts.Temporal, "temporal", "", "Temporal CLI binary (default: bin/temporal beside gosling, then PATH)")
+	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
+	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
+	cmd.AddCommand(NewCmdDevSimulate(f))
+	return cmd
+}
+
+func listenOn(addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not free (%v): choose another with --%s", addr, err, flag)
+	}
+	return ln, nil
+}
+
+func devRun(ctx context.Context, opts *DevOptions) error {
+	log := opts.Logger
+	out := opts.IO.ErrOut
+	nest, diags := fly.LoadNest(opts.Nest, fly.Options{Vars: opts.Vars, Getenv: opts.Getenv})
+	if diags.HasErrors() {
+		_ = fly.WriteText(out, diags.Diagnostics, diags.Files, opts.IO.StderrTTY)
+		return errSilent(ExitInvalidConfig)
+	}
+	stateDir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	temporalBin, err := findTool(opts.Temporal, "temporal")
+	if err != nil {
+		return err
+	}
+	tofuBin, err := findTool(opts.Tofu, "tofu")
+	if err != nil {
+		return err
+	}
+
+	// Ports first: a busy one is a clear error before anything starts.
+	apiLn, err := listenOn(opts.APIAddr, "api-addr")
+	if err != nil {
+		return err
+	}
+	defer apiLn.Close()
+	for _, p := range []struct {
+		port int
+		flag string
+	}{{opts.TemporalPort, "temporal-port"}, {opts.UIPort, "ui-port"}} {
+		ln, err := listenOn(fmt.Sprintf("127.0.0.1:%d", p.port), p.flag)
+		if err != nil {
+			return err
+		}
+		ln.Close()
+	}
+	apiURL := "http://" + apiLn.Addr().String()
+
+	// GitLab: the test server, restored from its snapshot, or a real one.
+	state := DevState{APIURL: apiURL, Nest: opts.Nest, StateDir: stateDir, PID: os.Getpid(), StartedAt: time.Now().UTC().Format(time.RFC3339)}
+	var gl *gitlabtest.Server
+	var glHost string
+	insecure := true
+	snapPath := filepath.Join(stateDir, "gitlab-test-server.json")
+	if opts.GitLabURL == "" {
+		glLn, err := listenOn(opts.GitLabAddr, "gitlab-addr")
+		if err != nil {
+			return err
+		}
+		gl = gitlabtest.NewServer(gitlabtest.WithBaseURL("http://" + glLn.Addr().String()))
+		if b, err := os.ReadFile(snapPath); err == nil {
+			if err := gl.Restore(b); err != nil {
+				return err
+			}
+		}
+		loadTestProjects(gl, nest)
+		srv := &http.Server{Handler: gl.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(glLn) }()
+		defer srv.Close()
+		state.GitLabURL, state.GitLabTest, state.GitLabToken = "http://"+glLn.Addr().String(), true, gl.Token()
+		glHost = glLn.Addr().String()
+	} else {
+		u, err := url.Parse(opts.GitLabURL)
+		if err != nil || u.Host == "" {
+			return flagErrorf("--gitlab-url %q: give the instance's base URL, such as https://gitlab.example.com", opts.GitLabURL)
+		}
+		token, ok := opts.Getenv("GOSLING_GITLAB_TOKEN")
+		if !ok || token == "" {
+			return flagErrorf("--gitlab-url needs an API token in $GOSLING_GITLAB_TOKEN (scopes api, create_runner)")
+		}
+		state.GitLabURL, state.GitLabToken = opts.GitLabURL, token
+		glHost, insecure = u.Host, u.Scheme == "http"
+	}
+	dev := devNest(nest, glHost, insecure, stateDir)
+
+	// Secrets: every URI of the Nest resolves from the local store.
+	local, err := secrets.OpenLocal(filepath.Join(stateDir, "secrets"))
+	if err != nil {
+		return err
+	}
+	resolver := secrets.NewResolver(secrets.DevBackends(local)...)
+	if err := seedDevSecrets(ctx, resolver, dev, state.GitLabToken); err != nil {
+		return fmt.Errorf("seed development secrets: %w", err)
+	}
+	if toks := dev.MotherGoose.APIGateway.Auth.Tokens; len(toks) > 0 {
+		state.APIToken, _ = resolver.Resolve(ctx, toks[0])
+	} else {
+		ref := fly.SecretRef("local://dev/api_token")
+		if v, err := resolver.Resolve(ctx, ref); err == nil {
+			state.APIToken = v
+		} else {
+			state.APIToken = "dev-api-token-" + randomHex(12)
+			if _, err := resolver.Put(ctx, ref, state.APIToken); err != nil {
+				return err
+			}
+		}
+		dev.MotherGoose.APIGateway.Auth.Tokens = []fly.SecretRef{ref}
+	}
+
+	// Temporal dev server, with its Web UI, persisted in the state dir.
+	fmt.Fprintf(out, "gosling dev: starting the Temporal dev server (%s)\n", temporalBin)
+	tlogf, err := os.OpenFile(filepath.Join(stateDir, "temporal.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer tlogf.Close()
+	hostPort := fmt.Sprintf("127.0.0.1:%d", opts.TemporalPort)
+	tsrv, err := testsuite.StartDevServer(context.WithoutCancel(ctx), testsuite.DevServerOptions{
+		ExistingPath:  temporalBin,
+		ClientOptions: &client.Options{HostPort: hostPort, Namespace: "default", Logger: tlog.NewStructuredLogger(log)},
+		DBFilename:    filepath.Join(stateDir, "temporal.db"),
+		EnableUI:      true,
+		UIPort:        fmt.Sprint(opts.UIPort),
+		LogLevel:      "warn",
+		Stdout:        tlogf, Stderr: tlogf,
+	})
+	if err != nil {
+		return fmt.Errorf("start the Temporal dev server: %w (its log: %s)", err, tlogf.Name())
+	}
+	defer func() { _ = tsrv.Stop() }()
+	tc := tsrv.Client()
+	state.Temporal = hostPort
+	state.TemporalUI = fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort)
+
+	// Store, OpenTofu, the worker.
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(stateDir, "gosling.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ex, err := tofu.New(tofuBin, filepath.Join(stateDir, "tofu"))
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	acts := &activities.Activities{
+		Store: st, Secrets: resolver, Tofu: ex, Logger: log, TokenRef: activities.LocalTokenRef, Metrics: m,
+		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5},
+	}
+	w, err := gworker.New(tc, workflows.TaskQueueMotherGoose, acts, gworker.Options{})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+	resumeMachines(ctx, st, ex, self, log)
+
+	// The API, and the development-only simulation endpoints beside it.
+	var mu sync.RWMutex
+	current := dev
+	srv, err := api.New(api.Config{
+		Nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
+		Store: st, Temporal: tc, Secrets: resolver, Metrics: m, Logger: log,
+		APITokens: dev.MotherGoose.APIGateway.Auth.Tokens,
+		Reload: func(ctx context.Context) error {
+			n, d := fly.LoadNest(opts.Nest, fly.Options{Vars: opts.Vars, Getenv: opts.Getenv})
+			if d.HasErrors() {
+				return fmt.Errorf("reload Nest: %w", d)
+			}
+			mu.Lock()
+			current = devNest(n, glHost, insecure, stateDir)
+			mu.Unlock()
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current }, token: state.APIToken}
+	mux := http.NewServeMux()
+	mux.Handle("/dev/", sim.handler())
+	mux.Handle("/", srv.Handler())
+	state.MetricsURL = apiURL + "/metrics"
+	if gl != nil {
+		registerHooks(ctx, gl, state.GitLabURL, dev, resolver, apiURL+"/webhooks/gitlab", log)
+	}
+	go srv.RunOutbox(ctx)
+	serveErr := make(chan error, 1)
+	go func() {
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		}()
+		if err := hs.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+		close(serveErr)
+	}()
+
+	b, _ := json.MarshalIndent(state, "", "  ")
+	if err := os.WriteFile(filepath.Join(stateDir, "dev.json"), b, 0o600); err != nil {
+		return err
+	}
+	printDevBanner(opts.IO, state, dev)
+	if opts.Ready != nil {
+		opts.Ready(state)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out, "\ngosling dev: stopping (state kept in "+stateDir+"; run again to resume)")
+	stopMachines(st, ex, log)
+	if gl != nil {
+		if b, err := gl.Snapshot(); err == nil {
+			_ = os.WriteFile(snapPath, b, 0o600)
+		}
+	}
+	_ = os.Remove(filepath.Join(stateDir, "dev.json"))
+	return nil
+}
+
+func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
+	w := io.Out
+	fmt.Fprintf(w, "\nGosling is running on this machine (the embedded default).\n\n")
+	fmt.Fprintf(w, "  API            %s   (its token is in %s/dev.json)\n", s.APIURL, s.StateDir)
+	fmt.Fprintf(w, "  Webhooks       %s/webhooks/gitlab\n", s.APIURL)
+	fmt.Fprintf(w, "  Metrics        %s\n", s.MetricsURL)
+	fmt.Fprintf(w, "  Temporal UI    %s   (frontend %s)\n", s.TemporalUI, s.Temporal)
+	if s.GitLabTest {
+		fmt.Fprintf(w, "  GitLab         %s   GITLAB TEST SERVER, not a real GitLab\n", s.GitLabURL)
+	} else {
+		fmt.Fprintf(w, "  GitLab         %s\n", s.GitLabURL)
+	}
+	fmt.Fprintf(w, "  State          %s\n\n", s.StateDir)
+	fmt.Fprintf(w, "Eggs:")
+	for _, e := range n.Eggs {
+		fmt.Fprintf(w, " %s", e.Name)
+	}
+	fmt.Fprintf(w, "\n\nTry it, in another terminal:\n")
+	if len(n.Eggs) > 0 {
+		fmt.Fprintf(w, "  bin/gosling dev simulate job --egg %s      # a job through the whole loop\n", n.Eggs[0].Name)
+	}
+	fmt.Fprintf(w, "  bin/gosling runners list                       # the CLI finds this dev run by itself\n")
+	fmt.Fprintf(w, "\nA real GitLab instead: GOSLING_GITLAB_TOKEN=<token> bin/gosling dev --gitlab-url https://gitlab.example.com\n")
+	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)
+}
+
+// findTool locates bin/NAME beside the gosling binary, then PATH.
+func findTool(flag, name string) (string, error) {
+	r := RuntimeFlags{Tofu: flag}
+	if name == "tofu" {
+		return r.tofuBinary()
+	}
+	if flag != "" {
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no %s binary beside gosling: run `make tools` or pass --%s", name, name)
+}
+
+// registerHooks adds, in the GitLab test server, a project hook per project
+// pointing at the API, as `gosling deploy` does on a real GitLab.
+func registerHooks(ctx context.Context, gl *gitlabtest.Server, glURL string, n *fly.Nest, r *secrets.Resolver, hookURL string, log *slog.Logger) {
+	c, err := gitlab.New(glURL, gl.Token())
+	if err != nil {
+		return
+	}
+	for _, e := range n.Eggs {
+		secret, err := r.Resolve(ctx, e.GitLab.WebhookSecret)
+		if err != nil {
+			continue
+		}
+		for _, p := range testProjectsOf(gl, e) {
+			exists := false
+			for _, h := range gl.Hooks(p.ID) {
+				exists = exists || h.URL == hookURL
+			}
+			if exists {
+				continue
+			}
+			if _, err := c.AddProjectHook(ctx, p.ID, gitlab.HookSpec{URL: hookURL, Token: secret, JobEvents: true, PipelineEvents: true, PushEvents: true}); err != nil {
+				log.Warn("add project hook", "project", p.PathWithNamespace, "error", err)
+			}
+		}
+	}
+}
+
+// testProjectsOf returns the test server's projects an egg serves.
+func testProjectsOf(gl *gitlabtest.Server, e fly.Egg) []gitlabtest.Project {
+	var out []gitlabtest.Project
+	for _, ref := range e.Projects {
+		if ref.Path != "" {
+			if p, ok := gl.ProjectByPath(ref.Path); ok {
+				out = append(out, p)
+			}
+			continue
+		}
+		if p, ok := gl.ProjectByID(ref.ID); ok {
+			out = append(out, p)
+		}
+	}
+	if e.Group != nil {
+		out = append(out, gl.ProjectsOfGroup(e.Group.ID)...)
+	}
+	return out
+}
+
+// resumeMachines starts the agents of runners that were in service when the
+// last run stopped, like booting VMs again; stopMachines ends them.
+func resumeMachines(ctx context.Context, st store.Store, ex *tofu.Executor, self string, log *slog.Logger) {
+	rs, err := st.ListRunners(ctx, store.RunnerFilter{States: []store.RunnerState{store.StateActive, store.StateRegistering, store.StateDraining}})
+	if err != nil {
+		return
+	}
+	for _, r := range rs {
+		dir := activities.MachineDir(ex.StateDir(), r.ID)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		if err := agent.Power(self, dir, "running", nil); err != nil {
+			log.Warn("resume machine", "runner", r.ID, "error", err)
+		}
+	}
+}
+
+func stopMachines(st store.Store, ex *tofu.Executor, log *slog.Logger) {
+	ws, err := ex.Workspaces()
+	if err != nil {
+		return
+	}
+	for _, w := range ws {
+		dir := activities.MachineDir(ex.StateDir(), w.Name)
+		if err := agent.Stop(dir, 5*time.Second); err != nil {
+			log.Warn("stop machine", "runner", w.Name, "error", err)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/secrets"
+)
+
+// devNest rewrites a Nest for the embedded default: every egg's GitLab is
+// the given host (the GitLab test server, or a real instance), every runner
+// runs on the local provider, and MotherGoose runs here with SQLite. The
+// egg names, projects, shapes and pool limits stay as written.
+func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fly.Nest {
+	out := *n
+	out.Eggs = make([]fly.Egg, len(n.Eggs))
+	for i, e := range n.Eggs {
+		e.GitLab.Host, e.GitLab.Insecure, e.GitLab.Flavor = gitlabHost, insecure, "self-managed"
+		e.Runner.Clouds = []string{fly.CloudLocal}
+		e.Runner.Module = ""
+		out.Eggs[i] = e
+	}
+	mg := n.MotherGoose
+	mg.Cloud, mg.Region = fly.CloudLocal, "local"
+	mg.Database = fly.Database{Engine: "sqlite", Path: filepath.Join(stateDir, "gosling.db")}
+	mg.Providers = map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal, StateDir: filepath.Join(stateDir, "tofu")}}
+	mg.Queue.Kind, mg.Triggers.Kind = "none", "none"
+	out.MotherGoose = mg
+	return &out
+}
+
+// nestSecrets lists every secret URI a Nest references, with what it is for.
+func nestSecrets(n *fly.Nest) map[fly.SecretRef]string {
+	out := map[fly.SecretRef]string{}
+	for _, e := range n.Eggs {
+		out[e.GitLab.Token] = "gitlab-token"
+		out[e.GitLab.WebhookSecret] = "webhook-secret"
+		for _, v := range e.Runner.Env {
+			if !v.Secret.IsZero() {
+				out[v.Secret] = "env"
+			}
+		}
+	}
+	mg := n.MotherGoose
+	for _, t := range mg.APIGateway.Auth.Tokens {
+		out[t] = "api-token"
+	}
+	if !mg.Temporal.APIKey.IsZero() {
+		out[mg.Temporal.APIKey] = "temporal-api-key"
+	}
+	if !mg.Database.DSN.IsZero() {
+		out[mg.Database.DSN] = "database-dsn"
+	}
+	for _, p := range mg.Providers {
+		if !p.ServiceAccountKey.IsZero() {
+			out[p.ServiceAccountKey] = "service-account-key"
+		}
+	}
+	return out
+}
+
+// seedDevSecrets gives every secret URI of the Nest a value in the local
+// store: GitLab API tokens get the GitLab token in use; everything else a
+// random value, generated once and kept across restarts.
+func seedDevSecrets(ctx context.Context, r *secrets.Resolver, n *fly.Nest, gitlabToken string) error {
+	for ref, what := range nestSecrets(n) {
+		if what == "gitlab-token" {
+			if cur, err := r.Resolve(ctx, ref); err == nil && cur == gitlabToken {
+				continue
+			}
+			if _, err := r.Put(ctx, ref, gitlabToken); err != nil {
+				return err
+			}
+			continue
+		}
+		_, err := r.Resolve(ctx, ref)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+			return err
+		}
+		if _, err := r.Put(ctx, ref, "dev-"+what+"-"+randomHex(12)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loadTestProjects creates, in the GitLab test server, the groups and
+// projects the Nest's eggs serve (with the IDs the Nest names), unless a
+// restored snapshot already has them.
+func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
+	ensureGroups := func(namespace string) int64 {
+		var parent int64
+		full := ""
+		for _, seg := range strings.Split(namespace, "/") {
+			if full != "" {
+				full += "/"
+			}
+			full += seg
+			if g, ok := gl.GroupByFullPath(full); ok {
+				parent = g.ID
+				continue
+			}
+			parent = gl.AddGroup(seg, parent).ID
+		}
+		return parent
+	}
+	addProject := func(p fly.ProjectRef, fallbackNS string) {
+		path := p.Path
+		if path == "" {
+			path = fmt.Sprintf("%s/project-%d", fallbackNS, p.ID)
+		}
+		if _, ok := gl.ProjectByPath(path); ok {
+			return
+		}
+		ns := path[:strings.LastIndex(path, "/")]
+		gid := ensureGroups(ns)
+		if p.ID != 0 {
+			gl.AddProjectWithID(p.ID, path, gid)
+		} else {
+			gl.AddProject(path, gid)
+		}
+	}
+	for _, e := range n.Eggs {
+		for _, p := range e.Projects {
+			addProject(p, e.Name)
+		}
+		if e.Group != nil {
+			if _, ok := gl.GroupByID(e.Group.ID); !ok {
+				gl.AddGroupWithID(e.Group.ID, e.Name, 0)
+			}
+			g, _ := gl.GroupByID(e.Group.ID)
+			for _, name := range []string{"service-a", "service-b"} {
+				if _, ok := gl.ProjectByPath(g.FullPath + "/" + name); !ok {
+					gl.AddProject(g.FullPath+"/"+name, g.ID)
+				}
+			}
+		}
+	}
+	if p := n.MotherGoose.Nest.Project; p != "" {
+		addProject(fly.ProjectRef{Path: p}, "")
+	}
+}

@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows"
+)
+
+// The whole loop through the real API: a pending Job Hook, delivered 20
+// times at once with one Idempotency-Key as GitLab's retries would, gives
+// the job exactly one runner process; the success hook tears it down and
+// nothing is left in GitLab, in tofu or as a process.
+func TestWebhookToRunnerAndBack(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const secret = "webhook-secret-e2e"
+	egg := s.Egg("sls", fly.RunnerServerless)
+	a := s.StartAPI(secret, egg)
+
+	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
+	key := gitlabtest.NewUUID()
+	var mu sync.Mutex
+	answers := map[string]int{}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, key)
+			if err != nil || code >= 300 {
+				t.Errorf("delivery: %d %+v %v", code, hr, err)
+				return
+			}
+			mu.Lock()
+			answers[hr.Status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if answers[api.StatusAccepted] != 1 || answers[api.StatusDuplicate] != 19 {
+		t.Errorf("answers = %v, want 1 accepted and 19 duplicates", answers)
+	}
+
+	wfID := workflows.RunnerWorkflowID(s.Host(), job.ID)
+	runnerID := workflows.RunnerIDFor(egg.Name, wfID)
+	waitState(t, ctx, s, runnerID, store.StateActive)
+	if rs := s.GitLab.Runners(); len(rs) != 1 {
+		t.Fatalf("GitLab runners = %d, want 1", len(rs))
+	}
+	if ws, _ := s.Tofu.Workspaces(); len(ws) != 1 {
+		t.Fatalf("tofu workspaces = %d, want 1", len(ws))
+	}
+	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
+		t.Fatalf("no runner process: %+v", st)
+	}
+
+	gl := s.GitLab.Runners()[0]
+	for _, status := range []string{"running", "success"} {
+		s.GitLab.SetJobStatus(s.Project.ID, job.ID, status, gl.ID)
+		if code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted || hr.WorkflowID != wfID {
+			t.Fatalf("%s hook: %d %+v %v", status, code, hr, err)
+		}
+	}
+	var res workflows.ProvisionRunnerResult
+	if err := s.Client.GetWorkflow(ctx, wfID, "").Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "job-finished" {
+		t.Errorf("result = %+v", res)
+	}
+	s.assertNothingLeft(ctx, runnerID)
+	recs, err := s.Store.ListJobs(ctx, store.JobFilter{Egg: egg.Name})
+	if err != nil || len(recs) != 1 || recs[0].Status != "success" {
+		t.Errorf("job history = %+v, %v", recs, err)
+	}
+}

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows"
+	"go.temporal.io/sdk/client"
+)
+
+// poolEgg is a VM egg with a Nadir of at least two stopped runners.
+func (s *Stack) poolEgg(name string) fly.Egg {
+	egg := s.Egg(name, fly.RunnerVM)
+	egg.Runner.MaxConcurrent = 3
+	egg.Apex = fly.Pool{Min: 0, Max: 3, IdleTimeout: fly.Duration(2 * time.Second)}
+	egg.Nadir = fly.Pool{Min: 2, Max: 3, IdleTimeout: fly.Duration(time.Hour)}
+	return egg
+}
+
+// StartPool starts an egg's pool workflow, looking at idle runners every tick.
+func (s *Stack) StartPool(ctx context.Context, egg fly.Egg, tick time.Duration) client.WorkflowRun {
+	s.T.Helper()
+	id := workflows.PoolWorkflowID(egg.Name)
+	run, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalPoolSpec, egg, workflows.StartOptions(id), workflows.Pool,
+		workflows.PoolInput{Egg: egg, Cloud: fly.CloudLocal, Tick: tick})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), id, "", "test over")
+	})
+	return run
+}
+
+// PoolStatus queries an egg's pool.
+func (s *Stack) PoolStatus(ctx context.Context, egg string) (workflows.PoolStatus, error) {
+	var st workflows.PoolStatus
+	v, err := s.Client.QueryWorkflow(ctx, workflows.PoolWorkflowID(egg), "", workflows.QueryPoolStatus)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
+// waitPool polls the pool's status until ok holds.
+func (s *Stack) waitPool(ctx context.Context, egg, what string, ok func(workflows.PoolStatus) bool) workflows.PoolStatus {
+	s.T.Helper()
+	var st workflows.PoolStatus
+	var err error
+	for {
+		st, err = s.PoolStatus(ctx, egg)
+		if err == nil && ok(st) {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			s.T.Fatalf("pool %s: never %s (last: %+v, %v)", egg, what, st.Counts, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// With Nadir min 2, two stopped runner processes exist before any job; a
+// job promotes one (its process resumes) faster than a cold provision in
+// the same run; idle past its timeout it sleeps in Nadir again.
+func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	egg := s.poolEgg("pooled")
+	s.StartPool(ctx, egg, 300*time.Millisecond)
+
+	st := s.waitPool(ctx, egg.Name, "two Nadir runners", func(st workflows.PoolStatus) bool { return st.Counts[workflows.PoolNadir] == 2 })
+	var nadir []string
+	for _, r := range st.Runners {
+		nadir = append(nadir, r.ID)
+		if a := agent.Inspect(s.MachineDir(r.ID)); !a.Alive || !a.Stopped {
+			t.Fatalf("Nadir runner %s: process %+v, want a stopped process", r.ID, a)
+		}
+		if sr, err := s.Store.GetRunner(ctx, r.ID); err != nil || sr.State != store.StateDormant {
+			t.Fatalf("store: %+v, %v", sr, err)
+		}
+	}
+	if n := len(s.GitLab.Runners()); n != 2 {
+		t.Fatalf("GitLab runners = %d, want 2", n)
+	}
+
+	// A cold provision in the same run, for comparison.
+	coldStart := time.Now()
+	cold, _, err := s.ProvisionJob(ctx, s.Egg("cold", fly.RunnerVM), []string{"docker"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, ctx, s, workflows.RunnerIDFor("cold", cold.GetID()), store.StateActive)
+	coldTook := time.Since(coldStart)
+
+	// A job promotes a Nadir runner.
+	job := s.GitLab.AddJob(s.Project.ID, gitlabJob())
+	promoteStart := time.Now()
+	if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalDemand, workflows.Demand{
+		Job: workflows.JobRef{Host: s.Host(), ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: job.ID},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var promoted string
+	st = s.waitPool(ctx, egg.Name, "serving the job", func(st workflows.PoolStatus) bool {
+		for _, r := range st.Runners {
+			if r.State == workflows.PoolApex && slices.Contains(r.Jobs, job.ID) {
+				promoted = r.ID
+				return true
+			}
+		}
+		return false
+	})
+	promoteTook := time.Since(promoteStart)
+	if !slices.Contains(nadir, promoted) || st.Stats.Served[workflows.ServedByPromotion] != 1 {
+		t.Fatalf("job served by %s (Nadir was %v), stats %+v", promoted, nadir, st.Stats)
+	}
+	if a := agent.Inspect(s.MachineDir(promoted)); !a.Alive || a.Stopped {
+		t.Fatalf("promoted runner's process: %+v, want running", a)
+	}
+	if promoteTook >= coldTook {
+		t.Errorf("promotion took %s, a cold provision %s: promotion should be faster", promoteTook, coldTook)
+	}
+	t.Logf("demand to runner: promotion %s, cold provision %s", promoteTook, coldTook)
+
+	// Nadir is refilled to its minimum; the job ends; idle past 2s, the
+	// runner goes back to sleep.
+	if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: job.ID, Status: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	st = s.waitPool(ctx, egg.Name, "back to Nadir", func(st workflows.PoolStatus) bool {
+		for _, r := range st.Runners {
+			if r.ID == promoted {
+				return r.State == workflows.PoolNadir
+			}
+		}
+		return false
+	})
+	if a := agent.Inspect(s.MachineDir(promoted)); !a.Alive || !a.Stopped {
+		t.Errorf("demoted runner's process: %+v, want stopped", a)
+	}
+	if st.Stats.Demotions != 1 || st.Counts[workflows.PoolNadir] != 3 {
+		t.Errorf("after demotion: %+v %+v", st.Counts, st.Stats)
+	}
+
+	// Draining tears every runner down.
+	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.PoolWorkflowID(egg.Name), UpdateName: workflows.UpdatePoolDrain, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var retired int
+	if err := h.Get(ctx, &retired); err != nil || retired != 3 {
+		t.Fatalf("drain = %d, %v", retired, err)
+	}
+	s.waitPool(ctx, egg.Name, "drained", func(st workflows.PoolStatus) bool { return len(st.Runners) == 0 })
+	for _, r := range st.Runners {
+		if a := agent.Inspect(s.MachineDir(r.ID)); a.Alive {
+			t.Errorf("runner %s still has a process after the drain", r.ID)
+		}
+	}
+}
+
+func gitlabJob() gitlabtest.JobSpec {
+	return gitlabtest.JobSpec{Name: "build", Stage: "test", Ref: "main", Tags: []string{"docker"}}
+}
