@@ -33,7 +33,7 @@ func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 	if len(egg.Runner.Clouds) == 0 {
 		return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
 	}
-	if kind, _ := workflows.ChooseKind(*egg, "", egg.Runner.Clouds[0], false); kind == fly.RunnerServerless {
+	if !workflows.UsesPool(*egg) {
 		return PerJobRunner(nest, egg, ev)
 	}
 	return PoolDemand(nest, egg, ev)

@@ -159,6 +159,9 @@ func (s *Server) drainRunner(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if workflows.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, workflows.ActionDrain, "drained through the API") {
+		return // its pool owns it and retires it once it has no job
+	}
 	// Paused first: once GitLab stops giving the runner jobs, draining is
 	// true; the other order could record a drain GitLab never heard of.
 	if r.GitLabRunnerID != 0 {
@@ -204,6 +207,9 @@ func (s *Server) deleteRunner(c *gin.Context) {
 	if err != nil {
 		s.fail(c, err)
 		return
+	}
+	if workflows.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, workflows.ActionTerminate, "deleted through the API") {
+		return // its pool owns it and tears it down
 	}
 	tc := s.Temporal()
 	if tc == nil {
@@ -394,4 +400,34 @@ func (s *Server) listAudit(c *gin.Context) {
 		out.Audit = []store.AuditRecord{}
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// askPool asks the pool that owns a runner to act on it, and answers 202.
+// It returns false, having answered nothing, when that pool is not running.
+func (s *Server) askPool(c *gin.Context, r *store.Runner, action, reason string) bool {
+	ctx := c.Request.Context()
+	tc := s.Temporal()
+	if tc == nil {
+		s.fail(c, errNoTemporal)
+		return true
+	}
+	wfID := workflows.PoolWorkflowID(r.Egg)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
+	defer cancel()
+	err := tc.SignalWorkflow(cctx, wfID, "", workflows.SignalRunnerAction, workflows.RunnerAction{
+		RunnerID: r.ID, Action: action, Actor: ActorAPI, Reason: reason,
+	})
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false
+	}
+	if err != nil {
+		s.fail(c, fmt.Errorf("signal %s: %w", wfID, err))
+		return true
+	}
+	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditRecord{At: s.now(), Actor: ActorAPI, Action: action, Egg: r.Egg, RunnerID: r.ID, Reason: reason}); err != nil {
+		s.log.ErrorContext(ctx, "audit", "runner", r.ID, "action", action, "error", err)
+	}
+	c.JSON(http.StatusAccepted, WorkflowStarted{Status: StatusAccepted, WorkflowID: wfID})
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
@@ -126,6 +127,10 @@ func New(cfg Config) (*Server, error) {
 	s.auth = &Authorizer{tokens: cfg.APITokens, cache: s.secrets}
 	s.groups = &groupCache{paths: map[groupKey]string{}}
 	s.SetTemporal(cfg.Temporal)
+	var dup prometheus.AlreadyRegisteredError
+	if err := cfg.Metrics.CollectPools(s.poolSamples); err != nil && !errors.As(err, &dup) {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.syncEggConfigs(ctx); err != nil {
@@ -243,6 +248,9 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/eggs/:name/jobs", s.listEggJobs)
 	v1.GET("/jobs", s.listJobs)
 	v1.GET("/audit", s.listAudit)
+	v1.GET("/pools/:name", s.getPool)
+	v1.POST("/pools/:name/scale", s.scalePool)
+	v1.POST("/pools/:name/drain", s.drainPool)
 	return r
 }
 

@@ -348,6 +348,9 @@ func (s *Server) processPush(ctx context.Context, d *delivery) (*HookResponse, e
 	if err := s.syncEggConfigs(ctx); err != nil {
 		return nil, fmt.Errorf("store the reloaded eggs: %w", err)
 	}
+	if err := s.SyncPools(ctx); err != nil {
+		s.log.WarnContext(ctx, "give pools the reloaded eggs", "error", err)
+	}
 	if _, err := s.cfg.Store.AppendAudit(ctx, audit); err != nil {
 		return nil, fmt.Errorf("audit the reload: %w", err)
 	}

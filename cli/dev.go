@@ -324,6 +324,10 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		registerHooks(ctx, gl, state.GitLabURL, dev, resolver, apiURL+"/webhooks/gitlab", log)
 	}
 	go srv.RunOutbox(ctx)
+	// Pools start with the Nest: Nadir minimums are made ahead of demand.
+	if err := srv.SyncPools(ctx); err != nil {
+		log.Warn("start pools", "error", err)
+	}
 	serveErr := make(chan error, 1)
 	go func() {
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

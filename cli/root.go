@@ -42,6 +42,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdRunners(f),
 		NewCmdJobs(f),
 		NewCmdDev(f, nil),
+		NewCmdPool(f),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -682,6 +682,8 @@ func (p *pool) onAction(a RunnerAction) {
 				p.retire(r, why+"; Nadir full")
 			}
 		}
+	case ActionDrain:
+		r.Recycle = why
 	case ActionRecycle:
 		if r.Recycle == "" {
 			r.Recycle = why

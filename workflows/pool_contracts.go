@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -37,6 +38,32 @@ const (
 // ActorPool names the pool workflow in records.
 const ActorPool = "mothergoose/pool"
 
+// UsesPool says whether an egg's runners live in a pool: VM runners do
+// (and auto eggs whose runners resolve to VMs); serverless runners are made
+// per job.
+func UsesPool(egg fly.Egg) bool {
+	cloud := fly.CloudLocal
+	if len(egg.Runner.Clouds) > 0 {
+		cloud = egg.Runner.Clouds[0]
+	}
+	kind, _ := ChooseKind(egg, "", cloud, false)
+	return kind != fly.RunnerServerless
+}
+
+// PoolOwned says whether a runner ID is one a pool of the egg made.
+func PoolOwned(egg, runnerID string) bool {
+	rest, ok := strings.CutPrefix(runnerID, egg+"-p")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // PoolWorkflowID is the ID of an egg's pool workflow.
 func PoolWorkflowID(egg string) string { return "pool/" + egg }
 
@@ -69,6 +96,9 @@ const (
 	// old one is retired once it has no job, so capacity never drops below
 	// the pool's minimum. A busy runner is never cut short.
 	ActionRecycle = "recycle"
+	// ActionDrain retires the runner once it has no job, with no
+	// replacement beyond what the minimums ask for.
+	ActionDrain = "drain"
 	// ActionDemote puts an idle Apex runner to sleep in Nadir (or retires
 	// it when Nadir is full); a busy one is left alone.
 	ActionDemote = "demote"

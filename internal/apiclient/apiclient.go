@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gosling-ci/gosling/workflows"
 	"io"
 	"net/http"
 	"net/url"
@@ -83,12 +84,28 @@ func IsNotFound(err error) bool {
 
 // do sends a request and decodes a 2xx answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, out any) error {
+	return c.send(ctx, method, path, query, nil, out)
+}
+
+// send is do with a JSON body (none when in is nil).
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -289,4 +306,36 @@ func (c *Client) ListEggs(ctx context.Context) ([]Egg, error) {
 		eggs = append(eggs, e)
 	}
 	return eggs, nil
+}
+
+// GetPool returns the status of an egg's pool.
+func (c *Client) GetPool(ctx context.Context, egg string) (*workflows.PoolStatus, error) {
+	var out workflows.PoolStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/pools/"+url.PathEscape(egg), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ScalePool sets temporary limits on an egg's pool (and resumes a drained
+// one); it returns the limits now in force.
+func (c *Client) ScalePool(ctx context.Context, egg string, s workflows.PoolScale) (*workflows.PoolLimits, error) {
+	var out struct {
+		Result workflows.PoolLimits `json:"result"`
+	}
+	if err := c.send(ctx, http.MethodPost, "/api/v1/pools/"+url.PathEscape(egg)+"/scale", nil, s, &out); err != nil {
+		return nil, err
+	}
+	return &out.Result, nil
+}
+
+// DrainPool retires every runner of an egg's pool; it returns how many.
+func (c *Client) DrainPool(ctx context.Context, egg string) (int, error) {
+	var out struct {
+		Result int `json:"result"`
+	}
+	if err := c.send(ctx, http.MethodPost, "/api/v1/pools/"+url.PathEscape(egg)+"/drain", nil, struct{}{}, &out); err != nil {
+		return 0, err
+	}
+	return out.Result, nil
 }

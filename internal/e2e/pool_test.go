@@ -8,10 +8,12 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
+	"strings"
 )
 
 // poolEgg is a VM egg with a Nadir of at least two stopped runners.
@@ -150,15 +152,22 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 		t.Errorf("after demotion: %+v %+v", st.Counts, st.Stats)
 	}
 
-	// Draining tears every runner down.
-	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.PoolWorkflowID(egg.Name), UpdateName: workflows.UpdatePoolDrain, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
+	// Through the REST API, as `gosling pool` does: status, a refused
+	// scale, and a drain that tears every runner down.
+	a := s.StartAPI("unused", egg)
+	c, err := apiclient.New(a.URL, APIToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var retired int
-	if err := h.Get(ctx, &retired); err != nil || retired != 3 {
+	if ps, err := c.GetPool(ctx, egg.Name); err != nil || ps.Counts[workflows.PoolNadir] != 3 {
+		t.Fatalf("GET pool: %+v, %v", ps, err)
+	}
+	five := 5
+	if _, err := c.ScalePool(ctx, egg.Name, workflows.PoolScale{NadirMin: &five}); err == nil || !strings.Contains(err.Error(), "nadir_min (5) is above nadir_max (3)") {
+		t.Errorf("scale above the maximum: %v", err)
+	}
+	retired, err := c.DrainPool(ctx, egg.Name)
+	if err != nil || retired != 3 {
 		t.Fatalf("drain = %d, %v", retired, err)
 	}
 	s.waitPool(ctx, egg.Name, "drained", func(st workflows.PoolStatus) bool { return len(st.Runners) == 0 })

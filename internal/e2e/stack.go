@@ -242,6 +242,9 @@ func (s *Stack) DumpAgentLogs() {
 	}
 }
 
+// APIToken is the REST API's bearer token on the stack.
+const APIToken = "e2e-api-token"
+
 // API is MotherGoose's HTTP server on the stack, serving a Nest.
 type API struct {
 	URL    string
@@ -254,15 +257,17 @@ type API struct {
 func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	t := s.T
 	ctx := context.Background()
-	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", secret); err != nil {
-		t.Fatal(err)
+	for ref, v := range map[fly.SecretRef]string{"local://gitlab/webhook": secret, "local://api/token": APIToken} {
+		if _, err := s.Secrets.Put(ctx, ref, v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	nest := &fly.Nest{Eggs: eggs, MotherGoose: fly.MotherGoose{
 		Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 	}}
 	srv, err := api.New(api.Config{
 		Nest: func() *fly.Nest { return nest }, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), APITokens: []fly.SecretRef{"local://api/token"},
 	})
 	if err != nil {
 		t.Fatal(err)

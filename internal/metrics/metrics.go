@@ -211,3 +211,60 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(depth))
 	}
 }
+
+// PoolSample is what a pool workflow reports of itself at scrape time.
+type PoolSample struct {
+	Egg        string
+	Counts     map[string]int // by pool state (apex, nadir, promoting, ...)
+	Promotions int
+	Demotions  int
+	// Served and DemandToRunner count jobs and sum their wait from demand
+	// to a runner, by path (apex, promotion, provision).
+	Served         map[string]int
+	DemandToRunner map[string]time.Duration
+}
+
+// CollectPools adds the pool gauges and counters, read from read at every
+// scrape: gosling_pool_runners{egg,state}, gosling_pool_promotions_total,
+// gosling_pool_demotions_total and the summary
+// gosling_pool_demand_to_runner_seconds{egg,path}.
+func (m *Metrics) CollectPools(read func(ctx context.Context) ([]PoolSample, error)) error {
+	return m.reg.Register(&poolCollector{read: read})
+}
+
+var (
+	poolRunnersDesc    = prometheus.NewDesc(namespace+"_pool_runners", "Runners of each egg's pool by pool state, as the pool workflow holds them.", []string{"egg", "state"}, nil)
+	poolPromotionsDesc = prometheus.NewDesc(namespace+"_pool_promotions_total", "Nadir runners promoted to Apex.", []string{"egg"}, nil)
+	poolDemotionsDesc  = prometheus.NewDesc(namespace+"_pool_demotions_total", "Idle Apex runners demoted to Nadir.", []string{"egg"}, nil)
+	poolDemandDesc     = prometheus.NewDesc(namespace+"_pool_demand_to_runner_seconds", "Time from a job's demand to a ready runner, by how it was served: an idle Apex runner, a promotion, or a new runner.", []string{"egg", "path"}, nil)
+)
+
+type poolCollector struct {
+	read func(ctx context.Context) ([]PoolSample, error)
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolRunnersDesc
+	ch <- poolPromotionsDesc
+	ch <- poolDemotionsDesc
+	ch <- poolDemandDesc
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	samples, err := c.read(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(poolRunnersDesc, err)
+	}
+	for _, p := range samples {
+		for _, st := range []string{"provisioning", "apex", "nadir", "promoting", "demoting", "retiring"} {
+			ch <- prometheus.MustNewConstMetric(poolRunnersDesc, prometheus.GaugeValue, float64(p.Counts[st]), p.Egg, st)
+		}
+		ch <- prometheus.MustNewConstMetric(poolPromotionsDesc, prometheus.CounterValue, float64(p.Promotions), p.Egg)
+		ch <- prometheus.MustNewConstMetric(poolDemotionsDesc, prometheus.CounterValue, float64(p.Demotions), p.Egg)
+		for _, path := range []string{"apex", "promotion", "provision"} {
+			ch <- prometheus.MustNewConstSummary(poolDemandDesc, uint64(p.Served[path]), p.DemandToRunner[path].Seconds(), nil, p.Egg, path)
+		}
+	}
+}
