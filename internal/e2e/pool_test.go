@@ -76,7 +76,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	egg := s.poolEgg("pooled")
-	s.StartPool(ctx, egg, 300*time.Millisecond)
+	run := s.StartPool(ctx, egg, 300*time.Millisecond)
 
 	st := s.waitPool(ctx, egg.Name, "two Nadir runners", func(st workflows.PoolStatus) bool { return st.Counts[workflows.PoolNadir] == 2 })
 	var nadir []string
@@ -171,6 +171,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 		t.Fatalf("drain = %d, %v", retired, err)
 	}
 	s.waitPool(ctx, egg.Name, "drained", func(st workflows.PoolStatus) bool { return len(st.Runners) == 0 })
+	writeHistory(t, s, "pool_nadir_promotion", run.GetID(), run.GetRunID())
 	for _, r := range st.Runners {
 		if a := agent.Inspect(s.MachineDir(r.ID)); a.Alive {
 			t.Errorf("runner %s still has a process after the drain", r.ID)
