@@ -47,7 +47,9 @@ histories: tools-test
 
 ## bench: the benchmarks named in the issues, with memory figures.
 bench: tools-test
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
+	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./internal/e2e
+	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./internal/e2e
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

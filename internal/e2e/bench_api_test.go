@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/workflows"
+	"go.temporal.io/sdk/client"
+)
+
+// BenchmarkWebhookLoad drives the real API with pending Job Hooks from a
+// load generator on loopback (bounded: `webhooks` deliveries by `workers`
+// concurrent senders) against the Temporal dev server, and in the same run
+// makes the same number of raw SignalWithStartWorkflow calls the handler
+// makes. It reports sustained webhooks/s, p50/p99 of an accepted webhook
+// and of the raw call, their p99 ratio, and how many accepted webhooks are
+// not accounted for in Temporal or the outbox (lost; must be 0).
+func BenchmarkWebhookLoad(b *testing.B) {
+	const (
+		webhooks = 3000
+		workers  = 32
+	)
+	for b.Loop() {
+		s := Start(b, Options{NoWorker: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		const secret = "bench-webhook-secret"
+		egg := s.Egg("load", fly.RunnerServerless)
+		a := s.StartAPI(secret, egg)
+
+		// Payloads of real shape, one job each, made before the clock starts.
+		bodies := make([][]byte, webhooks)
+		jobIDs := make([]int64, webhooks)
+		for i := range bodies {
+			job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "load", Stage: "test", Ref: "main", Tags: []string{"docker"}})
+			spec, _ := s.GitLab.JobHook(job.ID)
+			bodies[i], jobIDs[i] = gitlabtest.JobHookPayload(spec), job.ID
+		}
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+		send := func(i int) (time.Duration, string, error) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/webhooks/gitlab", bytes.NewReader(bodies[i]))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
+			req.Header.Set("X-Gitlab-Token", secret)
+			req.Header.Set("X-Gitlab-Instance", s.GitLab.URL())
+			req.Header.Set("X-Gitlab-Webhook-UUID", "b3b1c5b0-0000-4000-8000-000000000001")
+			req.Header.Set("X-Gitlab-Event-UUID", gitlabtest.NewUUID())
+			req.Header.Set("Idempotency-Key", gitlabtest.NewUUID())
+			start := time.Now()
+			resp, err := hc.Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			var hr api.HookResponse
+			if err := json.NewDecoder(resp.Body).Decode(&hr); err != nil {
+				return 0, "", err
+			}
+			if resp.StatusCode >= 300 {
+				return 0, "", fmt.Errorf("status %d: %+v", resp.StatusCode, hr)
+			}
+			return time.Since(start), hr.Status, nil
+		}
+		hookLat, hookWall, statuses := runLoad(b, webhooks, workers, func(i int) (time.Duration, string, error) { return send(i) })
+
+		// The raw call the handler makes, for the same number of jobs.
+		raw := func(i int) (time.Duration, string, error) {
+			id := fmt.Sprintf("raw/%d", i)
+			start := time.Now()
+			_, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalJobStatus, workflows.JobStatus{JobID: int64(i), Status: "pending"},
+				client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueueMotherGoose}, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{RunnerID: id, Egg: egg})
+			return time.Since(start), "raw", err
+		}
+		rawLat, _, _ := runLoad(b, webhooks, workers, raw)
+
+		// Every accepted webhook is a workflow; every queued one an outbox row.
+		lost := statuses[api.StatusAccepted] + statuses[api.StatusQueued]
+		var checked atomic.Int64
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, workers)
+		for _, id := range jobIDs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if _, err := s.Client.DescribeWorkflowExecution(ctx, workflows.RunnerWorkflowID(s.Host(), id), ""); err == nil {
+					checked.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		depth, _ := s.Store.OutboxDepth(ctx)
+		lost -= int(checked.Load()) + int(depth)
+
+		b.ReportMetric(float64(webhooks)/hookWall.Seconds(), "webhooks/s")
+		b.ReportMetric(ms(pct(hookLat, 50)), "webhook-p50-ms")
+		b.ReportMetric(ms(pct(hookLat, 99)), "webhook-p99-ms")
+		b.ReportMetric(ms(pct(rawLat, 50)), "raw-p50-ms")
+		b.ReportMetric(ms(pct(rawLat, 99)), "raw-p99-ms")
+		b.ReportMetric(float64(pct(hookLat, 99))/float64(pct(rawLat, 99)), "p99-ratio")
+		b.ReportMetric(float64(statuses[api.StatusQueued]), "queued")
+		b.ReportMetric(float64(lost), "lost")
+		cancel()
+	}
+}
+
+// runLoad makes n calls from `workers` goroutines and returns each call's
+// latency (sorted), the wall time, and the count of each result.
+func runLoad(b *testing.B, n, workers int, call func(i int) (time.Duration, string, error)) ([]time.Duration, time.Duration, map[string]int) {
+	lat := make([]time.Duration, n)
+	results := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				d, r, err := call(i)
+				if err != nil {
+					b.Errorf("call %d: %v", i, err)
+					return
+				}
+				lat[i], results[i] = d, r
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	counts := map[string]int{}
+	for _, r := range results {
+		counts[r]++
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat, wall, counts
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
