@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -410,7 +411,10 @@ func findTool(flag, name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no %s binary beside gosling: run `make tools` or pass --%s", name, name)
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("no %s binary beside gosling or in PATH: run `make tools` or pass --%s", name, name)
 }
 
 // registerHooks adds, in the GitLab test server, a project hook per project

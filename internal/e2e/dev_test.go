@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/testbin"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// devRun is one `gosling dev` process on the example Nest.
+type devRun struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+func startDev(t *testing.T, bin, stateDir string, ports []int) *devRun {
+	t.Helper()
+	cmd := exec.Command(bin, "dev", "--nest", filepath.Join(testbin.Root(), "examples", "nest"), "--state-dir", stateDir,
+		"--api-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--temporal-port", fmt.Sprint(ports[1]),
+		"--ui-port", fmt.Sprint(ports[2]), "--gitlab-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		"--temporal", testbin.Temporal(t), "--tofu", testbin.Tofu(t))
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &devRun{cmd: cmd, out: out}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(stateDir, "dev.json")); err == nil {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gosling dev never became ready:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends Ctrl-C and waits for a clean exit.
+func (d *devRun) stop(t *testing.T) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gosling dev exited with %v:\n%s", err, d.out)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("gosling dev did not stop on Ctrl-C:\n%s", d.out)
+	}
+}
+
+// `make run` in miniature: gosling dev on the example Nest, a simulated job
+// through the whole loop, Ctrl-C, and a second run resuming the same state.
+func TestDevRunSimulateAndResume(t *testing.T) {
+	bin := testbin.Gosling(t)
+	stateDir := t.TempDir()
+	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	d := startDev(t, bin, stateDir, ports)
+	for _, want := range []string{"GITLAB TEST SERVER", "Temporal UI", "/metrics", "gosling dev simulate job"} {
+		if !strings.Contains(d.out.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, d.out)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	simulate := func(egg string) []map[string]any {
+		cmd := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", egg, "--duration", "500ms", "--json", "--state-dir", stateDir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("simulate %s: %v\n%s\ndev:\n%s", egg, err, out, d.out)
+		}
+		var steps []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("simulate output %q: %v", line, err)
+			}
+			steps = append(steps, m)
+		}
+		return steps
+	}
+	// web-app: auto runners that fit serverless, one per job.
+	steps := simulate("web-app")
+	last := steps[len(steps)-1]
+	if last["step"] != "done" || !strings.Contains(last["message"].(string), "destroyed") {
+		t.Errorf("web-app steps: %v", steps)
+	}
+	runner := last["runner"].(string)
+	if a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", runner)); a.Alive {
+		t.Errorf("the job's runner process is still there: %+v", a)
+	}
+	// data-group: a VM egg, served by its pool.
+	steps = simulate("data-group")
+	last = steps[len(steps)-1]
+	if last["step"] != "done" || !strings.Contains(last["message"].(string), "Apex") {
+		t.Errorf("data-group steps: %v", steps)
+	}
+	pooled := last["runner"].(string)
+	if a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", pooled)); !a.Alive || a.Stopped {
+		t.Errorf("the pool's runner is not running: %+v", a)
+	}
+	// The CLI finds the running dev by itself.
+	list := exec.CommandContext(ctx, bin, "runners", "list", "--egg", "data-group")
+	list.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	if out, err := list.CombinedOutput(); err != nil || !strings.Contains(string(out), pooled) {
+		t.Errorf("runners list: %v\n%s", err, out)
+	}
+
+	d.stop(t)
+	if a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", pooled)); a.Alive {
+		t.Errorf("a runner process outlived Ctrl-C: %+v", a)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "dev.json")); err == nil {
+		t.Error("dev.json left after a clean stop")
+	}
+
+	// A second run resumes: the pool's runner comes back and a new job
+	// gets a runner again.
+	d = startDev(t, bin, stateDir, ports)
+	deadline := time.Now().Add(30 * time.Second)
+	for a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", pooled)); !a.Alive || a.Stopped; a = agent.Inspect(filepath.Join(stateDir, "tofu", "machines", pooled)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool's runner was not resumed: %+v\n%s", a, d.out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if steps := simulate("data-group"); steps[len(steps)-1]["step"] != "done" {
+		t.Errorf("after resume: %v", steps)
+	}
+	d.stop(t)
+}
