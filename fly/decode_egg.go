@@ -52,7 +52,7 @@ var runnerSchema = &hcl.BodySchema{
 }
 
 var poolSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "min"}, {Name: "max"}, {Name: "idle_timeout"}},
+	Attributes: []hcl.AttributeSchema{{Name: "min"}, {Name: "max"}, {Name: "idle_timeout"}, {Name: "max_cpu"}, {Name: "max_memory"}},
 }
 
 var riftSchema = &hcl.BodySchema{
@@ -412,6 +412,8 @@ func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Di
 		Min:         a.integer("min", def.Min, 0, 1000),
 		Max:         a.integer("max", def.Max, 0, 1000),
 		IdleTimeout: a.duration("idle_timeout", def.IdleTimeout, Duration(60e9), Duration(30*24*3600e9)),
+		MaxCPU:      a.number("max_cpu", 0, 0, 64000),
+		MaxMemory:   a.size("max_memory", 0, 0, 512*1024*GiB),
 	}
 	if p.Min > p.Max {
 		rng := a.rng("min")
@@ -434,6 +436,23 @@ func (l *loader) checkPools(e *Egg, blocks map[string]*hcl.Block, diags *hcl.Dia
 			Detail:  fmt.Sprintf("apex.max is %d but runner.max_concurrent is %d. Raise max_concurrent or lower apex.max.", e.Apex.Max, e.Runner.MaxConcurrent),
 			Subject: ab.DefRange.Ptr(),
 		})
+	}
+	for _, np := range []struct {
+		name string
+		p    Pool
+	}{{"apex", e.Apex}, {"nadir", e.Nadir}} {
+		name, p := np.name, np.p
+		b := blocks[name]
+		if b == nil {
+			continue
+		}
+		if p.MaxCPU > 0 && p.MaxCPU < e.Runner.CPU || p.MaxMemory > 0 && p.MaxMemory < e.Runner.Memory {
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Pool too small for one runner",
+				Detail:  fmt.Sprintf("The %s pool's max_cpu/max_memory (%s vCPU, %s) cannot hold one runner of %s vCPU and %s. Raise them or remove them.", name, fmtNum(p.MaxCPU), p.MaxMemory, fmtNum(e.Runner.CPU), e.Runner.Memory),
+				Subject: b.DefRange.Ptr(),
+			})
+		}
 	}
 	if nb := blocks["nadir"]; nb != nil && e.Runner.Type == RunnerServerless && e.Nadir.Max > 0 {
 		*diags = append(*diags, &hcl.Diagnostic{

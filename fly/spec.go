@@ -165,6 +165,10 @@ type Pool struct {
 	Min         int      `json:"min"`
 	Max         int      `json:"max"`
 	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxCPU and MaxMemory cap the pool's vCPU and memory totals; zero
+	// means no cap beyond Max runners.
+	MaxCPU    float64 `json:"max_cpu,omitempty"`
+	MaxMemory Size    `json:"max_memory,omitempty"`
 }
 
 // RiftSpec configures the optional Rift cache and remote container context.

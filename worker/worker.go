@@ -32,7 +32,7 @@ func New(c client.Client, queue string, acts *activities.Activities, opts Option
 		return w, nil
 	case workflows.TaskQueueUglyFox:
 		w := worker.New(c, queue, wo)
-		w.RegisterActivity(acts)
+		RegisterUglyFox(w, acts)
 		return w, nil
 	}
 	return nil, fmt.Errorf("unknown task queue %q: use %v", queue, Queues)
@@ -55,4 +55,23 @@ func Register(r interface {
 // MotherGooseWorkflows lists the workflows of the mothergoose task queue.
 func MotherGooseWorkflows() []any {
 	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner, workflows.Pool}
+}
+
+// RegisterUglyFox adds the UglyFox workflows and the activities to a
+// registry. Their teardowns (DeprovisionRunner) run on the mothergoose queue.
+func RegisterUglyFox(r interface {
+	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
+	RegisterActivity(a interface{})
+}, acts *activities.Activities) {
+	for _, wf := range UglyFoxWorkflows() {
+		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{})
+	}
+	if acts != nil {
+		r.RegisterActivity(acts)
+	}
+}
+
+// UglyFoxWorkflows lists the workflows of the uglyfox task queue.
+func UglyFoxWorkflows() []any {
+	return []any{workflows.Prune, workflows.Reconcile}
 }

@@ -368,7 +368,7 @@ func (p *pool) serve() {
 				break
 			}
 		}
-		if target == nil && p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax {
+		if target == nil && p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) {
 			for _, r := range p.st.Runners {
 				if r.State == PoolNadir && r.Recycle == "" {
 					target, path = r, ServedByPromotion
@@ -412,6 +412,29 @@ func (p *pool) count(states ...string) int {
 	return n
 }
 
+// fits says whether one more runner of the egg stays within the Apex (or,
+// dormant, the Nadir) pool's vCPU and memory caps.
+func (p *pool) fits(dormant bool) bool {
+	e := p.st.Egg
+	lim := e.Apex
+	if dormant {
+		lim = e.Nadir
+	}
+	if lim.MaxCPU <= 0 && lim.MaxMemory <= 0 {
+		return true
+	}
+	cpu, mem := e.Runner.CPU, e.Runner.Memory
+	for _, r := range p.st.Runners {
+		inNadir := r.State == PoolNadir || r.State == PoolDemoting || (r.State == PoolProvisioning && r.Dormant)
+		if r.State == PoolRetiring || inNadir != dormant {
+			continue
+		}
+		cpu += r.CPU
+		mem += r.Memory
+	}
+	return (lim.MaxCPU <= 0 || cpu <= lim.MaxCPU) && (lim.MaxMemory <= 0 || mem <= lim.MaxMemory)
+}
+
 // total counts runners that exist or are being made (not being retired).
 func (p *pool) total() int { return len(p.st.Runners) - p.count(PoolRetiring) }
 
@@ -434,7 +457,7 @@ func (p *pool) scale() {
 		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(PoolApex) <= l.ApexMin {
 			continue
 		}
-		if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < l.NadirMax {
+		if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < l.NadirMax && p.fits(true) {
 			p.demote(r)
 		} else {
 			p.retire(r, fmt.Sprintf("idle Apex runner past %s; Nadir full", e.Apex.IdleTimeout))
@@ -447,11 +470,11 @@ func (p *pool) scale() {
 		}
 	}
 	// Minimums, never beyond the maximums.
-	for p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax {
+	for p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(PoolNadir, PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax {
+		for p.count(PoolNadir, PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
 			p.provision(true)
 		}
 	}
@@ -662,20 +685,39 @@ func (p *pool) onRetired(m RunnerRetired) {
 // onAction acts on a policy's request about one of this pool's runners.
 func (p *pool) onAction(a RunnerAction) {
 	log := workflow.GetLogger(p.ctx)
-	r := p.runner(a.RunnerID)
-	if r == nil || r.State == PoolRetiring {
-		log.Info("runner action for a runner this pool does not hold", "runner", a.RunnerID, "action", a.Action)
-		return
-	}
 	why := a.Reason
 	if a.Policy != "" {
 		why = a.Policy + ": " + why
+	}
+	r := p.runner(a.RunnerID)
+	if r == nil && a.Action == ActionTerminate {
+		// Not (or no longer) held here, say after a lost signal: tear it
+		// down all the same, so nothing is left behind.
+		cctx := workflow.WithChildOptions(p.ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:        DeprovisionWorkflowID(a.RunnerID),
+			ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		})
+		child := workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
+			RunnerID: a.RunnerID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool,
+		})
+		p.inFlight++
+		p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
+			p.inFlight--
+			if err := f.Get(p.ctx, nil); err != nil {
+				log.Info("DeprovisionRunner of a runner this pool does not hold", "runner", a.RunnerID, "error", err)
+			}
+		})
+		return
+	}
+	if r == nil || r.State == PoolRetiring {
+		log.Info("runner action for a runner this pool does not hold", "runner", a.RunnerID, "action", a.Action)
+		return
 	}
 	switch a.Action {
 	case ActionTerminate:
 		p.retire(r, why)
 	case ActionDemote:
-		if r.State == PoolApex && len(r.Jobs) == 0 {
+		if r.State == PoolApex && len(r.Jobs) == 0 && p.count(PoolApex) > p.limits().ApexMin {
 			if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < p.limits().NadirMax {
 				p.demote(r)
 			} else {

@@ -474,7 +474,7 @@ func TestPoolTerminateRequeuesJob(t *testing.T) {
 	e := newPoolEnv(t)
 	e.demand(time.Second, 1)
 	e.action(time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionTerminate, Policy: "heartbeat", Reason: "silent for 5m"})
-	e.action(time.Minute, RunnerAction{RunnerID: "nope", Action: ActionTerminate, Reason: "unknown runner"})
+	e.action(time.Minute, RunnerAction{RunnerID: "web-p9", Action: ActionTerminate, Reason: "a runner the pool lost track of"})
 	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
 		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || len(s.Runners[0].Jobs) != 1 {
 			t.Errorf("after terminate: %+v", s.Runners)
@@ -482,7 +482,7 @@ func TestPoolTerminateRequeuesJob(t *testing.T) {
 	})
 	e.stopAt(4 * time.Minute)
 	runPool(e, poolEgg())
-	if e.count("destroy:web-p1") != 1 {
+	if e.count("destroy:web-p1") != 1 || e.count("destroy:web-p9") != 1 {
 		t.Errorf("calls = %v", e.calls)
 	}
 }
@@ -501,4 +501,22 @@ func TestPoolDemoteActionSparesBusy(t *testing.T) {
 	})
 	e.stopAt(5 * time.Minute)
 	runPool(e, poolEgg())
+}
+
+// Resource caps hold as well as counts: with Apex capped at 4 vCPU, two
+// 2-vCPU runners serve and the third job waits.
+func TestPoolResourceCaps(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Apex.MaxCPU = 4
+	for i := int64(1); i <= 3; i++ {
+		e.demand(time.Duration(i)*time.Second, i)
+	}
+	e.queryAt(t, time.Minute, func(s PoolStatus) {
+		if len(s.Runners) != 2 || s.Waiting != 1 || s.CPU[PoolApex] != 4 {
+			t.Errorf("caps not kept: %d runners, %d waiting, %v vCPU", len(s.Runners), s.Waiting, s.CPU)
+		}
+	})
+	e.stopAt(2 * time.Minute)
+	runPool(e, egg)
 }

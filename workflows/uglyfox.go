@@ -1,0 +1,270 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ActorUglyFox names UglyFox in transitions, pool requests and the audit log.
+const ActorUglyFox = "uglyfox"
+
+// Temporal Schedules that run UglyFox (see EnsureUglyFoxSchedules).
+const (
+	ScheduleIDPrune     = "uglyfox-prune"
+	ScheduleIDReconcile = "uglyfox-reconcile"
+)
+
+// PruneWorkflowID and ReconcileWorkflowID name one pass; run names it (a
+// time stamp for passes started by hand; Schedules add their own).
+func PruneWorkflowID(run string) string { return "uglyfox/prune/" + run }
+
+// ReconcileWorkflowID names one reconciliation pass.
+func ReconcileWorkflowID(run string) string { return "uglyfox/reconcile/" + run }
+
+// DefaultPrunePage is how many runners one store read of a pass returns.
+const DefaultPrunePage = 500
+
+// PruneInput asks for one policy pass.
+type PruneInput struct {
+	Policy fly.UglyFox `json:"policy"`
+	// DryRun only reports decisions (so does Policy.DryRun).
+	DryRun bool `json:"dry_run,omitempty"`
+	// PageSize bounds the runners read at a time (default DefaultPrunePage).
+	PageSize int `json:"page_size,omitempty"`
+}
+
+// PruneResult reports a pass: the decisions and, unless dry, what came of them.
+type PruneResult struct {
+	DryRun    bool       `json:"dry_run"`
+	Runners   int        `json:"runners"`
+	Decisions []Decision `json:"decisions"`
+	// Failed counts decisions whose action failed.
+	Failed int `json:"failed"`
+}
+
+// Prune is one UglyFox policy pass: read every runner that is not
+// terminated (in pages) and what probes saw of their machines, evaluate the
+// policies (Evaluate), and act. A pool's runners are acted on only through
+// their pool (SignalRunnerAction), so pool and UglyFox never race; a
+// runner made for one job is paused in GitLab, checked for a running job
+// and torn down with DeprovisionRunner. Each action is audited.
+func Prune(ctx workflow.Context, in PruneInput) (PruneResult, error) {
+	var a *activities.Activities
+	dry := in.DryRun || in.Policy.DryRun
+	res := PruneResult{DryRun: dry, Decisions: []Decision{}}
+	eggs, err := loadEggs(ctx)
+	if err != nil {
+		return res, err
+	}
+	pageSize := in.PageSize
+	if pageSize <= 0 {
+		pageSize = DefaultPrunePage
+	}
+	var runners []activities.RunnerView
+	heartbeats := map[string]activities.Heartbeat{}
+	for after := ""; ; {
+		var page activities.RunnerPage
+		if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.ListRunnerViews, activities.RunnerPageInput{After: after, Limit: pageSize}).Get(ctx, &page); err != nil {
+			return res, fmt.Errorf("read runners after %q: %w", after, err)
+		}
+		runners = append(runners, page.Runners...)
+		for _, h := range page.Heartbeats {
+			heartbeats[h.RunnerID] = h
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	res.Runners = len(runners)
+	decisions := Evaluate(workflow.Now(ctx), in.Policy, runners, heartbeats, eggs)
+	if decisions == nil {
+		decisions = []Decision{}
+	}
+	workflow.GetLogger(ctx).Info("policy pass evaluated", "runners", len(runners), "decisions", len(decisions), "dry_run", dry)
+	if dry {
+		res.Decisions = decisions
+		return res, nil
+	}
+	act(ctx, decisions, eggs)
+	if err := audit(ctx, decisions); err != nil {
+		return res, err
+	}
+	res.Decisions = decisions
+	for _, d := range decisions {
+		if d.Error != "" {
+			res.Failed++
+		}
+	}
+	return res, nil
+}
+
+func loadEggs(ctx workflow.Context) (map[string]activities.EggPolicy, error) {
+	var a *activities.Activities
+	var list []activities.EggPolicy
+	if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.ListEggPolicies).Get(ctx, &list); err != nil {
+		return nil, fmt.Errorf("read egg configurations: %w", err)
+	}
+	eggs := make(map[string]activities.EggPolicy, len(list))
+	for _, e := range list {
+		eggs[e.Name] = e
+	}
+	return eggs, nil
+}
+
+// act carries decisions out, all at once, and records in each what came of
+// it. Pools get a RunnerAction; a runner without a pool (or whose pool is
+// not running, for a termination) is paused in GitLab, checked for a
+// running job unless forced, and torn down with DeprovisionRunner.
+func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPolicy) {
+	var a *activities.Activities
+	// 1. Requests to pools.
+	signals := make([]workflow.Future, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		if d.Action == ActionNotify || d.Pool == "" {
+			continue
+		}
+		signals[i] = workflow.SignalExternalWorkflow(ctx, d.Pool, "", SignalRunnerAction, RunnerAction{
+			RunnerID: d.RunnerID, Action: d.Action, Policy: d.Policy, Actor: ActorUglyFox, Reason: d.Reason,
+		})
+	}
+	retire := make([]bool, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		switch {
+		case d.Action == ActionNotify:
+			d.Outcome = "recorded"
+		case signals[i] != nil:
+			err := signals[i].Get(ctx, nil)
+			var gone *temporal.UnknownExternalWorkflowExecutionError
+			switch {
+			case err == nil:
+				d.Outcome = "requested from " + d.Pool
+			case errors.As(err, &gone) && d.Action == ActionTerminate:
+				retire[i] = true // no pool holds it any more
+			case errors.As(err, &gone):
+				d.Outcome = "skipped: pool " + d.Pool + " is not running"
+			default:
+				d.Error = "signal " + d.Pool + ": " + err.Error()
+			}
+		case d.Action == ActionDemote:
+			d.Outcome = "skipped: only a pool demotes its runners"
+		default:
+			retire[i] = true
+		}
+	}
+	// 2. Race-free teardown: pause, check for a running job, deprovision.
+	checks := make([]workflow.Future, len(ds))
+	for i := range ds {
+		if !retire[i] {
+			continue
+		}
+		d := &ds[i]
+		egg, ok := eggs[d.Egg]
+		if !ok {
+			d.Error = "egg " + d.Egg + " has no stored configuration: its GitLab is unknown"
+			retire[i] = false
+			continue
+		}
+		checks[i] = workflow.ExecuteActivity(gitlabCtx(ctx), a.PauseForRetire, activities.RetireCheckInput{
+			GitLab: egg.GitLab, GitLabRunnerID: d.GitLabRunnerID, Force: d.Force,
+		})
+	}
+	children := make([]workflow.ChildWorkflowFuture, len(ds))
+	for i := range ds {
+		if checks[i] == nil {
+			continue
+		}
+		d := &ds[i]
+		var chk activities.RetireCheck
+		if err := checks[i].Get(ctx, &chk); err != nil {
+			d.Error = "pause in GitLab: " + err.Error()
+			continue
+		}
+		if chk.Busy {
+			d.Outcome = "skipped: the runner is running a job"
+			continue
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: DeprovisionWorkflowID(d.RunnerID), TaskQueue: TaskQueueMotherGoose,
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		})
+		children[i] = workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
+			RunnerID: d.RunnerID, GitLab: eggs[d.Egg].GitLab, Reason: d.Policy + ": " + d.Reason, Actor: ActorUglyFox,
+		})
+	}
+	for i := range ds {
+		if children[i] == nil {
+			continue
+		}
+		d := &ds[i]
+		var res DeprovisionRunnerResult
+		err := children[i].Get(ctx, &res)
+		switch {
+		case temporal.IsWorkflowExecutionAlreadyStartedError(err):
+			d.Outcome = "teardown already under way"
+		case err != nil:
+			d.Error = "deprovision: " + err.Error()
+		case res.AlreadyGone:
+			d.Outcome = "already terminated"
+		default:
+			d.Outcome = "terminated"
+		}
+	}
+}
+
+// audit appends one record per decision.
+func audit(ctx workflow.Context, ds []Decision) error {
+	now := workflow.Now(ctx)
+	records := make([]activities.AuditEntry, 0, len(ds))
+	for _, d := range ds {
+		after := activities.AuditState{Outcome: d.Outcome, Error: d.Error}
+		if d.Outcome == "terminated" || d.Outcome == "already terminated" {
+			after.State = store.StateTerminated
+		}
+		if d.Pool != "" && d.Error == "" {
+			after.Pool = d.Pool
+		}
+		records = append(records, activities.AuditEntry{
+			At: now, Actor: ActorUglyFox, Action: d.Action, Egg: d.Egg, RunnerID: d.RunnerID, Policy: d.Policy, Reason: d.Reason,
+			Before: activities.AuditState{State: d.State, Pool: d.Pool}, After: after,
+		})
+	}
+	return appendAudits(ctx, records)
+}
+
+// auditBatch bounds the records one activity appends.
+const auditBatch = 500
+
+func appendAudits(ctx workflow.Context, records []activities.AuditEntry) error {
+	var a *activities.Activities
+	for start := 0; start < len(records); start += auditBatch {
+		end := min(start+auditBatch, len(records))
+		if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.AppendAudits, records[start:end]).Get(ctx, nil); err != nil {
+			return fmt.Errorf("append audit records: %w", err)
+		}
+	}
+	return nil
+}
+
+// uglyfoxSurveyCtx runs the reconciliation survey: long, heartbeating.
+func uglyfoxSurveyCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts: 3,
+		},
+	})
+}
