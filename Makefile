@@ -50,6 +50,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./internal/e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./internal/e2e
+	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./internal/e2e
+	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

@@ -299,7 +299,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	var mu sync.RWMutex
 	current := dev
 	srv, err := api.New(api.Config{
-		Nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
+		Nest:  func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
 		Store: st, Temporal: tc, Secrets: resolver, Metrics: m, Logger: log,
 		APITokens: dev.MotherGoose.APIGateway.Auth.Tokens,
 		Reload: func(ctx context.Context) error {

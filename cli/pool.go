@@ -182,4 +182,3 @@ resumes the pool and serves them.`,
 	api.register(cmd, f.Getenv)
 	return cmd
 }
-

@@ -41,6 +41,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdAgent(f),
 		NewCmdRunners(f),
 		NewCmdJobs(f),
+		NewCmdSecrets(f),
 		NewCmdUglyFox(f),
 		NewCmdAudit(f, nil),
 		NewCmdDev(f, nil),

@@ -94,7 +94,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if _, err := s.Client.DescribeWorkflowExecution(ctx, workflows.RunnerWorkflowID(s.Host(), id), ""); err == nil {
+				if _, err := s.Client.DescribeWorkflow(ctx, workflows.RunnerWorkflowID(s.Host(), id), ""); err == nil {
 					checked.Add(1)
 				}
 			}()

@@ -45,3 +45,7 @@ func (d devScheme) Put(ctx context.Context, u fly.SecretURI, value string) (stri
 func (d devScheme) Delete(ctx context.Context, u fly.SecretURI) error {
 	return d.local.Delete(ctx, d.under(u))
 }
+
+func (d devScheme) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version, error) {
+	return d.local.ListVersions(ctx, d.under(u))
+}

@@ -279,3 +279,23 @@ func (l *Local) Versions(_ context.Context, u fly.SecretURI) ([]string, error) {
 	})
 	return out, err
 }
+
+// ListVersions implements Versioner.
+func (l *Local) ListVersions(_ context.Context, u fly.SecretURI) ([]Version, error) {
+	var out []Version
+	err := l.withFile(false, func(lf *localFile) error {
+		keys, ok := lf.Secrets[u.Path]
+		if !ok {
+			return ErrNotFound
+		}
+		versions, ok := keys[u.Key]
+		if !ok {
+			return ErrKeyNotFound
+		}
+		for i, v := range versions {
+			out = append(out, Version{ID: v.Version, Created: v.Created, Current: i == len(versions)-1})
+		}
+		return nil
+	})
+	return out, err
+}

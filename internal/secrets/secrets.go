@@ -7,7 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"time"
 
 	"github.com/gosling-ci/gosling/fly"
 )
@@ -20,6 +20,8 @@ var (
 	ErrPermission   = errors.New("permission denied")
 	ErrNoBackend    = errors.New("no backend configured for this scheme")
 	ErrReadOnlyPath = errors.New("backend cannot write this secret")
+	ErrThrottled    = errors.New("backend is throttling requests")
+	ErrAuth         = errors.New("cannot authenticate to the backend")
 )
 
 // Backend is one secret store.
@@ -35,9 +37,26 @@ type Backend interface {
 	Delete(ctx context.Context, u fly.SecretURI) error
 }
 
+// Versioner is a backend that lists the versions of a key.
+type Versioner interface {
+	// ListVersions returns the versions of u's secret, oldest first.
+	ListVersions(ctx context.Context, u fly.SecretURI) ([]Version, error)
+}
+
+// Version describes one version of a secret, never its value.
+type Version struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created,omitzero"`
+	// Current is set on the version an unpinned URI resolves to.
+	Current bool `json:"current"`
+	// Labels are backend-specific states: AWS staging labels, Lockbox and
+	// Vault version states.
+	Labels []string `json:"labels,omitempty"`
+}
+
 // Error describes a failed secret operation without its value.
 type Error struct {
-	Op     string // get, put, delete
+	Op     string // get, put, delete, versions
 	URI    string
 	Scheme string
 	Err    error
@@ -48,77 +67,3 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Resolver routes secret URIs to their backends.
-type Resolver struct {
-	mu       sync.RWMutex
-	backends map[string]Backend
-}
-
-// NewResolver returns a resolver over the given backends.
-func NewResolver(backends ...Backend) *Resolver {
-	r := &Resolver{backends: map[string]Backend{}}
-	for _, b := range backends {
-		r.backends[b.Scheme()] = b
-	}
-	return r
-}
-
-// Register adds or replaces the backend of a scheme.
-func (r *Resolver) Register(b Backend) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.backends[b.Scheme()] = b
-}
-
-func (r *Resolver) backend(op string, ref fly.SecretRef) (Backend, fly.SecretURI, error) {
-	u, err := ref.Parse()
-	if err != nil {
-		return nil, u, &Error{Op: op, URI: "(invalid URI)", Scheme: "?", Err: err}
-	}
-	r.mu.RLock()
-	b, ok := r.backends[u.Scheme]
-	r.mu.RUnlock()
-	if !ok {
-		return nil, u, &Error{Op: op, URI: u.String(), Scheme: u.Scheme, Err: ErrNoBackend}
-	}
-	return b, u, nil
-}
-
-// Resolve returns the value a secret URI names.
-func (r *Resolver) Resolve(ctx context.Context, ref fly.SecretRef) (string, error) {
-	b, u, err := r.backend("get", ref)
-	if err != nil {
-		return "", err
-	}
-	v, err := b.Get(ctx, u)
-	if err != nil {
-		return "", &Error{Op: "get", URI: u.String(), Scheme: u.Scheme, Err: err}
-	}
-	return v, nil
-}
-
-// Put writes a new version of the secret and returns its version ID.
-func (r *Resolver) Put(ctx context.Context, ref fly.SecretRef, value string) (string, error) {
-	b, u, err := r.backend("put", ref)
-	if err != nil {
-		return "", err
-	}
-	v, err := b.Put(ctx, u, value)
-	if err != nil {
-		return "", &Error{Op: "put", URI: u.String(), Scheme: u.Scheme, Err: err}
-	}
-	return v, nil
-}
-
-// Delete removes the secret's key; a missing one is not an error.
-func (r *Resolver) Delete(ctx context.Context, ref fly.SecretRef) error {
-	b, u, err := r.backend("delete", ref)
-	if err != nil {
-		return err
-	}
-	if err := b.Delete(ctx, u); err != nil {
-		return &Error{Op: "delete", URI: u.String(), Scheme: u.Scheme, Err: err}
-	}
-	return nil
-}

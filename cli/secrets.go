@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/spf13/cobra"
+)
+
+// SecretsFlags say where the secret backends' configuration comes from.
+type SecretsFlags struct {
+	// Nest is a Nest directory whose MG/config.fly secrets block
+	// configures the backends.
+	Nest string
+	// Dev serves every scheme from the local store of `gosling dev`.
+	Dev bool
+	// StateDir holds the local store.
+	StateDir string
+}
+
+func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
+	cmd.Flags().StringVar(&s.Nest, "nest", "", "configure the backends from this Nest's MG/config.fly secrets block")
+	cmd.Flags().BoolVar(&s.Dev, "dev", false, "use the local store of `gosling dev` for every scheme, as `gosling dev` does")
+	cmd.Flags().StringVar(&s.StateDir, "state-dir", devStateDir(getenv), "directory of the local secret store (local://)")
+}
+
+// resolver opens the backends; errors of configuration exit with code 3.
+func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string, bool)) (*secrets.Resolver, error) {
+	localDir := filepath.Join(s.StateDir, "secrets")
+	if s.Dev {
+		local, err := secrets.OpenLocal(localDir)
+		if err != nil {
+			return nil, err
+		}
+		return secrets.NewResolver(secrets.DevBackends(local)...), nil
+	}
+	var cfg fly.Secrets
+	if s.Nest != "" {
+		nest, diags := fly.LoadNest(s.Nest, fly.Options{Getenv: getenv})
+		if diags.HasErrors() {
+			return nil, &CodeError{Code: ExitInvalidConfig, Err: fmt.Errorf("the Nest in %s is invalid: run `gosling validate %s`", s.Nest, s.Nest)}
+		}
+		cfg = nest.MotherGoose.Secrets
+		if b, ok := cfg.Backends[fly.SchemeLocal]; ok && !filepath.IsAbs(b.Path) {
+			b.Path = filepath.Join(s.Nest, b.Path)
+			cfg.Backends[fly.SchemeLocal] = b
+		}
+	}
+	if _, err := os.Stat(localDir); err != nil {
+		localDir = "" // no local store here: do not make one
+	}
+	r, err := secrets.Open(ctx, cfg, secrets.OpenOptions{LocalDir: localDir, Getenv: getenv})
+	if err != nil {
+		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+	}
+	return r, nil
+}
+
+// secretFailure gives a backend error its exit code: 4 when credentials
+// or permissions are missing, 1 otherwise.
+func secretFailure(err error) error {
+	if errors.Is(err, secrets.ErrAuth) || errors.Is(err, secrets.ErrPermission) {
+		return &CodeError{Code: ExitAuth, Err: err}
+	}
+	return err
+}
+
+// NewCmdSecrets builds `gosling secrets`.
+func NewCmdSecrets(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "secrets <command>",
+		Short: "Inspect and roll back secret versions in Lockbox, Secrets Manager, Vault or the local store",
+		Long: `Secrets are named by URI: yc-lockbox://{secret-id}/{key},
+aws-sm://{secret-name}/{key}, vault://{path}/{key} and, for development only,
+local://{name}/{key}. Values are never printed.
+
+Backends are configured by --nest (the secrets block of MG/config.fly) and
+the environment: the AWS default credential chain; VAULT_ADDR and
+VAULT_TOKEN (or the Nest's AppRole/Kubernetes auth, with
+VAULT_APPROLE_SECRET_ID); YC_SERVICE_ACCOUNT_KEY_FILE, YC_IAM_TOKEN or the
+VM's service account.`,
+	}
+	cmd.AddCommand(NewCmdSecretsVersions(f, nil), NewCmdSecretsRollback(f, nil))
+	return cmd
+}
+
+// SecretsVersionsOptions are the inputs of `gosling secrets versions`.
+type SecretsVersionsOptions struct {
+	IO     *IOStreams
+	Getenv func(string) (string, bool)
+	Flags  SecretsFlags
+	URI    fly.SecretRef
+	JSON   bool
+}
+
+// NewCmdSecretsVersions builds `gosling secrets versions`.
+func NewCmdSecretsVersions(f *Factory, runF func(*SecretsVersionsOptions) error) *cobra.Command {
+	opts := &SecretsVersionsOptions{IO: f.IO, Getenv: f.Getenv}
+	cmd := &cobra.Command{
+		Use:   "versions URI",
+		Short: "List the versions of a secret, oldest first",
+		Long: `List the versions of the secret a URI names, oldest first, with the current
+one marked. Versions are the backend's own: Lockbox version IDs, Secrets
+Manager version IDs with their staging labels (one version per write of any
+key of the secret), Vault KV version numbers, local counters.`,
+		Example: `  gosling secrets versions vault://ci/runners/web/token --nest .
+  gosling secrets versions aws-sm://gosling/runners/web/token --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u, err := fly.ParseSecretURI(args[0])
+			if err != nil {
+				return flagErrorf("URI: %v", err)
+			}
+			if u.Version != "" {
+				return flagErrorf("URI: leave out ?version= to list the versions")
+			}
+			opts.URI = fly.SecretRef(args[0])
+			if runF != nil {
+				return runF(opts)
+			}
+			return secretsVersionsRun(cmd.Context(), opts)
+		},
+	}
+	opts.Flags.register(cmd, f.Getenv)
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the versions as JSON")
+	return cmd
+}
+
+func secretsVersionsRun(ctx context.Context, opts *SecretsVersionsOptions) error {
+	r, err := opts.Flags.resolver(ctx, opts.Getenv)
+	if err != nil {
+		return err
+	}
+	vs, err := r.Versions(ctx, opts.URI)
+	if err != nil {
+		return secretFailure(err)
+	}
+	if opts.JSON {
+		if vs == nil {
+			vs = []secrets.Version{}
+		}
+		return printJSON(opts.IO.Out, vs)
+	}
+	now := time.Now()
+	rows := make([][]string, 0, len(vs))
+	for _, v := range vs {
+		cur := ""
+		if v.Current {
+			cur = "current"
+		}
+		created := v.Created
+		labels := strings.Join(v.Labels, ",")
+		if labels == "" {
+			labels = "-"
+		}
+		rows = append(rows, []string{v.ID, timeCell(opts.IO, &created, now), cur, labels})
+	}
+	return printTable(opts.IO, []string{"VERSION", "CREATED", "CURRENT", "LABELS"}, rows)
+}
+
+// SecretsRollbackOptions are the inputs of `gosling secrets rollback`.
+type SecretsRollbackOptions struct {
+	IO     *IOStreams
+	Getenv func(string) (string, bool)
+	Flags  SecretsFlags
+	URI    fly.SecretRef
+	To     string
+	Yes    bool
+}
+
+// NewCmdSecretsRollback builds `gosling secrets rollback`.
+func NewCmdSecretsRollback(f *Factory, runF func(*SecretsRollbackOptions) error) *cobra.Command {
+	opts := &SecretsRollbackOptions{IO: f.IO, Getenv: f.Getenv}
+	cmd := &cobra.Command{
+		Use:   "rollback URI --to VERSION",
+		Short: "Make an earlier version's value current again",
+		Long: `Rollback reads the value of version --to and writes it as a NEW version,
+which becomes the current one. History is kept: nothing is deleted, and the
+rollback can itself be rolled back. Other keys of the same secret keep their
+current values. Resolvers pick the value up when their cache expires (the
+secrets block's cache_ttl, 5 minutes by default).
+
+On a terminal it asks for confirmation; elsewhere pass --yes.`,
+		Example: `  gosling secrets rollback vault://ci/runners/web/token --to 3 --nest .
+  gosling secrets rollback aws-sm://gosling/web/token --to AWSPREVIOUS --yes`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u, err := fly.ParseSecretURI(args[0])
+			if err != nil {
+				return flagErrorf("URI: %v", err)
+			}
+			if u.Version != "" {
+				return flagErrorf("URI: leave out ?version= and name the version with --to")
+			}
+			if opts.To == "" {
+				return flagErrorf("--to VERSION is required: see `gosling secrets versions %s`", args[0])
+			}
+			opts.URI = fly.SecretRef(args[0])
+			if runF != nil {
+				return runF(opts)
+			}
+			return secretsRollbackRun(cmd.Context(), opts)
+		},
+	}
+	opts.Flags.register(cmd, f.Getenv)
+	cmd.Flags().StringVar(&opts.To, "to", "", "the version whose value becomes current again")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func secretsRollbackRun(ctx context.Context, opts *SecretsRollbackOptions) error {
+	if !opts.Yes {
+		if !opts.IO.CanPrompt() {
+			return errMissing("yes", "confirmation")
+		}
+		ans, err := opts.IO.Prompt(fmt.Sprintf("Write version %s of %s as its new current version? (y/N)", opts.To, opts.URI), "n")
+		if err != nil {
+			return err
+		}
+		if a := strings.ToLower(ans); a != "y" && a != "yes" {
+			return errCancelled
+		}
+	}
+	r, err := opts.Flags.resolver(ctx, opts.Getenv)
+	if err != nil {
+		return err
+	}
+	id, err := r.Rollback(ctx, opts.URI, opts.To)
+	if err != nil {
+		return secretFailure(err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Wrote version %s of %s as new version %s.\n", opts.To, opts.URI, id)
+	fmt.Fprintln(opts.IO.Out, id)
+	return nil
+}

@@ -1,0 +1,49 @@
+package secrets_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
+)
+
+func TestAWSSecretsManager(t *testing.T) {
+	srv := awssmtest.New()
+	defer srv.Close()
+	testContract(t, secrets.NewAWSSecretsManagerFromConfig(srv.Config()), srv, "aws-sm://ci/runners/web", "aws-sm://ci/locked", nil)
+}
+
+func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
+	srv := awssmtest.New()
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret-key")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	ctx := context.Background()
+	b, err := secrets.NewAWSSecretsManager(ctx, secrets.AWSOptions{Region: "eu-central-1", Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := secrets.NewResolver(b)
+	if _, err := r.Put(ctx, "aws-sm://db/main/password", "first-password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Put(ctx, "aws-sm://db/main/password", "second-password"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Resolve(ctx, "aws-sm://db/main/password?version=AWSPREVIOUS"); err != nil || got != "first-password" {
+		t.Errorf("AWSPREVIOUS = %q, %v", got, err)
+	}
+	srv.SetSecretString("db/plain", "not json")
+	if _, err := r.Resolve(ctx, "aws-sm://db/plain/password"); !errors.Is(err, secrets.ErrKeyNotFound) {
+		t.Errorf("non-JSON secret: %v", err)
+	}
+	srv.SetSecretString("db/typed", `{"port": 5432}`)
+	if got, err := r.Resolve(ctx, fly.SecretRef("aws-sm://db/typed/port")); err != nil || got != "5432" {
+		t.Errorf("number field = %q, %v", got, err)
+	}
+}

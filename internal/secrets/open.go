@@ -1,0 +1,139 @@
+package secrets
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/gosling-ci/gosling/fly"
+)
+
+// Environment variables Open reads for backends the secrets block does
+// not configure, and for credentials that never belong in a file.
+const (
+	EnvYCKeyFile  = "YC_SERVICE_ACCOUNT_KEY_FILE"
+	EnvYCIAMToken = "YC_IAM_TOKEN"
+	EnvYCEndpoint = "YC_ENDPOINT"
+	EnvVaultAddr  = "VAULT_ADDR"
+	EnvVaultToken = "VAULT_TOKEN"
+)
+
+// OpenOptions are what Open needs beside MotherGoose's secrets block.
+type OpenOptions struct {
+	// LocalDir, when set, serves local:// from that directory; otherwise
+	// the block's local path, if it has a local block, is used.
+	LocalDir string
+	// Getenv reads the environment (default os.LookupEnv).
+	Getenv func(string) (string, bool)
+	// Masker, when set, is shared with the resolver.
+	Masker *Masker
+}
+
+// Open returns a resolver over the backends cfg configures, with its cache
+// TTLs. Schemes without a block still get a backend when the environment
+// provides one: aws-sm always (the default credential chain), vault with
+// $VAULT_ADDR, yc-lockbox always (key file, IAM token or instance
+// account). Nothing is contacted until the first lookup.
+func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error) {
+	env := func(k string) string {
+		if o.Getenv == nil {
+			return os.Getenv(k)
+		}
+		v, _ := o.Getenv(k)
+		return v
+	}
+	r := NewResolver()
+	if o.Masker != nil {
+		r.SetMasker(o.Masker)
+	}
+	r.Configure(cfg)
+
+	localDir := o.LocalDir
+	if b, ok := cfg.Backends[fly.SchemeLocal]; ok && localDir == "" {
+		localDir = b.Path
+	}
+	if localDir != "" {
+		l, err := OpenLocal(localDir)
+		if err != nil {
+			return nil, err
+		}
+		r.Register(l)
+	}
+
+	aws := cfg.Backends[fly.SchemeAWSSM]
+	sm, err := NewAWSSecretsManager(ctx, AWSOptions{Region: aws.Region})
+	if err != nil {
+		return nil, err
+	}
+	r.Register(sm)
+
+	vc, ok := cfg.Backends[fly.SchemeVault]
+	if addr := firstOf(vc.Address, env(EnvVaultAddr)); ok || addr != "" {
+		v, err := NewVault(VaultOptions{
+			Address: addr, Mount: vc.Mount, Auth: vc.Auth, Role: vc.Role, Token: env(EnvVaultToken),
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.Register(v)
+	}
+
+	lb, err := NewLockbox(ctx, LockboxOptions{
+		Endpoint: env(EnvYCEndpoint), KeyFile: env(EnvYCKeyFile), IAMToken: env(EnvYCIAMToken),
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Register(lb)
+	return r, nil
+}
+
+func firstOf(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// Check resolves every reference and returns one error naming each that
+// is missing or inaccessible, so a deployment can stop before it makes
+// anything.
+func (r *Resolver) Check(ctx context.Context, refs ...fly.SecretRef) error {
+	var errs []error
+	seen := map[fly.SecretRef]bool{}
+	for _, ref := range refs {
+		if ref.IsZero() || seen[ref] {
+			continue
+		}
+		seen[ref] = true
+		if _, err := r.Resolve(ctx, ref); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return fmt.Errorf("%d secrets cannot be read: %w", len(errs), joinErrors(errs))
+}
+
+type joined []error
+
+func joinErrors(errs []error) error { return joined(errs) }
+
+func (j joined) Error() string {
+	s := ""
+	for i, e := range j {
+		if i > 0 {
+			s += "; "
+		}
+		s += e.Error()
+	}
+	return s
+}
+
+func (j joined) Unwrap() []error { return j }
