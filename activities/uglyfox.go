@@ -260,3 +260,9 @@ func (a *Activities) AppendAudits(ctx context.Context, entries []AuditEntry) err
 	}
 	return nil
 }
+
+// ExpireAudit deletes audit records older than before (the audit policy's
+// retention) and returns how many.
+func (a *Activities) ExpireAudit(ctx context.Context, before time.Time) (int64, error) {
+	return a.Store.ExpireAudit(ctx, before)
+}

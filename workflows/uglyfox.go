@@ -48,6 +48,8 @@ type PruneResult struct {
 	Decisions []Decision `json:"decisions"`
 	// Failed counts decisions whose action failed.
 	Failed int `json:"failed"`
+	// ExpiredAudit counts audit records past the audit retention, deleted.
+	ExpiredAudit int64 `json:"expired_audit,omitempty"`
 }
 
 // Prune is one UglyFox policy pass: read every runner that is not
@@ -97,6 +99,12 @@ func Prune(ctx workflow.Context, in PruneInput) (PruneResult, error) {
 	act(ctx, decisions, eggs)
 	if err := audit(ctx, decisions); err != nil {
 		return res, err
+	}
+	if keep := in.Policy.Audit.Retention.D(); keep > 0 {
+		before := workflow.Now(ctx).Add(-keep)
+		if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.ExpireAudit, before).Get(ctx, &res.ExpiredAudit); err != nil {
+			return res, fmt.Errorf("expire audit records: %w", err)
+		}
 	}
 	res.Decisions = decisions
 	for _, d := range decisions {

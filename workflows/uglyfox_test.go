@@ -31,6 +31,8 @@ type ufEnv struct {
 	checks   []string // runner GitLab IDs paused (with ! when forced)
 	busyGL   map[int64]bool
 	gonePool map[string]bool
+	// expiredBefore is the cut-off of the last audit expiry.
+	expiredBefore time.Time
 }
 
 func newUFEnv(t *testing.T) *ufEnv {
@@ -50,6 +52,12 @@ func newUFEnv(t *testing.T) *ufEnv {
 		defer e.mu.Unlock()
 		e.audit = append(e.audit, in...)
 		return nil
+	})
+	e.OnActivity(a.ExpireAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, before time.Time) (int64, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.expiredBefore = before
+		return 3, nil
 	})
 	e.OnActivity(a.PauseForRetire, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RetireCheckInput) (activities.RetireCheck, error) {
 		e.mu.Lock()
@@ -252,6 +260,11 @@ func TestPrunePoolGone(t *testing.T) {
 	}
 	if res.Decisions[1].Outcome != "skipped: pool pool/web is not running" {
 		t.Errorf("web-p2 outcome = %q", res.Decisions[1].Outcome)
+	}
+	// The pass also drops audit records past the retention.
+	keep := fly.DefaultUglyFox().Audit.Retention.D()
+	if keep <= 0 || res.ExpiredAudit != 3 || e.expiredBefore.IsZero() {
+		t.Errorf("audit expiry: retention %s, expired %d before %s", keep, res.ExpiredAudit, e.expiredBefore)
 	}
 }
 

@@ -903,6 +903,17 @@ func (s *sqlStore) AppendAudit(ctx context.Context, a AuditRecord) (int64, error
 	return id, nil
 }
 
+func (s *sqlStore) ExpireAudit(ctx context.Context, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, errors.New("expire audit: no cut-off time")
+	}
+	res, err := s.write.ExecContext(ctx, s.dialect.bind(`DELETE FROM audit_log WHERE at < ?`), s.dialect.timeArg(before))
+	if err != nil {
+		return 0, fmt.Errorf("expire audit before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return res.RowsAffected()
+}
+
 func (s *sqlStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	var (
 		where []string

@@ -243,6 +243,9 @@ type Store interface {
 	// AppendAudit appends a record and returns its ID. Records are never changed.
 	AppendAudit(ctx context.Context, a AuditRecord) (int64, error)
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+	// ExpireAudit deletes records older than before (the audit policy's
+	// retention) and returns how many; nothing else ever removes one.
+	ExpireAudit(ctx context.Context, before time.Time) (int64, error)
 
 	// CountRunners counts runners by egg, then state, terminated ones included.
 	CountRunners(ctx context.Context) (map[string]map[RunnerState]int, error)

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Audit", testAudit},
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
+		{"AuditExpiry", testAuditExpiry},
 		{"ConcurrentLoad", testConcurrentLoad},
 		{"CountRunners", testCountRunners},
 		{"Deliveries", testDeliveries},
@@ -1327,5 +1328,24 @@ func testOutboxConcurrentEnqueue(t *testing.T, s store.Store) {
 	mustNot(t, err)
 	if len(due) != writers {
 		t.Errorf("%d due, want %d", len(due), writers)
+	}
+}
+
+func testAuditExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i, age := range []time.Duration{100 * 24 * time.Hour, 40 * 24 * time.Hour, time.Hour} {
+		_, err := s.AppendAudit(ctx, store.AuditRecord{At: now.Add(-age), Actor: "uglyfox", Action: "demote", RunnerID: fmt.Sprint("r-", i)})
+		mustNot(t, err)
+	}
+	n, err := s.ExpireAudit(ctx, now.Add(-30*24*time.Hour))
+	mustNot(t, err)
+	list, err := s.ListAudit(ctx, store.AuditFilter{})
+	mustNot(t, err)
+	if n != 2 || len(list) != 1 || list[0].RunnerID != "r-2" {
+		t.Errorf("expired %d, left %+v", n, list)
+	}
+	if _, err := s.ExpireAudit(ctx, time.Time{}); err == nil {
+		t.Error("ExpireAudit without a cut-off deleted everything")
 	}
 }
