@@ -135,7 +135,8 @@ func TestResolverSingleFlight(t *testing.T) {
 	const n = 1000
 	var wg sync.WaitGroup
 	var bad atomic.Int64
-	// One caller gives up early: the others still get the value.
+	// The caller whose lookup goes to the backend gives up early: the
+	// others, waiting on the same call, still get the value.
 	quitter, cancel := context.WithCancel(context.Background())
 	wg.Add(1)
 	go func() {
@@ -144,6 +145,9 @@ func TestResolverSingleFlight(t *testing.T) {
 			bad.Add(1)
 		}
 	}()
+	for b.gets.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
 	for range n {
 		wg.Add(1)
 		go func() {
@@ -153,9 +157,7 @@ func TestResolverSingleFlight(t *testing.T) {
 			}
 		}()
 	}
-	for b.gets.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	time.Sleep(10 * time.Millisecond)
 	cancel()
 	time.Sleep(10 * time.Millisecond)
 	close(b.gate)
