@@ -25,7 +25,8 @@ import (
 // makes the same number of raw SignalWithStartWorkflow calls the handler
 // makes. It reports sustained webhooks/s, p50/p99 of an accepted webhook
 // and of the raw call, their p99 ratio, and how many accepted webhooks are
-// not accounted for in Temporal or the outbox (lost; must be 0).
+// not accounted for in Temporal or the outbox (lost; must be 0). The raw
+// calls/s is the ceiling the dev server sets on this machine.
 func BenchmarkWebhookLoad(b *testing.B) {
 	const (
 		webhooks = 3000
@@ -81,7 +82,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 				client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueueMotherGoose}, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{RunnerID: id, Egg: egg})
 			return time.Since(start), "raw", err
 		}
-		rawLat, _, _ := runLoad(b, webhooks, workers, raw)
+		rawLat, rawWall, _ := runLoad(b, webhooks, workers, raw)
 
 		// Every accepted webhook is a workflow; every queued one an outbox row.
 		lost := statuses[api.StatusAccepted] + statuses[api.StatusQueued]
@@ -104,6 +105,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		lost -= int(checked.Load()) + int(depth)
 
 		b.ReportMetric(float64(webhooks)/hookWall.Seconds(), "webhooks/s")
+		b.ReportMetric(float64(webhooks)/rawWall.Seconds(), "raw-calls/s")
 		b.ReportMetric(ms(pct(hookLat, 50)), "webhook-p50-ms")
 		b.ReportMetric(ms(pct(hookLat, 99)), "webhook-p99-ms")
 		b.ReportMetric(ms(pct(rawLat, 50)), "raw-p50-ms")
