@@ -254,6 +254,11 @@ func (s *Server) processJob(ctx context.Context, d *delivery) (*HookResponse, er
 			s.cfg.Metrics.ObserveJobDuration(egg.Name, j.Status, j.Duration)
 		}
 	}
+	if j.Status == "failed" && runnerFailures[j.FailureReason] && j.RunnerID != 0 {
+		if err := s.countFailure(ctx, d.host, j.RunnerID, j.ID, j.FailureReason); err != nil {
+			return nil, &apiError{Status: http.StatusServiceUnavailable, Msg: "store unavailable", Detail: "the runner's failure could not be recorded; resend it", Result: "unavailable", Err: err}
+		}
+	}
 	in, ok, err := s.cfg.Dispatch(d.nest, egg, JobEvent{
 		Host: d.host, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath,
 		JobID: j.ID, Name: j.Name, Status: j.Status, At: now,
@@ -355,4 +360,37 @@ func (s *Server) processPush(ctx context.Context, d *delivery) (*HookResponse, e
 		return nil, fmt.Errorf("audit the reload: %w", err)
 	}
 	return &HookResponse{Status: StatusAccepted, Reason: "the Nest was reloaded"}, nil
+}
+
+// runnerFailures are the GitLab failure reasons that blame the runner rather
+// than the job; UglyFox's failed policy counts them.
+var runnerFailures = map[string]bool{"runner_system_failure": true, "runner_unsupported": true}
+
+// countFailure adds one failure to the Gosling runner GitLab knows by
+// runnerID, and audits it. A runner that is not Gosling's is left alone.
+func (s *Server) countFailure(ctx context.Context, host string, runnerID, jobID int64, reason string) error {
+	rs, err := s.cfg.Store.ListRunners(ctx, store.RunnerFilter{GitLabHost: host, GitLabRunnerID: runnerID, Limit: 1})
+	if err != nil || len(rs) == 0 {
+		return err
+	}
+	for range 5 {
+		r, err := s.cfg.Store.GetRunner(ctx, rs[0].ID)
+		if err != nil {
+			return err
+		}
+		r.Failures++
+		err = s.cfg.Store.UpdateRunner(ctx, r)
+		if errors.Is(err, store.ErrConflict) {
+			continue // changed meanwhile: read it again
+		}
+		if err != nil {
+			return err
+		}
+		_, err = s.cfg.Store.AppendAudit(ctx, store.AuditRecord{
+			At: s.now(), Actor: workflows.ActorMotherGoose, Action: "runner-failure", Egg: r.Egg, RunnerID: r.ID,
+			Reason: fmt.Sprintf("job %d failed with %s (%d failures)", jobID, reason, r.Failures),
+		})
+		return err
+	}
+	return fmt.Errorf("count failure of runner %s: it keeps changing", rs[0].ID)
 }

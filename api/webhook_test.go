@@ -700,3 +700,40 @@ func TestPoolRouting(t *testing.T) {
 		t.Errorf("serverless egg: %+v %v %v", in, ok, err)
 	}
 }
+
+// A job that failed because of its runner counts against that runner (for
+// UglyFox's failed policy); a script failure does not, nor does another
+// GitLab's runner with the same ID.
+func TestRunnerFailuresCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	ctx := context.Background()
+	mine := &store.Runner{ID: "web-p1", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: 41}
+	other := &store.Runner{ID: "web-p2", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: "elsewhere.example.com", GitLabRunnerID: 41}
+	for _, r := range []*store.Runner{mine, other} {
+		if err := e.store.CreateRunner(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail := func(jobID int64, reason string) {
+		now := time.Now()
+		started := now.Add(-time.Minute)
+		spec := gitlabtest.JobHookSpec{Project: e.hookProject(e.web), JobID: jobID, Name: "unit", Status: "failed", PipelineID: 7,
+			StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: reason, Runner: &gitlabtest.HookRunner{ID: 41, Description: "gosling/web/web-p1"}}
+		if r := e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""); r.Status >= 300 {
+			t.Fatalf("failed hook: %d %s", r.Status, r.Body)
+		}
+	}
+	fail(501, "runner_system_failure")
+	fail(502, "script_failure")
+	fail(503, "runner_system_failure")
+	got, _ := e.store.GetRunner(ctx, "web-p1")
+	untouched, _ := e.store.GetRunner(ctx, "web-p2")
+	if got.Failures != 2 || untouched.Failures != 0 {
+		t.Errorf("failures: mine %d, other GitLab's %d", got.Failures, untouched.Failures)
+	}
+	recs, _ := e.store.ListAudit(ctx, store.AuditFilter{RunnerID: "web-p1"})
+	if len(recs) != 2 || recs[1].Action != "runner-failure" || !strings.Contains(recs[1].Reason, "job 503") {
+		t.Errorf("audit = %+v", recs)
+	}
+}

@@ -472,6 +472,14 @@ func (s *sqlStore) ListRunners(ctx context.Context, f RunnerFilter) ([]Runner, e
 		where = append(where, "cloud = ?")
 		args = append(args, f.Cloud)
 	}
+	if f.GitLabHost != "" {
+		where = append(where, "gitlab_host = ?")
+		args = append(args, f.GitLabHost)
+	}
+	if f.GitLabRunnerID != 0 {
+		where = append(where, "gitlab_runner_id = ?")
+		args = append(args, f.GitLabRunnerID)
+	}
 	if len(f.States) > 0 {
 		where = append(where, "state IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")+")")
 		for _, st := range f.States {

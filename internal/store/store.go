@@ -108,6 +108,10 @@ type RunnerFilter struct {
 	Egg    string
 	Cloud  string
 	States []RunnerState
+	// GitLabHost and GitLabRunnerID select the runner GitLab knows by that
+	// ID (GitLabRunnerID 0 matches any).
+	GitLabHost     string
+	GitLabRunnerID int64
 	// After is the ID of the last runner of the previous page (runners are
 	// ordered by ID); Limit bounds the page (0 means no bound).
 	After string

@@ -237,9 +237,13 @@ func testListRunnersFilters(t *testing.T, s store.Store) {
 		{"b2", "beta", "gcp", store.StateTerminated},
 		{"c1", "gamma", "azure", store.StateFailed},
 	}
-	for _, sp := range specs {
+	for i, sp := range specs {
 		r := newRunner(sp.id, sp.state)
 		r.Egg, r.Cloud = sp.egg, sp.cloud
+		r.GitLabHost, r.GitLabRunnerID = "gitlab.example.com", int64(100+i)
+		if sp.id == "c1" {
+			r.GitLabHost, r.GitLabRunnerID = "other.example.com", 100
+		}
 		create(t, s, r)
 	}
 	cases := []struct {
@@ -258,6 +262,8 @@ func testListRunnersFilters(t *testing.T, s store.Store) {
 		{"after", store.RunnerFilter{After: "a3"}, []string{"b1", "b2", "c1"}},
 		{"after with filter", store.RunnerFilter{After: "a1", Egg: "alpha"}, []string{"a2", "a3"}},
 		{"limit", store.RunnerFilter{Limit: 2}, []string{"a1", "a2"}},
+		{"GitLab runner", store.RunnerFilter{GitLabHost: "gitlab.example.com", GitLabRunnerID: 100}, []string{"a1"}},
+		{"GitLab runner elsewhere", store.RunnerFilter{GitLabHost: "other.example.com", GitLabRunnerID: 100}, []string{"c1"}},
 	}
 	for _, tc := range cases {
 		got, err := s.ListRunners(ctx, tc.filter)
