@@ -83,7 +83,8 @@ func NewCmdDev(f *Factory, runF func(*DevOptions) error) *cobra.Command {
 
   - a Temporal dev server (bin/temporal) with its Web UI
   - the MotherGoose API (webhooks, REST, /metrics)
-  - a MotherGoose worker
+  - a MotherGoose worker, and an UglyFox worker with its policy and
+    reconciliation schedules from UF/config.fly
   - the SQLite store and the local secret store under --state-dir
   - the local provider: runners are gosling agent processes made and
     destroyed by real tofu apply / destroy (bin/tofu)
@@ -293,6 +294,19 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	// UglyFox: its worker and its schedules (policy and reconciliation
+	// passes on UF/config.fly's schedules).
+	uf, err := gworker.New(tc, workflows.TaskQueueUglyFox, acts, gworker.Options{})
+	if err != nil {
+		return err
+	}
+	if err := uf.Start(); err != nil {
+		return fmt.Errorf("start UglyFox worker: %w", err)
+	}
+	defer uf.Stop()
+	if err := workflows.EnsureUglyFoxSchedules(ctx, tc.ScheduleClient(), dev.UglyFox); err != nil {
+		log.Warn("UglyFox schedules", "error", err)
+	}
 	resumeMachines(ctx, st, ex, self, log)
 
 	// The API, and the development-only simulation endpoints beside it.
