@@ -53,6 +53,8 @@ type DevOptions struct {
 	Tofu      string
 	// Ready, when set, receives the dev state once everything runs (tests).
 	Ready func(DevState)
+	// Masker, shared with Logger, masks every secret the resolver reads.
+	Masker *secrets.Masker
 }
 
 // DevState is what a running `gosling dev` writes to STATE_DIR/dev.json, so
@@ -74,7 +76,7 @@ type DevState struct {
 
 // NewCmdDev builds `gosling dev`.
 func NewCmdDev(f *Factory, runF func(*DevOptions) error) *cobra.Command {
-	opts := &DevOptions{IO: f.IO, Logger: f.Logger, Getenv: f.Getenv}
+	opts := &DevOptions{IO: f.IO, Logger: f.Logger, Getenv: f.Getenv, Masker: f.Masker}
 	var vars []string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -224,6 +226,9 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	resolver := secrets.NewResolver(secrets.DevBackends(local)...)
+	if opts.Masker != nil {
+		resolver.SetMasker(opts.Masker)
+	}
 	if err := seedDevSecrets(ctx, resolver, dev, state.GitLabToken); err != nil {
 		return fmt.Errorf("seed development secrets: %w", err)
 	}
@@ -277,6 +282,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
+	ex.Filter = resolver.Masker().Mask
+	resolver.Observe(activities.NewSecretAudit(st, workflows.TaskQueueMotherGoose, log))
 	self, err := os.Executable()
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"golang.org/x/term"
 )
 
@@ -25,6 +26,8 @@ type IOStreams struct {
 	NoInput bool
 
 	in *bufio.Reader
+	// masked are the masking writers Out and ErrOut go through.
+	masked []*secrets.Writer
 }
 
 // System returns the process's streams.
@@ -35,6 +38,26 @@ func System() *IOStreams {
 		StdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
 		StderrTTY: term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("NO_COLOR") == "",
 	}
+}
+
+// Mask routes Out and ErrOut through writers that replace m's values with
+// secrets.Masked. Call Flush when done: a tail that may begin a value is
+// held back until more is written.
+func (s *IOStreams) Mask(m *secrets.Masker) {
+	out, errOut := secrets.NewWriter(s.Out, m), secrets.NewWriter(s.ErrOut, m)
+	s.Out, s.ErrOut = out, errOut
+	s.masked = append(s.masked, out, errOut)
+}
+
+// Flush writes what the masking writers hold back.
+func (s *IOStreams) Flush() error {
+	var first error
+	for _, w := range s.masked {
+		if err := w.Flush(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // CanPrompt tells whether the user can be asked a question.
@@ -51,6 +74,7 @@ func (s *IOStreams) Prompt(question, def string) (string, error) {
 	} else {
 		fmt.Fprintf(s.ErrOut, "? %s: ", question)
 	}
+	_ = s.Flush() // the whole question, before waiting for the answer
 	line, err := s.in.ReadString('\n')
 	if err != nil && line == "" {
 		if err == io.EOF {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
@@ -25,6 +26,10 @@ type WorkerOptions struct {
 	Temporal TemporalFlags
 	Runtime  RuntimeFlags
 	MaxActs  int
+	// Nest, when set, is the Nest whose MG/config.fly secrets block
+	// configures the secret backends.
+	Nest   string
+	Getenv func(string) (string, bool)
 }
 
 // RuntimeFlags say where a process keeps its state on this machine.
@@ -35,6 +40,13 @@ type RuntimeFlags struct {
 	StateDir string
 	// Tofu is the OpenTofu binary.
 	Tofu string
+
+	// SecretsConfig, set by a command, configures the secret backends
+	// (MotherGoose's secrets block); without it only local:// is served.
+	SecretsConfig *fly.Secrets
+	// Masker, set by a command, is shared by the resolver, OpenTofu's
+	// output and the command's logger.
+	Masker *secrets.Masker
 }
 
 func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -81,7 +93,7 @@ type Deps struct {
 	Activities *activities.Activities
 }
 
-// OpenDeps opens the store, the local secret backend and OpenTofu.
+// OpenDeps opens the store, the secret backends and OpenTofu.
 func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.Logger) (*Deps, error) {
 	abs, err := filepath.Abs(r.StateDir)
 	if err != nil {
@@ -111,7 +123,21 @@ func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.
 		st.Close()
 		return nil, err
 	}
-	res := secrets.NewResolver(local)
+	var res *secrets.Resolver
+	if r.SecretsConfig != nil {
+		// local:// stays in the state directory: agents read tokens there.
+		res, err = secrets.Open(ctx, *r.SecretsConfig, secrets.OpenOptions{LocalDir: local.Dir(), Masker: r.Masker})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+	} else {
+		res = secrets.NewResolver(local)
+		if r.Masker != nil {
+			res.SetMasker(r.Masker)
+		}
+	}
+	ex.Filter = res.Masker().Mask
 	acts := &activities.Activities{
 		Store: st, Secrets: res, Tofu: ex, Logger: log,
 		TokenRef: activities.LocalTokenRef,
@@ -125,7 +151,8 @@ func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.
 
 // NewCmdWorker builds `gosling worker`.
 func NewCmdWorker(f *Factory, runF func(*WorkerOptions) error) *cobra.Command {
-	opts := &WorkerOptions{IO: f.IO, Logger: f.Logger}
+	opts := &WorkerOptions{IO: f.IO, Logger: f.Logger, Getenv: f.Getenv}
+	opts.Runtime.Masker = f.Masker
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a Temporal worker for the mothergoose or uglyfox task queue",
@@ -148,17 +175,26 @@ runner tokens go to the secret backend, never to disk in plain text.`,
 	}
 	cmd.Flags().StringVar(&opts.Queue, "queue", "mothergoose", "task queue: mothergoose or uglyfox")
 	cmd.Flags().IntVar(&opts.MaxActs, "max-concurrent-activities", 0, "bound on parallel activities (0: SDK default)")
+	cmd.Flags().StringVar(&opts.Nest, "nest", "", "configure the secret backends from this Nest's MG/config.fly secrets block (default: local:// only)")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
 	return cmd
 }
 
 func workerRun(ctx context.Context, opts *WorkerOptions) error {
+	if opts.Nest != "" {
+		cfg, err := secretsOfNest(opts.Nest, opts.Getenv)
+		if err != nil {
+			return err
+		}
+		opts.Runtime.SecretsConfig = &cfg
+	}
 	deps, err := opts.Runtime.OpenDeps(ctx, opts.Temporal, opts.Logger)
 	if err != nil {
 		return err
 	}
 	defer deps.Store.Close()
+	deps.Secrets.Observe(activities.NewSecretAudit(deps.Store, opts.Queue, opts.Logger))
 	co, err := opts.Temporal.Options(opts.Logger)
 	if err != nil {
 		return err
@@ -183,4 +219,13 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	}
 	opts.Logger.Info("worker stopped")
 	return nil
+}
+
+// secretsOfNest reads the secrets block of a Nest's MG/config.fly.
+func secretsOfNest(dir string, getenv func(string) (string, bool)) (fly.Secrets, error) {
+	nest, diags := fly.LoadNest(dir, fly.Options{Getenv: getenv})
+	if diags.HasErrors() {
+		return fly.Secrets{}, &CodeError{Code: ExitInvalidConfig, Err: fmt.Errorf("the Nest in %s is invalid: run `gosling validate %s`", dir, dir)}
+	}
+	return nest.MotherGoose.Secrets, nil
 }

@@ -30,6 +30,11 @@ type Executor struct {
 	// Env adds environment variables to every OpenTofu run (cloud
 	// credentials, for example). Values are never logged.
 	Env map[string]string
+	// Filter, when set, rewrites every line of OpenTofu's output, and the
+	// text of its errors, before OnLine, a log or an error sees them: a
+	// secret masker's Mask, so that a value reaching OpenTofu's output does
+	// not reach heartbeats, logs or workflow history.
+	Filter func(string) string
 }
 
 // WorkspaceMeta is what Gosling records next to a workspace, so
@@ -324,30 +329,34 @@ func (e *Executor) terraform(dir string, onLine func(string)) (*tfexec.Terraform
 	if err := tf.SetEnv(env); err != nil {
 		return nil, nil, err
 	}
-	w := newLineWriter(onLine)
+	w := newLineWriter(onLine, e.Filter)
 	tf.SetStdout(w)
 	tf.SetStderr(w)
 	return tf, w, nil
 }
 
 // lineWriter splits output into lines for a callback and keeps the last few
-// for error messages.
+// for error messages, all passed through filter first.
 type lineWriter struct {
-	mu   sync.Mutex
-	pw   *io.PipeWriter
-	done chan struct{}
-	tail []string
+	mu     sync.Mutex
+	pw     *io.PipeWriter
+	done   chan struct{}
+	tail   []string
+	filter func(string) string
 }
 
-func newLineWriter(onLine func(string)) *lineWriter {
+func newLineWriter(onLine func(string), filter func(string) string) *lineWriter {
 	pr, pw := io.Pipe()
-	w := &lineWriter{pw: pw, done: make(chan struct{})}
+	w := &lineWriter{pw: pw, done: make(chan struct{}), filter: filter}
 	go func() {
 		defer close(w.done)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
 			line := sc.Text()
+			if filter != nil {
+				line = filter(line)
+			}
 			w.mu.Lock()
 			w.tail = append(w.tail, line)
 			if len(w.tail) > 20 {
@@ -384,15 +393,30 @@ func (w *lineWriter) lastLines() string {
 }
 
 // lastLines adds OpenTofu's final output to an error; tfexec's own error
-// often only says the exit status.
+// often only says the exit status. tfexec's error may quote OpenTofu's
+// stderr, so its text goes through the filter too.
 func lastLines(err error, w *lineWriter) error {
 	_ = w.pw.Close()
 	<-w.done
+	if w.filter != nil {
+		err = filteredError{err: err, filter: w.filter}
+	}
 	if t := w.lastLines(); t != "" {
 		return fmt.Errorf("%w: %s", err, t)
 	}
 	return err
 }
+
+// filteredError shows an error's text through a filter and keeps the error
+// for errors.Is and errors.As.
+type filteredError struct {
+	err    error
+	filter func(string) string
+}
+
+func (e filteredError) Error() string { return e.filter(e.err.Error()) }
+
+func (e filteredError) Unwrap() error { return e.err }
 
 // lockWorkspace takes the workspace's exclusive lock, waiting until ctx ends.
 func lockWorkspace(ctx context.Context, dir string) (func(), error) {

@@ -15,7 +15,9 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Execute(ctx, cli.NewFactory(version), os.Args[1:])
+	f := cli.NewFactory(version)
+	code := cli.Execute(ctx, f, os.Args[1:])
+	f.Flush()
 	stop()
 	os.Exit(code)
 }

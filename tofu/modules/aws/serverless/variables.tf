@@ -36,7 +36,8 @@ variable "gitlab_url" {
 }
 
 variable "token_ref" {
-  type = string
+  type        = string
+  description = "Secret URI of the runner token (aws-sm://...); the platform mounts the token into the container, OpenTofu never sees it."
 }
 
 variable "agent_image" {
@@ -44,7 +45,8 @@ variable "agent_image" {
 }
 
 variable "agent_config" {
-  type = string
+  type        = string
+  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token, so it is not sensitive."
 }
 
 variable "region" {

@@ -50,7 +50,8 @@ variable "agent_url" {
 }
 
 variable "agent_config" {
-  type = string
+  type        = string
+  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token, so it is not sensitive."
 }
 
 variable "region" {
