@@ -81,6 +81,7 @@ without Temporal (the same flags as 'gosling worker'); it never acts.`,
 	fl.BoolVar(&opts.JSON, "json", false, "print the pass's result as JSON")
 	opts.Temporal.register(fl, f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
+	opts.Runtime.Masker = f.Masker
 	return cmd
 }
 
