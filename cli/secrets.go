@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,10 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/workflows"
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 )
 
 // SecretsFlags say where the secret backends' configuration comes from.
@@ -23,6 +27,8 @@ type SecretsFlags struct {
 	Dev bool
 	// StateDir holds the local store.
 	StateDir string
+	// Masker is the command's: every value the resolver reads is masked.
+	Masker *secrets.Masker
 }
 
 func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -39,7 +45,11 @@ func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string
 		if err != nil {
 			return nil, err
 		}
-		return secrets.NewResolver(secrets.DevBackends(local)...), nil
+		r := secrets.NewResolver(secrets.DevBackends(local)...)
+		if s.Masker != nil {
+			r.SetMasker(s.Masker)
+		}
+		return r, nil
 	}
 	var cfg fly.Secrets
 	if s.Nest != "" {
@@ -56,7 +66,7 @@ func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string
 	if _, err := os.Stat(localDir); err != nil {
 		localDir = "" // no local store here: do not make one
 	}
-	r, err := secrets.Open(ctx, cfg, secrets.OpenOptions{LocalDir: localDir, Getenv: getenv})
+	r, err := secrets.Open(ctx, cfg, secrets.OpenOptions{LocalDir: localDir, Getenv: getenv, Masker: s.Masker})
 	if err != nil {
 		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
 	}
@@ -76,7 +86,7 @@ func secretFailure(err error) error {
 func NewCmdSecrets(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "secrets <command>",
-		Short: "Inspect and roll back secret versions in Lockbox, Secrets Manager, Vault or the local store",
+		Short: "Inspect and roll back secret versions, and rotate runner tokens",
 		Long: `Secrets are named by URI: yc-lockbox://{secret-id}/{key},
 aws-sm://{secret-name}/{key}, vault://{path}/{key} and, for development only,
 local://{name}/{key}. Values are never printed.
@@ -87,7 +97,7 @@ VAULT_TOKEN (or the Nest's AppRole/Kubernetes auth, with
 VAULT_APPROLE_SECRET_ID); YC_SERVICE_ACCOUNT_KEY_FILE, YC_IAM_TOKEN or the
 VM's service account.`,
 	}
-	cmd.AddCommand(NewCmdSecretsVersions(f, nil), NewCmdSecretsRollback(f, nil))
+	cmd.AddCommand(NewCmdSecretsVersions(f, nil), NewCmdSecretsRollback(f, nil), NewCmdSecretsRotate(f, nil))
 	return cmd
 }
 
@@ -103,6 +113,7 @@ type SecretsVersionsOptions struct {
 // NewCmdSecretsVersions builds `gosling secrets versions`.
 func NewCmdSecretsVersions(f *Factory, runF func(*SecretsVersionsOptions) error) *cobra.Command {
 	opts := &SecretsVersionsOptions{IO: f.IO, Getenv: f.Getenv}
+	opts.Flags.Masker = f.Masker
 	cmd := &cobra.Command{
 		Use:   "versions URI",
 		Short: "List the versions of a secret, oldest first",
@@ -178,6 +189,7 @@ type SecretsRollbackOptions struct {
 // NewCmdSecretsRollback builds `gosling secrets rollback`.
 func NewCmdSecretsRollback(f *Factory, runF func(*SecretsRollbackOptions) error) *cobra.Command {
 	opts := &SecretsRollbackOptions{IO: f.IO, Getenv: f.Getenv}
+	opts.Flags.Masker = f.Masker
 	cmd := &cobra.Command{
 		Use:   "rollback URI --to VERSION",
 		Short: "Make an earlier version's value current again",
@@ -238,5 +250,111 @@ func secretsRollbackRun(ctx context.Context, opts *SecretsRollbackOptions) error
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Wrote version %s of %s as new version %s.\n", opts.To, opts.URI, id)
 	fmt.Fprintln(opts.IO.Out, id)
+	return nil
+}
+
+// SecretsRotateOptions are the inputs of `gosling secrets rotate`.
+type SecretsRotateOptions struct {
+	IO       *IOStreams
+	Logger   *slog.Logger
+	Getenv   func(string) (string, bool)
+	Eggs     []string
+	Reason   string
+	JSON     bool
+	Temporal TemporalFlags
+}
+
+// NewCmdSecretsRotate builds `gosling secrets rotate`.
+func NewCmdSecretsRotate(f *Factory, runF func(*SecretsRotateOptions) error) *cobra.Command {
+	opts := &SecretsRotateOptions{IO: f.IO, Logger: f.Logger, Getenv: f.Getenv}
+	cmd := &cobra.Command{
+		Use:   "rotate [--egg NAME]... [--reason TEXT]",
+		Short: "Give every runner in service a new GitLab token",
+		Long: `Rotate runs the RotateRunnerTokens workflow on the mothergoose task queue
+(a 'gosling worker --queue mothergoose' must be running), waits for it and
+prints each runner's outcome. For every active or dormant runner, four at a
+time, it resets the token in GitLab, writes the new token as a new version of
+the runner's secret (the token is never printed, logged or kept in workflow
+history), tells the live agent to re-read and verify it without dropping a
+running job (a dormant runner reads it when resumed), and writes an audit
+record ('gosling audit').
+
+Outcomes: rotated; skipped (nothing changed, for example a running cloud VM,
+whose agent a worker cannot reach); failed, with TOKEN saying whether GitLab
+accepts the stored token afterwards. A failed reset leaves the old token
+working; "broken" means GitLab reset the token but the new one could not be
+stored: rotate again.
+
+Only one rotation runs at a time. A Job of kind secret_rotation in
+Jobs/*.fly runs the same workflow on its schedule, its params.eggs acting as
+--egg.
+
+Exit status: 0 when no runner failed, 1 otherwise.`,
+		Example: `  gosling secrets rotate --reason "quarterly rotation"
+  gosling secrets rotate --egg web-app --egg payments-api --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return secretsRotateRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Eggs, "egg", nil, "rotate only this egg's runners (repeatable)")
+	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the audit log")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the outcomes as JSON")
+	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	return cmd
+}
+
+func secretsRotateRun(ctx context.Context, opts *SecretsRotateOptions) error {
+	co, err := opts.Temporal.Options(opts.Logger)
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, co)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
+	}
+	defer c.Close()
+	actor := "cli"
+	if u, ok := opts.Getenv("USER"); ok && u != "" {
+		actor = "cli:" + u
+	}
+	in := workflows.RotateRunnerTokensInput{Eggs: opts.Eggs, Actor: actor, Reason: opts.Reason}
+	run, err := c.ExecuteWorkflow(ctx, workflows.RotateStartOptions(), workflows.RotateRunnerTokens, in)
+	var running *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &running) {
+		return fmt.Errorf("a rotation is running already (workflow %s): wait for it to end", workflows.RotateWorkflowID)
+	}
+	if err != nil {
+		return fmt.Errorf("start %s: %w", workflows.RotateWorkflowID, err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Rotation %s started; waiting for it.\n", workflows.RotateWorkflowID)
+	var res workflows.RotateRunnerTokensResult
+	if err := run.Get(ctx, &res); err != nil {
+		return fmt.Errorf("%s: %w", workflows.RotateWorkflowID, err)
+	}
+	if opts.JSON {
+		if err := printJSON(opts.IO.Out, res); err != nil {
+			return err
+		}
+	} else {
+		rows := make([][]string, 0, len(res.Runners))
+		for _, r := range res.Runners {
+			token := "-"
+			if r.TokenWorks != nil {
+				token = map[bool]string{true: "works", false: "broken"}[*r.TokenWorks]
+			}
+			rows = append(rows, []string{r.RunnerID, r.Egg, r.State, r.Outcome, orDash(r.TokenVersion), orDash(r.VerifiedBy), orDash(r.Agent), token, orDash(r.Detail)})
+		}
+		if err := printTable(opts.IO, []string{"RUNNER", "EGG", "STATE", "OUTCOME", "VERSION", "VERIFIED", "AGENT", "TOKEN", "DETAIL"}, rows); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "%d rotated, %d failed, %d skipped.\n", res.Rotated, res.Failed, res.Skipped)
+	if res.Failed > 0 {
+		return errSilent(ExitError)
+	}
 	return nil
 }

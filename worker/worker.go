@@ -54,7 +54,7 @@ func Register(r interface {
 
 // MotherGooseWorkflows lists the workflows of the mothergoose task queue.
 func MotherGooseWorkflows() []any {
-	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner, workflows.Pool}
+	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner, workflows.Pool, workflows.RotateRunnerTokens}
 }
 
 // RegisterUglyFox adds the UglyFox workflows and the activities to a

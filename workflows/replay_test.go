@@ -51,6 +51,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(ProvisionRunner)
 			r.RegisterWorkflow(DeprovisionRunner)
 			r.RegisterWorkflow(Pool)
+			r.RegisterWorkflow(RotateRunnerTokens)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), h,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: rec.WorkflowID, RunID: rec.RunID}})
 			if err != nil {

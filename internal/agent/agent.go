@@ -1,7 +1,8 @@
 // Package agent is the process that lives on a runner's machine: it checks
 // the runner's token with GitLab, tells MotherGoose it is ready, heartbeats,
-// and stops cleanly. On the local provider the "machine" is this process
-// itself, launched and stopped by OpenTofu through `gosling agent`.
+// re-reads its token when told to (SIGHUP, see Reload), and stops cleanly.
+// On the local provider the "machine" is this process itself, launched and
+// stopped by OpenTofu through `gosling agent`.
 package agent
 
 import (
@@ -63,6 +64,7 @@ const (
 	pidFile       = "agent.pid"
 	logFile       = "agent.log"
 	heartbeatFile = "heartbeat"
+	tokenFile     = "token.json"
 )
 
 // Launch starts the agent in the background for the machine in workDir,
@@ -254,13 +256,20 @@ func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Lo
 	cont := make(chan os.Signal, 1)
 	signal.Notify(cont, syscall.SIGCONT)
 	defer signal.Stop(cont)
+	// Before anything else: SIGHUP's default action would end the process,
+	// and Reload only signals an agent that has written its token status,
+	// which happens after this.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	cfg, err := readConfig(workDir)
 	if err != nil {
 		return err
 	}
+	tokens := &tokenSource{}
 	interval := time.Duration(max(cfg.HeartbeatSeconds, 1)) * time.Second
-	if err := retryReady(ctx, cfg, log); err != nil {
+	if err := retryReady(ctx, workDir, cfg, tokens, TriggerStart, log); err != nil {
 		return err
 	}
 	beat := time.NewTicker(interval)
@@ -280,9 +289,18 @@ func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Lo
 			if cfg, err = readConfig(workDir); err != nil {
 				return err
 			}
-			if err := retryReady(ctx, cfg, log); err != nil {
+			if err := retryReady(ctx, workDir, cfg, tokens, TriggerResume, log); err != nil {
 				return err
 			}
+		case <-hup:
+			// A new token: re-read it and verify it, and keep running
+			// whatever comes of it, so a job in progress is never dropped.
+			if c, err := readConfig(workDir); err == nil {
+				cfg = c
+			} else {
+				log.Warn("reload: configuration unreadable; keeping the current one", "runner", cfg.RunnerID, "error", err)
+			}
+			reloadToken(ctx, workDir, cfg, tokens, log)
 		case <-beat.C:
 		}
 	}
@@ -291,10 +309,10 @@ func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Lo
 // retryReady repeats becomeReady until it succeeds, the token is rejected
 // (retrying cannot help), or ctx ends. A machine boots before everything it
 // needs may be reachable, so transient failures are logged, not fatal.
-func retryReady(ctx context.Context, cfg Config, log *slog.Logger) error {
+func retryReady(ctx context.Context, workDir string, cfg Config, tokens *tokenSource, trigger string, log *slog.Logger) error {
 	wait := 200 * time.Millisecond
 	for {
-		err := becomeReady(ctx, cfg, log)
+		err := becomeReady(ctx, workDir, cfg, tokens, trigger, log)
 		if err == nil || gitlab.IsForbidden(err) {
 			return err
 		}
@@ -325,19 +343,16 @@ func readConfig(workDir string) (Config, error) {
 
 // becomeReady verifies the token and signals the waiting workflow, retrying
 // transient failures until ctx ends.
-func becomeReady(ctx context.Context, cfg Config, log *slog.Logger) error {
-	token, err := resolveToken(ctx, cfg)
+func becomeReady(ctx context.Context, workDir string, cfg Config, tokens *tokenSource, trigger string, log *slog.Logger) error {
+	version, err := verifyToken(ctx, cfg, tokens)
 	if err != nil {
+		if gitlab.IsForbidden(err) {
+			recordToken(workDir, trigger, version, err, log)
+		}
 		return err
 	}
-	gl, err := gitlab.NewRunnerClient(cfg.GitLabURL)
-	if err != nil {
-		return err
-	}
-	if err := retry(ctx, func() error { return gl.VerifyRunner(ctx, token) }); err != nil {
-		return fmt.Errorf("verify runner %s with GitLab: %w", cfg.RunnerID, err)
-	}
-	log.Info("runner token verified", "runner", cfg.RunnerID)
+	recordToken(workDir, trigger, version, nil, log)
+	log.Info("runner token verified", "runner", cfg.RunnerID, "version", version)
 	if cfg.Ready.WorkflowID == "" {
 		return nil
 	}
@@ -367,19 +382,81 @@ func becomeReady(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-func resolveToken(ctx context.Context, cfg Config) (string, error) {
-	if t := os.Getenv("GOSLING_RUNNER_TOKEN"); t != "" {
-		return t, nil // mounted by the platform (Serverless Containers, ECS)
+// verifyToken reads the runner's token afresh and checks it with GitLab,
+// retrying transient failures until ctx ends. It returns the version of the
+// secret it read ("" when the backend cannot say).
+func verifyToken(ctx context.Context, cfg Config, tokens *tokenSource) (string, error) {
+	token, version, err := tokens.current(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	gl, err := gitlab.NewRunnerClient(cfg.GitLabURL)
+	if err != nil {
+		return version, err
+	}
+	if err := retry(ctx, func() error { return gl.VerifyRunner(ctx, token) }); err != nil {
+		return version, fmt.Errorf("verify runner %s with GitLab: %w", cfg.RunnerID, err)
+	}
+	return version, nil
+}
+
+// tokenSource reads the runner token through one resolver over the local
+// secret store, kept for the agent's life and emptied before every read
+// that must see a new version.
+type tokenSource struct {
+	dir string
+	r   *secrets.Resolver
+}
+
+func (s *tokenSource) resolver(cfg Config) (*secrets.Resolver, error) {
+	if s.r != nil && s.dir == cfg.SecretsDir {
+		return s.r, nil
 	}
 	r := secrets.NewResolver()
 	if cfg.SecretsDir != "" {
 		l, err := secrets.OpenLocal(cfg.SecretsDir)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		r.Register(l)
 	}
-	return r.Resolve(ctx, fly.SecretRef(cfg.TokenRef))
+	s.r, s.dir = r, cfg.SecretsDir
+	return r, nil
+}
+
+// current purges the cache and returns the token with the version it is:
+// the current version is looked up first and then read pinned, so value
+// and version always belong together, even while a rotation writes.
+func (s *tokenSource) current(ctx context.Context, cfg Config) (token, version string, err error) {
+	if t := os.Getenv("GOSLING_RUNNER_TOKEN"); t != "" {
+		return t, "", nil // mounted by the platform (Serverless Containers, ECS)
+	}
+	r, err := s.resolver(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	r.Purge()
+	ref := fly.SecretRef(cfg.TokenRef)
+	u, err := ref.Parse()
+	if err == nil && u.Version == "" {
+		// A backend that lists no versions (or forbids listing) still
+		// resolves the current value; its version is then unknown.
+		if vs, verr := r.Versions(ctx, ref); verr == nil {
+			for _, v := range vs {
+				if v.Current {
+					u.Version = v.ID
+				}
+			}
+		}
+		if u.Version != "" {
+			ref = fly.SecretRef(u.String())
+		}
+	}
+	token, err = r.Resolve(ctx, ref)
+	if err != nil {
+		return "", "", err
+	}
+	return token, u.Version, nil
 }
 
 func retry(ctx context.Context, fn func() error) error {

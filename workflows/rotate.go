@@ -1,0 +1,261 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// RotateRunnerTokens gives every runner in service (active or dormant),
+// optionally of some eggs only, a new GitLab token, a few runners at a
+// time. For each runner: reset the token in GitLab and write it to the
+// runner's secret in one activity (the token never enters history), tell
+// the live agent to re-read it and wait for it to confirm that GitLab
+// accepts it (a dormant runner reads it when resumed; the worker then
+// checks the stored token itself), and append an audit record.
+//
+// GitLab invalidates the old token at the reset, so a write that fails is
+// retried, resetting again, until one lands. A runner that still fails is
+// reported with whether its stored token works (TokenWorks): a failed reset
+// leaves the old token working; only a reset whose write never landed
+// leaves the runner without one, and says so.
+func RotateRunnerTokens(ctx workflow.Context, in RotateRunnerTokensInput) (RotateRunnerTokensResult, error) {
+	var a *activities.Activities
+	res := RotateRunnerTokensResult{Runners: []RunnerRotation{}}
+	if in.Actor == "" {
+		in.Actor = ActorMotherGoose
+	}
+	pageSize := in.PageSize
+	if pageSize <= 0 {
+		pageSize = DefaultPrunePage
+	}
+	var targets []activities.RotationTarget
+	settings := map[string]fly.GitLab{}
+	for after := ""; ; {
+		var page activities.RotationTargets
+		if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.ListRotationTargets,
+			activities.RotationTargetsInput{Eggs: in.Eggs, After: after, Limit: pageSize}).Get(ctx, &page); err != nil {
+			return res, fmt.Errorf("read runners in service after %q: %w", after, err)
+		}
+		targets = append(targets, page.Targets...)
+		for _, egg := range workflow.DeterministicKeys(page.GitLab) {
+			settings[egg] = page.GitLab[egg]
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	workflow.GetLogger(ctx).Info("rotating runner tokens", "runners", len(targets), "eggs", strings.Join(in.Eggs, ","))
+
+	// A few workers take the runners in order: bounded parallelism, and the
+	// result keeps the store's order whatever finishes first.
+	res.Runners = make([]RunnerRotation, len(targets))
+	workers := in.Parallelism
+	if workers <= 0 {
+		workers = DefaultRotateParallelism
+	}
+	workers = min(workers, len(targets))
+	next := 0
+	wg := workflow.NewWaitGroup(ctx)
+	for range workers {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			for next < len(targets) {
+				i := next
+				next++
+				g, ok := settings[targets[i].Egg]
+				res.Runners[i] = rotateRunner(ctx, in, targets[i], g, ok)
+			}
+		})
+	}
+	wg.Wait(ctx)
+	for _, r := range res.Runners {
+		switch r.Outcome {
+		case RotationRotated:
+			res.Rotated++
+		case RotationFailed:
+			res.Failed++
+		default:
+			res.Skipped++
+		}
+	}
+	return res, nil
+}
+
+// rotationSkip says why a runner is left alone, or "" to rotate it. A
+// running cloud VM's agent cannot be told from a worker (see
+// internal/agent), and resetting its token would cut it off; a stopped one
+// reads its token when it boots. A cloud serverless runner lives for one
+// job: the next one gets a new token.
+func rotationSkip(t activities.RotationTarget, hasGitLab bool) string {
+	switch {
+	case !hasGitLab:
+		return fmt.Sprintf("egg %s has no stored configuration: nothing was changed", t.Egg)
+	case t.GitLabRunnerID == 0:
+		return "the runner is not registered in GitLab"
+	case t.Cloud == fly.CloudLocal:
+		return ""
+	case t.Kind == fly.RunnerServerless:
+		return "a serverless runner lives for one job; the next one gets a new token"
+	case t.State != store.StateDormant:
+		return fmt.Sprintf("the agent of a running %s VM cannot be told of a new token from a worker; its token is left unchanged", t.Cloud)
+	}
+	return ""
+}
+
+func rotateRunner(ctx workflow.Context, in RotateRunnerTokensInput, t activities.RotationTarget, gl fly.GitLab, hasGitLab bool) RunnerRotation {
+	out := RunnerRotation{RunnerID: t.RunnerID, Egg: t.Egg, Cloud: t.Cloud, State: string(t.State)}
+	if why := rotationSkip(t, hasGitLab); why != "" {
+		out.Outcome, out.Detail = RotationSkipped, why
+		auditRotation(ctx, in, &out)
+		return out
+	}
+	rotateToken(ctx, t, gl, &out)
+	auditRotation(ctx, in, &out)
+	return out
+}
+
+// rotateToken resets, stores, tells and verifies, recording the outcome.
+func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, out *RunnerRotation) {
+	var a *activities.Activities
+	states := activities.RotationStates
+	if t.Cloud != fly.CloudLocal {
+		states = []store.RunnerState{store.StateDormant} // a promoted VM would keep its old token
+	}
+	var tok activities.RotateTokenResult
+	err := workflow.ExecuteActivity(rotateTokenCtx(ctx), a.RotateRunnerToken, activities.RotateTokenInput{
+		RunnerID: t.RunnerID, GitLab: gl, GitLabRunnerID: t.GitLabRunnerID, TokenRef: t.TokenRef, States: states,
+	}).Get(ctx, &tok)
+	if err != nil {
+		out.Outcome = RotationFailed
+		works, checkErr := verifyStored(ctx, t, gl, "")
+		switch {
+		case checkErr != nil:
+			out.Detail = fmt.Sprintf("rotate: %s; the stored token could not be checked: %s", failureText(err), failureText(checkErr))
+		case works:
+			out.TokenWorks = ptr(true)
+			out.Detail = fmt.Sprintf("rotate: %s; the stored token still works", failureText(err))
+		default:
+			out.TokenWorks = ptr(false)
+			out.Detail = fmt.Sprintf("rotate: %s; GitLab refuses the stored token: the runner has no working token until it is rotated again", failureText(err))
+		}
+		return
+	}
+	if tok.Skipped != "" {
+		out.Outcome, out.Detail = RotationSkipped, tok.Skipped
+		return
+	}
+	out.TokenVersion = tok.Version
+
+	var agentErr error
+	if t.Cloud == fly.CloudLocal {
+		var rl activities.ReloadAgentResult
+		agentErr = workflow.ExecuteActivity(reloadAgentCtx(ctx), a.ReloadRunnerAgent, activities.ReloadAgentInput{
+			RunnerID: t.RunnerID, Cloud: t.Cloud, Version: tok.Version,
+		}).Get(ctx, &rl)
+		out.Agent = rl.Outcome
+		if agentErr == nil && rl.Outcome == activities.AgentConfirmed {
+			out.Outcome, out.VerifiedBy, out.TokenWorks = RotationRotated, VerifiedByAgent, ptr(true)
+			return
+		}
+	} else {
+		out.Agent = activities.AgentDeferred // a stopped VM reads its token at boot
+	}
+	works, checkErr := verifyStored(ctx, t, gl, tok.Version)
+	switch {
+	case checkErr != nil:
+		out.Outcome = RotationFailed
+		out.Detail = fmt.Sprintf("version %s is stored but could not be checked with GitLab: %s", tok.Version, failureText(checkErr))
+	case !works:
+		out.Outcome, out.TokenWorks = RotationFailed, ptr(false)
+		out.Detail = fmt.Sprintf("GitLab refuses the stored version %s: rotate the runner again", tok.Version)
+	case agentErr != nil:
+		// The stored token works, but the live runner may still hold the old
+		// one, which GitLab no longer accepts.
+		out.Outcome, out.VerifiedBy, out.TokenWorks = RotationFailed, VerifiedByGitLab, ptr(true)
+		out.Agent = "unconfirmed"
+		out.Detail = fmt.Sprintf("version %s is stored and GitLab accepts it, but the runner's agent did not confirm it: %s; restart the agent", tok.Version, failureText(agentErr))
+	default:
+		out.Outcome, out.VerifiedBy, out.TokenWorks = RotationRotated, VerifiedByGitLab, ptr(true)
+	}
+}
+
+// verifyStored checks a stored version (or the current one) with GitLab.
+func verifyStored(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, version string) (bool, error) {
+	var a *activities.Activities
+	var v activities.VerifyTokenResult
+	err := workflow.ExecuteActivity(gitlabCtx(ctx), a.VerifyRunnerToken, activities.VerifyTokenInput{
+		RunnerID: t.RunnerID, GitLab: gl, TokenRef: t.TokenRef, Version: version,
+	}).Get(ctx, &v)
+	return v.Valid, err
+}
+
+// auditRotation appends the runner's audit record; a record that cannot be
+// written is noted in the outcome.
+func auditRotation(ctx workflow.Context, in RotateRunnerTokensInput, out *RunnerRotation) {
+	var a *activities.Activities
+	rec := activities.RotationAudit{
+		At: workflow.Now(ctx).UTC(), Actor: in.Actor, Egg: out.Egg, RunnerID: out.RunnerID, Reason: in.Reason,
+		Outcome: out.Outcome, Version: out.TokenVersion, VerifiedBy: out.VerifiedBy, Agent: out.Agent,
+		TokenWorks: out.TokenWorks, Detail: out.Detail,
+	}
+	if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.AuditRotation, rec).Get(ctx, nil); err != nil {
+		out.Detail = strings.TrimPrefix(out.Detail+"; audit record not written: "+failureText(err), "; ")
+	}
+}
+
+// failureText is an activity failure's own message, without the SDK's
+// wrapping (activity type, event IDs).
+func failureText(err error) string {
+	var parts []string
+	var app *temporal.ApplicationError
+	for e := err; errors.As(e, &app); e = app.Unwrap() {
+		parts = append(parts, app.Message())
+	}
+	if len(parts) == 0 {
+		var to *temporal.TimeoutError
+		if errors.As(err, &to) {
+			return "timed out (" + to.TimeoutType().String() + ")"
+		}
+		return err.Error()
+	}
+	return strings.Join(parts, ": ")
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func rotateTokenCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// No heartbeat timeout: an attempt the server gave up on while its
+		// worker still runs could store its token after a later attempt's
+		// reset. The start-to-close deadline is the activity's context
+		// deadline too, so a timed-out attempt's write is abandoned.
+		StartToCloseTimeout: 3 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrTypeGitLabRejected, activities.ErrTypeBadInput},
+		},
+	})
+}
+
+func reloadAgentCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}
