@@ -188,6 +188,10 @@ type CreateGitLabRunnerInput struct {
 	// Paused registers the runner paused (a dormant runner takes no jobs).
 	Paused         bool          `json:"paused,omitempty"`
 	MaximumTimeout time.Duration `json:"maximum_timeout,omitempty"`
+	// Secrets are the other secrets the runner will need (its jobs'
+	// secret variables): a missing one fails the runner before anything
+	// is made.
+	Secrets []fly.SecretRef `json:"secrets,omitempty"`
 }
 
 // CreateGitLabRunnerResult names the registered runner and where its token is.
@@ -201,6 +205,14 @@ type CreateGitLabRunnerResult struct {
 // enters workflow history. A retry first looks for the runner by its unique
 // description and, if found, resets its token instead of making another.
 func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunnerInput) (CreateGitLabRunnerResult, error) {
+	if err := a.Secrets.Check(ctx, in.Secrets...); err != nil {
+		for _, missing := range []error{secrets.ErrNotFound, secrets.ErrKeyNotFound, secrets.ErrVersion, secrets.ErrPermission, secrets.ErrNoBackend, secrets.ErrAuth} {
+			if errors.Is(err, missing) {
+				return CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError("the runner's secrets: "+err.Error(), ErrTypeBadInput, err)
+			}
+		}
+		return CreateGitLabRunnerResult{}, fmt.Errorf("the runner's secrets: %w", err)
+	}
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
 		return CreateGitLabRunnerResult{}, err

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -144,6 +145,14 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 		RunnerID: runnerID, Egg: in.Egg.Name, GitLab: in.Egg.GitLab, Description: description,
 		Tags: in.Egg.Runner.Tags, RunUntagged: in.Egg.Runner.RunUntagged, Paused: in.Dormant,
 	}
+	// Map order does not matter: the refs are sorted below.
+	//workflowcheck:ignore
+	for _, v := range in.Egg.Runner.Env {
+		if !v.Secret.IsZero() {
+			create.Secrets = append(create.Secrets, v.Secret)
+		}
+	}
+	slices.Sort(create.Secrets)
 	switch {
 	case in.Egg.Group != nil:
 		create.GroupID = in.Egg.Group.ID

@@ -242,3 +242,32 @@ func transitions(h []store.Transition) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// A runner whose job variables name a secret that cannot be read fails
+// before anything is made, and says which URI.
+func TestMissingSecretFailsBeforeAnythingIsMade(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	egg := s.Egg("web", fly.RunnerVM)
+	egg.Runner.Env = map[string]fly.EnvValue{"DEPLOY_KEY": {Secret: "local://deploy/missing-key"}, "STAGE": {Value: "ci"}}
+	run, _, err := s.ProvisionJob(ctx, egg, []string{"docker"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run.Get(ctx, nil)
+	if err == nil || !strings.Contains(err.Error(), "local://deploy/missing-key") {
+		t.Fatalf("error = %v", err)
+	}
+	if rs := s.GitLab.Runners(); len(rs) != 0 {
+		t.Errorf("GitLab runners made: %+v", rs)
+	}
+	if ws, _ := s.Tofu.Workspaces(); len(ws) != 0 {
+		t.Errorf("tofu workspaces made: %+v", ws)
+	}
+	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	r, _ := s.Store.GetRunner(ctx, runnerID)
+	if r == nil || r.State != store.StateTerminated || !strings.Contains(r.Reason, "missing-key") {
+		t.Errorf("store = %+v", r)
+	}
+}
