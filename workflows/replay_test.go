@@ -26,15 +26,22 @@ type recordedHistory struct {
 // the order of a workflow's commands that is not behind workflow.GetVersion
 // fails here.
 func TestReplayRecordedHistories(t *testing.T) {
+	// UglyFox's passes live in a folder of their own.
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 4 {
-		t.Fatalf("found %d recorded histories, want at least 4: run `make histories`", len(files))
+	uf, err := filepath.Glob(filepath.Join("testdata", "histories", "uglyfox", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, uf...)
+	if len(files) < 4 || len(uf) < 2 {
+		t.Fatalf("found %d recorded histories (%d of UglyFox), want at least 4 (prune and reconcile among them): run `make histories`", len(files), len(uf))
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		rel, _ := filepath.Rel(filepath.Join("testdata", "histories"), f)
+		t.Run(rel, func(t *testing.T) {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
@@ -52,6 +59,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(DeprovisionRunner)
 			r.RegisterWorkflow(Pool)
 			r.RegisterWorkflow(RotateRunnerTokens)
+			r.RegisterWorkflow(Prune)
+			r.RegisterWorkflow(Reconcile)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), h,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: rec.WorkflowID, RunID: rec.RunID}})
 			if err != nil {
