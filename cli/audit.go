@@ -87,20 +87,15 @@ func auditRun(ctx context.Context, opts *AuditOptions) error {
 	if err != nil {
 		return err
 	}
-	records := []store.AuditRecord{}
-	more := false
-	for after := ""; len(records) < opts.Limit; {
-		page, err := c.ListAudit(ctx, apiclient.AuditFilter{
-			Egg: opts.Egg, Runner: opts.Runner, Since: opts.since, After: after, Limit: min(opts.Limit-len(records), maxAPIPage),
-		})
+	records, more, err := collectPages(opts.Limit, func(after string, n int) ([]store.AuditRecord, string, error) {
+		page, err := c.ListAudit(ctx, apiclient.AuditFilter{Egg: opts.Egg, Runner: opts.Runner, Since: opts.since, After: after, Limit: n})
 		if err != nil {
-			return opts.API.apiFailure(err)
+			return nil, "", err
 		}
-		records = append(records, page.Audit...)
-		if after = page.Next; after == "" {
-			break
-		}
-		more = len(records) >= opts.Limit
+		return page.Audit, page.Next, nil
+	})
+	if err != nil {
+		return opts.API.apiFailure(err)
 	}
 	if opts.JSON {
 		return printJSON(opts.IO.Out, records)

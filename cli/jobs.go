@@ -68,18 +68,15 @@ func jobsListRun(ctx context.Context, opts *JobsListOptions) error {
 	if err != nil {
 		return err
 	}
-	jobs := []store.JobRecord{}
-	more := false
-	for before := ""; len(jobs) < opts.Limit; {
-		page, err := c.ListJobs(ctx, apiclient.JobFilter{Egg: opts.Egg, Status: opts.Status, Before: before, Limit: min(opts.Limit-len(jobs), maxAPIPage)})
+	jobs, more, err := collectPages(opts.Limit, func(before string, n int) ([]store.JobRecord, string, error) {
+		page, err := c.ListJobs(ctx, apiclient.JobFilter{Egg: opts.Egg, Status: opts.Status, Before: before, Limit: n})
 		if err != nil {
-			return opts.API.apiFailure(err)
+			return nil, "", err
 		}
-		jobs = append(jobs, page.Jobs...)
-		if before = page.Next; before == "" {
-			break
-		}
-		more = len(jobs) >= opts.Limit
+		return page.Jobs, page.Next, nil
+	})
+	if err != nil {
+		return opts.API.apiFailure(err)
 	}
 	if opts.JSON {
 		return printJSON(opts.IO.Out, jobs)

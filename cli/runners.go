@@ -68,6 +68,24 @@ func (a *APIFlags) apiFailure(err error) error {
 	return &CodeError{Code: ExitAuth, Err: fmt.Errorf("%w (%s)", err, hint)}
 }
 
+// collectPages reads pages from an API list until it has limit items or the
+// list ends; more says whether items were left unread.
+func collectPages[T any](limit int, page func(cursor string, n int) ([]T, string, error)) (items []T, more bool, err error) {
+	items = []T{}
+	for cursor := ""; len(items) < limit; {
+		got, next, err := page(cursor, min(limit-len(items), maxAPIPage))
+		if err != nil {
+			return nil, false, err
+		}
+		items = append(items, got...)
+		if cursor = next; cursor == "" {
+			break
+		}
+		more = len(items) >= limit
+	}
+	return items, more, nil
+}
+
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -204,20 +222,15 @@ func runnersListRun(ctx context.Context, opts *RunnersListOptions) error {
 	if err != nil {
 		return err
 	}
-	runners := []store.Runner{}
-	more := false
-	for after := ""; len(runners) < opts.Limit; {
-		page, err := c.ListRunners(ctx, apiclient.RunnerFilter{
-			Egg: opts.Egg, State: opts.State, Cloud: opts.Cloud, After: after, Limit: min(opts.Limit-len(runners), maxAPIPage),
-		})
+	runners, more, err := collectPages(opts.Limit, func(after string, n int) ([]store.Runner, string, error) {
+		page, err := c.ListRunners(ctx, apiclient.RunnerFilter{Egg: opts.Egg, State: opts.State, Cloud: opts.Cloud, After: after, Limit: n})
 		if err != nil {
-			return opts.API.apiFailure(err)
+			return nil, "", err
 		}
-		runners = append(runners, page.Runners...)
-		if after = page.Next; after == "" {
-			break
-		}
-		more = len(runners) >= opts.Limit
+		return page.Runners, page.Next, nil
+	})
+	if err != nil {
+		return opts.API.apiFailure(err)
 	}
 	if opts.JSON {
 		return printJSON(opts.IO.Out, runners)
