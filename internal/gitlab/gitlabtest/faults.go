@@ -135,7 +135,16 @@ func (s *Server) CountRequests(method, pathPattern string) int {
 
 // serve applies injected faults around the API and records the outcome.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	status := s.serveWithFaults(w, r)
+	if status := s.serveWithFaults(w, r); status != recorded {
+		s.record(r, status)
+	}
+}
+
+// recorded is what serveWithFaults returns when it recorded the request
+// itself.
+const recorded = -1
+
+func (s *Server) record(r *http.Request, status int) {
 	s.mu.Lock()
 	s.requests = append(s.requests, RequestRecord{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Status: status})
 	s.mu.Unlock()
@@ -156,8 +165,10 @@ func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request) int {
 		s.mux.ServeHTTP(httptest.NewRecorder(), r)
 	}
 	if f.status == DropConnection {
+		// Recorded first: the client sees the drop at once and may look.
+		s.record(r, DropConnection)
 		dropConnection(w)
-		return DropConnection
+		return recorded
 	}
 	writeMessage(w, f.status, strconv.Itoa(f.status)+" "+http.StatusText(f.status))
 	return f.status
