@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"log/slog"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,18 @@ type AgentSettings struct {
 	// AgentURL and AgentImage deliver the agent on cloud VMs and containers.
 	AgentURL   string
 	AgentImage string
+	// APIURL is MotherGoose's API as the machines reach it; agents post
+	// their heartbeats there. Empty: agents keep them to themselves.
+	APIURL string
+}
+
+// HeartbeatURL is where a runner's agent posts its heartbeat ("" without
+// an API URL).
+func (s AgentSettings) HeartbeatURL(runnerID string) string {
+	if s.APIURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(s.APIURL, "/") + "/agent/v1/runners/" + url.PathEscape(runnerID) + "/heartbeat"
 }
 
 // Activities holds the dependencies of every activity.
@@ -417,6 +431,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 			TemporalAddress: a.Agent.TemporalAddress, Namespace: a.Agent.Namespace,
 			WorkflowID: in.ReadyWorkflowID, Signal: "runner-ready",
 		},
+		HeartbeatURL: a.Agent.HeartbeatURL(in.RunnerID),
 	}
 }
 

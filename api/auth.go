@@ -80,6 +80,9 @@ type secretCache struct {
 
 	mu sync.Mutex
 	m  map[fly.SecretRef]cachedSecret
+	// refreshed is when each secret was last read past the cache, so wrong
+	// tokens cannot make a backend call each.
+	refreshed map[fly.SecretRef]time.Time
 }
 
 type cachedSecret struct {

@@ -126,11 +126,13 @@ type env struct {
 	gitlab  *gitlabtest.Server
 	store   store.Store
 	secrets *secrets.Resolver
-	metrics *metrics.Metrics
-	srv     *api.Server
-	http    *httptest.Server
-	logs    *syncBuffer
-	host    string
+	// secretsDir holds the local secret store, for a second process's view.
+	secretsDir string
+	metrics    *metrics.Metrics
+	srv        *api.Server
+	http       *httptest.Server
+	logs       *syncBuffer
+	host       string
 
 	nest    atomic.Pointer[fly.Nest]
 	reloads atomic.Int32
@@ -168,7 +170,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	ops := e.gitlab.AddGroup("ops", 0)
 	e.nestRepo = e.gitlab.AddProject("nest", ops.ID)
 
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	e.secretsDir = filepath.Join(t.TempDir(), "secrets")
+	local, err := secrets.OpenLocal(e.secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,6 +236,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/readyz", s.readyz)
 	r.GET("/metrics", gin.WrapH(s.cfg.Metrics.Handler()))
 	r.POST("/webhooks/gitlab", s.webhook)
+	r.POST("/agent/v1/runners/:id/heartbeat", s.heartbeat)
 
 	v1 := r.Group("/api/v1", s.requireToken)
 	v1.GET("/openapi.json", s.openAPI)

@@ -291,7 +291,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	m := metrics.New()
 	acts := &activities.Activities{
 		Store: st, Secrets: resolver, Tofu: ex, Logger: log, TokenRef: activities.LocalTokenRef, Metrics: m,
-		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5},
+		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
 	}
 	w, err := gworker.New(tc, workflows.TaskQueueMotherGoose, acts, gworker.Options{})
 	if err != nil {

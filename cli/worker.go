@@ -40,6 +40,9 @@ type RuntimeFlags struct {
 	StateDir string
 	// Tofu is the OpenTofu binary.
 	Tofu string
+	// AgentAPIURL is MotherGoose's API as runner machines reach it: their
+	// agents post heartbeats there.
+	AgentAPIURL string
 
 	// SecretsConfig, set by a command, configures the secret backends
 	// (MotherGoose's secrets block); without it only local:// is served.
@@ -59,6 +62,7 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.StateDir, "state-dir", env("GOSLING_STATE_DIR", ".gosling"), "directory for tofu workspaces, local machines and local secrets ($GOSLING_STATE_DIR)")
 	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH or postgres://... (default sqlite in --state-dir) ($GOSLING_STORE)")
 	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
+	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents post heartbeats there (none when empty) ($GOSLING_AGENT_API_URL)")
 }
 
 func (r *RuntimeFlags) storeDSN() string {
@@ -143,7 +147,7 @@ func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.
 		TokenRef: activities.LocalTokenRef,
 		Agent: activities.AgentSettings{
 			Binary: self, TemporalAddress: t.Address, Namespace: t.Namespace,
-			SecretsDir: local.Dir(), HeartbeatSeconds: 5,
+			SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: r.AgentAPIURL,
 		},
 	}
 	return &Deps{Store: st, Secrets: res, Local: local, Tofu: ex, Activities: acts}, nil

@@ -115,7 +115,16 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 				fmt.Sprintf("%d failures, threshold %d", r.Failures, policy.Failed.Threshold), true)
 			continue
 		}
-		// 2. Heartbeats, where a probe looked.
+		// 2. Heartbeats: where a probe looked, and from agents that post
+		// theirs to the API (once one has, its silence counts).
+		if _, probed := heartbeats[r.ID]; !probed && r.LastHeartbeat != nil && policy.Heartbeat.Action != fly.ActionIgnore &&
+			r.State != store.StateDormant && policy.Heartbeat.Timeout > 0 {
+			if silent := now.Sub(*r.LastHeartbeat); silent > policy.Heartbeat.Timeout.D() {
+				decided(r, pool, PolicyHeartbeat, terminateOrNotify(policy.Heartbeat.Action),
+					fmt.Sprintf("no heartbeat from its agent for %s (timeout %s)", fly.Duration(silent.Round(time.Second)), policy.Heartbeat.Timeout), true)
+				continue
+			}
+		}
 		if hb, ok := heartbeats[r.ID]; ok && policy.Heartbeat.Action != fly.ActionIgnore {
 			action := terminateOrNotify(policy.Heartbeat.Action)
 			if hb.Gone {

@@ -101,8 +101,19 @@ func TestEvaluatePolicies(t *testing.T) {
 			heartbeats: []activities.Heartbeat{hb("web-p1", time.Hour)},
 		},
 		{
-			name:       "no probe, no heartbeat policy",
+			name:       "no probe and no beat posted: no heartbeat policy",
+			runners:    []activities.RunnerView{jobRunner("web-a")},
+			heartbeats: nil,
+		},
+		{
+			name:       "an agent that posted beats and went silent terminates, forced",
 			runners:    []activities.RunnerView{jobRunner("web-a", func(r *activities.RunnerView) { r.LastHeartbeat = ago(time.Hour) })},
+			heartbeats: nil,
+			want:       "web-a:heartbeat:terminate!",
+		},
+		{
+			name:       "an agent that posted a beat lately is alive",
+			runners:    []activities.RunnerView{jobRunner("web-a", func(r *activities.RunnerView) { r.LastHeartbeat = ago(time.Minute) })},
 			heartbeats: nil,
 		},
 		{

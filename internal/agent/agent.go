@@ -40,6 +40,9 @@ type Config struct {
 	Ready ReadyTarget `json:"ready"`
 	// HeartbeatSeconds is how often the agent writes its heartbeat.
 	HeartbeatSeconds int `json:"heartbeat_seconds,omitempty"`
+	// HeartbeatURL, when set, is MotherGoose's heartbeat endpoint for this
+	// runner; the agent posts there with its runner token each beat.
+	HeartbeatURL string `json:"heartbeat_url,omitempty"`
 }
 
 // ReadyTarget is the Temporal workflow that waits for this runner.
@@ -276,6 +279,7 @@ func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Lo
 	defer beat.Stop()
 	for {
 		_ = os.WriteFile(filepath.Join(workDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
+		sendHeartbeat(ctx, cfg, tokens, log)
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -20,12 +20,15 @@ import (
 // the job exactly one runner process; the success hook tears it down and
 // nothing is left in GitLab, in tofu or as a process.
 func TestWebhookToRunnerAndBack(t *testing.T) {
-	s := Start(t, Options{})
+	s := Start(t, Options{NoWorker: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const secret = "webhook-secret-e2e"
 	egg := s.Egg("sls", fly.RunnerServerless)
 	a := s.StartAPI(secret, egg)
+	// The runners' agents post their heartbeats to this API.
+	s.Acts.Agent.APIURL = a.URL
+	s.StartWorker()
 
 	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
 	key := gitlabtest.NewUUID()
@@ -62,6 +65,17 @@ func TestWebhookToRunnerAndBack(t *testing.T) {
 	}
 	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
 		t.Fatalf("no runner process: %+v", st)
+	}
+	for {
+		r, err := s.Store.GetRunner(ctx, runnerID)
+		if err == nil && r.LastHeartbeat != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the agent's heartbeat never reached the store: %+v, %v", r, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 
 	gl := s.GitLab.Runners()[0]

@@ -179,6 +179,16 @@ func (r *Resolver) forget(u fly.SecretURI) {
 	r.flight.Forget(base)
 }
 
+// Fresh resolves ref past the cache, and caches what it read: for a caller
+// with reason to think the cached value is stale (a token that was just
+// rotated elsewhere).
+func (r *Resolver) Fresh(ctx context.Context, ref fly.SecretRef) (string, error) {
+	if _, u, err := r.backend("get", ref); err == nil {
+		r.forget(u)
+	}
+	return r.Resolve(ctx, ref)
+}
+
 // Resolve returns the value a secret URI names.
 func (r *Resolver) Resolve(ctx context.Context, ref fly.SecretRef) (string, error) {
 	b, u, err := r.backend("get", ref)

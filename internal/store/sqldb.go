@@ -911,6 +911,19 @@ func (s *sqlStore) AppendAudit(ctx context.Context, a AuditRecord) (int64, error
 	return id, nil
 }
 
+func (s *sqlStore) RecordHeartbeat(ctx context.Context, id string, at time.Time) error {
+	res, err := s.write.ExecContext(ctx, s.dialect.bind(`UPDATE runners SET last_heartbeat = ? WHERE id = ?`), s.dialect.timeArg(at), id)
+	if err != nil {
+		return fmt.Errorf("record heartbeat of runner %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("record heartbeat of runner %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("record heartbeat of runner %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 func (s *sqlStore) ExpireAudit(ctx context.Context, before time.Time) (int64, error) {
 	if before.IsZero() {
 		return 0, errors.New("expire audit: no cut-off time")

@@ -224,6 +224,9 @@ type Store interface {
 	// UpdateRunner writes every field but State, checking r.Version
 	// (ErrConflict when it changed); on success r.Version is the new version.
 	UpdateRunner(ctx context.Context, r *Runner) error
+	// RecordHeartbeat sets a runner's last heartbeat and nothing else: not
+	// its version nor its update time, so beats never race a transition.
+	RecordHeartbeat(ctx context.Context, id string, at time.Time) error
 	// Transition moves a runner to another state and records the transition,
 	// in one transaction. ErrIllegalTransition when the lifecycle forbids it,
 	// ErrConflict when the version changed. Moving to the current state is a

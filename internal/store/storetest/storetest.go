@@ -44,6 +44,7 @@ func Run(t *testing.T, open Open) {
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
 		{"AuditExpiry", testAuditExpiry},
+		{"Heartbeat", testHeartbeat},
 		{"ConcurrentLoad", testConcurrentLoad},
 		{"CountRunners", testCountRunners},
 		{"Deliveries", testDeliveries},
@@ -1353,5 +1354,26 @@ func testAuditExpiry(t *testing.T, s store.Store) {
 	}
 	if _, err := s.ExpireAudit(ctx, time.Time{}); err == nil {
 		t.Error("ExpireAudit without a cut-off deleted everything")
+	}
+}
+
+func testHeartbeat(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := newRunner("hb-1", store.StateActive)
+	create(t, s, r)
+	before, err := s.GetRunner(ctx, "hb-1")
+	mustNot(t, err)
+	at := ms(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+	mustNot(t, s.RecordHeartbeat(ctx, "hb-1", at))
+	after, err := s.GetRunner(ctx, "hb-1")
+	mustNot(t, err)
+	if after.LastHeartbeat == nil || !after.LastHeartbeat.Equal(at) {
+		t.Errorf("last heartbeat = %v, want %v", after.LastHeartbeat, at)
+	}
+	if after.Version != before.Version || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("a heartbeat changed version %d->%d or update time", before.Version, after.Version)
+	}
+	if err := s.RecordHeartbeat(ctx, "nope", at); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("heartbeat of an unknown runner: %v", err)
 	}
 }
