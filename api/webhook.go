@@ -379,6 +379,14 @@ func (s *Server) countFailure(ctx context.Context, host string, runnerID, jobID 
 			return err
 		}
 		r.Failures++
+		if window := s.cfg.Nest().UglyFox.Failed.Window.D(); window > 0 {
+			// Only failures within UglyFox's window count.
+			n, err := s.recentFailures(ctx, r.ID, s.now().Add(-window))
+			if err != nil {
+				return err
+			}
+			r.Failures = n + 1
+		}
 		err = s.cfg.Store.UpdateRunner(ctx, r)
 		if errors.Is(err, store.ErrConflict) {
 			continue // changed meanwhile: read it again
@@ -393,4 +401,24 @@ func (s *Server) countFailure(ctx context.Context, host string, runnerID, jobID 
 		return err
 	}
 	return fmt.Errorf("count failure of runner %s: it keeps changing", rs[0].ID)
+}
+
+// recentFailures counts the runner's recorded failures since a time.
+func (s *Server) recentFailures(ctx context.Context, runnerID string, since time.Time) (int, error) {
+	n := 0
+	for after := int64(0); ; {
+		recs, err := s.cfg.Store.ListAudit(ctx, store.AuditFilter{RunnerID: runnerID, Since: since, AfterID: after, Limit: 500})
+		if err != nil {
+			return 0, err
+		}
+		for _, rec := range recs {
+			if rec.Action == "runner-failure" {
+				n++
+			}
+		}
+		if len(recs) < 500 {
+			return n, nil
+		}
+		after = recs[len(recs)-1].ID
+	}
 }

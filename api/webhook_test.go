@@ -736,4 +736,29 @@ func TestRunnerFailuresCounted(t *testing.T) {
 	if len(recs) != 2 || recs[1].Action != "runner-failure" || !strings.Contains(recs[1].Reason, "job 503") {
 		t.Errorf("audit = %+v", recs)
 	}
+
+	// With UglyFox's failed.window, only failures within it count.
+	n := e.makeNest("v1")
+	n.UglyFox.Failed.Window = fly.Duration(time.Hour)
+	e.nest.Store(n)
+	old := time.Now().Add(-2 * time.Hour)
+	for i := range 2 {
+		if _, err := e.store.AppendAudit(ctx, store.AuditRecord{At: old, Actor: "mothergoose", Action: "runner-failure", Egg: "web", RunnerID: "web-p3", Reason: fmt.Sprint("old ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	windowed := &store.Runner{ID: "web-p3", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: 43, Failures: 2}
+	if err := e.store.CreateRunner(ctx, windowed); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	started := now.Add(-time.Minute)
+	spec := gitlabtest.JobHookSpec{Project: e.hookProject(e.web), JobID: 504, Name: "unit", Status: "failed", PipelineID: 7,
+		StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: "runner_system_failure", Runner: &gitlabtest.HookRunner{ID: 43}}
+	if r := e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""); r.Status >= 300 {
+		t.Fatalf("failed hook: %d %s", r.Status, r.Body)
+	}
+	if got, _ := e.store.GetRunner(ctx, "web-p3"); got.Failures != 1 {
+		t.Errorf("failures within the window = %d, want 1 (two are older than it)", got.Failures)
+	}
 }
