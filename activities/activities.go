@@ -190,8 +190,11 @@ func (a *Activities) GetRunner(ctx context.Context, id string) (store.Runner, er
 
 // CreateGitLabRunnerInput says what runner to register in GitLab.
 type CreateGitLabRunnerInput struct {
-	RunnerID    string     `json:"runner_id"`
-	Egg         string     `json:"egg"`
+	RunnerID string `json:"runner_id"`
+	Egg      string `json:"egg"`
+	// Cloud decides where the token is kept: the local provider's machines
+	// read the local store; cloud machines, the configured backend.
+	Cloud       string     `json:"cloud,omitempty"`
 	GitLab      fly.GitLab `json:"gitlab"`
 	ProjectID   int64      `json:"project_id,omitempty"`
 	ProjectPath string     `json:"project_path,omitempty"`
@@ -232,6 +235,9 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 		return CreateGitLabRunnerResult{}, err
 	}
 	ref := a.TokenRef(in.RunnerID)
+	if in.Cloud == fly.CloudLocal {
+		ref = LocalTokenRef(in.RunnerID)
+	}
 	existing, err := gl.FindRunnersByDescription(ctx, in.Description)
 	if err != nil {
 		return CreateGitLabRunnerResult{}, fmt.Errorf("look for runner %s in GitLab: %w", in.Description, err)
@@ -492,6 +498,30 @@ func heartbeater(ctx context.Context) (onLine func(string), stop func()) {
 // LocalTokenRef stores runner tokens in the local backend (development).
 func LocalTokenRef(runnerID string) fly.SecretRef {
 	return fly.SecretRef("local://runners/" + runnerID + "/token")
+}
+
+// TokenRefs is where runner tokens go with MotherGoose's secrets block:
+// its backend names the scheme (the local provider's runners always use
+// the local store). Lockbox keeps every token as an entry of one secret
+// (lockbox.runner_tokens); Secrets Manager and Vault, one secret per
+// runner under gosling/runners/.
+func TokenRefs(cfg fly.Secrets) (func(runnerID string) fly.SecretRef, error) {
+	switch cfg.Backend {
+	case "", fly.SchemeLocal:
+		return LocalTokenRef, nil
+	case fly.SchemeAWSSM, fly.SchemeVault:
+		scheme := cfg.Backend
+		return func(id string) fly.SecretRef {
+			return fly.SecretRef(scheme + "://gosling/runners/" + id + "/token")
+		}, nil
+	case fly.SchemeLockbox:
+		secret := cfg.Backends[fly.SchemeLockbox].RunnerTokens
+		if secret == "" {
+			return nil, errors.New("runner tokens go to Lockbox, but mothergoose.secrets.lockbox.runner_tokens names no secret for them")
+		}
+		return func(id string) fly.SecretRef { return fly.SecretRef("yc-lockbox://" + secret + "/" + id) }, nil
+	}
+	return nil, fmt.Errorf("runner tokens cannot go to the %q backend", cfg.Backend)
 }
 
 // MachineDir is where the local provider keeps a runner's machine.

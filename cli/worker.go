@@ -128,7 +128,13 @@ func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.
 		return nil, err
 	}
 	var res *secrets.Resolver
+	tokenRef := activities.LocalTokenRef
 	if r.SecretsConfig != nil {
+		// Runner tokens of cloud machines go to the configured backend.
+		if tokenRef, err = activities.TokenRefs(*r.SecretsConfig); err != nil {
+			st.Close()
+			return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+		}
 		// local:// stays in the state directory: agents read tokens there.
 		res, err = secrets.Open(ctx, *r.SecretsConfig, secrets.OpenOptions{LocalDir: local.Dir(), Masker: r.Masker})
 		if err != nil {
@@ -144,7 +150,7 @@ func (r *RuntimeFlags) OpenDeps(ctx context.Context, t TemporalFlags, log *slog.
 	ex.Filter = res.Masker().Mask
 	acts := &activities.Activities{
 		Store: st, Secrets: res, Tofu: ex, Logger: log,
-		TokenRef: activities.LocalTokenRef,
+		TokenRef: tokenRef,
 		Agent: activities.AgentSettings{
 			Binary: self, TemporalAddress: t.Address, Namespace: t.Namespace,
 			SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: r.AgentAPIURL,

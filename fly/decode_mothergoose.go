@@ -297,12 +297,12 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 	s.CacheTTL = a.duration("cache_ttl", s.CacheTTL, 0, Duration(24*time.Hour))
 	for typ, blk := range singleBlocks(c.Blocks, diags) {
 		scheme := secretBackendBlocks[typ]
-		bc, d := blk.Body.Content(attrSchema("cache_ttl", "folder_id", "region", "address", "auth", "mount", "role", "path"))
+		bc, d := blk.Body.Content(attrSchema("cache_ttl", "folder_id", "runner_tokens", "region", "address", "auth", "mount", "role", "path"))
 		*diags = append(*diags, d...)
 		ba := newAttrs(l.ctx, bc.Attributes, diags)
 		sb := SecretBackend{Scheme: scheme, CacheTTL: ba.duration("cache_ttl", s.CacheTTL, 0, Duration(24*time.Hour))}
 		allowed := map[string][]string{
-			"lockbox": {"folder_id"}, "aws_sm": {"region"}, "vault": {"address", "auth", "mount", "role"}, "local": {"path"},
+			"lockbox": {"folder_id", "runner_tokens"}, "aws_sm": {"region"}, "vault": {"address", "auth", "mount", "role"}, "local": {"path"},
 		}[typ]
 		for name := range bc.Attributes {
 			ok := name == "cache_ttl"
@@ -316,6 +316,7 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 		switch typ {
 		case "lockbox":
 			sb.FolderID = ba.str("folder_id", "")
+			sb.RunnerTokens = ba.str("runner_tokens", "")
 		case "aws_sm":
 			sb.Region = ba.str("region", "")
 		case "vault":
@@ -363,6 +364,12 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 				Severity: hcl.DiagError, Summary: "Secret backend not configured",
 				Detail:  fmt.Sprintf("backend is %q but the secrets block has no %s block. Add it.", s.Backend, blockForScheme(s.Backend)),
 				Subject: rng,
+			})
+		} else if s.Backend == SchemeLockbox && s.Backends[SchemeLockbox].RunnerTokens == "" {
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "No Lockbox secret for runner tokens",
+				Detail:  "Runner tokens go to Lockbox, one entry per runner in one secret: create it (yc lockbox secret create --name gosling-runner-tokens) and set runner_tokens = \"<its ID>\" in the lockbox block.",
+				Subject: b.DefRange.Ptr(),
 			})
 		}
 	}

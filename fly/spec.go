@@ -373,6 +373,9 @@ type SecretBackend struct {
 	CacheTTL Duration `json:"cache_ttl"`
 	// FolderID is the Lockbox folder.
 	FolderID string `json:"folder_id,omitempty"`
+	// RunnerTokens is the Lockbox secret that keeps runner tokens, one
+	// entry per runner.
+	RunnerTokens string `json:"runner_tokens,omitempty"`
 	// Region is the AWS region.
 	Region string `json:"region,omitempty"`
 	// Address, Auth, Mount and Role configure Vault.

@@ -142,7 +142,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	})
 	status.Step = "registering in GitLab"
 	create := activities.CreateGitLabRunnerInput{
-		RunnerID: runnerID, Egg: in.Egg.Name, GitLab: in.Egg.GitLab, Description: description,
+		RunnerID: runnerID, Egg: in.Egg.Name, Cloud: cloud, GitLab: in.Egg.GitLab, Description: description,
 		Tags: in.Egg.Runner.Tags, RunUntagged: in.Egg.Runner.RunUntagged, Paused: in.Dormant,
 	}
 	// Map order does not matter: the refs are sorted below.
