@@ -180,7 +180,8 @@ const pruneEvery = time.Hour
 // entries are delivered in the order they were accepted. Run it in one
 // goroutine per process; with several processes an entry may be delivered
 // twice, which signal-with-start and job-status signals tolerate. It also
-// prunes webhook delivery keys older than Config.DeliveryRetention, hourly.
+// prunes webhook delivery keys and delivered entries older than
+// Config.DeliveryRetention, hourly.
 func (s *Server) RunOutbox(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -199,6 +200,13 @@ func (s *Server) RunOutbox(ctx context.Context) {
 				}
 			} else if n > 0 {
 				s.log.InfoContext(ctx, "pruned webhook deliveries", "count", n)
+			}
+			if n, err := s.cfg.Store.PruneOutbox(ctx, now.Add(-s.cfg.DeliveryRetention)); err != nil {
+				if ctx.Err() == nil {
+					s.log.ErrorContext(ctx, "prune delivered outbox entries", "error", err)
+				}
+			} else if n > 0 {
+				s.log.InfoContext(ctx, "pruned delivered outbox entries", "count", n)
 			}
 		}
 		timer.Reset(s.drainOutbox(ctx))

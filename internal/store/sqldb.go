@@ -1050,6 +1050,14 @@ func (s *sqlStore) PruneDeliveries(ctx context.Context, olderThan time.Time) (in
 	return n, nil
 }
 
+func (s *sqlStore) PruneOutbox(ctx context.Context, olderThan time.Time) (int64, error) {
+	res, err := s.write.ExecContext(ctx, s.dialect.bind(`DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?`), s.dialect.timeArg(olderThan))
+	if err != nil {
+		return 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 func (s *sqlStore) EnqueueOutbox(ctx context.Context, e OutboxEntry) (int64, error) {
 	if e.Kind == "" {
 		return 0, errors.New("enqueue outbox: an entry needs a kind")

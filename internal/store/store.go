@@ -276,6 +276,9 @@ type Store interface {
 	// attempt and says when to try again. Both return ErrNotFound for an
 	// unknown ID.
 	MarkOutboxDelivered(ctx context.Context, id int64, at time.Time) error
+	// PruneOutbox removes entries delivered before olderThan; pending ones
+	// stay whatever their age.
+	PruneOutbox(ctx context.Context, olderThan time.Time) (int64, error)
 	MarkOutboxFailed(ctx context.Context, id int64, errMsg string, next time.Time) error
 	// OutboxDepth counts the undelivered entries.
 	OutboxDepth(ctx context.Context) (int64, error)

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Open) {
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
 		{"AuditExpiry", testAuditExpiry},
 		{"Heartbeat", testHeartbeat},
+		{"OutboxPrune", testOutboxPrune},
 		{"ConcurrentLoad", testConcurrentLoad},
 		{"CountRunners", testCountRunners},
 		{"Deliveries", testDeliveries},
@@ -1375,5 +1376,28 @@ func testHeartbeat(t *testing.T, s store.Store) {
 	}
 	if err := s.RecordHeartbeat(ctx, "nope", at); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("heartbeat of an unknown runner: %v", err)
+	}
+}
+
+func testOutboxPrune(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	var ids []int64
+	for i := range 3 {
+		id, err := s.EnqueueOutbox(ctx, store.OutboxEntry{Kind: "signal", Key: fmt.Sprint("wf-", i), Payload: json.RawMessage(`{}`), NextAttemptAt: now})
+		mustNot(t, err)
+		ids = append(ids, id)
+	}
+	mustNot(t, s.MarkOutboxDelivered(ctx, ids[0], now.Add(-10*24*time.Hour)))
+	mustNot(t, s.MarkOutboxDelivered(ctx, ids[1], now.Add(-time.Hour)))
+	n, err := s.PruneOutbox(ctx, now.Add(-7*24*time.Hour))
+	mustNot(t, err)
+	if n != 1 {
+		t.Errorf("pruned %d, want 1 (the old delivered entry)", n)
+	}
+	due, err := s.DueOutbox(ctx, now.Add(time.Minute), 0)
+	mustNot(t, err)
+	if len(due) != 1 || due[0].ID != ids[2] {
+		t.Errorf("pending entries after the prune: %+v", due)
 	}
 }
