@@ -29,6 +29,7 @@ test: tools-test
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadEggFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./fly
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api
 
 ## check: formatting, vet, staticcheck, comment rules and the race detector.
 check: tools-check
