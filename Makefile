@@ -17,7 +17,8 @@ build:
 	$(GO) build -o $(GOSLING) ./cmd/gosling
 
 ## run: the whole stack on one machine (Temporal dev server, API, worker, SQLite, local runners).
-run: build tools-test
+run: build
+	scripts/tools.sh temporal tofu
 	$(GOSLING) validate $(NEST)
 	$(GOSLING) dev --nest $(NEST) --state-dir .gosling
 
