@@ -272,7 +272,8 @@ func (s *Server) observe() gin.HandlerFunc {
 		switch {
 		case status >= 500:
 			level = slog.LevelError
-		case route == "/healthz" || route == "/readyz" || route == "/metrics":
+		case route == "/healthz" || route == "/readyz" || route == "/metrics",
+			route == "/agent/v1/runners/:id/heartbeat" && status < 300:
 			level = slog.LevelDebug
 		}
 		s.log.LogAttrs(c.Request.Context(), level, "http request",

@@ -277,9 +277,13 @@ func Run(ctx context.Context, workDir string, maxRun time.Duration, log *slog.Lo
 	}
 	beat := time.NewTicker(interval)
 	defer beat.Stop()
-	for {
+	for beats := 0; ; beats++ {
 		_ = os.WriteFile(filepath.Join(workDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
-		sendHeartbeat(ctx, cfg, tokens, log)
+		if beats > 0 {
+			// Not at once: the runner's record gets its token reference
+			// when MotherGoose has seen it ready.
+			sendHeartbeat(ctx, cfg, tokens, log)
+		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
