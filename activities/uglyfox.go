@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
+	"go.temporal.io/sdk/activity"
 )
 
 // LiveStates are the states UglyFox looks at: every state but terminated.
@@ -238,7 +240,14 @@ type AuditEntry struct {
 // AppendAudits appends audit records in order. A retry may append a record
 // twice; the log is for people, and a duplicate says nothing false.
 func (a *Activities) AppendAudits(ctx context.Context, entries []AuditEntry) error {
-	for _, e := range entries {
+	// A retry of this activity writes nothing twice: each record is keyed
+	// by the workflow run, the activity and its place in the batch.
+	prefix := ""
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		prefix = info.WorkflowExecution.RunID + "/" + info.ActivityID + "/"
+	}
+	for i, e := range entries {
 		before, err := json.Marshal(e.Before)
 		if err != nil {
 			return err
@@ -250,6 +259,9 @@ func (a *Activities) AppendAudits(ctx context.Context, entries []AuditEntry) err
 		r := store.AuditRecord{
 			At: e.At, Actor: e.Actor, Action: e.Action, Egg: e.Egg, RunnerID: e.RunnerID,
 			Policy: e.Policy, Reason: e.Reason, Before: before, After: after,
+		}
+		if prefix != "" {
+			r.Key = prefix + strconv.Itoa(i)
 		}
 		if r.At.IsZero() {
 			r.At = time.Now().UTC()

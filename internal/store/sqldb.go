@@ -321,6 +321,10 @@ var migrations = []migration{
 		`CREATE INDEX outbox_pending_by_key ON outbox (entry_key) WHERE delivered_at IS NULL`,
 		`CREATE INDEX runners_by_state ON runners (egg, state)`,
 	}},
+	{version: 3, statements: []string{
+		`ALTER TABLE audit_log ADD COLUMN dedupe_key TEXT`,
+		`CREATE UNIQUE INDEX audit_log_dedupe ON audit_log (dedupe_key) WHERE dedupe_key IS NOT NULL`,
+	}},
 }
 
 // migrate brings the schema up to date. It is safe to run on every open and
@@ -900,11 +904,20 @@ func (s *sqlStore) AppendAudit(ctx context.Context, a AuditRecord) (int64, error
 	if at.IsZero() {
 		at = time.Now()
 	}
+	var key any
+	if a.Key != "" {
+		key = a.Key
+	}
 	var id int64
 	err = s.write.QueryRowContext(ctx, s.dialect.bind(`INSERT INTO audit_log
-		(at, actor, action, egg, runner_id, policy, reason, before_json, after_json)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		s.dialect.timeArg(at), a.Actor, a.Action, a.Egg, a.RunnerID, a.Policy, a.Reason, before, after).Scan(&id)
+		(at, actor, action, egg, runner_id, policy, reason, before_json, after_json, dedupe_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id`),
+		s.dialect.timeArg(at), a.Actor, a.Action, a.Egg, a.RunnerID, a.Policy, a.Reason, before, after, key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) && a.Key != "" {
+		// Written before under this key: that record stands.
+		err = s.write.QueryRowContext(ctx, s.dialect.bind(`SELECT id FROM audit_log WHERE dedupe_key = ?`), a.Key).Scan(&id)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("append audit %s by %s: %w", a.Action, a.Actor, err)
 	}

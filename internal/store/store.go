@@ -172,6 +172,9 @@ type AuditRecord struct {
 	Reason   string          `json:"reason,omitempty"`
 	Before   json.RawMessage `json:"before,omitempty"`
 	After    json.RawMessage `json:"after,omitempty"`
+	// Key, when set, makes appending idempotent: a second record with the
+	// same key is not written (a retried activity's). It is not read back.
+	Key string `json:"-"`
 }
 
 // AuditFilter selects audit records, oldest first.

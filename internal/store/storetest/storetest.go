@@ -46,6 +46,7 @@ func Run(t *testing.T, open Open) {
 		{"AuditExpiry", testAuditExpiry},
 		{"Heartbeat", testHeartbeat},
 		{"OutboxPrune", testOutboxPrune},
+		{"AuditIdempotent", testAuditIdempotent},
 		{"ConcurrentLoad", testConcurrentLoad},
 		{"CountRunners", testCountRunners},
 		{"Deliveries", testDeliveries},
@@ -1399,5 +1400,24 @@ func testOutboxPrune(t *testing.T, s store.Store) {
 	mustNot(t, err)
 	if len(due) != 1 || due[0].ID != ids[2] {
 		t.Errorf("pending entries after the prune: %+v", due)
+	}
+}
+
+func testAuditIdempotent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	rec := store.AuditRecord{Actor: "uglyfox", Action: "terminate", RunnerID: "r-1", Reason: "silent", Key: "run-1/7/0"}
+	id1, err := s.AppendAudit(ctx, rec)
+	mustNot(t, err)
+	rec.Reason = "a retry"
+	id2, err := s.AppendAudit(ctx, rec)
+	mustNot(t, err)
+	_, err = s.AppendAudit(ctx, store.AuditRecord{Actor: "uglyfox", Action: "terminate", RunnerID: "r-2"})
+	mustNot(t, err)
+	_, err = s.AppendAudit(ctx, store.AuditRecord{Actor: "uglyfox", Action: "terminate", RunnerID: "r-3"})
+	mustNot(t, err)
+	list, err := s.ListAudit(ctx, store.AuditFilter{})
+	mustNot(t, err)
+	if id1 != id2 || len(list) != 3 || list[0].Reason != "silent" {
+		t.Errorf("keyed append twice: ids %d, %d; records %+v", id1, id2, list)
 	}
 }
