@@ -47,9 +47,8 @@ func (a *Authorizer) Authorize(ctx context.Context, header string) error {
 	if len(a.tokens) == 0 {
 		return ErrAPIDisabled
 	}
-	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+	token, ok := bearerToken(header)
+	if !ok {
 		return fmt.Errorf("%w: send Authorization: Bearer <token>", ErrUnauthorized)
 	}
 	match, resolved, err := a.cache.matchAny(ctx, a.tokens, token)
@@ -60,6 +59,13 @@ func (a *Authorizer) Authorize(ctx context.Context, header string) error {
 		return fmt.Errorf("%w: %w", errSecretsUnavailable, err)
 	}
 	return ErrUnauthorized
+}
+
+// bearerToken reads the token of an Authorization header ("Bearer <token>").
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	token = strings.TrimSpace(token)
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // requireToken guards the REST API.
@@ -106,9 +112,7 @@ func (c *secretCache) get(ctx context.Context, ref fly.SecretRef) (string, error
 	if err != nil {
 		return "", err
 	}
-	c.mu.Lock()
-	c.m[ref] = cachedSecret{value: value, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
+	c.put(ref, value)
 	return value, nil
 }
 

@@ -30,9 +30,6 @@ type Dispatch func(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (in Intent, ok boo
 // keeps Apex and Nadir runners and reuses them (PoolDemand); serverless eggs
 // get a runner per job (PerJobRunner).
 func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	if len(egg.Runner.Clouds) == 0 {
-		return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
-	}
 	if !workflows.UsesPool(*egg) {
 		return PerJobRunner(nest, egg, ev)
 	}
@@ -44,18 +41,15 @@ func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 // the same pool, which frees the job's slot when it ends.
 func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
 	wfID := workflows.PoolWorkflowID(egg.Name)
-	switch ev.Status {
-	case "created", "waiting_for_resource", "manual", "scheduled":
+	switch {
+	case beforePending(ev.Status):
 		return Intent{}, false, nil
-	case "pending":
-		if len(egg.Runner.Clouds) == 0 {
-			return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
+	case ev.Status == "pending":
+		cloud, err := jobCloud(egg)
+		if err != nil {
+			return Intent{}, false, err
 		}
-		cloud := egg.Runner.Clouds[0]
-		demand := workflows.Demand{
-			Job: workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name},
-			At:  ev.At,
-		}
+		demand := workflows.Demand{Job: ev.jobRef(), At: ev.At}
 		in, err := SignalWithStartIntent(wfID, workflows.SignalDemand, demand, workflows.Pool, workflows.PoolInput{
 			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
 		})
@@ -73,18 +67,19 @@ func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
 	wfID := workflows.RunnerWorkflowID(ev.Host, ev.JobID)
 	status := workflows.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At}
-	switch ev.Status {
-	case "created", "waiting_for_resource", "manual", "scheduled":
+	switch {
+	case beforePending(ev.Status):
 		return Intent{}, false, nil
-	case "pending":
-		if len(egg.Runner.Clouds) == 0 {
-			return Intent{}, false, fmt.Errorf("egg %s names no cloud", egg.Name)
+	case ev.Status == "pending":
+		cloud, err := jobCloud(egg)
+		if err != nil {
+			return Intent{}, false, err
 		}
-		cloud := egg.Runner.Clouds[0]
+		job := ev.jobRef()
 		in, err := SignalWithStartIntent(wfID, workflows.SignalJobStatus, status, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{
 			RunnerID: workflows.RunnerIDFor(egg.Name, wfID),
 			Egg:      *egg,
-			Job:      &workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name},
+			Job:      &job,
 			Cloud:    cloud,
 			Provider: nest.MotherGoose.Providers[cloud],
 		})
@@ -93,4 +88,26 @@ func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 		in, err := SignalIntent(wfID, workflows.SignalJobStatus, status)
 		return in, err == nil, err
 	}
+}
+
+// beforePending says whether a job is in a status that needs no runner
+// yet: such events are only recorded.
+func beforePending(status string) bool {
+	switch status {
+	case "created", "waiting_for_resource", "manual", "scheduled":
+		return true
+	}
+	return false
+}
+
+// jobCloud is the cloud an egg's runners are made on.
+func jobCloud(egg *fly.Egg) (string, error) {
+	if len(egg.Runner.Clouds) == 0 {
+		return "", fmt.Errorf("egg %s names no cloud", egg.Name)
+	}
+	return egg.Runner.Clouds[0], nil
+}
+
+func (ev JobEvent) jobRef() workflows.JobRef {
+	return workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name}
 }

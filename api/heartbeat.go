@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,12 +17,11 @@ import (
 // judges runners by the time of their last beat.
 func (s *Server) heartbeat(c *gin.Context) {
 	ctx := c.Request.Context()
-	scheme, token, ok := strings.Cut(strings.TrimSpace(c.GetHeader("Authorization")), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+	token, ok := bearerToken(c.GetHeader("Authorization"))
+	if !ok {
 		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the runner's token: Authorization: Bearer <token>"})
 		return
 	}
-	token = strings.TrimSpace(token)
 	r, err := s.cfg.Store.GetRunner(ctx, c.Param("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		// The same answer as a wrong token: a caller learns nothing of

@@ -337,7 +337,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
-	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current }, token: state.APIToken}
+	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
+		auth: api.NewAuthorizer(resolver, dev.MotherGoose.APIGateway.Auth.Tokens, api.DefaultSecretTTL)}
 	mux := http.NewServeMux()
 	mux.Handle("/dev/", sim.handler())
 	mux.Handle("/", srv.Handler())
@@ -417,12 +418,9 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)
 }
 
-// findTool locates bin/NAME beside the gosling binary, then PATH.
+// findTool is the program a flag names, else bin/NAME beside the gosling
+// binary, else NAME in PATH.
 func findTool(flag, name string) (string, error) {
-	r := RuntimeFlags{Tofu: flag}
-	if name == "tofu" {
-		return r.tofuBinary()
-	}
 	if flag != "" {
 		return flag, nil
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -74,7 +74,7 @@ type simulator struct {
 	apiURL  string
 	secrets *secrets.Resolver
 	nest    func() *fly.Nest
-	token   string
+	auth    *api.Authorizer
 	// wait bounds each wait for the stack.
 	wait time.Duration
 }
@@ -86,8 +86,8 @@ func (s *simulator) handler() http.Handler {
 }
 
 func (s *simulator) simulateJob(w http.ResponseWriter, r *http.Request) {
-	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if s.token == "" || subtle.ConstantTimeCompare([]byte(auth), []byte(s.token)) != 1 {
+	// The REST API's own check, with its tokens.
+	if err := s.auth.Authorize(r.Context(), r.Header.Get("Authorization")); err != nil {
 		http.Error(w, `{"error":"unauthorized","detail":"send the dev API token as a bearer token"}`, http.StatusUnauthorized)
 		return
 	}

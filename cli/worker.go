@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -73,19 +72,7 @@ func (r *RuntimeFlags) storeDSN() string {
 }
 
 func (r *RuntimeFlags) tofuBinary() (string, error) {
-	if r.Tofu != "" {
-		return r.Tofu, nil
-	}
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "tofu")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("tofu"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("no OpenTofu binary: run `make tools` or pass --tofu")
+	return findTool(r.Tofu, "tofu")
 }
 
 // Deps are the opened dependencies of a worker process.

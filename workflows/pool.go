@@ -457,11 +457,7 @@ func (p *pool) scale() {
 		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(PoolApex) <= l.ApexMin {
 			continue
 		}
-		if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < l.NadirMax && p.fits(true) {
-			p.demote(r)
-		} else {
-			p.retire(r, fmt.Sprintf("idle Apex runner past %s; Nadir full", e.Apex.IdleTimeout))
-		}
+		p.sleep(r, fmt.Sprintf("idle Apex runner past %s", e.Apex.IdleTimeout))
 	}
 	// Nadir runners asleep too long are retired, down to the minimum.
 	for _, r := range p.st.Runners {
@@ -615,6 +611,16 @@ func (p *pool) onReady(m RunnerReady) {
 	p.becameApex(r)
 }
 
+// sleep demotes an idle Apex runner to Nadir when Nadir has room (in count
+// and resources), and retires it otherwise.
+func (p *pool) sleep(r *PoolRunner, why string) {
+	if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < p.limits().NadirMax && p.fits(true) {
+		p.demote(r)
+		return
+	}
+	p.retire(r, why+"; Nadir full")
+}
+
 // demote puts an idle Apex runner to sleep, race-free (see DemoteRunner).
 func (p *pool) demote(r *PoolRunner) {
 	ctx := p.ctx
@@ -653,18 +659,25 @@ func (p *pool) retire(r *PoolRunner, why string) {
 	}
 	r.Jobs = nil
 	p.st.Waiting = append(back, p.st.Waiting...)
+	p.deprovision(r.ID, why, p.id)
+}
+
+// deprovision starts DeprovisionRunner for a runner; owner, when set, is
+// told how it ended. The pool waits only for the start.
+func (p *pool) deprovision(runnerID, why, owner string) {
+	ctx := p.ctx
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        DeprovisionWorkflowID(r.ID),
+		WorkflowID:        DeprovisionWorkflowID(runnerID),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
-		RunnerID: r.ID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool, Owner: p.id,
+		RunnerID: runnerID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool, Owner: owner,
 	})
 	p.inFlight++
 	p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
 		p.inFlight--
 		if err := f.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("start DeprovisionRunner", "runner", r.ID, "error", err)
+			workflow.GetLogger(ctx).Warn("start DeprovisionRunner", "runner", runnerID, "error", err)
 		}
 	})
 }
@@ -693,20 +706,7 @@ func (p *pool) onAction(a RunnerAction) {
 	if r == nil && a.Action == ActionTerminate {
 		// Not (or no longer) held here, say after a lost signal: tear it
 		// down all the same, so nothing is left behind.
-		cctx := workflow.WithChildOptions(p.ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:        DeprovisionWorkflowID(a.RunnerID),
-			ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
-		})
-		child := workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
-			RunnerID: a.RunnerID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool,
-		})
-		p.inFlight++
-		p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
-			p.inFlight--
-			if err := f.Get(p.ctx, nil); err != nil {
-				log.Info("DeprovisionRunner of a runner this pool does not hold", "runner", a.RunnerID, "error", err)
-			}
-		})
+		p.deprovision(a.RunnerID, why, "")
 		return
 	}
 	if r == nil || r.State == PoolRetiring {
@@ -718,11 +718,7 @@ func (p *pool) onAction(a RunnerAction) {
 		p.retire(r, why)
 	case ActionDemote:
 		if r.State == PoolApex && len(r.Jobs) == 0 && p.count(PoolApex) > p.limits().ApexMin {
-			if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < p.limits().NadirMax {
-				p.demote(r)
-			} else {
-				p.retire(r, why+"; Nadir full")
-			}
+			p.sleep(r, why)
 		}
 	case ActionDrain:
 		r.Recycle = why

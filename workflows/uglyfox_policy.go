@@ -60,7 +60,7 @@ func PoolOwner(egg, runnerID, workflowID string) string {
 		}
 		return ""
 	}
-	if n, ok := strings.CutPrefix(runnerID, egg+"-p"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+	if PoolOwned(egg, runnerID) {
 		return pool
 	}
 	return ""
