@@ -15,7 +15,6 @@ import (
 	"github.com/gosling-ci/gosling/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 )
 
 // SecretsFlags say where the secret backends' configuration comes from.
@@ -308,13 +307,9 @@ Exit status: 0 when no runner failed, 1 otherwise.`,
 }
 
 func secretsRotateRun(ctx context.Context, opts *SecretsRotateOptions) error {
-	co, err := opts.Temporal.Options(opts.Logger)
+	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
-	}
-	c, err := client.DialContext(ctx, co)
-	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
 	}
 	defer c.Close()
 	actor := "cli"

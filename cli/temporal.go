@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -75,4 +76,17 @@ func (t *TemporalFlags) Options(log *slog.Logger) (client.Options, error) {
 	}
 	o.ConnectionOptions.TLS = cfg
 	return o, nil
+}
+
+// Dial connects to Temporal with these flags.
+func (t *TemporalFlags) Dial(ctx context.Context, log *slog.Logger) (client.Client, error) {
+	co, err := t.Options(log)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, co)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", t.Address, err)
+	}
+	return c, nil
 }

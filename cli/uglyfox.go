@@ -107,13 +107,9 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 	if opts.Local {
 		return uglyfoxRunLocal(ctx, opts, uf)
 	}
-	co, err := opts.Temporal.Options(opts.Logger)
+	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
-	}
-	c, err := client.DialContext(ctx, co)
-	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
 	}
 	defer c.Close()
 	stamp := "manual-" + opts.Now().UTC().Format("20060102T150405.000")
@@ -289,13 +285,9 @@ func uglyfoxScheduleRun(ctx context.Context, opts *UglyFoxScheduleOptions) error
 	if err != nil {
 		return err
 	}
-	co, err := opts.Temporal.Options(opts.Logger)
+	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
-	}
-	c, err := client.DialContext(ctx, co)
-	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
 	}
 	defer c.Close()
 	if err := workflows.EnsureUglyFoxSchedules(ctx, c.ScheduleClient(), uf); err != nil {

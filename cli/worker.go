@@ -14,7 +14,6 @@ import (
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 )
 
 // WorkerOptions are the inputs of `gosling worker`.
@@ -192,13 +191,9 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	}
 	defer deps.Store.Close()
 	deps.Secrets.Observe(activities.NewSecretAudit(deps.Store, opts.Queue, opts.Logger))
-	co, err := opts.Temporal.Options(opts.Logger)
+	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
-	}
-	c, err := client.DialContext(ctx, co)
-	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", opts.Temporal.Address, err)
 	}
 	defer c.Close()
 	w, err := gworker.New(c, opts.Queue, deps.Activities, gworker.Options{MaxConcurrentActivities: opts.MaxActs})
