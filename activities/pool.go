@@ -6,6 +6,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/gitlab"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -62,15 +63,8 @@ func (a *Activities) DemoteRunner(ctx context.Context, in PowerInput) (DemoteRes
 	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, true); err != nil {
 		return DemoteResult{}, fmt.Errorf("pause GitLab runner %d: %w", in.GitLabRunnerID, err)
 	}
-	jobs, err := gl.RunnerJobs(ctx, in.GitLabRunnerID, "running")
-	if err != nil {
-		return DemoteResult{}, fmt.Errorf("list running jobs of GitLab runner %d: %w", in.GitLabRunnerID, err)
-	}
-	if len(jobs) > 0 {
-		if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
-			return DemoteResult{}, fmt.Errorf("unpause busy GitLab runner %d: %w", in.GitLabRunnerID, err)
-		}
-		return DemoteResult{Busy: true}, nil
+	if busy, err := unpauseIfBusy(ctx, gl, in.GitLabRunnerID); err != nil || busy {
+		return DemoteResult{Busy: busy}, err
 	}
 	in.Machine.Running = false
 	if in.Machine.Kind != fly.RunnerVM {
@@ -80,4 +74,21 @@ func (a *Activities) DemoteRunner(ctx context.Context, in PowerInput) (DemoteRes
 		return DemoteResult{}, fmt.Errorf("stop machine of %s: %w", in.Machine.RunnerID, err)
 	}
 	return DemoteResult{Demoted: true}, nil
+}
+
+// unpauseIfBusy is the second half of a race-free stop: with the runner
+// paused (it takes no new job), it reports whether it still runs one, and
+// if so unpauses it again.
+func unpauseIfBusy(ctx context.Context, gl *gitlab.Client, runnerID int64) (bool, error) {
+	jobs, err := gl.RunnerJobs(ctx, runnerID, "running")
+	if err != nil {
+		return false, fmt.Errorf("list running jobs of GitLab runner %d: %w", runnerID, err)
+	}
+	if len(jobs) == 0 {
+		return false, nil
+	}
+	if err := gl.SetRunnerPaused(ctx, runnerID, false); err != nil {
+		return true, fmt.Errorf("unpause busy GitLab runner %d: %w", runnerID, err)
+	}
+	return true, nil
 }

@@ -202,17 +202,8 @@ func (a *Activities) PauseForRetire(ctx context.Context, in RetireCheckInput) (R
 	if in.Force {
 		return RetireCheck{}, nil
 	}
-	jobs, err := gl.RunnerJobs(ctx, in.GitLabRunnerID, "running")
-	if err != nil {
-		return RetireCheck{}, fmt.Errorf("list running jobs of GitLab runner %d: %w", in.GitLabRunnerID, err)
-	}
-	if len(jobs) == 0 {
-		return RetireCheck{}, nil
-	}
-	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
-		return RetireCheck{}, fmt.Errorf("unpause busy GitLab runner %d: %w", in.GitLabRunnerID, err)
-	}
-	return RetireCheck{Busy: true}, nil
+	busy, err := unpauseIfBusy(ctx, gl, in.GitLabRunnerID)
+	return RetireCheck{Busy: busy}, err
 }
 
 // AuditState is the before or after of an audit record.
