@@ -15,27 +15,8 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"go.temporal.io/sdk/activity"
-)
-
-// What reconciliation finds (Finding.Kind).
-const (
-	// FindingUnowned: a GitLab runner or a workspace that no live store row
-	// owns (no row, or a terminated one). Reaped: workspace destroyed,
-	// GitLab runner deleted, token deleted.
-	FindingUnowned = "unowned"
-	// FindingMachineGone: a live runner whose workspace is gone, or, on the
-	// local provider, whose agent process is dead. Terminated.
-	FindingMachineGone = "machine-gone"
-	// FindingGitLabGone: a live runner whose GitLab runner was deleted.
-	// Terminated.
-	FindingGitLabGone = "gitlab-gone"
-	// FindingRowOrphan: a store row with neither GitLab runner nor
-	// workspace. Marked terminated.
-	FindingRowOrphan = "row-orphan"
-	// FindingStuck: a runner in state terminating for longer than
-	// StuckAfter; its teardown is run again.
-	FindingStuck = "stuck"
 )
 
 // StuckAfter is how long a teardown may take before reconciliation runs it
@@ -60,23 +41,6 @@ func ParseRunnerDescription(d string) (egg, runnerID string, ok bool) {
 	return egg, runnerID, true
 }
 
-// Finding is one disagreement between GitLab, the workspaces and the store.
-type Finding struct {
-	Kind     string `json:"kind"`
-	RunnerID string `json:"runner_id"`
-	Egg      string `json:"egg,omitempty"`
-	// State is the store row's state; empty when there is no row.
-	State      store.RunnerState `json:"state,omitempty"`
-	WorkflowID string            `json:"workflow_id,omitempty"`
-	// GitLabRunnerIDs are the GitLab runners described as this runner.
-	GitLabRunnerIDs []int64 `json:"gitlab_runner_ids,omitempty"`
-	// StoredGitLabRunnerID is the GitLab runner the store row names.
-	StoredGitLabRunnerID int64  `json:"stored_gitlab_runner_id,omitempty"`
-	Workspace            string `json:"workspace,omitempty"`
-	TokenRef             string `json:"token_ref,omitempty"`
-	Detail               string `json:"detail"`
-}
-
 // SurveyInput tunes a survey.
 type SurveyInput struct {
 	// PageSize bounds the store rows read at a time (default 1000).
@@ -90,8 +54,8 @@ type Survey struct {
 	Rows          int `json:"rows"`
 	// Unreachable lists GitLab instances that could not be listed: nothing
 	// is concluded about their runners' absence.
-	Unreachable []string  `json:"unreachable,omitempty"`
-	Findings    []Finding `json:"findings"`
+	Unreachable []string           `json:"unreachable,omitempty"`
+	Findings    []contract.Finding `json:"findings"`
 }
 
 // glKey names one GitLab instance and token.
@@ -218,7 +182,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 	slices.Sort(ids)
 	for _, id := range ids {
 		row, hasRow := rows[id]
-		f := Finding{RunnerID: id, GitLabRunnerIDs: gl[id], Egg: glEgg[id]}
+		f := contract.Finding{RunnerID: id, GitLabRunnerIDs: gl[id], Egg: glEgg[id]}
 		if workspaces[id] {
 			f.Workspace = id
 		}
@@ -231,7 +195,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 			if !hasGL && !hasWS {
 				continue
 			}
-			f.Kind = FindingUnowned
+			f.Kind = contract.FindingUnowned
 			f.Detail = unownedDetail(hasRow, hasGL, hasWS)
 		case row.State == store.StateProvisioning || row.State == store.StateRegistering:
 			continue // its ProvisionRunner owns it, and times out by itself
@@ -239,7 +203,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 			if now.Sub(row.UpdatedAt) < StuckAfter {
 				continue
 			}
-			f.Kind, f.Detail = FindingStuck, fmt.Sprintf("terminating since %s", row.UpdatedAt.UTC().Format(time.RFC3339))
+			f.Kind, f.Detail = contract.FindingStuck, fmt.Sprintf("terminating since %s", row.UpdatedAt.UTC().Format(time.RFC3339))
 		default: // active, dormant, draining, failed
 			if !hasWS && a.workspaceExists(id) {
 				hasWS, f.Workspace = true, id // made after the listing
@@ -251,25 +215,25 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 			}
 			switch {
 			case glKnown && !hasGL && !hasWS:
-				f.Kind, f.Detail = FindingRowOrphan, "neither a GitLab runner nor a machine"
+				f.Kind, f.Detail = contract.FindingRowOrphan, "neither a GitLab runner nor a machine"
 			case row.State == store.StateFailed:
 				continue // the policy pass finishes failed runners
 			case !hasWS:
-				f.Kind, f.Detail = FindingMachineGone, "the GitLab runner has no machine (no workspace)"
+				f.Kind, f.Detail = contract.FindingMachineGone, "the GitLab runner has no machine (no workspace)"
 			case glKnown && !hasGL:
-				f.Kind, f.Detail = FindingGitLabGone, "the machine's GitLab runner was deleted"
+				f.Kind, f.Detail = contract.FindingGitLabGone, "the machine's GitLab runner was deleted"
 			default:
 				hb, probed := a.probe(row)
 				if !probed || !hb.Gone {
 					continue
 				}
-				f.Kind, f.Detail = FindingMachineGone, "the machine's agent process is dead"
+				f.Kind, f.Detail = contract.FindingMachineGone, "the machine's agent process is dead"
 			}
 		}
 		sv.Findings = append(sv.Findings, f)
 	}
 	if sv.Findings == nil {
-		sv.Findings = []Finding{}
+		sv.Findings = []contract.Finding{}
 	}
 	return sv, nil
 }

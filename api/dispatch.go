@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // JobEvent is what a Dispatch function learns of a Job Hook.
@@ -30,7 +31,7 @@ type Dispatch func(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (in Intent, ok boo
 // keeps Apex and Nadir runners and reuses them (PoolDemand); serverless eggs
 // get a runner per job (PerJobRunner).
 func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	if !workflows.UsesPool(*egg) {
+	if !contract.UsesPool(*egg) {
 		return PerJobRunner(nest, egg, ev)
 	}
 	return PoolDemand(nest, egg, ev)
@@ -40,7 +41,7 @@ func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 // (signal-with-start: the first job starts the pool), and later statuses to
 // the same pool, which frees the job's slot when it ends.
 func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	wfID := workflows.PoolWorkflowID(egg.Name)
+	wfID := contract.PoolWorkflowID(egg.Name)
 	switch {
 	case beforePending(ev.Status):
 		return Intent{}, false, nil
@@ -49,13 +50,13 @@ func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 		if err != nil {
 			return Intent{}, false, err
 		}
-		demand := workflows.Demand{Job: ev.jobRef(), At: ev.At}
-		in, err := SignalWithStartIntent(wfID, workflows.SignalDemand, demand, workflows.Pool, workflows.PoolInput{
+		demand := contract.Demand{Job: ev.jobRef(), At: ev.At}
+		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, demand, contract.WorkflowPool, contract.PoolInput{
 			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
 		})
 		return in, err == nil, err
 	default:
-		in, err := SignalIntent(wfID, workflows.SignalJobStatus, workflows.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
+		in, err := SignalIntent(wfID, contract.SignalJobStatus, contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
 		return in, err == nil, err
 	}
 }
@@ -65,8 +66,8 @@ func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 // it), and every later status is signalled to that workflow. Statuses
 // before pending need no runner yet and are only recorded.
 func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	wfID := workflows.RunnerWorkflowID(ev.Host, ev.JobID)
-	status := workflows.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At}
+	wfID := contract.RunnerWorkflowID(ev.Host, ev.JobID)
+	status := contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At}
 	switch {
 	case beforePending(ev.Status):
 		return Intent{}, false, nil
@@ -76,8 +77,8 @@ func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 			return Intent{}, false, err
 		}
 		job := ev.jobRef()
-		in, err := SignalWithStartIntent(wfID, workflows.SignalJobStatus, status, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{
-			RunnerID: workflows.RunnerIDFor(egg.Name, wfID),
+		in, err := SignalWithStartIntent(wfID, contract.SignalJobStatus, status, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
+			RunnerID: contract.RunnerIDFor(egg.Name, wfID),
 			Egg:      *egg,
 			Job:      &job,
 			Cloud:    cloud,
@@ -85,7 +86,7 @@ func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 		})
 		return in, err == nil, err
 	default:
-		in, err := SignalIntent(wfID, workflows.SignalJobStatus, status)
+		in, err := SignalIntent(wfID, contract.SignalJobStatus, status)
 		return in, err == nil, err
 	}
 }
@@ -108,6 +109,6 @@ func jobCloud(egg *fly.Egg) (string, error) {
 	return egg.Runner.Clouds[0], nil
 }
 
-func (ev JobEvent) jobRef() workflows.JobRef {
-	return workflows.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name}
+func (ev JobEvent) jobRef() contract.JobRef {
+	return contract.JobRef{Host: ev.Host, ProjectID: ev.ProjectID, ProjectPath: ev.ProjectPath, JobID: ev.JobID, Name: ev.Name}
 }

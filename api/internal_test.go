@@ -8,21 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/api/serviceerror"
 )
-
-func TestWorkflowNameMatchesRegistration(t *testing.T) {
-	for fn, want := range map[string]any{"ProvisionRunner": workflows.ProvisionRunner, "DeprovisionRunner": workflows.DeprovisionRunner, "Named": "Named"} {
-		if got, err := workflowName(want); err != nil || got != fn {
-			t.Errorf("workflowName = %q, %v; want %q", got, err, fn)
-		}
-	}
-	if _, err := workflowName(42); err == nil {
-		t.Error("a number is no workflow")
-	}
-}
 
 func TestUnreachable(t *testing.T) {
 	for err, want := range map[error]bool{
@@ -75,7 +65,7 @@ func TestPerJobRunner(t *testing.T) {
 	egg := &fly.Egg{Name: "web", Runner: fly.Runner{Clouds: []string{"aws", "yandex"}}}
 	ev := JobEvent{Host: "gitlab.com", ProjectID: 1, ProjectPath: "a/b", JobID: 9, Name: "unit", Status: "pending", At: time.Unix(100, 0)}
 	in, ok, err := PerJobRunner(nest, egg, ev)
-	if err != nil || !ok || in.Kind != IntentSignalWithStart || in.WorkflowID != "runner/gitlab.com/job/9" || in.Workflow != "ProvisionRunner" || in.Signal != workflows.SignalJobStatus {
+	if err != nil || !ok || in.Kind != IntentSignalWithStart || in.WorkflowID != "runner/gitlab.com/job/9" || in.Workflow != "ProvisionRunner" || in.Signal != contract.SignalJobStatus {
 		t.Fatalf("pending: %+v %v %v", in, ok, err)
 	}
 	ev.Status = "manual"

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
-	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
@@ -48,36 +46,18 @@ func SignalIntent(workflowID, signal string, arg any) (Intent, error) {
 }
 
 // SignalWithStartIntent signals a workflow, starting it with input first if
-// it is not running. workflow is the workflow function, named the way the
-// worker registers it.
-func SignalWithStartIntent(workflowID, signal string, arg any, workflow any, input any) (Intent, error) {
+// it is not running. workflow is the workflow's type name (contract.Workflow...).
+func SignalWithStartIntent(workflowID, signal string, arg any, workflow string, input any) (Intent, error) {
 	in, err := SignalIntent(workflowID, signal, arg)
 	if err != nil {
 		return Intent{}, err
 	}
-	name, err := workflowName(workflow)
-	if err != nil {
-		return Intent{}, err
-	}
+	name := workflow
 	if in.Input, err = json.Marshal(input); err != nil {
 		return Intent{}, fmt.Errorf("encode input of %s: %w", name, err)
 	}
 	in.Kind, in.Workflow = IntentSignalWithStart, name
 	return in, nil
-}
-
-// workflowName is the name the Temporal SDK registers a workflow function
-// under: its name without package.
-func workflowName(fn any) (string, error) {
-	if s, ok := fn.(string); ok && s != "" {
-		return s, nil
-	}
-	v := reflect.ValueOf(fn)
-	if v.Kind() != reflect.Func {
-		return "", fmt.Errorf("workflow %v is neither a function nor a name", fn)
-	}
-	full := runtime.FuncForPC(v.Pointer()).Name()
-	return strings.TrimSuffix(full[strings.LastIndex(full, ".")+1:], "-fm"), nil
 }
 
 // outcome is how a Temporal call ended, when it did not fail.
@@ -107,7 +87,7 @@ func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 		err = c.SignalWorkflow(ctx, in.WorkflowID, "", in.Signal, in.SignalArg)
 	case IntentSignalWithStart:
 		_, err = c.SignalWithStartWorkflow(ctx, in.WorkflowID, in.Signal, in.SignalArg,
-			workflows.StartOptions(in.WorkflowID), in.Workflow, in.Input)
+			contract.StartOptions(in.WorkflowID), in.Workflow, in.Input)
 	default:
 		return "", fmt.Errorf("unknown intent kind %q", in.Kind)
 	}

@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
@@ -25,11 +26,11 @@ func (s *Server) SyncPools(ctx context.Context) error {
 	var errs []error
 	for i := range nest.Eggs {
 		egg := &nest.Eggs[i]
-		if !workflows.UsesPool(*egg) || len(egg.Runner.Clouds) == 0 {
+		if !contract.UsesPool(*egg) || len(egg.Runner.Clouds) == 0 {
 			continue
 		}
 		cloud := egg.Runner.Clouds[0]
-		in, err := SignalWithStartIntent(workflows.PoolWorkflowID(egg.Name), workflows.SignalPoolSpec, *egg, workflows.Pool, workflows.PoolInput{
+		in, err := SignalWithStartIntent(contract.PoolWorkflowID(egg.Name), contract.SignalPoolSpec, *egg, contract.WorkflowPool, contract.PoolInput{
 			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
 		})
 		if err == nil {
@@ -49,7 +50,7 @@ func (s *Server) poolEgg(c *gin.Context) (*fly.Egg, client.Client, bool) {
 		s.fail(c, &apiError{Status: http.StatusNotFound, Msg: "not found", Detail: "no egg " + truncate(c.Param("name"), 100) + " in the Nest"})
 		return nil, nil, false
 	}
-	if !workflows.UsesPool(*egg) {
+	if !contract.UsesPool(*egg) {
 		s.fail(c, &apiError{Status: http.StatusNotFound, Msg: "not found", Detail: "egg " + egg.Name + " has serverless runners, made per job: it has no pool"})
 		return nil, nil, false
 	}
@@ -85,9 +86,9 @@ func (s *Server) getPool(c *gin.Context) {
 	c.JSON(http.StatusOK, st)
 }
 
-func queryPool(ctx context.Context, tc client.Client, egg string) (workflows.PoolStatus, error) {
-	var st workflows.PoolStatus
-	v, err := tc.QueryWorkflow(ctx, workflows.PoolWorkflowID(egg), "", workflows.QueryPoolStatus)
+func queryPool(ctx context.Context, tc client.Client, egg string) (contract.PoolStatus, error) {
+	var st contract.PoolStatus
+	v, err := tc.QueryWorkflow(ctx, contract.PoolWorkflowID(egg), "", contract.QueryPoolStatus)
 	if err != nil {
 		return st, err
 	}
@@ -99,12 +100,12 @@ func (s *Server) scalePool(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var req workflows.PoolScale
+	var req contract.PoolScale
 	if err := c.ShouldBindJSON(&req); err != nil {
 		s.fail(c, &apiError{Status: http.StatusBadRequest, Msg: "bad request", Detail: "the body must be a JSON object such as {\"apex_min\":2}: " + err.Error()})
 		return
 	}
-	s.updatePool(c, tc, egg.Name, workflows.UpdatePoolScale, &workflows.PoolLimits{}, req)
+	s.updatePool(c, tc, egg.Name, contract.UpdatePoolScale, &contract.PoolLimits{}, req)
 }
 
 func (s *Server) drainPool(c *gin.Context) {
@@ -113,7 +114,7 @@ func (s *Server) drainPool(c *gin.Context) {
 		return
 	}
 	var retired int
-	s.updatePool(c, tc, egg.Name, workflows.UpdatePoolDrain, &retired)
+	s.updatePool(c, tc, egg.Name, contract.UpdatePoolDrain, &retired)
 }
 
 // updatePool runs a pool update; a validator's refusal is a 422.
@@ -121,7 +122,7 @@ func (s *Server) updatePool(c *gin.Context, tc client.Client, egg, name string, 
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.TemporalTimeout)
 	defer cancel()
 	h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.PoolWorkflowID(egg), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: contract.PoolWorkflowID(egg), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
 		err = h.Get(ctx, result)
@@ -155,7 +156,7 @@ func (s *Server) poolSamples(ctx context.Context) ([]metrics.PoolSample, error) 
 		sem = make(chan struct{}, 8)
 	)
 	for _, egg := range nest.Eggs {
-		if !workflows.UsesPool(egg) {
+		if !contract.UsesPool(egg) {
 			continue
 		}
 		wg.Add(1)

@@ -10,11 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/api/serviceerror"
 )
 
@@ -159,7 +160,7 @@ func (s *Server) drainRunner(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if workflows.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, workflows.ActionDrain, "drained through the API") {
+	if contract.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, contract.ActionDrain, "drained through the API") {
 		return // its pool owns it and retires it once it has no job
 	}
 	// Paused first: once GitLab stops giving the runner jobs, draining is
@@ -208,7 +209,7 @@ func (s *Server) deleteRunner(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if workflows.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, workflows.ActionTerminate, "deleted through the API") {
+	if contract.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, contract.ActionTerminate, "deleted through the API") {
 		return // its pool owns it and tears it down
 	}
 	tc := s.Temporal()
@@ -216,10 +217,10 @@ func (s *Server) deleteRunner(c *gin.Context) {
 		s.fail(c, errNoTemporal)
 		return
 	}
-	wfID := workflows.DeprovisionWorkflowID(r.ID)
+	wfID := contract.DeprovisionWorkflowID(r.ID)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
 	defer cancel()
-	_, err = tc.ExecuteWorkflow(cctx, workflows.StartOptions(wfID), workflows.DeprovisionRunner, workflows.DeprovisionRunnerInput{
+	_, err = tc.ExecuteWorkflow(cctx, contract.StartOptions(wfID), contract.WorkflowDeprovisionRunner, contract.DeprovisionRunnerInput{
 		RunnerID: r.ID, GitLab: egg.GitLab, Reason: "deleted through the API", Actor: ActorAPI,
 	})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -411,10 +412,10 @@ func (s *Server) askPool(c *gin.Context, r *store.Runner, action, reason string)
 		s.fail(c, errNoTemporal)
 		return true
 	}
-	wfID := workflows.PoolWorkflowID(r.Egg)
+	wfID := contract.PoolWorkflowID(r.Egg)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
 	defer cancel()
-	err := tc.SignalWorkflow(cctx, wfID, "", workflows.SignalRunnerAction, workflows.RunnerAction{
+	err := tc.SignalWorkflow(cctx, wfID, "", contract.SignalRunnerAction, contract.RunnerAction{
 		RunnerID: r.ID, Action: action, Actor: ActorAPI, Reason: reason,
 	})
 	var nf *serviceerror.NotFound

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 func TestRESTAuth(t *testing.T) {
@@ -231,7 +232,7 @@ func TestRESTDelete(t *testing.T) {
 	tc := devServer(t).Client()
 	id := "r-del-" + strings.ReplaceAll(e.host, ":", "-")
 	addRunner(t, e.store, id, "web", "local", store.StateActive, 0)
-	wfID := workflows.DeprovisionWorkflowID(id)
+	wfID := contract.DeprovisionWorkflowID(id)
 	terminate(t, tc, wfID)
 	for range 2 {
 		r := e.call("DELETE", "/api/v1/runners/"+id, apiToken)
@@ -244,7 +245,7 @@ func TestRESTDelete(t *testing.T) {
 			t.Errorf("workflow %q, want %q", ws.WorkflowID, wfID)
 		}
 	}
-	var in workflows.DeprovisionRunnerInput
+	var in contract.DeprovisionRunnerInput
 	if name := started(t, history(t, tc, wfID), &in); name != "DeprovisionRunner" || in.RunnerID != id || in.GitLab.Host != e.host || in.Actor != api.ActorAPI {
 		t.Errorf("started %s with %+v", name, in)
 	}

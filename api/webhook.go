@@ -12,10 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // Webhook answer statuses.
@@ -342,7 +343,7 @@ func (s *Server) processPush(ctx context.Context, d *delivery) (*HookResponse, e
 	if s.cfg.Reload == nil {
 		return &HookResponse{Status: StatusIgnored, Reason: "this server does not reload the Nest"}, nil
 	}
-	audit := store.AuditRecord{At: s.now(), Actor: workflows.ActorMotherGoose, Action: "nest-reload", Reason: "push of " + truncate(push.After, 40) + " to " + push.Ref}
+	audit := store.AuditRecord{At: s.now(), Actor: contract.ActorMotherGoose, Action: "nest-reload", Reason: "push of " + truncate(push.After, 40) + " to " + push.Ref}
 	if err := s.cfg.Reload(ctx); err != nil {
 		audit.Reason += ": failed: " + truncate(err.Error(), 500)
 		if _, aerr := s.cfg.Store.AppendAudit(ctx, audit); aerr != nil {
@@ -395,7 +396,7 @@ func (s *Server) countFailure(ctx context.Context, host string, runnerID, jobID 
 			return err
 		}
 		_, err = s.cfg.Store.AppendAudit(ctx, store.AuditRecord{
-			At: s.now(), Actor: workflows.ActorMotherGoose, Action: "runner-failure", Egg: r.Egg, RunnerID: r.ID,
+			At: s.now(), Actor: contract.ActorMotherGoose, Action: "runner-failure", Egg: r.Egg, RunnerID: r.ID,
 			Reason: fmt.Sprintf("job %d failed with %s (%d failures)", jobID, reason, r.Failures),
 		})
 		return err

@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
@@ -56,18 +57,18 @@ func started(t *testing.T, events []*historypb.HistoryEvent, input any) string {
 }
 
 // signals decodes every job-status signal of a workflow, in order.
-func signals(t *testing.T, events []*historypb.HistoryEvent) []workflows.JobStatus {
+func signals(t *testing.T, events []*historypb.HistoryEvent) []contract.JobStatus {
 	t.Helper()
-	var out []workflows.JobStatus
+	var out []contract.JobStatus
 	for _, ev := range events {
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
 		if a == nil {
 			continue
 		}
-		if a.GetSignalName() != workflows.SignalJobStatus {
+		if a.GetSignalName() != contract.SignalJobStatus {
 			t.Errorf("signal %q", a.GetSignalName())
 		}
-		var st workflows.JobStatus
+		var st contract.JobStatus
 		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func signals(t *testing.T, events []*historypb.HistoryEvent) []workflows.JobStat
 	return out
 }
 
-func statuses(sts []workflows.JobStatus) string {
+func statuses(sts []contract.JobStatus) string {
 	var s []string
 	for _, st := range sts {
 		s = append(s, st.Status)
@@ -219,7 +220,7 @@ func TestJobLifecycle(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	tc := devServer(t).Client()
 	job := e.gitlab.AddJob(e.web.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
-	wfID := workflows.RunnerWorkflowID(e.host, job.ID)
+	wfID := contract.RunnerWorkflowID(e.host, job.ID)
 	terminate(t, tc, wfID)
 
 	spec, _ := e.gitlab.JobHook(job.ID)
@@ -235,15 +236,15 @@ func TestJobLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info := desc.RawResponse.GetWorkflowExecutionInfo(); info.GetType().GetName() != "ProvisionRunner" || info.GetTaskQueue() != workflows.TaskQueueMotherGoose {
+	if info := desc.RawResponse.GetWorkflowExecutionInfo(); info.GetType().GetName() != "ProvisionRunner" || info.GetTaskQueue() != contract.TaskQueueMotherGoose {
 		t.Errorf("workflow %s on %s", info.GetType().GetName(), info.GetTaskQueue())
 	}
-	var in workflows.ProvisionRunnerInput
+	var in contract.ProvisionRunnerInput
 	if name := started(t, history(t, tc, wfID), &in); name != "ProvisionRunner" {
 		t.Errorf("started %s", name)
 	}
-	wantJob := workflows.JobRef{Host: e.host, ProjectID: e.web.ID, ProjectPath: e.web.PathWithNamespace, JobID: job.ID, Name: "unit"}
-	if in.RunnerID != workflows.RunnerIDFor("web", wfID) || in.Egg.Name != "web" || in.Egg.Version != "web-v1" || in.Job == nil ||
+	wantJob := contract.JobRef{Host: e.host, ProjectID: e.web.ID, ProjectPath: e.web.PathWithNamespace, JobID: job.ID, Name: "unit"}
+	if in.RunnerID != contract.RunnerIDFor("web", wfID) || in.Egg.Name != "web" || in.Egg.Version != "web-v1" || in.Job == nil ||
 		fmt.Sprint(*in.Job) != fmt.Sprint(wantJob) || in.Cloud != fly.CloudLocal || in.Provider.StateDir != "/tmp/gosling-test" {
 		t.Errorf("input = %+v, job %+v", in, in.Job)
 	}
@@ -301,7 +302,7 @@ func TestParallelDuplicates(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	tc := devServer(t).Client()
 	body := e.jobHook(e.web, 4242, "pending")
-	wfID := workflows.RunnerWorkflowID(e.host, 4242)
+	wfID := contract.RunnerWorkflowID(e.host, 4242)
 	terminate(t, tc, wfID)
 
 	const n = 20
@@ -345,7 +346,7 @@ func TestParallelDuplicates(t *testing.T) {
 	if got := statuses(signals(t, events)); got != "pending" {
 		t.Errorf("signals %q, want one pending", got)
 	}
-	var in workflows.ProvisionRunnerInput
+	var in contract.ProvisionRunnerInput
 	started(t, events, &in)
 	if in.Job == nil || in.Job.JobID != 4242 {
 		t.Errorf("input %+v", in)
@@ -527,7 +528,7 @@ func TestOutbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *api.Config) { c.TemporalTimeout = 500 * time.Millisecond }})
-	wfID := workflows.RunnerWorkflowID(e.host, 61)
+	wfID := contract.RunnerWorkflowID(e.host, 61)
 
 	start := time.Now()
 	hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "pending"), ""), http.StatusAccepted)
@@ -589,7 +590,7 @@ func TestOutbox(t *testing.T) {
 		return err == nil && depth == 0
 	})
 	events := history(t, dev.Client(), wfID)
-	var in workflows.ProvisionRunnerInput
+	var in contract.ProvisionRunnerInput
 	if name := started(t, events, &in); name != "ProvisionRunner" || in.Job == nil || in.Job.JobID != 61 || in.Egg.Name != "web" {
 		t.Errorf("replayed start: %s %+v", name, in)
 	}
@@ -657,7 +658,7 @@ func (zeros) Read(p []byte) (int, error) {
 func TestPoolRouting(t *testing.T) {
 	e := newEnv(t, envOptions{dispatch: api.ByRunnerKind})
 	tc := devServer(t).Client()
-	wfID := workflows.PoolWorkflowID("web")
+	wfID := contract.PoolWorkflowID("web")
 	terminate(t, tc, wfID)
 	_ = tc.TerminateWorkflow(context.Background(), wfID, "", "test start")
 
@@ -689,14 +690,14 @@ func TestPoolRouting(t *testing.T) {
 			signals = append(signals, a.GetSignalName())
 		}
 	}
-	if strings.Join(signals, ",") != workflows.SignalDemand+","+workflows.SignalJobStatus {
+	if strings.Join(signals, ",") != contract.SignalDemand+","+contract.SignalJobStatus {
 		t.Errorf("signals = %v", signals)
 	}
 
 	egg := e.nest.Load().Eggs[0]
 	egg.Runner.Type = fly.RunnerServerless
 	in, ok, err := api.ByRunnerKind(e.nest.Load(), &egg, api.JobEvent{Host: e.host, ProjectID: e.web.ID, JobID: 77, Status: "pending"})
-	if err != nil || !ok || in.WorkflowID != workflows.RunnerWorkflowID(e.host, 77) {
+	if err != nil || !ok || in.WorkflowID != contract.RunnerWorkflowID(e.host, 77) {
 		t.Errorf("serverless egg: %+v %v %v", in, ok, err)
 	}
 }

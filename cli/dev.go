@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
@@ -283,7 +285,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	ex.Filter = resolver.Masker().Mask
-	resolver.Observe(activities.NewSecretAudit(st, workflows.TaskQueueMotherGoose, log))
+	resolver.Observe(activities.NewSecretAudit(st, contract.TaskQueueMotherGoose, log))
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -293,7 +295,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		Store: st, Secrets: resolver, Tofu: ex, Logger: log, TokenRef: activities.LocalTokenRef, Metrics: m,
 		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
 	}
-	w, err := gworker.New(tc, workflows.TaskQueueMotherGoose, acts, gworker.Options{})
+	w, err := gworker.New(tc, contract.TaskQueueMotherGoose, acts, gworker.Options{})
 	if err != nil {
 		return err
 	}
@@ -303,7 +305,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	defer w.Stop()
 	// UglyFox: its worker and its schedules (policy and reconciliation
 	// passes on UF/config.fly's schedules).
-	uf, err := gworker.New(tc, workflows.TaskQueueUglyFox, acts, gworker.Options{})
+	uf, err := gworker.New(tc, contract.TaskQueueUglyFox, acts, gworker.Options{})
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 )
@@ -153,14 +154,14 @@ func (s *simulator) run(ctx context.Context, req SimulateRequest, emit func(Simu
 	}
 	job := s.gl.AddJob(project.ID, gitlabtest.JobSpec{Name: "simulated", Stage: "test", Tags: tags})
 	emit(SimulateStep{Step: "job", JobID: job.ID, Message: fmt.Sprintf("job %d created in %s (GitLab test server), tags [%s]", job.ID, project.PathWithNamespace, strings.Join(tags, ", "))})
-	if ok, why := workflows.TagsMatch(egg.Runner, tags); !ok {
+	if ok, why := contract.TagsMatch(egg.Runner, tags); !ok {
 		emit(SimulateStep{Step: "tags", JobID: job.ID, Message: "no runner of this egg can take it: " + why})
 	}
 	if err := s.hook(ctx, job.ID, secret, emit); err != nil {
 		return err
 	}
 
-	kind, _ := workflows.ChooseKind(*egg, "", fly.CloudLocal, false)
+	kind, _ := contract.ChooseKind(*egg, "", fly.CloudLocal, false)
 	pooled := kind != fly.RunnerServerless
 	emit(SimulateStep{Step: "waiting", JobID: job.ID, Message: "waiting for a runner (watch it in the Temporal UI)"})
 	runner, err := s.waitRunner(ctx, egg, job.ID, pooled)
@@ -218,21 +219,21 @@ func (s *simulator) waitRunner(ctx context.Context, egg *fly.Egg, jobID int64, p
 	err := s.poll(ctx, func() (bool, error) {
 		id := ""
 		if pooled {
-			v, err := s.tc.QueryWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.QueryPoolStatus)
+			v, err := s.tc.QueryWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.QueryPoolStatus)
 			if err != nil {
 				return false, nil
 			}
-			var st workflows.PoolStatus
+			var st contract.PoolStatus
 			if err := v.Get(&st); err != nil {
 				return false, err
 			}
 			for _, r := range st.Runners {
-				if r.State == workflows.PoolApex && slices.Contains(r.Jobs, jobID) {
+				if r.State == contract.PoolApex && slices.Contains(r.Jobs, jobID) {
 					id = r.ID
 				}
 			}
 		} else {
-			id = workflows.RunnerIDFor(egg.Name, workflows.RunnerWorkflowID(egg.GitLab.Host, jobID))
+			id = contract.RunnerIDFor(egg.Name, contract.RunnerWorkflowID(egg.GitLab.Host, jobID))
 		}
 		if id == "" {
 			return false, nil

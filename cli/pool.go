@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows"
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/spf13/cobra"
 )
 
@@ -57,17 +58,17 @@ func newCmdPoolStatus(f *Factory) *cobra.Command {
 	return cmd
 }
 
-func printPool(ios *IOStreams, st *workflows.PoolStatus, now time.Time) error {
+func printPool(ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
 	w := ios.Out
 	l := st.Limits
 	fmt.Fprintf(w, "Pool of %s", st.Egg)
 	if st.Draining {
 		fmt.Fprint(w, " (draining: `gosling pool scale` resumes it)")
 	}
-	fmt.Fprintf(w, "\n  Apex   %d running (min %d, max %d), %.1f vCPU, %s\n", st.Counts[workflows.PoolApex], l.ApexMin, l.ApexMax, st.CPU[workflows.PoolApex], st.Memory[workflows.PoolApex])
-	fmt.Fprintf(w, "  Nadir  %d stopped (min %d, max %d), %.1f vCPU, %s\n", st.Counts[workflows.PoolNadir], l.NadirMin, l.NadirMax, st.CPU[workflows.PoolNadir], st.Memory[workflows.PoolNadir])
+	fmt.Fprintf(w, "\n  Apex   %d running (min %d, max %d), %.1f vCPU, %s\n", st.Counts[contract.PoolApex], l.ApexMin, l.ApexMax, st.CPU[contract.PoolApex], st.Memory[contract.PoolApex])
+	fmt.Fprintf(w, "  Nadir  %d stopped (min %d, max %d), %.1f vCPU, %s\n", st.Counts[contract.PoolNadir], l.NadirMin, l.NadirMax, st.CPU[contract.PoolNadir], st.Memory[contract.PoolNadir])
 	var other []string
-	for _, s := range []string{workflows.PoolProvisioning, workflows.PoolPromoting, workflows.PoolDemoting, workflows.PoolRetiring} {
+	for _, s := range []string{contract.PoolProvisioning, contract.PoolPromoting, contract.PoolDemoting, contract.PoolRetiring} {
 		if n := st.Counts[s]; n > 0 {
 			other = append(other, fmt.Sprintf("%d %s", n, s))
 		}
@@ -76,8 +77,8 @@ func printPool(ios *IOStreams, st *workflows.PoolStatus, now time.Time) error {
 		fmt.Fprintf(w, "  Moving %s\n", strings.Join(other, ", "))
 	}
 	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n\n", st.Waiting,
-		st.Stats.Served[workflows.ServedByApex], st.Stats.Served[workflows.ServedByPromotion], st.Stats.Served[workflows.ServedByProvision])
-	runners := append([]workflows.PoolRunner(nil), st.Runners...)
+		st.Stats.Served[contract.ServedByApex], st.Stats.Served[contract.ServedByPromotion], st.Stats.Served[contract.ServedByProvision])
+	runners := append([]contract.PoolRunner(nil), st.Runners...)
 	sort.Slice(runners, func(i, j int) bool { return runners[i].ID < runners[j].ID })
 	rows := make([][]string, 0, len(runners))
 	for _, r := range runners {
@@ -114,7 +115,7 @@ runners above it go as they become idle. Running jobs are never cut short.`,
   gosling pool scale web-app --reset`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := workflows.PoolScale{Reset: reset}
+			req := contract.PoolScale{Reset: reset}
 			set := 0
 			for _, fl := range []struct {
 				name string

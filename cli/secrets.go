@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
-	"github.com/gosling-ci/gosling/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 )
@@ -316,19 +317,19 @@ func secretsRotateRun(ctx context.Context, opts *SecretsRotateOptions) error {
 	if u, ok := opts.Getenv("USER"); ok && u != "" {
 		actor = "cli:" + u
 	}
-	in := workflows.RotateRunnerTokensInput{Eggs: opts.Eggs, Actor: actor, Reason: opts.Reason}
-	run, err := c.ExecuteWorkflow(ctx, workflows.RotateStartOptions(), workflows.RotateRunnerTokens, in)
+	in := contract.RotateRunnerTokensInput{Eggs: opts.Eggs, Actor: actor, Reason: opts.Reason}
+	run, err := c.ExecuteWorkflow(ctx, contract.RotateStartOptions(), contract.WorkflowRotateRunnerTokens, in)
 	var running *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &running) {
-		return fmt.Errorf("a rotation is running already (workflow %s): wait for it to end", workflows.RotateWorkflowID)
+		return fmt.Errorf("a rotation is running already (workflow %s): wait for it to end", contract.RotateWorkflowID)
 	}
 	if err != nil {
-		return fmt.Errorf("start %s: %w", workflows.RotateWorkflowID, err)
+		return fmt.Errorf("start %s: %w", contract.RotateWorkflowID, err)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Rotation %s started; waiting for it.\n", workflows.RotateWorkflowID)
-	var res workflows.RotateRunnerTokensResult
+	fmt.Fprintf(opts.IO.ErrOut, "Rotation %s started; waiting for it.\n", contract.RotateWorkflowID)
+	var res contract.RotateRunnerTokensResult
 	if err := run.Get(ctx, &res); err != nil {
-		return fmt.Errorf("%s: %w", workflows.RotateWorkflowID, err)
+		return fmt.Errorf("%s: %w", contract.RotateWorkflowID, err)
 	}
 	if opts.JSON {
 		if err := printJSON(opts.IO.Out, res); err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/workflows"
@@ -114,27 +116,27 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 	defer c.Close()
 	stamp := "manual-" + opts.Now().UTC().Format("20060102T150405.000")
 	if opts.Reconcile {
-		id := workflows.ReconcileWorkflowID(stamp)
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueueUglyFox}, workflows.Reconcile,
-			workflows.ReconcileInput{Policy: uf, DryRun: opts.DryRun})
+		id := contract.ReconcileWorkflowID(stamp)
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueUglyFox}, contract.WorkflowReconcile,
+			contract.ReconcileInput{Policy: uf, DryRun: opts.DryRun})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", id, err)
 		}
 		fmt.Fprintf(opts.IO.ErrOut, "Reconciliation pass %s started; waiting for it.\n", id)
-		var res workflows.ReconcileResult
+		var res contract.ReconcileResult
 		if err := run.Get(ctx, &res); err != nil {
 			return fmt.Errorf("%s: %w", id, err)
 		}
 		return printReconcile(opts.IO, opts.JSON, res)
 	}
-	id := workflows.PruneWorkflowID(stamp)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueueUglyFox}, workflows.Prune,
-		workflows.PruneInput{Policy: uf, DryRun: opts.DryRun})
+	id := contract.PruneWorkflowID(stamp)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueUglyFox}, contract.WorkflowPrune,
+		contract.PruneInput{Policy: uf, DryRun: opts.DryRun})
 	if err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Policy pass %s started; waiting for it.\n", id)
-	var res workflows.PruneResult
+	var res contract.PruneResult
 	if err := run.Get(ctx, &res); err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}
@@ -155,7 +157,7 @@ func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFo
 		if err != nil {
 			return err
 		}
-		res := workflows.ReconcileResult{DryRun: true, GitLabRunners: sv.GitLabRunners, Workspaces: sv.Workspaces, Rows: sv.Rows, Unreachable: sv.Unreachable}
+		res := contract.ReconcileResult{DryRun: true, GitLabRunners: sv.GitLabRunners, Workspaces: sv.Workspaces, Rows: sv.Rows, Unreachable: sv.Unreachable}
 		res.Findings = workflows.PlanReconcile(sv.Findings)
 		return printReconcile(opts.IO, opts.JSON, res)
 	}
@@ -170,7 +172,7 @@ func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFo
 	var runners []activities.RunnerView
 	heartbeats := map[string]activities.Heartbeat{}
 	for after := ""; ; {
-		page, err := acts.ListRunnerViews(ctx, activities.RunnerPageInput{After: after, Limit: workflows.DefaultPrunePage})
+		page, err := acts.ListRunnerViews(ctx, activities.RunnerPageInput{After: after, Limit: contract.DefaultPrunePage})
 		if err != nil {
 			return err
 		}
@@ -184,12 +186,12 @@ func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFo
 	}
 	ds := workflows.Evaluate(opts.Now(), uf, runners, heartbeats, eggs)
 	if ds == nil {
-		ds = []workflows.Decision{}
+		ds = []contract.Decision{}
 	}
-	return printPrune(opts.IO, opts.JSON, workflows.PruneResult{DryRun: true, Runners: len(runners), Decisions: ds})
+	return printPrune(opts.IO, opts.JSON, contract.PruneResult{DryRun: true, Runners: len(runners), Decisions: ds})
 }
 
-func printPrune(ios *IOStreams, asJSON bool, res workflows.PruneResult) error {
+func printPrune(ios *IOStreams, asJSON bool, res contract.PruneResult) error {
 	if asJSON {
 		return printJSON(ios.Out, res)
 	}
@@ -211,7 +213,7 @@ func printPrune(ios *IOStreams, asJSON bool, res workflows.PruneResult) error {
 	return nil
 }
 
-func printReconcile(ios *IOStreams, asJSON bool, res workflows.ReconcileResult) error {
+func printReconcile(ios *IOStreams, asJSON bool, res contract.ReconcileResult) error {
 	if asJSON {
 		return printJSON(ios.Out, res)
 	}
@@ -261,8 +263,8 @@ func NewCmdUglyFoxSchedule(f *Factory, runF func(*UglyFoxScheduleOptions) error)
 	cmd := &cobra.Command{
 		Use:   "schedule",
 		Short: "Create or update the Temporal Schedules of UglyFox's passes from UF/config.fly",
-		Long: `Schedule makes two Temporal Schedules: ` + workflows.ScheduleIDPrune + ` (a policy pass on
-uglyfox.schedule) and ` + workflows.ScheduleIDReconcile + ` (a reconciliation pass on
+		Long: `Schedule makes two Temporal Schedules: ` + contract.ScheduleIDPrune + ` (a policy pass on
+uglyfox.schedule) and ` + contract.ScheduleIDReconcile + ` (a reconciliation pass on
 reconcile.schedule). Each carries the policies of UF/config.fly as they are
 now: run it again after changing them. Running it twice changes nothing.
 A pass that outlives its interval is not started twice.`,
@@ -297,8 +299,8 @@ func uglyfoxScheduleRun(ctx context.Context, opts *UglyFoxScheduleOptions) error
 	if uf.DryRun {
 		dry = " (dry_run is set: passes only report)"
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Scheduled %s on %s and %s on %s%s.\n", workflows.ScheduleIDPrune, strconv.Quote(uf.Schedule),
-		workflows.ScheduleIDReconcile, strconv.Quote(uf.Reconcile.Schedule), dry)
+	fmt.Fprintf(opts.IO.ErrOut, "Scheduled %s on %s and %s on %s%s.\n", contract.ScheduleIDPrune, strconv.Quote(uf.Schedule),
+		contract.ScheduleIDReconcile, strconv.Quote(uf.Reconcile.Schedule), dry)
 	if strings.TrimSpace(uf.File) == "" {
 		fmt.Fprintln(opts.IO.ErrOut, "The Nest has no UF/config.fly: the default policies apply.")
 	}

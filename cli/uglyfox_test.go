@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 func TestUglyFoxFlagsToOptions(t *testing.T) {
@@ -69,11 +70,11 @@ func TestUglyFoxRunLocal(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, tio.err)
 	}
-	var res workflows.PruneResult
+	var res contract.PruneResult
 	if err := json.Unmarshal(tio.out.Bytes(), &res); err != nil {
 		t.Fatalf("%v: %s", err, tio.out)
 	}
-	if !res.DryRun || res.Runners != 2 || len(res.Decisions) != 1 || res.Decisions[0].RunnerID != "web-p1" || res.Decisions[0].Policy != workflows.PolicyFailed {
+	if !res.DryRun || res.Runners != 2 || len(res.Decisions) != 1 || res.Decisions[0].RunnerID != "web-p1" || res.Decisions[0].Policy != contract.PolicyFailed {
 		t.Errorf("result = %+v", res)
 	}
 

@@ -1,5 +1,6 @@
 // Package worker builds the Temporal workers of Gosling's task queues and
-// registers their workflows and activities.
+// registers their workflows, under the names of package contract, and
+// their activities.
 package worker
 
 import (
@@ -7,13 +8,14 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/workflows"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
 
 // Queues lists the task queues a worker can serve.
-var Queues = []string{workflows.TaskQueueMotherGoose, workflows.TaskQueueUglyFox}
+var Queues = []string{contract.TaskQueueMotherGoose, contract.TaskQueueUglyFox}
 
 // Options tune a worker.
 type Options struct {
@@ -23,55 +25,70 @@ type Options struct {
 }
 
 // New builds a worker for a task queue with its workflows and activities.
+// It fails for a queue that is not one of Queues.
 func New(c client.Client, queue string, acts *activities.Activities, opts Options) (worker.Worker, error) {
-	wo := worker.Options{MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities}
-	switch queue {
-	case workflows.TaskQueueMotherGoose:
-		w := worker.New(c, queue, wo)
-		Register(w, acts)
-		return w, nil
-	case workflows.TaskQueueUglyFox:
-		w := worker.New(c, queue, wo)
-		RegisterUglyFox(w, acts)
-		return w, nil
+	wfs, ok := Workflows(queue)
+	if !ok {
+		return nil, fmt.Errorf("unknown task queue %q: use %v", queue, Queues)
 	}
-	return nil, fmt.Errorf("unknown task queue %q: use %v", queue, Queues)
+	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities})
+	register(w, wfs, acts)
+	return w, nil
 }
 
-// Register adds the MotherGoose workflows and the activities to a registry
-// (a worker, a replayer or a test environment).
-func Register(r interface {
+// Registry is what workflows and activities are registered with: a worker,
+// a replayer or a test environment.
+type Registry interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 	RegisterActivity(a interface{})
-}, acts *activities.Activities) {
-	for _, wf := range MotherGooseWorkflows() {
-		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{})
-	}
-	if acts != nil {
-		r.RegisterActivity(acts)
-	}
 }
 
-// MotherGooseWorkflows lists the workflows of the mothergoose task queue.
-func MotherGooseWorkflows() []any {
-	return []any{workflows.ProvisionRunner, workflows.DeprovisionRunner, workflows.Pool, workflows.RotateRunnerTokens}
+// Workflow is a workflow function and the contract name it is registered
+// and started under.
+type Workflow struct {
+	Name string
+	Fn   any
+}
+
+// Workflows lists the workflows of a task queue; ok is false for a queue
+// Gosling does not serve.
+func Workflows(queue string) (wfs []Workflow, ok bool) {
+	switch queue {
+	case contract.TaskQueueMotherGoose:
+		return []Workflow{
+			{contract.WorkflowProvisionRunner, workflows.ProvisionRunner},
+			{contract.WorkflowDeprovisionRunner, workflows.DeprovisionRunner},
+			{contract.WorkflowPool, workflows.Pool},
+			{contract.WorkflowRotateRunnerTokens, workflows.RotateRunnerTokens},
+		}, true
+	case contract.TaskQueueUglyFox:
+		// Their teardowns (DeprovisionRunner) run on the mothergoose queue.
+		return []Workflow{
+			{contract.WorkflowPrune, workflows.Prune},
+			{contract.WorkflowReconcile, workflows.Reconcile},
+		}, true
+	}
+	return nil, false
+}
+
+// Register adds the MotherGoose workflows and the activities to a registry.
+func Register(r Registry, acts *activities.Activities) {
+	wfs, _ := Workflows(contract.TaskQueueMotherGoose)
+	register(r, wfs, acts)
 }
 
 // RegisterUglyFox adds the UglyFox workflows and the activities to a
-// registry. Their teardowns (DeprovisionRunner) run on the mothergoose queue.
-func RegisterUglyFox(r interface {
-	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
-	RegisterActivity(a interface{})
-}, acts *activities.Activities) {
-	for _, wf := range UglyFoxWorkflows() {
-		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{})
+// registry.
+func RegisterUglyFox(r Registry, acts *activities.Activities) {
+	wfs, _ := Workflows(contract.TaskQueueUglyFox)
+	register(r, wfs, acts)
+}
+
+func register(r Registry, wfs []Workflow, acts *activities.Activities) {
+	for _, wf := range wfs {
+		r.RegisterWorkflowWithOptions(wf.Fn, workflow.RegisterOptions{Name: wf.Name})
 	}
 	if acts != nil {
 		r.RegisterActivity(acts)
 	}
-}
-
-// UglyFoxWorkflows lists the workflows of the uglyfox task queue.
-func UglyFoxWorkflows() []any {
-	return []any{workflows.Prune, workflows.Reconcile}
 }

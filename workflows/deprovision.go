@@ -3,6 +3,8 @@ package workflows
 import (
 	"fmt"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/workflow"
@@ -13,24 +15,24 @@ import (
 // token, record it terminated. Every step is idempotent, so a repeated or
 // resumed teardown is safe; a step that keeps failing leaves the runner in
 // state failed with the reason, for UglyFox to finish.
-func DeprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
+func DeprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput) (contract.DeprovisionRunnerResult, error) {
 	res, err := deprovisionRunner(ctx, in)
 	if in.Owner != "" {
-		msg := RunnerRetired{RunnerID: in.RunnerID}
+		msg := contract.RunnerRetired{RunnerID: in.RunnerID}
 		if err != nil {
 			msg.Error = err.Error()
 		}
-		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", SignalRunnerRetired, msg).Get(ctx, nil)
+		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", contract.SignalRunnerRetired, msg).Get(ctx, nil)
 	}
 	return res, err
 }
 
-func deprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
+func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput) (contract.DeprovisionRunnerResult, error) {
 	var a *activities.Activities
-	res := DeprovisionRunnerResult{RunnerID: in.RunnerID}
+	res := contract.DeprovisionRunnerResult{RunnerID: in.RunnerID}
 	actor := in.Actor
 	if actor == "" {
-		actor = ActorMotherGoose
+		actor = contract.ActorMotherGoose
 	}
 	var r store.Runner
 	if err := workflow.ExecuteLocalActivity(storeCtx(ctx), a.GetRunner, in.RunnerID).Get(ctx, &r); err != nil {
@@ -45,7 +47,7 @@ func deprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (Deprovi
 			return res, err
 		}
 	}
-	failed := func(step string, err error) (DeprovisionRunnerResult, error) {
+	failed := func(step string, err error) (contract.DeprovisionRunnerResult, error) {
 		dctx, cancel := workflow.NewDisconnectedContext(ctx)
 		defer cancel()
 		_ = transitionWith(dctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateFailed, Reason: fmt.Sprintf("teardown: %s failed: %v", step, err), Actor: actor})
@@ -59,7 +61,7 @@ func deprovisionRunner(ctx workflow.Context, in DeprovisionRunnerInput) (Deprovi
 		return failed("destroy machine", err)
 	}
 	if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
-		GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, Description: RunnerDescription(r.Egg, r.ID),
+		GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, Description: contract.RunnerDescription(r.Egg, r.ID),
 	}).Get(ctx, nil); err != nil {
 		return failed("delete GitLab runner", err)
 	}

@@ -1,7 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/client"
+import (
+	"github.com/gosling-ci/gosling/workflows/contract"
+	"go.temporal.io/sdk/client"
+)
 
 func startOpts(id string) client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueueMotherGoose}
+	return client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueMotherGoose}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -40,15 +42,15 @@ const knownJobs = 2000
 // ProvisionRunner and DeprovisionRunner, which report back by signal, so
 // the pool can continue as new at any quiet moment without losing a runner
 // or a waiting job.
-func Pool(ctx workflow.Context, in PoolInput) error {
+func Pool(ctx workflow.Context, in contract.PoolInput) error {
 	p := newPool(ctx, in)
 	return p.run()
 }
 
 type pool struct {
 	ctx   workflow.Context
-	in    PoolInput
-	st    *PoolState
+	in    contract.PoolInput
+	st    *contract.PoolState
 	id    string
 	cloud string
 	tick  time.Duration
@@ -61,10 +63,10 @@ type pool struct {
 	sel workflow.Selector
 }
 
-func newPool(ctx workflow.Context, in PoolInput) *pool {
+func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
 	st := in.State
 	if st == nil {
-		st = &PoolState{Egg: in.Egg}
+		st = &contract.PoolState{Egg: in.Egg}
 	}
 	if st.Stats.Served == nil {
 		st.Stats.Served = map[string]int{}
@@ -85,9 +87,9 @@ func newPool(ctx workflow.Context, in PoolInput) *pool {
 }
 
 // limits are the egg's pool limits with any temporary overrides.
-func (p *pool) limits() PoolLimits {
+func (p *pool) limits() contract.PoolLimits {
 	e := p.st.Egg
-	l := PoolLimits{ApexMin: e.Apex.Min, ApexMax: e.Apex.Max, NadirMin: e.Nadir.Min, NadirMax: e.Nadir.Max}
+	l := contract.PoolLimits{ApexMin: e.Apex.Min, ApexMax: e.Apex.Max, NadirMin: e.Nadir.Min, NadirMax: e.Nadir.Max}
 	if o := p.st.Overrides; o != nil {
 		l = *o
 	}
@@ -103,37 +105,37 @@ func (p *pool) run() error {
 	if err := p.registerHandlers(); err != nil {
 		return err
 	}
-	demandCh := workflow.GetSignalChannel(ctx, SignalDemand)
-	jobCh := workflow.GetSignalChannel(ctx, SignalJobStatus)
-	provisionedCh := workflow.GetSignalChannel(ctx, SignalRunnerProvisioned)
-	retiredCh := workflow.GetSignalChannel(ctx, SignalRunnerRetired)
-	readyCh := workflow.GetSignalChannel(ctx, SignalRunnerReady)
-	specCh := workflow.GetSignalChannel(ctx, SignalPoolSpec)
-	actionCh := workflow.GetSignalChannel(ctx, SignalRunnerAction)
+	demandCh := workflow.GetSignalChannel(ctx, contract.SignalDemand)
+	jobCh := workflow.GetSignalChannel(ctx, contract.SignalJobStatus)
+	provisionedCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerProvisioned)
+	retiredCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerRetired)
+	readyCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerReady)
+	specCh := workflow.GetSignalChannel(ctx, contract.SignalPoolSpec)
+	actionCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerAction)
 
 	p.sel = workflow.NewSelector(ctx)
 	p.sel.AddReceive(demandCh, func(c workflow.ReceiveChannel, _ bool) {
-		var d Demand
+		var d contract.Demand
 		c.Receive(ctx, &d)
 		p.onDemand(d)
 	})
 	p.sel.AddReceive(jobCh, func(c workflow.ReceiveChannel, _ bool) {
-		var s JobStatus
+		var s contract.JobStatus
 		c.Receive(ctx, &s)
 		p.onJobStatus(s)
 	})
 	p.sel.AddReceive(provisionedCh, func(c workflow.ReceiveChannel, _ bool) {
-		var m RunnerProvisioned
+		var m contract.RunnerProvisioned
 		c.Receive(ctx, &m)
 		p.onProvisioned(m)
 	})
 	p.sel.AddReceive(retiredCh, func(c workflow.ReceiveChannel, _ bool) {
-		var m RunnerRetired
+		var m contract.RunnerRetired
 		c.Receive(ctx, &m)
 		p.onRetired(m)
 	})
 	p.sel.AddReceive(readyCh, func(c workflow.ReceiveChannel, _ bool) {
-		var m RunnerReady
+		var m contract.RunnerReady
 		c.Receive(ctx, &m)
 		p.onReady(m)
 	})
@@ -144,7 +146,7 @@ func (p *pool) run() error {
 		log.Info("egg spec updated; it applies to future runners", "version", e.Version)
 	})
 	p.sel.AddReceive(actionCh, func(c workflow.ReceiveChannel, _ bool) {
-		var a RunnerAction
+		var a contract.RunnerAction
 		c.Receive(ctx, &a)
 		p.onAction(a)
 	})
@@ -192,10 +194,10 @@ func (p *pool) shouldContinueAsNew() bool {
 
 func (p *pool) registerHandlers() error {
 	ctx := p.ctx
-	if err := workflow.SetQueryHandler(ctx, QueryPoolStatus, func() (PoolStatus, error) { return p.status(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryPoolStatus, func() (contract.PoolStatus, error) { return p.status(), nil }); err != nil {
 		return err
 	}
-	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolScale, func(ctx workflow.Context, s PoolScale) (PoolLimits, error) {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdatePoolScale, func(ctx workflow.Context, s contract.PoolScale) (contract.PoolLimits, error) {
 		// Scaling a drained pool resumes it.
 		p.st.Draining = false
 		if s.Reset {
@@ -214,7 +216,7 @@ func (p *pool) registerHandlers() error {
 		set(&l.NadirMax, s.NadirMax)
 		p.st.Overrides = &l
 		return p.limits(), nil
-	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, s PoolScale) error {
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, s contract.PoolScale) error {
 		l := p.limits()
 		for _, f := range []struct {
 			v    *int
@@ -246,11 +248,11 @@ func (p *pool) registerHandlers() error {
 	if err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolDrain, func(ctx workflow.Context) (int, error) {
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdatePoolDrain, func(ctx workflow.Context) (int, error) {
 		p.st.Draining = true
 		n := 0
 		for _, r := range p.st.Runners {
-			if r.State == PoolApex || r.State == PoolNadir {
+			if r.State == contract.PoolApex || r.State == contract.PoolNadir {
 				p.retire(r, "pool drained")
 				n++
 			}
@@ -277,7 +279,7 @@ func (p *pool) remember(jobID int64) {
 	}
 }
 
-func (p *pool) onDemand(d Demand) {
+func (p *pool) onDemand(d contract.Demand) {
 	if p.known(d.Job.JobID) {
 		return // GitLab retried, or a duplicate webhook got this far
 	}
@@ -306,16 +308,16 @@ func (p *pool) onDemand(d Demand) {
 }
 
 // admit puts a job in line if this egg's runners can take it.
-func (p *pool) admit(d Demand, tags []string) {
-	if ok, why := TagsMatch(p.st.Egg.Runner, tags); !ok {
+func (p *pool) admit(d contract.Demand, tags []string) {
+	if ok, why := contract.TagsMatch(p.st.Egg.Runner, tags); !ok {
 		workflow.GetLogger(p.ctx).Info("job ignored: no runner of this egg can take it", "job", d.Job.JobID, "reason", why)
 		return
 	}
 	d.Job.Tags = tags
-	p.st.Waiting = append(p.st.Waiting, Waiting(d))
+	p.st.Waiting = append(p.st.Waiting, contract.Waiting(d))
 }
 
-func (p *pool) onJobStatus(s JobStatus) {
+func (p *pool) onJobStatus(s contract.JobStatus) {
 	r := p.runnerWithJob(s.JobID)
 	if !s.Finished() {
 		if r != nil && s.Status == "running" {
@@ -324,7 +326,7 @@ func (p *pool) onJobStatus(s JobStatus) {
 		return
 	}
 	// A job that ends while it waits needs no runner any more.
-	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w Waiting) bool { return w.Job.JobID == s.JobID })
+	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return w.Job.JobID == s.JobID })
 	if r == nil {
 		return
 	}
@@ -336,7 +338,7 @@ func (p *pool) onJobStatus(s JobStatus) {
 	p.st.Stats.JobsFinished++
 }
 
-func (p *pool) runnerWithJob(jobID int64) *PoolRunner {
+func (p *pool) runnerWithJob(jobID int64) *contract.PoolRunner {
 	for _, r := range p.st.Runners {
 		if slices.Contains(r.Jobs, jobID) {
 			return r
@@ -354,31 +356,31 @@ func (p *pool) serve() {
 	slots := max(1, p.st.Egg.Runner.JobsPerRunner)
 	for len(p.st.Waiting) > 0 {
 		w := p.st.Waiting[0]
-		var target *PoolRunner
+		var target *contract.PoolRunner
 		path := ""
 		for _, r := range p.st.Runners {
-			if (r.State == PoolApex || r.State == PoolProvisioning || r.State == PoolPromoting) && len(r.Jobs) < slots && r.Recycle == "" {
+			if (r.State == contract.PoolApex || r.State == contract.PoolProvisioning || r.State == contract.PoolPromoting) && len(r.Jobs) < slots && r.Recycle == "" {
 				target = r
-				path = ServedByApex
-				if r.State == PoolProvisioning {
-					path = ServedByProvision
-				} else if r.State == PoolPromoting {
-					path = ServedByPromotion
+				path = contract.ServedByApex
+				if r.State == contract.PoolProvisioning {
+					path = contract.ServedByProvision
+				} else if r.State == contract.PoolPromoting {
+					path = contract.ServedByPromotion
 				}
 				break
 			}
 		}
-		if target == nil && p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) {
+		if target == nil && p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) {
 			for _, r := range p.st.Runners {
-				if r.State == PoolNadir && r.Recycle == "" {
-					target, path = r, ServedByPromotion
+				if r.State == contract.PoolNadir && r.Recycle == "" {
+					target, path = r, contract.ServedByPromotion
 					r.ServedBy, r.Since = path, w.At
 					p.promote(r)
 					break
 				}
 			}
 			if target == nil && p.total() < p.st.Egg.Runner.MaxConcurrent+p.limits().NadirMax {
-				target, path = p.provision(false), ServedByProvision
+				target, path = p.provision(false), contract.ServedByProvision
 			}
 		}
 		if target == nil {
@@ -387,7 +389,7 @@ func (p *pool) serve() {
 		target.Jobs = append(target.Jobs, w.Job.JobID)
 		target.IdleSince = time.Time{}
 		p.st.Waiting = p.st.Waiting[1:]
-		if target.State == PoolApex {
+		if target.State == contract.PoolApex {
 			p.served(path, w.At)
 		} else if target.ServedBy == "" {
 			// Counted when the runner is ready: provisioning and promotion take time.
@@ -425,8 +427,8 @@ func (p *pool) fits(dormant bool) bool {
 	}
 	cpu, mem := e.Runner.CPU, e.Runner.Memory
 	for _, r := range p.st.Runners {
-		inNadir := r.State == PoolNadir || r.State == PoolDemoting || (r.State == PoolProvisioning && r.Dormant)
-		if r.State == PoolRetiring || inNadir != dormant {
+		inNadir := r.State == contract.PoolNadir || r.State == contract.PoolDemoting || (r.State == contract.PoolProvisioning && r.Dormant)
+		if r.State == contract.PoolRetiring || inNadir != dormant {
 			continue
 		}
 		cpu += r.CPU
@@ -436,7 +438,7 @@ func (p *pool) fits(dormant bool) bool {
 }
 
 // total counts runners that exist or are being made (not being retired).
-func (p *pool) total() int { return len(p.st.Runners) - p.count(PoolRetiring) }
+func (p *pool) total() int { return len(p.st.Runners) - p.count(contract.PoolRetiring) }
 
 // --- scaling ----------------------------------------------------------
 
@@ -451,26 +453,26 @@ func (p *pool) scale() {
 	e := p.st.Egg
 	// Idle Apex runners go to sleep, or away when Nadir is full.
 	for _, r := range p.st.Runners {
-		if r.State != PoolApex || len(r.Jobs) > 0 || r.IdleSince.IsZero() {
+		if r.State != contract.PoolApex || len(r.Jobs) > 0 || r.IdleSince.IsZero() {
 			continue
 		}
-		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(PoolApex) <= l.ApexMin {
+		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(contract.PoolApex) <= l.ApexMin {
 			continue
 		}
 		p.sleep(r, fmt.Sprintf("idle Apex runner past %s", e.Apex.IdleTimeout))
 	}
 	// Nadir runners asleep too long are retired, down to the minimum.
 	for _, r := range p.st.Runners {
-		if r.State == PoolNadir && now.Sub(r.Since) >= e.Nadir.IdleTimeout.D() && p.count(PoolNadir) > l.NadirMin {
+		if r.State == contract.PoolNadir && now.Sub(r.Since) >= e.Nadir.IdleTimeout.D() && p.count(contract.PoolNadir) > l.NadirMin {
 			p.retire(r, fmt.Sprintf("dormant past %s", e.Nadir.IdleTimeout))
 		}
 	}
 	// Minimums, never beyond the maximums.
-	for p.count(PoolApex, PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) {
+	for p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(PoolNadir, PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
+		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
 			p.provision(true)
 		}
 	}
@@ -480,7 +482,7 @@ func (p *pool) scale() {
 func (p *pool) countProvisioning(dormant bool) int {
 	n := 0
 	for _, r := range p.st.Runners {
-		if r.State == PoolProvisioning && r.Dormant == dormant {
+		if r.State == contract.PoolProvisioning && r.Dormant == dormant {
 			n++
 		}
 	}
@@ -488,12 +490,12 @@ func (p *pool) countProvisioning(dormant bool) int {
 }
 
 // provision starts a ProvisionRunner for a new runner of this pool.
-func (p *pool) provision(dormant bool) *PoolRunner {
+func (p *pool) provision(dormant bool) *contract.PoolRunner {
 	ctx := p.ctx
 	p.st.Seq++
 	now := workflow.Now(ctx)
-	r := &PoolRunner{
-		ID: PoolRunnerID(p.st.Egg.Name, p.st.Seq), State: PoolProvisioning, CPU: p.st.Egg.Runner.CPU, Memory: p.st.Egg.Runner.Memory,
+	r := &contract.PoolRunner{
+		ID: contract.PoolRunnerID(p.st.Egg.Name, p.st.Seq), State: contract.PoolProvisioning, CPU: p.st.Egg.Runner.CPU, Memory: p.st.Egg.Runner.Memory,
 		CreatedAt: now, Since: now, Dormant: dormant,
 	}
 	p.st.Runners = append(p.st.Runners, r)
@@ -502,7 +504,7 @@ func (p *pool) provision(dormant bool) *PoolRunner {
 		WorkflowID:        p.id + "/runner/" + r.ID,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
-	child := workflow.ExecuteChildWorkflow(cctx, ProvisionRunner, ProvisionRunnerInput{
+	child := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
 		RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Provider: p.in.Provider, Dormant: dormant, Owner: p.id,
 	})
 	// The pool learns the outcome by signal; it only waits for the start,
@@ -518,17 +520,17 @@ func (p *pool) provision(dormant bool) *PoolRunner {
 	return r
 }
 
-func (p *pool) onProvisioned(m RunnerProvisioned) {
+func (p *pool) onProvisioned(m contract.RunnerProvisioned) {
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
 	}
 	switch m.State {
 	case string(store.StateActive):
-		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef
+		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = contract.PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef
 		p.becameApex(r)
 	case string(store.StateDormant):
-		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = PoolNadir, m.Kind, m.GitLabRunnerID, m.TokenRef
+		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = contract.PoolNadir, m.Kind, m.GitLabRunnerID, m.TokenRef
 		if len(r.Jobs) > 0 {
 			p.promote(r) // demand came while it was being made
 		} else {
@@ -542,7 +544,7 @@ func (p *pool) onProvisioned(m RunnerProvisioned) {
 }
 
 // becameApex counts the demand a runner now serves and marks it idle if it has none.
-func (p *pool) becameApex(r *PoolRunner) {
+func (p *pool) becameApex(r *contract.PoolRunner) {
 	now := workflow.Now(p.ctx)
 	if len(r.Jobs) > 0 && r.ServedBy != "" {
 		p.served(r.ServedBy, r.Since)
@@ -553,16 +555,16 @@ func (p *pool) becameApex(r *PoolRunner) {
 }
 
 // drop forgets a runner and puts the jobs it was reserved for back in line.
-func (p *pool) drop(r *PoolRunner) {
-	var back []Waiting
+func (p *pool) drop(r *contract.PoolRunner) {
+	var back []contract.Waiting
 	for _, id := range r.Jobs {
-		back = append(back, Waiting{Job: JobRef{JobID: id}, At: r.Since})
+		back = append(back, contract.Waiting{Job: contract.JobRef{JobID: id}, At: r.Since})
 	}
 	p.st.Waiting = append(back, p.st.Waiting...)
-	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *PoolRunner) bool { return x == r })
+	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *contract.PoolRunner) bool { return x == r })
 }
 
-func (p *pool) runner(id string) *PoolRunner {
+func (p *pool) runner(id string) *contract.PoolRunner {
 	for _, r := range p.st.Runners {
 		if r.ID == id {
 			return r
@@ -571,7 +573,7 @@ func (p *pool) runner(id string) *PoolRunner {
 	return nil
 }
 
-func (p *pool) machine(r *PoolRunner) activities.PowerInput {
+func (p *pool) machine(r *contract.PoolRunner) activities.PowerInput {
 	return activities.PowerInput{
 		GitLabRunnerID: r.GitLabRunnerID,
 		Machine: activities.ApplyMachineInput{
@@ -582,12 +584,12 @@ func (p *pool) machine(r *PoolRunner) activities.PowerInput {
 }
 
 // promote resumes a Nadir runner; it is Apex once its agent reports ready.
-func (p *pool) promote(r *PoolRunner) {
+func (p *pool) promote(r *contract.PoolRunner) {
 	ctx := p.ctx
 	var a *activities.Activities
-	r.State = PoolPromoting
+	r.State = contract.PoolPromoting
 	if r.ServedBy == "" && len(r.Jobs) > 0 {
-		r.ServedBy = ServedByPromotion
+		r.ServedBy = contract.ServedByPromotion
 	}
 	p.st.Stats.Promotions++
 	p.inFlight++
@@ -601,20 +603,20 @@ func (p *pool) promote(r *PoolRunner) {
 	})
 }
 
-func (p *pool) onReady(m RunnerReady) {
+func (p *pool) onReady(m contract.RunnerReady) {
 	r := p.runner(m.RunnerID)
-	if r == nil || r.State != PoolPromoting {
+	if r == nil || r.State != contract.PoolPromoting {
 		return
 	}
 	_ = transition(p.ctx, r.ID, store.StateActive, "promoted from Nadir")
-	r.State = PoolApex
+	r.State = contract.PoolApex
 	p.becameApex(r)
 }
 
 // sleep demotes an idle Apex runner to Nadir when Nadir has room (in count
 // and resources), and retires it otherwise.
-func (p *pool) sleep(r *PoolRunner, why string) {
-	if r.Kind == fly.RunnerVM && p.count(PoolNadir, PoolDemoting) < p.limits().NadirMax && p.fits(true) {
+func (p *pool) sleep(r *contract.PoolRunner, why string) {
+	if r.Kind == fly.RunnerVM && p.count(contract.PoolNadir, contract.PoolDemoting) < p.limits().NadirMax && p.fits(true) {
 		p.demote(r)
 		return
 	}
@@ -622,10 +624,10 @@ func (p *pool) sleep(r *PoolRunner, why string) {
 }
 
 // demote puts an idle Apex runner to sleep, race-free (see DemoteRunner).
-func (p *pool) demote(r *PoolRunner) {
+func (p *pool) demote(r *contract.PoolRunner) {
 	ctx := p.ctx
 	var a *activities.Activities
-	r.State = PoolDemoting
+	r.State = contract.PoolDemoting
 	p.inFlight++
 	f := workflow.ExecuteActivity(tofuCtx(ctx), a.DemoteRunner, p.machine(r))
 	p.sel.AddFuture(f, func(f workflow.Future) {
@@ -637,11 +639,11 @@ func (p *pool) demote(r *PoolRunner) {
 			return
 		}
 		if res.Busy {
-			r.State, r.IdleSince = PoolApex, time.Time{}
+			r.State, r.IdleSince = contract.PoolApex, time.Time{}
 			return
 		}
 		_ = transition(ctx, r.ID, store.StateDormant, "idle past the Apex idle timeout")
-		r.State, r.Since = PoolNadir, workflow.Now(ctx)
+		r.State, r.Since = contract.PoolNadir, workflow.Now(ctx)
 		p.st.Stats.Demotions++
 		if len(r.Jobs) > 0 {
 			p.promote(r)
@@ -650,12 +652,12 @@ func (p *pool) demote(r *PoolRunner) {
 }
 
 // retire tears a runner down with DeprovisionRunner.
-func (p *pool) retire(r *PoolRunner, why string) {
+func (p *pool) retire(r *contract.PoolRunner, why string) {
 	ctx := p.ctx
-	r.State = PoolRetiring
-	var back []Waiting
+	r.State = contract.PoolRetiring
+	var back []contract.Waiting
 	for _, id := range r.Jobs {
-		back = append(back, Waiting{Job: JobRef{JobID: id}, At: workflow.Now(ctx)})
+		back = append(back, contract.Waiting{Job: contract.JobRef{JobID: id}, At: workflow.Now(ctx)})
 	}
 	r.Jobs = nil
 	p.st.Waiting = append(back, p.st.Waiting...)
@@ -667,11 +669,11 @@ func (p *pool) retire(r *PoolRunner, why string) {
 func (p *pool) deprovision(runnerID, why, owner string) {
 	ctx := p.ctx
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        DeprovisionWorkflowID(runnerID),
+		WorkflowID:        contract.DeprovisionWorkflowID(runnerID),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
-	child := workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
-		RunnerID: runnerID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: ActorPool, Owner: owner,
+	child := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowDeprovisionRunner, contract.DeprovisionRunnerInput{
+		RunnerID: runnerID, GitLab: p.st.Egg.GitLab, Reason: why, Actor: contract.ActorPool, Owner: owner,
 	})
 	p.inFlight++
 	p.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
@@ -682,7 +684,7 @@ func (p *pool) deprovision(runnerID, why, owner string) {
 	})
 }
 
-func (p *pool) onRetired(m RunnerRetired) {
+func (p *pool) onRetired(m contract.RunnerRetired) {
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
@@ -692,44 +694,44 @@ func (p *pool) onRetired(m RunnerRetired) {
 		workflow.GetLogger(p.ctx).Warn("runner teardown failed", "runner", m.RunnerID, "error", m.Error)
 	}
 	p.st.Stats.Retired++
-	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *PoolRunner) bool { return x == r })
+	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *contract.PoolRunner) bool { return x == r })
 }
 
 // onAction acts on a policy's request about one of this pool's runners.
-func (p *pool) onAction(a RunnerAction) {
+func (p *pool) onAction(a contract.RunnerAction) {
 	log := workflow.GetLogger(p.ctx)
 	why := a.Reason
 	if a.Policy != "" {
 		why = a.Policy + ": " + why
 	}
 	r := p.runner(a.RunnerID)
-	if r == nil && a.Action == ActionTerminate {
+	if r == nil && a.Action == contract.ActionTerminate {
 		// Not (or no longer) held here, say after a lost signal: tear it
 		// down all the same, so nothing is left behind.
 		p.deprovision(a.RunnerID, why, "")
 		return
 	}
-	if r == nil || r.State == PoolRetiring {
+	if r == nil || r.State == contract.PoolRetiring {
 		log.Info("runner action for a runner this pool does not hold", "runner", a.RunnerID, "action", a.Action)
 		return
 	}
 	switch a.Action {
-	case ActionTerminate:
+	case contract.ActionTerminate:
 		p.retire(r, why)
-	case ActionDemote:
-		if r.State == PoolApex && len(r.Jobs) == 0 && p.count(PoolApex) > p.limits().ApexMin {
+	case contract.ActionDemote:
+		if r.State == contract.PoolApex && len(r.Jobs) == 0 && p.count(contract.PoolApex) > p.limits().ApexMin {
 			p.sleep(r, why)
 		}
-	case ActionDrain:
+	case contract.ActionDrain:
 		r.Recycle = why
-	case ActionRecycle:
+	case contract.ActionRecycle:
 		if r.Recycle == "" {
 			r.Recycle = why
 			p.st.Stats.Recycled++
 			// The replacement comes first, within the egg's maximum; at
 			// the maximum the minimums bring one back after the retirement.
 			if p.total() < p.st.Egg.Runner.MaxConcurrent+p.limits().NadirMax {
-				r.Replacement = p.provision(r.State == PoolNadir || r.State == PoolDemoting).ID
+				r.Replacement = p.provision(r.State == contract.PoolNadir || r.State == contract.PoolDemoting).ID
 			}
 		}
 	default:
@@ -741,10 +743,10 @@ func (p *pool) onAction(a RunnerAction) {
 // and their replacement is ready (or failed).
 func (p *pool) retireRecycled() {
 	for _, r := range p.st.Runners {
-		if r.Recycle == "" || len(r.Jobs) > 0 || (r.State != PoolApex && r.State != PoolNadir) {
+		if r.Recycle == "" || len(r.Jobs) > 0 || (r.State != contract.PoolApex && r.State != contract.PoolNadir) {
 			continue
 		}
-		if n := p.runner(r.Replacement); n != nil && n.State == PoolProvisioning {
+		if n := p.runner(r.Replacement); n != nil && n.State == contract.PoolProvisioning {
 			continue
 		}
 		p.retire(r, r.Recycle)
@@ -753,8 +755,8 @@ func (p *pool) retireRecycled() {
 
 // --- status -------------------------------------------------------------
 
-func (p *pool) status() PoolStatus {
-	s := PoolStatus{
+func (p *pool) status() contract.PoolStatus {
+	s := contract.PoolStatus{
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
 		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(),
@@ -762,9 +764,9 @@ func (p *pool) status() PoolStatus {
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++
 		s.Runners = append(s.Runners, *r)
-		pool := PoolApex
-		if r.State == PoolNadir || r.State == PoolDemoting {
-			pool = PoolNadir
+		pool := contract.PoolApex
+		if r.State == contract.PoolNadir || r.State == contract.PoolDemoting {
+			pool = contract.PoolNadir
 		}
 		s.CPU[pool] += r.CPU
 		s.Memory[pool] += r.Memory

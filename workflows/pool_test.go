@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -77,7 +79,7 @@ func newPoolEnv(t *testing.T) *poolEnv {
 		if in.Running {
 			e.record("boot:" + in.RunnerID)
 			e.RegisterDelayedCallback(func() {
-				e.SignalWorkflowByID(in.ReadyWorkflowID, SignalRunnerReady, RunnerReady{RunnerID: in.RunnerID})
+				e.SignalWorkflowByID(in.ReadyWorkflowID, contract.SignalRunnerReady, contract.RunnerReady{RunnerID: in.RunnerID})
 			}, time.Second)
 		} else {
 			e.record("sleep:" + in.RunnerID)
@@ -99,7 +101,7 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	e.OnActivity(a.PromoteRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PowerInput) error {
 		e.record("promote:" + in.Machine.RunnerID)
 		e.RegisterDelayedCallback(func() {
-			e.SignalWorkflowByID(in.Machine.ReadyWorkflowID, SignalRunnerReady, RunnerReady{RunnerID: in.Machine.RunnerID})
+			e.SignalWorkflowByID(in.Machine.ReadyWorkflowID, contract.SignalRunnerReady, contract.RunnerReady{RunnerID: in.Machine.RunnerID})
 		}, time.Second)
 		return nil
 	})
@@ -117,25 +119,25 @@ func newPoolEnv(t *testing.T) *poolEnv {
 
 func (e *poolEnv) demand(at time.Duration, jobID int64) {
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: jobID}})
+		e.SignalWorkflow(contract.SignalDemand, contract.Demand{Job: contract.JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: jobID}})
 	}, at)
 }
 
 func (e *poolEnv) finish(at time.Duration, jobID int64) {
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: jobID, Status: "success"})
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: jobID, Status: "success"})
 	}, at)
 }
 
 // queryAt queries the pool's status at a point in workflow time.
-func (e *poolEnv) queryAt(t *testing.T, at time.Duration, check func(PoolStatus)) {
+func (e *poolEnv) queryAt(t *testing.T, at time.Duration, check func(contract.PoolStatus)) {
 	e.RegisterDelayedCallback(func() {
-		v, err := e.QueryWorkflow(QueryPoolStatus)
+		v, err := e.QueryWorkflow(contract.QueryPoolStatus)
 		if err != nil {
 			t.Errorf("query at %s: %v", at, err)
 			return
 		}
-		var s PoolStatus
+		var s contract.PoolStatus
 		if err := v.Get(&s); err != nil {
 			t.Error(err)
 			return
@@ -150,7 +152,7 @@ func (e *poolEnv) stopAt(at time.Duration) {
 }
 
 func runPool(e *poolEnv, egg fly.Egg) {
-	e.ExecuteWorkflow(Pool, PoolInput{Egg: egg, Tick: 30 * time.Second})
+	e.ExecuteWorkflow(Pool, contract.PoolInput{Egg: egg, Tick: 30 * time.Second})
 }
 
 // A job with no runner gets a new one; idle past its timeout it sleeps in
@@ -158,23 +160,23 @@ func runPool(e *poolEnv, egg fly.Egg) {
 func TestPoolProvisionDemotePromote(t *testing.T) {
 	e := newPoolEnv(t)
 	e.demand(time.Second, 1)
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolApex] != 1 || s.Stats.Served[ServedByProvision] != 1 {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolApex] != 1 || s.Stats.Served[contract.ServedByProvision] != 1 {
 			t.Errorf("after first job: %+v", s)
 		}
 	})
 	e.finish(2*time.Minute, 1)
-	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolNadir] != 1 || s.Stats.Demotions != 1 || s.CPU[PoolNadir] != 2 || s.Memory[PoolNadir] != 4*fly.GiB {
+	e.queryAt(t, 15*time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolNadir] != 1 || s.Stats.Demotions != 1 || s.CPU[contract.PoolNadir] != 2 || s.Memory[contract.PoolNadir] != 4*fly.GiB {
 			t.Errorf("after idle timeout: %+v", s)
 		}
 	})
 	e.demand(20*time.Minute, 2)
-	e.queryAt(t, 21*time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolApex] != 1 || s.Stats.Served[ServedByPromotion] != 1 || s.Stats.Promotions != 1 {
+	e.queryAt(t, 21*time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolApex] != 1 || s.Stats.Served[contract.ServedByPromotion] != 1 || s.Stats.Promotions != 1 {
 			t.Errorf("after promotion: %+v", s)
 		}
-		if s.Stats.DemandToRunner[ServedByPromotion] <= 0 || s.Stats.DemandToRunner[ServedByProvision] <= 0 {
+		if s.Stats.DemandToRunner[contract.ServedByPromotion] <= 0 || s.Stats.DemandToRunner[contract.ServedByProvision] <= 0 {
 			t.Errorf("demand-to-runner times missing: %+v", s.Stats)
 		}
 	})
@@ -193,8 +195,8 @@ func TestPoolKeepsNadirMinimum(t *testing.T) {
 	e := newPoolEnv(t)
 	egg := poolEgg()
 	egg.Nadir.Min = 2
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolNadir] != 2 || len(s.Runners) != 2 {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolNadir] != 2 || len(s.Runners) != 2 {
 			t.Errorf("nadir minimum not kept: %+v", s.Counts)
 		}
 	})
@@ -214,13 +216,13 @@ func TestPoolLimitsAndOrder(t *testing.T) {
 	for i := int64(1); i <= 6; i++ {
 		e.demand(time.Duration(i)*time.Second, i)
 	}
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
 		if len(s.Runners) != 3 || s.Waiting != 3 {
 			t.Errorf("limit not kept: %d runners, %d waiting", len(s.Runners), s.Waiting)
 		}
 	})
 	e.finish(2*time.Minute, 2)
-	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+	e.queryAt(t, 3*time.Minute, func(s contract.PoolStatus) {
 		if s.Waiting != 2 {
 			t.Errorf("waiting = %d after one finished", s.Waiting)
 		}
@@ -247,22 +249,22 @@ func TestPoolBurstOf500(t *testing.T) {
 	egg.Runner.MaxConcurrent, egg.Apex.Max, egg.Nadir.Max = 10, 10, 0
 	e.RegisterDelayedCallback(func() {
 		for i := int64(1); i <= 500; i++ {
-			e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: i, Tags: []string{"docker"}}})
+			e.SignalWorkflow(contract.SignalDemand, contract.Demand{Job: contract.JobRef{JobID: i, Tags: []string{"docker"}}})
 		}
 		// Duplicates change nothing.
 		for i := int64(1); i <= 50; i++ {
-			e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: i, Tags: []string{"docker"}}})
+			e.SignalWorkflow(contract.SignalDemand, contract.Demand{Job: contract.JobRef{JobID: i, Tags: []string{"docker"}}})
 		}
 	}, time.Second)
 	for i := int64(1); i <= 500; i++ {
 		e.finish(time.Minute+time.Duration(i)*time.Second, i)
 	}
-	e.queryAt(t, 30*time.Second, func(s PoolStatus) {
+	e.queryAt(t, 30*time.Second, func(s contract.PoolStatus) {
 		if len(s.Runners) != 10 || s.Waiting != 490 {
 			t.Errorf("burst: %d runners, %d waiting", len(s.Runners), s.Waiting)
 		}
 	})
-	e.queryAt(t, 20*time.Minute, func(s PoolStatus) {
+	e.queryAt(t, 20*time.Minute, func(s contract.PoolStatus) {
 		served := 0
 		for _, n := range s.Stats.Served {
 			served += n
@@ -284,8 +286,8 @@ func TestPoolDemotionOfBusyRunnerKeepsIt(t *testing.T) {
 	e.demoteBusy = true
 	e.demand(time.Second, 1)
 	e.finish(2*time.Minute, 1)
-	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolApex] != 1 || s.Stats.Demotions != 0 {
+	e.queryAt(t, 15*time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolApex] != 1 || s.Stats.Demotions != 0 {
 			t.Errorf("busy runner demoted: %+v", s)
 		}
 	})
@@ -303,7 +305,7 @@ func TestPoolRetiresWhenNadirFull(t *testing.T) {
 	egg.Nadir.Max = 0
 	e.demand(time.Second, 1)
 	e.finish(2*time.Minute, 1)
-	e.queryAt(t, 15*time.Minute, func(s PoolStatus) {
+	e.queryAt(t, 15*time.Minute, func(s contract.PoolStatus) {
 		if len(s.Runners) != 0 || s.Stats.Retired != 1 {
 			t.Errorf("idle runner not retired: %+v", s)
 		}
@@ -319,7 +321,7 @@ func TestPoolIgnoresJobsItsRunnersCannotTake(t *testing.T) {
 	e := newPoolEnv(t)
 	e.jobTags = []string{"gpu"}
 	e.demand(time.Second, 1)
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
 		if len(s.Runners) != 0 || s.Waiting != 0 {
 			t.Errorf("foreign job served: %+v", s)
 		}
@@ -332,7 +334,7 @@ func TestPoolScaleUpdate(t *testing.T) {
 	e := newPoolEnv(t)
 	e.RegisterDelayedCallback(func() {
 		bad := 5
-		e.UpdateWorkflow(UpdatePoolScale, "bad", &testsuite.TestUpdateCallback{
+		e.UpdateWorkflow(contract.UpdatePoolScale, "bad", &testsuite.TestUpdateCallback{
 			OnAccept: func() { t.Error("apex_min above apex_max accepted") },
 			OnReject: func(err error) {
 				if !strings.Contains(err.Error(), "apex_min (5) is above apex_max (3)") {
@@ -340,19 +342,19 @@ func TestPoolScaleUpdate(t *testing.T) {
 				}
 			},
 			OnComplete: func(any, error) {},
-		}, PoolScale{ApexMin: &bad})
+		}, contract.PoolScale{ApexMin: &bad})
 		two := 2
-		e.UpdateWorkflow(UpdatePoolScale, "good", &testsuite.TestUpdateCallback{
+		e.UpdateWorkflow(contract.UpdatePoolScale, "good", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
 			OnComplete: func(v any, err error) {
 				if err != nil {
 					t.Error(err)
 				}
 			},
-		}, PoolScale{ApexMin: &two})
+		}, contract.PoolScale{ApexMin: &two})
 	}, time.Second)
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
-		if s.Limits.ApexMin != 2 || s.Counts[PoolApex] != 2 {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
+		if s.Limits.ApexMin != 2 || s.Counts[contract.PoolApex] != 2 {
 			t.Errorf("apex minimum not applied: %+v %+v", s.Limits, s.Counts)
 		}
 	})
@@ -365,7 +367,7 @@ func TestPoolDrain(t *testing.T) {
 	egg := poolEgg()
 	egg.Nadir.Min = 2
 	e.RegisterDelayedCallback(func() {
-		e.UpdateWorkflow(UpdatePoolDrain, "drain", &testsuite.TestUpdateCallback{
+		e.UpdateWorkflow(contract.UpdatePoolDrain, "drain", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
 			OnComplete: func(v any, err error) {
 				if err != nil || v.(int) != 2 {
@@ -374,20 +376,20 @@ func TestPoolDrain(t *testing.T) {
 			},
 		})
 	}, time.Minute)
-	e.queryAt(t, 5*time.Minute, func(s PoolStatus) {
+	e.queryAt(t, 5*time.Minute, func(s contract.PoolStatus) {
 		if len(s.Runners) != 0 || s.Stats.Retired != 2 || !s.Draining {
 			t.Errorf("not drained: %+v", s)
 		}
 	})
 	// Scaling resumes it: Nadir is filled again.
 	e.RegisterDelayedCallback(func() {
-		e.UpdateWorkflow(UpdatePoolScale, "resume", &testsuite.TestUpdateCallback{
+		e.UpdateWorkflow(contract.UpdatePoolScale, "resume", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
 			OnComplete: func(any, error) {},
-		}, PoolScale{})
+		}, contract.PoolScale{})
 	}, 6*time.Minute)
-	e.queryAt(t, 8*time.Minute, func(s PoolStatus) {
-		if s.Draining || s.Counts[PoolNadir] != 2 {
+	e.queryAt(t, 8*time.Minute, func(s contract.PoolStatus) {
+		if s.Draining || s.Counts[contract.PoolNadir] != 2 {
 			t.Errorf("not resumed: %+v", s.Counts)
 		}
 	})
@@ -403,25 +405,25 @@ func TestPoolContinueAsNewCarriesState(t *testing.T) {
 	e := newPoolEnv(t)
 	egg := poolEgg()
 	egg.Nadir.Max = 0
-	state := &PoolState{
+	state := &contract.PoolState{
 		Egg: egg, Seq: 3,
-		Runners: []*PoolRunner{
-			{ID: "web-p1", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{11}},
-			{ID: "web-p2", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{12}},
-			{ID: "web-p3", State: PoolApex, Kind: fly.RunnerVM, Jobs: []int64{13}},
+		Runners: []*contract.PoolRunner{
+			{ID: "web-p1", State: contract.PoolApex, Kind: fly.RunnerVM, Jobs: []int64{11}},
+			{ID: "web-p2", State: contract.PoolApex, Kind: fly.RunnerVM, Jobs: []int64{12}},
+			{ID: "web-p3", State: contract.PoolApex, Kind: fly.RunnerVM, Jobs: []int64{13}},
 		},
-		Waiting: []Waiting{{Job: JobRef{JobID: 14}}},
+		Waiting: []contract.Waiting{{Job: contract.JobRef{JobID: 14}}},
 		Known:   []int64{11, 12, 13, 14},
 	}
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalDemand, Demand{Job: JobRef{JobID: 15, Tags: []string{"docker"}}})
+		e.SignalWorkflow(contract.SignalDemand, contract.Demand{Job: contract.JobRef{JobID: 15, Tags: []string{"docker"}}})
 	}, time.Second)
-	e.ExecuteWorkflow(Pool, PoolInput{Egg: egg, State: state, Tick: time.Hour})
+	e.ExecuteWorkflow(Pool, contract.PoolInput{Egg: egg, State: state, Tick: time.Hour})
 	var can *workflow.ContinueAsNewError
 	if err := e.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("want continue-as-new, got %v", err)
 	}
-	var next PoolInput
+	var next contract.PoolInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
@@ -438,8 +440,8 @@ func TestPoolContinueAsNewCarriesState(t *testing.T) {
 	}
 }
 
-func (e *poolEnv) action(at time.Duration, a RunnerAction) {
-	e.RegisterDelayedCallback(func() { e.SignalWorkflow(SignalRunnerAction, a) }, at)
+func (e *poolEnv) action(at time.Duration, a contract.RunnerAction) {
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(contract.SignalRunnerAction, a) }, at)
 }
 
 // Recycling replaces first: the old runner goes only once the new one is
@@ -449,16 +451,16 @@ func TestPoolRecycleReplacesFirst(t *testing.T) {
 	egg := poolEgg()
 	egg.Apex.Min = 1
 	e.demand(time.Minute, 1)
-	e.action(2*time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionRecycle, Policy: "old", Reason: "older than 24h"})
-	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+	e.action(2*time.Minute, contract.RunnerAction{RunnerID: "web-p1", Action: contract.ActionRecycle, Policy: "old", Reason: "older than 24h"})
+	e.queryAt(t, 3*time.Minute, func(s contract.PoolStatus) {
 		// p1 is busy: it stays; its replacement p2 is up.
 		if len(s.Runners) != 2 || s.Stats.Recycled != 1 {
 			t.Errorf("after recycle request: %+v", s.Runners)
 		}
 	})
 	e.finish(4*time.Minute, 1)
-	e.queryAt(t, 6*time.Minute, func(s PoolStatus) {
-		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || s.Runners[0].State != PoolApex {
+	e.queryAt(t, 6*time.Minute, func(s contract.PoolStatus) {
+		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || s.Runners[0].State != contract.PoolApex {
 			t.Errorf("after the job: %+v", s.Runners)
 		}
 	})
@@ -473,9 +475,9 @@ func TestPoolRecycleReplacesFirst(t *testing.T) {
 func TestPoolTerminateRequeuesJob(t *testing.T) {
 	e := newPoolEnv(t)
 	e.demand(time.Second, 1)
-	e.action(time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionTerminate, Policy: "heartbeat", Reason: "silent for 5m"})
-	e.action(time.Minute, RunnerAction{RunnerID: "web-p9", Action: ActionTerminate, Reason: "a runner the pool lost track of"})
-	e.queryAt(t, 3*time.Minute, func(s PoolStatus) {
+	e.action(time.Minute, contract.RunnerAction{RunnerID: "web-p1", Action: contract.ActionTerminate, Policy: "heartbeat", Reason: "silent for 5m"})
+	e.action(time.Minute, contract.RunnerAction{RunnerID: "web-p9", Action: contract.ActionTerminate, Reason: "a runner the pool lost track of"})
+	e.queryAt(t, 3*time.Minute, func(s contract.PoolStatus) {
 		if len(s.Runners) != 1 || s.Runners[0].ID != "web-p2" || len(s.Runners[0].Jobs) != 1 {
 			t.Errorf("after terminate: %+v", s.Runners)
 		}
@@ -491,11 +493,11 @@ func TestPoolTerminateRequeuesJob(t *testing.T) {
 func TestPoolDemoteActionSparesBusy(t *testing.T) {
 	e := newPoolEnv(t)
 	e.demand(time.Second, 1)
-	e.action(time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionDemote, Policy: "idle"})
+	e.action(time.Minute, contract.RunnerAction{RunnerID: "web-p1", Action: contract.ActionDemote, Policy: "idle"})
 	e.finish(2*time.Minute, 1)
-	e.action(3*time.Minute, RunnerAction{RunnerID: "web-p1", Action: ActionDemote, Policy: "idle"})
-	e.queryAt(t, 4*time.Minute, func(s PoolStatus) {
-		if s.Counts[PoolNadir] != 1 || s.Stats.Demotions != 1 {
+	e.action(3*time.Minute, contract.RunnerAction{RunnerID: "web-p1", Action: contract.ActionDemote, Policy: "idle"})
+	e.queryAt(t, 4*time.Minute, func(s contract.PoolStatus) {
+		if s.Counts[contract.PoolNadir] != 1 || s.Stats.Demotions != 1 {
 			t.Errorf("after demote: %+v", s.Counts)
 		}
 	})
@@ -512,8 +514,8 @@ func TestPoolResourceCaps(t *testing.T) {
 	for i := int64(1); i <= 3; i++ {
 		e.demand(time.Duration(i)*time.Second, i)
 	}
-	e.queryAt(t, time.Minute, func(s PoolStatus) {
-		if len(s.Runners) != 2 || s.Waiting != 1 || s.CPU[PoolApex] != 4 {
+	e.queryAt(t, time.Minute, func(s contract.PoolStatus) {
+		if len(s.Runners) != 2 || s.Waiting != 1 || s.CPU[contract.PoolApex] != 4 {
 			t.Errorf("caps not kept: %d runners, %d waiting, %v vCPU", len(s.Runners), s.Waiting, s.CPU)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -23,36 +25,36 @@ const DefaultReadyTimeout = 10 * time.Minute
 // machine, delete the GitLab runner, delete the token) and recorded, so
 // nothing is left behind. A serverless runner is then kept until its job
 // finishes or its deadline passes, whichever comes first, and torn down.
-func ProvisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRunnerResult, error) {
+func ProvisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (contract.ProvisionRunnerResult, error) {
 	res, err := provisionRunner(ctx, in)
 	if in.Owner != "" {
-		msg := RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind}
+		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind}
 		if err != nil {
 			msg.State, msg.Error = string(store.StateTerminated), err.Error()
 		}
 		// The owner may be gone (a drained pool): that must not fail the runner.
-		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", SignalRunnerProvisioned, msg).Get(ctx, nil)
+		_ = workflow.SignalExternalWorkflow(ctx, in.Owner, "", contract.SignalRunnerProvisioned, msg).Get(ctx, nil)
 	}
 	return res, err
 }
 
-func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRunnerResult, error) {
+func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (contract.ProvisionRunnerResult, error) {
 	info := workflow.GetInfo(ctx)
 	log := workflow.GetLogger(ctx)
 	var a *activities.Activities
 
 	runnerID := in.RunnerID
 	if runnerID == "" {
-		runnerID = RunnerIDFor(in.Egg.Name, info.WorkflowExecution.ID)
+		runnerID = contract.RunnerIDFor(in.Egg.Name, info.WorkflowExecution.ID)
 	}
 	cloud := in.Cloud
 	if cloud == "" && len(in.Egg.Runner.Clouds) > 0 {
 		cloud = in.Egg.Runner.Clouds[0]
 	}
 	if cloud == "" {
-		return ProvisionRunnerResult{}, temporal.NewNonRetryableApplicationError("egg has no cloud", activities.ErrTypeBadInput, nil)
+		return contract.ProvisionRunnerResult{}, temporal.NewNonRetryableApplicationError("egg has no cloud", activities.ErrTypeBadInput, nil)
 	}
-	kind, reason := ChooseKind(in.Egg, in.Kind, cloud, in.Dormant)
+	kind, reason := contract.ChooseKind(in.Egg, in.Kind, cloud, in.Dormant)
 	deadline := in.ServerlessDeadline
 	if deadline <= 0 || deadline > fly.MaxServerlessRun {
 		deadline = fly.MaxServerlessRun
@@ -61,14 +63,14 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	if readyTimeout <= 0 {
 		readyTimeout = DefaultReadyTimeout
 	}
-	description := RunnerDescription(in.Egg.Name, runnerID)
-	res := ProvisionRunnerResult{RunnerID: runnerID, Kind: kind, KindReason: reason, Cloud: cloud, Workspace: runnerID}
-	status := ProvisionStatus{RunnerID: runnerID, Step: "recording", Kind: kind, Cloud: cloud}
-	if err := workflow.SetQueryHandler(ctx, QueryRunnerStatus, func() (ProvisionStatus, error) { return status, nil }); err != nil {
+	description := contract.RunnerDescription(in.Egg.Name, runnerID)
+	res := contract.ProvisionRunnerResult{RunnerID: runnerID, Kind: kind, KindReason: reason, Cloud: cloud, Workspace: runnerID}
+	status := contract.ProvisionStatus{RunnerID: runnerID, Step: "recording", Kind: kind, Cloud: cloud}
+	if err := workflow.SetQueryHandler(ctx, contract.QueryRunnerStatus, func() (contract.ProvisionStatus, error) { return status, nil }); err != nil {
 		return res, err
 	}
-	readyCh := workflow.GetSignalChannel(ctx, SignalRunnerReady)
-	jobCh := workflow.GetSignalChannel(ctx, SignalJobStatus)
+	readyCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerReady)
+	jobCh := workflow.GetSignalChannel(ctx, contract.SignalJobStatus)
 	started := workflow.Now(ctx)
 	log.Info("provisioning runner", "runner", runnerID, "kind", kind, "reason", reason, "cloud", cloud)
 
@@ -84,7 +86,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 			return res, fmt.Errorf("read tags of job %d: %w", in.Job.JobID, err)
 		}
 		res.JobTags = tags
-		if ok, why := TagsMatch(in.Egg.Runner, tags); !ok {
+		if ok, why := contract.TagsMatch(in.Egg.Runner, tags); !ok {
 			log.Info("no runner for this job", "job", in.Job.JobID, "reason", why)
 			res.Outcome, res.KindReason, res.State = "tags-mismatch", why, ""
 			return res, nil
@@ -109,7 +111,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	// GitLab create whose answer was lost), and each is safe when there is
 	// nothing to undo.
 	var undo []func(workflow.Context) error
-	fail := func(step string, cause error) (ProvisionRunnerResult, error) {
+	fail := func(step string, cause error) (contract.ProvisionRunnerResult, error) {
 		status.Step = "compensating"
 		dctx, cancel := workflow.NewDisconnectedContext(ctx)
 		defer cancel()
@@ -197,7 +199,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	// 4. The agent's ready signal, or a timeout.
 	status.Step = "waiting for ready signal"
 	ready := false
-	onReady := func(r RunnerReady) {
+	onReady := func(r contract.RunnerReady) {
 		if r.RunnerID == runnerID {
 			ready = true
 		} else {
@@ -208,7 +210,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	// buffered signal without starting a timer that would be cancelled in
 	// the same workflow task.
 	for !ready {
-		var r RunnerReady
+		var r contract.RunnerReady
 		if !readyCh.ReceiveAsync(&r) {
 			break
 		}
@@ -220,7 +222,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 		sel := workflow.NewSelector(ctx)
 		sel.AddFuture(workflow.NewTimer(waitCtx, readyTimeout), func(workflow.Future) { timedOut = true })
 		sel.AddReceive(readyCh, func(c workflow.ReceiveChannel, _ bool) {
-			var r RunnerReady
+			var r contract.RunnerReady
 			c.Receive(ctx, &r)
 			onReady(r)
 		})
@@ -258,20 +260,20 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 	if kind != fly.RunnerServerless {
 		deadline = in.JobDeadline
 		if deadline <= 0 {
-			deadline = DefaultJobDeadline
+			deadline = contract.DefaultJobDeadline
 		}
 	}
 
 	// 6. A runner made for one job (and every serverless runner) lives until
 	// the job finishes or its deadline passes, whichever comes first.
 	status.Step = "serving its job"
-	onJob := func(s JobStatus) {
+	onJob := func(s contract.JobStatus) {
 		if s.Finished() && (in.Job == nil || s.JobID == in.Job.JobID) {
 			res.Outcome = "job-finished"
 		}
 	}
 	for res.Outcome == "" {
-		var s JobStatus
+		var s contract.JobStatus
 		if !jobCh.ReceiveAsync(&s) {
 			break
 		}
@@ -283,7 +285,7 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 		sel := workflow.NewSelector(ctx)
 		sel.AddFuture(workflow.NewTimer(lifeCtx, max(remaining, time.Second)), func(workflow.Future) { res.Outcome = "deadline" })
 		sel.AddReceive(jobCh, func(c workflow.ReceiveChannel, _ bool) {
-			var s JobStatus
+			var s contract.JobStatus
 			c.Receive(ctx, &s)
 			onJob(s)
 		})
@@ -293,10 +295,10 @@ func provisionRunner(ctx workflow.Context, in ProvisionRunnerInput) (ProvisionRu
 		cancelLife()
 	}
 	status.Step = "tearing down"
-	child := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: DeprovisionWorkflowID(runnerID)})
-	var dres DeprovisionRunnerResult
-	err := workflow.ExecuteChildWorkflow(child, DeprovisionRunner, DeprovisionRunnerInput{
-		RunnerID: runnerID, GitLab: in.Egg.GitLab, Reason: "one-job runner: " + res.Outcome, Actor: ActorMotherGoose,
+	child := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: contract.DeprovisionWorkflowID(runnerID)})
+	var dres contract.DeprovisionRunnerResult
+	err := workflow.ExecuteChildWorkflow(child, contract.WorkflowDeprovisionRunner, contract.DeprovisionRunnerInput{
+		RunnerID: runnerID, GitLab: in.Egg.GitLab, Reason: "one-job runner: " + res.Outcome, Actor: contract.ActorMotherGoose,
 	}).Get(ctx, &dres)
 	if err != nil {
 		return res, fmt.Errorf("tear down runner %s: %w", runnerID, err)
@@ -313,7 +315,7 @@ func transition(ctx workflow.Context, runnerID string, to store.RunnerState, rea
 func transitionWith(ctx workflow.Context, in activities.TransitionInput) error {
 	var a *activities.Activities
 	if in.Actor == "" {
-		in.Actor = ActorMotherGoose
+		in.Actor = contract.ActorMotherGoose
 	}
 	return workflow.ExecuteLocalActivity(storeCtx(ctx), a.TransitionRunner, in).Get(ctx, nil)
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -111,7 +113,7 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 
 func (e *env) signalReady(after time.Duration, runnerID string) {
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalRunnerReady, RunnerReady{RunnerID: runnerID, PID: 1})
+		e.SignalWorkflow(contract.SignalRunnerReady, contract.RunnerReady{RunnerID: runnerID, PID: 1})
 	}, after)
 }
 
@@ -121,7 +123,7 @@ func permanent(msg string) error {
 
 const wfID = "runner/gitlab.example.com/job/1001"
 
-func start(e *env, in ProvisionRunnerInput) {
+func start(e *env, in contract.ProvisionRunnerInput) {
 	e.SetStartWorkflowOptions(startOpts(wfID))
 	e.ExecuteWorkflow(ProvisionRunner, in)
 }
@@ -129,13 +131,13 @@ func start(e *env, in ProvisionRunnerInput) {
 // A runner made ahead of demand (a pool's) stays in service.
 func TestProvisionPoolVM(t *testing.T) {
 	e := newEnv(t, nil)
-	id := RunnerIDFor("web", wfID)
+	id := contract.RunnerIDFor("web", wfID)
 	e.signalReady(30*time.Second, id)
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
 	if !e.IsWorkflowCompleted() || e.GetWorkflowError() != nil {
 		t.Fatalf("workflow: %v", e.GetWorkflowError())
 	}
-	var res ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +153,13 @@ func TestProvisionPoolVM(t *testing.T) {
 // torn down when it finishes.
 func TestProvisionJobVM(t *testing.T) {
 	e := newEnv(t, nil)
-	id := RunnerIDFor("web", wfID)
+	id := contract.RunnerIDFor("web", wfID)
 	e.signalReady(30*time.Second, id)
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "failed"})
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "failed"})
 	}, 2*time.Hour)
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
-	var res ProvisionRunnerResult
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -172,9 +174,9 @@ func TestProvisionJobVM(t *testing.T) {
 
 func TestProvisionJobVMDeadline(t *testing.T) {
 	e := newEnv(t, nil)
-	e.signalReady(time.Second, RunnerIDFor("web", wfID))
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{ProjectID: 7, JobID: 1001}, JobDeadline: 3 * time.Hour})
-	var res ProvisionRunnerResult
+	e.signalReady(time.Second, contract.RunnerIDFor("web", wfID))
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{ProjectID: 7, JobID: 1001}, JobDeadline: 3 * time.Hour})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -186,8 +188,8 @@ func TestProvisionJobVMDeadline(t *testing.T) {
 // A job this egg's runners could never take gets no runner at all.
 func TestProvisionSkipsJobWithForeignTags(t *testing.T) {
 	e := newEnvWithTags(t, nil, []string{"docker", "gpu"})
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{ProjectID: 7, JobID: 1001}})
-	var res ProvisionRunnerResult
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{ProjectID: 7, JobID: 1001}})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -201,9 +203,9 @@ func TestProvisionSkipsJobWithForeignTags(t *testing.T) {
 
 func TestProvisionDormant(t *testing.T) {
 	e := newEnv(t, nil)
-	e.signalReady(time.Second, RunnerIDFor("web", wfID))
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Dormant: true})
-	var res ProvisionRunnerResult
+	e.signalReady(time.Second, contract.RunnerIDFor("web", wfID))
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Dormant: true})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -217,17 +219,17 @@ func TestProvisionDormant(t *testing.T) {
 
 func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
 	e := newEnv(t, nil)
-	id := RunnerIDFor("web", wfID)
+	id := contract.RunnerIDFor("web", wfID)
 	e.signalReady(10*time.Second, id)
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 999, Status: "success"}) // another job: ignored
-		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "running"})
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 999, Status: "success"}) // another job: ignored
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "running"})
 	}, 5*time.Minute)
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(SignalJobStatus, JobStatus{JobID: 1001, Status: "success"})
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "success"})
 	}, 12*time.Minute)
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Job: &JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
-	var res ProvisionRunnerResult
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Job: &contract.JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -242,9 +244,9 @@ func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
 
 func TestProvisionServerlessDeadline(t *testing.T) {
 	e := newEnv(t, nil)
-	e.signalReady(10*time.Second, RunnerIDFor("web", wfID))
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &JobRef{JobID: 1001}, ServerlessDeadline: 20 * time.Minute})
-	var res ProvisionRunnerResult
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}, ServerlessDeadline: 20 * time.Minute})
+	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +270,8 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
 			e := newEnv(t, map[string]error{c.failing: permanent("boom at " + c.failing)})
-			e.signalReady(time.Second, RunnerIDFor("web", wfID))
-			start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}})
+			e.signalReady(time.Second, contract.RunnerIDFor("web", wfID))
+			start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{JobID: 1001, ProjectID: 7}})
 			err := e.GetWorkflowError()
 			if err == nil || !strings.Contains(err.Error(), "boom at "+c.failing) {
 				t.Fatalf("error = %v", err)
@@ -284,7 +286,7 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 func TestProvisionReadyTimeout(t *testing.T) {
 	e := newEnv(t, nil)
 	e.signalReady(time.Second, "someone-else")
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}, ReadyTimeout: 3 * time.Minute})
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{JobID: 1001, ProjectID: 7}, ReadyTimeout: 3 * time.Minute})
 	err := e.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
@@ -297,7 +299,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 
 func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 	e := newEnv(t, map[string]error{"apply-running": permanent("apply broke"), "destroy": permanent("destroy broke")})
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &JobRef{JobID: 1001, ProjectID: 7}})
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM), Job: &contract.JobRef{JobID: 1001, ProjectID: 7}})
 	err := e.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "compensation incomplete") {
 		t.Fatalf("error = %v", err)
@@ -310,7 +312,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 
 func TestProvisionRecordFailureMakesNothing(t *testing.T) {
 	e := newEnv(t, map[string]error{"record": permanent("store down")})
-	start(e, ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerVM)})
 	if e.GetWorkflowError() == nil {
 		t.Fatal("no error")
 	}
@@ -321,8 +323,8 @@ func TestProvisionRecordFailureMakesNothing(t *testing.T) {
 
 func TestDeprovision(t *testing.T) {
 	e := newEnv(t, nil)
-	e.ExecuteWorkflow(DeprovisionRunner, DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
-	var res DeprovisionRunnerResult
+	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
+	var res contract.DeprovisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +335,7 @@ func TestDeprovision(t *testing.T) {
 
 func TestDeprovisionFailureRecordsFailed(t *testing.T) {
 	e := newEnv(t, map[string]error{"gitlab-delete": permanent("gitlab down")})
-	e.ExecuteWorkflow(DeprovisionRunner, DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
+	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
 	if err := e.GetWorkflowError(); err == nil || !errors.Is(err, err) || !strings.Contains(err.Error(), "gitlab down") {
 		t.Fatalf("error = %v", err)
 	}
@@ -365,7 +367,7 @@ func TestChooseKind(t *testing.T) {
 		{small, "mars", false, fly.RunnerVM, "no serverless runners"},
 	}
 	for _, c := range cases {
-		kind, reason := ChooseKind(c.egg, "", c.cloud, c.dormant)
+		kind, reason := contract.ChooseKind(c.egg, "", c.cloud, c.dormant)
 		if kind != c.want || !strings.Contains(reason, c.reason) {
 			t.Errorf("ChooseKind(%s, %v) = %s (%s), want %s (%s)", c.cloud, c.dormant, kind, reason, c.want, c.reason)
 		}
@@ -373,11 +375,11 @@ func TestChooseKind(t *testing.T) {
 }
 
 func TestIDs(t *testing.T) {
-	if RunnerWorkflowID("GitLab.com", 5) != "runner/gitlab.com/job/5" {
-		t.Error(RunnerWorkflowID("GitLab.com", 5))
+	if contract.RunnerWorkflowID("GitLab.com", 5) != "runner/gitlab.com/job/5" {
+		t.Error(contract.RunnerWorkflowID("GitLab.com", 5))
 	}
-	a, b := RunnerIDFor("web", "x"), RunnerIDFor("web", "y")
-	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != RunnerIDFor("web", "x") {
+	a, b := contract.RunnerIDFor("web", "x"), contract.RunnerIDFor("web", "y")
+	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != contract.RunnerIDFor("web", "x") {
 		t.Errorf("runner IDs %s %s", a, b)
 	}
 }

@@ -3,49 +3,14 @@ package workflows
 import (
 	"fmt"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/workflow"
 )
 
-// ReconcileInput asks for one reconciliation pass.
-type ReconcileInput struct {
-	Policy fly.UglyFox `json:"policy"`
-	// DryRun only reports findings (so do Policy.DryRun and a reconcile
-	// action of "report").
-	DryRun bool `json:"dry_run,omitempty"`
-}
-
-// ReconcileFinding is a finding with what reconciliation did about it.
-type ReconcileFinding struct {
-	activities.Finding
-	// Action is reap, mark-terminated or terminate.
-	Action  string `json:"action"`
-	Outcome string `json:"outcome,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
-
-// Reconciliation actions (ReconcileFinding.Action, and the audit log's).
-const (
-	ReconcileReap           = "reap"
-	ReconcileMarkTerminated = "mark-terminated"
-	ReconcileTerminate      = ActionTerminate
-)
-
-// ReconcileResult reports a pass: what was seen, found and done.
-type ReconcileResult struct {
-	DryRun        bool               `json:"dry_run"`
-	GitLabRunners int                `json:"gitlab_runners"`
-	Workspaces    int                `json:"workspaces"`
-	Rows          int                `json:"rows"`
-	Unreachable   []string           `json:"unreachable,omitempty"`
-	Findings      []ReconcileFinding `json:"findings"`
-	// Failed counts findings whose action failed.
-	Failed int `json:"failed"`
-}
-
-// Reconcile compares GitLab's runners, the OpenTofu workspaces and the
 // store (activities.SurveyRunners) and reaps orphans both ways:
 //
 //   - what no live store row owns (a GitLab runner, a workspace) is
@@ -58,10 +23,10 @@ type ReconcileResult struct {
 //   - a teardown stuck in terminating is run again.
 //
 // Every action is audited; a dry run only reports.
-func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
+func Reconcile(ctx workflow.Context, in contract.ReconcileInput) (contract.ReconcileResult, error) {
 	var a *activities.Activities
 	dry := in.DryRun || in.Policy.DryRun || in.Policy.Reconcile.Action == fly.ActionReport
-	res := ReconcileResult{DryRun: dry, Findings: []ReconcileFinding{}}
+	res := contract.ReconcileResult{DryRun: dry, Findings: []contract.ReconcileFinding{}}
 	eggs, err := loadEggs(ctx)
 	if err != nil {
 		return res, err
@@ -80,12 +45,12 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 
 	// Reaps and row fixes run side by side; terminations go through act.
 	reaps := make([]workflow.Future, len(res.Findings))
-	var terminate []Decision
+	var terminate []contract.Decision
 	var terminateAt []int
 	for i := range res.Findings {
 		f := &res.Findings[i]
 		switch f.Action {
-		case ReconcileReap:
+		case contract.ReconcileReap:
 			in := activities.ReapInput{RunnerID: f.RunnerID, GitLabRunnerIDs: f.GitLabRunnerIDs, Workspace: f.Workspace, TokenRef: f.TokenRef}
 			if e, ok := eggs[f.Egg]; ok {
 				g := e.GitLab
@@ -95,16 +60,16 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 				continue
 			}
 			reaps[i] = workflow.ExecuteActivity(tofuCtx(ctx), a.ReapOrphan, in)
-		case ReconcileMarkTerminated:
+		case contract.ReconcileMarkTerminated:
 			reaps[i] = workflow.ExecuteActivity(secretsCtx(ctx), a.ReapOrphan, activities.ReapInput{RunnerID: f.RunnerID, TokenRef: f.TokenRef})
 		default:
-			d := Decision{
+			d := contract.Decision{
 				RunnerID: f.RunnerID, Egg: f.Egg, State: f.State, GitLabRunnerID: f.StoredGitLabRunnerID,
-				Policy: PolicyReconcile, Action: ActionTerminate, Reason: f.Kind + ": " + f.Detail, Force: true,
+				Policy: contract.PolicyReconcile, Action: contract.ActionTerminate, Reason: f.Kind + ": " + f.Detail, Force: true,
 			}
 			// A pool already retiring a stuck runner ignores requests:
 			// its teardown is run again directly.
-			if f.Kind != activities.FindingStuck && f.State != store.StateFailed {
+			if f.Kind != contract.FindingStuck && f.State != store.StateFailed {
 				d.Pool = PoolOwner(f.Egg, f.RunnerID, f.WorkflowID)
 			}
 			terminate = append(terminate, d)
@@ -116,7 +81,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		f := &res.Findings[terminateAt[j]]
 		f.Outcome, f.Error = d.Outcome, d.Error
 	}
-	var told []Decision
+	var told []contract.Decision
 	for i := range res.Findings {
 		f := &res.Findings[i]
 		if reaps[i] == nil {
@@ -127,7 +92,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 			f.Error = err.Error()
 			continue
 		}
-		if f.Action == ReconcileReap {
+		if f.Action == contract.ReconcileReap {
 			f.Outcome = fmt.Sprintf("reaped (workspace %q destroyed, GitLab runners %v deleted)", out.DestroyedWorkspace, out.DeletedGitLabRunners)
 			continue
 		}
@@ -137,14 +102,14 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 		f.Outcome = "marked terminated"
 		if pool := PoolOwner(f.Egg, f.RunnerID, f.WorkflowID); pool != "" && f.State != store.StateFailed {
-			told = append(told, Decision{RunnerID: f.RunnerID, Egg: f.Egg, Pool: pool, Policy: PolicyReconcile, Action: ActionTerminate, Reason: f.Kind + ": " + f.Detail})
+			told = append(told, contract.Decision{RunnerID: f.RunnerID, Egg: f.Egg, Pool: pool, Policy: contract.PolicyReconcile, Action: contract.ActionTerminate, Reason: f.Kind + ": " + f.Detail})
 		}
 	}
 	// Tell pools about runners that are gone, so they stop counting them;
 	// their teardown finds the runner terminated and does nothing.
 	for _, d := range told {
-		_ = workflow.SignalExternalWorkflow(ctx, d.Pool, "", SignalRunnerAction, RunnerAction{
-			RunnerID: d.RunnerID, Action: d.Action, Policy: d.Policy, Actor: ActorUglyFox, Reason: d.Reason,
+		_ = workflow.SignalExternalWorkflow(ctx, d.Pool, "", contract.SignalRunnerAction, contract.RunnerAction{
+			RunnerID: d.RunnerID, Action: d.Action, Policy: d.Policy, Actor: contract.ActorUglyFox, Reason: d.Reason,
 		}).Get(ctx, nil)
 	}
 
@@ -152,11 +117,11 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	records := make([]activities.AuditEntry, 0, len(res.Findings))
 	for _, f := range res.Findings {
 		after := activities.AuditState{Outcome: f.Outcome, Error: f.Error}
-		if f.Error == "" && (f.Action == ReconcileMarkTerminated || f.Outcome == "terminated") {
+		if f.Error == "" && (f.Action == contract.ReconcileMarkTerminated || f.Outcome == "terminated") {
 			after.State = store.StateTerminated
 		}
 		records = append(records, activities.AuditEntry{
-			At: now, Actor: ActorUglyFox, Action: f.Action, Egg: f.Egg, RunnerID: f.RunnerID, Policy: PolicyReconcile,
+			At: now, Actor: contract.ActorUglyFox, Action: f.Action, Egg: f.Egg, RunnerID: f.RunnerID, Policy: contract.PolicyReconcile,
 			Reason: f.Kind + ": " + f.Detail, Before: activities.AuditState{State: f.State}, After: after,
 		})
 		if f.Error != "" {
@@ -170,15 +135,15 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 }
 
 // PlanReconcile says what reconciliation does about each finding.
-func PlanReconcile(findings []activities.Finding) []ReconcileFinding {
-	out := make([]ReconcileFinding, 0, len(findings))
+func PlanReconcile(findings []contract.Finding) []contract.ReconcileFinding {
+	out := make([]contract.ReconcileFinding, 0, len(findings))
 	for _, f := range findings {
-		rf := ReconcileFinding{Finding: f, Action: ReconcileTerminate}
+		rf := contract.ReconcileFinding{Finding: f, Action: contract.ReconcileTerminate}
 		switch f.Kind {
-		case activities.FindingUnowned:
-			rf.Action = ReconcileReap
-		case activities.FindingRowOrphan:
-			rf.Action = ReconcileMarkTerminated
+		case contract.FindingUnowned:
+			rf.Action = contract.ReconcileReap
+		case contract.FindingRowOrphan:
+			rf.Action = contract.ReconcileMarkTerminated
 		}
 		out = append(out, rf)
 	}
@@ -189,11 +154,11 @@ func PlanReconcile(findings []activities.Finding) []ReconcileFinding {
 // terminating where the lifecycle asks for it.
 func markTerminated(ctx workflow.Context, runnerID string, from store.RunnerState, reason string) error {
 	if from != store.StateFailed && from != store.StateTerminating {
-		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminating, Reason: reason, Actor: ActorUglyFox}); err != nil {
+		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminating, Reason: reason, Actor: contract.ActorUglyFox}); err != nil {
 			return fmt.Errorf("mark %s terminating: %w", runnerID, err)
 		}
 	}
-	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminated, Reason: reason, Actor: ActorUglyFox}); err != nil {
+	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminated, Reason: reason, Actor: contract.ActorUglyFox}); err != nil {
 		return fmt.Errorf("mark %s terminated: %w", runnerID, err)
 	}
 	return nil

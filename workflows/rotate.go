@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -26,15 +28,15 @@ import (
 // reported with whether its stored token works (TokenWorks): a failed reset
 // leaves the old token working; only a reset whose write never landed
 // leaves the runner without one, and says so.
-func RotateRunnerTokens(ctx workflow.Context, in RotateRunnerTokensInput) (RotateRunnerTokensResult, error) {
+func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInput) (contract.RotateRunnerTokensResult, error) {
 	var a *activities.Activities
-	res := RotateRunnerTokensResult{Runners: []RunnerRotation{}}
+	res := contract.RotateRunnerTokensResult{Runners: []contract.RunnerRotation{}}
 	if in.Actor == "" {
-		in.Actor = ActorMotherGoose
+		in.Actor = contract.ActorMotherGoose
 	}
 	pageSize := in.PageSize
 	if pageSize <= 0 {
-		pageSize = DefaultPrunePage
+		pageSize = contract.DefaultPrunePage
 	}
 	var targets []activities.RotationTarget
 	settings := map[string]fly.GitLab{}
@@ -57,10 +59,10 @@ func RotateRunnerTokens(ctx workflow.Context, in RotateRunnerTokensInput) (Rotat
 
 	// A few workers take the runners in order: bounded parallelism, and the
 	// result keeps the store's order whatever finishes first.
-	res.Runners = make([]RunnerRotation, len(targets))
+	res.Runners = make([]contract.RunnerRotation, len(targets))
 	workers := in.Parallelism
 	if workers <= 0 {
-		workers = DefaultRotateParallelism
+		workers = contract.DefaultRotateParallelism
 	}
 	workers = min(workers, len(targets))
 	next := 0
@@ -80,9 +82,9 @@ func RotateRunnerTokens(ctx workflow.Context, in RotateRunnerTokensInput) (Rotat
 	wg.Wait(ctx)
 	for _, r := range res.Runners {
 		switch r.Outcome {
-		case RotationRotated:
+		case contract.RotationRotated:
 			res.Rotated++
-		case RotationFailed:
+		case contract.RotationFailed:
 			res.Failed++
 		default:
 			res.Skipped++
@@ -112,10 +114,10 @@ func rotationSkip(t activities.RotationTarget, hasGitLab bool) string {
 	return ""
 }
 
-func rotateRunner(ctx workflow.Context, in RotateRunnerTokensInput, t activities.RotationTarget, gl fly.GitLab, hasGitLab bool) RunnerRotation {
-	out := RunnerRotation{RunnerID: t.RunnerID, Egg: t.Egg, Cloud: t.Cloud, State: string(t.State)}
+func rotateRunner(ctx workflow.Context, in contract.RotateRunnerTokensInput, t activities.RotationTarget, gl fly.GitLab, hasGitLab bool) contract.RunnerRotation {
+	out := contract.RunnerRotation{RunnerID: t.RunnerID, Egg: t.Egg, Cloud: t.Cloud, State: string(t.State)}
 	if why := rotationSkip(t, hasGitLab); why != "" {
-		out.Outcome, out.Detail = RotationSkipped, why
+		out.Outcome, out.Detail = contract.RotationSkipped, why
 		auditRotation(ctx, in, &out)
 		return out
 	}
@@ -125,7 +127,7 @@ func rotateRunner(ctx workflow.Context, in RotateRunnerTokensInput, t activities
 }
 
 // rotateToken resets, stores, tells and verifies, recording the outcome.
-func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, out *RunnerRotation) {
+func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, out *contract.RunnerRotation) {
 	var a *activities.Activities
 	states := activities.RotationStates
 	if t.Cloud != fly.CloudLocal {
@@ -136,7 +138,7 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 		RunnerID: t.RunnerID, GitLab: gl, GitLabRunnerID: t.GitLabRunnerID, TokenRef: t.TokenRef, States: states,
 	}).Get(ctx, &tok)
 	if err != nil {
-		out.Outcome = RotationFailed
+		out.Outcome = contract.RotationFailed
 		works, checkErr := verifyStored(ctx, t, gl, "")
 		switch {
 		case checkErr != nil:
@@ -151,7 +153,7 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 		return
 	}
 	if tok.Skipped != "" {
-		out.Outcome, out.Detail = RotationSkipped, tok.Skipped
+		out.Outcome, out.Detail = contract.RotationSkipped, tok.Skipped
 		return
 	}
 	out.TokenVersion = tok.Version
@@ -164,7 +166,7 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 		}).Get(ctx, &rl)
 		out.Agent = rl.Outcome
 		if agentErr == nil && rl.Outcome == activities.AgentConfirmed {
-			out.Outcome, out.VerifiedBy, out.TokenWorks = RotationRotated, VerifiedByAgent, ptr(true)
+			out.Outcome, out.VerifiedBy, out.TokenWorks = contract.RotationRotated, contract.VerifiedByAgent, ptr(true)
 			return
 		}
 	} else {
@@ -173,19 +175,19 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 	works, checkErr := verifyStored(ctx, t, gl, tok.Version)
 	switch {
 	case checkErr != nil:
-		out.Outcome = RotationFailed
+		out.Outcome = contract.RotationFailed
 		out.Detail = fmt.Sprintf("version %s is stored but could not be checked with GitLab: %s", tok.Version, failureText(checkErr))
 	case !works:
-		out.Outcome, out.TokenWorks = RotationFailed, ptr(false)
+		out.Outcome, out.TokenWorks = contract.RotationFailed, ptr(false)
 		out.Detail = fmt.Sprintf("GitLab refuses the stored version %s: rotate the runner again", tok.Version)
 	case agentErr != nil:
 		// The stored token works, but the live runner may still hold the old
 		// one, which GitLab no longer accepts.
-		out.Outcome, out.VerifiedBy, out.TokenWorks = RotationFailed, VerifiedByGitLab, ptr(true)
+		out.Outcome, out.VerifiedBy, out.TokenWorks = contract.RotationFailed, contract.VerifiedByGitLab, ptr(true)
 		out.Agent = "unconfirmed"
 		out.Detail = fmt.Sprintf("version %s is stored and GitLab accepts it, but the runner's agent did not confirm it: %s; restart the agent", tok.Version, failureText(agentErr))
 	default:
-		out.Outcome, out.VerifiedBy, out.TokenWorks = RotationRotated, VerifiedByGitLab, ptr(true)
+		out.Outcome, out.VerifiedBy, out.TokenWorks = contract.RotationRotated, contract.VerifiedByGitLab, ptr(true)
 	}
 }
 
@@ -201,7 +203,7 @@ func verifyStored(ctx workflow.Context, t activities.RotationTarget, gl fly.GitL
 
 // auditRotation appends the runner's audit record; a record that cannot be
 // written is noted in the outcome.
-func auditRotation(ctx workflow.Context, in RotateRunnerTokensInput, out *RunnerRotation) {
+func auditRotation(ctx workflow.Context, in contract.RotateRunnerTokensInput, out *contract.RunnerRotation) {
 	var a *activities.Activities
 	rec := activities.RotationAudit{
 		At: workflow.Now(ctx).UTC(), Actor: in.Actor, Egg: out.Egg, RunnerID: out.RunnerID, Reason: in.Reason,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -63,7 +65,7 @@ func localTarget(id string, state store.RunnerState) activities.RotationTarget {
 		GitLabRunnerID: 100, TokenRef: "local://runners/" + id + "/token"}
 }
 
-func runRotate(t *testing.T, f *rotateFake, in RotateRunnerTokensInput) (RotateRunnerTokensResult, error) {
+func runRotate(t *testing.T, f *rotateFake, in contract.RotateRunnerTokensInput) (contract.RotateRunnerTokensResult, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
@@ -142,7 +144,7 @@ func runRotate(t *testing.T, f *rotateFake, in RotateRunnerTokensInput) (RotateR
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
-	var res RotateRunnerTokensResult
+	var res contract.RotateRunnerTokensResult
 	err := e.GetWorkflowError()
 	if err == nil {
 		if gerr := e.GetWorkflowResult(&res); gerr != nil {
@@ -152,15 +154,15 @@ func runRotate(t *testing.T, f *rotateFake, in RotateRunnerTokensInput) (RotateR
 	return res, err
 }
 
-func byRunner(res RotateRunnerTokensResult) map[string]RunnerRotation {
-	out := map[string]RunnerRotation{}
+func byRunner(res contract.RotateRunnerTokensResult) map[string]contract.RunnerRotation {
+	out := map[string]contract.RunnerRotation{}
 	for _, r := range res.Runners {
 		out[r.RunnerID] = r
 	}
 	return out
 }
 
-func works(r RunnerRotation) string {
+func works(r contract.RunnerRotation) string {
 	if r.TokenWorks == nil {
 		return "unknown"
 	}
@@ -194,7 +196,7 @@ func TestRotateRunnerTokensOutcomes(t *testing.T) {
 			return activities.ReloadAgentResult{Outcome: activities.AgentConfirmed, Version: "2"}, nil
 		},
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{Actor: "alice", Reason: "quarterly", PageSize: 2})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{Actor: "alice", Reason: "quarterly", PageSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,12 +263,12 @@ func TestRotateRunnerTokensResetFails(t *testing.T) {
 			return activities.RotateTokenResult{}, errors.New("reset token of runner 100: 502 Bad Gateway")
 		},
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res.Runners[0]
-	if r.Outcome != RotationFailed || works(r) != "works" || !strings.Contains(r.Detail, "502 Bad Gateway") || !strings.Contains(r.Detail, "still works") {
+	if r.Outcome != contract.RotationFailed || works(r) != "works" || !strings.Contains(r.Detail, "502 Bad Gateway") || !strings.Contains(r.Detail, "still works") {
 		t.Fatalf("outcome = %+v", r)
 	}
 	if strings.Contains(r.Detail, "scheduledEventID") {
@@ -278,7 +280,7 @@ func TestRotateRunnerTokensResetFails(t *testing.T) {
 	if c := f.callsOf("r1"); strings.Contains(c, "reload") || !strings.HasSuffix(c, "verify,audit") {
 		t.Errorf("calls %s", c)
 	}
-	if len(f.audits) != 1 || f.audits[0].Outcome != RotationFailed || f.audits[0].Actor != ActorMotherGoose {
+	if len(f.audits) != 1 || f.audits[0].Outcome != contract.RotationFailed || f.audits[0].Actor != contract.ActorMotherGoose {
 		t.Errorf("audits = %+v", f.audits)
 	}
 }
@@ -296,23 +298,23 @@ func TestRotateRunnerTokensWriteNeverLands(t *testing.T) {
 		},
 		valid: func(id, version string) bool { return id != "r1" },
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := byRunner(res)
 	r := got["r1"]
-	if r.Outcome != RotationFailed || works(r) != "broken" || !strings.Contains(r.Detail, "no working token") || r.TokenVersion != "" {
+	if r.Outcome != contract.RotationFailed || works(r) != "broken" || !strings.Contains(r.Detail, "no working token") || r.TokenVersion != "" {
 		t.Fatalf("r1 = %+v", r)
 	}
 	if f.attempts["r1"] != 10 {
 		t.Errorf("%d attempts to store r1's token, want the retry policy's 10", f.attempts["r1"])
 	}
-	if got["r2"].Outcome != RotationRotated || res.Rotated != 1 || res.Failed != 1 {
+	if got["r2"].Outcome != contract.RotationRotated || res.Rotated != 1 || res.Failed != 1 {
 		t.Errorf("result = %+v", res)
 	}
 	for _, a := range f.audits {
-		if a.RunnerID == "r1" && (a.Outcome != RotationFailed || a.TokenWorks == nil || *a.TokenWorks || !strings.Contains(a.Detail, "no working token")) {
+		if a.RunnerID == "r1" && (a.Outcome != contract.RotationFailed || a.TokenWorks == nil || *a.TokenWorks || !strings.Contains(a.Detail, "no working token")) {
 			t.Errorf("r1 audit = %+v", a)
 		}
 	}
@@ -329,11 +331,11 @@ func TestRotateRunnerTokensWriteLandsOnRetry(t *testing.T) {
 			return activities.RotateTokenResult{Version: "4"}, nil
 		},
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res.Runners[0]; r.Outcome != RotationRotated || r.TokenVersion != "4" || r.VerifiedBy != VerifiedByAgent || f.attempts["r1"] != 3 {
+	if r := res.Runners[0]; r.Outcome != contract.RotationRotated || r.TokenVersion != "4" || r.VerifiedBy != contract.VerifiedByAgent || f.attempts["r1"] != 3 {
 		t.Fatalf("outcome = %+v after %d attempts", r, f.attempts["r1"])
 	}
 }
@@ -347,12 +349,12 @@ func TestRotateRunnerTokensAgentSilent(t *testing.T) {
 			return activities.ReloadAgentResult{}, errors.New("the agent of runner r1 did not confirm version 2 within 45s")
 		},
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res.Runners[0]
-	if r.Outcome != RotationFailed || r.Agent != "unconfirmed" || works(r) != "works" || r.TokenVersion != "2" || !strings.Contains(r.Detail, "did not confirm") {
+	if r.Outcome != contract.RotationFailed || r.Agent != "unconfirmed" || works(r) != "works" || r.TokenVersion != "2" || !strings.Contains(r.Detail, "did not confirm") {
 		t.Fatalf("outcome = %+v", r)
 	}
 	if c := f.callsOf("r1"); c != "reset,reload,reload,reload,verify2,audit" {
@@ -370,11 +372,11 @@ func TestRotateRunnerTokensStoredVersionRefused(t *testing.T) {
 		},
 		valid: func(string, string) bool { return false },
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res.Runners[0]; r.Outcome != RotationFailed || works(r) != "broken" || r.Agent != activities.AgentGone {
+	if r := res.Runners[0]; r.Outcome != contract.RotationFailed || works(r) != "broken" || r.Agent != activities.AgentGone {
 		t.Fatalf("outcome = %+v", r)
 	}
 }
@@ -390,11 +392,11 @@ func TestRotateRunnerTokensSkippedByActivityAndFilter(t *testing.T) {
 			return activities.RotateTokenResult{Skipped: "GitLab no longer knows runner 100"}, nil
 		},
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{Eggs: []string{"web"}})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{Eggs: []string{"web"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Runners) != 1 || res.Runners[0].Outcome != RotationSkipped || res.Runners[0].Detail != "GitLab no longer knows runner 100" {
+	if len(res.Runners) != 1 || res.Runners[0].Outcome != contract.RotationSkipped || res.Runners[0].Detail != "GitLab no longer knows runner 100" {
 		t.Fatalf("result = %+v", res)
 	}
 	if c := f.callsOf("r1"); c != "reset,audit" {
@@ -408,15 +410,15 @@ func TestRotateRunnerTokensBoundedParallelism(t *testing.T) {
 	for _, id := range []string{"r01", "r02", "r03", "r04", "r05", "r06", "r07", "r08", "r09", "r10"} {
 		f.targets = append(f.targets, localTarget(id, store.StateActive))
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Rotated != 10 || len(f.audits) != 10 {
 		t.Fatalf("result = %+v, %d audits", res, len(f.audits))
 	}
-	if f.maxFlight > DefaultRotateParallelism {
-		t.Errorf("%d resets at once, want at most %d", f.maxFlight, DefaultRotateParallelism)
+	if f.maxFlight > contract.DefaultRotateParallelism {
+		t.Errorf("%d resets at once, want at most %d", f.maxFlight, contract.DefaultRotateParallelism)
 	}
 }
 
@@ -424,7 +426,7 @@ func TestRotateRunnerTokensBoundedParallelism(t *testing.T) {
 // an audit record that cannot be written is noted in the outcome.
 func TestRotateRunnerTokensStoreFailures(t *testing.T) {
 	f := &rotateFake{listErr: temporal.NewNonRetryableApplicationError("database is closed", activities.ErrTypeBadInput, nil)}
-	if _, err := runRotate(t, f, RotateRunnerTokensInput{}); err == nil || !strings.Contains(err.Error(), "database is closed") {
+	if _, err := runRotate(t, f, contract.RotateRunnerTokensInput{}); err == nil || !strings.Contains(err.Error(), "database is closed") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(f.calls) != 0 {
@@ -435,11 +437,11 @@ func TestRotateRunnerTokensStoreFailures(t *testing.T) {
 		targets:  []activities.RotationTarget{localTarget("r1", store.StateActive)},
 		auditErr: temporal.NewNonRetryableApplicationError("audit log is full", activities.ErrTypeBadInput, nil),
 	}
-	res, err := runRotate(t, f, RotateRunnerTokensInput{})
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res.Runners[0]; r.Outcome != RotationRotated || !strings.Contains(r.Detail, "audit record not written: audit log is full") {
+	if r := res.Runners[0]; r.Outcome != contract.RotationRotated || !strings.Contains(r.Detail, "audit record not written: audit log is full") {
 		t.Fatalf("outcome = %+v", r)
 	}
 }

@@ -5,52 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
-
-// ActorUglyFox names UglyFox in transitions, pool requests and the audit log.
-const ActorUglyFox = "uglyfox"
-
-// Temporal Schedules that run UglyFox (see EnsureUglyFoxSchedules).
-const (
-	ScheduleIDPrune     = "uglyfox-prune"
-	ScheduleIDReconcile = "uglyfox-reconcile"
-)
-
-// PruneWorkflowID and ReconcileWorkflowID name one pass; run names it (a
-// time stamp for passes started by hand; Schedules add their own).
-func PruneWorkflowID(run string) string { return "uglyfox/prune/" + run }
-
-// ReconcileWorkflowID names one reconciliation pass.
-func ReconcileWorkflowID(run string) string { return "uglyfox/reconcile/" + run }
-
-// DefaultPrunePage is how many runners one store read of a pass returns.
-const DefaultPrunePage = 500
-
-// PruneInput asks for one policy pass.
-type PruneInput struct {
-	Policy fly.UglyFox `json:"policy"`
-	// DryRun only reports decisions (so does Policy.DryRun).
-	DryRun bool `json:"dry_run,omitempty"`
-	// PageSize bounds the runners read at a time (default DefaultPrunePage).
-	PageSize int `json:"page_size,omitempty"`
-}
-
-// PruneResult reports a pass: the decisions and, unless dry, what came of them.
-type PruneResult struct {
-	DryRun    bool       `json:"dry_run"`
-	Runners   int        `json:"runners"`
-	Decisions []Decision `json:"decisions"`
-	// Failed counts decisions whose action failed.
-	Failed int `json:"failed"`
-	// ExpiredAudit counts audit records past the audit retention, deleted.
-	ExpiredAudit int64 `json:"expired_audit,omitempty"`
-}
 
 // Prune is one UglyFox policy pass: read every runner that is not
 // terminated (in pages) and what probes saw of their machines, evaluate the
@@ -58,17 +20,17 @@ type PruneResult struct {
 // their pool (SignalRunnerAction), so pool and UglyFox never race; a
 // runner made for one job is paused in GitLab, checked for a running job
 // and torn down with DeprovisionRunner. Each action is audited.
-func Prune(ctx workflow.Context, in PruneInput) (PruneResult, error) {
+func Prune(ctx workflow.Context, in contract.PruneInput) (contract.PruneResult, error) {
 	var a *activities.Activities
 	dry := in.DryRun || in.Policy.DryRun
-	res := PruneResult{DryRun: dry, Decisions: []Decision{}}
+	res := contract.PruneResult{DryRun: dry, Decisions: []contract.Decision{}}
 	eggs, err := loadEggs(ctx)
 	if err != nil {
 		return res, err
 	}
 	pageSize := in.PageSize
 	if pageSize <= 0 {
-		pageSize = DefaultPrunePage
+		pageSize = contract.DefaultPrunePage
 	}
 	var runners []activities.RunnerView
 	heartbeats := map[string]activities.Heartbeat{}
@@ -89,7 +51,7 @@ func Prune(ctx workflow.Context, in PruneInput) (PruneResult, error) {
 	res.Runners = len(runners)
 	decisions := Evaluate(workflow.Now(ctx), in.Policy, runners, heartbeats, eggs)
 	if decisions == nil {
-		decisions = []Decision{}
+		decisions = []contract.Decision{}
 	}
 	workflow.GetLogger(ctx).Info("policy pass evaluated", "runners", len(runners), "decisions", len(decisions), "dry_run", dry)
 	if dry {
@@ -132,24 +94,24 @@ func loadEggs(ctx workflow.Context) (map[string]activities.EggPolicy, error) {
 // it. Pools get a RunnerAction; a runner without a pool (or whose pool is
 // not running, for a termination) is paused in GitLab, checked for a
 // running job unless forced, and torn down with DeprovisionRunner.
-func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPolicy) {
+func act(ctx workflow.Context, ds []contract.Decision, eggs map[string]activities.EggPolicy) {
 	var a *activities.Activities
 	// 1. Requests to pools.
 	signals := make([]workflow.Future, len(ds))
 	for i := range ds {
 		d := &ds[i]
-		if d.Action == ActionNotify || d.Pool == "" {
+		if d.Action == contract.ActionNotify || d.Pool == "" {
 			continue
 		}
-		signals[i] = workflow.SignalExternalWorkflow(ctx, d.Pool, "", SignalRunnerAction, RunnerAction{
-			RunnerID: d.RunnerID, Action: d.Action, Policy: d.Policy, Actor: ActorUglyFox, Reason: d.Reason,
+		signals[i] = workflow.SignalExternalWorkflow(ctx, d.Pool, "", contract.SignalRunnerAction, contract.RunnerAction{
+			RunnerID: d.RunnerID, Action: d.Action, Policy: d.Policy, Actor: contract.ActorUglyFox, Reason: d.Reason,
 		})
 	}
 	retire := make([]bool, len(ds))
 	for i := range ds {
 		d := &ds[i]
 		switch {
-		case d.Action == ActionNotify:
+		case d.Action == contract.ActionNotify:
 			d.Outcome = "recorded"
 		case signals[i] != nil:
 			err := signals[i].Get(ctx, nil)
@@ -157,14 +119,14 @@ func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPoli
 			switch {
 			case err == nil:
 				d.Outcome = "requested from " + d.Pool
-			case errors.As(err, &gone) && d.Action == ActionTerminate:
+			case errors.As(err, &gone) && d.Action == contract.ActionTerminate:
 				retire[i] = true // no pool holds it any more
 			case errors.As(err, &gone):
 				d.Outcome = "skipped: pool " + d.Pool + " is not running"
 			default:
 				d.Error = "signal " + d.Pool + ": " + err.Error()
 			}
-		case d.Action == ActionDemote:
+		case d.Action == contract.ActionDemote:
 			d.Outcome = "skipped: only a pool demotes its runners"
 		default:
 			retire[i] = true
@@ -203,12 +165,12 @@ func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPoli
 			continue
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: DeprovisionWorkflowID(d.RunnerID), TaskQueue: TaskQueueMotherGoose,
+			WorkflowID: contract.DeprovisionWorkflowID(d.RunnerID), TaskQueue: contract.TaskQueueMotherGoose,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		})
-		children[i] = workflow.ExecuteChildWorkflow(cctx, DeprovisionRunner, DeprovisionRunnerInput{
-			RunnerID: d.RunnerID, GitLab: eggs[d.Egg].GitLab, Reason: d.Policy + ": " + d.Reason, Actor: ActorUglyFox,
+		children[i] = workflow.ExecuteChildWorkflow(cctx, contract.WorkflowDeprovisionRunner, contract.DeprovisionRunnerInput{
+			RunnerID: d.RunnerID, GitLab: eggs[d.Egg].GitLab, Reason: d.Policy + ": " + d.Reason, Actor: contract.ActorUglyFox,
 		})
 	}
 	for i := range ds {
@@ -216,7 +178,7 @@ func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPoli
 			continue
 		}
 		d := &ds[i]
-		var res DeprovisionRunnerResult
+		var res contract.DeprovisionRunnerResult
 		err := children[i].Get(ctx, &res)
 		switch {
 		case temporal.IsWorkflowExecutionAlreadyStartedError(err):
@@ -232,7 +194,7 @@ func act(ctx workflow.Context, ds []Decision, eggs map[string]activities.EggPoli
 }
 
 // audit appends one record per decision.
-func audit(ctx workflow.Context, ds []Decision) error {
+func audit(ctx workflow.Context, ds []contract.Decision) error {
 	now := workflow.Now(ctx)
 	records := make([]activities.AuditEntry, 0, len(ds))
 	for _, d := range ds {
@@ -244,7 +206,7 @@ func audit(ctx workflow.Context, ds []Decision) error {
 			after.Pool = d.Pool
 		}
 		records = append(records, activities.AuditEntry{
-			At: now, Actor: ActorUglyFox, Action: d.Action, Egg: d.Egg, RunnerID: d.RunnerID, Policy: d.Policy, Reason: d.Reason,
+			At: now, Actor: contract.ActorUglyFox, Action: d.Action, Egg: d.Egg, RunnerID: d.RunnerID, Policy: d.Policy, Reason: d.Reason,
 			Before: activities.AuditState{State: d.State, Pool: d.Pool}, After: after,
 		})
 	}

@@ -6,61 +6,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
-// Policies that fire (Decision.Policy, and the audit log's policy).
-const (
-	PolicyFailed    = "failed"
-	PolicyHeartbeat = "heartbeat"
-	PolicyMaxAge    = "old.max_age"
-	PolicyNadirAge  = "old.nadir_max_age"
-	PolicyIdle      = "idle.apex"
-	PolicyReconcile = "reconcile"
-)
-
-// ActionNotify only records a decision in the audit log.
-const ActionNotify = fly.ActionNotify
-
 // FailedGrace is how long a runner stays in state failed before UglyFox
 // tears it down: the workflow that failed may still be compensating.
 const FailedGrace = 10 * time.Minute
-
-// Decision is what a policy wants done to one runner.
-type Decision struct {
-	RunnerID string            `json:"runner_id"`
-	Egg      string            `json:"egg"`
-	State    store.RunnerState `json:"state"`
-	// Pool is the workflow ID of the pool that owns the runner; empty for
-	// a runner made for one job.
-	Pool           string `json:"pool,omitempty"`
-	GitLabRunnerID int64  `json:"gitlab_runner_id,omitempty"`
-	Policy         string `json:"policy"`
-	// Action is terminate, recycle, demote or notify.
-	Action string `json:"action"`
-	Reason string `json:"reason"`
-	// Force acts even on a runner running a job: it is failed or silent.
-	Force bool `json:"force,omitempty"`
-	// Outcome says what acting on the decision did; empty in a dry run.
-	Outcome string `json:"outcome,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
 
 // PoolOwner is the workflow ID of the pool that owns a runner, or "" for a
 // runner made for one job. A pool's runners are made by its child
 // workflows, whose IDs start with the pool's; a record that lost its
 // workflow ID falls back to the pool's naming of runners.
 func PoolOwner(egg, runnerID, workflowID string) string {
-	pool := PoolWorkflowID(egg)
+	pool := contract.PoolWorkflowID(egg)
 	if workflowID != "" {
 		if strings.HasPrefix(workflowID, pool+"/") {
 			return pool
 		}
 		return ""
 	}
-	if PoolOwned(egg, runnerID) {
+	if contract.PoolOwned(egg, runnerID) {
 		return pool
 	}
 	return ""
@@ -82,16 +51,16 @@ func PoolOwner(egg, runnerID, workflowID string) string {
 // capacity never drops; one per pool per pass. With old.action terminate it
 // is drained instead (retired once idle, not replaced). Idle Apex runners
 // are demoted only down to the pool's Apex minimum.
-func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView, heartbeats map[string]activities.Heartbeat, eggs map[string]activities.EggPolicy) []Decision {
+func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView, heartbeats map[string]activities.Heartbeat, eggs map[string]activities.EggPolicy) []contract.Decision {
 	sorted := slices.Clone(runners)
 	slices.SortFunc(sorted, func(a, b activities.RunnerView) int { return strings.Compare(a.ID, b.ID) })
 
-	var out []Decision
+	var out []contract.Decision
 	recycled := map[string]bool{} // pools with a recycle this pass
 	apex := map[string]int{}      // pool -> active runners left after this pass's decisions
 	var idle []idleCandidate      // demotion candidates
 	decided := func(r activities.RunnerView, pool, policyName, action, reason string, force bool) {
-		out = append(out, Decision{
+		out = append(out, contract.Decision{
 			RunnerID: r.ID, Egg: r.Egg, State: r.State, Pool: pool, GitLabRunnerID: r.GitLabRunnerID,
 			Policy: policyName, Action: action, Reason: reason, Force: force,
 		})
@@ -106,12 +75,12 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 		// 1. Failed runners.
 		if r.State == store.StateFailed {
 			if now.Sub(r.Since) >= FailedGrace {
-				decided(r, pool, PolicyFailed, ActionTerminate, "left in state failed: "+orNone(r.Reason), true)
+				decided(r, pool, contract.PolicyFailed, contract.ActionTerminate, "left in state failed: "+orNone(r.Reason), true)
 			}
 			continue
 		}
 		if a := policy.Failed.Action; a != fly.ActionIgnore && policy.Failed.Threshold > 0 && r.Failures >= policy.Failed.Threshold {
-			decided(r, pool, PolicyFailed, terminateOrNotify(a),
+			decided(r, pool, contract.PolicyFailed, terminateOrNotify(a),
 				fmt.Sprintf("%d failures, threshold %d", r.Failures, policy.Failed.Threshold), true)
 			continue
 		}
@@ -120,7 +89,7 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 		if _, probed := heartbeats[r.ID]; !probed && r.LastHeartbeat != nil && policy.Heartbeat.Action != fly.ActionIgnore &&
 			r.State != store.StateDormant && policy.Heartbeat.Timeout > 0 {
 			if silent := now.Sub(*r.LastHeartbeat); silent > policy.Heartbeat.Timeout.D() {
-				decided(r, pool, PolicyHeartbeat, terminateOrNotify(policy.Heartbeat.Action),
+				decided(r, pool, contract.PolicyHeartbeat, terminateOrNotify(policy.Heartbeat.Action),
 					fmt.Sprintf("no heartbeat from its agent for %s (timeout %s)", fly.Duration(silent.Round(time.Second)), policy.Heartbeat.Timeout), true)
 				continue
 			}
@@ -128,13 +97,13 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 		if hb, ok := heartbeats[r.ID]; ok && policy.Heartbeat.Action != fly.ActionIgnore {
 			action := terminateOrNotify(policy.Heartbeat.Action)
 			if hb.Gone {
-				decided(r, pool, PolicyHeartbeat, action, "the machine's agent process is gone", true)
+				decided(r, pool, contract.PolicyHeartbeat, action, "the machine's agent process is gone", true)
 				continue
 			}
 			if r.State != store.StateDormant && policy.Heartbeat.Timeout > 0 {
 				last := latest(r.Since, hb.At, r.LastHeartbeat)
 				if silent := now.Sub(last); silent > policy.Heartbeat.Timeout.D() {
-					decided(r, pool, PolicyHeartbeat, action,
+					decided(r, pool, contract.PolicyHeartbeat, action,
 						fmt.Sprintf("no heartbeat for %s (timeout %s)", fly.Duration(silent.Round(time.Second)), policy.Heartbeat.Timeout), true)
 					continue
 				}
@@ -143,28 +112,28 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 		// 3. Age.
 		if a := policy.Old.Action; a != fly.ActionIgnore {
 			age := now.Sub(r.CreatedAt)
-			limit, name := policy.Old.MaxAge, PolicyMaxAge
+			limit, name := policy.Old.MaxAge, contract.PolicyMaxAge
 			if r.State == store.StateDormant {
-				limit, name = policy.Old.NadirMaxAge, PolicyNadirAge
+				limit, name = policy.Old.NadirMaxAge, contract.PolicyNadirAge
 			}
 			if limit > 0 && age >= limit.D() && !r.Busy {
 				reason := fmt.Sprintf("%s old, max %s", fly.Duration(age.Round(time.Minute)), limit)
 				switch {
 				case a == fly.ActionNotify:
-					decided(r, pool, name, ActionNotify, reason, false)
+					decided(r, pool, name, contract.ActionNotify, reason, false)
 					continue
 				case pool == "":
 					// A one-job runner has nothing to replace it with:
 					// it is retired once it is idle.
-					decided(r, pool, name, ActionTerminate, reason, false)
+					decided(r, pool, name, contract.ActionTerminate, reason, false)
 					continue
 				case a == fly.ActionTerminate:
 					// The pool retires it once it has no job.
-					decided(r, pool, name, ActionDrain, reason, false)
+					decided(r, pool, name, contract.ActionDrain, reason, false)
 					continue
 				case !recycled[pool]:
 					recycled[pool] = true
-					decided(r, pool, name, ActionRecycle, reason, false)
+					decided(r, pool, name, contract.ActionRecycle, reason, false)
 					continue
 				}
 			}
@@ -192,15 +161,15 @@ func Evaluate(now time.Time, policy fly.UglyFox, runners []activities.RunnerView
 		if apex[c.pool] <= eggs[c.r.Egg].ApexMin {
 			continue
 		}
-		action := ActionDemote
+		action := contract.ActionDemote
 		if policy.Idle.Action == fly.ActionNotify {
-			action = ActionNotify
+			action = contract.ActionNotify
 		} else {
 			apex[c.pool]--
 		}
-		decided(c.r, c.pool, PolicyIdle, action, fmt.Sprintf("idle for %s (timeout %s)", fly.Duration(now.Sub(c.since).Round(time.Second)), c.timeout), false)
+		decided(c.r, c.pool, contract.PolicyIdle, action, fmt.Sprintf("idle for %s (timeout %s)", fly.Duration(now.Sub(c.since).Round(time.Second)), c.timeout), false)
 	}
-	slices.SortStableFunc(out, func(a, b Decision) int { return strings.Compare(a.RunnerID, b.RunnerID) })
+	slices.SortStableFunc(out, func(a, b contract.Decision) int { return strings.Compare(a.RunnerID, b.RunnerID) })
 	return out
 }
 
@@ -213,9 +182,9 @@ type idleCandidate struct {
 
 func terminateOrNotify(action string) string {
 	if action == fly.ActionNotify {
-		return ActionNotify
+		return contract.ActionNotify
 	}
-	return ActionTerminate
+	return contract.ActionTerminate
 }
 
 // latest is the latest of the given times; a heartbeat from the future

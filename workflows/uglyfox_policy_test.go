@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -16,10 +18,10 @@ var evalNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // poolRunner is an active runner of pool/web made an hour ago, changed ten
 // minutes ago.
 func poolRunner(n int, mutate ...func(*activities.RunnerView)) activities.RunnerView {
-	id := PoolRunnerID("web", int64(n))
+	id := contract.PoolRunnerID("web", int64(n))
 	r := activities.RunnerView{
 		ID: id, Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: store.StateActive,
-		WorkflowID: PoolWorkflowID("web") + "/runner/" + id, GitLabRunnerID: int64(100 + n),
+		WorkflowID: contract.PoolWorkflowID("web") + "/runner/" + id, GitLabRunnerID: int64(100 + n),
 		CreatedAt: evalNow.Add(-time.Hour), Since: evalNow.Add(-10 * time.Minute),
 	}
 	for _, m := range mutate {
@@ -32,7 +34,7 @@ func poolRunner(n int, mutate ...func(*activities.RunnerView)) activities.Runner
 func jobRunner(id string, mutate ...func(*activities.RunnerView)) activities.RunnerView {
 	r := activities.RunnerView{
 		ID: id, Egg: "web", Cloud: fly.CloudAWS, Kind: fly.RunnerVM, State: store.StateActive,
-		WorkflowID: RunnerWorkflowID("gitlab.example.com", 7), GitLabRunnerID: 900, JobID: 7,
+		WorkflowID: contract.RunnerWorkflowID("gitlab.example.com", 7), GitLabRunnerID: 900, JobID: 7,
 		CreatedAt: evalNow.Add(-time.Hour), Since: evalNow.Add(-10 * time.Minute),
 	}
 	for _, m := range mutate {
@@ -47,7 +49,7 @@ func ago(d time.Duration) *time.Time {
 }
 
 // summary renders decisions as runner:policy:action[!] (! when forced).
-func summary(ds []Decision) string {
+func summary(ds []contract.Decision) string {
 	var parts []string
 	for _, d := range ds {
 		s := d.RunnerID + ":" + d.Policy + ":" + d.Action
@@ -185,7 +187,7 @@ func TestEvaluatePolicies(t *testing.T) {
 				}),
 				poolRunner(3, func(r *activities.RunnerView) {
 					r.Egg, r.ID = "api", "api-p3"
-					r.WorkflowID = PoolWorkflowID("api") + "/runner/api-p3"
+					r.WorkflowID = contract.PoolWorkflowID("api") + "/runner/api-p3"
 					r.CreatedAt = evalNow.Add(-80 * time.Hour)
 					r.LastJobAt = ago(time.Minute)
 				}),

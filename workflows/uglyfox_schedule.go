@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -21,7 +23,7 @@ func UglyFoxSchedules(uf fly.UglyFox) []client.ScheduleOptions {
 			ID:   id,
 			Spec: client.ScheduleSpec{CronExpressions: []string{cron}},
 			Action: &client.ScheduleWorkflowAction{
-				ID: workflowID, Workflow: wf, Args: []any{arg}, TaskQueue: TaskQueueUglyFox,
+				ID: workflowID, Workflow: wf, Args: []any{arg}, TaskQueue: contract.TaskQueueUglyFox,
 			},
 			// A pass that outlives its interval is not doubled.
 			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
@@ -29,8 +31,8 @@ func UglyFoxSchedules(uf fly.UglyFox) []client.ScheduleOptions {
 		}
 	}
 	return []client.ScheduleOptions{
-		mk(ScheduleIDPrune, uf.Schedule, PruneWorkflowID("scheduled"), Prune, PruneInput{Policy: uf}),
-		mk(ScheduleIDReconcile, uf.Reconcile.Schedule, ReconcileWorkflowID("scheduled"), Reconcile, ReconcileInput{Policy: uf}),
+		mk(contract.ScheduleIDPrune, uf.Schedule, contract.PruneWorkflowID("scheduled"), contract.WorkflowPrune, contract.PruneInput{Policy: uf}),
+		mk(contract.ScheduleIDReconcile, uf.Reconcile.Schedule, contract.ReconcileWorkflowID("scheduled"), contract.WorkflowReconcile, contract.ReconcileInput{Policy: uf}),
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -69,24 +71,24 @@ func newUFEnv(t *testing.T) *ufEnv {
 		e.checks = append(e.checks, strconv.FormatInt(in.GitLabRunnerID, 10)+mark)
 		return activities.RetireCheck{Busy: e.busyGL[in.GitLabRunnerID] && !in.Force}, nil
 	})
-	e.OnWorkflow(DeprovisionRunner, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in DeprovisionRunnerInput) (DeprovisionRunnerResult, error) {
+	e.OnWorkflow(DeprovisionRunner, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in contract.DeprovisionRunnerInput) (contract.DeprovisionRunnerResult, error) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if in.Actor != ActorUglyFox {
+		if in.Actor != contract.ActorUglyFox {
 			t.Errorf("deprovision actor = %q", in.Actor)
 		}
 		e.deprov = append(e.deprov, in.RunnerID)
-		return DeprovisionRunnerResult{RunnerID: in.RunnerID}, nil
+		return contract.DeprovisionRunnerResult{RunnerID: in.RunnerID}, nil
 	})
-	e.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalRunnerAction, mock.Anything).Return(
+	e.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, contract.SignalRunnerAction, mock.Anything).Return(
 		func(_, workflowID, _, _ string, arg interface{}) error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			if e.gonePool[workflowID] {
 				return &temporal.UnknownExternalWorkflowExecutionError{}
 			}
-			ra := arg.(RunnerAction)
-			if ra.Actor != ActorUglyFox || ra.Policy == "" || ra.Reason == "" {
+			ra := arg.(contract.RunnerAction)
+			if ra.Actor != contract.ActorUglyFox || ra.Policy == "" || ra.Reason == "" {
 				t.Errorf("runner action %+v lacks actor, policy or reason", ra)
 			}
 			e.signals = append(e.signals, workflowID+":"+ra.RunnerID+":"+ra.Action)
@@ -160,11 +162,11 @@ func TestPruneDryRunOnlyReports(t *testing.T) {
 	e := newUFEnv(t)
 	runners, hb := pruneFleet()
 	e.pages(runners, hb, 3)
-	e.ExecuteWorkflow(Prune, PruneInput{Policy: fly.DefaultUglyFox(), DryRun: true, PageSize: 3})
+	e.ExecuteWorkflow(Prune, contract.PruneInput{Policy: fly.DefaultUglyFox(), DryRun: true, PageSize: 3})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res PruneResult
+	var res contract.PruneResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +193,13 @@ func TestPruneDryRunOnlyReports(t *testing.T) {
 func TestPruneActs(t *testing.T) {
 	e := newUFEnv(t)
 	runners, hb := pruneFleet()
-	e.pages(runners, hb, DefaultPrunePage)
+	e.pages(runners, hb, contract.DefaultPrunePage)
 	e.busyGL[902] = true // GitLab says web-b picked up a job since the store looked
-	e.ExecuteWorkflow(Prune, PruneInput{Policy: fly.DefaultUglyFox()})
+	e.ExecuteWorkflow(Prune, contract.PruneInput{Policy: fly.DefaultUglyFox()})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res PruneResult
+	var res contract.PruneResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -246,12 +248,12 @@ func TestPrunePoolGone(t *testing.T) {
 			r.CreatedAt = evalNow.Add(-80 * time.Hour)
 			r.LastJobAt = ago(time.Minute)
 		}),
-	}, nil, DefaultPrunePage)
-	e.ExecuteWorkflow(Prune, PruneInput{Policy: fly.DefaultUglyFox()})
+	}, nil, contract.DefaultPrunePage)
+	e.ExecuteWorkflow(Prune, contract.PruneInput{Policy: fly.DefaultUglyFox()})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res PruneResult
+	var res contract.PruneResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -271,13 +273,13 @@ func TestPrunePoolGone(t *testing.T) {
 func TestReconcileActs(t *testing.T) {
 	e := newUFEnv(t)
 	var a *activities.Activities
-	findings := []activities.Finding{
-		{Kind: activities.FindingUnowned, RunnerID: "ghost", Egg: "web", GitLabRunnerIDs: []int64{77}, Detail: "GitLab runner with no store row and no machine"},
-		{Kind: activities.FindingUnowned, RunnerID: "stray", Workspace: "stray", Detail: "machine (workspace) with no store row"},
-		{Kind: activities.FindingMachineGone, RunnerID: "web-a", Egg: "web", State: store.StateActive, WorkflowID: "runner/gitlab.example.com/job/7", StoredGitLabRunnerID: 901, Workspace: "web-a", Detail: "the machine's agent process is dead"},
-		{Kind: activities.FindingGitLabGone, RunnerID: "web-p4", Egg: "web", State: store.StateActive, WorkflowID: "pool/web/runner/web-p4", StoredGitLabRunnerID: 104, Workspace: "web-p4", Detail: "the machine's GitLab runner was deleted"},
-		{Kind: activities.FindingRowOrphan, RunnerID: "web-p5", Egg: "web", State: store.StateDormant, WorkflowID: "pool/web/runner/web-p5", Detail: "neither a GitLab runner nor a machine"},
-		{Kind: activities.FindingStuck, RunnerID: "web-p6", Egg: "web", State: store.StateTerminating, WorkflowID: "pool/web/runner/web-p6", Detail: "terminating since then"},
+	findings := []contract.Finding{
+		{Kind: contract.FindingUnowned, RunnerID: "ghost", Egg: "web", GitLabRunnerIDs: []int64{77}, Detail: "GitLab runner with no store row and no machine"},
+		{Kind: contract.FindingUnowned, RunnerID: "stray", Workspace: "stray", Detail: "machine (workspace) with no store row"},
+		{Kind: contract.FindingMachineGone, RunnerID: "web-a", Egg: "web", State: store.StateActive, WorkflowID: "runner/gitlab.example.com/job/7", StoredGitLabRunnerID: 901, Workspace: "web-a", Detail: "the machine's agent process is dead"},
+		{Kind: contract.FindingGitLabGone, RunnerID: "web-p4", Egg: "web", State: store.StateActive, WorkflowID: "pool/web/runner/web-p4", StoredGitLabRunnerID: 104, Workspace: "web-p4", Detail: "the machine's GitLab runner was deleted"},
+		{Kind: contract.FindingRowOrphan, RunnerID: "web-p5", Egg: "web", State: store.StateDormant, WorkflowID: "pool/web/runner/web-p5", Detail: "neither a GitLab runner nor a machine"},
+		{Kind: contract.FindingStuck, RunnerID: "web-p6", Egg: "web", State: store.StateTerminating, WorkflowID: "pool/web/runner/web-p6", Detail: "terminating since then"},
 	}
 	e.OnActivity(a.SurveyRunners, mock.Anything, mock.Anything).Return(activities.Survey{GitLabRunners: 3, Workspaces: 3, Rows: 5, Findings: findings}, nil)
 	var reaped []string
@@ -297,11 +299,11 @@ func TestReconcileActs(t *testing.T) {
 		moves = append(moves, in.RunnerID+">"+string(in.To))
 		return store.Runner{ID: in.RunnerID, State: in.To}, nil
 	})
-	e.ExecuteWorkflow(Reconcile, ReconcileInput{Policy: fly.DefaultUglyFox()})
+	e.ExecuteWorkflow(Reconcile, contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res ReconcileResult
+	var res contract.ReconcileResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -333,17 +335,17 @@ func TestReconcileActs(t *testing.T) {
 func TestReconcileDryRun(t *testing.T) {
 	e := newUFEnv(t)
 	var a *activities.Activities
-	e.OnActivity(a.SurveyRunners, mock.Anything, mock.Anything).Return(activities.Survey{Findings: []activities.Finding{
-		{Kind: activities.FindingUnowned, RunnerID: "stray", Workspace: "stray"},
+	e.OnActivity(a.SurveyRunners, mock.Anything, mock.Anything).Return(activities.Survey{Findings: []contract.Finding{
+		{Kind: contract.FindingUnowned, RunnerID: "stray", Workspace: "stray"},
 	}}, nil)
 	p := fly.DefaultUglyFox()
 	p.Reconcile.Action = fly.ActionReport
-	e.ExecuteWorkflow(Reconcile, ReconcileInput{Policy: p})
-	var res ReconcileResult
+	e.ExecuteWorkflow(Reconcile, contract.ReconcileInput{Policy: p})
+	var res contract.ReconcileResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if !res.DryRun || len(res.Findings) != 1 || res.Findings[0].Action != ReconcileReap || res.Findings[0].Outcome != "" {
+	if !res.DryRun || len(res.Findings) != 1 || res.Findings[0].Action != contract.ReconcileReap || res.Findings[0].Outcome != "" {
 		t.Errorf("result = %+v", res)
 	}
 	if len(e.audit) != 0 {

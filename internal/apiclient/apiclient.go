@@ -9,13 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gosling-ci/gosling/workflows"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/internal/store"
 )
@@ -309,8 +310,8 @@ func (c *Client) ListEggs(ctx context.Context) ([]Egg, error) {
 }
 
 // GetPool returns the status of an egg's pool.
-func (c *Client) GetPool(ctx context.Context, egg string) (*workflows.PoolStatus, error) {
-	var out workflows.PoolStatus
+func (c *Client) GetPool(ctx context.Context, egg string) (*contract.PoolStatus, error) {
+	var out contract.PoolStatus
 	if err := c.do(ctx, http.MethodGet, "/api/v1/pools/"+url.PathEscape(egg), nil, &out); err != nil {
 		return nil, err
 	}
@@ -319,9 +320,9 @@ func (c *Client) GetPool(ctx context.Context, egg string) (*workflows.PoolStatus
 
 // ScalePool sets temporary limits on an egg's pool (and resumes a drained
 // one); it returns the limits now in force.
-func (c *Client) ScalePool(ctx context.Context, egg string, s workflows.PoolScale) (*workflows.PoolLimits, error) {
+func (c *Client) ScalePool(ctx context.Context, egg string, s contract.PoolScale) (*contract.PoolLimits, error) {
 	var out struct {
-		Result workflows.PoolLimits `json:"result"`
+		Result contract.PoolLimits `json:"result"`
 	}
 	if err := c.send(ctx, http.MethodPost, "/api/v1/pools/"+url.PathEscape(egg)+"/scale", nil, s, &out); err != nil {
 		return nil, err

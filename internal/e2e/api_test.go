@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // The whole loop through the real API: a pending Job Hook, delivered 20
@@ -54,8 +55,8 @@ func TestWebhookToRunnerAndBack(t *testing.T) {
 		t.Errorf("answers = %v, want 1 accepted and 19 duplicates", answers)
 	}
 
-	wfID := workflows.RunnerWorkflowID(s.Host(), job.ID)
-	runnerID := workflows.RunnerIDFor(egg.Name, wfID)
+	wfID := contract.RunnerWorkflowID(s.Host(), job.ID)
+	runnerID := contract.RunnerIDFor(egg.Name, wfID)
 	waitState(t, ctx, s, runnerID, store.StateActive)
 	if rs := s.GitLab.Runners(); len(rs) != 1 {
 		t.Fatalf("GitLab runners = %d, want 1", len(rs))
@@ -85,7 +86,7 @@ func TestWebhookToRunnerAndBack(t *testing.T) {
 			t.Fatalf("%s hook: %d %+v %v", status, code, hr, err)
 		}
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := s.Client.GetWorkflow(ctx, wfID, "").Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}

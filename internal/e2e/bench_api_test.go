@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
@@ -78,8 +80,8 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		raw := func(i int) (time.Duration, string, error) {
 			id := fmt.Sprintf("raw/%d", i)
 			start := time.Now()
-			_, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalJobStatus, workflows.JobStatus{JobID: int64(i), Status: "pending"},
-				client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueueMotherGoose}, workflows.ProvisionRunner, workflows.ProvisionRunnerInput{RunnerID: id, Egg: egg})
+			_, err := s.Client.SignalWithStartWorkflow(ctx, id, contract.SignalJobStatus, contract.JobStatus{JobID: int64(i), Status: "pending"},
+				client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueMotherGoose}, workflows.ProvisionRunner, contract.ProvisionRunnerInput{RunnerID: id, Egg: egg})
 			return time.Since(start), "raw", err
 		}
 		rawLat, rawWall, _ := runLoad(b, webhooks, workers, raw)
@@ -95,7 +97,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if _, err := s.Client.DescribeWorkflow(ctx, workflows.RunnerWorkflowID(s.Host(), id), ""); err == nil {
+				if _, err := s.Client.DescribeWorkflow(ctx, contract.RunnerWorkflowID(s.Host(), id), ""); err == nil {
 					checked.Add(1)
 				}
 			}()

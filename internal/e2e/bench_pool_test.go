@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // BenchmarkPoolPaths measures, on the local provider in one run, the time
@@ -37,37 +38,37 @@ func BenchmarkPoolPaths(b *testing.B) {
 			s.StartPool(ctx, e, 100*time.Millisecond)
 		}
 		var job atomic.Int64
-		serve := func(egg fly.Egg, ready func(workflows.PoolStatus) bool) time.Duration {
+		serve := func(egg fly.Egg, ready func(contract.PoolStatus) bool) time.Duration {
 			s.waitPool(ctx, egg.Name, "ready for a job", ready)
 			id := 1_000_000 + job.Add(1)
 			start := time.Now()
-			if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalDemand,
-				workflows.Demand{Job: workflows.JobRef{Host: s.Host(), ProjectID: s.Project.ID, JobID: id, Tags: []string{"docker"}}}); err != nil {
+			if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalDemand,
+				contract.Demand{Job: contract.JobRef{Host: s.Host(), ProjectID: s.Project.ID, JobID: id, Tags: []string{"docker"}}}); err != nil {
 				b.Fatal(err)
 			}
-			s.waitPoolFast(ctx, egg.Name, func(st workflows.PoolStatus) bool {
+			s.waitPoolFast(ctx, egg.Name, func(st contract.PoolStatus) bool {
 				for _, r := range st.Runners {
-					if r.State == workflows.PoolApex && slices.Contains(r.Jobs, id) {
+					if r.State == contract.PoolApex && slices.Contains(r.Jobs, id) {
 						return true
 					}
 				}
 				return false
 			})
 			took := time.Since(start)
-			if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: id, Status: "success"}); err != nil {
+			if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalJobStatus, contract.JobStatus{JobID: id, Status: "success"}); err != nil {
 				b.Fatal(err)
 			}
 			return took
 		}
 		var sum [3]time.Duration
 		for range rounds {
-			sum[0] += serve(apex, func(st workflows.PoolStatus) bool {
-				return st.Counts[workflows.PoolApex] == 1 && len(st.Runners) == 1 && len(st.Runners[0].Jobs) == 0
+			sum[0] += serve(apex, func(st contract.PoolStatus) bool {
+				return st.Counts[contract.PoolApex] == 1 && len(st.Runners) == 1 && len(st.Runners[0].Jobs) == 0
 			})
-			sum[1] += serve(nadir, func(st workflows.PoolStatus) bool {
-				return st.Counts[workflows.PoolApex] == 0 && st.Counts[workflows.PoolNadir] >= 1 && len(st.Runners) == st.Counts[workflows.PoolNadir]
+			sum[1] += serve(nadir, func(st contract.PoolStatus) bool {
+				return st.Counts[contract.PoolApex] == 0 && st.Counts[contract.PoolNadir] >= 1 && len(st.Runners) == st.Counts[contract.PoolNadir]
 			})
-			sum[2] += serve(cold, func(st workflows.PoolStatus) bool { return len(st.Runners) == 0 })
+			sum[2] += serve(cold, func(st contract.PoolStatus) bool { return len(st.Runners) == 0 })
 		}
 		names := []string{"apex", "promotion", "cold"}
 		for i, d := range sum {
@@ -80,7 +81,7 @@ func BenchmarkPoolPaths(b *testing.B) {
 }
 
 // waitPoolFast is waitPool polling as fast as queries answer, for timing.
-func (s *Stack) waitPoolFast(ctx context.Context, egg string, ok func(workflows.PoolStatus) bool) {
+func (s *Stack) waitPoolFast(ctx context.Context, egg string, ok func(contract.PoolStatus) bool) {
 	for {
 		st, err := s.PoolStatus(ctx, egg)
 		if err == nil && ok(st) {
@@ -109,7 +110,7 @@ func BenchmarkPool10kSignals(b *testing.B) {
 		s.StartPool(ctx, egg, time.Second)
 		time.Sleep(2 * time.Second)
 		base := rssKiB(w.Process.Pid)
-		id := workflows.PoolWorkflowID(egg.Name)
+		id := contract.PoolWorkflowID(egg.Name)
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		start := time.Now()
@@ -122,11 +123,11 @@ func BenchmarkPool10kSignals(b *testing.B) {
 					if j > jobs {
 						return
 					}
-					if err := s.Client.SignalWorkflow(ctx, id, "", workflows.SignalDemand, workflows.Demand{Job: workflows.JobRef{Host: s.Host(), JobID: j, Tags: []string{"docker"}}}); err != nil {
+					if err := s.Client.SignalWorkflow(ctx, id, "", contract.SignalDemand, contract.Demand{Job: contract.JobRef{Host: s.Host(), JobID: j, Tags: []string{"docker"}}}); err != nil {
 						b.Error(err)
 						return
 					}
-					if err := s.Client.SignalWorkflow(ctx, id, "", workflows.SignalJobStatus, workflows.JobStatus{JobID: j, Status: "success"}); err != nil {
+					if err := s.Client.SignalWorkflow(ctx, id, "", contract.SignalJobStatus, contract.JobStatus{JobID: j, Status: "success"}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -135,8 +136,8 @@ func BenchmarkPool10kSignals(b *testing.B) {
 		}
 		wg.Wait()
 		sent := time.Since(start)
-		st := s.waitPool(ctx, egg.Name, "done with every job", func(st workflows.PoolStatus) bool {
-			return st.Waiting == 0 && st.Counts[workflows.PoolProvisioning] == 0 && st.Counts[workflows.PoolPromoting] == 0
+		st := s.waitPool(ctx, egg.Name, "done with every job", func(st contract.PoolStatus) bool {
+			return st.Waiting == 0 && st.Counts[contract.PoolProvisioning] == 0 && st.Counts[contract.PoolPromoting] == 0
 		})
 		peak := rssKiB(w.Process.Pid)
 		b.ReportMetric(float64(2*jobs)/sent.Seconds(), "signals/s")

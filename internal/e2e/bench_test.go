@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // BenchmarkProvisionVsRawApply measures, in one run, the whole
@@ -34,7 +35,7 @@ func BenchmarkProvisionVsRawApply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var res workflows.ProvisionRunnerResult
+		var res contract.ProvisionRunnerResult
 		if err := run.Get(ctx, &res); err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func BenchmarkWorkerMemory200InFlight(b *testing.B) {
 		time.Sleep(2 * time.Second) // connected and polling
 		base := rssKiB(w.Process.Pid)
 		for i := range inFlight {
-			if _, err := s.ProvisionPool(ctx, egg, fmt.Sprintf("mem-%d", i), func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = time.Hour }); err != nil {
+			if _, err := s.ProvisionPool(ctx, egg, fmt.Sprintf("mem-%d", i), func(in *contract.ProvisionRunnerInput) { in.ReadyTimeout = time.Hour }); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 // startWorkerProcess runs `gosling worker` as a separate process sharing the
@@ -72,7 +73,7 @@ func TestWorkerKilledBetweenApplyAndReady(t *testing.T) {
 	startWorkerProcess(t, s, "worker-2")
 	s.GitLab.ClearFaults()
 
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("provision after worker restart: %v", err)
 	}

@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
+	"strings"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/apiclient"
@@ -13,7 +17,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
-	"strings"
 )
 
 // poolEgg is a VM egg with a Nadir of at least two stopped runners.
@@ -28,9 +31,9 @@ func (s *Stack) poolEgg(name string) fly.Egg {
 // StartPool starts an egg's pool workflow, looking at idle runners every tick.
 func (s *Stack) StartPool(ctx context.Context, egg fly.Egg, tick time.Duration) client.WorkflowRun {
 	s.T.Helper()
-	id := workflows.PoolWorkflowID(egg.Name)
-	run, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalPoolSpec, egg, workflows.StartOptions(id), workflows.Pool,
-		workflows.PoolInput{Egg: egg, Cloud: fly.CloudLocal, Tick: tick})
+	id := contract.PoolWorkflowID(egg.Name)
+	run, err := s.Client.SignalWithStartWorkflow(ctx, id, contract.SignalPoolSpec, egg, contract.StartOptions(id), workflows.Pool,
+		contract.PoolInput{Egg: egg, Cloud: fly.CloudLocal, Tick: tick})
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -41,9 +44,9 @@ func (s *Stack) StartPool(ctx context.Context, egg fly.Egg, tick time.Duration) 
 }
 
 // PoolStatus queries an egg's pool.
-func (s *Stack) PoolStatus(ctx context.Context, egg string) (workflows.PoolStatus, error) {
-	var st workflows.PoolStatus
-	v, err := s.Client.QueryWorkflow(ctx, workflows.PoolWorkflowID(egg), "", workflows.QueryPoolStatus)
+func (s *Stack) PoolStatus(ctx context.Context, egg string) (contract.PoolStatus, error) {
+	var st contract.PoolStatus
+	v, err := s.Client.QueryWorkflow(ctx, contract.PoolWorkflowID(egg), "", contract.QueryPoolStatus)
 	if err != nil {
 		return st, err
 	}
@@ -51,9 +54,9 @@ func (s *Stack) PoolStatus(ctx context.Context, egg string) (workflows.PoolStatu
 }
 
 // waitPool polls the pool's status until ok holds.
-func (s *Stack) waitPool(ctx context.Context, egg, what string, ok func(workflows.PoolStatus) bool) workflows.PoolStatus {
+func (s *Stack) waitPool(ctx context.Context, egg, what string, ok func(contract.PoolStatus) bool) contract.PoolStatus {
 	s.T.Helper()
-	var st workflows.PoolStatus
+	var st contract.PoolStatus
 	var err error
 	for {
 		st, err = s.PoolStatus(ctx, egg)
@@ -78,7 +81,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	egg := s.poolEgg("pooled")
 	run := s.StartPool(ctx, egg, 300*time.Millisecond)
 
-	st := s.waitPool(ctx, egg.Name, "two Nadir runners", func(st workflows.PoolStatus) bool { return st.Counts[workflows.PoolNadir] == 2 })
+	st := s.waitPool(ctx, egg.Name, "two Nadir runners", func(st contract.PoolStatus) bool { return st.Counts[contract.PoolNadir] == 2 })
 	var nadir []string
 	for _, r := range st.Runners {
 		nadir = append(nadir, r.ID)
@@ -99,21 +102,21 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, ctx, s, workflows.RunnerIDFor("cold", cold.GetID()), store.StateActive)
+	waitState(t, ctx, s, contract.RunnerIDFor("cold", cold.GetID()), store.StateActive)
 	coldTook := time.Since(coldStart)
 
 	// A job promotes a Nadir runner.
 	job := s.GitLab.AddJob(s.Project.ID, gitlabJob())
 	promoteStart := time.Now()
-	if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalDemand, workflows.Demand{
-		Job: workflows.JobRef{Host: s.Host(), ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: job.ID},
+	if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalDemand, contract.Demand{
+		Job: contract.JobRef{Host: s.Host(), ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: job.ID},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var promoted string
-	st = s.waitPool(ctx, egg.Name, "serving the job", func(st workflows.PoolStatus) bool {
+	st = s.waitPool(ctx, egg.Name, "serving the job", func(st contract.PoolStatus) bool {
 		for _, r := range st.Runners {
-			if r.State == workflows.PoolApex && slices.Contains(r.Jobs, job.ID) {
+			if r.State == contract.PoolApex && slices.Contains(r.Jobs, job.ID) {
 				promoted = r.ID
 				return true
 			}
@@ -121,7 +124,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 		return false
 	})
 	promoteTook := time.Since(promoteStart)
-	if !slices.Contains(nadir, promoted) || st.Stats.Served[workflows.ServedByPromotion] != 1 {
+	if !slices.Contains(nadir, promoted) || st.Stats.Served[contract.ServedByPromotion] != 1 {
 		t.Fatalf("job served by %s (Nadir was %v), stats %+v", promoted, nadir, st.Stats)
 	}
 	if a := agent.Inspect(s.MachineDir(promoted)); !a.Alive || a.Stopped {
@@ -134,13 +137,13 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 
 	// Nadir is refilled to its minimum; the job ends; idle past 2s, the
 	// runner goes back to sleep.
-	if err := s.Client.SignalWorkflow(ctx, workflows.PoolWorkflowID(egg.Name), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: job.ID, Status: "success"}); err != nil {
+	if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalJobStatus, contract.JobStatus{JobID: job.ID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	st = s.waitPool(ctx, egg.Name, "back to Nadir", func(st workflows.PoolStatus) bool {
+	st = s.waitPool(ctx, egg.Name, "back to Nadir", func(st contract.PoolStatus) bool {
 		for _, r := range st.Runners {
 			if r.ID == promoted {
-				return r.State == workflows.PoolNadir
+				return r.State == contract.PoolNadir
 			}
 		}
 		return false
@@ -148,7 +151,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if a := agent.Inspect(s.MachineDir(promoted)); !a.Alive || !a.Stopped {
 		t.Errorf("demoted runner's process: %+v, want stopped", a)
 	}
-	if st.Stats.Demotions != 1 || st.Counts[workflows.PoolNadir] != 3 {
+	if st.Stats.Demotions != 1 || st.Counts[contract.PoolNadir] != 3 {
 		t.Errorf("after demotion: %+v %+v", st.Counts, st.Stats)
 	}
 
@@ -159,18 +162,18 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps, err := c.GetPool(ctx, egg.Name); err != nil || ps.Counts[workflows.PoolNadir] != 3 {
+	if ps, err := c.GetPool(ctx, egg.Name); err != nil || ps.Counts[contract.PoolNadir] != 3 {
 		t.Fatalf("GET pool: %+v, %v", ps, err)
 	}
 	five := 5
-	if _, err := c.ScalePool(ctx, egg.Name, workflows.PoolScale{NadirMin: &five}); err == nil || !strings.Contains(err.Error(), "nadir_min (5) is above nadir_max (3)") {
+	if _, err := c.ScalePool(ctx, egg.Name, contract.PoolScale{NadirMin: &five}); err == nil || !strings.Contains(err.Error(), "nadir_min (5) is above nadir_max (3)") {
 		t.Errorf("scale above the maximum: %v", err)
 	}
 	retired, err := c.DrainPool(ctx, egg.Name)
 	if err != nil || retired != 3 {
 		t.Fatalf("drain = %d, %v", retired, err)
 	}
-	s.waitPool(ctx, egg.Name, "drained", func(st workflows.PoolStatus) bool { return len(st.Runners) == 0 })
+	s.waitPool(ctx, egg.Name, "drained", func(st contract.PoolStatus) bool { return len(st.Runners) == 0 })
 	writeHistory(t, s, "pool_nadir_promotion", run.GetID(), run.GetRunID())
 	for _, r := range st.Runners {
 		if a := agent.Inspect(s.MachineDir(r.ID)); a.Alive {

@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
-	"github.com/gosling-ci/gosling/workflows"
 )
 
 func TestMain(m *testing.M) {
@@ -53,11 +54,11 @@ func TestJobRunnerVM(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	runnerID := contract.RunnerIDFor("web", run.GetID())
 	waitState(t, ctx, s, runnerID, store.StateActive)
 
 	runners := s.GitLab.Runners()
-	if len(runners) != 1 || runners[0].Description != workflows.RunnerDescription("web", runnerID) {
+	if len(runners) != 1 || runners[0].Description != contract.RunnerDescription("web", runnerID) {
 		t.Fatalf("GitLab runners = %+v", runners)
 	}
 	r, err := s.Store.GetRunner(ctx, runnerID)
@@ -72,10 +73,10 @@ func TestJobRunnerVM(t *testing.T) {
 		t.Fatalf("agent = %+v", st)
 	}
 
-	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: jobID, Status: "success"}); err != nil {
+	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", contract.SignalJobStatus, contract.JobStatus{JobID: jobID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
@@ -88,7 +89,7 @@ func TestJobRunnerVM(t *testing.T) {
 		t.Errorf("history = %s", got)
 	}
 	writeHistory(t, s, "provision_job_vm", run.GetID(), run.GetRunID())
-	writeHistory(t, s, "deprovision", workflows.DeprovisionWorkflowID(runnerID), "")
+	writeHistory(t, s, "deprovision", contract.DeprovisionWorkflowID(runnerID), "")
 }
 
 // A runner made ahead of demand stays until DeprovisionRunner removes it.
@@ -101,7 +102,7 @@ func TestPoolRunnerDeprovision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -125,19 +126,19 @@ func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	egg := s.Egg("sls", fly.RunnerAuto) // 1 vCPU, 1GiB, 10m jobs: fits serverless
-	run, jobID, err := s.ProvisionJob(ctx, egg, nil, func(in *workflows.ProvisionRunnerInput) { in.Egg.Runner.RunUntagged = true })
+	run, jobID, err := s.ProvisionJob(ctx, egg, nil, func(in *contract.ProvisionRunnerInput) { in.Egg.Runner.RunUntagged = true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	runnerID := workflows.RunnerIDFor("sls", run.GetID())
+	runnerID := contract.RunnerIDFor("sls", run.GetID())
 	waitState(t, ctx, s, runnerID, store.StateActive)
 	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
 		t.Fatalf("agent = %+v", st)
 	}
-	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: jobID, Status: "success"}); err != nil {
+	if err := s.Client.SignalWorkflow(ctx, run.GetID(), "", contract.SignalJobStatus, contract.JobStatus{JobID: jobID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestJobWithForeignTagsGetsNoRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestFailedProvisioningLeavesNothing(t *testing.T) {
 	defer cancel()
 	s.GitLab.FailNext("POST", "/runners/verify", 403, 1000, false)
 	egg := s.Egg("web", fly.RunnerVM)
-	run, _, err := s.ProvisionJob(ctx, egg, []string{"docker"}, func(in *workflows.ProvisionRunnerInput) { in.ReadyTimeout = 5 * time.Second })
+	run, _, err := s.ProvisionJob(ctx, egg, []string{"docker"}, func(in *contract.ProvisionRunnerInput) { in.ReadyTimeout = 5 * time.Second })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestFailedProvisioningLeavesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 5s") {
 		t.Fatalf("error = %v", err)
 	}
-	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	runnerID := contract.RunnerIDFor("web", run.GetID())
 	s.assertNothingLeft(ctx, runnerID)
 	hist, _ := s.Store.RunnerHistory(ctx, runnerID)
 	if got := transitions(hist); got != "provisioning>registering,registering>failed,failed>terminated" {
@@ -265,7 +266,7 @@ func TestMissingSecretFailsBeforeAnythingIsMade(t *testing.T) {
 	if ws, _ := s.Tofu.Workspaces(); len(ws) != 0 {
 		t.Errorf("tofu workspaces made: %+v", ws)
 	}
-	runnerID := workflows.RunnerIDFor("web", run.GetID())
+	runnerID := contract.RunnerIDFor("web", run.GetID())
 	r, _ := s.Store.GetRunner(ctx, runnerID)
 	if r == nil || r.State != store.StateTerminated || !strings.Contains(r.Reason, "missing-key") {
 		t.Errorf("store = %+v", r)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
@@ -40,11 +42,11 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 		provisionActive(t, ctx, s, egg, id)
 	}
 	dormantID := "web-rot-3"
-	run, err := s.ProvisionPool(ctx, egg, dormantID, func(in *workflows.ProvisionRunnerInput) { in.Dormant = true })
+	run, err := s.ProvisionPool(ctx, egg, dormantID, func(in *contract.ProvisionRunnerInput) { in.Dormant = true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pres workflows.ProvisionRunnerResult
+	var pres contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &pres); err != nil || pres.State != string(store.StateDormant) {
 		t.Fatalf("provision %s: %+v %v", dormantID, pres, err)
 	}
@@ -77,14 +79,14 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("gosling secrets rotate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	var res workflows.RotateRunnerTokensResult
+	var res contract.RotateRunnerTokensResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
 	}
 	if res.Rotated != 3 || res.Failed != 0 || res.Skipped != 0 || len(res.Runners) != 3 {
 		t.Fatalf("result = %+v", res)
 	}
-	outcomes := map[string]workflows.RunnerRotation{}
+	outcomes := map[string]contract.RunnerRotation{}
 	for _, r := range res.Runners {
 		outcomes[r.RunnerID] = r
 	}
@@ -96,11 +98,11 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 	}
 	for _, id := range all {
 		o := outcomes[id]
-		wantVerifier, wantAgent := workflows.VerifiedByAgent, activities.AgentConfirmed
+		wantVerifier, wantAgent := contract.VerifiedByAgent, activities.AgentConfirmed
 		if id == dormantID {
-			wantVerifier, wantAgent = workflows.VerifiedByGitLab, activities.AgentDeferred
+			wantVerifier, wantAgent = contract.VerifiedByGitLab, activities.AgentDeferred
 		}
-		if o.Outcome != workflows.RotationRotated || o.VerifiedBy != wantVerifier || o.Agent != wantAgent || o.TokenWorks == nil || !*o.TokenWorks || o.TokenVersion != "2" {
+		if o.Outcome != contract.RotationRotated || o.VerifiedBy != wantVerifier || o.Agent != wantAgent || o.TokenWorks == nil || !*o.TokenWorks || o.TokenVersion != "2" {
 			t.Errorf("%s: outcome %+v", id, o)
 		}
 		r, err := s.Store.GetRunner(ctx, id)
@@ -201,12 +203,12 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	writeHistory(t, s, "rotate_runner_tokens", workflows.RotateWorkflowID, "")
+	writeHistory(t, s, "rotate_runner_tokens", contract.RotateWorkflowID, "")
 
 	// One rotation at a time: a second start while none runs is accepted
 	// again (the ID is reusable), and its runners rotate once more.
-	var again workflows.RotateRunnerTokensResult
-	run2, err := s.Client.ExecuteWorkflow(ctx, workflows.RotateStartOptions(), workflows.RotateRunnerTokens, workflows.RotateRunnerTokensInput{Eggs: []string{"web"}})
+	var again contract.RotateRunnerTokensResult
+	run2, err := s.Client.ExecuteWorkflow(ctx, contract.RotateStartOptions(), workflows.RotateRunnerTokens, contract.RotateRunnerTokensInput{Eggs: []string{"web"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 func rotationHistory(t *testing.T, ctx context.Context, s *Stack) string {
 	t.Helper()
 	var b bytes.Buffer
-	it := s.Client.GetWorkflowHistory(ctx, workflows.RotateWorkflowID, "", false, 0)
+	it := s.Client.GetWorkflowHistory(ctx, contract.RotateWorkflowID, "", false, 0)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {

@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -41,7 +42,7 @@ func TestSecretsLeakNowhere(t *testing.T) {
 	// logger and OpenTofu's output; backend calls go to the audit log.
 	s.Secrets.SetMasker(m)
 	s.Tofu.Filter = m.Mask
-	s.Secrets.Observe(activities.NewSecretAudit(s.Store, workflows.TaskQueueMotherGoose, log))
+	s.Secrets.Observe(activities.NewSecretAudit(s.Store, contract.TaskQueueMotherGoose, log))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -59,13 +60,13 @@ func TestSecretsLeakNowhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmRunner := workflows.RunnerIDFor(vmEgg.Name, vmRun.GetID())
+	vmRunner := contract.RunnerIDFor(vmEgg.Name, vmRun.GetID())
 	slsJob := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
 	if code, hr, err := s.DeliverJobHook(ctx, a, slsJob.ID, webhookSecret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
 		t.Fatalf("pending hook: %d %+v %v", code, hr, err)
 	}
-	slsWF := workflows.RunnerWorkflowID(s.Host(), slsJob.ID)
-	slsRunner := workflows.RunnerIDFor(slsEgg.Name, slsWF)
+	slsWF := contract.RunnerWorkflowID(s.Host(), slsJob.ID)
+	slsRunner := contract.RunnerIDFor(slsEgg.Name, slsWF)
 	waitState(t, ctx, s, vmRunner, store.StateActive)
 	waitState(t, ctx, s, slsRunner, store.StateActive)
 
@@ -92,10 +93,10 @@ func TestSecretsLeakNowhere(t *testing.T) {
 	sources = append(sources, savePlan(t, s, slsRunner)...)
 	sources = append(sources, readTree(t, s.StateDir)...)
 
-	if err := s.Client.SignalWorkflow(ctx, vmRun.GetID(), "", workflows.SignalJobStatus, workflows.JobStatus{JobID: vmJob, Status: "success"}); err != nil {
+	if err := s.Client.SignalWorkflow(ctx, vmRun.GetID(), "", contract.SignalJobStatus, contract.JobStatus{JobID: vmJob, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	slsGitLabID := gitlabRunners[workflows.RunnerDescription(slsEgg.Name, slsRunner)]
+	slsGitLabID := gitlabRunners[contract.RunnerDescription(slsEgg.Name, slsRunner)]
 	for _, status := range []string{"running", "success"} {
 		s.GitLab.SetJobStatus(s.Project.ID, slsJob.ID, status, slsGitLabID)
 		if code, hr, err := s.DeliverJobHook(ctx, a, slsJob.ID, webhookSecret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
@@ -103,7 +104,7 @@ func TestSecretsLeakNowhere(t *testing.T) {
 		}
 	}
 	for _, id := range []string{vmRun.GetID(), slsWF} {
-		var res workflows.ProvisionRunnerResult
+		var res contract.ProvisionRunnerResult
 		if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +135,7 @@ func TestSecretsLeakNowhere(t *testing.T) {
 	sources = append(sources, readTree(t, s.StateDir)...)
 	sources = append(sources, [2]string{"the stack's log", logs.String()})
 	sources = append(sources, histories(t, ctx, s, vmRun.GetID(), slsWF,
-		workflows.DeprovisionWorkflowID(vmRunner), workflows.DeprovisionWorkflowID(slsRunner))...)
+		contract.DeprovisionWorkflowID(vmRunner), contract.DeprovisionWorkflowID(slsRunner))...)
 	for _, src := range sources {
 		for what, v := range known {
 			if strings.Contains(src[1], v) {

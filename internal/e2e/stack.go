@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/gosling-ci/gosling/api"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +15,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
@@ -125,7 +127,7 @@ func Start(t testing.TB, opts Options) *Stack {
 
 // StartWorker runs an in-process MotherGoose worker.
 func (s *Stack) StartWorker() {
-	w, err := gworker.New(s.Client, workflows.TaskQueueMotherGoose, s.Acts, gworker.Options{})
+	w, err := gworker.New(s.Client, contract.TaskQueueMotherGoose, s.Acts, gworker.Options{})
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -165,41 +167,41 @@ func (s *Stack) MachineDir(runnerID string) string {
 // ProvisionJob adds a pending job with the given tags to the GitLab test
 // server and starts ProvisionRunner for it, the way the webhook path does.
 // It returns the run and the job's ID.
-func (s *Stack) ProvisionJob(ctx context.Context, egg fly.Egg, tags []string, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, int64, error) {
+func (s *Stack) ProvisionJob(ctx context.Context, egg fly.Egg, tags []string, mutate func(*contract.ProvisionRunnerInput)) (client.WorkflowRun, int64, error) {
 	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "test", Stage: "test", Ref: "main", Tags: tags, Status: "pending"})
 	run, err := s.StartJobRunner(ctx, egg, job.ID, mutate)
 	return run, job.ID, err
 }
 
 // StartJobRunner starts (or joins) ProvisionRunner for an existing job.
-func (s *Stack) StartJobRunner(ctx context.Context, egg fly.Egg, jobID int64, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
-	wfID := workflows.RunnerWorkflowID(egg.GitLab.Host, jobID)
-	in := workflows.ProvisionRunnerInput{
-		RunnerID: workflows.RunnerIDFor(egg.Name, wfID), Egg: egg,
-		Job:          &workflows.JobRef{Host: egg.GitLab.Host, ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: jobID},
+func (s *Stack) StartJobRunner(ctx context.Context, egg fly.Egg, jobID int64, mutate func(*contract.ProvisionRunnerInput)) (client.WorkflowRun, error) {
+	wfID := contract.RunnerWorkflowID(egg.GitLab.Host, jobID)
+	in := contract.ProvisionRunnerInput{
+		RunnerID: contract.RunnerIDFor(egg.Name, wfID), Egg: egg,
+		Job:          &contract.JobRef{Host: egg.GitLab.Host, ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: jobID},
 		ReadyTimeout: 2 * time.Minute,
 	}
 	if mutate != nil {
 		mutate(&in)
 	}
-	return s.Client.ExecuteWorkflow(ctx, workflows.StartOptions(wfID), workflows.ProvisionRunner, in)
+	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions(wfID), workflows.ProvisionRunner, in)
 }
 
 // ProvisionPool starts ProvisionRunner for a runner made ahead of demand
 // (no job): it stays in service until deprovisioned.
-func (s *Stack) ProvisionPool(ctx context.Context, egg fly.Egg, runnerID string, mutate func(*workflows.ProvisionRunnerInput)) (client.WorkflowRun, error) {
-	in := workflows.ProvisionRunnerInput{RunnerID: runnerID, Egg: egg, ReadyTimeout: 2 * time.Minute}
+func (s *Stack) ProvisionPool(ctx context.Context, egg fly.Egg, runnerID string, mutate func(*contract.ProvisionRunnerInput)) (client.WorkflowRun, error) {
+	in := contract.ProvisionRunnerInput{RunnerID: runnerID, Egg: egg, ReadyTimeout: 2 * time.Minute}
 	if mutate != nil {
 		mutate(&in)
 	}
-	return s.Client.ExecuteWorkflow(ctx, workflows.StartOptions("test-pool/"+runnerID), workflows.ProvisionRunner, in)
+	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions("test-pool/"+runnerID), workflows.ProvisionRunner, in)
 }
 
 // Deprovision runs DeprovisionRunner to completion.
-func (s *Stack) Deprovision(ctx context.Context, egg fly.Egg, runnerID string) (workflows.DeprovisionRunnerResult, error) {
-	var res workflows.DeprovisionRunnerResult
-	run, err := s.Client.ExecuteWorkflow(ctx, workflows.StartOptions(workflows.DeprovisionWorkflowID(runnerID)), workflows.DeprovisionRunner,
-		workflows.DeprovisionRunnerInput{RunnerID: runnerID, GitLab: egg.GitLab, Reason: "test teardown"})
+func (s *Stack) Deprovision(ctx context.Context, egg fly.Egg, runnerID string) (contract.DeprovisionRunnerResult, error) {
+	var res contract.DeprovisionRunnerResult
+	run, err := s.Client.ExecuteWorkflow(ctx, contract.StartOptions(contract.DeprovisionWorkflowID(runnerID)), workflows.DeprovisionRunner,
+		contract.DeprovisionRunnerInput{RunnerID: runnerID, GitLab: egg.GitLab, Reason: "test teardown"})
 	if err != nil {
 		return res, err
 	}

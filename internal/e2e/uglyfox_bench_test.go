@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -35,11 +37,11 @@ func seedFleet(b *testing.B, s *Stack) []fly.Egg {
 	now := time.Now().UTC()
 	for i := range benchRunners {
 		egg := eggs[i%len(eggs)].Name
-		id := workflows.PoolRunnerID(egg, int64(i))
-		gl := s.GitLab.AddRunner(gitlabtest.Runner{Type: "project_type", ProjectID: s.Project.ID, Description: workflows.RunnerDescription(egg, id), Tags: []string{"docker"}})
+		id := contract.PoolRunnerID(egg, int64(i))
+		gl := s.GitLab.AddRunner(gitlabtest.Runner{Type: "project_type", ProjectID: s.Project.ID, Description: contract.RunnerDescription(egg, id), Tags: []string{"docker"}})
 		r := &store.Runner{
 			ID: id, Egg: egg, Cloud: fly.CloudAWS, Kind: fly.RunnerVM, State: store.StateActive, GitLabHost: s.Host(),
-			GitLabRunnerID: gl.ID, Workspace: id, WorkflowID: workflows.PoolWorkflowID(egg) + "/runner/" + id,
+			GitLabRunnerID: gl.ID, Workspace: id, WorkflowID: contract.PoolWorkflowID(egg) + "/runner/" + id,
 			LastJobAt: &now, CreatedAt: now.Add(-time.Hour), UpdatedAt: now,
 		}
 		if i%100 == 0 {
@@ -102,12 +104,12 @@ func BenchmarkUglyFoxPolicyPass10k(b *testing.B) {
 	for b.Loop() {
 		n++
 		m.measure(func() {
-			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.PruneWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: workflows.TaskQueueUglyFox},
-				workflows.Prune, workflows.PruneInput{Policy: policy})
+			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.PruneWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: contract.TaskQueueUglyFox},
+				workflows.Prune, contract.PruneInput{Policy: policy})
 			if err != nil {
 				b.Fatal(err)
 			}
-			var res workflows.PruneResult
+			var res contract.PruneResult
 			if err := run.Get(ctx, &res); err != nil {
 				b.Fatal(err)
 			}
@@ -136,7 +138,7 @@ func BenchmarkUglyFoxReconcilePass10k(b *testing.B) {
 		b.StopTimer()
 		for i := range 10 {
 			egg := eggs[i].Name
-			s.GitLab.AddRunner(gitlabtest.Runner{ProjectID: s.Project.ID, Description: workflows.RunnerDescription(egg, fmt.Sprintf("%s-ghost-%d-%d", egg, n, i))})
+			s.GitLab.AddRunner(gitlabtest.Runner{ProjectID: s.Project.ID, Description: contract.RunnerDescription(egg, fmt.Sprintf("%s-ghost-%d-%d", egg, n, i))})
 			if err := os.MkdirAll(s.Tofu.WorkspaceDir(fmt.Sprintf("%s-stray-%d-%d", egg, n, i)), 0o755); err != nil {
 				b.Fatal(err)
 			}
@@ -146,12 +148,12 @@ func BenchmarkUglyFoxReconcilePass10k(b *testing.B) {
 		}
 		b.StartTimer()
 		m.measure(func() {
-			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.ReconcileWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: workflows.TaskQueueUglyFox},
-				workflows.Reconcile, workflows.ReconcileInput{Policy: fly.DefaultUglyFox()})
+			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.ReconcileWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: contract.TaskQueueUglyFox},
+				workflows.Reconcile, contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
 			if err != nil {
 				b.Fatal(err)
 			}
-			var res workflows.ReconcileResult
+			var res contract.ReconcileResult
 			if err := run.Get(ctx, &res); err != nil {
 				b.Fatal(err)
 			}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/workflows/contract"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
@@ -27,7 +29,7 @@ import (
 // mothergoose worker, and stores the egg's configuration, as the API does.
 func startUglyFox(t testing.TB, s *Stack, eggs ...fly.Egg) {
 	t.Helper()
-	w, err := gworker.New(s.Client, workflows.TaskQueueUglyFox, s.Acts, gworker.Options{})
+	w, err := gworker.New(s.Client, contract.TaskQueueUglyFox, s.Acts, gworker.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,13 +46,13 @@ func startUglyFox(t testing.TB, s *Stack, eggs ...fly.Egg) {
 }
 
 // provisionActive makes a runner ahead of demand and waits until it is active.
-func provisionActive(t *testing.T, ctx context.Context, s *Stack, egg fly.Egg, id string) workflows.ProvisionRunnerResult {
+func provisionActive(t *testing.T, ctx context.Context, s *Stack, egg fly.Egg, id string) contract.ProvisionRunnerResult {
 	t.Helper()
 	run, err := s.ProvisionPool(ctx, egg, id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ProvisionRunnerResult
+	var res contract.ProvisionRunnerResult
 	if err := run.Get(ctx, &res); err != nil || res.State != "active" {
 		t.Fatalf("provision %s: %+v %v", id, res, err)
 	}
@@ -76,20 +78,20 @@ func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 	}
 }
 
-func runReconcile(t *testing.T, ctx context.Context, s *Stack, name string, in workflows.ReconcileInput) (workflows.ReconcileResult, client.WorkflowRun) {
+func runReconcile(t *testing.T, ctx context.Context, s *Stack, name string, in contract.ReconcileInput) (contract.ReconcileResult, client.WorkflowRun) {
 	t.Helper()
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.ReconcileWorkflowID(name), TaskQueue: workflows.TaskQueueUglyFox}, workflows.Reconcile, in)
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.ReconcileWorkflowID(name), TaskQueue: contract.TaskQueueUglyFox}, workflows.Reconcile, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ReconcileResult
+	var res contract.ReconcileResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
 	return res, run
 }
 
-func findingsOf(res workflows.ReconcileResult) string {
+func findingsOf(res contract.ReconcileResult) string {
 	var parts []string
 	for _, f := range res.Findings {
 		s := f.RunnerID + ":" + f.Kind + ":" + f.Action
@@ -142,14 +144,14 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	ghost, err := gl.CreateRunner(ctx, gitlab.RunnerSpec{
-		Type: gitlab.RunnerTypeProject, ProjectID: s.Project.ID, Description: workflows.RunnerDescription("web", "web-ghost"), Tags: []string{"docker"},
+		Type: gitlab.RunnerTypeProject, ProjectID: s.Project.ID, Description: contract.RunnerDescription("web", "web-ghost"), Tags: []string{"docker"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	want := "web-ghost:unowned:reap web-killed:machine-gone:terminate web-stray:unowned:reap web-unlisted:gitlab-gone:terminate"
-	dry, _ := runReconcile(t, ctx, s, "dry", workflows.ReconcileInput{Policy: fly.DefaultUglyFox(), DryRun: true})
+	dry, _ := runReconcile(t, ctx, s, "dry", contract.ReconcileInput{Policy: fly.DefaultUglyFox(), DryRun: true})
 	if got := findingsOf(dry); got != want || !dry.DryRun {
 		t.Fatalf("dry run findings = %s\nwant %s", got, want)
 	}
@@ -157,7 +159,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 		t.Fatal("a dry run deleted a GitLab runner")
 	}
 
-	res, run := runReconcile(t, ctx, s, "heal", workflows.ReconcileInput{Policy: fly.DefaultUglyFox()})
+	res, run := runReconcile(t, ctx, s, "heal", contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
 	if got := findingsOf(res); got != want || res.Failed != 0 {
 		t.Fatalf("findings = %s (failed %d)\nwant %s", got, res.Failed, want)
 	}
@@ -190,7 +192,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	}
 	var got []string
 	for _, a := range records {
-		if a.Actor == workflows.ActorUglyFox {
+		if a.Actor == contract.ActorUglyFox {
 			got = append(got, fmt.Sprintf("%s:%s:%s:%s", a.RunnerID, a.Action, a.Policy, a.After))
 		}
 	}
@@ -199,7 +201,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 		t.Errorf("audit =\n%s", strings.Join(got, "\n"))
 	}
 
-	again, _ := runReconcile(t, ctx, s, "again", workflows.ReconcileInput{Policy: fly.DefaultUglyFox()})
+	again, _ := runReconcile(t, ctx, s, "again", contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
 	if len(again.Findings) != 0 {
 		t.Errorf("second pass found %s", findingsOf(again))
 	}
@@ -213,11 +215,11 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	if err := workflows.EnsureUglyFoxSchedules(ctx, s.Client.ScheduleClient(), uf); err != nil {
 		t.Fatal(err)
 	}
-	d, err := s.Client.ScheduleClient().GetHandle(ctx, workflows.ScheduleIDPrune).Describe(ctx)
+	d, err := s.Client.ScheduleClient().GetHandle(ctx, contract.ScheduleIDPrune).Describe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); !ok || a.TaskQueue != workflows.TaskQueueUglyFox {
+	if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); !ok || a.TaskQueue != contract.TaskQueueUglyFox {
 		t.Errorf("prune schedule action = %+v", d.Schedule.Action)
 	}
 	if cal := d.Schedule.Spec.Calendars; len(cal) != 1 || len(cal[0].Minute) != 1 || cal[0].Minute[0].Step != 7 {
@@ -243,12 +245,12 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 	if err := s.Store.UpdateRunner(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.PruneWorkflowID("e2e"), TaskQueue: workflows.TaskQueueUglyFox},
-		workflows.Prune, workflows.PruneInput{Policy: fly.DefaultUglyFox()})
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.PruneWorkflowID("e2e"), TaskQueue: contract.TaskQueueUglyFox},
+		workflows.Prune, contract.PruneInput{Policy: fly.DefaultUglyFox()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.PruneResult
+	var res contract.PruneResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -261,11 +263,11 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 		t.Errorf("healthy runner = %+v, %v", r, err)
 	}
 	hist, _ := s.Store.RunnerHistory(ctx, bad.RunnerID)
-	if len(hist) == 0 || hist[len(hist)-1].Actor != workflows.ActorUglyFox {
+	if len(hist) == 0 || hist[len(hist)-1].Actor != contract.ActorUglyFox {
 		t.Errorf("history = %+v", hist)
 	}
 	records, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
-	if len(records) != 1 || records[0].Policy != workflows.PolicyFailed || records[0].Actor != workflows.ActorUglyFox {
+	if len(records) != 1 || records[0].Policy != contract.PolicyFailed || records[0].Actor != contract.ActorUglyFox {
 		t.Errorf("audit = %+v", records)
 	}
 }
@@ -275,7 +277,7 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 func assertGone(t *testing.T, ctx context.Context, s *Stack, runnerID string) {
 	t.Helper()
 	for _, r := range s.GitLab.Runners() {
-		if r.Description == workflows.RunnerDescription("web", runnerID) {
+		if r.Description == contract.RunnerDescription("web", runnerID) {
 			t.Errorf("GitLab runner of %s left: %+v", runnerID, r)
 		}
 	}

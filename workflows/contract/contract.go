@@ -1,7 +1,10 @@
-// Package workflows holds Gosling's deterministic Temporal workflows and
-// their contracts: task queues, workflow IDs, signal and query names, and
-// the input and result structs that API, CLI and workers share.
-package workflows
+// Package contract is the contract of Gosling's Temporal workflows: task
+// queues, workflow type names and IDs, signal, query and update names, and
+// the input and result structs that the API, the CLI, MotherGoose and the
+// workers share. It holds plain data and pure functions only, so a caller
+// that starts or signals a workflow by name needs neither the workflow code
+// nor its activities (OpenTofu, GitLab, cloud SDKs).
+package contract
 
 import (
 	"crypto/sha256"
@@ -19,6 +22,18 @@ import (
 const (
 	TaskQueueMotherGoose = "mothergoose"
 	TaskQueueUglyFox     = "uglyfox"
+)
+
+// Workflow type names. Workers register each workflow under its name and
+// every starter (the API, the CLI, schedules, parent workflows) starts it
+// by that name, so renaming a Go function never changes a running history.
+const (
+	WorkflowProvisionRunner    = "ProvisionRunner"
+	WorkflowDeprovisionRunner  = "DeprovisionRunner"
+	WorkflowPool               = "Pool"
+	WorkflowRotateRunnerTokens = "RotateRunnerTokens"
+	WorkflowPrune              = "Prune"
+	WorkflowReconcile          = "Reconcile"
 )
 
 // Signals and queries.
