@@ -45,14 +45,14 @@ check: tools-check
 
 ## histories: re-record the workflow histories the replay tests use.
 histories: tools-test
-	GOSLING_UPDATE_HISTORIES=1 $(GO) test -count=1 ./internal/e2e
+	GOSLING_UPDATE_HISTORIES=1 $(GO) test -count=1 ./e2e
 
 ## bench: the benchmarks named in the issues, with memory figures.
 bench: tools-test
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
-	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./internal/e2e
-	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./internal/e2e
-	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./internal/e2e
+	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
+	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 
 ## tools: every external program, installed idempotently into bin/.

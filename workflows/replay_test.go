@@ -15,7 +15,7 @@ import (
 )
 
 // recordedHistory is a history recorded from a real run on the Temporal dev
-// server (internal/e2e, `make histories`), with the workflow's IDs.
+// server (e2e, `make histories`), with the workflow's IDs.
 type recordedHistory struct {
 	WorkflowID string          `json:"workflow_id"`
 	RunID      string          `json:"run_id"`
