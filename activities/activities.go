@@ -8,13 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gosling-ci/gosling/internal/metrics"
 	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
@@ -30,7 +32,9 @@ import (
 const (
 	ErrTypeGitLabRejected = "GitLabRejected"
 	ErrTypeBadInput       = "BadInput"
-	ErrTypeIllegalState   = "IllegalTransition"
+	// ErrTypeIllegalState is also what starters of a workflow see
+	// (contract.ErrTypeIllegalState).
+	ErrTypeIllegalState = contract.ErrTypeIllegalState
 )
 
 // AgentSettings say how machines get their agent and where it reports.
@@ -527,4 +531,24 @@ func TokenRefs(cfg fly.Secrets) (func(runnerID string) fly.SecretRef, error) {
 // MachineDir is where the local provider keeps a runner's machine.
 func MachineDir(stateDir, runnerID string) string {
 	return filepath.Join(stateDir, "machines", runnerID)
+}
+
+// PauseGitLabRunnerInput names a GitLab runner to pause.
+type PauseGitLabRunnerInput struct {
+	GitLab         fly.GitLab `json:"gitlab"`
+	GitLabRunnerID int64      `json:"gitlab_runner_id"`
+}
+
+// PauseGitLabRunner pauses a runner in GitLab (PUT /runners/:id with
+// paused=true), so it takes no new job; a runner already deleted is not an
+// error.
+func (a *Activities) PauseGitLabRunner(ctx context.Context, in PauseGitLabRunnerInput) error {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return err
+	}
+	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, true); err != nil && !gitlab.IsNotFound(err) {
+		return fmt.Errorf("pause GitLab runner %d: %w", in.GitLabRunnerID, err)
+	}
+	return nil
 }

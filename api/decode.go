@@ -8,6 +8,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
 // GitLab's webhook event names (X-Gitlab-Event).
@@ -81,77 +83,6 @@ func (e *PayloadError) Error() string {
 }
 
 func (e *PayloadError) Unwrap() error { return e.Err }
-
-// Webhook is a decoded delivery: what every event has, and the details of
-// the events Gosling acts on (exactly one of Job, Pipeline and Push is set
-// for those).
-type Webhook struct {
-	// Event is the X-Gitlab-Event value, with Build Hook read as Job Hook.
-	Event string
-	// Ignored is set for GitLab events Gosling does not act on.
-	Ignored    bool
-	ObjectKind string
-	// ProjectID is 0 only for ignored events without a project.
-	ProjectID     int64
-	ProjectPath   string
-	ProjectWebURL string
-
-	Job      *JobHook
-	Pipeline *PipelineHook
-	Push     *PushHook
-}
-
-// JobHook is the part of a Job Hook Gosling uses.
-type JobHook struct {
-	ID         int64
-	Name       string
-	Stage      string
-	Status     string
-	Ref        string
-	Tag        bool
-	PipelineID int64
-	CreatedAt  *time.Time
-	StartedAt  *time.Time
-	FinishedAt *time.Time
-	// Duration and QueuedDuration are zero when GitLab sent null.
-	Duration       time.Duration
-	QueuedDuration time.Duration
-	AllowFailure   bool
-	FailureReason  string
-	RetriesCount   int64
-	// RunnerID is 0 until a runner picks the job (runner is null).
-	RunnerID int64
-}
-
-// PipelineHook is the part of a Pipeline Hook Gosling uses.
-type PipelineHook struct {
-	ID     int64
-	Status string
-	Ref    string
-	Builds []PipelineBuild
-}
-
-// PipelineBuild is one job of a Pipeline Hook.
-type PipelineBuild struct {
-	ID             int64
-	Stage          string
-	Name           string
-	Status         string
-	CreatedAt      *time.Time
-	StartedAt      *time.Time
-	FinishedAt     *time.Time
-	Duration       time.Duration
-	QueuedDuration time.Duration
-	RunnerID       int64
-}
-
-// PushHook is the part of a Push Hook Gosling uses.
-type PushHook struct {
-	Ref         string
-	Before      string
-	After       string
-	CheckoutSHA string
-}
 
 // hookTime reads the timestamps of webhook payloads: GitLab writes both
 // "2021-02-23T02:41:37.886Z" and "2024-06-11 03:02:25 UTC". A value in
@@ -292,7 +223,7 @@ func (r *wireRunner) id() int64 {
 // *PayloadError for a body that is not JSON, lacks a required field
 // (object_kind, the project ID, the job or pipeline ID) or does not fit the
 // event. It reads nothing but body and never panics.
-func DecodeWebhook(event string, body []byte) (*Webhook, error) {
+func DecodeWebhook(event string, body []byte) (*mothergoose.Event, error) {
 	info, ok := gitlabEvents[event]
 	if !ok {
 		if event == "" {
@@ -306,7 +237,7 @@ func DecodeWebhook(event string, body []byte) (*Webhook, error) {
 	if !json.Valid(body) {
 		return nil, &PayloadError{Msg: "the body is not valid JSON"}
 	}
-	w := &Webhook{Event: event, Ignored: info.objectKind == ""}
+	w := &mothergoose.Event{Event: event, Ignored: info.objectKind == ""}
 	var env wireEnvelope
 	switch info.objectKind {
 	case "build":
@@ -318,7 +249,7 @@ func DecodeWebhook(event string, body []byte) (*Webhook, error) {
 		if j.BuildID <= 0 || j.BuildStatus == "" {
 			return nil, &PayloadError{Msg: "a Job Hook needs build_id and build_status"}
 		}
-		w.Job = &JobHook{
+		w.Job = &mothergoose.JobHook{
 			ID: j.BuildID, Name: j.BuildName, Stage: j.BuildStage, Status: j.BuildStatus, Ref: j.Ref, Tag: j.Tag,
 			PipelineID: j.PipelineID,
 			CreatedAt:  first(j.BuildCreatedAtISO, j.BuildCreatedAt),
@@ -337,12 +268,12 @@ func DecodeWebhook(event string, body []byte) (*Webhook, error) {
 		if p.ObjectAttributes == nil || p.ObjectAttributes.ID <= 0 {
 			return nil, &PayloadError{Msg: "a Pipeline Hook needs object_attributes.id"}
 		}
-		w.Pipeline = &PipelineHook{ID: p.ObjectAttributes.ID, Status: p.ObjectAttributes.Status, Ref: p.ObjectAttributes.Ref}
+		w.Pipeline = &mothergoose.PipelineHook{ID: p.ObjectAttributes.ID, Status: p.ObjectAttributes.Status, Ref: p.ObjectAttributes.Ref}
 		for _, b := range p.Builds {
 			if b.ID <= 0 {
 				continue
 			}
-			w.Pipeline.Builds = append(w.Pipeline.Builds, PipelineBuild{
+			w.Pipeline.Builds = append(w.Pipeline.Builds, mothergoose.PipelineBuild{
 				ID: b.ID, Stage: b.Stage, Name: b.Name, Status: b.Status,
 				CreatedAt: b.CreatedAt.t, StartedAt: b.StartedAt.t, FinishedAt: b.FinishedAt.t,
 				Duration: seconds(b.Duration), QueuedDuration: seconds(b.QueuedDuration), RunnerID: b.Runner.id(),
@@ -354,7 +285,7 @@ func DecodeWebhook(event string, body []byte) (*Webhook, error) {
 			return nil, &PayloadError{Msg: "the body is not a Push Hook", Err: err}
 		}
 		env = p.wireEnvelope
-		w.Push = &PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA}
+		w.Push = &mothergoose.PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA}
 	default:
 		if err := json.Unmarshal(body, &env); err != nil {
 			return nil, &PayloadError{Msg: "the body is not a GitLab event", Err: err}

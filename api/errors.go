@@ -8,6 +8,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
 // errorBody is every error answer: {"error": "...", "detail": "..."}.
@@ -47,6 +48,10 @@ func toAPIError(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var me *mothergoose.Error
+	if errors.As(err, &me) {
+		return &apiError{Status: kindStatus[me.Kind], Msg: me.Msg, Detail: me.Detail, Result: me.Result, Err: me.Err}
+	}
 	var pe *PayloadError
 	switch {
 	case errors.Is(err, ErrUnauthorized):
@@ -63,7 +68,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: http.StatusConflict, Msg: "conflict", Detail: err.Error()}
 	case isSecretsError(err):
 		return &apiError{Status: http.StatusServiceUnavailable, Msg: "secrets unavailable", Detail: "a secret could not be resolved; see the server log", Result: "unavailable", Err: err}
-	case unreachable(err):
+	case mothergoose.Unreachable(err):
 		return &apiError{Status: http.StatusServiceUnavailable, Msg: "temporal unavailable", Detail: "Temporal did not answer in time; retry later", Result: "unavailable", Err: err}
 	}
 	var gle *gitlab.APIError
@@ -73,9 +78,14 @@ func toAPIError(err error) *apiError {
 	return &apiError{Status: http.StatusInternalServerError, Msg: "internal error", Detail: "see the server log", Result: "error", Err: err}
 }
 
-func isSecretsError(err error) bool {
-	var se *secrets.Error
-	return errors.As(err, &se) || errors.Is(err, errSecretsUnavailable)
+// kindStatus is the HTTP status of each kind of MotherGoose error.
+var kindStatus = map[mothergoose.Kind]int{
+	mothergoose.KindInvalid:      http.StatusBadRequest,
+	mothergoose.KindUnauthorized: http.StatusUnauthorized,
+	mothergoose.KindNotFound:     http.StatusNotFound,
+	mothergoose.KindConflict:     http.StatusConflict,
+	mothergoose.KindRefused:      http.StatusUnprocessableEntity,
+	mothergoose.KindUnavailable:  http.StatusServiceUnavailable,
 }
 
 // fail answers err and stops the handler chain. Server-side failures are
@@ -89,4 +99,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Bearer realm="gosling"`)
 	}
 	c.AbortWithStatusJSON(ae.Status, errorBody{Error: ae.Msg, Detail: ae.Detail})
+}
+
+func isSecretsError(err error) bool {
+	var se *secrets.Error
+	return errors.As(err, &se) || errors.Is(err, errSecretsUnavailable)
 }

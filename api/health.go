@@ -31,9 +31,9 @@ func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
 	checks := map[string]func(context.Context) error{
-		"store": s.cfg.Store.Ping,
+		"store": s.mg.Store().Ping,
 		"temporal": func(ctx context.Context) error {
-			tc := s.Temporal()
+			tc := s.mg.Temporal()
 			if tc == nil {
 				return errors.New("no Temporal client is configured")
 			}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
@@ -25,6 +26,9 @@ import (
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
+	"github.com/gosling-ci/gosling/mothergoose"
+	"github.com/gosling-ci/gosling/worker"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 )
@@ -129,6 +133,7 @@ type env struct {
 	// secretsDir holds the local secret store, for a second process's view.
 	secretsDir string
 	metrics    *metrics.Metrics
+	mg         *mothergoose.MotherGoose
 	srv        *api.Server
 	http       *httptest.Server
 	logs       *syncBuffer
@@ -143,11 +148,14 @@ type env struct {
 
 type envOptions struct {
 	temporal client.Client
-	// noTemporal leaves Config.Temporal nil.
+	// noTemporal gives MotherGoose a Temporal that is not there.
 	noTemporal bool
-	tokens     []fly.SecretRef
-	dispatch   api.Dispatch
-	mutate     func(*api.Config)
+	// worker runs the test on a Temporal dev server of its own, with a
+	// MotherGoose worker over the test's store, secrets and GitLab.
+	worker   bool
+	tokens   []fly.SecretRef
+	dispatch mothergoose.Dispatch
+	mutate   func(*mothergoose.Config)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -193,6 +201,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { e.store.Close() })
 
 	tc := o.temporal
+	if o.worker {
+		dev, err := startDev(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = dev.Stop() })
+		tc = dev.Client()
+	}
 	if tc == nil && !o.noTemporal {
 		tc = devServer(t).Client()
 	}
@@ -204,30 +220,48 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.dispatch == nil {
 		// Most tests follow a job's own workflow; TestPoolRouting covers
 		// the default.
-		o.dispatch = api.PerJobRunner
+		o.dispatch = mothergoose.PerJobRunner
 	}
-	cfg := api.Config{
-		Nest:      func() *fly.Nest { return e.nest.Load() },
-		Store:     e.store,
-		Temporal:  tc,
-		Secrets:   e.secrets,
-		Metrics:   e.metrics,
-		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		APITokens: tokens,
-		Reload: func(context.Context) error {
+	cfg := mothergoose.Config{
+		Nest:     e.nest.Load(),
+		Store:    e.store,
+		Temporal: tc,
+		Secrets:  e.secrets,
+		Metrics:  e.metrics,
+		Logger:   slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		FetchNest: func(context.Context, string) (*fly.Nest, string, error) {
 			e.reloads.Add(1)
 			e.nest.Store(e.makeNest("v2"))
-			return nil
+			return e.nest.Load(), "0123456789abcdef0123456789abcdef01234567", nil
 		},
 		Dispatch:         o.dispatch,
 		TemporalTimeout:  2 * time.Second,
 		OutboxInterval:   50 * time.Millisecond,
 		OutboxMaxBackoff: 200 * time.Millisecond,
 	}
+	if o.noTemporal {
+		cfg.LazyTemporal = true
+		cfg.TemporalConnection = mothergoose.TemporalConnection{Address: closedAddr(t)}
+	}
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
-	e.srv, err = api.New(cfg)
+	e.mg, err = mothergoose.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.worker {
+		acts := &activities.Activities{Store: e.store, Secrets: e.secrets, Metrics: e.metrics, Logger: slog.New(slog.DiscardHandler)}
+		w, err := worker.New(tc, contract.TaskQueueMotherGoose, acts, worker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+	e.srv, err = api.New(api.Config{MotherGoose: e.mg, APITokens: tokens})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +301,15 @@ func (e *env) makeNest(version string) *fly.Nest {
 			Providers: map[string]fly.Provider{fly.CloudLocal: {Name: "local", StateDir: "/tmp/gosling-test"}},
 			Nest:      fly.NestSource{Project: e.nestRepo.PathWithNamespace, Ref: "main"},
 		},
+	}
+}
+
+// apply puts a new Nest in force, as a Nest update does.
+func (e *env) apply(n *fly.Nest) {
+	e.t.Helper()
+	e.nest.Store(n)
+	if _, err := e.mg.ApplyNest(context.Background(), n, "", "test"); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

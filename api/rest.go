@@ -1,22 +1,16 @@
 package api
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
-
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"go.temporal.io/api/serviceerror"
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
 // Page sizes of the list routes.
@@ -26,11 +20,7 @@ const (
 )
 
 // ActorAPI is the audit actor of changes made through the REST API.
-const ActorAPI = "api"
-
-// gitlabCallTimeout bounds a GitLab call of a REST request, retries
-// included.
-const gitlabCallTimeout = 10 * time.Second
+const ActorAPI = mothergoose.ActorAPI
 
 func badRequest(detail string) error {
 	return &apiError{Status: http.StatusBadRequest, Msg: "bad request", Detail: detail}
@@ -87,7 +77,7 @@ func (s *Server) listRunners(c *gin.Context) {
 			f.States = append(f.States, state)
 		}
 	}
-	runners, err := s.cfg.Store.ListRunners(c.Request.Context(), f)
+	runners, err := s.mg.Store().ListRunners(c.Request.Context(), f)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -112,7 +102,7 @@ func statesList() string {
 }
 
 func (s *Server) getRunner(c *gin.Context) {
-	r, err := s.cfg.Store.GetRunner(c.Request.Context(), c.Param("id"))
+	r, err := s.mg.Store().GetRunner(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -120,75 +110,17 @@ func (s *Server) getRunner(c *gin.Context) {
 	c.JSON(http.StatusOK, r)
 }
 
-// eggOf finds the configuration a runner was made with: the egg in the
-// current Nest, or its last stored configuration if the Nest dropped it.
-func (s *Server) eggOf(ctx context.Context, name string) (*fly.Egg, error) {
-	if egg, ok := s.nest().Egg(name); ok {
-		return egg, nil
-	}
-	cfg, err := s.cfg.Store.GetEggConfig(ctx, name)
-	if err == nil {
-		var egg fly.Egg
-		if err := json.Unmarshal(cfg.Spec, &egg); err == nil && egg.GitLab.Host != "" {
-			return &egg, nil
-		}
-	}
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
-	return nil, &apiError{Status: http.StatusConflict, Msg: "unknown egg", Detail: fmt.Sprintf("egg %s is neither in the Nest nor in the store", name)}
-}
-
 func (s *Server) drainRunner(c *gin.Context) {
-	ctx := c.Request.Context()
-	r, err := s.cfg.Store.GetRunner(ctx, c.Param("id"))
+	req, err := s.mg.DrainRunner(c.Request.Context(), c.Param("id"), ActorAPI, "drained through the API")
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if r.State == store.StateDraining {
-		c.JSON(http.StatusOK, r)
+	if req.Runner != nil {
+		c.JSON(http.StatusOK, req.Runner)
 		return
 	}
-	if !store.CanTransition(r.State, store.StateDraining) {
-		s.fail(c, &apiError{Status: http.StatusConflict, Msg: "conflict",
-			Detail: fmt.Sprintf("runner %s is %s: only active and dormant runners can be drained", r.ID, r.State)})
-		return
-	}
-	egg, err := s.eggOf(ctx, r.Egg)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if contract.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, contract.ActionDrain, "drained through the API") {
-		return // its pool owns it and retires it once it has no job
-	}
-	// Paused first: once GitLab stops giving the runner jobs, draining is
-	// true; the other order could record a drain GitLab never heard of.
-	if r.GitLabRunnerID != 0 {
-		gl, err := s.gitlabClient(ctx, egg)
-		if err == nil {
-			pctx, cancel := context.WithTimeout(ctx, gitlabCallTimeout)
-			err = gl.SetRunnerPaused(pctx, r.GitLabRunnerID, true)
-			cancel()
-		}
-		if err != nil && !gitlab.IsNotFound(err) {
-			s.fail(c, fmt.Errorf("pause GitLab runner %d: %w", r.GitLabRunnerID, err))
-			return
-		}
-	}
-	moved, err := s.cfg.Store.Transition(ctx, store.TransitionRequest{
-		RunnerID: r.ID, Version: r.Version, To: store.StateDraining, Reason: "drained through the API", Actor: ActorAPI,
-	})
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.cfg.Metrics.ObserveTransition(string(r.State), string(moved.State))
-	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditRecord{At: s.now(), Actor: ActorAPI, Action: "drain", Egg: r.Egg, RunnerID: r.ID, Reason: "drained through the API"}); err != nil {
-		s.log.ErrorContext(ctx, "audit drain", "runner", r.ID, "error", err)
-	}
-	c.JSON(http.StatusOK, moved)
+	c.JSON(http.StatusAccepted, WorkflowStarted{Status: req.Status, WorkflowID: req.WorkflowID})
 }
 
 // WorkflowStarted is the answer of routes that start a workflow.
@@ -198,40 +130,12 @@ type WorkflowStarted struct {
 }
 
 func (s *Server) deleteRunner(c *gin.Context) {
-	ctx := c.Request.Context()
-	r, err := s.cfg.Store.GetRunner(ctx, c.Param("id"))
+	req, err := s.mg.DeleteRunner(c.Request.Context(), c.Param("id"), ActorAPI, "deleted through the API")
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	egg, err := s.eggOf(ctx, r.Egg)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if contract.PoolOwned(r.Egg, r.ID) && s.askPool(c, r, contract.ActionTerminate, "deleted through the API") {
-		return // its pool owns it and tears it down
-	}
-	tc := s.Temporal()
-	if tc == nil {
-		s.fail(c, errNoTemporal)
-		return
-	}
-	wfID := contract.DeprovisionWorkflowID(r.ID)
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
-	defer cancel()
-	_, err = tc.ExecuteWorkflow(cctx, contract.StartOptions(wfID), contract.WorkflowDeprovisionRunner, contract.DeprovisionRunnerInput{
-		RunnerID: r.ID, GitLab: egg.GitLab, Reason: "deleted through the API", Actor: ActorAPI,
-	})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
-		s.fail(c, fmt.Errorf("start %s: %w", wfID, err))
-		return
-	}
-	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditRecord{At: s.now(), Actor: ActorAPI, Action: "delete", Egg: r.Egg, RunnerID: r.ID, Reason: "deleted through the API"}); err != nil {
-		s.log.ErrorContext(ctx, "audit delete", "runner", r.ID, "error", err)
-	}
-	c.JSON(http.StatusAccepted, WorkflowStarted{Status: StatusAccepted, WorkflowID: wfID})
+	c.JSON(http.StatusAccepted, WorkflowStarted{Status: req.Status, WorkflowID: req.WorkflowID})
 }
 
 // EggView is an egg as the REST API shows it; secret references are left
@@ -279,12 +183,12 @@ func eggView(egg *fly.Egg, counts map[store.RunnerState]int) EggView {
 }
 
 func (s *Server) listEggs(c *gin.Context) {
-	counts, err := s.cfg.Store.CountRunners(c.Request.Context())
+	counts, err := s.mg.Store().CountRunners(c.Request.Context())
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	nest := s.nest()
+	nest := s.mg.Nest()
 	out := struct {
 		Eggs []EggView `json:"eggs"`
 	}{Eggs: []EggView{}}
@@ -296,7 +200,7 @@ func (s *Server) listEggs(c *gin.Context) {
 
 // nestEgg is the egg :name names, or a 404.
 func (s *Server) nestEgg(c *gin.Context) (*fly.Egg, bool) {
-	egg, ok := s.nest().Egg(c.Param("name"))
+	egg, ok := s.mg.Nest().Egg(c.Param("name"))
 	if !ok {
 		s.fail(c, &apiError{Status: http.StatusNotFound, Msg: "not found", Detail: "no egg " + truncate(c.Param("name"), 100) + " in the Nest"})
 	}
@@ -308,7 +212,7 @@ func (s *Server) getEgg(c *gin.Context) {
 	if !ok {
 		return
 	}
-	counts, err := s.cfg.Store.CountRunners(c.Request.Context())
+	counts, err := s.mg.Store().CountRunners(c.Request.Context())
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -345,7 +249,7 @@ func (s *Server) jobs(c *gin.Context, egg string) {
 		s.fail(c, err)
 		return
 	}
-	jobs, err := s.cfg.Store.ListJobs(c.Request.Context(), store.JobFilter{Egg: egg, Status: c.Query("status"), BeforeJobID: before, Limit: limit + 1})
+	jobs, err := s.mg.Store().ListJobs(c.Request.Context(), store.JobFilter{Egg: egg, Status: c.Query("status"), BeforeJobID: before, Limit: limit + 1})
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -387,7 +291,7 @@ func (s *Server) listAudit(c *gin.Context) {
 			return
 		}
 	}
-	records, err := s.cfg.Store.ListAudit(c.Request.Context(), f)
+	records, err := s.mg.Store().ListAudit(c.Request.Context(), f)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -401,34 +305,4 @@ func (s *Server) listAudit(c *gin.Context) {
 		out.Audit = []store.AuditRecord{}
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-// askPool asks the pool that owns a runner to act on it, and answers 202.
-// It returns false, having answered nothing, when that pool is not running.
-func (s *Server) askPool(c *gin.Context, r *store.Runner, action, reason string) bool {
-	ctx := c.Request.Context()
-	tc := s.Temporal()
-	if tc == nil {
-		s.fail(c, errNoTemporal)
-		return true
-	}
-	wfID := contract.PoolWorkflowID(r.Egg)
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
-	defer cancel()
-	err := tc.SignalWorkflow(cctx, wfID, "", contract.SignalRunnerAction, contract.RunnerAction{
-		RunnerID: r.ID, Action: action, Actor: ActorAPI, Reason: reason,
-	})
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return false
-	}
-	if err != nil {
-		s.fail(c, fmt.Errorf("signal %s: %w", wfID, err))
-		return true
-	}
-	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditRecord{At: s.now(), Actor: ActorAPI, Action: action, Egg: r.Egg, RunnerID: r.ID, Reason: reason}); err != nil {
-		s.log.ErrorContext(ctx, "audit", "runner", r.ID, "action", action, "error", err)
-	}
-	c.JSON(http.StatusAccepted, WorkflowStarted{Status: StatusAccepted, WorkflowID: wfID})
-	return true
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gin-gonic/gin"
@@ -63,14 +64,14 @@ func TestRESTAuth(t *testing.T) {
 	if err := e.srv.Authorize(ctx, "Bearer x"); !errors.Is(err, api.ErrUnauthorized) {
 		t.Errorf("Authorize wrong: %v", err)
 	}
-	a := api.NewAuthorizer(e.secrets, []fly.SecretRef{"local://missing/token", "local://api/token"}, time.Minute)
+	a := api.NewAuthorizer(mothergoose.NewSecretCache(e.secrets, time.Minute), []fly.SecretRef{"local://missing/token", "local://api/token"})
 	if err := a.Authorize(ctx, "Bearer "+apiToken); err != nil {
 		t.Errorf("one unresolvable token must not lock the others out: %v", err)
 	}
-	if err := api.NewAuthorizer(e.secrets, []fly.SecretRef{"local://missing/token"}, 0).Authorize(ctx, "Bearer "+apiToken); err == nil || errors.Is(err, api.ErrUnauthorized) {
+	if err := api.NewAuthorizer(mothergoose.NewSecretCache(e.secrets, time.Minute), []fly.SecretRef{"local://missing/token"}).Authorize(ctx, "Bearer "+apiToken); err == nil || errors.Is(err, api.ErrUnauthorized) {
 		t.Errorf("nothing resolvable: %v, want a secrets error", err)
 	}
-	if err := api.NewAuthorizer(e.secrets, nil, 0).Authorize(ctx, "Bearer "+apiToken); !errors.Is(err, api.ErrAPIDisabled) {
+	if err := api.NewAuthorizer(mothergoose.NewSecretCache(e.secrets, time.Minute), nil).Authorize(ctx, "Bearer "+apiToken); !errors.Is(err, api.ErrAPIDisabled) {
 		t.Errorf("no tokens: %v", err)
 	}
 
@@ -171,7 +172,7 @@ func TestRESTRunners(t *testing.T) {
 
 func TestRESTDrain(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{noTemporal: true})
+	e := newEnv(t, envOptions{worker: true})
 	ctx := context.Background()
 	gl, err := gitlab.New(e.gitlab.URL(), e.gitlab.Token())
 	if err != nil {
@@ -253,7 +254,7 @@ func TestRESTDelete(t *testing.T) {
 		t.Errorf("delete a missing runner: %d", r.Status)
 	}
 
-	down := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *api.Config) { c.TemporalTimeout = 300 * time.Millisecond }})
+	down := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *mothergoose.Config) { c.TemporalTimeout = 300 * time.Millisecond }})
 	addRunner(t, down.store, "r-x", "web", "local", store.StateActive, 0)
 	if r := down.call("DELETE", "/api/v1/runners/r-x", apiToken); r.Status != http.StatusServiceUnavailable {
 		t.Errorf("delete with Temporal down: %d %s", r.Status, r.Body)

@@ -2,187 +2,64 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
-	"sync/atomic"
+	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
-	"github.com/gosling-ci/gosling/internal/store"
-	"go.temporal.io/sdk/client"
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
-// Defaults of the optional Config fields.
-const (
-	DefaultTemporalTimeout  = 3 * time.Second
-	DefaultSecretTTL        = 30 * time.Second
-	DefaultOutboxInterval   = time.Second
-	DefaultOutboxMaxBackoff = 30 * time.Second
-	// GitLab lets a delivery be resent by hand for a few days; a week of
-	// keys catches those resends.
-	DefaultDeliveryRetention = 7 * 24 * time.Hour
-)
-
-// maxWebhookBody is the largest body GitLab sends.
-const maxWebhookBody = 25 << 20
-
-// webhookDeadline bounds the processing of one delivery: GitLab gives up
-// after 10 seconds.
-const webhookDeadline = 8 * time.Second
-
-// Config is what the server needs.
+// Config is what the HTTP server needs.
 type Config struct {
-	// Nest returns the current Nest; the dev mode rewrites egg hosts.
-	Nest  func() *fly.Nest
-	Store store.Store
-	// Temporal may be nil (every call is then queued in the outbox); see
-	// Server.SetTemporal.
-	Temporal client.Client
-	Secrets  *secrets.Resolver
-	// Metrics is created when nil; the server adds the store's gauges.
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
-	// APITokens are the REST API's bearer tokens, resolved through Secrets
-	// at request time and cached for SecretTTL. Empty: the REST API
+	// MotherGoose does the work behind every route.
+	MotherGoose *mothergoose.MotherGoose
+	// APITokens are the REST API's bearer tokens, resolved through
+	// MotherGoose's secret cache at request time. Empty: the REST API
 	// answers 503.
 	APITokens []fly.SecretRef
-	// Reload reloads the Nest after a push to the Nest repository; nil
-	// ignores such pushes.
-	Reload func(ctx context.Context) error
-	Now    func() time.Time
-
-	// Dispatch maps job events to Temporal calls (ByRunnerKind when nil).
-	Dispatch Dispatch
-	// TemporalTimeout bounds one Temporal call of a request
-	// (DefaultTemporalTimeout when 0).
-	TemporalTimeout time.Duration
-	// SecretTTL is how long resolved tokens and webhook secrets are cached
-	// (DefaultSecretTTL when 0).
-	SecretTTL time.Duration
-	// OutboxInterval is how often RunOutbox looks for due entries, and
-	// OutboxMaxBackoff the longest wait before retrying one.
-	OutboxInterval   time.Duration
-	OutboxMaxBackoff time.Duration
-	// DeliveryRetention is how long webhook delivery keys are kept for
-	// deduplication (DefaultDeliveryRetention when 0); RunOutbox prunes
-	// older ones hourly.
-	DeliveryRetention time.Duration
-	// GitLabOptions configure the GitLab clients (group lookups, drain).
-	GitLabOptions []gitlab.Option
+	// Logger defaults to MotherGoose's.
+	Logger *slog.Logger
+	// Extra, when set, serves the paths under its prefix (gosling dev adds
+	// its simulation endpoints under /dev/).
+	Extra       http.Handler
+	ExtraPrefix string
 }
 
-// Server is MotherGoose's HTTP server.
+// Server is MotherGoose's HTTP server: it decodes, authenticates, calls
+// MotherGoose and maps errors to status codes.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	temporal atomic.Pointer[temporalRef]
-	auth     *Authorizer
-	secrets  *secretCache
-	groups   *groupCache
-	engine   *gin.Engine
+	cfg    Config
+	mg     *mothergoose.MotherGoose
+	log    *slog.Logger
+	auth   *Authorizer
+	engine *gin.Engine
 }
 
-type temporalRef struct{ c client.Client }
-
-// New checks cfg, writes the Nest's egg configurations to the store and
-// builds the server.
+// New builds the server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Nest == nil || cfg.Store == nil || cfg.Secrets == nil {
-		return nil, errors.New("api: Config needs Nest, Store and Secrets")
+	if cfg.MotherGoose == nil {
+		return nil, errors.New("api: Config.MotherGoose is required")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = cfg.MotherGoose.Logger()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.New()
-	}
-	if cfg.Dispatch == nil {
-		cfg.Dispatch = ByRunnerKind
-	}
-	cfg.TemporalTimeout = orDefault(cfg.TemporalTimeout, DefaultTemporalTimeout)
-	cfg.SecretTTL = orDefault(cfg.SecretTTL, DefaultSecretTTL)
-	cfg.OutboxInterval = orDefault(cfg.OutboxInterval, DefaultOutboxInterval)
-	cfg.OutboxMaxBackoff = orDefault(cfg.OutboxMaxBackoff, DefaultOutboxMaxBackoff)
-	cfg.DeliveryRetention = orDefault(cfg.DeliveryRetention, DefaultDeliveryRetention)
-	// The store's gauges may be registered already by whoever shares the
-	// registry; once is enough.
-	if err := cfg.Metrics.CollectStore(cfg.Store); err != nil && !errors.Is(err, metrics.ErrStoreCollected) {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
-	s.secrets = newSecretCache(cfg.Secrets, cfg.SecretTTL)
-	s.auth = &Authorizer{tokens: cfg.APITokens, cache: s.secrets}
-	s.groups = &groupCache{paths: map[groupKey]string{}}
-	s.SetTemporal(cfg.Temporal)
-	var dup prometheus.AlreadyRegisteredError
-	if err := cfg.Metrics.CollectPools(s.poolSamples); err != nil && !errors.As(err, &dup) {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.syncEggConfigs(ctx); err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
+	s := &Server{cfg: cfg, mg: cfg.MotherGoose, log: cfg.Logger}
+	s.auth = &Authorizer{tokens: cfg.APITokens, cache: s.mg.SecretCache()}
 	s.engine = s.routes()
 	return s, nil
 }
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
-// SetTemporal replaces the Temporal client, for a process that reconnects.
-func (s *Server) SetTemporal(c client.Client) { s.temporal.Store(&temporalRef{c}) }
-
-// Temporal is the current Temporal client, nil if there is none.
-func (s *Server) Temporal() client.Client { return s.temporal.Load().c }
 
 // Authorize checks an Authorization header against the API tokens; see
 // Authorizer.Authorize.
 func (s *Server) Authorize(ctx context.Context, header string) error {
 	return s.auth.Authorize(ctx, header)
-}
-
-func (s *Server) now() time.Time { return s.cfg.Now() }
-
-// nest is the current Nest, never nil.
-func (s *Server) nest() *fly.Nest {
-	if n := s.cfg.Nest(); n != nil {
-		return n
-	}
-	return &fly.Nest{}
-}
-
-// syncEggConfigs writes the current Nest's eggs to the store, so runners
-// and workflows can read the configuration they were made with.
-func (s *Server) syncEggConfigs(ctx context.Context) error {
-	for _, egg := range s.nest().Eggs {
-		spec, err := json.Marshal(egg)
-		if err != nil {
-			return fmt.Errorf("encode egg %s: %w", egg.Name, err)
-		}
-		if err := s.cfg.Store.PutEggConfig(ctx, store.EggConfig{Name: egg.Name, Version: egg.Version, Spec: spec, UpdatedAt: s.now()}); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Handler is the server's HTTP handler.
@@ -226,6 +103,9 @@ func (s *Server) routes() *gin.Engine {
 	// anyone's to write.
 	_ = r.SetTrustedProxies(nil)
 	r.Use(s.observe(), s.recovery())
+	if s.cfg.Extra != nil && s.cfg.ExtraPrefix != "" {
+		r.Any(strings.TrimSuffix(s.cfg.ExtraPrefix, "/")+"/*path", gin.WrapH(s.cfg.Extra))
+	}
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, &apiError{Status: http.StatusNotFound, Msg: "not found", Detail: "no route " + c.Request.URL.Path + "; see /api/v1/openapi.json"})
 	})
@@ -235,7 +115,7 @@ func (s *Server) routes() *gin.Engine {
 
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", gin.WrapH(s.cfg.Metrics.Handler()))
+	r.GET("/metrics", gin.WrapH(s.mg.Metrics().Handler()))
 	r.POST("/webhooks/gitlab", s.webhook)
 	r.POST("/agent/v1/runners/:id/heartbeat", s.heartbeat)
 
@@ -268,7 +148,7 @@ func (s *Server) observe() gin.HandlerFunc {
 			route = "unmatched"
 		}
 		status := c.Writer.Status()
-		s.cfg.Metrics.ObserveHTTP(c.Request.Method, route, status, d)
+		s.mg.Metrics().ObserveHTTP(c.Request.Method, route, status, d)
 		level := slog.LevelInfo
 		switch {
 		case status >= 500:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/api"
@@ -400,7 +401,7 @@ func TestBucketAndGroupMatching(t *testing.T) {
 	// Without subgroups, a project of a subgroup is nobody's.
 	nest := e.makeNest("v3")
 	nest.Eggs[0].Group.IncludeSubgroups = false
-	e.nest.Store(nest)
+	e.apply(nest)
 	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.ml, 7100, "running"), ""); r.Status != http.StatusNotFound {
 		t.Errorf("subgroup project without include_subgroups: %d %s", r.Status, r.Body)
 	}
@@ -411,7 +412,7 @@ func TestBucketAndGroupMatching(t *testing.T) {
 		t.Errorf("%d group lookups, want a second one for the new egg version", n)
 	}
 	// GitLab down while a group is needed: 503, and nothing remembered.
-	e.nest.Store(e.makeNest("v4"))
+	e.apply(e.makeNest("v4"))
 	e.gitlab.FailNext("GET", "/groups/*", http.StatusInternalServerError, 100, false)
 	if r := e.deliver(gitlabtest.EventJob, dataSecret, e.jobHook(e.etl, 7102, "running"), "group-down"); r.Status != http.StatusServiceUnavailable {
 		t.Errorf("group lookup failing: %d %s", r.Status, r.Body)
@@ -472,7 +473,7 @@ func TestPushReloadsNest(t *testing.T) {
 		t.Errorf("egg config after reload: %+v, %v", cfg, err)
 	}
 	audit, err := e.store.ListAudit(ctx, store.AuditFilter{})
-	if err != nil || len(audit) != 1 || audit[0].Actor != "mothergoose" || audit[0].Action != "nest-reload" || !strings.Contains(audit[0].Reason, "refs/heads/main") {
+	if err != nil || len(audit) != 1 || audit[0].Actor != "mothergoose" || audit[0].Action != "nest-apply" || !strings.Contains(audit[0].Reason, "refs/heads/main") {
 		t.Errorf("audit = %+v, %v", audit, err)
 	}
 	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, multiSecret, push, "push-1"), http.StatusOK); hr.Status != api.StatusDuplicate || e.reloads.Load() != 1 {
@@ -486,17 +487,17 @@ func TestFailedProcessingIsForgotten(t *testing.T) {
 	t.Parallel()
 	var calls int
 	var mu sync.Mutex
-	e := newEnv(t, envOptions{dispatch: func(nest *fly.Nest, egg *fly.Egg, ev api.JobEvent) (api.Intent, bool, error) {
+	e := newEnv(t, envOptions{dispatch: func(nest *fly.Nest, egg *fly.Egg, ev mothergoose.JobEvent) (mothergoose.Intent, bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
 		switch calls {
 		case 1:
-			return api.Intent{}, false, errors.New("dispatch broke")
+			return mothergoose.Intent{}, false, errors.New("dispatch broke")
 		case 2:
 			panic("dispatch panicked")
 		}
-		return api.Intent{}, false, nil
+		return mothergoose.Intent{}, false, nil
 	}})
 	body := e.jobHook(e.web, 31, "running")
 	r := e.deliver(gitlabtest.EventJob, webSecret, body, "flaky")
@@ -527,7 +528,7 @@ func TestFailedProcessingIsForgotten(t *testing.T) {
 func TestOutbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *api.Config) { c.TemporalTimeout = 500 * time.Millisecond }})
+	e := newEnv(t, envOptions{temporal: unreachableTemporal(t), mutate: func(c *mothergoose.Config) { c.TemporalTimeout = 500 * time.Millisecond }})
 	wfID := contract.RunnerWorkflowID(e.host, 61)
 
 	start := time.Now()
@@ -563,7 +564,7 @@ func TestOutbox(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.srv.RunOutbox(runCtx)
+		e.mg.RunOutbox(runCtx)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	eventually(t, 10*time.Second, "a failed attempt", func() bool {
@@ -584,7 +585,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dev.Stop() })
-	e.srv.SetTemporal(dev.Client())
+	e.mg.SetTemporal(dev.Client())
 	eventually(t, 15*time.Second, "the outbox to drain", func() bool {
 		depth, err := e.store.OutboxDepth(ctx)
 		return err == nil && depth == 0
@@ -656,7 +657,7 @@ func (zeros) Read(p []byte) (int, error) {
 // as demand (the first one starts it) and their statuses follow; a
 // serverless egg's job gets its own runner workflow.
 func TestPoolRouting(t *testing.T) {
-	e := newEnv(t, envOptions{dispatch: api.ByRunnerKind})
+	e := newEnv(t, envOptions{dispatch: mothergoose.ByRunnerKind})
 	tc := devServer(t).Client()
 	wfID := contract.PoolWorkflowID("web")
 	terminate(t, tc, wfID)
@@ -696,7 +697,7 @@ func TestPoolRouting(t *testing.T) {
 
 	egg := e.nest.Load().Eggs[0]
 	egg.Runner.Type = fly.RunnerServerless
-	in, ok, err := api.ByRunnerKind(e.nest.Load(), &egg, api.JobEvent{Host: e.host, ProjectID: e.web.ID, JobID: 77, Status: "pending"})
+	in, ok, err := mothergoose.ByRunnerKind(e.nest.Load(), &egg, mothergoose.JobEvent{Host: e.host, ProjectID: e.web.ID, JobID: 77, Status: "pending"})
 	if err != nil || !ok || in.WorkflowID != contract.RunnerWorkflowID(e.host, 77) {
 		t.Errorf("serverless egg: %+v %v %v", in, ok, err)
 	}
@@ -741,7 +742,7 @@ func TestRunnerFailuresCounted(t *testing.T) {
 	// With UglyFox's failed.window, only failures within it count.
 	n := e.makeNest("v1")
 	n.UglyFox.Failed.Window = fly.Duration(time.Hour)
-	e.nest.Store(n)
+	e.apply(n)
 	old := time.Now().Add(-2 * time.Hour)
 	for i := range 2 {
 		if _, err := e.store.AppendAudit(ctx, store.AuditRecord{At: old, Actor: "mothergoose", Action: "runner-failure", Egg: "web", RunnerID: "web-p3", Reason: fmt.Sprint("old ", i)}); err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,9 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -28,7 +29,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -62,18 +62,21 @@ type DevOptions struct {
 // DevState is what a running `gosling dev` writes to STATE_DIR/dev.json, so
 // `gosling dev simulate` and the CLI find it.
 type DevState struct {
-	APIURL      string `json:"api_url"`
-	APIToken    string `json:"api_token"`
-	TemporalUI  string `json:"temporal_ui"`
-	Temporal    string `json:"temporal"`
-	GitLabURL   string `json:"gitlab_url"`
-	GitLabTest  bool   `json:"gitlab_test_server"`
-	MetricsURL  string `json:"metrics_url"`
-	Nest        string `json:"nest"`
-	StateDir    string `json:"state_dir"`
-	PID         int    `json:"pid"`
-	StartedAt   string `json:"started_at"`
-	GitLabToken string `json:"-"`
+	APIURL     string `json:"api_url"`
+	APIToken   string `json:"api_token"`
+	TemporalUI string `json:"temporal_ui"`
+	Temporal   string `json:"temporal"`
+	GitLabURL  string `json:"gitlab_url"`
+	GitLabTest bool   `json:"gitlab_test_server"`
+	MetricsURL string `json:"metrics_url"`
+	Nest       string `json:"nest"`
+	StateDir   string `json:"state_dir"`
+	PID        int    `json:"pid"`
+	StartedAt  string `json:"started_at"`
+	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
+	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
+	WebhookSecrets map[string]string `json:"webhook_secrets"`
+	GitLabToken    string            `json:"-"`
 }
 
 // NewCmdDev builds `gosling dev`.
@@ -274,88 +277,77 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	state.Temporal = hostPort
 	state.TemporalUI = fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort)
 
-	// Store, OpenTofu, the worker.
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(stateDir, "gosling.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ex, err := tofu.New(tofuBin, filepath.Join(stateDir, "tofu"))
-	if err != nil {
-		return err
-	}
-	ex.Filter = resolver.Masker().Mask
-	resolver.Observe(activities.NewSecretAudit(st, contract.TaskQueueMotherGoose, log))
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
+	// MotherGoose, its workers and its API: the same composition as
+	// gosling server and gosling worker, on the dev-only parts above.
 	m := metrics.New()
-	acts := &activities.Activities{
-		Store: st, Secrets: resolver, Tofu: ex, Logger: log, TokenRef: activities.LocalTokenRef, Metrics: m,
-		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
-	}
-	w, err := gworker.New(tc, contract.TaskQueueMotherGoose, acts, gworker.Options{})
-	if err != nil {
-		return err
-	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
-	}
-	defer w.Stop()
-	// UglyFox: its worker and its schedules (policy and reconciliation
-	// passes on UF/config.fly's schedules).
-	uf, err := gworker.New(tc, contract.TaskQueueUglyFox, acts, gworker.Options{})
-	if err != nil {
-		return err
-	}
-	if err := uf.Start(); err != nil {
-		return fmt.Errorf("start UglyFox worker: %w", err)
-	}
-	defer uf.Stop()
-	if err := workflows.EnsureUglyFoxSchedules(ctx, tc.ScheduleClient(), dev.UglyFox); err != nil {
-		log.Warn("UglyFox schedules", "error", err)
-	}
-	resumeMachines(ctx, st, ex, self, log)
-
-	// The API, and the development-only simulation endpoints beside it.
-	var mu sync.RWMutex
-	current := dev
-	srv, err := api.New(api.Config{
-		Nest:  func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
-		Store: st, Temporal: tc, Secrets: resolver, Metrics: m, Logger: log,
-		APITokens: dev.MotherGoose.APIGateway.Auth.Tokens,
-		Reload: func(ctx context.Context) error {
+	mg, err := mothergoose.Open(ctx, mothergoose.Config{
+		Nest: dev, Vars: opts.Vars, StoreDSN: "sqlite://" + filepath.Join(stateDir, "gosling.db"),
+		Secrets: resolver, Temporal: tc, Metrics: m, Logger: log, Getenv: opts.Getenv,
+		// The Nest is reloaded from its directory on a push to the Nest
+		// repository: the files being edited here are the ones to run.
+		FetchNest: func(ctx context.Context, _ string) (*fly.Nest, string, error) {
 			n, d := fly.LoadNest(opts.Nest, fly.Options{Vars: opts.Vars, Getenv: opts.Getenv})
 			if d.HasErrors() {
-				return fmt.Errorf("reload Nest: %w", d)
+				var buf bytes.Buffer
+				_ = fly.WriteText(&buf, d.Diagnostics, d.Files, false)
+				return nil, "", &mothergoose.InvalidNestError{Commit: "the working tree of " + opts.Nest, Diagnostics: buf.String()}
 			}
-			mu.Lock()
-			current = devNest(n, glHost, insecure, stateDir)
-			mu.Unlock()
-			return nil
+			return devNest(n, glHost, insecure, stateDir), "", nil
 		},
 	})
 	if err != nil {
 		return err
 	}
-	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: func() *fly.Nest { mu.RLock(); defer mu.RUnlock(); return current },
-		auth: api.NewAuthorizer(resolver, dev.MotherGoose.APIGateway.Auth.Tokens, api.DefaultSecretTTL)}
-	mux := http.NewServeMux()
-	mux.Handle("/dev/", sim.handler())
-	mux.Handle("/", srv.Handler())
+	defer mg.Close()
+	st := mg.Store()
+	resolver.Observe(activities.NewSecretAudit(st, contract.TaskQueueMotherGoose, log))
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	acts, err := gworker.NewActivities(gworker.Deps{
+		Store: st, Secrets: resolver, Metrics: m, Logger: log, Tofu: tofuBin, StateDir: stateDir,
+		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
+	})
+	if err != nil {
+		return err
+	}
+	ex := acts.Tofu
+	for _, queue := range gworker.Queues {
+		w, err := gworker.New(tc, queue, acts, gworker.Options{})
+		if err != nil {
+			return err
+		}
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start the %s worker: %w", queue, err)
+		}
+		defer w.Stop()
+	}
+	resumeMachines(ctx, st, ex, self, log)
+
+	// The API, and the development-only simulation endpoints beside it.
+	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: mg.Nest,
+		auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
+	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: sim.handler(), ExtraPrefix: "/dev/"})
+	if err != nil {
+		return err
+	}
 	state.MetricsURL = apiURL + "/metrics"
 	if gl != nil {
 		registerHooks(ctx, gl, state.GitLabURL, dev, resolver, apiURL+"/webhooks/gitlab", log)
 	}
-	go srv.RunOutbox(ctx)
-	// Pools start with the Nest: Nadir minimums are made ahead of demand.
-	if err := srv.SyncPools(ctx); err != nil {
-		log.Warn("start pools", "error", err)
+	state.WebhookSecrets = webhookSecrets(ctx, resolver, dev)
+	go mg.RunOutbox(ctx)
+	// Pools start with the Nest (Nadir minimums are made ahead of demand),
+	// and UglyFox's schedules follow UF/config.fly.
+	if res, err := mg.ApplyNest(ctx, dev, "", "gosling dev start"); err != nil {
+		log.Warn("apply the Nest", "error", err)
+	} else if len(res.Warnings) > 0 {
+		log.Warn("the Nest was applied with warnings", "warnings", res.Warnings)
 	}
 	serveErr := make(chan error, 1)
 	go func() {
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -416,8 +408,24 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 		fmt.Fprintf(w, "  bin/gosling dev simulate job --egg %s      # a job through the whole loop\n", n.Eggs[0].Name)
 	}
 	fmt.Fprintf(w, "  bin/gosling runners list                       # the CLI finds this dev run by itself\n")
+	fmt.Fprintf(w, "\nWebhook secrets (development only) are in %s/dev.json; a hook by hand:\n", s.StateDir)
+	if len(n.Eggs) > 0 {
+		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", n.Eggs[0].Name, s.StateDir)
+		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
+	}
 	fmt.Fprintf(w, "\nA real GitLab instead: GOSLING_GITLAB_TOKEN=<token> bin/gosling dev --gitlab-url https://gitlab.example.com\n")
 	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)
+}
+
+// webhookSecrets resolves each dev egg's webhook secret, for dev.json.
+func webhookSecrets(ctx context.Context, r *secrets.Resolver, n *fly.Nest) map[string]string {
+	out := map[string]string{}
+	for _, e := range n.Eggs {
+		if v, err := r.Resolve(ctx, e.GitLab.WebhookSecret); err == nil {
+			out[e.Name] = v
+		}
+	}
+	return out
 }
 
 // findTool is the program a flag names, else bin/NAME beside the gosling

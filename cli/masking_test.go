@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -31,30 +32,35 @@ func TestIOStreamsMask(t *testing.T) {
 
 // A worker's resolver, with or without a Nest's secrets block, shares the
 // command's Masker, and OpenTofu's output goes through it.
-func TestOpenDepsSharesMasker(t *testing.T) {
-	for _, cfg := range []*fly.Secrets{nil, {}} {
+func TestOpenProcessSharesMasker(t *testing.T) {
+	for _, nest := range []string{""} {
 		m := secrets.NewMasker()
-		r := RuntimeFlags{StateDir: t.TempDir(), Tofu: "/bin/sh", Masker: m, SecretsConfig: cfg}
-		deps, err := r.OpenDeps(context.Background(), TemporalFlags{}, discardLogger())
+		dir := t.TempDir()
+		p, err := openProcess(context.Background(), processOptions{
+			NestDir: nest, Runtime: RuntimeFlags{StateDir: dir, Tofu: "/bin/sh", Store: "sqlite://" + filepath.Join(dir, "g.db")},
+			Temporal: TemporalFlags{}, Logger: discardLogger(), Masker: m, LazyTemporal: true, Activities: true,
+			Getenv: func(string) (string, bool) { return "", false },
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if deps.Secrets.Masker() != m {
-			t.Errorf("config %v: the resolver has its own Masker", cfg)
+		res := p.MG.Secrets()
+		if res.Masker() != m {
+			t.Errorf("nest %q: the resolver has its own Masker", nest)
 		}
 		ref := fly.SecretRef("local://runners/r1/token")
-		if _, err := deps.Secrets.Put(context.Background(), ref, "glrt-masked-by-the-worker"); err != nil {
+		if _, err := res.Put(context.Background(), ref, "glrt-masked-by-the-worker"); err != nil {
 			t.Fatal(err)
 		}
-		if got := deps.Tofu.Filter("echo glrt-masked-by-the-worker"); got != "echo [masked]" {
-			t.Errorf("config %v: OpenTofu output filtered to %q", cfg, got)
+		if got := p.Acts.Tofu.Filter("echo glrt-masked-by-the-worker"); got != "echo [masked]" {
+			t.Errorf("nest %q: OpenTofu output filtered to %q", nest, got)
 		}
-		if deps.Local.Dir() != filepath.Join(r.StateDir, "secrets") {
-			t.Errorf("local store in %s", deps.Local.Dir())
+		if _, err := os.Stat(filepath.Join(dir, "secrets")); err != nil {
+			t.Errorf("local store not in the state directory: %v", err)
 		}
-		if v, err := deps.Secrets.Resolve(context.Background(), ref); err != nil || v != "glrt-masked-by-the-worker" {
-			t.Errorf("config %v: local:// not served from the state directory: %v", cfg, err)
+		if v, err := res.Resolve(context.Background(), ref); err != nil || v != "glrt-masked-by-the-worker" {
+			t.Errorf("nest %q: local:// not served from the state directory: %v", nest, err)
 		}
-		deps.Store.Close()
+		p.Close()
 	}
 }

@@ -37,6 +37,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdAdd(f),
 		NewCmdValidate(f, nil),
 		NewCmdFmt(f, nil),
+		NewCmdServer(f, nil),
 		NewCmdWorker(f, nil),
 		NewCmdAgent(f),
 		NewCmdRunners(f),

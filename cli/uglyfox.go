@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -45,6 +47,7 @@ type UglyFoxRunOptions struct {
 	JSON      bool
 	Temporal  TemporalFlags
 	Runtime   RuntimeFlags
+	Masker    *secrets.Masker
 	Now       func() time.Time
 }
 
@@ -83,7 +86,7 @@ without Temporal (the same flags as 'gosling worker'); it never acts.`,
 	fl.BoolVar(&opts.JSON, "json", false, "print the pass's result as JSON")
 	opts.Temporal.register(fl, f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
-	opts.Runtime.Masker = f.Masker
+	opts.Masker = f.Masker
 	return cmd
 }
 
@@ -146,12 +149,14 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 // uglyfoxRunLocal runs a pass's reading half in this process: the same
 // activities and the same Evaluate a worker runs, without acting.
 func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFox) error {
-	deps, err := opts.Runtime.OpenDeps(ctx, opts.Temporal, opts.Logger)
+	// Temporal is never called: a lazy client makes no connection.
+	p, err := openProcess(ctx, processOptions{Getenv: opts.Getenv, Temporal: opts.Temporal, Runtime: opts.Runtime,
+		Logger: opts.Logger, Masker: opts.Masker, LazyTemporal: true, Activities: true, ErrOut: opts.IO})
 	if err != nil {
 		return err
 	}
-	defer deps.Store.Close()
-	acts := deps.Activities
+	defer p.Close()
+	acts := p.Acts
 	if opts.Reconcile {
 		sv, err := acts.SurveyRunners(ctx, activities.SurveyInput{})
 		if err != nil {
@@ -292,7 +297,7 @@ func uglyfoxScheduleRun(ctx context.Context, opts *UglyFoxScheduleOptions) error
 		return err
 	}
 	defer c.Close()
-	if err := workflows.EnsureUglyFoxSchedules(ctx, c.ScheduleClient(), uf); err != nil {
+	if err := mothergoose.EnsureUglyFoxSchedules(ctx, c.ScheduleClient(), uf); err != nil {
 		return err
 	}
 	dry := ""

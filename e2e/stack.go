@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -101,17 +102,17 @@ func Start(t testing.TB, opts Options) *Stack {
 	if _, err := s.Secrets.Put(ctx, "local://gitlab/token", s.GitLab.Token()); err != nil {
 		t.Fatal(err)
 	}
-	if s.Tofu, err = tofu.New(testbin.Tofu(t), filepath.Join(s.StateDir, "tofu")); err != nil {
-		t.Fatal(err)
-	}
-	s.Acts = &activities.Activities{
-		Store: s.Store, Secrets: s.Secrets, Tofu: s.Tofu, Logger: log, TokenRef: activities.LocalTokenRef,
+	if s.Acts, err = gworker.NewActivities(gworker.Deps{
+		Store: s.Store, Secrets: s.Secrets, Logger: log, Tofu: testbin.Tofu(t), StateDir: s.StateDir,
 		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
 		Agent: activities.AgentSettings{
 			Binary: s.Gosling, TemporalAddress: dev.FrontendHostPort(), Namespace: s.Namespace,
 			SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1,
 		},
+	}); err != nil {
+		t.Fatal(err)
 	}
+	s.Tofu = s.Acts.Tofu
 	// Whatever a test leaves running, no agent process outlives it.
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -249,13 +250,14 @@ const APIToken = "e2e-api-token"
 
 // API is MotherGoose's HTTP server on the stack, serving a Nest.
 type API struct {
-	URL    string
-	Server *api.Server
-	Nest   *fly.Nest
+	URL         string
+	Server      *api.Server
+	MotherGoose *mothergoose.MotherGoose
+	Nest        *fly.Nest
 }
 
-// StartAPI serves the given eggs through the real API, with
-// "local://gitlab/webhook" as their webhook secret, and returns it.
+// StartAPI serves the given eggs through MotherGoose and the real API,
+// with "local://gitlab/webhook" as their webhook secret, and returns it.
 func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	t := s.T
 	ctx := context.Background()
@@ -267,10 +269,13 @@ func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	nest := &fly.Nest{Eggs: eggs, MotherGoose: fly.MotherGoose{
 		Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 	}}
-	srv, err := api.New(api.Config{
-		Nest: func() *fly.Nest { return nest }, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
-		Logger: slog.New(slog.DiscardHandler), APITokens: []fly.SecretRef{"local://api/token"},
+	mg, err := mothergoose.Open(ctx, mothergoose.Config{
+		Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: slog.New(slog.DiscardHandler),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: []fly.SecretRef{"local://api/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,8 +283,8 @@ func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	t.Cleanup(hs.Close)
 	actx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	go srv.RunOutbox(actx)
-	return &API{URL: hs.URL, Server: srv, Nest: nest}
+	go mg.RunOutbox(actx)
+	return &API{URL: hs.URL, Server: srv, MotherGoose: mg, Nest: nest}
 }
 
 // DeliverJobHook sends the job's current Job Hook to the API as GitLab

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -208,11 +209,11 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 
 	// The schedules: made, then updated in place from a changed config.
 	uf := fly.DefaultUglyFox()
-	if err := workflows.EnsureUglyFoxSchedules(ctx, s.Client.ScheduleClient(), uf); err != nil {
+	if err := mothergoose.EnsureUglyFoxSchedules(ctx, s.Client.ScheduleClient(), uf); err != nil {
 		t.Fatal(err)
 	}
 	uf.Schedule = "*/7 * * * *"
-	if err := workflows.EnsureUglyFoxSchedules(ctx, s.Client.ScheduleClient(), uf); err != nil {
+	if err := mothergoose.EnsureUglyFoxSchedules(ctx, s.Client.ScheduleClient(), uf); err != nil {
 		t.Fatal(err)
 	}
 	d, err := s.Client.ScheduleClient().GetHandle(ctx, contract.ScheduleIDPrune).Describe(ctx)

@@ -159,6 +159,7 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	if dbb != nil {
 		dbRange = dbb.DefRange
 	}
+	mg.Database.At = fmt.Sprintf("%s:%d:%d", dbRange.Filename, dbRange.Start.Line, dbRange.Start.Column)
 	switch mg.Database.Engine {
 	case "sqlite":
 		if mg.Database.Path == "" {
@@ -219,8 +220,8 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	}
 
 	// The Nest repository itself.
-	n, _ := sub("nest", attrSchema("project", "ref"))
-	mg.Nest = NestSource{Project: n.str("project", ""), Ref: n.str("ref", "main")}
+	n, _ := sub("nest", attrSchema("project", "ref", "host", "token"))
+	mg.Nest = NestSource{Project: n.str("project", ""), Ref: n.str("ref", "main"), Host: n.str("host", ""), Token: l.secret(n, "token")}
 	if mg.Nest.Project != "" {
 		if err := validProjectPath(mg.Nest.Project); err != nil {
 			n.errorf("project", "Invalid project path", "%v.", err)

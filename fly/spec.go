@@ -357,6 +357,9 @@ type Database struct {
 	Name     string    `json:"name,omitempty"`
 	DSN      SecretRef `json:"dsn,omitempty"`
 	Path     string    `json:"path,omitempty"`
+	// At is where the block (or, without one, the mothergoose block) is
+	// declared, as file:line:column, for errors raised after loading.
+	At string `json:"at,omitempty"`
 }
 
 // Secrets configures the secret backends.
@@ -408,4 +411,9 @@ type Provider struct {
 type NestSource struct {
 	Project string `json:"project,omitempty"`
 	Ref     string `json:"ref"`
+	// Host is the GitLab instance holding the project (default: the host
+	// the eggs share), and Token a secret URI of an API token that can read
+	// it (default: the token of an egg on that host).
+	Host  string    `json:"host,omitempty"`
+	Token SecretRef `json:"token,omitempty"`
 }

@@ -58,6 +58,7 @@ func Workflows(queue string) (wfs []Workflow, ok bool) {
 		return []Workflow{
 			{contract.WorkflowProvisionRunner, workflows.ProvisionRunner},
 			{contract.WorkflowDeprovisionRunner, workflows.DeprovisionRunner},
+			{contract.WorkflowDrainRunner, workflows.DrainRunner},
 			{contract.WorkflowPool, workflows.Pool},
 			{contract.WorkflowRotateRunnerTokens, workflows.RotateRunnerTokens},
 		}, true

@@ -30,7 +30,7 @@ func TestContractNamesAreTheFunctionNames(t *testing.T) {
 			seen[wf.Name] = true
 		}
 	}
-	for _, name := range []string{contract.WorkflowProvisionRunner, contract.WorkflowDeprovisionRunner, contract.WorkflowPool,
+	for _, name := range []string{contract.WorkflowProvisionRunner, contract.WorkflowDeprovisionRunner, contract.WorkflowDrainRunner, contract.WorkflowPool,
 		contract.WorkflowRotateRunnerTokens, contract.WorkflowPrune, contract.WorkflowReconcile} {
 		if !seen[name] {
 			t.Errorf("contract workflow %s is registered on no queue", name)

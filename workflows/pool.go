@@ -3,6 +3,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -59,8 +61,9 @@ type pool struct {
 	inFlight int
 	// handled counts what this run has handled (see maxPoolEvents).
 	handled int
-	// ready holds promotions whose runner has not reported ready yet.
-	sel workflow.Selector
+	sel     workflow.Selector
+	// published is what the pool last put in its memo.
+	published *contract.PoolFigures
 }
 
 func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
@@ -168,6 +171,7 @@ func (p *pool) run() error {
 			p.sel.Select(ctx)
 			p.handled++
 		}
+		p.publish()
 		if err := ctx.Err(); err != nil {
 			// Cancelling a pool stops it; its runners live on and a new
 			// pool for the egg finds them through the store.
@@ -185,6 +189,36 @@ func (p *pool) run() error {
 			}
 		}
 	}
+}
+
+// publish puts the pool's figures in its memo when they changed since the
+// last time (and once at the start of each run), so a metrics scrape reads
+// every pool in one visibility list (contract.MemoPoolFigures).
+func (p *pool) publish() {
+	if workflow.GetVersion(p.ctx, "pool-publishes-figures", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	f := p.figures()
+	if p.published != nil && reflect.DeepEqual(*p.published, f) {
+		return
+	}
+	if err := workflow.UpsertMemo(p.ctx, map[string]any{contract.MemoPoolFigures: f}); err != nil {
+		workflow.GetLogger(p.ctx).Warn("publish pool figures", "error", err)
+		return
+	}
+	p.published = &f
+}
+
+func (p *pool) figures() contract.PoolFigures {
+	f := contract.PoolFigures{
+		Egg: p.st.Egg.Name, Counts: map[string]int{}, Waiting: len(p.st.Waiting),
+		Promotions: p.st.Stats.Promotions, Demotions: p.st.Stats.Demotions,
+		Served: maps.Clone(p.st.Stats.Served), DemandToRunner: maps.Clone(p.st.Stats.DemandToRunner),
+	}
+	for _, r := range p.st.Runners {
+		f.Counts[r.State]++
+	}
+	return f
 }
 
 func (p *pool) shouldContinueAsNew() bool {

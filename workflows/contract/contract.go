@@ -30,11 +30,17 @@ const (
 const (
 	WorkflowProvisionRunner    = "ProvisionRunner"
 	WorkflowDeprovisionRunner  = "DeprovisionRunner"
+	WorkflowDrainRunner        = "DrainRunner"
 	WorkflowPool               = "Pool"
 	WorkflowRotateRunnerTokens = "RotateRunnerTokens"
 	WorkflowPrune              = "Prune"
 	WorkflowReconcile          = "Reconcile"
 )
+
+// ErrTypeIllegalState is the type of the non-retryable application error a
+// workflow fails with when a runner is in a state that forbids the change
+// asked for; starters match it with temporal.ApplicationError.Type.
+const ErrTypeIllegalState = "IllegalTransition"
 
 // Signals and queries.
 const (
@@ -248,4 +254,24 @@ func TagsMatch(r fly.Runner, jobTags []string) (bool, string) {
 		return false, fmt.Sprintf("the egg's runners lack the job's tags %s", strings.Join(missing, ", "))
 	}
 	return true, "the egg's runners carry every job tag"
+}
+
+// DrainWorkflowID is the ID of the workflow that drains a runner.
+func DrainWorkflowID(runnerID string) string { return "drain/" + runnerID }
+
+// DrainRunnerInput asks for a runner made for one job to be drained: paused
+// in GitLab, so it takes no new job, and recorded draining.
+type DrainRunnerInput struct {
+	RunnerID string     `json:"runner_id"`
+	GitLab   fly.GitLab `json:"gitlab"`
+	Actor    string     `json:"actor"`
+	Reason   string     `json:"reason"`
+}
+
+// DrainRunnerResult is the runner's state once drained.
+type DrainRunnerResult struct {
+	RunnerID string `json:"runner_id"`
+	State    string `json:"state"`
+	// Already is set when the runner was draining before.
+	Already bool `json:"already,omitempty"`
 }

@@ -251,3 +251,22 @@ type PoolStatus struct {
 	// HistoryLength is the current run's history length.
 	HistoryLength int `json:"history_length"`
 }
+
+// MemoPoolFigures is the memo key under which a pool publishes its
+// PoolFigures whenever they change, so metrics read every pool with one
+// visibility list instead of a query per pool.
+const MemoPoolFigures = "gosling.pool"
+
+// PoolFigures are what a pool publishes of itself for metrics.
+type PoolFigures struct {
+	Egg string `json:"egg"`
+	// Counts are its runners by pool state (apex, nadir, promoting, ...).
+	Counts     map[string]int `json:"counts"`
+	Waiting    int            `json:"waiting"`
+	Promotions int            `json:"promotions"`
+	Demotions  int            `json:"demotions"`
+	// Served counts the jobs served by path (apex, promotion, provision)
+	// and DemandToRunner sums their wait from demand to a runner.
+	Served         map[string]int           `json:"served"`
+	DemandToRunner map[string]time.Duration `json:"demand_to_runner"`
+}

@@ -8,7 +8,7 @@ import (
 // ActorUglyFox names UglyFox in transitions, pool requests and the audit log.
 const ActorUglyFox = "uglyfox"
 
-// Temporal Schedules that run UglyFox (see EnsureUglyFoxSchedules).
+// Temporal Schedules that run UglyFox (see mothergoose.EnsureUglyFoxSchedules).
 const (
 	ScheduleIDPrune     = "uglyfox-prune"
 	ScheduleIDReconcile = "uglyfox-reconcile"

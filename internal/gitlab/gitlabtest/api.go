@@ -44,6 +44,9 @@ func (s *Server) routes() {
 	authed("POST "+apiPrefix+"/projects/{id}/hooks", s.addProjectHook)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs", s.listProjectJobs)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}", s.getJob)
+	authed("GET "+apiPrefix+"/projects/{id}/repository/branches/{branch}", s.getBranch)
+	authed("GET "+apiPrefix+"/projects/{id}/repository/archive", s.getArchive)
+	authed("GET "+apiPrefix+"/projects/{id}/repository/archive.tar.gz", s.getArchive)
 	authed("GET "+apiPrefix+"/groups/{id}", s.getGroup)
 	authed("GET "+apiPrefix+"/groups/{id}/projects", s.listGroupProjects)
 

@@ -41,6 +41,7 @@ type Server struct {
 	runners  map[int64]*runner
 	jobs     map[int64]*job
 	hooks    map[int64]*hook
+	repos    map[int64]*repository
 	faults   []*fault
 	requests []RequestRecord
 	token    string

@@ -1,11 +1,10 @@
-package api
+package mothergoose
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/gosling-ci/gosling/workflows/contract"
@@ -24,7 +23,7 @@ const (
 // Intent is one call to Temporal in a form the outbox can keep: the
 // arguments are JSON, exactly the payloads Temporal's default converter
 // would make of the typed values. Workflows start with
-// workflows.StartOptions(WorkflowID).
+// contract.StartOptions(WorkflowID).
 type Intent struct {
 	Kind       string          `json:"kind"`
 	WorkflowID string          `json:"workflow_id"`
@@ -73,9 +72,6 @@ const (
 	outcomeFinished outcome = "finished"
 )
 
-// errNoTemporal is the error of a call made without a Temporal client.
-var errNoTemporal = serviceerror.NewUnavailable("no Temporal client is configured")
-
 // call makes the Temporal call an intent describes.
 func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 	if c == nil {
@@ -104,39 +100,25 @@ func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 	return "", fmt.Errorf("%s %s: %w", in.Kind, in.WorkflowID, err)
 }
 
-// unreachable tells whether a Temporal call failed because Temporal could
-// not be reached (or answered too late) rather than because it refused.
-func unreachable(err error) bool {
-	var (
-		unavailable *serviceerror.Unavailable
-		deadline    *serviceerror.DeadlineExceeded
-		exhausted   *serviceerror.ResourceExhausted
-		canceled    *serviceerror.Canceled
-	)
-	return errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) ||
-		errors.As(err, &canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, syscall.ECONNREFUSED)
-}
-
 // Outbox backoff: the first retry after about a second, doubling up to
 // Config.OutboxMaxBackoff.
 const outboxFirstBackoff = time.Second
 
-func (s *Server) outboxBackoff(attempts int) time.Duration {
+func (m *MotherGoose) outboxBackoff(attempts int) time.Duration {
 	d := outboxFirstBackoff
-	for i := 1; i < attempts && d < s.cfg.OutboxMaxBackoff; i++ {
+	for i := 1; i < attempts && d < m.cfg.OutboxMaxBackoff; i++ {
 		d *= 2
 	}
-	return min(d, s.cfg.OutboxMaxBackoff)
+	return min(d, m.cfg.OutboxMaxBackoff)
 }
 
 // enqueue writes an intent to the outbox.
-func (s *Server) enqueue(ctx context.Context, in Intent, cause error) (int64, error) {
+func (m *MotherGoose) enqueue(ctx context.Context, in Intent, cause error) (int64, error) {
 	payload, err := json.Marshal(in)
 	if err != nil {
 		return 0, err
 	}
-	id, err := s.cfg.Store.EnqueueOutbox(ctx, store.OutboxEntry{Kind: in.Kind, Key: in.WorkflowID, Payload: payload, CreatedAt: s.now()})
+	id, err := m.store.EnqueueOutbox(ctx, store.OutboxEntry{Kind: in.Kind, Key: in.WorkflowID, Payload: payload, CreatedAt: m.now()})
 	if err != nil {
 		return 0, err
 	}
@@ -144,7 +126,7 @@ func (s *Server) enqueue(ctx context.Context, in Intent, cause error) (int64, er
 	if cause != nil {
 		attrs = append(attrs, "cause", cause.Error())
 	}
-	s.log.WarnContext(ctx, "temporal call queued in the outbox", attrs...)
+	m.log.WarnContext(ctx, "temporal call queued in the outbox", attrs...)
 	return id, nil
 }
 
@@ -162,7 +144,7 @@ const pruneEvery = time.Hour
 // twice, which signal-with-start and job-status signals tolerate. It also
 // prunes webhook delivery keys and delivered entries older than
 // Config.DeliveryRetention, hourly.
-func (s *Server) RunOutbox(ctx context.Context) {
+func (m *MotherGoose) RunOutbox(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var pruned time.Time
@@ -172,51 +154,51 @@ func (s *Server) RunOutbox(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		if now := s.now(); now.Sub(pruned) >= pruneEvery {
+		if now := m.now(); now.Sub(pruned) >= pruneEvery {
 			pruned = now
-			if n, err := s.cfg.Store.PruneDeliveries(ctx, now.Add(-s.cfg.DeliveryRetention)); err != nil {
+			if n, err := m.store.PruneDeliveries(ctx, now.Add(-m.cfg.DeliveryRetention)); err != nil {
 				if ctx.Err() == nil {
-					s.log.ErrorContext(ctx, "prune webhook deliveries", "error", err)
+					m.log.ErrorContext(ctx, "prune webhook deliveries", "error", err)
 				}
 			} else if n > 0 {
-				s.log.InfoContext(ctx, "pruned webhook deliveries", "count", n)
+				m.log.InfoContext(ctx, "pruned webhook deliveries", "count", n)
 			}
-			if n, err := s.cfg.Store.PruneOutbox(ctx, now.Add(-s.cfg.DeliveryRetention)); err != nil {
+			if n, err := m.store.PruneOutbox(ctx, now.Add(-m.cfg.DeliveryRetention)); err != nil {
 				if ctx.Err() == nil {
-					s.log.ErrorContext(ctx, "prune delivered outbox entries", "error", err)
+					m.log.ErrorContext(ctx, "prune delivered outbox entries", "error", err)
 				}
 			} else if n > 0 {
-				s.log.InfoContext(ctx, "pruned delivered outbox entries", "count", n)
+				m.log.InfoContext(ctx, "pruned delivered outbox entries", "count", n)
 			}
 		}
-		timer.Reset(s.drainOutbox(ctx))
+		timer.Reset(m.drainOutbox(ctx))
 	}
 }
 
 // drainOutbox delivers what is due and returns how long to wait before
 // looking again.
-func (s *Server) drainOutbox(ctx context.Context) time.Duration {
+func (m *MotherGoose) drainOutbox(ctx context.Context) time.Duration {
 	for ctx.Err() == nil {
-		entries, err := s.cfg.Store.DueOutbox(ctx, s.now(), outboxBatch)
+		entries, err := m.store.DueOutbox(ctx, m.now(), outboxBatch)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "outbox: read due entries", "error", err)
+				m.log.ErrorContext(ctx, "outbox: read due entries", "error", err)
 			}
-			return s.cfg.OutboxInterval
+			return m.cfg.OutboxInterval
 		}
 		if len(entries) == 0 {
-			return s.cfg.OutboxInterval
+			return m.cfg.OutboxInterval
 		}
 		for _, e := range entries {
 			if ctx.Err() != nil {
 				return 0
 			}
-			if wait, stop := s.deliverEntry(ctx, e); stop {
+			if wait, stop := m.deliverEntry(ctx, e); stop {
 				return wait
 			}
 		}
 		if len(entries) < outboxBatch {
-			return s.cfg.OutboxInterval
+			return m.cfg.OutboxInterval
 		}
 	}
 	return 0
@@ -224,39 +206,39 @@ func (s *Server) drainOutbox(ctx context.Context) time.Duration {
 
 // deliverEntry replays one entry. stop says the round must end (Temporal
 // is unreachable) and wait how long until the entry is due again.
-func (s *Server) deliverEntry(ctx context.Context, e store.OutboxEntry) (wait time.Duration, stop bool) {
+func (m *MotherGoose) deliverEntry(ctx context.Context, e store.OutboxEntry) (wait time.Duration, stop bool) {
 	var in Intent
 	err := json.Unmarshal(e.Payload, &in)
 	var res outcome
 	if err == nil {
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.TemporalTimeout)
-		res, err = call(cctx, s.Temporal(), in)
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
+		res, err = call(cctx, m.Temporal(), in)
 		cancel()
 	}
 	if ctx.Err() != nil {
 		return 0, true
 	}
 	if err == nil {
-		s.cfg.Metrics.ObserveOutbox("delivered")
-		if merr := s.cfg.Store.MarkOutboxDelivered(ctx, e.ID, s.now()); merr != nil {
+		m.metrics.ObserveOutbox("delivered")
+		if merr := m.store.MarkOutboxDelivered(ctx, e.ID, m.now()); merr != nil {
 			// The call was made; replaying it once more is harmless.
-			s.log.ErrorContext(ctx, "outbox: mark delivered", "outbox_id", e.ID, "error", merr)
-			return s.cfg.OutboxInterval, true
+			m.log.ErrorContext(ctx, "outbox: mark delivered", "outbox_id", e.ID, "error", merr)
+			return m.cfg.OutboxInterval, true
 		}
-		s.log.InfoContext(ctx, "outbox entry delivered", "outbox_id", e.ID, "kind", e.Kind, "workflow_id", e.Key, "outcome", string(res), "attempts", e.Attempts+1)
+		m.log.InfoContext(ctx, "outbox entry delivered", "outbox_id", e.ID, "kind", e.Kind, "workflow_id", e.Key, "outcome", string(res), "attempts", e.Attempts+1)
 		return 0, false
 	}
-	s.cfg.Metrics.ObserveOutbox("retry")
-	backoff := s.outboxBackoff(e.Attempts + 1)
-	if merr := s.cfg.Store.MarkOutboxFailed(ctx, e.ID, truncate(err.Error(), 1000), s.now().Add(backoff)); merr != nil {
-		s.log.ErrorContext(ctx, "outbox: mark failed", "outbox_id", e.ID, "error", merr)
-		return s.cfg.OutboxInterval, true
+	m.metrics.ObserveOutbox("retry")
+	backoff := m.outboxBackoff(e.Attempts + 1)
+	if merr := m.store.MarkOutboxFailed(ctx, e.ID, truncate(err.Error(), 1000), m.now().Add(backoff)); merr != nil {
+		m.log.ErrorContext(ctx, "outbox: mark failed", "outbox_id", e.ID, "error", merr)
+		return m.cfg.OutboxInterval, true
 	}
-	if unreachable(err) {
-		s.log.WarnContext(ctx, "outbox: temporal unreachable, retrying later", "outbox_id", e.ID, "retry_in", backoff.String(), "error", err)
+	if Unreachable(err) {
+		m.log.WarnContext(ctx, "outbox: temporal unreachable, retrying later", "outbox_id", e.ID, "retry_in", backoff.String(), "error", err)
 		return backoff, true
 	}
 	// Temporal refused this entry; the others may still go through.
-	s.log.ErrorContext(ctx, "outbox: temporal refused an entry, retrying later", "outbox_id", e.ID, "workflow_id", e.Key, "retry_in", backoff.String(), "error", err)
+	m.log.ErrorContext(ctx, "outbox: temporal refused an entry, retrying later", "outbox_id", e.ID, "workflow_id", e.Key, "retry_in", backoff.String(), "error", err)
 	return 0, false
 }

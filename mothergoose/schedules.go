@@ -1,4 +1,4 @@
-package workflows
+package mothergoose
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 
 // UglyFoxSchedules are the Temporal Schedules that run UglyFox: a policy
 // pass on UF's schedule and a reconciliation pass on reconcile's. Each
-// carries the policy it was made with, so `gosling uglyfox schedule` must
-// run again after UF/config.fly changes (deploys do).
+// carries the policy it was made with; ApplyNest brings them up to date
+// whenever the Nest changes.
 func UglyFoxSchedules(uf fly.UglyFox) []client.ScheduleOptions {
-	mk := func(id, cron, workflowID string, wf any, arg any) client.ScheduleOptions {
+	mk := func(id, cron, workflowID string, wf string, arg any) client.ScheduleOptions {
 		return client.ScheduleOptions{
 			ID:   id,
 			Spec: client.ScheduleSpec{CronExpressions: []string{cron}},
@@ -27,7 +27,7 @@ func UglyFoxSchedules(uf fly.UglyFox) []client.ScheduleOptions {
 			},
 			// A pass that outlives its interval is not doubled.
 			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-			Note:    "made by gosling uglyfox schedule from UF/config.fly",
+			Note:    "made by Gosling from UF/config.fly",
 		}
 	}
 	return []client.ScheduleOptions{

@@ -1,10 +1,8 @@
-package api
+package mothergoose
 
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,21 +11,6 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 )
-
-// hostOf is the GitLab host of a base URL (https://gitlab.com), lower case,
-// without the scheme's default port; "" if base is no http(s) URL.
-func hostOf(base string) string {
-	u, err := url.Parse(strings.TrimSpace(base))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return ""
-	}
-	host := strings.ToLower(u.Host)
-	if h, port, err := net.SplitHostPort(host); err == nil &&
-		((u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80")) {
-		host = h
-	}
-	return host
-}
 
 // sameHost compares an egg's host with a delivery's.
 func sameHost(eggHost, host string) bool {
@@ -59,7 +42,7 @@ func claims(egg *fly.Egg, projectID int64, path string) bool {
 // bucket listing it, else a bucket whose group holds it. fly rejects two
 // eggs listing one project, and a listing wins over a group, so at most one
 // matches. nil when none does.
-func (s *Server) matchEgg(ctx context.Context, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
+func (m *MotherGoose) matchEgg(ctx context.Context, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
 	for _, egg := range eggs {
 		if claims(egg, projectID, path) {
 			return egg, nil
@@ -73,7 +56,7 @@ func (s *Server) matchEgg(ctx context.Context, eggs []*fly.Egg, projectID int64,
 		if egg.Group == nil {
 			continue
 		}
-		full, err := s.groups.fullPath(ctx, s, egg)
+		full, err := m.groups.fullPath(ctx, m, egg)
 		if err != nil {
 			lastErr = err
 			continue
@@ -110,7 +93,7 @@ type groupKey struct {
 	version string
 }
 
-func (g *groupCache) fullPath(ctx context.Context, s *Server, egg *fly.Egg) (string, error) {
+func (g *groupCache) fullPath(ctx context.Context, m *MotherGoose, egg *fly.Egg) (string, error) {
 	key := groupKey{strings.ToLower(egg.GitLab.Host), egg.Group.ID, egg.Version}
 	g.mu.Lock()
 	p, ok := g.paths[key]
@@ -118,7 +101,7 @@ func (g *groupCache) fullPath(ctx context.Context, s *Server, egg *fly.Egg) (str
 	if ok {
 		return p, nil
 	}
-	c, err := s.gitlabClient(ctx, egg)
+	c, err := m.gitlabClient(ctx, egg)
 	if err != nil {
 		return "", err
 	}
@@ -135,12 +118,12 @@ func (g *groupCache) fullPath(ctx context.Context, s *Server, egg *fly.Egg) (str
 }
 
 // gitlabClient is a GitLab client with the egg's API token.
-func (s *Server) gitlabClient(ctx context.Context, egg *fly.Egg) (*gitlab.Client, error) {
-	token, err := s.secrets.get(ctx, egg.GitLab.Token)
+func (m *MotherGoose) gitlabClient(ctx context.Context, egg *fly.Egg) (*gitlab.Client, error) {
+	token, err := m.cache.get(ctx, egg.GitLab.Token)
 	if err != nil {
 		return nil, fmt.Errorf("GitLab token of egg %s: %w", egg.Name, err)
 	}
-	opts := append([]gitlab.Option{gitlab.WithLogger(s.log)}, s.cfg.GitLabOptions...)
+	opts := append([]gitlab.Option{gitlab.WithLogger(m.log)}, m.cfg.GitLabOptions...)
 	return gitlab.New(egg.GitLab.BaseURL(), token, opts...)
 }
 

@@ -1,0 +1,491 @@
+package mothergoose
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows/contract"
+)
+
+// webhookDeadline bounds the processing of one delivery: GitLab gives up
+// after 10 seconds.
+const webhookDeadline = 8 * time.Second
+
+// truncate bounds a string taken from a request before it is echoed.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Webhook answer statuses (Result.Status).
+const (
+	StatusAccepted  = "accepted"
+	StatusQueued    = "queued"
+	StatusDuplicate = "duplicate"
+	StatusIgnored   = "ignored"
+)
+
+// Result is what MotherGoose did with a delivery.
+type Result struct {
+	Status     string `json:"status"`
+	WorkflowID string `json:"workflow_id,omitempty"`
+	OutboxID   int64  `json:"outbox_id,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// Event is a decoded webhook delivery: what every event has, and the details of
+// the events Gosling acts on (exactly one of Job, Pipeline and Push is set
+// for those).
+type Event struct {
+	// Event is the X-Gitlab-Event value, with Build Hook read as Job Hook.
+	Event string
+	// Ignored is set for GitLab events Gosling does not act on.
+	Ignored    bool
+	ObjectKind string
+	// ProjectID is 0 only for ignored events without a project.
+	ProjectID     int64
+	ProjectPath   string
+	ProjectWebURL string
+
+	Job      *JobHook
+	Pipeline *PipelineHook
+	Push     *PushHook
+}
+
+// JobHook is the part of a Job Hook Gosling uses.
+type JobHook struct {
+	ID         int64
+	Name       string
+	Stage      string
+	Status     string
+	Ref        string
+	Tag        bool
+	PipelineID int64
+	CreatedAt  *time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	// Duration and QueuedDuration are zero when GitLab sent null.
+	Duration       time.Duration
+	QueuedDuration time.Duration
+	AllowFailure   bool
+	FailureReason  string
+	RetriesCount   int64
+	// RunnerID is 0 until a runner picks the job (runner is null).
+	RunnerID int64
+}
+
+// PipelineHook is the part of a Pipeline Hook Gosling uses.
+type PipelineHook struct {
+	ID     int64
+	Status string
+	Ref    string
+	Builds []PipelineBuild
+}
+
+// PipelineBuild is one job of a Pipeline Hook.
+type PipelineBuild struct {
+	ID             int64
+	Stage          string
+	Name           string
+	Status         string
+	CreatedAt      *time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+	Duration       time.Duration
+	QueuedDuration time.Duration
+	RunnerID       int64
+}
+
+// PushHook is the part of a Push Hook Gosling uses.
+type PushHook struct {
+	Ref         string
+	Before      string
+	After       string
+	CheckoutSHA string
+}
+
+// Delivery is one webhook delivery as the API received it.
+type Delivery struct {
+	// Host is the GitLab instance (host[:port], lower case) that sent it:
+	// the host of X-Gitlab-Instance, or of the event's project URL.
+	Host string
+	// Token is the X-Gitlab-Token header.
+	Token string
+	// IdempotencyKey (GitLab keeps it across retries and resends) and
+	// EventUUID (X-Gitlab-Event-UUID) deduplicate deliveries.
+	IdempotencyKey string
+	EventUUID      string
+	Event          *Event
+}
+
+// delivery is one webhook delivery on its way through the checks.
+type delivery struct {
+	Delivery
+	hook *Event
+	nest *fly.Nest
+	egg  *fly.Egg
+	key  string
+}
+
+// Receive runs a decoded delivery through the checks, in this order, and
+// acts on it: the token must be some egg's on the host (KindUnauthorized),
+// the project must be served (KindNotFound, Result "unknown_project") and
+// the token its egg's (KindUnauthorized); events Gosling does not act on
+// are then answered StatusIgnored, and a delivery seen before
+// StatusDuplicate. A delivery refused by a check leaves no trace; one
+// whose processing fails with KindUnavailable (or a bug) is forgotten, so
+// GitLab's resend is processed, not dropped as a duplicate. The work
+// accepted is finished even if the caller's context ends first (GitLab
+// hangs up after 10 seconds), within webhookDeadline.
+func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error) {
+	hook := in.Event
+	if hook == nil {
+		return nil, errorf(KindInvalid, "bad payload", "no event")
+	}
+	if in.Host == "" {
+		return nil, &Error{Kind: KindInvalid, Msg: "bad payload", Detail: "no GitLab instance: send X-Gitlab-Instance or project.web_url", Result: "bad_request"}
+	}
+	d := &delivery{Delivery: in, hook: hook, nest: m.Nest()}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), webhookDeadline)
+	defer cancel()
+	if err := m.authenticate(ctx, d, in.Token); err != nil {
+		return nil, err
+	}
+	if hook.Ignored {
+		return &Result{Status: StatusIgnored, Reason: fmt.Sprintf("Gosling does not act on %s events", hook.Event)}, nil
+	}
+	if d.egg == nil && !(hook.Push != nil && isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath)) {
+		// authenticate only lets a push to the Nest repository through
+		// without an egg; anything else is a bug.
+		return nil, fmt.Errorf("delivery of %s for project %d has no egg", hook.Event, hook.ProjectID)
+	}
+
+	d.key = deliveryKey(d)
+	first, err := m.store.RecordDelivery(ctx, d.key, m.now())
+	if err != nil {
+		return nil, unavailable("store unavailable", "the delivery could not be recorded; resend it", err)
+	}
+	if !first {
+		return &Result{Status: StatusDuplicate}, nil
+	}
+	forget := true
+	defer func() {
+		if !forget {
+			return
+		}
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer fcancel()
+		if ferr := m.store.ForgetDelivery(fctx, d.key); ferr != nil {
+			m.log.ErrorContext(ctx, "forget failed delivery", "error", ferr)
+		}
+	}()
+	resp, err := m.process(ctx, d)
+	forget = err != nil && retryable(err)
+	return resp, err
+}
+
+// retryable tells whether a failed delivery should be processed again when
+// GitLab resends it: any failure but a refusal of the request itself.
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind == KindUnavailable
+	}
+	return true
+}
+
+// authenticate checks the delivery's token and finds its egg: the token
+// must belong to some egg on the host (else 401) before the project is
+// matched (else 404), and then to the matched egg (else 401). A push to
+// the Nest repository that no egg claims needs only the first check.
+func (m *MotherGoose) authenticate(ctx context.Context, d *delivery, token string) error {
+	unauthorized := func(detail string) error {
+		return &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: detail, Result: "unauthorized"}
+	}
+	if token == "" {
+		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
+	}
+	eggs := eggsOn(d.nest, d.Host)
+	refs := make([]fly.SecretRef, 0, len(eggs))
+	seen := map[fly.SecretRef]bool{}
+	for _, egg := range eggs {
+		if ref := egg.GitLab.WebhookSecret; !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	match, resolved, err := m.cache.MatchAny(ctx, refs, token)
+	if !match {
+		if resolved < len(refs) && err != nil {
+			// The token may belong to the egg whose secret is out of reach.
+			return unavailable("secrets unavailable", "a webhook secret could not be resolved; see the server log", err)
+		}
+		return unauthorized("the token is not the webhook secret of any egg on " + d.Host)
+	}
+	if d.hook.ProjectID == 0 {
+		// An ignored event without a project (a system or group event):
+		// the token is one of ours, which is all there is to check.
+		return nil
+	}
+	egg, err := m.matchEgg(ctx, eggs, d.hook.ProjectID, d.hook.ProjectPath)
+	if err != nil {
+		return unavailable("gitlab unavailable", "a group of an egg could not be looked up; resend later", err)
+	}
+	if egg == nil {
+		if d.hook.Push != nil && isNestRepo(d.nest, d.hook.ProjectID, d.hook.ProjectPath) {
+			return nil
+		}
+		return &Error{Kind: KindNotFound, Msg: "unknown project",
+			Detail: fmt.Sprintf("no egg on %s serves project %d %s", d.Host, d.hook.ProjectID, truncate(d.hook.ProjectPath, 200)), Result: "unknown_project"}
+	}
+	ok, err := m.cache.Match(ctx, egg.GitLab.WebhookSecret, token)
+	if err != nil {
+		return unavailable("secrets unavailable", "the webhook secret of egg "+egg.Name+" could not be resolved; see the server log", err)
+	}
+	if !ok {
+		return unauthorized("the token is not the webhook secret of the project's egg")
+	}
+	d.egg = egg
+	return nil
+}
+
+// deliveryKey is the deduplication key of a delivery: its Idempotency-Key,
+// which GitLab keeps across retries and resends, or else what identifies
+// the event. Keys are hashed with the host, so instances never collide.
+func deliveryKey(d *delivery) string {
+	parts := []string{d.Host}
+	if k := d.IdempotencyKey; k != "" {
+		parts = append(parts, "idempotency-key", k)
+	} else {
+		h := d.hook
+		var id, status string
+		switch {
+		case h.Job != nil:
+			id, status = strconv.FormatInt(h.Job.ID, 10), h.Job.Status
+		case h.Pipeline != nil:
+			id, status = strconv.FormatInt(h.Pipeline.ID, 10), h.Pipeline.Status
+		case h.Push != nil:
+			id, status = h.Push.Ref, h.Push.After
+		}
+		parts = append(parts, "derived", h.Event, h.ObjectKind, strconv.FormatInt(h.ProjectID, 10), id, status, d.EventUUID)
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(sum[:])
+}
+
+// process acts on an authenticated, first delivery.
+func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error) {
+	switch h := d.hook; {
+	case h.Job != nil:
+		return m.processJob(ctx, d)
+	case h.Pipeline != nil:
+		return m.processPipeline(ctx, d)
+	default:
+		return m.processPush(ctx, d)
+	}
+}
+
+func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, error) {
+	j, egg := d.hook.Job, d.egg
+	now := m.now()
+	rec := store.JobRecord{
+		GitLabHost: d.Host, JobID: j.ID, ProjectID: d.hook.ProjectID, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
+		PipelineID: j.PipelineID, Status: j.Status, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, UpdatedAt: now,
+	}
+	switch {
+	case j.StartedAt != nil && j.QueuedDuration > 0:
+		queued := j.StartedAt.Add(-j.QueuedDuration)
+		rec.QueuedAt = &queued
+	case j.Status == "pending":
+		rec.QueuedAt = &now
+	}
+	if err := m.store.RecordJob(ctx, rec); err != nil {
+		return nil, unavailable("store unavailable", "the job could not be recorded; resend it", err)
+	}
+	switch j.Status {
+	case "running":
+		if j.QueuedDuration > 0 {
+			m.metrics.ObserveJobQueue(egg.Name, j.QueuedDuration)
+		}
+	case "success", "failed":
+		if j.Duration > 0 {
+			m.metrics.ObserveJobDuration(egg.Name, j.Status, j.Duration)
+		}
+	}
+	if j.Status == "failed" && runnerFailures[j.FailureReason] && j.RunnerID != 0 {
+		if err := m.countFailure(ctx, d.Host, j.RunnerID, j.ID, j.FailureReason); err != nil {
+			return nil, unavailable("store unavailable", "the runner's failure could not be recorded; resend it", err)
+		}
+	}
+	in, ok, err := m.cfg.Dispatch(d.nest, egg, JobEvent{
+		Host: d.Host, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath,
+		JobID: j.ID, Name: j.Name, Status: j.Status, At: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dispatch job %d of egg %s: %w", j.ID, egg.Name, err)
+	}
+	if !ok {
+		return &Result{Status: StatusAccepted, Reason: "recorded; status " + j.Status + " needs no runner"}, nil
+	}
+	return m.deliver(ctx, in)
+}
+
+// deliver makes an intent's Temporal call, or queues it in the outbox when
+// Temporal cannot be reached in time, or when earlier calls about the same
+// workflow wait there (they go first).
+func (m *MotherGoose) deliver(ctx context.Context, in Intent) (*Result, error) {
+	queue := func(cause error) (*Result, error) {
+		id, err := m.enqueue(ctx, in, cause)
+		if err != nil {
+			return nil, unavailable("temporal and store unavailable", "the event could be neither delivered nor queued; resend it", err)
+		}
+		return &Result{Status: StatusQueued, WorkflowID: in.WorkflowID, OutboxID: id}, nil
+	}
+	pending, err := m.store.OutboxPending(ctx, in.WorkflowID)
+	if err != nil {
+		return nil, unavailable("store unavailable", "resend the event", err)
+	}
+	if pending {
+		return queue(nil)
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
+	defer cancel()
+	res, err := call(cctx, m.Temporal(), in)
+	switch {
+	case err != nil && Unreachable(err):
+		return queue(err)
+	case err != nil:
+		return nil, err
+	}
+	resp := &Result{Status: StatusAccepted, WorkflowID: in.WorkflowID}
+	switch res {
+	case outcomeNoWorkflow:
+		resp.Reason = "no workflow is waiting for this job"
+	case outcomeFinished:
+		resp.Reason = "the job's workflow has finished already"
+	}
+	return resp, nil
+}
+
+func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result, error) {
+	p := d.hook.Pipeline
+	now := m.now()
+	for _, b := range p.Builds {
+		rec := store.JobRecord{
+			GitLabHost: d.Host, JobID: b.ID, ProjectID: d.hook.ProjectID, Egg: d.egg.Name, Name: b.Name, Ref: p.Ref,
+			PipelineID: p.ID, Status: b.Status, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, UpdatedAt: now,
+		}
+		if b.StartedAt != nil && b.QueuedDuration > 0 {
+			queued := b.StartedAt.Add(-b.QueuedDuration)
+			rec.QueuedAt = &queued
+		}
+		if err := m.store.RecordJob(ctx, rec); err != nil {
+			return nil, unavailable("store unavailable", "the pipeline's jobs could not be recorded; resend it", err)
+		}
+	}
+	return &Result{Status: StatusAccepted, Reason: fmt.Sprintf("recorded %d jobs", len(p.Builds))}, nil
+}
+
+func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, error) {
+	push := d.hook.Push
+	src := d.nest.MotherGoose.Nest
+	ref := src.Ref
+	if ref == "" {
+		ref = "main"
+	}
+	if !isNestRepo(d.nest, d.hook.ProjectID, d.hook.ProjectPath) || push.Ref != "refs/heads/"+ref {
+		return &Result{Status: StatusIgnored, Reason: "not a push to the Nest repository's " + ref + " branch"}, nil
+	}
+	commit := push.After
+	if commit == "" || strings.Trim(commit, "0") == "" {
+		commit = push.CheckoutSHA
+	}
+	if commit == "" || strings.Trim(commit, "0") == "" {
+		return &Result{Status: StatusIgnored, Reason: "the push deleted the branch; the Nest in force stays"}, nil
+	}
+	res, err := m.ReloadNest(ctx, commit, "push of "+shortSHA(commit)+" to "+push.Ref)
+	var invalid *InvalidNestError
+	switch {
+	case errors.As(err, &invalid):
+		// Not GitLab's failure: answering 2xx keeps the hook healthy.
+		return &Result{Status: StatusAccepted, Reason: "the Nest at " + shortSHA(commit) + " is invalid and was not applied; the Nest in force stays (see the audit log)"}, nil
+	case err != nil:
+		return nil, err
+	}
+	reason := fmt.Sprintf("the Nest at %s was applied: %d eggs, %d pools", shortSHA(res.Commit), res.Eggs, res.Pools)
+	if len(res.Warnings) > 0 {
+		reason += fmt.Sprintf(" (%d warnings, see the audit log)", len(res.Warnings))
+	}
+	return &Result{Status: StatusAccepted, Reason: reason}, nil
+}
+
+// runnerFailures are the GitLab failure reasons that blame the runner rather
+// than the job; UglyFox's failed policy counts them.
+var runnerFailures = map[string]bool{"runner_system_failure": true, "runner_unsupported": true}
+
+// countFailure adds one failure to the Gosling runner GitLab knows by
+// runnerID, and audits it. A runner that is not Gosling's is left alone.
+func (m *MotherGoose) countFailure(ctx context.Context, host string, runnerID, jobID int64, reason string) error {
+	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: host, GitLabRunnerID: runnerID, Limit: 1})
+	if err != nil || len(rs) == 0 {
+		return err
+	}
+	for range 5 {
+		r, err := m.store.GetRunner(ctx, rs[0].ID)
+		if err != nil {
+			return err
+		}
+		r.Failures++
+		if window := m.Nest().UglyFox.Failed.Window.D(); window > 0 {
+			// Only failures within UglyFox's window count.
+			n, err := m.recentFailures(ctx, r.ID, m.now().Add(-window))
+			if err != nil {
+				return err
+			}
+			r.Failures = n + 1
+		}
+		err = m.store.UpdateRunner(ctx, r)
+		if errors.Is(err, store.ErrConflict) {
+			continue // changed meanwhile: read it again
+		}
+		if err != nil {
+			return err
+		}
+		_, err = m.store.AppendAudit(ctx, store.AuditRecord{
+			At: m.now(), Actor: contract.ActorMotherGoose, Action: "runner-failure", Egg: r.Egg, RunnerID: r.ID,
+			Reason: fmt.Sprintf("job %d failed with %s (%d failures)", jobID, reason, r.Failures),
+		})
+		return err
+	}
+	return fmt.Errorf("count failure of runner %s: it keeps changing", rs[0].ID)
+}
+
+// recentFailures counts the runner's recorded failures since a time.
+func (m *MotherGoose) recentFailures(ctx context.Context, runnerID string, since time.Time) (int, error) {
+	n := 0
+	for after := int64(0); ; {
+		recs, err := m.store.ListAudit(ctx, store.AuditFilter{RunnerID: runnerID, Since: since, AfterID: after, Limit: 500})
+		if err != nil {
+			return 0, err
+		}
+		for _, rec := range recs {
+			if rec.Action == "runner-failure" {
+				n++
+			}
+		}
+		if len(recs) < 500 {
+			return n, nil
+		}
+		after = recs[len(recs)-1].ID
+	}
+}

@@ -1,0 +1,278 @@
+// Package mothergoose is MotherGoose's logic and its one composition root.
+//
+// Open builds a MotherGoose from a plain Config: it opens the store, the
+// secret resolver, the Temporal client and the metrics registry (each one
+// only when the Config does not hand over one already open), and keeps the
+// Nest in force. Every process is built with it: `gosling server` (the
+// API), `gosling worker`, `gosling dev` and the end-to-end tests.
+//
+// What MotherGoose does, apart from HTTP, lives here: applying a Nest (egg
+// configurations into the store, pools started and given their new specs,
+// UglyFox's schedules), taking GitLab's events (job history, failure
+// counting, dispatch of jobs to workflows), the outbox that keeps Temporal
+// calls while Temporal cannot be reached, and the requests of the REST API
+// and of runner agents. Side effects on runners (draining, deleting, pool
+// changes) are made by workflows that this package starts or signals.
+package mothergoose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
+)
+
+// Defaults of the optional Config fields.
+const (
+	DefaultTemporalTimeout  = 3 * time.Second
+	DefaultSecretTTL        = 30 * time.Second
+	DefaultOutboxInterval   = time.Second
+	DefaultOutboxMaxBackoff = 30 * time.Second
+	// GitLab lets a delivery be resent by hand for a few days; a week of
+	// keys catches those resends.
+	DefaultDeliveryRetention = 7 * 24 * time.Hour
+)
+
+// Config is what MotherGoose is built from. Nest is required; every other
+// dependency is opened from the Nest's MG block (and the fields that
+// override it) unless one already open is handed over.
+type Config struct {
+	// Nest is the Nest in force at start; Vars are the Nest variables it
+	// was loaded with, used again when it is reloaded.
+	Nest *fly.Nest
+	Vars map[string]string
+
+	// Store, when set, is used and left open by Close. Otherwise the
+	// store StoreDSN names is opened, or, when StoreDSN is empty, the one
+	// the MG block's database names (see StoreDSN).
+	Store    store.Store
+	StoreDSN string
+
+	// Secrets, when set, is the resolver to use. Otherwise one is opened
+	// from the MG block's secrets block, with local:// served from
+	// SecretsDir when that is set.
+	Secrets    *secrets.Resolver
+	SecretsDir string
+	// Masker, when set, is shared by the opened resolver and the logs.
+	Masker *secrets.Masker
+	// Getenv reads the environment for secret backends (os.LookupEnv when nil).
+	Getenv func(string) (string, bool)
+
+	// Temporal, when set, is the client to use (and Close leaves it
+	// open). Otherwise TemporalConnection (whose empty fields take the MG
+	// block's temporal values) is dialled: lazily when LazyTemporal is set,
+	// so a server starts, and queues calls in the outbox, while Temporal
+	// is down.
+	Temporal           client.Client
+	TemporalConnection TemporalConnection
+	LazyTemporal       bool
+
+	// Metrics is created when nil.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// GitLabOptions configure the GitLab clients (group lookups, Nest
+	// fetches, pauses).
+	GitLabOptions []gitlab.Option
+	Now           func() time.Time
+
+	// Dispatch maps job events to Temporal calls (ByRunnerKind when nil).
+	Dispatch Dispatch
+	// FetchNest loads the Nest at a commit of the Nest repository after a
+	// push; nil fetches it through the GitLab API (see FetchNestFromGitLab).
+	FetchNest NestFetcher
+
+	// TemporalTimeout bounds one Temporal call of a request
+	// (DefaultTemporalTimeout when 0).
+	TemporalTimeout time.Duration
+	// SecretTTL is how long resolved tokens and webhook secrets are cached
+	// (DefaultSecretTTL when 0).
+	SecretTTL time.Duration
+	// OutboxInterval is how often RunOutbox looks for due entries, and
+	// OutboxMaxBackoff the longest wait before retrying one.
+	OutboxInterval   time.Duration
+	OutboxMaxBackoff time.Duration
+	// DeliveryRetention is how long webhook delivery keys are kept for
+	// deduplication (DefaultDeliveryRetention when 0).
+	DeliveryRetention time.Duration
+}
+
+// MotherGoose is the server's state and logic. It is safe for concurrent
+// use.
+type MotherGoose struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	secrets  *secrets.Resolver
+	metrics  *metrics.Metrics
+	temporal atomic.Pointer[temporalRef]
+	nest     atomic.Pointer[fly.Nest]
+	cache    *SecretCache
+	groups   *groupCache
+	fetch    NestFetcher
+
+	// nestCommit is the Nest repository commit in force; rejected the
+	// last commit found invalid, not fetched again until the head moves.
+	nestCommit atomic.Pointer[string]
+	rejected   atomic.Pointer[string]
+
+	// applyMu serialises Nest applications.
+	applyMu sync.Mutex
+	closers []func() error
+}
+
+type temporalRef struct{ c client.Client }
+
+// Open builds MotherGoose from cfg: it opens what cfg does not hand over,
+// registers the store's and the pools' gauges, and writes the Nest's egg
+// configurations to the store. It does not start pools or schedules: call
+// ApplyNest for that once workers can take the work (servers do at start).
+// Errors name what could not be opened; a Nest whose MG block names a
+// store engine this build lacks gets an *UnsupportedEngineError.
+func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
+	if cfg.Nest == nil {
+		return nil, errors.New("mothergoose: Config.Nest is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if cfg.Dispatch == nil {
+		cfg.Dispatch = ByRunnerKind
+	}
+	cfg.TemporalTimeout = orDefault(cfg.TemporalTimeout, DefaultTemporalTimeout)
+	cfg.SecretTTL = orDefault(cfg.SecretTTL, DefaultSecretTTL)
+	cfg.OutboxInterval = orDefault(cfg.OutboxInterval, DefaultOutboxInterval)
+	cfg.OutboxMaxBackoff = orDefault(cfg.OutboxMaxBackoff, DefaultOutboxMaxBackoff)
+	cfg.DeliveryRetention = orDefault(cfg.DeliveryRetention, DefaultDeliveryRetention)
+
+	m := &MotherGoose{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, groups: &groupCache{paths: map[groupKey]string{}}}
+	m.nest.Store(cfg.Nest)
+	ok := false
+	defer func() {
+		if !ok {
+			_ = m.Close()
+		}
+	}()
+
+	var err error
+	if m.secrets = cfg.Secrets; m.secrets == nil {
+		m.secrets, err = secrets.Open(ctx, cfg.Nest.MotherGoose.Secrets, secrets.OpenOptions{LocalDir: cfg.SecretsDir, Getenv: cfg.Getenv, Masker: cfg.Masker})
+		if err != nil {
+			return nil, fmt.Errorf("mothergoose: open the secret backends: %w", err)
+		}
+	}
+	m.cache = NewSecretCache(m.secrets, cfg.SecretTTL)
+
+	if m.store = cfg.Store; m.store == nil {
+		dsn := cfg.StoreDSN
+		if dsn == "" {
+			if dsn, err = StoreDSN(ctx, cfg.Nest.MotherGoose, m.secrets); err != nil {
+				return nil, err
+			}
+		}
+		if m.store, err = store.Open(ctx, dsn); err != nil {
+			return nil, fmt.Errorf("mothergoose: open the store: %w", err)
+		}
+		m.closers = append(m.closers, m.store.Close)
+	}
+
+	tc := cfg.Temporal
+	if tc == nil {
+		conn := cfg.TemporalConnection.withDefaults(cfg.Nest.MotherGoose.Temporal)
+		if tc, err = conn.Dial(ctx, m.secrets, cfg.Logger, cfg.LazyTemporal); err != nil {
+			return nil, err
+		}
+		m.closers = append(m.closers, func() error { tc.Close(); return nil })
+	}
+	m.SetTemporal(tc)
+
+	// The store's gauges may be registered already by whoever shares the
+	// registry; once is enough.
+	if err := m.metrics.CollectStore(m.store); err != nil && !errors.Is(err, metrics.ErrStoreCollected) {
+		return nil, fmt.Errorf("mothergoose: %w", err)
+	}
+	var dup prometheus.AlreadyRegisteredError
+	if err := m.metrics.CollectPools(m.poolSamples); err != nil && !errors.As(err, &dup) {
+		return nil, fmt.Errorf("mothergoose: %w", err)
+	}
+	if m.fetch = cfg.FetchNest; m.fetch == nil {
+		m.fetch = m.FetchNestFromGitLab
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.storeEggConfigs(sctx, cfg.Nest); err != nil {
+		return nil, fmt.Errorf("mothergoose: %w", err)
+	}
+	ok = true
+	return m, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Close closes what Open opened (not what Config handed over).
+func (m *MotherGoose) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// Store is MotherGoose's store.
+func (m *MotherGoose) Store() store.Store { return m.store }
+
+// Secrets is the resolver of secret URIs.
+func (m *MotherGoose) Secrets() *secrets.Resolver { return m.secrets }
+
+// SecretCache is the cache of resolved webhook secrets and tokens.
+func (m *MotherGoose) SecretCache() *SecretCache { return m.cache }
+
+// Metrics is the process's metrics registry.
+func (m *MotherGoose) Metrics() *metrics.Metrics { return m.metrics }
+
+// Logger is the process's logger.
+func (m *MotherGoose) Logger() *slog.Logger { return m.log }
+
+// GitLabOptions are the options of every GitLab client MotherGoose makes.
+func (m *MotherGoose) GitLabOptions() []gitlab.Option { return m.cfg.GitLabOptions }
+
+// TemporalTimeout bounds one Temporal call of a request.
+func (m *MotherGoose) TemporalTimeout() time.Duration { return m.cfg.TemporalTimeout }
+
+// SetTemporal replaces the Temporal client, for a process that reconnects.
+func (m *MotherGoose) SetTemporal(c client.Client) { m.temporal.Store(&temporalRef{c}) }
+
+// Temporal is the current Temporal client, nil if there is none.
+func (m *MotherGoose) Temporal() client.Client { return m.temporal.Load().c }
+
+// Nest is the Nest in force, never nil.
+func (m *MotherGoose) Nest() *fly.Nest {
+	if n := m.nest.Load(); n != nil {
+		return n
+	}
+	return &fly.Nest{}
+}
+
+func (m *MotherGoose) now() time.Time { return m.cfg.Now() }
