@@ -261,6 +261,9 @@ func cronRange(s string, lo, hi int, mode cronParseMode) ([]int, error) {
 		}
 		for v := start; v <= end; v += step {
 			out = append(out, v)
+			if end-v < step { // a huge step must not overflow v
+				break
+			}
 		}
 	}
 	return out, nil
@@ -387,12 +390,11 @@ func (c CronSchedule) NeverFires() bool {
 			if cal.month&(1<<m) == 0 {
 				continue
 			}
-			days := time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			first := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+			days := first.AddDate(0, 1, -1).Day()
 			for d := 1; d <= days; d++ {
-				if cal.dayOfMonth&(1<<d) == 0 {
-					continue
-				}
-				if cal.dayOfWeek&(1<<time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Weekday()) != 0 {
+				weekday := (int(first.Weekday()) + d - 1) % 7
+				if cal.dayOfMonth&(1<<d) != 0 && cal.dayOfWeek&(1<<weekday) != 0 {
 					return false
 				}
 			}

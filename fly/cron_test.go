@@ -69,3 +69,17 @@ func TestCronErrorsGiveHints(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseCron checks that no schedule string makes ParseCron or
+// NeverFires panic or hang.
+func FuzzParseCron(f *testing.F) {
+	for _, s := range []string{"*/5 * * * *", "5/9223372036854775807 * * * *", "CRON_TZ=UTC @every 1d/3h # x", "0 0 31 2 * 2000-2100/7", "30 0 3 * * mon-fri 2030"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCron(s)
+		if err == nil {
+			c.NeverFires()
+		}
+	})
+}
