@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 TEST_TOOLS := temporal tofu postgres
 CHECK_TOOLS := staticcheck workflowcheck
 
-.PHONY: all build run test fuzz check bench histories tools tools-test tools-check fmt worktree clean
+.PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
 
 all: build
 
@@ -32,8 +32,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadEggFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./fly
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeWebhook$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./api
 
-## check: formatting, vet, staticcheck, comment rules and the race detector.
-check: tools-check
+## check: the static checks and every test under the race detector.
+check: check-static check-race
+
+## check-static: formatting, vet, staticcheck, workflowcheck, comment rules and
+## the example Nest's formatting; CI runs it after `make test` (.ci/run).
+check-static: tools-check
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -41,6 +45,9 @@ check: tools-check
 	$(BIN)/workflowcheck ./...
 	scripts/check-comments.sh
 	$(GO) run ./cmd/gosling fmt --check $(NEST)
+
+## check-race: every test under the race detector.
+check-race: tools-test
 	$(GO) test -race -count=1 ./...
 
 ## histories: re-record the workflow histories the replay tests use.
@@ -62,7 +69,7 @@ tools:
 tools-test:
 	@if [ -n "$(TEST_TOOLS)" ]; then scripts/tools.sh $(TEST_TOOLS); fi
 
-tools-check: tools-test
+tools-check:
 	scripts/tools.sh $(CHECK_TOOLS)
 
 fmt:

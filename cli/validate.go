@@ -94,6 +94,12 @@ func validateRun(opts *ValidateOptions) error {
 	}
 	if !opts.JSON {
 		fmt.Fprintf(opts.IO.Out, "%s is valid: %s.\n", opts.Dir, summarize(nest))
+		// What type = "auto" resolved to, so a surprise shows before a deploy.
+		for _, e := range nest.Eggs {
+			if note := e.AutoNote(); note != "" {
+				fmt.Fprintf(opts.IO.ErrOut, "Note: %s.\n", note)
+			}
+		}
 	}
 	return nil
 }

@@ -96,6 +96,20 @@ func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bo
 	return c, true
 }
 
+// rawString is an attribute's string value, evaluated again without
+// recording diagnostics (the typed readers report them).
+func (a *attrs) rawString(name string) (string, bool) {
+	at, ok := a.m[name]
+	if !ok {
+		return "", false
+	}
+	v, d := at.Expr.Value(a.ctx)
+	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || v.Type() != cty.String {
+		return "", false
+	}
+	return v.AsString(), true
+}
+
 func (a *attrs) str(name, def string) string {
 	v, ok := a.typed(name, cty.String, `"text"`)
 	if !ok {
@@ -213,17 +227,34 @@ func (a *attrs) enum(name, def string, allowed ...string) string {
 	return def
 }
 
-func (a *attrs) cron(name, def string) string {
+// cron reads a schedule string (see ParseCron). A schedule that never runs
+// is a warning: Temporal accepts it.
+func (a *attrs) cron(name, def string) (string, CronSchedule) {
+	defSched, _ := ParseCron(def)
 	v, ok := a.typed(name, cty.String, `"*/5 * * * *"`)
 	if !ok {
-		return def
+		return def, defSched
 	}
 	s := v.AsString()
-	if err := ValidCron(s); err != nil {
-		a.errorf(name, "Invalid cron expression", "%v. Example: \"0 3 * * 1\" runs at 03:00 every Monday.", err)
-		return def
+	c, err := ParseCron(s)
+	if err != nil {
+		summary := "Invalid cron expression"
+		if c.HasTimeZone {
+			if zerr := CheckTimeZone(c.TimeZone); zerr != nil {
+				summary = zoneSummary(zerr)
+			}
+		}
+		a.errorf(name, summary, "%v.", err)
+		return def, defSched
 	}
-	return s
+	if c.NeverFires() {
+		*a.diags = append(*a.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning, Summary: "Schedule never runs",
+			Detail:  fmt.Sprintf("%q matches no date, so Temporal takes it but never starts it.%s", s, c.neverFiresDetail()),
+			Subject: a.rng(name),
+		})
+	}
+	return s, c
 }
 
 func (a *attrs) host(name, def string) string {

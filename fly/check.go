@@ -94,6 +94,11 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		}
 	}
 
+	// Serverless sizes depend on the clouds, now known.
+	for _, e := range eggs {
+		diags = append(diags, checkServerless(e)...)
+	}
+
 	// Secret URIs must use a backend MotherGoose can reach.
 	if mg != nil {
 		for _, u := range l.secretUses {

@@ -1,8 +1,10 @@
 package fly
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -68,6 +70,12 @@ type eggDecl struct {
 	clouds     *hcl.Range
 	tags       hcl.Range
 	cloudsSet  bool
+	// runner is the runner block (or the egg's when it has none); cpu and
+	// memory point at those attributes when given, and memoryText is the
+	// memory as written.
+	runner      hcl.Range
+	cpu, memory *hcl.Range
+	memoryText  string
 }
 
 // Runner clouds, in the order a new egg prefers them.
@@ -336,7 +344,7 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	r := Runner{
 		Type:                a.enum("type", RunnerAuto, RunnerAuto, RunnerServerless, RunnerVM),
 		Clouds:              a.enumList("clouds", nil, runnerClouds...),
-		CPU:                 a.number("cpu", 2, 0.25, 64),
+		CPU:                 a.number("cpu", 2, 0.05, 64),
 		Memory:              a.size("memory", 4*GiB, 128*MiB, 512*GiB),
 		Disk:                a.size("disk", 20*GiB, 1*GiB, 4*TiB),
 		MaxConcurrent:       a.integer("max_concurrent", 10, 1, 1000),
@@ -381,24 +389,94 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 			Subject: rng.Ptr(),
 		})
 	}
-	if r.Type == RunnerServerless {
-		if r.ExpectedJobDuration.D() > MaxServerlessRun {
-			a.errorf("expected_job_duration", "Too long for serverless", "Serverless runners live at most %s, but jobs are expected to take %s. Use type = \"vm\" or \"auto\".", Duration(MaxServerlessRun), r.ExpectedJobDuration)
+	decl.runner, decl.cpu, decl.memory = decl.def, a.rng("cpu"), a.rng("memory")
+	if b != nil {
+		decl.runner = b.DefRange
+	}
+	decl.memoryText, _ = a.rawString("memory")
+	if r.Type == RunnerServerless && r.ExpectedJobDuration.D() > MaxServerlessRun {
+		a.errorf("expected_job_duration", "Too long for serverless", "Serverless runners live at most %s, but jobs are expected to take %s. Use type = \"vm\" or \"auto\".", Duration(MaxServerlessRun), r.ExpectedJobDuration)
+	}
+	return r
+}
+
+// checkServerless checks a serverless runner's cpu and memory against the
+// sizes each of its clouds makes, once its clouds are known, and records the
+// shape of every cloud where its runners are serverless: all of them for
+// type serverless, those where a shape fits for auto.
+func checkServerless(d *eggDecl) hcl.Diagnostics {
+	r := &d.egg.Runner
+	r.Serverless = nil
+	var diags hcl.Diagnostics
+	report := func(se *ShapeError) {
+		rng := d.runner
+		switch {
+		case se.Field == "cpu" && d.cpu != nil:
+			rng = *d.cpu
+		case se.Field == "memory" && d.memory != nil:
+			rng = *d.memory
 		}
-		for _, c := range r.Clouds {
-			lim, ok := ServerlessLimitsFor(c)
-			if !ok {
-				continue
+		detail := fmt.Sprintf("On %s: %v", se.Cloud, se)
+		if se.Field == "memory" && decimalSize(d.memoryText) {
+			detail += fmt.Sprintf(" (%q counts in powers of 1000: it is %s, %s.)", d.memoryText, inMiB(r.Memory), inGiB(r.Memory))
+		}
+		detail += " Or use type = \"auto\" (VMs where no serverless size fits) or \"vm\"."
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Not a serverless size", Detail: detail, Subject: rng.Ptr()})
+	}
+	for _, c := range r.Clouds {
+		k := r.KindOn(c)
+		if k.Kind == RunnerServerless && k.Shape != nil {
+			r.Serverless = append(r.Serverless, *k.Shape)
+		}
+		if r.Type == RunnerAuto && k.Kind == RunnerVM && decimalSize(d.memoryText) && d.memory != nil {
+			// "4GB" where "4GiB" was meant: say so rather than quietly making VMs.
+			bin := strings.TrimSuffix(strings.TrimSpace(d.memoryText), "B") + "iB"
+			if m, err := ParseSize(bin); err == nil {
+				alt := *r
+				alt.Memory = m
+				if ak := alt.KindOn(c); ak.Kind == RunnerServerless {
+					diags = append(diags, &hcl.Diagnostic{
+						Severity: hcl.DiagWarning, Summary: "Decimal size rules out serverless",
+						Detail: fmt.Sprintf("%q counts in powers of 1000: it is %s, %s, which no %s size takes, so type = \"auto\" makes VMs on %s. "+
+							"With memory = %q its runners would be serverless there (%s).", d.memoryText, inMiB(r.Memory), inGiB(r.Memory), ak.Shape.Service, c, bin, ak.Shape),
+						Subject: d.memory,
+					})
+				}
 			}
-			if r.CPU > lim.CPU {
-				a.errorf("cpu", "Too large for serverless", "%s on %s allow at most %s vCPU; this runner asks for %s. Use type = \"vm\" or \"auto\".", lim.Service, c, fmtNum(lim.CPU), fmtNum(r.CPU))
-			}
-			if r.Memory > lim.Memory {
-				a.errorf("memory", "Too large for serverless", "%s on %s allow at most %s of memory; this runner asks for %s. Use type = \"vm\" or \"auto\".", lim.Service, c, lim.Memory, r.Memory)
+		}
+		if r.Type != RunnerServerless {
+			continue
+		}
+		_, err := ServerlessShapeFor(c, r.CPU, r.Memory)
+		var se *ShapeError
+		if !errors.As(err, &se) {
+			continue
+		}
+		report(se)
+		// Serverless Containers size memory apart from cores: say both.
+		if se.Field == "cpu" && c == CloudYandex {
+			if _, err := ServerlessShapeFor(c, 1, r.Memory); errors.As(err, &se) && se.Field == "memory" {
+				report(se)
 			}
 		}
 	}
-	return r
+	return diags
+}
+
+// decimalSize tells whether a size is written in powers of 1000 ("4GB").
+func decimalSize(s string) bool {
+	t := strings.TrimSpace(s)
+	for _, u := range []string{"KB", "MB", "GB", "TB"} {
+		if strings.HasSuffix(t, u) {
+			return true
+		}
+	}
+	return false
+}
+
+// inGiB writes a size in GiB with two decimals.
+func inGiB(s Size) string {
+	return strconv.FormatFloat(float64(s)/float64(GiB), 'f', 2, 64) + "GiB"
 }
 
 func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Diagnostics) Pool {

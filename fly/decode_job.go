@@ -54,10 +54,22 @@ func (l *loader) decodeJobBlock(b *hcl.Block) (*jobDecl, hcl.Diagnostics) {
 	if r := a.rng("kind"); r != nil {
 		decl.kind = *r
 	}
-	j.Schedule = a.cron("schedule", "")
+	var sched CronSchedule
+	j.Schedule, sched = a.cron("schedule", "")
 	j.Timezone = a.str("timezone", "UTC")
-	if _, err := time.LoadLocation(j.Timezone); err != nil {
-		a.errorf("timezone", "Unknown time zone", "%q is not an IANA time zone; use a name such as \"UTC\" or \"Europe/Amsterdam\".", j.Timezone)
+	if a.has("timezone") {
+		if err := CheckTimeZone(j.Timezone); err != nil {
+			a.errorf("timezone", zoneSummary(err), "%v.", err)
+		}
+	}
+	// Temporal refuses a schedule whose CRON_TZ= prefix and time zone differ.
+	if sched.HasTimeZone {
+		switch {
+		case !a.has("timezone"):
+			j.Timezone = sched.TimeZone
+		case j.Timezone != sched.TimeZone:
+			a.errorf("timezone", "Conflicting time zones", "The schedule names the time zone %q in its prefix and timezone says %q; Temporal refuses a schedule with two. Keep one of them.", sched.TimeZone, j.Timezone)
+		}
 	}
 	j.Enabled = a.boolean("enabled", true)
 	j.Timeout = a.duration("timeout", Duration(time.Hour), Duration(time.Minute), Duration(24*time.Hour))

@@ -31,10 +31,8 @@ func (l *loader) decodeUglyFoxBlock(b *hcl.Block) (UglyFox, hcl.Diagnostics) {
 	content, diags := b.Body.Content(uglyfoxSchema)
 	def := DefaultUglyFox()
 	a := newAttrs(l.ctx, content.Attributes, &diags)
-	uf := UglyFox{
-		Schedule: a.cron("schedule", def.Schedule),
-		DryRun:   a.boolean("dry_run", false),
-	}
+	uf := UglyFox{DryRun: a.boolean("dry_run", false)}
+	uf.Schedule, _ = a.cron("schedule", def.Schedule)
 	blocks := singleBlocks(content.Blocks, &diags)
 	const (
 		minute = Duration(time.Minute)
@@ -74,10 +72,8 @@ func (l *loader) decodeUglyFoxBlock(b *hcl.Block) (UglyFox, hcl.Diagnostics) {
 		Action:  p.enum("action", def.Heartbeat.Action, ActionTerminate, ActionNotify, ActionIgnore),
 	}
 	p = policy("reconcile", attrSchema("schedule", "action"))
-	uf.Reconcile = ReconcilePolicy{
-		Schedule: p.cron("schedule", def.Reconcile.Schedule),
-		Action:   p.enum("action", def.Reconcile.Action, ActionReap, ActionReport),
-	}
+	uf.Reconcile.Schedule, _ = p.cron("schedule", def.Reconcile.Schedule)
+	uf.Reconcile.Action = p.enum("action", def.Reconcile.Action, ActionReap, ActionReport)
 	p = policy("audit", attrSchema("retention"))
 	uf.Audit = AuditPolicy{Retention: p.duration("retention", def.Audit.Retention, day, 10*365*day)}
 	return uf, diags

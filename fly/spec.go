@@ -134,7 +134,8 @@ type Runner struct {
 	Type string `json:"type"`
 	// Clouds is the cloud preference order.
 	Clouds []string `json:"clouds"`
-	// CPU is the number of vCPUs (fractions allowed for serverless).
+	// CPU is the number of vCPUs, 0.05 to 64; serverless runners take the
+	// values their cloud makes (see ServerlessShapeFor).
 	CPU    float64 `json:"cpu"`
 	Memory Size    `json:"memory"`
 	Disk   Size    `json:"disk"`
@@ -152,6 +153,10 @@ type Runner struct {
 	Env map[string]EnvValue `json:"env,omitempty"`
 	// Module is an optional OpenTofu module source replacing the built-in one.
 	Module string `json:"module,omitempty"`
+	// Serverless holds the shape of the runners on each cloud where they
+	// are serverless (see Runner.KindOn), in the clouds' order. It is filled
+	// in by LoadNest.
+	Serverless []ServerlessShape `json:"serverless,omitempty"`
 }
 
 // EnvValue is a plain value or a reference to a secret.

@@ -350,6 +350,10 @@ func TestChooseKind(t *testing.T) {
 	long.Runner.ExpectedJobDuration = fly.Duration(2 * time.Hour)
 	big := testEgg(fly.RunnerAuto)
 	big.Runner.CPU = 8
+	bigFargate := big
+	bigFargate.Runner.Memory = 16 * fly.GiB
+	decimal := testEgg(fly.RunnerAuto)
+	decimal.Runner.CPU, decimal.Runner.Memory = 1, 4e9
 	cases := []struct {
 		egg     fly.Egg
 		cloud   string
@@ -360,8 +364,10 @@ func TestChooseKind(t *testing.T) {
 		{small, fly.CloudYandex, false, fly.RunnerServerless, "fit Serverless Containers"},
 		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
 		{long, fly.CloudAWS, false, fly.RunnerVM, "longer than the 1h limit"},
-		{big, fly.CloudYandex, false, fly.RunnerVM, "8 vCPU is more than Serverless Containers allow (4)"},
-		{big, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{big, fly.CloudYandex, false, fly.RunnerVM, "no Serverless Containers size fits 8 vCPU"},
+		{big, fly.CloudAWS, false, fly.RunnerVM, "no ECS Fargate size fits 8 vCPU with 4GiB"},
+		{bigFargate, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{decimal, fly.CloudAWS, false, fly.RunnerVM, "3814.7MiB"},
 		{small, fly.CloudYandex, true, fly.RunnerVM, "dormant"},
 		{testEgg(fly.RunnerVM), fly.CloudAWS, false, fly.RunnerVM, "asks for vm"},
 		{small, "mars", false, fly.RunnerVM, "no serverless runners"},

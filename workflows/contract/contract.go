@@ -188,8 +188,10 @@ type DeprovisionRunnerResult struct {
 }
 
 // ChooseKind picks the runner kind for an egg on a cloud, with the reason.
-// auto picks serverless when the egg's resources and expected job time fit
-// the cloud's serverless limits, otherwise vm. A dormant runner is a VM.
+// auto is resolved by fly's Runner.KindOn: serverless when the expected job
+// time fits the cloud's serverless limit and a serverless size of the
+// cloud's fits the egg's cpu and memory, otherwise vm. A dormant runner is a
+// VM.
 func ChooseKind(egg fly.Egg, kind, cloud string, dormant bool) (string, string) {
 	if kind == "" {
 		kind = egg.Runner.Type
@@ -201,21 +203,10 @@ func ChooseKind(egg fly.Egg, kind, cloud string, dormant bool) (string, string) 
 	case fly.RunnerServerless, fly.RunnerVM:
 		return kind, fmt.Sprintf("egg %s asks for %s runners", egg.Name, kind)
 	}
-	lim, ok := fly.ServerlessLimitsFor(cloud)
-	if !ok {
-		return fly.RunnerVM, fmt.Sprintf("no serverless runners on cloud %q", cloud)
-	}
 	r := egg.Runner
-	switch {
-	case r.ExpectedJobDuration.D() > lim.MaxRun:
-		return fly.RunnerVM, fmt.Sprintf("jobs are expected to take %s, longer than the %s limit of %s", r.ExpectedJobDuration, fly.Duration(lim.MaxRun), lim.Service)
-	case r.CPU > lim.CPU:
-		return fly.RunnerVM, fmt.Sprintf("%g vCPU is more than %s allow (%g)", r.CPU, lim.Service, lim.CPU)
-	case r.Memory > lim.Memory:
-		return fly.RunnerVM, fmt.Sprintf("%s of memory is more than %s allow (%s)", r.Memory, lim.Service, lim.Memory)
-	}
-	return fly.RunnerServerless, fmt.Sprintf("jobs expected to take %s with %g vCPU and %s fit %s (%s, %g vCPU, %s)",
-		r.ExpectedJobDuration, r.CPU, r.Memory, lim.Service, fly.Duration(lim.MaxRun), lim.CPU, lim.Memory)
+	r.Type = fly.RunnerAuto
+	k := r.KindOn(cloud)
+	return k.Kind, k.Reason
 }
 
 // StartOptions are the options every starter of a Gosling workflow uses

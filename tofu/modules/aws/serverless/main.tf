@@ -28,8 +28,9 @@ provider "aws" {
 
 locals {
   # aws-sm://{secret-name}/{key}
-  token    = regex("^aws-sm://(.+)/([^/?]+)", var.token_ref)
-  task_cpu = ceil(var.cpu) * 1024
+  token = regex("^aws-sm://(.+)/([^/?]+)", var.token_ref)
+  # 1024 CPU units per vCPU; fly admits only Fargate's sizes (0.25 to 16 vCPU).
+  task_cpu = floor(var.cpu * 1024 + 0.5)
 }
 
 data "aws_secretsmanager_secret" "token" {

@@ -26,11 +26,13 @@ data "yandex_lockbox_secret_version" "token" {
   secret_id = local.token[0]
 }
 
+# cpu 0.05, 0.2 or 0.5 is one core at 5, 20 or 50%; 1 to 4 are whole cores
+# (fly admits only these).
 resource "yandex_serverless_container" "runner" {
   name               = "gosling-${var.runner_id}"
   memory             = var.memory_mib
-  cores              = ceil(var.cpu)
-  core_fraction      = 100
+  cores              = var.cpu < 1 ? 1 : ceil(var.cpu)
+  core_fraction      = var.cpu < 1 ? floor(var.cpu * 100 + 0.5) : 100
   concurrency        = 1
   execution_timeout  = "${var.max_run_minutes * 60}s"
   service_account_id = var.service_account_id
