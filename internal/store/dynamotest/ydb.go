@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -68,9 +70,12 @@ func (y *YDBDocAPI) DSN(params ...string) string {
 }
 
 func deny(w http.ResponseWriter, format string, args ...any) {
+	body := fmt.Sprintf(`{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":%q}`, fmt.Sprintf(format, args...))
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	// DynamoDB's clients check the body against this checksum.
+	w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10))
 	w.WriteHeader(http.StatusBadRequest)
-	fmt.Fprintf(w, `{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":%q}`, fmt.Sprintf(format, args...))
+	_, _ = io.WriteString(w, body)
 }
 
 func (y *YDBDocAPI) serve(w http.ResponseWriter, r *http.Request) {
