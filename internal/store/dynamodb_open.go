@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -25,7 +25,8 @@ import (
 type DynamoOptions struct {
 	// TablePrefix names the engine's tables: <TablePrefix>-<kind>. This
 	// build keeps everything in one table, <TablePrefix>-store. Letters,
-	// digits, '_', '-' and '.', as DynamoDB allows in table names.
+	// digits, '_', '-' and '.', as DynamoDB allows in table names, at most
+	// 200 of them.
 	TablePrefix string
 	// Region is the AWS region; empty takes the SDK's (AWS_REGION, the
 	// shared config's profile).
@@ -69,21 +70,9 @@ const DefaultTablePrefix = "gosling"
 // tableSuffix completes the one table's name.
 const tableSuffix = "-store"
 
-var tablePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-
-// CheckTablePrefix reports what is wrong with a table prefix, or nil.
-func CheckTablePrefix(p string) error {
-	if p == "" {
-		return errors.New("the table prefix is empty")
-	}
-	if !tablePrefixRE.MatchString(p) {
-		return fmt.Errorf("table prefix %q may hold only letters, digits, '_', '-' and '.'", p)
-	}
-	if n := len(p) + len(tableSuffix); n > 255 {
-		return fmt.Errorf("table prefix %q is too long: table names have at most 255 characters", p)
-	}
-	return nil
-}
+// CheckTablePrefix reports what is wrong with a table prefix, or nil; the
+// rule is fly's, so a Nest that loads names a valid table.
+func CheckTablePrefix(p string) error { return fly.ValidTablePrefix(p) }
 
 // dynamoParams are the query parameters each DSN scheme accepts.
 var dynamoParams = map[string][]string{
