@@ -77,8 +77,11 @@ install_dynalite() {
     return
   fi
   if ! command -v npm >/dev/null 2>&1; then
-    echo "tools: dynalite needs Node.js and npm (Debian: apt-get install nodejs npm)" >&2
-    exit 1
+    echo "tools: installing Node.js and npm from Debian's packages for dynalite" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
   fi
   echo "tools: installing dynalite $DYNALITE_VERSION" >&2
   # Its LevelDB binding's install script is not needed: the tests keep
