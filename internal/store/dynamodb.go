@@ -124,7 +124,7 @@ func (u *update) setv(attr string, val types.AttributeValue) {
 	u.set = append(u.set, u.n(attr)+" = "+u.v(val))
 }
 
-// setOrRemove sets a time, or removes it when it is nil.
+// setTime sets a time, or removes it when it is nil.
 func (u *update) setTime(attr string, t *time.Time) {
 	if t == nil {
 		u.remove = append(u.remove, u.n(attr))
@@ -245,7 +245,7 @@ func (it *item) json(attr string) json.RawMessage {
 	return json.RawMessage(it.str(attr))
 }
 
-// seqFromKey reads a sort key written by seqKey.
+// seq reads a sort key written by seqKey.
 func (it *item) seq() int64 {
 	n, err := strconv.ParseInt(it.str("sk"), 10, 64)
 	if err != nil {
