@@ -29,7 +29,7 @@ type DynamoOptions struct {
 	// 200 of them.
 	TablePrefix string
 	// Region is the AWS region; empty takes the SDK's (AWS_REGION, the
-	// shared config's profile).
+	// shared config's profile), or YDBRegion for YDB.
 	Region string
 	// Endpoint overrides the service's URL (http(s)://host[:port][/path]),
 	// for VPC endpoints, DynamoDB-compatible servers and test servers.
@@ -193,6 +193,9 @@ func openDynamo(ctx context.Context, o DynamoOptions, engine string) (*dynamoSto
 		}
 	}
 	s := &dynamoStore{table: o.TablePrefix + tableSuffix, engine: engine}
+	if o.YDB != nil && o.Region == "" {
+		o.Region = YDBRegion
+	}
 	var loadOpts []func(*config.LoadOptions) error
 	if o.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(o.Region))
