@@ -116,8 +116,8 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		TemporalConnection: o.Temporal.Connection(), LazyTemporal: o.LazyTemporal,
 		Logger: o.Logger,
 	})
-	var unsupported *mothergoose.UnsupportedEngineError
-	if errors.As(err, &unsupported) {
+	var badStore *mothergoose.StoreConfigError
+	if errors.As(err, &badStore) {
 		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
 	}
 	if err != nil {

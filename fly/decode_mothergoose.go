@@ -1,7 +1,12 @@
 package fly
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -145,54 +150,8 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	l.checkCloudMatch(tr, "kind", mg.Cloud, mg.Triggers.Kind, map[string]string{"timer": CloudYandex, "eventbridge": CloudAWS}, &diags)
 
 	// Database.
-	db, dbb := sub("database", attrSchema("engine", "endpoint", "name", "dsn", "path"))
-	defDB := map[string]string{CloudYandex: "ydb", CloudAWS: "dynamodb", CloudLocal: "sqlite"}[mg.Cloud]
-	mg.Database = Database{
-		Engine:   db.enum("engine", defDB, "sqlite", "postgresql", "ydb", "dynamodb"),
-		Endpoint: db.str("endpoint", ""),
-		Name:     db.str("name", ""),
-		DSN:      l.secret(db, "dsn"),
-		Path:     db.str("path", ""),
-	}
-	l.checkCloudMatch(db, "engine", mg.Cloud, mg.Database.Engine, map[string]string{"ydb": CloudYandex, "dynamodb": CloudAWS}, &diags)
-	dbRange := b.DefRange
-	if dbb != nil {
-		dbRange = dbb.DefRange
-	}
-	mg.Database.At = fmt.Sprintf("%s:%d:%d", dbRange.Filename, dbRange.Start.Line, dbRange.Start.Column)
-	switch mg.Database.Engine {
-	case "sqlite":
-		if mg.Database.Path == "" {
-			mg.Database.Path = ".gosling/gosling.db"
-		}
-		if mg.Cloud != CloudLocal {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "SQLite needs a single server",
-				Detail:  "SQLite is the embedded default for cloud = \"local\". Serverless containers on a cloud share no disk: use postgresql, ydb (Yandex) or dynamodb (AWS).",
-				Subject: dbRange.Ptr(),
-			})
-		}
-	case "postgresql":
-		if mg.Database.DSN.IsZero() {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "Missing database DSN",
-				Detail:  "PostgreSQL needs dsn, a secret URI holding the connection string, such as dsn = \"vault://gosling/postgres/dsn\".",
-				Subject: dbRange.Ptr(),
-			})
-		}
-	case "ydb":
-		if mg.Database.Endpoint == "" || mg.Database.Name == "" {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "Missing YDB endpoint",
-				Detail:  "YDB needs endpoint (grpcs://ydb.serverless.yandexcloud.net:2135) and name (the database path, /ru-central1/b1g.../etn...).",
-				Subject: dbRange.Ptr(),
-			})
-		}
-	case "dynamodb":
-		if mg.Database.Name == "" {
-			mg.Database.Name = "gosling"
-		}
-	}
+	db, dbb := sub("database", databaseSchema)
+	mg.Database = l.decodeDatabase(db, dbb, b.DefRange, mg, &diags)
 
 	// Secret backends.
 	mg.Secrets = l.decodeSecrets(blocks["secrets"], mg.Cloud, &diags)
@@ -431,4 +390,135 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 		p.StateDir = a.str("state_dir", ".gosling/tofu")
 	}
 	return p, true
+}
+
+// databaseAttrs lists the arguments each database engine reads.
+var databaseAttrs = map[string][]string{
+	"sqlite":     {"path"},
+	"postgresql": {"dsn"},
+	"dynamodb":   {"table_prefix", "region", "endpoint"},
+	"ydb":        {"name", "endpoint", "document_api_endpoint", "table_prefix", "auth"},
+}
+
+var databaseSchema = attrSchema("engine", "endpoint", "name", "dsn", "path", "table_prefix", "region", "document_api_endpoint", "auth")
+
+// YDBDocumentAPIHost serves the Document API of serverless YDB databases:
+// a database's endpoint is this host followed by its path.
+const YDBDocumentAPIHost = "https://docapi.serverless.yandexcloud.net"
+
+// decodeDatabase reads the database block (dbb, nil when absent; its
+// arguments in db) of the mothergoose block defined at mgDef.
+func (l *loader) decodeDatabase(db *attrs, dbb *hcl.Block, mgDef hcl.Range, mg *MotherGoose, diags *hcl.Diagnostics) Database {
+	defDB := map[string]string{CloudYandex: "ydb", CloudAWS: "dynamodb", CloudLocal: "sqlite"}[mg.Cloud]
+	d := Database{
+		Engine:   db.enum("engine", defDB, "sqlite", "postgresql", "ydb", "dynamodb"),
+		Endpoint: db.str("endpoint", ""),
+		Name:     db.str("name", ""),
+		DSN:      l.secret(db, "dsn"),
+		Path:     db.str("path", ""),
+	}
+	l.checkCloudMatch(db, "engine", mg.Cloud, d.Engine, map[string]string{"ydb": CloudYandex, "dynamodb": CloudAWS}, diags)
+	dbRange := mgDef
+	if dbb != nil {
+		dbRange = dbb.DefRange
+	}
+	d.At = fmt.Sprintf("%s:%d:%d", dbRange.Filename, dbRange.Start.Line, dbRange.Start.Column)
+	for _, attr := range databaseSchema.Attributes[1:] {
+		if used := databaseAttrs[d.Engine]; db.has(attr.Name) && used != nil && !slices.Contains(used, attr.Name) {
+			hint := ""
+			if attr.Name == "name" && d.Engine == "dynamodb" {
+				hint = " DynamoDB tables are named by table_prefix (the table is <table_prefix>-store)."
+			}
+			db.errorf(attr.Name, "Argument not used by this engine", "Engine %q does not read %s; it reads %s.%s", d.Engine, attr.Name, quoteList(used), hint)
+		}
+	}
+	if d.Engine == "dynamodb" || d.Engine == "ydb" {
+		d.TablePrefix = db.str("table_prefix", "gosling")
+		if err := ValidTablePrefix(d.TablePrefix); err != nil {
+			db.errorf("table_prefix", "Invalid table prefix", "%v.", err)
+		}
+	}
+	switch d.Engine {
+	case "sqlite":
+		if d.Path == "" {
+			d.Path = ".gosling/gosling.db"
+		}
+		if mg.Cloud != CloudLocal {
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "SQLite needs a single server",
+				Detail:  "SQLite is the embedded default for cloud = \"local\". Serverless containers on a cloud share no disk: use postgresql, ydb (Yandex) or dynamodb (AWS).",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "postgresql":
+		if d.DSN.IsZero() {
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Missing database DSN",
+				Detail:  "PostgreSQL needs dsn, a secret URI holding the connection string, such as dsn = \"vault://gosling/postgres/dsn\".",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "ydb":
+		d.DocumentAPIEndpoint = db.str("document_api_endpoint", "")
+		d.Auth = db.enum("auth", "iam", "iam", "static")
+		if d.Name != "" && !strings.HasPrefix(d.Name, "/") {
+			db.errorf("name", "Invalid database path", "name is the YDB database's path, such as \"/ru-central1/b1g.../etn...\"; got %q.", d.Name)
+		}
+		switch {
+		case d.DocumentAPIEndpoint != "":
+			if err := validURL(d.DocumentAPIEndpoint, true); err != nil {
+				db.errorf("document_api_endpoint", "Invalid Document API endpoint", "%v; the database's Document API endpoint looks like %s/ru-central1/b1g.../etn....", err, YDBDocumentAPIHost)
+			}
+		case d.Name != "":
+			d.DocumentAPIEndpoint = YDBDocumentAPIHost + d.Name
+		default:
+			*diags = append(*diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Missing YDB database",
+				Detail:  "The store reaches YDB through its Document API: set name to the database path (/ru-central1/b1g.../etn...), or document_api_endpoint to the database's Document API endpoint (" + YDBDocumentAPIHost + "/ru-central1/b1g.../etn...).",
+				Subject: dbRange.Ptr(),
+			})
+		}
+	case "dynamodb":
+		d.Region = db.str("region", mg.Region)
+		if !awsRegionRE.MatchString(d.Region) {
+			db.errorf("region", "Invalid AWS region", "%q is not an AWS region name such as \"eu-central-1\".", d.Region)
+		}
+		if d.Endpoint != "" {
+			if err := validURL(d.Endpoint, false); err != nil {
+				db.errorf("endpoint", "Invalid endpoint", "%v; leave endpoint out to use the region's DynamoDB endpoint.", err)
+			}
+		}
+	}
+	return d
+}
+
+var awsRegionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
+var tablePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// ValidTablePrefix checks the prefix of DynamoDB and YDB table names: the
+// table <prefix>-store must be a valid name (3 to 255 letters, digits,
+// '_', '-' and '.').
+func ValidTablePrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("the table prefix is empty")
+	case !tablePrefixRE.MatchString(p):
+		return fmt.Errorf("table prefix %q may hold only letters, digits, '_', '-' and '.'", p)
+	case len(p) > 200:
+		return fmt.Errorf("table prefix %q is longer than 200 characters", p)
+	}
+	return nil
+}
+
+// validURL checks an http(s) URL; withPath asks for a path after the host.
+func validURL(s string, withPath bool) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+	}
+	if withPath && strings.Trim(u.Path, "/") == "" {
+		return fmt.Errorf("%q has no database path", s)
+	}
+	return nil
 }

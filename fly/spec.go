@@ -355,13 +355,28 @@ type Triggers struct {
 	Kind string `json:"kind"`
 }
 
-// Database is the store.
+// Database is the store. Engines read: sqlite Path; postgresql DSN;
+// dynamodb TablePrefix, Region, Endpoint; ydb Name (the database path),
+// Endpoint (its gRPC endpoint), DocumentAPIEndpoint, TablePrefix, Auth.
 type Database struct {
-	Engine   string    `json:"engine"`
-	Endpoint string    `json:"endpoint,omitempty"`
-	Name     string    `json:"name,omitempty"`
-	DSN      SecretRef `json:"dsn,omitempty"`
-	Path     string    `json:"path,omitempty"`
+	Engine string `json:"engine"`
+	// Endpoint is YDB's gRPC endpoint, or a DynamoDB endpoint URL that
+	// replaces the region's (VPC endpoints, compatible servers).
+	Endpoint string `json:"endpoint,omitempty"`
+	// Name is the YDB database's path (/ru-central1/b1g.../etn...).
+	Name string    `json:"name,omitempty"`
+	DSN  SecretRef `json:"dsn,omitempty"`
+	Path string    `json:"path,omitempty"`
+	// TablePrefix names DynamoDB's and YDB's tables: <prefix>-store.
+	TablePrefix string `json:"table_prefix,omitempty"`
+	// Region is DynamoDB's AWS region (default: MotherGoose's region).
+	Region string `json:"region,omitempty"`
+	// DocumentAPIEndpoint is the YDB database's DynamoDB-compatible
+	// endpoint (default: YDBDocumentAPIHost followed by Name).
+	DocumentAPIEndpoint string `json:"document_api_endpoint,omitempty"`
+	// Auth is how the store authenticates to YDB's Document API: iam (IAM
+	// tokens) or static (a service account's static access key).
+	Auth string `json:"auth,omitempty"`
 	// At is where the block (or, without one, the mothergoose block) is
 	// declared, as file:line:column, for errors raised after loading.
 	At string `json:"at,omitempty"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 )
@@ -128,43 +129,30 @@ func (c TemporalConnection) Dial(ctx context.Context, res *secrets.Resolver, log
 	return tc, nil
 }
 
-// UnsupportedEngineError says that the MG block names a store engine this
-// build cannot open.
-type UnsupportedEngineError struct {
-	Engine string
-	// At is where the database block is (file:line:column), when known.
-	At string
+// StoreConfigError is a database block that cannot be turned into a store:
+// At says where the block is (file:line:column).
+type StoreConfigError struct {
+	At  string
+	Err error
 }
 
-func (e *UnsupportedEngineError) Error() string {
+func (e *StoreConfigError) Error() string {
 	where := "MG/config.fly"
 	if e.At != "" {
 		where = e.At
 	}
-	return fmt.Sprintf("%s: mothergoose.database: engine %q is not built into this gosling yet: use engine = \"postgresql\" (dsn = a secret URI) or \"sqlite\" (one server only)", where, e.Engine)
+	return fmt.Sprintf("%s: mothergoose.%v", where, e.Err)
 }
 
-// StoreDSN is the store DSN the MG block's database names: sqlite://PATH
-// for sqlite, the resolved dsn secret for postgresql. Engines this build
-// cannot open get an *UnsupportedEngineError naming the block's place.
+func (e *StoreConfigError) Unwrap() error { return e.Err }
+
+// StoreDSN is the store DSN the MG block's database names (see
+// store.DSNFromDatabase); a block that names none is a *StoreConfigError
+// that points at it. The DSN may hold a password: never log it.
 func StoreDSN(ctx context.Context, mg fly.MotherGoose, res *secrets.Resolver) (string, error) {
-	db := mg.Database
-	switch db.Engine {
-	case "", "sqlite":
-		path := db.Path
-		if path == "" {
-			path = ".gosling/gosling.db"
-		}
-		return "sqlite://" + path, nil
-	case "postgresql":
-		if db.DSN.IsZero() {
-			return "", fmt.Errorf("%s: mothergoose.database: postgresql needs dsn, a secret URI holding the connection string", db.At)
-		}
-		dsn, err := res.Resolve(ctx, db.DSN)
-		if err != nil {
-			return "", fmt.Errorf("mothergoose.database.dsn: %w", err)
-		}
-		return dsn, nil
+	dsn, err := store.DSNFromDatabase(ctx, mg.Database, res.Resolve)
+	if err != nil {
+		return "", &StoreConfigError{At: mg.Database.At, Err: err}
 	}
-	return "", &UnsupportedEngineError{Engine: db.Engine, At: db.At}
+	return dsn, nil
 }

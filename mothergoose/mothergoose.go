@@ -137,8 +137,8 @@ type temporalRef struct{ c client.Client }
 // registers the store's and the pools' gauges, and writes the Nest's egg
 // configurations to the store. It does not start pools or schedules: call
 // ApplyNest for that once workers can take the work (servers do at start).
-// Errors name what could not be opened; a Nest whose MG block names a
-// store engine this build lacks gets an *UnsupportedEngineError.
+// Errors name what could not be opened; a database block that names no
+// usable store is a *StoreConfigError.
 func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	if cfg.Nest == nil {
 		return nil, errors.New("mothergoose: Config.Nest is required")
@@ -187,6 +187,9 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 			}
 		}
 		if m.store, err = store.Open(ctx, dsn); err != nil {
+			if cfg.StoreDSN == "" {
+				return nil, &StoreConfigError{At: cfg.Nest.MotherGoose.Database.At, Err: fmt.Errorf("database: open the %s store: %w", cfg.Nest.MotherGoose.Database.Engine, err)}
+			}
 			return nil, fmt.Errorf("mothergoose: open the store: %w", err)
 		}
 		m.closers = append(m.closers, m.store.Close)

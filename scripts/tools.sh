@@ -12,6 +12,7 @@ STATICCHECK_VERSION=v0.8.2
 TEMPORAL_VERSION=v1.5.1
 TOFU_VERSION=v1.10.6
 WORKFLOWCHECK_VERSION=v0.6.0
+DYNALITE_VERSION=4.0.0
 
 # have NAME VERSION: true when bin/NAME was installed at VERSION.
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -68,8 +69,29 @@ install_postgres() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 }
 
+# dynalite, a DynamoDB-compatible server on Node.js, for the store's
+# DynamoDB and YDB Document API tests: npm's package into bin/node.
+install_dynalite() {
+  local cli="$bin/node/node_modules/dynalite/cli.js"
+  if [ -f "$cli" ] && [ "$(cat "$bin/.dynalite.version" 2>/dev/null)" = "$DYNALITE_VERSION" ]; then
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "tools: installing Node.js and npm from Debian's packages for dynalite" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "tools: installing dynalite $DYNALITE_VERSION" >&2
+  # Its LevelDB binding's install script is not needed: the tests keep
+  # tables in memory.
+  npm install --prefix "$bin/node" --no-audit --no-fund --ignore-scripts --silent "dynalite@$DYNALITE_VERSION"
+  stamp dynalite "$DYNALITE_VERSION"
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite)
 for t in "${tools[@]}"; do
   "install_$t"
 done

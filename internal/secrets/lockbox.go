@@ -17,20 +17,19 @@ import (
 
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
 	yccreds "github.com/yandex-cloud/go-sdk/v2/credentials"
-	ycendpoints "github.com/yandex-cloud/go-sdk/v2/pkg/endpoints"
-	ycoptions "github.com/yandex-cloud/go-sdk/v2/pkg/options"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
 // Lockbox talks to Yandex Cloud through its Go SDK
-// (github.com/yandex-cloud/go-sdk/v2): credentials, IAM tokens, endpoint
-// discovery and connections are the SDK's; the calls are go-genproto's
+// (github.com/yandex-cloud/go-sdk/v2), built by internal/yandexauth:
+// credentials, IAM tokens, endpoint discovery and connections are the SDK's; the calls are go-genproto's
 // Lockbox clients over the SDK's connections. (The SDK's v0 line, v0.45 and
 // v0.46, does not compile against any go-genproto release served.)
 
 // DefaultYandexEndpoint is the API endpoint services are discovered from.
-const DefaultYandexEndpoint = "api.cloud.yandex.net:443"
+const DefaultYandexEndpoint = yandexauth.DefaultEndpoint
 
 // YandexMetadataEnv overrides the instance metadata service's address,
 // as in the SDK.
@@ -70,18 +69,11 @@ type Lockbox struct {
 // NewLockbox builds the backend; it connects on first use.
 func NewLockbox(_ context.Context, o LockboxOptions) (*Lockbox, error) {
 	l := &Lockbox{opts: o}
-	switch {
-	case o.KeyFile != "":
-		c, err := yccreds.ServiceAccountKeyFile(o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("yc-lockbox: %w: service-account key %s: %v", ErrAuth, o.KeyFile, err)
-		}
-		l.creds = c
-	case o.IAMToken != "":
-		l.creds = yccreds.IAMToken(o.IAMToken)
-	default:
-		l.creds = yccreds.InstanceServiceAccount()
+	creds, err := yandexauth.Credentials(l.authOptions())
+	if err != nil {
+		return nil, fmt.Errorf("yc-lockbox: %w: %v", ErrAuth, err)
 	}
+	l.creds = creds
 	if l.opts.Endpoint == "" {
 		l.opts.Endpoint = DefaultYandexEndpoint
 	}
@@ -92,6 +84,11 @@ func NewLockbox(_ context.Context, o LockboxOptions) (*Lockbox, error) {
 		l.opts.RetryWait = 200 * time.Millisecond
 	}
 	return l, nil
+}
+
+// authOptions are the credentials and endpoint in yandexauth's terms.
+func (l *Lockbox) authOptions() yandexauth.Options {
+	return yandexauth.Options{Endpoint: l.opts.Endpoint, Plaintext: l.opts.Plaintext, KeyFile: l.opts.KeyFile, IAMToken: l.opts.IAMToken}
 }
 
 // Close closes the SDK's connections.
@@ -113,16 +110,9 @@ func (l *Lockbox) client(ctx context.Context) (*ycsdk.SDK, error) {
 	if l.sdk != nil {
 		return l.sdk, nil
 	}
-	opts := []ycoptions.Option{ycoptions.WithCredentials(l.creds), ycoptions.WithDiscoveryEndpoint(l.opts.Endpoint)}
-	if l.opts.Plaintext {
-		// A test server: no TLS, and every service at its one address,
-		// which the SDK's discovery (always over TLS) cannot reach.
-		opts = append(opts, ycoptions.WithPlaintext(), ycoptions.WithEndpointsResolver(ycendpoints.NewPrefixEndpointsResolver(
-			ycendpoints.PrefixToEndpoint{"yandex.cloud": ycendpoints.NewEndpointParams(l.opts.Endpoint, ycendpoints.Plaintext())})))
-	}
-	sdk, err := ycsdk.Build(ctx, opts...)
+	sdk, err := yandexauth.BuildSDK(ctx, l.authOptions(), l.creds)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Yandex Cloud at %s: %w", l.opts.Endpoint, err)
+		return nil, err
 	}
 	l.sdk = sdk
 	return sdk, nil

@@ -6,14 +6,15 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
 // Environment variables Open reads for backends the secrets block does
 // not configure, and for credentials that never belong in a file.
 const (
-	EnvYCKeyFile  = "YC_SERVICE_ACCOUNT_KEY_FILE"
-	EnvYCIAMToken = "YC_IAM_TOKEN"
-	EnvYCEndpoint = "YC_ENDPOINT"
+	EnvYCKeyFile  = yandexauth.EnvKeyFile
+	EnvYCIAMToken = yandexauth.EnvIAMToken
+	EnvYCEndpoint = yandexauth.EnvEndpoint
 	EnvVaultAddr  = "VAULT_ADDR"
 	EnvVaultToken = "VAULT_TOKEN"
 )

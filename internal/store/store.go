@@ -1,7 +1,3 @@
-// Package store keeps Gosling's durable view of the world: runners and their
-// lifecycle, egg configurations, job history, pruning policies, the audit
-// log, and the API's webhook deliveries and outbox. One interface, several engines: SQLite (the embedded default) and
-// PostgreSQL; every engine passes the same contract tests (storetest).
 package store
 
 import (

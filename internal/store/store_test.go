@@ -9,11 +9,15 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/store/dynamotest"
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
 	"github.com/gosling-ci/gosling/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	dynamotest.Credentials()
+	pgtest.Main(dynamotest.Runner(m))
+}
 
 func openDSN(t *testing.T, dsn string) store.Store {
 	t.Helper()
@@ -63,6 +67,21 @@ func TestPostgresPersistence(t *testing.T) {
 	t.Parallel()
 	storetest.RunPersistence(t, func(t *testing.T) storetest.Reopen {
 		dsn := pgtest.Start(t)
+		return func(t *testing.T) store.Store { return openDSN(t, dsn) }
+	})
+}
+
+func TestDynamoDB(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openDSN(t, dynamotest.DSN(t))
+	})
+}
+
+func TestDynamoDBPersistence(t *testing.T) {
+	t.Parallel()
+	storetest.RunPersistence(t, func(t *testing.T) storetest.Reopen {
+		dsn := dynamotest.DSN(t)
 		return func(t *testing.T) store.Store { return openDSN(t, dsn) }
 	})
 }

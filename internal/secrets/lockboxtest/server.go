@@ -126,6 +126,14 @@ func (s *Server) MetadataServer() *httptest.Server {
 	}))
 }
 
+// Accepts tells whether token is an IAM token this server handed out or
+// was started with, as a service checking IAM tokens would.
+func (s *Server) Accepts(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens[token]
+}
+
 func (s *Server) issue() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)

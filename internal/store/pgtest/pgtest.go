@@ -57,9 +57,13 @@ var shared struct {
 	err     error
 }
 
+// M is what Main runs: a *testing.M, or a wrapper of one such as
+// dynamotest.Runner's.
+type M interface{ Run() int }
+
 // Main runs the tests of a package with one PostgreSQL server shared by every
 // Start call, then stops the server and exits with the tests' status.
-func Main(m *testing.M) {
+func Main(m M) {
 	shared.managed = true
 	stopOnSignal()
 	code := m.Run()
