@@ -430,16 +430,16 @@ func (s *Server) jobJSON(r *http.Request, j *job, withProject bool) jobJSON {
 	p := s.projects[j.ProjectID]
 	sha := s.pipelineSHA(j.PipelineID)
 	out := jobJSON{
-		ID:         j.ID,
-		Status:     j.Status,
-		Stage:      j.Stage,
+		ID:           j.ID,
+		Status:       j.Status,
+		Stage:        j.Stage,
 		Name:         j.Name,
 		Ref:          j.Ref,
 		AllowFailure: j.AllowFailure,
 		CreatedAt:    timestamp(j.CreatedAt),
-		StartedAt:  timestampPtr(j.StartedAt),
-		FinishedAt: timestampPtr(j.FinishedAt),
-		User:       jobUserJSON{ID: 1, Username: "root", Name: "Administrator", State: "active", WebURL: base + "/root"},
+		StartedAt:    timestampPtr(j.StartedAt),
+		FinishedAt:   timestampPtr(j.FinishedAt),
+		User:         jobUserJSON{ID: 1, Username: "root", Name: "Administrator", State: "active", WebURL: base + "/root"},
 		Commit: commitJSON{
 			ID: sha, ShortID: sha[:8], CreatedAt: timestamp(j.CreatedAt), ParentIDs: []string{},
 			Title: "Update .gitlab-ci.yml", Message: "Update .gitlab-ci.yml", AuthorName: "Administrator", AuthorEmail: "admin@example.com",

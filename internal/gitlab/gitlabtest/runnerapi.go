@@ -280,22 +280,22 @@ func (s *Server) assignJob(j *job, rn *runner) {
 // field names gitlab-runner's common.JobResponse decodes.
 type (
 	jobPayloadJSON struct {
-		ID            int64               `json:"id"`
-		Token         string              `json:"token"`
-		AllowGitFetch bool                `json:"allow_git_fetch"`
-		JobInfo       jobInfoJSON         `json:"job_info"`
-		GitInfo       gitInfoJSON         `json:"git_info"`
-		RunnerInfo    runnerInfoJSON      `json:"runner_info"`
-		Variables     []Variable          `json:"variables"`
-		Steps         []stepJSON          `json:"steps"`
-		Image         *imageJSON          `json:"image"`
-		Services      []imageJSON         `json:"services"`
-		Artifacts     []any               `json:"artifacts"`
-		Cache         []any               `json:"cache"`
-		Credentials   []any               `json:"credentials"`
-		Dependencies  []any               `json:"dependencies"`
-		Features      gitlabFeaturesJSON  `json:"features"`
-		Hooks         []any               `json:"hooks"`
+		ID            int64              `json:"id"`
+		Token         string             `json:"token"`
+		AllowGitFetch bool               `json:"allow_git_fetch"`
+		JobInfo       jobInfoJSON        `json:"job_info"`
+		GitInfo       gitInfoJSON        `json:"git_info"`
+		RunnerInfo    runnerInfoJSON     `json:"runner_info"`
+		Variables     []Variable         `json:"variables"`
+		Steps         []stepJSON         `json:"steps"`
+		Image         *imageJSON         `json:"image"`
+		Services      []imageJSON        `json:"services"`
+		Artifacts     []any              `json:"artifacts"`
+		Cache         []any              `json:"cache"`
+		Credentials   []any              `json:"credentials"`
+		Dependencies  []any              `json:"dependencies"`
+		Features      gitlabFeaturesJSON `json:"features"`
+		Hooks         []any              `json:"hooks"`
 	}
 	jobInfoJSON struct {
 		ID                 int64   `json:"id"`
