@@ -125,6 +125,13 @@ func (d *deliverer) drain(hookID int64) {
 
 func (d *deliverer) send(dl delivery) {
 	rec := DeliveryRecord{HookID: dl.hookID, URL: dl.url, Event: dl.event, IdempotencyKey: NewUUID()}
+	// GitLab checks again when the delivery runs: failures of earlier
+	// deliveries may have disabled the hook meanwhile.
+	if !d.s.hookExecutable(dl.hookID) {
+		rec.Dropped, rec.IdempotencyKey, rec.At = true, "", time.Now().UTC()
+		d.record(rec)
+		return
+	}
 	req, err := d.s.HookRequest(d.ctx, dl.url, dl.event, dl.token, dl.body, rec.IdempotencyKey)
 	if err == nil {
 		var resp *http.Response
@@ -156,6 +163,13 @@ func (d *deliverer) close() {
 // executable is WebHook#executable?. The caller holds s.mu.
 func (s *Server) executable(h *hook) bool {
 	return !h.PermanentlyDisabled && (h.DisabledUntil == nil || !h.DisabledUntil.After(s.now()))
+}
+
+func (s *Server) hookExecutable(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.hooks[id]
+	return ok && s.executable(h)
 }
 
 // hookOutcome counts a delivery's success or failure against its hook.

@@ -207,6 +207,8 @@ func (s *Server) requestJob(w http.ResponseWriter, r *http.Request) {
 	if lastUpdate != "" && lastUpdate == s.queueValue(rn) && s.longPoll > 0 {
 		timer := time.NewTimer(s.longPoll)
 		defer timer.Stop()
+		s.held++
+		defer func() { s.held-- }()
 		for lastUpdate == s.queueValue(rn) {
 			changed := s.queueChanged
 			s.mu.Unlock()
@@ -252,6 +254,14 @@ func (s *Server) requestJob(w http.ResponseWriter, r *http.Request) {
 	}
 	s.assignJob(picked, rn)
 	writeJSON(w, http.StatusCreated, s.jobPayload(r, picked, rn))
+}
+
+// HeldRequests is how many POST /jobs/request are being held by long
+// polling right now.
+func (s *Server) HeldRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
 }
 
 func noContent(w http.ResponseWriter, lastUpdate string) {

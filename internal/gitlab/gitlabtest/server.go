@@ -65,6 +65,7 @@ type Server struct {
 	// every change of any runner's queue, waking the waiting requests.
 	longPoll     time.Duration
 	queueChanged chan struct{}
+	held         int
 	// rateLimit caps jobs/request per runner token per rateWindow.
 	rateLimit  int
 	rateWindow time.Duration
