@@ -1,0 +1,235 @@
+package runnerstandin
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Masked replaces a masked variable's value in a job log, as gitlab-runner
+// writes it.
+const Masked = "[MASKED]"
+
+// masker replaces secret values in a stream, holding back the tail that
+// could be the start of one so a value split across writes is still
+// caught.
+type masker struct {
+	secrets [][]byte // longest first
+	pending []byte
+}
+
+func newMasker(values []string) *masker {
+	m := &masker{}
+	seen := map[string]bool{}
+	for _, v := range values {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			m.secrets = append(m.secrets, []byte(v))
+		}
+	}
+	sort.Slice(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
+	return m
+}
+
+// write takes the next bytes and returns what can be shown now.
+func (m *masker) write(p []byte) []byte {
+	m.pending = append(m.pending, p...)
+	for _, s := range m.secrets {
+		m.pending = bytes.ReplaceAll(m.pending, s, []byte(Masked))
+	}
+	keep := 0
+	for _, s := range m.secrets {
+		for n := min(len(s)-1, len(m.pending)); n > keep; n-- {
+			if bytes.HasSuffix(m.pending, s[:n]) {
+				keep = n
+				break
+			}
+		}
+	}
+	out := bytes.Clone(m.pending[:len(m.pending)-keep])
+	m.pending = append(m.pending[:0], m.pending[len(m.pending)-keep:]...)
+	return out
+}
+
+// flush returns what was held back.
+func (m *masker) flush() []byte {
+	out := m.pending
+	m.pending = nil
+	return out
+}
+
+// jobTrace is a job's log: masked, capped at the output limit, and sent to
+// GitLab with PATCH /jobs/:id/trace from the offset GitLab acknowledged.
+type jobTrace struct {
+	net *network
+	rc  RunnerConfig
+	job *jobResponse
+	log *slog.Logger
+
+	mu        sync.Mutex
+	masker    *masker
+	buf       []byte
+	sent      int
+	limit     int
+	truncated bool
+	interval  time.Duration
+	lastSent  time.Time
+	// onCancel is called once when GitLab says the job is no longer
+	// running (canceled, failed by someone else, erased).
+	onCancel   func(jobStatus string)
+	cancelSeen bool
+}
+
+// defaultTraceInterval is gitlab-runner's update interval until GitLab
+// names another one.
+const defaultTraceInterval = 3 * time.Second
+
+// keepAliveInterval: with nothing to send for this long, PUT state running
+// tells GitLab the job still runs (gitlab-runner's forceSendInterval).
+const keepAliveInterval = 30 * time.Second
+
+func newJobTrace(n *network, rc RunnerConfig, job *jobResponse, masked []string, log *slog.Logger, onCancel func(string)) *jobTrace {
+	return &jobTrace{
+		net: n, rc: rc, job: job, log: log, masker: newMasker(masked),
+		limit: rc.OutputLimit * 1024, interval: defaultTraceInterval, onCancel: onCancel, lastSent: time.Now(),
+	}
+}
+
+// Write adds output to the log; it never fails, as a lost log line must not
+// fail the job.
+func (t *jobTrace) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.append(t.masker.write(p))
+	return len(p), nil
+}
+
+// Printf writes a line of the runner's own.
+func (t *jobTrace) Printf(format string, args ...any) {
+	_, _ = t.Write(fmt.Appendf(nil, format, args...))
+}
+
+func (t *jobTrace) append(b []byte) {
+	if t.truncated {
+		return
+	}
+	if t.limit > 0 && len(t.buf)+len(b) > t.limit {
+		b = b[:max(0, t.limit-len(t.buf))]
+		t.buf = append(t.buf, b...)
+		t.buf = fmt.Appendf(t.buf, "\nJob's log exceeded limit of %d bytes.\nJob execution will continue but no more output will be collected.\n", t.limit)
+		t.truncated = true
+		return
+	}
+	t.buf = append(t.buf, b...)
+}
+
+// run sends the log every interval until ctx ends.
+func (t *jobTrace) run(ctx context.Context) {
+	for {
+		t.mu.Lock()
+		wait := t.interval
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		t.send(ctx)
+		t.mu.Lock()
+		idle := time.Since(t.lastSent) >= keepAliveInterval
+		t.mu.Unlock()
+		if idle {
+			t.keepAlive(ctx)
+		}
+	}
+}
+
+// send patches what GitLab has not got yet; true when it has it all.
+func (t *jobTrace) send(ctx context.Context) bool {
+	t.mu.Lock()
+	offset := t.sent
+	data := bytes.Clone(t.buf[t.sent:])
+	t.mu.Unlock()
+	if len(data) == 0 {
+		return true
+	}
+	res, err := t.net.patchTrace(ctx, t.rc, t.job, offset, data)
+	if err != nil {
+		t.log.Warn("Appending trace to coordinator... error", "job", t.job.ID, "error", err)
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if res.interval > 0 {
+		t.interval = res.interval
+	}
+	switch {
+	case res.status == http.StatusAccepted:
+		t.sent = offset + len(data)
+		t.lastSent = time.Now()
+		return t.sent == len(t.buf)
+	case res.status == http.StatusRequestedRangeNotSatisfiable && res.remoteSize >= 0:
+		// GitLab holds another length: resend from there.
+		t.log.Warn("Appending trace to coordinator... range mismatch", "job", t.job.ID, "sent-log", fmt.Sprintf("%d-%d", offset, offset+len(data)-1), "job-log", fmt.Sprintf("0-%d", res.remoteSize))
+		t.sent = min(res.remoteSize, len(t.buf))
+		return false
+	case res.status == http.StatusForbidden:
+		t.canceled(res.jobStatus)
+		return true
+	}
+	t.log.Warn("Appending trace to coordinator... failed", "job", t.job.ID, "code", res.status)
+	return false
+}
+
+// keepAlive is PUT state running, which also tells of a cancel.
+func (t *jobTrace) keepAlive(ctx context.Context) {
+	res, err := t.net.updateJob(ctx, t.rc, t.job, "running", "", 0, nil)
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastSent = time.Now()
+	if res.status == http.StatusForbidden {
+		t.canceled(res.jobStatus)
+	}
+}
+
+// canceled is called with t.mu held.
+func (t *jobTrace) canceled(jobStatus string) {
+	if t.cancelSeen {
+		return
+	}
+	t.cancelSeen = true
+	if t.onCancel != nil {
+		go t.onCancel(jobStatus)
+	}
+}
+
+// finish flushes the masker and sends the rest of the log, retrying a few
+// times; it returns the whole log.
+func (t *jobTrace) finish(ctx context.Context) []byte {
+	t.mu.Lock()
+	t.append(t.masker.flush())
+	t.mu.Unlock()
+	for attempt := 0; attempt < 10 && !t.send(ctx); attempt++ {
+		select {
+		case <-ctx.Done():
+			attempt = 10
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.buf)
+}
+
+func crc32Hex(b []byte) string {
+	return fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
+}
