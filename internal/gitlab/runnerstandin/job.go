@@ -37,6 +37,8 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 	m.metrics.jobStarted(rc, m.systemID)
 	m.trackJob(job, rc, started)
 	defer m.untrackJob(job.ID)
+	cid := m.takeConcurrentID(rc)
+	defer m.freeConcurrentID(rc, cid)
 	log := m.log.With("job", job.ID, "runner", short, "project", job.JobInfo.ProjectID)
 	log.Info("Checking for jobs... received", "repo_url", cleanURL(job.GitInfo.RepoURL))
 
@@ -51,7 +53,7 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 	timer := time.AfterFunc(timeout, func() { cancel(errJobTimeout) })
 	defer timer.Stop()
 
-	vars, masked := m.jobEnvironment(rc, job)
+	vars, masked := m.jobEnvironment(rc, job, cid)
 	trace := newJobTrace(m.net, rc, job, masked, log, func(status string) {
 		log.Warn("Job is no longer running in GitLab: stopping it", "job-status", status)
 		cancel(errJobCanceled)
@@ -68,7 +70,7 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 	}
 	trace.Printf("Preparing environment\nRunning on %s...\n", host)
 
-	outcome := m.execute(ctx, rc, job, vars, trace)
+	outcome := m.execute(ctx, m.projectDir(rc, job, cid), job, vars, trace)
 	stopTrace()
 
 	switch outcome.state {
@@ -131,8 +133,8 @@ func (m *Multi) report(ctx context.Context, rc RunnerConfig, job *jobResponse, o
 // the runner's process environment, the runner's own CI_ variables,
 // config.toml's environment, then the job's variables (later wins). It
 // also returns the values to mask.
-func (m *Multi) jobEnvironment(rc RunnerConfig, job *jobResponse) ([]string, []string) {
-	projectDir := m.projectDir(rc, job)
+func (m *Multi) jobEnvironment(rc RunnerConfig, job *jobResponse, cid int) ([]string, []string) {
+	projectDir := m.projectDir(rc, job, cid)
 	vals := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -149,7 +151,7 @@ func (m *Multi) jobEnvironment(rc RunnerConfig, job *jobResponse) ([]string, []s
 	for k, v := range map[string]string{
 		"CI_SERVER": "yes", "CI_JOB_ID": strconv.FormatInt(job.ID, 10), "CI_JOB_TOKEN": job.Token,
 		"CI_SERVER_URL": strings.TrimRight(rc.URL, "/"), "CI_PROJECT_ID": strconv.FormatInt(job.JobInfo.ProjectID, 10),
-		"CI_PROJECT_DIR": projectDir, "CI_BUILDS_DIR": m.buildsDir(rc), "CI_CONCURRENT_ID": "0", "CI_CONCURRENT_PROJECT_ID": "0",
+		"CI_PROJECT_DIR": projectDir, "CI_BUILDS_DIR": m.buildsDir(rc), "CI_CONCURRENT_ID": strconv.Itoa(cid), "CI_CONCURRENT_PROJECT_ID": strconv.Itoa(cid),
 		"CI_RUNNER_VERSION": Version, "CI_RUNNER_REVISION": Revision, "CI_RUNNER_SHORT_TOKEN": ShortToken(rc.Token),
 		"CI_RUNNER_EXECUTABLE_ARCH": runtime.GOOS + "/" + runtime.GOARCH, "CI_DISPOSABLE_ENVIRONMENT": "", "CI_SHARED_ENVIRONMENT": "true",
 	} {
@@ -191,21 +193,20 @@ func (m *Multi) buildsDir(rc RunnerConfig) string {
 }
 
 // projectDir is <builds_dir>/<short token>/<concurrent id>/<project path>,
-// gitlab-runner's layout.
-func (m *Multi) projectDir(rc RunnerConfig, job *jobResponse) string {
+// gitlab-runner's layout: jobs running at once never share a directory.
+func (m *Multi) projectDir(rc RunnerConfig, job *jobResponse, cid int) string {
 	path := fmt.Sprintf("project-%d", job.JobInfo.ProjectID)
 	for _, v := range job.Variables {
 		if v.Key == "CI_PROJECT_PATH" && v.Value != "" && !strings.Contains(v.Value, "..") {
 			path = v.Value
 		}
 	}
-	return filepath.Join(m.buildsDir(rc), ShortToken(rc.Token), "0", filepath.FromSlash(path))
+	return filepath.Join(m.buildsDir(rc), ShortToken(rc.Token), strconv.Itoa(cid), filepath.FromSlash(path))
 }
 
 // execute runs the job's steps: script (before_script and script), then
 // after_script whatever happened, unless the job was canceled.
-func (m *Multi) execute(ctx context.Context, rc RunnerConfig, job *jobResponse, env []string, trace *jobTrace) jobOutcome {
-	dir := m.projectDir(rc, job)
+func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env []string, trace *jobTrace) jobOutcome {
 	trace.Printf("Getting source from Git repository\n")
 	if err := os.RemoveAll(dir); err != nil {
 		trace.Printf("ERROR: clean %s: %v\n", dir, err)

@@ -105,6 +105,8 @@ type Multi struct {
 	builds       int
 	lastActivity time.Time
 	running      map[int64]runningJob
+	// concurrentIDs are the CI_CONCURRENT_ID slots in use, per runner.
+	concurrentIDs map[string]map[int]bool
 
 	graceful     chan struct{}
 	gracefulOnce sync.Once
@@ -130,7 +132,7 @@ func NewMulti(opts Options) (*Multi, error) {
 	m := &Multi{
 		opts: opts, log: log.With("standin", Banner), net: newNetwork(), metrics: newMetrics(),
 		changed: make(chan struct{}), busyBy: map[string]int{}, feeders: map[string]context.CancelFunc{},
-		running: map[int64]runningJob{}, graceful: make(chan struct{}), force: make(chan struct{}),
+		running: map[int64]runningJob{}, concurrentIDs: map[string]map[int]bool{}, graceful: make(chan struct{}), force: make(chan struct{}),
 		lastActivity: time.Now(),
 	}
 	m.abortCtx, m.abort = context.WithCancel(context.Background())
@@ -548,6 +550,28 @@ func (m *Multi) trackJob(job *jobResponse, rc RunnerConfig, started time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.running[job.ID] = runningJob{url: fmt.Sprintf("%s/-/jobs/%d", url, job.ID), started: started}
+}
+
+// takeConcurrentID is the lowest CI_CONCURRENT_ID free for the runner.
+func (m *Multi) takeConcurrentID(rc RunnerConfig) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := runnerKey(rc)
+	if m.concurrentIDs[key] == nil {
+		m.concurrentIDs[key] = map[int]bool{}
+	}
+	id := 0
+	for m.concurrentIDs[key][id] {
+		id++
+	}
+	m.concurrentIDs[key][id] = true
+	return id
+}
+
+func (m *Multi) freeConcurrentID(rc RunnerConfig, id int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.concurrentIDs[runnerKey(rc)], id)
 }
 
 func (m *Multi) untrackJob(id int64) {

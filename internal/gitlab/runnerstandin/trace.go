@@ -90,9 +90,10 @@ type jobTrace struct {
 // names another one.
 const defaultTraceInterval = 3 * time.Second
 
-// keepAliveInterval: with nothing to send for this long, PUT state running
-// tells GitLab the job still runs (gitlab-runner's forceSendInterval).
-const keepAliveInterval = 30 * time.Second
+// With nothing to send for an update interval, PUT state running tells
+// GitLab the job still runs and learns of a cancel from its 403. (Real
+// gitlab-runner touches the job less often; the stand-in favours seeing a
+// cancel within seconds on a development machine.)
 
 func newJobTrace(n *network, rc RunnerConfig, job *jobResponse, masked []string, log *slog.Logger, onCancel func(string)) *jobTrace {
 	return &jobTrace{
@@ -142,7 +143,7 @@ func (t *jobTrace) run(ctx context.Context) {
 		}
 		t.send(ctx)
 		t.mu.Lock()
-		idle := time.Since(t.lastSent) >= keepAliveInterval
+		idle := time.Since(t.lastSent) >= t.interval
 		t.mu.Unlock()
 		if idle {
 			t.keepAlive(ctx)
