@@ -252,8 +252,8 @@ func (m *Multi) Run(ctx context.Context) error {
 		m.abort()
 		return ctx.Err()
 	case <-m.graceful:
-		m.log.Info("Graceful shutdown: finishing running jobs, taking no new ones")
 		m.stopFeeding()
+		m.log.Info("Graceful shutdown: taking no new jobs, finishing the running ones")
 	case <-m.force:
 		m.log.Warn("Forceful shutdown: aborting running jobs")
 		m.stopFeeding()

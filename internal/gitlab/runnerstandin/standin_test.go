@@ -150,7 +150,7 @@ log_level = "info"
   token = %q
   executor = "shell"
   builds_dir = %q
-  environment = ["RUNNER_ENV=from-config"]
+  environment = ["RUNNER_ENV=from-config", "GO_ON=%s"]
   unknown_knob = true
   [runners.cache]
     Type = "s3"
@@ -161,8 +161,11 @@ log_level = "info"
       SecretKey = "cache-secret"
       BucketName = "runner-cache"
       Insecure = true
-`, listen, f.gl.URL(), f.runner.ID, f.runner.Token, filepath.Join(f.dir, "builds"))
+`, listen, f.gl.URL(), f.runner.ID, f.runner.Token, filepath.Join(f.dir, "builds"), f.goOn())
 }
+
+// goOn is a file whose creation lets a job waiting on $GO_ON go on.
+func (f *fixture) goOn() string { return filepath.Join(f.dir, "go-on") }
 
 func (f *fixture) writeConfig(t *testing.T, listen string) string {
 	t.Helper()
@@ -457,7 +460,7 @@ slow:
   stage: first
   script:
     - echo started
-    - sleep 3
+    - while [ ! -e "$GO_ON" ]; do sleep 0.1; done
     - echo finished after SIGQUIT
 later:
   stage: second
@@ -506,6 +509,10 @@ later:
 	if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "the stand-in to take SIGQUIT", func() bool { return strings.Contains(stderr.String(), "Graceful shutdown") })
+	if err := os.WriteFile(f.goOn(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -529,4 +536,91 @@ later:
 
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+func TestReloadAndForcefulStop(t *testing.T) {
+	f := newFixture(t)
+	cfgPath := filepath.Join(f.dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte("concurrent = 1\ncheck_interval = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := runnerstandin.NewMulti(runnerstandin.Options{ConfigFile: cfgPath, ConfigCheckInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run(context.Background()) }()
+
+	pl, err := f.gl.CreatePipeline(f.project.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{
+		{Name: "long", Script: []string{"echo started", "sleep 60", "echo never"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No runner yet: the job waits. The config changes on disk and is
+	// picked up without a signal.
+	long := jobByName(t, f.gl, pl.ID, "long")
+	if j, _ := f.gl.Job(long.ID); j.Status != "pending" {
+		t.Fatalf("job taken without a runner: %s", j.Status)
+	}
+	time.Sleep(20 * time.Millisecond) // a distinct modification time
+	if err := os.WriteFile(cfgPath, []byte(f.configTOML("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reloaded runner to start the job", func() bool { return strings.Contains(string(f.gl.Trace(long.ID)), "started") })
+
+	m.Stop()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run after Stop: %v", err)
+	}
+	j, _ := f.gl.Job(long.ID)
+	tr := string(f.gl.Trace(long.ID))
+	if j.Status != "failed" || j.FailureReason != "runner_system_failure" || !strings.Contains(tr, "ERROR: Job failed (system failure): aborted: terminated") || strings.Contains(tr, "never") {
+		t.Errorf("aborted job %s %s:\n%s", j.Status, j.FailureReason, tr)
+	}
+}
+
+func TestRunSingleMaxBuilds(t *testing.T) {
+	f := newFixture(t)
+	pl, err := f.gl.CreatePipeline(f.project.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{
+		{Name: "one", Script: []string{"echo one"}},
+		{Name: "two", Script: []string{"echo two"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runnerstandin.NewMulti(runnerstandin.Options{
+		Config: &runnerstandin.Config{Runners: []runnerstandin.RunnerConfig{{
+			URL: f.gl.URL(), Token: f.runner.Token, Executor: "shell", BuildsDir: filepath.Join(f.dir, "b"),
+		}}},
+		MaxBuilds: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	for _, j := range f.gl.PipelineJobs(pl.ID) {
+		statuses = append(statuses, j.Name+":"+j.Status)
+	}
+	if strings.Join(statuses, " ") != "one:success two:pending" {
+		t.Errorf("after --max-builds 1: %v", statuses)
+	}
+	if !strings.HasPrefix(m.SystemID(), "r_") {
+		t.Errorf("system ID %q of a runner without config.toml", m.SystemID())
+	}
+
+	// --wait-timeout: nothing to do, so it stops by itself.
+	idle, err := runnerstandin.NewMulti(runnerstandin.Options{
+		Config:      &runnerstandin.Config{Runners: []runnerstandin.RunnerConfig{{URL: f.gl.URL(), Token: "glrt-unknown-token", Executor: "shell"}}},
+		WaitTimeout: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
