@@ -255,7 +255,7 @@ func decodeVariables(node *yaml.Node) ([]Variable, error) {
 			}
 			v.Value = full.Value
 		default:
-			return nil, fmt.Errorf("variable %s should be a string, a number or a hash with value:", key)
+			return nil, fmt.Errorf("variable %s should be a string, a number or a hash with a value: key", key)
 		}
 		out = append(out, v)
 	}
@@ -304,7 +304,7 @@ func (i *ciImage) UnmarshalYAML(n *yaml.Node) error {
 		Name string `yaml:"name"`
 	}
 	if err := n.Decode(&full); err != nil {
-		return fmt.Errorf("line %d: image should be a string or a hash with name:", n.Line)
+		return fmt.Errorf("line %d: image should be a string or a hash with a name: key", n.Line)
 	}
 	i.Name = full.Name
 	return nil

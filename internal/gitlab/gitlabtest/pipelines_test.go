@@ -127,16 +127,6 @@ func (h *hookLog) statuses() []string {
 	return out
 }
 
-func filter(events []string, prefix string) []string {
-	var out []string
-	for _, e := range events {
-		if strings.HasPrefix(e, prefix) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 func TestPipelineStagesAndHooks(t *testing.T) {
 	s, admin := setup(t, gitlabtest.WithLongPolling(0))
 	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
