@@ -85,7 +85,7 @@ func NewCmdStandinRun(f *Factory, runF func(*StandinRunOptions) error) *cobra.Co
 			if runF != nil {
 				return runF(opts)
 			}
-			return standinRun(cmd.Context(), opts)
+			return standinError(standinRun(cmd.Context(), opts))
 		},
 	}
 	fl := cmd.Flags()
@@ -149,6 +149,24 @@ func runWithSignals(ctx context.Context, m *runnerstandin.Multi) error {
 	return m.Run(hard)
 }
 
+// standinError labels an error as the stand-in's, so no line of its output
+// can pass for the real gitlab-runner's, and keeps its exit code.
+func standinError(err error) error {
+	var fe *flagError
+	if err == nil || errors.As(err, &fe) {
+		return err
+	}
+	code := ExitError
+	var ce *CodeError
+	switch {
+	case errors.As(err, &ce):
+		code = ce.Code
+	case errors.Is(err, context.Canceled):
+		code = ExitCancelled
+	}
+	return &CodeError{Code: code, Err: fmt.Errorf("%s: %w", runnerstandin.Banner, err)}
+}
+
 func standinConfigError(err error) error {
 	if errors.Is(err, runnerstandin.ErrInvalidConfig) {
 		return &CodeError{Code: ExitInvalidConfig, Err: err}
@@ -195,7 +213,7 @@ func NewCmdStandinRunSingle(f *Factory, runF func(*StandinRunSingleOptions) erro
 			if runF != nil {
 				return runF(opts)
 			}
-			return standinRunSingle(cmd.Context(), opts)
+			return standinError(standinRunSingle(cmd.Context(), opts))
 		},
 	}
 	fl := cmd.Flags()
@@ -276,7 +294,7 @@ func NewCmdStandinVerify(f *Factory, runF func(*StandinVerifyOptions) error) *co
 			if runF != nil {
 				return runF(opts)
 			}
-			return standinVerify(cmd.Context(), opts)
+			return standinError(standinVerify(cmd.Context(), opts))
 		},
 	}
 	fl := cmd.Flags()

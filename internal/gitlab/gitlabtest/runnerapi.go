@@ -366,10 +366,14 @@ func (s *Server) jobPayload(r *http.Request, j *job, rn *runner) jobPayloadJSON 
 	}
 	repoURL := fmt.Sprintf("%s://gitlab-ci-token:%s@%s/%s.git", u.Scheme, j.Token, u.Host, p.PathWithNamespace)
 	namespace := p.PathWithNamespace[:strings.LastIndex(p.PathWithNamespace, "/")]
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
 	pub := func(k, v string) Variable { return Variable{Key: k, Value: v, Public: true} }
 	vars := []Variable{
 		pub("CI", "true"), pub("GITLAB_CI", "true"),
-		pub("CI_SERVER_URL", base), pub("CI_SERVER_HOST", u.Hostname()), pub("CI_SERVER_PORT", u.Port()),
+		pub("CI_SERVER_URL", base), pub("CI_SERVER_HOST", u.Hostname()), pub("CI_SERVER_PORT", port),
 		pub("CI_SERVER_PROTOCOL", u.Scheme), pub("CI_API_V4_URL", base+"/api/v4"),
 		pub("CI_JOB_ID", strconv.FormatInt(j.ID, 10)), pub("CI_JOB_NAME", j.Name), pub("CI_JOB_STAGE", j.Stage),
 		pub("CI_JOB_URL", fmt.Sprintf("%s/%s/-/jobs/%d", base, p.PathWithNamespace, j.ID)),
