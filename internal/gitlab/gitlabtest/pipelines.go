@@ -56,10 +56,10 @@ type PipelineSpec struct {
 
 // Errors of CreatePipeline and friends.
 var (
-	ErrNoProject   = errors.New("no such project")
-	ErrNoCIConfig  = errors.New("missing CI config file: put a .gitlab-ci.yml in the project (PutFile)")
-	ErrNoJob       = errors.New("no such job")
-	ErrEmptyStages = errors.New("a pipeline needs at least one job")
+	ErrNoProject  = errors.New("no such project")
+	ErrNoCIConfig = errors.New("missing CI config file: put a .gitlab-ci.yml in the project (PutFile)")
+	ErrNoJob      = errors.New("no such job")
+	ErrNoJobs     = errors.New("a pipeline needs at least one job")
 )
 
 // CreatePipeline makes a pipeline of jobs as GitLab does on a push: every
@@ -102,7 +102,7 @@ func (s *Server) createPipeline(projectID int64, spec PipelineSpec) (Pipeline, e
 		return Pipeline{}, ErrNoProject
 	}
 	if len(spec.Jobs) == 0 {
-		return Pipeline{}, ErrEmptyStages
+		return Pipeline{}, ErrNoJobs
 	}
 	order := spec.Stages
 	for _, j := range spec.Jobs {
