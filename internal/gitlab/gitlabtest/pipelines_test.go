@@ -140,6 +140,13 @@ func TestPipelineStagesAndHooks(t *testing.T) {
 		t.Errorf("no .gitlab-ci.yml: %d %s", status, body)
 	}
 	s.PutFile(p.ID, ".gitlab-ci.yml", []byte(threeJobs))
+	s.PutFile(p.ID, "ci/deploy.yml", []byte("deploy: {script: x}"))
+	if status, _, body := admin.do(http.MethodGet, fmt.Sprintf("/projects/%d/repository/files/ci%%2Fdeploy.yml/raw", p.ID), nil); status != http.StatusOK || body != "deploy: {script: x}" {
+		t.Errorf("raw nested file: %d %q", status, body)
+	}
+	if status, _, _ := admin.do(http.MethodGet, fmt.Sprintf("/projects/%d/repository/files/nope.yml/raw", p.ID), nil); status != http.StatusNotFound {
+		t.Errorf("missing file: %d", status)
+	}
 	if status, _, body := admin.do(http.MethodGet, fmt.Sprintf("/projects/%d/repository/files/.gitlab-ci.yml/raw?ref=main", p.ID), nil); status != http.StatusOK || !strings.Contains(body, "compile:") {
 		t.Errorf("raw file: %d", status)
 	}

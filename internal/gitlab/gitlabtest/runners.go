@@ -430,6 +430,8 @@ func (s *Server) deleteRunner(w http.ResponseWriter, r *http.Request, _ *user) {
 		return
 	}
 	delete(s.runners, rn.ID)
+	// A long poll of the deleted runner answers 403 now, not at its end.
+	s.wakePolls()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -441,6 +443,7 @@ func (s *Server) resetRunnerToken(w http.ResponseWriter, r *http.Request, _ *use
 		return
 	}
 	rn.Token = newRunnerToken()
+	s.wakePolls()
 	writeJSON(w, http.StatusCreated, runnerTokenJSON{Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
 }
 
