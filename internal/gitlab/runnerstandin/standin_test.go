@@ -46,6 +46,7 @@ compile:
     - echo "runner env $RUNNER_ENV"
     - echo "the secret is $DEPLOY_TOKEN"
     - printf 's3cr3t-'; sleep 0.2; printf 'value-123\n'
+    - echo "a token glpat-AbC123_xyz in the log"
 unit:
   stage: test
   script:
@@ -271,6 +272,7 @@ func TestPipelineRunsInProcess(t *testing.T) {
 		fmt.Sprintf("compile hello from acme/web job %d", compile.ID),
 		"runner env from-config",
 		"the secret is [MASKED]",
+		"a token glpat-[MASKED] in the log",
 		"$ echo \"compile $GREETING",
 		"Job succeeded",
 	} {
@@ -506,6 +508,11 @@ later:
 	if !strings.Contains(string(body), `gitlab_runner_jobs{executor_stage="step_script",runner=`) {
 		t.Errorf("/metrics while a job runs lacks gitlab_runner_jobs:\n%s", body)
 	}
+	// SIGHUP reloads config.toml and the job goes on.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload", func() bool { return strings.Contains(stderr.String(), "Configuration loaded") })
 	if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -16,15 +17,26 @@ import (
 // writes it.
 const Masked = "[MASKED]"
 
-// masker replaces secret values in a stream, holding back the tail that
-// could be the start of one so a value split across writes is still
-// caught.
+// masker replaces secret values in a stream, and the body of any token
+// that starts with one of GitLab's token prefixes (glpat-[MASKED]), holding
+// back the tail that could be the start of either so a value split across
+// writes is still caught.
 type masker struct {
-	secrets [][]byte // longest first
-	pending []byte
+	secrets  [][]byte // longest first
+	prefixes [][]byte
+	pending  []byte
 }
 
-func newMasker(values []string) *masker {
+// defaultTokenPrefixes are masked even when GitLab names none, as
+// gitlab-runner always masks personal access tokens.
+var defaultTokenPrefixes = []string{"glpat-"}
+
+// tokenChar is the alphabet of a token's body after its prefix.
+func tokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '='
+}
+
+func newMasker(values, prefixes []string) *masker {
 	m := &masker{}
 	seen := map[string]bool{}
 	for _, v := range values {
@@ -34,33 +46,78 @@ func newMasker(values []string) *masker {
 		}
 	}
 	sort.Slice(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
+	for _, p := range append(slices.Clone(defaultTokenPrefixes), prefixes...) {
+		if p != "" && !seen["prefix:"+p] {
+			seen["prefix:"+p] = true
+			m.prefixes = append(m.prefixes, []byte(p))
+		}
+	}
 	return m
 }
 
 // write takes the next bytes and returns what can be shown now.
 func (m *masker) write(p []byte) []byte {
 	m.pending = append(m.pending, p...)
+	return m.emit(false)
+}
+
+// flush returns what was held back, masked.
+func (m *masker) flush() []byte {
+	return m.emit(true)
+}
+
+func (m *masker) emit(final bool) []byte {
 	for _, s := range m.secrets {
 		m.pending = bytes.ReplaceAll(m.pending, s, []byte(Masked))
 	}
-	keep := 0
-	for _, s := range m.secrets {
-		for n := min(len(s)-1, len(m.pending)); n > keep; n-- {
-			if bytes.HasSuffix(m.pending, s[:n]) {
-				keep = n
+	buf := m.pending
+	hold := len(buf)
+	if !final {
+		// The longest tail that may begin a secret or a token prefix.
+		keep := 0
+		for _, s := range append(slices.Clone(m.secrets), m.prefixes...) {
+			for n := min(len(s)-1, len(buf)); n > keep; n-- {
+				if bytes.HasSuffix(buf, s[:n]) {
+					keep = n
+					break
+				}
+			}
+		}
+		hold = len(buf) - keep
+	}
+	var out []byte
+	last := 0
+	for i := 0; i < hold; {
+		plen := 0
+		for _, p := range m.prefixes {
+			if bytes.HasPrefix(buf[i:], p) {
+				plen = len(p)
 				break
 			}
 		}
+		if plen == 0 {
+			i++
+			continue
+		}
+		j := i + plen
+		for j < len(buf) && tokenChar(buf[j]) {
+			j++
+		}
+		if j == len(buf) && !final {
+			// The token may go on in the next write.
+			hold = i
+			break
+		}
+		if j > i+plen {
+			out = append(out, buf[last:i+plen]...)
+			out = append(out, Masked...)
+			last = j
+		}
+		i = j
 	}
-	out := bytes.Clone(m.pending[:len(m.pending)-keep])
-	m.pending = append(m.pending[:0], m.pending[len(m.pending)-keep:]...)
-	return out
-}
-
-// flush returns what was held back.
-func (m *masker) flush() []byte {
-	out := m.pending
-	m.pending = nil
+	hold = max(hold, last)
+	out = append(out, buf[last:hold]...)
+	m.pending = bytes.Clone(buf[hold:])
 	return out
 }
 
@@ -97,7 +154,7 @@ const defaultTraceInterval = 3 * time.Second
 
 func newJobTrace(n *network, rc RunnerConfig, job *jobResponse, masked []string, log *slog.Logger, onCancel func(string)) *jobTrace {
 	return &jobTrace{
-		net: n, rc: rc, job: job, log: log, masker: newMasker(masked),
+		net: n, rc: rc, job: job, log: log, masker: newMasker(masked, job.Features.TokenMaskPrefixes),
 		limit: rc.OutputLimit * 1024, interval: defaultTraceInterval, onCancel: onCancel, lastSent: time.Now(),
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func TestMaskerCatchesSplitSecrets(t *testing.T) {
-	m := newMasker([]string{"topsecret", "abc"})
+	m := newMasker([]string{"topsecret", "abc"}, nil)
 	var out []byte
 	for _, chunk := range []string{"x top", "sec", "ret y ab", "c z abx", "top"} {
 		out = append(out, m.write([]byte(chunk))...)
@@ -52,6 +52,18 @@ func (f *fakeTraceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Job-Status", "running")
 	w.Header().Set("X-GitLab-Trace-Update-Interval", "1")
 	w.WriteHeader(http.StatusAccepted)
+}
+
+func TestMaskerMasksTokensByPrefix(t *testing.T) {
+	m := newMasker(nil, []string{"glrt-"})
+	var out []byte
+	for _, chunk := range []string{"a glp", "at-abc", "DEF_1 b glrt-xyz\n", "glcbt-kept gl", "rt-", "end"} {
+		out = append(out, m.write([]byte(chunk))...)
+	}
+	out = append(out, m.flush()...)
+	if got, want := string(out), "a glpat-[MASKED] b glrt-[MASKED]\nglcbt-kept glrt-[MASKED]"; got != want {
+		t.Errorf("masked %q, want %q", got, want)
+	}
 }
 
 func TestTraceResyncsOn416(t *testing.T) {
