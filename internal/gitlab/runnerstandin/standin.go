@@ -14,8 +14,8 @@
 //     job;
 //   - the shell executor with bash: before_script and script, then
 //     after_script; job variables, the runner's environment and CI_*
-//     variables; masked values replaced by [MASKED] in the log; job
-//     timeouts;
+//     variables; masked values, and tokens with GitLab's token prefixes
+//     (glpat-[MASKED]), replaced in the log; job timeouts;
 //   - signals: SIGQUIT finishes running jobs and exits, SIGTERM and SIGINT
 //     abort them (a second one exits at once), SIGHUP reloads config.toml,
 //     which is also reloaded when it changes;
@@ -498,6 +498,7 @@ func (m *Multi) feed(ctx context.Context, key string) {
 			return
 		}
 		start := time.Now()
+		sent := lastUpdate
 		job, lu, status, err := m.net.requestJob(ctx, rc, m.systemID, lastUpdate)
 		m.metrics.request(rc, m.systemID, "request_job", status)
 		lastUpdate = lu
@@ -531,6 +532,11 @@ func (m *Multi) feed(ctx context.Context, key string) {
 			m.metrics.errorsTotal.WithLabelValues("warning").Inc()
 			m.log.Warn("Checking for jobs... failed", "runner", ShortToken(rc.Token), "status", status)
 			wait = interval
+		case status == http.StatusNoContent && lu != sent:
+			// The queue moved since our last_update: ask again at once;
+			// GitLab holds that request (long polling) or answers 204
+			// with this same value, and then we wait.
+			wait = 0
 		}
 		if wait > 0 {
 			select {

@@ -534,6 +534,10 @@ later:
 	if later := jobByName(t, f.gl, created.ID, "later"); later.Status != "pending" {
 		t.Errorf("a job was taken after SIGQUIT: later is %s", later.Status)
 	}
+	waitFor(t, "the hooks of slow and later", func() bool { return len(f.hooks.jobStatuses()["later"]) == 1 && len(f.hooks.jobStatuses()["slow"]) == 3 })
+	if got := f.hooks.jobStatuses(); strings.Join(got["slow"], " ") != "pending running success" || strings.Join(got["later"], " ") != "pending" {
+		t.Errorf("job hooks %v", got)
+	}
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		if !strings.Contains(line, "STAND-IN") {
 			t.Errorf("output line without the stand-in label: %s", line)
@@ -629,5 +633,43 @@ func TestRunSingleMaxBuilds(t *testing.T) {
 	}
 	if err := idle.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkPipelineRoundTrip measures one single-job pipeline through the
+// test server and the in-process stand-in: created, picked by a woken long
+// poll, run by bash, log sent, reported, pipeline success.
+func BenchmarkPipelineRoundTrip(b *testing.B) {
+	gl := gitlabtest.New(gitlabtest.WithLongPolling(time.Minute))
+	defer gl.Close()
+	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
+	r := gl.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	m, err := runnerstandin.NewMulti(runnerstandin.Options{Config: &runnerstandin.Config{Runners: []runnerstandin.RunnerConfig{{
+		URL: gl.URL(), Token: r.Token, Executor: "shell", BuildsDir: b.TempDir(),
+	}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	b.ResetTimer()
+	for range b.N {
+		pl, err := gl.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{Name: "t", Script: []string{"true"}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if got, _ := gl.Pipeline(pl.ID); got.Status == "success" {
+				break
+			} else if got.Status == "failed" {
+				b.Fatalf("pipeline failed: %s", gl.Trace(gl.PipelineJobs(pl.ID)[0].ID))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	m.GracefulStop()
+	if err := <-done; err != nil {
+		b.Fatal(err)
 	}
 }
