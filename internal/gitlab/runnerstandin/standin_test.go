@@ -534,7 +534,9 @@ later:
 	if later := jobByName(t, f.gl, created.ID, "later"); later.Status != "pending" {
 		t.Errorf("a job was taken after SIGQUIT: later is %s", later.Status)
 	}
-	waitFor(t, "the hooks of slow and later", func() bool { return len(f.hooks.jobStatuses()["later"]) == 1 && len(f.hooks.jobStatuses()["slow"]) == 3 })
+	waitFor(t, "the hooks of slow and later", func() bool {
+		return len(f.hooks.jobStatuses()["later"]) == 1 && len(f.hooks.jobStatuses()["slow"]) == 3
+	})
 	if got := f.hooks.jobStatuses(); strings.Join(got["slow"], " ") != "pending running success" || strings.Join(got["later"], " ") != "pending" {
 		t.Errorf("job hooks %v", got)
 	}
