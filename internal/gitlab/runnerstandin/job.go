@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,7 +60,8 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 		cancel(errJobCanceled)
 	})
 	traceCtx, stopTrace := context.WithCancel(context.Background())
-	go trace.run(traceCtx)
+	traceDone := make(chan struct{})
+	go func() { defer close(traceDone); trace.run(traceCtx) }()
 
 	host, _ := os.Hostname()
 	trace.Printf("Running with %s %s (%s)\n", Banner, Version, Revision)
@@ -72,6 +74,7 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 
 	outcome := m.execute(ctx, m.projectDir(rc, job, cid), job, vars, trace)
 	stopTrace()
+	<-traceDone
 
 	switch outcome.state {
 	case "success":
@@ -106,10 +109,7 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 
 // report sends the final state, retrying as gitlab-runner does until
 // GitLab answers.
-func (m *Multi) report(ctx context.Context, rc RunnerConfig, job *jobResponse, o jobOutcome, trace []byte, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
+func (m *Multi) report(ctx context.Context, rc RunnerConfig, job *jobResponse, o jobOutcome, trace []byte, log *slog.Logger) {
 	for attempt := 1; ; attempt++ {
 		res, err := m.net.updateJob(ctx, rc, job, o.state, o.failureReason, o.exitCode, trace)
 		switch {
