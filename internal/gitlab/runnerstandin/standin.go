@@ -26,6 +26,7 @@
 package runnerstandin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -219,7 +220,7 @@ func (m *Multi) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	m.log.Info("Starting multi-runner", "config", m.opts.ConfigFile, "builds", 0, "max_builds", cfg.Concurrent, "system_id", m.systemID)
 
-	addr := cmpOr(m.opts.ListenAddress, cfg.ListenAddress)
+	addr := cmp.Or(m.opts.ListenAddress, cfg.ListenAddress)
 	var srv *http.Server
 	if addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -280,13 +281,6 @@ func (m *Multi) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // GracefulStop is SIGQUIT: take no new jobs, finish the running ones, then
