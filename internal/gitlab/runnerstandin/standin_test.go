@@ -576,8 +576,13 @@ func TestReloadAndForcefulStop(t *testing.T) {
 	if j, _ := f.gl.Job(long.ID); j.Status != "pending" {
 		t.Fatalf("job taken without a runner: %s", j.Status)
 	}
-	time.Sleep(20 * time.Millisecond) // a distinct modification time
 	if err := os.WriteFile(cfgPath, []byte(f.configTOML("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A modification time surely distinct from the first file's, whatever
+	// the file system's granularity.
+	later := time.Now().Add(2 * time.Second)
+	if err := os.Chtimes(cfgPath, later, later); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reloaded runner to start the job", func() bool { return strings.Contains(string(f.gl.Trace(long.ID)), "started") })
