@@ -419,10 +419,9 @@ type Runner struct {
 	ContactedAt    *time.Time
 	CreatorID      int64
 
-	// What the runner told about itself in the info of its last
-	// jobs/request (or verify): gitlab-runner's name, version, revision,
-	// platform, architecture and executor, its system_id, and the address
-	// it called from.
+	// What the runner told about itself in its last jobs/request (or
+	// verify): the version, revision, platform, architecture and executor
+	// of its info, its system_id, and the address it called from.
 	Version      string
 	Revision     string
 	Platform     string
