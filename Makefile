@@ -61,6 +61,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
+	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

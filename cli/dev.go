@@ -135,6 +135,7 @@ Then send a job through the whole loop:
 	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.AddCommand(NewCmdDevSimulate(f))
+	cmd.AddCommand(NewCmdDevGitLabRunner(f))
 	return cmd
 }
 

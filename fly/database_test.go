@@ -2,6 +2,7 @@ package fly
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -31,7 +32,12 @@ func TestDatabaseBlock(t *testing.T) {
 		if diags.HasErrors() {
 			t.Fatalf("%s: %v", tc.dir, diags.Diagnostics)
 		}
-		if got := nest.MotherGoose.Database; got != tc.want {
+		got := nest.MotherGoose.Database
+		if want := filepath.Join(tc.dir, "MG", "config.fly") + ":"; !strings.HasPrefix(got.At, want) {
+			t.Errorf("%s: database block at %q, want it in %s", tc.dir, got.At, want)
+		}
+		got.At = ""
+		if got != tc.want {
 			t.Errorf("%s: database\n got %+v\nwant %+v", tc.dir, got, tc.want)
 		}
 	}

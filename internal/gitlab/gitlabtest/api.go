@@ -36,8 +36,12 @@ func (s *Server) routes() {
 	authed("DELETE "+apiPrefix+"/runners/{id}", s.deleteRunner)
 	authed("POST "+apiPrefix+"/runners/{id}/reset_authentication_token", s.resetRunnerToken)
 	authed("GET "+apiPrefix+"/runners/{id}/jobs", s.listRunnerJobs)
-	// Runner endpoints authenticate by the runner token in the body, not a user.
+	// Runner endpoints authenticate by the runner token in the body (or a
+	// job token), not a user.
 	m.HandleFunc("POST "+apiPrefix+"/runners/verify", s.verifyRunner)
+	m.HandleFunc("POST "+apiPrefix+"/jobs/request", s.requestJob)
+	m.HandleFunc("PUT "+apiPrefix+"/jobs/{id}", s.updateJob)
+	m.HandleFunc("PATCH "+apiPrefix+"/jobs/{id}/trace", s.patchTrace)
 
 	authed("GET "+apiPrefix+"/projects/{id}", s.getProject)
 	authed("GET "+apiPrefix+"/projects/{id}/hooks", s.listProjectHooks)
@@ -47,6 +51,12 @@ func (s *Server) routes() {
 	authed("GET "+apiPrefix+"/projects/{id}/repository/branches/{branch}", s.getBranch)
 	authed("GET "+apiPrefix+"/projects/{id}/repository/archive", s.getArchive)
 	authed("GET "+apiPrefix+"/projects/{id}/repository/archive.tar.gz", s.getArchive)
+	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}/trace", s.getJobTrace)
+	authed("POST "+apiPrefix+"/projects/{id}/jobs/{job_id}/cancel", s.cancelJobRoute)
+	authed("POST "+apiPrefix+"/projects/{id}/pipeline", s.createPipelineRoute)
+	authed("GET "+apiPrefix+"/projects/{id}/pipelines/{pipeline_id}", s.getPipelineRoute)
+	authed("GET "+apiPrefix+"/projects/{id}/pipelines/{pipeline_id}/jobs", s.listPipelineJobs)
+	authed("GET "+apiPrefix+"/projects/{id}/repository/files/{file_path}/raw", s.getRawFile)
 	authed("GET "+apiPrefix+"/groups/{id}", s.getGroup)
 	authed("GET "+apiPrefix+"/groups/{id}/projects", s.listGroupProjects)
 

@@ -234,9 +234,19 @@ func (w *statusWriter) code() int {
 	return w.status
 }
 
-// ClearFaults disarms every injected fault.
+// ClearFaults disarms every injected fault, dropped deliveries included.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = nil
+	s.dropDeliveries = 0
+}
+
+// DropNextDeliveries makes the next times webhooks the server would send
+// vanish unsent, as GitLab drops deliveries past a plan's web_hook_calls
+// limit and only logs it. Deliveries records them as Dropped.
+func (s *Server) DropNextDeliveries(times int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropDeliveries += max(times, 0)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -378,24 +379,78 @@ func (s *Server) JobHook(jobID int64) (JobHookSpec, bool) {
 	if !ok {
 		return JobHookSpec{}, false
 	}
+	return s.jobHookSpec(j), true
+}
+
+// jobHookSpec describes a job for its Job Hook. The caller holds s.mu.
+func (s *Server) jobHookSpec(j *job) JobHookSpec {
 	p := s.projects[j.ProjectID]
 	spec := JobHookSpec{
 		Project: HookProject{ID: p.ID, PathWithNamespace: p.PathWithNamespace, BaseURL: s.URL()},
 		JobID:   j.ID, Name: j.Name, Stage: j.Stage, Status: j.Status, PipelineID: j.PipelineID, Ref: j.Ref,
+		SHA:       s.pipelineSHA(j.PipelineID),
 		CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
+		AllowFailure: j.AllowFailure,
 	}
-	if j.StartedAt != nil {
-		spec.QueuedDuration = j.StartedAt.Sub(j.CreatedAt)
-		end := s.now()
-		if j.FinishedAt != nil {
-			end = *j.FinishedAt
-		}
-		spec.Duration = end.Sub(*j.StartedAt)
+	if pl, ok := s.pipelines[j.PipelineID]; ok {
+		spec.BeforeSHA = pl.BeforeSHA
 	}
+	if j.Status == "failed" {
+		spec.FailureReason = j.FailureReason
+	}
+	spec.QueuedDuration, spec.Duration = s.jobDurations(j)
 	if r, ok := s.runners[j.RunnerID]; ok {
-		spec.Runner = &HookRunner{ID: r.ID, Description: r.Description, RunnerType: r.Type, Tags: r.Tags, Paused: r.Paused}
+		spec.Runner = s.hookRunner(r)
 	}
-	return spec, true
+	return spec
+}
+
+// jobDurations are a job's time in the queue and its run time so far.
+func (s *Server) jobDurations(j *job) (queued, run time.Duration) {
+	if j.StartedAt == nil {
+		return 0, 0
+	}
+	end := s.now()
+	if j.FinishedAt != nil {
+		end = *j.FinishedAt
+	}
+	return j.StartedAt.Sub(j.CreatedAt), end.Sub(*j.StartedAt)
+}
+
+func (s *Server) hookRunner(r *runner) *HookRunner {
+	return &HookRunner{ID: r.ID, Description: r.Description, RunnerType: r.Type, Tags: slices.Clone(r.Tags), Paused: r.Paused}
+}
+
+// pipelineHookSpec describes a pipeline for its Pipeline Hook. The caller
+// holds s.mu.
+func (s *Server) pipelineHookSpec(p *pipeline) PipelineHookSpec {
+	pr := s.projects[p.ProjectID]
+	spec := PipelineHookSpec{
+		Project:    HookProject{ID: pr.ID, PathWithNamespace: pr.PathWithNamespace, BaseURL: s.URL()},
+		PipelineID: p.ID, IID: p.IID, Status: p.Status, Source: p.Source, Ref: p.Ref, SHA: p.SHA, BeforeSHA: p.BeforeSHA,
+		Stages: slices.Clone(p.Stages), CreatedAt: p.CreatedAt, FinishedAt: p.FinishedAt, Variables: slices.Clone(p.Variables),
+	}
+	if p.StartedAt != nil {
+		spec.QueuedDuration = p.StartedAt.Sub(p.CreatedAt)
+		if p.FinishedAt != nil {
+			spec.Duration = p.FinishedAt.Sub(*p.StartedAt)
+		}
+	}
+	for _, j := range s.pipelineJobs(p.ID) {
+		b := PipelineBuild{
+			ID: j.ID, Stage: j.Stage, Name: j.Name, Status: j.Status, CreatedAt: j.CreatedAt,
+			StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, AllowFailure: j.AllowFailure,
+		}
+		b.QueuedDuration, b.Duration = s.jobDurations(j)
+		if j.Status == "failed" {
+			b.FailureReason = j.FailureReason
+		}
+		if r, ok := s.runners[j.RunnerID]; ok {
+			b.Runner = s.hookRunner(r)
+		}
+		spec.Builds = append(spec.Builds, b)
+	}
+	return spec
 }
 
 // PipelineBuild is one job of a Pipeline Hook's builds[].
@@ -433,6 +488,8 @@ type PipelineHookSpec struct {
 	QueuedDuration time.Duration
 	User           HookUser
 	Builds         []PipelineBuild
+	// Variables are the pipeline's own variables, sent as [{key, value}].
+	Variables []Variable
 }
 
 type pipelineAttributesJSON struct {
@@ -557,6 +614,9 @@ func PipelineHookPayload(spec PipelineHookSpec) []byte {
 			Author: map[string]string{"name": user.Name, "email": user.Email},
 		},
 		Builds: []pipelineBuildJSON{},
+	}
+	for _, v := range spec.Variables {
+		out.ObjectAttributes.Variables = append(out.ObjectAttributes.Variables, map[string]string{"key": v.Key, "value": v.Value})
 	}
 	for _, b := range spec.Builds {
 		created := b.CreatedAt

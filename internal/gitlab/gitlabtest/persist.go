@@ -7,7 +7,9 @@ import (
 )
 
 // snapshot is the persisted state of a Server: what a local development run
-// keeps across restarts, so runners registered before a restart still exist.
+// keeps across restarts, so runners registered before a restart still
+// exist, with their pipelines, jobs (job tokens included: a runner still
+// running a job goes on reporting it) and logs.
 type snapshot struct {
 	Token    string            `json:"token"`
 	NextID   map[string]int64  `json:"next_id"`
@@ -17,6 +19,11 @@ type snapshot struct {
 	Runners  []snapshotRunner  `json:"runners"`
 	Jobs     []Job             `json:"jobs"`
 	Hooks    []Hook            `json:"hooks"`
+	// Pipelines, repository files and job logs, by project and path, and
+	// by job ID.
+	Pipelines []Pipeline                  `json:"pipelines"`
+	Files     map[int64]map[string][]byte `json:"files"`
+	Traces    map[int64][]byte            `json:"traces"`
 }
 
 type snapshotUser struct {
@@ -66,6 +73,10 @@ func (s *Server) Snapshot() ([]byte, error) {
 	for _, h := range s.hooks {
 		snap.Hooks = append(snap.Hooks, h.Hook)
 	}
+	for _, p := range s.pipelines {
+		snap.Pipelines = append(snap.Pipelines, p.snapshot())
+	}
+	snap.Files, snap.Traces = s.headTrees(), s.traces
 	return json.Marshal(snap)
 }
 
@@ -106,5 +117,19 @@ func (s *Server) Restore(b []byte) error {
 	for _, h := range snap.Hooks {
 		s.hooks[h.ID] = &hook{Hook: h}
 	}
+	s.pipelines = map[int64]*pipeline{}
+	for _, p := range snap.Pipelines {
+		s.pipelines[p.ID] = &pipeline{Pipeline: p}
+	}
+	s.repos = nil
+	for id, fs := range snap.Files {
+		s.commitLocked(id, "main", "restored", fs)
+	}
+	s.traces = map[int64][]byte{}
+	for id, t := range snap.Traces {
+		s.traces[id] = t
+	}
+	// Runners waiting on the old state's queues start over.
+	s.wakePolls()
 	return nil
 }

@@ -248,8 +248,8 @@ type hookJSON struct {
 	CustomHeaders            []any   `json:"custom_headers"`
 }
 
-func hookToJSON(h *hook) hookJSON {
-	return hookJSON{
+func (s *Server) hookToJSON(h *hook) hookJSON {
+	out := hookJSON{
 		ID:                    h.ID,
 		URL:                   h.URL,
 		ProjectID:             h.ProjectID,
@@ -264,6 +264,14 @@ func hookToJSON(h *hook) hookJSON {
 		CreatedAt:             timestamp(h.CreatedAt),
 		CustomHeaders:         []any{},
 	}
+	switch {
+	case h.PermanentlyDisabled:
+		out.AlertStatus = "disabled"
+	case h.DisabledUntil != nil && h.DisabledUntil.After(s.now()):
+		out.AlertStatus = "temporarily_disabled"
+		out.DisabledUntil = timestampPtr(h.DisabledUntil)
+	}
+	return out
 }
 
 func (s *Server) listProjectHooks(w http.ResponseWriter, r *http.Request, _ *user) {
@@ -279,7 +287,7 @@ func (s *Server) listProjectHooks(w http.ResponseWriter, r *http.Request, _ *use
 	}
 	out := make([]hookJSON, 0, len(page))
 	for _, h := range page {
-		out = append(out, hookToJSON(h))
+		out = append(out, s.hookToJSON(h))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -331,7 +339,7 @@ func (s *Server) addProjectHook(w http.ResponseWriter, r *http.Request, _ *user)
 	h.ProjectID = pr.ID
 	h.CreatedAt = s.now().UTC()
 	s.hooks[h.ID] = h
-	writeJSON(w, http.StatusCreated, hookToJSON(h))
+	writeJSON(w, http.StatusCreated, s.hookToJSON(h))
 }
 
 type jobUserJSON struct {
@@ -420,24 +428,25 @@ func commitSHA(pipelineID int64) string {
 func (s *Server) jobJSON(r *http.Request, j *job, withProject bool) jobJSON {
 	base := baseURL(r)
 	p := s.projects[j.ProjectID]
-	sha := commitSHA(j.PipelineID)
+	sha := s.pipelineSHA(j.PipelineID)
 	out := jobJSON{
-		ID:         j.ID,
-		Status:     j.Status,
-		Stage:      j.Stage,
-		Name:       j.Name,
-		Ref:        j.Ref,
-		CreatedAt:  timestamp(j.CreatedAt),
-		StartedAt:  timestampPtr(j.StartedAt),
-		FinishedAt: timestampPtr(j.FinishedAt),
-		User:       jobUserJSON{ID: 1, Username: "root", Name: "Administrator", State: "active", WebURL: base + "/root"},
+		ID:           j.ID,
+		Status:       j.Status,
+		Stage:        j.Stage,
+		Name:         j.Name,
+		Ref:          j.Ref,
+		AllowFailure: j.AllowFailure,
+		CreatedAt:    timestamp(j.CreatedAt),
+		StartedAt:    timestampPtr(j.StartedAt),
+		FinishedAt:   timestampPtr(j.FinishedAt),
+		User:         jobUserJSON{ID: 1, Username: "root", Name: "Administrator", State: "active", WebURL: base + "/root"},
 		Commit: commitJSON{
 			ID: sha, ShortID: sha[:8], CreatedAt: timestamp(j.CreatedAt), ParentIDs: []string{},
 			Title: "Update .gitlab-ci.yml", Message: "Update .gitlab-ci.yml", AuthorName: "Administrator", AuthorEmail: "admin@example.com",
 			WebURL: base + "/" + p.PathWithNamespace + "/-/commit/" + sha,
 		},
 		Pipeline: pipelineJSON{
-			ID: j.PipelineID, IID: j.PipelineID, ProjectID: j.ProjectID, SHA: sha, Ref: j.Ref, Status: j.Status, Source: "push",
+			ID: j.PipelineID, IID: j.PipelineID, ProjectID: j.ProjectID, SHA: sha, Ref: j.Ref, Status: s.pipelineStatusOf(j), Source: s.pipelineSource(j.PipelineID),
 			CreatedAt: timestamp(j.CreatedAt), UpdatedAt: timestamp(j.CreatedAt),
 			WebURL: fmt.Sprintf("%s/%s/-/pipelines/%d", base, p.PathWithNamespace, j.PipelineID),
 		},
@@ -463,7 +472,7 @@ func (s *Server) jobJSON(r *http.Request, j *job, withProject bool) jobJSON {
 		out.Duration = &d
 	}
 	if j.Status == "failed" {
-		out.FailureReason = "script_failure"
+		out.FailureReason = cmp.Or(j.FailureReason, "script_failure")
 	}
 	if rn, ok := s.runners[j.RunnerID]; ok {
 		rj := s.runnerList(rn)

@@ -38,6 +38,11 @@ func (s *Server) Commit(projectID int64, branch, message string, files map[strin
 	if _, ok := s.projects[projectID]; !ok {
 		panic(fmt.Sprintf("gitlabtest: no project %d", projectID))
 	}
+	return s.commitLocked(projectID, branch, message, files)
+}
+
+// commitLocked is Commit with s.mu held.
+func (s *Server) commitLocked(projectID int64, branch, message string, files map[string][]byte) string {
 	if s.repos == nil {
 		s.repos = map[int64]*repository{}
 	}
@@ -75,6 +80,29 @@ func (s *Server) Commit(projectID int64, branch, message string, files map[strin
 	repo.commits[sha] = &commit{sha: sha, parent: parent, message: message, at: s.now(), files: tree}
 	repo.branches[branch] = sha
 	return sha
+}
+
+// fileAt is a file of a project's tree at ref (default main). The caller
+// holds s.mu.
+func (s *Server) fileAt(projectID int64, ref, path string) ([]byte, bool) {
+	c := s.resolveRef(projectID, ref)
+	if c == nil {
+		return nil, false
+	}
+	b, ok := c.files[path]
+	return b, ok
+}
+
+// headTrees are the trees at the head of each project's main branch, for
+// snapshots. The caller holds s.mu.
+func (s *Server) headTrees() map[int64]map[string][]byte {
+	out := map[int64]map[string][]byte{}
+	for id := range s.repos {
+		if c := s.resolveRef(id, "main"); c != nil {
+			out[id] = c.files
+		}
+	}
+	return out
 }
 
 // BranchHead is the commit a project's branch points at, "" when none.

@@ -71,6 +71,14 @@ type runnerTokenJSON struct {
 	TokenExpiresAt *string `json:"token_expires_at"`
 }
 
+// optional is JSON null for an empty string.
+func optional(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
 func (s *Server) runnerStatus(r *runner) (status string, online bool) {
 	now := s.now()
 	switch {
@@ -111,7 +119,12 @@ func (s *Server) runnerDetails(req *http.Request, r *runner) runnerDetailsJSON {
 		AccessLevel:    r.AccessLevel,
 		ContactedAt:    timestampPtr(r.ContactedAt),
 		Projects:       []runnerProjectJSON{},
+		Version:        optional(r.Version),
+		Revision:       optional(r.Revision),
+		Platform:       optional(r.Platform),
+		Architecture:   optional(r.Architecture),
 	}
+	d.IPAddress = optional(r.IPAddress)
 	if d.TagList == nil {
 		d.TagList = []string{}
 	}
@@ -405,6 +418,7 @@ func (s *Server) updateRunner(w http.ResponseWriter, r *http.Request, _ *user) {
 		return
 	}
 	*rn = next
+	s.tickRunner(rn)
 	writeJSON(w, http.StatusOK, s.runnerDetails(r, rn))
 }
 
@@ -416,6 +430,8 @@ func (s *Server) deleteRunner(w http.ResponseWriter, r *http.Request, _ *user) {
 		return
 	}
 	delete(s.runners, rn.ID)
+	// A long poll of the deleted runner answers 403 now, not at its end.
+	s.wakePolls()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -427,6 +443,7 @@ func (s *Server) resetRunnerToken(w http.ResponseWriter, r *http.Request, _ *use
 		return
 	}
 	rn.Token = newRunnerToken()
+	s.wakePolls()
 	writeJSON(w, http.StatusCreated, runnerTokenJSON{Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
 }
 
@@ -476,13 +493,11 @@ func (s *Server) verifyRunner(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, rn := range s.runners {
-		if rn.Token != "" && rn.Token == token {
-			now := s.now().UTC()
-			rn.ContactedAt = &now
-			writeJSON(w, http.StatusOK, runnerTokenJSON{ID: rn.ID, Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
-			return
-		}
+	rn := s.runnerByToken(token)
+	if rn == nil {
+		writeMessage(w, http.StatusForbidden, "403 Forbidden")
+		return
 	}
-	writeMessage(w, http.StatusForbidden, "403 Forbidden")
+	s.heartbeat(rn, r, p)
+	writeJSON(w, http.StatusOK, runnerTokenJSON{ID: rn.ID, Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
 }

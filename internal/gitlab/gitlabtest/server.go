@@ -6,15 +6,23 @@
 //
 // What it models: users authenticated by PRIVATE-TOKEN or Authorization:
 // Bearer; groups with subgroups; projects, optionally shared into other
-// groups; runners created through POST /user/runners with their glrt- tokens;
-// jobs and pipelines as far as runners and webhooks see them; project hooks.
+// groups, with files (a .gitlab-ci.yml); runners created through POST
+// /user/runners with their glrt- tokens; pipelines made from a small subset
+// of .gitlab-ci.yml, whose stages run in order; the runner API that
+// gitlab-runner speaks (runners/verify, jobs/request with Workhorse's long
+// polling, job updates, trace patches), so a runner really runs the jobs;
+// project hooks, to which Job Hooks and Pipeline Hooks are delivered at
+// every state change the runner API or the pipeline engine makes.
 // What it does not: memberships and roles (every authenticated user may read
 // and change everything, except that instance runners and GET /runners/all
-// need an administrator), job scheduling, webhook delivery.
+// need an administrator), Git repositories, artifacts, caches, environments,
+// rules:, needs: and the rest of the CI language beyond the subset that
+// ParseCIConfig documents.
 package gitlabtest
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -41,10 +49,33 @@ type Server struct {
 	runners  map[int64]*runner
 	jobs     map[int64]*job
 	hooks    map[int64]*hook
+	// repos are the projects' Git histories (repository.go).
 	repos    map[int64]*repository
 	faults   []*fault
 	requests []RequestRecord
 	token    string
+
+	pipelines map[int64]*pipeline
+	// traces are the jobs' logs as runners patched them.
+	traces map[int64][]byte
+
+	// longPoll is how long jobs/request waits for the runner's queue to
+	// change, as Workhorse does; queueChanged is closed (and replaced) at
+	// every change of any runner's queue, waking the waiting requests.
+	longPoll     time.Duration
+	queueChanged chan struct{}
+	held         int
+	// rateLimit caps jobs/request per runner token per rateWindow.
+	rateLimit  int
+	rateWindow time.Duration
+	rateCounts map[string]*rateCount
+
+	deliveries     *deliverer
+	dropDeliveries int
+
+	// closing is closed by Close: long polls answer at once.
+	closing   chan struct{}
+	closeOnce sync.Once
 
 	mux  *http.ServeMux
 	http *httptest.Server
@@ -63,6 +94,21 @@ func WithToken(token string) Option {
 // stale) that need time to move.
 func WithClock(now func() time.Time) Option {
 	return func(s *Server) { s.now = now }
+}
+
+// WithLongPolling sets how long POST /jobs/request holds a runner whose
+// queue has not changed since its last_update (default DefaultLongPolling,
+// as GitLab recommends for Workhorse's apiCiLongPollingDuration; 0 answers
+// 204 at once, like GitLab without Workhorse).
+func WithLongPolling(d time.Duration) Option {
+	return func(s *Server) { s.longPoll = d }
+}
+
+// WithRunnerRateLimit sets how many POST /jobs/request one runner token may
+// make per window before 429 (default DefaultRunnerRateLimit a minute, the
+// runner_jobs_request_api_limit of GitLab's application settings).
+func WithRunnerRateLimit(requests int, window time.Duration) Option {
+	return func(s *Server) { s.rateLimit, s.rateWindow = requests, window }
 }
 
 // WithBaseURL sets the URL the server is reached at when it is mounted in
@@ -91,7 +137,17 @@ func NewServer(opts ...Option) *Server {
 		runners:  map[int64]*runner{},
 		jobs:     map[int64]*job{},
 		hooks:    map[int64]*hook{},
+
+		pipelines:    map[int64]*pipeline{},
+		traces:       map[int64][]byte{},
+		longPoll:     DefaultLongPolling,
+		queueChanged: make(chan struct{}),
+		rateLimit:    DefaultRunnerRateLimit,
+		rateWindow:   time.Minute,
+		rateCounts:   map[string]*rateCount{},
+		closing:      make(chan struct{}),
 	}
+	s.deliveries = newDeliverer(s)
 	for _, o := range opts {
 		o(s)
 	}
@@ -121,12 +177,29 @@ func (s *Server) URL() string {
 	return s.http.URL
 }
 
-// Close stops the server and closes idle connections. It blocks until all
-// outstanding requests have completed.
+// Close stops the server: waiting long polls answer at once, webhook
+// deliveries under way are abandoned, idle connections are closed. It
+// blocks until all outstanding requests have completed.
 func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.deliveries.close()
 	if s.http != nil {
 		s.http.Close()
 	}
+}
+
+// closedContext returns a context that ends with parent or when the
+// server closes, for requests that wait.
+func (s *Server) closedContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // Token is the default administrator's personal access token.
@@ -343,12 +416,27 @@ type Runner struct {
 	MaximumTimeout int64 // seconds; 0 when unset
 	ContactedAt    *time.Time
 	CreatorID      int64
+
+	// What the runner told about itself in its last jobs/request (or
+	// verify): the version, revision, platform, architecture and executor
+	// of its info, its system_id, and the address it called from.
+	Version      string
+	Revision     string
+	Platform     string
+	Architecture string
+	Executor     string
+	SystemID     string
+	IPAddress    string
 }
 
 type runner struct {
 	Runner
 	maintenanceNote string
 	createdAt       time.Time
+	// queueValue is GitLab's runner queue value: changed whenever a job
+	// the runner may take becomes pending, and compared with a request's
+	// last_update for long polling.
+	queueValue string
 }
 
 func (r *runner) snapshot() Runner {
@@ -407,15 +495,42 @@ func (s *Server) sortedRunners() []*runner {
 	return out
 }
 
-// JobSpec describes a job for AddJob.
+// JobSpec describes a job for AddJob and CreatePipeline.
 type JobSpec struct {
 	Name       string
 	Stage      string
 	Ref        string
 	Tags       []string
-	Status     string // pending when empty
-	PipelineID int64  // a new pipeline when 0
+	Status     string // pending when empty (AddJob only)
+	PipelineID int64  // a new pipeline when 0 (AddJob only)
+
+	// What a runner runs, as .gitlab-ci.yml says it: before_script and
+	// script make the payload's "script" step, after_script its
+	// "after_script" step.
+	Script       []string
+	BeforeScript []string
+	AfterScript  []string
+	// Variables are the job's own (public in the payload).
+	Variables    []Variable
+	Image        string
+	AllowFailure bool
+	// Timeout bounds the job (GitLab's default, 1h, when zero); a runner's
+	// maximum_timeout lowers it.
+	Timeout time.Duration
 }
+
+// Variable is a CI/CD variable as the runner API sends it in a job's
+// variables: key, value, and whether it is public (shown in the log) and
+// masked (replaced by [MASKED] in the log by the runner).
+type Variable struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Public bool   `json:"public"`
+	Masked bool   `json:"masked"`
+}
+
+// DefaultJobTimeout is GitLab's default project job timeout.
+const DefaultJobTimeout = time.Hour
 
 // Job is a snapshot of a job.
 type Job struct {
@@ -431,6 +546,24 @@ type Job struct {
 	CreatedAt  time.Time
 	StartedAt  *time.Time
 	FinishedAt *time.Time
+
+	// StageIdx is the stage's position in its pipeline's stages.
+	StageIdx     int
+	Script       []string
+	BeforeScript []string
+	AfterScript  []string
+	Variables    []Variable
+	Image        string
+	AllowFailure bool
+	Timeout      time.Duration
+	// Token is the job token (glcbt-...) a runner got with the job; it
+	// authenticates the runner's updates while the job runs.
+	Token string
+	// FailureReason is what the runner reported (script_failure,
+	// job_execution_timeout, ...); ExitCode is the script's exit code when
+	// the runner sent one.
+	FailureReason string
+	ExitCode      *int
 }
 
 type job struct {
@@ -440,28 +573,23 @@ type job struct {
 func (j *job) snapshot() Job {
 	out := j.Job
 	out.Tags = slices.Clone(j.Tags)
+	out.Script = slices.Clone(j.Script)
+	out.BeforeScript = slices.Clone(j.BeforeScript)
+	out.AfterScript = slices.Clone(j.AfterScript)
+	out.Variables = slices.Clone(j.Variables)
 	return out
 }
 
-// AddJob creates a job in a project. It panics when the project does not
-// exist.
+// AddJob creates a job in a project, as test control: no webhook is sent.
+// A pending job can be picked by a runner through POST /jobs/request. It
+// panics when the project does not exist.
 func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.projects[projectID]; !ok {
 		panic(fmt.Sprintf("gitlabtest: AddJob: no project %d", projectID))
 	}
-	j := &job{Job{
-		ID:         s.newID("job"),
-		ProjectID:  projectID,
-		PipelineID: spec.PipelineID,
-		Name:       spec.Name,
-		Stage:      spec.Stage,
-		Ref:        spec.Ref,
-		Tags:       slices.Clone(spec.Tags),
-		Status:     spec.Status,
-		CreatedAt:  s.now().UTC(),
-	}}
+	j := s.newJob(projectID, spec)
 	if j.PipelineID == 0 {
 		j.PipelineID = s.newID("pipeline")
 	} else if j.PipelineID > s.id("pipeline") {
@@ -481,12 +609,39 @@ func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
 	}
 	s.setJobTimes(j)
 	s.jobs[j.ID] = j
+	if j.Status == "pending" {
+		s.tickQueues(j)
+	}
 	return j.snapshot()
 }
 
+// newJob makes a job from a spec; the caller stores it. The caller holds
+// s.mu.
+func (s *Server) newJob(projectID int64, spec JobSpec) *job {
+	return &job{Job{
+		ID:           s.newID("job"),
+		ProjectID:    projectID,
+		PipelineID:   spec.PipelineID,
+		Name:         spec.Name,
+		Stage:        spec.Stage,
+		Ref:          spec.Ref,
+		Tags:         slices.Clone(spec.Tags),
+		Status:       spec.Status,
+		CreatedAt:    s.now().UTC(),
+		Script:       slices.Clone(spec.Script),
+		BeforeScript: slices.Clone(spec.BeforeScript),
+		AfterScript:  slices.Clone(spec.AfterScript),
+		Variables:    slices.Clone(spec.Variables),
+		Image:        spec.Image,
+		AllowFailure: spec.AllowFailure,
+		Timeout:      cmp.Or(spec.Timeout, DefaultJobTimeout),
+	}}
+}
+
 // SetJobStatus moves a job to status and assigns it to runnerID (0 for no
-// runner), as GitLab does when a runner picks a job or the job ends. It
-// panics when the job does not exist in the project.
+// runner), as test control: no webhook is sent and the pipeline does not
+// move on (a runner's PUT /jobs/:id does both). It panics when the job does
+// not exist in the project.
 func (s *Server) SetJobStatus(projectID, jobID int64, status string, runnerID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -497,6 +652,9 @@ func (s *Server) SetJobStatus(projectID, jobID int64, status string, runnerID in
 	j.Status = status
 	j.RunnerID = runnerID
 	s.setJobTimes(j)
+	if status == "pending" {
+		s.tickQueues(j)
+	}
 }
 
 // Job returns one job and whether it exists.
@@ -519,7 +677,7 @@ func (s *Server) setJobTimes(j *job) {
 		}
 		j.FinishedAt = nil
 	case "success", "failed", "canceled", "skipped":
-		if j.StartedAt == nil && j.Status != "skipped" {
+		if j.StartedAt == nil && j.Status != "skipped" && j.Status != "canceled" {
 			j.StartedAt = &now
 		}
 		j.FinishedAt = &now
@@ -539,6 +697,14 @@ type Hook struct {
 	PipelineEvents        bool
 	EnableSSLVerification bool
 	CreatedAt             time.Time
+
+	// Delivery health, as GitLab's WebHooks::AutoDisabling keeps it:
+	// consecutive failures, how often the hook was disabled for a while,
+	// until when it is, and whether it is disabled for good.
+	RecentFailures      int
+	BackoffCount        int
+	DisabledUntil       *time.Time
+	PermanentlyDisabled bool
 }
 
 type hook struct {
