@@ -277,8 +277,9 @@ func (s *Space) plan(keep entryKey) []victim {
 	return out
 }
 
-func (s *Space) evict(ctx context.Context, victims []victim) {
+func (s *Space) evict(ctx context.Context, victims []victim) int {
 	counts := map[[2]string]int{}
+	done := 0
 	for _, v := range victims {
 		s.mu.Lock()
 		rm := s.removers[v.kind]
@@ -293,10 +294,12 @@ func (s *Space) evict(ctx context.Context, victims []victim) {
 			continue
 		}
 		counts[[2]string{v.kind, v.reason}]++
+		done++
 	}
 	for k, n := range counts {
 		s.obs.Evicted(s.egg, k[0], k[1], n)
 	}
+	return done
 }
 
 // Sweep evicts what the budget no longer holds, by age and then by size,
@@ -305,8 +308,7 @@ func (s *Space) Sweep(ctx context.Context) int {
 	s.mu.Lock()
 	victims := s.plan(entryKey{})
 	s.mu.Unlock()
-	s.evict(ctx, victims)
-	return len(victims)
+	return s.evict(ctx, victims)
 }
 
 // Run sweeps every interval until ctx ends.
