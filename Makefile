@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres
+TEST_TOOLS := temporal tofu postgres podman docker
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check bench histories tools tools-test tools-check fmt worktree clean
