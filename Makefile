@@ -54,6 +54,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./internal/e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./internal/e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
+	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
+	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

@@ -124,6 +124,31 @@ func TestDockerCLIThroughRiftToPodman(t *testing.T) {
 		t.Errorf("docker context create + images = %q", imgs)
 	}
 
+	// Podman's own remote client speaks no TLS: through a local socket
+	// that engine.ForwardUnix serves, as the agent would set up.
+	fwd := filepath.Join(tmp, "forward.sock")
+	tc, err := cr.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(context.Background())
+	fdone := make(chan error, 1)
+	go func() { fdone <- engine.ForwardUnix(fctx, fwd, engine.Dialer(h.engine, tc)) }()
+	t.Cleanup(func() { fcancel(); <-fdone })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(fwd); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forward socket did not appear")
+		}
+	}
+	remote := exec.Command(podman, "--remote", "--url", "unix://"+fwd, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	remote.Env = append(os.Environ(), "CONTAINER_HOST=", "CONTAINER_CONNECTION=")
+	if out, err := remote.CombinedOutput(); err != nil || !strings.Contains(string(out), "rift-probe:1") {
+		t.Errorf("podman --remote images through ForwardUnix and Rift: %v: %s", err, out)
+	}
+
 	// docker run -i: create, attach (a hijacked stream through the
 	// proxy), start, and the container's output back.
 	t.Run("attach", func(t *testing.T) {

@@ -66,7 +66,7 @@ func LoadOrCreate(dir string, now func() time.Time) (*CA, error) {
 	case keyErr != nil && !errors.Is(keyErr, os.ErrNotExist):
 		return nil, fmt.Errorf("read Rift's CA key: %w", keyErr)
 	default:
-		return nil, fmt.Errorf("Rift's CA in %s is half there (%s and %s go together): restore the missing file or remove both to make a new CA, which invalidates every issued certificate", dir, CAFile, CAKeyFile)
+		return nil, fmt.Errorf("the Rift CA in %s is half there (%s and %s go together): restore the missing file or remove both to make a new CA, which invalidates every issued certificate", dir, CAFile, CAKeyFile)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("make the CA directory: %w", err)
@@ -109,7 +109,7 @@ func parseCA(certPEM, keyPEM []byte, now func() time.Time) (*CA, error) {
 	cb, _ := pem.Decode(certPEM)
 	kb, _ := pem.Decode(keyPEM)
 	if cb == nil || kb == nil {
-		return nil, errors.New("Rift's CA files hold no PEM block")
+		return nil, errors.New("the Rift CA files hold no PEM block")
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
@@ -121,7 +121,7 @@ func parseCA(certPEM, keyPEM []byte, now func() time.Time) (*CA, error) {
 	}
 	signer, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("Rift's CA key is a %T, not a signing key", k)
+		return nil, fmt.Errorf("the Rift CA key is a %T, not a signing key", k)
 	}
 	return &CA{cert: cert, key: signer, pem: certPEM, now: now}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/gosling-ci/gosling/internal/rift/s3"
 	"github.com/gosling-ci/gosling/internal/rift/space"
+	toml "github.com/pelletier/go-toml/v2"
 )
 
 type fixture struct {
@@ -30,7 +31,7 @@ type fixture struct {
 }
 
 // newFixture serves two eggs, web and api, each with its bucket and key.
-func newFixture(t *testing.T, limits space.Limits) *fixture {
+func newFixture(t testing.TB, limits space.Limits) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{clock: space.NewFakeClock(time.Now()), spaces: map[string]*space.Space{}, keys: map[string]s3.Key{}}
@@ -232,5 +233,29 @@ func TestHeaderSignedClient(t *testing.T) {
 	}
 	if f.spaces["api"].Bytes("") != 0 {
 		t.Errorf("books hold %d bytes after delete", f.spaces["api"].Bytes(""))
+	}
+}
+
+func TestSettingsTOML(t *testing.T) {
+	var cfg struct {
+		Runners struct {
+			Cache struct {
+				Type   string `toml:"Type"`
+				Shared bool   `toml:"Shared"`
+				S3     struct {
+					ServerAddress, AuthenticationType, AccessKey, SecretKey, BucketName, BucketLocation string
+					PathStyle, Insecure                                                                 bool
+				} `toml:"s3"`
+			} `toml:"cache"`
+		} `toml:"runners"`
+	}
+	s := s3.Settings{ServerAddress: "rift.example.com:9000", AccessKey: "GRABC", SecretKey: `se"cret`, BucketName: "web-app", Insecure: true}
+	if err := toml.Unmarshal([]byte(s.TOML()), &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, s.TOML())
+	}
+	c := cfg.Runners.Cache
+	if c.Type != "s3" || !c.Shared || c.S3.ServerAddress != "rift.example.com:9000" || c.S3.AuthenticationType != "access-key" ||
+		c.S3.SecretKey != `se"cret` || c.S3.BucketName != "web-app" || c.S3.BucketLocation != "us-east-1" || !c.S3.PathStyle || !c.S3.Insecure {
+		t.Errorf("parsed = %+v", c)
 	}
 }

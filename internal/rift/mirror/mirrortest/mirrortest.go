@@ -31,9 +31,8 @@ import (
 type Upstream struct {
 	URL string
 
-	mu         sync.Mutex
-	blobGets   map[string]int
-	authorized func(*http.Request) bool
+	mu       sync.Mutex
+	blobGets map[string]int
 }
 
 var blobGet = regexp.MustCompile(`^/v2/.+/blobs/(sha256:[a-f0-9]{64})$`)
