@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -164,4 +166,31 @@ func (cr *Credentials) TLSConfig() (*tls.Config, error) {
 // engine.WriteDockerContext write.
 func (cr *Credentials) ClientTLS() engine.ClientTLS {
 	return engine.ClientTLS{CA: cr.CAPEM, Cert: cr.CertPEM, Key: cr.KeyPEM}
+}
+
+// WriteRegistryCerts writes the runner's TLS material for Rift's image
+// mirror where container engines look for a registry's certificates:
+// <certsDir>/<host:port>/ca.crt, client.cert and client.key (Docker docs,
+// "Verify repository client with certificates"; certsDir is
+// /etc/docker/certs.d for Docker, /etc/containers/certs.d for Podman).
+// mirrorURL is RunnerConfig.Mirror.URL.
+func (cr *Credentials) WriteRegistryCerts(certsDir, mirrorURL string) error {
+	u, err := url.Parse(mirrorURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("mirror URL %q has no host:port", mirrorURL)
+	}
+	dir := filepath.Join(certsDir, u.Host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{{"ca.crt", cr.CAPEM, 0o644}, {"client.cert", cr.CertPEM, 0o644}, {"client.key", cr.KeyPEM, 0o600}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+			return err
+		}
+	}
+	return nil
 }

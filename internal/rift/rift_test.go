@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -339,7 +340,20 @@ func TestMirrorThroughRift(t *testing.T) {
 	if err != nil || cfg.Mirror == nil || cfg.Mirror.URL != h.mirror {
 		t.Fatalf("web's mirror = %+v, %v", cfg, err)
 	}
-	c := mtlsClient(t, cr)
+	// The files an engine reads a mirror's certificates from.
+	certsDir := t.TempDir()
+	if err := cr.WriteRegistryCerts(certsDir, cfg.Mirror.URL); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(h.mirror, "https://")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certsDir, host, "client.cert"), filepath.Join(certsDir, host, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(certsDir, host, "ca.crt"))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots}}}
 	for i := 0; i < 2; i++ {
 		if got := mirrortest.Pull(t, c, h.mirror, "library/builder", "2", img); !bytes.Equal(got, layer) {
 			t.Fatalf("pull %d: wrong layer", i)
