@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -16,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/rift/space"
@@ -183,21 +183,17 @@ func (b *bucketStore) put(ctx context.Context, body io.Reader, o putOptions) (me
 	}
 	md5h := md5.New()
 	var shah hash.Hash
-	writers := []io.Writer{f, md5h}
+	hashes := []io.Writer{md5h}
 	if o.sha256 != "" {
 		shah = sha256.New()
-		writers = append(writers, shah)
+		hashes = append(hashes, shah)
 	}
 	limit := b.space.Limits().MaxBytes
 	src := body
 	if limit > 0 {
 		src = io.LimitReader(body, limit+1)
 	}
-	bw := bufio.NewWriterSize(io.MultiWriter(writers...), 1<<20)
-	n, err := io.Copy(bw, src)
-	if err == nil {
-		err = bw.Flush()
-	}
+	n, err := copyHashing(f, src, io.MultiWriter(hashes...))
 	if err != nil {
 		return meta{}, fmt.Errorf("write object %s: %w", o.key, err)
 	}
@@ -264,4 +260,63 @@ func validKey(key string) *Error {
 		return errf(400, "InvalidArgument", "Object keys cannot hold NUL.")
 	}
 	return nil
+}
+
+// copyBuffers and copyBufferSize shape copyHashing's pipeline.
+const (
+	copyBuffers    = 4
+	copyBufferSize = 1 << 20
+)
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// copyHashing copies src to dst and feeds the same bytes to h, hashing
+// in a goroutine of its own so the digests cost no time on top of the
+// network and the disk.
+func copyHashing(dst io.Writer, src io.Reader, h io.Writer) (int64, error) {
+	free := make(chan []byte, copyBuffers)
+	var held []*[]byte
+	for range copyBuffers {
+		b := bufferPool.Get().(*[]byte)
+		held = append(held, b)
+		free <- *b
+	}
+	defer func() {
+		for _, b := range held {
+			bufferPool.Put(b)
+		}
+	}()
+	full := make(chan []byte, copyBuffers)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var n int64
+	var err error
+	for {
+		buf := <-free
+		k, rerr := io.ReadFull(src, buf)
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				err = werr
+				break
+			}
+			n += int64(k)
+			full <- buf[:k]
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(full)
+	<-done
+	return n, err
 }
