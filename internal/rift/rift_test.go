@@ -314,15 +314,26 @@ func TestEngineProxyMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mtlsClient(t, apiCr).Get("https://" + h.engine + "/_ping"); err == nil {
-		t.Error("egg api's runner reached an engine its egg does not have")
+	resp, err = mtlsClient(t, apiCr).Get("https://" + h.engine + "/_ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "serves no podman engine") {
+		t.Errorf("egg api's runner on an engine its egg does not have: %s %s", resp.Status, body)
 	}
 
 	// A runner destroyed after its certificate was issued is cut off.
 	h.auth.Revoke("web-1")
 	h.clock.Advance(time.Minute) // past the live check's memory
-	if _, err := mtlsClient(t, cr).Get("https://" + h.engine + "/_ping"); err == nil {
-		t.Error("a destroyed runner's certificate still reaches the engine")
+	resp, err = mtlsClient(t, cr).Get("https://" + h.engine + "/_ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a destroyed runner's certificate on the engine: %s", resp.Status)
 	}
 }
 

@@ -247,18 +247,30 @@ func (s *Server) EngineProxy() *engine.Proxy {
 }
 
 func (s *Server) routeEngine(ctx context.Context, id pki.Identity) (string, string, error) {
-	if err := s.checkLive(ctx, id.RunnerID); err != nil {
-		return "", "", err
-	}
 	e, ok := s.eggs[id.Egg]
 	if !ok {
-		return "", "", fmt.Errorf("egg %s has no rift block", id.Egg)
+		return "", "", &engine.Refusal{Status: http.StatusForbidden, Message: "rift: egg " + id.Egg + " has no rift block", HTTP: true}
+	}
+	speaksHTTP := e.cfg.Engine != engine.Nerdctl
+	if err := s.checkLive(ctx, id.RunnerID); err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			return "", "", &engine.Refusal{Status: http.StatusUnauthorized, Message: "rift: runner " + id.RunnerID + " is not live: its certificate is refused", HTTP: speaksHTTP}
+		}
+		return "", "", err
 	}
 	sock, ok := s.cfg.Engines[e.cfg.Engine]
 	if !ok {
-		return "", "", fmt.Errorf("this Rift serves no %s engine (egg %s's rift.engine)", e.cfg.Engine, id.Egg)
+		return "", "", &engine.Refusal{Status: http.StatusForbidden, HTTP: speaksHTTP,
+			Message: fmt.Sprintf("rift: this Rift serves no %s engine (egg %s's rift.engine); start it with --%s-socket", e.cfg.Engine, id.Egg, socketFlag(e.cfg.Engine))}
 	}
 	return "unix", strings.TrimPrefix(sock, "unix://"), nil
+}
+
+func socketFlag(engineName string) string {
+	if engineName == engine.Nerdctl {
+		return "containerd"
+	}
+	return engineName
 }
 
 // checkLive asks the authenticator, when it can tell, whether a runner

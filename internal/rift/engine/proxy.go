@@ -11,13 +11,16 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -25,8 +28,21 @@ import (
 )
 
 // Route picks the engine socket a client's connection goes to, or refuses
-// the client with an error.
+// the client with an error; a *Refusal error is answered to HTTP clients.
 type Route func(ctx context.Context, id pki.Identity) (network, address string, err error)
+
+// Refusal is a Route error the proxy answers, when the engine speaks HTTP
+// (Docker's and Podman's APIs), with an HTTP status and a Docker API error
+// body ({"message": ...}), which the Docker CLI prints as "Error response
+// from daemon: ...". Other clients see the connection closed.
+type Refusal struct {
+	Status  int
+	Message string
+	// HTTP says whether the client speaks HTTP/1.1 (not containerd's gRPC).
+	HTTP bool
+}
+
+func (r *Refusal) Error() string { return r.Message }
 
 // Proxy accepts mutual-TLS connections and copies them to engine sockets.
 type Proxy struct {
@@ -123,6 +139,10 @@ func (p *Proxy) handle(ctx context.Context, raw net.Conn) {
 	network, addr, err := p.Route(ctx, id)
 	if err != nil {
 		p.Logger.WarnContext(ctx, "rift engine: refused a runner", "runner", id.RunnerID, "egg", id.Egg, "error", err)
+		var ref *Refusal
+		if errors.As(err, &ref) && ref.HTTP {
+			refuse(tc, ref)
+		}
 		return
 	}
 	var d net.Dialer
@@ -213,4 +233,17 @@ func Dialer(addr string, cfg *tls.Config) func(ctx context.Context) (net.Conn, e
 		d := tls.Dialer{Config: cfg}
 		return d.DialContext(ctx, "tcp", addr)
 	}
+}
+
+// refuse answers the client's first HTTP request with the refusal.
+func refuse(c *tls.Conn, r *Refusal) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	// Read the request head, so the client is not cut off mid-send.
+	if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+		req.Body.Close()
+	}
+	body, _ := json.Marshal(map[string]string{"message": r.Message})
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		r.Status, http.StatusText(r.Status), len(body), body)
+	_ = c.CloseWrite()
 }
