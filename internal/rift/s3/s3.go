@@ -12,7 +12,11 @@
 // answer as for a bucket that does not exist).
 //
 // Supported: GetObject, HeadObject, PutObject, DeleteObject and HeadBucket,
-// path-style (http(s)://host:port/<bucket>/<key>). Objects up to the egg's
+// path-style (http(s)://host:port/<bucket>/<key>). A PUT body may be plain
+// (x-amz-content-sha256 UNSIGNED-PAYLOAD or the body's SHA-256, checked) or
+// aws-chunked with a trailing checksum (STREAMING-UNSIGNED-PAYLOAD-TRAILER,
+// the AWS SDKs' default over HTTPS; CRC32, CRC32C, SHA-1 and SHA-256
+// trailers are checked); signed chunks are not supported. Objects up to the egg's
 // cache size; ETag is the hex MD5 of the bytes, as S3's for single PUTs.
 package s3
 
@@ -22,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -189,11 +194,21 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, b *bucketStore, key
 	if r.URL.Query().Has("uploadId") || r.URL.Query().Has("partNumber") {
 		return errf(http.StatusNotImplemented, "NotImplemented", "Multipart uploads are not supported: gitlab-runner uploads a cache archive in one PUT.")
 	}
-	if strings.Contains(r.Header.Get("Content-Encoding"), "aws-chunked") {
-		return errf(http.StatusNotImplemented, "NotImplemented", "aws-chunked bodies are not supported: send the body as is (in the AWS SDK: RequestChecksumCalculation = when_required).")
-	}
+	var body io.Reader = r.Body
 	o := putOptions{key: key, contentType: r.Header.Get("Content-Type"), size: r.ContentLength}
-	if sig.payloadHash != unsignedPayload && sig.payloadHash != "" {
+	switch {
+	case sig.payloadHash == streamingUnsignedTrailer:
+		if !strings.Contains(r.Header.Get("Content-Encoding"), "aws-chunked") {
+			return errf(http.StatusBadRequest, "InvalidRequest", "%s needs Content-Encoding: aws-chunked.", streamingUnsignedTrailer)
+		}
+		b, size, err := chunkedBody(r)
+		if err != nil {
+			return err
+		}
+		body, o.size = b, size
+	case strings.Contains(r.Header.Get("Content-Encoding"), "aws-chunked"):
+		return errf(http.StatusNotImplemented, "NotImplemented", "aws-chunked bodies are supported with x-amz-content-sha256 = %s only.", streamingUnsignedTrailer)
+	case sig.payloadHash != unsignedPayload && sig.payloadHash != "":
 		o.sha256 = sig.payloadHash
 	}
 	if v := r.Header.Get("Content-MD5"); v != "" {
@@ -203,7 +218,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, b *bucketStore, key
 		}
 		o.md5 = d
 	}
-	m, err := b.put(r.Context(), r.Body, o)
+	m, err := b.put(r.Context(), body, o)
 	if err != nil {
 		return err
 	}

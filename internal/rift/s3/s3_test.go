@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -25,6 +26,7 @@ import (
 
 type fixture struct {
 	url    string
+	http   *http.Client
 	clock  *space.FakeClock
 	spaces map[string]*space.Space
 	keys   map[string]s3.Key
@@ -32,6 +34,12 @@ type fixture struct {
 
 // newFixture serves two eggs, web and api, each with its bucket and key.
 func newFixture(t testing.TB, limits space.Limits) *fixture {
+	t.Helper()
+	return newFixtureTLS(t, limits, false)
+}
+
+// newFixtureTLS serves over HTTPS when useTLS, as Rift does.
+func newFixtureTLS(t testing.TB, limits space.Limits, useTLS bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{clock: space.NewFakeClock(time.Now()), spaces: map[string]*space.Space{}, keys: map[string]s3.Key{}}
@@ -49,9 +57,14 @@ func newFixture(t testing.TB, limits space.Limits) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewUnstartedServer(srv)
+	if useTLS {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
 	t.Cleanup(hs.Close)
-	f.url = hs.URL
+	f.url, f.http = hs.URL, hs.Client()
 	return f
 }
 
@@ -257,5 +270,70 @@ func TestSettingsTOML(t *testing.T) {
 	if c.Type != "s3" || !c.Shared || c.S3.ServerAddress != "rift.example.com:9000" || c.S3.AuthenticationType != "access-key" ||
 		c.S3.SecretKey != `se"cret` || c.S3.BucketName != "web-app" || c.S3.BucketLocation != "us-east-1" || !c.S3.PathStyle || !c.S3.Insecure {
 		t.Errorf("parsed = %+v", c)
+	}
+}
+
+// TestDefaultSDKClient uses the AWS SDK's client with the checksums
+// config.LoadDefaultConfig turns on (when_supported): over HTTPS, PutObject
+// sends an aws-chunked body with a trailing CRC32.
+func TestDefaultSDKClient(t *testing.T) {
+	f := newFixtureTLS(t, space.Limits{}, true)
+	ctx := context.Background()
+	k := f.keys["web"]
+	c := awss3.New(awss3.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.url), UsePathStyle: true, RetryMaxAttempts: 1, HTTPClient: f.http,
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported, ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
+		Credentials: credentials.NewStaticCredentialsProvider(k.AccessKeyID, k.SecretAccessKey, "")})
+	body := bytes.Repeat([]byte("0123456789"), 100000)
+	if _, err := c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("web-cache"), Key: aws.String("chunked"), Body: io.MultiReader(bytes.NewReader(body)), ContentLength: aws.Int64(int64(len(body)))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("web-cache"), Key: aws.String("seekable"), Body: bytes.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"chunked", "seekable"} {
+		out, err := c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String("web-cache"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(out.Body)
+		out.Body.Close()
+		if !bytes.Equal(got, body) {
+			t.Errorf("%s: got %d bytes back", key, len(got))
+		}
+	}
+}
+
+// TestChunkedTrailerMismatch sends an aws-chunked body whose CRC32 trailer
+// does not match, signed with the SDK's signer.
+func TestChunkedTrailerMismatch(t *testing.T) {
+	f := newFixture(t, space.Limits{})
+	k := f.keys["web"]
+	for _, c := range []struct {
+		name, body string
+		want       int
+		code       string
+	}{
+		{"good", "5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n", 200, ""},
+		{"bad checksum", "5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n", 400, "BadDigest"},
+		{"truncated", "5\r\nhel", 400, "IncompleteBody"},
+	} {
+		req, _ := http.NewRequest(http.MethodPut, f.url+"/web-cache/trailer", strings.NewReader(c.body))
+		req.Header.Set("Content-Encoding", "aws-chunked")
+		req.Header.Set("X-Amz-Trailer", "x-amz-checksum-crc32")
+		req.Header.Set("X-Amz-Decoded-Content-Length", "5")
+		req.Header.Set("X-Amz-Content-Sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: k.AccessKeyID, SecretAccessKey: k.SecretAccessKey},
+			req, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "s3", "us-east-1", f.clock.Now(), func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || !bytes.Contains(msg, []byte(c.code)) {
+			t.Errorf("%s: %s %s", c.name, resp.Status, msg)
+		}
 	}
 }

@@ -162,11 +162,11 @@ func (v *verifier) verifyHeader(r *http.Request) (signed, *Error) {
 	}
 	payload := r.Header.Get("X-Amz-Content-Sha256")
 	switch {
-	case payload == unsignedPayload, isHexSHA256(payload):
+	case payload == unsignedPayload, payload == streamingUnsignedTrailer, isHexSHA256(payload):
 	case payload == "":
 		return signed{}, errf(http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256.")
 	default:
-		return signed{}, errf(http.StatusNotImplemented, "NotImplemented", "x-amz-content-sha256 %q (chunked signing) is not supported: send UNSIGNED-PAYLOAD or the body's SHA-256 (in the AWS SDK: RequestChecksumCalculation = when_required).", payload)
+		return signed{}, errf(http.StatusNotImplemented, "NotImplemented", "x-amz-content-sha256 %q (chunked signing) is not supported: send UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER or the body's SHA-256.", payload)
 	}
 	key, e := v.keyFor(scope, date)
 	if e != nil {
