@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres dynalite
+TEST_TOOLS := temporal tofu postgres dynalite podman docker
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
@@ -62,6 +62,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
+	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
+	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

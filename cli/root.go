@@ -47,6 +47,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdAudit(f, nil),
 		NewCmdDev(f, nil),
 		NewCmdPool(f),
+		NewCmdRift(f),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

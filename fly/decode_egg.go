@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,15 @@ var poolSchema = &hcl.BodySchema{
 }
 
 var riftSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "engine"}, {Name: "cache"}, {Name: "endpoint"}},
+	Attributes: []hcl.AttributeSchema{
+		{Name: "enabled"}, {Name: "engine"}, {Name: "cache"}, {Name: "max_age"}, {Name: "endpoint"},
+		{Name: "bucket"}, {Name: "access_key"}, {Name: "secret_key"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "mirror"}},
+}
+
+var riftMirrorSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "upstream", Required: true}, {Name: "username"}, {Name: "password"}},
 }
 
 // eggDecl keeps the source ranges that cross-file checks point at.
@@ -134,7 +143,7 @@ func (l *loader) decodeEggBlock(b *hcl.Block, kind EggKind) (*eggDecl, hcl.Diagn
 	}
 	l.checkPools(e, blocks, &diags)
 	if r := blocks["rift"]; r != nil {
-		e.Rift = decodeRiftBlock(l.ctx, r, &diags)
+		e.Rift = l.decodeRiftBlock(r, e.Name, &diags)
 	}
 	return decl, diags
 }
@@ -541,14 +550,98 @@ func (l *loader) checkPools(e *Egg, blocks map[string]*hcl.Block, diags *hcl.Dia
 	}
 }
 
-func decodeRiftBlock(ctx *hcl.EvalContext, b *hcl.Block, diags *hcl.Diagnostics) *RiftSpec {
+// Rift defaults and bounds.
+const (
+	DefaultRiftMaxAge = Duration(7 * 24 * 3600e9)
+	minRiftMaxAge     = Duration(3600e9)
+	maxRiftMaxAge     = Duration(365 * 24 * 3600e9)
+)
+
+func (l *loader) decodeRiftBlock(b *hcl.Block, egg string, diags *hcl.Diagnostics) *RiftSpec {
 	content, d := b.Body.Content(riftSchema)
 	*diags = append(*diags, d...)
-	a := newAttrs(ctx, content.Attributes, diags)
-	return &RiftSpec{
+	a := newAttrs(l.ctx, content.Attributes, diags)
+	r := &RiftSpec{
 		Enabled:  a.boolean("enabled", true),
 		Engine:   a.enum("engine", "docker", "docker", "podman", "nerdctl"),
 		Cache:    a.size("cache", 20*GiB, 1*GiB, 16*TiB),
+		MaxAge:   a.duration("max_age", DefaultRiftMaxAge, minRiftMaxAge, maxRiftMaxAge),
 		Endpoint: a.str("endpoint", ""),
+		Bucket:   a.str("bucket", ""),
 	}
+	switch {
+	case a.has("bucket"):
+		if err := ValidBucketName(r.Bucket); err != nil {
+			a.errorf("bucket", "Invalid bucket name", "%v.", err)
+		}
+	case ValidBucketName(egg) == nil:
+		r.Bucket = egg
+	default:
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Invalid bucket name",
+			Detail:  fmt.Sprintf("The cache bucket is named after the egg, but %q is not an S3 bucket name (3 to 63 characters). Name it: bucket = \"%s-cache\".", egg, egg),
+			Subject: b.DefRange.Ptr(),
+		})
+	}
+	if a.has("access_key") {
+		r.AccessKey = a.str("access_key", "")
+		if strings.Contains(r.AccessKey, "://") {
+			if ref, ok := a.checkSecret("access_key", r.AccessKey); ok {
+				l.secretUses = append(l.secretUses, secretUse{ref: ref, rng: *a.rng("access_key")})
+			}
+		} else if r.AccessKey == "" || strings.ContainsAny(r.AccessKey, " /:") {
+			a.errorf("access_key", "Invalid access key", "An access key ID is a word such as \"GOSLINGWEB01\" (no spaces, slashes or colons), or a secret URI holding one.")
+		}
+	}
+	if a.has("secret_key") {
+		r.SecretKey = l.secret(a, "secret_key")
+	}
+	if a.has("access_key") != a.has("secret_key") {
+		name := "access_key" // the one that is set
+		if a.has("secret_key") {
+			name = "secret_key"
+		}
+		a.errorf(name, "Incomplete cache credentials", "Set both access_key and secret_key, or neither (Rift then derives a pair for the egg from its own key).")
+	}
+	blocks := singleBlocks(content.Blocks, diags)
+	if m := blocks["mirror"]; m != nil {
+		r.Mirror = l.decodeRiftMirror(m, diags)
+	}
+	return r
+}
+
+func (l *loader) decodeRiftMirror(b *hcl.Block, diags *hcl.Diagnostics) *RiftMirror {
+	content, d := b.Body.Content(riftMirrorSchema)
+	*diags = append(*diags, d...)
+	a := newAttrs(l.ctx, content.Attributes, diags)
+	m := &RiftMirror{Upstream: a.str("upstream", ""), Username: a.str("username", "")}
+	if a.has("upstream") {
+		if u, err := url.Parse(m.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			a.errorf("upstream", "Invalid registry URL", "upstream is a registry's base URL, such as \"https://registry-1.docker.io\" (scheme and host, no path); got %q.", m.Upstream)
+		}
+		m.Upstream = strings.TrimSuffix(m.Upstream, "/")
+	}
+	if a.has("password") {
+		m.Password = l.secret(a, "password")
+		if !a.has("username") {
+			a.errorf("password", "Password without a username", "Set username too: the upstream registry is logged in to with both.")
+		}
+	}
+	return m
+}
+
+// ValidBucketName checks the S3 bucket naming rules Rift's cache buckets
+// follow: 3 to 63 characters, lower-case letters, digits, dots and dashes,
+// starting and ending with a letter or digit (AWS, "Bucket naming rules").
+func ValidBucketName(s string) error {
+	if len(s) < 3 || len(s) > 63 {
+		return fmt.Errorf("%q must be 3 to 63 characters", s)
+	}
+	for i, c := range s {
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || i == len(s)-1 || c != '-' && c != '.') {
+			return fmt.Errorf("%q may only hold lower-case letters, digits, dots and inner dashes", s)
+		}
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ func TestExampleNestValues(t *testing.T) {
 	if web.Apex != (Pool{Min: 1, Max: 20, IdleTimeout: Duration(15 * 60e9)}) || web.Nadir.Min != 2 || web.Nadir.Max != 5 {
 		t.Errorf("pools = %+v %+v", web.Apex, web.Nadir)
 	}
-	if web.Rift == nil || web.Rift.Cache != 50*GiB {
+	if web.Rift == nil || web.Rift.Cache != 50*GiB || web.Rift.MaxAge.D().Hours() != 14*24 || web.Rift.Bucket != "web-app" {
 		t.Errorf("rift = %+v", web.Rift)
 	}
 

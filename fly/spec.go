@@ -181,10 +181,33 @@ type RiftSpec struct {
 	Enabled bool `json:"enabled"`
 	// Engine is docker, podman or nerdctl.
 	Engine string `json:"engine"`
-	// Cache is the size of the shared build cache.
+	// Cache bounds the bytes the egg's build cache and image mirror hold
+	// together; past it the least recently used entries are evicted.
 	Cache Size `json:"cache"`
+	// MaxAge evicts an entry that was not read or written for this long.
+	MaxAge Duration `json:"max_age"`
 	// Endpoint is an existing Rift server; empty means Gosling runs one.
 	Endpoint string `json:"endpoint,omitempty"`
+	// Bucket is the egg's cache bucket (gitlab-runner's BucketName); it
+	// defaults to the egg's name.
+	Bucket string `json:"bucket"`
+	// AccessKey and SecretKey are the bucket's S3 credentials, which
+	// gitlab-runner signs its cache requests with. AccessKey is an access
+	// key ID or a secret URI holding one; SecretKey is a secret URI. Both
+	// empty: Rift derives a pair for the egg from its own key.
+	AccessKey string    `json:"access_key,omitempty"`
+	SecretKey SecretRef `json:"secret_key,omitempty"`
+	// Mirror, when set, gives the egg a pull-through image mirror.
+	Mirror *RiftMirror `json:"mirror,omitempty"`
+}
+
+// RiftMirror is the upstream registry of an egg's image mirror.
+type RiftMirror struct {
+	// Upstream is the registry's base URL, such as https://registry-1.docker.io.
+	Upstream string `json:"upstream"`
+	// Username and Password log in to the upstream; Password is a secret URI.
+	Username string    `json:"username,omitempty"`
+	Password SecretRef `json:"password,omitempty"`
 }
 
 // Job kinds.

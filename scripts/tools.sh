@@ -90,8 +90,32 @@ install_dynalite() {
   stamp dynalite "$DYNALITE_VERSION"
 }
 
+# apt_install PACKAGE...: Debian's packages, as root or through sudo.
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Podman serves its Docker-compatible API for Rift's remote-engine tests
+# (`podman system service`); Debian's package, when podman is missing.
+install_podman() {
+  command -v podman >/dev/null 2>&1 && return
+  echo "tools: installing podman from Debian's packages" >&2
+  apt_install podman uidmap slirp4netns fuse-overlayfs catatonit
+}
+
+# The Docker CLI drives Rift's remote-engine tests (`docker --context`);
+# Debian's docker.io, when no docker CLI is on the machine.
+install_docker() {
+  command -v docker >/dev/null 2>&1 && return
+  echo "tools: installing the Docker CLI (docker.io) from Debian's packages" >&2
+  apt_install docker.io
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite podman docker)
 for t in "${tools[@]}"; do
   "install_$t"
 done
