@@ -1,0 +1,318 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/store/pgtest"
+	"github.com/gosling-ci/gosling/internal/testbin"
+	"github.com/gosling-ci/gosling/mothergoose"
+	"github.com/gosling-ci/gosling/workflows/contract"
+)
+
+// fleet is Gosling deployed as production runs it: a Temporal server,
+// PostgreSQL, `gosling server` and one worker per task queue, each its own
+// OS process, configured from a Nest's MG/config.fly, with the GitLab test
+// server and local runners.
+type fleet struct {
+	t        *testing.T
+	temporal *Temporal
+	gitlab   *gitlabtest.Server
+	project  gitlabtest.Project
+	dsn      string
+	store    store.Store
+	stateDir string
+	nestDir  string
+	apiAddr  string
+	env      []string
+
+	server, mgWorker, ufWorker *Process
+	mgMetrics, ufMetrics       string
+}
+
+const fleetWebhookSecret = "fleet-webhook-secret-0001"
+
+func startFleet(t *testing.T) *fleet {
+	t.Helper()
+	ctx := context.Background()
+	f := &fleet{t: t, stateDir: t.TempDir(), nestDir: t.TempDir()}
+	f.temporal = StartTemporal(t)
+	f.dsn = pgtest.Start(t)
+	f.gitlab = gitlabtest.New()
+	t.Cleanup(f.gitlab.Close)
+	g := f.gitlab.AddGroup("acme", 0)
+	f.project = f.gitlab.AddProject("acme/web", g.ID)
+
+	// The secrets every process reads, in the local store of the shared
+	// state directory.
+	local, err := secrets.OpenLocal(filepath.Join(f.stateDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := secrets.NewResolver(local)
+	for ref, v := range map[fly.SecretRef]string{
+		"local://gitlab/token": f.gitlab.Token(), "local://gitlab/webhook": fleetWebhookSecret,
+		"local://api/token": APIToken, "local://db/dsn": f.dsn,
+	} {
+		if _, err := res.Put(ctx, ref, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.writeNest()
+	if f.store, err = store.Open(ctx, f.dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.store.Close() })
+
+	f.apiAddr = FreeAddr(t)
+	f.mgMetrics, f.ufMetrics = FreeAddr(t), FreeAddr(t)
+	f.env = []string{"GOSLING_STATE_DIR=" + f.stateDir, "GOSLING_NEST=" + f.nestDir, "GOSLING_TOFU=" + testbin.Tofu(t)}
+	f.startServer()
+	f.mgWorker = f.startWorker("mothergoose-worker-1", "mothergoose", f.mgMetrics)
+	f.ufWorker = f.startWorker("uglyfox-worker", "uglyfox", f.ufMetrics)
+	WaitHTTP(t, "http://"+f.apiAddr+"/readyz", http.StatusOK, time.Minute, f.server)
+	return f
+}
+
+// writeNest writes the Nest the processes are configured from.
+func (f *fleet) writeNest() {
+	mg := fmt.Sprintf(`mothergoose {
+  cloud = "local"
+
+  temporal {
+    address   = %q
+    namespace = "default"
+  }
+
+  api_gateway {
+    name = "gosling-e2e"
+    auth {
+      name   = "gosling-e2e-auth"
+      tokens = ["local://api/token"]
+    }
+  }
+
+  database {
+    engine = "postgresql"
+    dsn    = "local://db/dsn"
+  }
+
+  secrets {
+    backend = "local"
+    local {
+      path = %q
+    }
+  }
+
+  provider "local" {}
+}
+`, f.temporal.Addr, filepath.Join(f.stateDir, "secrets"))
+	egg := fmt.Sprintf(`egg "web" {
+  gitlab {
+    host           = %q
+    insecure       = true
+    token          = "local://gitlab/token"
+    webhook_secret = "local://gitlab/webhook"
+  }
+
+  project_id = %d
+
+  runner {
+    type                  = "serverless"
+    clouds                = ["local"]
+    cpu                   = 1
+    memory                = "2GiB"
+    max_concurrent        = 10
+    tags                  = ["docker"]
+    expected_job_duration = "10m"
+  }
+}
+`, f.host(), f.project.ID)
+	for path, body := range map[string]string{"MG/config.fly": mg, "Eggs/web/config.fly": egg} {
+		p := filepath.Join(f.nestDir, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			f.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+func (f *fleet) host() string { return strings.TrimPrefix(f.gitlab.URL(), "http://") }
+
+func (f *fleet) startServer() {
+	f.server = StartProcess(f.t, "server", f.stateDir, f.env, "server", "--addr", f.apiAddr, "--nest-sync", "0",
+		"--agent-api-url", "http://"+f.apiAddr)
+}
+
+func (f *fleet) startWorker(name, queue, metrics string) *Process {
+	return StartProcess(f.t, name, f.stateDir, f.env, "worker", "--queue", queue, "--metrics-addr", metrics,
+		"--agent-api-url", "http://"+f.apiAddr)
+}
+
+// deliver sends a job's current Job Hook to the server as GitLab does.
+func (f *fleet) deliver(ctx context.Context, jobID int64, key string) (int, mothergoose.Result) {
+	f.t.Helper()
+	spec, ok := f.gitlab.JobHook(jobID)
+	if !ok {
+		f.t.Fatalf("no job %d", jobID)
+	}
+	resp, err := f.gitlab.Deliver(ctx, "http://"+f.apiAddr+"/webhooks/gitlab", gitlabtest.EventJob, fleetWebhookSecret, gitlabtest.JobHookPayload(spec), key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r mothergoose.Result
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &r)
+	return resp.StatusCode, r
+}
+
+// runnersOf lists the store's runners made for a job.
+func (f *fleet) runnersOf(ctx context.Context, jobID int64) []store.Runner {
+	rs, err := f.store.ListRunners(ctx, store.RunnerFilter{Egg: "web"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []store.Runner
+	for _, r := range rs {
+		if r.JobID == jobID {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitRunner waits until the job's runner is in state.
+func (f *fleet) waitRunner(ctx context.Context, jobID int64, state store.RunnerState) store.Runner {
+	f.t.Helper()
+	for {
+		if rs := f.runnersOf(ctx, jobID); len(rs) > 0 && rs[0].State == state {
+			return rs[0]
+		}
+		select {
+		case <-ctx.Done():
+			f.t.Fatalf("job %d: no runner in state %s: %+v", jobID, state, f.runnersOf(context.Background(), jobID))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// The production processes, end to end: a pending Job Hook to `gosling
+// server` gets a runner made by a `gosling worker` process; that worker is
+// killed while the runner is being made and another one finishes it, once;
+// a hook taken while Temporal is down waits in the server's outbox across a
+// server restart and is delivered; every process serves /metrics; and the
+// success hooks leave nothing behind.
+func TestServerAndWorkersAsProcesses(t *testing.T) {
+	f := startFleet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// 1. A pending job; GitLab refuses the agent's token check until the
+	// worker making its runner has been killed.
+	f.gitlab.FailNext("POST", "/runners/verify", http.StatusServiceUnavailable, 1_000_000, false)
+	job1 := f.gitlab.AddJob(f.project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Status: "pending"})
+	if code, r := f.deliver(ctx, job1.ID, "job1-pending"); code != http.StatusAccepted || r.Status != mothergoose.StatusAccepted {
+		t.Fatalf("pending hook: %d %+v", code, r)
+	}
+	r1 := f.waitRunner(ctx, job1.ID, store.StateRegistering)
+	f.mgWorker.Kill(syscall.SIGKILL)
+	f.mgWorker = f.startWorker("mothergoose-worker-2", "mothergoose", f.mgMetrics)
+	f.gitlab.ClearFaults()
+	f.waitRunner(ctx, job1.ID, store.StateActive)
+	if rs := f.runnersOf(ctx, job1.ID); len(rs) != 1 || rs[0].ID != r1.ID {
+		t.Fatalf("job %d has runners %+v, want exactly %s", job1.ID, rs, r1.ID)
+	}
+	if n := len(f.gitlab.Runners()); n != 1 {
+		t.Errorf("GitLab has %d runners, want 1", n)
+	}
+
+	// 2. Temporal goes down: the server takes the next hook into its
+	// outbox, is restarted, and delivers it once Temporal is back.
+	f.temporal.Stop()
+	job2 := f.gitlab.AddJob(f.project.ID, gitlabtest.JobSpec{Name: "lint", Stage: "test", Ref: "main", Tags: []string{"docker"}, Status: "pending"})
+	code, r := f.deliver(ctx, job2.ID, "job2-pending")
+	if code != http.StatusAccepted || r.Status != mothergoose.StatusQueued || r.OutboxID == 0 {
+		t.Fatalf("pending hook while Temporal is down: %d %+v", code, r)
+	}
+	f.server.Kill(syscall.SIGTERM)
+	if depth, err := f.store.OutboxDepth(ctx); err != nil || depth != 1 {
+		t.Fatalf("outbox after the server stopped: %d, %v", depth, err)
+	}
+	f.temporal.Start()
+	f.startServer()
+	WaitHTTP(t, "http://"+f.apiAddr+"/readyz", http.StatusOK, time.Minute, f.server)
+	f.waitRunner(ctx, job2.ID, store.StateActive)
+	if depth, _ := f.store.OutboxDepth(ctx); depth != 0 {
+		t.Errorf("outbox depth %d after delivery", depth)
+	}
+
+	// 3. Every process answers /metrics, with its own figures.
+	for url, want := range map[string]string{
+		"http://" + f.apiAddr + "/metrics": "gosling_http_request_duration_seconds",
+		"http://" + f.mgMetrics + "/metrics": "gosling_runner_provision_seconds",
+		"http://" + f.ufMetrics + "/metrics": "go_goroutines",
+	} {
+		body := get(t, url)
+		if !strings.Contains(body, want) {
+			t.Errorf("%s lacks %s", url, want)
+		}
+	}
+
+	// 4. The jobs end; their runners are torn down and nothing is left.
+	for _, id := range []int64{job1.ID, job2.ID} {
+		f.gitlab.SetJobStatus(f.project.ID, id, "success", 0)
+		if code, r := f.deliver(ctx, id, fmt.Sprintf("job%d-success", id)); code != http.StatusAccepted {
+			t.Fatalf("success hook of job %d: %d %+v", id, code, r)
+		}
+	}
+	for _, id := range []int64{job1.ID, job2.ID} {
+		f.waitRunner(ctx, id, store.StateTerminated)
+	}
+	if n := len(f.gitlab.Runners()); n != 0 {
+		t.Errorf("GitLab still has %d runners", n)
+	}
+	ws, _ := filepath.Glob(filepath.Join(f.stateDir, "tofu", "machines", "*"))
+	for _, w := range ws {
+		if _, err := os.Stat(filepath.Join(w, "agent.pid")); err == nil {
+			t.Errorf("machine %s still has an agent", w)
+		}
+	}
+	// The runners' workflows end once their teardown is recorded.
+	for _, id := range []int64{job1.ID, job2.ID} {
+		wfID := contract.RunnerWorkflowID(f.host(), id)
+		var res contract.ProvisionRunnerResult
+		if err := f.temporal.Client().GetWorkflow(ctx, wfID, "").Get(ctx, &res); err != nil || res.Outcome != "job-finished" {
+			t.Errorf("%s: %+v, %v", wfID, res, err)
+		}
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
