@@ -17,7 +17,6 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 )
 
@@ -81,7 +80,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 			id := fmt.Sprintf("raw/%d", i)
 			start := time.Now()
 			_, err := s.Client.SignalWithStartWorkflow(ctx, id, contract.SignalJobStatus, contract.JobStatus{JobID: int64(i), Status: "pending"},
-				client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueMotherGoose}, workflows.ProvisionRunner, contract.ProvisionRunnerInput{RunnerID: id, Egg: egg})
+				client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueMotherGoose}, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{RunnerID: id, Egg: egg})
 			return time.Since(start), "raw", err
 		}
 		rawLat, rawWall, _ := runLoad(b, webhooks, workers, raw)

@@ -15,7 +15,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 )
 
@@ -32,7 +31,7 @@ func (s *Stack) poolEgg(name string) fly.Egg {
 func (s *Stack) StartPool(ctx context.Context, egg fly.Egg, tick time.Duration) client.WorkflowRun {
 	s.T.Helper()
 	id := contract.PoolWorkflowID(egg.Name)
-	run, err := s.Client.SignalWithStartWorkflow(ctx, id, contract.SignalPoolSpec, egg, contract.StartOptions(id), workflows.Pool,
+	run, err := s.Client.SignalWithStartWorkflow(ctx, id, contract.SignalPoolSpec, egg, contract.StartOptions(id), contract.WorkflowPool,
 		contract.PoolInput{Egg: egg, Cloud: fly.CloudLocal, Tick: tick})
 	if err != nil {
 		s.T.Fatal(err)

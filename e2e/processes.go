@@ -40,11 +40,14 @@ type Temporal struct {
 	dev    *testsuite.DevServer
 }
 
-// StartTemporal starts a persistent Temporal dev server; it stops in
-// t.Cleanup.
-func StartTemporal(t testing.TB) *Temporal {
+// StartTemporal starts a Temporal dev server, persistent unless inMemory
+// (faster, for benchmarks); it stops in t.Cleanup.
+func StartTemporal(t testing.TB, inMemory bool) *Temporal {
 	t.Helper()
-	tp := &Temporal{T: t, Addr: FreeAddr(t), DBFile: filepath.Join(t.TempDir(), "temporal.db")}
+	tp := &Temporal{T: t, Addr: FreeAddr(t)}
+	if !inMemory {
+		tp.DBFile = filepath.Join(t.TempDir(), "temporal.db")
+	}
 	tp.Start()
 	t.Cleanup(tp.Stop)
 	return tp

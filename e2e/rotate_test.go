@@ -18,7 +18,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -208,7 +207,7 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 	// One rotation at a time: a second start while none runs is accepted
 	// again (the ID is reusable), and its runners rotate once more.
 	var again contract.RotateRunnerTokensResult
-	run2, err := s.Client.ExecuteWorkflow(ctx, contract.RotateStartOptions(), workflows.RotateRunnerTokens, contract.RotateRunnerTokensInput{Eggs: []string{"web"}})
+	run2, err := s.Client.ExecuteWorkflow(ctx, contract.RotateStartOptions(), contract.WorkflowRotateRunnerTokens, contract.RotateRunnerTokensInput{Eggs: []string{"web"}})
 	if err != nil {
 		t.Fatal(err)
 	}

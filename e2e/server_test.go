@@ -28,7 +28,7 @@ import (
 // OS process, configured from a Nest's MG/config.fly, with the GitLab test
 // server and local runners.
 type fleet struct {
-	t        *testing.T
+	t        testing.TB
 	temporal *Temporal
 	gitlab   *gitlabtest.Server
 	project  gitlabtest.Project
@@ -45,11 +45,20 @@ type fleet struct {
 
 const fleetWebhookSecret = "fleet-webhook-secret-0001"
 
-func startFleet(t *testing.T) *fleet {
+// fleetOptions shape a fleet.
+type fleetOptions struct {
+	// NoWorkers starts the server alone.
+	NoWorkers bool
+	// InMemoryTemporal keeps Temporal's state in memory: faster, but lost
+	// when it stops.
+	InMemoryTemporal bool
+}
+
+func startFleet(t testing.TB, o fleetOptions) *fleet {
 	t.Helper()
 	ctx := context.Background()
 	f := &fleet{t: t, stateDir: t.TempDir(), nestDir: t.TempDir()}
-	f.temporal = StartTemporal(t)
+	f.temporal = StartTemporal(t, o.InMemoryTemporal)
 	f.dsn = pgtest.Start(t)
 	f.gitlab = gitlabtest.New()
 	t.Cleanup(f.gitlab.Close)
@@ -81,8 +90,10 @@ func startFleet(t *testing.T) *fleet {
 	f.mgMetrics, f.ufMetrics = FreeAddr(t), FreeAddr(t)
 	f.env = []string{"GOSLING_STATE_DIR=" + f.stateDir, "GOSLING_NEST=" + f.nestDir, "GOSLING_TOFU=" + testbin.Tofu(t)}
 	f.startServer()
-	f.mgWorker = f.startWorker("mothergoose-worker-1", "mothergoose", f.mgMetrics)
-	f.ufWorker = f.startWorker("uglyfox-worker", "uglyfox", f.ufMetrics)
+	if !o.NoWorkers {
+		f.mgWorker = f.startWorker("mothergoose-worker-1", "mothergoose", f.mgMetrics)
+		f.ufWorker = f.startWorker("uglyfox-worker", "uglyfox", f.ufMetrics)
+	}
 	WaitHTTP(t, "http://"+f.apiAddr+"/readyz", http.StatusOK, time.Minute, f.server)
 	return f
 }
@@ -152,6 +163,16 @@ func (f *fleet) writeNest() {
 	}
 }
 
+// nest is the Nest the processes run.
+func (f *fleet) nest() *fly.Nest {
+	f.t.Helper()
+	n, diags := fly.LoadNest(f.nestDir)
+	if diags.HasErrors() {
+		f.t.Fatal(diags)
+	}
+	return n
+}
+
 func (f *fleet) host() string { return strings.TrimPrefix(f.gitlab.URL(), "http://") }
 
 func (f *fleet) startServer() {
@@ -219,7 +240,7 @@ func (f *fleet) waitRunner(ctx context.Context, jobID int64, state store.RunnerS
 // server restart and is delivered; every process serves /metrics; and the
 // success hooks leave nothing behind.
 func TestServerAndWorkersAsProcesses(t *testing.T) {
-	f := startFleet(t)
+	f := startFleet(t, fleetOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -264,7 +285,7 @@ func TestServerAndWorkersAsProcesses(t *testing.T) {
 
 	// 3. Every process answers /metrics, with its own figures.
 	for url, want := range map[string]string{
-		"http://" + f.apiAddr + "/metrics": "gosling_http_request_duration_seconds",
+		"http://" + f.apiAddr + "/metrics":   "gosling_http_request_duration_seconds",
 		"http://" + f.mgMetrics + "/metrics": "gosling_runner_provision_seconds",
 		"http://" + f.ufMetrics + "/metrics": "go_goroutines",
 	} {

@@ -29,7 +29,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -185,7 +184,7 @@ func (s *Stack) StartJobRunner(ctx context.Context, egg fly.Egg, jobID int64, mu
 	if mutate != nil {
 		mutate(&in)
 	}
-	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions(wfID), workflows.ProvisionRunner, in)
+	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions(wfID), contract.WorkflowProvisionRunner, in)
 }
 
 // ProvisionPool starts ProvisionRunner for a runner made ahead of demand
@@ -195,13 +194,13 @@ func (s *Stack) ProvisionPool(ctx context.Context, egg fly.Egg, runnerID string,
 	if mutate != nil {
 		mutate(&in)
 	}
-	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions("test-pool/"+runnerID), workflows.ProvisionRunner, in)
+	return s.Client.ExecuteWorkflow(ctx, contract.StartOptions("test-pool/"+runnerID), contract.WorkflowProvisionRunner, in)
 }
 
 // Deprovision runs DeprovisionRunner to completion.
 func (s *Stack) Deprovision(ctx context.Context, egg fly.Egg, runnerID string) (contract.DeprovisionRunnerResult, error) {
 	var res contract.DeprovisionRunnerResult
-	run, err := s.Client.ExecuteWorkflow(ctx, contract.StartOptions(contract.DeprovisionWorkflowID(runnerID)), workflows.DeprovisionRunner,
+	run, err := s.Client.ExecuteWorkflow(ctx, contract.StartOptions(contract.DeprovisionWorkflowID(runnerID)), contract.WorkflowDeprovisionRunner,
 		contract.DeprovisionRunnerInput{RunnerID: runnerID, GitLab: egg.GitLab, Reason: "test teardown"})
 	if err != nil {
 		return res, err

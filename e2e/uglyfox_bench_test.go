@@ -13,7 +13,6 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 )
 
@@ -105,7 +104,7 @@ func BenchmarkUglyFoxPolicyPass10k(b *testing.B) {
 		n++
 		m.measure(func() {
 			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.PruneWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: contract.TaskQueueUglyFox},
-				workflows.Prune, contract.PruneInput{Policy: policy})
+				contract.WorkflowPrune, contract.PruneInput{Policy: policy})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -149,7 +148,7 @@ func BenchmarkUglyFoxReconcilePass10k(b *testing.B) {
 		b.StartTimer()
 		m.measure(func() {
 			run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.ReconcileWorkflowID(fmt.Sprintf("bench-%d", n)), TaskQueue: contract.TaskQueueUglyFox},
-				workflows.Reconcile, contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
+				contract.WorkflowReconcile, contract.ReconcileInput{Policy: fly.DefaultUglyFox()})
 			if err != nil {
 				b.Fatal(err)
 			}

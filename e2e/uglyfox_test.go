@@ -22,7 +22,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 )
 
@@ -81,7 +80,7 @@ func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 
 func runReconcile(t *testing.T, ctx context.Context, s *Stack, name string, in contract.ReconcileInput) (contract.ReconcileResult, client.WorkflowRun) {
 	t.Helper()
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.ReconcileWorkflowID(name), TaskQueue: contract.TaskQueueUglyFox}, workflows.Reconcile, in)
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.ReconcileWorkflowID(name), TaskQueue: contract.TaskQueueUglyFox}, contract.WorkflowReconcile, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +246,7 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.PruneWorkflowID("e2e"), TaskQueue: contract.TaskQueueUglyFox},
-		workflows.Prune, contract.PruneInput{Policy: fly.DefaultUglyFox()})
+		contract.WorkflowPrune, contract.PruneInput{Policy: fly.DefaultUglyFox()})
 	if err != nil {
 		t.Fatal(err)
 	}
