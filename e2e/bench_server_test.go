@@ -85,7 +85,7 @@ func BenchmarkWebhookLoadServerProcess(b *testing.B) {
 		}
 		lost := statuses[mothergoose.StatusAccepted] + statuses[mothergoose.StatusQueued]
 		for _, id := range jobIDs {
-			if _, err := tc.DescribeWorkflowExecution(ctx, contract.RunnerWorkflowID(f.host(), id), ""); err == nil {
+			if _, err := tc.DescribeWorkflow(ctx, contract.RunnerWorkflowID(f.host(), id), ""); err == nil {
 				lost--
 			}
 		}

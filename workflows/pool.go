@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"time"
 
@@ -199,7 +198,7 @@ func (p *pool) publish() {
 		return
 	}
 	f := p.figures()
-	if p.published != nil && reflect.DeepEqual(*p.published, f) {
+	if p.published != nil && sameFigures(*p.published, f) {
 		return
 	}
 	if err := workflow.UpsertMemo(p.ctx, map[string]any{contract.MemoPoolFigures: f}); err != nil {
@@ -207,6 +206,11 @@ func (p *pool) publish() {
 		return
 	}
 	p.published = &f
+}
+
+func sameFigures(a, b contract.PoolFigures) bool {
+	return a.Egg == b.Egg && a.Waiting == b.Waiting && a.Promotions == b.Promotions && a.Demotions == b.Demotions &&
+		maps.Equal(a.Counts, b.Counts) && maps.Equal(a.Served, b.Served) && maps.Equal(a.DemandToRunner, b.DemandToRunner)
 }
 
 func (p *pool) figures() contract.PoolFigures {
