@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -210,14 +209,36 @@ func (p *pool) publish() {
 
 func sameFigures(a, b contract.PoolFigures) bool {
 	return a.Egg == b.Egg && a.Waiting == b.Waiting && a.Promotions == b.Promotions && a.Demotions == b.Demotions &&
-		maps.Equal(a.Counts, b.Counts) && maps.Equal(a.Served, b.Served) && maps.Equal(a.DemandToRunner, b.DemandToRunner)
+		sameMap(a.Counts, b.Counts) && sameMap(a.Served, b.Served) && sameMap(a.DemandToRunner, b.DemandToRunner)
+}
+
+// sameMap compares two maps, visiting keys in a deterministic order.
+func sameMap[V comparable](a, b map[string]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, k := range workflow.DeterministicKeys(a) {
+		if v, ok := b[k]; !ok || v != a[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// cloneMap copies a map, visiting keys in a deterministic order.
+func cloneMap[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for _, k := range workflow.DeterministicKeys(m) {
+		out[k] = m[k]
+	}
+	return out
 }
 
 func (p *pool) figures() contract.PoolFigures {
 	f := contract.PoolFigures{
 		Egg: p.st.Egg.Name, Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Promotions: p.st.Stats.Promotions, Demotions: p.st.Stats.Demotions,
-		Served: maps.Clone(p.st.Stats.Served), DemandToRunner: maps.Clone(p.st.Stats.DemandToRunner),
+		Served: cloneMap(p.st.Stats.Served), DemandToRunner: cloneMap(p.st.Stats.DemandToRunner),
 	}
 	for _, r := range p.st.Runners {
 		f.Counts[r.State]++
