@@ -50,6 +50,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.MotherGoose.Logger()
 	}
+	// The API's /metrics carries the gauges read at scrape time.
+	if err := cfg.MotherGoose.CollectGauges(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s := &Server{cfg: cfg, mg: cfg.MotherGoose, log: cfg.Logger}
 	s.auth = &Authorizer{tokens: cfg.APITokens, cache: s.mg.SecretCache()}
 	s.engine = s.routes()

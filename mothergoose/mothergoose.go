@@ -133,9 +133,8 @@ type MotherGoose struct {
 
 type temporalRef struct{ c client.Client }
 
-// Open builds MotherGoose from cfg: it opens what cfg does not hand over,
-// registers the store's and the pools' gauges, and writes the Nest's egg
-// configurations to the store. It does not start pools or schedules: call
+// Open builds MotherGoose from cfg: it opens what cfg does not hand over
+// and writes the Nest's egg configurations to the store. It does not start pools or schedules: call
 // ApplyNest for that once workers can take the work (servers do at start).
 // Errors name what could not be opened; a database block that names no
 // usable store is a *StoreConfigError.
@@ -205,15 +204,6 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	}
 	m.SetTemporal(tc)
 
-	// The store's gauges may be registered already by whoever shares the
-	// registry; once is enough.
-	if err := m.metrics.CollectStore(m.store); err != nil && !errors.Is(err, metrics.ErrStoreCollected) {
-		return nil, fmt.Errorf("mothergoose: %w", err)
-	}
-	var dup prometheus.AlreadyRegisteredError
-	if err := m.metrics.CollectPools(m.poolSamples); err != nil && !errors.As(err, &dup) {
-		return nil, fmt.Errorf("mothergoose: %w", err)
-	}
 	if m.fetch = cfg.FetchNest; m.fetch == nil {
 		m.fetch = m.FetchNestFromGitLab
 	}
@@ -224,6 +214,22 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	}
 	ok = true
 	return m, nil
+}
+
+// CollectGauges registers, in the process's metrics, the gauges read at
+// scrape time: runners by state and the outbox's depth (from the store),
+// and every pool's published figures (one Temporal visibility list per
+// 1,000 pools). The API's process does; workers do not, so a fleet reports
+// each gauge once. Registering twice is not an error.
+func (m *MotherGoose) CollectGauges() error {
+	if err := m.metrics.CollectStore(m.store); err != nil && !errors.Is(err, metrics.ErrStoreCollected) {
+		return fmt.Errorf("mothergoose: %w", err)
+	}
+	var dup prometheus.AlreadyRegisteredError
+	if err := m.metrics.CollectPools(m.poolSamples); err != nil && !errors.As(err, &dup) {
+		return fmt.Errorf("mothergoose: %w", err)
+	}
+	return nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
