@@ -18,7 +18,7 @@ ARG TOFU_VERSION=1.10.6
 ARG GITLAB_RUNNER_VERSION=v18.4.0
 
 # --- build: a static gosling (modernc.org/sqlite is pure Go, so CGO is off).
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-alpine AS build
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
