@@ -36,7 +36,8 @@ fuzz:
 check: check-static check-race
 
 ## check-static: formatting, vet, staticcheck, workflowcheck, comment rules and
-## the example Nest's formatting; CI runs it after `make test` (.ci/run).
+## the formatting of the example and Compose Nests; CI runs it after
+## `make test` (.ci/run).
 check-static: tools-check
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -45,6 +46,7 @@ check-static: tools-check
 	$(BIN)/workflowcheck ./...
 	scripts/check-comments.sh
 	$(GO) run ./cmd/gosling fmt --check $(NEST)
+	$(GO) run ./cmd/gosling fmt --check deploy/compose/nest
 
 ## check-race: every test under the race detector.
 check-race: tools-test

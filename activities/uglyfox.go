@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"go.temporal.io/sdk/activity"
 )
 
@@ -261,7 +263,42 @@ func (a *Activities) AppendAudits(ctx context.Context, entries []AuditEntry) err
 			return fmt.Errorf("append audit %s of %s: %w", r.Action, r.RunnerID, err)
 		}
 	}
+	// UglyFox's records are its carried-out decisions: counted once the
+	// batch is written, so a failed attempt that is retried counts once.
+	for _, e := range entries {
+		if e.Actor == contract.ActorUglyFox && e.Policy != "" {
+			a.Metrics.ObserveUglyFoxAction(e.Policy, e.Action, UglyFoxOutcome(e.After))
+		}
+	}
 	return nil
+}
+
+// UglyFox outcomes: the bounded label values of
+// gosling_uglyfox_actions_total{outcome}.
+const (
+	OutcomeDone      = "done"
+	OutcomeRequested = "requested"
+	OutcomeRecorded  = "recorded"
+	OutcomeSkipped   = "skipped"
+	OutcomeFailed    = "failed"
+)
+
+// UglyFoxOutcome sorts what became of an UglyFox decision (its audit
+// record's after) into a bounded outcome: failed when it has an error,
+// skipped, requested (from the runner's pool), recorded (notify), and done
+// for the rest (terminated, reaped, marked terminated, already gone).
+func UglyFoxOutcome(after AuditState) string {
+	switch o := after.Outcome; {
+	case after.Error != "":
+		return OutcomeFailed
+	case strings.HasPrefix(o, "skipped"):
+		return OutcomeSkipped
+	case strings.HasPrefix(o, "requested"):
+		return OutcomeRequested
+	case o == "recorded":
+		return OutcomeRecorded
+	}
+	return OutcomeDone
 }
 
 // ExpireAudit deletes audit records older than before (the audit policy's

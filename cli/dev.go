@@ -301,6 +301,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	defer mg.Close()
 	st := mg.Store()
+	resolver.Observe(m)
 	resolver.Observe(activities.NewSecretAudit(st, contract.TaskQueueMotherGoose, log))
 	self, err := os.Executable()
 	if err != nil {

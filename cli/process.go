@@ -123,6 +123,9 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Backend calls are counted in the process's metrics
+	// (gosling_secret_backend_calls_total); the resolver was opened above.
+	mg.Secrets().Observe(mg.Metrics())
 	p := &process{Nest: nest, MG: mg, StateDir: stateDir}
 	if !o.Activities {
 		return p, nil

@@ -48,6 +48,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdDev(f, nil),
 		NewCmdPool(f),
 		NewCmdRift(f),
+		NewCmdHealthcheck(f, nil),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

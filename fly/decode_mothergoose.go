@@ -85,7 +85,6 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 
 	// API gateway and its auth function.
 	gwBlock := blocks["api_gateway"]
-	cloudOnly(gwBlock, "API gateway")
 	gw := APIGateway{Name: "gosling", Auth: AuthFunction{Name: "gosling-auth", CacheTTL: Duration(5 * time.Minute)}}
 	if gwBlock != nil {
 		c, d := gwBlock.Body.Content(&hcl.BodySchema{
@@ -93,6 +92,15 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 			Blocks:     []hcl.BlockHeaderSchema{{Type: "auth"}},
 		})
 		diags = append(diags, d...)
+		// On the local cloud there is no gateway to make, but auth.tokens
+		// still guard the REST API of gosling server.
+		if mg.Cloud == CloudLocal && (c.Attributes["name"] != nil || c.Attributes["domain"] != nil) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: "API gateway ignored on the local cloud",
+				Detail:  "name and domain only apply when cloud is \"yandex\" or \"aws\"; auth.tokens still guard the REST API.",
+				Subject: gwBlock.DefRange.Ptr(),
+			})
+		}
 		ga := newAttrs(l.ctx, c.Attributes, &diags)
 		gw.Name = ga.name("name", gw.Name)
 		gw.Domain = ga.host("domain", "")

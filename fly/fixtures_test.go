@@ -120,7 +120,8 @@ func TestInvalidFixtures(t *testing.T) {
 }
 
 func TestValidFixtures(t *testing.T) {
-	for _, dir := range append(fixtureDirs(t, "valid"), filepath.Join("..", "examples", "nest")) {
+	nests := []string{filepath.Join("..", "examples", "nest"), filepath.Join("..", "deploy", "compose", "nest")}
+	for _, dir := range append(fixtureDirs(t, "valid"), nests...) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			if m := readMarkers(t, dir); len(m) > 0 {
 				t.Fatalf("valid fixture carries markers: %v", m)

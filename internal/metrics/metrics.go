@@ -1,7 +1,8 @@
 // Package metrics holds Gosling's Prometheus metrics: one registry per
 // process with the Go and process collectors, the webhook, provisioning,
 // job, lifecycle and HTTP metrics, and gauges read from the store at scrape
-// time (pool sizes by state, outbox depth).
+// time (pool sizes by state, outbox depth), UglyFox's actions and the calls
+// that reach secret backends.
 //
 // Labels are bounded on purpose: eggs, clouds, runner kinds, states, GitLab
 // event names, results and routes, never job, runner or project IDs. Callers
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +43,9 @@ type Metrics struct {
 	transitions *prometheus.CounterVec
 	httpLatency *prometheus.HistogramVec
 	outbox      *prometheus.CounterVec
+	uglyfox     *prometheus.CounterVec
+	secretCalls *prometheus.CounterVec
+	secretTime  *prometheus.HistogramVec
 
 	storeOnce sync.Once
 }
@@ -82,11 +87,25 @@ func New() *Metrics {
 			Namespace: namespace, Name: "outbox_deliveries_total",
 			Help: "Outbox delivery attempts by result (delivered, retry).",
 		}, []string{"result"}),
+		uglyfox: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "uglyfox_actions_total",
+			Help: "UglyFox decisions carried out, by policy (failed, heartbeat, old.max_age, old.nadir_max_age, idle.apex, reconcile), action (terminate, recycle, demote, notify, reap, mark-terminated) and outcome (done, requested, recorded, skipped, failed).",
+		}, []string{"policy", "action", "outcome"}),
+		secretCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "secret_backend_calls_total",
+			Help: "Calls that reached a secret backend (cache hits are not counted), by backend scheme, operation (get, put, delete, versions) and result (ok, not_found, denied, auth, throttled, canceled, error).",
+		}, []string{"backend", "operation", "result"}),
+		secretTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "secret_backend_call_seconds",
+			Help:    "Latency of calls that reached a secret backend, by backend scheme and operation.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"backend", "operation"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.webhooks, m.provision, m.jobQueue, m.jobDuration, m.transitions, m.httpLatency, m.outbox,
+		m.uglyfox, m.secretCalls, m.secretTime,
 	)
 	return m
 }
@@ -155,6 +174,28 @@ func (m *Metrics) ObserveOutbox(result string) {
 		return
 	}
 	m.outbox.WithLabelValues(result).Inc()
+}
+
+// ObserveUglyFoxAction counts one UglyFox decision that was carried out.
+// outcome is one of a bounded set (done, requested, recorded, skipped,
+// failed), never an error text.
+func (m *Metrics) ObserveUglyFoxAction(policy, action, outcome string) {
+	if m == nil {
+		return
+	}
+	m.uglyfox.WithLabelValues(policy, action, outcome).Inc()
+}
+
+// SecretAccessed counts one call that reached a secret backend and records
+// its latency; it makes *Metrics a secrets.AccessObserver, so a resolver
+// reports to it with resolver.Observe(m). The URI and actor are not labels:
+// they are unbounded.
+func (m *Metrics) SecretAccessed(_ context.Context, e secrets.AccessEvent) {
+	if m == nil {
+		return
+	}
+	m.secretCalls.WithLabelValues(e.Scheme, e.Op, e.Result()).Inc()
+	m.secretTime.WithLabelValues(e.Scheme, e.Op).Observe(e.Duration.Seconds())
 }
 
 // StoreCounts is the part of store.Store the scrape-time gauges read.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -107,4 +108,62 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.ObserveTransition("a", "b")
 	m.ObserveHTTP("GET", "/", 200, time.Second)
 	m.ObserveOutbox("retry")
+	m.ObserveUglyFoxAction("heartbeat", "terminate", "done")
+	m.SecretAccessed(context.Background(), secrets.AccessEvent{Op: "get", Scheme: "vault"})
+}
+
+// A resolver reports its backend calls to the metrics through Observe:
+// counted by backend, operation and result, timed by backend and
+// operation, and never labelled with the URI.
+func TestSecretBackendCalls(t *testing.T) {
+	local, err := secrets.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := secrets.NewResolver(local)
+	m := metrics.New()
+	r.Observe(m)
+	ctx := context.Background()
+	if _, err := r.Put(ctx, "local://ci/token", "value-1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // cached after the first: one backend call
+		if _, err := r.Resolve(ctx, "local://ci/token"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Resolve(ctx, "local://ci/missing"); err == nil {
+		t.Fatal("a missing secret resolved")
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`gosling_secret_backend_calls_total{backend="local",operation="put",result="ok"} 1`,
+		`gosling_secret_backend_calls_total{backend="local",operation="get",result="ok"} 1`,
+		`gosling_secret_backend_calls_total{backend="local",operation="get",result="not_found"} 1`,
+		`gosling_secret_backend_call_seconds_count{backend="local",operation="get"} 2`,
+		`gosling_secret_backend_call_seconds_count{backend="local",operation="put"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "ci/token") || strings.Contains(body, "value-1") {
+		t.Error("a URI or value reached a label")
+	}
+}
+
+func TestUglyFoxActions(t *testing.T) {
+	m := metrics.New()
+	m.ObserveUglyFoxAction("idle.apex", "demote", "requested")
+	m.ObserveUglyFoxAction("idle.apex", "demote", "requested")
+	m.ObserveUglyFoxAction("reconcile", "reap", "failed")
+	body := scrape(t, m)
+	for _, want := range []string{
+		`gosling_uglyfox_actions_total{action="demote",outcome="requested",policy="idle.apex"} 2`,
+		`gosling_uglyfox_actions_total{action="reap",outcome="failed",policy="reconcile"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -18,6 +19,8 @@ type AccessEvent struct {
 	// no one.
 	Actor string
 	At    time.Time
+	// Duration is how long the backend call took.
+	Duration time.Duration
 	// Err is the backend's error, nil on success. Backend errors name the
 	// URI and what was missing, never the value.
 	Err error
@@ -25,6 +28,40 @@ type AccessEvent struct {
 
 // OK tells whether the call succeeded.
 func (e AccessEvent) OK() bool { return e.Err == nil }
+
+// Access results, a bounded set for metrics labels (see AccessEvent.Result).
+const (
+	ResultOK        = "ok"
+	ResultNotFound  = "not_found"
+	ResultDenied    = "denied"
+	ResultAuth      = "auth"
+	ResultThrottled = "throttled"
+	ResultCanceled  = "canceled"
+	ResultError     = "error"
+)
+
+// Result sorts the call's outcome into one of the Result* values: ok;
+// not_found (ErrNotFound, ErrKeyNotFound, ErrVersion); denied
+// (ErrPermission, ErrReadOnlyPath); auth (ErrAuth); throttled
+// (ErrThrottled); canceled (the caller's context ended); error (anything
+// else, such as a network failure).
+func (e AccessEvent) Result() string {
+	switch err := e.Err; {
+	case err == nil:
+		return ResultOK
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrKeyNotFound), errors.Is(err, ErrVersion):
+		return ResultNotFound
+	case errors.Is(err, ErrPermission), errors.Is(err, ErrReadOnlyPath):
+		return ResultDenied
+	case errors.Is(err, ErrAuth):
+		return ResultAuth
+	case errors.Is(err, ErrThrottled):
+		return ResultThrottled
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ResultCanceled
+	}
+	return ResultError
+}
 
 // AccessObserver receives access events. It is called synchronously after
 // each backend call, from the goroutine that made it, and must be safe for
@@ -84,29 +121,33 @@ type observed struct {
 	now   func() time.Time
 }
 
-func (o observed) report(ctx context.Context, op string, u fly.SecretURI, err error) {
+func (o observed) report(ctx context.Context, op string, u fly.SecretURI, start time.Time, err error) {
+	end := o.now()
 	o.obs.SecretAccessed(ctx, AccessEvent{
-		Op: op, URI: u.String(), Scheme: u.Scheme, Actor: ActorFrom(ctx), At: o.now().UTC(), Err: err,
+		Op: op, URI: u.String(), Scheme: u.Scheme, Actor: ActorFrom(ctx), At: end.UTC(), Duration: end.Sub(start), Err: err,
 	})
 }
 
 func (o observed) Scheme() string { return o.inner.Scheme() }
 
 func (o observed) Get(ctx context.Context, u fly.SecretURI) (string, error) {
+	start := o.now()
 	v, err := o.inner.Get(ctx, u)
-	o.report(ctx, "get", u, err)
+	o.report(ctx, "get", u, start, err)
 	return v, err
 }
 
 func (o observed) Put(ctx context.Context, u fly.SecretURI, value string) (string, error) {
+	start := o.now()
 	v, err := o.inner.Put(ctx, u, value)
-	o.report(ctx, "put", u, err)
+	o.report(ctx, "put", u, start, err)
 	return v, err
 }
 
 func (o observed) Delete(ctx context.Context, u fly.SecretURI) error {
+	start := o.now()
 	err := o.inner.Delete(ctx, u)
-	o.report(ctx, "delete", u, err)
+	o.report(ctx, "delete", u, start, err)
 	return err
 }
 
@@ -114,7 +155,8 @@ func (o observed) Delete(ctx context.Context, u fly.SecretURI) error {
 type observedVersioner struct{ observed }
 
 func (o observedVersioner) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version, error) {
+	start := o.now()
 	vs, err := o.inner.(Versioner).ListVersions(ctx, u)
-	o.report(ctx, "versions", u, err)
+	o.report(ctx, "versions", u, start, err)
 	return vs, err
 }

@@ -3,9 +3,11 @@ package secrets
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gosling-ci/gosling/fly"
 )
@@ -74,8 +76,8 @@ func TestObserveReportsBackendCalls(t *testing.T) {
 		t.Errorf("events:\n got %s\nwant %s", got, want)
 	}
 	for _, e := range rec.events {
-		if e.At.IsZero() || e.Scheme != fly.SchemeLocal {
-			t.Errorf("event %+v lacks a time or scheme", e)
+		if e.At.IsZero() || e.Scheme != fly.SchemeLocal || e.Duration < 0 {
+			t.Errorf("event %+v lacks a time or scheme, or has a negative duration", e)
 		}
 		if e.Err != nil && strings.Contains(e.Err.Error(), value) {
 			t.Errorf("event error holds the value")
@@ -107,5 +109,46 @@ func TestObserveKeepsVersions(t *testing.T) {
 	}
 	if got := rec.ops(); got != "put local://ci/token ; put local://ci/token ; versions local://ci/token " {
 		t.Errorf("events = %s", got)
+	}
+}
+
+func TestAccessEventResult(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ResultOK},
+		{fmt.Errorf("get local://ci/x: %w", ErrNotFound), ResultNotFound},
+		{fmt.Errorf("get local://ci/x: %w", ErrKeyNotFound), ResultNotFound},
+		{ErrVersion, ResultNotFound},
+		{fmt.Errorf("lockbox: %w", ErrPermission), ResultDenied},
+		{ErrReadOnlyPath, ResultDenied},
+		{fmt.Errorf("vault login: %w", ErrAuth), ResultAuth},
+		{ErrThrottled, ResultThrottled},
+		{fmt.Errorf("get: %w", context.DeadlineExceeded), ResultCanceled},
+		{errors.New("dial tcp: connection refused"), ResultError},
+	} {
+		if got := (AccessEvent{Err: tc.err}).Result(); got != tc.want {
+			t.Errorf("Result(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+// The reported duration spans the backend call.
+func TestObserveMeasuresTheCall(t *testing.T) {
+	clock := []time.Time{time.Unix(100, 0), time.Unix(100, int64(250*time.Millisecond))}
+	rec := &recorder{}
+	ob := observed{inner: &countingBackend{values: map[string]string{"vault://ci/token": "v"}}, obs: rec, now: func() time.Time {
+		now := clock[0]
+		clock = clock[1:]
+		return now
+	}}
+	u, err := fly.ParseSecretURI("vault://ci/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = ob.Get(context.Background(), u)
+	if len(rec.events) != 1 || rec.events[0].Duration != 250*time.Millisecond || !rec.events[0].At.Equal(time.Unix(100, int64(250*time.Millisecond))) {
+		t.Errorf("events = %+v", rec.events)
 	}
 }
