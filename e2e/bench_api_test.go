@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
-	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"go.temporal.io/sdk/client"
@@ -48,31 +48,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 			spec, _ := s.GitLab.JobHook(job.ID)
 			bodies[i], jobIDs[i] = gitlabtest.JobHookPayload(spec), job.ID
 		}
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-		send := func(i int) (time.Duration, string, error) {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/webhooks/gitlab", bytes.NewReader(bodies[i]))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
-			req.Header.Set("X-Gitlab-Token", secret)
-			req.Header.Set("X-Gitlab-Instance", s.GitLab.URL())
-			req.Header.Set("X-Gitlab-Webhook-UUID", "b3b1c5b0-0000-4000-8000-000000000001")
-			req.Header.Set("X-Gitlab-Event-UUID", gitlabtest.NewUUID())
-			req.Header.Set("Idempotency-Key", gitlabtest.NewUUID())
-			start := time.Now()
-			resp, err := hc.Do(req)
-			if err != nil {
-				return 0, "", err
-			}
-			defer resp.Body.Close()
-			var hr api.HookResponse
-			if err := json.NewDecoder(resp.Body).Decode(&hr); err != nil {
-				return 0, "", err
-			}
-			if resp.StatusCode >= 300 {
-				return 0, "", fmt.Errorf("status %d: %+v", resp.StatusCode, hr)
-			}
-			return time.Since(start), hr.Status, nil
-		}
+		send := webhookSender(ctx, a.URL+"/webhooks/gitlab", secret, s.GitLab.URL(), bodies, workers)
 		hookLat, hookWall, statuses := runLoad(b, webhooks, workers, func(i int) (time.Duration, string, error) { return send(i) })
 
 		// The raw call the handler makes, for the same number of jobs.
@@ -86,7 +62,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		rawLat, rawWall, _ := runLoad(b, webhooks, workers, raw)
 
 		// Every accepted webhook is a workflow; every queued one an outbox row.
-		lost := statuses[api.StatusAccepted] + statuses[api.StatusQueued]
+		lost := statuses[mothergoose.StatusAccepted] + statuses[mothergoose.StatusQueued]
 		var checked atomic.Int64
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, workers)
@@ -112,9 +88,40 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		b.ReportMetric(ms(pct(rawLat, 50)), "raw-p50-ms")
 		b.ReportMetric(ms(pct(rawLat, 99)), "raw-p99-ms")
 		b.ReportMetric(float64(pct(hookLat, 99))/float64(pct(rawLat, 99)), "p99-ratio")
-		b.ReportMetric(float64(statuses[api.StatusQueued]), "queued")
+		b.ReportMetric(float64(statuses[mothergoose.StatusQueued]), "queued")
 		b.ReportMetric(float64(lost), "lost")
 		cancel()
+	}
+}
+
+// webhookSender returns a load call that delivers bodies[i] as a pending
+// Job Hook to url, as GitLab does (its headers, a new Idempotency-Key per
+// delivery), and returns the latency and the answer's status.
+func webhookSender(ctx context.Context, url, secret, instance string, bodies [][]byte, conns int) func(i int) (time.Duration, string, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+	return func(i int) (time.Duration, string, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bodies[i]))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
+		req.Header.Set("X-Gitlab-Token", secret)
+		req.Header.Set("X-Gitlab-Instance", instance)
+		req.Header.Set("X-Gitlab-Webhook-UUID", gitlabtest.NewUUID())
+		req.Header.Set("X-Gitlab-Event-UUID", gitlabtest.NewUUID())
+		req.Header.Set("Idempotency-Key", gitlabtest.NewUUID())
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		var hr mothergoose.Result
+		if err := json.NewDecoder(resp.Body).Decode(&hr); err != nil {
+			return 0, "", err
+		}
+		if resp.StatusCode >= 300 {
+			return 0, "", fmt.Errorf("status %d: %+v", resp.StatusCode, hr)
+		}
+		return time.Since(start), hr.Status, nil
 	}
 }
 

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -40,30 +37,7 @@ func BenchmarkWebhookLoadServerProcess(b *testing.B) {
 			spec, _ := f.gitlab.JobHook(job.ID)
 			bodies[i], jobIDs[i] = gitlabtest.JobHookPayload(spec), job.ID
 		}
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-		send := func(i int) (time.Duration, string, error) {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bodies[i]))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
-			req.Header.Set("X-Gitlab-Token", fleetWebhookSecret)
-			req.Header.Set("X-Gitlab-Instance", f.gitlab.URL())
-			req.Header.Set("X-Gitlab-Event-UUID", gitlabtest.NewUUID())
-			req.Header.Set("Idempotency-Key", gitlabtest.NewUUID())
-			start := time.Now()
-			resp, err := hc.Do(req)
-			if err != nil {
-				return 0, "", err
-			}
-			defer resp.Body.Close()
-			var hr mothergoose.Result
-			if err := json.NewDecoder(resp.Body).Decode(&hr); err != nil {
-				return 0, "", err
-			}
-			if resp.StatusCode >= 300 {
-				return 0, "", fmt.Errorf("status %d: %+v", resp.StatusCode, hr)
-			}
-			return time.Since(start), hr.Status, nil
-		}
+		send := webhookSender(ctx, url, fleetWebhookSecret, f.gitlab.URL(), bodies, workers)
 		hookLat, hookWall, statuses := runLoad(b, webhooks, workers, send)
 
 		egg, _ := f.nest().Egg("web")
