@@ -63,6 +63,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools' -benchtime 1x -timeout 60m ./e2e
+	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3

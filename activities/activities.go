@@ -78,6 +78,9 @@ type Activities struct {
 	// Metrics, when set, observes lifecycle transitions and provisioning
 	// times.
 	Metrics *metrics.Metrics
+	// Simulate, set only by fleet benchmarks, replaces machines with
+	// SimulatedMachines.
+	Simulate *SimulatedMachines
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client
@@ -396,6 +399,9 @@ type ApplyMachineResult struct {
 // ApplyMachine applies the module of the runner's cloud and kind in the
 // runner's own workspace, heartbeating with OpenTofu's output.
 func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
+	if a.Simulate != nil {
+		return a.Simulate.apply(ctx, in)
+	}
 	cfgJSON, err := json.Marshal(a.agentConfig(in))
 	if err != nil {
 		return ApplyMachineResult{}, err
@@ -454,6 +460,9 @@ type DestroyMachineInput struct {
 // DestroyMachine destroys everything the runner's workspace made. A
 // workspace that never existed is already destroyed.
 func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput) error {
+	if a.Simulate != nil {
+		return a.Simulate.destroy(ctx)
+	}
 	ws := in.Workspace
 	if ws == "" {
 		ws = in.RunnerID

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
@@ -65,6 +66,8 @@ type processOptions struct {
 	Activities bool
 	// ErrOut receives the diagnostics of an invalid Nest.
 	ErrOut *IOStreams
+	// SimulateMachines is for fleet benchmarks only.
+	SimulateMachines time.Duration
 }
 
 // process is an opened server process: MotherGoose and, for workers, the
@@ -148,6 +151,7 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 			Binary: self, TemporalAddress: conn.Address, Namespace: conn.Namespace,
 			SecretsDir: filepath.Join(stateDir, "secrets"), HeartbeatSeconds: 5, APIURL: o.Runtime.AgentAPIURL,
 		},
+		SimulateMachines: o.SimulateMachines,
 	})
 	if err != nil {
 		mg.Close()

@@ -32,6 +32,8 @@ type WorkerOptions struct {
 	Vars map[string]string
 	// MetricsAddr serves /metrics and /healthz; empty serves nothing.
 	MetricsAddr string
+	// SimulateMachines is for fleet benchmarks only (hidden flag).
+	SimulateMachines time.Duration
 }
 
 // NewCmdWorker builds `gosling worker`.
@@ -84,6 +86,8 @@ runner tokens go to the secret backend, never to disk in plain text.
 	cmd.Flags().StringVar(&opts.Nest, "nest", env("GOSLING_NEST", ""), "the Nest whose MG/config.fly configures the worker (default: local defaults) ($GOSLING_NEST)")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.Flags().StringVar(&opts.MetricsAddr, "metrics-addr", env("GOSLING_METRICS_ADDR", ":9090"), "address of /metrics and /healthz; empty serves none ($GOSLING_METRICS_ADDR)")
+	cmd.Flags().DurationVar(&opts.SimulateMachines, "simulate-machines", 0, "benchmarks only: simulate machines that take this long to apply, without OpenTofu")
+	_ = cmd.Flags().MarkHidden("simulate-machines")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
 	return cmd
@@ -92,7 +96,7 @@ runner tokens go to the secret backend, never to disk in plain text.
 func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	p, err := openProcess(ctx, processOptions{
 		NestDir: opts.Nest, Vars: opts.Vars, Getenv: opts.Getenv, Temporal: opts.Temporal, Runtime: opts.Runtime,
-		Logger: opts.Logger, Masker: opts.Masker, Activities: true, ErrOut: opts.IO,
+		Logger: opts.Logger, Masker: opts.Masker, Activities: true, ErrOut: opts.IO, SimulateMachines: opts.SimulateMachines,
 	})
 	if err != nil {
 		return err
@@ -111,6 +115,9 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 		}
 		go serveObservability(ctx, ln, mg.Metrics(), opts.Logger)
 		opts.Logger.Info("metrics served", "addr", ln.Addr().String())
+	}
+	if opts.SimulateMachines > 0 {
+		opts.Logger.Warn("SIMULATED machines (benchmarks only): no runner is really made", "apply", opts.SimulateMachines.String())
 	}
 	opts.Logger.Info("worker started", "queue", opts.Queue, "nest", opts.Nest, "state_dir", p.StateDir)
 	stop := make(chan any)

@@ -41,6 +41,9 @@ type fleet struct {
 
 	server, mgWorker, ufWorker *Process
 	mgMetrics, ufMetrics       string
+	// projects and extraWorker serve the fleet benchmark.
+	projects    []gitlabtest.Project
+	extraWorker *Process
 }
 
 const fleetWebhookSecret = "fleet-webhook-secret-0001"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
@@ -32,6 +33,9 @@ type Deps struct {
 	StateDir string
 	// Agent says how machines get their agent and where it reports.
 	Agent activities.AgentSettings
+	// SimulateMachines, for fleet benchmarks only, replaces machines by
+	// ones that take this long to apply (see activities.SimulatedMachines).
+	SimulateMachines time.Duration
 }
 
 // NewActivities opens OpenTofu in d.StateDir and builds the activities.
@@ -55,8 +59,12 @@ func NewActivities(d Deps) (*activities.Activities, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &activities.Activities{
+	acts := &activities.Activities{
 		Store: d.Store, Secrets: d.Secrets, Tofu: ex, Logger: log, Metrics: d.Metrics,
 		TokenRef: tokenRef, GitLabOptions: d.GitLabOptions, Agent: d.Agent,
-	}, nil
+	}
+	if d.SimulateMachines > 0 {
+		acts.Simulate = &activities.SimulatedMachines{Apply: d.SimulateMachines, Destroy: d.SimulateMachines / 2}
+	}
+	return acts, nil
 }
