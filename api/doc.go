@@ -35,25 +35,21 @@
 // 200 {"status":"duplicate"} and does nothing. If processing then fails
 // with a 5xx, the key is forgotten so a resend is processed.
 //
-// A Job Hook is recorded in the job history. At build_status "pending" the
-// job needs a runner: the request path only signals-with-start the
-// workflow the Dispatch function names. By default (ByRunnerKind) a VM
-// egg's job is demand for the egg's Pool workflow (ID
-// workflows.PoolWorkflowID), and a serverless egg's job gets its own
-// ProvisionRunner (ID workflows.RunnerWorkflowID). Job hooks carry no tags; the workflow
-// reads them from the Jobs API, so the request path never asks GitLab for
-// them (it calls GitLab only to look up a bucket's group, once per egg
-// version). Other
-// statuses are signalled to the same workflow; a workflow that does not
-// exist (not our runner, or already done) is fine. A Pipeline Hook records
-// its builds; a Push Hook to the Nest repository's branch reloads the Nest.
+// What a delivery does is MotherGoose's (mothergoose.Receive): a Job Hook
+// is recorded in the job history; at build_status "pending" the job's
+// egg's Pool workflow (VM eggs, ID contract.PoolWorkflowID) or the job's
+// own ProvisionRunner (serverless eggs, ID contract.RunnerWorkflowID) is
+// signalled-with-start; later statuses are signalled to the same workflow.
+// Job hooks carry no tags: the workflow reads them from the Jobs API, so
+// the request path calls GitLab only to look up a bucket's group, once per
+// egg version. A Pipeline Hook records its builds; a Push Hook to the Nest
+// repository's branch makes MotherGoose fetch, check and apply the Nest at
+// the pushed commit.
 //
 // When Temporal cannot be reached in time, the call is written to the store's
 // outbox and the answer is 202 {"status":"queued","outbox_id":N}: nothing
-// accepted is lost. RunOutbox replays entries in order, with exponential
-// backoff, once Temporal answers again; a newer call about a workflow that
-// still has queued entries queues behind them. Delivery is at least once:
-// starts join a running workflow, and job-status signals may repeat.
+// accepted is lost; MotherGoose's outbox dispatcher replays it in order
+// once Temporal answers again.
 //
 // # REST API
 //
