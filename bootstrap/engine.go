@@ -18,8 +18,10 @@ type Provider interface {
 	Types() []string
 	// Read returns the deployment's existing resources of its types, found
 	// by tag, label, path or name, with Props in the shape the desired set
-	// uses. desired helps find them (a webhook is read from its project).
-	Read(ctx context.Context, desired []Resource) ([]Resource, error)
+	// uses. hints (the desired set and what the journal says earlier
+	// deploys made) help find them where the cloud cannot list by tag:
+	// a webhook is read from its project, a queue by its name.
+	Read(ctx context.Context, hints []Resource) ([]Resource, error)
 	// Create makes r and returns it with ID and Outputs.
 	Create(ctx context.Context, r Resource) (Resource, error)
 	// Update changes before into after and returns after with ID and
@@ -72,10 +74,10 @@ func (e *Engine) provider(typ string) (Provider, error) {
 }
 
 // Read returns every existing resource of the deployment.
-func (e *Engine) Read(ctx context.Context, desired []Resource) ([]Resource, error) {
+func (e *Engine) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
 	for _, p := range e.Providers {
-		got, err := p.Read(ctx, desired)
+		got, err := p.Read(ctx, hints)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +93,21 @@ func (e *Engine) Plan(ctx context.Context, desired []Resource) (*Plan, []Resourc
 			return nil, nil, err
 		}
 	}
-	actual, err := e.Read(ctx, desired)
+	// What earlier deploys made tells the providers where to look for
+	// resources that have since left the Nest.
+	hints := slices.Clone(desired)
+	entries, err := e.Journal.Entries(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, en := range entries {
+		for _, c := range en.Changes {
+			if c.After != nil {
+				hints = append(hints, *c.After)
+			}
+		}
+	}
+	actual, err := e.Read(ctx, hints)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -280,6 +296,13 @@ func (e *Engine) undo(ctx context.Context, changes []JournalChange) error {
 		e.log().Info("undo", "action", c.Action, "resource", c.Address)
 		switch c.Action {
 		case Create:
+			if c.After.Retain {
+				// Retained resources (secrets, the store's table) are never
+				// deleted by gosling, not even when a deploy that made them
+				// fails.
+				e.log().Warn("kept a retained resource the failed deploy made", "resource", c.Address)
+				continue
+			}
 			err = prov.Delete(ctx, *c.After)
 		case Update:
 			_, err = prov.Update(ctx, *c.After, *c.Before)
@@ -333,6 +356,7 @@ func (e *Engine) RollbackPlan(ctx context.Context, to int) (*Plan, []Resource, e
 	}
 	target := map[string]*Resource{}
 	var touched []string
+	var hints []Resource
 	for _, en := range slices.Backward(entries) {
 		if en.ID <= to || !counts(en) {
 			continue
@@ -342,6 +366,11 @@ func (e *Engine) RollbackPlan(ctx context.Context, to int) (*Plan, []Resource, e
 				touched = append(touched, c.Address)
 			}
 			target[c.Address] = c.Before
+			for _, r := range []*Resource{c.Before, c.After} {
+				if r != nil {
+					hints = append(hints, *r)
+				}
+			}
 		}
 	}
 	if len(touched) == 0 {
@@ -354,7 +383,7 @@ func (e *Engine) RollbackPlan(ctx context.Context, to int) (*Plan, []Resource, e
 			desired = append(desired, r.clone())
 		}
 	}
-	all, err := e.Read(ctx, desired)
+	all, err := e.Read(ctx, hints)
 	if err != nil {
 		return nil, nil, err
 	}
