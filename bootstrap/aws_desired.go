@@ -340,11 +340,11 @@ func fargateShape(vcpu float64, memory fly.Size) (cpu, mib int, err error) {
 			continue
 		}
 		if mib < s.min || mib > s.max || (mib != 512 && mib%s.step != 0) {
-			return 0, 0, fmt.Errorf("Fargate runs %g vCPU (%d units) with %d to %d MiB of memory in steps of %d MiB, not %d MiB: change cpu or memory", float64(s.cpu)/1024, s.cpu, s.min, s.max, s.step, mib)
+			return 0, 0, fmt.Errorf("on Fargate, %g vCPU (%d units) take %d to %d MiB of memory in steps of %d MiB, not %d MiB: change cpu or memory", float64(s.cpu)/1024, s.cpu, s.min, s.max, s.step, mib)
 		}
 		return s.cpu, mib, nil
 	}
-	return 0, 0, fmt.Errorf("Fargate offers at most 16 vCPU, not %g", vcpu)
+	return 0, 0, fmt.Errorf("fargate offers at most 16 vCPU, not %g", vcpu)
 }
 
 // eventBridgeCron turns a five-field cron expression or @descriptor into

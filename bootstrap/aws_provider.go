@@ -93,8 +93,6 @@ func (p *AWSProvider) Types() []string { return awsTypes }
 
 func (p *AWSProvider) path() string { return "/gosling/" + p.Deployment + "/" }
 
-func (p *AWSProvider) tags() map[string]any { return map[string]any{TagDeployment: p.Deployment} }
-
 // owned tells whether tags name this deployment.
 func (p *AWSProvider) owned(tags map[string]any) bool { return tags[TagDeployment] == p.Deployment }
 
