@@ -48,6 +48,9 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdDev(f, nil),
 		NewCmdPool(f),
 		NewCmdRift(f),
+		NewCmdPlan(f, nil),
+		NewCmdDeploy(f, nil),
+		NewCmdRollback(f, nil),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd
