@@ -14,11 +14,11 @@ import (
 // DeployOptions are the inputs of `gosling plan`, `gosling deploy` and
 // `gosling rollback`.
 type DeployOptions struct {
-	IO     *IOStreams
-	Nest   string
-	Vars   map[string]string
-	JSON   bool
-	Yes    bool
+	IO   *IOStreams
+	Nest string
+	Vars map[string]string
+	JSON bool
+	Yes  bool
 	// KeepPartial keeps what a failed deploy made instead of undoing it.
 	KeepPartial bool
 	// To is the journal entry a rollback returns to; ToSet says it was given.
