@@ -374,6 +374,11 @@ func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource)
 		}); err != nil {
 			return err
 		}
+		// The role exists now: a later step that fails removes it again.
+		if err := p.putRole(ctx, &Resource{Props: map[string]any{"assume_role_policy": r.Props["assume_role_policy"], "description": r.Props["description"]}}, r); err != nil {
+			return errors.Join(err, p.deleteRole(context.WithoutCancel(ctx), r))
+		}
+		return nil
 	} else {
 		if jsonString(before.Props["assume_role_policy"]) != trust {
 			if _, err := p.iam.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: &name, PolicyDocument: &trust}); err != nil {
@@ -877,7 +882,12 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(r.Props, "tags")),
 			PropagateTags: ecstypes.PropagateTagsService,
 		})
-		return err
+		if err != nil {
+			// No service uses the revision just registered.
+			_, derr := p.ecs.DeregisterTaskDefinition(context.WithoutCancel(ctx), &ecs.DeregisterTaskDefinitionInput{TaskDefinition: &td})
+			return errors.Join(err, derr)
+		}
+		return nil
 	}
 	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))), NetworkConfiguration: network}
 	if jsonString(before.Props["task"]) != jsonString(r.Props["task"]) {

@@ -23,6 +23,8 @@ type Options struct {
 	AWSConfig *aws.Config
 	// AWSEndpoints override single services' endpoints.
 	AWSEndpoints AWSEndpoints
+	// Yandex says how to reach Yandex Cloud and as whom.
+	Yandex YandexOptions
 	// Resolve resolves GitLab tokens and webhook secrets; by default a
 	// resolver over mothergoose.secrets (internal/secrets.Open).
 	Resolve Resolver
@@ -86,6 +88,17 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 		}
 		e.Providers = append(e.Providers, p)
 		e.Journal = p.NewAWSJournal()
+	case fly.CloudYandex:
+		p, err := NewYandexProvider(ctx, dep, n, o.Yandex)
+		if err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, p.Close)
+		if desired, err = YandexDesired(n, p.FolderID); err != nil {
+			return nil, err
+		}
+		e.Providers = append(e.Providers, p)
+		e.Journal = p.NewYandexJournal()
 	default:
 		return nil, fmt.Errorf("mothergoose.cloud is %q: there is nothing to deploy (gosling dev runs the local cloud); set cloud = \"aws\" or \"yandex\"", mg.Cloud)
 	}

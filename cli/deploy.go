@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gosling-ci/gosling/bootstrap"
+	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
 // DeployOptions are the inputs of `gosling plan`, `gosling deploy` and
@@ -46,7 +47,9 @@ func (o *DeployOptions) register(cmd *cobra.Command, vars *[]string) {
 
 const deployCredentials = `Credentials come from each SDK's standard chain and are never printed: AWS
 from the environment, shared config and profiles (role_arn assumption
-included), container or instance metadata; GitLab tokens and webhook
+included), container or instance metadata; Yandex Cloud from
+$YC_SERVICE_ACCOUNT_KEY_FILE (an authorized key), $YC_IAM_TOKEN, else the
+instance's service account (metadata service); GitLab tokens and webhook
 secrets from their secret URIs.`
 
 // NewCmdPlan builds `gosling plan`.
@@ -167,6 +170,7 @@ func openDeployment(ctx context.Context, opts *DeployOptions) (*bootstrap.Deploy
 	}
 	var o bootstrap.Options
 	o.Getenv = opts.Getenv
+	o.Yandex.Auth = yandexauth.FromEnv(func(k string) string { v, _ := opts.Getenv(k); return v })
 	if opts.f != nil {
 		o.Masker, o.Log = opts.f.Masker, opts.f.Logger
 	}
