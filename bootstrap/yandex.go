@@ -545,8 +545,8 @@ func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) 
 	env := strMap(mapOf(rev, "environment"))
 	_, err = p.wait(ctx)(cl.DeployRevision(ctx, &containers.DeployContainerRevisionRequest{
 		ContainerId: r.ID, Description: "gosling deploy",
-		ImageSpec:   &containers.ImageSpec{ImageUrl: str(rev, "image"), Args: &containers.Args{Args: strList(rev, "args")}, Environment: env},
-		Resources: &containers.Resources{Memory: int64(num(rev, "memory")), Cores: int64(num(rev, "cores")), CoreFraction: int64(num(rev, "core_fraction"))},
+		ImageSpec:        &containers.ImageSpec{ImageUrl: str(rev, "image"), Args: &containers.Args{Args: strList(rev, "args")}, Environment: env},
+		Resources:        &containers.Resources{Memory: int64(num(rev, "memory")), Cores: int64(num(rev, "cores")), CoreFraction: int64(num(rev, "core_fraction"))},
 		ExecutionTimeout: durationpb.New(time.Duration(num(rev, "timeout_seconds")) * time.Second), Concurrency: int64(num(rev, "concurrency")),
 		ServiceAccountId: str(rev, "service_account_id"), ProvisionPolicy: &containers.ProvisionPolicy{MinInstances: int64(num(rev, "min_instances"))},
 	}))
