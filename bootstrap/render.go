@@ -77,8 +77,26 @@ func writeProps(b *strings.Builder, lead string, props map[string]any, depth int
 			fmt.Fprintf(b, "%s%s}\n", strings.Repeat(" ", len(lead)), pad)
 			continue
 		}
+		if l, ok := props[k].([]any); ok && len(l) > 1 && isMapList(l) {
+			// Policy statements and the like: one per line.
+			fmt.Fprintf(b, "%s%s%-*s = [\n", lead, pad, width, k)
+			for _, e := range l {
+				fmt.Fprintf(b, "%s%s    %s,\n", lead, pad, value(e))
+			}
+			fmt.Fprintf(b, "%s%s]\n", lead, pad)
+			continue
+		}
 		fmt.Fprintf(b, "%s%s%-*s = %s\n", lead, pad, width, k, value(props[k]))
 	}
+}
+
+func isMapList(l []any) bool {
+	for _, e := range l {
+		if _, ok := e.(map[string]any); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
