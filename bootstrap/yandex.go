@@ -15,14 +15,18 @@ import (
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
 	rm "github.com/yandex-cloud/go-genproto/yandex/cloud/resourcemanager/v1"
+	apigw "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/apigateway/v1"
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
+	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
@@ -34,9 +38,11 @@ const (
 	YCFolderBinding  = "yandex_folder_iam_binding"
 	YCDatabase       = "yandex_ydb_database"
 	YCContainer      = "yandex_serverless_container"
+	YCTrigger        = "yandex_function_trigger"
+	YCGateway        = "yandex_api_gateway"
 )
 
-var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCDatabase, YCContainer}
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCDatabase, YCContainer, YCTrigger, YCGateway}
 
 // YandexOptions say how to reach Yandex Cloud: the endpoint and the
 // credentials of internal/yandexauth (a service-account key file, an IAM
@@ -58,6 +64,8 @@ var ycRoles = map[string][]string{
 	"mothergoose-worker": {"compute.editor", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor", "ymq.reader"},
 	"uglyfox-worker":     {"compute.editor", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor", "ymq.reader"},
 	"runner":             {"logging.writer"},
+	// The API gateway and the timer triggers call the containers as it.
+	"invoker": {"serverless.containers.invoker"},
 }
 
 // YandexFolder is the folder a Nest's servers go to.
@@ -69,11 +77,13 @@ func YandexFolder(n *fly.Nest) string {
 }
 
 // YandexDesired builds the Yandex Cloud resources of a Nest whose
-// MotherGoose runs on Yandex Cloud: a service account per component and
-// one for the runners, each with its folder roles (written out in the
-// plan), the serverless YDB database (never deleted), and a Serverless
-// Container per component whose revision runs the component's image as
-// its service account.
+// MotherGoose runs on Yandex Cloud: a service account per component, one
+// for the runners and one that invokes the containers, each with its
+// folder roles (written out in the plan), the serverless YDB database
+// (never deleted), a Serverless Container per component whose revision
+// runs the component's image as its service account, timer triggers for
+// UglyFox and the jobs when triggers.kind is timer, and an API gateway
+// whose OpenAPI spec sends every request to the API container.
 func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudYandex {
@@ -85,7 +95,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	dep := DeploymentName(n)
 	labels := map[string]any{TagDeployment: dep}
 	var out []Resource
-	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner"}
+	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner", "invoker"}
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
@@ -118,6 +128,46 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			},
 		}, DependsOn: []string{YCFolderBinding + "." + c.key}})
 	}
+	invoker := Ref(YCServiceAccount+".invoker", "id")
+	if mg.Triggers.Kind == "timer" {
+		trigger := func(name, cron, container, kind string) error {
+			expr, err := eventBridgeCron(cron)
+			if err != nil {
+				return fmt.Errorf("trigger %s: %w", name, err)
+			}
+			out = append(out, Resource{Type: YCTrigger, Name: name, Props: map[string]any{
+				"name": dep + "-" + name, "folder_id": folder, "labels": labels,
+				// Timer triggers take EventBridge's six fields, without cron().
+				"cron": strings.TrimSuffix(strings.TrimPrefix(expr, "cron("), ")"), "payload": fmt.Sprintf(`{"trigger":%q,"name":%q}`, kind, name),
+				"container_id": Ref(YCContainer+"."+container, "id"), "path": "/triggers", "service_account_id": invoker,
+			}, DependsOn: []string{YCFolderBinding + ".invoker"}})
+			return nil
+		}
+		if err := trigger("uglyfox", n.UglyFox.Schedule, "uglyfox-worker", "uglyfox"); err != nil {
+			return nil, err
+		}
+		for _, j := range n.Jobs {
+			if j.Enabled {
+				if err := trigger("job-"+j.Name, j.Schedule, "mothergoose-worker", "job"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	// The gateway sends every request to the API container, which checks
+	// webhook secrets and API tokens itself.
+	out = append(out, Resource{Type: YCGateway, Name: "api", Props: map[string]any{
+		"name": dep, "folder_id": folder, "labels": labels,
+		"openapi_spec": map[string]any{
+			"openapi": "3.0.0", "info": map[string]any{"title": dep, "version": "1.0.0"},
+			"paths": map[string]any{"/{proxy+}": map[string]any{"x-yc-apigateway-any-method": map[string]any{
+				"parameters": []any{map[string]any{"name": "proxy", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}},
+				"x-yc-apigateway-integration": map[string]any{
+					"type": "serverless_containers", "container_id": Ref(YCContainer+".api", "id"), "service_account_id": invoker,
+				},
+			}}},
+		},
+	}, DependsOn: []string{YCFolderBinding + ".invoker"}})
 	return out, nil
 }
 
@@ -180,6 +230,8 @@ const (
 	ycSecretService    = protoreflect.FullName("yandex.cloud.lockbox.v1.SecretService")
 	ycPayloadService   = protoreflect.FullName("yandex.cloud.lockbox.v1.PayloadService")
 	ycOperationService = protoreflect.FullName("yandex.cloud.operation.OperationService")
+	ycTriggerService   = protoreflect.FullName("yandex.cloud.serverless.triggers.v1.TriggerService")
+	ycGatewayService   = protoreflect.FullName("yandex.cloud.serverless.apigateway.v1.ApiGatewayService")
 )
 
 // wait follows a long-running operation, as a call returns it, to its end
@@ -233,7 +285,149 @@ func (p *YandexProvider) Read(ctx context.Context, _ []Resource) ([]Resource, er
 	if err != nil {
 		return nil, err
 	}
-	return append(out, cs...), nil
+	out = append(out, cs...)
+	ts, err := p.readTriggers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, ts...)
+	gs, err := p.readGateways(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, gs...), nil
+}
+
+func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycTriggerService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	req := &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the triggers of folder %s: %w", p.FolderID, err)
+		}
+		for _, t := range resp.GetTriggers() {
+			if t.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			timer := t.GetRule().GetTimer()
+			inv := timer.GetInvokeContainerWithRetry()
+			out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
+				"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
+				"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
+			}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycGatewayService)
+	if err != nil {
+		return nil, err
+	}
+	cl := apigw.NewApiGatewayServiceClient(c)
+	var out []Resource
+	req := &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := cl.List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the API gateways of folder %s: %w", p.FolderID, err)
+		}
+		for _, g := range resp.GetApiGateways() {
+			if g.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
+			if err != nil {
+				return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
+			}
+			// Yandex may hand the spec back as YAML; JSON is YAML too.
+			var doc map[string]any
+			if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
+				return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
+			}
+			out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
+				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "openapi_spec": doc,
+			}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) timerRule(r *Resource) *triggers.Trigger_Rule {
+	return &triggers.Trigger_Rule{Rule: &triggers.Trigger_Rule_Timer{Timer: &triggers.Trigger_Timer{
+		CronExpression: str(r.Props, "cron"), Payload: str(r.Props, "payload"),
+		Action: &triggers.Trigger_Timer_InvokeContainerWithRetry{InvokeContainerWithRetry: &triggers.InvokeContainerWithRetry{
+			ContainerId: str(r.Props, "container_id"), Path: str(r.Props, "path"), ServiceAccountId: str(r.Props, "service_account_id"),
+			RetrySettings: &triggers.RetrySettings{RetryAttempts: 1, Interval: durationpb.New(10 * time.Second)},
+		}},
+	}}}
+}
+
+func (p *YandexProvider) putTrigger(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycTriggerService)
+	if err != nil {
+		return err
+	}
+	cl := triggers.NewTriggerServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &triggers.UpdateTriggerRequest{
+			TriggerId: before.ID, Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r),
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "rule"}},
+		}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r)}))
+	if err != nil {
+		return err
+	}
+	var t triggers.Trigger
+	if err := op.GetResponse().UnmarshalTo(&t); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs = t.GetId(), map[string]string{"id": t.GetId()}
+	return nil
+}
+
+func (p *YandexProvider) putGateway(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycGatewayService)
+	if err != nil {
+		return err
+	}
+	cl := apigw.NewApiGatewayServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	spec := jsonString(r.Props["openapi_spec"])
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &apigw.UpdateApiGatewayRequest{
+			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels,
+			Spec:       &apigw.UpdateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "openapi_spec"}},
+		}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &apigw.CreateApiGatewayRequest{
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		Spec: &apigw.CreateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
+	}))
+	if err != nil {
+		return err
+	}
+	var g apigw.ApiGateway
+	if err := op.GetResponse().UnmarshalTo(&g); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs = g.GetId(), map[string]string{"id": g.GetId(), "domain": g.GetDomain()}
+	return nil
 }
 
 func (p *YandexProvider) readServiceAccounts(ctx context.Context) ([]Resource, error) {
@@ -410,6 +604,10 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		return p.putDatabase(ctx, before, r)
 	case YCContainer:
 		return p.putContainer(ctx, before, r)
+	case YCTrigger:
+		return p.putTrigger(ctx, before, r)
+	case YCGateway:
+		return p.putGateway(ctx, before, r)
 	}
 	return fmt.Errorf("unknown type %s", r.Type)
 }
@@ -570,6 +768,16 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 		var c grpc.ClientConnInterface
 		if c, err = p.conn(ctx, ycContainerService); err == nil {
 			_, err = p.wait(ctx)(containers.NewContainerServiceClient(c).Delete(ctx, &containers.DeleteContainerRequest{ContainerId: r.ID}))
+		}
+	case YCTrigger:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycTriggerService); err == nil {
+			_, err = p.wait(ctx)(triggers.NewTriggerServiceClient(c).Delete(ctx, &triggers.DeleteTriggerRequest{TriggerId: r.ID}))
+		}
+	case YCGateway:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycGatewayService); err == nil {
+			_, err = p.wait(ctx)(apigw.NewApiGatewayServiceClient(c).Delete(ctx, &apigw.DeleteApiGatewayRequest{ApiGatewayId: r.ID}))
 		}
 	default:
 		err = fmt.Errorf("unknown type %s", r.Type)

@@ -86,8 +86,23 @@ func TestYandexDeploySequence(t *testing.T) {
 			roles++
 		}
 	}
-	if want := len(ycRoles["api"]) + len(ycRoles["mothergoose-worker"]) + len(ycRoles["uglyfox-worker"]) + len(ycRoles["runner"]); roles != want {
+	want := 0
+	for _, rs := range ycRoles {
+		want += len(rs)
+	}
+	if roles != want {
 		t.Errorf("%d folder roles bound, want %d", roles, want)
+	}
+	if ts := srv.Triggers(); len(ts) != 1+len(n.Jobs) || ts[0].GetRule().GetTimer().GetInvokeContainerWithRetry().GetContainerId() == "" {
+		t.Errorf("triggers: %v", ts)
+	}
+	for _, tr := range srv.Triggers() {
+		if tr.GetName() == "gosling-prod-uglyfox" && tr.GetRule().GetTimer().GetCronExpression() != "*/5 * * * ? *" {
+			t.Errorf("uglyfox trigger cron: %q", tr.GetRule().GetTimer().GetCronExpression())
+		}
+	}
+	if spec := srv.Gateways()["gosling-prod"]; !strings.Contains(spec, `"type":"serverless_containers"`) || strings.Contains(spec, "${") {
+		t.Errorf("API gateway spec: %s", spec)
 	}
 
 	p, _, err = e.Plan(ctx, desired)

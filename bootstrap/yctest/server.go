@@ -1,8 +1,8 @@
 // Package yctest is a stand-in for the Yandex Cloud services `gosling
 // deploy` calls, for tests: real gRPC on a local listener with
 // go-genproto's service definitions (IAM service accounts, Resource
-// Manager folder access bindings, Serverless Containers, YDB databases,
-// Lockbox secrets and payloads, operations), answering with the real
+// Manager folder access bindings, Serverless Containers, timer triggers,
+// API Gateway, YDB databases, Lockbox secrets and payloads, operations), answering with the real
 // messages, long-running operations that finish when first polled, and
 // Yandex's errors: ALREADY_EXISTS for a taken name, PERMISSION_DENIED for
 // what Deny names, RESOURCE_EXHAUSTED past a quota, NOT_FOUND. No Yandex
@@ -23,7 +23,9 @@ import (
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
 	rm "github.com/yandex-cloud/go-genproto/yandex/cloud/resourcemanager/v1"
+	apigw "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/apigateway/v1"
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
+	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,6 +58,9 @@ type Server struct {
 	dbs      map[string]*ydb.Database
 	secrets  map[string]*lockbox.Secret
 	payloads map[string][]*lockbox.Payload_Entry // by version
+	triggers map[string]*triggers.Trigger
+	gateways map[string]*apigw.ApiGateway
+	specs    map[string]string // OpenAPI specs by gateway
 }
 
 // Quota names, as Yandex's quota errors name them.
@@ -75,6 +80,7 @@ func New(iamToken string) (*Server, error) {
 		quotas: map[string]int{}, ops: map[string]*operation.Operation{}, sas: map[string]*iam.ServiceAccount{},
 		bindings: map[string][]*access.AccessBinding{}, cts: map[string]*containers.Container{}, revs: map[string][]*containers.Revision{},
 		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
+		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{},
 	}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	iam.RegisterServiceAccountServiceServer(s.grpc, saService{s: s})
@@ -84,6 +90,8 @@ func New(iamToken string) (*Server, error) {
 	lockbox.RegisterSecretServiceServer(s.grpc, secretService{s: s})
 	lockbox.RegisterPayloadServiceServer(s.grpc, payloadService{s: s})
 	operation.RegisterOperationServiceServer(s.grpc, opService{s: s})
+	triggers.RegisterTriggerServiceServer(s.grpc, triggerService{s: s})
+	apigw.RegisterApiGatewayServiceServer(s.grpc, gatewayService{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -144,6 +152,28 @@ func (s *Server) Counts() (sas, cts, dbs int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sas), len(s.cts), len(s.dbs)
+}
+
+// Triggers returns the folder's triggers.
+func (s *Server) Triggers() []*triggers.Trigger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*triggers.Trigger
+	for _, t := range s.triggers {
+		out = append(out, proto.Clone(t).(*triggers.Trigger))
+	}
+	return out
+}
+
+// Gateways returns every API gateway and its OpenAPI spec.
+func (s *Server) Gateways() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for id, g := range s.gateways {
+		out[g.Name] = s.specs[id]
+	}
+	return out
 }
 
 // intercept authenticates, counts and applies Fail and Deny; the handlers
