@@ -20,11 +20,11 @@ import (
 	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
