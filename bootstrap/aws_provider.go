@@ -24,7 +24,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 )
@@ -93,8 +92,7 @@ func (p *AWSProvider) Types() []string { return awsTypes }
 
 func (p *AWSProvider) path() string { return "/gosling/" + p.Deployment + "/" }
 
-// owned tells whether tags name this deployment.
-func (p *AWSProvider) owned(tags map[string]any) bool { return tags[TagDeployment] == p.Deployment }
+func (p *AWSProvider) queues() sqsQueues { return sqsQueues{client: p.sqs, deployment: p.Deployment, typ: AWSQueue} }
 
 // apiCode is the AWS error code of err, or "".
 func apiCode(err error) string {
@@ -121,7 +119,7 @@ func hintNames(hints []Resource, typ string) map[string]string {
 func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
 	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
-		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.readQueues, p.readECS, p.readSchedules,
+		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readECS, p.readSchedules,
 	} {
 		got, err := read(ctx, hints)
 		if err != nil {
@@ -145,7 +143,7 @@ func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) 
 	case AWSTable:
 		err = p.putTable(ctx, nil, r)
 	case AWSQueue:
-		err = p.putQueue(ctx, nil, r)
+		err = p.queues().put(ctx, nil, r)
 	case AWSCluster:
 		err = p.putCluster(ctx, nil, r)
 	case AWSService:
@@ -176,7 +174,7 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 	case AWSTable:
 		err = p.putTable(ctx, &before, after)
 	case AWSQueue:
-		err = p.putQueue(ctx, &before, after)
+		err = p.queues().put(ctx, &before, after)
 	case AWSCluster:
 		err = p.putCluster(ctx, &before, after)
 	case AWSService:
@@ -220,7 +218,7 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSSecret, AWSTable:
 		err = fmt.Errorf("%s is retained: delete it by hand", r.Address())
 	case AWSQueue:
-		_, err = p.sqs.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(r.ID)})
+		err = p.queues().delete(ctx, r)
 	case AWSCluster:
 		_, err = p.ecs.DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: &name})
 	case AWSService:
@@ -639,97 +637,6 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 		return err
 	}
 	_, err = p.ddb.TagResource(ctx, &dynamodb.TagResourceInput{ResourceArn: d.Table.TableArn, Tags: tags})
-	return err
-}
-
-// ---- SQS ----
-
-func (p *AWSProvider) readQueues(ctx context.Context, hints []Resource) ([]Resource, error) {
-	var out []Resource
-	for name, rn := range hintNames(hints, AWSQueue) {
-		u, err := p.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-		if apiCode(err) == "QueueDoesNotExist" || apiCode(err) == "AWS.SimpleQueueService.NonExistentQueue" {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("look up queue %s: %w", name, err)
-		}
-		attrs, err := p.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
-		if err != nil {
-			return nil, fmt.Errorf("read queue %s: %w", name, err)
-		}
-		tags, err := p.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: u.QueueUrl})
-		if err != nil {
-			return nil, fmt.Errorf("read the tags of queue %s: %w", name, err)
-		}
-		if !p.owned(anyMap(tags.Tags)) {
-			continue // someone else's queue of that name: creating it will say so
-		}
-		a := attrs.Attributes
-		props := map[string]any{"name": name, "tags": anyMap(tags.Tags)}
-		for _, k := range []struct{ attr, prop string }{{"VisibilityTimeout", "visibility_timeout_seconds"}, {"MessageRetentionPeriod", "message_retention_seconds"}} {
-			if v, ok := a[k.attr]; ok {
-				if n, err := strconv.Atoi(v); err == nil {
-					props[k.prop] = n
-				}
-			}
-		}
-		if rp := a["RedrivePolicy"]; rp != "" {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(rp), &m); err != nil {
-				return nil, fmt.Errorf("queue %s: RedrivePolicy is not JSON: %w", name, err)
-			}
-			props["redrive_policy"] = m
-		}
-		if num(props, "visibility_timeout_seconds") == 30 && !hasProp(hints, AWSQueue, rn, "visibility_timeout_seconds") {
-			delete(props, "visibility_timeout_seconds") // SQS's default, not set by the Nest
-		}
-		arn := a["QueueArn"]
-		out = append(out, Resource{Type: AWSQueue, Name: rn, Props: normalize(props), ID: aws.ToString(u.QueueUrl), Outputs: map[string]string{"arn": arn, "url": aws.ToString(u.QueueUrl)}})
-	}
-	return out, nil
-}
-
-// hasProp tells whether the hint for typ.name sets prop.
-func hasProp(hints []Resource, typ, name, prop string) bool {
-	for _, h := range hints {
-		if h.Type == typ && h.Name == name {
-			if _, ok := h.Props[prop]; ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func queueAttributes(props map[string]any) map[string]string {
-	attrs := map[string]string{}
-	if _, ok := props["visibility_timeout_seconds"]; ok {
-		attrs["VisibilityTimeout"] = strconv.Itoa(num(props, "visibility_timeout_seconds"))
-	}
-	if _, ok := props["message_retention_seconds"]; ok {
-		attrs["MessageRetentionPeriod"] = strconv.Itoa(num(props, "message_retention_seconds"))
-	}
-	if rp := props["redrive_policy"]; rp != nil {
-		attrs["RedrivePolicy"] = jsonString(rp)
-	}
-	return attrs
-}
-
-func (p *AWSProvider) putQueue(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	attrs := queueAttributes(r.Props)
-	if before == nil {
-		_, err := p.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: strMap(mapOf(r.Props, "tags"))})
-		return err
-	}
-	if _, ok := attrs["RedrivePolicy"]; !ok && before.Props["redrive_policy"] != nil {
-		attrs["RedrivePolicy"] = "" // an empty value removes it
-	}
-	if _, err := p.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(before.ID), Attributes: attrs}); err != nil {
-		return err
-	}
-	_, err := p.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
 	return err
 }
 

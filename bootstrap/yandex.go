@@ -19,6 +19,9 @@ import (
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
 	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
@@ -37,12 +40,13 @@ const (
 	YCServiceAccount = "yandex_iam_service_account"
 	YCFolderBinding  = "yandex_folder_iam_binding"
 	YCDatabase       = "yandex_ydb_database"
+	YCQueue          = "yandex_message_queue"
 	YCContainer      = "yandex_serverless_container"
 	YCTrigger        = "yandex_function_trigger"
 	YCGateway        = "yandex_api_gateway"
 )
 
-var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCDatabase, YCContainer, YCTrigger, YCGateway}
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCDatabase, YCQueue, YCContainer, YCTrigger, YCGateway}
 
 // YandexOptions say how to reach Yandex Cloud: the endpoint and the
 // credentials of internal/yandexauth (a service-account key file, an IAM
@@ -55,7 +59,15 @@ type YandexOptions struct {
 	// PollInterval is how often a long-running operation is checked
 	// (default one second).
 	PollInterval time.Duration
+	// MessageQueue, when set, replaces the AWS SDK configuration Message
+	// Queue is reached with (default: the AWS SDK's chain, which must hold
+	// a service account's static access key, in region ru-central1 at
+	// YMQEndpoint).
+	MessageQueue *aws.Config
 }
+
+// YMQEndpoint is Yandex Message Queue's SQS-compatible endpoint.
+const YMQEndpoint = "https://message-queue.api.cloud.yandex.net"
 
 // ycRoles are the folder roles of each component's service account: what
 // it needs and no more (Yandex grants service roles per folder).
@@ -80,7 +92,8 @@ func YandexFolder(n *fly.Nest) string {
 // MotherGoose runs on Yandex Cloud: a service account per component, one
 // for the runners and one that invokes the containers, each with its
 // folder roles (written out in the plan), the serverless YDB database
-// (never deleted), a Serverless Container per component whose revision
+// (never deleted), Message Queue's queue and dead-letter queue when
+// queue.kind is ymq, a Serverless Container per component whose revision
 // runs the component's image as its service account, timer triggers for
 // UglyFox and the jobs when triggers.kind is timer, and an API gateway
 // whose OpenAPI spec sends every request to the API container.
@@ -104,6 +117,16 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			}},
 			Resource{Type: YCFolderBinding, Name: key, Props: map[string]any{
 				"folder_id": folder, "service_account_id": Ref(sa, "id"), "roles": ycRoles[key],
+			}},
+		)
+	}
+	if mg.Queue.Kind == "ymq" {
+		out = append(out,
+			Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": mg.Queue.Name + "-dlq", "message_retention_seconds": 1209600, "tags": labels}},
+			Resource{Type: YCQueue, Name: "events", Props: map[string]any{
+				"name": mg.Queue.Name, "visibility_timeout_seconds": int(mg.Queue.VisibilityTimeout.D().Seconds()), "message_retention_seconds": 345600,
+				"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": mg.Queue.DeadLetterAfter},
+				"tags":           labels,
 			}},
 		)
 	}
@@ -188,6 +211,8 @@ type YandexProvider struct {
 	FolderID   string
 	sdk        *ycsdk.SDK
 	poll       time.Duration
+	ymq        *sqs.Client
+	ymqConfig  func(context.Context) (*aws.Config, error)
 }
 
 // NewYandexProvider connects to Yandex Cloud as o says.
@@ -208,7 +233,30 @@ func NewYandexProvider(ctx context.Context, deployment string, n *fly.Nest, o Ya
 	if poll <= 0 {
 		poll = time.Second
 	}
-	return &YandexProvider{Deployment: deployment, FolderID: folder, sdk: sdk, poll: poll}, nil
+	p := &YandexProvider{Deployment: deployment, FolderID: folder, sdk: sdk, poll: poll}
+	p.ymqConfig = func(ctx context.Context) (*aws.Config, error) {
+		if o.MessageQueue != nil {
+			return o.MessageQueue, nil
+		}
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("ru-central1"), awsconfig.WithBaseEndpoint(YMQEndpoint))
+		if err != nil {
+			return nil, fmt.Errorf("load the static access key for Message Queue: %w", err)
+		}
+		return &cfg, nil
+	}
+	return p, nil
+}
+
+// queues reaches Message Queue through the SQS API, configured on first use.
+func (p *YandexProvider) queues(ctx context.Context) (sqsQueues, error) {
+	if p.ymq == nil {
+		cfg, err := p.ymqConfig(ctx)
+		if err != nil {
+			return sqsQueues{}, err
+		}
+		p.ymq = sqs.NewFromConfig(*cfg)
+	}
+	return sqsQueues{client: p.ymq, deployment: p.Deployment, typ: YCQueue}, nil
 }
 
 // Close releases the SDK's connections.
@@ -265,7 +313,7 @@ func (p *YandexProvider) follow(ctx context.Context, op *operation.Operation, er
 }
 
 // Read implements Provider.
-func (p *YandexProvider) Read(ctx context.Context, _ []Resource) ([]Resource, error) {
+func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	sas, err := p.readServiceAccounts(ctx)
 	if err != nil {
 		return nil, err
@@ -281,6 +329,17 @@ func (p *YandexProvider) Read(ctx context.Context, _ []Resource) ([]Resource, er
 		return nil, err
 	}
 	out = append(out, dbs...)
+	if slices.ContainsFunc(hints, func(h Resource) bool { return h.Type == YCQueue }) {
+		q, err := p.queues(ctx)
+		if err != nil {
+			return nil, err
+		}
+		qs, err := q.read(ctx, hints)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, qs...)
+	}
 	cs, err := p.readContainers(ctx)
 	if err != nil {
 		return nil, err
@@ -604,6 +663,20 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		return p.putDatabase(ctx, before, r)
 	case YCContainer:
 		return p.putContainer(ctx, before, r)
+	case YCQueue:
+		q, err := p.queues(ctx)
+		if err != nil {
+			return err
+		}
+		if err := q.put(ctx, before, *r); err != nil {
+			return err
+		}
+		got, err := q.read(ctx, []Resource{*r})
+		if err != nil || len(got) == 0 {
+			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", str(r.Props, "name")))
+		}
+		r.ID, r.Outputs = got[0].ID, got[0].Outputs
+		return nil
 	case YCTrigger:
 		return p.putTrigger(ctx, before, r)
 	case YCGateway:
@@ -768,6 +841,11 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 		var c grpc.ClientConnInterface
 		if c, err = p.conn(ctx, ycContainerService); err == nil {
 			_, err = p.wait(ctx)(containers.NewContainerServiceClient(c).Delete(ctx, &containers.DeleteContainerRequest{ContainerId: r.ID}))
+		}
+	case YCQueue:
+		var q sqsQueues
+		if q, err = p.queues(ctx); err == nil {
+			err = q.delete(ctx, r)
 		}
 	case YCTrigger:
 		var c grpc.ClientConnInterface

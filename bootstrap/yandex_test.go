@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/bootstrap/yctest"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
@@ -17,10 +18,19 @@ import (
 
 const ycToken = "t1.test-deployer"
 
-func yandexEngine(t testing.TB, srv *yctest.Server, n *fly.Nest) (*Engine, []Resource) {
+// ycStack is the Yandex stand-in and, for Message Queue, the SQS one.
+type ycStack struct {
+	*yctest.Server
+	ymq *awstest.Server
+}
+
+func yandexEngine(t testing.TB, srv *ycStack, n *fly.Nest) (*Engine, []Resource) {
 	t.Helper()
+	ymq := awstest.Config(srv.ymq.URL)
+	ymq.Region = "ru-central1"
 	p, err := NewYandexProvider(context.Background(), DeploymentName(n), n, YandexOptions{
 		Auth: yandexauth.Options{Endpoint: srv.Addr, Plaintext: true, IAMToken: ycToken}, PollInterval: time.Millisecond,
+		MessageQueue: &ymq,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -33,17 +43,18 @@ func yandexEngine(t testing.TB, srv *yctest.Server, n *fly.Nest) (*Engine, []Res
 	return &Engine{Deployment: DeploymentName(n), Cloud: "yandex", Providers: []Provider{p}, Journal: p.NewYandexJournal()}, desired
 }
 
-func newYC(t testing.TB) *yctest.Server {
+func newYC(t testing.TB) *ycStack {
 	t.Helper()
 	srv, err := yctest.New(ycToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close)
-	return srv
+	ymq := awstest.New()
+	t.Cleanup(func() { srv.Close(); ymq.Close() })
+	return &ycStack{Server: srv, ymq: ymq}
 }
 
-func apiRevision(t *testing.T, srv *yctest.Server, e *Engine) map[string]any {
+func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 	t.Helper()
 	got, err := e.Read(context.Background(), nil)
 	if err != nil {
@@ -101,6 +112,9 @@ func TestYandexDeploySequence(t *testing.T) {
 			t.Errorf("uglyfox trigger cron: %q", tr.GetRule().GetTimer().GetCronExpression())
 		}
 	}
+	if calls := srv.ymq.Calls(); calls["sqs:CreateQueue"] != 2 {
+		t.Errorf("Message Queue calls: %v", calls)
+	}
 	if spec := srv.Gateways()["gosling-prod"]; !strings.Contains(spec, `"type":"serverless_containers"`) || strings.Contains(spec, "${") {
 		t.Errorf("API gateway spec: %s", spec)
 	}
@@ -145,12 +159,12 @@ func TestYandexFailedDeployIsUndone(t *testing.T) {
 	n := loadNest(t, "../examples/nest")
 	for _, tc := range []struct {
 		name   string
-		break_ func(*yctest.Server)
+		break_ func(*ycStack)
 		code   codes.Code
 	}{
-		{"internal error in the middle", func(s *yctest.Server) { s.Fail("DeployRevision", 1) }, codes.Internal},
-		{"permission denied", func(s *yctest.Server) { s.Deny("DeployRevision") }, codes.PermissionDenied},
-		{"quota exceeded", func(s *yctest.Server) { s.SetQuota(yctest.QuotaContainers, 2) }, codes.ResourceExhausted},
+		{"internal error in the middle", func(s *ycStack) { s.Fail("DeployRevision", 1) }, codes.Internal},
+		{"permission denied", func(s *ycStack) { s.Deny("DeployRevision") }, codes.PermissionDenied},
+		{"quota exceeded", func(s *ycStack) { s.SetQuota(yctest.QuotaContainers, 2) }, codes.ResourceExhausted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newYC(t)
@@ -170,6 +184,9 @@ func TestYandexFailedDeployIsUndone(t *testing.T) {
 			}
 			if len(srv.Bindings(YandexFolder(n))) != 0 {
 				t.Error("folder roles left behind")
+			}
+			if c := srv.ymq.Calls(); c["sqs:CreateQueue"] != c["sqs:DeleteQueue"] {
+				t.Errorf("queues left behind: %v", c)
 			}
 		})
 	}
