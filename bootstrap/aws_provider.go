@@ -92,7 +92,9 @@ func (p *AWSProvider) Types() []string { return awsTypes }
 
 func (p *AWSProvider) path() string { return "/gosling/" + p.Deployment + "/" }
 
-func (p *AWSProvider) queues() sqsQueues { return sqsQueues{client: p.sqs, deployment: p.Deployment, typ: AWSQueue} }
+func (p *AWSProvider) queues() sqsQueues {
+	return sqsQueues{client: p.sqs, deployment: p.Deployment, typ: AWSQueue}
+}
 
 // apiCode is the AWS error code of err, or "".
 func apiCode(err error) string {

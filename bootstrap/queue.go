@@ -20,7 +20,6 @@ type sqsQueues struct {
 	typ        string
 }
 
-
 func (q sqsQueues) read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
 	for name, rn := range hintNames(hints, q.typ) {
@@ -109,7 +108,6 @@ func (q sqsQueues) put(ctx context.Context, before *Resource, r Resource) error 
 	_, err := q.client.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
 	return err
 }
-
 
 func (q sqsQueues) delete(ctx context.Context, r Resource) error {
 	_, err := q.client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(r.ID)})
