@@ -256,7 +256,36 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "\nApply complete! Resources: %d added, %d changed, %d destroyed. Journal entry %d in %s.\n",
 		p.Count(bootstrap.Create), p.Count(bootstrap.Update), p.Count(bootstrap.Delete), entry.ID, e.Journal.Where())
+	printOutputs(opts.IO, entry)
 	return nil
+}
+
+// shownOutputs are the outputs an operator needs after a deploy: where the
+// API answers, and the database to name in MG/config.fly.
+var shownOutputs = map[string][]string{
+	bootstrap.YCGateway:   {"domain"},
+	bootstrap.YCContainer: {"url"},
+	bootstrap.YCDatabase:  {"endpoint", "document_api_endpoint"},
+}
+
+func printOutputs(ios *IOStreams, entry bootstrap.Entry) {
+	first := true
+	for _, c := range entry.Changes {
+		if c.After == nil {
+			continue
+		}
+		for _, k := range shownOutputs[c.After.Type] {
+			v := c.After.Outputs[k]
+			if v == "" {
+				continue
+			}
+			if first {
+				fmt.Fprintln(ios.Out, "\nOutputs:")
+				first = false
+			}
+			fmt.Fprintf(ios.Out, "  %s.%s = %q\n", c.Address, k, v)
+		}
+	}
 }
 
 func rollbackRun(ctx context.Context, opts *DeployOptions) error {
