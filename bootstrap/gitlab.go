@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ func (p *GitLabProvider) Types() []string { return []string{GitLabHook} }
 // included when the bucket says so): URL https://<api_gateway.domain>/webhooks/gitlab,
 // the egg's webhook secret as token, job, pipeline and merge request
 // events on, push events explicitly off (GitLab turns them on by default).
+// The Nest repository (mothergoose.nest.project) gets push events, so a
+// push reloads the Nest; its token is the webhook secret of an egg on its
+// host, which is what MotherGoose checks such a push against.
 func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]Resource, error) {
 	if len(n.Eggs) == 0 {
 		return nil, nil
@@ -109,15 +113,47 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 				return nil, fmt.Errorf("project %s on %s is served by eggs %s and %s: one hook cannot carry two webhook secrets", pr, e.GitLab.Host, first, e.Name)
 			}
 			seen[key] = e.Name
-			out = append(out, Resource{Type: GitLabHook, Name: e.GitLab.Host + "/" + pr, Props: map[string]any{
-				"host": e.GitLab.Host, "insecure": e.GitLab.Insecure, "api_token": string(e.GitLab.Token), "project": pr,
-				"url": "https://" + domain + WebhookPath, "token": string(e.GitLab.WebhookSecret),
-				"job_events": true, "pipeline_events": true, "merge_requests_events": true, "push_events": false,
-				"enable_ssl_verification": true,
-			}})
+			out = append(out, hookResource(e.GitLab, pr, domain, false))
+		}
+	}
+	// The Nest repository's pushes make MotherGoose reload the Nest.
+	if src := n.MotherGoose.Nest; src.Project != "" {
+		host := src.Host
+		if host == "" {
+			host = n.Eggs[0].GitLab.Host
+		}
+		var egg *fly.Egg
+		for i := range n.Eggs {
+			if n.Eggs[i].GitLab.Host == host {
+				egg = &n.Eggs[i]
+				break
+			}
+		}
+		if egg == nil {
+			return nil, fmt.Errorf("mothergoose.nest.project %s is on %s, where no egg is: its hook takes the webhook secret of an egg on that host", src.Project, host)
+		}
+		if i := slices.IndexFunc(out, func(r Resource) bool { return r.Name == host+"/"+src.Project }); i >= 0 {
+			out[i].Props["push_events"] = true
+		} else {
+			g := egg.GitLab
+			if !src.Token.IsZero() {
+				g.Token = src.Token
+			}
+			out = append(out, hookResource(g, src.Project, domain, true))
 		}
 	}
 	return out, nil
+}
+
+// hookResource is the webhook of one project: every event MotherGoose
+// reads, or only pushes for the Nest repository.
+func hookResource(g fly.GitLab, project, domain string, nestOnly bool) Resource {
+	return Resource{Type: GitLabHook, Name: g.Host + "/" + project, Props: map[string]any{
+		"host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
+		"url": "https://" + domain + WebhookPath, "token": string(g.WebhookSecret),
+		"job_events": !nestOnly, "pipeline_events": !nestOnly, "merge_requests_events": !nestOnly, "push_events": nestOnly,
+		"enable_ssl_verification": true,
+	}}
 }
 
 func hookInstance(props map[string]any) fly.GitLab {

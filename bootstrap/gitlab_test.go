@@ -26,7 +26,7 @@ func mapResolver(values map[fly.SecretRef]string) Resolver {
 
 // gitlabNest points the test Nest's egg at a GitLab test server and adds a
 // bucket for a whole group.
-func gitlabNest(t *testing.T, gl *gitlabtest.Server) (*fly.Nest, Resolver) {
+func gitlabNest(t *testing.T, gl *gitlabtest.Server) (*fly.Nest, Resolver, gitlabtest.Project) {
 	t.Helper()
 	n := loadNest(t, "testdata/aws-nest")
 	host := strings.TrimPrefix(gl.URL(), "http://")
@@ -36,7 +36,9 @@ func gitlabNest(t *testing.T, gl *gitlabtest.Server) (*fly.Nest, Resolver) {
 	gl.AddProject("data/etl", grp.ID)
 	gl.AddProject("data/models", grp.ID)
 	n.Eggs = append(n.Eggs, fly.Egg{Name: "data", Kind: fly.KindBucket, GitLab: g, Group: &fly.GroupRef{ID: grp.ID}})
-	return n, mapResolver(map[fly.SecretRef]string{"local://gitlab/token": gl.Token(), "local://gitlab/hook": "hook-secret-1"})
+	nestRepo := gl.AddProject("platform/nest", 0)
+	n.MotherGoose.Nest = fly.NestSource{Project: "platform/nest", Ref: "main"}
+	return n, mapResolver(map[fly.SecretRef]string{"local://gitlab/token": gl.Token(), "local://gitlab/hook": "hook-secret-1"}), nestRepo
 }
 
 func TestGitLabHooks(t *testing.T) {
@@ -44,7 +46,7 @@ func TestGitLabHooks(t *testing.T) {
 	gl := gitlabtest.New()
 	t.Cleanup(gl.Close)
 	web := gl.AddProject("acme/web", 0)
-	n, resolve := gitlabNest(t, gl)
+	n, resolve, nestRepo := gitlabNest(t, gl)
 	clients := NewGitLabClients(resolve, gitlab.WithRetry(0, time.Millisecond, time.Millisecond))
 	prov := &GitLabProvider{Deployment: DeploymentName(n), Clients: clients, Resolve: resolve}
 	e := &Engine{Deployment: DeploymentName(n), Cloud: "aws", Providers: []Provider{prov},
@@ -64,7 +66,7 @@ func TestGitLabHooks(t *testing.T) {
 		}
 		return p
 	}
-	if p := deploy(n); p.Count(Create) != 3 {
+	if p := deploy(n); p.Count(Create) != 4 {
 		t.Fatalf("first deploy: %+v", p.Changes)
 	}
 	hooks := gl.Hooks(web.ID)
@@ -79,6 +81,10 @@ func TestGitLabHooks(t *testing.T) {
 		t.Error("the secret's value is in the hook's description")
 	}
 
+	if nestHook := gl.Hooks(nestRepo.ID); len(nestHook) != 1 || !nestHook[0].PushEvents || nestHook[0].JobEvents || nestHook[0].Token != "hook-secret-1" {
+		t.Errorf("the Nest repository's hook: %+v", nestHook)
+	}
+
 	// Deploying again changes no hook.
 	if p := deploy(n); !p.Empty() {
 		t.Fatalf("second deploy changed: %+v", p.Changes)
@@ -89,7 +95,7 @@ func TestGitLabHooks(t *testing.T) {
 
 	// A new domain updates the hooks in place; a rollback puts them back.
 	n.MotherGoose.APIGateway.Domain = "ci.example.org"
-	if p := deploy(n); p.Count(Update) != 3 || p.Changes[0].Fields[0].Path != "url" {
+	if p := deploy(n); p.Count(Update) != 4 || p.Changes[0].Fields[0].Path != "url" {
 		t.Fatalf("domain change: %+v", p.Changes)
 	}
 	if got := gl.Hooks(web.ID); got[0].ID != h.ID || got[0].URL != "https://ci.example.org/webhooks/gitlab" {
