@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
@@ -41,12 +42,13 @@ const (
 	YCFolderBinding  = "yandex_folder_iam_binding"
 	YCDatabase       = "yandex_ydb_database"
 	YCQueue          = "yandex_message_queue"
+	YCSecret         = "yandex_lockbox_secret"
 	YCContainer      = "yandex_serverless_container"
 	YCTrigger        = "yandex_function_trigger"
 	YCGateway        = "yandex_api_gateway"
 )
 
-var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCDatabase, YCQueue, YCContainer, YCTrigger, YCGateway}
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCDatabase, YCQueue, YCContainer, YCTrigger, YCGateway}
 
 // YandexOptions say how to reach Yandex Cloud: the endpoint and the
 // credentials of internal/yandexauth (a service-account key file, an IAM
@@ -91,8 +93,9 @@ func YandexFolder(n *fly.Nest) string {
 // YandexDesired builds the Yandex Cloud resources of a Nest whose
 // MotherGoose runs on Yandex Cloud: a service account per component, one
 // for the runners and one that invokes the containers, each with its
-// folder roles (written out in the plan), the serverless YDB database
-// (never deleted), Message Queue's queue and dead-letter queue when
+// folder roles (written out in the plan), Lockbox secrets for the runner
+// tokens and the servers' secrets (made empty, never deleted), the
+// serverless YDB database (never deleted), Message Queue's queue and dead-letter queue when
 // queue.kind is ymq, a Serverless Container per component whose revision
 // runs the component's image as its service account, timer triggers for
 // UglyFox and the jobs when triggers.kind is timer, and an API gateway
@@ -119,6 +122,17 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 				"folder_id": folder, "service_account_id": Ref(sa, "id"), "roles": ycRoles[key],
 			}},
 		)
+	}
+	// Lockbox names secrets by ID, which only exists once a secret is made:
+	// deploy makes them empty and prints their IDs for the Nest's URIs
+	// (runner_tokens, yc-lockbox://<id>/<key>).
+	for _, sec := range []struct{ key, purpose string }{
+		{"runner-tokens", "runner tokens, one entry per runner (mothergoose.secrets.lockbox.runner_tokens)"},
+		{"servers", "the servers' secrets: GitLab tokens, webhook secrets, API tokens"},
+	} {
+		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: map[string]any{
+			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
+		}})
 	}
 	if mg.Queue.Kind == "ymq" {
 		out = append(out,
@@ -329,6 +343,11 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	out = append(out, dbs...)
+	secrets, err := p.readSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, secrets...)
 	if slices.ContainsFunc(hints, func(h Resource) bool { return h.Type == YCQueue }) {
 		q, err := p.queues(ctx)
 		if err != nil {
@@ -355,6 +374,63 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	return append(out, gs...), nil
+}
+
+func (p *YandexProvider) readSecrets(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycSecretService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	req := &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the Lockbox secrets of folder %s: %w", p.FolderID, err)
+		}
+		for _, sec := range resp.GetSecrets() {
+			if sec.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
+				"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
+			}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycSecretService)
+	if err != nil {
+		return err
+	}
+	cl := lockbox.NewSecretServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &lockbox.UpdateSecretRequest{
+			SecretId: before.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
+		}))
+		return err
+	}
+	// No version: the secret is made empty, and no value passes through a
+	// plan or the journal.
+	op, err := p.wait(ctx)(cl.Create(ctx, &lockbox.CreateSecretRequest{
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+		CreateVersion: wrapperspb.Bool(false),
+	}))
+	if err != nil {
+		return err
+	}
+	var sec lockbox.Secret
+	if err := op.GetResponse().UnmarshalTo(&sec); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs, r.Retain = sec.GetId(), map[string]string{"id": sec.GetId()}, true
+	return nil
 }
 
 func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
@@ -663,6 +739,8 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		return p.putDatabase(ctx, before, r)
 	case YCContainer:
 		return p.putContainer(ctx, before, r)
+	case YCSecret:
+		return p.putSecret(ctx, before, r)
 	case YCQueue:
 		q, err := p.queues(ctx)
 		if err != nil {
@@ -835,7 +913,7 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 		}
 	case YCFolderBinding:
 		err = p.updateBindings(ctx, str(r.Props, "folder_id"), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
-	case YCDatabase:
+	case YCDatabase, YCSecret:
 		err = fmt.Errorf("%s is retained: delete it by hand", r.Address())
 	case YCContainer:
 		var c grpc.ClientConnInterface

@@ -112,6 +112,19 @@ func TestYandexDeploySequence(t *testing.T) {
 			t.Errorf("uglyfox trigger cron: %q", tr.GetRule().GetTimer().GetCronExpression())
 		}
 	}
+	made, err := e.Read(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := 0
+	for _, r := range made {
+		if r.Type == YCSecret && r.Retain && r.Outputs["id"] != "" {
+			secrets++
+		}
+	}
+	if secrets != 2 || srv.Calls()["AddVersion"] != 0 {
+		t.Errorf("%d Lockbox secrets made, %d versions added (the journal's are made with the secret)", secrets, srv.Calls()["AddVersion"])
+	}
 	if calls := srv.ymq.Calls(); calls["sqs:CreateQueue"] != 2 {
 		t.Errorf("Message Queue calls: %v", calls)
 	}

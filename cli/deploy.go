@@ -266,6 +266,7 @@ var shownOutputs = map[string][]string{
 	bootstrap.YCGateway:   {"domain"},
 	bootstrap.YCContainer: {"url"},
 	bootstrap.YCDatabase:  {"endpoint", "document_api_endpoint"},
+	bootstrap.YCSecret:    {"id"},
 }
 
 func printOutputs(ios *IOStreams, entry bootstrap.Entry) {

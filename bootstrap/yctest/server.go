@@ -585,6 +585,26 @@ func (x secretService) List(_ context.Context, r *lockbox.ListSecretsRequest) (*
 	return out, nil
 }
 
+func (x secretService) Update(_ context.Context, r *lockbox.UpdateSecretRequest) (*operation.Operation, error) {
+	sec := x.s.secrets[r.GetSecretId()]
+	if sec == nil {
+		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
+	}
+	for _, path := range r.GetUpdateMask().GetPaths() {
+		switch path {
+		case "name":
+			sec.Name = r.GetName()
+		case "description":
+			sec.Description = r.GetDescription()
+		case "labels":
+			sec.Labels = r.GetLabels()
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "update_mask: unknown field %s", path)
+		}
+	}
+	return x.s.op("Update secret", &lockbox.UpdateSecretMetadata{SecretId: sec.Id}, sec), nil
+}
+
 func (x secretService) AddVersion(_ context.Context, r *lockbox.AddVersionRequest) (*operation.Operation, error) {
 	sec := x.s.secrets[r.GetSecretId()]
 	if sec == nil {
