@@ -126,6 +126,17 @@ type ApplyOptions struct {
 	KeepPartial bool
 	// Progress, when set, is told of each step as it starts.
 	Progress func(c Change)
+	// ForceUnlock goes ahead although the journal says another deploy is
+	// running (one that died without finishing).
+	ForceUnlock bool
+}
+
+// LockedError is a deploy refused because another one is running.
+type LockedError struct{ Entry Entry }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("another %s has been changing this deployment since %s (journal entry %d): wait for it; if it died, pass --force-unlock, or wait until %s",
+		e.Entry.Kind, e.Entry.Time.Format(time.RFC3339), e.Entry.ID, e.Entry.Time.Add(LockTimeout).Format(time.RFC3339))
 }
 
 // ApplyError is a deploy that stopped part-way.
@@ -174,7 +185,20 @@ func (e *Engine) apply(ctx context.Context, p *Plan, actual []Resource, o ApplyO
 	}
 	entry.ID = 1
 	if n := len(entries); n > 0 {
-		entry.ID = entries[n-1].ID + 1
+		last := entries[n-1]
+		if last.Status == StatusRunning && !o.ForceUnlock && e.now().Sub(last.Time) < LockTimeout {
+			return entry, &LockedError{Entry: last}
+		}
+		entry.ID = last.ID + 1
+		if last.Status == StatusRunning {
+			entry.ID = last.ID // the dead deploy's entry is replaced
+		}
+	}
+	// The running entry is the advisory lock; the final one replaces it.
+	running := entry
+	running.Status = StatusRunning
+	if err := e.Journal.Append(ctx, running); err != nil {
+		return entry, fmt.Errorf("lock the deployment in its journal: %w", err)
 	}
 	outs := Outputs{}
 	for _, a := range actual {
@@ -267,11 +291,10 @@ func (e *Engine) fail(ctx context.Context, entry Entry, addr string, cause error
 			entry.Error += "; undo: " + ae.UndoErr.Error()
 		}
 	}
-	if len(entry.Changes) > 0 {
-		// Journal it even when undone: the audit trail shows what happened.
-		if err := e.Journal.Append(ctx, entry); err != nil {
-			ae.UndoErr = errors.Join(ae.UndoErr, fmt.Errorf("journal: %w", err))
-		}
+	// Journal it even when undone (the audit trail shows what happened);
+	// it also replaces the running entry, which frees the deployment.
+	if err := e.Journal.Append(ctx, entry); err != nil {
+		ae.UndoErr = errors.Join(ae.UndoErr, fmt.Errorf("journal: %w", err))
 	}
 	ae.Entry = entry
 	return entry, ae

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memProvider keeps resources in a map; fail names an address whose
@@ -170,5 +171,37 @@ func TestDiffCycle(t *testing.T) {
 	}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Fatalf("cycle: %v", err)
+	}
+}
+
+func TestEngineLock(t *testing.T) {
+	ctx := context.Background()
+	mem := &memProvider{items: map[string]Resource{}}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	e := &Engine{Deployment: "test", Cloud: "mem", Providers: []Provider{mem}, Now: func() time.Time { return now },
+		Journal: BlobJournal{FileBlob{filepath.Join(t.TempDir(), "journal")}}}
+	// Another deploy is running (or died) half an hour ago.
+	if err := e.Journal.Append(ctx, Entry{ID: 1, Time: now.Add(-30 * time.Minute), Kind: KindDeploy, Status: StatusRunning}); err != nil {
+		t.Fatal(err)
+	}
+	p, actual, _ := e.Plan(ctx, desiredSet(512))
+	_, err := e.Apply(ctx, p, actual, ApplyOptions{})
+	var le *LockedError
+	if !errors.As(err, &le) || len(mem.items) != 0 || !strings.Contains(err.Error(), "--force-unlock") {
+		t.Fatalf("apply under a lock: %v (%d made)", err, len(mem.items))
+	}
+	entry, err := e.Apply(ctx, p, actual, ApplyOptions{ForceUnlock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := e.Journal.Entries(ctx)
+	if len(entries) != 1 || entries[0].ID != 1 || entries[0].Status != StatusApplied || entry.ID != 1 {
+		t.Errorf("journal after a forced unlock: %+v", entries)
+	}
+	// A lock older than LockTimeout is taken to be dead.
+	_ = e.Journal.Append(ctx, Entry{ID: 2, Time: now.Add(-LockTimeout - time.Minute), Kind: KindDeploy, Status: StatusRunning})
+	p, actual, _ = e.Plan(ctx, desiredSet(1024))
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatalf("apply after an expired lock: %v", err)
 	}
 }

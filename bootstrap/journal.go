@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -23,7 +24,14 @@ const (
 	// StatusPartial: a step failed and, as --keep-partial asked, the
 	// changes before it were kept.
 	StatusPartial = "partial"
+	// StatusRunning: a deploy or rollback is changing the deployment; the
+	// entry is the advisory lock other deploys find (see LockTimeout).
+	StatusRunning = "running"
 )
+
+// LockTimeout is how long a running entry keeps other deploys out: past
+// it, the deploy that wrote it is taken to have died.
+const LockTimeout = time.Hour
 
 // Entry kinds.
 const (
@@ -58,7 +66,8 @@ type JournalChange struct {
 type Journal interface {
 	// Entries returns every kept entry, oldest first; none is no error.
 	Entries(ctx context.Context) ([]Entry, error)
-	// Append adds e (its ID set by the caller).
+	// Append adds e (its ID set by the caller), replacing an entry of the
+	// same ID.
 	Append(ctx context.Context, e Entry) error
 	// Where says where the journal is, for messages.
 	Where() string
@@ -109,6 +118,7 @@ func (j BlobJournal) Append(ctx context.Context, e Entry) error {
 	if err != nil {
 		return err
 	}
+	entries = slices.DeleteFunc(entries, func(x Entry) bool { return x.ID == e.ID })
 	entries = append(entries, e)
 	if len(entries) > MaxEntries {
 		entries = entries[len(entries)-MaxEntries:]

@@ -22,6 +22,9 @@ type DeployOptions struct {
 	Yes  bool
 	// KeepPartial keeps what a failed deploy made instead of undoing it.
 	KeepPartial bool
+	// ForceUnlock goes ahead although the journal says another deploy is
+	// running.
+	ForceUnlock bool
 	// To is the journal entry a rollback returns to; ToSet says it was given.
 	To    int
 	ToSet bool
@@ -43,6 +46,9 @@ func (o *DeployOptions) register(cmd *cobra.Command, vars *[]string) {
 	}
 	cmd.Flags().StringVar(&o.Nest, "nest", def, "the Nest whose MG/config.fly and eggs say what to deploy ($GOSLING_NEST)")
 	cmd.Flags().StringArrayVar(vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
+	if cmd.Name() != "plan" {
+		cmd.Flags().BoolVar(&o.ForceUnlock, "force-unlock", false, "go ahead although the journal says another deploy is running (one that died)")
+	}
 }
 
 const deployCredentials = `Credentials come from each SDK's standard chain and are never printed: AWS
@@ -102,7 +108,9 @@ Every change is journaled with the resource's previous value, in the cloud
 itself (AWS: the Secrets Manager secret gosling/<deployment>/deploy-journal),
 so gosling rollback works from any checkout. When a step fails, the changes
 the deploy made before it are undone, unless --keep-partial. Secrets and
-the store's table are never deleted.
+the store's table are never deleted. While a deploy runs, its journal entry
+keeps other deploys out (for at most an hour; --force-unlock after one
+died).
 
 ` + deployCredentials,
 		Example: `  gosling deploy --nest ./nest
@@ -250,7 +258,7 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	if err := opts.confirm(fmt.Sprintf("Apply these changes to the %s deployment %q?", p.Cloud, p.Deployment)); err != nil {
 		return err
 	}
-	entry, err := e.Apply(ctx, p, actual, bootstrap.ApplyOptions{KeepPartial: opts.KeepPartial, Progress: opts.progress()})
+	entry, err := e.Apply(ctx, p, actual, bootstrap.ApplyOptions{KeepPartial: opts.KeepPartial, Progress: opts.progress(), ForceUnlock: opts.ForceUnlock})
 	if err != nil {
 		return applyFailure(err)
 	}
@@ -319,7 +327,7 @@ func rollbackRun(ctx context.Context, opts *DeployOptions) error {
 	if err := opts.confirm(fmt.Sprintf("Return the %s deployment %q to journal entry %d?", p.Cloud, p.Deployment, to)); err != nil {
 		return err
 	}
-	entry, err := e.Rollback(ctx, p, actual, to, bootstrap.ApplyOptions{Progress: opts.progress()})
+	entry, err := e.Rollback(ctx, p, actual, to, bootstrap.ApplyOptions{Progress: opts.progress(), ForceUnlock: opts.ForceUnlock})
 	if err != nil {
 		return applyFailure(err)
 	}

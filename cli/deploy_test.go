@@ -27,11 +27,11 @@ func TestDeployFlagsToOptions(t *testing.T) {
 	}
 
 	cmd = NewCmdDeploy(tio.f, capture)
-	cmd.SetArgs([]string{"--nest", "n", "--yes", "--keep-partial"})
+	cmd.SetArgs([]string{"--nest", "n", "--yes", "--keep-partial", "--force-unlock"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.Nest != "n" || !got.Yes || !got.KeepPartial {
+	if got.Nest != "n" || !got.Yes || !got.KeepPartial || !got.ForceUnlock {
 		t.Errorf("deploy options = %+v", got)
 	}
 

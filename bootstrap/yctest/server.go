@@ -154,6 +154,18 @@ func (s *Server) Counts() (sas, cts, dbs int) {
 	return len(s.sas), len(s.cts), len(s.dbs)
 }
 
+// Secret returns the Lockbox secret of that name, or nil.
+func (s *Server) Secret(name string) *lockbox.Secret {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sec := range s.secrets {
+		if sec.Name == name {
+			return proto.Clone(sec).(*lockbox.Secret)
+		}
+	}
+	return nil
+}
+
 // Triggers returns the folder's triggers.
 func (s *Server) Triggers() []*triggers.Trigger {
 	s.mu.Lock()
