@@ -89,7 +89,19 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 		e.Providers = append(e.Providers, p)
 		e.Journal = p.NewAWSJournal()
 	case fly.CloudYandex:
-		p, err := NewYandexProvider(ctx, dep, n, o.Yandex)
+		yo := o.Yandex
+		if a := yo.Auth; a.KeyFile == "" && a.Key == "" && a.IAMToken == "" {
+			// Neither $YC_SERVICE_ACCOUNT_KEY_FILE nor $YC_IAM_TOKEN: the
+			// yandex provider's service-account key, else the metadata service.
+			if ref := mg.Providers[fly.CloudYandex].ServiceAccountKey; !ref.IsZero() {
+				key, err := resolve(ctx, ref)
+				if err != nil {
+					return nil, fmt.Errorf("resolve the Yandex Cloud service-account key %s: %w", ref, err)
+				}
+				yo.Auth.Key = key
+			}
+		}
+		p, err := NewYandexProvider(ctx, dep, n, yo)
 		if err != nil {
 			return nil, err
 		}
