@@ -7,7 +7,8 @@
 // Yandex's errors: ALREADY_EXISTS for a taken name, PERMISSION_DENIED for
 // what Deny names, RESOURCE_EXHAUSTED past a quota, NOT_FOUND. No Yandex
 // Cloud emulator exists; point the Yandex Cloud SDK at Addr with
-// plaintext and the IAM token given to New.
+// plaintext and the IAM token given to New, or a service account key,
+// which its IAM token service exchanges for a token.
 package yctest
 
 import (
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
 	iam "github.com/yandex-cloud/go-genproto/yandex/cloud/iam/v1"
@@ -61,6 +63,7 @@ type Server struct {
 	triggers map[string]*triggers.Trigger
 	gateways map[string]*apigw.ApiGateway
 	specs    map[string]string // OpenAPI specs by gateway
+	issued   map[string]bool   // IAM tokens handed out for keys
 }
 
 // Quota names, as Yandex's quota errors name them.
@@ -80,10 +83,11 @@ func New(iamToken string) (*Server, error) {
 		quotas: map[string]int{}, ops: map[string]*operation.Operation{}, sas: map[string]*iam.ServiceAccount{},
 		bindings: map[string][]*access.AccessBinding{}, cts: map[string]*containers.Container{}, revs: map[string][]*containers.Revision{},
 		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
-		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{},
+		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
 	}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	iam.RegisterServiceAccountServiceServer(s.grpc, saService{s: s})
+	iam.RegisterIamTokenServiceServer(s.grpc, tokenService{s: s})
 	rm.RegisterFolderServiceServer(s.grpc, folderService{s: s})
 	containers.RegisterContainerServiceServer(s.grpc, containerService{s: s})
 	ydb.RegisterDatabaseServiceServer(s.grpc, dbService{s: s})
@@ -200,7 +204,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[method]++
-	if auth != "Bearer "+s.token {
+	if method == "Create" && strings.HasSuffix(info.FullMethod, "IamTokenService/Create") {
+		return h(ctx, req) // exchanges a key's JWT: no token yet
+	}
+	if auth != "Bearer "+s.token && !s.issued[strings.TrimPrefix(auth, "Bearer ")] {
 		return nil, status.Error(codes.Unauthenticated, "The token is invalid")
 	}
 	if s.denied[method] {
@@ -248,6 +255,24 @@ func (o opService) Get(_ context.Context, r *operation.GetOperationRequest) (*op
 		return nil, status.Errorf(codes.NotFound, "Operation %s not found", r.GetOperationId())
 	}
 	return proto.Clone(op).(*operation.Operation), nil
+}
+
+// ---- IAM tokens ----
+
+type tokenService struct {
+	iam.UnimplementedIamTokenServiceServer
+	s *Server
+}
+
+// Create exchanges a service account key's JWT for an IAM token. The
+// JWT's PS256 signature is not checked: the key is the test's own.
+func (x tokenService) Create(_ context.Context, r *iam.CreateIamTokenRequest) (*iam.CreateIamTokenResponse, error) {
+	if strings.Count(r.GetJwt(), ".") != 2 {
+		return nil, status.Error(codes.InvalidArgument, "a service account key's JWT is required")
+	}
+	tok := x.s.id("t1.issued-")
+	x.s.issued[tok] = true
+	return &iam.CreateIamTokenResponse{IamToken: tok, ExpiresAt: timestamppb.New(time.Now().Add(12 * time.Hour))}, nil
 }
 
 // ---- IAM service accounts ----
