@@ -68,6 +68,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
+	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest' -benchtime 3x ./bootstrap
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

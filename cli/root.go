@@ -49,6 +49,9 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdPool(f),
 		NewCmdRift(f),
 		NewCmdHealthcheck(f, nil),
+		NewCmdPlan(f, nil),
+		NewCmdDeploy(f, nil),
+		NewCmdRollback(f, nil),
 	)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -53,6 +53,10 @@ func (c *Client) ListGroupProjects(ctx context.Context, groupID int64, includeSu
 
 // HookSpec describes a project webhook.
 type HookSpec struct {
+	// Name and Description label the hook (GitLab 17.1 and later keep
+	// them; older versions ignore them).
+	Name                string
+	Description         string
 	URL                 string
 	Token               string // sent back by GitLab in X-Gitlab-Token
 	JobEvents           bool
@@ -65,9 +69,10 @@ type HookSpec struct {
 	EnableSSLVerification bool
 }
 
-// AddProjectHook adds a webhook to a project and returns its ID. It is a
-// POST and not retried: a failed call may still have added the hook.
-func (c *Client) AddProjectHook(ctx context.Context, projectID int64, spec HookSpec) (int64, error) {
+// AddProjectHook adds a webhook to a project (its numeric ID or its path
+// with namespace) and returns its ID. It is a POST and not retried: a
+// failed call may still have added the hook.
+func (c *Client) AddProjectHook(ctx context.Context, project any, spec HookSpec) (int64, error) {
 	opts := &gl.AddProjectHookOptions{
 		URL:                   gl.Ptr(spec.URL),
 		JobEvents:             gl.Ptr(spec.JobEvents),
@@ -79,11 +84,92 @@ func (c *Client) AddProjectHook(ctx context.Context, projectID int64, spec HookS
 	if spec.Token != "" {
 		opts.Token = gl.Ptr(spec.Token)
 	}
-	h, resp, err := c.api.Projects.AddProjectHook(projectID, opts, c.opts(ctx, http.MethodPost)...)
+	if spec.Name != "" {
+		opts.Name = gl.Ptr(spec.Name)
+	}
+	if spec.Description != "" {
+		opts.Description = gl.Ptr(spec.Description)
+	}
+	h, resp, err := c.api.Projects.AddProjectHook(project, opts, c.opts(ctx, http.MethodPost)...)
 	if err != nil {
-		return 0, fmt.Errorf("add hook to project %d: %w", projectID, fail(http.MethodPost, fmt.Sprintf("/projects/%d/hooks", projectID), resp, err))
+		return 0, fmt.Errorf("add hook to project %v: %w", project, fail(http.MethodPost, fmt.Sprintf("/projects/%v/hooks", project), resp, err))
 	}
 	return h.ID, nil
+}
+
+// ProjectHook is a project webhook as GitLab lists it. GitLab never
+// returns the secret token, only whether one is set.
+type ProjectHook struct {
+	ID                    int64
+	Name                  string
+	Description           string
+	URL                   string
+	JobEvents             bool
+	PipelineEvents        bool
+	PushEvents            bool
+	MergeRequestsEvents   bool
+	EnableSSLVerification bool
+	TokenPresent          bool
+}
+
+// ListProjectHooks lists a project's webhooks (GET /projects/:id/hooks,
+// every page); project is its numeric ID or its path with namespace.
+func (c *Client) ListProjectHooks(ctx context.Context, project any) ([]ProjectHook, error) {
+	opts := &gl.ListProjectHooksOptions{ListOptions: gl.ListOptions{PerPage: perPage}}
+	hooks, err := collect(func(page int64) ([]*gl.ProjectHook, *gl.Response, error) {
+		opts.Page = page
+		hs, resp, err := c.api.Projects.ListProjectHooks(project, opts, c.opts(ctx, http.MethodGet)...)
+		if err != nil {
+			return nil, resp, fail(http.MethodGet, fmt.Sprintf("/projects/%v/hooks", project), resp, err)
+		}
+		return hs, resp, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list hooks of project %v: %w", project, err)
+	}
+	out := make([]ProjectHook, 0, len(hooks))
+	for _, h := range hooks {
+		out = append(out, ProjectHook{
+			ID: h.ID, Name: h.Name, Description: h.Description, URL: h.URL, JobEvents: h.JobEvents, PipelineEvents: h.PipelineEvents,
+			PushEvents: h.PushEvents, MergeRequestsEvents: h.MergeRequestsEvents, EnableSSLVerification: h.EnableSSLVerification,
+			TokenPresent: h.TokenPresent,
+		})
+	}
+	return out, nil
+}
+
+// EditProjectHook changes a project webhook to spec (PUT
+// /projects/:id/hooks/:hook_id); every event flag is sent, and the token
+// when spec has one.
+func (c *Client) EditProjectHook(ctx context.Context, project any, hookID int64, spec HookSpec) error {
+	opts := &gl.EditProjectHookOptions{
+		URL:                   gl.Ptr(spec.URL),
+		Name:                  gl.Ptr(spec.Name),
+		Description:           gl.Ptr(spec.Description),
+		JobEvents:             gl.Ptr(spec.JobEvents),
+		PipelineEvents:        gl.Ptr(spec.PipelineEvents),
+		PushEvents:            gl.Ptr(spec.PushEvents),
+		MergeRequestsEvents:   gl.Ptr(spec.MergeRequestsEvents),
+		EnableSSLVerification: gl.Ptr(spec.EnableSSLVerification),
+	}
+	if spec.Token != "" {
+		opts.Token = gl.Ptr(spec.Token)
+	}
+	_, resp, err := c.api.Projects.EditProjectHook(project, hookID, opts, c.opts(ctx, http.MethodPut)...)
+	if err != nil {
+		return fmt.Errorf("edit hook %d of project %v: %w", hookID, project, fail(http.MethodPut, fmt.Sprintf("/projects/%v/hooks/%d", project, hookID), resp, err))
+	}
+	return nil
+}
+
+// DeleteProjectHook removes a project webhook (DELETE
+// /projects/:id/hooks/:hook_id).
+func (c *Client) DeleteProjectHook(ctx context.Context, project any, hookID int64) error {
+	resp, err := c.api.Projects.DeleteProjectHook(project, hookID, c.opts(ctx, http.MethodDelete)...)
+	if err != nil {
+		return fmt.Errorf("delete hook %d of project %v: %w", hookID, project, fail(http.MethodDelete, fmt.Sprintf("/projects/%v/hooks/%d", project, hookID), resp, err))
+	}
+	return nil
 }
 
 // Job is a CI job as Gosling sees it. RunnerID is 0 until a runner picks it.

@@ -138,3 +138,40 @@ func TestGetJobAndJobTags(t *testing.T) {
 		t.Errorf("job of another project: %v", err)
 	}
 }
+
+func TestEditAndDeleteProjectHook(t *testing.T) {
+	s := newServer(t)
+	p := s.AddProject("acme/web", 0)
+	c, _ := newClient(t, s)
+	ctx := context.Background()
+	id, err := c.AddProjectHook(ctx, "acme/web", HookSpec{Name: "gosling:prod", Description: "token from vault://ci/hook/token",
+		URL: "https://a.example/webhooks/gitlab", Token: "one", JobEvents: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := c.ListProjectHooks(ctx, p.ID)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("ListProjectHooks: %v, %+v", err, hooks)
+	}
+	if h := hooks[0]; h.ID != id || h.Name != "gosling:prod" || h.Description != "token from vault://ci/hook/token" || !h.TokenPresent || h.PushEvents {
+		t.Errorf("listed hook = %+v", h)
+	}
+	// An edit sends every flag; the token only when given, else it stays.
+	if err := c.EditProjectHook(ctx, "acme/web", id, HookSpec{Name: "gosling:prod", URL: "https://b.example/webhooks/gitlab",
+		JobEvents: true, PipelineEvents: true, MergeRequestsEvents: true}); err != nil {
+		t.Fatal(err)
+	}
+	h := s.Hooks(p.ID)[0]
+	if h.URL != "https://b.example/webhooks/gitlab" || h.Token != "one" || !h.PipelineEvents || !h.MergeRequestsEvents || h.PushEvents || h.EnableSSLVerification {
+		t.Errorf("edited hook = %+v", h)
+	}
+	if err := c.EditProjectHook(ctx, p.ID, 999, HookSpec{URL: "https://c.example"}); !IsNotFound(err) {
+		t.Errorf("edit of a missing hook: %v", err)
+	}
+	if err := c.DeleteProjectHook(ctx, p.ID, id); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Hooks(p.ID)) != 0 {
+		t.Error("the hook is still there")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
 	yccreds "github.com/yandex-cloud/go-sdk/v2/credentials"
 	ycendpoints "github.com/yandex-cloud/go-sdk/v2/pkg/endpoints"
+	"github.com/yandex-cloud/go-sdk/v2/pkg/iamkey"
 	ycoptions "github.com/yandex-cloud/go-sdk/v2/pkg/options"
 )
 
@@ -24,7 +25,7 @@ import (
 const DefaultEndpoint = "api.cloud.yandex.net:443"
 
 // Options say how to reach Yandex Cloud and as whom. Credentials, first
-// set wins: KeyFile, IAMToken, else the service account of the instance
+// set wins: KeyFile, Key, IAMToken, else the service account of the instance
 // from its metadata service ($YC_METADATA_ADDR overrides its address, as in
 // the SDK).
 type Options struct {
@@ -36,6 +37,8 @@ type Options struct {
 	// KeyFile is a service account's authorized key (JSON, as
 	// `yc iam key create` writes it), exchanged for IAM tokens.
 	KeyFile string
+	// Key is such a key's JSON itself, as a secret URI resolves to it.
+	Key string
 	// IAMToken is a fixed IAM token (it expires after at most 12 hours).
 	IAMToken string
 }
@@ -63,6 +66,17 @@ func Credentials(o Options) (yccreds.Credentials, error) {
 		c, err := yccreds.ServiceAccountKeyFile(o.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: service-account key %s: %v", ErrCredentials, o.KeyFile, err)
+		}
+		return c, nil
+	case o.Key != "":
+		key, err := iamkey.ReadFromJSONBytes([]byte(o.Key))
+		if err != nil {
+			// The key's bytes are secret: the error names none of them.
+			return nil, fmt.Errorf("%w: the service-account key is not an authorized key in JSON", ErrCredentials)
+		}
+		c, err := yccreds.ServiceAccountKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: service-account key %s: %v", ErrCredentials, key.GetId(), err)
 		}
 		return c, nil
 	case o.IAMToken != "":

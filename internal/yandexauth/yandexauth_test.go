@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,30 @@ func TestCredentialsErrors(t *testing.T) {
 	t.Setenv(EnvEndpoint, "api.example:443")
 	if got := FromEnv(os.Getenv); got != (Options{Endpoint: "api.example:443", KeyFile: "/k.json", IAMToken: "t1.env"}) {
 		t.Errorf("FromEnv = %+v", got)
+	}
+}
+
+func TestKeyFromSecretValue(t *testing.T) {
+	srv, err := lockboxtest.New("t1.unused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	raw, err := os.ReadFile(keyFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := NewTokenSource(Options{Endpoint: srv.Addr, Plaintext: true, Key: string(raw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close(context.Background())
+	tok, err := ts.Token(context.Background())
+	if err != nil || !srv.Accepts(tok) {
+		t.Fatalf("token from a key held in a secret: %q, %v", tok, err)
+	}
+	_, err = Credentials(Options{Key: "not-a-key-s3cr3t"})
+	if !errors.Is(err, ErrCredentials) || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("bad key: %v", err)
 	}
 }

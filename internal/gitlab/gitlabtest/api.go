@@ -46,6 +46,8 @@ func (s *Server) routes() {
 	authed("GET "+apiPrefix+"/projects/{id}", s.getProject)
 	authed("GET "+apiPrefix+"/projects/{id}/hooks", s.listProjectHooks)
 	authed("POST "+apiPrefix+"/projects/{id}/hooks", s.addProjectHook)
+	authed("PUT "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.editProjectHook)
+	authed("DELETE "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.deleteProjectHook)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs", s.listProjectJobs)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}", s.getJob)
 	authed("GET "+apiPrefix+"/projects/{id}/repository/branches/{branch}", s.getBranch)

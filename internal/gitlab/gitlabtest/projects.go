@@ -245,6 +245,7 @@ type hookJSON struct {
 	URLVariables             []any   `json:"url_variables"`
 	CreatedAt                string  `json:"created_at"`
 	CustomWebhookTemplate    string  `json:"custom_webhook_template"`
+	TokenPresent             bool    `json:"token_present"`
 	CustomHeaders            []any   `json:"custom_headers"`
 }
 
@@ -252,6 +253,9 @@ func (s *Server) hookToJSON(h *hook) hookJSON {
 	out := hookJSON{
 		ID:                    h.ID,
 		URL:                   h.URL,
+		Name:                  h.Name,
+		Description:           h.Description,
+		TokenPresent:          h.Token != "",
 		ProjectID:             h.ProjectID,
 		PushEvents:            h.PushEvents,
 		MergeRequestsEvents:   h.MergeRequestsEvents,
@@ -304,7 +308,31 @@ func (s *Server) addProjectHook(w http.ResponseWriter, r *http.Request, _ *user)
 		writeParamError(w, "url is missing")
 		return
 	}
-	h := &hook{Hook{URL: p.str("url"), Token: p.str("token"), PushEvents: true, EnableSSLVerification: true}}
+	h := &hook{Hook{PushEvents: true, EnableSSLVerification: true}}
+	if !applyHookParams(w, p, h) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr, ok := s.lookupProject(w, r)
+	if !ok {
+		return
+	}
+	h.ID = s.newID("hook")
+	h.ProjectID = pr.ID
+	h.CreatedAt = s.now().UTC()
+	s.hooks[h.ID] = h
+	writeJSON(w, http.StatusCreated, s.hookToJSON(h))
+}
+
+// applyHookParams sets the hook attributes a create or edit sends; it
+// answers the request itself and returns false when one is invalid.
+func applyHookParams(w http.ResponseWriter, p params, h *hook) bool {
+	for key, dst := range map[string]*string{"url": &h.URL, "token": &h.Token, "name": &h.Name, "description": &h.Description} {
+		if p.has(key) {
+			*dst = p.str(key)
+		}
+	}
 	for key, dst := range map[string]*bool{
 		"push_events":             &h.PushEvents,
 		"tag_push_events":         &h.TagPushEvents,
@@ -319,7 +347,7 @@ func (s *Server) addProjectHook(w http.ResponseWriter, r *http.Request, _ *user)
 		v, ok := p.boolean(key)
 		if !ok {
 			writeParamError(w, key+" is invalid")
-			return
+			return false
 		}
 		*dst = v
 	}
@@ -327,19 +355,60 @@ func (s *Server) addProjectHook(w http.ResponseWriter, r *http.Request, _ *user)
 	// server accepts them: tests point hooks at 127.0.0.1.
 	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": map[string][]string{"url": {"is blocked: Only allowed schemes are http, https"}}})
+		return false
+	}
+	return true
+}
+
+// projectHook finds hook {hook_id} of project {id}, answering 404 itself.
+func (s *Server) projectHook(w http.ResponseWriter, r *http.Request) (*hook, bool) {
+	pr, ok := s.lookupProject(w, r)
+	if !ok {
+		return nil, false
+	}
+	id, err := strconv.ParseInt(r.PathValue("hook_id"), 10, 64)
+	h := s.hooks[id]
+	if err != nil || h == nil || h.ProjectID != pr.ID {
+		writeMessage(w, http.StatusNotFound, "404 Not found")
+		return nil, false
+	}
+	return h, true
+}
+
+// editProjectHook is PUT /projects/:id/hooks/:hook_id: the attributes sent
+// change, the others stay; a token left out is kept. Saving a hook
+// re-enables it, as GitLab does.
+func (s *Server) editProjectHook(w http.ResponseWriter, r *http.Request, _ *user) {
+	p, err := readParams(r)
+	if err != nil {
+		writeParamError(w, err.Error())
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pr, ok := s.lookupProject(w, r)
+	h, ok := s.projectHook(w, r)
 	if !ok {
 		return
 	}
-	h.ID = s.newID("hook")
-	h.ProjectID = pr.ID
-	h.CreatedAt = s.now().UTC()
-	s.hooks[h.ID] = h
-	writeJSON(w, http.StatusCreated, s.hookToJSON(h))
+	edited := *h
+	if !applyHookParams(w, p, &edited) {
+		return
+	}
+	edited.RecentFailures, edited.BackoffCount, edited.DisabledUntil, edited.PermanentlyDisabled = 0, 0, nil, false
+	*h = edited
+	writeJSON(w, http.StatusOK, s.hookToJSON(h))
+}
+
+// deleteProjectHook is DELETE /projects/:id/hooks/:hook_id (204).
+func (s *Server) deleteProjectHook(w http.ResponseWriter, r *http.Request, _ *user) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.projectHook(w, r)
+	if !ok {
+		return
+	}
+	delete(s.hooks, h.ID)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 type jobUserJSON struct {

@@ -689,6 +689,8 @@ type Hook struct {
 	ID                    int64
 	ProjectID             int64
 	URL                   string
+	Name                  string
+	Description           string
 	Token                 string
 	PushEvents            bool
 	TagPushEvents         bool

@@ -1,0 +1,396 @@
+package bootstrap
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/gosling-ci/gosling/fly"
+)
+
+// AWS resource types, in the order they are made.
+const (
+	AWSRole          = "aws_iam_role"
+	AWSLogGroup      = "aws_cloudwatch_log_group"
+	AWSSecret        = "aws_secretsmanager_secret"
+	AWSTable         = "aws_dynamodb_table"
+	AWSQueue         = "aws_sqs_queue"
+	AWSCluster       = "aws_ecs_cluster"
+	AWSService       = "aws_ecs_service"
+	AWSScheduleGroup = "aws_scheduler_schedule_group"
+	AWSSchedule      = "aws_scheduler_schedule"
+)
+
+// awsTypes is the order AWS resources are made in.
+var awsTypes = []string{AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSCluster, AWSService, AWSScheduleGroup, AWSSchedule}
+
+// TagDeployment is the tag (AWS) or label (Yandex) that names the
+// deployment a resource belongs to.
+const TagDeployment = "gosling-deployment"
+
+// AWSAccount is what the desired set needs to know of the account: ARNs
+// are built from it, so policies can name resources before they exist.
+type AWSAccount struct {
+	ID     string
+	Region string
+	// Partition is aws, aws-cn or aws-us-gov.
+	Partition string
+}
+
+func (a AWSAccount) arn(service, resource string) string {
+	region := a.Region
+	if service == "iam" {
+		region = ""
+	}
+	return fmt.Sprintf("arn:%s:%s:%s:%s:%s", a.Partition, service, region, a.ID, resource)
+}
+
+// DeploymentName is the deployment's name: the API gateway's name
+// (mothergoose.api_gateway.name), which every resource carries.
+func DeploymentName(n *fly.Nest) string { return n.MotherGoose.APIGateway.Name }
+
+// components are the server processes, each with its own role and log
+// group: key, container block, gosling command.
+var components = []struct {
+	key     string
+	command []string
+}{
+	{"api", []string{"server", "--addr", ":8080"}},
+	{"mothergoose-worker", []string{"worker", "--queue", "mothergoose"}},
+	{"uglyfox-worker", []string{"worker", "--queue", "uglyfox"}},
+}
+
+func containerOf(mg *fly.MotherGoose, key string) fly.Container {
+	switch key {
+	case "api":
+		return mg.Containers.API
+	case "mothergoose-worker":
+		return mg.Containers.Worker
+	}
+	return mg.Containers.UglyFox
+}
+
+// AWSDesired builds the AWS resources of a Nest whose MotherGoose runs on
+// AWS: one IAM role per component (least privilege, written out in the
+// plan), the runners' role and instance profile, the scheduler's role, the
+// tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
+// the Nest names (created empty, never deleted), the store's DynamoDB table
+// (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
+// with one Fargate service per component, and EventBridge Scheduler
+// schedules for UglyFox and the jobs when triggers.kind is eventbridge.
+func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
+	mg := &n.MotherGoose
+	if mg.Cloud != fly.CloudAWS {
+		return nil, fmt.Errorf("mothergoose.cloud is %q, not aws", mg.Cloud)
+	}
+	dep := DeploymentName(n)
+	tags := map[string]any{TagDeployment: dep}
+	path := "/gosling/" + dep + "/"
+	var out []Resource
+	add := func(typ, name string, props map[string]any, deps ...string) {
+		out = append(out, Resource{Type: typ, Name: name, Props: props, DependsOn: deps})
+	}
+
+	// Names and ARNs everything else refers to.
+	queueName, dlqName := mg.Queue.Name, mg.Queue.Name+"-dlq"
+	queueARN := acct.arn("sqs", queueName)
+	table := ""
+	if mg.Database.Engine == "dynamodb" {
+		table = mg.Database.TablePrefix + "-store"
+	}
+	logGroup := func(key string) string { return "/gosling/" + dep + "/" + key }
+	secretsOf := awsSecrets(n)
+	secretARNs := func(names []string) []any {
+		var arns []any
+		for _, s := range names {
+			// Secrets Manager appends six random characters to a secret's ARN.
+			arns = append(arns, acct.arn("secretsmanager", "secret:"+s+"-??????"))
+		}
+		return arns
+	}
+	runnerTokens := acct.arn("secretsmanager", "secret:gosling/runners/*")
+	tableARN := acct.arn("dynamodb", "table/"+table)
+	storeActions := []any{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+		"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
+	var runnerRoles []any
+	for _, p := range mg.Providers {
+		if p.Name == fly.CloudAWS && p.RoleARN != "" {
+			runnerRoles = append(runnerRoles, p.RoleARN)
+		}
+	}
+	slices.SortFunc(runnerRoles, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
+
+	// Roles.
+	trust := func(service string) map[string]any {
+		return policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": service}}))
+	}
+	role := func(key, service, purpose string, stmts ...map[string]any) {
+		stmts = slices.DeleteFunc(stmts, func(s map[string]any) bool { return s == nil })
+		add(AWSRole, key, map[string]any{
+			"name": dep + "-" + key, "path": path, "description": purpose,
+			"assume_role_policy": trust(service), "policy": policy(stmts...), "instance_profile": key == "runner",
+			"tags": tags,
+		})
+	}
+	ecsTasks := "ecs-tasks.amazonaws.com"
+	var storeStmt map[string]any
+	if table != "" {
+		storeStmt = statement(storeActions, []any{tableARN}, nil)
+	}
+	assumeRunners := func() map[string]any {
+		if len(runnerRoles) == 0 {
+			return nil
+		}
+		return statement("sts:AssumeRole", runnerRoles, nil)
+	}
+	readSecrets := func(names []string) map[string]any {
+		if len(names) == 0 {
+			return nil
+		}
+		return statement("secretsmanager:GetSecretValue", secretARNs(names), nil)
+	}
+	role("api", ecsTasks, "MotherGoose API: takes webhooks, queues work, reads the store",
+		statement([]any{"sqs:SendMessage", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
+		storeStmt, readSecrets(secretsOf.api))
+	role("mothergoose-worker", ecsTasks, "MotherGoose worker: provisions runners (OpenTofu as the runner role), keeps runner tokens",
+		statement([]any{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
+		storeStmt, readSecrets(secretsOf.worker),
+		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, []any{runnerTokens}, nil),
+		assumeRunners())
+	role("uglyfox-worker", ecsTasks, "UglyFox worker: prunes and reconciles runners, rotates their tokens",
+		statement([]any{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
+		storeStmt, readSecrets(secretsOf.worker),
+		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, []any{runnerTokens}, nil),
+		assumeRunners())
+	role("runner", "ec2.amazonaws.com", "Runner machines: write their own logs, nothing else",
+		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+logGroup("runners")+":*")}, nil))
+	role("task-execution", ecsTasks, "ECS task execution: pull the images, write the containers' logs",
+		statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
+		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/*:*")}, nil))
+	if mg.Triggers.Kind == "eventbridge" {
+		role("scheduler", "scheduler.amazonaws.com", "EventBridge Scheduler: send the scheduled triggers to the queue",
+			statement("sqs:SendMessage", []any{queueARN}, nil))
+	}
+
+	// Log groups.
+	for _, key := range []string{"api", "mothergoose-worker", "uglyfox-worker", "runners"} {
+		add(AWSLogGroup, key, map[string]any{"name": logGroup(key), "retention_in_days": 30, "tags": tags})
+	}
+
+	// Secrets, created empty; their values are set with gosling secrets put.
+	for _, s := range secretsOf.all {
+		add(AWSSecret, resourceName(s), map[string]any{"name": s, "description": "Gosling " + dep + ": set its value with gosling secrets put", "tags": tags})
+	}
+
+	if table != "" {
+		add(AWSTable, "store", map[string]any{"name": table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "pk", "range_key": "sk", "tags": tags})
+	}
+
+	// Queue and its dead-letter queue.
+	add(AWSQueue, "dead-letter", map[string]any{"name": dlqName, "message_retention_seconds": 1209600, "tags": tags})
+	add(AWSQueue, "events", map[string]any{
+		"name": queueName, "visibility_timeout_seconds": int(mg.Queue.VisibilityTimeout.D().Seconds()),
+		"message_retention_seconds": 345600,
+		"redrive_policy":            map[string]any{"deadLetterTargetArn": acct.arn("sqs", dlqName), "maxReceiveCount": mg.Queue.DeadLetterAfter},
+		"tags":                      tags,
+	}, AWSQueue+".dead-letter")
+
+	// Fargate services.
+	aws := mg.Providers[fly.CloudAWS]
+	add(AWSCluster, "servers", map[string]any{"name": dep, "tags": tags})
+	for _, c := range components {
+		ct := containerOf(mg, c.key)
+		cpu, mem, err := fargateShape(ct.CPU, ct.Memory)
+		if err != nil {
+			return nil, fmt.Errorf("mothergoose.containers.%s: %w", strings.ReplaceAll(c.key, "-", "_"), err)
+		}
+		if ct.Image == "" {
+			return nil, fmt.Errorf("mothergoose.containers.%s: no image: set image = \"<registry>/gosling:<version>\"", strings.ReplaceAll(c.key, "-", "_"))
+		}
+		add(AWSService, c.key, map[string]any{
+			"name": dep + "-" + c.key, "cluster": dep, "desired_count": ct.MinInstances,
+			"task": map[string]any{
+				"family": dep + "-" + c.key, "image": ct.Image, "command": c.command, "cpu": cpu, "memory": mem,
+				"task_role_arn":      Ref(AWSRole+"."+c.key, "arn"),
+				"execution_role_arn": Ref(AWSRole+".task-execution", "arn"),
+				"log_group":          logGroup(c.key),
+				"environment":        map[string]any{"GOSLING_NEST": "/nest", "AWS_REGION": acct.Region},
+			},
+			"subnets": aws.Subnets, "tags": tags,
+		}, AWSCluster+".servers", AWSLogGroup+"."+c.key)
+	}
+
+	// Cloud triggers.
+	if mg.Triggers.Kind == "eventbridge" {
+		add(AWSScheduleGroup, "triggers", map[string]any{"name": dep, "tags": tags})
+		sched := func(name, cron, tz, kind string) error {
+			expr, err := eventBridgeCron(cron)
+			if err != nil {
+				return fmt.Errorf("schedule %s: %w", name, err)
+			}
+			if tz == "" {
+				tz = "UTC"
+			}
+			add(AWSSchedule, name, map[string]any{
+				"name": name, "group": dep, "expression": expr, "timezone": tz,
+				"target": map[string]any{"arn": queueARN, "role_arn": Ref(AWSRole+".scheduler", "arn"), "input": fmt.Sprintf(`{"trigger":%q,"name":%q}`, kind, name)},
+			}, AWSScheduleGroup+".triggers", AWSQueue+".events")
+			return nil
+		}
+		if err := sched("uglyfox", n.UglyFox.Schedule, "", "uglyfox"); err != nil {
+			return nil, err
+		}
+		for _, j := range n.Jobs {
+			if j.Enabled {
+				if err := sched("job-"+j.Name, j.Schedule, j.Timezone, "job"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// resourceName makes a secret name (ci/gitlab) a resource name (ci-gitlab).
+func resourceName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+func policy(stmts ...map[string]any) map[string]any {
+	list := make([]any, 0, len(stmts))
+	for _, s := range stmts {
+		if s != nil {
+			list = append(list, s)
+		}
+	}
+	return map[string]any{"Version": "2012-10-17", "Statement": list}
+}
+
+func statement(action any, resources []any, extra map[string]any) map[string]any {
+	s := map[string]any{"Effect": "Allow", "Action": action}
+	if resources != nil {
+		s["Resource"] = resources
+	}
+	for k, v := range extra {
+		s[k] = v
+	}
+	return s
+}
+
+// awsSecretSet are the Secrets Manager secrets the Nest names, by who reads
+// them.
+type awsSecretSet struct{ all, api, worker []string }
+
+func awsSecrets(n *fly.Nest) awsSecretSet {
+	var s awsSecretSet
+	add := func(list *[]string, ref fly.SecretRef) {
+		u, err := ref.Parse()
+		if err != nil || u.Scheme != fly.SchemeAWSSM {
+			return
+		}
+		if !slices.Contains(*list, u.Path) {
+			*list = append(*list, u.Path)
+		}
+		if !slices.Contains(s.all, u.Path) {
+			s.all = append(s.all, u.Path)
+		}
+	}
+	mg := &n.MotherGoose
+	for _, l := range []*[]string{&s.api, &s.worker} {
+		add(l, mg.Temporal.APIKey)
+		add(l, mg.Nest.Token)
+		for _, e := range n.Eggs {
+			add(l, e.GitLab.Token)
+		}
+	}
+	for _, t := range mg.APIGateway.Auth.Tokens {
+		add(&s.api, t)
+	}
+	for _, e := range n.Eggs {
+		add(&s.api, e.GitLab.WebhookSecret)
+		for _, v := range e.Runner.Env {
+			add(&s.worker, v.Secret)
+		}
+	}
+	slices.Sort(s.all)
+	slices.Sort(s.api)
+	slices.Sort(s.worker)
+	return s
+}
+
+// fargateShape turns vCPUs and memory into Fargate's task cpu units and
+// MiB, rounding the CPU up to a size Fargate offers and checking the memory
+// against it (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size).
+func fargateShape(vcpu float64, memory fly.Size) (cpu, mib int, err error) {
+	type size struct{ cpu, min, max, step int }
+	sizes := []size{
+		{256, 512, 2048, 512}, {512, 1024, 4096, 1024}, {1024, 2048, 8192, 1024}, {2048, 4096, 16384, 1024},
+		{4096, 8192, 30720, 1024}, {8192, 16384, 61440, 4096}, {16384, 32768, 122880, 8192},
+	}
+	units := int(math.Ceil(vcpu * 1024))
+	mib = int(int64(memory) / int64(fly.MiB))
+	for _, s := range sizes {
+		if units > s.cpu {
+			continue
+		}
+		if mib < s.min || mib > s.max || (mib != 512 && mib%s.step != 0) {
+			return 0, 0, fmt.Errorf("on Fargate, %g vCPU (%d units) take %d to %d MiB of memory in steps of %d MiB, not %d MiB: change cpu or memory", float64(s.cpu)/1024, s.cpu, s.min, s.max, s.step, mib)
+		}
+		return s.cpu, mib, nil
+	}
+	return 0, 0, fmt.Errorf("fargate offers at most 16 vCPU, not %g", vcpu)
+}
+
+// eventBridgeCron turns a five-field cron expression or @descriptor into
+// EventBridge Scheduler's cron(minutes hours day-of-month month
+// day-of-week year), where one of the two day fields must be "?".
+func eventBridgeCron(spec string) (string, error) {
+	switch spec {
+	case "@hourly":
+		spec = "0 * * * *"
+	case "@daily", "@midnight":
+		spec = "0 0 * * *"
+	case "@weekly":
+		spec = "0 0 * * 0"
+	case "@monthly":
+		spec = "0 0 1 * *"
+	case "@yearly", "@annually":
+		spec = "0 0 1 1 *"
+	}
+	f := strings.Fields(spec)
+	if len(f) != 5 {
+		return "", fmt.Errorf("%q is not a five-field cron expression EventBridge can take", spec)
+	}
+	dom, dow := f[2], f[4]
+	switch {
+	case dow == "*":
+		dow = "?"
+	case dom == "*":
+		dom = "?"
+		// Cron counts Sunday as 0 (or 7), EventBridge as 1.
+		dow = shiftWeekdays(dow)
+	default:
+		return "", fmt.Errorf("%q sets both the day of the month and the day of the week, which EventBridge cannot combine", spec)
+	}
+	return fmt.Sprintf("cron(%s %s %s %s %s *)", f[0], f[1], dom, f[3], dow), nil
+}
+
+func shiftWeekdays(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= '0' && c <= '7' && (i == 0 || strings.IndexByte(",-", s[i-1]) >= 0) && (i+1 == len(s) || strings.IndexByte(",-", s[i+1]) >= 0) {
+			d := int(c-'0')%7 + 1
+			b.WriteString(fmt.Sprint(d))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

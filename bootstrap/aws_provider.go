@@ -1,0 +1,907 @@
+package bootstrap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/scheduler"
+	schedtypes "github.com/aws/aws-sdk-go-v2/service/scheduler/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+)
+
+// AWSEndpoints override the endpoint of single services (test servers,
+// VPC endpoints), keyed by the SDK's service ID in lower case: iam, sts,
+// sqs, ecs, cloudwatch logs, secrets manager, dynamodb, scheduler.
+type AWSEndpoints map[string]string
+
+// AWSProvider reads and changes a deployment's AWS resources through
+// aws-sdk-go-v2. Its credentials are the SDK's standard chain (environment,
+// shared config and profiles, role_arn assumption, container and instance
+// metadata), loaded by the caller into the aws.Config.
+type AWSProvider struct {
+	Deployment string
+	iam        *iam.Client
+	sts        *sts.Client
+	sqs        *sqs.Client
+	ecs        *ecs.Client
+	logs       *cloudwatchlogs.Client
+	sm         *secretsmanager.Client
+	ddb        *dynamodb.Client
+	sched      *scheduler.Client
+}
+
+// policyName is the one inline policy each role has.
+const policyName = "gosling"
+
+// NewAWSProvider builds the service clients over cfg.
+func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *AWSProvider {
+	ep := func(service string) *string {
+		if u, ok := endpoints[service]; ok {
+			return aws.String(u)
+		}
+		return cfg.BaseEndpoint
+	}
+	return &AWSProvider{
+		Deployment: deployment,
+		iam:        iam.NewFromConfig(cfg, func(o *iam.Options) { o.BaseEndpoint = ep("iam") }),
+		sts:        sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = ep("sts") }),
+		sqs:        sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = ep("sqs") }),
+		ecs:        ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = ep("ecs") }),
+		logs:       cloudwatchlogs.NewFromConfig(cfg, func(o *cloudwatchlogs.Options) { o.BaseEndpoint = ep("cloudwatch logs") }),
+		sm:         secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = ep("secrets manager") }),
+		ddb:        dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = ep("dynamodb") }),
+		sched:      scheduler.NewFromConfig(cfg, func(o *scheduler.Options) { o.BaseEndpoint = ep("scheduler") }),
+	}
+}
+
+// Account asks STS who the credentials are (GetCallerIdentity) and returns
+// the account and partition ARNs are built from.
+func (p *AWSProvider) Account(ctx context.Context, region string) (AWSAccount, error) {
+	out, err := p.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return AWSAccount{}, fmt.Errorf("ask STS who the AWS credentials are: %w", err)
+	}
+	part := "aws"
+	if arn := aws.ToString(out.Arn); strings.HasPrefix(arn, "arn:") {
+		part = strings.SplitN(arn, ":", 3)[1]
+	}
+	return AWSAccount{ID: aws.ToString(out.Account), Region: region, Partition: part}, nil
+}
+
+// Types implements Provider.
+func (p *AWSProvider) Types() []string { return awsTypes }
+
+func (p *AWSProvider) path() string { return "/gosling/" + p.Deployment + "/" }
+
+func (p *AWSProvider) queues() sqsQueues {
+	return sqsQueues{client: p.sqs, deployment: p.Deployment, typ: AWSQueue}
+}
+
+// apiCode is the AWS error code of err, or "".
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func hintNames(hints []Resource, typ string) map[string]string {
+	out := map[string]string{}
+	for _, h := range hints {
+		if h.Type == typ {
+			if n, ok := h.Props["name"].(string); ok {
+				out[n] = h.Name
+			}
+		}
+	}
+	return out
+}
+
+// Read implements Provider.
+func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
+	var out []Resource
+	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
+		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readECS, p.readSchedules,
+	} {
+		got, err := read(ctx, hints)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// Create implements Provider.
+func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) {
+	var err error
+	switch r.Type {
+	case AWSRole:
+		err = p.putRole(ctx, nil, r)
+	case AWSLogGroup:
+		err = p.putLogGroup(ctx, nil, r)
+	case AWSSecret:
+		err = p.putSecret(ctx, nil, r)
+	case AWSTable:
+		err = p.putTable(ctx, nil, r)
+	case AWSQueue:
+		err = p.queues().put(ctx, nil, r)
+	case AWSCluster:
+		err = p.putCluster(ctx, nil, r)
+	case AWSService:
+		err = p.putService(ctx, nil, r)
+	case AWSScheduleGroup:
+		err = p.putScheduleGroup(ctx, nil, r)
+	case AWSSchedule:
+		err = p.putSchedule(ctx, nil, r)
+	default:
+		err = fmt.Errorf("unknown type %s", r.Type)
+	}
+	if err != nil {
+		return r, fmt.Errorf("create %s: %w", r.Address(), err)
+	}
+	return p.reread(ctx, r)
+}
+
+// Update implements Provider.
+func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resource, error) {
+	var err error
+	switch after.Type {
+	case AWSRole:
+		err = p.putRole(ctx, &before, after)
+	case AWSLogGroup:
+		err = p.putLogGroup(ctx, &before, after)
+	case AWSSecret:
+		err = p.putSecret(ctx, &before, after)
+	case AWSTable:
+		err = p.putTable(ctx, &before, after)
+	case AWSQueue:
+		err = p.queues().put(ctx, &before, after)
+	case AWSCluster:
+		err = p.putCluster(ctx, &before, after)
+	case AWSService:
+		err = p.putService(ctx, &before, after)
+	case AWSScheduleGroup:
+		err = p.putScheduleGroup(ctx, &before, after)
+	case AWSSchedule:
+		err = p.putSchedule(ctx, &before, after)
+	default:
+		err = fmt.Errorf("unknown type %s", after.Type)
+	}
+	if err != nil {
+		return after, fmt.Errorf("update %s: %w", after.Address(), err)
+	}
+	return p.reread(ctx, after)
+}
+
+// reread reads r back for its ID and outputs.
+func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) {
+	got, err := p.Read(ctx, []Resource{r})
+	if err != nil {
+		return r, err
+	}
+	for _, g := range got {
+		if g.Address() == r.Address() {
+			return g, nil
+		}
+	}
+	return r, fmt.Errorf("%s was not found right after it was written", r.Address())
+}
+
+// Delete implements Provider.
+func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
+	name, _ := r.Props["name"].(string)
+	var err error
+	switch r.Type {
+	case AWSRole:
+		err = p.deleteRole(ctx, r)
+	case AWSLogGroup:
+		_, err = p.logs.DeleteLogGroup(ctx, &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: &name})
+	case AWSSecret, AWSTable:
+		err = fmt.Errorf("%s is retained: delete it by hand", r.Address())
+	case AWSQueue:
+		err = p.queues().delete(ctx, r)
+	case AWSCluster:
+		_, err = p.ecs.DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: &name})
+	case AWSService:
+		err = p.deleteService(ctx, r)
+	case AWSScheduleGroup:
+		_, err = p.sched.DeleteScheduleGroup(ctx, &scheduler.DeleteScheduleGroupInput{Name: &name})
+	case AWSSchedule:
+		group, _ := r.Props["group"].(string)
+		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
+	default:
+		err = fmt.Errorf("unknown type %s", r.Type)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", r.Address(), err)
+	}
+	return nil
+}
+
+// ---- IAM roles ----
+
+func (p *AWSProvider) readRoles(ctx context.Context, _ []Resource) ([]Resource, error) {
+	var out []Resource
+	pg := iam.NewListRolesPaginator(p.iam, &iam.ListRolesInput{PathPrefix: aws.String(p.path())})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list IAM roles under %s: %w", p.path(), err)
+		}
+		for _, r := range page.Roles {
+			res, err := p.readRole(ctx, aws.ToString(r.RoleName))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+func decodePolicy(doc string) (map[string]any, error) {
+	if s, err := url.QueryUnescape(doc); err == nil {
+		doc = s
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
+		return nil, fmt.Errorf("policy document is not JSON: %w", err)
+	}
+	return m, nil
+}
+
+func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, error) {
+	got, err := p.iam.GetRole(ctx, &iam.GetRoleInput{RoleName: &name})
+	if err != nil {
+		return Resource{}, fmt.Errorf("get IAM role %s: %w", name, err)
+	}
+	role := got.Role
+	trust, err := decodePolicy(aws.ToString(role.AssumeRolePolicyDocument))
+	if err != nil {
+		return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
+	}
+	props := map[string]any{
+		"name": name, "path": aws.ToString(role.Path), "description": aws.ToString(role.Description),
+		"assume_role_policy": trust, "tags": iamTags(role.Tags), "instance_profile": false,
+	}
+	pol, err := p.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName)})
+	switch {
+	case apiCode(err) == "NoSuchEntity":
+		props["policy"] = nil
+	case err != nil:
+		return Resource{}, fmt.Errorf("get the policy of IAM role %s: %w", name, err)
+	default:
+		if props["policy"], err = decodePolicy(aws.ToString(pol.PolicyDocument)); err != nil {
+			return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
+		}
+	}
+	ips, err := p.iam.ListInstanceProfilesForRole(ctx, &iam.ListInstanceProfilesForRoleInput{RoleName: &name})
+	if err != nil {
+		return Resource{}, fmt.Errorf("list instance profiles of IAM role %s: %w", name, err)
+	}
+	outputs := map[string]string{"arn": aws.ToString(role.Arn)}
+	for _, ip := range ips.InstanceProfiles {
+		if aws.ToString(ip.InstanceProfileName) == name {
+			props["instance_profile"] = true
+			outputs["instance_profile_arn"] = aws.ToString(ip.Arn)
+		}
+	}
+	return Resource{Type: AWSRole, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: aws.ToString(role.Arn), Outputs: outputs}, nil
+}
+
+func iamTags(tags []iamtypes.Tag) map[string]any {
+	out := map[string]any{}
+	for _, t := range tags {
+		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return out
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+func num(m map[string]any, k string) int {
+	switch v := m[k].(type) {
+	case float64:
+		return int(v)
+	case int:
+		return v
+	}
+	return 0
+}
+
+func mapOf(m map[string]any, k string) map[string]any { v, _ := m[k].(map[string]any); return v }
+
+func strList(m map[string]any, k string) []string {
+	var out []string
+	switch v := m[k].(type) {
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+	case []string:
+		out = v
+	}
+	return out
+}
+
+func strMap(m map[string]any) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "name")
+	trust := jsonString(r.Props["assume_role_policy"])
+	if before == nil {
+		var tags []iamtypes.Tag
+		for k, v := range strMap(mapOf(r.Props, "tags")) {
+			tags = append(tags, iamtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		if _, err := p.iam.CreateRole(ctx, &iam.CreateRoleInput{
+			RoleName: &name, Path: aws.String(str(r.Props, "path")), Description: aws.String(str(r.Props, "description")),
+			AssumeRolePolicyDocument: &trust, Tags: tags,
+		}); err != nil {
+			return err
+		}
+		// The role exists now: a later step that fails removes it again.
+		if err := p.putRole(ctx, &Resource{Props: map[string]any{"assume_role_policy": r.Props["assume_role_policy"], "description": r.Props["description"]}}, r); err != nil {
+			return errors.Join(err, p.deleteRole(context.WithoutCancel(ctx), r))
+		}
+		return nil
+	} else {
+		if jsonString(before.Props["assume_role_policy"]) != trust {
+			if _, err := p.iam.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: &name, PolicyDocument: &trust}); err != nil {
+				return err
+			}
+		}
+		if str(before.Props, "description") != str(r.Props, "description") {
+			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+				return err
+			}
+		}
+	}
+	if pol := r.Props["policy"]; pol != nil && (before == nil || jsonString(before.Props["policy"]) != jsonString(pol)) {
+		if _, err := p.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName), PolicyDocument: aws.String(jsonString(pol))}); err != nil {
+			return err
+		}
+	}
+	want, _ := r.Props["instance_profile"].(bool)
+	had := before != nil && before.Props["instance_profile"] == true
+	switch {
+	case want && !had:
+		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(str(r.Props, "path"))}); err != nil && apiCode(err) != "EntityAlreadyExists" {
+			return err
+		}
+		if _, err := p.iam.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: &name, RoleName: &name}); err != nil {
+			return err
+		}
+	case had && !want:
+		return p.dropInstanceProfile(ctx, name)
+	}
+	return nil
+}
+
+func (p *AWSProvider) dropInstanceProfile(ctx context.Context, name string) error {
+	if _, err := p.iam.RemoveRoleFromInstanceProfile(ctx, &iam.RemoveRoleFromInstanceProfileInput{InstanceProfileName: &name, RoleName: &name}); err != nil && apiCode(err) != "NoSuchEntity" {
+		return err
+	}
+	if _, err := p.iam.DeleteInstanceProfile(ctx, &iam.DeleteInstanceProfileInput{InstanceProfileName: &name}); err != nil && apiCode(err) != "NoSuchEntity" {
+		return err
+	}
+	return nil
+}
+
+func (p *AWSProvider) deleteRole(ctx context.Context, r Resource) error {
+	name := str(r.Props, "name")
+	if r.Props["instance_profile"] == true {
+		if err := p.dropInstanceProfile(ctx, name); err != nil {
+			return err
+		}
+	}
+	if _, err := p.iam.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName)}); err != nil && apiCode(err) != "NoSuchEntity" {
+		return err
+	}
+	_, err := p.iam.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: &name})
+	return err
+}
+
+// ---- CloudWatch log groups ----
+
+func (p *AWSProvider) readLogGroups(ctx context.Context, _ []Resource) ([]Resource, error) {
+	prefix := p.path()
+	var out []Resource
+	pg := cloudwatchlogs.NewDescribeLogGroupsPaginator(p.logs, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &prefix})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list log groups under %s: %w", prefix, err)
+		}
+		for _, g := range page.LogGroups {
+			name := aws.ToString(g.LogGroupName)
+			arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
+			tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+			if err != nil {
+				return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
+			}
+			props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
+			out = append(out, Resource{Type: AWSLogGroup, Name: strings.TrimPrefix(name, prefix), Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+		}
+	}
+	return out, nil
+}
+
+func anyMap(m map[string]string) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *AWSProvider) putLogGroup(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "name")
+	if before == nil {
+		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+			return err
+		}
+	} else if !maps.Equal(strMap(mapOf(before.Props, "tags")), strMap(mapOf(r.Props, "tags"))) {
+		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+			return err
+		}
+	}
+	if days := num(r.Props, "retention_in_days"); before == nil || num(before.Props, "retention_in_days") != days {
+		if _, err := p.logs.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &name, RetentionInDays: aws.Int32(int32(days))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- Secrets Manager ----
+
+func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Resource, error) {
+	seen := map[string]bool{}
+	var out []Resource
+	add := func(name, arn, desc string, tags []smtypes.Tag) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		t := map[string]any{}
+		for _, tg := range tags {
+			t[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		props := map[string]any{"name": name, "description": desc, "tags": t}
+		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+	}
+	pg := secretsmanager.NewListSecretsPaginator(p.sm, &secretsmanager.ListSecretsInput{Filters: []smtypes.Filter{
+		{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{TagDeployment}},
+		{Key: smtypes.FilterNameStringTypeTagValue, Values: []string{p.Deployment}},
+	}})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the deployment's secrets: %w", err)
+		}
+		for _, s := range page.SecretList {
+			add(aws.ToString(s.Name), aws.ToString(s.ARN), aws.ToString(s.Description), s.Tags)
+		}
+	}
+	// Secrets made by hand carry no tag: look the desired ones up by name.
+	for name := range hintNames(hints, AWSSecret) {
+		if seen[name] {
+			continue
+		}
+		d, err := p.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+		if apiCode(err) == "ResourceNotFoundException" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describe secret %s: %w", name, err)
+		}
+		add(aws.ToString(d.Name), aws.ToString(d.ARN), aws.ToString(d.Description), d.Tags)
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) putSecret(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "name")
+	var tags []smtypes.Tag
+	for k, v := range strMap(mapOf(r.Props, "tags")) {
+		tags = append(tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if before == nil {
+		// No value: the secret is made empty, and its value never passes
+		// through a plan or the journal.
+		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(str(r.Props, "description")), Tags: tags})
+		return err
+	}
+	if str(before.Props, "description") != str(r.Props, "description") {
+		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+			return err
+		}
+	}
+	_, err := p.sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: &name, Tags: tags})
+	return err
+}
+
+// ---- DynamoDB ----
+
+func (p *AWSProvider) readTables(ctx context.Context, hints []Resource) ([]Resource, error) {
+	var out []Resource
+	for name, rn := range hintNames(hints, AWSTable) {
+		d, err := p.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
+		if apiCode(err) == "ResourceNotFoundException" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describe table %s: %w", name, err)
+		}
+		t := d.Table
+		props := map[string]any{"name": name, "billing_mode": "PROVISIONED"}
+		if t.BillingModeSummary != nil {
+			props["billing_mode"] = string(t.BillingModeSummary.BillingMode)
+		}
+		for _, k := range t.KeySchema {
+			if k.KeyType == ddbtypes.KeyTypeHash {
+				props["hash_key"] = aws.ToString(k.AttributeName)
+			} else {
+				props["range_key"] = aws.ToString(k.AttributeName)
+			}
+		}
+		tags, err := p.ddb.ListTagsOfResource(ctx, &dynamodb.ListTagsOfResourceInput{ResourceArn: t.TableArn})
+		if err != nil {
+			return nil, fmt.Errorf("read the tags of table %s: %w", name, err)
+		}
+		tm := map[string]any{}
+		for _, tg := range tags.Tags {
+			tm[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		props["tags"] = tm
+		arn := aws.ToString(t.TableArn)
+		out = append(out, Resource{Type: AWSTable, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "name")
+	var tags []ddbtypes.Tag
+	for k, v := range strMap(mapOf(r.Props, "tags")) {
+		tags = append(tags, ddbtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if before != nil {
+		if str(before.Props, "hash_key") != str(r.Props, "hash_key") || str(before.Props, "range_key") != str(r.Props, "range_key") {
+			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, str(r.Props, "hash_key"), str(r.Props, "range_key"))
+		}
+		if str(before.Props, "billing_mode") != str(r.Props, "billing_mode") {
+			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode"))}); err != nil {
+				return err
+			}
+		}
+		_, err := p.ddb.TagResource(ctx, &dynamodb.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: tags})
+		return err
+	}
+	// The store's own layout (internal/store ensureTable): string keys pk
+	// and sk. Made here so that no server role needs dynamodb:CreateTable.
+	hash, rng := str(r.Props, "hash_key"), str(r.Props, "range_key")
+	_, err := p.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: &name,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: &hash, AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: &rng, AttributeType: ddbtypes.ScalarAttributeTypeS},
+		},
+		KeySchema: []ddbtypes.KeySchemaElement{
+			{AttributeName: &hash, KeyType: ddbtypes.KeyTypeHash},
+			{AttributeName: &rng, KeyType: ddbtypes.KeyTypeRange},
+		},
+		BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode")),
+		Tags:        tags,
+	})
+	if err != nil {
+		return err
+	}
+	// Tags again on their own: DynamoDB-compatible servers (dynalite, YDB's
+	// Document API) may drop CreateTable's.
+	d, err := p.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
+	if err != nil {
+		return err
+	}
+	_, err = p.ddb.TagResource(ctx, &dynamodb.TagResourceInput{ResourceArn: d.Table.TableArn, Tags: tags})
+	return err
+}
+
+// ---- ECS ----
+
+func ecsTags(tags []ecstypes.Tag) map[string]any {
+	out := map[string]any{}
+	for _, t := range tags {
+		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return out
+}
+
+func toECSTags(m map[string]any) []ecstypes.Tag {
+	var out []ecstypes.Tag
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+	}
+	return out
+}
+
+func (p *AWSProvider) readECS(ctx context.Context, _ []Resource) ([]Resource, error) {
+	cl, err := p.ecs.DescribeClusters(ctx, &ecs.DescribeClustersInput{Clusters: []string{p.Deployment}, Include: []ecstypes.ClusterField{ecstypes.ClusterFieldTags}})
+	if err != nil {
+		return nil, fmt.Errorf("describe ECS cluster %s: %w", p.Deployment, err)
+	}
+	var out []Resource
+	var cluster *ecstypes.Cluster
+	for i, c := range cl.Clusters {
+		if aws.ToString(c.Status) == "ACTIVE" && aws.ToString(c.ClusterName) == p.Deployment {
+			cluster = &cl.Clusters[i]
+		}
+	}
+	if cluster == nil {
+		return nil, nil
+	}
+	arn := aws.ToString(cluster.ClusterArn)
+	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: map[string]any{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
+	var arns []string
+	pg := ecs.NewListServicesPaginator(p.ecs, &ecs.ListServicesInput{Cluster: &p.Deployment})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the services of ECS cluster %s: %w", p.Deployment, err)
+		}
+		arns = append(arns, page.ServiceArns...)
+	}
+	for chunk := range slices.Chunk(arns, 10) {
+		ds, err := p.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: &p.Deployment, Services: chunk, Include: []ecstypes.ServiceField{ecstypes.ServiceFieldTags}})
+		if err != nil {
+			return nil, fmt.Errorf("describe the services of ECS cluster %s: %w", p.Deployment, err)
+		}
+		for _, s := range ds.Services {
+			if aws.ToString(s.Status) != "ACTIVE" {
+				continue
+			}
+			res, err := p.readService(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Resource, error) {
+	name := aws.ToString(s.ServiceName)
+	td, err := p.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: s.TaskDefinition})
+	if err != nil {
+		return Resource{}, fmt.Errorf("describe the task definition of ECS service %s: %w", name, err)
+	}
+	t := td.TaskDefinition
+	task := map[string]any{"family": aws.ToString(t.Family), "task_role_arn": aws.ToString(t.TaskRoleArn), "execution_role_arn": aws.ToString(t.ExecutionRoleArn)}
+	task["cpu"], _ = strconv.Atoi(aws.ToString(t.Cpu))
+	task["memory"], _ = strconv.Atoi(aws.ToString(t.Memory))
+	if len(t.ContainerDefinitions) > 0 {
+		c := t.ContainerDefinitions[0]
+		task["image"] = aws.ToString(c.Image)
+		task["command"] = c.Command
+		env := map[string]any{}
+		for _, kv := range c.Environment {
+			env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+		}
+		task["environment"] = env
+		if c.LogConfiguration != nil {
+			task["log_group"] = c.LogConfiguration.Options["awslogs-group"]
+		}
+	}
+	var subnets []string
+	if nc := s.NetworkConfiguration; nc != nil && nc.AwsvpcConfiguration != nil {
+		subnets = nc.AwsvpcConfiguration.Subnets
+	}
+	props := map[string]any{
+		"name": name, "cluster": p.Deployment, "desired_count": int(s.DesiredCount), "task": task,
+		"subnets": subnets, "tags": ecsTags(s.Tags),
+	}
+	arn := aws.ToString(s.ServiceArn)
+	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: arn,
+		Outputs: map[string]string{"arn": arn, "task_definition_arn": aws.ToString(t.TaskDefinitionArn)}}, nil
+}
+
+func (p *AWSProvider) putCluster(ctx context.Context, before *Resource, r Resource) error {
+	if before == nil {
+		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(str(r.Props, "name")), Tags: toECSTags(mapOf(r.Props, "tags"))})
+		return err
+	}
+	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+	return err
+}
+
+func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, error) {
+	task := mapOf(r.Props, "task")
+	var env []ecstypes.KeyValuePair
+	envm := mapOf(task, "environment")
+	for _, k := range slices.Sorted(maps.Keys(envm)) {
+		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(fmt.Sprint(envm[k]))})
+	}
+	region := p.ecs.Options().Region
+	out, err := p.ecs.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(str(task, "family")), RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode: ecstypes.NetworkModeAwsvpc, Cpu: aws.String(strconv.Itoa(num(task, "cpu"))), Memory: aws.String(strconv.Itoa(num(task, "memory"))),
+		TaskRoleArn: aws.String(str(task, "task_role_arn")), ExecutionRoleArn: aws.String(str(task, "execution_role_arn")),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("gosling"), Image: aws.String(str(task, "image")), Command: strList(task, "command"), Essential: aws.Bool(true),
+			Environment:  env,
+			PortMappings: []ecstypes.PortMapping{{ContainerPort: aws.Int32(8080), Protocol: ecstypes.TransportProtocolTcp}},
+			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
+				"awslogs-group": str(task, "log_group"), "awslogs-region": region, "awslogs-stream-prefix": "gosling",
+			}},
+		}},
+		Tags: toECSTags(mapOf(r.Props, "tags")),
+	})
+	if err != nil {
+		return "", fmt.Errorf("register task definition %s: %w", str(task, "family"), err)
+	}
+	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), nil
+}
+
+func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
+	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{Subnets: strList(r.Props, "subnets"), AssignPublicIp: ecstypes.AssignPublicIpDisabled}}
+	if before == nil {
+		td, err := p.registerTask(ctx, r)
+		if err != nil {
+			return err
+		}
+		_, err = p.ecs.CreateService(ctx, &ecs.CreateServiceInput{
+			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))),
+			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(r.Props, "tags")),
+			PropagateTags: ecstypes.PropagateTagsService,
+		})
+		if err != nil {
+			// No service uses the revision just registered.
+			_, derr := p.ecs.DeregisterTaskDefinition(context.WithoutCancel(ctx), &ecs.DeregisterTaskDefinitionInput{TaskDefinition: &td})
+			return errors.Join(err, derr)
+		}
+		return nil
+	}
+	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))), NetworkConfiguration: network}
+	if jsonString(before.Props["task"]) != jsonString(r.Props["task"]) {
+		// Task definitions are immutable: a change is a new revision.
+		td, err := p.registerTask(ctx, r)
+		if err != nil {
+			return err
+		}
+		in.TaskDefinition = &td
+	}
+	if _, err := p.ecs.UpdateService(ctx, in); err != nil {
+		return err
+	}
+	if jsonString(before.Props["tags"]) != jsonString(r.Props["tags"]) {
+		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+		return err
+	}
+	return nil
+}
+
+func (p *AWSProvider) deleteService(ctx context.Context, r Resource) error {
+	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	if _, err := p.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Service: &name, Cluster: &cluster, Force: aws.Bool(true)}); err != nil {
+		return err
+	}
+	if td := r.Outputs["task_definition_arn"]; td != "" {
+		if _, err := p.ecs.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: &td}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- EventBridge Scheduler ----
+
+func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resource, error) {
+	g, err := p.sched.GetScheduleGroup(ctx, &scheduler.GetScheduleGroupInput{Name: &p.Deployment})
+	if apiCode(err) == "ResourceNotFoundException" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get schedule group %s: %w", p.Deployment, err)
+	}
+	tags, err := p.sched.ListTagsForResource(ctx, &scheduler.ListTagsForResourceInput{ResourceArn: g.Arn})
+	if err != nil {
+		return nil, fmt.Errorf("read the tags of schedule group %s: %w", p.Deployment, err)
+	}
+	tm := map[string]any{}
+	for _, t := range tags.Tags {
+		tm[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: map[string]any{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
+	pg := scheduler.NewListSchedulesPaginator(p.sched, &scheduler.ListSchedulesInput{GroupName: &p.Deployment})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the schedules of group %s: %w", p.Deployment, err)
+		}
+		for _, s := range page.Schedules {
+			got, err := p.sched.GetSchedule(ctx, &scheduler.GetScheduleInput{Name: s.Name, GroupName: &p.Deployment})
+			if err != nil {
+				return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
+			}
+			target := map[string]any{}
+			if t := got.Target; t != nil {
+				target = map[string]any{"arn": aws.ToString(t.Arn), "role_arn": aws.ToString(t.RoleArn), "input": aws.ToString(t.Input)}
+			}
+			props := map[string]any{
+				"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
+				"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
+			}
+			out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
+		}
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r Resource) error {
+	var tags []schedtypes.Tag
+	for k, v := range strMap(mapOf(r.Props, "tags")) {
+		tags = append(tags, schedtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if before == nil {
+		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(str(r.Props, "name")), Tags: tags})
+		return err
+	}
+	_, err := p.sched.TagResource(ctx, &scheduler.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: tags})
+	return err
+}
+
+func (p *AWSProvider) putSchedule(ctx context.Context, before *Resource, r Resource) error {
+	t := mapOf(r.Props, "target")
+	target := &schedtypes.Target{Arn: aws.String(str(t, "arn")), RoleArn: aws.String(str(t, "role_arn")), Input: aws.String(str(t, "input"))}
+	name, group := str(r.Props, "name"), str(r.Props, "group")
+	window := &schedtypes.FlexibleTimeWindow{Mode: schedtypes.FlexibleTimeWindowModeOff}
+	if before == nil {
+		_, err := p.sched.CreateSchedule(ctx, &scheduler.CreateScheduleInput{
+			Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
+			ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+		})
+		return err
+	}
+	_, err := p.sched.UpdateSchedule(ctx, &scheduler.UpdateScheduleInput{
+		Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
+		ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+	})
+	return err
+}

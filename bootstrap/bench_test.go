@@ -1,0 +1,127 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+)
+
+// countingTransport counts the HTTP requests it carries.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// BenchmarkPlan200Eggs plans a deployed Nest of 200 eggs (one project
+// each) against the AWS stand-in, dynalite and the GitLab test server:
+// what `gosling plan` costs when nothing changed. It reports the API calls
+// one plan makes.
+func BenchmarkPlan200Eggs(b *testing.B) {
+	ctx := context.Background()
+	st := newAWSStack(b)
+	gl := gitlabtest.New()
+	b.Cleanup(gl.Close)
+	n := loadNest(b, "testdata/aws-nest")
+	n.MotherGoose.Database.TablePrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	host := strings.TrimPrefix(gl.URL(), "http://")
+	base := n.Eggs[0]
+	n.Eggs = nil
+	for i := range 200 {
+		e := base
+		e.Name = fmt.Sprintf("egg-%03d", i)
+		e.GitLab = fly.GitLab{Host: host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: "local://gitlab/hook"}
+		path := fmt.Sprintf("acme/project-%03d", i)
+		gl.AddProject(path, 0)
+		e.Projects = []fly.ProjectRef{{Path: path}}
+		n.Eggs = append(n.Eggs, e)
+	}
+	resolve := mapResolver(map[fly.SecretRef]string{"local://gitlab/token": gl.Token(), "local://gitlab/hook": "hook-secret"})
+	glCalls := &countingTransport{}
+	clients := NewGitLabClients(resolve, gitlab.WithHTTPClient(&http.Client{Transport: glCalls}))
+	e, desired := awsEngine(b, st, n)
+	hooks, err := GitLabDesired(ctx, n, clients)
+	if err != nil {
+		b.Fatal(err)
+	}
+	desired = append(desired, hooks...)
+	e.Providers = append(e.Providers, &GitLabProvider{Deployment: e.Deployment, Clients: clients, Resolve: resolve})
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	st.srv.ResetCalls()
+	glCalls.n.Store(0)
+	b.ResetTimer()
+	for b.Loop() {
+		p, _, err := e.Plan(ctx, desired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !p.Empty() {
+			b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
+		}
+	}
+	b.StopTimer()
+	aws := 0
+	for _, c := range st.srv.Calls() {
+		aws += c
+	}
+	b.ReportMetric(float64(aws)/float64(b.N), "aws-calls/op")
+	b.ReportMetric(float64(glCalls.n.Load())/float64(b.N), "gitlab-calls/op")
+	b.ReportMetric(float64(len(desired)), "resources")
+}
+
+// BenchmarkDeployExampleNest deploys examples/nest (the Yandex variant,
+// without its GitLab hooks, whose hosts are real) from nothing to the
+// Yandex stand-in, operations polled every millisecond.
+func BenchmarkDeployExampleNest(b *testing.B) {
+	ctx := context.Background()
+	n := loadNest(b, "../examples/nest")
+	for b.Loop() {
+		b.StopTimer()
+		srv := newYC(b)
+		e, desired := yandexEngine(b, srv, n)
+		b.StartTimer()
+		p, actual, err := e.Plan(ctx, desired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDeployAWSNest deploys the AWS variant (testdata/aws-nest) from
+// nothing to the AWS stand-in and dynalite.
+func BenchmarkDeployAWSNest(b *testing.B) {
+	ctx := context.Background()
+	n := loadNest(b, "testdata/aws-nest")
+	for b.Loop() {
+		b.StopTimer()
+		st := newAWSStack(b) // a new stand-in; dynalite is shared
+		n.MotherGoose.Database.TablePrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		e, desired := awsEngine(b, st, n)
+		b.StartTimer()
+		p, actual, err := e.Plan(ctx, desired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

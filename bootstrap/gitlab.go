@@ -1,0 +1,275 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+)
+
+// GitLabHook is the resource type of a project webhook.
+const GitLabHook = "gitlab_project_hook"
+
+// WebhookPath is where MotherGoose's API takes GitLab's deliveries.
+const WebhookPath = "/webhooks/gitlab"
+
+// hookTokenPrefix starts a hook's description; the token's secret URI
+// follows. GitLab never returns a hook's token, so the URI it came from is
+// what a plan compares.
+const hookTokenPrefix = "token from "
+
+// GitLabClients makes a GitLab client for an egg's instance with its API
+// token (resolved from its secret URI).
+type GitLabClients func(ctx context.Context, g fly.GitLab) (*gitlab.Client, error)
+
+// Resolver resolves a secret URI to its value.
+type Resolver func(ctx context.Context, ref fly.SecretRef) (string, error)
+
+// NewGitLabClients returns GitLabClients that resolve tokens with resolve
+// and keep one client per instance and token.
+func NewGitLabClients(resolve Resolver, opts ...gitlab.Option) GitLabClients {
+	var mu sync.Mutex
+	cache := map[string]*gitlab.Client{}
+	return func(ctx context.Context, g fly.GitLab) (*gitlab.Client, error) {
+		key := g.BaseURL() + " " + string(g.Token)
+		mu.Lock()
+		defer mu.Unlock()
+		if c := cache[key]; c != nil {
+			return c, nil
+		}
+		token, err := resolve(ctx, g.Token)
+		if err != nil {
+			return nil, fmt.Errorf("resolve the GitLab token of %s: %w", g.Host, err)
+		}
+		c, err := gitlab.New(g.BaseURL(), token, opts...)
+		if err != nil {
+			return nil, err
+		}
+		cache[key] = c
+		return c, nil
+	}
+}
+
+// GitLabProvider keeps the webhook of every egg's project pointing at the
+// deployed API, through client-go (internal/gitlab).
+type GitLabProvider struct {
+	Deployment string
+	Clients    GitLabClients
+	Resolve    Resolver
+}
+
+// hookName labels the deployment's hooks (GitLab 17.1+ keeps a name).
+func (p *GitLabProvider) hookName() string { return "gosling:" + p.Deployment }
+
+// Types implements Provider.
+func (p *GitLabProvider) Types() []string { return []string{GitLabHook} }
+
+// GitLabDesired lists one webhook per project of every egg (a bucket's
+// group is expanded to its projects through the GitLab API, subgroups
+// included when the bucket says so): URL https://<api_gateway.domain>/webhooks/gitlab,
+// the egg's webhook secret as token, job, pipeline and merge request
+// events on, push events explicitly off (GitLab turns them on by default).
+// The Nest repository (mothergoose.nest.project) gets push events, so a
+// push reloads the Nest; its token is the webhook secret of an egg on its
+// host, which is what MotherGoose checks such a push against.
+func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]Resource, error) {
+	if len(n.Eggs) == 0 {
+		return nil, nil
+	}
+	domain := n.MotherGoose.APIGateway.Domain
+	if domain == "" {
+		return nil, fmt.Errorf("mothergoose.api_gateway.domain is not set: GitLab's webhooks need the API's public domain, such as domain = \"ci-runners.example.com\"")
+	}
+	var out []Resource
+	seen := map[string]string{}
+	for _, e := range n.Eggs {
+		projects := make([]string, 0, len(e.Projects))
+		for _, pr := range e.Projects {
+			projects = append(projects, pr.String())
+		}
+		if e.Group != nil {
+			c, err := clients(ctx, e.GitLab)
+			if err != nil {
+				return nil, fmt.Errorf("egg %s: %w", e.Name, err)
+			}
+			ps, err := c.ListGroupProjects(ctx, e.Group.ID, e.Group.IncludeSubgroups)
+			if err != nil {
+				return nil, fmt.Errorf("egg %s: %w", e.Name, err)
+			}
+			for _, pr := range ps {
+				if !pr.Archived {
+					projects = append(projects, pr.PathWithNamespace)
+				}
+			}
+		}
+		for _, pr := range projects {
+			key := e.GitLab.Host + "/" + pr
+			if first, dup := seen[key]; dup {
+				return nil, fmt.Errorf("project %s on %s is served by eggs %s and %s: one hook cannot carry two webhook secrets", pr, e.GitLab.Host, first, e.Name)
+			}
+			seen[key] = e.Name
+			out = append(out, hookResource(e.GitLab, pr, domain, false))
+		}
+	}
+	// The Nest repository's pushes make MotherGoose reload the Nest.
+	if src := n.MotherGoose.Nest; src.Project != "" {
+		host := src.Host
+		if host == "" {
+			host = n.Eggs[0].GitLab.Host
+		}
+		var egg *fly.Egg
+		for i := range n.Eggs {
+			if n.Eggs[i].GitLab.Host == host {
+				egg = &n.Eggs[i]
+				break
+			}
+		}
+		if egg == nil {
+			return nil, fmt.Errorf("mothergoose.nest.project %s is on %s, where no egg is: its hook takes the webhook secret of an egg on that host", src.Project, host)
+		}
+		if i := slices.IndexFunc(out, func(r Resource) bool { return r.Name == host+"/"+src.Project }); i >= 0 {
+			out[i].Props["push_events"] = true
+		} else {
+			g := egg.GitLab
+			if !src.Token.IsZero() {
+				g.Token = src.Token
+			}
+			out = append(out, hookResource(g, src.Project, domain, true))
+		}
+	}
+	return out, nil
+}
+
+// hookResource is the webhook of one project: every event MotherGoose
+// reads, or only pushes for the Nest repository.
+func hookResource(g fly.GitLab, project, domain string, nestOnly bool) Resource {
+	return Resource{Type: GitLabHook, Name: g.Host + "/" + project, Props: map[string]any{
+		"host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
+		"url": "https://" + domain + WebhookPath, "token": string(g.WebhookSecret),
+		"job_events": !nestOnly, "pipeline_events": !nestOnly, "merge_requests_events": !nestOnly, "push_events": nestOnly,
+		"enable_ssl_verification": true,
+	}}
+}
+
+func hookInstance(props map[string]any) fly.GitLab {
+	insecure, _ := props["insecure"].(bool)
+	return fly.GitLab{Host: str(props, "host"), Insecure: insecure, Token: fly.SecretRef(str(props, "api_token"))}
+}
+
+// Read implements Provider: the deployment's hooks (named gosling:<deployment>)
+// of every project a hint names.
+func (p *GitLabProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
+	var out []Resource
+	done := map[string]bool{}
+	for _, h := range hints {
+		if h.Type != GitLabHook || done[h.Name] {
+			continue
+		}
+		done[h.Name] = true
+		c, err := p.Clients(ctx, hookInstance(h.Props))
+		if err != nil {
+			return nil, err
+		}
+		project := str(h.Props, "project")
+		hooks, err := c.ListProjectHooks(ctx, projectID(project))
+		if err != nil {
+			return nil, err
+		}
+		for _, hk := range hooks {
+			if hk.Name != p.hookName() {
+				continue
+			}
+			props := map[string]any{
+				"host": h.Props["host"], "insecure": h.Props["insecure"], "api_token": h.Props["api_token"], "project": project,
+				"url": hk.URL, "token": strings.TrimPrefix(hk.Description, hookTokenPrefix),
+				"job_events": hk.JobEvents, "pipeline_events": hk.PipelineEvents, "merge_requests_events": hk.MergeRequestsEvents,
+				"push_events": hk.PushEvents, "enable_ssl_verification": hk.EnableSSLVerification,
+			}
+			if !hk.TokenPresent {
+				props["token"] = ""
+			}
+			id := strconv.FormatInt(hk.ID, 10)
+			out = append(out, Resource{Type: GitLabHook, Name: h.Name, Props: normalize(props), ID: id, Outputs: map[string]string{"id": id}})
+			break
+		}
+	}
+	return out, nil
+}
+
+// projectID passes a numeric project ID as a number, a path as a string.
+func projectID(project string) any {
+	if id, err := strconv.ParseInt(project, 10, 64); err == nil {
+		return id
+	}
+	return project
+}
+
+func (p *GitLabProvider) spec(ctx context.Context, r Resource) (gitlab.HookSpec, error) {
+	b := func(k string) bool { v, _ := r.Props[k].(bool); return v }
+	spec := gitlab.HookSpec{
+		Name: p.hookName(), Description: hookTokenPrefix + str(r.Props, "token"), URL: str(r.Props, "url"),
+		JobEvents: b("job_events"), PipelineEvents: b("pipeline_events"), PushEvents: b("push_events"),
+		MergeRequestsEvents: b("merge_requests_events"), EnableSSLVerification: b("enable_ssl_verification"),
+	}
+	if ref := str(r.Props, "token"); ref != "" {
+		v, err := p.Resolve(ctx, fly.SecretRef(ref))
+		if err != nil {
+			return spec, fmt.Errorf("resolve the webhook secret of %s: %w", r.Name, err)
+		}
+		spec.Token = v
+	}
+	return spec, nil
+}
+
+// Create implements Provider.
+func (p *GitLabProvider) Create(ctx context.Context, r Resource) (Resource, error) {
+	c, err := p.Clients(ctx, hookInstance(r.Props))
+	if err != nil {
+		return r, err
+	}
+	spec, err := p.spec(ctx, r)
+	if err != nil {
+		return r, err
+	}
+	id, err := c.AddProjectHook(ctx, projectID(str(r.Props, "project")), spec)
+	if err != nil {
+		return r, err
+	}
+	r.ID = strconv.FormatInt(id, 10)
+	r.Outputs = map[string]string{"id": r.ID}
+	return r, nil
+}
+
+// Update implements Provider. The token is sent again every time: GitLab
+// cannot say whether the one it has is current.
+func (p *GitLabProvider) Update(ctx context.Context, before, after Resource) (Resource, error) {
+	c, err := p.Clients(ctx, hookInstance(after.Props))
+	if err != nil {
+		return after, err
+	}
+	spec, err := p.spec(ctx, after)
+	if err != nil {
+		return after, err
+	}
+	id, _ := strconv.ParseInt(before.ID, 10, 64)
+	if err := c.EditProjectHook(ctx, projectID(str(after.Props, "project")), id, spec); err != nil {
+		return after, err
+	}
+	after.ID, after.Outputs = before.ID, before.Outputs
+	return after, nil
+}
+
+// Delete implements Provider.
+func (p *GitLabProvider) Delete(ctx context.Context, r Resource) error {
+	c, err := p.Clients(ctx, hookInstance(r.Props))
+	if err != nil {
+		return err
+	}
+	id, _ := strconv.ParseInt(r.ID, 10, 64)
+	return c.DeleteProjectHook(ctx, projectID(str(r.Props, "project")), id)
+}

@@ -1,0 +1,1029 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
+	iam "github.com/yandex-cloud/go-genproto/yandex/cloud/iam/v1"
+	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
+	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
+	rm "github.com/yandex-cloud/go-genproto/yandex/cloud/resourcemanager/v1"
+	apigw "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/apigateway/v1"
+	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
+	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
+	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
+	ycsdk "github.com/yandex-cloud/go-sdk/v2"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/yandexauth"
+)
+
+// Yandex Cloud resource types, in the order they are made.
+const (
+	YCServiceAccount = "yandex_iam_service_account"
+	YCFolderBinding  = "yandex_folder_iam_binding"
+	YCDatabase       = "yandex_ydb_database"
+	YCQueue          = "yandex_message_queue"
+	YCSecret         = "yandex_lockbox_secret"
+	YCContainer      = "yandex_serverless_container"
+	YCTrigger        = "yandex_function_trigger"
+	YCGateway        = "yandex_api_gateway"
+)
+
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCDatabase, YCQueue, YCContainer, YCTrigger, YCGateway}
+
+// YandexOptions say how to reach Yandex Cloud: the endpoint and the
+// credentials of internal/yandexauth (a service-account key file, an IAM
+// token, else the instance's service account from the metadata service).
+type YandexOptions struct {
+	Auth yandexauth.Options
+	// FolderID is where the servers go (default: the yandex provider's
+	// folder_id, else the lockbox block's).
+	FolderID string
+	// PollInterval is how often a long-running operation is checked
+	// (default one second).
+	PollInterval time.Duration
+	// MessageQueue, when set, replaces the AWS SDK configuration Message
+	// Queue is reached with (default: the AWS SDK's chain, which must hold
+	// a service account's static access key, in region ru-central1 at
+	// YMQEndpoint).
+	MessageQueue *aws.Config
+}
+
+// YMQEndpoint is Yandex Message Queue's SQS-compatible endpoint.
+const YMQEndpoint = "https://message-queue.api.cloud.yandex.net"
+
+// ycRoles are the folder roles of each component's service account: what
+// it needs and no more (Yandex grants service roles per folder).
+var ycRoles = map[string][]string{
+	"api":                {"lockbox.payloadViewer", "ydb.editor", "ymq.writer"},
+	"mothergoose-worker": {"compute.editor", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor", "ymq.reader"},
+	"uglyfox-worker":     {"compute.editor", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor", "ymq.reader"},
+	"runner":             {"logging.writer"},
+	// The API gateway and the timer triggers call the containers as it.
+	"invoker": {"serverless.containers.invoker"},
+}
+
+// YandexFolder is the folder a Nest's servers go to.
+func YandexFolder(n *fly.Nest) string {
+	if p, ok := n.MotherGoose.Providers[fly.CloudYandex]; ok && p.FolderID != "" {
+		return p.FolderID
+	}
+	return n.MotherGoose.Secrets.Backends[fly.SchemeLockbox].FolderID
+}
+
+// YandexDesired builds the Yandex Cloud resources of a Nest whose
+// MotherGoose runs on Yandex Cloud: a service account per component, one
+// for the runners and one that invokes the containers, each with its
+// folder roles (written out in the plan), Lockbox secrets for the runner
+// tokens and the servers' secrets (made empty, never deleted), the
+// serverless YDB database (never deleted), Message Queue's queue and dead-letter queue when
+// queue.kind is ymq, a Serverless Container per component whose revision
+// runs the component's image as its service account, timer triggers for
+// UglyFox and the jobs when triggers.kind is timer, and an API gateway
+// whose OpenAPI spec sends every request to the API container.
+func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
+	mg := &n.MotherGoose
+	if mg.Cloud != fly.CloudYandex {
+		return nil, fmt.Errorf("mothergoose.cloud is %q, not yandex", mg.Cloud)
+	}
+	if folder == "" {
+		return nil, errors.New("no Yandex Cloud folder: set folder_id in provider \"yandex\"")
+	}
+	dep := DeploymentName(n)
+	labels := map[string]any{TagDeployment: dep}
+	var out []Resource
+	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner", "invoker"}
+	for _, key := range keys {
+		sa := YCServiceAccount + "." + key
+		out = append(out,
+			Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
+				"name": dep + "-" + key, "folder_id": folder, "description": "gosling " + dep + ": " + key,
+			}},
+			Resource{Type: YCFolderBinding, Name: key, Props: map[string]any{
+				"folder_id": folder, "service_account_id": Ref(sa, "id"), "roles": ycRoles[key],
+			}},
+		)
+	}
+	// Lockbox names secrets by ID, which only exists once a secret is made:
+	// deploy makes them empty and prints their IDs for the Nest's URIs
+	// (runner_tokens, yc-lockbox://<id>/<key>).
+	for _, sec := range []struct{ key, purpose string }{
+		{"runner-tokens", "runner tokens, one entry per runner (mothergoose.secrets.lockbox.runner_tokens)"},
+		{"servers", "the servers' secrets: GitLab tokens, webhook secrets, API tokens"},
+	} {
+		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: map[string]any{
+			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
+		}})
+	}
+	if mg.Queue.Kind == "ymq" {
+		out = append(out,
+			Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": mg.Queue.Name + "-dlq", "message_retention_seconds": 1209600, "tags": labels}},
+			Resource{Type: YCQueue, Name: "events", Props: map[string]any{
+				"name": mg.Queue.Name, "visibility_timeout_seconds": int(mg.Queue.VisibilityTimeout.D().Seconds()), "message_retention_seconds": 345600,
+				"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": mg.Queue.DeadLetterAfter},
+				"tags":           labels,
+			}},
+		)
+	}
+	if mg.Database.Engine == "ydb" {
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
+			"name": dep + "-store", "folder_id": folder, "serverless": true, "labels": labels,
+		}})
+	}
+	for _, c := range components {
+		ct := containerOf(mg, c.key)
+		if ct.Image == "" {
+			return nil, fmt.Errorf("mothergoose.containers.%s: no image: set image = \"cr.yandex/<registry>/gosling:<version>\"", strings.ReplaceAll(c.key, "-", "_"))
+		}
+		cores, fraction := ycCores(ct.CPU)
+		out = append(out, Resource{Type: YCContainer, Name: c.key, Props: map[string]any{
+			"name": dep + "-" + c.key, "folder_id": folder, "labels": labels,
+			"revision": map[string]any{
+				"image": ct.Image, "args": c.command, "memory": int64(ct.Memory), "cores": cores, "core_fraction": fraction,
+				"concurrency": ct.Concurrency, "timeout_seconds": int(ct.Timeout.D().Seconds()), "min_instances": ct.MinInstances,
+				"service_account_id": Ref(YCServiceAccount+"."+c.key, "id"),
+				"environment":        map[string]any{"GOSLING_NEST": "/nest"},
+			},
+		}, DependsOn: []string{YCFolderBinding + "." + c.key}})
+	}
+	invoker := Ref(YCServiceAccount+".invoker", "id")
+	if mg.Triggers.Kind == "timer" {
+		trigger := func(name, cron, container, kind string) error {
+			expr, err := eventBridgeCron(cron)
+			if err != nil {
+				return fmt.Errorf("trigger %s: %w", name, err)
+			}
+			out = append(out, Resource{Type: YCTrigger, Name: name, Props: map[string]any{
+				"name": dep + "-" + name, "folder_id": folder, "labels": labels,
+				// Timer triggers take EventBridge's six fields, without cron().
+				"cron": strings.TrimSuffix(strings.TrimPrefix(expr, "cron("), ")"), "payload": fmt.Sprintf(`{"trigger":%q,"name":%q}`, kind, name),
+				"container_id": Ref(YCContainer+"."+container, "id"), "path": "/triggers", "service_account_id": invoker,
+			}, DependsOn: []string{YCFolderBinding + ".invoker"}})
+			return nil
+		}
+		if err := trigger("uglyfox", n.UglyFox.Schedule, "uglyfox-worker", "uglyfox"); err != nil {
+			return nil, err
+		}
+		for _, j := range n.Jobs {
+			if j.Enabled {
+				if err := trigger("job-"+j.Name, j.Schedule, "mothergoose-worker", "job"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	// The gateway sends every request to the API container, which checks
+	// webhook secrets and API tokens itself.
+	out = append(out, Resource{Type: YCGateway, Name: "api", Props: map[string]any{
+		"name": dep, "folder_id": folder, "labels": labels,
+		"openapi_spec": map[string]any{
+			"openapi": "3.0.0", "info": map[string]any{"title": dep, "version": "1.0.0"},
+			"paths": map[string]any{"/{proxy+}": map[string]any{"x-yc-apigateway-any-method": map[string]any{
+				"parameters": []any{map[string]any{"name": "proxy", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}},
+				"x-yc-apigateway-integration": map[string]any{
+					"type": "serverless_containers", "container_id": Ref(YCContainer+".api", "id"), "service_account_id": invoker,
+				},
+			}}},
+		},
+	}, DependsOn: []string{YCFolderBinding + ".invoker"}})
+	return out, nil
+}
+
+// ycCores turns vCPUs into Serverless Containers' cores and core fraction
+// (percent of a core guaranteed).
+func ycCores(cpu float64) (cores, fraction int) {
+	if cpu >= 1 {
+		return int(math.Ceil(cpu)), 100
+	}
+	return 1, int(math.Ceil(cpu * 100))
+}
+
+// YandexProvider reads and changes a deployment's Yandex Cloud resources
+// through the Yandex Cloud Go SDK (connections, IAM tokens, endpoints) and
+// go-genproto's service clients.
+type YandexProvider struct {
+	Deployment string
+	FolderID   string
+	sdk        *ycsdk.SDK
+	poll       time.Duration
+	ymq        *sqs.Client
+	ymqConfig  func(context.Context) (*aws.Config, error)
+}
+
+// NewYandexProvider connects to Yandex Cloud as o says.
+func NewYandexProvider(ctx context.Context, deployment string, n *fly.Nest, o YandexOptions) (*YandexProvider, error) {
+	creds, err := yandexauth.Credentials(o.Auth)
+	if err != nil {
+		return nil, err
+	}
+	sdk, err := yandexauth.BuildSDK(ctx, o.Auth, creds)
+	if err != nil {
+		return nil, err
+	}
+	folder := o.FolderID
+	if folder == "" {
+		folder = YandexFolder(n)
+	}
+	poll := o.PollInterval
+	if poll <= 0 {
+		poll = time.Second
+	}
+	p := &YandexProvider{Deployment: deployment, FolderID: folder, sdk: sdk, poll: poll}
+	p.ymqConfig = func(ctx context.Context) (*aws.Config, error) {
+		if o.MessageQueue != nil {
+			return o.MessageQueue, nil
+		}
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("ru-central1"), awsconfig.WithBaseEndpoint(YMQEndpoint))
+		if err != nil {
+			return nil, fmt.Errorf("load the static access key for Message Queue: %w", err)
+		}
+		return &cfg, nil
+	}
+	return p, nil
+}
+
+// queues reaches Message Queue through the SQS API, configured on first use.
+func (p *YandexProvider) queues(ctx context.Context) (sqsQueues, error) {
+	if p.ymq == nil {
+		cfg, err := p.ymqConfig(ctx)
+		if err != nil {
+			return sqsQueues{}, err
+		}
+		p.ymq = sqs.NewFromConfig(*cfg)
+	}
+	return sqsQueues{client: p.ymq, deployment: p.Deployment, typ: YCQueue}, nil
+}
+
+// Close releases the SDK's connections.
+func (p *YandexProvider) Close(ctx context.Context) error { return p.sdk.Shutdown(ctx) }
+
+// Types implements Provider.
+func (p *YandexProvider) Types() []string { return yandexTypes }
+
+// conn is the SDK's connection to a gRPC service (it adds IAM tokens).
+func (p *YandexProvider) conn(ctx context.Context, service protoreflect.FullName) (grpc.ClientConnInterface, error) {
+	return p.sdk.GetConnection(ctx, service)
+}
+
+const (
+	ycSAService        = protoreflect.FullName("yandex.cloud.iam.v1.ServiceAccountService")
+	ycFolderService    = protoreflect.FullName("yandex.cloud.resourcemanager.v1.FolderService")
+	ycContainerService = protoreflect.FullName("yandex.cloud.serverless.containers.v1.ContainerService")
+	ycDatabaseService  = protoreflect.FullName("yandex.cloud.ydb.v1.DatabaseService")
+	ycSecretService    = protoreflect.FullName("yandex.cloud.lockbox.v1.SecretService")
+	ycPayloadService   = protoreflect.FullName("yandex.cloud.lockbox.v1.PayloadService")
+	ycOperationService = protoreflect.FullName("yandex.cloud.operation.OperationService")
+	ycTriggerService   = protoreflect.FullName("yandex.cloud.serverless.triggers.v1.TriggerService")
+	ycGatewayService   = protoreflect.FullName("yandex.cloud.serverless.apigateway.v1.ApiGatewayService")
+)
+
+// wait follows a long-running operation, as a call returns it, to its end
+// and returns its error: p.wait(ctx)(client.Create(ctx, req)).
+func (p *YandexProvider) wait(ctx context.Context) func(*operation.Operation, error) (*operation.Operation, error) {
+	return func(op *operation.Operation, err error) (*operation.Operation, error) { return p.follow(ctx, op, err) }
+}
+
+func (p *YandexProvider) follow(ctx context.Context, op *operation.Operation, err error) (*operation.Operation, error) {
+	if err != nil {
+		return nil, err
+	}
+	for !op.GetDone() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(p.poll):
+		}
+		c, err := p.conn(ctx, ycOperationService)
+		if err != nil {
+			return nil, err
+		}
+		if op, err = operation.NewOperationServiceClient(c).Get(ctx, &operation.GetOperationRequest{OperationId: op.GetId()}); err != nil {
+			return nil, err
+		}
+	}
+	if e := op.GetError(); e != nil {
+		return nil, status.ErrorProto(e)
+	}
+	return op, nil
+}
+
+// Read implements Provider.
+func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
+	sas, err := p.readServiceAccounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(sas)
+	bindings, err := p.readBindings(ctx, sas)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, bindings...)
+	dbs, err := p.readDatabases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, dbs...)
+	secrets, err := p.readSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, secrets...)
+	if slices.ContainsFunc(hints, func(h Resource) bool { return h.Type == YCQueue }) {
+		q, err := p.queues(ctx)
+		if err != nil {
+			return nil, err
+		}
+		qs, err := q.read(ctx, hints)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, qs...)
+	}
+	cs, err := p.readContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, cs...)
+	ts, err := p.readTriggers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, ts...)
+	gs, err := p.readGateways(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, gs...), nil
+}
+
+func (p *YandexProvider) readSecrets(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycSecretService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	req := &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the Lockbox secrets of folder %s: %w", p.FolderID, err)
+		}
+		for _, sec := range resp.GetSecrets() {
+			if sec.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
+				"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
+			}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycSecretService)
+	if err != nil {
+		return err
+	}
+	cl := lockbox.NewSecretServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &lockbox.UpdateSecretRequest{
+			SecretId: before.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
+		}))
+		return err
+	}
+	// No version: the secret is made empty, and no value passes through a
+	// plan or the journal.
+	op, err := p.wait(ctx)(cl.Create(ctx, &lockbox.CreateSecretRequest{
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+		CreateVersion: wrapperspb.Bool(false),
+	}))
+	if err != nil {
+		return err
+	}
+	var sec lockbox.Secret
+	if err := op.GetResponse().UnmarshalTo(&sec); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs, r.Retain = sec.GetId(), map[string]string{"id": sec.GetId()}, true
+	return nil
+}
+
+func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycTriggerService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	req := &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the triggers of folder %s: %w", p.FolderID, err)
+		}
+		for _, t := range resp.GetTriggers() {
+			if t.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			timer := t.GetRule().GetTimer()
+			inv := timer.GetInvokeContainerWithRetry()
+			out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
+				"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
+				"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
+			}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycGatewayService)
+	if err != nil {
+		return nil, err
+	}
+	cl := apigw.NewApiGatewayServiceClient(c)
+	var out []Resource
+	req := &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := cl.List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the API gateways of folder %s: %w", p.FolderID, err)
+		}
+		for _, g := range resp.GetApiGateways() {
+			if g.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
+			if err != nil {
+				return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
+			}
+			// Yandex may hand the spec back as YAML; JSON is YAML too.
+			var doc map[string]any
+			if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
+				return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
+			}
+			out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
+				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "openapi_spec": doc,
+			}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) timerRule(r *Resource) *triggers.Trigger_Rule {
+	return &triggers.Trigger_Rule{Rule: &triggers.Trigger_Rule_Timer{Timer: &triggers.Trigger_Timer{
+		CronExpression: str(r.Props, "cron"), Payload: str(r.Props, "payload"),
+		Action: &triggers.Trigger_Timer_InvokeContainerWithRetry{InvokeContainerWithRetry: &triggers.InvokeContainerWithRetry{
+			ContainerId: str(r.Props, "container_id"), Path: str(r.Props, "path"), ServiceAccountId: str(r.Props, "service_account_id"),
+			RetrySettings: &triggers.RetrySettings{RetryAttempts: 1, Interval: durationpb.New(10 * time.Second)},
+		}},
+	}}}
+}
+
+func (p *YandexProvider) putTrigger(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycTriggerService)
+	if err != nil {
+		return err
+	}
+	cl := triggers.NewTriggerServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &triggers.UpdateTriggerRequest{
+			TriggerId: before.ID, Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r),
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "rule"}},
+		}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r)}))
+	if err != nil {
+		return err
+	}
+	var t triggers.Trigger
+	if err := op.GetResponse().UnmarshalTo(&t); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs = t.GetId(), map[string]string{"id": t.GetId()}
+	return nil
+}
+
+func (p *YandexProvider) putGateway(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycGatewayService)
+	if err != nil {
+		return err
+	}
+	cl := apigw.NewApiGatewayServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	spec := jsonString(r.Props["openapi_spec"])
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &apigw.UpdateApiGatewayRequest{
+			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels,
+			Spec:       &apigw.UpdateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "openapi_spec"}},
+		}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &apigw.CreateApiGatewayRequest{
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		Spec: &apigw.CreateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
+	}))
+	if err != nil {
+		return err
+	}
+	var g apigw.ApiGateway
+	if err := op.GetResponse().UnmarshalTo(&g); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Outputs = g.GetId(), map[string]string{"id": g.GetId(), "domain": g.GetDomain()}
+	return nil
+}
+
+func (p *YandexProvider) readServiceAccounts(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycSAService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	prefix := p.Deployment + "-"
+	req := &iam.ListServiceAccountsRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := iam.NewServiceAccountServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list service accounts of folder %s: %w", p.FolderID, err)
+		}
+		for _, sa := range resp.GetServiceAccounts() {
+			key, ok := strings.CutPrefix(sa.GetName(), prefix)
+			if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
+				continue
+			}
+			out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
+				"name": sa.GetName(), "folder_id": sa.GetFolderId(), "description": sa.GetDescription(),
+			}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Resource, error) {
+	if len(sas) == 0 {
+		return nil, nil
+	}
+	c, err := p.conn(ctx, ycFolderService)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]string{}
+	for _, sa := range sas {
+		byID[sa.ID] = sa.Name
+	}
+	roles := map[string][]any{}
+	req := &access.ListAccessBindingsRequest{ResourceId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := rm.NewFolderServiceClient(c).ListAccessBindings(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the access bindings of folder %s: %w", p.FolderID, err)
+		}
+		for _, b := range resp.GetAccessBindings() {
+			if s := b.GetSubject(); s.GetType() == "serviceAccount" && byID[s.GetId()] != "" {
+				roles[s.GetId()] = append(roles[s.GetId()], b.GetRoleId())
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	var out []Resource
+	for id, rs := range roles {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].(string) < rs[j].(string) })
+		out = append(out, Resource{Type: YCFolderBinding, Name: byID[id], Props: map[string]any{
+			"folder_id": p.FolderID, "service_account_id": id, "roles": rs,
+		}, ID: p.FolderID + "/" + id, Outputs: map[string]string{}})
+	}
+	return out, nil
+}
+
+func (p *YandexProvider) readDatabases(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycDatabaseService)
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	req := &ydb.ListDatabasesRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := ydb.NewDatabaseServiceClient(c).List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the YDB databases of folder %s: %w", p.FolderID, err)
+		}
+		for _, d := range resp.GetDatabases() {
+			if d.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
+				"name": d.GetName(), "folder_id": d.GetFolderId(), "serverless": d.GetServerlessDatabase() != nil, "labels": anyMap(d.GetLabels()),
+			}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func (p *YandexProvider) readContainers(ctx context.Context) ([]Resource, error) {
+	c, err := p.conn(ctx, ycContainerService)
+	if err != nil {
+		return nil, err
+	}
+	cl := containers.NewContainerServiceClient(c)
+	var out []Resource
+	req := &containers.ListContainersRequest{FolderId: p.FolderID, PageSize: 1000}
+	for {
+		resp, err := cl.List(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("list the serverless containers of folder %s: %w", p.FolderID, err)
+		}
+		for _, ct := range resp.GetContainers() {
+			if ct.GetLabels()[TagDeployment] != p.Deployment {
+				continue
+			}
+			props := map[string]any{"name": ct.GetName(), "folder_id": ct.GetFolderId(), "labels": anyMap(ct.GetLabels()), "revision": nil}
+			revs, err := cl.ListRevisions(ctx, &containers.ListContainersRevisionsRequest{Id: &containers.ListContainersRevisionsRequest_ContainerId{ContainerId: ct.GetId()}, PageSize: 1})
+			if err != nil {
+				return nil, fmt.Errorf("list the revisions of container %s: %w", ct.GetName(), err)
+			}
+			if rs := revs.GetRevisions(); len(rs) > 0 {
+				props["revision"] = revisionProps(rs[0])
+			}
+			out = append(out, Resource{Type: YCContainer, Name: strings.TrimPrefix(ct.GetName(), p.Deployment+"-"), Props: normalize(props),
+				ID: ct.GetId(), Outputs: map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}})
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
+		}
+	}
+}
+
+func revisionProps(r *containers.Revision) map[string]any {
+	env := map[string]any{}
+	for k, v := range r.GetImage().GetEnvironment() {
+		env[k] = v
+	}
+	return map[string]any{
+		"image": r.GetImage().GetImageUrl(), "args": r.GetImage().GetArgs().GetArgs(), "memory": r.GetResources().GetMemory(),
+		"cores": r.GetResources().GetCores(), "core_fraction": r.GetResources().GetCoreFraction(), "concurrency": r.GetConcurrency(),
+		"timeout_seconds": r.GetExecutionTimeout().GetSeconds(), "min_instances": r.GetProvisionPolicy().GetMinInstances(),
+		"service_account_id": r.GetServiceAccountId(), "environment": env,
+	}
+}
+
+// Create implements Provider.
+// A create that fails after its first call made the object (a container
+// whose first revision is refused) deletes it again, so that nothing the
+// journal does not know of is left.
+func (p *YandexProvider) Create(ctx context.Context, r Resource) (Resource, error) {
+	if err := p.put(ctx, nil, &r); err != nil {
+		if r.ID != "" && r.Type != YCFolderBinding {
+			if derr := p.Delete(context.WithoutCancel(ctx), r); derr != nil {
+				err = errors.Join(err, fmt.Errorf("and removing what it made failed: %w", derr))
+			}
+		}
+		return r, fmt.Errorf("create %s: %w", r.Address(), err)
+	}
+	return r, nil
+}
+
+// Update implements Provider.
+func (p *YandexProvider) Update(ctx context.Context, before, after Resource) (Resource, error) {
+	after.ID, after.Outputs = before.ID, before.Outputs
+	if err := p.put(ctx, &before, &after); err != nil {
+		return after, fmt.Errorf("update %s: %w", after.Address(), err)
+	}
+	return after, nil
+}
+
+func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
+	switch r.Type {
+	case YCServiceAccount:
+		return p.putServiceAccount(ctx, before, r)
+	case YCFolderBinding:
+		return p.putBinding(ctx, before, r)
+	case YCDatabase:
+		return p.putDatabase(ctx, before, r)
+	case YCContainer:
+		return p.putContainer(ctx, before, r)
+	case YCSecret:
+		return p.putSecret(ctx, before, r)
+	case YCQueue:
+		q, err := p.queues(ctx)
+		if err != nil {
+			return err
+		}
+		if err := q.put(ctx, before, *r); err != nil {
+			return err
+		}
+		got, err := q.read(ctx, []Resource{*r})
+		if err != nil || len(got) == 0 {
+			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", str(r.Props, "name")))
+		}
+		r.ID, r.Outputs = got[0].ID, got[0].Outputs
+		return nil
+	case YCTrigger:
+		return p.putTrigger(ctx, before, r)
+	case YCGateway:
+		return p.putGateway(ctx, before, r)
+	}
+	return fmt.Errorf("unknown type %s", r.Type)
+}
+
+func (p *YandexProvider) putServiceAccount(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycSAService)
+	if err != nil {
+		return err
+	}
+	cl := iam.NewServiceAccountServiceClient(c)
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &iam.UpdateServiceAccountRequest{ServiceAccountId: before.ID, Description: str(r.Props, "description"), Name: str(r.Props, "name")}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &iam.CreateServiceAccountRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description")}))
+	if err != nil {
+		return err
+	}
+	var md iam.CreateServiceAccountMetadata
+	if err := op.GetMetadata().UnmarshalTo(&md); err != nil {
+		return fmt.Errorf("read the operation's metadata: %w", err)
+	}
+	r.ID, r.Outputs = md.GetServiceAccountId(), map[string]string{"id": md.GetServiceAccountId()}
+	return nil
+}
+
+func (p *YandexProvider) updateBindings(ctx context.Context, folder, saID string, add, remove []string) error {
+	var deltas []*access.AccessBindingDelta
+	for _, list := range []struct {
+		roles  []string
+		action access.AccessBindingAction
+	}{{add, access.AccessBindingAction_ADD}, {remove, access.AccessBindingAction_REMOVE}} {
+		for _, role := range list.roles {
+			deltas = append(deltas, &access.AccessBindingDelta{Action: list.action, AccessBinding: &access.AccessBinding{
+				RoleId: role, Subject: &access.Subject{Id: saID, Type: "serviceAccount"},
+			}})
+		}
+	}
+	if len(deltas) == 0 {
+		return nil
+	}
+	c, err := p.conn(ctx, ycFolderService)
+	if err != nil {
+		return err
+	}
+	_, err = p.wait(ctx)(rm.NewFolderServiceClient(c).UpdateAccessBindings(ctx, &access.UpdateAccessBindingsRequest{ResourceId: folder, AccessBindingDeltas: deltas}))
+	return err
+}
+
+func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) error {
+	want := strList(r.Props, "roles")
+	var have []string
+	if before != nil {
+		have = strList(before.Props, "roles")
+		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") {
+			if err := p.updateBindings(ctx, str(before.Props, "folder_id"), str(before.Props, "service_account_id"), nil, have); err != nil {
+				return err
+			}
+			have = nil
+		}
+	}
+	var add, remove []string
+	for _, role := range want {
+		if !slices.Contains(have, role) {
+			add = append(add, role)
+		}
+	}
+	for _, role := range have {
+		if !slices.Contains(want, role) {
+			remove = append(remove, role)
+		}
+	}
+	r.ID = str(r.Props, "folder_id") + "/" + str(r.Props, "service_account_id")
+	r.Outputs = map[string]string{}
+	return p.updateBindings(ctx, str(r.Props, "folder_id"), str(r.Props, "service_account_id"), add, remove)
+}
+
+func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycDatabaseService)
+	if err != nil {
+		return err
+	}
+	cl := ydb.NewDatabaseServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before != nil {
+		_, err := p.wait(ctx)(cl.Update(ctx, &ydb.UpdateDatabaseRequest{DatabaseId: before.ID, Name: str(r.Props, "name"), Labels: labels}))
+		return err
+	}
+	op, err := p.wait(ctx)(cl.Create(ctx, &ydb.CreateDatabaseRequest{
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		DatabaseType: &ydb.CreateDatabaseRequest_ServerlessDatabase{ServerlessDatabase: &ydb.ServerlessDatabase{}},
+	}))
+	if err != nil {
+		return err
+	}
+	var d ydb.Database
+	if err := op.GetResponse().UnmarshalTo(&d); err != nil {
+		return fmt.Errorf("read the operation's response: %w", err)
+	}
+	r.ID, r.Retain = d.GetId(), true
+	r.Outputs = map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}
+	return nil
+}
+
+func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) error {
+	c, err := p.conn(ctx, ycContainerService)
+	if err != nil {
+		return err
+	}
+	cl := containers.NewContainerServiceClient(c)
+	labels := strMap(mapOf(r.Props, "labels"))
+	if before == nil {
+		op, err := p.wait(ctx)(cl.Create(ctx, &containers.CreateContainerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels}))
+		if err != nil {
+			return err
+		}
+		var ct containers.Container
+		if err := op.GetResponse().UnmarshalTo(&ct); err != nil {
+			return fmt.Errorf("read the operation's response: %w", err)
+		}
+		r.ID, r.Outputs = ct.GetId(), map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}
+	} else if jsonString(before.Props["labels"]) != jsonString(r.Props["labels"]) {
+		if _, err := p.wait(ctx)(cl.Update(ctx, &containers.UpdateContainerRequest{ContainerId: r.ID, Labels: labels})); err != nil {
+			return err
+		}
+	}
+	if before != nil && jsonString(before.Props["revision"]) == jsonString(r.Props["revision"]) {
+		return nil
+	}
+	// A change of the revision is a new revision, as with Fargate's task
+	// definitions.
+	rev := mapOf(r.Props, "revision")
+	env := strMap(mapOf(rev, "environment"))
+	_, err = p.wait(ctx)(cl.DeployRevision(ctx, &containers.DeployContainerRevisionRequest{
+		ContainerId: r.ID, Description: "gosling deploy",
+		ImageSpec:        &containers.ImageSpec{ImageUrl: str(rev, "image"), Args: &containers.Args{Args: strList(rev, "args")}, Environment: env},
+		Resources:        &containers.Resources{Memory: int64(num(rev, "memory")), Cores: int64(num(rev, "cores")), CoreFraction: int64(num(rev, "core_fraction"))},
+		ExecutionTimeout: durationpb.New(time.Duration(num(rev, "timeout_seconds")) * time.Second), Concurrency: int64(num(rev, "concurrency")),
+		ServiceAccountId: str(rev, "service_account_id"), ProvisionPolicy: &containers.ProvisionPolicy{MinInstances: int64(num(rev, "min_instances"))},
+	}))
+	return err
+}
+
+// Delete implements Provider.
+func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
+	var err error
+	switch r.Type {
+	case YCServiceAccount:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycSAService); err == nil {
+			_, err = p.wait(ctx)(iam.NewServiceAccountServiceClient(c).Delete(ctx, &iam.DeleteServiceAccountRequest{ServiceAccountId: r.ID}))
+		}
+	case YCFolderBinding:
+		err = p.updateBindings(ctx, str(r.Props, "folder_id"), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
+	case YCDatabase, YCSecret:
+		err = fmt.Errorf("%s is retained: delete it by hand", r.Address())
+	case YCContainer:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycContainerService); err == nil {
+			_, err = p.wait(ctx)(containers.NewContainerServiceClient(c).Delete(ctx, &containers.DeleteContainerRequest{ContainerId: r.ID}))
+		}
+	case YCQueue:
+		var q sqsQueues
+		if q, err = p.queues(ctx); err == nil {
+			err = q.delete(ctx, r)
+		}
+	case YCTrigger:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycTriggerService); err == nil {
+			_, err = p.wait(ctx)(triggers.NewTriggerServiceClient(c).Delete(ctx, &triggers.DeleteTriggerRequest{TriggerId: r.ID}))
+		}
+	case YCGateway:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycGatewayService); err == nil {
+			_, err = p.wait(ctx)(apigw.NewApiGatewayServiceClient(c).Delete(ctx, &apigw.DeleteApiGatewayRequest{ApiGatewayId: r.ID}))
+		}
+	default:
+		err = fmt.Errorf("unknown type %s", r.Type)
+	}
+	if status.Code(err) == codes.NotFound {
+		err = nil // already gone
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", r.Address(), err)
+	}
+	return nil
+}
+
+// YandexJournalSecret is the name of the Lockbox secret that keeps a
+// deployment's journal.
+func YandexJournalSecret(deployment string) string { return deployment + "-deploy-journal" }
+
+// lockboxBlob keeps the journal as the binary entry "journal" of a Lockbox
+// secret; each write adds a version.
+type lockboxBlob struct{ p *YandexProvider }
+
+// NewYandexJournal keeps the deployment's journal in Lockbox
+// (YandexJournalSecret, in the deployment's folder), made on first write.
+func (p *YandexProvider) NewYandexJournal() Journal { return BlobJournal{lockboxBlob{p}} }
+
+func (b lockboxBlob) Where() string {
+	return "yc-lockbox secret " + YandexJournalSecret(b.p.Deployment) + " in folder " + b.p.FolderID
+}
+
+func (b lockboxBlob) find(ctx context.Context) (string, error) {
+	c, err := b.p.conn(ctx, ycSecretService)
+	if err != nil {
+		return "", err
+	}
+	req := &lockbox.ListSecretsRequest{FolderId: b.p.FolderID, PageSize: 1000}
+	for {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+		if err != nil {
+			return "", fmt.Errorf("list the Lockbox secrets of folder %s: %w", b.p.FolderID, err)
+		}
+		for _, s := range resp.GetSecrets() {
+			if s.GetName() == YandexJournalSecret(b.p.Deployment) {
+				return s.GetId(), nil
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return "", nil
+		}
+	}
+}
+
+func (b lockboxBlob) Load(ctx context.Context) ([]byte, error) {
+	id, err := b.find(ctx)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	c, err := b.p.conn(ctx, ycPayloadService)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := lockbox.NewPayloadServiceClient(c).Get(ctx, &lockbox.GetPayloadRequest{SecretId: id})
+	if err != nil {
+		return nil, fmt.Errorf("read the journal secret %s: %w", id, err)
+	}
+	for _, e := range pl.GetEntries() {
+		if e.GetKey() == "journal" {
+			return e.GetBinaryValue(), nil
+		}
+	}
+	return nil, nil
+}
+
+func (b lockboxBlob) Save(ctx context.Context, doc []byte) error {
+	id, err := b.find(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := b.p.conn(ctx, ycSecretService)
+	if err != nil {
+		return err
+	}
+	cl := lockbox.NewSecretServiceClient(c)
+	entry := []*lockbox.PayloadEntryChange{{Key: "journal", Value: &lockbox.PayloadEntryChange_BinaryValue{BinaryValue: doc}}}
+	if id == "" {
+		_, err = b.p.wait(ctx)(cl.Create(ctx, &lockbox.CreateSecretRequest{
+			FolderId: b.p.FolderID, Name: YandexJournalSecret(b.p.Deployment), Labels: map[string]string{TagJournal: b.p.Deployment},
+			Description: "gosling deploy journal: every change of each deploy, with its previous value", VersionPayloadEntries: entry,
+		}))
+		return err
+	}
+	_, err = b.p.wait(ctx)(cl.AddVersion(ctx, &lockbox.AddVersionRequest{SecretId: id, PayloadEntries: entry}))
+	return err
+}

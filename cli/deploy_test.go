@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/gosling-ci/gosling/bootstrap"
+	"github.com/gosling-ci/gosling/bootstrap/awstest"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/store/dynamotest"
+)
+
+func TestDeployFlagsToOptions(t *testing.T) {
+	tio := withEnv(newTestIO("", false), map[string]string{"GOSLING_NEST": "/srv/nest"})
+	var got *DeployOptions
+	capture := func(o *DeployOptions) error { got = o; return nil }
+
+	cmd := NewCmdPlan(tio.f, capture)
+	cmd.SetArgs([]string{"--json", "--var", "environment=staging"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Nest != "/srv/nest" || !got.JSON || got.Vars["environment"] != "staging" || got.Yes {
+		t.Errorf("plan options = %+v", got)
+	}
+
+	cmd = NewCmdDeploy(tio.f, capture)
+	cmd.SetArgs([]string{"--nest", "n", "--yes", "--keep-partial", "--force-unlock"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Nest != "n" || !got.Yes || !got.KeepPartial || !got.ForceUnlock {
+		t.Errorf("deploy options = %+v", got)
+	}
+
+	cmd = NewCmdRollback(tio.f, capture)
+	cmd.SetArgs([]string{"--nest", "n", "--to", "0", "-y"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.To != 0 || !got.ToSet || !got.Yes {
+		t.Errorf("rollback options = %+v", got)
+	}
+	cmd = NewCmdRollback(tio.f, capture)
+	cmd.SetArgs([]string{})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.ToSet {
+		t.Error("--to was not given")
+	}
+	if code := run(t, newTestIO("", false), "rollback", "--to", "-1"); code != ExitError {
+		t.Errorf("--to -1: exit %d", code)
+	}
+}
+
+// TestDeployCommand runs plan, deploy and rollback against the AWS
+// stand-in and dynalite.
+func TestDeployCommand(t *testing.T) {
+	srv := awstest.New()
+	t.Cleanup(srv.Close)
+	ddb := dynamotest.Start(t)
+	gl := gitlabtest.New()
+	t.Cleanup(gl.Close)
+	web := gl.AddProject("acme/web", 0)
+	memory := "1GiB"
+	testOpen := func(ctx context.Context, opts *DeployOptions) (*bootstrap.Deployment, error) {
+		nest, err := loadNest(opts.Nest, opts.Vars, opts.Getenv, opts.IO)
+		if err != nil {
+			return nil, err
+		}
+		nest.MotherGoose.Containers.API.Memory, _ = fly.ParseSize(memory)
+		nest.Eggs[0].GitLab.Host, nest.Eggs[0].GitLab.Insecure = strings.TrimPrefix(gl.URL(), "http://"), true
+		cfg := awstest.Config(srv.URL)
+		return bootstrap.Open(ctx, nest, bootstrap.Options{AWSConfig: &cfg, AWSEndpoints: bootstrap.AWSEndpoints{"dynamodb": ddb},
+			Resolve: func(_ context.Context, ref fly.SecretRef) (string, error) {
+				if ref == nest.Eggs[0].GitLab.Token {
+					return gl.Token(), nil
+				}
+				return "webhook-secret", nil
+			}})
+	}
+	exec := func(tio *testIO, args ...string) int {
+		t.Helper()
+		root := NewCmdRoot(tio.f)
+		for _, c := range root.Commands() {
+			switch c.Name() {
+			case "plan", "deploy", "rollback":
+				root.RemoveCommand(c)
+			}
+		}
+		root.AddCommand(
+			NewCmdPlan(tio.f, func(o *DeployOptions) error { o.open = testOpen; return planRun(context.Background(), o) }),
+			NewCmdDeploy(tio.f, func(o *DeployOptions) error { o.open = testOpen; return deployRun(context.Background(), o) }),
+			NewCmdRollback(tio.f, func(o *DeployOptions) error { o.open = testOpen; return rollbackRun(context.Background(), o) }),
+		)
+		root.SetArgs(args)
+		root.SetOut(tio.f.IO.Out)
+		root.SetErr(tio.f.IO.ErrOut)
+		if err := root.Execute(); err != nil {
+			tio.f.IO.ErrOut.Write([]byte("error: " + err.Error() + "\n"))
+			if ce, ok := err.(*CodeError); ok {
+				return ce.Code
+			}
+			return ExitError
+		}
+		return 0
+	}
+	const nest = "../bootstrap/testdata/aws-nest"
+
+	tio := newTestIO("", false)
+	if code := exec(tio, "deploy", "--nest", nest); code != ExitError || !strings.Contains(tio.err.String(), "--yes") {
+		t.Fatalf("deploy without a terminal or --yes: exit %d: %s", code, tio.err)
+	}
+	if n := len(srv.Calls()); srv.Calls()["iam:CreateRole"] != 0 {
+		t.Fatalf("changes before confirmation: %d ops", n)
+	}
+	tio = newTestIO("yes\n", true)
+	if code := exec(tio, "deploy", "--nest", nest); code != 0 {
+		t.Fatalf("deploy: exit %d: %s", code, tio.err)
+	}
+	if !strings.Contains(tio.out.String(), "Plan: 24 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 24 added") {
+		t.Errorf("deploy output:\n%s\n%s", tio.out, tio.err)
+	}
+	if hooks := gl.Hooks(web.ID); len(hooks) != 1 || hooks[0].Token != "webhook-secret" || strings.Contains(tio.out.String(), "webhook-secret") {
+		t.Errorf("hooks: %+v", hooks)
+	}
+	tio = newTestIO("", false)
+	if code := exec(tio, "deploy", "--nest", nest); code != 0 || !strings.HasPrefix(tio.out.String(), "No changes.") {
+		t.Fatalf("second deploy: exit %d: %s %s", code, tio.out, tio.err)
+	}
+	memory = "2GiB"
+	tio = newTestIO("", false)
+	if code := exec(tio, "plan", "--nest", nest); code != 0 || !strings.Contains(tio.out.String(), "~ task.memory = 1024 -> 2048") {
+		t.Fatalf("plan: exit %d:\n%s", code, tio.out)
+	}
+	if code := exec(newTestIO("", false), "deploy", "--nest", nest, "--yes"); code != 0 {
+		t.Fatal("deploy of the memory change failed")
+	}
+	memory = "1GiB" // the Nest is unchanged; rollback puts 1 GiB back
+	tio = newTestIO("", false)
+	if code := exec(tio, "rollback", "--nest", nest, "--yes"); code != 0 || !strings.Contains(tio.out.String(), "~ task.memory = 2048 -> 1024") {
+		t.Fatalf("rollback: exit %d:\n%s\n%s", code, tio.out, tio.err)
+	}
+	tio = newTestIO("", false)
+	if code := exec(tio, "plan", "--nest", nest, "--json"); code != 0 || !strings.Contains(tio.out.String(), `"changes": []`) {
+		t.Fatalf("plan after rollback: exit %d:\n%s", code, tio.out)
+	}
+}
