@@ -309,7 +309,8 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 	case j.Status == "pending":
 		rec.QueuedAt = &now
 	}
-	if err := m.store.RecordJob(ctx, rec); err != nil {
+	stored, err := m.store.RecordJob(ctx, rec)
+	if err != nil {
 		return nil, unavailable("store unavailable", "the job could not be recorded; resend it", err)
 	}
 	switch j.Status {
@@ -326,6 +327,13 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 		if err := m.countFailure(ctx, d.Host, j.RunnerID, j.ID, j.FailureReason); err != nil {
 			return nil, unavailable("store unavailable", "the runner's failure could not be recorded; resend it", err)
 		}
+	}
+	if stored.Status != j.Status {
+		// GitLab does not deliver in order: this status is behind what
+		// the job is known to have reached, and a workflow must not act
+		// on it (a late pending would ask for a runner for a job that
+		// has one, or is over).
+		return &Result{Status: StatusAccepted, Reason: fmt.Sprintf("recorded; the job is %s already, so a late %s changes nothing", stored.Status, j.Status)}, nil
 	}
 	in, ok, err := m.cfg.Dispatch(d.nest, egg, JobEvent{
 		Host: d.Host, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath,
@@ -389,7 +397,7 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 			queued := b.StartedAt.Add(-b.QueuedDuration)
 			rec.QueuedAt = &queued
 		}
-		if err := m.store.RecordJob(ctx, rec); err != nil {
+		if _, err := m.store.RecordJob(ctx, rec); err != nil {
 			return nil, unavailable("store unavailable", "the pipeline's jobs could not be recorded; resend it", err)
 		}
 	}
