@@ -52,10 +52,17 @@ type Event struct {
 	// Ignored is set for GitLab events Gosling does not act on.
 	Ignored    bool
 	ObjectKind string
+	// EventName is the event_name of group and system hook events
+	// (project_create, ...); "" for the rest.
+	EventName string
 	// ProjectID is 0 only for ignored events without a project.
-	ProjectID     int64
-	ProjectPath   string
-	ProjectWebURL string
+	ProjectID int64
+	// ProjectPath is the project's full path (group/sub/project) as the
+	// body names it in any of the fields GitLab has used; "" when none.
+	ProjectPath string
+	// InstanceURL is the GitLab instance's base URL as the body's project
+	// or repository URLs give it; "" when they give none.
+	InstanceURL string
 
 	Job      *JobHook
 	Pipeline *PipelineHook
@@ -117,8 +124,12 @@ type PushHook struct {
 // Delivery is one webhook delivery as the API received it.
 type Delivery struct {
 	// Host is the GitLab instance (host[:port], lower case) that sent it:
-	// the host of X-Gitlab-Instance, or of the event's project URL.
+	// the host of X-Gitlab-Instance, or of the event's project URL; "" when
+	// neither names one (old instances' project and system events).
 	Host string
+	// URL is where the delivery was sent (the hook's URL), used for the
+	// hooks Gosling adds to projects created in a bucket's group.
+	URL string
 	// Token is the X-Gitlab-Token header.
 	Token string
 	// IdempotencyKey (GitLab keeps it across retries and resends) and

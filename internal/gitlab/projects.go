@@ -141,3 +141,51 @@ func (c *Client) JobTags(ctx context.Context, projectID, jobID int64) ([]string,
 	}
 	return j.TagList, nil
 }
+
+// GetProject reads a project by numeric ID or full path (GET
+// /projects/:id). GitLab follows redirect routes for a path, so the old
+// path of a renamed or transferred project answers with the project as it
+// is now: compare PathWithNamespace with the path asked for to tell.
+// 404 (IsNotFound) when no project is there or the token may not see it.
+func (c *Client) GetProject(ctx context.Context, idOrPath string) (Project, error) {
+	p, resp, err := c.api.Projects.GetProject(projectRef(idOrPath), nil, c.opts(ctx, http.MethodGet)...)
+	if err != nil {
+		return Project{}, fmt.Errorf("get project %s: %w", idOrPath, fail(http.MethodGet, "/projects/:id", resp, err))
+	}
+	out := Project{ID: p.ID, Name: p.Name, PathWithNamespace: p.PathWithNamespace, WebURL: p.WebURL, Archived: p.Archived}
+	if p.Namespace != nil {
+		out.NamespaceID = p.Namespace.ID
+	}
+	return out, nil
+}
+
+// Hook is a project webhook as GitLab lists it (never with its token).
+type Hook struct {
+	ID             int64
+	URL            string
+	JobEvents      bool
+	PipelineEvents bool
+	PushEvents     bool
+}
+
+// ListProjectHooks lists a project's webhooks, every page.
+func (c *Client) ListProjectHooks(ctx context.Context, projectID int64) ([]Hook, error) {
+	opts := &gl.ListProjectHooksOptions{ListOptions: gl.ListOptions{PerPage: perPage}}
+	path := fmt.Sprintf("/projects/%d/hooks", projectID)
+	hooks, err := collect(func(page int64) ([]*gl.ProjectHook, *gl.Response, error) {
+		opts.Page = page
+		hs, resp, err := c.api.Projects.ListProjectHooks(projectID, opts, c.opts(ctx, http.MethodGet)...)
+		if err != nil {
+			return nil, resp, fail(http.MethodGet, path, resp, err)
+		}
+		return hs, resp, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list hooks of project %d: %w", projectID, err)
+	}
+	out := make([]Hook, 0, len(hooks))
+	for _, h := range hooks {
+		out = append(out, Hook{ID: h.ID, URL: h.URL, JobEvents: h.JobEvents, PipelineEvents: h.PipelineEvents, PushEvents: h.PushEvents})
+	}
+	return out, nil
+}

@@ -45,6 +45,8 @@ func (s *Server) routes() {
 
 	authed("GET "+apiPrefix+"/projects/{id}", s.getProject)
 	authed("GET "+apiPrefix+"/projects/{id}/hooks", s.listProjectHooks)
+	authed("POST "+apiPrefix+"/projects/{id}/runners", s.enableProjectRunner)
+	authed("DELETE "+apiPrefix+"/projects/{id}/runners/{runner_id}", s.disableProjectRunner)
 	authed("POST "+apiPrefix+"/projects/{id}/hooks", s.addProjectHook)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs", s.listProjectJobs)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}", s.getJob)
