@@ -50,8 +50,8 @@ type Server struct {
 	// lower case, as GitLab's redirect_routes keep them (projects.go).
 	redirects map[string]int64
 	runners   map[int64]*runner
-	jobs     map[int64]*job
-	hooks    map[int64]*hook
+	jobs      map[int64]*job
+	hooks     map[int64]*hook
 	// repos are the projects' Git histories (repository.go).
 	repos    map[int64]*repository
 	faults   []*fault
@@ -132,15 +132,15 @@ func New(opts ...Option) *Server {
 // Handler in a server of your own.
 func NewServer(opts ...Option) *Server {
 	s := &Server{
-		now:      time.Now,
-		nextID:   map[string]int64{},
-		users:    map[string]*user{},
-		groups:   map[int64]*group{},
+		now:       time.Now,
+		nextID:    map[string]int64{},
+		users:     map[string]*user{},
+		groups:    map[int64]*group{},
 		projects:  map[int64]*project{},
 		redirects: map[string]int64{},
 		runners:   map[int64]*runner{},
-		jobs:     map[int64]*job{},
-		hooks:    map[int64]*hook{},
+		jobs:      map[int64]*job{},
+		hooks:     map[int64]*hook{},
 
 		pipelines:    map[int64]*pipeline{},
 		traces:       map[int64][]byte{},
@@ -429,7 +429,7 @@ type Runner struct {
 	// ProjectIDs are the projects a project runner is assigned to: the
 	// one it was created in first, then those it was enabled in (POST
 	// /projects/:id/runners).
-	ProjectIDs []int64
+	ProjectIDs     []int64
 	Description    string
 	Tags           []string
 	RunUntagged    bool
