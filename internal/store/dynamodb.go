@@ -133,12 +133,6 @@ func (u *update) setTime(attr string, t *time.Time) {
 	u.setv(attr, avTime(*t))
 }
 
-// keep sets attr to val unless it has a value already.
-func (u *update) keep(attr string, val types.AttributeValue) {
-	n := u.n(attr)
-	u.set = append(u.set, n+" = if_not_exists("+n+", "+u.v(val)+")")
-}
-
 func (u *update) String() string {
 	var parts []string
 	if len(u.set) > 0 {
