@@ -63,9 +63,8 @@
 // workflows.PoolWorkflowID), and a serverless egg's job gets its own
 // ProvisionRunner (ID workflows.RunnerWorkflowID). Job hooks carry no tags; the workflow
 // reads them from the Jobs API, so the request path never asks GitLab for
-// them (it calls GitLab only to look up a bucket's group, once per egg
-// version). Other
-// statuses are signalled to the same workflow; a workflow that does not
+// them (it calls GitLab only to look up a bucket's group and an egg's
+// listed projects, once per egg version). Other statuses are signalled to the same workflow; a workflow that does not
 // exist (not our runner, or already done) is fine. A Pipeline Hook records
 // its builds; a Push Hook to the Nest repository's branch reloads the Nest.
 //
