@@ -299,7 +299,8 @@ type JobTagsInput struct {
 }
 
 // JobTags reads a job's tags from the Jobs API: job webhooks do not carry
-// them.
+// them. Workflows since JobInfo call that instead; JobTags stays for the
+// histories that called it.
 func (a *Activities) JobTags(ctx context.Context, in JobTagsInput) ([]string, error) {
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
@@ -316,6 +317,47 @@ func (a *Activities) JobTags(ctx context.Context, in JobTagsInput) ([]string, er
 		tags = []string{}
 	}
 	return tags, nil
+}
+
+// JobInfoInput names a GitLab job.
+type JobInfoInput struct {
+	GitLab    fly.GitLab `json:"gitlab"`
+	ProjectID int64      `json:"project_id"`
+	JobID     int64      `json:"job_id"`
+}
+
+// JobInfo is what the Jobs API says of a job now (GET
+// /projects/:id/jobs/:job_id): its status and tags.
+type JobInfo struct {
+	Status string   `json:"status"`
+	Tags   []string `json:"tags"`
+}
+
+// NeedsRunner tells whether the job still waits for a runner: GitLab
+// hands a job to a runner only while it is pending, and hooks arrive late,
+// so a job may be running or over by the time its pending is acted on.
+func (j JobInfo) NeedsRunner() bool { return j.Status == "pending" }
+
+// JobInfo reads a job's current status and tags from the Jobs API: job
+// webhooks carry no tags, and may be late. A job GitLab does not show
+// (404, 403) is a non-retryable ErrTypeGitLabRejected.
+func (a *Activities) JobInfo(ctx context.Context, in JobInfoInput) (JobInfo, error) {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return JobInfo{}, err
+	}
+	j, err := gl.GetJob(ctx, in.ProjectID, in.JobID)
+	if gitlab.IsNotFound(err) || gitlab.IsForbidden(err) {
+		return JobInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+	}
+	if err != nil {
+		return JobInfo{}, fmt.Errorf("read job %d: %w", in.JobID, err)
+	}
+	info := JobInfo{Status: j.Status, Tags: j.TagList}
+	if info.Tags == nil {
+		info.Tags = []string{}
+	}
+	return info, nil
 }
 
 // DeleteGitLabRunnerInput names a runner to remove from GitLab: by ID, or by

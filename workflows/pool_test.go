@@ -28,6 +28,8 @@ type poolEnv struct {
 	calls      []string
 	demoteBusy bool
 	jobTags    []string
+	// jobStatus is what the Jobs API says of every job (pending when "").
+	jobStatus string
 }
 
 func (e *poolEnv) record(s string) {
@@ -67,9 +69,15 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	e.RegisterWorkflow(DeprovisionRunner)
 	var a *activities.Activities
 	e.RegisterActivity(a)
-	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
+	e.OnActivity(a.JobInfo, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobInfoInput) (activities.JobInfo, error) {
 		e.record("tags")
-		return e.jobTags, nil
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		status := e.jobStatus
+		if status == "" {
+			status = "pending"
+		}
+		return activities.JobInfo{Status: status, Tags: e.jobTags}, nil
 	})
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
