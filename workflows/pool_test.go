@@ -28,8 +28,10 @@ type poolEnv struct {
 	calls      []string
 	demoteBusy bool
 	jobTags    []string
-	// jobStatus is what the Jobs API says of every job (pending when "").
-	jobStatus string
+	// jobStatus is what the Jobs API says of every job (pending when "");
+	// jobInfoDelay is how long it takes to say it.
+	jobStatus    string
+	jobInfoDelay time.Duration
 }
 
 func (e *poolEnv) record(s string) {
@@ -69,6 +71,11 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	e.RegisterWorkflow(DeprovisionRunner)
 	var a *activities.Activities
 	e.RegisterActivity(a)
+	// JobTags is what runs before versionPoolJobOrder call.
+	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
+		e.record("tags")
+		return e.jobTags, nil
+	}).AfterFn(func() time.Duration { return e.jobInfoDelay })
 	e.OnActivity(a.JobInfo, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobInfoInput) (activities.JobInfo, error) {
 		e.record("tags")
 		e.mu.Lock()
@@ -78,7 +85,7 @@ func newPoolEnv(t *testing.T) *poolEnv {
 			status = "pending"
 		}
 		return activities.JobInfo{Status: status, Tags: e.jobTags}, nil
-	})
+	}).AfterFn(func() time.Duration { return e.jobInfoDelay })
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(len(in.RunnerID)), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
