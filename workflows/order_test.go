@@ -144,3 +144,55 @@ func TestProvisionJobEventOrders(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolAssignsRunnersToNewProjects: a bucket's pooled runners are made
+// for every project it lists; when the list grows, each runner in service
+// is enabled in the new projects, once; a runner still being made when the
+// list changes is enabled once it is registered; an unchanged list (a Nest
+// applied again) asks GitLab nothing.
+func TestPoolAssignsRunnersToNewProjects(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Kind = fly.KindBucket
+	egg.Projects = []fly.ProjectRef{{ID: 7}, {Path: "acme/api"}}
+	egg.Apex.Min = 1
+	egg.Version = "v1"
+	spec := func(at time.Duration, version string, projects ...fly.ProjectRef) {
+		e.RegisterDelayedCallback(func() {
+			next := egg
+			next.Version, next.Projects = version, projects
+			e.SignalWorkflow(contract.SignalPoolSpec, next)
+		}, at)
+	}
+	spec(time.Minute, "v2", egg.Projects...)
+	three := append(slices.Clone(egg.Projects), fly.ProjectRef{Path: "acme/docs"})
+	spec(2*time.Minute, "v3", three...)
+	// A second runner is being made (the minimum goes up) when the list
+	// changes again.
+	e.RegisterDelayedCallback(func() {
+		next := egg
+		next.Version, next.Projects, next.Apex.Min = "v4", three, 2
+		e.SignalWorkflow(contract.SignalPoolSpec, next)
+	}, 3*time.Minute)
+	four := append(slices.Clone(three), fly.ProjectRef{ID: 9})
+	e.RegisterDelayedCallback(func() {
+		next := egg
+		next.Version, next.Projects, next.Apex.Min = "v5", four, 2
+		e.SignalWorkflow(contract.SignalPoolSpec, next)
+	}, 3*time.Minute+100*time.Millisecond)
+	e.stopAt(10 * time.Minute)
+	runPool(e, egg)
+	e.mu.Lock()
+	got := strings.Join(e.calls, ",")
+	e.mu.Unlock()
+	want := []string{"create:web-p1:2", "assign:1001:3", "create:web-p2:3", "assign:1001:4", "assign:1002:4"}
+	var seen []string
+	for _, c := range strings.Split(got, ",") {
+		if strings.HasPrefix(c, "create:") || strings.HasPrefix(c, "assign:") {
+			seen = append(seen, c)
+		}
+	}
+	if strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Errorf("calls %v, want %v", seen, want)
+	}
+}

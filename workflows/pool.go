@@ -67,7 +67,14 @@ type pool struct {
 	// jobOrder is set for runs that allow for late and unordered job
 	// events (versionPoolJobOrder).
 	jobOrder bool
+	// assignProjects is set for runs that keep their runners enabled in
+	// every project of the egg (versionPoolRunnerProjects).
+	assignProjects bool
 }
+
+// versionPoolRunnerProjects marks pool runs that enable their project
+// runners in the projects an egg gains (AssignRunnerProjects).
+const versionPoolRunnerProjects = "pool-runner-projects"
 
 // versionPoolJobOrder marks pool runs that remember jobs that need no
 // runner any more (contract.PoolState.Done), read a demanded job's status
@@ -96,6 +103,7 @@ func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
 	}
 	p := &pool{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
 	p.jobOrder = workflow.GetVersion(ctx, versionPoolJobOrder, workflow.DefaultVersion, 1) >= 1
+	p.assignProjects = workflow.GetVersion(ctx, versionPoolRunnerProjects, workflow.DefaultVersion, 1) >= 1
 	return p
 }
 
@@ -157,6 +165,7 @@ func (p *pool) run() error {
 		c.Receive(ctx, &e)
 		p.st.Egg = e
 		log.Info("egg spec updated; it applies to future runners", "version", e.Version)
+		p.assignAll()
 	})
 	p.sel.AddReceive(actionCh, func(c workflow.ReceiveChannel, _ bool) {
 		var a contract.RunnerAction
@@ -601,6 +610,10 @@ func (p *pool) provision(dormant bool) *contract.PoolRunner {
 		ID: contract.PoolRunnerID(p.st.Egg.Name, p.st.Seq), State: contract.PoolProvisioning, CPU: p.st.Egg.Runner.CPU, Memory: p.st.Egg.Runner.Memory,
 		CreatedAt: now, Since: now, Dormant: dormant,
 	}
+	if p.assignProjects {
+		// ProvisionRunner enables it in every project of this spec.
+		r.Projects = contract.ProjectsKey(p.st.Egg)
+	}
 	p.st.Runners = append(p.st.Runners, r)
 	p.st.Stats.Provisioned++
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -623,11 +636,49 @@ func (p *pool) provision(dormant bool) *contract.PoolRunner {
 	return r
 }
 
+// assignAll enables every runner of the pool in the projects the egg
+// gained since it was made.
+func (p *pool) assignAll() {
+	for _, r := range p.st.Runners {
+		p.assign(r)
+	}
+}
+
+// assign enables a runner in the egg's projects when the egg's list of
+// projects changed since the runner was assigned: a bucket's runners take
+// every project's jobs. Runners not registered yet are assigned when they
+// are (onProvisioned); retiring ones are left alone.
+func (p *pool) assign(r *contract.PoolRunner) {
+	key := contract.ProjectsKey(p.st.Egg)
+	if !p.assignProjects || key == "" || r.Projects == key || r.GitLabRunnerID == 0 ||
+		r.State == contract.PoolProvisioning || r.State == contract.PoolRetiring {
+		return
+	}
+	ctx := p.ctx
+	var a *activities.Activities
+	r.Projects = key
+	p.inFlight++
+	f := workflow.ExecuteActivity(gitlabCtx(ctx), a.AssignRunnerProjects, activities.AssignRunnerProjectsInput{
+		GitLab: p.st.Egg.GitLab, GitLabRunnerID: r.GitLabRunnerID, Projects: p.st.Egg.Projects,
+	})
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		p.inFlight--
+		if err := f.Get(ctx, nil); err != nil {
+			// Asked again at the next change of the egg's projects.
+			workflow.GetLogger(ctx).Warn("runner not enabled in every project of the egg", "runner", r.ID, "error", err)
+			if r.Projects == key {
+				r.Projects = ""
+			}
+		}
+	})
+}
+
 func (p *pool) onProvisioned(m contract.RunnerProvisioned) {
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
 	}
+	defer p.assign(r)
 	switch m.State {
 	case string(store.StateActive):
 		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = contract.PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef

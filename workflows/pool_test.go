@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,14 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	}).AfterFn(func() time.Duration { return e.jobInfoDelay })
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
-		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(len(in.RunnerID)), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+		e.record(fmt.Sprintf("create:%s:%d", in.RunnerID, len(in.Projects)))
+		// web-pN gets GitLab runner 100N.
+		n, _ := strconv.Atoi(in.RunnerID[strings.LastIndex(in.RunnerID, "p")+1:])
+		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(n), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+	})
+	e.OnActivity(a.AssignRunnerProjects, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AssignRunnerProjectsInput) ([]int64, error) {
+		e.record(fmt.Sprintf("assign:%d:%d", in.GitLabRunnerID, len(in.Projects)))
+		return nil, nil
 	})
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
 		if in.Running {

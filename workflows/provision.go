@@ -182,13 +182,17 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 		}
 	}
 	slices.Sort(create.Secrets)
+	// A group's runner takes every project's jobs of the group; a runner
+	// made for one job, that job's project's; any other runner (a pool's)
+	// is enabled in every project the egg lists, paths resolved by the
+	// activity.
 	switch {
 	case in.Egg.Group != nil:
 		create.GroupID = in.Egg.Group.ID
 	case in.Job != nil && in.Job.ProjectID != 0:
 		create.ProjectID, create.ProjectPath = in.Job.ProjectID, in.Job.ProjectPath
-	case len(in.Egg.Projects) > 0:
-		create.ProjectID, create.ProjectPath = in.Egg.Projects[0].ID, in.Egg.Projects[0].Path
+	default:
+		create.Projects = in.Egg.Projects
 	}
 	if kind == fly.RunnerServerless {
 		create.MaximumTimeout = deadline
