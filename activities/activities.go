@@ -207,11 +207,11 @@ type CreateGitLabRunnerInput struct {
 	// named by path) must take jobs of: the runner is created in the first
 	// one GitLab resolves and enabled in the others. ProjectID and
 	// ProjectPath, when set, name the first.
-	Projects []fly.ProjectRef `json:"projects,omitempty"`
-	GroupID  int64            `json:"group_id,omitempty"`
-	Description string     `json:"description"`
-	Tags        []string   `json:"tags"`
-	RunUntagged bool       `json:"run_untagged"`
+	Projects    []fly.ProjectRef `json:"projects,omitempty"`
+	GroupID     int64            `json:"group_id,omitempty"`
+	Description string           `json:"description"`
+	Tags        []string         `json:"tags"`
+	RunUntagged bool             `json:"run_untagged"`
 	// Paused registers the runner paused (a dormant runner takes no jobs).
 	Paused         bool          `json:"paused,omitempty"`
 	MaximumTimeout time.Duration `json:"maximum_timeout,omitempty"`
