@@ -203,15 +203,10 @@ type CreateGitLabRunnerInput struct {
 	GitLab      fly.GitLab `json:"gitlab"`
 	ProjectID   int64      `json:"project_id,omitempty"`
 	ProjectPath string     `json:"project_path,omitempty"`
-	// Projects are every project a pooled runner of a bucket (or of an egg
-	// named by path) must take jobs of: the runner is created in the first
-	// one GitLab resolves and enabled in the others. ProjectID and
-	// ProjectPath, when set, name the first.
-	Projects    []fly.ProjectRef `json:"projects,omitempty"`
-	GroupID     int64            `json:"group_id,omitempty"`
-	Description string           `json:"description"`
-	Tags        []string         `json:"tags"`
-	RunUntagged bool             `json:"run_untagged"`
+	GroupID     int64      `json:"group_id,omitempty"`
+	Description string     `json:"description"`
+	Tags        []string   `json:"tags"`
+	RunUntagged bool       `json:"run_untagged"`
 	// Paused registers the runner paused (a dormant runner takes no jobs).
 	Paused         bool          `json:"paused,omitempty"`
 	MaximumTimeout time.Duration `json:"maximum_timeout,omitempty"`
@@ -219,6 +214,12 @@ type CreateGitLabRunnerInput struct {
 	// secret variables): a missing one fails the runner before anything
 	// is made.
 	Secrets []fly.SecretRef `json:"secrets,omitempty"`
+
+	// Projects are every project a pooled runner of a bucket (or of an egg
+	// named by path) must take jobs of: the runner is created in the first
+	// one GitLab resolves and enabled in the others. ProjectID and
+	// ProjectPath, when set, name the first.
+	Projects []fly.ProjectRef `json:"projects,omitempty"`
 }
 
 // CreateGitLabRunnerResult names the registered runner and where its token is.
