@@ -237,14 +237,15 @@ type PoolState struct {
 	Runners   []*PoolRunner `json:"runners"`
 	Waiting   []Waiting     `json:"waiting"`
 	// Known holds recently seen job IDs, so a repeated demand is ignored.
-	Known []int64 `json:"known"`
-	// Done holds recent jobs that need no runner any more, seen running
-	// (a runner has them) or finished, so a demand that comes late is
-	// dropped and a slot is never held for them.
-	Done     []int64   `json:"done,omitempty"`
+	Known    []int64   `json:"known"`
 	Draining bool      `json:"draining"`
 	Seq      int64     `json:"seq"`
 	Stats    PoolStats `json:"stats"`
+
+	// Done holds recent jobs that need no runner any more, seen running
+	// (a runner has them) or finished, so a demand that comes late is
+	// dropped and a slot is never held for them.
+	Done []int64 `json:"done,omitempty"`
 }
 
 // PoolScale is the argument of UpdatePoolScale: nil fields keep their value.
