@@ -46,12 +46,9 @@ type Server struct {
 	users    map[string]*user // by token
 	groups   map[int64]*group
 	projects map[int64]*project
-	// redirects are the old paths of renamed and transferred projects,
-	// lower case, as GitLab's redirect_routes keep them (projects.go).
-	redirects map[string]int64
-	runners   map[int64]*runner
-	jobs      map[int64]*job
-	hooks     map[int64]*hook
+	runners  map[int64]*runner
+	jobs     map[int64]*job
+	hooks    map[int64]*hook
 	// repos are the projects' Git histories (repository.go).
 	repos    map[int64]*repository
 	faults   []*fault
@@ -82,6 +79,10 @@ type Server struct {
 
 	mux  *http.ServeMux
 	http *httptest.Server
+
+	// redirects are the old paths of renamed and transferred projects,
+	// lower case, as GitLab's redirect_routes keep them (moves.go).
+	redirects map[string]int64
 }
 
 // Option configures a Server.
@@ -132,15 +133,16 @@ func New(opts ...Option) *Server {
 // Handler in a server of your own.
 func NewServer(opts ...Option) *Server {
 	s := &Server{
-		now:       time.Now,
-		nextID:    map[string]int64{},
-		users:     map[string]*user{},
-		groups:    map[int64]*group{},
-		projects:  map[int64]*project{},
+		now:      time.Now,
+		nextID:   map[string]int64{},
+		users:    map[string]*user{},
+		groups:   map[int64]*group{},
+		projects: map[int64]*project{},
+		runners:  map[int64]*runner{},
+		jobs:     map[int64]*job{},
+		hooks:    map[int64]*hook{},
+
 		redirects: map[string]int64{},
-		runners:   map[int64]*runner{},
-		jobs:      map[int64]*job{},
-		hooks:     map[int64]*hook{},
 
 		pipelines:    map[int64]*pipeline{},
 		traces:       map[int64][]byte{},
