@@ -39,13 +39,13 @@ func eggsOn(nest *fly.Nest, host string) []*fly.Egg {
 // so at most one matches. nil when none does; an error when a GitLab
 // lookup that might have found the match failed.
 func (m *MotherGoose) matchEgg(ctx context.Context, host string, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
-	if egg := m.projects.match(host, eggs, projectID, path); egg != nil {
+	if egg := m.projects.match(eggs, projectID, path); egg != nil {
 		return egg, nil
 	}
 	// Eggs whose paths GitLab has not resolved yet, or not lately: one of
 	// them may list the project under an old path.
 	lookupErr := m.resolveStale(ctx, host, eggs)
-	if egg := m.projects.match(host, eggs, projectID, path); egg != nil {
+	if egg := m.projects.match(eggs, projectID, path); egg != nil {
 		return egg, nil
 	}
 	if path == "" {

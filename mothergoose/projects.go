@@ -64,24 +64,33 @@ func (x *projectIndex) get(egg *fly.Egg) *eggProjects {
 }
 
 // match finds the egg among eggs that lists the project: by an ID it names
-// or GitLab resolved one of its listings to, else by a listed path that
-// GitLab has not resolved. nil when none does.
-func (x *projectIndex) match(host string, eggs []*fly.Egg, projectID int64, path string) *fly.Egg {
+// or GitLab resolved one of its listings to, else (a second pass, so an ID
+// always wins) by a listed path GitLab has not resolved. nil when none does.
+func (x *projectIndex) match(eggs []*fly.Egg, projectID int64, path string) *fly.Egg {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, egg := range eggs {
-		e := x.get(egg)
-		if e != nil && projectID != 0 {
-			if _, ok := e.paths[projectID]; ok {
-				return egg
+	if projectID != 0 {
+		for _, egg := range eggs {
+			if e := x.get(egg); e != nil {
+				if _, ok := e.paths[projectID]; ok {
+					return egg
+				}
+			}
+			for _, p := range egg.Projects {
+				if p.ID == projectID {
+					return egg
+				}
 			}
 		}
+	}
+	if path == "" {
+		return nil
+	}
+	for _, egg := range eggs {
+		e := x.get(egg)
 		for i, p := range egg.Projects {
-			if p.ID != 0 && p.ID == projectID {
-				return egg
-			}
 			resolved := e != nil && i < len(e.resolved) && e.resolved[i]
-			if !resolved && p.Path != "" && path != "" && strings.EqualFold(p.Path, path) {
+			if !resolved && p.Path != "" && strings.EqualFold(p.Path, path) {
 				return egg
 			}
 		}
