@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -216,6 +217,12 @@ type CreateGitLabRunnerInput struct {
 	// secret variables): a missing one fails the runner before anything
 	// is made.
 	Secrets []fly.SecretRef `json:"secrets,omitempty"`
+
+	// Projects are every project a pooled runner of a bucket (or of an egg
+	// named by path) must take jobs of: the runner is created in the first
+	// one GitLab resolves and enabled in the others. ProjectID and
+	// ProjectPath, when set, name the first.
+	Projects []fly.ProjectRef `json:"projects,omitempty"`
 }
 
 // CreateGitLabRunnerResult names the registered runner and where its token is.
@@ -245,6 +252,16 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 	if in.Cloud == fly.CloudLocal {
 		ref = LocalTokenRef(in.RunnerID)
 	}
+	var projects []int64
+	if in.GroupID == 0 {
+		refs := in.Projects
+		if in.ProjectID != 0 || in.ProjectPath != "" {
+			refs = append([]fly.ProjectRef{{ID: in.ProjectID, Path: in.ProjectPath}}, refs...)
+		}
+		if projects, err = a.resolveProjects(ctx, gl, refs); err != nil {
+			return CreateGitLabRunnerResult{}, err
+		}
+	}
 	existing, err := gl.FindRunnersByDescription(ctx, in.Description)
 	if err != nil {
 		return CreateGitLabRunnerResult{}, fmt.Errorf("look for runner %s in GitLab: %w", in.Description, err)
@@ -261,18 +278,21 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 			return CreateGitLabRunnerResult{}, fmt.Errorf("reset token of runner %d: %w", id, err)
 		}
 	} else {
+		// A runner for several projects is created unlocked, enabled in
+		// the others, then locked (GitLab lets only administrators enable
+		// a locked runner).
 		spec := gitlab.RunnerSpec{
 			Description: in.Description, Tags: in.Tags, RunUntagged: in.RunUntagged,
-			Paused: in.Paused, Locked: true, MaximumTimeout: in.MaximumTimeout,
+			Paused: in.Paused, Locked: len(projects) <= 1, MaximumTimeout: in.MaximumTimeout,
 		}
 		switch {
 		case in.GroupID != 0:
 			spec.Type, spec.GroupID = "group_type", in.GroupID
-		case in.ProjectID != 0:
-			spec.Type, spec.ProjectID = "project_type", in.ProjectID
+		case len(projects) > 0:
+			spec.Type, spec.ProjectID = "project_type", projects[0]
 		default:
 			return CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("runner %s has no project or group ID", in.RunnerID), ErrTypeBadInput, nil)
+				fmt.Sprintf("runner %s has no project GitLab resolves and no group", in.RunnerID), ErrTypeBadInput, nil)
 		}
 		r, err := gl.CreateRunner(ctx, spec)
 		if err != nil {
@@ -283,10 +303,108 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 		}
 		id, token = r.ID, r.Token
 	}
+	// Written before the projects are assigned: a failure from here on
+	// leaves a runner whose token the compensation can find and delete.
 	if _, err := a.Secrets.Put(ctx, ref, token); err != nil {
 		return CreateGitLabRunnerResult{}, fmt.Errorf("store token of runner %s: %w", in.RunnerID, err)
 	}
+	if len(projects) > 1 {
+		if err := assignProjects(ctx, gl, id, projects); err != nil {
+			return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, err
+		}
+	}
 	return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, nil
+}
+
+// resolveProjects turns project listings into IDs, in order and without
+// repeats: an ID as it is, a path through GET /projects/:path (GitLab
+// follows the redirect of a renamed or transferred project). A path GitLab
+// does not resolve is left out and logged; other failures are returned for
+// a retry.
+func (a *Activities) resolveProjects(ctx context.Context, gl *gitlab.Client, refs []fly.ProjectRef) ([]int64, error) {
+	var ids []int64
+	for _, ref := range refs {
+		id := ref.ID
+		if id == 0 && ref.Path != "" {
+			p, err := gl.GetProject(ctx, ref.Path)
+			if gitlab.IsNotFound(err) || gitlab.IsForbidden(err) {
+				a.logger().WarnContext(ctx, "project path does not resolve; the runner is not assigned to it", "path", ref.Path, "error", err)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("resolve project %s: %w", ref.Path, err)
+			}
+			id = p.ID
+		}
+		if id != 0 && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// assignProjects enables a project runner in every project it is not in
+// yet (POST /projects/:id/runners), unlocking it for that and locking it
+// again: GitLab lets only administrators enable a locked runner.
+func assignProjects(ctx context.Context, gl *gitlab.Client, runnerID int64, projects []int64) error {
+	cur, err := gl.RunnerProjects(ctx, runnerID)
+	if err != nil {
+		return err
+	}
+	var missing []int64
+	for _, id := range projects {
+		if !slices.Contains(cur.ProjectIDs, id) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 && cur.Locked {
+		return nil
+	}
+	if cur.Locked {
+		if err := gl.SetRunnerLocked(ctx, runnerID, false); err != nil {
+			return err
+		}
+	}
+	for _, id := range missing {
+		if err := gl.EnableProjectRunner(ctx, id, runnerID); err != nil {
+			if gitlab.IsForbidden(err) {
+				return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+			}
+			return err
+		}
+	}
+	return gl.SetRunnerLocked(ctx, runnerID, true)
+}
+
+// AssignRunnerProjectsInput names a pooled project runner and every
+// project it must take jobs of.
+type AssignRunnerProjectsInput struct {
+	GitLab         fly.GitLab       `json:"gitlab"`
+	GitLabRunnerID int64            `json:"gitlab_runner_id"`
+	Projects       []fly.ProjectRef `json:"projects"`
+}
+
+// AssignRunnerProjects keeps a pooled project runner in step with its
+// bucket: it is enabled in every listed project it is not in yet (paths
+// resolved through the API) and locked again; projects it is in are left,
+// so jobs it runs are not cut off. It returns the IDs of the projects
+// listed that GitLab resolved.
+func (a *Activities) AssignRunnerProjects(ctx context.Context, in AssignRunnerProjectsInput) ([]int64, error) {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return nil, err
+	}
+	projects, err := a.resolveProjects(ctx, gl, in.Projects)
+	if err != nil {
+		return nil, err
+	}
+	if len(projects) == 0 {
+		return projects, nil
+	}
+	if err := assignProjects(ctx, gl, in.GitLabRunnerID, projects); err != nil {
+		return nil, fmt.Errorf("assign runner %d to its projects: %w", in.GitLabRunnerID, err)
+	}
+	return projects, nil
 }
 
 func isBadRequest(err error) bool {
@@ -302,7 +420,8 @@ type JobTagsInput struct {
 }
 
 // JobTags reads a job's tags from the Jobs API: job webhooks do not carry
-// them.
+// them. Workflows since JobInfo call that instead; JobTags stays for the
+// histories that called it.
 func (a *Activities) JobTags(ctx context.Context, in JobTagsInput) ([]string, error) {
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
@@ -319,6 +438,47 @@ func (a *Activities) JobTags(ctx context.Context, in JobTagsInput) ([]string, er
 		tags = []string{}
 	}
 	return tags, nil
+}
+
+// JobInfoInput names a GitLab job.
+type JobInfoInput struct {
+	GitLab    fly.GitLab `json:"gitlab"`
+	ProjectID int64      `json:"project_id"`
+	JobID     int64      `json:"job_id"`
+}
+
+// JobInfo is what the Jobs API says of a job now (GET
+// /projects/:id/jobs/:job_id): its status and tags.
+type JobInfo struct {
+	Status string   `json:"status"`
+	Tags   []string `json:"tags"`
+}
+
+// NeedsRunner tells whether the job still waits for a runner: GitLab
+// hands a job to a runner only while it is pending, and hooks arrive late,
+// so a job may be running or over by the time its pending is acted on.
+func (j JobInfo) NeedsRunner() bool { return j.Status == "pending" }
+
+// JobInfo reads a job's current status and tags from the Jobs API: job
+// webhooks carry no tags, and may be late. A job GitLab does not show
+// (404, 403) is a non-retryable ErrTypeGitLabRejected.
+func (a *Activities) JobInfo(ctx context.Context, in JobInfoInput) (JobInfo, error) {
+	gl, err := a.gitlabClient(ctx, in.GitLab)
+	if err != nil {
+		return JobInfo{}, err
+	}
+	j, err := gl.GetJob(ctx, in.ProjectID, in.JobID)
+	if gitlab.IsNotFound(err) || gitlab.IsForbidden(err) {
+		return JobInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+	}
+	if err != nil {
+		return JobInfo{}, fmt.Errorf("read job %d: %w", in.JobID, err)
+	}
+	info := JobInfo{Status: j.Status, Tags: j.TagList}
+	if info.Tags == nil {
+		info.Tags = []string{}
+	}
+	return info, nil
 }
 
 // DeleteGitLabRunnerInput names a runner to remove from GitLab: by ID, or by

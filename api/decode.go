@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -149,15 +151,33 @@ type (
 		ID                int64  `json:"id"`
 		PathWithNamespace string `json:"path_with_namespace"`
 		WebURL            string `json:"web_url"`
+		GitHTTPURL        string `json:"git_http_url"`
+		// Homepage is what project objects of old versions carried.
+		Homepage string `json:"homepage"`
+	}
+	// wireRepository is the repository object of Job and Push Hooks, the
+	// only project URL of Job Hooks older than the project object.
+	wireRepository struct {
+		Homepage   string `json:"homepage"`
+		GitHTTPURL string `json:"git_http_url"`
 	}
 	wireRunner struct {
 		ID int64 `json:"id"`
 	}
+	// wireEnvelope holds every field GitLab has named an event's project
+	// and instance with: project (current Job, Pipeline, Push, Merge
+	// Request Hooks), repository (Job and Push Hooks, before Job Hooks had
+	// project), project_id with project_name (Job Hooks; a full name with
+	// spaces, a path in some examples), and the top-level
+	// path_with_namespace of project events (group and system hooks).
 	wireEnvelope struct {
-		ObjectKind string       `json:"object_kind"`
-		EventName  string       `json:"event_name"`
-		ProjectID  int64        `json:"project_id"`
-		Project    *wireProject `json:"project"`
+		ObjectKind        string          `json:"object_kind"`
+		EventName         string          `json:"event_name"`
+		ProjectID         int64           `json:"project_id"`
+		ProjectName       string          `json:"project_name"`
+		PathWithNamespace string          `json:"path_with_namespace"`
+		Project           *wireProject    `json:"project"`
+		Repository        *wireRepository `json:"repository"`
 	}
 	wireJob struct {
 		wireEnvelope
@@ -222,8 +242,43 @@ func (r *wireRunner) id() int64 {
 // returns ErrUnknownEvent (wrapped) for a missing or unknown event and a
 // *PayloadError for a body that is not JSON, lacks a required field
 // (object_kind, the project ID, the job or pipeline ID) or does not fit the
-// event. It reads nothing but body and never panics.
+// event. The project's path and the instance's URL are read from every
+// field GitLab has used for them (see wireEnvelope); without the
+// X-Gitlab-Instance header a URL-derived path assumes GitLab at the root
+// of its host (DecodeDelivery knows better). It reads nothing but body
+// and never panics.
 func DecodeWebhook(event string, body []byte) (*mothergoose.Event, error) {
+	return decodeWebhook(event, body, "")
+}
+
+// DecodeDelivery decodes a delivery from its headers and body: the event
+// (DecodeWebhook), the GitLab instance that sent it, its token and its
+// deduplication keys. The instance is the host of X-Gitlab-Instance, sent
+// by current GitLab (a base URL such as https://gitlab.example.com or
+// https://example.com/gitlab); old instances send none (and Build Hook
+// for jobs), so the host then comes from the project's or repository's
+// URLs in the body. Host is "" when neither names one. Errors are
+// DecodeWebhook's.
+func DecodeDelivery(h http.Header, body []byte) (mothergoose.Delivery, error) {
+	instance := strings.TrimSpace(h.Get("X-Gitlab-Instance"))
+	if hostOf(instance) == "" {
+		instance = ""
+	}
+	ev, err := decodeWebhook(h.Get("X-Gitlab-Event"), body, instance)
+	if err != nil {
+		return mothergoose.Delivery{}, err
+	}
+	host := hostOf(instance)
+	if host == "" {
+		host = hostOf(ev.InstanceURL)
+	}
+	return mothergoose.Delivery{
+		Host: host, Token: h.Get("X-Gitlab-Token"), Event: ev,
+		IdempotencyKey: h.Get("Idempotency-Key"), EventUUID: h.Get("X-Gitlab-Event-UUID"),
+	}, nil
+}
+
+func decodeWebhook(event string, body []byte, instance string) (*mothergoose.Event, error) {
 	info, ok := gitlabEvents[event]
 	if !ok {
 		if event == "" {
@@ -291,14 +346,12 @@ func DecodeWebhook(event string, body []byte) (*mothergoose.Event, error) {
 			return nil, &PayloadError{Msg: "the body is not a GitLab event", Err: err}
 		}
 	}
-	w.ObjectKind = env.ObjectKind
+	w.ObjectKind, w.EventName = env.ObjectKind, env.EventName
 	w.ProjectID = env.ProjectID
-	if env.Project != nil {
-		if w.ProjectID == 0 {
-			w.ProjectID = env.Project.ID
-		}
-		w.ProjectPath, w.ProjectWebURL = env.Project.PathWithNamespace, env.Project.WebURL
+	if w.ProjectID == 0 && env.Project != nil {
+		w.ProjectID = env.Project.ID
 	}
+	w.ProjectPath, w.InstanceURL = projectOf(&env, instance)
 	switch {
 	case w.Ignored && env.ObjectKind == "" && env.EventName == "":
 		return nil, &PayloadError{Msg: "the body has neither object_kind nor event_name"}
@@ -312,6 +365,92 @@ func DecodeWebhook(event string, body []byte) (*mothergoose.Event, error) {
 		return nil, &PayloadError{Msg: "the body names no project (project_id or project.id)"}
 	}
 	return w, nil
+}
+
+// projectOf finds an event's project path and its instance's base URL in
+// every field GitLab has used, first found first: project.path_with_namespace,
+// the top-level path_with_namespace (project events), the path of the
+// project's or repository's URLs below the instance's base (instance when
+// known, else the URL's root; a project_name that is a path and ends the
+// URL's path tells where the base ends), and project_name when it is a
+// path rather than a display name ("Group / Sub / project"). base is ""
+// when no URL names the instance.
+func projectOf(env *wireEnvelope, instance string) (path, base string) {
+	var urls []string
+	if p := env.Project; p != nil {
+		path = strings.TrimSpace(p.PathWithNamespace)
+		urls = append(urls, p.WebURL, p.Homepage, p.GitHTTPURL)
+	}
+	if r := env.Repository; r != nil {
+		urls = append(urls, r.Homepage, r.GitHTTPURL)
+	}
+	if path == "" {
+		path = strings.TrimSpace(env.PathWithNamespace)
+	}
+	named := ""
+	if n := strings.TrimSpace(env.ProjectName); isProjectPath(n) {
+		named = n
+	}
+	instancePath := ""
+	if u, err := url.Parse(instance); err == nil && instance != "" {
+		instancePath = strings.Trim(u.Path, "/")
+	}
+	for _, raw := range urls {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			continue
+		}
+		full := strings.TrimSuffix(strings.Trim(u.Path, "/"), ".git")
+		root := ""
+		switch {
+		case path != "" && strings.EqualFold(full, path):
+		case path != "" && hasSuffixFold(full, "/"+path):
+			root = full[:len(full)-len(path)-1]
+		case path != "":
+			continue // some other project's URL
+		case named != "" && hasSuffixFold(full, named) && (len(full) == len(named) || full[len(full)-len(named)-1] == '/'):
+			root = strings.TrimSuffix(full[:len(full)-len(named)], "/")
+		case instancePath != "" && strings.HasPrefix(full, instancePath+"/"):
+			root = instancePath
+		}
+		if path == "" {
+			if p := strings.TrimPrefix(strings.TrimPrefix(full, root), "/"); isProjectPath(p) {
+				path = p
+			}
+		}
+		if base == "" {
+			base = strings.TrimSuffix(u.Scheme+"://"+u.Host+"/"+root, "/")
+		}
+	}
+	if path == "" {
+		path = named
+	}
+	return path, base
+}
+
+func hasSuffixFold(s, suffix string) bool {
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
+}
+
+// isProjectPath tells whether s is a project's full path (group/project,
+// group/sub/project): two or more segments of GitLab's path characters
+// (letters, digits, _, -, .), no spaces.
+func isProjectPath(s string) bool {
+	segs := strings.Split(s, "/")
+	if len(segs) < 2 {
+		return false
+	}
+	for _, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for _, c := range seg {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // truncate bounds a string taken from a request before it is echoed.

@@ -144,6 +144,8 @@ type env struct {
 
 	web, multiA, multiB, etl, ml, nestRepo gitlabtest.Project
 	dataGroup                              gitlabtest.Group
+	// extra are eggs a test adds to the test Nest (see envOptions.eggs).
+	extra func(e *env) []fly.Egg
 }
 
 type envOptions struct {
@@ -156,6 +158,9 @@ type envOptions struct {
 	tokens   []fly.SecretRef
 	dispatch mothergoose.Dispatch
 	mutate   func(*mothergoose.Config)
+	// eggs adds eggs to the test Nest; secrets adds local secrets they use.
+	eggs    func(e *env) []fly.Egg
+	secrets map[fly.SecretRef]string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -192,6 +197,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Fatal(err)
 		}
 	}
+	for ref, v := range o.secrets {
+		if _, err := e.secrets.Put(ctx, ref, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.extra = o.eggs
 	e.nest.Store(e.makeNest("v1"))
 
 	e.store, err = store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
@@ -287,7 +298,7 @@ func (e *env) makeNest(version string) *fly.Nest {
 	}
 	runner := fly.Runner{Type: fly.RunnerVM, Clouds: []string{fly.CloudLocal}, CPU: 1, Memory: fly.GiB, Disk: 10 * fly.GiB,
 		MaxConcurrent: 4, JobsPerRunner: 1, Tags: []string{"docker"}, Image: "alpine:3.20"}
-	return &fly.Nest{
+	n := &fly.Nest{
 		Eggs: []fly.Egg{
 			{Name: "data", Kind: fly.KindBucket, Version: "data-" + version, GitLab: gl("local://hooks/data"),
 				Group: &fly.GroupRef{ID: e.dataGroup.ID, IncludeSubgroups: true}, Runner: runner},
@@ -302,6 +313,10 @@ func (e *env) makeNest(version string) *fly.Nest {
 			Nest:      fly.NestSource{Project: e.nestRepo.PathWithNamespace, Ref: "main"},
 		},
 	}
+	if e.extra != nil {
+		n.Eggs = append(n.Eggs, e.extra(e)...)
+	}
+	return n
 }
 
 // apply puts a new Nest in force, as a Nest update does.

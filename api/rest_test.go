@@ -296,7 +296,7 @@ func TestRESTEggsJobsAudit(t *testing.T) {
 		if id%3 == 0 {
 			j.Egg, j.Status = "data", "failed"
 		}
-		if err := e.store.RecordJob(ctx, j); err != nil {
+		if _, err := e.store.RecordJob(ctx, j); err != nil {
 			t.Fatal(err)
 		}
 	}

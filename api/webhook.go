@@ -63,18 +63,29 @@ func (s *Server) handleWebhook(c *gin.Context) (*HookResponse, error) {
 		}
 		return nil, &apiError{Status: http.StatusBadRequest, Msg: "bad payload", Detail: "reading the body failed", Result: "bad_request", Err: err}
 	}
-	ev, err := DecodeWebhook(r.Header.Get("X-Gitlab-Event"), body)
+	d, err := DecodeDelivery(r.Header, body)
 	if err != nil {
 		return nil, err
 	}
-	host := hostOf(r.Header.Get("X-Gitlab-Instance"))
-	if host == "" {
-		host = hostOf(ev.ProjectWebURL)
+	d.URL = receivedURL(r)
+	return s.mg.Receive(r.Context(), d)
+}
+
+// receivedURL is the URL a delivery was sent to, as GitLab's hook names
+// it: behind a proxy, the X-Forwarded-Proto and X-Forwarded-Host it sets.
+func receivedURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	return s.mg.Receive(r.Context(), mothergoose.Delivery{
-		Host: host, Token: r.Header.Get("X-Gitlab-Token"), Event: ev,
-		IdempotencyKey: r.Header.Get("Idempotency-Key"), EventUUID: r.Header.Get("X-Gitlab-Event-UUID"),
-	})
+	if p := strings.ToLower(strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0])); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := r.Host
+	if h := strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Host"), ",")[0]); h != "" {
+		host = h
+	}
+	return (&url.URL{Scheme: scheme, Host: host, Path: r.URL.Path}).String()
 }
 
 func tooLarge() error {

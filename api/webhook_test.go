@@ -125,7 +125,7 @@ func TestWebhookRefusals(t *testing.T) {
 		{"token of an egg on another host", gitlabtest.EventJob, webSecret, pending, map[string]string{"X-Gitlab-Instance": "https://gitlab.com"}, http.StatusUnauthorized, "unauthorized"},
 		{"unknown project", gitlabtest.EventJob, webSecret, e.jobHook(stranger, 13, "pending"), nil, http.StatusNotFound, "unknown project"},
 		{"token of another egg", gitlabtest.EventJob, multiSecret, pending, nil, http.StatusUnauthorized, "unauthorized"},
-		{"ignored event, wrong token", "Merge Request Hook", multiSecret, mr, nil, http.StatusUnauthorized, "unauthorized"},
+		{"ignored event, token of no egg", "Merge Request Hook", "guess", mr, nil, http.StatusUnauthorized, "unauthorized"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -549,8 +549,15 @@ func TestOutbox(t *testing.T) {
 	if rec, err := e.store.GetJob(ctx, e.host, 61); err != nil || rec.Status != "running" {
 		t.Errorf("job record: %+v %v", rec, err)
 	}
-	if r := e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "pending"), ""); r.Status != http.StatusAccepted {
-		t.Errorf("a resend while queued: %d", r.Status)
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "success"), ""), http.StatusAccepted); hr.Status != api.StatusQueued {
+		t.Errorf("success while queued: %+v", hr)
+	}
+	// A late pending is recorded (the job stays success) and not queued.
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 61, "pending"), ""), http.StatusAccepted); hr.Status != api.StatusAccepted || !strings.Contains(hr.Reason, "late pending") {
+		t.Errorf("a late pending while queued: %+v", hr)
+	}
+	if depth, err := e.store.OutboxDepth(ctx); err != nil || depth != 3 {
+		t.Fatalf("outbox depth %d, %v", depth, err)
 	}
 
 	// Old delivery keys go when the dispatcher starts; recent ones stay.
@@ -595,7 +602,7 @@ func TestOutbox(t *testing.T) {
 	if name := started(t, events, &in); name != "ProvisionRunner" || in.Job == nil || in.Job.JobID != 61 || in.Egg.Name != "web" {
 		t.Errorf("replayed start: %s %+v", name, in)
 	}
-	if got := statuses(signals(t, events)); got != "pending,running,pending" {
+	if got := statuses(signals(t, events)); got != "pending,running,success" {
 		t.Errorf("replayed signals %q, want them in the order accepted", got)
 	}
 	_ = dev.Client().TerminateWorkflow(ctx, wfID, "", "test over")

@@ -79,7 +79,7 @@ func apiServer(t *testing.T) (string, store.Store) {
 		if id == 4 {
 			status = "failed"
 		}
-		if err := st.RecordJob(ctx, store.JobRecord{GitLabHost: "gitlab.example.com", JobID: id, ProjectID: 1, Egg: "web", Name: "unit", Ref: "main", PipelineID: 9, Status: status}); err != nil {
+		if _, err := st.RecordJob(ctx, store.JobRecord{GitLabHost: "gitlab.example.com", JobID: id, ProjectID: 1, Egg: "web", Name: "unit", Ref: "main", PipelineID: 9, Status: status}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,10 +52,17 @@ type Event struct {
 	// Ignored is set for GitLab events Gosling does not act on.
 	Ignored    bool
 	ObjectKind string
+	// EventName is the event_name of group and system hook events
+	// (project_create, ...); "" for the rest.
+	EventName string
 	// ProjectID is 0 only for ignored events without a project.
-	ProjectID     int64
-	ProjectPath   string
-	ProjectWebURL string
+	ProjectID int64
+	// ProjectPath is the project's full path (group/sub/project) as the
+	// body names it in any of the fields GitLab has used; "" when none.
+	ProjectPath string
+	// InstanceURL is the GitLab instance's base URL as the body's project
+	// or repository URLs give it; "" when they give none.
+	InstanceURL string
 
 	Job      *JobHook
 	Pipeline *PipelineHook
@@ -117,8 +124,12 @@ type PushHook struct {
 // Delivery is one webhook delivery as the API received it.
 type Delivery struct {
 	// Host is the GitLab instance (host[:port], lower case) that sent it:
-	// the host of X-Gitlab-Instance, or of the event's project URL.
+	// the host of X-Gitlab-Instance, or of the event's project URL; "" when
+	// neither names one (old instances' project and system events).
 	Host string
+	// URL is where the delivery was sent (the hook's URL), used for the
+	// hooks Gosling adds to projects created in a bucket's group.
+	URL string
 	// Token is the X-Gitlab-Token header.
 	Token string
 	// IdempotencyKey (GitLab keeps it across retries and resends) and
@@ -135,39 +146,57 @@ type delivery struct {
 	nest *fly.Nest
 	egg  *fly.Egg
 	key  string
+	// created is set for a project_create Gosling acts on.
+	created *projectCreation
 }
 
 // Receive runs a decoded delivery through the checks, in this order, and
-// acts on it: the token must be some egg's on the host (KindUnauthorized),
-// the project must be served (KindNotFound, Result "unknown_project") and
-// the token its egg's (KindUnauthorized); events Gosling does not act on
-// are then answered StatusIgnored, and a delivery seen before
-// StatusDuplicate. A delivery refused by a check leaves no trace; one
-// whose processing fails with KindUnavailable (or a bug) is forgotten, so
-// GitLab's resend is processed, not dropped as a duplicate. The work
-// accepted is finished even if the caller's context ends first (GitLab
-// hangs up after 10 seconds), within webhookDeadline.
+// acts on it: the token must be some egg's on the host (on any host when
+// the delivery names none; KindUnauthorized); events Gosling does not act
+// on, on any project, are then answered StatusIgnored (GitLab counts every
+// non-2xx against the hook, which also carries the jobs' events), but for
+// a project_create in a bucket's group, which gets the bucket's project
+// hook; a push to anything but the Nest repository is ignored too; the
+// project of a job or pipeline event must be served (KindNotFound, Result
+// "unknown_project") and the token its egg's (KindUnauthorized); a
+// delivery seen before is StatusDuplicate. A delivery refused by a check
+// leaves no trace; one whose processing fails with KindUnavailable (or a
+// bug) is forgotten, so GitLab's resend is processed, not dropped as a
+// duplicate. The work accepted is finished even if the caller's context
+// ends first (GitLab hangs up after 10 seconds), within webhookDeadline.
 func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error) {
 	hook := in.Event
 	if hook == nil {
 		return nil, errorf(KindInvalid, "bad payload", "no event")
 	}
-	if in.Host == "" {
-		return nil, &Error{Kind: KindInvalid, Msg: "bad payload", Detail: "no GitLab instance: send X-Gitlab-Instance or project.web_url", Result: "bad_request"}
+	if in.Host == "" && !hook.Ignored {
+		return nil, &Error{Kind: KindInvalid, Msg: "bad payload", Detail: "no GitLab instance: send X-Gitlab-Instance, or a body with project.web_url or repository.homepage", Result: "bad_request"}
 	}
 	d := &delivery{Delivery: in, hook: hook, nest: m.Nest()}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), webhookDeadline)
 	defer cancel()
-	if err := m.authenticate(ctx, d, in.Token); err != nil {
+	eggs, err := m.authenticateHost(ctx, d)
+	if err != nil {
 		return nil, err
 	}
-	if hook.Ignored {
-		return &Result{Status: StatusIgnored, Reason: fmt.Sprintf("Gosling does not act on %s events", hook.Event)}, nil
-	}
-	if d.egg == nil && !(hook.Push != nil && isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath)) {
-		// authenticate only lets a push to the Nest repository through
-		// without an egg; anything else is a bug.
-		return nil, fmt.Errorf("delivery of %s for project %d has no egg", hook.Event, hook.ProjectID)
+	switch {
+	case hook.Ignored:
+		pc, err := m.projectCreated(ctx, d, eggs)
+		if err != nil {
+			return nil, unavailable("gitlab unavailable", "a group of a bucket could not be looked up; resend later", err)
+		}
+		if pc == nil {
+			return &Result{Status: StatusIgnored, Reason: fmt.Sprintf("Gosling does not act on %s events", hook.Event)}, nil
+		}
+		d.created = pc
+	case hook.Push != nil:
+		if !isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath) {
+			return &Result{Status: StatusIgnored, Reason: "not a push to the Nest repository"}, nil
+		}
+	default:
+		if err := m.authenticateProject(ctx, d, eggs); err != nil {
+			return nil, err
+		}
 	}
 
 	d.key = deliveryKey(d)
@@ -204,16 +233,16 @@ func retryable(err error) bool {
 	return true
 }
 
-// authenticate checks the delivery's token and finds its egg: the token
-// must belong to some egg on the host (else 401) before the project is
-// matched (else 404), and then to the matched egg (else 401). A push to
-// the Nest repository that no egg claims needs only the first check.
-func (m *MotherGoose) authenticate(ctx context.Context, d *delivery, token string) error {
-	unauthorized := func(detail string) error {
-		return &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: detail, Result: "unauthorized"}
-	}
-	if token == "" {
-		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
+func unauthorized(detail string) error {
+	return &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: detail, Result: "unauthorized"}
+}
+
+// authenticateHost checks that the delivery's token is the webhook secret
+// of some egg on its host (of any egg when it names no host) and returns
+// the eggs on the host.
+func (m *MotherGoose) authenticateHost(ctx context.Context, d *delivery) ([]*fly.Egg, error) {
+	if d.Token == "" {
+		return nil, unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
 	}
 	eggs := eggsOn(d.nest, d.Host)
 	refs := make([]fly.SecretRef, 0, len(eggs))
@@ -224,31 +253,33 @@ func (m *MotherGoose) authenticate(ctx context.Context, d *delivery, token strin
 			refs = append(refs, ref)
 		}
 	}
-	match, resolved, err := m.cache.MatchAny(ctx, refs, token)
+	match, resolved, err := m.cache.MatchAny(ctx, refs, d.Token)
 	if !match {
 		if resolved < len(refs) && err != nil {
 			// The token may belong to the egg whose secret is out of reach.
-			return unavailable("secrets unavailable", "a webhook secret could not be resolved; see the server log", err)
+			return nil, unavailable("secrets unavailable", "a webhook secret could not be resolved; see the server log", err)
 		}
-		return unauthorized("the token is not the webhook secret of any egg on " + d.Host)
+		where := "any egg on " + d.Host
+		if d.Host == "" {
+			where = "any egg (the delivery names no GitLab instance: send X-Gitlab-Instance)"
+		}
+		return nil, unauthorized("the token is not the webhook secret of " + where)
 	}
-	if d.hook.ProjectID == 0 {
-		// An ignored event without a project (a system or group event):
-		// the token is one of ours, which is all there is to check.
-		return nil
-	}
-	egg, err := m.matchEgg(ctx, eggs, d.hook.ProjectID, d.hook.ProjectPath)
-	if err != nil {
-		return unavailable("gitlab unavailable", "a group of an egg could not be looked up; resend later", err)
+	return eggs, nil
+}
+
+// authenticateProject finds the egg that serves the delivery's project
+// (else 404) and checks that the token is that egg's (else 401).
+func (m *MotherGoose) authenticateProject(ctx context.Context, d *delivery, eggs []*fly.Egg) error {
+	egg, err := m.matchEgg(ctx, d.Host, eggs, d.hook.ProjectID, d.hook.ProjectPath)
+	if egg == nil && err != nil {
+		return unavailable("gitlab unavailable", "a group or project of an egg could not be looked up; resend later", err)
 	}
 	if egg == nil {
-		if d.hook.Push != nil && isNestRepo(d.nest, d.hook.ProjectID, d.hook.ProjectPath) {
-			return nil
-		}
 		return &Error{Kind: KindNotFound, Msg: "unknown project",
 			Detail: fmt.Sprintf("no egg on %s serves project %d %s", d.Host, d.hook.ProjectID, truncate(d.hook.ProjectPath, 200)), Result: "unknown_project"}
 	}
-	ok, err := m.cache.Match(ctx, egg.GitLab.WebhookSecret, token)
+	ok, err := m.cache.Match(ctx, egg.GitLab.WebhookSecret, d.Token)
 	if err != nil {
 		return unavailable("secrets unavailable", "the webhook secret of egg "+egg.Name+" could not be resolved; see the server log", err)
 	}
@@ -286,6 +317,8 @@ func deliveryKey(d *delivery) string {
 // process acts on an authenticated, first delivery.
 func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error) {
 	switch h := d.hook; {
+	case d.created != nil:
+		return m.processProjectCreate(ctx, d, d.created)
 	case h.Job != nil:
 		return m.processJob(ctx, d)
 	case h.Pipeline != nil:
@@ -309,7 +342,8 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 	case j.Status == "pending":
 		rec.QueuedAt = &now
 	}
-	if err := m.store.RecordJob(ctx, rec); err != nil {
+	stored, err := m.store.RecordJob(ctx, rec)
+	if err != nil {
 		return nil, unavailable("store unavailable", "the job could not be recorded; resend it", err)
 	}
 	switch j.Status {
@@ -326,6 +360,13 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 		if err := m.countFailure(ctx, d.Host, j.RunnerID, j.ID, j.FailureReason); err != nil {
 			return nil, unavailable("store unavailable", "the runner's failure could not be recorded; resend it", err)
 		}
+	}
+	if stored.Status != j.Status {
+		// GitLab does not deliver in order: this status is behind what
+		// the job is known to have reached, and a workflow must not act
+		// on it (a late pending would ask for a runner for a job that
+		// has one, or is over).
+		return &Result{Status: StatusAccepted, Reason: fmt.Sprintf("recorded; the job is %s already, so a late %s changes nothing", stored.Status, j.Status)}, nil
 	}
 	in, ok, err := m.cfg.Dispatch(d.nest, egg, JobEvent{
 		Host: d.Host, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath,
@@ -389,7 +430,7 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 			queued := b.StartedAt.Add(-b.QueuedDuration)
 			rec.QueuedAt = &queued
 		}
-		if err := m.store.RecordJob(ctx, rec); err != nil {
+		if _, err := m.store.RecordJob(ctx, rec); err != nil {
 			return nil, unavailable("store unavailable", "the pipeline's jobs could not be recorded; resend it", err)
 		}
 	}
@@ -403,7 +444,7 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 	if ref == "" {
 		ref = "main"
 	}
-	if !isNestRepo(d.nest, d.hook.ProjectID, d.hook.ProjectPath) || push.Ref != "refs/heads/"+ref {
+	if push.Ref != "refs/heads/"+ref {
 		return &Result{Status: StatusIgnored, Reason: "not a push to the Nest repository's " + ref + " branch"}, nil
 	}
 	commit := push.After

@@ -17,57 +17,62 @@ func sameHost(eggHost, host string) bool {
 	return strings.EqualFold(eggHost, host)
 }
 
-// eggsOn returns the eggs on a GitLab host.
+// eggsOn returns the eggs on a GitLab host; every egg when host is ""
+// (a delivery that names no instance).
 func eggsOn(nest *fly.Nest, host string) []*fly.Egg {
 	var out []*fly.Egg
 	for i := range nest.Eggs {
-		if sameHost(nest.Eggs[i].GitLab.Host, host) {
+		if host == "" || sameHost(nest.Eggs[i].GitLab.Host, host) {
 			out = append(out, &nest.Eggs[i])
 		}
 	}
 	return out
 }
 
-// claims tells whether an egg lists the project by ID or path.
-func claims(egg *fly.Egg, projectID int64, path string) bool {
-	for _, p := range egg.Projects {
-		if (p.ID != 0 && p.ID == projectID) || (p.Path != "" && strings.EqualFold(p.Path, path)) {
-			return true
-		}
-	}
-	return false
-}
-
 // matchEgg finds the one egg that serves a project on host: an egg or
-// bucket listing it, else a bucket whose group holds it. fly rejects two
-// eggs listing one project, and a listing wins over a group, so at most one
-// matches. nil when none does.
-func (m *MotherGoose) matchEgg(ctx context.Context, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
-	for _, egg := range eggs {
-		if claims(egg, projectID, path) {
-			return egg, nil
-		}
+// bucket listing it, else a bucket whose group holds it. Listed projects
+// are matched by ID: the IDs the egg names, and those GitLab resolved its
+// paths to (projectIndex), so a renamed or transferred project is still
+// served under its new path; a listed path GitLab has not resolved (not
+// yet asked, unreachable, or unknown to it) is matched as written. fly
+// rejects two eggs listing one project, and a listing wins over a group,
+// so at most one matches. nil when none does; an error when a GitLab
+// lookup that might have found the match failed.
+func (m *MotherGoose) matchEgg(ctx context.Context, host string, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
+	if egg := m.projects.match(eggs, projectID, path); egg != nil {
+		return egg, nil
+	}
+	// Eggs whose paths GitLab has not resolved yet, or not lately: one of
+	// them may list the project under an old path.
+	lookupErr := m.resolveStale(ctx, host, eggs)
+	if egg := m.projects.match(eggs, projectID, path); egg != nil {
+		return egg, nil
 	}
 	if path == "" {
-		return nil, nil
+		return nil, lookupErr
 	}
-	var lastErr error
 	for _, egg := range eggs {
 		if egg.Group == nil {
 			continue
 		}
 		full, err := m.groups.fullPath(ctx, m, egg)
 		if err != nil {
-			lastErr = err
+			lookupErr = err
 			continue
 		}
-		rest, ok := cutPrefixFold(path, full+"/")
-		if ok && rest != "" && (egg.Group.IncludeSubgroups || !strings.Contains(rest, "/")) {
+		if inGroup(path, full, egg.Group.IncludeSubgroups) {
 			return egg, nil
 		}
 	}
-	// A group that could not be looked up might have been the match.
-	return nil, lastErr
+	// A lookup that failed might have found the match.
+	return nil, lookupErr
+}
+
+// inGroup tells whether a project path lies in the group with full path
+// full (directly, or in its subgroups too).
+func inGroup(path, full string, subgroups bool) bool {
+	rest, ok := cutPrefixFold(path, full+"/")
+	return ok && rest != "" && (subgroups || !strings.Contains(rest, "/"))
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

@@ -119,6 +119,7 @@ type MotherGoose struct {
 	nest     atomic.Pointer[fly.Nest]
 	cache    *SecretCache
 	groups   *groupCache
+	projects *projectIndex
 	fetch    NestFetcher
 
 	// nestCommit is the Nest repository commit in force; rejected the
@@ -160,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	cfg.OutboxMaxBackoff = orDefault(cfg.OutboxMaxBackoff, DefaultOutboxMaxBackoff)
 	cfg.DeliveryRetention = orDefault(cfg.DeliveryRetention, DefaultDeliveryRetention)
 
-	m := &MotherGoose{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, groups: &groupCache{paths: map[groupKey]string{}}}
+	m := &MotherGoose{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, groups: &groupCache{paths: map[groupKey]string{}}, projects: newProjectIndex()}
 	m.nest.Store(cfg.Nest)
 	ok := false
 	defer func() {

@@ -49,7 +49,8 @@ type ApplyResult struct {
 	Pools   int `json:"pools"`
 	Drained int `json:"drained"`
 	// Warnings are steps that failed without failing the application
-	// (a schedule that could not be updated, a pool Temporal refused).
+	// (a schedule that could not be updated, a pool Temporal refused, a
+	// listed project GitLab does not resolve or knows under a new path).
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -73,6 +74,9 @@ func (m *MotherGoose) ApplyNest(ctx context.Context, nest *fly.Nest, commit, rea
 	}
 	res.Eggs = len(nest.Eggs)
 	m.nest.Store(nest)
+	// Listed projects are matched by ID: ask GitLab what the paths and
+	// IDs of the Nest name now.
+	res.Warnings = append(res.Warnings, m.indexProjects(ctx, nest)...)
 
 	for i := range nest.Eggs {
 		egg := &nest.Eggs[i]

@@ -62,7 +62,22 @@ type pool struct {
 	sel     workflow.Selector
 	// published is what the pool last put in its memo.
 	published *contract.PoolFigures
+	// jobOrder is set for runs that allow for late and unordered job
+	// events (versionPoolJobOrder).
+	jobOrder bool
+	// assignProjects is set for runs that keep their runners enabled in
+	// every project of the egg (versionPoolRunnerProjects).
+	assignProjects bool
 }
+
+// versionPoolRunnerProjects marks pool runs that enable their project
+// runners in the projects an egg gains (AssignRunnerProjects).
+const versionPoolRunnerProjects = "pool-runner-projects"
+
+// versionPoolJobOrder marks pool runs that remember jobs that need no
+// runner any more (contract.PoolState.Done), read a demanded job's status
+// with its tags (JobInfo) and drop demand for a job no longer pending.
+const versionPoolJobOrder = "pool-job-order"
 
 func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
 	st := in.State
@@ -84,7 +99,10 @@ func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
 	if tick <= 0 {
 		tick = DefaultPoolTick
 	}
-	return &pool{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
+	p := &pool{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
+	p.jobOrder = workflow.GetVersion(ctx, versionPoolJobOrder, workflow.DefaultVersion, 1) >= 1
+	p.assignProjects = workflow.GetVersion(ctx, versionPoolRunnerProjects, workflow.DefaultVersion, 1) >= 1
+	return p
 }
 
 // limits are the egg's pool limits with any temporary overrides.
@@ -145,6 +163,7 @@ func (p *pool) run() error {
 		c.Receive(ctx, &e)
 		p.st.Egg = e
 		log.Info("egg spec updated; it applies to future runners", "version", e.Version)
+		p.assignAll()
 	})
 	p.sel.AddReceive(actionCh, func(c workflow.ReceiveChannel, _ bool) {
 		var a contract.RunnerAction
@@ -338,11 +357,37 @@ func (p *pool) remember(jobID int64) {
 	}
 }
 
+// done tells whether a job needs no runner any more.
+func (p *pool) done(jobID int64) bool {
+	return p.jobOrder && slices.Contains(p.st.Done, jobID)
+}
+
+// markDone remembers that a job needs no runner any more, and takes it out
+// of the queue.
+func (p *pool) markDone(jobID int64) {
+	if !p.jobOrder {
+		return
+	}
+	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return w.Job.JobID == jobID })
+	if slices.Contains(p.st.Done, jobID) {
+		return
+	}
+	p.st.Done = append(p.st.Done, jobID)
+	if len(p.st.Done) > knownJobs {
+		p.st.Done = p.st.Done[len(p.st.Done)-knownJobs:]
+	}
+}
+
 func (p *pool) onDemand(d contract.Demand) {
 	if p.known(d.Job.JobID) {
 		return // GitLab retried, or a duplicate webhook got this far
 	}
 	p.remember(d.Job.JobID)
+	log := workflow.GetLogger(p.ctx)
+	if p.done(d.Job.JobID) {
+		log.Info("demand dropped: the job is running or over already", "job", d.Job.JobID)
+		return
+	}
 	if d.At.IsZero() {
 		d.At = workflow.Now(p.ctx)
 	}
@@ -354,20 +399,44 @@ func (p *pool) onDemand(d contract.Demand) {
 	ctx := p.ctx
 	var a *activities.Activities
 	p.inFlight++
-	f := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{GitLab: p.st.Egg.GitLab, ProjectID: d.Job.ProjectID, JobID: d.Job.JobID})
+	if !p.jobOrder {
+		f := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{GitLab: p.st.Egg.GitLab, ProjectID: d.Job.ProjectID, JobID: d.Job.JobID})
+		p.sel.AddFuture(f, func(f workflow.Future) {
+			p.inFlight--
+			var tags []string
+			if err := f.Get(ctx, &tags); err != nil {
+				log.Warn("cannot read job tags; job ignored", "job", d.Job.JobID, "error", err)
+				return
+			}
+			p.admit(d, tags)
+		})
+		return
+	}
+	f := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobInfo, activities.JobInfoInput{GitLab: p.st.Egg.GitLab, ProjectID: d.Job.ProjectID, JobID: d.Job.JobID})
 	p.sel.AddFuture(f, func(f workflow.Future) {
 		p.inFlight--
-		var tags []string
-		if err := f.Get(ctx, &tags); err != nil {
-			workflow.GetLogger(ctx).Warn("cannot read job tags; job ignored", "job", d.Job.JobID, "error", err)
+		var job activities.JobInfo
+		if err := f.Get(ctx, &job); err != nil {
+			log.Warn("cannot read the job; job ignored", "job", d.Job.JobID, "error", err)
 			return
 		}
-		p.admit(d, tags)
+		if !job.NeedsRunner() {
+			// Hooks come late: the job has a runner, or is over.
+			log.Info("demand dropped: the job is no longer pending", "job", d.Job.JobID, "status", job.Status)
+			p.markDone(d.Job.JobID)
+			return
+		}
+		p.admit(d, job.Tags)
 	})
 }
 
-// admit puts a job in line if this egg's runners can take it.
+// admit puts a job in line if this egg's runners can take it and it still
+// needs a runner.
 func (p *pool) admit(d contract.Demand, tags []string) {
+	if p.done(d.Job.JobID) {
+		workflow.GetLogger(p.ctx).Info("demand dropped: the job ended while it was looked up", "job", d.Job.JobID)
+		return
+	}
 	if ok, why := contract.TagsMatch(p.st.Egg.Runner, tags); !ok {
 		workflow.GetLogger(p.ctx).Info("job ignored: no runner of this egg can take it", "job", d.Job.JobID, "reason", why)
 		return
@@ -379,11 +448,17 @@ func (p *pool) admit(d contract.Demand, tags []string) {
 func (p *pool) onJobStatus(s contract.JobStatus) {
 	r := p.runnerWithJob(s.JobID)
 	if !s.Finished() {
+		if s.Status == "running" {
+			// A runner has the job: it waits no more, and a demand that
+			// comes after this is late.
+			p.markDone(s.JobID)
+		}
 		if r != nil && s.Status == "running" {
 			r.LastJob, r.LastJobAt = s.JobID, workflow.Now(p.ctx)
 		}
 		return
 	}
+	p.markDone(s.JobID)
 	// A job that ends while it waits needs no runner any more.
 	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return w.Job.JobID == s.JobID })
 	if r == nil {
@@ -412,6 +487,9 @@ func (p *pool) serve() {
 	if p.st.Draining {
 		return
 	}
+	// Jobs put back in line by a runner that failed or left may have
+	// ended meanwhile.
+	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return p.done(w.Job.JobID) })
 	slots := max(1, p.st.Egg.Runner.JobsPerRunner)
 	for len(p.st.Waiting) > 0 {
 		w := p.st.Waiting[0]
@@ -557,6 +635,10 @@ func (p *pool) provision(dormant bool) *contract.PoolRunner {
 		ID: contract.PoolRunnerID(p.st.Egg.Name, p.st.Seq), State: contract.PoolProvisioning, CPU: p.st.Egg.Runner.CPU, Memory: p.st.Egg.Runner.Memory,
 		CreatedAt: now, Since: now, Dormant: dormant,
 	}
+	if p.assignProjects {
+		// ProvisionRunner enables it in every project of this spec.
+		r.Projects = contract.ProjectsKey(p.st.Egg)
+	}
 	p.st.Runners = append(p.st.Runners, r)
 	p.st.Stats.Provisioned++
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -579,11 +661,49 @@ func (p *pool) provision(dormant bool) *contract.PoolRunner {
 	return r
 }
 
+// assignAll enables every runner of the pool in the projects the egg
+// gained since it was made.
+func (p *pool) assignAll() {
+	for _, r := range p.st.Runners {
+		p.assign(r)
+	}
+}
+
+// assign enables a runner in the egg's projects when the egg's list of
+// projects changed since the runner was assigned: a bucket's runners take
+// every project's jobs. Runners not registered yet are assigned when they
+// are (onProvisioned); retiring ones are left alone.
+func (p *pool) assign(r *contract.PoolRunner) {
+	key := contract.ProjectsKey(p.st.Egg)
+	if !p.assignProjects || key == "" || r.Projects == key || r.GitLabRunnerID == 0 ||
+		r.State == contract.PoolProvisioning || r.State == contract.PoolRetiring {
+		return
+	}
+	ctx := p.ctx
+	var a *activities.Activities
+	r.Projects = key
+	p.inFlight++
+	f := workflow.ExecuteActivity(gitlabCtx(ctx), a.AssignRunnerProjects, activities.AssignRunnerProjectsInput{
+		GitLab: p.st.Egg.GitLab, GitLabRunnerID: r.GitLabRunnerID, Projects: p.st.Egg.Projects,
+	})
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		p.inFlight--
+		if err := f.Get(ctx, nil); err != nil {
+			// Asked again at the next change of the egg's projects.
+			workflow.GetLogger(ctx).Warn("runner not enabled in every project of the egg", "runner", r.ID, "error", err)
+			if r.Projects == key {
+				r.Projects = ""
+			}
+		}
+	})
+}
+
 func (p *pool) onProvisioned(m contract.RunnerProvisioned) {
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
 	}
+	defer p.assign(r)
 	switch m.State {
 	case string(store.StateActive):
 		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = contract.PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef

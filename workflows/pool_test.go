@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,10 @@ type poolEnv struct {
 	calls      []string
 	demoteBusy bool
 	jobTags    []string
+	// jobStatus is what the Jobs API says of every job (pending when "");
+	// jobInfoDelay is how long it takes to say it.
+	jobStatus    string
+	jobInfoDelay time.Duration
 }
 
 func (e *poolEnv) record(s string) {
@@ -67,13 +72,31 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	e.RegisterWorkflow(DeprovisionRunner)
 	var a *activities.Activities
 	e.RegisterActivity(a)
+	// JobTags is what runs before versionPoolJobOrder call.
 	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
 		e.record("tags")
 		return e.jobTags, nil
-	})
+	}).AfterFn(func() time.Duration { return e.jobInfoDelay })
+	e.OnActivity(a.JobInfo, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobInfoInput) (activities.JobInfo, error) {
+		e.record("tags")
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		status := e.jobStatus
+		if status == "" {
+			status = "pending"
+		}
+		return activities.JobInfo{Status: status, Tags: e.jobTags}, nil
+	}).AfterFn(func() time.Duration { return e.jobInfoDelay })
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
-		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(len(in.RunnerID)), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+		e.record(fmt.Sprintf("create:%s:%d", in.RunnerID, len(in.Projects)))
+		// web-pN gets GitLab runner 100N.
+		n, _ := strconv.Atoi(in.RunnerID[strings.LastIndex(in.RunnerID, "p")+1:])
+		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(n), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+	})
+	e.OnActivity(a.AssignRunnerProjects, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AssignRunnerProjectsInput) ([]int64, error) {
+		e.record(fmt.Sprintf("assign:%d:%d", in.GitLabRunnerID, len(in.Projects)))
+		return nil, nil
 	})
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
 		if in.Running {

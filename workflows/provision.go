@@ -75,15 +75,42 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	log.Info("provisioning runner", "runner", runnerID, "kind", kind, "reason", reason, "cloud", cloud)
 
 	// 0. A job's tags are not in its webhook: read them from the Jobs API
-	// and make nothing for a job this egg's runners could never take.
+	// and make nothing for a job this egg's runners could never take. Since
+	// version 1 the status is read too: hooks come late and out of order,
+	// and a job that is no longer pending (running on another runner, or
+	// over) needs no runner.
 	if in.Job != nil && in.Job.ProjectID != 0 {
 		status.Step = "reading job tags"
 		var tags []string
-		err := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{
-			GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID,
-		}).Get(ctx, &tags)
-		if err != nil {
-			return res, fmt.Errorf("read tags of job %d: %w", in.Job.JobID, err)
+		if workflow.GetVersion(ctx, versionProvisionJobInfo, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			err := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobTags, activities.JobTagsInput{
+				GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID,
+			}).Get(ctx, &tags)
+			if err != nil {
+				return res, fmt.Errorf("read tags of job %d: %w", in.Job.JobID, err)
+			}
+		} else {
+			var job activities.JobInfo
+			err := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobInfo, activities.JobInfoInput{
+				GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID,
+			}).Get(ctx, &job)
+			if err != nil {
+				return res, fmt.Errorf("read job %d: %w", in.Job.JobID, err)
+			}
+			tags = job.Tags
+			why := ""
+			switch {
+			case !job.NeedsRunner():
+				why = "the job is " + job.Status + ", no longer pending"
+			case endedMeanwhile(jobCh, in.Job.JobID):
+				why = "the job ended while it was looked up"
+			}
+			if why != "" {
+				log.Info("no runner for this job", "job", in.Job.JobID, "reason", why)
+				res.JobTags = tags
+				res.Outcome, res.KindReason, res.State = "job-not-pending", why, ""
+				return res, nil
+			}
 		}
 		res.JobTags = tags
 		if ok, why := contract.TagsMatch(in.Egg.Runner, tags); !ok {
@@ -155,13 +182,17 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 		}
 	}
 	slices.Sort(create.Secrets)
+	// A group's runner takes every project's jobs of the group; a runner
+	// made for one job, that job's project's; any other runner (a pool's)
+	// is enabled in every project the egg lists, paths resolved by the
+	// activity.
 	switch {
 	case in.Egg.Group != nil:
 		create.GroupID = in.Egg.Group.ID
 	case in.Job != nil && in.Job.ProjectID != 0:
 		create.ProjectID, create.ProjectPath = in.Job.ProjectID, in.Job.ProjectPath
-	case len(in.Egg.Projects) > 0:
-		create.ProjectID, create.ProjectPath = in.Egg.Projects[0].ID, in.Egg.Projects[0].Path
+	default:
+		create.Projects = in.Egg.Projects
 	}
 	if kind == fly.RunnerServerless {
 		create.MaximumTimeout = deadline
@@ -306,6 +337,24 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	res.State = string(store.StateTerminated)
 	status.Step = res.State
 	return res, nil
+}
+
+// versionProvisionJobInfo marks runs that read the job's status with its
+// tags (JobInfo) and make nothing for a job no longer pending.
+const versionProvisionJobInfo = "provision-job-info"
+
+// endedMeanwhile takes the job-status signals already received and tells
+// whether one says the job ended. Only finished statuses matter later, so
+// the others taken here are not missed.
+func endedMeanwhile(ch workflow.ReceiveChannel, jobID int64) bool {
+	ended := false
+	for {
+		var s contract.JobStatus
+		if !ch.ReceiveAsync(&s) {
+			return ended
+		}
+		ended = ended || (s.Finished() && s.JobID == jobID)
+	}
 }
 
 func transition(ctx workflow.Context, runnerID string, to store.RunnerState, reason string) error {

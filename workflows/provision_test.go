@@ -52,6 +52,26 @@ func (c *calls) String() string {
 type env struct {
 	*testsuite.TestWorkflowEnvironment
 	calls *calls
+	// status is what the Jobs API says of the job (pending when ""), and
+	// infoDelay how long it takes to say it.
+	mu        sync.Mutex
+	status    string
+	infoDelay time.Duration
+}
+
+func (e *env) jobStatus() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.status == "" {
+		return "pending"
+	}
+	return e.status
+}
+
+func (e *env) setJobStatus(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.status = s
 }
 
 // newEnv registers the workflows and mocks every activity to succeed,
@@ -74,9 +94,13 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		}
 		return nil
 	}
+	// JobTags is what runs before versionProvisionJobInfo call.
 	e.OnActivity(a.JobTags, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobTagsInput) ([]string, error) {
 		return jobTags, failOr("tags")
-	})
+	}).AfterFn(func() time.Duration { return e.infoDelay })
+	e.OnActivity(a.JobInfo, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.JobInfoInput) (activities.JobInfo, error) {
+		return activities.JobInfo{Status: e.jobStatus(), Tags: jobTags}, failOr("tags")
+	}).AfterFn(func() time.Duration { return e.infoDelay })
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RecordRunnerInput) error {
 		return failOr("record")
 	})

@@ -227,3 +227,20 @@ func (c *Client) JobTags(ctx context.Context, projectID, jobID int64) ([]string,
 	}
 	return j.TagList, nil
 }
+
+// GetProject reads a project by numeric ID or full path (GET
+// /projects/:id). GitLab follows redirect routes for a path, so the old
+// path of a renamed or transferred project answers with the project as it
+// is now: compare PathWithNamespace with the path asked for to tell.
+// 404 (IsNotFound) when no project is there or the token may not see it.
+func (c *Client) GetProject(ctx context.Context, idOrPath string) (Project, error) {
+	p, resp, err := c.api.Projects.GetProject(projectRef(idOrPath), nil, c.opts(ctx, http.MethodGet)...)
+	if err != nil {
+		return Project{}, fmt.Errorf("get project %s: %w", idOrPath, fail(http.MethodGet, "/projects/:id", resp, err))
+	}
+	out := Project{ID: p.ID, Name: p.Name, PathWithNamespace: p.PathWithNamespace, WebURL: p.WebURL, Archived: p.Archived}
+	if p.Namespace != nil {
+		out.NamespaceID = p.Namespace.ID
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go/v2"
@@ -362,4 +363,52 @@ func (c *Client) VerifyRunner(ctx context.Context, token string) error {
 		return fmt.Errorf("verify runner token: %w", err)
 	}
 	return nil
+}
+
+// RunnerAssignment is which projects a project runner takes jobs of, and
+// whether it is locked to them.
+type RunnerAssignment struct {
+	ProjectIDs []int64
+	Locked     bool
+}
+
+// RunnerProjects reads a runner's projects and lock (GET /runners/:id).
+func (c *Client) RunnerProjects(ctx context.Context, id int64) (RunnerAssignment, error) {
+	d, resp, err := c.api.Runners.GetRunnerDetails(id, c.opts(ctx, http.MethodGet)...)
+	if err != nil {
+		return RunnerAssignment{}, fmt.Errorf("read runner %d: %w", id, fail(http.MethodGet, fmt.Sprintf("/runners/%d", id), resp, err))
+	}
+	out := RunnerAssignment{Locked: d.Locked}
+	for _, p := range d.Projects {
+		out.ProjectIDs = append(out.ProjectIDs, p.ID)
+	}
+	return out, nil
+}
+
+// SetRunnerLocked locks a project runner to its projects (no one but an
+// administrator may then enable it elsewhere) or unlocks it.
+func (c *Client) SetRunnerLocked(ctx context.Context, id int64, locked bool) error {
+	_, resp, err := c.api.Runners.UpdateRunnerDetails(id, &gl.UpdateRunnerDetailsOptions{Locked: gl.Ptr(locked)}, c.opts(ctx, http.MethodPut)...)
+	if err != nil {
+		return fmt.Errorf("set runner %d locked=%t: %w", id, locked, fail(http.MethodPut, fmt.Sprintf("/runners/%d", id), resp, err))
+	}
+	return nil
+}
+
+// EnableProjectRunner assigns a project runner to one more project (POST
+// /projects/:id/runners), so it takes that project's jobs too. A runner
+// already assigned there counts as done, so the call can be repeated. The
+// runner must be unlocked unless the token is an administrator's (403),
+// and a group or instance runner cannot be assigned (403).
+func (c *Client) EnableProjectRunner(ctx context.Context, projectID, runnerID int64) error {
+	_, resp, err := c.api.Runners.EnableProjectRunner(projectID, &gl.EnableProjectRunnerOptions{RunnerID: runnerID}, c.opts(ctx, http.MethodPost)...)
+	if err == nil {
+		return nil
+	}
+	err = fail(http.MethodPost, fmt.Sprintf("/projects/%d/runners", projectID), resp, err)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && strings.Contains(ae.Message, "already been taken") {
+		return nil
+	}
+	return fmt.Errorf("enable runner %d in project %d: %w", runnerID, projectID, err)
 }

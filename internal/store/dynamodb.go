@@ -133,12 +133,6 @@ func (u *update) setTime(attr string, t *time.Time) {
 	u.setv(attr, avTime(*t))
 }
 
-// keep sets attr to val unless it has a value already.
-func (u *update) keep(attr string, val types.AttributeValue) {
-	n := u.n(attr)
-	u.set = append(u.set, n+" = if_not_exists("+n+", "+u.v(val)+")")
-}
-
 func (u *update) String() string {
 	var parts []string
 	if len(u.set) > 0 {
@@ -877,55 +871,75 @@ func decodeJob(it *item) (JobRecord, error) {
 	return j, nil
 }
 
-func (s *dynamoStore) RecordJob(ctx context.Context, j JobRecord) error {
+func (s *dynamoStore) RecordJob(ctx context.Context, j JobRecord) (JobRecord, error) {
 	if err := s.check(); err != nil {
-		return err
+		return JobRecord{}, err
 	}
 	if j.GitLabHost == "" || j.JobID == 0 {
-		return fmt.Errorf("record job %s#%d: a job needs its GitLab host and job ID", j.GitLabHost, j.JobID)
+		return JobRecord{}, fmt.Errorf("record job %s#%d: a job needs its GitLab host and job ID", j.GitLabHost, j.JobID)
 	}
-	updated := j.UpdatedAt
-	if updated.IsZero() {
-		updated = time.Now()
+	if j.UpdatedAt.IsZero() {
+		j.UpdatedAt = time.Now()
 	}
-	// A zero field in j means "unknown here": it is written only when the
-	// job has no value for it yet.
-	u := newUpdate()
-	u.setv("gitlab_host", avS(j.GitLabHost))
-	u.setv("job_id", avN(j.JobID))
-	for _, f := range []struct {
-		attr string
-		v    string
-	}{{"egg", j.Egg}, {"name", j.Name}, {"ref", j.Ref}, {"status", j.Status}, {"runner_id", j.RunnerID}} {
-		if f.v != "" {
-			u.setv(f.attr, avS(f.v))
-		} else {
-			u.keep(f.attr, avS(""))
+	// Read, merge, and write back on the condition that nobody wrote in
+	// between (the item's rev is the one read); a writer that lost the
+	// race reads again and merges into the winner's record.
+	sk := jobKey(j.JobID, j.GitLabHost)
+	for range 8 {
+		it, err := s.getItem(ctx, partJob, sk)
+		var (
+			stored *JobRecord
+			rev    int64
+			e      = &expr{}
+			cond   string
+		)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			cond = e.notExists("pk")
+		case err != nil:
+			return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+		default:
+			cur, err := decodeJob(it)
+			if err != nil {
+				return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+			}
+			stored, rev = &cur, it.int("rev")
+			if it.has("rev") {
+				cond = e.cond("rev", "=", avN(rev))
+			} else {
+				cond = e.notExists("rev") // written before revs were kept
+			}
+		}
+		out := MergeJob(stored, j)
+		if stored != nil && sameJobRecord(out, *stored) {
+			return out, nil
+		}
+		err = s.putItem(ctx, jobItem(out, sk, rev+1), e, cond)
+		if isConditionFailed(err) {
+			continue
+		}
+		if err != nil {
+			return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+		}
+		return out, nil
+	}
+	return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, ErrConflict)
+}
+
+// jobItem is a job's whole item; rev counts its writes.
+func jobItem(j JobRecord, sk string, rev int64) map[string]types.AttributeValue {
+	m := map[string]types.AttributeValue{
+		"pk": avS(partJob), "sk": avS(sk), "rev": avN(rev),
+		"gitlab_host": avS(j.GitLabHost), "job_id": avN(j.JobID), "project_id": avN(j.ProjectID),
+		"egg": avS(j.Egg), "name": avS(j.Name), "ref": avS(j.Ref), "pipeline_id": avN(j.PipelineID),
+		"status": avS(j.Status), "runner_id": avS(j.RunnerID), "updated_at": avTime(j.UpdatedAt),
+	}
+	for attr, t := range map[string]*time.Time{"queued_at": j.QueuedAt, "started_at": j.StartedAt, "finished_at": j.FinishedAt} {
+		if t != nil {
+			m[attr] = avTime(*t)
 		}
 	}
-	for _, f := range []struct {
-		attr string
-		v    int64
-	}{{"project_id", j.ProjectID}, {"pipeline_id", j.PipelineID}} {
-		if f.v != 0 {
-			u.setv(f.attr, avN(f.v))
-		} else {
-			u.keep(f.attr, avN(0))
-		}
-	}
-	for _, f := range []struct {
-		attr string
-		v    *time.Time
-	}{{"queued_at", j.QueuedAt}, {"started_at", j.StartedAt}, {"finished_at", j.FinishedAt}} {
-		if f.v != nil {
-			u.setv(f.attr, avTime(*f.v))
-		}
-	}
-	u.setv("updated_at", avTime(updated))
-	if _, err := s.updateItem(ctx, partJob, jobKey(j.JobID, j.GitLabHost), u, ""); err != nil {
-		return fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
-	}
-	return nil
+	return m
 }
 
 func (s *dynamoStore) GetJob(ctx context.Context, host string, jobID int64) (*JobRecord, error) {

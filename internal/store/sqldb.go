@@ -804,38 +804,74 @@ func scanJob(row rowScanner) (*JobRecord, error) {
 	return &j, nil
 }
 
-func (s *sqlStore) RecordJob(ctx context.Context, j JobRecord) error {
+func (s *sqlStore) RecordJob(ctx context.Context, j JobRecord) (JobRecord, error) {
 	if j.GitLabHost == "" || j.JobID == 0 {
-		return fmt.Errorf("record job %s#%d: a job needs its GitLab host and job ID", j.GitLabHost, j.JobID)
+		return JobRecord{}, fmt.Errorf("record job %s#%d: a job needs its GitLab host and job ID", j.GitLabHost, j.JobID)
 	}
-	updated := j.UpdatedAt
-	if updated.IsZero() {
-		updated = time.Now()
+	if j.UpdatedAt.IsZero() {
+		j.UpdatedAt = time.Now()
 	}
+	// Read, merge and write in one transaction, the row locked (PostgreSQL)
+	// or the database's one writer held (SQLite), so concurrent deliveries
+	// about one job are merged one after the other. Two first records race
+	// on the insert; the loser merges into the winner's row.
+	for range 5 {
+		var (
+			out  JobRecord
+			done bool
+		)
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			cur, err := scanJob(tx.QueryRowContext(ctx, s.dialect.bind(`SELECT `+jobColumns+`
+				FROM jobs WHERE gitlab_host = ? AND job_id = ?`+s.dialect.lockForUpdate), j.GitLabHost, j.JobID))
+			if errors.Is(err, sql.ErrNoRows) {
+				out = MergeJob(nil, j)
+				done, err = s.insertJob(ctx, tx, out)
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			out, done = MergeJob(cur, j), true
+			if sameJobRecord(out, *cur) {
+				return nil
+			}
+			return s.updateJob(ctx, tx, out)
+		})
+		if err != nil {
+			return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+		}
+		if done {
+			return out, nil
+		}
+	}
+	return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, ErrConflict)
+}
+
+// insertJob inserts a new job; false when another writer inserted it first.
+func (s *sqlStore) insertJob(ctx context.Context, tx *sql.Tx, j JobRecord) (bool, error) {
 	d := s.dialect
-	// A zero field in j means "unknown here", so on conflict NULLIF turns it
-	// into NULL and COALESCE keeps what is stored.
-	_, err := s.write.ExecContext(ctx, d.bind(`INSERT INTO jobs (`+jobColumns+`)
+	res, err := tx.ExecContext(ctx, d.bind(`INSERT INTO jobs (`+jobColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (gitlab_host, job_id) DO UPDATE SET
-			project_id  = COALESCE(NULLIF(excluded.project_id, 0), jobs.project_id),
-			egg         = COALESCE(NULLIF(excluded.egg, ''), jobs.egg),
-			name        = COALESCE(NULLIF(excluded.name, ''), jobs.name),
-			ref         = COALESCE(NULLIF(excluded.ref, ''), jobs.ref),
-			pipeline_id = COALESCE(NULLIF(excluded.pipeline_id, 0), jobs.pipeline_id),
-			status      = COALESCE(NULLIF(excluded.status, ''), jobs.status),
-			runner_id   = COALESCE(NULLIF(excluded.runner_id, ''), jobs.runner_id),
-			queued_at   = COALESCE(excluded.queued_at, jobs.queued_at),
-			started_at  = COALESCE(excluded.started_at, jobs.started_at),
-			finished_at = COALESCE(excluded.finished_at, jobs.finished_at),
-			updated_at  = excluded.updated_at`),
+		ON CONFLICT (gitlab_host, job_id) DO NOTHING`),
 		j.GitLabHost, j.JobID, j.ProjectID, j.Egg, j.Name, j.Ref, j.PipelineID, j.Status, j.RunnerID,
 		d.nullableTimeArg(j.QueuedAt), d.nullableTimeArg(j.StartedAt), d.nullableTimeArg(j.FinishedAt),
-		d.timeArg(updated))
+		d.timeArg(j.UpdatedAt))
 	if err != nil {
-		return fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+		return false, err
 	}
-	return nil
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (s *sqlStore) updateJob(ctx context.Context, tx *sql.Tx, j JobRecord) error {
+	d := s.dialect
+	_, err := tx.ExecContext(ctx, d.bind(`UPDATE jobs SET project_id = ?, egg = ?, name = ?, ref = ?,
+		pipeline_id = ?, status = ?, runner_id = ?, queued_at = ?, started_at = ?, finished_at = ?, updated_at = ?
+		WHERE gitlab_host = ? AND job_id = ?`),
+		j.ProjectID, j.Egg, j.Name, j.Ref, j.PipelineID, j.Status, j.RunnerID,
+		d.nullableTimeArg(j.QueuedAt), d.nullableTimeArg(j.StartedAt), d.nullableTimeArg(j.FinishedAt),
+		d.timeArg(j.UpdatedAt), j.GitLabHost, j.JobID)
+	return err
 }
 
 func (s *sqlStore) GetJob(ctx context.Context, host string, jobID int64) (*JobRecord, error) {

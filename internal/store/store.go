@@ -237,9 +237,12 @@ type Store interface {
 	GetEggConfig(ctx context.Context, name string) (*EggConfig, error)
 	ListEggConfigs(ctx context.Context) ([]EggConfig, error)
 
-	// RecordJob inserts or updates a job by (GitLabHost, JobID); fields left
-	// zero keep their stored value.
-	RecordJob(ctx context.Context, j JobRecord) error
+	// RecordJob inserts or updates a job by (GitLabHost, JobID), merging
+	// the event into the stored record as MergeJob says (the job never goes
+	// back to an earlier status; fields left zero keep their stored value),
+	// atomically however many deliveries about the job race, and returns
+	// the record as stored.
+	RecordJob(ctx context.Context, j JobRecord) (JobRecord, error)
 	GetJob(ctx context.Context, host string, jobID int64) (*JobRecord, error)
 	ListJobs(ctx context.Context, f JobFilter) ([]JobRecord, error)
 

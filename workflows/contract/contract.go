@@ -132,7 +132,8 @@ type ProvisionRunnerResult struct {
 	TokenRef       string `json:"token_ref"`
 	Workspace      string `json:"workspace"`
 	// Outcome says how a runner made for one job ended: job-finished or
-	// deadline; or, when no runner was made, why (tags-mismatch).
+	// deadline; or, when no runner was made, why: tags-mismatch, or
+	// job-not-pending (the job was running elsewhere or over by then).
 	Outcome string `json:"outcome,omitempty"`
 	// JobTags are the job's tags as the Jobs API gave them.
 	JobTags []string `json:"job_tags,omitempty"`

@@ -180,6 +180,23 @@ type PoolRunner struct {
 	Recycle string `json:"recycle,omitempty"`
 	// Replacement is the runner made to replace it.
 	Replacement string `json:"replacement,omitempty"`
+	// Projects says which of the egg's project lists the runner was
+	// assigned to in GitLab (ProjectsKey); when the egg's list changes,
+	// the pool enables the runner in the new projects.
+	Projects string `json:"projects,omitempty"`
+}
+
+// ProjectsKey names an egg's list of projects, to tell when it changed;
+// "" for a group's egg, whose group runners take every project's jobs.
+func ProjectsKey(egg fly.Egg) string {
+	if egg.Group != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, p := range egg.Projects {
+		fmt.Fprintf(&b, "%d:%s;", p.ID, p.Path)
+	}
+	return b.String()
 }
 
 // Waiting is a job that no runner can take yet.
@@ -224,6 +241,11 @@ type PoolState struct {
 	Draining bool      `json:"draining"`
 	Seq      int64     `json:"seq"`
 	Stats    PoolStats `json:"stats"`
+
+	// Done holds recent jobs that need no runner any more, seen running
+	// (a runner has them) or finished, so a demand that comes late is
+	// dropped and a slot is never held for them.
+	Done []int64 `json:"done,omitempty"`
 }
 
 // PoolScale is the argument of UpdatePoolScale: nil fields keep their value.

@@ -45,6 +45,8 @@ func (s *Server) routes() {
 
 	authed("GET "+apiPrefix+"/projects/{id}", s.getProject)
 	authed("GET "+apiPrefix+"/projects/{id}/hooks", s.listProjectHooks)
+	authed("POST "+apiPrefix+"/projects/{id}/runners", s.enableProjectRunner)
+	authed("DELETE "+apiPrefix+"/projects/{id}/runners/{runner_id}", s.disableProjectRunner)
 	authed("POST "+apiPrefix+"/projects/{id}/hooks", s.addProjectHook)
 	authed("PUT "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.editProjectHook)
 	authed("DELETE "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.deleteProjectHook)

@@ -24,6 +24,8 @@ type snapshot struct {
 	Pipelines []Pipeline                  `json:"pipelines"`
 	Files     map[int64]map[string][]byte `json:"files"`
 	Traces    map[int64][]byte            `json:"traces"`
+	// Redirects are the old paths of moved projects.
+	Redirects map[string]int64 `json:"redirects,omitempty"`
 }
 
 type snapshotUser struct {
@@ -76,7 +78,7 @@ func (s *Server) Snapshot() ([]byte, error) {
 	for _, p := range s.pipelines {
 		snap.Pipelines = append(snap.Pipelines, p.snapshot())
 	}
-	snap.Files, snap.Traces = s.headTrees(), s.traces
+	snap.Files, snap.Traces, snap.Redirects = s.headTrees(), s.traces, s.redirects
 	return json.Marshal(snap)
 }
 
@@ -105,9 +107,15 @@ func (s *Server) Restore(b []byte) error {
 	for _, p := range snap.Projects {
 		s.projects[p.ID] = &project{Project: p.Project, createdAt: p.CreatedAt}
 	}
+	s.redirects = map[string]int64{}
+	for path, id := range snap.Redirects {
+		s.redirects[path] = id
+	}
 	s.runners = map[int64]*runner{}
 	for _, r := range snap.Runners {
-		s.runners[r.ID] = &runner{Runner: r.Runner, maintenanceNote: r.MaintenanceNote, createdAt: r.CreatedAt}
+		rn := &runner{Runner: r.Runner, maintenanceNote: r.MaintenanceNote, createdAt: r.CreatedAt}
+		rn.ProjectIDs = ownedProjects(rn.Runner)
+		s.runners[r.ID] = rn
 	}
 	s.jobs = map[int64]*job{}
 	for _, j := range snap.Jobs {

@@ -152,7 +152,7 @@ func (s *Server) canPick(rn *runner, j *job) bool {
 	}
 	switch rn.Type {
 	case "project_type":
-		if rn.ProjectID != j.ProjectID {
+		if !slices.Contains(rn.ProjectIDs, j.ProjectID) {
 			return false
 		}
 	case "group_type":

@@ -136,7 +136,11 @@ func (s *Server) runnerDetails(req *http.Request, r *runner) runnerDetailsJSON {
 		note := r.maintenanceNote
 		d.MaintenanceNote = &note
 	}
-	if p, ok := s.projects[r.ProjectID]; ok && r.Type == "project_type" {
+	for _, id := range r.ProjectIDs {
+		p, ok := s.projects[id]
+		if !ok || r.Type != "project_type" {
+			continue
+		}
 		d.Projects = append(d.Projects, runnerProjectJSON{ID: p.ID, Name: p.Name, NameWithNamespace: s.nameWithNamespace(p), Path: p.Path, PathWithNamespace: p.PathWithNamespace})
 	}
 	if g, ok := s.groups[r.GroupID]; ok && r.Type == "group_type" {
@@ -214,7 +218,7 @@ func (s *Server) createUserRunner(w http.ResponseWriter, r *http.Request, u *use
 			writeMessage(w, http.StatusForbidden, "403 Forbidden - Insufficient permissions")
 			return
 		}
-		rn.ProjectID = id
+		rn.ProjectID, rn.ProjectIDs = id, []int64{id}
 	}
 	// Ci::Runner's model validations, reported through bad_request!.
 	if len(rn.Tags) == 0 && !rn.RunUntagged {

@@ -17,6 +17,7 @@ func (s *Server) AddRunner(r Runner) Runner {
 	if rn.AccessLevel == "" {
 		rn.AccessLevel = "not_protected"
 	}
+	rn.ProjectIDs = ownedProjects(rn.Runner)
 	if len(rn.Tags) == 0 {
 		rn.RunUntagged = true
 	}

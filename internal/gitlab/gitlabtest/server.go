@@ -79,6 +79,10 @@ type Server struct {
 
 	mux  *http.ServeMux
 	http *httptest.Server
+
+	// redirects are the old paths of renamed and transferred projects,
+	// lower case, as GitLab's redirect_routes keep them (moves.go).
+	redirects map[string]int64
 }
 
 // Option configures a Server.
@@ -137,6 +141,8 @@ func NewServer(opts ...Option) *Server {
 		runners:  map[int64]*runner{},
 		jobs:     map[int64]*job{},
 		hooks:    map[int64]*hook{},
+
+		redirects: map[string]int64{},
 
 		pipelines:    map[int64]*pipeline{},
 		traces:       map[int64][]byte{},
@@ -361,9 +367,11 @@ func (s *Server) AddProject(pathWithNamespace string, groupID int64) Project {
 	} else if strings.Count(full, "/") != 1 {
 		panic(fmt.Sprintf("gitlabtest: AddProject: %q must be user/project without a group", full))
 	}
-	if s.projectByPath(full) != nil {
+	if s.projectByCurrentPath(full) != nil {
 		panic(fmt.Sprintf("gitlabtest: AddProject: project %q exists", full))
 	}
+	// A new project takes the path over from any redirect.
+	delete(s.redirects, strings.ToLower(full))
 	slug := full[strings.LastIndex(full, "/")+1:]
 	p := &project{
 		Project:   Project{ID: s.newID("project"), Name: slug, Path: slug, PathWithNamespace: full, GroupID: groupID},
@@ -390,9 +398,22 @@ func (s *Server) ShareProject(projectID, groupID int64) {
 	}
 }
 
+// projectByPath finds a project by its full path, case-insensitively, or
+// by an old path it was renamed or transferred from, as GitLab's
+// find_by_full_path(follow_redirects: true) does for the API.
 func (s *Server) projectByPath(full string) *project {
+	if p := s.projectByCurrentPath(full); p != nil {
+		return p
+	}
+	if id, ok := s.redirects[strings.ToLower(full)]; ok {
+		return s.projects[id]
+	}
+	return nil
+}
+
+func (s *Server) projectByCurrentPath(full string) *project {
 	for _, p := range s.projects {
-		if p.PathWithNamespace == full {
+		if strings.EqualFold(p.PathWithNamespace, full) {
 			return p
 		}
 	}
@@ -407,6 +428,10 @@ type Runner struct {
 	Type           string // instance_type, group_type or project_type
 	GroupID        int64
 	ProjectID      int64
+	// ProjectIDs are the projects a project runner is assigned to: the
+	// one it was created in first, then those it was enabled in (POST
+	// /projects/:id/runners).
+	ProjectIDs     []int64
 	Description    string
 	Tags           []string
 	RunUntagged    bool
@@ -442,6 +467,7 @@ type runner struct {
 func (r *runner) snapshot() Runner {
 	out := r.Runner
 	out.Tags = slices.Clone(r.Tags)
+	out.ProjectIDs = slices.Clone(r.ProjectIDs)
 	return out
 }
 

@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"EggConfigs", testEggConfigs},
 		{"Policies", testPolicies},
 		{"RecordJobKeepsFields", testRecordJobKeepsFields},
+		{"RecordJobNeverGoesBack", testRecordJobNeverGoesBack},
+		{"RecordJobConcurrentDeliveries", testRecordJobConcurrentDeliveries},
 		{"ListJobs", testListJobs},
 		{"Audit", testAudit},
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
@@ -705,7 +707,7 @@ func testRecordJobKeepsFields(t *testing.T, s store.Store) {
 		Ref: "main", PipelineID: 9, Status: "running", RunnerID: "r-1",
 		QueuedAt: &queued, StartedAt: &started,
 	}
-	mustNot(t, s.RecordJob(ctx, full))
+	record(t, s, full)
 	got, err := s.GetJob(ctx, full.GitLabHost, full.JobID)
 	mustNot(t, err)
 	if got.UpdatedAt.IsZero() || got.FinishedAt != nil || !got.QueuedAt.Equal(queued) || !got.StartedAt.Equal(started) {
@@ -715,9 +717,9 @@ func testRecordJobKeepsFields(t *testing.T, s store.Store) {
 
 	finished := started.Add(5 * time.Minute)
 	later := ms(time.Now().Add(time.Hour))
-	mustNot(t, s.RecordJob(ctx, store.JobRecord{
+	record(t, s, store.JobRecord{
 		GitLabHost: full.GitLabHost, JobID: full.JobID, Status: "success", FinishedAt: &finished, UpdatedAt: later,
-	}))
+	})
 	got, err = s.GetJob(ctx, full.GitLabHost, full.JobID)
 	mustNot(t, err)
 	want := full
@@ -730,7 +732,7 @@ func testRecordJobKeepsFields(t *testing.T, s store.Store) {
 	}
 
 	// The same job ID on another host is another job.
-	mustNot(t, s.RecordJob(ctx, store.JobRecord{GitLabHost: "other.example.com", JobID: 100, Status: "pending"}))
+	record(t, s, store.JobRecord{GitLabHost: "other.example.com", JobID: 100, Status: "pending"})
 	other, err := s.GetJob(ctx, "other.example.com", 100)
 	mustNot(t, err)
 	if other.Status != "pending" || other.Egg != "" {
@@ -768,7 +770,7 @@ func testListJobs(t *testing.T, s store.Store) {
 		if id%4 == 0 {
 			j.Status = "failed"
 		}
-		mustNot(t, s.RecordJob(ctx, j))
+		record(t, s, j)
 	}
 	ids := func(jobs []store.JobRecord) []int64 {
 		var out []int64
@@ -991,7 +993,7 @@ func testConcurrentLoad(t *testing.T, s store.Store) {
 			if _, err := s.Transition(ctx, store.TransitionRequest{RunnerID: id, Version: r.Version, To: store.StateRegistering, Actor: "load"}); err != nil {
 				return err
 			}
-			if err := s.RecordJob(ctx, store.JobRecord{GitLabHost: "h", JobID: int64(w*1000 + i + 1), Status: "running", RunnerID: id}); err != nil {
+			if _, err := s.RecordJob(ctx, store.JobRecord{GitLabHost: "h", JobID: int64(w*1000 + i + 1), Status: "running", RunnerID: id}); err != nil {
 				return err
 			}
 			if _, err := s.AppendAudit(ctx, store.AuditRecord{Actor: "load", Action: "provision", RunnerID: id}); err != nil {
@@ -1030,7 +1032,7 @@ func testSurvivesReopen(t *testing.T, reopen Reopen) {
 	mustNot(t, err)
 	mustNot(t, s.PutEggConfig(ctx, store.EggConfig{Name: "egg-a", Version: "v3", Spec: json.RawMessage(specJSON)}))
 	mustNot(t, s.PutPolicy(ctx, store.Policy{Name: "idle", Version: "v1", Spec: json.RawMessage(`{"after":"2h"}`)}))
-	mustNot(t, s.RecordJob(ctx, store.JobRecord{GitLabHost: "h", JobID: 1, Egg: "egg-a", Status: "running"}))
+	record(t, s, store.JobRecord{GitLabHost: "h", JobID: 1, Egg: "egg-a", Status: "running"})
 	auditID, err := s.AppendAudit(ctx, store.AuditRecord{Actor: "mothergoose", Action: "provision", RunnerID: r.ID})
 	mustNot(t, err)
 	if _, err := s.RecordDelivery(ctx, "delivery-persist", time.Now()); err != nil {
