@@ -65,9 +65,10 @@ type HookSpec struct {
 	EnableSSLVerification bool
 }
 
-// AddProjectHook adds a webhook to a project and returns its ID. It is a
-// POST and not retried: a failed call may still have added the hook.
-func (c *Client) AddProjectHook(ctx context.Context, projectID int64, spec HookSpec) (int64, error) {
+// AddProjectHook adds a webhook to a project (an ID or a path with
+// namespace) and returns its ID. It is a POST and not retried: a failed
+// call may still have added the hook.
+func (c *Client) AddProjectHook(ctx context.Context, projectID any, spec HookSpec) (int64, error) {
 	opts := &gl.AddProjectHookOptions{
 		URL:                   gl.Ptr(spec.URL),
 		JobEvents:             gl.Ptr(spec.JobEvents),
@@ -81,7 +82,7 @@ func (c *Client) AddProjectHook(ctx context.Context, projectID int64, spec HookS
 	}
 	h, resp, err := c.api.Projects.AddProjectHook(projectID, opts, c.opts(ctx, http.MethodPost)...)
 	if err != nil {
-		return 0, fmt.Errorf("add hook to project %d: %w", projectID, fail(http.MethodPost, fmt.Sprintf("/projects/%d/hooks", projectID), resp, err))
+		return 0, fmt.Errorf("add hook to project %v: %w", projectID, fail(http.MethodPost, fmt.Sprintf("/projects/%v/hooks", projectID), resp, err))
 	}
 	return h.ID, nil
 }

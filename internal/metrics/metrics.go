@@ -41,6 +41,7 @@ type Metrics struct {
 	transitions *prometheus.CounterVec
 	httpLatency *prometheus.HistogramVec
 	outbox      *prometheus.CounterVec
+	sweep       sweepMetrics
 
 	storeOnce sync.Once
 }
@@ -88,6 +89,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.webhooks, m.provision, m.jobQueue, m.jobDuration, m.transitions, m.httpLatency, m.outbox,
 	)
+	m.sweep = newSweepMetrics(m.reg)
 	return m
 }
 
