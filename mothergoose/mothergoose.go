@@ -141,7 +141,7 @@ type MotherGoose struct {
 	// it, so disabled hooks are tested at most every hookTestSpacing.
 	hooks hookMemory
 	// tokens caches token versions for agents' heartbeats.
-	tokens tokenVersions
+	tokens  tokenVersions
 	closers []func() error
 }
 
