@@ -78,6 +78,10 @@ type Activities struct {
 	// Metrics, when set, observes lifecycle transitions and provisioning
 	// times.
 	Metrics *metrics.Metrics
+	// MotherGoose, when set, is MotherGoose's logic for the activities
+	// that need it (the sweep, nest_update, pool status); see
+	// MotherGoose in jobs.go.
+	MotherGoose MotherGoose
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client

@@ -412,3 +412,15 @@ func (m *MotherGoose) applySchedules(ctx context.Context, nest *fly.Nest) (warni
 	}
 	return warnings
 }
+
+// PoolStatusIfRunning is PoolStatus for the self-management jobs: an egg
+// without a running pool (serverless, or not started yet) is running false,
+// not an error.
+func (m *MotherGoose) PoolStatusIfRunning(ctx context.Context, egg string) (contract.PoolStatus, bool, error) {
+	st, err := m.PoolStatus(ctx, egg)
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindNotFound {
+		return st, false, nil
+	}
+	return st, err == nil, err
+}

@@ -208,3 +208,17 @@ func (c *Client) GetPipeline(ctx context.Context, project any, id int64) (Pipeli
 func pipelineFrom(p *gl.Pipeline) Pipeline {
 	return Pipeline{ID: p.ID, ProjectID: p.ProjectID, Ref: p.Ref, SHA: p.SHA, Status: p.Status, WebURL: p.WebURL}
 }
+
+// GetProject reads a project by ID or path with namespace (GET
+// /projects/:id).
+func (c *Client) GetProject(ctx context.Context, project any) (Project, error) {
+	p, resp, err := c.api.Projects.GetProject(project, nil, c.opts(ctx, http.MethodGet)...)
+	if err != nil {
+		return Project{}, fmt.Errorf("get project %v: %w", project, fail(http.MethodGet, fmt.Sprintf("/projects/%v", project), resp, err))
+	}
+	out := Project{ID: p.ID, Name: p.Name, PathWithNamespace: p.PathWithNamespace, WebURL: p.WebURL, Archived: p.Archived}
+	if p.Namespace != nil {
+		out.NamespaceID = p.Namespace.ID
+	}
+	return out, nil
+}
