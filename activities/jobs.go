@@ -193,6 +193,17 @@ func (a *Activities) ResolveProject(ctx context.Context, in ProjectInput) (fly.P
 	return fly.ProjectRef{ID: p.ID, Path: p.PathWithNamespace}, nil
 }
 
+// Pipeline is a pipeline's state as the custom job sees it.
+type Pipeline struct {
+	ID     int64  `json:"id"`
+	Status string `json:"status"`
+	WebURL string `json:"web_url,omitempty"`
+}
+
+func pipelineOf(p gitlab.Pipeline) Pipeline {
+	return Pipeline{ID: p.ID, Status: p.Status, WebURL: p.WebURL}
+}
+
 // PipelineInput asks for a pipeline in a project.
 type PipelineInput struct {
 	GitLab    fly.GitLab        `json:"gitlab"`
@@ -204,17 +215,17 @@ type PipelineInput struct {
 // CreatePipeline runs a pipeline (POST /projects/:id/pipeline) with the
 // variables given. GitLab refusing it (no .gitlab-ci.yml, no job for the
 // variables) is not retried.
-func (a *Activities) CreatePipeline(ctx context.Context, in PipelineInput) (gitlab.Pipeline, error) {
+func (a *Activities) CreatePipeline(ctx context.Context, in PipelineInput) (Pipeline, error) {
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
-		return gitlab.Pipeline{}, err
+		return Pipeline{}, err
 	}
 	p, err := gl.CreatePipeline(ctx, in.ProjectID, in.Ref, in.Variables)
 	var ae *gitlab.APIError
 	if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 && ae.StatusCode != http.StatusTooManyRequests {
-		return p, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+		return Pipeline{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
 	}
-	return p, err
+	return pipelineOf(p), err
 }
 
 // WaitPipelineInput names a pipeline to wait for.
@@ -229,10 +240,10 @@ type WaitPipelineInput struct {
 // Poll, heartbeating its status, until it ends (success, failed, canceled,
 // skipped) or the activity's deadline passes. A read that fails is tried
 // again at the next poll.
-func (a *Activities) WaitPipeline(ctx context.Context, in WaitPipelineInput) (gitlab.Pipeline, error) {
+func (a *Activities) WaitPipeline(ctx context.Context, in WaitPipelineInput) (Pipeline, error) {
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
-		return gitlab.Pipeline{}, err
+		return Pipeline{}, err
 	}
 	poll := in.Poll
 	if poll <= 0 {
@@ -245,11 +256,11 @@ func (a *Activities) WaitPipeline(ctx context.Context, in WaitPipelineInput) (gi
 		p, err := gl.GetPipeline(ctx, in.ProjectID, in.PipelineID)
 		switch {
 		case gitlab.IsNotFound(err):
-			return last, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+			return pipelineOf(last), temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
 		case err == nil:
 			last = p
 			if p.Finished() {
-				return p, nil
+				return pipelineOf(p), nil
 			}
 		}
 		if activity.IsActivity(ctx) {
@@ -257,7 +268,7 @@ func (a *Activities) WaitPipeline(ctx context.Context, in WaitPipelineInput) (gi
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("pipeline %d is still %s: %w", in.PipelineID, last.Status, ctx.Err())
+			return pipelineOf(last), fmt.Errorf("pipeline %d is still %s: %w", in.PipelineID, last.Status, ctx.Err())
 		case <-t.C:
 		}
 	}

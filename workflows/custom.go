@@ -6,7 +6,6 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -71,7 +70,7 @@ func CustomJob(ctx workflow.Context, in contract.CustomJobInput) (contract.Custo
 		}
 	}()
 
-	var p gitlab.Pipeline
+	var p activities.Pipeline
 	if err := workflow.ExecuteActivity(createOnceCtx(ctx), a.CreatePipeline, activities.PipelineInput{
 		GitLab: spec.GitLab, ProjectID: spec.Projects[0].ID, Ref: in.Ref, Variables: in.Variables,
 	}).Get(ctx, &p); err != nil {
