@@ -32,6 +32,8 @@ type sweepProject struct {
 	path string
 }
 
+// label names the project in metrics and records: its path, or its ID
+// when the Nest names it by ID only.
 func (p sweepProject) label() string {
 	if p.path != "" {
 		return p.path
@@ -72,10 +74,10 @@ func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (con
 	if err != nil {
 		return res, err
 	}
-	defer func() { res.APICalls = int(calls.Load()) }()
 	projects, err := m.sweepProjects(ctx, c, &egg)
 	if err != nil {
 		m.metrics.ObserveSweepPass(egg.Name, "failed")
+		res.APICalls = int(calls.Load())
 		return res, err
 	}
 	res.Projects = len(projects)
@@ -110,7 +112,7 @@ func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (con
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	out := sw.res
-	out.Egg, out.Projects = egg.Name, len(projects)
+	out.Egg, out.Projects, out.APICalls = egg.Name, len(projects), int(calls.Load())
 	res = out
 	result := "ok"
 	if len(res.Errors) > 0 {

@@ -17,10 +17,31 @@ import (
 // five test deliveries a minute per project and user.
 const hookTestSpacing = 12 * time.Second
 
-// hookMemory remembers when each disabled hook was last tested.
+// hookMemory remembers, per hook, when it was last tested and since when
+// this process has seen it disabled.
 type hookMemory struct {
 	mu     sync.Mutex
 	tested map[string]time.Time
+	since  map[string]time.Time
+}
+
+// disabledSince notes a hook seen disabled and returns since when it has
+// been; enabled forgets it.
+func (h *hookMemory) disabledSince(key string, now time.Time, disabled bool) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !disabled {
+		delete(h.since, key)
+		return time.Time{}
+	}
+	if h.since == nil {
+		h.since = map[string]time.Time{}
+	}
+	if s, ok := h.since[key]; ok {
+		return s
+	}
+	h.since[key] = now
+	return now
 }
 
 // mayTest says whether a hook may be tested now, and notes that it is.
@@ -106,24 +127,26 @@ func (sw *sweep) keepHook(ctx context.Context, p sweepProject) error {
 // test delivery again.
 func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectHook, spec gitlab.HookSpec) error {
 	m, egg, label := sw.m, &sw.in.Egg, p.label()
+	key := fmt.Sprintf("%s/%d", sw.host, h.ID)
 	state := "disabled for good (40 failed deliveries in a row)"
-	episode := "permanent"
 	if h.AlertStatus == gitlab.HookTemporarilyDisabled {
 		state = "disabled for a while (4 or more failed deliveries in a row)"
 		if h.DisabledUntil != nil {
 			state = "disabled until " + h.DisabledUntil.UTC().Format(time.RFC3339) + " (4 or more failed deliveries in a row)"
-			episode = h.DisabledUntil.UTC().Format(time.RFC3339)
 		}
 	}
 	stillOff := func(cause error) error {
 		m.metrics.SetWebhookDisabled(egg.Name, label, true)
 		sw.add(func(r *contract.SweepResult) { r.HooksDisabled++ })
+		// One record per disabling (and per state: a temporary disabling
+		// that becomes permanent is recorded again).
+		since := m.hooks.disabledSince(key+"/"+h.AlertStatus, m.now(), true)
 		m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: contract.AuditWebhookDisabled, Egg: egg.Name,
 			Reason: fmt.Sprintf("GitLab stopped delivering to hook %d of project %s: %s; the sweep serves its jobs meanwhile. Test delivery: %v", h.ID, label, state, cause),
-			Key:    fmt.Sprintf("webhook-disabled/%s/%d/%s", sw.host, h.ID, episode)})
+			Key:    fmt.Sprintf("webhook-disabled/%s/%s/%d", key, h.AlertStatus, since.Unix())})
 		return nil
 	}
-	if !m.hooks.mayTest(fmt.Sprintf("%s/%d", sw.host, h.ID), m.now()) {
+	if !m.hooks.mayTest(key, m.now()) {
 		return stillOff(errors.New("not tried again yet"))
 	}
 	err := sw.c.TestProjectHook(ctx, p.ref, h.ID, "job_events")
@@ -135,6 +158,8 @@ func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectH
 	if err != nil {
 		return stillOff(err)
 	}
+	m.hooks.disabledSince(key+"/"+gitlab.HookTemporarilyDisabled, m.now(), false)
+	m.hooks.disabledSince(key+"/"+gitlab.HookDisabled, m.now(), false)
 	m.metrics.SetWebhookDisabled(egg.Name, label, false)
 	sw.add(func(r *contract.SweepResult) { r.HooksEnabled++ })
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: contract.AuditWebhookEnabled, Egg: egg.Name,
