@@ -74,7 +74,7 @@ func (m *MotherGoose) UpdateNest(ctx context.Context, in contract.NestUpdateInpu
 		return contract.NestUpdateResult{}, fmt.Errorf("fetch the Nest at %s: %w", ref, err)
 	}
 	out := contract.NestUpdateResult{Commit: commit}
-	if rec, _ := m.recordedNestCommit(ctx); rec == commit && m.NestCommit() == commit {
+	if rec, _ := m.recordedNestCommit(ctx); commit != "" && rec == commit && m.NestCommit() == commit {
 		out.Unchanged = true
 		return out, nil
 	}
@@ -83,6 +83,9 @@ func (m *MotherGoose) UpdateNest(ctx context.Context, in contract.NestUpdateInpu
 		return out, err
 	}
 	out.Eggs, out.Pools, out.Warnings = res.Eggs, res.Pools, res.Warnings
+	if commit == "" {
+		return out, nil // not read from a repository (gosling dev's working tree): nothing to record
+	}
 	spec, _ := json.Marshal(nestCommitSpec{Commit: commit, Ref: ref, Actor: in.Actor, At: m.now().UTC()})
 	if err := m.store.PutPolicy(ctx, store.Policy{Name: NestCommitRecord, Version: commit, Spec: spec, UpdatedAt: m.now()}); err != nil {
 		return out, fmt.Errorf("record the accepted Nest commit: %w", err)
