@@ -57,11 +57,15 @@ func (p sweepProject) label() string {
 // status pending or later was taken), is served exactly as if its hook had
 // arrived: recorded, then dispatched with the same Temporal call and
 // workflow ID, so the hook, should it come late, is a duplicate. It is
-// audited (sweep-found) and counted (gosling_sweep_jobs_found_total). A
-// demand recorded longer ago than in.StaleAfter for a job that is still
-// pending is sent again, which the pool and the runner workflow ignore if
-// they have it: a delivery that was recorded but whose Temporal call was
-// lost is not left waiting either.
+// audited (sweep-found) and counted (gosling_sweep_jobs_found_total).
+// Whether the demand is recorded is asked of the egg's pool when it has one
+// (one query a pass: the jobs it holds, waiting or on a runner); for eggs
+// of per-job runners, of the job history: a taken pending Job Hook leaves
+// the job's queued time (a Pipeline Hook does not). A demand recorded
+// longer ago than in.StaleAfter for a job that is still pending is sent
+// again, which the runner workflow ignores if it has it, so a delivery that
+// was recorded but whose Temporal call was lost is not left waiting
+// either.
 //
 // A project that cannot be read is reported in the result's Errors and
 // the pass goes on; the error returned is only for a pass that could not
@@ -93,6 +97,18 @@ func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (con
 	}
 	sw := &sweep{m: m, in: in, c: c, secret: secret, stale: stale, host: strings.ToLower(egg.GitLab.Host),
 		nest: &fly.Nest{Eggs: []fly.Egg{egg}, MotherGoose: fly.MotherGoose{Providers: in.Providers}}}
+	if contract.UsesPool(egg) {
+		// The pool says exactly which jobs it holds: one query a pass.
+		st, running, err := m.PoolStatusIfRunning(ctx, egg.Name)
+		switch {
+		case err != nil:
+			m.log.WarnContext(ctx, "sweep: the pool cannot say which jobs it holds; judging by the job history", "egg", egg.Name, "error", err)
+		case running:
+			sw.held = poolJobs(st)
+		default:
+			sw.held = map[int64]bool{}
+		}
+	}
 	conc := in.Concurrency
 	if conc <= 0 {
 		conc = defaultSweepConcurrency
@@ -137,8 +153,26 @@ type sweep struct {
 	host   string
 	stale  time.Duration
 
+	// held are the jobs the egg's pool holds (waiting or on a runner); nil
+	// for an egg without a pool, whose demands are judged by the history.
+	held map[int64]bool
+
 	mu  sync.Mutex
 	res contract.SweepResult
+}
+
+// poolJobs are the jobs a pool holds.
+func poolJobs(st contract.PoolStatus) map[int64]bool {
+	held := map[int64]bool{}
+	for _, r := range st.Runners {
+		for _, j := range r.Jobs {
+			held[j] = true
+		}
+	}
+	for _, w := range st.WaitingJobs {
+		held[w] = true
+	}
+	return held
 }
 
 func (sw *sweep) fail(p sweepProject, what string, err error) {
@@ -191,11 +225,18 @@ func (sw *sweep) serve(ctx context.Context, p sweepProject, j gitlab.PendingJob)
 	case err != nil:
 		return fmt.Errorf("read the job's history: %w", err)
 	}
+	// A Job Hook with status pending, once taken, leaves a record with the
+	// time the job was queued; a Pipeline Hook records its jobs without.
+	heard := rec != nil && !beforePending(rec.Status) && rec.QueuedAt != nil
 	resend := false
-	if rec != nil && !beforePending(rec.Status) {
-		if rec.Status != "pending" || now.Sub(rec.UpdatedAt) < sw.stale {
-			return nil // its hook came: the demand is recorded
-		}
+	switch {
+	case sw.held != nil && sw.held[j.ID]:
+		return nil // the pool has it
+	case sw.held != nil:
+		resend = heard // the pool lost it, or never got the call
+	case heard && (rec.Status != "pending" || now.Sub(rec.UpdatedAt) < sw.stale):
+		return nil // its hook came: the demand is recorded
+	case heard:
 		resend = true
 	}
 	path := j.ProjectPath

@@ -166,13 +166,17 @@ func TestSweepServesPendingJobsWithoutDemand(t *testing.T) {
 	stale := e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "stale", Tags: []string{"docker"}})
 	created := e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "created-only", Tags: []string{"docker"}})
 	foreign := e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "gpu", Tags: []string{"gpu"}})
+	piped := e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "pipeline-hook-only", Tags: []string{"docker"}})
 	running := e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "running", Tags: []string{"docker"}})
 	e.gl.SetJobStatus(p.ID, running.ID, "running", 0)
 	now := time.Now()
+	// A taken pending Job Hook records when the job was queued; a Pipeline
+	// Hook records its jobs without.
 	for _, r := range []store.JobRecord{
-		{GitLabHost: e.host, JobID: heard.ID, ProjectID: p.ID, Egg: "web", Status: "pending", UpdatedAt: now},
-		{GitLabHost: e.host, JobID: stale.ID, ProjectID: p.ID, Egg: "web", Status: "pending", UpdatedAt: now.Add(-time.Hour)},
+		{GitLabHost: e.host, JobID: heard.ID, ProjectID: p.ID, Egg: "web", Status: "pending", QueuedAt: &now, UpdatedAt: now},
+		{GitLabHost: e.host, JobID: stale.ID, ProjectID: p.ID, Egg: "web", Status: "pending", QueuedAt: &now, UpdatedAt: now.Add(-time.Hour)},
 		{GitLabHost: e.host, JobID: created.ID, ProjectID: p.ID, Egg: "web", Status: "created", UpdatedAt: now},
+		{GitLabHost: e.host, JobID: piped.ID, ProjectID: p.ID, Egg: "web", Status: "pending", UpdatedAt: now},
 	} {
 		if err := e.st.RecordJob(ctx, r); err != nil {
 			t.Fatal(err)
@@ -180,13 +184,14 @@ func TestSweepServesPendingJobsWithoutDemand(t *testing.T) {
 	}
 	before := len(e.gl.Requests())
 	res := e.sweep(egg)
-	if res.Projects != 1 || res.Pending != 5 || res.Found != 2 || res.Resent != 1 || res.Foreign != 1 || len(res.Errors) != 0 {
+	if res.Projects != 1 || res.Pending != 6 || res.Found != 3 || res.Resent != 1 || res.Foreign != 1 || len(res.Errors) != 0 {
 		t.Fatalf("result %+v", res)
 	}
 	if res.APICalls != len(e.gl.Requests())-before {
 		t.Errorf("counted %d API calls, the server answered %d", res.APICalls, len(e.gl.Requests())-before)
 	}
-	want := []string{contract.RunnerWorkflowID(e.host, lost.ID), contract.RunnerWorkflowID(e.host, stale.ID), contract.RunnerWorkflowID(e.host, created.ID)}
+	want := []string{contract.RunnerWorkflowID(e.host, lost.ID), contract.RunnerWorkflowID(e.host, stale.ID), contract.RunnerWorkflowID(e.host, created.ID),
+		contract.RunnerWorkflowID(e.host, piped.ID)}
 	slices.Sort(want)
 	if got := e.queued(); !slices.Equal(got, want) {
 		t.Errorf("dispatched %v, want %v", got, want)
@@ -195,11 +200,11 @@ func TestSweepServesPendingJobsWithoutDemand(t *testing.T) {
 	if err != nil || rec.Status != "pending" || rec.Egg != "web" || rec.Name != "lost" || rec.QueuedAt == nil || rec.ProjectID != p.ID {
 		t.Errorf("history of the found job: %+v, %v", rec, err)
 	}
-	if found := e.audits(contract.AuditSweepFound); len(found) != 2 || !strings.Contains(found[0].Reason, "found by the sweep") {
+	if found := e.audits(contract.AuditSweepFound); len(found) != 3 || !strings.Contains(found[0].Reason, "found by the sweep") {
 		t.Errorf("sweep-found audits %+v", found)
 	}
-	if n := metricValue(t, e.metrics, "gosling_sweep_jobs_found_total", "egg", "web"); n != 2 {
-		t.Errorf("gosling_sweep_jobs_found_total{egg=web} = %v, want 2", n)
+	if n := metricValue(t, e.metrics, "gosling_sweep_jobs_found_total", "egg", "web"); n != 3 {
+		t.Errorf("gosling_sweep_jobs_found_total{egg=web} = %v, want 3", n)
 	}
 	// The next pass finds the demand recorded.
 	if res := e.sweep(egg); res.Found != 0 || res.Resent != 0 {
