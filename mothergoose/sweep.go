@@ -2,6 +2,7 @@ package mothergoose
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -264,6 +265,7 @@ func (sw *sweep) serve(ctx context.Context, p sweepProject, j gitlab.PendingJob)
 	if err != nil || !ok {
 		return fmt.Errorf("dispatch: %w", err)
 	}
+	in = demandWithTags(in, j.TagList)
 	if _, err := m.deliver(ctx, in); err != nil {
 		return fmt.Errorf("dispatch to %s: %w", in.WorkflowID, err)
 	}
@@ -344,4 +346,24 @@ type countingTransport struct {
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.n.Add(1)
 	return t.base.RoundTrip(r)
+}
+
+// demandWithTags gives a pool's demand the job's tags, which the Jobs API
+// listed with it: the pool need not read them again.
+func demandWithTags(in Intent, tags []string) Intent {
+	if in.Signal != contract.SignalDemand {
+		return in
+	}
+	var d contract.Demand
+	if json.Unmarshal(in.SignalArg, &d) != nil {
+		return in
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	d.Job.Tags = tags
+	if b, err := json.Marshal(d); err == nil {
+		in.SignalArg = b
+	}
+	return in
 }
