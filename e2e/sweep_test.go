@@ -94,7 +94,7 @@ type lostHooksReport struct {
 	// WorstFound of those the sweep found.
 	WorstHooked, WorstFound time.Duration
 	Interval                time.Duration
-	Wall          time.Duration
+	Wall                    time.Duration
 }
 
 // runLostHooks runs 100 jobs across 3 eggs while 30% of the webhooks are
