@@ -31,7 +31,7 @@ import (
 // secrets and a Temporal that cannot be reached: what a sweep dispatches
 // waits in the outbox, where the test reads it.
 type sweepEnv struct {
-	t       *testing.T
+	t       testing.TB
 	gl      *gitlabtest.Server
 	mg      *MotherGoose
 	st      store.Store
@@ -43,7 +43,7 @@ type sweepEnv struct {
 	up       atomic.Bool
 }
 
-func newSweepEnv(t *testing.T) *sweepEnv {
+func newSweepEnv(t testing.TB) *sweepEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &sweepEnv{t: t, gl: gitlabtest.New()}
@@ -344,5 +344,44 @@ func TestSweepCoversGroupProjectsMadeLater(t *testing.T) {
 	}
 	if got := e.queued(); !slices.Equal(got, []string{contract.RunnerWorkflowID(e.host, job.ID)}) {
 		t.Errorf("dispatched %v", got)
+	}
+}
+
+// BenchmarkSweepPass measures one sweep pass of a group bucket of 200
+// projects with 2,000 pending jobs: the first pass finds (and dispatches,
+// here to the outbox) every job, a second one is the steady state where
+// every demand is recorded. It reports GitLab API calls and seconds.
+func BenchmarkSweepPass(b *testing.B) {
+	const projects, perProject = 200, 10
+	for b.Loop() {
+		e := newSweepEnv(b)
+		g := e.gl.AddGroup("big", 0)
+		for i := range projects {
+			p := e.gl.AddProject(fmt.Sprintf("big/p%03d", i), g.ID)
+			for range perProject {
+				e.gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "build", Tags: []string{"docker"}})
+			}
+		}
+		egg := e.egg("big")
+		egg.Kind, egg.Group = fly.KindBucket, &fly.GroupRef{ID: g.ID}
+		in := contract.SweepInput{Egg: egg, Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
+			WebhookURL: e.endpoint.URL + "/webhooks/gitlab", Interval: time.Minute}
+		ctx := context.Background()
+		start := time.Now()
+		first, err := e.mg.SweepEgg(ctx, in)
+		firstTook := time.Since(start)
+		if err != nil || first.Found != projects*perProject || first.HooksCreated != projects {
+			b.Fatalf("first pass %+v, %v", first, err)
+		}
+		start = time.Now()
+		steady, err := e.mg.SweepEgg(ctx, in)
+		steadyTook := time.Since(start)
+		if err != nil || steady.Found != 0 || steady.Pending != projects*perProject {
+			b.Fatalf("second pass %+v, %v", steady, err)
+		}
+		b.ReportMetric(float64(first.APICalls), "first-api-calls")
+		b.ReportMetric(firstTook.Seconds(), "first-s")
+		b.ReportMetric(float64(steady.APICalls), "steady-api-calls")
+		b.ReportMetric(steadyTook.Seconds(), "steady-s")
 	}
 }
