@@ -132,8 +132,8 @@ func TestJobSchedulesFollowTheNest(t *testing.T) {
 	}
 	sweepID := sw.Info.RecentActions[0].StartWorkflowResult.WorkflowID
 	waitFor(t, ctx, "the first sweep ended", func() bool {
-		d, err := s.Client.DescribeWorkflowExecution(ctx, sweepID, "")
-		return err == nil && d.GetWorkflowExecutionInfo().GetCloseTime() != nil
+		d, err := s.Client.DescribeWorkflow(ctx, sweepID, "")
+		return err == nil && d.RawResponse.GetWorkflowExecutionInfo().GetCloseTime() != nil
 	})
 	writeHistory(t, s, "sweep", sweepID, "")
 

@@ -100,8 +100,8 @@ func DescribeJobSchedule(ctx context.Context, c client.Client, name string) (Job
 		js.LastRun = &at
 		if w := last.StartWorkflowResult; w != nil {
 			js.LastWorkflowID, js.LastRunID = w.WorkflowID, w.FirstExecutionRunID
-			if ex, err := c.DescribeWorkflowExecution(ctx, w.WorkflowID, ""); err == nil {
-				s := ex.GetWorkflowExecutionInfo().GetStatus().String()
+			if ex, err := c.DescribeWorkflow(ctx, w.WorkflowID, ""); err == nil {
+				s := ex.RawResponse.GetWorkflowExecutionInfo().GetStatus().String()
 				js.LastStatus = strings.ToLower(strings.TrimPrefix(s, "WORKFLOW_EXECUTION_STATUS_"))
 			}
 		}
