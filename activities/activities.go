@@ -82,6 +82,10 @@ type Activities struct {
 	// Simulate, set only by fleet benchmarks, replaces machines with
 	// SimulatedMachines.
 	Simulate *SimulatedMachines
+	// MotherGoose, when set, is MotherGoose's logic for the activities
+	// that need it (the sweep, nest_update, pool status); see
+	// MotherGoose in jobs.go.
+	MotherGoose MotherGoose
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client

@@ -61,6 +61,7 @@ func TestOpenYandex(t *testing.T) {
 		}
 	}
 	gl.AddProject(n.MotherGoose.Nest.Project, 0)
+	n.MotherGoose.Nest.Host = host
 	key := serviceAccountKey(t)
 	keyRef := n.MotherGoose.Providers[fly.CloudYandex].ServiceAccountKey
 	resolve := func(_ context.Context, ref fly.SecretRef) (string, error) {

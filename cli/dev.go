@@ -284,6 +284,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	mg, err := mothergoose.Open(ctx, mothergoose.Config{
 		Nest: dev, Vars: opts.Vars, StoreDSN: "sqlite://" + filepath.Join(stateDir, "gosling.db"),
 		Secrets: resolver, Temporal: tc, Metrics: m, Logger: log, Getenv: opts.Getenv,
+		// Sweeps keep each project's hook pointing here.
+		WebhookURL: apiURL + "/webhooks/gitlab",
 		// The Nest is reloaded from its directory on a push to the Nest
 		// repository: the files being edited here are the ones to run.
 		FetchNest: func(ctx context.Context, _ string) (*fly.Nest, string, error) {
@@ -315,6 +317,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	ex := acts.Tofu
+	// The sweep and the self-management jobs run MotherGoose's logic.
+	acts.MotherGoose = mg
 	for _, queue := range gworker.Queues {
 		w, err := gworker.New(tc, queue, acts, gworker.Options{})
 		if err != nil {

@@ -14,12 +14,12 @@ import (
 func NewCmdJobs(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobs <command>",
-		Short: "Show the GitLab job history MotherGoose recorded",
-		Long: `Jobs talks to the MotherGoose REST API (--api, or $GOSLING_API_URL) with the
-bearer token in $GOSLING_API_TOKEN. Exit status is 4 when the API refuses
-the token.`,
+		Short: "Show the GitLab job history MotherGoose recorded, and the schedules of the jobs of Jobs/",
+		Long: `Jobs list talks to the MotherGoose REST API (--api, or $GOSLING_API_URL) with
+the bearer token in $GOSLING_API_TOKEN. Exit status is 4 when the API refuses
+the token. Jobs schedule talks to Temporal.`,
 	}
-	cmd.AddCommand(NewCmdJobsList(f, nil))
+	cmd.AddCommand(NewCmdJobsList(f, nil), NewCmdJobsSchedule(f))
 	return cmd
 }
 

@@ -157,5 +157,8 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		mg.Close()
 		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
 	}
+	// The sweep and the self-management jobs run MotherGoose's logic in
+	// the worker.
+	p.Acts.MotherGoose = mg
 	return p, nil
 }

@@ -123,7 +123,7 @@ func (l *loader) checkJobParams(decl *jobDecl, at *hcl.Attribute, diags *hcl.Dia
 	allowed := map[string][]string{
 		JobSecretRotation:    {"eggs", "backend", "grace_period"},
 		JobNestUpdate:        {"ref", "reload"},
-		JobRunnerImageUpdate: {"image", "eggs", "roll_percent"},
+		JobRunnerImageUpdate: {"image", "eggs", "roll_percent", "username", "password"},
 		JobCustom:            {"script", "command", "variables"},
 	}[j.Kind]
 	if allowed == nil {
@@ -163,6 +163,7 @@ func (l *loader) checkJobParams(decl *jobDecl, at *hcl.Attribute, diags *hcl.Dia
 		if s, _ := j.Params["image"].(string); s == "" {
 			bad("Missing parameter", "A runner_image_update job needs params.image, such as params = { image = \"registry.example.com/runner:17.5\" }.")
 		}
+		checkImageCredential(j.Params, bad)
 	case JobCustom:
 		_, hasScript := j.Params["script"]
 		_, hasCommand := j.Params["command"]

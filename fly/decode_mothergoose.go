@@ -16,7 +16,7 @@ var mothergooseSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "cloud", Required: true}, {Name: "region"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "temporal"}, {Type: "api_gateway"}, {Type: "containers"}, {Type: "queue"},
-		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"},
+		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"},
 		{Type: "provider", LabelNames: []string{"cloud"}},
 	},
 }
@@ -194,6 +194,8 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 			n.errorf("project", "Invalid project path", "%v.", err)
 		}
 	}
+	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url"))
+	mg.Sweep = decodeSweep(sw, mg.APIGateway)
 	return decl, diags
 }
 

@@ -322,6 +322,7 @@ type MotherGoose struct {
 	Secrets    Secrets             `json:"secrets"`
 	Providers  map[string]Provider `json:"providers"`
 	Nest       NestSource          `json:"nest"`
+	Sweep      Sweep               `json:"sweep"`
 }
 
 // Temporal says where the Temporal service is.

@@ -447,6 +447,9 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 	if push.Ref != "refs/heads/"+ref {
 		return &Result{Status: StatusIgnored, Reason: "not a push to the Nest repository's " + ref + " branch"}, nil
 	}
+	if job, ok := ScheduledNestUpdate(d.nest); ok {
+		return &Result{Status: StatusIgnored, Reason: "the Nest changes on the schedule of job " + job + " (nest_update); run it now with `gosling jobs schedule trigger " + job + "`"}, nil
+	}
 	commit := push.After
 	if commit == "" || strings.Trim(commit, "0") == "" {
 		commit = push.CheckoutSHA

@@ -105,6 +105,15 @@ type Config struct {
 	// DeliveryRetention is how long webhook delivery keys are kept for
 	// deduplication (DefaultDeliveryRetention when 0).
 	DeliveryRetention time.Duration
+
+	// WebhookURL, when set, overrides the MG block's sweep.webhook_url:
+	// the URL the eggs' project hooks post to, which sweeps keep in place.
+	WebhookURL string
+	// SweepInterval, when set, overrides sweep.interval (and turns the
+	// sweep on); SweepStaleAfter is how long a recorded demand may wait
+	// before a sweep sends it again (three intervals when 0).
+	SweepInterval   time.Duration
+	SweepStaleAfter time.Duration
 }
 
 // MotherGoose is the server's state and logic. It is safe for concurrent
@@ -129,6 +138,11 @@ type MotherGoose struct {
 
 	// applyMu serialises Nest applications.
 	applyMu sync.Mutex
+	// hooks remembers, per hook, when a sweep last asked GitLab to test
+	// it, so disabled hooks are tested at most every hookTestSpacing.
+	hooks hookMemory
+	// tokens caches token versions for agents' heartbeats.
+	tokens  tokenVersions
 	closers []func() error
 }
 

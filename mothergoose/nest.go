@@ -58,7 +58,9 @@ type ApplyResult struct {
 // (runners and workflows read the configuration they were made with), the
 // pool of every pooled egg is started or given the egg's new spec (it
 // applies to future runners), the pools of eggs that left the Nest are
-// drained, and UglyFox's schedules follow UF/config.fly. Calls Temporal
+// drained, UglyFox's schedules follow UF/config.fly, and the Schedules of
+// the jobs of Jobs/ and of the eggs' sweeps are created, updated and
+// deleted to match the Nest (see NestSchedules). Calls Temporal
 // cannot take now wait in the outbox. The application is audited. Errors
 // are returned only when the store cannot take the eggs; the rest are
 // warnings in the result. commit is the Nest repository commit it was read
@@ -99,14 +101,9 @@ func (m *MotherGoose) ApplyNest(ctx context.Context, nest *fly.Nest, commit, rea
 		}
 		res.Drained++
 	}
-	if tc := m.Temporal(); tc != nil && nest.UglyFox.Schedule != "" {
-		sctx, cancel := context.WithTimeout(ctx, 3*m.cfg.TemporalTimeout)
-		err := EnsureUglyFoxSchedules(sctx, tc.ScheduleClient(), nest.UglyFox)
-		cancel()
-		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("UglyFox schedules: %v", err))
-		}
-	}
+	// UglyFox's schedules follow UF/config.fly; the jobs' and the sweeps'
+	// follow Jobs/ and the eggs (see applySchedules).
+	res.Warnings = append(res.Warnings, m.applySchedules(ctx, nest)...)
 	what := fmt.Sprintf("%d eggs, %d pools", res.Eggs, res.Pools)
 	if commit != "" {
 		what = "commit " + shortSHA(commit) + ": " + what
@@ -211,7 +208,9 @@ func (m *MotherGoose) ReloadNest(ctx context.Context, ref, reason string) (Apply
 // RunNestSync reloads the Nest whenever the head of the Nest repository's
 // ref moves, checking every interval until ctx ends, so every server
 // replica follows a push that reached another one, or that GitLab failed
-// to deliver. It does nothing when the Nest names no repository.
+// to deliver. When a nest_update job rules the Nest, it follows the commit
+// the job accepted instead (see NestCommitRecord). It does nothing when
+// the Nest names no repository.
 func (m *MotherGoose) RunNestSync(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -223,6 +222,11 @@ func (m *MotherGoose) RunNestSync(ctx context.Context, interval time.Duration) {
 		}
 		src := m.Nest().MotherGoose.Nest
 		if src.Project == "" {
+			continue
+		}
+		if job, ok := ScheduledNestUpdate(m.Nest()); ok {
+			// The job rules the Nest: follow what it accepted, not the head.
+			m.followRecordedNest(ctx, job)
 			continue
 		}
 		head, err := m.nestHead(ctx)

@@ -61,6 +61,11 @@ func Workflows(queue string) (wfs []Workflow, ok bool) {
 			{contract.WorkflowDrainRunner, workflows.DrainRunner},
 			{contract.WorkflowPool, workflows.Pool},
 			{contract.WorkflowRotateRunnerTokens, workflows.RotateRunnerTokens},
+			{contract.WorkflowSelfManagementJob, workflows.SelfManagementJob},
+			{contract.WorkflowNestUpdate, workflows.NestUpdate},
+			{contract.WorkflowRunnerImageUpdate, workflows.RunnerImageUpdate},
+			{contract.WorkflowCustomJob, workflows.CustomJob},
+			{contract.WorkflowSweep, workflows.Sweep},
 		}, true
 	case contract.TaskQueueUglyFox:
 		// Their teardowns (DeprovisionRunner) run on the mothergoose queue.

@@ -31,7 +31,8 @@ func TestContractNamesAreTheFunctionNames(t *testing.T) {
 		}
 	}
 	for _, name := range []string{contract.WorkflowProvisionRunner, contract.WorkflowDeprovisionRunner, contract.WorkflowDrainRunner, contract.WorkflowPool,
-		contract.WorkflowRotateRunnerTokens, contract.WorkflowPrune, contract.WorkflowReconcile} {
+		contract.WorkflowRotateRunnerTokens, contract.WorkflowPrune, contract.WorkflowReconcile,
+		contract.WorkflowSelfManagementJob, contract.WorkflowNestUpdate, contract.WorkflowRunnerImageUpdate, contract.WorkflowCustomJob, contract.WorkflowSweep} {
 		if !seen[name] {
 			t.Errorf("contract workflow %s is registered on no queue", name)
 		}

@@ -57,3 +57,62 @@ func tofuCtx(ctx workflow.Context) workflow.Context {
 		},
 	})
 }
+
+// sweepCtx runs one sweep pass: bounded, retried once, since the next
+// pass comes anyway.
+func sweepCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts:        2,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}
+
+// nestCtx fetches, validates and applies a Nest.
+func nestCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        4,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}
+
+// createOnceCtx is for a GitLab POST that must not be repeated blindly
+// (a pipeline): one attempt.
+func createOnceCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+}
+
+// waitCtx polls something that may take as long as timeout, heartbeating.
+func waitCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput, activities.ErrTypeGitLabRejected},
+		},
+	})
+}
+
+// registryCtx asks a container registry.
+func registryCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}

@@ -950,5 +950,8 @@ func (p *pool) status() contract.PoolStatus {
 		s.CPU[pool] += r.CPU
 		s.Memory[pool] += r.Memory
 	}
+	for _, w := range p.st.Waiting {
+		s.WaitingJobs = append(s.WaitingJobs, w.Job.JobID)
+	}
 	return s
 }

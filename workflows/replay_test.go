@@ -61,6 +61,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(RotateRunnerTokens)
 			r.RegisterWorkflow(Prune)
 			r.RegisterWorkflow(Reconcile)
+			r.RegisterWorkflow(SelfManagementJob)
+			r.RegisterWorkflow(NestUpdate)
+			r.RegisterWorkflow(RunnerImageUpdate)
+			r.RegisterWorkflow(CustomJob)
+			r.RegisterWorkflow(Sweep)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), h,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: rec.WorkflowID, RunID: rec.RunID}})
 			if err != nil {

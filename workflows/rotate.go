@@ -56,6 +56,18 @@ func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInpu
 		after = page.Next
 	}
 	workflow.GetLogger(ctx).Info("rotating runner tokens", "runners", len(targets), "eggs", strings.Join(in.Eggs, ","))
+	// Agents of running cloud VMs confirm their new token through
+	// MotherGoose (SignalTokenConfirmed); remember what they confirmed.
+	confirmed := map[string]string{}
+	confirmations := workflow.GetSignalChannel(ctx, contract.SignalTokenConfirmed)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var c contract.TokenConfirmed
+			confirmations.Receive(ctx, &c)
+			confirmed[c.RunnerID] = c.Version
+		}
+	})
+	rc := rotation{in: in, confirmed: confirmed}
 
 	// A few workers take the runners in order: bounded parallelism, and the
 	// result keeps the store's order whatever finishes first.
@@ -75,7 +87,7 @@ func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInpu
 				i := next
 				next++
 				g, ok := settings[targets[i].Egg]
-				res.Runners[i] = rotateRunner(ctx, in, targets[i], g, ok)
+				res.Runners[i] = rc.rotateRunner(ctx, targets[i], g, ok)
 			}
 		})
 	}
@@ -114,23 +126,53 @@ func rotationSkip(t activities.RotationTarget, hasGitLab bool) string {
 	return ""
 }
 
-func rotateRunner(ctx workflow.Context, in contract.RotateRunnerTokensInput, t activities.RotationTarget, gl fly.GitLab, hasGitLab bool) contract.RunnerRotation {
+// rotation is one rotation's settings and the token versions agents
+// confirmed so far.
+type rotation struct {
+	in        contract.RotateRunnerTokensInput
+	confirmed map[string]string
+}
+
+// confirmVersion is the version of the change that rotates running cloud
+// VMs, whose agents confirm the new token through their heartbeat.
+const confirmVersion = 1
+
+func (rc rotation) rotateRunner(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, hasGitLab bool) contract.RunnerRotation {
+	in := rc.in
 	out := contract.RunnerRotation{RunnerID: t.RunnerID, Egg: t.Egg, Cloud: t.Cloud, State: string(t.State)}
-	if why := rotationSkip(t, hasGitLab); why != "" {
+	why := rotationSkip(t, hasGitLab)
+	viaHeartbeat := false
+	if why != "" && runningCloudVM(t, hasGitLab) &&
+		workflow.GetVersion(ctx, "rotate-running-cloud-vms", workflow.DefaultVersion, confirmVersion) >= confirmVersion {
+		why, viaHeartbeat = "", true
+	}
+	if why != "" {
 		out.Outcome, out.Detail = contract.RotationSkipped, why
 		auditRotation(ctx, in, &out)
 		return out
 	}
-	rotateToken(ctx, t, gl, &out)
+	rc.rotateToken(ctx, t, gl, &out, viaHeartbeat)
 	auditRotation(ctx, in, &out)
 	return out
 }
 
+// runningCloudVM tells a running VM on a cloud, whose agent learns of a
+// new token through its heartbeat.
+func runningCloudVM(t activities.RotationTarget, hasGitLab bool) bool {
+	return hasGitLab && t.GitLabRunnerID != 0 && t.Cloud != fly.CloudLocal && t.Kind != fly.RunnerServerless && t.State == store.StateActive
+}
+
 // rotateToken resets, stores, tells and verifies, recording the outcome.
-func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, out *contract.RunnerRotation) {
+// With viaHeartbeat, the runner is a running cloud VM: its agent reads the
+// new version for its next heartbeat, and the rotation waits for
+// MotherGoose to confirm it (SignalTokenConfirmed).
+func (rc rotation) rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLab, out *contract.RunnerRotation, viaHeartbeat bool) {
 	var a *activities.Activities
 	states := activities.RotationStates
-	if t.Cloud != fly.CloudLocal {
+	switch {
+	case viaHeartbeat:
+		states = []store.RunnerState{store.StateActive}
+	case t.Cloud != fly.CloudLocal:
 		states = []store.RunnerState{store.StateDormant} // a promoted VM would keep its old token
 	}
 	var tok activities.RotateTokenResult
@@ -159,7 +201,22 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 	out.TokenVersion = tok.Version
 
 	var agentErr error
-	if t.Cloud == fly.CloudLocal {
+	switch {
+	case viaHeartbeat:
+		wait := rc.in.ConfirmTimeout
+		if wait <= 0 {
+			wait = contract.DefaultConfirmTimeout
+		}
+		ok, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return rc.confirmed[t.RunnerID] == tok.Version })
+		switch {
+		case err != nil:
+			agentErr = err
+		case !ok:
+			agentErr = fmt.Errorf("no heartbeat with version %s within %s", tok.Version, wait)
+		default:
+			out.Agent = activities.AgentConfirmed
+		}
+	case t.Cloud == fly.CloudLocal:
 		var rl activities.ReloadAgentResult
 		agentErr = workflow.ExecuteActivity(reloadAgentCtx(ctx), a.ReloadRunnerAgent, activities.ReloadAgentInput{
 			RunnerID: t.RunnerID, Cloud: t.Cloud, Version: tok.Version,
@@ -169,7 +226,7 @@ func rotateToken(ctx workflow.Context, t activities.RotationTarget, gl fly.GitLa
 			out.Outcome, out.VerifiedBy, out.TokenWorks = contract.RotationRotated, contract.VerifiedByAgent, ptr(true)
 			return
 		}
-	} else {
+	default:
 		out.Agent = activities.AgentDeferred // a stopped VM reads its token at boot
 	}
 	works, checkErr := verifyStored(ctx, t, gl, tok.Version)

@@ -32,6 +32,8 @@ type rotateFake struct {
 	// valid says whether GitLab accepts a stored version ("" the current).
 	valid    func(runnerID, version string) bool
 	auditErr error
+	// during, when set, arranges callbacks (signals) in the test environment.
+	during func(e *testsuite.TestWorkflowEnvironment)
 
 	mu        sync.Mutex
 	calls     []string
@@ -140,6 +142,9 @@ func runRotate(t *testing.T, f *rotateFake, in contract.RotateRunnerTokensInput)
 		f.audits = append(f.audits, in)
 		return nil
 	})
+	if f.during != nil {
+		f.during(e)
+	}
 	e.ExecuteWorkflow(RotateRunnerTokens, in)
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
@@ -200,7 +205,7 @@ func TestRotateRunnerTokensOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rotated != 3 || res.Failed != 0 || res.Skipped != 4 || len(res.Runners) != 7 {
+	if res.Rotated != 3 || res.Failed != 1 || res.Skipped != 3 || len(res.Runners) != 7 {
 		t.Fatalf("result = %+v", res)
 	}
 	for i, r := range res.Runners {
@@ -212,7 +217,7 @@ func TestRotateRunnerTokensOutcomes(t *testing.T) {
 	for id, want := range map[string]string{
 		"a-active":         "rotated agent confirmed works 2",
 		"b-dormant":        "rotated gitlab deferred works 2",
-		"c-aws-active":     "skipped   unknown ",
+		"c-aws-active":     "failed gitlab unconfirmed works 2",
 		"d-aws-dormant":    "rotated gitlab deferred works 2",
 		"e-aws-serverless": "skipped   unknown ",
 		"f-orphan":         "skipped   unknown ",
@@ -226,20 +231,23 @@ func TestRotateRunnerTokensOutcomes(t *testing.T) {
 	for id, want := range map[string]string{
 		"a-active":      "reset,reload,audit",
 		"b-dormant":     "reset,reload,verify2,audit",
-		"c-aws-active":  "audit",
+		"c-aws-active":  "reset,verify2,audit",
 		"d-aws-dormant": "reset,verify2,audit",
 	} {
 		if c := f.callsOf(id); c != want {
 			t.Errorf("%s: calls %s, want %s", id, c, want)
 		}
 	}
-	if !strings.Contains(got["c-aws-active"].Detail, "left unchanged") || !strings.Contains(got["f-orphan"].Detail, "no stored configuration") {
+	if !strings.Contains(got["c-aws-active"].Detail, "did not confirm") || !strings.Contains(got["f-orphan"].Detail, "no stored configuration") {
 		t.Errorf("skip details: %q, %q", got["c-aws-active"].Detail, got["f-orphan"].Detail)
 	}
 	for _, in := range f.resets {
 		want := activities.RotationStates
-		if in.RunnerID == "d-aws-dormant" {
+		switch in.RunnerID {
+		case "d-aws-dormant":
 			want = []store.RunnerState{store.StateDormant}
+		case "c-aws-active":
+			want = []store.RunnerState{store.StateActive}
 		}
 		if !slices.Equal(in.States, want) || in.GitLab.Host != "gitlab.example.com" || in.TokenRef == "" {
 			t.Errorf("reset input = %+v", in)
@@ -443,5 +451,52 @@ func TestRotateRunnerTokensStoreFailures(t *testing.T) {
 	}
 	if r := res.Runners[0]; r.Outcome != contract.RotationRotated || !strings.Contains(r.Detail, "audit record not written: audit log is full") {
 		t.Fatalf("outcome = %+v", r)
+	}
+}
+
+// A running cloud VM's agent picks up its new token through its heartbeat:
+// MotherGoose signals the rotation when a beat proves the agent holds the
+// new version, and only that version's confirmation counts.
+func TestRotateRunnerTokensCloudVMConfirmsThroughHeartbeat(t *testing.T) {
+	vm := func(id string) activities.RotationTarget {
+		return activities.RotationTarget{RunnerID: id, Egg: "web", Cloud: fly.CloudYandex, Kind: fly.RunnerVM, State: store.StateActive, GitLabRunnerID: 7, TokenRef: "vault://runners/" + id + "/token"}
+	}
+	f := &rotateFake{targets: []activities.RotationTarget{vm("vm-a"), vm("vm-b")}}
+	f.during = func(e *testsuite.TestWorkflowEnvironment) {
+		e.RegisterDelayedCallback(func() {
+			e.SignalWorkflow(contract.SignalTokenConfirmed, contract.TokenConfirmed{RunnerID: "vm-a", Version: "1"}) // an old version
+			e.SignalWorkflow(contract.SignalTokenConfirmed, contract.TokenConfirmed{RunnerID: "vm-b", Version: "2"})
+		}, time.Minute)
+		e.RegisterDelayedCallback(func() {
+			e.SignalWorkflow(contract.SignalTokenConfirmed, contract.TokenConfirmed{RunnerID: "vm-a", Version: "2"})
+		}, 3*time.Minute)
+	}
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{ConfirmTimeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byRunner(res)
+	for _, id := range []string{"vm-a", "vm-b"} {
+		r := got[id]
+		if r.Outcome != contract.RotationRotated || r.Agent != activities.AgentConfirmed || r.VerifiedBy != contract.VerifiedByGitLab || works(r) != "works" {
+			t.Errorf("%s: %+v", id, r)
+		}
+		if c := f.callsOf(id); c != "reset,verify2,audit" {
+			t.Errorf("%s: calls %s", id, c)
+		}
+	}
+	if res.Rotated != 2 {
+		t.Errorf("result %+v", res)
+	}
+
+	// Without a confirmation within the timeout, the stored token is checked
+	// and the runner is reported, not hung on.
+	f = &rotateFake{targets: []activities.RotationTarget{vm("vm-c")}}
+	res, err = runRotate(t, f, contract.RotateRunnerTokensInput{ConfirmTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Runners[0]; r.Outcome != contract.RotationFailed || r.Agent != "unconfirmed" || !strings.Contains(r.Detail, "no heartbeat with version 2 within 1m0s") {
+		t.Errorf("unconfirmed: %+v", r)
 	}
 }

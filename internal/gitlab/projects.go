@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go/v2"
 )
@@ -98,9 +99,11 @@ func (c *Client) AddProjectHook(ctx context.Context, project any, spec HookSpec)
 }
 
 // ProjectHook is a project webhook as GitLab lists it. GitLab never
-// returns the secret token, only whether one is set.
+// returns the secret token, only whether one is set. Instances before
+// GitLab 15.x send no alert_status: AlertStatus is then empty.
 type ProjectHook struct {
 	ID                    int64
+	ProjectID             int64
 	Name                  string
 	Description           string
 	URL                   string
@@ -110,6 +113,10 @@ type ProjectHook struct {
 	MergeRequestsEvents   bool
 	EnableSSLVerification bool
 	TokenPresent          bool
+	// AlertStatus is executable, temporarily_disabled or disabled, and
+	// DisabledUntil is set while the hook is temporarily disabled.
+	AlertStatus   string
+	DisabledUntil *time.Time
 }
 
 // ListProjectHooks lists a project's webhooks (GET /projects/:id/hooks,
@@ -132,20 +139,20 @@ func (c *Client) ListProjectHooks(ctx context.Context, project any) ([]ProjectHo
 		out = append(out, ProjectHook{
 			ID: h.ID, Name: h.Name, Description: h.Description, URL: h.URL, JobEvents: h.JobEvents, PipelineEvents: h.PipelineEvents,
 			PushEvents: h.PushEvents, MergeRequestsEvents: h.MergeRequestsEvents, EnableSSLVerification: h.EnableSSLVerification,
-			TokenPresent: h.TokenPresent,
+			TokenPresent: h.TokenPresent, ProjectID: h.ProjectID, AlertStatus: h.AlertStatus, DisabledUntil: h.DisabledUntil,
 		})
 	}
 	return out, nil
 }
 
 // EditProjectHook changes a project webhook to spec (PUT
-// /projects/:id/hooks/:hook_id); every event flag is sent, and the token
-// when spec has one.
+// /projects/:id/hooks/:hook_id); every event flag is sent, and the token,
+// name and description when spec has them. Saving a hook also clears
+// GitLab's record of its failures, which re-enables a disabled hook. It is
+// idempotent and retried like every PUT.
 func (c *Client) EditProjectHook(ctx context.Context, project any, hookID int64, spec HookSpec) error {
 	opts := &gl.EditProjectHookOptions{
 		URL:                   gl.Ptr(spec.URL),
-		Name:                  gl.Ptr(spec.Name),
-		Description:           gl.Ptr(spec.Description),
 		JobEvents:             gl.Ptr(spec.JobEvents),
 		PipelineEvents:        gl.Ptr(spec.PipelineEvents),
 		PushEvents:            gl.Ptr(spec.PushEvents),
@@ -154,6 +161,12 @@ func (c *Client) EditProjectHook(ctx context.Context, project any, hookID int64,
 	}
 	if spec.Token != "" {
 		opts.Token = gl.Ptr(spec.Token)
+	}
+	if spec.Name != "" {
+		opts.Name = gl.Ptr(spec.Name)
+	}
+	if spec.Description != "" {
+		opts.Description = gl.Ptr(spec.Description)
 	}
 	_, resp, err := c.api.Projects.EditProjectHook(project, hookID, opts, c.opts(ctx, http.MethodPut)...)
 	if err != nil {
@@ -233,10 +246,14 @@ func (c *Client) JobTags(ctx context.Context, projectID, jobID int64) ([]string,
 // path of a renamed or transferred project answers with the project as it
 // is now: compare PathWithNamespace with the path asked for to tell.
 // 404 (IsNotFound) when no project is there or the token may not see it.
-func (c *Client) GetProject(ctx context.Context, idOrPath string) (Project, error) {
-	p, resp, err := c.api.Projects.GetProject(projectRef(idOrPath), nil, c.opts(ctx, http.MethodGet)...)
+// project may also be an int64 ID.
+func (c *Client) GetProject(ctx context.Context, project any) (Project, error) {
+	if s, ok := project.(string); ok {
+		project = projectRef(s)
+	}
+	p, resp, err := c.api.Projects.GetProject(project, nil, c.opts(ctx, http.MethodGet)...)
 	if err != nil {
-		return Project{}, fmt.Errorf("get project %s: %w", idOrPath, fail(http.MethodGet, "/projects/:id", resp, err))
+		return Project{}, fmt.Errorf("get project %v: %w", project, fail(http.MethodGet, "/projects/:id", resp, err))
 	}
 	out := Project{ID: p.ID, Name: p.Name, PathWithNamespace: p.PathWithNamespace, WebURL: p.WebURL, Archived: p.Archived}
 	if p.Namespace != nil {

@@ -46,6 +46,7 @@ type Metrics struct {
 	uglyfox     *prometheus.CounterVec
 	secretCalls *prometheus.CounterVec
 	secretTime  *prometheus.HistogramVec
+	sweep       sweepMetrics
 
 	storeOnce sync.Once
 }
@@ -107,6 +108,7 @@ func New() *Metrics {
 		m.webhooks, m.provision, m.jobQueue, m.jobDuration, m.transitions, m.httpLatency, m.outbox,
 		m.uglyfox, m.secretCalls, m.secretTime,
 	)
+	m.sweep = newSweepMetrics(m.reg)
 	return m
 }
 

@@ -266,6 +266,8 @@ type PoolStatus struct {
 	Waiting  int            `json:"waiting"`
 	Draining bool           `json:"draining"`
 	Runners  []PoolRunner   `json:"runners"`
+	// WaitingJobs are the IDs of the waiting jobs, in order.
+	WaitingJobs []int64 `json:"waiting_jobs,omitempty"`
 	// CPU and Memory total the runners' resources per pool (apex, nadir).
 	CPU    map[string]float64  `json:"cpu"`
 	Memory map[string]fly.Size `json:"memory"`

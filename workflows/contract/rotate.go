@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"time"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )
@@ -39,6 +41,29 @@ type RotateRunnerTokensInput struct {
 	Parallelism int `json:"parallelism,omitempty"`
 	// PageSize bounds the runners read at a time (default DefaultPrunePage).
 	PageSize int `json:"page_size,omitempty"`
+	// ConfirmTimeout bounds the wait for a running cloud VM's agent to
+	// confirm the new token (SignalTokenConfirmed) before the worker
+	// checks the stored token itself (default DefaultConfirmTimeout; a
+	// secret_rotation job's grace_period).
+	ConfirmTimeout time.Duration `json:"confirm_timeout,omitempty"`
+}
+
+// DefaultConfirmTimeout is how long a rotation waits for a running cloud
+// VM's agent to pick up its new token.
+const DefaultConfirmTimeout = 10 * time.Minute
+
+// SignalTokenConfirmed tells the running rotation (RotateWorkflowID) that a
+// runner's agent authenticated with a token version: MotherGoose sends it
+// when an agent's heartbeat, made with the runner token, reports the
+// version it holds (X-Gosling-Token-Version) and the token matches that
+// version. Payload: TokenConfirmed.
+const SignalTokenConfirmed = "runner-token-confirmed"
+
+// TokenConfirmed is the payload of SignalTokenConfirmed.
+type TokenConfirmed struct {
+	RunnerID string    `json:"runner_id"`
+	Version  string    `json:"version"`
+	At       time.Time `json:"at"`
 }
 
 // Outcomes of one runner's rotation.

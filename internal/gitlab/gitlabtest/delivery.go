@@ -133,7 +133,9 @@ func (d *deliverer) send(dl delivery) {
 		return
 	}
 	req, err := d.s.HookRequest(d.ctx, dl.url, dl.event, dl.token, dl.body, rec.IdempotencyKey)
-	if err == nil {
+	if err == nil && d.s.takeDeliveryFailure(dl.hookID) {
+		err = errInjectedFailure
+	} else if err == nil {
 		var resp *http.Response
 		resp, err = d.client.Do(req)
 		if err == nil {
@@ -211,6 +213,7 @@ func (s *Server) sendHooks(projectID int64, event string, wants func(*hook) bool
 		case !s.executable(h):
 		case s.dropDeliveries > 0:
 			s.dropDeliveries--
+		case s.faultyHooks.dropAtRandom():
 		default:
 			s.deliveries.enqueue(delivery{hookID: h.ID, url: h.URL, token: h.Token, event: event, body: body})
 			continue

@@ -72,6 +72,8 @@ type Server struct {
 
 	deliveries     *deliverer
 	dropDeliveries int
+	// faultyHooks holds the delivery faults of hookhealth.go.
+	faultyHooks deliveryFaults
 
 	// closing is closed by Close: long polls answer at once.
 	closing   chan struct{}

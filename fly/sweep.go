@@ -1,0 +1,78 @@
+package fly
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Sweep limits.
+const (
+	DefaultSweepInterval = Duration(time.Minute)
+	MinSweepInterval     = Duration(5 * time.Second)
+	MaxSweepInterval     = Duration(time.Hour)
+)
+
+// Sweep configures the pending-job sweep (block sweep of MG/config.fly):
+// every Interval, a sweep per egg lists the egg's pending jobs through the
+// Jobs API and serves those whose webhook never arrived, keeps a webhook on
+// each of the egg's projects (a group's too), and re-enables hooks GitLab
+// disabled.
+type Sweep struct {
+	Enabled  bool     `json:"enabled"`
+	Interval Duration `json:"interval"`
+	// WebhookURL is the URL GitLab's project hooks post to
+	// (https://<api_gateway.domain>/webhooks/gitlab by default). Empty:
+	// the sweep serves pending jobs but leaves hooks alone.
+	WebhookURL string `json:"webhook_url,omitempty"`
+}
+
+// decodeSweep reads the sweep block; without one the sweep runs every
+// minute.
+func decodeSweep(a *attrs, gw APIGateway) Sweep {
+	sw := Sweep{
+		Enabled:    a.boolean("enabled", true),
+		Interval:   a.duration("interval", DefaultSweepInterval, MinSweepInterval, MaxSweepInterval),
+		WebhookURL: a.str("webhook_url", ""),
+	}
+	if sw.WebhookURL == "" && gw.Domain != "" {
+		sw.WebhookURL = "https://" + gw.Domain + "/webhooks/gitlab"
+	}
+	if a.has("webhook_url") {
+		u, err := url.Parse(sw.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			a.errorf("webhook_url", "Invalid webhook URL", "webhook_url is the URL GitLab's hooks post to, such as \"https://gosling.example.com/webhooks/gitlab\".")
+		}
+	}
+	return sw
+}
+
+// checkImageCredential checks a runner_image_update job's registry login:
+// username and password (a secret URI) together, or neither (anonymous),
+// and roll_percent between 1 and 100.
+func checkImageCredential(p map[string]any, bad func(summary, format string, args ...any)) {
+	user, hasUser := p["username"]
+	pass, hasPass := p["password"]
+	if hasUser != hasPass {
+		bad("Incomplete registry login", "Give params.username and params.password together (the password as a secret URI, such as \"vault://ci/registry/password\"), or neither to pull anonymously.")
+	}
+	if hasUser {
+		if s, ok := user.(string); !ok || strings.TrimSpace(s) == "" {
+			bad("Invalid parameter", "params.username is the registry user name, a string.")
+		}
+	}
+	if hasPass {
+		s, ok := pass.(string)
+		if !ok {
+			bad("Invalid parameter", "params.password is a secret URI, such as \"vault://ci/registry/password\".")
+		} else if _, err := ParseSecretURI(s); err != nil {
+			bad("Invalid parameter", "params.password must be a secret URI, never the password itself: %v. Store it in a secret backend and name it here, such as \"vault://ci/registry/password\".", err)
+		}
+	}
+	if v, ok := p["roll_percent"]; ok {
+		n, isNum := v.(float64)
+		if !isNum || n < 1 || n > 100 || n != float64(int(n)) {
+			bad("Invalid parameter", "params.roll_percent is the share of each pool's runners replaced at a time, a whole number from 1 to 100.")
+		}
+	}
+}
