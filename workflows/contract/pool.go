@@ -2,6 +2,7 @@ package contract
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -194,7 +195,10 @@ func ProjectsKey(egg fly.Egg) string {
 	}
 	var b strings.Builder
 	for _, p := range egg.Projects {
-		fmt.Fprintf(&b, "%d:%s;", p.ID, p.Path)
+		b.WriteString(strconv.FormatInt(p.ID, 10))
+		b.WriteByte(':')
+		b.WriteString(p.Path)
+		b.WriteByte(';')
 	}
 	return b.String()
 }
