@@ -92,10 +92,10 @@ func ClassifyCapacity(cloud, text string) (CloudRefusal, bool) {
 	return CloudRefusal{}, false
 }
 
-// providerMessage is the part of text around at that names the
-// provider's error: from the error code's line (OpenTofu's output lines
-// are joined with " | "), without OpenTofu's box drawing, at most 400
-// bytes.
+// providerMessage is the provider's error around at: the line (OpenTofu's
+// output lines are joined with " | ") from its gRPC status ("rpc error:",
+// past Yandex's request IDs) or else from its last "Error: ", without
+// OpenTofu's box drawing, at most 400 bytes.
 func providerMessage(text string, at int) string {
 	start := 0
 	for _, sep := range []string{"\n", " | "} {
@@ -109,18 +109,26 @@ func providerMessage(text string, at int) string {
 			end = at + i
 		}
 	}
+	for _, marker := range []string{"rpc error: ", "Error: "} {
+		if i := strings.LastIndex(text[start:at], marker); i >= 0 {
+			start += i
+			if marker == "Error: " {
+				start += len(marker)
+			}
+			break
+		}
+	}
 	msg := strings.TrimSpace(strings.TrimLeft(text[start:end], "│╷╵ "))
-	msg = strings.TrimPrefix(msg, "Error: ")
 	if len(msg) > 400 {
 		msg = msg[:400] + "..."
 	}
 	return msg
 }
 
-// capacityError turns an apply's error into a non-retryable
+// CapacityError turns an apply's error into a non-retryable
 // ErrTypeCloudCapacity error when the cloud refused for capacity or quota;
 // any other error is returned as it is.
-func capacityError(cloud string, err error) error {
+func CapacityError(cloud string, err error) error {
 	if err == nil {
 		return nil
 	}
