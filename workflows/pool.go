@@ -453,7 +453,7 @@ func (p *pool) admit(d contract.Demand, tags []string) {
 	}
 	d.Job.Tags = tags
 	p.st.Waiting = append(p.st.Waiting, contract.Waiting(d))
-	p.arrived()
+	p.arrived(d.Job.JobID)
 }
 
 func (p *pool) onJobStatus(s contract.JobStatus) {
@@ -962,7 +962,7 @@ func (p *pool) status() contract.PoolStatus {
 	s := contract.PoolStatus{
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
-		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(),
+		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++

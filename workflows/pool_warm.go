@@ -14,8 +14,12 @@ import (
 // apex.warm_for.
 const versionPoolWarm = "pool-warm"
 
-// maxExpected bounds the announcements a pool keeps.
-const maxExpected = 200
+// maxExpected bounds the announcements a pool keeps, and
+// maxExpectedJobs the job IDs of one.
+const (
+	maxExpected     = 200
+	maxExpectedJobs = 200
+)
 
 // onWarm keeps (or replaces, or withdraws) an announcement of jobs.
 func (p *pool) onWarm(w contract.Warm) {
@@ -28,11 +32,20 @@ func (p *pool) onWarm(w contract.Warm) {
 	p.st.Expected = slices.DeleteFunc(p.st.Expected, func(e contract.Expected) bool {
 		return e.Key == w.Key || (w.Commit != "" && e.Key == "commit/"+w.Commit)
 	})
+	var ids []int64
+	if len(w.JobIDs) > 0 {
+		for _, id := range w.JobIDs {
+			if !p.known(id) && !slices.Contains(p.st.Done, id) && len(ids) < maxExpectedJobs {
+				ids = append(ids, id)
+			}
+		}
+		w.Jobs = len(ids)
+	}
 	if w.Jobs <= 0 {
 		return
 	}
 	p.st.Expected = append(p.st.Expected, contract.Expected{
-		Key: w.Key, Jobs: w.Jobs, Until: workflow.Now(p.ctx).Add(warmFor), Reason: w.Reason,
+		Key: w.Key, Jobs: w.Jobs, JobIDs: ids, Until: workflow.Now(p.ctx).Add(warmFor), Reason: w.Reason,
 	})
 	if len(p.st.Expected) > maxExpected {
 		p.st.Expected = p.st.Expected[len(p.st.Expected)-maxExpected:]
@@ -54,15 +67,23 @@ func (p *pool) expected() (jobs int, until time.Time) {
 	return jobs, until
 }
 
-// arrived counts a job put in line against the oldest announcement: it is
-// one of the jobs announced, or takes the place of one.
-func (p *pool) arrived() {
+// arrived settles a job put in line against what was announced: the
+// announcement that names it, or else the oldest one that names no jobs
+// (a push's, a merge request's).
+func (p *pool) arrived(jobID int64) {
 	if !p.warm || len(p.st.Expected) == 0 {
 		return
 	}
-	p.st.Expected[0].Jobs--
-	if p.st.Expected[0].Jobs <= 0 {
-		p.st.Expected = p.st.Expected[1:]
+	i := slices.IndexFunc(p.st.Expected, func(e contract.Expected) bool { return slices.Contains(e.JobIDs, jobID) })
+	if i >= 0 {
+		e := &p.st.Expected[i]
+		e.JobIDs = slices.DeleteFunc(e.JobIDs, func(id int64) bool { return id == jobID })
+	} else if i = slices.IndexFunc(p.st.Expected, func(e contract.Expected) bool { return len(e.JobIDs) == 0 }); i < 0 {
+		return
+	}
+	p.st.Expected[i].Jobs--
+	if p.st.Expected[i].Jobs <= 0 {
+		p.st.Expected = slices.Delete(p.st.Expected, i, i+1)
 	}
 }
 

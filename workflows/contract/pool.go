@@ -280,8 +280,12 @@ type Warm struct {
 	// Commit, on a pipeline's Warm, withdraws its commit's announcement:
 	// the pipeline says exactly what comes.
 	Commit string `json:"commit,omitempty"`
-	// Jobs is how many jobs are expected.
-	Jobs int `json:"jobs"`
+	// Jobs is how many jobs are expected, and JobIDs which ones when the
+	// event names them (a Pipeline Hook's created jobs): each one's demand
+	// then settles its own part, and a job the pool has seen already is
+	// not expected. Without IDs, any demand settles one, oldest first.
+	Jobs   int     `json:"jobs"`
+	JobIDs []int64 `json:"job_ids,omitempty"`
 	// Reason says what was seen, for logs.
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
@@ -292,6 +296,7 @@ type Warm struct {
 type Expected struct {
 	Key    string    `json:"key"`
 	Jobs   int       `json:"jobs"`
+	JobIDs []int64   `json:"job_ids,omitempty"`
 	Until  time.Time `json:"until"`
 	Reason string    `json:"reason,omitempty"`
 }
@@ -320,6 +325,8 @@ type PoolStatus struct {
 	Stats  PoolStats           `json:"stats"`
 	// HistoryLength is the current run's history length.
 	HistoryLength int `json:"history_length"`
+	// Expected are the announced jobs the pool is warmed for.
+	Expected []Expected `json:"expected,omitempty"`
 }
 
 // MemoPoolFigures is the memo key under which a pool publishes its
