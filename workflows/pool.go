@@ -604,8 +604,8 @@ func (p *pool) scale() {
 		if r.State != contract.PoolApex || len(r.Jobs) > 0 || r.IdleSince.IsZero() {
 			continue
 		}
-		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(contract.PoolApex) <= l.ApexMin {
-			continue
+		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(contract.PoolApex) <= l.ApexMin || !r.WarmUntil.IsZero() {
+			continue // a warmed runner waits for its jobs (coolDown)
 		}
 		p.sleep(r, fmt.Sprintf("idle Apex runner past %s", e.Apex.IdleTimeout))
 	}

@@ -140,3 +140,25 @@ func TestPoolWarmPipelineJobs(t *testing.T) {
 	e.stopAt(2 * time.Minute)
 	runPool(e, egg)
 }
+
+// A warmed runner waits out warm_for even when the Apex idle timeout is
+// shorter, then goes back to Nadir.
+func TestPoolWarmOutlastsIdleTimeout(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := warmEgg()
+	egg.Apex.IdleTimeout = fly.Duration(30 * time.Second)
+	egg.Apex.WarmFor = fly.Duration(5 * time.Minute)
+	e.warm(time.Minute, contract.Warm{Key: "commit/abc", Jobs: 1})
+	e.queryAt(t, 4*time.Minute, func(s contract.PoolStatus) {
+		if r := runner(s, "web-p1"); r.State != contract.PoolApex || s.Stats.Demotions != 0 {
+			t.Errorf("warmed runner demoted by the idle timeout: %+v", r)
+		}
+	})
+	e.queryAt(t, 7*time.Minute, func(s contract.PoolStatus) {
+		if r := runner(s, "web-p1"); r.State != contract.PoolNadir || s.Stats.Cooled != 1 {
+			t.Errorf("warmed runner not cooled: %+v", r)
+		}
+	})
+	e.stopAt(8 * time.Minute)
+	runPool(e, egg)
+}
