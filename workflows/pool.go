@@ -620,7 +620,7 @@ func (p *pool) scale() {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
+		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
 			p.provision(true)
 		}
 	}

@@ -120,6 +120,19 @@ func (p *pool) warmUp() {
 	}
 }
 
+// warmIdle counts runners promoted ahead of announced jobs that have none
+// yet: they still count toward Nadir's minimum, as they go back there if
+// no job comes, so Nadir is not refilled behind them.
+func (p *pool) warmIdle() int {
+	n := 0
+	for _, r := range p.st.Runners {
+		if !r.WarmUntil.IsZero() && len(r.Jobs) == 0 && (r.State == contract.PoolApex || r.State == contract.PoolPromoting) {
+			n++
+		}
+	}
+	return n
+}
+
 // coolDown sends warmed runners that got no job back to Nadir once their
 // wait is over and nothing announced is still expected; while something
 // is, their wait follows it.
