@@ -37,7 +37,9 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 	egg.Runner.MaxConcurrent = 1
 	a := s.StartAPI(secret, egg)
 	s.StartWorker()
-	t.Cleanup(func() { _ = s.Client.TerminateWorkflow(context.Background(), contract.GateWorkflowID(egg.Name), "", "test over") })
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.GateWorkflowID(egg.Name), "", "test over")
+	})
 
 	var jobs [2]gitlabtest.Job
 	var runners [2]string

@@ -19,12 +19,12 @@ import (
 // Apply errors as the providers print them (see activities' capacity
 // tests for where they come from).
 var (
-	yandexQuota = errors.New("tofu apply yandex/vm in web-x: exit status 1: Error: Error while requesting API to create network: " +
+	errYandexQuota = errors.New("tofu apply yandex/vm in web-x: exit status 1: Error: Error while requesting API to create network: " +
 		"server-request-id = 07abaedd-e376-4fed-af9c-a6dc6faa516d client-trace-id = 5aeaad0a-d47c-43a8-a7c0-2ffe644c8f52 " +
 		"rpc error: code = ResourceExhausted desc = Quota limit vpc.networks.count exceeded | with yandex_vpc_network.app-network,")
-	awsCapacity = errors.New("tofu apply aws/vm in web-x: exit status 1: Error: creating EC2 Instance: operation error EC2: RunInstances, " +
+	errAWSCapacity = errors.New("tofu apply aws/vm in web-x: exit status 1: Error: creating EC2 Instance: operation error EC2: RunInstances, " +
 		"https response error StatusCode: 500, RequestID: 4b0b7a8d, api error InsufficientInstanceCapacity: We currently do not have " +
-		"sufficient t3.large capacity in the Availability Zone you requested (us-west-2a). Our system will be working on provisioning additional capacity.")
+		"sufficient t3.large capacity in the Availability Zone you requested (us-west-2a). Our system will be working on provisioning additional capacity. | with aws_instance.runner,")
 )
 
 // fallbackEnv runs ProvisionRunner with every activity mocked; applies
@@ -90,7 +90,7 @@ var providers = map[string]fly.Provider{
 // records the move and makes the runner on the next cloud, with its
 // provider; the result says which cloud refused and why.
 func TestProvisionFallsBackOnCapacity(t *testing.T) {
-	e, c := fallbackEnv(t, map[string]error{fly.CloudYandex: yandexQuota})
+	e, c := fallbackEnv(t, map[string]error{fly.CloudYandex: errYandexQuota})
 	e.ExecuteWorkflow(ProvisionRunner, contract.ProvisionRunnerInput{
 		RunnerID: "web-x", Egg: cloudEgg(fly.RunnerVM, fly.CloudYandex, fly.CloudAWS),
 		Provider: providers[fly.CloudYandex], Providers: providers,
@@ -112,7 +112,7 @@ func TestProvisionFallsBackOnCapacity(t *testing.T) {
 // When every cloud refuses, the runner fails and is compensated; the
 // error and the result name every refusal.
 func TestProvisionFallbackRunsOut(t *testing.T) {
-	e, c := fallbackEnv(t, map[string]error{fly.CloudYandex: yandexQuota, fly.CloudAWS: awsCapacity})
+	e, c := fallbackEnv(t, map[string]error{fly.CloudYandex: errYandexQuota, fly.CloudAWS: errAWSCapacity})
 	e.ExecuteWorkflow(ProvisionRunner, contract.ProvisionRunnerInput{
 		RunnerID: "web-x", Egg: cloudEgg(fly.RunnerVM, fly.CloudYandex, fly.CloudAWS),
 		Provider: providers[fly.CloudYandex], Providers: providers,
@@ -134,7 +134,7 @@ func TestProvisionNoFallback(t *testing.T) {
 		providers map[string]fly.Provider
 	}{
 		"other error":  {map[string]error{fly.CloudYandex: errors.New("tofu apply: Error: Unsupported argument")}, providers},
-		"no providers": {map[string]error{fly.CloudYandex: yandexQuota}, nil},
+		"no providers": {map[string]error{fly.CloudYandex: errYandexQuota}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e, c := fallbackEnv(t, tc.refused)
