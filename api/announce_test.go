@@ -156,3 +156,56 @@ func TestAnnouncements(t *testing.T) {
 		t.Errorf("push to an egg without warm_for: %+v", hr)
 	}
 }
+
+// TestApplyNestGivesGatesTheSpec: a serverless egg's first pending job
+// starts its gate; applying a Nest gives the running gate the egg's new
+// spec (its max_concurrent applies from then on), without a warning.
+func TestApplyNestGivesGatesTheSpec(t *testing.T) {
+	t.Parallel()
+	var project gitlabtest.Project
+	var name string
+	e := newEnv(t, envOptions{dispatch: mothergoose.ByRunnerKind, eggs: func(e *env) []fly.Egg {
+		if project.ID == 0 {
+			project = e.gitlab.AddProject("fn/app", e.gitlab.AddGroup("fn", 0).ID)
+			name = "fn-" + strings.ReplaceAll(e.host, ":", "-")
+		}
+		return []fly.Egg{{Name: name, Kind: fly.KindEgg, Version: "v1", Projects: []fly.ProjectRef{{ID: project.ID}},
+			GitLab: fly.GitLab{Host: e.host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: "local://hooks/web"},
+			Runner: testRunner(fly.RunnerServerless)}}
+	}})
+	ctx := context.Background()
+	tc := devServer(t).Client()
+	gateID := contract.GateWorkflowID(name)
+	terminate(t, tc, gateID)
+	job := e.gitlab.AddJob(project.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
+	spec, _ := e.gitlab.JobHook(job.ID)
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted); hr.WorkflowID != gateID {
+		t.Fatalf("pending: %+v", hr)
+	}
+	nest := *e.nest.Load()
+	nest.Eggs = append([]fly.Egg(nil), nest.Eggs...)
+	for i := range nest.Eggs {
+		if nest.Eggs[i].Name == name {
+			nest.Eggs[i].Runner.MaxConcurrent, nest.Eggs[i].Version = 7, "v2"
+		}
+	}
+	res, err := e.mg.ApplyNest(ctx, &nest, "", "test")
+	if err != nil || len(res.Warnings) != 0 {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	var got []int
+	for _, ev := range history(t, tc, gateID) {
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil || a.GetSignalName() != contract.SignalGateSpec {
+			continue
+		}
+		var egg fly.Egg
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &egg); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, egg.Runner.MaxConcurrent)
+	}
+	if fmt.Sprint(got) != "[7]" {
+		t.Errorf("gate specs %v, want [7]", got)
+	}
+}
