@@ -130,6 +130,8 @@ func FuzzDecodeWebhook(f *testing.F) {
 		{"Pipeline Hook", gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{Project: hookProject, PipelineID: 3, Builds: []gitlabtest.PipelineBuild{{ID: 4, Status: "pending"}}})},
 		{"Push Hook", gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hookProject})},
 		{"Merge Request Hook", []byte(`{"object_kind":"merge_request","project":{"id":1}}`)},
+		{"Merge Request Hook", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hookProject,
+			MergeRequest: gitlabtest.HookMergeRequest{ID: 5, IID: 2, SourceBranch: "x"}, Action: "update", OldRev: "a1", HeadPipelineID: 4})},
 		{"System Hook", []byte(`{"event_name":"project_create"}`)},
 		{"Job Hook", []byte(`{"object_kind":"build","build_id":1e3,"build_status":null,"build_duration":"NaN"}`)},
 		{"", []byte(`{}`)},
@@ -145,16 +147,24 @@ func FuzzDecodeWebhook(f *testing.F) {
 			}
 			return
 		}
+		kinds := 0
+		for _, set := range []bool{w.Job != nil, w.Pipeline != nil, w.Push != nil, w.MergeRequest != nil} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
 		case w.Ignored:
-			if w.Job != nil || w.Pipeline != nil || w.Push != nil {
+			if kinds != 0 {
 				t.Fatalf("ignored event with details: %+v", w)
 			}
 		case w.ProjectID <= 0:
 			t.Fatalf("accepted without a project: %+v", w)
 		case w.Job != nil && (w.Job.ID <= 0 || w.Job.Status == "" || w.Job.Duration < 0 || w.Job.QueuedDuration < 0):
 			t.Fatalf("bad job: %+v", w.Job)
-		case (w.Job != nil) == (w.Pipeline != nil) && w.Push == nil:
+		case w.MergeRequest != nil && w.MergeRequest.IID <= 0:
+			t.Fatalf("bad merge request: %+v", w.MergeRequest)
+		case kinds != 1:
 			t.Fatalf("not exactly one kind: %+v", w)
 		}
 	})
