@@ -1,11 +1,14 @@
 package activities
 
 import (
+	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -104,5 +107,37 @@ func TestClassifyCapacityLeavesOtherErrors(t *testing.T) {
 	}
 	if err := CapacityError(fly.CloudAWS, nil); err != nil {
 		t.Errorf("CapacityError(nil) = %v", err)
+	}
+}
+
+// A fallback is recorded on the runner (its cloud and why) and in the
+// audit log once, however often the activity runs.
+func TestRecordCloudFallback(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateRunner(ctx, &store.Runner{ID: "web-x", Egg: "web", Cloud: fly.CloudYandex, Kind: fly.RunnerServerless, State: store.StateProvisioning}); err != nil {
+		t.Fatal(err)
+	}
+	a := &Activities{Store: st}
+	in := CloudFallbackInput{RunnerID: "web-x", Egg: "web", From: fly.CloudYandex, To: fly.CloudAWS, Reason: "yandex refused (quota): Quota limit serverless.containers.count exceeded; falling back to aws"}
+	for range 2 {
+		if err := a.RecordCloudFallback(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := st.GetRunner(ctx, "web-x")
+	if err != nil || r.Cloud != fly.CloudAWS || r.Reason != in.Reason || r.State != store.StateProvisioning {
+		t.Errorf("runner = %+v, %v", r, err)
+	}
+	recs, err := st.ListAudit(ctx, store.AuditFilter{RunnerID: "web-x"})
+	if err != nil || len(recs) != 1 || recs[0].Action != "cloud-fallback" || string(recs[0].Before) != `{"cloud":"yandex"}` || string(recs[0].After) != `{"cloud":"aws"}` {
+		t.Errorf("audit = %+v, %v", recs, err)
+	}
+	if err := a.RecordCloudFallback(ctx, CloudFallbackInput{RunnerID: "gone", To: fly.CloudAWS}); err == nil {
+		t.Error("a runner with no record was moved")
 	}
 }
