@@ -60,7 +60,7 @@ histories: tools-test
 bench: tools-test
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
-	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals|AnnouncedPipeline' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e

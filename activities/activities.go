@@ -597,7 +597,7 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 		OnLine: onLine,
 	})
 	if err != nil {
-		return ApplyMachineResult{}, err
+		return ApplyMachineResult{}, CapacityError(in.Cloud, err)
 	}
 	return ApplyMachineResult{Workspace: in.RunnerID, Outputs: res.Outputs, Seconds: res.Duration.Seconds()}, nil
 }

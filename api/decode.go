@@ -16,10 +16,11 @@ import (
 
 // GitLab's webhook event names (X-Gitlab-Event).
 const (
-	EventJob      = "Job Hook"
-	EventPipeline = "Pipeline Hook"
-	EventPush     = "Push Hook"
-	EventSystem   = "System Hook"
+	EventJob          = "Job Hook"
+	EventPipeline     = "Pipeline Hook"
+	EventPush         = "Push Hook"
+	EventMergeRequest = "Merge Request Hook"
+	EventSystem       = "System Hook"
 	// eventBuild is what old instances send for job events.
 	eventBuild = "Build Hook"
 )
@@ -34,13 +35,13 @@ type eventInfo struct {
 }
 
 // gitlabEvents lists every event GitLab sends to project, group and system
-// hooks. Only the first three are acted on.
+// hooks. Only those with an object kind are acted on.
 var gitlabEvents = map[string]eventInfo{
 	EventJob:                     {"job", "build"},
 	eventBuild:                   {"job", "build"},
 	EventPipeline:                {"pipeline", "pipeline"},
 	EventPush:                    {"push", "push"},
-	"Merge Request Hook":         {"merge_request", ""},
+	EventMergeRequest:            {"merge_request", "merge_request"},
 	"Tag Push Hook":              {"tag_push", ""},
 	"Issue Hook":                 {"issue", ""},
 	"Confidential Issue Hook":    {"issue", ""},
@@ -219,8 +220,37 @@ type (
 			ID     int64  `json:"id"`
 			Status string `json:"status"`
 			Ref    string `json:"ref"`
+			SHA    string `json:"sha"`
+			Source string `json:"source"`
 		} `json:"object_attributes"`
+		// MergeRequest is null unless the pipeline runs for one.
+		MergeRequest *struct {
+			ID  int64  `json:"id"`
+			IID int64  `json:"iid"`
+			URL string `json:"url"`
+		} `json:"merge_request"`
 		Builds []wirePipelineBuild `json:"builds"`
+	}
+	// wireMergeRequest is a Merge Request Hook: the merge request in
+	// object_attributes (oldrev only on updates that brought commits,
+	// head_pipeline_id null before a pipeline, last_commit null for an
+	// empty source branch).
+	wireMergeRequest struct {
+		wireEnvelope
+		ObjectAttributes *struct {
+			ID             int64  `json:"id"`
+			IID            int64  `json:"iid"`
+			Action         string `json:"action"`
+			State          string `json:"state"`
+			SourceBranch   string `json:"source_branch"`
+			TargetBranch   string `json:"target_branch"`
+			OldRev         string `json:"oldrev"`
+			HeadPipelineID *int64 `json:"head_pipeline_id"`
+			URL            string `json:"url"`
+			LastCommit     *struct {
+				ID string `json:"id"`
+			} `json:"last_commit"`
+		} `json:"object_attributes"`
 	}
 	wirePush struct {
 		wireEnvelope
@@ -323,7 +353,11 @@ func decodeWebhook(event string, body []byte, instance string) (*mothergoose.Eve
 		if p.ObjectAttributes == nil || p.ObjectAttributes.ID <= 0 {
 			return nil, &PayloadError{Msg: "a Pipeline Hook needs object_attributes.id"}
 		}
-		w.Pipeline = &mothergoose.PipelineHook{ID: p.ObjectAttributes.ID, Status: p.ObjectAttributes.Status, Ref: p.ObjectAttributes.Ref}
+		oa := p.ObjectAttributes
+		w.Pipeline = &mothergoose.PipelineHook{ID: oa.ID, Status: oa.Status, Ref: oa.Ref, SHA: oa.SHA, Source: oa.Source}
+		if mr := p.MergeRequest; mr != nil && mr.ID > 0 {
+			w.Pipeline.MergeRequest = &mothergoose.PipelineMergeRequest{ID: mr.ID, IID: mr.IID, URL: mr.URL}
+		}
 		for _, b := range p.Builds {
 			if b.ID <= 0 {
 				continue
@@ -341,6 +375,26 @@ func decodeWebhook(event string, body []byte, instance string) (*mothergoose.Eve
 		}
 		env = p.wireEnvelope
 		w.Push = &mothergoose.PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA}
+	case "merge_request":
+		var m wireMergeRequest
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, &PayloadError{Msg: "the body is not a Merge Request Hook", Err: err}
+		}
+		env = m.wireEnvelope
+		oa := m.ObjectAttributes
+		if oa == nil || oa.IID <= 0 {
+			return nil, &PayloadError{Msg: "a Merge Request Hook needs object_attributes.iid"}
+		}
+		w.MergeRequest = &mothergoose.MergeRequestHook{
+			ID: oa.ID, IID: oa.IID, Action: oa.Action, State: oa.State, SourceBranch: oa.SourceBranch,
+			TargetBranch: oa.TargetBranch, OldRev: oa.OldRev, URL: oa.URL,
+		}
+		if oa.HeadPipelineID != nil && *oa.HeadPipelineID > 0 {
+			w.MergeRequest.HeadPipelineID = *oa.HeadPipelineID
+		}
+		if oa.LastCommit != nil {
+			w.MergeRequest.LastCommit = oa.LastCommit.ID
+		}
 	default:
 		if err := json.Unmarshal(body, &env); err != nil {
 			return nil, &PayloadError{Msg: "the body is not a GitLab event", Err: err}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
 var hookProject = gitlabtest.HookProject{ID: 42, PathWithNamespace: "acme/web", BaseURL: "https://gitlab.example.com"}
@@ -58,6 +59,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"Pipeline Hook", `{"object_kind":"pipeline","project":{"id":1}}`, false},
 		{"Push Hook", `{"object_kind":"push"}`, false},
 		{"Merge Request Hook", `{"project":{"id":1}}`, false},
+		{"Merge Request Hook", `{"object_kind":"merge_request","project":{"id":1}}`, false},
+		{"Merge Request Hook", `{"object_kind":"merge_request","project":{"id":1},"object_attributes":{"iid":0}}`, false},
 	} {
 		_, err := api.DecodeWebhook(tc.event, []byte(tc.body))
 		var pe *api.PayloadError
@@ -68,9 +71,51 @@ func TestDecodeErrors(t *testing.T) {
 			t.Errorf("%q %s: %v, want a PayloadError", tc.event, tc.body, err)
 		}
 	}
-	w, err := api.DecodeWebhook("Merge Request Hook", []byte(`{"object_kind":"merge_request","project":{"id":5,"path_with_namespace":"a/b"}}`))
+	w, err := api.DecodeWebhook("Issue Hook", []byte(`{"object_kind":"issue","project":{"id":5,"path_with_namespace":"a/b"}}`))
 	if err != nil || !w.Ignored || w.ProjectID != 5 || w.Job != nil {
 		t.Errorf("ignored event: %+v %v", w, err)
+	}
+}
+
+// Merge Request Hooks are decoded from object_attributes: the merge
+// request, its source head, the head before an update that brought
+// commits (absent otherwise), its head pipeline (null before one).
+func TestDecodeMergeRequestHook(t *testing.T) {
+	mr := gitlabtest.HookMergeRequest{ID: 501, IID: 12, Title: "Speed up the build", SourceBranch: "fast"}
+	for _, tc := range []struct {
+		spec gitlabtest.MergeRequestHookSpec
+		want mothergoose.MergeRequestHook
+	}{
+		{gitlabtest.MergeRequestHookSpec{Project: hookProject, MergeRequest: mr, Action: "open", LastCommit: "aaa111"},
+			mothergoose.MergeRequestHook{ID: 501, IID: 12, Action: "open", State: "opened", SourceBranch: "fast", TargetBranch: "main", LastCommit: "aaa111",
+				URL: "https://gitlab.example.com/acme/web/-/merge_requests/12"}},
+		{gitlabtest.MergeRequestHookSpec{Project: hookProject, MergeRequest: mr, Action: "update", LastCommit: "bbb222", OldRev: "aaa111", HeadPipelineID: 9001},
+			mothergoose.MergeRequestHook{ID: 501, IID: 12, Action: "update", State: "opened", SourceBranch: "fast", TargetBranch: "main", LastCommit: "bbb222",
+				OldRev: "aaa111", HeadPipelineID: 9001, URL: "https://gitlab.example.com/acme/web/-/merge_requests/12"}},
+	} {
+		w, err := api.DecodeWebhook(api.EventMergeRequest, gitlabtest.MergeRequestHookPayload(tc.spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Ignored || w.ProjectID != 42 || w.ProjectPath != "acme/web" || w.MergeRequest == nil || *w.MergeRequest != tc.want {
+			t.Errorf("%s: %+v %+v", tc.spec.Action, w, w.MergeRequest)
+		}
+	}
+	// A merge request pipeline names its merge request; others send null.
+	w, err := api.DecodeWebhook(api.EventPipeline, gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{
+		Project: hookProject, PipelineID: 9001, SHA: "bbb222", Source: "merge_request_event", MergeRequest: &mr,
+		Builds: []gitlabtest.PipelineBuild{{ID: 1, Stage: "test", Status: "pending"}, {ID: 2, Stage: "deploy", Status: "created"}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.Pipeline
+	if p.SHA != "bbb222" || p.Source != "merge_request_event" || p.MergeRequest == nil || p.MergeRequest.IID != 12 || p.MergeRequest.ID != 501 || len(p.Builds) != 2 {
+		t.Errorf("pipeline: %+v %+v", p, p.MergeRequest)
+	}
+	w, err = api.DecodeWebhook(api.EventPipeline, gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{Project: hookProject, PipelineID: 9002}))
+	if err != nil || w.Pipeline.MergeRequest != nil {
+		t.Errorf("branch pipeline: %+v %v", w, err)
 	}
 }
 
@@ -85,6 +130,8 @@ func FuzzDecodeWebhook(f *testing.F) {
 		{"Pipeline Hook", gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{Project: hookProject, PipelineID: 3, Builds: []gitlabtest.PipelineBuild{{ID: 4, Status: "pending"}}})},
 		{"Push Hook", gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hookProject})},
 		{"Merge Request Hook", []byte(`{"object_kind":"merge_request","project":{"id":1}}`)},
+		{"Merge Request Hook", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hookProject,
+			MergeRequest: gitlabtest.HookMergeRequest{ID: 5, IID: 2, SourceBranch: "x"}, Action: "update", OldRev: "a1", HeadPipelineID: 4})},
 		{"System Hook", []byte(`{"event_name":"project_create"}`)},
 		{"Job Hook", []byte(`{"object_kind":"build","build_id":1e3,"build_status":null,"build_duration":"NaN"}`)},
 		{"", []byte(`{}`)},
@@ -100,16 +147,24 @@ func FuzzDecodeWebhook(f *testing.F) {
 			}
 			return
 		}
+		kinds := 0
+		for _, set := range []bool{w.Job != nil, w.Pipeline != nil, w.Push != nil, w.MergeRequest != nil} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
 		case w.Ignored:
-			if w.Job != nil || w.Pipeline != nil || w.Push != nil {
+			if kinds != 0 {
 				t.Fatalf("ignored event with details: %+v", w)
 			}
 		case w.ProjectID <= 0:
 			t.Fatalf("accepted without a project: %+v", w)
 		case w.Job != nil && (w.Job.ID <= 0 || w.Job.Status == "" || w.Job.Duration < 0 || w.Job.QueuedDuration < 0):
 			t.Fatalf("bad job: %+v", w.Job)
-		case (w.Job != nil) == (w.Pipeline != nil) && w.Push == nil:
+		case w.MergeRequest != nil && w.MergeRequest.IID <= 0:
+			t.Fatalf("bad merge request: %+v", w.MergeRequest)
+		case kinds != 1:
 			t.Fatalf("not exactly one kind: %+v", w)
 		}
 	})

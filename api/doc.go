@@ -31,9 +31,9 @@
 // which projects exist. A push to the Nest repository itself (which need
 // not be an egg) is authenticated by the first check alone.
 //
-// Events GitLab sends that Gosling does not act on (Merge Request Hook, Tag
-// Push Hook, Issue Hook, pushes to anything but the Nest repository, group
-// and system events, ...) are answered 202 {"status":"ignored"} once the
+// Events GitLab sends that Gosling does not act on (Tag Push Hook, Issue
+// Hook, pushes and merge requests of projects no egg serves, group and
+// system events, ...) are answered 202 {"status":"ignored"} once the
 // first token check passed, whatever the project: GitLab counts every
 // non-2xx answer as a failure and disables a hook after four in a row, so
 // refusing an event someone ticked by mistake would also stop the job
@@ -58,14 +58,22 @@
 // out of order, and a status behind the one the job reached, such as a
 // running after its success, changes nothing and reaches no workflow); at
 // build_status "pending" the job's egg's Pool workflow (VM eggs, ID
-// contract.PoolWorkflowID) or the job's own ProvisionRunner (serverless
-// eggs, ID contract.RunnerWorkflowID) is signalled-with-start; later
-// statuses are signalled to the same workflow. Job hooks carry no tags:
+// contract.PoolWorkflowID) or Gate workflow (serverless eggs, ID
+// contract.GateWorkflowID, which starts the job's own ProvisionRunner,
+// ID contract.RunnerWorkflowID, within max_concurrent) is
+// signalled-with-start; later statuses are signalled to the same
+// workflow. Job hooks carry no tags:
 // the workflow reads them from the Jobs API, so the request path calls
 // GitLab only to look up a bucket's group and an egg's listed projects,
 // once per egg version. A Pipeline Hook records its builds; a Push Hook to
 // the Nest repository's branch makes MotherGoose fetch, check and apply the
-// Nest at the pushed commit.
+// Nest at the pushed commit. On a served project, a Merge Request Hook is
+// recorded in the audit log (with its head pipeline; a Pipeline Hook of a
+// merge request pipeline records which one it runs for), and a push, a
+// merge request opened or given commits and a pipeline's created jobs are
+// announced to the egg's pool when its apex.warm_for is set
+// (contract.SignalPoolWarm), so it promotes Nadir runners ahead of them.
+// A push or merge request must carry the project's egg's token.
 //
 // When Temporal cannot be reached in time, the call is written to the store's
 // outbox and the answer is 202 {"status":"queued","outbox_id":N}: nothing

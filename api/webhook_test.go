@@ -190,10 +190,11 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 func TestIgnoredEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	mr := []byte(fmt.Sprintf(`{"object_kind":"merge_request","project":{"id":%d,"path_with_namespace":%q}}`, e.web.ID, e.web.PathWithNamespace))
-	hr := e.hookReply(e.deliver("Merge Request Hook", webSecret, mr, ""), http.StatusAccepted)
-	if hr.Status != api.StatusIgnored || !strings.Contains(hr.Reason, "Merge Request Hook") {
-		t.Errorf("merge request: %+v", hr)
+	// Merge requests of a served project are recorded (announce_test.go).
+	issue := []byte(fmt.Sprintf(`{"object_kind":"issue","project":{"id":%d,"path_with_namespace":%q}}`, e.web.ID, e.web.PathWithNamespace))
+	hr := e.hookReply(e.deliver("Issue Hook", webSecret, issue, ""), http.StatusAccepted)
+	if hr.Status != api.StatusIgnored || !strings.Contains(hr.Reason, "Issue Hook") {
+		t.Errorf("issue: %+v", hr)
 	}
 	tag := []byte(fmt.Sprintf(`{"object_kind":"tag_push","ref":"refs/tags/v1","project_id":%d}`, e.web.ID))
 	if hr := e.hookReply(e.deliver("Tag Push Hook", webSecret, tag, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
@@ -662,7 +663,7 @@ func (zeros) Read(p []byte) (int, error) {
 
 // TestPoolRouting: by default a VM egg's jobs go to the egg's pool workflow
 // as demand (the first one starts it) and their statuses follow; a
-// serverless egg's job gets its own runner workflow.
+// serverless egg's jobs go to the egg's gate the same way.
 func TestPoolRouting(t *testing.T) {
 	e := newEnv(t, envOptions{dispatch: mothergoose.ByRunnerKind})
 	tc := devServer(t).Client()
@@ -705,7 +706,7 @@ func TestPoolRouting(t *testing.T) {
 	egg := e.nest.Load().Eggs[0]
 	egg.Runner.Type = fly.RunnerServerless
 	in, ok, err := mothergoose.ByRunnerKind(e.nest.Load(), &egg, mothergoose.JobEvent{Host: e.host, ProjectID: e.web.ID, JobID: 77, Status: "pending"})
-	if err != nil || !ok || in.WorkflowID != contract.RunnerWorkflowID(e.host, 77) {
+	if err != nil || !ok || in.WorkflowID != contract.GateWorkflowID(egg.Name) || in.Workflow != contract.WorkflowGate || in.Signal != contract.SignalDemand {
 		t.Errorf("serverless egg: %+v %v %v", in, ok, err)
 	}
 }

@@ -55,7 +55,7 @@ var runnerSchema = &hcl.BodySchema{
 }
 
 var poolSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "min"}, {Name: "max"}, {Name: "idle_timeout"}, {Name: "max_cpu"}, {Name: "max_memory"}},
+	Attributes: []hcl.AttributeSchema{{Name: "min"}, {Name: "max"}, {Name: "idle_timeout"}, {Name: "max_cpu"}, {Name: "max_memory"}, {Name: "warm_for"}},
 }
 
 var riftSchema = &hcl.BodySchema{
@@ -136,12 +136,14 @@ func (l *loader) decodeEggBlock(b *hcl.Block, kind EggKind) (*eggDecl, hcl.Diagn
 		runnerBody = r
 	}
 	e.Runner = l.decodeRunnerBlock(runnerBody, decl, &diags)
-	e.Apex = decodePoolBlock(l.ctx, blocks["apex"], Pool{Min: 0, Max: e.Runner.MaxConcurrent, IdleTimeout: Duration(15 * 60e9)}, &diags)
-	e.Nadir = decodePoolBlock(l.ctx, blocks["nadir"], Pool{Min: 0, Max: 0, IdleTimeout: Duration(24 * 3600e9)}, &diags)
+	var warmFor *hcl.Range
+	e.Apex = decodePoolBlock(l.ctx, blocks["apex"], Pool{Min: 0, Max: e.Runner.MaxConcurrent, IdleTimeout: Duration(15 * 60e9)}, &diags, &warmFor)
+	e.Nadir = decodePoolBlock(l.ctx, blocks["nadir"], Pool{Min: 0, Max: 0, IdleTimeout: Duration(24 * 3600e9)}, &diags, nil)
 	if blocks["nadir"] == nil && e.Runner.Type != RunnerServerless {
 		e.Nadir.Max = min(2, e.Runner.MaxConcurrent)
 	}
 	l.checkPools(e, blocks, &diags)
+	checkWarmFor(e, warmFor, &diags)
 	if r := blocks["rift"]; r != nil {
 		e.Rift = l.decodeRiftBlock(r, e.Name, &diags)
 	}
@@ -488,7 +490,9 @@ func inGiB(s Size) string {
 	return strconv.FormatFloat(float64(s)/float64(GiB), 'f', 2, 64) + "GiB"
 }
 
-func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Diagnostics) Pool {
+// decodePoolBlock decodes an apex or nadir block. warmFor, for the apex
+// block, receives the range of its warm_for; nadir takes none.
+func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Diagnostics, warmFor **hcl.Range) Pool {
 	if b == nil {
 		return def
 	}
@@ -501,6 +505,14 @@ func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Di
 		IdleTimeout: a.duration("idle_timeout", def.IdleTimeout, Duration(60e9), Duration(30*24*3600e9)),
 		MaxCPU:      a.number("max_cpu", 0, 0, 64000),
 		MaxMemory:   a.size("max_memory", 0, 0, 512*1024*GiB),
+	}
+	if rng := a.rng("warm_for"); rng != nil {
+		if warmFor == nil {
+			a.errorf("warm_for", "warm_for belongs in apex", "warm_for says how long a runner promoted from Nadir ahead of announced jobs waits for one; move it to the apex block.")
+		} else {
+			p.WarmFor = a.duration("warm_for", 0, minWarmFor, maxWarmFor)
+			*warmFor = rng
+		}
 	}
 	if p.Min > p.Max {
 		rng := a.rng("min")
@@ -546,6 +558,35 @@ func (l *loader) checkPools(e *Egg, blocks map[string]*hcl.Block, diags *hcl.Dia
 			Severity: hcl.DiagError, Summary: "Serverless runners cannot be dormant",
 			Detail:  "The Nadir pool holds stopped VMs; a serverless runner is made per job and cannot be stopped. Remove the nadir block or use type = \"vm\" or \"auto\".",
 			Subject: nb.DefRange.Ptr(),
+		})
+	}
+}
+
+// apex.warm_for bounds.
+const (
+	minWarmFor = Duration(10e9)
+	maxWarmFor = Duration(3600e9)
+)
+
+// checkWarmFor checks apex.warm_for against the runners it would warm: a
+// serverless egg has no Nadir runners to promote (an error), and a pool
+// whose Nadir holds none promotes nothing (a warning).
+func checkWarmFor(e *Egg, rng *hcl.Range, diags *hcl.Diagnostics) {
+	if rng == nil || e.Apex.WarmFor <= 0 {
+		return
+	}
+	switch {
+	case e.Runner.Type == RunnerServerless:
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Serverless runners cannot be warmed",
+			Detail:  "warm_for promotes stopped (Nadir) VMs ahead of announced jobs; a serverless runner is made per job. Remove warm_for, or use type = \"vm\" with a nadir block.",
+			Subject: rng,
+		})
+	case e.Nadir.Max == 0:
+		*diags = append(*diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning, Summary: "Nothing to warm",
+			Detail:  fmt.Sprintf("warm_for = %q promotes Nadir runners ahead of announced jobs, but nadir.max is 0. Add a nadir block (nadir { min = 1  max = 2 }) or remove warm_for.", e.Apex.WarmFor),
+			Subject: rng,
 		})
 	}
 }

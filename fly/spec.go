@@ -174,6 +174,11 @@ type Pool struct {
 	// means no cap beyond Max runners.
 	MaxCPU    float64 `json:"max_cpu,omitempty"`
 	MaxMemory Size    `json:"max_memory,omitempty"`
+	// WarmFor, on the Apex pool, is how long a Nadir runner promoted ahead
+	// of announced jobs (a push, a merge request, a pipeline's created
+	// jobs) waits for one before it goes back to Nadir; zero: announced
+	// jobs promote nothing.
+	WarmFor Duration `json:"warm_for,omitempty"`
 }
 
 // RiftSpec configures the optional Rift cache and remote container context.

@@ -29,12 +29,55 @@ type Dispatch func(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (in Intent, ok boo
 // ByRunnerKind is the default Dispatch. Eggs of VM runners (and auto eggs
 // whose runners resolve to VMs) are served by the egg's Pool workflow, which
 // keeps Apex and Nadir runners and reuses them (PoolDemand); serverless eggs
-// get a runner per job (PerJobRunner).
+// get a runner per job, at most max_concurrent at once, through the egg's
+// Gate workflow (GateDemand).
 func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
 	if !contract.UsesPool(*egg) {
-		return PerJobRunner(nest, egg, ev)
+		return GateDemand(nest, egg, ev)
 	}
 	return PoolDemand(nest, egg, ev)
+}
+
+// GateDemand sends a serverless egg's pending job to the egg's Gate
+// workflow as demand (signal-with-start: the first job starts it), and
+// later statuses to the same gate. The gate starts the job's
+// ProvisionRunner (ID contract.RunnerWorkflowID(host, job), so GitLab's
+// retries join it) when fewer than max_concurrent of the egg's runners
+// run, frees the slot when it ends, and passes the job's final status on.
+func GateDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
+	wfID := contract.GateWorkflowID(egg.Name)
+	switch {
+	case beforePending(ev.Status):
+		return Intent{}, false, nil
+	case ev.Status == "pending":
+		cloud, err := jobCloud(egg)
+		if err != nil {
+			return Intent{}, false, err
+		}
+		demand := contract.Demand{Job: ev.jobRef(), At: ev.At}
+		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, demand, contract.WorkflowGate, contract.GateInput{
+			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
+		})
+		return in, err == nil, err
+	default:
+		in, err := SignalIntent(wfID, contract.SignalJobStatus, contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
+		return in, err == nil, err
+	}
+}
+
+// eggProviders are the Nest's providers of an egg's clouds, for a runner
+// to fall back on when a cloud refuses it; nil when the egg has one cloud.
+func eggProviders(nest *fly.Nest, egg *fly.Egg) map[string]fly.Provider {
+	if len(egg.Runner.Clouds) < 2 {
+		return nil
+	}
+	out := map[string]fly.Provider{}
+	for _, c := range egg.Runner.Clouds {
+		if p, ok := nest.MotherGoose.Providers[c]; ok {
+			out[c] = p
+		}
+	}
+	return out
 }
 
 // PoolDemand sends a pending job to its egg's Pool workflow as demand
@@ -52,7 +95,7 @@ func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 		}
 		demand := contract.Demand{Job: ev.jobRef(), At: ev.At}
 		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, demand, contract.WorkflowPool, contract.PoolInput{
-			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
+			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
 		})
 		return in, err == nil, err
 	default:
@@ -61,10 +104,11 @@ func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 	}
 }
 
-// PerJobRunner is the Dispatch for serverless eggs: a pending job gets its own
-// ProvisionRunner workflow (signal-with-start, so GitLab's retries join
-// it), and every later status is signalled to that workflow. Statuses
-// before pending need no runner yet and are only recorded.
+// PerJobRunner is a Dispatch that gives a pending job its own
+// ProvisionRunner workflow directly (signal-with-start, so GitLab's
+// retries join it), with no bound on how many run at once (GateDemand
+// keeps max_concurrent), and signals every later status to that workflow.
+// Statuses before pending need no runner yet and are only recorded.
 func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
 	wfID := contract.RunnerWorkflowID(ev.Host, ev.JobID)
 	status := contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At}
@@ -78,11 +122,12 @@ func PerJobRunner(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 		}
 		job := ev.jobRef()
 		in, err := SignalWithStartIntent(wfID, contract.SignalJobStatus, status, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
-			RunnerID: contract.RunnerIDFor(egg.Name, wfID),
-			Egg:      *egg,
-			Job:      &job,
-			Cloud:    cloud,
-			Provider: nest.MotherGoose.Providers[cloud],
+			RunnerID:  contract.RunnerIDFor(egg.Name, wfID),
+			Egg:       *egg,
+			Job:       &job,
+			Cloud:     cloud,
+			Provider:  nest.MotherGoose.Providers[cloud],
+			Providers: eggProviders(nest, egg),
 		})
 		return in, err == nil, err
 	default:

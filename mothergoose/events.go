@@ -44,8 +44,8 @@ type Result struct {
 }
 
 // Event is a decoded webhook delivery: what every event has, and the details of
-// the events Gosling acts on (exactly one of Job, Pipeline and Push is set
-// for those).
+// the events Gosling acts on (exactly one of Job, Pipeline, Push and
+// MergeRequest is set for those).
 type Event struct {
 	// Event is the X-Gitlab-Event value, with Build Hook read as Job Hook.
 	Event string
@@ -64,9 +64,10 @@ type Event struct {
 	// or repository URLs give it; "" when they give none.
 	InstanceURL string
 
-	Job      *JobHook
-	Pipeline *PipelineHook
-	Push     *PushHook
+	Job          *JobHook
+	Pipeline     *PipelineHook
+	Push         *PushHook
+	MergeRequest *MergeRequestHook
 }
 
 // JobHook is the part of a Job Hook Gosling uses.
@@ -96,7 +97,41 @@ type PipelineHook struct {
 	ID     int64
 	Status string
 	Ref    string
-	Builds []PipelineBuild
+	// SHA is the pipeline's commit; Source what made it (push,
+	// merge_request_event, web, schedule, ...).
+	SHA    string
+	Source string
+	// MergeRequest is the merge request a merge request pipeline runs
+	// for; nil for others (GitLab sends null).
+	MergeRequest *PipelineMergeRequest
+	Builds       []PipelineBuild
+}
+
+// PipelineMergeRequest is the merge_request object of a Pipeline Hook.
+type PipelineMergeRequest struct {
+	ID  int64
+	IID int64
+	URL string
+}
+
+// MergeRequestHook is the part of a Merge Request Hook Gosling uses
+// (object_attributes).
+type MergeRequestHook struct {
+	ID  int64
+	IID int64
+	// Action is open, reopen, update, close, merge, approved, ...; State
+	// opened, closed, merged, locked.
+	Action       string
+	State        string
+	SourceBranch string
+	TargetBranch string
+	// LastCommit is the SHA of the source branch's head; OldRev the
+	// previous head, set on an update that brought new commits.
+	LastCommit string
+	OldRev     string
+	// HeadPipelineID is the merge request's latest pipeline, 0 before one.
+	HeadPipelineID int64
+	URL            string
 }
 
 // PipelineBuild is one job of a Pipeline Hook.
@@ -156,7 +191,9 @@ type delivery struct {
 // on, on any project, are then answered StatusIgnored (GitLab counts every
 // non-2xx against the hook, which also carries the jobs' events), but for
 // a project_create in a bucket's group, which gets the bucket's project
-// hook; a push to anything but the Nest repository is ignored too; the
+// hook; a push to anything but the Nest repository, and a merge request,
+// are ignored too unless an egg serves the project (they announce its
+// jobs: announce.go), when the token must be that egg's; the
 // project of a job or pipeline event must be served (KindNotFound, Result
 // "unknown_project") and the token its egg's (KindUnauthorized); a
 // delivery seen before is StatusDuplicate. A delivery refused by a check
@@ -189,9 +226,15 @@ func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error)
 			return &Result{Status: StatusIgnored, Reason: fmt.Sprintf("Gosling does not act on %s events", hook.Event)}, nil
 		}
 		d.created = pc
-	case hook.Push != nil:
-		if !isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath) {
-			return &Result{Status: StatusIgnored, Reason: "not a push to the Nest repository"}, nil
+	case hook.Push != nil && isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath):
+	case hook.Push != nil || hook.MergeRequest != nil:
+		// They announce jobs of a project an egg serves (announce.go).
+		ok, why, err := m.announcingEgg(ctx, d, eggs)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &Result{Status: StatusIgnored, Reason: why}, nil
 		}
 	default:
 		if err := m.authenticateProject(ctx, d, eggs); err != nil {
@@ -307,6 +350,8 @@ func deliveryKey(d *delivery) string {
 			id, status = strconv.FormatInt(h.Pipeline.ID, 10), h.Pipeline.Status
 		case h.Push != nil:
 			id, status = h.Push.Ref, h.Push.After
+		case h.MergeRequest != nil:
+			id, status = strconv.FormatInt(h.MergeRequest.IID, 10), h.MergeRequest.Action+"/"+h.MergeRequest.LastCommit
 		}
 		parts = append(parts, "derived", h.Event, h.ObjectKind, strconv.FormatInt(h.ProjectID, 10), id, status, d.EventUUID)
 	}
@@ -323,6 +368,10 @@ func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error)
 		return m.processJob(ctx, d)
 	case h.Pipeline != nil:
 		return m.processPipeline(ctx, d)
+	case h.MergeRequest != nil:
+		return m.processMergeRequest(ctx, d)
+	case d.egg != nil:
+		return m.processPushAnnouncement(ctx, d)
 	default:
 		return m.processPush(ctx, d)
 	}
@@ -434,7 +483,15 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 			return nil, unavailable("store unavailable", "the pipeline's jobs could not be recorded; resend it", err)
 		}
 	}
-	return &Result{Status: StatusAccepted, Reason: fmt.Sprintf("recorded %d jobs", len(p.Builds))}, nil
+	reason := fmt.Sprintf("recorded %d jobs", len(p.Builds))
+	what, err := m.announcePipeline(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if what != "" {
+		reason += "; " + what
+	}
+	return &Result{Status: StatusAccepted, Reason: reason}, nil
 }
 
 func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, error) {

@@ -82,7 +82,13 @@ func (m *MotherGoose) ApplyNest(ctx context.Context, nest *fly.Nest, commit, rea
 
 	for i := range nest.Eggs {
 		egg := &nest.Eggs[i]
-		if !contract.UsesPool(*egg) || len(egg.Runner.Clouds) == 0 {
+		if len(egg.Runner.Clouds) == 0 {
+			continue
+		}
+		if !contract.UsesPool(*egg) {
+			// A running gate takes the egg's new max_concurrent; the
+			// first pending job starts one.
+			res.Warnings = append(res.Warnings, m.syncGate(ctx, egg)...)
 			continue
 		}
 		if err := m.syncPool(ctx, nest, egg); err != nil {
@@ -153,12 +159,24 @@ func (m *MotherGoose) storeEggConfigs(ctx context.Context, nest *fly.Nest) error
 func (m *MotherGoose) syncPool(ctx context.Context, nest *fly.Nest, egg *fly.Egg) error {
 	cloud := egg.Runner.Clouds[0]
 	in, err := SignalWithStartIntent(contract.PoolWorkflowID(egg.Name), contract.SignalPoolSpec, *egg, contract.WorkflowPool, contract.PoolInput{
-		Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud],
+		Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
 	})
 	if err == nil {
 		_, err = m.deliver(ctx, in)
 	}
 	return err
+}
+
+// syncGate gives a serverless egg's running gate the egg's spec.
+func (m *MotherGoose) syncGate(ctx context.Context, egg *fly.Egg) []string {
+	in, err := SignalIntent(contract.GateWorkflowID(egg.Name), contract.SignalGateSpec, *egg)
+	if err == nil {
+		_, err = m.deliver(ctx, in)
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("gate of %s: %v", egg.Name, err)}
+	}
+	return nil
 }
 
 // drainPool retires every runner of a pool whose egg left the Nest.

@@ -60,6 +60,7 @@ func Workflows(queue string) (wfs []Workflow, ok bool) {
 			{contract.WorkflowDeprovisionRunner, workflows.DeprovisionRunner},
 			{contract.WorkflowDrainRunner, workflows.DrainRunner},
 			{contract.WorkflowPool, workflows.Pool},
+			{contract.WorkflowGate, workflows.Gate},
 			{contract.WorkflowRotateRunnerTokens, workflows.RotateRunnerTokens},
 			{contract.WorkflowSelfManagementJob, workflows.SelfManagementJob},
 			{contract.WorkflowNestUpdate, workflows.NestUpdate},

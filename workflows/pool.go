@@ -68,6 +68,9 @@ type pool struct {
 	// assignProjects is set for runs that keep their runners enabled in
 	// every project of the egg (versionPoolRunnerProjects).
 	assignProjects bool
+	// warm is set for runs that promote Nadir runners ahead of announced
+	// jobs (versionPoolWarm).
+	warm bool
 }
 
 // versionPoolRunnerProjects marks pool runs that enable their project
@@ -102,6 +105,7 @@ func newPool(ctx workflow.Context, in contract.PoolInput) *pool {
 	p := &pool{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
 	p.jobOrder = workflow.GetVersion(ctx, versionPoolJobOrder, workflow.DefaultVersion, 1) >= 1
 	p.assignProjects = workflow.GetVersion(ctx, versionPoolRunnerProjects, workflow.DefaultVersion, 1) >= 1
+	p.warm = workflow.GetVersion(ctx, versionPoolWarm, workflow.DefaultVersion, 1) >= 1
 	return p
 }
 
@@ -131,6 +135,7 @@ func (p *pool) run() error {
 	readyCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerReady)
 	specCh := workflow.GetSignalChannel(ctx, contract.SignalPoolSpec)
 	actionCh := workflow.GetSignalChannel(ctx, contract.SignalRunnerAction)
+	warmCh := workflow.GetSignalChannel(ctx, contract.SignalPoolWarm)
 
 	p.sel = workflow.NewSelector(ctx)
 	p.sel.AddReceive(demandCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -169,6 +174,11 @@ func (p *pool) run() error {
 		var a contract.RunnerAction
 		c.Receive(ctx, &a)
 		p.onAction(a)
+	})
+	p.sel.AddReceive(warmCh, func(c workflow.ReceiveChannel, _ bool) {
+		var w contract.Warm
+		c.Receive(ctx, &w)
+		p.onWarm(w)
 	})
 	ticking := false
 	for {
@@ -443,6 +453,7 @@ func (p *pool) admit(d contract.Demand, tags []string) {
 	}
 	d.Job.Tags = tags
 	p.st.Waiting = append(p.st.Waiting, contract.Waiting(d))
+	p.arrived(d.Job.JobID)
 }
 
 func (p *pool) onJobStatus(s contract.JobStatus) {
@@ -524,7 +535,7 @@ func (p *pool) serve() {
 			return // wait for capacity
 		}
 		target.Jobs = append(target.Jobs, w.Job.JobID)
-		target.IdleSince = time.Time{}
+		target.IdleSince, target.WarmUntil = time.Time{}, time.Time{}
 		p.st.Waiting = p.st.Waiting[1:]
 		if target.State == contract.PoolApex {
 			p.served(path, w.At)
@@ -593,8 +604,8 @@ func (p *pool) scale() {
 		if r.State != contract.PoolApex || len(r.Jobs) > 0 || r.IdleSince.IsZero() {
 			continue
 		}
-		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(contract.PoolApex) <= l.ApexMin {
-			continue
+		if now.Sub(r.IdleSince) < e.Apex.IdleTimeout.D() || p.count(contract.PoolApex) <= l.ApexMin || !r.WarmUntil.IsZero() {
+			continue // a warmed runner waits for its jobs (coolDown)
 		}
 		p.sleep(r, fmt.Sprintf("idle Apex runner past %s", e.Apex.IdleTimeout))
 	}
@@ -609,10 +620,12 @@ func (p *pool) scale() {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true) < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
+		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
 			p.provision(true)
 		}
 	}
+	p.coolDown()
+	p.warmUp()
 }
 
 // countProvisioning counts runners being made dormant (true) or active.
@@ -646,7 +659,7 @@ func (p *pool) provision(dormant bool) *contract.PoolRunner {
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
-		RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Provider: p.in.Provider, Dormant: dormant, Owner: p.id,
+		RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Provider: p.in.Provider, Providers: p.in.Providers, Dormant: dormant, Owner: p.id,
 	})
 	// The pool learns the outcome by signal; it only waits for the start,
 	// so a continue-as-new never loses a runner being made.
@@ -704,6 +717,9 @@ func (p *pool) onProvisioned(m contract.RunnerProvisioned) {
 		return
 	}
 	defer p.assign(r)
+	if m.Cloud != "" && m.Cloud != p.cloud {
+		r.Cloud = m.Cloud
+	}
 	switch m.State {
 	case string(store.StateActive):
 		r.State, r.Kind, r.GitLabRunnerID, r.TokenRef = contract.PoolApex, m.Kind, m.GitLabRunnerID, m.TokenRef
@@ -753,10 +769,18 @@ func (p *pool) runner(id string) *contract.PoolRunner {
 }
 
 func (p *pool) machine(r *contract.PoolRunner) activities.PowerInput {
+	cloud, provider := p.cloud, p.in.Provider
+	if r.Cloud != "" && r.Cloud != p.cloud {
+		// Made on a later cloud of the egg: the first one refused it.
+		cloud = r.Cloud
+		if pr, ok := p.in.Providers[r.Cloud]; ok {
+			provider = pr
+		}
+	}
 	return activities.PowerInput{
 		GitLabRunnerID: r.GitLabRunnerID,
 		Machine: activities.ApplyMachineInput{
-			RunnerID: r.ID, Egg: p.st.Egg, Cloud: p.cloud, Kind: r.Kind, Provider: p.in.Provider,
+			RunnerID: r.ID, Egg: p.st.Egg, Cloud: cloud, Kind: r.Kind, Provider: provider,
 			TokenRef: r.TokenRef, ReadyWorkflowID: p.id,
 		},
 	}
@@ -938,7 +962,7 @@ func (p *pool) status() contract.PoolStatus {
 	s := contract.PoolStatus{
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
-		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(),
+		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++

@@ -28,7 +28,7 @@ const DefaultReadyTimeout = 10 * time.Minute
 func ProvisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (contract.ProvisionRunnerResult, error) {
 	res, err := provisionRunner(ctx, in)
 	if in.Owner != "" {
-		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind}
+		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind, Cloud: res.Cloud}
 		if err != nil {
 			msg.State, msg.Error = string(store.StateTerminated), err.Error()
 		}
@@ -217,7 +217,8 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	if kind == fly.RunnerServerless {
 		apply.MaxRunMinutes = int(deadline / time.Minute)
 	}
-	if err := workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, apply).Get(ctx, nil); err != nil {
+	// A cloud that refuses for capacity or quota hands over to the next.
+	if err := applyMachine(ctx, in, &apply, &res, &status); err != nil {
 		return fail("apply machine", err)
 	}
 	if err := transitionWith(ctx, activities.TransitionInput{

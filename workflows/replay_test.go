@@ -58,6 +58,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(ProvisionRunner)
 			r.RegisterWorkflow(DeprovisionRunner)
 			r.RegisterWorkflow(Pool)
+			r.RegisterWorkflow(Gate)
 			r.RegisterWorkflow(RotateRunnerTokens)
 			r.RegisterWorkflow(Prune)
 			r.RegisterWorkflow(Reconcile)

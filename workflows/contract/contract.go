@@ -32,6 +32,7 @@ const (
 	WorkflowDeprovisionRunner  = "DeprovisionRunner"
 	WorkflowDrainRunner        = "DrainRunner"
 	WorkflowPool               = "Pool"
+	WorkflowGate               = "Gate"
 	WorkflowRotateRunnerTokens = "RotateRunnerTokens"
 	WorkflowPrune              = "Prune"
 	WorkflowReconcile          = "Reconcile"
@@ -102,6 +103,10 @@ type ProvisionRunnerInput struct {
 	// Cloud is where the runner runs; empty takes the egg's first cloud.
 	Cloud    string       `json:"cloud,omitempty"`
 	Provider fly.Provider `json:"provider"`
+	// Providers are the Nest's providers by cloud name: a cloud that
+	// refuses the machine for capacity or quota falls back to the egg's
+	// next cloud whose provider is here. Nil: no fallback.
+	Providers map[string]fly.Provider `json:"providers,omitempty"`
 	// Dormant leaves the runner stopped once ready (a Nadir runner).
 	Dormant bool `json:"dormant,omitempty"`
 	// ReadyTimeout bounds the wait for the agent's ready signal (default 10m).
@@ -137,6 +142,9 @@ type ProvisionRunnerResult struct {
 	Outcome string `json:"outcome,omitempty"`
 	// JobTags are the job's tags as the Jobs API gave them.
 	JobTags []string `json:"job_tags,omitempty"`
+	// CloudReason is set when the runner is not on its first cloud: which
+	// clouds refused its machine (capacity or quota) and why, in order.
+	CloudReason string `json:"cloud_reason,omitempty"`
 }
 
 // ProvisionStatus is what QueryRunnerStatus returns.

@@ -34,6 +34,10 @@ const (
 	// UpdatePoolDrain retires every runner and stops making new ones until
 	// the next UpdatePoolScale; jobs that ask meanwhile wait in line.
 	UpdatePoolDrain = "pool-drain"
+	// SignalPoolWarm tells a pool that jobs are coming (a push, a merge
+	// request, a pipeline's created jobs), so it promotes Nadir runners
+	// ahead of them for the egg's apex.warm_for. Payload: Warm.
+	SignalPoolWarm = "pool-warm"
 )
 
 // ActorPool names the pool workflow in records.
@@ -86,6 +90,9 @@ type RunnerProvisioned struct {
 	TokenRef       string `json:"token_ref"`
 	Kind           string `json:"kind"`
 	Error          string `json:"error,omitempty"`
+	// Cloud is where the runner was made: the pool's cloud, or a later
+	// one of the egg's when an earlier one refused the machine.
+	Cloud string `json:"cloud,omitempty"`
 }
 
 // Runner actions a pool takes on request (RunnerAction.Action).
@@ -133,6 +140,9 @@ type PoolInput struct {
 	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
 	// Tick is how often idle runners are looked at (default 15s).
 	Tick time.Duration `json:"tick,omitempty"`
+	// Providers are the Nest's providers by cloud name, for runners made
+	// on a later cloud of the egg (ProvisionRunnerInput.Providers).
+	Providers map[string]fly.Provider `json:"providers,omitempty"`
 }
 
 // Pool runner states, as the pool sees them.
@@ -185,6 +195,11 @@ type PoolRunner struct {
 	// assigned to in GitLab (ProjectsKey); when the egg's list changes,
 	// the pool enables the runner in the new projects.
 	Projects string `json:"projects,omitempty"`
+	// Cloud is where the runner runs when not on the pool's cloud.
+	Cloud string `json:"cloud,omitempty"`
+	// WarmUntil is set on a runner promoted ahead of announced jobs
+	// (SignalPoolWarm): idle at that time, it goes back to Nadir.
+	WarmUntil time.Time `json:"warm_until"`
 }
 
 // ProjectsKey names an egg's list of projects, to tell when it changed;
@@ -227,6 +242,10 @@ type PoolStats struct {
 	Failed       int            `json:"failed"`
 	Recycled     int            `json:"recycled"`
 	JobsFinished int            `json:"jobs_finished"`
+	// Warmed counts Nadir runners promoted ahead of announced jobs, and
+	// Cooled those of them that went back to Nadir with no job.
+	Warmed int `json:"warmed,omitempty"`
+	Cooled int `json:"cooled,omitempty"`
 	// DemandToRunner is the summed time from demand to a runner, per path
 	// (divide by Served for the mean).
 	DemandToRunner map[string]time.Duration `json:"demand_to_runner"`
@@ -250,6 +269,40 @@ type PoolState struct {
 	// (a runner has them) or finished, so a demand that comes late is
 	// dropped and a slot is never held for them.
 	Done []int64 `json:"done,omitempty"`
+
+	// Expected are the jobs announced and not yet come, by what
+	// announced them (SignalPoolWarm).
+	Expected []Expected `json:"expected,omitempty"`
+}
+
+// Warm is the payload of SignalPoolWarm: jobs an event says are coming.
+type Warm struct {
+	// Key names what announced them: "commit/<sha>" for a push or a
+	// merge request, "pipeline/<id>" for a Pipeline Hook. A Warm replaces
+	// the earlier one of its key; Jobs 0 withdraws it.
+	Key string `json:"key"`
+	// Commit, on a pipeline's Warm, withdraws its commit's announcement:
+	// the pipeline says exactly what comes.
+	Commit string `json:"commit,omitempty"`
+	// Jobs is how many jobs are expected, and JobIDs which ones when the
+	// event names them (a Pipeline Hook's created jobs): each one's demand
+	// then settles its own part, and a job the pool has seen already is
+	// not expected. Without IDs, any demand settles one, oldest first.
+	Jobs   int     `json:"jobs"`
+	JobIDs []int64 `json:"job_ids,omitempty"`
+	// Reason says what was seen, for logs.
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Expected is an announcement a pool keeps until its jobs come or it
+// expires.
+type Expected struct {
+	Key    string    `json:"key"`
+	Jobs   int       `json:"jobs"`
+	JobIDs []int64   `json:"job_ids,omitempty"`
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // PoolScale is the argument of UpdatePoolScale: nil fields keep their value.
@@ -278,6 +331,8 @@ type PoolStatus struct {
 	Stats  PoolStats           `json:"stats"`
 	// HistoryLength is the current run's history length.
 	HistoryLength int `json:"history_length"`
+	// Expected are the announced jobs the pool is warmed for.
+	Expected []Expected `json:"expected,omitempty"`
 }
 
 // MemoPoolFigures is the memo key under which a pool publishes its

@@ -490,6 +490,9 @@ type PipelineHookSpec struct {
 	Builds         []PipelineBuild
 	// Variables are the pipeline's own variables, sent as [{key, value}].
 	Variables []Variable
+	// MergeRequest is the merge request a merge request pipeline runs
+	// for; nil sends null.
+	MergeRequest *HookMergeRequest
 }
 
 type pipelineAttributesJSON struct {
@@ -614,6 +617,9 @@ func PipelineHookPayload(spec PipelineHookSpec) []byte {
 			Author: map[string]string{"name": user.Name, "email": user.Email},
 		},
 		Builds: []pipelineBuildJSON{},
+	}
+	if mr := spec.MergeRequest; mr != nil {
+		out.MergeRequest = mr.pipelineJSON(spec.Project)
 	}
 	for _, v := range spec.Variables {
 		out.ObjectAttributes.Variables = append(out.ObjectAttributes.Variables, map[string]string{"key": v.Key, "value": v.Value})

@@ -1,0 +1,211 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/mothergoose"
+	"github.com/gosling-ci/gosling/workflows/contract"
+	"go.temporal.io/sdk/converter"
+)
+
+// TestAnnouncements: on a project whose egg warms its pool
+// (apex.warm_for), a push, a merge request opened or given commits and a
+// pipeline's created jobs are announced to the pool (SignalPoolWarm), in
+// the order they came, and a pipeline that is over withdraws its
+// announcement; merge requests and the merge request a pipeline runs for
+// are recorded in the audit log, once per delivery; what does not bring a
+// pipeline announces nothing; an egg that does not warm, and a project no
+// egg serves, get nothing announced.
+func TestAnnouncements(t *testing.T) {
+	t.Parallel()
+	var project gitlabtest.Project
+	var name string
+	e := newEnv(t, envOptions{dispatch: mothergoose.ByRunnerKind, eggs: func(e *env) []fly.Egg {
+		if project.ID == 0 {
+			project = e.gitlab.AddProject("warm/app", e.gitlab.AddGroup("warm", 0).ID)
+			name = "warm-" + strings.ReplaceAll(e.host, ":", "-")
+		}
+		egg := fly.Egg{Name: name, Kind: fly.KindEgg, Version: "v1", Projects: []fly.ProjectRef{{ID: project.ID}},
+			GitLab: fly.GitLab{Host: e.host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: "local://hooks/web"},
+			Runner: testRunner(fly.RunnerVM)}
+		egg.Apex = fly.Pool{Max: 4, IdleTimeout: fly.Duration(time.Hour), WarmFor: fly.Duration(2 * time.Minute)}
+		egg.Nadir = fly.Pool{Min: 1, Max: 2, IdleTimeout: fly.Duration(time.Hour)}
+		return []fly.Egg{egg}
+	}})
+	ctx := context.Background()
+	tc := devServer(t).Client()
+	poolID := contract.PoolWorkflowID(name)
+	terminate(t, tc, poolID)
+	hp := e.hookProject(project)
+
+	// The first pending job starts the pool.
+	first := e.gitlab.AddJob(project.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
+	spec, _ := e.gitlab.JobHook(first.ID)
+	e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted)
+
+	mr := gitlabtest.HookMergeRequest{ID: 700, IID: 7, Title: "Faster", SourceBranch: "fast"}
+	created := []gitlabtest.PipelineBuild{
+		{ID: 31, Stage: "build", Name: "compile", Status: "pending"},
+		{ID: 32, Stage: "test", Name: "unit", Status: "created"}, {ID: 33, Stage: "test", Name: "lint", Status: "created"},
+	}
+	pipeline := gitlabtest.PipelineHookSpec{Project: hp, PipelineID: 3001, SHA: "c3", Source: "merge_request_event", Status: "pending", MergeRequest: &mr, Builds: created}
+	over := pipeline
+	over.Status = "success"
+	over.Builds = nil
+	zeros := strings.Repeat("0", 40)
+	for _, step := range []struct {
+		event, key string
+		body       []byte
+		status     string
+		reason     string
+	}{
+		{gitlabtest.EventPush, "push", gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hp, Ref: "refs/heads/main", After: "a1"}),
+			api.StatusAccepted, "announced 1 jobs (commit/a1)"},
+		{gitlabtest.EventPush, "delete", gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hp, Ref: "refs/heads/old", Before: "a1", After: zeros}),
+			api.StatusIgnored, "deleted the branch"},
+		{gitlabtest.EventMergeRequest, "open", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "open", LastCommit: "b2"}),
+			api.StatusAccepted, "recorded; announced 1 jobs (commit/b2)"},
+		{gitlabtest.EventMergeRequest, "open", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "open", LastCommit: "b2"}),
+			api.StatusDuplicate, ""},
+		{gitlabtest.EventMergeRequest, "retitled", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "update", LastCommit: "b2"}),
+			api.StatusAccepted, "update brings no pipeline"},
+		{gitlabtest.EventMergeRequest, "pushed", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "update", LastCommit: "c3", OldRev: "b2", HeadPipelineID: 3001}),
+			api.StatusAccepted, "announced 1 jobs (commit/c3)"},
+		{gitlabtest.EventPipeline, "pipeline", gitlabtest.PipelineHookPayload(pipeline),
+			api.StatusAccepted, "recorded 3 jobs; runs for merge request !7; announced 2 jobs (pipeline/3001)"},
+		{gitlabtest.EventPipeline, "pipeline-resent", gitlabtest.PipelineHookPayload(pipeline),
+			api.StatusAccepted, "announced 2 jobs (pipeline/3001)"},
+		{gitlabtest.EventPipeline, "over", gitlabtest.PipelineHookPayload(over),
+			api.StatusAccepted, "withdrew the announcement pipeline/3001"},
+		{gitlabtest.EventMergeRequest, "merged", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "merge", LastCommit: "c3", HeadPipelineID: 3001}),
+			api.StatusAccepted, "merge brings no pipeline"},
+	} {
+		code := http.StatusAccepted
+		if step.status == api.StatusDuplicate {
+			code = http.StatusOK
+		}
+		hr := e.hookReply(e.deliver(step.event, webSecret, step.body, "announce-"+step.key), code)
+		if hr.Status != step.status || !strings.Contains(hr.Reason, step.reason) {
+			t.Errorf("%s %s: %+v, want %s with %q", step.event, step.key, hr, step.status, step.reason)
+		}
+	}
+	var warms []string
+	for _, ev := range history(t, tc, poolID) {
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil || a.GetSignalName() != contract.SignalPoolWarm {
+			continue
+		}
+		var w contract.Warm
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &w); err != nil {
+			t.Fatal(err)
+		}
+		warms = append(warms, fmt.Sprintf("%s:%d:%v:%s", w.Key, w.Jobs, w.JobIDs, w.Commit))
+	}
+	want := "commit/a1:1:[]: commit/b2:1:[]: commit/c3:1:[]: pipeline/3001:2:[32 33]:c3 pipeline/3001:2:[32 33]:c3 pipeline/3001:0:[]:c3"
+	if got := strings.Join(warms, " "); got != want {
+		t.Errorf("announcements\n got %s\nwant %s", got, want)
+	}
+	recs, err := e.store.ListAudit(ctx, store.AuditFilter{Egg: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit []string
+	for _, r := range recs {
+		audit = append(audit, r.Action)
+		if r.Action == "merge-request-pipeline" && !strings.Contains(r.Reason, "pipeline 3001") {
+			t.Errorf("pipeline record: %+v", r)
+		}
+		if r.Action == "merge-request" && (!strings.Contains(r.Reason, "!7") || !strings.Contains(string(r.After), `"iid":7`)) {
+			t.Errorf("merge request record: %+v", r)
+		}
+	}
+	if got := strings.Join(audit, ","); got != "merge-request,merge-request,merge-request,merge-request-pipeline,merge-request" {
+		t.Errorf("audit = %s", got)
+	}
+	// The pipeline's jobs are in the job history, with their pipeline.
+	if j, err := e.store.GetJob(ctx, e.host, 32); err != nil || j.PipelineID != 3001 || j.Status != "created" {
+		t.Errorf("job 32: %+v %v", j, err)
+	}
+
+	// A merge request with another egg's token is refused; on a project no
+	// egg serves it is ignored; an egg that does not warm only records.
+	openOn := func(p gitlabtest.Project) []byte {
+		return gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: e.hookProject(p), MergeRequest: mr, Action: "open", LastCommit: "d4"})
+	}
+	if r := e.deliver(gitlabtest.EventMergeRequest, multiSecret, openOn(project), "other-token"); r.Status != http.StatusUnauthorized {
+		t.Errorf("another egg's token: %d %s", r.Status, r.Body)
+	}
+	stranger := e.gitlab.AddProject("stranger/app", 0)
+	if hr := e.hookReply(e.deliver(gitlabtest.EventMergeRequest, webSecret, openOn(stranger), "stranger"), http.StatusAccepted); hr.Status != api.StatusIgnored {
+		t.Errorf("stranger: %+v", hr)
+	}
+	if hr := e.hookReply(e.deliver(gitlabtest.EventMergeRequest, webSecret, openOn(e.web), "cold"), http.StatusAccepted); hr.Status != api.StatusAccepted || !strings.Contains(hr.Reason, "does not warm") {
+		t.Errorf("egg without warm_for: %+v", hr)
+	}
+	push := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.web)})
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, webSecret, push, "cold-push"), http.StatusAccepted); hr.Status != api.StatusIgnored || !strings.Contains(hr.Reason, "does not warm") {
+		t.Errorf("push to an egg without warm_for: %+v", hr)
+	}
+}
+
+// TestApplyNestGivesGatesTheSpec: a serverless egg's first pending job
+// starts its gate; applying a Nest gives the running gate the egg's new
+// spec (its max_concurrent applies from then on), without a warning.
+func TestApplyNestGivesGatesTheSpec(t *testing.T) {
+	t.Parallel()
+	var project gitlabtest.Project
+	var name string
+	e := newEnv(t, envOptions{dispatch: mothergoose.ByRunnerKind, eggs: func(e *env) []fly.Egg {
+		if project.ID == 0 {
+			project = e.gitlab.AddProject("fn/app", e.gitlab.AddGroup("fn", 0).ID)
+			name = "fn-" + strings.ReplaceAll(e.host, ":", "-")
+		}
+		return []fly.Egg{{Name: name, Kind: fly.KindEgg, Version: "v1", Projects: []fly.ProjectRef{{ID: project.ID}},
+			GitLab: fly.GitLab{Host: e.host, Insecure: true, Token: "local://gitlab/token", WebhookSecret: "local://hooks/web"},
+			Runner: testRunner(fly.RunnerServerless)}}
+	}})
+	ctx := context.Background()
+	tc := devServer(t).Client()
+	gateID := contract.GateWorkflowID(name)
+	terminate(t, tc, gateID)
+	job := e.gitlab.AddJob(project.ID, gitlabtest.JobSpec{Name: "unit", Tags: []string{"docker"}})
+	spec, _ := e.gitlab.JobHook(job.ID)
+	if hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted); hr.WorkflowID != gateID {
+		t.Fatalf("pending: %+v", hr)
+	}
+	nest := *e.nest.Load()
+	nest.Eggs = append([]fly.Egg(nil), nest.Eggs...)
+	for i := range nest.Eggs {
+		if nest.Eggs[i].Name == name {
+			nest.Eggs[i].Runner.MaxConcurrent, nest.Eggs[i].Version = 7, "v2"
+		}
+	}
+	res, err := e.mg.ApplyNest(ctx, &nest, "", "test")
+	if err != nil || len(res.Warnings) != 0 {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	var got []int
+	for _, ev := range history(t, tc, gateID) {
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil || a.GetSignalName() != contract.SignalGateSpec {
+			continue
+		}
+		var egg fly.Egg
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &egg); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, egg.Runner.MaxConcurrent)
+	}
+	if fmt.Sprint(got) != "[7]" {
+		t.Errorf("gate specs %v, want [7]", got)
+	}
+}
