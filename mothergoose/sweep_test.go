@@ -117,7 +117,8 @@ func (e *sweepEnv) sweep(egg fly.Egg) contract.SweepResult {
 	return res
 }
 
-// queued lists the workflow IDs waiting in the outbox.
+// queued lists the runner workflow IDs of the jobs waiting in the outbox,
+// whichever workflow (a pool, a gate, the job's own) the call goes to.
 func (e *sweepEnv) queued() []string {
 	e.t.Helper()
 	due, err := e.st.DueOutbox(context.Background(), time.Now().Add(time.Hour), 0)
@@ -130,7 +131,18 @@ func (e *sweepEnv) queued() []string {
 		if err := json.Unmarshal(d.Payload, &in); err != nil {
 			e.t.Fatal(err)
 		}
-		ids = append(ids, in.WorkflowID)
+		var arg struct {
+			Job   contract.JobRef `json:"job"`
+			JobID int64           `json:"job_id"`
+		}
+		if err := json.Unmarshal(in.SignalArg, &arg); err != nil {
+			e.t.Fatal(err)
+		}
+		id := arg.JobID
+		if id == 0 {
+			id = arg.Job.JobID
+		}
+		ids = append(ids, contract.RunnerWorkflowID(e.host, id))
 	}
 	slices.Sort(ids)
 	return ids
