@@ -24,6 +24,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -69,6 +70,9 @@ type DevState struct {
 	GitLabURL  string `json:"gitlab_url"`
 	GitLabTest bool   `json:"gitlab_test_server"`
 	MetricsURL string `json:"metrics_url"`
+	// GitLabRunner is the gitlab-runner local runners run: the stand-in's
+	// wrapper script.
+	GitLabRunner string `json:"gitlab_runner"`
 	Nest       string `json:"nest"`
 	StateDir   string `json:"state_dir"`
 	PID        int    `json:"pid"`
@@ -306,9 +310,16 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
+	// Local runners run the gitlab-runner STAND-IN (the real one cannot be
+	// built here) under their agents, through a wrapper named gitlab-runner.
+	runnerBin, err := runnerstandin.WriteWrapper(filepath.Join(stateDir, "bin"), self)
+	if err != nil {
+		return err
+	}
+	state.GitLabRunner = runnerBin
 	acts, err := gworker.NewActivities(gworker.Deps{
 		Store: st, Secrets: resolver, Metrics: m, Logger: log, Tofu: tofuBin, StateDir: stateDir,
-		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
+		Agent: activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
 	})
 	if err != nil {
 		return err
@@ -398,6 +409,9 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 		fmt.Fprintf(w, "  GitLab         %s   GITLAB TEST SERVER, not a real GitLab\n", s.GitLabURL)
 	} else {
 		fmt.Fprintf(w, "  GitLab         %s\n", s.GitLabURL)
+	}
+	if s.GitLabRunner != "" {
+		fmt.Fprintf(w, "  gitlab-runner  %s   GITLAB-RUNNER STAND-IN, not the real gitlab-runner\n", s.GitLabRunner)
 	}
 	fmt.Fprintf(w, "  State          %s\n\n", s.StateDir)
 	fmt.Fprintf(w, "Eggs:")
