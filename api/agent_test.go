@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/agentapi"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/workflows/contract"
 	enumspb "go.temporal.io/api/enums/v1"

@@ -73,10 +73,10 @@ type DevState struct {
 	// GitLabRunner is the gitlab-runner local runners run: the stand-in's
 	// wrapper script.
 	GitLabRunner string `json:"gitlab_runner"`
-	Nest       string `json:"nest"`
-	StateDir   string `json:"state_dir"`
-	PID        int    `json:"pid"`
-	StartedAt  string `json:"started_at"`
+	Nest         string `json:"nest"`
+	StateDir     string `json:"state_dir"`
+	PID          int    `json:"pid"`
+	StartedAt    string `json:"started_at"`
 	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
 	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
 	WebhookSecrets map[string]string `json:"webhook_secrets"`

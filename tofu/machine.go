@@ -70,7 +70,7 @@ func (m Machine) WorkDir() string { return filepath.Join(m.StateDir, "machines",
 func (m Machine) Contract() (agent.Contract, error) {
 	in := agent.ContractInput{
 		Cloud: m.Cloud, Kind: m.Kind, Config: m.Agent, State: m.State,
-		MaxRun: time.Duration(m.MaxRunMinutes) * time.Minute,
+		MaxRun:   time.Duration(m.MaxRunMinutes) * time.Minute,
 		AgentURL: m.AgentURL, AgentVersion: m.AgentVersion, AgentImage: m.AgentImage,
 		RunnerVersion: m.RunnerVersion, RunnerURL: m.RunnerURL,
 	}
