@@ -138,7 +138,9 @@ func Stop(workDir string, grace time.Duration) error {
 	pid, ok := alivePID(workDir)
 	if ok {
 		p, _ := os.FindProcess(pid)
-		_ = killGroup(pid, syscall.SIGCONT)
+		if processState(pid) == "T" {
+			_ = killGroup(pid, syscall.SIGCONT)
+		}
 		_ = p.Signal(syscall.SIGTERM)
 		deadline := time.Now().Add(grace)
 		for processAlive(pid) && time.Now().Before(deadline) {

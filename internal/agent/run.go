@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -67,7 +68,10 @@ type State struct {
 	// Listen is gitlab-runner's listen_address.
 	Listen  string    `json:"listen,omitempty"`
 	Version string    `json:"version,omitempty"`
-	At      time.Time `json:"at"`
+	// Jobs are the jobs the agent told MotherGoose of, and how: a
+	// re-executed agent (self-update) goes on from there.
+	Jobs map[int64]string `json:"jobs,omitempty"`
+	At   time.Time        `json:"at"`
 }
 
 // ReadState returns the agent's state in workDir.
@@ -163,7 +167,7 @@ func (a *agent) loadConfig() error {
 
 func (a *agent) setPhase(phase string) {
 	a.phase = phase
-	st := State{PID: os.Getpid(), Phase: phase, Listen: a.sup.listen, Version: a.opts.Version, At: time.Now().UTC()}
+	st := State{PID: os.Getpid(), Phase: phase, Listen: a.sup.listen, Version: a.opts.Version, Jobs: a.reported, At: time.Now().UTC()}
 	if a.sup.running() {
 		st.RunnerPID = a.sup.proc.Pid
 	}
@@ -206,7 +210,16 @@ func Run(ctx context.Context, opts RunOptions) error {
 		return nil
 	}
 	if st, err := ReadState(opts.WorkDir); err == nil && st.PID == os.Getpid() {
-		a.prevListen = st.Listen // this process re-executed itself
+		// This process re-executed itself: gitlab-runner and what was
+		// told of its jobs carry over.
+		a.prevListen = st.Listen
+		for id, status := range st.Jobs {
+			a.reported[id] = status
+			if status == agentapi.JobRunning {
+				a.watch.running = append(a.watch.running, id)
+			}
+		}
+		slices.Sort(a.watch.running)
 	}
 	a.setPhase(PhaseStarting)
 	if err := a.retryUp(ctx, agentapi.TriggerStart); err != nil {
@@ -488,6 +501,13 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 			continue // told already; a job's end is told once
 		}
 		a.reported[r.JobID] = r.Status
+		if len(a.reported) > 256 {
+			for id, st := range a.reported {
+				if id != r.JobID && st != agentapi.JobRunning {
+					delete(a.reported, id)
+				}
+			}
+		}
 		a.log.Info("job", "job", r.JobID, "status", r.Status, "failure_reason", r.FailureReason)
 		if r.Finished() {
 			a.ran = append(a.ran, r)

@@ -31,7 +31,7 @@ import (
 // adopts gitlab-runner through its pid file. A bad checksum, a download
 // that fails or a binary that does not start leaves the old binary in
 // place and is reported in the next heartbeat (Beat.UpdateError); that
-// version is not tried again by this process.
+// version is not tried again from the same URL by this process.
 //
 // gitlab-runner is upgraded the same way, but only between jobs: the agent
 // waits until gitlab-runner runs none, swaps the binary, stops the old
@@ -42,16 +42,16 @@ const maxDownload = 512 << 20
 
 // apply acts on the pins of a heartbeat or ready answer.
 func (a *agent) apply(ctx context.Context, p agentapi.Pins) {
-	if p.Agent != "" && p.Agent != a.opts.Version && p.AgentURL != "" && !a.updateTried["agent "+p.Agent] && a.cfg.mode() == ModeRun {
-		a.updateTried["agent "+p.Agent] = true
+	if key := "agent " + p.Agent + " " + p.AgentURL; p.Agent != "" && p.Agent != a.opts.Version && p.AgentURL != "" && !a.updateTried[key] && a.cfg.mode() == ModeRun {
+		a.updateTried[key] = true
 		if err := a.selfUpdate(ctx, p.Agent, p.AgentURL); err != nil {
 			a.updateErr = fmt.Sprintf("agent %s: %v", p.Agent, err)
 			a.log.Warn("self-update refused; running on the old binary", "version", p.Agent, "error", err)
 		}
 	}
-	if p.GitLabRunner != "" && a.version != "" && p.GitLabRunner != a.version && p.GitLabRunnerURL != "" &&
-		!a.updateTried["gitlab-runner "+p.GitLabRunner] && a.cfg.mode() == ModeRun && len(a.watch.jobs()) == 0 && a.sup.running() {
-		a.updateTried["gitlab-runner "+p.GitLabRunner] = true
+	if key := "gitlab-runner " + p.GitLabRunner + " " + p.GitLabRunnerURL; p.GitLabRunner != "" && a.version != "" && p.GitLabRunner != a.version && p.GitLabRunnerURL != "" &&
+		!a.updateTried[key] && a.cfg.mode() == ModeRun && len(a.watch.jobs()) == 0 && a.sup.running() {
+		a.updateTried[key] = true
 		if err := a.upgradeRunner(ctx, p.GitLabRunner, p.GitLabRunnerURL); err != nil {
 			a.updateErr = fmt.Sprintf("gitlab-runner %s: %v", p.GitLabRunner, err)
 			a.log.Warn("gitlab-runner upgrade refused; running on the old one", "version", p.GitLabRunner, "error", err)
