@@ -66,8 +66,8 @@ type State struct {
 	// RunnerPID is gitlab-runner's process, 0 when it does not run.
 	RunnerPID int `json:"runner_pid,omitempty"`
 	// Listen is gitlab-runner's listen_address.
-	Listen  string    `json:"listen,omitempty"`
-	Version string    `json:"version,omitempty"`
+	Listen  string `json:"listen,omitempty"`
+	Version string `json:"version,omitempty"`
 	// Jobs are the jobs the agent told MotherGoose of, and how: a
 	// re-executed agent (self-update) goes on from there.
 	Jobs map[int64]string `json:"jobs,omitempty"`
