@@ -166,8 +166,7 @@ func cloudVM(in ContractInput, cfg []byte) (Contract, error) {
 		"set -euo pipefail",
 		"export DEBIAN_FRONTEND=noninteractive",
 		"install -d -m 0700 /etc/gosling",
-		"echo " + shellQuote(base64.StdEncoding.EncodeToString(cfg)) + " | base64 -d > " + VMConfigFile,
-		"chmod 0600 " + VMConfigFile,
+		"(umask 077 && echo " + shellQuote(base64.StdEncoding.EncodeToString(cfg)) + " | base64 -d > " + VMConfigFile + ")",
 		"apt-get update -q",
 		"apt-get install -y -q curl ca-certificates",
 	}
