@@ -45,6 +45,9 @@ type AgentSettings struct {
 	GitLabRunner string
 	// SecretsDir is the local secret backend local agents read tokens from.
 	SecretsDir string
+	// DevSecrets makes local agents read every scheme from SecretsDir, as
+	// `gosling dev` seeds it.
+	DevSecrets bool
 	// Secrets is MG/config.fly's secrets block: cloud agents open the same
 	// backends, authenticated as their machine.
 	Secrets          fly.Secrets
@@ -450,7 +453,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 		cfg.Runner.WaitTimeoutSeconds = int(agent.DefaultWaitTimeout / time.Second)
 	}
 	if in.Cloud == fly.CloudLocal {
-		cfg.SecretsDir = a.Agent.SecretsDir
+		cfg.SecretsDir, cfg.DevSecrets = a.Agent.SecretsDir, a.Agent.DevSecrets
 		cfg.Runner.Binary = a.Agent.GitLabRunner
 		return cfg
 	}

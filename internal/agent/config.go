@@ -25,6 +25,10 @@ type Config struct {
 	TokenRef string `json:"token_ref"`
 	// SecretsDir serves local:// URIs (the local provider).
 	SecretsDir string `json:"secrets_dir,omitempty"`
+	// DevSecrets serves every scheme from SecretsDir, as `gosling dev`
+	// seeds it (secrets.DevBackends): a Nest written for a cloud runs
+	// unchanged on one machine. Never on cloud machines.
+	DevSecrets bool `json:"dev_secrets,omitempty"`
 	// Secrets configures the backends of yc-lockbox://, aws-sm:// and
 	// vault:// URIs (MG/config.fly's secrets block); each authenticates as
 	// the machine: the instance's service account, the instance profile,

@@ -27,7 +27,7 @@ type tokenSource struct {
 }
 
 func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolver, error) {
-	key := cfg.SecretsDir
+	key := fmt.Sprintf("%s\x00%t", cfg.SecretsDir, cfg.DevSecrets)
 	if cfg.Secrets != nil {
 		key += fmt.Sprintf("\x00%v", *cfg.Secrets)
 	}
@@ -53,7 +53,13 @@ func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolv
 			if err != nil {
 				return nil, err
 			}
-			r.Register(l)
+			backends := []secrets.Backend{l}
+			if cfg.DevSecrets {
+				backends = secrets.DevBackends(l)
+			}
+			for _, b := range backends {
+				r.Register(b)
+			}
 		}
 	}
 	s.r, s.key = r, key
