@@ -594,6 +594,8 @@ func (a *agent) shutdown() {
 	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
 		a.log.Warn("stop gitlab-runner", "error", err)
 	}
+	// The machine is going away: its runner token goes with it.
+	a.sup.removeConfig()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.report(ctx, a.watch.finishAll(a.sup.listen))

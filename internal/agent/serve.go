@@ -176,6 +176,7 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			res.Jobs = append(res.Jobs, a.ran...)
 			res.FinishedAt = time.Now().UTC()
 			a.sup.done = nil
+			a.sup.removeConfig()
 			a.setPhase(PhaseStarting)
 			a.log.Info("gitlab-runner is done", "exit_code", res.ExitCode, "jobs", len(res.Jobs))
 			return res
@@ -196,6 +197,7 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			}
 			res.ExitCode = a.sup.code
 			a.sup.done = nil
+			a.sup.removeConfig()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			a.drainOutput(rctx)
 			a.report(rctx, a.watch.finishAll(""))

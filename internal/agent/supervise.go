@@ -220,6 +220,14 @@ func (s *supervisor) writeConfig(b []byte) error {
 	return writeFileAtomic(s.configPath(), b, 0o600)
 }
 
+// removeConfig deletes config.toml (it holds the runner token) once
+// gitlab-runner no longer needs it.
+func (s *supervisor) removeConfig() {
+	if err := os.Remove(s.configPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("cannot remove config.toml", "error", err)
+	}
+}
+
 // running tells whether gitlab-runner runs.
 func (s *supervisor) running() bool {
 	if s.done == nil {
