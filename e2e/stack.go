@@ -44,6 +44,7 @@ type Stack struct {
 	Dev       *testsuite.DevServer
 	Client    client.Client
 	GitLab    *gitlabtest.Server
+	Group     gitlabtest.Group
 	Project   gitlabtest.Project
 	StateDir  string
 	StoreDSN  string
@@ -97,8 +98,8 @@ func Start(t testing.TB, opts Options) *Stack {
 
 	s.GitLab = gitlabtest.New()
 	t.Cleanup(s.GitLab.Close)
-	g := s.GitLab.AddGroup("acme", 0)
-	s.Project = s.GitLab.AddProject("acme/web", g.ID)
+	s.Group = s.GitLab.AddGroup("acme", 0)
+	s.Project = s.GitLab.AddProject("acme/web", s.Group.ID)
 
 	s.StoreDSN = "sqlite://" + filepath.Join(s.StateDir, "gosling.db")
 	if s.Store, err = store.Open(ctx, s.StoreDSN); err != nil {
