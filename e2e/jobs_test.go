@@ -119,7 +119,9 @@ func TestPipelinesRunOnGoslingRunners(t *testing.T) {
 	a := s.StartAPI(jobsSecret, sls, vm)
 	s.hookProject(a, slsProject)
 	s.hookProject(a, vmProject)
-	t.Cleanup(func() { _ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(vm.Name), "", "test over") })
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(vm.Name), "", "test over")
+	})
 
 	check := func(egg fly.Egg, p gitlabtest.Project) {
 		t.Helper()
@@ -226,7 +228,9 @@ func TestScaleDownWaitsForRunningJob(t *testing.T) {
 	egg, p := s.projectEgg("drainjobs", fly.RunnerVM)
 	a := s.StartAPI(jobsSecret, egg)
 	s.hookProject(a, p)
-	t.Cleanup(func() { _ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over") })
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over")
+	})
 
 	j := s.runningJob(ctx, p, "slow", 5)
 	rs, err := s.Store.ListRunners(ctx, store.RunnerFilter{GitLabHost: s.Host(), GitLabRunnerID: j.RunnerID})
@@ -262,7 +266,9 @@ func TestRotationDuringJob(t *testing.T) {
 	egg.Apex.Max, egg.Runner.MaxConcurrent = 1, 1
 	a := s.StartAPI(jobsSecret, egg)
 	s.hookProject(a, p)
-	t.Cleanup(func() { _ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over") })
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over")
+	})
 
 	j := s.runningJob(ctx, p, "during", 4)
 	gr, _ := s.GitLab.Runner(j.RunnerID)
