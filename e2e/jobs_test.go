@@ -297,3 +297,75 @@ func TestRotationDuringJob(t *testing.T) {
 		t.Errorf("the next job: %s", next.Status)
 	}
 }
+
+// BenchmarkJobStartPaths measures, on the local provider, the time from a
+// job's pending Job Hook (sent by the GitLab test server when the pipeline
+// is made) to the first line of the job's log that its runner sends back
+// through the runner API, for each way a pool serves it: an idle Apex
+// runner (already polling GitLab), a promoted Nadir runner, and a cold
+// provision. It reports each path's mean and its ratio to the cold path.
+func BenchmarkJobStartPaths(b *testing.B) {
+	const rounds = 3
+	for b.Loop() {
+		s := Start(b, Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		if _, err := s.Secrets.Put(ctx, "local://ci/deploy_key", deployKey); err != nil {
+			b.Fatal(err)
+		}
+		base := func(name string) (fly.Egg, gitlabtest.Project) {
+			e, p := s.projectEgg(name, fly.RunnerVM)
+			e.Runner.MaxConcurrent = 2
+			e.Apex = fly.Pool{Max: 2, IdleTimeout: fly.Duration(time.Second)}
+			return e, p
+		}
+		apex, apexP := base("apexstart")
+		apex.Apex.Min, apex.Apex.IdleTimeout = 1, fly.Duration(time.Hour)
+		nadir, nadirP := base("nadirstart")
+		nadir.Nadir = fly.Pool{Min: 1, Max: 1, IdleTimeout: fly.Duration(time.Hour)}
+		cold, coldP := base("coldstart")
+		a := s.StartAPI(jobsSecret, apex, nadir, cold)
+		for _, p := range []gitlabtest.Project{apexP, nadirP, coldP} {
+			s.hookProject(a, p)
+		}
+		// The pools start with their first demand, as from webhooks; the
+		// Apex and Nadir minimums are made ahead of the measured jobs.
+		for _, e := range []fly.Egg{apex, nadir, cold} {
+			s.StartPool(ctx, e, 100*time.Millisecond)
+		}
+		firstLine := func(egg fly.Egg, p gitlabtest.Project, ready func(contract.PoolStatus) bool) time.Duration {
+			s.waitPool(ctx, egg.Name, "ready for a job", ready)
+			start := time.Now()
+			pl, err := s.GitLab.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{Name: "timed", Tags: []string{"docker"}, Script: []string{"true"}}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			id := s.GitLab.PipelineJobs(pl.ID)[0].ID
+			for len(s.GitLab.Trace(id)) == 0 {
+				if ctx.Err() != nil {
+					b.Fatalf("%s: job %d never logged", egg.Name, id)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			took := time.Since(start)
+			s.waitPipeline(ctx, pl.ID)
+			return took
+		}
+		var sum [3]time.Duration
+		for range rounds {
+			sum[0] += firstLine(apex, apexP, func(st contract.PoolStatus) bool {
+				return st.Counts[contract.PoolApex] == 1 && len(st.Runners) == 1 && len(st.Runners[0].Jobs) == 0
+			})
+			sum[1] += firstLine(nadir, nadirP, func(st contract.PoolStatus) bool {
+				return st.Counts[contract.PoolApex] == 0 && st.Counts[contract.PoolNadir] == 1 && len(st.Runners) == 1
+			})
+			sum[2] += firstLine(cold, coldP, func(st contract.PoolStatus) bool { return len(st.Runners) == 0 })
+		}
+		names := []string{"apex", "promotion", "cold"}
+		for i, d := range sum {
+			b.ReportMetric(ms(d)/rounds, names[i]+"-ms")
+		}
+		b.ReportMetric(float64(sum[0])/float64(sum[2]), "apex/cold")
+		b.ReportMetric(float64(sum[1])/float64(sum[2]), "promotion/cold")
+		cancel()
+	}
+}
