@@ -59,6 +59,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals' -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench JobStartPaths -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
