@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,10 +43,9 @@ const maxDownload = 512 << 20
 func (a *agent) apply(ctx context.Context, p agentapi.Pins) {
 	if key := "agent " + p.Agent + " " + p.AgentURL; p.Agent != "" && p.Agent != a.opts.Version && p.AgentURL != "" && !a.updateTried[key] && a.cfg.mode() == ModeRun {
 		a.updateTried[key] = true
-		if err := a.selfUpdate(ctx, p.Agent, p.AgentURL); err != nil {
-			a.updateErr = fmt.Sprintf("agent %s: %v", p.Agent, err)
-			a.log.Warn("self-update refused; running on the old binary", "version", p.Agent, "error", err)
-		}
+		err := a.selfUpdate(ctx, p.Agent, p.AgentURL) // returns only when it failed
+		a.updateErr = fmt.Sprintf("agent %s: %v", p.Agent, err)
+		a.log.Warn("self-update refused; running on the old binary", "version", p.Agent, "error", err)
 	}
 	if key := "gitlab-runner " + p.GitLabRunner + " " + p.GitLabRunnerURL; p.GitLabRunner != "" && a.version != "" && p.GitLabRunner != a.version && p.GitLabRunnerURL != "" &&
 		!a.updateTried[key] && a.cfg.mode() == ModeRun && len(a.watch.jobs()) == 0 && a.sup.running() {
@@ -177,7 +175,7 @@ func checkStarts(ctx context.Context, bin, want string) error {
 }
 
 // selfUpdate replaces the agent's binary and re-executes it. It returns
-// only on failure.
+// only on failure, with the reason.
 func (a *agent) selfUpdate(ctx context.Context, version, urlTemplate string) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -196,16 +194,25 @@ func (a *agent) selfUpdate(ctx context.Context, version, urlTemplate string) err
 		os.Remove(tmp)
 		return err
 	}
+	// The old binary stays beside the new one (.prev): put back if the
+	// new one cannot be executed, kept for a manual rollback otherwise.
+	prev := self + ".prev"
+	_ = os.Remove(prev)
+	if err := os.Link(self, prev); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("keep the old binary: %w", err)
+	}
 	if err := os.Rename(tmp, self); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("swap the binary: %w", err)
 	}
 	a.setPhase(a.phase) // the new agent adopts gitlab-runner from state.json
 	a.log.Info("re-executing the updated agent", "version", version)
-	if err := syscall.Exec(self, os.Args, os.Environ()); err != nil {
-		return fmt.Errorf("re-execute %s: %w", self, err)
+	err = syscall.Exec(self, os.Args, os.Environ())
+	if rerr := os.Rename(prev, self); rerr != nil {
+		err = fmt.Errorf("%w; and the old binary could not be put back: %v", err, rerr)
 	}
-	return errors.New("unreachable")
+	return fmt.Errorf("re-execute %s: %w", self, err)
 }
 
 // upgradeRunner replaces gitlab-runner between jobs.
