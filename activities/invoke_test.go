@@ -17,6 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agentapi"
+	"github.com/gosling-ci/gosling/internal/testbin"
+	"github.com/gosling-ci/gosling/tofu"
+	"go.temporal.io/sdk/temporal"
 )
 
 // ecsServer speaks ECS's JSON protocol (awsJson1_1: POST /, X-Amz-Target
@@ -183,5 +186,25 @@ func TestInvokeRunnerYandexHTTPS(t *testing.T) {
 	// No invoke_url: refused, not retried.
 	if _, err := a.InvokeRunner(context.Background(), InvokeRunnerInput{RunnerID: "web-1", Cloud: fly.CloudYandex}); err == nil || !strings.Contains(err.Error(), "invoke_url") {
 		t.Errorf("without invoke_url: %v", err)
+	}
+}
+
+// A module that needs what MG/config.fly does not give is refused before
+// OpenTofu runs, with an error retrying cannot fix and that says what to
+// set.
+func TestApplyMachineRefusesMissingAgentDelivery(t *testing.T) {
+	ex, err := tofu.New(testbin.Tofu(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Activities{Tofu: ex, Agent: AgentSettings{Release: fly.AgentRelease{Image: "cr.example.com/runner:1"}}}
+	egg := fly.Egg{Name: "web", GitLab: fly.GitLab{Host: "gitlab.example.com"}, Runner: fly.Runner{CPU: 2, Memory: 4 * fly.GiB, Disk: 20 * fly.GiB, Image: "alpine:3.20"}}
+	_, err = a.ApplyMachine(context.Background(), ApplyMachineInput{
+		RunnerID: "web-1", Egg: egg, Cloud: fly.CloudAWS, Kind: fly.RunnerVM, Running: true,
+		Provider: fly.Provider{Region: "eu-central-1", Subnets: []string{"subnet-1"}}, TokenRef: "aws-sm://gosling/runners/web-1/token",
+	})
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || !strings.Contains(err.Error(), "agent.url") {
+		t.Errorf("a cloud VM without agent.url: %v", err)
 	}
 }

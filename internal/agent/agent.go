@@ -17,6 +17,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,6 +39,7 @@ const (
 	tokenFile     = "token.json"
 	stateFile     = "state.json"
 	serveURLFile  = "serve.url"
+	launchFile    = "launch.json"
 )
 
 // LogFile is the agent's log in its work directory (local provider).
@@ -46,11 +48,11 @@ func LogFile(workDir string) string { return filepath.Join(workDir, logFile) }
 // LaunchOptions shape a launched agent.
 type LaunchOptions struct {
 	// MaxRun is a deadline after which the agent exits (0: none).
-	MaxRun time.Duration
+	MaxRun time.Duration `json:"max_run,omitempty"`
 	// Serve launches `gosling agent serve`: a serverless runner that runs
 	// when invoked over HTTP (see Serve), on a free port of 127.0.0.1
 	// written to serve.url.
-	Serve bool
+	Serve bool `json:"serve,omitempty"`
 }
 
 // Launch starts the agent in the background for the machine in workDir,
@@ -72,6 +74,10 @@ func Launch(self, workDir string, cfg Config, o LaunchOptions) error {
 	}
 	if o.Serve {
 		_ = os.Remove(filepath.Join(workDir, serveURLFile))
+	}
+	// A machine booted again (Power) runs the way it was launched.
+	if b, err := json.Marshal(o); err == nil {
+		_ = writeFileAtomic(filepath.Join(workDir, launchFile), b, 0o600)
 	}
 	if err := start(self, workDir, o); err != nil {
 		return err
@@ -209,7 +215,14 @@ func Power(self, workDir, state string, cfg *Config) error {
 		return killGroup(pid, syscall.SIGSTOP)
 	case PowerRunning:
 		if !ok {
-			return start(self, workDir, LaunchOptions{})
+			var o LaunchOptions
+			if b, err := os.ReadFile(filepath.Join(workDir, launchFile)); err == nil {
+				_ = json.Unmarshal(b, &o)
+			}
+			if o.Serve {
+				_ = os.Remove(filepath.Join(workDir, serveURLFile))
+			}
+			return start(self, workDir, o)
 		}
 		if processState(pid) != "T" {
 			return nil // already running: nothing to resume
