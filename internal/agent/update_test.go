@@ -109,3 +109,56 @@ func TestAgentSelfUpdate(t *testing.T) {
 		return strings.Join(r.mg.jobStatuses(jobID), ",") == "running,success"
 	})
 }
+
+// gitlab-runner is upgraded to the pinned version between jobs: a job that
+// runs when the pin arrives finishes on the old one first.
+func TestAgentUpgradesGitLabRunnerBetweenJobs(t *testing.T) {
+	r := newRig(t)
+	bin := filepath.Join(t.TempDir(), "gitlab-runner")
+	wrapper, err := os.ReadFile(r.cfg.Runner.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Runner.Binary = bin
+	const next = "18.7.0"
+	// The "release": the stand-in under another version.
+	newBin := []byte("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Version:      " + next + "'; exit 0; fi\nexec '" + r.gosling + "' dev gitlab-runner \"$@\"\n")
+	sum := sha256.Sum256(newBin)
+	release := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/v" + next + "/gitlab-runner":
+			_, _ = w.Write(newBin)
+		case "/v" + next + "/gitlab-runner.sha256":
+			fmt.Fprintf(w, "%s  gitlab-runner\n", hex.EncodeToString(sum[:]))
+		default:
+			http.NotFound(w, req)
+		}
+	}))
+	t.Cleanup(release.Close)
+	r.launch(agent.LaunchOptions{})
+	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
+	before, _ := agent.ReadState(r.dir)
+
+	p := r.pipeline(gitlabtest.JobSpec{Name: "long", Script: []string{"sleep 2", "echo done on the old gitlab-runner"}})
+	jobID := r.gl.PipelineJobs(p.ID)[0].ID
+	waitFor(t, "the job running", time.Minute, func() bool { return len(r.mg.jobStatuses(jobID)) > 0 })
+	r.mg.setPins(agentapi.Pins{GitLabRunner: next, GitLabRunnerURL: release.URL + "/v{version}/gitlab-runner"})
+	waitFor(t, "the upgraded gitlab-runner", time.Minute, func() bool {
+		_, beats, _ := r.mg.snapshot()
+		return len(beats) > 0 && beats[len(beats)-1].Versions.GitLabRunner == next
+	})
+	if j, _ := r.gl.Job(jobID); j.Status != "success" || !strings.Contains(string(r.gl.Trace(jobID)), "done on the old gitlab-runner") {
+		t.Errorf("the job that ran during the upgrade: %s\n%s", j.Status, r.gl.Trace(jobID))
+	}
+	after, _ := agent.ReadState(r.dir)
+	if after.RunnerPID == before.RunnerPID || after.PID != before.PID {
+		t.Errorf("state before %+v, after %+v: want a new gitlab-runner under the same agent", before, after)
+	}
+	p = r.pipeline(gitlabtest.JobSpec{Name: "next", Script: []string{"echo on the new one"}})
+	if jobs := r.waitJobs(p.ID, time.Minute); jobs[0].Status != "success" {
+		t.Errorf("a job after the upgrade: %+v", jobs[0])
+	}
+}
