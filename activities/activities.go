@@ -59,6 +59,11 @@ type AgentSettings struct {
 	// APIURL is MotherGoose's API as the machines reach it; agents report
 	// ready, heartbeats and jobs there.
 	APIURL string
+	// RiftURL is the control API of the Rift Gosling runs (`gosling rift
+	// serve`), for eggs whose rift block names no endpoint; RiftCA is the
+	// PEM of the CA its certificate is issued by (empty: the system's).
+	RiftURL string
+	RiftCA  string
 }
 
 // Activities holds the dependencies of every activity.
@@ -446,6 +451,15 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
 		HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
 		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
+	}
+	if rf := in.Egg.Rift; rf != nil && rf.Enabled {
+		u := rf.Endpoint
+		if u == "" {
+			u = a.Agent.RiftURL
+		}
+		if u != "" {
+			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
+		}
 	}
 	if in.Kind == fly.RunnerServerless {
 		cfg.Runner.Mode = agent.ModeSingle

@@ -30,6 +30,9 @@ type RuntimeFlags struct {
 	// agents report ready, heartbeats and jobs there (default: https:// and
 	// MG api_gateway.domain).
 	AgentAPIURL string
+	// RiftURL is the control API of the Rift runners use for eggs whose
+	// rift block names no endpoint.
+	RiftURL string
 }
 
 func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -42,6 +45,7 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.StateDir, "state-dir", env("GOSLING_STATE_DIR", ".gosling"), "directory for tofu workspaces, local machines and local secrets ($GOSLING_STATE_DIR)")
 	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH, postgres://..., dynamodb://PREFIX?region=... (default: MG database, else sqlite in --state-dir) ($GOSLING_STORE)")
 	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
+	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
 	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
 }
 
@@ -147,7 +151,7 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir,
 		Agent: activities.AgentSettings{
 			Binary: self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
-			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent,
+			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
 		},
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -344,5 +345,44 @@ func TestAgentServeRunsOneJobPerInvocation(t *testing.T) {
 	ready, _, _ := r.mg.snapshot()
 	if len(ready) != 2 || ready[0].Trigger != agentapi.TriggerInvoke {
 		t.Errorf("ready reports %+v", ready)
+	}
+}
+
+// An egg with a rift block gets [runners.cache] pointing at its Rift: the
+// agent asks Rift's control API for the egg's settings with the runner
+// token (over TLS, trusting Rift's CA) and writes Rift's rendering of them.
+func TestAgentPointsTheCacheAtRift(t *testing.T) {
+	r := newRig(t)
+	var asked string
+	rift := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		asked = req.Method + " " + req.URL.Path
+		if req.Header.Get("Authorization") != "Bearer "+r.runner.Token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"egg": "web", "runner_id": "r1", "cache": map[string]any{
+			"server_address": "rift.test:9000", "access_key": "GRTESTKEY", "secret_key": "rift-secret-key-0123", "bucket_name": "web", "bucket_location": "us-east-1",
+		}})
+	}))
+	t.Cleanup(rift.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rift.Certificate().Raw})
+	r.cfg.Runner.Rift = &agent.RiftConfig{URL: rift.URL, CA: string(ca)}
+	r.launch(agent.LaunchOptions{})
+	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
+	toml, _ := os.ReadFile(filepath.Join(r.dir, "config.toml"))
+	for _, want := range []string{"[runners.cache]", "Type = 's3'", "ServerAddress = 'rift.test:9000'", "BucketName = 'web'", "SecretKey = 'rift-secret-key-0123'"} {
+		if !strings.Contains(string(toml), want) {
+			t.Errorf("config.toml lacks %s:\n%s", want, toml)
+		}
+	}
+	if asked != "GET /rift/v1/eggs/web/config" {
+		t.Errorf("Rift was asked %q", asked)
+	}
+	waitFor(t, "the stand-in reading the cache section", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(agent.LogFile(r.dir))
+		return strings.Contains(string(b), "[runners.cache] is parsed but not used")
+	})
+	if b, _ := os.ReadFile(agent.LogFile(r.dir)); strings.Contains(string(b), "rift-secret-key-0123") {
+		t.Error("agent.log holds Rift's secret key")
 	}
 }
