@@ -336,7 +336,12 @@ func (a *agent) up(ctx context.Context, trigger string) error {
 	if trigger == "" {
 		return nil
 	}
-	return a.ready(ctx, token, version, trigger)
+	if err := a.ready(ctx, token, version, trigger); err != nil {
+		// gitlab-runner runs: serve on; the waiting workflow's timeout
+		// decides, and heartbeats go on.
+		a.log.Warn("ready not reported; serving all the same", "error", err)
+	}
+	return nil
 }
 
 // reready verifies the token and reports ready for a gitlab-runner that
@@ -448,13 +453,20 @@ func (a *agent) versions() agentapi.Versions {
 	return agentapi.Versions{Agent: a.opts.Version, GitLabRunner: a.version}
 }
 
+// readyPatience bounds the retries of one ready report: past it the agent
+// goes on serving (and heartbeating), and the waiting workflow's own
+// timeout decides.
+const readyPatience = 2 * time.Minute
+
 // ready tells MotherGoose the runner is ready. It retries until
-// MotherGoose takes it: a 401 too, as the runner's record may not name
-// its token yet.
+// MotherGoose takes it (a 401 too, as the runner's record may not name its
+// token yet) or readyPatience passes.
 func (a *agent) ready(ctx context.Context, token, version, trigger string) error {
 	if a.api == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, readyPatience)
+	defer cancel()
 	host, _ := os.Hostname()
 	r := agentapi.Ready{Trigger: trigger, PID: os.Getpid(), Host: host, TokenVersion: version, Versions: a.versions(), At: time.Now().UTC()}
 	var pins agentapi.Pins
