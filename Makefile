@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres dynalite podman docker
+TEST_TOOLS := temporal tofu postgres dynalite podman docker shellcheck
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
@@ -61,6 +61,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./fly
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals|AnnouncedPipeline' -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench JobStartPaths -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e

@@ -5,14 +5,11 @@ package activities
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,30 +36,35 @@ const (
 )
 
 // AgentSettings say how machines get their agent and where it reports.
+// They hold no Temporal address or credential: agents report to
+// MotherGoose's API only, with their runner's token.
 type AgentSettings struct {
 	// Binary is the gosling binary local machines run.
 	Binary string
-	// TemporalAddress and Namespace are where agents send their ready signal.
-	TemporalAddress string
-	Namespace       string
-	// SecretsDir is the local secret backend agents read tokens from.
-	SecretsDir       string
+	// GitLabRunner is the gitlab-runner local machines run (a path, or a
+	// name looked up in PATH; in `gosling dev`, the stand-in's wrapper).
+	GitLabRunner string
+	// SecretsDir is the local secret backend local agents read tokens from.
+	SecretsDir string
+	// DevSecrets makes local agents read every scheme from SecretsDir, as
+	// `gosling dev` seeds it.
+	DevSecrets bool
+	// Secrets is MG/config.fly's secrets block: cloud agents open the same
+	// backends, authenticated as their machine.
+	Secrets          fly.Secrets
 	HeartbeatSeconds int
-	// AgentURL and AgentImage deliver the agent on cloud VMs and containers.
-	AgentURL   string
-	AgentImage string
-	// APIURL is MotherGoose's API as the machines reach it; agents post
-	// their heartbeats there. Empty: agents keep them to themselves.
+	// Release is MG/config.fly's agent block: where cloud VMs download
+	// gosling (URL), what serverless containers run (Image), and the
+	// versions pinned for gosling and gitlab-runner.
+	Release fly.AgentRelease
+	// APIURL is MotherGoose's API as the machines reach it; agents report
+	// ready, heartbeats and jobs there.
 	APIURL string
-}
-
-// HeartbeatURL is where a runner's agent posts its heartbeat ("" without
-// an API URL).
-func (s AgentSettings) HeartbeatURL(runnerID string) string {
-	if s.APIURL == "" {
-		return ""
-	}
-	return strings.TrimSuffix(s.APIURL, "/") + "/agent/v1/runners/" + url.PathEscape(runnerID) + "/heartbeat"
+	// RiftURL is the control API of the Rift Gosling runs (`gosling rift
+	// serve`), for eggs whose rift block names no endpoint; RiftCA is the
+	// PEM of the CA its certificate is issued by (empty: the system's).
+	RiftURL string
+	RiftCA  string
 }
 
 // Activities holds the dependencies of every activity.
@@ -86,6 +88,8 @@ type Activities struct {
 	// that need it (the sweep, nest_update, pool status); see
 	// MotherGoose in jobs.go.
 	MotherGoose MotherGoose
+	// Invokers reach serverless runners (InvokeRunner).
+	Invokers Invokers
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client
@@ -549,7 +553,9 @@ type ApplyMachineInput struct {
 	Provider      fly.Provider `json:"provider"`
 	TokenRef      string       `json:"token_ref"`
 	MaxRunMinutes int          `json:"max_run_minutes,omitempty"`
-	// ReadyWorkflowID is the workflow the agent signals when ready.
+	// ReadyWorkflowID is the workflow that waits for the agent's ready
+	// report. Agents no longer signal it themselves (MotherGoose does,
+	// from the runner's record); it stays for recorded histories.
 	ReadyWorkflowID string `json:"ready_workflow_id"`
 }
 
@@ -561,31 +567,33 @@ type ApplyMachineResult struct {
 }
 
 // ApplyMachine applies the module of the runner's cloud and kind in the
-// runner's own workspace, heartbeating with OpenTofu's output.
+// runner's own workspace, heartbeating with OpenTofu's output. A module
+// that needs what MG/config.fly does not give (agent.url for cloud VMs,
+// agent.image for serverless containers) is refused before anything is
+// applied, with a non-retryable error that says what to set.
 func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
 	if a.Simulate != nil {
 		return a.Simulate.apply(ctx, in)
-	}
-	cfgJSON, err := json.Marshal(a.agentConfig(in))
-	if err != nil {
-		return ApplyMachineResult{}, err
 	}
 	state := tofu.PowerStopped
 	if in.Running {
 		state = tofu.PowerRunning
 	}
 	r := in.Egg.Runner
+	rel := a.Agent.Release
 	m := tofu.Machine{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, Cloud: in.Cloud, Kind: in.Kind, State: state,
 		CPU: r.CPU, MemoryMiB: tofu.MiB(r.Memory), DiskGiB: tofu.GiB(r.Disk), Image: r.Image,
 		Concurrent: r.JobsPerRunner, Tags: r.Tags, MaxRunMinutes: in.MaxRunMinutes,
-		GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef, AgentConfig: string(cfgJSON),
+		GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef, Agent: a.agentConfig(in),
 		AgentBinary: a.Agent.Binary, StateDir: a.Tofu.StateDir(),
-		AgentURL: a.Agent.AgentURL, AgentImage: a.Agent.AgentImage, Provider: in.Provider,
+		AgentURL: rel.URL, AgentVersion: rel.Version, AgentImage: rel.Image,
+		RunnerVersion: rel.GitLabRunnerVersion, RunnerURL: rel.GitLabRunnerURL, Provider: in.Provider,
 	}
 	vars, err := m.Variables()
 	if err != nil {
-		return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("machine of runner %s (%s/%s): %v", in.RunnerID, in.Cloud, in.Kind, err), ErrTypeBadInput, err)
 	}
 	mod := m.Module()
 	mod.Source = r.Module
@@ -602,17 +610,44 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	return ApplyMachineResult{Workspace: in.RunnerID, Outputs: res.Outputs, Seconds: res.Duration.Seconds()}, nil
 }
 
-// agentConfig is the configuration of the machine's agent.
+// agentConfig is the configuration of the machine's agent. Local machines
+// run the shell executor with the configured gitlab-runner and read the
+// local secret store; cloud VMs run the docker executor with the egg's
+// image and open the Nest's secret backends as the machine; serverless
+// containers run the shell executor in the runner image, one job each.
 func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
-	return agent.Config{
+	r := in.Egg.Runner
+	cfg := agent.Config{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
-		SecretsDir: a.Agent.SecretsDir, HeartbeatSeconds: a.Agent.HeartbeatSeconds,
-		Ready: agent.ReadyTarget{
-			TemporalAddress: a.Agent.TemporalAddress, Namespace: a.Agent.Namespace,
-			WorkflowID: in.ReadyWorkflowID, Signal: "runner-ready",
-		},
-		HeartbeatURL: a.Agent.HeartbeatURL(in.RunnerID),
+		HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
+		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
 	}
+	if rf := in.Egg.Rift; rf != nil && rf.Enabled {
+		u := rf.Endpoint
+		if u == "" {
+			u = a.Agent.RiftURL
+		}
+		if u != "" {
+			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
+		}
+	}
+	if in.Kind == fly.RunnerServerless {
+		cfg.Runner.Mode = agent.ModeSingle
+		cfg.Runner.Concurrent = 1
+		cfg.Runner.WaitTimeoutSeconds = int(agent.DefaultWaitTimeout / time.Second)
+	}
+	if in.Cloud == fly.CloudLocal {
+		cfg.SecretsDir, cfg.DevSecrets = a.Agent.SecretsDir, a.Agent.DevSecrets
+		cfg.Runner.Binary = a.Agent.GitLabRunner
+		return cfg
+	}
+	secretsCfg := a.Agent.Secrets
+	cfg.Secrets = &secretsCfg
+	if in.Kind == fly.RunnerVM {
+		cfg.Runner.Executor = agent.ExecutorDocker
+		cfg.Runner.ListenAddress = agent.DefaultListenAddress
+	}
+	return cfg
 }
 
 // DestroyMachineInput names a runner's workspace.

@@ -12,11 +12,13 @@ import (
 // there (`gosling worker --simulate-machines`, hidden): applying a machine
 // takes Apply, the time a real apply of the local module was measured to
 // take, without running OpenTofu, and the "agent" reports ready at once
-// through the worker's own Temporal client; destroying takes Destroy.
-// Every other activity (the store, GitLab, secrets) is the real one.
+// through the worker's own Temporal client; destroying takes Destroy, and
+// a serverless runner's invocation takes Job, as if it ran a job that
+// long. Every other activity (the store, GitLab, secrets) is the real one.
 type SimulatedMachines struct {
 	Apply   time.Duration
 	Destroy time.Duration
+	Job     time.Duration
 }
 
 func (s *SimulatedMachines) apply(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
@@ -35,6 +37,13 @@ func (s *SimulatedMachines) apply(ctx context.Context, in ApplyMachineInput) (Ap
 }
 
 func (s *SimulatedMachines) destroy(ctx context.Context) error { return sleepCtx(ctx, s.Destroy) }
+
+func (s *SimulatedMachines) invoke(ctx context.Context) (InvokeRunnerResult, error) {
+	if err := sleepCtx(ctx, s.Job); err != nil {
+		return InvokeRunnerResult{}, err
+	}
+	return InvokeRunnerResult{Via: "simulated"}, nil
+}
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

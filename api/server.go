@@ -122,6 +122,8 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/metrics", gin.WrapH(s.mg.Metrics().Handler()))
 	r.POST("/webhooks/gitlab", s.webhook)
 	r.POST("/agent/v1/runners/:id/heartbeat", s.heartbeat)
+	r.POST("/agent/v1/runners/:id/ready", s.agentReady)
+	r.POST("/agent/v1/runners/:id/jobs", s.agentJob)
 
 	v1 := r.Group("/api/v1", s.requireToken)
 	v1.GET("/openapi.json", s.openAPI)

@@ -24,6 +24,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -69,10 +70,13 @@ type DevState struct {
 	GitLabURL  string `json:"gitlab_url"`
 	GitLabTest bool   `json:"gitlab_test_server"`
 	MetricsURL string `json:"metrics_url"`
-	Nest       string `json:"nest"`
-	StateDir   string `json:"state_dir"`
-	PID        int    `json:"pid"`
-	StartedAt  string `json:"started_at"`
+	// GitLabRunner is the gitlab-runner local runners run: the stand-in's
+	// wrapper script.
+	GitLabRunner string `json:"gitlab_runner"`
+	Nest         string `json:"nest"`
+	StateDir     string `json:"state_dir"`
+	PID          int    `json:"pid"`
+	StartedAt    string `json:"started_at"`
 	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
 	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
 	WebhookSecrets map[string]string `json:"webhook_secrets"`
@@ -105,9 +109,13 @@ State survives a restart: Ctrl-C stops everything, the next run resumes.
 To use a real GitLab instead, pass --gitlab-url and put an API token (scope
 api, create_runner) in $GOSLING_GITLAB_TOKEN; webhooks must reach --api-addr.
 
-Then send a job through the whole loop:
+Local runners are gosling agents supervising the gitlab-runner STAND-IN
+(the real gitlab-runner cannot be built here), which takes jobs from the
+GitLab test server through GitLab's runner API and runs their scripts.
+Send a job through the whole loop, or a pipeline:
 
-  gosling dev simulate job --egg web-app`,
+  gosling dev simulate job --egg web-app
+  gosling dev pipeline .gitlab-ci.yml --egg web-app`,
 		Example: `  gosling dev --nest examples/nest
   gosling dev --nest . --api-addr 127.0.0.1:9090 --state-dir /tmp/gosling
   GOSLING_GITLAB_TOKEN=glpat-... gosling dev --nest . --gitlab-url https://gitlab.example.com`,
@@ -135,6 +143,7 @@ Then send a job through the whole loop:
 	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.AddCommand(NewCmdDevSimulate(f))
+	cmd.AddCommand(NewCmdDevPipeline(f, nil))
 	cmd.AddCommand(NewCmdDevGitLabRunner(f))
 	return cmd
 }
@@ -309,9 +318,16 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
+	// Local runners run the gitlab-runner STAND-IN (the real one cannot be
+	// built here) under their agents, through a wrapper named gitlab-runner.
+	runnerBin, err := runnerstandin.WriteWrapper(filepath.Join(stateDir, "bin"), self)
+	if err != nil {
+		return err
+	}
+	state.GitLabRunner = runnerBin
 	acts, err := gworker.NewActivities(gworker.Deps{
 		Store: st, Secrets: resolver, Metrics: m, Logger: log, Tofu: tofuBin, StateDir: stateDir,
-		Agent: activities.AgentSettings{Binary: self, TemporalAddress: hostPort, Namespace: "default", SecretsDir: local.Dir(), HeartbeatSeconds: 5, APIURL: apiURL},
+		Agent: activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL},
 	})
 	if err != nil {
 		return err
@@ -332,8 +348,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	resumeMachines(ctx, st, ex, self, log)
 
 	// The API, and the development-only simulation endpoints beside it.
-	sim := &simulator{gl: gl, store: st, tc: tc, apiURL: apiURL, secrets: resolver, nest: mg.Nest,
-		auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
+	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
 	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: sim.handler(), ExtraPrefix: "/dev/"})
 	if err != nil {
 		return err
@@ -404,6 +419,9 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 	} else {
 		fmt.Fprintf(w, "  GitLab         %s\n", s.GitLabURL)
 	}
+	if s.GitLabRunner != "" {
+		fmt.Fprintf(w, "  gitlab-runner  %s   GITLAB-RUNNER STAND-IN, not the real gitlab-runner\n", s.GitLabRunner)
+	}
 	fmt.Fprintf(w, "  State          %s\n\n", s.StateDir)
 	fmt.Fprintf(w, "Eggs:")
 	for _, e := range n.Eggs {
@@ -412,6 +430,7 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 	fmt.Fprintf(w, "\n\nTry it, in another terminal:\n")
 	if len(n.Eggs) > 0 {
 		fmt.Fprintf(w, "  bin/gosling dev simulate job --egg %s      # a job through the whole loop\n", n.Eggs[0].Name)
+		fmt.Fprintf(w, "  bin/gosling dev pipeline FILE --egg %s     # a .gitlab-ci.yml's pipeline\n", n.Eggs[0].Name)
 	}
 	fmt.Fprintf(w, "  bin/gosling runners list                       # the CLI finds this dev run by itself\n")
 	fmt.Fprintf(w, "\nWebhook secrets (development only) are in %s/dev.json; a hook by hand:\n", s.StateDir)

@@ -32,6 +32,9 @@ func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fl
 	mg.Database = fly.Database{Engine: "sqlite", Path: filepath.Join(stateDir, "gosling.db")}
 	mg.Providers = map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal, StateDir: filepath.Join(stateDir, "tofu")}}
 	mg.Queue.Kind, mg.Triggers.Kind = "none", "none"
+	// Local machines run this very binary and the gitlab-runner stand-in:
+	// nothing to download, no version to update to.
+	mg.Agent = fly.AgentRelease{}
 	out.MotherGoose = mg
 	return &out
 }

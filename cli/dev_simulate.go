@@ -20,10 +20,8 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 )
 
 // envDevState names the state directory of a running `gosling dev`.
@@ -46,14 +44,25 @@ func readDevState(dir string) (DevState, error) {
 	return st, json.Unmarshal(b, &st)
 }
 
-// SimulateRequest asks a running `gosling dev` to play one job through.
+// SimulateRequest asks a running `gosling dev` to run one job through.
 type SimulateRequest struct {
 	Egg string `json:"egg"`
 	// Tags are the job's tags (default: the egg's runner tags).
 	Tags     []string `json:"tags,omitempty"`
 	Duration string   `json:"duration,omitempty"`
-	// Status is how the job ends: success (default), failed or canceled.
+	// Status is how the job ends: success (default), failed (its script
+	// exits 1) or canceled (canceled in GitLab while it runs).
 	Status string `json:"status,omitempty"`
+}
+
+// PipelineRequest asks a running `gosling dev` to run a pipeline from a
+// .gitlab-ci.yml in one of an egg's projects.
+type PipelineRequest struct {
+	Egg string `json:"egg"`
+	// CIConfig is the .gitlab-ci.yml's content.
+	CIConfig string `json:"ci_config"`
+	// Ref is the branch (main when empty).
+	Ref string `json:"ref,omitempty"`
 }
 
 // SimulateStep is one line of the NDJSON stream a simulation answers with.
@@ -61,68 +70,100 @@ type SimulateStep struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
 	JobID   int64  `json:"job_id,omitempty"`
+	Job     string `json:"job,omitempty"`
 	Runner  string `json:"runner,omitempty"`
-	Error   bool   `json:"error,omitempty"`
+	// Status is a job's or, on the last step, the pipeline's status.
+	Status string `json:"status,omitempty"`
+	Error  bool   `json:"error,omitempty"`
 }
 
-// simulator plays GitLab's side of a job against the running stack: it
-// makes the job in the GitLab test server and sends its hooks to the API
-// exactly as GitLab would.
+// simulator plays GitLab's side against the running stack: it makes
+// pipelines in the GitLab test server, which sends their Job and Pipeline
+// Hooks to the API by itself, as GitLab does; Gosling's runners (agents
+// supervising the gitlab-runner stand-in) take the jobs through the runner
+// API and run their scripts; the simulator streams the jobs' logs back.
 type simulator struct {
-	gl      *gitlabtest.Server
-	store   store.Store
-	tc      client.Client
-	apiURL  string
-	secrets *secrets.Resolver
-	nest    func() *fly.Nest
-	auth    *api.Authorizer
+	gl    *gitlabtest.Server
+	store store.Store
+	nest  func() *fly.Nest
+	auth  *api.Authorizer
 	// wait bounds each wait for the stack.
 	wait time.Duration
 }
 
 func (s *simulator) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /dev/v1/simulate/job", s.simulateJob)
+	mux.HandleFunc("POST /dev/v1/simulate/job", s.stream(func(ctx context.Context, body []byte, emit func(SimulateStep)) error {
+		var req SimulateRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return fmt.Errorf("the body must be a JSON SimulateRequest: %w", err)
+		}
+		return s.runJob(ctx, req, emit)
+	}))
+	mux.HandleFunc("POST /dev/v1/simulate/pipeline", s.stream(func(ctx context.Context, body []byte, emit func(SimulateStep)) error {
+		var req PipelineRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return fmt.Errorf("the body must be a JSON PipelineRequest: %w", err)
+		}
+		return s.runPipeline(ctx, req, emit)
+	}))
 	return mux
 }
 
-func (s *simulator) simulateJob(w http.ResponseWriter, r *http.Request) {
-	// The REST API's own check, with its tokens.
-	if err := s.auth.Authorize(r.Context(), r.Header.Get("Authorization")); err != nil {
-		http.Error(w, `{"error":"unauthorized","detail":"send the dev API token as a bearer token"}`, http.StatusUnauthorized)
-		return
-	}
-	var req SimulateRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		http.Error(w, `{"error":"bad request","detail":"the body must be a JSON SimulateRequest"}`, http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	emit := func(st SimulateStep) {
-		_ = enc.Encode(st)
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
+// stream answers a simulation with its steps as NDJSON, flushed as they
+// happen.
+func (s *simulator) stream(run func(ctx context.Context, body []byte, emit func(SimulateStep)) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// The REST API's own check, with its tokens.
+		if err := s.auth.Authorize(r.Context(), r.Header.Get("Authorization")); err != nil {
+			http.Error(w, `{"error":"unauthorized","detail":"send the dev API token as a bearer token"}`, http.StatusUnauthorized)
+			return
 		}
-	}
-	if err := s.run(r.Context(), req, emit); err != nil {
-		emit(SimulateStep{Step: "failed", Message: err.Error(), Error: true})
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		emit := func(st SimulateStep) {
+			_ = enc.Encode(st)
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
+		if err := run(r.Context(), body, emit); err != nil {
+			emit(SimulateStep{Step: "failed", Message: err.Error(), Error: true})
+		}
 	}
 }
 
-func (s *simulator) run(ctx context.Context, req SimulateRequest, emit func(SimulateStep)) error {
+// eggProject is the egg and the first of its projects in the test server.
+func (s *simulator) eggProject(name string) (*fly.Egg, gitlabtest.Project, error) {
 	if s.gl == nil {
-		return errors.New("simulation needs the GitLab test server; with a real GitLab, run a pipeline there")
+		return nil, gitlabtest.Project{}, errors.New("simulation needs the GitLab test server; with a real GitLab, run a pipeline there")
 	}
 	nest := s.nest()
-	egg, ok := nest.Egg(req.Egg)
+	egg, ok := nest.Egg(name)
 	if !ok {
 		var names []string
 		for _, e := range nest.Eggs {
 			names = append(names, e.Name)
 		}
-		return fmt.Errorf("no egg %q in the Nest (eggs: %s)", req.Egg, strings.Join(names, ", "))
+		return nil, gitlabtest.Project{}, fmt.Errorf("no egg %q in the Nest (eggs: %s)", name, strings.Join(names, ", "))
+	}
+	projects := testProjectsOf(s.gl, *egg)
+	if len(projects) == 0 {
+		return nil, gitlabtest.Project{}, fmt.Errorf("egg %s has no project in the GitLab test server", egg.Name)
+	}
+	return egg, projects[0], nil
+}
+
+func (s *simulator) runJob(ctx context.Context, req SimulateRequest, emit func(SimulateStep)) error {
+	egg, project, err := s.eggProject(req.Egg)
+	if err != nil {
+		return err
 	}
 	dur := 5 * time.Second
 	if req.Duration != "" {
@@ -143,118 +184,157 @@ func (s *simulator) run(ctx context.Context, req SimulateRequest, emit func(Simu
 	if tags == nil {
 		tags = egg.Runner.Tags
 	}
-	projects := testProjectsOf(s.gl, *egg)
-	if len(projects) == 0 {
-		return fmt.Errorf("egg %s has no project in the GitLab test server", egg.Name)
+	script := []string{
+		`echo "Simulated job of egg ` + egg.Name + ` on $(hostname), runner $CI_RUNNER_DESCRIPTION"`,
+		fmt.Sprintf("sleep %.3f", dur.Seconds()),
 	}
-	project := projects[0]
-	secret, err := s.secrets.Resolve(ctx, egg.GitLab.WebhookSecret)
+	if final == "failed" {
+		script = append(script, `echo "failing on purpose (--status failed)"`, "exit 1")
+	} else {
+		script = append(script, `echo "done"`)
+	}
+	p, err := s.gl.CreatePipeline(project.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{Name: "simulated", Stage: "test", Tags: tags, Script: script}}})
 	if err != nil {
 		return err
 	}
-	job := s.gl.AddJob(project.ID, gitlabtest.JobSpec{Name: "simulated", Stage: "test", Tags: tags})
-	emit(SimulateStep{Step: "job", JobID: job.ID, Message: fmt.Sprintf("job %d created in %s (GitLab test server), tags [%s]", job.ID, project.PathWithNamespace, strings.Join(tags, ", "))})
+	job := s.gl.PipelineJobs(p.ID)[0]
+	emit(SimulateStep{Step: "pipeline", JobID: job.ID, Job: job.Name, Message: fmt.Sprintf("pipeline %d with job %d created in %s (GitLab test server), tags [%s]; its hooks go to the API", p.ID, job.ID, project.PathWithNamespace, strings.Join(tags, ", "))})
 	if ok, why := contract.TagsMatch(egg.Runner, tags); !ok {
 		emit(SimulateStep{Step: "tags", JobID: job.ID, Message: "no runner of this egg can take it: " + why})
 	}
-	if err := s.hook(ctx, job.ID, secret, emit); err != nil {
-		return err
+	var onRunning func(gitlabtest.Job)
+	if final == "canceled" {
+		onRunning = func(j gitlabtest.Job) {
+			time.AfterFunc(dur/2, func() { _ = s.gl.CancelJob(j.ID) })
+		}
 	}
+	return s.follow(ctx, egg, p.ID, onRunning, emit)
+}
 
-	kind, _ := contract.ChooseKind(*egg, "", fly.CloudLocal, false)
-	pooled := kind != fly.RunnerServerless
-	emit(SimulateStep{Step: "waiting", JobID: job.ID, Message: "waiting for a runner (watch it in the Temporal UI)"})
-	runner, err := s.waitRunner(ctx, egg, job.ID, pooled)
+func (s *simulator) runPipeline(ctx context.Context, req PipelineRequest, emit func(SimulateStep)) error {
+	egg, project, err := s.eggProject(req.Egg)
 	if err != nil {
 		return err
 	}
-	emit(SimulateStep{Step: "runner", JobID: job.ID, Runner: runner.ID, Message: fmt.Sprintf("runner %s is %s (GitLab runner #%d, %s)", runner.ID, runner.State, runner.GitLabRunnerID, runner.Kind)})
-
-	s.gl.SetJobStatus(project.ID, job.ID, "running", runner.GitLabRunnerID)
-	if err := s.hook(ctx, job.ID, secret, emit); err != nil {
-		return err
+	if _, err := gitlabtest.ParseCIConfig([]byte(req.CIConfig)); err != nil {
+		return fmt.Errorf(".gitlab-ci.yml: %w", err)
 	}
-	select {
-	case <-time.After(dur):
-	case <-ctx.Done():
-		return ctx.Err()
+	ref := req.Ref
+	if ref == "" {
+		ref = "main"
 	}
-	s.gl.SetJobStatus(project.ID, job.ID, final, runner.GitLabRunnerID)
-	if err := s.hook(ctx, job.ID, secret, emit); err != nil {
-		return err
-	}
-	if pooled {
-		emit(SimulateStep{Step: "done", JobID: job.ID, Runner: runner.ID, Message: fmt.Sprintf("the runner stays in Apex for the next job; idle for %s it sleeps in Nadir", egg.Apex.IdleTimeout)})
-		return nil
-	}
-	if err := s.waitState(ctx, runner.ID, store.StateTerminated); err != nil {
-		return err
-	}
-	emit(SimulateStep{Step: "done", JobID: job.ID, Runner: runner.ID, Message: "runner destroyed: its process, tofu resources and GitLab runner are gone"})
-	return nil
-}
-
-// hook sends the job's current Job Hook, as GitLab does.
-func (s *simulator) hook(ctx context.Context, jobID int64, secret string, emit func(SimulateStep)) error {
-	spec, ok := s.gl.JobHook(jobID)
-	if !ok {
-		return fmt.Errorf("job %d vanished from the GitLab test server", jobID)
-	}
-	resp, err := s.gl.Deliver(ctx, s.apiURL+"/webhooks/gitlab", gitlabtest.EventJob, secret, gitlabtest.JobHookPayload(spec), gitlabtest.NewUUID())
+	s.gl.PutFile(project.ID, gitlabtest.CIConfigPath, []byte(req.CIConfig))
+	p, err := s.gl.CreatePipelineFromCIConfig(project.ID, ref, nil)
 	if err != nil {
-		return fmt.Errorf("deliver the %s Job Hook: %w", spec.Status, err)
+		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	emit(SimulateStep{Step: "webhook", JobID: jobID, Message: fmt.Sprintf("Job Hook %s -> %d %s", spec.Status, resp.StatusCode, bytes.TrimSpace(body)), Error: resp.StatusCode >= 300})
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("the API refused the %s Job Hook", spec.Status)
+	var names []string
+	for _, j := range s.gl.PipelineJobs(p.ID) {
+		names = append(names, fmt.Sprintf("%s (%s)", j.Name, j.Stage))
 	}
-	return nil
+	emit(SimulateStep{Step: "pipeline", Message: fmt.Sprintf("pipeline %d created in %s (GitLab test server): %s", p.ID, project.PathWithNamespace, strings.Join(names, ", "))})
+	return s.follow(ctx, egg, p.ID, nil, emit)
 }
 
-// waitRunner waits until a runner in service holds the job.
-func (s *simulator) waitRunner(ctx context.Context, egg *fly.Egg, jobID int64, pooled bool) (store.Runner, error) {
-	var found store.Runner
+func finishedStatus(st string) bool {
+	switch st {
+	case "success", "failed", "canceled", "skipped":
+		return true
+	}
+	return false
+}
+
+// follow streams a pipeline's jobs: who takes each, its log as the runner
+// sends it (PATCH /jobs/:id/trace), its final status; then what became of
+// the runners (a serverless one is destroyed, a pool's stays).
+func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, onRunning func(gitlabtest.Job), emit func(SimulateStep)) error {
+	taken := map[int64]bool{}
+	done := map[int64]bool{}
+	offsets := map[int64]int{}
+	partial := map[int64]string{}
+	var runners []string
+	var status string
+	emit(SimulateStep{Step: "waiting", Message: "waiting for a runner (watch the workflows in the Temporal UI)"})
+	logLines := func(j gitlabtest.Job, flush bool) {
+		tr := s.gl.Trace(j.ID)
+		if len(tr) > offsets[j.ID] {
+			partial[j.ID] += string(tr[offsets[j.ID]:])
+			offsets[j.ID] = len(tr)
+		}
+		for {
+			line, rest, ok := strings.Cut(partial[j.ID], "\n")
+			if !ok {
+				break
+			}
+			partial[j.ID] = rest
+			emit(SimulateStep{Step: "log", JobID: j.ID, Job: j.Name, Message: strings.TrimRight(line, "\r")})
+		}
+		if flush && partial[j.ID] != "" {
+			emit(SimulateStep{Step: "log", JobID: j.ID, Job: j.Name, Message: strings.TrimRight(partial[j.ID], "\r")})
+			partial[j.ID] = ""
+		}
+	}
 	err := s.poll(ctx, func() (bool, error) {
-		id := ""
-		if pooled {
-			v, err := s.tc.QueryWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.QueryPoolStatus)
-			if err != nil {
-				return false, nil
-			}
-			var st contract.PoolStatus
-			if err := v.Get(&st); err != nil {
-				return false, err
-			}
-			for _, r := range st.Runners {
-				if r.State == contract.PoolApex && slices.Contains(r.Jobs, jobID) {
+		p, ok := s.gl.Pipeline(pipelineID)
+		if !ok {
+			return false, fmt.Errorf("pipeline %d vanished from the GitLab test server", pipelineID)
+		}
+		jobs := s.gl.PipelineJobs(pipelineID)
+		for _, j := range jobs {
+			if j.RunnerID != 0 && !taken[j.ID] {
+				taken[j.ID] = true
+				msg := fmt.Sprintf("job %d (%s) taken by GitLab runner #%d", j.ID, j.Name, j.RunnerID)
+				id := ""
+				if rs, err := s.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: egg.GitLab.Host, GitLabRunnerID: j.RunnerID}); err == nil && len(rs) > 0 {
+					r := rs[0]
 					id = r.ID
+					msg = fmt.Sprintf("job %d (%s) taken by runner %s (GitLab runner #%d, %s, %s)", j.ID, j.Name, r.ID, j.RunnerID, r.Kind, r.State)
+					if !slices.Contains(runners, r.ID) {
+						runners = append(runners, r.ID)
+					}
+				}
+				emit(SimulateStep{Step: "runner", JobID: j.ID, Job: j.Name, Runner: id, Message: msg})
+				if onRunning != nil {
+					onRunning(j)
 				}
 			}
-		} else {
-			id = contract.RunnerIDFor(egg.Name, contract.RunnerWorkflowID(egg.GitLab.Host, jobID))
+			logLines(j, false)
+			if finishedStatus(j.Status) && !done[j.ID] {
+				done[j.ID] = true
+				logLines(j, true)
+				msg := fmt.Sprintf("job %d (%s): %s", j.ID, j.Name, j.Status)
+				if j.FailureReason != "" {
+					msg += " (" + j.FailureReason + ")"
+				}
+				emit(SimulateStep{Step: "job", JobID: j.ID, Job: j.Name, Status: j.Status, Message: msg})
+			}
 		}
-		if id == "" {
+		if !finishedStatus(p.Status) {
 			return false, nil
 		}
-		r, err := s.store.GetRunner(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
+		for _, j := range jobs {
+			if !done[j.ID] {
+				return false, nil
+			}
 		}
-		if err != nil {
-			return false, err
-		}
-		switch r.State {
-		case store.StateActive:
-			found = *r
-			return true, nil
-		case store.StateFailed, store.StateTerminated:
-			return false, fmt.Errorf("runner %s ended %s: %s", r.ID, r.State, r.Reason)
-		}
-		return false, nil
+		status = p.Status
+		return true, nil
 	})
-	return found, err
+	if err != nil {
+		return err
+	}
+	kind, _ := contract.ChooseKind(*egg, "", fly.CloudLocal, false)
+	if kind != fly.RunnerServerless {
+		emit(SimulateStep{Step: "done", Status: status, Runner: strings.Join(runners, ","), Message: fmt.Sprintf("pipeline %s; the runner stays in Apex for the next job; idle for %s it sleeps in Nadir", status, egg.Apex.IdleTimeout)})
+		return nil
+	}
+	for _, id := range runners {
+		if err := s.waitState(ctx, id, store.StateTerminated); err != nil {
+			return err
+		}
+	}
+	emit(SimulateStep{Step: "done", Status: status, Runner: strings.Join(runners, ","), Message: fmt.Sprintf("pipeline %s; runner destroyed: its process, tofu resources and GitLab runner are gone", status)})
+	return nil
 }
 
 func (s *simulator) waitState(ctx context.Context, runnerID string, want store.RunnerState) error {
@@ -294,22 +374,31 @@ func NewCmdDevSimulate(f *Factory) *cobra.Command {
 		Short: "Play GitLab's side of a job against a running `gosling dev`",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCmdDevSimulateJob(f))
+	cmd.AddCommand(NewCmdDevSimulateJob(f, nil))
 	return cmd
 }
 
-func newCmdDevSimulateJob(f *Factory) *cobra.Command {
-	var req SimulateRequest
-	var stateDir string
-	var asJSON bool
+// DevSimulateJobOptions are the inputs of `gosling dev simulate job`.
+type DevSimulateJobOptions struct {
+	IO       *IOStreams
+	Request  SimulateRequest
+	StateDir string
+	JSON     bool
+}
+
+// NewCmdDevSimulateJob builds `gosling dev simulate job`.
+func NewCmdDevSimulateJob(f *Factory, runF func(*DevSimulateJobOptions) error) *cobra.Command {
+	opts := &DevSimulateJobOptions{IO: f.IO}
 	var dur time.Duration
 	cmd := &cobra.Command{
 		Use:   "job --egg NAME",
-		Short: "Send a job through the whole loop: webhook, workflow, tofu, runner, teardown",
-		Long: `Simulate job makes a job in the GitLab test server of a running
-` + "`gosling dev`" + ` and sends its Job Hooks to the API exactly as GitLab does:
-pending (the demand for a runner), running once a runner holds it, and
-the final status after --duration. It prints each step as it happens.
+		Short: "Run a job through the whole loop: webhook, workflow, tofu, runner, its script, teardown",
+		Long: `Simulate job makes a pipeline of one job in the GitLab test server of a
+running ` + "`gosling dev`" + `; the test server sends its Job and Pipeline Hooks to
+the API as GitLab does. A Gosling runner (its agent supervising the
+gitlab-runner STAND-IN) takes the job through GitLab's runner API and runs
+its script, which prints a line, sleeps --duration and ends as --status
+says; the job's log comes back through the runner API and is printed here.
 
 A VM egg's job is served by the egg's pool: the runner stays for the next
 job and sleeps in Nadir when idle. A serverless egg's job gets its own
@@ -318,33 +407,100 @@ runner, destroyed when the job ends.`,
   gosling dev simulate job --egg web-app --tags docker,linux --duration 30s --status failed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if req.Egg == "" {
+			if opts.Request.Egg == "" {
 				return flagErrorf("--egg is required")
 			}
-			req.Duration = dur.String()
+			opts.Request.Duration = dur.String()
 			if !cmd.Flags().Changed("tags") {
-				req.Tags = nil
+				opts.Request.Tags = nil
 			}
-			st, err := readDevState(stateDir)
+			if runF != nil {
+				return runF(opts)
+			}
+			st, err := readDevState(opts.StateDir)
 			if err != nil {
-				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", stateDir, err)
+				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
 			}
-			return simulateJob(cmd.Context(), f.IO, st, req, asJSON)
+			want := opts.Request.Status
+			if want == "" {
+				want = "success"
+			}
+			return streamSimulation(cmd.Context(), opts.IO, st, "/dev/v1/simulate/job", opts.Request, opts.JSON, want)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&req.Egg, "egg", "", "the egg whose project runs the job (required)")
-	fl.StringSliceVar(&req.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
-	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job runs")
-	fl.StringVar(&req.Status, "status", "success", "how the job ends: success, failed or canceled")
-	fl.StringVar(&stateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
-	fl.BoolVar(&asJSON, "json", false, "print the steps as JSON lines")
+	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the job (required)")
+	fl.StringSliceVar(&opts.Request.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
+	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job's script sleeps")
+	fl.StringVar(&opts.Request.Status, "status", "success", "how the job ends: success, failed (its script exits 1) or canceled")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
 
-func simulateJob(ctx context.Context, ios *IOStreams, st DevState, req SimulateRequest, asJSON bool) error {
+// DevPipelineOptions are the inputs of `gosling dev pipeline`.
+type DevPipelineOptions struct {
+	IO       *IOStreams
+	File     string
+	Request  PipelineRequest
+	StateDir string
+	JSON     bool
+}
+
+// NewCmdDevPipeline builds `gosling dev pipeline FILE`.
+func NewCmdDevPipeline(f *Factory, runF func(*DevPipelineOptions) error) *cobra.Command {
+	opts := &DevPipelineOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "pipeline FILE --egg NAME",
+		Short: "Run a .gitlab-ci.yml's pipeline on Gosling's runners in a running `gosling dev`",
+		Long: `Pipeline commits FILE as .gitlab-ci.yml to the egg's project in the GitLab
+test server and creates its pipeline (POST /projects/:id/pipeline, as a
+user would). The test server understands stages, script, before_script,
+after_script, variables, tags, image, allow_failure and timeout; it sends
+the Job and Pipeline Hooks to the API. Gosling's runners take the jobs and
+run their scripts with the gitlab-runner STAND-IN's shell executor; each
+job's log is printed as it comes. The exit code is 0 when the pipeline
+succeeds.`,
+		Example: `  gosling dev pipeline .gitlab-ci.yml --egg web-app
+  gosling dev pipeline ci.yml --egg data-group --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if opts.Request.Egg == "" {
+				return flagErrorf("--egg is required")
+			}
+			b, err := os.ReadFile(opts.File)
+			if err != nil {
+				return flagErrorf("read %s: %v", opts.File, err)
+			}
+			if _, err := gitlabtest.ParseCIConfig(b); err != nil {
+				return &CodeError{Code: ExitInvalidConfig, Err: fmt.Errorf("%s: %w", opts.File, err)}
+			}
+			opts.Request.CIConfig = string(b)
+			if runF != nil {
+				return runF(opts)
+			}
+			st, err := readDevState(opts.StateDir)
+			if err != nil {
+				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
+			}
+			return streamSimulation(cmd.Context(), opts.IO, st, "/dev/v1/simulate/pipeline", opts.Request, opts.JSON, "success")
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the pipeline (required)")
+	fl.StringVar(&opts.Request.Ref, "ref", "main", "the branch")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
+	return cmd
+}
+
+// streamSimulation posts a simulation and prints its steps as they come:
+// job logs as "log [job] line". It fails when a step fails or the final
+// status is not want.
+func streamSimulation(ctx context.Context, ios *IOStreams, st DevState, path string, req any, asJSON bool, want string) error {
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, st.APIURL+"/dev/v1/simulate/job", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, st.APIURL+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -359,24 +515,33 @@ func simulateJob(ctx context.Context, ios *IOStreams, st DevState, req SimulateR
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("gosling dev answered %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
-	failed := false
+	failed, final := false, ""
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
 		var step SimulateStep
 		if err := json.Unmarshal(sc.Bytes(), &step); err != nil {
 			return fmt.Errorf("unexpected answer: %s", sc.Text())
 		}
 		failed = failed || step.Step == "failed"
+		if step.Step == "done" {
+			final = step.Status
+		}
 		if asJSON {
 			fmt.Fprintln(ios.Out, sc.Text())
 			continue
 		}
-		fmt.Fprintf(ios.Out, "%s %-8s %s\n", time.Now().Format("15:04:05"), step.Step, step.Message)
+		switch step.Step {
+		case "log":
+			fmt.Fprintf(ios.Out, "%s %-8s [%s] %s\n", time.Now().Format("15:04:05"), step.Step, step.Job, step.Message)
+		default:
+			fmt.Fprintf(ios.Out, "%s %-8s %s\n", time.Now().Format("15:04:05"), step.Step, step.Message)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	if failed {
+	if failed || final != want {
 		return errSilent(ExitError)
 	}
 	return nil

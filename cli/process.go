@@ -28,8 +28,12 @@ type RuntimeFlags struct {
 	// Tofu is the OpenTofu binary.
 	Tofu string
 	// AgentAPIURL is MotherGoose's API as runner machines reach it: their
-	// agents post heartbeats there.
+	// agents report ready, heartbeats and jobs there (default: https:// and
+	// MG api_gateway.domain).
 	AgentAPIURL string
+	// RiftURL is the control API of the Rift runners use for eggs whose
+	// rift block names no endpoint.
+	RiftURL string
 }
 
 func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -42,7 +46,8 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.StateDir, "state-dir", env("GOSLING_STATE_DIR", ".gosling"), "directory for tofu workspaces, local machines and local secrets ($GOSLING_STATE_DIR)")
 	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH, postgres://..., dynamodb://PREFIX?region=... (default: MG database, else sqlite in --state-dir) ($GOSLING_STORE)")
 	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
-	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents post heartbeats there (none when empty) ($GOSLING_AGENT_API_URL)")
+	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
+	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
 }
 
 func (r *RuntimeFlags) tofuBinary() (string, error) {
@@ -66,8 +71,9 @@ type processOptions struct {
 	Activities bool
 	// ErrOut receives the diagnostics of an invalid Nest.
 	ErrOut *IOStreams
-	// SimulateMachines is for fleet benchmarks only.
+	// SimulateMachines and SimulateJob are for fleet benchmarks only.
 	SimulateMachines time.Duration
+	SimulateJob      time.Duration
 }
 
 // process is an opened server process: MotherGoose and, for workers, the
@@ -143,15 +149,18 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		mg.Close()
 		return nil, err
 	}
-	conn := o.Temporal.Connection().WithDefaults(nest.MotherGoose.Temporal)
+	apiURL := o.Runtime.AgentAPIURL
+	if apiURL == "" && nest.MotherGoose.APIGateway.Domain != "" {
+		apiURL = "https://" + nest.MotherGoose.APIGateway.Domain
+	}
 	p.Acts, err = worker.NewActivities(worker.Deps{
 		Store: mg.Store(), Secrets: mg.Secrets(), Metrics: mg.Metrics(), Logger: o.Logger, GitLabOptions: mg.GitLabOptions(),
 		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir,
 		Agent: activities.AgentSettings{
-			Binary: self, TemporalAddress: conn.Address, Namespace: conn.Namespace,
-			SecretsDir: filepath.Join(stateDir, "secrets"), HeartbeatSeconds: 5, APIURL: o.Runtime.AgentAPIURL,
+			Binary: self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
+			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
 		},
-		SimulateMachines: o.SimulateMachines,
+		SimulateMachines: o.SimulateMachines, SimulateJob: o.SimulateJob,
 	})
 	if err != nil {
 		mg.Close()

@@ -32,8 +32,10 @@ type WorkerOptions struct {
 	Vars map[string]string
 	// MetricsAddr serves /metrics and /healthz; empty serves nothing.
 	MetricsAddr string
-	// SimulateMachines is for fleet benchmarks only (hidden flag).
+	// SimulateMachines and SimulateJob are for fleet benchmarks only
+	// (hidden flags).
 	SimulateMachines time.Duration
+	SimulateJob      time.Duration
 }
 
 // NewCmdWorker builds `gosling worker`.
@@ -87,7 +89,9 @@ runner tokens go to the secret backend, never to disk in plain text.
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.Flags().StringVar(&opts.MetricsAddr, "metrics-addr", env("GOSLING_METRICS_ADDR", ":9090"), "address of /metrics and /healthz; empty serves none ($GOSLING_METRICS_ADDR)")
 	cmd.Flags().DurationVar(&opts.SimulateMachines, "simulate-machines", 0, "benchmarks only: simulate machines that take this long to apply, without OpenTofu")
+	cmd.Flags().DurationVar(&opts.SimulateJob, "simulate-job", 5*time.Second, "benchmarks only: how long a simulated serverless runner's job takes")
 	_ = cmd.Flags().MarkHidden("simulate-machines")
+	_ = cmd.Flags().MarkHidden("simulate-job")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
 	return cmd
@@ -96,7 +100,7 @@ runner tokens go to the secret backend, never to disk in plain text.
 func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	p, err := openProcess(ctx, processOptions{
 		NestDir: opts.Nest, Vars: opts.Vars, Getenv: opts.Getenv, Temporal: opts.Temporal, Runtime: opts.Runtime,
-		Logger: opts.Logger, Masker: opts.Masker, Activities: true, ErrOut: opts.IO, SimulateMachines: opts.SimulateMachines,
+		Logger: opts.Logger, Masker: opts.Masker, Activities: true, ErrOut: opts.IO, SimulateMachines: opts.SimulateMachines, SimulateJob: opts.SimulateJob,
 	})
 	if err != nil {
 		return err

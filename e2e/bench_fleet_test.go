@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -54,7 +55,7 @@ func envOr[T int | time.Duration](name string, def T) T {
 // (--simulate-machines, benchmarks only): each apply takes the time a real
 // `tofu apply` of the local module took in this run, without OpenTofu;
 // every other step (store, GitLab test server, secrets, Temporal) is real.
-// Each job's runner is torn down 5 seconds after it is ready. It reports
+// Each simulated job runs 5 seconds; its runner is then torn down. It reports
 // p50/p99 from the pending hook to a ready runner, the jobs served, the
 // peak resident memory of each worker and the largest runner workflow
 // history.
@@ -62,7 +63,6 @@ func BenchmarkFleet(b *testing.B) {
 	rate := envOr("GOSLING_FLEET_RATE", 20)
 	duration := envOr("GOSLING_FLEET_DURATION", 5*time.Minute)
 	eggs := envOr("GOSLING_FLEET_EGGS", 1000)
-	const jobTime = 5 * time.Second
 	for b.Loop() {
 		applyTime := measureLocalApply(b)
 		f := startFleetOf(b, eggs, applyTime)
@@ -114,9 +114,6 @@ func BenchmarkFleet(b *testing.B) {
 			mu.Lock()
 			lat = append(lat, ready.Sub(sent))
 			mu.Unlock()
-			time.Sleep(jobTime)
-			f.gitlab.SetJobStatus(p.ID, j.ID, "success", 0)
-			f.deliver(ctx, j.ID, fmt.Sprintf("fleet-%d-success", j.ID))
 		}
 		start := time.Now()
 		tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -192,7 +189,8 @@ func measureLocalApply(b *testing.B) time.Duration {
 	}
 	m := tofu.Machine{
 		RunnerID: "fleet-apply", Egg: "fleet", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerStopped,
-		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Concurrent: 1, Tags: []string{"docker"}, AgentConfig: `{"runner_id":"fleet-apply","egg":"fleet"}`,
+		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Concurrent: 1, Tags: []string{"docker"},
+		Agent:       agent.Config{RunnerID: "fleet-apply", Egg: "fleet", Runner: agent.RunnerConfig{Executor: agent.ExecutorShell}},
 		AgentBinary: testbin.Gosling(b), StateDir: ex.StateDir(),
 	}
 	vars, err := m.Variables()
@@ -247,8 +245,8 @@ func startFleetOf(b *testing.B, n int, applyTime time.Duration) *fleet {
 	f.server.Kill(syscall.SIGTERM)
 	f.startServer()
 	WaitHTTP(b, "http://"+f.apiAddr+"/readyz", 200, time.Minute, f.server)
-	sim := "--simulate-machines=" + applyTime.String()
-	f.mgWorker = StartProcess(b, "mothergoose-worker-1", f.stateDir, f.env, "worker", "--queue", "mothergoose", "--metrics-addr", f.mgMetrics, sim)
-	f.extraWorker = StartProcess(b, "mothergoose-worker-2", f.stateDir, f.env, "worker", "--queue", "mothergoose", "--metrics-addr", FreeAddr(b), sim)
+	sim := []string{"--simulate-machines=" + applyTime.String(), "--simulate-job=5s"}
+	f.mgWorker = StartProcess(b, "mothergoose-worker-1", f.stateDir, f.env, append([]string{"worker", "--queue", "mothergoose", "--metrics-addr", f.mgMetrics}, sim...)...)
+	f.extraWorker = StartProcess(b, "mothergoose-worker-2", f.stateDir, f.env, append([]string{"worker", "--queue", "mothergoose", "--metrics-addr", FreeAddr(b)}, sim...)...)
 	return f
 }

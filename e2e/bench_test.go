@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -43,11 +42,12 @@ func BenchmarkProvisionVsRawApply(b *testing.B) {
 
 		// The same module and variables, applied directly.
 		id := fmt.Sprintf("raw-%d", job)
-		cfg, _ := json.Marshal(agent.Config{RunnerID: id, Egg: "bench", GitLabURL: s.GitLab.URL(), TokenRef: res.TokenRef, SecretsDir: s.Local.Dir()})
+		cfg := agent.Config{RunnerID: id, Egg: "bench", GitLabURL: s.GitLab.URL(), TokenRef: res.TokenRef, SecretsDir: s.Local.Dir(),
+			Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
 		m := tofu.Machine{
 			RunnerID: id, Egg: "bench", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
 			CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
-			AgentConfig: string(cfg), AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
+			Agent: cfg, AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
 		}
 		vars, err := m.Variables()
 		if err != nil {

@@ -27,7 +27,9 @@ func startWorkerProcess(t testing.TB, s *Stack, name string) *exec.Cmd {
 	}
 	cmd := exec.Command(s.Gosling, "worker", "--queue", "mothergoose",
 		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace,
-		"--state-dir", s.StateDir, "--store", s.StoreDSN, "--tofu", s.Tofu.Binary())
+		"--state-dir", s.StateDir, "--store", s.StoreDSN, "--tofu", s.Tofu.Binary(), "--agent-api-url", s.AgentAPI)
+	// Its machines find gitlab-runner on PATH: the stand-in's wrapper.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(s.GitLabRunner)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -62,8 +64,13 @@ func TestWorkerKilledBetweenApplyAndReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, ctx, s, runnerID, store.StateRegistering)
-	if st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive {
-		t.Fatalf("machine not running after apply: %+v", st)
+	// Registering comes before the apply: wait for the machine.
+	for st := agent.Inspect(s.MachineDir(runnerID)); !st.Alive; st = agent.Inspect(s.MachineDir(runnerID)) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("machine not running after apply: %+v", st)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -94,6 +94,27 @@ func (d *devRun) stop(t *testing.T) {
 	}
 }
 
+// devPipeline is a small .gitlab-ci.yml: three jobs in two stages, one of
+// which may fail.
+const devPipeline = `stages: [build, test]
+default:
+  tags: [data]
+build:
+  stage: build
+  script:
+    - echo "building on stage $CI_JOB_STAGE"
+test:
+  stage: test
+  script:
+    - echo "testing after the build"
+lint:
+  stage: test
+  allow_failure: true
+  script:
+    - echo "lint complains"
+    - exit 2
+`
+
 // `make run` in miniature: gosling dev on the example Nest, a simulated job
 // through the whole loop, Ctrl-C, and a second run resuming the same state.
 func TestDevRunSimulateAndResume(t *testing.T) {
@@ -101,34 +122,60 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	stateDir := t.TempDir()
 	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t)}
 	d := startDev(t, bin, stateDir, ports)
-	for _, want := range []string{"GITLAB TEST SERVER", "Temporal UI", "/metrics", "gosling dev simulate job"} {
+	for _, want := range []string{"GITLAB TEST SERVER", "GITLAB-RUNNER STAND-IN", "Temporal UI", "/metrics", "gosling dev simulate job", "gosling dev pipeline"} {
 		if !strings.Contains(d.out.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, d.out)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	simulate := func(egg string) []map[string]any {
-		cmd := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", egg, "--duration", "500ms", "--json", "--state-dir", stateDir)
+	run := func(args ...string) []map[string]any {
+		cmd := exec.CommandContext(ctx, bin, append(append([]string{"dev"}, args...), "--json", "--state-dir", stateDir)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("simulate %s: %v\n%s\ndev:\n%s", egg, err, out, d.out)
+			t.Fatalf("gosling dev %v: %v\n%s\ndev:\n%s", args, err, out, d.out)
 		}
 		var steps []map[string]any
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			var m map[string]any
 			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatalf("simulate output %q: %v", line, err)
+				t.Fatalf("output %q: %v", line, err)
 			}
 			steps = append(steps, m)
 		}
 		return steps
 	}
-	// web-app: auto runners that fit serverless, one per job.
+	simulate := func(egg string) []map[string]any {
+		return run("simulate", "job", "--egg", egg, "--duration", "500ms")
+	}
+	// logOf is what a job printed, as streamed back.
+	logOf := func(steps []map[string]any) string {
+		var b strings.Builder
+		for _, st := range steps {
+			if st["step"] == "log" {
+				fmt.Fprintf(&b, "[%v] %v\n", st["job"], st["message"])
+			}
+		}
+		return b.String()
+	}
+	jobStatuses := func(steps []map[string]any) map[string]string {
+		out := map[string]string{}
+		for _, st := range steps {
+			if st["step"] == "job" {
+				out[st["job"].(string)] = st["status"].(string)
+			}
+		}
+		return out
+	}
+	// web-app: auto runners that fit serverless, one per job. The job's
+	// script really runs on the runner, and its log comes back.
 	steps := simulate("web-app")
 	last := steps[len(steps)-1]
-	if last["step"] != "done" || !strings.Contains(last["message"].(string), "destroyed") {
+	if last["step"] != "done" || last["status"] != "success" || !strings.Contains(last["message"].(string), "destroyed") {
 		t.Errorf("web-app steps: %v", steps)
+	}
+	if l := logOf(steps); !strings.Contains(l, "Simulated job of egg web-app") || !strings.Contains(l, "STAND-IN") {
+		t.Errorf("web-app job log:\n%s", l)
 	}
 	runner := last["runner"].(string)
 	if a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", runner)); a.Alive {
@@ -137,12 +184,27 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	// data-group: a VM egg, served by its pool.
 	steps = simulate("data-group")
 	last = steps[len(steps)-1]
-	if last["step"] != "done" || !strings.Contains(last["message"].(string), "Apex") {
+	if last["step"] != "done" || last["status"] != "success" || !strings.Contains(last["message"].(string), "Apex") {
 		t.Errorf("data-group steps: %v", steps)
 	}
 	pooled := last["runner"].(string)
 	if a := agent.Inspect(filepath.Join(stateDir, "tofu", "machines", pooled)); !a.Alive || a.Stopped {
 		t.Errorf("the pool's runner is not running: %+v", a)
+	}
+	// A pipeline of three jobs in two stages from a .gitlab-ci.yml, on the
+	// pool's runner: statuses and logs come back.
+	ci := filepath.Join(t.TempDir(), ".gitlab-ci.yml")
+	if err := os.WriteFile(ci, []byte(devPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps = run("pipeline", ci, "--egg", "data-group")
+	last = steps[len(steps)-1]
+	got := jobStatuses(steps)
+	if last["step"] != "done" || last["status"] != "success" || got["build"] != "success" || got["test"] != "success" || got["lint"] != "failed" {
+		t.Errorf("pipeline steps: %v", steps)
+	}
+	if l := logOf(steps); !strings.Contains(l, "[build] building on stage build") || !strings.Contains(l, "[test] testing after the build") || !strings.Contains(l, "[lint] lint complains") {
+		t.Errorf("pipeline log:\n%s", l)
 	}
 	// The CLI finds the running dev by itself.
 	list := exec.CommandContext(ctx, bin, "runners", "list", "--egg", "data-group")
@@ -169,7 +231,7 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if steps := simulate("data-group"); steps[len(steps)-1]["step"] != "done" {
+	if steps := simulate("data-group"); steps[len(steps)-1]["step"] != "done" || !strings.Contains(logOf(steps), "Simulated job") {
 		t.Errorf("after resume: %v", steps)
 	}
 	d.stop(t)

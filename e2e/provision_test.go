@@ -212,7 +212,7 @@ func (s *Stack) assertNothingLeft(ctx context.Context, runnerID string) {
 	if st := agent.Inspect(s.MachineDir(runnerID)); st.Alive {
 		t.Errorf("agent process left: %+v", st)
 	}
-	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+	if _, err := s.Secrets.Fresh(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
 		t.Errorf("token left: %v", err)
 	}
 	r, err := s.Store.GetRunner(ctx, runnerID)

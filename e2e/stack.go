@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -40,6 +43,7 @@ type Stack struct {
 	Dev       *testsuite.DevServer
 	Client    client.Client
 	GitLab    *gitlabtest.Server
+	Group     gitlabtest.Group
 	Project   gitlabtest.Project
 	StateDir  string
 	StoreDSN  string
@@ -50,7 +54,14 @@ type Stack struct {
 	Acts      *activities.Activities
 	Gosling   string
 	Namespace string
-	worker    worker.Worker
+	// GitLabRunner is the gitlab-runner STAND-IN's wrapper that local
+	// runners run under their agents.
+	GitLabRunner string
+	// AgentAPI is the URL agents report to: MotherGoose's API, serving
+	// the latest StartAPI's MotherGoose (an empty Nest until then).
+	AgentAPI string
+	worker   worker.Worker
+	handler  atomic.Pointer[http.Handler]
 }
 
 // Options shape a stack.
@@ -86,8 +97,8 @@ func Start(t testing.TB, opts Options) *Stack {
 
 	s.GitLab = gitlabtest.New()
 	t.Cleanup(s.GitLab.Close)
-	g := s.GitLab.AddGroup("acme", 0)
-	s.Project = s.GitLab.AddProject("acme/web", g.ID)
+	s.Group = s.GitLab.AddGroup("acme", 0)
+	s.Project = s.GitLab.AddProject("acme/web", s.Group.ID)
 
 	s.StoreDSN = "sqlite://" + filepath.Join(s.StateDir, "gosling.db")
 	if s.Store, err = store.Open(ctx, s.StoreDSN); err != nil {
@@ -101,12 +112,23 @@ func Start(t testing.TB, opts Options) *Stack {
 	if _, err := s.Secrets.Put(ctx, "local://gitlab/token", s.GitLab.Token()); err != nil {
 		t.Fatal(err)
 	}
+	// Agents report to MotherGoose's API, never to Temporal: the API runs
+	// from the start, on a MotherGoose with an empty Nest until StartAPI
+	// serves eggs.
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*s.handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	s.AgentAPI = hs.URL
+	s.serve(&fly.Nest{MotherGoose: fly.MotherGoose{Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}}}})
+	if s.GitLabRunner, err = runnerstandin.WriteWrapper(filepath.Join(s.StateDir, "bin"), s.Gosling); err != nil {
+		t.Fatal(err)
+	}
 	if s.Acts, err = gworker.NewActivities(gworker.Deps{
 		Store: s.Store, Secrets: s.Secrets, Logger: log, Tofu: testbin.Tofu(t), StateDir: s.StateDir,
 		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
 		Agent: activities.AgentSettings{
-			Binary: s.Gosling, TemporalAddress: dev.FrontendHostPort(), Namespace: s.Namespace,
-			SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1,
+			Binary: s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
 		},
 	}); err != nil {
 		t.Fatal(err)
@@ -268,6 +290,13 @@ func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	nest := &fly.Nest{Eggs: eggs, MotherGoose: fly.MotherGoose{
 		Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 	}}
+	return s.serve(nest)
+}
+
+// serve makes the stack's API serve a MotherGoose on nest.
+func (s *Stack) serve(nest *fly.Nest) *API {
+	t := s.T
+	ctx := context.Background()
 	mg, err := mothergoose.Open(ctx, mothergoose.Config{
 		Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -278,12 +307,12 @@ func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	h := srv.Handler()
+	s.handler.Store(&h)
 	actx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	go mg.RunOutbox(actx)
-	return &API{URL: hs.URL, Server: srv, MotherGoose: mg, Nest: nest}
+	return &API{URL: s.AgentAPI, Server: srv, MotherGoose: mg, Nest: nest}
 }
 
 // DeliverJobHook sends the job's current Job Hook to the API as GitLab

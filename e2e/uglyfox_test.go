@@ -63,11 +63,12 @@ func provisionActive(t *testing.T, ctx context.Context, s *Stack, egg fly.Egg, i
 // way a lost message or a crashed operator leaves one behind.
 func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 	t.Helper()
-	cfg, _ := json.Marshal(agent.Config{RunnerID: id, Egg: "web", GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir()})
+	cfg := agent.Config{RunnerID: id, Egg: "web", GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir(),
+		Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
 	m := tofu.Machine{
 		RunnerID: id, Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
 		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
-		AgentConfig: string(cfg), AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
+		Agent: cfg, AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
 	}
 	vars, err := m.Variables()
 	if err != nil {

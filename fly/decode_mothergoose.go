@@ -16,7 +16,7 @@ var mothergooseSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "cloud", Required: true}, {Name: "region"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "temporal"}, {Type: "api_gateway"}, {Type: "containers"}, {Type: "queue"},
-		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"},
+		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"}, {Type: "agent"},
 		{Type: "provider", LabelNames: []string{"cloud"}},
 	},
 }
@@ -196,7 +196,79 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	}
 	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url"))
 	mg.Sweep = decodeSweep(sw, mg.APIGateway)
+
+	// How runner machines get the agent.
+	ag, _ := sub("agent", attrSchema("url", "image", "version", "gitlab_runner_version", "gitlab_runner_url"))
+	mg.Agent = decodeAgentRelease(ag)
 	return decl, diags
+}
+
+var (
+	releaseVersionRE = regexp.MustCompile(`^v?[0-9][0-9A-Za-z.+~_-]*$`)
+	imageRefRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:@-]*[a-zA-Z0-9._-]$`)
+	placeholderRE    = regexp.MustCompile(`\{[^}]*\}`)
+)
+
+func decodeAgentRelease(a *attrs) AgentRelease {
+	r := AgentRelease{
+		URL: a.str("url", ""), Image: a.str("image", ""), Version: a.str("version", ""),
+		GitLabRunnerVersion: a.str("gitlab_runner_version", ""), GitLabRunnerURL: a.str("gitlab_runner_url", ""),
+	}
+	for _, f := range []struct{ attr, value, version string }{
+		{"url", r.URL, r.Version}, {"gitlab_runner_url", r.GitLabRunnerURL, r.GitLabRunnerVersion},
+	} {
+		if f.value == "" {
+			continue
+		}
+		if err := releaseURL(f.value); err != nil {
+			a.errorf(f.attr, "Invalid release URL", "%v.", err)
+			continue
+		}
+		if strings.Contains(f.value, "{version}") && f.version == "" {
+			which := "version"
+			if f.attr == "gitlab_runner_url" {
+				which = "gitlab_runner_version"
+			}
+			a.errorf(f.attr, "Version not pinned", "The URL names {version} but %s is not set: pin a version, such as %s = \"1.4.0\".", which, which)
+		}
+	}
+	for _, f := range []struct{ attr, value string }{{"version", r.Version}, {"gitlab_runner_version", r.GitLabRunnerVersion}} {
+		if f.value != "" && !releaseVersionRE.MatchString(f.value) {
+			a.errorf(f.attr, "Invalid version", "%q is not a release version: use digits and dots, such as \"18.6.0\".", f.value)
+		}
+	}
+	if r.Image != "" && !imageRefRE.MatchString(r.Image) {
+		a.errorf("image", "Invalid image", "%q is not an image reference: use registry/repository:tag, such as \"cr.yandex/crp0123/gosling-runner:1.4.0\".", r.Image)
+	}
+	if (r.GitLabRunnerVersion == "") != (r.GitLabRunnerURL == "") {
+		missing, present := "gitlab_runner_url", "gitlab_runner_version"
+		if r.GitLabRunnerVersion == "" {
+			missing, present = present, missing
+		}
+		if a.has(present) {
+			a.errorf(present, "Incomplete gitlab-runner pin", "gitlab_runner_version and gitlab_runner_url go together: set %s too.", missing)
+		}
+	}
+	return r
+}
+
+// releaseURL checks a download URL: https (http only for this machine),
+// with no placeholder other than {version}, {os} and {arch}.
+func releaseURL(s string) error {
+	u, err := url.Parse(placeholderRE.ReplaceAllString(s, "x"))
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	local := u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1" || u.Hostname() == "::1"
+	if u.Scheme != "https" && !(u.Scheme == "http" && local) {
+		return fmt.Errorf("%q: machines download binaries over https only (http is allowed for localhost)", s)
+	}
+	for _, p := range placeholderRE.FindAllString(s, -1) {
+		if p != "{version}" && p != "{os}" && p != "{arch}" {
+			return fmt.Errorf("%q: unknown placeholder %s; use {version}, {os} or {arch}", s, p)
+		}
+	}
+	return nil
 }
 
 func defaultContainer(cpu float64, mem Size, minI, maxI, conc int) Container {

@@ -328,6 +328,29 @@ type MotherGoose struct {
 	Providers  map[string]Provider `json:"providers"`
 	Nest       NestSource          `json:"nest"`
 	Sweep      Sweep               `json:"sweep"`
+	// Agent says how runner machines get the gosling agent and which
+	// versions of it and of gitlab-runner they run.
+	Agent AgentRelease `json:"agent"`
+}
+
+// AgentRelease is the mothergoose agent block. Every field defaults to
+// empty: without url, cloud VM runners are refused before `tofu apply`;
+// without image, serverless runners on clouds are; without version (or
+// gitlab_runner_version) agents keep what they run. URLs may name {version},
+// {os} and {arch}, filled per machine; each download's SHA-256 is read from
+// the same URL followed by ".sha256" (sha256sum format).
+type AgentRelease struct {
+	// URL is where cloud VMs download the gosling binary (https).
+	URL string `json:"url,omitempty"`
+	// Image is the runner image serverless runners run: gitlab-runner
+	// and gosling (the Dockerfile's runner target).
+	Image string `json:"image,omitempty"`
+	// Version pins the agent: running agents update themselves to it.
+	Version string `json:"version,omitempty"`
+	// GitLabRunnerVersion and GitLabRunnerURL pin gitlab-runner on VMs
+	// (installed at first boot, upgraded between jobs). Both or neither.
+	GitLabRunnerVersion string `json:"gitlab_runner_version,omitempty"`
+	GitLabRunnerURL     string `json:"gitlab_runner_url,omitempty"`
 }
 
 // Temporal says where the Temporal service is.

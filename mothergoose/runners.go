@@ -13,45 +13,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// Heartbeat records that a runner's machine is alive. Agents call it with
-// their own runner token, compared in constant time with the runner's
-// stored token; a token just rotated elsewhere is read again once before a
-// beat is refused. A runner that does not exist gets the same
-// KindUnauthorized as a wrong token, so a caller learns nothing of which
-// runners exist. UglyFox's heartbeat policy judges runners by these beats.
-func (m *MotherGoose) Heartbeat(ctx context.Context, runnerID, token string) error {
-	unauthorized := &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: "not this runner's token"}
-	r, err := m.store.GetRunner(ctx, runnerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return unauthorized
-	}
-	if err != nil {
-		return unavailable("store unavailable", "the beat could not be checked; retry", err)
-	}
-	ref := fly.SecretRef(r.TokenRef)
-	match := false
-	if r.TokenRef != "" {
-		match, err = m.cache.Match(ctx, ref, token)
-		if !match && m.cache.mayRefresh(ref) {
-			var fresh string
-			if fresh, err = m.secrets.Fresh(ctx, ref); err == nil {
-				m.cache.put(ref, fresh)
-				match = equalSecret(token, fresh)
-			}
-		}
-	}
-	if !match {
-		if err != nil {
-			m.log.WarnContext(ctx, "heartbeat: cannot read the runner's token", "runner", r.ID, "error", err)
-		}
-		return unauthorized
-	}
-	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
-		return unavailable("store unavailable", "the beat could not be recorded; retry", err)
-	}
-	return nil
-}
-
 // EggOf finds the configuration a runner was made with: the egg in the
 // Nest in force, or its last stored configuration if the Nest dropped it.
 // An egg in neither is KindConflict.

@@ -15,24 +15,15 @@ import (
 // Token rotation reaches a running cloud VM through its agent's API
 // channel, the heartbeat. The rotation (RotateRunnerTokens) resets the
 // runner's token in GitLab and writes the new version to the runner's
-// secret; the agent reads its token afresh for every beat, so its next
-// beat carries the new token. A beat may report the version the agent
-// holds (X-Gosling-Token-Version); when the token is that version's value,
-// MotherGoose tells the running rotation (SignalTokenConfirmed), which waits
-// for it, within its confirmation timeout, before it checks the token with
-// GitLab and records the runner rotated. The answer to every beat names
-// the current version of the runner's token, so an agent can tell it is
+// secret; the agent reloads its token (SIGHUP, or its next beat reads it
+// afresh), so its next beat carries the new token. A beat reports the
+// version the agent holds (agentapi.Beat.TokenVersion); when the token is
+// that version's value, MotherGoose tells the running rotation
+// (SignalTokenConfirmed), which waits for it, within its confirmation
+// timeout, before it checks the token with GitLab and records the runner
+// rotated. The answer to every beat names the current version of the
+// runner's token (agentapi.Pins.TokenVersion), so an agent can tell it is
 // behind.
-
-// HeartbeatAnswer is what an agent's heartbeat is answered with.
-type HeartbeatAnswer struct {
-	// TokenVersion is the current version of the runner's token secret;
-	// "" when its backend keeps no versions.
-	TokenVersion string
-	// Confirmed is set when the beat confirmed a token version to a
-	// running rotation.
-	Confirmed bool
-}
 
 // tokenVersions caches the current version of runner tokens briefly, and
 // remembers the last version each runner confirmed.
@@ -47,45 +38,41 @@ type cachedVersion struct {
 	until   time.Time
 }
 
-// AgentHeartbeat is Heartbeat (same authentication and errors) for an
-// agent that reports the version of the token it holds (version, empty
-// when it does not say). A version whose value is the token the beat was
-// made with is signalled to the running rotation once per runner and
-// version; a rotation that is not running is not an error.
-func (m *MotherGoose) AgentHeartbeat(ctx context.Context, runnerID, token, version string) (HeartbeatAnswer, error) {
-	var ans HeartbeatAnswer
-	if err := m.Heartbeat(ctx, runnerID, token); err != nil {
-		return ans, err
-	}
-	r, err := m.store.GetRunner(ctx, runnerID)
-	if err != nil || r.TokenRef == "" {
-		return ans, nil // beat recorded; nothing to say about versions
+// confirmToken handles the token version a beat reports (empty when it
+// says none): a version whose value is the token the beat was made with is
+// signalled to the running rotation once per runner and version; a
+// rotation that is not running is not an error. It returns the current
+// version of the runner's token ("" when its backend keeps none) and
+// whether a confirmation was delivered.
+func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, token, version string) (current string, confirmed bool) {
+	if r.TokenRef == "" {
+		return "", false
 	}
 	ref := fly.SecretRef(r.TokenRef)
-	ans.TokenVersion = m.currentTokenVersion(ctx, ref)
-	if version == "" || !m.tokenIsVersion(ctx, ref, version, token) || !m.firstConfirmation(runnerID, version) {
-		return ans, nil
+	current = m.currentTokenVersion(ctx, ref)
+	if version == "" || !m.tokenIsVersion(ctx, ref, version, token) || !m.firstConfirmation(r.ID, version) {
+		return current, false
 	}
 	tc := m.Temporal()
 	if tc == nil {
-		return ans, nil
+		return current, false
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
 	defer cancel()
-	err = tc.SignalWorkflow(cctx, contract.RotateWorkflowID, "", contract.SignalTokenConfirmed,
-		contract.TokenConfirmed{RunnerID: runnerID, Version: version, At: m.now().UTC()})
+	err := tc.SignalWorkflow(cctx, contract.RotateWorkflowID, "", contract.SignalTokenConfirmed,
+		contract.TokenConfirmed{RunnerID: r.ID, Version: version, At: m.now().UTC()})
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
+		return current, false
 	case err != nil:
-		m.forgetConfirmation(runnerID)
-		m.log.WarnContext(ctx, "tell the rotation of a confirmed token", "runner", runnerID, "error", err)
-	default:
-		ans.Confirmed = true
-		m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: "token-confirmed", Egg: r.Egg, RunnerID: r.ID,
-			Reason: "the runner's agent authenticated with token version " + version})
+		m.forgetConfirmation(r.ID)
+		m.log.WarnContext(ctx, "tell the rotation of a confirmed token", "runner", r.ID, "error", err)
+		return current, false
 	}
-	return ans, nil
+	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: "token-confirmed", Egg: r.Egg, RunnerID: r.ID,
+		Reason: "the runner's agent authenticated with token version " + version})
+	return current, true
 }
 
 // tokenIsVersion tells whether token is the value of a version of ref.

@@ -114,8 +114,16 @@ install_docker() {
   apt_install docker.io
 }
 
+# shellcheck checks the first-boot scripts the agent's machine contract
+# renders for cloud VMs (cli's contract test); Debian's package.
+install_shellcheck() {
+  command -v shellcheck >/dev/null 2>&1 && return
+  echo "tools: installing shellcheck from Debian's packages" >&2
+  apt_install shellcheck
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite podman docker)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite podman docker shellcheck)
 for t in "${tools[@]}"; do
   "install_$t"
 done

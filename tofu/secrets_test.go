@@ -91,7 +91,7 @@ func TestSecretVariablesAreSensitive(t *testing.T) {
 	}
 	// token_ref carries a URI, never a token.
 	for _, cloud := range []string{fly.CloudAWS, fly.CloudYandex} {
-		vars, err := machineFor(cloud, fly.RunnerVM).Variables()
+		vars, err := machineFor(cloud, fly.RunnerServerless).Variables()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package tofu
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,8 @@ func machineFor(cloud, kind string) Machine {
 		RunnerID: "web-0123456789", Egg: "web", Cloud: cloud, Kind: kind, State: PowerRunning,
 		CPU: 2, MemoryMiB: 4096, DiskGiB: 20, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token",
-		AgentConfig: `{"runner_id":"web-0123456789"}`, AgentBinary: "/usr/local/bin/gosling", StateDir: "/tmp/x",
+		Agent:       agent.Config{RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token"},
+		AgentBinary: "/usr/local/bin/gosling", StateDir: "/tmp/x",
 		AgentURL: "https://example.com/gosling", AgentImage: "cr.example.com/gosling:1",
 		Provider: fly.Provider{FolderID: "b1g", Zone: "ru-central1-a", SubnetID: "e9b", Region: "eu-central-1", Subnets: []string{"subnet-1"}, Cluster: "runners"},
 	}
@@ -121,9 +121,9 @@ func newExecutor(t *testing.T) *Executor {
 }
 
 func localMachine(t *testing.T, ex *Executor, id, kind string) Machine {
-	cfg, _ := json.Marshal(agent.Config{RunnerID: id, Egg: "web", GitLabURL: "http://127.0.0.1:1", TokenRef: "local://runners/" + id + "/token"})
+	cfg := agent.Config{RunnerID: id, Egg: "web", GitLabURL: "http://127.0.0.1:1", TokenRef: "local://runners/" + id + "/token"}
 	m := machineFor("local", kind)
-	m.RunnerID, m.AgentBinary, m.StateDir, m.AgentConfig, m.MaxRunMinutes = id, testbin.Gosling(t), ex.StateDir(), string(cfg), 5
+	m.RunnerID, m.AgentBinary, m.StateDir, m.Agent, m.MaxRunMinutes = id, testbin.Gosling(t), ex.StateDir(), cfg, 5
 	return m
 }
 

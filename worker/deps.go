@@ -34,8 +34,10 @@ type Deps struct {
 	// Agent says how machines get their agent and where it reports.
 	Agent activities.AgentSettings
 	// SimulateMachines, for fleet benchmarks only, replaces machines by
-	// ones that take this long to apply (see activities.SimulatedMachines).
+	// ones that take this long to apply, and whose serverless invocations
+	// take SimulateJob (see activities.SimulatedMachines).
 	SimulateMachines time.Duration
+	SimulateJob      time.Duration
 }
 
 // NewActivities opens OpenTofu in d.StateDir and builds the activities.
@@ -64,7 +66,7 @@ func NewActivities(d Deps) (*activities.Activities, error) {
 		TokenRef: tokenRef, GitLabOptions: d.GitLabOptions, Agent: d.Agent,
 	}
 	if d.SimulateMachines > 0 {
-		acts.Simulate = &activities.SimulatedMachines{Apply: d.SimulateMachines, Destroy: d.SimulateMachines / 2}
+		acts.Simulate = &activities.SimulatedMachines{Apply: d.SimulateMachines, Destroy: d.SimulateMachines / 2, Job: d.SimulateJob}
 	}
 	return acts, nil
 }

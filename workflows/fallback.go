@@ -58,11 +58,12 @@ func nextCloud(in contract.ProvisionRunnerInput, tried []string, kind string) (n
 // records the move (store and audit) and applies on the egg's next cloud
 // that fits (nextCloud), until one takes it or none is left. apply, res
 // and status follow the cloud the machine is on; res.CloudReason says which
-// clouds refused and why. The error is the last apply's.
+// clouds refused and why. applied is the result of the apply that took.
+// The error is the last apply's.
 func applyMachine(ctx workflow.Context, in contract.ProvisionRunnerInput, apply *activities.ApplyMachineInput,
-	res *contract.ProvisionRunnerResult, status *contract.ProvisionStatus) error {
+	res *contract.ProvisionRunnerResult, status *contract.ProvisionStatus, applied *activities.ApplyMachineResult) error {
 	var a *activities.Activities
-	err := workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, *apply).Get(ctx, nil)
+	err := workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, *apply).Get(ctx, applied)
 	refusal, refused := activities.CloudRefusalOf(err)
 	if !refused || workflow.GetVersion(ctx, versionProvisionCloudFallback, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return err
@@ -102,7 +103,7 @@ func applyMachine(ctx workflow.Context, in contract.ProvisionRunnerInput, apply 
 		apply.Cloud, apply.Provider = next.cloud, next.provider
 		res.Cloud, status.Cloud, res.CloudReason = next.cloud, next.cloud, why
 		status.Step = "applying machine on " + next.cloud
-		err = workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, *apply).Get(ctx, nil)
+		err = workflow.ExecuteActivity(tofuCtx(ctx), a.ApplyMachine, *apply).Get(ctx, applied)
 		refusal, refused = activities.CloudRefusalOf(err)
 	}
 	return err

@@ -116,3 +116,20 @@ func registryCtx(ctx workflow.Context) workflow.Context {
 		},
 	})
 }
+
+// invokeCtx is a serverless runner's invocation: it lasts the job, up to
+// the runner's deadline, and heartbeats, so a cancellation reaches it
+// quickly. A failed invocation is retried twice (the agent answers again,
+// or ECS RunTask is joined by its client token).
+func invokeCtx(ctx workflow.Context, deadline time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: deadline + 5*time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}

@@ -203,6 +203,20 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	}
 	res.GitLabRunnerID, res.TokenRef = created.GitLabRunnerID, created.TokenRef
 
+	// Agents report ready through MotherGoose's API, which checks their
+	// token against the runner's record: the record names the token
+	// before the machine exists, and the invocation of a serverless runner
+	// is this workflow's activity.
+	agentsReport := workflow.GetVersion(ctx, "agents-report-through-api", workflow.DefaultVersion, 1) == 1
+	if agentsReport {
+		if err := transitionWith(ctx, activities.TransitionInput{
+			RunnerID: runnerID, To: store.StateRegistering, Reason: "registered in GitLab; applying the machine, then waiting for the agent",
+			GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Workspace: runnerID,
+		}); err != nil {
+			return fail("record registering", err)
+		}
+	}
+
 	// 3. The machine, made by OpenTofu. It starts running even for a
 	// dormant runner: the agent must prove the token works before the
 	// machine is put to sleep.
@@ -218,14 +232,36 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 		apply.MaxRunMinutes = int(deadline / time.Minute)
 	}
 	// A cloud that refuses for capacity or quota hands over to the next.
-	if err := applyMachine(ctx, in, &apply, &res, &status); err != nil {
+	var applied activities.ApplyMachineResult
+	if err := applyMachine(ctx, in, &apply, &res, &status, &applied); err != nil {
 		return fail("apply machine", err)
 	}
-	if err := transitionWith(ctx, activities.TransitionInput{
-		RunnerID: runnerID, To: store.StateRegistering, Reason: "machine applied; waiting for the agent",
-		GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Workspace: runnerID,
-	}); err != nil {
-		return fail("record registering", err)
+	if !agentsReport {
+		if err := transitionWith(ctx, activities.TransitionInput{
+			RunnerID: runnerID, To: store.StateRegistering, Reason: "machine applied; waiting for the agent",
+			GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Workspace: runnerID,
+		}); err != nil {
+			return fail("record registering", err)
+		}
+	}
+
+	// 3b. A serverless runner runs when invoked, as its platform runs
+	// work: the invocation lasts its job, and this workflow owns its
+	// deadline, cancellation and cleanup.
+	var invoked workflow.Future
+	cancelInvoke := func() {}
+	if agentsReport && kind == fly.RunnerServerless {
+		var invCtx workflow.Context
+		invCtx, cancelInvoke = workflow.WithCancel(ctx)
+		invoked = workflow.ExecuteActivity(invokeCtx(invCtx, deadline), a.InvokeRunner, activities.InvokeRunnerInput{
+			RunnerID: runnerID, Cloud: apply.Cloud, Provider: apply.Provider, TokenRef: res.TokenRef, Outputs: applied.Outputs,
+		})
+	}
+	invokeDone, invokeErr := false, error(nil)
+	var invokeRes activities.InvokeRunnerResult
+	onInvoked := func(f workflow.Future) {
+		invokeDone = true
+		invokeErr = f.Get(ctx, &invokeRes)
 	}
 
 	// 4. The agent's ready signal, or a timeout.
@@ -258,12 +294,22 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 			c.Receive(ctx, &r)
 			onReady(r)
 		})
-		for !ready && !timedOut {
+		if invoked != nil {
+			sel.AddFuture(invoked, onInvoked)
+		}
+		for !ready && !timedOut && !invokeDone {
 			sel.Select(ctx)
 		}
 		cancelWait()
 	}
 	if !ready {
+		cancelInvoke()
+		if invokeDone {
+			if invokeErr == nil {
+				invokeErr = fmt.Errorf("the runner ended before it was ready: %s", invokeRes.Error)
+			}
+			return fail("invoke runner", invokeErr)
+		}
 		return fail("wait for ready signal", fmt.Errorf("no ready signal within %s", readyTimeout))
 	}
 
@@ -300,8 +346,44 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	// the job finishes or its deadline passes, whichever comes first.
 	status.Step = "serving its job"
 	onJob := func(s contract.JobStatus) {
-		if s.Finished() && (in.Job == nil || s.JobID == in.Job.JobID) {
+		// The runner's own agent reports the job GitLab gave it, which
+		// need not be the job it was made for.
+		if s.Finished() && (in.Job == nil || s.JobID == in.Job.JobID || (s.RunnerID == runnerID && s.RunnerID != "")) {
 			res.Outcome = "job-finished"
+		}
+	}
+	if invoked != nil {
+		// The invocation's end is the runner's: gitlab-runner ran its job
+		// (or none came within its wait), and the answer says which.
+		if !invokeDone {
+			lifeCtx, cancelLife := workflow.WithCancel(ctx)
+			sel := workflow.NewSelector(ctx)
+			deadlinePassed := false
+			remaining := deadline - workflow.Now(ctx).Sub(started)
+			sel.AddFuture(workflow.NewTimer(lifeCtx, max(remaining, time.Second)), func(workflow.Future) { deadlinePassed = true })
+			sel.AddFuture(invoked, onInvoked)
+			for !invokeDone && !deadlinePassed {
+				sel.Select(ctx)
+			}
+			cancelLife()
+			if !invokeDone {
+				// The deadline: cancel the invocation and wait for its
+				// cleanup (the request aborted, the task stopped).
+				cancelInvoke()
+				_ = invoked.Get(ctx, &invokeRes)
+				res.Outcome = "deadline"
+			}
+		}
+		if res.Outcome == "" {
+			switch {
+			case invokeErr != nil:
+				res.Outcome = "invocation-failed"
+				log.Warn("invocation failed", "runner", runnerID, "error", invokeErr)
+			case len(invokeRes.Jobs) > 0:
+				res.Outcome = "job-finished"
+			default:
+				res.Outcome = "no-job"
+			}
 		}
 	}
 	for res.Outcome == "" {

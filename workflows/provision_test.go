@@ -12,6 +12,7 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -57,6 +58,9 @@ type env struct {
 	mu        sync.Mutex
 	status    string
 	infoDelay time.Duration
+	// invoked is InvokeRunner's answer (after invokeAfter, 12 minutes
+	// unless newEnvInvoke says otherwise).
+	invoked activities.InvokeRunnerResult
 }
 
 func (e *env) jobStatus() string {
@@ -73,6 +77,9 @@ func (e *env) setJobStatus(s string) {
 	defer e.mu.Unlock()
 	e.status = s
 }
+
+// invokeAfter is how long InvokeRunner takes in the next newEnv.
+var invokeAfter = 12 * time.Minute
 
 // newEnv registers the workflows and mocks every activity to succeed,
 // recording calls. Tests override single activities with failing ones.
@@ -132,6 +139,14 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
 		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
 	})
+	e.invoked = activities.InvokeRunnerResult{Via: "http"}
+	e.invoked.Jobs = []agentapi.JobReport{{JobID: 1001, Status: "success"}}
+	e.OnActivity(a.InvokeRunner, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.InvokeRunnerInput) (activities.InvokeRunnerResult, error) {
+		if err := failOr("invoke"); err != nil {
+			return activities.InvokeRunnerResult{}, err
+		}
+		return e.invoked, nil
+	}).After(invokeAfter)
 	return e
 }
 
@@ -168,7 +183,7 @@ func TestProvisionPoolVM(t *testing.T) {
 	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-registering,to-active"; got != want {
+	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -190,7 +205,7 @@ func TestProvisionJobVM(t *testing.T) {
 	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -236,22 +251,21 @@ func TestProvisionDormant(t *testing.T) {
 	if res.State != "dormant" || res.Kind != fly.RunnerVM {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,apply-running,to-registering,apply-stopped,to-dormant"; got != want {
+	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
 
-func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
+// A serverless runner is invoked once its machine is applied; the
+// invocation lasts its job, and its answer ends the runner.
+func TestProvisionServerlessEndsWithItsInvocation(t *testing.T) {
 	e := newEnv(t, nil)
 	id := contract.RunnerIDFor("web", wfID)
 	e.signalReady(10*time.Second, id)
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 999, Status: "success"}) // another job: ignored
+		// Job statuses from webhooks do not end it: the invocation does.
 		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "running"})
 	}, 5*time.Minute)
-	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "success"})
-	}, 12*time.Minute)
 	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerAuto), Job: &contract.JobRef{Host: "gitlab.example.com", ProjectID: 7, JobID: 1001}})
 	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
@@ -260,13 +274,32 @@ func TestProvisionServerlessEndsWithItsJob(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,apply-running,to-registering,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }
 
+// An invocation that ran no job (none came within gitlab-runner's wait)
+// ends the runner too.
+func TestProvisionServerlessNoJob(t *testing.T) {
+	e := newEnv(t, nil)
+	e.invoked.Jobs = nil
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "no-job" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+// Past its deadline the invocation is cancelled and the runner torn down.
 func TestProvisionServerlessDeadline(t *testing.T) {
+	invokeAfter = 2 * time.Hour
+	defer func() { invokeAfter = 12 * time.Minute }()
 	e := newEnv(t, nil)
 	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
 	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}, ServerlessDeadline: 20 * time.Minute})
@@ -279,6 +312,23 @@ func TestProvisionServerlessDeadline(t *testing.T) {
 	}
 }
 
+// An invocation that fails before the runner is ready fails the runner,
+// with every step compensated.
+func TestProvisionServerlessInvocationFails(t *testing.T) {
+	invokeAfter = time.Minute
+	defer func() { invokeAfter = 12 * time.Minute }()
+	e := newEnv(t, map[string]error{"invoke": permanent("container refused")})
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	err := e.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "container refused") {
+		t.Fatalf("error = %v", err)
+	}
+	want := "record,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	if got := e.calls.String(); got != want {
+		t.Errorf("calls = %s\nwant    %s", got, want)
+	}
+}
+
 // Every step's failure is compensated in reverse order of what was done,
 // and the runner is recorded failed, then terminated.
 func TestProvisionCompensatesEveryStep(t *testing.T) {
@@ -287,9 +337,9 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		want    string
 	}{
 		{"gitlab-create", "tags,record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"apply-running", "tags,record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-registering", "tags,record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-active", "tags,record,gitlab-create,apply-running,to-registering,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-registering", "tags,record,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,to-terminated"},
+		{"apply-running", "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"to-active", "tags,record,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -315,7 +365,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "tags,record,gitlab-create,apply-running,to-registering,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -329,7 +379,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "tags,record,gitlab-create,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+	if got, want := e.calls.String(), "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }

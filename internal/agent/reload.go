@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,21 +15,20 @@ import (
 // token has already written its new version to the secret backend; the
 // agent, on SIGHUP, re-reads its configuration, empties its resolver's
 // cache, reads the current version of its token, verifies it with GitLab
-// (POST /api/v4/runners/verify) and records the outcome in token.json of
-// its work directory (TokenStatus), where the rotation reads it back. The
-// process keeps running throughout, whatever the outcome: a job in progress
-// authenticates with its own job token, not the runner token, and is never
-// dropped.
+// (POST /api/v4/runners/verify), records the outcome in token.json of its
+// work directory (TokenStatus), where the rotation reads it back, rewrites
+// gitlab-runner's config.toml with the new token and sends gitlab-runner
+// SIGHUP, which reloads it. Both processes keep running throughout,
+// whatever the outcome: a job in progress authenticates with its own job
+// token, not the runner token, and is never dropped; the next job is taken
+// with the new token.
 //
-// On the local provider the agent is the runner, so nothing else changes.
-// On a cloud VM the agent runs as the systemd unit gosling-agent, which
-// supervises gitlab-runner: the same SIGHUP (`systemctl reload
-// gosling-agent`, delivered by the cloud's run-command service, AWS SSM
-// SendCommand or Yandex Cloud's OS Login) takes the same path, and after
-// verifying the agent also writes the token into gitlab-runner's
-// config.toml, which gitlab-runner reloads by itself without stopping its
-// jobs. A stopped (dormant) VM or process is not signalled: it reads the
-// current version when it is resumed, as it does at every start.
+// On the local provider the agent is signalled directly. On a cloud VM the
+// agent runs as the systemd unit gosling-agent: the same SIGHUP (`systemctl
+// reload gosling-agent`, delivered by the cloud's run-command service, AWS
+// SSM SendCommand or Yandex Cloud's OS Login) takes the same path. A
+// stopped (dormant) machine is not signalled: it reads the current version
+// when it is resumed, as it does at every start.
 
 // Triggers of a token check, as TokenStatus records them.
 const (
@@ -107,19 +105,6 @@ func ReadTokenStatus(workDir string) (TokenStatus, error) {
 		return st, fmt.Errorf("agent token status: %w", err)
 	}
 	return st, nil
-}
-
-// reloadToken is the agent's answer to SIGHUP.
-func reloadToken(ctx context.Context, workDir string, cfg Config, tokens *tokenSource, log *slog.Logger) {
-	rctx, cancel := context.WithTimeout(ctx, reloadTimeout)
-	defer cancel()
-	version, err := verifyToken(rctx, cfg, tokens)
-	recordToken(workDir, TriggerReload, version, err, log)
-	if err != nil {
-		log.Warn("reload: new token not verified; running on", "runner", cfg.RunnerID, "version", version, "error", err)
-		return
-	}
-	log.Info("reload: runner token verified", "runner", cfg.RunnerID, "version", version)
 }
 
 // recordToken writes the outcome of a token check, atomically.

@@ -13,6 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
@@ -48,8 +49,13 @@ func launch(t *testing.T) *machine {
 	if _, err := m.store.Put(context.Background(), m.ref, m.runner.Token); err != nil {
 		t.Fatal(err)
 	}
-	cfg := agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: m.gl.URL(), TokenRef: string(m.ref), SecretsDir: secretsDir, HeartbeatSeconds: 1}
-	if err := agent.Launch(testbin.Gosling(t), m.dir, cfg, 0); err != nil {
+	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(t.TempDir(), "bin"), testbin.Gosling(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: m.gl.URL(), TokenRef: string(m.ref), SecretsDir: secretsDir, HeartbeatSeconds: 1,
+		Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell}}
+	if err := agent.Launch(testbin.Gosling(t), m.dir, cfg, agent.LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

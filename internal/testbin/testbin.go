@@ -84,3 +84,16 @@ func Cleanup() {
 		os.RemoveAll(buildDir)
 	}
 }
+
+// GoslingVersion builds a gosling binary that says it is version (main's
+// -X version) into dir and returns its path, for tests of self-updates.
+func GoslingVersion(t testing.TB, dir, version string) string {
+	t.Helper()
+	p := filepath.Join(dir, "gosling-"+version)
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", p, "./cmd/gosling")
+	cmd.Dir = Root()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/gosling (version %s): %v\n%s", version, err, out)
+	}
+	return p
+}

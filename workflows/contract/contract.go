@@ -45,8 +45,9 @@ const ErrTypeIllegalState = "IllegalTransition"
 
 // Signals and queries.
 const (
-	// SignalRunnerReady is sent by a runner's agent once its token checks
-	// out with GitLab. Payload: RunnerReady.
+	// SignalRunnerReady is sent by MotherGoose when a runner's agent
+	// reports (through the API) that its token checks out with GitLab and
+	// gitlab-runner runs. Payload: RunnerReady.
 	SignalRunnerReady = "runner-ready"
 	// SignalJobStatus tells a runner's workflow how its job is doing.
 	// Payload: JobStatus.
@@ -168,6 +169,9 @@ type JobStatus struct {
 	JobID  int64     `json:"job_id"`
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
+	// RunnerID is set when the runner's own agent reports the job (the
+	// job it ran, which GitLab chose); webhooks leave it empty.
+	RunnerID string `json:"runner_id,omitempty"`
 }
 
 // Finished tells whether a job status is final.

@@ -1,8 +1,12 @@
-# A one-job runner as an ECS Fargate task: Fargate runs a task for as long as
-# it needs, so jobs up to Gosling's 60-minute serverless limit fit (AWS Lambda
-# stops at 15 minutes and only suits eggs whose jobs are that short). The
-# runner token comes from Secrets Manager through the task's secrets, never
-# through OpenTofu. Needs `tofu init` with network access.
+# A one-job runner as an ECS Fargate task definition: the workflow starts it
+# with ECS RunTask (the InvokeRunner activity) when a job waits, and the task
+# runs the agent, which runs gitlab-runner run-single for one job and exits.
+# Fargate runs a task for as long as it needs, so jobs up to Gosling's
+# 60-minute serverless limit fit (AWS Lambda stops at 15 minutes and only
+# suits eggs whose jobs are that short). The runner token comes from Secrets
+# Manager through the task's secrets, never through OpenTofu. The container's
+# command and environment are rendered by internal/agent.MachineContract.
+# Needs `tofu init` with network access.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -48,17 +52,11 @@ resource "aws_ecs_task_definition" "runner" {
 
   container_definitions = jsonencode([{
     name        = "runner"
-    image       = var.agent_image
+    image       = var.container_image
     essential   = true
     stopTimeout = 120
-    command     = ["agent", "run", "--one-job", "--max-run", "${var.max_run_minutes}m"]
-    environment = [
-      { name = "GOSLING_RUNNER_ID", value = var.runner_id },
-      { name = "GOSLING_GITLAB_URL", value = var.gitlab_url },
-      { name = "GOSLING_JOB_IMAGE", value = var.image },
-      { name = "GOSLING_RUNNER_TAGS", value = join(",", var.tags) },
-      { name = "GOSLING_AGENT_CONFIG", value = var.agent_config },
-    ]
+    command     = var.container_command
+    environment = [for k in sort(keys(var.container_environment)) : { name = k, value = var.container_environment[k] }]
     secrets = [
       { name = "GOSLING_RUNNER_TOKEN", valueFrom = "${data.aws_secretsmanager_secret.token.arn}:${local.token[1]}::" },
     ]
@@ -71,17 +69,4 @@ resource "aws_ecs_task_definition" "runner" {
       }
     }
   }])
-}
-
-resource "aws_ecs_service" "runner" {
-  name            = "gosling-${var.runner_id}"
-  cluster         = var.cluster
-  task_definition = aws_ecs_task_definition.runner.arn
-  desired_count   = 1
-  launch_type     = "FARGATE"
-
-  network_configuration {
-    subnets          = var.subnets
-    assign_public_ip = false
-  }
 }

@@ -31,22 +31,24 @@ variable "max_run_minutes" {
   }
 }
 
-variable "gitlab_url" {
-  type = string
-}
-
 variable "token_ref" {
   type        = string
   description = "Secret URI of the runner token (aws-sm://...); the platform mounts the token into the container, OpenTofu never sees it."
 }
 
-variable "agent_image" {
-  type = string
+variable "container_image" {
+  type        = string
+  description = "The runner image (gitlab-runner and gosling): MG/config.fly's agent.image."
 }
 
-variable "agent_config" {
-  type        = string
-  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token, so it is not sensitive."
+variable "container_command" {
+  type        = list(string)
+  description = "The container's command (gosling agent run --one-job ...), rendered by internal/agent.MachineContract."
+}
+
+variable "container_environment" {
+  type        = map(string)
+  description = "The container's environment, rendered likewise. It names the token's secret URI, never the token."
 }
 
 variable "region" {

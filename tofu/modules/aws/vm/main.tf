@@ -1,6 +1,10 @@
-# An EC2 instance running gitlab-runner supervised by the gosling agent,
-# installed by cloud-init. Stopping the instance makes a dormant Nadir runner;
-# starting it promotes it to Apex. Needs `tofu init` with network access.
+# An EC2 instance running gitlab-runner supervised by the gosling agent. Its
+# first-boot script (var.user_data) is rendered by
+# internal/agent.MachineContract: it downloads gosling, checks its SHA-256,
+# runs `gosling agent install` and starts the gosling-agent unit. Stopping
+# the instance makes a dormant Nadir runner (the agent stops gitlab-runner
+# gracefully first); starting it promotes it to Apex. Needs `tofu init` with
+# network access.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -67,17 +71,7 @@ resource "aws_instance" "runner" {
     http_tokens = "required"
   }
 
-  user_data = templatefile("${path.module}/cloud-init.yaml.tftpl", {
-    runner_id     = var.runner_id
-    gitlab_url    = var.gitlab_url
-    token_ref     = var.token_ref
-    concurrent    = var.concurrent
-    image         = var.image
-    agent_url     = var.agent_url
-    agent_config  = var.agent_config
-    runner_tags   = join(",", var.tags)
-    runner_region = var.region
-  })
+  user_data = var.user_data
 
   tags = {
     Name = "gosling-${var.runner_id}"

@@ -1,31 +1,28 @@
-# The local provider's serverless runner: a `gosling agent` process that takes
-# one job and exits by its deadline (the workflow destroys it at completion or
-# deadline, whichever comes first).
+# The local provider's serverless runner: a `gosling agent serve` process that
+# runs one job per HTTP invocation, as a Yandex Serverless Container does; the
+# workflow invokes it (InvokeRunner) and destroys it when the job is done or
+# its deadline passed. The command lines come from
+# internal/agent.MachineContract, as the cloud modules' do.
 
 terraform {
   required_version = ">= 1.6.0"
-}
-
-locals {
-  work_dir = "${var.state_dir}/machines/${var.runner_id}"
 }
 
 resource "terraform_data" "container" {
   triggers_replace = [var.runner_id]
 
   input = {
-    agent_binary = var.agent_binary
-    work_dir     = local.work_dir
+    stop_command = var.stop_command
   }
 
   provisioner "local-exec" {
-    interpreter = [var.agent_binary, "agent", "launch", "--work-dir", local.work_dir, "--max-run", "${var.max_run_minutes}m", "--config"]
-    command     = var.agent_config
+    interpreter = slice(var.launch_command, 0, length(var.launch_command) - 1)
+    command     = var.launch_command[length(var.launch_command) - 1]
   }
 
   provisioner "local-exec" {
     when        = destroy
-    interpreter = [self.input.agent_binary, "agent", "stop", "--work-dir"]
-    command     = self.input.work_dir
+    interpreter = slice(self.input.stop_command, 0, length(self.input.stop_command) - 1)
+    command     = self.input.stop_command[length(self.input.stop_command) - 1]
   }
 }

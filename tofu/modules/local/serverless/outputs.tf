@@ -3,5 +3,5 @@ output "machine_id" {
 }
 
 output "work_dir" {
-  value = local.work_dir
+  value = var.work_dir
 }

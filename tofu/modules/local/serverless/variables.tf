@@ -38,17 +38,17 @@ variable "max_run_minutes" {
   }
 }
 
-variable "agent_binary" {
+variable "work_dir" {
   type        = string
-  description = "Path of the gosling binary that runs the agent."
+  description = "The container's work directory; serve.url there says where it takes invocations."
 }
 
-variable "agent_config" {
-  type        = string
-  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token."
+variable "launch_command" {
+  type        = list(string)
+  description = "gosling agent launch --serve, as internal/agent.MachineContract renders it (the last element is the command, the rest its interpreter). It names the token's secret URI, never the token."
 }
 
-variable "state_dir" {
-  type        = string
-  description = "Directory under which the container's work directory is made."
+variable "stop_command" {
+  type        = list(string)
+  description = "gosling agent stop, rendered likewise."
 }

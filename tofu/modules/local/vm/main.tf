@@ -1,45 +1,45 @@
-# The local provider's VM: a `gosling agent` process on this machine, made and
-# destroyed by OpenTofu with built-in resources only. A stopped process
-# (SIGSTOP) is a dormant Nadir runner; a running one is Apex.
+# The local provider's VM: a `gosling agent` process on this machine, which
+# supervises gitlab-runner, made and destroyed by OpenTofu with built-in
+# resources only. A stopped process group (SIGSTOP, after gitlab-runner
+# stopped gracefully) is a dormant Nadir runner; a running one is Apex.
+# The command lines come from internal/agent.MachineContract, as the cloud
+# modules' do.
 
 terraform {
   required_version = ">= 1.6.0"
-}
-
-locals {
-  work_dir = "${var.state_dir}/machines/${var.runner_id}"
 }
 
 resource "terraform_data" "machine" {
   triggers_replace = [var.runner_id]
 
   input = {
-    agent_binary = var.agent_binary
-    work_dir     = local.work_dir
+    stop_command = var.stop_command
   }
 
   # Launch is idempotent: a retried apply finds the live agent and keeps it.
   provisioner "local-exec" {
-    interpreter = [var.agent_binary, "agent", "launch", "--work-dir", local.work_dir, "--config"]
-    command     = var.agent_config
+    interpreter = slice(var.launch_command, 0, length(var.launch_command) - 1)
+    command     = var.launch_command[length(var.launch_command) - 1]
   }
 
+  # Stopping waits for a running job: the agent stops gitlab-runner
+  # gracefully (SIGQUIT).
   provisioner "local-exec" {
     when        = destroy
-    interpreter = [self.input.agent_binary, "agent", "stop", "--work-dir"]
-    command     = self.input.work_dir
+    interpreter = slice(self.input.stop_command, 0, length(self.input.stop_command) - 1)
+    command     = self.input.stop_command[length(self.input.stop_command) - 1]
   }
 }
 
 # Resuming writes the agent's configuration first: a promoted runner reports
 # ready to whoever promoted it.
 resource "terraform_data" "power" {
-  triggers_replace = [var.state, var.agent_config]
+  triggers_replace = [var.state, var.power_command]
   input            = var.state
   depends_on       = [terraform_data.machine]
 
   provisioner "local-exec" {
-    interpreter = [var.agent_binary, "agent", "power", "--work-dir", local.work_dir, "--config", var.agent_config, "--state"]
-    command     = var.state
+    interpreter = slice(var.power_command, 0, length(var.power_command) - 1)
+    command     = var.power_command[length(var.power_command) - 1]
   }
 }

@@ -3,7 +3,7 @@ output "machine_id" {
 }
 
 output "work_dir" {
-  value = local.work_dir
+  value = var.work_dir
 }
 
 output "state" {

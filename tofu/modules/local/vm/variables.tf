@@ -48,17 +48,22 @@ variable "tags" {
   default = []
 }
 
-variable "agent_binary" {
+variable "work_dir" {
   type        = string
-  description = "Path of the gosling binary that runs the agent."
+  description = "The machine's work directory."
 }
 
-variable "agent_config" {
-  type        = string
-  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token."
+variable "launch_command" {
+  type        = list(string)
+  description = "gosling agent launch, as internal/agent.MachineContract renders it (the last element is the command, the rest its interpreter). It names the token's secret URI, never the token."
 }
 
-variable "state_dir" {
-  type        = string
-  description = "Directory under which the machine's work directory is made."
+variable "stop_command" {
+  type        = list(string)
+  description = "gosling agent stop, rendered likewise."
+}
+
+variable "power_command" {
+  type        = list(string)
+  description = "gosling agent power for var.state, rendered likewise."
 }

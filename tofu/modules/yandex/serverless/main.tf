@@ -1,6 +1,10 @@
 # A one-job runner as a Yandex Serverless Container (execution timeout up to
-# 60 minutes). The runner token is mounted from Lockbox by the platform, never
-# passed through OpenTofu. Needs `tofu init` with network access.
+# 60 minutes): the workflow invokes it with an authenticated HTTPS request
+# (the InvokeRunner activity, an IAM token) whose answer comes when the job is
+# done. The container runs `gosling agent serve`; its arguments and
+# environment are rendered by internal/agent.MachineContract. The runner token
+# is mounted from Lockbox by the platform, never passed through OpenTofu.
+# Needs `tofu init` with network access.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -38,15 +42,9 @@ resource "yandex_serverless_container" "runner" {
   service_account_id = var.service_account_id
 
   image {
-    url  = var.agent_image
-    args = ["agent", "run", "--one-job", "--max-run", "${var.max_run_minutes}m"]
-    environment = {
-      GOSLING_RUNNER_ID    = var.runner_id
-      GOSLING_GITLAB_URL   = var.gitlab_url
-      GOSLING_JOB_IMAGE    = var.image
-      GOSLING_RUNNER_TAGS  = join(",", var.tags)
-      GOSLING_AGENT_CONFIG = var.agent_config
-    }
+    url         = var.container_image
+    args        = var.container_args
+    environment = var.container_environment
   }
 
   secrets {

@@ -1,5 +1,6 @@
 # A Compute Cloud instance running gitlab-runner supervised by the gosling
-# agent, installed by cloud-init. The instance is stopped for Nadir and
+# agent. Its first-boot script (var.user_data) is rendered by
+# internal/agent.MachineContract. The instance is stopped for Nadir and
 # started for Apex with the yc CLI (the provider has no power state).
 # Needs `tofu init` with network access.
 
@@ -47,16 +48,7 @@ resource "yandex_compute_instance" "runner" {
   }
 
   metadata = {
-    user-data = templatefile("${path.module}/cloud-init.yaml.tftpl", {
-      runner_id    = var.runner_id
-      gitlab_url   = var.gitlab_url
-      token_ref    = var.token_ref
-      concurrent   = var.concurrent
-      image        = var.image
-      agent_url    = var.agent_url
-      agent_config = var.agent_config
-      runner_tags  = join(",", var.tags)
-    })
+    user-data = var.user_data
   }
 
   labels = {

@@ -35,22 +35,9 @@ variable "tags" {
   type = list(string)
 }
 
-variable "gitlab_url" {
-  type = string
-}
-
-variable "token_ref" {
+variable "user_data" {
   type        = string
-  description = "Secret URI of the runner token (yc-lockbox://...); the agent reads it with the instance's service account."
-}
-
-variable "agent_url" {
-  type = string
-}
-
-variable "agent_config" {
-  type        = string
-  description = "The agent's configuration, as JSON. It names the token's secret URI, never the token, so it is not sensitive."
+  description = "The first-boot script, rendered by internal/agent.MachineContract. It names the token's secret URI, never the token; the agent reads the token with the instance's service account."
 }
 
 variable "folder_id" {

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gosling-ci/gosling/internal/agentapi"
+)
+
+// The agent endpoints (internal/agentapi): runner agents call them with
+// their own runner token (not an API token); see mothergoose.RunnerReady,
+// Heartbeat and RunnerJob.
+
+// maxAgentBody bounds an agent request's body.
+const maxAgentBody = 64 << 10
+
+// agentToken is the runner token of an agent request.
+func (s *Server) agentToken(c *gin.Context) (string, bool) {
+	token, ok := bearerToken(c.GetHeader("Authorization"))
+	if !ok {
+		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the runner's token: Authorization: Bearer <token>"})
+	}
+	return token, ok
+}
+
+// decodeAgentBody decodes an agent request's JSON body into v; an empty
+// body leaves v as it is (older agents post heartbeats without one).
+func (s *Server) decodeAgentBody(c *gin.Context, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(c.Request.Body, maxAgentBody+1))
+	if err == nil && len(b) > maxAgentBody {
+		err = errors.New("the body is larger than 64 KiB")
+	}
+	if err == nil && len(b) > 0 {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		s.fail(c, &apiError{Status: http.StatusBadRequest, Msg: "bad request", Detail: "the body must be JSON as internal/agentapi defines: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+// heartbeat records that a runner's machine is alive and answers with the
+// pinned versions.
+func (s *Server) heartbeat(c *gin.Context) {
+	token, ok := s.agentToken(c)
+	if !ok {
+		return
+	}
+	var b agentapi.Beat
+	if !s.decodeAgentBody(c, &b) {
+		return
+	}
+	pins, err := s.mg.Heartbeat(c.Request.Context(), c.Param("id"), token, b)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, pins)
+}
+
+// agentReady takes an agent's ready report.
+func (s *Server) agentReady(c *gin.Context) {
+	token, ok := s.agentToken(c)
+	if !ok {
+		return
+	}
+	var r agentapi.Ready
+	if !s.decodeAgentBody(c, &r) {
+		return
+	}
+	pins, err := s.mg.RunnerReady(c.Request.Context(), c.Param("id"), token, r)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, pins)
+}
+
+// agentJob takes an agent's job report.
+func (s *Server) agentJob(c *gin.Context) {
+	token, ok := s.agentToken(c)
+	if !ok {
+		return
+	}
+	var j agentapi.JobReport
+	if !s.decodeAgentBody(c, &j) {
+		return
+	}
+	if err := s.mg.RunnerJob(c.Request.Context(), c.Param("id"), token, j); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

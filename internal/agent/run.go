@@ -1,0 +1,650 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/gosling-ci/gosling/internal/agentapi"
+	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/rift"
+	"github.com/gosling-ci/gosling/internal/secrets"
+)
+
+// RunOptions are the inputs of Run and Serve.
+type RunOptions struct {
+	// WorkDir holds config.json (unless Config is given), config.toml,
+	// the pid and state files and the builds.
+	WorkDir string
+	// Config, when set, is used instead of WorkDir/config.json (a
+	// serverless container's $GOSLING_AGENT_CONFIG).
+	Config *Config
+	// MaxRun is a deadline after which the agent stops (0: none).
+	MaxRun time.Duration
+	// OneJob runs gitlab-runner run-single for one job and exits (ECS
+	// RunTask).
+	OneJob bool
+	// Version is this binary's version, reported and compared with the
+	// Nest's pin.
+	Version string
+	Logger  *slog.Logger
+	// Masker masks every secret the agent reads in its logs and in
+	// gitlab-runner's output it forwards.
+	Masker *secrets.Masker
+	// Output receives gitlab-runner's output (default os.Stderr), masked.
+	Output io.Writer
+	Getenv func(string) (string, bool)
+	// HTTPClient is used for MotherGoose's API (default: 30s timeout).
+	HTTPClient *http.Client
+}
+
+// Phases an agent reports in state.json.
+const (
+	PhaseStarting = "starting"
+	PhaseServing  = "serving"
+	PhaseDormant  = "dormant"
+	PhaseStopping = "stopping"
+)
+
+// State is what a running agent writes to state.json of its work
+// directory: Power and tests read it.
+type State struct {
+	PID   int    `json:"pid"`
+	Phase string `json:"phase"`
+	// RunnerPID is gitlab-runner's process, 0 when it does not run.
+	RunnerPID int `json:"runner_pid,omitempty"`
+	// Listen is gitlab-runner's listen_address.
+	Listen  string `json:"listen,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Jobs are the jobs the agent told MotherGoose of, and how: a
+	// re-executed agent (self-update) goes on from there.
+	Jobs map[int64]string `json:"jobs,omitempty"`
+	At   time.Time        `json:"at"`
+}
+
+// ReadState returns the agent's state in workDir.
+func ReadState(workDir string) (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(workDir, stateFile))
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(b, &st)
+	return st, err
+}
+
+// agent is one running agent: everything below is touched by Run's loop
+// goroutine only.
+type agent struct {
+	opts    RunOptions
+	cfg     Config
+	log     *slog.Logger
+	tokens  *tokenSource
+	sup     *supervisor
+	watch   *jobWatcher
+	output  *outputWatcher
+	api     *agentapi.Client
+	phase   string
+	version string // gitlab-runner's
+	// tokenVersion is the token version last verified.
+	tokenVersion string
+	updateErr    string
+	updateTried  map[string]bool
+	// reported are the jobs told to MotherGoose, and how.
+	reported map[int64]string
+	// ran are the jobs this agent saw end (serverless invocations answer
+	// with them).
+	ran []agentapi.JobReport
+	// prevListen is the listen address of the gitlab-runner a previous
+	// binary of this process started (self-update), to adopt.
+	prevListen string
+}
+
+func newAgent(opts RunOptions) (*agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Output == nil {
+		opts.Output = os.Stderr
+	}
+	if opts.Masker == nil {
+		opts.Masker = secrets.NewMasker()
+	}
+	a := &agent{opts: opts, log: opts.Logger, tokens: &tokenSource{masker: opts.Masker, getenv: opts.Getenv},
+		watch: newJobWatcher(), output: newOutputWatcher(), updateTried: map[string]bool{}, reported: map[int64]string{}}
+	if err := a.loadConfig(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *agent) loadConfig() error {
+	var cfg Config
+	var err error
+	if a.opts.Config != nil {
+		cfg, err = *a.opts.Config, a.opts.Config.Validate()
+	} else {
+		cfg, err = readConfig(a.opts.WorkDir)
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg = cfg
+	a.log = a.opts.Logger.With("runner", cfg.RunnerID)
+	bin := cfg.Runner.Binary
+	if bin == "" {
+		bin = "gitlab-runner"
+	}
+	if p, err := exec.LookPath(bin); err == nil {
+		bin = p
+	}
+	if a.sup == nil {
+		a.sup = &supervisor{workDir: a.opts.WorkDir, log: a.log, out: io.MultiWriter(secrets.NewWriter(a.opts.Output, a.opts.Masker), a.output)}
+	}
+	a.sup.binary, a.sup.log = bin, a.log
+	a.api = nil
+	if cfg.APIURL != "" {
+		api, err := agentapi.NewClient(cfg.APIURL, cfg.RunnerID, a.opts.HTTPClient)
+		if err != nil {
+			return err
+		}
+		a.api = api
+	}
+	return nil
+}
+
+func (a *agent) setPhase(phase string) {
+	a.phase = phase
+	st := State{PID: os.Getpid(), Phase: phase, Listen: a.sup.listen, Version: a.opts.Version, Jobs: a.reported, At: time.Now().UTC()}
+	if a.sup.running() {
+		st.RunnerPID = a.sup.proc.Pid
+	}
+	b, _ := json.Marshal(st)
+	if err := writeFileAtomic(filepath.Join(a.opts.WorkDir, stateFile), b, 0o600); err != nil {
+		a.log.Warn("cannot record the agent's state", "error", err)
+	}
+}
+
+// Run is the agent of a VM (and of the local provider's machines): it
+// verifies the runner token with GitLab, writes gitlab-runner's
+// config.toml, starts (or, after a self-update, adopts) `gitlab-runner
+// run`, reports ready to MotherGoose, then heartbeats and reports jobs
+// until ctx ends or MaxRun passes; then it stops gitlab-runner gracefully
+// (SIGQUIT: the running job finishes) and returns. Signals: SIGHUP
+// re-reads the token and reloads gitlab-runner (token rotation); SIGUSR1
+// stops gitlab-runner gracefully before the machine is put to sleep
+// (Nadir); SIGCONT (resumed) starts it again and reports ready.
+func Run(ctx context.Context, opts RunOptions) error {
+	// Before anything else: the default action of SIGHUP and SIGUSR1 ends
+	// the process, and Reload and Power signal an agent that has written
+	// its state, which happens after this.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGCONT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	if opts.MaxRun > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.MaxRun)
+		defer cancel()
+	}
+	a, err := newAgent(opts)
+	if err != nil {
+		return err
+	}
+	if opts.OneJob {
+		res := a.session(ctx, 0, agentapi.TriggerStart)
+		if res.Error != "" {
+			return errors.New(res.Error)
+		}
+		return nil
+	}
+	if st, err := ReadState(opts.WorkDir); err == nil && st.PID == os.Getpid() {
+		// This process re-executed itself: gitlab-runner and what was
+		// told of its jobs carry over.
+		a.prevListen = st.Listen
+		for id, status := range st.Jobs {
+			a.reported[id] = status
+			if status == agentapi.JobRunning {
+				a.watch.running = append(a.watch.running, id)
+			}
+		}
+		slices.Sort(a.watch.running)
+	}
+	a.setPhase(PhaseStarting)
+	if err := a.retryUp(ctx, agentapi.TriggerStart); err != nil {
+		return err
+	}
+	beat := time.NewTicker(time.Duration(max(a.cfg.HeartbeatSeconds, 1)) * time.Second)
+	defer beat.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	restartAt := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				a.log.Info("deadline reached; stopping")
+			} else {
+				a.log.Info("stopping")
+			}
+			a.shutdown()
+			return nil
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGCONT:
+				// Resumed: the machine may have been promoted, and
+				// whoever promoted it waits for a ready report.
+				a.log.Info("resumed")
+				if err := a.loadConfig(); err != nil {
+					return err
+				}
+				if a.phase != PhaseDormant && a.sup.running() {
+					if err := a.reready(ctx); err != nil {
+						a.log.Warn("report ready after resume", "error", err)
+					}
+					continue
+				}
+				if err := a.retryUp(ctx, agentapi.TriggerResume); err != nil {
+					return err
+				}
+			case syscall.SIGHUP:
+				a.reload(ctx)
+			case syscall.SIGUSR1:
+				a.sleep()
+			}
+		case <-a.sup.exited():
+			if a.phase == PhaseDormant || a.phase == PhaseStopping {
+				continue
+			}
+			a.report(ctx, a.watch.finishAll(a.sup.listen))
+			a.log.Warn("gitlab-runner exited; starting it again", "exit_code", a.sup.code)
+			a.sup.done = nil
+			restartAt = time.Now().Add(2 * time.Second)
+		case <-poll.C:
+			if !restartAt.IsZero() && time.Now().After(restartAt) {
+				restartAt = time.Time{}
+				if err := a.up(ctx, ""); err != nil {
+					a.log.Warn("restart gitlab-runner", "error", err)
+					restartAt = time.Now().Add(10 * time.Second)
+				}
+			}
+			if a.sup.running() {
+				if reps, err := a.watch.poll(ctx, a.sup.listen); err == nil {
+					a.report(ctx, reps)
+				}
+			}
+		case r := <-a.output.events:
+			a.report(ctx, []agentapi.JobReport{r})
+		case <-beat.C:
+			a.heartbeat(ctx)
+		}
+	}
+}
+
+// retryUp repeats up until it succeeds, the token is rejected (retrying
+// cannot help), or ctx ends. A machine boots before everything it needs
+// may be reachable, so transient failures are logged, not fatal.
+func (a *agent) retryUp(ctx context.Context, trigger string) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := a.up(ctx, trigger)
+		if err == nil || gitlab.IsForbidden(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("not ready yet; retrying", "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+// up verifies the token, writes config.toml and starts gitlab-runner (or
+// adopts the one running), then reports ready for trigger ("" reports
+// nothing: a restart).
+func (a *agent) up(ctx context.Context, trigger string) error {
+	token, version, err := a.verifiedToken(ctx, trigger)
+	if err != nil {
+		return err
+	}
+	if a.prevListen != "" && a.sup.adopt(a.prevListen) {
+		a.log.Info("gitlab-runner kept running across the agent's re-execution")
+		a.prevListen = ""
+		if v, err := runnerVersion(ctx, a.sup.binary); err == nil {
+			a.version = v
+		}
+	} else if err := a.startRunner(ctx, token, nil); err != nil {
+		return err
+	}
+	a.setPhase(PhaseServing)
+	if trigger == "" {
+		return nil
+	}
+	if err := a.ready(ctx, token, version, trigger); err != nil {
+		// gitlab-runner runs: serve on; the waiting workflow's timeout
+		// decides, and heartbeats go on.
+		a.log.Warn("ready not reported; serving all the same", "error", err)
+	}
+	return nil
+}
+
+// reready verifies the token and reports ready for a gitlab-runner that
+// kept running.
+func (a *agent) reready(ctx context.Context) error {
+	token, version, err := a.verifiedToken(ctx, agentapi.TriggerResume)
+	if err != nil {
+		return err
+	}
+	return a.ready(ctx, token, version, agentapi.TriggerResume)
+}
+
+// verifiedToken reads the current token and checks it with GitLab.
+func (a *agent) verifiedToken(ctx context.Context, trigger string) (token, version string, err error) {
+	token, version, err = a.tokens.current(ctx, a.cfg)
+	if err != nil {
+		return "", "", fmt.Errorf("read the runner token: %w", err)
+	}
+	gl, err := gitlab.NewRunnerClient(a.cfg.GitLabURL)
+	if err != nil {
+		return "", version, err
+	}
+	err = retry(ctx, func() error { return gl.VerifyRunner(ctx, token) })
+	if trigger != "" && (err == nil || gitlab.IsForbidden(err)) {
+		recordToken(a.opts.WorkDir, trigger, version, err, a.log)
+	}
+	if err != nil {
+		return "", version, fmt.Errorf("verify runner %s with GitLab: %w", a.cfg.RunnerID, err)
+	}
+	a.tokenVersion = version
+	a.log.Info("runner token verified", "version", version)
+	return token, version, nil
+}
+
+// writeRunnerConfig renders and writes config.toml with the token, the
+// resolved variables, the Rift cache and a metrics address.
+func (a *agent) writeRunnerConfig(ctx context.Context, token string) (string, error) {
+	env, err := a.tokens.environment(ctx, a.cfg)
+	if err != nil {
+		return "", err
+	}
+	listen := a.cfg.Runner.ListenAddress
+	if listen == "" {
+		if listen, err = freeListenAddress(); err != nil {
+			return "", err
+		}
+	}
+	var cache *s3CacheTOML
+	if rc := a.cfg.Runner.Rift; rc != nil && rc.URL != "" {
+		cache, err = a.riftCache(ctx, token, rc)
+		if err != nil {
+			// The cache only speeds jobs up: run without it.
+			a.log.Warn("no Rift cache for this runner", "rift", rc.URL, "error", err)
+		}
+	}
+	b, err := renderRunnerConfig(runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir})
+	if err != nil {
+		return "", err
+	}
+	if err := a.sup.writeConfig(b); err != nil {
+		return "", fmt.Errorf("write config.toml: %w", err)
+	}
+	return listen, nil
+}
+
+func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, error) {
+	var pool *x509.CertPool
+	if rc.CA != "" {
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(rc.CA)) {
+			return nil, errors.New("runner.rift.ca holds no PEM certificate")
+		}
+	}
+	c := rift.NewClient(rc.URL, token, pool)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	rcfg, err := c.Config(cctx, a.cfg.Egg)
+	if err != nil {
+		return nil, err
+	}
+	if rcfg.Cache == nil {
+		return nil, errors.New("rift serves no build cache")
+	}
+	a.opts.Masker.Add(rcfg.Cache.SecretKey)
+	return cacheFromRift(*rcfg.Cache)
+}
+
+// startRunner writes config.toml and starts `gitlab-runner run`, or, for
+// extra non-nil, run-single with those flags.
+func (a *agent) startRunner(ctx context.Context, token string, single []string) error {
+	listen, err := a.writeRunnerConfig(ctx, token)
+	if err != nil {
+		return err
+	}
+	if v, err := runnerVersion(ctx, a.sup.binary); err == nil {
+		a.version = v
+	} else {
+		a.log.Warn("cannot tell gitlab-runner's version", "error", err)
+	}
+	args := []string{"run", "--config", a.sup.configPath(), "--working-directory", a.opts.WorkDir}
+	if single != nil {
+		args = append([]string{"run-single", "--config", a.sup.configPath(), "--runner", a.cfg.RunnerID, "--listen-address", listen}, single...)
+	}
+	a.watch = newJobWatcher()
+	return a.sup.start(args, listen)
+}
+
+func (a *agent) versions() agentapi.Versions {
+	return agentapi.Versions{Agent: a.opts.Version, GitLabRunner: a.version}
+}
+
+// readyPatience bounds the retries of one ready report: past it the agent
+// goes on serving (and heartbeating), and the waiting workflow's own
+// timeout decides.
+const readyPatience = 2 * time.Minute
+
+// ready tells MotherGoose the runner is ready. It retries until
+// MotherGoose takes it (a 401 too, as the runner's record may not name its
+// token yet) or readyPatience passes.
+func (a *agent) ready(ctx context.Context, token, version, trigger string) error {
+	if a.api == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyPatience)
+	defer cancel()
+	host, _ := os.Hostname()
+	r := agentapi.Ready{Trigger: trigger, PID: os.Getpid(), Host: host, TokenVersion: version, Versions: a.versions(), At: time.Now().UTC()}
+	var pins agentapi.Pins
+	err := retryAll(ctx, func() error {
+		var err error
+		pins, err = a.api.Ready(ctx, token, r)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("report ready to MotherGoose: %w", err)
+	}
+	a.log.Info("ready reported", "trigger", trigger)
+	a.apply(ctx, pins)
+	return nil
+}
+
+// heartbeat writes the heartbeat file and posts a beat.
+func (a *agent) heartbeat(ctx context.Context) {
+	_ = os.WriteFile(filepath.Join(a.opts.WorkDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
+	if a.api == nil || a.phase != PhaseServing {
+		return
+	}
+	bctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+	defer cancel()
+	token, _, err := a.tokens.current(bctx, a.cfg)
+	if err != nil {
+		a.log.Debug("heartbeat: cannot read the token", "error", err)
+		return
+	}
+	pins, err := a.api.Heartbeat(bctx, token, agentapi.Beat{
+		TokenVersion: a.tokenVersion, Versions: a.versions(), Jobs: a.watch.jobs(), UpdateError: a.updateErr, At: time.Now().UTC(),
+	})
+	if err != nil {
+		a.log.Debug("heartbeat not delivered", "error", err)
+		return
+	}
+	a.apply(ctx, pins)
+}
+
+// report tells MotherGoose of job changes, best effort.
+func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
+	for _, r := range reps {
+		if prev := a.reported[r.JobID]; prev == r.Status || prev == agentapi.JobSuccess || prev == agentapi.JobFailed {
+			continue // told already; a job's end is told once
+		}
+		a.reported[r.JobID] = r.Status
+		if len(a.reported) > 256 {
+			for id, st := range a.reported {
+				if id != r.JobID && st != agentapi.JobRunning {
+					delete(a.reported, id)
+				}
+			}
+		}
+		a.log.Info("job", "job", r.JobID, "status", r.Status, "failure_reason", r.FailureReason)
+		if r.Finished() {
+			a.ran = append(a.ran, r)
+		}
+		if a.api == nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+		token, _, err := a.tokens.current(rctx, a.cfg)
+		if err == nil {
+			err = a.api.Job(rctx, token, r)
+		}
+		cancel()
+		if err != nil {
+			a.log.Debug("job report not delivered", "job", r.JobID, "error", err)
+		}
+	}
+}
+
+// drainOutput reports the job lines gitlab-runner's log held.
+func (a *agent) drainOutput(ctx context.Context) {
+	for {
+		select {
+		case r := <-a.output.events:
+			a.report(ctx, []agentapi.JobReport{r})
+		default:
+			return
+		}
+	}
+}
+
+// reload is the answer to SIGHUP: a new token. The agent re-reads its
+// configuration, verifies the current token version with GitLab, rewrites
+// config.toml and tells gitlab-runner to reload it (SIGHUP), which keeps
+// its running jobs: they authenticate with their job tokens.
+func (a *agent) reload(ctx context.Context) {
+	if err := a.loadConfig(); err != nil {
+		a.log.Warn("reload: configuration unreadable; keeping the current one", "error", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	token, version, err := a.verifiedToken(rctx, TriggerReload)
+	if err != nil {
+		a.log.Warn("reload: new token not verified; running on", "version", version, "error", err)
+		return
+	}
+	if a.sup.running() {
+		if _, err := a.writeRunnerConfigKeepListen(rctx, token); err != nil {
+			a.log.Warn("reload: config.toml not rewritten", "error", err)
+			return
+		}
+		if err := a.sup.signal(syscall.SIGHUP); err != nil {
+			a.log.Warn("reload: gitlab-runner not told", "error", err)
+		}
+	}
+	a.log.Info("reload: runner token verified; gitlab-runner reloads it", "version", version)
+}
+
+// writeRunnerConfigKeepListen rewrites config.toml without moving the
+// metrics address of the gitlab-runner that runs.
+func (a *agent) writeRunnerConfigKeepListen(ctx context.Context, token string) (string, error) {
+	keep := a.cfg.Runner.ListenAddress
+	a.cfg.Runner.ListenAddress = a.sup.listen
+	defer func() { a.cfg.Runner.ListenAddress = keep }()
+	return a.writeRunnerConfig(ctx, token)
+}
+
+// sleep is the answer to SIGUSR1: the machine is about to be stopped.
+// gitlab-runner stops gracefully first.
+func (a *agent) sleep() {
+	a.phase = PhaseDormant
+	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
+		a.log.Warn("stop gitlab-runner before sleeping", "error", err)
+	}
+	a.sup.done = nil
+	a.setPhase(PhaseDormant)
+	a.log.Info("gitlab-runner stopped; the machine may sleep")
+}
+
+// shutdown stops gitlab-runner gracefully: the running job finishes, as
+// long as it takes (the stopper bounds the wait by killing the machine).
+func (a *agent) shutdown() {
+	a.setPhase(PhaseStopping)
+	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
+		a.log.Warn("stop gitlab-runner", "error", err)
+	}
+	// The machine is going away: its runner token goes with it.
+	a.sup.removeConfig()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.report(ctx, a.watch.finishAll(a.sup.listen))
+}
+
+func retry(ctx context.Context, fn func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if gitlab.IsForbidden(err) {
+			return err // a rejected token does not get better by retrying
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// retryAll retries every failure until ctx ends.
+func retryAll(ctx context.Context, fn func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 3*time.Second)
+	}
+}
