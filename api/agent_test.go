@@ -35,8 +35,9 @@ func TestAgentHeartbeat(t *testing.T) {
 	}
 	before, _ := e.store.GetRunner(ctx, "web-p1")
 	path := "/agent/v1/runners/web-p1/heartbeat"
-	if got := e.call("POST", path, "glrt-first-token"); got.Status != http.StatusOK || strings.TrimSpace(string(got.Body)) != "{}" {
-		t.Fatalf("right token: %d %s, want 200 and no pins", got.Status, got.Body)
+	// The answer pins nothing but the token's current version.
+	if got := e.call("POST", path, "glrt-first-token"); got.Status != http.StatusOK || strings.TrimSpace(string(got.Body)) != `{"token_version":"1"}` {
+		t.Fatalf("right token: %d %s, want 200 and only the token's version", got.Status, got.Body)
 	}
 	after, _ := e.store.GetRunner(ctx, "web-p1")
 	if after.LastHeartbeat == nil || after.Version != before.Version {

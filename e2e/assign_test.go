@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -15,50 +11,28 @@ import (
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
 
-// requestJob asks the GitLab test server for a job as gitlab-runner does
-// (POST /api/v4/jobs/request with the runner's token), without waiting for
-// one: it returns the job's ID, or 0 for 204 No Content.
-func (s *Stack) requestJob(ctx context.Context, token string) int64 {
+// waitJobRunBy waits for a GitLab job to finish and returns the GitLab
+// runner that ran it.
+func (s *Stack) waitJobRunBy(ctx context.Context, jobID int64) int64 {
 	s.T.Helper()
-	body, _ := json.Marshal(map[string]any{"token": token, "last_update": "no-wait", "info": map[string]any{"name": "gitlab-runner", "executor": "docker"}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.GitLab.URL()+"/api/v4/jobs/request", bytes.NewReader(body))
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	switch resp.StatusCode {
-	case http.StatusNoContent:
-		return 0
-	case http.StatusCreated:
-		var job struct {
-			ID int64 `json:"id"`
+	for {
+		j, ok := s.GitLab.Job(jobID)
+		if ok && (j.Status == "success" || j.Status == "failed") {
+			return j.RunnerID
 		}
-		if err := json.Unmarshal(b, &job); err != nil {
-			s.T.Fatal(err)
+		select {
+		case <-ctx.Done():
+			s.T.Fatalf("job %d never finished: %+v", jobID, j)
+		case <-time.After(50 * time.Millisecond):
 		}
-		return job.ID
 	}
-	s.T.Fatalf("jobs/request: %d %s", resp.StatusCode, b)
-	return 0
 }
 
-// poolRunner waits for an egg's pool to have an Apex runner and returns it
-// with its GitLab runner token, read where the pool stored it.
-func (s *Stack) poolRunner(ctx context.Context, egg string) (contract.PoolRunner, string) {
+// poolRunner waits for an egg's pool to have an Apex runner and returns it.
+func (s *Stack) poolRunner(ctx context.Context, egg string) contract.PoolRunner {
 	s.T.Helper()
 	st := s.waitPool(ctx, egg, "an Apex runner", func(st contract.PoolStatus) bool { return st.Counts[contract.PoolApex] == 1 })
-	r := st.Runners[0]
-	token, err := s.Secrets.Resolve(ctx, fly.SecretRef(r.TokenRef))
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	return r, token
+	return st.Runners[0]
 }
 
 // TestPoolRunnersTakeEveryProjectsJobs: a VM egg named by its project's
@@ -85,8 +59,8 @@ func TestPoolRunnersTakeEveryProjectsJobs(t *testing.T) {
 	trio.Kind = fly.KindBucket
 	s.StartPool(ctx, solo, 300*time.Millisecond)
 	s.StartPool(ctx, trio, 300*time.Millisecond)
-	soloRunner, soloToken := s.poolRunner(ctx, solo.Name)
-	trioRunner, trioToken := s.poolRunner(ctx, trio.Name)
+	soloRunner := s.poolRunner(ctx, solo.Name)
+	trioRunner := s.poolRunner(ctx, trio.Name)
 
 	for name, want := range map[int64][]int64{soloRunner.GitLabRunnerID: {s.Project.ID}, trioRunner.GitLabRunnerID: {b1.ID, b2.ID, b3.ID}} {
 		r, ok := s.GitLab.Runner(name)
@@ -95,25 +69,23 @@ func TestPoolRunnersTakeEveryProjectsJobs(t *testing.T) {
 		}
 	}
 
+	// The machines' gitlab-runners ask GitLab for work: each job goes to
+	// its project's egg, and a project no egg serves keeps its job.
+	other := s.GitLab.AddProject("other", acme.ID)
 	job := func(p gitlabtest.Project) int64 { return s.GitLab.AddJob(p.ID, gitlabJob()).ID }
+	unserved := job(other)
 	webJob := job(s.Project)
 	bucketJobs := []int64{job(b1), job(b2), job(b3)}
-	if got := s.requestJob(ctx, soloToken); got != webJob {
-		t.Errorf("the path-only egg's runner got job %d, want %d", got, webJob)
+	if got := s.waitJobRunBy(ctx, webJob); got != soloRunner.GitLabRunnerID {
+		t.Errorf("the path-only egg's job ran on runner %d, want %d", got, soloRunner.GitLabRunnerID)
 	}
-	if got := s.requestJob(ctx, soloToken); got != 0 {
-		t.Errorf("the path-only egg's runner got job %d of another project", got)
+	for _, id := range bucketJobs {
+		if got := s.waitJobRunBy(ctx, id); got != trioRunner.GitLabRunnerID {
+			t.Errorf("the bucket's job %d ran on runner %d, want %d", id, got, trioRunner.GitLabRunnerID)
+		}
 	}
-	var taken []int64
-	for range bucketJobs {
-		taken = append(taken, s.requestJob(ctx, trioToken))
-	}
-	slices.Sort(taken)
-	if !slices.Equal(taken, bucketJobs) {
-		t.Errorf("the bucket's runner took %v, want every project's job %v", taken, bucketJobs)
-	}
-	if got := s.requestJob(ctx, trioToken); got != 0 {
-		t.Errorf("the bucket's runner got job %d too", got)
+	if j, _ := s.GitLab.Job(unserved); j.Status != "pending" || j.RunnerID != 0 {
+		t.Errorf("a job of a project no egg serves: %+v, want pending", j)
 	}
 
 	// The bucket gains a project: its runner is enabled there.
@@ -134,8 +106,7 @@ func TestPoolRunnersTakeEveryProjectsJobs(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	newJob := job(b4)
-	if got := s.requestJob(ctx, trioToken); got != newJob {
-		t.Errorf("the bucket's runner got %d, want the new project's job %d", got, newJob)
+	if got := s.waitJobRunBy(ctx, job(b4)); got != trioRunner.GitLabRunnerID {
+		t.Errorf("the new project's job ran on runner %d, want the bucket's %d", got, trioRunner.GitLabRunnerID)
 	}
 }

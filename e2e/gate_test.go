@@ -26,8 +26,9 @@ func (s *Stack) GateStatus(ctx context.Context, egg string) (contract.GateStatus
 
 // TestGateBoundsServerlessRunners: a serverless egg with max_concurrent 1
 // gets one runner at a time through the webhook path: the second pending
-// job waits at the gate, gets its runner once the first one's job ended
-// and its runner was torn down, and nothing is left at the end.
+// job waits at the gate while the first runner's gitlab-runner runs a
+// job, gets its runner once that one was torn down, every job runs, and
+// nothing is left at the end.
 func TestGateBoundsServerlessRunners(t *testing.T) {
 	s := Start(t, Options{NoWorker: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -44,7 +45,8 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 	var jobs [2]gitlabtest.Job
 	var runners [2]string
 	for i := range jobs {
-		jobs[i] = s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
+		// Long enough for the gate to be seen full.
+		jobs[i] = s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Script: []string{"sleep 2"}})
 		if code, hr, err := s.DeliverJobHook(ctx, a, jobs[i].ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted || hr.WorkflowID != contract.GateWorkflowID(egg.Name) {
 			t.Fatalf("pending hook of job %d: %d %+v %v", jobs[i].ID, code, hr, err)
 		}
@@ -60,17 +62,32 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 		t.Fatalf("the second job's runner workflow started beyond max_concurrent: %v", err)
 	}
 
-	finish := func(job gitlabtest.Job) {
-		s.GitLab.SetJobStatus(s.Project.ID, job.ID, "success", 0)
-		if code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
-			t.Fatalf("success hook of job %d: %d %+v %v", job.ID, code, hr, err)
+	// The machines' gitlab-runners take and run the jobs (GitLab hands
+	// the oldest first); never more than one runner is alive at once.
+	live := []store.RunnerState{store.StateProvisioning, store.StateRegistering, store.StateActive, store.StateDormant, store.StateDraining, store.StateTerminating}
+	ranBy := map[int64]int64{}
+	for len(ranBy) < len(jobs) {
+		rs, err := s.Store.ListRunners(ctx, store.RunnerFilter{Egg: egg.Name, States: live})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) > 1 {
+			t.Fatalf("%d runners alive at once, max_concurrent is 1: %+v", len(rs), rs)
+		}
+		for _, job := range jobs {
+			if j, _ := s.GitLab.Job(job.ID); j.Status == "success" {
+				ranBy[j.ID] = j.RunnerID
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("jobs never all ran: %v", ranBy)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	finish(jobs[0])
-	waitState(t, ctx, s, runners[0], store.StateTerminated)
-	waitState(t, ctx, s, runners[1], store.StateActive)
-	finish(jobs[1])
-	waitState(t, ctx, s, runners[1], store.StateTerminated)
+	if ranBy[jobs[0].ID] == ranBy[jobs[1].ID] {
+		t.Errorf("both jobs ran on GitLab runner %d, want one serverless runner each", ranBy[jobs[0].ID])
+	}
 	for {
 		st, err = s.GateStatus(ctx, egg.Name)
 		if err == nil && len(st.Running) == 0 {
@@ -91,6 +108,8 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 			t.Errorf("runner %d: %+v %v", i, res, err)
 		}
 	}
+	waitState(t, ctx, s, runners[0], store.StateTerminated)
+	waitState(t, ctx, s, runners[1], store.StateTerminated)
 	s.assertNothingLeft(ctx, runners[1])
 	writeHistory(t, s, "gate_serverless", contract.GateWorkflowID(egg.Name), "")
 }

@@ -95,9 +95,12 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 		t.Fatalf("GitLab runners = %d, want 2", n)
 	}
 
-	// A cold provision in the same run, for comparison.
+	// A cold provision in the same run, for comparison; its own tag keeps
+	// its gitlab-runner off the pool's job.
 	coldStart := time.Now()
-	cold, _, err := s.ProvisionJob(ctx, s.Egg("cold", fly.RunnerVM), []string{"docker"}, nil)
+	coldEgg := s.Egg("cold", fly.RunnerVM)
+	coldEgg.Runner.Tags = []string{"cold"}
+	cold, _, err := s.ProvisionJob(ctx, coldEgg, []string{"cold"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func TestProvisionFallsBackOnCapacity(t *testing.T) {
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.String(), "apply:yandex:yandex,destroy,fallback:yandex>aws,apply:aws:aws,to-registering,to-active"; got != want {
+	if got, want := c.String(), "to-registering,apply:yandex:yandex,destroy,fallback:yandex>aws,apply:aws:aws,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 	if res.Cloud != fly.CloudAWS || res.State != "active" ||
@@ -121,7 +121,7 @@ func TestProvisionFallbackRunsOut(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no other cloud of the egg fits") || !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {
 		t.Fatalf("error = %v", err)
 	}
-	if got, want := c.String(), "apply:yandex:yandex,destroy,fallback:yandex>aws,apply:aws:aws,to-failed,destroy,to-terminated"; got != want {
+	if got, want := c.String(), "to-registering,apply:yandex:yandex,destroy,fallback:yandex>aws,apply:aws:aws,to-failed,destroy,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }

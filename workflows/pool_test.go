@@ -128,6 +128,12 @@ func newPoolEnv(t *testing.T) *poolEnv {
 		}, time.Second)
 		return nil
 	})
+	// A serverless invocation waits for work until it is cancelled (its
+	// job ended) or its gitlab-runner's wait runs out.
+	e.OnActivity(a.InvokeRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.InvokeRunnerInput) (activities.InvokeRunnerResult, error) {
+		e.record("invoke-ended:" + in.RunnerID)
+		return activities.InvokeRunnerResult{Via: "http"}, nil
+	}).After(50 * time.Minute)
 	e.OnActivity(a.DemoteRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PowerInput) (activities.DemoteResult, error) {
 		if e.demoteBusy {
 			e.record("busy:" + in.Machine.RunnerID)

@@ -18,6 +18,11 @@ import (
 // DefaultReadyTimeout bounds the wait for an agent's ready signal.
 const DefaultReadyTimeout = 10 * time.Minute
 
+// invokeGrace is how long a serverless invocation may go on, idle, after
+// the job it was made for finished: its gitlab-runner exits within
+// seconds when it ran that job, and would wait for work otherwise.
+const invokeGrace = 30 * time.Second
+
 // ProvisionRunner turns "a job needs a runner" into a registered, running
 // GitLab runner: record it, register it in GitLab (token straight into the
 // secret backend), apply its machine with OpenTofu, wait for the agent's
@@ -362,16 +367,43 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 			remaining := deadline - workflow.Now(ctx).Sub(started)
 			sel.AddFuture(workflow.NewTimer(lifeCtx, max(remaining, time.Second)), func(workflow.Future) { deadlinePassed = true })
 			sel.AddFuture(invoked, onInvoked)
-			for !invokeDone && !deadlinePassed {
+			// The job it was made for can end without it (another runner
+			// took it, or it was canceled): the invocation would only wait
+			// for work. Unless its own agent reports a job of its own, it
+			// is given invokeGrace to end by itself, then cancelled.
+			served, busy, idleSince, graceOver := false, false, 0, false
+			sel.AddReceive(jobCh, func(c workflow.ReceiveChannel, _ bool) {
+				var s contract.JobStatus
+				c.Receive(ctx, &s)
+				wasIdle := served && !busy
+				if s.RunnerID == runnerID && s.RunnerID != "" {
+					busy = !s.Finished()
+				}
+				served = served || (in.Job != nil && s.JobID == in.Job.JobID && s.Finished())
+				if served && !busy && !wasIdle &&
+					workflow.GetVersion(ctx, "invocation-ends-with-its-job", workflow.DefaultVersion, 1) == 1 {
+					// Each idle spell gets its own grace.
+					idleSince++
+					spell := idleSince
+					sel.AddFuture(workflow.NewTimer(lifeCtx, invokeGrace), func(workflow.Future) {
+						graceOver = graceOver || (spell == idleSince && !busy)
+					})
+				}
+			})
+			for !invokeDone && !deadlinePassed && !graceOver {
 				sel.Select(ctx)
 			}
 			cancelLife()
 			if !invokeDone {
-				// The deadline: cancel the invocation and wait for its
-				// cleanup (the request aborted, the task stopped).
+				// The deadline, or a job served elsewhere: cancel the
+				// invocation and wait for its cleanup (the request
+				// aborted, the task stopped).
 				cancelInvoke()
 				_ = invoked.Get(ctx, &invokeRes)
 				res.Outcome = "deadline"
+				if !deadlinePassed {
+					res.Outcome = "job-finished"
+				}
 			}
 		}
 		if res.Outcome == "" {

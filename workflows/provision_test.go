@@ -296,6 +296,60 @@ func TestProvisionServerlessNoJob(t *testing.T) {
 	}
 }
 
+// The job a serverless runner was made for ends without it (a webhook
+// says another runner ran it): the idle invocation is cancelled after
+// invokeGrace, long before its deadline.
+func TestProvisionServerlessJobEndedElsewhere(t *testing.T) {
+	invokeAfter = 2 * time.Hour
+	defer func() { invokeAfter = 12 * time.Minute }()
+	e := newEnv(t, nil)
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "success"})
+	}, 5*time.Minute)
+	began := e.Now()
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "job-finished" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+	if took := e.Now().Sub(began); took < 5*time.Minute+invokeGrace || took > 10*time.Minute {
+		t.Errorf("runner lived %s, want its job's end plus %s", took, invokeGrace)
+	}
+}
+
+// While its own agent reports a job running, the invocation is never
+// cancelled, whatever became of the job it was made for.
+func TestProvisionServerlessBusyIsNotCancelled(t *testing.T) {
+	invokeAfter = 20 * time.Minute
+	defer func() { invokeAfter = 12 * time.Minute }()
+	e := newEnv(t, nil)
+	id := contract.RunnerIDFor("web", wfID)
+	e.signalReady(10*time.Second, id)
+	// Its job ends elsewhere; within the grace, GitLab hands it another.
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 1001, Status: "success"})
+	}, 5*time.Minute)
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 2002, Status: "running", RunnerID: id})
+	}, 5*time.Minute+10*time.Second)
+	began := e.Now()
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "job-finished" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+	if took := e.Now().Sub(began); took < 20*time.Minute {
+		t.Errorf("runner lived %s: its invocation was cancelled while it ran a job", took)
+	}
+}
+
 // Past its deadline the invocation is cancelled and the runner torn down.
 func TestProvisionServerlessDeadline(t *testing.T) {
 	invokeAfter = 2 * time.Hour

@@ -55,7 +55,7 @@ const DefaultConfirmTimeout = 10 * time.Minute
 // SignalTokenConfirmed tells the running rotation (RotateWorkflowID) that a
 // runner's agent authenticated with a token version: MotherGoose sends it
 // when an agent's heartbeat, made with the runner token, reports the
-// version it holds (X-Gosling-Token-Version) and the token matches that
+// version it holds (agentapi.Beat.TokenVersion) and the token matches that
 // version. Payload: TokenConfirmed.
 const SignalTokenConfirmed = "runner-token-confirmed"
 
