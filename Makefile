@@ -24,7 +24,7 @@ run: build
 
 ## test: every test, including integration tests and a short fuzz run.
 test: tools-test
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz FUZZTIME=15s
 
 FUZZTIME ?= 60s

@@ -104,7 +104,9 @@ func TestPushWarmsThePool(t *testing.T) {
 	s.waitPool(ctx, egg.Name, "promoted ahead of the pipeline", func(st contract.PoolStatus) bool {
 		return st.Counts[contract.PoolApex] == 1 && st.Stats.Warmed == 1
 	})
-	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
+	// The Apex runner's gitlab-runner takes the job at once; it runs long
+	// enough to be seen held.
+	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Script: []string{"sleep 2"}})
 	if code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
 		t.Fatalf("pending: %d %+v %v", code, hr, err)
 	}
@@ -112,7 +114,9 @@ func TestPushWarmsThePool(t *testing.T) {
 	if st.Stats.Served[contract.ServedByApex] != 1 || st.Stats.Promotions != 1 {
 		t.Errorf("served %+v after %d promotions", st.Stats.Served, st.Stats.Promotions)
 	}
-	s.GitLab.SetJobStatus(s.Project.ID, job.ID, "success", 0)
+	if by := s.waitJobRunBy(ctx, job.ID); by != st.Runners[0].GitLabRunnerID {
+		t.Errorf("job ran on GitLab runner %d, want the warmed one %d", by, st.Runners[0].GitLabRunnerID)
+	}
 	if code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
 		t.Fatalf("success: %d %+v %v", code, hr, err)
 	}

@@ -458,6 +458,9 @@ func (p *pool) admit(d contract.Demand, tags []string) {
 
 func (p *pool) onJobStatus(s contract.JobStatus) {
 	r := p.runnerWithJob(s.JobID)
+	if s.Status == "running" && s.RunnerID != "" {
+		r = p.heldBy(s, r)
+	}
 	if !s.Finished() {
 		if s.Status == "running" {
 			// A runner has the job: it waits no more, and a demand that
@@ -470,6 +473,12 @@ func (p *pool) onJobStatus(s contract.JobStatus) {
 		return
 	}
 	p.markDone(s.JobID)
+	if !slices.Contains(p.st.Ended, s.JobID) {
+		p.st.Ended = append(p.st.Ended, s.JobID)
+		if len(p.st.Ended) > knownJobs {
+			p.st.Ended = p.st.Ended[len(p.st.Ended)-knownJobs:]
+		}
+	}
 	// A job that ends while it waits needs no runner any more.
 	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return w.Job.JobID == s.JobID })
 	if r == nil {
@@ -481,6 +490,44 @@ func (p *pool) onJobStatus(s contract.JobStatus) {
 		r.IdleSince = workflow.Now(p.ctx)
 	}
 	p.st.Stats.JobsFinished++
+}
+
+// heldBy makes the pool runner whose agent reports a job running the
+// job's holder (GitLab, not the pool, chose it): the job leaves the line
+// and any other runner's slot, and a job an Apex runner took before its
+// demand arrived counts as served from Apex and settles what was
+// announced. It returns the runner that
+// holds the job now (held, the one that did, when the reporter is not
+// this pool's).
+func (p *pool) heldBy(s contract.JobStatus, held *contract.PoolRunner) *contract.PoolRunner {
+	holder := p.runner(s.RunnerID)
+	if holder == nil || holder == held || slices.Contains(p.st.Ended, s.JobID) ||
+		workflow.GetVersion(p.ctx, "pool-agent-reports-hold-jobs", workflow.DefaultVersion, 1) != 1 {
+		return held
+	}
+	if held != nil {
+		held.Jobs = slices.DeleteFunc(held.Jobs, func(id int64) bool { return id == s.JobID })
+		if len(held.Jobs) == 0 {
+			held.IdleSince = workflow.Now(p.ctx)
+		}
+	} else {
+		since, waited := workflow.Now(p.ctx), false
+		for _, w := range p.st.Waiting {
+			if w.Job.JobID == s.JobID {
+				since, waited = w.At, true
+			}
+		}
+		if holder.State == contract.PoolApex {
+			p.served(contract.ServedByApex, since)
+		}
+		if !waited {
+			p.arrived(s.JobID) // what a push announced has come
+		}
+	}
+	p.st.Waiting = slices.DeleteFunc(p.st.Waiting, func(w contract.Waiting) bool { return w.Job.JobID == s.JobID })
+	holder.Jobs = append(holder.Jobs, s.JobID)
+	holder.IdleSince, holder.WarmUntil = time.Time{}, time.Time{}
+	return holder
 }
 
 func (p *pool) runnerWithJob(jobID int64) *contract.PoolRunner {

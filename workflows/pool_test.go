@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -217,6 +218,55 @@ func TestPoolProvisionDemotePromote(t *testing.T) {
 	if e.count("promote:web-p1") != 1 || e.count("demote:web-p1") != 1 || e.count("tags") != 2 {
 		t.Errorf("calls = %v", e.calls)
 	}
+}
+
+// GitLab, not the pool, hands jobs to runners: an agent's report that its
+// runner runs a job makes that runner the job's holder (taking it off
+// another runner's slot, or counting it served from Apex when the runner
+// took it before its demand came), and a report that comes after the job
+// ended holds nothing.
+func TestPoolAgentReportsHoldJobs(t *testing.T) {
+	e := newPoolEnv(t)
+	egg := poolEgg()
+	egg.Apex.Min = 2
+	agentSays := func(at time.Duration, jobID int64, status, runner string) {
+		e.RegisterDelayedCallback(func() {
+			e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: jobID, Status: status, RunnerID: runner})
+		}, at)
+	}
+	holding := func(s contract.PoolStatus) map[string][]int64 {
+		out := map[string][]int64{}
+		for _, r := range s.Runners {
+			out[r.ID] = r.Jobs
+		}
+		return out
+	}
+	// Job 1 runs on web-p2 before its demand arrives.
+	agentSays(time.Minute, 1, "running", "web-p2")
+	e.demand(time.Minute+time.Second, 1)
+	e.queryAt(t, 2*time.Minute, func(s contract.PoolStatus) {
+		if h := holding(s); !slices.Equal(h["web-p2"], []int64{1}) || len(h["web-p1"]) != 0 || s.Stats.Served[contract.ServedByApex] != 1 || len(s.WaitingJobs) != 0 {
+			t.Errorf("job taken before its demand: %v %+v", h, s.Stats.Served)
+		}
+	})
+	// Job 2's demand gives it web-p1's slot; GitLab gives it to web-p2.
+	e.demand(3*time.Minute, 2)
+	agentSays(3*time.Minute+10*time.Second, 2, "running", "web-p2")
+	e.queryAt(t, 4*time.Minute, func(s contract.PoolStatus) {
+		if h := holding(s); !slices.Equal(h["web-p2"], []int64{1, 2}) || len(h["web-p1"]) != 0 || s.Stats.Served[contract.ServedByApex] != 2 {
+			t.Errorf("job moved to the runner that runs it: %v %+v", h, s.Stats.Served)
+		}
+	})
+	e.finish(5*time.Minute, 1)
+	e.finish(5*time.Minute, 2)
+	agentSays(6*time.Minute, 2, "running", "web-p1") // late and wrong
+	e.queryAt(t, 7*time.Minute, func(s contract.PoolStatus) {
+		if h := holding(s); len(h["web-p1"])+len(h["web-p2"]) != 0 || s.Stats.JobsFinished != 2 {
+			t.Errorf("after the jobs ended: %v %+v", h, s.Stats)
+		}
+	})
+	e.stopAt(8 * time.Minute)
+	runPool(e, egg)
 }
 
 // Nadir is filled to its minimum before any job arrives.

@@ -269,6 +269,9 @@ type PoolState struct {
 	// (a runner has them) or finished, so a demand that comes late is
 	// dropped and a slot is never held for them.
 	Done []int64 `json:"done,omitempty"`
+	// Ended holds recent jobs seen finished, so a late report of one
+	// running never makes a runner hold it.
+	Ended []int64 `json:"ended,omitempty"`
 
 	// Expected are the jobs announced and not yet come, by what
 	// announced them (SignalPoolWarm).
