@@ -34,6 +34,9 @@ type RuntimeFlags struct {
 	// RiftURL is the control API of the Rift runners use for eggs whose
 	// rift block names no endpoint.
 	RiftURL string
+	// GitLabRunner is the gitlab-runner the local provider's machines run
+	// (a path, or a name looked up in PATH; default gitlab-runner).
+	GitLabRunner string
 }
 
 func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -47,6 +50,7 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH, postgres://..., dynamodb://PREFIX?region=... (default: MG database, else sqlite in --state-dir) ($GOSLING_STORE)")
 	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
 	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
+	cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
 	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
 }
 
@@ -159,6 +163,7 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		Agent: activities.AgentSettings{
 			Binary: self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
 			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
+			GitLabRunner: o.Runtime.GitLabRunner,
 		},
 		SimulateMachines: o.SimulateMachines, SimulateJob: o.SimulateJob,
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
@@ -183,9 +184,15 @@ func (f *fleet) startServer() {
 		"--agent-api-url", "http://"+f.apiAddr)
 }
 
+// startWorker starts a worker process; its local machines run the
+// gitlab-runner STAND-IN (`gosling dev gitlab-runner`).
 func (f *fleet) startWorker(name, queue, metrics string) *Process {
+	runner, err := runnerstandin.WriteWrapper(filepath.Join(f.stateDir, "bin"), testbin.Gosling(f.t))
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	return StartProcess(f.t, name, f.stateDir, f.env, "worker", "--queue", queue, "--metrics-addr", metrics,
-		"--agent-api-url", "http://"+f.apiAddr)
+		"--agent-api-url", "http://"+f.apiAddr, "--gitlab-runner", runner)
 }
 
 // deliver sends a job's current Job Hook to the server as GitLab does.
