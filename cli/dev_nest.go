@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/rift"
 	"github.com/gosling-ci/gosling/internal/secrets"
 )
 
@@ -25,6 +28,12 @@ func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fl
 		e.GitLab.Host, e.GitLab.Insecure, e.GitLab.Flavor = gitlabHost, insecure, "self-managed"
 		e.Runner.Clouds = []string{fly.CloudLocal}
 		e.Runner.Module = ""
+		if e.Rift != nil {
+			// The Rift gosling dev starts, not one the egg names.
+			r := *e.Rift
+			r.Endpoint = ""
+			e.Rift = &r
+		}
 		out.Eggs[i] = e
 	}
 	mg := n.MotherGoose
@@ -48,6 +57,17 @@ func nestSecrets(n *fly.Nest) map[fly.SecretRef]string {
 		for _, v := range e.Runner.Env {
 			if !v.Secret.IsZero() {
 				out[v.Secret] = "env"
+			}
+		}
+		if r := e.Rift; r != nil && r.Enabled {
+			if strings.Contains(r.AccessKey, "://") {
+				out[fly.SecretRef(r.AccessKey)] = "rift-access-key"
+			}
+			if r.SecretKey != "" {
+				out[r.SecretKey] = "rift-secret-key"
+			}
+			if r.Mirror != nil && r.Mirror.Password != "" {
+				out[r.Mirror.Password] = "rift-mirror-password"
 			}
 		}
 	}
@@ -158,4 +178,42 @@ func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
 	if p := n.MotherGoose.Nest.Project; p != "" {
 		addProject(fly.ProjectRef{Path: p}, "")
 	}
+}
+
+// devRiftParams is Rift in `gosling dev`: its control API and S3 endpoint
+// on free loopback ports (S3 over plain HTTP, gitlab-runner's Insecure =
+// true, as job scripts need not trust Rift's CA), the engine proxy only
+// when this machine has a Docker or Podman socket, the image mirror only
+// when an egg's rift block has a mirror block; data under
+// STATE_DIR/rift; runner tokens checked against the dev store and
+// secrets.
+func devRiftParams(n *fly.Nest, stateDir string, res rift.SecretResolver, st rift.RunnerStore, log *slog.Logger) riftParams {
+	p := riftParams{
+		Nest: n, Dir: filepath.Join(stateDir, "rift"), Secrets: res, Store: st, Logger: log,
+		Addr: "127.0.0.1:0", S3Addr: "127.0.0.1:0", S3Insecure: true,
+		Hosts: []string{"127.0.0.1", "localhost"}, Engines: map[string]string{},
+	}
+	podman := []string{"/run/podman/podman.sock"}
+	if d, ok := os.LookupEnv("XDG_RUNTIME_DIR"); ok && d != "" {
+		podman = append([]string{filepath.Join(d, "podman", "podman.sock")}, podman...)
+	}
+	for _, s := range podman {
+		if isSocket(s) {
+			p.Engines["podman"], p.Engines["docker"] = s, s
+			break
+		}
+	}
+	// Docker's own socket wins for docker when both are there.
+	if s := "/var/run/docker.sock"; isSocket(s) {
+		p.Engines["docker"] = s
+	}
+	if len(p.Engines) > 0 {
+		p.EngineAddr = "127.0.0.1:0"
+	}
+	for _, e := range n.Eggs {
+		if e.Rift != nil && e.Rift.Enabled && e.Rift.Mirror != nil {
+			p.MirrorAddr = "127.0.0.1:0"
+		}
+	}
+	return p
 }
