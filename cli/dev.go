@@ -104,6 +104,9 @@ func NewCmdDev(f *Factory, runF func(*DevOptions) error) *cobra.Command {
   - the local provider: runners are gosling agent processes made and
     destroyed by real tofu apply / destroy (bin/tofu)
   - a GitLab TEST SERVER (not a real GitLab) loaded with the Nest's projects
+  - Rift, when an egg has an enabled rift block: its control API and S3
+    build cache on free 127.0.0.1 ports, data under --state-dir/rift; those
+    eggs' runners keep their job caches there (Shared = true)
 
 The Nest's eggs keep their names, projects, shapes and pool limits; their
 GitLab becomes the test server, their runners run locally, and every secret
