@@ -341,6 +341,9 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		if err != nil {
 			return fmt.Errorf("start Rift: %w", err)
 		}
+		if err := saveRiftAddrs(filepath.Join(stateDir, "rift"), rf); err != nil {
+			log.Warn("keep Rift's addresses for the next run", "error", err)
+		}
 		go func() { riftDone <- rf.Serve(ctx) }()
 		agentSettings.RiftURL, agentSettings.RiftCA = rf.ControlURL(), rf.CAPEM()
 		state.RiftURL, state.Rift = rf.ControlURL(), rf.Summary()

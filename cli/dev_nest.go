@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,9 +190,11 @@ func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
 // STATE_DIR/rift; runner tokens checked against the dev store and
 // secrets.
 func devRiftParams(n *fly.Nest, stateDir string, res rift.SecretResolver, st rift.RunnerStore, log *slog.Logger) riftParams {
+	dir := filepath.Join(stateDir, "rift")
+	last := lastRiftAddrs(dir)
 	p := riftParams{
-		Nest: n, Dir: filepath.Join(stateDir, "rift"), Secrets: res, Store: st, Logger: log,
-		Addr: "127.0.0.1:0", S3Addr: "127.0.0.1:0", S3Insecure: true,
+		Nest: n, Dir: dir, Secrets: res, Store: st, Logger: log,
+		Addr: last.pick(last.Control), S3Addr: last.pick(last.S3), S3Insecure: true,
 		Hosts: []string{"127.0.0.1", "localhost"}, Engines: map[string]string{},
 	}
 	podman := []string{"/run/podman/podman.sock"}
@@ -208,12 +212,59 @@ func devRiftParams(n *fly.Nest, stateDir string, res rift.SecretResolver, st rif
 		p.Engines["docker"] = s
 	}
 	if len(p.Engines) > 0 {
-		p.EngineAddr = "127.0.0.1:0"
+		p.EngineAddr = last.pick(last.Engine)
 	}
 	for _, e := range n.Eggs {
 		if e.Rift != nil && e.Rift.Enabled && e.Rift.Mirror != nil {
-			p.MirrorAddr = "127.0.0.1:0"
+			p.MirrorAddr = last.pick(last.Mirror)
 		}
 	}
 	return p
+}
+
+// riftAddrs are the addresses Rift listened on in the last `gosling dev`
+// run, kept in STATE_DIR/rift/addresses.json: runners resumed from that run
+// have the control URL in their agent's configuration, so the next run
+// takes the same ports when they are free.
+type riftAddrs struct {
+	Control string `json:"control"`
+	S3      string `json:"s3"`
+	Mirror  string `json:"mirror,omitempty"`
+	Engine  string `json:"engine,omitempty"`
+}
+
+const riftAddrsFile = "addresses.json"
+
+func lastRiftAddrs(dir string) riftAddrs {
+	var a riftAddrs
+	if b, err := os.ReadFile(filepath.Join(dir, riftAddrsFile)); err == nil {
+		_ = json.Unmarshal(b, &a)
+	}
+	return a
+}
+
+// pick is addr when it is a free loopback address, else a free port.
+func (riftAddrs) pick(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil && host == "127.0.0.1" {
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	return "127.0.0.1:0"
+}
+
+// saveRiftAddrs keeps where a running Rift listens, for the next run.
+func saveRiftAddrs(dir string, r *runningRift) error {
+	a := riftAddrs{Control: r.l.Control.Addr().String()}
+	for _, x := range []struct {
+		ln  net.Listener
+		dst *string
+	}{{r.l.S3, &a.S3}, {r.l.Mirror, &a.Mirror}, {r.l.Engine, &a.Engine}} {
+		if x.ln != nil {
+			*x.dst = x.ln.Addr().String()
+		}
+	}
+	b, _ := json.Marshal(a)
+	return os.WriteFile(filepath.Join(dir, riftAddrsFile), b, 0o600)
 }

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/rift"
 )
 
 // Rift in gosling dev: loopback listeners, plain-HTTP S3, a mirror only for
@@ -37,5 +40,36 @@ func TestDevRift(t *testing.T) {
 	dev.Eggs[1].Rift.Mirror = &fly.RiftMirror{Upstream: "https://registry-1.docker.io"}
 	if p := devRiftParams(dev, state, nil, nil, nil); p.MirrorAddr != "127.0.0.1:0" {
 		t.Errorf("no mirror for an egg with a mirror block: %+v", p)
+	}
+}
+
+// A second run takes the ports of the first when they are free, so resumed
+// runners still reach Rift; a busy one gives way to a free port.
+func TestDevRiftKeepsItsPorts(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "rift")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	control, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if err := saveRiftAddrs(dir, &runningRift{l: rift.Listeners{Control: control, S3: s3}}); err != nil {
+		t.Fatal(err)
+	}
+	control.Close()
+	n := &fly.Nest{Eggs: []fly.Egg{{Name: "cached", Rift: &fly.RiftSpec{Enabled: true}}}}
+	p := devRiftParams(n, state, nil, nil, nil)
+	if p.Addr != control.Addr().String() {
+		t.Errorf("control %s, want the last run's %s", p.Addr, control.Addr())
+	}
+	if p.S3Addr != "127.0.0.1:0" {
+		t.Errorf("s3 %s: its last port is busy, want a free one", p.S3Addr)
 	}
 }
