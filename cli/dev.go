@@ -73,10 +73,14 @@ type DevState struct {
 	// GitLabRunner is the gitlab-runner local runners run: the stand-in's
 	// wrapper script.
 	GitLabRunner string `json:"gitlab_runner"`
-	Nest         string `json:"nest"`
-	StateDir     string `json:"state_dir"`
-	PID          int    `json:"pid"`
-	StartedAt    string `json:"started_at"`
+	// RiftURL is the control API of the Rift started for the eggs with a
+	// rift block (empty: none has one); Rift describes its listeners.
+	RiftURL   string `json:"rift_url,omitempty"`
+	Rift      string `json:"rift,omitempty"`
+	Nest      string `json:"nest"`
+	StateDir  string `json:"state_dir"`
+	PID       int    `json:"pid"`
+	StartedAt string `json:"started_at"`
 	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
 	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
 	WebhookSecrets map[string]string `json:"webhook_secrets"`
@@ -100,6 +104,9 @@ func NewCmdDev(f *Factory, runF func(*DevOptions) error) *cobra.Command {
   - the local provider: runners are gosling agent processes made and
     destroyed by real tofu apply / destroy (bin/tofu)
   - a GitLab TEST SERVER (not a real GitLab) loaded with the Nest's projects
+  - Rift, when an egg has an enabled rift block: its control API and S3
+    build cache on free 127.0.0.1 ports, data under --state-dir/rift; those
+    eggs' runners keep their job caches there (Shared = true)
 
 The Nest's eggs keep their names, projects, shapes and pool limits; their
 GitLab becomes the test server, their runners run locally, and every secret
@@ -325,9 +332,27 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	state.GitLabRunner = runnerBin
+	agentSettings := activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL}
+	// Rift, for the eggs with a rift block: their runners' cache points
+	// at it; other eggs' runners are untouched.
+	riftDone := make(chan error, 1)
+	if nestHasRift(dev) {
+		rf, err := openRift(ctx, devRiftParams(dev, stateDir, resolver, st, log))
+		if err != nil {
+			return fmt.Errorf("start Rift: %w", err)
+		}
+		if err := saveRiftAddrs(filepath.Join(stateDir, "rift"), rf); err != nil {
+			log.Warn("keep Rift's addresses for the next run", "error", err)
+		}
+		go func() { riftDone <- rf.Serve(ctx) }()
+		agentSettings.RiftURL, agentSettings.RiftCA = rf.ControlURL(), rf.CAPEM()
+		state.RiftURL, state.Rift = rf.ControlURL(), rf.Summary()
+	} else {
+		close(riftDone)
+	}
 	acts, err := gworker.NewActivities(gworker.Deps{
 		Store: st, Secrets: resolver, Metrics: m, Logger: log, Tofu: tofuBin, StateDir: stateDir,
-		Agent: activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL},
+		Agent: agentSettings,
 	})
 	if err != nil {
 		return err
@@ -398,6 +423,9 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	fmt.Fprintln(out, "\ngosling dev: stopping (state kept in "+stateDir+"; run again to resume)")
 	stopMachines(st, ex, log)
+	if err := <-riftDone; err != nil {
+		log.Warn("rift stopped with an error", "error", err)
+	}
 	if gl != nil {
 		if b, err := gl.Snapshot(); err == nil {
 			_ = os.WriteFile(snapPath, b, 0o600)
@@ -421,6 +449,9 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 	}
 	if s.GitLabRunner != "" {
 		fmt.Fprintf(w, "  gitlab-runner  %s   GITLAB-RUNNER STAND-IN, not the real gitlab-runner\n", s.GitLabRunner)
+	}
+	if s.RiftURL != "" {
+		fmt.Fprintf(w, "  Rift           %s   (%s)\n", s.RiftURL, s.Rift)
 	}
 	fmt.Fprintf(w, "  State          %s\n\n", s.StateDir)
 	fmt.Fprintf(w, "Eggs:")

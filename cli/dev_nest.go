@@ -4,13 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/rift"
 	"github.com/gosling-ci/gosling/internal/secrets"
 )
 
@@ -25,6 +30,12 @@ func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fl
 		e.GitLab.Host, e.GitLab.Insecure, e.GitLab.Flavor = gitlabHost, insecure, "self-managed"
 		e.Runner.Clouds = []string{fly.CloudLocal}
 		e.Runner.Module = ""
+		if e.Rift != nil {
+			// The Rift gosling dev starts, not one the egg names.
+			r := *e.Rift
+			r.Endpoint = ""
+			e.Rift = &r
+		}
 		out.Eggs[i] = e
 	}
 	mg := n.MotherGoose
@@ -48,6 +59,17 @@ func nestSecrets(n *fly.Nest) map[fly.SecretRef]string {
 		for _, v := range e.Runner.Env {
 			if !v.Secret.IsZero() {
 				out[v.Secret] = "env"
+			}
+		}
+		if r := e.Rift; r != nil && r.Enabled {
+			if strings.Contains(r.AccessKey, "://") {
+				out[fly.SecretRef(r.AccessKey)] = "rift-access-key"
+			}
+			if r.SecretKey != "" {
+				out[r.SecretKey] = "rift-secret-key"
+			}
+			if r.Mirror != nil && r.Mirror.Password != "" {
+				out[r.Mirror.Password] = "rift-mirror-password"
 			}
 		}
 	}
@@ -158,4 +180,91 @@ func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
 	if p := n.MotherGoose.Nest.Project; p != "" {
 		addProject(fly.ProjectRef{Path: p}, "")
 	}
+}
+
+// devRiftParams is Rift in `gosling dev`: its control API and S3 endpoint
+// on free loopback ports (S3 over plain HTTP, gitlab-runner's Insecure =
+// true, as job scripts need not trust Rift's CA), the engine proxy only
+// when this machine has a Docker or Podman socket, the image mirror only
+// when an egg's rift block has a mirror block; data under
+// STATE_DIR/rift; runner tokens checked against the dev store and
+// secrets.
+func devRiftParams(n *fly.Nest, stateDir string, res rift.SecretResolver, st rift.RunnerStore, log *slog.Logger) riftParams {
+	dir := filepath.Join(stateDir, "rift")
+	last := lastRiftAddrs(dir)
+	p := riftParams{
+		Nest: n, Dir: dir, Secrets: res, Store: st, Logger: log,
+		Addr: last.pick(last.Control), S3Addr: last.pick(last.S3), S3Insecure: true,
+		Hosts: []string{"127.0.0.1", "localhost"}, Engines: map[string]string{},
+	}
+	podman := []string{"/run/podman/podman.sock"}
+	if d, ok := os.LookupEnv("XDG_RUNTIME_DIR"); ok && d != "" {
+		podman = append([]string{filepath.Join(d, "podman", "podman.sock")}, podman...)
+	}
+	for _, s := range podman {
+		if isSocket(s) {
+			p.Engines["podman"], p.Engines["docker"] = s, s
+			break
+		}
+	}
+	// Docker's own socket wins for docker when both are there.
+	if s := "/var/run/docker.sock"; isSocket(s) {
+		p.Engines["docker"] = s
+	}
+	if len(p.Engines) > 0 {
+		p.EngineAddr = last.pick(last.Engine)
+	}
+	for _, e := range n.Eggs {
+		if e.Rift != nil && e.Rift.Enabled && e.Rift.Mirror != nil {
+			p.MirrorAddr = last.pick(last.Mirror)
+		}
+	}
+	return p
+}
+
+// riftAddrs are the addresses Rift listened on in the last `gosling dev`
+// run, kept in STATE_DIR/rift/addresses.json: runners resumed from that run
+// have the control URL in their agent's configuration, so the next run
+// takes the same ports when they are free.
+type riftAddrs struct {
+	Control string `json:"control"`
+	S3      string `json:"s3"`
+	Mirror  string `json:"mirror,omitempty"`
+	Engine  string `json:"engine,omitempty"`
+}
+
+const riftAddrsFile = "addresses.json"
+
+func lastRiftAddrs(dir string) riftAddrs {
+	var a riftAddrs
+	if b, err := os.ReadFile(filepath.Join(dir, riftAddrsFile)); err == nil {
+		_ = json.Unmarshal(b, &a)
+	}
+	return a
+}
+
+// pick is addr when it is a free loopback address, else a free port.
+func (riftAddrs) pick(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil && host == "127.0.0.1" {
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	return "127.0.0.1:0"
+}
+
+// saveRiftAddrs keeps where a running Rift listens, for the next run.
+func saveRiftAddrs(dir string, r *runningRift) error {
+	a := riftAddrs{Control: r.l.Control.Addr().String()}
+	for _, x := range []struct {
+		ln  net.Listener
+		dst *string
+	}{{r.l.S3, &a.S3}, {r.l.Mirror, &a.Mirror}, {r.l.Engine, &a.Engine}} {
+		if x.ln != nil {
+			*x.dst = x.ln.Addr().String()
+		}
+	}
+	b, _ := json.Marshal(a)
+	return os.WriteFile(filepath.Join(dir, riftAddrsFile), b, 0o600)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -171,15 +172,7 @@ func riftServeRun(ctx context.Context, opts *RiftServeOptions) error {
 	if err != nil {
 		return err
 	}
-	keyring, err := rift.LoadOrCreateKeyring(opts.Dir)
-	if err != nil {
-		return err
-	}
-	eggs, err := rift.EggsFromNest(ctx, nest, res, keyring)
-	if err != nil {
-		return secretFailure(fmt.Errorf("read the eggs' rift secrets: %w", err))
-	}
-	if len(eggs) == 0 {
+	if !nestHasRift(nest) {
 		return &CodeError{Code: ExitInvalidConfig, Err: fmt.Errorf("no egg in %s has an enabled rift block: add one, such as rift { cache = \"50GiB\" }, to an egg's config.fly", opts.Nest)}
 	}
 	dsn := opts.Store
@@ -191,24 +184,25 @@ func riftServeRun(ctx context.Context, opts *RiftServeOptions) error {
 		return fmt.Errorf("open the store: %w", err)
 	}
 	defer st.Close()
-	cfg := rift.Config{
-		Dir: opts.Dir, Eggs: eggs, Auth: &rift.StoreAuthenticator{Store: st, Secrets: res},
+	p := riftParams{
+		Nest: nest, Dir: opts.Dir, Secrets: res, Store: st, Logger: log,
+		Addr: opts.Addr, S3Addr: opts.S3Addr, MirrorAddr: opts.MirrorAddr, EngineAddr: opts.EngineAddr,
 		Engines: map[string]string{}, Hosts: opts.Hosts, CertLifetime: opts.CertLifetime,
-		S3Insecure: opts.S3Insecure, SweepInterval: opts.SweepInterval, Logger: log,
+		S3Insecure: opts.S3Insecure, SweepInterval: opts.SweepInterval,
 	}
 	for name, sock := range map[string]string{"docker": opts.DockerSocket, "podman": opts.PodmanSocket, "nerdctl": opts.ContainerdSocket} {
 		if sock == "" {
 			continue
 		}
-		if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		if !isSocket(sock) {
 			log.Warn("rift: the engine socket is not there yet", "engine", name, "socket", sock)
 		}
-		cfg.Engines[name] = sock
+		p.Engines[name] = sock
 	}
-	if len(cfg.Hosts) == 0 {
-		cfg.Hosts = []string{"localhost", "127.0.0.1"}
+	if len(p.Hosts) == 0 {
+		p.Hosts = []string{"localhost", "127.0.0.1"}
 		if h, err := os.Hostname(); err == nil && h != "" {
-			cfg.Hosts = append([]string{h}, cfg.Hosts...)
+			p.Hosts = append([]string{h}, p.Hosts...)
 		}
 	}
 	if opts.TLSCert != "" {
@@ -216,52 +210,140 @@ func riftServeRun(ctx context.Context, opts *RiftServeOptions) error {
 		if err != nil {
 			return flagErrorf("--tls-cert/--tls-key: %v", err)
 		}
-		cfg.ServerCert = &c
+		p.ServerCert = &c
 	}
-	srv, err := rift.New(ctx, cfg)
+	r, err := openRift(ctx, p)
 	if err != nil {
 		return err
 	}
-	var l rift.Listeners
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+	fmt.Fprintln(opts.IO.ErrOut, r.Summary())
+	return r.Serve(ctx)
+}
+
+// riftParams are what `gosling rift serve` and `gosling dev` give Rift.
+type riftParams struct {
+	Nest    *fly.Nest
+	Dir     string
+	Secrets rift.SecretResolver
+	// Store is MotherGoose's store, where runner tokens are checked.
+	Store rift.RunnerStore
+	// Listener addresses (host:port, port 0 for a free one); empty turns
+	// a service off, except Addr.
+	Addr, S3Addr, MirrorAddr, EngineAddr string
+	Engines                              map[string]string
+	Hosts                                []string
+	ServerCert                           *tls.Certificate
+	CertLifetime, SweepInterval          time.Duration
+	S3Insecure                           bool
+	Logger                               *slog.Logger
+}
+
+// runningRift is a Rift listening on its addresses, not yet serving.
+type runningRift struct {
+	srv  *rift.Server
+	l    rift.Listeners
+	lns  []net.Listener
+	eggs []string
+}
+
+// nestHasRift tells whether an egg of the Nest has an enabled rift block.
+func nestHasRift(n *fly.Nest) bool {
+	for _, e := range n.Eggs {
+		if e.Rift != nil && e.Rift.Enabled {
+			return true
 		}
-	}()
+	}
+	return false
+}
+
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
+// openRift reads the eggs' rift blocks (resolving their secrets), opens
+// Rift's directory and listens on p's addresses. Errors: ExitInvalidConfig
+// when no egg has an enabled rift block, ExitAuth when a secret cannot be
+// read, a plain error when an address is busy.
+func openRift(ctx context.Context, p riftParams) (*runningRift, error) {
+	keyring, err := rift.LoadOrCreateKeyring(p.Dir)
+	if err != nil {
+		return nil, err
+	}
+	eggs, err := rift.EggsFromNest(ctx, p.Nest, p.Secrets, keyring)
+	if err != nil {
+		return nil, secretFailure(fmt.Errorf("read the eggs' rift secrets: %w", err))
+	}
+	if len(eggs) == 0 {
+		return nil, &CodeError{Code: ExitInvalidConfig, Err: errors.New("no egg has an enabled rift block: add one, such as rift { cache = \"50GiB\" }, to an egg's config.fly")}
+	}
+	srv, err := rift.New(ctx, rift.Config{
+		Dir: p.Dir, Eggs: eggs, Auth: &rift.StoreAuthenticator{Store: p.Store, Secrets: p.Secrets},
+		Engines: p.Engines, Hosts: p.Hosts, ServerCert: p.ServerCert, CertLifetime: p.CertLifetime,
+		S3Insecure: p.S3Insecure, SweepInterval: p.SweepInterval, Logger: p.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &runningRift{srv: srv}
+	for _, e := range eggs {
+		r.eggs = append(r.eggs, e.Name)
+	}
 	for _, x := range []struct {
 		flag, addr string
 		dst        *net.Listener
-	}{{"addr", opts.Addr, &l.Control}, {"s3-addr", opts.S3Addr, &l.S3}, {"mirror-addr", opts.MirrorAddr, &l.Mirror}, {"engine-addr", opts.EngineAddr, &l.Engine}} {
+	}{{"addr", p.Addr, &r.l.Control}, {"s3-addr", p.S3Addr, &r.l.S3}, {"mirror-addr", p.MirrorAddr, &r.l.Mirror}, {"engine-addr", p.EngineAddr, &r.l.Engine}} {
 		if x.addr == "" {
 			continue
 		}
 		ln, err := net.Listen("tcp", x.addr)
 		if err != nil {
-			return fmt.Errorf("--%s: %w", x.flag, err)
+			r.close()
+			return nil, fmt.Errorf("--%s %s: %w", x.flag, x.addr, err)
 		}
-		lns = append(lns, ln)
+		r.lns = append(r.lns, ln)
 		*x.dst = ln
 	}
-	names := make([]string, len(eggs))
-	for i, e := range eggs {
-		names[i] = e.Name
+	if r.l.Control == nil {
+		r.close()
+		return nil, errors.New("rift: no control address: runners fetch their certificates and settings there")
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Rift serves %d egg(s) %v: control https://%s", len(eggs), names, l.Control.Addr())
+	return r, nil
+}
+
+func (r *runningRift) close() {
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+}
+
+// ControlURL is the control API's base URL, such as https://127.0.0.1:8443.
+func (r *runningRift) ControlURL() string { return "https://" + r.l.Control.Addr().String() }
+
+// CAPEM is Rift's CA certificate in PEM, which runners trust.
+func (r *runningRift) CAPEM() string { return string(r.srv.CA().CertPEM()) }
+
+// Summary is one line: the eggs served and each listener's address.
+func (r *runningRift) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rift serves %d egg(s) %v: control %s", len(r.eggs), r.eggs, r.ControlURL())
 	for _, x := range []struct {
 		name string
 		ln   net.Listener
-	}{{"s3", l.S3}, {"mirror", l.Mirror}, {"engine", l.Engine}} {
+	}{{"s3", r.l.S3}, {"mirror", r.l.Mirror}, {"engine", r.l.Engine}} {
 		if x.ln != nil {
-			fmt.Fprintf(opts.IO.ErrOut, ", %s %s", x.name, x.ln.Addr())
+			fmt.Fprintf(&b, ", %s %s", x.name, x.ln.Addr())
 		}
 	}
-	fmt.Fprintln(opts.IO.ErrOut)
-	err = srv.Serve(ctx, l)
-	if ctx.Err() != nil && err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) {
+	return b.String()
+}
+
+// Serve serves until ctx ends and closes the listeners; an ended ctx is
+// no error.
+func (r *runningRift) Serve(ctx context.Context) error {
+	defer r.close()
+	err := r.srv.Serve(ctx, r.l)
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil && err == nil {
 		return nil
 	}
 	return err

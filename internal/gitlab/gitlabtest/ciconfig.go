@@ -30,11 +30,12 @@ type CIConfig struct {
 // Keywords the test server understands; anything else is refused with a
 // hint rather than silently ignored.
 var (
-	ciGlobalKeys  = []string{"stages", "variables", "default", "image", "before_script", "after_script"}
-	ciDefaultKeys = []string{"image", "before_script", "after_script", "tags", "timeout"}
-	ciJobKeys     = []string{"stage", "tags", "script", "before_script", "after_script", "variables", "image", "allow_failure", "timeout", "when"}
+	ciGlobalKeys  = []string{"stages", "variables", "default", "image", "before_script", "after_script", "cache"}
+	ciDefaultKeys = []string{"image", "before_script", "after_script", "tags", "timeout", "cache"}
+	ciJobKeys     = []string{"stage", "tags", "script", "before_script", "after_script", "variables", "image", "allow_failure", "timeout", "when", "cache"}
+	ciCacheKeys   = []string{"key", "paths", "untracked", "policy", "when", "fallback_keys", "unprotect"}
 	// ciReserved are GitLab's top-level keywords that are not jobs.
-	ciReserved = []string{"include", "workflow", "services", "cache", "types", "pages:deploy", "spec"}
+	ciReserved = []string{"include", "workflow", "services", "types", "pages:deploy", "spec"}
 )
 
 // ParseCIConfig reads the subset of GitLab's CI/CD YAML syntax
@@ -52,6 +53,14 @@ var (
 //	  allow_failure: true
 //	  timeout: 1h 30m                # or "90 minutes", "3600"
 //	  when: on_success               # the only value supported
+//	  cache:                         # a hash or a list of up to 4; also
+//	    key: deps-$CI_COMMIT_REF_SLUG  # in default: or at the top level
+//	    paths: [vendor/]
+//	    untracked: false
+//	    policy: pull-push            # pull, push
+//	    when: on_success             # on_failure, always
+//	    fallback_keys: [deps-main]
+//	    unprotect: false
 //
 // Errors read like GitLab's ("jobs:build config should implement the
 // script: keyword") and name the unsupported keyword, such as include: or
@@ -97,6 +106,13 @@ func ParseCIConfig(src []byte) (CIConfig, error) {
 			if err := val.Decode(&def); err != nil {
 				return CIConfig{}, fmt.Errorf("default config: %w", err)
 			}
+			if c := mapValue(val, "cache"); c != nil {
+				cache, err := decodeCache(c, "default:cache")
+				if err != nil {
+					return CIConfig{}, err
+				}
+				def.Cache = &cache
+			}
 		case key == "image":
 			if err := val.Decode(&def.Image); err != nil {
 				return CIConfig{}, fmt.Errorf("image config: %w", err)
@@ -109,6 +125,12 @@ func ParseCIConfig(src []byte) (CIConfig, error) {
 			if err := val.Decode(&def.AfterScript); err != nil {
 				return CIConfig{}, fmt.Errorf("after_script config: %w", err)
 			}
+		case key == "cache":
+			c, err := decodeCache(val, "cache")
+			if err != nil {
+				return CIConfig{}, err
+			}
+			def.Cache = &c
 		case slices.Contains(ciReserved, key):
 			return CIConfig{}, fmt.Errorf("%s: is not supported by the GitLab test server; it understands %s and jobs", key, strings.Join(ciGlobalKeys, ", "))
 		case strings.HasPrefix(key, "."):
@@ -138,11 +160,12 @@ func ParseCIConfig(src []byte) (CIConfig, error) {
 
 // ciDefaults are the default: keyword's values (or the old top-level ones).
 type ciDefaults struct {
-	Image        ciImage    `yaml:"image"`
-	BeforeScript ciScript   `yaml:"before_script"`
-	AfterScript  ciScript   `yaml:"after_script"`
-	Tags         []string   `yaml:"tags"`
-	Timeout      ciDuration `yaml:"timeout"`
+	Image        ciImage      `yaml:"image"`
+	BeforeScript ciScript     `yaml:"before_script"`
+	AfterScript  ciScript     `yaml:"after_script"`
+	Tags         []string     `yaml:"tags"`
+	Timeout      ciDuration   `yaml:"timeout"`
+	Cache        *[]CacheSpec `yaml:"-"`
 }
 
 type ciJob struct {
@@ -169,6 +192,16 @@ func decodeJob(name string, node *yaml.Node, def ciDefaults, global []Variable, 
 	if err := node.Decode(&j); err != nil {
 		return JobSpec{}, fmt.Errorf("%s config: %w", where, err)
 	}
+	var cache []CacheSpec
+	if def.Cache != nil {
+		cache = slices.Clone(*def.Cache)
+	}
+	if c := mapValue(node, "cache"); c != nil {
+		var err error
+		if cache, err = decodeCache(c, where+":cache"); err != nil {
+			return JobSpec{}, err
+		}
+	}
 	if len(j.Script) == 0 {
 		return JobSpec{}, fmt.Errorf("%s config should implement the script: keyword", where)
 	}
@@ -185,7 +218,7 @@ func decodeJob(name string, node *yaml.Node, def ciDefaults, global []Variable, 
 		Name: name, Stage: j.Stage, Tags: j.Tags, Script: j.Script,
 		BeforeScript: def.BeforeScript, AfterScript: def.AfterScript, Image: def.Image.Name,
 		AllowFailure: j.AllowFailure, Timeout: time.Duration(j.Timeout),
-		Variables: slices.Clone(global),
+		Variables: slices.Clone(global), Cache: cache,
 	}
 	if spec.Tags == nil {
 		spec.Tags = def.Tags
@@ -351,4 +384,63 @@ func parseCIDuration(s string) (time.Duration, error) {
 		total += time.Duration(n) * u
 	}
 	return total, nil
+}
+
+// mapValue is the value of key in a mapping node, nil when absent.
+func mapValue(node *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == key {
+			return node.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// maxCaches is GitLab's limit of cache entries per job.
+const maxCaches = 4
+
+// decodeCache reads a cache: value, a hash or a list of up to four
+// (docs.gitlab.com/ci/yaml/#cache); an empty one turns the cache off.
+func decodeCache(node *yaml.Node, where string) ([]CacheSpec, error) {
+	items := []*yaml.Node{node}
+	if node.Kind == yaml.SequenceNode {
+		items = node.Content
+	}
+	if len(items) > maxCaches {
+		return nil, fmt.Errorf("%s config no more than %d caches can be created", where, maxCaches)
+	}
+	out := []CacheSpec{}
+	for _, it := range items {
+		if it.Kind == yaml.MappingNode && len(it.Content) == 0 {
+			continue
+		}
+		if err := checkKeys(it, ciCacheKeys, where); err != nil {
+			return nil, err
+		}
+		if k := mapValue(it, "key"); k != nil && k.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("%s:key config: key:files and key:prefix are not supported by the GitLab test server; give the key as a string", where)
+		}
+		var c CacheSpec
+		if err := it.Decode(&c); err != nil {
+			return nil, fmt.Errorf("%s config: %w", where, err)
+		}
+		switch c.Policy {
+		case "", "pull", "push", "pull-push":
+		default:
+			return nil, fmt.Errorf("%s:policy config should be one of: pull, push, pull-push", where)
+		}
+		switch c.When {
+		case "", "on_success", "on_failure", "always":
+		default:
+			return nil, fmt.Errorf("%s:when config should be one of: on_success, on_failure, always", where)
+		}
+		if strings.Contains(c.Key, "/") || strings.Contains(strings.ToUpper(c.Key), "%2F") {
+			return nil, fmt.Errorf("%s:key config cannot contain the \"/\" character", where)
+		}
+		if c.Key == "." || c.Key == ".." {
+			return nil, fmt.Errorf("%s:key config cannot be \".\" or \"..\"", where)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

@@ -65,16 +65,22 @@ func TestParseCIConfig(t *testing.T) {
 	}
 
 	for src, want := range map[string]string{
-		"build:\n  stage: build\n":                     "jobs:build config should implement the script: keyword",
-		"stages: [a]\nx:\n  stage: b\n  script: s\n":   "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
-		"x:\n  script: s\n  rules: [{when: always}]\n": "jobs:x config contains unknown keys: rules",
-		"include: other.yml\nx:\n  script: s\n":        "include: is not supported",
-		"x: [1]\n":                                     "jobs:x config should be a hash",
-		"x:\n  script: s\n  timeout: soon\n":           `timeout "soon"`,
-		"x:\n  script: s\n  when: manual\n":            "when: manual is not supported",
-		"":                                             "please provide content",
-		".hidden:\n  script: s\n":                      "at least one visible job",
-		"x:\n  script: s\nvariables: [a]\n":            "variables config should be a hash",
+		"build:\n  stage: build\n":                             "jobs:build config should implement the script: keyword",
+		"stages: [a]\nx:\n  stage: b\n  script: s\n":           "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
+		"x:\n  script: s\n  rules: [{when: always}]\n":         "jobs:x config contains unknown keys: rules",
+		"include: other.yml\nx:\n  script: s\n":                "include: is not supported",
+		"x: [1]\n":                                             "jobs:x config should be a hash",
+		"x:\n  script: s\n  timeout: soon\n":                   `timeout "soon"`,
+		"x:\n  script: s\n  when: manual\n":                    "when: manual is not supported",
+		"":                                                     "please provide content",
+		".hidden:\n  script: s\n":                              "at least one visible job",
+		"x:\n  script: s\nvariables: [a]\n":                    "variables config should be a hash",
+		"x:\n  script: s\n  cache: {policy: pull-only}\n":      "jobs:x:cache:policy config should be one of: pull, push, pull-push",
+		"x:\n  script: s\n  cache: {when: never}\n":            "jobs:x:cache:when config should be one of",
+		"x:\n  script: s\n  cache: {key: a/b}\n":               `cannot contain the "/" character`,
+		"x:\n  script: s\n  cache: {key: {files: [go.sum]}}\n": "key:files and key:prefix are not supported",
+		"x:\n  script: s\n  cache: {paths: [a], keep: 1}\n":    "jobs:x:cache config contains unknown keys: keep",
+		"x:\n  script: s\n  cache: [{}, {}, {}, {}, {}]\n":     "no more than 4 caches",
 	} {
 		if _, err := gitlabtest.ParseCIConfig([]byte(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", src, err, want)

@@ -1,6 +1,7 @@
 package gitlabtest
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -301,7 +302,7 @@ type (
 		Image         *imageJSON         `json:"image"`
 		Services      []imageJSON        `json:"services"`
 		Artifacts     []any              `json:"artifacts"`
-		Cache         []any              `json:"cache"`
+		Cache         []cacheJSON        `json:"cache"`
 		Credentials   []any              `json:"credentials"`
 		Dependencies  []any              `json:"dependencies"`
 		Features      gitlabFeaturesJSON `json:"features"`
@@ -335,6 +336,15 @@ type (
 		Timeout      int64    `json:"timeout"`
 		When         string   `json:"when"`
 		AllowFailure bool     `json:"allow_failure"`
+	}
+	// cacheJSON is Entities::Ci::JobRequest::Cache.
+	cacheJSON struct {
+		Key          string   `json:"key"`
+		Untracked    bool     `json:"untracked"`
+		Policy       string   `json:"policy"`
+		Paths        []string `json:"paths"`
+		When         string   `json:"when"`
+		FallbackKeys []string `json:"fallback_keys"`
 	}
 	imageJSON struct {
 		Name string `json:"name"`
@@ -413,7 +423,7 @@ func (s *Server) jobPayload(r *http.Request, j *job, rn *runner) jobPayloadJSON 
 		RunnerInfo: runnerInfoJSON{Timeout: timeout},
 		Variables:  vars,
 		Steps:      steps,
-		Services:   []imageJSON{}, Artifacts: []any{}, Cache: []any{}, Credentials: []any{}, Dependencies: []any{}, Hooks: []any{},
+		Services:   []imageJSON{}, Artifacts: []any{}, Cache: cachePayload(j), Credentials: []any{}, Dependencies: []any{}, Hooks: []any{},
 		Features: gitlabFeaturesJSON{TraceSections: true, TokenMaskPrefixes: tokenMaskPrefixes, FailureReasons: failureReasons},
 	}
 	if j.Image != "" {
@@ -549,3 +559,37 @@ func (s *Server) patchTrace(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-GitLab-Trace-Update-Interval", traceUpdateInterval)
 	w.WriteHeader(http.StatusAccepted)
 }
+
+// cachePayload is a job's cache entries as GitLab sends them: defaults
+// filled in (key "default", policy pull-push, when on_success), and each
+// key suffixed "-protected" or "-non_protected" by whether the job's ref
+// is protected, unless the entry says unprotect (docs.gitlab.com/ci/caching,
+// "Cache key names").
+func cachePayload(j *job) []cacheJSON {
+	out := make([]cacheJSON, 0, len(j.Cache))
+	suffix := "-non_protected"
+	if refProtected(j.Ref) {
+		suffix = "-protected"
+	}
+	for _, c := range j.Cache {
+		e := cacheJSON{
+			Key: cmp.Or(c.Key, "default"), Untracked: c.Untracked, Policy: cmp.Or(c.Policy, "pull-push"),
+			Paths: slices.Clone(c.Paths), When: cmp.Or(c.When, "on_success"), FallbackKeys: slices.Clone(c.FallbackKeys),
+		}
+		if e.Paths == nil {
+			e.Paths = []string{}
+		}
+		if e.FallbackKeys == nil {
+			e.FallbackKeys = []string{}
+		}
+		if !c.Unprotect {
+			e.Key += suffix
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// refProtected tells whether a branch is protected: the test server
+// protects the default branch, main, as GitLab does on a new project.
+func refProtected(ref string) bool { return ref == "main" }

@@ -102,6 +102,14 @@ type jobResponse struct {
 	Features struct {
 		TokenMaskPrefixes []string `json:"token_mask_prefixes"`
 	} `json:"features"`
+	Cache []struct {
+		Key          string   `json:"key"`
+		Untracked    bool     `json:"untracked"`
+		Policy       string   `json:"policy"`
+		Paths        []string `json:"paths"`
+		When         string   `json:"when"`
+		FallbackKeys []string `json:"fallback_keys"`
+	} `json:"cache"`
 }
 
 func decodeJob(t *testing.T, a answer) jobResponse {
@@ -406,5 +414,46 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The job's cache: entries go out as GitLab sends them: defaults filled
+// in, keys suffixed by whether the ref is protected unless unprotected.
+func TestJobPayloadCache(t *testing.T) {
+	s, _ := setup(t, gitlabtest.WithLongPolling(0))
+	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
+	r := s.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	cfg, err := gitlabtest.ParseCIConfig([]byte(`default:
+  cache: {paths: [vendor/]}
+deps:
+  script: make deps
+  cache:
+    - key: deps-$CI_COMMIT_REF_SLUG
+      paths: [vendor/, .cache/]
+      policy: push
+      when: always
+      fallback_keys: [deps-main]
+    - key: shared
+      untracked: true
+      unprotect: true
+plain:
+  script: make
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Jobs: cfg.Jobs}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for range 2 {
+		job := decodeJob(t, runnerCall{t, s}.request(r.Token, ""))
+		got[job.JobInfo.Name] = fmt.Sprintf("%+v", job.Cache)
+	}
+	if want := "[{Key:deps-$CI_COMMIT_REF_SLUG-protected Untracked:false Policy:push Paths:[vendor/ .cache/] When:always FallbackKeys:[deps-main]} {Key:shared Untracked:true Policy:pull-push Paths:[] When:on_success FallbackKeys:[]}]"; got["deps"] != want {
+		t.Errorf("deps cache = %s\nwant        %s", got["deps"], want)
+	}
+	if want := "[{Key:default-protected Untracked:false Policy:pull-push Paths:[vendor/] When:on_success FallbackKeys:[]}]"; got["plain"] != want {
+		t.Errorf("plain cache = %s\nwant         %s", got["plain"], want)
 	}
 }

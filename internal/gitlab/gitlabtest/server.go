@@ -545,6 +545,30 @@ type JobSpec struct {
 	// Timeout bounds the job (GitLab's default, 1h, when zero); a runner's
 	// maximum_timeout lowers it.
 	Timeout time.Duration
+	// Cache is the job's cache: entries, as .gitlab-ci.yml gives them
+	// (docs.gitlab.com/ci/yaml/#cache).
+	Cache []CacheSpec
+}
+
+// CacheSpec is one entry of a job's cache: keyword. The job payload sends
+// Key with GitLab's suffix: "-protected" on a protected ref (the test
+// server protects main), "-non_protected" elsewhere, none with Unprotect.
+type CacheSpec struct {
+	// Key names the cache ("default" when empty); runners expand
+	// variables in it.
+	Key string `json:"key" yaml:"key"`
+	// Paths are globs relative to the project directory.
+	Paths []string `json:"paths" yaml:"paths"`
+	// Untracked adds the files Git does not track.
+	Untracked bool `json:"untracked" yaml:"untracked"`
+	// Policy is pull, push or pull-push (the default).
+	Policy string `json:"policy" yaml:"policy"`
+	// When is on_success (the default), on_failure or always: when the
+	// runner saves the cache.
+	When string `json:"when" yaml:"when"`
+	// FallbackKeys are tried in order when Key has no cache.
+	FallbackKeys []string `json:"fallback_keys,omitempty" yaml:"fallback_keys"`
+	Unprotect    bool     `json:"unprotect,omitempty" yaml:"unprotect"`
 }
 
 // Variable is a CI/CD variable as the runner API sends it in a job's
@@ -584,6 +608,7 @@ type Job struct {
 	Image        string
 	AllowFailure bool
 	Timeout      time.Duration
+	Cache        []CacheSpec
 	// Token is the job token (glcbt-...) a runner got with the job; it
 	// authenticates the runner's updates while the job runs.
 	Token string
@@ -605,6 +630,7 @@ func (j *job) snapshot() Job {
 	out.BeforeScript = slices.Clone(j.BeforeScript)
 	out.AfterScript = slices.Clone(j.AfterScript)
 	out.Variables = slices.Clone(j.Variables)
+	out.Cache = slices.Clone(j.Cache)
 	return out
 }
 
@@ -663,6 +689,7 @@ func (s *Server) newJob(projectID int64, spec JobSpec) *job {
 		Image:        spec.Image,
 		AllowFailure: spec.AllowFailure,
 		Timeout:      cmp.Or(spec.Timeout, DefaultJobTimeout),
+		Cache:        slices.Clone(spec.Cache),
 	}}
 }
 

@@ -73,8 +73,9 @@ type RunnerConfig struct {
 	FeatureFlags map[string]bool `toml:"feature_flags"`
 }
 
-// CacheConfig is [runners.cache]; the stand-in parses it and says it does
-// not use it.
+// CacheConfig is [runners.cache]: with Type = "s3" the stand-in restores
+// and saves job caches in that bucket as gitlab-runner does; without a
+// Type, in the runner's cache_dir. GCS and Azure are refused.
 type CacheConfig struct {
 	Type                   string         `toml:"Type"`
 	Path                   string         `toml:"Path"`
@@ -96,6 +97,9 @@ type CacheS3Config struct {
 	BucketLocation     string `toml:"BucketLocation"`
 	Insecure           bool   `toml:"Insecure"`
 	AuthenticationType string `toml:"AuthenticationType"`
+	// PathStyle puts the bucket in the URL's path (host/bucket/key); it is
+	// used anyway for addresses other than AWS's.
+	PathStyle bool `toml:"PathStyle"`
 }
 
 // Defaults gitlab-runner applies.

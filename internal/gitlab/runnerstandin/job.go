@@ -72,7 +72,15 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 	}
 	trace.Printf("Preparing environment\nRunning on %s...\n", host)
 
-	outcome := m.execute(ctx, m.projectDir(rc, job, cid), job, vars, trace)
+	var caches *jobCaches
+	if len(job.Cache) > 0 {
+		var err error
+		if caches, err = m.newJobCaches(rc, job); err != nil {
+			trace.Printf("WARNING: the job runs without its cache: %v\n", err)
+			log.Warn("the job runs without its cache", "error", err)
+		}
+	}
+	outcome := m.execute(ctx, m.projectDir(rc, job, cid), job, vars, trace, caches)
 	stopTrace()
 	<-traceDone
 
@@ -206,7 +214,7 @@ func (m *Multi) projectDir(rc RunnerConfig, job *jobResponse, cid int) string {
 
 // execute runs the job's steps: script (before_script and script), then
 // after_script whatever happened, unless the job was canceled.
-func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env []string, trace *jobTrace) jobOutcome {
+func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env []string, trace *jobTrace, caches *jobCaches) jobOutcome {
 	trace.Printf("Getting source from Git repository\n")
 	if err := os.RemoveAll(dir); err != nil {
 		trace.Printf("ERROR: clean %s: %v\n", dir, err)
@@ -217,6 +225,9 @@ func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env [
 		return jobOutcome{state: "failed", failureReason: "runner_system_failure"}
 	}
 	trace.Printf("The %s does not fetch Git repositories: the job runs in the empty directory %s\n", Banner, dir)
+	if caches != nil {
+		caches.restore(ctx, dir, env, trace)
+	}
 
 	outcome := jobOutcome{state: "success"}
 	for _, step := range job.Steps {
@@ -254,6 +265,9 @@ func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env [
 		if err != nil || code != 0 {
 			trace.Printf("WARNING: after_script failed, but job will continue unaffected: exit status %d\n", code)
 		}
+	}
+	if caches != nil && ctx.Err() == nil {
+		caches.save(ctx, dir, env, outcome.state, trace)
 	}
 	return outcome
 }

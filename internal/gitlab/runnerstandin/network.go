@@ -47,6 +47,7 @@ type jobResponse struct {
 	Features struct {
 		TokenMaskPrefixes []string `json:"token_mask_prefixes"`
 	} `json:"features"`
+	Cache []jobCache `json:"cache"`
 }
 
 type jobVariable struct {
@@ -118,7 +119,7 @@ func (n *network) info(rc RunnerConfig) versionInfo {
 		Name: Name, Version: Version, Revision: Revision, Platform: runtime.GOOS, Architecture: runtime.GOARCH,
 		Executor: rc.Executor, Shell: rc.Shell,
 		Features: featuresInfo{Variables: true, Masking: true, RawVariables: true, MultiBuildStep: true, TraceReset: true,
-			TraceChecksum: true, TraceSize: true, Cancelable: true, ReturnExitCode: true, Refspecs: true},
+			TraceChecksum: true, TraceSize: true, Cancelable: true, ReturnExitCode: true, Refspecs: true, Cache: true},
 	}
 }
 

@@ -6,7 +6,7 @@
 //
 //   - config.toml (concurrent, check_interval, listen_address,
 //     shutdown_timeout, [[runners]] with url, token, executor, builds_dir,
-//     environment, limit, output_limit, [runners.cache] parsed and unused);
+//     environment, limit, output_limit, cache_dir, an S3 [runners.cache]);
 //   - POST /runners/verify, POST /jobs/request with long polling and
 //     X-GitLab-Last-Update, PATCH /jobs/:id/trace with Content-Range (416
 //     resynchronises), PUT /jobs/:id with state, failure_reason, exit_code
@@ -19,10 +19,15 @@
 //   - signals: SIGQUIT finishes running jobs and exits, SIGTERM and SIGINT
 //     abort them (a second one exits at once), SIGHUP reloads config.toml,
 //     which is also reloaded when it changes;
-//   - /metrics on listen_address with gitlab-runner's metric names.
+//   - /metrics on listen_address with gitlab-runner's metric names;
+//   - job caches (the payload's cache: key, paths, untracked, policy,
+//     when, fallback_keys): a zip archive restored before the script and
+//     saved after after_script, in the S3 bucket of [runners.cache] (Rift's
+//     or any other, through presigned URLs the AWS SDK signs), or in
+//     cache_dir without one.
 //
-// It does not fetch Git repositories, run images, services, artifacts or
-// caches. Every log line and every job log says it is a stand-in.
+// It does not fetch Git repositories, run images, services or artifacts.
+// Every log line and every job log says it is a stand-in.
 package runnerstandin
 
 import (
@@ -200,13 +205,11 @@ func (m *Multi) MetricsHandler() http.Handler {
 
 func (m *Multi) describeConfig(cfg *Config) {
 	for _, rc := range cfg.Runners {
-		if c := rc.Cache; c != nil && c.Type != "" {
-			attrs := []any{"runner", ShortToken(rc.Token), "type", c.Type, "shared", c.Shared}
-			if c.S3 != nil {
-				attrs = append(attrs, "server", c.S3.ServerAddress, "bucket", c.S3.BucketName, "insecure", c.S3.Insecure)
-			}
-			m.log.Info("[runners.cache] is parsed but not used: the stand-in neither restores nor saves caches", attrs...)
+		if c := rc.Cache; c != nil && c.Type != "" && c.Type != "s3" {
+			m.log.Warn(fmt.Sprintf("[runners.cache] Type = %q is not supported by the stand-in: jobs of this runner run without their cache", c.Type), "runner", ShortToken(rc.Token))
+			continue
 		}
+		m.log.Info("Job caches are restored and saved", cacheSummary(rc)...)
 	}
 }
 

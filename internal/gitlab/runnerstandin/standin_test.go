@@ -353,7 +353,7 @@ func TestPipelineRunsInProcess(t *testing.T) {
 			t.Errorf("log line without the stand-in label: %s", line)
 		}
 	}
-	if !strings.Contains(logs.String(), "unknown key runners.unknown_knob") || !strings.Contains(logs.String(), "[runners.cache] is parsed but not used") {
+	if !strings.Contains(logs.String(), "unknown key runners.unknown_knob") || !strings.Contains(logs.String(), "Job caches are restored and saved") {
 		t.Errorf("config warnings missing:\n%s", logs.String())
 	}
 }
