@@ -94,26 +94,23 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		}()
 
+		// The load generator only sends: one collector reads the store
+		// every 2 seconds (not a poll per job), and a runner's time to
+		// ready comes from its recorded history.
+		sentAt := map[string]time.Time{}
 		job := func(n int) {
 			defer wg.Done()
 			p := f.projects[n%len(f.projects)]
 			j := f.gitlab.AddJob(p.ID, gitlabtest.JobSpec{Name: "fleet", Stage: "test", Ref: "main", Tags: []string{"docker"}, Status: "pending"})
-			sent := time.Now()
+			egg := fmt.Sprintf("fleet-%04d", n%len(f.projects))
+			runnerID := contract.RunnerIDFor(egg, contract.RunnerWorkflowID(f.host(), j.ID))
+			mu.Lock()
+			sentAt[runnerID] = time.Now()
+			mu.Unlock()
 			if code, r := f.deliver(ctx, j.ID, fmt.Sprintf("fleet-%d-pending", j.ID)); code != 202 {
 				b.Errorf("job %d: %d %+v", j.ID, code, r)
 				failures.Add(1)
-				return
 			}
-			egg := fmt.Sprintf("fleet-%04d", n%len(f.projects))
-			runnerID := contract.RunnerIDFor(egg, contract.RunnerWorkflowID(f.host(), j.ID))
-			ready, ok := waitActive(ctx, f.store, runnerID)
-			if !ok {
-				failures.Add(1)
-				return
-			}
-			mu.Lock()
-			lat = append(lat, ready.Sub(sent))
-			mu.Unlock()
 		}
 		start := time.Now()
 		tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -126,15 +123,52 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		tick.Stop()
 		wg.Wait()
+		mu.Lock()
+		pending := len(sentAt)
+		mu.Unlock()
+		for pending > 0 && ctx.Err() == nil {
+			rs, err := f.store.ListRunners(ctx, store.RunnerFilter{Limit: 100000})
+			if err != nil {
+				break
+			}
+			for _, r := range rs {
+				mu.Lock()
+				at, waiting := sentAt[r.ID]
+				mu.Unlock()
+				if !waiting || r.State == store.StateProvisioning || r.State == store.StateRegistering {
+					continue
+				}
+				hist, err := f.store.RunnerHistory(ctx, r.ID)
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				delete(sentAt, r.ID)
+				served := false
+				for _, h := range hist {
+					if h.To == store.StateActive {
+						lat, served = append(lat, h.At.Sub(at)), true
+						break
+					}
+				}
+				if !served {
+					failures.Add(1) // failed before it was ever ready
+				}
+				pending = len(sentAt)
+				mu.Unlock()
+			}
+			time.Sleep(2 * time.Second)
+		}
+		failures.Add(int64(pending))
 		close(stopRSS)
 
 		maxHistory := int64(0)
-		rs, _ := f.store.ListRunners(ctx, store.RunnerFilter{Limit: 100000})
+		rs, _ := f.store.ListRunners(context.Background(), store.RunnerFilter{Limit: 100000})
 		for i, r := range rs {
 			if i%10 != 0 || r.WorkflowID == "" {
 				continue // a sample of one in ten
 			}
-			if d, err := f.temporal.Client().DescribeWorkflow(ctx, r.WorkflowID, ""); err == nil && d.HistoryLength > int(maxHistory) {
+			if d, err := f.temporal.Client().DescribeWorkflow(context.Background(), r.WorkflowID, ""); err == nil && d.HistoryLength > int(maxHistory) {
 				maxHistory = int64(d.HistoryLength)
 			}
 		}
@@ -157,28 +191,6 @@ func BenchmarkFleet(b *testing.B) {
 	}
 }
 
-// waitActive polls the store until a runner is active and returns when it
-// became so (from its history).
-func waitActive(ctx context.Context, st store.Store, runnerID string) (time.Time, bool) {
-	for ctx.Err() == nil {
-		r, err := st.GetRunner(ctx, runnerID)
-		if err == nil && r.State != store.StateProvisioning && r.State != store.StateRegistering {
-			hist, err := st.RunnerHistory(ctx, runnerID)
-			if err != nil {
-				return time.Time{}, false
-			}
-			for _, t := range hist {
-				if t.To == store.StateActive {
-					return t.At, true
-				}
-			}
-			return time.Time{}, false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Time{}, false
-}
-
 // measureLocalApply times one real `tofu apply` of the local VM module
 // (stopped, so no agent starts) and destroys it.
 func measureLocalApply(b *testing.B) time.Duration {
@@ -190,7 +202,8 @@ func measureLocalApply(b *testing.B) time.Duration {
 	m := tofu.Machine{
 		RunnerID: "fleet-apply", Egg: "fleet", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerStopped,
 		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Concurrent: 1, Tags: []string{"docker"},
-		Agent:       agent.Config{RunnerID: "fleet-apply", Egg: "fleet", Runner: agent.RunnerConfig{Executor: agent.ExecutorShell}},
+		Agent: agent.Config{RunnerID: "fleet-apply", Egg: "fleet", GitLabURL: "http://127.0.0.1:9", TokenRef: "local://runners/fleet-apply/token",
+			Runner: agent.RunnerConfig{Executor: agent.ExecutorShell}},
 		AgentBinary: testbin.Gosling(b), StateDir: ex.StateDir(),
 	}
 	vars, err := m.Variables()

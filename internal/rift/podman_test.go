@@ -52,6 +52,11 @@ func TestDockerCLIThroughRiftToPodman(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { svc.Wait(); close(exited) }()
 	t.Cleanup(func() { cancel(); <-exited })
+	t.Cleanup(func() {
+		// The containers the test ran go before the service does: their
+		// conmon cleanup would outlive the test otherwise.
+		_ = exec.Command(podman, append(base, "rm", "--all", "--force", "--time", "0")...).Run()
+	})
 
 	unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
