@@ -45,7 +45,15 @@ func ByRunnerKind(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, erro
 // retries join it) when fewer than max_concurrent of the egg's runners
 // run, frees the slot when it ends, and passes the job's final status on.
 func GateDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	wfID := contract.GateWorkflowID(egg.Name)
+	return demand(nest, egg, ev, contract.GateWorkflowID(egg.Name), contract.WorkflowGate, func(cloud string) any {
+		return contract.GateInput{Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg)}
+	})
+}
+
+// demand is what GateDemand and PoolDemand share: nothing before pending;
+// a pending job signals-with-start the egg's workflow wfID (its input made
+// by start for the job's cloud); a later status is signalled to it.
+func demand(nest *fly.Nest, egg *fly.Egg, ev JobEvent, wfID, workflow string, start func(cloud string) any) (Intent, bool, error) {
 	switch {
 	case beforePending(ev.Status):
 		return Intent{}, false, nil
@@ -54,10 +62,7 @@ func GateDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error)
 		if err != nil {
 			return Intent{}, false, err
 		}
-		demand := contract.Demand{Job: ev.jobRef(), At: ev.At}
-		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, demand, contract.WorkflowGate, contract.GateInput{
-			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
-		})
+		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, contract.Demand{Job: ev.jobRef(), At: ev.At}, workflow, start(cloud))
 		return in, err == nil, err
 	default:
 		in, err := SignalIntent(wfID, contract.SignalJobStatus, contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
@@ -84,24 +89,9 @@ func eggProviders(nest *fly.Nest, egg *fly.Egg) map[string]fly.Provider {
 // (signal-with-start: the first job starts the pool), and later statuses to
 // the same pool, which frees the job's slot when it ends.
 func PoolDemand(nest *fly.Nest, egg *fly.Egg, ev JobEvent) (Intent, bool, error) {
-	wfID := contract.PoolWorkflowID(egg.Name)
-	switch {
-	case beforePending(ev.Status):
-		return Intent{}, false, nil
-	case ev.Status == "pending":
-		cloud, err := jobCloud(egg)
-		if err != nil {
-			return Intent{}, false, err
-		}
-		demand := contract.Demand{Job: ev.jobRef(), At: ev.At}
-		in, err := SignalWithStartIntent(wfID, contract.SignalDemand, demand, contract.WorkflowPool, contract.PoolInput{
-			Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
-		})
-		return in, err == nil, err
-	default:
-		in, err := SignalIntent(wfID, contract.SignalJobStatus, contract.JobStatus{JobID: ev.JobID, Status: ev.Status, At: ev.At})
-		return in, err == nil, err
-	}
+	return demand(nest, egg, ev, contract.PoolWorkflowID(egg.Name), contract.WorkflowPool, func(cloud string) any {
+		return contract.PoolInput{Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg)}
+	})
 }
 
 // PerJobRunner is a Dispatch that gives a pending job its own
