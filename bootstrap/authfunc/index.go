@@ -11,7 +11,9 @@
 // GOSLING_AUTH_TOKEN_1, GOSLING_AUTH_TOKEN_2, ... (numbered from 1 without
 // gaps), which the function version fills from Lockbox secrets, so no
 // token is in the code or the deployment's plan. It uses the standard
-// library only, so the builder fetches nothing.
+// library only, so the builder fetches nothing, and the syntax of Go 1.16:
+// the builder wants a go.mod without a go line (the plugin it builds must
+// match the runtime's Go), and such a module is read as Go 1.16.
 package main
 
 import (
@@ -37,8 +39,8 @@ type Request struct {
 // context API Gateway hands on to the integration as
 // requestContext.authorizer.
 type Response struct {
-	IsAuthorized bool           `json:"isAuthorized"`
-	Context      map[string]any `json:"context,omitempty"`
+	IsAuthorized bool                   `json:"isAuthorized"`
+	Context      map[string]interface{} `json:"context,omitempty"`
 }
 
 // Handler answers API Gateway. It never returns an error: a request it
@@ -76,12 +78,11 @@ func Authorize(headers map[string]string, tokens []string) *Response {
 			auth = v
 		}
 	}
-	scheme, given, ok := strings.Cut(strings.TrimSpace(auth), " ")
-	given = strings.TrimSpace(given)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || given == "" {
+	parts := strings.SplitN(strings.TrimSpace(auth), " ", 2)
+	if len(parts) != 2 || !strings.EqualFold(parts[0], "Bearer") || strings.TrimSpace(parts[1]) == "" {
 		return &Response{}
 	}
-	match := 0
+	given, match := strings.TrimSpace(parts[1]), 0
 	for i, t := range tokens {
 		if subtle.ConstantTimeCompare([]byte(given), []byte(t)) == 1 && match == 0 {
 			match = i + 1
@@ -90,5 +91,5 @@ func Authorize(headers map[string]string, tokens []string) *Response {
 	if match == 0 {
 		return &Response{}
 	}
-	return &Response{IsAuthorized: true, Context: map[string]any{"token": match}}
+	return &Response{IsAuthorized: true, Context: map[string]interface{}{"token": match}}
 }
