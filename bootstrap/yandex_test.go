@@ -51,8 +51,17 @@ func newYC(t testing.TB) *ycStack {
 	}
 	ymq := awstest.New()
 	t.Cleanup(func() { srv.Close(); ymq.Close() })
+	// The secret the example Nest's URIs name, made by hand before any
+	// deploy; the auth function reads its two API tokens.
+	srv.PutSecret(exampleFolder, exampleLockbox, "gosling-by-hand", map[string]string{"api_token_ops": "ops-token", "api_token_ci": "ci-token"})
 	return &ycStack{Server: srv, ymq: ymq}
 }
+
+// The folder and the Lockbox secret of examples/nest.
+const (
+	exampleFolder  = "b1gexamplefolder0001"
+	exampleLockbox = "e6qexamplelockbox0001"
+)
 
 func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 	t.Helper()
