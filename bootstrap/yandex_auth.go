@@ -447,7 +447,7 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 				return err
 			}
 			if version == "" {
-				return fmt.Errorf("Lockbox secret %s has no version yet: add the token %s to it first", str(s, "secret_id"), str(s, "key"))
+				return fmt.Errorf("the Lockbox secret %s has no version yet: add the token %s to it first", str(s, "secret_id"), str(s, "key"))
 			}
 		}
 		req.Secrets = append(req.Secrets, &functions.Secret{Id: str(s, "secret_id"), VersionId: version, Key: str(s, "key"),

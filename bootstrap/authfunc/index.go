@@ -32,7 +32,6 @@ const TokenEnvPrefix = "GOSLING_AUTH_TOKEN_"
 // the HTTP headers of the request being authorized, by name.
 type Request struct {
 	Headers map[string]string `json:"headers"`
-	Path    string            `json:"path"`
 }
 
 // Response is the authorizer's answer: isAuthorized, and on success the
