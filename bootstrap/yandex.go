@@ -830,8 +830,11 @@ func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) er
 	var have []string
 	if before != nil {
 		have = strList(before.Props, "roles")
-		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") {
-			if err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(before.Props, "service_account_id"), nil, have); err != nil {
+		// Another account or another resource (a function made anew):
+		// the old roles go first; a resource already gone took them along.
+		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") || bindingTarget(*before) != bindingTarget(*r) {
+			err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(before.Props, "service_account_id"), nil, have)
+			if err != nil && status.Code(err) != codes.NotFound {
 				return err
 			}
 			have = nil
