@@ -148,8 +148,10 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 // gatewaySpec is the API gateway's OpenAPI spec: /api/{proxy+} (the REST
 // API) behind the auth function when auth.tokens is set, every other path
 // (GitLab's webhooks, the runners' agent, health) straight to the API
-// container, which checks X-Gitlab-Token and runner tokens itself. The
-// authorizer's answer is cached for auth.cache_ttl
+// container, which checks X-Gitlab-Token and runner tokens itself. Of two
+// greedy routes the gateway picks the longer, so /api/... takes the first
+// (https://yandex.cloud/en/docs/api-gateway/concepts, "Algorithm for a
+// handler search"). The authorizer's answer is cached for auth.cache_ttl
 // (https://yandex.cloud/en/docs/api-gateway/concepts/extensions/function-authorizer).
 func gatewaySpec(n *fly.Nest, dep string) (spec map[string]any, description string) {
 	invoker := Ref(YCServiceAccount+".invoker", "id")
