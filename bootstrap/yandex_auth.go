@@ -300,7 +300,7 @@ func (p *YandexProvider) readAuth(ctx context.Context, sas []Resource, hints []R
 	if err != nil {
 		return nil, err
 	}
-	fns, err := p.readFunctions(ctx)
+	fns, err := p.readFunctions(ctx, pinnedVersions(hints))
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +316,27 @@ func (p *YandexProvider) readAuth(ctx context.Context, sas []Resource, hints []R
 	return append(out, bs...), nil
 }
 
-func (p *YandexProvider) readFunctions(ctx context.Context) ([]Resource, error) {
+// pinnedVersions maps each token's environment variable to the Lockbox
+// version the first auth function of hints (the desired one, when planning
+// a deploy) names by ID, for tokens whose URI pins a version.
+func pinnedVersions(hints []Resource) map[string]string {
+	out := map[string]string{}
+	for _, h := range hints {
+		if h.Address() != YCFunction+".auth" {
+			continue
+		}
+		secrets, _ := mapOf(h.Props, "version")["secrets"].([]any)
+		for _, e := range secrets {
+			if s, _ := e.(map[string]any); str(s, "version") != secretCurrent {
+				out[str(s, "environment_variable")] = str(s, "version")
+			}
+		}
+		break
+	}
+	return out
+}
+
+func (p *YandexProvider) readFunctions(ctx context.Context, pinned map[string]string) ([]Resource, error) {
 	c, err := p.conn(ctx, ycFunctionService)
 	if err != nil {
 		return nil, err
@@ -340,7 +360,7 @@ func (p *YandexProvider) readFunctions(ctx context.Context) ([]Resource, error) 
 			case err != nil:
 				return nil, fmt.Errorf("read the latest version of function %s: %w", f.GetName(), err)
 			default:
-				if props["version"], err = p.versionProps(ctx, v); err != nil {
+				if props["version"], err = p.versionProps(ctx, v, pinned); err != nil {
 					return nil, fmt.Errorf("function %s: %w", f.GetName(), err)
 				}
 			}
@@ -354,10 +374,11 @@ func (p *YandexProvider) readFunctions(ctx context.Context) ([]Resource, error) 
 }
 
 // versionProps is a function version in the desired set's shape. A secret
-// at its secret's current version reads as "current", so a token added to
-// Lockbox since the last deploy shows as a change; the code is the sha256
-// that deploy wrote in the version's description.
-func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version) (map[string]any, error) {
+// at its secret's current version reads as "current", unless pinned (by
+// environment variable) names that version, so a token added to Lockbox
+// since the last deploy shows as a change; the code is the sha256 that
+// deploy wrote in the version's description.
+func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version, pinned map[string]string) (map[string]any, error) {
 	var secrets []any
 	current := map[string]string{}
 	for _, s := range v.GetSecrets() {
@@ -370,7 +391,7 @@ func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version)
 			}
 			current[s.GetId()] = cur
 		}
-		if version == cur {
+		if version == cur && pinned[s.GetEnvironmentVariable()] != version {
 			version = secretCurrent
 		}
 		secrets = append(secrets, map[string]any{

@@ -503,3 +503,30 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Errorf("update to unknown code: %v", err)
 	}
 }
+
+// A token whose URI pins a Lockbox version keeps it: the next plan is
+// empty, also after the secret gets a newer version.
+func TestYandexAuthPinnedTokenVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	pinned := srv.Secret("gosling-by-hand").GetCurrentVersion().GetId()
+	n.MotherGoose.APIGateway.Auth.Tokens[0] = fly.SecretRef("yc-lockbox://" + exampleLockbox + "/api_token_ops?version=" + pinned)
+	e, desired := yandexEngine(t, srv, n)
+	p, actual, _ := e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("second plan: %+v", p.Changes)
+	}
+	srv.PutSecret(exampleFolder, exampleLockbox, "", map[string]string{"api_token_ci": "ci-token-2"})
+	p, _, _ = e.Plan(ctx, desired)
+	if len(p.Changes) != 1 || p.Changes[0].Address != YCFunction+".auth" {
+		t.Fatalf("plan after a new version of the secret: %+v", p.Changes)
+	}
+	secrets := mapOf(p.Changes[0].Before.Props, "version")["secrets"].([]any)
+	if got := str(secrets[0].(map[string]any), "version"); got != pinned {
+		t.Errorf("the pinned token reads as version %q, want %s", got, pinned)
+	}
+}
