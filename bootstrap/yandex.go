@@ -20,6 +20,7 @@ import (
 	rm "github.com/yandex-cloud/go-genproto/yandex/cloud/resourcemanager/v1"
 	apigw "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/apigateway/v1"
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
+	functions "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/functions/v1"
 	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	ycsdk "github.com/yandex-cloud/go-sdk/v2"
@@ -43,12 +44,18 @@ const (
 	YCDatabase       = "yandex_ydb_database"
 	YCQueue          = "yandex_message_queue"
 	YCSecret         = "yandex_lockbox_secret"
-	YCContainer      = "yandex_serverless_container"
-	YCTrigger        = "yandex_function_trigger"
-	YCGateway        = "yandex_api_gateway"
+	// YCSecretBinding is a service account's roles on one Lockbox secret.
+	YCSecretBinding = "yandex_lockbox_secret_iam_binding"
+	YCContainer     = "yandex_serverless_container"
+	// YCFunction is a Cloud Function with its latest version.
+	YCFunction = "yandex_function"
+	// YCFunctionBinding is a service account's roles on one function.
+	YCFunctionBinding = "yandex_function_iam_binding"
+	YCTrigger         = "yandex_function_trigger"
+	YCGateway         = "yandex_api_gateway"
 )
 
-var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCDatabase, YCQueue, YCContainer, YCTrigger, YCGateway}
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCSecretBinding, YCDatabase, YCQueue, YCContainer, YCFunction, YCFunctionBinding, YCTrigger, YCGateway}
 
 // YandexOptions say how to reach Yandex Cloud: the endpoint and the
 // credentials of internal/yandexauth (a service-account key file, an IAM
@@ -98,8 +105,10 @@ func YandexFolder(n *fly.Nest) string {
 // serverless YDB database (never deleted), Message Queue's queue and dead-letter queue when
 // queue.kind is ymq, a Serverless Container per component whose revision
 // runs the component's image as its service account, timer triggers for
-// UglyFox and the jobs when triggers.kind is timer, and an API gateway
-// whose OpenAPI spec sends every request to the API container.
+// UglyFox and the jobs when triggers.kind is timer, the auth function of
+// api_gateway.auth when it names tokens (see yandexAuth), and an API
+// gateway whose OpenAPI spec sends every request to the API container,
+// those of /api/ through the auth function (see gatewaySpec).
 func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudYandex {
@@ -165,6 +174,11 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			},
 		}, DependsOn: []string{YCFolderBinding + "." + c.key}})
 	}
+	authRes, err := yandexAuth(n, folder, labels)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, authRes...)
 	invoker := Ref(YCServiceAccount+".invoker", "id")
 	if mg.Triggers.Kind == "timer" {
 		trigger := func(name, cron, container, kind string) error {
@@ -191,20 +205,14 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			}
 		}
 	}
-	// The gateway sends every request to the API container, which checks
-	// webhook secrets and API tokens itself.
+	spec, description := gatewaySpec(n, dep)
+	gwDeps := []string{YCFolderBinding + ".invoker"}
+	if len(authRes) > 0 {
+		gwDeps = append(gwDeps, YCFunctionBinding+".auth")
+	}
 	out = append(out, Resource{Type: YCGateway, Name: "api", Props: map[string]any{
-		"name": dep, "folder_id": folder, "labels": labels,
-		"openapi_spec": map[string]any{
-			"openapi": "3.0.0", "info": map[string]any{"title": dep, "version": "1.0.0"},
-			"paths": map[string]any{"/{proxy+}": map[string]any{"x-yc-apigateway-any-method": map[string]any{
-				"parameters": []any{map[string]any{"name": "proxy", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}},
-				"x-yc-apigateway-integration": map[string]any{
-					"type": "serverless_containers", "container_id": Ref(YCContainer+".api", "id"), "service_account_id": invoker,
-				},
-			}}},
-		},
-	}, DependsOn: []string{YCFolderBinding + ".invoker"}})
+		"name": dep, "folder_id": folder, "labels": labels, "description": description, "openapi_spec": spec,
+	}, DependsOn: gwDeps})
 	return out, nil
 }
 
@@ -364,6 +372,11 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	out = append(out, cs...)
+	auth, err := p.readAuth(ctx, sas, hints)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, auth...)
 	ts, err := p.readTriggers(ctx)
 	if err != nil {
 		return nil, err
@@ -489,7 +502,7 @@ func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
 				return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
 			}
 			out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
-				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "openapi_spec": doc,
+				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(), "openapi_spec": doc,
 			}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
 		}
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
@@ -544,14 +557,14 @@ func (p *YandexProvider) putGateway(ctx context.Context, before, r *Resource) er
 	spec := jsonString(r.Props["openapi_spec"])
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &apigw.UpdateApiGatewayRequest{
-			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels,
+			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
 			Spec:       &apigw.UpdateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "openapi_spec"}},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "description", "openapi_spec"}},
 		}))
 		return err
 	}
 	op, err := p.wait(ctx)(cl.Create(ctx, &apigw.CreateApiGatewayRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
 		Spec: &apigw.CreateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
 	}))
 	if err != nil {
@@ -710,7 +723,7 @@ func revisionProps(r *containers.Revision) map[string]any {
 // journal does not know of is left.
 func (p *YandexProvider) Create(ctx context.Context, r Resource) (Resource, error) {
 	if err := p.put(ctx, nil, &r); err != nil {
-		if r.ID != "" && r.Type != YCFolderBinding {
+		if r.ID != "" && !slices.Contains([]string{YCFolderBinding, YCSecretBinding, YCFunctionBinding}, r.Type) {
 			if derr := p.Delete(context.WithoutCancel(ctx), r); derr != nil {
 				err = errors.Join(err, fmt.Errorf("and removing what it made failed: %w", derr))
 			}
@@ -733,8 +746,10 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 	switch r.Type {
 	case YCServiceAccount:
 		return p.putServiceAccount(ctx, before, r)
-	case YCFolderBinding:
+	case YCFolderBinding, YCSecretBinding, YCFunctionBinding:
 		return p.putBinding(ctx, before, r)
+	case YCFunction:
+		return p.putFunction(ctx, before, r)
 	case YCDatabase:
 		return p.putDatabase(ctx, before, r)
 	case YCContainer:
@@ -785,7 +800,9 @@ func (p *YandexProvider) putServiceAccount(ctx context.Context, before, r *Resou
 	return nil
 }
 
-func (p *YandexProvider) updateBindings(ctx context.Context, folder, saID string, add, remove []string) error {
+// updateBindings adds and removes roles of the service account saID on the
+// resource (folder, secret or function) that bindings of type typ are on.
+func (p *YandexProvider) updateBindings(ctx context.Context, typ, resource, saID string, add, remove []string) error {
 	var deltas []*access.AccessBindingDelta
 	for _, list := range []struct {
 		roles  []string
@@ -800,11 +817,11 @@ func (p *YandexProvider) updateBindings(ctx context.Context, folder, saID string
 	if len(deltas) == 0 {
 		return nil
 	}
-	c, err := p.conn(ctx, ycFolderService)
+	cl, err := p.bindingClient(ctx, typ)
 	if err != nil {
 		return err
 	}
-	_, err = p.wait(ctx)(rm.NewFolderServiceClient(c).UpdateAccessBindings(ctx, &access.UpdateAccessBindingsRequest{ResourceId: folder, AccessBindingDeltas: deltas}))
+	_, err = p.wait(ctx)(cl.UpdateAccessBindings(ctx, &access.UpdateAccessBindingsRequest{ResourceId: resource, AccessBindingDeltas: deltas}))
 	return err
 }
 
@@ -813,8 +830,11 @@ func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) er
 	var have []string
 	if before != nil {
 		have = strList(before.Props, "roles")
-		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") {
-			if err := p.updateBindings(ctx, str(before.Props, "folder_id"), str(before.Props, "service_account_id"), nil, have); err != nil {
+		// Another account or another resource (a function made anew):
+		// the old roles go first; a resource already gone took them along.
+		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") || bindingTarget(*before) != bindingTarget(*r) {
+			err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(before.Props, "service_account_id"), nil, have)
+			if err != nil && status.Code(err) != codes.NotFound {
 				return err
 			}
 			have = nil
@@ -831,9 +851,9 @@ func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) er
 			remove = append(remove, role)
 		}
 	}
-	r.ID = str(r.Props, "folder_id") + "/" + str(r.Props, "service_account_id")
+	r.ID = bindingTarget(*r) + "/" + str(r.Props, "service_account_id")
 	r.Outputs = map[string]string{}
-	return p.updateBindings(ctx, str(r.Props, "folder_id"), str(r.Props, "service_account_id"), add, remove)
+	return p.updateBindings(ctx, r.Type, bindingTarget(*r), str(r.Props, "service_account_id"), add, remove)
 }
 
 func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) error {
@@ -911,8 +931,13 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 		if c, err = p.conn(ctx, ycSAService); err == nil {
 			_, err = p.wait(ctx)(iam.NewServiceAccountServiceClient(c).Delete(ctx, &iam.DeleteServiceAccountRequest{ServiceAccountId: r.ID}))
 		}
-	case YCFolderBinding:
-		err = p.updateBindings(ctx, str(r.Props, "folder_id"), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
+	case YCFolderBinding, YCSecretBinding, YCFunctionBinding:
+		err = p.updateBindings(ctx, r.Type, bindingTarget(r), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
+	case YCFunction:
+		var c grpc.ClientConnInterface
+		if c, err = p.conn(ctx, ycFunctionService); err == nil {
+			_, err = p.wait(ctx)(functions.NewFunctionServiceClient(c).Delete(ctx, &functions.DeleteFunctionRequest{FunctionId: r.ID}))
+		}
 	case YCDatabase, YCSecret:
 		err = fmt.Errorf("%s is retained: delete it by hand", r.Address())
 	case YCContainer:

@@ -1,8 +1,9 @@
 // Package yctest is a stand-in for the Yandex Cloud services `gosling
 // deploy` calls, for tests: real gRPC on a local listener with
 // go-genproto's service definitions (IAM service accounts, Resource
-// Manager folder access bindings, Serverless Containers, timer triggers,
-// API Gateway, YDB databases, Lockbox secrets and payloads, operations), answering with the real
+// Manager folder access bindings, Serverless Containers, Cloud Functions
+// and their versions, timer triggers, API Gateway, YDB databases, Lockbox
+// secrets, their access bindings and payloads, operations), answering with the real
 // messages, long-running operations that finish when first polled, and
 // Yandex's errors: ALREADY_EXISTS for a taken name, PERMISSION_DENIED for
 // what Deny names, RESOURCE_EXHAUSTED past a quota, NOT_FOUND. No Yandex
@@ -27,6 +28,7 @@ import (
 	rm "github.com/yandex-cloud/go-genproto/yandex/cloud/resourcemanager/v1"
 	apigw "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/apigateway/v1"
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
+	functions "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/functions/v1"
 	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	"google.golang.org/grpc"
@@ -54,7 +56,7 @@ type Server struct {
 	quotas   map[string]int
 	ops      map[string]*operation.Operation
 	sas      map[string]*iam.ServiceAccount
-	bindings map[string][]*access.AccessBinding // by folder
+	bindings map[string][]*access.AccessBinding // by folder, secret or function
 	cts      map[string]*containers.Container
 	revs     map[string][]*containers.Revision // by container, newest first
 	dbs      map[string]*ydb.Database
@@ -63,13 +65,17 @@ type Server struct {
 	triggers map[string]*triggers.Trigger
 	gateways map[string]*apigw.ApiGateway
 	specs    map[string]string // OpenAPI specs by gateway
-	issued   map[string]bool   // IAM tokens handed out for keys
+	fns      map[string]*functions.Function
+	fnVers   map[string][]*functions.Version // by function, newest first
+	fnCode   map[string][]byte               // version content by version
+	issued   map[string]bool                 // IAM tokens handed out for keys
 }
 
 // Quota names, as Yandex's quota errors name them.
 const (
 	QuotaServiceAccounts = "iam.serviceAccounts.count"
 	QuotaContainers      = "serverless.containers.count"
+	QuotaFunctions       = "serverless.functions.count"
 )
 
 // New starts a server that accepts the IAM token iamToken.
@@ -84,6 +90,7 @@ func New(iamToken string) (*Server, error) {
 		bindings: map[string][]*access.AccessBinding{}, cts: map[string]*containers.Container{}, revs: map[string][]*containers.Revision{},
 		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
 		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
+		fns: map[string]*functions.Function{}, fnVers: map[string][]*functions.Version{}, fnCode: map[string][]byte{},
 	}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	iam.RegisterServiceAccountServiceServer(s.grpc, saService{s: s})
@@ -96,6 +103,7 @@ func New(iamToken string) (*Server, error) {
 	operation.RegisterOperationServiceServer(s.grpc, opService{s: s})
 	triggers.RegisterTriggerServiceServer(s.grpc, triggerService{s: s})
 	apigw.RegisterApiGatewayServiceServer(s.grpc, gatewayService{s: s})
+	functions.RegisterFunctionServiceServer(s.grpc, functionService{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -357,17 +365,28 @@ type folderService struct {
 }
 
 func (x folderService) ListAccessBindings(_ context.Context, r *access.ListAccessBindingsRequest) (*access.ListAccessBindingsResponse, error) {
-	out := &access.ListAccessBindingsResponse{}
-	for _, b := range x.s.bindings[r.GetResourceId()] {
-		out.AccessBindings = append(out.AccessBindings, proto.Clone(b).(*access.AccessBinding))
-	}
-	return out, nil
+	return x.s.listAccessBindings(r.GetResourceId()), nil
 }
 
 func (x folderService) UpdateAccessBindings(_ context.Context, r *access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
-	s := x.s
-	folder := r.GetResourceId()
-	bs := s.bindings[folder]
+	return x.s.updateAccessBindings(r)
+}
+
+// listAccessBindings answers ListAccessBindings of any resource (a folder,
+// a Lockbox secret, a function) from its bindings.
+func (s *Server) listAccessBindings(resource string) *access.ListAccessBindingsResponse {
+	out := &access.ListAccessBindingsResponse{}
+	for _, b := range s.bindings[resource] {
+		out.AccessBindings = append(out.AccessBindings, proto.Clone(b).(*access.AccessBinding))
+	}
+	return out
+}
+
+// updateAccessBindings applies UpdateAccessBindings to any resource, as
+// one atomic change.
+func (s *Server) updateAccessBindings(r *access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
+	resource := r.GetResourceId()
+	bs := s.bindings[resource]
 	find := func(b *access.AccessBinding) int {
 		for i, have := range bs {
 			if have.GetRoleId() == b.GetRoleId() && have.GetSubject().GetId() == b.GetSubject().GetId() {
@@ -396,8 +415,18 @@ func (x folderService) UpdateAccessBindings(_ context.Context, r *access.UpdateA
 			bs = append(bs[:i], bs[i+1:]...)
 		}
 	}
-	s.bindings[folder] = bs
-	return s.op("Update access bindings", &access.UpdateAccessBindingsMetadata{ResourceId: folder}, &access.AccessBindingsOperationResult{}), nil
+	s.bindings[resource] = bs
+	return s.op("Update access bindings", &access.UpdateAccessBindingsMetadata{ResourceId: resource}, &access.AccessBindingsOperationResult{}), nil
+}
+
+// hasRole tells whether the service account holds role on resource.
+func (s *Server) hasRole(resource, saID, role string) bool {
+	for _, b := range s.bindings[resource] {
+		if b.GetRoleId() == role && b.GetSubject().GetId() == saID {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- Serverless Containers ----
@@ -670,4 +699,55 @@ func (x payloadService) Get(_ context.Context, r *lockbox.GetPayloadRequest) (*l
 		out.Entries = append(out.Entries, proto.Clone(e).(*lockbox.Payload_Entry))
 	}
 	return out, nil
+}
+
+func (x secretService) Get(_ context.Context, r *lockbox.GetSecretRequest) (*lockbox.Secret, error) {
+	sec := x.s.secrets[r.GetSecretId()]
+	if sec == nil {
+		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
+	}
+	return proto.Clone(sec).(*lockbox.Secret), nil
+}
+
+func (x secretService) ListAccessBindings(_ context.Context, r *access.ListAccessBindingsRequest) (*access.ListAccessBindingsResponse, error) {
+	if x.s.secrets[r.GetResourceId()] == nil {
+		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetResourceId())
+	}
+	return x.s.listAccessBindings(r.GetResourceId()), nil
+}
+
+func (x secretService) UpdateAccessBindings(_ context.Context, r *access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
+	if x.s.secrets[r.GetResourceId()] == nil {
+		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetResourceId())
+	}
+	return x.s.updateAccessBindings(r)
+}
+
+// PutSecret makes a Lockbox secret with a given ID, as one made by hand
+// before a deploy (the secrets a Nest's URIs name), whose current version
+// holds entries, or adds entries as a new current version when the secret
+// exists. It returns the new version's ID.
+func (s *Server) PutSecret(folder, id, name string, entries map[string]string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec := s.secrets[id]
+	if sec == nil {
+		sec = &lockbox.Secret{Id: id, FolderId: folder, CreatedAt: timestamppb.Now(), Name: name, Status: lockbox.Secret_ACTIVE}
+		s.secrets[id] = sec
+	}
+	var changes []*lockbox.PayloadEntryChange
+	keys := make([]string, 0, len(entries))
+	for k := range entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		changes = append(changes, &lockbox.PayloadEntryChange{Key: k, Value: &lockbox.PayloadEntryChange_TextValue{TextValue: entries[k]}})
+	}
+	return secretService{s: s}.addVersion(sec, changes).Id
+}
+
+// SecretBindings returns a Lockbox secret's access bindings.
+func (s *Server) SecretBindings(id string) []*access.AccessBinding {
+	return s.Bindings(id)
 }
