@@ -255,7 +255,13 @@ func (p *AWSProvider) readFunctions(ctx context.Context, hints []Resource) ([]Re
 				return nil, err
 			}
 			out = append(out, fn)
-			perms, err := p.readPermissions(ctx, name, rn)
+			prn := rn
+			for _, h := range hints {
+				if h.Type == AWSPermission && str(h.Props, "function_name") == name {
+					prn = h.Name
+				}
+			}
+			perms, err := p.readPermissions(ctx, name, prn)
 			if err != nil {
 				return nil, err
 			}
@@ -303,7 +309,8 @@ type lambdaPolicy struct {
 
 // readPermissions reads the statements of a function's resource policy
 // that AddPermission made for API Gateway; the one permission per function
-// is named after the function's resource.
+// is named as the desired set names it, else after the function's
+// resource.
 func (p *AWSProvider) readPermissions(ctx context.Context, function, rn string) ([]Resource, error) {
 	got, err := p.lambda.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: &function})
 	if apiCode(err) == "ResourceNotFoundException" {
@@ -339,14 +346,31 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 	}
 	imageConfig := &lambdatypes.ImageConfig{Command: strList(r.Props, "command")}
 	if before == nil {
-		if _, err := p.lambda.CreateFunction(ctx, &lambda.CreateFunctionInput{
+		in := &lambda.CreateFunctionInput{
 			FunctionName: &name, PackageType: lambdatypes.PackageType(str(r.Props, "package_type")),
 			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(str(r.Props, "image"))}, ImageConfig: imageConfig,
 			Role: aws.String(str(r.Props, "role")), MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))),
 			Timeout: aws.Int32(int32(num(r.Props, "timeout"))), Environment: &lambdatypes.Environment{Variables: env},
 			Tags: strMap(mapOf(r.Props, "tags")),
-		}); err != nil {
-			return err
+		}
+		// A role made a moment ago is not yet visible to Lambda (IAM is
+		// eventually consistent): CreateFunction says it cannot be assumed
+		// for some seconds.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			_, err := p.lambda.CreateFunction(ctx, in)
+			if err == nil {
+				break
+			}
+			var bad *lambdatypes.InvalidParameterValueException
+			if !errors.As(err, &bad) || !strings.Contains(aws.ToString(bad.Message), "cannot be assumed") || time.Now().After(deadline) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
 		}
 		return lambda.NewFunctionActiveV2Waiter(p.lambda).Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait)
 	}
