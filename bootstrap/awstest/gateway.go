@@ -152,8 +152,6 @@ func gwBadRequest(format string, args ...any) *apiError {
 	return errorf(400, "BadRequestException", format, args...)
 }
 
-func gwARN(path string) string { return fmt.Sprintf("arn:aws:apigateway:%s::%s", Region, path) }
-
 // merge copies the fields of in that the API takes into doc.
 func merge(doc, in map[string]any, fields ...string) {
 	for _, f := range fields {
