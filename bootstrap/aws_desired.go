@@ -95,8 +95,11 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 // tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
 // the Nest names (created empty, never deleted), the store's DynamoDB table
 // (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
-// with one Fargate service per component, and EventBridge Scheduler
-// schedules for UglyFox and the jobs when triggers.kind is eventbridge.
+// with one Fargate service per component, EventBridge Scheduler
+// schedules for UglyFox and the jobs when triggers.kind is eventbridge,
+// and, when the aws provider names a vpc_id, the API gateway (awsGateway)
+// with the auth function's role and log group and the Cloud Map namespace
+// and service the API service registers in.
 func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudAWS {
