@@ -20,10 +20,28 @@ const (
 	AWSService       = "aws_ecs_service"
 	AWSScheduleGroup = "aws_scheduler_schedule_group"
 	AWSSchedule      = "aws_scheduler_schedule"
+
+	AWSNamespace        = "aws_service_discovery_private_dns_namespace"
+	AWSDiscoveryService = "aws_service_discovery_service"
+	AWSFunction         = "aws_lambda_function"
+	AWSPermission       = "aws_lambda_permission"
+	AWSAPI              = "aws_apigatewayv2_api"
+	AWSVPCLink          = "aws_apigatewayv2_vpc_link"
+	AWSIntegration      = "aws_apigatewayv2_integration"
+	AWSAuthorizer       = "aws_apigatewayv2_authorizer"
+	AWSRoute            = "aws_apigatewayv2_route"
+	AWSStage            = "aws_apigatewayv2_stage"
 )
 
-// awsTypes is the order AWS resources are made in.
-var awsTypes = []string{AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSCluster, AWSService, AWSScheduleGroup, AWSSchedule}
+// awsTypes is the order AWS resources are made in; resources read back
+// carry no DependsOn, so deletes run in the reverse of this order (a
+// route before its authorizer, the ECS service before its Cloud Map
+// service, a Lambda permission before its function).
+var awsTypes = []string{
+	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSNamespace, AWSDiscoveryService, AWSCluster, AWSService,
+	AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSPermission,
+	AWSScheduleGroup, AWSSchedule,
+}
 
 // TagDeployment is the tag (AWS) or label (Yandex) that names the
 // deployment a resource belongs to.
@@ -77,8 +95,11 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 // tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
 // the Nest names (created empty, never deleted), the store's DynamoDB table
 // (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
-// with one Fargate service per component, and EventBridge Scheduler
-// schedules for UglyFox and the jobs when triggers.kind is eventbridge.
+// with one Fargate service per component, EventBridge Scheduler
+// schedules for UglyFox and the jobs when triggers.kind is eventbridge,
+// and, when the aws provider names a vpc_id, the API gateway (awsGateway)
+// with the auth function's role and log group and the Cloud Map namespace
+// and service the API service registers in.
 func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudAWS {
@@ -168,6 +189,25 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	role("task-execution", ecsTasks, "ECS task execution: pull the images, write the containers' logs",
 		statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
 		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/*:*")}, nil))
+	// The gateway exists when the aws provider names the VPC its link
+	// reaches the API service in (fly requires vpc_id with api_gateway).
+	aws := mg.Providers[fly.CloudAWS]
+	gateway := aws.VPCID != ""
+	auth := mg.APIGateway.Auth
+	authFunction := dep + "-" + auth.Name
+	authLogGroup := "/aws/lambda/" + authFunction
+	if gateway {
+		var tokens []string
+		for _, t := range auth.Tokens {
+			if u, err := t.Parse(); err == nil && u.Scheme == fly.SchemeAWSSM && !slices.Contains(tokens, u.Path) {
+				tokens = append(tokens, u.Path)
+			}
+		}
+		slices.Sort(tokens)
+		role("auth", "lambda.amazonaws.com", "Auth function (the gateway's Lambda authorizer): reads the API tokens, writes its own logs",
+			readSecrets(tokens),
+			statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+authLogGroup+":*")}, nil))
+	}
 	if mg.Triggers.Kind == "eventbridge" {
 		role("scheduler", "scheduler.amazonaws.com", "EventBridge Scheduler: send the scheduled triggers to the queue",
 			statement("sqs:SendMessage", []any{queueARN}, nil))
@@ -176,6 +216,10 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	// Log groups.
 	for _, key := range []string{"api", "mothergoose-worker", "uglyfox-worker", "runners"} {
 		add(AWSLogGroup, key, map[string]any{"name": logGroup(key), "retention_in_days": 30, "tags": tags})
+	}
+	if gateway {
+		// Lambda writes to /aws/lambda/<function>, not under the deployment's path.
+		add(AWSLogGroup, "auth", map[string]any{"name": authLogGroup, "retention_in_days": 30, "tags": tags})
 	}
 
 	// Secrets, created empty; their values are set with gosling secrets put.
@@ -196,8 +240,22 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		"tags":                      tags,
 	}, AWSQueue+".dead-letter")
 
+	// The API service's name in Cloud Map, which the gateway's VPC link
+	// integration looks up (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-private.html).
+	// SRV records carry the port, so the instances ECS registers have
+	// AWS_INSTANCE_IPV4 and AWS_INSTANCE_PORT.
+	if gateway {
+		if len(aws.Subnets) == 0 {
+			return nil, fmt.Errorf("mothergoose provider \"aws\": the gateway's VPC link needs subnets: set subnets = [\"subnet-...\"] (those of the API service)")
+		}
+		add(AWSNamespace, "servers", map[string]any{"name": dep + ".internal", "vpc": aws.VPCID, "tags": tags})
+		add(AWSDiscoveryService, "api", map[string]any{
+			"name": "api", "namespace_id": Ref(AWSNamespace+".servers", "id"),
+			"dns_records": []any{map[string]any{"type": "SRV", "ttl": 10}}, "tags": tags,
+		})
+	}
+
 	// Fargate services.
-	aws := mg.Providers[fly.CloudAWS]
 	add(AWSCluster, "servers", map[string]any{"name": dep, "tags": tags})
 	for _, c := range components {
 		ct := containerOf(mg, c.key)
@@ -208,7 +266,7 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		if ct.Image == "" {
 			return nil, fmt.Errorf("mothergoose.containers.%s: no image: set image = \"<registry>/gosling:<version>\"", strings.ReplaceAll(c.key, "-", "_"))
 		}
-		add(AWSService, c.key, map[string]any{
+		props := map[string]any{
 			"name": dep + "-" + c.key, "cluster": dep, "desired_count": ct.MinInstances,
 			"task": map[string]any{
 				"family": dep + "-" + c.key, "image": ct.Image, "command": c.command, "cpu": cpu, "memory": mem,
@@ -218,7 +276,19 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 				"environment":        map[string]any{"GOSLING_NEST": "/nest", "AWS_REGION": acct.Region},
 			},
 			"subnets": aws.Subnets, "tags": tags,
-		}, AWSCluster+".servers", AWSLogGroup+"."+c.key)
+		}
+		if gateway && c.key == "api" {
+			// ECS registers every task of the service in Cloud Map with the
+			// container's port (8080, where gosling server listens).
+			props["service_registry"] = Ref(AWSDiscoveryService+".api", "arn")
+		}
+		add(AWSService, c.key, props, AWSCluster+".servers", AWSLogGroup+"."+c.key)
+	}
+
+	if gateway {
+		if err := awsGateway(add, mg, acct, dep, authFunction, tags); err != nil {
+			return nil, err
+		}
 	}
 
 	// Cloud triggers.
@@ -250,6 +320,90 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 	}
 	return out, nil
+}
+
+// awsGateway adds the API Gateway HTTP API in front of the API service:
+// the auth function (a Lambda function running `gosling authorizer` from
+// the API's image) as a REQUEST authorizer with simple responses
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html),
+// the permission that lets API Gateway invoke it, a VPC link and an
+// HTTP_PROXY integration to the API service's Cloud Map service, the
+// route ANY /api/{proxy+} behind the authorizer, the $default route
+// without it (GitLab webhooks and agents carry their own tokens, which the
+// API server checks), and the auto-deployed $default stage.
+func awsGateway(add func(typ, name string, props map[string]any, deps ...string), mg *fly.MotherGoose, acct AWSAccount, dep, function string, tags map[string]any) error {
+	auth := mg.APIGateway.Auth
+	image := mg.Containers.API.Image
+	if image == "" {
+		return fmt.Errorf("mothergoose.containers.api: no image: the auth function runs the API's image; set image = \"<registry>/gosling:<version>\"")
+	}
+	var tokens []string
+	for _, t := range auth.Tokens {
+		tokens = append(tokens, string(t))
+	}
+	add(AWSFunction, "auth", map[string]any{
+		"name": function, "package_type": "Image", "image": image, "command": []any{"authorizer"},
+		"role": Ref(AWSRole+".auth", "arn"), "memory_size": 128, "timeout": 5,
+		// Secret URIs, never values: the function reads them with its role.
+		"environment": map[string]any{
+			"GOSLING_AUTH_TOKENS":    strings.Join(tokens, ","),
+			"GOSLING_AUTH_CACHE_TTL": auth.CacheTTL.D().String(),
+		},
+		"tags": tags,
+	}, AWSLogGroup+".auth")
+	add(AWSAPI, "api", map[string]any{"name": dep, "protocol_type": "HTTP", "tags": tags})
+	functionARN := acct.arn("lambda", "function:"+function)
+	add(AWSAuthorizer, "auth", map[string]any{
+		"api_id": Ref(AWSAPI+".api", "id"), "name": "auth", "authorizer_type": "REQUEST",
+		"authorizer_payload_format_version": "2.0", "enable_simple_responses": true,
+		"identity_source":                  []any{"$request.header.Authorization"},
+		"authorizer_result_ttl_in_seconds": int(auth.CacheTTL.D().Seconds()),
+		"authorizer_uri":                   fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", acct.Partition, acct.Region, functionARN),
+	}, AWSFunction+".auth")
+	add(AWSPermission, "auth", map[string]any{
+		"function_name": function, "statement_id": "apigateway-" + dep, "action": "lambda:InvokeFunction",
+		"principal": "apigateway.amazonaws.com", "source_arn": Ref(AWSAPI+".api", "execution_arn") + "/*",
+	}, AWSFunction+".auth")
+	add(AWSVPCLink, "api", map[string]any{"name": dep, "subnet_ids": mg.Providers[fly.CloudAWS].Subnets, "tags": tags})
+	add(AWSIntegration, "api", map[string]any{
+		"api_id": Ref(AWSAPI+".api", "id"), "description": "api", "integration_type": "HTTP_PROXY",
+		"integration_method": "ANY", "connection_type": "VPC_LINK", "connection_id": Ref(AWSVPCLink+".api", "id"),
+		"integration_uri": Ref(AWSDiscoveryService+".api", "arn"), "payload_format_version": "1.0",
+	})
+	route := func(key, authorizer string) {
+		props := map[string]any{
+			"api_id": Ref(AWSAPI+".api", "id"), "route_key": key, "target": "integrations/" + Ref(AWSIntegration+".api", "id"),
+			"authorization_type": "NONE", "authorizer_id": "",
+		}
+		if authorizer != "" {
+			props["authorization_type"], props["authorizer_id"] = "CUSTOM", Ref(AWSAuthorizer+"."+authorizer, "id")
+		}
+		add(AWSRoute, routeName(key), props)
+	}
+	route("ANY /api/{proxy+}", "auth")
+	route("$default", "")
+	add(AWSStage, "default", map[string]any{"api_id": Ref(AWSAPI+".api", "id"), "name": "$default", "auto_deploy": true, "tags": tags})
+	return nil
+}
+
+// routeName is a route's resource name: "default" for $default, else the
+// method (left out for ANY) and the path's words, such as "api" for
+// ANY /api/{proxy+}.
+func routeName(key string) string {
+	if key == "$default" {
+		return "default"
+	}
+	method, path, _ := strings.Cut(key, " ")
+	var words []string
+	if method != "ANY" {
+		words = append(words, strings.ToLower(method))
+	}
+	for _, w := range strings.Split(path, "/") {
+		if w != "" && !strings.HasPrefix(w, "{") {
+			words = append(words, w)
+		}
+	}
+	return resourceName(strings.Join(words, "-"))
 }
 
 // resourceName makes a secret name (ci/gitlab) a resource name (ci-gitlab).

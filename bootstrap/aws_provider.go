@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -19,10 +21,12 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/scheduler"
 	schedtypes "github.com/aws/aws-sdk-go-v2/service/scheduler/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/servicediscovery"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
@@ -30,7 +34,8 @@ import (
 
 // AWSEndpoints override the endpoint of single services (test servers,
 // VPC endpoints), keyed by the SDK's service ID in lower case: iam, sts,
-// sqs, ecs, cloudwatch logs, secrets manager, dynamodb, scheduler.
+// sqs, ecs, cloudwatch logs, secrets manager, dynamodb, scheduler,
+// apigatewayv2, lambda, servicediscovery.
 type AWSEndpoints map[string]string
 
 // AWSProvider reads and changes a deployment's AWS resources through
@@ -47,6 +52,12 @@ type AWSProvider struct {
 	sm         *secretsmanager.Client
 	ddb        *dynamodb.Client
 	sched      *scheduler.Client
+	gw         *apigatewayv2.Client
+	lambda     *lambda.Client
+	sd         *servicediscovery.Client
+
+	acctMu sync.Mutex
+	acct   *AWSAccount
 }
 
 // policyName is the one inline policy each role has.
@@ -70,6 +81,9 @@ func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *
 		sm:         secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = ep("secrets manager") }),
 		ddb:        dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = ep("dynamodb") }),
 		sched:      scheduler.NewFromConfig(cfg, func(o *scheduler.Options) { o.BaseEndpoint = ep("scheduler") }),
+		gw:         apigatewayv2.NewFromConfig(cfg, func(o *apigatewayv2.Options) { o.BaseEndpoint = ep("apigatewayv2") }),
+		lambda:     lambda.NewFromConfig(cfg, func(o *lambda.Options) { o.BaseEndpoint = ep("lambda") }),
+		sd:         servicediscovery.NewFromConfig(cfg, func(o *servicediscovery.Options) { o.BaseEndpoint = ep("servicediscovery") }),
 	}
 }
 
@@ -121,7 +135,8 @@ func hintNames(hints []Resource, typ string) map[string]string {
 func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
 	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
-		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readECS, p.readSchedules,
+		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readDiscovery, p.readECS,
+		p.readFunctions, p.readGateway, p.readSchedules,
 	} {
 		got, err := read(ctx, hints)
 		if err != nil {
@@ -154,6 +169,26 @@ func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) 
 		err = p.putScheduleGroup(ctx, nil, r)
 	case AWSSchedule:
 		err = p.putSchedule(ctx, nil, r)
+	case AWSNamespace:
+		err = p.putNamespace(ctx, nil, r)
+	case AWSDiscoveryService:
+		err = p.putDiscoveryService(ctx, nil, r)
+	case AWSFunction:
+		err = p.putFunction(ctx, nil, r)
+	case AWSPermission:
+		err = p.putPermission(ctx, nil, r)
+	case AWSAPI:
+		err = p.putAPI(ctx, nil, r)
+	case AWSVPCLink:
+		err = p.putVPCLink(ctx, nil, r)
+	case AWSIntegration:
+		err = p.putIntegration(ctx, nil, r)
+	case AWSAuthorizer:
+		err = p.putAuthorizer(ctx, nil, r)
+	case AWSRoute:
+		err = p.putRoute(ctx, nil, r)
+	case AWSStage:
+		err = p.putStage(ctx, nil, r)
 	default:
 		err = fmt.Errorf("unknown type %s", r.Type)
 	}
@@ -185,6 +220,26 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 		err = p.putScheduleGroup(ctx, &before, after)
 	case AWSSchedule:
 		err = p.putSchedule(ctx, &before, after)
+	case AWSNamespace:
+		err = p.putNamespace(ctx, &before, after)
+	case AWSDiscoveryService:
+		err = p.putDiscoveryService(ctx, &before, after)
+	case AWSFunction:
+		err = p.putFunction(ctx, &before, after)
+	case AWSPermission:
+		err = p.putPermission(ctx, &before, after)
+	case AWSAPI:
+		err = p.putAPI(ctx, &before, after)
+	case AWSVPCLink:
+		err = p.putVPCLink(ctx, &before, after)
+	case AWSIntegration:
+		err = p.putIntegration(ctx, &before, after)
+	case AWSAuthorizer:
+		err = p.putAuthorizer(ctx, &before, after)
+	case AWSRoute:
+		err = p.putRoute(ctx, &before, after)
+	case AWSStage:
+		err = p.putStage(ctx, &before, after)
 	default:
 		err = fmt.Errorf("unknown type %s", after.Type)
 	}
@@ -230,6 +285,16 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSSchedule:
 		group, _ := r.Props["group"].(string)
 		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
+	case AWSNamespace:
+		err = p.deleteNamespace(ctx, r)
+	case AWSDiscoveryService:
+		_, err = p.sd.DeleteService(ctx, &servicediscovery.DeleteServiceInput{Id: aws.String(r.ID)})
+	case AWSFunction:
+		_, err = p.lambda.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: &name})
+	case AWSPermission:
+		err = p.deletePermission(ctx, r)
+	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
+		err = p.deleteGatewayResource(ctx, r)
 	default:
 		err = fmt.Errorf("unknown type %s", r.Type)
 	}
@@ -438,24 +503,39 @@ func (p *AWSProvider) deleteRole(ctx context.Context, r Resource) error {
 
 // ---- CloudWatch log groups ----
 
-func (p *AWSProvider) readLogGroups(ctx context.Context, _ []Resource) ([]Resource, error) {
-	prefix := p.path()
+// readLogGroups reads the log groups under the deployment's path and the
+// Lambda functions' (/aws/lambda/<deployment>-...) that carry its tag; a
+// function's is named as the desired set names it, else after the
+// function.
+func (p *AWSProvider) readLogGroups(ctx context.Context, hints []Resource) ([]Resource, error) {
+	names := hintNames(hints, AWSLogGroup)
 	var out []Resource
-	pg := cloudwatchlogs.NewDescribeLogGroupsPaginator(p.logs, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &prefix})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list log groups under %s: %w", prefix, err)
-		}
-		for _, g := range page.LogGroups {
-			name := aws.ToString(g.LogGroupName)
-			arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
-			tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+	for _, prefix := range []string{p.path(), "/aws/lambda/" + p.Deployment + "-"} {
+		pg := cloudwatchlogs.NewDescribeLogGroupsPaginator(p.logs, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &prefix})
+		for pg.HasMorePages() {
+			page, err := pg.NextPage(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
+				return nil, fmt.Errorf("list log groups under %s: %w", prefix, err)
 			}
-			props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
-			out = append(out, Resource{Type: AWSLogGroup, Name: strings.TrimPrefix(name, prefix), Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+			for _, g := range page.LogGroups {
+				name := aws.ToString(g.LogGroupName)
+				arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
+				tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+				if err != nil {
+					return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
+				}
+				rn := strings.TrimPrefix(name, prefix)
+				if prefix != p.path() {
+					if !tagged(tags.Tags, p.Deployment) {
+						continue
+					}
+					if n, ok := names[name]; ok {
+						rn = n
+					}
+				}
+				props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
+				out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+			}
 		}
 	}
 	return out, nil
@@ -736,6 +816,9 @@ func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Reso
 		"name": name, "cluster": p.Deployment, "desired_count": int(s.DesiredCount), "task": task,
 		"subnets": subnets, "tags": ecsTags(s.Tags),
 	}
+	if len(s.ServiceRegistries) > 0 {
+		props["service_registry"] = aws.ToString(s.ServiceRegistries[0].RegistryArn)
+	}
 	arn := aws.ToString(s.ServiceArn)
 	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: arn,
 		Outputs: map[string]string{"arn": arn, "task_definition_arn": aws.ToString(t.TaskDefinitionArn)}}, nil
@@ -781,6 +864,12 @@ func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, err
 func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
 	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
 	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{Subnets: strList(r.Props, "subnets"), AssignPublicIp: ecstypes.AssignPublicIpDisabled}}
+	// The API service's tasks register in Cloud Map with the container's
+	// port, for the gateway's VPC link integration.
+	var registries []ecstypes.ServiceRegistry
+	if reg := str(r.Props, "service_registry"); reg != "" {
+		registries = []ecstypes.ServiceRegistry{{RegistryArn: &reg, ContainerName: aws.String("gosling"), ContainerPort: aws.Int32(8080)}}
+	}
 	if before == nil {
 		td, err := p.registerTask(ctx, r)
 		if err != nil {
@@ -789,7 +878,7 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 		_, err = p.ecs.CreateService(ctx, &ecs.CreateServiceInput{
 			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))),
 			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(r.Props, "tags")),
-			PropagateTags: ecstypes.PropagateTagsService,
+			PropagateTags: ecstypes.PropagateTagsService, ServiceRegistries: registries,
 		})
 		if err != nil {
 			// No service uses the revision just registered.
@@ -799,6 +888,13 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 		return nil
 	}
 	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))), NetworkConfiguration: network}
+	if str(before.Props, "service_registry") != str(r.Props, "service_registry") {
+		// An empty list removes the registry.
+		in.ServiceRegistries = registries
+		if in.ServiceRegistries == nil {
+			in.ServiceRegistries = []ecstypes.ServiceRegistry{}
+		}
+	}
 	if jsonString(before.Props["task"]) != jsonString(r.Props["task"]) {
 		// Task definitions are immutable: a change is a new revision.
 		td, err := p.registerTask(ctx, r)

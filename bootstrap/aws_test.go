@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/fly"
@@ -74,6 +76,18 @@ func TestAWSDeploySequence(t *testing.T) {
 	for _, want := range []string{
 		`+ resource "aws_iam_role" "api"`, `"sqs:SendMessage"`, `+ resource "aws_ecs_service" "mothergoose-worker"`,
 		`+ resource "aws_scheduler_schedule" "uglyfox"`, `cron(*/5 * * * ? *)`, `task_role_arn      = (known after apply)`,
+		// The gateway: the HTTP API, the auth function as its authorizer,
+		// the REST API's route behind it and the $default route without.
+		`+ resource "aws_apigatewayv2_api" "api"`, `protocol_type = "HTTP"`,
+		`+ resource "aws_lambda_function" "auth"`, `command      = ["authorizer"]`, `GOSLING_AUTH_TOKENS    = "aws-sm://gosling/api/ops"`,
+		`+ resource "aws_iam_role" "auth"`, `"Principal":{"Service":"lambda.amazonaws.com"}`,
+		`{"Action":"secretsmanager:GetSecretValue","Effect":"Allow","Resource":["arn:aws:secretsmanager:eu-central-1:123456789012:secret:gosling/api-??????"]}`,
+		`+ resource "aws_apigatewayv2_authorizer" "auth"`, `authorizer_result_ttl_in_seconds  = 300`,
+		`authorizer_uri                    = "arn:aws:apigateway:eu-central-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-central-1:123456789012:function:gosling-test-gosling-auth/invocations"`,
+		`+ resource "aws_apigatewayv2_route" "api"`, `route_key          = "ANY /api/{proxy+}"`, `authorization_type = "CUSTOM"`,
+		`+ resource "aws_apigatewayv2_route" "default"`, `+ resource "aws_lambda_permission" "auth"`,
+		`+ resource "aws_apigatewayv2_integration" "api"`, `connection_type        = "VPC_LINK"`,
+		`+ resource "aws_service_discovery_service" "api"`, `service_registry = (known after apply)`,
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("plan lacks %q", want)
@@ -96,6 +110,8 @@ func TestAWSDeploySequence(t *testing.T) {
 		_ = p.WriteText(&text)
 		t.Fatalf("second plan is not empty:\n%s", text.String())
 	}
+
+	checkGateway(t, e, desired)
 
 	// A container's memory: one update.
 	n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
@@ -127,6 +143,100 @@ func TestAWSDeploySequence(t *testing.T) {
 	if m := serviceMemory(t, e); m != 1024 {
 		t.Fatalf("memory after rollback: %v", m)
 	}
+
+	// The auth function's cache: the function's environment and the
+	// authorizer's TTL change in place, and roll back.
+	n.MotherGoose.Containers.API.Memory = 1 * fly.GiB
+	n.MotherGoose.APIGateway.Auth.CacheTTL = fly.Duration(time.Minute)
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	var changed []string
+	for _, c := range p.Changes {
+		for _, f := range c.Fields {
+			changed = append(changed, c.Address+" "+f.Path)
+		}
+	}
+	if want := []string{"aws_lambda_function.auth environment.GOSLING_AUTH_CACHE_TTL", "aws_apigatewayv2_authorizer.auth authorizer_result_ttl_in_seconds"}; !slices.Equal(changed, want) {
+		t.Fatalf("cache change plan: %q, want %q", changed, want)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := readProps(t, e, desired, "aws_apigatewayv2_authorizer.auth")["authorizer_result_ttl_in_seconds"]; ttl != 60.0 {
+		t.Fatalf("authorizer TTL after deploy: %v", ttl)
+	}
+	entries, _ = e.Journal.Entries(ctx)
+	to, _ = PreviousEntry(entries)
+	rp, actual, err = e.RollbackPlan(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if env := mapOf(readProps(t, e, desired, "aws_lambda_function.auth"), "environment"); env["GOSLING_AUTH_CACHE_TTL"] != "5m0s" {
+		t.Fatalf("auth function after rollback: %v", env)
+	}
+}
+
+// checkGateway checks what the deployed gateway is wired to: the REST
+// API's route to the authorizer and the $default route to no authorizer,
+// both to the integration; the integration to the VPC link and the Cloud
+// Map service the API service registers in; the permission to the API.
+func checkGateway(t *testing.T, e *Engine, desired []Resource) {
+	t.Helper()
+	got, err := e.Read(context.Background(), desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Resource{}
+	for _, r := range got {
+		by[r.Address()] = r
+	}
+	api, authz, integ := by["aws_apigatewayv2_api.api"], by["aws_apigatewayv2_authorizer.auth"], by["aws_apigatewayv2_integration.api"]
+	rest, def := by["aws_apigatewayv2_route.api"], by["aws_apigatewayv2_route.default"]
+	if authz.ID == "" || rest.Props["authorizer_id"] != authz.ID || rest.Props["authorization_type"] != "CUSTOM" {
+		t.Errorf("REST API route %v, authorizer %s", rest.Props, authz.ID)
+	}
+	if def.Props["authorizer_id"] != "" || def.Props["authorization_type"] != "NONE" {
+		t.Errorf("$default route %v", def.Props)
+	}
+	for _, r := range []Resource{rest, def} {
+		if r.Props["target"] != "integrations/"+integ.ID {
+			t.Errorf("route %s targets %v, not integration %s", r.Name, r.Props["target"], integ.ID)
+		}
+	}
+	cloudMap := by["aws_service_discovery_service.api"].Outputs["arn"]
+	if integ.Props["integration_uri"] != cloudMap || cloudMap == "" || integ.Props["connection_id"] != by["aws_apigatewayv2_vpc_link.api"].ID {
+		t.Errorf("integration %v, Cloud Map service %s", integ.Props, cloudMap)
+	}
+	if reg := by["aws_ecs_service.api"].Props["service_registry"]; reg != cloudMap {
+		t.Errorf("API service registers in %v, not %s", reg, cloudMap)
+	}
+	perm := by["aws_lambda_permission.auth"].Props
+	if perm["source_arn"] != api.Outputs["execution_arn"]+"/*" || perm["principal"] != "apigateway.amazonaws.com" {
+		t.Errorf("permission %v for API %s", perm, api.Outputs["execution_arn"])
+	}
+	if ep := api.Outputs["api_endpoint"]; !strings.HasPrefix(ep, "https://"+api.ID+".execute-api.") {
+		t.Errorf("API endpoint %q", ep)
+	}
+}
+
+// readProps reads one resource's props; the desired set names the auth
+// function's resources, as in a plan.
+func readProps(t *testing.T, e *Engine, desired []Resource, address string) map[string]any {
+	t.Helper()
+	got, err := e.Read(context.Background(), desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if r.Address() == address {
+			return r.Props
+		}
+	}
+	t.Fatalf("no %s", address)
+	return nil
 }
 
 func serviceMemory(t *testing.T, e *Engine) float64 {
@@ -145,40 +255,60 @@ func serviceMemory(t *testing.T, e *Engine) float64 {
 }
 
 func TestAWSFailedDeployIsUndone(t *testing.T) {
-	ctx := context.Background()
-	st := newAWSStack(t)
-	n := loadNest(t, "testdata/aws-nest")
-	e, desired := awsEngine(t, st, n)
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.proxy.Fail("ecs:CreateService", 100) // the SDK retries a 500
-	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
-	var ae *ApplyError
-	if !errors.As(err, &ae) || !ae.Undone || !strings.HasPrefix(ae.Address, "aws_ecs_service.") {
-		t.Fatalf("apply: %v", err)
-	}
-	st.proxy.Fail("ecs:CreateService", 0)
-	left, err := e.Read(ctx, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range left {
-		if !r.Retain {
-			t.Errorf("%s was left behind by the failed deploy", r.Address())
-		}
-	}
-	if calls := st.srv.Calls(); calls["iam:DeleteRole"] == 0 || calls["sqs:DeleteQueue"] != 2 {
-		t.Errorf("undo calls: %v", calls)
-	}
-	entries, _ := e.Journal.Entries(ctx)
-	if len(entries) != 1 || entries[0].Status != StatusUndone {
-		t.Errorf("journal: %+v", entries)
-	}
-	// The next deploy makes everything.
-	p, actual, _ = e.Plan(ctx, desired)
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		fail, address string
+		undo          map[string]int // calls the undo makes
+	}{
+		{"ecs:CreateService", "aws_ecs_service.", map[string]int{"sqs:DeleteQueue": 2, "servicediscovery:DeleteService": 1, "servicediscovery:DeleteNamespace": 1}},
+		// Most of the gateway exists when its first route fails.
+		{"apigateway:CreateRoute", "aws_apigatewayv2_route.", map[string]int{
+			"sqs:DeleteQueue": 2, "apigateway:DeleteApi": 1, "apigateway:DeleteAuthorizer": 1, "apigateway:DeleteIntegration": 1,
+			"apigateway:DeleteVpcLink": 1, "lambda:DeleteFunction": 1, "ecs:DeleteService": 3, "servicediscovery:DeleteNamespace": 1,
+		}},
+	} {
+		t.Run(tc.fail, func(t *testing.T) {
+			ctx := context.Background()
+			st := newAWSStack(t)
+			n := loadNest(t, "testdata/aws-nest")
+			e, desired := awsEngine(t, st, n)
+			p, actual, err := e.Plan(ctx, desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.proxy.Fail(tc.fail, 100) // the SDK retries a 500
+			_, err = e.Apply(ctx, p, actual, ApplyOptions{})
+			var ae *ApplyError
+			if !errors.As(err, &ae) || !ae.Undone || !strings.HasPrefix(ae.Address, tc.address) {
+				t.Fatalf("apply: %v", err)
+			}
+			st.proxy.Fail(tc.fail, 0)
+			left, err := e.Read(ctx, desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range left {
+				if !r.Retain {
+					t.Errorf("%s was left behind by the failed deploy", r.Address())
+				}
+			}
+			calls := st.srv.Calls()
+			if calls["iam:DeleteRole"] == 0 {
+				t.Errorf("undo calls: %v", calls)
+			}
+			for op, want := range tc.undo {
+				if calls[op] != want {
+					t.Errorf("%s: %d calls, want %d", op, calls[op], want)
+				}
+			}
+			entries, _ := e.Journal.Entries(ctx)
+			if len(entries) != 1 || entries[0].Status != StatusUndone {
+				t.Errorf("journal: %+v", entries)
+			}
+			// The next deploy makes everything.
+			p, actual, _ = e.Plan(ctx, desired)
+			if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

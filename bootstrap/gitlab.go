@@ -71,7 +71,8 @@ func (p *GitLabProvider) Types() []string { return []string{GitLabHook} }
 
 // GitLabDesired lists one webhook per project of every egg (a bucket's
 // group is expanded to its projects through the GitLab API, subgroups
-// included when the bucket says so): URL https://<api_gateway.domain>/webhooks/gitlab,
+// included when the bucket says so): URL https://<api_gateway.domain>/webhooks/gitlab
+// (on AWS without a domain, the HTTP API's endpoint followed by /webhooks/gitlab),
 // the egg's webhook secret as token, job, pipeline and merge request
 // events on, push events explicitly off (GitLab turns them on by default).
 // The Nest repository (mothergoose.nest.project) gets push events, so a
@@ -81,9 +82,13 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 	if len(n.Eggs) == 0 {
 		return nil, nil
 	}
-	domain := n.MotherGoose.APIGateway.Domain
-	if domain == "" {
-		return nil, fmt.Errorf("mothergoose.api_gateway.domain is not set: GitLab's webhooks need the API's public domain, such as domain = \"ci-runners.example.com\"")
+	base := "https://" + n.MotherGoose.APIGateway.Domain
+	if n.MotherGoose.APIGateway.Domain == "" {
+		if mg := &n.MotherGoose; mg.Cloud != fly.CloudAWS || mg.Providers[fly.CloudAWS].VPCID == "" {
+			return nil, fmt.Errorf("mothergoose.api_gateway.domain is not set: GitLab's webhooks need the API's public domain, such as domain = \"ci-runners.example.com\"")
+		}
+		// The HTTP API's own endpoint (https://<api-id>.execute-api.<region>.amazonaws.com).
+		base = Ref(AWSAPI+".api", "api_endpoint")
 	}
 	var out []Resource
 	seen := map[string]string{}
@@ -113,7 +118,7 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 				return nil, fmt.Errorf("project %s on %s is served by eggs %s and %s: one hook cannot carry two webhook secrets", pr, e.GitLab.Host, first, e.Name)
 			}
 			seen[key] = e.Name
-			out = append(out, hookResource(e.GitLab, pr, domain, false))
+			out = append(out, hookResource(e.GitLab, pr, base, false))
 		}
 	}
 	// The Nest repository's pushes make MotherGoose reload the Nest.
@@ -139,18 +144,20 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 			if !src.Token.IsZero() {
 				g.Token = src.Token
 			}
-			out = append(out, hookResource(g, src.Project, domain, true))
+			out = append(out, hookResource(g, src.Project, base, true))
 		}
 	}
 	return out, nil
 }
 
 // hookResource is the webhook of one project: every event MotherGoose
-// reads, or only pushes for the Nest repository.
-func hookResource(g fly.GitLab, project, domain string, nestOnly bool) Resource {
+// reads, or only pushes for the Nest repository. base is the API's URL
+// without a path (https://<domain>, or a reference to the AWS HTTP API's
+// endpoint).
+func hookResource(g fly.GitLab, project, base string, nestOnly bool) Resource {
 	return Resource{Type: GitLabHook, Name: g.Host + "/" + project, Props: map[string]any{
 		"host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
-		"url": "https://" + domain + WebhookPath, "token": string(g.WebhookSecret),
+		"url": base + WebhookPath, "token": string(g.WebhookSecret),
 		"job_events": !nestOnly, "pipeline_events": !nestOnly, "merge_requests_events": !nestOnly, "push_events": nestOnly,
 		"enable_ssl_verification": true,
 	}}

@@ -114,3 +114,30 @@ func TestGitLabHooks(t *testing.T) {
 		t.Fatalf("after rollback: %+v", got)
 	}
 }
+
+func TestGitLabHooksWithoutDomainUseTheHTTPAPI(t *testing.T) {
+	ctx := context.Background()
+	gl := gitlabtest.New()
+	t.Cleanup(gl.Close)
+	gl.AddProject("acme/web", 0)
+	n, resolve, _ := gitlabNest(t, gl)
+	clients := NewGitLabClients(resolve, gitlab.WithRetry(0, time.Millisecond, time.Millisecond))
+	n.MotherGoose.APIGateway.Domain = ""
+	desired, err := GitLabDesired(ctx, n, clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "${aws_apigatewayv2_api.api.api_endpoint}" + WebhookPath
+	for _, r := range desired {
+		if r.Props["url"] != want {
+			t.Errorf("%s: url %v, want %s", r.Address(), r.Props["url"], want)
+		}
+	}
+	// Without the gateway (no vpc_id) there is no URL to use.
+	aws := n.MotherGoose.Providers[fly.CloudAWS]
+	aws.VPCID = ""
+	n.MotherGoose.Providers[fly.CloudAWS] = aws
+	if _, err := GitLabDesired(ctx, n, clients); err == nil || !strings.Contains(err.Error(), "domain is not set") {
+		t.Errorf("without a gateway: %v", err)
+	}
+}

@@ -185,6 +185,18 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	if len(providers) == 0 {
 		mg.Providers[mg.Cloud] = Provider{Name: mg.Cloud}
 	}
+	// On AWS the API gateway reaches the API service through a VPC link.
+	if gwBlock != nil && mg.Cloud == CloudAWS && mg.Providers[CloudAWS].VPCID == "" {
+		subject, where := gwBlock.DefRange, "add a provider \"aws\" block with"
+		if rng, ok := decl.providers[CloudAWS]; ok {
+			subject, where = rng, "add to this block"
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Missing VPC for the API gateway",
+			Detail:  fmt.Sprintf("On AWS the api_gateway is an HTTP API that reaches the API service privately, through a VPC link and a Cloud Map namespace in the service's VPC: %s vpc_id = \"vpc-...\" and subnets = [\"subnet-...\"] (the VPC and subnets the API service runs in).", where),
+			Subject: subject.Ptr(),
+		})
+	}
 
 	// The Nest repository itself.
 	n, _ := sub("nest", attrSchema("project", "ref", "host", "token"))
@@ -434,7 +446,7 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 	case CloudYandex:
 		schema = attrSchema("folder_id", "zone", "subnet_id", "service_account_key")
 	case CloudAWS:
-		schema = attrSchema("region", "role_arn", "subnets", "cluster")
+		schema = attrSchema("region", "role_arn", "subnets", "cluster", "vpc_id")
 	case CloudLocal:
 		schema = attrSchema("state_dir")
 	default:
@@ -464,6 +476,10 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 		p.RoleARN = a.str("role_arn", "")
 		p.Subnets = a.strings("subnets")
 		p.Cluster = a.str("cluster", "gosling-runners")
+		p.VPCID = a.str("vpc_id", "")
+		if p.VPCID != "" && !vpcIDRE.MatchString(p.VPCID) {
+			a.errorf("vpc_id", "Invalid VPC ID", "%q is not a VPC ID: they read vpc- followed by 8 or 17 hexadecimal digits, such as vpc-0abc1234def567890 (aws ec2 describe-vpcs lists them).", p.VPCID)
+		}
 		if p.Region == "" {
 			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing region",
 				Detail: "The aws provider needs region, such as region = \"eu-central-1\".", Subject: b.DefRange.Ptr()})
@@ -473,6 +489,9 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 	}
 	return p, true
 }
+
+// vpcIDRE matches an EC2 VPC ID.
+var vpcIDRE = regexp.MustCompile(`^vpc-([0-9a-f]{8}|[0-9a-f]{17})$`)
 
 // databaseAttrs lists the arguments each database engine reads.
 var databaseAttrs = map[string][]string{

@@ -471,11 +471,15 @@ type Provider struct {
 	SubnetID          string    `json:"subnet_id,omitempty"`
 	ServiceAccountKey SecretRef `json:"service_account_key,omitempty"`
 	// AWS.
-	Region   string   `json:"region,omitempty"`
-	RoleARN  string   `json:"role_arn,omitempty"`
-	Subnets  []string `json:"subnets,omitempty"`
-	Cluster  string   `json:"cluster,omitempty"`
-	StateDir string   `json:"state_dir,omitempty"`
+	Region  string   `json:"region,omitempty"`
+	RoleARN string   `json:"role_arn,omitempty"`
+	Subnets []string `json:"subnets,omitempty"`
+	Cluster string   `json:"cluster,omitempty"`
+	// VPCID is the VPC of Subnets. MotherGoose on AWS needs it for its
+	// API gateway, whose VPC link reaches the API service through a
+	// private Cloud Map namespace in this VPC.
+	VPCID    string `json:"vpc_id,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // NestSource says where the Nest repository itself lives, so pushes to it

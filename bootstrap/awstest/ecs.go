@@ -27,6 +27,7 @@ type service struct {
 	Desired                             int
 	Network                             map[string]any
 	Tags                                []any
+	Registries                          []any
 }
 
 func (c *cluster) json() map[string]any {
@@ -37,7 +38,8 @@ func (c *cluster) json() map[string]any {
 func (x *service) json(s *Server) map[string]any {
 	return map[string]any{"serviceArn": x.Arn, "serviceName": x.Name, "clusterArn": s.clusters[x.Cluster].Arn, "status": x.Status,
 		"desiredCount": x.Desired, "runningCount": 0, "pendingCount": 0, "launchType": "FARGATE", "taskDefinition": x.TaskDef,
-		"networkConfiguration": x.Network, "tags": x.Tags, "createdAt": epoch(time.Now()), "schedulingStrategy": "REPLICA"}
+		"networkConfiguration": x.Network, "tags": x.Tags, "createdAt": epoch(time.Now()), "schedulingStrategy": "REPLICA",
+		"serviceRegistries": x.Registries}
 }
 
 // fargateOK says whether Fargate offers cpu units with memory MiB.
@@ -175,8 +177,15 @@ func (s *Server) ecs(op string, in map[string]any) (any, *apiError) {
 			return nil, clientError("TaskDefinition not found.")
 		}
 		desired, _ := nv(in, "desiredCount")
+		if aerr := s.checkRegistries(list(in, "serviceRegistries")); aerr != nil {
+			return nil, aerr
+		}
 		x := &service{Name: name, Cluster: c.Name, Arn: arn("ecs", "service/"+c.Name+"/"+name), Status: "ACTIVE",
-			TaskDef: arn("ecs", "task-definition/"+ref), Desired: desired, Network: obj(in, "networkConfiguration"), Tags: list(in, "tags")}
+			TaskDef: arn("ecs", "task-definition/"+ref), Desired: desired, Network: obj(in, "networkConfiguration"), Tags: list(in, "tags"),
+			Registries: list(in, "serviceRegistries")}
+		if x.Registries == nil {
+			x.Registries = []any{}
+		}
 		s.services[c.Name+"/"+name] = x
 		return map[string]any{"service": x.json(s)}, nil
 	case "ListServices":
@@ -230,6 +239,12 @@ func (s *Server) ecs(op string, in map[string]any) (any, *apiError) {
 		if n := obj(in, "networkConfiguration"); n != nil {
 			x.Network = n
 		}
+		if r, ok := in["serviceRegistries"].([]any); ok {
+			if aerr := s.checkRegistries(r); aerr != nil {
+				return nil, aerr
+			}
+			x.Registries = r
+		}
 		return map[string]any{"service": x.json(s)}, nil
 	case "DeleteService":
 		c := s.ecsCluster(sv(in, "cluster"))
@@ -247,6 +262,25 @@ func (s *Server) ecs(op string, in map[string]any) (any, *apiError) {
 		return map[string]any{"service": x.json(s)}, nil
 	}
 	return nil, errorf(400, "UnknownOperationException", "operation %s is not served by this stand-in", op)
+}
+
+// checkRegistries checks that the Cloud Map services a service registers
+// in exist and name the container's port (SRV records need it).
+func (s *Server) checkRegistries(regs []any) *apiError {
+	for _, r := range regs {
+		m, _ := r.(map[string]any)
+		found := false
+		for _, x := range s.sdServices {
+			found = found || x.Arn == sv(m, "registryArn")
+		}
+		if !found {
+			return errorf(400, "InvalidParameterException", "The service registry %s does not exist.", sv(m, "registryArn"))
+		}
+		if _, ok := nv(m, "containerPort"); !ok || sv(m, "containerName") == "" {
+			return errorf(400, "InvalidParameterException", "When specifying 'containerName' or 'containerPort' for a service registry, both must be specified; SRV records need them.")
+		}
+	}
+	return nil
 }
 
 func mergeECSTags(have, add []any) []any {

@@ -39,8 +39,11 @@ func NewFaultProxy(target string) *FaultProxy {
 			switch {
 			case service == "iam" || service == "sts":
 				writeQueryError(w, e)
-			case service == "scheduler":
-				e.code = "InternalServerException"
+			case service == "scheduler" || service == "lambda":
+				e.code = map[string]string{"scheduler": "InternalServerException", "lambda": "ServiceException"}[service]
+				writeRESTError(w, e)
+			case service == "apigateway":
+				e.code = "InternalServerError"
 				writeRESTError(w, e)
 			default:
 				writeJSONError(w, 500, e.code, e.msg, "1.1")

@@ -10,7 +10,10 @@
 //   - SQS: JSON 1.0 (X-Amz-Target: AmazonSQS.Op) with the
 //     X-Amzn-Query-Error header SQS adds for its query-era error codes;
 //   - ECS, CloudWatch Logs, Secrets Manager: JSON 1.1;
-//   - EventBridge Scheduler: REST-JSON.
+//   - EventBridge Scheduler, API Gateway v2 (HTTP APIs) and Lambda:
+//     REST-JSON;
+//   - Cloud Map: JSON 1.1 (X-Amz-Target: Route53AutoNaming_v20170314.Op),
+//     its operations done at once (GetOperation answers SUCCESS).
 //
 // The service is told by the request's SigV4 credential scope, as AWS's
 // own front ends route. DynamoDB is served by dynalite
@@ -62,6 +65,13 @@ type Server struct {
 	services  map[string]*service // by cluster/name
 	groups    map[string]*schedGroup
 	schedules map[string]*schedule // by group/name
+
+	apis       map[string]*gwAPI         // by ID
+	vpcLinks   map[string]map[string]any // by ID
+	functions  map[string]*function      // by name
+	namespaces map[string]*namespace     // by ID
+	sdServices map[string]*sdService     // by ID
+	operations map[string]*sdOperation   // by ID
 }
 
 // New starts a server; Close it when done.
@@ -71,6 +81,7 @@ func New() *Server {
 		secrets: map[string]*secret{}, queues: map[string]*queue{}, clusters: map[string]*cluster{}, taskDefs: map[string]*taskDef{},
 		revisions: map[string]int{}, services: map[string]*service{}, groups: map[string]*schedGroup{}, schedules: map[string]*schedule{},
 	}
+	s.initGateway()
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -147,8 +158,12 @@ func Operation(r *http.Request, body []byte) (service, op string, ok bool) {
 		}
 		return service, v.Get("Action"), v.Get("Action") != ""
 	}
-	if service == "scheduler" {
+	switch service {
+	case "scheduler":
 		op = schedulerOp(r.Method, r.URL.Path)
+		return service, op, op != ""
+	case "apigateway", "lambda":
+		op = restOp(service, r.Method, r.URL.Path)
 		return service, op, op != ""
 	}
 	return service, "", false
@@ -182,6 +197,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.serveJSON(w, "1.1", body, func(in map[string]any) (any, *apiError) { return s.secretsManager(op, in) })
 	case "scheduler":
 		s.serveScheduler(w, r, op, body)
+	case "apigateway":
+		s.serveREST(w, r, body, func(seg []string, _ url.Values, in map[string]any) (int, any, *apiError) {
+			return s.apiGateway(op, seg, in)
+		})
+	case "lambda":
+		s.serveREST(w, r, body, func(seg []string, _ url.Values, in map[string]any) (int, any, *apiError) {
+			return s.lambda(op, seg, in)
+		})
+	case "servicediscovery":
+		s.serveJSON(w, "1.1", body, func(in map[string]any) (any, *apiError) { return s.serviceDiscovery(op, in) })
 	default:
 		writeJSONError(w, 400, "UnknownServiceException", "service "+service+" is not served by this stand-in", "1.1")
 	}

@@ -1,0 +1,770 @@
+package bootstrap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
+	gwtypes "github.com/aws/aws-sdk-go-v2/service/apigatewayv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/servicediscovery"
+	sdtypes "github.com/aws/aws-sdk-go-v2/service/servicediscovery/types"
+)
+
+// The API gateway's resources: the Cloud Map namespace and service the API
+// service registers in, the auth function and its permission, and the
+// HTTP API with its VPC link, integration, authorizer, routes and stage.
+// Each is found again without a state file: namespaces, functions, APIs
+// and VPC links by their deployment tag (and name), the API's children by
+// the API they belong to.
+
+// tagVPC keeps a private namespace's VPC on the namespace itself: Cloud
+// Map does not return it (it belongs to the namespace's Route 53 hosted
+// zone), and a plan compares it.
+const tagVPC = "gosling-vpc"
+
+// gatewayWait bounds the wait for Cloud Map operations, VPC links and
+// Lambda functions to become ready.
+const gatewayWait = 10 * time.Minute
+
+func tagged(tags map[string]string, deployment string) bool { return tags[TagDeployment] == deployment }
+
+// ---- Cloud Map ----
+
+func sdTags(m map[string]any) []sdtypes.Tag {
+	var out []sdtypes.Tag
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, sdtypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+	}
+	return out
+}
+
+func (p *AWSProvider) sdTagsOf(ctx context.Context, arn *string) (map[string]string, error) {
+	t, err := p.sd.ListTagsForResource(ctx, &servicediscovery.ListTagsForResourceInput{ResourceARN: arn})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, tg := range t.Tags {
+		out[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	return out, nil
+}
+
+// readDiscovery reads the deployment's private DNS namespace (the one
+// tagged with it) and the services in it.
+func (p *AWSProvider) readDiscovery(ctx context.Context, _ []Resource) ([]Resource, error) {
+	var out []Resource
+	pg := servicediscovery.NewListNamespacesPaginator(p.sd, &servicediscovery.ListNamespacesInput{Filters: []sdtypes.NamespaceFilter{
+		{Name: sdtypes.NamespaceFilterNameType, Values: []string{string(sdtypes.NamespaceTypeDnsPrivate)}, Condition: sdtypes.FilterConditionEq},
+	}})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list Cloud Map namespaces: %w", err)
+		}
+		for _, ns := range page.Namespaces {
+			tags, err := p.sdTagsOf(ctx, ns.Arn)
+			if err != nil {
+				return nil, fmt.Errorf("read the tags of Cloud Map namespace %s: %w", aws.ToString(ns.Name), err)
+			}
+			if !tagged(tags, p.Deployment) {
+				continue
+			}
+			vpc := tags[tagVPC]
+			delete(tags, tagVPC)
+			id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
+			out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
+				Props: map[string]any{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
+			services, err := p.readDiscoveryServices(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, services...)
+		}
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) readDiscoveryServices(ctx context.Context, namespace string) ([]Resource, error) {
+	var out []Resource
+	pg := servicediscovery.NewListServicesPaginator(p.sd, &servicediscovery.ListServicesInput{Filters: []sdtypes.ServiceFilter{
+		{Name: sdtypes.ServiceFilterNameNamespaceId, Values: []string{namespace}, Condition: sdtypes.FilterConditionEq},
+	}})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the services of Cloud Map namespace %s: %w", namespace, err)
+		}
+		for _, s := range page.Services {
+			tags, err := p.sdTagsOf(ctx, s.Arn)
+			if err != nil {
+				return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
+			}
+			records := []any{}
+			if s.DnsConfig != nil {
+				for _, r := range s.DnsConfig.DnsRecords {
+					records = append(records, map[string]any{"type": string(r.Type), "ttl": aws.ToInt64(r.TTL)})
+				}
+			}
+			id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
+			props := map[string]any{"name": aws.ToString(s.Name), "namespace_id": namespace, "dns_records": records, "tags": anyMap(tags)}
+			out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: normalize(props), ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
+		}
+	}
+	return out, nil
+}
+
+// waitOperation waits for a Cloud Map operation (namespaces are made and
+// deleted asynchronously) and returns its targets.
+func (p *AWSProvider) waitOperation(ctx context.Context, id *string) (map[string]string, error) {
+	deadline := time.Now().Add(gatewayWait)
+	for {
+		op, err := p.sd.GetOperation(ctx, &servicediscovery.GetOperationInput{OperationId: id})
+		if err != nil {
+			return nil, fmt.Errorf("get Cloud Map operation %s: %w", aws.ToString(id), err)
+		}
+		switch op.Operation.Status {
+		case sdtypes.OperationStatusSuccess:
+			return op.Operation.Targets, nil
+		case sdtypes.OperationStatusFail:
+			return nil, fmt.Errorf("cloud Map operation %s failed: %s: %s", aws.ToString(id), aws.ToString(op.Operation.ErrorCode), aws.ToString(op.Operation.ErrorMessage))
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("cloud Map operation %s is still %s after %s", aws.ToString(id), op.Operation.Status, gatewayWait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Resource) error {
+	tags := maps.Clone(mapOf(r.Props, "tags"))
+	if tags == nil {
+		tags = map[string]any{}
+	}
+	tags[tagVPC] = str(r.Props, "vpc")
+	if before == nil {
+		out, err := p.sd.CreatePrivateDnsNamespace(ctx, &servicediscovery.CreatePrivateDnsNamespaceInput{
+			Name: aws.String(str(r.Props, "name")), Vpc: aws.String(str(r.Props, "vpc")), Tags: sdTags(tags),
+			Description: aws.String("Gosling " + p.Deployment + ": the servers' private names"),
+		})
+		if err != nil {
+			return err
+		}
+		_, err = p.waitOperation(ctx, out.OperationId)
+		return err
+	}
+	if str(before.Props, "name") != str(r.Props, "name") || str(before.Props, "vpc") != str(r.Props, "vpc") {
+		return fmt.Errorf("a Cloud Map namespace keeps its name and VPC (%s in %s): delete it by hand (aws servicediscovery delete-namespace --id %s) and deploy again",
+			str(before.Props, "name"), str(before.Props, "vpc"), before.ID)
+	}
+	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(tags)})
+	return err
+}
+
+func (p *AWSProvider) deleteNamespace(ctx context.Context, r Resource) error {
+	out, err := p.sd.DeleteNamespace(ctx, &servicediscovery.DeleteNamespaceInput{Id: aws.String(r.ID)})
+	if err != nil {
+		return err
+	}
+	_, err = p.waitOperation(ctx, out.OperationId)
+	return err
+}
+
+func dnsRecords(r Resource) []sdtypes.DnsRecord {
+	var out []sdtypes.DnsRecord
+	l, _ := r.Props["dns_records"].([]any)
+	for _, e := range l {
+		m, _ := e.(map[string]any)
+		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(str(m, "type")), TTL: aws.Int64(int64(num(m, "ttl")))})
+	}
+	return out
+}
+
+func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource, r Resource) error {
+	if before == nil {
+		_, err := p.sd.CreateService(ctx, &servicediscovery.CreateServiceInput{
+			Name: aws.String(str(r.Props, "name")), NamespaceId: aws.String(str(r.Props, "namespace_id")),
+			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(r), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
+			Tags:      sdTags(mapOf(r.Props, "tags")),
+		})
+		return err
+	}
+	if jsonString(before.Props["dns_records"]) != jsonString(r.Props["dns_records"]) {
+		out, err := p.sd.UpdateService(ctx, &servicediscovery.UpdateServiceInput{Id: aws.String(before.ID), Service: &sdtypes.ServiceChange{
+			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(r)},
+		}})
+		if err != nil {
+			return err
+		}
+		if _, err := p.waitOperation(ctx, out.OperationId); err != nil {
+			return err
+		}
+	}
+	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(mapOf(r.Props, "tags"))})
+	return err
+}
+
+// ---- Lambda ----
+
+// readFunctions reads the deployment's functions: those named
+// <deployment>-... that carry its tag, with the permissions their
+// resource policies grant.
+func (p *AWSProvider) readFunctions(ctx context.Context, hints []Resource) ([]Resource, error) {
+	names := hintNames(hints, AWSFunction)
+	var out []Resource
+	pg := lambda.NewListFunctionsPaginator(p.lambda, &lambda.ListFunctionsInput{})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list Lambda functions: %w", err)
+		}
+		for _, f := range page.Functions {
+			name := aws.ToString(f.FunctionName)
+			if !strings.HasPrefix(name, p.Deployment+"-") {
+				continue
+			}
+			got, err := p.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
+			if apiCode(err) == "ResourceNotFoundException" {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("get Lambda function %s: %w", name, err)
+			}
+			if !tagged(got.Tags, p.Deployment) {
+				continue
+			}
+			rn, ok := names[name]
+			if !ok {
+				rn = strings.TrimPrefix(name, p.Deployment+"-")
+			}
+			fn, err := p.readFunction(got, rn)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, fn)
+			prn := rn
+			for _, h := range hints {
+				if h.Type == AWSPermission && str(h.Props, "function_name") == name {
+					prn = h.Name
+				}
+			}
+			perms, err := p.readPermissions(ctx, name, prn)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, perms...)
+		}
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) readFunction(got *lambda.GetFunctionOutput, rn string) (Resource, error) {
+	c := got.Configuration
+	if c == nil {
+		return Resource{}, fmt.Errorf("lambda function %s has no configuration", rn)
+	}
+	env := map[string]any{}
+	if c.Environment != nil {
+		env = anyMap(c.Environment.Variables)
+	}
+	command := []string{}
+	if ic := c.ImageConfigResponse; ic != nil && ic.ImageConfig != nil {
+		command = ic.ImageConfig.Command
+	}
+	image := ""
+	if got.Code != nil {
+		image = aws.ToString(got.Code.ImageUri)
+	}
+	props := map[string]any{
+		"name": aws.ToString(c.FunctionName), "package_type": string(c.PackageType), "image": image, "command": command,
+		"role": aws.ToString(c.Role), "memory_size": aws.ToInt32(c.MemorySize), "timeout": aws.ToInt32(c.Timeout),
+		"environment": env, "tags": anyMap(got.Tags),
+	}
+	arn := aws.ToString(c.FunctionArn)
+	return Resource{Type: AWSFunction, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn, "name": aws.ToString(c.FunctionName)}}, nil
+}
+
+// lambdaPolicy is a function's resource policy as GetPolicy returns it.
+type lambdaPolicy struct {
+	Statement []struct {
+		Sid       string
+		Action    any
+		Principal map[string]any
+		Condition map[string]map[string]any
+	}
+}
+
+// readPermissions reads the statements of a function's resource policy
+// that AddPermission made for API Gateway; the one permission per function
+// is named as the desired set names it, else after the function's
+// resource.
+func (p *AWSProvider) readPermissions(ctx context.Context, function, rn string) ([]Resource, error) {
+	got, err := p.lambda.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: &function})
+	if apiCode(err) == "ResourceNotFoundException" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get the policy of Lambda function %s: %w", function, err)
+	}
+	var pol lambdaPolicy
+	if err := json.Unmarshal([]byte(aws.ToString(got.Policy)), &pol); err != nil {
+		return nil, fmt.Errorf("the policy of Lambda function %s is not JSON: %w", function, err)
+	}
+	var out []Resource
+	for _, st := range pol.Statement {
+		if !strings.HasPrefix(st.Sid, "apigateway-") {
+			continue
+		}
+		action, _ := st.Action.(string)
+		principal, _ := st.Principal["Service"].(string)
+		source, _ := st.Condition["ArnLike"]["AWS:SourceArn"].(string)
+		out = append(out, Resource{Type: AWSPermission, Name: rn, ID: function + "/" + st.Sid, Props: map[string]any{
+			"function_name": function, "statement_id": st.Sid, "action": action, "principal": principal, "source_arn": source,
+		}})
+	}
+	return out, nil
+}
+
+func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "name")
+	env := map[string]string{}
+	for k, v := range mapOf(r.Props, "environment") {
+		env[k] = fmt.Sprint(v)
+	}
+	imageConfig := &lambdatypes.ImageConfig{Command: strList(r.Props, "command")}
+	if before == nil {
+		in := &lambda.CreateFunctionInput{
+			FunctionName: &name, PackageType: lambdatypes.PackageType(str(r.Props, "package_type")),
+			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(str(r.Props, "image"))}, ImageConfig: imageConfig,
+			Role: aws.String(str(r.Props, "role")), MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))),
+			Timeout: aws.Int32(int32(num(r.Props, "timeout"))), Environment: &lambdatypes.Environment{Variables: env},
+			Tags: strMap(mapOf(r.Props, "tags")),
+		}
+		// A role made a moment ago is not yet visible to Lambda (IAM is
+		// eventually consistent): CreateFunction says it cannot be assumed
+		// for some seconds.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			_, err := p.lambda.CreateFunction(ctx, in)
+			if err == nil {
+				break
+			}
+			var bad *lambdatypes.InvalidParameterValueException
+			if !errors.As(err, &bad) || !strings.Contains(aws.ToString(bad.Message), "cannot be assumed") || time.Now().After(deadline) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return lambda.NewFunctionActiveV2Waiter(p.lambda).Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait)
+	}
+	if str(before.Props, "name") != name {
+		return fmt.Errorf("a Lambda function keeps its name (%s)", str(before.Props, "name"))
+	}
+	updated := lambda.NewFunctionUpdatedV2Waiter(p.lambda)
+	if _, err := p.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(r.Props, "role")),
+		MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))), Timeout: aws.Int32(int32(num(r.Props, "timeout"))),
+		Environment: &lambdatypes.Environment{Variables: env},
+	}); err != nil {
+		return err
+	}
+	// One update at a time: Lambda refuses a second while one is in progress.
+	if err := updated.Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait); err != nil {
+		return err
+	}
+	if str(before.Props, "image") != str(r.Props, "image") {
+		if _, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(r.Props, "image"))}); err != nil {
+			return err
+		}
+		if err := updated.Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait); err != nil {
+			return err
+		}
+	}
+	_, err := p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	return err
+}
+
+func (p *AWSProvider) putPermission(ctx context.Context, before *Resource, r Resource) error {
+	if before != nil {
+		if err := p.deletePermission(ctx, *before); err != nil {
+			return err
+		}
+	}
+	_, err := p.lambda.AddPermission(ctx, &lambda.AddPermissionInput{
+		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
+		Action: aws.String(str(r.Props, "action")), Principal: aws.String(str(r.Props, "principal")),
+		SourceArn: aws.String(str(r.Props, "source_arn")),
+	})
+	return err
+}
+
+func (p *AWSProvider) deletePermission(ctx context.Context, r Resource) error {
+	_, err := p.lambda.RemovePermission(ctx, &lambda.RemovePermissionInput{
+		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
+	})
+	if apiCode(err) == "ResourceNotFoundException" {
+		return nil
+	}
+	return err
+}
+
+// ---- API Gateway (HTTP APIs) ----
+
+// readGateway reads the deployment's HTTP API (named and tagged after it)
+// with its authorizers, integrations, routes and stages, and its VPC
+// links.
+func (p *AWSProvider) readGateway(ctx context.Context, _ []Resource) ([]Resource, error) {
+	var out []Resource
+	var next *string
+	for {
+		page, err := p.gw.GetApis(ctx, &apigatewayv2.GetApisInput{NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list API Gateway APIs: %w", err)
+		}
+		for _, a := range page.Items {
+			if aws.ToString(a.Name) != p.Deployment || !tagged(a.Tags, p.Deployment) {
+				continue
+			}
+			id := aws.ToString(a.ApiId)
+			acct, err := p.account(ctx)
+			if err != nil {
+				return nil, err
+			}
+			exec := acct.arn("execute-api", id)
+			out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
+				Props:   map[string]any{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
+				Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
+			children, err := p.readAPIChildren(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, children...)
+		}
+		if next = page.NextToken; next == nil {
+			break
+		}
+	}
+	next = nil
+	for {
+		page, err := p.gw.GetVpcLinks(ctx, &apigatewayv2.GetVpcLinksInput{NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list API Gateway VPC links: %w", err)
+		}
+		for _, l := range page.Items {
+			if aws.ToString(l.Name) != p.Deployment || !tagged(l.Tags, p.Deployment) || l.VpcLinkStatus == gwtypes.VpcLinkStatusDeleting {
+				continue
+			}
+			id := aws.ToString(l.VpcLinkId)
+			out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
+				Props: normalize(map[string]any{"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "tags": anyMap(l.Tags)})})
+		}
+		if next = page.NextToken; next == nil {
+			break
+		}
+	}
+	return out, nil
+}
+
+// pages calls get until it returns no next token.
+func pages(get func(next *string) (*string, error)) error {
+	var next *string
+	for {
+		n, err := get(next)
+		if err != nil {
+			return err
+		}
+		if next = n; next == nil {
+			return nil
+		}
+	}
+}
+
+func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resource, error) {
+	var out []Resource
+	err := pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetAuthorizers(ctx, &apigatewayv2.GetAuthorizersInput{ApiId: &api, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list the authorizers of API %s: %w", api, err)
+		}
+		for _, a := range page.Items {
+			id := aws.ToString(a.AuthorizerId)
+			out = append(out, Resource{Type: AWSAuthorizer, Name: aws.ToString(a.Name), ID: id, Outputs: map[string]string{"id": id},
+				Props: normalize(map[string]any{
+					"api_id": api, "name": aws.ToString(a.Name), "authorizer_type": string(a.AuthorizerType),
+					"authorizer_payload_format_version": aws.ToString(a.AuthorizerPayloadFormatVersion),
+					"enable_simple_responses":           aws.ToBool(a.EnableSimpleResponses), "identity_source": a.IdentitySource,
+					"authorizer_result_ttl_in_seconds": aws.ToInt32(a.AuthorizerResultTtlInSeconds), "authorizer_uri": aws.ToString(a.AuthorizerUri),
+				})})
+		}
+		return page.NextToken, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetIntegrations(ctx, &apigatewayv2.GetIntegrationsInput{ApiId: &api, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list the integrations of API %s: %w", api, err)
+		}
+		for _, i := range page.Items {
+			id := aws.ToString(i.IntegrationId)
+			// An integration has no name: its description is its resource's.
+			name := aws.ToString(i.Description)
+			if name == "" {
+				name = id
+			}
+			out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
+				Props: map[string]any{
+					"api_id": api, "description": aws.ToString(i.Description), "integration_type": string(i.IntegrationType),
+					"integration_method": aws.ToString(i.IntegrationMethod), "connection_type": string(i.ConnectionType),
+					"connection_id": aws.ToString(i.ConnectionId), "integration_uri": aws.ToString(i.IntegrationUri),
+					"payload_format_version": aws.ToString(i.PayloadFormatVersion),
+				}})
+		}
+		return page.NextToken, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetRoutes(ctx, &apigatewayv2.GetRoutesInput{ApiId: &api, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list the routes of API %s: %w", api, err)
+		}
+		for _, r := range page.Items {
+			id := aws.ToString(r.RouteId)
+			out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
+				Props: map[string]any{
+					"api_id": api, "route_key": aws.ToString(r.RouteKey), "target": aws.ToString(r.Target),
+					"authorization_type": string(r.AuthorizationType), "authorizer_id": aws.ToString(r.AuthorizerId),
+				}})
+		}
+		return page.NextToken, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetStages(ctx, &apigatewayv2.GetStagesInput{ApiId: &api, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list the stages of API %s: %w", api, err)
+		}
+		for _, s := range page.Items {
+			name := aws.ToString(s.StageName)
+			out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
+				Props: map[string]any{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
+		}
+		return page.NextToken, nil
+	})
+	return out, err
+}
+
+func (p *AWSProvider) gwTag(ctx context.Context, path string, r Resource) error {
+	arn, err := p.gwARN(ctx, path)
+	if err != nil {
+		return err
+	}
+	_, err = p.gw.TagResource(ctx, &apigatewayv2.TagResourceInput{ResourceArn: &arn, Tags: strMap(mapOf(r.Props, "tags"))})
+	return err
+}
+
+// gwARN is the ARN of an API Gateway resource at path (/apis/ID).
+func (p *AWSProvider) gwARN(ctx context.Context, path string) (string, error) {
+	acct, err := p.account(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("arn:%s:apigateway:%s::%s", acct.Partition, acct.Region, path), nil
+}
+
+// account is Account for the clients' region, asked once.
+func (p *AWSProvider) account(ctx context.Context) (AWSAccount, error) {
+	p.acctMu.Lock()
+	defer p.acctMu.Unlock()
+	if p.acct == nil {
+		a, err := p.Account(ctx, p.gw.Options().Region)
+		if err != nil {
+			return a, err
+		}
+		p.acct = &a
+	}
+	return *p.acct, nil
+}
+
+func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) error {
+	if before == nil {
+		_, err := p.gw.CreateApi(ctx, &apigatewayv2.CreateApiInput{
+			Name: aws.String(str(r.Props, "name")), ProtocolType: gwtypes.ProtocolType(str(r.Props, "protocol_type")),
+			Tags: strMap(mapOf(r.Props, "tags")),
+		})
+		return err
+	}
+	return p.gwTag(ctx, "/apis/"+before.ID, r)
+}
+
+func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resource) error {
+	if before != nil {
+		if jsonString(before.Props["subnet_ids"]) != jsonString(r.Props["subnet_ids"]) {
+			return fmt.Errorf("a VPC link keeps its subnets: delete VPC link %s (aws apigatewayv2 delete-vpc-link --vpc-link-id %s) after its integration, and deploy again", before.ID, before.ID)
+		}
+		return p.gwTag(ctx, "/vpclinks/"+before.ID, r)
+	}
+	out, err := p.gw.CreateVpcLink(ctx, &apigatewayv2.CreateVpcLinkInput{
+		Name: aws.String(str(r.Props, "name")), SubnetIds: strList(r.Props, "subnet_ids"), Tags: strMap(mapOf(r.Props, "tags")),
+	})
+	if err != nil {
+		return err
+	}
+	// A VPC link takes a few minutes to become AVAILABLE; integrations
+	// through it work only then.
+	deadline := time.Now().Add(gatewayWait)
+	for status := out.VpcLinkStatus; status != gwtypes.VpcLinkStatusAvailable; {
+		if status == gwtypes.VpcLinkStatusFailed {
+			return errors.Join(fmt.Errorf("VPC link %s failed", aws.ToString(out.VpcLinkId)),
+				p.deleteVPCLink(context.WithoutCancel(ctx), aws.ToString(out.VpcLinkId)))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("VPC link %s is still %s after %s", aws.ToString(out.VpcLinkId), status, gatewayWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		got, err := p.gw.GetVpcLink(ctx, &apigatewayv2.GetVpcLinkInput{VpcLinkId: out.VpcLinkId})
+		if err != nil {
+			return err
+		}
+		status = got.VpcLinkStatus
+	}
+	return nil
+}
+
+func (p *AWSProvider) deleteVPCLink(ctx context.Context, id string) error {
+	_, err := p.gw.DeleteVpcLink(ctx, &apigatewayv2.DeleteVpcLinkInput{VpcLinkId: &id})
+	return err
+}
+
+func (p *AWSProvider) putIntegration(ctx context.Context, before *Resource, r Resource) error {
+	api := aws.String(str(r.Props, "api_id"))
+	typ, conn := gwtypes.IntegrationType(str(r.Props, "integration_type")), gwtypes.ConnectionType(str(r.Props, "connection_type"))
+	if before == nil {
+		_, err := p.gw.CreateIntegration(ctx, &apigatewayv2.CreateIntegrationInput{
+			ApiId: api, Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
+			IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
+			ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
+			PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+		})
+		return err
+	}
+	_, err := p.gw.UpdateIntegration(ctx, &apigatewayv2.UpdateIntegrationInput{
+		ApiId: api, IntegrationId: aws.String(before.ID), Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
+		IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
+		ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
+		PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+	})
+	return err
+}
+
+func (p *AWSProvider) putAuthorizer(ctx context.Context, before *Resource, r Resource) error {
+	api := aws.String(str(r.Props, "api_id"))
+	typ := gwtypes.AuthorizerType(str(r.Props, "authorizer_type"))
+	ttl := aws.Int32(int32(num(r.Props, "authorizer_result_ttl_in_seconds")))
+	simple, _ := r.Props["enable_simple_responses"].(bool)
+	if before == nil {
+		_, err := p.gw.CreateAuthorizer(ctx, &apigatewayv2.CreateAuthorizerInput{
+			ApiId: api, Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
+			AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
+			EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
+			AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+		})
+		return err
+	}
+	_, err := p.gw.UpdateAuthorizer(ctx, &apigatewayv2.UpdateAuthorizerInput{
+		ApiId: api, AuthorizerId: aws.String(before.ID), Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
+		AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
+		EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
+		AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+	})
+	return err
+}
+
+func (p *AWSProvider) putRoute(ctx context.Context, before *Resource, r Resource) error {
+	api := aws.String(str(r.Props, "api_id"))
+	var authorizer *string
+	if a := str(r.Props, "authorizer_id"); a != "" {
+		authorizer = &a
+	}
+	typ := gwtypes.AuthorizationType(str(r.Props, "authorization_type"))
+	if before == nil {
+		_, err := p.gw.CreateRoute(ctx, &apigatewayv2.CreateRouteInput{
+			ApiId: api, RouteKey: aws.String(str(r.Props, "route_key")), Target: aws.String(str(r.Props, "target")),
+			AuthorizationType: typ, AuthorizerId: authorizer,
+		})
+		return err
+	}
+	if authorizer == nil {
+		// An empty ID detaches the authorizer.
+		authorizer = aws.String("")
+	}
+	_, err := p.gw.UpdateRoute(ctx, &apigatewayv2.UpdateRouteInput{
+		ApiId: api, RouteId: aws.String(before.ID), RouteKey: aws.String(str(r.Props, "route_key")),
+		Target: aws.String(str(r.Props, "target")), AuthorizationType: typ, AuthorizerId: authorizer,
+	})
+	return err
+}
+
+func (p *AWSProvider) putStage(ctx context.Context, before *Resource, r Resource) error {
+	api, name := str(r.Props, "api_id"), str(r.Props, "name")
+	auto, _ := r.Props["auto_deploy"].(bool)
+	if before == nil {
+		_, err := p.gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto, Tags: strMap(mapOf(r.Props, "tags"))})
+		return err
+	}
+	if _, err := p.gw.UpdateStage(ctx, &apigatewayv2.UpdateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto}); err != nil {
+		return err
+	}
+	return p.gwTag(ctx, "/apis/"+api+"/stages/"+name, r)
+}
+
+func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) error {
+	api := aws.String(str(r.Props, "api_id"))
+	var err error
+	switch r.Type {
+	case AWSAPI:
+		_, err = p.gw.DeleteApi(ctx, &apigatewayv2.DeleteApiInput{ApiId: aws.String(r.ID)})
+	case AWSVPCLink:
+		err = p.deleteVPCLink(ctx, r.ID)
+	case AWSIntegration:
+		_, err = p.gw.DeleteIntegration(ctx, &apigatewayv2.DeleteIntegrationInput{ApiId: api, IntegrationId: aws.String(r.ID)})
+	case AWSAuthorizer:
+		_, err = p.gw.DeleteAuthorizer(ctx, &apigatewayv2.DeleteAuthorizerInput{ApiId: api, AuthorizerId: aws.String(r.ID)})
+	case AWSRoute:
+		_, err = p.gw.DeleteRoute(ctx, &apigatewayv2.DeleteRouteInput{ApiId: api, RouteId: aws.String(r.ID)})
+	case AWSStage:
+		_, err = p.gw.DeleteStage(ctx, &apigatewayv2.DeleteStageInput{ApiId: api, StageName: aws.String(str(r.Props, "name"))})
+	}
+	// Deleting an API deletes its children: a later delete of one finds
+	// nothing, which is what it wanted.
+	if r.Type != AWSAPI && apiCode(err) == "NotFoundException" {
+		return nil
+	}
+	return err
+}
