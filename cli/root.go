@@ -49,6 +49,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdPool(f),
 		NewCmdRift(f),
 		NewCmdHealthcheck(f, nil),
+		NewCmdAuthorizer(f, nil),
 		NewCmdPlan(f, nil),
 		NewCmdDeploy(f, nil),
 		NewCmdRollback(f, nil),

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
+	"github.com/gosling-ci/gosling/internal/testbin"
+)
+
+// runtimeAPI is a STAND-IN for the AWS Lambda Runtime API
+// (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html): GET
+// /2018-06-01/runtime/invocation/next long-polls for the next event,
+// answered with its request ID and deadline headers; the function posts
+// .../invocation/ID/response or .../invocation/ID/error.
+type runtimeAPI struct {
+	*httptest.Server
+	events chan string
+	mu     sync.Mutex
+	seq    int
+	result map[string]chan invocationResult
+}
+
+type invocationResult struct {
+	kind string // response or error
+	body []byte
+}
+
+func newRuntimeAPI(t *testing.T) *runtimeAPI {
+	r := &runtimeAPI{events: make(chan string, 16), result: map[string]chan invocationResult{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *runtimeAPI) serve(w http.ResponseWriter, req *http.Request) {
+	const prefix = "/2018-06-01/runtime/"
+	path := strings.TrimPrefix(req.URL.Path, prefix)
+	switch {
+	case req.Method == http.MethodGet && path == "invocation/next":
+		select {
+		case ev := <-r.events:
+			r.mu.Lock()
+			r.seq++
+			id := fmt.Sprintf("req-%d", r.seq)
+			r.mu.Unlock()
+			w.Header().Set("Lambda-Runtime-Aws-Request-Id", id)
+			w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(5*time.Second).UnixMilli()))
+			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:prod-gosling-auth")
+			_, _ = io.WriteString(w, ev)
+		case <-req.Context().Done():
+		}
+	case req.Method == http.MethodPost && strings.HasPrefix(path, "invocation/"):
+		id, kind, _ := strings.Cut(strings.TrimPrefix(path, "invocation/"), "/")
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		ch := r.result[id]
+		r.mu.Unlock()
+		if ch == nil {
+			http.Error(w, `{"errorMessage":"unknown request ID","errorType":"InvalidRequestID"}`, http.StatusBadRequest)
+			return
+		}
+		ch <- invocationResult{kind: kind, body: body}
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		http.Error(w, "not a Runtime API call", http.StatusNotFound)
+	}
+}
+
+// invoke queues one event and waits for the function's answer.
+func (r *runtimeAPI) invoke(t *testing.T, event string) invocationResult {
+	t.Helper()
+	r.mu.Lock()
+	id := fmt.Sprintf("req-%d", r.seq+len(r.events)+1)
+	ch := make(chan invocationResult, 1)
+	r.result[id] = ch
+	r.mu.Unlock()
+	r.events <- event
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no answer to %s", id)
+		return invocationResult{}
+	}
+}
+
+func authorizerEvent(header string) string {
+	ev := map[string]any{
+		"version": "2.0", "type": "REQUEST",
+		"routeArn":       "arn:aws:execute-api:eu-west-1:123456789012:abcdef123/$default/GET/api/v1/runners",
+		"identitySource": []string{header},
+		"routeKey":       "ANY /api/{proxy+}", "rawPath": "/api/v1/runners",
+		"headers":        map[string]string{"authorization": header, "user-agent": "curl/8"},
+		"requestContext": map[string]any{"http": map[string]any{"method": "GET", "path": "/api/v1/runners"}},
+	}
+	if header == "" {
+		delete(ev, "identitySource")
+		delete(ev["headers"].(map[string]string), "authorization")
+	}
+	b, _ := json.Marshal(ev)
+	return string(b)
+}
+
+// The gosling binary, run as Lambda runs it, answers REQUEST authorizer
+// events through the Runtime API: the right token is authorized, a wrong
+// or missing one is not, tokens are read from Secrets Manager once per
+// cache TTL, and an unreadable token store fails the invocation (the
+// gateway's 500) without a token value in any output.
+func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
+	const token = "gat-9f1c-authorizer-e2e"
+	sm := awssmtest.New()
+	t.Cleanup(sm.Close)
+	sm.SetSecretString("gosling/api", `{"token":"`+token+`"}`)
+	sm.SetSecretString("gosling/ci", `{"token":"gat-second-token"}`)
+	rt := newRuntimeAPI(t)
+
+	start := func(tokens string) (stop func(), out *bytes.Buffer) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, testbin.Gosling(t), "authorizer")
+		out = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Env = append(os.Environ(),
+			"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(rt.URL, "http://"),
+			"GOSLING_AUTH_TOKENS="+tokens, "GOSLING_AUTH_CACHE_TTL=1h",
+			"AWS_ENDPOINT_URL_SECRETS_MANAGER="+sm.URL, "AWS_REGION=eu-west-1",
+			"AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=test-secret-key", "AWS_EC2_METADATA_DISABLED=true",
+		)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); _ = cmd.Wait() }) }
+		t.Cleanup(stop)
+		return stop, out
+	}
+	stop, out := start("aws-sm://gosling/api/token, aws-sm://gosling/ci/token")
+
+	answer := func(header string) (bool, map[string]any) {
+		t.Helper()
+		res := rt.invoke(t, authorizerEvent(header))
+		if res.kind != "response" {
+			t.Fatalf("%q: the invocation failed: %s", header, res.body)
+		}
+		var got struct {
+			IsAuthorized bool           `json:"isAuthorized"`
+			Context      map[string]any `json:"context"`
+		}
+		if err := json.Unmarshal(res.body, &got); err != nil {
+			t.Fatalf("%q: answer %s: %v", header, res.body, err)
+		}
+		return got.IsAuthorized, got.Context
+	}
+	if ok, c := answer("Bearer " + token); !ok || c["authorizer"] != "gosling" {
+		t.Errorf("the API token: authorized %v, context %v", ok, c)
+	}
+	if ok, _ := answer("bearer gat-second-token"); !ok {
+		t.Error("the second token is refused")
+	}
+	for _, h := range []string{"Bearer wrong-token", "", "Basic " + token, "Bearer"} {
+		if ok, _ := answer(h); ok {
+			t.Errorf("%q is authorized", h)
+		}
+	}
+	sm.ResetCalls()
+	for range 5 {
+		answer("Bearer " + token)
+	}
+	if n := sm.Calls("GetSecretValue"); n != 0 {
+		t.Errorf("%d Secrets Manager reads within the cache TTL", n)
+	}
+
+	// A second function whose only token it may not read (the first one
+	// stops, or it would take the event).
+	stop()
+	sm.SetSecretString("gosling/locked", `{"token":"`+token+`"}`)
+	sm.Deny("gosling/locked")
+	stop2, out2 := start("aws-sm://gosling/locked/token")
+	res := rt.invoke(t, authorizerEvent("Bearer "+token))
+	stop2()
+	if res.kind != "error" || !strings.Contains(string(res.body), "no token could be resolved") {
+		t.Errorf("an unreadable token store: %s %s", res.kind, res.body)
+	}
+	for _, o := range []*bytes.Buffer{out, out2} {
+		if strings.Contains(o.String(), token) {
+			t.Errorf("a token value in the function's output:\n%s", o)
+		}
+	}
+}
+
+func TestAuthorizerNeedsTokensAndLambda(t *testing.T) {
+	f := newTestIO("", false).f
+	cmd := NewCmdAuthorizer(f, nil)
+	cmd.SetArgs([]string{"--tokens", ""})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "names no secret URI") {
+		t.Errorf("no tokens: %v", err)
+	}
+	cmd = NewCmdAuthorizer(f, nil)
+	cmd.SetArgs([]string{"--tokens", "plain-token"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--tokens") {
+		t.Errorf("a token that is not a URI: %v", err)
+	}
+	opts := &AuthorizerOptions{Tokens: nil, Getenv: func(string) (string, bool) { return "", false }}
+	if err := authorizerRun(context.Background(), opts); err != errNotInLambda {
+		t.Errorf("outside Lambda: %v", err)
+	}
+}
