@@ -553,6 +553,10 @@ type ApplyMachineInput struct {
 	Provider      fly.Provider `json:"provider"`
 	TokenRef      string       `json:"token_ref"`
 	MaxRunMinutes int          `json:"max_run_minutes,omitempty"`
+	// OneJob makes a VM's gitlab-runner take one job and no other
+	// (run-single --max-builds 1), for a VM made for one job; serverless
+	// runners always do.
+	OneJob bool `json:"one_job,omitempty"`
 	// ReadyWorkflowID is the workflow that waits for the agent's ready
 	// report. Agents no longer signal it themselves (MotherGoose does,
 	// from the runner's record); it stays for recorded histories.
@@ -614,7 +618,8 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 // run the shell executor with the configured gitlab-runner and read the
 // local secret store; cloud VMs run the docker executor with the egg's
 // image and open the Nest's secret backends as the machine; serverless
-// containers run the shell executor in the runner image, one job each.
+// containers run the shell executor in the runner image, one job each, as
+// VMs made for one job (OneJob) do.
 func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 	r := in.Egg.Runner
 	cfg := agent.Config{
@@ -631,7 +636,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
 		}
 	}
-	if in.Kind == fly.RunnerServerless {
+	if in.Kind == fly.RunnerServerless || in.OneJob {
 		cfg.Runner.Mode = agent.ModeSingle
 		cfg.Runner.Concurrent = 1
 		cfg.Runner.WaitTimeoutSeconds = int(agent.DefaultWaitTimeout / time.Second)

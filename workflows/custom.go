@@ -16,7 +16,7 @@ import (
 // like any job's:
 //
 //  1. the dedicated runner is made (ProvisionRunner as a child): a VM
-//     runner with the job's tags, registered for the Nest project only,
+//     runner that takes this one job only, with the job's tags, registered for the Nest project only,
 //     holding the elevated token in its environment when the job asks for
 //     one;
 //  2. a pipeline is triggered in the Nest project (POST
@@ -51,7 +51,7 @@ func CustomJob(ctx workflow.Context, in contract.CustomJobInput) (contract.Custo
 	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: provID, TaskQueue: contract.TaskQueueMotherGoose,
 	}), contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
-		RunnerID: res.RunnerID, Egg: spec, Kind: fly.RunnerVM, Cloud: in.Cloud, Provider: in.Provider, ReadyTimeout: ready,
+		RunnerID: res.RunnerID, Egg: spec, Kind: fly.RunnerVM, Cloud: in.Cloud, Provider: in.Provider, ReadyTimeout: ready, OneJob: true,
 	}).Get(ctx, &made)
 	if err != nil {
 		// ProvisionRunner undid what it made.

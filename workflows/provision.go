@@ -235,6 +235,9 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	}
 	if kind == fly.RunnerServerless {
 		apply.MaxRunMinutes = int(deadline / time.Minute)
+	} else {
+		// A VM made for one job takes no other before its teardown.
+		apply.OneJob = in.Job != nil || in.OneJob
 	}
 	// A cloud that refuses for capacity or quota hands over to the next.
 	var applied activities.ApplyMachineResult

@@ -240,7 +240,7 @@ type Status struct {
 	Stopped       bool      `json:"stopped"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	// Phase is the agent's own account (starting, serving, dormant,
-	// stopping); RunnerPID is gitlab-runner's.
+	// stopping, done); RunnerPID is gitlab-runner's.
 	Phase     string `json:"phase,omitempty"`
 	RunnerPID int    `json:"runner_pid,omitempty"`
 }

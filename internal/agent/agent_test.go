@@ -297,6 +297,35 @@ func TestAgentStopFinishesRunningJob(t *testing.T) {
 	}
 }
 
+// A VM made for one job (runner.mode single under `gosling agent run`)
+// runs gitlab-runner run-single: it takes one job, then no other, though
+// the agent stays up and heartbeats until the machine is destroyed.
+func TestAgentOneJobVMTakesNoSecondJob(t *testing.T) {
+	r := newRig(t)
+	r.cfg.Runner.Mode = agent.ModeSingle
+	r.launch(agent.LaunchOptions{})
+	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
+	first := r.pipeline(gitlabtest.JobSpec{Name: "its-job", Script: []string{"echo the one job"}})
+	if jobs := r.waitJobs(first.ID, time.Minute); jobs[0].Status != "success" {
+		t.Fatalf("its job: %+v", jobs[0])
+	}
+	waitFor(t, "the agent done", 30*time.Second, func() bool { return agent.Inspect(r.dir).Phase == agent.PhaseDone })
+	_, before, _ := r.mg.snapshot()
+	second := r.pipeline(gitlabtest.JobSpec{Name: "another", Script: []string{"echo taken"}})
+	id := r.gl.PipelineJobs(second.ID)[0].ID
+	waitFor(t, "heartbeats after the job", 10*time.Second, func() bool { _, beats, _ := r.mg.snapshot(); return len(beats) > len(before)+1 })
+	if j, _ := r.gl.Job(id); j.Status != "pending" || j.RunnerID != 0 {
+		t.Errorf("a second job was taken: %+v", j)
+	}
+	if s := agent.Inspect(r.dir); !s.Alive || s.Phase != agent.PhaseDone {
+		t.Errorf("agent after its job: %+v", s)
+	}
+	logs, _ := os.ReadFile(agent.LogFile(r.dir))
+	if !strings.Contains(string(logs), "run-single") {
+		t.Errorf("gitlab-runner did not run run-single:\n%s", logs)
+	}
+}
+
 // A served agent runs one job per invocation; the answer comes when the job
 // is done, and says how it went. Invokers need the runner token.
 func TestAgentServeRunsOneJobPerInvocation(t *testing.T) {

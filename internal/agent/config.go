@@ -48,8 +48,9 @@ type Config struct {
 const (
 	// ModeRun is a VM's: `gitlab-runner run`, taking jobs until stopped.
 	ModeRun = "run"
-	// ModeSingle is a serverless runner's: `gitlab-runner run-single
-	// --max-builds 1 --wait-timeout N`, one job and out.
+	// ModeSingle is a serverless runner's, and a VM's made for one job:
+	// `gitlab-runner run-single --max-builds 1 --wait-timeout N`, one job
+	// and no other.
 	ModeSingle = "single"
 )
 

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -56,6 +57,10 @@ const (
 	PhaseServing  = "serving"
 	PhaseDormant  = "dormant"
 	PhaseStopping = "stopping"
+	// PhaseDone is a one-job runner's (runner.mode single) once
+	// gitlab-runner ran its job: the agent heartbeats on until the machine
+	// is destroyed, and takes no other job.
+	PhaseDone = "done"
 )
 
 // State is what a running agent writes to state.json of its work
@@ -268,6 +273,14 @@ func Run(ctx context.Context, opts RunOptions) error {
 				continue
 			}
 			a.report(ctx, a.watch.finishAll(a.sup.listen))
+			if a.cfg.Runner.Mode == ModeSingle {
+				// run-single ran its job (or waited --wait-timeout for
+				// none): this machine was made for one job.
+				a.log.Info("gitlab-runner ran its one job; this runner takes no other", "exit_code", a.sup.code)
+				a.sup.done = nil
+				a.setPhase(PhaseDone)
+				continue
+			}
 			a.log.Warn("gitlab-runner exited; starting it again", "exit_code", a.sup.code)
 			a.sup.done = nil
 			restartAt = time.Now().Add(2 * time.Second)
@@ -329,7 +342,7 @@ func (a *agent) up(ctx context.Context, trigger string) error {
 		if v, err := runnerVersion(ctx, a.sup.binary); err == nil {
 			a.version = v
 		}
-	} else if err := a.startRunner(ctx, token, nil); err != nil {
+	} else if err := a.startRunner(ctx, token, a.singleFlags()); err != nil {
 		return err
 	}
 	a.setPhase(PhaseServing)
@@ -342,6 +355,28 @@ func (a *agent) up(ctx context.Context, trigger string) error {
 		a.log.Warn("ready not reported; serving all the same", "error", err)
 	}
 	return nil
+}
+
+// singleFlags are run-single's flags when the runner takes one job
+// (runner.mode single), nil when it runs `gitlab-runner run`, taking jobs
+// until stopped.
+func (a *agent) singleFlags() []string {
+	if a.cfg.Runner.Mode != ModeSingle {
+		return nil
+	}
+	return a.runSingleFlags(0)
+}
+
+// runSingleFlags are run-single's --max-builds 1 and --wait-timeout:
+// waitSeconds, or the configured wait (default DefaultWaitTimeout).
+func (a *agent) runSingleFlags(waitSeconds int) []string {
+	if waitSeconds <= 0 {
+		waitSeconds = a.cfg.Runner.WaitTimeoutSeconds
+	}
+	if waitSeconds <= 0 {
+		waitSeconds = int(DefaultWaitTimeout / time.Second)
+	}
+	return []string{"--max-builds", "1", "--wait-timeout", strconv.Itoa(waitSeconds)}
 }
 
 // reready verifies the token and reports ready for a gitlab-runner that
@@ -486,7 +521,7 @@ func (a *agent) ready(ctx context.Context, token, version, trigger string) error
 // heartbeat writes the heartbeat file and posts a beat.
 func (a *agent) heartbeat(ctx context.Context) {
 	_ = os.WriteFile(filepath.Join(a.opts.WorkDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
-	if a.api == nil || a.phase != PhaseServing {
+	if a.api == nil || (a.phase != PhaseServing && a.phase != PhaseDone) {
 		return
 	}
 	bctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
@@ -501,6 +536,11 @@ func (a *agent) heartbeat(ctx context.Context) {
 	})
 	if err != nil {
 		a.log.Debug("heartbeat not delivered", "error", err)
+		return
+	}
+	if a.phase == PhaseDone {
+		// A runner whose one job ran updates nothing: a new release
+		// would start gitlab-runner again.
 		return
 	}
 	a.apply(ctx, pins)

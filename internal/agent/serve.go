@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -144,19 +143,12 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 		a.log.Warn("invocation failed", "error", err)
 		return res
 	}
-	if waitSeconds <= 0 {
-		waitSeconds = a.cfg.Runner.WaitTimeoutSeconds
-	}
-	if waitSeconds <= 0 {
-		waitSeconds = int(DefaultWaitTimeout / time.Second)
-	}
 	token, version, err := a.verifiedToken(ctx, trigger)
 	if err != nil {
 		return fail(err)
 	}
 	a.ran = nil
-	single := []string{"--max-builds", "1", "--wait-timeout", strconv.Itoa(waitSeconds)}
-	if err := a.startRunner(ctx, token, single); err != nil {
+	if err := a.startRunner(ctx, token, a.runSingleFlags(waitSeconds)); err != nil {
 		return fail(err)
 	}
 	a.setPhase(PhaseServing)

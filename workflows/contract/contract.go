@@ -110,6 +110,10 @@ type ProvisionRunnerInput struct {
 	Providers map[string]fly.Provider `json:"providers,omitempty"`
 	// Dormant leaves the runner stopped once ready (a Nadir runner).
 	Dormant bool `json:"dormant,omitempty"`
+	// OneJob makes the runner take one job and no other even though Job
+	// is nil (a custom job's runner, made before its pipeline). A VM
+	// made for Job always takes that one job only.
+	OneJob bool `json:"one_job,omitempty"`
 	// ReadyTimeout bounds the wait for the agent's ready signal (default 10m).
 	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
 	// ServerlessDeadline bounds a serverless runner's life (default and
