@@ -377,6 +377,9 @@ func ecsScalingResourceID(cluster, service string) string {
 // min_instances = 0 a service with no task has no CPU metric, so the
 // policy cannot scale it out again; components that must answer keep
 // min_instances at 1 or more.
+// The deployer needs application-autoscaling:*, iam:CreateServiceLinkedRole
+// and the CloudWatch alarm actions target tracking uses
+// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/auto-scaling-IAM.html).
 func awsScaling(add func(typ, name string, props map[string]any, deps ...string), dep, key string, ct fly.Container, tags map[string]any) {
 	resourceID := ecsScalingResourceID(dep, dep+"-"+key)
 	add(AWSScalingTarget, key, map[string]any{
