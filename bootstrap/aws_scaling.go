@@ -45,28 +45,25 @@ func (p *AWSProvider) scalingName(resourceID string) string {
 func (p *AWSProvider) readScaling(ctx context.Context, hints []Resource) ([]Resource, error) {
 	ids := p.scalingResourceIDs(hints)
 	var out []Resource
-	// DescribeScalableTargets takes at most 50 resource IDs.
-	for chunk := range slices.Chunk(ids, 50) {
-		pg := applicationautoscaling.NewDescribeScalableTargetsPaginator(p.scaling, &applicationautoscaling.DescribeScalableTargetsInput{
-			ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceIds: chunk, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
-		})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
+	pg := applicationautoscaling.NewDescribeScalableTargetsPaginator(p.scaling, &applicationautoscaling.DescribeScalableTargetsInput{
+		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceIds: ids, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
+	})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describe the scalable targets of the ECS services of %s: %w", p.Deployment, err)
+		}
+		for _, t := range page.ScalableTargets {
+			res, err := p.readScalingTarget(ctx, t)
 			if err != nil {
-				return nil, fmt.Errorf("describe the scalable targets of the ECS services of %s: %w", p.Deployment, err)
+				return nil, err
 			}
-			for _, t := range page.ScalableTargets {
-				res, err := p.readScalingTarget(ctx, t)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, res)
-				policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, policies...)
+			out = append(out, res)
+			policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, policies...)
 		}
 	}
 	return out, nil

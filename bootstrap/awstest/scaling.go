@@ -14,7 +14,8 @@ import (
 // stand-in (service/<cluster>/<service>, dimension
 // ecs:service:DesiredCount), and registering one moves the service's
 // desired count into the new bounds as the real scaler does. Policies are
-// stored as sent; nothing evaluates them.
+// stored as sent; nothing evaluates them. Describe calls answer in one
+// page.
 
 type scalableTarget struct {
 	Namespace, ResourceID, Dimension, Arn string
