@@ -18,6 +18,8 @@ const (
 	AWSQueue         = "aws_sqs_queue"
 	AWSCluster       = "aws_ecs_cluster"
 	AWSService       = "aws_ecs_service"
+	AWSScalingTarget = "aws_appautoscaling_target"
+	AWSScalingPolicy = "aws_appautoscaling_policy"
 	AWSScheduleGroup = "aws_scheduler_schedule_group"
 	AWSSchedule      = "aws_scheduler_schedule"
 
@@ -39,7 +41,7 @@ const (
 // service, a Lambda permission before its function).
 var awsTypes = []string{
 	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSNamespace, AWSDiscoveryService, AWSCluster, AWSService,
-	AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSPermission,
+	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSPermission,
 	AWSScheduleGroup, AWSSchedule,
 }
 
@@ -95,7 +97,9 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 // tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
 // the Nest names (created empty, never deleted), the store's DynamoDB table
 // (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
-// with one Fargate service per component, EventBridge Scheduler
+// with one Fargate service per component (scaled between min_instances
+// and max_instances by Application Auto Scaling, see awsScaling),
+// EventBridge Scheduler
 // schedules for UglyFox and the jobs when triggers.kind is eventbridge,
 // and, when the aws provider names a vpc_id, the API gateway (awsGateway)
 // with the auth function's role and log group and the Cloud Map namespace
@@ -283,6 +287,12 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 			props["service_registry"] = Ref(AWSDiscoveryService+".api", "arn")
 		}
 		add(AWSService, c.key, props, AWSCluster+".servers", AWSLogGroup+"."+c.key)
+		if ct.MaxInstances > ct.MinInstances {
+			// The scaler owns the count once the service exists: a deploy
+			// that set it back to min_instances would undo its work.
+			out[len(out)-1].CreateOnly = []string{"desired_count"}
+			awsScaling(add, dep, c.key, ct, tags)
+		}
 	}
 
 	if gateway {
@@ -320,6 +330,70 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 	}
 	return out, nil
+}
+
+// Service autoscaling defaults: a target tracking policy keeps the
+// service's average CPU at ScalingTargetCPU percent, waits
+// ScalingScaleInCooldown seconds after a scale-in and
+// ScalingScaleOutCooldown seconds after a scale-out before the next one.
+const (
+	ScalingTargetCPU        = 60
+	ScalingScaleInCooldown  = 300
+	ScalingScaleOutCooldown = 60
+)
+
+// ecsScalableDimension is what Application Auto Scaling changes on an ECS
+// service: its desired task count.
+const ecsScalableDimension = "ecs:service:DesiredCount"
+
+// ecsScalingResourceID is an ECS service's resource ID in Application
+// Auto Scaling: service/<cluster>/<service>.
+func ecsScalingResourceID(cluster, service string) string {
+	return "service/" + cluster + "/" + service
+}
+
+// awsScaling adds what scales a component's ECS service between the
+// container's min_instances and max_instances
+// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-autoscaling-targettracking.html):
+//
+//   - aws_appautoscaling_target: the service's desired count as a
+//     scalable target (namespace ecs, dimension ecs:service:DesiredCount,
+//     resource ID service/<cluster>/<service>) with min_capacity
+//     min_instances and max_capacity max_instances. No role is named:
+//     Application Auto Scaling uses its service-linked role for ECS,
+//     AWSServiceRoleForApplicationAutoScaling_ECSService, which it makes
+//     on the first registration in the account
+//     (https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html);
+//   - aws_appautoscaling_policy <deployment>-<component>-cpu: target
+//     tracking on ECSServiceAverageCPUUtilization at ScalingTargetCPU (60)
+//     percent, scale-in cooldown ScalingScaleInCooldown (300 s), scale-out
+//     cooldown ScalingScaleOutCooldown (60 s).
+//
+// The service's desired_count is then set only when the service is made
+// (Resource.CreateOnly), as Terraform's aws_ecs_service advises with
+// ignore_changes = [desired_count]: a deploy never resets what the scaler
+// chose. Raising min_instances still raises the count, because the scaler
+// moves a count below a target's new minimum up to it. With
+// min_instances = 0 a service with no task has no CPU metric, so the
+// policy cannot scale it out again; components that must answer keep
+// min_instances at 1 or more.
+// The deployer needs application-autoscaling:*, iam:CreateServiceLinkedRole
+// and the CloudWatch alarm actions target tracking uses
+// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/auto-scaling-IAM.html).
+func awsScaling(add func(typ, name string, props map[string]any, deps ...string), dep, key string, ct fly.Container, tags map[string]any) {
+	resourceID := ecsScalingResourceID(dep, dep+"-"+key)
+	add(AWSScalingTarget, key, map[string]any{
+		"service_namespace": "ecs", "resource_id": resourceID, "scalable_dimension": ecsScalableDimension,
+		"min_capacity": ct.MinInstances, "max_capacity": ct.MaxInstances, "tags": tags,
+	}, AWSService+"."+key)
+	add(AWSScalingPolicy, key, map[string]any{
+		"name": dep + "-" + key + "-cpu", "service_namespace": "ecs", "resource_id": resourceID,
+		"scalable_dimension": ecsScalableDimension, "policy_type": "TargetTrackingScaling",
+		"target_tracking": map[string]any{
+			"predefined_metric": "ECSServiceAverageCPUUtilization", "target_value": ScalingTargetCPU,
+			"scale_in_cooldown": ScalingScaleInCooldown, "scale_out_cooldown": ScalingScaleOutCooldown,
+		},
+	}, AWSScalingTarget+"."+key)
 }
 
 // awsGateway adds the API Gateway HTTP API in front of the API service:

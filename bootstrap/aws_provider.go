@@ -14,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
+	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
+	aastypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -35,7 +37,7 @@ import (
 // AWSEndpoints override the endpoint of single services (test servers,
 // VPC endpoints), keyed by the SDK's service ID in lower case: iam, sts,
 // sqs, ecs, cloudwatch logs, secrets manager, dynamodb, scheduler,
-// apigatewayv2, lambda, servicediscovery.
+// apigatewayv2, lambda, servicediscovery, application auto scaling.
 type AWSEndpoints map[string]string
 
 // AWSProvider reads and changes a deployment's AWS resources through
@@ -55,6 +57,7 @@ type AWSProvider struct {
 	gw         *apigatewayv2.Client
 	lambda     *lambda.Client
 	sd         *servicediscovery.Client
+	scaling    *applicationautoscaling.Client
 
 	acctMu sync.Mutex
 	acct   *AWSAccount
@@ -84,6 +87,9 @@ func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *
 		gw:         apigatewayv2.NewFromConfig(cfg, func(o *apigatewayv2.Options) { o.BaseEndpoint = ep("apigatewayv2") }),
 		lambda:     lambda.NewFromConfig(cfg, func(o *lambda.Options) { o.BaseEndpoint = ep("lambda") }),
 		sd:         servicediscovery.NewFromConfig(cfg, func(o *servicediscovery.Options) { o.BaseEndpoint = ep("servicediscovery") }),
+		scaling: applicationautoscaling.NewFromConfig(cfg, func(o *applicationautoscaling.Options) {
+			o.BaseEndpoint = ep("application auto scaling")
+		}),
 	}
 }
 
@@ -136,7 +142,7 @@ func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, e
 	var out []Resource
 	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
 		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readDiscovery, p.readECS,
-		p.readFunctions, p.readGateway, p.readSchedules,
+		p.readScaling, p.readFunctions, p.readGateway, p.readSchedules,
 	} {
 		got, err := read(ctx, hints)
 		if err != nil {
@@ -144,6 +150,7 @@ func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, e
 		}
 		out = append(out, got...)
 	}
+	markScaledServices(out)
 	return out, nil
 }
 
@@ -165,6 +172,10 @@ func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) 
 		err = p.putCluster(ctx, nil, r)
 	case AWSService:
 		err = p.putService(ctx, nil, r)
+	case AWSScalingTarget:
+		err = p.putScalingTarget(ctx, nil, r)
+	case AWSScalingPolicy:
+		err = p.putScalingPolicy(ctx, r)
 	case AWSScheduleGroup:
 		err = p.putScheduleGroup(ctx, nil, r)
 	case AWSSchedule:
@@ -216,6 +227,10 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 		err = p.putCluster(ctx, &before, after)
 	case AWSService:
 		err = p.putService(ctx, &before, after)
+	case AWSScalingTarget:
+		err = p.putScalingTarget(ctx, &before, after)
+	case AWSScalingPolicy:
+		err = p.putScalingPolicy(ctx, after)
 	case AWSScheduleGroup:
 		err = p.putScheduleGroup(ctx, &before, after)
 	case AWSSchedule:
@@ -280,6 +295,13 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 		_, err = p.ecs.DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: &name})
 	case AWSService:
 		err = p.deleteService(ctx, r)
+	case AWSScalingTarget:
+		_, err = p.scaling.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
+			ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")), ResourceId: aws.String(str(r.Props, "resource_id")),
+			ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
+		})
+	case AWSScalingPolicy:
+		err = p.deleteScalingPolicy(ctx, r)
 	case AWSScheduleGroup:
 		_, err = p.sched.DeleteScheduleGroup(ctx, &scheduler.DeleteScheduleGroupInput{Name: &name})
 	case AWSSchedule:
@@ -887,7 +909,11 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 		}
 		return nil
 	}
-	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))), NetworkConfiguration: network}
+	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, NetworkConfiguration: network}
+	// The count is sent only when it changes: it may be the scaler's.
+	if num(before.Props, "desired_count") != num(r.Props, "desired_count") {
+		in.DesiredCount = aws.Int32(int32(num(r.Props, "desired_count")))
+	}
 	if str(before.Props, "service_registry") != str(r.Props, "service_registry") {
 		// An empty list removes the registry.
 		in.ServiceRegistries = registries

@@ -265,6 +265,10 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 			"sqs:DeleteQueue": 2, "apigateway:DeleteApi": 1, "apigateway:DeleteAuthorizer": 1, "apigateway:DeleteIntegration": 1,
 			"apigateway:DeleteVpcLink": 1, "lambda:DeleteFunction": 1, "ecs:DeleteService": 3, "servicediscovery:DeleteNamespace": 1,
 		}},
+		// Both scalable targets are registered when the first policy fails.
+		{"application-autoscaling:PutScalingPolicy", "aws_appautoscaling_policy.", map[string]int{
+			"application-autoscaling:DeregisterScalableTarget": 2, "application-autoscaling:DeleteScalingPolicy": 0, "ecs:DeleteService": 3,
+		}},
 	} {
 		t.Run(tc.fail, func(t *testing.T) {
 			ctx := context.Background()

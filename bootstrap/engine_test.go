@@ -174,6 +174,33 @@ func TestDiffCycle(t *testing.T) {
 	}
 }
 
+// TestDiffCreateOnly: a create-only key is desired on creation, never
+// diffed after, and an update for another key sends the value read.
+func TestDiffCreateOnly(t *testing.T) {
+	want := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 1, "memory": 512}, CreateOnly: []string{"count"}}
+	p, err := Diff([]Resource{want}, nil, nil)
+	if err != nil || len(p.Changes) != 1 || p.Changes[0].After.Props["count"] != 1.0 {
+		t.Fatalf("create: %+v, %v", p, err)
+	}
+	have := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 4, "memory": 512}}
+	if p, err = Diff([]Resource{want}, []Resource{have}, nil); err != nil || !p.Empty() {
+		t.Fatalf("count moved by someone else: %+v, %v", p.Changes, err)
+	}
+	want.Props["memory"] = 1024
+	p, err = Diff([]Resource{want}, []Resource{have}, nil)
+	if err != nil || len(p.Changes) != 1 || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "memory" {
+		t.Fatalf("memory change: %+v, %v", p.Changes, err)
+	}
+	if c := p.Changes[0]; c.After.Props["count"] != 4.0 || c.desired.Props["count"] != 4.0 {
+		t.Fatalf("the update would send count %v (plan) / %v (apply), not the 4 read", c.After.Props["count"], c.desired.Props["count"])
+	}
+	// Without CreateOnly the count is the deploy's again.
+	want.CreateOnly = nil
+	if p, _ = Diff([]Resource{want}, []Resource{have}, nil); len(p.Changes) != 1 || len(p.Changes[0].Fields) != 2 {
+		t.Fatalf("count owned by deploy: %+v", p.Changes)
+	}
+}
+
 func TestEngineLock(t *testing.T) {
 	ctx := context.Background()
 	mem := &memProvider{items: map[string]Resource{}}

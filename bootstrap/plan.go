@@ -83,7 +83,9 @@ func (p *Plan) Count(a Action) int {
 
 // Diff compares the desired resources with the existing ones. typeOrder
 // ranks resource types (earlier types are made first) and breaks ties
-// between resources the dependencies do not order.
+// between resources the dependencies do not order. A desired resource's
+// CreateOnly keys take the value read when it exists, so they never make
+// an update nor change one.
 func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 	have := map[string]Resource{}
 	outs := Outputs{}
@@ -110,6 +112,13 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 			r := resolved
 			upserts = append(upserts, Change{Action: Create, Address: addr, After: &r, desired: &raw})
 			continue
+		}
+		// Create-only keys keep what exists, in the plan and in what apply
+		// sends.
+		for _, k := range d.CreateOnly {
+			if v, ok := a.Props[k]; ok {
+				resolved.Props[k], raw.Props[k] = v, v
+			}
 		}
 		fields := diffProps("", a.Props, resolved.Props)
 		if len(fields) == 0 {

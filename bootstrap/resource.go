@@ -39,6 +39,13 @@ type Resource struct {
 	// Outputs are attributes other resources refer to as
 	// ${type.name.attr}; set by Read and Create.
 	Outputs map[string]string `json:"outputs,omitempty"`
+	// CreateOnly lists top-level Props keys that are set when the resource
+	// is made and never diffed after, as Terraform's lifecycle
+	// ignore_changes: something else owns them then, such as an ECS
+	// service's desired_count once Application Auto Scaling moves it. An
+	// update keeps the value read; Read marks them on what it finds, so a
+	// rollback to a journaled value leaves them alone too.
+	CreateOnly []string `json:"create_only,omitempty"`
 	// Retain keeps the resource when it leaves the desired set (databases):
 	// the plan says so and deploy never deletes it.
 	Retain bool `json:"retain,omitempty"`
@@ -56,6 +63,7 @@ func (r Resource) clone() Resource {
 	out := r
 	out.Props = normalize(r.Props)
 	out.DependsOn = slices.Clone(r.DependsOn)
+	out.CreateOnly = slices.Clone(r.CreateOnly)
 	out.Outputs = maps.Clone(r.Outputs)
 	return out
 }

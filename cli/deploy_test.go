@@ -121,7 +121,7 @@ func TestDeployCommand(t *testing.T) {
 	if code := exec(tio, "deploy", "--nest", nest); code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, tio.err)
 	}
-	if !strings.Contains(tio.out.String(), "Plan: 37 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 37 added") {
+	if !strings.Contains(tio.out.String(), "Plan: 41 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 41 added") {
 		t.Errorf("deploy output:\n%s\n%s", tio.out, tio.err)
 	}
 	if hooks := gl.Hooks(web.ID); len(hooks) != 1 || hooks[0].Token != "webhook-secret" || strings.Contains(tio.out.String(), "webhook-secret") {

@@ -13,7 +13,10 @@
 //   - EventBridge Scheduler, API Gateway v2 (HTTP APIs) and Lambda:
 //     REST-JSON;
 //   - Cloud Map: JSON 1.1 (X-Amz-Target: Route53AutoNaming_v20170314.Op),
-//     its operations done at once (GetOperation answers SUCCESS).
+//     its operations done at once (GetOperation answers SUCCESS);
+//   - Application Auto Scaling: JSON 1.1 (X-Amz-Target:
+//     AnyScaleFrontendService.Op), scalable targets on this stand-in's ECS
+//     services and their policies, which nothing evaluates.
 //
 // The service is told by the request's SigV4 credential scope, as AWS's
 // own front ends route. DynamoDB is served by dynalite
@@ -72,6 +75,9 @@ type Server struct {
 	namespaces map[string]*namespace     // by ID
 	sdServices map[string]*sdService     // by ID
 	operations map[string]*sdOperation   // by ID
+
+	targets  map[string]*scalableTarget // by namespace|resource ID|dimension
+	policies map[string]*scalingPolicy  // by target key|policy name
 }
 
 // New starts a server; Close it when done.
@@ -80,6 +86,7 @@ func New() *Server {
 		calls: map[string]int{}, roles: map[string]*role{}, profiles: map[string]*profile{}, logGroups: map[string]*logGroup{},
 		secrets: map[string]*secret{}, queues: map[string]*queue{}, clusters: map[string]*cluster{}, taskDefs: map[string]*taskDef{},
 		revisions: map[string]int{}, services: map[string]*service{}, groups: map[string]*schedGroup{}, schedules: map[string]*schedule{},
+		targets: map[string]*scalableTarget{}, policies: map[string]*scalingPolicy{},
 	}
 	s.initGateway()
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -207,6 +214,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		})
 	case "servicediscovery":
 		s.serveJSON(w, "1.1", body, func(in map[string]any) (any, *apiError) { return s.serviceDiscovery(op, in) })
+	case "application-autoscaling":
+		s.serveJSON(w, "1.1", body, func(in map[string]any) (any, *apiError) { return s.applicationAutoScaling(op, in) })
 	default:
 		writeJSONError(w, 400, "UnknownServiceException", "service "+service+" is not served by this stand-in", "1.1")
 	}
