@@ -104,7 +104,7 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, ctx, s, contract.RunnerIDFor("cold", cold.GetID()), store.StateActive)
+	waitReached(t, ctx, s, contract.RunnerIDFor("cold", cold.GetID()), store.StateActive)
 	coldTook := time.Since(coldStart)
 
 	// A job promotes a Nadir runner.

@@ -236,6 +236,26 @@ func waitState(t *testing.T, ctx context.Context, s *Stack, runnerID string, wan
 	}
 }
 
+// waitReached waits until the runner's history shows it reached want,
+// whatever state it is in now: a runner made for one job can be torn
+// down within moments of taking it.
+func waitReached(t *testing.T, ctx context.Context, s *Stack, runnerID string, want store.RunnerState) {
+	t.Helper()
+	for {
+		h, err := s.Store.RunnerHistory(ctx, runnerID)
+		for _, x := range h {
+			if x.To == want {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("runner %s never reached %s (history: %s, %v)", runnerID, want, transitions(h), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func transitions(h []store.Transition) string {
 	var parts []string
 	for _, x := range h {

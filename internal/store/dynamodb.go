@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -883,9 +884,16 @@ func (s *dynamoStore) RecordJob(ctx context.Context, j JobRecord) (JobRecord, er
 	}
 	// Read, merge, and write back on the condition that nobody wrote in
 	// between (the item's rev is the one read); a writer that lost the
-	// race reads again and merges into the winner's record.
+	// race reads again and merges into the winner's record, after a short
+	// random pause so that a burst of events about one job does not retry
+	// in lockstep.
 	sk := jobKey(j.JobID, j.GitLabHost)
-	for range 8 {
+	for attempt := range recordJobAttempts {
+		if attempt > 0 {
+			if err := conflictPause(ctx, attempt); err != nil {
+				return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, err)
+			}
+		}
 		it, err := s.getItem(ctx, partJob, sk)
 		var (
 			stored *JobRecord
@@ -924,6 +932,24 @@ func (s *dynamoStore) RecordJob(ctx context.Context, j JobRecord) (JobRecord, er
 		return out, nil
 	}
 	return JobRecord{}, fmt.Errorf("record job %s#%d: %w", j.GitLabHost, j.JobID, ErrConflict)
+}
+
+// recordJobAttempts bounds RecordJob's read-merge-write rounds.
+const recordJobAttempts = 16
+
+// conflictPause waits before retry number attempt of a conditional write
+// that lost a race: a random time up to 5 ms doubled per attempt, at most
+// 200 ms, or until ctx ends.
+func conflictPause(ctx context.Context, attempt int) error {
+	ceiling := min(5*time.Millisecond<<min(attempt, 6), 200*time.Millisecond)
+	t := time.NewTimer(rand.N(ceiling) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // jobItem is a job's whole item; rev counts its writes.
