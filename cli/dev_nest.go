@@ -179,6 +179,30 @@ func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
 	}
 	if p := n.MotherGoose.Nest.Project; p != "" {
 		addProject(fly.ProjectRef{Path: p}, "")
+		putNestCIConfig(gl, p, n.Jobs)
+	}
+}
+
+// putNestCIConfig commits to the Nest project the .gitlab-ci.yml that
+// custom jobs' pipelines run (the one the README gives: eval
+// "$GOSLING_JOB_SCRIPT" on a runner with the job's tags), unless the
+// project has one. The test server has no rules:, so the file holds one
+// job, with the tags of the first custom job.
+func putNestCIConfig(gl *gitlabtest.Server, path string, jobs []fly.Job) {
+	pr, ok := gl.ProjectByPath(path)
+	if !ok {
+		return
+	}
+	if _, ok := gl.File(pr.ID, "", gitlabtest.CIConfigPath); ok {
+		return
+	}
+	for _, j := range jobs {
+		if j.Kind != fly.JobCustom || len(j.Runner.Tags) == 0 {
+			continue
+		}
+		tags, _ := json.Marshal(j.Runner.Tags) // a YAML flow sequence
+		gl.PutFile(pr.ID, gitlabtest.CIConfigPath, []byte("gosling-job:\n  tags: "+string(tags)+"\n  script: ['eval \"$GOSLING_JOB_SCRIPT\"']\n"))
+		return
 	}
 }
 

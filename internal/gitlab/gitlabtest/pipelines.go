@@ -344,6 +344,14 @@ func (s *Server) PutFile(projectID int64, path string, content []byte) {
 	s.commitLocked(projectID, "main", "put "+path, map[string][]byte{path: content})
 }
 
+// File returns a file of the project at ref (the default branch when
+// empty), as GET /projects/:id/repository/files/:path/raw does.
+func (s *Server) File(projectID int64, ref, path string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fileAt(projectID, ref, path)
+}
+
 // Trace returns a job's log as its runner sent it through PATCH
 // /jobs/:id/trace.
 func (s *Server) Trace(jobID int64) []byte {

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"testing"
+
+	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+)
+
+// gosling dev gives the Nest project the .gitlab-ci.yml custom jobs run,
+// with the job's tags, and keeps one that is there.
+func TestDevNestCIConfig(t *testing.T) {
+	gl := gitlabtest.New()
+	defer gl.Close()
+	n := &fly.Nest{
+		Jobs: []fly.Job{
+			{Name: "rotate", Kind: fly.JobSecretRotation},
+			{Name: "prune", Kind: fly.JobCustom, Runner: fly.JobRunner{Tags: []string{"gosling-admin", "linux"}}},
+		},
+		MotherGoose: fly.MotherGoose{Nest: fly.NestSource{Project: "platform/nest"}},
+	}
+	loadTestProjects(gl, n)
+	p, ok := gl.ProjectByPath("platform/nest")
+	if !ok {
+		t.Fatal("no Nest project")
+	}
+	b, ok := gl.File(p.ID, "", gitlabtest.CIConfigPath)
+	if !ok {
+		t.Fatal("no .gitlab-ci.yml in the Nest project")
+	}
+	cfg, err := gitlabtest.ParseCIConfig(b)
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if len(cfg.Jobs) != 1 || cfg.Jobs[0].Name != "gosling-job" || len(cfg.Jobs[0].Tags) != 2 || cfg.Jobs[0].Tags[0] != "gosling-admin" ||
+		len(cfg.Jobs[0].Script) != 1 || cfg.Jobs[0].Script[0] != `eval "$GOSLING_JOB_SCRIPT"` {
+		t.Errorf("the Nest's CI config: %+v", cfg.Jobs)
+	}
+
+	gl.PutFile(p.ID, gitlabtest.CIConfigPath, []byte("own:\n  script: [echo mine]\n"))
+	loadTestProjects(gl, n)
+	if b, _ := gl.File(p.ID, "", gitlabtest.CIConfigPath); string(b) != "own:\n  script: [echo mine]\n" {
+		t.Errorf("a Nest's own .gitlab-ci.yml was replaced: %s", b)
+	}
+}
