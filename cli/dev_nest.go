@@ -46,6 +46,9 @@ func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fl
 	// Local machines run this very binary and the gitlab-runner stand-in:
 	// nothing to download, no version to update to.
 	mg.Agent = fly.AgentRelease{}
+	// The Nest repository is a project of the GitLab test server too, read
+	// with the eggs' token there (custom jobs' pipelines run in it).
+	mg.Nest.Host, mg.Nest.Token = "", ""
 	out.MotherGoose = mg
 	return &out
 }

@@ -17,7 +17,11 @@ func TestDevNestCIConfig(t *testing.T) {
 			{Name: "rotate", Kind: fly.JobSecretRotation},
 			{Name: "prune", Kind: fly.JobCustom, Runner: fly.JobRunner{Tags: []string{"gosling-admin", "linux"}}},
 		},
-		MotherGoose: fly.MotherGoose{Nest: fly.NestSource{Project: "platform/nest"}},
+		MotherGoose: fly.MotherGoose{Nest: fly.NestSource{Project: "platform/nest", Host: "gitlab.com", Token: "vault://ci/nest"}},
+	}
+	// The Nest repository is read on the test server with the eggs' token.
+	if d := devNest(n, "127.0.0.1:8929", true, t.TempDir()); d.MotherGoose.Nest.Host != "" || !d.MotherGoose.Nest.Token.IsZero() || d.MotherGoose.Nest.Project != "platform/nest" {
+		t.Errorf("dev Nest source: %+v", d.MotherGoose.Nest)
 	}
 	loadTestProjects(gl, n)
 	p, ok := gl.ProjectByPath("platform/nest")
