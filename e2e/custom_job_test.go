@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -61,25 +60,13 @@ func TestCustomJobRunsOnItsSchedule(t *testing.T) {
 			Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 		},
 	}
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Acts.MotherGoose = mg
-	s.StartWorker()
-	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", "unused"); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := mg.ApplyNest(ctx, nest, "", "e2e"); err != nil || len(res.Warnings) != 0 {
-		t.Fatalf("apply: %+v, %v", res, err)
-	}
-	t.Cleanup(func() { _, _ = mothergoose.EnsureNestSchedules(context.Background(), s.Client.ScheduleClient(), nil) })
+	s.ApplyNestWithSchedules(ctx, nest, nil)
 
 	ended := func(name string, runs int) mothergoose.JobSchedule {
 		t.Helper()
 		var js mothergoose.JobSchedule
 		waitFor(t, ctx, name+" run ended", func() bool {
+			var err error
 			js, err = mothergoose.DescribeJobSchedule(ctx, s.Client, name)
 			return err == nil && js.Runs >= runs && js.LastStatus != "" && js.LastStatus != "running"
 		})

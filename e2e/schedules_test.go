@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,20 +62,7 @@ func TestJobSchedulesFollowTheNest(t *testing.T) {
 	}
 	defer func() { _ = foreign.Delete(context.Background()) }()
 
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{Nest: nestA, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
-		Logger: slog.New(slog.DiscardHandler), FetchNest: fetch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Acts.MotherGoose = mg
-	s.StartWorker()
-	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", "unused"); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := mg.ApplyNest(ctx, nestA, "", "e2e"); err != nil || len(res.Warnings) != 0 {
-		t.Fatalf("apply: %+v, %v", res, err)
-	}
-	t.Cleanup(func() { _, _ = mothergoose.EnsureNestSchedules(context.Background(), s.Client.ScheduleClient(), nil) })
+	mg := s.ApplyNestWithSchedules(ctx, nestA, fetch)
 
 	list := func() map[string]mothergoose.JobSchedule {
 		t.Helper()

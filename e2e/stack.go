@@ -331,3 +331,26 @@ func (s *Stack) DeliverJobHook(ctx context.Context, a *API, jobID int64, secret,
 	err = json.NewDecoder(resp.Body).Decode(&hr)
 	return resp.StatusCode, hr, err
 }
+
+// ApplyNestWithSchedules opens MotherGoose on nest (fetch, when set, reads
+// the Nest repository for nest_update), starts the worker with it, and
+// applies nest, which makes the Nest's schedules; they are deleted when
+// the test ends.
+func (s *Stack) ApplyNestWithSchedules(ctx context.Context, nest *fly.Nest, fetch func(context.Context, string) (*fly.Nest, string, error)) *mothergoose.MotherGoose {
+	s.T.Helper()
+	mg, err := mothergoose.Open(ctx, mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
+		Logger: slog.New(slog.DiscardHandler), FetchNest: fetch})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.Acts.MotherGoose = mg
+	s.StartWorker()
+	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", "unused"); err != nil {
+		s.T.Fatal(err)
+	}
+	if res, err := mg.ApplyNest(ctx, nest, "", "e2e"); err != nil || len(res.Warnings) != 0 {
+		s.T.Fatalf("apply: %+v, %v", res, err)
+	}
+	s.T.Cleanup(func() { _, _ = mothergoose.EnsureNestSchedules(context.Background(), s.Client.ScheduleClient(), nil) })
+	return mg
+}
