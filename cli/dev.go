@@ -406,11 +406,13 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		close(serveErr)
 	}()
 
+	// The banner goes out before dev.json, which is what other commands
+	// (and scripts) wait for: once dev.json exists, the banner is whole.
+	printDevBanner(opts.IO, state, dev)
 	b, _ := json.MarshalIndent(state, "", "  ")
 	if err := os.WriteFile(filepath.Join(stateDir, "dev.json"), b, 0o600); err != nil {
 		return err
 	}
-	printDevBanner(opts.IO, state, dev)
 	if opts.Ready != nil {
 		opts.Ready(state)
 	}

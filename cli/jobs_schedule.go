@@ -53,7 +53,7 @@ func NewCmdJobsScheduleList(f *Factory, runF func(*JobsScheduleListOptions) erro
 		},
 	}
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the schedules as JSON")
-	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
 
@@ -144,7 +144,7 @@ func NewCmdJobsSchedulePause(f *Factory, pause bool, runF func(*JobsSchedulePaus
 		},
 	}
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, kept as the schedule's note")
-	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
 
@@ -198,7 +198,7 @@ func NewCmdJobsScheduleTrigger(f *Factory, runF func(*JobsScheduleTriggerOptions
 			return jobsScheduleTriggerRun(cmd.Context(), opts)
 		},
 	}
-	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
 

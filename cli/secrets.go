@@ -303,7 +303,7 @@ Exit status: 0 when no runner failed, 1 otherwise.`,
 	cmd.Flags().StringArrayVar(&opts.Eggs, "egg", nil, "rotate only this egg's runners (repeatable)")
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the audit log")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the outcomes as JSON")
-	opts.Temporal.register(cmd.Flags(), f.Getenv)
+	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
@@ -25,9 +26,27 @@ type TemporalFlags struct {
 	CAFile    string
 	// APIKeyEnv names the environment variable holding a Temporal Cloud API key.
 	APIKeyEnv string
+	// Nest, for commands that only talk to Temporal, is a Nest directory
+	// whose MG/config.fly temporal block gives what flags and environment
+	// leave unset; its secrets block resolves a temporal.api_key URI.
+	Nest string
+
+	getenv func(string) (string, bool)
+}
+
+// registerClient registers the flags and --nest ($GOSLING_NEST), for
+// commands that talk to Temporal without loading a Nest of their own.
+func (t *TemporalFlags) registerClient(fs *pflag.FlagSet, getenv func(string) (string, bool)) {
+	t.register(fs, getenv)
+	def := ""
+	if v, ok := getenv("GOSLING_NEST"); ok {
+		def = v
+	}
+	fs.StringVar(&t.Nest, "nest", def, "read the Temporal connection's defaults from this Nest's MG/config.fly ($GOSLING_NEST)")
 }
 
 func (t *TemporalFlags) register(fs *pflag.FlagSet, getenv func(string) (string, bool)) {
+	t.getenv = getenv
 	env := func(name, def string) string {
 		if v, ok := getenv(name); ok && v != "" {
 			return v
@@ -53,7 +72,26 @@ func (t *TemporalFlags) Connection() mothergoose.TemporalConnection {
 	}
 }
 
-// Dial connects to Temporal with these flags.
+// Dial connects to Temporal with these flags, completed from t.Nest's
+// MG/config.fly when set. An invalid Nest is exit code 3.
 func (t *TemporalFlags) Dial(ctx context.Context, log *slog.Logger) (client.Client, error) {
-	return t.Connection().WithDefaults(fly.Temporal{}).Dial(ctx, nil, log, false)
+	getenv := t.getenv
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	if t.Nest == "" {
+		return t.Connection().WithDefaults(fly.Temporal{}).Dial(ctx, nil, log, false)
+	}
+	nest, err := loadNest(t.Nest, nil, getenv, nil)
+	if err != nil {
+		return nil, err
+	}
+	var res *secrets.Resolver
+	if !nest.MotherGoose.Temporal.APIKey.IsZero() && os.Getenv(t.APIKeyEnv) == "" {
+		sf := SecretsFlags{Nest: t.Nest, StateDir: devStateDir(getenv)}
+		if res, err = sf.resolver(ctx, getenv); err != nil {
+			return nil, err
+		}
+	}
+	return t.Connection().WithDefaults(nest.MotherGoose.Temporal).Dial(ctx, res, log, false)
 }

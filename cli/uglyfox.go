@@ -112,6 +112,7 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 	if opts.Local {
 		return uglyfoxRunLocal(ctx, opts, uf)
 	}
+	opts.Temporal.Nest = opts.Nest
 	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
@@ -292,6 +293,7 @@ func uglyfoxScheduleRun(ctx context.Context, opts *UglyFoxScheduleOptions) error
 	if err != nil {
 		return err
 	}
+	opts.Temporal.Nest = opts.Nest
 	c, err := opts.Temporal.Dial(ctx, opts.Logger)
 	if err != nil {
 		return err
