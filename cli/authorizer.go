@@ -33,6 +33,14 @@ type AuthorizerOptions struct {
 func NewCmdAuthorizer(f *Factory, runF func(*AuthorizerOptions) error) *cobra.Command {
 	opts := &AuthorizerOptions{IO: f.IO, Masker: f.Masker, Getenv: os.LookupEnv}
 	var tokens string
+	ttl, badTTL := 5*time.Minute, ""
+	if v, ok := opts.Getenv("GOSLING_AUTH_CACHE_TTL"); ok && v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			ttl = d
+		} else {
+			badTTL = v
+		}
+	}
 	cmd := &cobra.Command{
 		Use:   "authorizer",
 		Short: "Run the API gateway's Lambda authorizer (inside AWS Lambda)",
@@ -63,12 +71,15 @@ GOSLING_AUTH_TOKENS (comma-separated URIs) and GOSLING_AUTH_CACHE_TTL.`,
 				}
 				ref := fly.SecretRef(s)
 				if _, err := ref.Parse(); err != nil {
-					return flagErrorf("--tokens: %v", err)
+					return flagErrorf("--tokens: %q: %v: name a secret URI (aws-sm://NAME/KEY, vault://PATH/KEY or yc-lockbox://ID/KEY)", s, err)
 				}
 				opts.Tokens = append(opts.Tokens, ref)
 			}
 			if len(opts.Tokens) == 0 {
 				return flagErrorf("--tokens names no secret URI: set it or $GOSLING_AUTH_TOKENS, such as aws-sm://gosling/api/token")
+			}
+			if badTTL != "" && !cmd.Flags().Changed("cache-ttl") {
+				return flagErrorf("$GOSLING_AUTH_CACHE_TTL=%q is not a duration, such as 5m or 30s", badTTL)
 			}
 			if opts.CacheTTL < 0 {
 				return flagErrorf("--cache-ttl must not be negative, such as 5m")
@@ -78,12 +89,6 @@ GOSLING_AUTH_TOKENS (comma-separated URIs) and GOSLING_AUTH_CACHE_TTL.`,
 			}
 			return authorizerRun(cmd.Context(), opts)
 		},
-	}
-	ttl := 5 * time.Minute
-	if v, ok := os.LookupEnv("GOSLING_AUTH_CACHE_TTL"); ok && v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			ttl = d
-		}
 	}
 	cmd.Flags().StringVar(&tokens, "tokens", os.Getenv("GOSLING_AUTH_TOKENS"), "comma-separated secret URIs of the accepted API tokens ($GOSLING_AUTH_TOKENS)")
 	cmd.Flags().DurationVar(&opts.CacheTTL, "cache-ttl", ttl, "keep resolved tokens in memory this long ($GOSLING_AUTH_CACHE_TTL)")

@@ -216,3 +216,29 @@ func TestAuthorizerNeedsTokensAndLambda(t *testing.T) {
 		t.Errorf("outside Lambda: %v", err)
 	}
 }
+
+// A bad --tokens entry is quoted with the schemes that would do; a bad
+// $GOSLING_AUTH_CACHE_TTL is an error, not a silent five minutes.
+func TestAuthorizerFlagErrors(t *testing.T) {
+	tio := newTestIO("", false)
+	if code := run(t, tio, "authorizer", "--tokens", "aws-sm://gosling/api/token,plain"); code != ExitError {
+		t.Fatalf("exit %d", code)
+	}
+	if e := tio.err.String(); !strings.Contains(e, `"plain"`) || !strings.Contains(e, "aws-sm://") {
+		t.Errorf("stderr = %q", e)
+	}
+	t.Setenv("GOSLING_AUTH_CACHE_TTL", "300")
+	tio = newTestIO("", false)
+	if code := run(t, tio, "authorizer", "--tokens", "aws-sm://gosling/api/token"); code != ExitError {
+		t.Fatalf("exit %d", code)
+	}
+	if e := tio.err.String(); !strings.Contains(e, `GOSLING_AUTH_CACHE_TTL="300" is not a duration`) {
+		t.Errorf("stderr = %q", e)
+	}
+	var got *AuthorizerOptions
+	cmd := NewCmdAuthorizer(newTestIO("", false).f, func(o *AuthorizerOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--tokens", "aws-sm://gosling/api/token", "--cache-ttl", "1m"})
+	if err := cmd.Execute(); err != nil || got.CacheTTL != time.Minute {
+		t.Errorf("the flag wins over a bad variable: %+v, %v", got, err)
+	}
+}

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +50,45 @@ func TestJobsScheduleFlagsToOptions(t *testing.T) {
 	}
 	if code := run(t, newTestIO("", false), "jobs", "schedule", "pause"); code != ExitError {
 		t.Errorf("no name: exit %d", code)
+	}
+}
+
+// With --nest, the Temporal connection's unset parts come from the Nest's
+// MG/config.fly temporal block; flags still win.
+func TestJobsScheduleReadsMGTemporal(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../examples/nest")); err != nil {
+		t.Fatal(err)
+	}
+	mg := filepath.Join(dir, "MG", "config.fly")
+	b, err := os.ReadFile(mg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?s)temporal \{.*?\n  \}`)
+	if !block.Match(b) {
+		t.Fatal("the example's MG/config.fly has no temporal block")
+	}
+	b = block.ReplaceAll(b, []byte("temporal {\n    address   = \"127.0.0.1:1\"\n    namespace = \"ns-from-mg\"\n  }"))
+	if err := os.WriteFile(mg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tio := newTestIO("", false)
+	if code := run(t, tio, "jobs", "schedule", "list", "--nest", dir); code != ExitError {
+		t.Fatalf("exit %d: %s", code, tio.err)
+	}
+	if !strings.Contains(tio.err.String(), "127.0.0.1:1 (namespace ns-from-mg)") {
+		t.Errorf("MG's temporal block was not read: %s", tio.err)
+	}
+	tio = withEnv(newTestIO("", false), map[string]string{"GOSLING_NEST": dir})
+	if code := run(t, tio, "secrets", "rotate", "--temporal-address", "127.0.0.1:2"); code != ExitError {
+		t.Fatalf("exit %d: %s", code, tio.err)
+	}
+	if !strings.Contains(tio.err.String(), "127.0.0.1:2 (namespace ns-from-mg)") {
+		t.Errorf("the flag should win over MG, the rest come from $GOSLING_NEST: %s", tio.err)
+	}
+	tio = newTestIO("", false)
+	if code := run(t, tio, "jobs", "schedule", "list", "--nest", "../fly/testdata/invalid/plaintext"); code != ExitInvalidConfig {
+		t.Errorf("invalid Nest: exit %d: %s", code, tio.err)
 	}
 }
