@@ -470,7 +470,7 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 				return err
 			}
 			if version == "" {
-				return fmt.Errorf("the Lockbox secret %s has no version yet: add the token %s to it first", str(s, "secret_id"), str(s, "key"))
+				return fmt.Errorf("the Lockbox secret %s has no version yet, so the auth function cannot read its token %s: put it first (gosling secrets put yc-lockbox://%s/%s --nest DIR, the value on stdin), then deploy again", str(s, "secret_id"), str(s, "key"), str(s, "secret_id"), str(s, "key"))
 			}
 		}
 		req.Secrets = append(req.Secrets, &functions.Secret{Id: str(s, "secret_id"), VersionId: version, Key: str(s, "key"),

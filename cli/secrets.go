@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
+	"golang.org/x/term"
 )
 
 // SecretsFlags say where the secret backends' configuration comes from.
@@ -33,7 +35,7 @@ type SecretsFlags struct {
 
 func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
 	cmd.Flags().StringVar(&s.Nest, "nest", "", "configure the backends from this Nest's MG/config.fly secrets block")
-	cmd.Flags().BoolVar(&s.Dev, "dev", false, "use the local store of `gosling dev` for every scheme, as `gosling dev` does")
+	cmd.Flags().BoolVar(&s.Dev, "dev", false, "use the local store of 'gosling dev' for every scheme, as it does")
 	cmd.Flags().StringVar(&s.StateDir, "state-dir", devStateDir(getenv), "directory of the local secret store (local://)")
 }
 
@@ -86,7 +88,7 @@ func secretFailure(err error) error {
 func NewCmdSecrets(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "secrets <command>",
-		Short: "Inspect and roll back secret versions, and rotate runner tokens",
+		Short: "Set, inspect and roll back secret versions, and rotate runner tokens",
 		Long: `Secrets are named by URI: yc-lockbox://{secret-id}/{key},
 aws-sm://{secret-name}/{key}, vault://{path}/{key} and, for development only,
 local://{name}/{key}. Values are never printed.
@@ -97,7 +99,7 @@ VAULT_TOKEN (or the Nest's AppRole/Kubernetes auth, with
 VAULT_APPROLE_SECRET_ID); YC_SERVICE_ACCOUNT_KEY_FILE, YC_IAM_TOKEN or the
 VM's service account.`,
 	}
-	cmd.AddCommand(NewCmdSecretsVersions(f, nil), NewCmdSecretsRollback(f, nil), NewCmdSecretsRotate(f, nil))
+	cmd.AddCommand(NewCmdSecretsPut(f, nil), NewCmdSecretsVersions(f, nil), NewCmdSecretsRollback(f, nil), NewCmdSecretsRotate(f, nil))
 	return cmd
 }
 
@@ -174,6 +176,90 @@ func secretsVersionsRun(ctx context.Context, opts *SecretsVersionsOptions) error
 		rows = append(rows, []string{v.ID, timeCell(opts.IO, &created, now), cur, labels})
 	}
 	return printTable(opts.IO, []string{"VERSION", "CREATED", "CURRENT", "LABELS"}, rows)
+}
+
+// SecretsPutOptions are the inputs of `gosling secrets put`.
+type SecretsPutOptions struct {
+	IO     *IOStreams
+	Getenv func(string) (string, bool)
+	Flags  SecretsFlags
+	URI    fly.SecretRef
+}
+
+// NewCmdSecretsPut builds `gosling secrets put`.
+func NewCmdSecretsPut(f *Factory, runF func(*SecretsPutOptions) error) *cobra.Command {
+	opts := &SecretsPutOptions{IO: f.IO, Getenv: f.Getenv}
+	opts.Flags.Masker = f.Masker
+	cmd := &cobra.Command{
+		Use:   "put URI < VALUE",
+		Short: "Write a secret's value, read from stdin, as its new current version",
+		Long: `Put reads the value from stdin (never from the command line, which other
+users of the machine can see; on a terminal the input is not echoed), drops
+one trailing newline, and writes it as a new version of the URI's key. Other
+keys of the same secret keep their values; earlier versions stay (see
+'gosling secrets versions' and 'secrets rollback').
+
+This is how the secrets gosling deploy makes empty get their values: the
+API tokens and webhook secrets of an aws-sm:// secret (Secrets Manager
+makes its first version), or a key of a Lockbox secret (a new version;
+Lockbox secrets are named by the IDs deploy prints). It prints the new
+version's ID; the value is never printed or logged.`,
+		Example: `  openssl rand -hex 32 | gosling secrets put aws-sm://gosling-ci/api/token --nest .
+  gosling secrets put yc-lockbox://e6q0123456789abcdefg/webhook_secret --nest .   # asks, input hidden`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u, err := fly.ParseSecretURI(args[0])
+			if err != nil {
+				return flagErrorf("URI: %v", err)
+			}
+			if u.Version != "" {
+				return flagErrorf("URI: leave out ?version=: a write makes a new version")
+			}
+			opts.URI = fly.SecretRef(args[0])
+			if runF != nil {
+				return runF(opts)
+			}
+			return secretsPutRun(cmd.Context(), opts)
+		},
+	}
+	opts.Flags.register(cmd, f.Getenv)
+	return cmd
+}
+
+func secretsPutRun(ctx context.Context, opts *SecretsPutOptions) error {
+	var value string
+	if f, ok := opts.IO.In.(*os.File); ok && opts.IO.StdinTTY && !opts.IO.NoInput && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(opts.IO.ErrOut, "Value of %s (not echoed): ", opts.URI)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(opts.IO.ErrOut)
+		if err != nil {
+			return err
+		}
+		value = string(b)
+	} else {
+		b, err := io.ReadAll(io.LimitReader(opts.IO.In, 1<<20+1))
+		if err != nil {
+			return err
+		}
+		if len(b) > 1<<20 {
+			return flagErrorf("the value on stdin is over 1 MiB")
+		}
+		value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	}
+	if value == "" {
+		return flagErrorf("the value is empty: pipe it on stdin, such as: openssl rand -hex 32 | gosling secrets put %s", opts.URI)
+	}
+	r, err := opts.Flags.resolver(ctx, opts.Getenv)
+	if err != nil {
+		return err
+	}
+	id, err := r.Put(ctx, opts.URI, value)
+	if err != nil {
+		return secretFailure(err)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Wrote %s as version %s.\n", opts.URI, id)
+	fmt.Fprintln(opts.IO.Out, id)
+	return nil
 }
 
 // SecretsRollbackOptions are the inputs of `gosling secrets rollback`.

@@ -132,3 +132,34 @@ func TestSecretsVaultFromEnvironment(t *testing.T) {
 		t.Errorf("denied: exit %d, %s", code, tio.err.String())
 	}
 }
+
+// secrets put reads the value from stdin, never echoes it, and the secret
+// resolves to it afterwards; an empty value or a pinned version is refused.
+func TestSecretsPutLocal(t *testing.T) {
+	ctx := context.Background()
+	state := t.TempDir()
+	tio := newTestIO("glrt-PutFromStdin\n", false)
+	if code := run(t, tio, "secrets", "put", "local://runners/web/token", "--state-dir", state, "--dev"); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, tio.err)
+	}
+	if strings.Contains(tio.out.String()+tio.err.String(), "PutFromStdin") {
+		t.Errorf("the value was printed: %q %q", tio.out, tio.err)
+	}
+	local, err := secrets.OpenLocal(filepath.Join(state, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := secrets.NewResolver(local).Resolve(ctx, "local://runners/web/token"); err != nil || got != "glrt-PutFromStdin" {
+		t.Errorf("after put: %q, %v", got, err)
+	}
+	for _, c := range []struct{ stdin, uri, want string }{
+		{"", "local://runners/web/token", "value is empty"},
+		{"\n", "local://runners/web/token", "value is empty"},
+		{"x", "local://runners/web/token?version=1", "?version="},
+	} {
+		tio := newTestIO(c.stdin, false)
+		if code := run(t, tio, "secrets", "put", c.uri, "--state-dir", state, "--dev"); code != ExitError || !strings.Contains(tio.err.String(), c.want) {
+			t.Errorf("%q %s: exit %d, stderr %q", c.stdin, c.uri, code, tio.err)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 func loadExample(t *testing.T, opts Options) *Nest {
@@ -246,5 +248,42 @@ func writeFile(t *testing.T, dir, rel, content string) {
 	}
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The sweep's hooks default to the gateway's domain; a webhook_url on
+// another host is a warning, as deploy and the sweep would keep two hooks.
+func TestSweepWebhookURLAgreesWithDomain(t *testing.T) {
+	n := loadExample(t, Options{})
+	if got := n.MotherGoose.Sweep.WebhookURL; got != "https://ci-runners.example.com/webhooks/gitlab" {
+		t.Errorf("sweep webhook URL %q", got)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "examples", "nest"))); err != nil {
+		t.Fatal(err)
+	}
+	mg := filepath.Join(dir, "MG", "config.fly")
+	b, err := os.ReadFile(mg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(b), `    interval = "1m"`, `    interval = "1m"
+    webhook_url = "https://gosling.example.com/webhooks/gitlab"`, 1)
+	if src == string(b) {
+		t.Fatal("the example's sweep block changed: update this test")
+	}
+	writeFile(t, dir, "MG/config.fly", src)
+	_, diags := LoadNest(dir, Options{Getenv: testEnv})
+	found := false
+	for _, d := range diags.Diagnostics {
+		if d.Summary == "Webhook URL off the gateway's domain" {
+			found = true
+			if d.Severity != hcl.DiagWarning || d.Subject == nil || !strings.Contains(d.Detail, "ci-runners.example.com") {
+				t.Errorf("diagnostic %+v", d)
+			}
+		}
+	}
+	if !found || diags.HasErrors() {
+		t.Errorf("want one warning and no error: %v", diags.Diagnostics)
 	}
 }

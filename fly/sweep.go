@@ -1,9 +1,12 @@
 package fly
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // Sweep limits.
@@ -42,6 +45,12 @@ func decodeSweep(a *attrs, gw APIGateway) Sweep {
 		u, err := url.Parse(sw.WebhookURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			a.errorf("webhook_url", "Invalid webhook URL", "webhook_url is the URL GitLab's hooks post to, such as \"https://gosling.example.com/webhooks/gitlab\".")
+		} else if gw.Domain != "" && !strings.EqualFold(u.Hostname(), gw.Domain) {
+			*a.diags = append(*a.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: "Webhook URL off the gateway's domain",
+				Detail: fmt.Sprintf("gosling deploy points every project's hook at https://%s/webhooks/gitlab (api_gateway.domain), and the sweep keeps a hook at %s too: each project then has two hooks and GitLab delivers every event twice. Leave webhook_url out to use the domain's URL, or make the two agree.", gw.Domain, sw.WebhookURL),
+				Subject: a.rng("webhook_url"),
+			})
 		}
 	}
 	return sw

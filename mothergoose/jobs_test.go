@@ -84,7 +84,7 @@ func TestNestSchedules(t *testing.T) {
 	a := sw.Action.(*client.ScheduleWorkflowAction)
 	in := a.Args[0].(contract.SweepInput)
 	if sw.Spec.Intervals[0].Every != time.Minute || !sw.TriggerImmediately || a.Workflow != contract.WorkflowSweep ||
-		in.Egg.Name != "web-app" || in.WebhookURL != "https://gosling.example.com/webhooks/gitlab" || len(in.Providers) == 0 {
+		in.Egg.Name != "web-app" || in.WebhookURL != "https://ci-runners.example.com/webhooks/gitlab" || len(in.Providers) == 0 {
 		t.Errorf("sweep schedule %+v, input %+v", sw, in)
 	}
 	// Overrides from the process: interval and webhook URL.

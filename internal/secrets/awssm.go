@@ -142,6 +142,12 @@ func (a *AWSSecretsManager) write(ctx context.Context, name string, m map[string
 			Name: aws.String(name), SecretString: aws.String(string(b)),
 			Description: aws.String("Written by Gosling"),
 		})
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ResourceExistsException" {
+			// The secret exists with no value yet (gosling deploy makes
+			// them so): its first value is a new version.
+			return a.write(ctx, name, m, false)
+		}
 		if err != nil {
 			return "", awsError(err, false)
 		}

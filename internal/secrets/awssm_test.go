@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
@@ -45,5 +47,27 @@ func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
 	srv.SetSecretString("db/typed", `{"port": 5432}`)
 	if got, err := r.Resolve(ctx, fly.SecretRef("aws-sm://db/typed/port")); err != nil || got != "5432" {
 		t.Errorf("number field = %q, %v", got, err)
+	}
+}
+
+// A secret made with no value (as gosling deploy makes them) takes its
+// first value through Put as its first version.
+func TestAWSSecretsManagerPutIntoEmptySecret(t *testing.T) {
+	srv := awssmtest.New()
+	defer srv.Close()
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(srv.Config())
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("gosling/api")}); err != nil {
+		t.Fatal(err)
+	}
+	r := secrets.NewResolver(secrets.NewAWSSecretsManagerFromConfig(srv.Config()))
+	if _, err := r.Resolve(ctx, "aws-sm://gosling/api/token"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("an empty secret reads as not found, got %v", err)
+	}
+	if _, err := r.Put(ctx, "aws-sm://gosling/api/token", "first-token"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Resolve(ctx, "aws-sm://gosling/api/token"); err != nil || got != "first-token" {
+		t.Errorf("after put: %q, %v", got, err)
 	}
 }

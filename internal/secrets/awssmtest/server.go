@@ -162,6 +162,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			aerr = &apiError{http.StatusBadRequest, "ResourceExistsException", "The operation failed because the secret " + name + " already exists."}
 			break
 		}
+		if _, ok := in["SecretString"]; !ok {
+			// Without a value Secrets Manager makes the secret with no
+			// version at all: reads fail until a value is put.
+			s.secrets[name] = &secret{arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:" + name + "-" + randHex(3)}
+			out = map[string]any{"ARN": s.secrets[name].arn, "Name": name}
+			break
+		}
 		id := s.put(name, str("SecretString"), str("ClientRequestToken"))
 		out = map[string]any{"ARN": s.secrets[name].arn, "Name": name, "VersionId": id}
 	case "ListSecretVersionIds":
