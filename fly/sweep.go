@@ -48,7 +48,7 @@ func decodeSweep(a *attrs, gw APIGateway) Sweep {
 		} else if gw.Domain != "" && !strings.EqualFold(u.Hostname(), gw.Domain) {
 			*a.diags = append(*a.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagWarning, Summary: "Webhook URL off the gateway's domain",
-				Detail: fmt.Sprintf("gosling deploy points every project's hook at https://%s/webhooks/gitlab (api_gateway.domain), and the sweep keeps a hook at %s too: each project then has two hooks and GitLab delivers every event twice. Leave webhook_url out to use the domain's URL, or make the two agree.", gw.Domain, sw.WebhookURL),
+				Detail:  fmt.Sprintf("gosling deploy points every project's hook at https://%s/webhooks/gitlab (api_gateway.domain), and the sweep keeps a hook at %s too: each project then has two hooks and GitLab delivers every event twice. Leave webhook_url out to use the domain's URL, or make the two agree.", gw.Domain, sw.WebhookURL),
 				Subject: a.rng("webhook_url"),
 			})
 		}
