@@ -479,8 +479,9 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 //     reaches the API service.
 //
 // The deployer needs apigateway:POST, GET, PATCH and DELETE on
-// /domainnames and /domainnames/*/apimappings, and to use the
-// certificate, acm:DescribeCertificate.
+// /domainnames and /domainnames/*/apimappings; the certificate is only
+// named, never read through ACM here. DNS is the operator's: deploy
+// prints the target to point a CNAME or Route 53 alias at.
 func awsDomain(add func(typ, name string, props map[string]any, deps ...string), domain, certificate string, tags map[string]any) {
 	add(AWSDomainName, "api", map[string]any{
 		"domain_name": domain, "certificate_arn": certificate, "endpoint_type": "REGIONAL",
