@@ -460,6 +460,9 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 	route("$default", "")
 	add(AWSStage, "default", map[string]any{"api_id": Ref(AWSAPI+".api", "id"), "name": "$default", "auto_deploy": true, "tags": tags})
 	if d := mg.APIGateway.Domain; d != "" {
+		if mg.APIGateway.CertificateARN == "" {
+			return fmt.Errorf("mothergoose.api_gateway: domain %s has no certificate: request or import an ACM certificate for it in %s and set certificate_arn", d, acct.Region)
+		}
 		awsDomain(add, d, mg.APIGateway.CertificateARN, tags)
 	}
 	return nil
@@ -478,6 +481,8 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 //     the HTTP API's $default stage, so https://<domain>/webhooks/gitlab
 //     reaches the API service.
 //
+// Another domain is not a rename: API Gateway keys a domain name by its
+// name, so the provider asks for the old one to be deleted by hand.
 // The deployer needs apigateway:POST, GET, PATCH and DELETE on
 // /domainnames and /domainnames/*/apimappings; the certificate is only
 // named, never read through ACM here. DNS is the operator's: deploy

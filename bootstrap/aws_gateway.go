@@ -839,20 +839,20 @@ func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
 }
 
 // putDomainName makes or updates a custom domain name. A domain name is
-// its own ID, so a new one is made and the old one, with its mappings,
-// deleted; the mapping's update then maps the new one.
+// its own ID and cannot be renamed; another domain is left to the operator
+// (delete the old one, deploy again, move DNS), as a rename here could not
+// be undone in step with its mapping if a later step failed.
 func (p *AWSProvider) putDomainName(ctx context.Context, before *Resource, r Resource) error {
 	name := str(r.Props, "domain_name")
-	if before == nil || before.ID != name {
-		if _, err := p.gw.CreateDomainName(ctx, &apigatewayv2.CreateDomainNameInput{
+	if before == nil {
+		_, err := p.gw.CreateDomainName(ctx, &apigatewayv2.CreateDomainNameInput{
 			DomainName: &name, DomainNameConfigurations: domainConfigs(r), Tags: strMap(mapOf(r.Props, "tags")),
-		}); err != nil {
-			return err
-		}
-		if before == nil {
-			return nil
-		}
-		return p.deleteDomainName(ctx, before.ID)
+		})
+		return err
+	}
+	if before.ID != name {
+		return fmt.Errorf("an API Gateway domain name keeps its name (%s, not %s): delete it by hand (aws apigatewayv2 delete-domain-name --domain-name %s) and deploy again, then point DNS for %s at the target deploy prints",
+			before.ID, name, before.ID, name)
 	}
 	if _, err := p.gw.UpdateDomainName(ctx, &apigatewayv2.UpdateDomainNameInput{DomainName: &name, DomainNameConfigurations: domainConfigs(r)}); err != nil {
 		return err
@@ -876,8 +876,8 @@ func (p *AWSProvider) deleteDomainName(ctx context.Context, name string) error {
 	return err
 }
 
-// putAPIMapping makes or updates an API mapping; one whose domain name
-// changed is made anew on the new domain (the old domain's went with it).
+// putAPIMapping makes or updates an API mapping; one moved to another
+// domain name is deleted from the old one and made on the new one.
 func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Resource) error {
 	domain, api, stage, key := str(r.Props, "domain_name"), str(r.Props, "api_id"), str(r.Props, "stage"), str(r.Props, "api_mapping_key")
 	if before != nil && str(before.Props, "domain_name") == domain {
