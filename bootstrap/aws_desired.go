@@ -33,6 +33,8 @@ const (
 	AWSAuthorizer       = "aws_apigatewayv2_authorizer"
 	AWSRoute            = "aws_apigatewayv2_route"
 	AWSStage            = "aws_apigatewayv2_stage"
+	AWSDomainName       = "aws_apigatewayv2_domain_name"
+	AWSAPIMapping       = "aws_apigatewayv2_api_mapping"
 )
 
 // awsTypes is the order AWS resources are made in; resources read back
@@ -41,7 +43,7 @@ const (
 // service, a Lambda permission before its function).
 var awsTypes = []string{
 	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSNamespace, AWSDiscoveryService, AWSCluster, AWSService,
-	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSPermission,
+	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSDomainName, AWSAPIMapping, AWSPermission,
 	AWSScheduleGroup, AWSSchedule,
 }
 
@@ -457,7 +459,42 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 	route("ANY /api/{proxy+}", "auth")
 	route("$default", "")
 	add(AWSStage, "default", map[string]any{"api_id": Ref(AWSAPI+".api", "id"), "name": "$default", "auto_deploy": true, "tags": tags})
+	if d := mg.APIGateway.Domain; d != "" {
+		if mg.APIGateway.CertificateARN == "" {
+			return fmt.Errorf("mothergoose.api_gateway: domain %s has no certificate: request or import an ACM certificate for it in %s and set certificate_arn", d, acct.Region)
+		}
+		awsDomain(add, d, mg.APIGateway.CertificateARN, tags)
+	}
 	return nil
+}
+
+// awsDomain adds the gateway's custom domain
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-custom-domain-names.html):
+//
+//   - aws_apigatewayv2_domain_name: the domain, REGIONAL, served with the
+//     ACM certificate certificate_arn names (in the deployment's region,
+//     which fly checks) under the TLS_1_2 security policy. Its outputs
+//     target_domain_name (d-<id>.execute-api.<region>.amazonaws.com) and
+//     hosted_zone_id are what the operator's DNS points at: a CNAME to the
+//     first, or a Route 53 alias to it in the second;
+//   - aws_apigatewayv2_api_mapping: the domain's root (no mapping key) to
+//     the HTTP API's $default stage, so https://<domain>/webhooks/gitlab
+//     reaches the API service.
+//
+// Another domain is not a rename: API Gateway keys a domain name by its
+// name, so the provider asks for the old one to be deleted by hand.
+// The deployer needs apigateway:POST, GET, PATCH and DELETE on
+// /domainnames and /domainnames/*/apimappings; the certificate is only
+// named, never read through ACM here. DNS is the operator's: deploy
+// prints the target to point a CNAME or Route 53 alias at.
+func awsDomain(add func(typ, name string, props map[string]any, deps ...string), domain, certificate string, tags map[string]any) {
+	add(AWSDomainName, "api", map[string]any{
+		"domain_name": domain, "certificate_arn": certificate, "endpoint_type": "REGIONAL",
+		"security_policy": "TLS_1_2", "tags": tags,
+	})
+	add(AWSAPIMapping, "api", map[string]any{
+		"domain_name": domain, "api_id": Ref(AWSAPI+".api", "id"), "stage": "$default", "api_mapping_key": "",
+	}, AWSDomainName+".api", AWSStage+".default")
 }
 
 // routeName is a route's resource name: "default" for $default, else the

@@ -768,3 +768,141 @@ func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) err
 	}
 	return err
 }
+
+// ---- API Gateway custom domain names ----
+
+// readDomains reads the deployment's custom domain names (those tagged
+// with it) and each one's API mappings, named "api" for the root mapping
+// (no key) and after their key otherwise.
+func (p *AWSProvider) readDomains(ctx context.Context, _ []Resource) ([]Resource, error) {
+	var out []Resource
+	err := pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list API Gateway domain names: %w", err)
+		}
+		for _, d := range page.Items {
+			if !tagged(d.Tags, p.Deployment) {
+				continue
+			}
+			name := aws.ToString(d.DomainName)
+			var c gwtypes.DomainNameConfiguration
+			if len(d.DomainNameConfigurations) > 0 {
+				c = d.DomainNameConfigurations[0]
+			}
+			out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
+				Props: map[string]any{
+					"domain_name": name, "certificate_arn": aws.ToString(c.CertificateArn), "endpoint_type": string(c.EndpointType),
+					"security_policy": string(c.SecurityPolicy), "tags": anyMap(d.Tags),
+				},
+				Outputs: map[string]string{
+					"domain_name": name, "arn": aws.ToString(d.DomainNameArn),
+					"target_domain_name": aws.ToString(c.ApiGatewayDomainName), "hosted_zone_id": aws.ToString(c.HostedZoneId),
+				}})
+			mappings, err := p.readAPIMappings(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, mappings...)
+		}
+		return page.NextToken, nil
+	})
+	return out, err
+}
+
+func (p *AWSProvider) readAPIMappings(ctx context.Context, domain string) ([]Resource, error) {
+	var out []Resource
+	err := pages(func(next *string) (*string, error) {
+		page, err := p.gw.GetApiMappings(ctx, &apigatewayv2.GetApiMappingsInput{DomainName: &domain, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("list the API mappings of domain name %s: %w", domain, err)
+		}
+		for _, m := range page.Items {
+			id, key := aws.ToString(m.ApiMappingId), aws.ToString(m.ApiMappingKey)
+			name := "api"
+			if key != "" {
+				name = resourceName(key)
+			}
+			out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
+				Props: map[string]any{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
+		}
+		return page.NextToken, nil
+	})
+	return out, err
+}
+
+func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
+	return []gwtypes.DomainNameConfiguration{{
+		CertificateArn: aws.String(str(r.Props, "certificate_arn")), EndpointType: gwtypes.EndpointType(str(r.Props, "endpoint_type")),
+		SecurityPolicy: gwtypes.SecurityPolicy(str(r.Props, "security_policy")),
+	}}
+}
+
+// putDomainName makes or updates a custom domain name. A domain name is
+// its own ID and cannot be renamed; another domain is left to the operator
+// (delete the old one, deploy again, move DNS), as a rename here could not
+// be undone in step with its mapping if a later step failed.
+func (p *AWSProvider) putDomainName(ctx context.Context, before *Resource, r Resource) error {
+	name := str(r.Props, "domain_name")
+	if before == nil {
+		_, err := p.gw.CreateDomainName(ctx, &apigatewayv2.CreateDomainNameInput{
+			DomainName: &name, DomainNameConfigurations: domainConfigs(r), Tags: strMap(mapOf(r.Props, "tags")),
+		})
+		return err
+	}
+	if before.ID != name {
+		return fmt.Errorf("an API Gateway domain name keeps its name (%s, not %s): delete it by hand (aws apigatewayv2 delete-domain-name --domain-name %s) and deploy again, then point DNS for %s at the target deploy prints",
+			before.ID, name, before.ID, name)
+	}
+	if _, err := p.gw.UpdateDomainName(ctx, &apigatewayv2.UpdateDomainNameInput{DomainName: &name, DomainNameConfigurations: domainConfigs(r)}); err != nil {
+		return err
+	}
+	return p.gwTag(ctx, "/domainnames/"+name, r)
+}
+
+// deleteDomainName deletes a domain name's API mappings, then the domain
+// name.
+func (p *AWSProvider) deleteDomainName(ctx context.Context, name string) error {
+	mappings, err := p.readAPIMappings(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, m := range mappings {
+		if err := p.deleteAPIMapping(ctx, m); err != nil {
+			return err
+		}
+	}
+	_, err = p.gw.DeleteDomainName(ctx, &apigatewayv2.DeleteDomainNameInput{DomainName: &name})
+	return err
+}
+
+// putAPIMapping makes or updates an API mapping; one moved to another
+// domain name is deleted from the old one and made on the new one.
+func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Resource) error {
+	domain, api, stage, key := str(r.Props, "domain_name"), str(r.Props, "api_id"), str(r.Props, "stage"), str(r.Props, "api_mapping_key")
+	if before != nil && str(before.Props, "domain_name") == domain {
+		_, err := p.gw.UpdateApiMapping(ctx, &apigatewayv2.UpdateApiMappingInput{
+			DomainName: &domain, ApiMappingId: aws.String(before.ID), ApiId: &api, Stage: &stage, ApiMappingKey: &key,
+		})
+		return err
+	}
+	if before != nil {
+		if err := p.deleteAPIMapping(ctx, *before); err != nil {
+			return err
+		}
+	}
+	_, err := p.gw.CreateApiMapping(ctx, &apigatewayv2.CreateApiMappingInput{DomainName: &domain, ApiId: &api, Stage: &stage, ApiMappingKey: &key})
+	return err
+}
+
+// deleteAPIMapping deletes a mapping; one already gone with its domain
+// name is no error.
+func (p *AWSProvider) deleteAPIMapping(ctx context.Context, r Resource) error {
+	_, err := p.gw.DeleteApiMapping(ctx, &apigatewayv2.DeleteApiMappingInput{
+		DomainName: aws.String(str(r.Props, "domain_name")), ApiMappingId: aws.String(r.ID),
+	})
+	if apiCode(err) == "NotFoundException" {
+		return nil
+	}
+	return err
+}

@@ -142,7 +142,7 @@ func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, e
 	var out []Resource
 	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
 		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readDiscovery, p.readECS,
-		p.readScaling, p.readFunctions, p.readGateway, p.readSchedules,
+		p.readScaling, p.readFunctions, p.readGateway, p.readDomains, p.readSchedules,
 	} {
 		got, err := read(ctx, hints)
 		if err != nil {
@@ -200,6 +200,10 @@ func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) 
 		err = p.putRoute(ctx, nil, r)
 	case AWSStage:
 		err = p.putStage(ctx, nil, r)
+	case AWSDomainName:
+		err = p.putDomainName(ctx, nil, r)
+	case AWSAPIMapping:
+		err = p.putAPIMapping(ctx, nil, r)
 	default:
 		err = fmt.Errorf("unknown type %s", r.Type)
 	}
@@ -255,6 +259,10 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 		err = p.putRoute(ctx, &before, after)
 	case AWSStage:
 		err = p.putStage(ctx, &before, after)
+	case AWSDomainName:
+		err = p.putDomainName(ctx, &before, after)
+	case AWSAPIMapping:
+		err = p.putAPIMapping(ctx, &before, after)
 	default:
 		err = fmt.Errorf("unknown type %s", after.Type)
 	}
@@ -317,6 +325,10 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 		err = p.deletePermission(ctx, r)
 	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
 		err = p.deleteGatewayResource(ctx, r)
+	case AWSDomainName:
+		err = p.deleteDomainName(ctx, str(r.Props, "domain_name"))
+	case AWSAPIMapping:
+		err = p.deleteAPIMapping(ctx, r)
 	default:
 		err = fmt.Errorf("unknown type %s", r.Type)
 	}

@@ -88,6 +88,9 @@ func TestAWSDeploySequence(t *testing.T) {
 		`+ resource "aws_apigatewayv2_route" "default"`, `+ resource "aws_lambda_permission" "auth"`,
 		`+ resource "aws_apigatewayv2_integration" "api"`, `connection_type        = "VPC_LINK"`,
 		`+ resource "aws_service_discovery_service" "api"`, `service_registry = (known after apply)`,
+		// The custom domain, mapped to the API's $default stage.
+		`+ resource "aws_apigatewayv2_domain_name" "api"`, `"ci-runners.example.com"`, `"REGIONAL"`, `"TLS_1_2"`,
+		`+ resource "aws_apigatewayv2_api_mapping" "api"`, `"$default"`,
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("plan lacks %q", want)
@@ -177,6 +180,53 @@ func TestAWSDeploySequence(t *testing.T) {
 	if env := mapOf(readProps(t, e, desired, "aws_lambda_function.auth"), "environment"); env["GOSLING_AUTH_CACHE_TTL"] != "5m0s" {
 		t.Fatalf("auth function after rollback: %v", env)
 	}
+
+	// A renewed certificate: the domain name changes in place.
+	n.MotherGoose.APIGateway.Auth.CacheTTL = fly.Duration(5 * time.Minute)
+	renewed := "arn:aws:acm:eu-central-1:123456789012:certificate/11111111-2222-4333-8444-555555555555"
+	n.MotherGoose.APIGateway.CertificateARN = renewed
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	if len(p.Changes) != 1 || p.Changes[0].Address != "aws_apigatewayv2_domain_name.api" || p.Changes[0].Action != Update ||
+		len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "certificate_arn" {
+		t.Fatalf("certificate change plan: %+v", p.Changes)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := readProps(t, e, desired, "aws_apigatewayv2_domain_name.api")["certificate_arn"]; c != renewed {
+		t.Fatalf("certificate after deploy: %v", c)
+	}
+	checkGateway(t, e, desired)
+
+	// Another domain: the domain name keeps its name, so the deploy stops
+	// and says to delete it; once it is gone, the next deploy makes the new
+	// one and its mapping.
+	n.MotherGoose.APIGateway.Domain = "ci.example.org"
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	if p.Count(Update) != 2 || len(p.Changes) != 2 {
+		t.Fatalf("domain change plan: %+v", p.Changes)
+	}
+	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
+	var ae *ApplyError
+	if !errors.As(err, &ae) || ae.Address != "aws_apigatewayv2_domain_name.api" || !strings.Contains(err.Error(), "aws apigatewayv2 delete-domain-name --domain-name ci-runners.example.com") {
+		t.Fatalf("domain change: %v", err)
+	}
+	if err := e.Providers[0].(*AWSProvider).deleteDomainName(ctx, "ci-runners.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	p, actual, _ = e.Plan(ctx, desired)
+	if p.Count(Create) != 2 || len(p.Changes) != 2 {
+		t.Fatalf("plan after the old domain's deletion: %+v", p.Changes)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkGateway(t, e, desired)
+	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the domain change: %+v", p.Changes)
+	}
 }
 
 // checkGateway checks what the deployed gateway is wired to: the REST
@@ -219,6 +269,23 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 	}
 	if ep := api.Outputs["api_endpoint"]; !strings.HasPrefix(ep, "https://"+api.ID+".execute-api.") {
 		t.Errorf("API endpoint %q", ep)
+	}
+	// The custom domain: one mapping of its root to the $default stage.
+	var domain Resource
+	for _, r := range desired {
+		if r.Address() == "aws_apigatewayv2_domain_name.api" {
+			domain = by[r.Address()]
+		}
+	}
+	if domain.ID == "" {
+		return
+	}
+	mapping := by["aws_apigatewayv2_api_mapping.api"]
+	if mapping.Props["api_id"] != api.ID || mapping.Props["stage"] != "$default" || mapping.Props["domain_name"] != domain.ID || mapping.Props["api_mapping_key"] != "" {
+		t.Errorf("API mapping %v for API %s on %s", mapping.Props, api.ID, domain.ID)
+	}
+	if target := domain.Outputs["target_domain_name"]; !strings.HasPrefix(target, "d-") || !strings.HasSuffix(target, ".execute-api.eu-central-1.amazonaws.com") || domain.Outputs["hosted_zone_id"] == "" {
+		t.Errorf("domain name outputs %v", domain.Outputs)
 	}
 }
 
@@ -264,6 +331,10 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 		{"apigateway:CreateRoute", "aws_apigatewayv2_route.", map[string]int{
 			"sqs:DeleteQueue": 2, "apigateway:DeleteApi": 1, "apigateway:DeleteAuthorizer": 1, "apigateway:DeleteIntegration": 1,
 			"apigateway:DeleteVpcLink": 1, "lambda:DeleteFunction": 1, "ecs:DeleteService": 3, "servicediscovery:DeleteNamespace": 1,
+		}},
+		// The whole gateway and its domain name exist when the mapping fails.
+		{"apigateway:CreateApiMapping", "aws_apigatewayv2_api_mapping.", map[string]int{
+			"apigateway:DeleteDomainName": 1, "apigateway:DeleteApi": 1, "apigateway:DeleteStage": 1, "lambda:DeleteFunction": 1,
 		}},
 		// Both scalable targets are registered when the first policy fails.
 		{"application-autoscaling:PutScalingPolicy", "aws_appautoscaling_policy.", map[string]int{
@@ -314,5 +385,16 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestAWSDomainNeedsCertificate: a Nest built without fly's checks gets
+// no domain name without its certificate.
+func TestAWSDomainNeedsCertificate(t *testing.T) {
+	n := loadNest(t, "testdata/aws-nest")
+	n.MotherGoose.APIGateway.CertificateARN = ""
+	_, err := AWSDesired(n, AWSAccount{ID: "123456789012", Region: "eu-central-1", Partition: "aws"})
+	if err == nil || !strings.Contains(err.Error(), "set certificate_arn") {
+		t.Fatalf("AWSDesired: %v", err)
 	}
 }

@@ -265,7 +265,33 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	fmt.Fprintf(opts.IO.ErrOut, "\nApply complete! Resources: %d added, %d changed, %d destroyed. Journal entry %d in %s.\n",
 		p.Count(bootstrap.Create), p.Count(bootstrap.Update), p.Count(bootstrap.Delete), entry.ID, e.Journal.Where())
 	printOutputs(opts.IO, entry)
+	printDNS(opts.IO, entry, actual)
 	return nil
+}
+
+// printDNS tells the operator, after a deploy that leaves the AWS gateway
+// with a custom domain name, where the domain's DNS record must point: the
+// domain name's target, as a CNAME or as a Route 53 alias in the hosted
+// zone API Gateway names
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-custom-domain-names.html).
+// The domain name is the one the deploy wrote, else the one it found.
+func printDNS(ios *IOStreams, entry bootstrap.Entry, actual []bootstrap.Resource) {
+	var domain *bootstrap.Resource
+	for i := range actual {
+		if actual[i].Type == bootstrap.AWSDomainName {
+			domain = &actual[i]
+		}
+	}
+	for _, c := range entry.Changes {
+		if (c.After != nil && c.After.Type == bootstrap.AWSDomainName) || (c.Before != nil && c.Before.Type == bootstrap.AWSDomainName) {
+			domain = c.After
+		}
+	}
+	if domain == nil || domain.Outputs["target_domain_name"] == "" {
+		return
+	}
+	fmt.Fprintf(ios.ErrOut, "Point DNS for %s at %s: a CNAME, or a Route 53 alias record (hosted zone %s).\n",
+		domain.Outputs["domain_name"], domain.Outputs["target_domain_name"], domain.Outputs["hosted_zone_id"])
 }
 
 // shownOutputs are the outputs an operator needs after a deploy: where the

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -121,8 +122,11 @@ func TestDeployCommand(t *testing.T) {
 	if code := exec(tio, "deploy", "--nest", nest); code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, tio.err)
 	}
-	if !strings.Contains(tio.out.String(), "Plan: 41 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 41 added") {
+	if !strings.Contains(tio.out.String(), "Plan: 43 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 43 added") {
 		t.Errorf("deploy output:\n%s\n%s", tio.out, tio.err)
+	}
+	if !regexp.MustCompile(`Point DNS for ci-runners\.example\.com at d-[0-9a-f]+\.execute-api\.eu-central-1\.amazonaws\.com: a CNAME, or a Route 53 alias record \(hosted zone Z\w+\)\.`).MatchString(tio.err.String()) {
+		t.Errorf("deploy does not say where the domain's DNS points:\n%s", tio.err)
 	}
 	if hooks := gl.Hooks(web.ID); len(hooks) != 1 || hooks[0].Token != "webhook-secret" || strings.Contains(tio.out.String(), "webhook-secret") {
 		t.Errorf("hooks: %+v", hooks)

@@ -33,6 +33,64 @@ type mgDecl struct {
 // mgClouds are the clouds the servers themselves can run on.
 var mgClouds = []string{CloudYandex, CloudAWS, CloudLocal}
 
+// acmCertificateRE is an ACM certificate's ARN:
+// arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID
+// (https://docs.aws.amazon.com/acm/latest/userguide/authen-overview.html#acm-resources-operations).
+var acmCertificateRE = regexp.MustCompile(`^arn:aws(?:-cn|-us-gov)?:acm:([a-z]{2}(?:-[a-z]+)+-\d+):(\d{12}):certificate/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
+
+// decodeCertificate reads api_gateway.certificate_arn: the ACM
+// certificate the AWS gateway's custom domain serves the domain with. A
+// regional API Gateway domain name takes a certificate from ACM in its own
+// region (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-custom-domain-names.html),
+// so on AWS domain and certificate_arn come together and the certificate
+// is in the deployment's region; other clouds take no ARN.
+func decodeCertificate(ga *attrs, mg *MotherGoose, domain string) string {
+	arn := ga.str("certificate_arn", "")
+	if ga.has("certificate_arn") && mg.Cloud != CloudAWS {
+		ga.errorf("certificate_arn", "Certificate ARN on another cloud",
+			"certificate_arn names an AWS Certificate Manager certificate, which only the AWS API gateway's custom domain uses; cloud is %q: remove certificate_arn.", mg.Cloud)
+		return ""
+	}
+	if mg.Cloud != CloudAWS {
+		return ""
+	}
+	if arn != "" {
+		m := acmCertificateRE.FindStringSubmatch(arn)
+		switch {
+		case m == nil:
+			ga.errorf("certificate_arn", "Invalid certificate ARN",
+				"%q is not an ACM certificate ARN: it looks like arn:aws:acm:%s:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d (aws acm list-certificates --region %s lists them).", arn, mg.Region, mg.Region)
+			return ""
+		case m[1] != mg.Region:
+			ga.errorf("certificate_arn", "Certificate in another region",
+				"The gateway's domain is regional, so API Gateway takes a certificate from ACM in the deployment's region (%s), not %s: request or import one there (aws acm request-certificate --region %s --domain-name %s --validation-method DNS) and set certificate_arn to it.", mg.Region, m[1], mg.Region, domainOr(domain))
+			return ""
+		}
+	}
+	switch {
+	case domain != "" && arn == "":
+		*ga.diags = append(*ga.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Missing certificate for the API gateway's domain",
+			Detail: fmt.Sprintf("On AWS the gateway serves %s through an API Gateway custom domain name, which needs a TLS certificate from AWS Certificate Manager in the deployment's region (%s): request one (aws acm request-certificate --region %s --domain-name %s --validation-method DNS) or import yours (aws acm import-certificate), then set certificate_arn = \"arn:aws:acm:%s:ACCOUNT:certificate/ID\".",
+				domain, mg.Region, mg.Region, domain, mg.Region),
+			Subject: ga.rng("domain"),
+		})
+	case ga.has("certificate_arn") && !ga.has("domain"):
+		ga.errorf("certificate_arn", "Certificate without a domain",
+			"certificate_arn is the certificate of the gateway's custom domain, and there is none: set domain = \"ci.example.com\" (the name the certificate is for), or remove certificate_arn.")
+		return ""
+	}
+	return arn
+}
+
+// domainOr is domain, or a placeholder for a hint when there is none.
+func domainOr(domain string) string {
+	if domain == "" {
+		return "ci.example.com"
+	}
+	return domain
+}
+
 func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics) {
 	content, diags := b.Body.Content(mothergooseSchema)
 	a := newAttrs(l.ctx, content.Attributes, &diags)
@@ -88,7 +146,7 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	gw := APIGateway{Name: "gosling", Auth: AuthFunction{Name: "gosling-auth", CacheTTL: Duration(5 * time.Minute)}}
 	if gwBlock != nil {
 		c, d := gwBlock.Body.Content(&hcl.BodySchema{
-			Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "domain"}},
+			Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "domain"}, {Name: "certificate_arn"}},
 			Blocks:     []hcl.BlockHeaderSchema{{Type: "auth"}},
 		})
 		diags = append(diags, d...)
@@ -104,6 +162,7 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 		ga := newAttrs(l.ctx, c.Attributes, &diags)
 		gw.Name = ga.name("name", gw.Name)
 		gw.Domain = ga.host("domain", "")
+		gw.CertificateARN = decodeCertificate(ga, mg, gw.Domain)
 		for _, ab := range singleBlocks(c.Blocks, &diags) {
 			ac, d := ab.Body.Content(attrSchema("name", "tokens", "cache_ttl"))
 			diags = append(diags, d...)

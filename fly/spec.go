@@ -365,6 +365,11 @@ type Temporal struct {
 type APIGateway struct {
 	Name   string `json:"name"`
 	Domain string `json:"domain,omitempty"`
+	// CertificateARN is the ACM certificate
+	// (arn:aws:acm:REGION:ACCOUNT:certificate/ID, in the deployment's
+	// region) that the AWS gateway's custom domain serves Domain with; set
+	// on cloud "aws" exactly when Domain is.
+	CertificateARN string `json:"certificate_arn,omitempty"`
 	// Auth is the gateway's authorizer function.
 	Auth AuthFunction `json:"auth"`
 }

@@ -53,6 +53,7 @@ type sdOperation struct {
 func (s *Server) initGateway() {
 	s.apis, s.vpcLinks, s.functions = map[string]*gwAPI{}, map[string]map[string]any{}, map[string]*function{}
 	s.namespaces, s.sdServices, s.operations = map[string]*namespace{}, map[string]*sdService{}, map[string]*sdOperation{}
+	s.domains = map[string]*gwDomain{}
 }
 
 // restOp names an API Gateway v2 or Lambda request from its method and
@@ -81,6 +82,8 @@ func restOp(service, method, path string) string {
 			return pick(map[string]string{"POST": "CreateVpcLink", "GET": "GetVpcLinks"})
 		case seg[0] == "vpclinks" && len(seg) == 2:
 			return pick(map[string]string{"GET": "GetVpcLink", "PATCH": "UpdateVpcLink", "DELETE": "DeleteVpcLink"})
+		case seg[0] == "domainnames":
+			return domainOp(seg, method)
 		case seg[0] == "tags" && len(seg) >= 2:
 			return pick(map[string]string{"GET": "GetTags", "POST": "TagResource", "DELETE": "UntagResource"})
 		}
@@ -241,6 +244,9 @@ func (s *Server) apiGateway(op string, seg []string, in map[string]any) (int, an
 		return 200, l, nil
 	case "GetTags", "TagResource", "UntagResource":
 		return s.gwTags(op, strings.Join(seg[1:], "/"), in)
+	}
+	if seg[0] == "domainnames" {
+		return s.domainNames(op, seg, in)
 	}
 	a := s.apis[seg[1]]
 	if a == nil {
@@ -403,7 +409,8 @@ func (s *Server) checkGatewayChild(a *gwAPI, kind, id string, doc map[string]any
 	return nil
 }
 
-// gwTags reads and sets the tags of an API, a stage or a VPC link by ARN.
+// gwTags reads and sets the tags of an API, a stage, a VPC link or a
+// domain name by ARN.
 func (s *Server) gwTags(op, resourceARN string, in map[string]any) (int, any, *apiError) {
 	_, path, _ := strings.Cut(resourceARN, "::")
 	seg := strings.Split(strings.Trim(path, "/"), "/")
@@ -415,6 +422,8 @@ func (s *Server) gwTags(op, resourceARN string, in map[string]any) (int, any, *a
 		doc = s.apis[seg[1]].Stages[seg[3]]
 	case len(seg) == 2 && seg[0] == "vpclinks":
 		doc = s.vpcLinks[seg[1]]
+	case len(seg) == 2 && seg[0] == "domainnames" && s.domains[seg[1]] != nil:
+		doc = s.domains[seg[1]].Doc
 	}
 	if doc == nil {
 		return 0, nil, gwNotFound("Unable to find resource %s", resourceARN)

@@ -75,6 +75,7 @@ type Server struct {
 	namespaces map[string]*namespace     // by ID
 	sdServices map[string]*sdService     // by ID
 	operations map[string]*sdOperation   // by ID
+	domains    map[string]*gwDomain      // by domain name
 
 	targets  map[string]*scalableTarget // by namespace|resource ID|dimension
 	policies map[string]*scalingPolicy  // by target key|policy name
