@@ -98,7 +98,12 @@ func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *
 func (p *AWSProvider) Account(ctx context.Context, region string) (AWSAccount, error) {
 	out, err := p.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return AWSAccount{}, fmt.Errorf("ask STS who the AWS credentials are: %w", err)
+		err = fmt.Errorf("ask STS who the AWS credentials are: %w", err)
+		if awsCredentialsFailed(err) {
+			return AWSAccount{}, &CredentialsError{Cloud: "aws", Err: err,
+				Hint: "set AWS_PROFILE (a profile may assume a role_arn), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an instance or task role"}
+		}
+		return AWSAccount{}, err
 	}
 	part := "aws"
 	if arn := aws.ToString(out.Arn); strings.HasPrefix(arn, "arn:") {
@@ -1038,4 +1043,35 @@ func (p *AWSProvider) putSchedule(ctx context.Context, before *Resource, r Resou
 		ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
 	})
 	return err
+}
+
+// CredentialsError is a cloud refusing or missing the deployer's
+// credentials; the CLI exits with code 4 on it.
+type CredentialsError struct {
+	// Cloud is "aws" or "yandex".
+	Cloud string
+	// Hint says where credentials come from.
+	Hint string
+	Err  error
+}
+
+func (e *CredentialsError) Error() string { return e.Err.Error() + " (" + e.Hint + ")" }
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// awsCredentialsFailed reports whether err is the SDK finding no
+// credentials in its chain, or STS refusing them
+// (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).
+func awsCredentialsFailed(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
+			"IncompleteSignature", "MissingAuthenticationToken", "UnrecognizedClientException", "AccessDenied":
+			return true
+		}
+		return false
+	}
+	// The SDK's credential chain wraps its failure in text only.
+	msg := err.Error()
+	return strings.Contains(msg, "get credentials") || strings.Contains(msg, "failed to retrieve credentials")
 }

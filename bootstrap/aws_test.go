@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	smithy "github.com/aws/smithy-go"
+
 	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store/dynamotest"
@@ -396,5 +398,22 @@ func TestAWSDomainNeedsCertificate(t *testing.T) {
 	_, err := AWSDesired(n, AWSAccount{ID: "123456789012", Region: "eu-central-1", Partition: "aws"})
 	if err == nil || !strings.Contains(err.Error(), "set certificate_arn") {
 		t.Fatalf("AWSDesired: %v", err)
+	}
+}
+
+func TestAWSCredentialsFailed(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&smithy.GenericAPIError{Code: "InvalidClientTokenId", Message: "The security token included in the request is invalid."}, true},
+		{&smithy.GenericAPIError{Code: "ExpiredToken", Message: "The security token included in the request is expired"}, true},
+		{&smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded"}, false},
+		{errors.New("operation error STS: GetCallerIdentity, get identity: get credentials: failed to refresh cached credentials, no EC2 IMDS role found"), true},
+		{errors.New("dial tcp: lookup sts.eu-central-1.amazonaws.com: no such host"), false},
+	} {
+		if got := awsCredentialsFailed(c.err); got != c.want {
+			t.Errorf("%v: %v", c.err, got)
+		}
 	}
 }

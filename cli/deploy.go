@@ -7,8 +7,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gosling-ci/gosling/bootstrap"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -55,8 +58,12 @@ const deployCredentials = `Credentials come from each SDK's standard chain and a
 from the environment, shared config and profiles (role_arn assumption
 included), container or instance metadata; Yandex Cloud from
 $YC_SERVICE_ACCOUNT_KEY_FILE (an authorized key), $YC_IAM_TOKEN, else the
-instance's service account (metadata service); GitLab tokens and webhook
-secrets from their secret URIs.`
+yandex provider's service_account_key (a secret URI, read with the
+secrets block's backends), else the instance's service account (metadata
+service); GitLab tokens and webhook secrets from their secret URIs.
+
+Exit status: 0 ok, 1 error, 2 cancelled, 3 invalid Nest, 4 credentials
+missing or refused.`
 
 // NewCmdPlan builds `gosling plan`.
 func NewCmdPlan(f *Factory, runF func(*DeployOptions) error) *cobra.Command {
@@ -184,9 +191,20 @@ func openDeployment(ctx context.Context, opts *DeployOptions) (*bootstrap.Deploy
 	}
 	d, err := bootstrap.Open(ctx, nest, o)
 	if err != nil {
-		return nil, fmt.Errorf("deployment of %s: %w", opts.Nest, err)
+		return nil, authFailure(fmt.Errorf("deployment of %s: %w", opts.Nest, err))
 	}
 	return d, nil
+}
+
+// authFailure gives missing or refused cloud credentials exit code 4: the
+// deployer's (bootstrap.CredentialsError, a gRPC Unauthenticated from
+// Yandex Cloud) or a secret backend's.
+func authFailure(err error) error {
+	var ce *bootstrap.CredentialsError
+	if errors.As(err, &ce) || errors.Is(err, secrets.ErrAuth) || errors.Is(err, secrets.ErrPermission) || status.Code(err) == codes.Unauthenticated {
+		return &CodeError{Code: ExitAuth, Err: err}
+	}
+	return err
 }
 
 func planRun(ctx context.Context, opts *DeployOptions) error {
@@ -197,7 +215,7 @@ func planRun(ctx context.Context, opts *DeployOptions) error {
 	defer d.Close(context.WithoutCancel(ctx))
 	p, _, err := d.Engine.Plan(ctx, d.Desired)
 	if err != nil {
-		return err
+		return authFailure(err)
 	}
 	if opts.JSON {
 		return p.WriteJSON(opts.IO.Out)
@@ -247,7 +265,7 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	e := d.Engine
 	p, actual, err := e.Plan(ctx, d.Desired)
 	if err != nil {
-		return err
+		return authFailure(err)
 	}
 	if err := p.WriteText(opts.IO.Out); err != nil {
 		return err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,7 +12,10 @@ import (
 	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store/dynamotest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestDeployFlagsToOptions(t *testing.T) {
@@ -151,5 +156,24 @@ func TestDeployCommand(t *testing.T) {
 	tio = newTestIO("", false)
 	if code := exec(tio, "plan", "--nest", nest, "--json"); code != 0 || !strings.Contains(tio.out.String(), `"changes": []`) {
 		t.Fatalf("plan after rollback: exit %d:\n%s", code, tio.out)
+	}
+}
+
+// Missing or refused credentials exit 4, whichever cloud or backend says so.
+func TestDeployAuthFailureExitCode(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{&bootstrap.CredentialsError{Cloud: "aws", Hint: "set AWS_PROFILE", Err: errors.New("no credentials")}, ExitAuth},
+		{fmt.Errorf("resolve key: %w", secrets.ErrAuth), ExitAuth},
+		{fmt.Errorf("list folders: %w", status.Error(codes.Unauthenticated, "the IAM token has expired")), ExitAuth},
+		{fmt.Errorf("list folders: %w", status.Error(codes.Unavailable, "no route")), 0},
+	} {
+		var ce *CodeError
+		got := authFailure(c.err)
+		if errors.As(got, &ce) != (c.code != 0) || (ce != nil && ce.Code != c.code) {
+			t.Errorf("%v: %#v", c.err, got)
+		}
 	}
 }
