@@ -232,3 +232,12 @@ func TestEngineLock(t *testing.T) {
 		t.Fatalf("apply after an expired lock: %v", err)
 	}
 }
+
+// Plan text prints numbers as people write them.
+func TestPlanValueNumbers(t *testing.T) {
+	for in, want := range map[any]string{float64(134217728): "134217728", 0.25: "0.25", float64(-3): "-3", int64(7): "7"} {
+		if got := value(in); got != want {
+			t.Errorf("value(%v) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -113,6 +114,10 @@ func value(v any) string {
 		}
 		return quote(x)
 	case float64:
+		// JSON numbers: whole ones as integers (a memory of 134217728
+		// bytes, not 1.34217728e+08), others in the shortest form.
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case int, int32, int64:
 		return fmt.Sprint(x)
 	case bool:
 		return fmt.Sprint(x)
