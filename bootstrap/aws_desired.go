@@ -414,7 +414,12 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 		return fmt.Errorf("mothergoose.containers.api: no image: the auth function runs the API's image; set image = \"<registry>/gosling:<version>\"")
 	}
 	var tokens []string
-	for _, t := range auth.Tokens {
+	for i, t := range auth.Tokens {
+		// The function's role is its only credential: it can read Secrets
+		// Manager, not Vault or Lockbox.
+		if u, err := t.Parse(); err != nil || u.Scheme != fly.SchemeAWSSM {
+			return fmt.Errorf("mothergoose.api_gateway.auth.tokens[%d]: the auth function reads its tokens from Secrets Manager with its role: write aws-sm://<secret-name>/<key>", i)
+		}
 		tokens = append(tokens, string(t))
 	}
 	add(AWSFunction, "auth", map[string]any{

@@ -417,3 +417,14 @@ func TestAWSCredentialsFailed(t *testing.T) {
 		}
 	}
 }
+
+// The AWS auth function has only its role: a token outside Secrets
+// Manager is refused before anything is planned.
+func TestAWSAuthTokensInSecretsManager(t *testing.T) {
+	n := loadNest(t, "testdata/aws-nest")
+	n.MotherGoose.APIGateway.Auth.Tokens = append(n.MotherGoose.APIGateway.Auth.Tokens, "vault://kv/gosling/api/token")
+	_, err := AWSDesired(n, AWSAccount{ID: "123456789012", Region: "eu-central-1", Partition: "aws"})
+	if err == nil || !strings.Contains(err.Error(), "aws-sm://") {
+		t.Fatalf("AWSDesired: %v", err)
+	}
+}
