@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -99,9 +100,17 @@ GOSLING_AUTH_TOKENS (comma-separated URIs) and GOSLING_AUTH_CACHE_TTL.`,
 var errNotInLambda = errors.New("not inside AWS Lambda: $AWS_LAMBDA_RUNTIME_API is not set (Lambda sets it; gosling deploy makes the function)")
 
 func authorizerRun(ctx context.Context, opts *AuthorizerOptions) error {
-	if v, ok := opts.Getenv("AWS_LAMBDA_RUNTIME_API"); !ok || v == "" {
+	addr, ok := opts.Getenv("AWS_LAMBDA_RUNTIME_API")
+	if !ok || addr == "" {
 		return errNotInLambda
 	}
+	// The library exits with a bare log line when the Runtime API cannot
+	// be reached; a dial first says so plainly.
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("the Lambda Runtime API at $AWS_LAMBDA_RUNTIME_API=%s cannot be reached: %w", addr, err)
+	}
+	_ = conn.Close()
 	res, err := secrets.Open(ctx, fly.Secrets{}, secrets.OpenOptions{Getenv: opts.Getenv, Masker: opts.Masker})
 	if err != nil {
 		return fmt.Errorf("open the secret backends: %w", err)

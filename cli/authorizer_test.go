@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -214,6 +215,16 @@ func TestAuthorizerNeedsTokensAndLambda(t *testing.T) {
 	opts := &AuthorizerOptions{Tokens: nil, Getenv: func(string) (string, bool) { return "", false }}
 	if err := authorizerRun(context.Background(), opts); err != errNotInLambda {
 		t.Errorf("outside Lambda: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	opts.Getenv = func(k string) (string, bool) { return gone, k == "AWS_LAMBDA_RUNTIME_API" }
+	if err := authorizerRun(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "cannot be reached") {
+		t.Errorf("Runtime API gone: %v", err)
 	}
 }
 
