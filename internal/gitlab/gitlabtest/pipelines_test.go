@@ -66,36 +66,80 @@ func TestParseCIConfig(t *testing.T) {
 	}
 
 	for src, want := range map[string]string{
-		"build:\n  stage: build\n":                             "jobs:build config should implement the script: keyword",
-		"stages: [a]\nx:\n  stage: b\n  script: s\n":           "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
-		"x:\n  script: s\n  only: [main]\n":                    "jobs:x config contains unknown keys: only",
-		"x:\n  script: s\n  rules: {if: $A}\n":                 "jobs:x:rules config should be an array of hashes",
-		"x:\n  script: s\n  rules: [$A]\n":                     "jobs:x:rules:rule config should be a hash",
-		"x:\n  script: s\n  rules: [{changes: [a]}]\n":         "jobs:x:rules:rule config contains unknown keys: changes (the GitLab test server understands if, when)",
-		"x:\n  script: s\n  rules: [{if: $A, exists: [a]}]\n":  "jobs:x:rules:rule config contains unknown keys: exists",
-		"x:\n  script: s\n  rules: [{allow_failure: true}]\n":  "unknown keys: allow_failure",
-		"x:\n  script: s\n  rules: [{variables: {A: b}}]\n":    "unknown keys: variables",
-		"x:\n  script: s\n  rules: [{needs: [y]}]\n":           "unknown keys: needs",
-		"x:\n  script: s\n  rules: [{when: manual}]\n":         "jobs:x:rules:rule when: manual is not supported by the GitLab test server; use on_success, always, never",
-		"x:\n  script: s\n  rules: [{if: $A = b}]\n":           "jobs:x:rules:rule if invalid expression syntax",
-		"x:\n  script: s\n  rules: [{if: [a]}]\n":              "jobs:x:rules:rule if should be a string",
-		"include: other.yml\nx:\n  script: s\n":                "include: is not supported",
-		"x: [1]\n":                                             "jobs:x config should be a hash",
-		"x:\n  script: s\n  timeout: soon\n":                   `timeout "soon"`,
-		"x:\n  script: s\n  when: manual\n":                    "when: manual is not supported",
-		"":                                                     "please provide content",
-		".hidden:\n  script: s\n":                              "at least one visible job",
-		"x:\n  script: s\nvariables: [a]\n":                    "variables config should be a hash",
-		"x:\n  script: s\n  cache: {policy: pull-only}\n":      "jobs:x:cache:policy config should be one of: pull, push, pull-push",
-		"x:\n  script: s\n  cache: {when: never}\n":            "jobs:x:cache:when config should be one of",
-		"x:\n  script: s\n  cache: {key: a/b}\n":               `cannot contain the "/" character`,
-		"x:\n  script: s\n  cache: {key: {files: [go.sum]}}\n": "key:files and key:prefix are not supported",
-		"x:\n  script: s\n  cache: {paths: [a], keep: 1}\n":    "jobs:x:cache config contains unknown keys: keep",
-		"x:\n  script: s\n  cache: [{}, {}, {}, {}, {}]\n":     "no more than 4 caches",
+		"build:\n  stage: build\n":                                              "jobs:build config should implement the script: keyword",
+		"stages: [a]\nx:\n  stage: b\n  script: s\n":                            "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
+		"x:\n  script: s\n  only: [main]\n":                                     "jobs:x config contains unknown keys: only",
+		"x:\n  script: s\n  rules: {if: $A}\n":                                  "jobs:x:rules config should be an array of hashes",
+		"x:\n  script: s\n  rules: [[[[[[[[[[[{}]]]]]]]]]]]\n":                  "nested no more than 10 levels",
+		".r: &r {changes: [a]}\nx:\n  script: s\n  rules: [{<<: *r, if: $A}]\n": "jobs:x:rules:rule config contains unknown keys: changes",
+		"x:\n  script: s\n  rules: [$A]\n":                                      "jobs:x:rules:rule config should be a hash",
+		"x:\n  script: s\n  rules: [{changes: [a]}]\n":                          "jobs:x:rules:rule config contains unknown keys: changes (the GitLab test server understands if, when)",
+		"x:\n  script: s\n  rules: [{if: $A, exists: [a]}]\n":                   "jobs:x:rules:rule config contains unknown keys: exists",
+		"x:\n  script: s\n  rules: [{allow_failure: true}]\n":                   "unknown keys: allow_failure",
+		"x:\n  script: s\n  rules: [{variables: {A: b}}]\n":                     "unknown keys: variables",
+		"x:\n  script: s\n  rules: [{needs: [y]}]\n":                            "unknown keys: needs",
+		"x:\n  script: s\n  rules: [{when: manual}]\n":                          "jobs:x:rules:rule when: manual is not supported by the GitLab test server; use on_success, always, never",
+		"x:\n  script: s\n  rules: [{if: $A = b}]\n":                            "jobs:x:rules:rule if invalid expression syntax",
+		"x:\n  script: s\n  rules: [{if: [a]}]\n":                               "jobs:x:rules:rule if should be a string",
+		"include: other.yml\nx:\n  script: s\n":                                 "include: is not supported",
+		"x: [1]\n":                                                              "jobs:x config should be a hash",
+		"x:\n  script: s\n  timeout: soon\n":                                    `timeout "soon"`,
+		"x:\n  script: s\n  when: manual\n":                                     "when: manual is not supported",
+		"":                                                                      "please provide content",
+		".hidden:\n  script: s\n":                                               "at least one visible job",
+		"x:\n  script: s\nvariables: [a]\n":                                     "variables config should be a hash",
+		"x:\n  script: s\n  cache: {policy: pull-only}\n":                       "jobs:x:cache:policy config should be one of: pull, push, pull-push",
+		"x:\n  script: s\n  cache: {when: never}\n":                             "jobs:x:cache:when config should be one of",
+		"x:\n  script: s\n  cache: {key: a/b}\n":                                `cannot contain the "/" character`,
+		"x:\n  script: s\n  cache: {key: {files: [go.sum]}}\n":                  "key:files and key:prefix are not supported",
+		"x:\n  script: s\n  cache: {paths: [a], keep: 1}\n":                     "jobs:x:cache config contains unknown keys: keep",
+		"x:\n  script: s\n  cache: [{}, {}, {}, {}, {}]\n":                      "no more than 4 caches",
 	} {
 		if _, err := gitlabtest.ParseCIConfig([]byte(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", src, err, want)
 		}
+	}
+}
+
+// Rules come through anchors, nested lists and merge keys, as GitLab
+// flattens them; a job without rules: has none (nil), one with an empty
+// list has an empty one, which leaves it out of every pipeline.
+func TestParseCIConfigRules(t *testing.T) {
+	cfg, err := gitlabtest.ParseCIConfig([]byte(`
+.gosling-rules: &gosling-rules
+  - if: $GOSLING_JOB
+.never: &never {when: never}
+a:
+  script: s
+  rules: *gosling-rules
+b:
+  script: s
+  rules:
+    - <<: *never
+      if: $CI_PIPELINE_SOURCE == "push"
+    - *gosling-rules
+    - [{when: always}]
+c:
+  script: s
+d:
+  script: s
+  rules: []
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, j := range cfg.Jobs {
+		got[j.Name] = fmt.Sprintf("%v %+v", j.Rules == nil, j.Rules)
+	}
+	want := map[string]string{
+		"a": "false [{If:$GOSLING_JOB When:}]",
+		"b": `false [{If:$CI_PIPELINE_SOURCE == "push" When:never} {If:$GOSLING_JOB When:} {If: When:always}]`,
+		"c": "true []",
+		"d": "false []",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rules:\n got %v\nwant %v", got, want)
 	}
 }
 
@@ -441,8 +485,10 @@ full:
 `
 
 func TestPipelineRulesWhenNeverAndAlways(t *testing.T) {
-	s, _ := setup(t, gitlabtest.WithLongPolling(0))
+	s, admin := setup(t, gitlabtest.WithLongPolling(0))
 	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
+	recv, srv := newHookLog(t)
+	admin.do(http.MethodPost, fmt.Sprintf("/projects/%d/hooks", p.ID), map[string]any{"url": srv.URL, "pipeline_events": true})
 	r := s.AddRunner(gitlabtest.Runner{ProjectID: p.ID, RunUntagged: true})
 	s.PutFile(p.ID, ".gitlab-ci.yml", []byte(rulesCI))
 	names := func(pl gitlabtest.Pipeline) string {
@@ -488,5 +534,17 @@ func TestPipelineRulesWhenNeverAndAlways(t *testing.T) {
 	c.json(http.MethodPut, fmt.Sprintf("/jobs/%d", job.ID), map[string]any{"token": job.Token, "state": "failed", "failure_reason": "script_failure"})
 	if got := names(api); got != "compile:on_success:failed notify:always:pending api-only:on_success:skipped" {
 		t.Errorf("after compile failed: %s", got)
+	}
+	// Pipeline Hooks say when each build runs.
+	waitFor(t, "the pipelines' hooks", func() bool { return len(recv.statuses()) >= 3 })
+	evs, _ := recv.snapshot()
+	whens := map[string]any{}
+	for _, ev := range evs {
+		for _, b := range ev["builds"].([]any) {
+			whens[b.(map[string]any)["name"].(string)] = b.(map[string]any)["when"]
+		}
+	}
+	if whens["notify"] != "always" || whens["compile"] != "on_success" {
+		t.Errorf("builds' when: %v", whens)
 	}
 }

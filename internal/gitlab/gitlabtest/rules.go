@@ -25,36 +25,79 @@ var (
 	ciRuleWhens = []string{"on_success", "always", "never"}
 )
 
-// decodeRules reads a job's rules: list. A rule's if: is checked for syntax
-// here, as GitLab does when it validates the file. The result is never nil,
-// so an empty rules: list still leaves the job out.
+// maxRulesNesting is how deep GitLab flattens nested rules: lists (what
+// !reference and anchors make).
+const maxRulesNesting = 10
+
+// decodeRules reads a job's rules: list, nested lists (up to
+// maxRulesNesting) flattened and anchors followed. A rule's if: is checked
+// for syntax here, as GitLab does when it validates the file. The result is
+// never nil, so an empty rules: list still leaves the job out.
 func decodeRules(node *yaml.Node, where string) ([]Rule, error) {
+	for node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
 	if node.Kind != yaml.SequenceNode {
 		return nil, fmt.Errorf("%s config should be an array of hashes", where)
 	}
-	out := []Rule{}
-	for _, item := range node.Content {
-		if item.Kind == yaml.AliasNode {
-			item = item.Alias
+	var items []*yaml.Node
+	var flatten func(list *yaml.Node, depth int) error
+	flatten = func(list *yaml.Node, depth int) error {
+		if depth > maxRulesNesting {
+			return fmt.Errorf("%s config should be an array containing hashes and arrays of hashes, nested no more than %d levels", where, maxRulesNesting)
 		}
+		for _, item := range list.Content {
+			for item.Kind == yaml.AliasNode {
+				item = item.Alias
+			}
+			if item.Kind == yaml.SequenceNode {
+				if err := flatten(item, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			items = append(items, item)
+		}
+		return nil
+	}
+	if err := flatten(node, 1); err != nil {
+		return nil, err
+	}
+	out := []Rule{}
+	for _, item := range items {
 		if err := checkKeys(item, ciRuleKeys, where+":rule"); err != nil {
 			return nil, err
 		}
+		// Decoding follows merge keys (<<: *anchor), which checkKeys lets
+		// through; their keys are checked here.
+		var raw map[string]any
+		if err := item.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("%s:rule config: %w", where, err)
+		}
+		var unknown []string
+		for k := range raw {
+			if !slices.Contains(ciRuleKeys, k) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			return nil, fmt.Errorf("%s:rule config contains unknown keys: %s (the GitLab test server understands %s)", where, strings.Join(unknown, ", "), strings.Join(ciRuleKeys, ", "))
+		}
 		var r Rule
-		for i := 0; i+1 < len(item.Content); i += 2 {
-			key, val := item.Content[i].Value, item.Content[i+1]
-			if key == "<<" {
+		for _, f := range []struct {
+			key string
+			to  *string
+		}{{"if", &r.If}, {"when", &r.When}} {
+			v, ok := raw[f.key]
+			if !ok || v == nil {
 				continue
 			}
-			if val.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("%s:rule %s should be a string", where, key)
+			str, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s:rule %s should be a string", where, f.key)
 			}
-			switch key {
-			case "if":
-				r.If = val.Value
-			case "when":
-				r.When = val.Value
-			}
+			*f.to = str
 		}
 		if r.If != "" {
 			if _, err := parseExpression(r.If); err != nil {
