@@ -188,9 +188,9 @@ func loadTestProjects(gl *gitlabtest.Server, n *fly.Nest) {
 
 // putNestCIConfig commits to the Nest project the .gitlab-ci.yml that
 // custom jobs' pipelines run (the one the README gives: eval
-// "$GOSLING_JOB_SCRIPT" on a runner with the job's tags), unless the
-// project has one. The test server has no rules:, so the file holds one
-// job, with the tags of the first custom job.
+// "$GOSLING_JOB_SCRIPT" on a runner with the job's tags, in the pipelines
+// that carry GOSLING_JOB only), unless the project has one. The file holds
+// one job, with the tags of the first custom job.
 func putNestCIConfig(gl *gitlabtest.Server, path string, jobs []fly.Job) {
 	pr, ok := gl.ProjectByPath(path)
 	if !ok {
@@ -204,7 +204,7 @@ func putNestCIConfig(gl *gitlabtest.Server, path string, jobs []fly.Job) {
 			continue
 		}
 		tags, _ := json.Marshal(j.Runner.Tags) // a YAML flow sequence
-		gl.PutFile(pr.ID, gitlabtest.CIConfigPath, []byte("gosling-job:\n  tags: "+string(tags)+"\n  script: ['eval \"$GOSLING_JOB_SCRIPT\"']\n"))
+		gl.PutFile(pr.ID, gitlabtest.CIConfigPath, []byte("gosling-job:\n  tags: "+string(tags)+"\n  rules:\n    - if: $GOSLING_JOB\n  script: ['eval \"$GOSLING_JOB_SCRIPT\"']\n"))
 		return
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -37,8 +38,16 @@ func TestDevNestCIConfig(t *testing.T) {
 		t.Fatalf("%s: %v", b, err)
 	}
 	if len(cfg.Jobs) != 1 || cfg.Jobs[0].Name != "gosling-job" || len(cfg.Jobs[0].Tags) != 2 || cfg.Jobs[0].Tags[0] != "gosling-admin" ||
-		len(cfg.Jobs[0].Script) != 1 || cfg.Jobs[0].Script[0] != `eval "$GOSLING_JOB_SCRIPT"` {
+		len(cfg.Jobs[0].Script) != 1 || cfg.Jobs[0].Script[0] != `eval "$GOSLING_JOB_SCRIPT"` ||
+		len(cfg.Jobs[0].Rules) != 1 || cfg.Jobs[0].Rules[0].If != "$GOSLING_JOB" {
 		t.Errorf("the Nest's CI config: %+v", cfg.Jobs)
+	}
+	// A push, or any pipeline without GOSLING_JOB, gets no stray job.
+	if _, err := gl.CreatePipelineFromCIConfig(p.ID, "main", nil); !errors.Is(err, gitlabtest.ErrFilteredByRules) {
+		t.Errorf("a pipeline without GOSLING_JOB: %v", err)
+	}
+	if _, err := gl.CreatePipelineFromCIConfig(p.ID, "main", []gitlabtest.Variable{{Key: "GOSLING_JOB", Value: "prune"}}); err != nil {
+		t.Errorf("a custom job's pipeline: %v", err)
 	}
 
 	gl.PutFile(p.ID, gitlabtest.CIConfigPath, []byte("own:\n  script: [echo mine]\n"))

@@ -19,6 +19,8 @@ import (
 // for custom jobs.
 const nestCI = `gosling-job:
   tags: [gosling-admin]
+  rules:
+    - if: $GOSLING_JOB
   script: ['eval "$GOSLING_JOB_SCRIPT"']
 `
 

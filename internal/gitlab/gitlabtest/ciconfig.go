@@ -32,7 +32,7 @@ type CIConfig struct {
 var (
 	ciGlobalKeys  = []string{"stages", "variables", "default", "image", "before_script", "after_script", "cache"}
 	ciDefaultKeys = []string{"image", "before_script", "after_script", "tags", "timeout", "cache"}
-	ciJobKeys     = []string{"stage", "tags", "script", "before_script", "after_script", "variables", "image", "allow_failure", "timeout", "when", "cache"}
+	ciJobKeys     = []string{"stage", "tags", "script", "before_script", "after_script", "variables", "image", "allow_failure", "timeout", "when", "cache", "rules"}
 	ciCacheKeys   = []string{"key", "paths", "untracked", "policy", "when", "fallback_keys", "unprotect"}
 	// ciReserved are GitLab's top-level keywords that are not jobs.
 	ciReserved = []string{"include", "workflow", "services", "types", "pages:deploy", "spec"}
@@ -53,6 +53,11 @@ var (
 //	  allow_failure: true
 //	  timeout: 1h 30m                # or "90 minutes", "3600"
 //	  when: on_success               # the only value supported
+//	  rules:                         # the first rule that matches decides;
+//	    - if: $CI_PIPELINE_SOURCE == "api"  # when none does, the job is left out
+//	      when: on_success           # the default; always, never
+//	    - if: $JOB && ($A == "x" || $B != null) && $C =~ /^v\d+/i
+//	    - when: never                # a rule without if: always matches
 //	  cache:                         # a hash or a list of up to 4; also
 //	    key: deps-$CI_COMMIT_REF_SLUG  # in default: or at the top level
 //	    paths: [vendor/]
@@ -62,9 +67,15 @@ var (
 //	    fallback_keys: [deps-main]
 //	    unprotect: false
 //
+// A rule's if: is a CI/CD variable expression
+// (docs.gitlab.com/ci/jobs/job_rules/#cicd-variable-expressions): $VAR
+// (defined and not empty), ==, != against a 'string', "string", null or
+// another $VAR, =~ and !~ against a /regexp/ (RE2, flags i, m, s, U) or a
+// variable holding one, && before ||, and parentheses. Rules are kept in
+// JobSpec.Rules and evaluated when a pipeline is made (see CreatePipeline).
 // Errors read like GitLab's ("jobs:build config should implement the
-// script: keyword") and name the unsupported keyword, such as include: or
-// rules:, when the file uses one.
+// script: keyword") and name the unsupported keyword, such as include:, or
+// rule key, such as changes:, when the file uses one.
 func ParseCIConfig(src []byte) (CIConfig, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(src, &root); err != nil {
@@ -214,11 +225,18 @@ func decodeJob(name string, node *yaml.Node, def ciDefaults, global []Variable, 
 	if j.When != "" && j.When != "on_success" {
 		return JobSpec{}, fmt.Errorf("%s when: %s is not supported by the GitLab test server; use on_success", where, j.When)
 	}
+	var rules []Rule
+	if r := mapValue(node, "rules"); r != nil {
+		var err error
+		if rules, err = decodeRules(r, where+":rules"); err != nil {
+			return JobSpec{}, err
+		}
+	}
 	spec := JobSpec{
 		Name: name, Stage: j.Stage, Tags: j.Tags, Script: j.Script,
 		BeforeScript: def.BeforeScript, AfterScript: def.AfterScript, Image: def.Image.Name,
 		AllowFailure: j.AllowFailure, Timeout: time.Duration(j.Timeout),
-		Variables: slices.Clone(global), Cache: cache,
+		Variables: slices.Clone(global), Cache: cache, Rules: rules,
 	}
 	if spec.Tags == nil {
 		spec.Tags = def.Tags

@@ -2,6 +2,7 @@ package gitlabtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -439,7 +440,7 @@ func (s *Server) pipelineHookSpec(p *pipeline) PipelineHookSpec {
 	for _, j := range s.pipelineJobs(p.ID) {
 		b := PipelineBuild{
 			ID: j.ID, Stage: j.Stage, Name: j.Name, Status: j.Status, CreatedAt: j.CreatedAt,
-			StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, AllowFailure: j.AllowFailure,
+			StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, AllowFailure: j.AllowFailure, When: j.When,
 		}
 		b.QueuedDuration, b.Duration = s.jobDurations(j)
 		if j.Status == "failed" {
@@ -466,8 +467,10 @@ type PipelineBuild struct {
 	QueuedDuration time.Duration
 	FailureReason  string
 	AllowFailure   bool
-	Manual         bool
-	Runner         *HookRunner
+	// When is on_success when empty, or always; Manual makes it manual.
+	When   string
+	Manual bool
+	Runner *HookRunner
 }
 
 // PipelineHookSpec describes a Pipeline Hook.
@@ -629,7 +632,7 @@ func PipelineHookPayload(spec PipelineHookSpec) []byte {
 		if created.IsZero() {
 			created = spec.CreatedAt
 		}
-		when := "on_success"
+		when := cmp.Or(b.When, "on_success")
 		if b.Manual {
 			when = "manual"
 		}

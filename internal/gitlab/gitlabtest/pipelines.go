@@ -60,13 +60,27 @@ var (
 	ErrNoCIConfig = errors.New("missing CI config file: put a .gitlab-ci.yml in the project (PutFile)")
 	ErrNoJob      = errors.New("no such job")
 	ErrNoJobs     = errors.New("a pipeline needs at least one job")
+	// ErrFilteredByRules is GitLab's refusal when the jobs' rules: left no
+	// job in the pipeline; POST /projects/:id/pipeline answers it with
+	// GitLab's message, rulesPreventedMessage.
+	ErrFilteredByRules = errors.New("pipeline will not run for the selected trigger: the rules configuration prevented any jobs from being added to the pipeline")
 )
 
-// CreatePipeline makes a pipeline of jobs as GitLab does on a push: every
-// job starts created, the first stage's jobs become pending (a runner may
-// take them), and later stages follow as earlier ones succeed; a failure
-// skips the rest. Job Hooks and Pipeline Hooks go to the project's hooks at
-// each change. Each job's stage must be in spec.Stages when that is given.
+// rulesPreventedMessage is GitLab's message for ErrFilteredByRules (since
+// GitLab 15.8, gitlab-org/gitlab!107297).
+const rulesPreventedMessage = "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."
+
+// CreatePipeline makes a pipeline of jobs as GitLab does on a push: the
+// jobs' rules (JobSpec.Rules) are evaluated first, against the predefined
+// variables (CI_PIPELINE_SOURCE is spec.Source, CI_COMMIT_REF_NAME and
+// CI_COMMIT_BRANCH spec.Ref, CI_JOB_NAME, CI_PROJECT_PATH, ...), then the
+// job's variables (the file's global ones, then its own), then
+// spec.Variables, the later winning; it returns ErrFilteredByRules when they
+// leave no job. Every job starts created, the first stage's jobs become
+// pending (a runner may take them), and later stages follow as earlier ones
+// succeed; a failure skips the rest but for when: always jobs. Job Hooks and
+// Pipeline Hooks go to the project's hooks at each change. Each job's stage
+// must be in spec.Stages when that is given.
 func (s *Server) CreatePipeline(projectID int64, spec PipelineSpec) (Pipeline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,7 +89,8 @@ func (s *Server) CreatePipeline(projectID int64, spec PipelineSpec) (Pipeline, e
 
 // CreatePipelineFromCIConfig reads the project's .gitlab-ci.yml (see
 // PutFile and ParseCIConfig) and makes its pipeline for ref with the given
-// pipeline variables, as POST /projects/:id/pipeline does (source api).
+// pipeline variables, as POST /projects/:id/pipeline does (source api);
+// errors are ParseCIConfig's, ErrNoCIConfig and CreatePipeline's.
 func (s *Server) CreatePipelineFromCIConfig(projectID int64, ref string, variables []Variable) (Pipeline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,11 +113,30 @@ func (s *Server) createPipelineFromFile(projectID int64, ref, source string, var
 }
 
 func (s *Server) createPipeline(projectID int64, spec PipelineSpec) (Pipeline, error) {
-	if _, ok := s.projects[projectID]; !ok {
+	pr, ok := s.projects[projectID]
+	if !ok {
 		return Pipeline{}, ErrNoProject
 	}
 	if len(spec.Jobs) == 0 {
 		return Pipeline{}, ErrNoJobs
+	}
+	spec.Ref, spec.Source = cmp.Or(spec.Ref, "main"), cmp.Or(spec.Source, "push")
+	if slices.ContainsFunc(spec.Jobs, func(j JobSpec) bool { return j.Rules != nil }) {
+		var kept []JobSpec
+		for _, js := range spec.Jobs {
+			if js.Rules != nil {
+				when, in := applyRules(js.Rules, js.When, ruleVariables(pr, spec, js))
+				if !in {
+					continue
+				}
+				js.When = when
+			}
+			kept = append(kept, js)
+		}
+		if len(kept) == 0 {
+			return Pipeline{}, ErrFilteredByRules
+		}
+		spec.Jobs = kept
 	}
 	order := spec.Stages
 	for _, j := range spec.Jobs {
@@ -122,8 +156,8 @@ func (s *Server) createPipeline(projectID int64, spec PipelineSpec) (Pipeline, e
 	}
 	now := s.now().UTC()
 	p := &pipeline{Pipeline{
-		ID: s.newID("pipeline"), ProjectID: projectID, Ref: cmp.Or(spec.Ref, "main"),
-		Source: cmp.Or(spec.Source, "push"), Status: "created", Stages: stages,
+		ID: s.newID("pipeline"), ProjectID: projectID, Ref: spec.Ref,
+		Source: spec.Source, Status: "created", Stages: stages,
 		Variables: slices.Clone(spec.Variables), CreatedAt: now,
 	}}
 	p.IID = s.newID(fmt.Sprintf("pipeline-iid-%d", projectID))
@@ -142,6 +176,19 @@ func (s *Server) createPipeline(projectID int64, spec PipelineSpec) (Pipeline, e
 	}
 	s.processPipeline(p)
 	return p.snapshot(), nil
+}
+
+// ruleVariables are what a job's rules:if: reads when spec's pipeline is
+// made: the predefined variables, the job's (global ones first), then the
+// pipeline's, a later one winning over an earlier one of the same key.
+func ruleVariables(p *project, spec PipelineSpec, js JobSpec) map[string]string {
+	out := map[string]string{}
+	for _, list := range [][]Variable{pipelinePredefined(p, spec.Ref, spec.Source, js.Name, cmp.Or(js.Stage, "test")), js.Variables, spec.Variables} {
+		for _, v := range list {
+			out[v.Key] = v.Value
+		}
+	}
+	return out
 }
 
 // Pipeline returns one pipeline and whether it exists.
@@ -225,7 +272,7 @@ func compositeStatus(jobs []*job) string {
 
 // processPipeline is GitLab's pipeline processing: a stage's created jobs
 // become pending once every earlier stage is done and succeeded, or
-// skipped once one failed; then the pipeline takes the composite status
+// skipped once one failed (when: always jobs become pending then too); then the pipeline takes the composite status
 // of its jobs. Every change sends its webhooks. The caller holds s.mu.
 func (s *Server) processPipeline(p *pipeline) {
 	jobs := s.pipelineJobs(p.ID)
@@ -241,10 +288,12 @@ func (s *Server) processPipeline(p *pipeline) {
 			if j.StageIdx != idx || j.Status != "created" {
 				continue
 			}
-			switch prior {
-			case "", "success", "skipped":
+			switch {
+			case prior == "" || prior == "success" || prior == "skipped":
 				s.moveJob(j, "pending")
-			case "failed", "canceled":
+			case (prior == "failed" || prior == "canceled") && j.When == "always":
+				s.moveJob(j, "pending")
+			case prior == "failed" || prior == "canceled":
 				s.moveJob(j, "skipped")
 			}
 		}
@@ -456,8 +505,11 @@ func (s *Server) createPipelineRoute(w http.ResponseWriter, r *http.Request, _ *
 	pl, err := s.createPipelineFromFile(pr.ID, p.str("ref"), "api", vars)
 	if err != nil {
 		msg := err.Error()
-		if errors.Is(err, ErrNoCIConfig) {
+		switch {
+		case errors.Is(err, ErrNoCIConfig):
 			msg = "Missing CI config file"
+		case errors.Is(err, ErrFilteredByRules):
+			msg = rulesPreventedMessage
 		}
 		writeJSON(w, http.StatusBadRequest, map[string]any{"message": map[string][]string{"base": {msg}}})
 		return

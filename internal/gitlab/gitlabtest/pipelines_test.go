@@ -2,6 +2,7 @@ package gitlabtest_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,26 +66,80 @@ func TestParseCIConfig(t *testing.T) {
 	}
 
 	for src, want := range map[string]string{
-		"build:\n  stage: build\n":                             "jobs:build config should implement the script: keyword",
-		"stages: [a]\nx:\n  stage: b\n  script: s\n":           "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
-		"x:\n  script: s\n  rules: [{when: always}]\n":         "jobs:x config contains unknown keys: rules",
-		"include: other.yml\nx:\n  script: s\n":                "include: is not supported",
-		"x: [1]\n":                                             "jobs:x config should be a hash",
-		"x:\n  script: s\n  timeout: soon\n":                   `timeout "soon"`,
-		"x:\n  script: s\n  when: manual\n":                    "when: manual is not supported",
-		"":                                                     "please provide content",
-		".hidden:\n  script: s\n":                              "at least one visible job",
-		"x:\n  script: s\nvariables: [a]\n":                    "variables config should be a hash",
-		"x:\n  script: s\n  cache: {policy: pull-only}\n":      "jobs:x:cache:policy config should be one of: pull, push, pull-push",
-		"x:\n  script: s\n  cache: {when: never}\n":            "jobs:x:cache:when config should be one of",
-		"x:\n  script: s\n  cache: {key: a/b}\n":               `cannot contain the "/" character`,
-		"x:\n  script: s\n  cache: {key: {files: [go.sum]}}\n": "key:files and key:prefix are not supported",
-		"x:\n  script: s\n  cache: {paths: [a], keep: 1}\n":    "jobs:x:cache config contains unknown keys: keep",
-		"x:\n  script: s\n  cache: [{}, {}, {}, {}, {}]\n":     "no more than 4 caches",
+		"build:\n  stage: build\n":                                              "jobs:build config should implement the script: keyword",
+		"stages: [a]\nx:\n  stage: b\n  script: s\n":                            "jobs:x chosen stage b does not exist; available stages are .pre, a, .post",
+		"x:\n  script: s\n  only: [main]\n":                                     "jobs:x config contains unknown keys: only",
+		"x:\n  script: s\n  rules: {if: $A}\n":                                  "jobs:x:rules config should be an array of hashes",
+		"x:\n  script: s\n  rules: [[[[[[[[[[[{}]]]]]]]]]]]\n":                  "nested no more than 10 levels",
+		".r: &r {changes: [a]}\nx:\n  script: s\n  rules: [{<<: *r, if: $A}]\n": "jobs:x:rules:rule config contains unknown keys: changes",
+		"x:\n  script: s\n  rules: [$A]\n":                                      "jobs:x:rules:rule config should be a hash",
+		"x:\n  script: s\n  rules: [{changes: [a]}]\n":                          "jobs:x:rules:rule config contains unknown keys: changes (the GitLab test server understands if, when)",
+		"x:\n  script: s\n  rules: [{if: $A, exists: [a]}]\n":                   "jobs:x:rules:rule config contains unknown keys: exists",
+		"x:\n  script: s\n  rules: [{allow_failure: true}]\n":                   "unknown keys: allow_failure",
+		"x:\n  script: s\n  rules: [{variables: {A: b}}]\n":                     "unknown keys: variables",
+		"x:\n  script: s\n  rules: [{needs: [y]}]\n":                            "unknown keys: needs",
+		"x:\n  script: s\n  rules: [{when: manual}]\n":                          "jobs:x:rules:rule when: manual is not supported by the GitLab test server; use on_success, always, never",
+		"x:\n  script: s\n  rules: [{if: $A = b}]\n":                            "jobs:x:rules:rule if invalid expression syntax",
+		"x:\n  script: s\n  rules: [{if: [a]}]\n":                               "jobs:x:rules:rule if should be a string",
+		"include: other.yml\nx:\n  script: s\n":                                 "include: is not supported",
+		"x: [1]\n":                                                              "jobs:x config should be a hash",
+		"x:\n  script: s\n  timeout: soon\n":                                    `timeout "soon"`,
+		"x:\n  script: s\n  when: manual\n":                                     "when: manual is not supported",
+		"":                                                                      "please provide content",
+		".hidden:\n  script: s\n":                                               "at least one visible job",
+		"x:\n  script: s\nvariables: [a]\n":                                     "variables config should be a hash",
+		"x:\n  script: s\n  cache: {policy: pull-only}\n":                       "jobs:x:cache:policy config should be one of: pull, push, pull-push",
+		"x:\n  script: s\n  cache: {when: never}\n":                             "jobs:x:cache:when config should be one of",
+		"x:\n  script: s\n  cache: {key: a/b}\n":                                `cannot contain the "/" character`,
+		"x:\n  script: s\n  cache: {key: {files: [go.sum]}}\n":                  "key:files and key:prefix are not supported",
+		"x:\n  script: s\n  cache: {paths: [a], keep: 1}\n":                     "jobs:x:cache config contains unknown keys: keep",
+		"x:\n  script: s\n  cache: [{}, {}, {}, {}, {}]\n":                      "no more than 4 caches",
 	} {
 		if _, err := gitlabtest.ParseCIConfig([]byte(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", src, err, want)
 		}
+	}
+}
+
+// Rules come through anchors, nested lists and merge keys, as GitLab
+// flattens them; a job without rules: has none (nil), one with an empty
+// list has an empty one, which leaves it out of every pipeline.
+func TestParseCIConfigRules(t *testing.T) {
+	cfg, err := gitlabtest.ParseCIConfig([]byte(`
+.gosling-rules: &gosling-rules
+  - if: $GOSLING_JOB
+.never: &never {when: never}
+a:
+  script: s
+  rules: *gosling-rules
+b:
+  script: s
+  rules:
+    - <<: *never
+      if: $CI_PIPELINE_SOURCE == "push"
+    - *gosling-rules
+    - [{when: always}]
+c:
+  script: s
+d:
+  script: s
+  rules: []
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, j := range cfg.Jobs {
+		got[j.Name] = fmt.Sprintf("%v %+v", j.Rules == nil, j.Rules)
+	}
+	want := map[string]string{
+		"a": "false [{If:$GOSLING_JOB When:}]",
+		"b": `false [{If:$CI_PIPELINE_SOURCE == "push" When:never} {If:$GOSLING_JOB When:} {If: When:always}]`,
+		"c": "true []",
+		"d": "false []",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rules:\n got %v\nwant %v", got, want)
 	}
 }
 
@@ -347,5 +402,149 @@ func TestSnapshotKeepsPipelinesFilesAndTraces(t *testing.T) {
 	}
 	if _, err := s2.CreatePipelineFromCIConfig(p.ID, "main", nil); err != nil {
 		t.Errorf("the .gitlab-ci.yml did not survive: %v", err)
+	}
+}
+
+// customJobCI is the .gitlab-ci.yml Gosling documents for custom jobs: its
+// one job joins only the pipelines Gosling makes with GOSLING_JOB.
+const customJobCI = `
+gosling-job:
+  tags: [gosling-admin]
+  rules:
+    - if: $GOSLING_JOB
+  script: ['eval "$GOSLING_JOB_SCRIPT"']
+`
+
+func TestPipelineRulesLeaveJobsOut(t *testing.T) {
+	s, admin := setup(t, gitlabtest.WithLongPolling(0))
+	p := s.AddProject("platform/nest", s.AddGroup("platform", 0).ID)
+	s.PutFile(p.ID, ".gitlab-ci.yml", []byte(customJobCI))
+
+	status, _, body := admin.do(http.MethodPost, fmt.Sprintf("/projects/%d/pipeline", p.ID), map[string]any{
+		"ref": "main", "variables": []map[string]string{{"key": "GOSLING_JOB", "value": "prune"}, {"key": "GOSLING_JOB_SCRIPT", "value": "true"}},
+	})
+	var created struct {
+		ID int64 `json:"id"`
+	}
+	if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("pipeline with GOSLING_JOB: %d %s", status, body)
+	}
+	if jobs := s.PipelineJobs(created.ID); len(jobs) != 1 || jobs[0].Name != "gosling-job" || jobs[0].Status != "pending" || jobs[0].When != "on_success" {
+		t.Errorf("jobs with GOSLING_JOB: %+v", jobs)
+	}
+
+	// Without it, GitLab refuses the pipeline, as it would a push's.
+	status, _, body = admin.do(http.MethodPost, fmt.Sprintf("/projects/%d/pipeline", p.ID), map[string]any{"ref": "main"})
+	want := `{"message":{"base":["Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."]}}`
+	if status != http.StatusBadRequest || body != want {
+		t.Errorf("pipeline without GOSLING_JOB: %d %s", status, body)
+	}
+	if _, err := s.CreatePipelineFromCIConfig(p.ID, "main", []gitlabtest.Variable{{Key: "GOSLING_JOB", Value: ""}}); !errors.Is(err, gitlabtest.ErrFilteredByRules) {
+		t.Errorf("empty GOSLING_JOB: %v", err)
+	}
+	cfg, err := gitlabtest.ParseCIConfig([]byte(customJobCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Source: "push", Stages: cfg.Stages, Jobs: cfg.Jobs}); !errors.Is(err, gitlabtest.ErrFilteredByRules) {
+		t.Errorf("push: %v", err)
+	}
+	// The refused pipelines were not kept: the next one is the second.
+	next, err := s.CreatePipelineFromCIConfig(p.ID, "main", []gitlabtest.Variable{{Key: "GOSLING_JOB", Value: "prune"}})
+	if err != nil || next.IID != 2 {
+		t.Errorf("next pipeline %+v, %v", next, err)
+	}
+}
+
+// rulesCI has jobs whose rules read the pipeline's source, branch and
+// variables, global ones overridden by the pipeline's.
+const rulesCI = `
+stages: [build, test]
+variables:
+  MODE: quick
+compile:
+  stage: build
+  script: "false"
+notify:
+  stage: test
+  script: echo notify
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "push"
+      when: never
+    - when: always
+api-only:
+  stage: test
+  script: echo api
+  rules:
+    - if: '$CI_PIPELINE_SOURCE == "api" && $CI_COMMIT_BRANCH == "main"'
+full:
+  stage: test
+  script: echo full
+  rules:
+    - if: $MODE == "full" || $CI_JOB_NAME =~ /^nope/
+`
+
+func TestPipelineRulesWhenNeverAndAlways(t *testing.T) {
+	s, admin := setup(t, gitlabtest.WithLongPolling(0))
+	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
+	recv, srv := newHookLog(t)
+	admin.do(http.MethodPost, fmt.Sprintf("/projects/%d/hooks", p.ID), map[string]any{"url": srv.URL, "pipeline_events": true})
+	r := s.AddRunner(gitlabtest.Runner{ProjectID: p.ID, RunUntagged: true})
+	s.PutFile(p.ID, ".gitlab-ci.yml", []byte(rulesCI))
+	names := func(pl gitlabtest.Pipeline) string {
+		var out []string
+		for _, j := range s.PipelineJobs(pl.ID) {
+			out = append(out, j.Name+":"+j.When+":"+j.Status)
+		}
+		return strings.Join(out, " ")
+	}
+
+	api, err := s.CreatePipelineFromCIConfig(p.ID, "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(api); got != "compile:on_success:pending notify:always:created api-only:on_success:created" {
+		t.Errorf("api pipeline: %s", got)
+	}
+	full, err := s.CreatePipelineFromCIConfig(p.ID, "main", []gitlabtest.Variable{{Key: "MODE", Value: "full"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(full); !strings.HasSuffix(got, "full:on_success:created") {
+		t.Errorf("MODE=full pipeline: %s", got)
+	}
+	cfg, err := gitlabtest.ParseCIConfig([]byte(rulesCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push, err := s.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Source: "push", Stages: cfg.Stages, Jobs: cfg.Jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(push); got != "compile:on_success:pending" {
+		t.Errorf("push pipeline: %s", got)
+	}
+
+	// compile fails: notify (when: always) still runs, api-only is skipped.
+	c := runnerCall{t, s}
+	job := decodeJob(t, c.request(r.Token, ""))
+	if job.ID != s.PipelineJobs(api.ID)[0].ID {
+		t.Fatalf("first job %d is not the api pipeline's compile", job.ID)
+	}
+	c.json(http.MethodPut, fmt.Sprintf("/jobs/%d", job.ID), map[string]any{"token": job.Token, "state": "failed", "failure_reason": "script_failure"})
+	if got := names(api); got != "compile:on_success:failed notify:always:pending api-only:on_success:skipped" {
+		t.Errorf("after compile failed: %s", got)
+	}
+	// Pipeline Hooks say when each build runs.
+	waitFor(t, "the pipelines' hooks", func() bool { return len(recv.statuses()) >= 3 })
+	evs, _ := recv.snapshot()
+	whens := map[string]any{}
+	for _, ev := range evs {
+		for _, b := range ev["builds"].([]any) {
+			whens[b.(map[string]any)["name"].(string)] = b.(map[string]any)["when"]
+		}
+	}
+	if whens["notify"] != "always" || whens["compile"] != "on_success" {
+		t.Errorf("builds' when: %v", whens)
 	}
 }

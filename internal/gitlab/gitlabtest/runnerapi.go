@@ -359,6 +359,23 @@ type (
 // afterScriptTimeout is GitLab's fixed after_script timeout.
 const afterScriptTimeout = 5 * time.Minute
 
+// pipelinePredefined are the predefined variables
+// (docs.gitlab.com/ci/variables/predefined_variables) GitLab knows of a job
+// when it makes the pipeline, before a runner takes the job: what a rule's
+// if: reads, and the start of the job payload's variables. source is
+// GitLab's CI_PIPELINE_SOURCE: push, api, schedule, trigger, web, ...
+func pipelinePredefined(p *project, ref, source, jobName, stage string) []Variable {
+	pub := func(k, v string) Variable { return Variable{Key: k, Value: v, Public: true} }
+	return []Variable{
+		pub("CI", "true"), pub("GITLAB_CI", "true"),
+		pub("CI_JOB_NAME", jobName), pub("CI_JOB_STAGE", stage),
+		pub("CI_PIPELINE_SOURCE", source),
+		pub("CI_PROJECT_ID", strconv.FormatInt(p.ID, 10)), pub("CI_PROJECT_NAME", p.Name), pub("CI_PROJECT_PATH", p.PathWithNamespace),
+		pub("CI_PROJECT_NAMESPACE", p.PathWithNamespace[:max(strings.LastIndex(p.PathWithNamespace, "/"), 0)]),
+		pub("CI_COMMIT_REF_NAME", ref), pub("CI_COMMIT_BRANCH", ref), pub("CI_DEFAULT_BRANCH", "main"),
+	}
+}
+
 // jobPayload renders the job a runner gets, with GitLab's predefined
 // variables (docs.gitlab.com/ci/variables/predefined_variables), then the
 // job's own, then the pipeline's. The caller holds s.mu.
@@ -375,29 +392,24 @@ func (s *Server) jobPayload(r *http.Request, j *job, rn *runner) jobPayloadJSON 
 		beforeSHA, iid, source, pipelineVars = pl.BeforeSHA, pl.IID, pl.Source, pl.Variables
 	}
 	repoURL := fmt.Sprintf("%s://gitlab-ci-token:%s@%s/%s.git", u.Scheme, j.Token, u.Host, p.PathWithNamespace)
-	namespace := p.PathWithNamespace[:strings.LastIndex(p.PathWithNamespace, "/")]
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	pub := func(k, v string) Variable { return Variable{Key: k, Value: v, Public: true} }
-	vars := []Variable{
-		pub("CI", "true"), pub("GITLAB_CI", "true"),
+	vars := append(pipelinePredefined(p, j.Ref, source, j.Name, j.Stage),
 		pub("CI_SERVER_URL", base), pub("CI_SERVER_HOST", u.Hostname()), pub("CI_SERVER_PORT", port),
 		pub("CI_SERVER_PROTOCOL", u.Scheme), pub("CI_API_V4_URL", base+"/api/v4"),
-		pub("CI_JOB_ID", strconv.FormatInt(j.ID, 10)), pub("CI_JOB_NAME", j.Name), pub("CI_JOB_STAGE", j.Stage),
+		pub("CI_JOB_ID", strconv.FormatInt(j.ID, 10)),
 		pub("CI_JOB_URL", fmt.Sprintf("%s/%s/-/jobs/%d", base, p.PathWithNamespace, j.ID)),
-		{Key: "CI_JOB_TOKEN", Value: j.Token, Masked: true},
-		{Key: "CI_REPOSITORY_URL", Value: repoURL},
+		Variable{Key: "CI_JOB_TOKEN", Value: j.Token, Masked: true},
+		Variable{Key: "CI_REPOSITORY_URL", Value: repoURL},
 		pub("CI_PIPELINE_ID", strconv.FormatInt(j.PipelineID, 10)), pub("CI_PIPELINE_IID", strconv.FormatInt(iid, 10)),
-		pub("CI_PIPELINE_SOURCE", source),
-		pub("CI_PROJECT_ID", strconv.FormatInt(p.ID, 10)), pub("CI_PROJECT_NAME", p.Name), pub("CI_PROJECT_PATH", p.PathWithNamespace),
-		pub("CI_PROJECT_NAMESPACE", namespace), pub("CI_PROJECT_URL", base+"/"+p.PathWithNamespace),
+		pub("CI_PROJECT_URL", base+"/"+p.PathWithNamespace),
 		pub("CI_COMMIT_SHA", sha), pub("CI_COMMIT_SHORT_SHA", sha[:8]), pub("CI_COMMIT_BEFORE_SHA", beforeSHA),
-		pub("CI_COMMIT_REF_NAME", j.Ref), pub("CI_COMMIT_BRANCH", j.Ref), pub("CI_DEFAULT_BRANCH", "main"),
 		pub("CI_RUNNER_ID", strconv.FormatInt(rn.ID, 10)), pub("CI_RUNNER_DESCRIPTION", rn.Description),
 		pub("CI_RUNNER_TAGS", `["`+strings.Join(rn.Tags, `", "`)+`"]`),
-	}
+	)
 	if len(rn.Tags) == 0 {
 		vars[len(vars)-1].Value = "[]"
 	}

@@ -8,15 +8,16 @@
 // Bearer; groups with subgroups; projects, optionally shared into other
 // groups, with files (a .gitlab-ci.yml); runners created through POST
 // /user/runners with their glrt- tokens; pipelines made from a small subset
-// of .gitlab-ci.yml, whose stages run in order; the runner API that
-// gitlab-runner speaks (runners/verify, jobs/request with Workhorse's long
-// polling, job updates, trace patches), so a runner really runs the jobs;
+// of .gitlab-ci.yml, whose jobs' rules: decide which jobs a pipeline gets
+// and whose stages run in order; the runner API that gitlab-runner speaks
+// (runners/verify, jobs/request with Workhorse's long polling, job updates,
+// trace patches), so a runner really runs the jobs;
 // project hooks, to which Job Hooks and Pipeline Hooks are delivered at
 // every state change the runner API or the pipeline engine makes.
 // What it does not: memberships and roles (every authenticated user may read
 // and change everything, except that instance runners and GET /runners/all
 // need an administrator), Git repositories, artifacts, caches, environments,
-// rules:, needs: and the rest of the CI language beyond the subset that
+// workflow:, needs: and the rest of the CI language beyond the subset that
 // ParseCIConfig documents.
 package gitlabtest
 
@@ -548,6 +549,14 @@ type JobSpec struct {
 	// Cache is the job's cache: entries, as .gitlab-ci.yml gives them
 	// (docs.gitlab.com/ci/yaml/#cache).
 	Cache []CacheSpec
+	// When is on_success (when empty) or always: an always job runs even
+	// when an earlier stage failed.
+	When string
+	// Rules, when not nil, decide at pipeline creation whether the job
+	// joins the pipeline and with which When (docs.gitlab.com/ci/yaml/#rules):
+	// the first rule that matches does, and no match leaves the job out.
+	// AddJob ignores them.
+	Rules []Rule
 }
 
 // CacheSpec is one entry of a job's cache: keyword. The job payload sends
@@ -609,6 +618,8 @@ type Job struct {
 	AllowFailure bool
 	Timeout      time.Duration
 	Cache        []CacheSpec
+	// When is on_success or always, as the job's rules decided.
+	When string
 	// Token is the job token (glcbt-...) a runner got with the job; it
 	// authenticates the runner's updates while the job runs.
 	Token string
@@ -690,6 +701,7 @@ func (s *Server) newJob(projectID int64, spec JobSpec) *job {
 		AllowFailure: spec.AllowFailure,
 		Timeout:      cmp.Or(spec.Timeout, DefaultJobTimeout),
 		Cache:        slices.Clone(spec.Cache),
+		When:         cmp.Or(spec.When, "on_success"),
 	}}
 }
 

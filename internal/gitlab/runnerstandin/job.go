@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -172,11 +173,28 @@ func (m *Multi) jobEnvironment(rc RunnerConfig, job *jobResponse, cid int) ([]st
 			set(k, v)
 		}
 	}
+	// gitlab-runner's JobVariables.Expand: each value is expanded against
+	// the whole list as given (the last of a key winning), not against the
+	// variables expanded before it, so the order of the job's variables does
+	// not matter; $$ stays $, and $*, $#, $1... are empty.
+	given := maps.Clone(vals)
+	for _, v := range job.Variables {
+		given[v.Key] = v.Value
+	}
+	lookup := func(k string) string {
+		switch k {
+		case "$":
+			return k
+		case "*", "#", "@", "!", "?", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9":
+			return ""
+		}
+		return given[k]
+	}
 	masked := []string{job.Token}
 	for _, v := range job.Variables {
 		value := v.Value
 		if !v.Raw {
-			value = os.Expand(value, func(k string) string { return vals[k] })
+			value = os.Expand(value, lookup)
 		}
 		set(v.Key, value)
 		if v.Masked {
