@@ -31,6 +31,8 @@ type runtimeAPI struct {
 	mu     sync.Mutex
 	seq    int
 	result map[string]chan invocationResult
+	// polling counts the long polls in flight.
+	polling int
 }
 
 type invocationResult struct {
@@ -50,6 +52,10 @@ func (r *runtimeAPI) serve(w http.ResponseWriter, req *http.Request) {
 	path := strings.TrimPrefix(req.URL.Path, prefix)
 	switch {
 	case req.Method == http.MethodGet && path == "invocation/next":
+		r.mu.Lock()
+		r.polling++
+		r.mu.Unlock()
+		defer func() { r.mu.Lock(); r.polling--; r.mu.Unlock() }()
 		select {
 		case ev := <-r.events:
 			r.mu.Lock()
@@ -76,6 +82,24 @@ func (r *runtimeAPI) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 	default:
 		http.Error(w, "not a Runtime API call", http.StatusNotFound)
+	}
+}
+
+// waitNoPolls waits until no long poll is in flight: a stopped function's
+// poll ends once the server sees its connection close, and until then it
+// could take the next event.
+func (r *runtimeAPI) waitNoPolls(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		n := r.polling
+		r.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d long polls still in flight", n)
+		}
 	}
 }
 
@@ -185,6 +209,7 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 	// A second function whose only token it may not read (the first one
 	// stops, or it would take the event).
 	stop()
+	rt.waitNoPolls(t)
 	sm.SetSecretString("gosling/locked", `{"token":"`+token+`"}`)
 	sm.Deny("gosling/locked")
 	stop2, out2 := start("aws-sm://gosling/locked/token")

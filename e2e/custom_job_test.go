@@ -44,7 +44,9 @@ func TestCustomJobRunsOnItsSchedule(t *testing.T) {
 	sum := sha256.Sum256([]byte(s.GitLab.Token()))
 	// The script proves the elevated token is the Nest project's API
 	// token without printing it.
-	script := `echo "custom job $GOSLING_JOB on $CI_PROJECT_PATH"; ` +
+	// gitlab-runner expands $VAR in pipeline variables; the script's own
+	// shell variables must reach eval untouched.
+	script := `echo "custom job $GOSLING_JOB on $CI_PROJECT_PATH"; n=3; echo "shell variable n=$n"; ` +
 		`test "$(printf %s "$GOSLING_ELEVATED_TOKEN" | sha256sum | cut -c1-16)" = "` + hex.EncodeToString(sum[:])[:16] + `" && echo "the elevated token is there"`
 	job := func(name, cron, script string) fly.Job {
 		return fly.Job{Name: name, Kind: fly.JobCustom, Schedule: cron, Timezone: "UTC", Enabled: true, File: "Jobs/" + name + ".fly",
@@ -104,7 +106,7 @@ func TestCustomJobRunsOnItsSchedule(t *testing.T) {
 		t.Fatalf("pipeline jobs: %+v", jobs)
 	}
 	tr := string(s.GitLab.Trace(jobs[0].ID))
-	for _, want := range []string{"custom job prune-registry on acme/nest", "the elevated token is there", "STAND-IN"} {
+	for _, want := range []string{"custom job prune-registry on acme/nest", "shell variable n=3", "the elevated token is there", "STAND-IN"} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("the job's log lacks %q:\n%s", want, tr)
 		}

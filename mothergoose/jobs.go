@@ -196,11 +196,16 @@ func customJobInput(nest *fly.Nest, job fly.Job) (*contract.CustomJobInput, erro
 		Job: job.Name, Ref: nestRef(nest), Timeout: job.Timeout.D(),
 		Variables: map[string]string{contract.VarJob: job.Name},
 	}
-	if s, ok := job.Params["script"].(string); ok {
-		in.Variables[contract.VarJobScript] = s
-	} else {
-		in.Variables[contract.VarJobScript] = shellJoin(paramStrings(job.Params, "command"))
+	script, ok := job.Params["script"].(string)
+	if !ok {
+		script = shellJoin(paramStrings(job.Params, "command"))
 	}
+	// gitlab-runner expands $VAR in pipeline variables before the job
+	// runs, and "$$" is its escape for "$"
+	// (https://docs.gitlab.com/ci/variables/#prevent-cicd-variable-expansion
+	// covers only file and project variables): the shell's eval sees the
+	// script as written, $HOME, $1 and $(date) included.
+	in.Variables[contract.VarJobScript] = strings.ReplaceAll(script, "$", "$$")
 	if vars, ok := job.Params["variables"].(map[string]any); ok {
 		for k, v := range vars {
 			in.Variables[k] = fmt.Sprint(v)

@@ -126,3 +126,24 @@ func TestJobRunInputErrors(t *testing.T) {
 		t.Errorf("shellJoin = %s", got)
 	}
 }
+
+// A custom job's script reaches eval as written: gitlab-runner turns the
+// "$$" of a pipeline variable back into "$".
+func TestCustomJobScriptEscapesDollars(t *testing.T) {
+	nest := &fly.Nest{
+		Eggs:        []fly.Egg{{Name: "platform", Runner: fly.Runner{Tags: []string{"gosling-admin"}}, GitLab: fly.GitLab{Host: "gitlab.example.com", Token: "vault://ci/gitlab/token"}}},
+		MotherGoose: fly.MotherGoose{Nest: fly.NestSource{Project: "platform/nest", Host: "gitlab.example.com", Token: "vault://ci/gitlab/token"}},
+	}
+	for params, want := range map[string]map[string]any{
+		`echo "$$HOME" $$(date) $$1`: {"script": `echo "$HOME" $(date) $1`},
+		`'crane' 'gc' 'a b' '$$X'`:   {"command": []any{"crane", "gc", "a b", "$X"}},
+	} {
+		in, err := customJobInput(nest, fly.Job{Name: "j", Kind: fly.JobCustom, Params: want, Runner: fly.JobRunner{Tags: []string{"gosling-admin"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := in.Variables[contract.VarJobScript]; got != params {
+			t.Errorf("%v: GOSLING_JOB_SCRIPT = %q, want %q", want, got, params)
+		}
+	}
+}
