@@ -41,6 +41,20 @@ type Deployment struct {
 	Engine  *Engine
 	Desired []Resource
 	closers []func(context.Context) error
+	checks  []func(context.Context) error
+}
+
+// Preflight runs the checks a plan or a deploy of the desired set needs
+// before anything is changed (on Yandex Cloud: every API token's Lockbox
+// secret has a version for the auth function). A rollback skips them: it
+// returns to what existed.
+func (d *Deployment) Preflight(ctx context.Context) error {
+	for _, c := range d.checks {
+		if err := c(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close releases the SDKs' connections.
@@ -109,6 +123,8 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 		if desired, err = YandexDesired(n, p.FolderID); err != nil {
 			return nil, err
 		}
+		yd := desired
+		d.checks = append(d.checks, func(ctx context.Context) error { return p.CheckAuthTokens(ctx, yd) })
 		e.Providers = append(e.Providers, p)
 		e.Journal = p.NewYandexJournal()
 	default:

@@ -406,6 +406,38 @@ func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version,
 	}, nil
 }
 
+func errNoTokenVersion(s map[string]any) error {
+	return fmt.Errorf("the Lockbox secret %s has no version yet, so the auth function cannot read its token %s: put it first (gosling secrets put yc-lockbox://%s/%s --nest DIR, the value on stdin), then deploy again", str(s, "secret_id"), str(s, "key"), str(s, "secret_id"), str(s, "key"))
+}
+
+// CheckAuthTokens reads the Lockbox secret of every API token the desired
+// auth function takes at its current version, so a plan stops before
+// anything is made when one cannot be given to the function: the secret
+// does not exist (or the deployer may not read it), or it has no version
+// yet. Errors name the secret and the command that gives it a value.
+func (p *YandexProvider) CheckAuthTokens(ctx context.Context, desired []Resource) error {
+	for _, r := range desired {
+		if r.Type != YCFunction {
+			continue
+		}
+		secrets, _ := mapOf(r.Props, "version")["secrets"].([]any)
+		for _, e := range secrets {
+			s, _ := e.(map[string]any)
+			if str(s, "version") != secretCurrent {
+				continue
+			}
+			v, err := p.currentSecretVersion(ctx, str(s, "secret_id"))
+			if err != nil {
+				return fmt.Errorf("mothergoose.api_gateway.auth.tokens: %w", err)
+			}
+			if v == "" {
+				return errNoTokenVersion(s)
+			}
+		}
+	}
+	return nil
+}
+
 // currentSecretVersion is the ID of a Lockbox secret's current version
 // ("" when it has none).
 func (p *YandexProvider) currentSecretVersion(ctx context.Context, secretID string) (string, error) {
@@ -470,7 +502,7 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 				return err
 			}
 			if version == "" {
-				return fmt.Errorf("the Lockbox secret %s has no version yet, so the auth function cannot read its token %s: put it first (gosling secrets put yc-lockbox://%s/%s --nest DIR, the value on stdin), then deploy again", str(s, "secret_id"), str(s, "key"), str(s, "secret_id"), str(s, "key"))
+				return errNoTokenVersion(s)
 			}
 		}
 		req.Secrets = append(req.Secrets, &functions.Secret{Id: str(s, "secret_id"), VersionId: version, Key: str(s, "key"),

@@ -530,3 +530,33 @@ func TestYandexAuthPinnedTokenVersion(t *testing.T) {
 		t.Errorf("the pinned token reads as version %q, want %s", got, pinned)
 	}
 }
+
+// A token whose Lockbox secret has no version yet, or does not exist,
+// stops the plan with the command that fixes it, before anything is made.
+func TestYandexAuthTokenWithoutVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	srv.PutSecret(exampleFolder, "e6qemptysecret000001", "made-empty", nil)
+	n := loadNest(t, "../examples/nest")
+	n.MotherGoose.APIGateway.Auth.Tokens[1] = "yc-lockbox://e6qemptysecret000001/api_token_ci"
+	e, desired := yandexEngine(t, srv, n)
+	p := e.Providers[0].(*YandexProvider)
+	err := p.CheckAuthTokens(ctx, desired)
+	if err == nil || !strings.Contains(err.Error(), "gosling secrets put yc-lockbox://e6qemptysecret000001/api_token_ci") {
+		t.Fatalf("no version: %v", err)
+	}
+	n.MotherGoose.APIGateway.Auth.Tokens[1] = "yc-lockbox://e6qnosuchsecret000001/api_token_ci"
+	_, desired = yandexEngine(t, srv, n)
+	if err := p.CheckAuthTokens(ctx, desired); err == nil || !strings.Contains(err.Error(), "e6qnosuchsecret000001") {
+		t.Fatalf("no secret: %v", err)
+	}
+	srv.PutSecret(exampleFolder, "e6qemptysecret000001", "", map[string]string{"api_token_ci": "ci-token"})
+	n.MotherGoose.APIGateway.Auth.Tokens[1] = "yc-lockbox://e6qemptysecret000001/api_token_ci"
+	_, desired = yandexEngine(t, srv, n)
+	if err := p.CheckAuthTokens(ctx, desired); err != nil {
+		t.Fatalf("with a version: %v", err)
+	}
+	if sas, cts, _ := srv.Counts(); sas != 0 || cts != 0 {
+		t.Errorf("a check made %d service accounts, %d containers", sas, cts)
+	}
+}

@@ -213,6 +213,9 @@ func planRun(ctx context.Context, opts *DeployOptions) error {
 		return err
 	}
 	defer d.Close(context.WithoutCancel(ctx))
+	if err := d.Preflight(ctx); err != nil {
+		return authFailure(err)
+	}
 	p, _, err := d.Engine.Plan(ctx, d.Desired)
 	if err != nil {
 		return authFailure(err)
@@ -262,6 +265,9 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 		return err
 	}
 	defer d.Close(context.WithoutCancel(ctx))
+	if err := d.Preflight(ctx); err != nil {
+		return authFailure(err)
+	}
 	e := d.Engine
 	p, actual, err := e.Plan(ctx, d.Desired)
 	if err != nil {

@@ -726,7 +726,8 @@ func (x secretService) UpdateAccessBindings(_ context.Context, r *access.UpdateA
 // PutSecret makes a Lockbox secret with a given ID, as one made by hand
 // before a deploy (the secrets a Nest's URIs name), whose current version
 // holds entries, or adds entries as a new current version when the secret
-// exists. It returns the new version's ID.
+// exists. It returns the new version's ID; nil entries make the secret
+// with no version and return "".
 func (s *Server) PutSecret(folder, id, name string, entries map[string]string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -734,6 +735,9 @@ func (s *Server) PutSecret(folder, id, name string, entries map[string]string) s
 	if sec == nil {
 		sec = &lockbox.Secret{Id: id, FolderId: folder, CreatedAt: timestamppb.Now(), Name: name, Status: lockbox.Secret_ACTIVE}
 		s.secrets[id] = sec
+	}
+	if entries == nil {
+		return "" // a secret with no version, as Lockbox makes it without a payload
 	}
 	var changes []*lockbox.PayloadEntryChange
 	keys := make([]string, 0, len(entries))
