@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ func TestJobRunnerVM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	egg := s.Egg("web", fly.RunnerVM)
+	// The runner must not run the job by itself: this test ends it by the
+	// job's status signal, as a Job Hook would.
+	s.GitLab.FailNext(http.MethodPost, "/jobs/request", http.StatusServiceUnavailable, 1_000_000, false)
 
 	run, jobID, err := s.ProvisionJob(ctx, egg, []string{"docker"}, nil)
 	if err != nil {
@@ -126,6 +130,8 @@ func TestServerlessTornDownWhenJobFinishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	egg := s.Egg("sls", fly.RunnerAuto) // 1 vCPU, 1GiB, 10m jobs: fits serverless
+	// Ended by the job's status signal, not by the runner running it.
+	s.GitLab.FailNext(http.MethodPost, "/jobs/request", http.StatusServiceUnavailable, 1_000_000, false)
 	run, jobID, err := s.ProvisionJob(ctx, egg, nil, func(in *contract.ProvisionRunnerInput) { in.Egg.Runner.RunUntagged = true })
 	if err != nil {
 		t.Fatal(err)
