@@ -93,6 +93,14 @@ func TestAWSDeploySequence(t *testing.T) {
 		// The custom domain, mapped to the API's $default stage.
 		`+ resource "aws_apigatewayv2_domain_name" "api"`, `"ci-runners.example.com"`, `"REGIONAL"`, `"TLS_1_2"`,
 		`+ resource "aws_apigatewayv2_api_mapping" "api"`, `"$default"`,
+		// The security groups: the VPC link's reaches the API's tasks on
+		// 8080 and nothing else; the API's lets only it in.
+		`+ resource "aws_security_group" "vpclink"`, `name        = "gosling-test-vpclink"`, `vpc_id      = "vpc-0abc1234def567890"`,
+		`+ resource "aws_security_group" "api"`, `+ resource "aws_security_group" "workers"`,
+		`+ resource "aws_security_group_rule" "vpclink-egress-api"`, `+ resource "aws_security_group_rule" "api-ingress-vpclink"`,
+		`from_port                = 8080`, `protocol                 = "tcp"`, `type                     = "ingress"`,
+		`+ resource "aws_security_group_rule" "api-egress-all"`, `+ resource "aws_security_group_rule" "workers-egress-all"`,
+		`cidr_blocks              = ["0.0.0.0/0"]`, `security_group_ids = ["(known after apply)"]`, `security_groups  = ["(known after apply)"]`,
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("plan lacks %q", want)
@@ -117,6 +125,7 @@ func TestAWSDeploySequence(t *testing.T) {
 	}
 
 	checkGateway(t, e, desired)
+	checkSecurityGroups(t, e, desired)
 
 	// A container's memory: one update.
 	n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
@@ -291,6 +300,60 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 	}
 }
 
+// checkSecurityGroups checks the deployed security groups: the VPC link
+// names the vpclink group, whose one rule lets it reach the api group on
+// TCP 8080; the API service's tasks are in the api group, which lets in
+// only the vpclink group and lets out everything; the workers' tasks are
+// in the workers group, which lets nothing in.
+func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource) {
+	t.Helper()
+	got, err := e.Read(context.Background(), desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Resource{}
+	rules := map[string][]string{} // group ID -> rule names
+	for _, r := range got {
+		by[r.Address()] = r
+		if r.Type == AWSSecurityGroupRule {
+			g := str(r.Props, "security_group_id")
+			rules[g] = append(rules[g], r.Name)
+		}
+	}
+	vpclink, api, workers := by["aws_security_group.vpclink"], by["aws_security_group.api"], by["aws_security_group.workers"]
+	for _, g := range []Resource{vpclink, api, workers} {
+		if !strings.HasPrefix(g.ID, "sg-") || g.Props["vpc_id"] != "vpc-0abc1234def567890" || mapOf(g.Props, "tags")[TagDeployment] != "gosling-test" {
+			t.Errorf("security group %s: %s %v", g.Name, g.ID, g.Props)
+		}
+	}
+	want := map[string][]string{
+		vpclink.ID: {"vpclink-egress-api"}, api.ID: {"api-ingress-vpclink", "api-egress-all"}, workers.ID: {"workers-egress-all"},
+	}
+	for g, names := range want {
+		if slices.Sort(rules[g]); !slices.Equal(rules[g], slices.Sorted(slices.Values(names))) {
+			t.Errorf("rules of %s: %v, want %v", g, rules[g], names)
+		}
+	}
+	in, out := by["aws_security_group_rule.api-ingress-vpclink"].Props, by["aws_security_group_rule.vpclink-egress-api"].Props
+	if in["source_security_group_id"] != vpclink.ID || in["protocol"] != "tcp" || in["from_port"] != 8080.0 || in["to_port"] != 8080.0 || in["type"] != "ingress" {
+		t.Errorf("API ingress rule %v, vpclink group %s", in, vpclink.ID)
+	}
+	if out["source_security_group_id"] != api.ID || out["security_group_id"] != vpclink.ID || out["from_port"] != 8080.0 || out["type"] != "egress" {
+		t.Errorf("VPC link egress rule %v, api group %s", out, api.ID)
+	}
+	if all := by["aws_security_group_rule.api-egress-all"].Props; all["protocol"] != "-1" || !slices.Equal(strList(all, "cidr_blocks"), []string{"0.0.0.0/0"}) {
+		t.Errorf("API egress rule %v", all)
+	}
+	if l := strList(by["aws_apigatewayv2_vpc_link.api"].Props, "security_group_ids"); !slices.Equal(l, []string{vpclink.ID}) {
+		t.Errorf("VPC link security groups %v, want %s", l, vpclink.ID)
+	}
+	for svc, g := range map[string]string{"api": api.ID, "mothergoose-worker": workers.ID, "uglyfox-worker": workers.ID} {
+		if l := strList(by["aws_ecs_service."+svc].Props, "security_groups"); !slices.Equal(l, []string{g}) {
+			t.Errorf("ECS service %s security groups %v, want %s", svc, l, g)
+		}
+	}
+}
+
 // readProps reads one resource's props; the desired set names the auth
 // function's resources, as in a plan.
 func readProps(t *testing.T, e *Engine, desired []Resource, address string) map[string]any {
@@ -328,11 +391,23 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 		fail, address string
 		undo          map[string]int // calls the undo makes
 	}{
-		{"ecs:CreateService", "aws_ecs_service.", map[string]int{"sqs:DeleteQueue": 2, "servicediscovery:DeleteService": 1, "servicediscovery:DeleteNamespace": 1}},
+		{"ecs:CreateService", "aws_ecs_service.", map[string]int{
+			"sqs:DeleteQueue": 2, "servicediscovery:DeleteService": 1, "servicediscovery:DeleteNamespace": 1,
+			"ec2:DeleteSecurityGroup": 3, "ec2:RevokeSecurityGroupIngress": 1, "ec2:RevokeSecurityGroupEgress": 3 + 3,
+		}},
+		// The groups exist when the first ingress rule fails; each one's
+		// default egress rule was revoked when it was made.
+		{"ec2:AuthorizeSecurityGroupIngress", "aws_security_group_rule.", map[string]int{
+			"ec2:DeleteSecurityGroup": 3, "ec2:RevokeSecurityGroupIngress": 0, "servicediscovery:DeleteNamespace": 0,
+		}},
+		// A group whose default egress rule cannot be revoked is deleted
+		// at once, so nothing allows more than its rules say.
+		{"ec2:RevokeSecurityGroupEgress", "aws_security_group.", map[string]int{"ec2:DeleteSecurityGroup": 1, "ec2:CreateSecurityGroup": 1}},
 		// Most of the gateway exists when its first route fails.
 		{"apigateway:CreateRoute", "aws_apigatewayv2_route.", map[string]int{
 			"sqs:DeleteQueue": 2, "apigateway:DeleteApi": 1, "apigateway:DeleteAuthorizer": 1, "apigateway:DeleteIntegration": 1,
 			"apigateway:DeleteVpcLink": 1, "lambda:DeleteFunction": 1, "ecs:DeleteService": 3, "servicediscovery:DeleteNamespace": 1,
+			"ec2:DeleteSecurityGroup": 3,
 		}},
 		// The whole gateway and its domain name exist when the mapping fails.
 		{"apigateway:CreateApiMapping", "aws_apigatewayv2_api_mapping.", map[string]int{
