@@ -624,13 +624,15 @@ func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) 
 // putVPCLink makes a VPC link or retags one. UpdateVpcLink changes only
 // a link's name
 // (https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/vpclinks-vpclinkid.html#vpclinks-vpclinkid-http-methods):
-// other subnets or security groups stop the deploy with the command that
-// deletes the link.
+// other subnets or security groups stop the deploy with the commands that
+// delete the link and what goes through it (API Gateway refuses to delete
+// an integration a route targets, and a link an integration uses).
 func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resource) error {
 	if before != nil {
 		for _, k := range []struct{ key, what string }{{"subnet_ids", "subnets"}, {"security_group_ids", "security groups"}} {
 			if jsonString(before.Props[k.key]) != jsonString(r.Props[k.key]) {
-				return fmt.Errorf("a VPC link keeps its %s: delete VPC link %s (aws apigatewayv2 delete-vpc-link --vpc-link-id %s) after its integration, and deploy again", k.what, before.ID, before.ID)
+				return fmt.Errorf("a VPC link keeps its %s: delete the routes and the integration that go through VPC link %s (aws apigatewayv2 delete-route, delete-integration), then the link (aws apigatewayv2 delete-vpc-link --vpc-link-id %s), and deploy again, which makes them anew",
+					k.what, before.ID, before.ID)
 			}
 		}
 		return p.gwTag(ctx, "/vpclinks/"+before.ID, r)

@@ -503,3 +503,137 @@ func TestAWSAuthTokensInSecretsManager(t *testing.T) {
 		t.Fatalf("AWSDesired: %v", err)
 	}
 }
+
+// withoutSecurityGroups is desired as deploy made it before security
+// groups: no groups or rules, and neither the VPC link nor the services
+// name one.
+func withoutSecurityGroups(desired []Resource) []Resource {
+	var out []Resource
+	for _, r := range desired {
+		switch r.Type {
+		case AWSSecurityGroup, AWSSecurityGroupRule:
+			continue
+		case AWSVPCLink:
+			r = r.clone()
+			r.Props["security_group_ids"] = []any{}
+		case AWSService:
+			r = r.clone()
+			r.Props["security_groups"] = []any{}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestAWSSecurityGroupsRollback: rolling back to a deployment without the
+// gateway takes the services out of their groups, then deletes the
+// groups with the gateway.
+func TestAWSSecurityGroupsRollback(t *testing.T) {
+	ctx := context.Background()
+	st := newAWSStack(t)
+	n := loadNest(t, "testdata/aws-nest")
+	aws := n.MotherGoose.Providers[fly.CloudAWS]
+	vpc := aws.VPCID
+	aws.VPCID = ""
+	n.MotherGoose.Providers[fly.CloudAWS] = aws
+	e, desired := awsEngine(t, st, n)
+	for _, r := range desired {
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Fatalf("%s without a VPC", r.Address())
+		}
+	}
+	p, actual, _ := e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	aws.VPCID = vpc
+	n.MotherGoose.Providers[fly.CloudAWS] = aws
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkSecurityGroups(t, e, desired)
+
+	entries, _ := e.Journal.Entries(ctx)
+	to, _ := PreviousEntry(entries)
+	rp, actual, err := e.RollbackPlan(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rp.Count(Delete); n < 7 {
+		t.Fatalf("rollback plan deletes %d resources", n)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Read(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Errorf("%s is left after the rollback", r.Address())
+		}
+		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v", r.Name, r.Props["security_groups"])
+		}
+	}
+}
+
+// TestAWSSecurityGroupsOnAnExistingGateway: a gateway deployed before the
+// security groups gets them, but its VPC link cannot take one in place
+// (UpdateVpcLink changes only the name): the deploy stops with the
+// commands that delete the link and is undone, services included; once
+// the link, its integration and the routes are gone, the next deploy
+// makes them with the group.
+func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
+	ctx := context.Background()
+	st := newAWSStack(t)
+	n := loadNest(t, "testdata/aws-nest")
+	e, desired := awsEngine(t, st, n)
+	p, actual, _ := e.Plan(ctx, withoutSecurityGroups(desired))
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, actual, _ = e.Plan(ctx, desired)
+	if p.Count(Create) != 7 || p.Count(Update) != 4 {
+		t.Fatalf("plan: %+v", p.Changes)
+	}
+	_, err := e.Apply(ctx, p, actual, ApplyOptions{})
+	var ae *ApplyError
+	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "aws_apigatewayv2_vpc_link.api" || !strings.Contains(err.Error(), "a VPC link keeps its security groups") ||
+		!strings.Contains(err.Error(), "aws apigatewayv2 delete-vpc-link --vpc-link-id ") {
+		t.Fatalf("apply: %v", err)
+	}
+	got, err := e.Read(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Resource{}
+	for _, r := range got {
+		by[r.Address()] = r
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Errorf("%s is left by the undone deploy", r.Address())
+		}
+		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v after the undo", r.Name, r.Props["security_groups"])
+		}
+	}
+	// What the message says: the routes and the integration, then the link.
+	prov := e.Providers[0].(*AWSProvider)
+	for _, a := range []string{"aws_apigatewayv2_route.api", "aws_apigatewayv2_route.default", "aws_apigatewayv2_integration.api", "aws_apigatewayv2_vpc_link.api"} {
+		if err := prov.Delete(ctx, by[a]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, actual, _ = e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkSecurityGroups(t, e, desired)
+	checkGateway(t, e, desired)
+	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the link's replacement: %+v", p.Changes)
+	}
+}
