@@ -45,10 +45,11 @@ const (
 // route before its authorizer, the ECS service before its Cloud Map
 // service, a Lambda permission before its function, a security group's
 // rules before the groups, the services and the VPC link before the
-// groups they name).
+// groups they name). The VPC link comes before the services: a change it
+// cannot take (putVPCLink) stops a deploy before any service rolls.
 var awsTypes = []string{
-	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSSecurityGroup, AWSSecurityGroupRule, AWSNamespace, AWSDiscoveryService, AWSCluster, AWSService,
-	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSDomainName, AWSAPIMapping, AWSPermission,
+	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSSecurityGroup, AWSSecurityGroupRule, AWSNamespace, AWSDiscoveryService, AWSVPCLink, AWSCluster, AWSService,
+	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSDomainName, AWSAPIMapping, AWSPermission,
 	AWSScheduleGroup, AWSSchedule,
 }
 

@@ -583,9 +583,9 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 
 // TestAWSSecurityGroupsOnAnExistingGateway: a gateway deployed before the
 // security groups gets them, but its VPC link cannot take one in place
-// (UpdateVpcLink changes only the name): the deploy stops with the
-// commands that delete the link and is undone, services included; once
-// the link, its integration and the routes are gone, the next deploy
+// (UpdateVpcLink changes only the name): the deploy stops, before any
+// service rolls, with the commands that delete the link, and is undone;
+// once the link, its integration and the routes are gone, the next deploy
 // makes them with the group.
 func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 	ctx := context.Background()
@@ -600,11 +600,16 @@ func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 	if p.Count(Create) != 7 || p.Count(Update) != 4 {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
+	st.srv.ResetCalls()
 	_, err := e.Apply(ctx, p, actual, ApplyOptions{})
 	var ae *ApplyError
 	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "aws_apigatewayv2_vpc_link.api" || !strings.Contains(err.Error(), "a VPC link keeps its security groups") ||
 		!strings.Contains(err.Error(), "aws apigatewayv2 delete-vpc-link --vpc-link-id ") {
 		t.Fatalf("apply: %v", err)
+	}
+	// The link comes before the services: none of them rolled.
+	if n := st.srv.Calls()["ecs:UpdateService"]; n != 0 {
+		t.Errorf("%d ECS service updates before the VPC link stopped the deploy", n)
 	}
 	got, err := e.Read(ctx, desired)
 	if err != nil {
