@@ -488,7 +488,8 @@ func ruleName(group, kind, peer string) string { return group + "-" + kind + "-"
 // the auth function (a Lambda function running `gosling authorizer` from
 // the API's image) as a REQUEST authorizer with simple responses
 // (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html),
-// the permission that lets API Gateway invoke it, a VPC link and an
+// the permission that lets API Gateway invoke it, a VPC link (in the
+// vpclink security group, awsSecurityGroups) and an
 // HTTP_PROXY integration to the API service's Cloud Map service, the
 // route ANY /api/{proxy+} behind the authorizer, the $default route
 // without it (GitLab webhooks and agents carry their own tokens, which the

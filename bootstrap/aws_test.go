@@ -555,6 +555,20 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 	}
 	checkSecurityGroups(t, e, desired)
 
+	// A group still named by the VPC link is waited for, not given up on
+	// (EC2 says DependencyViolation until the link's interfaces are gone).
+	groups, _ := e.Read(ctx, desired)
+	i := slices.IndexFunc(groups, func(r Resource) bool { return r.Address() == "aws_security_group.vpclink" })
+	if i < 0 {
+		t.Fatal("no aws_security_group.vpclink")
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := e.Providers[0].(*AWSProvider).deleteSecurityGroup(short, groups[i].ID)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || st.srv.Calls()["ec2:DeleteSecurityGroup"] != 1 {
+		t.Fatalf("delete the VPC link's group: %v, %d calls", err, st.srv.Calls()["ec2:DeleteSecurityGroup"])
+	}
+
 	entries, _ := e.Journal.Entries(ctx)
 	to, _ := PreviousEntry(entries)
 	rp, actual, err := e.RollbackPlan(ctx, to)
