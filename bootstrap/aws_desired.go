@@ -23,6 +23,9 @@ const (
 	AWSScheduleGroup = "aws_scheduler_schedule_group"
 	AWSSchedule      = "aws_scheduler_schedule"
 
+	AWSSecurityGroup     = "aws_security_group"
+	AWSSecurityGroupRule = "aws_security_group_rule"
+
 	AWSNamespace        = "aws_service_discovery_private_dns_namespace"
 	AWSDiscoveryService = "aws_service_discovery_service"
 	AWSFunction         = "aws_lambda_function"
@@ -40,10 +43,13 @@ const (
 // awsTypes is the order AWS resources are made in; resources read back
 // carry no DependsOn, so deletes run in the reverse of this order (a
 // route before its authorizer, the ECS service before its Cloud Map
-// service, a Lambda permission before its function).
+// service, a Lambda permission before its function, a security group's
+// rules before the groups, the services and the VPC link before the
+// groups they name). The VPC link comes before the services: a change it
+// cannot take (putVPCLink) stops a deploy before any service rolls.
 var awsTypes = []string{
-	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSNamespace, AWSDiscoveryService, AWSCluster, AWSService,
-	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSDomainName, AWSAPIMapping, AWSPermission,
+	AWSRole, AWSLogGroup, AWSSecret, AWSTable, AWSQueue, AWSSecurityGroup, AWSSecurityGroupRule, AWSNamespace, AWSDiscoveryService, AWSVPCLink, AWSCluster, AWSService,
+	AWSScalingTarget, AWSScalingPolicy, AWSFunction, AWSAPI, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage, AWSDomainName, AWSAPIMapping, AWSPermission,
 	AWSScheduleGroup, AWSSchedule,
 }
 
@@ -104,8 +110,9 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 // EventBridge Scheduler
 // schedules for UglyFox and the jobs when triggers.kind is eventbridge,
 // and, when the aws provider names a vpc_id, the API gateway (awsGateway)
-// with the auth function's role and log group and the Cloud Map namespace
-// and service the API service registers in.
+// with the auth function's role and log group, the Cloud Map namespace
+// and service the API service registers in, and the security groups of
+// the VPC link and the services (awsSecurityGroups).
 func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudAWS {
@@ -259,6 +266,7 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 			"name": "api", "namespace_id": Ref(AWSNamespace+".servers", "id"),
 			"dns_records": []any{map[string]any{"type": "SRV", "ttl": 10}}, "tags": tags,
 		})
+		awsSecurityGroups(add, dep, aws.VPCID, tags)
 	}
 
 	// Fargate services.
@@ -281,7 +289,10 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 				"log_group":          logGroup(c.key),
 				"environment":        map[string]any{"GOSLING_NEST": "/nest", "AWS_REGION": acct.Region},
 			},
-			"subnets": aws.Subnets, "tags": tags,
+			"subnets": aws.Subnets, "security_groups": []any{}, "tags": tags,
+		}
+		if gateway {
+			props["security_groups"] = []any{Ref(AWSSecurityGroup+"."+securityGroupOf(c.key), "id")}
 		}
 		if gateway && c.key == "api" {
 			// ECS registers every task of the service in Cloud Map with the
@@ -398,11 +409,87 @@ func awsScaling(add func(typ, name string, props map[string]any, deps ...string)
 	}, AWSScalingTarget+"."+key)
 }
 
+// apiPort is the TCP port gosling server listens on in the API service's
+// tasks, which the gateway's VPC link reaches.
+const apiPort = 8080
+
+// securityGroupOf is the security group of a component's tasks: api for
+// the API service, workers for both workers.
+func securityGroupOf(component string) string {
+	if component == "api" {
+		return "api"
+	}
+	return "workers"
+}
+
+// awsSecurityGroups adds the security groups of the gateway's path to the
+// API service, in the aws provider's VPC
+// (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html):
+//
+//   - <deployment>-vpclink, the VPC link's: no ingress (API Gateway's
+//     network interfaces only open connections) and egress only to the
+//     api group on TCP apiPort (8080), the one place the link sends
+//     requests; security groups are stateful, so the answers come back;
+//   - <deployment>-api, the API service's tasks: ingress on TCP apiPort
+//     only from the vpclink group, egress to anywhere (GitLab, Temporal,
+//     the store, Secrets Manager, ECR);
+//   - <deployment>-workers, both workers' tasks: no ingress, egress to
+//     anywhere.
+//
+// Each rule is an aws_security_group_rule of its own, as Terraform's
+// aws_security_group_rule, because the vpclink and api groups refer to
+// each other; a group is made without AWS's default allow-all egress
+// rule (the provider revokes it), so egress is only what is written here.
+// The deployer needs ec2:CreateSecurityGroup, DescribeSecurityGroups,
+// AuthorizeSecurityGroupIngress, AuthorizeSecurityGroupEgress,
+// RevokeSecurityGroupIngress, RevokeSecurityGroupEgress,
+// DeleteSecurityGroup and CreateTags.
+func awsSecurityGroups(add func(typ, name string, props map[string]any, deps ...string), dep, vpc string, tags map[string]any) {
+	group := func(key, purpose string) {
+		add(AWSSecurityGroup, key, map[string]any{
+			"name": dep + "-" + key, "description": "Gosling " + dep + ": " + purpose, "vpc_id": vpc, "tags": tags,
+		})
+	}
+	group("vpclink", "the API gateway's VPC link, to the API service")
+	group("api", "the API service's tasks, from the VPC link")
+	group("workers", "the workers' tasks, outbound only")
+	rule := func(key, kind, protocol string, port int, peerGroup string) {
+		props := map[string]any{
+			"security_group_id": Ref(AWSSecurityGroup+"."+key, "id"), "type": kind, "protocol": protocol,
+			"from_port": port, "to_port": port, "source_security_group_id": "", "cidr_blocks": []any{},
+		}
+		peer := "all"
+		if peerGroup != "" {
+			props["source_security_group_id"], peer = Ref(AWSSecurityGroup+"."+peerGroup, "id"), peerGroup
+		} else {
+			props["cidr_blocks"] = []any{allIPv4}
+		}
+		add(AWSSecurityGroupRule, ruleName(key, kind, peer), props)
+	}
+	rule("vpclink", "egress", "tcp", apiPort, "api")
+	rule("api", "ingress", "tcp", apiPort, "vpclink")
+	rule("api", "egress", allProtocols, 0, "")
+	rule("workers", "egress", allProtocols, 0, "")
+}
+
+// allIPv4 and allProtocols make a rule to or from anywhere; with all
+// protocols a rule has no ports, written 0 as in Terraform.
+const (
+	allIPv4      = "0.0.0.0/0"
+	allProtocols = "-1"
+)
+
+// ruleName is a security group rule's resource name:
+// <group>-<ingress|egress>-<peer>, the peer being the other group's
+// resource name or "all" for 0.0.0.0/0.
+func ruleName(group, kind, peer string) string { return group + "-" + kind + "-" + peer }
+
 // awsGateway adds the API Gateway HTTP API in front of the API service:
 // the auth function (a Lambda function running `gosling authorizer` from
 // the API's image) as a REQUEST authorizer with simple responses
 // (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html),
-// the permission that lets API Gateway invoke it, a VPC link and an
+// the permission that lets API Gateway invoke it, a VPC link (in the
+// vpclink security group, awsSecurityGroups) and an
 // HTTP_PROXY integration to the API service's Cloud Map service, the
 // route ANY /api/{proxy+} behind the authorizer, the $default route
 // without it (GitLab webhooks and agents carry their own tokens, which the
@@ -445,7 +532,10 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 		"function_name": function, "statement_id": "apigateway-" + dep, "action": "lambda:InvokeFunction",
 		"principal": "apigateway.amazonaws.com", "source_arn": Ref(AWSAPI+".api", "execution_arn") + "/*",
 	}, AWSFunction+".auth")
-	add(AWSVPCLink, "api", map[string]any{"name": dep, "subnet_ids": mg.Providers[fly.CloudAWS].Subnets, "tags": tags})
+	add(AWSVPCLink, "api", map[string]any{
+		"name": dep, "subnet_ids": mg.Providers[fly.CloudAWS].Subnets,
+		"security_group_ids": []any{Ref(AWSSecurityGroup+".vpclink", "id")}, "tags": tags,
+	})
 	add(AWSIntegration, "api", map[string]any{
 		"api_id": Ref(AWSAPI+".api", "id"), "description": "api", "integration_type": "HTTP_PROXY",
 		"integration_method": "ANY", "connection_type": "VPC_LINK", "connection_id": Ref(AWSVPCLink+".api", "id"),

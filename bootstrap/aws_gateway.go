@@ -473,7 +473,9 @@ func (p *AWSProvider) readGateway(ctx context.Context, _ []Resource) ([]Resource
 			}
 			id := aws.ToString(l.VpcLinkId)
 			out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
-				Props: normalize(map[string]any{"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "tags": anyMap(l.Tags)})})
+				Props: normalize(map[string]any{
+					"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "security_group_ids": nonNil(l.SecurityGroupIds), "tags": anyMap(l.Tags),
+				})})
 		}
 		if next = page.NextToken; next == nil {
 			break
@@ -619,15 +621,25 @@ func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) 
 	return p.gwTag(ctx, "/apis/"+before.ID, r)
 }
 
+// putVPCLink makes a VPC link or retags one. UpdateVpcLink changes only
+// a link's name
+// (https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/vpclinks-vpclinkid.html#vpclinks-vpclinkid-http-methods):
+// other subnets or security groups stop the deploy with the commands that
+// delete the link and what goes through it (API Gateway refuses to delete
+// an integration a route targets, and a link an integration uses).
 func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resource) error {
 	if before != nil {
-		if jsonString(before.Props["subnet_ids"]) != jsonString(r.Props["subnet_ids"]) {
-			return fmt.Errorf("a VPC link keeps its subnets: delete VPC link %s (aws apigatewayv2 delete-vpc-link --vpc-link-id %s) after its integration, and deploy again", before.ID, before.ID)
+		for _, k := range []struct{ key, what string }{{"subnet_ids", "subnets"}, {"security_group_ids", "security groups"}} {
+			if jsonString(before.Props[k.key]) != jsonString(r.Props[k.key]) {
+				return fmt.Errorf("a VPC link keeps its %s: delete the routes and the integration that go through VPC link %s (aws apigatewayv2 delete-route, delete-integration), then the link (aws apigatewayv2 delete-vpc-link --vpc-link-id %s), and deploy again, which makes them anew",
+					k.what, before.ID, before.ID)
+			}
 		}
 		return p.gwTag(ctx, "/vpclinks/"+before.ID, r)
 	}
 	out, err := p.gw.CreateVpcLink(ctx, &apigatewayv2.CreateVpcLinkInput{
-		Name: aws.String(str(r.Props, "name")), SubnetIds: strList(r.Props, "subnet_ids"), Tags: strMap(mapOf(r.Props, "tags")),
+		Name: aws.String(str(r.Props, "name")), SubnetIds: strList(r.Props, "subnet_ids"),
+		SecurityGroupIds: strList(r.Props, "security_group_ids"), Tags: strMap(mapOf(r.Props, "tags")),
 	})
 	if err != nil {
 		return err

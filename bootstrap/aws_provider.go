@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -37,7 +38,7 @@ import (
 // AWSEndpoints override the endpoint of single services (test servers,
 // VPC endpoints), keyed by the SDK's service ID in lower case: iam, sts,
 // sqs, ecs, cloudwatch logs, secrets manager, dynamodb, scheduler,
-// apigatewayv2, lambda, servicediscovery, application auto scaling.
+// apigatewayv2, lambda, servicediscovery, application auto scaling, ec2.
 type AWSEndpoints map[string]string
 
 // AWSProvider reads and changes a deployment's AWS resources through
@@ -58,6 +59,7 @@ type AWSProvider struct {
 	lambda     *lambda.Client
 	sd         *servicediscovery.Client
 	scaling    *applicationautoscaling.Client
+	ec2        *ec2.Client
 
 	acctMu sync.Mutex
 	acct   *AWSAccount
@@ -90,6 +92,7 @@ func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *
 		scaling: applicationautoscaling.NewFromConfig(cfg, func(o *applicationautoscaling.Options) {
 			o.BaseEndpoint = ep("application auto scaling")
 		}),
+		ec2: ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = ep("ec2") }),
 	}
 }
 
@@ -146,7 +149,7 @@ func hintNames(hints []Resource, typ string) map[string]string {
 func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
 	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
-		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readDiscovery, p.readECS,
+		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readSecurityGroups, p.readDiscovery, p.readECS,
 		p.readScaling, p.readFunctions, p.readGateway, p.readDomains, p.readSchedules,
 	} {
 		got, err := read(ctx, hints)
@@ -185,6 +188,10 @@ func (p *AWSProvider) Create(ctx context.Context, r Resource) (Resource, error) 
 		err = p.putScheduleGroup(ctx, nil, r)
 	case AWSSchedule:
 		err = p.putSchedule(ctx, nil, r)
+	case AWSSecurityGroup:
+		err = p.putSecurityGroup(ctx, nil, r)
+	case AWSSecurityGroupRule:
+		err = p.putSecurityGroupRule(ctx, nil, r)
 	case AWSNamespace:
 		err = p.putNamespace(ctx, nil, r)
 	case AWSDiscoveryService:
@@ -244,6 +251,10 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 		err = p.putScheduleGroup(ctx, &before, after)
 	case AWSSchedule:
 		err = p.putSchedule(ctx, &before, after)
+	case AWSSecurityGroup:
+		err = p.putSecurityGroup(ctx, &before, after)
+	case AWSSecurityGroupRule:
+		err = p.putSecurityGroupRule(ctx, &before, after)
 	case AWSNamespace:
 		err = p.putNamespace(ctx, &before, after)
 	case AWSDiscoveryService:
@@ -320,6 +331,10 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSSchedule:
 		group, _ := r.Props["group"].(string)
 		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
+	case AWSSecurityGroup:
+		err = p.deleteSecurityGroup(ctx, r.ID)
+	case AWSSecurityGroupRule:
+		err = p.revokeSecurityGroupRule(ctx, r)
 	case AWSNamespace:
 		err = p.deleteNamespace(ctx, r)
 	case AWSDiscoveryService:
@@ -454,6 +469,15 @@ func strList(m map[string]any, k string) []string {
 		out = v
 	}
 	return out
+}
+
+// nonNil is l, or an empty list for none, so a list read back compares
+// equal to a desired empty one.
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 func strMap(m map[string]any) map[string]string {
@@ -847,13 +871,13 @@ func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Reso
 			task["log_group"] = c.LogConfiguration.Options["awslogs-group"]
 		}
 	}
-	var subnets []string
+	var subnets, groups []string
 	if nc := s.NetworkConfiguration; nc != nil && nc.AwsvpcConfiguration != nil {
-		subnets = nc.AwsvpcConfiguration.Subnets
+		subnets, groups = nc.AwsvpcConfiguration.Subnets, nc.AwsvpcConfiguration.SecurityGroups
 	}
 	props := map[string]any{
 		"name": name, "cluster": p.Deployment, "desired_count": int(s.DesiredCount), "task": task,
-		"subnets": subnets, "tags": ecsTags(s.Tags),
+		"subnets": subnets, "security_groups": nonNil(groups), "tags": ecsTags(s.Tags),
 	}
 	if len(s.ServiceRegistries) > 0 {
 		props["service_registry"] = aws.ToString(s.ServiceRegistries[0].RegistryArn)
@@ -902,7 +926,10 @@ func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, err
 
 func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
 	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
-	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{Subnets: strList(r.Props, "subnets"), AssignPublicIp: ecstypes.AssignPublicIpDisabled}}
+	// Without security groups ECS gives the tasks the VPC's default one.
+	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
+		Subnets: strList(r.Props, "subnets"), SecurityGroups: strList(r.Props, "security_groups"), AssignPublicIp: ecstypes.AssignPublicIpDisabled,
+	}}
 	// The API service's tasks register in Cloud Map with the container's
 	// port, for the gateway's VPC link integration.
 	var registries []ecstypes.ServiceRegistry

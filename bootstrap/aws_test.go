@@ -93,6 +93,14 @@ func TestAWSDeploySequence(t *testing.T) {
 		// The custom domain, mapped to the API's $default stage.
 		`+ resource "aws_apigatewayv2_domain_name" "api"`, `"ci-runners.example.com"`, `"REGIONAL"`, `"TLS_1_2"`,
 		`+ resource "aws_apigatewayv2_api_mapping" "api"`, `"$default"`,
+		// The security groups: the VPC link's reaches the API's tasks on
+		// 8080 and nothing else; the API's lets only it in.
+		`+ resource "aws_security_group" "vpclink"`, `name        = "gosling-test-vpclink"`, `vpc_id      = "vpc-0abc1234def567890"`,
+		`+ resource "aws_security_group" "api"`, `+ resource "aws_security_group" "workers"`,
+		`+ resource "aws_security_group_rule" "vpclink-egress-api"`, `+ resource "aws_security_group_rule" "api-ingress-vpclink"`,
+		`from_port                = 8080`, `protocol                 = "tcp"`, `type                     = "ingress"`,
+		`+ resource "aws_security_group_rule" "api-egress-all"`, `+ resource "aws_security_group_rule" "workers-egress-all"`,
+		`cidr_blocks              = ["0.0.0.0/0"]`, `security_group_ids = ["(known after apply)"]`, `security_groups  = ["(known after apply)"]`,
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("plan lacks %q", want)
@@ -117,6 +125,7 @@ func TestAWSDeploySequence(t *testing.T) {
 	}
 
 	checkGateway(t, e, desired)
+	checkSecurityGroups(t, e, desired)
 
 	// A container's memory: one update.
 	n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
@@ -291,6 +300,60 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 	}
 }
 
+// checkSecurityGroups checks the deployed security groups: the VPC link
+// names the vpclink group, whose one rule lets it reach the api group on
+// TCP 8080; the API service's tasks are in the api group, which lets in
+// only the vpclink group and lets out everything; the workers' tasks are
+// in the workers group, which lets nothing in.
+func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource) {
+	t.Helper()
+	got, err := e.Read(context.Background(), desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Resource{}
+	rules := map[string][]string{} // group ID -> rule names
+	for _, r := range got {
+		by[r.Address()] = r
+		if r.Type == AWSSecurityGroupRule {
+			g := str(r.Props, "security_group_id")
+			rules[g] = append(rules[g], r.Name)
+		}
+	}
+	vpclink, api, workers := by["aws_security_group.vpclink"], by["aws_security_group.api"], by["aws_security_group.workers"]
+	for _, g := range []Resource{vpclink, api, workers} {
+		if !strings.HasPrefix(g.ID, "sg-") || g.Props["vpc_id"] != "vpc-0abc1234def567890" || mapOf(g.Props, "tags")[TagDeployment] != "gosling-test" {
+			t.Errorf("security group %s: %s %v", g.Name, g.ID, g.Props)
+		}
+	}
+	want := map[string][]string{
+		vpclink.ID: {"vpclink-egress-api"}, api.ID: {"api-ingress-vpclink", "api-egress-all"}, workers.ID: {"workers-egress-all"},
+	}
+	for g, names := range want {
+		if slices.Sort(rules[g]); !slices.Equal(rules[g], slices.Sorted(slices.Values(names))) {
+			t.Errorf("rules of %s: %v, want %v", g, rules[g], names)
+		}
+	}
+	in, out := by["aws_security_group_rule.api-ingress-vpclink"].Props, by["aws_security_group_rule.vpclink-egress-api"].Props
+	if in["source_security_group_id"] != vpclink.ID || in["protocol"] != "tcp" || in["from_port"] != 8080.0 || in["to_port"] != 8080.0 || in["type"] != "ingress" {
+		t.Errorf("API ingress rule %v, vpclink group %s", in, vpclink.ID)
+	}
+	if out["source_security_group_id"] != api.ID || out["security_group_id"] != vpclink.ID || out["from_port"] != 8080.0 || out["type"] != "egress" {
+		t.Errorf("VPC link egress rule %v, api group %s", out, api.ID)
+	}
+	if all := by["aws_security_group_rule.api-egress-all"].Props; all["protocol"] != "-1" || !slices.Equal(strList(all, "cidr_blocks"), []string{"0.0.0.0/0"}) {
+		t.Errorf("API egress rule %v", all)
+	}
+	if l := strList(by["aws_apigatewayv2_vpc_link.api"].Props, "security_group_ids"); !slices.Equal(l, []string{vpclink.ID}) {
+		t.Errorf("VPC link security groups %v, want %s", l, vpclink.ID)
+	}
+	for svc, g := range map[string]string{"api": api.ID, "mothergoose-worker": workers.ID, "uglyfox-worker": workers.ID} {
+		if l := strList(by["aws_ecs_service."+svc].Props, "security_groups"); !slices.Equal(l, []string{g}) {
+			t.Errorf("ECS service %s security groups %v, want %s", svc, l, g)
+		}
+	}
+}
+
 // readProps reads one resource's props; the desired set names the auth
 // function's resources, as in a plan.
 func readProps(t *testing.T, e *Engine, desired []Resource, address string) map[string]any {
@@ -328,11 +391,23 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 		fail, address string
 		undo          map[string]int // calls the undo makes
 	}{
-		{"ecs:CreateService", "aws_ecs_service.", map[string]int{"sqs:DeleteQueue": 2, "servicediscovery:DeleteService": 1, "servicediscovery:DeleteNamespace": 1}},
+		{"ecs:CreateService", "aws_ecs_service.", map[string]int{
+			"sqs:DeleteQueue": 2, "servicediscovery:DeleteService": 1, "servicediscovery:DeleteNamespace": 1,
+			"ec2:DeleteSecurityGroup": 3, "ec2:RevokeSecurityGroupIngress": 1, "ec2:RevokeSecurityGroupEgress": 3 + 3,
+		}},
+		// The groups exist when the first ingress rule fails; each one's
+		// default egress rule was revoked when it was made.
+		{"ec2:AuthorizeSecurityGroupIngress", "aws_security_group_rule.", map[string]int{
+			"ec2:DeleteSecurityGroup": 3, "ec2:RevokeSecurityGroupIngress": 0, "servicediscovery:DeleteNamespace": 0,
+		}},
+		// A group whose default egress rule cannot be revoked is deleted
+		// at once, so nothing allows more than its rules say.
+		{"ec2:RevokeSecurityGroupEgress", "aws_security_group.", map[string]int{"ec2:DeleteSecurityGroup": 1, "ec2:CreateSecurityGroup": 1}},
 		// Most of the gateway exists when its first route fails.
 		{"apigateway:CreateRoute", "aws_apigatewayv2_route.", map[string]int{
 			"sqs:DeleteQueue": 2, "apigateway:DeleteApi": 1, "apigateway:DeleteAuthorizer": 1, "apigateway:DeleteIntegration": 1,
 			"apigateway:DeleteVpcLink": 1, "lambda:DeleteFunction": 1, "ecs:DeleteService": 3, "servicediscovery:DeleteNamespace": 1,
+			"ec2:DeleteSecurityGroup": 3,
 		}},
 		// The whole gateway and its domain name exist when the mapping fails.
 		{"apigateway:CreateApiMapping", "aws_apigatewayv2_api_mapping.", map[string]int{
@@ -426,5 +501,158 @@ func TestAWSAuthTokensInSecretsManager(t *testing.T) {
 	_, err := AWSDesired(n, AWSAccount{ID: "123456789012", Region: "eu-central-1", Partition: "aws"})
 	if err == nil || !strings.Contains(err.Error(), "aws-sm://") {
 		t.Fatalf("AWSDesired: %v", err)
+	}
+}
+
+// withoutSecurityGroups is desired as deploy made it before security
+// groups: no groups or rules, and neither the VPC link nor the services
+// name one.
+func withoutSecurityGroups(desired []Resource) []Resource {
+	var out []Resource
+	for _, r := range desired {
+		switch r.Type {
+		case AWSSecurityGroup, AWSSecurityGroupRule:
+			continue
+		case AWSVPCLink:
+			r = r.clone()
+			r.Props["security_group_ids"] = []any{}
+		case AWSService:
+			r = r.clone()
+			r.Props["security_groups"] = []any{}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestAWSSecurityGroupsRollback: rolling back to a deployment without the
+// gateway takes the services out of their groups, then deletes the
+// groups with the gateway.
+func TestAWSSecurityGroupsRollback(t *testing.T) {
+	ctx := context.Background()
+	st := newAWSStack(t)
+	n := loadNest(t, "testdata/aws-nest")
+	aws := n.MotherGoose.Providers[fly.CloudAWS]
+	vpc := aws.VPCID
+	aws.VPCID = ""
+	n.MotherGoose.Providers[fly.CloudAWS] = aws
+	e, desired := awsEngine(t, st, n)
+	for _, r := range desired {
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Fatalf("%s without a VPC", r.Address())
+		}
+	}
+	p, actual, _ := e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	aws.VPCID = vpc
+	n.MotherGoose.Providers[fly.CloudAWS] = aws
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkSecurityGroups(t, e, desired)
+
+	// A group still named by the VPC link is waited for, not given up on
+	// (EC2 says DependencyViolation until the link's interfaces are gone).
+	groups, _ := e.Read(ctx, desired)
+	i := slices.IndexFunc(groups, func(r Resource) bool { return r.Address() == "aws_security_group.vpclink" })
+	if i < 0 {
+		t.Fatal("no aws_security_group.vpclink")
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := e.Providers[0].(*AWSProvider).deleteSecurityGroup(short, groups[i].ID)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || st.srv.Calls()["ec2:DeleteSecurityGroup"] != 1 {
+		t.Fatalf("delete the VPC link's group: %v, %d calls", err, st.srv.Calls()["ec2:DeleteSecurityGroup"])
+	}
+
+	entries, _ := e.Journal.Entries(ctx)
+	to, _ := PreviousEntry(entries)
+	rp, actual, err := e.RollbackPlan(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rp.Count(Delete); n < 7 {
+		t.Fatalf("rollback plan deletes %d resources", n)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Read(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Errorf("%s is left after the rollback", r.Address())
+		}
+		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v", r.Name, r.Props["security_groups"])
+		}
+	}
+}
+
+// TestAWSSecurityGroupsOnAnExistingGateway: a gateway deployed before the
+// security groups gets them, but its VPC link cannot take one in place
+// (UpdateVpcLink changes only the name): the deploy stops, before any
+// service rolls, with the commands that delete the link, and is undone;
+// once the link, its integration and the routes are gone, the next deploy
+// makes them with the group.
+func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
+	ctx := context.Background()
+	st := newAWSStack(t)
+	n := loadNest(t, "testdata/aws-nest")
+	e, desired := awsEngine(t, st, n)
+	p, actual, _ := e.Plan(ctx, withoutSecurityGroups(desired))
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, actual, _ = e.Plan(ctx, desired)
+	if p.Count(Create) != 7 || p.Count(Update) != 4 {
+		t.Fatalf("plan: %+v", p.Changes)
+	}
+	st.srv.ResetCalls()
+	_, err := e.Apply(ctx, p, actual, ApplyOptions{})
+	var ae *ApplyError
+	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "aws_apigatewayv2_vpc_link.api" || !strings.Contains(err.Error(), "a VPC link keeps its security groups") ||
+		!strings.Contains(err.Error(), "aws apigatewayv2 delete-vpc-link --vpc-link-id ") {
+		t.Fatalf("apply: %v", err)
+	}
+	// The link comes before the services: none of them rolled.
+	if n := st.srv.Calls()["ecs:UpdateService"]; n != 0 {
+		t.Errorf("%d ECS service updates before the VPC link stopped the deploy", n)
+	}
+	got, err := e.Read(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Resource{}
+	for _, r := range got {
+		by[r.Address()] = r
+		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
+			t.Errorf("%s is left by the undone deploy", r.Address())
+		}
+		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v after the undo", r.Name, r.Props["security_groups"])
+		}
+	}
+	// What the message says: the routes and the integration, then the link.
+	prov := e.Providers[0].(*AWSProvider)
+	for _, a := range []string{"aws_apigatewayv2_route.api", "aws_apigatewayv2_route.default", "aws_apigatewayv2_integration.api", "aws_apigatewayv2_vpc_link.api"} {
+		if err := prov.Delete(ctx, by[a]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, actual, _ = e.Plan(ctx, desired)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkSecurityGroups(t, e, desired)
+	checkGateway(t, e, desired)
+	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the link's replacement: %+v", p.Changes)
 	}
 }

@@ -39,6 +39,9 @@ func NewFaultProxy(target string) *FaultProxy {
 			switch {
 			case service == "iam" || service == "sts":
 				writeQueryError(w, e)
+			case service == "ec2":
+				e.code = "InternalError"
+				writeEC2Error(w, e)
 			case service == "scheduler" || service == "lambda":
 				e.code = map[string]string{"scheduler": "InternalServerException", "lambda": "ServiceException"}[service]
 				writeRESTError(w, e)

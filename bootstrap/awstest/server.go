@@ -16,7 +16,11 @@
 //     its operations done at once (GetOperation answers SUCCESS);
 //   - Application Auto Scaling: JSON 1.1 (X-Amz-Target:
 //     AnyScaleFrontendService.Op), scalable targets on this stand-in's ECS
-//     services and their policies, which nothing evaluates.
+//     services and their policies, which nothing evaluates;
+//   - EC2 security groups and their rules: the EC2 query protocol
+//     (form-encoded Action=..., XML answers in the 2016-11-15 namespace,
+//     <Response><Errors> errors); a group cannot be deleted while a rule
+//     of another group, a VPC link or an ECS service names it.
 //
 // The service is told by the request's SigV4 credential scope, as AWS's
 // own front ends route. DynamoDB is served by dynalite
@@ -79,6 +83,8 @@ type Server struct {
 
 	targets  map[string]*scalableTarget // by namespace|resource ID|dimension
 	policies map[string]*scalingPolicy  // by target key|policy name
+
+	secGroups map[string]*secGroup // by ID
 }
 
 // New starts a server; Close it when done.
@@ -87,7 +93,7 @@ func New() *Server {
 		calls: map[string]int{}, roles: map[string]*role{}, profiles: map[string]*profile{}, logGroups: map[string]*logGroup{},
 		secrets: map[string]*secret{}, queues: map[string]*queue{}, clusters: map[string]*cluster{}, taskDefs: map[string]*taskDef{},
 		revisions: map[string]int{}, services: map[string]*service{}, groups: map[string]*schedGroup{}, schedules: map[string]*schedule{},
-		targets: map[string]*scalableTarget{}, policies: map[string]*scalingPolicy{},
+		targets: map[string]*scalableTarget{}, policies: map[string]*scalingPolicy{}, secGroups: map[string]*secGroup{},
 	}
 	s.initGateway()
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -195,6 +201,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "iam", "sts":
 		form, _ := url.ParseQuery(string(body))
 		s.serveQuery(w, service, op, form)
+	case "ec2":
+		form, _ := url.ParseQuery(string(body))
+		s.serveEC2(w, op, form)
 	case "sqs":
 		s.serveJSON(w, "1.0", body, func(in map[string]any) (any, *apiError) { return s.sqs(op, in) })
 	case "ecs":
