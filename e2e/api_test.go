@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +34,11 @@ func TestWebhookToRunnerAndBack(t *testing.T) {
 	s.Acts.Agent.APIURL = a.URL
 	s.StartWorker()
 
-	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}})
+	// The job runs until the test has seen its runner up: a runner made
+	// for one job is gone moments after the job ends.
+	release := filepath.Join(t.TempDir(), "release")
+	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"},
+		Script: []string{"until [ -e " + release + " ]; do sleep 0.1; done"}})
 	key := gitlabtest.NewUUID()
 	var mu sync.Mutex
 	answers := map[string]int{}
@@ -80,6 +86,9 @@ func TestWebhookToRunnerAndBack(t *testing.T) {
 		}
 	}
 
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	gl := s.GitLab.Runners()[0]
 	for {
 		j, _ := s.GitLab.Job(job.ID)

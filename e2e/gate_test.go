@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,9 +46,14 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 
 	var jobs [2]gitlabtest.Job
 	var runners [2]string
+	// The first job runs until the test has seen the gate full.
+	release := filepath.Join(t.TempDir(), "release")
 	for i := range jobs {
-		// Long enough for the gate to be seen full.
-		jobs[i] = s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Script: []string{"sleep 2"}})
+		script := []string{"sleep 2"}
+		if i == 0 {
+			script = []string{"until [ -e " + release + " ]; do sleep 0.1; done"}
+		}
+		jobs[i] = s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Script: script})
 		if code, hr, err := s.DeliverJobHook(ctx, a, jobs[i].ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted || hr.WorkflowID != contract.GateWorkflowID(egg.Name) {
 			t.Fatalf("pending hook of job %d: %d %+v %v", jobs[i].ID, code, hr, err)
 		}
@@ -60,6 +67,9 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 	var nf *serviceerror.NotFound
 	if _, err := s.Client.DescribeWorkflow(ctx, contract.RunnerWorkflowID(s.Host(), jobs[1].ID), ""); !errors.As(err, &nf) {
 		t.Fatalf("the second job's runner workflow started beyond max_concurrent: %v", err)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 
 	// The machines' gitlab-runners take and run the jobs (GitLab hands
