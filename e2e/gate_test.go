@@ -68,6 +68,8 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 	if _, err := s.Client.DescribeWorkflow(ctx, contract.RunnerWorkflowID(s.Host(), jobs[1].ID), ""); !errors.As(err, &nf) {
 		t.Fatalf("the second job's runner workflow started beyond max_concurrent: %v", err)
 	}
+	// The gate counts a job as queued when it waited over a second.
+	time.Sleep(1500 * time.Millisecond)
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

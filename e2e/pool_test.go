@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -107,8 +109,13 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	waitReached(t, ctx, s, contract.RunnerIDFor("cold", cold.GetID()), store.StateActive)
 	coldTook := time.Since(coldStart)
 
-	// A job promotes a Nadir runner.
-	job := s.GitLab.AddJob(s.Project.ID, gitlabJob())
+	// A job promotes a Nadir runner. It runs until the test has seen the
+	// promotion: done at once, the runner would be idle and asleep again
+	// before the test looked.
+	release := filepath.Join(t.TempDir(), "release")
+	spec := gitlabJob()
+	spec.Script = []string{"until [ -e " + release + " ]; do sleep 0.1; done"}
+	job := s.GitLab.AddJob(s.Project.ID, spec)
 	promoteStart := time.Now()
 	if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalDemand, contract.Demand{
 		Job: contract.JobRef{Host: s.Host(), ProjectID: s.Project.ID, ProjectPath: s.Project.PathWithNamespace, JobID: job.ID},
@@ -139,6 +146,9 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 
 	// Nadir is refilled to its minimum; the job ends; idle past 2s, the
 	// runner goes back to sleep.
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalJobStatus, contract.JobStatus{JobID: job.ID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
