@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -104,13 +106,18 @@ func TestPushWarmsThePool(t *testing.T) {
 	s.waitPool(ctx, egg.Name, "promoted ahead of the pipeline", func(st contract.PoolStatus) bool {
 		return st.Counts[contract.PoolApex] == 1 && st.Stats.Warmed == 1
 	})
-	// The Apex runner's gitlab-runner takes the job at once; it runs long
-	// enough to be seen held.
-	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"}, Script: []string{"sleep 2"}})
+	// The Apex runner's gitlab-runner takes the job at once; it runs until
+	// the test has seen it held.
+	release := filepath.Join(t.TempDir(), "release")
+	job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "unit", Stage: "test", Ref: "main", Tags: []string{"docker"},
+		Script: []string{"until [ -e " + release + " ]; do sleep 0.1; done"}})
 	if code, hr, err := s.DeliverJobHook(ctx, a, job.ID, secret, gitlabtest.NewUUID()); err != nil || code != http.StatusAccepted {
 		t.Fatalf("pending: %d %+v %v", code, hr, err)
 	}
 	st := s.waitPool(ctx, egg.Name, "serving the job", servedFromApex(job.ID))
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if st.Stats.Served[contract.ServedByApex] != 1 || st.Stats.Promotions != 1 {
 		t.Errorf("served %+v after %d promotions", st.Stats.Served, st.Stats.Promotions)
 	}
