@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gosling-ci/gosling/bootstrap"
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -201,10 +200,10 @@ func openDeployment(ctx context.Context, opts *DeployOptions) (*bootstrap.Deploy
 // Yandex Cloud) or a secret backend's.
 func authFailure(err error) error {
 	var ce *bootstrap.CredentialsError
-	if errors.As(err, &ce) || errors.Is(err, secrets.ErrAuth) || errors.Is(err, secrets.ErrPermission) || status.Code(err) == codes.Unauthenticated {
+	if errors.As(err, &ce) || status.Code(err) == codes.Unauthenticated {
 		return &CodeError{Code: ExitAuth, Err: err}
 	}
-	return err
+	return secretFailure(err)
 }
 
 func planRun(ctx context.Context, opts *DeployOptions) error {

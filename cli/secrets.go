@@ -75,6 +75,19 @@ func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string
 	return r, nil
 }
 
+// unversionedURI checks a command's URI argument: a secret URI without
+// ?version= (why says what to do instead), else a usage error.
+func unversionedURI(arg, why string) error {
+	u, err := fly.ParseSecretURI(arg)
+	if err != nil {
+		return flagErrorf("URI: %v", err)
+	}
+	if u.Version != "" {
+		return flagErrorf("URI: leave out ?version=%s", why)
+	}
+	return nil
+}
+
 // secretFailure gives a backend error its exit code: 4 when credentials
 // or permissions are missing, 1 otherwise.
 func secretFailure(err error) error {
@@ -127,12 +140,8 @@ key of the secret), Vault KV version numbers, local counters.`,
   gosling secrets versions aws-sm://gosling/runners/web/token --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u, err := fly.ParseSecretURI(args[0])
-			if err != nil {
-				return flagErrorf("URI: %v", err)
-			}
-			if u.Version != "" {
-				return flagErrorf("URI: leave out ?version= to list the versions")
+			if err := unversionedURI(args[0], " to list the versions"); err != nil {
+				return err
 			}
 			opts.URI = fly.SecretRef(args[0])
 			if runF != nil {
@@ -208,12 +217,8 @@ version's ID; the value is never printed or logged.`,
   gosling secrets put yc-lockbox://e6q0123456789abcdefg/webhook_secret --nest .   # asks, input hidden`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u, err := fly.ParseSecretURI(args[0])
-			if err != nil {
-				return flagErrorf("URI: %v", err)
-			}
-			if u.Version != "" {
-				return flagErrorf("URI: leave out ?version=: a write makes a new version")
+			if err := unversionedURI(args[0], ": a write makes a new version"); err != nil {
+				return err
 			}
 			opts.URI = fly.SecretRef(args[0])
 			if runF != nil {
@@ -290,12 +295,8 @@ On a terminal it asks for confirmation; elsewhere pass --yes.`,
   gosling secrets rollback aws-sm://gosling/web/token --to AWSPREVIOUS --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u, err := fly.ParseSecretURI(args[0])
-			if err != nil {
-				return flagErrorf("URI: %v", err)
-			}
-			if u.Version != "" {
-				return flagErrorf("URI: leave out ?version= and name the version with --to")
+			if err := unversionedURI(args[0], " and name the version with --to"); err != nil {
+				return err
 			}
 			if opts.To == "" {
 				return flagErrorf("--to VERSION is required: see `gosling secrets versions %s`", args[0])
