@@ -53,11 +53,18 @@ func TestAnnouncements(t *testing.T) {
 	e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""), http.StatusAccepted)
 
 	mr := gitlabtest.HookMergeRequest{ID: 700, IID: 7, Title: "Faster", SourceBranch: "fast"}
-	created := []gitlabtest.PipelineBuild{
-		{ID: 31, Stage: "build", Name: "compile", Status: "pending"},
-		{ID: 32, Stage: "test", Name: "unit", Status: "created"}, {ID: 33, Stage: "test", Name: "lint", Status: "created"},
+	pl, err := e.gitlab.CreatePipeline(project.ID, gitlabtest.PipelineSpec{Ref: "fast", Source: "merge_request_event", Jobs: []gitlabtest.JobSpec{
+		{Name: "compile", Stage: "build"}, {Name: "unit", Stage: "test"}, {Name: "lint", Stage: "test"}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	pipeline := gitlabtest.PipelineHookSpec{Project: hp, PipelineID: 3001, SHA: "c3", Source: "merge_request_event", Status: "pending", MergeRequest: &mr, Builds: created}
+	ids := e.gitlab.PipelineJobs(pl.ID)
+	created := []gitlabtest.PipelineBuild{
+		{ID: ids[0].ID, Stage: "build", Name: "compile", Status: "pending"},
+		{ID: ids[1].ID, Stage: "test", Name: "unit", Status: "created"}, {ID: ids[2].ID, Stage: "test", Name: "lint", Status: "created"},
+	}
+	plKey := fmt.Sprintf("pipeline/%d", pl.ID)
+	pipeline := gitlabtest.PipelineHookSpec{Project: hp, PipelineID: pl.ID, SHA: "c3", Source: "merge_request_event", Status: "pending", MergeRequest: &mr, Builds: created}
 	over := pipeline
 	over.Status = "success"
 	over.Builds = nil
@@ -78,15 +85,15 @@ func TestAnnouncements(t *testing.T) {
 			api.StatusDuplicate, ""},
 		{gitlabtest.EventMergeRequest, "retitled", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "update", LastCommit: "b2"}),
 			api.StatusAccepted, "update brings no pipeline"},
-		{gitlabtest.EventMergeRequest, "pushed", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "update", LastCommit: "c3", OldRev: "b2", HeadPipelineID: 3001}),
+		{gitlabtest.EventMergeRequest, "pushed", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "update", LastCommit: "c3", OldRev: "b2", HeadPipelineID: pl.ID}),
 			api.StatusAccepted, "announced 1 jobs (commit/c3)"},
 		{gitlabtest.EventPipeline, "pipeline", gitlabtest.PipelineHookPayload(pipeline),
-			api.StatusAccepted, "recorded 3 jobs; runs for merge request !7; announced 2 jobs (pipeline/3001)"},
+			api.StatusAccepted, "recorded 3 jobs; runs for merge request !7; announced 2 jobs (" + plKey + ")"},
 		{gitlabtest.EventPipeline, "pipeline-resent", gitlabtest.PipelineHookPayload(pipeline),
-			api.StatusAccepted, "announced 2 jobs (pipeline/3001)"},
+			api.StatusAccepted, "announced 2 jobs (" + plKey + ")"},
 		{gitlabtest.EventPipeline, "over", gitlabtest.PipelineHookPayload(over),
-			api.StatusAccepted, "withdrew the announcement pipeline/3001"},
-		{gitlabtest.EventMergeRequest, "merged", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "merge", LastCommit: "c3", HeadPipelineID: 3001}),
+			api.StatusAccepted, "withdrew the announcement " + plKey},
+		{gitlabtest.EventMergeRequest, "merged", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "merge", LastCommit: "c3", HeadPipelineID: pl.ID}),
 			api.StatusAccepted, "merge brings no pipeline"},
 	} {
 		code := http.StatusAccepted
@@ -110,7 +117,8 @@ func TestAnnouncements(t *testing.T) {
 		}
 		warms = append(warms, fmt.Sprintf("%s:%d:%v:%s", w.Key, w.Jobs, w.JobIDs, w.Commit))
 	}
-	want := "commit/a1:1:[]: commit/b2:1:[]: commit/c3:1:[]: pipeline/3001:2:[32 33]:c3 pipeline/3001:2:[32 33]:c3 pipeline/3001:0:[]:c3"
+	later := fmt.Sprintf("[%d %d]", ids[1].ID, ids[2].ID)
+	want := "commit/a1:1:[]: commit/b2:1:[]: commit/c3:1:[]: " + plKey + ":2:" + later + ":c3 " + plKey + ":2:" + later + ":c3 " + plKey + ":0:[]:c3"
 	if got := strings.Join(warms, " "); got != want {
 		t.Errorf("announcements\n got %s\nwant %s", got, want)
 	}
@@ -121,7 +129,7 @@ func TestAnnouncements(t *testing.T) {
 	var audit []string
 	for _, r := range recs {
 		audit = append(audit, r.Action)
-		if r.Action == "merge-request-pipeline" && !strings.Contains(r.Reason, "pipeline 3001") {
+		if r.Action == "merge-request-pipeline" && !strings.Contains(r.Reason, fmt.Sprintf("pipeline %d", pl.ID)) {
 			t.Errorf("pipeline record: %+v", r)
 		}
 		if r.Action == "merge-request" && (!strings.Contains(r.Reason, "!7") || !strings.Contains(string(r.After), `"iid":7`)) {
@@ -132,8 +140,8 @@ func TestAnnouncements(t *testing.T) {
 		t.Errorf("audit = %s", got)
 	}
 	// The pipeline's jobs are in the job history, with their pipeline.
-	if j, err := e.store.GetJob(ctx, e.host, 32); err != nil || j.PipelineID != 3001 || j.Status != "created" {
-		t.Errorf("job 32: %+v %v", j, err)
+	if j, err := e.store.GetJob(ctx, e.host, ids[1].ID); err != nil || j.PipelineID != pl.ID || j.Status != "created" {
+		t.Errorf("job %d: %+v %v", ids[1].ID, j, err)
 	}
 
 	// A merge request with another egg's token is refused; on a project no

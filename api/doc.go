@@ -7,15 +7,26 @@
 // Checks run in this order; a delivery refused by one of them has no side
 // effect:
 //
-//	413  the body is over 25 MB
+//	401  X-Gitlab-Token is missing, or is neither the webhook secret of an
+//	     egg on the host X-Gitlab-Instance names (of any egg without it)
+//	     nor the Nest repository's: decided from the headers alone, before
+//	     a byte of the body is read
+//	413  the body is over the limit (Config.MaxWebhookBody, 1 MiB by
+//	     default; gosling server --webhook-body-limit)
 //	422  X-Gitlab-Event is missing or names no GitLab event
 //	400  the body is not JSON, lacks object_kind or the project ID, or its
 //	     object_kind does not fit the event; or a job or pipeline event
 //	     names no GitLab instance at all
-//	401  X-Gitlab-Token is missing or matches no egg on that GitLab host
+//	401  a push to the Nest repository without the Nest's own secret, or
+//	     another event whose token matches no egg on its GitLab host
 //	202  ignored: an event Gosling does not act on, on any project
-//	404  a job or pipeline event of a project no egg serves
+//	404  a job or pipeline event of a project no egg serves (matched by
+//	     the project's ID, never by the path the payload claims)
 //	401  the project's egg has another secret
+//	404  unknown_job: a job new to Gosling that GitLab does not have in
+//	     the project (asked with the egg's token), or a pipeline it does
+//	     not have there; audited as webhook-refused
+//	409  foreign_job: a job recorded in another project; audited
 //	503  the secret backend, the store or a GitLab lookup cannot be reached
 //
 // DecodeDelivery reads the project and the instance from every field
@@ -26,10 +37,23 @@
 // host is the host of X-Gitlab-Instance, or of those URLs for instances that
 // do not send it (old ones send Build Hook without it). Tokens are compared
 // in constant time. The first token check (does it belong to any egg on the
-// host, or on any host when the delivery names none?) runs before anything
-// else is looked at, so an unauthenticated caller learns nothing about
-// which projects exist. A push to the Nest repository itself (which need
-// not be an egg) is authenticated by the first check alone.
+// host, or on any host when the delivery names none, or to the Nest
+// repository?) runs before the body is read, so an unauthenticated caller
+// costs the server its headers only and learns nothing about which
+// projects exist. A push to the Nest repository itself (which need not be
+// an egg) must carry the Nest's own webhook secret
+// (mothergoose.nest.webhook_secret); it makes MotherGoose apply the head
+// of the Nest's branch as GitLab's API reads it, never a commit the
+// payload names.
+//
+// Every effect of a delivery stays inside the egg whose secret
+// authenticated it: a job belongs to the project it was first recorded in,
+// a job new to Gosling is confirmed in the hook's project through the Jobs
+// API with the egg's token before its status counts, a pipeline's builds
+// are recorded only when GitLab lists them in that pipeline, and a runner
+// failure counts only against the egg's own runner, on a job GitLab says
+// ran on it (mothergoose/scope.go). GitLab never sends a hook that fails
+// these checks, so refusing one cannot disable a real hook.
 //
 // Events GitLab sends that Gosling does not act on (Tag Push Hook, Issue
 // Hook, pushes and merge requests of projects no egg serves, group and
@@ -45,7 +69,9 @@
 //
 // Projects an egg lists by path are matched by the project ID GitLab
 // resolves the path to (when the Nest is applied, or when a hook first
-// needs it), so a renamed or transferred project is still served.
+// needs it), so a renamed or transferred project is still served. A
+// bucket's group serves a project GitLab places in the group, asked by ID
+// with the bucket's token when a hook first names it.
 //
 // Accepted deliveries are deduplicated on Idempotency-Key, which GitLab
 // keeps across retries and manual resends (without it, on a key derived from
@@ -63,11 +89,12 @@
 // ID contract.RunnerWorkflowID, within max_concurrent) is
 // signalled-with-start; later statuses are signalled to the same
 // workflow. Job hooks carry no tags:
-// the workflow reads them from the Jobs API, so the request path calls
-// GitLab only to look up a bucket's group and an egg's listed projects,
-// once per egg version. A Pipeline Hook records its builds; a Push Hook to
-// the Nest repository's branch makes MotherGoose fetch, check and apply the
-// Nest at the pushed commit. On a served project, a Merge Request Hook is
+// the workflow reads them from the Jobs API; the request path calls GitLab
+// to look up a bucket's group and an egg's listed projects (once per egg
+// version) and to confirm a job or pipeline new to Gosling (once per job
+// or pipeline). A Pipeline Hook records its builds; a Push Hook to the
+// Nest repository's branch makes MotherGoose fetch, check and apply the
+// Nest at the branch's head. On a served project, a Merge Request Hook is
 // recorded in the audit log (with its head pipeline; a Pipeline Hook of a
 // merge request pipeline records which one it runs for), and a push, a
 // merge request opened or given commits and a pipeline's created jobs are

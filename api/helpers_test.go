@@ -21,6 +21,7 @@ import (
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -40,6 +41,7 @@ const (
 	multiSecret = "multi-hook-secret-0002"
 	dataSecret  = "data-hook-secret-0003"
 	apiToken    = "api-token-0004"
+	nestSecret  = "nest-hook-secret-0007"
 )
 
 var shared struct {
@@ -141,6 +143,8 @@ type env struct {
 
 	nest    atomic.Pointer[fly.Nest]
 	reloads atomic.Int32
+	// fetchedRef is the ref the last Nest fetch asked for.
+	fetchedRef atomic.Pointer[string]
 
 	web, multiA, multiB, etl, ml, nestRepo gitlabtest.Project
 	dataGroup                              gitlabtest.Group
@@ -161,6 +165,9 @@ type envOptions struct {
 	// eggs adds eggs to the test Nest; secrets adds local secrets they use.
 	eggs    func(e *env) []fly.Egg
 	secrets map[fly.SecretRef]string
+	// instances are GitLab hosts (gitlab.example.com) whose API the test
+	// server answers too, as if it ran there.
+	instances []string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -191,7 +198,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.secrets = secrets.NewResolver(local)
 	for ref, v := range map[fly.SecretRef]string{
 		"local://gitlab/token": e.gitlab.Token(), "local://hooks/web": webSecret, "local://hooks/multi": multiSecret,
-		"local://hooks/data": dataSecret, "local://api/token": apiToken,
+		"local://hooks/data": dataSecret, "local://api/token": apiToken, "local://hooks/nest": nestSecret,
 	} {
 		if _, err := e.secrets.Put(ctx, ref, v); err != nil {
 			t.Fatal(err)
@@ -240,7 +247,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Secrets:  e.secrets,
 		Metrics:  e.metrics,
 		Logger:   slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		FetchNest: func(context.Context, string) (*fly.Nest, string, error) {
+		FetchNest: func(_ context.Context, ref string) (*fly.Nest, string, error) {
+			e.fetchedRef.Store(&ref)
 			e.reloads.Add(1)
 			e.nest.Store(e.makeNest("v2"))
 			return e.nest.Load(), "0123456789abcdef0123456789abcdef01234567", nil
@@ -249,6 +257,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		TemporalTimeout:  2 * time.Second,
 		OutboxInterval:   50 * time.Millisecond,
 		OutboxMaxBackoff: 200 * time.Millisecond,
+	}
+	if len(o.instances) > 0 {
+		cfg.GitLabOptions = append(cfg.GitLabOptions, gitlab.WithHTTPClient(&http.Client{Transport: instanceTransport{hosts: o.instances, to: u}}))
 	}
 	if o.noTemporal {
 		cfg.LazyTemporal = true
@@ -280,13 +291,31 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(e.http.Close)
 	t.Cleanup(func() {
 		logs := e.logs.String()
-		for _, secret := range []string{webSecret, multiSecret, dataSecret, apiToken, e.gitlab.Token()} {
+		for _, secret := range []string{webSecret, multiSecret, dataSecret, apiToken, nestSecret, e.gitlab.Token()} {
 			if strings.Contains(logs, secret) {
 				t.Errorf("a secret reached the log:\n%s", logs)
 			}
 		}
 	})
 	return e
+}
+
+// instanceTransport sends GitLab API requests for the hosts it names to the
+// test server at to.
+type instanceTransport struct {
+	hosts []string
+	to    *url.URL
+}
+
+func (t instanceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	for _, h := range t.hosts {
+		if strings.EqualFold(r.URL.Host, h) {
+			r = r.Clone(r.Context())
+			r.URL.Scheme, r.URL.Host, r.Host = t.to.Scheme, t.to.Host, t.to.Host
+			break
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // makeNest is the test Nest: egg "web" (one project), bucket "multi" (two
@@ -310,7 +339,7 @@ func (e *env) makeNest(version string) *fly.Nest {
 		},
 		MotherGoose: fly.MotherGoose{
 			Providers: map[string]fly.Provider{fly.CloudLocal: {Name: "local", StateDir: "/tmp/gosling-test"}},
-			Nest:      fly.NestSource{Project: e.nestRepo.PathWithNamespace, Ref: "main"},
+			Nest:      fly.NestSource{Project: e.nestRepo.PathWithNamespace, Ref: "main", WebhookSecret: "local://hooks/nest"},
 		},
 	}
 	if e.extra != nil {
@@ -336,8 +365,11 @@ func (e *env) hookProject(p gitlabtest.Project) gitlabtest.HookProject {
 	return e.gitlab.HookProject(p)
 }
 
-// jobHook is a Job Hook body for a project's job.
+// jobHook is a Job Hook body for a project's job. The job is added to the
+// GitLab test server first, unless it has it: MotherGoose confirms a job
+// new to it through the Jobs API.
 func (e *env) jobHook(p gitlabtest.Project, jobID int64, status string) []byte {
+	e.ensureJob(p, jobID)
 	spec := gitlabtest.JobHookSpec{Project: e.hookProject(p), JobID: jobID, Name: "unit", Status: status, PipelineID: 900 + jobID}
 	now := time.Now()
 	switch status {
@@ -349,6 +381,14 @@ func (e *env) jobHook(p gitlabtest.Project, jobID int64, status string) []byte {
 		spec.StartedAt, spec.FinishedAt, spec.Duration, spec.QueuedDuration = &started, &finished, time.Minute, 2*time.Second
 	}
 	return gitlabtest.JobHookPayload(spec)
+}
+
+// ensureJob adds a job with this ID to a project of the GitLab test
+// server, unless the server has a job with that ID.
+func (e *env) ensureJob(p gitlabtest.Project, jobID int64) {
+	if _, ok := e.gitlab.JobHook(jobID); !ok {
+		e.gitlab.AddJob(p.ID, gitlabtest.JobSpec{ID: jobID, Name: "unit", Tags: []string{"docker"}})
+	}
 }
 
 // reply is an answer of the API.

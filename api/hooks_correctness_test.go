@@ -32,8 +32,17 @@ func testRunner(kind string) fly.Runner {
 }
 
 // exampleEgg serves GitLab's own example project on gitlab.example.com,
-// named by path only, as the handed cases need.
-func exampleEgg(*env) []fly.Egg {
+// named by path only, as the handed cases need; the test server answers
+// for gitlab.example.com (exampleEnv) and holds the project (ID 380) and
+// the cases' jobs.
+func exampleEgg(e *env) []fly.Egg {
+	if _, ok := e.gitlab.ProjectByPath("gitlab-org/gitlab-test"); !ok {
+		g := e.gitlab.AddGroupWithID(9970, "gitlab-org", 0)
+		p := e.gitlab.AddProjectWithID(380, "gitlab-org/gitlab-test", g.ID)
+		for _, id := range []int64{1977, 1978, 1979, 3580121225} {
+			e.ensureJob(p, id)
+		}
+	}
 	return []fly.Egg{{
 		Name: "gitlab-test", Kind: fly.KindEgg, Version: "gitlab-test-v1",
 		GitLab:   fly.GitLab{Host: "gitlab.example.com", Token: "local://gitlab/token", WebhookSecret: "local://hooks/example"},
@@ -62,7 +71,7 @@ func (e *env) sendRaw(headers map[string]string, body []byte) reply {
 // Build Hook without X-Gitlab-Instance: served all the same.
 func TestCaseJobHookWithoutProjectObject(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{noTemporal: true, eggs: exampleEgg, secrets: map[fly.SecretRef]string{"local://hooks/example": exampleSecret}})
+	e := newEnv(t, envOptions{noTemporal: true, eggs: exampleEgg, instances: []string{"gitlab.example.com"}, secrets: map[fly.SecretRef]string{"local://hooks/example": exampleSecret}})
 	body := readCase(t, "jobhook-no-project-object.json")
 	hr := e.hookReply(e.sendRaw(map[string]string{"X-Gitlab-Event": "Job Hook", "X-Gitlab-Instance": "http://gitlab.example.com", "X-Gitlab-Token": exampleSecret}, body), http.StatusAccepted)
 	if hr.Status != api.StatusAccepted {
@@ -98,7 +107,7 @@ func TestCaseJobHookWithoutProjectObject(t *testing.T) {
 // X-Gitlab-Instance): the history stays success with its finished_at.
 func TestCaseLateRunningAfterSuccess(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{eggs: exampleEgg, secrets: map[fly.SecretRef]string{"local://hooks/example": exampleSecret}})
+	e := newEnv(t, envOptions{eggs: exampleEgg, instances: []string{"gitlab.example.com"}, secrets: map[fly.SecretRef]string{"local://hooks/example": exampleSecret}})
 	var deliveries []map[string]json.RawMessage
 	if err := json.Unmarshal(readCase(t, "job-success-then-late-running.json"), &deliveries); err != nil {
 		t.Fatal(err)
@@ -425,6 +434,7 @@ func TestJobEventPermutations(t *testing.T) {
 	created := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	started, finished := created.Add(time.Minute), created.Add(3*time.Minute)
 	payload := func(p gitlabtest.Project, jobID int64, status string) []byte {
+		e.ensureJob(p, jobID)
 		spec := gitlabtest.JobHookSpec{Project: e.hookProject(p), JobID: jobID, Name: "unit", Status: status, PipelineID: 77, CreatedAt: created}
 		switch status {
 		case "running":

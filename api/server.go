@@ -30,6 +30,9 @@ type Config struct {
 	// its simulation endpoints under /dev/).
 	Extra       http.Handler
 	ExtraPrefix string
+	// MaxWebhookBody is the largest webhook body read, in bytes
+	// (DefaultMaxWebhookBody when 0); a larger one is answered 413.
+	MaxWebhookBody int64
 }
 
 // Server is MotherGoose's HTTP server: it decodes, authenticates, calls

@@ -13,8 +13,11 @@ import (
 	"github.com/gosling-ci/gosling/mothergoose"
 )
 
-// maxWebhookBody is the largest body GitLab sends.
-const maxWebhookBody = 25 << 20
+// DefaultMaxWebhookBody is the largest webhook body read when
+// Config.MaxWebhookBody is 0: 1 MiB. GitLab may send up to 25 MB, but the
+// hooks Gosling acts on (job, push, merge request, project events) are a
+// few KiB, and a pipeline hook grows by well under 1 KiB per job.
+const DefaultMaxWebhookBody = 1 << 20
 
 // HookResponse is the answer to an accepted delivery.
 type HookResponse = mothergoose.Result
@@ -48,18 +51,28 @@ func (s *Server) webhook(c *gin.Context) {
 	c.JSON(code, resp)
 }
 
-// handleWebhook reads and decodes a delivery and hands it to MotherGoose,
-// which authenticates it and acts on it (mothergoose.Receive).
+// handleWebhook authenticates a delivery by its headers, then reads at most
+// Config.MaxWebhookBody bytes of it, decodes it and hands it to
+// MotherGoose, which checks the token again against the egg the body names
+// and acts on it (mothergoose.Receive). A request with a wrong token costs
+// its headers only: its body is never read.
 func (s *Server) handleWebhook(c *gin.Context) (*HookResponse, error) {
 	r := c.Request
-	if r.ContentLength > maxWebhookBody {
-		return nil, tooLarge()
+	if err := s.mg.AuthenticateToken(r.Context(), hostOf(r.Header.Get("X-Gitlab-Instance")), r.Header.Get("X-Gitlab-Token")); err != nil {
+		// Close rather than drain what the client still sends.
+		c.Header("Connection", "close")
+		return nil, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, r.Body, maxWebhookBody))
+	limit := s.maxBody()
+	if r.ContentLength > limit {
+		c.Header("Connection", "close")
+		return nil, tooLarge(limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge()
+			return nil, tooLarge(limit)
 		}
 		return nil, &apiError{Status: http.StatusBadRequest, Msg: "bad payload", Detail: "reading the body failed", Result: "bad_request", Err: err}
 	}
@@ -88,8 +101,17 @@ func receivedURL(r *http.Request) string {
 	return (&url.URL{Scheme: scheme, Host: host, Path: r.URL.Path}).String()
 }
 
-func tooLarge() error {
-	return &apiError{Status: http.StatusRequestEntityTooLarge, Msg: "payload too large", Detail: fmt.Sprintf("webhook bodies are limited to %d MB", maxWebhookBody>>20), Result: "too_large"}
+// maxBody is the webhook body limit in bytes.
+func (s *Server) maxBody() int64 {
+	if s.cfg.MaxWebhookBody > 0 {
+		return s.cfg.MaxWebhookBody
+	}
+	return DefaultMaxWebhookBody
+}
+
+func tooLarge(limit int64) error {
+	return &apiError{Status: http.StatusRequestEntityTooLarge, Msg: "payload too large",
+		Detail: fmt.Sprintf("webhook bodies are limited to %d bytes (gosling server --webhook-body-limit)", limit), Result: "too_large"}
 }
 
 // hostOf is the GitLab host of a base URL (https://gitlab.com), lower case,

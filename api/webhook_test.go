@@ -427,25 +427,66 @@ func TestBucketAndGroupMatching(t *testing.T) {
 func TestPipelineHookRecordsBuilds(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
+	pl, err := e.gitlab.CreatePipeline(e.web.ID, gitlabtest.PipelineSpec{Ref: "feature", Jobs: []gitlabtest.JobSpec{
+		{Name: "compile", Stage: "build"}, {Name: "unit", Stage: "test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := e.gitlab.PipelineJobs(pl.ID)
 	startedAt := time.Now().Add(-time.Minute).Truncate(time.Second)
+	builds := []gitlabtest.PipelineBuild{
+		{ID: jobs[0].ID, Stage: "build", Name: "compile", Status: "success", StartedAt: &startedAt, QueuedDuration: 5 * time.Second, Duration: 30 * time.Second},
+		{ID: jobs[1].ID, Stage: "test", Name: "unit", Status: "pending"},
+	}
 	body := gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{
-		Project: e.hookProject(e.web), PipelineID: 555, Status: "running", Ref: "feature",
-		Builds: []gitlabtest.PipelineBuild{
-			{ID: 8001, Stage: "build", Name: "compile", Status: "success", StartedAt: &startedAt, QueuedDuration: 5 * time.Second, Duration: 30 * time.Second},
-			{ID: 8002, Stage: "test", Name: "unit", Status: "pending"},
-		},
+		Project: e.hookProject(e.web), PipelineID: pl.ID, Status: "running", Ref: "feature", Builds: builds,
 	})
 	hr := e.hookReply(e.deliver(gitlabtest.EventPipeline, webSecret, body, ""), http.StatusAccepted)
 	if hr.Status != api.StatusAccepted {
 		t.Fatalf("pipeline: %+v", hr)
 	}
-	a, err := e.store.GetJob(context.Background(), e.host, 8001)
-	if err != nil || a.Status != "success" || a.Name != "compile" || a.PipelineID != 555 || a.Ref != "feature" || a.Egg != "web" ||
+	a, err := e.store.GetJob(context.Background(), e.host, jobs[0].ID)
+	if err != nil || a.Status != "success" || a.Name != "compile" || a.PipelineID != pl.ID || a.Ref != "feature" || a.Egg != "web" ||
 		a.QueuedAt == nil || !a.QueuedAt.Equal(startedAt.Add(-5*time.Second)) {
-		t.Errorf("build 8001 = %+v, %v", a, err)
+		t.Errorf("build %d = %+v, %v", jobs[0].ID, a, err)
 	}
-	if b, err := e.store.GetJob(context.Background(), e.host, 8002); err != nil || b.Status != "pending" {
-		t.Errorf("build 8002 = %+v, %v", b, err)
+	if b, err := e.store.GetJob(context.Background(), e.host, jobs[1].ID); err != nil || b.Status != "pending" {
+		t.Errorf("build %d = %+v, %v", jobs[1].ID, b, err)
+	}
+
+	// Builds that are not the pipeline's jobs (another project's, or none
+	// GitLab has) are left out and audited; the pipeline's own are kept.
+	foreign := e.gitlab.AddJob(e.multiA.ID, gitlabtest.JobSpec{Name: "secret-build"})
+	forged := gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{
+		Project: e.hookProject(e.web), PipelineID: pl.ID, Status: "running", Ref: "feature",
+		Builds: append(builds, gitlabtest.PipelineBuild{ID: foreign.ID, Stage: "test", Name: "x", Status: "success"},
+			gitlabtest.PipelineBuild{ID: 987654, Stage: "test", Name: "y", Status: "success"}),
+	})
+	hr = e.hookReply(e.deliver(gitlabtest.EventPipeline, webSecret, forged, ""), http.StatusAccepted)
+	if !strings.Contains(hr.Reason, "2 builds are not the project's jobs") {
+		t.Errorf("forged builds: %+v", hr)
+	}
+	for _, id := range []int64{foreign.ID, 987654} {
+		if _, err := e.store.GetJob(context.Background(), e.host, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("forged build %d was recorded: %v", id, err)
+		}
+	}
+	// A pipeline the project does not have is refused whole.
+	other := gitlabtest.PipelineHookPayload(gitlabtest.PipelineHookSpec{
+		Project: e.hookProject(e.web), PipelineID: 424242, Status: "running", Builds: []gitlabtest.PipelineBuild{{ID: 987655, Name: "z", Status: "pending"}},
+	})
+	if r := e.deliver(gitlabtest.EventPipeline, webSecret, other, ""); r.Status != http.StatusNotFound {
+		t.Errorf("unknown pipeline: %d %s", r.Status, r.Body)
+	}
+	recs, _ := e.store.ListAudit(context.Background(), store.AuditFilter{Egg: "web"})
+	refused := 0
+	for _, r := range recs {
+		if r.Action == "webhook-refused" {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("refusals audited: %d, want 2: %+v", refused, recs)
 	}
 }
 
@@ -457,18 +498,25 @@ func TestPushReloadsNest(t *testing.T) {
 		t.Fatalf("egg config at start: %+v, %v", cfg, err)
 	}
 	other := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.nestRepo), Ref: "refs/heads/feature"})
-	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, webSecret, other, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, nestSecret, other, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
 		t.Errorf("push to another branch: %+v", hr)
 	}
-	// The Nest repository is no egg: any egg's secret on the host will do,
-	// a stranger's will not.
+	// A push to the Nest carries the Nest's own secret: an egg's secret,
+	// or a stranger's, applies nothing.
 	push := gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: e.hookProject(e.nestRepo), Ref: "refs/heads/main", After: strings.Repeat("ab", 20)})
-	if r := e.deliver(gitlabtest.EventPush, "guess", push, ""); r.Status != http.StatusUnauthorized {
-		t.Errorf("push with a wrong token: %d", r.Status)
+	for _, token := range []string{"guess", multiSecret, webSecret} {
+		if r := e.deliver(gitlabtest.EventPush, token, push, ""); r.Status != http.StatusUnauthorized || e.reloads.Load() != 0 {
+			t.Errorf("push with token %q: %d %s, %d reloads", token, r.Status, r.Body, e.reloads.Load())
+		}
 	}
-	hr := e.hookReply(e.deliver(gitlabtest.EventPush, multiSecret, push, "push-1"), http.StatusAccepted)
+	hr := e.hookReply(e.deliver(gitlabtest.EventPush, nestSecret, push, "push-1"), http.StatusAccepted)
 	if hr.Status != api.StatusAccepted || e.reloads.Load() != 1 {
 		t.Fatalf("push to the Nest: %+v, %d reloads", hr, e.reloads.Load())
+	}
+	// What is applied is the branch's head, whatever commit the payload
+	// names.
+	if ref := e.fetchedRef.Load(); ref == nil || *ref != "main" {
+		t.Errorf("the push fetched the Nest at %v, want the head of main", ref)
 	}
 	if cfg, err := e.store.GetEggConfig(ctx, "web"); err != nil || cfg.Version != "web-v2" {
 		t.Errorf("egg config after reload: %+v, %v", cfg, err)
@@ -477,7 +525,7 @@ func TestPushReloadsNest(t *testing.T) {
 	if err != nil || len(audit) != 1 || audit[0].Actor != "mothergoose" || audit[0].Action != "nest-apply" || !strings.Contains(audit[0].Reason, "refs/heads/main") {
 		t.Errorf("audit = %+v, %v", audit, err)
 	}
-	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, multiSecret, push, "push-1"), http.StatusOK); hr.Status != api.StatusDuplicate || e.reloads.Load() != 1 {
+	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, nestSecret, push, "push-1"), http.StatusOK); hr.Status != api.StatusDuplicate || e.reloads.Load() != 1 {
 		t.Errorf("resent push: %+v", hr)
 	}
 }
@@ -629,7 +677,40 @@ func grep(text, word string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestChunkedBodyTooLarge: a body without Content-Length is cut at 25 MB.
+// TestWrongTokenBodyIsNotRead: a delivery with a wrong token is answered
+// 401 from its headers, while its body is still being sent: the server
+// reads none of it. A right token with a body over the limit is 413.
+func TestWrongTokenBodyIsNotRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	req, err := http.NewRequest("POST", e.url("/webhooks/gitlab"), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 24 << 20
+	req.Header.Set("X-Gitlab-Event", gitlabtest.EventJob)
+	req.Header.Set("X-Gitlab-Token", "not-a-secret")
+	go func() { _, _ = pw.Write([]byte(`{"object_kind":"build",`)) }() // and nothing more
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d, want 401 before the body is read", resp.StatusCode)
+	}
+
+	big := e.jobHook(e.web, 71, "pending")
+	big = append(big[:len(big)-1], []byte(`,"padding":"`+strings.Repeat("x", api.DefaultMaxWebhookBody)+`"}`)...)
+	if r := e.deliver(gitlabtest.EventJob, webSecret, big, ""); r.Status != http.StatusRequestEntityTooLarge {
+		t.Errorf("right token, body over the limit: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestChunkedBodyTooLarge: a body without Content-Length is cut at the
+// limit (api.DefaultMaxWebhookBody).
 func TestChunkedBodyTooLarge(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{noTemporal: true})
@@ -718,18 +799,22 @@ func TestRunnerFailuresCounted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{noTemporal: true})
 	ctx := context.Background()
-	mine := &store.Runner{ID: "web-p1", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: 41}
-	other := &store.Runner{ID: "web-p2", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: "elsewhere.example.com", GitLabRunnerID: 41}
+	gr := e.gitlab.AddRunner(gitlabtest.Runner{ProjectID: e.web.ID, Description: "gosling/web/web-p1"})
+	gr3 := e.gitlab.AddRunner(gitlabtest.Runner{ProjectID: e.web.ID, Description: "gosling/web/web-p3"})
+	mine := &store.Runner{ID: "web-p1", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: gr.ID}
+	other := &store.Runner{ID: "web-p2", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: "elsewhere.example.com", GitLabRunnerID: gr.ID}
 	for _, r := range []*store.Runner{mine, other} {
 		if err := e.store.CreateRunner(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	fail := func(jobID int64, reason string) {
+		e.ensureJob(e.web, jobID)
+		e.gitlab.SetJobStatus(e.web.ID, jobID, "failed", gr.ID)
 		now := time.Now()
 		started := now.Add(-time.Minute)
 		spec := gitlabtest.JobHookSpec{Project: e.hookProject(e.web), JobID: jobID, Name: "unit", Status: "failed", PipelineID: 7,
-			StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: reason, Runner: &gitlabtest.HookRunner{ID: 41, Description: "gosling/web/web-p1"}}
+			StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: reason, Runner: &gitlabtest.HookRunner{ID: gr.ID, Description: "gosling/web/web-p1"}}
 		if r := e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""); r.Status >= 300 {
 			t.Fatalf("failed hook: %d %s", r.Status, r.Body)
 		}
@@ -757,14 +842,16 @@ func TestRunnerFailuresCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	windowed := &store.Runner{ID: "web-p3", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: 43, Failures: 2}
+	windowed := &store.Runner{ID: "web-p3", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: gr3.ID, Failures: 2}
 	if err := e.store.CreateRunner(ctx, windowed); err != nil {
 		t.Fatal(err)
 	}
+	e.ensureJob(e.web, 504)
+	e.gitlab.SetJobStatus(e.web.ID, 504, "failed", gr3.ID)
 	now := time.Now()
 	started := now.Add(-time.Minute)
 	spec := gitlabtest.JobHookSpec{Project: e.hookProject(e.web), JobID: 504, Name: "unit", Status: "failed", PipelineID: 7,
-		StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: "runner_system_failure", Runner: &gitlabtest.HookRunner{ID: 43}}
+		StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: "runner_system_failure", Runner: &gitlabtest.HookRunner{ID: gr3.ID}}
 	if r := e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""); r.Status >= 300 {
 		t.Fatalf("failed hook: %d %s", r.Status, r.Body)
 	}

@@ -35,6 +35,8 @@ type ServerOptions struct {
 	// NestSync is how often the Nest repository's head is checked (0: never).
 	NestSync    time.Duration
 	PrintConfig bool
+	// WebhookBodyLimit is the largest webhook body read (a size: 1MiB).
+	WebhookBodyLimit string
 }
 
 // NewCmdServer builds `gosling server`.
@@ -81,6 +83,9 @@ variables override MG/config.fly; --print-config shows the result.`,
 			if (opts.TLSCert == "") != (opts.TLSKey == "") {
 				return flagErrorf("--tls-cert and --tls-key go together")
 			}
+			if _, err := webhookBodyLimit(opts.WebhookBodyLimit); err != nil {
+				return flagErrorf("--webhook-body-limit: %v", err)
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -90,11 +95,13 @@ variables override MG/config.fly; --print-config shows the result.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Nest, "nest", env("GOSLING_NEST", "."), "the Nest whose MG/config.fly configures the server ($GOSLING_NEST)")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
-	fl.StringVar(&opts.Addr, "addr", env("GOSLING_ADDR", ":8080"), "address to listen on ($GOSLING_ADDR)")
+	fl.StringVar(&opts.Addr, "addr", env("GOSLING_ADDR", defaultAddr(f.Getenv)), "address to listen on ($GOSLING_ADDR; default :$PORT when the platform sets PORT, as Serverless Containers and Cloud Run do, else :8080)")
 	fl.StringVar(&opts.TLSCert, "tls-cert", env("GOSLING_TLS_CERT", ""), "serve HTTPS with this certificate: a PEM file or a secret URI ($GOSLING_TLS_CERT)")
 	fl.StringVar(&opts.TLSKey, "tls-key", env("GOSLING_TLS_KEY", ""), "the certificate's key: a PEM file or a secret URI ($GOSLING_TLS_KEY)")
 	fl.DurationVar(&opts.NestSync, "nest-sync", time.Minute, "how often to check the Nest repository's head (0: only on push)")
 	fl.BoolVar(&opts.PrintConfig, "print-config", false, "print the effective configuration (secrets as their URIs) and exit")
+	fl.StringVar(&opts.WebhookBodyLimit, "webhook-body-limit", env("GOSLING_WEBHOOK_BODY_LIMIT", "1MiB"),
+		"the largest webhook body read, after the token was checked; larger ones get 413 ($GOSLING_WEBHOOK_BODY_LIMIT)")
 	opts.Temporal.register(fl, f.Getenv)
 	opts.Runtime.register(cmd, f.Getenv)
 	return cmd
@@ -155,6 +162,31 @@ func effectiveServerConfig(opts *ServerOptions, nest *fly.Nest) ServerConfig {
 	return cfg
 }
 
+// defaultAddr is :$PORT when the platform names the port to listen on (a
+// Yandex Serverless Container, Cloud Run, ...), else :8080.
+func defaultAddr(getenv func(string) (string, bool)) string {
+	if p, ok := getenv("PORT"); ok && strings.TrimSpace(p) != "" {
+		return ":" + strings.TrimSpace(p)
+	}
+	return ":8080"
+}
+
+// webhookBodyLimit reads --webhook-body-limit: a size from 64KiB to 25MB,
+// GitLab's own limit.
+func webhookBodyLimit(s string) (int64, error) {
+	if s == "" {
+		return api.DefaultMaxWebhookBody, nil
+	}
+	size, err := fly.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w (a size such as 1MiB)", err)
+	}
+	if size < 64*fly.KiB || size > 25_000_000 {
+		return 0, fmt.Errorf("%s is outside 64KiB to 25MB", s)
+	}
+	return int64(size), nil
+}
+
 // redactDSN hides a DSN's password.
 func redactDSN(dsn string) string {
 	scheme, rest, ok := strings.Cut(dsn, "://")
@@ -193,7 +225,11 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 	}
 	defer p.Close()
 	mg := p.MG
-	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: p.Nest.MotherGoose.APIGateway.Auth.Tokens})
+	limit, err := webhookBodyLimit(opts.WebhookBodyLimit)
+	if err != nil {
+		return flagErrorf("--webhook-body-limit: %v", err)
+	}
+	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: p.Nest.MotherGoose.APIGateway.Auth.Tokens, MaxWebhookBody: limit})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,20 @@ func TestServerFlagsToOptions(t *testing.T) {
 		got.NestSync != 30*time.Second || got.Temporal.Address != "temporal:7233" || got.Temporal.Namespace != "prod" || got.Runtime.Store != "postgres://db/gosling" {
 		t.Errorf("options %+v", got)
 	}
+	// A platform's PORT is the default address; GOSLING_ADDR and --addr win.
+	ported := withEnv(newTestIO("", false), map[string]string{"PORT": "8081"})
+	cmd = NewCmdServer(ported.f, func(o *ServerOptions) error { got = o; return nil })
+	cmd.SetArgs(nil)
+	if err := cmd.Execute(); err != nil || got.Addr != ":8081" || got.WebhookBodyLimit != "1MiB" {
+		t.Errorf("with PORT=8081: addr %q, body limit %q, %v", got.Addr, got.WebhookBodyLimit, err)
+	}
+	for _, bad := range []string{"lots", "1KiB", "1GiB"} {
+		cmd = NewCmdServer(tio.f, func(*ServerOptions) error { return nil })
+		cmd.SetArgs([]string{"--webhook-body-limit", bad})
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--webhook-body-limit") {
+			t.Errorf("--webhook-body-limit %s: %v", bad, err)
+		}
+	}
 	cmd = NewCmdServer(tio.f, func(*ServerOptions) error { return nil })
 	cmd.SetArgs([]string{"--tls-cert", "c.pem"})
 	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--tls-cert and --tls-key go together") {

@@ -75,6 +75,17 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		}
 	}
 
+	// The Nest repository's hook secret is its own: with an egg's, that
+	// egg's secret could make MotherGoose apply the Nest.
+	if mg != nil && mg.nestSecret != nil {
+		for _, e := range eggs {
+			if e.egg.GitLab.WebhookSecret == mg.mg.Nest.WebhookSecret {
+				errAt(*mg.nestSecret, "Nest webhook secret shared with an egg", "nest.webhook_secret is %s, the webhook secret of %s %q too: whoever holds an egg's secret could then make MotherGoose apply the Nest. Give the Nest repository's hook a secret of its own.", mg.mg.Nest.WebhookSecret, e.egg.Kind, e.egg.Name)
+				break
+			}
+		}
+	}
+
 	// Clouds: an egg's clouds default to MotherGoose's, and each needs a provider.
 	if mg != nil {
 		for _, e := range eggs {

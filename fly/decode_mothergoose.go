@@ -28,6 +28,8 @@ type mgDecl struct {
 	mg        *MotherGoose
 	def       hcl.Range
 	providers map[string]hcl.Range
+	// nestSecret is where nest.webhook_secret is set; nil when it is not.
+	nestSecret *hcl.Range
 }
 
 // mgClouds are the clouds the servers themselves can run on.
@@ -258,11 +260,21 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	}
 
 	// The Nest repository itself.
-	n, _ := sub("nest", attrSchema("project", "ref", "host", "token"))
-	mg.Nest = NestSource{Project: n.str("project", ""), Ref: n.str("ref", "main"), Host: n.str("host", ""), Token: l.secret(n, "token")}
+	n, _ := sub("nest", attrSchema("project", "ref", "host", "token", "webhook_secret"))
+	mg.Nest = NestSource{Project: n.str("project", ""), Ref: n.str("ref", "main"), Host: n.str("host", ""), Token: l.secret(n, "token"),
+		WebhookSecret: l.secret(n, "webhook_secret")}
+	decl.nestSecret = n.rng("webhook_secret")
 	if mg.Nest.Project != "" {
 		if err := validProjectPath(mg.Nest.Project); err != nil {
 			n.errorf("project", "Invalid project path", "%v.", err)
+		}
+		if mg.Nest.WebhookSecret.IsZero() {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: "Pushes to the Nest are not applied",
+				Detail: "The nest block names a project but no webhook_secret: MotherGoose refuses its push hooks, and servers follow the head of ref every --nest-sync instead. " +
+					"Set webhook_secret = \"<secret URI>\", a secret of the Nest repository's own (never an egg's webhook secret), and gosling deploy gives the Nest's hook that token.",
+				Subject: n.rng("project"),
+			})
 		}
 	}
 	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url"))

@@ -497,4 +497,9 @@ type NestSource struct {
 	// it (default: the token of an egg on that host).
 	Host  string    `json:"host,omitempty"`
 	Token SecretRef `json:"token,omitempty"`
+	// WebhookSecret is the secret token of the Nest repository's push
+	// hook: a secret of its own, never an egg's, so that no egg's secret
+	// can make MotherGoose apply the Nest. Without it, pushes to the Nest
+	// are refused and servers follow the head of Ref by polling.
+	WebhookSecret SecretRef `json:"webhook_secret,omitempty"`
 }

@@ -30,7 +30,7 @@ import (
 // could not be asked about, means the event is not acted on (ok false,
 // with why); the token must then be that egg's (KindUnauthorized).
 func (m *MotherGoose) announcingEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (ok bool, why string, err error) {
-	egg, lerr := m.matchEgg(ctx, d.Host, eggs, d.hook.ProjectID, d.hook.ProjectPath)
+	egg, lerr := m.matchEgg(ctx, d, eggs)
 	if egg == nil {
 		if lerr != nil {
 			m.log.WarnContext(ctx, "announcement not acted on: its project could not be looked up", "event", d.hook.Event, "project", d.hook.ProjectID, "error", lerr)

@@ -186,21 +186,26 @@ type delivery struct {
 }
 
 // Receive runs a decoded delivery through the checks, in this order, and
-// acts on it: the token must be some egg's on the host (on any host when
-// the delivery names none; KindUnauthorized); events Gosling does not act
-// on, on any project, are then answered StatusIgnored (GitLab counts every
-// non-2xx against the hook, which also carries the jobs' events), but for
-// a project_create in a bucket's group, which gets the bucket's project
-// hook; a push to anything but the Nest repository, and a merge request,
-// are ignored too unless an egg serves the project (they announce its
-// jobs: announce.go), when the token must be that egg's; the
-// project of a job or pipeline event must be served (KindNotFound, Result
-// "unknown_project") and the token its egg's (KindUnauthorized); a
-// delivery seen before is StatusDuplicate. A delivery refused by a check
-// leaves no trace; one whose processing fails with KindUnavailable (or a
-// bug) is forgotten, so GitLab's resend is processed, not dropped as a
-// duplicate. The work accepted is finished even if the caller's context
-// ends first (GitLab hangs up after 10 seconds), within webhookDeadline.
+// acts on it. A push to the Nest repository must carry the Nest's own
+// webhook secret (KindUnauthorized). Any other delivery's token must be
+// some egg's on the host (on any host when the delivery names none;
+// KindUnauthorized); events Gosling does not act on, on any project, are
+// then answered StatusIgnored (GitLab counts every non-2xx against the
+// hook, which also carries the jobs' events), but for a project_create in
+// a bucket's group (as GitLab says, asked with the bucket's token), which
+// gets the bucket's project hook; a push to anything but the Nest
+// repository, and a merge request, are ignored too unless an egg serves
+// the project (they announce its jobs: announce.go), when the token must
+// be that egg's; the project of a job or pipeline event must be served,
+// matched by its ID (KindNotFound, Result "unknown_project"), and the token
+// its egg's (KindUnauthorized); a delivery seen before is
+// StatusDuplicate. Every job a hook names must then be its project's
+// (scope.go: KindNotFound "unknown_job", KindConflict "foreign_job", both
+// audited). A delivery refused by a check leaves no trace, and one whose
+// processing fails is forgotten, so GitLab's resend is processed, not
+// dropped as a duplicate. The work accepted is finished even if the
+// caller's context ends first (GitLab hangs up after 10 seconds), within
+// webhookDeadline.
 func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error) {
 	hook := in.Event
 	if hook == nil {
@@ -212,11 +217,19 @@ func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error)
 	d := &delivery{Delivery: in, hook: hook, nest: m.Nest()}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), webhookDeadline)
 	defer cancel()
-	eggs, err := m.authenticateHost(ctx, d)
+	nestPush := hook.Push != nil && isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath)
+	var eggs []*fly.Egg
+	var err error
+	if nestPush {
+		err = m.authenticateNestPush(ctx, d)
+	} else {
+		eggs, err = m.authenticateHost(ctx, d)
+	}
 	if err != nil {
 		return nil, err
 	}
 	switch {
+	case nestPush:
 	case hook.Ignored:
 		pc, err := m.projectCreated(ctx, d, eggs)
 		if err != nil {
@@ -226,7 +239,6 @@ func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error)
 			return &Result{Status: StatusIgnored, Reason: fmt.Sprintf("Gosling does not act on %s events", hook.Event)}, nil
 		}
 		d.created = pc
-	case hook.Push != nil && isNestRepo(d.nest, hook.ProjectID, hook.ProjectPath):
 	case hook.Push != nil || hook.MergeRequest != nil:
 		// They announce jobs of a project an egg serves (announce.go).
 		ok, why, err := m.announcingEgg(ctx, d, eggs)
@@ -262,18 +274,10 @@ func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error)
 		}
 	}()
 	resp, err := m.process(ctx, d)
-	forget = err != nil && retryable(err)
+	// A failed delivery is processed again when resent; a refused one
+	// leaves no key behind either.
+	forget = err != nil
 	return resp, err
-}
-
-// retryable tells whether a failed delivery should be processed again when
-// GitLab resends it: any failure but a refusal of the request itself.
-func retryable(err error) bool {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind == KindUnavailable
-	}
-	return true
 }
 
 func unauthorized(detail string) error {
@@ -311,10 +315,69 @@ func (m *MotherGoose) authenticateHost(ctx context.Context, d *delivery) ([]*fly
 	return eggs, nil
 }
 
+// authenticateNestPush checks that a push to the Nest repository carries
+// the Nest's own webhook secret (mothergoose.nest.webhook_secret): no
+// egg's secret may make MotherGoose apply the Nest. Without that secret
+// configured, every push to the Nest is refused (KindUnauthorized).
+func (m *MotherGoose) authenticateNestPush(ctx context.Context, d *delivery) error {
+	if d.Token == "" {
+		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
+	}
+	ref := d.nest.MotherGoose.Nest.WebhookSecret
+	if ref.IsZero() {
+		return unauthorized("pushes to the Nest repository are not applied: MG/config.fly sets no nest.webhook_secret (servers follow its head every --nest-sync)")
+	}
+	ok, err := m.cache.Match(ctx, ref, d.Token)
+	if err != nil {
+		return unavailable("secrets unavailable", "the Nest repository's webhook secret could not be resolved; see the server log", err)
+	}
+	if !ok {
+		return unauthorized("the token is not the Nest repository's webhook secret (mothergoose.nest.webhook_secret)")
+	}
+	return nil
+}
+
+// AuthenticateToken checks, from a delivery's headers alone and before its
+// body is read, that token is the webhook secret of some egg on host, or
+// the Nest repository's (host is the X-Gitlab-Instance header's host; ""
+// when it names none, which admits the secret of any egg). It costs no
+// more than resolving the secrets, which are cached. Errors: a
+// KindUnauthorized *Error when the token is missing or no one's,
+// KindUnavailable when a secret that might match could not be resolved.
+// Receive checks the token again against the one egg the body names.
+func (m *MotherGoose) AuthenticateToken(ctx context.Context, host, token string) error {
+	if token == "" {
+		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
+	}
+	nest := m.Nest()
+	eggs := eggsOn(nest, host)
+	refs := make([]fly.SecretRef, 0, len(eggs)+1)
+	seen := map[fly.SecretRef]bool{}
+	for _, egg := range eggs {
+		if ref := egg.GitLab.WebhookSecret; !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	if ref := nest.MotherGoose.Nest.WebhookSecret; !ref.IsZero() && !seen[ref] {
+		refs = append(refs, ref)
+	}
+	match, resolved, err := m.cache.MatchAny(ctx, refs, token)
+	switch {
+	case match:
+		return nil
+	case resolved < len(refs) && err != nil:
+		return unavailable("secrets unavailable", "a webhook secret could not be resolved; see the server log", err)
+	case host == "":
+		return unauthorized("the token is not the webhook secret of any egg (the delivery names no GitLab instance: send X-Gitlab-Instance)")
+	}
+	return unauthorized("the token is not the webhook secret of any egg on " + host)
+}
+
 // authenticateProject finds the egg that serves the delivery's project
 // (else 404) and checks that the token is that egg's (else 401).
 func (m *MotherGoose) authenticateProject(ctx context.Context, d *delivery, eggs []*fly.Egg) error {
-	egg, err := m.matchEgg(ctx, d.Host, eggs, d.hook.ProjectID, d.hook.ProjectPath)
+	egg, err := m.matchEgg(ctx, d, eggs)
 	if egg == nil && err != nil {
 		return unavailable("gitlab unavailable", "a group or project of an egg could not be looked up; resend later", err)
 	}
@@ -379,6 +442,9 @@ func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error)
 
 func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, error) {
 	j, egg := d.hook.Job, d.egg
+	if _, err := m.confirmJob(ctx, d, j.ID); err != nil {
+		return nil, err
+	}
 	now := m.now()
 	rec := store.JobRecord{
 		GitLabHost: d.Host, JobID: j.ID, ProjectID: d.hook.ProjectID, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
@@ -395,6 +461,11 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 	if err != nil {
 		return nil, unavailable("store unavailable", "the job could not be recorded; resend it", err)
 	}
+	if stored.ProjectID != d.hook.ProjectID {
+		// Recorded meanwhile in another project (store.MergeJob).
+		return nil, m.refuse(ctx, d, KindConflict, "foreign_job",
+			fmt.Sprintf("job %d belongs to another project; a hook of project %d cannot change it", j.ID, d.hook.ProjectID))
+	}
 	switch j.Status {
 	case "running":
 		if j.QueuedDuration > 0 {
@@ -406,7 +477,7 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 		}
 	}
 	if j.Status == "failed" && runnerFailures[j.FailureReason] && j.RunnerID != 0 {
-		if err := m.countFailure(ctx, d.Host, j.RunnerID, j.ID, j.FailureReason); err != nil {
+		if err := m.countFailure(ctx, d, j.RunnerID, j.ID, j.FailureReason); err != nil {
 			return nil, unavailable("store unavailable", "the runner's failure could not be recorded; resend it", err)
 		}
 	}
@@ -470,7 +541,11 @@ func (m *MotherGoose) deliver(ctx context.Context, in Intent) (*Result, error) {
 func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result, error) {
 	p := d.hook.Pipeline
 	now := m.now()
-	for _, b := range p.Builds {
+	builds, dropped, err := m.confirmBuilds(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range builds {
 		rec := store.JobRecord{
 			GitLabHost: d.Host, JobID: b.ID, ProjectID: d.hook.ProjectID, Egg: d.egg.Name, Name: b.Name, Ref: p.Ref,
 			PipelineID: p.ID, Status: b.Status, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, UpdatedAt: now,
@@ -483,7 +558,10 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 			return nil, unavailable("store unavailable", "the pipeline's jobs could not be recorded; resend it", err)
 		}
 	}
-	reason := fmt.Sprintf("recorded %d jobs", len(p.Builds))
+	reason := fmt.Sprintf("recorded %d jobs", len(builds))
+	if dropped > 0 {
+		reason += fmt.Sprintf("; %d builds are not the project's jobs and were left out", dropped)
+	}
 	what, err := m.announcePipeline(ctx, d)
 	if err != nil {
 		return nil, err
@@ -507,19 +585,17 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 	if job, ok := ScheduledNestUpdate(d.nest); ok {
 		return &Result{Status: StatusIgnored, Reason: "the Nest changes on the schedule of job " + job + " (nest_update); run it now with `gosling jobs schedule trigger " + job + "`"}, nil
 	}
-	commit := push.After
-	if commit == "" || strings.Trim(commit, "0") == "" {
-		commit = push.CheckoutSHA
-	}
-	if commit == "" || strings.Trim(commit, "0") == "" {
+	if after := push.After; after != "" && strings.Trim(after, "0") == "" {
 		return &Result{Status: StatusIgnored, Reason: "the push deleted the branch; the Nest in force stays"}, nil
 	}
-	res, err := m.ReloadNest(ctx, commit, "push of "+shortSHA(commit)+" to "+push.Ref)
+	// The payload only says that the branch moved: what is applied is its
+	// head as GitLab's API reads it, never a ref or SHA the payload names.
+	res, err := m.ReloadNest(ctx, ref, "push to "+push.Ref)
 	var invalid *InvalidNestError
 	switch {
 	case errors.As(err, &invalid):
 		// Not GitLab's failure: answering 2xx keeps the hook healthy.
-		return &Result{Status: StatusAccepted, Reason: "the Nest at " + shortSHA(commit) + " is invalid and was not applied; the Nest in force stays (see the audit log)"}, nil
+		return &Result{Status: StatusAccepted, Reason: "the Nest at the head of " + ref + " (" + shortSHA(invalid.Commit) + ") is invalid and was not applied; the Nest in force stays (see the audit log)"}, nil
 	case err != nil:
 		return nil, err
 	}
@@ -535,11 +611,23 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 var runnerFailures = map[string]bool{"runner_system_failure": true, "runner_unsupported": true}
 
 // countFailure adds one failure to the Gosling runner GitLab knows by
-// runnerID, and audits it. A runner that is not Gosling's is left alone.
-func (m *MotherGoose) countFailure(ctx context.Context, host string, runnerID, jobID int64, reason string) error {
-	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: host, GitLabRunnerID: runnerID, Limit: 1})
+// runnerID, and audits it, when the failure may count against it
+// (failureBlamesRunner: the runner is the delivery's egg's, and GitLab says
+// the job ran on it). A runner that is not Gosling's is left alone; a
+// failure that may not count is audited as refused and counts nothing.
+// The error is a failure of the store or of GitLab.
+func (m *MotherGoose) countFailure(ctx context.Context, d *delivery, runnerID, jobID int64, reason string) error {
+	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: d.Host, GitLabRunnerID: runnerID, Limit: 1})
 	if err != nil || len(rs) == 0 {
 		return err
+	}
+	ok, why, err := m.failureBlamesRunner(ctx, d, &rs[0], jobID, runnerID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		m.auditRefusal(ctx, d, fmt.Sprintf("the %s of job %d does not count against runner %d: %s", reason, jobID, runnerID, why))
+		return nil
 	}
 	for range 5 {
 		r, err := m.store.GetRunner(ctx, rs[0].ID)

@@ -29,43 +29,90 @@ func eggsOn(nest *fly.Nest, host string) []*fly.Egg {
 	return out
 }
 
-// matchEgg finds the one egg that serves a project on host: an egg or
-// bucket listing it, else a bucket whose group holds it. Listed projects
-// are matched by ID: the IDs the egg names, and those GitLab resolved its
-// paths to (projectIndex), so a renamed or transferred project is still
-// served under its new path; a listed path GitLab has not resolved (not
-// yet asked, unreachable, or unknown to it) is matched as written. fly
-// rejects two eggs listing one project, and a listing wins over a group,
-// so at most one matches. nil when none does; an error when a GitLab
+// matchEgg finds the one egg that serves a delivery's project on its host,
+// by the project's ID, never by the path the payload claims: an egg or
+// bucket listing the project (an ID it names, or one GitLab resolved its
+// listed paths to, so a renamed or transferred project is still served),
+// else a bucket whose group holds it as GitLab says (groupHolds). Only the
+// buckets whose webhook secret the delivery carries are looked up, with
+// their own tokens: a delivery makes GitLab be asked nothing with another
+// egg's token. fly rejects two eggs listing one project, and a listing wins
+// over a group, so at most one matches. A delivery without a project ID
+// (events of old instances) is matched by a listed path GitLab has not
+// resolved. nil when none serves the project; an error when a GitLab
 // lookup that might have found the match failed.
-func (m *MotherGoose) matchEgg(ctx context.Context, host string, eggs []*fly.Egg, projectID int64, path string) (*fly.Egg, error) {
+func (m *MotherGoose) matchEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (*fly.Egg, error) {
+	projectID, path := d.hook.ProjectID, d.hook.ProjectPath
 	if egg := m.projects.match(eggs, projectID, path); egg != nil {
 		return egg, nil
 	}
 	// Eggs whose paths GitLab has not resolved yet, or not lately: one of
 	// them may list the project under an old path.
-	lookupErr := m.resolveStale(ctx, host, eggs)
+	lookupErr := m.resolveStale(ctx, d.Host, eggs)
 	if egg := m.projects.match(eggs, projectID, path); egg != nil {
 		return egg, nil
 	}
-	if path == "" {
+	if projectID <= 0 {
 		return nil, lookupErr
 	}
 	for _, egg := range eggs {
 		if egg.Group == nil {
 			continue
 		}
-		full, err := m.groups.fullPath(ctx, m, egg)
+		if ok, err := m.cache.Match(ctx, egg.GitLab.WebhookSecret, d.Token); err != nil || !ok {
+			if err != nil {
+				lookupErr = err
+			}
+			continue
+		}
+		in, _, err := m.groupHolds(ctx, egg, projectID)
 		if err != nil {
 			lookupErr = err
 			continue
 		}
-		if inGroup(path, full, egg.Group.IncludeSubgroups) {
+		if in {
 			return egg, nil
 		}
 	}
 	// A lookup that failed might have found the match.
 	return nil, lookupErr
+}
+
+// groupHolds tells whether the project with ID projectID lies in the group
+// of a bucket (directly, or in its subgroups when include_subgroups is
+// set), as GitLab says: GET /projects/:id with the bucket's token, its
+// path_with_namespace against the group's full path. path is the
+// project's path as GitLab gave it. A project GitLab does not show the
+// token (404, 403) is not in the group. Answers are kept for the bucket's
+// version, a while (groupMemberTTL, or projectRetry for a project not in
+// the group), so a new project of the group is found by the first hook
+// that names it. err is a GitLab failure.
+func (m *MotherGoose) groupHolds(ctx context.Context, egg *fly.Egg, projectID int64) (in bool, path string, err error) {
+	now := m.now()
+	if ans, ok := m.projects.member(egg, projectID, now); ok {
+		return ans.in, ans.path, nil
+	}
+	full, err := m.groups.fullPath(ctx, m, egg)
+	if err != nil {
+		return false, "", err
+	}
+	c, err := m.gitlabClient(ctx, egg)
+	if err != nil {
+		return false, "", err
+	}
+	lctx, cancel := context.WithTimeout(ctx, groupLookupTimeout)
+	defer cancel()
+	p, err := c.GetProject(lctx, projectID)
+	switch {
+	case gitlab.IsNotFound(err) || gitlab.IsForbidden(err):
+	case err != nil:
+		return false, "", fmt.Errorf("look up project %d for the group of egg %s: %w", projectID, egg.Name, err)
+	default:
+		path = p.PathWithNamespace
+		in = inGroup(path, full, egg.Group.IncludeSubgroups)
+	}
+	m.projects.putMember(egg, projectID, groupMember{in: in, path: path, at: now})
+	return in, path, nil
 }
 
 // inGroup tells whether a project path lies in the group with full path

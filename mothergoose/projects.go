@@ -29,7 +29,31 @@ const projectRetry = 30 * time.Second
 type projectIndex struct {
 	mu   sync.Mutex
 	eggs map[eggKey]*eggProjects
+	// members are GitLab's answers to whether a project lies in the
+	// group of a bucket (groupHolds), by bucket version and project ID.
+	members map[memberKey]groupMember
 }
+
+type memberKey struct {
+	egg       eggKey
+	version   string
+	projectID int64
+}
+
+// groupMember is GitLab's answer about one project and a bucket's group.
+type groupMember struct {
+	in   bool
+	path string
+	at   time.Time
+}
+
+// groupMemberTTL is how long a project found in a bucket's group is taken
+// to stay there (one moved out stops being served after at most this);
+// maxGroupMembers bounds the answers kept.
+const (
+	groupMemberTTL  = 10 * time.Minute
+	maxGroupMembers = 20000
+)
 
 type eggKey struct{ host, egg string }
 
@@ -47,7 +71,44 @@ type eggProjects struct {
 }
 
 func newProjectIndex() *projectIndex {
-	return &projectIndex{eggs: map[eggKey]*eggProjects{}}
+	return &projectIndex{eggs: map[eggKey]*eggProjects{}, members: map[memberKey]groupMember{}}
+}
+
+// member is the answer kept about a project and a bucket's group, if it
+// is still fresh at now.
+func (x *projectIndex) member(egg *fly.Egg, projectID int64, now time.Time) (groupMember, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ans, ok := x.members[memberKey{keyOf(egg), egg.Version, projectID}]
+	if !ok || now.Sub(ans.at) >= ans.ttl() {
+		return groupMember{}, false
+	}
+	return ans, true
+}
+
+func (g groupMember) ttl() time.Duration {
+	if g.in {
+		return groupMemberTTL
+	}
+	return projectRetry
+}
+
+// putMember keeps an answer of groupHolds. When maxGroupMembers are kept,
+// stale answers are dropped first, and all of them if none is stale.
+func (x *projectIndex) putMember(egg *fly.Egg, projectID int64, ans groupMember) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.members) >= maxGroupMembers {
+		for k, v := range x.members {
+			if ans.at.Sub(v.at) >= v.ttl() {
+				delete(x.members, k)
+			}
+		}
+		if len(x.members) >= maxGroupMembers {
+			clear(x.members)
+		}
+	}
+	x.members[memberKey{keyOf(egg), egg.Version, projectID}] = ans
 }
 
 func keyOf(egg *fly.Egg) eggKey {
@@ -64,8 +125,10 @@ func (x *projectIndex) get(egg *fly.Egg) *eggProjects {
 }
 
 // match finds the egg among eggs that lists the project: by an ID it names
-// or GitLab resolved one of its listings to, else (a second pass, so an ID
-// always wins) by a listed path GitLab has not resolved. nil when none does.
+// or GitLab resolved one of its listings to; for a delivery that names no
+// project ID only, by a listed path GitLab has not resolved (a path in a
+// payload proves nothing about the project ID beside it). nil when none
+// does.
 func (x *projectIndex) match(eggs []*fly.Egg, projectID int64, path string) *fly.Egg {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -83,7 +146,7 @@ func (x *projectIndex) match(eggs []*fly.Egg, projectID int64, path string) *fly
 			}
 		}
 	}
-	if path == "" {
+	if path == "" || projectID > 0 {
 		return nil
 	}
 	for _, egg := range eggs {
@@ -261,13 +324,13 @@ func (m *MotherGoose) projectCreated(ctx context.Context, d *delivery, eggs []*f
 		if ok, err := m.cache.Match(ctx, egg.GitLab.WebhookSecret, d.Token); err != nil || !ok {
 			continue
 		}
-		full, err := m.groups.fullPath(ctx, m, egg)
+		in, path, err := m.groupHolds(ctx, egg, h.ProjectID)
 		if err != nil {
 			lookupErr = err
 			continue
 		}
-		if inGroup(h.ProjectPath, full, egg.Group.IncludeSubgroups) {
-			return &projectCreation{egg: egg, projectID: h.ProjectID, path: h.ProjectPath}, nil
+		if in {
+			return &projectCreation{egg: egg, projectID: h.ProjectID, path: path}, nil
 		}
 	}
 	return nil, lookupErr

@@ -8,8 +8,9 @@ import (
 )
 
 // The index matches by ID first, whichever egg comes first; a listed path
-// is matched as written only while GitLab has not resolved it, and never
-// against another project once it has.
+// is matched as written only while GitLab has not resolved it, only for a
+// delivery that names no project ID (a payload's path proves nothing about
+// the ID beside it), and never against another project once it has.
 func TestProjectIndexMatch(t *testing.T) {
 	gl := fly.GitLab{Host: "gitlab.example.com"}
 	byPath := &fly.Egg{Name: "a", Version: "1", GitLab: gl, Projects: []fly.ProjectRef{{Path: "acme/web"}}}
@@ -19,8 +20,11 @@ func TestProjectIndexMatch(t *testing.T) {
 	if got := x.match(eggs, 5, "acme/web"); got != byID {
 		t.Errorf("ID 5 at acme/web: %v, want egg b (an ID wins over a path)", got)
 	}
-	if got := x.match(eggs, 9, "ACME/Web"); got != byPath {
-		t.Errorf("unresolved path: %v, want egg a", got)
+	if got := x.match(eggs, 9, "ACME/Web"); got != nil {
+		t.Errorf("unresolved path beside project ID 9: %v, want none", got)
+	}
+	if got := x.match(eggs, 0, "ACME/Web"); got != byPath {
+		t.Errorf("unresolved path without a project ID: %v, want egg a", got)
 	}
 	if n := len(x.stale(eggs, time.Now())); n != 2 {
 		t.Errorf("%d stale eggs, want 2", n)
@@ -30,7 +34,7 @@ func TestProjectIndexMatch(t *testing.T) {
 	if got := x.match(eggs, 7, "acme/site"); got != byPath {
 		t.Errorf("moved project: %v, want egg a", got)
 	}
-	if got := x.match(eggs, 9, "acme/web"); got != nil {
+	if got := x.match(eggs, 0, "acme/web"); got != nil {
 		t.Errorf("another project at the old path: %v, want none", got)
 	}
 	// Another version of the egg: the entry no longer applies.

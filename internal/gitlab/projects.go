@@ -231,6 +231,31 @@ func (c *Client) GetJob(ctx context.Context, projectID, jobID int64) (*Job, erro
 	return &out, nil
 }
 
+// ListPipelineJobs lists the jobs of a pipeline of a project, every page,
+// retried jobs included (GET /projects/:id/pipelines/:pipeline_id/jobs
+// with include_retried=true). 404 (IsNotFound) when the project has no
+// such pipeline, or the token may not see it.
+func (c *Client) ListPipelineJobs(ctx context.Context, projectID, pipelineID int64) ([]Job, error) {
+	opts := &gl.ListJobsOptions{ListOptions: gl.ListOptions{PerPage: perPage}, IncludeRetried: gl.Ptr(true)}
+	path := fmt.Sprintf("/projects/%d/pipelines/%d/jobs", projectID, pipelineID)
+	jobs, err := collect(func(page int64) ([]*gl.Job, *gl.Response, error) {
+		opts.Page = page
+		js, resp, err := c.api.Jobs.ListPipelineJobs(projectID, pipelineID, opts, c.opts(ctx, http.MethodGet)...)
+		if err != nil {
+			return nil, resp, fail(http.MethodGet, path, resp, err)
+		}
+		return js, resp, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list jobs of pipeline %d of project %d: %w", pipelineID, projectID, err)
+	}
+	out := make([]Job, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, jobFrom(j, projectID))
+	}
+	return out, nil
+}
+
 // JobTags returns a job's tags. Webhooks never carry them (a Job Hook's
 // runner.tags are the runner's), so this is the one place to learn them.
 func (c *Client) JobTags(ctx context.Context, projectID, jobID int64) ([]string, error) {

@@ -38,7 +38,9 @@ func JobFinished(status string) bool { return JobStatusRank(status) >= jobStatus
 // older (finished_at, else started_at); otherwise the stored status and
 // its times stay, and in only fills times still unknown. Other fields
 // left zero in in keep their stored value; UpdatedAt is the later of the
-// two (now when in's is zero).
+// two (now when in's is zero). A job belongs to the project it was first
+// recorded in: an event that names another project changes nothing, and
+// the stored record is returned as it is (compare its ProjectID to tell).
 func MergeJob(stored *JobRecord, in JobRecord) JobRecord {
 	if in.UpdatedAt.IsZero() {
 		in.UpdatedAt = time.Now()
@@ -47,6 +49,9 @@ func MergeJob(stored *JobRecord, in JobRecord) JobRecord {
 	in.QueuedAt, in.StartedAt, in.FinishedAt = storedTimePtr(in.QueuedAt), storedTimePtr(in.StartedAt), storedTimePtr(in.FinishedAt)
 	if stored == nil {
 		return in
+	}
+	if stored.ProjectID != 0 && in.ProjectID != 0 && stored.ProjectID != in.ProjectID {
+		return *stored
 	}
 	out := *stored
 	if in.ProjectID != 0 {

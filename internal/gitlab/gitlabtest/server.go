@@ -526,6 +526,9 @@ func (s *Server) sortedRunners() []*runner {
 
 // JobSpec describes a job for AddJob and CreatePipeline.
 type JobSpec struct {
+	// ID gives the job this ID, as AddProjectWithID does for projects
+	// (AddJob only; a new ID when 0). It panics when a job has it already.
+	ID         int64
 	Name       string
 	Stage      string
 	Ref        string
@@ -654,7 +657,18 @@ func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
 	if _, ok := s.projects[projectID]; !ok {
 		panic(fmt.Sprintf("gitlabtest: AddJob: no project %d", projectID))
 	}
+	if spec.ID != 0 {
+		if _, dup := s.jobs[spec.ID]; dup {
+			panic(fmt.Sprintf("gitlabtest: AddJob: job %d exists", spec.ID))
+		}
+	}
 	j := s.newJob(projectID, spec)
+	if spec.ID != 0 {
+		// Hand back the ID taken, and skip past it.
+		s.nextID["job"]--
+		j.ID = spec.ID
+		s.nextID["job"] = max(s.nextID["job"], spec.ID)
+	}
 	if j.PipelineID == 0 {
 		j.PipelineID = s.newID("pipeline")
 	} else if j.PipelineID > s.id("pipeline") {

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 		{"RecordJobKeepsFields", testRecordJobKeepsFields},
 		{"RecordJobNeverGoesBack", testRecordJobNeverGoesBack},
 		{"RecordJobConcurrentDeliveries", testRecordJobConcurrentDeliveries},
+		{"RecordJobKeepsItsProject", testRecordJobKeepsItsProject},
 		{"ListJobs", testListJobs},
 		{"Audit", testAudit},
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
@@ -695,6 +696,33 @@ func testPolicies(t *testing.T, s store.Store) {
 		if p.UpdatedAt.IsZero() || p.UpdatedAt.Location() != time.UTC {
 			t.Errorf("policy %s UpdatedAt %v", p.Name, p.UpdatedAt)
 		}
+	}
+}
+
+// testRecordJobKeepsItsProject: a job belongs to the project it was first
+// recorded in; an event naming another project (another egg's secret
+// claiming the job) changes nothing, however late its status.
+func testRecordJobKeepsItsProject(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	first := store.JobRecord{GitLabHost: "gitlab.example.com", JobID: 4100, ProjectID: 7, Egg: "egg-b", Name: "unit", Status: "pending"}
+	record(t, s, first)
+	finished := ms(time.Now())
+	got, err := s.RecordJob(ctx, store.JobRecord{GitLabHost: first.GitLabHost, JobID: first.JobID, ProjectID: 8, Egg: "egg-a",
+		Status: "success", FinishedAt: &finished, UpdatedAt: ms(time.Now().Add(time.Hour))})
+	mustNot(t, err)
+	if got.ProjectID != 7 || got.Egg != "egg-b" || got.Status != "pending" || got.FinishedAt != nil {
+		t.Errorf("RecordJob from another project returned %+v", got)
+	}
+	stored, err := s.GetJob(ctx, first.GitLabHost, first.JobID)
+	mustNot(t, err)
+	if stored.ProjectID != 7 || stored.Egg != "egg-b" || stored.Status != "pending" || stored.FinishedAt != nil {
+		t.Errorf("stored after an event from another project: %+v", stored)
+	}
+	// Its own project's event still moves it.
+	got, err = s.RecordJob(ctx, store.JobRecord{GitLabHost: first.GitLabHost, JobID: first.JobID, ProjectID: 7, Status: "running"})
+	mustNot(t, err)
+	if got.Status != "running" || got.Egg != "egg-b" {
+		t.Errorf("its own project's event: %+v", got)
 	}
 }
 
