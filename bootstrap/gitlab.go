@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,8 +62,15 @@ type GitLabProvider struct {
 	Resolve    Resolver
 }
 
-// hookName labels the deployment's hooks (GitLab 17.1+ keeps a name).
-func (p *GitLabProvider) hookName() string { return "gosling:" + p.Deployment }
+// hookName labels the deployment's hooks (GitLab 17.1+ keeps a name): the
+// Nest repository's push hook has a name of its own, so it can sit beside
+// an egg's hook on the same project.
+func (p *GitLabProvider) hookName(props map[string]any) string {
+	if nest, _ := props["nest"].(bool); nest {
+		return "gosling:" + p.Deployment + ":nest"
+	}
+	return "gosling:" + p.Deployment
+}
 
 // Types implements Provider.
 func (p *GitLabProvider) Types() []string { return []string{GitLabHook} }
@@ -75,9 +81,11 @@ func (p *GitLabProvider) Types() []string { return []string{GitLabHook} }
 // (on AWS without a domain, the HTTP API's endpoint followed by /webhooks/gitlab),
 // the egg's webhook secret as token, job, pipeline and merge request
 // events on, push events explicitly off (GitLab turns them on by default).
-// The Nest repository (mothergoose.nest.project) gets push events, so a
-// push reloads the Nest; its token is the webhook secret of an egg on its
-// host, which is what MotherGoose checks such a push against.
+// The Nest repository (mothergoose.nest.project) gets a hook of its own,
+// push events only, with the Nest's own webhook secret
+// (mothergoose.nest.webhook_secret), so a push reloads the Nest and no
+// egg's secret can; without that secret it gets none, and servers follow
+// its head by polling.
 func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]Resource, error) {
 	if len(n.Eggs) == 0 {
 		return nil, nil
@@ -122,7 +130,7 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 		}
 	}
 	// The Nest repository's pushes make MotherGoose reload the Nest.
-	if src := n.MotherGoose.Nest; src.Project != "" {
+	if src := n.MotherGoose.Nest; src.Project != "" && !src.WebhookSecret.IsZero() {
 		host := src.Host
 		if host == "" {
 			host = n.Eggs[0].GitLab.Host
@@ -134,18 +142,18 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 				break
 			}
 		}
-		if egg == nil {
-			return nil, fmt.Errorf("mothergoose.nest.project %s is on %s, where no egg is: its hook takes the webhook secret of an egg on that host", src.Project, host)
+		if egg == nil && src.Token.IsZero() {
+			return nil, fmt.Errorf("mothergoose.nest.project %s is on %s, where no egg is: set the nest block's token, an API token that may add its hook", src.Project, host)
 		}
-		if i := slices.IndexFunc(out, func(r Resource) bool { return r.Name == host+"/"+src.Project }); i >= 0 {
-			out[i].Props["push_events"] = true
-		} else {
-			g := egg.GitLab
-			if !src.Token.IsZero() {
-				g.Token = src.Token
+		g := fly.GitLab{Host: host, Token: src.Token}
+		if egg != nil {
+			g.Insecure = egg.GitLab.Insecure
+			if g.Token.IsZero() {
+				g.Token = egg.GitLab.Token
 			}
-			out = append(out, hookResource(g, src.Project, base, true))
 		}
+		g.WebhookSecret = src.WebhookSecret
+		out = append(out, hookResource(g, src.Project, base, true))
 	}
 	return out, nil
 }
@@ -155,8 +163,12 @@ func GitLabDesired(ctx context.Context, n *fly.Nest, clients GitLabClients) ([]R
 // without a path (https://<domain>, or a reference to the AWS HTTP API's
 // endpoint).
 func hookResource(g fly.GitLab, project, base string, nestOnly bool) Resource {
-	return Resource{Type: GitLabHook, Name: g.Host + "/" + project, Props: map[string]any{
-		"host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
+	name := g.Host + "/" + project
+	if nestOnly {
+		name += " (nest)"
+	}
+	return Resource{Type: GitLabHook, Name: name, Props: map[string]any{
+		"nest": nestOnly, "host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
 		"url": base + WebhookPath, "token": string(g.WebhookSecret),
 		"job_events": !nestOnly, "pipeline_events": !nestOnly, "merge_requests_events": !nestOnly, "push_events": nestOnly,
 		"enable_ssl_verification": true,
@@ -188,11 +200,11 @@ func (p *GitLabProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 			return nil, err
 		}
 		for _, hk := range hooks {
-			if hk.Name != p.hookName() {
+			if hk.Name != p.hookName(h.Props) {
 				continue
 			}
 			props := map[string]any{
-				"host": h.Props["host"], "insecure": h.Props["insecure"], "api_token": h.Props["api_token"], "project": project,
+				"nest": h.Props["nest"], "host": h.Props["host"], "insecure": h.Props["insecure"], "api_token": h.Props["api_token"], "project": project,
 				"url": hk.URL, "token": strings.TrimPrefix(hk.Description, hookTokenPrefix),
 				"job_events": hk.JobEvents, "pipeline_events": hk.PipelineEvents, "merge_requests_events": hk.MergeRequestsEvents,
 				"push_events": hk.PushEvents, "enable_ssl_verification": hk.EnableSSLVerification,
@@ -219,7 +231,7 @@ func projectID(project string) any {
 func (p *GitLabProvider) spec(ctx context.Context, r Resource) (gitlab.HookSpec, error) {
 	b := func(k string) bool { v, _ := r.Props[k].(bool); return v }
 	spec := gitlab.HookSpec{
-		Name: p.hookName(), Description: hookTokenPrefix + str(r.Props, "token"), URL: str(r.Props, "url"),
+		Name: p.hookName(r.Props), Description: hookTokenPrefix + str(r.Props, "token"), URL: str(r.Props, "url"),
 		JobEvents: b("job_events"), PipelineEvents: b("pipeline_events"), PushEvents: b("push_events"),
 		MergeRequestsEvents: b("merge_requests_events"), EnableSSLVerification: b("enable_ssl_verification"),
 	}

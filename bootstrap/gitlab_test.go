@@ -37,8 +37,8 @@ func gitlabNest(t *testing.T, gl *gitlabtest.Server) (*fly.Nest, Resolver, gitla
 	gl.AddProject("data/models", grp.ID)
 	n.Eggs = append(n.Eggs, fly.Egg{Name: "data", Kind: fly.KindBucket, GitLab: g, Group: &fly.GroupRef{ID: grp.ID}})
 	nestRepo := gl.AddProject("platform/nest", 0)
-	n.MotherGoose.Nest = fly.NestSource{Project: "platform/nest", Ref: "main"}
-	return n, mapResolver(map[fly.SecretRef]string{"local://gitlab/token": gl.Token(), "local://gitlab/hook": "hook-secret-1"}), nestRepo
+	n.MotherGoose.Nest = fly.NestSource{Project: "platform/nest", Ref: "main", WebhookSecret: "local://gitlab/nest-hook"}
+	return n, mapResolver(map[fly.SecretRef]string{"local://gitlab/token": gl.Token(), "local://gitlab/hook": "hook-secret-1", "local://gitlab/nest-hook": "nest-secret-2"}), nestRepo
 }
 
 func TestGitLabHooks(t *testing.T) {
@@ -81,8 +81,8 @@ func TestGitLabHooks(t *testing.T) {
 		t.Error("the secret's value is in the hook's description")
 	}
 
-	if nestHook := gl.Hooks(nestRepo.ID); len(nestHook) != 1 || !nestHook[0].PushEvents || nestHook[0].JobEvents || nestHook[0].Token != "hook-secret-1" {
-		t.Errorf("the Nest repository's hook: %+v", nestHook)
+	if nestHook := gl.Hooks(nestRepo.ID); len(nestHook) != 1 || !nestHook[0].PushEvents || nestHook[0].JobEvents || nestHook[0].Token != "nest-secret-2" {
+		t.Errorf("the Nest repository's hook, with the Nest's own secret: %+v", nestHook)
 	}
 
 	// Deploying again changes no hook.
