@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/internal/agentapi"
+	"github.com/gosling-ci/gosling/mothergoose"
 )
 
 // The agent endpoints (internal/agentapi): runner agents call them with
@@ -17,13 +18,20 @@ import (
 // maxAgentBody bounds an agent request's body.
 const maxAgentBody = 64 << 10
 
-// agentToken is the runner token of an agent request.
-func (s *Server) agentToken(c *gin.Context) (string, bool) {
+// agent authenticates an agent request by its runner token, before its
+// body is read: a wrong token is 401 whatever the body holds.
+func (s *Server) agent(c *gin.Context) (*mothergoose.Agent, bool) {
 	token, ok := bearerToken(c.GetHeader("Authorization"))
 	if !ok {
 		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the runner's token: Authorization: Bearer <token>"})
+		return nil, false
 	}
-	return token, ok
+	a, err := s.mg.AuthenticateAgent(c.Request.Context(), c.Param("id"), token)
+	if err != nil {
+		s.fail(c, err)
+		return nil, false
+	}
+	return a, true
 }
 
 // decodeAgentBody decodes an agent request's JSON body into v; an empty
@@ -46,7 +54,7 @@ func (s *Server) decodeAgentBody(c *gin.Context, v any) bool {
 // heartbeat records that a runner's machine is alive and answers with the
 // pinned versions.
 func (s *Server) heartbeat(c *gin.Context) {
-	token, ok := s.agentToken(c)
+	a, ok := s.agent(c)
 	if !ok {
 		return
 	}
@@ -54,7 +62,7 @@ func (s *Server) heartbeat(c *gin.Context) {
 	if !s.decodeAgentBody(c, &b) {
 		return
 	}
-	pins, err := s.mg.Heartbeat(c.Request.Context(), c.Param("id"), token, b)
+	pins, err := s.mg.Heartbeat(c.Request.Context(), a, b)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -64,7 +72,7 @@ func (s *Server) heartbeat(c *gin.Context) {
 
 // agentReady takes an agent's ready report.
 func (s *Server) agentReady(c *gin.Context) {
-	token, ok := s.agentToken(c)
+	a, ok := s.agent(c)
 	if !ok {
 		return
 	}
@@ -72,7 +80,7 @@ func (s *Server) agentReady(c *gin.Context) {
 	if !s.decodeAgentBody(c, &r) {
 		return
 	}
-	pins, err := s.mg.RunnerReady(c.Request.Context(), c.Param("id"), token, r)
+	pins, err := s.mg.RunnerReady(c.Request.Context(), a, r)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -82,7 +90,7 @@ func (s *Server) agentReady(c *gin.Context) {
 
 // agentJob takes an agent's job report.
 func (s *Server) agentJob(c *gin.Context) {
-	token, ok := s.agentToken(c)
+	a, ok := s.agent(c)
 	if !ok {
 		return
 	}
@@ -90,7 +98,7 @@ func (s *Server) agentJob(c *gin.Context) {
 	if !s.decodeAgentBody(c, &j) {
 		return
 	}
-	if err := s.mg.RunnerJob(c.Request.Context(), c.Param("id"), token, j); err != nil {
+	if err := s.mg.RunnerJob(c.Request.Context(), a, j); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -148,6 +148,14 @@ func TestAgentReadyAndJobsSignalWorkflows(t *testing.T) {
 	if got := e.post(path+"jobs", "glrt-ready-token", map[string]any{"job_id": 0, "status": "done"}); got.Status != http.StatusBadRequest {
 		t.Errorf("bad job report: %d %s", got.Status, got.Body)
 	}
+	// A wrong token is 401 whatever the body: the body is not looked at.
+	for _, route := range []string{"jobs", "ready", "heartbeat"} {
+		req, _ := http.NewRequest(http.MethodPost, e.url(path+route), strings.NewReader("{not json"))
+		req.Header.Set("Authorization", "Bearer wrong")
+		if got := do(t, req); got.Status != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token and a bad body: %d %s, want 401", route, got.Status, got.Body)
+		}
+	}
 	if got := e.post(path+"jobs", "glrt-ready-token", agentapi.JobReport{JobID: 77, Status: agentapi.JobSuccess}); got.Status != http.StatusNoContent {
 		t.Fatalf("job report: %d %s", got.Status, got.Body)
 	}

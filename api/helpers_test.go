@@ -165,6 +165,8 @@ type envOptions struct {
 	// eggs adds eggs to the test Nest; secrets adds local secrets they use.
 	eggs    func(e *env) []fly.Egg
 	secrets map[fly.SecretRef]string
+	// metricsToken guards /metrics (api.Config.MetricsToken).
+	metricsToken fly.SecretRef
 	// instances are GitLab hosts (gitlab.example.com) whose API the test
 	// server answers too, as if it ran there.
 	instances []string
@@ -283,7 +285,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 		t.Cleanup(w.Stop)
 	}
-	e.srv, err = api.New(api.Config{MotherGoose: e.mg, APITokens: tokens})
+	e.srv, err = api.New(api.Config{MotherGoose: e.mg, APITokens: tokens, MetricsToken: o.metricsToken})
 	if err != nil {
 		t.Fatal(err)
 	}

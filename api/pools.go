@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -18,7 +20,9 @@ func (s *Server) getPool(c *gin.Context) {
 
 func (s *Server) scalePool(c *gin.Context) {
 	var req contract.PoolScale
-	if err := c.ShouldBindJSON(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(c.Request.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
 		s.fail(c, &apiError{Status: http.StatusBadRequest, Msg: "bad request", Detail: "the body must be a JSON object such as {\"apex_min\":2}: " + err.Error()})
 		return
 	}

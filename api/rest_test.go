@@ -413,6 +413,38 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	}
 }
 
+// TestMetricsToken: with a metrics token, /metrics answers only a request
+// that carries it; without one it is open.
+func TestMetricsToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true, metricsToken: "local://api/token"})
+	for token, want := range map[string]int{"": http.StatusUnauthorized, "wrong": http.StatusUnauthorized, apiToken: http.StatusOK} {
+		if got := e.call("GET", "/metrics", token); got.Status != want {
+			t.Errorf("/metrics with token %q: %d, want %d", token, got.Status, want)
+		}
+	}
+	open := newEnv(t, envOptions{noTemporal: true})
+	if got := open.call("GET", "/metrics", ""); got.Status != http.StatusOK {
+		t.Errorf("/metrics without a configured token: %d", got.Status)
+	}
+}
+
+// TestScalePoolRefusesUnknownFields: a misspelt limit is a 400 that names
+// it, not a scale that silently changes nothing.
+func TestScalePoolRefusesUnknownFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	req, err := http.NewRequest(http.MethodPost, e.url("/api/v1/pools/web/scale"), strings.NewReader(`{"apex_mni": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	got := do(t, req)
+	if _, detail := got.errorBody(t); got.Status != http.StatusBadRequest || !strings.Contains(detail, `unknown field "apex_mni"`) {
+		t.Errorf("misspelt limit: %d %s", got.Status, got.Body)
+	}
+}
+
 func TestHealth(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// its simulation endpoints under /dev/).
 	Extra       http.Handler
 	ExtraPrefix string
+	// MetricsToken, when set, is the bearer token /metrics requires (a
+	// secret URI); unset, /metrics is open.
+	MetricsToken fly.SecretRef
 	// MaxWebhookBody is the largest webhook body read, in bytes
 	// (DefaultMaxWebhookBody when 0); a larger one is answered 413.
 	MaxWebhookBody int64
@@ -122,7 +126,7 @@ func (s *Server) routes() *gin.Engine {
 
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", gin.WrapH(s.mg.Metrics().Handler()))
+	r.GET("/metrics", gin.WrapH(s.metricsHandler()))
 	r.POST("/webhooks/gitlab", s.webhook)
 	r.POST("/agent/v1/runners/:id/heartbeat", s.heartbeat)
 	r.POST("/agent/v1/runners/:id/ready", s.agentReady)
@@ -143,6 +147,18 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/pools/:name/scale", s.scalePool)
 	v1.POST("/pools/:name/drain", s.drainPool)
 	return r
+}
+
+// metricsHandler serves the metrics, behind Config.MetricsToken when set.
+func (s *Server) metricsHandler() http.Handler {
+	h := s.mg.Metrics().Handler()
+	if s.cfg.MetricsToken.IsZero() {
+		return h
+	}
+	ref, cache := s.cfg.MetricsToken, s.mg.SecretCache()
+	return metrics.RequireBearer(h, func(ctx context.Context, token string) (bool, error) {
+		return cache.Match(ctx, ref, token)
+	})
 }
 
 // observe logs every request and records its latency. It never logs

@@ -223,7 +223,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 			}
 		}
 		loadTestProjects(gl, nest)
-		srv := &http.Server{Handler: gl.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Runners long-poll jobs/request for up to 50 seconds.
+		srv := &http.Server{Handler: gl.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 		go func() { _ = srv.Serve(glLn) }()
 		defer srv.Close()
 		state.GitLabURL, state.GitLabTest, state.GitLabToken = "http://"+glLn.Addr().String(), true, gl.Token()
@@ -393,7 +394,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() {
-		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

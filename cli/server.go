@@ -37,6 +37,9 @@ type ServerOptions struct {
 	PrintConfig bool
 	// WebhookBodyLimit is the largest webhook body read (a size: 1MiB).
 	WebhookBodyLimit string
+	// MetricsToken, when set, is a secret URI of the bearer token
+	// /metrics requires.
+	MetricsToken string
 }
 
 // NewCmdServer builds `gosling server`.
@@ -100,6 +103,7 @@ variables override MG/config.fly; --print-config shows the result.`,
 	fl.StringVar(&opts.TLSKey, "tls-key", env("GOSLING_TLS_KEY", ""), "the certificate's key: a PEM file or a secret URI ($GOSLING_TLS_KEY)")
 	fl.DurationVar(&opts.NestSync, "nest-sync", time.Minute, "how often to check the Nest repository's head (0: only on push)")
 	fl.BoolVar(&opts.PrintConfig, "print-config", false, "print the effective configuration (secrets as their URIs) and exit")
+	fl.StringVar(&opts.MetricsToken, "metrics-token", env("GOSLING_METRICS_TOKEN", ""), "a secret URI: /metrics then needs Authorization: Bearer <its value> (default: open) ($GOSLING_METRICS_TOKEN)")
 	fl.StringVar(&opts.WebhookBodyLimit, "webhook-body-limit", env("GOSLING_WEBHOOK_BODY_LIMIT", "1MiB"),
 		"the largest webhook body read, after the token was checked; larger ones get 413 ($GOSLING_WEBHOOK_BODY_LIMIT)")
 	opts.Temporal.register(fl, f.Getenv)
@@ -229,7 +233,8 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 	if err != nil {
 		return flagErrorf("--webhook-body-limit: %v", err)
 	}
-	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: p.Nest.MotherGoose.APIGateway.Auth.Tokens, MaxWebhookBody: limit})
+	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: p.Nest.MotherGoose.APIGateway.Auth.Tokens, MaxWebhookBody: limit,
+		MetricsToken: fly.SecretRef(opts.MetricsToken)})
 	if err != nil {
 		return err
 	}

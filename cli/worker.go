@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	gworker "github.com/gosling-ci/gosling/worker"
@@ -32,6 +33,9 @@ type WorkerOptions struct {
 	Vars map[string]string
 	// MetricsAddr serves /metrics and /healthz; empty serves nothing.
 	MetricsAddr string
+	// MetricsToken, when set, is a secret URI of the bearer token
+	// /metrics requires.
+	MetricsToken string
 	// SimulateMachines and SimulateJob are for fleet benchmarks only
 	// (hidden flags).
 	SimulateMachines time.Duration
@@ -88,6 +92,7 @@ runner tokens go to the secret backend, never to disk in plain text.
 	cmd.Flags().StringVar(&opts.Nest, "nest", env("GOSLING_NEST", ""), "the Nest whose MG/config.fly configures the worker (default: local defaults) ($GOSLING_NEST)")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.Flags().StringVar(&opts.MetricsAddr, "metrics-addr", env("GOSLING_METRICS_ADDR", ":9090"), "address of /metrics and /healthz; empty serves none ($GOSLING_METRICS_ADDR)")
+	cmd.Flags().StringVar(&opts.MetricsToken, "metrics-token", env("GOSLING_METRICS_TOKEN", ""), "a secret URI: /metrics then needs Authorization: Bearer <its value> (default: open) ($GOSLING_METRICS_TOKEN)")
 	cmd.Flags().DurationVar(&opts.SimulateMachines, "simulate-machines", 0, "benchmarks only: simulate machines that take this long to apply, without OpenTofu")
 	cmd.Flags().DurationVar(&opts.SimulateJob, "simulate-job", 5*time.Second, "benchmarks only: how long a simulated serverless runner's job takes")
 	_ = cmd.Flags().MarkHidden("simulate-machines")
@@ -117,7 +122,12 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 		if err != nil {
 			return fmt.Errorf("%s is not free (%v): choose another with --metrics-addr", opts.MetricsAddr, err)
 		}
-		go serveObservability(ctx, ln, mg.Metrics(), opts.Logger)
+		h := mg.Metrics().Handler()
+		if opts.MetricsToken != "" {
+			ref, cache := fly.SecretRef(opts.MetricsToken), mg.SecretCache()
+			h = metrics.RequireBearer(h, func(ctx context.Context, token string) (bool, error) { return cache.Match(ctx, ref, token) })
+		}
+		go serveObservability(ctx, ln, h, opts.Logger)
 		opts.Logger.Info("metrics served", "addr", ln.Addr().String())
 	}
 	if opts.SimulateMachines > 0 {
@@ -137,14 +147,14 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 }
 
 // serveObservability serves /metrics and /healthz on ln until ctx ends.
-func serveObservability(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
+func serveObservability(ctx context.Context, ln net.Listener, metricsHandler http.Handler, log *slog.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /metrics", metricsHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

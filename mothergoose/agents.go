@@ -20,6 +20,28 @@ import (
 // runners exist. MotherGoose turns what agents report into signals of the
 // runner's workflows: agents hold no Temporal address or credential.
 
+// Agent is a runner agent whose request authenticated: the runner it spoke
+// for, and the token it used. Get one from AuthenticateAgent before a
+// request's body is read, so a wrong token is answered 401 whatever the
+// body holds.
+type Agent struct {
+	runner *store.Runner
+	token  string
+}
+
+// AuthenticateAgent checks an agent request's token against the runner's
+// own (runnerID is the path's runner ID). Errors: KindUnauthorized for a
+// wrong token or a runner that does not exist (the same answer, so a
+// caller learns nothing of which runners exist), KindUnavailable when the
+// store cannot be read.
+func (m *MotherGoose) AuthenticateAgent(ctx context.Context, runnerID, token string) (*Agent, error) {
+	r, err := m.authenticateAgent(ctx, runnerID, token)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{runner: r, token: token}, nil
+}
+
 // authenticateAgent returns the runner whose token the request carries.
 func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token string) (*store.Runner, error) {
 	unauthorized := &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: "not this runner's token"}
@@ -63,11 +85,8 @@ func (m *MotherGoose) Pins() agentapi.Pins {
 // token; a beat that reports the token version it holds confirms a running
 // rotation (see confirmToken). UglyFox's heartbeat policy judges runners
 // by these beats.
-func (m *MotherGoose) Heartbeat(ctx context.Context, runnerID, token string, b agentapi.Beat) (agentapi.Pins, error) {
-	r, err := m.authenticateAgent(ctx, runnerID, token)
-	if err != nil {
-		return agentapi.Pins{}, err
-	}
+func (m *MotherGoose) Heartbeat(ctx context.Context, a *Agent, b agentapi.Beat) (agentapi.Pins, error) {
+	r, token := a.runner, a.token
 	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
 		return agentapi.Pins{}, unavailable("store unavailable", "the beat could not be recorded; retry", err)
 	}
@@ -100,11 +119,8 @@ func readyTargets(r *store.Runner) []string {
 // signals contract.SignalRunnerReady to the workflows that wait for the
 // runner, through the outbox when Temporal is unreachable. A workflow that
 // no longer runs (the runner was made long ago) is no error.
-func (m *MotherGoose) RunnerReady(ctx context.Context, runnerID, token string, rd agentapi.Ready) (agentapi.Pins, error) {
-	r, err := m.authenticateAgent(ctx, runnerID, token)
-	if err != nil {
-		return agentapi.Pins{}, err
-	}
+func (m *MotherGoose) RunnerReady(ctx context.Context, a *Agent, rd agentapi.Ready) (agentapi.Pins, error) {
+	r := a.runner
 	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
 		return agentapi.Pins{}, unavailable("store unavailable", "the report could not be recorded; retry", err)
 	}
@@ -131,14 +147,11 @@ func (m *MotherGoose) RunnerReady(ctx context.Context, runnerID, token string, r
 // or how it ended. It is signalled (contract.SignalJobStatus) to the
 // runner's workflows, so a runner made for one job learns that its job,
 // whichever GitLab gave it, ended, even when a webhook is lost.
-func (m *MotherGoose) RunnerJob(ctx context.Context, runnerID, token string, j agentapi.JobReport) error {
+func (m *MotherGoose) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobReport) error {
 	if err := j.Validate(); err != nil {
 		return errorf(KindInvalid, "bad request", "%v", err)
 	}
-	r, err := m.authenticateAgent(ctx, runnerID, token)
-	if err != nil {
-		return err
-	}
+	r := a.runner
 	at := j.At
 	if at.IsZero() {
 		at = m.now().UTC()

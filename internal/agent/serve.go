@@ -95,7 +95,9 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 		res := a.session(r.Context(), in.WaitTimeoutSeconds, agentapi.TriggerInvoke)
 		writeJSON(w, http.StatusOK, res)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// An invocation's answer comes when its job is over: at most the
+	// serverless limit of 60 minutes, with room for the runner's teardown.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 65 * time.Minute, IdleTimeout: 2 * time.Minute}
 	url := "http://" + ln.Addr().String()
 	if opts.WorkDir != "" {
 		if err := writeFileAtomic(filepath.Join(opts.WorkDir, serveURLFile), []byte(url+"\n"), 0o600); err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,6 +120,35 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // gauge that cannot be read is left out of that scrape; the rest is served.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// RequireBearer guards a handler (/metrics) with a bearer token:
+// requests without Authorization: Bearer <token>, or with one check refuses,
+// get 401; when check fails (the token's secret cannot be read) they get
+// 503. check compares in constant time (mothergoose.SecretCache.Match).
+func RequireBearer(h http.Handler, check func(ctx context.Context, token string) (bool, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		token = strings.TrimSpace(token)
+		ok := false
+		var err error
+		if strings.EqualFold(scheme, "Bearer") && token != "" {
+			ok, err = check(r.Context(), token)
+		}
+		switch {
+		case err != nil:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":"secrets unavailable","detail":"the metrics token could not be read; see the server log"}`))
+		case !ok:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"unauthorized","detail":"this server's /metrics needs Authorization: Bearer <the --metrics-token>"}`))
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
 }
 
 // ObserveWebhook counts one webhook delivery.

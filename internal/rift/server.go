@@ -315,7 +315,10 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	}
 	httpServe := func(name string, ln net.Listener, h http.Handler, tc *tls.Config) {
 		s.setPort(name, ln)
-		hs := &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		// Caches and image layers are large: a transfer may take minutes,
+		// never half an hour.
+		hs := &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: 30 * time.Minute, WriteTimeout: 30 * time.Minute,
+			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 		run(name, func() error {
 			if tc != nil {
 				return hs.Serve(tls.NewListener(ln, tc))

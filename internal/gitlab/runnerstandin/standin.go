@@ -230,7 +230,7 @@ func (m *Multi) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen_address %s: %w (choose another with --listen-address)", addr, err)
 		}
-		srv = &http.Server{Handler: m.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: m.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		m.log.Info("Metrics server listening", "address", ln.Addr().String())
