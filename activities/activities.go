@@ -39,6 +39,9 @@ const (
 // They hold no Temporal address or credential: agents report to
 // MotherGoose's API only, with their runner's token.
 type AgentSettings struct {
+	// Deployment names the deployment on every machine's labels
+	// (agent.Config.Deployment; MG/config.fly's api_gateway.name).
+	Deployment string
 	// Binary is the gosling binary local machines run.
 	Binary string
 	// GitLabRunner is the gitlab-runner local machines run (a path, or a
@@ -69,10 +72,13 @@ type AgentSettings struct {
 
 // Activities holds the dependencies of every activity.
 type Activities struct {
-	Store   store.Store
-	Secrets *secrets.Resolver
-	Tofu    *tofu.Executor
-	Agent   AgentSettings
+	// Inventories list and end the machines each cloud holds by their
+	// labels (inventory.go): reconciliation and teardowns use them.
+	Inventories []Inventory
+	Store       store.Store
+	Secrets     *secrets.Resolver
+	Tofu        *tofu.Executor
+	Agent       AgentSettings
 	// TokenRef names where a runner's token is stored.
 	TokenRef func(runnerID string) fly.SecretRef
 	// GitLabOptions are passed to every GitLab client (tests shorten retries).
@@ -623,7 +629,7 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 	r := in.Egg.Runner
 	cfg := agent.Config{
-		RunnerID: in.RunnerID, Egg: in.Egg.Name, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
+		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
 		HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
 		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
 	}
@@ -673,7 +679,19 @@ func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput)
 	}
 	onLine, stop := heartbeater(ctx)
 	defer stop()
-	return a.Tofu.Destroy(ctx, ws, onLine)
+	if err := a.Tofu.Destroy(ctx, ws, onLine); err != nil {
+		return err
+	}
+	// Whatever OpenTofu's state held, nothing labelled as the runner's
+	// machine outlives its teardown.
+	left, err := a.machinesOf(ctx, in.RunnerID)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		a.logger().Warn("machines left after tofu destroy: terminating them by their labels", "runner", in.RunnerID, "machines", fmt.Sprint(left))
+	}
+	return a.terminateMachines(ctx, left)
 }
 
 // heartbeater turns OpenTofu's output into activity heartbeats: the latest

@@ -51,7 +51,9 @@ type SurveyInput struct {
 type Survey struct {
 	GitLabRunners int `json:"gitlab_runners"`
 	Workspaces    int `json:"workspaces"`
-	Rows          int `json:"rows"`
+	// Machines counts the machines found by their labels.
+	Machines int `json:"machines"`
+	Rows     int `json:"rows"`
 	// Unreachable lists GitLab instances that could not be listed: nothing
 	// is concluded about their runners' absence.
 	Unreachable []string           `json:"unreachable,omitempty"`
@@ -61,10 +63,12 @@ type Survey struct {
 // glKey names one GitLab instance and token.
 func glKey(g fly.GitLab) string { return g.BaseURL() + " " + string(g.Token) }
 
-// SurveyRunners compares three views: the GitLab runners Gosling made
+// SurveyRunners compares four views: the GitLab runners Gosling made
 // (described gosling/<egg>/<id>, on the instances of the stored eggs), the
-// OpenTofu workspaces, and the store. Workspaces and GitLab are read before
-// the store: a runner's row is written before anything else of it, so a
+// OpenTofu workspaces, the machines the clouds hold with the deployment's
+// labels (Inventories; so a machine whose state is gone is still found),
+// and the store. Workspaces, machines and GitLab are read before the
+// store: a runner's row is written before anything else of it, so a
 // runner being made is never mistaken for an orphan. A GitLab runner that
 // seems gone is confirmed by asking for it by ID, since a list paged while
 // runners come and go can skip one.
@@ -91,6 +95,14 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 		return sv, fmt.Errorf("list workspaces: %w", err)
 	}
 	sv.Workspaces = len(workspaces)
+
+	// 1b. Machines, by their labels.
+	beat("listing machines by their labels")
+	machines, unreachable := a.labeledMachines(ctx)
+	sv.Unreachable = append(sv.Unreachable, unreachable...)
+	for _, ms := range machines {
+		sv.Machines += len(ms)
+	}
 
 	// 2. GitLab, once per instance and token.
 	beat("listing GitLab runners")
@@ -154,9 +166,10 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 		}
 		after = page[len(page)-1].ID
 	}
-	// Runners seen in GitLab or on disk without a live row may have a
-	// terminated one.
-	for _, id := range unionIDs(gl, workspaces) {
+	// Runners seen in GitLab, on disk or on a cloud without a live row may
+	// have a terminated one.
+	seen := unionIDs(gl, workspaces, machines)
+	for _, id := range seen {
 		if _, ok := rows[id]; ok {
 			continue
 		}
@@ -173,9 +186,9 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 	// 4. Compare, runner by runner.
 	beat("comparing")
 	now := time.Now()
-	ids := unionIDs(gl, workspaces)
+	ids := seen
 	for id := range rows {
-		if _, ok := gl[id]; !ok && !workspaces[id] {
+		if _, ok := gl[id]; !ok && !workspaces[id] && len(machines[id]) == 0 {
 			ids = append(ids, id)
 		}
 	}
@@ -186,17 +199,18 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 		if workspaces[id] {
 			f.Workspace = id
 		}
+		f.Machines = machines[id]
 		if hasRow {
 			f.Egg, f.State, f.WorkflowID, f.StoredGitLabRunnerID, f.TokenRef = row.Egg, row.State, row.WorkflowID, row.GitLabRunnerID, row.TokenRef
 		}
-		hasGL, hasWS := len(f.GitLabRunnerIDs) > 0, workspaces[id]
+		hasGL, hasWS, hasMachine := len(f.GitLabRunnerIDs) > 0, workspaces[id], len(f.Machines) > 0
 		switch {
 		case !hasRow || row.State == store.StateTerminated:
-			if !hasGL && !hasWS {
+			if !hasGL && !hasWS && !hasMachine {
 				continue
 			}
 			f.Kind = contract.FindingUnowned
-			f.Detail = unownedDetail(hasRow, hasGL, hasWS)
+			f.Detail = unownedDetail(hasRow, hasGL, hasWS, hasMachine)
 		case row.State == store.StateProvisioning || row.State == store.StateRegistering:
 			continue // its ProvisionRunner owns it, and times out by itself
 		case row.State == store.StateTerminating:
@@ -214,10 +228,13 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 				hasGL = a.gitlabRunnerExists(ctx, eggGitLab[row.Egg], row.GitLabRunnerID)
 			}
 			switch {
-			case glKnown && !hasGL && !hasWS:
+			case glKnown && !hasGL && !hasWS && !hasMachine:
 				f.Kind, f.Detail = contract.FindingRowOrphan, "neither a GitLab runner nor a machine"
 			case row.State == store.StateFailed:
 				continue // the policy pass finishes failed runners
+			case !hasWS && hasMachine:
+				// Its teardown ends the machine by its labels.
+				f.Kind, f.Detail = contract.FindingMachineGone, "its OpenTofu state is gone; its machine is found by its labels"
 			case !hasWS:
 				f.Kind, f.Detail = contract.FindingMachineGone, "the GitLab runner has no machine (no workspace)"
 			case glKnown && !hasGL:
@@ -238,30 +255,43 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 	return sv, nil
 }
 
-func unownedDetail(hasRow, hasGL, hasWS bool) string {
+func unownedDetail(hasRow, hasGL, hasWS, hasMachine bool) string {
 	owner := "no store row"
 	if hasRow {
 		owner = "a terminated store row"
 	}
+	machine := "machine (workspace)"
 	switch {
-	case hasGL && hasWS:
-		return "GitLab runner and machine with " + owner
+	case hasMachine && !hasWS:
+		machine = "machine found by its labels, without OpenTofu state,"
+	case hasMachine:
+		machine = "machine (workspace and labels)"
+	}
+	switch {
+	case hasGL && (hasWS || hasMachine):
+		return "GitLab runner and " + machine + " with " + owner
 	case hasGL:
 		return "GitLab runner with " + owner + " and no machine"
 	}
-	return "machine (workspace) with " + owner
+	return machine + " with " + owner
 }
 
-// unionIDs lists the runner IDs of GitLab and the workspaces, sorted.
-func unionIDs(gl map[string][]int64, ws map[string]bool) []string {
-	out := make([]string, 0, len(gl)+len(ws))
+// unionIDs lists the runner IDs of GitLab, the workspaces and the labelled
+// machines, sorted.
+func unionIDs(gl map[string][]int64, ws map[string]bool, machines map[string][]contract.MachineRef) []string {
+	set := map[string]bool{}
 	for id := range gl {
-		out = append(out, id)
+		set[id] = true
 	}
 	for id := range ws {
-		if _, ok := gl[id]; !ok {
-			out = append(out, id)
-		}
+		set[id] = true
+	}
+	for id := range machines {
+		set[id] = true
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
 	}
 	slices.Sort(out)
 	return out
@@ -311,6 +341,9 @@ func (a *Activities) gitlabRunnerExists(ctx context.Context, g fly.GitLab, id in
 // ReapInput names what an unowned runner left behind.
 type ReapInput struct {
 	RunnerID string `json:"runner_id"`
+	// Machines are the runner's machines found by their labels, ended
+	// through their cloud's inventory after the workspace is destroyed.
+	Machines []contract.MachineRef `json:"machines,omitempty"`
 	// GitLab is the instance of the runner's egg; nil when the egg is unknown.
 	GitLab          *fly.GitLab `json:"gitlab,omitempty"`
 	GitLabRunnerIDs []int64     `json:"gitlab_runner_ids,omitempty"`
@@ -320,8 +353,10 @@ type ReapInput struct {
 
 // ReapResult says what was removed.
 type ReapResult struct {
-	DestroyedWorkspace   string  `json:"destroyed_workspace,omitempty"`
-	DeletedGitLabRunners []int64 `json:"deleted_gitlab_runners,omitempty"`
+	DestroyedWorkspace string `json:"destroyed_workspace,omitempty"`
+	// TerminatedMachines are the labelled machines ended.
+	TerminatedMachines   []contract.MachineRef `json:"terminated_machines,omitempty"`
+	DeletedGitLabRunners []int64               `json:"deleted_gitlab_runners,omitempty"`
 }
 
 // ReapOrphan removes what no runner owns: the machine first (tofu destroy
@@ -340,6 +375,21 @@ func (a *Activities) ReapOrphan(ctx context.Context, in ReapInput) (ReapResult, 
 		_ = agent.Stop(MachineDir(a.Tofu.StateDir(), in.RunnerID), 5*time.Second)
 		res.DestroyedWorkspace = in.Workspace
 	}
+	// What the labels still show of the runner: the machines found by the
+	// survey, and any the destroy left.
+	left, err := a.machinesOf(ctx, in.RunnerID)
+	if err != nil {
+		return res, err
+	}
+	for _, m := range in.Machines {
+		if !slices.Contains(left, m) {
+			left = append(left, m)
+		}
+	}
+	if err := a.terminateMachines(ctx, left); err != nil {
+		return res, err
+	}
+	res.TerminatedMachines = left
 	if len(in.GitLabRunnerIDs) > 0 && in.GitLab != nil {
 		c, err := a.gitlabClient(ctx, *in.GitLab)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
@@ -52,6 +53,21 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
 	cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
 	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
+}
+
+// deploymentName is the deployment every machine's labels name:
+// $GOSLING_DEPLOYMENT, else MG/config.fly's api_gateway.name, else
+// agent.DefaultDeployment.
+func deploymentName(nest *fly.Nest, getenv func(string) (string, bool)) string {
+	if getenv != nil {
+		if v, ok := getenv("GOSLING_DEPLOYMENT"); ok && v != "" {
+			return v
+		}
+	}
+	if n := nest.MotherGoose.APIGateway.Name; n != "" {
+		return n
+	}
+	return agent.DefaultDeployment
 }
 
 func (r *RuntimeFlags) tofuBinary() (string, error) {
@@ -161,7 +177,8 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 		Store: mg.Store(), Secrets: mg.Secrets(), Metrics: mg.Metrics(), Logger: o.Logger, GitLabOptions: mg.GitLabOptions(),
 		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir,
 		Agent: activities.AgentSettings{
-			Binary: self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
+			Deployment: deploymentName(nest, o.Getenv),
+			Binary:     self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
 			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
 			GitLabRunner: o.Runtime.GitLabRunner,
 		},

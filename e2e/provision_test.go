@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -20,9 +21,31 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	os.Setenv("GOSLING_DEPLOYMENT", deployment)
 	code := m.Run()
+	if survivors := census(); survivors != "" {
+		fmt.Fprintf(os.Stderr, "FAIL: machines outlived the tests that made them (killed now):\n%s", survivors)
+		code = 1
+	}
 	testbin.Cleanup()
 	os.Exit(code)
+}
+
+// census lists the machines of this test run still running, by their
+// labels, and kills them.
+func census() string {
+	machines, err := agent.FindLocalMachines(deployment)
+	if err != nil {
+		return "census failed: " + err.Error() + "\n"
+	}
+	var b strings.Builder
+	for _, m := range machines {
+		fmt.Fprintf(&b, "  runner %s of egg %s: processes %v\n", m.RunnerID, m.Egg, m.PIDs)
+		if _, err := agent.KillLocalMachine(m.RunnerID, 10*time.Second); err != nil {
+			fmt.Fprintf(&b, "    %v\n", err)
+		}
+	}
+	return b.String()
 }
 
 // A job gets a registered runner whose machine is a real process made by

@@ -37,6 +37,11 @@ import (
 	"go.temporal.io/sdk/worker"
 )
 
+// deployment labels every machine this test binary makes, in process and
+// in the gosling processes it starts (GOSLING_DEPLOYMENT), so the census
+// after the tests (TestMain) finds what any of them left running.
+var deployment = fmt.Sprintf("e2e-%d", os.Getpid())
+
 // Stack is a running Gosling stack on this machine.
 type Stack struct {
 	T         testing.TB
@@ -128,7 +133,8 @@ func Start(t testing.TB, opts Options) *Stack {
 		Store: s.Store, Secrets: s.Secrets, Logger: log, Tofu: testbin.Tofu(t), StateDir: s.StateDir,
 		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
 		Agent: activities.AgentSettings{
-			Binary: s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
+			Deployment: deployment,
+			Binary:     s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
 		},
 	}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -63,7 +64,7 @@ func provisionActive(t *testing.T, ctx context.Context, s *Stack, egg fly.Egg, i
 // way a lost message or a crashed operator leaves one behind.
 func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 	t.Helper()
-	cfg := agent.Config{RunnerID: id, Egg: "web", GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir(),
+	cfg := agent.Config{RunnerID: id, Egg: "web", Deployment: deployment, GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir(),
 		Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
 	m := tofu.Machine{
 		RunnerID: id, Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
@@ -139,6 +140,12 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	// 3. A machine with no store row.
 	applyStray(t, ctx, s, "web-stray")
 	strayPID := agent.Inspect(s.MachineDir("web-stray")).PID
+	// 3b. A machine whose OpenTofu state was lost (a worker's disk gone):
+	// only its labels tell it is there.
+	applyStray(t, ctx, s, "web-stateless")
+	if err := os.RemoveAll(s.Tofu.WorkspaceDir("web-stateless")); err != nil {
+		t.Fatal(err)
+	}
 	// 4. A GitLab runner with nothing behind it.
 	gl, err := gitlab.New(s.GitLab.URL(), s.GitLab.Token())
 	if err != nil {
@@ -151,7 +158,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := "web-ghost:unowned:reap web-killed:machine-gone:terminate web-stray:unowned:reap web-unlisted:gitlab-gone:terminate"
+	want := "web-ghost:unowned:reap web-killed:machine-gone:terminate web-stateless:unowned:reap web-stray:unowned:reap web-unlisted:gitlab-gone:terminate"
 	dry, _ := runReconcile(t, ctx, s, "dry", contract.ReconcileInput{Policy: fly.DefaultUglyFox(), DryRun: true})
 	if got := findingsOf(dry); got != want || !dry.DryRun {
 		t.Fatalf("dry run findings = %s\nwant %s", got, want)
@@ -164,8 +171,8 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	if got := findingsOf(res); got != want || res.Failed != 0 {
 		t.Fatalf("findings = %s (failed %d)\nwant %s", got, res.Failed, want)
 	}
-	if res.GitLabRunners != 3 || res.Workspaces != 4 {
-		t.Errorf("seen: %d GitLab runners, %d workspaces; want 3 and 4", res.GitLabRunners, res.Workspaces)
+	if res.GitLabRunners != 3 || res.Workspaces != 4 || res.Machines != 4 {
+		t.Errorf("seen: %d GitLab runners, %d workspaces, %d labelled machines; want 3, 4 and 4", res.GitLabRunners, res.Workspaces, res.Machines)
 	}
 	writeHistory(t, s, "uglyfox/reconcile", run.GetID(), run.GetRunID())
 
@@ -181,6 +188,15 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	}
 	if syscall.Kill(strayPID, 0) == nil && agent.Inspect(s.MachineDir("web-stray")).Alive {
 		t.Error("the stray machine's agent still runs")
+	}
+	machines, err := agent.FindLocalMachines(deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range machines {
+		if m.RunnerID != healthy.RunnerID {
+			t.Errorf("machine %s still runs after reconciliation: processes %v", m.RunnerID, m.PIDs)
+		}
 	}
 	if r, err := s.Store.GetRunner(ctx, healthy.RunnerID); err != nil || r.State != store.StateActive {
 		t.Errorf("healthy runner = %+v, %v", r, err)
@@ -198,7 +214,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 		}
 	}
 	sort.Strings(got)
-	if len(got) != 4 || !strings.Contains(strings.Join(got, " "), `web-killed:terminate:reconcile:{"state":"terminated","outcome":"terminated"}`) {
+	if len(got) != 5 || !strings.Contains(strings.Join(got, " "), `web-killed:terminate:reconcile:{"state":"terminated","outcome":"terminated"}`) {
 		t.Errorf("audit =\n%s", strings.Join(got, "\n"))
 	}
 

@@ -64,6 +64,8 @@ func NewActivities(d Deps) (*activities.Activities, error) {
 	acts := &activities.Activities{
 		Store: d.Store, Secrets: d.Secrets, Tofu: ex, Logger: log, Metrics: d.Metrics,
 		TokenRef: tokenRef, GitLabOptions: d.GitLabOptions, Agent: d.Agent,
+		// The local provider's machines are processes of this host.
+		Inventories: []activities.Inventory{activities.LocalInventory{Deployment: d.Agent.Deployment, StateDir: ex.StateDir()}},
 	}
 	if d.SimulateMachines > 0 {
 		acts.Simulate = &activities.SimulatedMachines{Apply: d.SimulateMachines, Destroy: d.SimulateMachines / 2, Job: d.SimulateJob}

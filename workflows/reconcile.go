@@ -35,7 +35,7 @@ func Reconcile(ctx workflow.Context, in contract.ReconcileInput) (contract.Recon
 	if err := workflow.ExecuteActivity(uglyfoxSurveyCtx(ctx), a.SurveyRunners, activities.SurveyInput{}).Get(ctx, &sv); err != nil {
 		return res, fmt.Errorf("survey runners: %w", err)
 	}
-	res.GitLabRunners, res.Workspaces, res.Rows, res.Unreachable = sv.GitLabRunners, sv.Workspaces, sv.Rows, sv.Unreachable
+	res.GitLabRunners, res.Workspaces, res.Machines, res.Rows, res.Unreachable = sv.GitLabRunners, sv.Workspaces, sv.Machines, sv.Rows, sv.Unreachable
 	res.Findings = PlanReconcile(sv.Findings)
 	workflow.GetLogger(ctx).Info("reconciliation surveyed", "gitlab_runners", sv.GitLabRunners, "workspaces", sv.Workspaces,
 		"rows", sv.Rows, "findings", len(sv.Findings), "dry_run", dry)
@@ -51,7 +51,7 @@ func Reconcile(ctx workflow.Context, in contract.ReconcileInput) (contract.Recon
 		f := &res.Findings[i]
 		switch f.Action {
 		case contract.ReconcileReap:
-			in := activities.ReapInput{RunnerID: f.RunnerID, GitLabRunnerIDs: f.GitLabRunnerIDs, Workspace: f.Workspace, TokenRef: f.TokenRef}
+			in := activities.ReapInput{RunnerID: f.RunnerID, GitLabRunnerIDs: f.GitLabRunnerIDs, Workspace: f.Workspace, Machines: f.Machines, TokenRef: f.TokenRef}
 			if e, ok := eggs[f.Egg]; ok {
 				g := e.GitLab
 				in.GitLab = &g
@@ -93,7 +93,7 @@ func Reconcile(ctx workflow.Context, in contract.ReconcileInput) (contract.Recon
 			continue
 		}
 		if f.Action == contract.ReconcileReap {
-			f.Outcome = fmt.Sprintf("reaped (workspace %q destroyed, GitLab runners %v deleted)", out.DestroyedWorkspace, out.DeletedGitLabRunners)
+			f.Outcome = fmt.Sprintf("reaped (workspace %q destroyed, GitLab runners %v deleted, %d machines terminated by their labels)", out.DestroyedWorkspace, out.DeletedGitLabRunners, len(out.TerminatedMachines))
 			continue
 		}
 		if err := markTerminated(ctx, f.RunnerID, f.State, f.Kind+": "+f.Detail); err != nil {

@@ -107,6 +107,10 @@ func ServeURL(workDir string) (string, error) {
 }
 
 func start(self, workDir string, o LaunchOptions) error {
+	cfg, err := readConfig(workDir)
+	if err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(LogFile(workDir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -122,6 +126,9 @@ func start(self, workDir string, o LaunchOptions) error {
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = workDir
+	// A machine starts clean: allow-listed variables and its labels, never
+	// the environment of the worker or tofu process that made it.
+	cmd.Env = MachineEnv(os.Environ(), cfg)
 	// A session of its own: the agent outlives the tofu process that made
 	// it, and its process group (gitlab-runner, the jobs) is the machine.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -138,8 +145,10 @@ func start(self, workDir string, o LaunchOptions) error {
 // Stop ends the agent of workDir (resuming it first if it is stopped) and
 // waits up to grace for it to exit: the agent stops gitlab-runner
 // gracefully (SIGQUIT), so a running job finishes first. Past grace, the
-// machine's whole process group is killed. Stopping an agent that is not
-// running succeeds.
+// machine's whole process group is killed. Then every process still
+// labelled as the machine's (a gitlab-runner or job that outlived a killed
+// agent, one that left the group) is killed too (KillLocalMachine).
+// Stopping an agent that is not running succeeds.
 func Stop(workDir string, grace time.Duration) error {
 	pid, ok := alivePID(workDir)
 	if ok {
@@ -158,6 +167,13 @@ func Stop(workDir string, grace time.Duration) error {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+	}
+	runnerID := filepath.Base(workDir)
+	if cfg, err := readConfig(workDir); err == nil && cfg.RunnerID != "" {
+		runnerID = cfg.RunnerID
+	}
+	if _, err := KillLocalMachine(runnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return err
 	}
 	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

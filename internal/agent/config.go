@@ -15,9 +15,13 @@ import (
 // (cloud VMs), or in $GOSLING_AGENT_CONFIG (serverless containers). It
 // names secret URIs, never secret values, so it is not sensitive.
 type Config struct {
-	RunnerID  string `json:"runner_id"`
-	Egg       string `json:"egg"`
-	GitLabURL string `json:"gitlab_url"`
+	RunnerID string `json:"runner_id"`
+	Egg      string `json:"egg"`
+	// Deployment names the Gosling deployment that made the machine
+	// (MG/config.fly's api_gateway.name; DefaultDeployment when empty):
+	// one of the machine's labels.
+	Deployment string `json:"deployment,omitempty"`
+	GitLabURL  string `json:"gitlab_url"`
 	// TokenRef is the secret URI of the runner's glrt- token. The token is
 	// read at run time ($GOSLING_RUNNER_TOKEN wins when the platform
 	// mounts it) and never written down except into gitlab-runner's

@@ -295,8 +295,12 @@ func (s *supervisor) start(args []string, listen string) error {
 	cmd := exec.Command(s.binary, args...)
 	cmd.Dir = s.workDir
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Jobs start from gitlab-runner's environment: allow-listed variables
+	// and the machine's labels, never the agent's credentials or token.
+	cmd.Env = RunnerEnv(os.Environ())
 	// gitlab-runner stays in the agent's process group: stopping the
-	// machine's group stops everything on it.
+	// machine's group stops everything on it; and it dies with the agent.
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start gitlab-runner (%s): %w", s.binary, err)
 	}

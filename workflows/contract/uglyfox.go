@@ -77,8 +77,21 @@ type Finding struct {
 	// StoredGitLabRunnerID is the GitLab runner the store row names.
 	StoredGitLabRunnerID int64  `json:"stored_gitlab_runner_id,omitempty"`
 	Workspace            string `json:"workspace,omitempty"`
-	TokenRef             string `json:"token_ref,omitempty"`
-	Detail               string `json:"detail"`
+	// Machines are the machines found by their labels (deployment, egg,
+	// runner) on the clouds, whatever OpenTofu's state says.
+	Machines []MachineRef `json:"machines,omitempty"`
+	TokenRef string       `json:"token_ref,omitempty"`
+	Detail   string       `json:"detail"`
+}
+
+// MachineRef names a machine a cloud holds: its cloud (local, aws,
+// yandex), kind (vm, serverless) and the cloud's own ID (an EC2 instance
+// ID, a Yandex instance ID; on the local provider the runner ID, whose
+// processes carry the labels).
+type MachineRef struct {
+	Cloud string `json:"cloud"`
+	Kind  string `json:"kind,omitempty"`
+	ID    string `json:"id"`
 }
 
 // ReconcileInput asks for one reconciliation pass.
@@ -107,12 +120,14 @@ const (
 
 // ReconcileResult reports a pass: what was seen, found and done.
 type ReconcileResult struct {
-	DryRun        bool               `json:"dry_run"`
-	GitLabRunners int                `json:"gitlab_runners"`
-	Workspaces    int                `json:"workspaces"`
-	Rows          int                `json:"rows"`
-	Unreachable   []string           `json:"unreachable,omitempty"`
-	Findings      []ReconcileFinding `json:"findings"`
+	DryRun        bool `json:"dry_run"`
+	GitLabRunners int  `json:"gitlab_runners"`
+	Workspaces    int  `json:"workspaces"`
+	// Machines counts the machines found by their labels.
+	Machines    int                `json:"machines"`
+	Rows        int                `json:"rows"`
+	Unreachable []string           `json:"unreachable,omitempty"`
+	Findings    []ReconcileFinding `json:"findings"`
 	// Failed counts findings whose action failed.
 	Failed int `json:"failed"`
 }
