@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -90,7 +88,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 
 	// 1. Workspaces.
 	beat("listing workspaces")
-	workspaces, err := a.workspaceNames()
+	workspaces, err := a.workspaceNames(ctx)
 	if err != nil {
 		return sv, fmt.Errorf("list workspaces: %w", err)
 	}
@@ -219,7 +217,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 			}
 			f.Kind, f.Detail = contract.FindingStuck, fmt.Sprintf("terminating since %s", row.UpdatedAt.UTC().Format(time.RFC3339))
 		default: // active, dormant, draining, failed
-			if !hasWS && a.workspaceExists(id) {
+			if !hasWS && a.workspaceExists(ctx, id) {
 				hasWS, f.Workspace = true, id // made after the listing
 			}
 			glKnown := knowsGitLab(row.Egg)
@@ -297,31 +295,23 @@ func unionIDs(gl map[string][]int64, ws map[string]bool, machines map[string][]c
 	return out
 }
 
-// workspaceNames lists the workspaces on disk by name. It reads only the
-// directory: a workspace's state is OpenTofu's business when it is destroyed.
-func (a *Activities) workspaceNames() (map[string]bool, error) {
-	out := map[string]bool{}
+// workspaceNames lists the workspaces whose states the backend holds (on
+// the local backend, the directories on disk): a workspace's state is
+// OpenTofu's business when it is destroyed.
+func (a *Activities) workspaceNames(ctx context.Context) (map[string]bool, error) {
 	if a.Tofu == nil {
-		return out, nil
+		return map[string]bool{}, nil
 	}
-	entries, err := os.ReadDir(filepath.Join(a.Tofu.StateDir(), "workspaces"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			out[e.Name()] = true
-		}
-	}
-	return out, nil
+	return a.Tofu.WorkspaceNames(ctx)
 }
 
-func (a *Activities) workspaceExists(name string) bool {
+func (a *Activities) workspaceExists(ctx context.Context, name string) bool {
 	if a.Tofu == nil {
 		return false
+	}
+	if a.Tofu.Backend.Remote() {
+		names, err := a.Tofu.WorkspaceNames(ctx)
+		return err != nil || names[name] // an error never gets a runner reaped
 	}
 	_, err := os.Stat(a.Tofu.WorkspaceDir(name))
 	return err == nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -14,6 +15,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/mothergoose"
+	"github.com/gosling-ci/gosling/tofu"
 	"github.com/gosling-ci/gosling/worker"
 	"github.com/spf13/cobra"
 )
@@ -53,6 +55,56 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
 	cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
 	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
+}
+
+// awsCredentialEnv are the variables the AWS SDK reads a worker's own
+// identity from; the s3 state backend gets them explicitly, since
+// OpenTofu runs with a clean environment.
+var awsCredentialEnv = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_FILE",
+	"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME"}
+
+// stateBackend is the OpenTofu state backend of MG's state block: pg with
+// the store's PostgreSQL database (the effective store, dsn or MG's
+// database), s3 with the block's bucket and a static key from its secret
+// URIs or the worker's own AWS identity, or this worker's disk.
+func stateBackend(ctx context.Context, mg fly.MotherGoose, dsn string, res *secrets.Resolver, getenv func(string) (string, bool)) (tofu.Backend, error) {
+	if dsn == "" && mg.Database.Engine == "postgresql" {
+		var err error
+		if dsn, err = mothergoose.StoreDSN(ctx, mg, res); err != nil {
+			return tofu.Backend{}, err
+		}
+	}
+	postgres := strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	switch mg.State.Effective(postgres) {
+	case fly.StatePG:
+		if !postgres {
+			return tofu.Backend{}, fmt.Errorf("mothergoose.state: the pg backend needs a PostgreSQL store (--store postgres://... or a postgresql database)")
+		}
+		return tofu.PGBackend(dsn)
+	case fly.StateS3:
+		st := mg.State
+		env := map[string]string{}
+		if !st.AccessKey.IsZero() {
+			id, err := res.Resolve(ctx, st.AccessKey)
+			if err != nil {
+				return tofu.Backend{}, fmt.Errorf("mothergoose.state.access_key: %w", err)
+			}
+			secret, err := res.Resolve(ctx, st.SecretKey)
+			if err != nil {
+				return tofu.Backend{}, fmt.Errorf("mothergoose.state.secret_key: %w", err)
+			}
+			env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = id, secret
+		} else if getenv != nil {
+			for _, k := range awsCredentialEnv {
+				if v, ok := getenv(k); ok && v != "" {
+					env[k] = v
+				}
+			}
+		}
+		return tofu.S3Backend(tofu.S3Config{Bucket: st.Bucket, Prefix: st.Prefix, Region: st.Region, Endpoint: st.Endpoint, PathStyle: st.PathStyle, Env: env})
+	}
+	return tofu.Backend{Kind: tofu.BackendLocal}, nil
 }
 
 // deploymentName is the deployment every machine's labels name:
@@ -103,6 +155,9 @@ type process struct {
 	MG       *mothergoose.MotherGoose
 	Acts     *activities.Activities
 	StateDir string
+	// Backend is the OpenTofu state backend workers use (tofu.BackendLocal,
+	// BackendPG or BackendS3).
+	Backend string
 }
 
 // Close closes what the process opened.
@@ -173,9 +228,15 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 	if apiURL == "" && nest.MotherGoose.APIGateway.Domain != "" {
 		apiURL = "https://" + nest.MotherGoose.APIGateway.Domain
 	}
+	backend, err := stateBackend(ctx, nest.MotherGoose, dsn, mg.Secrets(), o.Getenv)
+	if err != nil {
+		mg.Close()
+		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+	}
+	p.Backend = backend.Kind
 	p.Acts, err = worker.NewActivities(worker.Deps{
 		Store: mg.Store(), Secrets: mg.Secrets(), Metrics: mg.Metrics(), Logger: o.Logger, GitLabOptions: mg.GitLabOptions(),
-		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir,
+		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir, Backend: backend,
 		Agent: activities.AgentSettings{
 			Deployment: deploymentName(nest, o.Getenv),
 			Binary:     self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,

@@ -13,7 +13,9 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"github.com/spf13/cobra"
 )
 
@@ -113,7 +115,22 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	defer p.Close()
 	mg := p.MG
 	mg.Secrets().Observe(activities.NewSecretAudit(mg.Store(), opts.Queue, opts.Logger))
-	w, err := gworker.New(mg.Temporal(), opts.Queue, p.Acts, gworker.Options{MaxConcurrentActivities: opts.MaxActs})
+	wo := gworker.Options{MaxConcurrentActivities: opts.MaxActs}
+	if opts.Queue == contract.TaskQueueMotherGoose && p.Backend == tofu.BackendLocal && opts.SimulateMachines == 0 {
+		// Machines' states on this disk: no other worker may make them.
+		wo.Identity = gworker.LocalStateIdentity(p.StateDir)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := gworker.CheckAloneOnLocalState(cctx, mg.Temporal(), wo.Identity)
+		cancel()
+		if errors.Is(err, gworker.ErrSecondLocalStateWorker) {
+			return &CodeError{Code: ExitInvalidConfig, Err: err}
+		}
+		if err != nil {
+			return err
+		}
+		opts.Logger.Warn("OpenTofu state is on this worker's disk: run no other mothergoose worker (MG/config.fly state block)", "state_dir", p.StateDir)
+	}
+	w, err := gworker.New(mg.Temporal(), opts.Queue, p.Acts, wo)
 	if err != nil {
 		return flagErrorf("%v", err)
 	}

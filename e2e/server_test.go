@@ -280,6 +280,16 @@ func TestServerAndWorkersAsProcesses(t *testing.T) {
 	}
 	r1 := f.waitRunner(ctx, job1.ID, store.StateRegistering)
 	f.mgWorker.Kill(syscall.SIGKILL)
+	// The runner's OpenTofu state is in PostgreSQL (the pg backend), not on
+	// the killed worker's disk: the next worker finishes and tears down the
+	// runner without its workspace directory.
+	wsDir := filepath.Join(f.stateDir, "tofu", "workspaces", r1.ID)
+	if _, err := os.Stat(filepath.Join(wsDir, "terraform.tfstate")); err == nil {
+		t.Errorf("the runner's state is on the worker's disk (%s)", wsDir)
+	}
+	if err := os.RemoveAll(wsDir); err != nil {
+		t.Fatal(err)
+	}
 	f.mgWorker = f.startWorker("mothergoose-worker-2", "mothergoose", f.mgMetrics)
 	f.gitlab.ClearFaults()
 	// The runner's gitlab-runner runs the job, and the runner goes with it.

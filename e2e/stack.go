@@ -67,6 +67,8 @@ type Stack struct {
 	AgentAPI string
 	worker   worker.Worker
 	handler  atomic.Pointer[http.Handler]
+	// log is the worker's and the API's logger (Options.Logger).
+	log *slog.Logger
 }
 
 // Options shape a stack.
@@ -85,7 +87,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{T: t, Namespace: "default", Gosling: testbin.Gosling(t)}
+	s := &Stack{T: t, Namespace: "default", Gosling: testbin.Gosling(t), log: log}
 	s.StateDir = t.TempDir()
 
 	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
@@ -304,7 +306,7 @@ func (s *Stack) serve(nest *fly.Nest) *API {
 	t := s.T
 	ctx := context.Background()
 	mg, err := mothergoose.Open(ctx, mothergoose.Config{
-		Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: slog.New(slog.DiscardHandler),
+		Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: s.log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ var mothergooseSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "cloud", Required: true}, {Name: "region"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "temporal"}, {Type: "api_gateway"}, {Type: "containers"}, {Type: "queue"},
-		{Type: "triggers"}, {Type: "database"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"}, {Type: "agent"},
+		{Type: "triggers"}, {Type: "database"}, {Type: "state"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"}, {Type: "agent"},
 		{Type: "provider", LabelNames: []string{"cloud"}},
 	},
 }
@@ -221,6 +221,10 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 	// Database.
 	db, dbb := sub("database", databaseSchema)
 	mg.Database = l.decodeDatabase(db, dbb, b.DefRange, mg, &diags)
+
+	// The runners' OpenTofu state.
+	st, stb := sub("state", attrSchema("backend", "bucket", "prefix", "region", "endpoint", "path_style", "access_key", "secret_key"))
+	mg.State = l.decodeState(st, stb, b.DefRange, mg, &diags)
 
 	// Secret backends.
 	mg.Secrets = l.decodeSecrets(blocks["secrets"], mg.Cloud, &diags)
@@ -563,6 +567,62 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 
 // vpcIDRE matches an EC2 VPC ID.
 var vpcIDRE = regexp.MustCompile(`^vpc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+
+// decodeState reads the state block (stb, nil when absent; its arguments
+// in st). The backend defaults to pg with a postgresql database, else
+// local; local on a cloud is a warning: it holds for one worker only.
+func (l *loader) decodeState(st *attrs, stb *hcl.Block, mgDef hcl.Range, mg *MotherGoose, diags *hcl.Diagnostics) TofuState {
+	s := TofuState{
+		Backend: st.enum("backend", "", StateLocal, StatePG, StateS3),
+		Bucket:  st.str("bucket", ""), Prefix: st.str("prefix", ""), Region: st.str("region", mg.Region),
+		Endpoint: st.str("endpoint", ""), PathStyle: st.boolean("path_style", false),
+		AccessKey: l.secret(st, "access_key"), SecretKey: l.secret(st, "secret_key"),
+	}
+	backend := s.Effective(mg.Database.Engine == "postgresql")
+	for _, name := range []string{"bucket", "prefix", "region", "endpoint", "path_style", "access_key", "secret_key"} {
+		if st.has(name) && backend != StateS3 {
+			st.errorf(name, "Argument not used by this backend", "Backend %q does not read %s; only backend = \"s3\" does.", backend, name)
+		}
+	}
+	if backend != StateS3 {
+		s.Region = ""
+	}
+	switch backend {
+	case StatePG:
+		if mg.Database.Engine != "postgresql" {
+			st.errorf("backend", "No PostgreSQL for the pg backend", "The pg backend keeps OpenTofu's states in the store's PostgreSQL database, but the database engine is %q. Use backend = \"s3\" with a bucket, or a postgresql database.", mg.Database.Engine)
+		}
+	case StateS3:
+		if s.Bucket == "" {
+			subject := st.rng("backend")
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing state bucket",
+				Detail: "The s3 backend needs bucket = \"...\", an S3 (or Yandex Object Storage) bucket the workers may read and write.", Subject: subject})
+		}
+		if s.Endpoint != "" {
+			if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				st.errorf("endpoint", "Invalid endpoint", "endpoint is the S3 API's URL, such as \"https://storage.yandexcloud.net\".")
+			}
+		}
+		if s.AccessKey.IsZero() != s.SecretKey.IsZero() {
+			name := "access_key"
+			if s.AccessKey.IsZero() {
+				name = "secret_key"
+			}
+			st.errorf(name, "Incomplete static key", "access_key and secret_key go together: both secret URIs of one static access key, or neither (the worker's own identity).")
+		}
+	case StateLocal:
+		if mg.Cloud != CloudLocal {
+			subject := mgDef
+			if stb != nil {
+				subject = stb.DefRange
+			}
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "OpenTofu state on each worker's disk",
+				Detail: "With the local state backend each mothergoose worker keeps the states of the machines it made: a teardown that lands on another worker finds none, and the machine is left running. Run a single mothergoose worker, or share the state: backend = \"s3\" with a bucket (AWS S3, Yandex Object Storage), or a postgresql database (backend pg).",
+				Subject: subject.Ptr()})
+		}
+	}
+	return s
+}
 
 // databaseAttrs lists the arguments each database engine reads.
 var databaseAttrs = map[string][]string{

@@ -324,6 +324,8 @@ type MotherGoose struct {
 	Queue      Queue               `json:"queue"`
 	Triggers   Triggers            `json:"triggers"`
 	Database   Database            `json:"database"`
+	// State is where workers keep the runners' OpenTofu state.
+	State TofuState `json:"state"`
 	Secrets    Secrets             `json:"secrets"`
 	Providers  map[string]Provider `json:"providers"`
 	Nest       NestSource          `json:"nest"`
@@ -437,6 +439,47 @@ type Database struct {
 	// At is where the block (or, without one, the mothergoose block) is
 	// declared, as file:line:column, for errors raised after loading.
 	At string `json:"at,omitempty"`
+}
+
+// State backends of TofuState.Backend.
+const (
+	StateLocal = "local"
+	StatePG    = "pg"
+	StateS3    = "s3"
+)
+
+// TofuState is the mothergoose state block: where the workers keep the
+// OpenTofu state of the runners' machines. Every worker replica must share
+// it, so that a machine one worker made is torn down by another: pg (the
+// default with a postgresql database: the same database, schema
+// gosling_tofu) or s3 (AWS S3 or Yandex Object Storage, locked with a lock
+// file). local keeps each worker's states on its own disk: one worker only.
+type TofuState struct {
+	// Backend is local, pg or s3; empty takes the default (Effective).
+	Backend string `json:"backend,omitempty"`
+	// S3: the bucket, the prefix of every state's key, the region, and for
+	// S3-compatible storage the endpoint and path-style addressing.
+	Bucket    string `json:"bucket,omitempty"`
+	Prefix    string `json:"prefix,omitempty"`
+	Region    string `json:"region,omitempty"`
+	Endpoint  string `json:"endpoint,omitempty"`
+	PathStyle bool   `json:"path_style,omitempty"`
+	// AccessKey and SecretKey are secret URIs of a static key (Yandex
+	// Object Storage); without them the worker's own identity is used.
+	AccessKey SecretRef `json:"access_key,omitempty"`
+	SecretKey SecretRef `json:"secret_key,omitempty"`
+}
+
+// Effective is the backend in force: the one the block names, else pg
+// when the store is PostgreSQL, else local.
+func (s TofuState) Effective(postgresStore bool) string {
+	switch {
+	case s.Backend != "":
+		return s.Backend
+	case postgresStore:
+		return StatePG
+	}
+	return StateLocal
 }
 
 // Secrets configures the secret backends.

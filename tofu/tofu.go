@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,14 @@ import (
 type Executor struct {
 	binary string
 	dir    string
+	// Backend is where states are kept (local to this worker when zero).
+	// Workers that share one remote backend tear down each other's
+	// machines: a workspace's configuration is rebuilt from its state
+	// when this worker has no directory for it.
+	Backend Backend
+	// LockTimeout is how long a run waits for another's state lock
+	// (DefaultLockTimeout when 0).
+	LockTimeout time.Duration
 	// Env adds environment variables to every OpenTofu run (cloud
 	// credentials, for example). Values are never logged.
 	Env map[string]string
@@ -96,9 +105,21 @@ func (e *Executor) StateDir() string { return e.dir }
 // WorkspaceDir is the directory of a workspace.
 func (e *Executor) WorkspaceDir(ws string) string { return filepath.Join(e.dir, "workspaces", ws) }
 
+// DefaultLockTimeout bounds the wait for another run's state lock.
+const DefaultLockTimeout = 10 * time.Minute
+
+// requestOutput is the root output that makes a workspace's state
+// self-describing: its module and variables (which hold no secret), so a
+// worker without the workspace's directory can rebuild its configuration
+// to destroy it.
+const requestOutput = "gosling_request"
+
 // Apply makes or updates the module's resources in the workspace. A crashed
 // or interrupted apply is safe to repeat: the workspace's state records what
-// exists and the built-in modules' provisioners are idempotent.
+// exists and the built-in modules' provisioners are idempotent. The state
+// is locked for the run (OpenTofu's own lock: the backend's, waited for up
+// to LockTimeout), and, within this worker, by a lock on the workspace's
+// directory.
 func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error) {
 	if !workspaceName.MatchString(req.Workspace) {
 		return nil, fmt.Errorf("workspace name %q: use lower-case letters, digits, dots, dashes and underscores", req.Workspace)
@@ -122,12 +143,10 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 		return nil, err
 	}
 	defer out.Close()
-	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
-		return nil, fmt.Errorf("tofu init in %s: %w", req.Workspace, lastLines(err, out))
+	if err := e.init(ctx, tf, out, req.Workspace, true); err != nil {
+		return nil, err
 	}
-	// The workspace lock above is the lock: OpenTofu's own lock file would
-	// outlive a killed process and block the retry that must clean up.
-	if err := tf.Apply(ctx, tfexec.Lock(false)); err != nil {
+	if err := tf.Apply(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
 		return nil, fmt.Errorf("tofu apply %s in %s: %w", req.Module, req.Workspace, lastLines(err, out))
 	}
 	outs, err := tf.Output(ctx)
@@ -136,6 +155,9 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 	}
 	res := &Result{Outputs: map[string]any{}, Duration: time.Since(start)}
 	for k, v := range outs {
+		if k == requestOutput {
+			continue
+		}
 		var x any
 		if err := json.Unmarshal(v.Value, &x); err == nil {
 			res.Outputs[k] = x
@@ -148,30 +170,59 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 }
 
 // Destroy removes everything the workspace made, then the workspace itself.
-// A workspace that does not exist is already destroyed.
+// A workspace that does not exist is already destroyed. On a remote
+// backend, a workspace this worker has no directory for (another worker
+// made it) is rebuilt from its state first.
 func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(string)) error {
 	if !workspaceName.MatchString(workspace) {
 		return fmt.Errorf("workspace name %q is invalid", workspace)
 	}
 	dir := e.WorkspaceDir(workspace)
-	if _, err := os.Stat(filepath.Join(dir, "main.tf.json")); errors.Is(err, fs.ErrNotExist) {
+	_, statErr := os.Stat(filepath.Join(dir, "main.tf.json"))
+	if errors.Is(statErr, fs.ErrNotExist) && !e.Backend.Remote() {
 		return os.RemoveAll(dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
 	unlock, err := lockWorkspace(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if errors.Is(statErr, fs.ErrNotExist) {
+		found, err := e.rebuild(ctx, dir, workspace, onLine)
+		if err != nil {
+			return fmt.Errorf("rebuild workspace %s from its state: %w", workspace, err)
+		}
+		if !found {
+			return os.RemoveAll(dir)
+		}
+	}
 	tf, out, err := e.terraform(dir, onLine)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
-		return fmt.Errorf("tofu init in %s: %w", workspace, lastLines(err, out))
+	switch err := e.init(ctx, tf, out, workspace, false); {
+	case errors.Is(err, errNoWorkspace):
+		// Destroyed by another worker: only this worker's directory is left.
+		out.Close()
+		return os.RemoveAll(dir)
+	case err != nil:
+		return err
 	}
-	if err := tf.Destroy(ctx, tfexec.Lock(false)); err != nil {
+	if err := tf.Destroy(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
 		return fmt.Errorf("tofu destroy in %s: %w", workspace, lastLines(err, out))
+	}
+	if e.Backend.Remote() {
+		// The workspace's (now empty) state goes too.
+		if err := tf.WorkspaceSelect(ctx, "default"); err != nil {
+			return fmt.Errorf("tofu workspace select default: %w", lastLines(err, out))
+		}
+		if err := tf.WorkspaceDelete(ctx, workspace, tfexec.LockTimeout(e.lockTimeout())); err != nil {
+			return fmt.Errorf("tofu workspace delete %s: %w", workspace, lastLines(err, out))
+		}
 	}
 	// Keep the final state beside the others for the audit trail, then
 	// remove the workspace so it is not mistaken for a live machine.
@@ -180,6 +231,56 @@ func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(st
 		_ = os.WriteFile(filepath.Join(e.dir, "destroyed", workspace+".tfstate"), b, 0o600)
 	}
 	return os.RemoveAll(dir)
+}
+
+// WorkspaceNames lists the workspaces whose states the backend holds (on a
+// local backend, the workspace directories on this worker's disk). On a
+// remote backend it runs tofu workspace list in a directory of its own.
+func (e *Executor) WorkspaceNames(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	if !e.Backend.Remote() {
+		entries, err := os.ReadDir(filepath.Join(e.dir, "workspaces"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, d := range entries {
+			if d.IsDir() {
+				out[d.Name()] = true
+			}
+		}
+		return out, nil
+	}
+	dir := filepath.Join(e.dir, "list")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	unlock, err := lockWorkspace(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	root := map[string]any{"terraform": map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}}
+	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
+		return nil, err
+	}
+	tf, lw, err := e.terraform(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer lw.Close()
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return nil, fmt.Errorf("tofu init: %w", lastLines(err, lw))
+	}
+	names, _, err := tf.WorkspaceList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tofu workspace list: %w", lastLines(err, lw))
+	}
+	for _, n := range names {
+		if n != "default" {
+			out[n] = true
+		}
+	}
+	return out, nil
 }
 
 // Workspace is one workspace found on disk.
@@ -284,17 +385,111 @@ func (e *Executor) writeWorkspace(dir string, req ApplyRequest) error {
 	for _, o := range sig.Outputs {
 		outputs[o] = map[string]any{"value": "${module.runner." + o + "}"}
 	}
-	root := map[string]any{"module": map[string]any{"runner": call}}
+	// The request itself, so another worker can rebuild the workspace from
+	// its state (rebuild): the module and every variable's value.
+	varRefs := map[string]any{}
+	for name := range req.Vars {
+		varRefs[name] = "${var." + name + "}"
+	}
+	outputs[requestOutput] = map[string]any{"value": map[string]any{
+		"module": map[string]any{"cloud": req.Module.Cloud, "kind": req.Module.Kind, "source": req.Module.Source},
+		"vars":   varRefs,
+	}}
+	root := map[string]any{"module": map[string]any{"runner": call}, "output": outputs}
 	if len(variables) > 0 {
 		root["variable"] = variables
 	}
-	if len(outputs) > 0 {
-		root["output"] = outputs
+	if e.Backend.Remote() {
+		root["terraform"] = map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}
 	}
 	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
 		return err
 	}
 	return writeJSON(filepath.Join(dir, "terraform.tfvars.json"), req.Vars, 0o600)
+}
+
+// lockTimeout is LockTimeout as OpenTofu's -lock-timeout flag.
+func (e *Executor) lockTimeout() string {
+	d := e.LockTimeout
+	if d <= 0 {
+		d = DefaultLockTimeout
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
+}
+
+// init runs tofu init and, on a remote backend, selects the workspace's
+// own OpenTofu workspace (made when create is set and it does not exist).
+func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWriter, workspace string, create bool) error {
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return fmt.Errorf("tofu init in %s: %w", workspace, lastLines(err, out))
+	}
+	if !e.Backend.Remote() {
+		return nil
+	}
+	err := tf.WorkspaceSelect(ctx, workspace)
+	if err != nil && create {
+		err = tf.WorkspaceNew(ctx, workspace, tfexec.LockTimeout(e.lockTimeout()))
+		if err != nil && strings.Contains(err.Error(), "already exists") {
+			// Another worker made it meanwhile.
+			err = tf.WorkspaceSelect(ctx, workspace)
+		}
+	}
+	if err != nil {
+		if !create && strings.Contains(err.Error(), "doesn't exist") {
+			return errNoWorkspace
+		}
+		return fmt.Errorf("tofu workspace %s: %w", workspace, lastLines(err, out))
+	}
+	return nil
+}
+
+// errNoWorkspace: the remote backend holds no state of the workspace.
+var errNoWorkspace = errors.New("the backend holds no such workspace")
+
+// rebuild writes the configuration of a workspace this worker has no
+// directory for, from the request its state records (requestOutput). It
+// returns false when the backend has no such workspace: nothing to
+// destroy.
+func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine func(string)) (bool, error) {
+	root := map[string]any{"terraform": map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}}
+	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
+		return false, err
+	}
+	tf, out, err := e.terraform(dir, onLine)
+	if err != nil {
+		return false, err
+	}
+	defer out.Close()
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return false, fmt.Errorf("tofu init: %w", lastLines(err, out))
+	}
+	names, _, err := tf.WorkspaceList(ctx)
+	if err != nil {
+		return false, fmt.Errorf("tofu workspace list: %w", lastLines(err, out))
+	}
+	if !slices.Contains(names, workspace) {
+		return false, nil
+	}
+	if err := tf.WorkspaceSelect(ctx, workspace); err != nil {
+		return false, fmt.Errorf("tofu workspace select: %w", lastLines(err, out))
+	}
+	outs, err := tf.Output(ctx)
+	if err != nil {
+		return false, fmt.Errorf("tofu output: %w", lastLines(err, out))
+	}
+	o, ok := outs[requestOutput]
+	if !ok {
+		// Nothing was ever applied in it: an empty workspace.
+		return true, fmt.Errorf("its state records no %s output: it was made by another version of Gosling", requestOutput)
+	}
+	var recorded struct {
+		Module Module         `json:"module"`
+		Vars   map[string]any `json:"vars"`
+	}
+	if err := json.Unmarshal(o.Value, &recorded); err != nil {
+		return false, fmt.Errorf("read %s: %w", requestOutput, err)
+	}
+	return true, e.writeWorkspace(dir, ApplyRequest{Workspace: workspace, Module: recorded.Module, Vars: recorded.Vars})
 }
 
 func (e *Executor) touchMeta(dir string, req ApplyRequest) error {
@@ -322,6 +517,9 @@ func (e *Executor) terraform(dir string, onLine func(string)) (*tfexec.Terraform
 		"CHECKPOINT_DISABLE": "1",
 		"HOME":               os.Getenv("HOME"),
 		"PATH":               os.Getenv("PATH"),
+	}
+	for k, v := range e.Backend.Env {
+		env[k] = v
 	}
 	for k, v := range e.Env {
 		env[k] = v

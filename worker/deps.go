@@ -31,6 +31,9 @@ type Deps struct {
 	// workspaces (under tofu/) and the local provider's machines.
 	Tofu     string
 	StateDir string
+	// Backend is where OpenTofu keeps the runners' states (this worker's
+	// disk when zero: one worker only).
+	Backend tofu.Backend
 	// Agent says how machines get their agent and where it reports.
 	Agent activities.AgentSettings
 	// SimulateMachines, for fleet benchmarks only, replaces machines by
@@ -53,6 +56,7 @@ func NewActivities(d Deps) (*activities.Activities, error) {
 		return nil, fmt.Errorf("open OpenTofu: %w", err)
 	}
 	ex.Filter = d.Secrets.Masker().Mask
+	ex.Backend = d.Backend
 	tokenRef, err := activities.TokenRefs(d.SecretsConfig)
 	if err != nil {
 		return nil, fmt.Errorf("mothergoose.secrets: %w", err)

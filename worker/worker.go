@@ -22,6 +22,10 @@ type Options struct {
 	// MaxConcurrentActivities bounds parallel side effects (OpenTofu runs
 	// are the heavy ones); 0 keeps the SDK default.
 	MaxConcurrentActivities int
+	// Identity names the worker to Temporal (the SDK's pid@host when
+	// empty); LocalStateIdentity makes one that says its OpenTofu state is
+	// on its own disk.
+	Identity string
 }
 
 // New builds a worker for a task queue with its workflows and activities.
@@ -31,7 +35,7 @@ func New(c client.Client, queue string, acts *activities.Activities, opts Option
 	if !ok {
 		return nil, fmt.Errorf("unknown task queue %q: use %v", queue, Queues)
 	}
-	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities})
+	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities, Identity: opts.Identity})
 	register(w, wfs, acts)
 	return w, nil
 }
