@@ -617,7 +617,7 @@ func (l *loader) decodeState(st *attrs, stb *hcl.Block, mgDef hcl.Range, mg *Mot
 				subject = stb.DefRange
 			}
 			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "OpenTofu state on each worker's disk",
-				Detail: "With the local state backend each mothergoose worker keeps the states of the machines it made: a teardown that lands on another worker finds none, and the machine is left running. Run a single mothergoose worker, or share the state: backend = \"s3\" with a bucket (AWS S3, Yandex Object Storage), or a postgresql database (backend pg).",
+				Detail:  "With the local state backend each mothergoose worker keeps the states of the machines it made: a teardown that lands on another worker finds none, and the machine is left running. Run a single mothergoose worker, or share the state: backend = \"s3\" with a bucket (AWS S3, Yandex Object Storage), or a postgresql database (backend pg).",
 				Subject: subject.Ptr()})
 		}
 	}

@@ -318,18 +318,18 @@ type MotherGoose struct {
 	Cloud  string `json:"cloud"`
 	Region string `json:"region"`
 
-	Temporal   Temporal            `json:"temporal"`
-	APIGateway APIGateway          `json:"api_gateway"`
-	Containers Containers          `json:"containers"`
-	Queue      Queue               `json:"queue"`
-	Triggers   Triggers            `json:"triggers"`
-	Database   Database            `json:"database"`
+	Temporal   Temporal   `json:"temporal"`
+	APIGateway APIGateway `json:"api_gateway"`
+	Containers Containers `json:"containers"`
+	Queue      Queue      `json:"queue"`
+	Triggers   Triggers   `json:"triggers"`
+	Database   Database   `json:"database"`
 	// State is where workers keep the runners' OpenTofu state.
-	State TofuState `json:"state"`
-	Secrets    Secrets             `json:"secrets"`
-	Providers  map[string]Provider `json:"providers"`
-	Nest       NestSource          `json:"nest"`
-	Sweep      Sweep               `json:"sweep"`
+	State     TofuState           `json:"state"`
+	Secrets   Secrets             `json:"secrets"`
+	Providers map[string]Provider `json:"providers"`
+	Nest      NestSource          `json:"nest"`
+	Sweep     Sweep               `json:"sweep"`
 	// Agent says how runner machines get the gosling agent and which
 	// versions of it and of gitlab-runner they run.
 	Agent AgentRelease `json:"agent"`
