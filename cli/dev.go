@@ -33,7 +33,6 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 )
 
 // DevOptions are the inputs of `gosling dev`.
@@ -223,6 +222,9 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 			}
 		}
 		loadTestProjects(gl, nest)
+		// Written as it changes, so a killed run resumes with its
+		// runners' tokens, pipelines and jobs.
+		go persistTestServer(ctx, gl, snapPath, log)
 		// Runners long-poll jobs/request for up to 50 seconds.
 		srv := &http.Server{Handler: gl.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 		go func() { _ = srv.Serve(glLn) }()
@@ -278,19 +280,14 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	defer tlogf.Close()
 	hostPort := fmt.Sprintf("127.0.0.1:%d", opts.TemporalPort)
-	tsrv, err := testsuite.StartDevServer(context.WithoutCancel(ctx), testsuite.DevServerOptions{
-		ExistingPath:  temporalBin,
-		ClientOptions: &client.Options{HostPort: hostPort, Namespace: "default", Logger: tlog.NewStructuredLogger(log)},
-		DBFilename:    filepath.Join(stateDir, "temporal.db"),
-		EnableUI:      true,
-		UIPort:        fmt.Sprint(opts.UIPort),
-		LogLevel:      "warn",
-		Stdout:        tlogf, Stderr: tlogf,
+	tsrv, err := startDevTemporal(context.WithoutCancel(ctx), devTemporalOptions{
+		Binary: temporalBin, HostPort: hostPort, UIPort: opts.UIPort, DBFile: filepath.Join(stateDir, "temporal.db"), Log: tlogf,
+		Client: client.Options{Logger: tlog.NewStructuredLogger(log)},
 	})
 	if err != nil {
 		return fmt.Errorf("start the Temporal dev server: %w (its log: %s)", err, tlogf.Name())
 	}
-	defer func() { _ = tsrv.Stop() }()
+	defer tsrv.stop()
 	tc := tsrv.Client()
 	state.Temporal = hostPort
 	state.TemporalUI = fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort)
@@ -431,7 +428,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	if gl != nil {
 		if b, err := gl.Snapshot(); err == nil {
-			_ = os.WriteFile(snapPath, b, 0o600)
+			_ = writeFileAtomic(snapPath, b)
 		}
 	}
 	_ = os.Remove(filepath.Join(stateDir, "dev.json"))
@@ -552,10 +549,52 @@ func testProjectsOf(gl *gitlabtest.Server, e fly.Egg) []gitlabtest.Project {
 	return out
 }
 
-// resumeMachines starts the agents of runners that were in service when the
-// last run stopped, like booting VMs again; stopMachines ends them.
+// persistSpacing is how often the GitLab test server's state is written
+// when it changed.
+const persistSpacing = 250 * time.Millisecond
+
+// persistTestServer writes the test server's state to path whenever it
+// changed, until ctx ends: at most persistSpacing of it is lost when
+// gosling dev is killed.
+func persistTestServer(ctx context.Context, gl *gitlabtest.Server, path string, log *slog.Logger) {
+	var last []byte
+	t := time.NewTicker(persistSpacing)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := gl.Snapshot()
+		if err != nil || bytes.Equal(b, last) {
+			continue
+		}
+		if err := writeFileAtomic(path, b); err != nil {
+			log.Warn("write the GitLab test server's state", "error", err)
+			continue
+		}
+		last = b
+	}
+}
+
+// writeFileAtomic replaces path with b (mode 0600) through a rename, so a
+// reader, or a killed writer, never leaves half a file.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// resumeMachines boots the machines of runners that were in service when
+// the last run stopped, like starting VMs again: Apex runners run, Nadir
+// (dormant) runners are booted and stopped again, so a restart keeps the
+// pools as they were. A machine still running (gosling dev was killed,
+// its machines were not) is left as it is. stopMachines ends them.
 func resumeMachines(ctx context.Context, st store.Store, ex *tofu.Executor, self string, log *slog.Logger) {
-	rs, err := st.ListRunners(ctx, store.RunnerFilter{States: []store.RunnerState{store.StateActive, store.StateRegistering, store.StateDraining}})
+	rs, err := st.ListRunners(ctx, store.RunnerFilter{States: []store.RunnerState{store.StateActive, store.StateRegistering, store.StateDraining, store.StateDormant}})
 	if err != nil {
 		return
 	}
@@ -564,8 +603,19 @@ func resumeMachines(ctx context.Context, st store.Store, ex *tofu.Executor, self
 		if _, err := os.Stat(dir); err != nil {
 			continue
 		}
-		if err := agent.Power(self, dir, "running", nil); err != nil {
-			log.Warn("resume machine", "runner", r.ID, "error", err)
+		if r.State == store.StateDormant {
+			if agent.Inspect(dir).Alive {
+				continue
+			}
+			err = agent.Power(self, dir, agent.PowerRunning, nil)
+			if err == nil {
+				err = agent.Power(self, dir, agent.PowerStopped, nil)
+			}
+		} else {
+			err = agent.Power(self, dir, agent.PowerRunning, nil)
+		}
+		if err != nil {
+			log.Warn("resume machine", "runner", r.ID, "state", r.State, "error", err)
 		}
 	}
 }

@@ -236,3 +236,93 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// gosling dev killed with SIGKILL in the middle of a job comes back: the
+// GitLab test server's state was written as it changed, the Temporal dev
+// server died with it (its port and database are free for the next run),
+// the machine kept running the job, the job ends, and the runner, its token
+// still good, serves the next job.
+func TestDevSurvivesKill9(t *testing.T) {
+	bin := testbin.Gosling(t)
+	stateDir := t.TempDir()
+	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	d := startDev(t, bin, stateDir, ports)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	sim := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", "data-group", "--duration", "6s", "--json", "--state-dir", stateDir)
+	out := &lockedBuffer{}
+	sim.Stdout, sim.Stderr = out, out
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Process.Kill(); _, _ = sim.Process.Wait() })
+	var runner string
+	var jobID float64
+	for runner == "" {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var st map[string]any
+			if json.Unmarshal([]byte(line), &st) == nil && st["step"] == "runner" {
+				runner, _ = st["runner"].(string)
+				jobID, _ = st["job_id"].(float64)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the job never got a runner:\n%s\ndev:\n%s", out, d.out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Mid-job: the dev stack dies at once.
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = d.cmd.Process.Wait()
+	_ = sim.Process.Kill()
+
+	d = startDev(t, bin, stateDir, ports)
+	// The job ends on the runner that took it.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		status, ranOn := devJob(stateDir, int64(jobID))
+		if status == "success" && ranOn != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d after the restart: %s on runner %d\ndev:\n%s", int64(jobID), status, ranOn, d.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The runner's token still works: it takes the next job.
+	again := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", "data-group", "--duration", "100ms", "--json", "--state-dir", stateDir)
+	res, err := again.CombinedOutput()
+	if err != nil || !strings.Contains(string(res), `"step":"done"`) || !strings.Contains(string(res), runner) {
+		t.Errorf("the next job after the restart (want runner %s): %v\n%s\ndev:\n%s", runner, err, res, d.out)
+	}
+	d.stop(t)
+}
+
+// devJob reads a job's status and runner from the state gosling dev's
+// GitLab test server writes as it changes.
+func devJob(stateDir string, jobID int64) (string, int64) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "gitlab-test-server.json"))
+	if err != nil {
+		return "unreadable", 0
+	}
+	var snap struct {
+		Jobs []struct {
+			ID       int64  `json:"ID"`
+			Status   string `json:"Status"`
+			RunnerID int64  `json:"RunnerID"`
+		} `json:"jobs"`
+	}
+	if json.Unmarshal(b, &snap) != nil {
+		return "unreadable", 0
+	}
+	for _, j := range snap.Jobs {
+		if j.ID == jobID {
+			return j.Status, j.RunnerID
+		}
+	}
+	return "missing", 0
+}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/childproc"
 	"github.com/gosling-ci/gosling/internal/rift/s3"
 	"github.com/pelletier/go-toml/v2"
 )
@@ -300,7 +301,7 @@ func (s *supervisor) start(args []string, listen string) error {
 	cmd.Env = RunnerEnv(os.Environ())
 	// gitlab-runner stays in the agent's process group: stopping the
 	// machine's group stops everything on it; and it dies with the agent.
-	cmd.SysProcAttr = dieWithParent()
+	cmd.SysProcAttr = childproc.DieWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start gitlab-runner (%s): %w", s.binary, err)
 	}
