@@ -18,16 +18,23 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 )
 
 // BenchmarkWebhookLoad drives the real API with pending Job Hooks from a
 // load generator on loopback (bounded: `webhooks` deliveries by `workers`
-// concurrent senders) against the Temporal dev server, and in the same run
-// makes the same number of raw SignalWithStartWorkflow calls the handler
-// makes. It reports sustained webhooks/s, p50/p99 of an accepted webhook
-// and of the raw call, their p99 ratio, and how many accepted webhooks are
-// not accounted for in Temporal or the outbox (lost; must be 0). The raw
-// calls/s is the ceiling the dev server sets on this machine.
+// concurrent senders) against the Temporal dev server, twice in one run:
+// with egg scoping (each job new to Gosling confirmed in its project
+// through the GitLab test server's Jobs API) and without it
+// (Config.UnconfirmedJobs), and makes the same number of raw
+// SignalWithStartWorkflow calls the handler makes. It reports sustained
+// webhooks/s, p50/p99 of an accepted webhook with and without scoping and
+// of the raw call, their ratios, and how many accepted webhooks are not
+// accounted for by what the design makes (lost; must be 0): a serverless
+// egg's pending job is a demand signalled to its gate (no worker runs here,
+// so the signals stay in the gate's history), or an outbox row while
+// Temporal does not answer. The raw calls/s is the ceiling the dev server
+// sets on this machine.
 func BenchmarkWebhookLoad(b *testing.B) {
 	const (
 		webhooks = 3000
@@ -37,21 +44,31 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		s := Start(b, Options{NoWorker: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		const secret = "bench-webhook-secret"
-		egg := s.Egg("load", fly.RunnerServerless)
-		a := s.StartAPI(secret, egg)
 
-		// Payloads of real shape, one job each, made before the clock starts.
-		bodies := make([][]byte, webhooks)
-		jobIDs := make([]int64, webhooks)
-		for i := range bodies {
-			job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: "load", Stage: "test", Ref: "main", Tags: []string{"docker"}})
-			spec, _ := s.GitLab.JobHook(job.ID)
-			bodies[i], jobIDs[i] = gitlabtest.JobHookPayload(spec), job.ID
+		// One pass: an egg of its own (so its gate's history holds only
+		// its demands), its jobs made before the clock starts.
+		pass := func(name string, mutate func(*mothergoose.Config)) (lat []time.Duration, wall time.Duration, statuses map[string]int, lost int) {
+			egg := s.Egg(name, fly.RunnerServerless)
+			a := s.StartAPIWith(mutate, secret, egg)
+			bodies := make([][]byte, webhooks)
+			jobIDs := map[int64]bool{}
+			for i := range bodies {
+				job := s.GitLab.AddJob(s.Project.ID, gitlabtest.JobSpec{Name: name, Stage: "test", Ref: "main", Tags: []string{"docker"}})
+				spec, _ := s.GitLab.JobHook(job.ID)
+				bodies[i], jobIDs[job.ID] = gitlabtest.JobHookPayload(spec), true
+			}
+			send := webhookSender(ctx, a.URL+"/webhooks/gitlab", secret, s.GitLab.URL(), bodies, workers)
+			lat, wall, statuses = runLoad(b, webhooks, workers, func(i int) (time.Duration, string, error) { return send(i) })
+			demanded := gateDemands(b, ctx, s, egg.Name, jobIDs)
+			depth, _ := s.Store.OutboxDepth(ctx)
+			lost = statuses[mothergoose.StatusAccepted] + statuses[mothergoose.StatusQueued] - demanded - int(depth)
+			return lat, wall, statuses, lost
 		}
-		send := webhookSender(ctx, a.URL+"/webhooks/gitlab", secret, s.GitLab.URL(), bodies, workers)
-		hookLat, hookWall, statuses := runLoad(b, webhooks, workers, func(i int) (time.Duration, string, error) { return send(i) })
+		hookLat, hookWall, statuses, lost := pass("load", nil)
+		openLat, openWall, _, openLost := pass("load-unscoped", func(c *mothergoose.Config) { c.UnconfirmedJobs = true })
 
 		// The raw call the handler makes, for the same number of jobs.
+		egg := s.Egg("raw", fly.RunnerServerless)
 		raw := func(i int) (time.Duration, string, error) {
 			id := fmt.Sprintf("raw/%d", i)
 			start := time.Now()
@@ -61,37 +78,47 @@ func BenchmarkWebhookLoad(b *testing.B) {
 		}
 		rawLat, rawWall, _ := runLoad(b, webhooks, workers, raw)
 
-		// Every accepted webhook is a workflow; every queued one an outbox row.
-		lost := statuses[mothergoose.StatusAccepted] + statuses[mothergoose.StatusQueued]
-		var checked atomic.Int64
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, workers)
-		for _, id := range jobIDs {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if _, err := s.Client.DescribeWorkflow(ctx, contract.RunnerWorkflowID(s.Host(), id), ""); err == nil {
-					checked.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		depth, _ := s.Store.OutboxDepth(ctx)
-		lost -= int(checked.Load()) + int(depth)
-
 		b.ReportMetric(float64(webhooks)/hookWall.Seconds(), "webhooks/s")
+		b.ReportMetric(float64(webhooks)/openWall.Seconds(), "unscoped-webhooks/s")
 		b.ReportMetric(float64(webhooks)/rawWall.Seconds(), "raw-calls/s")
+		b.ReportMetric(openWall.Seconds()/hookWall.Seconds(), "scoped/unscoped-throughput")
 		b.ReportMetric(ms(pct(hookLat, 50)), "webhook-p50-ms")
 		b.ReportMetric(ms(pct(hookLat, 99)), "webhook-p99-ms")
+		b.ReportMetric(ms(pct(openLat, 99)), "unscoped-p99-ms")
+		b.ReportMetric(float64(pct(hookLat, 99))/float64(pct(openLat, 99)), "scoped/unscoped-p99")
 		b.ReportMetric(ms(pct(rawLat, 50)), "raw-p50-ms")
 		b.ReportMetric(ms(pct(rawLat, 99)), "raw-p99-ms")
 		b.ReportMetric(float64(pct(hookLat, 99))/float64(pct(rawLat, 99)), "p99-ratio")
 		b.ReportMetric(float64(statuses[mothergoose.StatusQueued]), "queued")
-		b.ReportMetric(float64(lost), "lost")
+		b.ReportMetric(float64(lost+openLost), "lost")
 		cancel()
 	}
+}
+
+// gateDemands counts the jobs among want that an egg's gate was signalled
+// as demand (contract.SignalDemand), from its history.
+func gateDemands(b *testing.B, ctx context.Context, s *Stack, egg string, want map[int64]bool) int {
+	b.Helper()
+	seen := map[int64]bool{}
+	iter := s.Client.GetWorkflowHistory(ctx, contract.GateWorkflowID(egg), "", false, 0)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil || a.GetSignalName() != contract.SignalDemand {
+			continue
+		}
+		var d contract.Demand
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &d); err != nil {
+			b.Fatal(err)
+		}
+		if want[d.Job.JobID] {
+			seen[d.Job.JobID] = true
+		}
+	}
+	return len(seen)
 }
 
 // webhookSender returns a load call that delivers bodies[i] as a pending

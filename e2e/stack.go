@@ -127,7 +127,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	}))
 	t.Cleanup(hs.Close)
 	s.AgentAPI = hs.URL
-	s.serve(&fly.Nest{MotherGoose: fly.MotherGoose{Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}}}})
+	s.serve(&fly.Nest{MotherGoose: fly.MotherGoose{Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}}}}, nil)
 	if s.GitLabRunner, err = runnerstandin.WriteWrapper(filepath.Join(s.StateDir, "bin"), s.Gosling); err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +288,12 @@ type API struct {
 // StartAPI serves the given eggs through MotherGoose and the real API,
 // with "local://gitlab/webhook" as their webhook secret, and returns it.
 func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
+	return s.StartAPIWith(nil, secret, eggs...)
+}
+
+// StartAPIWith is StartAPI with MotherGoose's configuration changed by
+// mutate (nil: none) before it is opened.
+func (s *Stack) StartAPIWith(mutate func(*mothergoose.Config), secret string, eggs ...fly.Egg) *API {
 	t := s.T
 	ctx := context.Background()
 	for ref, v := range map[fly.SecretRef]string{"local://gitlab/webhook": secret, "local://api/token": APIToken} {
@@ -298,16 +304,18 @@ func (s *Stack) StartAPI(secret string, eggs ...fly.Egg) *API {
 	nest := &fly.Nest{Eggs: eggs, MotherGoose: fly.MotherGoose{
 		Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 	}}
-	return s.serve(nest)
+	return s.serve(nest, mutate)
 }
 
 // serve makes the stack's API serve a MotherGoose on nest.
-func (s *Stack) serve(nest *fly.Nest) *API {
+func (s *Stack) serve(nest *fly.Nest, mutate func(*mothergoose.Config)) *API {
 	t := s.T
 	ctx := context.Background()
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{
-		Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: s.log,
-	})
+	cfg := mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: s.log}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	mg, err := mothergoose.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,13 @@ type Config struct {
 	// before a sweep sends it again (three intervals when 0).
 	SweepInterval   time.Duration
 	SweepStaleAfter time.Duration
+
+	// UnconfirmedJobs, for benchmarks only, takes a Job Hook's job new to
+	// the store without confirming it in the hook's project through the
+	// Jobs API, so a benchmark can measure what that confirmation costs.
+	// It lets one egg's secret touch another egg's jobs: never set it in
+	// a server.
+	UnconfirmedJobs bool
 }
 
 // MotherGoose is the server's state and logic. It is safe for concurrent

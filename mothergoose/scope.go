@@ -59,6 +59,8 @@ func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) 
 		return nil, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, unavailable("store unavailable", "the job could not be read; resend it", err)
+	case m.cfg.UnconfirmedJobs:
+		return nil, nil
 	}
 	c, err := m.gitlabClient(ctx, d.egg)
 	if err != nil {
