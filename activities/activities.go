@@ -592,7 +592,7 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	r := in.Egg.Runner
 	rel := a.Agent.Release
 	m := tofu.Machine{
-		RunnerID: in.RunnerID, Egg: in.Egg.Name, Cloud: in.Cloud, Kind: in.Kind, State: state,
+		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, Cloud: in.Cloud, Kind: in.Kind, State: state,
 		CPU: r.CPU, MemoryMiB: tofu.MiB(r.Memory), DiskGiB: tofu.GiB(r.Disk), Image: r.Image,
 		Concurrent: r.JobsPerRunner, Tags: r.Tags, MaxRunMinutes: in.MaxRunMinutes,
 		GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef, Agent: a.agentConfig(in),

@@ -1,10 +1,13 @@
 package tofu
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/url"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // State backends (Backend.Kind).
@@ -38,6 +41,9 @@ type Backend struct {
 	// Env are the variables the backend reads its credentials from
 	// (PG_CONN_STR; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
 	Env map[string]string
+	// prepare, when set, readies the backend's storage once before the
+	// first run (the pg backend's schema, table and index).
+	prepare func(ctx context.Context) error
 }
 
 // Remote tells whether the backend is shared by every worker.
@@ -56,10 +62,51 @@ func PGBackend(dsn string) (Backend, error) {
 		return Backend{}, fmt.Errorf("pg state backend: %q is not a postgres:// URL", redact(dsn))
 	}
 	return Backend{
-		Kind:  BackendPG,
-		Block: map[string]any{"schema_name": PGSchema},
+		Kind: BackendPG,
+		// Gosling makes the schema itself (preparePG): OpenTofu's own
+		// CREATE ... IF NOT EXISTS fails when two workers' first runs
+		// race on a new database.
+		Block: map[string]any{"schema_name": PGSchema, "skip_schema_creation": true, "skip_table_creation": true, "skip_index_creation": true},
 		Env:   map[string]string{"PG_CONN_STR": dsn},
+		prepare: func(ctx context.Context) error {
+			return preparePG(ctx, dsn)
+		},
 	}, nil
+}
+
+// pgPrepareLock serialises the schema's creation across workers (a
+// transaction-scoped advisory lock).
+const pgPrepareLock = 0x676f736c696e67 // "gosling"
+
+// preparePG makes what OpenTofu's pg backend keeps states in, exactly as
+// the backend itself would (opentofu internal/backend/remote-state/pg:
+// schema PGSchema, the public.global_states_id_seq sequence, table states
+// with a unique name, index states_by_name), in one transaction under an
+// advisory lock, so workers starting together do not race.
+func preparePG(ctx context.Context, dsn string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("pg state backend: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pg state backend: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	schema := pgx.Identifier{PGSchema}.Sanitize()
+	for _, q := range []string{
+		fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", pgPrepareLock),
+		"CREATE SCHEMA IF NOT EXISTS " + schema,
+		"CREATE SEQUENCE IF NOT EXISTS public.global_states_id_seq AS bigint",
+		"CREATE TABLE IF NOT EXISTS " + schema + ".states (id bigint NOT NULL DEFAULT nextval('public.global_states_id_seq') PRIMARY KEY, name text UNIQUE, data text)",
+		"CREATE UNIQUE INDEX IF NOT EXISTS states_by_name ON " + schema + ".states (name)",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("pg state backend: prepare schema %s: %w", PGSchema, err)
+		}
+	}
+	return tx.Commit(ctx)
 }
 
 // S3Config says where an S3 backend keeps its states.

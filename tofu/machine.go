@@ -22,8 +22,11 @@ const (
 type Machine struct {
 	RunnerID string
 	Egg      string
-	Cloud    string
-	Kind     string
+	// Deployment labels the machine with the deployment that made it
+	// (agent.DefaultDeployment when empty).
+	Deployment string
+	Cloud      string
+	Kind       string
 	// State is running (Apex) or stopped (Nadir); VMs only.
 	State      string
 	CPU        float64
@@ -92,9 +95,14 @@ func (m Machine) Variables() (map[string]any, error) {
 	if tags == nil {
 		tags = []string{}
 	}
+	deployment := m.Deployment
+	if deployment == "" {
+		deployment = agent.DefaultDeployment
+	}
 	v := map[string]any{
 		"runner_id":  m.RunnerID,
 		"egg":        m.Egg,
+		"deployment": deployment,
 		"cpu":        m.CPU,
 		"memory_mib": m.MemoryMiB,
 		"image":      m.Image,

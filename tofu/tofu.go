@@ -36,6 +36,9 @@ type Executor struct {
 	// LockTimeout is how long a run waits for another's state lock
 	// (DefaultLockTimeout when 0).
 	LockTimeout time.Duration
+
+	prepareMu sync.Mutex
+	prepared  bool
 	// Env adds environment variables to every OpenTofu run (cloud
 	// credentials, for example). Values are never logged.
 	Env map[string]string
@@ -268,6 +271,9 @@ func (e *Executor) WorkspaceNames(ctx context.Context) (map[string]bool, error) 
 		return nil, err
 	}
 	defer lw.Close()
+	if err := e.prepareBackend(ctx); err != nil {
+		return nil, err
+	}
 	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
 		return nil, fmt.Errorf("tofu init: %w", lastLines(err, lw))
 	}
@@ -417,9 +423,30 @@ func (e *Executor) lockTimeout() string {
 	return fmt.Sprintf("%ds", int(d.Seconds()))
 }
 
+// prepareBackend readies the backend's storage before the first run of
+// this executor (Backend.prepare); a failure is tried again next run.
+func (e *Executor) prepareBackend(ctx context.Context) error {
+	if e.Backend.prepare == nil {
+		return nil
+	}
+	e.prepareMu.Lock()
+	defer e.prepareMu.Unlock()
+	if e.prepared {
+		return nil
+	}
+	if err := e.Backend.prepare(ctx); err != nil {
+		return err
+	}
+	e.prepared = true
+	return nil
+}
+
 // init runs tofu init and, on a remote backend, selects the workspace's
 // own OpenTofu workspace (made when create is set and it does not exist).
 func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWriter, workspace string, create bool) error {
+	if err := e.prepareBackend(ctx); err != nil {
+		return err
+	}
 	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
 		return fmt.Errorf("tofu init in %s: %w", workspace, lastLines(err, out))
 	}
@@ -460,6 +487,9 @@ func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine fu
 		return false, err
 	}
 	defer out.Close()
+	if err := e.prepareBackend(ctx); err != nil {
+		return false, err
+	}
 	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
 		return false, fmt.Errorf("tofu init: %w", lastLines(err, out))
 	}

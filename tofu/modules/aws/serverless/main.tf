@@ -21,6 +21,14 @@ terraform {
 provider "aws" {
   region = var.region
 
+  default_tags {
+    tags = {
+      "gosling:deployment" = var.deployment
+      "gosling:runner"     = var.runner_id
+      "gosling:egg"        = var.egg
+    }
+  }
+
   dynamic "assume_role" {
     for_each = var.role_arn == "" ? [] : [var.role_arn]
     content {

@@ -29,8 +29,9 @@ provider "aws" {
 
   default_tags {
     tags = {
-      "gosling:runner" = var.runner_id
-      "gosling:egg"    = var.egg
+      "gosling:deployment" = var.deployment
+      "gosling:runner"     = var.runner_id
+      "gosling:egg"        = var.egg
     }
   }
 }

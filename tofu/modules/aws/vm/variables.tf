@@ -6,6 +6,11 @@ variable "egg" {
   type = string
 }
 
+variable "deployment" {
+  type        = string
+  description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
+}
+
 variable "state" {
   type        = string
   description = "running (Apex) or stopped (Nadir)."

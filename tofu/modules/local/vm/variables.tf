@@ -8,6 +8,11 @@ variable "egg" {
   description = "The egg the runner serves."
 }
 
+variable "deployment" {
+  type        = string
+  description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
+}
+
 variable "state" {
   type        = string
   description = "running (Apex) or stopped (Nadir)."

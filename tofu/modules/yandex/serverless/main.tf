@@ -55,7 +55,8 @@ resource "yandex_serverless_container" "runner" {
   }
 
   labels = {
-    gosling-runner = var.runner_id
-    gosling-egg    = var.egg
+    gosling-deployment = var.deployment
+    gosling-runner     = var.runner_id
+    gosling-egg        = var.egg
   }
 }

@@ -52,8 +52,9 @@ resource "yandex_compute_instance" "runner" {
   }
 
   labels = {
-    gosling-runner = var.runner_id
-    gosling-egg    = var.egg
+    gosling-deployment = var.deployment
+    gosling-runner     = var.runner_id
+    gosling-egg        = var.egg
   }
 }
 
