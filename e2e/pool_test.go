@@ -139,9 +139,8 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if a := agent.Inspect(s.MachineDir(promoted)); !a.Alive || a.Stopped {
 		t.Fatalf("promoted runner's process: %+v, want running", a)
 	}
-	if promoteTook >= coldTook {
-		t.Errorf("promotion took %s, a cold provision %s: promotion should be faster", promoteTook, coldTook)
-	}
+	// Which path is faster is BenchmarkPoolPaths' to measure: timings on a
+	// shared machine are no test's business.
 	t.Logf("demand to runner: promotion %s, cold provision %s", promoteTook, coldTook)
 
 	// Nadir is refilled to its minimum; the job ends; idle past 2s, the

@@ -302,7 +302,8 @@ func (s *supervisor) start(args []string, listen string) error {
 	// gitlab-runner stays in the agent's process group: stopping the
 	// machine's group stops everything on it; and it dies with the agent.
 	cmd.SysProcAttr = childproc.DieWithParent()
-	if err := cmd.Start(); err != nil {
+	launcher().do(func() { err = cmd.Start() })
+	if err != nil {
 		return fmt.Errorf("start gitlab-runner (%s): %w", s.binary, err)
 	}
 	s.follow()

@@ -208,7 +208,9 @@ func (a *agent) selfUpdate(ctx context.Context, version, urlTemplate string) err
 	}
 	a.setPhase(a.phase) // the new agent adopts gitlab-runner from state.json
 	a.log.Info("re-executing the updated agent", "version", version)
-	err = syscall.Exec(self, os.Args, os.Environ())
+	// On the launcher thread: gitlab-runner's parent-death signal is that
+	// thread's, and execve keeps the calling thread alone.
+	launcher().do(func() { err = syscall.Exec(self, os.Args, os.Environ()) })
 	if rerr := os.Rename(prev, self); rerr != nil {
 		err = fmt.Errorf("%w; and the old binary could not be put back: %v", err, rerr)
 	}
