@@ -40,6 +40,8 @@ type Options struct {
 	// Vars sets variables, as `--var name=value` does.
 	Vars map[string]string
 	// Getenv backs env() and GOSLING_VAR_ variables; os.LookupEnv by default.
+	// Eggs are decoded in parallel, so it may be called from several
+	// goroutines at once.
 	Getenv func(string) (string, bool)
 }
 
