@@ -115,16 +115,31 @@ func BenchmarkWorkerMemory200InFlight(b *testing.B) {
 }
 
 // rssKiB reads a process's resident set size.
-func rssKiB(pid int) int64 {
+func rssKiB(pid int) int64 { return readProcMemory(pid).RSS }
+
+// procMemory is a process's resident memory in KiB, from /proc/PID/status.
+type procMemory struct {
+	// RSS is resident now (VmRSS) and Peak the most it has been (VmHWM).
+	RSS, Peak int64
+	// Anon is its own memory (RssAnon): heap, stacks. File is the pages of
+	// files it maps (RssFile), mostly its binary's code and tables, which
+	// every process of the same binary shares.
+	Anon, File int64
+}
+
+func readProcMemory(pid int) procMemory {
+	var m procMemory
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return m
 	}
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "VmHWM:": &m.Peak, "RssAnon:": &m.Anon, "RssFile:": &m.File}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(f)[0], 10, 64)
-			return n
+		for prefix, dst := range fields {
+			if f, ok := strings.CutPrefix(line, prefix); ok && len(strings.Fields(f)) > 0 {
+				*dst, _ = strconv.ParseInt(strings.Fields(f)[0], 10, 64)
+			}
 		}
 	}
-	return 0
+	return m
 }

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
@@ -65,6 +68,9 @@ func (a *attrs) value(name string) (cty.Value, bool) {
 	if !ok {
 		return cty.NilVal, false
 	}
+	if lit, ok := literalString(at.Expr); ok {
+		return lit, true
+	}
 	v, d := at.Expr.Value(a.ctx)
 	*a.diags = append(*a.diags, d...)
 	if d.HasErrors() || v.IsNull() {
@@ -79,15 +85,21 @@ func (a *attrs) value(name string) (cty.Value, bool) {
 }
 
 // typed evaluates and converts an attribute, explaining a type mismatch with
-// an example of a right value.
-func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bool) {
+// an example of a right value. example is called only for that diagnostic:
+// most examples are formatted from a default, and most attributes are right.
+func (a *attrs) typed(name string, want cty.Type, example func() string) (cty.Value, bool) {
 	v, ok := a.value(name)
 	if !ok {
 		return cty.NilVal, false
 	}
+	return a.convert(name, v, want, example)
+}
+
+// convert converts an attribute's value as typed does.
+func (a *attrs) convert(name string, v cty.Value, want cty.Type, example func() string) (cty.Value, bool) {
 	c, err := convert.Convert(v, want)
 	if err != nil {
-		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s.", name, want.FriendlyNameForConstraint(), name, example, v.Type().FriendlyName())
+		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s.", name, want.FriendlyNameForConstraint(), name, example(), v.Type().FriendlyName())
 		return cty.NilVal, false
 	}
 	if c.IsNull() {
@@ -96,22 +108,16 @@ func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bo
 	return c, true
 }
 
-// rawString is an attribute's string value, evaluated again without
-// recording diagnostics (the typed readers report them).
-func (a *attrs) rawString(name string) (string, bool) {
-	at, ok := a.m[name]
-	if !ok {
-		return "", false
-	}
-	v, d := at.Expr.Value(a.ctx)
-	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || v.Type() != cty.String {
-		return "", false
-	}
-	return v.AsString(), true
+// example returns an example for typed that is the text s.
+func example(s string) func() string { return func() string { return s } }
+
+// quotedExample returns an example for typed that is the quoted text of v.
+func quotedExample(v fmt.Stringer) func() string {
+	return func() string { return strconv.Quote(v.String()) }
 }
 
 func (a *attrs) str(name, def string) string {
-	v, ok := a.typed(name, cty.String, `"text"`)
+	v, ok := a.typed(name, cty.String, example(`"text"`))
 	if !ok {
 		return def
 	}
@@ -130,7 +136,7 @@ func (a *attrs) name(name, def string) string {
 }
 
 func (a *attrs) boolean(name string, def bool) bool {
-	v, ok := a.typed(name, cty.Bool, "true")
+	v, ok := a.typed(name, cty.Bool, example("true"))
 	if !ok {
 		return def
 	}
@@ -138,7 +144,7 @@ func (a *attrs) boolean(name string, def bool) bool {
 }
 
 func (a *attrs) number(name string, def, lo, hi float64) float64 {
-	v, ok := a.typed(name, cty.Number, fmtNum(def))
+	v, ok := a.typed(name, cty.Number, func() string { return fmtNum(def) })
 	if !ok {
 		return def
 	}
@@ -151,7 +157,7 @@ func (a *attrs) number(name string, def, lo, hi float64) float64 {
 }
 
 func (a *attrs) integer(name string, def, lo, hi int) int {
-	v, ok := a.typed(name, cty.Number, fmt.Sprint(def))
+	v, ok := a.typed(name, cty.Number, func() string { return strconv.Itoa(def) })
 	if !ok {
 		return def
 	}
@@ -169,34 +175,53 @@ func (a *attrs) integer(name string, def, lo, hi int) int {
 }
 
 func (a *attrs) size(name string, def, lo, hi Size) Size {
-	if v, ok := a.value(name); ok && v.Type() == cty.Number {
+	s, _ := a.sizeText(name, def, lo, hi)
+	return s
+}
+
+// sizeText reads a size as size does and also returns its text as written
+// (after evaluation) when it is a string, valid or not.
+func (a *attrs) sizeText(name string, def, lo, hi Size) (Size, string) {
+	v, ok := a.value(name)
+	if !ok {
+		return def, ""
+	}
+	if v.Type() == cty.Number {
 		f, _ := v.AsBigFloat().Float64()
 		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s = \"%sMiB\" or \"%sGiB\".", name, name, fmtNum(f), fmtNum(f))
-		return def
+		return def, ""
 	}
-	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", def.String()))
+	var text string
+	if v.Type() == cty.String {
+		text = v.AsString()
+	}
+	v, ok = a.convert(name, v, cty.String, quotedExample(def))
 	if !ok {
-		return def
+		return def, text
 	}
 	s, err := ParseSize(v.AsString())
 	if err != nil {
 		a.errorf(name, "Invalid size", "%v.", err)
-		return def
+		return def, text
 	}
 	if s < lo || s > hi {
 		a.errorf(name, "Value out of range", "%q must be from %s to %s; got %s.", name, lo, hi, s)
-		return def
+		return def, text
 	}
-	return s
+	return s, text
 }
 
 func (a *attrs) duration(name string, def, lo, hi Duration) Duration {
-	if v, ok := a.value(name); ok && v.Type() == cty.Number {
+	v, ok := a.value(name)
+	if !ok {
+		return def
+	}
+	if v.Type() == cty.Number {
 		f, _ := v.AsBigFloat().Float64()
 		a.errorf(name, "Duration needs a unit", "%q is a duration: write it with a unit, such as %s = \"%ss\" or \"%sm\".", name, name, fmtNum(f), fmtNum(f))
 		return def
 	}
-	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", def.String()))
+	v, ok = a.convert(name, v, cty.String, quotedExample(def))
 	if !ok {
 		return def
 	}
@@ -213,7 +238,7 @@ func (a *attrs) duration(name string, def, lo, hi Duration) Duration {
 }
 
 func (a *attrs) enum(name, def string, allowed ...string) string {
-	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", allowed[0]))
+	v, ok := a.typed(name, cty.String, func() string { return strconv.Quote(allowed[0]) })
 	if !ok {
 		return def
 	}
@@ -231,7 +256,7 @@ func (a *attrs) enum(name, def string, allowed ...string) string {
 // is a warning: Temporal accepts it.
 func (a *attrs) cron(name, def string) (string, CronSchedule) {
 	defSched, _ := ParseCron(def)
-	v, ok := a.typed(name, cty.String, `"*/5 * * * *"`)
+	v, ok := a.typed(name, cty.String, example(`"*/5 * * * *"`))
 	if !ok {
 		return def, defSched
 	}
@@ -258,7 +283,7 @@ func (a *attrs) cron(name, def string) (string, CronSchedule) {
 }
 
 func (a *attrs) host(name, def string) string {
-	v, ok := a.typed(name, cty.String, `"gitlab.example.com"`)
+	v, ok := a.typed(name, cty.String, example(`"gitlab.example.com"`))
 	if !ok {
 		return def
 	}
@@ -273,7 +298,7 @@ func (a *attrs) host(name, def string) string {
 // secret reads a secret URI. A plaintext value is an error whose diagnostic
 // is marked sensitive and never repeats the value.
 func (a *attrs) secret(name string) SecretRef {
-	v, ok := a.typed(name, cty.String, `"vault://ci/gitlab/token"`)
+	v, ok := a.typed(name, cty.String, example(`"vault://ci/gitlab/token"`))
 	if !ok {
 		return ""
 	}
@@ -306,9 +331,19 @@ func (a *attrs) checkSecret(name, s string) (SecretRef, bool) {
 }
 
 func (a *attrs) strings(name string) []string {
-	v, ok := a.typed(name, cty.List(cty.String), `["a", "b"]`)
+	if at, ok := a.m[name]; ok {
+		if out, ok := literalStrings(at.Expr); ok {
+			return out
+		}
+	}
+	v, ok := a.value(name)
 	if !ok {
 		return nil
+	}
+	if !stringList(v) {
+		if v, ok = a.convert(name, v, cty.List(cty.String), example(`["a", "b"]`)); !ok {
+			return nil
+		}
 	}
 	out := make([]string, 0, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
@@ -350,24 +385,35 @@ func (a *attrs) enumList(name string, def []string, allowed ...string) []string 
 // env reads a map of environment variables whose values are plain strings or
 // secret URIs. Well-known credential formats written in plain text are errors.
 func (a *attrs) env(name string) map[string]EnvValue {
-	v, ok := a.typed(name, cty.Map(cty.String), `{ GOFLAGS = "-mod=mod" }`)
+	v, ok := a.value(name)
 	if !ok {
 		return nil
 	}
+	if !stringMap(v) {
+		if v, ok = a.convert(name, v, cty.Map(cty.String), example(`{ GOFLAGS = "-mod=mod" }`)); !ok {
+			return nil
+		}
+	}
 	out := make(map[string]EnvValue, v.LengthInt())
-	ranges := a.mapValueRanges(name)
+	// Where each entry is, found when a diagnostic needs it.
+	var ranges map[string]hcl.Range
+	rangeOf := func(key string) *hcl.Range {
+		if ranges == nil {
+			ranges = a.mapValueRanges(name)
+		}
+		if r, ok := ranges[key]; ok {
+			return &r
+		}
+		return a.rng(name)
+	}
 	for it := v.ElementIterator(); it.Next(); {
 		k, e := it.Element()
 		key := k.AsString()
-		rng := a.rng(name)
-		if r, ok := ranges[key]; ok {
-			rng = &r
-		}
 		if !validEnvName(key) {
 			*a.diags = append(*a.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError, Summary: "Invalid variable name",
 				Detail:  fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and underscores, not starting with a digit.", key),
-				Subject: rng,
+				Subject: rangeOf(key),
 			})
 			continue
 		}
@@ -378,7 +424,7 @@ func (a *attrs) env(name string) map[string]EnvValue {
 		} else if err != errNotSecretURI {
 			*a.diags = append(*a.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError, Summary: "Invalid secret URI",
-				Detail: fmt.Sprintf("%s: %v.", key, err), Subject: rng,
+				Detail: fmt.Sprintf("%s: %v.", key, err), Subject: rangeOf(key),
 			})
 			continue
 		}
@@ -388,7 +434,7 @@ func (a *attrs) env(name string) map[string]EnvValue {
 				Summary:  "Plaintext secret",
 				Detail: fmt.Sprintf("The value of %s looks like a credential. Store it in a secret backend and reference it instead, "+
 					"such as %s = \"vault://ci/%s/value\"; revoke it if it was ever committed.", key, key, strings.ToLower(key)),
-				Subject: rng,
+				Subject: rangeOf(key),
 				Extra:   sensitive{},
 			})
 			continue
@@ -515,4 +561,124 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// literalStrings reads a list written as quoted strings without
+// interpolation, such as tags = ["docker", "linux"], without evaluating it:
+// its value is those strings.
+func literalStrings(expr hcl.Expression) ([]string, bool) {
+	t, ok := expr.(*hclsyntax.TupleConsExpr)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(t.Exprs))
+	for _, e := range t.Exprs {
+		lit, ok := literalString(e)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, lit.AsString())
+	}
+	return out, true
+}
+
+// literalString is the value of a quoted string without interpolation,
+// most of a Nest's values: its one literal part, which TemplateExpr.Value
+// would copy, normalise again and refine to the same value.
+func literalString(expr hcl.Expression) (cty.Value, bool) {
+	t, ok := expr.(*hclsyntax.TemplateExpr)
+	if !ok || !t.IsStringLiteral() {
+		return cty.NilVal, false
+	}
+	lit := t.Parts[0].(*hclsyntax.LiteralValueExpr).Val
+	if !lit.Type().Equals(cty.String) || !lit.IsKnown() || lit.IsNull() || lit.IsMarked() {
+		return cty.NilVal, false
+	}
+	return lit, true
+}
+
+// stringList tells whether v is a list or tuple of strings, and stringMap
+// whether it is a map or object of strings: reading their elements then
+// gives what converting them to a list or map of strings would, without the
+// copy Convert makes.
+func stringList(v cty.Value) bool {
+	ty := v.Type()
+	if ty.IsTupleType() {
+		return !slices.ContainsFunc(ty.TupleElementTypes(), notString)
+	}
+	return ty.IsListType() && ty.ElementType().Equals(cty.String)
+}
+
+func stringMap(v cty.Value) bool {
+	ty := v.Type()
+	if ty.IsObjectType() {
+		for _, at := range ty.AttributeTypes() {
+			if notString(at) {
+				return false
+			}
+		}
+		return true
+	}
+	return ty.IsMapType() && ty.ElementType().Equals(cty.String)
+}
+
+func notString(t cty.Type) bool { return !t.Equals(cty.String) }
+
+// blockContent is body.Content(schema) for the bodies of parsed blocks. When the
+// body holds only what the schema names, with every required attribute and
+// every block's labels, it builds the same content itself: hclsyntax's
+// Content spends most of its time on the maps it keeps to report extraneous
+// items, and a Nest's blocks have none. Any other body goes to Content,
+// which reports what is wrong.
+func blockContent(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok || !holdsOnly(b, schema) {
+		return body.Content(schema)
+	}
+	out := &hcl.BodyContent{Attributes: make(hcl.Attributes, len(b.Attributes)), MissingItemRange: b.MissingItemRange()}
+	// One allocation for all attributes and one for all blocks.
+	attrs := make([]hcl.Attribute, 0, len(b.Attributes))
+	for name, at := range b.Attributes {
+		attrs = append(attrs, *at.AsHCLAttribute())
+		out.Attributes[name] = &attrs[len(attrs)-1]
+	}
+	if len(b.Blocks) > 0 {
+		blocks := make([]hcl.Block, len(b.Blocks))
+		out.Blocks = make(hcl.Blocks, len(b.Blocks))
+		for i, blk := range b.Blocks {
+			blocks[i] = *blk.AsHCLBlock()
+			out.Blocks[i] = &blocks[i]
+		}
+	}
+	return out, nil
+}
+
+// holdsOnly tells whether a body has nothing but the schema's attributes and
+// blocks, the blocks with the labels the schema gives them, and every
+// required attribute.
+func holdsOnly(b *hclsyntax.Body, schema *hcl.BodySchema) bool {
+	known := 0
+	for _, s := range schema.Attributes {
+		if _, ok := b.Attributes[s.Name]; ok {
+			known++
+		} else if s.Required {
+			return false
+		}
+	}
+	if known != len(b.Attributes) {
+		return false
+	}
+blocks:
+	for _, blk := range b.Blocks {
+		for _, s := range schema.Blocks {
+			if s.Type == blk.Type {
+				if len(blk.Labels) != len(s.LabelNames) {
+					return false
+				}
+				continue blocks
+			}
+		}
+		return false
+	}
+	return true
 }

@@ -18,7 +18,7 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 	}
 
 	// Egg names are unique across eggs and buckets.
-	byName := map[string]*eggDecl{}
+	byName := make(map[string]*eggDecl, len(eggs))
 	for _, e := range eggs {
 		if prev, dup := byName[e.egg.Name]; dup {
 			errAt(e.def, "Duplicate egg name", "%q is already the name of the %s at %s. Egg names are unique across the Nest; rename one of them.", e.egg.Name, prev.egg.Kind, at(prev.def))
@@ -40,20 +40,29 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		egg *eggDecl
 		rng hcl.Range
 	}
-	claims := map[string]claim{}
-	claimKey := func(e *Egg, p ProjectRef) []string {
-		var keys []string
-		if p.ID != 0 {
-			keys = append(keys, e.GitLab.Host+"#id:"+itoa(p.ID))
-		}
-		if p.Path != "" {
-			keys = append(keys, e.GitLab.Host+"#path:"+strings.ToLower(p.Path))
-		}
-		return keys
+	// A project by ID or by path, or a group, on one GitLab host.
+	type claimKey struct {
+		host, kind, path string
+		id               int64
 	}
+	projects := 0
+	for _, e := range eggs {
+		projects += len(e.egg.Projects)
+	}
+	claims := make(map[claimKey]claim, projects)
 	for _, e := range eggs {
 		for i, p := range e.egg.Projects {
-			for _, k := range claimKey(e.egg, p) {
+			var keys [2]claimKey
+			n := 0
+			if p.ID != 0 {
+				keys[n] = claimKey{host: e.egg.GitLab.Host, kind: "id", id: p.ID}
+				n++
+			}
+			if p.Path != "" {
+				keys[n] = claimKey{host: e.egg.GitLab.Host, kind: "path", path: strings.ToLower(p.Path)}
+				n++
+			}
+			for _, k := range keys[:n] {
 				if prev, dup := claims[k]; dup {
 					where := fmt.Sprintf("%s %q at %s", prev.egg.egg.Kind, prev.egg.egg.Name, at(prev.rng))
 					if prev.egg == e {
@@ -66,7 +75,7 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 			}
 		}
 		if g := e.egg.Group; g != nil {
-			k := e.egg.GitLab.Host + "#group:" + itoa(g.ID)
+			k := claimKey{host: e.egg.GitLab.Host, kind: "group", id: g.ID}
 			if prev, dup := claims[k]; dup {
 				errAt(e.groupRange, "Group claimed twice", "Group %d on %s is already served by %s %q at %s; remove it from one of them.", g.ID, e.egg.GitLab.Host, prev.egg.egg.Kind, prev.egg.egg.Name, at(prev.rng))
 			} else {
@@ -121,22 +130,34 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		}
 	}
 
-	// Jobs: their runners must exist and their needs must be met.
+	// Jobs: their runners must exist and their needs must be met. The egg
+	// names and the tag index are built once for all jobs, not per job.
+	var names []string
+	eggNames := func() []string {
+		if names == nil {
+			names = sortedEggNames(eggs)
+		}
+		return names
+	}
+	var tags eggTags
 	for _, j := range jobs {
 		r := j.job.Runner
 		if r.Egg != "" && j.runnerEgg != nil {
 			if _, ok := byName[r.Egg]; !ok {
-				errAt(*j.runnerEgg, "Unknown egg", "Job %q runs on egg %q, which the Nest does not declare.%s", j.job.Name, r.Egg, didYouMean(r.Egg, eggNames(eggs)))
+				errAt(*j.runnerEgg, "Unknown egg", "Job %q runs on egg %q, which the Nest does not declare.%s", j.job.Name, r.Egg, didYouMean(r.Egg, eggNames()))
 			}
 		}
-		if len(r.Tags) > 0 && j.tags != nil && !anyEggHasTags(eggs, r.Tags) {
+		if len(r.Tags) > 0 && tags == nil {
+			tags = indexEggTags(eggs)
+		}
+		if len(r.Tags) > 0 && j.tags != nil && !tags.anyHasAll(r.Tags) {
 			errAt(*j.tags, "No runner has these tags", "Job %q needs a runner with tags %s, but no egg's runners carry all of them. Add the tags to an egg or change the job's tags.", j.job.Name, quoteList(r.Tags))
 		}
 		if list, ok := j.job.Params["eggs"].([]any); ok && j.paramEggs != nil {
 			for _, x := range list {
 				if name, ok := x.(string); ok {
 					if _, known := byName[name]; !known {
-						errAt(*j.paramEggs, "Unknown egg", "params.eggs names %q, which the Nest does not declare.%s", name, didYouMean(name, eggNames(eggs)))
+						errAt(*j.paramEggs, "Unknown egg", "params.eggs names %q, which the Nest does not declare.%s", name, didYouMean(name, eggNames()))
 					}
 				}
 			}
@@ -165,7 +186,7 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 	return diags
 }
 
-func eggNames(eggs []*eggDecl) []string {
+func sortedEggNames(eggs []*eggDecl) []string {
 	names := make([]string, 0, len(eggs))
 	for _, e := range eggs {
 		names = append(names, e.egg.Name)
@@ -174,19 +195,48 @@ func eggNames(eggs []*eggDecl) []string {
 	return names
 }
 
-func anyEggHasTags(eggs []*eggDecl, tags []string) bool {
-	for _, e := range eggs {
-		have := map[string]bool{}
+// eggTags maps each runner tag to the eggs whose runners carry it, by their
+// index in the eggs slice, in ascending order.
+type eggTags map[string][]int
+
+func indexEggTags(eggs []*eggDecl) eggTags {
+	idx := eggTags{}
+	for i, e := range eggs {
 		for _, t := range e.egg.Runner.Tags {
-			have[t] = true
-		}
-		all := true
-		for _, t := range tags {
-			all = all && have[t]
-		}
-		if all {
-			return true
+			if l := idx[t]; len(l) == 0 || l[len(l)-1] != i {
+				idx[t] = append(l, i)
+			}
 		}
 	}
-	return false
+	return idx
+}
+
+// anyHasAll tells whether one egg's runners carry every tag: it intersects
+// the tags' egg lists, so it costs the eggs that carry the tags, not every
+// egg of the Nest.
+func (idx eggTags) anyHasAll(tags []string) bool {
+	common := idx[tags[0]]
+	for _, t := range tags[1:] {
+		if len(common) == 0 {
+			return false
+		}
+		common = intersectSorted(common, idx[t])
+	}
+	return len(common) > 0
+}
+
+func intersectSorted(a, b []int) []int {
+	var out []int
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i, j = i+1, j+1
+		}
+	}
+	return out
 }

@@ -95,7 +95,7 @@ func (l *loader) decodeEggBlock(b *hcl.Block, kind EggKind) (*eggDecl, hcl.Diagn
 	if kind == KindBucket {
 		schema = bucketSchema
 	}
-	content, diags := b.Body.Content(schema)
+	content, diags := blockContent(b.Body, schema)
 	e := &Egg{Name: b.Labels[0], Kind: kind}
 	decl := &eggDecl{egg: e, def: b.DefRange}
 	if err := validName(e.Name); err != nil {
@@ -176,7 +176,7 @@ func missingBlock(parent *hcl.Block, name, example string) *hcl.Diagnostic {
 }
 
 func (l *loader) decodeGitLabBlock(b *hcl.Block, diags *hcl.Diagnostics) GitLab {
-	content, d := b.Body.Content(gitlabSchema)
+	content, d := blockContent(b.Body, gitlabSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	g := GitLab{Host: a.host("host", "")}
@@ -262,7 +262,7 @@ func validProjectPath(p string) error {
 }
 
 func (l *loader) decodeRepositories(b *hcl.Block, decl *eggDecl, diags *hcl.Diagnostics) {
-	content, d := b.Body.Content(repositoriesSchema)
+	content, d := blockContent(b.Body, repositoriesSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	hasProjects, hasGroup := a.has("projects"), a.has("group_id")
@@ -346,17 +346,19 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	var content *hcl.BodyContent
 	if b != nil {
 		var d hcl.Diagnostics
-		content, d = b.Body.Content(runnerSchema)
+		content, d = blockContent(b.Body, runnerSchema)
 		*diags = append(*diags, d...)
 	} else {
 		content = &hcl.BodyContent{Attributes: hcl.Attributes{}}
 	}
 	a := newAttrs(l.ctx, content.Attributes, diags)
+	// The memory as written: checkServerless explains decimal sizes.
+	memory, memoryText := a.sizeText("memory", 4*GiB, 128*MiB, 512*GiB)
 	r := Runner{
 		Type:                a.enum("type", RunnerAuto, RunnerAuto, RunnerServerless, RunnerVM),
 		Clouds:              a.enumList("clouds", nil, runnerClouds...),
 		CPU:                 a.number("cpu", 2, 0.05, 64),
-		Memory:              a.size("memory", 4*GiB, 128*MiB, 512*GiB),
+		Memory:              memory,
 		Disk:                a.size("disk", 20*GiB, 1*GiB, 4*TiB),
 		MaxConcurrent:       a.integer("max_concurrent", 10, 1, 1000),
 		JobsPerRunner:       a.integer("jobs_per_runner", 1, 1, 64),
@@ -404,7 +406,7 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	if b != nil {
 		decl.runner = b.DefRange
 	}
-	decl.memoryText, _ = a.rawString("memory")
+	decl.memoryText = memoryText
 	if r.Type == RunnerServerless && r.ExpectedJobDuration.D() > MaxServerlessRun {
 		a.errorf("expected_job_duration", "Too long for serverless", "Serverless runners live at most %s, but jobs are expected to take %s. Use type = \"vm\" or \"auto\".", Duration(MaxServerlessRun), r.ExpectedJobDuration)
 	}
@@ -435,7 +437,7 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Not a serverless size", Detail: detail, Subject: rng.Ptr()})
 	}
 	for _, c := range r.Clouds {
-		k := r.KindOn(c)
+		k := r.kindOn(c, false)
 		if k.Kind == RunnerServerless && k.Shape != nil {
 			r.Serverless = append(r.Serverless, *k.Shape)
 		}
@@ -445,7 +447,7 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 			if m, err := ParseSize(bin); err == nil {
 				alt := *r
 				alt.Memory = m
-				if ak := alt.KindOn(c); ak.Kind == RunnerServerless {
+				if ak := alt.kindOn(c, false); ak.Kind == RunnerServerless {
 					diags = append(diags, &hcl.Diagnostic{
 						Severity: hcl.DiagWarning, Summary: "Decimal size rules out serverless",
 						Detail: fmt.Sprintf("%q counts in powers of 1000: it is %s, %s, which no %s size takes, so type = \"auto\" makes VMs on %s. "+
@@ -496,7 +498,7 @@ func decodePoolBlock(ctx *hcl.EvalContext, b *hcl.Block, def Pool, diags *hcl.Di
 	if b == nil {
 		return def
 	}
-	content, d := b.Body.Content(poolSchema)
+	content, d := blockContent(b.Body, poolSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(ctx, content.Attributes, diags)
 	p := Pool{
@@ -599,7 +601,7 @@ const (
 )
 
 func (l *loader) decodeRiftBlock(b *hcl.Block, egg string, diags *hcl.Diagnostics) *RiftSpec {
-	content, d := b.Body.Content(riftSchema)
+	content, d := blockContent(b.Body, riftSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	r := &RiftSpec{
@@ -652,7 +654,7 @@ func (l *loader) decodeRiftBlock(b *hcl.Block, egg string, diags *hcl.Diagnostic
 }
 
 func (l *loader) decodeRiftMirror(b *hcl.Block, diags *hcl.Diagnostics) *RiftMirror {
-	content, d := b.Body.Content(riftMirrorSchema)
+	content, d := blockContent(b.Body, riftMirrorSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	m := &RiftMirror{Upstream: a.str("upstream", ""), Username: a.str("username", "")}

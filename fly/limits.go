@@ -161,13 +161,33 @@ var yandexFractions = []int{5, 20, 50}
 // Decimal sizes such as "4GB" (3814.7 MiB) are not whole MiB and fit neither
 // cloud.
 func ServerlessShapeFor(cloud string, cpu float64, memory Size) (ServerlessShape, error) {
+	shape, se := serverlessShape(cloud, cpu, memory, true)
+	if se != nil {
+		return ServerlessShape{}, se
+	}
+	return shape, nil
+}
+
+// serverlessShape is ServerlessShapeFor. Without explain, a ShapeError has
+// its Field but no message: the message names the nearest shapes, which
+// costs many times the check itself, and Runner.KindOn's callers that only
+// ask whether a shape fits do not read it.
+func serverlessShape(cloud string, cpu float64, memory Size, explain bool) (ServerlessShape, *ShapeError) {
 	lim, ok := ServerlessLimitsFor(cloud)
 	if !ok {
-		return ServerlessShape{}, &ShapeError{Cloud: cloud, Field: "clouds", msg: fmt.Sprintf("no serverless runners on cloud %q", cloud)}
+		se := &ShapeError{Cloud: cloud, Field: "clouds"}
+		if explain {
+			se.msg = fmt.Sprintf("no serverless runners on cloud %q", cloud)
+		}
+		return ServerlessShape{}, se
 	}
 	shape := ServerlessShape{Cloud: cloud, Service: lim.Service, VCPU: cpu, MemoryMiB: memory.MiB()}
-	fail := func(field, format string, args ...any) (ServerlessShape, error) {
-		return ServerlessShape{}, &ShapeError{Cloud: cloud, Service: lim.Service, Field: field, msg: fmt.Sprintf(format, args...)}
+	fail := func(field string, msg func() string) (ServerlessShape, *ShapeError) {
+		se := &ShapeError{Cloud: cloud, Service: lim.Service, Field: field}
+		if explain {
+			se.msg = msg()
+		}
+		return ServerlessShape{}, se
 	}
 	switch cloud {
 	case CloudAWS:
@@ -178,13 +198,17 @@ func ServerlessShapeFor(cloud string, cpu float64, memory Size) (ServerlessShape
 			}
 		}
 		if units < 0 {
-			return fail("cpu", "%s takes 0.25, 0.5, 1, 2, 4, 8 or 16 vCPU, not %s.%s", lim.Service, fmtNum(cpu), fargateCPUHint(cpu, memory))
+			return fail("cpu", func() string {
+				return fmt.Sprintf("%s takes 0.25, 0.5, 1, 2, 4, 8 or 16 vCPU, not %s.%s", lim.Service, fmtNum(cpu), fargateCPUHint(cpu, memory))
+			})
 		}
 		mems := fargateMemories(units)
 		if memory%MiB != 0 || !slices.Contains(mems, int64(memory/MiB)) {
-			return fail("memory", "%s has no task of %s vCPU with %s: with %s vCPU (%d CPU units) it takes %s. Nearest: %s.%s",
-				lim.Service, fmtNum(cpu), inMiB(memory), fmtNum(cpu), units, describeFargateMemories(units),
-				nearestSizes(memory, mems), fargateOtherCPU(memory, units))
+			return fail("memory", func() string {
+				return fmt.Sprintf("%s has no task of %s vCPU with %s: with %s vCPU (%d CPU units) it takes %s. Nearest: %s.%s",
+					lim.Service, fmtNum(cpu), inMiB(memory), fmtNum(cpu), units, describeFargateMemories(units),
+					nearestSizes(memory, mems), fargateOtherCPU(memory, units))
+			})
 		}
 		shape.CPUUnits = units
 	case CloudYandex:
@@ -200,20 +224,28 @@ func ServerlessShapeFor(cloud string, cpu float64, memory Size) (ServerlessShape
 			}
 		}
 		if cores == 0 {
-			return fail("cpu", "%s take 1 to 4 whole cores, or one core at 5, 20 or 50%% (cpu = 0.05, 0.2 or 0.5), not cpu = %s.%s",
-				lim.Service, fmtNum(cpu), yandexCPUHint(cpu))
+			return fail("cpu", func() string {
+				return fmt.Sprintf("%s take 1 to 4 whole cores, or one core at 5, 20 or 50%% (cpu = 0.05, 0.2 or 0.5), not cpu = %s.%s",
+					lim.Service, fmtNum(cpu), yandexCPUHint(cpu))
+			})
 		}
 		if memory < yandexMemoryMin || memory > yandexMemoryMax || memory%yandexMemoryStep != 0 {
-			steps := mibSteps(int64(yandexMemoryMin/MiB), int64(yandexMemoryMax/MiB), int64(yandexMemoryStep/MiB))
-			return fail("memory", "%s take 128MiB to 8GiB of memory in 128MiB steps, not %s. Nearest: %s.", lim.Service, inMiB(memory), nearestSizes(memory, steps))
+			return fail("memory", func() string {
+				steps := mibSteps(int64(yandexMemoryMin/MiB), int64(yandexMemoryMax/MiB), int64(yandexMemoryStep/MiB))
+				return fmt.Sprintf("%s take 128MiB to 8GiB of memory in 128MiB steps, not %s. Nearest: %s.", lim.Service, inMiB(memory), nearestSizes(memory, steps))
+			})
 		}
 		shape.Cores, shape.CoreFraction = cores, fraction
 	default:
 		if cpu > lim.CPU {
-			return fail("cpu", "%s allow at most %s vCPU, not %s.", lim.Service, fmtNum(lim.CPU), fmtNum(cpu))
+			return fail("cpu", func() string {
+				return fmt.Sprintf("%s allow at most %s vCPU, not %s.", lim.Service, fmtNum(lim.CPU), fmtNum(cpu))
+			})
 		}
 		if memory > lim.Memory {
-			return fail("memory", "%s allow at most %s of memory, not %s.", lim.Service, lim.Memory, memory)
+			return fail("memory", func() string {
+				return fmt.Sprintf("%s allow at most %s of memory, not %s.", lim.Service, lim.Memory, memory)
+			})
 		}
 	}
 	return shape, nil
@@ -304,13 +336,19 @@ func yandexCPUHint(cpu float64) string {
 // cpu and memory (ServerlessShapeFor), a VM otherwise. Shape is set for
 // serverless runners whose shape exists; Reason says why, in words.
 func (r Runner) KindOn(cloud string) CloudKind {
+	return r.kindOn(cloud, true)
+}
+
+// kindOn is KindOn; without explain, Reason may be empty (the loader
+// resolves every egg on every cloud and reads only Kind and Shape).
+func (r Runner) kindOn(cloud string, explain bool) CloudKind {
 	out := CloudKind{Cloud: cloud, Kind: r.Type}
 	if r.Type == RunnerVM {
 		out.Reason = "the egg asks for vm runners"
 		return out
 	}
-	shape, err := ServerlessShapeFor(cloud, r.CPU, r.Memory)
-	if err == nil {
+	shape, se := serverlessShape(cloud, r.CPU, r.Memory, explain)
+	if se == nil {
 		out.Shape = &shape
 	}
 	if r.Type == RunnerServerless {
@@ -323,13 +361,19 @@ func (r Runner) KindOn(cloud string) CloudKind {
 	case !ok:
 		out.Reason = fmt.Sprintf("no serverless runners on cloud %q", cloud)
 	case r.ExpectedJobDuration.D() > lim.MaxRun:
-		out.Reason = fmt.Sprintf("jobs are expected to take %s, longer than the %s limit of %s", r.ExpectedJobDuration, Duration(lim.MaxRun), lim.Service)
-	case err != nil:
-		out.Reason = fmt.Sprintf("no %s size fits %s vCPU with %s: %v", lim.Service, fmtNum(r.CPU), inMiB(r.Memory), err)
+		if explain {
+			out.Reason = fmt.Sprintf("jobs are expected to take %s, longer than the %s limit of %s", r.ExpectedJobDuration, Duration(lim.MaxRun), lim.Service)
+		}
+	case se != nil:
+		if explain {
+			out.Reason = fmt.Sprintf("no %s size fits %s vCPU with %s: %v", lim.Service, fmtNum(r.CPU), inMiB(r.Memory), se)
+		}
 	default:
 		out.Kind = RunnerServerless
-		out.Reason = fmt.Sprintf("jobs expected to take %s with %s vCPU and %s fit %s (%s at most) as %s",
-			r.ExpectedJobDuration, fmtNum(r.CPU), inMiB(r.Memory), lim.Service, Duration(lim.MaxRun), shape)
+		if explain {
+			out.Reason = fmt.Sprintf("jobs expected to take %s with %s vCPU and %s fit %s (%s at most) as %s",
+				r.ExpectedJobDuration, fmtNum(r.CPU), inMiB(r.Memory), lim.Service, Duration(lim.MaxRun), shape)
+		}
 	}
 	if out.Kind == RunnerVM {
 		out.Shape = nil

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -38,6 +40,8 @@ type Options struct {
 	// Vars sets variables, as `--var name=value` does.
 	Vars map[string]string
 	// Getenv backs env() and GOSLING_VAR_ variables; os.LookupEnv by default.
+	// Eggs are decoded in parallel, so it may be called from several
+	// goroutines at once.
 	Getenv func(string) (string, bool)
 }
 
@@ -56,8 +60,15 @@ type nestFile struct {
 	kind fileKind
 	rel  string // relative to the Nest, with forward slashes
 	path string // as given to the parser and shown in diagnostics
-	src  []byte
-	file *hcl.File
+	// eggDir is set on Eggs/<name>/config.fly while the directory is still
+	// to be listed: the file may not exist (absent), and the directory's
+	// other fly files are ignored (ignored lists their paths in the Nest).
+	eggDir  bool
+	absent  bool
+	ignored []string
+	src     []byte
+	readErr error
+	file    *hcl.File
 	// parseDiags are the syntax errors of the file.
 	parseDiags hcl.Diagnostics
 }
@@ -90,7 +101,28 @@ func LoadNest(dir string, opts ...Options) (*Nest, *Diagnostics) {
 }
 
 func (l *loader) load() (*Nest, *Diagnostics) {
-	files, diags := l.discover()
+	found, diags := l.discover()
+	// Listing egg directories, reading and parsing take most of a load and
+	// each file's are independent of the others'.
+	parallel(len(found), func(i int) { found[i].read() })
+	var files []*nestFile
+	for _, f := range found {
+		for _, rel := range f.ignored {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: "File ignored",
+				Detail:  fmt.Sprintf("%s is not read: an egg is declared in its directory's config.fly.", rel),
+				Subject: &hcl.Range{Filename: filepath.Join(l.dir, filepath.FromSlash(rel)), Start: hcl.InitialPos, End: hcl.InitialPos},
+			})
+		}
+		if !f.absent {
+			files = append(files, f)
+		}
+	}
+	for _, f := range files {
+		if f.readErr != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: f.readErr.Error()})
+		}
+	}
 	if len(files) == 0 && diags.HasErrors() {
 		sortDiagnostics(diags)
 		return nil, &Diagnostics{Diagnostics: diags, Files: map[string]*hcl.File{}}
@@ -103,7 +135,7 @@ func (l *loader) load() (*Nest, *Diagnostics) {
 
 // loadFiles parses, evaluates and checks files already read.
 func (l *loader) loadFiles(files []*nestFile) (*Nest, *Diagnostics) {
-	out := &Diagnostics{Files: map[string]*hcl.File{}}
+	out := &Diagnostics{Files: make(map[string]*hcl.File, len(files))}
 	parseAll(files)
 	for _, f := range files {
 		out.Files[f.path] = f.file
@@ -172,17 +204,40 @@ func (l *loader) loadFiles(files []*nestFile) (*Nest, *Diagnostics) {
 	out.Diagnostics = append(out.Diagnostics, d...)
 	l.ctx = ctx
 
-	// Phase 3: the blocks themselves.
+	// Phase 3: the blocks themselves. Eggs and buckets, nearly all of a
+	// Nest, decode in parallel: each reads only its own block and the shared
+	// evaluation context, and records its secret uses on a loader of its own.
+	type decoded struct {
+		decl  *eggDecl
+		diags hcl.Diagnostics
+		uses  []secretUse
+	}
+	var eggMains []mainBlock
+	for _, m := range mains {
+		if m.b.Type == "egg" || m.b.Type == "eggsbucket" {
+			eggMains = append(eggMains, m)
+		}
+	}
+	decodedEggs := make([]decoded, len(eggMains))
+	parallel(len(eggMains), func(i int) {
+		el := &loader{dir: l.dir, opts: l.opts, ctx: l.ctx}
+		b := eggMains[i].b
+		decl, d := el.decodeEggBlock(b, EggKind(b.Type))
+		decodedEggs[i] = decoded{decl, d, el.secretUses}
+	})
+
 	nest := &Nest{Dir: l.dir, UglyFox: DefaultUglyFox()}
-	var eggs []*eggDecl
+	eggs := make([]*eggDecl, 0, len(eggMains))
 	var jobs []*jobDecl
 	var mg *mgDecl
 	for _, m := range mains {
 		version := contentVersion(m.f.src)
 		switch m.b.Type {
 		case "egg", "eggsbucket":
-			decl, d := l.decodeEggBlock(m.b, EggKind(m.b.Type))
-			out.Diagnostics = append(out.Diagnostics, d...)
+			r := decodedEggs[len(eggs)]
+			decl := r.decl
+			out.Diagnostics = append(out.Diagnostics, r.diags...)
+			l.secretUses = append(l.secretUses, r.uses...)
 			decl.egg.File, decl.egg.Version = m.f.rel, version
 			eggs = append(eggs, decl)
 			if dir := filepath.Base(filepath.Dir(m.f.path)); dir != decl.egg.Name {
@@ -216,6 +271,7 @@ func (l *loader) loadFiles(files []*nestFile) (*Nest, *Diagnostics) {
 	if out.HasErrors() {
 		return nil, out
 	}
+	nest.Eggs = make([]Egg, 0, len(eggs))
 	for _, e := range eggs {
 		nest.Eggs = append(nest.Eggs, *e.egg)
 	}
@@ -224,9 +280,6 @@ func (l *loader) loadFiles(files []*nestFile) (*Nest, *Diagnostics) {
 	}
 	sort.Slice(nest.Eggs, func(i, j int) bool { return nest.Eggs[i].Name < nest.Eggs[j].Name })
 	sort.Slice(nest.Jobs, func(i, j int) bool { return nest.Jobs[i].Name < nest.Jobs[j].Name })
-	if nest.Eggs == nil {
-		nest.Eggs = []Egg{}
-	}
 	if nest.Jobs == nil {
 		nest.Jobs = []Job{}
 	}
@@ -274,34 +327,25 @@ func (l *loader) discover() ([]*nestFile, hcl.Diagnostics) {
 		}}
 	}
 	var files []*nestFile
-	add := func(kind fileKind, rel string) {
-		files = append(files, &nestFile{kind: kind, rel: rel, path: filepath.Join(l.dir, filepath.FromSlash(rel))})
-	}
-	warnIgnored := func(rel, why string) {
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagWarning, Summary: "File ignored",
-			Detail:  fmt.Sprintf("%s is not read: %s", rel, why),
-			Subject: &hcl.Range{Filename: filepath.Join(l.dir, filepath.FromSlash(rel)), Start: hcl.InitialPos, End: hcl.InitialPos},
-		})
+	add := func(kind fileKind, rel string) *nestFile {
+		f := &nestFile{kind: kind, rel: rel, path: filepath.Join(l.dir, filepath.FromSlash(rel))}
+		files = append(files, f)
+		return f
 	}
 
-	// Eggs/<name>/config.fly
+	// Eggs/<name>/config.fly; each directory is listed when it is read.
 	if entries, err := os.ReadDir(filepath.Join(l.dir, "Eggs")); err == nil {
 		for _, e := range entries {
 			rel := "Eggs/" + e.Name()
 			switch {
 			case e.IsDir():
-				if _, err := os.Stat(filepath.Join(l.dir, "Eggs", e.Name(), "config.fly")); err == nil {
-					add(fileEgg, rel+"/config.fly")
-				}
-				sub, _ := os.ReadDir(filepath.Join(l.dir, "Eggs", e.Name()))
-				for _, s := range sub {
-					if !s.IsDir() && strings.HasSuffix(s.Name(), Extension) && s.Name() != "config.fly" {
-						warnIgnored(rel+"/"+s.Name(), "an egg is declared in its directory's config.fly.")
-					}
-				}
+				add(fileEgg, rel+"/config.fly").eggDir = true
 			case strings.HasSuffix(e.Name(), Extension):
-				warnIgnored(rel, "eggs live in Eggs/<name>/config.fly.")
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning, Summary: "File ignored",
+					Detail:  fmt.Sprintf("%s is not read: eggs live in Eggs/<name>/config.fly.", rel),
+					Subject: &hcl.Range{Filename: filepath.Join(l.dir, filepath.FromSlash(rel)), Start: hcl.InitialPos, End: hcl.InitialPos},
+				})
 			}
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -331,37 +375,80 @@ func (l *loader) discover() ([]*nestFile, hcl.Diagnostics) {
 				"Run `gosling init %s` to create one, or check that %s is the Nest's root.", l.dir, l.dir),
 		})
 	}
-	for _, f := range files {
-		src, err := os.ReadFile(f.path)
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: err.Error()})
-			continue
-		}
-		f.src = src
-	}
 	return files, diags
 }
 
-// parseAll parses files in parallel; each parse is independent.
-func parseAll(files []*nestFile) {
-	workers := min(runtime.GOMAXPROCS(0), len(files))
-	var wg sync.WaitGroup
-	next := make(chan *nestFile)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range next {
-				f.file, f.parseDiags = hclsyntax.ParseConfig(f.src, f.path, hcl.InitialPos)
-			}
-		}()
-	}
-	for _, f := range files {
-		if f.src != nil {
-			next <- f
+// read lists an egg's directory (see eggDir), then reads and parses the file.
+func (f *nestFile) read() {
+	if f.eggDir {
+		f.listEggDir()
+		if f.absent {
+			return
 		}
 	}
-	close(next)
+	f.src, f.readErr = os.ReadFile(f.path)
+	f.parse()
+}
+
+// listEggDir finds whether the egg's directory holds config.fly, as
+// os.Stat would (a symbolic link counts when its target exists), and which
+// other fly files it holds.
+func (f *nestFile) listEggDir() {
+	dir := filepath.Dir(f.path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		// A directory that can be searched but not listed.
+		_, err := os.Stat(f.path)
+		f.absent = err != nil
+		return
+	}
+	f.absent = true
+	for _, e := range entries {
+		switch {
+		case e.Name() == "config.fly":
+			if e.Type()&fs.ModeSymlink != 0 {
+				_, err := os.Stat(f.path)
+				f.absent = err != nil
+			} else {
+				f.absent = false
+			}
+		case !e.IsDir() && strings.HasSuffix(e.Name(), Extension):
+			f.ignored = append(f.ignored, path.Dir(f.rel)+"/"+e.Name())
+		}
+	}
+}
+
+// parse parses the file once it has been read.
+func (f *nestFile) parse() {
+	if f.src != nil && f.file == nil {
+		f.file, f.parseDiags = hclsyntax.ParseConfig(f.src, f.path, hcl.InitialPos)
+	}
+}
+
+// parseAll parses files already read, in parallel.
+func parseAll(files []*nestFile) {
+	parallel(len(files), func(i int) { files[i].parse() })
+}
+
+// parallel calls fn(i) for every i in [0, n) on up to GOMAXPROCS
+// goroutines and returns when all calls have returned.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(i)
+			}
+		})
+	}
 	wg.Wait()
 }
 

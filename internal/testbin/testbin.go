@@ -70,7 +70,9 @@ func Gosling(t testing.TB) string {
 		cmd.Dir = Root()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/gosling: %v\n%s", err, out)
+			return
 		}
+		buildErr = uncache(buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
