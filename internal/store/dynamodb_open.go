@@ -180,7 +180,7 @@ func OpenDynamoDB(ctx context.Context, o DynamoOptions) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s store: %w", engine, err)
 	}
-	return s, nil
+	return validate(s), nil
 }
 
 func openDynamo(ctx context.Context, o DynamoOptions, engine string) (*dynamoStore, error) {

@@ -41,7 +41,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	defer s.Close()
 	var version int
-	if err := s.(*sqlStore).read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&version); err != nil {
+	if err := s.(validated).Store.(*sqlStore).read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
 	if want := migrations[len(migrations)-1].version; version != want {

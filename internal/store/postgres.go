@@ -39,7 +39,7 @@ func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 		// repeated here for the same reason.
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	return s, nil
+	return validate(s), nil
 }
 
 func openPostgres(ctx context.Context, dsn string) (*sqlStore, error) {

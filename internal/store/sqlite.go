@@ -46,7 +46,7 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return s, nil
+	return validate(s), nil
 }
 
 func openSQLite(ctx context.Context, path string) (*sqlStore, error) {
