@@ -545,6 +545,8 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 	if err != nil {
 		return nil, err
 	}
+	// What follows (the announcement) sees the project's builds only.
+	p.Builds = builds
 	for _, b := range builds {
 		rec := store.JobRecord{
 			GitLabHost: d.Host, JobID: b.ID, ProjectID: d.hook.ProjectID, Egg: d.egg.Name, Name: b.Name, Ref: p.Ref,
