@@ -153,3 +153,22 @@ func TestForgedFailuresDoNotCountAgainstAnotherEgg(t *testing.T) {
 		t.Errorf("web's real runner failure: %d failures, want 1", got.Failures)
 	}
 }
+
+// TestIdempotencyKeyStaysWithItsProject: an Idempotency-Key sent with one
+// egg's secret cannot make another egg's delivery with the same key look
+// like a duplicate.
+func TestIdempotencyKeyStaysWithItsProject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	const key = "7f0b5c1e-0000-4000-8000-000000000001"
+	if r := e.deliver(gitlabtest.EventJob, multiSecret, e.jobHook(e.multiA, 9101, "running"), key); r.Status != http.StatusAccepted {
+		t.Fatalf("multi's delivery: %d %s", r.Status, r.Body)
+	}
+	hr := e.hookReply(e.deliver(gitlabtest.EventJob, webSecret, e.jobHook(e.web, 9102, "running"), key), http.StatusAccepted)
+	if hr.Status == api.StatusDuplicate {
+		t.Errorf("web's delivery with multi's key was dropped as a duplicate: %+v", hr)
+	}
+	if rec, err := e.store.GetJob(context.Background(), e.host, 9102); err != nil || rec.Egg != "web" {
+		t.Errorf("web's job: %+v %v", rec, err)
+	}
+}

@@ -398,9 +398,11 @@ func (m *MotherGoose) authenticateProject(ctx context.Context, d *delivery, eggs
 
 // deliveryKey is the deduplication key of a delivery: its Idempotency-Key,
 // which GitLab keeps across retries and resends, or else what identifies
-// the event. Keys are hashed with the host, so instances never collide.
+// the event. Keys are hashed with the host and the project, so instances
+// never collide, and a key sent with one egg's secret cannot stand for a
+// delivery of another egg's project.
 func deliveryKey(d *delivery) string {
-	parts := []string{d.Host}
+	parts := []string{d.Host, strconv.FormatInt(d.hook.ProjectID, 10)}
 	if k := d.IdempotencyKey; k != "" {
 		parts = append(parts, "idempotency-key", k)
 	} else {
