@@ -47,6 +47,10 @@ var accounts atomic.Int64
 // in moto's x-moto-account-id header). It counts calls, fails the ones it
 // is told to with the error the service itself would send, and hands
 // operations moto does not serve to the handlers given to Handle.
+//
+// It sends moto one DynamoDB request at a time: moto checks a write's
+// condition and writes without a lock, so two concurrent conditional
+// writes of one item could both succeed, which DynamoDB never allows.
 type Proxy struct {
 	*httptest.Server
 	// Account is the 12-digit AWS account every request is made in.
@@ -55,10 +59,13 @@ type Proxy struct {
 	target  *url.URL
 	forward *httputil.ReverseProxy
 
-	mu       sync.Mutex
-	calls    map[string]int
-	faults   map[string][]Fault // "service:Operation" -> the next responses
-	handlers map[string]Handler
+	dynamo sync.Mutex // held while moto serves a DynamoDB request
+
+	mu        sync.Mutex
+	calls     map[string]int
+	faults    map[string][]Fault // "service:Operation" -> the next responses
+	handlers  map[string]Handler
+	intercept func(op string, body []byte) *Fault
 }
 
 // Fault is an AWS error response: its HTTP status, error code and
@@ -186,6 +193,14 @@ func (p *Proxy) Inject(op string, faults ...Fault) {
 	p.faults[op] = faults
 }
 
+// Intercept has f look at every call before anything else: a fault it
+// returns answers the call. nil removes it.
+func (p *Proxy) Intercept(f func(op string, body []byte) *Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.intercept = f
+}
+
 // Handle serves op ("apigateway:GetAuthorizers") with h instead of moto.
 func (p *Proxy) Handle(op string, h Handler) {
 	p.mu.Lock()
@@ -236,8 +251,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if fs := p.faults[op]; len(fs) > 0 {
 		fault, p.faults[op] = &fs[0], fs[1:]
 	}
-	h := p.handlers[op]
+	h, intercept := p.handlers[op], p.intercept
 	p.mu.Unlock()
+	if intercept != nil && fault == nil {
+		fault = intercept(op, body)
+	}
 	r.Header.Del(operationHeader)
 	r.Header.Set("X-Moto-Account-Id", p.Account)
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -246,6 +264,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, *fault)
 	case h != nil:
 		h(w, r, body)
+	case strings.HasPrefix(op, "dynamodb:"):
+		p.dynamo.Lock()
+		defer p.dynamo.Unlock()
+		p.forward.ServeHTTP(w, r)
 	default:
 		p.forward.ServeHTTP(w, r)
 	}
