@@ -59,12 +59,12 @@ func Serve(p *mototest.Proxy) {
 	g := &gaps{p: p, authorizers: map[string][]string{}, tags: map[string]map[string]string{}, targets: map[string]string{}}
 	p.Handle("apigateway:CreateAuthorizer", g.createAuthorizer)
 	p.Handle("apigateway:GetAuthorizers", g.getAuthorizers)
-	p.Handle("apigateway:UpdateStage", g.updateStage)
+	p.Handle("apigateway:UpdateStage", g.updateChild("createdDate", "lastUpdatedDate"))
 	p.Handle("apigateway:CreateDomainName", g.domainNames)
 	p.Handle("apigateway:GetDomainName", g.domainNames)
 	p.Handle("apigateway:GetDomainNames", g.domainNames)
 	p.Handle("apigateway:UpdateDomainName", g.updateDomainName)
-	p.Handle("apigateway:UpdateApiMapping", g.updateAPIMapping)
+	p.Handle("apigateway:UpdateApiMapping", g.updateChild("apiMappingId", "domainName"))
 	p.Handle("apigateway:TagResource", g.tagResource)
 	p.Handle("ec2:DeleteSecurityGroup", g.deleteSecurityGroup)
 	p.Handle("ecs:CreateService", g.ecsService)
@@ -213,20 +213,25 @@ func (g *gaps) remake(ctx context.Context, path, create string, update map[strin
 	return g.call(ctx, "POST", create, cur, nil)
 }
 
-func (g *gaps) updateStage(w http.ResponseWriter, r *http.Request, body []byte) {
-	seg := segments(r) // v2 apis ID stages NAME
-	var update map[string]any
-	if err := json.Unmarshal(body, &update); err != nil {
-		badBody(w, r)
-		return
+// updateChild answers an update of a resource at /v2/KIND/ID/CHILDREN/ID
+// (a stage, an API mapping) by re-making it with the update's fields,
+// less the fields its creation does not take.
+func (g *gaps) updateChild(drop ...string) mototest.Handler {
+	return func(w http.ResponseWriter, r *http.Request, body []byte) {
+		seg := segments(r)
+		var update map[string]any
+		if len(seg) != 5 || json.Unmarshal(body, &update) != nil {
+			badBody(w, r)
+			return
+		}
+		base := "/v2/" + seg[1] + "/" + url.PathEscape(seg[2]) + "/" + seg[3]
+		resp, out, err := g.remake(r.Context(), base+"/"+url.PathEscape(seg[4]), base, update, drop...)
+		if err != nil {
+			internal(w, r, err)
+			return
+		}
+		relay(w, resp, out)
 	}
-	base := "/v2/apis/" + url.PathEscape(seg[2]) + "/stages"
-	resp, out, err := g.remake(r.Context(), base+"/"+url.PathEscape(seg[4]), base, update, "createdDate", "lastUpdatedDate")
-	if err != nil {
-		internal(w, r, err)
-		return
-	}
-	relay(w, resp, out)
 }
 
 // target adds the regional target AWS answers to each of a domain
@@ -381,22 +386,6 @@ func (g *gaps) tagResource(w http.ResponseWriter, r *http.Request, body []byte) 
 	}
 	w.WriteHeader(http.StatusCreated)
 	writeJSON(w, map[string]any{})
-}
-
-func (g *gaps) updateAPIMapping(w http.ResponseWriter, r *http.Request, body []byte) {
-	seg := segments(r) // v2 domainnames NAME apimappings ID
-	var update map[string]any
-	if err := json.Unmarshal(body, &update); err != nil {
-		badBody(w, r)
-		return
-	}
-	base := "/v2/domainnames/" + url.PathEscape(seg[2]) + "/apimappings"
-	resp, out, err := g.remake(r.Context(), base+"/"+url.PathEscape(seg[4]), base, update, "apiMappingId", "domainName")
-	if err != nil {
-		internal(w, r, err)
-		return
-	}
-	relay(w, resp, out)
 }
 
 // deleteSecurityGroup refuses to delete a group something still names.

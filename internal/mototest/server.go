@@ -20,21 +20,16 @@
 package mototest
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
 // InstallHint is what to do when moto is missing.
@@ -43,39 +38,11 @@ const InstallHint = "run scripts/tools.sh moto to install it into bin/pyvenv"
 // startTimeout bounds moto_server's start (about a second here).
 const startTimeout = time.Minute
 
-var shared struct {
-	managed atomic.Bool
-	once    sync.Once
-	srv     *Server
-	err     error
-}
-
-// M is what Runner wraps: a *testing.M, or another runner such as
-// dynamotest.Runner's.
-type M interface{ Run() int }
-
-type runner struct{ m M }
+var shared = &testbin.Shared[*Server]{Name: "mototest: moto_server", Start: StartServer}
 
 // Runner wraps m so that its Run shares one moto_server between every
 // Start and NewProxy call and stops it when the tests end.
-func Runner(m M) M {
-	shared.managed.Store(true)
-	return runner{m: m}
-}
-
-func (r runner) Run() int {
-	code := r.m.Run()
-	shared.once.Do(func() { shared.err = errors.New("the shared moto_server has been stopped") })
-	if shared.srv != nil {
-		if err := shared.srv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "mototest: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	return code
-}
+func Runner(m testbin.M) testbin.M { return shared.Runner(m) }
 
 // Start returns the endpoint (http://127.0.0.1:PORT) of a moto_server that
 // lives at least as long as the test. It fails the test when moto cannot
@@ -83,23 +50,7 @@ func (r runner) Run() int {
 // silently pass without it.
 func Start(t testing.TB) string {
 	t.Helper()
-	if shared.managed.Load() {
-		shared.once.Do(func() { shared.srv, shared.err = StartServer() })
-		if shared.err != nil {
-			t.Fatalf("mototest: %v", shared.err)
-		}
-		return shared.srv.Endpoint
-	}
-	srv, err := StartServer()
-	if err != nil {
-		t.Fatalf("mototest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Errorf("mototest: %v", err)
-		}
-	})
-	return srv.Endpoint
+	return shared.Get(t).Endpoint
 }
 
 // Server is one running moto_server.
@@ -107,8 +58,7 @@ type Server struct {
 	// Endpoint is http://127.0.0.1:PORT.
 	Endpoint string
 
-	cmd  *exec.Cmd
-	done chan error
+	*testbin.Process
 }
 
 // runningRE is werkzeug's line naming the address it listens on; with
@@ -131,72 +81,27 @@ func StartServer() (*Server, error) {
 		return nil, err
 	}
 	cmd.Stdout = cmd.Stderr
-	// The kernel kills moto_server when the thread that started it ends,
-	// so a test binary that dies does not leave it running; the thread is
-	// locked and kept until the process ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	srv := &Server{cmd: cmd, done: make(chan error, 1)}
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
+	// Its request log and tracebacks go to $MOTOTEST_LOG, if set.
+	var log io.Writer
+	if name := os.Getenv("MOTOTEST_LOG"); name != "" {
+		f, err := os.Create(name)
+		if err != nil {
+			return nil, err
 		}
-		started <- nil
-		srv.done <- cmd.Wait()
-		select {} // keep the thread: Pdeathsig follows it
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start moto_server: %w", err)
+		log = f
 	}
-	ready := make(chan string, 1)
-	var head strings.Builder // what it printed before it listened
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := runningRE.FindStringSubmatch(sc.Text()); m != nil {
-				ready <- m[1]
-				break
-			}
-			if head.Len() < 16<<10 {
-				head.WriteString(sc.Text() + "\n")
-			}
+	srv := &Server{}
+	srv.Process, err = testbin.StartProcess(cmd, out, func(line string) bool {
+		m := runningRE.FindStringSubmatch(line)
+		if m != nil {
+			srv.Endpoint = m[1]
 		}
-		// Its request log and tracebacks go to $MOTOTEST_LOG, if set.
-		log := io.Discard
-		if name := os.Getenv("MOTOTEST_LOG"); name != "" {
-			if f, err := os.Create(name); err == nil {
-				defer f.Close()
-				log = f
-			}
-		}
-		_, _ = io.Copy(log, out)
-	}()
-	select {
-	case srv.Endpoint = <-ready:
-		return srv, nil
-	case err := <-srv.done:
-		return nil, fmt.Errorf("moto_server exited: %v: %s", err, strings.TrimSpace(head.String()))
-	case <-time.After(startTimeout):
-		_ = cmd.Process.Kill()
-		<-srv.done
-		return nil, fmt.Errorf("moto_server did not start within %s", startTimeout)
+		return m != nil
+	}, log, startTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("moto_server: %w", err)
 	}
-}
-
-// Stop ends moto_server (its data is in memory and goes with it).
-func (s *Server) Stop() error {
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop moto_server: %w", err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	return nil
+	return srv, nil
 }
 
 // findMoto returns moto_server's path.
@@ -204,32 +109,12 @@ func findMoto() (string, error) {
 	if p := os.Getenv("MOTO_SERVER"); p != "" {
 		return p, nil
 	}
-	if root, err := repoRoot(); err == nil {
-		p := filepath.Join(root, "bin", "pyvenv", "bin", "moto_server")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+	p := filepath.Join(testbin.Root(), "bin", "pyvenv", "bin", "moto_server")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
 	}
 	if p, err := exec.LookPath("moto_server"); err == nil {
 		return p, nil
 	}
 	return "", fmt.Errorf("moto_server not found in bin/pyvenv, on PATH or at $MOTO_SERVER: %s", InstallHint)
-}
-
-// repoRoot is the directory holding go.mod, above the working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
