@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
 // schemathesisExamples bounds the test cases schemathesis makes per
@@ -20,11 +22,9 @@ func schemathesis(t *testing.T) string {
 	if p := os.Getenv("SCHEMATHESIS"); p != "" {
 		return p
 	}
-	p, err := filepath.Abs(filepath.Join("..", "bin", "pyvenv", "bin", "schemathesis"))
-	if err == nil {
-		if _, err = os.Stat(p); err == nil {
-			return p
-		}
+	p := filepath.Join(testbin.Root(), "bin", "pyvenv", "bin", "schemathesis")
+	if _, err := os.Stat(p); err == nil {
+		return p
 	}
 	if p, err := exec.LookPath("schemathesis"); err == nil {
 		return p
@@ -53,7 +53,7 @@ func TestOpenAPIContract(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			report := filepath.Join(t.TempDir(), "junit.xml")
-			args := []string{"run", filepath.Join("..", "api", "openapi.json"), "--url", base,
+			args := []string{"run", filepath.Join(testbin.Root(), "api", "openapi.json"), "--url", base,
 				"--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth",
 				"--phases", "examples,coverage,fuzzing,stateful", "--max-examples", fmt.Sprint(schemathesisExamples),
 				"--seed", "27", "--workers", "1", "--request-timeout", "30", "--suppress-health-check", "all",
@@ -62,6 +62,8 @@ func TestOpenAPIContract(t *testing.T) {
 				args = append(args, "-H", h)
 			}
 			cmd := exec.Command(bin, args...)
+			// It keeps a cache of crashes in .schemathesis/ where it runs.
+			cmd.Dir = t.TempDir()
 			cmd.Env = append(os.Environ(), "SCHEMATHESIS_TELEMETRY=false")
 			out, err := cmd.CombinedOutput()
 			t.Logf("schemathesis %s:\n%s", strings.Join(args, " "), tail(out, 20000))
