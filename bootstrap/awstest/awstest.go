@@ -106,9 +106,10 @@ func relay(w http.ResponseWriter, resp *http.Response, body []byte) {
 	_, _ = w.Write(body)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
@@ -190,7 +191,7 @@ func (g *gaps) getAuthorizers(w http.ResponseWriter, r *http.Request, _ []byte) 
 			items = append(items, out)
 		}
 	}
-	writeJSON(w, map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 // remake reads the resource at path, deletes it, and posts it with the
@@ -384,8 +385,7 @@ func (g *gaps) tagResource(w http.ResponseWriter, r *http.Request, body []byte) 
 		relay(w, resp, out)
 		return
 	}
-	w.WriteHeader(http.StatusCreated)
-	writeJSON(w, map[string]any{})
+	writeJSON(w, http.StatusCreated, map[string]any{})
 }
 
 // deleteSecurityGroup refuses to delete a group something still names.
@@ -564,7 +564,7 @@ func (g *gaps) tagTarget(w http.ResponseWriter, r *http.Request, body []byte) {
 	for k, v := range in.Tags {
 		tags[k] = v
 	}
-	writeJSON(w, map[string]any{})
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 func (g *gaps) listTargetTags(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -577,5 +577,5 @@ func (g *gaps) listTargetTags(w http.ResponseWriter, r *http.Request, body []byt
 		notFound(w, r, in.ResourceARN)
 		return
 	}
-	writeJSON(w, map[string]any{"Tags": tags})
+	writeJSON(w, http.StatusOK, map[string]any{"Tags": tags})
 }

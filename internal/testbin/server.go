@@ -97,7 +97,7 @@ type Process struct {
 
 // StartProcess starts cmd and reads out (a pipe of its output, taken
 // before) until ready accepts a line, then hands the rest of out to rest
-// (nil discards it). The kernel kills the process when the thread that
+// (nil discards it), which is closed at the end if it is an io.Closer. The kernel kills the process when the thread that
 // started it ends, so a test binary that dies does not leave it running;
 // that thread is locked and kept until the process ends. The error of a
 // process that ends or does not become ready within wait holds what it
@@ -139,6 +139,9 @@ func StartProcess(cmd *exec.Cmd, out io.Reader, ready func(line string) bool, re
 			headMu.Unlock()
 		}
 		_, _ = io.Copy(rest, out)
+		if c, ok := rest.(io.Closer); ok {
+			_ = c.Close()
+		}
 	}()
 	printed := func() string {
 		headMu.Lock()
