@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres dynalite podman docker shellcheck
+TEST_TOOLS := temporal tofu postgres dynalite moto podman docker shellcheck
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
@@ -69,7 +69,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
-	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest' -benchtime 3x ./bootstrap
+	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
 	$(GO) test -run '^$$' -bench SweepPass -benchtime 1x ./mothergoose
 	$(GO) test -run '^$$' -bench LostHooks -benchtime 1x ./e2e
 

@@ -504,3 +504,29 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		t.Error("still listening after shutdown")
 	}
 }
+
+// TestRESTPlainTextParameters: path parameters and query strings that are
+// not UTF-8 text or hold a NUL byte are refused with 400 before a store
+// sees them (PostgreSQL fails a query with them: schemathesis found
+// GET /api/v1/jobs?status=%07%00 answered 500).
+func TestRESTPlainTextParameters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	for _, path := range []string{
+		"/api/v1/jobs?status=%07%00", "/api/v1/eggs/web/jobs?status=%00", "/api/v1/audit?egg=%FF", "/api/v1/runners?%00=x",
+		"/api/v1/runners/r%00-1", "/api/v1/eggs/%C3", "/api/v1/pools/web%00",
+	} {
+		if r := e.get(path); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "NUL") {
+			t.Errorf("GET %s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if r := e.call("GET", "/api/v1/jobs?status=%00", ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("without a token: %d", r.Status)
+	}
+	if r := e.call("POST", "/agent/v1/runners/r%00/heartbeat", ""); r.Status != http.StatusBadRequest {
+		t.Errorf("agent heartbeat of r%%00: %d %s", r.Status, r.Body)
+	}
+	if r := e.get("/api/v1/jobs?status=success"); r.Status != http.StatusOK {
+		t.Errorf("a plain status: %d %s", r.Status, r.Body)
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
@@ -128,11 +130,11 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/readyz", s.readyz)
 	r.GET("/metrics", gin.WrapH(s.metricsHandler()))
 	r.POST("/webhooks/gitlab", s.webhook)
-	r.POST("/agent/v1/runners/:id/heartbeat", s.heartbeat)
-	r.POST("/agent/v1/runners/:id/ready", s.agentReady)
-	r.POST("/agent/v1/runners/:id/jobs", s.agentJob)
+	r.POST("/agent/v1/runners/:id/heartbeat", plainText(s), s.heartbeat)
+	r.POST("/agent/v1/runners/:id/ready", plainText(s), s.agentReady)
+	r.POST("/agent/v1/runners/:id/jobs", plainText(s), s.agentJob)
 
-	v1 := r.Group("/api/v1", s.requireToken)
+	v1 := r.Group("/api/v1", s.requireToken, plainText(s))
 	v1.GET("/openapi.json", s.openAPI)
 	v1.GET("/runners", s.listRunners)
 	v1.GET("/runners/:id", s.getRunner)
@@ -160,6 +162,30 @@ func (s *Server) metricsHandler() http.Handler {
 		return cache.Match(ctx, ref, token)
 	})
 }
+
+// plainText refuses, with 400, path parameters and query strings that are
+// not UTF-8 text or hold a NUL byte: no runner, egg or job is named so,
+// and PostgreSQL fails a query that compares text with them.
+func plainText(s *Server) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		for _, p := range c.Params {
+			if !isPlainText(p.Value) {
+				s.fail(c, badRequest("the path parameter "+p.Key+" must be UTF-8 text without NUL bytes"))
+				return
+			}
+		}
+		if raw := c.Request.URL.RawQuery; raw != "" {
+			q, err := url.QueryUnescape(raw)
+			if err != nil || !isPlainText(q) {
+				s.fail(c, badRequest("the query string must be URL-encoded UTF-8 text without NUL bytes"))
+				return
+			}
+		}
+		c.Next()
+	}
+}
+
+func isPlainText(v string) bool { return utf8.ValidString(v) && !strings.ContainsRune(v, 0) }
 
 // observe logs every request and records its latency. It never logs
 // headers, query strings or bodies: they carry tokens.

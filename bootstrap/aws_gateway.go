@@ -356,20 +356,17 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 		// A role made a moment ago is not yet visible to Lambda (IAM is
 		// eventually consistent): CreateFunction says it cannot be assumed
 		// for some seconds.
-		deadline := time.Now().Add(2 * time.Minute)
+		deadline := time.Now().Add(lambdaRoleWait)
 		for {
 			_, err := p.lambda.CreateFunction(ctx, in)
 			if err == nil {
 				break
 			}
-			var bad *lambdatypes.InvalidParameterValueException
-			if !errors.As(err, &bad) || !strings.Contains(aws.ToString(bad.Message), "cannot be assumed") || time.Now().After(deadline) {
+			if !roleNotAssumable(err) || time.Now().After(deadline) {
 				return err
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Second):
+			if err := sleep(ctx, p.retryDelay); err != nil {
+				return err
 			}
 		}
 		return lambda.NewFunctionActiveV2Waiter(p.lambda).Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait)
@@ -377,28 +374,85 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 	if str(before.Props, "name") != name {
 		return fmt.Errorf("a Lambda function keeps its name (%s)", str(before.Props, "name"))
 	}
-	updated := lambda.NewFunctionUpdatedV2Waiter(p.lambda)
-	if _, err := p.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
-		FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(r.Props, "role")),
-		MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))), Timeout: aws.Int32(int32(num(r.Props, "timeout"))),
-		Environment: &lambdatypes.Environment{Variables: env},
-	}); err != nil {
+	err := p.changeFunction(ctx, name, func() error {
+		_, err := p.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+			FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(r.Props, "role")),
+			MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))), Timeout: aws.Int32(int32(num(r.Props, "timeout"))),
+			Environment: &lambdatypes.Environment{Variables: env},
+		})
 		return err
-	}
-	// One update at a time: Lambda refuses a second while one is in progress.
-	if err := updated.Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	if str(before.Props, "image") != str(r.Props, "image") {
-		if _, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(r.Props, "image"))}); err != nil {
+		err := p.changeFunction(ctx, name, func() error {
+			_, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(r.Props, "image"))})
 			return err
-		}
-		if err := updated.Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 	}
-	_, err := p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err = p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
 	return err
+}
+
+// lambdaRoleWait bounds how long a Lambda call is retried while it says
+// the function's role cannot be assumed, or that another update is in
+// progress.
+const lambdaRoleWait = 2 * time.Minute
+
+// changeFunction makes one change to Lambda function name (an update of
+// its configuration or its code) and waits for it to end. Lambda takes
+// one update at a time and refuses another while the last one's
+// LastUpdateStatus is InProgress (409 ResourceConflictException, see
+// docs.aws.amazon.com/lambda/latest/dg/functions-states.html), so the
+// change waits for that status first, and again before each retry while
+// Lambda still refuses it so; a role made or changed a moment ago is
+// retried as on create (IAM is eventually consistent). Retries end after
+// lambdaRoleWait.
+func (p *AWSProvider) changeFunction(ctx context.Context, name string, change func() error) error {
+	in := &lambda.GetFunctionInput{FunctionName: &name}
+	updated := lambda.NewFunctionUpdatedV2Waiter(p.lambda)
+	deadline := time.Now().Add(lambdaRoleWait)
+	for {
+		if err := updated.Wait(ctx, in, gatewayWait); err != nil {
+			return fmt.Errorf("wait for the last update of Lambda function %s to end: %w", name, err)
+		}
+		err := change()
+		if err == nil {
+			break
+		}
+		var conflict *lambdatypes.ResourceConflictException
+		if !errors.As(err, &conflict) && !roleNotAssumable(err) || time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, p.retryDelay); err != nil {
+			return err
+		}
+	}
+	// One update at a time: the next change, or the next deploy, finds it
+	// ended.
+	return updated.Wait(ctx, in, gatewayWait)
+}
+
+// roleNotAssumable tells Lambda's answer to a role IAM has not yet
+// propagated: InvalidParameterValueException, "The role defined for the
+// function cannot be assumed by Lambda."
+func roleNotAssumable(err error) bool {
+	var bad *lambdatypes.InvalidParameterValueException
+	return errors.As(err, &bad) && strings.Contains(aws.ToString(bad.Message), "cannot be assumed")
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func (p *AWSProvider) putPermission(ctx context.Context, before *Resource, r Resource) error {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
@@ -61,6 +62,10 @@ type AWSProvider struct {
 	scaling    *applicationautoscaling.Client
 	ec2        *ec2.Client
 
+	// retryDelay spaces the retries of a call AWS refused for a reason
+	// that passes (an IAM role not yet propagated, an update in progress).
+	retryDelay time.Duration
+
 	acctMu sync.Mutex
 	acct   *AWSAccount
 }
@@ -78,6 +83,7 @@ func NewAWSProvider(cfg aws.Config, deployment string, endpoints AWSEndpoints) *
 	}
 	return &AWSProvider{
 		Deployment: deployment,
+		retryDelay: 5 * time.Second,
 		iam:        iam.NewFromConfig(cfg, func(o *iam.Options) { o.BaseEndpoint = ep("iam") }),
 		sts:        sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = ep("sts") }),
 		sqs:        sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = ep("sqs") }),

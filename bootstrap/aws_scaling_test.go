@@ -3,16 +3,14 @@ package bootstrap
 import (
 	"bytes"
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
-	aastypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
-	"github.com/gosling-ci/gosling/bootstrap/awstest"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
 	"github.com/gosling-ci/gosling/fly"
 )
 
@@ -97,7 +95,7 @@ func scaling(t *testing.T, e *Engine, desired []Resource) map[string]Resource {
 func TestAWSServiceAutoscaling(t *testing.T) {
 	ctx := context.Background()
 	st := newAWSStack(t)
-	n := loadNest(t, "testdata/aws-nest")
+	n := st.nest(t, "testdata/aws-nest")
 	e, desired := awsEngine(t, st, n)
 	dep := DeploymentName(n)
 
@@ -146,36 +144,36 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 
 	// The scaler moves the API to 4 tasks: deploy leaves them be, even
 	// when it updates the service for another reason.
-	if !st.srv.SetDesiredCount(dep, dep+"-api", 4) {
-		t.Fatal("no API service")
-	}
+	st.setDesiredCount(t, dep, dep+"-api", 4)
 	emptyPlan(t, e, desired, "after the scaler moved the count")
 	n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
 	e, desired = awsEngine(t, st, n)
 	deploy(t, e, desired, []string{"update aws_ecs_service.api task.memory"})
-	if c := st.srv.DesiredCount(dep, dep+"-api"); c != 4 {
+	if c := st.desiredCount(t, dep, dep+"-api"); c != 4 {
 		t.Fatalf("API tasks after a memory change: %d, want the scaler's 4", c)
 	}
 	// Rolling the memory back leaves the count too: the service was read
 	// with its target.
 	rollback(t, e, []string{"update aws_ecs_service.api task.memory"})
-	if c := st.srv.DesiredCount(dep, dep+"-api"); c != 4 {
+	if c := st.desiredCount(t, dep, dep+"-api"); c != 4 {
 		t.Fatalf("API tasks after rolling the memory back: %d, want the scaler's 4", c)
 	}
 	n.MotherGoose.Containers.API.Memory = 1 * fly.GiB
 	e, desired = awsEngine(t, st, n)
 	emptyPlan(t, e, desired, "after the rollback")
 
-	// max_instances: one update of the target; a new maximum below the
-	// count scales the service down to it.
+	// max_instances: one update of the target and none of the service: a
+	// new maximum below the count is Application Auto Scaling's to bring
+	// the service under (moto does not scale).
 	n.MotherGoose.Containers.API.MaxInstances = 3
 	e, desired = awsEngine(t, st, n)
+	st.moto.ResetCalls()
 	deploy(t, e, desired, []string{"update aws_appautoscaling_target.api max_capacity"})
 	if m := scaling(t, e, desired)["aws_appautoscaling_target.api"].Props["max_capacity"]; m != 3.0 {
 		t.Fatalf("API maximum after deploy: %v", m)
 	}
-	if c := st.srv.DesiredCount(dep, dep+"-api"); c != 3 {
-		t.Fatalf("API tasks under a maximum of 3: %d", c)
+	if n := st.moto.Calls()["ecs:UpdateService"]; n != 0 {
+		t.Fatalf("%d ECS service updates for a new maximum", n)
 	}
 	emptyPlan(t, e, desired, "after the maximum changed")
 	rollback(t, e, []string{"update aws_appautoscaling_target.api max_capacity"})
@@ -192,7 +190,7 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	deploy(t, e, desired, []string{
 		"update aws_ecs_service.api desired_count", "delete aws_appautoscaling_policy.api", "delete aws_appautoscaling_target.api",
 	})
-	if c := st.srv.DesiredCount(dep, dep+"-api"); c != 2 {
+	if c := st.desiredCount(t, dep, dep+"-api"); c != 2 {
 		t.Fatalf("API tasks without a scaler: %d, want 2", c)
 	}
 	if _, ok := scaling(t, e, desired)["aws_appautoscaling_target.api"]; ok {
@@ -202,7 +200,7 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	// The rollback makes the target and policy again and leaves the count
 	// to them: the service was read with its target before.
 	rollback(t, e, []string{"create aws_appautoscaling_target.api", "create aws_appautoscaling_policy.api"})
-	if c := st.srv.DesiredCount(dep, dep+"-api"); c != 2 {
+	if c := st.desiredCount(t, dep, dep+"-api"); c != 2 {
 		t.Fatalf("API tasks after the rollback: %d, want 2", c)
 	}
 	if got := scaling(t, e, desired); got["aws_appautoscaling_policy.api"].ID == "" || got["aws_appautoscaling_target.api"].Props["max_capacity"] != 10.0 {
@@ -210,85 +208,26 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	}
 }
 
-// TestAWSScalingStandInErrors checks the Application Auto Scaling
-// stand-in's errors through the SDK client: what the SDK decodes is what
-// the provider's error handling sees.
-func TestAWSScalingStandInErrors(t *testing.T) {
-	ctx := context.Background()
-	st := newAWSStack(t)
-	c := applicationautoscaling.NewFromConfig(awstest.Config(st.srv.URL))
-	target := func(id string, minC, maxC int32) error {
-		_, err := c.RegisterScalableTarget(ctx, &applicationautoscaling.RegisterScalableTargetInput{
-			ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id), ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
-			MinCapacity: aws.Int32(minC), MaxCapacity: aws.Int32(maxC),
-		})
-		return err
-	}
-	var ve *aastypes.ValidationException
-	if err := target("service/nowhere/nothing", 1, 2); !errors.As(err, &ve) || !strings.Contains(ve.ErrorMessage(), "ECS service doesn't exist") {
-		t.Errorf("target of a missing service: %v", err)
-	}
-
-	// A real service to scale.
-	n := loadNest(t, "testdata/aws-nest")
-	e, desired := awsEngine(t, st, n)
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	id := "service/gosling-test/gosling-test-uglyfox-worker"
-	if err := target(id, 3, 2); !errors.As(err, &ve) || !strings.Contains(ve.ErrorMessage(), "Minimum capacity cannot be greater than maximum capacity") {
-		t.Errorf("min above max: %v", err)
-	}
-	var nf *aastypes.ObjectNotFoundException
-	_, err = c.PutScalingPolicy(ctx, &applicationautoscaling.PutScalingPolicyInput{
-		PolicyName: aws.String("cpu"), ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id),
-		ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount, PolicyType: aastypes.PolicyTypeTargetTrackingScaling,
-		TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
-			TargetValue:                   aws.Float64(60),
-			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricTypeECSServiceAverageCPUUtilization},
-		},
-	})
-	if !errors.As(err, &nf) {
-		t.Errorf("policy of an unregistered target: %v", err)
-	}
-	_, err = c.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
-		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id), ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
-	})
-	if !errors.As(err, &nf) {
-		t.Errorf("deregister an unregistered target: %v", err)
-	}
-	_, err = c.ListTagsForResource(ctx, &applicationautoscaling.ListTagsForResourceInput{ResourceARN: aws.String("arn:aws:application-autoscaling:eu-central-1:123456789012:scalable-target/0e000000")})
-	var rnf *aastypes.ResourceNotFoundException
-	if !errors.As(err, &rnf) {
-		t.Errorf("tags of an unknown target: %v", err)
-	}
-
-	// Deregistering a target deletes its policies.
-	if err := target(id, 1, 3); err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.PutScalingPolicy(ctx, &applicationautoscaling.PutScalingPolicyInput{
-		PolicyName: aws.String("cpu"), ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id),
-		ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount, PolicyType: aastypes.PolicyTypeTargetTrackingScaling,
-		TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
-			TargetValue:                   aws.Float64(60),
-			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricTypeECSServiceAverageCPUUtilization},
-		},
+// setDesiredCount sets an ECS service's desired count, as Application
+// Auto Scaling does.
+func (st *awsStack) setDesiredCount(t *testing.T, cluster, service string, n int32) {
+	t.Helper()
+	_, err := ecs.NewFromConfig(st.moto.Config()).UpdateService(context.Background(), &ecs.UpdateServiceInput{
+		Cluster: aws.String(cluster), Service: aws.String(service), DesiredCount: aws.Int32(n),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
-		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id), ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
-	}); err != nil {
-		t.Fatal(err)
+}
+
+// desiredCount is an ECS service's desired count.
+func (st *awsStack) desiredCount(t *testing.T, cluster, service string) int32 {
+	t.Helper()
+	out, err := ecs.NewFromConfig(st.moto.Config()).DescribeServices(context.Background(), &ecs.DescribeServicesInput{
+		Cluster: aws.String(cluster), Services: []string{service},
+	})
+	if err != nil || len(out.Services) != 1 {
+		t.Fatalf("describe ECS service %s/%s: %v, %v", cluster, service, out, err)
 	}
-	pols, err := c.DescribeScalingPolicies(ctx, &applicationautoscaling.DescribeScalingPoliciesInput{ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: aws.String(id)})
-	if err != nil || len(pols.ScalingPolicies) != 0 {
-		t.Errorf("policies after deregistering: %v, %v", pols, err)
-	}
+	return out.Services[0].DesiredCount
 }

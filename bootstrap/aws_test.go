@@ -3,37 +3,48 @@ package bootstrap
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	smithy "github.com/aws/smithy-go"
 
 	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/store/dynamotest"
+	"github.com/gosling-ci/gosling/internal/mototest"
 )
 
-// awsStack is the AWS stand-in, a fault proxy in front of it and dynalite
-// for DynamoDB.
+// awsStack is an AWS account of its own on moto (awstest.New).
 type awsStack struct {
-	srv   *awstest.Server
-	proxy *awstest.FaultProxy
-	ddb   string
+	moto *awstest.Account
 }
 
 func newAWSStack(t testing.TB) *awsStack {
 	t.Helper()
-	st := &awsStack{srv: awstest.New(), ddb: dynamotest.Start(t)}
-	st.proxy = awstest.NewFaultProxy(st.srv.URL)
-	t.Cleanup(func() { st.proxy.Close(); st.srv.Close() })
-	return st
+	return &awsStack{moto: awstest.New(t)}
 }
 
+// provider is the deployment's provider on moto; it retries what AWS
+// says passes every millisecond, not every 5 seconds.
 func (st *awsStack) provider(deployment string) *AWSProvider {
-	return NewAWSProvider(awstest.Config(st.proxy.URL), deployment, AWSEndpoints{"dynamodb": st.ddb})
+	p := NewAWSProvider(st.moto.Config(), deployment, nil)
+	p.retryDelay = time.Millisecond
+	return p
+}
+
+// nest loads the Nest in dir with the account's VPC, subnets and
+// certificate in place of the AWS provider's.
+func (st *awsStack) nest(t testing.TB, dir string) *fly.Nest {
+	t.Helper()
+	n := loadNest(t, dir)
+	st.moto.Place(t, n)
+	return n
 }
 
 func loadNest(t testing.TB, dir string) *fly.Nest {
@@ -63,7 +74,7 @@ func awsEngine(t testing.TB, st *awsStack, n *fly.Nest) (*Engine, []Resource) {
 func TestAWSDeploySequence(t *testing.T) {
 	ctx := context.Background()
 	st := newAWSStack(t)
-	n := loadNest(t, "testdata/aws-nest")
+	n := st.nest(t, "testdata/aws-nest")
 	e, desired := awsEngine(t, st, n)
 
 	p, actual, err := e.Plan(ctx, desired)
@@ -95,14 +106,14 @@ func TestAWSDeploySequence(t *testing.T) {
 		`+ resource "aws_apigatewayv2_api_mapping" "api"`, `"$default"`,
 		// The security groups: the VPC link's reaches the API's tasks on
 		// 8080 and nothing else; the API's lets only it in.
-		`+ resource "aws_security_group" "vpclink"`, `name        = "gosling-test-vpclink"`, `vpc_id      = "vpc-0abc1234def567890"`,
+		`+ resource "aws_security_group" "vpclink"`, `name        = "gosling-test-vpclink"`, `vpc_id      = "` + st.moto.VPC + `"`,
 		`+ resource "aws_security_group" "api"`, `+ resource "aws_security_group" "workers"`,
 		`+ resource "aws_security_group_rule" "vpclink-egress-api"`, `+ resource "aws_security_group_rule" "api-ingress-vpclink"`,
 		`from_port                = 8080`, `protocol                 = "tcp"`, `type                     = "ingress"`,
 		`+ resource "aws_security_group_rule" "api-egress-all"`, `+ resource "aws_security_group_rule" "workers-egress-all"`,
 		`cidr_blocks              = ["0.0.0.0/0"]`, `security_group_ids = ["(known after apply)"]`, `security_groups  = ["(known after apply)"]`,
 	} {
-		if !strings.Contains(text.String(), want) {
+		if want = strings.ReplaceAll(want, "123456789012", st.moto.Account); !strings.Contains(text.String(), want) {
 			t.Errorf("plan lacks %q", want)
 		}
 	}
@@ -125,7 +136,7 @@ func TestAWSDeploySequence(t *testing.T) {
 	}
 
 	checkGateway(t, e, desired)
-	checkSecurityGroups(t, e, desired)
+	checkSecurityGroups(t, e, desired, st.moto.VPC)
 
 	// A container's memory: one update.
 	n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
@@ -194,7 +205,7 @@ func TestAWSDeploySequence(t *testing.T) {
 
 	// A renewed certificate: the domain name changes in place.
 	n.MotherGoose.APIGateway.Auth.CacheTTL = fly.Duration(5 * time.Minute)
-	renewed := "arn:aws:acm:eu-central-1:123456789012:certificate/11111111-2222-4333-8444-555555555555"
+	renewed := st.moto.Certificate(t, "ci-runners.example.com")
 	n.MotherGoose.APIGateway.CertificateARN = renewed
 	e, desired = awsEngine(t, st, n)
 	p, actual, _ = e.Plan(ctx, desired)
@@ -305,7 +316,7 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 // TCP 8080; the API service's tasks are in the api group, which lets in
 // only the vpclink group and lets out everything; the workers' tasks are
 // in the workers group, which lets nothing in.
-func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource) {
+func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource, vpc string) {
 	t.Helper()
 	got, err := e.Read(context.Background(), desired)
 	if err != nil {
@@ -322,7 +333,7 @@ func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource) {
 	}
 	vpclink, api, workers := by["aws_security_group.vpclink"], by["aws_security_group.api"], by["aws_security_group.workers"]
 	for _, g := range []Resource{vpclink, api, workers} {
-		if !strings.HasPrefix(g.ID, "sg-") || g.Props["vpc_id"] != "vpc-0abc1234def567890" || mapOf(g.Props, "tags")[TagDeployment] != "gosling-test" {
+		if !strings.HasPrefix(g.ID, "sg-") || g.Props["vpc_id"] != vpc || mapOf(g.Props, "tags")[TagDeployment] != "gosling-test" {
 			t.Errorf("security group %s: %s %v", g.Name, g.ID, g.Props)
 		}
 	}
@@ -421,19 +432,19 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 		t.Run(tc.fail, func(t *testing.T) {
 			ctx := context.Background()
 			st := newAWSStack(t)
-			n := loadNest(t, "testdata/aws-nest")
+			n := st.nest(t, "testdata/aws-nest")
 			e, desired := awsEngine(t, st, n)
 			p, actual, err := e.Plan(ctx, desired)
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.proxy.Fail(tc.fail, 100) // the SDK retries a 500
+			st.moto.Fail(tc.fail, 100) // the SDK retries a 500
 			_, err = e.Apply(ctx, p, actual, ApplyOptions{})
 			var ae *ApplyError
 			if !errors.As(err, &ae) || !ae.Undone || !strings.HasPrefix(ae.Address, tc.address) {
 				t.Fatalf("apply: %v", err)
 			}
-			st.proxy.Fail(tc.fail, 0)
+			st.moto.Fail(tc.fail, 0)
 			left, err := e.Read(ctx, desired)
 			if err != nil {
 				t.Fatal(err)
@@ -443,7 +454,7 @@ func TestAWSFailedDeployIsUndone(t *testing.T) {
 					t.Errorf("%s was left behind by the failed deploy", r.Address())
 				}
 			}
-			calls := st.srv.Calls()
+			calls := st.moto.Calls()
 			if calls["iam:DeleteRole"] == 0 {
 				t.Errorf("undo calls: %v", calls)
 			}
@@ -531,7 +542,7 @@ func withoutSecurityGroups(desired []Resource) []Resource {
 func TestAWSSecurityGroupsRollback(t *testing.T) {
 	ctx := context.Background()
 	st := newAWSStack(t)
-	n := loadNest(t, "testdata/aws-nest")
+	n := st.nest(t, "testdata/aws-nest")
 	aws := n.MotherGoose.Providers[fly.CloudAWS]
 	vpc := aws.VPCID
 	aws.VPCID = ""
@@ -553,7 +564,7 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	checkSecurityGroups(t, e, desired)
+	checkSecurityGroups(t, e, desired, st.moto.VPC)
 
 	// A group still named by the VPC link is waited for, not given up on
 	// (EC2 says DependencyViolation until the link's interfaces are gone).
@@ -565,8 +576,8 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	err := e.Providers[0].(*AWSProvider).deleteSecurityGroup(short, groups[i].ID)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) || st.srv.Calls()["ec2:DeleteSecurityGroup"] != 1 {
-		t.Fatalf("delete the VPC link's group: %v, %d calls", err, st.srv.Calls()["ec2:DeleteSecurityGroup"])
+	if !errors.Is(err, context.DeadlineExceeded) || st.moto.Calls()["ec2:DeleteSecurityGroup"] != 1 {
+		t.Fatalf("delete the VPC link's group: %v, %d calls", err, st.moto.Calls()["ec2:DeleteSecurityGroup"])
 	}
 
 	entries, _ := e.Journal.Entries(ctx)
@@ -604,7 +615,7 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 	ctx := context.Background()
 	st := newAWSStack(t)
-	n := loadNest(t, "testdata/aws-nest")
+	n := st.nest(t, "testdata/aws-nest")
 	e, desired := awsEngine(t, st, n)
 	p, actual, _ := e.Plan(ctx, withoutSecurityGroups(desired))
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
@@ -614,7 +625,7 @@ func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 	if p.Count(Create) != 7 || p.Count(Update) != 4 {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
-	st.srv.ResetCalls()
+	st.moto.ResetCalls()
 	_, err := e.Apply(ctx, p, actual, ApplyOptions{})
 	var ae *ApplyError
 	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "aws_apigatewayv2_vpc_link.api" || !strings.Contains(err.Error(), "a VPC link keeps its security groups") ||
@@ -622,7 +633,7 @@ func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	// The link comes before the services: none of them rolled.
-	if n := st.srv.Calls()["ecs:UpdateService"]; n != 0 {
+	if n := st.moto.Calls()["ecs:UpdateService"]; n != 0 {
 		t.Errorf("%d ECS service updates before the VPC link stopped the deploy", n)
 	}
 	got, err := e.Read(ctx, desired)
@@ -650,9 +661,122 @@ func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	checkSecurityGroups(t, e, desired)
+	checkSecurityGroups(t, e, desired, st.moto.VPC)
 	checkGateway(t, e, desired)
 	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
 		t.Fatalf("plan after the link's replacement: %+v", p.Changes)
+	}
+}
+
+// lambdaConfigChange deploys testdata/aws-nest, then plans the auth
+// function's cache TTL as a change of its configuration and returns the
+// plan's engine, desired resources, plan and read state.
+func lambdaConfigChange(t *testing.T, st *awsStack) (*Engine, []Resource, *Plan, []Resource) {
+	t.Helper()
+	ctx := context.Background()
+	n := st.nest(t, "testdata/aws-nest")
+	e, desired := awsEngine(t, st, n)
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n.MotherGoose.APIGateway.Auth.CacheTTL = fly.Duration(time.Minute)
+	e, desired = awsEngine(t, st, n)
+	p, actual, err = e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := planFields(p); !slices.Contains(got, "update aws_lambda_function.auth environment.GOSLING_AUTH_CACHE_TTL") {
+		t.Fatalf("plan %q", got)
+	}
+	return e, desired, p, actual
+}
+
+// TestAWSLambdaUpdateInProgress: Lambda takes one update at a time. The
+// deploy waits for the function's LastUpdateStatus before its first
+// update, and when Lambda refuses the update all the same (409
+// ResourceConflictException, as real Lambda sends it: shared case
+// lambda-update-in-progress), it waits again and retries.
+func TestAWSLambdaUpdateInProgress(t *testing.T) {
+	ctx := context.Background()
+	st := newAWSStack(t)
+	e, desired, p, actual := lambdaConfigChange(t, st)
+
+	// The function reads as still updating once, as it does for a while
+	// after another update; then as moto has it.
+	var inProgress atomic.Int32
+	inProgress.Store(1)
+	st.moto.Handle("lambda:GetFunction", func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		resp, body, err := st.moto.Call(r.Context(), "lambda", r.Method, r.URL.RequestURI(), nil, nil)
+		var out map[string]any
+		if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil {
+			t.Errorf("GetFunction %s: %v %v: %s", r.URL, resp, err, body)
+			mototest.WriteError(w, r, mototest.Fault{Status: 500, Code: "ServiceException", Message: "GetFunction failed"})
+			return
+		}
+		if inProgress.Add(-1) >= 0 {
+			out["Configuration"].(map[string]any)["LastUpdateStatus"] = string(lambdatypes.LastUpdateStatusInProgress)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	arn := "arn:aws:lambda:eu-central-1:" + st.moto.Account + ":function:gosling-test-gosling-auth"
+	st.moto.Inject("lambda:UpdateFunctionConfiguration", mototest.Fault{Status: 409, Code: "ResourceConflictException", Type: "User",
+		Message: "The operation cannot be performed at this time. An update is in progress for resource: " + arn})
+	st.moto.ResetCalls()
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := st.moto.Calls()
+	if inProgress.Load() >= 0 {
+		t.Errorf("the deploy did not wait for the function's update before its own")
+	}
+	if calls["lambda:UpdateFunctionConfiguration"] != 2 {
+		t.Errorf("%d UpdateFunctionConfiguration calls, want the refused one and its retry", calls["lambda:UpdateFunctionConfiguration"])
+	}
+	st.moto.Handle("lambda:GetFunction", nil)
+	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the update: %+v", p.Changes)
+	}
+}
+
+// TestAWSLambdaRoleNotYetAssumable: IAM is eventually consistent, so
+// Lambda may say for a while that a role cannot be assumed; creating and
+// updating a function both retry then.
+func TestAWSLambdaRoleNotYetAssumable(t *testing.T) {
+	notYet := mototest.Fault{Status: 400, Code: "InvalidParameterValueException", Type: "User",
+		Message: "The role defined for the function cannot be assumed by Lambda."}
+	ctx := context.Background()
+	st := newAWSStack(t)
+	n := st.nest(t, "testdata/aws-nest")
+	e, desired := awsEngine(t, st, n)
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.moto.Inject("lambda:CreateFunction", notYet, notYet)
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := st.moto.Calls()["lambda:CreateFunction"]; c != 3 {
+		t.Errorf("%d CreateFunction calls, want 3", c)
+	}
+
+	n.MotherGoose.APIGateway.Auth.CacheTTL = fly.Duration(time.Minute)
+	e, desired = awsEngine(t, st, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	st.moto.Inject("lambda:UpdateFunctionConfiguration", notYet)
+	st.moto.ResetCalls()
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := st.moto.Calls()["lambda:UpdateFunctionConfiguration"]; c != 2 {
+		t.Errorf("%d UpdateFunctionConfiguration calls, want 2", c)
+	}
+	if p, _, _ = e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the update: %+v", p.Changes)
 	}
 }

@@ -31,7 +31,7 @@ func BenchmarkPlan200Eggs(b *testing.B) {
 	st := newAWSStack(b)
 	gl := gitlabtest.New()
 	b.Cleanup(gl.Close)
-	n := loadNest(b, "testdata/aws-nest")
+	n := st.nest(b, "testdata/aws-nest")
 	n.MotherGoose.Database.TablePrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	host := strings.TrimPrefix(gl.URL(), "http://")
 	base := n.Eggs[0]
@@ -62,7 +62,7 @@ func BenchmarkPlan200Eggs(b *testing.B) {
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	st.srv.ResetCalls()
+	st.moto.ResetCalls()
 	glCalls.n.Store(0)
 	b.ResetTimer()
 	for b.Loop() {
@@ -76,7 +76,7 @@ func BenchmarkPlan200Eggs(b *testing.B) {
 	}
 	b.StopTimer()
 	aws := 0
-	for _, c := range st.srv.Calls() {
+	for _, c := range st.moto.Calls() {
 		aws += c
 	}
 	b.ReportMetric(float64(aws)/float64(b.N), "aws-calls/op")
@@ -106,15 +106,19 @@ func BenchmarkDeployExampleNest(b *testing.B) {
 }
 
 // BenchmarkDeployAWSNest deploys the AWS variant (testdata/aws-nest) from
-// nothing to the AWS stand-in and dynalite.
+// nothing to moto (through the proxy of awstest), and reports the AWS
+// calls the deploy makes. Before moto it ran against an in-process
+// stand-in and dynalite: 1.13 s/op on the same machine, against moto
+// 11.7 s/op.
 func BenchmarkDeployAWSNest(b *testing.B) {
 	ctx := context.Background()
-	n := loadNest(b, "testdata/aws-nest")
+	calls := 0
 	for b.Loop() {
 		b.StopTimer()
-		st := newAWSStack(b) // a new stand-in; dynalite is shared
-		n.MotherGoose.Database.TablePrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		st := newAWSStack(b) // an account of its own on the shared moto
+		n := st.nest(b, "testdata/aws-nest")
 		e, desired := awsEngine(b, st, n)
+		st.moto.ResetCalls()
 		b.StartTimer()
 		p, actual, err := e.Plan(ctx, desired)
 		if err != nil {
@@ -123,5 +127,59 @@ func BenchmarkDeployAWSNest(b *testing.B) {
 		if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
+		for _, c := range st.moto.Calls() {
+			calls += c
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(calls)/float64(b.N), "aws-calls/op")
+}
+
+// BenchmarkAWSDeploySequence is TestAWSDeploySequence's path without its
+// checks: a first deploy of testdata/aws-nest, a deploy that changes
+// nothing, a change of the API's memory and its rollback, against moto.
+// Against the in-process stand-in moto replaced it took 3.2 s/op on the
+// same machine (dynalite for DynamoDB), against moto 15.5 s/op: moto
+// answers a call in about 5 ms, and a deploy makes some 2,200 calls,
+// since every change reads the deployment back.
+func BenchmarkAWSDeploySequence(b *testing.B) {
+	ctx := context.Background()
+	apply := func(e *Engine, desired []Resource) {
+		p, actual, err := e.Plan(ctx, desired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		b.StopTimer()
+		st := newAWSStack(b)
+		n := st.nest(b, "testdata/aws-nest")
+		b.StartTimer()
+		e, desired := awsEngine(b, st, n)
+		apply(e, desired)
+		apply(e, desired)
+		n.MotherGoose.Containers.API.Memory = 2 * fly.GiB
+		e, desired = awsEngine(b, st, n)
+		apply(e, desired)
+		entries, err := e.Journal.Entries(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		to, err := PreviousEntry(entries)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rp, actual, err := e.RollbackPlan(ctx, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		n.MotherGoose.Containers.API.Memory = 1 * fly.GiB
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
@@ -73,7 +72,7 @@ func TestOpenYandex(t *testing.T) {
 		}
 		return "a-webhook-secret", nil
 	}
-	ymq := awstest.Config(srv.ymq.URL)
+	ymq := srv.ymq.Config()
 	d, err := Open(ctx, n, Options{Resolve: resolve, Yandex: YandexOptions{
 		Auth: yandexauth.Options{Endpoint: srv.Addr, Plaintext: true}, PollInterval: time.Millisecond, MessageQueue: &ymq,
 	}})

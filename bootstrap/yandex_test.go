@@ -15,23 +15,24 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/gosling-ci/gosling/bootstrap/awstest"
 	"github.com/gosling-ci/gosling/bootstrap/yctest"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/mototest"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
 const ycToken = "t1.test-deployer"
 
-// ycStack is the Yandex stand-in and, for Message Queue, the SQS one.
+// ycStack is the Yandex stand-in and, for Message Queue (SQS's API),
+// moto.
 type ycStack struct {
 	*yctest.Server
-	ymq *awstest.Server
+	ymq *mototest.Proxy
 }
 
 func yandexEngine(t testing.TB, srv *ycStack, n *fly.Nest) (*Engine, []Resource) {
 	t.Helper()
-	ymq := awstest.Config(srv.ymq.URL)
+	ymq := srv.ymq.Config()
 	ymq.Region = "ru-central1"
 	p, err := NewYandexProvider(context.Background(), DeploymentName(n), n, YandexOptions{
 		Auth: yandexauth.Options{Endpoint: srv.Addr, Plaintext: true, IAMToken: ycToken}, PollInterval: time.Millisecond,
@@ -54,8 +55,8 @@ func newYC(t testing.TB) *ycStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ymq := awstest.New()
-	t.Cleanup(func() { srv.Close(); ymq.Close() })
+	ymq := mototest.NewProxy(t)
+	t.Cleanup(srv.Close)
 	// The secret the example Nest's URIs name, made by hand before any
 	// deploy; the auth function reads its two API tokens.
 	srv.PutSecret(exampleFolder, exampleLockbox, "gosling-by-hand", map[string]string{"api_token_ops": "ops-token", "api_token_ci": "ci-token"})

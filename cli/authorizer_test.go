@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/mototest"
 	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
@@ -145,10 +146,9 @@ func authorizerEvent(header string) string {
 // gateway's 500) without a token value in any output.
 func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 	const token = "gat-9f1c-authorizer-e2e"
-	sm := awssmtest.New()
-	t.Cleanup(sm.Close)
-	sm.SetSecretString("gosling/api", `{"token":"`+token+`"}`)
-	sm.SetSecretString("gosling/ci", `{"token":"gat-second-token"}`)
+	sm := awssmtest.New(t)
+	sm.SetSecretString(t, "gosling/api", `{"token":"`+token+`"}`)
+	sm.SetSecretString(t, "gosling/ci", `{"token":"gat-second-token"}`)
 	rt := newRuntimeAPI(t)
 
 	start := func(tokens string) (stop func(), out *bytes.Buffer) {
@@ -159,7 +159,7 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 		cmd.Env = append(os.Environ(),
 			"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(rt.URL, "http://"),
 			"GOSLING_AUTH_TOKENS="+tokens, "GOSLING_AUTH_CACHE_TTL=1h",
-			"AWS_ENDPOINT_URL_SECRETS_MANAGER="+sm.URL, "AWS_REGION=eu-west-1",
+			"AWS_ENDPOINT_URL_SECRETS_MANAGER="+sm.URL, "AWS_REGION="+mototest.Region,
 			"AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=test-secret-key", "AWS_EC2_METADATA_DISABLED=true",
 		)
 		if err := cmd.Start(); err != nil {
@@ -210,7 +210,7 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 	// stops, or it would take the event).
 	stop()
 	rt.waitNoPolls(t)
-	sm.SetSecretString("gosling/locked", `{"token":"`+token+`"}`)
+	sm.SetSecretString(t, "gosling/locked", `{"token":"`+token+`"}`)
 	sm.Deny("gosling/locked")
 	stop2, out2 := start("aws-sm://gosling/locked/token")
 	res := rt.invoke(t, authorizerEvent("Bearer "+token))

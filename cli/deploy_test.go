@@ -13,7 +13,6 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
-	"github.com/gosling-ci/gosling/internal/store/dynamotest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -62,16 +61,14 @@ func TestDeployFlagsToOptions(t *testing.T) {
 	}
 }
 
-// TestDeployCommand runs plan, deploy and rollback against the AWS
-// stand-in and dynalite.
+// TestDeployCommand runs plan, deploy and rollback against moto.
 func TestDeployCommand(t *testing.T) {
-	srv := awstest.New()
-	t.Cleanup(srv.Close)
-	ddb := dynamotest.Start(t)
+	srv := awstest.New(t)
 	gl := gitlabtest.New()
 	t.Cleanup(gl.Close)
 	web := gl.AddProject("acme/web", 0)
 	memory := "1GiB"
+	certificate := "" // one for every open
 	testOpen := func(ctx context.Context, opts *DeployOptions) (*bootstrap.Deployment, error) {
 		nest, err := loadNest(opts.Nest, opts.Vars, opts.Getenv, opts.IO)
 		if err != nil {
@@ -79,8 +76,15 @@ func TestDeployCommand(t *testing.T) {
 		}
 		nest.MotherGoose.Containers.API.Memory, _ = fly.ParseSize(memory)
 		nest.Eggs[0].GitLab.Host, nest.Eggs[0].GitLab.Insecure = strings.TrimPrefix(gl.URL(), "http://"), true
-		cfg := awstest.Config(srv.URL)
-		return bootstrap.Open(ctx, nest, bootstrap.Options{AWSConfig: &cfg, AWSEndpoints: bootstrap.AWSEndpoints{"dynamodb": ddb},
+		if certificate == "" {
+			certificate = srv.Certificate(t, nest.MotherGoose.APIGateway.Domain)
+		}
+		p := nest.MotherGoose.Providers[fly.CloudAWS]
+		p.VPCID, p.Subnets = srv.VPC, srv.Subnets
+		nest.MotherGoose.Providers[fly.CloudAWS] = p
+		nest.MotherGoose.APIGateway.CertificateARN = certificate
+		cfg := srv.Config()
+		return bootstrap.Open(ctx, nest, bootstrap.Options{AWSConfig: &cfg,
 			Resolve: func(_ context.Context, ref fly.SecretRef) (string, error) {
 				if ref == nest.Eggs[0].GitLab.Token {
 					return gl.Token(), nil

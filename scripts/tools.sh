@@ -13,6 +13,8 @@ TEMPORAL_VERSION=v1.5.1
 TOFU_VERSION=v1.10.6
 WORKFLOWCHECK_VERSION=v0.6.0
 DYNALITE_VERSION=4.0.0
+MOTO_VERSION=5.2.6
+SCHEMATHESIS_VERSION=4.32.5
 
 # have NAME VERSION: true when bin/NAME was installed at VERSION.
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -122,8 +124,30 @@ install_shellcheck() {
   apt_install shellcheck
 }
 
+# moto (AWS services in one server, moto_server) and schemathesis (checks
+# an HTTP API against its OpenAPI document) from the Python package index,
+# in one virtual environment, bin/pyvenv, made with the machine's python3.
+# The stamp names both versions, so a change of either reinstalls.
+install_moto() {
+  local want="moto[server]==$MOTO_VERSION schemathesis==$SCHEMATHESIS_VERSION"
+  if [ -x "$bin/pyvenv/bin/moto_server" ] && [ -x "$bin/pyvenv/bin/schemathesis" ] &&
+    [ "$(cat "$bin/.moto.version" 2>/dev/null)" = "$want" ]; then
+    return
+  fi
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    echo "tools: installing python3-venv from Debian's packages for moto" >&2
+    apt_install python3-venv
+  fi
+  echo "tools: installing $want into bin/pyvenv" >&2
+  rm -rf "$bin/pyvenv"
+  python3 -m venv "$bin/pyvenv"
+  "$bin/pyvenv/bin/pip" install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
+  echo "$want" > "$bin/.moto.version"
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite podman docker shellcheck)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite moto podman docker shellcheck)
 for t in "${tools[@]}"; do
   "install_$t"
 done

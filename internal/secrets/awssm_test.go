@@ -13,14 +13,12 @@ import (
 )
 
 func TestAWSSecretsManager(t *testing.T) {
-	srv := awssmtest.New()
-	defer srv.Close()
+	srv := awssmtest.New(t)
 	testContract(t, secrets.NewAWSSecretsManagerFromConfig(srv.Config()), srv, "aws-sm://ci/runners/web", "aws-sm://ci/locked", nil)
 }
 
 func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
-	srv := awssmtest.New()
-	defer srv.Close()
+	srv := awssmtest.New(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret-key")
 	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
@@ -40,11 +38,11 @@ func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
 	if got, err := r.Resolve(ctx, "aws-sm://db/main/password?version=AWSPREVIOUS"); err != nil || got != "first-password" {
 		t.Errorf("AWSPREVIOUS = %q, %v", got, err)
 	}
-	srv.SetSecretString("db/plain", "not json")
+	srv.SetSecretString(t, "db/plain", "not json")
 	if _, err := r.Resolve(ctx, "aws-sm://db/plain/password"); !errors.Is(err, secrets.ErrKeyNotFound) {
 		t.Errorf("non-JSON secret: %v", err)
 	}
-	srv.SetSecretString("db/typed", `{"port": 5432}`)
+	srv.SetSecretString(t, "db/typed", `{"port": 5432}`)
 	if got, err := r.Resolve(ctx, fly.SecretRef("aws-sm://db/typed/port")); err != nil || got != "5432" {
 		t.Errorf("number field = %q, %v", got, err)
 	}
@@ -53,8 +51,7 @@ func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
 // A secret made with no value (as gosling deploy makes them) takes its
 // first value through Put as its first version.
 func TestAWSSecretsManagerPutIntoEmptySecret(t *testing.T) {
-	srv := awssmtest.New()
-	defer srv.Close()
+	srv := awssmtest.New(t)
 	ctx := context.Background()
 	sm := secretsmanager.NewFromConfig(srv.Config())
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("gosling/api")}); err != nil {

@@ -24,8 +24,7 @@ type benchBackend struct {
 func benchBackends(b *testing.B) []benchBackend {
 	b.Helper()
 	ctx := context.Background()
-	aws := awssmtest.New()
-	b.Cleanup(aws.Close)
+	aws := awssmtest.New(b)
 	vs := vaulttest.New("root-token")
 	b.Cleanup(vs.Close)
 	vb, err := secrets.NewVault(secrets.VaultOptions{Address: vs.URL, Token: "root-token"})

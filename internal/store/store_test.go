@@ -3,11 +3,14 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gosling-ci/gosling/internal/mototest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/store/dynamotest"
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
@@ -16,7 +19,7 @@ import (
 
 func TestMain(m *testing.M) {
 	dynamotest.Credentials()
-	pgtest.Main(dynamotest.Runner(m))
+	pgtest.Main(dynamotest.Runner(mototest.Runner(m)))
 }
 
 func openDSN(t *testing.T, dsn string) store.Store {
@@ -75,6 +78,17 @@ func TestDynamoDB(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openDSN(t, dynamotest.DSN(t))
+	})
+}
+
+// TestDynamoDBMoto runs the contract on moto's DynamoDB, a second
+// implementation beside dynalite, through mototest's proxy, which sends
+// it one request at a time.
+func TestDynamoDBMoto(t *testing.T) {
+	t.Parallel()
+	moto := mototest.NewProxy(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openDSN(t, fmt.Sprintf("dynamodb://%s?region=%s&endpoint=%s", dynamotest.TablePrefix(), mototest.Region, url.QueryEscape(moto.URL)))
 	})
 }
 

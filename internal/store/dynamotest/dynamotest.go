@@ -21,23 +21,20 @@
 package dynamotest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
 // InstallHint is what to do when dynalite is missing.
@@ -49,44 +46,18 @@ const Region = "us-east-1"
 // startTimeout bounds dynalite's start.
 const startTimeout = time.Minute
 
-var shared struct {
-	managed atomic.Bool
-	once    sync.Once
-	srv     *Server
-	err     error
-	stopped atomic.Bool
-}
+var shared = &testbin.Shared[*Server]{Name: "dynamotest: dynalite", Start: StartServer}
 
 // tables numbers table prefixes so every DSN names fresh tables.
 var tables atomic.Int64
 
 // M is what Runner wraps: a *testing.M, or another Runner.
-type M interface{ Run() int }
-
-type runner struct{ m M }
+type M = testbin.M
 
 // Runner wraps m so that its Run shares one dynalite between every Start
 // and DSN call and stops it when the tests end. It composes with
 // pgtest.Main: pgtest.Main(dynamotest.Runner(m)).
-func Runner(m M) M {
-	shared.managed.Store(true)
-	return runner{m: m}
-}
-
-func (r runner) Run() int {
-	code := r.m.Run()
-	shared.stopped.Store(true)
-	shared.once.Do(func() { shared.err = errors.New("the shared dynalite has been stopped") })
-	if shared.srv != nil {
-		if err := shared.srv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "dynamotest: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	return code
-}
+func Runner(m M) M { return shared.Runner(m) }
 
 // Start returns the endpoint (http://127.0.0.1:PORT) of a dynalite that
 // lives at least as long as the test. It fails the test when dynalite
@@ -94,23 +65,7 @@ func (r runner) Run() int {
 // must not silently pass without it.
 func Start(t testing.TB) string {
 	t.Helper()
-	if shared.managed.Load() {
-		shared.once.Do(func() { shared.srv, shared.err = StartServer() })
-		if shared.err != nil {
-			t.Fatalf("dynamotest: %v", shared.err)
-		}
-		return shared.srv.Endpoint
-	}
-	srv, err := StartServer()
-	if err != nil {
-		t.Fatalf("dynamotest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Errorf("dynamotest: %v", err)
-		}
-	})
-	return srv.Endpoint
+	return shared.Get(t).Endpoint
 }
 
 // TablePrefix returns a table prefix no other call in this process returns.
@@ -137,13 +92,13 @@ func Credentials() {
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
-// Server is one running dynalite.
+// Server is one running dynalite; Stop kills it (its data is in memory
+// and goes with it).
 type Server struct {
 	// Endpoint is http://127.0.0.1:PORT.
 	Endpoint string
 
-	cmd  *exec.Cmd
-	done chan error
+	*testbin.Process
 }
 
 // StartServer starts dynalite on a free port of 127.0.0.1, retrying on
@@ -216,63 +171,12 @@ func startOn(node, cli string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	// The kernel kills dynalite when the thread that started it ends, so a
-	// test binary that dies does not leave it running; the thread is
-	// locked and kept until the process ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	srv := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan error, 1)}
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		srv.done <- cmd.Wait()
-		select {} // keep the thread: Pdeathsig follows it
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start dynalite: %w", err)
+	cmd.Stderr = cmd.Stdout
+	proc, err := testbin.StartProcess(cmd, stdout, func(line string) bool { return strings.Contains(line, "listening") }, nil, startTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("dynalite on port %d: %w", port, err)
 	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		signalled := false
-		for sc.Scan() {
-			if !signalled && strings.Contains(sc.Text(), "listening") {
-				close(ready)
-				signalled = true
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case <-ready:
-		return srv, nil
-	case err := <-srv.done:
-		return nil, fmt.Errorf("dynalite on port %d exited: %v: %s", port, err, strings.TrimSpace(stderr.String()))
-	case <-time.After(startTimeout):
-		_ = cmd.Process.Kill()
-		<-srv.done
-		return nil, fmt.Errorf("dynalite on port %d did not start within %s", port, startTimeout)
-	}
-}
-
-// Stop kills dynalite (its data is in memory and goes with it).
-func (s *Server) Stop() error {
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop dynalite: %w", err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	return nil
+	return &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Process: proc}, nil
 }
 
 // freePort asks the kernel for a port nobody listens on.
