@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -12,11 +13,11 @@ func TestJobsScheduleFlagsToOptions(t *testing.T) {
 	tio := withEnv(newTestIO("", false), map[string]string{"GOSLING_TEMPORAL_ADDRESS": "temporal.example.com:7233"})
 	var list *JobsScheduleListOptions
 	cmd := NewCmdJobsScheduleList(tio.f, func(o *JobsScheduleListOptions) error { list = o; return nil })
-	cmd.SetArgs([]string{"--json", "--temporal-namespace", "ci"})
+	cmd.SetArgs([]string{"--json", "name,next_run", "--temporal-namespace", "ci"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !list.JSON || list.Temporal.Address != "temporal.example.com:7233" || list.Temporal.Namespace != "ci" {
+	if !slices.Equal(list.Export.Fields, []string{"name", "next_run"}) || list.Temporal.Address != "temporal.example.com:7233" || list.Temporal.Namespace != "ci" {
 		t.Errorf("list options = %+v", list)
 	}
 
