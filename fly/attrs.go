@@ -247,6 +247,15 @@ func (a *attrs) cron(name, def string) (string, CronSchedule) {
 		a.errorf(name, summary, "%v.", err)
 		return def, defSched
 	}
+	if c.SecondsFirst != "" {
+		*a.diags = append(*a.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning, Summary: "Six-field schedule",
+			Detail: fmt.Sprintf("Temporal reads six fields as minute, hour, day of month, month, day of week and year: %q runs in the hours its second field names, "+
+				"not on the seconds-first schedule of Spring or Quartz. If that is what you meant, write five fields without the seconds: %q "+
+				"(a sixth field of \"*\", any year, adds nothing).", s, c.SecondsFirst),
+			Subject: a.rng(name),
+		})
+	}
 	if c.NeverFires() {
 		*a.diags = append(*a.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagWarning, Summary: "Schedule never runs",

@@ -83,3 +83,24 @@ func FuzzParseCron(f *testing.F) {
 		}
 	})
 }
+
+// TestSixFieldsSecondsFirst: six fields with any year are Spring's
+// seconds-first form to a reader, and Temporal's minute-first form with a
+// year to Temporal; the warning gives the five fields that were meant.
+func TestSixFieldsSecondsFirst(t *testing.T) {
+	for expr, want := range map[string]string{
+		"0 */5 * * * *":                      "*/5 * * * *",
+		"30 0 9 * * MON-FRI *":               "",
+		"0 3 * * * 2030":                     "",
+		"0 9 * * *":                          "",
+		"CRON_TZ=Europe/Berlin 0 0 12 * * *": "0 12 * * *",
+	} {
+		c, err := ParseCron(expr)
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		if c.SecondsFirst != want {
+			t.Errorf("%q: SecondsFirst %q, want %q", expr, c.SecondsFirst, want)
+		}
+	}
+}
