@@ -167,6 +167,9 @@ func ParseCron(expr string) (CronSchedule, error) {
 		sec, minute, hour, dom, mon, dow, year = "0", f[0], f[1], f[2], f[3], f[4], f[5]
 		if f[5] == "*" {
 			out.SecondsFirst = strings.Join(f[1:], " ")
+			if out.HasTimeZone {
+				out.SecondsFirst = "CRON_TZ=" + out.TimeZone + " " + out.SecondsFirst
+			}
 		}
 	case 7:
 		sec, minute, hour, dom, mon, dow, year = f[0], f[1], f[2], f[3], f[4], f[5], f[6]

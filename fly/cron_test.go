@@ -93,7 +93,7 @@ func TestSixFieldsSecondsFirst(t *testing.T) {
 		"30 0 9 * * MON-FRI *":               "",
 		"0 3 * * * 2030":                     "",
 		"0 9 * * *":                          "",
-		"CRON_TZ=Europe/Berlin 0 0 12 * * *": "0 12 * * *",
+		"CRON_TZ=Europe/Berlin 0 0 12 * * *": "CRON_TZ=Europe/Berlin 0 12 * * *",
 	} {
 		c, err := ParseCron(expr)
 		if err != nil {
