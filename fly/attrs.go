@@ -85,6 +85,11 @@ func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bo
 	if !ok {
 		return cty.NilVal, false
 	}
+	if literalMismatch(a.m[name].Expr, v.Type(), want) {
+		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s. fly does not turn one into the other: write the value as the example does.",
+			name, want.FriendlyNameForConstraint(), name, example, v.Type().FriendlyName())
+		return cty.NilVal, false
+	}
 	c, err := convert.Convert(v, want)
 	if err != nil {
 		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s.", name, want.FriendlyNameForConstraint(), name, example, v.Type().FriendlyName())
@@ -94,6 +99,32 @@ func (a *attrs) typed(name string, want cty.Type, example string) (cty.Value, bo
 		return cty.NilVal, false
 	}
 	return c, true
+}
+
+// literalMismatch tells a value written as one primitive type where
+// another is wanted (max_concurrent = "10", run_untagged = "true"), which
+// HCL would convert: fly is typed more strictly. A value that refers to a
+// variable is converted as HCL does, since --var and GOSLING_VAR_* give
+// variables as strings.
+func literalMismatch(expr hcl.Expression, got, want cty.Type) bool {
+	if !want.IsPrimitiveType() || !got.IsPrimitiveType() || got.Equals(want) || got == cty.DynamicPseudoType {
+		return false
+	}
+	return len(expr.Variables()) == 0
+}
+
+// rawLength is the number of elements of a list attribute, evaluated again
+// without recording diagnostics; ok is false when it is not a list.
+func (a *attrs) rawLength(name string) (int, bool) {
+	at, ok := a.m[name]
+	if !ok {
+		return 0, false
+	}
+	v, d := at.Expr.Value(a.ctx)
+	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || !v.CanIterateElements() {
+		return 0, false
+	}
+	return v.LengthInt(), true
 }
 
 // rawString is an attribute's string value, evaluated again without
@@ -171,7 +202,7 @@ func (a *attrs) integer(name string, def, lo, hi int) int {
 func (a *attrs) size(name string, def, lo, hi Size) Size {
 	if v, ok := a.value(name); ok && v.Type() == cty.Number {
 		f, _ := v.AsBigFloat().Float64()
-		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s = \"%sMiB\" or \"%sGiB\".", name, name, fmtNum(f), fmtNum(f))
+		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s.", name, sizeHint(name, f))
 		return def
 	}
 	v, ok := a.typed(name, cty.String, fmt.Sprintf("%q", def.String()))
@@ -524,4 +555,17 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// sizeHint writes a number given without a unit as the sizes it most
+// probably meant: MiB for large numbers (4096 is "4096MiB" or "4GiB"), GiB
+// for small ones (4 is "4GiB").
+func sizeHint(name string, f float64) string {
+	switch {
+	case f >= 128 && f == float64(int64(f)) && int64(f)%1024 == 0:
+		return fmt.Sprintf("%s = \"%sMiB\" or \"%dGiB\"", name, fmtNum(f), int64(f)/1024)
+	case f >= 128:
+		return fmt.Sprintf("%s = \"%sMiB\"", name, fmtNum(f))
+	}
+	return fmt.Sprintf("%s = \"%sGiB\"", name, fmtNum(f))
 }

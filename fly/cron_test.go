@@ -104,3 +104,18 @@ func TestSixFieldsSecondsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeHint: a size written as a bare number is shown as what it most
+// probably meant: MiB for large numbers, GiB for small ones.
+func TestSizeHint(t *testing.T) {
+	for f, want := range map[float64]string{
+		4096: `memory = "4096MiB" or "4GiB"`,
+		1500: `memory = "1500MiB"`,
+		4:    `memory = "4GiB"`,
+		0.5:  `memory = "0.5GiB"`,
+	} {
+		if got := sizeHint("memory", f); got != want {
+			t.Errorf("%v: %s, want %s", f, got, want)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func domainOr(domain string) string {
 }
 
 func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics) {
-	content, diags := b.Body.Content(mothergooseSchema)
+	content, diags := blockContent(b, mothergooseSchema)
 	a := newAttrs(l.ctx, content.Attributes, &diags)
 	mg := &MotherGoose{Cloud: a.enum("cloud", CloudLocal, mgClouds...)}
 	decl := &mgDecl{mg: mg, def: b.DefRange, providers: map[string]hcl.Range{}}
