@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
@@ -193,7 +194,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	}
 	var got []string
 	for _, a := range records {
-		if a.Actor == contract.ActorUglyFox {
+		if a.Actor == contract.ActorUglyFox && !activities.IsLifecycleAction(a.Action) {
 			got = append(got, fmt.Sprintf("%s:%s:%s:%s", a.RunnerID, a.Action, a.Policy, a.After))
 		}
 	}
@@ -267,7 +268,13 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 	if len(hist) == 0 || hist[len(hist)-1].Actor != contract.ActorUglyFox {
 		t.Errorf("history = %+v", hist)
 	}
-	records, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
+	all, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
+	var records []store.AuditRecord
+	for _, r := range all {
+		if !activities.IsLifecycleAction(r.Action) {
+			records = append(records, r)
+		}
+	}
 	if len(records) != 1 || records[0].Policy != contract.PolicyFailed || records[0].Actor != contract.ActorUglyFox {
 		t.Errorf("audit = %+v", records)
 	}
