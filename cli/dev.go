@@ -139,7 +139,7 @@ Send a job through the whole loop, or a pipeline:
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Nest, "nest", ".", "the Nest to run")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest to run", "")
 	fl.StringVar(&opts.StateDir, "state-dir", ".gosling", "where state is kept across runs")
 	fl.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:8080", "address of the MotherGoose API")
 	fl.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the Temporal dev server")

@@ -433,7 +433,7 @@ runner, destroyed when the job ends.`,
 	fl.StringSliceVar(&opts.Request.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
 	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job's script sleeps")
 	fl.StringVar(&opts.Request.Status, "status", "success", "how the job ends: success, failed (its script exits 1) or canceled")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
@@ -490,7 +490,7 @@ succeeds.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the pipeline (required)")
 	fl.StringVar(&opts.Request.Ref, "ref", "main", "the branch")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }

@@ -42,7 +42,7 @@ func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, boo
 	if url != "" {
 		def = url
 	}
-	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running `gosling dev`'s); the token is read from $"+envAPIToken)
+	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running 'gosling dev''s); the token is read from $"+envAPIToken)
 	a.Token = strings.TrimSpace(token)
 }
 

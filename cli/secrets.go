@@ -34,7 +34,7 @@ type SecretsFlags struct {
 }
 
 func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
-	cmd.Flags().StringVar(&s.Nest, "nest", "", "configure the backends from this Nest's MG/config.fly secrets block")
+	nestFlag(cmd.Flags(), &s.Nest, getenv, "configure the backends from this Nest's MG/config.fly secrets block", "the environment's credentials for each scheme, local:// in --state-dir")
 	cmd.Flags().BoolVar(&s.Dev, "dev", false, "use the local store of 'gosling dev' for every scheme, as it does")
 	cmd.Flags().StringVar(&s.StateDir, "state-dir", devStateDir(getenv), "directory of the local secret store (local://)")
 }

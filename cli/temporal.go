@@ -38,11 +38,7 @@ type TemporalFlags struct {
 // commands that talk to Temporal without loading a Nest of their own.
 func (t *TemporalFlags) registerClient(fs *pflag.FlagSet, getenv func(string) (string, bool)) {
 	t.register(fs, getenv)
-	def := ""
-	if v, ok := getenv("GOSLING_NEST"); ok {
-		def = v
-	}
-	fs.StringVar(&t.Nest, "nest", def, "read the Temporal connection's defaults from this Nest's MG/config.fly ($GOSLING_NEST)")
+	nestFlag(fs, &t.Nest, getenv, "read the Temporal connection's defaults from this Nest's MG/config.fly", "the flags, $GOSLING_TEMPORAL_*, else localhost:7233")
 }
 
 func (t *TemporalFlags) register(fs *pflag.FlagSet, getenv func(string) (string, bool)) {

@@ -79,13 +79,13 @@ without Temporal (the same flags as 'gosling worker'); it never acts.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Nest, "nest", ".", "the Nest whose UF/config.fly holds the policies")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest whose UF/config.fly holds the policies", "")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "report what would be done, do nothing")
 	fl.BoolVar(&opts.Reconcile, "reconcile", false, "run a reconciliation pass instead of a policy pass")
 	fl.BoolVar(&opts.Local, "local", false, "evaluate against this machine's store and state directory, without Temporal (implies --dry-run)")
 	addJSONFlags(cmd, &opts.Export, contract.PruneResult{}, contract.ReconcileResult{})
 	opts.Temporal.register(fl, f.Getenv)
-	opts.Runtime.register(cmd, f.Getenv)
+	opts.Runtime.register(cmd, f.Getenv, runtimeTofu)
 	opts.Masker = f.Masker
 	return cmd
 }
@@ -283,7 +283,7 @@ A pass that outlives its interval is not started twice.`,
 			return uglyfoxScheduleRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Nest, "nest", ".", "the Nest whose UF/config.fly holds the schedules and policies")
+	nestFlag(cmd.Flags(), &opts.Nest, f.Getenv, "the Nest whose UF/config.fly holds the schedules and policies", "")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
 	return cmd
 }
