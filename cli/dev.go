@@ -206,7 +206,8 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	apiURL := "http://" + apiLn.Addr().String()
 
 	// GitLab: the test server, restored from its snapshot, or a real one.
-	state := DevState{APIURL: apiURL, Nest: opts.Nest, StateDir: stateDir, PID: os.Getpid(), StartedAt: time.Now().UTC().Format(time.RFC3339)}
+	nestDir, _ := filepath.Abs(opts.Nest)
+	state := DevState{APIURL: apiURL, Nest: nestDir, StateDir: stateDir, PID: os.Getpid(), StartedAt: time.Now().UTC().Format(time.RFC3339)}
 	var gl *gitlabtest.Server
 	var glHost string
 	insecure := true
