@@ -396,7 +396,7 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 	if b == nil {
 		if cloud == CloudLocal {
 			s.Backend = SchemeLocal
-			s.Backends[SchemeLocal] = SecretBackend{Scheme: SchemeLocal, CacheTTL: s.CacheTTL, Path: ".gosling/secrets"}
+			s.Backends[SchemeLocal] = SecretBackend{Scheme: SchemeLocal, CacheTTL: s.CacheTTL, Path: l.nestPath(".gosling/secrets")}
 		}
 		return s
 	}
@@ -446,7 +446,7 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 					Detail: fmt.Sprintf("Vault %s auth needs role.", sb.Auth), Subject: blk.DefRange.Ptr()})
 			}
 		case "local":
-			sb.Path = ba.str("path", ".gosling/secrets")
+			sb.Path = l.nestPath(ba.str("path", ".gosling/secrets"))
 			if cloud != CloudLocal {
 				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Local secret backend outside development",
 					Detail: "The local backend is an encrypted file for the embedded development setup, not for production.", Subject: blk.DefRange.Ptr()})
@@ -544,7 +544,7 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 				Detail: "The aws provider needs region, such as region = \"eu-central-1\".", Subject: b.DefRange.Ptr()})
 		}
 	case CloudLocal:
-		p.StateDir = a.str("state_dir", ".gosling/tofu")
+		p.StateDir = l.nestPath(a.str("state_dir", ".gosling/tofu"))
 	}
 	return p, true
 }
@@ -575,7 +575,7 @@ func (l *loader) decodeDatabase(db *attrs, dbb *hcl.Block, mgDef hcl.Range, mg *
 		Endpoint: db.str("endpoint", ""),
 		Name:     db.str("name", ""),
 		DSN:      l.secret(db, "dsn"),
-		Path:     db.str("path", ""),
+		Path:     l.nestPath(db.str("path", "")),
 	}
 	l.checkCloudMatch(db, "engine", mg.Cloud, d.Engine, map[string]string{"ydb": CloudYandex, "dynamodb": CloudAWS}, diags)
 	dbRange := mgDef
