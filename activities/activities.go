@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -770,7 +772,15 @@ func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput)
 	}
 	onLine, stop := heartbeater(ctx)
 	defer stop()
-	return a.Tofu.Destroy(ctx, ws, onLine)
+	if err := a.Tofu.Destroy(ctx, ws, onLine); err != nil {
+		return err
+	}
+	// The machine is gone: so is its directory on this worker (the local
+	// provider's agent, its logs and gitlab-runner's files).
+	if in.RunnerID == "" || in.RunnerID != filepath.Base(in.RunnerID) || strings.HasPrefix(in.RunnerID, ".") {
+		return nil
+	}
+	return os.RemoveAll(MachineDir(a.Tofu.StateDir(), in.RunnerID))
 }
 
 // heartbeater turns OpenTofu's output into activity heartbeats: the latest

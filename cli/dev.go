@@ -175,9 +175,6 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
 	temporalBin, err := findTool(opts.Temporal, "temporal")
 	if err != nil {
 		return err
@@ -204,6 +201,12 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		ln.Close()
 	}
 	apiURL := "http://" + apiLn.Addr().String()
+
+	// The state directory only once the Nest and the ports are fine: a
+	// start that fails leaves nothing behind.
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
 
 	// GitLab: the test server, restored from its snapshot, or a real one.
 	nestDir, _ := filepath.Abs(opts.Nest)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -294,6 +296,9 @@ func assertGone(t *testing.T, ctx context.Context, s *Stack, runnerID string) {
 	}
 	if st := agent.Inspect(s.MachineDir(runnerID)); st.Alive {
 		t.Errorf("agent process of %s left: %+v", runnerID, st)
+	}
+	if _, err := os.Stat(s.MachineDir(runnerID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("machine directory of %s left: %v", runnerID, err)
 	}
 	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
 		t.Errorf("token of %s left: %v", runnerID, err)
