@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gosling-ci/gosling/mothergoose"
@@ -22,6 +24,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
@@ -84,7 +87,10 @@ type DevState struct {
 	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
 	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
 	WebhookSecrets map[string]string `json:"webhook_secrets"`
-	GitLabToken    string            `json:"-"`
+	// Projects are the GitLab test server's IDs of the eggs' projects, by
+	// path: what a Job Hook sent by hand names as project_id.
+	Projects    map[string]int64 `json:"projects,omitempty"`
+	GitLabToken string           `json:"-"`
 }
 
 // NewCmdDev builds `gosling dev`.
@@ -231,6 +237,12 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		go func() { _ = srv.Serve(glLn) }()
 		defer srv.Close()
 		state.GitLabURL, state.GitLabTest, state.GitLabToken = "http://"+glLn.Addr().String(), true, gl.Token()
+		state.Projects = map[string]int64{}
+		for _, e := range nest.Eggs {
+			for _, p := range testProjectsOf(gl, e) {
+				state.Projects[p.PathWithNamespace] = p.ID
+			}
+		}
 		glHost = glLn.Addr().String()
 	} else {
 		u, err := url.Parse(opts.GitLabURL)
@@ -377,7 +389,11 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	resumeMachines(ctx, st, ex, self, log)
 
 	// The API, and the development-only simulation endpoints beside it.
-	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
+	apic, err := apiclient.New(apiURL, state.APIToken)
+	if err != nil {
+		return err
+	}
+	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens), api: apic}
 	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: sim.handler(), ExtraPrefix: "/dev/"})
 	if err != nil {
 		return err
@@ -470,10 +486,18 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 		fmt.Fprintf(w, "  bin/gosling dev pipeline FILE --egg %s     # a .gitlab-ci.yml's pipeline\n", n.Eggs[0].Name)
 	}
 	fmt.Fprintf(w, "  bin/gosling runners list                       # the CLI finds this dev run by itself\n")
-	fmt.Fprintf(w, "\nWebhook secrets (development only) are in %s/dev.json; a hook by hand:\n", s.StateDir)
+	if len(s.Projects) > 0 {
+		paths := slices.Sorted(maps.Keys(s.Projects))
+		fmt.Fprintf(w, "\nProjects in the GitLab test server (their IDs are what hooks name):\n")
+		for _, p := range paths {
+			fmt.Fprintf(w, "  %-28s id %d\n", p, s.Projects[p])
+		}
+	}
+	fmt.Fprintf(w, "\nWebhook secrets and project IDs (development only) are in %s/dev.json; a hook by hand\n", s.StateDir)
+	fmt.Fprintf(w, "(examples/hooks/job-hook.json is a pending Job Hook of acme/web-app; see the README):\n")
 	if len(n.Eggs) > 0 {
 		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", n.Eggs[0].Name, s.StateDir)
-		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
+		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job-hook.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
 	}
 	fmt.Fprintf(w, "\nA real GitLab instead: GOSLING_GITLAB_TOKEN=<token> bin/gosling dev --gitlab-url https://gitlab.example.com\n")
 	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)

@@ -78,8 +78,15 @@ func printPool(ctx context.Context, ios *IOStreams, st *contract.PoolStatus, now
 	if len(other) > 0 {
 		fmt.Fprintf(w, "  Moving %s\n", strings.Join(other, ", "))
 	}
-	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n\n", st.Waiting,
+	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n", st.Waiting,
 		st.Stats.Served[contract.ServedByApex], st.Stats.Served[contract.ServedByPromotion], st.Stats.Served[contract.ServedByProvision])
+	if n := len(st.Ignored); n > 0 {
+		fmt.Fprintf(w, "  Jobs no runner will take (the latest %d):\n", min(n, 5))
+		for _, ig := range st.Ignored[max(0, n-5):] {
+			fmt.Fprintf(w, "    job %d, %s: %s\n", ig.JobID, timeCell(ios, &ig.At, now), ig.Reason)
+		}
+	}
+	fmt.Fprintln(w)
 	runners := append([]contract.PoolRunner(nil), st.Runners...)
 	sort.Slice(runners, func(i, j int) bool { return runners[i].ID < runners[j].ID })
 	rows := make([][]string, 0, len(runners))
