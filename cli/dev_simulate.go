@@ -78,7 +78,7 @@ type SimulateStep struct {
 	// AllowedToFail marks a failed job whose allow_failure lets the
 	// pipeline succeed.
 	AllowedToFail bool `json:"allowed_to_fail,omitempty"`
-	Error  bool   `json:"error,omitempty"`
+	Error         bool `json:"error,omitempty"`
 }
 
 // simulator plays GitLab's side against the running stack: it makes
