@@ -68,12 +68,7 @@ func TestServerRefusesAStoreItCannotOpen(t *testing.T) {
   provider "local" {}
 }
 `
-	if err := os.MkdirAll(filepath.Join(dir, "MG"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "MG", "config.fly"), []byte(mg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeMG(t, dir, mg)
 	tio := newTestIO("", false)
 	tio.f.Logger = slog.New(slog.DiscardHandler)
 	code := run(t, tio, "server", "--nest", dir, "--addr", "127.0.0.1:0", "--state-dir", t.TempDir())
@@ -109,12 +104,7 @@ func TestServerPathsAreTheNests(t *testing.T) {
   provider "local" {}
 }
 `
-	if err := os.MkdirAll(filepath.Join(dir, "MG"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "MG", "config.fly"), []byte(mg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeMG(t, dir, mg)
 	state := filepath.Join(t.TempDir(), "state")
 	tio := newTestIO("", false)
 	tio.f.Logger = slog.New(slog.DiscardHandler)
@@ -138,5 +128,16 @@ func TestServerPathsAreTheNests(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "secrets")); err == nil {
 		t.Error("a local secret store was made for a Nest that has none")
+	}
+}
+
+// writeMG writes a Nest of one MG/config.fly in dir.
+func writeMG(t *testing.T, dir, mg string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "MG"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "MG", "config.fly"), []byte(mg), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
