@@ -354,10 +354,11 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 }
 
 // whyWaiting says, once per job, why a pending job of the pipeline gets no
-// runner: the reason the egg's pool gives in its status, as the REST API
-// answers it (GET /api/v1/pools/:egg, field ignored).
+// runner: the reason the egg's pool or, for a serverless egg, its gate
+// gives in its status, as the REST API answers it (GET
+// /api/v1/pools/:egg or /api/v1/gates/:egg, field ignored).
 func (s *simulator) whyWaiting(ctx context.Context, egg *fly.Egg, jobs []gitlabtest.Job, told map[int64]bool, emit func(SimulateStep)) {
-	if s.api == nil || !contract.UsesPool(*egg) {
+	if s.api == nil {
 		return
 	}
 	pending := map[int64]gitlabtest.Job{}
@@ -369,11 +370,21 @@ func (s *simulator) whyWaiting(ctx context.Context, egg *fly.Egg, jobs []gitlabt
 	if len(pending) == 0 {
 		return
 	}
-	st, err := s.api.GetPool(ctx, egg.Name)
-	if err != nil {
-		return
+	var ignored []contract.IgnoredJob
+	if contract.UsesPool(*egg) {
+		st, err := s.api.GetPool(ctx, egg.Name)
+		if err != nil {
+			return
+		}
+		ignored = st.Ignored
+	} else {
+		st, err := s.api.GetGate(ctx, egg.Name)
+		if err != nil {
+			return
+		}
+		ignored = st.Ignored
 	}
-	for _, ig := range st.Ignored {
+	for _, ig := range ignored {
 		if j, ok := pending[ig.JobID]; ok && !told[j.ID] {
 			told[j.ID] = true
 			emit(SimulateStep{Step: "waiting", JobID: j.ID, Job: j.Name, Message: fmt.Sprintf("job %d (%s) gets no runner: %s", j.ID, j.Name, ig.Reason)})

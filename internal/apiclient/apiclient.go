@@ -319,6 +319,16 @@ func (c *Client) GetPool(ctx context.Context, egg string) (*contract.PoolStatus,
 	return &out, nil
 }
 
+// GetGate returns the status of a serverless egg's gate: its running and
+// waiting jobs, and the jobs no runner of the egg will take.
+func (c *Client) GetGate(ctx context.Context, egg string) (*contract.GateStatus, error) {
+	var out contract.GateStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/gates/"+url.PathEscape(egg), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ScalePool sets temporary limits on an egg's pool (and resumes a drained
 // one); it returns the limits now in force.
 func (c *Client) ScalePool(ctx context.Context, egg string, s contract.PoolScale) (*contract.PoolLimits, error) {

@@ -90,6 +90,11 @@ type RunnerProvisioned struct {
 	TokenRef       string `json:"token_ref"`
 	Kind           string `json:"kind"`
 	Error          string `json:"error,omitempty"`
+	// Outcome and Reason say why no runner was made for the job
+	// (ProvisionRunnerResult's Outcome tags-mismatch or job-not-pending,
+	// and its KindReason).
+	Outcome string `json:"outcome,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 	// Cloud is where the runner was made: the pool's cloud, or a later
 	// one of the egg's when an earlier one refused the machine.
 	Cloud string `json:"cloud,omitempty"`
