@@ -46,10 +46,11 @@ func addJSONFlags(cmd *cobra.Command, ex *exportFlags, views ...any) {
 	fl.StringSliceVar(&ex.Fields, "json", nil, "print JSON with these `fields` (comma-separated; --json alone lists them)")
 	fl.StringVar(&ex.JQ, "jq", "", "filter the JSON output through this jq `expression` (needs --json)")
 	cmd.Long = strings.TrimRight(cmd.Long, "\n")
-	if cmd.Long != "" {
-		cmd.Long += "\n\n"
+	if cmd.Long == "" {
+		cmd.Long = cmd.Short + "."
 	}
-	cmd.Long += "JSON fields (--json): " + strings.Join(ex.available, ", ") + "."
+	cmd.Long += "\n\n"
+	cmd.Long += wrapWords("JSON fields (--json): "+strings.Join(ex.available, ", ")+".", 76)
 
 	parentErr := cmd.FlagErrorFunc()
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -268,4 +269,24 @@ func (p listPrinter) Print(ctx context.Context, items any, rows [][]string) erro
 		return nil
 	}
 	return printTable(p.IO, p.Header, rows)
+}
+
+// wrapWords breaks text into lines of at most width characters, at spaces.
+func wrapWords(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(text) {
+		switch {
+		case i == 0:
+		case n+1+len(w) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
 }

@@ -233,6 +233,22 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	if !strings.Contains(out.String(), "gets no runner: no runner of egg data-group can take it: the job has no tags and the egg's runners do not run untagged jobs") {
 		t.Errorf("dev pipeline did not say why the job waits:\n%s", out)
 	}
+	// The same for a serverless egg, whose gate's status gives the reason.
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	sim := exec.CommandContext(sctx, bin, "dev", "simulate", "job", "--egg", "web-app", "--tags", "arm64", "--state-dir", stateDir)
+	simOut := &lockedBuffer{}
+	sim.Stdout, sim.Stderr = simOut, simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(simOut.String(), "gets no runner") && sctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	scancel()
+	_ = sim.Wait()
+	if !strings.Contains(simOut.String(), "gets no runner: no runner of egg web-app can take it: the egg's runners lack the job's tags arm64") {
+		t.Errorf("dev simulate job did not give the gate's reason:\n%s", simOut)
+	}
 	pool := exec.CommandContext(ctx, bin, "pool", "status", "data-group")
 	pool.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
 	if b, err := pool.CombinedOutput(); err != nil || !strings.Contains(string(b), "Jobs no runner will take") || !strings.Contains(string(b), "untagged") {
