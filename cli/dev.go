@@ -494,13 +494,38 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 		}
 	}
 	fmt.Fprintf(w, "\nWebhook secrets and project IDs (development only) are in %s/dev.json; a hook by hand\n", s.StateDir)
-	fmt.Fprintf(w, "(examples/hooks/job-hook.json is a pending Job Hook of acme/web-app; see the README):\n")
-	if len(n.Eggs) > 0 {
-		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", n.Eggs[0].Name, s.StateDir)
+	fmt.Fprintf(w, "(the README's \"a hook can be sent by hand\"; examples/hooks/job-hook.json is a pending Job Hook):\n")
+	if egg, project, ok := hookExample(n, s.Projects); ok {
+		fmt.Fprintf(w, "  jq '.project_id = %d | .project.id = %d' examples/hooks/job-hook.json > job-hook.json\n", project, project)
+		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", egg, s.StateDir)
 		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job-hook.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
 	}
 	fmt.Fprintf(w, "\nA real GitLab instead: GOSLING_GITLAB_TOKEN=<token> bin/gosling dev --gitlab-url https://gitlab.example.com\n")
 	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)
+}
+
+// hookExamplePath is the project of examples/hooks/job-hook.json.
+const hookExamplePath = "acme/web-app"
+
+// hookExample is the egg and test-server project ID the banner's hand-sent
+// hook uses: the shipped payload's project when an egg serves it, else the
+// first egg's first project.
+func hookExample(n *fly.Nest, projects map[string]int64) (egg string, id int64, ok bool) {
+	for _, e := range n.Eggs {
+		for _, p := range e.Projects {
+			if p.Path == hookExamplePath && projects[p.Path] != 0 {
+				return e.Name, projects[p.Path], true
+			}
+		}
+	}
+	for _, e := range n.Eggs {
+		for _, p := range e.Projects {
+			if id := projects[p.Path]; id != 0 {
+				return e.Name, id, true
+			}
+		}
+	}
+	return "", 0, false
 }
 
 // webhookSecrets resolves each dev egg's webhook secret, for dev.json.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gosling-ci/gosling/fly"
 )
 
 // A `gosling dev` that cannot start (its API's port is taken) says so and
@@ -26,5 +28,29 @@ func TestDevFailedStartLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("a failed start left %s: %v", state, err)
+	}
+}
+
+// The banner shows the test server's project IDs, and its hand-sent hook
+// uses the shipped payload with the ID and webhook secret of the egg that
+// serves the payload's project.
+func TestDevBannerHandSentHook(t *testing.T) {
+	nest, diags := fly.LoadNest(filepath.Join("..", "examples", "nest"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	tio := newTestIO("", false)
+	st := DevState{APIURL: "http://127.0.0.1:8080", GitLabURL: "http://127.0.0.1:8929", GitLabTest: true, StateDir: ".gosling",
+		Projects: map[string]int64{"acme/web-app": 51235, "data-group/service-a": 1}}
+	printDevBanner(tio.f.IO, st, nest)
+	out := tio.out.String()
+	for _, want := range []string{
+		"acme/web-app                 id 51235",
+		"jq '.project_id = 51235 | .project.id = 51235' examples/hooks/job-hook.json > job-hook.json",
+		`.webhook_secrets["web-app"]`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
 	}
 }
