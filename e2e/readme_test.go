@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -159,6 +160,12 @@ func TestREADMEShellBlocks(t *testing.T) {
 		case <-time.After(time.Minute):
 			_ = cmd.Process.Kill()
 			<-done
+		}
+		// A dev killed before it stopped its runners leaves their agents:
+		// stop each machine's agent (and its gitlab-runner) as dev would.
+		machines, _ := filepath.Glob(filepath.Join(scratch, ".gosling", "tofu", "machines", "*"))
+		for _, m := range machines {
+			_ = agent.Stop(m, 5*time.Second)
 		}
 	}
 	t.Cleanup(stop)
