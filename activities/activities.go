@@ -5,11 +5,14 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,8 +140,9 @@ type RecordRunnerInput struct {
 	Runner store.Runner `json:"runner"`
 }
 
-// RecordRunner creates the runner's record in state provisioning. A retry
-// that finds the record already there succeeds.
+// RecordRunner creates the runner's record in state provisioning and
+// audits it (provisioned). A retry that finds the record already there
+// succeeds.
 func (a *Activities) RecordRunner(ctx context.Context, in RecordRunnerInput) error {
 	r := in.Runner
 	r.State = store.StateProvisioning
@@ -146,7 +150,92 @@ func (a *Activities) RecordRunner(ctx context.Context, in RecordRunnerInput) err
 	if errors.Is(err, store.ErrExists) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	reason := "for the pool of " + r.Egg
+	if r.JobID != 0 {
+		reason = fmt.Sprintf("for job %d", r.JobID)
+	}
+	if r.Reason != "" {
+		reason = r.Reason
+	}
+	a.auditLifecycle(ctx, store.AuditRecord{At: r.CreatedAt, Actor: contract.ActorMotherGoose, Action: AuditProvisioned, Egg: r.Egg, RunnerID: r.ID,
+		Reason: reason, After: stateJSON(r.State), Key: "runner/" + r.ID + "/created"})
+	return nil
+}
+
+// Lifecycle audit actions: each runner transition is one record, named by
+// what it means (lifecycleAction).
+const (
+	AuditProvisioned = "provisioned"
+	AuditRegistered  = "registered"
+	AuditReady       = "ready"
+	AuditPromoted    = "promoted"
+	AuditDemoted     = "demoted"
+	AuditResumed     = "resumed"
+	AuditDrained     = "drained"
+	AuditFailed      = "failed"
+	AuditTerminating = "terminating"
+	AuditTerminated  = "terminated"
+	AuditReaped      = "reaped"
+)
+
+// lifecycleAction names a transition: registered (the GitLab runner is
+// made, the machine follows), ready (its agent reported), promoted (Nadir
+// to Apex), demoted (to Nadir), resumed (a drain undone), drained,
+// failed, terminating, terminated, and reaped (terminated by UglyFox's
+// reconciliation, which found nothing left of it).
+func lifecycleAction(from, to store.RunnerState, policy string) string {
+	switch {
+	case to == store.StateRegistering:
+		return AuditRegistered
+	case from == store.StateRegistering && (to == store.StateActive || to == store.StateDormant):
+		return AuditReady
+	case from == store.StateDormant && to == store.StateActive:
+		return AuditPromoted
+	case from == store.StateDraining && to == store.StateActive:
+		return AuditResumed
+	case to == store.StateDormant:
+		return AuditDemoted
+	case to == store.StateDraining:
+		return AuditDrained
+	case to == store.StateFailed:
+		return AuditFailed
+	case to == store.StateTerminating:
+		return AuditTerminating
+	case to == store.StateTerminated && policy == contract.PolicyReconcile:
+		return AuditReaped
+	}
+	return string(to)
+}
+
+// IsLifecycleAction tells whether an audit action is a runner lifecycle
+// record (provisioned or a transition) rather than a decision or request.
+func IsLifecycleAction(action string) bool {
+	switch action {
+	case AuditProvisioned, AuditRegistered, AuditReady, AuditPromoted, AuditDemoted, AuditResumed,
+		AuditDrained, AuditFailed, AuditTerminating, AuditTerminated, AuditReaped:
+		return true
+	}
+	return false
+}
+
+func stateJSON(s store.RunnerState) json.RawMessage {
+	b, _ := json.Marshal(AuditState{State: s})
+	return b
+}
+
+// auditLifecycle appends a lifecycle record. The transition it describes
+// is already made, so a failure is logged, not returned: retrying the
+// activity would find the runner moved and audit nothing.
+func (a *Activities) auditLifecycle(ctx context.Context, rec store.AuditRecord) {
+	if rec.At.IsZero() {
+		rec.At = time.Now().UTC()
+	}
+	if _, err := a.Store.AppendAudit(ctx, rec); err != nil {
+		a.logger().WarnContext(ctx, "audit record not written", "action", rec.Action, "runner", rec.RunnerID, "error", err)
+	}
 }
 
 // TransitionInput moves a runner to a state, optionally recording fields.
@@ -159,9 +248,14 @@ type TransitionInput struct {
 	TokenRef       string            `json:"token_ref,omitempty"`
 	Workspace      string            `json:"workspace,omitempty"`
 	Heartbeat      bool              `json:"heartbeat,omitempty"`
+	// Policy is the UglyFox policy that asked for the move, if any; the
+	// audit record names it.
+	Policy string `json:"policy,omitempty"`
 }
 
-// TransitionRunner records a lifecycle transition. An illegal one is not retried.
+// TransitionRunner records a lifecycle transition and audits it with the
+// actor, the reason and the states before and after. An illegal one is
+// not retried.
 func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (store.Runner, error) {
 	var from store.RunnerState
 	r, err := a.Store.Transition(ctx, store.TransitionRequest{
@@ -188,6 +282,11 @@ func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (
 	}
 	if err != nil {
 		return store.Runner{}, err
+	}
+	if from != "" && from != r.State {
+		a.auditLifecycle(ctx, store.AuditRecord{Actor: in.Actor, Action: lifecycleAction(from, r.State, in.Policy), Egg: r.Egg, RunnerID: r.ID,
+			Policy: in.Policy, Reason: in.Reason, Before: stateJSON(from), After: stateJSON(r.State),
+			Key: fmt.Sprintf("runner/%s/%d", r.ID, r.Version)})
 	}
 	if a.Metrics != nil && from != "" && from != r.State {
 		a.Metrics.ObserveTransition(string(from), string(r.State))
@@ -691,7 +790,15 @@ func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput)
 	if len(left) > 0 {
 		a.logger().Warn("machines left after tofu destroy: terminating them by their labels", "runner", in.RunnerID, "machines", fmt.Sprint(left))
 	}
-	return a.terminateMachines(ctx, left)
+	if err := a.terminateMachines(ctx, left); err != nil {
+		return err
+	}
+	// The machine is gone: so is its directory on this worker (the local
+	// provider's agent, its logs and gitlab-runner's files).
+	if in.RunnerID == "" || in.RunnerID != filepath.Base(in.RunnerID) || strings.HasPrefix(in.RunnerID, ".") {
+		return nil
+	}
+	return os.RemoveAll(MachineDir(a.Tofu.StateDir(), in.RunnerID))
 }
 
 // heartbeater turns OpenTofu's output into activity heartbeats: the latest

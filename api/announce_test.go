@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -69,6 +70,7 @@ func TestAnnouncements(t *testing.T) {
 	over.Status = "success"
 	over.Builds = nil
 	zeros := strings.Repeat("0", 40)
+	skipped := skipCIPush(t, hp, "")
 	for _, step := range []struct {
 		event, key string
 		body       []byte
@@ -79,6 +81,13 @@ func TestAnnouncements(t *testing.T) {
 			api.StatusAccepted, "announced 1 jobs (commit/a1)"},
 		{gitlabtest.EventPush, "delete", gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hp, Ref: "refs/heads/old", Before: "a1", After: zeros}),
 			api.StatusIgnored, "deleted the branch"},
+		// shared/cases/push-skip-ci.json: its head commit says [skip ci].
+		{gitlabtest.EventPush, "skip-ci", skipped, api.StatusIgnored, "the head commit says [skip ci]: GitLab makes no pipeline"},
+		{gitlabtest.EventPush, "ci-skip", skipCIPush(t, hp, "Fix typo [CI-Skip]"), api.StatusIgnored, "the head commit says [CI-Skip]"},
+		{gitlabtest.EventPush, "ci.skip", skipCIPush(t, hp, "Fix typo", `"push_options":{"ci":{"skip":true}}`), api.StatusIgnored, "ci.skip push option"},
+		// An older commit's [skip ci] does not skip the pipeline.
+		{gitlabtest.EventPush, "older-skip", skipCIPush(t, hp, "", `"after":"d1","checkout_sha":"d1","commits":[{"id":"d0","message":"WIP [skip ci]"},{"id":"d1","message":"Done"}]`),
+			api.StatusAccepted, "announced 1 jobs (commit/d1)"},
 		{gitlabtest.EventMergeRequest, "open", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "open", LastCommit: "b2"}),
 			api.StatusAccepted, "recorded; announced 1 jobs (commit/b2)"},
 		{gitlabtest.EventMergeRequest, "open", gitlabtest.MergeRequestHookPayload(gitlabtest.MergeRequestHookSpec{Project: hp, MergeRequest: mr, Action: "open", LastCommit: "b2"}),
@@ -118,7 +127,7 @@ func TestAnnouncements(t *testing.T) {
 		warms = append(warms, fmt.Sprintf("%s:%d:%v:%s", w.Key, w.Jobs, w.JobIDs, w.Commit))
 	}
 	later := fmt.Sprintf("[%d %d]", ids[1].ID, ids[2].ID)
-	want := "commit/a1:1:[]: commit/b2:1:[]: commit/c3:1:[]: " + plKey + ":2:" + later + ":c3 " + plKey + ":2:" + later + ":c3 " + plKey + ":0:[]:c3"
+	want := "commit/a1:1:[]: commit/d1:1:[]: commit/b2:1:[]: commit/c3:1:[]: " + plKey + ":2:" + later + ":c3 " + plKey + ":2:" + later + ":c3 " + plKey + ":0:[]:c3"
 	if got := strings.Join(warms, " "); got != want {
 		t.Errorf("announcements\n got %s\nwant %s", got, want)
 	}
@@ -163,6 +172,38 @@ func TestAnnouncements(t *testing.T) {
 	if hr := e.hookReply(e.deliver(gitlabtest.EventPush, webSecret, push, "cold-push"), http.StatusAccepted); hr.Status != api.StatusIgnored || !strings.Contains(hr.Reason, "does not warm") {
 		t.Errorf("push to an egg without warm_for: %+v", hr)
 	}
+}
+
+// skipCIPush is the Push Hook of shared/cases/push-skip-ci.json on a test
+// project: the case's commits (the head one's message replaced by head,
+// unless empty) and what extra JSON members say.
+func skipCIPush(t *testing.T, hp gitlabtest.HookProject, head string, extra ...string) []byte {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal(readCase(t, "push-skip-ci.json"), &c); err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(gitlabtest.PushHookPayload(gitlabtest.PushHookSpec{Project: hp, Ref: "refs/heads/main"}), &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"before", "after", "checkout_sha", "commits", "total_commits_count", "message"} {
+		p[k] = c[k]
+	}
+	if head != "" {
+		commits := p["commits"].([]any)
+		commits[len(commits)-1].(map[string]any)["message"] = head
+	}
+	for _, e := range extra {
+		if err := json.Unmarshal([]byte("{"+e+"}"), &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestApplyNestGivesGatesTheSpec: a serverless egg's first pending job

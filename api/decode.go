@@ -258,8 +258,34 @@ type (
 		Before      string `json:"before"`
 		After       string `json:"after"`
 		CheckoutSHA string `json:"checkout_sha"`
+		// Commits are the newest 20 of the push, oldest first.
+		Commits []struct {
+			ID      string `json:"id"`
+			Message string `json:"message"`
+		} `json:"commits"`
+		// PushOptions are the push options GitLab parsed (git push -o
+		// ci.skip is {"ci": {"skip": true}}).
+		PushOptions struct {
+			CI struct {
+				Skip bool `json:"skip"`
+			} `json:"ci"`
+		} `json:"push_options"`
 	}
 )
+
+// headMessage is the message of the push's head commit (after, or the
+// newest listed), which decides whether GitLab makes a pipeline.
+func (p *wirePush) headMessage() string {
+	for _, c := range p.Commits {
+		if c.ID == p.After || (p.CheckoutSHA != "" && c.ID == p.CheckoutSHA) {
+			return c.Message
+		}
+	}
+	if n := len(p.Commits); n > 0 {
+		return p.Commits[n-1].Message
+	}
+	return ""
+}
 
 func (r *wireRunner) id() int64 {
 	if r == nil {
@@ -374,7 +400,8 @@ func decodeWebhook(event string, body []byte, instance string) (*mothergoose.Eve
 			return nil, &PayloadError{Msg: "the body is not a Push Hook", Err: err}
 		}
 		env = p.wireEnvelope
-		w.Push = &mothergoose.PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA}
+		w.Push = &mothergoose.PushHook{Ref: p.Ref, Before: p.Before, After: p.After, CheckoutSHA: p.CheckoutSHA,
+			HeadMessage: p.headMessage(), SkipCIOption: p.PushOptions.CI.Skip}
 	case "merge_request":
 		var m wireMergeRequest
 		if err := json.Unmarshal(body, &m); err != nil {

@@ -18,6 +18,15 @@ func (s *Server) getPool(c *gin.Context) {
 	c.JSON(http.StatusOK, st)
 }
 
+func (s *Server) getGate(c *gin.Context) {
+	st, err := s.mg.GateStatus(c.Request.Context(), c.Param("name"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
 func (s *Server) scalePool(c *gin.Context) {
 	var req contract.PoolScale
 	dec := json.NewDecoder(io.LimitReader(c.Request.Body, 64<<10))

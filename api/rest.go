@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
@@ -53,12 +54,7 @@ func int64Query(c *gin.Context, name string) (int64, error) {
 }
 
 // RunnerList is the answer of GET /api/v1/runners.
-type RunnerList struct {
-	Runners []store.Runner `json:"runners"`
-	// Next is the cursor of the next page (pass it as after), empty on the
-	// last page.
-	Next string `json:"next"`
-}
+type RunnerList = apiv1.RunnerList
 
 func (s *Server) listRunners(c *gin.Context) {
 	limit, err := pageLimit(c)
@@ -82,13 +78,10 @@ func (s *Server) listRunners(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := RunnerList{Runners: runners}
+	out := RunnerList{Runners: runnerViews(runners)}
 	if len(runners) > limit {
-		out.Runners = runners[:limit]
+		out.Runners = out.Runners[:limit]
 		out.Next = out.Runners[limit-1].ID
-	}
-	if out.Runners == nil {
-		out.Runners = []store.Runner{}
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -107,7 +100,7 @@ func (s *Server) getRunner(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, r)
+	c.JSON(http.StatusOK, runnerView(*r))
 }
 
 func (s *Server) drainRunner(c *gin.Context) {
@@ -117,7 +110,7 @@ func (s *Server) drainRunner(c *gin.Context) {
 		return
 	}
 	if req.Runner != nil {
-		c.JSON(http.StatusOK, req.Runner)
+		c.JSON(http.StatusOK, runnerView(*req.Runner))
 		return
 	}
 	c.JSON(http.StatusAccepted, WorkflowStarted{Status: req.Status, WorkflowID: req.WorkflowID})
@@ -221,12 +214,7 @@ func (s *Server) getEgg(c *gin.Context) {
 }
 
 // JobList is the answer of the job history routes.
-type JobList struct {
-	Jobs []store.JobRecord `json:"jobs"`
-	// Next is the cursor of the next page (pass it as before), empty on the
-	// last page.
-	Next string `json:"next"`
-}
+type JobList = apiv1.JobList
 
 func (s *Server) listJobs(c *gin.Context) { s.jobs(c, c.Query("egg")) }
 
@@ -254,24 +242,16 @@ func (s *Server) jobs(c *gin.Context, egg string) {
 		s.fail(c, err)
 		return
 	}
-	out := JobList{Jobs: jobs}
+	out := JobList{Jobs: jobViews(jobs)}
 	if len(jobs) > limit {
-		out.Jobs = jobs[:limit]
+		out.Jobs = out.Jobs[:limit]
 		out.Next = strconv.FormatInt(out.Jobs[limit-1].JobID, 10)
-	}
-	if out.Jobs == nil {
-		out.Jobs = []store.JobRecord{}
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 // AuditList is the answer of GET /api/v1/audit.
-type AuditList struct {
-	Audit []store.AuditRecord `json:"audit"`
-	// Next is the cursor of the next page (pass it as after), empty on the
-	// last page.
-	Next string `json:"next"`
-}
+type AuditList = apiv1.AuditList
 
 func (s *Server) listAudit(c *gin.Context) {
 	limit, err := pageLimit(c)
@@ -296,13 +276,10 @@ func (s *Server) listAudit(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := AuditList{Audit: records}
+	out := AuditList{Audit: auditViews(records)}
 	if len(records) > limit {
-		out.Audit = records[:limit]
+		out.Audit = out.Audit[:limit]
 		out.Next = strconv.FormatInt(out.Audit[limit-1].ID, 10)
-	}
-	if out.Audit == nil {
-		out.Audit = []store.AuditRecord{}
 	}
 	c.JSON(http.StatusOK, out)
 }

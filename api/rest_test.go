@@ -218,8 +218,9 @@ func TestRESTDrain(t *testing.T) {
 	if err != nil || len(history) != 1 || history[0].To != store.StateDraining || history[0].Actor != api.ActorAPI {
 		t.Errorf("history: %+v %v", history, err)
 	}
+	// The transition, then the record of the drain workflow that made it.
 	audit, _ := e.store.ListAudit(ctx, store.AuditFilter{RunnerID: "r-1"})
-	if len(audit) != 1 || audit[0].Action != "drain" {
+	if len(audit) != 2 || audit[0].Action != "drained" || audit[0].Actor != api.ActorAPI || audit[1].Action != "drain" {
 		t.Errorf("audit: %+v", audit)
 	}
 	if !strings.Contains(string(e.get("/metrics").Body), `gosling_runner_transitions_total{from="active",to="draining"} 1`) {

@@ -146,6 +146,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/jobs", s.listJobs)
 	v1.GET("/audit", s.listAudit)
 	v1.GET("/pools/:name", s.getPool)
+	v1.GET("/gates/:name", s.getGate)
 	v1.POST("/pools/:name/scale", s.scalePool)
 	v1.POST("/pools/:name/drain", s.drainPool)
 	return r

@@ -8,10 +8,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
 // Options say how to reach the clouds and GitLab. Credentials come from
@@ -104,19 +107,23 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 		e.Journal = p.NewAWSJournal()
 	case fly.CloudYandex:
 		yo := o.Yandex
-		if a := yo.Auth; a.KeyFile == "" && a.Key == "" && a.IAMToken == "" {
+		implicit := yo.Auth.KeyFile == "" && yo.Auth.Key == "" && yo.Auth.IAMToken == ""
+		if implicit {
 			// Neither $YC_SERVICE_ACCOUNT_KEY_FILE nor $YC_IAM_TOKEN: the
 			// yandex provider's service-account key, else the metadata service.
 			if ref := mg.Providers[fly.CloudYandex].ServiceAccountKey; !ref.IsZero() {
 				key, err := resolve(ctx, ref)
 				if err != nil {
-					return nil, fmt.Errorf("resolve the Yandex Cloud service-account key %s: %w", ref, err)
+					return nil, yandexCredentialsError(fmt.Errorf("resolve the Yandex Cloud service-account key %s: %w", ref, err))
 				}
 				yo.Auth.Key = key
 			}
 		}
 		p, err := NewYandexProvider(ctx, dep, n, yo)
 		if err != nil {
+			if implicit {
+				return nil, yandexCredentialsError(err)
+			}
 			return nil, err
 		}
 		d.closers = append(d.closers, p.Close)
@@ -140,4 +147,20 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 	desired = append(desired, hooks...)
 	d.Engine, d.Desired = e, desired
 	return d, nil
+}
+
+// yandexCredentialsError explains a failure to reach Yandex Cloud with no
+// credentials given: without $YC_SERVICE_ACCOUNT_KEY_FILE or $YC_IAM_TOKEN
+// the only ones left are the instance's, from its metadata service, so an
+// unreachable or refusing API (Unavailable, Unauthenticated, a backend
+// that cannot authenticate) most likely means there are none. Other
+// errors are returned as they are.
+func yandexCredentialsError(err error) error {
+	code := status.Code(err)
+	if code != codes.Unavailable && code != codes.Unauthenticated && !errors.Is(err, secrets.ErrAuth) && !errors.Is(err, yandexauth.ErrCredentials) {
+		return err
+	}
+	return &CredentialsError{Cloud: fly.CloudYandex, Err: err,
+		Hint: "no Yandex Cloud credentials were given, so the instance metadata service's were tried: set $YC_SERVICE_ACCOUNT_KEY_FILE to a service account's authorized key (yc iam key create --output key.json), " +
+			"or $YC_IAM_TOKEN (yc iam create-token), or run on a Yandex Cloud VM whose service account may deploy"}
 }

@@ -117,9 +117,10 @@ func NewCmdAddEgg(f *Factory, kind fly.EggKind, runF func(*AddEggOptions) error)
 	fl.BoolVar(&opts.RunUntagged, "run-untagged", false, "also take jobs without tags")
 	fl.StringVar(&opts.Image, "image", "alpine:3.20", "default job image")
 	fl.IntVar(&opts.ApexMin, "apex-min", 0, "active runners kept at all times")
-	fl.IntVar(&opts.ApexMax, "apex-max", -1, "most active runners (default: --max-concurrent)")
+	opts.ApexMax, opts.NadirMax = -1, -1
+	fl.Var(unsetInt{&opts.ApexMax}, "apex-max", "most active runners (default: --max-concurrent)")
 	fl.IntVar(&opts.NadirMin, "nadir-min", 0, "dormant runners kept ready to resume")
-	fl.IntVar(&opts.NadirMax, "nadir-max", -1, "most dormant runners (default: 2, or 0 for serverless)")
+	fl.Var(unsetInt{&opts.NadirMax}, "nadir-max", "most dormant runners (default: 2, or 0 for serverless)")
 	return cmd
 }
 

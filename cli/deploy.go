@@ -42,11 +42,7 @@ func newDeployOptions(f *Factory) *DeployOptions {
 }
 
 func (o *DeployOptions) register(cmd *cobra.Command, vars *[]string) {
-	def := "."
-	if v, ok := o.Getenv("GOSLING_NEST"); ok && v != "" {
-		def = v
-	}
-	cmd.Flags().StringVar(&o.Nest, "nest", def, "the Nest whose MG/config.fly and eggs say what to deploy ($GOSLING_NEST)")
+	nestFlag(cmd.Flags(), &o.Nest, o.Getenv, "the Nest whose MG/config.fly and eggs say what to deploy", "")
 	cmd.Flags().StringArrayVar(vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	if cmd.Name() != "plan" {
 		cmd.Flags().BoolVar(&o.ForceUnlock, "force-unlock", false, "go ahead although the journal says another deploy is running (one that died)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -179,5 +180,22 @@ func TestDeployAuthFailureExitCode(t *testing.T) {
 		if errors.As(got, &ce) != (c.code != 0) || (ce != nil && ce.Code != c.code) {
 			t.Errorf("%v: %#v", c.err, got)
 		}
+	}
+}
+
+// TestPlanYandexWithoutCredentials: `gosling plan` on a Yandex Nest with no
+// credentials in the environment (and, here, no Yandex Cloud or metadata
+// service to reach: both point at a closed port) exits 4 with a hint that
+// says where credentials come from.
+func TestPlanYandexWithoutCredentials(t *testing.T) {
+	t.Setenv(secrets.YandexMetadataEnv, "127.0.0.1:1") // the SDK reads it itself
+	tio := withEnv(newTestIO("", false), map[string]string{
+		"YC_ENDPOINT": "127.0.0.1:1", secrets.YandexMetadataEnv: "127.0.0.1:1",
+	})
+	if code := run(t, tio, "plan", "--nest", filepath.Join("..", "examples", "nest")); code != ExitAuth {
+		t.Fatalf("exit %d, want %d: %s", code, ExitAuth, tio.err)
+	}
+	if e := tio.err.String(); !strings.Contains(e, "$YC_SERVICE_ACCOUNT_KEY_FILE") || !strings.Contains(e, "$YC_IAM_TOKEN") {
+		t.Errorf("no hint: %s", e)
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gosling-ci/gosling/mothergoose"
@@ -22,6 +24,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
@@ -83,7 +86,10 @@ type DevState struct {
 	// WebhookSecrets are the webhook secrets of the dev eggs, by egg: send
 	// them as X-Gitlab-Token (development only: dev.json is mode 0600).
 	WebhookSecrets map[string]string `json:"webhook_secrets"`
-	GitLabToken    string            `json:"-"`
+	// Projects are the GitLab test server's IDs of the eggs' projects, by
+	// path: what a Job Hook sent by hand names as project_id.
+	Projects    map[string]int64 `json:"projects,omitempty"`
+	GitLabToken string           `json:"-"`
 }
 
 // NewCmdDev builds `gosling dev`.
@@ -138,7 +144,7 @@ Send a job through the whole loop, or a pipeline:
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Nest, "nest", ".", "the Nest to run")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest to run", "")
 	fl.StringVar(&opts.StateDir, "state-dir", ".gosling", "where state is kept across runs")
 	fl.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:8080", "address of the MotherGoose API")
 	fl.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the Temporal dev server")
@@ -174,9 +180,6 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
 	temporalBin, err := findTool(opts.Temporal, "temporal")
 	if err != nil {
 		return err
@@ -204,8 +207,15 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	}
 	apiURL := "http://" + apiLn.Addr().String()
 
+	// The state directory only once the Nest and the ports are fine: a
+	// start that fails leaves nothing behind.
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+
 	// GitLab: the test server, restored from its snapshot, or a real one.
-	state := DevState{APIURL: apiURL, Nest: opts.Nest, StateDir: stateDir, PID: os.Getpid(), StartedAt: time.Now().UTC().Format(time.RFC3339)}
+	nestDir, _ := filepath.Abs(opts.Nest)
+	state := DevState{APIURL: apiURL, Nest: nestDir, StateDir: stateDir, PID: os.Getpid(), StartedAt: time.Now().UTC().Format(time.RFC3339)}
 	var gl *gitlabtest.Server
 	var glHost string
 	insecure := true
@@ -230,6 +240,12 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		go func() { _ = srv.Serve(glLn) }()
 		defer srv.Close()
 		state.GitLabURL, state.GitLabTest, state.GitLabToken = "http://"+glLn.Addr().String(), true, gl.Token()
+		state.Projects = map[string]int64{}
+		for _, e := range nest.Eggs {
+			for _, p := range testProjectsOf(gl, e) {
+				state.Projects[p.PathWithNamespace] = p.ID
+			}
+		}
 		glHost = glLn.Addr().String()
 	} else {
 		u, err := url.Parse(opts.GitLabURL)
@@ -371,7 +387,11 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	resumeMachines(ctx, st, ex, self, log)
 
 	// The API, and the development-only simulation endpoints beside it.
-	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
+	apic, err := apiclient.New(apiURL, state.APIToken)
+	if err != nil {
+		return err
+	}
+	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens), api: apic}
 	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: sim.handler(), ExtraPrefix: "/dev/"})
 	if err != nil {
 		return err
@@ -464,13 +484,46 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 		fmt.Fprintf(w, "  bin/gosling dev pipeline FILE --egg %s     # a .gitlab-ci.yml's pipeline\n", n.Eggs[0].Name)
 	}
 	fmt.Fprintf(w, "  bin/gosling runners list                       # the CLI finds this dev run by itself\n")
-	fmt.Fprintf(w, "\nWebhook secrets (development only) are in %s/dev.json; a hook by hand:\n", s.StateDir)
-	if len(n.Eggs) > 0 {
-		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", n.Eggs[0].Name, s.StateDir)
-		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
+	if len(s.Projects) > 0 {
+		paths := slices.Sorted(maps.Keys(s.Projects))
+		fmt.Fprintf(w, "\nProjects in the GitLab test server (their IDs are what hooks name):\n")
+		for _, p := range paths {
+			fmt.Fprintf(w, "  %-28s id %d\n", p, s.Projects[p])
+		}
+	}
+	fmt.Fprintf(w, "\nWebhook secrets and project IDs (development only) are in %s/dev.json; a hook by hand\n", s.StateDir)
+	fmt.Fprintf(w, "(the README's \"a hook can be sent by hand\"; examples/hooks/job-hook.json is a pending Job Hook):\n")
+	if egg, project, ok := hookExample(n, s.Projects); ok {
+		fmt.Fprintf(w, "  jq '.project_id = %d | .project.id = %d' examples/hooks/job-hook.json > job-hook.json\n", project, project)
+		fmt.Fprintf(w, "  curl -H 'X-Gitlab-Event: Job Hook' -H \"X-Gitlab-Token: $(jq -r '.webhook_secrets[\"%s\"]' %s/dev.json)\" \\\n", egg, s.StateDir)
+		fmt.Fprintf(w, "       -H 'X-Gitlab-Instance: %s' --data @job-hook.json %s/webhooks/gitlab\n", s.GitLabURL, s.APIURL)
 	}
 	fmt.Fprintf(w, "\nA real GitLab instead: GOSLING_GITLAB_TOKEN=<token> bin/gosling dev --gitlab-url https://gitlab.example.com\n")
 	fmt.Fprintf(w, "Ctrl-C stops everything; the next run resumes from %s.\n", s.StateDir)
+}
+
+// hookExamplePath is the project of examples/hooks/job-hook.json.
+const hookExamplePath = "acme/web-app"
+
+// hookExample is the egg and test-server project ID the banner's hand-sent
+// hook uses: the shipped payload's project when an egg serves it, else the
+// first egg's first project.
+func hookExample(n *fly.Nest, projects map[string]int64) (egg string, id int64, ok bool) {
+	for _, e := range n.Eggs {
+		for _, p := range e.Projects {
+			if p.Path == hookExamplePath && projects[p.Path] != 0 {
+				return e.Name, projects[p.Path], true
+			}
+		}
+	}
+	for _, e := range n.Eggs {
+		for _, p := range e.Projects {
+			if id := projects[p.Path]; id != 0 {
+				return e.Name, id, true
+			}
+		}
+	}
+	return "", 0, false
 }
 
 // webhookSecrets resolves each dev egg's webhook secret, for dev.json.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/spf13/cobra"
@@ -74,7 +75,10 @@ type SimulateStep struct {
 	Runner  string `json:"runner,omitempty"`
 	// Status is a job's or, on the last step, the pipeline's status.
 	Status string `json:"status,omitempty"`
-	Error  bool   `json:"error,omitempty"`
+	// AllowedToFail marks a failed job whose allow_failure lets the
+	// pipeline succeed.
+	AllowedToFail bool `json:"allowed_to_fail,omitempty"`
+	Error         bool `json:"error,omitempty"`
 }
 
 // simulator plays GitLab's side against the running stack: it makes
@@ -87,6 +91,8 @@ type simulator struct {
 	store store.Store
 	nest  func() *fly.Nest
 	auth  *api.Authorizer
+	// api is the dev API itself: why a job waits is what it answers.
+	api *apiclient.Client
 	// wait bounds each wait for the stack.
 	wait time.Duration
 }
@@ -255,6 +261,8 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 	var runners []string
 	var status string
 	emit(SimulateStep{Step: "waiting", Message: "waiting for a runner (watch the workflows in the Temporal UI)"})
+	told := map[int64]bool{}
+	var lastAsked time.Time
 	logLines := func(j gitlabtest.Job, flush bool) {
 		tr := s.gl.Trace(j.ID)
 		if len(tr) > offsets[j.ID] {
@@ -306,8 +314,16 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 				if j.FailureReason != "" {
 					msg += " (" + j.FailureReason + ")"
 				}
-				emit(SimulateStep{Step: "job", JobID: j.ID, Job: j.Name, Status: j.Status, Message: msg})
+				allowed := j.Status == "failed" && j.AllowFailure
+				if allowed {
+					msg += ", allowed to fail"
+				}
+				emit(SimulateStep{Step: "job", JobID: j.ID, Job: j.Name, Status: j.Status, Message: msg, AllowedToFail: allowed})
 			}
+		}
+		if time.Since(lastAsked) >= time.Second {
+			lastAsked = time.Now()
+			s.whyWaiting(ctx, egg, jobs, told, emit)
 		}
 		if !finishedStatus(p.Status) {
 			return false, nil
@@ -335,6 +351,45 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 	}
 	emit(SimulateStep{Step: "done", Status: status, Runner: strings.Join(runners, ","), Message: fmt.Sprintf("pipeline %s; runner destroyed: its process, tofu resources and GitLab runner are gone", status)})
 	return nil
+}
+
+// whyWaiting says, once per job, why a pending job of the pipeline gets no
+// runner: the reason the egg's pool or, for a serverless egg, its gate
+// gives in its status, as the REST API answers it (GET
+// /api/v1/pools/:egg or /api/v1/gates/:egg, field ignored).
+func (s *simulator) whyWaiting(ctx context.Context, egg *fly.Egg, jobs []gitlabtest.Job, told map[int64]bool, emit func(SimulateStep)) {
+	if s.api == nil {
+		return
+	}
+	pending := map[int64]gitlabtest.Job{}
+	for _, j := range jobs {
+		if j.Status == "pending" && j.RunnerID == 0 && !told[j.ID] {
+			pending[j.ID] = j
+		}
+	}
+	if len(pending) == 0 {
+		return
+	}
+	var ignored []contract.IgnoredJob
+	if contract.UsesPool(*egg) {
+		st, err := s.api.GetPool(ctx, egg.Name)
+		if err != nil {
+			return
+		}
+		ignored = st.Ignored
+	} else {
+		st, err := s.api.GetGate(ctx, egg.Name)
+		if err != nil {
+			return
+		}
+		ignored = st.Ignored
+	}
+	for _, ig := range ignored {
+		if j, ok := pending[ig.JobID]; ok && !told[j.ID] {
+			told[j.ID] = true
+			emit(SimulateStep{Step: "waiting", JobID: j.ID, Job: j.Name, Message: fmt.Sprintf("job %d (%s) gets no runner: %s", j.ID, j.Name, ig.Reason)})
+		}
+	}
 }
 
 func (s *simulator) waitState(ctx context.Context, runnerID string, want store.RunnerState) error {
@@ -433,7 +488,7 @@ runner, destroyed when the job ends.`,
 	fl.StringSliceVar(&opts.Request.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
 	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job's script sleeps")
 	fl.StringVar(&opts.Request.Status, "status", "success", "how the job ends: success, failed (its script exits 1) or canceled")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
@@ -455,12 +510,17 @@ func NewCmdDevPipeline(f *Factory, runF func(*DevPipelineOptions) error) *cobra.
 		Short: "Run a .gitlab-ci.yml's pipeline on Gosling's runners in a running `gosling dev`",
 		Long: `Pipeline commits FILE as .gitlab-ci.yml to the egg's project in the GitLab
 test server and creates its pipeline (POST /projects/:id/pipeline, as a
-user would). The test server understands stages, script, before_script,
-after_script, variables, tags, image, allow_failure and timeout; it sends
-the Job and Pipeline Hooks to the API. Gosling's runners take the jobs and
-run their scripts with the gitlab-runner STAND-IN's shell executor; each
-job's log is printed as it comes. The exit code is 0 when the pipeline
-succeeds.`,
+user would); the test server sends the Job and Pipeline Hooks to the API.
+Gosling's runners take the jobs and run their scripts with the
+gitlab-runner STAND-IN's shell executor; each job's log is printed as it
+comes, a failed job with allow_failure as "allowed to fail". While no
+runner takes a job, the server's reason is printed. The exit code is 0
+when the pipeline succeeds (allowed failures included).
+
+The keywords the GitLab test server reads (any other is refused, naming
+it):
+
+` + indent(gitlabtest.CIKeywords(), "  "),
 		Example: `  gosling dev pipeline .gitlab-ci.yml --egg web-app
   gosling dev pipeline ci.yml --egg data-group --json`,
 		Args: cobra.ExactArgs(1),
@@ -490,7 +550,7 @@ succeeds.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the pipeline (required)")
 	fl.StringVar(&opts.Request.Ref, "ref", "main", "the branch")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running `gosling dev` ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
@@ -545,4 +605,13 @@ func streamSimulation(ctx context.Context, ios *IOStreams, st DevState, path str
 		return errSilent(ExitError)
 	}
 	return nil
+}
+
+// indent puts prefix before every line of s.
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
 }

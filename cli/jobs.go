@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/apiclient"
-	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +30,7 @@ type JobsListOptions struct {
 	Egg    string
 	Status string
 	Limit  int
-	JSON   bool
+	Export exportFlags
 	Now    func() time.Time
 }
 
@@ -42,7 +42,7 @@ func NewCmdJobsList(f *Factory, runF func(*JobsListOptions) error) *cobra.Comman
 		Short: "List recorded GitLab jobs, newest first",
 		Example: `  gosling jobs list
   gosling jobs list --egg web-app --status failed --limit 20
-  gosling jobs list --json | jq '.[] | select(.status == "pending")'`,
+  gosling jobs list --json job_id,status,egg --jq '.[] | select(.status == "pending") | .job_id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Limit < 1 {
@@ -58,7 +58,7 @@ func NewCmdJobsList(f *Factory, runF func(*JobsListOptions) error) *cobra.Comman
 	fl.StringVar(&opts.Egg, "egg", "", "only jobs of this egg")
 	fl.StringVar(&opts.Status, "status", "", "only jobs with this GitLab status (pending, running, success, failed, ...)")
 	fl.IntVar(&opts.Limit, "limit", 50, "most jobs to list")
-	fl.BoolVar(&opts.JSON, "json", false, "print the jobs as JSON")
+	addJSONFlags(cmd, &opts.Export, apiv1.Job{})
 	opts.API.register(cmd, f.Getenv)
 	return cmd
 }
@@ -68,7 +68,7 @@ func jobsListRun(ctx context.Context, opts *JobsListOptions) error {
 	if err != nil {
 		return err
 	}
-	jobs, more, err := collectPages(opts.Limit, func(before string, n int) ([]store.JobRecord, string, error) {
+	jobs, more, err := collectPages(opts.Limit, func(before string, n int) ([]apiv1.Job, string, error) {
 		page, err := c.ListJobs(ctx, apiclient.JobFilter{Egg: opts.Egg, Status: opts.Status, Before: before, Limit: n})
 		if err != nil {
 			return nil, "", err
@@ -78,15 +78,6 @@ func jobsListRun(ctx context.Context, opts *JobsListOptions) error {
 	if err != nil {
 		return opts.API.apiFailure(err)
 	}
-	if opts.JSON {
-		return printJSON(opts.IO.Out, jobs)
-	}
-	if len(jobs) == 0 {
-		if opts.IO.StdoutTTY {
-			fmt.Fprintln(opts.IO.ErrOut, "No jobs match.")
-		}
-		return nil
-	}
 	now := opts.Now()
 	rows := make([][]string, 0, len(jobs))
 	for _, j := range jobs {
@@ -94,10 +85,12 @@ func jobsListRun(ctx context.Context, opts *JobsListOptions) error {
 		rows = append(rows, []string{idCell(j.JobID), j.Egg, j.Status, orDash(j.Name), orDash(j.Ref), idCell(j.PipelineID),
 			orDash(j.RunnerID), orDash(j.GitLabHost), timeCell(opts.IO, &updated, now)})
 	}
-	if err := printTable(opts.IO, []string{"JOB", "EGG", "STATUS", "NAME", "REF", "PIPELINE", "RUNNER", "GITLAB", "UPDATED"}, rows); err != nil {
+	p := listPrinter{IO: opts.IO, Export: &opts.Export, Empty: "No jobs match.",
+		Header: []string{"JOB", "EGG", "STATUS", "NAME", "REF", "PIPELINE", "RUNNER", "GITLAB", "UPDATED"}}
+	if err := p.Print(ctx, jobs, rows); err != nil {
 		return err
 	}
-	if more && opts.IO.StdoutTTY {
+	if more && opts.IO.StdoutTTY && !opts.Export.Enabled() {
 		fmt.Fprintf(opts.IO.ErrOut, "Showing the newest %d jobs; pass --limit to see more.\n", len(jobs))
 	}
 	return nil

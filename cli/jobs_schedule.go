@@ -32,7 +32,7 @@ type JobsScheduleListOptions struct {
 	IO       *IOStreams
 	Logger   *slog.Logger
 	Temporal TemporalFlags
-	JSON     bool
+	Export   exportFlags
 	Now      func() time.Time
 }
 
@@ -43,7 +43,7 @@ func NewCmdJobsScheduleList(f *Factory, runF func(*JobsScheduleListOptions) erro
 		Use:   "list",
 		Short: "List the jobs' schedules with their last and next run",
 		Example: `  gosling jobs schedule list
-  gosling jobs schedule list --json | jq '.[] | select(.last_status == "failed")'`,
+  gosling jobs schedule list --json name,last_status --jq '.[] | select(.last_status == "failed") | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -52,7 +52,7 @@ func NewCmdJobsScheduleList(f *Factory, runF func(*JobsScheduleListOptions) erro
 			return jobsScheduleListRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the schedules as JSON")
+	addJSONFlags(cmd, &opts.Export, mothergoose.JobSchedule{})
 	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
@@ -67,15 +67,6 @@ func jobsScheduleListRun(ctx context.Context, opts *JobsScheduleListOptions) err
 	if err != nil {
 		return err
 	}
-	if opts.JSON {
-		return printJSON(opts.IO.Out, list)
-	}
-	if len(list) == 0 {
-		if opts.IO.StdoutTTY {
-			fmt.Fprintln(opts.IO.ErrOut, "No job schedules: the Nest has no jobs, or it was not applied yet.")
-		}
-		return nil
-	}
 	now := opts.Now()
 	rows := make([][]string, 0, len(list))
 	for _, j := range list {
@@ -86,7 +77,9 @@ func jobsScheduleListRun(ctx context.Context, opts *JobsScheduleListOptions) err
 		rows = append(rows, []string{j.Name, orDash(j.Kind), orDash(j.Schedule), orDash(j.Timezone), state,
 			timeCell(opts.IO, j.LastRun, now), orDash(j.LastStatus), futureCell(opts.IO, j.NextRun, now)})
 	}
-	return printTable(opts.IO, []string{"JOB", "KIND", "SCHEDULE", "TIMEZONE", "STATE", "LAST RUN", "LAST STATUS", "NEXT RUN"}, rows)
+	p := listPrinter{IO: opts.IO, Export: &opts.Export, Empty: "No job schedules: the Nest has no jobs, or it was not applied yet.",
+		Header: []string{"JOB", "KIND", "SCHEDULE", "TIMEZONE", "STATE", "LAST RUN", "LAST STATUS", "NEXT RUN"}}
+	return p.Print(ctx, list, rows)
 }
 
 // futureCell shows a time to come as "in 5m" on a terminal and as RFC 3339

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -12,11 +13,11 @@ func TestJobsScheduleFlagsToOptions(t *testing.T) {
 	tio := withEnv(newTestIO("", false), map[string]string{"GOSLING_TEMPORAL_ADDRESS": "temporal.example.com:7233"})
 	var list *JobsScheduleListOptions
 	cmd := NewCmdJobsScheduleList(tio.f, func(o *JobsScheduleListOptions) error { list = o; return nil })
-	cmd.SetArgs([]string{"--json", "--temporal-namespace", "ci"})
+	cmd.SetArgs([]string{"--json", "name,next_run", "--temporal-namespace", "ci"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !list.JSON || list.Temporal.Address != "temporal.example.com:7233" || list.Temporal.Namespace != "ci" {
+	if !slices.Equal(list.Export.Fields, []string{"name", "next_run"}) || list.Temporal.Address != "temporal.example.com:7233" || list.Temporal.Namespace != "ci" {
 		t.Errorf("list options = %+v", list)
 	}
 
@@ -54,7 +55,8 @@ func TestJobsScheduleFlagsToOptions(t *testing.T) {
 }
 
 // With --nest, the Temporal connection's unset parts come from the Nest's
-// MG/config.fly temporal block; flags still win.
+// MG/config.fly temporal block; flags still win, and an address that is not
+// the block's takes nothing from it.
 func TestJobsScheduleReadsMGTemporal(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("../examples/nest")); err != nil {
@@ -84,8 +86,16 @@ func TestJobsScheduleReadsMGTemporal(t *testing.T) {
 	if code := run(t, tio, "secrets", "rotate", "--temporal-address", "127.0.0.1:2"); code != ExitError {
 		t.Fatalf("exit %d: %s", code, tio.err)
 	}
-	if !strings.Contains(tio.err.String(), "127.0.0.1:2 (namespace ns-from-mg)") {
-		t.Errorf("the flag should win over MG, the rest come from $GOSLING_NEST: %s", tio.err)
+	// Another Temporal than the Nest's: none of its block applies.
+	if !strings.Contains(tio.err.String(), "127.0.0.1:2 (namespace default)") {
+		t.Errorf("the flag should win over MG, with none of MG's settings for another address: %s", tio.err)
+	}
+	tio = withEnv(newTestIO("", false), map[string]string{"GOSLING_NEST": dir})
+	if code := run(t, tio, "secrets", "rotate", "--temporal-address", "127.0.0.1:1"); code != ExitError {
+		t.Fatalf("exit %d: %s", code, tio.err)
+	}
+	if !strings.Contains(tio.err.String(), "127.0.0.1:1 (namespace ns-from-mg)") {
+		t.Errorf("the Nest's own address should keep the rest of its block, from $GOSLING_NEST: %s", tio.err)
 	}
 	tio = newTestIO("", false)
 	if code := run(t, tio, "jobs", "schedule", "list", "--nest", "../fly/testdata/invalid/plaintext"); code != ExitInvalidConfig {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -31,12 +32,13 @@ the token.`,
 
 func newCmdPoolStatus(f *Factory) *cobra.Command {
 	var api APIFlags
-	var asJSON bool
+	var export exportFlags
 	cmd := &cobra.Command{
 		Use:   "status EGG",
 		Short: "Show a pool: counts by state, limits, and each runner with its age and last job",
 		Example: `  gosling pool status web-app
-  gosling pool status web-app --json | jq .counts`,
+  gosling pool status web-app --json counts,waiting
+  gosling pool status web-app --json runners --jq '.runners[] | select(.state == "nadir") | .id'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := api.client()
@@ -47,18 +49,18 @@ func newCmdPoolStatus(f *Factory) *cobra.Command {
 			if err != nil {
 				return api.apiFailure(err)
 			}
-			if asJSON {
-				return printJSON(f.IO.Out, st)
+			if export.Enabled() {
+				return export.Write(cmd.Context(), f.IO.Out, st)
 			}
-			return printPool(f.IO, st, time.Now())
+			return printPool(cmd.Context(), f.IO, st, time.Now())
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	addJSONFlags(cmd, &export, contract.PoolStatus{})
 	api.register(cmd, f.Getenv)
 	return cmd
 }
 
-func printPool(ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
+func printPool(ctx context.Context, ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
 	w := ios.Out
 	l := st.Limits
 	fmt.Fprintf(w, "Pool of %s", st.Egg)
@@ -76,8 +78,15 @@ func printPool(ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
 	if len(other) > 0 {
 		fmt.Fprintf(w, "  Moving %s\n", strings.Join(other, ", "))
 	}
-	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n\n", st.Waiting,
+	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n", st.Waiting,
 		st.Stats.Served[contract.ServedByApex], st.Stats.Served[contract.ServedByPromotion], st.Stats.Served[contract.ServedByProvision])
+	if n := len(st.Ignored); n > 0 {
+		fmt.Fprintf(w, "  Jobs no runner will take (the latest %d):\n", min(n, 5))
+		for _, ig := range st.Ignored[max(0, n-5):] {
+			fmt.Fprintf(w, "    job %d, %s: %s\n", ig.JobID, timeCell(ios, &ig.At, now), ig.Reason)
+		}
+	}
+	fmt.Fprintln(w)
 	runners := append([]contract.PoolRunner(nil), st.Runners...)
 	sort.Slice(runners, func(i, j int) bool { return runners[i].ID < runners[j].ID })
 	rows := make([][]string, 0, len(runners))
@@ -93,7 +102,7 @@ func printPool(ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
 		created := r.CreatedAt
 		rows = append(rows, []string{r.ID, r.State, timeCell(ios, &created, now), orDash(strings.Join(jobs, ",")), last})
 	}
-	return printTable(ios, []string{"RUNNER", "STATE", "CREATED", "JOBS", "LAST JOB"}, rows)
+	return listPrinter{IO: ios, Header: []string{"RUNNER", "STATE", "CREATED", "JOBS", "LAST JOB"}}.Print(ctx, runners, rows)
 }
 
 func newCmdPoolScale(f *Factory) *cobra.Command {

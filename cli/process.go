@@ -42,7 +42,20 @@ type RuntimeFlags struct {
 	GitLabRunner string
 }
 
-func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
+// runtimeFlagSet says which runtime flags a command offers: every process
+// has a state directory and a store; OpenTofu is run by workers and by
+// `uglyfox run --local` (its reconciliation reads the workspaces); what
+// runner machines are given (their agents' API, Rift, gitlab-runner) only
+// workers use.
+type runtimeFlagSet int
+
+const (
+	runtimeStore runtimeFlagSet = iota
+	runtimeTofu
+	runtimeWorker
+)
+
+func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string, bool), set runtimeFlagSet) {
 	env := func(name, def string) string {
 		if v, ok := getenv(name); ok && v != "" {
 			return v
@@ -51,10 +64,14 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	}
 	cmd.Flags().StringVar(&r.StateDir, "state-dir", env("GOSLING_STATE_DIR", ".gosling"), "directory for tofu workspaces, local machines and local secrets ($GOSLING_STATE_DIR)")
 	cmd.Flags().StringVar(&r.Store, "store", env("GOSLING_STORE", ""), "store DSN: sqlite://PATH, postgres://..., dynamodb://PREFIX?region=... (default: MG database, else sqlite in --state-dir) ($GOSLING_STORE)")
-	cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
-	cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
-	cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
-	cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
+	if set >= runtimeTofu {
+		cmd.Flags().StringVar(&r.Tofu, "tofu", env("GOSLING_TOFU", ""), "OpenTofu binary (default: bin/tofu beside gosling, then PATH) ($GOSLING_TOFU)")
+	}
+	if set >= runtimeWorker {
+		cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
+		cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
+		cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
+	}
 }
 
 // awsCredentialEnv are the variables the AWS SDK reads a worker's own

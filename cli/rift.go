@@ -139,7 +139,7 @@ be read for lack of credentials.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Dir, "dir", env("GOSLING_RIFT_DIR", ""), "directory of Rift's CA, keyring, cache buckets and mirrors ($GOSLING_RIFT_DIR)")
-	fl.StringVar(&opts.Nest, "nest", env("GOSLING_NEST", ""), "the Nest whose eggs' rift blocks to serve; its MG/config.fly configures the secret backends ($GOSLING_NEST)")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest whose eggs' rift blocks to serve; its MG/config.fly configures the secret backends", "")
 	fl.StringVar(&opts.Addr, "addr", ":8443", "control API listener (HTTPS)")
 	fl.StringVar(&opts.S3Addr, "s3-addr", ":9000", "S3 build cache listener (HTTPS, or HTTP with --s3-insecure); empty: off")
 	fl.StringVar(&opts.MirrorAddr, "mirror-addr", ":5000", "image mirror listener (mutual TLS); empty: off")
@@ -154,8 +154,8 @@ be read for lack of credentials.`,
 	fl.StringVar(&opts.PodmanSocket, "podman-socket", "", "Podman API socket for eggs with engine = \"podman\" (podman system service)")
 	fl.StringVar(&opts.ContainerdSocket, "containerd-socket", "", "containerd socket for eggs with engine = \"nerdctl\" (such as /run/containerd/containerd.sock)")
 	fl.StringVar(&opts.Store, "store", env("GOSLING_STORE", ""), "MotherGoose's store DSN, where runner tokens are checked (default: sqlite in --state-dir) ($GOSLING_STORE)")
-	fl.BoolVar(&opts.Secrets.Dev, "dev", false, "read secrets from the local store of `gosling dev`, as `gosling dev` does")
-	fl.StringVar(&opts.Secrets.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of `gosling dev` (its local secrets and default store)")
+	fl.BoolVar(&opts.Secrets.Dev, "dev", false, "read secrets from the local store of 'gosling dev', as it does")
+	fl.StringVar(&opts.Secrets.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of 'gosling dev' (its local secrets and default store)")
 	return cmd
 }
 

@@ -38,7 +38,7 @@ func TestRiftServeFlagsToOptions(t *testing.T) {
 		want string
 	}{
 		{[]string{"rift", "serve", "--nest", "n"}, "--dir is required"},
-		{[]string{"rift", "serve", "--dir", "d"}, "--nest is required"},
+		{[]string{"rift", "serve", "--dir", "d", "--nest", ""}, "--nest is required"},
 		{[]string{"rift", "serve", "--dir", "d", "--nest", "n", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
 		{[]string{"rift", "serve", "--dir", "d", "--nest", "n", "--cert-lifetime", "1m"}, "--cert-lifetime must be"},
 	} {

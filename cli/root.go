@@ -25,7 +25,7 @@ repository, the Nest, written in fly (a typed HCL dialect):
 Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authentication.`,
 		Example: `  gosling init my-nest --cloud yandex
   gosling add egg web-app --dir my-nest --host gitlab.com --project acme/web-app \
-    --token vault://ci/gitlab/token --webhook-secret vault://ci/gitlab/webhook --tags docker
+    --token yc-lockbox://e6qexample/gitlab_token --webhook-secret yc-lockbox://e6qexample/webhook --tags docker
   gosling validate my-nest`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -2,15 +2,14 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/apiclient"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -43,7 +42,7 @@ func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, boo
 	if url != "" {
 		def = url
 	}
-	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running `gosling dev`'s); the token is read from $"+envAPIToken)
+	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running 'gosling dev''s); the token is read from $"+envAPIToken)
 	a.Token = strings.TrimSpace(token)
 }
 
@@ -84,44 +83,6 @@ func collectPages[T any](limit int, page func(cursor string, n int) ([]T, string
 		more = len(items) >= limit
 	}
 	return items, more, nil
-}
-
-// printJSON writes v as indented JSON.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// printTable writes rows as an aligned table with a header on a terminal,
-// and as tab-separated lines without a header in a pipe.
-func printTable(ios *IOStreams, header []string, rows [][]string) error {
-	clean := func(cells []string) string {
-		out := make([]string, len(cells))
-		for i, c := range cells {
-			out[i] = strings.Map(func(r rune) rune {
-				if r == '\t' || r == '\n' || r == '\r' {
-					return ' '
-				}
-				return r
-			}, c)
-		}
-		return strings.Join(out, "\t")
-	}
-	if !ios.StdoutTTY {
-		for _, r := range rows {
-			if _, err := fmt.Fprintln(ios.Out, clean(r)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(ios.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, clean(header))
-	for _, r := range rows {
-		fmt.Fprintln(tw, clean(r))
-	}
-	return tw.Flush()
 }
 
 // timeCell shows a time as an age on a terminal and as RFC 3339 in a pipe.
@@ -166,14 +127,14 @@ refuses the token.`,
 
 // RunnersListOptions are the inputs of `gosling runners list`.
 type RunnersListOptions struct {
-	IO    *IOStreams
-	API   APIFlags
-	Egg   string
-	State string
-	Cloud string
-	Limit int
-	JSON  bool
-	Now   func() time.Time
+	IO     *IOStreams
+	API    APIFlags
+	Egg    string
+	State  string
+	Cloud  string
+	Limit  int
+	Export exportFlags
+	Now    func() time.Time
 }
 
 // NewCmdRunnersList builds `gosling runners list`.
@@ -184,7 +145,7 @@ func NewCmdRunnersList(f *Factory, runF func(*RunnersListOptions) error) *cobra.
 		Short: "List runners, ordered by ID",
 		Example: `  gosling runners list
   gosling runners list --egg web-app --state active,dormant
-  gosling runners list --cloud aws --limit 200 --json | jq '.[].id'`,
+  gosling runners list --cloud aws --limit 200 --json id,state --jq '.[].id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Limit < 1 {
@@ -201,7 +162,7 @@ func NewCmdRunnersList(f *Factory, runF func(*RunnersListOptions) error) *cobra.
 	fl.StringVar(&opts.State, "state", "", "only runners in these states, comma-separated ("+strings.Join(stateNames(), ", ")+")")
 	fl.StringVar(&opts.Cloud, "cloud", "", "only runners on this cloud")
 	fl.IntVar(&opts.Limit, "limit", 50, "most runners to list")
-	fl.BoolVar(&opts.JSON, "json", false, "print the runners as JSON")
+	addJSONFlags(cmd, &opts.Export, apiv1.Runner{})
 	opts.API.register(cmd, f.Getenv)
 	return cmd
 }
@@ -222,7 +183,7 @@ func runnersListRun(ctx context.Context, opts *RunnersListOptions) error {
 	if err != nil {
 		return err
 	}
-	runners, more, err := collectPages(opts.Limit, func(after string, n int) ([]store.Runner, string, error) {
+	runners, more, err := collectPages(opts.Limit, func(after string, n int) ([]apiv1.Runner, string, error) {
 		page, err := c.ListRunners(ctx, apiclient.RunnerFilter{Egg: opts.Egg, State: opts.State, Cloud: opts.Cloud, After: after, Limit: n})
 		if err != nil {
 			return nil, "", err
@@ -232,25 +193,18 @@ func runnersListRun(ctx context.Context, opts *RunnersListOptions) error {
 	if err != nil {
 		return opts.API.apiFailure(err)
 	}
-	if opts.JSON {
-		return printJSON(opts.IO.Out, runners)
-	}
-	if len(runners) == 0 {
-		if opts.IO.StdoutTTY {
-			fmt.Fprintln(opts.IO.ErrOut, "No runners match.")
-		}
-		return nil
-	}
 	now := opts.Now()
 	rows := make([][]string, 0, len(runners))
 	for _, r := range runners {
 		updated := r.UpdatedAt
-		rows = append(rows, []string{r.ID, r.Egg, string(r.State), r.Cloud, r.Kind, idCell(r.GitLabRunnerID), idCell(r.JobID), timeCell(opts.IO, &updated, now)})
+		rows = append(rows, []string{r.ID, r.Egg, r.State, r.Cloud, r.Kind, idCell(r.GitLabRunnerID), idCell(r.JobID), timeCell(opts.IO, &updated, now)})
 	}
-	if err := printTable(opts.IO, []string{"ID", "EGG", "STATE", "CLOUD", "KIND", "GITLAB RUNNER", "JOB", "UPDATED"}, rows); err != nil {
+	p := listPrinter{IO: opts.IO, Export: &opts.Export, Empty: "No runners match.",
+		Header: []string{"ID", "EGG", "STATE", "CLOUD", "KIND", "GITLAB RUNNER", "JOB", "UPDATED"}}
+	if err := p.Print(ctx, runners, rows); err != nil {
 		return err
 	}
-	if more && opts.IO.StdoutTTY {
+	if more && opts.IO.StdoutTTY && !opts.Export.Enabled() {
 		fmt.Fprintf(opts.IO.ErrOut, "Showing the first %d runners; pass --limit to see more.\n", len(runners))
 	}
 	return nil
@@ -258,11 +212,11 @@ func runnersListRun(ctx context.Context, opts *RunnersListOptions) error {
 
 // RunnersGetOptions are the inputs of `gosling runners get`.
 type RunnersGetOptions struct {
-	IO   *IOStreams
-	API  APIFlags
-	ID   string
-	JSON bool
-	Now  func() time.Time
+	IO     *IOStreams
+	API    APIFlags
+	ID     string
+	Export exportFlags
+	Now    func() time.Time
 }
 
 // NewCmdRunnersGet builds `gosling runners get`.
@@ -272,7 +226,7 @@ func NewCmdRunnersGet(f *Factory, runF func(*RunnersGetOptions) error) *cobra.Co
 		Use:   "get ID",
 		Short: "Show one runner",
 		Example: `  gosling runners get web-app-3f2a9c01de
-  gosling runners get web-app-3f2a9c01de --json | jq .state`,
+  gosling runners get web-app-3f2a9c01de --json state,reason --jq .state`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
@@ -282,7 +236,7 @@ func NewCmdRunnersGet(f *Factory, runF func(*RunnersGetOptions) error) *cobra.Co
 			return runnersGetRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the runner as JSON")
+	addJSONFlags(cmd, &opts.Export, apiv1.Runner{})
 	opts.API.register(cmd, f.Getenv)
 	return cmd
 }
@@ -296,13 +250,13 @@ func runnersGetRun(ctx context.Context, opts *RunnersGetOptions) error {
 	if err != nil {
 		return opts.API.apiFailure(err)
 	}
-	if opts.JSON {
-		return printJSON(opts.IO.Out, r)
+	if opts.Export.Enabled() {
+		return opts.Export.Write(ctx, opts.IO.Out, r)
 	}
 	now := opts.Now()
 	created, updated := r.CreatedAt, r.UpdatedAt
 	fields := [][]string{
-		{"id", r.ID}, {"egg", r.Egg}, {"state", string(r.State)}, {"reason", orDash(r.Reason)},
+		{"id", r.ID}, {"egg", r.Egg}, {"state", r.State}, {"reason", orDash(r.Reason)},
 		{"cloud", r.Cloud}, {"kind", r.Kind}, {"gitlab host", r.GitLabHost}, {"gitlab runner", idCell(r.GitLabRunnerID)},
 		{"job", idCell(r.JobID)}, {"workflow", orDash(r.WorkflowID)}, {"workspace", orDash(r.Workspace)},
 		{"token", orDash(r.TokenRef)}, {"failures", strconv.Itoa(r.Failures)},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
@@ -98,11 +100,11 @@ func TestRunnersFlagsToOptions(t *testing.T) {
 	tio := withEnv(newTestIO("", false), map[string]string{envAPIURL: "http://from-env:1", envAPIToken: " secret "})
 	var got *RunnersListOptions
 	cmd := NewCmdRunnersList(tio.f, func(o *RunnersListOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--egg", "web", "--state", "active,dormant", "--cloud", "aws", "--limit", "7", "--json"})
+	cmd.SetArgs([]string{"--egg", "web", "--state", "active,dormant", "--cloud", "aws", "--limit", "7", "--json", "id,state"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.Egg != "web" || got.State != "active,dormant" || got.Cloud != "aws" || got.Limit != 7 || !got.JSON ||
+	if got.Egg != "web" || got.State != "active,dormant" || got.Cloud != "aws" || got.Limit != 7 || !slices.Equal(got.Export.Fields, []string{"id", "state"}) ||
 		got.API.URL != "http://from-env:1" || got.API.Token != "secret" {
 		t.Errorf("options = %+v", got)
 	}
@@ -153,15 +155,15 @@ func TestRunnersListOutput(t *testing.T) {
 	}
 
 	tio = apiIO("", false, url, testAPIToken)
-	if code := run(t, tio, "runners", "list", "--cloud", "aws", "--json"); code != 0 {
+	if code := run(t, tio, "runners", "list", "--cloud", "aws", "--json", "id,state"); code != 0 {
 		t.Fatalf("exit %d: %s", code, tio.err)
 	}
-	var runners []store.Runner
-	if err := json.Unmarshal(tio.out.Bytes(), &runners); err != nil || len(runners) != 1 || runners[0].ID != "web-b" {
-		t.Errorf("--json: %v %s", err, tio.out)
+	var runners []map[string]any
+	if err := json.Unmarshal(tio.out.Bytes(), &runners); err != nil || len(runners) != 1 || runners[0]["id"] != "web-b" || len(runners[0]) != 2 {
+		t.Errorf("--json id,state: %v %s", err, tio.out)
 	}
 	tio = apiIO("", false, url, testAPIToken)
-	if code := run(t, tio, "runners", "list", "--egg", "nobody", "--json"); code != 0 || strings.TrimSpace(tio.out.String()) != "[]" {
+	if code := run(t, tio, "runners", "list", "--egg", "nobody", "--json", "id"); code != 0 || strings.TrimSpace(tio.out.String()) != "[]" {
 		t.Errorf("empty --json: %d %q", code, tio.out)
 	}
 }
@@ -202,10 +204,10 @@ func TestRunnersGetAndDrain(t *testing.T) {
 		}
 	}
 	tio = apiIO("", false, url, testAPIToken)
-	if code := run(t, tio, "runners", "get", "web-a", "--json"); code != 0 {
+	if code := run(t, tio, "runners", "get", "web-a", "--json", "id,state"); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	var r store.Runner
+	var r apiv1.Runner
 	if err := json.Unmarshal(tio.out.Bytes(), &r); err != nil || r.ID != "web-a" {
 		t.Errorf("get --json: %v %s", err, tio.out)
 	}
@@ -316,10 +318,10 @@ func TestJobsList(t *testing.T) {
 		t.Errorf("table:\n%s", out)
 	}
 	tio = apiIO("", false, url, testAPIToken)
-	if code := run(t, tio, "jobs", "list", "--egg", "web", "--json"); code != 0 {
+	if code := run(t, tio, "jobs", "list", "--egg", "web", "--json", "job_id,status"); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	var jobs []store.JobRecord
+	var jobs []apiv1.Job
 	if err := json.Unmarshal(tio.out.Bytes(), &jobs); err != nil || len(jobs) != 4 || jobs[0].JobID != 4 {
 		t.Errorf("--json: %v %s", err, tio.out)
 	}

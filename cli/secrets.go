@@ -34,7 +34,7 @@ type SecretsFlags struct {
 }
 
 func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
-	cmd.Flags().StringVar(&s.Nest, "nest", "", "configure the backends from this Nest's MG/config.fly secrets block")
+	nestFlag(cmd.Flags(), &s.Nest, getenv, "configure the backends from this Nest's MG/config.fly secrets block", "the environment's credentials for each scheme, local:// in --state-dir")
 	cmd.Flags().BoolVar(&s.Dev, "dev", false, "use the local store of 'gosling dev' for every scheme, as it does")
 	cmd.Flags().StringVar(&s.StateDir, "state-dir", devStateDir(getenv), "directory of the local secret store (local://)")
 }
@@ -122,7 +122,7 @@ type SecretsVersionsOptions struct {
 	Getenv func(string) (string, bool)
 	Flags  SecretsFlags
 	URI    fly.SecretRef
-	JSON   bool
+	Export exportFlags
 }
 
 // NewCmdSecretsVersions builds `gosling secrets versions`.
@@ -137,7 +137,7 @@ one marked. Versions are the backend's own: Lockbox version IDs, Secrets
 Manager version IDs with their staging labels (one version per write of any
 key of the secret), Vault KV version numbers, local counters.`,
 		Example: `  gosling secrets versions vault://ci/runners/web/token --nest .
-  gosling secrets versions aws-sm://gosling/runners/web/token --json`,
+  gosling secrets versions aws-sm://gosling/runners/web/token --json id,current,labels`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := unversionedURI(args[0], " to list the versions"); err != nil {
@@ -151,7 +151,7 @@ key of the secret), Vault KV version numbers, local counters.`,
 		},
 	}
 	opts.Flags.register(cmd, f.Getenv)
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the versions as JSON")
+	addJSONFlags(cmd, &opts.Export, secrets.Version{})
 	return cmd
 }
 
@@ -163,12 +163,6 @@ func secretsVersionsRun(ctx context.Context, opts *SecretsVersionsOptions) error
 	vs, err := r.Versions(ctx, opts.URI)
 	if err != nil {
 		return secretFailure(err)
-	}
-	if opts.JSON {
-		if vs == nil {
-			vs = []secrets.Version{}
-		}
-		return printJSON(opts.IO.Out, vs)
 	}
 	now := time.Now()
 	rows := make([][]string, 0, len(vs))
@@ -184,7 +178,11 @@ func secretsVersionsRun(ctx context.Context, opts *SecretsVersionsOptions) error
 		}
 		rows = append(rows, []string{v.ID, timeCell(opts.IO, &created, now), cur, labels})
 	}
-	return printTable(opts.IO, []string{"VERSION", "CREATED", "CURRENT", "LABELS"}, rows)
+	if vs == nil {
+		vs = []secrets.Version{}
+	}
+	p := listPrinter{IO: opts.IO, Export: &opts.Export, Empty: "The secret has no versions.", Header: []string{"VERSION", "CREATED", "CURRENT", "LABELS"}}
+	return p.Print(ctx, vs, rows)
 }
 
 // SecretsPutOptions are the inputs of `gosling secrets put`.
@@ -347,7 +345,7 @@ type SecretsRotateOptions struct {
 	Getenv   func(string) (string, bool)
 	Eggs     []string
 	Reason   string
-	JSON     bool
+	Export   exportFlags
 	Temporal TemporalFlags
 }
 
@@ -378,7 +376,7 @@ Jobs/*.fly runs the same workflow on its schedule, its params.eggs acting as
 
 Exit status: 0 when no runner failed, 1 otherwise.`,
 		Example: `  gosling secrets rotate --reason "quarterly rotation"
-  gosling secrets rotate --egg web-app --egg payments-api --json`,
+  gosling secrets rotate --egg web-app --egg payments-api --json runners,failed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -389,7 +387,7 @@ Exit status: 0 when no runner failed, 1 otherwise.`,
 	}
 	cmd.Flags().StringArrayVar(&opts.Eggs, "egg", nil, "rotate only this egg's runners (repeatable)")
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the audit log")
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the outcomes as JSON")
+	addJSONFlags(cmd, &opts.Export, contract.RotateRunnerTokensResult{})
 	opts.Temporal.registerClient(cmd.Flags(), f.Getenv)
 	return cmd
 }
@@ -418,8 +416,8 @@ func secretsRotateRun(ctx context.Context, opts *SecretsRotateOptions) error {
 	if err := run.Get(ctx, &res); err != nil {
 		return fmt.Errorf("%s: %w", contract.RotateWorkflowID, err)
 	}
-	if opts.JSON {
-		if err := printJSON(opts.IO.Out, res); err != nil {
+	if opts.Export.Enabled() {
+		if err := opts.Export.Write(ctx, opts.IO.Out, res); err != nil {
 			return err
 		}
 	} else {

@@ -15,11 +15,11 @@ func TestSecretsFlagsToOptions(t *testing.T) {
 	tio := newTestIO("", false)
 	var got *SecretsVersionsOptions
 	cmd := NewCmdSecretsVersions(tio.f, func(o *SecretsVersionsOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"vault://ci/web/token", "--json", "--nest", "my-nest", "--state-dir", "/tmp/st"})
+	cmd.SetArgs([]string{"vault://ci/web/token", "--json", "id,current", "--nest", "my-nest", "--state-dir", "/tmp/st"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.URI != "vault://ci/web/token" || !got.JSON || got.Flags.Nest != "my-nest" || got.Flags.StateDir != "/tmp/st" {
+	if got.URI != "vault://ci/web/token" || !got.Export.Enabled() || got.Flags.Nest != "my-nest" || got.Flags.StateDir != "/tmp/st" {
 		t.Errorf("options = %+v", got)
 	}
 
@@ -70,7 +70,7 @@ func TestSecretsVersionsAndRollbackLocal(t *testing.T) {
 	}
 
 	tio = newTestIO("", false)
-	run(t, tio, "secrets", "versions", "local://runners/web/token", "--state-dir", state, "--json")
+	run(t, tio, "secrets", "versions", "local://runners/web/token", "--state-dir", state, "--json", "id,current")
 	var vs []secrets.Version
 	if err := json.Unmarshal(tio.out.Bytes(), &vs); err != nil || len(vs) != 2 || !vs[1].Current {
 		t.Errorf("json = %s (%v)", tio.out.String(), err)

@@ -96,7 +96,7 @@ variables override MG/config.fly; --print-config shows the result.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Nest, "nest", env("GOSLING_NEST", "."), "the Nest whose MG/config.fly configures the server ($GOSLING_NEST)")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest whose MG/config.fly configures the server", "")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	fl.StringVar(&opts.Addr, "addr", env("GOSLING_ADDR", defaultAddr(f.Getenv)), "address to listen on ($GOSLING_ADDR; default :$PORT when the platform sets PORT, as Serverless Containers and Cloud Run do, else :8080)")
 	fl.StringVar(&opts.TLSCert, "tls-cert", env("GOSLING_TLS_CERT", ""), "serve HTTPS with this certificate: a PEM file or a secret URI ($GOSLING_TLS_CERT)")
@@ -107,26 +107,25 @@ variables override MG/config.fly; --print-config shows the result.`,
 	fl.StringVar(&opts.WebhookBodyLimit, "webhook-body-limit", env("GOSLING_WEBHOOK_BODY_LIMIT", "1MiB"),
 		"the largest webhook body read, after the token was checked; larger ones get 413 ($GOSLING_WEBHOOK_BODY_LIMIT)")
 	opts.Temporal.register(fl, f.Getenv)
-	opts.Runtime.register(cmd, f.Getenv)
+	opts.Runtime.register(cmd, f.Getenv, runtimeStore)
 	return cmd
 }
 
 // ServerConfig is the effective configuration of `gosling server`, as
 // --print-config shows it. Secrets appear as their URIs, never as values.
 type ServerConfig struct {
-	Nest        string                         `json:"nest"`
-	Addr        string                         `json:"addr"`
-	TLS         *ServerTLS                     `json:"tls,omitempty"`
-	Temporal    mothergoose.TemporalConnection `json:"temporal"`
-	Store       string                         `json:"store"`
-	Secrets     fly.Secrets                    `json:"secrets"`
-	APITokens   []fly.SecretRef                `json:"api_tokens"`
-	NestSource  fly.NestSource                 `json:"nest_source"`
-	NestSync    string                         `json:"nest_sync"`
-	Providers   map[string]fly.Provider        `json:"providers"`
-	Eggs        []string                       `json:"eggs"`
-	StateDir    string                         `json:"state_dir"`
-	AgentAPIURL string                         `json:"agent_api_url,omitempty"`
+	Nest       string                         `json:"nest"`
+	Addr       string                         `json:"addr"`
+	TLS        *ServerTLS                     `json:"tls,omitempty"`
+	Temporal   mothergoose.TemporalConnection `json:"temporal"`
+	Store      string                         `json:"store"`
+	Secrets    fly.Secrets                    `json:"secrets"`
+	APITokens  []fly.SecretRef                `json:"api_tokens"`
+	NestSource fly.NestSource                 `json:"nest_source"`
+	NestSync   string                         `json:"nest_sync"`
+	Providers  map[string]fly.Provider        `json:"providers"`
+	Eggs       []string                       `json:"eggs"`
+	StateDir   string                         `json:"state_dir"`
 }
 
 // ServerTLS names the certificate and key: files or secret URIs.
@@ -145,7 +144,6 @@ func effectiveServerConfig(opts *ServerOptions, nest *fly.Nest) ServerConfig {
 	cfg := ServerConfig{
 		Nest: opts.Nest, Addr: opts.Addr, Temporal: conn, Secrets: mg.Secrets, APITokens: mg.APIGateway.Auth.Tokens,
 		NestSource: mg.Nest, NestSync: opts.NestSync.String(), Providers: mg.Providers, StateDir: opts.Runtime.StateDir,
-		AgentAPIURL: opts.Runtime.AgentAPIURL,
 	}
 	switch {
 	case opts.Runtime.Store != "":

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -81,12 +82,7 @@ func TestServerRefusesAStoreItCannotOpen(t *testing.T) {
   provider "local" {}
 }
 `
-	if err := os.MkdirAll(filepath.Join(dir, "MG"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "MG", "config.fly"), []byte(mg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeMG(t, dir, mg)
 	tio := newTestIO("", false)
 	tio.f.Logger = slog.New(slog.DiscardHandler)
 	code := run(t, tio, "server", "--nest", dir, "--addr", "127.0.0.1:0", "--state-dir", t.TempDir())
@@ -95,5 +91,67 @@ func TestServerRefusesAStoreItCannotOpen(t *testing.T) {
 	}
 	if !regexp.MustCompile(`MG/config\.fly:4:3: mothergoose\.database`).MatchString(tio.err.String()) || !strings.Contains(tio.err.String(), "local://db/missing") {
 		t.Errorf("the error does not point at the database block: %s", tio.err)
+	}
+}
+
+// A relative path in MG/config.fly is the Nest's, wherever the server
+// runs from; a server of a Nest with no local:// secrets makes no local
+// secret store (no .gosling/secrets/key), even when it fails at once.
+func TestServerPathsAreTheNests(t *testing.T) {
+	dir := t.TempDir()
+	mg := `mothergoose {
+  cloud = "local"
+
+  database {
+    engine = "sqlite"
+    path   = "data/gosling.db"
+  }
+
+  secrets {
+    backend = "vault"
+    vault {
+      address = "http://127.0.0.1:1"
+      auth    = "token"
+    }
+  }
+
+  provider "local" {}
+}
+`
+	writeMG(t, dir, mg)
+	state := filepath.Join(t.TempDir(), "state")
+	tio := newTestIO("", false)
+	tio.f.Logger = slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Execute(ctx, tio.f, []string{"server", "--nest", dir, "--addr", "127.0.0.1:0", "--state-dir", state, "--temporal-address", "127.0.0.1:1"})
+	}()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "data", "gosling.db")); err == nil {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(filepath.Join(dir, "data", "gosling.db")); err != nil {
+		t.Errorf("the store is not in the Nest: %v (%s)", err, tio.err)
+	}
+	if _, err := os.Stat("data"); err == nil {
+		t.Error("the store was made in the working directory")
+	}
+	if _, err := os.Stat(filepath.Join(state, "secrets")); err == nil {
+		t.Error("a local secret store was made for a Nest that has none")
+	}
+}
+
+// writeMG writes a Nest of one MG/config.fly in dir.
+func writeMG(t *testing.T, dir, mg string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "MG"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "MG", "config.fly"), []byte(mg), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -38,11 +39,7 @@ type TemporalFlags struct {
 // commands that talk to Temporal without loading a Nest of their own.
 func (t *TemporalFlags) registerClient(fs *pflag.FlagSet, getenv func(string) (string, bool)) {
 	t.register(fs, getenv)
-	def := ""
-	if v, ok := getenv("GOSLING_NEST"); ok {
-		def = v
-	}
-	fs.StringVar(&t.Nest, "nest", def, "read the Temporal connection's defaults from this Nest's MG/config.fly ($GOSLING_NEST)")
+	nestFlag(fs, &t.Nest, getenv, "read the Temporal connection's defaults from this Nest's MG/config.fly", "the flags, $GOSLING_TEMPORAL_*, else localhost:7233")
 }
 
 func (t *TemporalFlags) register(fs *pflag.FlagSet, getenv func(string) (string, bool)) {
@@ -72,26 +69,69 @@ func (t *TemporalFlags) Connection() mothergoose.TemporalConnection {
 	}
 }
 
-// Dial connects to Temporal with these flags, completed from t.Nest's
-// MG/config.fly when set. An invalid Nest is exit code 3.
+// Dial connects to Temporal with these flags. Where they give no address,
+// a running `gosling dev` of the same Nest (or of any, without --nest) is
+// found by its dev.json, as the API commands find its API; otherwise what
+// the flags leave unset comes from t.Nest's MG/config.fly temporal block,
+// whose API key (a secret URI) is then resolved. An address the flags give
+// that is not the Nest's is another Temporal: none of the block's
+// settings, its API key least of all, apply to it. An invalid Nest is exit
+// code 3.
 func (t *TemporalFlags) Dial(ctx context.Context, log *slog.Logger) (client.Client, error) {
 	getenv := t.getenv
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
-	if t.Nest == "" {
-		return t.Connection().WithDefaults(fly.Temporal{}).Dial(ctx, nil, log, false)
-	}
-	nest, err := loadNest(t.Nest, nil, getenv, nil)
+	conn, mgTemporal, err := t.connection(getenv)
 	if err != nil {
 		return nil, err
 	}
 	var res *secrets.Resolver
-	if !nest.MotherGoose.Temporal.APIKey.IsZero() && os.Getenv(t.APIKeyEnv) == "" {
+	if !mgTemporal.APIKey.IsZero() && conn.APIKeyValue == "" {
 		sf := SecretsFlags{Nest: t.Nest, StateDir: devStateDir(getenv)}
 		if res, err = sf.resolver(ctx, getenv); err != nil {
 			return nil, err
 		}
 	}
-	return t.Connection().WithDefaults(nest.MotherGoose.Temporal).Dial(ctx, res, log, false)
+	return conn.WithDefaults(mgTemporal).Dial(ctx, res, log, false)
+}
+
+// connection is what Dial connects with: the flags' connection and the
+// temporal block whose settings fill what they leave unset.
+func (t *TemporalFlags) connection(getenv func(string) (string, bool)) (mothergoose.TemporalConnection, fly.Temporal, error) {
+	conn := t.Connection()
+	if conn.Address == "" {
+		if st, ok := runningDev(getenv); ok && st.Temporal != "" && (t.Nest == "" || sameDir(t.Nest, st.Nest)) {
+			conn.Address = st.Temporal
+			return conn, fly.Temporal{}, nil
+		}
+	}
+	if t.Nest == "" {
+		return conn, fly.Temporal{}, nil
+	}
+	nest, err := loadNest(t.Nest, nil, getenv, nil)
+	if err != nil {
+		return conn, fly.Temporal{}, err
+	}
+	mgTemporal := nest.MotherGoose.Temporal
+	if conn.Address != "" && conn.Address != mgTemporal.Address {
+		mgTemporal = fly.Temporal{}
+	}
+	return conn, mgTemporal, nil
+}
+
+// runningDev is the dev.json of a `gosling dev` whose process still runs.
+func runningDev(getenv func(string) (string, bool)) (DevState, bool) {
+	st, err := readDevState(devStateDir(getenv))
+	if err != nil || st.PID <= 0 || syscall.Kill(st.PID, 0) != nil {
+		return DevState{}, false
+	}
+	return st, true
+}
+
+// sameDir tells whether two paths name one directory.
+func sameDir(a, b string) bool {
+	ia, err1 := os.Stat(a)
+	ib, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
 }

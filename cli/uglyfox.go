@@ -44,7 +44,7 @@ type UglyFoxRunOptions struct {
 	DryRun    bool
 	Reconcile bool
 	Local     bool
-	JSON      bool
+	Export    exportFlags
 	Temporal  TemporalFlags
 	Runtime   RuntimeFlags
 	Masker    *secrets.Masker
@@ -65,7 +65,7 @@ the Nest in --nest.
 --local evaluates against the store and the state directory of this machine
 without Temporal (the same flags as 'gosling worker'); it never acts.`,
 		Example: `  gosling uglyfox run --dry-run
-  gosling uglyfox run --reconcile --json
+  gosling uglyfox run --reconcile --json findings,failed
   gosling uglyfox run --local --state-dir .gosling`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -79,13 +79,13 @@ without Temporal (the same flags as 'gosling worker'); it never acts.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Nest, "nest", ".", "the Nest whose UF/config.fly holds the policies")
+	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest whose UF/config.fly holds the policies", "")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "report what would be done, do nothing")
 	fl.BoolVar(&opts.Reconcile, "reconcile", false, "run a reconciliation pass instead of a policy pass")
 	fl.BoolVar(&opts.Local, "local", false, "evaluate against this machine's store and state directory, without Temporal (implies --dry-run)")
-	fl.BoolVar(&opts.JSON, "json", false, "print the pass's result as JSON")
+	addJSONFlags(cmd, &opts.Export, contract.PruneResult{}, contract.ReconcileResult{})
 	opts.Temporal.register(fl, f.Getenv)
-	opts.Runtime.register(cmd, f.Getenv)
+	opts.Runtime.register(cmd, f.Getenv, runtimeTofu)
 	opts.Masker = f.Masker
 	return cmd
 }
@@ -131,7 +131,7 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 		if err := run.Get(ctx, &res); err != nil {
 			return fmt.Errorf("%s: %w", id, err)
 		}
-		return printReconcile(opts.IO, opts.JSON, res)
+		return printReconcile(ctx, opts.IO, &opts.Export, res)
 	}
 	id := contract.PruneWorkflowID(stamp)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueueUglyFox}, contract.WorkflowPrune,
@@ -144,7 +144,7 @@ func uglyfoxRunRun(ctx context.Context, opts *UglyFoxRunOptions) error {
 	if err := run.Get(ctx, &res); err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}
-	return printPrune(opts.IO, opts.JSON, res)
+	return printPrune(ctx, opts.IO, &opts.Export, res)
 }
 
 // uglyfoxRunLocal runs a pass's reading half in this process: the same
@@ -165,7 +165,7 @@ func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFo
 		}
 		res := contract.ReconcileResult{DryRun: true, GitLabRunners: sv.GitLabRunners, Workspaces: sv.Workspaces, Rows: sv.Rows, Unreachable: sv.Unreachable}
 		res.Findings = workflows.PlanReconcile(sv.Findings)
-		return printReconcile(opts.IO, opts.JSON, res)
+		return printReconcile(ctx, opts.IO, &opts.Export, res)
 	}
 	eggList, err := acts.ListEggPolicies(ctx)
 	if err != nil {
@@ -194,12 +194,12 @@ func uglyfoxRunLocal(ctx context.Context, opts *UglyFoxRunOptions, uf fly.UglyFo
 	if ds == nil {
 		ds = []contract.Decision{}
 	}
-	return printPrune(opts.IO, opts.JSON, contract.PruneResult{DryRun: true, Runners: len(runners), Decisions: ds})
+	return printPrune(ctx, opts.IO, &opts.Export, contract.PruneResult{DryRun: true, Runners: len(runners), Decisions: ds})
 }
 
-func printPrune(ios *IOStreams, asJSON bool, res contract.PruneResult) error {
-	if asJSON {
-		return printJSON(ios.Out, res)
+func printPrune(ctx context.Context, ios *IOStreams, export *exportFlags, res contract.PruneResult) error {
+	if export.Enabled() {
+		return export.Write(ctx, ios.Out, res)
 	}
 	verb := "did"
 	if res.DryRun {
@@ -219,9 +219,9 @@ func printPrune(ios *IOStreams, asJSON bool, res contract.PruneResult) error {
 	return nil
 }
 
-func printReconcile(ios *IOStreams, asJSON bool, res contract.ReconcileResult) error {
-	if asJSON {
-		return printJSON(ios.Out, res)
+func printReconcile(ctx context.Context, ios *IOStreams, export *exportFlags, res contract.ReconcileResult) error {
+	if export.Enabled() {
+		return export.Write(ctx, ios.Out, res)
 	}
 	fmt.Fprintf(ios.ErrOut, "Seen: %d GitLab runners, %d workspaces, %d store rows; %d findings", res.GitLabRunners, res.Workspaces, res.Rows, len(res.Findings))
 	if res.DryRun {
@@ -283,7 +283,7 @@ A pass that outlives its interval is not started twice.`,
 			return uglyfoxScheduleRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Nest, "nest", ".", "the Nest whose UF/config.fly holds the schedules and policies")
+	nestFlag(cmd.Flags(), &opts.Nest, f.Getenv, "the Nest whose UF/config.fly holds the schedules and policies", "")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
 	return cmd
 }

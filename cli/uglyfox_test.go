@@ -11,6 +11,7 @@ import (
 
 	"github.com/gosling-ci/gosling/workflows/contract"
 
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -18,11 +19,11 @@ func TestUglyFoxFlagsToOptions(t *testing.T) {
 	tio := newTestIO("", false)
 	var got *UglyFoxRunOptions
 	cmd := NewCmdUglyFoxRun(tio.f, func(o *UglyFoxRunOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--reconcile", "--nest", "my-nest", "--json", "--temporal-address", "t:7233"})
+	cmd.SetArgs([]string{"--reconcile", "--nest", "my-nest", "--json", "findings", "--temporal-address", "t:7233"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if !got.Reconcile || got.DryRun || got.Local || got.Nest != "my-nest" || !got.JSON || got.Temporal.Address != "t:7233" {
+	if !got.Reconcile || got.DryRun || got.Local || got.Nest != "my-nest" || !got.Export.Enabled() || got.Temporal.Address != "t:7233" {
 		t.Errorf("options = %+v", got)
 	}
 	cmd = NewCmdUglyFoxRun(tio.f, func(o *UglyFoxRunOptions) error { got = o; return nil })
@@ -65,7 +66,7 @@ func TestUglyFoxRunLocal(t *testing.T) {
 	st.Close()
 	tio := newTestIO("", false)
 	tio.f.Logger = discardLogger()
-	code := run(t, tio, "uglyfox", "run", "--local", "--json", "--nest", filepath.Join("..", "examples", "nest"),
+	code := run(t, tio, "uglyfox", "run", "--local", "--json", "dry_run,runners,decisions", "--nest", filepath.Join("..", "examples", "nest"),
 		"--state-dir", dir, "--tofu", "/bin/true")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, tio.err)
@@ -112,10 +113,10 @@ func TestAuditCommand(t *testing.T) {
 	}
 
 	tio = apiIO("", false, url, testAPIToken)
-	if code := run(t, tio, "audit", "--since", "90m", "--json"); code != 0 {
+	if code := run(t, tio, "audit", "--since", "90m", "--json", "runner_id,action"); code != 0 {
 		t.Fatalf("exit %d: %s", code, tio.err)
 	}
-	var recs []store.AuditRecord
+	var recs []apiv1.AuditRecord
 	if err := json.Unmarshal(tio.out.Bytes(), &recs); err != nil || len(recs) != 1 || recs[0].RunnerID != "api-x" {
 		t.Errorf("audit --since 90m --json = %s (%v)", tio.out, err)
 	}

@@ -91,7 +91,7 @@ runner tokens go to the secret backend, never to disk in plain text.
 	}
 	cmd.Flags().StringVar(&opts.Queue, "queue", env("GOSLING_QUEUE", "mothergoose"), "task queue: mothergoose or uglyfox ($GOSLING_QUEUE)")
 	cmd.Flags().IntVar(&opts.MaxActs, "max-concurrent-activities", 0, "bound on parallel activities (0: SDK default)")
-	cmd.Flags().StringVar(&opts.Nest, "nest", env("GOSLING_NEST", ""), "the Nest whose MG/config.fly configures the worker (default: local defaults) ($GOSLING_NEST)")
+	nestFlag(cmd.Flags(), &opts.Nest, f.Getenv, "the Nest whose MG/config.fly configures the worker", "local defaults (SQLite and local:// secrets in --state-dir, the local provider)")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.Flags().StringVar(&opts.MetricsAddr, "metrics-addr", env("GOSLING_METRICS_ADDR", ":9090"), "address of /metrics and /healthz; empty serves none ($GOSLING_METRICS_ADDR)")
 	cmd.Flags().StringVar(&opts.MetricsToken, "metrics-token", env("GOSLING_METRICS_TOKEN", ""), "a secret URI: /metrics then needs Authorization: Bearer <its value> (default: open) ($GOSLING_METRICS_TOKEN)")
@@ -100,7 +100,7 @@ runner tokens go to the secret backend, never to disk in plain text.
 	_ = cmd.Flags().MarkHidden("simulate-machines")
 	_ = cmd.Flags().MarkHidden("simulate-job")
 	opts.Temporal.register(cmd.Flags(), f.Getenv)
-	opts.Runtime.register(cmd, f.Getenv)
+	opts.Runtime.register(cmd, f.Getenv, runtimeWorker)
 	return cmd
 }
 

@@ -27,7 +27,8 @@ func startWorkerProcess(t testing.TB, s *Stack, name string) *exec.Cmd {
 	}
 	cmd := exec.Command(s.Gosling, "worker", "--queue", "mothergoose",
 		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace,
-		"--state-dir", s.StateDir, "--store", s.StoreDSN, "--tofu", s.Tofu.Binary(), "--agent-api-url", s.AgentAPI)
+		"--state-dir", s.StateDir, "--store", s.StoreDSN, "--tofu", s.Tofu.Binary(), "--agent-api-url", s.AgentAPI,
+		"--metrics-addr", FreeAddr(t))
 	// Its machines find gitlab-runner on PATH: the stand-in's wrapper.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(s.GitLabRunner)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logf, logf

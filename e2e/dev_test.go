@@ -206,6 +206,64 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	if l := logOf(steps); !strings.Contains(l, "[build] building on stage build") || !strings.Contains(l, "[test] testing after the build") || !strings.Contains(l, "[lint] lint complains") {
 		t.Errorf("pipeline log:\n%s", l)
 	}
+	for _, st := range steps {
+		if st["step"] == "job" && st["job"] == "lint" && (st["allowed_to_fail"] != true || !strings.Contains(st["message"].(string), "allowed to fail")) {
+			t.Errorf("the lint job's failure is not marked allowed: %v", st)
+		}
+	}
+
+	// A job no runner of the egg takes: the command says why, from the
+	// pool's status the API answers, and does not just wait.
+	untagged := filepath.Join(t.TempDir(), ".gitlab-ci.yml")
+	if err := os.WriteFile(untagged, []byte("orphan:\n  script: [\"echo never runs\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	wait := exec.CommandContext(wctx, bin, "dev", "pipeline", untagged, "--egg", "data-group", "--state-dir", stateDir)
+	out := &lockedBuffer{}
+	wait.Stdout, wait.Stderr = out, out
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "do not run untagged jobs") && wctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	wcancel()
+	_ = wait.Wait()
+	if !strings.Contains(out.String(), "gets no runner: no runner of egg data-group can take it: the job has no tags and the egg's runners do not run untagged jobs") {
+		t.Errorf("dev pipeline did not say why the job waits:\n%s", out)
+	}
+	// The same for a serverless egg, whose gate's status gives the reason.
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	sim := exec.CommandContext(sctx, bin, "dev", "simulate", "job", "--egg", "web-app", "--tags", "arm64", "--state-dir", stateDir)
+	simOut := &lockedBuffer{}
+	sim.Stdout, sim.Stderr = simOut, simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(simOut.String(), "gets no runner") && sctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	scancel()
+	_ = sim.Wait()
+	if !strings.Contains(simOut.String(), "gets no runner: no runner of egg web-app can take it: the egg's runners lack the job's tags arm64") {
+		t.Errorf("dev simulate job did not give the gate's reason:\n%s", simOut)
+	}
+	pool := exec.CommandContext(ctx, bin, "pool", "status", "data-group")
+	pool.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	if b, err := pool.CombinedOutput(); err != nil || !strings.Contains(string(b), "Jobs no runner will take") || !strings.Contains(string(b), "untagged") {
+		t.Errorf("pool status: %v\n%s", err, b)
+	}
+
+	// The runners' lifecycle is in the audit log: made, ready, and their
+	// state before and after.
+	audit := exec.CommandContext(ctx, bin, "audit", "--egg", "data-group", "--json", "action,runner_id,state_before,state_after,actor",
+		"--jq", `.[] | select(.runner_id == "`+pooled+`") | "\(.action) \(.state_before)>\(.state_after) \(.actor)"`)
+	audit.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	if b, err := audit.CombinedOutput(); err != nil || !strings.Contains(string(b), "provisioned null>provisioning mothergoose") ||
+		!strings.Contains(string(b), "ready registering>") {
+		t.Errorf("audit of %s: %v\n%s", pooled, err, b)
+	}
 	// The CLI finds the running dev by itself.
 	list := exec.CommandContext(ctx, bin, "runners", "list", "--egg", "data-group")
 	list.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)

@@ -70,7 +70,7 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 		known = append(known, tok)
 	}
 
-	cmd := exec.CommandContext(ctx, s.Gosling, "secrets", "rotate", "--egg", "web", "--reason", "e2e rotation", "--json",
+	cmd := exec.CommandContext(ctx, s.Gosling, "secrets", "rotate", "--egg", "web", "--reason", "e2e rotation", "--json", "rotated,failed,skipped,runners",
 		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace)
 	cmd.Env = append(os.Environ(), "USER=tester")
 	var stdout, stderr bytes.Buffer

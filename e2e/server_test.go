@@ -180,8 +180,7 @@ func (f *fleet) nest() *fly.Nest {
 func (f *fleet) host() string { return strings.TrimPrefix(f.gitlab.URL(), "http://") }
 
 func (f *fleet) startServer() {
-	f.server = StartProcess(f.t, "server", f.stateDir, f.env, "server", "--addr", f.apiAddr, "--nest-sync", "0",
-		"--agent-api-url", "http://"+f.apiAddr)
+	f.server = StartProcess(f.t, "server", f.stateDir, f.env, "server", "--addr", f.apiAddr, "--nest-sync", "0")
 }
 
 // startWorker starts a worker process; its local machines run the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
@@ -209,7 +211,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	}
 	var got []string
 	for _, a := range records {
-		if a.Actor == contract.ActorUglyFox {
+		if a.Actor == contract.ActorUglyFox && !activities.IsLifecycleAction(a.Action) {
 			got = append(got, fmt.Sprintf("%s:%s:%s:%s", a.RunnerID, a.Action, a.Policy, a.After))
 		}
 	}
@@ -283,7 +285,13 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 	if len(hist) == 0 || hist[len(hist)-1].Actor != contract.ActorUglyFox {
 		t.Errorf("history = %+v", hist)
 	}
-	records, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
+	all, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
+	var records []store.AuditRecord
+	for _, r := range all {
+		if !activities.IsLifecycleAction(r.Action) {
+			records = append(records, r)
+		}
+	}
 	if len(records) != 1 || records[0].Policy != contract.PolicyFailed || records[0].Actor != contract.ActorUglyFox {
 		t.Errorf("audit = %+v", records)
 	}
@@ -303,6 +311,9 @@ func assertGone(t *testing.T, ctx context.Context, s *Stack, runnerID string) {
 	}
 	if st := agent.Inspect(s.MachineDir(runnerID)); st.Alive {
 		t.Errorf("agent process of %s left: %+v", runnerID, st)
+	}
+	if _, err := os.Stat(s.MachineDir(runnerID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("machine directory of %s left: %v", runnerID, err)
 	}
 	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
 		t.Errorf("token of %s left: %v", runnerID, err)

@@ -97,6 +97,11 @@ func (a *attrs) typed(name string, want cty.Type, example func() string) (cty.Va
 
 // convert converts an attribute's value as typed does.
 func (a *attrs) convert(name string, v cty.Value, want cty.Type, example func() string) (cty.Value, bool) {
+	if literalMismatch(a.m[name].Expr, v.Type(), want) {
+		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s. fly does not turn one into the other: write the value as the example does.",
+			name, want.FriendlyNameForConstraint(), name, example(), v.Type().FriendlyName())
+		return cty.NilVal, false
+	}
 	c, err := convert.Convert(v, want)
 	if err != nil {
 		a.errorf(name, "Incorrect attribute value type", "%q takes %s, such as %s = %s; got %s.", name, want.FriendlyNameForConstraint(), name, example(), v.Type().FriendlyName())
@@ -114,6 +119,46 @@ func example(s string) func() string { return func() string { return s } }
 // quotedExample returns an example for typed that is the quoted text of v.
 func quotedExample(v fmt.Stringer) func() string {
 	return func() string { return strconv.Quote(v.String()) }
+}
+
+// literalMismatch tells a value written as one primitive type where
+// another is wanted (max_concurrent = "10", run_untagged = "true"), which
+// HCL would convert: fly is typed more strictly. A value that refers to a
+// variable is converted as HCL does, since --var and GOSLING_VAR_* give
+// variables as strings.
+func literalMismatch(expr hcl.Expression, got, want cty.Type) bool {
+	if !want.IsPrimitiveType() || !got.IsPrimitiveType() || got.Equals(want) || got == cty.DynamicPseudoType {
+		return false
+	}
+	return len(expr.Variables()) == 0
+}
+
+// rawLength is the number of elements of a list attribute, evaluated again
+// without recording diagnostics; ok is false when it is not a list.
+func (a *attrs) rawLength(name string) (int, bool) {
+	at, ok := a.m[name]
+	if !ok {
+		return 0, false
+	}
+	v, d := at.Expr.Value(a.ctx)
+	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || !v.CanIterateElements() {
+		return 0, false
+	}
+	return v.LengthInt(), true
+}
+
+// rawString is an attribute's string value, evaluated again without
+// recording diagnostics (the typed readers report them).
+func (a *attrs) rawString(name string) (string, bool) {
+	at, ok := a.m[name]
+	if !ok {
+		return "", false
+	}
+	v, d := at.Expr.Value(a.ctx)
+	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || v.Type() != cty.String {
+		return "", false
+	}
+	return v.AsString(), true
 }
 
 func (a *attrs) str(name, def string) string {
@@ -188,7 +233,7 @@ func (a *attrs) sizeText(name string, def, lo, hi Size) (Size, string) {
 	}
 	if v.Type() == cty.Number {
 		f, _ := v.AsBigFloat().Float64()
-		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s = \"%sMiB\" or \"%sGiB\".", name, name, fmtNum(f), fmtNum(f))
+		a.errorf(name, "Size needs a unit", "%q is a size: write it with a unit, such as %s.", name, sizeHint(name, f))
 		return def, ""
 	}
 	var text string
@@ -271,6 +316,15 @@ func (a *attrs) cron(name, def string) (string, CronSchedule) {
 		}
 		a.errorf(name, summary, "%v.", err)
 		return def, defSched
+	}
+	if c.SecondsFirst != "" {
+		*a.diags = append(*a.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning, Summary: "Six-field schedule",
+			Detail: fmt.Sprintf("Temporal reads six fields as minute, hour, day of month, month, day of week and year: %q runs in the hours its second field names, "+
+				"not on the seconds-first schedule of Spring or Quartz. If that is what you meant, write five fields without the seconds: %q "+
+				"(a sixth field of \"*\", any year, adds nothing).", s, c.SecondsFirst),
+			Subject: a.rng(name),
+		})
 	}
 	if c.NeverFires() {
 		*a.diags = append(*a.diags, &hcl.Diagnostic{
@@ -681,4 +735,17 @@ blocks:
 		return false
 	}
 	return true
+}
+
+// sizeHint writes a number given without a unit as the sizes it most
+// probably meant: MiB for large numbers (4096 is "4096MiB" or "4GiB"), GiB
+// for small ones (4 is "4GiB").
+func sizeHint(name string, f float64) string {
+	switch {
+	case f >= 128 && f == float64(int64(f)) && int64(f)%1024 == 0:
+		return fmt.Sprintf("%s = \"%sMiB\" or \"%dGiB\"", name, fmtNum(f), int64(f)/1024)
+	case f >= 128:
+		return fmt.Sprintf("%s = \"%sMiB\"", name, fmtNum(f))
+	}
+	return fmt.Sprintf("%s = \"%sGiB\"", name, fmtNum(f))
 }

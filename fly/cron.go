@@ -40,6 +40,12 @@ type CronSchedule struct {
 	// Every and Offset are an "@every 1h/15m" interval and its offset
 	// (Temporal's IntervalSpec interval and phase); zero for calendars.
 	Every, Offset time.Duration
+	// SecondsFirst is set for six fields whose sixth, the year, is "*":
+	// Spring's and Quartz's seconds-first form, which Temporal reads as
+	// minute, hour, day of month, month, day of week and year. It holds
+	// the five-field form that was probably meant (the first field
+	// dropped).
+	SecondsFirst string
 
 	cal *cronCalendar
 }
@@ -159,6 +165,12 @@ func ParseCron(expr string) (CronSchedule, error) {
 		sec, minute, hour, dom, mon, dow, year = "0", f[0], f[1], f[2], f[3], f[4], "*"
 	case 6:
 		sec, minute, hour, dom, mon, dow, year = "0", f[0], f[1], f[2], f[3], f[4], f[5]
+		if f[5] == "*" {
+			out.SecondsFirst = strings.Join(f[1:], " ")
+			if out.HasTimeZone {
+				out.SecondsFirst = "CRON_TZ=" + out.TimeZone + " " + out.SecondsFirst
+			}
+		}
 	case 7:
 		sec, minute, hour, dom, mon, dow, year = f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 	default:

@@ -83,3 +83,39 @@ func FuzzParseCron(f *testing.F) {
 		}
 	})
 }
+
+// TestSixFieldsSecondsFirst: six fields with any year are Spring's
+// seconds-first form to a reader, and Temporal's minute-first form with a
+// year to Temporal; the warning gives the five fields that were meant.
+func TestSixFieldsSecondsFirst(t *testing.T) {
+	for expr, want := range map[string]string{
+		"0 */5 * * * *":                      "*/5 * * * *",
+		"30 0 9 * * MON-FRI *":               "",
+		"0 3 * * * 2030":                     "",
+		"0 9 * * *":                          "",
+		"CRON_TZ=Europe/Berlin 0 0 12 * * *": "CRON_TZ=Europe/Berlin 0 12 * * *",
+	} {
+		c, err := ParseCron(expr)
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		if c.SecondsFirst != want {
+			t.Errorf("%q: SecondsFirst %q, want %q", expr, c.SecondsFirst, want)
+		}
+	}
+}
+
+// TestSizeHint: a size written as a bare number is shown as what it most
+// probably meant: MiB for large numbers, GiB for small ones.
+func TestSizeHint(t *testing.T) {
+	for f, want := range map[float64]string{
+		4096: `memory = "4096MiB" or "4GiB"`,
+		1500: `memory = "1500MiB"`,
+		4:    `memory = "4GiB"`,
+		0.5:  `memory = "0.5GiB"`,
+	} {
+		if got := sizeHint("memory", f); got != want {
+			t.Errorf("%v: %s, want %s", f, got, want)
+		}
+	}
+}

@@ -85,6 +85,9 @@ type eggDecl struct {
 	runner      hcl.Range
 	cpu, memory *hcl.Range
 	memoryText  string
+	// runnerMisspelt is set when the egg has no runner block but a block
+	// of an unknown type.
+	runnerMisspelt bool
 }
 
 // Runner clouds, in the order a new egg prefers them.
@@ -135,6 +138,10 @@ func (l *loader) decodeEggBlock(b *hcl.Block, kind EggKind) (*eggDecl, hcl.Diagn
 	if r := blocks["runner"]; r != nil {
 		runnerBody = r
 	}
+	// Without a runner block but with a block the schema does not know,
+	// the runner block is probably misspelt ("runer"): its "Did you mean"
+	// says so, and the defaults' checks would only mislead.
+	decl.runnerMisspelt = runnerBody == nil && hasUnsupportedBlock(diags)
 	e.Runner = l.decodeRunnerBlock(runnerBody, decl, &diags)
 	var warmFor *hcl.Range
 	e.Apex = decodePoolBlock(l.ctx, blocks["apex"], Pool{Min: 0, Max: e.Runner.MaxConcurrent, IdleTimeout: Duration(15 * 60e9)}, &diags, &warmFor)
@@ -176,7 +183,7 @@ func missingBlock(parent *hcl.Block, name, example string) *hcl.Diagnostic {
 }
 
 func (l *loader) decodeGitLabBlock(b *hcl.Block, diags *hcl.Diagnostics) GitLab {
-	content, d := blockContent(b.Body, gitlabSchema)
+	content, d := blockContentOf(b, gitlabSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	g := GitLab{Host: a.host("host", "")}
@@ -374,7 +381,7 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	}
 	decl.cloudsSet = a.has("clouds")
 	decl.clouds = a.rng("clouds")
-	if a.has("clouds") && len(r.Clouds) == 0 {
+	if n, ok := a.rawLength("clouds"); ok && n == 0 {
 		a.errorf("clouds", "Empty cloud list", "List the clouds in order of preference, such as clouds = [\"yandex\", \"aws\"], or leave clouds out to use MotherGoose's cloud.")
 	}
 	seen := map[string]bool{}
@@ -394,7 +401,7 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	} else {
 		decl.tags = decl.def
 	}
-	if !r.RunUntagged && len(r.Tags) == 0 {
+	if !r.RunUntagged && len(r.Tags) == 0 && !decl.runnerMisspelt {
 		rng := decl.tags
 		*diags = append(*diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError, Summary: "Runner can never take a job",
@@ -654,7 +661,7 @@ func (l *loader) decodeRiftBlock(b *hcl.Block, egg string, diags *hcl.Diagnostic
 }
 
 func (l *loader) decodeRiftMirror(b *hcl.Block, diags *hcl.Diagnostics) *RiftMirror {
-	content, d := blockContent(b.Body, riftMirrorSchema)
+	content, d := blockContentOf(b, riftMirrorSchema)
 	*diags = append(*diags, d...)
 	a := newAttrs(l.ctx, content.Attributes, diags)
 	m := &RiftMirror{Upstream: a.str("upstream", ""), Username: a.str("username", "")}

@@ -39,7 +39,7 @@ type jobDecl struct {
 }
 
 func (l *loader) decodeJobBlock(b *hcl.Block) (*jobDecl, hcl.Diagnostics) {
-	content, diags := b.Body.Content(jobSchema)
+	content, diags := blockContentOf(b, jobSchema)
 	j := &Job{Name: b.Labels[0]}
 	decl := &jobDecl{job: j, def: b.DefRange, kind: b.DefRange}
 	if err := validName(j.Name); err != nil {

@@ -94,7 +94,7 @@ func domainOr(domain string) string {
 }
 
 func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics) {
-	content, diags := b.Body.Content(mothergooseSchema)
+	content, diags := blockContentOf(b, mothergooseSchema)
 	a := newAttrs(l.ctx, content.Attributes, &diags)
 	mg := &MotherGoose{Cloud: a.enum("cloud", CloudLocal, mgClouds...)}
 	decl := &mgDecl{mg: mg, def: b.DefRange, providers: map[string]hcl.Range{}}
@@ -412,7 +412,7 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 	if b == nil {
 		if cloud == CloudLocal {
 			s.Backend = SchemeLocal
-			s.Backends[SchemeLocal] = SecretBackend{Scheme: SchemeLocal, CacheTTL: s.CacheTTL, Path: ".gosling/secrets"}
+			s.Backends[SchemeLocal] = SecretBackend{Scheme: SchemeLocal, CacheTTL: s.CacheTTL, Path: l.nestPath(".gosling/secrets")}
 		}
 		return s
 	}
@@ -462,7 +462,7 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 					Detail: fmt.Sprintf("Vault %s auth needs role.", sb.Auth), Subject: blk.DefRange.Ptr()})
 			}
 		case "local":
-			sb.Path = ba.str("path", ".gosling/secrets")
+			sb.Path = l.nestPath(ba.str("path", ".gosling/secrets"))
 			if cloud != CloudLocal {
 				*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Local secret backend outside development",
 					Detail: "The local backend is an encrypted file for the embedded development setup, not for production.", Subject: blk.DefRange.Ptr()})
@@ -560,7 +560,7 @@ func (l *loader) decodeProvider(b *hcl.Block, diags *hcl.Diagnostics) (Provider,
 				Detail: "The aws provider needs region, such as region = \"eu-central-1\".", Subject: b.DefRange.Ptr()})
 		}
 	case CloudLocal:
-		p.StateDir = a.str("state_dir", ".gosling/tofu")
+		p.StateDir = l.nestPath(a.str("state_dir", ".gosling/tofu"))
 	}
 	return p, true
 }
@@ -647,7 +647,7 @@ func (l *loader) decodeDatabase(db *attrs, dbb *hcl.Block, mgDef hcl.Range, mg *
 		Endpoint: db.str("endpoint", ""),
 		Name:     db.str("name", ""),
 		DSN:      l.secret(db, "dsn"),
-		Path:     db.str("path", ""),
+		Path:     l.nestPath(db.str("path", "")),
 	}
 	l.checkCloudMatch(db, "engine", mg.Cloud, d.Engine, map[string]string{"ydb": CloudYandex, "dynamodb": CloudAWS}, diags)
 	dbRange := mgDef

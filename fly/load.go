@@ -483,3 +483,17 @@ func sortDiagnostics(diags hcl.Diagnostics) {
 		return false
 	})
 }
+
+// nestPath resolves a path written in the Nest against the Nest's
+// directory, so `gosling server --nest ../nest` finds the same files from
+// anywhere; absolute and empty paths stay as they are.
+func (l *loader) nestPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	dir, err := filepath.Abs(l.dir)
+	if err != nil {
+		return p
+	}
+	return filepath.Join(dir, p)
+}

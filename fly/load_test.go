@@ -213,7 +213,7 @@ func TestMissingPieces(t *testing.T) {
 	}
 	got := strings.Join(summaries, "|")
 	// All problems at once: missing MG, missing attributes, stray file.
-	for _, want := range []string{"Missing MG/config.fly", "Missing required argument", "Missing project", "File ignored"} {
+	for _, want := range []string{"Missing MG/config.fly", "Missing token", "Missing project", "File ignored"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("diagnostics %q lack %q", got, want)
 		}

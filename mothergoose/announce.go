@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -80,6 +81,22 @@ func (m *MotherGoose) announce(ctx context.Context, egg *fly.Egg, w contract.War
 // zeroSHA tells a SHA of all zeros (a created or deleted branch's side).
 func zeroSHA(s string) bool { return strings.Trim(s, "0") == "" }
 
+// skipCIPattern is GitLab's own test of a commit message
+// (Gitlab::Ci::Pipeline::Chain::Skip): [ci skip] or [skip ci], any case,
+// with a space, an underscore or a dash.
+var skipCIPattern = regexp.MustCompile(`(?i)\[(ci[ _-]skip|skip[ _-]ci)\]`)
+
+// skipsCI says why GitLab makes no pipeline for a push, or "".
+func skipsCI(push *PushHook) string {
+	switch {
+	case push.SkipCIOption:
+		return "the push sent the ci.skip push option"
+	case skipCIPattern.MatchString(push.HeadMessage):
+		return "the head commit says " + skipCIPattern.FindString(push.HeadMessage)
+	}
+	return ""
+}
+
 // processPushAnnouncement: a push of commits to a branch of a served
 // project announces its pipeline.
 func (m *MotherGoose) processPushAnnouncement(ctx context.Context, d *delivery) (*Result, error) {
@@ -89,6 +106,8 @@ func (m *MotherGoose) processPushAnnouncement(ctx context.Context, d *delivery) 
 		return &Result{Status: StatusIgnored, Reason: "not a push to a branch"}, nil
 	case zeroSHA(push.After):
 		return &Result{Status: StatusIgnored, Reason: "the push deleted the branch: no pipeline comes"}, nil
+	case skipsCI(push) != "":
+		return &Result{Status: StatusIgnored, Reason: skipsCI(push) + ": GitLab makes no pipeline, so none comes"}, nil
 	case !warms(egg):
 		return &Result{Status: StatusIgnored, Reason: "egg " + egg.Name + " does not warm runners ahead of pipelines (apex.warm_for)"}, nil
 	}

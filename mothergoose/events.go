@@ -154,6 +154,10 @@ type PushHook struct {
 	Before      string
 	After       string
 	CheckoutSHA string
+	// HeadMessage is the head commit's message; SkipCIOption is set when
+	// the push sent the ci.skip push option.
+	HeadMessage  string
+	SkipCIOption bool
 }
 
 // Delivery is one webhook delivery as the API received it.

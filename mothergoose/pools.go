@@ -44,6 +44,36 @@ func poolError(egg string, err error) error {
 	return err
 }
 
+// GateStatus asks a serverless egg's gate workflow for its status (query
+// contract.QueryGateStatus): its running and waiting jobs, and the jobs no
+// runner of the egg will take. Errors: KindNotFound for an egg that is
+// not in the Nest or has a pool, or whose gate is not running.
+func (m *MotherGoose) GateStatus(ctx context.Context, egg string) (contract.GateStatus, error) {
+	var st contract.GateStatus
+	e, ok := m.Nest().Egg(egg)
+	if !ok {
+		return st, errorf(KindNotFound, "not found", "no egg %s in the Nest", truncate(egg, 100))
+	}
+	if contract.UsesPool(*e) {
+		return st, errorf(KindNotFound, "not found", "egg %s has a pool, not a gate: GET /api/v1/pools/%s", e.Name, e.Name)
+	}
+	tc := m.Temporal()
+	if tc == nil {
+		return st, errNoTemporal
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
+	defer cancel()
+	v, err := tc.QueryWorkflow(ctx, contract.GateWorkflowID(e.Name), "", contract.QueryGateStatus)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return st, errorf(KindNotFound, "not found", "the gate of %s is not running (it starts with the egg's first job)", e.Name)
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
 // PoolStatus asks an egg's pool workflow for its status (query
 // contract.QueryPoolStatus). Errors: KindNotFound for an egg without a
 // running pool; Temporal's own when it cannot be reached.

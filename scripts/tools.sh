@@ -146,8 +146,22 @@ install_moto() {
   echo "$want" > "$bin/.moto.version"
 }
 
+# jq and curl run the README's shell blocks (e2e's TestREADMEShellBlocks
+# sends the hand-written hook with them); Debian's packages.
+install_jq() {
+  command -v jq >/dev/null 2>&1 && return
+  echo "tools: installing jq from Debian's packages" >&2
+  apt_install jq
+}
+
+install_curl() {
+  command -v curl >/dev/null 2>&1 && return
+  echo "tools: installing curl from Debian's packages" >&2
+  apt_install curl ca-certificates
+}
+
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite moto podman docker shellcheck)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite moto podman docker shellcheck jq curl)
 for t in "${tools[@]}"; do
   "install_$t"
 done

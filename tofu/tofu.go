@@ -227,12 +227,8 @@ func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(st
 			return fmt.Errorf("tofu workspace delete %s: %w", workspace, lastLines(err, out))
 		}
 	}
-	// Keep the final state beside the others for the audit trail, then
-	// remove the workspace so it is not mistaken for a live machine.
-	if b, err := os.ReadFile(filepath.Join(dir, "terraform.tfstate")); err == nil {
-		_ = os.MkdirAll(filepath.Join(e.dir, "destroyed"), 0o700)
-		_ = os.WriteFile(filepath.Join(e.dir, "destroyed", workspace+".tfstate"), b, 0o600)
-	}
+	// Nothing of a destroyed machine stays on the worker (one workspace per
+	// serverless job would pile up); the audit log keeps its lifecycle.
 	return os.RemoveAll(dir)
 }
 

@@ -228,6 +228,13 @@ func (g *gate) onEnded(m contract.RunnerProvisioned) {
 	if m.Error != "" {
 		workflow.GetLogger(g.ctx).Warn("runner workflow failed", "runner", m.RunnerID, "job", g.st.Running[i].Job.JobID, "error", m.Error)
 	}
+	if m.Reason != "" {
+		g.st.Ignored = append(g.st.Ignored, contract.IgnoredJob{JobID: g.st.Running[i].Job.JobID,
+			Reason: "no runner of egg " + g.st.Egg.Name + " can take it: " + m.Reason, At: workflow.Now(g.ctx)})
+		if n := len(g.st.Ignored); n > contract.MaxIgnoredJobs {
+			g.st.Ignored = slices.Clone(g.st.Ignored[n-contract.MaxIgnoredJobs:])
+		}
+	}
 	g.st.Running = slices.Delete(g.st.Running, i, i+1)
 	g.st.Stats.Ended++
 }
@@ -318,6 +325,6 @@ func (g *gate) start(w contract.Waiting) {
 func (g *gate) status() contract.GateStatus {
 	return contract.GateStatus{
 		Egg: g.st.Egg.Name, MaxConcurrent: g.slots(), Running: slices.Clone(g.st.Running), Waiting: slices.Clone(g.st.Waiting),
-		Stats: g.st.Stats, HistoryLength: workflow.GetInfo(g.ctx).GetCurrentHistoryLength(),
+		Stats: g.st.Stats, HistoryLength: workflow.GetInfo(g.ctx).GetCurrentHistoryLength(), Ignored: slices.Clone(g.st.Ignored),
 	}
 }

@@ -229,3 +229,21 @@ func TestGateContinueAsNewCarriesState(t *testing.T) {
 		t.Errorf("waiting %s, known %v, done %v", waitingJobs(st.Waiting), st.Known, st.Done)
 	}
 }
+
+// A job no runner of the egg can take frees its slot, and the gate's status
+// keeps why, for whoever waits for the job.
+func TestGateKeepsWhyNoRunner(t *testing.T) {
+	e := newGateEnv(t)
+	e.jobTags = []string{"gpu"}
+	e.demand(time.Second, 7)
+	e.gateQueryAt(t, time.Minute, func(s contract.GateStatus) {
+		if len(s.Running) != 0 || len(s.Ignored) != 1 || s.Ignored[0].JobID != 7 || !strings.Contains(s.Ignored[0].Reason, "lack the job's tags gpu") {
+			t.Errorf("status = %+v", s)
+		}
+	})
+	e.stopAt(2 * time.Minute)
+	e.ExecuteWorkflow(Gate, contract.GateInput{Egg: gateEgg(2)})
+	if got := e.count("boot:"); got != 0 {
+		t.Errorf("machines booted = %d, want none", got)
+	}
+}

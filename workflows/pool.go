@@ -449,6 +449,10 @@ func (p *pool) admit(d contract.Demand, tags []string) {
 	}
 	if ok, why := contract.TagsMatch(p.st.Egg.Runner, tags); !ok {
 		workflow.GetLogger(p.ctx).Info("job ignored: no runner of this egg can take it", "job", d.Job.JobID, "reason", why)
+		p.st.Ignored = append(p.st.Ignored, contract.IgnoredJob{JobID: d.Job.JobID, Reason: "no runner of egg " + p.st.Egg.Name + " can take it: " + why, At: workflow.Now(p.ctx)})
+		if n := len(p.st.Ignored); n > contract.MaxIgnoredJobs {
+			p.st.Ignored = slices.Clone(p.st.Ignored[n-contract.MaxIgnoredJobs:])
+		}
 		return
 	}
 	d.Job.Tags = tags
@@ -1010,6 +1014,7 @@ func (p *pool) status() contract.PoolStatus {
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
 		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
+		Ignored: slices.Clone(p.st.Ignored),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++

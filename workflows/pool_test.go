@@ -404,6 +404,10 @@ func TestPoolIgnoresJobsItsRunnersCannotTake(t *testing.T) {
 		if len(s.Runners) != 0 || s.Waiting != 0 {
 			t.Errorf("foreign job served: %+v", s)
 		}
+		// The status says why, for whoever waits for the job.
+		if len(s.Ignored) != 1 || s.Ignored[0].JobID != 1 || !strings.Contains(s.Ignored[0].Reason, "lack the job's tags gpu") {
+			t.Errorf("ignored = %+v", s.Ignored)
+		}
 	})
 	e.stopAt(2 * time.Minute)
 	runPool(e, poolEgg())

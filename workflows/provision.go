@@ -34,6 +34,9 @@ func ProvisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	res, err := provisionRunner(ctx, in)
 	if in.Owner != "" {
 		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind, Cloud: res.Cloud}
+		if res.Outcome == outcomeTagsMismatch {
+			msg.Outcome, msg.Reason = res.Outcome, res.KindReason
+		}
 		if err != nil {
 			msg.State, msg.Error = string(store.StateTerminated), err.Error()
 		}
@@ -42,6 +45,10 @@ func ProvisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	}
 	return res, err
 }
+
+// outcomeTagsMismatch is the outcome of a ProvisionRunner whose job no
+// runner of the egg can take.
+const outcomeTagsMismatch = "tags-mismatch"
 
 func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (contract.ProvisionRunnerResult, error) {
 	info := workflow.GetInfo(ctx)
@@ -120,7 +127,7 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 		res.JobTags = tags
 		if ok, why := contract.TagsMatch(in.Egg.Runner, tags); !ok {
 			log.Info("no runner for this job", "job", in.Job.JobID, "reason", why)
-			res.Outcome, res.KindReason, res.State = "tags-mismatch", why, ""
+			res.Outcome, res.KindReason, res.State = outcomeTagsMismatch, why, ""
 			return res, nil
 		}
 	}

@@ -154,11 +154,11 @@ func PlanReconcile(findings []contract.Finding) []contract.ReconcileFinding {
 // terminating where the lifecycle asks for it.
 func markTerminated(ctx workflow.Context, runnerID string, from store.RunnerState, reason string) error {
 	if from != store.StateFailed && from != store.StateTerminating {
-		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminating, Reason: reason, Actor: contract.ActorUglyFox}); err != nil {
+		if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminating, Reason: reason, Actor: contract.ActorUglyFox, Policy: contract.PolicyReconcile}); err != nil {
 			return fmt.Errorf("mark %s terminating: %w", runnerID, err)
 		}
 	}
-	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminated, Reason: reason, Actor: contract.ActorUglyFox}); err != nil {
+	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: runnerID, To: store.StateTerminated, Reason: reason, Actor: contract.ActorUglyFox, Policy: contract.PolicyReconcile}); err != nil {
 		return fmt.Errorf("mark %s terminated: %w", runnerID, err)
 	}
 	return nil

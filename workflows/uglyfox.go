@@ -198,9 +198,17 @@ func audit(ctx workflow.Context, ds []contract.Decision) error {
 	now := workflow.Now(ctx)
 	records := make([]activities.AuditEntry, 0, len(ds))
 	for _, d := range ds {
-		after := activities.AuditState{Outcome: d.Outcome, Error: d.Error}
-		if d.Outcome == "terminated" || d.Outcome == "already terminated" {
+		// The state after is what the decision left: terminated, or
+		// terminating while a teardown already runs; a request to a pool,
+		// a skip and a failure change nothing yet (the pool's own
+		// transitions are audited as it carries them out).
+		after := activities.AuditState{Outcome: d.Outcome, Error: d.Error, State: d.State}
+		switch {
+		case d.Error != "":
+		case d.Outcome == "terminated" || d.Outcome == "already terminated":
 			after.State = store.StateTerminated
+		case d.Outcome == "teardown already under way":
+			after.State = store.StateTerminating
 		}
 		if d.Pool != "" && d.Error == "" {
 			after.Pool = d.Pool

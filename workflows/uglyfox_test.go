@@ -227,8 +227,8 @@ func TestPruneActs(t *testing.T) {
 			t.Errorf("%s outcome = %q, want %q", id, outcomes[id], want)
 		}
 	}
-	want := "web-a:terminate:failed(active>terminated) web-b:terminate:old.max_age(active>) web-c:terminate:old.max_age(active>terminated) " +
-		"web-p2:recycle:old.max_age(active>) web-p3:demote:idle.apex(active>) web-p4:terminate:heartbeat(active>)"
+	want := "web-a:terminate:failed(active>terminated) web-b:terminate:old.max_age(active>active) web-c:terminate:old.max_age(active>terminated) " +
+		"web-p2:recycle:old.max_age(active>active) web-p3:demote:idle.apex(active>active) web-p4:terminate:heartbeat(active>active)"
 	if got := e.auditSummary(); got != want {
 		t.Errorf("audit = %s\nwant    %s", got, want)
 	}

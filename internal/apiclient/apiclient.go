@@ -18,6 +18,7 @@ import (
 
 	"github.com/gosling-ci/gosling/workflows/contract"
 
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -155,7 +156,7 @@ type RunnerFilter struct {
 
 // RunnerPage is one page of runners.
 type RunnerPage struct {
-	Runners []store.Runner `json:"runners"`
+	Runners []apiv1.Runner `json:"runners"`
 	Next    string         `json:"next"`
 }
 
@@ -187,8 +188,8 @@ func (c *Client) ListRunners(ctx context.Context, f RunnerFilter) (*RunnerPage, 
 }
 
 // GetRunner reads one runner.
-func (c *Client) GetRunner(ctx context.Context, id string) (*store.Runner, error) {
-	var out store.Runner
+func (c *Client) GetRunner(ctx context.Context, id string) (*apiv1.Runner, error) {
+	var out apiv1.Runner
 	if err := c.do(ctx, http.MethodGet, "/api/v1/runners/"+url.PathEscape(id), nil, &out); err != nil {
 		return nil, err
 	}
@@ -197,8 +198,8 @@ func (c *Client) GetRunner(ctx context.Context, id string) (*store.Runner, error
 
 // DrainRunner pauses a runner in GitLab and moves it to draining; it
 // returns the runner as it is now.
-func (c *Client) DrainRunner(ctx context.Context, id string) (*store.Runner, error) {
-	var out store.Runner
+func (c *Client) DrainRunner(ctx context.Context, id string) (*apiv1.Runner, error) {
+	var out apiv1.Runner
 	if err := c.do(ctx, http.MethodPost, "/api/v1/runners/"+url.PathEscape(id)+"/drain", nil, &out); err != nil {
 		return nil, err
 	}
@@ -228,8 +229,8 @@ type JobFilter struct {
 
 // JobPage is one page of job history.
 type JobPage struct {
-	Jobs []store.JobRecord `json:"jobs"`
-	Next string            `json:"next"`
+	Jobs []apiv1.Job `json:"jobs"`
+	Next string      `json:"next"`
 }
 
 // ListJobs lists one page of job history.
@@ -257,7 +258,7 @@ type AuditFilter struct {
 
 // AuditPage is one page of the audit log.
 type AuditPage struct {
-	Audit []store.AuditRecord `json:"audit"`
+	Audit []apiv1.AuditRecord `json:"audit"`
 	Next  string              `json:"next"`
 }
 
@@ -313,6 +314,16 @@ func (c *Client) ListEggs(ctx context.Context) ([]Egg, error) {
 func (c *Client) GetPool(ctx context.Context, egg string) (*contract.PoolStatus, error) {
 	var out contract.PoolStatus
 	if err := c.do(ctx, http.MethodGet, "/api/v1/pools/"+url.PathEscape(egg), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetGate returns the status of a serverless egg's gate: its running and
+// waiting jobs, and the jobs no runner of the egg will take.
+func (c *Client) GetGate(ctx context.Context, egg string) (*contract.GateStatus, error) {
+	var out contract.GateStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/gates/"+url.PathEscape(egg), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

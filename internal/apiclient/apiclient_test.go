@@ -80,13 +80,13 @@ func TestClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Runners) != 1 || page.Runners[0].State != store.StateActive || page.Next != "r-1" || page.Runners[0].Version != 2 {
+	if len(page.Runners) != 1 || page.Runners[0].State != string(store.StateActive) || page.Next != "r-1" || page.Runners[0].Version != 2 {
 		t.Errorf("page = %+v", page)
 	}
 	if r, err := c.GetRunner(ctx, "r-1"); err != nil || r.ID != "r-1" {
 		t.Errorf("get: %+v %v", r, err)
 	}
-	if r, err := c.DrainRunner(ctx, "r-1"); err != nil || r.State != store.StateDraining {
+	if r, err := c.DrainRunner(ctx, "r-1"); err != nil || r.State != string(store.StateDraining) {
 		t.Errorf("drain: %+v %v", r, err)
 	}
 	if wf, err := c.DeleteRunner(ctx, "r-1"); err != nil || wf != "deprovision/r-1" {

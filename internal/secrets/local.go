@@ -48,17 +48,44 @@ type localVersion struct {
 // LocalKeyEnv names the environment variable that may hold the local key.
 const LocalKeyEnv = "GOSLING_LOCAL_SECRETS_KEY"
 
-// OpenLocal opens (creating if needed) the local backend in dir.
+// OpenLocal opens the local backend in dir. Nothing is created until the
+// first write: a process that configures it but never stores a local://
+// secret (a Lockbox-only Nest's server) leaves no directory and no key
+// behind. A key in $GOSLING_LOCAL_SECRETS_KEY is checked here.
 func OpenLocal(dir string) (*Local, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("local secrets: %w", err)
+	if s := os.Getenv(LocalKeyEnv); s != "" {
+		if _, err := localKey(dir); err != nil {
+			return nil, err
+		}
 	}
-	key, err := localKey(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &Local{dir: dir, key: key}, nil
+	return &Local{dir: dir}, nil
 }
+
+// ready loads the key, making the directory and the key first when create
+// is set; without create, a backend that holds nothing yet is errEmpty.
+// Callers hold l.mu.
+func (l *Local) ready(create bool) error {
+	if l.key != nil {
+		return nil
+	}
+	if !create {
+		if _, err := os.Stat(filepath.Join(l.dir, "secrets.json")); errors.Is(err, fs.ErrNotExist) {
+			return errEmpty
+		}
+	}
+	if err := os.MkdirAll(l.dir, 0o700); err != nil {
+		return fmt.Errorf("local secrets: %w", err)
+	}
+	key, err := localKey(l.dir)
+	if err != nil {
+		return err
+	}
+	l.key = key
+	return nil
+}
+
+// errEmpty says the local backend has stored nothing yet.
+var errEmpty = errors.New("local secrets: nothing stored yet")
 
 func localKey(dir string) ([]byte, error) {
 	if s := os.Getenv(LocalKeyEnv); s != "" {
@@ -127,6 +154,11 @@ func (l *Local) aead() (cipher.AEAD, error) {
 func (l *Local) withFile(write bool, fn func(*localFile) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.ready(write); errors.Is(err, errEmpty) {
+		return fn(&localFile{Secrets: map[string]map[string][]localVersion{}})
+	} else if err != nil {
+		return err
+	}
 	lock, err := os.OpenFile(filepath.Join(l.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err

@@ -321,7 +321,19 @@ func lockboxError(err error, pinned bool) error {
 	case codes.FailedPrecondition:
 		return fmt.Errorf("lockbox refused: %s", st.Message())
 	default:
-		return fmt.Errorf("lockbox answered %s: %s", st.Code(), st.Message())
+		return &lockboxStatusError{st: st}
 	}
 	return fmt.Errorf("%w: %s", kind, st.Message())
 }
+
+// lockboxStatusError is a Lockbox answer with no error of this package's:
+// it keeps its gRPC status (status.Code finds it), so a caller can tell an
+// unreachable Lockbox (Unavailable) from others.
+type lockboxStatusError struct{ st *status.Status }
+
+func (e *lockboxStatusError) Error() string {
+	return fmt.Sprintf("lockbox answered %s: %s", e.st.Code(), e.st.Message())
+}
+
+// GRPCStatus is the answer's status.
+func (e *lockboxStatusError) GRPCStatus() *status.Status { return e.st }

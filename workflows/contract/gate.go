@@ -84,6 +84,9 @@ type GateState struct {
 	// Since is when the gate first ran.
 	Since time.Time `json:"since"`
 	Stats GateStats `json:"stats"`
+	// Ignored are the latest jobs (at most MaxIgnoredJobs) whose runner
+	// workflow made no runner because none of the egg's could take them.
+	Ignored []IgnoredJob `json:"ignored,omitempty"`
 }
 
 // GateStatus is the answer to QueryGateStatus.
@@ -95,4 +98,7 @@ type GateStatus struct {
 	Stats         GateStats  `json:"stats"`
 	// HistoryLength is the current run's history length.
 	HistoryLength int `json:"history_length"`
+	// Ignored are the latest jobs no runner of the egg will take, with
+	// the reason.
+	Ignored []IgnoredJob `json:"ignored,omitempty"`
 }

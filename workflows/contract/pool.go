@@ -90,6 +90,11 @@ type RunnerProvisioned struct {
 	TokenRef       string `json:"token_ref"`
 	Kind           string `json:"kind"`
 	Error          string `json:"error,omitempty"`
+	// Outcome and Reason say why no runner was made for the job
+	// (ProvisionRunnerResult's Outcome tags-mismatch or job-not-pending,
+	// and its KindReason).
+	Outcome string `json:"outcome,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 	// Cloud is where the runner was made: the pool's cloud, or a later
 	// one of the egg's when an earlier one refused the machine.
 	Cloud string `json:"cloud,omitempty"`
@@ -276,7 +281,22 @@ type PoolState struct {
 	// Expected are the jobs announced and not yet come, by what
 	// announced them (SignalPoolWarm).
 	Expected []Expected `json:"expected,omitempty"`
+
+	// Ignored are the latest jobs (at most MaxIgnoredJobs) the pool
+	// turned away because no runner of its egg can take them, with why.
+	Ignored []IgnoredJob `json:"ignored,omitempty"`
 }
+
+// IgnoredJob is a job a pool will make no runner for, and why (such as
+// "the job has no tags and the egg's runners do not run untagged jobs").
+type IgnoredJob struct {
+	JobID  int64     `json:"job_id"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// MaxIgnoredJobs bounds PoolState.Ignored.
+const MaxIgnoredJobs = 50
 
 // Warm is the payload of SignalPoolWarm: jobs an event says are coming.
 type Warm struct {
@@ -336,6 +356,9 @@ type PoolStatus struct {
 	HistoryLength int `json:"history_length"`
 	// Expected are the announced jobs the pool is warmed for.
 	Expected []Expected `json:"expected,omitempty"`
+	// Ignored are the latest jobs the pool will make no runner for, with
+	// the reason: what a client waiting for such a job shows.
+	Ignored []IgnoredJob `json:"ignored,omitempty"`
 }
 
 // MemoPoolFigures is the memo key under which a pool publishes its

@@ -38,6 +38,27 @@ var (
 	ciReserved = []string{"include", "workflow", "services", "types", "pages:deploy", "spec"}
 )
 
+// CIKeywords lists, one line per place, the .gitlab-ci.yml keywords the
+// test server understands: the one list `gosling dev pipeline --help`,
+// the README and every "unknown keys" error are made from. ciRuleKeys is
+// rules.go's.
+func CIKeywords() string {
+	var b strings.Builder
+	for _, l := range []struct {
+		where string
+		keys  []string
+	}{
+		{"top level", append(slices.Clone(ciGlobalKeys), "and jobs")},
+		{"default:", ciDefaultKeys},
+		{"a job", ciJobKeys},
+		{"rules:", ciRuleKeys},
+		{"cache:", ciCacheKeys},
+	} {
+		fmt.Fprintf(&b, "%-10s %s\n", l.where, strings.Join(l.keys, ", "))
+	}
+	return b.String()
+}
+
 // ParseCIConfig reads the subset of GitLab's CI/CD YAML syntax
 // (docs.gitlab.com/ci/yaml) the test server runs:
 //
@@ -143,7 +164,7 @@ func ParseCIConfig(src []byte) (CIConfig, error) {
 			}
 			def.Cache = &c
 		case slices.Contains(ciReserved, key):
-			return CIConfig{}, fmt.Errorf("%s: is not supported by the GitLab test server; it understands %s and jobs", key, strings.Join(ciGlobalKeys, ", "))
+			return CIConfig{}, fmt.Errorf("%s: is not supported by the GitLab test server; it understands %s and jobs (every keyword it reads: gosling dev pipeline --help)", key, strings.Join(ciGlobalKeys, ", "))
 		case strings.HasPrefix(key, "."):
 			// A hidden job: a template for anchors, never run.
 		default:
@@ -278,7 +299,8 @@ func checkKeys(node *yaml.Node, known []string, where string) error {
 		}
 	}
 	if len(unknown) > 0 {
-		return fmt.Errorf("%s config contains unknown keys: %s (the GitLab test server understands %s)", where, strings.Join(unknown, ", "), strings.Join(known, ", "))
+		return fmt.Errorf("%s config contains unknown keys: %s (the GitLab test server understands %s; every keyword it reads: gosling dev pipeline --help)",
+			where, strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
 	return nil
 }

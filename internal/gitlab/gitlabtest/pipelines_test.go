@@ -73,7 +73,7 @@ func TestParseCIConfig(t *testing.T) {
 		"x:\n  script: s\n  rules: [[[[[[[[[[[{}]]]]]]]]]]]\n":                  "nested no more than 10 levels",
 		".r: &r {changes: [a]}\nx:\n  script: s\n  rules: [{<<: *r, if: $A}]\n": "jobs:x:rules:rule config contains unknown keys: changes",
 		"x:\n  script: s\n  rules: [$A]\n":                                      "jobs:x:rules:rule config should be a hash",
-		"x:\n  script: s\n  rules: [{changes: [a]}]\n":                          "jobs:x:rules:rule config contains unknown keys: changes (the GitLab test server understands if, when)",
+		"x:\n  script: s\n  rules: [{changes: [a]}]\n":                          "jobs:x:rules:rule config contains unknown keys: changes (the GitLab test server understands if, when; every keyword it reads: gosling dev pipeline --help)",
 		"x:\n  script: s\n  rules: [{if: $A, exists: [a]}]\n":                   "jobs:x:rules:rule config contains unknown keys: exists",
 		"x:\n  script: s\n  rules: [{allow_failure: true}]\n":                   "unknown keys: allow_failure",
 		"x:\n  script: s\n  rules: [{variables: {A: b}}]\n":                     "unknown keys: variables",
