@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres dynalite podman docker shellcheck
+TEST_TOOLS := temporal tofu git gitlab-runner postgres dynalite podman docker shellcheck
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
