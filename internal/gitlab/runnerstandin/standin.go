@@ -6,34 +6,27 @@
 // which holds the two to the same statuses, logs and runner-API calls.
 // This package implements the part of a current gitlab-runner that
 // Gosling's agent supervises, speaking GitLab's real runner API:
-//
 //   - config.toml (concurrent, check_interval, listen_address,
 //     shutdown_timeout, [[runners]] with url, token, executor, builds_dir,
 //     environment, limit, output_limit, cache_dir, an S3 [runners.cache]);
-//
 //   - POST /runners/verify, POST /jobs/request with long polling and
 //     X-GitLab-Last-Update, PATCH /jobs/:id/trace with Content-Range (416
 //     resynchronises), PUT /jobs/:id with state, failure_reason, exit_code
 //     and the log's checksum, a 403 with Job-Status: canceled stopping the
 //     job;
-//
 //   - the shell executor with bash: before_script and script, then
 //     after_script; job variables, the runner's environment and CI_*
 //     variables; masked values, and tokens with GitLab's token prefixes
 //     (glpat-[MASKED]), replaced in the log; job timeouts;
-//
 //   - signals: SIGQUIT finishes running jobs and exits, SIGTERM and SIGINT
 //     abort them (a second one exits at once), SIGHUP reloads config.toml,
 //     which is also reloaded when it changes;
-//
 //   - /metrics on listen_address with gitlab-runner's metric names;
-//
 //   - job caches (the payload's cache: key, paths, untracked, policy,
 //     when, fallback_keys): a zip archive restored before the script and
 //     saved after after_script, in the S3 bucket of [runners.cache] (Rift's
 //     or any other, through presigned URLs the AWS SDK signs), or in
-//     cache_dir without one.
-//
+//     cache_dir without one;
 //   - the job's sources: git init, fetch of the payload's refspecs at its
 //     depth from repo_url (with the job token), checkout of the SHA and
 //     git clean, as the shell executor's fetch strategy does (git.go).
