@@ -409,7 +409,7 @@ func TestAgentPointsTheCacheAtRift(t *testing.T) {
 	}
 	waitFor(t, "the stand-in reading the cache section", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(agent.LogFile(r.dir))
-		return strings.Contains(string(b), "Job caches are restored and saved") && strings.Contains(string(b), "server=rift.test:9000")
+		return strings.Contains(string(b), "Job caches are restored and saved") && strings.Contains(string(b), `"server":"rift.test:9000"`)
 	})
 	if b, _ := os.ReadFile(agent.LogFile(r.dir)); strings.Contains(string(b), "rift-secret-key-0123") {
 		t.Error("agent.log holds Rift's secret key")

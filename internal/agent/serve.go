@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agentapi"
@@ -135,7 +134,9 @@ func (a *agent) invokerAuthorized(r *http.Request) bool {
 
 // session runs gitlab-runner run-single for one job: verify the token,
 // write config.toml, start, report ready, report the job, wait for the
-// exit. ctx ending stops gitlab-runner forcefully.
+// exit. ctx ending stops gitlab-runner forcefully. A gitlab-runner that
+// exits non-zero without a job makes the result an error, never a quiet
+// "no job": the invoker retries or reports it.
 func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) agentapi.InvokeResult {
 	res := agentapi.InvokeResult{RunnerID: a.cfg.RunnerID, Jobs: []agentapi.JobReport{}, StartedAt: time.Now().UTC(), ExitCode: -1}
 	fail := func(err error) agentapi.InvokeResult {
@@ -170,6 +171,12 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			a.sup.done = nil
 			a.sup.removeConfig()
 			a.setPhase(PhaseStarting)
+			if res.ExitCode != 0 && len(res.Jobs) == 0 {
+				// Not "no job": gitlab-runner failed (a flag its
+				// version lacks, a bad configuration...), and the job
+				// the runner was made for is still pending.
+				return fail(fmt.Errorf("gitlab-runner exited with status %d before it took a job: %s", res.ExitCode, a.opts.Masker.Mask(a.sup.lastWords(3))))
+			}
 			a.log.Info("gitlab-runner is done", "exit_code", res.ExitCode, "jobs", len(res.Jobs))
 			return res
 		case r := <-a.output.events:
@@ -180,13 +187,7 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			}
 		case <-ctx.Done():
 			a.log.Warn("the invocation ended before gitlab-runner: stopping it (SIGTERM)", "cause", context.Cause(ctx))
-			_ = a.sup.signal(syscall.SIGTERM)
-			select {
-			case <-a.sup.exited():
-			case <-time.After(45 * time.Second):
-				_ = a.sup.signal(syscall.SIGKILL)
-				<-a.sup.exited()
-			}
+			a.sup.abort(45*time.Second, a.idle)
 			res.ExitCode = a.sup.code
 			a.sup.done = nil
 			a.sup.removeConfig()
