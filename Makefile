@@ -67,6 +67,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
+	$(GO) test -run '^$$' -bench RealRunnerStop -benchtime 2x ./internal/agent
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
 	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest' -benchtime 3x ./bootstrap

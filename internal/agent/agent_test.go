@@ -40,7 +40,7 @@ type fakeMG struct {
 	denied int
 }
 
-func newFakeMG(t *testing.T, token func() string) *fakeMG {
+func newFakeMG(t testing.TB, token func() string) *fakeMG {
 	f := &fakeMG{token: token}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token() {
@@ -107,7 +107,7 @@ func (f *fakeMG) jobStatuses(id int64) []string {
 // store holding the runner's token and a secret variable, and a fake
 // MotherGoose: what a machine's agent needs.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	gl      *gitlabtest.Server
 	project gitlabtest.Project
 	runner  gitlabtest.Runner
@@ -122,7 +122,13 @@ const deployKey = "dk-5ecret-value-0451"
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, gl: gitlabtest.New(gitlabtest.WithLongPolling(5 * time.Second)), dir: filepath.Join(t.TempDir(), "machine"), gosling: testbin.Gosling(t)}
+	return newRigWith(t, gitlabtest.WithLongPolling(5*time.Second))
+}
+
+// newRigWith is newRig with the GitLab test server's options.
+func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
+	t.Helper()
+	r := &rig{t: t, gl: gitlabtest.New(opts...), dir: filepath.Join(t.TempDir(), "machine"), gosling: testbin.Gosling(t)}
 	t.Cleanup(r.gl.Close)
 	r.project = r.gl.AddProject("acme/web", r.gl.AddGroup("acme", 0).ID)
 	r.runner = r.gl.AddRunner(gitlabtest.Runner{ProjectID: r.project.ID, Type: "project_type", RunUntagged: true, Description: "gosling/web/r1"})

@@ -180,3 +180,29 @@ func TestAgentRunnerCrashWithoutJobIsAFailure(t *testing.T) {
 		t.Errorf("a VM whose gitlab-runner crashed calls itself done")
 	}
 }
+
+// BenchmarkRealRunnerStop measures how long stopping an idle machine's
+// agent takes while GitLab holds the real gitlab-runner's job request
+// (long polling, 50 s as behind Workhorse): 12.8 itself leaves only when
+// that request returns.
+func BenchmarkRealRunnerStop(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		r := newRigWith(b, gitlabtest.WithLongPolling(gitlabtest.DefaultLongPolling))
+		r.cfg.Runner.Binary = testbin.GitLabRunner(b)
+		if err := agent.Launch(r.gosling, r.dir, r.cfg, agent.LaunchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for r.gl.HeldRequests() == 0 {
+			if time.Now().After(deadline) {
+				b.Fatal("gitlab-runner never asked for a job")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.StartTimer()
+		if err := agent.Stop(r.dir, 2*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
