@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -188,11 +189,6 @@ func jobCallSegments(reqs []gitlabtest.RequestRecord) map[int64][]string {
 	return out
 }
 
-var (
-	ansiRE    = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
-	sectionRE = regexp.MustCompile(`section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]]*\])?\r?`)
-)
-
 // framing are the lines a runner writes around a job's own output: the
 // version banner, the executor's and Git's progress, cache transfers and
 // the helper binary's log lines. They say which runner ran the job and how
@@ -209,17 +205,17 @@ var framing = regexp.MustCompile(`^(?:` + strings.Join([]string{
 	`Running after.script`, `WARNING: after_script failed`,
 }, "|") + `)`)
 
-// normalTrace is a job log as a reader sees it (no ANSI colours, no
-// section markers, no carriage returns), line by line, less its framing.
+// normalTrace is a job log as GitLab's viewer shows it, line by line in
+// plain text (gitlab.PlainLogLine), less its framing and the lines that
+// held only markup.
 func normalTrace(log string) []string {
-	log = ansiRE.ReplaceAllString(log, "")
-	log = sectionRE.ReplaceAllString(log, "")
-	log = strings.ReplaceAll(log, "\r", "")
 	var out []string
-	for _, l := range strings.Split(strings.TrimRight(log, "\n"), "\n") {
-		if !framing.MatchString(l) {
-			out = append(out, l)
+	for _, raw := range strings.Split(strings.TrimRight(log, "\n"), "\n") {
+		l := gitlab.PlainLogLine(raw)
+		if (l == "" && raw != "") || framing.MatchString(l) {
+			continue
 		}
+		out = append(out, l)
 	}
 	return out
 }
