@@ -20,7 +20,7 @@ build:
 run: build
 	scripts/tools.sh temporal tofu
 	$(GOSLING) validate $(NEST)
-	$(GOSLING) dev --nest $(NEST) --state-dir .gosling
+	$(GOSLING) dev --nest $(NEST) --state-dir .gosling $(if $(wildcard $(BIN)/gitlab-runner),--gitlab-runner $(BIN)/gitlab-runner)
 
 ## test: every test, including integration tests and a short fuzz run.
 test: tools-test
