@@ -37,6 +37,19 @@ install_workflowcheck() {
   stamp workflowcheck "$WORKFLOWCHECK_VERSION"
 }
 
+# module_dir MODULE@VERSION: downloads a Go module and prints its directory,
+# for tools whose go.mod has replace directives (`go install` refuses them)
+# and that are built inside it.
+module_dir() {
+  local dir
+  dir=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$dir" ]; then
+    echo "tools: could not download $1" >&2
+    exit 1
+  fi
+  echo "$dir"
+}
+
 # The Temporal CLI carries the dev server and its Web UI (about 4 minutes to
 # build the first time).
 install_temporal() {
@@ -52,11 +65,7 @@ install_tofu() {
   have tofu "$TOFU_VERSION" && return
   echo "tools: building OpenTofu $TOFU_VERSION (a few minutes the first time)" >&2
   local dir
-  dir=$(go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  if [ -z "$dir" ]; then
-    echo "tools: could not download github.com/opentofu/opentofu@$TOFU_VERSION" >&2
-    exit 1
-  fi
+  dir=$(module_dir "github.com/opentofu/opentofu@$TOFU_VERSION")
   (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/tofu" ./cmd/tofu)
   stamp tofu "$TOFU_VERSION"
 }
@@ -70,11 +79,7 @@ install_gitlab-runner() {
   have gitlab-runner "$GITLAB_RUNNER_VERSION" && return
   echo "tools: building GitLab Runner $GITLAB_RUNNER_VERSION (about 5 minutes the first time)" >&2
   local dir
-  dir=$(go mod download -json "$GITLAB_RUNNER_MODULE@$GITLAB_RUNNER_PSEUDO" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  if [ -z "$dir" ]; then
-    echo "tools: could not download $GITLAB_RUNNER_MODULE@$GITLAB_RUNNER_PSEUDO" >&2
-    exit 1
-  fi
+  dir=$(module_dir "$GITLAB_RUNNER_MODULE@$GITLAB_RUNNER_PSEUDO")
   (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath \
     -ldflags "-X $GITLAB_RUNNER_MODULE/common.VERSION=$GITLAB_RUNNER_VERSION" \
     -o "$bin/gitlab-runner" .)

@@ -1,8 +1,6 @@
 package agent_test
 
 import (
-	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,28 +38,8 @@ func TestAgentSupervisesRealGitLabRunner(t *testing.T) {
 	if ready, _, _ := r.mg.snapshot(); ready[0].Versions.GitLabRunner != realRunnerVersion {
 		t.Errorf("ready reports gitlab-runner %q, want %s", ready[0].Versions.GitLabRunner, realRunnerVersion)
 	}
-	p := r.pipeline(
-		gitlabtest.JobSpec{Name: "deploy", Stage: "test", Script: []string{keyCheck(), "cat README.md"}},
-		gitlabtest.JobSpec{Name: "broken", Stage: "test", Script: []string{"echo about to fail", "exit 3"}},
-	)
-	byName := map[string]gitlabtest.Job{}
-	for _, j := range r.waitJobs(p.ID, 2*time.Minute) {
-		byName[j.Name] = j
-	}
-	if d := byName["deploy"]; d.Status != "success" || !strings.Contains(string(r.gl.Trace(d.ID)), "deploy key ok in review") || !strings.Contains(string(r.gl.Trace(d.ID)), "fetched from GitLab") {
-		t.Errorf("deploy: %s\n%s", d.Status, r.gl.Trace(d.ID))
-	}
-	if b := byName["broken"]; b.Status != "failed" || b.FailureReason != "script_failure" {
-		t.Errorf("broken: %s %s", b.Status, b.FailureReason)
-	}
-	waitFor(t, "job reports", 30*time.Second, func() bool {
-		return len(r.mg.jobStatuses(byName["broken"].ID)) == 2 && len(r.mg.jobStatuses(byName["deploy"].ID)) == 2
-	})
-	if got := r.mg.jobStatuses(byName["deploy"].ID); strings.Join(got, ",") != "running,success" {
-		t.Errorf("deploy reports %v", got)
-	}
-	if got := r.mg.jobStatuses(byName["broken"].ID); strings.Join(got, ",") != "running,failed script_failure" {
-		t.Errorf("broken reports %v", got)
+	if d, _ := r.deployAndBroken("cat README.md"); !strings.Contains(string(r.gl.Trace(d.ID)), "fetched from GitLab") {
+		t.Errorf("deploy did not fetch its commit:\n%s", r.gl.Trace(d.ID))
 	}
 	logs, _ := os.ReadFile(agent.LogFile(r.dir))
 	for _, secret := range []string{deployKey, r.runner.Token} {
@@ -119,15 +97,7 @@ func TestAgentServeOnRealRunSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := r.pipeline(gitlabtest.JobSpec{Name: "one", Script: []string{keyCheck()}})
-	req, _ := http.NewRequest(http.MethodPost, u+agentapi.PathInvoke, strings.NewReader(`{"runner_id":"r1"}`))
-	req.Header.Set("Authorization", "Bearer "+r.runner.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var res agentapi.InvokeResult
-	_ = json.NewDecoder(resp.Body).Decode(&res)
+	_, res := invoke(t, u, r.runner.Token)
 	if res.Error != "" || res.ExitCode != 0 || len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
 		t.Fatalf("invocation: %+v", res)
 	}
@@ -155,15 +125,7 @@ func TestAgentRunnerCrashWithoutJobIsAFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, u+agentapi.PathInvoke, strings.NewReader(`{"runner_id":"r1"}`))
-	req.Header.Set("Authorization", "Bearer "+r.runner.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var res agentapi.InvokeResult
-	_ = json.NewDecoder(resp.Body).Decode(&res)
+	_, res := invoke(t, u, r.runner.Token)
 	if res.ExitCode != 1 || len(res.Jobs) != 0 || !strings.Contains(res.Error, "flag provided but not defined: -frobnicate") {
 		t.Errorf("invocation of a crashing gitlab-runner: %+v", res)
 	}

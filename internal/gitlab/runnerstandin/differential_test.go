@@ -111,6 +111,16 @@ func runDiffCases(t *testing.T, start runnerStart) map[string]jobOutcome {
 		}
 	}()
 	names := map[int64]string{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for id := range names {
+				for _, j := range gl.PipelineJobs(id) {
+					t.Logf("job %d (%s) %s, its log:\n%s", j.ID, j.Name, j.Status, gl.Trace(j.ID))
+				}
+			}
+			t.Logf("requests: %+v", gl.Requests())
+		}
+	})
 	for _, c := range diffCases() {
 		pl, err := gl.CreatePipeline(p.ID, c.spec)
 		if err != nil {
@@ -227,7 +237,14 @@ func realRunner(t *testing.T, gl *gitlabtest.Server, token, dir string) func() {
 	cfg := writeDiffConfig(t, gl, token, dir)
 	cmd := exec.Command(bin, "run", "--config", cfg, "--working-directory", dir)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LOG_FORMAT=text", "RUNNER_ENV_FROM_PROCESS=1")
+	// Its shell executor runs jobs in a login shell, which reads the
+	// profile of $HOME: a home of its own keeps the machine user's (a
+	// pyenv's rehash lock, say) out of the comparison.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "LOG_FORMAT=text", "HOME="+home)
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

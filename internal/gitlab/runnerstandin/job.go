@@ -328,17 +328,24 @@ func runScript(ctx context.Context, dir string, env, commands []string, out *job
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
+	return runInGroup(ctx, cmd)
+}
+
+// runInGroup runs cmd in a process group of its own and returns its exit
+// code; when ctx ends, the whole group (the command and whatever it
+// started) gets SIGTERM, then SIGKILL 2 seconds later.
+func runInGroup(ctx context.Context, cmd *exec.Cmd) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start bash: %w", err)
+		return 0, fmt.Errorf("start %s: %w", filepath.Base(cmd.Path), err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The whole group: bash and whatever the script started.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case err = <-done:
