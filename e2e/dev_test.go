@@ -241,7 +241,8 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 // (bin/gitlab-runner): a simulated job on a serverless egg (12.8's
 // run-single) and a pipeline on a pooled egg (its run) come back with
 // their statuses, and their logs as GitLab's viewer shows them: no colour
-// codes, no section markers.
+// codes, no section markers; a cache passes between two serverless
+// runners through Rift.
 func TestDevRunsOnRealGitLabRunner(t *testing.T) {
 	bin := testbin.Gosling(t)
 	stateDir := t.TempDir()
@@ -299,5 +300,16 @@ func TestDevRunsOnRealGitLabRunner(t *testing.T) {
 		t.Errorf("pipeline steps: %v\n%s", steps, l)
 	}
 	plain("pipeline", l)
+	// web-app has a rift block: 12.8's cache helper saves the first job's
+	// cache in Rift's bucket and the second job, on another runner,
+	// restores it.
+	if err := os.WriteFile(ci, []byte(riftPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, l = run("pipeline", ci, "--egg", "web-app")
+	if last := steps[len(steps)-1]; last["step"] != "done" || last["status"] != "success" || !strings.Contains(l, "[read] cached by job") ||
+		!strings.Contains(l, "[read] Downloading cache.zip from http://127.0.0.1:") {
+		t.Errorf("Rift cache pipeline steps: %v\n%s", steps, l)
+	}
 	d.stop(t)
 }
