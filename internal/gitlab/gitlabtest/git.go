@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -232,13 +233,13 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return true
 	}
-	execPath, err := git(root, nil, "--exec-path")
+	backend, err := httpBackend()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return true
 	}
 	h := &cgi.Handler{
-		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Path: backend,
 		Dir:  root,
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null"},
 	}
@@ -249,6 +250,15 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) bool {
 	h.ServeHTTP(w, r2)
 	return true
 }
+
+// httpBackend is the path of git-http-backend, in git's exec path.
+var httpBackend = sync.OnceValues(func() (string, error) {
+	out, err := git("", nil, "--exec-path")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "git-http-backend"), nil
+})
 
 // gitAllowed checks a Git request's HTTP Basic credentials: gitlab-ci-token
 // with the token of a running job of the project, or a user's personal
