@@ -1,9 +1,12 @@
 package agent_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,5 +169,53 @@ func BenchmarkRealRunnerStop(b *testing.B) {
 		if err := agent.Stop(r.dir, 2*time.Minute); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Stopping a served agent while an invocation waits for a job stops that
+// invocation's gitlab-runner too: it never outlives its agent.
+func TestAgentServeStopEndsItsRunner(t *testing.T) {
+	r := newRealRig(t)
+	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.WaitTimeoutSeconds = 600
+	r.launch(agent.LaunchOptions{Serve: true, MaxRun: 5 * time.Minute})
+	u, err := agent.ServeURL(r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan agentapi.InvokeResult, 1)
+	go func() {
+		// Not invoke: t.Fatal belongs to the test's goroutine.
+		req, _ := http.NewRequest(http.MethodPost, u+agentapi.PathInvoke, strings.NewReader(`{"runner_id":"r1"}`))
+		req.Header.Set("Authorization", "Bearer "+r.runner.Token)
+		var res agentapi.InvokeResult
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			res.Error = err.Error()
+		} else {
+			_ = json.NewDecoder(resp.Body).Decode(&res)
+			resp.Body.Close()
+		}
+		answered <- res
+	}()
+	var pid int
+	waitFor(t, "gitlab-runner waiting for a job", time.Minute, func() bool {
+		st, err := agent.ReadState(r.dir)
+		pid = st.RunnerPID
+		return err == nil && pid > 0 && r.gl.HeldRequests() > 0
+	})
+	if err := agent.Stop(r.dir, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("gitlab-runner (pid %d) outlived its agent", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	select {
+	case res := <-answered:
+		if !strings.Contains(res.Error, "stopped") || len(res.Jobs) != 0 {
+			t.Errorf("the stopped invocation answered %+v, want its error", res)
+		}
+	case <-time.After(time.Minute):
+		t.Error("the invocation never answered")
 	}
 }

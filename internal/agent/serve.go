@@ -90,8 +90,13 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "detail": "send the runner token as a bearer token"})
 			return
 		}
-		// The request's context ends when the invoker goes away.
-		res := a.session(r.Context(), in.WaitTimeoutSeconds, agentapi.TriggerInvoke)
+		// The request's context ends when the invoker goes away, and when
+		// the agent is told to stop: gitlab-runner never outlives it.
+		ictx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		stopInvocation := context.AfterFunc(ctx, func() { cancel(errors.New("the agent is stopping")) })
+		defer stopInvocation()
+		res := a.session(ictx, in.WaitTimeoutSeconds, agentapi.TriggerInvoke)
 		writeJSON(w, http.StatusOK, res)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -111,7 +116,9 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// An invocation under way stops its gitlab-runner (abort: up to 45 s)
+	// and answers before the server goes.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
