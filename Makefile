@@ -6,7 +6,7 @@ NEST    ?= examples/nest
 export PATH := $(BIN):$(PATH)
 
 # Tools the tests need, built into bin/ by scripts/tools.sh.
-TEST_TOOLS := temporal tofu postgres dynalite moto podman docker shellcheck jq curl
+TEST_TOOLS := temporal tofu git gitlab-runner postgres dynalite moto podman docker shellcheck jq curl
 CHECK_TOOLS := staticcheck workflowcheck
 
 .PHONY: all build run test fuzz check check-static check-race bench histories tools tools-test tools-check fmt worktree clean
@@ -20,7 +20,7 @@ build:
 run: build
 	scripts/tools.sh temporal tofu
 	$(GOSLING) validate $(NEST)
-	$(GOSLING) dev --nest $(NEST) --state-dir .gosling
+	$(GOSLING) dev --nest $(NEST) --state-dir .gosling $(if $(wildcard $(BIN)/gitlab-runner),--gitlab-runner $(BIN)/gitlab-runner)
 
 ## test: every test, including integration tests and a short fuzz run.
 test: tools-test
@@ -67,6 +67,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench Resolve -benchtime 2s ./internal/secrets
 	$(GO) test -run '^$$' -bench PipelineRoundTrip -benchtime 20x ./internal/gitlab/runnerstandin
+	$(GO) test -run '^$$' -bench RealRunnerStop -benchtime 2x ./internal/agent
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
 	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap

@@ -171,6 +171,13 @@ func (a *Activities) invokeHTTP(ctx context.Context, base, bearer string, in Inv
 	if err := json.Unmarshal(b, &res.InvokeResult); err != nil {
 		return InvokeRunnerResult{}, fmt.Errorf("invoke runner %s: the answer is not an invocation result: %w", in.RunnerID, err)
 	}
+	if res.Error != "" && len(res.Jobs) == 0 {
+		// The runner failed without running a job (gitlab-runner
+		// crashed, the token was refused): not "no job came", which
+		// would leave the job it was made for pending unseen. Retried,
+		// then the workflow reports the invocation failed.
+		return res, fmt.Errorf("invoke runner %s: %s", in.RunnerID, res.Error)
+	}
 	return res, nil
 }
 

@@ -208,3 +208,27 @@ func TestApplyMachineRefusesMissingAgentDelivery(t *testing.T) {
 		t.Errorf("a cloud VM without agent.url: %v", err)
 	}
 }
+
+// An invocation whose gitlab-runner failed before taking a job (here the
+// FATAL of a run-single flag its version lacks) is an error the workflow
+// retries and then reports, not a quiet "no job came": the job the runner
+// was made for is still pending. One whose wait for a job simply ran out
+// is not.
+func TestInvokeRunnerCrashWithoutJobIsAnError(t *testing.T) {
+	t.Setenv("YC_IAM_TOKEN", "t1.test-iam-token")
+	answer := agentapi.InvokeResult{RunnerID: "web-1", Jobs: []agentapi.JobReport{}, ExitCode: 1,
+		Error: "gitlab-runner exited with status 1 before it took a job: FATAL: flag provided but not defined: -config"}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
+	t.Cleanup(srv.Close)
+	a := &Activities{Invokers: Invokers{HTTP: srv.Client()}}
+	in := InvokeRunnerInput{RunnerID: "web-1", Cloud: fly.CloudYandex, Outputs: map[string]any{"invoke_url": srv.URL}}
+	if _, err := a.InvokeRunner(context.Background(), in); err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
+		t.Errorf("crashed invocation: %v, want its error", err)
+	}
+	answer = agentapi.InvokeResult{RunnerID: "web-1", Jobs: []agentapi.JobReport{}, ExitCode: 0}
+	if res, err := a.InvokeRunner(context.Background(), in); err != nil || len(res.Jobs) != 0 {
+		t.Errorf("no job within the wait: %+v %v, want an empty result", res, err)
+	}
+}

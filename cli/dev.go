@@ -56,6 +56,9 @@ type DevOptions struct {
 	GitLabURL string
 	Temporal  string
 	Tofu      string
+	// GitLabRunner, when set, is the real gitlab-runner binary local
+	// runners run; empty runs the stand-in.
+	GitLabRunner string
 	// Ready, when set, receives the dev state once everything runs (tests).
 	Ready func(DevState)
 	// Masker, shared with Logger, masks every secret the resolver reads.
@@ -72,9 +75,11 @@ type DevState struct {
 	GitLabURL  string `json:"gitlab_url"`
 	GitLabTest bool   `json:"gitlab_test_server"`
 	MetricsURL string `json:"metrics_url"`
-	// GitLabRunner is the gitlab-runner local runners run: the stand-in's
-	// wrapper script.
+	// GitLabRunner is the gitlab-runner local runners run: --gitlab-runner,
+	// or the stand-in's wrapper script.
 	GitLabRunner string `json:"gitlab_runner"`
+	// RealGitLabRunner says GitLabRunner is a real gitlab-runner.
+	RealGitLabRunner bool `json:"real_gitlab_runner,omitempty"`
 	// RiftURL is the control API of the Rift started for the eggs with a
 	// rift block (empty: none has one); Rift describes its listeners.
 	RiftURL   string `json:"rift_url,omitempty"`
@@ -122,8 +127,10 @@ To use a real GitLab instead, pass --gitlab-url and put an API token (scope
 api, create_runner) in $GOSLING_GITLAB_TOKEN; webhooks must reach --api-addr.
 
 Local runners are gosling agents supervising the gitlab-runner STAND-IN
-(the real gitlab-runner cannot be built here), which takes jobs from the
-GitLab test server through GitLab's runner API and runs their scripts.
+(current gitlab-runner releases cannot be built here), which takes jobs from
+the GitLab test server through GitLab's runner API, fetches their commits
+and runs their scripts; --gitlab-runner bin/gitlab-runner runs them on the
+real GitLab Runner 12.8 that scripts/tools.sh builds instead.
 Send a job through the whole loop, or a pipeline:
 
   gosling dev simulate job --egg web-app
@@ -153,6 +160,7 @@ Send a job through the whole loop, or a pipeline:
 	fl.StringVar(&opts.GitLabURL, "gitlab-url", "", "use this real GitLab instead of the test server (token in $GOSLING_GITLAB_TOKEN)")
 	fl.StringVar(&opts.Temporal, "temporal", "", "Temporal CLI binary (default: bin/temporal beside gosling, then PATH)")
 	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
+	fl.StringVar(&opts.GitLabRunner, "gitlab-runner", "", "run local runners on this real gitlab-runner (such as bin/gitlab-runner, which scripts/tools.sh builds) instead of the stand-in")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.AddCommand(NewCmdDevSimulate(f))
 	cmd.AddCommand(NewCmdDevPipeline(f, nil))
@@ -339,10 +347,18 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err != nil {
 		return err
 	}
-	// Local runners run the gitlab-runner STAND-IN (the real one cannot be
-	// built here) under their agents, through a wrapper named gitlab-runner.
-	runnerBin, err := runnerstandin.WriteWrapper(filepath.Join(stateDir, "bin"), self)
-	if err != nil {
+	// Local runners run --gitlab-runner under their agents, or else the
+	// gitlab-runner STAND-IN, through a wrapper named gitlab-runner.
+	runnerBin := opts.GitLabRunner
+	if runnerBin != "" {
+		if runnerBin, err = filepath.Abs(runnerBin); err != nil {
+			return err
+		}
+		if _, err := exec.LookPath(runnerBin); err != nil {
+			return flagErrorf("--gitlab-runner %s: %v (scripts/tools.sh gitlab-runner builds one into bin/)", opts.GitLabRunner, err)
+		}
+		state.RealGitLabRunner = true
+	} else if runnerBin, err = runnerstandin.WriteWrapper(filepath.Join(stateDir, "bin"), self); err != nil {
 		return err
 	}
 	state.GitLabRunner = runnerBin
@@ -467,7 +483,10 @@ func printDevBanner(io *IOStreams, s DevState, n *fly.Nest) {
 	} else {
 		fmt.Fprintf(w, "  GitLab         %s\n", s.GitLabURL)
 	}
-	if s.GitLabRunner != "" {
+	switch {
+	case s.RealGitLabRunner:
+		fmt.Fprintf(w, "  gitlab-runner  %s\n", s.GitLabRunner)
+	case s.GitLabRunner != "":
 		fmt.Fprintf(w, "  gitlab-runner  %s   GITLAB-RUNNER STAND-IN, not the real gitlab-runner\n", s.GitLabRunner)
 	}
 	if s.RiftURL != "" {

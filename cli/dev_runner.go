@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
+	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/spf13/cobra"
 )
 
@@ -27,14 +29,33 @@ func NewCmdDevGitLabRunner(f *Factory) *cobra.Command {
 		Long: `This is a gitlab-runner STAND-IN, not the real gitlab-runner. The real one
 cannot be built here, so Gosling ships this stand-in for development: it
 speaks GitLab's runner API (verify, jobs/request with long polling, trace
-patches, job updates) and runs jobs with the shell executor (bash). It does
-not fetch Git repositories, run images, services, artifacts or caches.
+patches, job updates), fetches each job's commit with git and runs jobs with
+the shell executor (bash), with their caches. It does not run images,
+services or artifacts.
 
 Signals, as gitlab-runner: SIGQUIT finishes the running jobs and exits,
 SIGTERM or SIGINT aborts them (a second one exits at once), SIGHUP reloads
 config.toml.`,
 		Version: runnerstandin.Version,
 		Args:    cobra.NoArgs,
+	}
+	// gitlab-runner's global --log-format ($LOG_FORMAT): runner and text
+	// log as lines of key=value, json as one JSON object a line (slog's
+	// fields: time, level, msg, then the attributes).
+	var logFormat string
+	cmd.PersistentFlags().StringVar(&logFormat, "log-format", "", "log format: runner, text or json ($LOG_FORMAT)")
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if logFormat == "" {
+			logFormat, _ = f.Getenv("LOG_FORMAT")
+		}
+		switch logFormat {
+		case "", "runner", "text":
+		case "json":
+			f.Logger = slog.New(secrets.NewHandler(slog.NewJSONHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}), f.Masker))
+		default:
+			return flagErrorf("--log-format %q: want runner, text or json", logFormat)
+		}
+		return nil
 	}
 	cmd.SetVersionTemplate(fmt.Sprintf("%s\nVersion:      %s\nGit revision: %s\nGit branch:   standin\nGO version:   %s\nBuilt:        n/a\nOS/Arch:      %s/%s\n",
 		runnerstandin.Banner, runnerstandin.Version, runnerstandin.Revision, runtime.Version(), runtime.GOOS, runtime.GOARCH))

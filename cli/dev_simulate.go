@@ -20,6 +20,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/apiclient"
+	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/spf13/cobra"
@@ -269,16 +270,25 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 			partial[j.ID] += string(tr[offsets[j.ID]:])
 			offsets[j.ID] = len(tr)
 		}
+		// As GitLab's log viewer shows it: no colour codes, no section
+		// markers; a line that held nothing else is left out.
+		emitLine := func(line string) {
+			plain := gitlab.PlainLogLine(line)
+			if plain == "" && line != "" && line != "\r" {
+				return
+			}
+			emit(SimulateStep{Step: "log", JobID: j.ID, Job: j.Name, Message: plain})
+		}
 		for {
 			line, rest, ok := strings.Cut(partial[j.ID], "\n")
 			if !ok {
 				break
 			}
 			partial[j.ID] = rest
-			emit(SimulateStep{Step: "log", JobID: j.ID, Job: j.Name, Message: strings.TrimRight(line, "\r")})
+			emitLine(line)
 		}
 		if flush && partial[j.ID] != "" {
-			emit(SimulateStep{Step: "log", JobID: j.ID, Job: j.Name, Message: strings.TrimRight(partial[j.ID], "\r")})
+			emitLine(partial[j.ID])
 			partial[j.ID] = ""
 		}
 	}

@@ -53,12 +53,12 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func startDev(t *testing.T, bin, stateDir string, ports []int) *devRun {
+func startDev(t *testing.T, bin, stateDir string, ports []int, extra ...string) *devRun {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--nest", filepath.Join(testbin.Root(), "examples", "nest"), "--state-dir", stateDir,
+	cmd := exec.Command(bin, append([]string{"dev", "--nest", filepath.Join(testbin.Root(), "examples", "nest"), "--state-dir", stateDir,
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--temporal-port", fmt.Sprint(ports[1]),
 		"--ui-port", fmt.Sprint(ports[2]), "--gitlab-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
-		"--temporal", testbin.Temporal(t), "--tofu", testbin.Tofu(t))
+		"--temporal", testbin.Temporal(t), "--tofu", testbin.Tofu(t)}, extra...)...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -383,4 +383,81 @@ func devJob(stateDir string, jobID int64) (string, int64) {
 		}
 	}
 	return "missing", 0
+}
+
+// gosling dev --gitlab-runner runs local runners on the real GitLab Runner
+// (bin/gitlab-runner): a simulated job on a serverless egg (12.8's
+// run-single) and a pipeline on a pooled egg (its run) come back with
+// their statuses, and their logs as GitLab's viewer shows them: no colour
+// codes, no section markers; a cache passes between two serverless
+// runners through Rift.
+func TestDevRunsOnRealGitLabRunner(t *testing.T) {
+	bin := testbin.Gosling(t)
+	stateDir := t.TempDir()
+	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	d := startDev(t, bin, stateDir, ports, "--gitlab-runner", testbin.GitLabRunner(t))
+	if !strings.Contains(d.out.String(), testbin.GitLabRunner(t)) || strings.Contains(d.out.String(), "GITLAB-RUNNER STAND-IN") {
+		t.Errorf("banner does not name the real gitlab-runner:\n%s", d.out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	run := func(args ...string) ([]map[string]any, string) {
+		cmd := exec.CommandContext(ctx, bin, append(append([]string{"dev"}, args...), "--json", "--state-dir", stateDir)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("gosling dev %v: %v\n%s\ndev:\n%s", args, err, out, d.out)
+		}
+		var steps []map[string]any
+		var logs strings.Builder
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("output %q: %v", line, err)
+			}
+			steps = append(steps, m)
+			if m["step"] == "log" {
+				fmt.Fprintf(&logs, "[%v] %v\n", m["job"], m["message"])
+			}
+		}
+		return steps, logs.String()
+	}
+	plain := func(what, l string) {
+		t.Helper()
+		if strings.Contains(l, "\x1b") || strings.Contains(l, "section_start") || strings.Contains(l, "section_end") || !strings.Contains(l, "Running with gitlab-runner 12.8.0") {
+			t.Errorf("%s log is not the real runner's in plain text:\n%q", what, l)
+		}
+	}
+	steps, l := run("simulate", "job", "--egg", "web-app", "--duration", "500ms")
+	if last := steps[len(steps)-1]; last["step"] != "done" || last["status"] != "success" || !strings.Contains(l, "Simulated job of egg web-app") {
+		t.Errorf("web-app steps: %v\n%s", steps, l)
+	}
+	plain("web-app", l)
+	ci := filepath.Join(t.TempDir(), ".gitlab-ci.yml")
+	if err := os.WriteFile(ci, []byte(devPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, l = run("pipeline", ci, "--egg", "data-group")
+	statuses := map[string]any{}
+	for _, st := range steps {
+		if st["step"] == "job" {
+			statuses[st["job"].(string)] = st["status"]
+		}
+	}
+	if last := steps[len(steps)-1]; last["step"] != "done" || last["status"] != "success" || statuses["build"] != "success" || statuses["lint"] != "failed" ||
+		!strings.Contains(l, "[build] building on stage build") || !strings.Contains(l, "[lint] lint complains") {
+		t.Errorf("pipeline steps: %v\n%s", steps, l)
+	}
+	plain("pipeline", l)
+	// web-app has a rift block: 12.8's cache helper saves the first job's
+	// cache in Rift's bucket and the second job, on another runner,
+	// restores it.
+	if err := os.WriteFile(ci, []byte(riftPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, l = run("pipeline", ci, "--egg", "web-app")
+	if last := steps[len(steps)-1]; last["step"] != "done" || last["status"] != "success" || !strings.Contains(l, "[read] cached by job") ||
+		!strings.Contains(l, "[read] Downloading cache.zip from http://127.0.0.1:") {
+		t.Errorf("Rift cache pipeline steps: %v\n%s", steps, l)
+	}
+	d.stop(t)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/workflows"
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
@@ -104,10 +105,24 @@ func threeJobs() []gitlabtest.JobSpec {
 // in no log of Gosling and in no file but gitlab-runner's config.toml on
 // the live machine.
 func TestPipelinesRunOnGoslingRunners(t *testing.T) {
+	pipelinesOnGoslingRunners(t, "", "STAND-IN")
+}
+
+// The same pipelines on the real GitLab Runner (bin/gitlab-runner, 12.8):
+// the serverless egg's runners run its run-single, which takes its
+// settings as flags and environment, the pool's its run; each job fetches
+// its commit from the GitLab test server.
+func TestPipelinesRunOnRealGitLabRunner(t *testing.T) {
+	pipelinesOnGoslingRunners(t, testbin.GitLabRunner(t), "Running with gitlab-runner 12.8.0")
+}
+
+// pipelinesOnGoslingRunners runs TestPipelinesRunOnGoslingRunners with the
+// given gitlab-runner ("" for the stand-in), whose job logs say banner.
+func pipelinesOnGoslingRunners(t *testing.T, gitlabRunner, banner string) {
 	m := secrets.NewMasker()
 	logs := &lockedBuffer{}
 	log := slog.New(secrets.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), m))
-	s := Start(t, Options{Logger: log})
+	s := Start(t, Options{Logger: log, GitLabRunner: gitlabRunner})
 	s.Secrets.SetMasker(m)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -138,7 +153,7 @@ func TestPipelinesRunOnGoslingRunners(t *testing.T) {
 		}
 		for _, j := range jobs {
 			tr := string(s.GitLab.Trace(j.ID))
-			if w := want[j.Name]; j.Status != w.status || !strings.Contains(tr, w.log) || !strings.Contains(tr, "STAND-IN") {
+			if w := want[j.Name]; j.Status != w.status || !strings.Contains(tr, w.log) || !strings.Contains(tr, banner) {
 				t.Errorf("%s: job %s %s, want %s with %q:\n%s", egg.Name, j.Name, j.Status, w.status, w.log, tr)
 			}
 			if j.RunnerID == 0 {

@@ -59,8 +59,8 @@ type Stack struct {
 	Acts      *activities.Activities
 	Gosling   string
 	Namespace string
-	// GitLabRunner is the gitlab-runner STAND-IN's wrapper that local
-	// runners run under their agents.
+	// GitLabRunner is the gitlab-runner local runners run under their
+	// agents: Options.GitLabRunner, else the STAND-IN's wrapper.
 	GitLabRunner string
 	// AgentAPI is the URL agents report to: MotherGoose's API, serving
 	// the latest StartAPI's MotherGoose (an empty Nest until then).
@@ -77,6 +77,9 @@ type Options struct {
 	NoWorker bool
 	// Logger receives the worker's logs (discarded by default).
 	Logger *slog.Logger
+	// GitLabRunner is the gitlab-runner binary local runners run (the
+	// real one: testbin.GitLabRunner); empty runs the stand-in.
+	GitLabRunner string
 }
 
 // Start brings a stack up; everything stops in t.Cleanup.
@@ -128,8 +131,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	t.Cleanup(hs.Close)
 	s.AgentAPI = hs.URL
 	s.serve(&fly.Nest{MotherGoose: fly.MotherGoose{Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}}}}, nil)
-	if s.GitLabRunner, err = runnerstandin.WriteWrapper(filepath.Join(s.StateDir, "bin"), s.Gosling); err != nil {
-		t.Fatal(err)
+	s.GitLabRunner = opts.GitLabRunner
+	if s.GitLabRunner == "" {
+		if s.GitLabRunner, err = runnerstandin.WriteWrapper(filepath.Join(s.StateDir, "bin"), s.Gosling); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if s.Acts, err = gworker.NewActivities(gworker.Deps{
 		Store: s.Store, Secrets: s.Secrets, Logger: log, Tofu: testbin.Tofu(t), StateDir: s.StateDir,

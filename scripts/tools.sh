@@ -15,6 +15,11 @@ WORKFLOWCHECK_VERSION=v0.6.0
 DYNALITE_VERSION=4.0.0
 MOTO_VERSION=5.2.6
 SCHEMATHESIS_VERSION=4.32.5
+# The one GitLab Runner the module proxy serves in buildable form: a 12.8.0
+# pre-release of January 2020 (later releases need modules the proxy refuses).
+GITLAB_RUNNER_MODULE=gitlab.com/gitlab-org/gitlab-runner
+GITLAB_RUNNER_PSEUDO=v1.11.1-0.20200110014830-8e5683f82927
+GITLAB_RUNNER_VERSION=12.8.0~pre.8e5683f8
 
 # have NAME VERSION: true when bin/NAME was installed at VERSION.
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -34,6 +39,19 @@ install_workflowcheck() {
   stamp workflowcheck "$WORKFLOWCHECK_VERSION"
 }
 
+# module_dir MODULE@VERSION: downloads a Go module and prints its directory,
+# for tools whose go.mod has replace directives (`go install` refuses them)
+# and that are built inside it.
+module_dir() {
+  local dir
+  dir=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$dir" ]; then
+    echo "tools: could not download $1" >&2
+    exit 1
+  fi
+  echo "$dir"
+}
+
 # The Temporal CLI carries the dev server and its Web UI (about 4 minutes to
 # build the first time).
 install_temporal() {
@@ -49,13 +67,25 @@ install_tofu() {
   have tofu "$TOFU_VERSION" && return
   echo "tools: building OpenTofu $TOFU_VERSION (a few minutes the first time)" >&2
   local dir
-  dir=$(go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  if [ -z "$dir" ]; then
-    echo "tools: could not download github.com/opentofu/opentofu@$TOFU_VERSION" >&2
-    exit 1
-  fi
+  dir=$(module_dir "github.com/opentofu/opentofu@$TOFU_VERSION")
   (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/tofu" ./cmd/tofu)
   stamp tofu "$TOFU_VERSION"
+}
+
+# The real GitLab Runner, which the agent supervises in the e2e tests and the
+# differential test runs beside the stand-in. Like OpenTofu it cannot be
+# installed with `go install` (replace directives in its go.mod): it is built
+# inside its downloaded module (about 5 minutes the first time), with the
+# version its release build would stamp.
+install_gitlab-runner() {
+  have gitlab-runner "$GITLAB_RUNNER_VERSION" && return
+  echo "tools: building GitLab Runner $GITLAB_RUNNER_VERSION (about 5 minutes the first time)" >&2
+  local dir
+  dir=$(module_dir "$GITLAB_RUNNER_MODULE@$GITLAB_RUNNER_PSEUDO")
+  (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath \
+    -ldflags "-X $GITLAB_RUNNER_MODULE/common.VERSION=$GITLAB_RUNNER_VERSION" \
+    -o "$bin/gitlab-runner" .)
+  stamp gitlab-runner "$GITLAB_RUNNER_VERSION"
 }
 
 # PostgreSQL 15 for the store's PostgreSQL tests: Debian's package, when
@@ -116,6 +146,15 @@ install_docker() {
   apt_install docker.io
 }
 
+# Git: the GitLab test server serves its projects' repositories with Git's
+# own `git http-backend`, and both gitlab-runner and its stand-in fetch with
+# git; Debian's package, when git or its http-backend is missing.
+install_git() {
+  command -v git >/dev/null 2>&1 && [ -x "$(git --exec-path)/git-http-backend" ] && return
+  echo "tools: installing git from Debian's packages" >&2
+  apt_install git
+}
+
 # shellcheck checks the first-boot scripts the agent's machine contract
 # renders for cloud VMs (cli's contract test); Debian's package.
 install_shellcheck() {
@@ -161,7 +200,7 @@ install_curl() {
 }
 
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu postgres dynalite moto podman docker shellcheck jq curl)
+[ ${#tools[@]} -eq 0 ] && tools=(staticcheck workflowcheck temporal tofu git gitlab-runner postgres dynalite moto podman docker shellcheck jq curl)
 for t in "${tools[@]}"; do
   "install_$t"
 done

@@ -296,6 +296,26 @@ func TestProvisionServerlessNoJob(t *testing.T) {
 	}
 }
 
+// An invocation whose gitlab-runner failed before taking a job (the agent
+// answers with its error, InvokeRunner returns it) is retried, then
+// reported as invocation-failed, never as no-job: the job it was made for
+// is still pending.
+func TestProvisionServerlessCrashedRunnerIsReported(t *testing.T) {
+	e := newEnv(t, map[string]error{"invoke": errors.New("invoke runner web-1: gitlab-runner exited with status 1 before it took a job: FATAL: flag provided but not defined: -config")})
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "invocation-failed" || res.State != "terminated" {
+		t.Errorf("result = %+v, want invocation-failed and torn down", res)
+	}
+	if got := strings.Count(e.calls.String(), "invoke"); got != 3 {
+		t.Errorf("invoked %d times, want 3 (retried): %s", got, e.calls)
+	}
+}
+
 // The job a serverless runner was made for ends without it (a webhook
 // says another runner ran it): the idle invocation is cancelled after
 // invokeGrace, long before its deadline.

@@ -40,7 +40,7 @@ type fakeMG struct {
 	denied int
 }
 
-func newFakeMG(t *testing.T, token func() string) *fakeMG {
+func newFakeMG(t testing.TB, token func() string) *fakeMG {
 	f := &fakeMG{token: token}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token() {
@@ -107,7 +107,7 @@ func (f *fakeMG) jobStatuses(id int64) []string {
 // store holding the runner's token and a secret variable, and a fake
 // MotherGoose: what a machine's agent needs.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	gl      *gitlabtest.Server
 	project gitlabtest.Project
 	runner  gitlabtest.Runner
@@ -122,7 +122,13 @@ const deployKey = "dk-5ecret-value-0451"
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, gl: gitlabtest.New(gitlabtest.WithLongPolling(5 * time.Second)), dir: filepath.Join(t.TempDir(), "machine"), gosling: testbin.Gosling(t)}
+	return newRigWith(t, gitlabtest.WithLongPolling(5*time.Second))
+}
+
+// newRigWith is newRig with the GitLab test server's options.
+func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
+	t.Helper()
+	r := &rig{t: t, gl: gitlabtest.New(opts...), dir: filepath.Join(t.TempDir(), "machine"), gosling: testbin.Gosling(t)}
 	t.Cleanup(r.gl.Close)
 	r.project = r.gl.AddProject("acme/web", r.gl.AddGroup("acme", 0).ID)
 	r.runner = r.gl.AddRunner(gitlabtest.Runner{ProjectID: r.project.ID, Type: "project_type", RunUntagged: true, Description: "gosling/web/r1"})
@@ -198,7 +204,7 @@ func (r *rig) waitJobs(pipelineID int64, within time.Duration) []gitlabtest.Job 
 	}
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -213,6 +219,57 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 func keyCheck() string {
 	sum := sha256.Sum256([]byte(deployKey))
 	return `test "$(printf %s "$DEPLOY_KEY" | sha256sum | cut -c1-16)" = "` + hex.EncodeToString(sum[:])[:16] + `" && echo "deploy key ok in $STAGE_NAME"`
+}
+
+// deployAndBroken runs a pipeline of two jobs, one that checks the
+// runner's secret variable and prints what follows (extra), one that
+// fails, and checks their statuses, logs and what the agent told
+// MotherGoose of them.
+func (r *rig) deployAndBroken(extra ...string) (deploy, broken gitlabtest.Job) {
+	t := r.t
+	t.Helper()
+	p := r.pipeline(
+		gitlabtest.JobSpec{Name: "deploy", Stage: "test", Script: append([]string{keyCheck()}, extra...)},
+		gitlabtest.JobSpec{Name: "broken", Stage: "test", Script: []string{"echo about to fail", "exit 3"}},
+	)
+	for _, j := range r.waitJobs(p.ID, 2*time.Minute) {
+		if j.Name == "deploy" {
+			deploy = j
+		} else {
+			broken = j
+		}
+	}
+	if deploy.Status != "success" || !strings.Contains(string(r.gl.Trace(deploy.ID)), "deploy key ok in review") {
+		t.Errorf("deploy: %s\n%s", deploy.Status, r.gl.Trace(deploy.ID))
+	}
+	if broken.Status != "failed" || broken.FailureReason != "script_failure" {
+		t.Errorf("broken: %s %s", broken.Status, broken.FailureReason)
+	}
+	waitFor(t, "job reports", 30*time.Second, func() bool {
+		return len(r.mg.jobStatuses(broken.ID)) == 2 && len(r.mg.jobStatuses(deploy.ID)) == 2
+	})
+	if got := r.mg.jobStatuses(deploy.ID); strings.Join(got, ",") != "running,success" {
+		t.Errorf("deploy reports %v", got)
+	}
+	if got := r.mg.jobStatuses(broken.ID); strings.Join(got, ",") != "running,failed script_failure" {
+		t.Errorf("broken reports %v", got)
+	}
+	return deploy, broken
+}
+
+// invoke posts one invocation to a served agent with a bearer token.
+func invoke(t testing.TB, url, token string) (*http.Response, agentapi.InvokeResult) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+agentapi.PathInvoke, strings.NewReader(`{"runner_id":"r1"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res agentapi.InvokeResult
+	_ = json.NewDecoder(resp.Body).Decode(&res)
+	return resp, res
 }
 
 // The agent writes config.toml from its configuration (the token from the
@@ -240,30 +297,7 @@ func TestAgentSupervisesGitLabRunner(t *testing.T) {
 		}
 	}
 
-	p := r.pipeline(
-		gitlabtest.JobSpec{Name: "deploy", Stage: "test", Script: []string{keyCheck()}},
-		gitlabtest.JobSpec{Name: "broken", Stage: "test", Script: []string{"echo about to fail", "exit 3"}},
-	)
-	jobs := r.waitJobs(p.ID, 2*time.Minute)
-	byName := map[string]gitlabtest.Job{}
-	for _, j := range jobs {
-		byName[j.Name] = j
-	}
-	if d := byName["deploy"]; d.Status != "success" || !strings.Contains(string(r.gl.Trace(d.ID)), "deploy key ok in review") {
-		t.Errorf("deploy: %s\n%s", d.Status, r.gl.Trace(d.ID))
-	}
-	if b := byName["broken"]; b.Status != "failed" || b.FailureReason != "script_failure" {
-		t.Errorf("broken: %s %s", b.Status, b.FailureReason)
-	}
-	waitFor(t, "job reports", 30*time.Second, func() bool {
-		return len(r.mg.jobStatuses(byName["broken"].ID)) == 2 && len(r.mg.jobStatuses(byName["deploy"].ID)) == 2
-	})
-	if got := r.mg.jobStatuses(byName["deploy"].ID); strings.Join(got, ",") != "running,success" {
-		t.Errorf("deploy reports %v", got)
-	}
-	if got := r.mg.jobStatuses(byName["broken"].ID); strings.Join(got, ",") != "running,failed script_failure" {
-		t.Errorf("broken reports %v", got)
-	}
+	r.deployAndBroken()
 	waitFor(t, "a heartbeat", 10*time.Second, func() bool { _, beats, _ := r.mg.snapshot(); return len(beats) > 0 })
 
 	logs, _ := os.ReadFile(agent.LogFile(r.dir))
@@ -337,23 +371,11 @@ func TestAgentServeRunsOneJobPerInvocation(t *testing.T) {
 	if err != nil || !strings.HasPrefix(u, "http://127.0.0.1:") {
 		t.Fatalf("serve url %q %v", u, err)
 	}
-	invoke := func(token string) (*http.Response, agentapi.InvokeResult) {
-		req, _ := http.NewRequest(http.MethodPost, u+agentapi.PathInvoke, strings.NewReader(`{"runner_id":"r1"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var res agentapi.InvokeResult
-		_ = json.NewDecoder(resp.Body).Decode(&res)
-		return resp, res
-	}
-	if resp, _ := invoke("glrt-wrong"); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := invoke(t, u, "glrt-wrong"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("wrong token: %s", resp.Status)
 	}
 	p := r.pipeline(gitlabtest.JobSpec{Name: "one", Script: []string{keyCheck()}}, gitlabtest.JobSpec{Name: "two", Script: []string{"true"}})
-	resp, res := invoke(r.runner.Token)
+	resp, res := invoke(t, u, r.runner.Token)
 	if resp.StatusCode != http.StatusOK || res.Error != "" || res.ExitCode != 0 || len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
 		t.Fatalf("invocation: %s %+v", resp.Status, res)
 	}
@@ -368,7 +390,7 @@ func TestAgentServeRunsOneJobPerInvocation(t *testing.T) {
 		t.Errorf("one invocation ran %d jobs: %+v", ran, jobs)
 	}
 	// The next invocation takes the next job.
-	if _, res := invoke(r.runner.Token); len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
+	if _, res := invoke(t, u, r.runner.Token); len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
 		t.Errorf("second invocation: %+v", res)
 	}
 	ready, _, _ := r.mg.snapshot()
@@ -409,7 +431,7 @@ func TestAgentPointsTheCacheAtRift(t *testing.T) {
 	}
 	waitFor(t, "the stand-in reading the cache section", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(agent.LogFile(r.dir))
-		return strings.Contains(string(b), "Job caches are restored and saved") && strings.Contains(string(b), "server=rift.test:9000")
+		return strings.Contains(string(b), "Job caches are restored and saved") && strings.Contains(string(b), `"server":"rift.test:9000"`)
 	})
 	if b, _ := os.ReadFile(agent.LogFile(r.dir)); strings.Contains(string(b), "rift-secret-key-0123") {
 		t.Error("agent.log holds Rift's secret key")

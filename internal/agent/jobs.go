@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agentapi"
@@ -19,8 +21,10 @@ import (
 
 // jobWatcher learns which jobs gitlab-runner runs and how they end from
 // its listen_address, as an operator's monitoring would: GET
-// /debug/jobs/list names the running jobs (one line each, "url=.../-/jobs/ID
-// state=..."), and GET /metrics counts them (gitlab_runner_jobs{state=...})
+// /debug/jobs/list names the running jobs (one line each: "url=.../-/jobs/ID
+// state=..." in its second format, the default since GitLab Runner 13,
+// "id=ID url=<project> state=..." in the first, 12.x's default), and GET
+// /metrics counts them (gitlab_runner_jobs{state=...})
 // and their failures by reason (gitlab_runner_failed_jobs_total
 // {failure_reason=...}). A job that leaves the list ended: failed when a
 // failure was counted since the last look, else success.
@@ -35,7 +39,8 @@ func newJobWatcher() *jobWatcher {
 	return &jobWatcher{hc: &http.Client{Timeout: 5 * time.Second}, failed: map[string]float64{}}
 }
 
-var jobURLRE = regexp.MustCompile(`/-/jobs/(\d+)`)
+// jobListRE finds a job's ID in either format of /debug/jobs/list.
+var jobListRE = regexp.MustCompile(`(?:^|\s)id=(\d+)\b|/-/jobs/(\d+)\b`)
 
 // poll reads gitlab-runner's listen address and returns what changed.
 func (w *jobWatcher) poll(ctx context.Context, listen string) ([]agentapi.JobReport, error) {
@@ -126,8 +131,8 @@ func (w *jobWatcher) list(ctx context.Context, listen string) ([]int64, error) {
 	var ids []int64
 	sc := bufio.NewScanner(io.LimitReader(body, 1<<20))
 	for sc.Scan() {
-		if m := jobURLRE.FindStringSubmatch(sc.Text()); m != nil {
-			if id, err := strconv.ParseInt(m[1], 10, 64); err == nil && !slices.Contains(ids, id) {
+		if m := jobListRE.FindStringSubmatch(sc.Text()); m != nil {
+			if id, err := strconv.ParseInt(m[1]+m[2], 10, 64); err == nil && !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
 		}
@@ -165,10 +170,16 @@ func (w *jobWatcher) failures(ctx context.Context, listen string) (map[string]fl
 
 // outputWatcher reads gitlab-runner's log as it is written and turns the
 // lines that mark a job's start and end into reports, so even a job that
-// starts and ends between two looks at the metrics is told. It knows
-// gitlab-runner's own lines ("Checking for jobs... received job=N", "Job
-// succeeded ... job=N", "Job failed: ... job=N") and the stand-in's
-// ("Submitting job to coordinator... ok ... job=N state=success").
+// starts and ends between two looks at the metrics is told, and a runner
+// that serves no metrics (run-single before GitLab Runner 17) is followed
+// at all. The agent runs gitlab-runner with --log-format json: a line is
+// one object whose msg says what happened and whose job field says to
+// which job (gitlab-runner's logrus fields; the stand-in's slog
+// attributes). Lines of text (runner or text format, colours stripped) are
+// read too, for a gitlab-runner run by other means. It knows
+// gitlab-runner's own messages ("Checking for jobs... received", "Job
+// succeeded", "Job failed: ...") and the stand-in's ("Submitting job to
+// coordinator... ok" with state=success|failed).
 type outputWatcher struct {
 	events  chan agentapi.JobReport
 	partial []byte
@@ -179,10 +190,12 @@ func newOutputWatcher() *outputWatcher {
 }
 
 var (
-	jobFieldRE     = regexp.MustCompile(`\bjob=(\d+)`)
-	stateFieldRE   = regexp.MustCompile(`\bstate=(success|failed)\b`)
+	ansiRE         = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
+	jobFieldRE     = regexp.MustCompile(`\bjob="?(\d+)`)
+	stateFieldRE   = regexp.MustCompile(`\bstate="?(success|failed)\b`)
 	failReasonRE   = regexp.MustCompile(`\bfailure_reason="?([a-z_]+)`)
 	exitStatusRE   = regexp.MustCompile(`exit (?:status|code) \d+`)
+	timeoutRE      = regexp.MustCompile(`execution took longer than`)
 	jobReceivedRE  = regexp.MustCompile(`(?i)checking for jobs\.\.\. ?received`)
 	jobSucceededRE = regexp.MustCompile(`Job succeeded`)
 	jobFailedRE    = regexp.MustCompile(`Job failed`)
@@ -205,41 +218,78 @@ func (w *outputWatcher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *outputWatcher) line(l string) {
-	m := jobFieldRE.FindStringSubmatch(l)
-	if m == nil {
-		return
-	}
-	id, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return
-	}
-	r := agentapi.JobReport{JobID: id, At: time.Now().UTC()}
-	reason := func(def string) string {
-		if f := failReasonRE.FindStringSubmatch(l); f != nil && f[1] != "" {
-			return f[1]
+// logEvent is one line of gitlab-runner's log: its message, the job it
+// names (0 for none) and the fields that qualify it.
+type logEvent struct {
+	msg, state, failureReason string
+	job                       int64
+}
+
+// parseLogLine reads a JSON line by its fields, any other line (colours
+// stripped) by its key=value pairs.
+func parseLogLine(l string) logEvent {
+	if strings.HasPrefix(strings.TrimSpace(l), "{") {
+		var f map[string]any
+		if json.Unmarshal([]byte(l), &f) == nil {
+			ev := logEvent{}
+			ev.msg, _ = f["msg"].(string)
+			ev.state, _ = f["state"].(string)
+			ev.failureReason, _ = f["failure_reason"].(string)
+			switch v := f["job"].(type) {
+			case float64:
+				ev.job = int64(v)
+			case string:
+				ev.job, _ = strconv.ParseInt(v, 10, 64)
+			}
+			return ev
 		}
-		if exitStatusRE.MatchString(l) {
+	}
+	l = ansiRE.ReplaceAllString(l, "")
+	ev := logEvent{msg: l}
+	if m := jobFieldRE.FindStringSubmatch(l); m != nil {
+		ev.job, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := stateFieldRE.FindStringSubmatch(l); m != nil {
+		ev.state = m[1]
+	}
+	if m := failReasonRE.FindStringSubmatch(l); m != nil {
+		ev.failureReason = m[1]
+	}
+	return ev
+}
+
+func (w *outputWatcher) line(l string) {
+	ev := parseLogLine(l)
+	if ev.job <= 0 {
+		return
+	}
+	r := agentapi.JobReport{JobID: ev.job, At: time.Now().UTC()}
+	reason := func() string {
+		switch {
+		case ev.failureReason != "":
+			return ev.failureReason
+		case timeoutRE.MatchString(ev.msg):
+			return "job_execution_timeout"
+		case exitStatusRE.MatchString(ev.msg):
 			return "script_failure"
 		}
-		return def
+		return "unknown_failure"
 	}
 	switch {
-	case jobReceivedRE.MatchString(l):
+	case jobReceivedRE.MatchString(ev.msg):
 		r.Status = agentapi.JobRunning
-	case jobSubmittedRE.MatchString(l):
-		s := stateFieldRE.FindStringSubmatch(l)
-		if s == nil {
+	case jobSubmittedRE.MatchString(ev.msg):
+		if ev.state != agentapi.JobSuccess && ev.state != agentapi.JobFailed {
 			return
 		}
-		r.Status = s[1]
+		r.Status = ev.state
 		if r.Status == agentapi.JobFailed {
-			r.FailureReason = reason("unknown_failure")
+			r.FailureReason = reason()
 		}
-	case jobSucceededRE.MatchString(l):
+	case jobSucceededRE.MatchString(ev.msg):
 		r.Status = agentapi.JobSuccess
-	case jobFailedRE.MatchString(l):
-		r.Status, r.FailureReason = agentapi.JobFailed, reason("unknown_failure")
+	case jobFailedRE.MatchString(ev.msg):
+		r.Status, r.FailureReason = agentapi.JobFailed, reason()
 	default:
 		return
 	}

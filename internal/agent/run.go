@@ -235,6 +235,9 @@ func Run(ctx context.Context, opts RunOptions) error {
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	restartAt := time.Time{}
+	// jobsBefore counts the jobs told before gitlab-runner's last start;
+	// crashes its exits in a row without one.
+	jobsBefore, crashes := len(a.reported), 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,8 +275,10 @@ func Run(ctx context.Context, opts RunOptions) error {
 			if a.phase == PhaseDormant || a.phase == PhaseStopping {
 				continue
 			}
+			a.drainOutput(ctx)
 			a.report(ctx, a.watch.finishAll(a.sup.listen))
-			if a.cfg.Runner.Mode == ModeSingle {
+			ranJob := len(a.reported) > jobsBefore
+			if a.cfg.Runner.Mode == ModeSingle && (ranJob || a.sup.code == 0) {
 				// run-single ran its job (or waited --wait-timeout for
 				// none): this machine was made for one job.
 				a.log.Info("gitlab-runner ran its one job; this runner takes no other", "exit_code", a.sup.code)
@@ -281,12 +286,17 @@ func Run(ctx context.Context, opts RunOptions) error {
 				a.setPhase(PhaseDone)
 				continue
 			}
-			a.log.Warn("gitlab-runner exited; starting it again", "exit_code", a.sup.code)
+			// A gitlab-runner that failed before taking any job took
+			// nothing from GitLab: start it again, backing off.
+			crashes++
+			wait := min(2*time.Second<<min(crashes-1, 5), time.Minute)
+			a.log.Warn("gitlab-runner exited; starting it again", "exit_code", a.sup.code, "last_words", a.opts.Masker.Mask(a.sup.lastWords(3)), "in", wait)
 			a.sup.done = nil
-			restartAt = time.Now().Add(2 * time.Second)
+			restartAt = time.Now().Add(wait)
 		case <-poll.C:
 			if !restartAt.IsZero() && time.Now().After(restartAt) {
 				restartAt = time.Time{}
+				jobsBefore = len(a.reported)
 				if err := a.up(ctx, ""); err != nil {
 					a.log.Warn("restart gitlab-runner", "error", err)
 					restartAt = time.Now().Add(10 * time.Second)
@@ -299,6 +309,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 			}
 		case r := <-a.output.events:
 			a.report(ctx, []agentapi.JobReport{r})
+			crashes = 0
 		case <-beat.C:
 			a.heartbeat(ctx)
 		}
@@ -412,16 +423,17 @@ func (a *agent) verifiedToken(ctx context.Context, trigger string) (token, versi
 }
 
 // writeRunnerConfig renders and writes config.toml with the token, the
-// resolved variables, the Rift cache and a metrics address.
-func (a *agent) writeRunnerConfig(ctx context.Context, token string) (string, error) {
+// resolved variables, the Rift cache and a metrics address, and returns
+// what it was written from.
+func (a *agent) writeRunnerConfig(ctx context.Context, token string) (runnerSpec, error) {
 	env, err := a.tokens.environment(ctx, a.cfg)
 	if err != nil {
-		return "", err
+		return runnerSpec{}, err
 	}
 	listen := a.cfg.Runner.ListenAddress
 	if listen == "" {
 		if listen, err = freeListenAddress(); err != nil {
-			return "", err
+			return runnerSpec{}, err
 		}
 	}
 	var cache *s3CacheTOML
@@ -432,14 +444,15 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (string, er
 			a.log.Warn("no Rift cache for this runner", "rift", rc.URL, "error", err)
 		}
 	}
-	b, err := renderRunnerConfig(runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir})
+	sp := runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir}
+	b, err := renderRunnerConfig(sp)
 	if err != nil {
-		return "", err
+		return runnerSpec{}, err
 	}
 	if err := a.sup.writeConfig(b); err != nil {
-		return "", fmt.Errorf("write config.toml: %w", err)
+		return runnerSpec{}, fmt.Errorf("write config.toml: %w", err)
 	}
-	return listen, nil
+	return sp, nil
 }
 
 func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, error) {
@@ -465,23 +478,42 @@ func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s
 }
 
 // startRunner writes config.toml and starts `gitlab-runner run`, or, for
-// extra non-nil, run-single with those flags.
+// single non-nil, run-single with those flags. Its command line follows
+// the gitlab-runner it finds (runnerCaps): run-single reads config.toml
+// from GitLab Runner 17 on, and is given every setting as flags and
+// environment variables before. gitlab-runner logs in JSON (--log-format
+// json, a flag rather than LOG_FORMAT, which jobs would inherit), so the
+// agent reads job events from fields, not from coloured text.
 func (a *agent) startRunner(ctx context.Context, token string, single []string) error {
-	listen, err := a.writeRunnerConfig(ctx, token)
+	sp, err := a.writeRunnerConfig(ctx, token)
 	if err != nil {
 		return err
 	}
-	if v, err := runnerVersion(ctx, a.sup.binary); err == nil {
-		a.version = v
-	} else {
+	caps, err := detectRunner(ctx, a.sup.binary)
+	if err != nil {
 		a.log.Warn("cannot tell gitlab-runner's version", "error", err)
 	}
+	a.version = caps.version
+	listen := sp.listen
 	args := []string{"run", "--config", a.sup.configPath(), "--working-directory", a.opts.WorkDir}
-	if single != nil {
-		args = append([]string{"run-single", "--config", a.sup.configPath(), "--runner", a.cfg.RunnerID, "--listen-address", listen}, single...)
+	var env []string
+	switch {
+	case single == nil:
+	case caps.singleReadsConfig():
+		args = []string{"run-single", "--config", a.sup.configPath(), "--runner", a.cfg.RunnerID}
+		if caps.singleListens() {
+			args = append(args, "--listen-address", listen)
+		} else {
+			listen = ""
+		}
+		args = append(args, single...)
+	default:
+		args, env = legacySingle(sp, single)
+		listen = ""
+		a.log.Info("gitlab-runner's run-single reads no config.toml: its settings go as flags and environment", "version", caps.version)
 	}
 	a.watch = newJobWatcher()
-	return a.sup.start(args, listen)
+	return a.sup.start(append([]string{"--log-format", "json"}, args...), env, listen)
 }
 
 func (a *agent) versions() agentapi.Versions {
@@ -579,6 +611,23 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 	}
 }
 
+// idle tells whether gitlab-runner runs no job, as far as its metrics and
+// its log have told (both looked at afresh, and reported).
+func (a *agent) idle() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), heartbeatTimeout)
+	defer cancel()
+	if reps, err := a.watch.poll(ctx, a.sup.listen); err == nil {
+		a.report(ctx, reps)
+	}
+	a.drainOutput(ctx)
+	for _, status := range a.reported {
+		if status == agentapi.JobRunning {
+			return false
+		}
+	}
+	return true
+}
+
 // drainOutput reports the job lines gitlab-runner's log held.
 func (a *agent) drainOutput(ctx context.Context) {
 	for {
@@ -607,7 +656,7 @@ func (a *agent) reload(ctx context.Context) {
 		return
 	}
 	if a.sup.running() {
-		if _, err := a.writeRunnerConfigKeepListen(rctx, token); err != nil {
+		if err := a.writeRunnerConfigKeepListen(rctx, token); err != nil {
 			a.log.Warn("reload: config.toml not rewritten", "error", err)
 			return
 		}
@@ -620,18 +669,19 @@ func (a *agent) reload(ctx context.Context) {
 
 // writeRunnerConfigKeepListen rewrites config.toml without moving the
 // metrics address of the gitlab-runner that runs.
-func (a *agent) writeRunnerConfigKeepListen(ctx context.Context, token string) (string, error) {
+func (a *agent) writeRunnerConfigKeepListen(ctx context.Context, token string) error {
 	keep := a.cfg.Runner.ListenAddress
 	a.cfg.Runner.ListenAddress = a.sup.listen
 	defer func() { a.cfg.Runner.ListenAddress = keep }()
-	return a.writeRunnerConfig(ctx, token)
+	_, err := a.writeRunnerConfig(ctx, token)
+	return err
 }
 
 // sleep is the answer to SIGUSR1: the machine is about to be stopped.
 // gitlab-runner stops gracefully first.
 func (a *agent) sleep() {
 	a.phase = PhaseDormant
-	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
+	if err := a.sup.stop(context.Background(), 24*time.Hour, a.idle); err != nil {
 		a.log.Warn("stop gitlab-runner before sleeping", "error", err)
 	}
 	a.sup.done = nil
@@ -643,7 +693,7 @@ func (a *agent) sleep() {
 // long as it takes (the stopper bounds the wait by killing the machine).
 func (a *agent) shutdown() {
 	a.setPhase(PhaseStopping)
-	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
+	if err := a.sup.stop(context.Background(), 24*time.Hour, a.idle); err != nil {
 		a.log.Warn("stop gitlab-runner", "error", err)
 	}
 	// The machine is going away: its runner token goes with it.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agentapi"
@@ -91,8 +90,13 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "detail": "send the runner token as a bearer token"})
 			return
 		}
-		// The request's context ends when the invoker goes away.
-		res := a.session(r.Context(), in.WaitTimeoutSeconds, agentapi.TriggerInvoke)
+		// The request's context ends when the invoker goes away, and when
+		// the agent is told to stop: gitlab-runner never outlives it.
+		ictx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		stopInvocation := context.AfterFunc(ctx, func() { cancel(errors.New("the agent is stopping")) })
+		defer stopInvocation()
+		res := a.session(ictx, in.WaitTimeoutSeconds, agentapi.TriggerInvoke)
 		writeJSON(w, http.StatusOK, res)
 	})
 	// An invocation's answer comes when its job is over: at most the
@@ -114,7 +118,9 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// An invocation under way stops its gitlab-runner (abort: up to 45 s)
+	// and answers before the server goes.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
@@ -137,7 +143,9 @@ func (a *agent) invokerAuthorized(r *http.Request) bool {
 
 // session runs gitlab-runner run-single for one job: verify the token,
 // write config.toml, start, report ready, report the job, wait for the
-// exit. ctx ending stops gitlab-runner forcefully.
+// exit. ctx ending stops gitlab-runner forcefully. A gitlab-runner that
+// exits non-zero without a job makes the result an error, never a quiet
+// "no job": the invoker retries or reports it.
 func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) agentapi.InvokeResult {
 	res := agentapi.InvokeResult{RunnerID: a.cfg.RunnerID, Jobs: []agentapi.JobReport{}, StartedAt: time.Now().UTC(), ExitCode: -1}
 	fail := func(err error) agentapi.InvokeResult {
@@ -172,6 +180,12 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			a.sup.done = nil
 			a.sup.removeConfig()
 			a.setPhase(PhaseStarting)
+			if res.ExitCode != 0 && len(res.Jobs) == 0 {
+				// Not "no job": gitlab-runner failed (a flag its
+				// version lacks, a bad configuration...), and the job
+				// the runner was made for is still pending.
+				return fail(fmt.Errorf("gitlab-runner exited with status %d before it took a job: %s", res.ExitCode, a.opts.Masker.Mask(a.sup.lastWords(3))))
+			}
 			a.log.Info("gitlab-runner is done", "exit_code", res.ExitCode, "jobs", len(res.Jobs))
 			return res
 		case r := <-a.output.events:
@@ -182,13 +196,7 @@ func (a *agent) session(ctx context.Context, waitSeconds int, trigger string) ag
 			}
 		case <-ctx.Done():
 			a.log.Warn("the invocation ended before gitlab-runner: stopping it (SIGTERM)", "cause", context.Cause(ctx))
-			_ = a.sup.signal(syscall.SIGTERM)
-			select {
-			case <-a.sup.exited():
-			case <-time.After(45 * time.Second):
-				_ = a.sup.signal(syscall.SIGKILL)
-				<-a.sup.exited()
-			}
+			a.sup.abort(45*time.Second, a.idle)
 			res.ExitCode = a.sup.code
 			a.sup.done = nil
 			a.sup.removeConfig()

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,8 +113,8 @@ type runnerSpec struct {
 	workDir     string
 }
 
-// renderRunnerConfig renders config.toml.
-func renderRunnerConfig(sp runnerSpec) ([]byte, error) {
+// runnerEntryOf is the [[runners]] entry of a spec.
+func runnerEntryOf(sp runnerSpec) runnerEntry {
 	r := sp.cfg.Runner
 	e := runnerEntry{
 		Name: sp.cfg.RunnerID, URL: sp.cfg.GitLabURL, Token: sp.token, Executor: sp.cfg.executor(),
@@ -130,6 +129,13 @@ func renderRunnerConfig(sp runnerSpec) ([]byte, error) {
 	case ExecutorDocker:
 		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}}
 	}
+	return e
+}
+
+// renderRunnerConfig renders config.toml.
+func renderRunnerConfig(sp runnerSpec) ([]byte, error) {
+	r := sp.cfg.Runner
+	e := runnerEntryOf(sp)
 	doc := runnerTOML{
 		Concurrent: max(1, r.Concurrent), CheckInterval: 3, ListenAddress: sp.listen,
 		// A graceful stop waits for jobs; a forceful one gives aborted
@@ -280,8 +286,9 @@ func (s *supervisor) adopt(listen string) bool {
 	return true
 }
 
-// start runs `gitlab-runner run` (or run-single) on config.toml.
-func (s *supervisor) start(args []string, listen string) error {
+// start runs gitlab-runner with args, env added to the agent's
+// environment; listen is its metrics address ("" for none).
+func (s *supervisor) start(args, env []string, listen string) error {
 	if s.running() {
 		return nil
 	}
@@ -295,6 +302,9 @@ func (s *supervisor) start(args []string, listen string) error {
 	s.tailMu.Unlock()
 	cmd := exec.Command(s.binary, args...)
 	cmd.Dir = s.workDir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Jobs start from gitlab-runner's environment: allow-listed variables
 	// and the machine's labels, never the agent's credentials or token.
@@ -335,6 +345,23 @@ func (s *supervisor) watch() {
 	}()
 }
 
+// lastWords is what gitlab-runner last logged (at most n lines, messages
+// only, colours stripped): why it exited, for an error that says so.
+func (s *supervisor) lastWords(n int) string {
+	b, err := os.ReadFile(filepath.Join(s.workDir, runnerLogFile))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var out []string
+	for _, l := range lines[max(0, len(lines)-n):] {
+		if ev := parseLogLine(l); strings.TrimSpace(ev.msg) != "" {
+			out = append(out, strings.TrimSpace(ev.msg))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 // signal sends sig to gitlab-runner.
 func (s *supervisor) signal(sig syscall.Signal) error {
 	if !s.running() {
@@ -345,22 +372,27 @@ func (s *supervisor) signal(sig syscall.Signal) error {
 
 var errNoRunner = errors.New("gitlab-runner is not running")
 
+// idleGrace is how long gitlab-runner may take to leave by itself once
+// asked, while it runs no job, before it is told again: a gitlab-runner
+// whose job request GitLab holds (long polling, 50 s behind Workhorse)
+// leaves only when that request returns, and GitLab gives no job to a
+// request whose runner went away.
+const idleGrace = 3 * time.Second
+
 // stop asks gitlab-runner to stop gracefully (SIGQUIT: finish the running
-// jobs, take no new one) and waits up to grace; then it is killed.
-func (s *supervisor) stop(ctx context.Context, grace time.Duration) error {
+// jobs, take no new one) and waits up to grace; then it is killed. idle,
+// when not nil, says whether it runs no job: once it has said so for
+// idleGrace, gitlab-runner is told to stop at once (SIGTERM twice, its
+// forced exit), so a stop does not wait out a long poll.
+func (s *supervisor) stop(ctx context.Context, grace time.Duration, idle func() bool) error {
 	if !s.running() {
 		return nil
 	}
 	s.log.Info("stopping gitlab-runner gracefully (SIGQUIT): running jobs finish, no new job is taken", "grace", grace)
 	_ = s.proc.Signal(syscall.SIGQUIT)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-s.done:
+	if s.waitExit(ctx, grace, idle) {
 		_ = os.Remove(filepath.Join(s.workDir, runnerPIDFile))
 		return nil
-	case <-t.C:
-	case <-ctx.Done():
 	}
 	s.log.Warn("gitlab-runner did not stop in time: killing it")
 	_ = s.proc.Signal(syscall.SIGKILL)
@@ -369,22 +401,51 @@ func (s *supervisor) stop(ctx context.Context, grace time.Duration) error {
 	return fmt.Errorf("gitlab-runner killed after %s", grace)
 }
 
-// versionRE finds the version in `gitlab-runner --version`'s output.
-var versionRE = regexp.MustCompile(`(?m)^Version:\s*(\S+)`)
+// abort stops gitlab-runner forcefully (SIGTERM: running jobs are aborted
+// and reported failed), as idle allows, and kills it after grace.
+func (s *supervisor) abort(grace time.Duration, idle func() bool) {
+	if !s.running() {
+		return
+	}
+	_ = s.proc.Signal(syscall.SIGTERM)
+	if !s.waitExit(context.Background(), grace, idle) {
+		_ = s.proc.Signal(syscall.SIGKILL)
+		<-s.done
+	}
+}
 
-// runnerVersion asks gitlab-runner its version.
-func runnerVersion(ctx context.Context, binary string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", binary, err)
+// waitExit waits up to grace for gitlab-runner to exit, telling it to
+// hurry (SIGTERM) each time idle has held for idleGrace. It reports
+// whether it exited.
+func (s *supervisor) waitExit(ctx context.Context, grace time.Duration, idle func() bool) bool {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var idleSince time.Time
+	for {
+		select {
+		case <-s.done:
+			return true
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			if idle == nil || !idle() {
+				idleSince = time.Time{}
+				continue
+			}
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			}
+			if time.Since(idleSince) >= idleGrace {
+				s.log.Info("gitlab-runner runs no job and has not stopped: telling it to stop now (SIGTERM)")
+				_ = s.proc.Signal(syscall.SIGTERM)
+				idleSince = time.Now()
+			}
+		}
 	}
-	m := versionRE.FindSubmatch(out)
-	if m == nil {
-		return "", fmt.Errorf("%s --version printed no Version: line", binary)
-	}
-	return string(m[1]), nil
 }
 
 // ppid is a process's parent (0 when unknown).

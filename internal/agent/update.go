@@ -240,7 +240,7 @@ func (a *agent) upgradeRunner(ctx context.Context, version, urlTemplate string) 
 	// No job runs: the graceful stop is immediate (one taken meanwhile
 	// finishes first).
 	a.phase = PhaseStopping
-	if err := a.sup.stop(ctx, 24*time.Hour); err != nil {
+	if err := a.sup.stop(ctx, 24*time.Hour, a.idle); err != nil {
 		a.log.Warn("stop the old gitlab-runner", "error", err)
 	}
 	a.sup.done = nil

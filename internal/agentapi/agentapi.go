@@ -103,8 +103,9 @@ const (
 
 // JobReport is one change of a job gitlab-runner runs: it started
 // (running) or ended (success or failed, with GitLab's failure_reason).
-// The agent reads it from gitlab-runner's listen_address (/debug/jobs/list
-// and the gitlab_runner_jobs and gitlab_runner_failed_jobs_total metrics).
+// The agent reads it from gitlab-runner's JSON log and, where it serves
+// them, its listen_address (/debug/jobs/list and the gitlab_runner_jobs
+// and gitlab_runner_failed_jobs_total metrics).
 type JobReport struct {
 	JobID         int64     `json:"job_id"`
 	Status        string    `json:"status"`

@@ -1,5 +1,6 @@
-// Package testbin finds the programs tests run for real: OpenTofu and the
-// Temporal CLI from bin/ (built by `make tools`), and a freshly built
+// Package testbin finds the programs tests run for real: OpenTofu, the
+// Temporal CLI and the real GitLab Runner from bin/ (built by `make
+// tools`), and a freshly built
 // gosling binary. A missing tool fails the test with the command that
 // installs it: CI runs `make test`, which installs them first.
 package testbin
@@ -48,6 +49,10 @@ func Tofu(t testing.TB) string { return tool(t, "tofu", "GOSLING_TOFU") }
 
 // Temporal is the Temporal CLI ($GOSLING_TEMPORAL or bin/temporal).
 func Temporal(t testing.TB) string { return tool(t, "temporal", "GOSLING_TEMPORAL") }
+
+// GitLabRunner is the real GitLab Runner ($GOSLING_GITLAB_RUNNER or
+// bin/gitlab-runner, the 12.8.0 pre-release scripts/tools.sh builds).
+func GitLabRunner(t testing.TB) string { return tool(t, "gitlab-runner", "GOSLING_GITLAB_RUNNER") }
 
 var (
 	buildOnce sync.Once

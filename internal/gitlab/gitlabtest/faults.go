@@ -135,6 +135,10 @@ func (s *Server) CountRequests(method, pathPattern string) int {
 
 // serve applies injected faults around the API and records the outcome.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if sw := (&statusWriter{ResponseWriter: w}); s.serveGit(sw, r) {
+		s.record(r, sw.code())
+		return
+	}
 	if status := s.serveWithFaults(w, r); status != recorded {
 		s.record(r, status)
 	}
@@ -225,6 +229,13 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming answers (Git's packs) through.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (w *statusWriter) code() int {

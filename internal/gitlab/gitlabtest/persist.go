@@ -133,6 +133,21 @@ func (s *Server) Restore(b []byte) error {
 	for id, fs := range snap.Files {
 		s.commitLocked(id, "main", "restored", fs)
 	}
+	// The repositories are written anew: pipelines and jobs run for the
+	// restored heads, so runners can still fetch what they name.
+	s.loneSHAs = map[int64]string{}
+	for _, p := range s.pipelines {
+		if _, ok := s.projects[p.ProjectID]; ok {
+			p.SHA, p.BeforeSHA = s.pipelineCommit(p.ProjectID, p.ID, p.Ref)
+		}
+	}
+	for _, j := range s.jobs {
+		_, inPipeline := s.pipelines[j.PipelineID]
+		_, seen := s.loneSHAs[j.PipelineID]
+		if _, ok := s.projects[j.ProjectID]; ok && !inPipeline && !seen {
+			s.loneSHAs[j.PipelineID], _ = s.pipelineCommit(j.ProjectID, j.PipelineID, j.Ref)
+		}
+	}
 	s.traces = map[int64][]byte{}
 	for id, t := range snap.Traces {
 		s.traces[id] = t

@@ -161,8 +161,7 @@ func (s *Server) createPipeline(projectID int64, spec PipelineSpec) (Pipeline, e
 		Variables: slices.Clone(spec.Variables), CreatedAt: now,
 	}}
 	p.IID = s.newID(fmt.Sprintf("pipeline-iid-%d", projectID))
-	p.SHA = commitSHA(p.ID)
-	p.BeforeSHA = commitSHA(p.ID - 1)
+	p.SHA, p.BeforeSHA = s.pipelineCommit(projectID, p.ID, p.Ref)
 	s.pipelines[p.ID] = p
 	for _, js := range spec.Jobs {
 		js.Stage = cmp.Or(js.Stage, "test")
@@ -361,6 +360,9 @@ func (s *Server) cancelJob(j *job) {
 func (s *Server) pipelineSHA(pipelineID int64) string {
 	if p, ok := s.pipelines[pipelineID]; ok {
 		return p.SHA
+	}
+	if sha, ok := s.loneSHAs[pipelineID]; ok {
+		return sha
 	}
 	return commitSHA(pipelineID)
 }

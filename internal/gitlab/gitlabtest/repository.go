@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -15,7 +13,9 @@ import (
 )
 
 // repository is a project's Git history as the test server keeps it: a
-// list of commits, each a whole tree of files, and branch heads.
+// list of commits, each a whole tree of files, and branch heads. Each
+// commit is also written to the project's real Git repository (git.go),
+// whose SHA it carries.
 type repository struct {
 	commits  map[string]*commit
 	branches map[string]string // branch -> commit SHA
@@ -31,7 +31,8 @@ type commit struct {
 
 // Commit records a commit on a project's branch whose tree is files (path
 // -> content; a nil content deletes the path from the parent's tree), and
-// returns its SHA. The branch is created when missing.
+// returns its Git SHA. The branch is created when missing. It panics when
+// git fails (git.go).
 func (s *Server) Commit(projectID int64, branch, message string, files map[string][]byte) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,19 +66,12 @@ func (s *Server) commitLocked(projectID int64, branch, message string, files map
 		}
 		tree[k] = slices.Clone(v)
 	}
-	h := sha1.New()
-	fmt.Fprintf(h, "%d\x00%s\x00%s\x00%d", projectID, parent, message, len(repo.commits))
-	paths := make([]string, 0, len(tree))
-	for k := range tree {
-		paths = append(paths, k)
+	at := s.now()
+	sha, err := s.writeCommit(projectID, branch, parent, message, at, tree)
+	if err != nil {
+		panic(fmt.Sprintf("gitlabtest: commit to project %d: %v", projectID, err))
 	}
-	slices.Sort(paths)
-	for _, k := range paths {
-		fmt.Fprintf(h, "\x00%s\x00", k)
-		h.Write(tree[k])
-	}
-	sha := hex.EncodeToString(h.Sum(nil))
-	repo.commits[sha] = &commit{sha: sha, parent: parent, message: message, at: s.now(), files: tree}
+	repo.commits[sha] = &commit{sha: sha, parent: parent, message: message, at: at, files: tree}
 	repo.branches[branch] = sha
 	return sha
 }

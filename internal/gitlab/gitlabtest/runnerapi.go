@@ -18,7 +18,7 @@ import (
 //
 //	POST  /runners/verify    token, system_id: 200 {id, token, token_expires_at}, 403
 //	POST  /jobs/request      token, info, last_update, system_id: 201 job, 204 none
-//	PUT   /jobs/:id          token (the job's), state, failure_reason, exit_code
+//	PUT   /jobs/:id          token (the job's), state, failure_reason, exit_code: 200, 400, 403
 //	PATCH /jobs/:id/trace    JOB-TOKEN, Content-Range: start-end, the log's bytes
 //
 // Runners authenticate with their glrt- token; job calls with the job token
@@ -469,37 +469,34 @@ func (s *Server) authenticateJob(w http.ResponseWriter, r *http.Request, token s
 	return j, true
 }
 
-// jobToken is the job token of a request: the token parameter, else the
-// JOB-TOKEN header.
-func jobToken(r *http.Request, p params) string {
-	if t := p.str("token"); t != "" {
-		return t
-	}
-	return r.Header.Get("JOB-TOKEN")
-}
-
-// updateJob is PUT /jobs/:id: state running (or none) keeps the job alive,
-// success and failed end it (failure_reason, exit_code), and the pipeline
-// moves on. 200 with X-GitLab-Trace-Update-Interval; 403 once the job is no
-// longer running, with Job-Status saying why (canceled, ...).
+// updateJob is PUT /jobs/:id as lib/api/ci/runner.rb and
+// Ci::UpdateBuildStateService answer it: the token parameter is required
+// (400 "token is missing"), the job authenticates by it (403, with
+// Job-Status once the job no longer runs: how a runner learns of a
+// cancel), then the state decides: running keeps the job alive, success
+// and failed end it (failure_reason, exit_code) and the pipeline moves
+// on, all 200; anything else (none, empty, pending outside GitLab 18's
+// two-phase job commit) is 400.
 func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 	p, err := readParams(r)
 	if err != nil {
 		writeParamError(w, err.Error())
 		return
 	}
-	state := p.str("state")
-	if state != "" && !slices.Contains([]string{"running", "success", "failed"}, state) {
-		writeMessage(w, http.StatusBadRequest, "400 Bad request - Unknown state "+strconv.Quote(state))
+	if !p.has("token") {
+		writeParamError(w, "token is missing")
 		return
 	}
+	state := p.str("state")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j, ok := s.authenticateJob(w, r, jobToken(r, p))
+	j, ok := s.authenticateJob(w, r, p.str("token"))
 	if !ok {
 		return
 	}
+	status := http.StatusOK
 	switch state {
+	case "running":
 	case "success":
 		j.FailureReason = ""
 		s.setExitCode(j, p)
@@ -512,11 +509,15 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		j.FailureReason = reason
 		s.setExitCode(j, p)
 		s.jobDone(j, "failed")
+	default:
+		status = http.StatusBadRequest
 	}
-	w.Header().Set("X-GitLab-Trace-Update-Interval", traceUpdateInterval)
+	if status == http.StatusOK {
+		w.Header().Set("X-GitLab-Trace-Update-Interval", traceUpdateInterval)
+	}
 	w.Header().Set("Content-Type", "text/plain")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte("200"))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(strconv.Itoa(status)))
 }
 
 func (s *Server) setExitCode(j *job, p params) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -455,5 +457,58 @@ plain:
 	}
 	if want := "[{Key:default-protected Untracked:false Policy:pull-push Paths:[vendor/] When:on_success FallbackKeys:[]}]"; got["plain"] != want {
 		t.Errorf("plain cache = %s\nwant         %s", got["plain"], want)
+	}
+}
+
+// TestUpdateJobStates sends the bodies of testdata/runner-put-job-states.json
+// (a case reduced from gitlab-runner's traffic) as PUT /jobs/:id: GitLab
+// answers 400 to no state, an empty state and pending outside its
+// two-phase job commit (Ci::UpdateBuildStateService), 200 to running and to
+// the final update, and 400 to a body without the token it requires.
+func TestUpdateJobStates(t *testing.T) {
+	raw, err := os.ReadFile("testdata/runner-put-job-states.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Note string         `json:"note"`
+		Body map[string]any `json:"body"`
+	}
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := setup(t, gitlabtest.WithLongPolling(0))
+	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
+	r := s.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	s.AddJob(p.ID, gitlabtest.JobSpec{Name: "unit"})
+	c := runnerCall{t, s}
+	job := decodeJob(t, c.request(r.Token, ""))
+	path := fmt.Sprintf("/jobs/%d", job.ID)
+
+	if a := c.json(http.MethodPut, path, map[string]any{"state": "running"}); a.status != http.StatusBadRequest || !strings.Contains(a.body, "token is missing") {
+		t.Errorf("no token: %d %s, want 400 token is missing", a.status, a.body)
+	}
+	if a := c.send(http.MethodPut, path, []byte(`{"state":"running"}`), map[string]string{"JOB-TOKEN": job.Token}); a.status != http.StatusBadRequest {
+		t.Errorf("token only in JOB-TOKEN: %d, want 400 (PUT requires the token parameter)", a.status)
+	}
+	want := []int{http.StatusBadRequest, http.StatusBadRequest, http.StatusBadRequest, http.StatusOK, http.StatusOK}
+	if len(cases) != len(want) {
+		t.Fatalf("%d cases, want %d", len(cases), len(want))
+	}
+	for i, tc := range cases {
+		tc.Body["token"] = job.Token
+		a := c.json(http.MethodPut, path, tc.Body)
+		if a.status != want[i] || a.body != strconv.Itoa(want[i]) {
+			t.Errorf("%s: %d %q, want %d", tc.Note, a.status, a.body, want[i])
+		}
+		if j, _ := s.Job(job.ID); i < len(cases)-1 && j.Status != "running" {
+			t.Errorf("%s: the job became %s", tc.Note, j.Status)
+		}
+	}
+	if j, _ := s.Job(job.ID); j.Status != "failed" || j.FailureReason != "script_failure" {
+		t.Errorf("after the final update: %s (%s), want failed (script_failure)", j.Status, j.FailureReason)
+	}
+	if a := c.json(http.MethodPut, path, map[string]any{"token": job.Token}); a.status != http.StatusForbidden || a.header.Get("Job-Status") != "failed" {
+		t.Errorf("no state on a finished job: %d Job-Status %q, want 403 failed (authentication comes first)", a.status, a.header.Get("Job-Status"))
 	}
 }

@@ -13,10 +13,13 @@
 // (runners/verify, jobs/request with Workhorse's long polling, job updates,
 // trace patches), so a runner really runs the jobs;
 // project hooks, to which Job Hooks and Pipeline Hooks are delivered at
-// every state change the runner API or the pipeline engine makes.
+// every state change the runner API or the pipeline engine makes; each
+// project's Git repository, served for fetching over Git's smart HTTP
+// protocol by Git's own http-backend (git.go), so a runner fetches the
+// commit its job names.
 // What it does not: memberships and roles (every authenticated user may read
 // and change everything, except that instance runners and GET /runners/all
-// need an administrator), Git repositories, artifacts, caches, environments,
+// need an administrator), pushes, artifacts, caches, environments,
 // workflow:, needs: and the rest of the CI language beyond the subset that
 // ParseCIConfig documents.
 package gitlabtest
@@ -50,13 +53,18 @@ type Server struct {
 	runners  map[int64]*runner
 	jobs     map[int64]*job
 	hooks    map[int64]*hook
-	// repos are the projects' Git histories (repository.go).
+	// repos are the projects' Git histories (repository.go), written to
+	// bare repositories under gitDir (git.go).
 	repos    map[int64]*repository
+	gitDir   string
 	faults   []*fault
 	requests []RequestRecord
 	token    string
 
 	pipelines map[int64]*pipeline
+	// loneSHAs are the commits of jobs added without a pipeline (AddJob),
+	// by their pipeline ID.
+	loneSHAs map[int64]string
 	// traces are the jobs' logs as runners patched them.
 	traces map[int64][]byte
 
@@ -148,6 +156,7 @@ func NewServer(opts ...Option) *Server {
 		redirects: map[string]int64{},
 
 		pipelines:    map[int64]*pipeline{},
+		loneSHAs:     map[int64]string{},
 		traces:       map[int64][]byte{},
 		longPoll:     DefaultLongPolling,
 		queueChanged: make(chan struct{}),
@@ -195,6 +204,7 @@ func (s *Server) Close() {
 	if s.http != nil {
 		s.http.Close()
 	}
+	s.removeGitRoot()
 }
 
 // closedContext returns a context that ends with parent or when the
@@ -685,6 +695,11 @@ func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
 	}
 	if j.Status == "" {
 		j.Status = "pending"
+	}
+	if _, ok := s.pipelines[j.PipelineID]; !ok {
+		if _, ok := s.loneSHAs[j.PipelineID]; !ok {
+			s.loneSHAs[j.PipelineID], _ = s.pipelineCommit(projectID, j.PipelineID, j.Ref)
+		}
 	}
 	s.setJobTimes(j)
 	s.jobs[j.ID] = j

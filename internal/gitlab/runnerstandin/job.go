@@ -105,13 +105,15 @@ func (m *Multi) runJob(abort context.Context, rc RunnerConfig, job *jobResponse)
 	reportCtx, cancelReport := context.WithTimeout(context.Background(), m.cfgShutdownTimeout())
 	defer cancelReport()
 	log = log.With("duration_s", time.Since(started).Seconds())
+	full := trace.finish(reportCtx)
 	if errors.Is(context.Cause(ctx), errJobCanceled) {
-		trace.finish(reportCtx)
+		// gitlab-runner still sends its final update, which GitLab
+		// refuses (403, Job-Status: canceled).
 		log.Info("Job canceled in GitLab")
+		m.report(reportCtx, rc, job, jobOutcome{state: "failed", failureReason: "job_canceled"}, full, log)
 		m.metrics.jobFinished(rc, m.systemID, "job_canceled", time.Since(started))
 		return
 	}
-	full := trace.finish(reportCtx)
 	m.report(reportCtx, rc, job, outcome, full, log)
 	m.metrics.jobFinished(rc, m.systemID, outcome.failureReason, time.Since(started))
 }
@@ -234,15 +236,20 @@ func (m *Multi) projectDir(rc RunnerConfig, job *jobResponse, cid int) string {
 // after_script whatever happened, unless the job was canceled.
 func (m *Multi) execute(ctx context.Context, dir string, job *jobResponse, env []string, trace *jobTrace, caches *jobCaches) jobOutcome {
 	trace.Printf("Getting source from Git repository\n")
-	if err := os.RemoveAll(dir); err != nil {
-		trace.Printf("ERROR: clean %s: %v\n", dir, err)
+	code, err := getSources(ctx, dir, job, env, trace)
+	switch {
+	case errors.Is(context.Cause(ctx), errJobCanceled):
+		return jobOutcome{state: "failed", failureReason: "job_canceled"}
+	case errors.Is(context.Cause(ctx), errJobTimeout):
+		return jobOutcome{state: "failed", failureReason: "job_execution_timeout"}
+	case errors.Is(context.Cause(ctx), errAborted):
 		return jobOutcome{state: "failed", failureReason: "runner_system_failure"}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		trace.Printf("ERROR: prepare %s: %v\n", dir, err)
+	case err != nil:
+		trace.Printf("ERROR: %v\n", err)
 		return jobOutcome{state: "failed", failureReason: "runner_system_failure"}
+	case code != 0:
+		return jobOutcome{state: "failed", failureReason: "script_failure", exitCode: code}
 	}
-	trace.Printf("The %s does not fetch Git repositories: the job runs in the empty directory %s\n", Banner, dir)
 	if caches != nil {
 		caches.restore(ctx, dir, env, trace)
 	}
@@ -321,17 +328,24 @@ func runScript(ctx context.Context, dir string, env, commands []string, out *job
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
+	return runInGroup(ctx, cmd)
+}
+
+// runInGroup runs cmd in a process group of its own and returns its exit
+// code; when ctx ends, the whole group (the command and whatever it
+// started) gets SIGTERM, then SIGKILL 2 seconds later.
+func runInGroup(ctx context.Context, cmd *exec.Cmd) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start bash: %w", err)
+		return 0, fmt.Errorf("start %s: %w", filepath.Base(cmd.Path), err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The whole group: bash and whatever the script started.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case err = <-done:

@@ -29,9 +29,12 @@ type jobResponse struct {
 		ProjectName string `json:"project_name"`
 	} `json:"job_info"`
 	GitInfo struct {
-		RepoURL string `json:"repo_url"`
-		Ref     string `json:"ref"`
-		Sha     string `json:"sha"`
+		RepoURL  string   `json:"repo_url"`
+		Ref      string   `json:"ref"`
+		Sha      string   `json:"sha"`
+		RefType  string   `json:"ref_type"`
+		Refspecs []string `json:"refspecs"`
+		Depth    int      `json:"depth"`
 	} `json:"git_info"`
 	RunnerInfo struct {
 		Timeout int `json:"timeout"`

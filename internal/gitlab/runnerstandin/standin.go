@@ -1,9 +1,11 @@
 // Package runnerstandin is a gitlab-runner STAND-IN, not the real
-// gitlab-runner. The real gitlab-runner cannot be built here (its Go module
-// needs modules the module proxy refuses, and Debian does not package it),
-// so this package implements the part of it that Gosling's agent
-// supervises, speaking GitLab's real runner API:
-//
+// gitlab-runner. Current gitlab-runner releases cannot be built here (their
+// Go modules need modules the module proxy refuses, and Debian does not
+// package them); the one that can, a 12.8.0 pre-release of 2020, runs
+// beside this stand-in in the differential test (differential_test.go),
+// which holds the two to the same statuses, logs and runner-API calls.
+// This package implements the part of a current gitlab-runner that
+// Gosling's agent supervises, speaking GitLab's real runner API:
 //   - config.toml (concurrent, check_interval, listen_address,
 //     shutdown_timeout, [[runners]] with url, token, executor, builds_dir,
 //     environment, limit, output_limit, cache_dir, an S3 [runners.cache]);
@@ -24,9 +26,12 @@
 //     when, fallback_keys): a zip archive restored before the script and
 //     saved after after_script, in the S3 bucket of [runners.cache] (Rift's
 //     or any other, through presigned URLs the AWS SDK signs), or in
-//     cache_dir without one.
+//     cache_dir without one;
+//   - the job's sources: git init, fetch of the payload's refspecs at its
+//     depth from repo_url (with the job token), checkout of the SHA and
+//     git clean, as the shell executor's fetch strategy does (git.go).
 //
-// It does not fetch Git repositories, run images, services or artifacts.
+// It does not run images, services or artifacts.
 // Every log line and every job log says it is a stand-in.
 package runnerstandin
 

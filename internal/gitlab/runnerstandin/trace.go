@@ -187,7 +187,10 @@ func (t *jobTrace) append(b []byte) {
 	t.buf = append(t.buf, b...)
 }
 
-// run sends the log every interval until ctx ends.
+// run sends the log every interval until ctx ends. A patch under way when
+// ctx ends is let finish (within 30 s): cut short, GitLab may have
+// appended it while the runner never learned, and the final send would
+// start from the wrong offset.
 func (t *jobTrace) run(ctx context.Context) {
 	for {
 		t.mu.Lock()
@@ -198,13 +201,15 @@ func (t *jobTrace) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		t.send(ctx)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		t.send(rctx)
 		t.mu.Lock()
 		idle := time.Since(t.lastSent) >= t.interval
 		t.mu.Unlock()
 		if idle {
-			t.keepAlive(ctx)
+			t.keepAlive(rctx)
 		}
+		cancel()
 	}
 }
 
