@@ -302,13 +302,12 @@ func (s *supervisor) start(args, env []string, listen string) error {
 	s.tailMu.Unlock()
 	cmd := exec.Command(s.binary, args...)
 	cmd.Dir = s.workDir
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Jobs start from gitlab-runner's environment: allow-listed variables
-	// and the machine's labels, never the agent's credentials or token.
-	cmd.Env = RunnerEnv(os.Environ())
+	// Jobs start from gitlab-runner's environment: allow-listed variables,
+	// the machine's labels and what this gitlab-runner is given through
+	// its environment (env: only a run-single older than GitLab Runner 17,
+	// which reads no config.toml), never the agent's own credentials.
+	cmd.Env = append(RunnerEnv(os.Environ()), env...)
 	// gitlab-runner stays in the agent's process group: stopping the
 	// machine's group stops everything on it; and it dies with the agent.
 	cmd.SysProcAttr = childproc.DieWithParent()
