@@ -67,6 +67,9 @@ type ApplyRequest struct {
 	Labels    map[string]string
 	// OnLine receives each line OpenTofu prints (for heartbeats and logs).
 	OnLine func(string)
+	// Locks, when set, records the state locks the run takes and
+	// releases the ones earlier attempts of this same apply left (locks.go).
+	Locks *LockLedger
 }
 
 // Result is the outcome of an apply.
@@ -149,7 +152,8 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 	if err := e.init(ctx, tf, out, req.Workspace, true); err != nil {
 		return nil, err
 	}
-	if err := tf.Apply(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
+	apply := func() error { return tf.Apply(ctx, tfexec.LockTimeout(e.lockTimeout())) }
+	if err := e.locked(ctx, tf, req.Workspace, req.Locks, apply); err != nil {
 		return nil, fmt.Errorf("tofu apply %s in %s: %w", req.Module, req.Workspace, lastLines(err, out))
 	}
 	outs, err := tf.Output(ctx)
@@ -177,6 +181,12 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 // backend, a workspace this worker has no directory for (another worker
 // made it) is rebuilt from its state first.
 func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(string)) error {
+	return e.DestroyWith(ctx, workspace, onLine, nil)
+}
+
+// DestroyWith is Destroy with a ledger of the state locks earlier attempts
+// of this same teardown took (see LockLedger).
+func (e *Executor) DestroyWith(ctx context.Context, workspace string, onLine func(string), locks *LockLedger) error {
 	if !workspaceName.MatchString(workspace) {
 		return fmt.Errorf("workspace name %q is invalid", workspace)
 	}
@@ -215,7 +225,8 @@ func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(st
 	case err != nil:
 		return err
 	}
-	if err := tf.Destroy(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
+	destroy := func() error { return tf.Destroy(ctx, tfexec.LockTimeout(e.lockTimeout())) }
+	if err := e.locked(ctx, tf, workspace, locks, destroy); err != nil {
 		return fmt.Errorf("tofu destroy in %s: %w", workspace, lastLines(err, out))
 	}
 	if e.Backend.Remote() {
