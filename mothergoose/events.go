@@ -539,7 +539,7 @@ func (m *MotherGoose) deliver(ctx context.Context, in Intent) (*Result, error) {
 	case outcomeNoWorkflow:
 		resp.Reason = "no workflow is waiting for this job"
 	case outcomeFinished:
-		resp.Reason = "the job's workflow has finished already"
+		resp.Reason = "its workflow has finished already"
 	}
 	return resp, nil
 }

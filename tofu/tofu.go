@@ -409,11 +409,15 @@ func (e *Executor) writeWorkspace(dir string, req ApplyRequest) error {
 
 // lockTimeout is LockTimeout as OpenTofu's -lock-timeout flag.
 func (e *Executor) lockTimeout() string {
-	d := e.LockTimeout
-	if d <= 0 {
-		d = DefaultLockTimeout
+	return fmt.Sprintf("%ds", int(e.lockWait().Seconds()))
+}
+
+// lockWait is how long a run waits for a workspace's state lock.
+func (e *Executor) lockWait() time.Duration {
+	if e.LockTimeout <= 0 {
+		return DefaultLockTimeout
 	}
-	return fmt.Sprintf("%ds", int(d.Seconds()))
+	return e.LockTimeout
 }
 
 // prepareBackend readies the backend's storage before the first run of
@@ -448,11 +452,7 @@ func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWrit
 	}
 	err := tf.WorkspaceSelect(ctx, workspace)
 	if err != nil && create {
-		err = tf.WorkspaceNew(ctx, workspace, tfexec.LockTimeout(e.lockTimeout()))
-		if err != nil && strings.Contains(err.Error(), "already exists") {
-			// Another worker made it meanwhile.
-			err = tf.WorkspaceSelect(ctx, workspace)
-		}
+		err = e.newWorkspace(ctx, tf, workspace)
 	}
 	if err != nil {
 		if !create && strings.Contains(err.Error(), "doesn't exist") {
@@ -461,6 +461,38 @@ func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWrit
 		return fmt.Errorf("tofu workspace %s: %w", workspace, lastLines(err, out))
 	}
 	return nil
+}
+
+// newWorkspace makes the workspace in the remote backend, or selects it
+// when another worker made it meanwhile. The pg backend takes a lock of
+// its own while it creates a workspace and refuses a second creator at
+// once ("Already locked for workspace creation") whatever the lock
+// timeout, so a refusal is retried with a growing pause for up to the
+// executor's lock timeout.
+func (e *Executor) newWorkspace(ctx context.Context, tf *tfexec.Terraform, workspace string) error {
+	deadline := time.Now().Add(e.lockWait())
+	pause := 100 * time.Millisecond
+	for {
+		err := tf.WorkspaceNew(ctx, workspace, tfexec.LockTimeout(e.lockTimeout()))
+		if err == nil {
+			return nil
+		}
+		if strings.Contains(err.Error(), "already exists") {
+			return tf.WorkspaceSelect(ctx, workspace)
+		}
+		if !strings.Contains(err.Error(), "Already locked for workspace creation") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+		if err := tf.WorkspaceSelect(ctx, workspace); err == nil {
+			return nil
+		}
+	}
 }
 
 // errNoWorkspace: the remote backend holds no state of the workspace.
