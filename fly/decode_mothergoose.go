@@ -281,7 +281,7 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 			})
 		}
 	}
-	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url"))
+	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url", "resend_failed", "pending_jobs"))
 	mg.Sweep = decodeSweep(sw, mg.APIGateway)
 
 	// How runner machines get the agent.
