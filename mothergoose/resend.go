@@ -26,6 +26,11 @@ const (
 	// maxResendAttempts: a delivery Gosling's API failed this many times
 	// on resend too is left to the pending-job sweep.
 	maxResendAttempts = 3
+	// resendProbeSpacing: after a resend found the API down (no answer,
+	// or a 5xx), the project's next resend waits this long, so an outage
+	// spends at most three of GitLab's five a minute on probes and the
+	// window still has resends when the API is back.
+	resendProbeSpacing = resendWindow / 3
 )
 
 // resendMemory is what this process remembers of the hooks' delivery
@@ -217,11 +222,12 @@ func (r *resendMemory) spend(project string, now time.Time) bool {
 }
 
 // block makes a project's resends wait until until (GitLab answered 429:
-// another process with the same token spent the window).
+// another process with the same token spent the window; or the API is
+// down).
 func (r *resendMemory) block(project string, until time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.budgets[project]; b != nil {
+	if b := r.budgets[project]; b != nil && until.After(b.blockedUntil) {
 		b.blockedUntil = until
 	}
 }
@@ -297,9 +303,9 @@ func (sw *sweep) resendFailed(ctx context.Context, p sweepProject, hook *gitlab.
 
 // resent acts on the answer to one resend and says whether the pass over
 // the hook's backlog stops: on any sign that Gosling's API is still not
-// well (a 5xx, no answer), on GitLab's rate limit, and while the hook is
-// disabled, the remaining deliveries wait for the next pass rather than
-// spend the window. Only a 5xx counts toward maxResendAttempts: a delivery
+// well (a 5xx, no answer: the project's next resend then waits
+// resendProbeSpacing), on GitLab's rate limit, and while the hook is
+// disabled, the remaining deliveries wait rather than spend the window. Only a 5xx counts toward maxResendAttempts: a delivery
 // the API keeps failing on is given up, one it could not be reached for
 // is not.
 func (sw *sweep) resent(ctx context.Context, p sweepProject, key, budgetKey string, d failedDelivery, code int, err error, resent, failed *[]string) (stop bool) {
@@ -321,6 +327,7 @@ func (sw *sweep) resent(ctx context.Context, p sweepProject, key, budgetKey stri
 	case err == nil:
 		// GitLab logged it as a new failed event, read next time.
 		m.resends.done(key, d, true)
+		m.resends.block(budgetKey, m.now().Add(resendProbeSpacing))
 		m.metrics.ObserveRedelivery(egg, "failed")
 		*failed = append(*failed, fmt.Sprintf("%s (%d)", d.subject.key, code))
 	case gitlab.IsRateLimited(err):
@@ -340,6 +347,7 @@ func (sw *sweep) resent(ctx context.Context, p sweepProject, key, budgetKey stri
 	case errors.Is(err, gitlab.ErrResendRefused):
 		// No answer: the API is still down. GitLab logged the attempt
 		// as a new failed event; the delivery waits.
+		m.resends.block(budgetKey, m.now().Add(resendProbeSpacing))
 		m.metrics.ObserveRedelivery(egg, "unreachable")
 		*failed = append(*failed, d.subject.key+" ("+gitlab.HookEventInternalError+")")
 	default:
