@@ -30,6 +30,9 @@ type MotherGoose interface {
 	// PoolStatusIfRunning asks an egg's pool for its status; running is
 	// false when the egg has no running pool.
 	PoolStatusIfRunning(ctx context.Context, egg string) (st contract.PoolStatus, running bool, err error)
+	// SettleRunnerCost shares what a terminated runner's machine cost
+	// beyond its jobs among them (mothergoose/cost.go).
+	SettleRunnerCost(ctx context.Context, runnerID string) error
 }
 
 func (a *Activities) motherGoose() (MotherGoose, error) {

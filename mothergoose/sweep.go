@@ -259,7 +259,7 @@ func (sw *sweep) serve(ctx context.Context, p sweepProject, j gitlab.PendingJob)
 		projectID = p.id
 	}
 	jr := store.JobRecord{
-		GitLabHost: sw.host, JobID: j.ID, ProjectID: projectID, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
+		GitLabHost: sw.host, JobID: j.ID, ProjectID: projectID, ProjectPath: path, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
 		PipelineID: j.PipelineID, Status: "pending", UpdatedAt: now,
 	}
 	if !j.CreatedAt.IsZero() {
