@@ -19,6 +19,9 @@ const (
 // Capacities lists the capacity types.
 var Capacities = []string{CapacityOnDemand, CapacitySpot, CapacityPreemptible}
 
+// DefaultCurrency labels amounts when the cost block names none.
+const DefaultCurrency = "USD"
+
 // maxUnitPrice bounds a price per unit-hour: a typo, not a price, past it.
 const maxUnitPrice = 1000
 
@@ -44,6 +47,14 @@ type Price struct {
 	VCPUHour      float64 `json:"vcpu_hour"`
 	MemoryGiBHour float64 `json:"memory_gib_hour"`
 	DiskGiBHour   float64 `json:"disk_gib_hour"`
+}
+
+// Unit is the currency amounts are in: Currency, else DefaultCurrency.
+func (c Cost) Unit() string {
+	if c.Currency == "" {
+		return DefaultCurrency
+	}
+	return c.Currency
 }
 
 // PriceFor is the price of a machine of the cloud, runner kind and
@@ -90,7 +101,7 @@ var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 // decodeCost reads the cost block: currency (default USD) and one price
 // block per cloud, runner kind and capacity type.
 func (l *loader) decodeCost(blk *hcl.Block, diags *hcl.Diagnostics) Cost {
-	c := Cost{Currency: "USD"}
+	c := Cost{Currency: DefaultCurrency}
 	if blk == nil {
 		return c
 	}

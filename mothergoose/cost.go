@@ -234,7 +234,7 @@ func (m *MotherGoose) SettleRunner(ctx context.Context, runnerID string) (Runner
 		}
 		m.metrics.ObserveJobCost(cmp.Or(j.Egg, r.Egg), j.ProjectPath, "idle", out.Share-j.IdleCost)
 	}
-	currency := m.Nest().MotherGoose.Cost.Currency
+	currency := m.Nest().MotherGoose.Cost.Unit()
 	reason := fmt.Sprintf("machine ran %s and was stopped %s: %.6f %s; %d jobs charged %.6f directly; idle %.6f shared as %.6f each",
 		out.Running.Round(time.Second), out.Stopped.Round(time.Second), out.Total, currency, out.Jobs, out.Direct, out.Idle, out.Share)
 	if !rates.priced {
@@ -244,4 +244,128 @@ func (m *MotherGoose) SettleRunner(ctx context.Context, runnerID string) (Runner
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: AuditCostSettled, Egg: r.Egg, RunnerID: r.ID,
 		Reason: reason, Key: "cost-settled/" + r.ID})
 	return out, nil
+}
+
+// Chargeback groupings.
+const (
+	CostByEgg     = "egg"
+	CostByProject = "project"
+)
+
+// CostLine is one line of a chargeback: what the jobs of an egg, or of a
+// project of it, cost.
+type CostLine struct {
+	Egg, Project                 string
+	Jobs, QueuedJobs             int
+	QueueSeconds, MachineSeconds float64
+	RunCost, IdleCost            float64
+}
+
+// Total is the line's run and idle cost.
+func (l CostLine) Total() float64 { return l.RunCost + l.IdleCost }
+
+// costPage is how many job records one read of a chargeback takes.
+const costPage = 500
+
+// Chargeback totals the queue time and cost of the jobs Gosling's runners
+// ran that finished at or after since, by egg or by project (by: CostByEgg
+// or CostByProject; a project without a recorded path is named by its
+// ID), most costly first. Idle shares count once their runner has ended.
+func (m *MotherGoose) Chargeback(ctx context.Context, since time.Time, by string) ([]CostLine, error) {
+	if by != CostByEgg && by != CostByProject {
+		return nil, errorf(KindInvalid, "bad request", "by must be %s or %s", CostByEgg, CostByProject)
+	}
+	lines := map[[2]string]*CostLine{}
+	for before := int64(0); ; {
+		page, err := m.store.ListJobs(ctx, store.JobFilter{FinishedSince: since, BeforeJobID: before, Limit: costPage})
+		if err != nil {
+			return nil, fmt.Errorf("chargeback: %w", err)
+		}
+		for _, j := range page {
+			if j.RunnerID == "" {
+				continue // not run by a Gosling runner
+			}
+			key := [2]string{j.Egg, ""}
+			if by == CostByProject {
+				key[1] = cmp.Or(j.ProjectPath, fmt.Sprintf("project %d", j.ProjectID))
+			}
+			l := lines[key]
+			if l == nil {
+				l = &CostLine{Egg: key[0], Project: key[1]}
+				lines[key] = l
+			}
+			l.Jobs++
+			if j.QueueSeconds > 0 {
+				l.QueuedJobs++
+				l.QueueSeconds += j.QueueSeconds
+			}
+			l.MachineSeconds += j.MachineSeconds
+			l.RunCost += j.Cost
+			l.IdleCost += j.IdleCost
+		}
+		if len(page) < costPage {
+			break
+		}
+		before = page[len(page)-1].JobID
+	}
+	out := make([]CostLine, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, *l)
+	}
+	slices.SortFunc(out, func(a, b CostLine) int {
+		return cmp.Or(cmp.Compare(b.Total(), a.Total()), cmp.Compare(a.Egg, b.Egg), cmp.Compare(a.Project, b.Project))
+	})
+	return out, nil
+}
+
+// PoolIdleCost is what a pool's idle runners cost an hour now.
+type PoolIdleCost struct {
+	Currency string
+	PerHour  float64
+	// ApexIdle and Nadir count the runners priced: Apex runners with no
+	// job, and Nadir runners.
+	ApexIdle, Nadir int
+}
+
+// IdleCostOf prices a pool's idle runners (each at its own size, the
+// egg's disk) by the Nest's cost block; false when it prices none.
+func (m *MotherGoose) IdleCostOf(st contract.PoolStatus) (PoolIdleCost, bool) {
+	nest := m.Nest()
+	out := PoolIdleCost{Currency: nest.MotherGoose.Cost.Unit()}
+	egg, ok := nest.Egg(st.Egg)
+	if !ok {
+		return out, false
+	}
+	priced := false
+	for _, r := range st.Runners {
+		cloud := r.Cloud
+		if cloud == "" && len(egg.Runner.Clouds) > 0 {
+			cloud = egg.Runner.Clouds[0]
+		}
+		p, ok := nest.MotherGoose.Cost.PriceFor(cmp.Or(cloud, fly.CloudLocal), r.Kind, fly.CapacityOnDemand)
+		if !ok {
+			continue
+		}
+		switch {
+		case r.State == contract.PoolApex && len(r.Jobs) == 0:
+			out.PerHour += p.Running(r.CPU, r.Memory, egg.Runner.Disk) * 3600
+			out.ApexIdle++
+			priced = true
+		case r.State == contract.PoolNadir:
+			out.PerHour += p.Stopped(egg.Runner.Disk) * 3600
+			out.Nadir++
+			priced = true
+		}
+	}
+	return out, priced
+}
+
+// HitRate is the share of a pool's jobs served without a cold start (by an
+// idle Apex runner or a promotion), 0 before its first.
+func HitRate(stats contract.PoolStats) float64 {
+	apex, promoted, cold := stats.Served[contract.ServedByApex], stats.Served[contract.ServedByPromotion], stats.Served[contract.ServedByProvision]
+	if n := apex + promoted + cold; n > 0 {
+		return float64(apex+promoted) / float64(n)
+	}
+	return 0
 }
