@@ -254,7 +254,8 @@ type TransitionInput struct {
 }
 
 // TransitionRunner records a lifecycle transition and audits it with the
-// actor, the reason and the states before and after. An illegal one is
+// actor, the reason and the states before and after; a runner terminated
+// has its cost settled (MotherGoose.SettleRunnerCost). An illegal one is
 // not retried.
 func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (store.Runner, error) {
 	var from store.RunnerState
@@ -287,6 +288,13 @@ func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (
 		a.auditLifecycle(ctx, store.AuditRecord{Actor: in.Actor, Action: lifecycleAction(from, r.State, in.Policy), Egg: r.Egg, RunnerID: r.ID,
 			Policy: in.Policy, Reason: in.Reason, Before: stateJSON(from), After: stateJSON(r.State),
 			Key: fmt.Sprintf("runner/%s/%d", r.ID, r.Version)})
+	}
+	if r.State == store.StateTerminated && from != "" && from != r.State && a.MotherGoose != nil {
+		// What the machine cost is settled now it is gone; like the audit,
+		// a failure is logged: the transition is made.
+		if err := a.MotherGoose.SettleRunnerCost(ctx, r.ID); err != nil {
+			a.logger().WarnContext(ctx, "runner cost not settled", "runner", r.ID, "error", err)
+		}
 	}
 	if a.Metrics != nil && from != "" && from != r.State {
 		a.Metrics.ObserveTransition(string(from), string(r.State))

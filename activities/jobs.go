@@ -33,6 +33,9 @@ type MotherGoose interface {
 	// AddProjectHook gives a project of a bucket's group the bucket's
 	// project hook, and audits it.
 	AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error)
+	// SettleRunnerCost shares what a terminated runner's machine cost
+	// beyond its jobs among them (mothergoose/cost.go).
+	SettleRunnerCost(ctx context.Context, runnerID string) error
 }
 
 func (a *Activities) motherGoose() (MotherGoose, error) {

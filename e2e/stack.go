@@ -81,6 +81,8 @@ type Options struct {
 	// GitLabRunner is the gitlab-runner binary local runners run (the
 	// real one: testbin.GitLabRunner); empty runs the stand-in.
 	GitLabRunner string
+	// GitLab are options of the GitLab test server.
+	GitLab []gitlabtest.Option
 }
 
 // Start brings a stack up; everything stops in t.Cleanup.
@@ -106,7 +108,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.Dev, s.Client = dev, dev.Client()
 	t.Cleanup(func() { _ = dev.Stop() })
 
-	s.GitLab = gitlabtest.New()
+	s.GitLab = gitlabtest.New(opts.GitLab...)
 	t.Cleanup(s.GitLab.Close)
 	s.Group = s.GitLab.AddGroup("acme", 0)
 	s.Project = s.GitLab.AddProject("acme/web", s.Group.ID)
