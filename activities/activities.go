@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // Inventory lists the runner machines a cloud holds by the labels every

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // TestLifecycleIsAudited: every runner lifecycle action is an audit record

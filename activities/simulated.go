@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/activity"
 )
 

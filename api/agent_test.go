@@ -13,7 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )

@@ -29,7 +29,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 )

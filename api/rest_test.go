@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/api"

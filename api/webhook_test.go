@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/apiv1"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/spf13/cobra"
 )

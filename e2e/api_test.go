@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/api/workflowservice/v1"
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/workflows"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // The jobs of these tests really run: GitLab's hooks (sent by the GitLab

@@ -21,7 +21,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // fleet is Gosling deployed as production runs it: a Temporal server,

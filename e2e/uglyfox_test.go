@@ -16,7 +16,7 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/internal/store"
 	enumspb "go.temporal.io/api/enums/v1"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // A webhook's effects stay inside the egg whose secret authenticated it.

@@ -23,7 +23,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 )

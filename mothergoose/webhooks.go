@@ -10,7 +10,7 @@ import (
 
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // hookTestSpacing bounds how often a disabled hook is tested: GitLab allows

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"

@@ -1,7 +1,7 @@
 package workflows
 
 import (
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 )
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )

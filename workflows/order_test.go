@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 func permutations(xs []string) [][]string {

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/workflow"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/internal/store"

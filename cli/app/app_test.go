@@ -15,7 +15,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows/contract"
+	"github.com/gosling-ci/gosling/contract"
 )
 
 // One Config builds a whole process: MotherGoose over a SQLite store, the

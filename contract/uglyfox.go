@@ -2,7 +2,6 @@ package contract
 
 import (
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/store"
 )
 
 // ActorUglyFox names UglyFox in transitions, pool requests and the audit log.
@@ -70,8 +69,8 @@ type Finding struct {
 	RunnerID string `json:"runner_id"`
 	Egg      string `json:"egg,omitempty"`
 	// State is the store row's state; empty when there is no row.
-	State      store.RunnerState `json:"state,omitempty"`
-	WorkflowID string            `json:"workflow_id,omitempty"`
+	State      RunnerState `json:"state,omitempty"`
+	WorkflowID string      `json:"workflow_id,omitempty"`
 	// GitLabRunnerIDs are the GitLab runners described as this runner.
 	GitLabRunnerIDs []int64 `json:"gitlab_runner_ids,omitempty"`
 	// StoredGitLabRunnerID is the GitLab runner the store row names.
@@ -148,9 +147,9 @@ const ActionNotify = fly.ActionNotify
 
 // Decision is what a policy wants done to one runner.
 type Decision struct {
-	RunnerID string            `json:"runner_id"`
-	Egg      string            `json:"egg"`
-	State    store.RunnerState `json:"state"`
+	RunnerID string      `json:"runner_id"`
+	Egg      string      `json:"egg"`
+	State    RunnerState `json:"state"`
 	// Pool is the workflow ID of the pool that owns the runner; empty for
 	// a runner made for one job.
 	Pool           string `json:"pool,omitempty"`
