@@ -183,3 +183,75 @@ func BenchmarkAWSDeploySequence(b *testing.B) {
 		n.MotherGoose.Containers.API.Memory = 1 * fly.GiB
 	}
 }
+
+// BenchmarkPlanExampleNest plans examples/nest (the Yandex variant,
+// without its GitLab hooks) against the Yandex stand-in: from nothing
+// (what the first `gosling plan` costs) and once deployed (what a plan
+// that changes nothing costs), operations polled every millisecond.
+func BenchmarkPlanExampleNest(b *testing.B) {
+	ctx := context.Background()
+	n := loadNest(b, "../examples/nest")
+	srv := newYC(b)
+	e, desired := yandexEngine(b, srv, n)
+	b.Run("empty", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := e.Plan(ctx, desired); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("deployed", func(b *testing.B) {
+		for b.Loop() {
+			p, _, err := e.Plan(ctx, desired)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !p.Empty() {
+				b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
+			}
+		}
+	})
+}
+
+// BenchmarkPlanAWSNest plans the AWS variant (testdata/aws-nest) against
+// moto, from nothing and once deployed, and reports the AWS calls of one
+// plan.
+func BenchmarkPlanAWSNest(b *testing.B) {
+	ctx := context.Background()
+	st := newAWSStack(b)
+	n := st.nest(b, "testdata/aws-nest")
+	e, desired := awsEngine(b, st, n)
+	plan := func(b *testing.B, deployed bool) {
+		st.moto.ResetCalls()
+		for b.Loop() {
+			p, _, err := e.Plan(ctx, desired)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if deployed && !p.Empty() {
+				b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
+			}
+		}
+		calls := 0
+		for _, c := range st.moto.Calls() {
+			calls += c
+		}
+		b.ReportMetric(float64(calls)/float64(b.N), "aws-calls/op")
+	}
+	b.Run("empty", func(b *testing.B) { plan(b, false) })
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("deployed", func(b *testing.B) { plan(b, true) })
+}
