@@ -128,13 +128,13 @@ func coiDeclaration(container map[string]any) (string, error) {
 		Value string `yaml:"value"`
 	}
 	type spec struct {
-		Name            string            `yaml:"name"`
-		Image           string            `yaml:"image"`
-		Args            []string          `yaml:"args,omitempty"`
-		Env             []envVar          `yaml:"env,omitempty"`
-		SecurityContext map[string]bool   `yaml:"securityContext"`
-		Stdin           bool              `yaml:"stdin"`
-		TTY             bool              `yaml:"tty"`
+		Name            string          `yaml:"name"`
+		Image           string          `yaml:"image"`
+		Args            []string        `yaml:"args,omitempty"`
+		Env             []envVar        `yaml:"env,omitempty"`
+		SecurityContext map[string]bool `yaml:"securityContext"`
+		Stdin           bool            `yaml:"stdin"`
+		TTY             bool            `yaml:"tty"`
 	}
 	env := strMap(mapOf(container, "environment"))
 	c := spec{Name: "gosling", Image: str(container, "image"), Args: strList(container, "args"), SecurityContext: map[string]bool{"privileged": false}}
