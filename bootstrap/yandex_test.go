@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -716,5 +717,127 @@ func TestYandexAuthTokenWithoutVersion(t *testing.T) {
 	}
 	if sas, cts, _ := srv.Counts(); sas != 0 || cts != 0 {
 		t.Errorf("a check made %d service accounts, %d containers", sas, cts)
+	}
+}
+
+// oldYandexLayout is what deploy made before the workers became instance
+// groups: a Serverless Container per worker, timer triggers posting to
+// /triggers on them, and a Message Queue queue with its dead-letter queue.
+func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
+	t.Helper()
+	dep, folder := DeploymentName(n), YandexFolder(n)
+	labels := map[string]any{TagDeployment: dep}
+	var out []Resource
+	for _, r := range desired {
+		if r.Type != YCInstanceGroup {
+			out = append(out, r)
+		}
+	}
+	for _, key := range []string{"mothergoose-worker", "uglyfox-worker"} {
+		out = append(out, Resource{Type: YCContainer, Name: key, Props: map[string]any{
+			"name": dep + "-" + key, "folder_id": folder, "labels": labels,
+			"revision": map[string]any{
+				"image": "cr.yandex/crpexample/gosling:1.0.0", "args": []any{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, "memory": int64(fly.GiB),
+				"cores": 1, "core_fraction": 100, "concurrency": 1, "timeout_seconds": 600, "min_instances": 1,
+				"service_account_id": Ref(YCServiceAccount+"."+key, "id"), "environment": map[string]any{"GOSLING_NEST": "/nest"},
+			},
+		}, DependsOn: []string{YCFolderBinding + "." + key}})
+	}
+	out = append(out,
+		Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
+		Resource{Type: YCQueue, Name: "events", Props: map[string]any{
+			"name": dep + "-events", "visibility_timeout_seconds": 300, "message_retention_seconds": 345600,
+			"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}, "tags": labels,
+		}},
+		Resource{Type: YCTrigger, Name: "uglyfox", Props: map[string]any{
+			"name": dep + "-uglyfox", "folder_id": folder, "labels": labels, "cron": "*/5 * * * ? *", "payload": `{"trigger":"uglyfox","name":"uglyfox"}`,
+			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
+		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
+	)
+	return out
+}
+
+// A deployment made by the old layout loses its worker containers, its
+// triggers and its queues at the next deploy, which makes the instance
+// groups; rolling that deploy back brings the old layout back.
+func TestYandexUpgradeFromServerlessWorkers(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	e, desired := yandexEngine(t, srv, n)
+	old := oldYandexLayout(t, n, desired)
+	p, actual, err := e.Plan(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cts, _ := srv.Counts(); cts != 3 || len(srv.Triggers()) != 1 || srv.ymq.Calls()["sqs:CreateQueue"] != 2 {
+		t.Fatalf("the old layout was not made: %d containers, triggers %v, queue calls %v", cts, srv.Triggers(), srv.ymq.Calls())
+	}
+
+	p, actual, err = e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range p.Changes {
+		got = append(got, string(c.Action)+" "+c.Address)
+	}
+	want := []string{
+		"create " + YCInstanceGroup + ".mothergoose-worker", "create " + YCInstanceGroup + ".uglyfox-worker",
+		"delete " + YCTrigger + ".uglyfox", "delete " + YCContainer + ".uglyfox-worker", "delete " + YCContainer + ".mothergoose-worker",
+		"delete " + YCQueue + ".events", "delete " + YCQueue + ".dead-letter",
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("the upgrade plan lacks %q: %v", w, got)
+		}
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cts, _ := srv.Counts(); cts != 1 || len(srv.Triggers()) != 0 || srv.ymq.Calls()["sqs:DeleteQueue"] != 2 || srv.InstanceGroupCount() != 2 {
+		t.Fatalf("after the upgrade: %d containers, triggers %v, queue calls %v, %d instance groups", cts, srv.Triggers(), srv.ymq.Calls(), srv.InstanceGroupCount())
+	}
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the upgrade: %+v", p.Changes)
+	}
+
+	entries, _ := e.Journal.Entries(ctx)
+	to, _ := PreviousEntry(entries)
+	rp, actual, err := e.RollbackPlan(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cts, _ := srv.Counts(); cts != 3 || len(srv.Triggers()) != 1 || srv.InstanceGroupCount() != 0 {
+		t.Fatalf("after the rollback: %d containers, triggers %v, %d instance groups", cts, srv.Triggers(), srv.InstanceGroupCount())
+	}
+}
+
+// The instance groups act as their own service account, which must hold
+// the folder roles that make VMs: without them Yandex refuses the group.
+func TestYandexInstanceGroupNeedsItsRoles(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	e, desired := yandexEngine(t, srv, n)
+	for i, r := range desired {
+		if r.Address() == YCFolderBinding+".instance-groups" {
+			desired[i].Props = maps.Clone(r.Props)
+			desired[i].Props["roles"] = []string{"compute.editor", "vpc.user"}
+		}
+	}
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
+	if status.Code(errorsUnwrapAll(err)) != codes.PermissionDenied || !strings.Contains(err.Error(), "iam.serviceAccounts.user") {
+		t.Fatalf("apply without iam.serviceAccounts.user: %v", err)
 	}
 }
