@@ -105,7 +105,11 @@ func Calls(resources []Resource) ([]Call, error) {
 			}
 			out = append(out, c)
 		case GitLabHook:
-			u, err := url.Parse(str(r.Props, "url"))
+			raw := str(r.Props, "url")
+			if i := strings.LastIndex(raw, "}"); i >= 0 {
+				raw = raw[i+1:] // after a reference to the gateway's endpoint
+			}
+			u, err := url.Parse(raw)
 			if err != nil {
 				return nil, fmt.Errorf("%s: url: %w", addr, err)
 			}
