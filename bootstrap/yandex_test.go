@@ -131,7 +131,7 @@ func checkWorkerGroup(t *testing.T, srv *ycStack, name, image, queue string, lo,
 		t.Errorf("%s: scale policy %v, want %d to %d on CPU", name, sp, lo, hi)
 	}
 	hc := g.GetHealthChecksSpec().GetHealthCheckSpecs()
-	if len(hc) != 1 || hc[0].GetHttpOptions().GetPath() != "/healthz" || hc[0].GetHttpOptions().GetPort() != WorkerMetricsPort {
+	if len(hc) != 1 || hc[0].GetHttpOptions().GetPath() != "/healthz" || hc[0].GetHttpOptions().GetPort() != WorkerMetricsPort || g.GetAutoHealingPolicy().GetAutoHealingAction() != ig.AutoHealingPolicy_RECREATE {
 		t.Errorf("%s: health checks %v", name, hc)
 	}
 	if len(instances) != int(lo) {

@@ -114,7 +114,7 @@ func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]an
 			"scale":        map[string]any{"min": lo, "max": hi, "cpu_target": ScalingTargetCPU},
 			"deploy":       map[string]any{"max_unavailable": 0, "max_expansion": 1, "startup_seconds": workerStartupSeconds},
 			"zones":        []any{zone},
-			"health_check": map[string]any{"port": WorkerMetricsPort, "path": "/healthz"},
+			"health_check": map[string]any{"port": WorkerMetricsPort, "path": "/healthz", "on_failure": "recreate"},
 		}, DependsOn: []string{YCFolderBinding + "." + c.key, YCFolderBinding + ".instance-groups"}})
 	}
 	return out, nil
@@ -265,6 +265,9 @@ func (p *YandexProvider) instanceGroupResource(ctx context.Context, g *ig.Instan
 	if hcs := g.GetHealthChecksSpec().GetHealthCheckSpecs(); len(hcs) > 0 {
 		health["port"], health["path"] = hcs[0].GetHttpOptions().GetPort(), hcs[0].GetHttpOptions().GetPath()
 	}
+	if a := g.GetAutoHealingPolicy().GetAutoHealingAction(); a != ig.AutoHealingPolicy_AUTO_HEALING_ACTION_UNSPECIFIED {
+		health["on_failure"] = strings.ToLower(a.String())
+	}
 	dp := g.GetDeployPolicy()
 	props := map[string]any{
 		"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(),
@@ -348,7 +351,8 @@ func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*i
 			MaxUnavailable: int64(num(dp, "max_unavailable")), MaxExpansion: int64(num(dp, "max_expansion")),
 			StartupDuration: durationpb.New(time.Duration(num(dp, "startup_seconds")) * time.Second), Strategy: ig.DeployPolicy_PROACTIVE,
 		},
-		AllocationPolicy: &ig.AllocationPolicy{Zones: zones},
+		AllocationPolicy:  &ig.AllocationPolicy{Zones: zones},
+		AutoHealingPolicy: &ig.AutoHealingPolicy{AutoHealingAction: ig.AutoHealingPolicy_AutoHealingAction(ig.AutoHealingPolicy_AutoHealingAction_value[strings.ToUpper(str(hc, "on_failure"))])},
 		HealthChecksSpec: &ig.HealthChecksSpec{HealthCheckSpecs: []*ig.HealthCheckSpec{{
 			Interval: durationpb.New(10 * time.Second), Timeout: durationpb.New(5 * time.Second), UnhealthyThreshold: 3, HealthyThreshold: 2,
 			HealthCheckOptions: &ig.HealthCheckSpec_HttpOptions_{HttpOptions: &ig.HealthCheckSpec_HttpOptions{Port: int64(num(hc, "port")), Path: str(hc, "path")}},
@@ -372,7 +376,7 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 		op, err := p.wait(ctx)(cl.Create(ctx, &ig.CreateInstanceGroupRequest{
 			FolderId: g.FolderId, Name: g.Name, Description: g.Description, Labels: g.Labels, InstanceTemplate: g.InstanceTemplate,
 			ScalePolicy: g.ScalePolicy, DeployPolicy: g.DeployPolicy, AllocationPolicy: g.AllocationPolicy, HealthChecksSpec: g.HealthChecksSpec,
-			ServiceAccountId: g.ServiceAccountId,
+			ServiceAccountId: g.ServiceAccountId, AutoHealingPolicy: g.AutoHealingPolicy,
 		}))
 		if err != nil {
 			return err
@@ -392,6 +396,9 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 	} {
 		if jsonString(before.Props[f.prop]) != jsonString(r.Props[f.prop]) {
 			mask = append(mask, f.path)
+			if f.path == "health_checks_spec" {
+				mask = append(mask, "auto_healing_policy")
+			}
 		}
 	}
 	if len(mask) == 0 {
@@ -401,6 +408,7 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 		InstanceGroupId: before.ID, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask},
 		Name: g.Name, Description: g.Description, Labels: g.Labels, InstanceTemplate: g.InstanceTemplate, ScalePolicy: g.ScalePolicy,
 		DeployPolicy: g.DeployPolicy, AllocationPolicy: g.AllocationPolicy, HealthChecksSpec: g.HealthChecksSpec, ServiceAccountId: g.ServiceAccountId,
+		AutoHealingPolicy: g.AutoHealingPolicy,
 	}))
 	return err
 }

@@ -440,7 +440,7 @@ func (x instanceGroupService) Create(_ context.Context, r *ig.CreateInstanceGrou
 		Id: s.id("cl1"), FolderId: r.GetFolderId(), CreatedAt: timestamppb.Now(), Name: r.GetName(), Description: r.GetDescription(),
 		Labels: r.GetLabels(), InstanceTemplate: r.GetInstanceTemplate(), ScalePolicy: r.GetScalePolicy(), DeployPolicy: r.GetDeployPolicy(),
 		AllocationPolicy: r.GetAllocationPolicy(), HealthChecksSpec: r.GetHealthChecksSpec(), ServiceAccountId: r.GetServiceAccountId(),
-		Variables: r.GetVariables(), Status: ig.InstanceGroup_ACTIVE,
+		Variables: r.GetVariables(), AutoHealingPolicy: r.GetAutoHealingPolicy(), Status: ig.InstanceGroup_ACTIVE,
 	}
 	if r.GetLoadBalancerSpec() != nil || r.GetApplicationLoadBalancerSpec() != nil {
 		return nil, invalidArgument("load balancer specs are not served by this stand-in")
@@ -508,6 +508,8 @@ func (x instanceGroupService) Update(_ context.Context, r *ig.UpdateInstanceGrou
 			g.HealthChecksSpec = r.GetHealthChecksSpec()
 		case "service_account_id":
 			g.ServiceAccountId = r.GetServiceAccountId()
+		case "auto_healing_policy":
+			g.AutoHealingPolicy = r.GetAutoHealingPolicy()
 		default:
 			return nil, invalidArgument("update_mask: unknown field %q", p)
 		}
