@@ -786,3 +786,14 @@ func TestAWSLambdaRoleNotYetAssumable(t *testing.T) {
 		t.Fatalf("plan after the update: %+v", p.Changes)
 	}
 }
+
+// Every AWS type is read back after a change by a reader of its own
+// family; a type without one would be read back by nothing.
+func TestAWSEveryTypeHasAReader(t *testing.T) {
+	p := &AWSProvider{}
+	for _, typ := range awsTypes {
+		if p.readersOf(typ) == nil {
+			t.Errorf("no reader reads %s back", typ)
+		}
+	}
+}
