@@ -55,25 +55,11 @@ func BenchmarkPlan200Eggs(b *testing.B) {
 	}
 	desired = append(desired, hooks...)
 	e.Providers = append(e.Providers, &GitLabProvider{Deployment: e.Deployment, Clients: clients, Resolve: resolve})
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	deployAll(b, e, desired)
 	st.moto.ResetCalls()
 	glCalls.n.Store(0)
 	b.ResetTimer()
-	for b.Loop() {
-		p, _, err := e.Plan(ctx, desired)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !p.Empty() {
-			b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
-		}
-	}
+	planEmpty(b, e, desired)
 	b.StopTimer()
 	aws := 0
 	for _, c := range st.moto.Calls() {
@@ -184,6 +170,19 @@ func BenchmarkAWSDeploySequence(b *testing.B) {
 	}
 }
 
+// planEmpty plans desired b.N times, each plan changing nothing.
+func planEmpty(b *testing.B, e *Engine, desired []Resource) {
+	for b.Loop() {
+		p, _, err := e.Plan(context.Background(), desired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !p.Empty() {
+			b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
+		}
+	}
+}
+
 // BenchmarkPlanExampleNest plans examples/nest (the Yandex variant,
 // without its GitLab hooks) against the Yandex stand-in: from nothing
 // (what the first `gosling plan` costs) and once deployed (what a plan
@@ -200,24 +199,8 @@ func BenchmarkPlanExampleNest(b *testing.B) {
 			}
 		}
 	})
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("deployed", func(b *testing.B) {
-		for b.Loop() {
-			p, _, err := e.Plan(ctx, desired)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if !p.Empty() {
-				b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
-			}
-		}
-	})
+	deployAll(b, e, desired)
+	b.Run("deployed", func(b *testing.B) { planEmpty(b, e, desired) })
 }
 
 // BenchmarkPlanAWSNest plans the AWS variant (testdata/aws-nest) against
@@ -228,30 +211,26 @@ func BenchmarkPlanAWSNest(b *testing.B) {
 	st := newAWSStack(b)
 	n := st.nest(b, "testdata/aws-nest")
 	e, desired := awsEngine(b, st, n)
-	plan := func(b *testing.B, deployed bool) {
+	calls := func(b *testing.B) {
+		total := 0
+		for _, c := range st.moto.Calls() {
+			total += c
+		}
+		b.ReportMetric(float64(total)/float64(b.N), "aws-calls/op")
+	}
+	b.Run("empty", func(b *testing.B) {
 		st.moto.ResetCalls()
 		for b.Loop() {
-			p, _, err := e.Plan(ctx, desired)
-			if err != nil {
+			if _, _, err := e.Plan(ctx, desired); err != nil {
 				b.Fatal(err)
 			}
-			if deployed && !p.Empty() {
-				b.Fatalf("plan of a deployed Nest: %d changes", len(p.Changes))
-			}
 		}
-		calls := 0
-		for _, c := range st.moto.Calls() {
-			calls += c
-		}
-		b.ReportMetric(float64(calls)/float64(b.N), "aws-calls/op")
-	}
-	b.Run("empty", func(b *testing.B) { plan(b, false) })
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("deployed", func(b *testing.B) { plan(b, true) })
+		calls(b)
+	})
+	deployAll(b, e, desired)
+	b.Run("deployed", func(b *testing.B) {
+		st.moto.ResetCalls()
+		planEmpty(b, e, desired)
+		calls(b)
+	})
 }

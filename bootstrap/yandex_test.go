@@ -157,6 +157,18 @@ func imageFamily(srv *ycStack, id string) (string, error) {
 	return im.GetFamily(), err
 }
 
+// deployAll plans desired and applies the whole plan.
+func deployAll(tb testing.TB, e *Engine, desired []Resource) {
+	tb.Helper()
+	p, actual, err := e.Plan(context.Background(), desired)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p, actual, ApplyOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // A new worker image rolls that worker's instance group and nothing else;
 // a new size only rescales it; a rollback rolls it back.
 func TestYandexWorkersRollOnNewImage(t *testing.T) {
@@ -164,13 +176,7 @@ func TestYandexWorkersRollOnNewImage(t *testing.T) {
 	srv := newYC(t)
 	n := loadNest(t, "../examples/nest")
 	e, desired := yandexEngine(t, srv, n)
-	p, actual, err := e.Plan(ctx, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	deployAll(t, e, desired)
 	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
 		t.Fatalf("second plan: %+v", p.Changes)
 	}
@@ -185,7 +191,7 @@ func TestYandexWorkersRollOnNewImage(t *testing.T) {
 
 	n.MotherGoose.Containers.Worker.Image = "cr.yandex/crpexample/gosling:1.1.0"
 	e, desired = yandexEngine(t, srv, n)
-	p, actual, _ = e.Plan(ctx, desired)
+	p, actual, _ := e.Plan(ctx, desired)
 	if len(p.Changes) != 1 || p.Changes[0].Address != YCInstanceGroup+".mothergoose-worker" || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "instance.container.image" {
 		t.Fatalf("image change plan: %+v", p.Changes)
 	}
@@ -765,19 +771,12 @@ func TestYandexUpgradeFromServerlessWorkers(t *testing.T) {
 	srv := newYC(t)
 	n := loadNest(t, "../examples/nest")
 	e, desired := yandexEngine(t, srv, n)
-	old := oldYandexLayout(t, n, desired)
-	p, actual, err := e.Plan(ctx, old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	deployAll(t, e, oldYandexLayout(t, n, desired))
 	if _, cts, _ := srv.Counts(); cts != 3 || len(srv.Triggers()) != 1 || srv.ymq.Calls()["sqs:CreateQueue"] != 2 {
 		t.Fatalf("the old layout was not made: %d containers, triggers %v, queue calls %v", cts, srv.Triggers(), srv.ymq.Calls())
 	}
 
-	p, actual, err = e.Plan(ctx, desired)
+	p, actual, err := e.Plan(ctx, desired)
 	if err != nil {
 		t.Fatal(err)
 	}
