@@ -13,6 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	gworker "github.com/gosling-ci/gosling/worker"
+	"github.com/gosling-ci/gosling/workflows/contract"
 	"github.com/spf13/cobra"
 )
 
