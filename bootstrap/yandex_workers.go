@@ -11,8 +11,11 @@ import (
 
 	compute "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1"
 	ig "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1/instancegroup"
+	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
 	vpc "github.com/yandex-cloud/go-genproto/yandex/cloud/vpc/v1"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -360,6 +363,12 @@ func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*i
 	}, nil
 }
 
+// igRoleAttempts bounds the creates of an instance group tried while
+// Yandex refuses the group's service account: folder roles bound a moment
+// before take effect a little later. The waits double from the poll
+// interval, about a minute in all at the default second.
+const igRoleAttempts = 7
+
 // putInstanceGroup makes or changes a group; a change sends only the
 // fields that differ, so a new image rolls the group and a new size only
 // rescales it.
@@ -373,11 +382,23 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 		return err
 	}
 	if before == nil {
-		op, err := p.wait(ctx)(cl.Create(ctx, &ig.CreateInstanceGroupRequest{
+		req := &ig.CreateInstanceGroupRequest{
 			FolderId: g.FolderId, Name: g.Name, Description: g.Description, Labels: g.Labels, InstanceTemplate: g.InstanceTemplate,
 			ScalePolicy: g.ScalePolicy, DeployPolicy: g.DeployPolicy, AllocationPolicy: g.AllocationPolicy, HealthChecksSpec: g.HealthChecksSpec,
 			ServiceAccountId: g.ServiceAccountId, AutoHealingPolicy: g.AutoHealingPolicy,
-		}))
+		}
+		var op *operation.Operation
+		for attempt := 1; ; attempt++ {
+			op, err = p.wait(ctx)(cl.Create(ctx, req))
+			if status.Code(err) != codes.PermissionDenied || attempt == igRoleAttempts {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(p.poll << (attempt - 1)):
+			}
+		}
 		if err != nil {
 			return err
 		}
