@@ -70,7 +70,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench RealRunnerStop -benchtime 2x ./internal/agent
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
-	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
+	$(GO) test -run '^$$' -bench 'Plan200Eggs|PlanExampleNest|PlanAWSNest|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
 	$(GO) test -run '^$$' -bench SweepPass -benchtime 1x ./mothergoose
 	$(GO) test -run '^$$' -bench LostHooks -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench OutageRecovery -benchtime 1x -timeout 20m ./e2e

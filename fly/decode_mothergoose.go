@@ -200,23 +200,38 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 		mg.Containers.UglyFox = l.decodeContainer(cb["uglyfox_worker"], mg.Containers.UglyFox, &diags)
 	}
 
-	// Queue and triggers must belong to the chosen cloud.
+	// obsolete warns of a block a cloud deploy no longer acts on (the
+	// local cloud's own warning already says it is ignored there).
+	obsolete := func(blk *hcl.Block, summary, detail string) {
+		if blk != nil && mg.Cloud != CloudLocal {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: detail, Subject: blk.DefRange.Ptr()})
+		}
+	}
+
+	// Queue and triggers: what the Celery-era design woke its workers
+	// with. Gosling's Temporal task queues and Schedules do that work, so
+	// deploy makes neither; old Nests still load, with a warning that says
+	// what to do. A kind must still belong to the chosen cloud.
 	q, qb := sub("queue", attrSchema("kind", "name", "visibility_timeout", "dead_letter_after"))
 	cloudOnly(qb, "Queue")
-	defQueue := map[string]string{CloudYandex: "ymq", CloudAWS: "sqs", CloudLocal: "none"}[mg.Cloud]
 	mg.Queue = Queue{
-		Kind:              q.enum("kind", defQueue, "ymq", "sqs", "none"),
+		Kind:              q.enum("kind", "none", "ymq", "sqs", "none"),
 		Name:              q.name("name", "gosling-events"),
 		VisibilityTimeout: q.duration("visibility_timeout", Duration(5*time.Minute), Duration(time.Second), Duration(12*time.Hour)),
 		DeadLetterAfter:   q.integer("dead_letter_after", 5, 1, 1000),
 	}
 	l.checkCloudMatch(q, "kind", mg.Cloud, mg.Queue.Kind, map[string]string{"ymq": CloudYandex, "sqs": CloudAWS}, &diags)
+	obsolete(qb, "No queue is made",
+		"gosling deploy makes no message queue: webhooks the API accepts while Temporal is unreachable wait in the store's outbox, "+
+			"which the API and the mothergoose workers deliver to Temporal. Remove the queue block; the next deploy deletes the queue an earlier one made.")
 
 	tr, tb := sub("triggers", attrSchema("kind"))
 	cloudOnly(tb, "Triggers")
-	defTrig := map[string]string{CloudYandex: "timer", CloudAWS: "eventbridge", CloudLocal: "none"}[mg.Cloud]
-	mg.Triggers = Triggers{Kind: tr.enum("kind", defTrig, "timer", "eventbridge", "none")}
+	mg.Triggers = Triggers{Kind: tr.enum("kind", "none", "timer", "eventbridge", "none")}
 	l.checkCloudMatch(tr, "kind", mg.Cloud, mg.Triggers.Kind, map[string]string{"timer": CloudYandex, "eventbridge": CloudAWS}, &diags)
+	obsolete(tb, "Triggers are Temporal Schedules",
+		"gosling deploy makes no timer trigger or EventBridge schedule: UglyFox runs on a Temporal Schedule (UF/config.fly's schedule) and each job on its own (its schedule in Jobs/), "+
+			"made when MotherGoose applies the Nest. Remove the triggers block; the next deploy deletes the triggers an earlier one made.")
 
 	// Database.
 	db, dbb := sub("database", databaseSchema)

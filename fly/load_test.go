@@ -107,7 +107,7 @@ func TestExampleNestValues(t *testing.T) {
 	}
 
 	mg := n.MotherGoose
-	if mg.Cloud != CloudYandex || mg.Queue.Kind != "ymq" || mg.Triggers.Kind != "timer" || mg.Database.Engine != "ydb" {
+	if mg.Cloud != CloudYandex || mg.Queue.Kind != "none" || mg.Triggers.Kind != "none" || mg.Database.Engine != "ydb" {
 		t.Errorf("mg = %+v", mg)
 	}
 	if mg.APIGateway.Name != "gosling-prod" || len(mg.APIGateway.Auth.Tokens) != 2 {

@@ -403,7 +403,10 @@ type Container struct {
 	Timeout      Duration `json:"timeout"`
 }
 
-// Queue is the message queue between gateway and workers.
+// Queue is MG/config.fly's queue block, kept so that Nests written for
+// the Celery-era design still load: gosling deploy makes no queue (the
+// store's outbox keeps accepted webhooks while Temporal is unreachable)
+// and fly warns where the block is. Kind is "none" without the block.
 type Queue struct {
 	Kind              string   `json:"kind"`
 	Name              string   `json:"name"`
@@ -411,7 +414,10 @@ type Queue struct {
 	DeadLetterAfter   int      `json:"dead_letter_after"`
 }
 
-// Triggers wake the scheduled parts in the cloud.
+// Triggers is MG/config.fly's triggers block, kept so that old Nests
+// still load: Temporal Schedules run UglyFox and the jobs, gosling deploy
+// makes no cloud trigger, and fly warns where the block is. Kind is
+// "none" without the block.
 type Triggers struct {
 	Kind string `json:"kind"`
 }
