@@ -415,6 +415,18 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 	return r
 }
 
+// shapeRange is where a shape error on field (cpu or memory) points: the
+// attribute when it is written, else the runner block.
+func (d *eggDecl) shapeRange(field string) hcl.Range {
+	switch {
+	case field == "cpu" && d.cpu != nil:
+		return *d.cpu
+	case field == "memory" && d.memory != nil:
+		return *d.memory
+	}
+	return d.runner
+}
+
 // checkServerless checks a serverless runner's cpu and memory against the
 // sizes each of its clouds makes, once its clouds are known, and records the
 // shape of every cloud where its runners are serverless: all of them for
@@ -424,13 +436,7 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 	r.Serverless = nil
 	var diags hcl.Diagnostics
 	report := func(se *ShapeError) {
-		rng := d.runner
-		switch {
-		case se.Field == "cpu" && d.cpu != nil:
-			rng = *d.cpu
-		case se.Field == "memory" && d.memory != nil:
-			rng = *d.memory
-		}
+		rng := d.shapeRange(se.Field)
 		detail := fmt.Sprintf("On %s: %v", se.Cloud, se)
 		if se.Field == "memory" && decimalSize(d.memoryText) {
 			detail += fmt.Sprintf(" (%q counts in powers of 1000: it is %s, %s.)", d.memoryText, inMiB(r.Memory), inGiB(r.Memory))

@@ -205,13 +205,7 @@ func checkVM(d *eggDecl) hcl.Diagnostics {
 		if se == nil {
 			continue
 		}
-		rng := d.runner
-		switch {
-		case se.Field == "cpu" && d.cpu != nil:
-			rng = *d.cpu
-		case se.Field == "memory" && d.memory != nil:
-			rng = *d.memory
-		}
+		rng := d.shapeRange(se.Field)
 		detail := fmt.Sprintf("On %s: %v", c, se)
 		if r.Type == RunnerAuto {
 			detail += " (type = \"auto\" makes VMs there: no serverless size fits, or jobs run too long.)"
