@@ -84,8 +84,9 @@ var ycRoles = map[string][]string{
 	"api":                {"lockbox.payloadViewer", "ydb.editor", "ymq.writer"},
 	"mothergoose-worker": {"compute.editor", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor", "ymq.reader"},
 	"uglyfox-worker":     {"compute.editor", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor", "ymq.reader"},
-	"runner":             {"logging.writer"},
 	// The API gateway and the timer triggers call the containers as it.
+	// Runners have no folder role: each egg's service account holds
+	// lockbox.payloadViewer on its own secrets only (identities.go).
 	"invoker": {"serverless.containers.invoker"},
 }
 
@@ -98,10 +99,11 @@ func YandexFolder(n *fly.Nest) string {
 }
 
 // YandexDesired builds the Yandex Cloud resources of a Nest whose
-// MotherGoose runs on Yandex Cloud: a service account per component, one
-// for the runners and one that invokes the containers, each with its
-// folder roles (written out in the plan), Lockbox secrets for the runner
-// tokens and the servers' secrets (made empty, never deleted), the
+// MotherGoose runs on Yandex Cloud: a service account per component and
+// one that invokes the containers, each with its folder roles (written out
+// in the plan), each egg's runner identity (yandexRunnerIdentities),
+// Lockbox secrets for the runner tokens and the servers' secrets (made
+// empty, never deleted), the
 // serverless YDB database (never deleted), Message Queue's queue and dead-letter queue when
 // queue.kind is ymq, a Serverless Container per component whose revision
 // runs the component's image as its service account, timer triggers for
@@ -120,7 +122,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	dep := DeploymentName(n)
 	labels := map[string]any{TagDeployment: dep}
 	var out []Resource
-	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner", "invoker"}
+	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "invoker"}
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
@@ -143,6 +145,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
 		}})
 	}
+	out = append(out, yandexRunnerIdentities(n, folder, labels)...)
 	if mg.Queue.Kind == "ymq" {
 		out = append(out,
 			Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": mg.Queue.Name + "-dlq", "message_retention_seconds": 1209600, "tags": labels}},
@@ -377,6 +380,11 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	out = append(out, auth...)
+	runners, err := p.readRunnerBindings(ctx, sas, secrets, hints)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, runners...)
 	ts, err := p.readTriggers(ctx)
 	if err != nil {
 		return nil, err

@@ -215,16 +215,22 @@ ECS task).`,
 func newCmdAgentServe(f *Factory) *cobra.Command {
 	var fl agentRunFlags
 	var so agent.ServeOptions
+	var lambda bool
 	cmd := &cobra.Command{
 		Use:   "serve --work-dir DIR",
-		Short: "Serve a serverless runner: one job per HTTP invocation",
+		Short: "Serve a serverless runner: one job per invocation",
 		Long: `Serve runs gitlab-runner once per POST /invoke, whose answer comes when the
 job is done (a Yandex Serverless Container; the local provider's serverless
 runners). --auth runner-token wants the runner token as the invoker's
 bearer token; --auth platform leaves authentication to the platform.
---listen defaults to :$PORT when the platform sets PORT.`,
-		Example: `  gosling agent serve --work-dir /tmp/gosling-agent --config-env GOSLING_AGENT_CONFIG --auth platform`,
-		Args:    cobra.NoArgs,
+--listen defaults to :$PORT when the platform sets PORT.
+
+--lambda takes the invocations from the AWS Lambda Runtime API
+($AWS_LAMBDA_RUNTIME_API) instead: a Lambda function from the runner image,
+whose timeout is the job's deadline. Lambda authenticates its invokers.`,
+		Example: `  gosling agent serve --work-dir /tmp/gosling-agent --config-env GOSLING_AGENT_CONFIG --auth platform
+  gosling agent serve --lambda --work-dir /tmp/gosling-agent --config-env GOSLING_AGENT_CONFIG --auth platform`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := fl.options(f)
 			if err != nil {
@@ -233,9 +239,16 @@ bearer token; --auth platform leaves authentication to the platform.
 			if so.Auth != agent.InvokeAuthToken && so.Auth != agent.InvokeAuthPlatform {
 				return flagErrorf("--auth %q: want %s or %s", so.Auth, agent.InvokeAuthToken, agent.InvokeAuthPlatform)
 			}
+			if lambda {
+				if so.Auth != agent.InvokeAuthPlatform {
+					return flagErrorf("--lambda takes --auth platform: Lambda authenticates its invokers")
+				}
+				return agent.ServeLambda(cmd.Context(), o)
+			}
 			return agent.Serve(cmd.Context(), o, so)
 		},
 	}
+	cmd.Flags().BoolVar(&lambda, "lambda", false, "take invocations from the AWS Lambda Runtime API ($AWS_LAMBDA_RUNTIME_API)")
 	fl.register(cmd)
 	listen := "127.0.0.1:8080"
 	if p, ok := f.Getenv("PORT"); ok && p != "" {

@@ -243,6 +243,7 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
 			GitLabRunner: o.Runtime.GitLabRunner,
 		},
+		Providers: nest.MotherGoose.Providers, Getenv: o.Getenv,
 		SimulateMachines: o.SimulateMachines, SimulateJob: o.SimulateJob,
 	})
 	if err != nil {

@@ -494,10 +494,12 @@ type Secrets struct {
 type SecretBackend struct {
 	Scheme   string   `json:"scheme"`
 	CacheTTL Duration `json:"cache_ttl"`
-	// FolderID is the Lockbox folder.
+	// FolderID is the Lockbox folder, where each egg's secret of runner
+	// tokens is (internal/runnerid.LockboxTokenSecret).
 	FolderID string `json:"folder_id,omitempty"`
-	// RunnerTokens is the Lockbox secret that keeps runner tokens, one
-	// entry per runner.
+	// RunnerTokens is the one Lockbox secret that kept every runner's
+	// token before each egg's went to a secret of its own: runners whose
+	// record names no token reference are looked for there.
 	RunnerTokens string `json:"runner_tokens,omitempty"`
 	// Region is the AWS region.
 	Region string `json:"region,omitempty"`

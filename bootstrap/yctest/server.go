@@ -1,7 +1,8 @@
 // Package yctest is a stand-in for the Yandex Cloud services `gosling
 // deploy` calls, for tests: real gRPC on a local listener with
 // go-genproto's service definitions (IAM service accounts, Resource
-// Manager folder access bindings, Serverless Containers, Cloud Functions
+// Manager folder access bindings, Compute Cloud instances (compute.go),
+// Serverless Containers, Cloud Functions
 // and their versions, timer triggers, API Gateway, YDB databases, Lockbox
 // secrets, their access bindings and payloads, operations), answering with the real
 // messages, long-running operations that finish when first polled, and
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
+	compute "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1"
 	iam "github.com/yandex-cloud/go-genproto/yandex/cloud/iam/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
@@ -69,6 +71,10 @@ type Server struct {
 	fnVers   map[string][]*functions.Version // by function, newest first
 	fnCode   map[string][]byte               // version content by version
 	issued   map[string]bool                 // IAM tokens handed out for keys
+	// instances are Compute's (compute.go); finish completes an
+	// operation when it is first polled.
+	instances map[string]*compute.Instance
+	finish    map[string]func()
 }
 
 // Quota names, as Yandex's quota errors name them.
@@ -91,6 +97,7 @@ func New(iamToken string) (*Server, error) {
 		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
 		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
 		fns: map[string]*functions.Function{}, fnVers: map[string][]*functions.Version{}, fnCode: map[string][]byte{},
+		instances: map[string]*compute.Instance{}, finish: map[string]func(){},
 	}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	iam.RegisterServiceAccountServiceServer(s.grpc, saService{s: s})
@@ -104,6 +111,7 @@ func New(iamToken string) (*Server, error) {
 	triggers.RegisterTriggerServiceServer(s.grpc, triggerService{s: s})
 	apigw.RegisterApiGatewayServiceServer(s.grpc, gatewayService{s: s})
 	functions.RegisterFunctionServiceServer(s.grpc, functionService{s: s})
+	compute.RegisterInstanceServiceServer(s.grpc, computeService{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -261,6 +269,10 @@ func (o opService) Get(_ context.Context, r *operation.GetOperationRequest) (*op
 	op := o.s.ops[r.GetOperationId()]
 	if op == nil {
 		return nil, status.Errorf(codes.NotFound, "Operation %s not found", r.GetOperationId())
+	}
+	if finish := o.s.finish[op.Id]; finish != nil {
+		delete(o.s.finish, op.Id)
+		finish()
 	}
 	return proto.Clone(op).(*operation.Operation), nil
 }

@@ -62,6 +62,9 @@ type ContractInput struct {
 	// them the VM installs GitLab's packaged gitlab-runner.
 	RunnerVersion string
 	RunnerURL     string
+	// Lambda makes an AWS serverless runner a Lambda function (agent
+	// serve --lambda) rather than a Fargate task.
+	Lambda bool
 }
 
 // Contract is what a module runs.
@@ -101,6 +104,9 @@ func MachineContract(in ContractInput) (Contract, error) {
 	case cloudAWS + "/" + kindVM, cloudYandex + "/" + kindVM:
 		return cloudVM(in, cfgJSON)
 	case cloudAWS + "/" + kindServerls:
+		if in.Lambda {
+			return awsLambda(in, string(cfgJSON))
+		}
 		return awsServerless(in, string(cfgJSON))
 	case cloudYandex + "/" + kindServerls:
 		return yandexServerless(in, string(cfgJSON))
@@ -213,6 +219,20 @@ func awsServerless(in ContractInput, cfg string) (Contract, error) {
 		return Contract{}, errors.New("a serverless runner needs a deadline")
 	}
 	args := []string{"agent", "run", "--one-job", "--work-dir", ContainerWorkDir, "--config-env", EnvAgentConfig, "--max-run", in.MaxRun.String()}
+	return Contract{Image: in.AgentImage, Args: args, Env: containerEnv(cfg), Commands: [][]string{append([]string{"gosling"}, args...)}}, nil
+}
+
+// awsLambda is a Lambda function from the runner image: the agent takes
+// each invocation from the Lambda Runtime API and runs one job in it; the
+// function's timeout is the deadline.
+func awsLambda(in ContractInput, cfg string) (Contract, error) {
+	if in.AgentImage == "" {
+		return Contract{}, ErrNoAgentImage
+	}
+	if in.MaxRun <= 0 || in.MaxRun > 15*time.Minute {
+		return Contract{}, fmt.Errorf("a Lambda runner's deadline is %s: Lambda stops at 15 minutes", in.MaxRun)
+	}
+	args := []string{"agent", "serve", "--lambda", "--work-dir", ContainerWorkDir, "--config-env", EnvAgentConfig, "--auth", InvokeAuthPlatform}
 	return Contract{Image: in.AgentImage, Args: args, Env: containerEnv(cfg), Commands: [][]string{append([]string{"gosling"}, args...)}}, nil
 }
 
