@@ -1,7 +1,11 @@
-// Package secrets resolves and stores secrets named by URI
-// (yc-lockbox://, aws-sm://, vault://, local://). Values never appear in
-// errors or logs: errors name the URI, the backend and what was missing.
-package secrets
+// Package secretstore resolves and stores secrets named by URI
+// (yc-lockbox://, aws-sm://, vault://, local://) without any cloud SDK:
+// the resolver and its cache, masking, the local backend, and the
+// backends a runner machine reads its secrets with, as itself, over plain
+// HTTPS (machine.go). Package secrets adds the SDK backends the servers
+// use. Values never appear in errors or logs: errors name the URI, the
+// backend and what was missing.
+package secretstore
 
 import (
 	"context"
