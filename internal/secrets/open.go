@@ -96,4 +96,3 @@ func firstOf(s ...string) string {
 	}
 	return ""
 }
-
