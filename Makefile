@@ -15,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o $(GOSLING) ./cmd/gosling
+	$(GO) build -o $(BIN)/gosling-agent ./cmd/gosling-agent
 
 ## run: the whole stack on one machine (Temporal dev server, API, worker, SQLite, local runners).
 run: build

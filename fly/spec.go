@@ -342,7 +342,9 @@ type MotherGoose struct {
 // {os} and {arch}, filled per machine; each download's SHA-256 is read from
 // the same URL followed by ".sha256" (sha256sum format).
 type AgentRelease struct {
-	// URL is where cloud VMs download the gosling binary (https).
+	// URL is where cloud VMs download the gosling agent (https): the
+	// release of cmd/gosling-agent, which runs gosling's agent command
+	// lines without the rest of gosling.
 	URL string `json:"url,omitempty"`
 	// Image is the runner image serverless runners run: gitlab-runner
 	// and gosling (the Dockerfile's runner target).

@@ -34,7 +34,7 @@ const EnvAgentConfig = "GOSLING_AGENT_CONFIG"
 
 // Errors of MachineContract that say what MG/config.fly lacks.
 var (
-	ErrNoAgentURL   = errors.New("no agent URL: cloud VMs download the gosling binary from MG/config.fly's agent.url; set it (a release URL, {version}, {os} and {arch} are filled in, with its checksum at the same URL followed by .sha256)")
+	ErrNoAgentURL   = errors.New("no agent URL: cloud VMs download the gosling agent (cmd/gosling-agent's release) from MG/config.fly's agent.url; set it (a release URL, {version}, {os} and {arch} are filled in, with its checksum at the same URL followed by .sha256)")
 	ErrNoAgentImage = errors.New("no agent image: serverless runners run MG/config.fly's agent.image (the runner image: gitlab-runner and gosling); set it")
 )
 
@@ -54,7 +54,8 @@ type ContractInput struct {
 	WorkDir string
 
 	// AgentURL (with AgentVersion filling {version}) is where a cloud VM
-	// downloads gosling; AgentImage is a serverless container's image.
+	// downloads the gosling agent (cmd/gosling-agent); AgentImage is a
+	// serverless container's image.
 	AgentURL     string
 	AgentVersion string
 	AgentImage   string
@@ -146,7 +147,8 @@ func localServerless(in ContractInput, cfg string) (Contract, error) {
 }
 
 // cloudVM renders the first-boot script of an AWS or Yandex VM: write the
-// configuration, install docker for the docker executor, download gosling
+// configuration, install docker for the docker executor, download the
+// gosling agent (cmd/gosling-agent, installed as VMBinary)
 // and check its SHA-256, install gitlab-runner and the systemd unit (gosling
 // agent install), start the agent.
 func cloudVM(in ContractInput, cfg []byte) (Contract, error) {

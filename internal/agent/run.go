@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agentapi"
-	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerapi"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // RunOptions are the inputs of Run and Serve.
@@ -43,7 +43,7 @@ type RunOptions struct {
 	Logger  *slog.Logger
 	// Masker masks every secret the agent reads in its logs and in
 	// gitlab-runner's output it forwards.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// Output receives gitlab-runner's output (default os.Stderr), masked.
 	Output io.Writer
 	Getenv func(string) (string, bool)
@@ -125,7 +125,7 @@ func newAgent(opts RunOptions) (*agent, error) {
 		opts.Output = os.Stderr
 	}
 	if opts.Masker == nil {
-		opts.Masker = secrets.NewMasker()
+		opts.Masker = secretstore.NewMasker()
 	}
 	a := &agent{opts: opts, log: opts.Logger, tokens: &tokenSource{masker: opts.Masker, getenv: opts.Getenv},
 		watch: newJobWatcher(), output: newOutputWatcher(), updateTried: map[string]bool{}, reported: map[int64]string{}}
@@ -156,7 +156,7 @@ func (a *agent) loadConfig() error {
 		bin = p
 	}
 	if a.sup == nil {
-		a.sup = &supervisor{workDir: a.opts.WorkDir, log: a.log, out: io.MultiWriter(secrets.NewWriter(a.opts.Output, a.opts.Masker), a.output)}
+		a.sup = &supervisor{workDir: a.opts.WorkDir, log: a.log, out: io.MultiWriter(secretstore.NewWriter(a.opts.Output, a.opts.Masker), a.output)}
 	}
 	a.sup.binary, a.sup.log = bin, a.log
 	a.api = nil
@@ -312,7 +312,7 @@ func (a *agent) retryUp(ctx context.Context, trigger string) error {
 	wait := 200 * time.Millisecond
 	for {
 		err := a.up(ctx, trigger)
-		if err == nil || gitlab.IsForbidden(err) {
+		if err == nil || runnerapi.IsForbidden(err) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -395,12 +395,12 @@ func (a *agent) verifiedToken(ctx context.Context, trigger string) (token, versi
 	if err != nil {
 		return "", "", fmt.Errorf("read the runner token: %w", err)
 	}
-	gl, err := gitlab.NewRunnerClient(a.cfg.GitLabURL)
+	gl, err := runnerapi.New(a.cfg.GitLabURL, nil)
 	if err != nil {
 		return "", version, err
 	}
 	err = retry(ctx, func() error { return gl.VerifyRunner(ctx, token) })
-	if trigger != "" && (err == nil || gitlab.IsForbidden(err)) {
+	if trigger != "" && (err == nil || runnerapi.IsForbidden(err)) {
 		recordToken(a.opts.WorkDir, trigger, version, err, a.log)
 	}
 	if err != nil {
@@ -450,7 +450,7 @@ func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s
 			return nil, errors.New("runner.rift.ca holds no PEM certificate")
 		}
 	}
-	c := rift.NewClient(rc.URL, token, pool)
+	c := riftapi.NewClient(rc.URL, token, pool)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	rcfg, err := c.Config(cctx, a.cfg.Egg)
@@ -660,7 +660,7 @@ func retry(ctx context.Context, fn func() error) error {
 		if err == nil {
 			return nil
 		}
-		if gitlab.IsForbidden(err) {
+		if runnerapi.IsForbidden(err) {
 			return err // a rejected token does not get better by retrying
 		}
 		select {

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/childproc"
-	"github.com/gosling-ci/gosling/internal/rift/s3"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -73,7 +73,7 @@ type dockerTOML struct {
 }
 
 // s3CacheTOML is [runners.cache] with [runners.cache.s3], as Rift's
-// renderer (s3.Settings.TOML) writes it.
+// renderer (riftapi.CacheSettings.TOML) writes it.
 type s3CacheTOML struct {
 	Type   string `toml:"Type"`
 	Shared bool   `toml:"Shared"`
@@ -92,7 +92,7 @@ type s3CacheTOML struct {
 // cacheFromRift reads Rift's rendering of an egg's cache section into the
 // config.toml structure, so the file is written by one TOML encoder while
 // Rift stays the one place that knows its settings.
-func cacheFromRift(s s3.Settings) (*s3CacheTOML, error) {
+func cacheFromRift(s riftapi.CacheSettings) (*s3CacheTOML, error) {
 	var doc struct {
 		Runners struct {
 			Cache s3CacheTOML `toml:"cache"`

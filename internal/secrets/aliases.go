@@ -32,6 +32,11 @@ const (
 	LocalKeyEnv     = secretstore.LocalKeyEnv
 	Masked          = secretstore.Masked
 	MinMaskedLen    = secretstore.MinMaskedLen
+
+	VaultAuthToken       = secretstore.VaultAuthToken
+	VaultAuthAppRole     = secretstore.VaultAuthAppRole
+	VaultAuthKubernetes  = secretstore.VaultAuthKubernetes
+	DefaultKubernetesJWT = secretstore.DefaultKubernetesJWT
 )
 
 // Types of the core.
@@ -47,6 +52,8 @@ type (
 	Version            = secretstore.Version
 	Versioner          = secretstore.Versioner
 	Writer             = secretstore.Writer
+	Vault              = secretstore.Vault
+	VaultOptions       = secretstore.VaultOptions
 )
 
 // Functions of the core.
@@ -57,6 +64,7 @@ var (
 	NewMasker   = secretstore.NewMasker
 	NewResolver = secretstore.NewResolver
 	NewWriter   = secretstore.NewWriter
+	NewVault    = secretstore.NewVault
 	OpenLocal   = secretstore.OpenLocal
 	WithActor   = secretstore.WithActor
 )
