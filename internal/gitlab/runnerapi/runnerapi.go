@@ -26,7 +26,9 @@ type Error struct {
 	Message    string
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("gitlab: POST /runners/verify: %d %s", e.StatusCode, e.Message) }
+func (e *Error) Error() string {
+	return fmt.Sprintf("gitlab: POST /runners/verify: %d %s", e.StatusCode, e.Message)
+}
 
 // IsForbidden tells whether GitLab refused the token (403).
 func IsForbidden(err error) bool {
