@@ -30,8 +30,8 @@ const lambdaReportMargin = 20 * time.Second
 // authenticates invokers (IAM) and runs one invocation at a time; the
 // invocation's deadline (the function's timeout, the egg's job timeout)
 // ends the session lambdaReportMargin early. The work directory must be
-// under /tmp, Lambda's only writable place. ServeLambda returns only when
-// the Runtime API cannot be reached; Lambda ends the process otherwise.
+// under /tmp, Lambda's only writable place. ServeLambda returns when ctx
+// ends; a Runtime API that cannot be reached ends the process.
 func ServeLambda(ctx context.Context, opts RunOptions) error {
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -63,6 +63,9 @@ func ServeLambda(ctx context.Context, opts RunOptions) error {
 		}
 		return a.session(sctx, in.WaitTimeoutSeconds, agentapi.TriggerInvoke), nil
 	}
-	lambda.StartWithOptions(handler, lambda.WithContext(ctx))
+	// Start serves until the process ends (it exits the process itself
+	// when the Runtime API fails); a cancelled ctx (SIGTERM) ends it too.
+	go lambda.StartWithOptions(handler, lambda.WithContext(ctx))
+	<-ctx.Done()
 	return nil
 }
