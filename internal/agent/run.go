@@ -115,6 +115,8 @@ type agent struct {
 	// prevListen is the listen address of the gitlab-runner a previous
 	// binary of this process started (self-update), to adopt.
 	prevListen string
+	// forward serves a containerd engine's local socket (engine.go).
+	forward forwarder
 }
 
 func newAgent(opts RunOptions) (*agent, error) {
@@ -425,14 +427,24 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (string, er
 		}
 	}
 	var cache *s3CacheTOML
+	var eng *engineContext
 	if rc := a.cfg.Runner.Rift; rc != nil && rc.URL != "" {
-		cache, err = a.riftCache(ctx, token, rc)
+		cache, eng, err = a.rift(ctx, token, rc)
 		if err != nil {
-			// The cache only speeds jobs up: run without it.
-			a.log.Warn("no Rift cache for this runner", "rift", rc.URL, "error", err)
+			// The cache and the engine only speed jobs up: run without
+			// them.
+			a.log.Warn("no Rift cache or engine for this runner", "rift", rc.URL, "error", err)
 		}
 	}
-	b, err := renderRunnerConfig(runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir})
+	spec := runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir}
+	if eng != nil {
+		// Jobs get the engine context in their environment (config.toml,
+		// not gitlab-runner's own environment); a docker executor's job
+		// containers get its certificates mounted.
+		spec.environment = append(append([]string(nil), spec.environment...), eng.env...)
+		spec.volumes = eng.volumes
+	}
+	b, err := renderRunnerConfig(spec)
 	if err != nil {
 		return "", err
 	}
@@ -442,12 +454,15 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (string, er
 	return listen, nil
 }
 
-func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, error) {
+// rift asks Rift's control API, with the runner token, what it serves the
+// egg: the build cache's settings and, for an egg with a rift engine, the
+// engine context its jobs reach it with (engineContext).
+func (a *agent) rift(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, *engineContext, error) {
 	var pool *x509.CertPool
 	if rc.CA != "" {
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(rc.CA)) {
-			return nil, errors.New("runner.rift.ca holds no PEM certificate")
+			return nil, nil, errors.New("runner.rift.ca holds no PEM certificate")
 		}
 	}
 	c := riftapi.NewClient(rc.URL, token, pool)
@@ -455,13 +470,25 @@ func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s
 	defer cancel()
 	rcfg, err := c.Config(cctx, a.cfg.Egg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var cache *s3CacheTOML
+	var errs []error
 	if rcfg.Cache == nil {
-		return nil, errors.New("rift serves no build cache")
+		errs = append(errs, errors.New("rift serves no build cache"))
+	} else {
+		a.opts.Masker.Add(rcfg.Cache.SecretKey)
+		if cache, err = cacheFromRift(*rcfg.Cache); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	a.opts.Masker.Add(rcfg.Cache.SecretKey)
-	return cacheFromRift(*rcfg.Cache)
+	var eng *engineContext
+	if rcfg.Engine != nil {
+		if eng, err = a.engineContext(cctx, c, *rcfg.Engine); err != nil {
+			errs = append(errs, fmt.Errorf("rift's engine: %w", err))
+		}
+	}
+	return cache, eng, errors.Join(errs...)
 }
 
 // startRunner writes config.toml and starts `gitlab-runner run`, or, for
@@ -646,8 +673,10 @@ func (a *agent) shutdown() {
 	if err := a.sup.stop(context.Background(), 24*time.Hour); err != nil {
 		a.log.Warn("stop gitlab-runner", "error", err)
 	}
-	// The machine is going away: its runner token goes with it.
+	// The machine is going away: its runner token goes with it, and the
+	// engine's socket.
 	a.sup.removeConfig()
+	a.forward.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.report(ctx, a.watch.finishAll(a.sup.listen))

@@ -67,6 +67,8 @@ type runnerEntry struct {
 type dockerTOML struct {
 	Image      string `toml:"image"`
 	Privileged bool   `toml:"privileged"`
+	// Volumes are mounted into every job container (host:container:ro).
+	Volumes []string `toml:"volumes,omitempty"`
 	// PullPolicy "if-not-present" lets a Rift mirror or a warm VM serve
 	// images without asking the registry each job.
 	PullPolicy []string `toml:"pull_policy,omitempty"`
@@ -112,6 +114,8 @@ type runnerSpec struct {
 	listen      string
 	cache       *s3CacheTOML
 	workDir     string
+	// volumes are mounted into a docker executor's job containers.
+	volumes []string
 }
 
 // renderRunnerConfig renders config.toml.
@@ -128,7 +132,7 @@ func renderRunnerConfig(sp runnerSpec) ([]byte, error) {
 	case ExecutorShell:
 		e.Shell = "bash"
 	case ExecutorDocker:
-		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}}
+		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}, Volumes: sp.volumes}
 	}
 	doc := runnerTOML{
 		Concurrent: max(1, r.Concurrent), CheckInterval: 3, ListenAddress: sp.listen,
