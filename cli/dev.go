@@ -53,6 +53,9 @@ type DevOptions struct {
 	GitLabURL string
 	Temporal  string
 	Tofu      string
+	// AgentBinary is the agent local runners run: gosling-agent, or empty
+	// for this gosling.
+	AgentBinary string
 	// Ready, when set, receives the dev state once everything runs (tests).
 	Ready func(DevState)
 	// Masker, shared with Logger, masks every secret the resolver reads.
@@ -147,6 +150,7 @@ Send a job through the whole loop, or a pipeline:
 	fl.StringVar(&opts.GitLabURL, "gitlab-url", "", "use this real GitLab instead of the test server (token in $GOSLING_GITLAB_TOKEN)")
 	fl.StringVar(&opts.Temporal, "temporal", "", "Temporal CLI binary (default: bin/temporal beside gosling, then PATH)")
 	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
+	fl.StringVar(&opts.AgentBinary, "agent-binary", "", "the agent binary local runners run: gosling-agent (cmd/gosling-agent), lighter and quicker to start (default: this gosling)")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.AddCommand(NewCmdDevSimulate(f))
 	cmd.AddCommand(NewCmdDevPipeline(f, nil))
@@ -330,7 +334,11 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	state.GitLabRunner = runnerBin
-	agentSettings := activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL}
+	agentBin, err := agentBinary(opts.AgentBinary)
+	if err != nil {
+		return err
+	}
+	agentSettings := activities.AgentSettings{Binary: agentBin, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL}
 	// Rift, for the eggs with a rift block: their runners' cache points
 	// at it; other eggs' runners are untouched.
 	riftDone := make(chan error, 1)
@@ -368,7 +376,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		}
 		defer w.Stop()
 	}
-	resumeMachines(ctx, st, ex, self, log)
+	resumeMachines(ctx, st, ex, agentBin, log)
 
 	// The API, and the development-only simulation endpoints beside it.
 	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens)}
