@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,6 +78,9 @@ type Options struct {
 	NoWorker bool
 	// Logger receives the worker's logs (discarded by default).
 	Logger *slog.Logger
+	// AgentBinary is the agent the local provider's machines run
+	// (default: the gosling binary; testbin.GoslingAgent for the small one).
+	AgentBinary string
 }
 
 // Start brings a stack up; everything stops in t.Cleanup.
@@ -136,7 +140,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
 		Agent: activities.AgentSettings{
 			Deployment: deployment,
-			Binary:     s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
+			Binary:     cmp.Or(opts.AgentBinary, s.Gosling), GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
 		},
 	}); err != nil {
 		t.Fatal(err)

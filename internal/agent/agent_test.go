@@ -42,7 +42,7 @@ type fakeMG struct {
 	denied int
 }
 
-func newFakeMG(t *testing.T, token func() string) *fakeMG {
+func newFakeMG(t testing.TB, token func() string) *fakeMG {
 	f := &fakeMG{token: token}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token() {
@@ -109,7 +109,7 @@ func (f *fakeMG) jobStatuses(id int64) []string {
 // store holding the runner's token and a secret variable, and a fake
 // MotherGoose: what a machine's agent needs.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	gl      *gitlabtest.Server
 	project gitlabtest.Project
 	runner  gitlabtest.Runner
@@ -122,7 +122,7 @@ type rig struct {
 
 const deployKey = "dk-5ecret-value-0451"
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{t: t, gl: gitlabtest.New(gitlabtest.WithLongPolling(5 * time.Second)), dir: filepath.Join(t.TempDir(), "machine"), gosling: testbin.Gosling(t)}
 	t.Cleanup(r.gl.Close)
