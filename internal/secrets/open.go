@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -14,8 +15,8 @@ const (
 	EnvYCKeyFile  = yandexauth.EnvKeyFile
 	EnvYCIAMToken = yandexauth.EnvIAMToken
 	EnvYCEndpoint = yandexauth.EnvEndpoint
-	EnvVaultAddr  = "VAULT_ADDR"
-	EnvVaultToken = "VAULT_TOKEN"
+	EnvVaultAddr  = secretstore.EnvVaultAddr
+	EnvVaultToken = secretstore.EnvVaultToken
 )
 
 // OpenOptions are what Open needs beside MotherGoose's secrets block.
@@ -42,22 +43,9 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 		v, _ := o.Getenv(k)
 		return v
 	}
-	r := NewResolver()
-	if o.Masker != nil {
-		r.SetMasker(o.Masker)
-	}
-	r.Configure(cfg)
-
-	localDir := o.LocalDir
-	if b, ok := cfg.Backends[fly.SchemeLocal]; ok && localDir == "" {
-		localDir = b.Path
-	}
-	if localDir != "" {
-		l, err := OpenLocal(localDir)
-		if err != nil {
-			return nil, err
-		}
-		r.Register(l)
+	r, err := secretstore.NewBaseResolver(cfg, o.LocalDir, o.Masker, env)
+	if err != nil {
+		return nil, err
 	}
 
 	aws := cfg.Backends[fly.SchemeAWSSM]
@@ -67,17 +55,6 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 	}
 	r.Register(sm)
 
-	vc, ok := cfg.Backends[fly.SchemeVault]
-	if addr := firstOf(vc.Address, env(EnvVaultAddr)); ok || addr != "" {
-		v, err := NewVault(VaultOptions{
-			Address: addr, Mount: vc.Mount, Auth: vc.Auth, Role: vc.Role, Token: env(EnvVaultToken),
-		})
-		if err != nil {
-			return nil, err
-		}
-		r.Register(v)
-	}
-
 	lb, err := NewLockbox(ctx, LockboxOptions{
 		Endpoint: env(EnvYCEndpoint), KeyFile: env(EnvYCKeyFile), IAMToken: env(EnvYCIAMToken),
 	})
@@ -86,13 +63,4 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 	}
 	r.Register(lb)
 	return r, nil
-}
-
-func firstOf(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

@@ -80,12 +80,34 @@ func OpenMachine(cfg fly.Secrets, o MachineOptions) (*Resolver, error) {
 		o.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
 	env := func(k string) string { v, _ := o.Getenv(k); return v }
+	r, err := NewBaseResolver(cfg, o.LocalDir, o.Masker, env)
+	if err != nil {
+		return nil, err
+	}
+	region := cfg.Backends[fly.SchemeAWSSM].Region
+	if region == "" {
+		region = firstNonEmpty(env(envAWSRegion), env(envAWSDefaultRegion))
+	}
+	r.Register(&machineSecretsManager{hc: o.HTTP, getenv: o.Getenv, region: region,
+		endpoint: firstNonEmpty(env(envAWSSMEndpoint), env(envAWSEndpoint)), creds: &awsCredentialChain{hc: o.HTTP, getenv: o.Getenv}})
+	r.Register(&machineLockbox{hc: o.HTTP,
+		api:     strings.TrimSuffix(firstNonEmpty(env(EnvLockboxAPI), "https://lockbox.api.cloud.yandex.net"), "/"),
+		payload: strings.TrimSuffix(firstNonEmpty(env(EnvLockboxPayloadAPI), "https://payload.lockbox.api.cloud.yandex.net"), "/"),
+		token:   &yandexMetadataToken{hc: o.HTTP, fixed: env(EnvYCIAMToken), addr: firstNonEmpty(env(EnvYCMetadataAddr), "169.254.169.254")}})
+	return r, nil
+}
+
+// NewBaseResolver is what every process's resolver starts with, whatever
+// reaches its clouds: cfg's cache TTLs, the shared masker (nil: its own),
+// local:// from localDir (else cfg's local block's path, when it has one),
+// and vault:// when cfg has a vault block or $VAULT_ADDR is set (its token
+// from $VAULT_TOKEN). env reads the environment.
+func NewBaseResolver(cfg fly.Secrets, localDir string, masker *Masker, env func(string) string) (*Resolver, error) {
 	r := NewResolver()
-	if o.Masker != nil {
-		r.SetMasker(o.Masker)
+	if masker != nil {
+		r.SetMasker(masker)
 	}
 	r.Configure(cfg)
-	localDir := o.LocalDir
 	if b, ok := cfg.Backends[fly.SchemeLocal]; ok && localDir == "" {
 		localDir = b.Path
 	}
@@ -96,26 +118,22 @@ func OpenMachine(cfg fly.Secrets, o MachineOptions) (*Resolver, error) {
 		}
 		r.Register(l)
 	}
-	region := cfg.Backends[fly.SchemeAWSSM].Region
-	if region == "" {
-		region = firstNonEmpty(env(envAWSRegion), env(envAWSDefaultRegion))
-	}
-	r.Register(&machineSecretsManager{hc: o.HTTP, getenv: o.Getenv, region: region,
-		endpoint: firstNonEmpty(env(envAWSSMEndpoint), env(envAWSEndpoint)), creds: &awsCredentialChain{hc: o.HTTP, getenv: o.Getenv}})
 	vc, ok := cfg.Backends[fly.SchemeVault]
-	if addr := firstNonEmpty(vc.Address, env("VAULT_ADDR")); ok || addr != "" {
-		v, err := NewVault(VaultOptions{Address: addr, Mount: vc.Mount, Auth: vc.Auth, Role: vc.Role, Token: env("VAULT_TOKEN")})
+	if addr := firstNonEmpty(vc.Address, env(EnvVaultAddr)); ok || addr != "" {
+		v, err := NewVault(VaultOptions{Address: addr, Mount: vc.Mount, Auth: vc.Auth, Role: vc.Role, Token: env(EnvVaultToken)})
 		if err != nil {
 			return nil, err
 		}
 		r.Register(v)
 	}
-	r.Register(&machineLockbox{hc: o.HTTP,
-		api:     strings.TrimSuffix(firstNonEmpty(env(EnvLockboxAPI), "https://lockbox.api.cloud.yandex.net"), "/"),
-		payload: strings.TrimSuffix(firstNonEmpty(env(EnvLockboxPayloadAPI), "https://payload.lockbox.api.cloud.yandex.net"), "/"),
-		token:   &yandexMetadataToken{hc: o.HTTP, fixed: env(EnvYCIAMToken), addr: firstNonEmpty(env(EnvYCMetadataAddr), "169.254.169.254")}})
 	return r, nil
 }
+
+// Vault's variables NewBaseResolver reads.
+const (
+	EnvVaultAddr  = "VAULT_ADDR"
+	EnvVaultToken = "VAULT_TOKEN"
+)
 
 func firstNonEmpty(s ...string) string {
 	for _, x := range s {
