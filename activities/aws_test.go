@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -10,6 +11,7 @@ import (
 	"github.com/gosling-ci/gosling/activities/awsmachinetest"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/runnerid"
+	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
@@ -100,5 +102,42 @@ func TestAWSRunnerIdentity(t *testing.T) {
 	n := srv.Calls("GetRole")
 	if _, err := c.RunnerIdentity(context.Background(), "web"); err != nil || srv.Calls("GetRole") != n {
 		t.Errorf("a second lookup asked IAM again (%v)", err)
+	}
+}
+
+// failingInventory is a cloud whose API answers nothing.
+type failingInventory struct{ cloud string }
+
+func (f failingInventory) Cloud() string { return f.cloud }
+
+func (f failingInventory) ListMachines(context.Context) ([]LabeledMachine, error) {
+	return nil, errors.New("the cloud's API is down")
+}
+
+func (f failingInventory) TerminateMachine(context.Context, contract.MachineRef) error {
+	return errors.New("the cloud's API is down")
+}
+
+// A runner's teardown asks only its own cloud for what its labels still
+// show: another cloud's API being down holds up nothing; a runner with no
+// record asks every cloud.
+func TestMachinesOfAsksTheRunnersCloud(t *testing.T) {
+	c, srv := newAWSCloud(t)
+	id := srv.AddInstance("running", map[string]string{"gosling:deployment": "gosling-prod", "gosling:egg": "web", "gosling:runner": "web-1"})
+	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CreateRunner(context.Background(), &store.Runner{ID: "web-1", Egg: "web", Cloud: fly.CloudAWS, Kind: fly.RunnerVM, State: store.StateProvisioning}); err != nil {
+		t.Fatal(err)
+	}
+	a := &Activities{Store: st, Inventories: []Inventory{failingInventory{fly.CloudYandex}, c}}
+	got, err := a.machinesOf(context.Background(), "web-1")
+	if err != nil || len(got) != 1 || got[0].ID != id {
+		t.Errorf("machines of web-1: %v, %v", got, err)
+	}
+	if _, err := a.machinesOf(context.Background(), "web-unknown"); err == nil {
+		t.Error("a runner without a record skipped a cloud")
 	}
 }
