@@ -15,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o $(GOSLING) ./cmd/gosling
+	$(GO) build -o $(BIN)/gosling-agent ./cmd/gosling-agent
 
 ## run: the whole stack on one machine (Temporal dev server, API, worker, SQLite, local runners).
 run: build
@@ -62,6 +63,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals|AnnouncedPipeline' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench JobStartPaths -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench AgentBinary -benchtime 1x ./internal/agent
+	$(GO) test -run '^$$' -bench LambdaVsFargateStart -benchtime 1x ./activities
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools|UnauthenticatedBodies' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e

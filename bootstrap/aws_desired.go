@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/runnerid"
 )
 
 // AWS resource types, in the order they are made.
@@ -101,14 +102,12 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 
 // AWSDesired builds the AWS resources of a Nest whose MotherGoose runs on
 // AWS: one IAM role per component (least privilege, written out in the
-// plan), the runners' role and instance profile, the
+// plan), each egg's runner roles (awsRunnerIdentities), the
 // tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
 // the Nest names (created empty, never deleted), the store's DynamoDB table
-// (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
+// (never deleted), an ECS cluster
 // with one Fargate service per component (scaled between min_instances
 // and max_instances by Application Auto Scaling, see awsScaling),
-// EventBridge Scheduler
-// schedules for UglyFox and the jobs when triggers.kind is eventbridge,
 // and, when the aws provider names a vpc_id, the API gateway (awsGateway)
 // with the auth function's role and log group, the Cloud Map namespace
 // and service the API service registers in, and the security groups of
@@ -141,7 +140,9 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 		return arns
 	}
-	runnerTokens := acct.arn("secretsmanager", "secret:gosling/runners/*")
+	// Runner tokens, each egg's under its own prefix (runnerid), and
+	// where runners made before that kept theirs.
+	runnerTokens := []any{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokensPrefix(dep)+"*"), acct.arn("secretsmanager", "secret:gosling/runners/*")}
 	tableARN := acct.arn("dynamodb", "table/"+table)
 	storeActions := []any{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 		"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
@@ -157,11 +158,20 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	trust := func(service string) map[string]any {
 		return policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": service}}))
 	}
-	role := func(key, service, purpose string, stmts ...map[string]any) {
-		stmts = slices.DeleteFunc(stmts, func(s map[string]any) bool { return s == nil })
+	role := func(key, service, purpose string, stmts ...any) {
+		var list []map[string]any
+		for _, st := range stmts {
+			switch x := st.(type) {
+			case map[string]any:
+				list = append(list, x)
+			case []map[string]any:
+				list = append(list, x...)
+			}
+		}
+		list = slices.DeleteFunc(list, func(s map[string]any) bool { return s == nil })
 		add(AWSRole, key, map[string]any{
 			"name": dep + "-" + key, "path": path, "description": purpose,
-			"assume_role_policy": trust(service), "policy": policy(stmts...), "instance_profile": key == "runner",
+			"assume_role_policy": trust(service), "policy": policy(list...), "instance_profile": false,
 			"tags": tags,
 		})
 	}
@@ -186,14 +196,12 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		storeStmt, readSecrets(secretsOf.api))
 	role("mothergoose-worker", ecsTasks, "MotherGoose worker: provisions runners (OpenTofu as the runner role), keeps runner tokens, drains the outbox",
 		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, []any{runnerTokens}, nil),
-		assumeRunners())
+		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, runnerTokens, nil),
+		assumeRunners(), awsWorkerRunnerStatements(n, acct))
 	role("uglyfox-worker", ecsTasks, "UglyFox worker: prunes and reconciles runners, rotates their tokens",
 		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, []any{runnerTokens}, nil),
-		assumeRunners())
-	role("runner", "ec2.amazonaws.com", "Runner machines: write their own logs, nothing else",
-		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+logGroup("runners")+":*")}, nil))
+		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, runnerTokens, nil),
+		assumeRunners(), awsWorkerRunnerStatements(n, acct))
 	role("task-execution", ecsTasks, "ECS task execution: pull the images, write the containers' logs",
 		statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
 		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/*:*")}, nil))
@@ -300,6 +308,8 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 	}
 
+	// Each egg's runner identity (identities.go).
+	out = append(out, awsRunnerIdentities(n, acct, tags)...)
 	return out, nil
 }
 

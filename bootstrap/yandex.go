@@ -93,7 +93,8 @@ var ycRoles = map[string][]string{
 	"api":                {"container-registry.images.puller", "lockbox.payloadViewer", "ydb.editor"},
 	"mothergoose-worker": {"compute.editor", "container-registry.images.puller", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor"},
 	"uglyfox-worker":     {"compute.editor", "container-registry.images.puller", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor"},
-	"runner":             {"logging.writer"},
+	// Runners have no folder role: each egg's service account holds
+	// lockbox.payloadViewer on its own secrets only (identities.go).
 	// The API gateway calls the API's container as it.
 	"invoker": {"serverless.containers.invoker"},
 	// The workers' instance groups make, replace and delete their VMs as
@@ -112,17 +113,18 @@ func YandexFolder(n *fly.Nest) string {
 
 // YandexDesired builds the Yandex Cloud resources of a Nest whose
 // MotherGoose runs on Yandex Cloud: a service account per component, one
-// for the runners, one that invokes the API's container and one the
-// workers' instance groups act as, each with its folder roles (written
-// out in the plan), Lockbox secrets for the runner tokens and the servers'
-// secrets (made empty, never deleted), the serverless YDB database (never
-// deleted), the API as a Serverless Container (request-driven: it
-// listens on the $PORT the platform gives it) whose revision runs the
-// image as its service account, each Temporal worker as an instance group
-// on the Container-Optimized Image (always on: see yandexWorkers), the auth
-// function of api_gateway.auth when it names tokens (see yandexAuth), and
-// an API gateway whose OpenAPI spec sends every request to the API
-// container, those of /api/ through the auth function (see gatewaySpec).
+// that invokes the API's container and one the workers' instance groups
+// act as, each with its folder roles (written out in the plan), each egg's
+// runner identity (yandexRunnerIdentities), Lockbox secrets for the runner
+// tokens and the servers' secrets (made empty, never deleted), the
+// serverless YDB database (never deleted), the API as a Serverless
+// Container (request-driven: it listens on the $PORT the platform gives
+// it) whose revision runs the image as its service account, each Temporal
+// worker as an instance group on the Container-Optimized Image (always on:
+// see yandexWorkers), the auth function of api_gateway.auth when it names
+// tokens (see yandexAuth), and an API gateway whose OpenAPI spec sends
+// every request to the API container, those of /api/ through the auth
+// function (see gatewaySpec).
 //
 // No Message Queue queue and no timer trigger is made: the store's outbox
 // keeps what the API accepts while Temporal is unreachable, and Temporal
@@ -139,7 +141,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	dep := DeploymentName(n)
 	labels := map[string]any{TagDeployment: dep}
 	var out []Resource
-	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner", "invoker", "instance-groups"}
+	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "invoker", "instance-groups"}
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
@@ -162,6 +164,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
 		}})
 	}
+	out = append(out, yandexRunnerIdentities(n, folder, labels)...)
 	if mg.Database.Engine == "ydb" {
 		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
 			"name": dep + "-store", "folder_id": folder, "serverless": true, "labels": labels,
@@ -373,6 +376,11 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	out = append(out, auth...)
+	runners, err := p.readRunnerBindings(ctx, sas, secrets, hints)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, runners...)
 	ts, err := p.readTriggers(ctx)
 	if err != nil {
 		return nil, err

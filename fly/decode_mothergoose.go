@@ -512,10 +512,11 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 				Detail:  fmt.Sprintf("backend is %q but the secrets block has no %s block. Add it.", s.Backend, blockForScheme(s.Backend)),
 				Subject: rng,
 			})
-		} else if s.Backend == SchemeLockbox && s.Backends[SchemeLockbox].RunnerTokens == "" {
+		} else if s.Backend == SchemeLockbox && s.Backends[SchemeLockbox].FolderID == "" {
 			*diags = append(*diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "No Lockbox secret for runner tokens",
-				Detail:  "Runner tokens go to Lockbox, one entry per runner in one secret: create it (yc lockbox secret create --name gosling-runner-tokens) and set runner_tokens = \"<its ID>\" in the lockbox block.",
+				Severity: hcl.DiagError, Summary: "No Lockbox folder for runner tokens",
+				Detail: "Runner tokens go to Lockbox, each egg's to a secret of its own (<deployment>-runners-<egg>, which gosling deploy makes and only that egg's runners may read). " +
+					"Set folder_id in the lockbox block to the folder they are in.",
 				Subject: b.DefRange.Ptr(),
 			})
 		}

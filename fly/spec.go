@@ -344,7 +344,9 @@ type MotherGoose struct {
 // {os} and {arch}, filled per machine; each download's SHA-256 is read from
 // the same URL followed by ".sha256" (sha256sum format).
 type AgentRelease struct {
-	// URL is where cloud VMs download the gosling binary (https).
+	// URL is where cloud VMs download the gosling agent (https): the
+	// release of cmd/gosling-agent, which runs gosling's agent command
+	// lines without the rest of gosling.
 	URL string `json:"url,omitempty"`
 	// Image is the runner image serverless runners run: gitlab-runner
 	// and gosling (the Dockerfile's runner target).
@@ -502,10 +504,12 @@ type Secrets struct {
 type SecretBackend struct {
 	Scheme   string   `json:"scheme"`
 	CacheTTL Duration `json:"cache_ttl"`
-	// FolderID is the Lockbox folder.
+	// FolderID is the Lockbox folder, where each egg's secret of runner
+	// tokens is (internal/runnerid.LockboxTokenSecret).
 	FolderID string `json:"folder_id,omitempty"`
-	// RunnerTokens is the Lockbox secret that keeps runner tokens, one
-	// entry per runner.
+	// RunnerTokens is the one Lockbox secret that kept every runner's
+	// token before each egg's went to a secret of its own: runners whose
+	// record names no token reference are looked for there.
 	RunnerTokens string `json:"runner_tokens,omitempty"`
 	// Region is the AWS region.
 	Region string `json:"region,omitempty"`

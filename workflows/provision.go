@@ -68,6 +68,13 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	}
 	kind, reason := contract.ChooseKind(in.Egg, in.Kind, cloud, in.Dormant)
 	deadline := in.ServerlessDeadline
+	if deadline <= 0 && kind == fly.RunnerServerless &&
+		workflow.GetVersion(ctx, versionDeadlineFromEgg, workflow.DefaultVersion, 1) == 1 {
+		// Since version 1 a serverless runner lives as long as the egg's
+		// job timeout, not always the 60-minute maximum: its platform's
+		// timeout and its GitLab runner's maximum_timeout follow.
+		deadline = in.Egg.Runner.ServerlessDeadline()
+	}
 	if deadline <= 0 || deadline > fly.MaxServerlessRun {
 		deadline = fly.MaxServerlessRun
 	}
@@ -463,6 +470,11 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	status.Step = res.State
 	return res, nil
 }
+
+// versionDeadlineFromEgg marks runs whose serverless runner's deadline is
+// the egg's job timeout (fly.Runner.ServerlessDeadline) when the input
+// names none.
+const versionDeadlineFromEgg = "serverless-deadline-from-egg"
 
 // versionProvisionJobInfo marks runs that read the job's status with its
 // tags (JobInfo) and make nothing for a job no longer pending.

@@ -61,6 +61,10 @@ type env struct {
 	// invoked is InvokeRunner's answer (after invokeAfter, 12 minutes
 	// unless newEnvInvoke says otherwise).
 	invoked activities.InvokeRunnerResult
+	// created and applied are the inputs CreateGitLabRunner and
+	// ApplyMachine got.
+	created []activities.CreateGitLabRunnerInput
+	applied []activities.ApplyMachineInput
 }
 
 func (e *env) jobStatus() string {
@@ -112,12 +116,18 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		return failOr("record")
 	})
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
+		e.mu.Lock()
+		e.created = append(e.created, in)
+		e.mu.Unlock()
 		if err := failOr("gitlab-create"); err != nil {
 			return activities.CreateGitLabRunnerResult{}, err
 		}
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
 	})
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
+		e.mu.Lock()
+		e.applied = append(e.applied, in)
+		e.mu.Unlock()
 		name := "apply-running"
 		if !in.Running {
 			name = "apply-stopped"
@@ -357,7 +367,9 @@ func TestProvisionServerlessBusyIsNotCancelled(t *testing.T) {
 		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 2002, Status: "running", RunnerID: id})
 	}, 5*time.Minute+10*time.Second)
 	began := e.Now()
-	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	egg := testEgg(fly.RunnerServerless)
+	egg.Runner.ExpectedJobDuration = fly.Duration(30 * time.Minute)
+	start(e, contract.ProvisionRunnerInput{Egg: egg, Job: &contract.JobRef{JobID: 1001}})
 	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
@@ -383,6 +395,38 @@ func TestProvisionServerlessDeadline(t *testing.T) {
 	}
 	if res.Outcome != "deadline" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
+	}
+}
+
+// Without a deadline in its input, a serverless runner lives as long as
+// its egg's job timeout: its machine's deadline, its GitLab runner's
+// maximum timeout and the invocation's end all follow the 5-minute jobs
+// of egg-yandex-serverless-5m-jobs.fly.
+func TestProvisionServerlessDeadlineFromEgg(t *testing.T) {
+	invokeAfter = 2 * time.Hour
+	defer func() { invokeAfter = 12 * time.Minute }()
+	e := newEnv(t, nil)
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	egg := testEgg(fly.RunnerServerless)
+	egg.Runner.Clouds, egg.Runner.CPU, egg.Runner.Memory = []string{fly.CloudYandex}, 1, 2*fly.GiB
+	egg.Runner.ExpectedJobDuration = fly.Duration(5 * time.Minute)
+	began := e.Now()
+	start(e, contract.ProvisionRunnerInput{Egg: egg, Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "deadline" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+	if took := e.Now().Sub(began); took < 5*time.Minute || took > 6*time.Minute {
+		t.Errorf("runner lived %s, want its 5-minute deadline", took)
+	}
+	if len(e.applied) != 1 || e.applied[0].MaxRunMinutes != 5 {
+		t.Errorf("ApplyMachine inputs %+v, want max_run_minutes 5", e.applied)
+	}
+	if len(e.created) != 1 || e.created[0].MaximumTimeout != 5*time.Minute {
+		t.Errorf("CreateGitLabRunner inputs %+v, want maximum_timeout 5m", e.created)
 	}
 }
 
@@ -510,7 +554,7 @@ func TestChooseKind(t *testing.T) {
 		reason  string
 	}{
 		{small, fly.CloudYandex, false, fly.RunnerServerless, "fit Serverless Containers"},
-		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit AWS Lambda (15m at most)"},
 		{long, fly.CloudAWS, false, fly.RunnerVM, "longer than the 1h limit"},
 		{big, fly.CloudYandex, false, fly.RunnerVM, "no Serverless Containers size fits 8 vCPU"},
 		{big, fly.CloudAWS, false, fly.RunnerVM, "no ECS Fargate size fits 8 vCPU with 4GiB"},

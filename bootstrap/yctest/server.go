@@ -1,7 +1,8 @@
 // Package yctest is a stand-in for the Yandex Cloud services `gosling
 // deploy` calls, for tests: real gRPC on a local listener with
 // go-genproto's service definitions (IAM service accounts, Resource
-// Manager folder access bindings, Serverless Containers, Cloud Functions
+// Manager folder access bindings, Compute Cloud instances (compute.go),
+// Serverless Containers, Cloud Functions
 // and their versions, timer triggers, API Gateway, YDB databases, Lockbox
 // secrets, their access bindings and payloads, Compute's instance groups
 // and images (the Container-Optimized Image family), VPC subnets,
@@ -78,6 +79,10 @@ type Server struct {
 	imageOrder []string // image IDs, oldest first
 	subnets    map[string]*vpc.Subnet
 	igs        map[string]*igState
+	// instances are Compute's (compute_instances.go); finish completes an
+	// operation when it is first polled.
+	instances map[string]*compute.Instance
+	finish    map[string]func()
 }
 
 // Quota names, as Yandex's quota errors name them.
@@ -101,6 +106,7 @@ func New(iamToken string) (*Server, error) {
 		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
 		fns: map[string]*functions.Function{}, fnVers: map[string][]*functions.Version{}, fnCode: map[string][]byte{},
 		images: map[string]*compute.Image{}, subnets: map[string]*vpc.Subnet{}, igs: map[string]*igState{},
+		instances: map[string]*compute.Instance{}, finish: map[string]func(){},
 	}
 	s.addImage(StandardImagesFolder, COIFamily)
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
@@ -118,6 +124,7 @@ func New(iamToken string) (*Server, error) {
 	compute.RegisterImageServiceServer(s.grpc, imageService{s: s})
 	vpc.RegisterSubnetServiceServer(s.grpc, subnetService{s: s})
 	ig.RegisterInstanceGroupServiceServer(s.grpc, instanceGroupService{s: s})
+	compute.RegisterInstanceServiceServer(s.grpc, computeService{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -275,6 +282,10 @@ func (o opService) Get(_ context.Context, r *operation.GetOperationRequest) (*op
 	op := o.s.ops[r.GetOperationId()]
 	if op == nil {
 		return nil, status.Errorf(codes.NotFound, "Operation %s not found", r.GetOperationId())
+	}
+	if finish := o.s.finish[op.Id]; finish != nil {
+		delete(o.s.finish, op.Id)
+		finish()
 	}
 	return proto.Clone(op).(*operation.Operation), nil
 }

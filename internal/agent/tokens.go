@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // EnvRunnerToken, when set, is the runner token, mounted by the platform
@@ -21,12 +21,12 @@ const EnvRunnerToken = "GOSLING_RUNNER_TOKEN"
 // version. Every value it reads is given to the masker.
 type tokenSource struct {
 	key    string
-	r      *secrets.Resolver
-	masker *secrets.Masker
+	r      *secretstore.Resolver
+	masker *secretstore.Masker
 	getenv func(string) (string, bool)
 }
 
-func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolver, error) {
+func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secretstore.Resolver, error) {
 	key := fmt.Sprintf("%s\x00%t", cfg.SecretsDir, cfg.DevSecrets)
 	if cfg.Secrets != nil {
 		key += fmt.Sprintf("\x00%v", *cfg.Secrets)
@@ -34,28 +34,28 @@ func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolv
 	if s.r != nil && s.key == key {
 		return s.r, nil
 	}
-	var r *secrets.Resolver
+	var r *secretstore.Resolver
 	if cfg.Secrets != nil {
 		var err error
-		r, err = secrets.Open(ctx, *cfg.Secrets, secrets.OpenOptions{LocalDir: cfg.SecretsDir, Getenv: s.getenv, Masker: s.masker})
+		r, err = secretstore.OpenMachine(*cfg.Secrets, secretstore.MachineOptions{LocalDir: cfg.SecretsDir, Getenv: s.getenv, Masker: s.masker})
 		if err != nil {
 			return nil, fmt.Errorf("open the secret backends: %w", err)
 		}
 	} else {
 		// The local provider's machines read the local store only: no
 		// cloud backend is ever asked.
-		r = secrets.NewResolver()
+		r = secretstore.NewResolver()
 		if s.masker != nil {
 			r.SetMasker(s.masker)
 		}
 		if cfg.SecretsDir != "" {
-			l, err := secrets.OpenLocal(cfg.SecretsDir)
+			l, err := secretstore.OpenLocal(cfg.SecretsDir)
 			if err != nil {
 				return nil, err
 			}
-			backends := []secrets.Backend{l}
+			backends := []secretstore.Backend{l}
 			if cfg.DevSecrets {
-				backends = secrets.DevBackends(l)
+				backends = secretstore.DevBackends(l)
 			}
 			for _, b := range backends {
 				r.Register(b)
