@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 func testEgg(kind string) fly.Egg {
@@ -535,5 +536,28 @@ func TestIDs(t *testing.T) {
 	a, b := contract.RunnerIDFor("web", "x"), contract.RunnerIDFor("web", "y")
 	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != contract.RunnerIDFor("web", "x") {
 		t.Errorf("runner IDs %s %s", a, b)
+	}
+}
+
+// The saga runs every compensation registered, the last first, and
+// reports each one that failed.
+func TestSagaCompensatesInReverse(t *testing.T) {
+	var s saga
+	var ran []string
+	for _, name := range []string{"token", "gitlab", "machine"} {
+		s.onFailure(func(workflow.Context) error {
+			ran = append(ran, name)
+			if name == "gitlab" {
+				return errors.New("gitlab down")
+			}
+			return nil
+		})
+	}
+	err := s.compensate(nil)
+	if got := strings.Join(ran, ","); got != "machine,gitlab,token" {
+		t.Errorf("compensations ran as %s, want machine,gitlab,token", got)
+	}
+	if err == nil || err.Error() != "gitlab down" {
+		t.Errorf("compensate = %v, want the failed compensation's error", err)
 	}
 }
