@@ -51,15 +51,19 @@ func (m *MotherGoose) auditRefusal(ctx context.Context, d *delivery, detail stri
 func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) (*gitlab.Job, error) {
 	stored, err := m.store.GetJob(ctx, d.Host, jobID)
 	switch {
-	case err == nil:
-		if stored.ProjectID != 0 && stored.ProjectID != d.hook.ProjectID {
+	case err == nil && stored.ProjectID != 0:
+		if stored.ProjectID != d.hook.ProjectID {
 			return nil, m.refuse(ctx, d, KindConflict, "foreign_job",
 				fmt.Sprintf("job %d belongs to another project; a hook of project %d cannot change it", jobID, d.hook.ProjectID))
 		}
 		return nil, nil
+	case err == nil:
+		// Known only from a machine's report (RunnerJob), which names no
+		// project: confirmed like a new job.
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, unavailable("store unavailable", "the job could not be read; resend it", err)
-	case m.cfg.UnconfirmedJobs:
+	}
+	if m.cfg.UnconfirmedJobs {
 		return nil, nil
 	}
 	c, err := m.gitlabClient(ctx, d.egg)

@@ -65,7 +65,7 @@ func provisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (co
 	if err := p.recordRunner(); err != nil {
 		return p.res, err
 	}
-	for _, step := range []func() error{p.registerInGitLab, p.applyMachine, p.waitForReady, p.enterService} {
+	for _, step := range []func() error{p.mintAgentCredential, p.registerInGitLab, p.applyMachine, p.waitForReady, p.enterService} {
 		if err := step(); err != nil {
 			return p.compensate(err)
 		}
@@ -266,6 +266,29 @@ func (p *provisioning) recordRunner() error {
 		return fmt.Errorf("record runner %s: %w", p.runnerID, err)
 	}
 	return nil
+}
+
+// versionAgentCredential marks ProvisionRunner runs that mint the
+// machine's own agent credential before anything else is made, and
+// DeprovisionRunner runs that revoke it.
+const versionAgentCredential = "agent-credential"
+
+// mintAgentCredential gives the machine its own agent credential, in the
+// secret backend and named by the runner's record: what its agent reports
+// to MotherGoose with. Compensation: revoke it.
+func (p *provisioning) mintAgentCredential() error {
+	if workflow.GetVersion(p.ctx, versionAgentCredential, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var a *activities.Activities
+	p.saga.onFailure(func(c workflow.Context) error {
+		return workflow.ExecuteActivity(secretsCtx(c), a.RevokeAgentCredential, p.runnerID).Get(c, nil)
+	})
+	p.status.Step = "minting the agent credential"
+	err := workflow.ExecuteActivity(secretsCtx(p.ctx), a.MintAgentCredential, activities.AgentCredentialInput{
+		RunnerID: p.runnerID, Cloud: p.cloud,
+	}).Get(p.ctx, nil)
+	return failed("mint agent credential", err)
 }
 
 // registerInGitLab creates the GitLab runner, its token written straight

@@ -137,6 +137,12 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteRunnerTokenInput) error {
 		return failOr("token-delete")
 	})
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", failOr("agent-mint")
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, runnerID string) error {
+		return failOr("agent-revoke")
+	})
 	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
 		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
 	})
@@ -184,7 +190,7 @@ func TestProvisionPoolVM(t *testing.T) {
 	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,to-active"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -206,7 +212,7 @@ func TestProvisionJobVM(t *testing.T) {
 	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -252,7 +258,7 @@ func TestProvisionDormant(t *testing.T) {
 	if res.State != "dormant" || res.Kind != fly.RunnerVM {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -275,7 +281,7 @@ func TestProvisionServerlessEndsWithItsInvocation(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -398,7 +404,7 @@ func TestProvisionServerlessInvocationFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "container refused") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "record,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "record,agent-mint,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -411,10 +417,11 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		failing string
 		want    string
 	}{
-		{"gitlab-create", "tags,record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"to-registering", "tags,record,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"apply-running", "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-active", "tags,record,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"agent-mint", "tags,record,agent-mint,to-failed,agent-revoke,to-terminated"},
+		{"gitlab-create", "tags,record,agent-mint,gitlab-create,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-registering", "tags,record,agent-mint,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"apply-running", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-active", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -440,7 +447,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -454,7 +461,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+	if got, want := e.calls.String(), "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }
@@ -477,7 +484,7 @@ func TestDeprovision(t *testing.T) {
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"; got != want {
+	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }

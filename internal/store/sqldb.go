@@ -325,6 +325,9 @@ var migrations = []migration{
 		`ALTER TABLE audit_log ADD COLUMN dedupe_key TEXT`,
 		`CREATE UNIQUE INDEX audit_log_dedupe ON audit_log (dedupe_key) WHERE dedupe_key IS NOT NULL`,
 	}},
+	{version: 4, statements: []string{
+		`ALTER TABLE runners ADD COLUMN agent_ref TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrate brings the schema up to date. It is safe to run on every open and
