@@ -69,7 +69,7 @@ func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput)
 		return failed("delete token", err)
 	}
 	if workflow.GetVersion(ctx, versionAgentCredential, workflow.DefaultVersion, 1) == 1 {
-		if err := workflow.ExecuteActivity(secretsCtx(ctx), a.RevokeAgentCredential, r.ID).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteLocalActivity(localSecretsCtx(ctx), a.RevokeAgentCredential, r.ID).Get(ctx, nil); err != nil {
 			return failed("revoke agent credential", err)
 		}
 	}

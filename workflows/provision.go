@@ -220,9 +220,14 @@ func (p *provisioning) checkJob() (done bool, err error) {
 		}
 	} else {
 		var job activities.JobInfo
-		err := workflow.ExecuteActivity(gitlabCtx(ctx), a.JobInfo, activities.JobInfoInput{
-			GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID,
-		}).Get(ctx, &job)
+		jin := activities.JobInfoInput{GitLab: in.Egg.GitLab, ProjectID: in.Job.ProjectID, JobID: in.Job.JobID}
+		var f workflow.Future
+		if workflow.GetVersion(ctx, versionAgentCredential, workflow.DefaultVersion, 1) == 1 {
+			f = workflow.ExecuteLocalActivity(localGitLabCtx(ctx), a.JobInfo, jin)
+		} else {
+			f = workflow.ExecuteActivity(gitlabCtx(ctx), a.JobInfo, jin)
+		}
+		err := f.Get(ctx, &job)
 		if err != nil {
 			return true, fmt.Errorf("read job %d: %w", in.Job.JobID, err)
 		}
@@ -269,8 +274,10 @@ func (p *provisioning) recordRunner() error {
 }
 
 // versionAgentCredential marks ProvisionRunner runs that mint the
-// machine's own agent credential before anything else is made, and
-// DeprovisionRunner runs that revoke it.
+// machine's own agent credential before anything else is made and read
+// their job as a local activity (fewer history events per job; one change
+// ID, so one version marker, for both), and DeprovisionRunner runs that
+// revoke the credential.
 const versionAgentCredential = "agent-credential"
 
 // mintAgentCredential gives the machine its own agent credential, in the
@@ -282,10 +289,10 @@ func (p *provisioning) mintAgentCredential() error {
 	}
 	var a *activities.Activities
 	p.saga.onFailure(func(c workflow.Context) error {
-		return workflow.ExecuteActivity(secretsCtx(c), a.RevokeAgentCredential, p.runnerID).Get(c, nil)
+		return workflow.ExecuteLocalActivity(localSecretsCtx(c), a.RevokeAgentCredential, p.runnerID).Get(c, nil)
 	})
 	p.status.Step = "minting the agent credential"
-	err := workflow.ExecuteActivity(secretsCtx(p.ctx), a.MintAgentCredential, activities.AgentCredentialInput{
+	err := workflow.ExecuteLocalActivity(localSecretsCtx(p.ctx), a.MintAgentCredential, activities.AgentCredentialInput{
 		RunnerID: p.runnerID, Cloud: p.cloud,
 	}).Get(p.ctx, nil)
 	return failed("mint agent credential", err)
