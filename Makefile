@@ -73,6 +73,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
 	$(GO) test -run '^$$' -bench SweepPass -benchtime 1x ./mothergoose
 	$(GO) test -run '^$$' -bench LostHooks -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench OutageRecovery -benchtime 1x -timeout 20m ./e2e
+	$(GO) test -run '^$$' -bench JobCost -benchtime 500x ./mothergoose
 
 ## tools: every external program, installed idempotently into bin/.
 tools:

@@ -254,7 +254,8 @@ type TransitionInput struct {
 }
 
 // TransitionRunner records a lifecycle transition and audits it with the
-// actor, the reason and the states before and after. An illegal one is
+// actor, the reason and the states before and after; a runner terminated
+// has its cost settled (MotherGoose.SettleRunnerCost). An illegal one is
 // not retried.
 func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (store.Runner, error) {
 	var from store.RunnerState
@@ -287,6 +288,13 @@ func (a *Activities) TransitionRunner(ctx context.Context, in TransitionInput) (
 		a.auditLifecycle(ctx, store.AuditRecord{Actor: in.Actor, Action: lifecycleAction(from, r.State, in.Policy), Egg: r.Egg, RunnerID: r.ID,
 			Policy: in.Policy, Reason: in.Reason, Before: stateJSON(from), After: stateJSON(r.State),
 			Key: fmt.Sprintf("runner/%s/%d", r.ID, r.Version)})
+	}
+	if r.State == store.StateTerminated && from != "" && from != r.State && a.MotherGoose != nil {
+		// What the machine cost is settled now it is gone; like the audit,
+		// a failure is logged: the transition is made.
+		if err := a.MotherGoose.SettleRunnerCost(ctx, r.ID); err != nil {
+			a.logger().WarnContext(ctx, "runner cost not settled", "runner", r.ID, "error", err)
+		}
 	}
 	if a.Metrics != nil && from != "" && from != r.State {
 		a.Metrics.ObserveTransition(string(from), string(r.State))
@@ -712,12 +720,12 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	}
 	mod := m.Module()
 	mod.Source = r.Module
-	onLine, stop := heartbeater(ctx)
+	onLine, locks, stop := heartbeater(ctx)
 	defer stop()
 	res, err := a.Tofu.Apply(ctx, tofu.ApplyRequest{
 		Workspace: in.RunnerID, Module: mod, Vars: vars,
 		Labels: map[string]string{"runner": in.RunnerID, "egg": in.Egg.Name, "cloud": in.Cloud, "kind": in.Kind},
-		OnLine: onLine,
+		OnLine: onLine, Locks: locks,
 	})
 	if err != nil {
 		return ApplyMachineResult{}, CapacityError(in.Cloud, err)
@@ -798,9 +806,9 @@ func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput)
 	if ws == "" {
 		ws = in.RunnerID
 	}
-	onLine, stop := heartbeater(ctx)
+	onLine, locks, stop := heartbeater(ctx)
 	defer stop()
-	if err := a.Tofu.Destroy(ctx, ws, onLine); err != nil {
+	if err := a.Tofu.DestroyWith(ctx, ws, onLine, locks); err != nil {
 		return err
 	}
 	// Whatever OpenTofu's state held, nothing labelled as the runner's
@@ -823,16 +831,45 @@ func (a *Activities) DestroyMachine(ctx context.Context, in DestroyMachineInput)
 	return os.RemoveAll(MachineDir(a.Tofu.StateDir(), in.RunnerID))
 }
 
-// heartbeater turns OpenTofu's output into activity heartbeats: the latest
-// line as progress, at least every few seconds even while OpenTofu is
-// silent, so a dead worker is noticed by its heartbeat timeout and not by
-// the (long) start-to-close timeout. Call stop when the command ends.
-func heartbeater(ctx context.Context) (onLine func(string), stop func()) {
+// TofuProgress is the heartbeat of an OpenTofu activity: the latest line
+// OpenTofu printed, and the state locks the activity's attempts took, so a
+// retry finds the lock a killed attempt left (tofu.LockLedger).
+type TofuProgress struct {
+	Line  string   `json:"line"`
+	Locks []string `json:"locks,omitempty"`
+}
+
+// heartbeater turns OpenTofu's output into activity heartbeats
+// (TofuProgress): the latest line as progress, at least every few seconds
+// even while OpenTofu is silent, so a dead worker is noticed by its
+// heartbeat timeout and not by the (long) start-to-close timeout; and the
+// ledger of the state locks this activity's attempts took, read back from
+// the last attempt's heartbeat and recorded at once when a run takes one.
+// Call stop when the command ends.
+func heartbeater(ctx context.Context) (onLine func(string), locks *tofu.LockLedger, stop func()) {
 	if !activity.IsActivity(ctx) {
-		return nil, func() {}
+		return nil, nil, func() {}
 	}
 	var mu sync.Mutex
-	last := "starting"
+	progress := TofuProgress{Line: "starting"}
+	if activity.HasHeartbeatDetails(ctx) {
+		var prev TofuProgress
+		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil {
+			progress.Locks = prev.Locks
+		}
+	}
+	beat := func() {
+		mu.Lock()
+		p := TofuProgress{Line: progress.Line, Locks: append([]string(nil), progress.Locks...)}
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, p)
+	}
+	locks = &tofu.LockLedger{Owned: append([]string(nil), progress.Locks...), OnLock: func(id string) {
+		mu.Lock()
+		progress.Locks = append(progress.Locks, id)
+		mu.Unlock()
+		beat()
+	}}
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(5 * time.Second)
@@ -842,19 +879,16 @@ func heartbeater(ctx context.Context) (onLine func(string), stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				mu.Lock()
-				line := last
-				mu.Unlock()
-				activity.RecordHeartbeat(ctx, line)
+				beat()
 			}
 		}
 	}()
 	var once sync.Once
 	return func(line string) {
 			mu.Lock()
-			last = line
+			progress.Line = line
 			mu.Unlock()
-		}, func() {
+		}, locks, func() {
 			once.Do(func() { close(done) })
 		}
 }

@@ -30,6 +30,12 @@ type MotherGoose interface {
 	// PoolStatusIfRunning asks an egg's pool for its status; running is
 	// false when the egg has no running pool.
 	PoolStatusIfRunning(ctx context.Context, egg string) (st contract.PoolStatus, running bool, err error)
+	// AddProjectHook gives a project of a bucket's group the bucket's
+	// project hook, and audits it.
+	AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error)
+	// SettleRunnerCost shares what a terminated runner's machine cost
+	// beyond its jobs among them (mothergoose/cost.go).
+	SettleRunnerCost(ctx context.Context, runnerID string) error
 }
 
 func (a *Activities) motherGoose() (MotherGoose, error) {
@@ -46,6 +52,23 @@ func (a *Activities) SweepEgg(ctx context.Context, in contract.SweepInput) (cont
 		return contract.SweepResult{}, err
 	}
 	return mg.SweepEgg(ctx, in)
+}
+
+// AddProjectHook gives a project created in a bucket's group the bucket's
+// project hook (mothergoose.AddProjectHook). Errors: GitLab's refusals of
+// the request (4xx but 429) are ErrTypeGitLabRejected, not retried; others
+// (GitLab's 5xx and 429, the network, the secrets) are retried.
+func (a *Activities) AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error) {
+	mg, err := a.motherGoose()
+	if err != nil {
+		return contract.ProjectHookResult{}, err
+	}
+	res, err := mg.AddProjectHook(ctx, in)
+	var ae *gitlab.APIError
+	if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 && ae.StatusCode != http.StatusTooManyRequests {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeGitLabRejected, err)
+	}
+	return res, err
 }
 
 // UpdateNest runs a nest_update (mothergoose.UpdateNest).

@@ -355,8 +355,8 @@ type ReapResult struct {
 func (a *Activities) ReapOrphan(ctx context.Context, in ReapInput) (ReapResult, error) {
 	var res ReapResult
 	if in.Workspace != "" {
-		onLine, stop := heartbeater(ctx)
-		err := a.Tofu.Destroy(ctx, in.Workspace, onLine)
+		onLine, locks, stop := heartbeater(ctx)
+		err := a.Tofu.DestroyWith(ctx, in.Workspace, onLine, locks)
 		stop()
 		if err != nil {
 			return res, fmt.Errorf("destroy workspace %s: %w", in.Workspace, err)

@@ -64,8 +64,9 @@
 // events. A header that is no GitLab event at all is a broken client and
 // gets 422. One of them is acted on: a project_create (group or system
 // hook) for a project in the group of a bucket whose secret the delivery
-// carries gives the new project the bucket's project hook (job and
-// pipeline events, to the URL the delivery came to), audited, and 202.
+// carries starts the AddProjectHook workflow, which gives the new project
+// the bucket's project hook (job and pipeline events, to the URL the
+// delivery came to), audited; the answer is 202 with the workflow's ID.
 //
 // Projects an egg lists by path are matched by the project ID GitLab
 // resolves the path to (when the Nest is applied, or when a hook first

@@ -275,7 +275,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	if o.worker {
-		acts := &activities.Activities{Store: e.store, Secrets: e.secrets, Metrics: e.metrics, Logger: slog.New(slog.DiscardHandler)}
+		acts := &activities.Activities{Store: e.store, Secrets: e.secrets, Metrics: e.metrics, Logger: slog.New(slog.DiscardHandler), MotherGoose: e.mg}
 		w, err := worker.New(tc, contract.TaskQueueMotherGoose, acts, worker.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -134,10 +134,11 @@ func TestCaseLateRunningAfterSuccess(t *testing.T) {
 	}
 }
 
-// flightEnv is an env with bucket "flight" serving GitLab group flightjs.
+// flightEnv is an env with bucket "flight" serving GitLab group flightjs,
+// and a MotherGoose worker.
 func flightEnv(t *testing.T) (*env, gitlabtest.Group) {
 	var group gitlabtest.Group
-	e := newEnv(t, envOptions{noTemporal: true, secrets: map[fly.SecretRef]string{"local://hooks/flight": flightSecret}, eggs: func(e *env) []fly.Egg {
+	e := newEnv(t, envOptions{worker: true, secrets: map[fly.SecretRef]string{"local://hooks/flight": flightSecret}, eggs: func(e *env) []fly.Egg {
 		if group.ID == 0 {
 			group = e.gitlab.AddGroup("flightjs", 0)
 		}
@@ -163,18 +164,28 @@ func projectCreate(t *testing.T, p gitlabtest.Project) []byte {
 }
 
 // TestCaseGroupProjectCreate: a group hook's project_create for a project
-// in a bucket's group is no failure: the project gets the bucket's hook
-// (audited) and its jobs are served. Other project events, and project
+// in a bucket's group is no failure: the AddProjectHook workflow gives the
+// project the bucket's hook (audited) and its jobs are served; the webhook
+// path itself writes nothing to GitLab. Other project events, and project
 // events of groups no bucket serves, are ignored with 202.
 func TestCaseGroupProjectCreate(t *testing.T) {
 	t.Parallel()
 	e, group := flightEnv(t)
 	ctx := context.Background()
+	// hookAdded waits for the project's AddProjectHook workflow to end.
+	hookAdded := func(p gitlabtest.Project) error {
+		t.Helper()
+		wfID := contract.ProjectHookWorkflowID(e.host, p.ID)
+		return e.mg.Temporal().GetWorkflow(ctx, wfID, "").Get(ctx, nil)
+	}
 	// The handed payload, with this GitLab's ID of flightjs/flight.
 	flight := e.gitlab.AddProject("flight", group.ID)
 	hr := e.hookReply(e.deliver("Project Hook", flightSecret, projectCreate(t, flight), "create-1"), http.StatusAccepted)
-	if hr.Status != api.StatusAccepted || !strings.Contains(hr.Reason, "hook") {
+	if hr.Status != api.StatusAccepted || hr.WorkflowID != contract.ProjectHookWorkflowID(e.host, flight.ID) {
 		t.Fatalf("project_create: %+v", hr)
+	}
+	if err := hookAdded(flight); err != nil {
+		t.Fatal(err)
 	}
 	hooks := e.gitlab.Hooks(flight.ID)
 	if len(hooks) != 1 || hooks[0].URL != e.url("/webhooks/gitlab") || hooks[0].Token != flightSecret || !hooks[0].JobEvents || !hooks[0].PipelineEvents || hooks[0].PushEvents {
@@ -184,11 +195,11 @@ func TestCaseGroupProjectCreate(t *testing.T) {
 	if n := countAudit(audit, "project-hook-add"); n != 1 {
 		t.Errorf("audit %+v: want one project-hook-add", audit)
 	}
-	// A resend is a duplicate; the same event anew finds the hook there.
+	// A resend is a duplicate; the same event anew finds the workflow done.
 	if hr := e.hookReply(e.deliver("Project Hook", flightSecret, projectCreate(t, flight), "create-1"), http.StatusOK); hr.Status != api.StatusDuplicate {
 		t.Errorf("resend: %+v", hr)
 	}
-	if hr := e.hookReply(e.deliver("System Hook", flightSecret, projectCreate(t, flight), ""), http.StatusAccepted); !strings.Contains(hr.Reason, "already") || len(e.gitlab.Hooks(flight.ID)) != 1 {
+	if hr := e.hookReply(e.deliver("System Hook", flightSecret, projectCreate(t, flight), ""), http.StatusAccepted); !strings.Contains(hr.Reason, "finished already") || len(e.gitlab.Hooks(flight.ID)) != 1 {
 		t.Errorf("second project_create: %+v, %d hooks", hr, len(e.gitlab.Hooks(flight.ID)))
 	}
 	// The new project's jobs are served.
@@ -202,15 +213,23 @@ func TestCaseGroupProjectCreate(t *testing.T) {
 	// An old instance's system hook: no X-Gitlab-Instance, no URL at all.
 	second := e.gitlab.AddProject("flight2", group.ID)
 	hr = e.hookReply(e.sendRaw(map[string]string{"X-Gitlab-Event": "System Hook", "X-Gitlab-Token": flightSecret}, projectCreate(t, second)), http.StatusAccepted)
-	if hr.Status != api.StatusAccepted || len(e.gitlab.Hooks(second.ID)) != 1 {
-		t.Errorf("old instance's project_create: %+v, hooks %+v", hr, e.gitlab.Hooks(second.ID))
+	if err := hookAdded(second); hr.Status != api.StatusAccepted || err != nil || len(e.gitlab.Hooks(second.ID)) != 1 {
+		t.Errorf("old instance's project_create: %+v, %v, hooks %+v", hr, err, e.gitlab.Hooks(second.ID))
 	}
 
-	// GitLab refusing the hook: still 2xx, and audited.
+	// GitLab failing once is retried; GitLab refusing the hook (422) is
+	// not: still 2xx, and audited.
 	third := e.gitlab.AddProject("flight3", group.ID)
-	e.gitlab.FailNext(http.MethodPost, "/projects/*/hooks", http.StatusInternalServerError, 1, false)
-	if hr := e.hookReply(e.deliver("Project Hook", flightSecret, projectCreate(t, third), ""), http.StatusAccepted); !strings.Contains(hr.Reason, "could not be added") {
-		t.Errorf("hook refused: %+v", hr)
+	e.gitlab.FailNext(http.MethodPost, "/projects/*/hooks", http.StatusBadGateway, 1, false)
+	e.hookReply(e.deliver("Project Hook", flightSecret, projectCreate(t, third), ""), http.StatusAccepted)
+	if err := hookAdded(third); err != nil || len(e.gitlab.Hooks(third.ID)) != 1 {
+		t.Errorf("after a 502: %v, hooks %+v", err, e.gitlab.Hooks(third.ID))
+	}
+	fourth := e.gitlab.AddProject("flight4", group.ID)
+	e.gitlab.FailNext(http.MethodPost, "/projects/*/hooks", http.StatusUnprocessableEntity, 1, false)
+	e.hookReply(e.deliver("Project Hook", flightSecret, projectCreate(t, fourth), ""), http.StatusAccepted)
+	if err := hookAdded(fourth); err == nil || len(e.gitlab.Hooks(fourth.ID)) != 0 {
+		t.Errorf("a refused hook: workflow error %v, hooks %+v", err, e.gitlab.Hooks(fourth.ID))
 	}
 	audit, _ = e.store.ListAudit(ctx, store.AuditFilter{Egg: "flight"})
 	if n := countAudit(audit, "project-hook-failed"); n != 1 {
@@ -228,7 +247,7 @@ func TestCaseGroupProjectCreate(t *testing.T) {
 	}{
 		"outside the group": {flightSecret, projectCreate(t, elsewhere)},
 		"project_destroy":   {flightSecret, destroy},
-		"another egg's":     {webSecret, projectCreate(t, e.gitlab.AddProject("flight4", group.ID))},
+		"another egg's":     {webSecret, projectCreate(t, e.gitlab.AddProject("flight5", group.ID))},
 	} {
 		if hr := e.hookReply(e.deliver("Project Hook", tc.token, tc.body, ""), http.StatusAccepted); hr.Status != api.StatusIgnored {
 			t.Errorf("%s: %+v", name, hr)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/gosling-ci/gosling/internal/apiv1"
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
 
@@ -15,7 +17,11 @@ func (s *Server) getPool(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, st)
+	out := apiv1.Pool{PoolStatus: st, HitRate: mothergoose.HitRate(st.Stats)}
+	if idle, ok := s.mg.IdleCostOf(st); ok {
+		out.IdleCost = &apiv1.PoolIdleCost{Currency: idle.Currency, PerHour: idle.PerHour, ApexIdle: idle.ApexIdle, Nadir: idle.Nadir}
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getGate(c *gin.Context) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
 )
@@ -529,5 +531,37 @@ func TestRESTPlainTextParameters(t *testing.T) {
 	}
 	if r := e.get("/api/v1/jobs?status=success"); r.Status != http.StatusOK {
 		t.Errorf("a plain status: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestRESTCost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	ctx := context.Background()
+	done := time.Now().Add(-time.Hour)
+	for id, egg := range map[int64]string{1: "web", 2: "web", 3: "data"} {
+		if _, err := e.store.RecordJob(ctx, store.JobRecord{GitLabHost: e.host, JobID: id, Egg: egg, ProjectPath: egg + "/p", Status: "success",
+			RunnerID: "r", FinishedAt: &done, QueueSeconds: float64(id), MachineSeconds: 60, Cost: 0.5, IdleCost: 0.25}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rep apiv1.CostReport
+	e.get("/api/v1/cost").json(t, &rep)
+	if rep.By != "egg" || rep.Currency == "" || len(rep.Rows) != 2 || rep.Rows[0].Egg != "web" || rep.Rows[0].Jobs != 2 ||
+		rep.Rows[0].Cost != 1.5 || rep.Rows[0].QueueMeanSeconds != 1.5 || rep.Rows[1].Cost != 0.75 {
+		t.Errorf("cost by egg: %+v", rep)
+	}
+	e.get("/api/v1/cost?by=project&since="+url.QueryEscape(time.Now().Add(-2*time.Hour).Format(time.RFC3339))).json(t, &rep)
+	if rep.By != "project" || len(rep.Rows) != 2 || rep.Rows[0].Project != "web/p" {
+		t.Errorf("cost by project: %+v", rep)
+	}
+	e.get("/api/v1/cost?since="+url.QueryEscape(time.Now().Format(time.RFC3339))).json(t, &rep)
+	if len(rep.Rows) != 0 || rep.Rows == nil {
+		t.Errorf("no job since now: %+v", rep)
+	}
+	for _, q := range []string{"?by=runner", "?since=yesterday"} {
+		if r := e.get("/api/v1/cost" + q); r.Status != http.StatusBadRequest {
+			t.Errorf("%s: %d", q, r.Status)
+		}
 	}
 }

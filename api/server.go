@@ -145,6 +145,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/eggs/:name/jobs", s.listEggJobs)
 	v1.GET("/jobs", s.listJobs)
 	v1.GET("/audit", s.listAudit)
+	v1.GET("/cost", s.getCost)
 	v1.GET("/pools/:name", s.getPool)
 	v1.GET("/gates/:name", s.getGate)
 	v1.POST("/pools/:name/scale", s.scalePool)

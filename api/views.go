@@ -34,6 +34,8 @@ func jobViews(js []store.JobRecord) []apiv1.Job {
 			GitLabHost: j.GitLabHost, JobID: j.JobID, ProjectID: j.ProjectID, Egg: j.Egg, Name: j.Name, Ref: j.Ref,
 			PipelineID: j.PipelineID, Status: j.Status, RunnerID: j.RunnerID, QueuedAt: j.QueuedAt,
 			StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, UpdatedAt: j.UpdatedAt,
+			ProjectPath: j.ProjectPath, RunnerStartedAt: j.RunnerStartedAt, QueueSeconds: j.QueueSeconds,
+			MachineSeconds: j.MachineSeconds, Cost: j.Cost, IdleCost: j.IdleCost,
 		}
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/gosling-ci/gosling/mothergoose"
@@ -22,13 +23,13 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
@@ -316,33 +317,9 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	state.Temporal = hostPort
 	state.TemporalUI = fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort)
 
-	// MotherGoose, its workers and its API: the same composition as
-	// gosling server and gosling worker, on the dev-only parts above.
-	m := metrics.New()
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{
-		Nest: dev, Vars: opts.Vars, StoreDSN: "sqlite://" + filepath.Join(stateDir, "gosling.db"),
-		Secrets: resolver, Temporal: tc, Metrics: m, Logger: log, Getenv: opts.Getenv,
-		// Sweeps keep each project's hook pointing here.
-		WebhookURL: apiURL + "/webhooks/gitlab",
-		// The Nest is reloaded from its directory on a push to the Nest
-		// repository: the files being edited here are the ones to run.
-		FetchNest: func(ctx context.Context, _ string) (*fly.Nest, string, error) {
-			n, d := fly.LoadNest(opts.Nest, fly.Options{Vars: opts.Vars, Getenv: opts.Getenv})
-			if d.HasErrors() {
-				var buf bytes.Buffer
-				_ = fly.WriteText(&buf, d.Diagnostics, d.Files, false)
-				return nil, "", &mothergoose.InvalidNestError{Commit: "the working tree of " + opts.Nest, Diagnostics: buf.String()}
-			}
-			return devNest(n, glHost, insecure, stateDir), "", nil
-		},
-	})
-	if err != nil {
-		return err
-	}
-	defer mg.Close()
-	st := mg.Store()
-	resolver.Observe(m)
-	resolver.Observe(activities.NewSecretAudit(st, contract.TaskQueueMotherGoose, log))
+	// MotherGoose, its workers and its API: the composition root that
+	// builds gosling server and gosling worker (app.Open), given the
+	// dev-only parts above.
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -362,56 +339,72 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	state.GitLabRunner = runnerBin
-	agentSettings := activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL}
-	// Rift, for the eggs with a rift block: their runners' cache points
-	// at it; other eggs' runners are untouched.
+	// The simulation endpoints are served beside the API; they need the
+	// MotherGoose the API is built on, so they are bound once it is.
+	var simHandler atomic.Pointer[http.Handler]
+	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*simHandler.Load()).ServeHTTP(w, r) })
 	riftDone := make(chan error, 1)
-	if nestHasRift(dev) {
-		rf, err := openRift(ctx, devRiftParams(dev, stateDir, resolver, st, log))
-		if err != nil {
-			return fmt.Errorf("start Rift: %w", err)
-		}
-		if err := saveRiftAddrs(filepath.Join(stateDir, "rift"), rf); err != nil {
-			log.Warn("keep Rift's addresses for the next run", "error", err)
-		}
-		go func() { riftDone <- rf.Serve(ctx) }()
-		agentSettings.RiftURL, agentSettings.RiftCA = rf.ControlURL(), rf.CAPEM()
-		state.RiftURL, state.Rift = rf.ControlURL(), rf.Summary()
-	} else {
-		close(riftDone)
-	}
-	acts, err := gworker.NewActivities(gworker.Deps{
-		Store: st, Secrets: resolver, Metrics: m, Logger: log, Tofu: tofuBin, StateDir: stateDir,
-		Agent: agentSettings,
+	a, err := app.Open(ctx, app.Config{
+		MotherGoose: mothergoose.Config{
+			Nest: dev, Vars: opts.Vars, StoreDSN: "sqlite://" + filepath.Join(stateDir, "gosling.db"),
+			Secrets: resolver, Temporal: tc, Logger: log, Getenv: opts.Getenv,
+			// Sweeps keep each project's hook pointing here.
+			WebhookURL: apiURL + "/webhooks/gitlab",
+			// The Nest is reloaded from its directory on a push to the
+			// Nest repository: the files being edited here are the ones
+			// to run.
+			FetchNest: func(ctx context.Context, _ string) (*fly.Nest, string, error) {
+				n, d := fly.LoadNest(opts.Nest, fly.Options{Vars: opts.Vars, Getenv: opts.Getenv})
+				if d.HasErrors() {
+					var buf bytes.Buffer
+					_ = fly.WriteText(&buf, d.Diagnostics, d.Files, false)
+					return nil, "", &mothergoose.InvalidNestError{Commit: "the working tree of " + opts.Nest, Diagnostics: buf.String()}
+				}
+				return devNest(n, glHost, insecure, stateDir), "", nil
+			},
+		},
+		AuditQueue: contract.TaskQueueMotherGoose,
+		Activities: func(ctx context.Context, mg *mothergoose.MotherGoose) (gworker.Deps, error) {
+			agentSettings := activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL,
+				Deployment: deploymentName(dev, opts.Getenv)}
+			// Rift, for the eggs with a rift block: their runners' cache
+			// points at it; other eggs' runners are untouched.
+			if nestHasRift(dev) {
+				rf, err := openRift(ctx, devRiftParams(dev, stateDir, resolver, mg.Store(), log))
+				if err != nil {
+					return gworker.Deps{}, fmt.Errorf("start Rift: %w", err)
+				}
+				if err := saveRiftAddrs(filepath.Join(stateDir, "rift"), rf); err != nil {
+					log.Warn("keep Rift's addresses for the next run", "error", err)
+				}
+				go func() { riftDone <- rf.Serve(ctx) }()
+				agentSettings.RiftURL, agentSettings.RiftCA = rf.ControlURL(), rf.CAPEM()
+				state.RiftURL, state.Rift = rf.ControlURL(), rf.Summary()
+			} else {
+				close(riftDone)
+			}
+			return gworker.Deps{Tofu: tofuBin, StateDir: stateDir, Agent: agentSettings}, nil
+		},
+		Queues: gworker.Queues,
+		API:    &api.Config{APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: extra, ExtraPrefix: "/dev/"},
 	})
 	if err != nil {
 		return err
 	}
-	ex := acts.Tofu
-	// The sweep and the self-management jobs run MotherGoose's logic.
-	acts.MotherGoose = mg
-	for _, queue := range gworker.Queues {
-		w, err := gworker.New(tc, queue, acts, gworker.Options{})
-		if err != nil {
-			return err
-		}
-		if err := w.Start(); err != nil {
-			return fmt.Errorf("start the %s worker: %w", queue, err)
-		}
-		defer w.Stop()
-	}
-	resumeMachines(ctx, st, ex, self, log)
-
-	// The API, and the development-only simulation endpoints beside it.
+	defer a.Close()
+	mg, st, ex, srv := a.MotherGoose, a.MotherGoose.Store(), a.Activities.Tofu, a.API
 	apic, err := apiclient.New(apiURL, state.APIToken)
 	if err != nil {
 		return err
 	}
 	sim := &simulator{gl: gl, store: st, nest: mg.Nest, auth: api.NewAuthorizer(mg.SecretCache(), dev.MotherGoose.APIGateway.Auth.Tokens), api: apic}
-	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: dev.MotherGoose.APIGateway.Auth.Tokens, Extra: sim.handler(), ExtraPrefix: "/dev/"})
-	if err != nil {
+	h := sim.handler()
+	simHandler.Store(&h)
+	if err := a.Start(); err != nil {
 		return err
 	}
+	resumeMachines(ctx, st, ex, self, log)
+
 	state.MetricsURL = apiURL + "/metrics"
 	if gl != nil {
 		registerHooks(ctx, gl, state.GitLabURL, dev, resolver, apiURL+"/webhooks/gitlab", log)

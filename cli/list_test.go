@@ -11,7 +11,7 @@ import (
 // list): each shares --json FIELDS and --jq.
 var listCommands = [][]string{
 	{"runners", "list"}, {"runners", "get"}, {"jobs", "list"}, {"jobs", "schedule", "list"},
-	{"audit"}, {"pool", "status"}, {"secrets", "versions"}, {"secrets", "rotate"}, {"uglyfox", "run"},
+	{"audit"}, {"pool", "status"}, {"secrets", "versions"}, {"secrets", "rotate"}, {"uglyfox", "run"}, {"cost"},
 }
 
 func TestEveryListCommandHasJSONFieldsAndJQ(t *testing.T) {

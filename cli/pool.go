@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/spf13/cobra"
@@ -55,12 +56,12 @@ func newCmdPoolStatus(f *Factory) *cobra.Command {
 			return printPool(cmd.Context(), f.IO, st, time.Now())
 		},
 	}
-	addJSONFlags(cmd, &export, contract.PoolStatus{})
+	addJSONFlags(cmd, &export, apiv1.Pool{})
 	api.register(cmd, f.Getenv)
 	return cmd
 }
 
-func printPool(ctx context.Context, ios *IOStreams, st *contract.PoolStatus, now time.Time) error {
+func printPool(ctx context.Context, ios *IOStreams, st *apiv1.Pool, now time.Time) error {
 	w := ios.Out
 	l := st.Limits
 	fmt.Fprintf(w, "Pool of %s", st.Egg)
@@ -80,6 +81,11 @@ func printPool(ctx context.Context, ios *IOStreams, st *contract.PoolStatus, now
 	}
 	fmt.Fprintf(w, "  Jobs waiting %d; served: %d by Apex, %d by promotion, %d by a new runner\n", st.Waiting,
 		st.Stats.Served[contract.ServedByApex], st.Stats.Served[contract.ServedByPromotion], st.Stats.Served[contract.ServedByProvision])
+	fmt.Fprintf(w, "  Hit rate %.0f%% (jobs served without a cold start)", 100*st.HitRate)
+	if c := st.IdleCost; c != nil {
+		fmt.Fprintf(w, "; idle runners cost %s %s an hour (%d idle Apex running, %d Nadir disks)", money(c.PerHour), c.Currency, c.ApexIdle, c.Nadir)
+	}
+	fmt.Fprintln(w)
 	if n := len(st.Ignored); n > 0 {
 		fmt.Fprintf(w, "  Jobs no runner will take (the latest %d):\n", min(n, 5))
 		for _, ig := range st.Ignored[max(0, n-5):] {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -158,6 +160,13 @@ type processOptions struct {
 	LazyTemporal bool
 	// Activities builds a worker's activities too.
 	Activities bool
+	// Queues are the task queues to run workers for, with Worker's
+	// options; the first one's worker audits secret backend calls.
+	Queues []string
+	Worker worker.Options
+	// API, when set, builds the API handler from its configuration for the
+	// loaded Nest.
+	API func(nest *fly.Nest) api.Config
 	// ErrOut receives the diagnostics of an invalid Nest.
 	ErrOut *IOStreams
 	// SimulateMachines and SimulateJob are for fleet benchmarks only.
@@ -165,20 +174,20 @@ type processOptions struct {
 	SimulateJob      time.Duration
 }
 
-// process is an opened server process: MotherGoose and, for workers, the
-// activities.
+// process is an opened server process, built by the composition root
+// (app.Open): MotherGoose and, as asked, the activities, the workers and
+// the API.
 type process struct {
-	Nest     *fly.Nest
-	MG       *mothergoose.MotherGoose
-	Acts     *activities.Activities
+	*app.App
+	Nest *fly.Nest
+	MG   *mothergoose.MotherGoose
+	Acts *activities.Activities
+	// StateDir is the process's state directory, absolute.
 	StateDir string
 	// Backend is the OpenTofu state backend workers use (tofu.BackendLocal,
 	// BackendPG or BackendS3).
 	Backend string
 }
-
-// Close closes what the process opened.
-func (p *process) Close() error { return p.MG.Close() }
 
 // loadNest loads the Nest a command names, printing its diagnostics; an
 // invalid Nest is exit code 3.
@@ -193,8 +202,8 @@ func loadNest(dir string, vars map[string]string, getenv func(string) (string, b
 	return nest, nil
 }
 
-// openProcess builds a server process from the Nest and the flags: every
-// dependency is opened by mothergoose.Open, the one composition root.
+// openProcess builds a server process from the Nest and the flags with
+// the composition root, app.Open.
 func openProcess(ctx context.Context, o processOptions) (*process, error) {
 	nest := &fly.Nest{}
 	if o.NestDir != "" {
@@ -211,49 +220,72 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 	if dsn == "" && o.NestDir == "" {
 		dsn = "sqlite://" + filepath.Join(stateDir, "gosling.db")
 	}
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{
-		Nest: nest, Vars: o.Vars, StoreDSN: dsn,
-		SecretsDir: filepath.Join(stateDir, "secrets"), Masker: o.Masker, Getenv: o.Getenv,
-		TemporalConnection: o.Temporal.Connection(), LazyTemporal: o.LazyTemporal,
-		Logger: o.Logger,
-	})
-	var badStore *mothergoose.StoreConfigError
-	if errors.As(err, &badStore) {
-		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+	p := &process{Nest: nest, StateDir: stateDir}
+	cfg := app.Config{
+		MotherGoose: mothergoose.Config{
+			Nest: nest, Vars: o.Vars, StoreDSN: dsn,
+			SecretsDir: filepath.Join(stateDir, "secrets"), Masker: o.Masker, Getenv: o.Getenv,
+			TemporalConnection: o.Temporal.Connection(), LazyTemporal: o.LazyTemporal,
+			Logger: o.Logger,
+		},
+		Queues: o.Queues, Worker: o.Worker,
 	}
-	if err != nil {
+	if o.API != nil {
+		ac := o.API(nest)
+		cfg.API = &ac
+	}
+	if len(o.Queues) > 0 {
+		cfg.AuditQueue = o.Queues[0]
+	}
+	if o.Activities {
+		cfg.Activities = func(ctx context.Context, mg *mothergoose.MotherGoose) (worker.Deps, error) {
+			deps, backend, err := workerDeps(ctx, o, nest, stateDir, dsn, mg)
+			p.Backend = backend
+			return deps, err
+		}
+	}
+	a, err := app.Open(ctx, cfg)
+	var badStore *mothergoose.StoreConfigError
+	var badConfig *configError
+	var badActs *app.ActivitiesError
+	switch {
+	case errors.As(err, &badStore), errors.As(err, &badConfig), errors.As(err, &badActs):
+		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+	case err != nil:
 		return nil, err
 	}
-	// Backend calls are counted in the process's metrics
-	// (gosling_secret_backend_calls_total); the resolver was opened above.
-	mg.Secrets().Observe(mg.Metrics())
-	p := &process{Nest: nest, MG: mg, StateDir: stateDir}
-	if !o.Activities {
-		return p, nil
-	}
+	p.App, p.MG, p.Acts = a, a.MotherGoose, a.Activities
+	return p, nil
+}
+
+// configError is a worker configuration that cannot run (exit code 3).
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// workerDeps is what a worker's activities are built from: OpenTofu and
+// the state backend of MG's state block, the agent's settings from MG and
+// the flags. backend names the state backend.
+func workerDeps(ctx context.Context, o processOptions, nest *fly.Nest, stateDir, dsn string, mg *mothergoose.MotherGoose) (deps worker.Deps, backend string, err error) {
 	bin, err := o.Runtime.tofuBinary()
 	if err != nil {
-		mg.Close()
-		return nil, err
+		return deps, "", err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		mg.Close()
-		return nil, err
+		return deps, "", err
 	}
 	apiURL := o.Runtime.AgentAPIURL
 	if apiURL == "" && nest.MotherGoose.APIGateway.Domain != "" {
 		apiURL = "https://" + nest.MotherGoose.APIGateway.Domain
 	}
-	backend, err := stateBackend(ctx, nest.MotherGoose, dsn, mg.Secrets(), o.Getenv)
+	be, err := stateBackend(ctx, nest.MotherGoose, dsn, mg.Secrets(), o.Getenv)
 	if err != nil {
-		mg.Close()
-		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
+		return deps, "", &configError{err}
 	}
-	p.Backend = backend.Kind
-	p.Acts, err = worker.NewActivities(worker.Deps{
-		Store: mg.Store(), Secrets: mg.Secrets(), Metrics: mg.Metrics(), Logger: o.Logger, GitLabOptions: mg.GitLabOptions(),
-		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir, Backend: backend,
+	return worker.Deps{
+		SecretsConfig: nest.MotherGoose.Secrets, Tofu: bin, StateDir: stateDir, Backend: be,
 		Agent: activities.AgentSettings{
 			Deployment: deploymentName(nest, o.Getenv),
 			Binary:     self, SecretsDir: filepath.Join(stateDir, "secrets"), Secrets: nest.MotherGoose.Secrets,
@@ -261,13 +293,5 @@ func openProcess(ctx context.Context, o processOptions) (*process, error) {
 			GitLabRunner: o.Runtime.GitLabRunner,
 		},
 		SimulateMachines: o.SimulateMachines, SimulateJob: o.SimulateJob,
-	})
-	if err != nil {
-		mg.Close()
-		return nil, &CodeError{Code: ExitInvalidConfig, Err: err}
-	}
-	// The sweep and the self-management jobs run MotherGoose's logic in
-	// the worker.
-	p.Acts.MotherGoose = mg
-	return p, nil
+	}, be.Kind, nil
 }

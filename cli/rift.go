@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/spf13/cobra"
 )
 
@@ -179,11 +180,17 @@ func riftServeRun(ctx context.Context, opts *RiftServeOptions) error {
 	if dsn == "" {
 		dsn = "sqlite://" + filepath.Join(opts.Secrets.StateDir, "gosling.db")
 	}
-	st, err := store.Open(ctx, dsn)
+	// Built by the composition root, as the servers are: the store Rift
+	// authenticates runners against, over the same secret resolver. Rift
+	// never calls Temporal; a lazy client makes no connection.
+	a, err := app.Open(ctx, app.Config{MotherGoose: mothergoose.Config{
+		Nest: nest, StoreDSN: dsn, Secrets: res, LazyTemporal: true, Logger: log, Getenv: opts.Getenv,
+	}})
 	if err != nil {
 		return fmt.Errorf("open the store: %w", err)
 	}
-	defer st.Close()
+	defer a.Close()
+	st := a.MotherGoose.Store()
 	p := riftParams{
 		Nest: nest, Dir: opts.Dir, Secrets: res, Store: st, Logger: log,
 		Addr: opts.Addr, S3Addr: opts.S3Addr, MirrorAddr: opts.MirrorAddr, EngineAddr: opts.EngineAddr,

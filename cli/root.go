@@ -45,6 +45,7 @@ Exit codes: 0 ok, 1 error, 2 cancelled, 3 invalid configuration, 4 authenticatio
 		NewCmdSecrets(f),
 		NewCmdUglyFox(f),
 		NewCmdAudit(f, nil),
+		NewCmdCost(f, nil),
 		NewCmdDev(f, nil),
 		NewCmdPool(f),
 		NewCmdRift(f),

@@ -218,24 +218,22 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 		return fmt.Errorf("%s is not free (%v): choose another with --addr", opts.Addr, err)
 	}
 	defer ln.Close()
+	limit, err := webhookBodyLimit(opts.WebhookBodyLimit)
+	if err != nil {
+		return flagErrorf("--webhook-body-limit: %v", err)
+	}
 	p, err := openProcess(ctx, processOptions{
 		NestDir: opts.Nest, Vars: opts.Vars, Getenv: opts.Getenv, Temporal: opts.Temporal, Runtime: opts.Runtime,
 		Logger: opts.Logger, Masker: opts.Masker, LazyTemporal: true, ErrOut: opts.IO,
+		API: func(nest *fly.Nest) api.Config {
+			return api.Config{APITokens: nest.MotherGoose.APIGateway.Auth.Tokens, MaxWebhookBody: limit, MetricsToken: fly.SecretRef(opts.MetricsToken)}
+		},
 	})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	mg := p.MG
-	limit, err := webhookBodyLimit(opts.WebhookBodyLimit)
-	if err != nil {
-		return flagErrorf("--webhook-body-limit: %v", err)
-	}
-	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: p.Nest.MotherGoose.APIGateway.Auth.Tokens, MaxWebhookBody: limit,
-		MetricsToken: fly.SecretRef(opts.MetricsToken)})
-	if err != nil {
-		return err
-	}
+	mg, srv := p.MG, p.API
 	if opts.TLSCert != "" {
 		cert, err := loadCertificate(ctx, mg.Secrets(), opts.TLSCert, opts.TLSKey)
 		if err != nil {

@@ -9,13 +9,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
-	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/workflows/contract"
 	"github.com/spf13/cobra"
 )
 
@@ -108,32 +105,17 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	p, err := openProcess(ctx, processOptions{
 		NestDir: opts.Nest, Vars: opts.Vars, Getenv: opts.Getenv, Temporal: opts.Temporal, Runtime: opts.Runtime,
 		Logger: opts.Logger, Masker: opts.Masker, Activities: true, ErrOut: opts.IO, SimulateMachines: opts.SimulateMachines, SimulateJob: opts.SimulateJob,
+		Queues: []string{opts.Queue}, Worker: gworker.Options{MaxConcurrentActivities: opts.MaxActs},
 	})
+	if errors.Is(err, gworker.ErrSecondLocalStateWorker) {
+		return &CodeError{Code: ExitInvalidConfig, Err: err}
+	}
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	mg := p.MG
-	mg.Secrets().Observe(activities.NewSecretAudit(mg.Store(), opts.Queue, opts.Logger))
-	wo := gworker.Options{MaxConcurrentActivities: opts.MaxActs}
-	if opts.Queue == contract.TaskQueueMotherGoose && p.Backend == tofu.BackendLocal && opts.SimulateMachines == 0 {
-		// Machines' states on this disk: no other worker may make them.
-		wo.Identity = gworker.LocalStateIdentity(p.StateDir)
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := gworker.CheckAloneOnLocalState(cctx, mg.Temporal(), wo.Identity)
-		cancel()
-		if errors.Is(err, gworker.ErrSecondLocalStateWorker) {
-			return &CodeError{Code: ExitInvalidConfig, Err: err}
-		}
-		if err != nil {
-			return err
-		}
-		opts.Logger.Warn("OpenTofu state is on this worker's disk: run no other mothergoose worker (MG/config.fly state block)", "state_dir", p.StateDir)
-	}
-	w, err := gworker.New(mg.Temporal(), opts.Queue, p.Acts, wo)
-	if err != nil {
-		return flagErrorf("%v", err)
-	}
+	w := p.Workers[0]
 	if opts.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", opts.MetricsAddr)
 		if err != nil {

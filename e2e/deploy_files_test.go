@@ -599,6 +599,9 @@ func goslingFamilies(t *testing.T) []*dto.MetricFamily {
 	m.ObserveProvision("web", "local", "vm", time.Second)
 	m.ObserveJobQueue("web", time.Second)
 	m.ObserveJobDuration("web", "success", time.Second)
+	m.ObserveJobCost("web", "acme/web", "run", 0.01)
+	m.ObserveJobMachineSeconds("web", "acme/web", 60)
+	m.ObserveRedelivery("web", "accepted")
 	m.ObserveTransition("active", "draining")
 	m.ObserveHTTP("GET", "/healthz", 200, time.Millisecond)
 	m.ObserveOutbox("delivered")
@@ -771,6 +774,7 @@ func TestDashboardsQueryRegisteredMetrics(t *testing.T) {
 		"gosling_webhooks_total", "gosling_runner_provision_seconds_bucket", "gosling_pool_demand_to_runner_seconds_sum",
 		"gosling_pool_runners", "gosling_runners", "gosling_uglyfox_actions_total", "gosling_outbox_depth",
 		"gosling_outbox_deliveries_total", "gosling_secret_backend_calls_total", "gosling_http_request_duration_seconds_bucket",
+		"gosling_job_queue_seconds_bucket", "gosling_job_cost_total", "gosling_job_machine_seconds_total", "gosling_webhook_redeliveries_total",
 	} {
 		if !used[want] {
 			t.Errorf("no dashboard queries %s", want)

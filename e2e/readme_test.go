@@ -70,6 +70,10 @@ func readmeBlocks(t *testing.T) []readmeBlock {
 // the test. The dev's ports are free ones, so the blocks' 127.0.0.1:8080
 // (API) and 127.0.0.1:8929 (GitLab test server) are replaced by them. The
 // root command's example (gosling --help) runs as well.
+// answerComment finds the answer a block's comment shows: its error (or
+// status) member and its HTTP status.
+var answerComment = regexp.MustCompile(`(?m)^# (\{"[a-z]+":"[^"]+")[^\n]*\} (\d{3})$`)
+
 func TestREADMEShellBlocks(t *testing.T) {
 	blocks := readmeBlocks(t)
 	if t.Failed() {
@@ -90,7 +94,7 @@ func TestREADMEShellBlocks(t *testing.T) {
 	env := []string{"PATH=" + filepath.Join(scratch, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + scratch, "USER=readme"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	shell := func(what, dir, script string) {
+	shell := func(what, dir, script string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", script)
 		cmd.Dir, cmd.Env = dir, env
@@ -99,6 +103,7 @@ func TestREADMEShellBlocks(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			t.Errorf("%s: %v\n--- script:\n%s--- output:\n%s", what, err, script, out.String())
 		}
+		return out.String()
 	}
 
 	// The root command's example, in a directory of its own.
@@ -179,7 +184,15 @@ func TestREADMEShellBlocks(t *testing.T) {
 	}
 	for _, b := range dev {
 		body := strings.NewReplacer("127.0.0.1:8080", api, "127.0.0.1:8929", gitlab).Replace(b.body)
-		shell(fmt.Sprintf("README.md:%d (with gosling dev running)", b.line), scratch, body)
+		what := fmt.Sprintf("README.md:%d (with gosling dev running)", b.line)
+		out := shell(what, scratch, body)
+		// A block whose comment shows an answer ("# {"error":"unknown job",...} 404")
+		// must get that error and status.
+		if m := answerComment.FindStringSubmatch(b.body); m != nil && !strings.Contains(out, m[1]) {
+			t.Errorf("%s: the README shows %q, the API answered:\n%s", what, m[1], out)
+		} else if m != nil && !strings.Contains(out, " "+m[2]) {
+			t.Errorf("%s: the README shows status %s, the API answered:\n%s", what, m[2], out)
+		}
 	}
 	stop()
 	if t.Failed() {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 
@@ -80,6 +81,8 @@ type Options struct {
 	// GitLabRunner is the gitlab-runner binary local runners run (the
 	// real one: testbin.GitLabRunner); empty runs the stand-in.
 	GitLabRunner string
+	// GitLab are options of the GitLab test server.
+	GitLab []gitlabtest.Option
 }
 
 // Start brings a stack up; everything stops in t.Cleanup.
@@ -105,7 +108,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.Dev, s.Client = dev, dev.Client()
 	t.Cleanup(func() { _ = dev.Stop() })
 
-	s.GitLab = gitlabtest.New()
+	s.GitLab = gitlabtest.New(opts.GitLab...)
 	t.Cleanup(s.GitLab.Close)
 	s.Group = s.GitLab.AddGroup("acme", 0)
 	s.Project = s.GitLab.AddProject("acme/web", s.Group.ID)
@@ -137,16 +140,10 @@ func Start(t testing.TB, opts Options) *Stack {
 			t.Fatal(err)
 		}
 	}
-	if s.Acts, err = gworker.NewActivities(gworker.Deps{
-		Store: s.Store, Secrets: s.Secrets, Logger: log, Tofu: testbin.Tofu(t), StateDir: s.StateDir,
-		GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)},
-		Agent: activities.AgentSettings{
-			Deployment: deployment,
-			Binary:     s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
-		},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// The worker's side, built as gosling worker builds it (app.Open); its
+	// MotherGoose serves no Nest until ApplyNestWithSchedules.
+	a := s.openApp(&fly.Nest{}, nil, true, nil)
+	s.Acts = a.Activities
 	s.Tofu = s.Acts.Tofu
 	// Whatever a test leaves running, no agent process outlives it.
 	t.Cleanup(func() {
@@ -313,22 +310,49 @@ func (s *Stack) StartAPIWith(mutate func(*mothergoose.Config), secret string, eg
 	return s.serve(nest, mutate)
 }
 
+// openApp builds a process of the stack with the composition root, as
+// gosling server and gosling worker are built: MotherGoose on nest over the
+// stack's store, secrets and Temporal, and the worker's activities (acts)
+// or the API (api); queues get workers, started. It is closed when the
+// test ends.
+func (s *Stack) openApp(nest *fly.Nest, mutate func(*mothergoose.Config), acts bool, apiCfg *api.Config, queues ...string) *app.App {
+	t := s.T
+	cfg := app.Config{
+		MotherGoose: mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: s.log,
+			GitLabOptions: []gitlab.Option{gitlab.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond)}},
+		API: apiCfg, Queues: queues,
+	}
+	if mutate != nil {
+		mutate(&cfg.MotherGoose)
+	}
+	if acts {
+		cfg.Activities = func(context.Context, *mothergoose.MotherGoose) (gworker.Deps, error) {
+			return gworker.Deps{
+				Tofu: testbin.Tofu(t), StateDir: s.StateDir,
+				Agent: activities.AgentSettings{
+					Deployment: deployment,
+					Binary:     s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
+				},
+			}, nil
+		}
+	}
+	a, err := app.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
 // serve makes the stack's API serve a MotherGoose on nest.
 func (s *Stack) serve(nest *fly.Nest, mutate func(*mothergoose.Config)) *API {
 	t := s.T
 	ctx := context.Background()
-	cfg := mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets, Logger: s.log}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	mg, err := mothergoose.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{MotherGoose: mg, APITokens: []fly.SecretRef{"local://api/token"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := s.openApp(nest, mutate, false, &api.Config{APITokens: []fly.SecretRef{"local://api/token"}})
+	mg, srv := a.MotherGoose, a.API
 	h := srv.Handler()
 	s.handler.Store(&h)
 	actx, cancel := context.WithCancel(ctx)
@@ -360,13 +384,11 @@ func (s *Stack) DeliverJobHook(ctx context.Context, a *API, jobID int64, secret,
 // the test ends.
 func (s *Stack) ApplyNestWithSchedules(ctx context.Context, nest *fly.Nest, fetch func(context.Context, string) (*fly.Nest, string, error)) *mothergoose.MotherGoose {
 	s.T.Helper()
-	mg, err := mothergoose.Open(ctx, mothergoose.Config{Nest: nest, Store: s.Store, Temporal: s.Client, Secrets: s.Secrets,
-		Logger: slog.New(slog.DiscardHandler), FetchNest: fetch})
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	s.Acts.MotherGoose = mg
-	s.StartWorker()
+	// A worker whose MotherGoose serves the Nest, as gosling worker's
+	// does once it has loaded one.
+	a := s.openApp(nest, func(c *mothergoose.Config) { c.FetchNest, c.Logger = fetch, slog.New(slog.DiscardHandler) }, true, nil, contract.TaskQueueMotherGoose)
+	mg := a.MotherGoose
+	s.Acts = a.Activities
 	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", "unused"); err != nil {
 		s.T.Fatal(err)
 	}

@@ -30,6 +30,43 @@ type SweepAPI struct {
 	URL  string
 	MG   *mothergoose.MotherGoose
 	Nest *fly.Nest
+
+	mu      sync.Mutex
+	t       testing.TB
+	handler http.Handler
+	addr    string
+	hs      *http.Server
+}
+
+// serve starts an HTTP server for the API on its address.
+func (a *SweepAPI) serve(ln net.Listener) {
+	hs := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
+	a.mu.Lock()
+	a.hs = hs
+	a.mu.Unlock()
+	go func() { _ = hs.Serve(ln) }()
+}
+
+// Stop takes the API down: its port refuses connections, as GitLab sees
+// an API that is not running.
+func (a *SweepAPI) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_ = a.hs.Close()
+}
+
+// Restart brings the API back on the same address.
+func (a *SweepAPI) Restart() {
+	var ln net.Listener
+	var err error
+	for range 100 {
+		if ln, err = net.Listen("tcp", a.addr); err == nil {
+			a.serve(ln)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.t.Fatalf("listen on %s again: %v", a.addr, err)
 }
 
 // StartSweepAPI serves the eggs with sweeps every interval keeping their
@@ -62,9 +99,9 @@ func (s *Stack) StartSweepAPI(secret string, interval time.Duration, nest *fly.N
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
+	a := &SweepAPI{URL: url, MG: mg, Nest: nest, t: t, handler: srv.Handler(), addr: ln.Addr().String()}
+	a.serve(ln)
+	t.Cleanup(a.Stop)
 	actx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	go mg.RunOutbox(actx)
@@ -81,7 +118,7 @@ func (s *Stack) StartSweepAPI(secret string, interval time.Duration, nest *fly.N
 			_ = s.Client.TerminateWorkflow(cctx, contract.PoolWorkflowID(e.Name), "", "test over")
 		}
 	})
-	return &SweepAPI{URL: url, MG: mg, Nest: nest}
+	return a
 }
 
 // lostHooksReport is what a lost-hooks run measured.

@@ -147,20 +147,6 @@ func (a *attrs) rawLength(name string) (int, bool) {
 	return v.LengthInt(), true
 }
 
-// rawString is an attribute's string value, evaluated again without
-// recording diagnostics (the typed readers report them).
-func (a *attrs) rawString(name string) (string, bool) {
-	at, ok := a.m[name]
-	if !ok {
-		return "", false
-	}
-	v, d := at.Expr.Value(a.ctx)
-	if d.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || v.Type() != cty.String {
-		return "", false
-	}
-	return v.AsString(), true
-}
-
 func (a *attrs) str(name, def string) string {
 	v, ok := a.typed(name, cty.String, example(`"text"`))
 	if !ok {

@@ -16,7 +16,7 @@ var mothergooseSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "cloud", Required: true}, {Name: "region"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "temporal"}, {Type: "api_gateway"}, {Type: "containers"}, {Type: "queue"},
-		{Type: "triggers"}, {Type: "database"}, {Type: "state"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"}, {Type: "agent"},
+		{Type: "triggers"}, {Type: "database"}, {Type: "state"}, {Type: "secrets"}, {Type: "nest"}, {Type: "sweep"}, {Type: "agent"}, {Type: "cost"},
 		{Type: "provider", LabelNames: []string{"cloud"}},
 	},
 }
@@ -281,12 +281,15 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 			})
 		}
 	}
-	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url"))
+	sw, _ := sub("sweep", attrSchema("enabled", "interval", "webhook_url", "resend_failed", "pending_jobs"))
 	mg.Sweep = decodeSweep(sw, mg.APIGateway)
 
 	// How runner machines get the agent.
 	ag, _ := sub("agent", attrSchema("url", "image", "version", "gitlab_runner_version", "gitlab_runner_url"))
 	mg.Agent = decodeAgentRelease(ag)
+
+	// The price table jobs are charged by.
+	mg.Cost = l.decodeCost(blocks["cost"], &diags)
 	return decl, diags
 }
 

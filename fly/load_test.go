@@ -287,3 +287,30 @@ func TestSweepWebhookURLAgreesWithDomain(t *testing.T) {
 		t.Errorf("want one warning and no error: %v", diags.Diagnostics)
 	}
 }
+
+// Both parts of a sweep pass are on unless the sweep block turns one off.
+func TestSweepParts(t *testing.T) {
+	n := loadExample(t, Options{})
+	if sw := n.MotherGoose.Sweep; sw.NoResend || sw.NoPendingJobs {
+		t.Errorf("example's sweep %+v: both parts on by default", sw)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "examples", "nest"))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "MG", "config.fly"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(b), `    interval = "1m"`, `    interval      = "1m"
+    resend_failed = true
+    pending_jobs  = false`, 1)
+	writeFile(t, dir, "MG/config.fly", src)
+	got, diags := LoadNest(dir, Options{Getenv: testEnv})
+	if diags.HasErrors() {
+		t.Fatal(diags.Diagnostics)
+	}
+	if sw := got.MotherGoose.Sweep; sw.NoResend || !sw.NoPendingJobs {
+		t.Errorf("sweep %+v: want resend on, pending jobs off", sw)
+	}
+}

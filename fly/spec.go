@@ -333,6 +333,8 @@ type MotherGoose struct {
 	// Agent says how runner machines get the gosling agent and which
 	// versions of it and of gitlab-runner they run.
 	Agent AgentRelease `json:"agent"`
+	// Cost is the price table jobs are charged by (cost block).
+	Cost Cost `json:"cost"`
 }
 
 // AgentRelease is the mothergoose agent block. Every field defaults to

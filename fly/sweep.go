@@ -17,13 +17,18 @@ const (
 )
 
 // Sweep configures the pending-job sweep (block sweep of MG/config.fly):
-// every Interval, a sweep per egg lists the egg's pending jobs through the
-// Jobs API and serves those whose webhook never arrived, keeps a webhook on
-// each of the egg's projects (a group's too), and re-enables hooks GitLab
-// disabled.
+// every Interval, a sweep per egg keeps a webhook on each of the egg's
+// projects (a group's too), re-enables hooks GitLab disabled, resends the
+// deliveries GitLab logged as failed (resend_failed, GitLab 17.4+), and
+// lists the egg's pending jobs through the Jobs API to serve those whose
+// webhook never arrived (pending_jobs).
 type Sweep struct {
 	Enabled  bool     `json:"enabled"`
 	Interval Duration `json:"interval"`
+	// NoResend is resend_failed = false, NoPendingJobs pending_jobs =
+	// false: the zero values keep both parts on.
+	NoResend      bool `json:"no_resend,omitempty"`
+	NoPendingJobs bool `json:"no_pending_jobs,omitempty"`
 	// WebhookURL is the URL GitLab's project hooks post to
 	// (https://<api_gateway.domain>/webhooks/gitlab by default). Empty:
 	// the sweep serves pending jobs but leaves hooks alone.
@@ -37,6 +42,9 @@ func decodeSweep(a *attrs, gw APIGateway) Sweep {
 		Enabled:    a.boolean("enabled", true),
 		Interval:   a.duration("interval", DefaultSweepInterval, MinSweepInterval, MaxSweepInterval),
 		WebhookURL: a.str("webhook_url", ""),
+		NoResend:   !a.boolean("resend_failed", true),
+		// Without it, only deliveries GitLab made and logged come back.
+		NoPendingJobs: !a.boolean("pending_jobs", true),
 	}
 	if sw.WebhookURL == "" && gw.Domain != "" {
 		sw.WebhookURL = "https://" + gw.Domain + "/webhooks/gitlab"

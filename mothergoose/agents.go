@@ -147,7 +147,8 @@ func (m *MotherGoose) RunnerReady(ctx context.Context, a *Agent, rd agentapi.Rea
 }
 
 // RunnerJob takes an agent's job report: the job gitlab-runner started
-// or how it ended. It is signalled (contract.SignalJobStatus) to the
+// or how it ended. It is recorded with the job (the runner, its queue
+// time, its cost: cost.go) and signalled (contract.SignalJobStatus) to the
 // runner's workflows, so a runner made for one job learns that its job,
 // whichever GitLab gave it, ended, even when a webhook is lost.
 func (m *MotherGoose) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobReport) error {
@@ -158,6 +159,9 @@ func (m *MotherGoose) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobRep
 	at := j.At
 	if at.IsZero() {
 		at = m.now().UTC()
+	}
+	if err := m.recordRunnerJob(ctx, r, j, at); err != nil {
+		return unavailable("store unavailable", "the report could not be recorded; retry", err)
 	}
 	status := contract.JobStatus{JobID: j.JobID, Status: j.Status, At: at, RunnerID: r.ID}
 	// The job's machine, for failure counting: a Job Hook names the GitLab

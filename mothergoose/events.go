@@ -453,7 +453,7 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 	}
 	now := m.now()
 	rec := store.JobRecord{
-		GitLabHost: d.Host, JobID: j.ID, ProjectID: d.hook.ProjectID, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
+		GitLabHost: d.Host, JobID: j.ID, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
 		PipelineID: j.PipelineID, Status: j.Status, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, UpdatedAt: now,
 	}
 	switch {
@@ -472,11 +472,12 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 		return nil, m.refuse(ctx, d, KindConflict, "foreign_job",
 			fmt.Sprintf("job %d belongs to another project; a hook of project %d cannot change it", j.ID, d.hook.ProjectID))
 	}
+	// A pending hook that comes after the runner's start completes the
+	// job's queue time (cost.go).
+	if err := m.noteQueueTime(ctx, stored); err != nil {
+		return nil, unavailable("store unavailable", "the job's queue time could not be recorded; resend it", err)
+	}
 	switch j.Status {
-	case "running":
-		if j.QueuedDuration > 0 {
-			m.metrics.ObserveJobQueue(egg.Name, j.QueuedDuration)
-		}
 	case "success", "failed":
 		if j.Duration > 0 {
 			m.metrics.ObserveJobDuration(egg.Name, j.Status, j.Duration)
@@ -539,7 +540,7 @@ func (m *MotherGoose) deliver(ctx context.Context, in Intent) (*Result, error) {
 	case outcomeNoWorkflow:
 		resp.Reason = "no workflow is waiting for this job"
 	case outcomeFinished:
-		resp.Reason = "the job's workflow has finished already"
+		resp.Reason = "its workflow has finished already"
 	}
 	return resp, nil
 }
@@ -555,7 +556,7 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 	p.Builds = builds
 	for _, b := range builds {
 		rec := store.JobRecord{
-			GitLabHost: d.Host, JobID: b.ID, ProjectID: d.hook.ProjectID, Egg: d.egg.Name, Name: b.Name, Ref: p.Ref,
+			GitLabHost: d.Host, JobID: b.ID, ProjectID: d.hook.ProjectID, ProjectPath: d.hook.ProjectPath, Egg: d.egg.Name, Name: b.Name, Ref: p.Ref,
 			PipelineID: p.ID, Status: b.Status, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, UpdatedAt: now,
 		}
 		if b.StartedAt != nil && b.QueuedDuration > 0 {

@@ -88,6 +88,7 @@ func NestSchedules(nest *fly.Nest, cfg Config) (scheds []client.ScheduleOptions,
 				Args: []any{contract.SweepInput{
 					Egg: egg, Providers: nest.MotherGoose.Providers, WebhookURL: hookURL,
 					Interval: sw.Interval.D(), StaleAfter: cfg.SweepStaleAfter,
+					SkipResend: sw.NoResend, SkipPendingJobs: sw.NoPendingJobs,
 				}},
 				TaskQueue:                contract.TaskQueueMotherGoose,
 				WorkflowExecutionTimeout: max(10*time.Minute, 5*sw.Interval.D()),

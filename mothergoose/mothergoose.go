@@ -148,6 +148,9 @@ type MotherGoose struct {
 	// hooks remembers, per hook, when a sweep last asked GitLab to test
 	// it, so disabled hooks are tested at most every hookTestSpacing.
 	hooks hookMemory
+	// resends is what sweeps read of the hooks' delivery logs: the
+	// cursor and the failed deliveries to resend (resend.go).
+	resends resendMemory
 	// tokens caches token versions for agents' heartbeats.
 	tokens  tokenVersions
 	closers []func() error

@@ -10,6 +10,7 @@ import (
 	"github.com/gosling-ci/gosling/workflows/contract"
 
 	"github.com/gosling-ci/gosling/internal/store"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
@@ -18,6 +19,7 @@ import (
 const (
 	IntentSignalWithStart = "signal-with-start"
 	IntentSignal          = "signal"
+	IntentStart           = "start"
 )
 
 // Intent is one call to Temporal in a form the outbox can keep: the
@@ -30,7 +32,7 @@ type Intent struct {
 	Signal     string          `json:"signal"`
 	SignalArg  json.RawMessage `json:"signal_arg"`
 	// Workflow and Input are the workflow type and its input, for
-	// signal-with-start.
+	// start and signal-with-start.
 	Workflow string          `json:"workflow,omitempty"`
 	Input    json.RawMessage `json:"input,omitempty"`
 }
@@ -42,6 +44,16 @@ func SignalIntent(workflowID, signal string, arg any) (Intent, error) {
 		return Intent{}, fmt.Errorf("encode signal %s: %w", signal, err)
 	}
 	return Intent{Kind: IntentSignal, WorkflowID: workflowID, Signal: signal, SignalArg: b}, nil
+}
+
+// StartIntent starts a workflow unless one with its ID runs, or ran and
+// did not fail (contract.StartOptions, with failed runs started again).
+func StartIntent(workflowID, workflow string, input any) (Intent, error) {
+	b, err := json.Marshal(input)
+	if err != nil {
+		return Intent{}, fmt.Errorf("encode input of %s: %w", workflow, err)
+	}
+	return Intent{Kind: IntentStart, WorkflowID: workflowID, Workflow: workflow, Input: b}, nil
 }
 
 // SignalWithStartIntent signals a workflow, starting it with input first if
@@ -84,6 +96,11 @@ func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 	case IntentSignalWithStart:
 		_, err = c.SignalWithStartWorkflow(ctx, in.WorkflowID, in.Signal, in.SignalArg,
 			contract.StartOptions(in.WorkflowID), in.Workflow, in.Input)
+	case IntentStart:
+		opts := contract.StartOptions(in.WorkflowID)
+		opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+		opts.WorkflowExecutionErrorWhenAlreadyStarted = true
+		_, err = c.ExecuteWorkflow(ctx, opts, in.Workflow, in.Input)
 	default:
 		return "", fmt.Errorf("unknown intent kind %q", in.Kind)
 	}
@@ -94,7 +111,7 @@ func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 		return outcomeDone, nil
 	case in.Kind == IntentSignal && errors.As(err, &notFound):
 		return outcomeNoWorkflow, nil
-	case in.Kind == IntentSignalWithStart && errors.As(err, &started):
+	case in.Kind != IntentSignal && errors.As(err, &started):
 		return outcomeFinished, nil
 	}
 	return "", fmt.Errorf("%s %s: %w", in.Kind, in.WorkflowID, err)

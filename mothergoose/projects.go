@@ -336,28 +336,60 @@ func (m *MotherGoose) projectCreated(ctx context.Context, d *delivery, eggs []*f
 	return nil, lookupErr
 }
 
-// processProjectCreate gives a project created in a bucket's group the
-// project hook the bucket's other projects have (job and pipeline events,
-// the bucket's webhook secret, to the URL this delivery came to), unless
-// it has one to that URL already, and audits what was done. A failure is
-// audited and answered 2xx all the same: it is no fault of GitLab's, and
-// a non-2xx would count against the hook that sent it.
+// processProjectCreate starts the AddProjectHook workflow of a project
+// created in a bucket's group (contract.ProjectHookWorkflowID: a resent
+// event joins it), so that the webhook path writes nothing to GitLab. The
+// workflow adds the bucket's hook and audits it.
 func (m *MotherGoose) processProjectCreate(ctx context.Context, d *delivery, pc *projectCreation) (*Result, error) {
-	egg := pc.egg
-	what := fmt.Sprintf("project %s (ID %d) created in the group of bucket %s", truncate(pc.path, 200), pc.projectID, egg.Name)
-	hookID, existed, err := m.addProjectHook(ctx, egg, pc.projectID, d.URL)
-	if err != nil {
-		m.log.WarnContext(ctx, "add the hook of a new project", "egg", egg.Name, "project", pc.projectID, "error", err)
-		m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: "project-hook-failed", Egg: egg.Name,
-			Reason: what + "; its hook could not be added: " + truncate(err.Error(), 500)})
-		return &Result{Status: StatusAccepted, Reason: what + "; its hook could not be added (see the audit log)"}, nil
+	wfID := contract.ProjectHookWorkflowID(pc.egg.GitLab.Host, pc.projectID)
+	if d.URL == "" {
+		m.auditProjectHook(ctx, pc.egg.Name, contract.AuditProjectHookFailed, projectCreationText(pc)+"; its hook was not added: the URL of the webhook endpoint is unknown")
+		return &Result{Status: StatusAccepted, Reason: projectCreationText(pc) + "; its hook was not added: the URL of the webhook endpoint is unknown (see the audit log)"}, nil
 	}
+	in, err := StartIntent(wfID, contract.WorkflowAddProjectHook, contract.ProjectHookInput{
+		Egg: *pc.egg, ProjectID: pc.projectID, Path: pc.path, URL: d.URL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, err := m.deliver(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	res.Reason = strings.TrimSuffix(projectCreationText(pc)+"; its hook is added by workflow "+wfID+"; "+res.Reason, "; ")
+	if res.Status == StatusQueued {
+		res.Reason = projectCreationText(pc) + "; the workflow that adds its hook is queued until Temporal answers"
+	}
+	return res, nil
+}
+
+func projectCreationText(pc *projectCreation) string {
+	return fmt.Sprintf("project %s (ID %d) created in the group of bucket %s", truncate(pc.path, 200), pc.projectID, pc.egg.Name)
+}
+
+// AddProjectHook gives a project created in a bucket's group the project
+// hook the bucket's other projects have (job and pipeline events, the
+// bucket's webhook secret, in.URL), unless it has one to that URL already,
+// and audits what was done (project-hook-add). It is the AddProjectHook
+// workflow's activity. Errors: GitLab's (*gitlab.APIError) and the
+// secrets' as they come.
+func (m *MotherGoose) AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error) {
+	egg := &in.Egg
+	hookID, existed, err := m.addProjectHook(ctx, egg, in.ProjectID, in.URL)
+	if err != nil {
+		return contract.ProjectHookResult{}, err
+	}
+	what := projectCreationText(&projectCreation{egg: egg, projectID: in.ProjectID, path: in.Path})
 	reason := fmt.Sprintf("%s; project hook %d added", what, hookID)
 	if existed {
 		reason = fmt.Sprintf("%s; it has its hook %d already", what, hookID)
 	}
-	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: "project-hook-add", Egg: egg.Name, Reason: reason})
-	return &Result{Status: StatusAccepted, Reason: reason}, nil
+	m.auditProjectHook(ctx, egg.Name, contract.AuditProjectHookAdd, reason)
+	return contract.ProjectHookResult{HookID: hookID, Existed: existed}, nil
+}
+
+func (m *MotherGoose) auditProjectHook(ctx context.Context, egg, action, reason string) {
+	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: action, Egg: egg, Reason: reason})
 }
 
 // addProjectHook adds the hook to url on a project, or finds the one there.

@@ -44,14 +44,20 @@ func (m *MotherGoose) auditRefusal(ctx context.Context, d *delivery, detail stri
 
 // confirmJob checks that a job a Job Hook names is the hook's project's:
 // a job in the store must have been recorded in that project; a job new to
-// the store is looked up in that project with the egg's token (GET
+// the store (or recorded from a runner's report alone, with no project) is
+// looked up in that project with the egg's token (GET
 // /projects/:id/jobs/:job_id), and one GitLab does not have there is
 // refused, leaving no row behind. GitLab's answer is returned for a new
 // job (nil for a known one).
 func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) (*gitlab.Job, error) {
 	stored, err := m.store.GetJob(ctx, d.Host, jobID)
+	if err == nil && stored.ProjectID == 0 {
+		// Recorded from a runner's report alone, which names no
+		// project: GitLab confirms it as it does a new job.
+		err = store.ErrNotFound
+	}
 	switch {
-	case err == nil && stored.ProjectID != 0:
+	case err == nil:
 		if stored.ProjectID != d.hook.ProjectID {
 			return nil, m.refuse(ctx, d, KindConflict, "foreign_job",
 				fmt.Sprintf("job %d belongs to another project; a hook of project %d cannot change it", jobID, d.hook.ProjectID))

@@ -51,7 +51,9 @@ func (p sweepProject) label() string {
 // group, every project of the group (and its subgroups when asked) as the
 // API lists them now, so a project made later is served too. For each
 // project it keeps Gosling's webhook in place (see keepHook) when
-// in.WebhookURL is set, and lists the pending jobs (GET
+// in.WebhookURL is set, resends the deliveries GitLab logged as failed
+// (see resendFailed; not with in.SkipResend), and, unless
+// in.SkipPendingJobs, lists the pending jobs (GET
 // /projects/:id/jobs?scope[]=pending, every page; 429s are waited out as
 // Retry-After says). A pending job whose tags the egg's runners carry, and
 // for which no demand is recorded in the job history (no Job Hook with
@@ -137,9 +139,9 @@ func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (con
 	}
 	m.metrics.ObserveSweepPass(egg.Name, result)
 	m.metrics.ObserveSweepFound(egg.Name, res.Found)
-	if res.Found > 0 || res.Resent > 0 || len(res.Errors) > 0 {
+	if res.Found > 0 || res.Resent > 0 || res.Redelivered > 0 || len(res.Errors) > 0 {
 		m.log.InfoContext(ctx, "sweep", "egg", egg.Name, "projects", res.Projects, "pending", res.Pending,
-			"found", res.Found, "resent", res.Resent, "errors", len(res.Errors))
+			"found", res.Found, "resent", res.Resent, "redelivered", res.Redelivered, "errors", len(res.Errors))
 	}
 	return res, nil
 }
@@ -190,12 +192,20 @@ func (sw *sweep) add(f func(r *contract.SweepResult)) {
 	f(&sw.res)
 }
 
-// project sweeps one project: its hook, then its pending jobs.
+// project sweeps one project: its hook, the deliveries GitLab failed to
+// make to it, then its pending jobs.
 func (sw *sweep) project(ctx context.Context, p sweepProject) {
 	if sw.in.WebhookURL != "" {
-		if err := sw.keepHook(ctx, p); err != nil {
+		hook, err := sw.keepHook(ctx, p)
+		if err != nil {
 			sw.fail(p, "webhook", err)
 		}
+		if hook != nil && !sw.in.SkipResend {
+			sw.resendFailed(ctx, p, hook)
+		}
+	}
+	if sw.in.SkipPendingJobs {
+		return
 	}
 	jobs, _, err := sw.c.ListPendingJobs(ctx, p.ref)
 	if err != nil {
@@ -249,7 +259,7 @@ func (sw *sweep) serve(ctx context.Context, p sweepProject, j gitlab.PendingJob)
 		projectID = p.id
 	}
 	jr := store.JobRecord{
-		GitLabHost: sw.host, JobID: j.ID, ProjectID: projectID, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
+		GitLabHost: sw.host, JobID: j.ID, ProjectID: projectID, ProjectPath: path, Egg: egg.Name, Name: j.Name, Ref: j.Ref,
 		PipelineID: j.PipelineID, Status: "pending", UpdatedAt: now,
 	}
 	if !j.CreatedAt.IsZero() {

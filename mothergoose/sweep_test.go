@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,12 +42,23 @@ type sweepEnv struct {
 	// answers 200.
 	endpoint *httptest.Server
 	up       atomic.Bool
+	// received are the Idempotency-Keys of the deliveries it took.
+	mu       sync.Mutex
+	received []string
 }
 
 func newSweepEnv(t testing.TB) *sweepEnv {
 	t.Helper()
+	return newSweepEnvWith(t, time.Now)
+}
+
+// newSweepEnvWith is newSweepEnv on a clock of the test's, which
+// MotherGoose and GitLab (with automatic disabling off, as self-managed
+// instances have it) share.
+func newSweepEnvWith(t testing.TB, now func() time.Time, glOpts ...gitlabtest.Option) *sweepEnv {
+	t.Helper()
 	ctx := context.Background()
-	e := &sweepEnv{t: t, gl: gitlabtest.New()}
+	e := &sweepEnv{t: t, gl: gitlabtest.New(append([]gitlabtest.Option{gitlabtest.WithClock(now)}, glOpts...)...)}
 	t.Cleanup(e.gl.Close)
 	u, _ := url.Parse(e.gl.URL())
 	e.host = u.Host
@@ -56,6 +68,9 @@ func newSweepEnv(t testing.TB) *sweepEnv {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
+		e.mu.Lock()
+		e.received = append(e.received, r.Header.Get("Idempotency-Key"))
+		e.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
 	t.Cleanup(e.endpoint.Close)
@@ -87,7 +102,7 @@ func newSweepEnv(t testing.TB) *sweepEnv {
 	}
 	t.Cleanup(tc.Close)
 	e.metrics = metrics.New()
-	e.mg, err = Open(ctx, Config{Nest: &fly.Nest{}, Store: e.st, Secrets: res, Temporal: tc, Metrics: e.metrics,
+	e.mg, err = Open(ctx, Config{Nest: &fly.Nest{}, Store: e.st, Secrets: res, Temporal: tc, Metrics: e.metrics, Now: now,
 		TemporalTimeout: 300 * time.Millisecond, GitLabOptions: []gitlab.Option{gitlab.WithRetry(2, time.Millisecond, 10*time.Millisecond)}})
 	if err != nil {
 		t.Fatal(err)

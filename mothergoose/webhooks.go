@@ -77,11 +77,14 @@ func (h *hookMemory) mayTest(key string, now time.Time) bool {
 //     re-enables it as well;
 //   - the hook no longer sends job or pipeline events: it is saved again
 //     with them (webhook-repaired).
-func (sw *sweep) keepHook(ctx context.Context, p sweepProject) error {
+//
+// It returns Gosling's hook when GitLab delivers to it and it may have
+// deliveries in its log (nil for a hook just made or still disabled).
+func (sw *sweep) keepHook(ctx context.Context, p sweepProject) (*gitlab.ProjectHook, error) {
 	m, egg := sw.m, &sw.in.Egg
 	hooks, err := sw.c.ListProjectHooks(ctx, p.ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	spec := gitlab.HookSpec{
 		URL: sw.in.WebhookURL, Token: sw.secret, JobEvents: true, PipelineEvents: true,
@@ -101,17 +104,21 @@ func (sw *sweep) keepHook(ctx context.Context, p sweepProject) error {
 		id, err := sw.c.AddProjectHook(ctx, p.ref, spec)
 		if err != nil {
 			m.metrics.SetWebhookDisabled(egg.Name, label, true)
-			return fmt.Errorf("make the missing hook: %w", err)
+			return nil, fmt.Errorf("make the missing hook: %w", err)
 		}
 		m.metrics.SetWebhookDisabled(egg.Name, label, false)
 		sw.add(func(r *contract.SweepResult) { r.HooksCreated++ })
 		m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: contract.AuditWebhookMissing, Egg: egg.Name,
 			Reason: fmt.Sprintf("project %s had no hook posting to %s: made hook %d", label, sw.in.WebhookURL, id)})
+		return nil, nil // a new hook has no deliveries to resend
 	case ours.Disabled():
-		return sw.reenable(ctx, p, *ours, spec)
+		enabled, err := sw.reenable(ctx, p, *ours, spec)
+		if !enabled {
+			return nil, err
+		}
 	case !ours.JobEvents || !ours.PipelineEvents:
 		if err := sw.c.EditProjectHook(ctx, p.ref, ours.ID, spec); err != nil {
-			return err
+			return nil, err
 		}
 		m.metrics.SetWebhookDisabled(egg.Name, label, false)
 		sw.add(func(r *contract.SweepResult) { r.HooksRepaired++ })
@@ -120,12 +127,12 @@ func (sw *sweep) keepHook(ctx context.Context, p sweepProject) error {
 	default:
 		m.metrics.SetWebhookDisabled(egg.Name, label, false)
 	}
-	return nil
+	return ours, nil
 }
 
 // reenable brings a disabled hook back once Gosling's endpoint takes a
 // test delivery again.
-func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectHook, spec gitlab.HookSpec) error {
+func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectHook, spec gitlab.HookSpec) (enabled bool, err error) {
 	m, egg, label := sw.m, &sw.in.Egg, p.label()
 	key := fmt.Sprintf("%s/%d", sw.host, h.ID)
 	state := "disabled for good (40 failed deliveries in a row)"
@@ -135,7 +142,7 @@ func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectH
 			state = "disabled until " + h.DisabledUntil.UTC().Format(time.RFC3339) + " (4 or more failed deliveries in a row)"
 		}
 	}
-	stillOff := func(cause error) error {
+	stillOff := func(cause error) (bool, error) {
 		m.metrics.SetWebhookDisabled(egg.Name, label, true)
 		sw.add(func(r *contract.SweepResult) { r.HooksDisabled++ })
 		// One record per disabling (and per state: a temporary disabling
@@ -144,12 +151,12 @@ func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectH
 		m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: contract.AuditWebhookDisabled, Egg: egg.Name,
 			Reason: fmt.Sprintf("GitLab stopped delivering to hook %d of project %s: %s; the sweep serves its jobs meanwhile. Test delivery: %v", h.ID, label, state, cause),
 			Key:    fmt.Sprintf("webhook-disabled/%s/%s/%d", key, h.AlertStatus, since.Unix())})
-		return nil
+		return false, nil
 	}
 	if !m.hooks.mayTest(key, m.now()) {
 		return stillOff(errors.New("not tried again yet"))
 	}
-	err := sw.c.TestProjectHook(ctx, p.ref, h.ID, "job_events")
+	err = sw.c.TestProjectHook(ctx, p.ref, h.ID, "job_events")
 	how := "a test delivery reached Gosling"
 	if errors.Is(err, gitlab.ErrHookTestFailed) && strings.Contains(err.Error(), "Ensure the project has CI jobs") {
 		// Nothing to test with: saving the hook re-enables it too.
@@ -164,7 +171,7 @@ func (sw *sweep) reenable(ctx context.Context, p sweepProject, h gitlab.ProjectH
 	sw.add(func(r *contract.SweepResult) { r.HooksEnabled++ })
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: contract.AuditWebhookEnabled, Egg: egg.Name,
 		Reason: fmt.Sprintf("hook %d of project %s was %s; %s and GitLab delivers to it again", h.ID, label, state, how)})
-	return nil
+	return true, nil
 }
 
 // sameHookURL compares hook URLs, ignoring a trailing slash and the case

@@ -44,6 +44,9 @@ type Backend struct {
 	// prepare, when set, readies the backend's storage once before the
 	// first run (the pg backend's schema, table and index).
 	prepare func(ctx context.Context) error
+	// lockID, when set, reads the ID of the lock held on a workspace's
+	// state ("" when none is): backends whose lock outlives a killed run.
+	lockID func(ctx context.Context, workspace string) (string, error)
 }
 
 // Remote tells whether the backend is shared by every worker.
@@ -157,7 +160,7 @@ func S3Backend(c S3Config) (Backend, error) {
 	if c.PathStyle {
 		block["use_path_style"] = true
 	}
-	return Backend{Kind: BackendS3, Block: block, Env: maps.Clone(c.Env)}, nil
+	return Backend{Kind: BackendS3, Block: block, Env: maps.Clone(c.Env), lockID: s3LockID(c, prefix, "terraform.tfstate")}, nil
 }
 
 // redact hides a URL's password.

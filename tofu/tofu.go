@@ -67,6 +67,9 @@ type ApplyRequest struct {
 	Labels    map[string]string
 	// OnLine receives each line OpenTofu prints (for heartbeats and logs).
 	OnLine func(string)
+	// Locks, when set, records the state locks the run takes and
+	// releases the ones earlier attempts of this same apply left (locks.go).
+	Locks *LockLedger
 }
 
 // Result is the outcome of an apply.
@@ -149,7 +152,8 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 	if err := e.init(ctx, tf, out, req.Workspace, true); err != nil {
 		return nil, err
 	}
-	if err := tf.Apply(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
+	apply := func() error { return tf.Apply(ctx, tfexec.LockTimeout(e.lockTimeout())) }
+	if err := e.locked(ctx, tf, req.Workspace, req.Locks, apply); err != nil {
 		return nil, fmt.Errorf("tofu apply %s in %s: %w", req.Module, req.Workspace, lastLines(err, out))
 	}
 	outs, err := tf.Output(ctx)
@@ -177,6 +181,12 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 // backend, a workspace this worker has no directory for (another worker
 // made it) is rebuilt from its state first.
 func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(string)) error {
+	return e.DestroyWith(ctx, workspace, onLine, nil)
+}
+
+// DestroyWith is Destroy with a ledger of the state locks earlier attempts
+// of this same teardown took (see LockLedger).
+func (e *Executor) DestroyWith(ctx context.Context, workspace string, onLine func(string), locks *LockLedger) error {
 	if !workspaceName.MatchString(workspace) {
 		return fmt.Errorf("workspace name %q is invalid", workspace)
 	}
@@ -215,7 +225,8 @@ func (e *Executor) Destroy(ctx context.Context, workspace string, onLine func(st
 	case err != nil:
 		return err
 	}
-	if err := tf.Destroy(ctx, tfexec.LockTimeout(e.lockTimeout())); err != nil {
+	destroy := func() error { return tf.Destroy(ctx, tfexec.LockTimeout(e.lockTimeout())) }
+	if err := e.locked(ctx, tf, workspace, locks, destroy); err != nil {
 		return fmt.Errorf("tofu destroy in %s: %w", workspace, lastLines(err, out))
 	}
 	if e.Backend.Remote() {
@@ -258,25 +269,11 @@ func (e *Executor) WorkspaceNames(ctx context.Context) (map[string]bool, error) 
 		return nil, err
 	}
 	defer unlock()
-	root := map[string]any{"terraform": map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}}
-	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
-		return nil, err
-	}
-	tf, lw, err := e.terraform(dir, nil)
+	_, lw, names, err := e.backendWorkspaces(ctx, dir, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer lw.Close()
-	if err := e.prepareBackend(ctx); err != nil {
-		return nil, err
-	}
-	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
-		return nil, fmt.Errorf("tofu init: %w", lastLines(err, lw))
-	}
-	names, _, err := tf.WorkspaceList(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("tofu workspace list: %w", lastLines(err, lw))
-	}
 	for _, n := range names {
 		if n != "default" {
 			out[n] = true
@@ -412,11 +409,15 @@ func (e *Executor) writeWorkspace(dir string, req ApplyRequest) error {
 
 // lockTimeout is LockTimeout as OpenTofu's -lock-timeout flag.
 func (e *Executor) lockTimeout() string {
-	d := e.LockTimeout
-	if d <= 0 {
-		d = DefaultLockTimeout
+	return fmt.Sprintf("%ds", int(e.lockWait().Seconds()))
+}
+
+// lockWait is how long a run waits for a workspace's state lock.
+func (e *Executor) lockWait() time.Duration {
+	if e.LockTimeout <= 0 {
+		return DefaultLockTimeout
 	}
-	return fmt.Sprintf("%ds", int(d.Seconds()))
+	return e.LockTimeout
 }
 
 // prepareBackend readies the backend's storage before the first run of
@@ -451,11 +452,7 @@ func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWrit
 	}
 	err := tf.WorkspaceSelect(ctx, workspace)
 	if err != nil && create {
-		err = tf.WorkspaceNew(ctx, workspace, tfexec.LockTimeout(e.lockTimeout()))
-		if err != nil && strings.Contains(err.Error(), "already exists") {
-			// Another worker made it meanwhile.
-			err = tf.WorkspaceSelect(ctx, workspace)
-		}
+		err = e.newWorkspace(ctx, tf, workspace)
 	}
 	if err != nil {
 		if !create && strings.Contains(err.Error(), "doesn't exist") {
@@ -466,6 +463,38 @@ func (e *Executor) init(ctx context.Context, tf *tfexec.Terraform, out *lineWrit
 	return nil
 }
 
+// newWorkspace makes the workspace in the remote backend, or selects it
+// when another worker made it meanwhile. The pg backend takes a lock of
+// its own while it creates a workspace and refuses a second creator at
+// once ("Already locked for workspace creation") whatever the lock
+// timeout, so a refusal is retried with a growing pause for up to the
+// executor's lock timeout.
+func (e *Executor) newWorkspace(ctx context.Context, tf *tfexec.Terraform, workspace string) error {
+	deadline := time.Now().Add(e.lockWait())
+	pause := 100 * time.Millisecond
+	for {
+		err := tf.WorkspaceNew(ctx, workspace, tfexec.LockTimeout(e.lockTimeout()))
+		if err == nil {
+			return nil
+		}
+		if strings.Contains(err.Error(), "already exists") {
+			return tf.WorkspaceSelect(ctx, workspace)
+		}
+		if !strings.Contains(err.Error(), "Already locked for workspace creation") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+		if err := tf.WorkspaceSelect(ctx, workspace); err == nil {
+			return nil
+		}
+	}
+}
+
 // errNoWorkspace: the remote backend holds no state of the workspace.
 var errNoWorkspace = errors.New("the backend holds no such workspace")
 
@@ -474,25 +503,11 @@ var errNoWorkspace = errors.New("the backend holds no such workspace")
 // returns false when the backend has no such workspace: nothing to
 // destroy.
 func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine func(string)) (bool, error) {
-	root := map[string]any{"terraform": map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}}
-	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
-		return false, err
-	}
-	tf, out, err := e.terraform(dir, onLine)
+	tf, out, names, err := e.backendWorkspaces(ctx, dir, onLine)
 	if err != nil {
 		return false, err
 	}
 	defer out.Close()
-	if err := e.prepareBackend(ctx); err != nil {
-		return false, err
-	}
-	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
-		return false, fmt.Errorf("tofu init: %w", lastLines(err, out))
-	}
-	names, _, err := tf.WorkspaceList(ctx)
-	if err != nil {
-		return false, fmt.Errorf("tofu workspace list: %w", lastLines(err, out))
-	}
 	if !slices.Contains(names, workspace) {
 		return false, nil
 	}
@@ -516,6 +531,32 @@ func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine fu
 		return false, fmt.Errorf("read %s: %w", requestOutput, err)
 	}
 	return true, e.writeWorkspace(dir, ApplyRequest{Workspace: workspace, Module: recorded.Module, Vars: recorded.Vars})
+}
+
+// backendWorkspaces writes into dir a configuration of the backend alone,
+// initializes it and lists the backend's workspaces. The caller closes the
+// returned writer of OpenTofu's output lines (lastLines closes it too).
+func (e *Executor) backendWorkspaces(ctx context.Context, dir string, onLine func(string)) (*tfexec.Terraform, *lineWriter, []string, error) {
+	root := map[string]any{"terraform": map[string]any{"backend": map[string]any{e.Backend.Kind: e.Backend.Block}}}
+	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
+		return nil, nil, nil, err
+	}
+	tf, out, err := e.terraform(dir, onLine)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := e.prepareBackend(ctx); err != nil {
+		out.Close()
+		return nil, nil, nil, err
+	}
+	if err := tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
+		return nil, nil, nil, fmt.Errorf("tofu init: %w", lastLines(err, out))
+	}
+	names, _, err := tf.WorkspaceList(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("tofu workspace list: %w", lastLines(err, out))
+	}
+	return tf, out, names, nil
 }
 
 func (e *Executor) touchMeta(dir string, req ApplyRequest) error {

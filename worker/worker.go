@@ -71,6 +71,7 @@ func Workflows(queue string) (wfs []Workflow, ok bool) {
 			{contract.WorkflowRunnerImageUpdate, workflows.RunnerImageUpdate},
 			{contract.WorkflowCustomJob, workflows.CustomJob},
 			{contract.WorkflowSweep, workflows.Sweep},
+			{contract.WorkflowAddProjectHook, workflows.AddProjectHook},
 		}, true
 	case contract.TaskQueueUglyFox:
 		// Their teardowns (DeprovisionRunner) run on the mothergoose queue.

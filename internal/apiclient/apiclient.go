@@ -310,10 +310,24 @@ func (c *Client) ListEggs(ctx context.Context) ([]Egg, error) {
 	return eggs, nil
 }
 
-// GetPool returns the status of an egg's pool.
-func (c *Client) GetPool(ctx context.Context, egg string) (*contract.PoolStatus, error) {
-	var out contract.PoolStatus
+// GetPool returns the status of an egg's pool, with its hit rate and
+// what its idle runners cost.
+func (c *Client) GetPool(ctx context.Context, egg string) (*apiv1.Pool, error) {
+	var out apiv1.Pool
 	if err := c.do(ctx, http.MethodGet, "/api/v1/pools/"+url.PathEscape(egg), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Cost returns the chargeback table of the jobs that finished since a
+// time, by egg or by project (by: "egg" or "project").
+func (c *Client) Cost(ctx context.Context, since time.Time, by string) (*apiv1.CostReport, error) {
+	q := url.Values{}
+	q.Set("since", since.UTC().Format(time.RFC3339))
+	setIf(q, "by", by)
+	var out apiv1.CostReport
+	if err := c.do(ctx, http.MethodGet, "/api/v1/cost", q, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

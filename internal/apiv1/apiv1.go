@@ -8,6 +8,8 @@ package apiv1
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/gosling-ci/gosling/workflows/contract"
 )
 
 // Runner is one runner as the API shows it: a GitLab runner, its machine
@@ -63,6 +65,18 @@ type Job struct {
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	// ProjectPath is the project's path with namespace.
+	ProjectPath string `json:"project_path,omitempty"`
+	// RunnerStartedAt is when a Gosling runner started the job, and
+	// QueueSeconds how long it had waited then.
+	RunnerStartedAt *time.Time `json:"runner_started_at,omitempty"`
+	QueueSeconds    float64    `json:"queue_seconds,omitempty"`
+	// MachineSeconds is the machine time charged to the job; Cost what it
+	// cost, IdleCost its share of its runner's idle time, in the price
+	// table's currency.
+	MachineSeconds float64 `json:"machine_seconds,omitempty"`
+	Cost           float64 `json:"cost,omitempty"`
+	IdleCost       float64 `json:"idle_cost,omitempty"`
 }
 
 // JobList is the answer of the job history routes.
@@ -102,4 +116,60 @@ type AuditList struct {
 	// Next is the cursor of the next page (pass it as after), empty on the
 	// last page.
 	Next string `json:"next"`
+}
+
+// Pool is an egg's pool as GET /api/v1/pools/:name answers it: what its
+// workflow holds, with its hit rate and what its idle runners cost.
+type Pool struct {
+	contract.PoolStatus
+	// HitRate is the share of the jobs the pool served without a cold
+	// start (by an idle Apex runner or a promoted Nadir runner), from 0
+	// to 1; 0 before its first job.
+	HitRate float64 `json:"hit_rate"`
+	// IdleCost is what the pool's idle runners cost now; absent when the
+	// cost block (MG/config.fly) prices none of them.
+	IdleCost *PoolIdleCost `json:"idle_cost,omitempty"`
+}
+
+// PoolIdleCost is what a pool's idle runners cost an hour, in the price
+// table's currency: its Apex runners without a job, running, and its
+// Nadir runners, their disks.
+type PoolIdleCost struct {
+	Currency string  `json:"currency"`
+	PerHour  float64 `json:"per_hour"`
+	ApexIdle int     `json:"apex_idle"`
+	Nadir    int     `json:"nadir"`
+}
+
+// CostRow is one line of the chargeback table: what the jobs of an egg,
+// or of a project, that finished in the period cost.
+type CostRow struct {
+	Egg string `json:"egg"`
+	// Project is the project's path (by project only).
+	Project string `json:"project,omitempty"`
+	// Jobs counts the jobs Gosling's runners ran.
+	Jobs int `json:"jobs"`
+	// QueueSeconds is their time in queue, summed over the QueuedJobs
+	// whose queue time is known; QueueMeanSeconds its mean.
+	QueueSeconds     float64 `json:"queue_seconds"`
+	QueuedJobs       int     `json:"queued_jobs"`
+	QueueMeanSeconds float64 `json:"queue_mean_seconds"`
+	// MachineSeconds is the machine time charged to them directly;
+	// RunCost what it cost, IdleCost their shares of their runners' idle
+	// time (settled when a runner ends), Cost the sum.
+	MachineSeconds float64 `json:"machine_seconds"`
+	RunCost        float64 `json:"run_cost"`
+	IdleCost       float64 `json:"idle_cost"`
+	Cost           float64 `json:"cost"`
+}
+
+// CostReport is the answer of GET /api/v1/cost: the chargeback table of
+// the jobs that finished since Since, by egg or by project, most costly
+// first.
+type CostReport struct {
+	Since time.Time `json:"since"`
+	// By is egg or project.
+	By       string    `json:"by"`
+	Currency string    `json:"currency"`
+	Rows     []CostRow `json:"rows"`
 }

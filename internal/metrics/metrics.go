@@ -48,6 +48,7 @@ type Metrics struct {
 	secretCalls *prometheus.CounterVec
 	secretTime  *prometheus.HistogramVec
 	sweep       sweepMetrics
+	cost        costMetrics
 
 	storeOnce sync.Once
 }
@@ -68,7 +69,7 @@ func New() *Metrics {
 		}, []string{"egg", "cloud", "kind"}),
 		jobQueue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "job_queue_seconds",
-			Help:    "Time a GitLab job waited for a runner (GitLab's build_queued_duration).",
+			Help:    "Time a GitLab job waited for a runner, by egg: from its pending hook (or the Jobs API's created_at) to the Gosling runner starting it, as the runner's agent reports.",
 			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800},
 		}, []string{"egg"}),
 		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -110,6 +111,7 @@ func New() *Metrics {
 		m.uglyfox, m.secretCalls, m.secretTime,
 	)
 	m.sweep = newSweepMetrics(m.reg)
+	m.cost = newCostMetrics(m.reg)
 	return m
 }
 
@@ -167,7 +169,7 @@ func (m *Metrics) ObserveProvision(egg, cloud, kind string, d time.Duration) {
 	m.provision.WithLabelValues(egg, cloud, kind).Observe(d.Seconds())
 }
 
-// ObserveJobQueue records how long a job waited for a runner.
+// ObserveJobQueue records how long a job waited for a runner, once a job.
 func (m *Metrics) ObserveJobQueue(egg string, d time.Duration) {
 	if m == nil {
 		return

@@ -9,6 +9,7 @@ type sweepMetrics struct {
 	found    *prometheus.CounterVec
 	passes   *prometheus.CounterVec
 	disabled *prometheus.GaugeVec
+	resends  *prometheus.CounterVec
 }
 
 func newSweepMetrics(reg *prometheus.Registry) sweepMetrics {
@@ -26,7 +27,11 @@ func newSweepMetrics(reg *prometheus.Registry) sweepMetrics {
 			Help: "1 while GitLab does not deliver to Gosling's hook of a project (disabled for a while or for good, or missing and not made again), 0 once it does; by egg and project path.",
 		}, []string{"egg", "project"}),
 	}
-	reg.MustRegister(s.found, s.passes, s.disabled)
+	s.resends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "webhook_redeliveries_total",
+		Help: "Failed webhook deliveries the sweep resent from GitLab's delivery log, by egg and result (accepted, refused: the API answered 4xx, failed: 5xx, unreachable: no answer, rate_limited: GitLab's limit, expired: no longer resendable, gave_up: failed too often).",
+	}, []string{"egg", "result"})
+	reg.MustRegister(s.found, s.passes, s.disabled, s.resends)
 	return s
 }
 
@@ -58,4 +63,14 @@ func (m *Metrics) SetWebhookDisabled(egg, project string, disabled bool) {
 		v = 1
 	}
 	m.sweep.disabled.WithLabelValues(egg, project).Set(v)
+}
+
+// ObserveRedelivery counts one resend of a failed delivery (or one given
+// up); result is one of accepted, refused, failed, unreachable,
+// rate_limited, expired, gave_up.
+func (m *Metrics) ObserveRedelivery(egg, result string) {
+	if m == nil {
+		return
+	}
+	m.sweep.resends.WithLabelValues(egg, result).Inc()
 }

@@ -44,6 +44,7 @@
 //	RunnerHistory                           GetItem runner, Query pk=history#ID, sk < last
 //	ListEggConfigs, ListPolicies            Query pk=egg | policy
 //	ListJobs                                Query pk=job backwards, sk < before, filter
+//	                                        (egg, status, runner, finished since)
 //	AppendAudit                             UpdateItem ADD on counter/audit, PutItem
 //	                                        (with a key: PutItem if new on audit-key first)
 //	ListAudit                               Query pk=audit, sk > after, filter on egg, runner, at

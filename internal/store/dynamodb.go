@@ -150,6 +150,11 @@ func avN(v int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
 }
 
+// avF is a float as DynamoDB's decimal number, in plain notation.
+func avF(v float64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatFloat(v, 'f', -1, 64)}
+}
+
 func avTime(t time.Time) types.AttributeValue { return avS(storedTime(t).Format(dynamoTimeLayout)) }
 
 func key(pk, sk string) map[string]types.AttributeValue {
@@ -198,6 +203,22 @@ func (it *item) int(attr string) int64 {
 			it.fail(attr, err)
 		}
 		return n
+	default:
+		it.fail(attr, fmt.Errorf("want a number, got %T", v))
+		return 0
+	}
+}
+
+func (it *item) float(attr string) float64 {
+	switch v := it.m[attr].(type) {
+	case nil:
+		return 0
+	case *types.AttributeValueMemberN:
+		f, err := strconv.ParseFloat(v.Value, 64)
+		if err != nil {
+			it.fail(attr, err)
+		}
+		return f
 	default:
 		it.fail(attr, fmt.Errorf("want a number, got %T", v))
 		return 0

@@ -22,7 +22,9 @@ func decodeJob(it *item) (JobRecord, error) {
 		Egg: it.str("egg"), Name: it.str("name"), Ref: it.str("ref"), PipelineID: it.int("pipeline_id"),
 		Status: it.str("status"), RunnerID: it.str("runner_id"),
 		QueuedAt: it.timePtr("queued_at"), StartedAt: it.timePtr("started_at"), FinishedAt: it.timePtr("finished_at"),
-		UpdatedAt: it.time("updated_at"),
+		UpdatedAt: it.time("updated_at"), ProjectPath: it.str("project_path"), RunnerStartedAt: it.timePtr("runner_started_at"),
+		QueueSeconds: it.float("queue_seconds"), MachineSeconds: it.float("machine_seconds"), Cost: it.float("cost"),
+		IdleCost: it.float("idle_cost"),
 	}
 	if it.err != nil {
 		return JobRecord{}, fmt.Errorf("decode job %s#%d: %w", j.GitLabHost, j.JobID, it.err)
@@ -100,9 +102,18 @@ func jobItem(j JobRecord, sk string, rev int64) map[string]types.AttributeValue 
 		"egg": avS(j.Egg), "name": avS(j.Name), "ref": avS(j.Ref), "pipeline_id": avN(j.PipelineID),
 		"status": avS(j.Status), "runner_id": avS(j.RunnerID), "updated_at": avTime(j.UpdatedAt),
 	}
-	for attr, t := range map[string]*time.Time{"queued_at": j.QueuedAt, "started_at": j.StartedAt, "finished_at": j.FinishedAt} {
+	for attr, t := range map[string]*time.Time{"queued_at": j.QueuedAt, "started_at": j.StartedAt, "finished_at": j.FinishedAt,
+		"runner_started_at": j.RunnerStartedAt} {
 		if t != nil {
 			m[attr] = avTime(*t)
+		}
+	}
+	if j.ProjectPath != "" {
+		m["project_path"] = avS(j.ProjectPath)
+	}
+	for attr, v := range map[string]float64{"queue_seconds": j.QueueSeconds, "machine_seconds": j.MachineSeconds, "cost": j.Cost, "idle_cost": j.IdleCost} {
+		if v != 0 {
+			m[attr] = avF(v)
 		}
 	}
 	return m
@@ -134,6 +145,14 @@ func (s *dynamoStore) ListJobs(ctx context.Context, f JobFilter) ([]JobRecord, e
 	}
 	if f.Status != "" {
 		filters = append(filters, q.e.cond("status", "=", avS(f.Status)))
+	}
+	if f.RunnerID != "" {
+		filters = append(filters, q.e.cond("runner_id", "=", avS(f.RunnerID)))
+	}
+	if !f.FinishedSince.IsZero() {
+		// Times are text that sorts in time order; an absent one fails
+		// the comparison.
+		filters = append(filters, q.e.cond("finished_at", ">=", avTime(f.FinishedSince)))
 	}
 	if f.BeforeJobID > 0 {
 		q.skCond = q.e.cond("sk", "<", avS(jobIDKey(f.BeforeJobID)))

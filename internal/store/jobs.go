@@ -32,7 +32,10 @@ func JobFinished(status string) bool { return JobStatusRank(status) >= jobStatus
 
 // MergeJob is what every engine's RecordJob keeps when an event about a
 // job arrives: stored is the record so far (nil for a new job), in the
-// event. GitLab delivers hooks out of order and more than once, so the job
+// event. The runner's measures are kept as first recorded
+// (RunnerStartedAt, QueueSeconds, MachineSeconds, Cost), but IdleCost,
+// which a later settlement of the runner may correct, takes the latest
+// non-zero value. GitLab delivers hooks out of order and more than once, so the job
 // never goes back: in's status is taken only when it ranks above the
 // stored one (JobStatusRank), or ranks the same and its timestamps are not
 // older (finished_at, else started_at); otherwise the stored status and
@@ -47,6 +50,7 @@ func MergeJob(stored *JobRecord, in JobRecord) JobRecord {
 	}
 	in.UpdatedAt = storedTime(in.UpdatedAt)
 	in.QueuedAt, in.StartedAt, in.FinishedAt = storedTimePtr(in.QueuedAt), storedTimePtr(in.StartedAt), storedTimePtr(in.FinishedAt)
+	in.RunnerStartedAt = storedTimePtr(in.RunnerStartedAt)
 	if stored == nil {
 		return in
 	}
@@ -63,10 +67,22 @@ func MergeJob(stored *JobRecord, in JobRecord) JobRecord {
 	for _, f := range []struct {
 		dst *string
 		v   string
-	}{{&out.Egg, in.Egg}, {&out.Name, in.Name}, {&out.Ref, in.Ref}, {&out.RunnerID, in.RunnerID}} {
+	}{{&out.Egg, in.Egg}, {&out.Name, in.Name}, {&out.Ref, in.Ref}, {&out.RunnerID, in.RunnerID}, {&out.ProjectPath, in.ProjectPath}} {
 		if f.v != "" {
 			*f.dst = f.v
 		}
+	}
+	out.RunnerStartedAt = firstTime(stored.RunnerStartedAt, in.RunnerStartedAt)
+	for _, f := range []struct {
+		dst *float64
+		v   float64
+	}{{&out.QueueSeconds, in.QueueSeconds}, {&out.MachineSeconds, in.MachineSeconds}, {&out.Cost, in.Cost}} {
+		if *f.dst == 0 {
+			*f.dst = f.v
+		}
+	}
+	if in.IdleCost != 0 {
+		out.IdleCost = in.IdleCost
 	}
 	if in.UpdatedAt.After(out.UpdatedAt) {
 		out.UpdatedAt = in.UpdatedAt
@@ -123,10 +139,11 @@ func firstTime(ts ...*time.Time) *time.Time {
 // sameJobRecord tells whether two records hold the same values.
 func sameJobRecord(a, b JobRecord) bool {
 	eq := func(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }
-	if !eq(a.QueuedAt, b.QueuedAt) || !eq(a.StartedAt, b.StartedAt) || !eq(a.FinishedAt, b.FinishedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
+	if !eq(a.QueuedAt, b.QueuedAt) || !eq(a.StartedAt, b.StartedAt) || !eq(a.FinishedAt, b.FinishedAt) ||
+		!eq(a.RunnerStartedAt, b.RunnerStartedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
 		return false
 	}
-	a.QueuedAt, a.StartedAt, a.FinishedAt, a.UpdatedAt = nil, nil, nil, time.Time{}
-	b.QueuedAt, b.StartedAt, b.FinishedAt, b.UpdatedAt = nil, nil, nil, time.Time{}
+	a.QueuedAt, a.StartedAt, a.FinishedAt, a.RunnerStartedAt, a.UpdatedAt = nil, nil, nil, nil, time.Time{}
+	b.QueuedAt, b.StartedAt, b.FinishedAt, b.RunnerStartedAt, b.UpdatedAt = nil, nil, nil, nil, time.Time{}
 	return a == b
 }

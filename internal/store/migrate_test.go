@@ -34,6 +34,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	// The columns of version 1: runnerColumns less what later versions added.
 	v1Columns := strings.TrimSuffix(runnerColumns, ", agent_ref")
 	exec(`INSERT INTO runners (`+v1Columns+`) VALUES ('r-old', 'egg-a', 'aws', 'vm', 'active', 'h', 0, '', '', '', 0, '', 0, NULL, NULL, ?, ?, 1)`, now, now)
+	exec(`INSERT INTO jobs (gitlab_host, job_id, project_id, egg, name, ref, pipeline_id, status, runner_id, queued_at, started_at, finished_at, updated_at)
+		VALUES ('h', 42, 7, 'egg-a', 'unit', 'main', 9, 'success', 'r-old', NULL, NULL, ?, ?)`, now, now)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +58,12 @@ func TestMigrateFromVersion1(t *testing.T) {
 	counts, err := s.CountRunners(ctx)
 	if err != nil || counts["egg-a"][StateActive] != 1 {
 		t.Errorf("CountRunners after upgrade = %v, %v", counts, err)
+	}
+	if j, err := s.GetJob(ctx, "h", 42); err != nil || j.Status != "success" || j.Cost != 0 || j.RunnerStartedAt != nil || j.ProjectPath != "" {
+		t.Errorf("job of version 1 after upgrade: %+v, %v", j, err)
+	}
+	if jobs, err := s.ListJobs(ctx, JobFilter{RunnerID: "r-old"}); err != nil || len(jobs) != 1 {
+		t.Errorf("jobs of a runner after upgrade: %v, %v", jobs, err)
 	}
 	if first, err := s.RecordDelivery(ctx, "k", time.Now()); err != nil || !first {
 		t.Errorf("RecordDelivery after upgrade: %v %v", first, err)

@@ -20,6 +20,7 @@ var postgresDialect = dialect{
 		"{key}", `TEXT COLLATE "C"`,
 		"{int}", "BIGINT",
 		"{time}", "TIMESTAMPTZ",
+		"{float}", "DOUBLE PRECISION",
 		"{serial}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 		"{strict}", "",
 	),

@@ -218,7 +218,8 @@ type migration struct {
 }
 
 // migrations is the schema shared by every engine. {key} is a text primary
-// key that sorts by bytes, {int} a 64-bit integer, {time} a timestamp,
+// key that sorts by bytes, {int} a 64-bit integer, {float} a double,
+// {time} a timestamp,
 // {serial} an increasing integer primary key, {strict} the SQLite table
 // option that makes it enforce column types.
 var migrations = []migration{
@@ -325,7 +326,19 @@ var migrations = []migration{
 		`ALTER TABLE audit_log ADD COLUMN dedupe_key TEXT`,
 		`CREATE UNIQUE INDEX audit_log_dedupe ON audit_log (dedupe_key) WHERE dedupe_key IS NOT NULL`,
 	}},
+	// Queue time and cost per job (issue 24).
 	{version: 4, statements: []string{
+		`ALTER TABLE jobs ADD COLUMN project_path TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE jobs ADD COLUMN runner_started_at {time}`,
+		`ALTER TABLE jobs ADD COLUMN queue_seconds {float} NOT NULL DEFAULT 0`,
+		`ALTER TABLE jobs ADD COLUMN machine_seconds {float} NOT NULL DEFAULT 0`,
+		`ALTER TABLE jobs ADD COLUMN cost {float} NOT NULL DEFAULT 0`,
+		`ALTER TABLE jobs ADD COLUMN idle_cost {float} NOT NULL DEFAULT 0`,
+		`CREATE INDEX jobs_by_runner ON jobs (runner_id, job_id DESC)`,
+		`CREATE INDEX jobs_by_finished ON jobs (finished_at)`,
+	}},
+	// The machine's own agent credential (issue 22).
+	{version: 5, statements: []string{
 		`ALTER TABLE runners ADD COLUMN agent_ref TEXT NOT NULL DEFAULT ''`,
 	}},
 }

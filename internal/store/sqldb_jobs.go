@@ -10,19 +10,21 @@ import (
 
 // jobColumns is the column order scanJob expects.
 const jobColumns = `gitlab_host, job_id, project_id, egg, name, ref, pipeline_id, status,
-	runner_id, queued_at, started_at, finished_at, updated_at`
+	runner_id, queued_at, started_at, finished_at, updated_at,
+	project_path, runner_started_at, queue_seconds, machine_seconds, cost, idle_cost`
 
 func scanJob(row rowScanner) (*JobRecord, error) {
 	var (
-		j                                  JobRecord
-		queued, started, finished, updated dbTime
+		j                                               JobRecord
+		queued, started, finished, updated, runnerStart dbTime
 	)
 	err := row.Scan(&j.GitLabHost, &j.JobID, &j.ProjectID, &j.Egg, &j.Name, &j.Ref, &j.PipelineID,
-		&j.Status, &j.RunnerID, &queued, &started, &finished, &updated)
+		&j.Status, &j.RunnerID, &queued, &started, &finished, &updated,
+		&j.ProjectPath, &runnerStart, &j.QueueSeconds, &j.MachineSeconds, &j.Cost, &j.IdleCost)
 	if err != nil {
 		return nil, err
 	}
-	j.QueuedAt, j.StartedAt, j.FinishedAt = queued.ptr(), started.ptr(), finished.ptr()
+	j.QueuedAt, j.StartedAt, j.FinishedAt, j.RunnerStartedAt = queued.ptr(), started.ptr(), finished.ptr(), runnerStart.ptr()
 	j.UpdatedAt = updated.time
 	return &j, nil
 }
@@ -71,11 +73,11 @@ func (s *sqlStore) RecordJob(ctx context.Context, j JobRecord) (JobRecord, error
 func (s *sqlStore) insertJob(ctx context.Context, tx *sql.Tx, j JobRecord) (bool, error) {
 	d := s.dialect
 	res, err := tx.ExecContext(ctx, d.bind(`INSERT INTO jobs (`+jobColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (gitlab_host, job_id) DO NOTHING`),
 		j.GitLabHost, j.JobID, j.ProjectID, j.Egg, j.Name, j.Ref, j.PipelineID, j.Status, j.RunnerID,
 		d.nullableTimeArg(j.QueuedAt), d.nullableTimeArg(j.StartedAt), d.nullableTimeArg(j.FinishedAt),
-		d.timeArg(j.UpdatedAt))
+		d.timeArg(j.UpdatedAt), j.ProjectPath, d.nullableTimeArg(j.RunnerStartedAt), j.QueueSeconds, j.MachineSeconds, j.Cost, j.IdleCost)
 	if err != nil {
 		return false, err
 	}
@@ -86,11 +88,13 @@ func (s *sqlStore) insertJob(ctx context.Context, tx *sql.Tx, j JobRecord) (bool
 func (s *sqlStore) updateJob(ctx context.Context, tx *sql.Tx, j JobRecord) error {
 	d := s.dialect
 	_, err := tx.ExecContext(ctx, d.bind(`UPDATE jobs SET project_id = ?, egg = ?, name = ?, ref = ?,
-		pipeline_id = ?, status = ?, runner_id = ?, queued_at = ?, started_at = ?, finished_at = ?, updated_at = ?
+		pipeline_id = ?, status = ?, runner_id = ?, queued_at = ?, started_at = ?, finished_at = ?, updated_at = ?,
+		project_path = ?, runner_started_at = ?, queue_seconds = ?, machine_seconds = ?, cost = ?, idle_cost = ?
 		WHERE gitlab_host = ? AND job_id = ?`),
 		j.ProjectID, j.Egg, j.Name, j.Ref, j.PipelineID, j.Status, j.RunnerID,
 		d.nullableTimeArg(j.QueuedAt), d.nullableTimeArg(j.StartedAt), d.nullableTimeArg(j.FinishedAt),
-		d.timeArg(j.UpdatedAt), j.GitLabHost, j.JobID)
+		d.timeArg(j.UpdatedAt), j.ProjectPath, d.nullableTimeArg(j.RunnerStartedAt), j.QueueSeconds, j.MachineSeconds, j.Cost, j.IdleCost,
+		j.GitLabHost, j.JobID)
 	return err
 }
 
@@ -118,6 +122,14 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter) ([]JobRecord, erro
 	if f.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, f.Status)
+	}
+	if f.RunnerID != "" {
+		where = append(where, "runner_id = ?")
+		args = append(args, f.RunnerID)
+	}
+	if !f.FinishedSince.IsZero() {
+		where = append(where, "finished_at >= ?")
+		args = append(args, s.dialect.timeArg(f.FinishedSince))
 	}
 	if f.BeforeJobID > 0 {
 		where = append(where, "job_id < ?")

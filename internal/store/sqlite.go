@@ -26,6 +26,7 @@ var sqliteDialect = dialect{
 		"{key}", "TEXT",
 		"{int}", "INTEGER",
 		"{time}", "TEXT",
+		"{float}", "REAL",
 		// AUTOINCREMENT: an ID is never handed out twice, even after the
 		// newest row is gone, so AfterID cursors stay valid.
 		"{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -140,12 +140,32 @@ type JobRecord struct {
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	// ProjectPath is the project's path with namespace, as the hook or the
+	// Jobs API named it.
+	ProjectPath string `json:"project_path,omitempty"`
+	// RunnerStartedAt is when the Gosling runner that ran the job started
+	// it (its agent's report of it running), and QueueSeconds how long the
+	// job had waited for it then, from QueuedAt; 0 until known.
+	RunnerStartedAt *time.Time `json:"runner_started_at,omitempty"`
+	QueueSeconds    float64    `json:"queue_seconds,omitempty"`
+	// MachineSeconds is the machine time charged to the job: its run time
+	// on the runner divided by the runner's job slots. Cost is that time
+	// at the runner's price, and IdleCost its share of the runner's idle
+	// and stopped time, settled when the runner ends; both are in the
+	// price table's currency (MG/config.fly cost block).
+	MachineSeconds float64 `json:"machine_seconds,omitempty"`
+	Cost           float64 `json:"cost,omitempty"`
+	IdleCost       float64 `json:"idle_cost,omitempty"`
 }
 
 // JobFilter selects job records, newest first.
 type JobFilter struct {
 	Egg    string
 	Status string
+	// RunnerID selects the jobs a runner ran; FinishedSince those that
+	// finished at or after a time.
+	RunnerID      string
+	FinishedSince time.Time
 	// Before is the UpdatedAt/JobID cursor of the last record of the previous page.
 	BeforeJobID int64
 	Limit       int

@@ -62,7 +62,11 @@ const (
 	AuditWebhookDisabled = "webhook-disabled"
 	AuditWebhookEnabled  = "webhook-reenabled"
 	AuditWebhookRepaired = "webhook-repaired"
-	AuditNestAccepted    = "nest-accepted"
+	// AuditRedelivered: the sweep resent failed deliveries from GitLab's
+	// delivery log; AuditRedeliveryGaveUp: one kept failing.
+	AuditRedelivered      = "webhook-redelivered"
+	AuditRedeliveryGaveUp = "webhook-redelivery-gave-up"
+	AuditNestAccepted     = "nest-accepted"
 )
 
 // JobRunInput is one run of a self-management job. Applying the Nest

@@ -23,6 +23,11 @@ type SweepInput struct {
 	StaleAfter time.Duration `json:"stale_after,omitempty"`
 	// Concurrency bounds the projects looked at in parallel (default 4).
 	Concurrency int `json:"concurrency,omitempty"`
+	// SkipResend leaves GitLab's log of failed deliveries alone, and
+	// SkipPendingJobs the Jobs API's pending jobs (MG/config.fly sweep
+	// block: resend_failed, pending_jobs).
+	SkipResend      bool `json:"skip_resend,omitempty"`
+	SkipPendingJobs bool `json:"skip_pending_jobs,omitempty"`
 }
 
 // SweepResult is what one sweep saw and did.
@@ -37,11 +42,19 @@ type SweepResult struct {
 	Resent  int `json:"resent"`
 	Foreign int `json:"foreign"`
 	// Hooks made, re-enabled, repaired, and still disabled.
-	HooksCreated  int           `json:"hooks_created,omitempty"`
-	HooksEnabled  int           `json:"hooks_enabled,omitempty"`
-	HooksRepaired int           `json:"hooks_repaired,omitempty"`
-	HooksDisabled int           `json:"hooks_disabled,omitempty"`
-	APICalls      int           `json:"api_calls"`
-	OldestPending time.Duration `json:"oldest_pending,omitempty"`
-	Errors        []string      `json:"errors,omitempty"`
+	HooksCreated  int `json:"hooks_created,omitempty"`
+	HooksEnabled  int `json:"hooks_enabled,omitempty"`
+	HooksRepaired int `json:"hooks_repaired,omitempty"`
+	HooksDisabled int `json:"hooks_disabled,omitempty"`
+	// Redelivered counts failed deliveries resent from GitLab's delivery
+	// log that the API accepted, RedeliveryFailed those that failed again
+	// (or that it refused), RedeliveryWaiting those left for the next
+	// pass (GitLab's rate limit), RedeliveryGaveUp those given up.
+	Redelivered       int           `json:"redelivered,omitempty"`
+	RedeliveryFailed  int           `json:"redelivery_failed,omitempty"`
+	RedeliveryWaiting int           `json:"redelivery_waiting,omitempty"`
+	RedeliveryGaveUp  int           `json:"redelivery_gave_up,omitempty"`
+	APICalls          int           `json:"api_calls"`
+	OldestPending     time.Duration `json:"oldest_pending,omitempty"`
+	Errors            []string      `json:"errors,omitempty"`
 }

@@ -53,6 +53,8 @@ func (s *Server) routes() {
 	authed("PUT "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.editProjectHook)
 	authed("DELETE "+apiPrefix+"/projects/{id}/hooks/{hook_id}", s.deleteProjectHook)
 	authed("POST "+apiPrefix+"/projects/{id}/hooks/{hook_id}/test/{trigger}", s.testProjectHook)
+	authed("GET "+apiPrefix+"/projects/{id}/hooks/{hook_id}/events", s.listHookEvents)
+	authed("POST "+apiPrefix+"/projects/{id}/hooks/{hook_id}/events/{hook_event_id}/resend", s.resendHookEvent)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs", s.listProjectJobs)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}", s.getJob)
 	authed("GET "+apiPrefix+"/projects/{id}/repository/branches/{branch}", s.getBranch)

@@ -2,7 +2,6 @@ package gitlabtest
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -21,8 +20,10 @@ import (
 // Failures count as GitLab's WebHooks::AutoDisabling counts them: after 4
 // consecutive failures the hook is disabled for 1 minute, doubling up to a
 // day, and after 40 for good; a disabled hook gets nothing and its GET says
-// alert_status temporarily_disabled or disabled. DropNextDeliveries drops
-// deliveries as GitLab does past a plan's web_hook_calls limit.
+// alert_status temporarily_disabled or disabled. WithoutWebhookAutoDisabling
+// turns the rule off, as self-managed instances have it by default.
+// DropNextDeliveries drops deliveries as GitLab does past a plan's
+// web_hook_calls limit. Every delivery made is logged (hookevents.go).
 
 // maxHookBackoff caps the temporary disabling of a failing hook.
 const maxHookBackoff = 24 * time.Hour
@@ -124,32 +125,13 @@ func (d *deliverer) drain(hookID int64) {
 }
 
 func (d *deliverer) send(dl delivery) {
-	rec := DeliveryRecord{HookID: dl.hookID, URL: dl.url, Event: dl.event, IdempotencyKey: NewUUID()}
 	// GitLab checks again when the delivery runs: failures of earlier
 	// deliveries may have disabled the hook meanwhile.
 	if !d.s.hookExecutable(dl.hookID) {
-		rec.Dropped, rec.IdempotencyKey, rec.At = true, "", time.Now().UTC()
-		d.record(rec)
+		d.record(DeliveryRecord{HookID: dl.hookID, URL: dl.url, Event: dl.event, Dropped: true, At: time.Now().UTC()})
 		return
 	}
-	req, err := d.s.HookRequest(d.ctx, dl.url, dl.event, dl.token, dl.body, rec.IdempotencyKey)
-	if err == nil && d.s.takeDeliveryFailure(dl.hookID) {
-		err = errInjectedFailure
-	} else if err == nil {
-		var resp *http.Response
-		resp, err = d.client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			rec.Status = resp.StatusCode
-		}
-	}
-	if err != nil {
-		rec.Err = err.Error()
-	}
-	rec.At = time.Now().UTC()
-	d.s.hookOutcome(dl.hookID, rec.Status >= 200 && rec.Status < 400)
-	d.record(rec)
+	d.s.execute(d.ctx, execution{hookID: dl.hookID, url: dl.url, token: dl.token, event: dl.event, body: dl.body})
 }
 
 // close abandons queued deliveries, cancels those under way and waits for
@@ -164,7 +146,7 @@ func (d *deliverer) close() {
 
 // executable is WebHook#executable?. The caller holds s.mu.
 func (s *Server) executable(h *hook) bool {
-	return !h.PermanentlyDisabled && (h.DisabledUntil == nil || !h.DisabledUntil.After(s.now()))
+	return !s.autoDisable || (!h.PermanentlyDisabled && (h.DisabledUntil == nil || !h.DisabledUntil.After(s.now())))
 }
 
 func (s *Server) hookExecutable(id int64) bool {

@@ -3,12 +3,10 @@ package gitlabtest
 import (
 	"cmp"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
-	"time"
 )
 
 // A hook's own endpoints, as GitLab serves them (docs.gitlab.com/api/
@@ -165,24 +163,8 @@ func (s *Server) testProjectHook(w http.ResponseWriter, r *http.Request, _ *user
 	hookID, hookURL, token := h.ID, h.URL, h.Token
 	s.mu.Unlock()
 
-	rec := DeliveryRecord{HookID: hookID, URL: hookURL, Event: event, IdempotencyKey: NewUUID()}
-	req, err := s.HookRequest(r.Context(), hookURL, event, token, body, rec.IdempotencyKey)
-	if err == nil && s.takeDeliveryFailure(hookID) {
-		err = errInjectedFailure
-	} else if err == nil {
-		var resp *http.Response
-		if resp, err = s.deliveries.client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			rec.Status = resp.StatusCode
-		}
-	}
-	if err != nil {
-		rec.Err = err.Error()
-	}
-	rec.At = time.Now().UTC()
+	rec := s.execute(r.Context(), execution{hookID: hookID, url: hookURL, token: token, event: event, body: body})
 	ok = rec.Status >= 200 && rec.Status < 400
-	s.hookOutcome(hookID, ok)
 	if ok {
 		// GitLab's enable! clears a permanent disabling too.
 		s.mu.Lock()
@@ -191,7 +173,6 @@ func (s *Server) testProjectHook(w http.ResponseWriter, r *http.Request, _ *user
 		}
 		s.mu.Unlock()
 	}
-	s.deliveries.record(rec)
 	if !ok {
 		writeMessage(w, http.StatusUnprocessableEntity, "Hook execution failed: "+cmp.Or(rec.Err, http.StatusText(rec.Status)))
 		return

@@ -269,6 +269,7 @@ func (s *Server) hookToJSON(h *hook) hookJSON {
 		CustomHeaders:         []any{},
 	}
 	switch {
+	case !s.autoDisable:
 	case h.PermanentlyDisabled:
 		out.AlertStatus = "disabled"
 	case h.DisabledUntil != nil && h.DisabledUntil.After(s.now()):

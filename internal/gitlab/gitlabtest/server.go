@@ -81,6 +81,13 @@ type Server struct {
 
 	deliveries     *deliverer
 	dropDeliveries int
+	// hookLogs are the deliveries made, as GitLab logs them
+	// (hookevents.go); resendCounts count resends per project and user.
+	hookLogs     []HookEvent
+	resendCounts map[string]*rateCount
+	// autoDisable is WebHooks::AutoDisabling: on unless
+	// WithoutWebhookAutoDisabling.
+	autoDisable bool
 	// faultyHooks holds the delivery faults of hookhealth.go.
 	faultyHooks deliveryFaults
 
@@ -135,6 +142,14 @@ func WithRunnerRateLimit(requests int, window time.Duration) Option {
 	return func(s *Server) { s.rateLimit, s.rateWindow = requests, window }
 }
 
+// WithoutWebhookAutoDisabling turns GitLab's automatic disabling of
+// failing hooks off, as self-managed instances have it by default (the
+// auto_disabling_webhooks setting; GitLab.com has it on): failures are
+// still counted, but a hook keeps getting every delivery.
+func WithoutWebhookAutoDisabling() Option {
+	return func(s *Server) { s.autoDisable = false }
+}
+
 // WithBaseURL sets the URL the server is reached at when it is mounted in
 // a server of one's own (see NewServer): hooks and URLs in payloads use it.
 func WithBaseURL(u string) Option {
@@ -172,6 +187,8 @@ func NewServer(opts ...Option) *Server {
 		rateLimit:    DefaultRunnerRateLimit,
 		rateWindow:   time.Minute,
 		rateCounts:   map[string]*rateCount{},
+		resendCounts: map[string]*rateCount{},
+		autoDisable:  true,
 		closing:      make(chan struct{}),
 
 		staleManagerAfter: DefaultStaleManagerAfter,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,68 @@ func testRecordJobConcurrentDeliveries(t *testing.T, s store.Store) {
 		got, err := s.GetJob(ctx, host, id)
 		mustNot(t, err)
 		l.check(t, fmt.Sprintf("job %d", id), *got)
+	}
+}
+
+// A job's queue time and cost are recorded as its runner measured them:
+// the first report of the runner's start and the job's direct cost stay,
+// a later settlement corrects the idle share; jobs are listed by runner
+// and by when they finished.
+func testJobQueueTimeAndCost(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	l := newLifecycle()
+	const host = "gitlab.example.com"
+	pending := l.event(host, 500, "pending")
+	pending.ProjectPath = "acme/web"
+	record(t, s, pending)
+	runnerStart := l.started.Add(2 * time.Second)
+	got := record(t, s, store.JobRecord{GitLabHost: host, JobID: 500, RunnerID: "r-9", RunnerStartedAt: &runnerStart, QueueSeconds: 62.5})
+	if got.Status != "pending" || got.ProjectPath != "acme/web" || !sameTimePtr(got.RunnerStartedAt, &runnerStart) || got.QueueSeconds != 62.5 || got.RunnerID != "r-9" {
+		t.Errorf("runner's start: %+v", got)
+	}
+	// A repeated report changes nothing of the first measure.
+	late := runnerStart.Add(time.Minute)
+	got = record(t, s, store.JobRecord{GitLabHost: host, JobID: 500, RunnerStartedAt: &late, QueueSeconds: 99})
+	if !sameTimePtr(got.RunnerStartedAt, &runnerStart) || got.QueueSeconds != 62.5 {
+		t.Errorf("repeated start report: %+v", got)
+	}
+	done := l.event(host, 500, "success")
+	done.RunnerID, done.MachineSeconds, done.Cost = "r-9", 240.25, 0.0123456789
+	got = record(t, s, done)
+	if got.Status != "success" || got.MachineSeconds != 240.25 || got.Cost != 0.0123456789 || got.IdleCost != 0 {
+		t.Errorf("finished: %+v", got)
+	}
+	for _, idle := range []float64{0.5, 0.000125} {
+		got = record(t, s, store.JobRecord{GitLabHost: host, JobID: 500, IdleCost: idle})
+		if got.IdleCost != idle || got.Cost != 0.0123456789 || got.Status != "success" {
+			t.Errorf("settled %v: %+v", idle, got)
+		}
+	}
+
+	// By runner and by finish time.
+	base := ms(time.Now().Add(-24 * time.Hour))
+	for i := int64(1); i <= 6; i++ {
+		fin := base.Add(time.Duration(i) * time.Hour)
+		j := store.JobRecord{GitLabHost: host, JobID: 600 + i, Egg: "egg-a", Status: "success", RunnerID: fmt.Sprintf("r-%d", i%2), FinishedAt: &fin}
+		record(t, s, j)
+	}
+	record(t, s, store.JobRecord{GitLabHost: host, JobID: 700, Egg: "egg-a", Status: "running", RunnerID: "r-1"})
+	ids := func(f store.JobFilter) []int64 {
+		jobs, err := s.ListJobs(ctx, f)
+		mustNot(t, err)
+		var out []int64
+		for _, j := range jobs {
+			out = append(out, j.JobID)
+		}
+		return out
+	}
+	if got, want := ids(store.JobFilter{RunnerID: "r-1"}), []int64{700, 605, 603, 601}; !slices.Equal(got, want) {
+		t.Errorf("jobs of r-1: %v, want %v", got, want)
+	}
+	if got, want := ids(store.JobFilter{FinishedSince: base.Add(4 * time.Hour)}), []int64{606, 605, 604, 500}; !slices.Equal(got, want) {
+		t.Errorf("finished since: %v, want %v", got, want)
+	}
+	if got, want := ids(store.JobFilter{RunnerID: "r-0", FinishedSince: base.Add(4 * time.Hour), Limit: 1}), []int64{606}; !slices.Equal(got, want) {
+		t.Errorf("both filters: %v, want %v", got, want)
 	}
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"RecordJobConcurrentDeliveries", testRecordJobConcurrentDeliveries},
 		{"RecordJobKeepsItsProject", testRecordJobKeepsItsProject},
 		{"ListJobs", testListJobs},
+		{"JobQueueTimeAndCost", testJobQueueTimeAndCost},
 		{"Audit", testAudit},
 		{"AuditFiltersAndPagination", testAuditFiltersAndPagination},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
@@ -782,11 +783,11 @@ func testRecordJobKeepsFields(t *testing.T, s store.Store) {
 
 func sameJob(a, b store.JobRecord) bool {
 	if !sameTimePtr(a.QueuedAt, b.QueuedAt) || !sameTimePtr(a.StartedAt, b.StartedAt) ||
-		!sameTimePtr(a.FinishedAt, b.FinishedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
+		!sameTimePtr(a.FinishedAt, b.FinishedAt) || !sameTimePtr(a.RunnerStartedAt, b.RunnerStartedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
 		return false
 	}
-	a.QueuedAt, a.StartedAt, a.FinishedAt, a.UpdatedAt = nil, nil, nil, time.Time{}
-	b.QueuedAt, b.StartedAt, b.FinishedAt, b.UpdatedAt = nil, nil, nil, time.Time{}
+	a.QueuedAt, a.StartedAt, a.FinishedAt, a.RunnerStartedAt, a.UpdatedAt = nil, nil, nil, nil, time.Time{}
+	b.QueuedAt, b.StartedAt, b.FinishedAt, b.RunnerStartedAt, b.UpdatedAt = nil, nil, nil, nil, time.Time{}
 	return a == b
 }
 
