@@ -686,14 +686,17 @@ func (a *Activities) DeleteRunnerToken(ctx context.Context, in DeleteRunnerToken
 
 // ApplyMachineInput describes the machine of one runner.
 type ApplyMachineInput struct {
-	RunnerID      string       `json:"runner_id"`
-	Egg           fly.Egg      `json:"egg"`
-	Cloud         string       `json:"cloud"`
-	Kind          string       `json:"kind"`
-	Running       bool         `json:"running"`
-	Provider      fly.Provider `json:"provider"`
-	TokenRef      string       `json:"token_ref"`
-	MaxRunMinutes int          `json:"max_run_minutes,omitempty"`
+	RunnerID string       `json:"runner_id"`
+	Egg      fly.Egg      `json:"egg"`
+	Cloud    string       `json:"cloud"`
+	Kind     string       `json:"kind"`
+	Running  bool         `json:"running"`
+	Provider fly.Provider `json:"provider"`
+	TokenRef string       `json:"token_ref"`
+	// AgentRef names the machine's agent credential (MintAgentCredential);
+	// empty reads it from the runner's record.
+	AgentRef      string `json:"agent_ref,omitempty"`
+	MaxRunMinutes int    `json:"max_run_minutes,omitempty"`
 	// OneJob makes a VM's gitlab-runner take one job and no other
 	// (run-single --max-builds 1), for a VM made for one job; serverless
 	// runners always do.
@@ -719,6 +722,9 @@ type ApplyMachineResult struct {
 func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (ApplyMachineResult, error) {
 	if a.Simulate != nil {
 		return a.Simulate.apply(ctx, in)
+	}
+	if err := a.fillAgentRef(ctx, &in); err != nil {
+		return ApplyMachineResult{}, err
 	}
 	state := tofu.PowerStopped
 	if in.Running {
@@ -813,6 +819,22 @@ type PowerControl interface {
 	SetPower(ctx context.Context, machineID string, running bool) error
 }
 
+// fillAgentRef reads the machine's agent credential's URI from the
+// runner's record when the input does not name it.
+func (a *Activities) fillAgentRef(ctx context.Context, in *ApplyMachineInput) error {
+	if in.AgentRef != "" || a.Store == nil {
+		return nil
+	}
+	r, err := a.Store.GetRunner(ctx, in.RunnerID)
+	switch {
+	case err == nil:
+		in.AgentRef = r.AgentRef
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+	}
+	return nil
+}
+
 // agentConfig is the configuration of the machine's agent. Local machines
 // run the shell executor with the configured gitlab-runner and read the
 // local secret store; cloud VMs run the docker executor with the egg's
@@ -823,7 +845,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 	r := in.Egg.Runner
 	cfg := agent.Config{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
-		HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
+		AgentRef: in.AgentRef, HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
 		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
 	}
 	if rf := in.Egg.Rift; rf != nil && rf.Enabled {

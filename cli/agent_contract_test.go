@@ -22,7 +22,7 @@ func contractMachine(m tofu.Module) tofu.Machine {
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
 		Agent: agent.Config{
 			RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
-			APIURL: "https://gosling.example.com", Runner: agent.RunnerConfig{Executor: agent.ExecutorDocker, Image: "alpine:3.20"},
+			AgentRef: "aws-sm://gosling/runners/web-0123456789/agent", APIURL: "https://gosling.example.com", Runner: agent.RunnerConfig{Executor: agent.ExecutorDocker, Image: "alpine:3.20"},
 		},
 		AgentBinary: "/opt/gosling/bin/gosling", StateDir: "/var/lib/gosling",
 		AgentURL: "https://releases.example.com/gosling/{version}/gosling-{os}-{arch}", AgentVersion: "1.4.0",

@@ -69,6 +69,10 @@ func fallbackEnv(t *testing.T, refused map[string]error) (*testsuite.TestWorkflo
 	})
 	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", nil
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(nil)
 	e.SetStartWorkflowOptions(startOpts(wfID))
 	return e, c
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 func testEgg(kind string) fly.Egg {
@@ -146,6 +147,12 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteRunnerTokenInput) error {
 		return failOr("token-delete")
 	})
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", failOr("agent-mint")
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, runnerID string) error {
+		return failOr("agent-revoke")
+	})
 	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
 		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
 	})
@@ -193,7 +200,7 @@ func TestProvisionPoolVM(t *testing.T) {
 	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,to-active"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -215,7 +222,7 @@ func TestProvisionJobVM(t *testing.T) {
 	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -261,7 +268,7 @@ func TestProvisionDormant(t *testing.T) {
 	if res.State != "dormant" || res.Kind != fly.RunnerVM {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -284,7 +291,7 @@ func TestProvisionServerlessEndsWithItsInvocation(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -441,7 +448,7 @@ func TestProvisionServerlessInvocationFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "container refused") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "record,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "record,agent-mint,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -454,10 +461,11 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		failing string
 		want    string
 	}{
-		{"gitlab-create", "tags,record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"to-registering", "tags,record,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"apply-running", "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-active", "tags,record,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"agent-mint", "tags,record,agent-mint,to-failed,agent-revoke,to-terminated"},
+		{"gitlab-create", "tags,record,agent-mint,gitlab-create,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-registering", "tags,record,agent-mint,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"apply-running", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-active", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -483,7 +491,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -497,7 +505,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+	if got, want := e.calls.String(), "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }
@@ -520,7 +528,7 @@ func TestDeprovision(t *testing.T) {
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"; got != want {
+	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -579,5 +587,28 @@ func TestIDs(t *testing.T) {
 	a, b := contract.RunnerIDFor("web", "x"), contract.RunnerIDFor("web", "y")
 	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != contract.RunnerIDFor("web", "x") {
 		t.Errorf("runner IDs %s %s", a, b)
+	}
+}
+
+// The saga runs every compensation registered, the last first, and
+// reports each one that failed.
+func TestSagaCompensatesInReverse(t *testing.T) {
+	var s saga
+	var ran []string
+	for _, name := range []string{"token", "gitlab", "machine"} {
+		s.onFailure(func(workflow.Context) error {
+			ran = append(ran, name)
+			if name == "gitlab" {
+				return errors.New("gitlab down")
+			}
+			return nil
+		})
+	}
+	err := s.compensate(nil)
+	if got := strings.Join(ran, ","); got != "machine,gitlab,token" {
+		t.Errorf("compensations ran as %s, want machine,gitlab,token", got)
+	}
+	if err == nil || err.Error() != "gitlab down" {
+		t.Errorf("compensate = %v, want the failed compensation's error", err)
 	}
 }

@@ -29,7 +29,8 @@ import (
 )
 
 // fakeMG is MotherGoose's agent endpoints as the agent sees them: it
-// checks the bearer token and keeps every report.
+// checks the bearer (the machine's agent credential, never the runner
+// token) and keeps every report.
 type fakeMG struct {
 	srv   *httptest.Server
 	token func() string
@@ -120,7 +121,11 @@ type rig struct {
 	gosling string
 }
 
-const deployKey = "dk-5ecret-value-0451"
+const (
+	deployKey = "dk-5ecret-value-0451"
+	// credential is the machine's agent credential.
+	credential = "gsa-r1-credential-0451"
+)
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
@@ -146,14 +151,17 @@ func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
 	if _, err := r.store.Put(ctx, "local://ci/deploy_key", deployKey); err != nil {
 		t.Fatal(err)
 	}
-	r.mg = newFakeMG(t, func() string { rn, _ := r.gl.Runner(r.runner.ID); return rn.Token })
+	if _, err := r.store.Put(ctx, "local://runners/r1/agent", credential); err != nil {
+		t.Fatal(err)
+	}
+	r.mg = newFakeMG(t, func() string { return credential })
 	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(t.TempDir(), "bin"), r.gosling)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.cfg = agent.Config{
-		RunnerID: "r1", Egg: "web", GitLabURL: r.gl.URL(), TokenRef: "local://runners/r1/token", SecretsDir: local.Dir(),
-		APIURL: r.mg.srv.URL, HeartbeatSeconds: 1,
+		RunnerID: "r1", Egg: "web", GitLabURL: r.gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent",
+		SecretsDir: local.Dir(), APIURL: r.mg.srv.URL, HeartbeatSeconds: 1,
 		Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell, Concurrent: 1, Env: map[string]fly.EnvValue{
 			"DEPLOY_KEY": {Secret: "local://ci/deploy_key"}, "STAGE_NAME": {Value: "review"},
 		}},

@@ -551,10 +551,11 @@ func (a *agent) versions() agentapi.Versions {
 // timeout decides.
 const readyPatience = 2 * time.Minute
 
-// ready tells MotherGoose the runner is ready. It retries until
-// MotherGoose takes it (a 401 too, as the runner's record may not name its
-// token yet) or readyPatience passes.
-func (a *agent) ready(ctx context.Context, token, version, trigger string) error {
+// ready tells MotherGoose the runner is ready, having verified the runner
+// token (of that version) with GitLab. It retries until MotherGoose takes
+// it (a 401 too, as the runner's record may not name its credential yet)
+// or readyPatience passes.
+func (a *agent) ready(ctx context.Context, _, version, trigger string) error {
 	if a.api == nil {
 		return nil
 	}
@@ -564,8 +565,11 @@ func (a *agent) ready(ctx context.Context, token, version, trigger string) error
 	r := agentapi.Ready{Trigger: trigger, PID: os.Getpid(), Host: host, TokenVersion: version, Versions: a.versions(), At: time.Now().UTC()}
 	var pins agentapi.Pins
 	err := retryAll(ctx, func() error {
-		var err error
-		pins, err = a.api.Ready(ctx, token, r)
+		credential, err := a.tokens.credential(ctx, a.cfg)
+		if err != nil {
+			return err
+		}
+		pins, err = a.api.Ready(ctx, credential, r)
 		return err
 	})
 	if err != nil {
@@ -584,12 +588,12 @@ func (a *agent) heartbeat(ctx context.Context) {
 	}
 	bctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
-	token, _, err := a.tokens.current(bctx, a.cfg)
+	credential, err := a.tokens.credential(bctx, a.cfg)
 	if err != nil {
-		a.log.Debug("heartbeat: cannot read the token", "error", err)
+		a.log.Debug("heartbeat: cannot read the agent credential", "error", err)
 		return
 	}
-	pins, err := a.api.Heartbeat(bctx, token, agentapi.Beat{
+	pins, err := a.api.Heartbeat(bctx, credential, agentapi.Beat{
 		TokenVersion: a.tokenVersion, Versions: a.versions(), Jobs: a.watch.jobs(), UpdateError: a.updateErr, At: time.Now().UTC(),
 	})
 	if err != nil {
@@ -626,9 +630,9 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
-		token, _, err := a.tokens.current(rctx, a.cfg)
+		credential, err := a.tokens.credential(rctx, a.cfg)
 		if err == nil {
-			err = a.api.Job(rctx, token, r)
+			err = a.api.Job(rctx, credential, r)
 		}
 		cancel()
 		if err != nil {

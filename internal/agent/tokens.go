@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -106,6 +107,24 @@ func (s *tokenSource) current(ctx context.Context, cfg Config) (token, version s
 	}
 	s.masker.Add(token)
 	return token, u.Version, nil
+}
+
+// credential reads the machine's agent credential (Config.AgentRef), what
+// the agent authenticates MotherGoose's API with.
+func (s *tokenSource) credential(ctx context.Context, cfg Config) (string, error) {
+	if cfg.AgentRef == "" {
+		return "", errors.New("no agent credential: the configuration names no agent_ref")
+	}
+	r, err := s.resolver(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	c, err := r.Resolve(ctx, fly.SecretRef(cfg.AgentRef))
+	if err != nil {
+		return "", fmt.Errorf("read the agent credential: %w", err)
+	}
+	s.masker.Add(c)
+	return c, nil
 }
 
 // environment resolves the runner's variables into config.toml's
