@@ -318,6 +318,10 @@ func TestProvisionServerlessNoJob(t *testing.T) {
 // reported as invocation-failed, never as no-job: the job it was made for
 // is still pending.
 func TestProvisionServerlessCrashedRunnerIsReported(t *testing.T) {
+	// A crash comes soon after the invocation starts, well within the
+	// egg's 15-minute deadline even when retried.
+	invokeAfter = time.Minute
+	defer func() { invokeAfter = 12 * time.Minute }()
 	e := newEnv(t, map[string]error{"invoke": errors.New("invoke runner web-1: gitlab-runner exited with status 1 before it took a job: FATAL: flag provided but not defined: -config")})
 	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
 	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
