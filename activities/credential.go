@@ -35,13 +35,19 @@ func AgentRefFor(tokenRef fly.SecretRef) fly.SecretRef {
 	return fly.SecretRef(string(tokenRef) + ".agent")
 }
 
-// agentRef is where the runner's agent credential goes: on the local
-// provider always the local store, as its machines read nothing else.
-func (a *Activities) agentRef(runnerID, cloud string) fly.SecretRef {
+// agentRef is where the runner's agent credential goes: beside the
+// runner's token in its egg's secrets (tokenRefFor), which the egg's
+// machine identity may read; on the local provider always the local
+// store, as its machines read nothing else.
+func (a *Activities) agentRef(ctx context.Context, egg, runnerID, cloud string) (fly.SecretRef, error) {
 	if cloud == fly.CloudLocal || a.TokenRef == nil {
-		return AgentRefFor(LocalTokenRef(runnerID))
+		return AgentRefFor(LocalTokenRef(runnerID)), nil
 	}
-	return AgentRefFor(a.TokenRef(runnerID))
+	tok, err := a.tokenRefFor(ctx, egg, runnerID)
+	if err != nil {
+		return "", err
+	}
+	return AgentRefFor(tok), nil
 }
 
 // AgentCredentialInput names the runner whose machine gets a credential.
@@ -60,7 +66,14 @@ func (a *Activities) MintAgentCredential(ctx context.Context, in AgentCredential
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("mint agent credential: %w", err)
 	}
-	ref := a.agentRef(in.RunnerID, in.Cloud)
+	row, err := a.Store.GetRunner(ctx, in.RunnerID)
+	if err != nil {
+		return "", fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+	}
+	ref, err := a.agentRef(ctx, row.Egg, in.RunnerID, in.Cloud)
+	if err != nil {
+		return "", err
+	}
 	if _, err := a.Secrets.Put(ctx, ref, AgentCredentialPrefix+hex.EncodeToString(b)); err != nil {
 		return "", fmt.Errorf("store agent credential of %s: %w", in.RunnerID, err)
 	}

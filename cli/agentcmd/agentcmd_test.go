@@ -40,7 +40,8 @@ func parse(argv []string) error {
 // kind (Lambda included), is one the agent binary runs: the contract is
 // the same whichever binary a machine gets.
 func TestContractCommandsRunInTheAgentBinary(t *testing.T) {
-	cfg := agent.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/prod/runners/web/web-1/token", APIURL: "https://gosling.example.com"}
+	cfg := agent.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/prod/runners/web/web-1/token",
+		AgentRef: "aws-sm://gosling/prod/runners/web/web-1/agent", APIURL: "https://gosling.example.com"}
 	n := 0
 	for _, in := range []agent.ContractInput{
 		{Cloud: "local", Kind: "vm", State: agent.PowerRunning, Binary: "/usr/local/bin/gosling", WorkDir: "/tmp/m"},
