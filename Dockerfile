@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
 #
-# Gosling's images. One binary, gosling, in two images:
+# Gosling's images:
 #
 #   server (default target): gosling server, gosling worker --queue
 #     mothergoose|uglyfox and gosling rift serve, on distroless static, as
 #     the non-root user 65532, with OpenTofu for the workers.
 #       docker build -t gosling .
-#   runner: the official gitlab-runner image plus gosling, for serverless
-#     runners and VM agents (gosling agent supervises gitlab-runner there).
+#   runner: the official gitlab-runner image plus the agent alone
+#     (cmd/gosling-agent, installed as /usr/local/bin/gosling: its command
+#     lines are gosling's), for serverless runners (ECS tasks, Lambda
+#     functions, Serverless Containers) and VM agents.
 #       docker build --target runner -t gosling-runner .
 #
 # Build arguments: VERSION (what gosling --version prints), GO_VERSION
@@ -28,7 +30,9 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/gosling ./cmd/gosling
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/gosling ./cmd/gosling && \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/gosling-agent ./cmd/gosling-agent
 # The state directory (tofu workspaces, local machines) and the Nest's
 # mount point, made here because the runtime image has no shell.
 RUN mkdir -p /out/var/lib/gosling /out/etc/gosling/nest
@@ -41,11 +45,12 @@ RUN mkdir -p /out/var/lib/gosling /out/etc/gosling/nest
 # pin to every image build for the same program.
 FROM ghcr.io/opentofu/opentofu:${TOFU_VERSION}-minimal AS tofu
 
-# --- runner: gitlab-runner's official Alpine image plus gosling. The
+# --- runner: gitlab-runner's official Alpine image plus the agent. The
 # OpenTofu modules start it with their own arguments (gosling agent run
-# ...); the default command runs the agent on /var/lib/gosling/agent.
+# ..., gosling agent serve ...); the default command runs the agent on
+# /var/lib/gosling/agent.
 FROM gitlab/gitlab-runner:alpine-${GITLAB_RUNNER_VERSION} AS runner
-COPY --from=build /out/gosling /usr/local/bin/gosling
+COPY --from=build /out/gosling-agent /usr/local/bin/gosling
 ENV GOSLING_STATE_DIR=/var/lib/gosling
 ENTRYPOINT ["/usr/local/bin/gosling"]
 CMD ["agent", "run", "--work-dir", "/var/lib/gosling/agent"]

@@ -15,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o $(GOSLING) ./cmd/gosling
+	$(GO) build -o $(BIN)/gosling-agent ./cmd/gosling-agent
 
 ## run: the whole stack on one machine (Temporal dev server, API, worker, SQLite, local runners).
 run: build
@@ -62,6 +63,8 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals|AnnouncedPipeline' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench JobStartPaths -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench AgentBinary -benchtime 1x ./internal/agent
+	$(GO) test -run '^$$' -bench LambdaVsFargateStart -benchtime 1x ./activities
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools|UnauthenticatedBodies' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e
@@ -70,7 +73,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench RealRunnerStop -benchtime 2x ./internal/agent
 	$(GO) test -run '^$$' -bench Cache -benchtime 5x ./internal/rift/s3
 	$(GO) test -run '^$$' -bench SecondPull -benchtime 3x ./internal/rift/mirror
-	$(GO) test -run '^$$' -bench 'Plan200Eggs|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
+	$(GO) test -run '^$$' -bench 'Plan200Eggs|PlanExampleNest|PlanAWSNest|DeployExampleNest|DeployAWSNest|AWSDeploySequence' -benchtime 3x ./bootstrap
 	$(GO) test -run '^$$' -bench SweepPass -benchtime 1x ./mothergoose
 	$(GO) test -run '^$$' -bench LostHooks -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench OutageRecovery -benchtime 1x -timeout 20m ./e2e

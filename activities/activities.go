@@ -16,8 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/metrics"
+	"github.com/gosling-ci/gosling/internal/runnerid"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
@@ -82,8 +83,11 @@ type Activities struct {
 	Secrets     *secrets.Resolver
 	Tofu        *tofu.Executor
 	Agent       AgentSettings
-	// TokenRef names where a runner's token is stored.
-	TokenRef func(runnerID string) fly.SecretRef
+	// EggTokenRef names where a new runner's token goes: its egg's own
+	// secret (EggTokenRefs). TokenRef names where a runner recorded
+	// without a token reference kept it (TokenRefs).
+	EggTokenRef func(ctx context.Context, egg, runnerID string) (fly.SecretRef, error)
+	TokenRef    func(runnerID string) fly.SecretRef
 	// GitLabOptions are passed to every GitLab client (tests shorten retries).
 	GitLabOptions []gitlab.Option
 	Logger        *slog.Logger
@@ -99,6 +103,12 @@ type Activities struct {
 	MotherGoose MotherGoose
 	// Invokers reach serverless runners (InvokeRunner).
 	Invokers Invokers
+	// Identities find each cloud's runner identities (by fly cloud
+	// name): every cloud machine runs as its egg's.
+	Identities map[string]IdentitySource
+	// Power starts and stops VMs of the clouds whose OpenTofu provider
+	// cannot (by fly cloud name: Yandex Compute Cloud).
+	Power map[string]PowerControl
 
 	mu      sync.Mutex
 	clients map[string]*gitlab.Client
@@ -369,9 +379,11 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 	if err != nil {
 		return CreateGitLabRunnerResult{}, err
 	}
-	ref := a.TokenRef(in.RunnerID)
-	if in.Cloud == fly.CloudLocal {
-		ref = LocalTokenRef(in.RunnerID)
+	ref := LocalTokenRef(in.RunnerID)
+	if in.Cloud != fly.CloudLocal {
+		if ref, err = a.tokenRefFor(ctx, in.Egg, in.RunnerID); err != nil {
+			return CreateGitLabRunnerResult{}, err
+		}
 	}
 	var projects []int64
 	if in.GroupID == 0 {
@@ -435,6 +447,22 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 		}
 	}
 	return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, nil
+}
+
+// tokenRefFor is where the token of a new runner of egg goes. An egg
+// without its secret is refused before GitLab is asked for a runner.
+func (a *Activities) tokenRefFor(ctx context.Context, egg, runnerID string) (fly.SecretRef, error) {
+	if a.EggTokenRef == nil {
+		return a.TokenRef(runnerID), nil
+	}
+	ref, err := a.EggTokenRef(ctx, egg, runnerID)
+	if errors.Is(err, tofu.ErrNoIdentity) {
+		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("the token of runner %s: %v", runnerID, err), ErrTypeBadInput, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("where the token of runner %s goes: %w", runnerID, err)
+	}
+	return ref, nil
 }
 
 // resolveProjects turns project listings into IDs, in order and without
@@ -658,14 +686,17 @@ func (a *Activities) DeleteRunnerToken(ctx context.Context, in DeleteRunnerToken
 
 // ApplyMachineInput describes the machine of one runner.
 type ApplyMachineInput struct {
-	RunnerID      string       `json:"runner_id"`
-	Egg           fly.Egg      `json:"egg"`
-	Cloud         string       `json:"cloud"`
-	Kind          string       `json:"kind"`
-	Running       bool         `json:"running"`
-	Provider      fly.Provider `json:"provider"`
-	TokenRef      string       `json:"token_ref"`
-	MaxRunMinutes int          `json:"max_run_minutes,omitempty"`
+	RunnerID string       `json:"runner_id"`
+	Egg      fly.Egg      `json:"egg"`
+	Cloud    string       `json:"cloud"`
+	Kind     string       `json:"kind"`
+	Running  bool         `json:"running"`
+	Provider fly.Provider `json:"provider"`
+	TokenRef string       `json:"token_ref"`
+	// AgentRef names the machine's agent credential (MintAgentCredential);
+	// empty reads it from the runner's record.
+	AgentRef      string `json:"agent_ref,omitempty"`
+	MaxRunMinutes int    `json:"max_run_minutes,omitempty"`
 	// OneJob makes a VM's gitlab-runner take one job and no other
 	// (run-single --max-builds 1), for a VM made for one job; serverless
 	// runners always do.
@@ -692,6 +723,9 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	if a.Simulate != nil {
 		return a.Simulate.apply(ctx, in)
 	}
+	if err := a.fillAgentRef(ctx, &in); err != nil {
+		return ApplyMachineResult{}, err
+	}
 	state := tofu.PowerStopped
 	if in.Running {
 		state = tofu.PowerRunning
@@ -700,12 +734,23 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	rel := a.Agent.Release
 	m := tofu.Machine{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, Cloud: in.Cloud, Kind: in.Kind, State: state,
-		CPU: r.CPU, MemoryMiB: tofu.MiB(r.Memory), DiskGiB: tofu.GiB(r.Disk), Image: r.Image,
-		Concurrent: r.JobsPerRunner, Tags: r.Tags, MaxRunMinutes: in.MaxRunMinutes,
+		CPU: r.CPU, MemoryMiB: tofu.MiB(r.Memory), DiskGiB: tofu.GiB(r.Disk), MaxRunMinutes: in.MaxRunMinutes,
 		GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef, Agent: a.agentConfig(in),
 		AgentBinary: a.Agent.Binary, StateDir: a.Tofu.StateDir(),
 		AgentURL: rel.URL, AgentVersion: rel.Version, AgentImage: rel.Image,
 		RunnerVersion: rel.GitLabRunnerVersion, RunnerURL: rel.GitLabRunnerURL, Provider: in.Provider,
+		Lambda: in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(),
+	}
+	if _, err := m.Contract(); err != nil {
+		return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("machine of runner %s (%s/%s): %v", in.RunnerID, in.Cloud, in.Kind, err), ErrTypeBadInput, err)
+	}
+	if in.Cloud != fly.CloudLocal {
+		id, err := a.runnerIdentity(ctx, in.Cloud, in.Egg.Name)
+		if err != nil {
+			return ApplyMachineResult{}, err
+		}
+		m.Identity = id
 	}
 	vars, err := m.Variables()
 	if err != nil {
@@ -724,7 +769,70 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 	if err != nil {
 		return ApplyMachineResult{}, CapacityError(in.Cloud, err)
 	}
+	// Where the module cannot say whether the machine runs (a Compute
+	// Cloud instance has no power state in OpenTofu), the cloud's API
+	// starts or stops it, the operation awaited.
+	if pc, ok := a.Power[in.Cloud]; ok && in.Kind == fly.RunnerVM {
+		id, _ := res.Outputs["machine_id"].(string)
+		if id == "" {
+			return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("the machine of runner %s has no machine_id output to power", in.RunnerID), ErrTypeBadInput, nil)
+		}
+		if err := pc.SetPower(ctx, id, in.Running); err != nil {
+			return ApplyMachineResult{}, fmt.Errorf("power %s machine %s %s: %w", in.Cloud, id, state, err)
+		}
+		res.Outputs["state"] = state
+	}
 	return ApplyMachineResult{Workspace: in.RunnerID, Outputs: res.Outputs, Seconds: res.Duration.Seconds()}, nil
+}
+
+// runnerIdentity finds the egg's runner identity on a cloud. None there is
+// a non-retryable error that says to run gosling deploy: the machine is
+// refused before anything is applied.
+func (a *Activities) runnerIdentity(ctx context.Context, cloud, egg string) (tofu.Identity, error) {
+	src, ok := a.Identities[cloud]
+	if !ok {
+		err := fmt.Errorf("%w: this worker has no client for cloud %s (MG/config.fly names no provider %q)", tofu.ErrNoIdentity, cloud, cloud)
+		return tofu.Identity{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	id, err := src.RunnerIdentity(ctx, egg)
+	if errors.Is(err, tofu.ErrNoIdentity) {
+		return tofu.Identity{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("egg %s on %s: %v", egg, cloud, err), ErrTypeBadInput, err)
+	}
+	if err != nil {
+		return tofu.Identity{}, fmt.Errorf("look up the runner identity of egg %s on %s: %w", egg, cloud, err)
+	}
+	return id, nil
+}
+
+// IdentitySource finds an egg's runner identity on one cloud, which
+// gosling deploy makes (internal/machines).
+type IdentitySource interface {
+	// RunnerIdentity returns the egg's identity; none is an error wrapping
+	// tofu.ErrNoIdentity.
+	RunnerIdentity(ctx context.Context, egg string) (tofu.Identity, error)
+}
+
+// PowerControl starts (running) and stops a VM through its cloud's API,
+// waiting for the operation's end; a VM already in that state is no error.
+type PowerControl interface {
+	SetPower(ctx context.Context, machineID string, running bool) error
+}
+
+// fillAgentRef reads the machine's agent credential's URI from the
+// runner's record when the input does not name it.
+func (a *Activities) fillAgentRef(ctx context.Context, in *ApplyMachineInput) error {
+	if in.AgentRef != "" || a.Store == nil {
+		return nil
+	}
+	r, err := a.Store.GetRunner(ctx, in.RunnerID)
+	switch {
+	case err == nil:
+		in.AgentRef = r.AgentRef
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+	}
+	return nil
 }
 
 // agentConfig is the configuration of the machine's agent. Local machines
@@ -737,7 +845,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 	r := in.Egg.Runner
 	cfg := agent.Config{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
-		HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
+		AgentRef: in.AgentRef, HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
 		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
 	}
 	if rf := in.Egg.Rift; rf != nil && rf.Enabled {
@@ -876,11 +984,11 @@ func LocalTokenRef(runnerID string) fly.SecretRef {
 	return fly.SecretRef("local://runners/" + runnerID + "/token")
 }
 
-// TokenRefs is where runner tokens go with MotherGoose's secrets block:
-// its backend names the scheme (the local provider's runners always use
-// the local store). Lockbox keeps every token as an entry of one secret
-// (lockbox.runner_tokens); Secrets Manager and Vault, one secret per
-// runner under gosling/runners/.
+// TokenRefs is where runner tokens were kept before each egg's went to a
+// place of its own (EggTokenRefs): runners whose record names no token
+// reference are looked for there. Lockbox kept every token as an entry of
+// one secret (lockbox.runner_tokens, "" when it names none); Secrets
+// Manager and Vault, one secret per runner under gosling/runners/.
 func TokenRefs(cfg fly.Secrets) (func(runnerID string) fly.SecretRef, error) {
 	switch cfg.Backend {
 	case "", fly.SchemeLocal:
@@ -892,10 +1000,45 @@ func TokenRefs(cfg fly.Secrets) (func(runnerID string) fly.SecretRef, error) {
 		}, nil
 	case fly.SchemeLockbox:
 		secret := cfg.Backends[fly.SchemeLockbox].RunnerTokens
-		if secret == "" {
-			return nil, errors.New("runner tokens go to Lockbox, but mothergoose.secrets.lockbox.runner_tokens names no secret for them")
+		return func(id string) fly.SecretRef {
+			if secret == "" {
+				return ""
+			}
+			return fly.SecretRef("yc-lockbox://" + secret + "/" + id)
+		}, nil
+	}
+	return nil, fmt.Errorf("runner tokens cannot go to the %q backend", cfg.Backend)
+}
+
+// EggTokenRefs is where a new runner's token goes with MotherGoose's
+// secrets block: its egg's own place, which only that egg's runner
+// identity may read (internal/runnerid; gosling deploy makes it). Secrets
+// Manager and Vault keep one secret per runner under
+// gosling/<deployment>/runners/<egg>/; Lockbox keeps one entry per runner
+// in the egg's secret, whose ID lockboxSecret finds by its name. The
+// local backend (and the local provider's runners) keep
+// local://runners/<runner>/token. lockboxSecret's errors wrap
+// tofu.ErrNoIdentity when the egg has no secret.
+func EggTokenRefs(cfg fly.Secrets, deployment string, lockboxSecret func(ctx context.Context, egg string) (string, error)) (func(ctx context.Context, egg, runnerID string) (fly.SecretRef, error), error) {
+	switch cfg.Backend {
+	case "", fly.SchemeLocal:
+		return func(_ context.Context, _, id string) (fly.SecretRef, error) { return LocalTokenRef(id), nil }, nil
+	case fly.SchemeAWSSM, fly.SchemeVault:
+		scheme := cfg.Backend
+		return func(_ context.Context, egg, id string) (fly.SecretRef, error) {
+			return fly.SecretRef(scheme + "://" + runnerid.AWSTokenPrefix(deployment, egg) + id + "/token"), nil
+		}, nil
+	case fly.SchemeLockbox:
+		if lockboxSecret == nil {
+			return nil, errors.New("runner tokens go to Lockbox, but this worker has no Yandex Cloud client to find each egg's secret")
 		}
-		return func(id string) fly.SecretRef { return fly.SecretRef("yc-lockbox://" + secret + "/" + id) }, nil
+		return func(ctx context.Context, egg, id string) (fly.SecretRef, error) {
+			secret, err := lockboxSecret(ctx, egg)
+			if err != nil {
+				return "", err
+			}
+			return fly.SecretRef("yc-lockbox://" + secret + "/" + id), nil
+		}, nil
 	}
 	return nil, fmt.Errorf("runner tokens cannot go to the %q backend", cfg.Backend)
 }

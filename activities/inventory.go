@@ -7,9 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // Inventory lists the runner machines a cloud holds by the labels every
@@ -116,10 +116,22 @@ func (a *Activities) terminateMachines(ctx context.Context, refs []contract.Mach
 	return errors.Join(errs...)
 }
 
-// machinesOf lists the labelled machines of one runner on every cloud.
+// machinesOf lists the labelled machines of one runner: on the cloud its
+// record names (and the local provider's processes), or on every cloud
+// when no record says, so that another cloud's API being down holds up no
+// teardown of this one.
 func (a *Activities) machinesOf(ctx context.Context, runnerID string) ([]contract.MachineRef, error) {
+	cloud := ""
+	if a.Store != nil {
+		if r, err := a.Store.GetRunner(ctx, runnerID); err == nil {
+			cloud = r.Cloud
+		}
+	}
 	var out []contract.MachineRef
 	for _, inv := range a.Inventories {
+		if cloud != "" && inv.Cloud() != cloud && inv.Cloud() != fly.CloudLocal {
+			continue
+		}
 		ms, err := inv.ListMachines(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("list %s machines: %w", inv.Cloud(), err)

@@ -19,7 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/agentapi"
@@ -41,6 +44,8 @@ type Invokers struct {
 	// ECS returns a client of the provider's ECS (default: the AWS SDK's
 	// default chain in the provider's region, assuming its role).
 	ECS func(ctx context.Context, p fly.Provider) (*ecs.Client, error)
+	// Lambda returns a client of the provider's Lambda, likewise.
+	Lambda func(ctx context.Context, p fly.Provider) (*lambda.Client, error)
 	// PollInterval is how often a started ECS task is looked at (5s).
 	PollInterval time.Duration
 }
@@ -61,7 +66,8 @@ type InvokeRunnerInput struct {
 // InvokeRunnerResult is how the invocation ended.
 type InvokeRunnerResult struct {
 	agentapi.InvokeResult
-	// Via says how it was invoked: http (local, Yandex) or ecs-run-task.
+	// Via says how it was invoked: http (local, Yandex), ecs-run-task or
+	// lambda-invoke.
 	Via string `json:"via"`
 	// TaskARN is the ECS task's ARN (AWS).
 	TaskARN string `json:"task_arn,omitempty"`
@@ -108,6 +114,9 @@ func (a *Activities) InvokeRunner(ctx context.Context, in InvokeRunnerInput) (In
 		}
 		return a.invokeHTTP(ctx, u, token, in)
 	case fly.CloudAWS:
+		if platform, _ := in.Outputs["platform"].(string); platform == "lambda" {
+			return a.invokeLambda(ctx, in)
+		}
 		return a.runTask(ctx, in)
 	}
 	return InvokeRunnerResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("cloud %q has no serverless runners", in.Cloud), ErrTypeBadInput, nil)
@@ -190,15 +199,77 @@ func yandexIAMToken(ctx context.Context, _ fly.Provider) (string, error) {
 	return ts.Token(ctx)
 }
 
-func defaultECS(ctx context.Context, p fly.Provider) (*ecs.Client, error) {
+// providerConfig is the worker's AWS configuration in the provider's
+// region, through the provider's role when it names one.
+func providerConfig(ctx context.Context, p fly.Provider) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(p.Region))
 	if err != nil {
-		return nil, err
+		return aws.Config{}, err
 	}
 	if p.RoleARN != "" {
 		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), p.RoleARN))
 	}
+	return cfg, nil
+}
+
+func defaultECS(ctx context.Context, p fly.Provider) (*ecs.Client, error) {
+	cfg, err := providerConfig(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	return ecs.NewFromConfig(cfg), nil
+}
+
+func defaultLambda(ctx context.Context, p fly.Provider) (*lambda.Client, error) {
+	cfg, err := providerConfig(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return lambda.NewFromConfig(cfg), nil
+}
+
+// invokeLambda invokes the runner's Lambda function synchronously
+// (RequestResponse) with an agentapi.Invoke: the agent takes the event
+// from the Runtime API, runs one job and answers with its
+// agentapi.InvokeResult, all within the function's timeout (the egg's job
+// timeout, at most 15 minutes). A function error (X-Amz-Function-Error:
+// its crash or its timeout) is the invocation's error, not the activity's.
+// A cancelled activity stops waiting; Lambda ends the function at its
+// timeout.
+func (a *Activities) invokeLambda(ctx context.Context, in InvokeRunnerInput) (InvokeRunnerResult, error) {
+	fn, _ := in.Outputs["function_name"].(string)
+	if fn == "" {
+		return InvokeRunnerResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("runner %s: Lambda Invoke needs the function_name output (outputs %v)", in.RunnerID, in.Outputs), ErrTypeBadInput, nil)
+	}
+	newClient := a.Invokers.Lambda
+	if newClient == nil {
+		newClient = defaultLambda
+	}
+	c, err := newClient(ctx, in.Provider)
+	if err != nil {
+		return InvokeRunnerResult{}, err
+	}
+	payload, _ := json.Marshal(agentapi.Invoke{RunnerID: in.RunnerID, WaitTimeoutSeconds: in.WaitTimeoutSeconds})
+	res := InvokeRunnerResult{Via: "lambda-invoke"}
+	res.RunnerID, res.StartedAt, res.ExitCode, res.Jobs = in.RunnerID, time.Now().UTC(), -1, []agentapi.JobReport{}
+	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: payload, InvocationType: lambdatypes.InvocationTypeRequestResponse})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && (ae.ErrorCode() == "ResourceNotFoundException" || ae.ErrorCode() == "AccessDeniedException" || ae.ErrorCode() == "InvalidParameterValueException") {
+			return InvokeRunnerResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invoke runner %s: %v", in.RunnerID, err), ErrTypeBadInput, err)
+		}
+		return InvokeRunnerResult{}, fmt.Errorf("invoke runner %s: %w", in.RunnerID, err)
+	}
+	if out.FunctionError != nil {
+		res.FinishedAt = time.Now().UTC()
+		res.Error = fmt.Sprintf("the function failed (%s): %s", aws.ToString(out.FunctionError), strings.TrimSpace(string(out.Payload)))
+		return res, nil
+	}
+	if err := json.Unmarshal(out.Payload, &res.InvokeResult); err != nil {
+		return InvokeRunnerResult{}, fmt.Errorf("invoke runner %s: the answer is not an invocation result: %w", in.RunnerID, err)
+	}
+	return res, nil
 }
 
 // ecsStartedBy is RunTask's startedBy (at most 36 characters).

@@ -15,8 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agentapi"
+	"github.com/gosling-ci/gosling/internal/lambdatest"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/tofu"
 	"go.temporal.io/sdk/temporal"
@@ -230,5 +232,72 @@ func TestInvokeRunnerCrashWithoutJobIsAnError(t *testing.T) {
 	answer = agentapi.InvokeResult{RunnerID: "web-1", Jobs: []agentapi.JobReport{}, ExitCode: 0}
 	if res, err := a.InvokeRunner(context.Background(), in); err != nil || len(res.Jobs) != 0 {
 		t.Errorf("no job within the wait: %+v %v, want an empty result", res, err)
+	}
+}
+
+// runtime plays a function's runtime against the Lambda stand-in's Runtime
+// API for one event: it takes the event, then answers with answer(event)
+// as a response, or as an error when fail is set.
+func runtime(t *testing.T, rt *lambdatest.Server, fail bool, answer func([]byte) any) {
+	go func() {
+		resp, err := http.Get("http://" + rt.Addr() + "/2018-06-01/runtime/invocation/next")
+		if err != nil {
+			return
+		}
+		ev, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		id := resp.Header.Get("Lambda-Runtime-Aws-Request-Id")
+		kind := "response"
+		if fail {
+			kind = "error"
+		}
+		b, _ := json.Marshal(answer(ev))
+		r, err := http.Post("http://"+rt.Addr()+"/2018-06-01/runtime/invocation/"+id+"/"+kind, "application/json", strings.NewReader(string(b)))
+		if err == nil {
+			r.Body.Close()
+		}
+	}()
+}
+
+// A short AWS job runs as a Lambda function: InvokeRunner invokes it
+// (RequestResponse, SigV4) with the runner and its wait, and the function's
+// answer is the invocation's result; a function that fails is the
+// invocation's error; a function that does not exist is refused for good.
+func TestInvokeRunnerLambda(t *testing.T) {
+	rt := lambdatest.New("gosling-web-0a1b2c3d4e", time.Minute)
+	t.Cleanup(rt.Close)
+	a := &Activities{Invokers: Invokers{Lambda: func(ctx context.Context, p fly.Provider) (*lambda.Client, error) {
+		return lambda.New(lambda.Options{Region: p.Region, BaseEndpoint: aws.String(rt.URL),
+			Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")}), nil
+	}}}
+	in := InvokeRunnerInput{RunnerID: "web-0a1b2c3d4e", Cloud: fly.CloudAWS, Provider: fly.Provider{Region: "eu-central-1"}, WaitTimeoutSeconds: 120,
+		Outputs: map[string]any{"platform": "lambda", "function_name": "gosling-web-0a1b2c3d4e", "task_definition": ""}}
+	var got agentapi.Invoke
+	runtime(t, rt, false, func(ev []byte) any {
+		_ = json.Unmarshal(ev, &got)
+		return agentapi.InvokeResult{RunnerID: got.RunnerID, ExitCode: 0, Jobs: []agentapi.JobReport{{JobID: 7, Status: agentapi.JobSuccess}}}
+	})
+	res, err := a.InvokeRunner(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunnerID != in.RunnerID || got.WaitTimeoutSeconds != 120 || res.Via != "lambda-invoke" || len(res.Jobs) != 1 || res.Jobs[0].JobID != 7 || res.Error != "" {
+		t.Errorf("sent %+v, result %+v", got, res)
+	}
+	runtime(t, rt, true, func([]byte) any {
+		return map[string]string{"errorMessage": "gitlab-runner: exec format error", "errorType": "Runtime.ExitError"}
+	})
+	res, err = a.InvokeRunner(context.Background(), in)
+	if err != nil || !strings.Contains(res.Error, "Unhandled") || !strings.Contains(res.Error, "exec format error") {
+		t.Errorf("a failed function: %+v, %v", res, err)
+	}
+	in.Outputs["function_name"] = "gosling-other"
+	_, err = a.InvokeRunner(context.Background(), in)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() {
+		t.Errorf("a function that does not exist: %v", err)
+	}
+	if rt.Invocations() != 2 {
+		t.Errorf("%d invocations reached the function, want 2", rt.Invocations())
 	}
 }

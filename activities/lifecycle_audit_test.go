@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/store"
 )
 
 // TestLifecycleIsAudited: every runner lifecycle action is an audit record

@@ -29,6 +29,9 @@ func (a *Activities) PromoteRunner(ctx context.Context, in PowerInput) error {
 		return fmt.Errorf("unpause GitLab runner %d: %w", in.GitLabRunnerID, err)
 	}
 	in.Machine.Running = true
+	if err := a.fillAgentRef(ctx, &in.Machine); err != nil {
+		return err
+	}
 	if in.Machine.Cloud == fly.CloudLocal && in.Machine.Egg.Runner.Module == "" {
 		// The local provider's start call: the process resumes at once, as
 		// an instance does on a cloud's start API; the apply below records

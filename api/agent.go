@@ -12,18 +12,19 @@ import (
 )
 
 // The agent endpoints (internal/agentapi): runner agents call them with
-// their own runner token (not an API token); see mothergoose.RunnerReady,
-// Heartbeat and RunnerJob.
+// their machine's own agent credential (not the runner token, not an API
+// token); see mothergoose.AuthenticateAgent, RunnerReady, Heartbeat and
+// RunnerJob.
 
 // maxAgentBody bounds an agent request's body.
 const maxAgentBody = 64 << 10
 
-// agent authenticates an agent request by its runner token, before its
-// body is read: a wrong token is 401 whatever the body holds.
+// agent authenticates an agent request by its agent credential, before its
+// body is read: a wrong credential is 401 whatever the body holds.
 func (s *Server) agent(c *gin.Context) (*mothergoose.Agent, bool) {
 	token, ok := bearerToken(c.GetHeader("Authorization"))
 	if !ok {
-		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the runner's token: Authorization: Bearer <token>"})
+		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the machine's agent credential: Authorization: Bearer <credential>"})
 		return nil, false
 	}
 	a, err := s.mg.AuthenticateAgent(c.Request.Context(), c.Param("id"), token)

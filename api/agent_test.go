@@ -9,18 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )
 
-// Agents post heartbeats with their own runner token: the right one records
-// the beat (and nothing else), anything else is refused alike; a token
-// rotated by another process is accepted once read again.
+// Agents post heartbeats with their machine's own agent credential: the
+// right one records the beat (and nothing else); the runner's GitLab token,
+// another machine's credential and anything else are refused alike; a
+// credential written by another process is accepted once read again.
 func TestAgentHeartbeat(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{noTemporal: true})
@@ -29,47 +30,58 @@ func TestAgentHeartbeat(t *testing.T) {
 	if _, err := e.secrets.Put(ctx, ref, "glrt-first-token"); err != nil {
 		t.Fatal(err)
 	}
-	r := &store.Runner{ID: "web-p1", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, TokenRef: string(ref)}
-	if err := e.store.CreateRunner(ctx, r); err != nil {
-		t.Fatal(err)
+	for id, credential := range map[string]string{"web-p1": "gsa-machine-one", "web-p2": "gsa-machine-two"} {
+		agentRef := "local://runners/" + id + "/agent"
+		if _, err := e.secrets.Put(ctx, fly.SecretRef(agentRef), credential); err != nil {
+			t.Fatal(err)
+		}
+		// Both machines run the egg's one GitLab runner.
+		r := &store.Runner{ID: id, Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, TokenRef: string(ref), AgentRef: agentRef}
+		if err := e.store.CreateRunner(ctx, r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before, _ := e.store.GetRunner(ctx, "web-p1")
 	path := "/agent/v1/runners/web-p1/heartbeat"
 	// The answer pins nothing but the token's current version.
-	if got := e.call("POST", path, "glrt-first-token"); got.Status != http.StatusOK || strings.TrimSpace(string(got.Body)) != `{"token_version":"1"}` {
-		t.Fatalf("right token: %d %s, want 200 and only the token's version", got.Status, got.Body)
+	if got := e.call("POST", path, "gsa-machine-one"); got.Status != http.StatusOK || strings.TrimSpace(string(got.Body)) != `{"token_version":"1"}` {
+		t.Fatalf("right credential: %d %s, want 200 and only the token's version", got.Status, got.Body)
 	}
 	after, _ := e.store.GetRunner(ctx, "web-p1")
 	if after.LastHeartbeat == nil || after.Version != before.Version {
 		t.Errorf("beat: last %v, version %d -> %d", after.LastHeartbeat, before.Version, after.Version)
 	}
 
-	// Rotation happens in the worker: another process writes the token.
+	// Another process writes a new credential (a re-provisioned machine).
 	local, err := secrets.OpenLocal(e.secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := secrets.NewResolver(local).Put(ctx, ref, "glrt-second-token"); err != nil {
+	if _, err := secrets.NewResolver(local).Put(ctx, "local://runners/web-p1/agent", "gsa-machine-one-again"); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.call("POST", path, "glrt-second-token"); got.Status != http.StatusOK {
-		t.Errorf("rotated token: %d %s", got.Status, got.Body)
+	if got := e.call("POST", path, "gsa-machine-one-again"); got.Status != http.StatusOK {
+		t.Errorf("new credential: %d %s", got.Status, got.Body)
 	}
-	if got := e.call("POST", path, "glrt-first-token"); got.Status != http.StatusUnauthorized {
-		t.Errorf("old token after rotation: %d", got.Status)
+	if got := e.call("POST", path, "gsa-machine-one"); got.Status != http.StatusUnauthorized {
+		t.Errorf("old credential after the new one: %d", got.Status)
 	}
-	// Anything else is refused alike, and recorded nowhere.
+	// The GitLab token, another machine's credential and anything else are
+	// refused alike, and recorded nowhere.
 	last, _ := e.store.GetRunner(ctx, "web-p1")
-	for token, want := range map[string]int{"": 401, "wrong": 401, apiToken: 401} {
+	for token, want := range map[string]int{"": 401, "wrong": 401, apiToken: 401, "glrt-first-token": 401, "gsa-machine-two": 401} {
 		if got := e.call("POST", path, token); got.Status != want {
 			t.Errorf("token %q: %d, want %d", token, got.Status, want)
 		}
 	}
-	if got := e.call("POST", "/agent/v1/runners/nope/heartbeat", "glrt-first-token"); got.Status != http.StatusUnauthorized {
+	if got := e.call("POST", "/agent/v1/runners/nope/heartbeat", "gsa-machine-one-again"); got.Status != http.StatusUnauthorized {
 		t.Errorf("unknown runner: %d", got.Status)
 	}
 	if got, _ := e.store.GetRunner(ctx, "web-p1"); !got.LastHeartbeat.Equal(*last.LastHeartbeat) {
 		t.Errorf("a refused beat was recorded: %v", got.LastHeartbeat)
+	}
+	if got, _ := e.store.GetRunner(ctx, "web-p2"); got.LastHeartbeat != nil {
+		t.Errorf("machine two's beat recorded: %v", got.LastHeartbeat)
 	}
 }
 
@@ -127,15 +139,19 @@ func TestAgentReadyAndJobsSignalWorkflows(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = tc.TerminateWorkflow(context.Background(), id, "", "test over") })
 	}
-	r := &store.Runner{ID: "web-p7", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateRegistering, GitLabHost: e.host, TokenRef: string(ref), WorkflowID: provisionID}
+	if _, err := e.secrets.Put(ctx, "local://runners/web-p7/agent", "gsa-ready-credential"); err != nil {
+		t.Fatal(err)
+	}
+	r := &store.Runner{ID: "web-p7", Egg: "web", Cloud: "local", Kind: "vm", State: store.StateRegistering, GitLabHost: e.host, TokenRef: string(ref),
+		AgentRef: "local://runners/web-p7/agent", WorkflowID: provisionID}
 	if err := e.store.CreateRunner(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	path := "/agent/v1/runners/web-p7/"
-	if got := e.post(path+"ready", "glrt-wrong", agentapi.Ready{Trigger: "start"}); got.Status != http.StatusUnauthorized {
-		t.Fatalf("wrong token: %d %s", got.Status, got.Body)
+	if got := e.post(path+"ready", "glrt-ready-token", agentapi.Ready{Trigger: "start"}); got.Status != http.StatusUnauthorized {
+		t.Fatalf("the GitLab token: %d %s", got.Status, got.Body)
 	}
-	got := e.post(path+"ready", "glrt-ready-token", agentapi.Ready{Trigger: "start", PID: 42, Host: "m1", Versions: agentapi.Versions{Agent: "dev"}})
+	got := e.post(path+"ready", "gsa-ready-credential", agentapi.Ready{Trigger: "start", PID: 42, Host: "m1", Versions: agentapi.Versions{Agent: "dev"}})
 	if got.Status != http.StatusOK {
 		t.Fatalf("ready: %d %s", got.Status, got.Body)
 	}
@@ -145,7 +161,7 @@ func TestAgentReadyAndJobsSignalWorkflows(t *testing.T) {
 			t.Errorf("%s got runner-ready %v", id, sigs)
 		}
 	}
-	if got := e.post(path+"jobs", "glrt-ready-token", map[string]any{"job_id": 0, "status": "done"}); got.Status != http.StatusBadRequest {
+	if got := e.post(path+"jobs", "gsa-ready-credential", map[string]any{"job_id": 0, "status": "done"}); got.Status != http.StatusBadRequest {
 		t.Errorf("bad job report: %d %s", got.Status, got.Body)
 	}
 	// A wrong token is 401 whatever the body: the body is not looked at.
@@ -156,7 +172,7 @@ func TestAgentReadyAndJobsSignalWorkflows(t *testing.T) {
 			t.Errorf("%s with a wrong token and a bad body: %d %s, want 401", route, got.Status, got.Body)
 		}
 	}
-	if got := e.post(path+"jobs", "glrt-ready-token", agentapi.JobReport{JobID: 77, Status: agentapi.JobSuccess}); got.Status != http.StatusNoContent {
+	if got := e.post(path+"jobs", "gsa-ready-credential", agentapi.JobReport{JobID: 77, Status: agentapi.JobSuccess}); got.Status != http.StatusNoContent {
 		t.Fatalf("job report: %d %s", got.Status, got.Body)
 	}
 	sigs := agentSignals(t, tc, provisionID, contract.SignalJobStatus)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
@@ -29,7 +30,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 )

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/converter"
 )

@@ -6,9 +6,9 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 func (s *Server) getPool(c *gin.Context) {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/api"

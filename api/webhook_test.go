@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -860,5 +861,57 @@ func TestRunnerFailuresCounted(t *testing.T) {
 	}
 	if got, _ := e.store.GetRunner(ctx, "web-p3"); got.Failures != 1 {
 		t.Errorf("failures within the window = %d, want 1 (two are older than it)", got.Failures)
+	}
+}
+
+// Machines sharing the egg's GitLab runner (runner managers) are told
+// apart by their agents' job reports: a runner failure counts against the
+// machine that reported the job, and against none when no machine did.
+func TestRunnerFailuresCountedOnSharedRunner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noTemporal: true})
+	ctx := context.Background()
+	gr := e.gitlab.AddRunner(gitlabtest.Runner{ProjectID: e.web.ID, Description: "gosling/web/shared"})
+	for _, id := range []string{"web-s1", "web-s2"} {
+		agentRef := "local://runners/" + id + "/agent"
+		if _, err := e.secrets.Put(ctx, fly.SecretRef(agentRef), "gsa-"+id); err != nil {
+			t.Fatal(err)
+		}
+		r := &store.Runner{ID: id, Egg: "web", Cloud: "local", Kind: "vm", State: store.StateActive, GitLabHost: e.host, GitLabRunnerID: gr.ID, AgentRef: agentRef}
+		if err := e.store.CreateRunner(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Machine two's agent reports job 601; nobody reports job 602.
+	if got := e.post("/agent/v1/runners/web-s2/jobs", "gsa-web-s2", agentapi.JobReport{JobID: 601, Status: agentapi.JobFailed, FailureReason: "runner_system_failure"}); got.Status != http.StatusNoContent {
+		t.Fatalf("job report: %d %s", got.Status, got.Body)
+	}
+	for _, jobID := range []int64{601, 602} {
+		e.ensureJob(e.web, jobID)
+		e.gitlab.SetJobStatus(e.web.ID, jobID, "failed", gr.ID)
+		now := time.Now()
+		started := now.Add(-time.Minute)
+		spec := gitlabtest.JobHookSpec{Project: e.hookProject(e.web), JobID: jobID, Name: "unit", Status: "failed", PipelineID: 7,
+			StartedAt: &started, FinishedAt: &now, Duration: time.Minute, FailureReason: "runner_system_failure", Runner: &gitlabtest.HookRunner{ID: gr.ID, Description: "gosling/web/shared"}}
+		if r := e.deliver(gitlabtest.EventJob, webSecret, gitlabtest.JobHookPayload(spec), ""); r.Status >= 300 {
+			t.Fatalf("failed hook of job %d: %d %s", jobID, r.Status, r.Body)
+		}
+	}
+	one, _ := e.store.GetRunner(ctx, "web-s1")
+	two, _ := e.store.GetRunner(ctx, "web-s2")
+	if one.Failures != 0 || two.Failures != 1 {
+		t.Errorf("failures: machine one %d, machine two %d; want 0 and 1", one.Failures, two.Failures)
+	}
+	recs, _ := e.store.ListAudit(ctx, store.AuditFilter{Egg: "web"})
+	refused := false
+	for _, r := range recs {
+		refused = refused || (r.Action == "webhook-refused" && strings.Contains(r.Reason, "job 602") && strings.Contains(r.Reason, "none reported the job"))
+	}
+	if !refused {
+		t.Errorf("the unreported failure is not audited as counting against no machine: %+v", recs)
+	}
+	// The job's record keeps its project and egg from the hooks.
+	if rec, err := e.store.GetJob(ctx, e.host, 601); err != nil || rec.RunnerID != "web-s2" || rec.ProjectID != e.web.ID || rec.Egg != "web" {
+		t.Errorf("job 601 = %+v, %v", rec, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/runnerid"
 )
 
 // AWS resource types, in the order they are made.
@@ -101,14 +102,12 @@ func containerOf(mg *fly.MotherGoose, key string) fly.Container {
 
 // AWSDesired builds the AWS resources of a Nest whose MotherGoose runs on
 // AWS: one IAM role per component (least privilege, written out in the
-// plan), the runners' role and instance profile, the scheduler's role, the
+// plan), each egg's runner roles (awsRunnerIdentities), the
 // tasks' execution role, CloudWatch log groups, the Secrets Manager secrets
 // the Nest names (created empty, never deleted), the store's DynamoDB table
-// (never deleted), the SQS queue and its dead-letter queue, an ECS cluster
+// (never deleted), an ECS cluster
 // with one Fargate service per component (scaled between min_instances
 // and max_instances by Application Auto Scaling, see awsScaling),
-// EventBridge Scheduler
-// schedules for UglyFox and the jobs when triggers.kind is eventbridge,
 // and, when the aws provider names a vpc_id, the API gateway (awsGateway)
 // with the auth function's role and log group, the Cloud Map namespace
 // and service the API service registers in, and the security groups of
@@ -127,8 +126,6 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	}
 
 	// Names and ARNs everything else refers to.
-	queueName, dlqName := mg.Queue.Name, mg.Queue.Name+"-dlq"
-	queueARN := acct.arn("sqs", queueName)
 	table := ""
 	if mg.Database.Engine == "dynamodb" {
 		table = mg.Database.TablePrefix + "-store"
@@ -143,7 +140,9 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 		return arns
 	}
-	runnerTokens := acct.arn("secretsmanager", "secret:gosling/runners/*")
+	// Runner tokens, each egg's under its own prefix (runnerid), and
+	// where runners made before that kept theirs.
+	runnerTokens := []any{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokensPrefix(dep)+"*"), acct.arn("secretsmanager", "secret:gosling/runners/*")}
 	tableARN := acct.arn("dynamodb", "table/"+table)
 	storeActions := []any{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 		"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
@@ -159,11 +158,20 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	trust := func(service string) map[string]any {
 		return policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": service}}))
 	}
-	role := func(key, service, purpose string, stmts ...map[string]any) {
-		stmts = slices.DeleteFunc(stmts, func(s map[string]any) bool { return s == nil })
+	role := func(key, service, purpose string, stmts ...any) {
+		var list []map[string]any
+		for _, st := range stmts {
+			switch x := st.(type) {
+			case map[string]any:
+				list = append(list, x)
+			case []map[string]any:
+				list = append(list, x...)
+			}
+		}
+		list = slices.DeleteFunc(list, func(s map[string]any) bool { return s == nil })
 		add(AWSRole, key, map[string]any{
 			"name": dep + "-" + key, "path": path, "description": purpose,
-			"assume_role_policy": trust(service), "policy": policy(stmts...), "instance_profile": key == "runner",
+			"assume_role_policy": trust(service), "policy": policy(list...), "instance_profile": false,
 			"tags": tags,
 		})
 	}
@@ -184,21 +192,16 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 		return statement("secretsmanager:GetSecretValue", secretARNs(names), nil)
 	}
-	role("api", ecsTasks, "MotherGoose API: takes webhooks, queues work, reads the store",
-		statement([]any{"sqs:SendMessage", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
+	role("api", ecsTasks, "MotherGoose API: takes webhooks, keeps what Temporal cannot take yet in the store's outbox, reads the store",
 		storeStmt, readSecrets(secretsOf.api))
-	role("mothergoose-worker", ecsTasks, "MotherGoose worker: provisions runners (OpenTofu as the runner role), keeps runner tokens",
-		statement([]any{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
+	role("mothergoose-worker", ecsTasks, "MotherGoose worker: provisions runners (OpenTofu as the runner role), keeps runner tokens, drains the outbox",
 		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, []any{runnerTokens}, nil),
-		assumeRunners())
+		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, runnerTokens, nil),
+		assumeRunners(), awsWorkerRunnerStatements(n, acct))
 	role("uglyfox-worker", ecsTasks, "UglyFox worker: prunes and reconciles runners, rotates their tokens",
-		statement([]any{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, []any{queueARN}, nil),
 		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, []any{runnerTokens}, nil),
-		assumeRunners())
-	role("runner", "ec2.amazonaws.com", "Runner machines: write their own logs, nothing else",
-		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+logGroup("runners")+":*")}, nil))
+		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, runnerTokens, nil),
+		assumeRunners(), awsWorkerRunnerStatements(n, acct))
 	role("task-execution", ecsTasks, "ECS task execution: pull the images, write the containers' logs",
 		statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
 		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/*:*")}, nil))
@@ -221,11 +224,6 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 			readSecrets(tokens),
 			statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+authLogGroup+":*")}, nil))
 	}
-	if mg.Triggers.Kind == "eventbridge" {
-		role("scheduler", "scheduler.amazonaws.com", "EventBridge Scheduler: send the scheduled triggers to the queue",
-			statement("sqs:SendMessage", []any{queueARN}, nil))
-	}
-
 	// Log groups.
 	for _, key := range []string{"api", "mothergoose-worker", "uglyfox-worker", "runners"} {
 		add(AWSLogGroup, key, map[string]any{"name": logGroup(key), "retention_in_days": 30, "tags": tags})
@@ -244,14 +242,10 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		add(AWSTable, "store", map[string]any{"name": table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "pk", "range_key": "sk", "tags": tags})
 	}
 
-	// Queue and its dead-letter queue.
-	add(AWSQueue, "dead-letter", map[string]any{"name": dlqName, "message_retention_seconds": 1209600, "tags": tags})
-	add(AWSQueue, "events", map[string]any{
-		"name": queueName, "visibility_timeout_seconds": int(mg.Queue.VisibilityTimeout.D().Seconds()),
-		"message_retention_seconds": 345600,
-		"redrive_policy":            map[string]any{"deadLetterTargetArn": acct.arn("sqs", dlqName), "maxReceiveCount": mg.Queue.DeadLetterAfter},
-		"tags":                      tags,
-	}, AWSQueue+".dead-letter")
+	// No SQS queue and no EventBridge schedule: the store's outbox keeps
+	// what the API accepts while Temporal is unreachable, and Temporal
+	// Schedules run UglyFox and the jobs. An earlier deploy's are read
+	// and deleted.
 
 	// The API service's name in Cloud Map, which the gateway's VPC link
 	// integration looks up (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-private.html).
@@ -314,34 +308,8 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 	}
 
-	// Cloud triggers.
-	if mg.Triggers.Kind == "eventbridge" {
-		add(AWSScheduleGroup, "triggers", map[string]any{"name": dep, "tags": tags})
-		sched := func(name, cron, tz, kind string) error {
-			expr, err := eventBridgeCron(cron)
-			if err != nil {
-				return fmt.Errorf("schedule %s: %w", name, err)
-			}
-			if tz == "" {
-				tz = "UTC"
-			}
-			add(AWSSchedule, name, map[string]any{
-				"name": name, "group": dep, "expression": expr, "timezone": tz,
-				"target": map[string]any{"arn": queueARN, "role_arn": Ref(AWSRole+".scheduler", "arn"), "input": fmt.Sprintf(`{"trigger":%q,"name":%q}`, kind, name)},
-			}, AWSScheduleGroup+".triggers", AWSQueue+".events")
-			return nil
-		}
-		if err := sched("uglyfox", n.UglyFox.Schedule, "", "uglyfox"); err != nil {
-			return nil, err
-		}
-		for _, j := range n.Jobs {
-			if j.Enabled {
-				if err := sched("job-"+j.Name, j.Schedule, j.Timezone, "job"); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
+	// Each egg's runner identity (identities.go).
+	out = append(out, awsRunnerIdentities(n, acct, tags)...)
 	return out, nil
 }
 
@@ -705,52 +673,4 @@ func fargateShape(vcpu float64, memory fly.Size) (cpu, mib int, err error) {
 		return s.cpu, mib, nil
 	}
 	return 0, 0, fmt.Errorf("fargate offers at most 16 vCPU, not %g", vcpu)
-}
-
-// eventBridgeCron turns a five-field cron expression or @descriptor into
-// EventBridge Scheduler's cron(minutes hours day-of-month month
-// day-of-week year), where one of the two day fields must be "?".
-func eventBridgeCron(spec string) (string, error) {
-	switch spec {
-	case "@hourly":
-		spec = "0 * * * *"
-	case "@daily", "@midnight":
-		spec = "0 0 * * *"
-	case "@weekly":
-		spec = "0 0 * * 0"
-	case "@monthly":
-		spec = "0 0 1 * *"
-	case "@yearly", "@annually":
-		spec = "0 0 1 1 *"
-	}
-	f := strings.Fields(spec)
-	if len(f) != 5 {
-		return "", fmt.Errorf("%q is not a five-field cron expression EventBridge can take", spec)
-	}
-	dom, dow := f[2], f[4]
-	switch {
-	case dow == "*":
-		dow = "?"
-	case dom == "*":
-		dom = "?"
-		// Cron counts Sunday as 0 (or 7), EventBridge as 1.
-		dow = shiftWeekdays(dow)
-	default:
-		return "", fmt.Errorf("%q sets both the day of the month and the day of the week, which EventBridge cannot combine", spec)
-	}
-	return fmt.Sprintf("cron(%s %s %s %s %s *)", f[0], f[1], dom, f[3], dow), nil
-}
-
-func shiftWeekdays(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= '0' && c <= '7' && (i == 0 || strings.IndexByte(",-", s[i-1]) >= 0) && (i+1 == len(s) || strings.IndexByte(",-", s[i+1]) >= 0) {
-			d := int(c-'0')%7 + 1
-			b.WriteString(fmt.Sprint(d))
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

@@ -151,13 +151,18 @@ func hintNames(hints []Resource, typ string) map[string]string {
 	return out
 }
 
+// readers read every type of the provider, each its family.
+func (p *AWSProvider) readers() []func(context.Context, []Resource) ([]Resource, error) {
+	return []func(context.Context, []Resource) ([]Resource, error){
+		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readSecurityGroups, p.readDiscovery, p.readECS,
+		p.readScaling, p.readFunctions, p.readGateway, p.readDomains, p.readSchedules,
+	}
+}
+
 // Read implements Provider.
 func (p *AWSProvider) Read(ctx context.Context, hints []Resource) ([]Resource, error) {
 	var out []Resource
-	for _, read := range []func(context.Context, []Resource) ([]Resource, error){
-		p.readRoles, p.readLogGroups, p.readSecrets, p.readTables, p.queues().read, p.readSecurityGroups, p.readDiscovery, p.readECS,
-		p.readScaling, p.readFunctions, p.readGateway, p.readDomains, p.readSchedules,
-	} {
+	for _, read := range p.readers() {
 		got, err := read(ctx, hints)
 		if err != nil {
 			return nil, err
@@ -294,11 +299,32 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 	return p.reread(ctx, after)
 }
 
-// reread reads r back for its ID and outputs.
+// reread reads r back for its ID and outputs, with the reader of its
+// type's family alone (a role by its name): reading the whole deployment
+// after every change cost a deploy of the AWS Nest some 2,200 calls.
+// A service is read with the scaling targets, which say whether its
+// desired count is the scaler's (markScaledServices), as Read does.
 func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) {
-	got, err := p.Read(ctx, []Resource{r})
-	if err != nil {
-		return r, err
+	var got []Resource
+	if r.Type == AWSRole {
+		role, err := p.readRole(ctx, str(r.Props, "name"))
+		if err != nil {
+			return r, err
+		}
+		got = append(got, role)
+	} else {
+		readers := p.readersOf(r.Type)
+		if readers == nil {
+			return r, fmt.Errorf("%s: no reader for type %s", r.Address(), r.Type)
+		}
+		for _, read := range readers {
+			rs, err := read(ctx, []Resource{r})
+			if err != nil {
+				return r, err
+			}
+			got = append(got, rs...)
+		}
+		markScaledServices(got)
 	}
 	for _, g := range got {
 		if g.Address() == r.Address() {
@@ -306,6 +332,42 @@ func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) 
 		}
 	}
 	return r, fmt.Errorf("%s was not found right after it was written", r.Address())
+}
+
+// readersOf are the readers that find resources of typ: those of Read
+// that read its family.
+func (p *AWSProvider) readersOf(typ string) []func(context.Context, []Resource) ([]Resource, error) {
+	switch typ {
+	case AWSRole:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readRoles}
+	case AWSLogGroup:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readLogGroups}
+	case AWSSecret:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readSecrets}
+	case AWSTable:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readTables}
+	case AWSQueue:
+		return []func(context.Context, []Resource) ([]Resource, error){p.queues().read}
+	case AWSSecurityGroup, AWSSecurityGroupRule:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readSecurityGroups}
+	case AWSNamespace, AWSDiscoveryService:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readDiscovery}
+	case AWSCluster:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readECS}
+	case AWSService:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readECS, p.readScaling}
+	case AWSScalingTarget, AWSScalingPolicy:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readScaling}
+	case AWSFunction, AWSPermission:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readFunctions}
+	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readGateway}
+	case AWSDomainName, AWSAPIMapping:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readDomains}
+	case AWSScheduleGroup, AWSSchedule:
+		return []func(context.Context, []Resource) ([]Resource, error){p.readSchedules}
+	}
+	return nil
 }
 
 // Delete implements Provider.

@@ -204,6 +204,7 @@ func (e *Engine) apply(ctx context.Context, p *Plan, actual []Resource, o ApplyO
 	for _, a := range actual {
 		outs[a.Address()] = a.Outputs
 	}
+	renamed := map[string]string{}
 	for _, c := range p.Changes {
 		if c.Action == Retain {
 			continue
@@ -211,7 +212,7 @@ func (e *Engine) apply(ctx context.Context, p *Plan, actual []Resource, o ApplyO
 		if o.Progress != nil {
 			o.Progress(c)
 		}
-		jc, err := e.step(ctx, c, outs)
+		jc, err := e.step(ctx, c, outs, renamed)
 		if err != nil {
 			return e.fail(ctx, entry, c.Address, err, o.KeepPartial)
 		}
@@ -224,8 +225,11 @@ func (e *Engine) apply(ctx context.Context, p *Plan, actual []Resource, o ApplyO
 }
 
 // step makes one change, resolving references from outs and recording the
-// outputs it produces.
-func (e *Engine) step(ctx context.Context, c Change, outs Outputs) (JournalChange, error) {
+// outputs it produces. A resource made again (a rollback of its deletion)
+// gets new IDs: renamed maps each old output value to its new one, and
+// the later steps' props, which the journal holds resolved, take the new
+// values (a trigger made again points at the container made again).
+func (e *Engine) step(ctx context.Context, c Change, outs Outputs, renamed map[string]string) (JournalChange, error) {
 	jc := JournalChange{Action: c.Action, Address: c.Address}
 	var typ string
 	if c.After != nil {
@@ -247,6 +251,7 @@ func (e *Engine) step(ctx context.Context, c Change, outs Outputs) (JournalChang
 		if after, ok = outs.resolveResource(*want); !ok {
 			return jc, fmt.Errorf("a reference of %s is still unknown: a resource it refers to was not made first", c.Address)
 		}
+		after.Props = rename(after.Props, renamed).(map[string]any)
 	}
 	e.log().Info("apply", "action", c.Action, "resource", c.Address)
 	switch c.Action {
@@ -254,6 +259,11 @@ func (e *Engine) step(ctx context.Context, c Change, outs Outputs) (JournalChang
 		made, err := prov.Create(ctx, after)
 		if err != nil {
 			return jc, err
+		}
+		for k, old := range c.After.Outputs {
+			if v := made.Outputs[k]; old != "" && v != "" && v != old {
+				renamed[old] = v
+			}
 		}
 		outs[c.Address] = made.Outputs
 		jc.After = &made
@@ -274,6 +284,34 @@ func (e *Engine) step(ctx context.Context, c Change, outs Outputs) (JournalChang
 		jc.Before = &before
 	}
 	return jc, nil
+}
+
+// rename replaces, in every string of v, the old values of renamed with
+// their new ones.
+func rename(v any, renamed map[string]string) any {
+	if len(renamed) == 0 {
+		return v
+	}
+	switch x := v.(type) {
+	case string:
+		for old, nu := range renamed {
+			x = strings.ReplaceAll(x, old, nu)
+		}
+		return x
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = rename(e, renamed)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = rename(e, renamed)
+		}
+		return out
+	}
+	return v
 }
 
 // fail undoes the entry's changes (unless keep) and journals it.

@@ -46,7 +46,8 @@ const (
 	YCSecret         = "yandex_lockbox_secret"
 	// YCSecretBinding is a service account's roles on one Lockbox secret.
 	YCSecretBinding = "yandex_lockbox_secret_iam_binding"
-	YCContainer     = "yandex_serverless_container"
+	// YCContainer is a Serverless Container with its latest revision.
+	YCContainer = "yandex_serverless_container"
 	// YCFunction is a Cloud Function with its latest version.
 	YCFunction = "yandex_function"
 	// YCFunctionBinding is a service account's roles on one function.
@@ -55,7 +56,11 @@ const (
 	YCGateway         = "yandex_api_gateway"
 )
 
-var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCSecretBinding, YCDatabase, YCQueue, YCContainer, YCFunction, YCFunctionBinding, YCTrigger, YCGateway}
+// yandexTypes are the types the provider reads and changes. Message Queue
+// queues and timer triggers are no longer desired (see YandexDesired), but
+// an earlier deploy's are still read, so that deploy deletes them, and a
+// rollback to before that deploy can make them again.
+var yandexTypes = []string{YCServiceAccount, YCFolderBinding, YCSecret, YCSecretBinding, YCDatabase, YCQueue, YCContainer, YCInstanceGroup, YCFunction, YCFunctionBinding, YCTrigger, YCGateway}
 
 // YandexOptions say how to reach Yandex Cloud: the endpoint and the
 // credentials of internal/yandexauth (a service-account key file, an IAM
@@ -80,13 +85,22 @@ const YMQEndpoint = "https://message-queue.api.cloud.yandex.net"
 
 // ycRoles are the folder roles of each component's service account: what
 // it needs and no more (Yandex grants service roles per folder).
+// The components' accounts pull their image from Container Registry
+// (container-registry.images.puller): Serverless Containers pull the
+// API's revision as its account, the Container-Optimized Image the
+// worker's container as the VM's.
 var ycRoles = map[string][]string{
-	"api":                {"lockbox.payloadViewer", "ydb.editor", "ymq.writer"},
-	"mothergoose-worker": {"compute.editor", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor", "ymq.reader"},
-	"uglyfox-worker":     {"compute.editor", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor", "ymq.reader"},
-	"runner":             {"logging.writer"},
-	// The API gateway and the timer triggers call the containers as it.
+	"api":                {"container-registry.images.puller", "lockbox.payloadViewer", "ydb.editor"},
+	"mothergoose-worker": {"compute.editor", "container-registry.images.puller", "iam.serviceAccounts.user", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "vpc.user", "ydb.editor"},
+	"uglyfox-worker":     {"compute.editor", "container-registry.images.puller", "lockbox.editor", "lockbox.payloadViewer", "serverless.containers.editor", "ydb.editor"},
+	// Runners have no folder role: each egg's service account holds
+	// lockbox.payloadViewer on its own secrets only (identities.go).
+	// The API gateway calls the API's container as it.
 	"invoker": {"serverless.containers.invoker"},
+	// The workers' instance groups make, replace and delete their VMs as
+	// it: VMs (compute.editor) in the subnet (vpc.user) running as the
+	// workers' accounts (iam.serviceAccounts.user).
+	"instance-groups": {"compute.editor", "iam.serviceAccounts.user", "vpc.user"},
 }
 
 // YandexFolder is the folder a Nest's servers go to.
@@ -99,16 +113,23 @@ func YandexFolder(n *fly.Nest) string {
 
 // YandexDesired builds the Yandex Cloud resources of a Nest whose
 // MotherGoose runs on Yandex Cloud: a service account per component, one
-// for the runners and one that invokes the containers, each with its
-// folder roles (written out in the plan), Lockbox secrets for the runner
+// that invokes the API's container and one the workers' instance groups
+// act as, each with its folder roles (written out in the plan), each egg's
+// runner identity (yandexRunnerIdentities), Lockbox secrets for the runner
 // tokens and the servers' secrets (made empty, never deleted), the
-// serverless YDB database (never deleted), Message Queue's queue and dead-letter queue when
-// queue.kind is ymq, a Serverless Container per component whose revision
-// runs the component's image as its service account, timer triggers for
-// UglyFox and the jobs when triggers.kind is timer, the auth function of
-// api_gateway.auth when it names tokens (see yandexAuth), and an API
-// gateway whose OpenAPI spec sends every request to the API container,
-// those of /api/ through the auth function (see gatewaySpec).
+// serverless YDB database (never deleted), the API as a Serverless
+// Container (request-driven: it listens on the $PORT the platform gives
+// it) whose revision runs the image as its service account, each Temporal
+// worker as an instance group on the Container-Optimized Image (always on:
+// see yandexWorkers), the auth function of api_gateway.auth when it names
+// tokens (see yandexAuth), and an API gateway whose OpenAPI spec sends
+// every request to the API container, those of /api/ through the auth
+// function (see gatewaySpec).
+//
+// No Message Queue queue and no timer trigger is made: the store's outbox
+// keeps what the API accepts while Temporal is unreachable, and Temporal
+// Schedules run UglyFox and the jobs; fly warns about
+// the queue and triggers blocks that still ask for them.
 func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	mg := &n.MotherGoose
 	if mg.Cloud != fly.CloudYandex {
@@ -120,7 +141,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	dep := DeploymentName(n)
 	labels := map[string]any{TagDeployment: dep}
 	var out []Resource
-	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "runner", "invoker"}
+	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "invoker", "instance-groups"}
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
@@ -143,68 +164,37 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
 		}})
 	}
-	if mg.Queue.Kind == "ymq" {
-		out = append(out,
-			Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": mg.Queue.Name + "-dlq", "message_retention_seconds": 1209600, "tags": labels}},
-			Resource{Type: YCQueue, Name: "events", Props: map[string]any{
-				"name": mg.Queue.Name, "visibility_timeout_seconds": int(mg.Queue.VisibilityTimeout.D().Seconds()), "message_retention_seconds": 345600,
-				"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": mg.Queue.DeadLetterAfter},
-				"tags":           labels,
-			}},
-		)
-	}
+	out = append(out, yandexRunnerIdentities(n, folder, labels)...)
 	if mg.Database.Engine == "ydb" {
 		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
 			"name": dep + "-store", "folder_id": folder, "serverless": true, "labels": labels,
 		}})
 	}
-	for _, c := range components {
-		ct := containerOf(mg, c.key)
-		if ct.Image == "" {
-			return nil, fmt.Errorf("mothergoose.containers.%s: no image: set image = \"cr.yandex/<registry>/gosling:<version>\"", strings.ReplaceAll(c.key, "-", "_"))
-		}
-		cores, fraction := ycCores(ct.CPU)
-		out = append(out, Resource{Type: YCContainer, Name: c.key, Props: map[string]any{
-			"name": dep + "-" + c.key, "folder_id": folder, "labels": labels,
-			"revision": map[string]any{
-				"image": ct.Image, "args": c.command, "memory": int64(ct.Memory), "cores": cores, "core_fraction": fraction,
-				"concurrency": ct.Concurrency, "timeout_seconds": int(ct.Timeout.D().Seconds()), "min_instances": ct.MinInstances,
-				"service_account_id": Ref(YCServiceAccount+"."+c.key, "id"),
-				"environment":        map[string]any{"GOSLING_NEST": "/nest"},
-			},
-		}, DependsOn: []string{YCFolderBinding + "." + c.key}})
+	ct := mg.Containers.API
+	if ct.Image == "" {
+		return nil, fmt.Errorf("mothergoose.containers.api: no image: set image = \"cr.yandex/<registry>/gosling:<version>\"")
 	}
+	cores, fraction := ycCores(ct.CPU)
+	out = append(out, Resource{Type: YCContainer, Name: "api", Props: map[string]any{
+		"name": dep + "-api", "folder_id": folder, "labels": labels,
+		"revision": map[string]any{
+			// No --addr: gosling server listens on the $PORT the platform sets.
+			"image": ct.Image, "args": YandexAPICommand, "memory": int64(ct.Memory), "cores": cores, "core_fraction": fraction,
+			"concurrency": ct.Concurrency, "timeout_seconds": int(ct.Timeout.D().Seconds()), "min_instances": ct.MinInstances,
+			"service_account_id": Ref(YCServiceAccount+".api", "id"),
+			"environment":        map[string]any{"GOSLING_NEST": "/nest"},
+		},
+	}, DependsOn: []string{YCFolderBinding + ".api"}})
+	workers, err := yandexWorkers(mg, dep, folder, labels)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, workers...)
 	authRes, err := yandexAuth(n, folder, labels)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, authRes...)
-	invoker := Ref(YCServiceAccount+".invoker", "id")
-	if mg.Triggers.Kind == "timer" {
-		trigger := func(name, cron, container, kind string) error {
-			expr, err := eventBridgeCron(cron)
-			if err != nil {
-				return fmt.Errorf("trigger %s: %w", name, err)
-			}
-			out = append(out, Resource{Type: YCTrigger, Name: name, Props: map[string]any{
-				"name": dep + "-" + name, "folder_id": folder, "labels": labels,
-				// Timer triggers take EventBridge's six fields, without cron().
-				"cron": strings.TrimSuffix(strings.TrimPrefix(expr, "cron("), ")"), "payload": fmt.Sprintf(`{"trigger":%q,"name":%q}`, kind, name),
-				"container_id": Ref(YCContainer+"."+container, "id"), "path": "/triggers", "service_account_id": invoker,
-			}, DependsOn: []string{YCFolderBinding + ".invoker"}})
-			return nil
-		}
-		if err := trigger("uglyfox", n.UglyFox.Schedule, "uglyfox-worker", "uglyfox"); err != nil {
-			return nil, err
-		}
-		for _, j := range n.Jobs {
-			if j.Enabled {
-				if err := trigger("job-"+j.Name, j.Schedule, "mothergoose-worker", "job"); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
 	spec, description := gatewaySpec(n, dep)
 	gwDeps := []string{YCFolderBinding + ".invoker"}
 	if len(authRes) > 0 {
@@ -215,6 +205,10 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	}, DependsOn: gwDeps})
 	return out, nil
 }
+
+// YandexAPICommand is the API container's gosling arguments: no --addr,
+// so it listens on the $PORT Serverless Containers set.
+var YandexAPICommand = []string{"server"}
 
 // ycCores turns vCPUs into Serverless Containers' cores and core fraction
 // (percent of a core guaranteed).
@@ -372,11 +366,21 @@ func (p *YandexProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 		return nil, err
 	}
 	out = append(out, cs...)
+	igs, err := p.readInstanceGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, igs...)
 	auth, err := p.readAuth(ctx, sas, hints)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, auth...)
+	runners, err := p.readRunnerBindings(ctx, sas, secrets, hints)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, runners...)
 	ts, err := p.readTriggers(ctx)
 	if err != nil {
 		return nil, err
@@ -754,6 +758,8 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		return p.putDatabase(ctx, before, r)
 	case YCContainer:
 		return p.putContainer(ctx, before, r)
+	case YCInstanceGroup:
+		return p.putInstanceGroup(ctx, before, r)
 	case YCSecret:
 		return p.putSecret(ctx, before, r)
 	case YCQueue:
@@ -945,6 +951,8 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 		if c, err = p.conn(ctx, ycContainerService); err == nil {
 			_, err = p.wait(ctx)(containers.NewContainerServiceClient(c).Delete(ctx, &containers.DeleteContainerRequest{ContainerId: r.ID}))
 		}
+	case YCInstanceGroup:
+		err = p.deleteInstanceGroup(ctx, r)
 	case YCQueue:
 		var q sqsQueues
 		if q, err = p.queues(ctx); err == nil {

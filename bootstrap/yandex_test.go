@@ -6,13 +6,21 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	compute "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1"
+	ig "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1/instancegroup"
 	functions "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/functions/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gosling-ci/gosling/bootstrap/yctest"
@@ -60,6 +68,8 @@ func newYC(t testing.TB) *ycStack {
 	// The secret the example Nest's URIs name, made by hand before any
 	// deploy; the auth function reads its two API tokens.
 	srv.PutSecret(exampleFolder, exampleLockbox, "gosling-by-hand", map[string]string{"api_token_ops": "ops-token", "api_token_ci": "ci-token"})
+	// The subnet the example Nest's provider names, where the workers' VMs go.
+	srv.PutSubnet(exampleFolder, exampleSubnet, "enpexamplenetwork001", "ru-central1-a")
 	return &ycStack{Server: srv, ymq: ymq}
 }
 
@@ -67,6 +77,7 @@ func newYC(t testing.TB) *ycStack {
 const (
 	exampleFolder  = "b1gexamplefolder0001"
 	exampleLockbox = "e6qexamplelockbox0001"
+	exampleSubnet  = "e9bexamplesubnet0001"
 )
 
 func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
@@ -85,6 +96,148 @@ func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 	}
 	t.Fatal("no api container")
 	return nil
+}
+
+// checkWorkerGroup checks that the instance group name runs gosling worker
+// --queue queue from image on the Container-Optimized Image, as the
+// worker's service account, between lo and hi instances, health-checked
+// on the worker's /healthz, every instance made from the group's template.
+func checkWorkerGroup(t *testing.T, srv *ycStack, name, image, queue string, lo, hi int64) *ig.InstanceGroup {
+	t.Helper()
+	g, instances, _ := srv.InstanceGroup(name)
+	if g == nil {
+		t.Fatalf("no instance group %s", name)
+	}
+	tmpl := g.GetInstanceTemplate()
+	c, err := containerOfDeclaration(tmpl.GetMetadata()[yctest.COIMetadataKey])
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if c["image"] != image || !slices.Equal(strList(c, "args"), workerCommand(queue)) {
+		t.Errorf("%s runs %v", name, c)
+	}
+	if tmpl.GetServiceAccountId() == "" || tmpl.GetServiceAccountId() == g.GetServiceAccountId() {
+		t.Errorf("%s: VMs run as %q, the group acts as %q", name, tmpl.GetServiceAccountId(), g.GetServiceAccountId())
+	}
+	im, err := imageFamily(srv, tmpl.GetBootDiskSpec().GetDiskSpec().GetImageId())
+	if err != nil || im != yctest.COIFamily {
+		t.Errorf("%s boots %q (%v), not the Container-Optimized Image", name, im, err)
+	}
+	sp := g.GetScalePolicy()
+	switch {
+	case lo == hi && sp.GetFixedScale().GetSize() != lo:
+		t.Errorf("%s: scale policy %v, want %d fixed", name, sp, lo)
+	case lo != hi && (sp.GetAutoScale().GetMinZoneSize() != lo || sp.GetAutoScale().GetMaxSize() != hi || sp.GetAutoScale().GetCpuUtilizationRule().GetUtilizationTarget() != ScalingTargetCPU):
+		t.Errorf("%s: scale policy %v, want %d to %d on CPU", name, sp, lo, hi)
+	}
+	hc := g.GetHealthChecksSpec().GetHealthCheckSpecs()
+	if len(hc) != 1 || hc[0].GetHttpOptions().GetPath() != "/healthz" || hc[0].GetHttpOptions().GetPort() != WorkerMetricsPort || g.GetAutoHealingPolicy().GetAutoHealingAction() != ig.AutoHealingPolicy_RECREATE {
+		t.Errorf("%s: health checks %v", name, hc)
+	}
+	if len(instances) != int(lo) {
+		t.Errorf("%s runs %d instances, want %d", name, len(instances), lo)
+	}
+	for _, in := range instances {
+		if !proto.Equal(in.Template, tmpl) {
+			t.Errorf("%s: instance %s runs an old template", name, in.ID)
+		}
+	}
+	return g
+}
+
+// imageFamily asks the stand-in's Compute API for an image's family.
+func imageFamily(srv *ycStack, id string) (string, error) {
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+ycToken)
+	im, err := compute.NewImageServiceClient(conn).Get(ctx, &compute.GetImageRequest{ImageId: id})
+	return im.GetFamily(), err
+}
+
+// deployAll plans desired and applies the whole plan.
+func deployAll(tb testing.TB, e *Engine, desired []Resource) {
+	tb.Helper()
+	p, actual, err := e.Plan(context.Background(), desired)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p, actual, ApplyOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// A new worker image rolls that worker's instance group and nothing else;
+// a new size only rescales it; a rollback rolls it back.
+func TestYandexWorkersRollOnNewImage(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	e, desired := yandexEngine(t, srv, n)
+	deployAll(t, e, desired)
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("second plan: %+v", p.Changes)
+	}
+	const name = "gosling-prod-mothergoose-worker"
+	_, before, _ := srv.InstanceGroup(name)
+	// A newer Container-Optimized Image is no change: the next rollout
+	// takes it.
+	srv.AddImage(yctest.StandardImagesFolder, yctest.COIFamily)
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after a new COI release: %+v", p.Changes)
+	}
+
+	n.MotherGoose.Containers.Worker.Image = "cr.yandex/crpexample/gosling:1.1.0"
+	e, desired = yandexEngine(t, srv, n)
+	p, actual, _ := e.Plan(ctx, desired)
+	if len(p.Changes) != 1 || p.Changes[0].Address != YCInstanceGroup+".mothergoose-worker" || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "instance.container.image" {
+		t.Fatalf("image change plan: %+v", p.Changes)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkWorkerGroup(t, srv, name, "cr.yandex/crpexample/gosling:1.1.0", "mothergoose", 1, 5)
+	_, after, rolled := srv.InstanceGroup(name)
+	if rolled != len(before) || after[0].ID == before[0].ID {
+		t.Errorf("the group was not rolled: %d instances replaced of %d", rolled, len(before))
+	}
+	if _, _, r := srv.InstanceGroup("gosling-prod-uglyfox-worker"); r != 0 {
+		t.Errorf("the UglyFox group was rolled %d times: its image did not change", r)
+	}
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the roll: %+v", p.Changes)
+	}
+
+	// More instances: the scale policy alone changes, nothing is rolled.
+	n.MotherGoose.Containers.Worker.MaxInstances = 8
+	e, desired = yandexEngine(t, srv, n)
+	p, actual, _ = e.Plan(ctx, desired)
+	if len(p.Changes) != 1 || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "scale.max" {
+		t.Fatalf("max_instances change plan: %+v", p.Changes)
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, r := srv.InstanceGroup(name); r != rolled {
+		t.Errorf("a new size rolled the group")
+	}
+	checkWorkerGroup(t, srv, name, "cr.yandex/crpexample/gosling:1.1.0", "mothergoose", 1, 8)
+
+	// Back two deploys: the old image and size, rolled again.
+	entries, _ := e.Journal.Entries(ctx)
+	rp, actual, err := e.RollbackPlan(ctx, entries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, entries[0].ID, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkWorkerGroup(t, srv, name, "cr.yandex/crpexample/gosling:1.0.0", "mothergoose", 1, 5)
+	if _, _, r := srv.InstanceGroup(name); r != 2*rolled {
+		t.Errorf("the rollback replaced %d instances, want %d", r-rolled, rolled)
+	}
 }
 
 func TestYandexDeploySequence(t *testing.T) {
@@ -121,14 +274,24 @@ func TestYandexDeploySequence(t *testing.T) {
 	if roles != want {
 		t.Errorf("%d folder roles bound, want %d", roles, want)
 	}
-	if ts := srv.Triggers(); len(ts) != 1+len(n.Jobs) || ts[0].GetRule().GetTimer().GetInvokeContainerWithRetry().GetContainerId() == "" {
+	// Temporal Schedules run UglyFox and the jobs; the store's outbox keeps
+	// accepted webhooks: no trigger, no queue.
+	if ts := srv.Triggers(); len(ts) != 0 {
 		t.Errorf("triggers: %v", ts)
 	}
-	for _, tr := range srv.Triggers() {
-		if tr.GetName() == "gosling-prod-uglyfox" && tr.GetRule().GetTimer().GetCronExpression() != "*/5 * * * ? *" {
-			t.Errorf("uglyfox trigger cron: %q", tr.GetRule().GetTimer().GetCronExpression())
-		}
+	if calls := srv.ymq.Calls(); len(calls) != 0 {
+		t.Errorf("Message Queue calls: %v", calls)
 	}
+	// The API is the one Serverless Container; each worker is an instance
+	// group on the Container-Optimized Image, always on.
+	if _, cts, _ := srv.Counts(); cts != 1 {
+		t.Errorf("%d serverless containers, want the API's alone", cts)
+	}
+	if rev := apiRevision(t, srv, e); !slices.Equal(strList(rev, "args"), []string{"server"}) {
+		t.Errorf("the API's args %v pin an address: it must listen on $PORT", rev["args"])
+	}
+	checkWorkerGroup(t, srv, "gosling-prod-mothergoose-worker", "cr.yandex/crpexample/gosling:1.0.0", "mothergoose", 1, 5)
+	checkWorkerGroup(t, srv, "gosling-prod-uglyfox-worker", "cr.yandex/crpexample/gosling:1.0.0", "uglyfox", 1, 1)
 	made, err := e.Read(ctx, desired)
 	if err != nil {
 		t.Fatal(err)
@@ -139,14 +302,11 @@ func TestYandexDeploySequence(t *testing.T) {
 			secrets++
 		}
 	}
-	if secrets != 2 {
-		t.Errorf("%d Lockbox secrets made, want 2", secrets)
+	if want := 2 + len(runnerEggs(n, fly.CloudYandex)); secrets != want {
+		t.Errorf("%d Lockbox secrets made, want %d (the servers', the runner tokens' and each egg's)", secrets, want)
 	}
 	if sec := srv.Secret("gosling-prod-runner-tokens"); sec == nil || sec.GetCurrentVersion() != nil {
 		t.Errorf("the runner tokens' secret is not empty: %v", sec)
-	}
-	if calls := srv.ymq.Calls(); calls["sqs:CreateQueue"] != 2 {
-		t.Errorf("Message Queue calls: %v", calls)
 	}
 	if spec := srv.Gateways()["gosling-prod"]; !strings.Contains(spec, `"type":"serverless_containers"`) || strings.Contains(spec, "${") {
 		t.Errorf("API gateway spec: %s", spec)
@@ -349,7 +509,8 @@ func TestYandexNoAuthTokensNoFunction(t *testing.T) {
 	}
 	for _, r := range desired {
 		switch {
-		case r.Type == YCFunction || r.Type == YCFunctionBinding || r.Type == YCSecretBinding || r.Address() == YCServiceAccount+".auth":
+		case r.Type == YCFunction || r.Type == YCFunctionBinding || r.Address() == YCServiceAccount+".auth",
+			r.Type == YCSecretBinding && str(r.Props, "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
 			t.Errorf("%s without auth tokens", r.Address())
 		case r.Type == YCGateway:
 			if spec := mapOf(r.Props, "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
@@ -376,7 +537,8 @@ func TestYandexFailedDeployIsUndone(t *testing.T) {
 	}{
 		{"internal error in the middle", func(s *ycStack) { s.Fail("DeployRevision", 1) }, codes.Internal},
 		{"permission denied", func(s *ycStack) { s.Deny("DeployRevision") }, codes.PermissionDenied},
-		{"quota exceeded", func(s *ycStack) { s.SetQuota(yctest.QuotaContainers, 2) }, codes.ResourceExhausted},
+		{"quota exceeded", func(s *ycStack) { s.SetQuota(yctest.QuotaContainers, 0) }, codes.ResourceExhausted},
+		{"boot image lookup fails", func(s *ycStack) { s.Fail("GetLatestByFamily", 1) }, codes.Internal},
 		{"auth function version refused", func(s *ycStack) { s.Fail("CreateVersion", 1) }, codes.Internal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,6 +562,9 @@ func TestYandexFailedDeployIsUndone(t *testing.T) {
 			}
 			if srv.FunctionCount() != 0 {
 				t.Error("the auth function was left behind")
+			}
+			if srv.InstanceGroupCount() != 0 {
+				t.Error("an instance group was left behind")
 			}
 			if c := srv.ymq.Calls(); c["sqs:CreateQueue"] != c["sqs:DeleteQueue"] {
 				t.Errorf("queues left behind: %v", c)
@@ -559,5 +724,120 @@ func TestYandexAuthTokenWithoutVersion(t *testing.T) {
 	}
 	if sas, cts, _ := srv.Counts(); sas != 0 || cts != 0 {
 		t.Errorf("a check made %d service accounts, %d containers", sas, cts)
+	}
+}
+
+// oldYandexLayout is what deploy made before the workers became instance
+// groups: a Serverless Container per worker, timer triggers posting to
+// /triggers on them, and a Message Queue queue with its dead-letter queue.
+func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
+	t.Helper()
+	dep, folder := DeploymentName(n), YandexFolder(n)
+	labels := map[string]any{TagDeployment: dep}
+	var out []Resource
+	for _, r := range desired {
+		if r.Type != YCInstanceGroup {
+			out = append(out, r)
+		}
+	}
+	for _, key := range []string{"mothergoose-worker", "uglyfox-worker"} {
+		out = append(out, Resource{Type: YCContainer, Name: key, Props: map[string]any{
+			"name": dep + "-" + key, "folder_id": folder, "labels": labels,
+			"revision": map[string]any{
+				"image": "cr.yandex/crpexample/gosling:1.0.0", "args": []any{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, "memory": int64(fly.GiB),
+				"cores": 1, "core_fraction": 100, "concurrency": 1, "timeout_seconds": 600, "min_instances": 1,
+				"service_account_id": Ref(YCServiceAccount+"."+key, "id"), "environment": map[string]any{"GOSLING_NEST": "/nest"},
+			},
+		}, DependsOn: []string{YCFolderBinding + "." + key}})
+	}
+	out = append(out,
+		Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
+		Resource{Type: YCQueue, Name: "events", Props: map[string]any{
+			"name": dep + "-events", "visibility_timeout_seconds": 300, "message_retention_seconds": 345600,
+			"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}, "tags": labels,
+		}},
+		Resource{Type: YCTrigger, Name: "uglyfox", Props: map[string]any{
+			"name": dep + "-uglyfox", "folder_id": folder, "labels": labels, "cron": "*/5 * * * ? *", "payload": `{"trigger":"uglyfox","name":"uglyfox"}`,
+			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
+		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
+	)
+	return out
+}
+
+// A deployment made by the old layout loses its worker containers, its
+// triggers and its queues at the next deploy, which makes the instance
+// groups; rolling that deploy back brings the old layout back.
+func TestYandexUpgradeFromServerlessWorkers(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	e, desired := yandexEngine(t, srv, n)
+	deployAll(t, e, oldYandexLayout(t, n, desired))
+	if _, cts, _ := srv.Counts(); cts != 3 || len(srv.Triggers()) != 1 || srv.ymq.Calls()["sqs:CreateQueue"] != 2 {
+		t.Fatalf("the old layout was not made: %d containers, triggers %v, queue calls %v", cts, srv.Triggers(), srv.ymq.Calls())
+	}
+
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range p.Changes {
+		got = append(got, string(c.Action)+" "+c.Address)
+	}
+	want := []string{
+		"create " + YCInstanceGroup + ".mothergoose-worker", "create " + YCInstanceGroup + ".uglyfox-worker",
+		"delete " + YCTrigger + ".uglyfox", "delete " + YCContainer + ".uglyfox-worker", "delete " + YCContainer + ".mothergoose-worker",
+		"delete " + YCQueue + ".events", "delete " + YCQueue + ".dead-letter",
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("the upgrade plan lacks %q: %v", w, got)
+		}
+	}
+	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cts, _ := srv.Counts(); cts != 1 || len(srv.Triggers()) != 0 || srv.ymq.Calls()["sqs:DeleteQueue"] != 2 || srv.InstanceGroupCount() != 2 {
+		t.Fatalf("after the upgrade: %d containers, triggers %v, queue calls %v, %d instance groups", cts, srv.Triggers(), srv.ymq.Calls(), srv.InstanceGroupCount())
+	}
+	if p, _, _ := e.Plan(ctx, desired); !p.Empty() {
+		t.Fatalf("plan after the upgrade: %+v", p.Changes)
+	}
+
+	entries, _ := e.Journal.Entries(ctx)
+	to, _ := PreviousEntry(entries)
+	rp, actual, err := e.RollbackPlan(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cts, _ := srv.Counts(); cts != 3 || len(srv.Triggers()) != 1 || srv.InstanceGroupCount() != 0 {
+		t.Fatalf("after the rollback: %d containers, triggers %v, %d instance groups", cts, srv.Triggers(), srv.InstanceGroupCount())
+	}
+}
+
+// The instance groups act as their own service account, which must hold
+// the folder roles that make VMs: without them Yandex refuses the group.
+func TestYandexInstanceGroupNeedsItsRoles(t *testing.T) {
+	ctx := context.Background()
+	srv := newYC(t)
+	n := loadNest(t, "../examples/nest")
+	e, desired := yandexEngine(t, srv, n)
+	for i, r := range desired {
+		if r.Address() == YCFolderBinding+".instance-groups" {
+			desired[i].Props = maps.Clone(r.Props)
+			desired[i].Props["roles"] = []string{"compute.editor", "vpc.user"}
+		}
+	}
+	p, actual, err := e.Plan(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
+	if status.Code(errorsUnwrapAll(err)) != codes.PermissionDenied || !strings.Contains(err.Error(), "iam.serviceAccounts.user") {
+		t.Fatalf("apply without iam.serviceAccounts.user: %v", err)
 	}
 }

@@ -18,17 +18,19 @@ import (
 func contractMachine(m tofu.Module) tofu.Machine {
 	return tofu.Machine{
 		RunnerID: "web-0123456789", Egg: "web", Cloud: m.Cloud, Kind: m.Kind, State: tofu.PowerRunning,
-		CPU: 2, MemoryMiB: 4096, DiskGiB: 20, Image: "alpine:3.20", Concurrent: 2, Tags: []string{"docker"},
+		CPU: 2, MemoryMiB: 4096, DiskGiB: 20,
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
 		Agent: agent.Config{
 			RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
-			APIURL: "https://gosling.example.com", Runner: agent.RunnerConfig{Executor: agent.ExecutorDocker, Image: "alpine:3.20"},
+			AgentRef: "aws-sm://gosling/runners/web-0123456789/agent", APIURL: "https://gosling.example.com", Runner: agent.RunnerConfig{Executor: agent.ExecutorDocker, Image: "alpine:3.20"},
 		},
 		AgentBinary: "/opt/gosling/bin/gosling", StateDir: "/var/lib/gosling",
 		AgentURL: "https://releases.example.com/gosling/{version}/gosling-{os}-{arch}", AgentVersion: "1.4.0",
 		AgentImage: "cr.example.com/gosling-runner:1.4.0", RunnerVersion: "18.6.0",
 		RunnerURL: "https://gitlab-runner-downloads.s3.amazonaws.com/v{version}/binaries/gitlab-runner-{os}-{arch}",
 		Provider:  fly.Provider{FolderID: "b1g", Zone: "ru-central1-a", SubnetID: "e9b", Region: "eu-central-1", Subnets: []string{"subnet-1"}, Cluster: "runners"},
+		Identity: tofu.Identity{ServiceAccountID: "ajerunnerweb", InstanceProfile: "gosling-runner-web",
+			RoleARN: "arn:aws:iam::123456789012:role/gosling/gosling/gosling-runner-web", ExecutionRoleARN: "arn:aws:iam::123456789012:role/gosling/gosling/gosling-runner-web-exec"},
 	}
 }
 
@@ -124,9 +126,28 @@ func TestModulesAgentContract(t *testing.T) {
 	if len(mods) != 6 {
 		t.Fatalf("built-in modules %v, want 6", mods)
 	}
+	type variant struct {
+		m      tofu.Module
+		lambda bool
+	}
+	var variants []variant
 	for _, m := range mods {
-		t.Run(m.String(), func(t *testing.T) {
+		variants = append(variants, variant{m, false})
+		if m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerServerless {
+			variants = append(variants, variant{m, true})
+		}
+	}
+	for _, v := range variants {
+		m := v.m
+		name := m.String()
+		if v.lambda {
+			name += "/lambda"
+		}
+		t.Run(name, func(t *testing.T) {
 			machine := contractMachine(m)
+			if v.lambda {
+				machine.Lambda, machine.MaxRunMinutes = true, 15
+			}
 			vars, err := machine.Variables()
 			if err != nil {
 				t.Fatal(err)

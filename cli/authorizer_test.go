@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,110 +12,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/lambdatest"
 	"github.com/gosling-ci/gosling/internal/mototest"
 	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
-// runtimeAPI is a STAND-IN for the AWS Lambda Runtime API
-// (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html): GET
-// /2018-06-01/runtime/invocation/next long-polls for the next event,
-// answered with its request ID and deadline headers; the function posts
-// .../invocation/ID/response or .../invocation/ID/error.
-type runtimeAPI struct {
-	*httptest.Server
-	events chan string
-	mu     sync.Mutex
-	seq    int
-	result map[string]chan invocationResult
-	// polling counts the long polls in flight.
-	polling int
-}
-
-type invocationResult struct {
-	kind string // response or error
-	body []byte
-}
-
-func newRuntimeAPI(t *testing.T) *runtimeAPI {
-	r := &runtimeAPI{events: make(chan string, 16), result: map[string]chan invocationResult{}}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *runtimeAPI) serve(w http.ResponseWriter, req *http.Request) {
-	const prefix = "/2018-06-01/runtime/"
-	path := strings.TrimPrefix(req.URL.Path, prefix)
-	switch {
-	case req.Method == http.MethodGet && path == "invocation/next":
-		r.mu.Lock()
-		r.polling++
-		r.mu.Unlock()
-		defer func() { r.mu.Lock(); r.polling--; r.mu.Unlock() }()
-		select {
-		case ev := <-r.events:
-			r.mu.Lock()
-			r.seq++
-			id := fmt.Sprintf("req-%d", r.seq)
-			r.mu.Unlock()
-			w.Header().Set("Lambda-Runtime-Aws-Request-Id", id)
-			w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(5*time.Second).UnixMilli()))
-			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:prod-gosling-auth")
-			_, _ = io.WriteString(w, ev)
-		case <-req.Context().Done():
-		}
-	case req.Method == http.MethodPost && strings.HasPrefix(path, "invocation/"):
-		id, kind, _ := strings.Cut(strings.TrimPrefix(path, "invocation/"), "/")
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		ch := r.result[id]
-		r.mu.Unlock()
-		if ch == nil {
-			http.Error(w, `{"errorMessage":"unknown request ID","errorType":"InvalidRequestID"}`, http.StatusBadRequest)
-			return
-		}
-		ch <- invocationResult{kind: kind, body: body}
-		w.WriteHeader(http.StatusAccepted)
-	default:
-		http.Error(w, "not a Runtime API call", http.StatusNotFound)
-	}
-}
-
-// waitNoPolls waits until no long poll is in flight: a stopped function's
-// poll ends once the server sees its connection close, and until then it
-// could take the next event.
-func (r *runtimeAPI) waitNoPolls(t *testing.T) {
+// invoke sends one event through the Lambda stand-in and waits at most 30
+// seconds for the function's answer.
+func invoke(t *testing.T, rt *lambdatest.Server, event string) lambdatest.Result {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r.mu.Lock()
-		n := r.polling
-		r.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d long polls still in flight", n)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := rt.Invoke(ctx, []byte(event))
+	if res.Kind == "timeout" {
+		t.Fatalf("no answer to the event: %s", res.Body)
 	}
-}
-
-// invoke queues one event and waits for the function's answer.
-func (r *runtimeAPI) invoke(t *testing.T, event string) invocationResult {
-	t.Helper()
-	r.mu.Lock()
-	id := fmt.Sprintf("req-%d", r.seq+len(r.events)+1)
-	ch := make(chan invocationResult, 1)
-	r.result[id] = ch
-	r.mu.Unlock()
-	r.events <- event
-	select {
-	case res := <-ch:
-		return res
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no answer to %s", id)
-		return invocationResult{}
-	}
+	return res
 }
 
 func authorizerEvent(header string) string {
@@ -149,7 +58,8 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 	sm := awssmtest.New(t)
 	sm.SetSecretString(t, "gosling/api", `{"token":"`+token+`"}`)
 	sm.SetSecretString(t, "gosling/ci", `{"token":"gat-second-token"}`)
-	rt := newRuntimeAPI(t)
+	rt := lambdatest.New("prod-gosling-auth", 5*time.Second)
+	t.Cleanup(rt.Close)
 
 	start := func(tokens string) (stop func(), out *bytes.Buffer) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -157,7 +67,7 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 		out = &bytes.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		cmd.Env = append(os.Environ(),
-			"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(rt.URL, "http://"),
+			"AWS_LAMBDA_RUNTIME_API="+rt.Addr(),
 			"GOSLING_AUTH_TOKENS="+tokens, "GOSLING_AUTH_CACHE_TTL=1h",
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER="+sm.URL, "AWS_REGION="+mototest.Region,
 			"AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=test-secret-key", "AWS_EC2_METADATA_DISABLED=true",
@@ -174,16 +84,16 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 
 	answer := func(header string) (bool, map[string]any) {
 		t.Helper()
-		res := rt.invoke(t, authorizerEvent(header))
-		if res.kind != "response" {
-			t.Fatalf("%q: the invocation failed: %s", header, res.body)
+		res := invoke(t, rt, authorizerEvent(header))
+		if res.Kind != "response" {
+			t.Fatalf("%q: the invocation failed: %s", header, res.Body)
 		}
 		var got struct {
 			IsAuthorized bool           `json:"isAuthorized"`
 			Context      map[string]any `json:"context"`
 		}
-		if err := json.Unmarshal(res.body, &got); err != nil {
-			t.Fatalf("%q: answer %s: %v", header, res.body, err)
+		if err := json.Unmarshal(res.Body, &got); err != nil {
+			t.Fatalf("%q: answer %s: %v", header, res.Body, err)
 		}
 		return got.IsAuthorized, got.Context
 	}
@@ -209,14 +119,16 @@ func TestAuthorizerUnderLambdaRuntimeAPI(t *testing.T) {
 	// A second function whose only token it may not read (the first one
 	// stops, or it would take the event).
 	stop()
-	rt.waitNoPolls(t)
+	if err := rt.WaitNoPolls(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	sm.SetSecretString(t, "gosling/locked", `{"token":"`+token+`"}`)
 	sm.Deny("gosling/locked")
 	stop2, out2 := start("aws-sm://gosling/locked/token")
-	res := rt.invoke(t, authorizerEvent("Bearer "+token))
+	res := invoke(t, rt, authorizerEvent("Bearer "+token))
 	stop2()
-	if res.kind != "error" || !strings.Contains(string(res.body), "no token could be resolved") {
-		t.Errorf("an unreadable token store: %s %s", res.kind, res.body)
+	if res.Kind != "error" || !strings.Contains(string(res.Body), "no token could be resolved") {
+		t.Errorf("an unreadable token store: %s %s", res.Kind, res.Body)
 	}
 	for _, o := range []*bytes.Buffer{out, out2} {
 		if strings.Contains(o.String(), token) {

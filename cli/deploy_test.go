@@ -132,7 +132,7 @@ func TestDeployCommand(t *testing.T) {
 	if code := exec(tio, "deploy", "--nest", nest); code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, tio.err)
 	}
-	if !strings.Contains(tio.out.String(), "Plan: 50 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 50 added") {
+	if !strings.Contains(tio.out.String(), "Plan: 45 to add, 0 to change, 0 to destroy.") || !strings.Contains(tio.err.String(), "Apply complete! Resources: 45 added") {
 		t.Errorf("deploy output:\n%s\n%s", tio.out, tio.err)
 	}
 	if !regexp.MustCompile(`Point DNS for ci-runners\.example\.com at d-[0-9a-f]+\.execute-api\.eu-central-1\.amazonaws\.com: a CNAME, or a Route 53 alias record \(hosted zone Z\w+\)\.`).MatchString(tio.err.String()) {

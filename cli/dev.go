@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
@@ -60,6 +60,9 @@ type DevOptions struct {
 	// GitLabRunner, when set, is the real gitlab-runner binary local
 	// runners run; empty runs the stand-in.
 	GitLabRunner string
+	// AgentBinary is the agent local runners run: gosling-agent, or empty
+	// for this gosling.
+	AgentBinary string
 	// Ready, when set, receives the dev state once everything runs (tests).
 	Ready func(DevState)
 	// Masker, shared with Logger, masks every secret the resolver reads.
@@ -162,6 +165,7 @@ Send a job through the whole loop, or a pipeline:
 	fl.StringVar(&opts.Temporal, "temporal", "", "Temporal CLI binary (default: bin/temporal beside gosling, then PATH)")
 	fl.StringVar(&opts.Tofu, "tofu", "", "OpenTofu binary (default: bin/tofu beside gosling, then PATH)")
 	fl.StringVar(&opts.GitLabRunner, "gitlab-runner", "", "run local runners on this real gitlab-runner (such as bin/gitlab-runner, which scripts/tools.sh builds) instead of the stand-in")
+	fl.StringVar(&opts.AgentBinary, "agent-binary", "", "the agent binary local runners run: gosling-agent (cmd/gosling-agent), lighter and quicker to start (default: this gosling)")
 	fl.StringArrayVar(&vars, "var", nil, "set a Nest variable: --var name=value (repeatable)")
 	cmd.AddCommand(NewCmdDevSimulate(f))
 	cmd.AddCommand(NewCmdDevPipeline(f, nil))
@@ -339,6 +343,10 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		return err
 	}
 	state.GitLabRunner = runnerBin
+	agentBin, err := agentBinary(opts.AgentBinary)
+	if err != nil {
+		return err
+	}
 	// The simulation endpoints are served beside the API; they need the
 	// MotherGoose the API is built on, so they are bound once it is.
 	var simHandler atomic.Pointer[http.Handler]
@@ -365,7 +373,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		},
 		AuditQueue: contract.TaskQueueMotherGoose,
 		Activities: func(ctx context.Context, mg *mothergoose.MotherGoose) (gworker.Deps, error) {
-			agentSettings := activities.AgentSettings{Binary: self, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL,
+			agentSettings := activities.AgentSettings{Binary: agentBin, GitLabRunner: runnerBin, SecretsDir: local.Dir(), DevSecrets: true, HeartbeatSeconds: 5, APIURL: apiURL,
 				Deployment: deploymentName(dev, opts.Getenv)}
 			// Rift, for the eggs with a rift block: their runners' cache
 			// points at it; other eggs' runners are untouched.
@@ -403,7 +411,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err := a.Start(); err != nil {
 		return err
 	}
-	resumeMachines(ctx, st, ex, self, log)
+	resumeMachines(ctx, st, ex, agentBin, log)
 
 	state.MetricsURL = apiURL + "/metrics"
 	if gl != nil {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/apiv1"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/apiv1"
 
 	"github.com/spf13/cobra"
 )

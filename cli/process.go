@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type RuntimeFlags struct {
 	// GitLabRunner is the gitlab-runner the local provider's machines run
 	// (a path, or a name looked up in PATH; default gitlab-runner).
 	GitLabRunner string
+	// AgentBinary is the agent the local provider's machines run: the
+	// gosling-agent binary (cmd/gosling-agent), or empty for this gosling.
+	AgentBinary string
 }
 
 // runtimeFlagSet says which runtime flags a command offers: every process
@@ -72,8 +76,22 @@ func (r *RuntimeFlags) register(cmd *cobra.Command, getenv func(string) (string,
 	if set >= runtimeWorker {
 		cmd.Flags().StringVar(&r.RiftURL, "rift-url", env("GOSLING_RIFT_URL", ""), "Rift's control API (https://host:8443) for eggs whose rift block names no endpoint ($GOSLING_RIFT_URL)")
 		cmd.Flags().StringVar(&r.GitLabRunner, "gitlab-runner", env("GOSLING_GITLAB_RUNNER", ""), "gitlab-runner that machines of the local provider run (default: gitlab-runner in PATH) ($GOSLING_GITLAB_RUNNER)")
+		cmd.Flags().StringVar(&r.AgentBinary, "agent-binary", env("GOSLING_AGENT_BINARY", ""), "the agent binary machines of the local provider run: gosling-agent (cmd/gosling-agent), lighter and quicker to start (default: this gosling) ($GOSLING_AGENT_BINARY)")
 		cmd.Flags().StringVar(&r.AgentAPIURL, "agent-api-url", env("GOSLING_AGENT_API_URL", ""), "MotherGoose API URL as runner machines reach it; their agents report ready, heartbeats and jobs there (default https://<api_gateway.domain>) ($GOSLING_AGENT_API_URL)")
 	}
+}
+
+// agentBinary is the agent the local provider's machines run: the given
+// binary (a path, or a name looked up in PATH) or this gosling.
+func agentBinary(bin string) (string, error) {
+	if bin == "" {
+		return os.Executable()
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", &CodeError{Code: ExitInvalidConfig, Err: fmt.Errorf("--agent-binary %q: %w", bin, err)}
+	}
+	return filepath.Abs(p)
 }
 
 // awsCredentialEnv are the variables the AWS SDK reads a worker's own
@@ -272,7 +290,7 @@ func workerDeps(ctx context.Context, o processOptions, nest *fly.Nest, stateDir,
 	if err != nil {
 		return deps, "", err
 	}
-	self, err := os.Executable()
+	self, err := agentBinary(o.Runtime.AgentBinary)
 	if err != nil {
 		return deps, "", err
 	}
@@ -292,6 +310,7 @@ func workerDeps(ctx context.Context, o processOptions, nest *fly.Nest, stateDir,
 			HeartbeatSeconds: 5, APIURL: apiURL, Release: nest.MotherGoose.Agent, RiftURL: o.Runtime.RiftURL,
 			GitLabRunner: o.Runtime.GitLabRunner,
 		},
+		Providers: nest.MotherGoose.Providers, Getenv: o.Getenv,
 		SimulateMachines: o.SimulateMachines, SimulateJob: o.SimulateJob,
 	}, be.Kind, nil
 }

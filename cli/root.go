@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gosling-ci/gosling/cli/agentcmd"
 	"github.com/spf13/cobra"
 )
 
@@ -71,11 +72,19 @@ func Execute(ctx context.Context, f *Factory, args []string) int {
 		return ExitOK
 	}
 	var fe *flagError
+	var ue *agentcmd.UsageError
+	var ce *agentcmd.ConfigError
 	var ee *CodeError
 	switch {
 	case errors.As(err, &fe):
 		fmt.Fprintf(f.IO.ErrOut, "error: %v\nRun 'gosling %s --help' for usage.\n", fe.error, commandPath(root, args))
 		return ExitError
+	case errors.As(err, &ue):
+		fmt.Fprintf(f.IO.ErrOut, "error: %v\nRun 'gosling %s --help' for usage.\n", ue, commandPath(root, args))
+		return ExitError
+	case errors.As(err, &ce):
+		fmt.Fprintf(f.IO.ErrOut, "error: %v\n", ce.Err)
+		return ExitInvalidConfig
 	case errors.As(err, &ee):
 		if ee.Err != nil {
 			fmt.Fprintf(f.IO.ErrOut, "error: %v\n", ee.Err)

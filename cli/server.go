@@ -60,7 +60,7 @@ func NewCmdServer(f *Factory, runF func(*ServerOptions) error) *cobra.Command {
   POST /webhooks/gitlab            GitLab's project and group hooks
   /api/v1/...                      the REST API (bearer tokens from
                                    mothergoose.api_gateway.auth.tokens)
-  POST /agent/v1/runners/ID/...    runner agents, with their own runner token
+  POST /agent/v1/runners/ID/...    runner agents, with their machine's own agent credential
   /healthz /readyz /metrics        probes and Prometheus metrics
 
 It takes webhooks even while Temporal is down: what it accepts waits in the

@@ -17,6 +17,7 @@ func TestValidateHandedCases(t *testing.T) {
 	}{
 		{"uf-every-2w.fly", "UF/config.fly", []string{"UF/config.fly:4:", `"@every 2w"`, "write 2w as 14d"}},
 		{"bucket-fargate-4GB.fly", "Eggs/platform/config.fly", []string{"Eggs/platform/config.fly:17:", "Not a serverless size", `memory = "3GiB" or "4GiB"`}},
+		{"egg-yandex-vm-1-core.fly", "Eggs/tiny-vm/config.fly", []string{"Eggs/tiny-vm/config.fly:15:", "Not a VM size", `Nearest: cpu = 2 with memory = "2GiB"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -26,6 +27,9 @@ func TestValidateHandedCases(t *testing.T) {
 			}
 			src, err := os.ReadFile(filepath.Join("../fly/testdata/cases", c.file))
 			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, c.rel)), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(filepath.Join(dir, c.rel), src, 0o644); err != nil {
@@ -53,7 +57,7 @@ func TestValidateSaysWhatAutoChose(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, tio.err)
 	}
 	want := `Note: egg "web-app" (type auto): serverless on yandex (Serverless Containers: 2 cores at 100% with 4GiB); ` +
-		`serverless on aws (ECS Fargate: 2 vCPU (2048 CPU units) with 4GiB).`
+		`serverless on aws (AWS Lambda: 4GiB (2.32 vCPU)).`
 	if !strings.Contains(tio.err.String(), want) {
 		t.Errorf("stderr = %q, want %q", tio.err, want)
 	}

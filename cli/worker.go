@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -60,7 +61,12 @@ backends and the providers. Flags and GOSLING_* variables override the file.
 Runners are made by OpenTofu in per-runner workspaces under --state-dir;
 runner tokens go to the secret backend, never to disk in plain text.
 
-/metrics (Prometheus) and /healthz are served on --metrics-addr.`,
+A mothergoose worker also delivers the store's outbox to Temporal: the
+webhooks the API accepted while Temporal was unreachable (the API does too,
+while it runs).
+
+/metrics (Prometheus) and /healthz are served on --metrics-addr; gosling
+deploy's instance groups (Yandex Cloud) health-check GET /healthz there.`,
 		Example: `  gosling worker --queue mothergoose --nest ./nest
   gosling worker --queue uglyfox --nest ./nest --metrics-addr :9091
   gosling worker --queue mothergoose --nest ./nest --temporal-address temporal.example.com:7233 \
@@ -131,6 +137,16 @@ func workerRun(ctx context.Context, opts *WorkerOptions) error {
 	}
 	if opts.SimulateMachines > 0 {
 		opts.Logger.Warn("SIMULATED machines (benchmarks only): no runner is really made", "apply", opts.SimulateMachines.String())
+	}
+	if opts.Queue == contract.TaskQueueMotherGoose {
+		// The API may be frozen between requests (a Serverless Container):
+		// the always-on mothergoose workers deliver the store's outbox too,
+		// so what the API accepted while Temporal was unreachable reaches
+		// it without waiting for the next request.
+		octx, stopOutbox := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); mg.RunOutbox(octx) }()
+		defer func() { stopOutbox(); <-done }()
 	}
 	opts.Logger.Info("worker started", "queue", opts.Queue, "nest", opts.Nest, "state_dir", p.StateDir)
 	stop := make(chan any)

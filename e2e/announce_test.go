@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // warmEgg is a VM egg with one Nadir runner that its pool promotes ahead

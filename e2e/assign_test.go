@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // waitJobRunBy waits for a GitLab job to finish and returns the GitLab

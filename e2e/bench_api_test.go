@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"

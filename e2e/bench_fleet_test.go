@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/tofu"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // envOr reads a positive number or duration knob of a benchmark.
@@ -201,7 +201,7 @@ func measureLocalApply(b *testing.B) time.Duration {
 	}
 	m := tofu.Machine{
 		RunnerID: "fleet-apply", Egg: "fleet", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerStopped,
-		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Concurrent: 1, Tags: []string{"docker"},
+		CPU: 1, MemoryMiB: 1024, DiskGiB: 10,
 		Agent: agent.Config{RunnerID: "fleet-apply", Egg: "fleet", GitLabURL: "http://127.0.0.1:9", TokenRef: "local://runners/fleet-apply/token",
 			Runner: agent.RunnerConfig{Executor: agent.ExecutorShell}},
 		AgentBinary: testbin.Gosling(b), StateDir: ex.StateDir(),

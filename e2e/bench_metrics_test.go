@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	"go.temporal.io/api/workflowservice/v1"
 )
 

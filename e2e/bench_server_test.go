@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 )
 

@@ -46,7 +46,7 @@ func BenchmarkProvisionVsRawApply(b *testing.B) {
 			Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
 		m := tofu.Machine{
 			RunnerID: id, Egg: "bench", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
-			CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
+			CPU: 1, MemoryMiB: 1024, DiskGiB: 10,
 			Agent: cfg, AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
 		}
 		vars, err := m.Variables()

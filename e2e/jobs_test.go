@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/workflows"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // The jobs of these tests really run: GitLab's hooks (sent by the GitLab
@@ -314,75 +314,105 @@ func TestRotationDuringJob(t *testing.T) {
 // runner (already polling GitLab), a promoted Nadir runner, and a cold
 // provision. It reports each path's mean and its ratio to the cold path.
 func BenchmarkJobStartPaths(b *testing.B) {
-	const rounds = 3
-	for b.Loop() {
-		s := Start(b, Options{})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		if _, err := s.Secrets.Put(ctx, "local://ci/deploy_key", deployKey); err != nil {
+	names := []string{"apex", "promotion", "cold"}
+	var before [3]time.Duration
+	b.Run("gosling", func(b *testing.B) {
+		for b.Loop() {
+			before = jobStartPaths(b, "")
+			for i, d := range before {
+				b.ReportMetric(ms(d)/jobStartRounds, names[i]+"-ms")
+			}
+			b.ReportMetric(float64(before[0])/float64(before[2]), "apex/cold")
+			b.ReportMetric(float64(before[1])/float64(before[2]), "promotion/cold")
+		}
+	})
+	// The same paths with the small agent binary (cmd/gosling-agent) as
+	// the machines' agent: after/before for each path.
+	b.Run("gosling-agent", func(b *testing.B) {
+		for b.Loop() {
+			after := jobStartPaths(b, testbin.GoslingAgent(b))
+			for i, d := range after {
+				b.ReportMetric(ms(d)/jobStartRounds, names[i]+"-ms")
+				if before[i] > 0 {
+					b.ReportMetric(float64(d)/float64(before[i]), names[i]+"-agent/gosling")
+				}
+			}
+		}
+	})
+}
+
+// jobStartRounds is how many jobs each start path of BenchmarkJobStartPaths
+// times.
+const jobStartRounds = 3
+
+// jobStartPaths times, from a job's creation to its first trace line,
+// each start path on the local provider with agentBinary as the machines'
+// agent (gosling itself when empty): a job an Apex runner takes, one a
+// Nadir runner promoted for it takes, and an egg's first job (a cold
+// start). It returns the sums over jobStartRounds jobs of each.
+func jobStartPaths(b *testing.B, agentBinary string) [3]time.Duration {
+	const rounds = jobStartRounds
+	s := Start(b, Options{AgentBinary: agentBinary})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := s.Secrets.Put(ctx, "local://ci/deploy_key", deployKey); err != nil {
+		b.Fatal(err)
+	}
+	base := func(name string) (fly.Egg, gitlabtest.Project) {
+		e, p := s.projectEgg(name, fly.RunnerVM)
+		e.Runner.MaxConcurrent = 2
+		e.Apex = fly.Pool{Max: 2, IdleTimeout: fly.Duration(time.Second)}
+		return e, p
+	}
+	apex, apexP := base("apexstart")
+	apex.Apex.Min, apex.Apex.IdleTimeout = 1, fly.Duration(time.Hour)
+	nadir, nadirP := base("nadirstart")
+	nadir.Nadir = fly.Pool{Min: 1, Max: 2, IdleTimeout: fly.Duration(time.Hour)}
+	// A cold path is an egg's first job: one egg per round.
+	eggs := []fly.Egg{apex, nadir}
+	projects := []gitlabtest.Project{apexP, nadirP}
+	for i := range rounds {
+		e, p := base(fmt.Sprintf("coldstart%d", i))
+		eggs, projects = append(eggs, e), append(projects, p)
+	}
+	a := s.StartAPI(jobsSecret, eggs...)
+	for _, p := range projects {
+		s.hookProject(a, p)
+	}
+	// The Apex and Nadir minimums are made ahead of the measured jobs;
+	// the cold eggs' pools start with their job's hook.
+	for _, e := range eggs[:2] {
+		s.StartPool(ctx, e, 100*time.Millisecond)
+	}
+	firstLine := func(egg fly.Egg, p gitlabtest.Project, ready func(contract.PoolStatus) bool) time.Duration {
+		if ready != nil {
+			s.waitPool(ctx, egg.Name, "ready for a job", ready)
+		}
+		start := time.Now()
+		pl, err := s.GitLab.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{Name: "timed", Tags: []string{"docker"}, Script: []string{"true"}}}})
+		if err != nil {
 			b.Fatal(err)
 		}
-		base := func(name string) (fly.Egg, gitlabtest.Project) {
-			e, p := s.projectEgg(name, fly.RunnerVM)
-			e.Runner.MaxConcurrent = 2
-			e.Apex = fly.Pool{Max: 2, IdleTimeout: fly.Duration(time.Second)}
-			return e, p
-		}
-		apex, apexP := base("apexstart")
-		apex.Apex.Min, apex.Apex.IdleTimeout = 1, fly.Duration(time.Hour)
-		nadir, nadirP := base("nadirstart")
-		nadir.Nadir = fly.Pool{Min: 1, Max: 2, IdleTimeout: fly.Duration(time.Hour)}
-		// A cold path is an egg's first job: one egg per round.
-		eggs := []fly.Egg{apex, nadir}
-		projects := []gitlabtest.Project{apexP, nadirP}
-		for i := range rounds {
-			e, p := base(fmt.Sprintf("coldstart%d", i))
-			eggs, projects = append(eggs, e), append(projects, p)
-		}
-		a := s.StartAPI(jobsSecret, eggs...)
-		for _, p := range projects {
-			s.hookProject(a, p)
-		}
-		// The Apex and Nadir minimums are made ahead of the measured jobs;
-		// the cold eggs' pools start with their job's hook.
-		for _, e := range eggs[:2] {
-			s.StartPool(ctx, e, 100*time.Millisecond)
-		}
-		firstLine := func(egg fly.Egg, p gitlabtest.Project, ready func(contract.PoolStatus) bool) time.Duration {
-			if ready != nil {
-				s.waitPool(ctx, egg.Name, "ready for a job", ready)
+		id := s.GitLab.PipelineJobs(pl.ID)[0].ID
+		for len(s.GitLab.Trace(id)) == 0 {
+			if ctx.Err() != nil {
+				b.Fatalf("%s: job %d never logged", egg.Name, id)
 			}
-			start := time.Now()
-			pl, err := s.GitLab.CreatePipeline(p.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{Name: "timed", Tags: []string{"docker"}, Script: []string{"true"}}}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			id := s.GitLab.PipelineJobs(pl.ID)[0].ID
-			for len(s.GitLab.Trace(id)) == 0 {
-				if ctx.Err() != nil {
-					b.Fatalf("%s: job %d never logged", egg.Name, id)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-			took := time.Since(start)
-			s.waitPipeline(ctx, pl.ID)
-			return took
+			time.Sleep(2 * time.Millisecond)
 		}
-		var sum [3]time.Duration
-		for i := range rounds {
-			sum[0] += firstLine(apex, apexP, func(st contract.PoolStatus) bool {
-				return st.Counts[contract.PoolApex] >= 1
-			})
-			sum[1] += firstLine(nadir, nadirP, func(st contract.PoolStatus) bool {
-				return st.Counts[contract.PoolApex] == 0 && st.Counts[contract.PoolNadir] >= 1 && len(st.Runners) == st.Counts[contract.PoolNadir]
-			})
-			sum[2] += firstLine(eggs[2+i], projects[2+i], nil)
-		}
-		names := []string{"apex", "promotion", "cold"}
-		for i, d := range sum {
-			b.ReportMetric(ms(d)/rounds, names[i]+"-ms")
-		}
-		b.ReportMetric(float64(sum[0])/float64(sum[2]), "apex/cold")
-		b.ReportMetric(float64(sum[1])/float64(sum[2]), "promotion/cold")
-		cancel()
+		took := time.Since(start)
+		s.waitPipeline(ctx, pl.ID)
+		return took
 	}
+	var sum [3]time.Duration
+	for i := range rounds {
+		sum[0] += firstLine(apex, apexP, func(st contract.PoolStatus) bool {
+			return st.Counts[contract.PoolApex] >= 1
+		})
+		sum[1] += firstLine(nadir, nadirP, func(st contract.PoolStatus) bool {
+			return st.Counts[contract.PoolApex] == 0 && st.Counts[contract.PoolNadir] >= 1 && len(st.Runners) == st.Counts[contract.PoolNadir]
+		})
+		sum[2] += firstLine(eggs[2+i], projects[2+i], nil)
+	}
+	return sum
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 )
 
 // TestProjectCreateGetsItsHook: a group hook's project_create for a project

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
@@ -21,7 +22,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // fleet is Gosling deployed as production runs it: a Temporal server,
@@ -365,4 +365,44 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// A Serverless Container may be frozen between requests, its outbox loop
+// with it: the always-on mothergoose worker delivers what the API took
+// into the outbox while Temporal was down, with the API still frozen.
+func TestWorkerDeliversTheOutboxOfAFrozenAPI(t *testing.T) {
+	f := startFleet(t, fleetOptions{NoWorkers: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	f.temporal.Stop()
+	// A finished job's hook is a status signal to its runner's workflow:
+	// delivering it needs Temporal, and makes no runner.
+	job := f.gitlab.AddJob(f.project.ID, gitlabtest.JobSpec{Name: "lint", Stage: "test", Ref: "main", Tags: []string{"docker"}, Status: "success"})
+	code, r := f.deliver(ctx, job.ID, "job-finished")
+	if code != http.StatusAccepted || r.Status != mothergoose.StatusQueued || r.OutboxID == 0 {
+		t.Fatalf("hook while Temporal is down: %d %+v", code, r)
+	}
+	if err := syscall.Kill(f.server.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(f.server.PID(), syscall.SIGCONT) })
+	f.temporal.Start()
+	f.mgWorker = f.startWorker("mothergoose-worker", "mothergoose", f.mgMetrics)
+	for {
+		depth, err := f.store.OutboxDepth(ctx)
+		if err == nil && depth == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the worker did not deliver the outbox: depth %d, %v", depth, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := syscall.Kill(f.server.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(f.mgWorker.Log); !strings.Contains(string(b), "outbox entry delivered") {
+		t.Errorf("the worker's log does not show the delivery:\n%s", b)
+	}
 }

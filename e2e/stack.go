@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,8 +21,8 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/cli/app"
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
@@ -63,6 +64,9 @@ type Stack struct {
 	// GitLabRunner is the gitlab-runner local runners run under their
 	// agents: Options.GitLabRunner, else the STAND-IN's wrapper.
 	GitLabRunner string
+	// AgentBinary is the agent the local provider's machines run:
+	// Options.AgentBinary, else the gosling binary.
+	AgentBinary string
 	// AgentAPI is the URL agents report to: MotherGoose's API, serving
 	// the latest StartAPI's MotherGoose (an empty Nest until then).
 	AgentAPI string
@@ -83,6 +87,9 @@ type Options struct {
 	GitLabRunner string
 	// GitLab are options of the GitLab test server.
 	GitLab []gitlabtest.Option
+	// AgentBinary is the agent the local provider's machines run
+	// (default: the gosling binary; testbin.GoslingAgent for the small one).
+	AgentBinary string
 }
 
 // Start brings a stack up; everything stops in t.Cleanup.
@@ -135,6 +142,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.AgentAPI = hs.URL
 	s.serve(&fly.Nest{MotherGoose: fly.MotherGoose{Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}}}}, nil)
 	s.GitLabRunner = opts.GitLabRunner
+	s.AgentBinary = cmp.Or(opts.AgentBinary, s.Gosling)
 	if s.GitLabRunner == "" {
 		if s.GitLabRunner, err = runnerstandin.WriteWrapper(filepath.Join(s.StateDir, "bin"), s.Gosling); err != nil {
 			t.Fatal(err)
@@ -331,7 +339,7 @@ func (s *Stack) openApp(nest *fly.Nest, mutate func(*mothergoose.Config), acts b
 				Tofu: testbin.Tofu(t), StateDir: s.StateDir,
 				Agent: activities.AgentSettings{
 					Deployment: deployment,
-					Binary:     s.Gosling, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
+					Binary:     s.AgentBinary, GitLabRunner: s.GitLabRunner, SecretsDir: s.Local.Dir(), HeartbeatSeconds: 1, APIURL: s.AgentAPI,
 				},
 			}, nil
 		}

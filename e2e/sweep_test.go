@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // lostHooksSweep is the sweep interval of the lost-hooks run: short, so

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
@@ -70,7 +70,7 @@ func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 		Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
 	m := tofu.Machine{
 		RunnerID: id, Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
-		CPU: 1, MemoryMiB: 1024, DiskGiB: 10, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
+		CPU: 1, MemoryMiB: 1024, DiskGiB: 10,
 		Agent: cfg, AgentBinary: s.Gosling, StateDir: s.Tofu.StateDir(),
 	}
 	vars, err := m.Variables()

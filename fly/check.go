@@ -114,9 +114,25 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		}
 	}
 
-	// Serverless sizes depend on the clouds, now known.
+	// Serverless and VM sizes depend on the clouds, now known.
 	for _, e := range eggs {
 		diags = append(diags, checkServerless(e)...)
+		diags = append(diags, checkVM(e)...)
+	}
+
+	// EC2 instances and Fargate tasks start in the aws provider's subnets.
+	if mg != nil {
+		if rng, ok := mg.providers[CloudAWS]; ok && len(mg.mg.Providers[CloudAWS].Subnets) == 0 {
+			var need []string
+			for _, e := range eggs {
+				if e.egg.Runner.needsSubnets() {
+					need = append(need, e.egg.Name)
+				}
+			}
+			if len(need) > 0 {
+				errAt(rng, "No subnets for AWS runners", "Runners of %s start as EC2 instances or Fargate tasks, which AWS places in a subnet, but provider \"aws\" names none. Set subnets = [\"subnet-...\"] (private subnets with a route to GitLab).", quoteNames(need))
+			}
+		}
 	}
 
 	// Secret URIs must use a backend MotherGoose can reach.

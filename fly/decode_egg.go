@@ -88,6 +88,8 @@ type eggDecl struct {
 	// runnerMisspelt is set when the egg has no runner block but a block
 	// of an unknown type.
 	runnerMisspelt bool
+	// expected is expected_job_duration, when given.
+	expected *hcl.Range
 }
 
 // Runner clouds, in the order a new egg prefers them.
@@ -409,7 +411,7 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 			Subject: rng.Ptr(),
 		})
 	}
-	decl.runner, decl.cpu, decl.memory = decl.def, a.rng("cpu"), a.rng("memory")
+	decl.runner, decl.cpu, decl.memory, decl.expected = decl.def, a.rng("cpu"), a.rng("memory"), a.rng("expected_job_duration")
 	if b != nil {
 		decl.runner = b.DefRange
 	}
@@ -418,6 +420,18 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 		a.errorf("expected_job_duration", "Too long for serverless", "Serverless runners live at most %s, but jobs are expected to take %s. Use type = \"vm\" or \"auto\".", Duration(MaxServerlessRun), r.ExpectedJobDuration)
 	}
 	return r
+}
+
+// shapeRange is where a shape error on field (cpu or memory) points: the
+// attribute when it is written, else the runner block.
+func (d *eggDecl) shapeRange(field string) hcl.Range {
+	switch {
+	case field == "cpu" && d.cpu != nil:
+		return *d.cpu
+	case field == "memory" && d.memory != nil:
+		return *d.memory
+	}
+	return d.runner
 }
 
 // checkServerless checks a serverless runner's cpu and memory against the
@@ -429,13 +443,7 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 	r.Serverless = nil
 	var diags hcl.Diagnostics
 	report := func(se *ShapeError) {
-		rng := d.runner
-		switch {
-		case se.Field == "cpu" && d.cpu != nil:
-			rng = *d.cpu
-		case se.Field == "memory" && d.memory != nil:
-			rng = *d.memory
-		}
+		rng := d.shapeRange(se.Field)
 		detail := fmt.Sprintf("On %s: %v", se.Cloud, se)
 		if se.Field == "memory" && decimalSize(d.memoryText) {
 			detail += fmt.Sprintf(" (%q counts in powers of 1000: it is %s, %s.)", d.memoryText, inMiB(r.Memory), inGiB(r.Memory))
@@ -447,6 +455,9 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 		k := r.kindOn(c, false)
 		if k.Kind == RunnerServerless && k.Shape != nil {
 			r.Serverless = append(r.Serverless, *k.Shape)
+			if c == CloudYandex && r.ServerlessDeadline() > YandexShortRun {
+				diags = append(diags, yandexLongLived(d))
+			}
 		}
 		if r.Type == RunnerAuto && k.Kind == RunnerVM && decimalSize(d.memoryText) && d.memory != nil {
 			// "4GB" where "4GiB" was meant: say so rather than quietly making VMs.
@@ -467,7 +478,7 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 		if r.Type != RunnerServerless {
 			continue
 		}
-		_, err := ServerlessShapeFor(c, r.CPU, r.Memory)
+		_, err := r.ServerlessShapeOn(c)
 		var se *ShapeError
 		if !errors.As(err, &se) {
 			continue
@@ -481,6 +492,25 @@ func checkServerless(d *eggDecl) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// yandexLongLived warns that an egg's Serverless Containers would need an
+// execution timeout over YandexShortRun, which only Yandex's long-lived
+// containers (a Preview) take.
+func yandexLongLived(d *eggDecl) *hcl.Diagnostic {
+	r := d.egg.Runner
+	rng := d.runner
+	if d.expected != nil {
+		rng = *d.expected
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagWarning, Summary: "Long-lived Serverless Container (Preview)",
+		Detail: fmt.Sprintf("Jobs of %q are expected to take %s, so its Serverless Containers on yandex get an execution timeout of %s. "+
+			"Yandex takes a timeout over %s only for long-lived containers, a Preview feature that the folder must have access to. "+
+			"Set expected_job_duration = \"10m\" or less for generally available containers, or type = \"vm\".",
+			d.egg.Name, r.ExpectedJobDuration, Duration(r.ServerlessDeadline()), Duration(YandexShortRun)),
+		Subject: rng.Ptr(),
+	}
 }
 
 // decimalSize tells whether a size is written in powers of 1000 ("4GB").

@@ -200,23 +200,38 @@ func (l *loader) decodeMotherGooseBlock(b *hcl.Block) (*mgDecl, hcl.Diagnostics)
 		mg.Containers.UglyFox = l.decodeContainer(cb["uglyfox_worker"], mg.Containers.UglyFox, &diags)
 	}
 
-	// Queue and triggers must belong to the chosen cloud.
+	// obsolete warns of a block a cloud deploy no longer acts on (the
+	// local cloud's own warning already says it is ignored there).
+	obsolete := func(blk *hcl.Block, summary, detail string) {
+		if blk != nil && mg.Cloud != CloudLocal {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: detail, Subject: blk.DefRange.Ptr()})
+		}
+	}
+
+	// Queue and triggers: what the Celery-era design woke its workers
+	// with. Gosling's Temporal task queues and Schedules do that work, so
+	// deploy makes neither; old Nests still load, with a warning that says
+	// what to do. A kind must still belong to the chosen cloud.
 	q, qb := sub("queue", attrSchema("kind", "name", "visibility_timeout", "dead_letter_after"))
 	cloudOnly(qb, "Queue")
-	defQueue := map[string]string{CloudYandex: "ymq", CloudAWS: "sqs", CloudLocal: "none"}[mg.Cloud]
 	mg.Queue = Queue{
-		Kind:              q.enum("kind", defQueue, "ymq", "sqs", "none"),
+		Kind:              q.enum("kind", "none", "ymq", "sqs", "none"),
 		Name:              q.name("name", "gosling-events"),
 		VisibilityTimeout: q.duration("visibility_timeout", Duration(5*time.Minute), Duration(time.Second), Duration(12*time.Hour)),
 		DeadLetterAfter:   q.integer("dead_letter_after", 5, 1, 1000),
 	}
 	l.checkCloudMatch(q, "kind", mg.Cloud, mg.Queue.Kind, map[string]string{"ymq": CloudYandex, "sqs": CloudAWS}, &diags)
+	obsolete(qb, "No queue is made",
+		"gosling deploy makes no message queue: webhooks the API accepts while Temporal is unreachable wait in the store's outbox, "+
+			"which the API and the mothergoose workers deliver to Temporal. Remove the queue block; the next deploy deletes the queue an earlier one made.")
 
 	tr, tb := sub("triggers", attrSchema("kind"))
 	cloudOnly(tb, "Triggers")
-	defTrig := map[string]string{CloudYandex: "timer", CloudAWS: "eventbridge", CloudLocal: "none"}[mg.Cloud]
-	mg.Triggers = Triggers{Kind: tr.enum("kind", defTrig, "timer", "eventbridge", "none")}
+	mg.Triggers = Triggers{Kind: tr.enum("kind", "none", "timer", "eventbridge", "none")}
 	l.checkCloudMatch(tr, "kind", mg.Cloud, mg.Triggers.Kind, map[string]string{"timer": CloudYandex, "eventbridge": CloudAWS}, &diags)
+	obsolete(tb, "Triggers are Temporal Schedules",
+		"gosling deploy makes no timer trigger or EventBridge schedule: UglyFox runs on a Temporal Schedule (UF/config.fly's schedule) and each job on its own (its schedule in Jobs/), "+
+			"made when MotherGoose applies the Nest. Remove the triggers block; the next deploy deletes the triggers an earlier one made.")
 
 	// Database.
 	db, dbb := sub("database", databaseSchema)
@@ -497,10 +512,11 @@ func (l *loader) decodeSecrets(b *hcl.Block, cloud string, diags *hcl.Diagnostic
 				Detail:  fmt.Sprintf("backend is %q but the secrets block has no %s block. Add it.", s.Backend, blockForScheme(s.Backend)),
 				Subject: rng,
 			})
-		} else if s.Backend == SchemeLockbox && s.Backends[SchemeLockbox].RunnerTokens == "" {
+		} else if s.Backend == SchemeLockbox && s.Backends[SchemeLockbox].FolderID == "" {
 			*diags = append(*diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "No Lockbox secret for runner tokens",
-				Detail:  "Runner tokens go to Lockbox, one entry per runner in one secret: create it (yc lockbox secret create --name gosling-runner-tokens) and set runner_tokens = \"<its ID>\" in the lockbox block.",
+				Severity: hcl.DiagError, Summary: "No Lockbox folder for runner tokens",
+				Detail: "Runner tokens go to Lockbox, each egg's to a secret of its own (<deployment>-runners-<egg>, which gosling deploy makes and only that egg's runners may read). " +
+					"Set folder_id in the lockbox block to the folder they are in.",
 				Subject: b.DefRange.Ptr(),
 			})
 		}

@@ -41,11 +41,111 @@ func ServerlessLimitsFor(cloud string) (ServerlessLimits, bool) {
 // LambdaMaxRun is AWS Lambda's hard limit on one invocation.
 const LambdaMaxRun = 15 * time.Minute
 
+// YandexShortRun is the longest execution timeout of a Serverless
+// Container outside Yandex's long-lived containers, a Preview: "A timeout
+// longer than ten minutes is only available for long-lived containers"
+// (Yandex Serverless Containers, container settings).
+const YandexShortRun = 10 * time.Minute
+
 const (
 	serviceFargate = "ECS Fargate"
+	serviceLambda  = "AWS Lambda"
 	serviceYandex  = "Serverless Containers"
 	serviceLocal   = "local processes"
 )
+
+// ServerlessDeadline is how long one serverless runner of the egg lives:
+// its job timeout (expected_job_duration) rounded up to whole minutes, at
+// least one minute and at most MaxServerlessRun. The platform's timeout
+// (a Serverless Container's execution_timeout, a Lambda function's
+// timeout, the agent's --max-run on Fargate) and the GitLab runner's
+// maximum_timeout are set from it.
+func (r Runner) ServerlessDeadline() time.Duration {
+	d := r.ExpectedJobDuration.D()
+	if m := d.Truncate(time.Minute); m < d {
+		d = m + time.Minute
+	}
+	return min(max(d, time.Minute), MaxServerlessRun)
+}
+
+// OnLambda tells whether the egg's serverless runners on AWS are Lambda
+// functions: jobs whose deadline (ServerlessDeadline) fits Lambda's
+// 15-minute limit, with a memory Lambda offers that gives at least the
+// egg's vCPUs, start there far sooner than as Fargate tasks; the others
+// run on Fargate.
+func (r Runner) OnLambda() bool {
+	if r.ServerlessDeadline() > LambdaMaxRun {
+		return false
+	}
+	_, se := lambdaShape(r.CPU, r.Memory, false)
+	return se == nil
+}
+
+// Lambda's sizes: memory from 128 MB to 10,240 MB in 1 MB steps (Lambda's
+// MB are MiB), and vCPUs in proportion to it, one per 1,769 MB, six at
+// most (AWS Lambda developer guide, "Configuring Lambda function memory").
+const (
+	lambdaMinMemory  = 128 * MiB
+	lambdaMaxMemory  = 10240 * MiB
+	lambdaMiBPerVCPU = 1769
+	lambdaMaxVCPU    = 6
+)
+
+// lambdaVCPU is the vCPU share Lambda gives a function of memMiB.
+func lambdaVCPU(memMiB int64) float64 {
+	return math.Min(float64(lambdaMaxVCPU), float64(memMiB)/lambdaMiBPerVCPU)
+}
+
+// lambdaShape is the shape of a Lambda function of memory for a runner
+// of cpu vCPUs: Lambda takes no CPU setting, so memory must be enough to
+// give at least cpu vCPUs.
+func lambdaShape(cpu float64, memory Size, explain bool) (ServerlessShape, *ShapeError) {
+	fail := func(field string, msg func() string) (ServerlessShape, *ShapeError) {
+		se := &ShapeError{Cloud: CloudAWS, Service: serviceLambda, Field: field}
+		if explain {
+			se.msg = msg()
+		}
+		return ServerlessShape{}, se
+	}
+	if memory%MiB != 0 || memory < lambdaMinMemory || memory > lambdaMaxMemory {
+		return fail("memory", func() string {
+			return fmt.Sprintf("%s takes 128MiB to 10GiB of memory in whole MiB, not %s. Jobs of %s fit Lambda's 15-minute limit; with a longer expected_job_duration they run on ECS Fargate.",
+				serviceLambda, inMiB(memory), Duration(LambdaMaxRun))
+		})
+	}
+	vcpu := lambdaVCPU(memory.MiB())
+	if cpu > vcpu+1e-9 {
+		return fail("cpu", func() string {
+			if cpu > lambdaMaxVCPU {
+				return fmt.Sprintf("%s gives at most %d vCPU (with 10GiB), not %s. Use cpu = %d or less, or a longer expected_job_duration for ECS Fargate.", serviceLambda, lambdaMaxVCPU, fmtNum(cpu), lambdaMaxVCPU)
+			}
+			need := int64(math.Ceil(cpu * lambdaMiBPerVCPU))
+			return fmt.Sprintf("%s gives vCPUs in proportion to memory, one per 1769MiB: %s gives %s vCPU, not %s. Nearest: memory = %q, or cpu = %s.",
+				serviceLambda, inMiB(memory), strconv.FormatFloat(vcpu, 'f', 2, 64), fmtNum(cpu), (Size(need) * MiB).String(), strconv.FormatFloat(math.Floor(vcpu*100)/100, 'f', -1, 64))
+		})
+	}
+	return ServerlessShape{Cloud: CloudAWS, Service: serviceLambda, VCPU: vcpu, MemoryMiB: memory.MiB(), LambdaMemoryMiB: memory.MiB()}, nil
+}
+
+// ServerlessShapeOn is ServerlessShapeFor for this runner: on AWS, the
+// Lambda function's shape when OnLambda, else the Fargate task's (whose
+// error names the Fargate sizes).
+func (r Runner) ServerlessShapeOn(cloud string) (ServerlessShape, error) {
+	s, se := r.serverlessShapeOn(cloud, true)
+	if se != nil {
+		return ServerlessShape{}, se
+	}
+	return s, nil
+}
+
+func (r Runner) serverlessShapeOn(cloud string, explain bool) (ServerlessShape, *ShapeError) {
+	if cloud == CloudAWS && r.ServerlessDeadline() <= LambdaMaxRun {
+		if s, se := lambdaShape(r.CPU, r.Memory, false); se == nil {
+			return s, nil
+		}
+	}
+	return serverlessShape(cloud, r.CPU, r.Memory, explain)
+}
 
 // ServerlessShape is the size one serverless runner gets on one cloud, in the
 // platform's own terms.
@@ -61,6 +161,9 @@ type ServerlessShape struct {
 	// guaranteed share of each, in percent.
 	Cores        int `json:"cores,omitempty"`
 	CoreFraction int `json:"core_fraction,omitempty"`
+	// LambdaMemoryMiB is a Lambda function's memory; its vCPUs (VCPU)
+	// follow from it.
+	LambdaMemoryMiB int64 `json:"lambda_memory_mib,omitempty"`
 }
 
 // String says the shape as the platform would: "ECS Fargate: 1 vCPU (1024
@@ -68,6 +171,8 @@ type ServerlessShape struct {
 func (s ServerlessShape) String() string {
 	mem := Size(s.MemoryMiB) * MiB
 	switch {
+	case s.LambdaMemoryMiB > 0:
+		return fmt.Sprintf("%s: %s (%s vCPU)", s.Service, mem, strconv.FormatFloat(s.VCPU, 'f', 2, 64))
 	case s.CPUUnits > 0:
 		return fmt.Sprintf("%s: %s vCPU (%d CPU units) with %s", s.Service, fmtNum(s.VCPU), s.CPUUnits, mem)
 	case s.Cores > 0:
@@ -347,7 +452,7 @@ func (r Runner) kindOn(cloud string, explain bool) CloudKind {
 		out.Reason = "the egg asks for vm runners"
 		return out
 	}
-	shape, se := serverlessShape(cloud, r.CPU, r.Memory, explain)
+	shape, se := r.serverlessShapeOn(cloud, explain)
 	if se == nil {
 		out.Shape = &shape
 	}
@@ -371,8 +476,12 @@ func (r Runner) kindOn(cloud string, explain bool) CloudKind {
 	default:
 		out.Kind = RunnerServerless
 		if explain {
+			maxRun := lim.MaxRun
+			if shape.Service == serviceLambda {
+				maxRun = LambdaMaxRun
+			}
 			out.Reason = fmt.Sprintf("jobs expected to take %s with %s vCPU and %s fit %s (%s at most) as %s",
-				r.ExpectedJobDuration, fmtNum(r.CPU), inMiB(r.Memory), lim.Service, Duration(lim.MaxRun), shape)
+				r.ExpectedJobDuration, fmtNum(r.CPU), inMiB(r.Memory), shape.Service, Duration(maxRun), shape)
 		}
 	}
 	if out.Kind == RunnerVM {

@@ -111,7 +111,9 @@ func TestKindOn(t *testing.T) {
 		kind   string
 		reason string
 	}{
-		{func(r Runner) Runner { return r }, CloudAWS, RunnerServerless, "as ECS Fargate: 1 vCPU (1024 CPU units) with 2GiB"},
+		{func(r Runner) Runner { return r }, CloudAWS, RunnerServerless, "fit AWS Lambda (15m at most) as AWS Lambda: 2GiB (1.16 vCPU)"},
+		{func(r Runner) Runner { r.ExpectedJobDuration = Duration(16 * 60e9); return r }, CloudAWS, RunnerServerless, "fit ECS Fargate (1h at most) as ECS Fargate: 1 vCPU (1024 CPU units) with 2GiB"},
+		{func(r Runner) Runner { r.Memory = GiB; return r }, CloudAWS, RunnerVM, "no ECS Fargate size fits 1 vCPU with 1GiB"},
 		{func(r Runner) Runner { return r }, CloudYandex, RunnerServerless, "as Serverless Containers: 1 core at 100% with 2GiB"},
 		{func(r Runner) Runner { r.Memory = 4e9; return r }, CloudAWS, RunnerVM, "no ECS Fargate size fits 1 vCPU with 3814.7MiB"},
 		{func(r Runner) Runner { r.CPU = 8; r.Memory = 32 * GiB; return r }, CloudYandex, RunnerVM, "no Serverless Containers size fits"},

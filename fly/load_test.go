@@ -50,7 +50,7 @@ func TestExampleNestValues(t *testing.T) {
 	if r.Type != RunnerAuto || !reflect.DeepEqual(r.Clouds, []string{"yandex", "aws"}) || r.CPU != 2 || r.Memory != 4*GiB || r.Disk != 20*GiB {
 		t.Errorf("runner = %+v", r)
 	}
-	if r.ExpectedJobDuration.D().Minutes() != 15 || r.MaxConcurrent != 20 || !r.RunUntagged {
+	if r.ExpectedJobDuration.D().Minutes() != 10 || r.MaxConcurrent != 20 || !r.RunUntagged {
 		t.Errorf("runner = %+v", r)
 	}
 	if r.Env["NPM_TOKEN"].Secret != "aws-sm://ci/npm/token" || r.Env["NODE_OPTIONS"].Value != "--max-old-space-size=3072" {
@@ -107,7 +107,7 @@ func TestExampleNestValues(t *testing.T) {
 	}
 
 	mg := n.MotherGoose
-	if mg.Cloud != CloudYandex || mg.Queue.Kind != "ymq" || mg.Triggers.Kind != "timer" || mg.Database.Engine != "ydb" {
+	if mg.Cloud != CloudYandex || mg.Queue.Kind != "none" || mg.Triggers.Kind != "none" || mg.Database.Engine != "ydb" {
 		t.Errorf("mg = %+v", mg)
 	}
 	if mg.APIGateway.Name != "gosling-prod" || len(mg.APIGateway.Auth.Tokens) != 2 {

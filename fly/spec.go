@@ -344,7 +344,9 @@ type MotherGoose struct {
 // {os} and {arch}, filled per machine; each download's SHA-256 is read from
 // the same URL followed by ".sha256" (sha256sum format).
 type AgentRelease struct {
-	// URL is where cloud VMs download the gosling binary (https).
+	// URL is where cloud VMs download the gosling agent (https): the
+	// release of cmd/gosling-agent, which runs gosling's agent command
+	// lines without the rest of gosling.
 	URL string `json:"url,omitempty"`
 	// Image is the runner image serverless runners run: gitlab-runner
 	// and gosling (the Dockerfile's runner target).
@@ -403,7 +405,10 @@ type Container struct {
 	Timeout      Duration `json:"timeout"`
 }
 
-// Queue is the message queue between gateway and workers.
+// Queue is MG/config.fly's queue block, kept so that Nests written for
+// the Celery-era design still load: gosling deploy makes no queue (the
+// store's outbox keeps accepted webhooks while Temporal is unreachable)
+// and fly warns where the block is. Kind is "none" without the block.
 type Queue struct {
 	Kind              string   `json:"kind"`
 	Name              string   `json:"name"`
@@ -411,7 +416,10 @@ type Queue struct {
 	DeadLetterAfter   int      `json:"dead_letter_after"`
 }
 
-// Triggers wake the scheduled parts in the cloud.
+// Triggers is MG/config.fly's triggers block, kept so that old Nests
+// still load: Temporal Schedules run UglyFox and the jobs, gosling deploy
+// makes no cloud trigger, and fly warns where the block is. Kind is
+// "none" without the block.
 type Triggers struct {
 	Kind string `json:"kind"`
 }
@@ -496,10 +504,12 @@ type Secrets struct {
 type SecretBackend struct {
 	Scheme   string   `json:"scheme"`
 	CacheTTL Duration `json:"cache_ttl"`
-	// FolderID is the Lockbox folder.
+	// FolderID is the Lockbox folder, where each egg's secret of runner
+	// tokens is (internal/runnerid.LockboxTokenSecret).
 	FolderID string `json:"folder_id,omitempty"`
-	// RunnerTokens is the Lockbox secret that keeps runner tokens, one
-	// entry per runner.
+	// RunnerTokens is the one Lockbox secret that kept every runner's
+	// token before each egg's went to a secret of its own: runners whose
+	// record names no token reference are looked for there.
 	RunnerTokens string `json:"runner_tokens,omitempty"`
 	// Region is the AWS region.
 	Region string `json:"region,omitempty"`

@@ -6,45 +6,48 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // The requests of runner agents (internal/agentapi): each authenticates
-// with the runner's own token, compared in constant time with the token
-// stored for that runner; a token just rotated elsewhere is read again once
-// before a request is refused. A runner that does not exist gets the same
-// KindUnauthorized as a wrong token, so a caller learns nothing of which
-// runners exist. MotherGoose turns what agents report into signals of the
-// runner's workflows: agents hold no Temporal address or credential.
+// with its machine's own agent credential (minted at provisioning, named by
+// the runner's record, store.Runner.AgentRef), compared in constant time
+// with the stored one; a credential not yet cached is read again once
+// before a request is refused. The GitLab runner token is no credential
+// here: many machines may share it. A credential speaks for its own
+// machine only: another runner's path with it is refused like a wrong one.
+// A runner that does not exist gets the same KindUnauthorized as a wrong
+// credential, so a caller learns nothing of which runners exist.
+// MotherGoose turns what agents report into signals of the runner's
+// workflows: agents hold no Temporal address or credential.
 
 // Agent is a runner agent whose request authenticated: the runner it spoke
-// for, and the token it used. Get one from AuthenticateAgent before a
-// request's body is read, so a wrong token is answered 401 whatever the
-// body holds.
+// for. Get one from AuthenticateAgent before a request's body is read, so
+// a wrong credential is answered 401 whatever the body holds.
 type Agent struct {
 	runner *store.Runner
-	token  string
 }
 
-// AuthenticateAgent checks an agent request's token against the runner's
-// own (runnerID is the path's runner ID). Errors: KindUnauthorized for a
-// wrong token or a runner that does not exist (the same answer, so a
-// caller learns nothing of which runners exist), KindUnavailable when the
-// store cannot be read.
-func (m *MotherGoose) AuthenticateAgent(ctx context.Context, runnerID, token string) (*Agent, error) {
-	r, err := m.authenticateAgent(ctx, runnerID, token)
+// AuthenticateAgent checks an agent request's credential against the
+// runner's own (runnerID is the path's runner ID). Errors:
+// KindUnauthorized for a wrong credential, a runner that does not exist or
+// has none (the same answer, so a caller learns nothing of which runners
+// exist), KindUnavailable when the store cannot be read.
+func (m *MotherGoose) AuthenticateAgent(ctx context.Context, runnerID, credential string) (*Agent, error) {
+	r, err := m.authenticateAgent(ctx, runnerID, credential)
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{runner: r, token: token}, nil
+	return &Agent{runner: r}, nil
 }
 
-// authenticateAgent returns the runner whose token the request carries.
+// authenticateAgent returns the runner whose agent credential the request
+// carries.
 func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token string) (*store.Runner, error) {
-	unauthorized := &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: "not this runner's token"}
+	unauthorized := &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: "not this runner's agent credential"}
 	r, err := m.store.GetRunner(ctx, runnerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, unauthorized
@@ -52,9 +55,9 @@ func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token str
 	if err != nil {
 		return nil, unavailable("store unavailable", "the request could not be checked; retry", err)
 	}
-	ref := fly.SecretRef(r.TokenRef)
+	ref := fly.SecretRef(r.AgentRef)
 	match := false
-	if r.TokenRef != "" {
+	if r.AgentRef != "" {
 		match, err = m.cache.Match(ctx, ref, token)
 		if !match && m.cache.mayRefresh(ref) {
 			var fresh string
@@ -66,7 +69,7 @@ func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token str
 	}
 	if !match {
 		if err != nil {
-			m.log.WarnContext(ctx, "agent request: cannot read the runner's token", "runner", r.ID, "error", err)
+			m.log.WarnContext(ctx, "agent request: cannot read the runner's agent credential", "runner", r.ID, "error", err)
 		}
 		return nil, unauthorized
 	}
@@ -86,7 +89,7 @@ func (m *MotherGoose) Pins() agentapi.Pins {
 // rotation (see confirmToken). UglyFox's heartbeat policy judges runners
 // by these beats.
 func (m *MotherGoose) Heartbeat(ctx context.Context, a *Agent, b agentapi.Beat) (agentapi.Pins, error) {
-	r, token := a.runner, a.token
+	r := a.runner
 	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
 		return agentapi.Pins{}, unavailable("store unavailable", "the beat could not be recorded; retry", err)
 	}
@@ -94,7 +97,7 @@ func (m *MotherGoose) Heartbeat(ctx context.Context, a *Agent, b agentapi.Beat) 
 		m.log.WarnContext(ctx, "a runner's agent refused an update", "runner", r.ID, "agent", b.Versions.Agent, "error", b.UpdateError)
 	}
 	pins := m.Pins()
-	pins.TokenVersion, _ = m.confirmToken(ctx, r, token, b.TokenVersion)
+	pins.TokenVersion, _ = m.confirmToken(ctx, r, b.TokenVersion)
 	return pins, nil
 }
 
@@ -161,6 +164,13 @@ func (m *MotherGoose) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobRep
 		return unavailable("store unavailable", "the report could not be recorded; retry", err)
 	}
 	status := contract.JobStatus{JobID: j.JobID, Status: j.Status, At: at, RunnerID: r.ID}
+	// The job's machine, for failure counting: a Job Hook names the GitLab
+	// runner, which the egg's machines may share, never the machine. Only
+	// the machine is written (not the egg or the project, which the job's
+	// hooks own), so a report cannot move another egg's job.
+	if _, err := m.store.RecordJob(ctx, store.JobRecord{GitLabHost: r.GitLabHost, JobID: j.JobID, RunnerID: r.ID, UpdatedAt: m.now()}); err != nil {
+		return unavailable("store unavailable", "the job report could not be recorded; retry", err)
+	}
 	for _, wf := range readyTargets(r) {
 		in, err := SignalIntent(wf, contract.SignalJobStatus, status)
 		if err != nil {

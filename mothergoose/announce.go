@@ -8,9 +8,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // Events that announce jobs before they are pending: a push to a branch

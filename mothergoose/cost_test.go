@@ -54,13 +54,13 @@ func TestJobQueueTimeAndCost(t *testing.T) {
 	e.mg.nest.Store(nest)
 	running := (2*0.036 + 4*0.0045 + 10*0.00036) / 3600
 
-	const token = "glrt-web-p1"
-	if _, err := e.mg.Secrets().Put(ctx, "local://runners/web-p1", token); err != nil {
+	const token = "gsa-web-p1"
+	if _, err := e.mg.Secrets().Put(ctx, "local://runners/web-p1/agent", token); err != nil {
 		t.Fatal(err)
 	}
 	created := time.Now().UTC()
 	r := &store.Runner{ID: "web-p1", Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: store.StateProvisioning,
-		GitLabHost: e.host, TokenRef: "local://runners/web-p1", CreatedAt: created, UpdatedAt: created}
+		GitLabHost: e.host, TokenRef: "local://runners/web-p1", AgentRef: "local://runners/web-p1/agent", CreatedAt: created, UpdatedAt: created}
 	if err := e.st.CreateRunner(ctx, r); err != nil {
 		t.Fatal(err)
 	}

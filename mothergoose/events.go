@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // webhookDeadline bounds the processing of one delivery: GitLab gives up
@@ -619,17 +619,30 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 // than the job; UglyFox's failed policy counts them.
 var runnerFailures = map[string]bool{"runner_system_failure": true, "runner_unsupported": true}
 
-// countFailure adds one failure to the Gosling runner GitLab knows by
-// runnerID, and audits it, when the failure may count against it
-// (failureBlamesRunner: the runner is the delivery's egg's, and GitLab says
-// the job ran on it). A runner that is not Gosling's is left alone; a
-// failure that may not count is audited as refused and counts nothing.
-// The error is a failure of the store or of GitLab.
+// countFailure adds one failure to the Gosling runner (machine) that ran
+// the job on the GitLab runner GitLab names by runnerID, and audits it,
+// when the failure may count against it (failureBlamesRunner: the runner is
+// the delivery's egg's, and GitLab says the job ran on its GitLab runner).
+// The machine is the one whose agent reported the job (store.JobRecord's
+// RunnerID, from RunnerJob); without a report, the one machine with that
+// GitLab runner, when only one has it. A runner that is not Gosling's is
+// left alone; a failure that may not count, or whose machine cannot be
+// told, is audited as refused and counts nothing. The error is a failure
+// of the store or of GitLab.
 func (m *MotherGoose) countFailure(ctx context.Context, d *delivery, runnerID, jobID int64, reason string) error {
-	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: d.Host, GitLabRunnerID: runnerID, Limit: 1})
+	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: d.Host, GitLabRunnerID: runnerID, Limit: 2})
 	if err != nil || len(rs) == 0 {
 		return err
 	}
+	machine, why, err := m.jobMachine(ctx, d.Host, jobID, runnerID, rs)
+	if err != nil {
+		return err
+	}
+	if machine == nil {
+		m.auditRefusal(ctx, d, fmt.Sprintf("the %s of job %d counts against no machine of runner %d: %s", reason, jobID, runnerID, why))
+		return nil
+	}
+	rs = []store.Runner{*machine}
 	ok, why, err := m.failureBlamesRunner(ctx, d, &rs[0], jobID, runnerID)
 	if err != nil {
 		return err
@@ -666,6 +679,35 @@ func (m *MotherGoose) countFailure(ctx context.Context, d *delivery, runnerID, j
 		return err
 	}
 	return fmt.Errorf("count failure of runner %s: it keeps changing", rs[0].ID)
+}
+
+// jobMachine is the machine that ran a job on GitLab runner runnerID:
+// the one whose agent reported the job, if it runs that GitLab runner;
+// else the only machine of sharing (up to two of them, read by the
+// caller), if there is one. nil with why when none can be told.
+func (m *MotherGoose) jobMachine(ctx context.Context, host string, jobID, runnerID int64, sharing []store.Runner) (*store.Runner, string, error) {
+	rec, err := m.store.GetJob(ctx, host, jobID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, "", err
+	case rec.RunnerID != "":
+		r, err := m.store.GetRunner(ctx, rec.RunnerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Sprintf("runner %s reported the job and is gone", rec.RunnerID), nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if r.GitLabHost != host || r.GitLabRunnerID != runnerID {
+			return nil, fmt.Sprintf("runner %s reported the job but runs GitLab runner %d", r.ID, r.GitLabRunnerID), nil
+		}
+		return r, "", nil
+	}
+	if len(sharing) == 1 {
+		return &sharing[0], "", nil
+	}
+	return nil, "several machines run that GitLab runner and none reported the job", nil
 }
 
 // recentFailures counts the runner's recorded failures since a time.

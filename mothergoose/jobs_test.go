@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // The Nest in force, when a nest_update job rules it.

@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // projectRetry is how long after a failed resolution (GitLab unreachable)

@@ -12,9 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // GitLab's resend endpoint takes five requests a minute per project and

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // testClock is a settable clock shared by MotherGoose and GitLab.

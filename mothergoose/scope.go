@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // A webhook's effects stay inside the egg whose secret authenticated it.
@@ -63,9 +63,13 @@ func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) 
 				fmt.Sprintf("job %d belongs to another project; a hook of project %d cannot change it", jobID, d.hook.ProjectID))
 		}
 		return nil, nil
+	case err == nil:
+		// Known only from a machine's report (RunnerJob), which names no
+		// project: confirmed like a new job.
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, unavailable("store unavailable", "the job could not be read; resend it", err)
-	case m.cfg.UnconfirmedJobs:
+	}
+	if m.cfg.UnconfirmedJobs {
 		return nil, nil
 	}
 	c, err := m.gitlabClient(ctx, d.egg)

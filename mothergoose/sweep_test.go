@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 )

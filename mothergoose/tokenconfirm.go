@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 	"go.temporal.io/api/serviceerror"
 )
 
@@ -18,7 +18,7 @@ import (
 // secret; the agent reloads its token (SIGHUP, or its next beat reads it
 // afresh), so its next beat carries the new token. A beat reports the
 // version the agent holds (agentapi.Beat.TokenVersion); when the token is
-// that version's value, MotherGoose tells the running rotation
+// a version of the runner's token secret, MotherGoose tells the running rotation
 // (SignalTokenConfirmed), which waits for it, within its confirmation
 // timeout, before it checks the token with GitLab and records the runner
 // rotated. The answer to every beat names the current version of the
@@ -39,18 +39,19 @@ type cachedVersion struct {
 }
 
 // confirmToken handles the token version a beat reports (empty when it
-// says none): a version whose value is the token the beat was made with is
-// signalled to the running rotation once per runner and version; a
+// says none): the beat authenticated with the machine's own credential, so
+// the version it names, when the token's secret has it, is signalled to
+// the running rotation once per runner and version; a
 // rotation that is not running is not an error. It returns the current
 // version of the runner's token ("" when its backend keeps none) and
 // whether a confirmation was delivered.
-func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, token, version string) (current string, confirmed bool) {
+func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, version string) (current string, confirmed bool) {
 	if r.TokenRef == "" {
 		return "", false
 	}
 	ref := fly.SecretRef(r.TokenRef)
 	current = m.currentTokenVersion(ctx, ref)
-	if version == "" || !m.tokenIsVersion(ctx, ref, version, token) || !m.firstConfirmation(r.ID, version) {
+	if version == "" || !m.hasVersion(ctx, ref, version) || !m.firstConfirmation(r.ID, version) {
 		return current, false
 	}
 	tc := m.Temporal()
@@ -75,15 +76,15 @@ func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, token, 
 	return current, true
 }
 
-// tokenIsVersion tells whether token is the value of a version of ref.
-func (m *MotherGoose) tokenIsVersion(ctx context.Context, ref fly.SecretRef, version, token string) bool {
+// hasVersion tells whether ref's secret has that version.
+func (m *MotherGoose) hasVersion(ctx context.Context, ref fly.SecretRef, version string) bool {
 	u, err := ref.Parse()
 	if err != nil {
 		return false
 	}
 	u.Version = version
-	v, err := m.secrets.Resolve(ctx, fly.SecretRef(u.String()))
-	return err == nil && equalSecret(token, v)
+	_, err = m.secrets.Resolve(ctx, fly.SecretRef(u.String()))
+	return err == nil
 }
 
 // currentTokenVersion is the current version of a token's secret, cached

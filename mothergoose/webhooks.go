@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // hookTestSpacing bounds how often a disabled hook is tested: GitLab allows

@@ -1,9 +1,12 @@
 package tofu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
@@ -28,13 +31,10 @@ type Machine struct {
 	Cloud      string
 	Kind       string
 	// State is running (Apex) or stopped (Nadir); VMs only.
-	State      string
-	CPU        float64
-	MemoryMiB  int64
-	DiskGiB    int64
-	Image      string
-	Concurrent int
-	Tags       []string
+	State     string
+	CPU       float64
+	MemoryMiB int64
+	DiskGiB   int64
 	// MaxRunMinutes is a serverless runner's deadline.
 	MaxRunMinutes int
 	GitLabURL     string
@@ -58,7 +58,53 @@ type Machine struct {
 	RunnerURL     string
 	// Provider holds the cloud's placement and credentials settings.
 	Provider fly.Provider
+	// Identity is the egg's runner identity on the machine's cloud, which
+	// the machine runs as (every cloud module needs one).
+	Identity Identity
+	// Lambda puts an AWS serverless runner on Lambda rather than Fargate
+	// (fly.Runner.OnLambda).
+	Lambda bool
 }
+
+// Identity is an egg's runner identity on one cloud, which its machines run
+// as: `gosling deploy` makes it, allowed to read the egg's runner-token
+// secret (and its other secrets) and nothing else.
+type Identity struct {
+	// ServiceAccountID is the Yandex Cloud service account VMs and
+	// Serverless Containers run as.
+	ServiceAccountID string `json:"service_account_id,omitempty"`
+	// InstanceProfile is an AWS VM's instance profile (of RoleARN's role).
+	InstanceProfile string `json:"instance_profile,omitempty"`
+	// RoleARN is the runner role: an ECS task's task role, a Lambda
+	// function's role.
+	RoleARN string `json:"role_arn,omitempty"`
+	// ExecutionRoleARN is the ECS task execution role, which reads the
+	// runner token into the task's secrets.
+	ExecutionRoleARN string `json:"execution_role_arn,omitempty"`
+}
+
+// ErrNoIdentity: a cloud module needs the egg's runner identity and the
+// machine has none (Machine.Variables wraps it, naming what is missing).
+var ErrNoIdentity = errors.New("no runner identity")
+
+// need lists what of the identity a module needs, by variable name.
+func (id Identity) need(m Module, lambda bool) map[string]string {
+	switch {
+	case m.Cloud == fly.CloudYandex:
+		return map[string]string{"service_account_id": id.ServiceAccountID}
+	case m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerVM:
+		return map[string]string{"instance_profile": id.InstanceProfile}
+	case m.Cloud == fly.CloudAWS && lambda:
+		return map[string]string{"task_role_arn": id.RoleARN}
+	case m.Cloud == fly.CloudAWS:
+		return map[string]string{"task_role_arn": id.RoleARN, "execution_role_arn": id.ExecutionRoleARN}
+	}
+	return nil
+}
+
+// LogGroup is the CloudWatch Logs group of a deployment's runners, which
+// gosling deploy makes.
+func LogGroup(deployment string) string { return "/gosling/" + deployment + "/runners" }
 
 // Module is the built-in module of the machine's cloud and kind.
 func (m Machine) Module() Module { return Module{Cloud: m.Cloud, Kind: m.Kind} }
@@ -76,6 +122,7 @@ func (m Machine) Contract() (agent.Contract, error) {
 		MaxRun:   time.Duration(m.MaxRunMinutes) * time.Minute,
 		AgentURL: m.AgentURL, AgentVersion: m.AgentVersion, AgentImage: m.AgentImage,
 		RunnerVersion: m.RunnerVersion, RunnerURL: m.RunnerURL,
+		Lambda: m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerServerless && m.Lambda,
 	}
 	if m.Cloud == fly.CloudLocal {
 		if m.AgentBinary == "" || m.StateDir == "" {
@@ -87,13 +134,12 @@ func (m Machine) Contract() (agent.Contract, error) {
 }
 
 // Variables returns the module variables for the machine's cloud and kind.
+// It fails, before anything is applied, for a shape its cloud does not
+// make (fly.VMShapeFor, fly.Runner.ServerlessShapeOn) and for a cloud
+// module without the egg's runner identity (ErrNoIdentity).
 func (m Machine) Variables() (map[string]any, error) {
 	if m.RunnerID == "" || m.Egg == "" {
 		return nil, fmt.Errorf("machine needs a runner ID and an egg")
-	}
-	tags := m.Tags
-	if tags == nil {
-		tags = []string{}
 	}
 	deployment := m.Deployment
 	if deployment == "" {
@@ -103,19 +149,12 @@ func (m Machine) Variables() (map[string]any, error) {
 		"runner_id":  m.RunnerID,
 		"egg":        m.Egg,
 		"deployment": deployment,
-		"cpu":        m.CPU,
-		"memory_mib": m.MemoryMiB,
-		"image":      m.Image,
-		"tags":       tags,
 	}
 	switch m.Kind {
 	case fly.RunnerVM:
 		if m.State != PowerRunning && m.State != PowerStopped {
 			return nil, fmt.Errorf("machine state %q: want %s or %s", m.State, PowerRunning, PowerStopped)
 		}
-		v["state"] = m.State
-		v["disk_gib"] = m.DiskGiB
-		v["concurrent"] = max(1, m.Concurrent)
 	case fly.RunnerServerless:
 		if m.MaxRunMinutes <= 0 || m.MaxRunMinutes > 60 {
 			return nil, fmt.Errorf("serverless deadline %d minutes: want 1 to 60", m.MaxRunMinutes)
@@ -129,10 +168,26 @@ func (m Machine) Variables() (map[string]any, error) {
 	default:
 		return nil, fmt.Errorf("cloud %q: want local, aws or yandex", m.Cloud)
 	}
+	lambda := m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerServerless && m.Lambda
+	if lambda && m.MaxRunMinutes > int(fly.LambdaMaxRun/time.Minute) {
+		return nil, fmt.Errorf("a Lambda runner's deadline is %d minutes: Lambda stops at 15", m.MaxRunMinutes)
+	}
+	var missing []string
+	for name, value := range m.Identity.need(m.Module(), lambda) {
+		if value == "" {
+			missing = append(missing, name)
+		}
+		v[name] = value
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("%w: egg %q on %s has no %s; gosling deploy makes the egg's runner identity", ErrNoIdentity, m.Egg, m.Cloud, strings.Join(missing, " or "))
+	}
 	c, err := m.Contract()
 	if err != nil {
 		return nil, err
 	}
+	memory := fly.Size(m.MemoryMiB) * fly.MiB
 	p := m.Provider
 	switch m.Cloud {
 	case fly.CloudLocal:
@@ -140,17 +195,41 @@ func (m Machine) Variables() (map[string]any, error) {
 		v["launch_command"] = c.Launch
 		v["stop_command"] = c.Stop
 		if m.Kind == fly.RunnerVM {
+			v["state"] = m.State
 			v["power_command"] = c.Power
 		}
 	case fly.CloudAWS:
 		v["region"] = p.Region
 		v["role_arn"] = p.RoleARN
 		v["subnets"] = nonNil(p.Subnets)
+		v["disk_gib"] = m.DiskGiB
 		if m.Kind == fly.RunnerVM {
+			shape, err := fly.VMShapeFor(m.Cloud, m.CPU, memory)
+			if err != nil {
+				return nil, err
+			}
+			if len(p.Subnets) == 0 {
+				return nil, errors.New("provider \"aws\" names no subnet for the instance: set subnets in MG/config.fly")
+			}
+			v["state"] = m.State
+			v["instance_type"] = shape.InstanceType
 			v["user_data"] = c.UserData
 		} else {
+			platform := "fargate"
+			if lambda {
+				platform = "lambda"
+			}
+			v["platform"] = platform
+			// A Lambda function has no execution role.
+			v["execution_role_arn"] = m.Identity.ExecutionRoleARN
+			if lambda {
+				v["execution_role_arn"] = ""
+			}
+			v["cpu"] = m.CPU
+			v["memory_mib"] = m.MemoryMiB
 			v["token_ref"] = m.TokenRef
 			v["cluster"] = p.Cluster
+			v["log_group"] = LogGroup(deployment)
 			v["container_image"] = c.Image
 			v["container_command"] = c.Args
 			v["container_environment"] = c.Env
@@ -159,9 +238,25 @@ func (m Machine) Variables() (map[string]any, error) {
 		v["folder_id"] = p.FolderID
 		v["zone"] = p.Zone
 		if m.Kind == fly.RunnerVM {
+			shape, err := fly.VMShapeFor(m.Cloud, m.CPU, memory)
+			if err != nil {
+				return nil, err
+			}
+			v["platform_id"] = shape.Platform
+			v["cores"] = shape.Cores
+			v["core_fraction"] = shape.CoreFraction
+			v["memory_gib"] = shape.MemoryMiB / 1024
+			v["disk_gib"] = m.DiskGiB
 			v["user_data"] = c.UserData
 			v["subnet_id"] = p.SubnetID
 		} else {
+			shape, err := fly.ServerlessShapeFor(m.Cloud, m.CPU, memory)
+			if err != nil {
+				return nil, err
+			}
+			v["cores"] = shape.Cores
+			v["core_fraction"] = shape.CoreFraction
+			v["memory_mib"] = m.MemoryMiB
 			v["token_ref"] = m.TokenRef
 			v["container_image"] = c.Image
 			v["container_args"] = c.Args

@@ -39,9 +39,14 @@ type Executor struct {
 
 	prepareMu sync.Mutex
 	prepared  bool
-	// Env adds environment variables to every OpenTofu run (cloud
-	// credentials, for example). Values are never logged.
+	// Env adds environment variables to every OpenTofu run. Values are
+	// never logged.
 	Env map[string]string
+	// Credentials, when set, returns the cloud credentials one run of a
+	// module needs (the worker's own identity: see CloudCredentials). They
+	// are added to that run's environment only, never to a file, a
+	// variable, a plan or a state.
+	Credentials func(ctx context.Context, m Module) (map[string]string, error)
 	// Filter, when set, rewrites every line of OpenTofu's output, and the
 	// text of its errors, before OnLine, a log or an error sees them: a
 	// secret masker's Mask, so that a value reaching OpenTofu's output does
@@ -144,7 +149,11 @@ func (e *Executor) Apply(ctx context.Context, req ApplyRequest) (*Result, error)
 	if err := e.writeWorkspace(dir, req); err != nil {
 		return nil, fmt.Errorf("prepare workspace %s: %w", req.Workspace, err)
 	}
-	tf, out, err := e.terraform(dir, req.OnLine)
+	creds, err := e.credentials(ctx, req.Module)
+	if err != nil {
+		return nil, err
+	}
+	tf, out, err := e.terraform(dir, req.OnLine, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -203,16 +212,24 @@ func (e *Executor) DestroyWith(ctx context.Context, workspace string, onLine fun
 		return err
 	}
 	defer unlock()
+	var mod Module
 	if errors.Is(statErr, fs.ErrNotExist) {
-		found, err := e.rebuild(ctx, dir, workspace, onLine)
+		found, m, err := e.rebuild(ctx, dir, workspace, onLine)
 		if err != nil {
 			return fmt.Errorf("rebuild workspace %s from its state: %w", workspace, err)
 		}
 		if !found {
 			return os.RemoveAll(dir)
 		}
+		mod = m
+	} else if mod, err = workspaceModule(dir); err != nil {
+		return fmt.Errorf("workspace %s: %w", workspace, err)
 	}
-	tf, out, err := e.terraform(dir, onLine)
+	creds, err := e.credentials(ctx, mod)
+	if err != nil {
+		return err
+	}
+	tf, out, err := e.terraform(dir, onLine, creds)
 	if err != nil {
 		return err
 	}
@@ -502,35 +519,73 @@ var errNoWorkspace = errors.New("the backend holds no such workspace")
 // directory for, from the request its state records (requestOutput). It
 // returns false when the backend has no such workspace: nothing to
 // destroy.
-func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine func(string)) (bool, error) {
+func (e *Executor) rebuild(ctx context.Context, dir, workspace string, onLine func(string)) (bool, Module, error) {
 	tf, out, names, err := e.backendWorkspaces(ctx, dir, onLine)
 	if err != nil {
-		return false, err
+		return false, Module{}, err
 	}
 	defer out.Close()
 	if !slices.Contains(names, workspace) {
-		return false, nil
+		return false, Module{}, nil
 	}
 	if err := tf.WorkspaceSelect(ctx, workspace); err != nil {
-		return false, fmt.Errorf("tofu workspace select: %w", lastLines(err, out))
+		return false, Module{}, fmt.Errorf("tofu workspace select: %w", lastLines(err, out))
 	}
 	outs, err := tf.Output(ctx)
 	if err != nil {
-		return false, fmt.Errorf("tofu output: %w", lastLines(err, out))
+		return false, Module{}, fmt.Errorf("tofu output: %w", lastLines(err, out))
 	}
 	o, ok := outs[requestOutput]
 	if !ok {
 		// Nothing was ever applied in it: an empty workspace.
-		return true, fmt.Errorf("its state records no %s output: it was made by another version of Gosling", requestOutput)
+		return true, Module{}, fmt.Errorf("its state records no %s output: it was made by another version of Gosling", requestOutput)
 	}
 	var recorded struct {
 		Module Module         `json:"module"`
 		Vars   map[string]any `json:"vars"`
 	}
 	if err := json.Unmarshal(o.Value, &recorded); err != nil {
-		return false, fmt.Errorf("read %s: %w", requestOutput, err)
+		return false, Module{}, fmt.Errorf("read %s: %w", requestOutput, err)
 	}
-	return true, e.writeWorkspace(dir, ApplyRequest{Workspace: workspace, Module: recorded.Module, Vars: recorded.Vars})
+	return true, recorded.Module, e.writeWorkspace(dir, ApplyRequest{Workspace: workspace, Module: recorded.Module, Vars: recorded.Vars})
+}
+
+// workspaceModule reads the module a workspace on this worker's disk
+// applies, from the request its configuration records.
+func workspaceModule(dir string) (Module, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "main.tf.json"))
+	if err != nil {
+		return Module{}, err
+	}
+	var root struct {
+		Output map[string]json.RawMessage `json:"output"`
+	}
+	var req struct {
+		Value struct {
+			Module Module `json:"module"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(b, &root); err != nil {
+		return Module{}, fmt.Errorf("read main.tf.json: %w", err)
+	}
+	if raw, ok := root.Output[requestOutput]; ok {
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return Module{}, fmt.Errorf("read main.tf.json's %s: %w", requestOutput, err)
+		}
+	}
+	return req.Value.Module, nil
+}
+
+// credentials is Credentials for one run of m (none without the hook).
+func (e *Executor) credentials(ctx context.Context, m Module) (map[string]string, error) {
+	if e.Credentials == nil {
+		return nil, nil
+	}
+	creds, err := e.Credentials(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("cloud credentials for module %s: %w", m, err)
+	}
+	return creds, nil
 }
 
 // backendWorkspaces writes into dir a configuration of the backend alone,
@@ -541,7 +596,7 @@ func (e *Executor) backendWorkspaces(ctx context.Context, dir string, onLine fun
 	if err := writeJSON(filepath.Join(dir, "main.tf.json"), root, 0o644); err != nil {
 		return nil, nil, nil, err
 	}
-	tf, out, err := e.terraform(dir, onLine)
+	tf, out, err := e.terraform(dir, onLine, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -573,8 +628,9 @@ func (e *Executor) touchMeta(dir string, req ApplyRequest) error {
 	return writeJSON(path, meta, 0o644)
 }
 
-// terraform prepares a tfexec handle whose output goes, line by line, to onLine.
-func (e *Executor) terraform(dir string, onLine func(string)) (*tfexec.Terraform, *lineWriter, error) {
+// terraform prepares a tfexec handle whose output goes, line by line, to
+// onLine, with the run's own credentials (creds) in its environment.
+func (e *Executor) terraform(dir string, onLine func(string), creds map[string]string) (*tfexec.Terraform, *lineWriter, error) {
 	tf, err := tfexec.NewTerraform(dir, e.binary)
 	if err != nil {
 		return nil, nil, err
@@ -589,6 +645,9 @@ func (e *Executor) terraform(dir string, onLine func(string)) (*tfexec.Terraform
 		env[k] = v
 	}
 	for k, v := range e.Env {
+		env[k] = v
+	}
+	for k, v := range creds {
 		env[k] = v
 	}
 	if err := tf.SetEnv(env); err != nil {

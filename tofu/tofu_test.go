@@ -25,13 +25,21 @@ func TestMain(m *testing.M) {
 func machineFor(cloud, kind string) Machine {
 	return Machine{
 		RunnerID: "web-0123456789", Egg: "web", Cloud: cloud, Kind: kind, State: PowerRunning,
-		CPU: 2, MemoryMiB: 4096, DiskGiB: 20, Image: "alpine:3.20", Concurrent: 1, Tags: []string{"docker"},
+		CPU: 2, MemoryMiB: 4096, DiskGiB: 20,
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token",
 		Agent:       agent.Config{RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token"},
 		AgentBinary: "/usr/local/bin/gosling", StateDir: "/tmp/x",
 		AgentURL: "https://example.com/gosling", AgentImage: "cr.example.com/gosling:1",
 		Provider: fly.Provider{FolderID: "b1g", Zone: "ru-central1-a", SubnetID: "e9b", Region: "eu-central-1", Subnets: []string{"subnet-1"}, Cluster: "runners"},
+		Identity: testIdentity,
 	}
+}
+
+// testIdentity is an egg's runner identity on both clouds.
+var testIdentity = Identity{
+	ServiceAccountID: "ajerunnerweb000000001", InstanceProfile: "gosling-runner-web",
+	RoleARN:          "arn:aws:iam::123456789012:role/gosling/gosling/gosling-runner-web",
+	ExecutionRoleARN: "arn:aws:iam::123456789012:role/gosling/gosling/gosling-runner-web-exec",
 }
 
 // The variables Gosling passes match each module's declared variables: none
@@ -49,6 +57,17 @@ func TestVariablesMatchEveryModule(t *testing.T) {
 			}
 			if err := CheckVariables(m, vars); err != nil {
 				t.Error(err)
+			}
+			if m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerServerless {
+				lm := machineFor(m.Cloud, m.Kind)
+				lm.Lambda, lm.MaxRunMinutes = true, 15
+				lvars, err := lm.Variables()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := CheckVariables(m, lvars); err != nil || lvars["platform"] != "lambda" {
+					t.Errorf("lambda: %v (platform %v)", err, lvars["platform"])
+				}
 			}
 			sig, err := Inspect(m)
 			if err != nil {

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/testbin"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 )

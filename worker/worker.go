@@ -7,8 +7,8 @@ import (
 	"fmt"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/workflows"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/workflows"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"

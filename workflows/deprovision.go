@@ -12,7 +12,7 @@ import (
 
 // DeprovisionRunner tears one runner down the way ProvisionRunner builds it
 // up, in reverse: destroy the machine, delete the GitLab runner, delete its
-// token, record it terminated. Every step is idempotent, so a repeated or
+// token, revoke its agent credential, record it terminated. Every step is idempotent, so a repeated or
 // resumed teardown is safe; a step that keeps failing leaves the runner in
 // state failed with the reason, for UglyFox to finish.
 func DeprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput) (contract.DeprovisionRunnerResult, error) {
@@ -67,6 +67,11 @@ func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput)
 	}
 	if err := workflow.ExecuteActivity(secretsCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
 		return failed("delete token", err)
+	}
+	if workflow.GetVersion(ctx, versionAgentCredential, workflow.DefaultVersion, 1) == 1 {
+		if err := workflow.ExecuteLocalActivity(localSecretsCtx(ctx), a.RevokeAgentCredential, r.ID).Get(ctx, nil); err != nil {
+			return failed("revoke agent credential", err)
+		}
 	}
 	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateTerminated, Reason: in.Reason, Actor: actor}); err != nil {
 		return res, err

@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	"go.temporal.io/sdk/workflow"
 )
 

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/store"
-	"github.com/gosling-ci/gosling/contract"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -69,6 +69,10 @@ func fallbackEnv(t *testing.T, refused map[string]error) (*testsuite.TestWorkflo
 	})
 	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", nil
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(nil)
 	e.SetStartWorkflowOptions(startOpts(wfID))
 	return e, c
 }

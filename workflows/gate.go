@@ -4,8 +4,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -45,15 +45,12 @@ func Gate(ctx workflow.Context, in contract.GateInput) error {
 }
 
 type gate struct {
-	ctx      workflow.Context
-	in       contract.GateInput
-	st       *contract.GateState
-	id       string
-	cloud    string
-	tick     time.Duration
-	inFlight int
-	handled  int
-	sel      workflow.Selector
+	ctx   workflow.Context
+	in    contract.GateInput
+	st    *contract.GateState
+	id    string
+	cloud string
+	loop  *runLoop
 }
 
 func newGate(ctx workflow.Context, in contract.GateInput) *gate {
@@ -70,7 +67,7 @@ func newGate(ctx workflow.Context, in contract.GateInput) *gate {
 	if tick <= 0 {
 		tick = DefaultGateTick
 	}
-	return &gate{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, tick: tick}
+	return &gate{ctx: ctx, in: in, st: st, id: workflow.GetInfo(ctx).WorkflowExecution.ID, cloud: cloud, loop: newRunLoop(ctx, tick)}
 }
 
 // slots is how many runner workflows may run at once.
@@ -82,64 +79,27 @@ func (g *gate) run() error {
 	if err := workflow.SetQueryHandler(ctx, contract.QueryGateStatus, func() (contract.GateStatus, error) { return g.status(), nil }); err != nil {
 		return err
 	}
-	g.sel = workflow.NewSelector(ctx)
-	g.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalDemand), func(c workflow.ReceiveChannel, _ bool) {
-		var d contract.Demand
-		c.Receive(ctx, &d)
-		g.onDemand(d)
-	})
-	g.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalJobStatus), func(c workflow.ReceiveChannel, _ bool) {
-		var s contract.JobStatus
-		c.Receive(ctx, &s)
-		g.onJobStatus(s)
-	})
-	g.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalRunnerProvisioned), func(c workflow.ReceiveChannel, _ bool) {
-		var m contract.RunnerProvisioned
-		c.Receive(ctx, &m)
-		g.onEnded(m)
-	})
-	g.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalGateSpec), func(c workflow.ReceiveChannel, _ bool) {
-		var e fly.Egg
-		c.Receive(ctx, &e)
+	l := g.loop
+	onSignal(l, contract.SignalDemand, g.onDemand)
+	onSignal(l, contract.SignalJobStatus, g.onJobStatus)
+	onSignal(l, contract.SignalRunnerProvisioned, g.onEnded)
+	onSignal(l, contract.SignalGateSpec, func(e fly.Egg) {
 		g.st.Egg = e
 		log.Info("egg spec updated", "version", e.Version, "max_concurrent", e.Runner.MaxConcurrent)
 	})
-	ticking := false
-	for {
-		if !ticking && len(g.st.Running) > 0 {
-			ticking = true
-			g.sel.AddFuture(workflow.NewTimer(ctx, g.tick), func(workflow.Future) {
-				ticking = false
-				g.expire()
-			})
-		}
-		g.serve()
-		g.sel.Select(ctx)
-		g.handled++
-		for g.sel.HasPending() && ctx.Err() == nil {
-			g.sel.Select(ctx)
-			g.handled++
-		}
-		if err := ctx.Err(); err != nil {
+	return l.run(loopHooks{
+		settle:     g.serve,
+		tickWanted: func() bool { return len(g.st.Running) > 0 },
+		onTick:     g.expire,
+		cancelled: func() {
 			log.Info("gate cancelled", "running", len(g.st.Running), "waiting", len(g.st.Waiting))
-			return err
-		}
-		if g.shouldContinueAsNew() {
-			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-				return err
-			}
-			if g.inFlight == 0 && !g.sel.HasPending() {
-				next := g.in
-				next.State = g.st
-				return workflow.NewContinueAsNewError(ctx, Gate, next)
-			}
-		}
-	}
-}
-
-func (g *gate) shouldContinueAsNew() bool {
-	info := workflow.GetInfo(g.ctx)
-	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > maxPoolHistory || g.handled > maxPoolEvents
+		},
+		continueAsNew: func() error {
+			next := g.in
+			next.State = g.st
+			return workflow.NewContinueAsNewError(ctx, Gate, next)
+		},
+	})
 }
 
 // rememberJob adds a job ID to a bounded list of recent jobs.
@@ -206,10 +166,8 @@ func (g *gate) onJobStatus(s contract.JobStatus) {
 		return
 	}
 	ctx := g.ctx
-	g.inFlight++
 	f := workflow.SignalExternalWorkflow(ctx, wfID, "", contract.SignalJobStatus, s)
-	g.sel.AddFuture(f, func(f workflow.Future) {
-		g.inFlight--
+	g.loop.await(f, func(f workflow.Future) {
 		// Not found: it ended already, or never was.
 		_ = f.Get(ctx, nil)
 	})
@@ -301,9 +259,7 @@ func (g *gate) start(w contract.Waiting) {
 		RunnerID: s.RunnerID, Egg: g.st.Egg, Job: &job, Cloud: g.cloud, Provider: g.in.Provider, Providers: g.in.Providers,
 		ReadyTimeout: g.in.ReadyTimeout, ServerlessDeadline: g.in.ServerlessDeadline, Owner: g.id,
 	})
-	g.inFlight++
-	g.sel.AddFuture(child.GetChildWorkflowExecution(), func(f workflow.Future) {
-		g.inFlight--
+	g.loop.await(child.GetChildWorkflowExecution(), func(f workflow.Future) {
 		err := f.Get(ctx, nil)
 		if err == nil {
 			return

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
@@ -186,12 +186,14 @@ func TestGateExpiresSilentSlots(t *testing.T) {
 			t.Errorf("at 30m: running %s, waiting %s", slotJobs(s), waitingJobs(s.Waiting))
 		}
 	})
-	e.gateQueryAt(t, 2*time.Hour, func(s contract.GateStatus) {
+	// Job 2's runner starts when the silent slot expires (1h40m) and lives
+	// its egg's 15-minute job timeout.
+	e.gateQueryAt(t, 110*time.Minute, func(s contract.GateStatus) {
 		if slotJobs(s) != "2" || s.Stats.Expired != 1 {
-			t.Errorf("at 2h: running %s, stats %+v", slotJobs(s), s.Stats)
+			t.Errorf("at 1h50m: running %s, stats %+v", slotJobs(s), s.Stats)
 		}
 	})
-	e.stopAt(2*time.Hour + time.Minute)
+	e.stopAt(111 * time.Minute)
 	e.ExecuteWorkflow(Gate, contract.GateInput{Egg: gateEgg(1), Tick: time.Minute})
 }
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"

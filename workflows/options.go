@@ -24,6 +24,20 @@ func storeCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// localSecretsCtx is for one quick secret-backend write or delete the
+// workflow waits for (an agent credential): a local activity, one marker
+// in history instead of three events.
+func localSecretsCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}
+
 func secretsCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -31,6 +45,20 @@ func secretsCtx(ctx workflow.Context) workflow.Context {
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			MaximumAttempts:        10,
 			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}
+
+// localGitLabCtx is for one quick GitLab read the workflow waits for
+// (a job's status and tags): a local activity, one marker in history
+// instead of three events and a workflow task of their own.
+func localGitLabCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			MaximumAttempts:        8,
+			NonRetryableErrorTypes: []string{activities.ErrTypeGitLabRejected, activities.ErrTypeBadInput},
 		},
 	})
 }

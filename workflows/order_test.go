@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 )
 
 func permutations(xs []string) [][]string {

@@ -122,6 +122,10 @@ func newPoolEnv(t *testing.T) *poolEnv {
 	})
 	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(nil)
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", nil
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.PromoteRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PowerInput) error {
 		e.record("promote:" + in.Machine.RunnerID)
 		e.RegisterDelayedCallback(func() {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/contract"
-	"go.temporal.io/sdk/workflow"
 )
 
 // versionPoolWarm marks pool runs that act on SignalPoolWarm: they keep
@@ -22,11 +21,9 @@ const (
 )
 
 // onWarm keeps (or replaces, or withdraws) an announcement of jobs.
-func (p *pool) onWarm(w contract.Warm) {
-	log := workflow.GetLogger(p.ctx)
+func (p *planner) onWarm(w contract.Warm) {
 	warmFor := p.st.Egg.Apex.WarmFor.D()
-	if !p.warm || warmFor <= 0 || w.Key == "" {
-		log.Debug("announcement ignored", "key", w.Key, "jobs", w.Jobs)
+	if !p.run.Warm || warmFor <= 0 || w.Key == "" {
 		return
 	}
 	p.st.Expected = slices.DeleteFunc(p.st.Expected, func(e contract.Expected) bool {
@@ -45,18 +42,18 @@ func (p *pool) onWarm(w contract.Warm) {
 		return
 	}
 	p.st.Expected = append(p.st.Expected, contract.Expected{
-		Key: w.Key, Jobs: w.Jobs, JobIDs: ids, Until: workflow.Now(p.ctx).Add(warmFor), Reason: w.Reason,
+		Key: w.Key, Jobs: w.Jobs, JobIDs: ids, Until: p.now.Add(warmFor), Reason: w.Reason,
 	})
 	if len(p.st.Expected) > maxExpected {
 		p.st.Expected = p.st.Expected[len(p.st.Expected)-maxExpected:]
 	}
-	log.Info("jobs announced", "key", w.Key, "jobs", w.Jobs, "reason", w.Reason)
+	p.note(false, "jobs announced", "key", w.Key, "jobs", w.Jobs, "reason", w.Reason)
 }
 
 // expected drops expired announcements and counts the jobs the others
 // still expect; until is when the last of them expires.
-func (p *pool) expected() (jobs int, until time.Time) {
-	now := workflow.Now(p.ctx)
+func (p *planner) expected() (jobs int, until time.Time) {
+	now := p.now
 	p.st.Expected = slices.DeleteFunc(p.st.Expected, func(e contract.Expected) bool { return !now.Before(e.Until) })
 	for _, e := range p.st.Expected {
 		jobs += e.Jobs
@@ -70,8 +67,8 @@ func (p *pool) expected() (jobs int, until time.Time) {
 // arrived settles a job put in line against what was announced: the
 // announcement that names it, or else the oldest one that names no jobs
 // (a push's, a merge request's).
-func (p *pool) arrived(jobID int64) {
-	if !p.warm || len(p.st.Expected) == 0 {
+func (p *planner) arrived(jobID int64) {
+	if !p.run.Warm || len(p.st.Expected) == 0 {
 		return
 	}
 	i := slices.IndexFunc(p.st.Expected, func(e contract.Expected) bool { return slices.Contains(e.JobIDs, jobID) })
@@ -90,8 +87,8 @@ func (p *pool) arrived(jobID int64) {
 // warmUp promotes Nadir runners until the free Apex slots (on runners in
 // service, being promoted or being made) cover the jobs announced, within
 // the Apex limits. The runners it promotes carry WarmUntil.
-func (p *pool) warmUp() {
-	if !p.warm || p.st.Draining {
+func (p *planner) warmUp() {
+	if !p.run.Warm || p.st.Draining {
 		return
 	}
 	want, until := p.expected()
@@ -114,7 +111,7 @@ func (p *pool) warmUp() {
 		r := p.st.Runners[i]
 		r.WarmUntil = until
 		p.st.Stats.Warmed++
-		workflow.GetLogger(p.ctx).Info("promoting a Nadir runner ahead of announced jobs", "runner", r.ID, "expected", want)
+		p.note(false, "promoting a Nadir runner ahead of announced jobs", "runner", r.ID, "expected", want)
 		p.promote(r)
 		free += slots
 	}
@@ -123,7 +120,7 @@ func (p *pool) warmUp() {
 // warmIdle counts runners promoted ahead of announced jobs that have none
 // yet: they still count toward Nadir's minimum, as they go back there if
 // no job comes, so Nadir is not refilled behind them.
-func (p *pool) warmIdle() int {
+func (p *planner) warmIdle() int {
 	n := 0
 	for _, r := range p.st.Runners {
 		if !r.WarmUntil.IsZero() && len(r.Jobs) == 0 && (r.State == contract.PoolApex || r.State == contract.PoolPromoting) {
@@ -136,11 +133,11 @@ func (p *pool) warmIdle() int {
 // coolDown sends warmed runners that got no job back to Nadir once their
 // wait is over and nothing announced is still expected; while something
 // is, their wait follows it.
-func (p *pool) coolDown() {
-	if !p.warm {
+func (p *planner) coolDown() {
+	if !p.run.Warm {
 		return
 	}
-	now := workflow.Now(p.ctx)
+	now := p.now
 	want, until := p.expected()
 	for _, r := range p.st.Runners {
 		if r.WarmUntil.IsZero() || r.State != contract.PoolApex || len(r.Jobs) > 0 || now.Before(r.WarmUntil) {

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 )
 
 func warmEgg() fly.Egg {

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/activities"
-	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/fly"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 func testEgg(kind string) fly.Egg {
@@ -61,6 +62,10 @@ type env struct {
 	// invoked is InvokeRunner's answer (after invokeAfter, 12 minutes
 	// unless newEnvInvoke says otherwise).
 	invoked activities.InvokeRunnerResult
+	// created and applied are the inputs CreateGitLabRunner and
+	// ApplyMachine got.
+	created []activities.CreateGitLabRunnerInput
+	applied []activities.ApplyMachineInput
 }
 
 func (e *env) jobStatus() string {
@@ -112,12 +117,18 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		return failOr("record")
 	})
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateGitLabRunnerInput) (activities.CreateGitLabRunnerResult, error) {
+		e.mu.Lock()
+		e.created = append(e.created, in)
+		e.mu.Unlock()
 		if err := failOr("gitlab-create"); err != nil {
 			return activities.CreateGitLabRunnerResult{}, err
 		}
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
 	})
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
+		e.mu.Lock()
+		e.applied = append(e.applied, in)
+		e.mu.Unlock()
 		name := "apply-running"
 		if !in.Running {
 			name = "apply-stopped"
@@ -135,6 +146,12 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 	})
 	e.OnActivity(a.DeleteRunnerToken, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteRunnerTokenInput) error {
 		return failOr("token-delete")
+	})
+	e.OnActivity(a.MintAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AgentCredentialInput) (string, error) {
+		return "local://runners/" + in.RunnerID + "/agent", failOr("agent-mint")
+	})
+	e.OnActivity(a.RevokeAgentCredential, mock.Anything, mock.Anything).Return(func(_ context.Context, runnerID string) error {
+		return failOr("agent-revoke")
 	})
 	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
 		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
@@ -183,7 +200,7 @@ func TestProvisionPoolVM(t *testing.T) {
 	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,to-active"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -205,7 +222,7 @@ func TestProvisionJobVM(t *testing.T) {
 	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -251,7 +268,7 @@ func TestProvisionDormant(t *testing.T) {
 	if res.State != "dormant" || res.Kind != fly.RunnerVM {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -274,7 +291,7 @@ func TestProvisionServerlessEndsWithItsInvocation(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -301,6 +318,10 @@ func TestProvisionServerlessNoJob(t *testing.T) {
 // reported as invocation-failed, never as no-job: the job it was made for
 // is still pending.
 func TestProvisionServerlessCrashedRunnerIsReported(t *testing.T) {
+	// A crash comes soon after the invocation starts, well within the
+	// egg's 15-minute deadline even when retried.
+	invokeAfter = time.Minute
+	defer func() { invokeAfter = 12 * time.Minute }()
 	e := newEnv(t, map[string]error{"invoke": errors.New("invoke runner web-1: gitlab-runner exited with status 1 before it took a job: FATAL: flag provided but not defined: -config")})
 	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
 	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
@@ -357,7 +378,9 @@ func TestProvisionServerlessBusyIsNotCancelled(t *testing.T) {
 		e.SignalWorkflow(contract.SignalJobStatus, contract.JobStatus{JobID: 2002, Status: "running", RunnerID: id})
 	}, 5*time.Minute+10*time.Second)
 	began := e.Now()
-	start(e, contract.ProvisionRunnerInput{Egg: testEgg(fly.RunnerServerless), Job: &contract.JobRef{JobID: 1001}})
+	egg := testEgg(fly.RunnerServerless)
+	egg.Runner.ExpectedJobDuration = fly.Duration(30 * time.Minute)
+	start(e, contract.ProvisionRunnerInput{Egg: egg, Job: &contract.JobRef{JobID: 1001}})
 	var res contract.ProvisionRunnerResult
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
@@ -386,6 +409,38 @@ func TestProvisionServerlessDeadline(t *testing.T) {
 	}
 }
 
+// Without a deadline in its input, a serverless runner lives as long as
+// its egg's job timeout: its machine's deadline, its GitLab runner's
+// maximum timeout and the invocation's end all follow the 5-minute jobs
+// of egg-yandex-serverless-5m-jobs.fly.
+func TestProvisionServerlessDeadlineFromEgg(t *testing.T) {
+	invokeAfter = 2 * time.Hour
+	defer func() { invokeAfter = 12 * time.Minute }()
+	e := newEnv(t, nil)
+	e.signalReady(10*time.Second, contract.RunnerIDFor("web", wfID))
+	egg := testEgg(fly.RunnerServerless)
+	egg.Runner.Clouds, egg.Runner.CPU, egg.Runner.Memory = []string{fly.CloudYandex}, 1, 2*fly.GiB
+	egg.Runner.ExpectedJobDuration = fly.Duration(5 * time.Minute)
+	began := e.Now()
+	start(e, contract.ProvisionRunnerInput{Egg: egg, Job: &contract.JobRef{JobID: 1001}})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != "deadline" || res.State != "terminated" {
+		t.Errorf("result = %+v", res)
+	}
+	if took := e.Now().Sub(began); took < 5*time.Minute || took > 6*time.Minute {
+		t.Errorf("runner lived %s, want its 5-minute deadline", took)
+	}
+	if len(e.applied) != 1 || e.applied[0].MaxRunMinutes != 5 {
+		t.Errorf("ApplyMachine inputs %+v, want max_run_minutes 5", e.applied)
+	}
+	if len(e.created) != 1 || e.created[0].MaximumTimeout != 5*time.Minute {
+		t.Errorf("CreateGitLabRunner inputs %+v, want maximum_timeout 5m", e.created)
+	}
+}
+
 // An invocation that fails before the runner is ready fails the runner,
 // with every step compensated.
 func TestProvisionServerlessInvocationFails(t *testing.T) {
@@ -397,7 +452,7 @@ func TestProvisionServerlessInvocationFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "container refused") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "record,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "record,agent-mint,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -410,10 +465,11 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		failing string
 		want    string
 	}{
-		{"gitlab-create", "tags,record,gitlab-create,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"to-registering", "tags,record,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,to-terminated"},
-		{"apply-running", "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
-		{"to-active", "tags,record,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,to-terminated"},
+		{"agent-mint", "tags,record,agent-mint,to-failed,agent-revoke,to-terminated"},
+		{"gitlab-create", "tags,record,agent-mint,gitlab-create,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-registering", "tags,record,agent-mint,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"apply-running", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"to-active", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -439,7 +495,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,to-terminated"
+	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -453,7 +509,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "tags,record,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete"; got != want {
+	if got, want := e.calls.String(), "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }
@@ -476,7 +532,7 @@ func TestDeprovision(t *testing.T) {
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,to-terminated"; got != want {
+	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -510,7 +566,7 @@ func TestChooseKind(t *testing.T) {
 		reason  string
 	}{
 		{small, fly.CloudYandex, false, fly.RunnerServerless, "fit Serverless Containers"},
-		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit ECS Fargate"},
+		{small, fly.CloudAWS, false, fly.RunnerServerless, "fit AWS Lambda (15m at most)"},
 		{long, fly.CloudAWS, false, fly.RunnerVM, "longer than the 1h limit"},
 		{big, fly.CloudYandex, false, fly.RunnerVM, "no Serverless Containers size fits 8 vCPU"},
 		{big, fly.CloudAWS, false, fly.RunnerVM, "no ECS Fargate size fits 8 vCPU with 4GiB"},
@@ -535,5 +591,28 @@ func TestIDs(t *testing.T) {
 	a, b := contract.RunnerIDFor("web", "x"), contract.RunnerIDFor("web", "y")
 	if a == b || !strings.HasPrefix(a, "web-") || len(a) != len("web-")+10 || a != contract.RunnerIDFor("web", "x") {
 		t.Errorf("runner IDs %s %s", a, b)
+	}
+}
+
+// The saga runs every compensation registered, the last first, and
+// reports each one that failed.
+func TestSagaCompensatesInReverse(t *testing.T) {
+	var s saga
+	var ran []string
+	for _, name := range []string{"token", "gitlab", "machine"} {
+		s.onFailure(func(workflow.Context) error {
+			ran = append(ran, name)
+			if name == "gitlab" {
+				return errors.New("gitlab down")
+			}
+			return nil
+		})
+	}
+	err := s.compensate(nil)
+	if got := strings.Join(ran, ","); got != "machine,gitlab,token" {
+		t.Errorf("compensations ran as %s, want machine,gitlab,token", got)
+	}
+	if err == nil || err.Error() != "gitlab down" {
+		t.Errorf("compensate = %v, want the failed compensation's error", err)
 	}
 }

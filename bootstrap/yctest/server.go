@@ -1,9 +1,12 @@
 // Package yctest is a stand-in for the Yandex Cloud services `gosling
 // deploy` calls, for tests: real gRPC on a local listener with
 // go-genproto's service definitions (IAM service accounts, Resource
-// Manager folder access bindings, Serverless Containers, Cloud Functions
+// Manager folder access bindings, Compute Cloud instances (compute.go),
+// Serverless Containers, Cloud Functions
 // and their versions, timer triggers, API Gateway, YDB databases, Lockbox
-// secrets, their access bindings and payloads, operations), answering with the real
+// secrets, their access bindings and payloads, Compute's instance groups
+// and images (the Container-Optimized Image family), VPC subnets,
+// operations), answering with the real
 // messages, long-running operations that finish when first polled, and
 // Yandex's errors: ALREADY_EXISTS for a taken name, PERMISSION_DENIED for
 // what Deny names, RESOURCE_EXHAUSTED past a quota, NOT_FOUND. No Yandex
@@ -22,6 +25,8 @@ import (
 	"time"
 
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
+	compute "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1"
+	ig "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1/instancegroup"
 	iam "github.com/yandex-cloud/go-genproto/yandex/cloud/iam/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
@@ -30,6 +35,7 @@ import (
 	containers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/containers/v1"
 	functions "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/functions/v1"
 	triggers "github.com/yandex-cloud/go-genproto/yandex/cloud/serverless/triggers/v1"
+	vpc "github.com/yandex-cloud/go-genproto/yandex/cloud/vpc/v1"
 	ydb "github.com/yandex-cloud/go-genproto/yandex/cloud/ydb/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -48,27 +54,35 @@ type Server struct {
 	grpc  *grpc.Server
 	token string
 
-	mu       sync.Mutex
-	seq      int
-	calls    map[string]int
-	fail     map[string]int
-	denied   map[string]bool
-	quotas   map[string]int
-	ops      map[string]*operation.Operation
-	sas      map[string]*iam.ServiceAccount
-	bindings map[string][]*access.AccessBinding // by folder, secret or function
-	cts      map[string]*containers.Container
-	revs     map[string][]*containers.Revision // by container, newest first
-	dbs      map[string]*ydb.Database
-	secrets  map[string]*lockbox.Secret
-	payloads map[string][]*lockbox.Payload_Entry // by version
-	triggers map[string]*triggers.Trigger
-	gateways map[string]*apigw.ApiGateway
-	specs    map[string]string // OpenAPI specs by gateway
-	fns      map[string]*functions.Function
-	fnVers   map[string][]*functions.Version // by function, newest first
-	fnCode   map[string][]byte               // version content by version
-	issued   map[string]bool                 // IAM tokens handed out for keys
+	mu         sync.Mutex
+	seq        int
+	calls      map[string]int
+	fail       map[string]int
+	denied     map[string]bool
+	quotas     map[string]int
+	ops        map[string]*operation.Operation
+	sas        map[string]*iam.ServiceAccount
+	bindings   map[string][]*access.AccessBinding // by folder, secret or function
+	cts        map[string]*containers.Container
+	revs       map[string][]*containers.Revision // by container, newest first
+	dbs        map[string]*ydb.Database
+	secrets    map[string]*lockbox.Secret
+	payloads   map[string][]*lockbox.Payload_Entry // by version
+	triggers   map[string]*triggers.Trigger
+	gateways   map[string]*apigw.ApiGateway
+	specs      map[string]string // OpenAPI specs by gateway
+	fns        map[string]*functions.Function
+	fnVers     map[string][]*functions.Version // by function, newest first
+	fnCode     map[string][]byte               // version content by version
+	issued     map[string]bool                 // IAM tokens handed out for keys
+	images     map[string]*compute.Image
+	imageOrder []string // image IDs, oldest first
+	subnets    map[string]*vpc.Subnet
+	igs        map[string]*igState
+	// instances are Compute's (compute_instances.go); finish completes an
+	// operation when it is first polled.
+	instances map[string]*compute.Instance
+	finish    map[string]func()
 }
 
 // Quota names, as Yandex's quota errors name them.
@@ -91,7 +105,10 @@ func New(iamToken string) (*Server, error) {
 		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
 		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
 		fns: map[string]*functions.Function{}, fnVers: map[string][]*functions.Version{}, fnCode: map[string][]byte{},
+		images: map[string]*compute.Image{}, subnets: map[string]*vpc.Subnet{}, igs: map[string]*igState{},
+		instances: map[string]*compute.Instance{}, finish: map[string]func(){},
 	}
+	s.addImage(StandardImagesFolder, COIFamily)
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	iam.RegisterServiceAccountServiceServer(s.grpc, saService{s: s})
 	iam.RegisterIamTokenServiceServer(s.grpc, tokenService{s: s})
@@ -104,6 +121,10 @@ func New(iamToken string) (*Server, error) {
 	triggers.RegisterTriggerServiceServer(s.grpc, triggerService{s: s})
 	apigw.RegisterApiGatewayServiceServer(s.grpc, gatewayService{s: s})
 	functions.RegisterFunctionServiceServer(s.grpc, functionService{s: s})
+	compute.RegisterImageServiceServer(s.grpc, imageService{s: s})
+	vpc.RegisterSubnetServiceServer(s.grpc, subnetService{s: s})
+	ig.RegisterInstanceGroupServiceServer(s.grpc, instanceGroupService{s: s})
+	compute.RegisterInstanceServiceServer(s.grpc, computeService{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -261,6 +282,10 @@ func (o opService) Get(_ context.Context, r *operation.GetOperationRequest) (*op
 	op := o.s.ops[r.GetOperationId()]
 	if op == nil {
 		return nil, status.Errorf(codes.NotFound, "Operation %s not found", r.GetOperationId())
+	}
+	if finish := o.s.finish[op.Id]; finish != nil {
+		delete(o.s.finish, op.Id)
+		finish()
 	}
 	return proto.Clone(op).(*operation.Operation), nil
 }

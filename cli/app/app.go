@@ -25,9 +25,9 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/api"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/contract"
 	tworker "go.temporal.io/sdk/worker"
 )
 

@@ -11,11 +11,11 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/cli/app"
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/worker"
-	"github.com/gosling-ci/gosling/contract"
 )
 
 // One Config builds a whole process: MotherGoose over a SQLite store, the

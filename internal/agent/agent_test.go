@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,12 +23,14 @@ import (
 	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
+	"github.com/gosling-ci/gosling/internal/lambdatest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
 // fakeMG is MotherGoose's agent endpoints as the agent sees them: it
-// checks the bearer token and keeps every report.
+// checks the bearer (the machine's agent credential, never the runner
+// token) and keeps every report.
 type fakeMG struct {
 	srv   *httptest.Server
 	token func() string
@@ -118,9 +121,13 @@ type rig struct {
 	gosling string
 }
 
-const deployKey = "dk-5ecret-value-0451"
+const (
+	deployKey = "dk-5ecret-value-0451"
+	// credential is the machine's agent credential.
+	credential = "gsa-r1-credential-0451"
+)
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	return newRigWith(t, gitlabtest.WithLongPolling(5*time.Second))
 }
@@ -144,14 +151,17 @@ func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
 	if _, err := r.store.Put(ctx, "local://ci/deploy_key", deployKey); err != nil {
 		t.Fatal(err)
 	}
-	r.mg = newFakeMG(t, func() string { rn, _ := r.gl.Runner(r.runner.ID); return rn.Token })
+	if _, err := r.store.Put(ctx, "local://runners/r1/agent", credential); err != nil {
+		t.Fatal(err)
+	}
+	r.mg = newFakeMG(t, func() string { return credential })
 	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(t.TempDir(), "bin"), r.gosling)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.cfg = agent.Config{
-		RunnerID: "r1", Egg: "web", GitLabURL: r.gl.URL(), TokenRef: "local://runners/r1/token", SecretsDir: local.Dir(),
-		APIURL: r.mg.srv.URL, HeartbeatSeconds: 1,
+		RunnerID: "r1", Egg: "web", GitLabURL: r.gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent",
+		SecretsDir: local.Dir(), APIURL: r.mg.srv.URL, HeartbeatSeconds: 1,
 		Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell, Concurrent: 1, Env: map[string]fly.EnvValue{
 			"DEPLOY_KEY": {Secret: "local://ci/deploy_key"}, "STAGE_NAME": {Value: "review"},
 		}},
@@ -429,5 +439,66 @@ func TestAgentPointsTheCacheAtRift(t *testing.T) {
 	})
 	if b, _ := os.ReadFile(agent.LogFile(r.dir)); strings.Contains(string(b), "rift-secret-key-0123") {
 		t.Error("agent.log holds Rift's secret key")
+	}
+}
+
+// A short AWS serverless runner is a Lambda function: the agent binary
+// (gosling-agent) takes each invocation from the Lambda Runtime API
+// (the stand-in), runs one job in it and answers with the job's result; it
+// reports ready and the job to MotherGoose, and its answer names no
+// secret.
+func TestAgentServeLambdaRunsOneJobPerInvocation(t *testing.T) {
+	r := newRig(t)
+	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.WaitTimeoutSeconds = 30
+	rt := lambdatest.New("gosling-r1", 2*time.Minute)
+	t.Cleanup(rt.Close)
+	cfg, _ := json.Marshal(r.cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, testbin.GoslingAgent(t), "agent", "serve", "--lambda", "--work-dir", r.dir, "--config-env", agent.EnvAgentConfig, "--auth", agent.InvokeAuthPlatform)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), agent.EnvLambdaRuntimeAPI+"="+rt.Addr(), agent.EnvAgentConfig+"="+string(cfg))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("agent output:\n%s", out.String())
+		}
+	})
+	invoke := func() agentapi.InvokeResult {
+		t.Helper()
+		ictx, icancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer icancel()
+		res := rt.Invoke(ictx, []byte(`{"runner_id":"r1","wait_timeout_seconds":30}`))
+		if res.Kind != "response" {
+			t.Fatalf("invocation ended %s: %s", res.Kind, res.Body)
+		}
+		var ir agentapi.InvokeResult
+		if err := json.Unmarshal(res.Body, &ir); err != nil {
+			t.Fatalf("answer %s: %v", res.Body, err)
+		}
+		if strings.Contains(string(res.Body), r.runner.Token) || strings.Contains(string(res.Body), deployKey) {
+			t.Errorf("the answer holds a secret: %s", res.Body)
+		}
+		return ir
+	}
+	p := r.pipeline(gitlabtest.JobSpec{Name: "one", Script: []string{keyCheck()}}, gitlabtest.JobSpec{Name: "two", Script: []string{"true"}})
+	if res := invoke(); res.Error != "" || res.ExitCode != 0 || len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
+		t.Fatalf("first invocation: %+v", res)
+	}
+	if res := invoke(); len(res.Jobs) != 1 || res.Jobs[0].Status != agentapi.JobSuccess {
+		t.Errorf("second invocation: %+v", res)
+	}
+	r.waitJobs(p.ID, 30*time.Second)
+	ready, _, jobs := r.mg.snapshot()
+	if len(ready) != 2 || ready[0].Trigger != agentapi.TriggerInvoke || len(jobs) == 0 {
+		t.Errorf("ready reports %+v, job reports %d", ready, len(jobs))
+	}
+	if strings.Contains(out.String(), r.runner.Token) || strings.Contains(out.String(), deployKey) {
+		t.Error("a secret in the agent's output")
 	}
 }

@@ -27,6 +27,10 @@ type Config struct {
 	// mounts it) and never written down except into gitlab-runner's
 	// config.toml (mode 0600).
 	TokenRef string `json:"token_ref"`
+	// AgentRef is the secret URI of the machine's own agent credential,
+	// what the agent authenticates MotherGoose's API with (never the
+	// runner token, which many machines may share). Needed with APIURL.
+	AgentRef string `json:"agent_ref,omitempty"`
 	// SecretsDir serves local:// URIs (the local provider).
 	SecretsDir string `json:"secrets_dir,omitempty"`
 	// DevSecrets serves every scheme from SecretsDir, as `gosling dev`
@@ -113,6 +117,13 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("token_ref is missing: name the runner token's secret URI"))
 	} else if _, err := fly.SecretRef(c.TokenRef).Parse(); err != nil {
 		errs = append(errs, fmt.Errorf("token_ref: %w", err))
+	}
+	if c.AgentRef != "" {
+		if _, err := fly.SecretRef(c.AgentRef).Parse(); err != nil {
+			errs = append(errs, fmt.Errorf("agent_ref: %w", err))
+		}
+	} else if c.APIURL != "" {
+		errs = append(errs, errors.New("agent_ref is missing: an agent reports to api_url with its machine's own credential; name its secret URI"))
 	}
 	switch c.Runner.Mode {
 	case "", ModeRun, ModeSingle:

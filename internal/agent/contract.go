@@ -34,7 +34,7 @@ const EnvAgentConfig = "GOSLING_AGENT_CONFIG"
 
 // Errors of MachineContract that say what MG/config.fly lacks.
 var (
-	ErrNoAgentURL   = errors.New("no agent URL: cloud VMs download the gosling binary from MG/config.fly's agent.url; set it (a release URL, {version}, {os} and {arch} are filled in, with its checksum at the same URL followed by .sha256)")
+	ErrNoAgentURL   = errors.New("no agent URL: cloud VMs download the gosling agent (cmd/gosling-agent's release) from MG/config.fly's agent.url; set it (a release URL, {version}, {os} and {arch} are filled in, with its checksum at the same URL followed by .sha256)")
 	ErrNoAgentImage = errors.New("no agent image: serverless runners run MG/config.fly's agent.image (the runner image: gitlab-runner and gosling); set it")
 )
 
@@ -54,7 +54,8 @@ type ContractInput struct {
 	WorkDir string
 
 	// AgentURL (with AgentVersion filling {version}) is where a cloud VM
-	// downloads gosling; AgentImage is a serverless container's image.
+	// downloads the gosling agent (cmd/gosling-agent); AgentImage is a
+	// serverless container's image.
 	AgentURL     string
 	AgentVersion string
 	AgentImage   string
@@ -62,6 +63,9 @@ type ContractInput struct {
 	// them the VM installs GitLab's packaged gitlab-runner.
 	RunnerVersion string
 	RunnerURL     string
+	// Lambda makes an AWS serverless runner a Lambda function (agent
+	// serve --lambda) rather than a Fargate task.
+	Lambda bool
 }
 
 // Contract is what a module runs.
@@ -101,6 +105,9 @@ func MachineContract(in ContractInput) (Contract, error) {
 	case cloudAWS + "/" + kindVM, cloudYandex + "/" + kindVM:
 		return cloudVM(in, cfgJSON)
 	case cloudAWS + "/" + kindServerls:
+		if in.Lambda {
+			return awsLambda(in, string(cfgJSON))
+		}
 		return awsServerless(in, string(cfgJSON))
 	case cloudYandex + "/" + kindServerls:
 		return yandexServerless(in, string(cfgJSON))
@@ -140,7 +147,8 @@ func localServerless(in ContractInput, cfg string) (Contract, error) {
 }
 
 // cloudVM renders the first-boot script of an AWS or Yandex VM: write the
-// configuration, install docker for the docker executor, download gosling
+// configuration, install docker for the docker executor, download the
+// gosling agent (cmd/gosling-agent, installed as VMBinary)
 // and check its SHA-256, install gitlab-runner and the systemd unit (gosling
 // agent install), start the agent.
 func cloudVM(in ContractInput, cfg []byte) (Contract, error) {
@@ -213,6 +221,20 @@ func awsServerless(in ContractInput, cfg string) (Contract, error) {
 		return Contract{}, errors.New("a serverless runner needs a deadline")
 	}
 	args := []string{"agent", "run", "--one-job", "--work-dir", ContainerWorkDir, "--config-env", EnvAgentConfig, "--max-run", in.MaxRun.String()}
+	return Contract{Image: in.AgentImage, Args: args, Env: containerEnv(cfg), Commands: [][]string{append([]string{"gosling"}, args...)}}, nil
+}
+
+// awsLambda is a Lambda function from the runner image: the agent takes
+// each invocation from the Lambda Runtime API and runs one job in it; the
+// function's timeout is the deadline.
+func awsLambda(in ContractInput, cfg string) (Contract, error) {
+	if in.AgentImage == "" {
+		return Contract{}, ErrNoAgentImage
+	}
+	if in.MaxRun <= 0 || in.MaxRun > 15*time.Minute {
+		return Contract{}, fmt.Errorf("a Lambda runner's deadline is %s: Lambda stops at 15 minutes", in.MaxRun)
+	}
+	args := []string{"agent", "serve", "--lambda", "--work-dir", ContainerWorkDir, "--config-env", EnvAgentConfig, "--auth", InvokeAuthPlatform}
 	return Contract{Image: in.AgentImage, Args: args, Env: containerEnv(cfg), Commands: [][]string{append([]string{"gosling"}, args...)}}, nil
 }
 

@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agentapi"
-	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerapi"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // RunOptions are the inputs of Run and Serve.
@@ -43,7 +43,7 @@ type RunOptions struct {
 	Logger  *slog.Logger
 	// Masker masks every secret the agent reads in its logs and in
 	// gitlab-runner's output it forwards.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// Output receives gitlab-runner's output (default os.Stderr), masked.
 	Output io.Writer
 	Getenv func(string) (string, bool)
@@ -115,6 +115,8 @@ type agent struct {
 	// prevListen is the listen address of the gitlab-runner a previous
 	// binary of this process started (self-update), to adopt.
 	prevListen string
+	// forward serves a containerd engine's local socket (engine.go).
+	forward forwarder
 }
 
 func newAgent(opts RunOptions) (*agent, error) {
@@ -125,7 +127,7 @@ func newAgent(opts RunOptions) (*agent, error) {
 		opts.Output = os.Stderr
 	}
 	if opts.Masker == nil {
-		opts.Masker = secrets.NewMasker()
+		opts.Masker = secretstore.NewMasker()
 	}
 	a := &agent{opts: opts, log: opts.Logger, tokens: &tokenSource{masker: opts.Masker, getenv: opts.Getenv},
 		watch: newJobWatcher(), output: newOutputWatcher(), updateTried: map[string]bool{}, reported: map[int64]string{}}
@@ -156,7 +158,7 @@ func (a *agent) loadConfig() error {
 		bin = p
 	}
 	if a.sup == nil {
-		a.sup = &supervisor{workDir: a.opts.WorkDir, log: a.log, out: io.MultiWriter(secrets.NewWriter(a.opts.Output, a.opts.Masker), a.output)}
+		a.sup = &supervisor{workDir: a.opts.WorkDir, log: a.log, out: io.MultiWriter(secretstore.NewWriter(a.opts.Output, a.opts.Masker), a.output)}
 	}
 	a.sup.binary, a.sup.log = bin, a.log
 	a.api = nil
@@ -323,7 +325,7 @@ func (a *agent) retryUp(ctx context.Context, trigger string) error {
 	wait := 200 * time.Millisecond
 	for {
 		err := a.up(ctx, trigger)
-		if err == nil || gitlab.IsForbidden(err) {
+		if err == nil || runnerapi.IsForbidden(err) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -406,12 +408,12 @@ func (a *agent) verifiedToken(ctx context.Context, trigger string) (token, versi
 	if err != nil {
 		return "", "", fmt.Errorf("read the runner token: %w", err)
 	}
-	gl, err := gitlab.NewRunnerClient(a.cfg.GitLabURL)
+	gl, err := runnerapi.New(a.cfg.GitLabURL, nil)
 	if err != nil {
 		return "", version, err
 	}
 	err = retry(ctx, func() error { return gl.VerifyRunner(ctx, token) })
-	if trigger != "" && (err == nil || gitlab.IsForbidden(err)) {
+	if trigger != "" && (err == nil || runnerapi.IsForbidden(err)) {
 		recordToken(a.opts.WorkDir, trigger, version, err, a.log)
 	}
 	if err != nil {
@@ -437,14 +439,23 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (runnerSpec
 		}
 	}
 	var cache *s3CacheTOML
+	var eng *engineContext
 	if rc := a.cfg.Runner.Rift; rc != nil && rc.URL != "" {
-		cache, err = a.riftCache(ctx, token, rc)
+		cache, eng, err = a.rift(ctx, token, rc)
 		if err != nil {
-			// The cache only speeds jobs up: run without it.
-			a.log.Warn("no Rift cache for this runner", "rift", rc.URL, "error", err)
+			// The cache and the engine only speed jobs up: run without
+			// them.
+			a.log.Warn("no Rift cache or engine for this runner", "rift", rc.URL, "error", err)
 		}
 	}
 	sp := runnerSpec{cfg: a.cfg, token: token, environment: env, listen: listen, cache: cache, workDir: a.opts.WorkDir}
+	if eng != nil {
+		// Jobs get the engine context in their environment (config.toml,
+		// not gitlab-runner's own environment); a docker executor's job
+		// containers get its certificates mounted.
+		sp.environment = append(append([]string(nil), sp.environment...), eng.env...)
+		sp.volumes = eng.volumes
+	}
 	b, err := renderRunnerConfig(sp)
 	if err != nil {
 		return runnerSpec{}, err
@@ -455,26 +466,41 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (runnerSpec
 	return sp, nil
 }
 
-func (a *agent) riftCache(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, error) {
+// rift asks Rift's control API, with the runner token, what it serves the
+// egg: the build cache's settings and, for an egg with a rift engine, the
+// engine context its jobs reach it with (engineContext).
+func (a *agent) rift(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, *engineContext, error) {
 	var pool *x509.CertPool
 	if rc.CA != "" {
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(rc.CA)) {
-			return nil, errors.New("runner.rift.ca holds no PEM certificate")
+			return nil, nil, errors.New("runner.rift.ca holds no PEM certificate")
 		}
 	}
-	c := rift.NewClient(rc.URL, token, pool)
+	c := riftapi.NewClient(rc.URL, token, pool)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	rcfg, err := c.Config(cctx, a.cfg.Egg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var cache *s3CacheTOML
+	var errs []error
 	if rcfg.Cache == nil {
-		return nil, errors.New("rift serves no build cache")
+		errs = append(errs, errors.New("rift serves no build cache"))
+	} else {
+		a.opts.Masker.Add(rcfg.Cache.SecretKey)
+		if cache, err = cacheFromRift(*rcfg.Cache); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	a.opts.Masker.Add(rcfg.Cache.SecretKey)
-	return cacheFromRift(*rcfg.Cache)
+	var eng *engineContext
+	if rcfg.Engine != nil {
+		if eng, err = a.engineContext(cctx, c, *rcfg.Engine); err != nil {
+			errs = append(errs, fmt.Errorf("rift's engine: %w", err))
+		}
+	}
+	return cache, eng, errors.Join(errs...)
 }
 
 // startRunner writes config.toml and starts `gitlab-runner run`, or, for
@@ -525,10 +551,11 @@ func (a *agent) versions() agentapi.Versions {
 // timeout decides.
 const readyPatience = 2 * time.Minute
 
-// ready tells MotherGoose the runner is ready. It retries until
-// MotherGoose takes it (a 401 too, as the runner's record may not name its
-// token yet) or readyPatience passes.
-func (a *agent) ready(ctx context.Context, token, version, trigger string) error {
+// ready tells MotherGoose the runner is ready, having verified the runner
+// token (of that version) with GitLab. It retries until MotherGoose takes
+// it (a 401 too, as the runner's record may not name its credential yet)
+// or readyPatience passes.
+func (a *agent) ready(ctx context.Context, _, version, trigger string) error {
 	if a.api == nil {
 		return nil
 	}
@@ -538,8 +565,11 @@ func (a *agent) ready(ctx context.Context, token, version, trigger string) error
 	r := agentapi.Ready{Trigger: trigger, PID: os.Getpid(), Host: host, TokenVersion: version, Versions: a.versions(), At: time.Now().UTC()}
 	var pins agentapi.Pins
 	err := retryAll(ctx, func() error {
-		var err error
-		pins, err = a.api.Ready(ctx, token, r)
+		credential, err := a.tokens.credential(ctx, a.cfg)
+		if err != nil {
+			return err
+		}
+		pins, err = a.api.Ready(ctx, credential, r)
 		return err
 	})
 	if err != nil {
@@ -558,12 +588,12 @@ func (a *agent) heartbeat(ctx context.Context) {
 	}
 	bctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
-	token, _, err := a.tokens.current(bctx, a.cfg)
+	credential, err := a.tokens.credential(bctx, a.cfg)
 	if err != nil {
-		a.log.Debug("heartbeat: cannot read the token", "error", err)
+		a.log.Debug("heartbeat: cannot read the agent credential", "error", err)
 		return
 	}
-	pins, err := a.api.Heartbeat(bctx, token, agentapi.Beat{
+	pins, err := a.api.Heartbeat(bctx, credential, agentapi.Beat{
 		TokenVersion: a.tokenVersion, Versions: a.versions(), Jobs: a.watch.jobs(), UpdateError: a.updateErr, At: time.Now().UTC(),
 	})
 	if err != nil {
@@ -600,9 +630,9 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
-		token, _, err := a.tokens.current(rctx, a.cfg)
+		credential, err := a.tokens.credential(rctx, a.cfg)
 		if err == nil {
-			err = a.api.Job(rctx, token, r)
+			err = a.api.Job(rctx, credential, r)
 		}
 		cancel()
 		if err != nil {
@@ -696,8 +726,10 @@ func (a *agent) shutdown() {
 	if err := a.sup.stop(context.Background(), 24*time.Hour, a.idle); err != nil {
 		a.log.Warn("stop gitlab-runner", "error", err)
 	}
-	// The machine is going away: its runner token goes with it.
+	// The machine is going away: its runner token goes with it, and the
+	// engine's socket.
 	a.sup.removeConfig()
+	a.forward.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.report(ctx, a.watch.finishAll(a.sup.listen))
@@ -710,7 +742,7 @@ func retry(ctx context.Context, fn func() error) error {
 		if err == nil {
 			return nil
 		}
-		if gitlab.IsForbidden(err) {
+		if runnerapi.IsForbidden(err) {
 			return err // a rejected token does not get better by retrying
 		}
 		select {

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/childproc"
-	"github.com/gosling-ci/gosling/internal/rift/s3"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -66,13 +66,15 @@ type runnerEntry struct {
 type dockerTOML struct {
 	Image      string `toml:"image"`
 	Privileged bool   `toml:"privileged"`
+	// Volumes are mounted into every job container (host:container:ro).
+	Volumes []string `toml:"volumes,omitempty"`
 	// PullPolicy "if-not-present" lets a Rift mirror or a warm VM serve
 	// images without asking the registry each job.
 	PullPolicy []string `toml:"pull_policy,omitempty"`
 }
 
 // s3CacheTOML is [runners.cache] with [runners.cache.s3], as Rift's
-// renderer (s3.Settings.TOML) writes it.
+// renderer (riftapi.CacheSettings.TOML) writes it.
 type s3CacheTOML struct {
 	Type   string `toml:"Type"`
 	Shared bool   `toml:"Shared"`
@@ -91,7 +93,7 @@ type s3CacheTOML struct {
 // cacheFromRift reads Rift's rendering of an egg's cache section into the
 // config.toml structure, so the file is written by one TOML encoder while
 // Rift stays the one place that knows its settings.
-func cacheFromRift(s s3.Settings) (*s3CacheTOML, error) {
+func cacheFromRift(s riftapi.CacheSettings) (*s3CacheTOML, error) {
 	var doc struct {
 		Runners struct {
 			Cache s3CacheTOML `toml:"cache"`
@@ -111,6 +113,8 @@ type runnerSpec struct {
 	listen      string
 	cache       *s3CacheTOML
 	workDir     string
+	// volumes are mounted into a docker executor's job containers.
+	volumes []string
 }
 
 // runnerEntryOf is the [[runners]] entry of a spec.
@@ -127,7 +131,7 @@ func runnerEntryOf(sp runnerSpec) runnerEntry {
 	case ExecutorShell:
 		e.Shell = "bash"
 	case ExecutorDocker:
-		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}}
+		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}, Volumes: sp.volumes}
 	}
 	return e
 }

@@ -2,13 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // EnvRunnerToken, when set, is the runner token, mounted by the platform
@@ -21,12 +22,12 @@ const EnvRunnerToken = "GOSLING_RUNNER_TOKEN"
 // version. Every value it reads is given to the masker.
 type tokenSource struct {
 	key    string
-	r      *secrets.Resolver
-	masker *secrets.Masker
+	r      *secretstore.Resolver
+	masker *secretstore.Masker
 	getenv func(string) (string, bool)
 }
 
-func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolver, error) {
+func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secretstore.Resolver, error) {
 	key := fmt.Sprintf("%s\x00%t", cfg.SecretsDir, cfg.DevSecrets)
 	if cfg.Secrets != nil {
 		key += fmt.Sprintf("\x00%v", *cfg.Secrets)
@@ -34,28 +35,28 @@ func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secrets.Resolv
 	if s.r != nil && s.key == key {
 		return s.r, nil
 	}
-	var r *secrets.Resolver
+	var r *secretstore.Resolver
 	if cfg.Secrets != nil {
 		var err error
-		r, err = secrets.Open(ctx, *cfg.Secrets, secrets.OpenOptions{LocalDir: cfg.SecretsDir, Getenv: s.getenv, Masker: s.masker})
+		r, err = secretstore.OpenMachine(*cfg.Secrets, secretstore.MachineOptions{LocalDir: cfg.SecretsDir, Getenv: s.getenv, Masker: s.masker})
 		if err != nil {
 			return nil, fmt.Errorf("open the secret backends: %w", err)
 		}
 	} else {
 		// The local provider's machines read the local store only: no
 		// cloud backend is ever asked.
-		r = secrets.NewResolver()
+		r = secretstore.NewResolver()
 		if s.masker != nil {
 			r.SetMasker(s.masker)
 		}
 		if cfg.SecretsDir != "" {
-			l, err := secrets.OpenLocal(cfg.SecretsDir)
+			l, err := secretstore.OpenLocal(cfg.SecretsDir)
 			if err != nil {
 				return nil, err
 			}
-			backends := []secrets.Backend{l}
+			backends := []secretstore.Backend{l}
 			if cfg.DevSecrets {
-				backends = secrets.DevBackends(l)
+				backends = secretstore.DevBackends(l)
 			}
 			for _, b := range backends {
 				r.Register(b)
@@ -106,6 +107,24 @@ func (s *tokenSource) current(ctx context.Context, cfg Config) (token, version s
 	}
 	s.masker.Add(token)
 	return token, u.Version, nil
+}
+
+// credential reads the machine's agent credential (Config.AgentRef), what
+// the agent authenticates MotherGoose's API with.
+func (s *tokenSource) credential(ctx context.Context, cfg Config) (string, error) {
+	if cfg.AgentRef == "" {
+		return "", errors.New("no agent credential: the configuration names no agent_ref")
+	}
+	r, err := s.resolver(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	c, err := r.Resolve(ctx, fly.SecretRef(cfg.AgentRef))
+	if err != nil {
+		return "", fmt.Errorf("read the agent credential: %w", err)
+	}
+	s.masker.Add(c)
+	return c, nil
 }
 
 // environment resolves the runner's variables into config.toml's

@@ -1,9 +1,11 @@
 // Package agentapi is the wire contract between a runner's agent and
 // MotherGoose's agent endpoints (/agent/v1/runners/:id/...): the JSON
 // bodies both sides read and write, and the agent's HTTP client. Every
-// call authenticates with the runner's own token ("Authorization: Bearer
-// glrt-..."); the API compares it with the token stored for that runner,
-// so an agent holds no credential of Gosling's own.
+// call authenticates with the machine's own agent credential
+// ("Authorization: Bearer gsa-...", minted when the machine is provisioned,
+// revoked at its teardown); the API compares it with the one stored for
+// that runner, so a machine reports for itself only, and the GitLab runner
+// token, which many machines may share, is no credential here.
 //
 //	POST /agent/v1/runners/:id/ready      Ready     -> 200 Pins
 //	POST /agent/v1/runners/:id/heartbeat  Beat      -> 200 Pins
@@ -173,22 +175,22 @@ func NewClient(baseURL, runnerID string, hc *http.Client) (*Client, error) {
 }
 
 // Ready posts a ready report and returns the pins.
-func (c *Client) Ready(ctx context.Context, token string, r Ready) (Pins, error) {
+func (c *Client) Ready(ctx context.Context, credential string, r Ready) (Pins, error) {
 	var p Pins
-	err := c.post(ctx, PathReady, token, r, &p)
+	err := c.post(ctx, PathReady, credential, r, &p)
 	return p, err
 }
 
 // Heartbeat posts a beat and returns the pins.
-func (c *Client) Heartbeat(ctx context.Context, token string, b Beat) (Pins, error) {
+func (c *Client) Heartbeat(ctx context.Context, credential string, b Beat) (Pins, error) {
 	var p Pins
-	err := c.post(ctx, PathHeartbeat, token, b, &p)
+	err := c.post(ctx, PathHeartbeat, credential, b, &p)
 	return p, err
 }
 
 // Job posts a job report.
-func (c *Client) Job(ctx context.Context, token string, j JobReport) error {
-	return c.post(ctx, PathJobs, token, j, nil)
+func (c *Client) Job(ctx context.Context, credential string, j JobReport) error {
+	return c.post(ctx, PathJobs, credential, j, nil)
 }
 
 func (c *Client) post(ctx context.Context, path, token string, body, out any) error {

@@ -6,74 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gosling-ci/gosling/internal/rift/engine"
 	"github.com/gosling-ci/gosling/internal/rift/pki"
 	"github.com/gosling-ci/gosling/internal/rift/s3"
 )
-
-// The control API's paths.
-const (
-	PathHealth       = "/healthz"
-	PathMetrics      = "/metrics"
-	PathCA           = "/rift/v1/ca"
-	PathCertificates = "/rift/v1/certificates"
-	// PathEggConfig is /rift/v1/eggs/{egg}/config.
-	PathEggConfig = "/rift/v1/eggs/"
-)
-
-// CertificateRequest is the body of POST /rift/v1/certificates: a PKCS #10
-// CSR in PEM. The runner keeps its private key; Rift names the runner and
-// its egg in the certificate whatever the CSR's subject says.
-type CertificateRequest struct {
-	CSR string `json:"csr"`
-}
-
-// CertificateResponse is its answer.
-type CertificateResponse struct {
-	// Certificate is the client certificate in PEM.
-	Certificate string `json:"certificate"`
-	// CA is Rift's CA certificate in PEM: trust it for Rift's mirror and
-	// engine listeners.
-	CA        string    `json:"ca"`
-	RunnerID  string    `json:"runner_id"`
-	Egg       string    `json:"egg"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// RunnerConfig is GET /rift/v1/eggs/{egg}/config: what a runner of the egg
-// uses Rift for. A service Rift does not run, or the egg does not have,
-// is absent.
-type RunnerConfig struct {
-	Egg      string `json:"egg"`
-	RunnerID string `json:"runner_id"`
-	// Cache is gitlab-runner's [runners.cache.s3] settings, credentials
-	// included.
-	Cache *s3.Settings `json:"cache,omitempty"`
-	// Engine is the remote engine, reached with a client certificate.
-	Engine *EngineSettings `json:"engine,omitempty"`
-	// Mirror is the image mirror's base URL, reached with a client
-	// certificate (Docker's registry-mirrors entry).
-	Mirror *MirrorSettings `json:"mirror,omitempty"`
-}
-
-// EngineSettings say where the remote engine listens.
-type EngineSettings struct {
-	// Kind is docker, podman or nerdctl.
-	Kind string `json:"kind"`
-	// Address is host:port of the mutual-TLS listener.
-	Address string `json:"address"`
-	// Protocol is the API the address speaks: "docker" (Docker's Engine
-	// API; Podman serves it too) or "containerd" (gRPC, for nerdctl,
-	// through engine.ForwardUnix).
-	Protocol string `json:"protocol"`
-}
-
-// MirrorSettings say where the image mirror listens.
-type MirrorSettings struct {
-	URL string `json:"url"`
-}
 
 type apiError struct {
 	Error  string `json:"error"`

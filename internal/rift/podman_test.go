@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/rift/engine"
+	"github.com/gosling-ci/gosling/internal/rift/engine/podmantest"
 )
 
 // TestDockerCLIThroughRiftToPodman runs Podman's Docker-compatible API on
@@ -22,59 +21,8 @@ import (
 // and one made by `docker context create` from engine.DockerContextArgs.
 // Podman and the Docker CLI come from scripts/tools.sh podman docker.
 func TestDockerCLIThroughRiftToPodman(t *testing.T) {
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		t.Skipf("podman is not installed (scripts/tools.sh podman): %v", err)
-	}
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		t.Skipf("the Docker CLI is not installed (scripts/tools.sh docker): %v", err)
-	}
-	tmp, err := os.MkdirTemp("", "rift-podman-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	sock := filepath.Join(tmp, "podman.sock")
-	// A storage of its own (vfs: no overlay mounts needed), so the test
-	// leaves the machine's images alone.
-	base := []string{"--root", filepath.Join(tmp, "root"), "--runroot", filepath.Join(tmp, "run"), "--storage-driver", "vfs",
-		"--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", filepath.Join(tmp, "tmp")}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	svc := exec.CommandContext(ctx, podman, append(base, "system", "service", "--time=0", "unix://"+sock)...)
-	var svcErr bytes.Buffer
-	svc.Stderr = &svcErr
-	if err := svc.Start(); err != nil {
-		cancel()
-		t.Skipf("podman cannot start here: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { svc.Wait(); close(exited) }()
-	t.Cleanup(func() { cancel(); <-exited })
-	t.Cleanup(func() {
-		// The containers the test ran go before the service does: their
-		// conmon cleanup would outlive the test otherwise.
-		_ = exec.Command(podman, append(base, "rm", "--all", "--force", "--time", "0")...).Run()
-	})
-
-	unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}, Timeout: 5 * time.Second}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		select {
-		case <-exited:
-			t.Skipf("podman system service exited (no user namespaces or cgroups here?): %s", svcErr.String())
-		default:
-		}
-		if resp, err := unix.Get("http://podman/_ping"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Skipf("podman's API did not answer within a minute: %s", svcErr.String())
-		}
-	}
+	pm := podmantest.Start(t)
+	podman, docker, tmp, sock, base := pm.Bin, pm.Docker, pm.Dir, pm.Socket, pm.Args
 
 	// An image to list: a one-file tarball imported into the test's storage.
 	var layer bytes.Buffer

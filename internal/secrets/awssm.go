@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // AWSSecretsManager is the aws-sm://{secret-name}/{key} backend. A secret's
@@ -93,24 +94,7 @@ func (a *AWSSecretsManager) Get(ctx context.Context, u fly.SecretURI) (string, e
 	if err != nil {
 		return "", err
 	}
-	return jsonField(m, u.Key)
-}
-
-// jsonField returns a string field as it is and any other JSON value as
-// its JSON text.
-func jsonField(m map[string]any, key string) (string, error) {
-	v, ok := m[key]
-	if !ok {
-		return "", ErrKeyNotFound
-	}
-	if s, ok := v.(string); ok {
-		return s, nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("%w: the key's value is not text", ErrKeyNotFound)
-	}
-	return string(b), nil
+	return secretstore.JSONField(m, u.Key)
 }
 
 // Put implements Backend: it writes the secret's JSON with the key set as

@@ -2,10 +2,10 @@ package secrets
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -15,8 +15,8 @@ const (
 	EnvYCKeyFile  = yandexauth.EnvKeyFile
 	EnvYCIAMToken = yandexauth.EnvIAMToken
 	EnvYCEndpoint = yandexauth.EnvEndpoint
-	EnvVaultAddr  = "VAULT_ADDR"
-	EnvVaultToken = "VAULT_TOKEN"
+	EnvVaultAddr  = secretstore.EnvVaultAddr
+	EnvVaultToken = secretstore.EnvVaultToken
 )
 
 // OpenOptions are what Open needs beside MotherGoose's secrets block.
@@ -43,22 +43,9 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 		v, _ := o.Getenv(k)
 		return v
 	}
-	r := NewResolver()
-	if o.Masker != nil {
-		r.SetMasker(o.Masker)
-	}
-	r.Configure(cfg)
-
-	localDir := o.LocalDir
-	if b, ok := cfg.Backends[fly.SchemeLocal]; ok && localDir == "" {
-		localDir = b.Path
-	}
-	if localDir != "" {
-		l, err := OpenLocal(localDir)
-		if err != nil {
-			return nil, err
-		}
-		r.Register(l)
+	r, err := secretstore.NewBaseResolver(cfg, o.LocalDir, o.Masker, env)
+	if err != nil {
+		return nil, err
 	}
 
 	aws := cfg.Backends[fly.SchemeAWSSM]
@@ -67,17 +54,6 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 		return nil, err
 	}
 	r.Register(sm)
-
-	vc, ok := cfg.Backends[fly.SchemeVault]
-	if addr := firstOf(vc.Address, env(EnvVaultAddr)); ok || addr != "" {
-		v, err := NewVault(VaultOptions{
-			Address: addr, Mount: vc.Mount, Auth: vc.Auth, Role: vc.Role, Token: env(EnvVaultToken),
-		})
-		if err != nil {
-			return nil, err
-		}
-		r.Register(v)
-	}
 
 	lb, err := NewLockbox(ctx, LockboxOptions{
 		Endpoint: env(EnvYCEndpoint), KeyFile: env(EnvYCKeyFile), IAMToken: env(EnvYCIAMToken),
@@ -88,53 +64,3 @@ func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error
 	r.Register(lb)
 	return r, nil
 }
-
-func firstOf(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
-}
-
-// Check resolves every reference and returns one error naming each that
-// is missing or inaccessible, so a deployment can stop before it makes
-// anything.
-func (r *Resolver) Check(ctx context.Context, refs ...fly.SecretRef) error {
-	var errs []error
-	seen := map[fly.SecretRef]bool{}
-	for _, ref := range refs {
-		if ref.IsZero() || seen[ref] {
-			continue
-		}
-		seen[ref] = true
-		if _, err := r.Resolve(ctx, ref); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	return fmt.Errorf("%d secrets cannot be read: %w", len(errs), joinErrors(errs))
-}
-
-type joined []error
-
-func joinErrors(errs []error) error { return joined(errs) }
-
-func (j joined) Error() string {
-	s := ""
-	for i, e := range j {
-		if i > 0 {
-			s += "; "
-		}
-		s += e.Error()
-	}
-	return s
-}
-
-func (j joined) Unwrap() []error { return j }

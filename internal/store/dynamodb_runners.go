@@ -25,7 +25,7 @@ func decodeRunner(it *item) (*runnerRecord, error) {
 	rec := &runnerRecord{Runner: Runner{
 		ID: it.str("sk"), Egg: it.str("egg"), Cloud: it.str("cloud"), Kind: it.str("kind"),
 		State: RunnerState(it.str("state")), GitLabHost: it.str("gitlab_host"),
-		GitLabRunnerID: it.int("gitlab_runner_id"), TokenRef: it.str("token_ref"),
+		GitLabRunnerID: it.int("gitlab_runner_id"), TokenRef: it.str("token_ref"), AgentRef: it.str("agent_ref"),
 		Workspace: it.str("workspace"), WorkflowID: it.str("workflow_id"), JobID: it.int("job_id"),
 		Reason: it.str("reason"), Failures: int(it.int("failures")),
 		LastHeartbeat: it.timePtr("last_heartbeat"), LastJobAt: it.timePtr("last_job_at"),
@@ -101,7 +101,7 @@ func (s *dynamoStore) CreateRunner(ctx context.Context, r *Runner) error {
 func runnerFields(r *Runner) map[string]types.AttributeValue {
 	m := map[string]types.AttributeValue{
 		"egg": avS(r.Egg), "cloud": avS(r.Cloud), "kind": avS(r.Kind), "gitlab_host": avS(r.GitLabHost),
-		"gitlab_runner_id": avN(r.GitLabRunnerID), "token_ref": avS(r.TokenRef), "workspace": avS(r.Workspace),
+		"gitlab_runner_id": avN(r.GitLabRunnerID), "token_ref": avS(r.TokenRef), "agent_ref": avS(r.AgentRef), "workspace": avS(r.Workspace),
 		"workflow_id": avS(r.WorkflowID), "job_id": avN(r.JobID), "reason": avS(r.Reason),
 		"failures": avN(int64(r.Failures)),
 	}

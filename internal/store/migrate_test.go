@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,7 +31,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	exec(`INSERT INTO schema_version (version) VALUES (1)`)
 	now := time.Now().UTC().Format(sqliteTimeLayout)
-	exec(`INSERT INTO runners (`+runnerColumns+`) VALUES ('r-old', 'egg-a', 'aws', 'vm', 'active', 'h', 0, '', '', '', 0, '', 0, NULL, NULL, ?, ?, 1)`, now, now)
+	// The columns of version 1: runnerColumns less what later versions added.
+	v1Columns := strings.TrimSuffix(runnerColumns, ", agent_ref")
+	exec(`INSERT INTO runners (`+v1Columns+`) VALUES ('r-old', 'egg-a', 'aws', 'vm', 'active', 'h', 0, '', '', '', 0, '', 0, NULL, NULL, ?, ?, 1)`, now, now)
 	exec(`INSERT INTO jobs (gitlab_host, job_id, project_id, egg, name, ref, pipeline_id, status, runner_id, queued_at, started_at, finished_at, updated_at)
 		VALUES ('h', 42, 7, 'egg-a', 'unit', 'main', 9, 'success', 'r-old', NULL, NULL, ?, ?)`, now, now)
 	if err := db.Close(); err != nil {

@@ -337,6 +337,10 @@ var migrations = []migration{
 		`CREATE INDEX jobs_by_runner ON jobs (runner_id, job_id DESC)`,
 		`CREATE INDEX jobs_by_finished ON jobs (finished_at)`,
 	}},
+	// The machine's own agent credential (issue 22).
+	{version: 5, statements: []string{
+		`ALTER TABLE runners ADD COLUMN agent_ref TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrate brings the schema up to date. It is safe to run on every open and

@@ -12,7 +12,7 @@ import (
 // runnerColumns is the column order scanRunner expects.
 const runnerColumns = `id, egg, cloud, kind, state, gitlab_host, gitlab_runner_id, token_ref,
 	workspace, workflow_id, job_id, reason, failures, last_heartbeat, last_job_at,
-	created_at, updated_at, version`
+	created_at, updated_at, version, agent_ref`
 
 func scanRunner(row rowScanner) (*Runner, error) {
 	var (
@@ -21,7 +21,7 @@ func scanRunner(row rowScanner) (*Runner, error) {
 	)
 	err := row.Scan(&r.ID, &r.Egg, &r.Cloud, &r.Kind, &r.State, &r.GitLabHost, &r.GitLabRunnerID,
 		&r.TokenRef, &r.Workspace, &r.WorkflowID, &r.JobID, &r.Reason, &r.Failures,
-		&lastHeartbeat, &lastJobAt, &created, &upd, &r.Version)
+		&lastHeartbeat, &lastJobAt, &created, &upd, &r.Version, &r.AgentRef)
 	if err != nil {
 		return nil, err
 	}
@@ -47,12 +47,12 @@ func (s *sqlStore) CreateRunner(ctx context.Context, r *Runner) error {
 	}
 	d := s.dialect
 	res, err := s.write.ExecContext(ctx, d.bind(`INSERT INTO runners (`+runnerColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`),
 		r.ID, r.Egg, r.Cloud, r.Kind, string(state), r.GitLabHost, r.GitLabRunnerID, r.TokenRef,
 		r.Workspace, r.WorkflowID, r.JobID, r.Reason, r.Failures,
 		d.nullableTimeArg(r.LastHeartbeat), d.nullableTimeArg(r.LastJobAt),
-		d.timeArg(created), d.timeArg(updated), 1)
+		d.timeArg(created), d.timeArg(updated), 1, r.AgentRef)
 	if err != nil {
 		return fmt.Errorf("create runner %s: %w", r.ID, err)
 	}
@@ -145,13 +145,13 @@ func (s *sqlStore) ListRunners(ctx context.Context, f RunnerFilter) ([]Runner, e
 // CreatedAt are absent: the lifecycle owns the first, the others never change.
 const runnerUpdateSet = `egg = ?, cloud = ?, kind = ?, gitlab_host = ?, gitlab_runner_id = ?,
 	token_ref = ?, workspace = ?, workflow_id = ?, job_id = ?, reason = ?, failures = ?,
-	last_heartbeat = ?, last_job_at = ?, updated_at = ?`
+	last_heartbeat = ?, last_job_at = ?, updated_at = ?, agent_ref = ?`
 
 func (s *sqlStore) runnerUpdateArgs(r *Runner, updated time.Time) []any {
 	d := s.dialect
 	return []any{r.Egg, r.Cloud, r.Kind, r.GitLabHost, r.GitLabRunnerID,
 		r.TokenRef, r.Workspace, r.WorkflowID, r.JobID, r.Reason, r.Failures,
-		d.nullableTimeArg(r.LastHeartbeat), d.nullableTimeArg(r.LastJobAt), d.timeArg(updated)}
+		d.nullableTimeArg(r.LastHeartbeat), d.nullableTimeArg(r.LastJobAt), d.timeArg(updated), r.AgentRef}
 }
 
 func (s *sqlStore) UpdateRunner(ctx context.Context, r *Runner) error {

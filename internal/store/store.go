@@ -51,8 +51,11 @@ type Runner struct {
 	GitLabHost     string      `json:"gitlab_host"`
 	GitLabRunnerID int64       `json:"gitlab_runner_id,omitempty"`
 	TokenRef       string      `json:"token_ref,omitempty"`
-	Workspace      string      `json:"workspace,omitempty"`
-	WorkflowID     string      `json:"workflow_id,omitempty"`
+	// AgentRef is the secret URI of the machine's own agent credential,
+	// what its agent authenticates to MotherGoose's agent API with.
+	AgentRef   string `json:"agent_ref,omitempty"`
+	Workspace  string `json:"workspace,omitempty"`
+	WorkflowID string `json:"workflow_id,omitempty"`
 	// JobID is the GitLab job that asked for this runner, if any.
 	JobID int64 `json:"job_id,omitempty"`
 	// Reason says why the runner is in its state (the last transition's reason).

@@ -85,10 +85,45 @@ func Gosling(t testing.TB) string {
 	return buildPath
 }
 
-// Cleanup removes what Gosling built.
+var (
+	agentOnce sync.Once
+	agentDir  string
+	agentPath string
+	agentErr  error
+)
+
+// GoslingAgent builds the gosling-agent binary (cmd/gosling-agent) once
+// per test process, as `make build` does, and returns its path. Call
+// Cleanup from TestMain to remove it.
+func GoslingAgent(t testing.TB) string {
+	t.Helper()
+	agentOnce.Do(func() {
+		agentDir, agentErr = os.MkdirTemp("", "gosling-agent-test-bin-")
+		if agentErr != nil {
+			return
+		}
+		agentPath = filepath.Join(agentDir, "gosling-agent")
+		cmd := exec.Command("go", "build", "-o", agentPath, "./cmd/gosling-agent")
+		cmd.Dir = Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentErr = fmt.Errorf("go build ./cmd/gosling-agent: %v\n%s", err, out)
+			return
+		}
+		agentErr = uncache(agentPath)
+	})
+	if agentErr != nil {
+		t.Fatal(agentErr)
+	}
+	return agentPath
+}
+
+// Cleanup removes what Gosling and GoslingAgent built.
 func Cleanup() {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
+	}
+	if agentDir != "" {
+		os.RemoveAll(agentDir)
 	}
 }
 

@@ -36,6 +36,7 @@ func (s *Server) routes() {
 	authed("DELETE "+apiPrefix+"/runners/{id}", s.deleteRunner)
 	authed("POST "+apiPrefix+"/runners/{id}/reset_authentication_token", s.resetRunnerToken)
 	authed("GET "+apiPrefix+"/runners/{id}/jobs", s.listRunnerJobs)
+	authed("GET "+apiPrefix+"/runners/{id}/managers", s.listRunnerManagers)
 	// Runner endpoints authenticate by the runner token in the body (or a
 	// job token), not a user.
 	m.HandleFunc("POST "+apiPrefix+"/runners/verify", s.verifyRunner)

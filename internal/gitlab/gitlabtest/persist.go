@@ -26,6 +26,9 @@ type snapshot struct {
 	Traces    map[int64][]byte            `json:"traces"`
 	// Redirects are the old paths of moved projects.
 	Redirects map[string]int64 `json:"redirects,omitempty"`
+	// Creations are when runners were created, by project or group, for
+	// the creation cap.
+	Creations map[string][]time.Time `json:"creations,omitempty"`
 }
 
 type snapshotUser struct {
@@ -47,8 +50,9 @@ type snapshotProject struct {
 
 type snapshotRunner struct {
 	Runner
-	MaintenanceNote string    `json:"maintenance_note"`
-	CreatedAt       time.Time `json:"created_at"`
+	MaintenanceNote string          `json:"maintenance_note"`
+	CreatedAt       time.Time       `json:"created_at"`
+	Managers        []RunnerManager `json:"managers,omitempty"`
 }
 
 // Snapshot returns the server's state as JSON. It holds runner tokens and
@@ -67,7 +71,11 @@ func (s *Server) Snapshot() ([]byte, error) {
 		snap.Projects = append(snap.Projects, snapshotProject{Project: p.Project, CreatedAt: p.createdAt})
 	}
 	for _, r := range s.runners {
-		snap.Runners = append(snap.Runners, snapshotRunner{Runner: r.snapshot(), MaintenanceNote: r.maintenanceNote, CreatedAt: r.createdAt})
+		sr := snapshotRunner{Runner: r.snapshot(), MaintenanceNote: r.maintenanceNote, CreatedAt: r.createdAt}
+		for _, m := range r.sortedManagers() {
+			sr.Managers = append(sr.Managers, m.RunnerManager)
+		}
+		snap.Runners = append(snap.Runners, sr)
 	}
 	for _, j := range s.jobs {
 		snap.Jobs = append(snap.Jobs, j.snapshot())
@@ -78,7 +86,7 @@ func (s *Server) Snapshot() ([]byte, error) {
 	for _, p := range s.pipelines {
 		snap.Pipelines = append(snap.Pipelines, p.snapshot())
 	}
-	snap.Files, snap.Traces, snap.Redirects = s.headTrees(), s.traces, s.redirects
+	snap.Files, snap.Traces, snap.Redirects, snap.Creations = s.headTrees(), s.traces, s.redirects, s.creations
 	return json.Marshal(snap)
 }
 
@@ -107,14 +115,21 @@ func (s *Server) Restore(b []byte) error {
 	for _, p := range snap.Projects {
 		s.projects[p.ID] = &project{Project: p.Project, createdAt: p.CreatedAt}
 	}
+	s.creations = map[string][]time.Time{}
+	for scope, times := range snap.Creations {
+		s.creations[scope] = times
+	}
 	s.redirects = map[string]int64{}
 	for path, id := range snap.Redirects {
 		s.redirects[path] = id
 	}
 	s.runners = map[int64]*runner{}
 	for _, r := range snap.Runners {
-		rn := &runner{Runner: r.Runner, maintenanceNote: r.MaintenanceNote, createdAt: r.CreatedAt}
+		rn := &runner{Runner: r.Runner, maintenanceNote: r.MaintenanceNote, createdAt: r.CreatedAt, managers: map[string]*runnerManager{}}
 		rn.ProjectIDs = ownedProjects(rn.Runner)
+		for _, m := range r.Managers {
+			rn.managers[m.SystemID] = &runnerManager{m}
+		}
 		s.runners[r.ID] = rn
 	}
 	s.jobs = map[int64]*job{}

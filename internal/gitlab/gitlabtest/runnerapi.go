@@ -79,6 +79,7 @@ func (s *Server) heartbeat(rn *runner, r *http.Request, p params) {
 	if id := p.str("system_id"); id != "" {
 		rn.SystemID = id
 	}
+	s.contactManager(rn, p.str("system_id"), infoStrings(p), rn.IPAddress)
 	info, _ := p.raw("info")
 	m, ok := info.(map[string]any)
 	if !ok {
@@ -254,6 +255,7 @@ func (s *Server) requestJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.assignJob(picked, rn)
+	picked.managerSystemID = cmp.Or(p.str("system_id"), LegacySystemID)
 	writeJSON(w, http.StatusCreated, s.jobPayload(r, picked, rn))
 }
 

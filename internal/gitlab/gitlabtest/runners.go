@@ -229,6 +229,10 @@ func (s *Server) createUserRunner(w http.ResponseWriter, r *http.Request, u *use
 		writeMessage(w, http.StatusBadRequest, "400 Bad request - Maximum timeout needs to be at least 10 minutes")
 		return
 	}
+	// GitLab.com's cap on runners created per project or group.
+	if typ != "instance_type" && !s.admitCreation(w, max(rn.GroupID, rn.ProjectID), typ == "group_type") {
+		return
+	}
 	rn.ID = s.newID("runner")
 	rn.Token = newRunnerToken()
 	rn.createdAt = s.now().UTC()

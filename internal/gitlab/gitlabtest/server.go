@@ -91,6 +91,15 @@ type Server struct {
 	// faultyHooks holds the delivery faults of hookhealth.go.
 	faultyHooks deliveryFaults
 
+	// staleManagerAfter is how long a runner manager lives without
+	// contact; creationCap runners may be created per project or group
+	// per creationWindow, and creations holds when they were, by scope
+	// (managers.go).
+	staleManagerAfter time.Duration
+	creationCap       int
+	creationWindow    time.Duration
+	creations         map[string][]time.Time
+
 	// closing is closed by Close: long polls answer at once.
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -181,6 +190,11 @@ func NewServer(opts ...Option) *Server {
 		resendCounts: map[string]*rateCount{},
 		autoDisable:  true,
 		closing:      make(chan struct{}),
+
+		staleManagerAfter: DefaultStaleManagerAfter,
+		creationCap:       DefaultRunnerCreationCap,
+		creationWindow:    DefaultRunnerCreationWindow,
+		creations:         map[string][]time.Time{},
 	}
 	s.deliveries = newDeliverer(s)
 	for _, o := range opts {
@@ -492,6 +506,8 @@ type runner struct {
 	// the runner may take becomes pending, and compared with a request's
 	// last_update for long polling.
 	queueValue string
+	// managers are the machines running it, by system_id (managers.go).
+	managers map[string]*runnerManager
 }
 
 func (r *runner) snapshot() Runner {
@@ -662,6 +678,8 @@ type Job struct {
 
 type job struct {
 	Job
+	// managerSystemID is the system_id of the runner manager that took it.
+	managerSystemID string
 }
 
 func (j *job) snapshot() Job {
@@ -729,7 +747,7 @@ func (s *Server) AddJob(projectID int64, spec JobSpec) Job {
 // newJob makes a job from a spec; the caller stores it. The caller holds
 // s.mu.
 func (s *Server) newJob(projectID int64, spec JobSpec) *job {
-	return &job{Job{
+	return &job{Job: Job{
 		ID:           s.newID("job"),
 		ProjectID:    projectID,
 		PipelineID:   spec.PipelineID,

@@ -26,10 +26,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -239,37 +239,8 @@ func (s *Server) Buckets() []string {
 
 // Settings are the [runners.cache] and [runners.cache.s3] values of
 // gitlab-runner's config.toml that point a runner at its egg's bucket
-// (GitLab Runner docs, "The [runners.cache] section").
-type Settings struct {
-	ServerAddress  string `json:"server_address"`
-	AccessKey      string `json:"access_key"`
-	SecretKey      string `json:"secret_key"`
-	BucketName     string `json:"bucket_name"`
-	BucketLocation string `json:"bucket_location"`
-	Insecure       bool   `json:"insecure"`
-}
+// (riftapi.CacheSettings, which runners' agents read).
+type Settings = riftapi.CacheSettings
 
 // DefaultLocation is the region gitlab-runner signs with when none is set.
-const DefaultLocation = "us-east-1"
-
-// TOML renders the settings as config.toml's cache section of one
-// [[runners]] entry. Shared is true: every runner of the egg shares the
-// bucket.
-func (s Settings) TOML() string {
-	var b strings.Builder
-	b.WriteString("  [runners.cache]\n    Type = \"s3\"\n    Shared = true\n")
-	b.WriteString("    [runners.cache.s3]\n")
-	fmt.Fprintf(&b, "      ServerAddress = %s\n", strconv.Quote(s.ServerAddress))
-	b.WriteString("      AuthenticationType = \"access-key\"\n")
-	fmt.Fprintf(&b, "      AccessKey = %s\n", strconv.Quote(s.AccessKey))
-	fmt.Fprintf(&b, "      SecretKey = %s\n", strconv.Quote(s.SecretKey))
-	fmt.Fprintf(&b, "      BucketName = %s\n", strconv.Quote(s.BucketName))
-	loc := s.BucketLocation
-	if loc == "" {
-		loc = DefaultLocation
-	}
-	fmt.Fprintf(&b, "      BucketLocation = %s\n", strconv.Quote(loc))
-	b.WriteString("      PathStyle = true\n")
-	fmt.Fprintf(&b, "      Insecure = %t\n", s.Insecure)
-	return b.String()
-}
+const DefaultLocation = riftapi.DefaultLocation

@@ -163,6 +163,7 @@ func testCreateAndGetRunner(t *testing.T, s store.Store) {
 	before := time.Now().Add(-time.Second)
 	r := newRunner("r-1", store.StateProvisioning)
 	r.GitLabRunnerID, r.TokenRef, r.WorkflowID, r.JobID, r.Failures = 42, "vault:tok", "wf-1", 7, 2
+	r.AgentRef = "vault://gosling/runners/r-1/agent"
 	r.Version = 99 // ignored: a new runner starts at version 1
 	create(t, s, r)
 	if r.Version != 1 {
@@ -338,6 +339,7 @@ func testUpdateRunner(t *testing.T, s store.Store) {
 	r.Failures = 3
 	r.LastHeartbeat = &heartbeat
 	r.TokenRef = "vault:new"
+	r.AgentRef = "vault://gosling/runners/r-up/agent"
 	r.GitLabRunnerID = 1234
 	r.State = store.StateTerminated // UpdateRunner never changes the state
 	beforeUpdate := time.Now().Add(-time.Second)
@@ -353,7 +355,7 @@ func testUpdateRunner(t *testing.T, s store.Store) {
 	if got.State != store.StateActive {
 		t.Errorf("UpdateRunner changed the state to %s", got.State)
 	}
-	if got.Failures != 3 || got.TokenRef != "vault:new" || got.GitLabRunnerID != 1234 ||
+	if got.Failures != 3 || got.TokenRef != "vault:new" || got.AgentRef != r.AgentRef || got.GitLabRunnerID != 1234 ||
 		got.LastHeartbeat == nil || !got.LastHeartbeat.Equal(heartbeat) {
 		t.Errorf("update not stored: %+v", got)
 	}

@@ -1,10 +1,18 @@
 output "machine_id" {
-  value = aws_ecs_task_definition.runner.arn
+  value = local.lambda == 1 ? aws_lambda_function.runner[0].arn : aws_ecs_task_definition.runner[0].arn
 }
 
-# What InvokeRunner needs for ECS RunTask.
+# How InvokeRunner reaches it: Lambda Invoke, or ECS RunTask.
+output "platform" {
+  value = var.platform
+}
+
+output "function_name" {
+  value = local.lambda == 1 ? aws_lambda_function.runner[0].function_name : ""
+}
+
 output "task_definition" {
-  value = aws_ecs_task_definition.runner.arn
+  value = local.fargate == 1 ? aws_ecs_task_definition.runner[0].arn : ""
 }
 
 output "cluster" {

@@ -11,20 +11,28 @@ variable "deployment" {
   description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
 }
 
+variable "platform" {
+  type        = string
+  description = "lambda (jobs within Lambda's 15 minutes) or fargate, as fly chose (fly.Runner.OnLambda)."
+
+  validation {
+    condition     = contains(["lambda", "fargate"], var.platform)
+    error_message = "The platform must be lambda or fargate."
+  }
+}
+
 variable "cpu" {
-  type = number
+  type        = number
+  description = "vCPUs of a Fargate task (Lambda's follow from memory_mib)."
 }
 
 variable "memory_mib" {
   type = number
 }
 
-variable "image" {
-  type = string
-}
-
-variable "tags" {
-  type = list(string)
+variable "disk_gib" {
+  type        = number
+  description = "The runner's disk: a Fargate task's ephemeral storage (21 to 200 GiB) or a Lambda function's /tmp (at most 10 GiB)."
 }
 
 variable "max_run_minutes" {
@@ -38,17 +46,17 @@ variable "max_run_minutes" {
 
 variable "token_ref" {
   type        = string
-  description = "Secret URI of the runner token (aws-sm://...); the platform mounts the token into the container, OpenTofu never sees it."
+  description = "Secret URI of the runner token (aws-sm://...); ECS mounts the token into a task, a Lambda runner's agent reads it with the function's role: OpenTofu never sees it."
 }
 
 variable "container_image" {
   type        = string
-  description = "The runner image (gitlab-runner and gosling): MG/config.fly's agent.image."
+  description = "The runner image (gitlab-runner and the gosling agent): MG/config.fly's agent.image."
 }
 
 variable "container_command" {
   type        = list(string)
-  description = "The container's command (gosling agent run --one-job ...), rendered by internal/agent.MachineContract."
+  description = "The container's command (gosling agent run --one-job ... on Fargate, gosling agent serve --lambda ... on Lambda), rendered by internal/agent.MachineContract."
 }
 
 variable "container_environment" {
@@ -61,8 +69,9 @@ variable "region" {
 }
 
 variable "role_arn" {
-  type    = string
-  default = ""
+  type        = string
+  default     = ""
+  description = "A role the AWS provider assumes to make the machine (provider \"aws\" role_arn); empty: the worker's own identity."
 }
 
 variable "cluster" {
@@ -73,17 +82,17 @@ variable "subnets" {
   type = list(string)
 }
 
-variable "execution_role_arn" {
-  type    = string
-  default = ""
+variable "task_role_arn" {
+  type        = string
+  description = "The egg's runner role (gosling deploy makes it): the Fargate task's role or the Lambda function's. It may read the egg's runner token and nothing else."
 }
 
-variable "task_role_arn" {
-  type    = string
-  default = ""
+variable "execution_role_arn" {
+  type        = string
+  description = "The egg's ECS task execution role (gosling deploy makes it): pulls the image, reads the runner token into the task's secrets, writes its logs. Empty for Lambda."
 }
 
 variable "log_group" {
-  type    = string
-  default = "/gosling/runners"
+  type        = string
+  description = "The deployment's runner log group (/gosling/<deployment>/runners), which gosling deploy makes."
 }

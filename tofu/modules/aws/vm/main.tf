@@ -1,10 +1,14 @@
 # An EC2 instance running gitlab-runner supervised by the gosling agent. Its
 # first-boot script (var.user_data) is rendered by
-# internal/agent.MachineContract: it downloads gosling, checks its SHA-256,
-# runs `gosling agent install` and starts the gosling-agent unit. Stopping
-# the instance makes a dormant Nadir runner (the agent stops gitlab-runner
-# gracefully first); starting it promotes it to Apex. Needs `tofu init` with
-# network access.
+# internal/agent.MachineContract: it downloads the gosling agent, checks its
+# SHA-256, runs `gosling agent install` and starts the gosling-agent unit.
+# The instance runs as the egg's runner identity (var.instance_profile,
+# made by `gosling deploy`), which may read the egg's runner token and
+# nothing else. Stopping the instance makes a dormant Nadir runner (the
+# agent stops gitlab-runner gracefully first); starting it promotes it to
+# Apex. The instance type is chosen by fly (fly.VMShapeFor). Needs `tofu
+# init` with network access; the AWS provider authenticates with the
+# worker's own identity, passed per run.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -36,31 +40,35 @@ provider "aws" {
   }
 }
 
-locals {
-  # The smallest general-purpose type that fits the requested shape.
-  sizes = [
-    { type = "t3.small", cpu = 2, mem = 2048 },
-    { type = "t3.medium", cpu = 2, mem = 4096 },
-    { type = "m6i.large", cpu = 2, mem = 8192 },
-    { type = "m6i.xlarge", cpu = 4, mem = 16384 },
-    { type = "m6i.2xlarge", cpu = 8, mem = 32768 },
-    { type = "m6i.4xlarge", cpu = 16, mem = 65536 },
-    { type = "m6i.8xlarge", cpu = 32, mem = 131072 },
-    { type = "m6i.16xlarge", cpu = 64, mem = 262144 },
-  ]
-  fitting       = [for s in local.sizes : s.type if s.cpu >= var.cpu && s.mem >= var.memory_mib]
-  instance_type = var.instance_type != "" ? var.instance_type : local.fitting[0]
-}
-
 data "aws_ssm_parameter" "ubuntu" {
   name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
 }
 
+data "aws_subnet" "first" {
+  id = var.subnets[0]
+}
+
+# The runner takes no connection: it only calls out (GitLab, MotherGoose,
+# Secrets Manager, registries).
+resource "aws_security_group" "runner" {
+  name        = "gosling-${var.runner_id}"
+  description = "Gosling runner ${var.runner_id}: outbound only"
+  vpc_id      = data.aws_subnet.first.vpc_id
+
+  egress {
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
 resource "aws_instance" "runner" {
-  ami                  = data.aws_ssm_parameter.ubuntu.value
-  instance_type        = local.instance_type
-  subnet_id            = element(var.subnets, 0)
-  iam_instance_profile = var.instance_profile
+  ami                    = data.aws_ssm_parameter.ubuntu.value
+  instance_type          = var.instance_type
+  subnet_id              = var.subnets[0]
+  vpc_security_group_ids = [aws_security_group.runner.id]
+  iam_instance_profile   = var.instance_profile
 
   root_block_device {
     volume_size = var.disk_gib

@@ -14,30 +14,20 @@ variable "deployment" {
 variable "state" {
   type        = string
   description = "running (Apex) or stopped (Nadir)."
+
+  validation {
+    condition     = contains(["running", "stopped"], var.state)
+    error_message = "The state must be running or stopped."
+  }
 }
 
-variable "cpu" {
-  type = number
-}
-
-variable "memory_mib" {
-  type = number
+variable "instance_type" {
+  type        = string
+  description = "The EC2 instance type fly chose for the egg's cpu and memory (fly.VMShapeFor)."
 }
 
 variable "disk_gib" {
   type = number
-}
-
-variable "image" {
-  type = string
-}
-
-variable "concurrent" {
-  type = number
-}
-
-variable "tags" {
-  type = list(string)
 }
 
 variable "user_data" {
@@ -50,20 +40,27 @@ variable "region" {
 }
 
 variable "role_arn" {
-  type    = string
-  default = ""
+  type        = string
+  default     = ""
+  description = "A role the AWS provider assumes to make the machine (provider \"aws\" role_arn); empty: the worker's own identity."
 }
 
 variable "subnets" {
-  type = list(string)
+  type        = list(string)
+  description = "The aws provider's subnets; the instance goes into the first."
+
+  validation {
+    condition     = length(var.subnets) > 0
+    error_message = "The aws provider names no subnet: set subnets in MG/config.fly."
+  }
 }
 
 variable "instance_profile" {
-  type    = string
-  default = "gosling-runner"
-}
+  type        = string
+  description = "The instance profile of the egg's runner role (gosling deploy makes it): it may read the egg's runner token and nothing else."
 
-variable "instance_type" {
-  type    = string
-  default = ""
+  validation {
+    condition     = var.instance_profile != ""
+    error_message = "A runner VM needs its egg's instance profile: run gosling deploy."
+  }
 }

@@ -13,6 +13,14 @@ resource "terraform_data" "container" {
 
   input = {
     stop_command = var.stop_command
+    # The container's deadline (its launch command carries it too) and
+    # labels, as a cloud's container has them.
+    max_run_minutes = var.max_run_minutes
+    labels = {
+      gosling-deployment = var.deployment
+      gosling-egg        = var.egg
+      gosling-runner     = var.runner_id
+    }
   }
 
   provisioner "local-exec" {

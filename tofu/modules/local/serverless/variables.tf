@@ -13,26 +13,6 @@ variable "deployment" {
   description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
 }
 
-variable "cpu" {
-  type    = number
-  default = 1
-}
-
-variable "memory_mib" {
-  type    = number
-  default = 1024
-}
-
-variable "image" {
-  type    = string
-  default = "alpine:3.20"
-}
-
-variable "tags" {
-  type    = list(string)
-  default = []
-}
-
 variable "max_run_minutes" {
   type        = number
   description = "The runner's deadline; at most 60."

@@ -14,6 +14,13 @@ resource "terraform_data" "machine" {
 
   input = {
     stop_command = var.stop_command
+    # The machine's labels, as a cloud machine carries them (its
+    # processes carry them in their environment).
+    labels = {
+      gosling-deployment = var.deployment
+      gosling-egg        = var.egg
+      gosling-runner     = var.runner_id
+    }
   }
 
   # Launch is idempotent: a retried apply finds the live agent and keeps it.

@@ -23,36 +23,6 @@ variable "state" {
   }
 }
 
-variable "cpu" {
-  type    = number
-  default = 1
-}
-
-variable "memory_mib" {
-  type    = number
-  default = 1024
-}
-
-variable "disk_gib" {
-  type    = number
-  default = 10
-}
-
-variable "image" {
-  type    = string
-  default = "alpine:3.20"
-}
-
-variable "concurrent" {
-  type    = number
-  default = 1
-}
-
-variable "tags" {
-  type    = list(string)
-  default = []
-}
-
 variable "work_dir" {
   type        = string
   description = "The machine's work directory."

@@ -1,10 +1,16 @@
-# A one-job runner as a Yandex Serverless Container (execution timeout up to
-# 60 minutes): the workflow invokes it with an authenticated HTTPS request
-# (the InvokeRunner activity, an IAM token) whose answer comes when the job is
-# done. The container runs `gosling agent serve`; its arguments and
-# environment are rendered by internal/agent.MachineContract. The runner token
-# is mounted from Lockbox by the platform, never passed through OpenTofu.
-# Needs `tofu init` with network access.
+# A one-job runner as a Yandex Serverless Container: the workflow invokes it
+# with an authenticated HTTPS request (the InvokeRunner activity, an IAM
+# token) whose answer comes when the job is done. The container runs
+# `gosling agent serve` as the egg's runner service account (made by
+# `gosling deploy`); its arguments and environment are rendered by
+# internal/agent.MachineContract. The runner token is mounted from Lockbox
+# by the platform, with the service account's lockbox.payloadViewer on the
+# egg's secret: OpenTofu reads only the secret's metadata (its current
+# version's ID), never its payload, so no state holds a token. The
+# execution timeout is the egg's job timeout (fly.Runner.ServerlessDeadline);
+# over 10 minutes Yandex runs only long-lived containers, a Preview. Needs
+# `tofu init` with network access; the provider authenticates with the
+# worker's own identity, passed per run.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -26,17 +32,16 @@ locals {
   token = regex("^yc-lockbox://([a-z0-9]+)/([^/?]+)", var.token_ref)
 }
 
-data "yandex_lockbox_secret_version" "token" {
+# The secret's metadata: its current version's ID, not its payload.
+data "yandex_lockbox_secret" "token" {
   secret_id = local.token[0]
 }
 
-# cpu 0.05, 0.2 or 0.5 is one core at 5, 20 or 50%; 1 to 4 are whole cores
-# (fly admits only these).
 resource "yandex_serverless_container" "runner" {
   name               = "gosling-${var.runner_id}"
   memory             = var.memory_mib
-  cores              = var.cpu < 1 ? 1 : ceil(var.cpu)
-  core_fraction      = var.cpu < 1 ? floor(var.cpu * 100 + 0.5) : 100
+  cores              = var.cores
+  core_fraction      = var.core_fraction
   concurrency        = 1
   execution_timeout  = "${var.max_run_minutes * 60}s"
   service_account_id = var.service_account_id
@@ -49,7 +54,7 @@ resource "yandex_serverless_container" "runner" {
 
   secrets {
     id                   = local.token[0]
-    version_id           = data.yandex_lockbox_secret_version.token.id
+    version_id           = data.yandex_lockbox_secret.token.current_version[0].id
     key                  = local.token[1]
     environment_variable = "GOSLING_RUNNER_TOKEN"
   }

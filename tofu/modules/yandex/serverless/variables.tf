@@ -11,24 +11,23 @@ variable "deployment" {
   description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
 }
 
-variable "cpu" {
-  type = number
+variable "cores" {
+  type        = number
+  description = "Cores (1 to 4), from fly's serverless shape."
+}
+
+variable "core_fraction" {
+  type        = number
+  description = "The guaranteed share of the core, in percent (5, 20, 50 or 100)."
 }
 
 variable "memory_mib" {
   type = number
 }
 
-variable "image" {
-  type = string
-}
-
-variable "tags" {
-  type = list(string)
-}
-
 variable "max_run_minutes" {
-  type = number
+  type        = number
+  description = "The execution timeout: the egg's job timeout, at most 60 minutes."
 
   validation {
     condition     = var.max_run_minutes > 0 && var.max_run_minutes <= 60
@@ -43,7 +42,7 @@ variable "token_ref" {
 
 variable "container_image" {
   type        = string
-  description = "The runner image (gitlab-runner and gosling): MG/config.fly's agent.image."
+  description = "The runner image (gitlab-runner and the gosling agent): MG/config.fly's agent.image."
 }
 
 variable "container_args" {
@@ -65,6 +64,11 @@ variable "zone" {
 }
 
 variable "service_account_id" {
-  type    = string
-  default = ""
+  type        = string
+  description = "The egg's runner service account (gosling deploy makes it): lockbox.payloadViewer on the egg's runner-token secret, nothing else."
+
+  validation {
+    condition     = var.service_account_id != ""
+    error_message = "A serverless runner needs its egg's service account: run gosling deploy."
+  }
 }

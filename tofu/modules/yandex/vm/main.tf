@@ -1,8 +1,13 @@
 # A Compute Cloud instance running gitlab-runner supervised by the gosling
 # agent. Its first-boot script (var.user_data) is rendered by
-# internal/agent.MachineContract. The instance is stopped for Nadir and
-# started for Apex with the yc CLI (the provider has no power state).
-# Needs `tofu init` with network access.
+# internal/agent.MachineContract. The instance runs as the egg's runner
+# service account (var.service_account_id, made by `gosling deploy`), which
+# may read the egg's runner-token secret and nothing else. Its shape
+# (platform, cores, core fraction, memory) is fly's (fly.VMShapeFor). The
+# provider has no power state: the worker stops the instance for Nadir and
+# starts it for Apex through the Compute API, awaiting the operation,
+# after this module is applied. Needs `tofu init` with network access; the
+# provider authenticates with the worker's own identity, passed per run.
 
 terraform {
   required_version = ">= 1.6.0"
@@ -25,13 +30,14 @@ data "yandex_compute_image" "ubuntu" {
 
 resource "yandex_compute_instance" "runner" {
   name                      = "gosling-${var.runner_id}"
-  platform_id               = "standard-v3"
+  platform_id               = var.platform_id
   service_account_id        = var.service_account_id
   allow_stopping_for_update = true
 
   resources {
-    cores  = ceil(var.cpu)
-    memory = ceil(var.memory_mib / 1024)
+    cores         = var.cores
+    core_fraction = var.core_fraction
+    memory        = var.memory_gib
   }
 
   boot_disk {
@@ -55,13 +61,5 @@ resource "yandex_compute_instance" "runner" {
     gosling-deployment = var.deployment
     gosling-runner     = var.runner_id
     gosling-egg        = var.egg
-  }
-}
-
-resource "terraform_data" "power" {
-  triggers_replace = [var.state, yandex_compute_instance.runner.id]
-
-  provisioner "local-exec" {
-    command = var.state == "stopped" ? "yc compute instance stop --id ${yandex_compute_instance.runner.id}" : "yc compute instance start --id ${yandex_compute_instance.runner.id}"
   }
 }

@@ -11,33 +11,28 @@ variable "deployment" {
   description = "The Gosling deployment that made the machine (api_gateway.name): one of its labels, by which reconciliation finds it without its state."
 }
 
-variable "state" {
+variable "platform_id" {
   type        = string
-  description = "running (Apex) or stopped (Nadir)."
+  description = "The Compute Cloud platform (fly.YandexVMPlatform)."
 }
 
-variable "cpu" {
-  type = number
+variable "cores" {
+  type        = number
+  description = "vCPUs, a count the platform takes (fly.VMShapeFor)."
 }
 
-variable "memory_mib" {
-  type = number
+variable "core_fraction" {
+  type        = number
+  description = "The guaranteed share of each vCPU, in percent."
+}
+
+variable "memory_gib" {
+  type        = number
+  description = "Memory in GiB, a whole number per vCPU the platform takes."
 }
 
 variable "disk_gib" {
   type = number
-}
-
-variable "image" {
-  type = string
-}
-
-variable "concurrent" {
-  type = number
-}
-
-variable "tags" {
-  type = list(string)
 }
 
 variable "user_data" {
@@ -58,6 +53,11 @@ variable "subnet_id" {
 }
 
 variable "service_account_id" {
-  type    = string
-  default = ""
+  type        = string
+  description = "The egg's runner service account (gosling deploy makes it): lockbox.payloadViewer on the egg's runner-token secret, nothing else."
+
+  validation {
+    condition     = var.service_account_id != ""
+    error_message = "A runner VM needs its egg's service account: run gosling deploy."
+  }
 }

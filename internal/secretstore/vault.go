@@ -1,4 +1,4 @@
-package secrets
+package secretstore
 
 import (
 	"context"
@@ -234,7 +234,7 @@ func (v *Vault) Get(ctx context.Context, u fly.SecretURI) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return jsonField(s.Data, u.Key)
+	return JSONField(s.Data, u.Key)
 }
 
 // Put implements Backend.

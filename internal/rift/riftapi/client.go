@@ -1,4 +1,4 @@
-package rift
+package riftapi
 
 import (
 	"bytes"

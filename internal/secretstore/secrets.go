@@ -1,10 +1,15 @@
-// Package secrets resolves and stores secrets named by URI
-// (yc-lockbox://, aws-sm://, vault://, local://). Values never appear in
-// errors or logs: errors name the URI, the backend and what was missing.
-package secrets
+// Package secretstore resolves and stores secrets named by URI
+// (yc-lockbox://, aws-sm://, vault://, local://) without any cloud SDK:
+// the resolver and its cache, masking, the local backend, and the
+// backends a runner machine reads its secrets with, as itself, over plain
+// HTTPS (machine.go). Package secrets adds the SDK backends the servers
+// use. Values never appear in errors or logs: errors name the URI, the
+// backend and what was missing.
+package secretstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -67,3 +72,21 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// JSONField returns the key of a secret kept as a JSON object (Secrets
+// Manager's SecretString, a Vault KV version's data): a string as it is,
+// any other JSON value as its JSON text; a missing key is ErrKeyNotFound.
+func JSONField(m map[string]any, key string) (string, error) {
+	v, ok := m[key]
+	if !ok {
+		return "", ErrKeyNotFound
+	}
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: the key's value is not text", ErrKeyNotFound)
+	}
+	return string(b), nil
+}
