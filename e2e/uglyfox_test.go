@@ -288,7 +288,8 @@ func TestUglyFoxPruneTerminatesFailedRunner(t *testing.T) {
 	all, _ := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: bad.RunnerID})
 	var records []store.AuditRecord
 	for _, r := range all {
-		if !activities.IsLifecycleAction(r.Action) {
+		// Besides the lifecycle, a terminated runner's cost is settled.
+		if !activities.IsLifecycleAction(r.Action) && r.Action != mothergoose.AuditCostSettled {
 			records = append(records, r)
 		}
 	}
