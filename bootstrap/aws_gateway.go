@@ -66,30 +66,27 @@ func (p *AWSProvider) readDiscovery(ctx context.Context, _ []Resource) ([]Resour
 	pg := servicediscovery.NewListNamespacesPaginator(p.sd, &servicediscovery.ListNamespacesInput{Filters: []sdtypes.NamespaceFilter{
 		{Name: sdtypes.NamespaceFilterNameType, Values: []string{string(sdtypes.NamespaceTypeDnsPrivate)}, Condition: sdtypes.FilterConditionEq},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for ns, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *servicediscovery.ListNamespacesOutput) []sdtypes.NamespaceSummary { return o.Namespaces }) {
 		if err != nil {
 			return nil, fmt.Errorf("list Cloud Map namespaces: %w", err)
 		}
-		for _, ns := range page.Namespaces {
-			tags, err := p.sdTagsOf(ctx, ns.Arn)
-			if err != nil {
-				return nil, fmt.Errorf("read the tags of Cloud Map namespace %s: %w", aws.ToString(ns.Name), err)
-			}
-			if !tagged(tags, p.Deployment) {
-				continue
-			}
-			vpc := tags[tagVPC]
-			delete(tags, tagVPC)
-			id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
-			out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
-				Props: map[string]any{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
-			services, err := p.readDiscoveryServices(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, services...)
+		tags, err := p.sdTagsOf(ctx, ns.Arn)
+		if err != nil {
+			return nil, fmt.Errorf("read the tags of Cloud Map namespace %s: %w", aws.ToString(ns.Name), err)
 		}
+		if !tagged(tags, p.Deployment) {
+			continue
+		}
+		vpc := tags[tagVPC]
+		delete(tags, tagVPC)
+		id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
+		out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
+			Props: map[string]any{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
+		services, err := p.readDiscoveryServices(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, services...)
 	}
 	return out, nil
 }
@@ -99,26 +96,23 @@ func (p *AWSProvider) readDiscoveryServices(ctx context.Context, namespace strin
 	pg := servicediscovery.NewListServicesPaginator(p.sd, &servicediscovery.ListServicesInput{Filters: []sdtypes.ServiceFilter{
 		{Name: sdtypes.ServiceFilterNameNamespaceId, Values: []string{namespace}, Condition: sdtypes.FilterConditionEq},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *servicediscovery.ListServicesOutput) []sdtypes.ServiceSummary { return o.Services }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the services of Cloud Map namespace %s: %w", namespace, err)
 		}
-		for _, s := range page.Services {
-			tags, err := p.sdTagsOf(ctx, s.Arn)
-			if err != nil {
-				return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
-			}
-			records := []any{}
-			if s.DnsConfig != nil {
-				for _, r := range s.DnsConfig.DnsRecords {
-					records = append(records, map[string]any{"type": string(r.Type), "ttl": aws.ToInt64(r.TTL)})
-				}
-			}
-			id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
-			props := map[string]any{"name": aws.ToString(s.Name), "namespace_id": namespace, "dns_records": records, "tags": anyMap(tags)}
-			out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: normalize(props), ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
+		tags, err := p.sdTagsOf(ctx, s.Arn)
+		if err != nil {
+			return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
 		}
+		records := []any{}
+		if s.DnsConfig != nil {
+			for _, r := range s.DnsConfig.DnsRecords {
+				records = append(records, map[string]any{"type": string(r.Type), "ttl": aws.ToInt64(r.TTL)})
+			}
+		}
+		id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
+		props := map[string]any{"name": aws.ToString(s.Name), "namespace_id": namespace, "dns_records": records, "tags": anyMap(tags)}
+		out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: normalize(props), ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
 	}
 	return out, nil
 }
@@ -226,47 +220,44 @@ func (p *AWSProvider) readFunctions(ctx context.Context, hints []Resource) ([]Re
 	names := hintNames(hints, AWSFunction)
 	var out []Resource
 	pg := lambda.NewListFunctionsPaginator(p.lambda, &lambda.ListFunctionsInput{})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for f, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *lambda.ListFunctionsOutput) []lambdatypes.FunctionConfiguration { return o.Functions }) {
 		if err != nil {
 			return nil, fmt.Errorf("list Lambda functions: %w", err)
 		}
-		for _, f := range page.Functions {
-			name := aws.ToString(f.FunctionName)
-			if !strings.HasPrefix(name, p.Deployment+"-") {
-				continue
-			}
-			got, err := p.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
-			if apiCode(err) == "ResourceNotFoundException" {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("get Lambda function %s: %w", name, err)
-			}
-			if !tagged(got.Tags, p.Deployment) {
-				continue
-			}
-			rn, ok := names[name]
-			if !ok {
-				rn = strings.TrimPrefix(name, p.Deployment+"-")
-			}
-			fn, err := p.readFunction(got, rn)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, fn)
-			prn := rn
-			for _, h := range hints {
-				if h.Type == AWSPermission && str(h.Props, "function_name") == name {
-					prn = h.Name
-				}
-			}
-			perms, err := p.readPermissions(ctx, name, prn)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, perms...)
+		name := aws.ToString(f.FunctionName)
+		if !strings.HasPrefix(name, p.Deployment+"-") {
+			continue
 		}
+		got, err := p.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
+		if apiCode(err) == "ResourceNotFoundException" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get Lambda function %s: %w", name, err)
+		}
+		if !tagged(got.Tags, p.Deployment) {
+			continue
+		}
+		rn, ok := names[name]
+		if !ok {
+			rn = strings.TrimPrefix(name, p.Deployment+"-")
+		}
+		fn, err := p.readFunction(got, rn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fn)
+		prn := rn
+		for _, h := range hints {
+			if h.Type == AWSPermission && str(h.Props, "function_name") == name {
+				prn = h.Name
+			}
+		}
+		perms, err := p.readPermissions(ctx, name, prn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, perms...)
 	}
 	return out, nil
 }
@@ -486,150 +477,133 @@ func (p *AWSProvider) deletePermission(ctx context.Context, r Resource) error {
 // links.
 func (p *AWSProvider) readGateway(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
-	var next *string
-	for {
-		page, err := p.gw.GetApis(ctx, &apigatewayv2.GetApisInput{NextToken: next})
+	for a, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Api, string, error) {
+		page, err := p.gw.GetApis(ctx, &apigatewayv2.GetApisInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway APIs: %w", err)
 		}
-		for _, a := range page.Items {
-			if aws.ToString(a.Name) != p.Deployment || !tagged(a.Tags, p.Deployment) {
-				continue
-			}
-			id := aws.ToString(a.ApiId)
-			acct, err := p.account(ctx)
-			if err != nil {
-				return nil, err
-			}
-			exec := acct.arn("execute-api", id)
-			out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
-				Props:   map[string]any{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
-				Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
-			children, err := p.readAPIChildren(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, children...)
+		if aws.ToString(a.Name) != p.Deployment || !tagged(a.Tags, p.Deployment) {
+			continue
 		}
-		if next = page.NextToken; next == nil {
-			break
+		id := aws.ToString(a.ApiId)
+		acct, err := p.account(ctx)
+		if err != nil {
+			return nil, err
 		}
+		exec := acct.arn("execute-api", id)
+		out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
+			Props:   map[string]any{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
+			Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
+		children, err := p.readAPIChildren(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, children...)
 	}
-	next = nil
-	for {
-		page, err := p.gw.GetVpcLinks(ctx, &apigatewayv2.GetVpcLinksInput{NextToken: next})
+	for l, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.VpcLink, string, error) {
+		page, err := p.gw.GetVpcLinks(ctx, &apigatewayv2.GetVpcLinksInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway VPC links: %w", err)
 		}
-		for _, l := range page.Items {
-			if aws.ToString(l.Name) != p.Deployment || !tagged(l.Tags, p.Deployment) || l.VpcLinkStatus == gwtypes.VpcLinkStatusDeleting {
-				continue
-			}
-			id := aws.ToString(l.VpcLinkId)
-			out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
-				Props: normalize(map[string]any{
-					"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "security_group_ids": nonNil(l.SecurityGroupIds), "tags": anyMap(l.Tags),
-				})})
+		if aws.ToString(l.Name) != p.Deployment || !tagged(l.Tags, p.Deployment) || l.VpcLinkStatus == gwtypes.VpcLinkStatusDeleting {
+			continue
 		}
-		if next = page.NextToken; next == nil {
-			break
-		}
+		id := aws.ToString(l.VpcLinkId)
+		out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
+			Props: normalize(map[string]any{
+				"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "security_group_ids": nonNil(l.SecurityGroupIds), "tags": anyMap(l.Tags),
+			})})
 	}
 	return out, nil
 }
 
-// pages calls get until it returns no next token.
-func pages(get func(next *string) (*string, error)) error {
-	var next *string
-	for {
-		n, err := get(next)
-		if err != nil {
-			return err
-		}
-		if next = n; next == nil {
-			return nil
-		}
-	}
-}
-
 func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetAuthorizers(ctx, &apigatewayv2.GetAuthorizersInput{ApiId: &api, NextToken: next})
+	for a, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Authorizer, string, error) {
+		page, err := p.gw.GetAuthorizers(ctx, &apigatewayv2.GetAuthorizersInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the authorizers of API %s: %w", api, err)
 		}
-		for _, a := range page.Items {
-			id := aws.ToString(a.AuthorizerId)
-			out = append(out, Resource{Type: AWSAuthorizer, Name: aws.ToString(a.Name), ID: id, Outputs: map[string]string{"id": id},
-				Props: normalize(map[string]any{
-					"api_id": api, "name": aws.ToString(a.Name), "authorizer_type": string(a.AuthorizerType),
-					"authorizer_payload_format_version": aws.ToString(a.AuthorizerPayloadFormatVersion),
-					"enable_simple_responses":           aws.ToBool(a.EnableSimpleResponses), "identity_source": a.IdentitySource,
-					"authorizer_result_ttl_in_seconds": aws.ToInt32(a.AuthorizerResultTtlInSeconds), "authorizer_uri": aws.ToString(a.AuthorizerUri),
-				})})
-		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		id := aws.ToString(a.AuthorizerId)
+		out = append(out, Resource{Type: AWSAuthorizer, Name: aws.ToString(a.Name), ID: id, Outputs: map[string]string{"id": id},
+			Props: normalize(map[string]any{
+				"api_id": api, "name": aws.ToString(a.Name), "authorizer_type": string(a.AuthorizerType),
+				"authorizer_payload_format_version": aws.ToString(a.AuthorizerPayloadFormatVersion),
+				"enable_simple_responses":           aws.ToBool(a.EnableSimpleResponses), "identity_source": a.IdentitySource,
+				"authorizer_result_ttl_in_seconds": aws.ToInt32(a.AuthorizerResultTtlInSeconds), "authorizer_uri": aws.ToString(a.AuthorizerUri),
+			})})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetIntegrations(ctx, &apigatewayv2.GetIntegrationsInput{ApiId: &api, NextToken: next})
+	for i, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Integration, string, error) {
+		page, err := p.gw.GetIntegrations(ctx, &apigatewayv2.GetIntegrationsInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the integrations of API %s: %w", api, err)
 		}
-		for _, i := range page.Items {
-			id := aws.ToString(i.IntegrationId)
-			// An integration has no name: its description is its resource's.
-			name := aws.ToString(i.Description)
-			if name == "" {
-				name = id
-			}
-			out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{
-					"api_id": api, "description": aws.ToString(i.Description), "integration_type": string(i.IntegrationType),
-					"integration_method": aws.ToString(i.IntegrationMethod), "connection_type": string(i.ConnectionType),
-					"connection_id": aws.ToString(i.ConnectionId), "integration_uri": aws.ToString(i.IntegrationUri),
-					"payload_format_version": aws.ToString(i.PayloadFormatVersion),
-				}})
+		id := aws.ToString(i.IntegrationId)
+		// An integration has no name: its description is its resource's.
+		name := aws.ToString(i.Description)
+		if name == "" {
+			name = id
 		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
+			Props: map[string]any{
+				"api_id": api, "description": aws.ToString(i.Description), "integration_type": string(i.IntegrationType),
+				"integration_method": aws.ToString(i.IntegrationMethod), "connection_type": string(i.ConnectionType),
+				"connection_id": aws.ToString(i.ConnectionId), "integration_uri": aws.ToString(i.IntegrationUri),
+				"payload_format_version": aws.ToString(i.PayloadFormatVersion),
+			}})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetRoutes(ctx, &apigatewayv2.GetRoutesInput{ApiId: &api, NextToken: next})
+	for r, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Route, string, error) {
+		page, err := p.gw.GetRoutes(ctx, &apigatewayv2.GetRoutesInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the routes of API %s: %w", api, err)
 		}
-		for _, r := range page.Items {
-			id := aws.ToString(r.RouteId)
-			out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{
-					"api_id": api, "route_key": aws.ToString(r.RouteKey), "target": aws.ToString(r.Target),
-					"authorization_type": string(r.AuthorizationType), "authorizer_id": aws.ToString(r.AuthorizerId),
-				}})
-		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		id := aws.ToString(r.RouteId)
+		out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
+			Props: map[string]any{
+				"api_id": api, "route_key": aws.ToString(r.RouteKey), "target": aws.ToString(r.Target),
+				"authorization_type": string(r.AuthorizationType), "authorizer_id": aws.ToString(r.AuthorizerId),
+			}})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetStages(ctx, &apigatewayv2.GetStagesInput{ApiId: &api, NextToken: next})
+	for s, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Stage, string, error) {
+		page, err := p.gw.GetStages(ctx, &apigatewayv2.GetStagesInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the stages of API %s: %w", api, err)
 		}
-		for _, s := range page.Items {
-			name := aws.ToString(s.StageName)
-			out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
-				Props: map[string]any{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
-		}
-		return page.NextToken, nil
-	})
-	return out, err
+		name := aws.ToString(s.StageName)
+		out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
+			Props: map[string]any{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
+	}
+	return out, nil
 }
 
 func (p *AWSProvider) gwTag(ctx context.Context, path string, r Resource) error {
@@ -842,59 +816,63 @@ func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) err
 // (no key) and after their key otherwise.
 func (p *AWSProvider) readDomains(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{NextToken: next})
+	for d, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.DomainName, string, error) {
+		page, err := p.gw.GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway domain names: %w", err)
 		}
-		for _, d := range page.Items {
-			if !tagged(d.Tags, p.Deployment) {
-				continue
-			}
-			name := aws.ToString(d.DomainName)
-			var c gwtypes.DomainNameConfiguration
-			if len(d.DomainNameConfigurations) > 0 {
-				c = d.DomainNameConfigurations[0]
-			}
-			out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
-				Props: map[string]any{
-					"domain_name": name, "certificate_arn": aws.ToString(c.CertificateArn), "endpoint_type": string(c.EndpointType),
-					"security_policy": string(c.SecurityPolicy), "tags": anyMap(d.Tags),
-				},
-				Outputs: map[string]string{
-					"domain_name": name, "arn": aws.ToString(d.DomainNameArn),
-					"target_domain_name": aws.ToString(c.ApiGatewayDomainName), "hosted_zone_id": aws.ToString(c.HostedZoneId),
-				}})
-			mappings, err := p.readAPIMappings(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, mappings...)
+		if !tagged(d.Tags, p.Deployment) {
+			continue
 		}
-		return page.NextToken, nil
-	})
-	return out, err
+		name := aws.ToString(d.DomainName)
+		var c gwtypes.DomainNameConfiguration
+		if len(d.DomainNameConfigurations) > 0 {
+			c = d.DomainNameConfigurations[0]
+		}
+		out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
+			Props: map[string]any{
+				"domain_name": name, "certificate_arn": aws.ToString(c.CertificateArn), "endpoint_type": string(c.EndpointType),
+				"security_policy": string(c.SecurityPolicy), "tags": anyMap(d.Tags),
+			},
+			Outputs: map[string]string{
+				"domain_name": name, "arn": aws.ToString(d.DomainNameArn),
+				"target_domain_name": aws.ToString(c.ApiGatewayDomainName), "hosted_zone_id": aws.ToString(c.HostedZoneId),
+			}})
+		mappings, err := p.readAPIMappings(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, mappings...)
+	}
+	return out, nil
 }
 
 func (p *AWSProvider) readAPIMappings(ctx context.Context, domain string) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetApiMappings(ctx, &apigatewayv2.GetApiMappingsInput{DomainName: &domain, NextToken: next})
+	for m, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.ApiMapping, string, error) {
+		page, err := p.gw.GetApiMappings(ctx, &apigatewayv2.GetApiMappingsInput{DomainName: &domain, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the API mappings of domain name %s: %w", domain, err)
 		}
-		for _, m := range page.Items {
-			id, key := aws.ToString(m.ApiMappingId), aws.ToString(m.ApiMappingKey)
-			name := "api"
-			if key != "" {
-				name = resourceName(key)
-			}
-			out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
+		id, key := aws.ToString(m.ApiMappingId), aws.ToString(m.ApiMappingKey)
+		name := "api"
+		if key != "" {
+			name = resourceName(key)
 		}
-		return page.NextToken, nil
-	})
-	return out, err
+		out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
+			Props: map[string]any{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
+	}
+	return out, nil
 }
 
 func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {

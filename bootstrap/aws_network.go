@@ -42,12 +42,11 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 	pg := ec2.NewDescribeSecurityGroupsPaginator(p.ec2, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + TagDeployment), Values: []string{p.Deployment}},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ec2.DescribeSecurityGroupsOutput) []ec2types.SecurityGroup { return o.SecurityGroups }) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the security groups tagged %s=%s: %w", TagDeployment, p.Deployment, err)
 		}
-		groups = append(groups, page.SecurityGroups...)
+		groups = append(groups, it)
 	}
 	names := map[string]string{} // group ID -> resource name
 	var out []Resource

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	aastypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -431,18 +432,15 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 func (p *AWSProvider) readRoles(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
 	pg := iam.NewListRolesPaginator(p.iam, &iam.ListRolesInput{PathPrefix: aws.String(p.path())})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for r, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *iam.ListRolesOutput) []iamtypes.Role { return o.Roles }) {
 		if err != nil {
 			return nil, fmt.Errorf("list IAM roles under %s: %w", p.path(), err)
 		}
-		for _, r := range page.Roles {
-			res, err := p.readRole(ctx, aws.ToString(r.RoleName))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, res)
+		res, err := p.readRole(ctx, aws.ToString(r.RoleName))
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res)
 	}
 	return out, nil
 }
@@ -643,30 +641,27 @@ func (p *AWSProvider) readLogGroups(ctx context.Context, hints []Resource) ([]Re
 	var out []Resource
 	for _, prefix := range []string{p.path(), "/aws/lambda/" + p.Deployment + "-"} {
 		pg := cloudwatchlogs.NewDescribeLogGroupsPaginator(p.logs, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &prefix})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
+		for g, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *cloudwatchlogs.DescribeLogGroupsOutput) []cwltypes.LogGroup { return o.LogGroups }) {
 			if err != nil {
 				return nil, fmt.Errorf("list log groups under %s: %w", prefix, err)
 			}
-			for _, g := range page.LogGroups {
-				name := aws.ToString(g.LogGroupName)
-				arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
-				tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
-				if err != nil {
-					return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
-				}
-				rn := strings.TrimPrefix(name, prefix)
-				if prefix != p.path() {
-					if !tagged(tags.Tags, p.Deployment) {
-						continue
-					}
-					if n, ok := names[name]; ok {
-						rn = n
-					}
-				}
-				props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
-				out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+			name := aws.ToString(g.LogGroupName)
+			arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
+			tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+			if err != nil {
+				return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
 			}
+			rn := strings.TrimPrefix(name, prefix)
+			if prefix != p.path() {
+				if !tagged(tags.Tags, p.Deployment) {
+					continue
+				}
+				if n, ok := names[name]; ok {
+					rn = n
+				}
+			}
+			props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
+			out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
 		}
 	}
 	return out, nil
@@ -720,14 +715,11 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 		{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{TagDeployment}},
 		{Key: smtypes.FilterNameStringTypeTagValue, Values: []string{p.Deployment}},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *secretsmanager.ListSecretsOutput) []smtypes.SecretListEntry { return o.SecretList }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the deployment's secrets: %w", err)
 		}
-		for _, s := range page.SecretList {
-			add(aws.ToString(s.Name), aws.ToString(s.ARN), aws.ToString(s.Description), s.Tags)
-		}
+		add(aws.ToString(s.Name), aws.ToString(s.ARN), aws.ToString(s.Description), s.Tags)
 	}
 	// Secrets made by hand carry no tag: look the desired ones up by name.
 	for name := range hintNames(hints, AWSSecret) {
@@ -890,12 +882,11 @@ func (p *AWSProvider) readECS(ctx context.Context, _ []Resource) ([]Resource, er
 	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: map[string]any{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
 	var arns []string
 	pg := ecs.NewListServicesPaginator(p.ecs, &ecs.ListServicesInput{Cluster: &p.Deployment})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ecs.ListServicesOutput) []string { return o.ServiceArns }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the services of ECS cluster %s: %w", p.Deployment, err)
 		}
-		arns = append(arns, page.ServiceArns...)
+		arns = append(arns, it)
 	}
 	for chunk := range slices.Chunk(arns, 10) {
 		ds, err := p.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: &p.Deployment, Services: chunk, Include: []ecstypes.ServiceField{ecstypes.ServiceFieldTags}})
@@ -1084,26 +1075,23 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 	}
 	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: map[string]any{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
 	pg := scheduler.NewListSchedulesPaginator(p.sched, &scheduler.ListSchedulesInput{GroupName: &p.Deployment})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *scheduler.ListSchedulesOutput) []schedtypes.ScheduleSummary { return o.Schedules }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the schedules of group %s: %w", p.Deployment, err)
 		}
-		for _, s := range page.Schedules {
-			got, err := p.sched.GetSchedule(ctx, &scheduler.GetScheduleInput{Name: s.Name, GroupName: &p.Deployment})
-			if err != nil {
-				return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
-			}
-			target := map[string]any{}
-			if t := got.Target; t != nil {
-				target = map[string]any{"arn": aws.ToString(t.Arn), "role_arn": aws.ToString(t.RoleArn), "input": aws.ToString(t.Input)}
-			}
-			props := map[string]any{
-				"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
-				"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
-			}
-			out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
+		got, err := p.sched.GetSchedule(ctx, &scheduler.GetScheduleInput{Name: s.Name, GroupName: &p.Deployment})
+		if err != nil {
+			return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
 		}
+		target := map[string]any{}
+		if t := got.Target; t != nil {
+			target = map[string]any{"arn": aws.ToString(t.Arn), "role_arn": aws.ToString(t.RoleArn), "input": aws.ToString(t.Input)}
+		}
+		props := map[string]any{
+			"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
+			"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
+		}
+		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
 	}
 	return out, nil
 }

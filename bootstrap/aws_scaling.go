@@ -48,23 +48,22 @@ func (p *AWSProvider) readScaling(ctx context.Context, hints []Resource) ([]Reso
 	pg := applicationautoscaling.NewDescribeScalableTargetsPaginator(p.scaling, &applicationautoscaling.DescribeScalableTargetsInput{
 		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceIds: ids, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
 	})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for t, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *applicationautoscaling.DescribeScalableTargetsOutput) []aastypes.ScalableTarget {
+		return o.ScalableTargets
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the scalable targets of the ECS services of %s: %w", p.Deployment, err)
 		}
-		for _, t := range page.ScalableTargets {
-			res, err := p.readScalingTarget(ctx, t)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, res)
-			policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, policies...)
+		res, err := p.readScalingTarget(ctx, t)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res)
+		policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policies...)
 	}
 	return out, nil
 }
@@ -94,31 +93,30 @@ func (p *AWSProvider) readScalingPolicies(ctx context.Context, resourceID string
 	pg := applicationautoscaling.NewDescribeScalingPoliciesPaginator(p.scaling, &applicationautoscaling.DescribeScalingPoliciesInput{
 		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: &resourceID, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
 	})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for sp, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *applicationautoscaling.DescribeScalingPoliciesOutput) []aastypes.ScalingPolicy {
+		return o.ScalingPolicies
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the scaling policies of %s: %w", resourceID, err)
 		}
-		for _, sp := range page.ScalingPolicies {
-			if aws.ToString(sp.PolicyName) != p.Deployment+"-"+name+"-cpu" {
-				continue
-			}
-			tracking := map[string]any{}
-			if c := sp.TargetTrackingScalingPolicyConfiguration; c != nil {
-				tracking["target_value"] = aws.ToFloat64(c.TargetValue)
-				tracking["scale_in_cooldown"] = int(aws.ToInt32(c.ScaleInCooldown))
-				tracking["scale_out_cooldown"] = int(aws.ToInt32(c.ScaleOutCooldown))
-				if m := c.PredefinedMetricSpecification; m != nil {
-					tracking["predefined_metric"] = string(m.PredefinedMetricType)
-				}
-			}
-			props := map[string]any{
-				"name": aws.ToString(sp.PolicyName), "service_namespace": string(sp.ServiceNamespace), "resource_id": resourceID,
-				"scalable_dimension": string(sp.ScalableDimension), "policy_type": string(sp.PolicyType), "target_tracking": tracking,
-			}
-			arn := aws.ToString(sp.PolicyARN)
-			out = append(out, Resource{Type: AWSScalingPolicy, Name: name, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+		if aws.ToString(sp.PolicyName) != p.Deployment+"-"+name+"-cpu" {
+			continue
 		}
+		tracking := map[string]any{}
+		if c := sp.TargetTrackingScalingPolicyConfiguration; c != nil {
+			tracking["target_value"] = aws.ToFloat64(c.TargetValue)
+			tracking["scale_in_cooldown"] = int(aws.ToInt32(c.ScaleInCooldown))
+			tracking["scale_out_cooldown"] = int(aws.ToInt32(c.ScaleOutCooldown))
+			if m := c.PredefinedMetricSpecification; m != nil {
+				tracking["predefined_metric"] = string(m.PredefinedMetricType)
+			}
+		}
+		props := map[string]any{
+			"name": aws.ToString(sp.PolicyName), "service_namespace": string(sp.ServiceNamespace), "resource_id": resourceID,
+			"scalable_dimension": string(sp.ScalableDimension), "policy_type": string(sp.PolicyType), "target_tracking": tracking,
+		}
+		arn := aws.ToString(sp.PolicyARN)
+		out = append(out, Resource{Type: AWSScalingPolicy, Name: name, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
 	}
 	return out, nil
 }

@@ -399,24 +399,21 @@ func (p *YandexProvider) readSecrets(ctx context.Context) ([]Resource, error) {
 		return nil, err
 	}
 	var out []Resource
-	req := &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+	for sec, err := range pages(ctx, func(ctx context.Context, token string) ([]*lockbox.Secret, string, error) {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetSecrets(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the Lockbox secrets of folder %s: %w", p.FolderID, err)
 		}
-		for _, sec := range resp.GetSecrets() {
-			if sec.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
-				"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
-			}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
+		if sec.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
+			"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
+		}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) error {
@@ -456,27 +453,24 @@ func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
 		return nil, err
 	}
 	var out []Resource
-	req := &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, req)
+	for t, err := range pages(ctx, func(ctx context.Context, token string) ([]*triggers.Trigger, string, error) {
+		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetTriggers(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the triggers of folder %s: %w", p.FolderID, err)
 		}
-		for _, t := range resp.GetTriggers() {
-			if t.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			timer := t.GetRule().GetTimer()
-			inv := timer.GetInvokeContainerWithRetry()
-			out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
-				"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
-				"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
-			}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
+		if t.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		timer := t.GetRule().GetTimer()
+		inv := timer.GetInvokeContainerWithRetry()
+		out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
+			"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
+			"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
+		}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
@@ -486,33 +480,30 @@ func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
 	}
 	cl := apigw.NewApiGatewayServiceClient(c)
 	var out []Resource
-	req := &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for g, err := range pages(ctx, func(ctx context.Context, token string) ([]*apigw.ApiGateway, string, error) {
+		resp, err := cl.List(ctx, &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetApiGateways(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the API gateways of folder %s: %w", p.FolderID, err)
 		}
-		for _, g := range resp.GetApiGateways() {
-			if g.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
-			if err != nil {
-				return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
-			}
-			// Yandex may hand the spec back as YAML; JSON is YAML too.
-			var doc map[string]any
-			if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
-				return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
-			}
-			out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
-				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(), "openapi_spec": doc,
-			}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
+		if g.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
+		if err != nil {
+			return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
 		}
+		// Yandex may hand the spec back as YAML; JSON is YAML too.
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
+			return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
+		}
+		out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
+			"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(), "openapi_spec": doc,
+		}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) timerRule(r *Resource) *triggers.Trigger_Rule {
@@ -589,25 +580,22 @@ func (p *YandexProvider) readServiceAccounts(ctx context.Context) ([]Resource, e
 	}
 	var out []Resource
 	prefix := p.Deployment + "-"
-	req := &iam.ListServiceAccountsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := iam.NewServiceAccountServiceClient(c).List(ctx, req)
+	for sa, err := range pages(ctx, func(ctx context.Context, token string) ([]*iam.ServiceAccount, string, error) {
+		resp, err := iam.NewServiceAccountServiceClient(c).List(ctx, &iam.ListServiceAccountsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetServiceAccounts(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list service accounts of folder %s: %w", p.FolderID, err)
 		}
-		for _, sa := range resp.GetServiceAccounts() {
-			key, ok := strings.CutPrefix(sa.GetName(), prefix)
-			if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
-				continue
-			}
-			out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
-				"name": sa.GetName(), "folder_id": sa.GetFolderId(), "description": sa.GetDescription(),
-			}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
+		key, ok := strings.CutPrefix(sa.GetName(), prefix)
+		if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
+			"name": sa.GetName(), "folder_id": sa.GetFolderId(), "description": sa.GetDescription(),
+		}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Resource, error) {
@@ -623,19 +611,15 @@ func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Re
 		byID[sa.ID] = sa.Name
 	}
 	roles := map[string][]any{}
-	req := &access.ListAccessBindingsRequest{ResourceId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := rm.NewFolderServiceClient(c).ListAccessBindings(ctx, req)
+	for b, err := range pages(ctx, func(ctx context.Context, token string) ([]*access.AccessBinding, string, error) {
+		resp, err := rm.NewFolderServiceClient(c).ListAccessBindings(ctx, &access.ListAccessBindingsRequest{ResourceId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetAccessBindings(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the access bindings of folder %s: %w", p.FolderID, err)
 		}
-		for _, b := range resp.GetAccessBindings() {
-			if s := b.GetSubject(); s.GetType() == "serviceAccount" && byID[s.GetId()] != "" {
-				roles[s.GetId()] = append(roles[s.GetId()], b.GetRoleId())
-			}
-		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			break
+		if s := b.GetSubject(); s.GetType() == "serviceAccount" && byID[s.GetId()] != "" {
+			roles[s.GetId()] = append(roles[s.GetId()], b.GetRoleId())
 		}
 	}
 	var out []Resource
@@ -654,24 +638,21 @@ func (p *YandexProvider) readDatabases(ctx context.Context) ([]Resource, error) 
 		return nil, err
 	}
 	var out []Resource
-	req := &ydb.ListDatabasesRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := ydb.NewDatabaseServiceClient(c).List(ctx, req)
+	for d, err := range pages(ctx, func(ctx context.Context, token string) ([]*ydb.Database, string, error) {
+		resp, err := ydb.NewDatabaseServiceClient(c).List(ctx, &ydb.ListDatabasesRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetDatabases(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the YDB databases of folder %s: %w", p.FolderID, err)
 		}
-		for _, d := range resp.GetDatabases() {
-			if d.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
-				"name": d.GetName(), "folder_id": d.GetFolderId(), "serverless": d.GetServerlessDatabase() != nil, "labels": anyMap(d.GetLabels()),
-			}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
+		if d.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
+			"name": d.GetName(), "folder_id": d.GetFolderId(), "serverless": d.GetServerlessDatabase() != nil, "labels": anyMap(d.GetLabels()),
+		}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readContainers(ctx context.Context) ([]Resource, error) {
@@ -681,31 +662,28 @@ func (p *YandexProvider) readContainers(ctx context.Context) ([]Resource, error)
 	}
 	cl := containers.NewContainerServiceClient(c)
 	var out []Resource
-	req := &containers.ListContainersRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for ct, err := range pages(ctx, func(ctx context.Context, token string) ([]*containers.Container, string, error) {
+		resp, err := cl.List(ctx, &containers.ListContainersRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetContainers(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the serverless containers of folder %s: %w", p.FolderID, err)
 		}
-		for _, ct := range resp.GetContainers() {
-			if ct.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			props := map[string]any{"name": ct.GetName(), "folder_id": ct.GetFolderId(), "labels": anyMap(ct.GetLabels()), "revision": nil}
-			revs, err := cl.ListRevisions(ctx, &containers.ListContainersRevisionsRequest{Id: &containers.ListContainersRevisionsRequest_ContainerId{ContainerId: ct.GetId()}, PageSize: 1})
-			if err != nil {
-				return nil, fmt.Errorf("list the revisions of container %s: %w", ct.GetName(), err)
-			}
-			if rs := revs.GetRevisions(); len(rs) > 0 {
-				props["revision"] = revisionProps(rs[0])
-			}
-			out = append(out, Resource{Type: YCContainer, Name: strings.TrimPrefix(ct.GetName(), p.Deployment+"-"), Props: normalize(props),
-				ID: ct.GetId(), Outputs: map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}})
+		if ct.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		props := map[string]any{"name": ct.GetName(), "folder_id": ct.GetFolderId(), "labels": anyMap(ct.GetLabels()), "revision": nil}
+		revs, err := cl.ListRevisions(ctx, &containers.ListContainersRevisionsRequest{Id: &containers.ListContainersRevisionsRequest_ContainerId{ContainerId: ct.GetId()}, PageSize: 1})
+		if err != nil {
+			return nil, fmt.Errorf("list the revisions of container %s: %w", ct.GetName(), err)
 		}
+		if rs := revs.GetRevisions(); len(rs) > 0 {
+			props["revision"] = revisionProps(rs[0])
+		}
+		out = append(out, Resource{Type: YCContainer, Name: strings.TrimPrefix(ct.GetName(), p.Deployment+"-"), Props: normalize(props),
+			ID: ct.GetId(), Outputs: map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}})
 	}
+	return out, nil
 }
 
 func revisionProps(r *containers.Revision) map[string]any {
@@ -1001,21 +979,18 @@ func (b lockboxBlob) find(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	req := &lockbox.ListSecretsRequest{FolderId: b.p.FolderID, PageSize: 1000}
-	for {
-		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+	for s, err := range pages(ctx, func(ctx context.Context, token string) ([]*lockbox.Secret, string, error) {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, &lockbox.ListSecretsRequest{FolderId: b.p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetSecrets(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return "", fmt.Errorf("list the Lockbox secrets of folder %s: %w", b.p.FolderID, err)
 		}
-		for _, s := range resp.GetSecrets() {
-			if s.GetName() == YandexJournalSecret(b.p.Deployment) {
-				return s.GetId(), nil
-			}
-		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return "", nil
+		if s.GetName() == YandexJournalSecret(b.p.Deployment) {
+			return s.GetId(), nil
 		}
 	}
+	return "", nil
 }
 
 func (b lockboxBlob) Load(ctx context.Context) ([]byte, error) {

@@ -249,22 +249,18 @@ func (p *YandexProvider) readResourceBindings(ctx context.Context, typ, saID str
 	var out []Resource
 	for _, id := range ids {
 		var roles []any
-		req := &access.ListAccessBindingsRequest{ResourceId: id, PageSize: 1000}
-		for {
-			resp, err := cl.ListAccessBindings(ctx, req)
+		for b, err := range pages(ctx, func(ctx context.Context, token string) ([]*access.AccessBinding, string, error) {
+			resp, err := cl.ListAccessBindings(ctx, &access.ListAccessBindingsRequest{ResourceId: id, PageSize: 1000, PageToken: token})
 			if status.Code(err) == codes.NotFound {
-				break
+				return nil, "", nil // gone: it binds nothing
 			}
+			return resp.GetAccessBindings(), resp.GetNextPageToken(), err
+		}) {
 			if err != nil {
 				return nil, fmt.Errorf("list the access bindings of %s: %w", id, err)
 			}
-			for _, b := range resp.GetAccessBindings() {
-				if s := b.GetSubject(); s.GetType() == "serviceAccount" && s.GetId() == saID {
-					roles = append(roles, b.GetRoleId())
-				}
-			}
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				break
+			if s := b.GetSubject(); s.GetType() == "serviceAccount" && s.GetId() == saID {
+				roles = append(roles, b.GetRoleId())
 			}
 		}
 		if len(roles) == 0 {
@@ -343,34 +339,31 @@ func (p *YandexProvider) readFunctions(ctx context.Context, pinned map[string]st
 	}
 	cl := functions.NewFunctionServiceClient(c)
 	var out []Resource
-	req := &functions.ListFunctionsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for f, err := range pages(ctx, func(ctx context.Context, token string) ([]*functions.Function, string, error) {
+		resp, err := cl.List(ctx, &functions.ListFunctionsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetFunctions(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the functions of folder %s: %w", p.FolderID, err)
 		}
-		for _, f := range resp.GetFunctions() {
-			if f.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			props := map[string]any{"name": f.GetName(), "folder_id": f.GetFolderId(), "description": f.GetDescription(), "labels": anyMap(f.GetLabels()), "version": nil}
-			v, err := cl.GetVersionByTag(ctx, &functions.GetFunctionVersionByTagRequest{FunctionId: f.GetId(), Tag: "$latest"})
-			switch {
-			case status.Code(err) == codes.NotFound:
-			case err != nil:
-				return nil, fmt.Errorf("read the latest version of function %s: %w", f.GetName(), err)
-			default:
-				if props["version"], err = p.versionProps(ctx, v, pinned); err != nil {
-					return nil, fmt.Errorf("function %s: %w", f.GetName(), err)
-				}
-			}
-			out = append(out, Resource{Type: YCFunction, Name: "auth", Props: normalize(props),
-				ID: f.GetId(), Outputs: map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}})
+		if f.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		props := map[string]any{"name": f.GetName(), "folder_id": f.GetFolderId(), "description": f.GetDescription(), "labels": anyMap(f.GetLabels()), "version": nil}
+		v, err := cl.GetVersionByTag(ctx, &functions.GetFunctionVersionByTagRequest{FunctionId: f.GetId(), Tag: "$latest"})
+		switch {
+		case status.Code(err) == codes.NotFound:
+		case err != nil:
+			return nil, fmt.Errorf("read the latest version of function %s: %w", f.GetName(), err)
+		default:
+			if props["version"], err = p.versionProps(ctx, v, pinned); err != nil {
+				return nil, fmt.Errorf("function %s: %w", f.GetName(), err)
+			}
 		}
+		out = append(out, Resource{Type: YCFunction, Name: "auth", Props: normalize(props),
+			ID: f.GetId(), Outputs: map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}})
 	}
+	return out, nil
 }
 
 // versionProps is a function version in the desired set's shape. A secret
@@ -527,20 +520,17 @@ func (p *YandexProvider) versionSource(ctx context.Context, cl functions.Functio
 		req.PackageSource = &functions.CreateFunctionVersionRequest_Content{Content: content}
 		return nil
 	}
-	lr := &functions.ListFunctionsVersionsRequest{Id: &functions.ListFunctionsVersionsRequest_FunctionId{FunctionId: fnID}, PageSize: 1000}
-	for {
-		resp, err := cl.ListVersions(ctx, lr)
+	for old, err := range pages(ctx, func(ctx context.Context, token string) ([]*functions.Version, string, error) {
+		resp, err := cl.ListVersions(ctx, &functions.ListFunctionsVersionsRequest{Id: &functions.ListFunctionsVersionsRequest_FunctionId{FunctionId: fnID}, PageSize: 1000, PageToken: token})
+		return resp.GetVersions(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return fmt.Errorf("list the versions of function %s: %w", fnID, err)
 		}
-		for _, old := range resp.GetVersions() {
-			if old.GetDescription() == authCodeNote+sha {
-				req.PackageSource = &functions.CreateFunctionVersionRequest_VersionId{VersionId: old.GetId()}
-				return nil
-			}
-		}
-		if lr.PageToken = resp.GetNextPageToken(); lr.PageToken == "" {
-			return fmt.Errorf("code sha256 %s is neither this gosling's auth function (%s) nor in an earlier version of function %s", sha, AuthCodeSHA256, fnID)
+		if old.GetDescription() == authCodeNote+sha {
+			req.PackageSource = &functions.CreateFunctionVersionRequest_VersionId{VersionId: old.GetId()}
+			return nil
 		}
 	}
+	return fmt.Errorf("code sha256 %s is neither this gosling's auth function (%s) nor in an earlier version of function %s", sha, AuthCodeSHA256, fnID)
 }

@@ -205,26 +205,23 @@ func (p *YandexProvider) readInstanceGroups(ctx context.Context) ([]Resource, er
 	}
 	images := map[string]*compute.Image{}
 	var out []Resource
-	req := &ig.ListInstanceGroupsRequest{FolderId: p.FolderID, PageSize: 1000, View: ig.InstanceGroupView_FULL}
-	for {
-		resp, err := cl.List(ctx, req)
+	for g, err := range pages(ctx, func(ctx context.Context, token string) ([]*ig.InstanceGroup, string, error) {
+		resp, err := cl.List(ctx, &ig.ListInstanceGroupsRequest{FolderId: p.FolderID, PageSize: 1000, View: ig.InstanceGroupView_FULL, PageToken: token})
+		return resp.GetInstanceGroups(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the instance groups of folder %s: %w", p.FolderID, err)
 		}
-		for _, g := range resp.GetInstanceGroups() {
-			if g.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			r, err := p.instanceGroupResource(ctx, g, images)
-			if err != nil {
-				return nil, fmt.Errorf("instance group %s: %w", g.GetName(), err)
-			}
-			out = append(out, r)
+		if g.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		r, err := p.instanceGroupResource(ctx, g, images)
+		if err != nil {
+			return nil, fmt.Errorf("instance group %s: %w", g.GetName(), err)
 		}
+		out = append(out, r)
 	}
+	return out, nil
 }
 
 // instanceGroupResource puts a group in the desired set's shape; its boot
