@@ -122,7 +122,7 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	path := "/gosling/" + dep + "/"
 	var out []Resource
 	add := func(typ, name string, props map[string]any, deps ...string) {
-		out = append(out, Resource{Type: typ, Name: name, Props: props, DependsOn: deps})
+		out = append(out, Resource{Type: typ, Name: name, Props: untyped(props), DependsOn: deps})
 	}
 
 	// Names and ARNs everything else refers to.

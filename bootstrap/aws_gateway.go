@@ -81,7 +81,7 @@ func (p *AWSProvider) readDiscovery(ctx context.Context, _ []Resource) ([]Resour
 		delete(tags, tagVPC)
 		id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
 		out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
-			Props: map[string]any{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
+			Props: untyped{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
 		services, err := p.readDiscoveryServices(ctx, id)
 		if err != nil {
 			return nil, err
@@ -144,14 +144,14 @@ func (p *AWSProvider) waitOperation(ctx context.Context, id *string) (map[string
 }
 
 func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Resource) error {
-	tags := maps.Clone(mapOf(r.Props, "tags"))
+	tags := maps.Clone(mapOf(raw(r.Props), "tags"))
 	if tags == nil {
 		tags = map[string]any{}
 	}
-	tags[tagVPC] = str(r.Props, "vpc")
+	tags[tagVPC] = str(raw(r.Props), "vpc")
 	if before == nil {
 		out, err := p.sd.CreatePrivateDnsNamespace(ctx, &servicediscovery.CreatePrivateDnsNamespaceInput{
-			Name: aws.String(str(r.Props, "name")), Vpc: aws.String(str(r.Props, "vpc")), Tags: sdTags(tags),
+			Name: aws.String(str(raw(r.Props), "name")), Vpc: aws.String(str(raw(r.Props), "vpc")), Tags: sdTags(tags),
 			Description: aws.String("Gosling " + p.Deployment + ": the servers' private names"),
 		})
 		if err != nil {
@@ -160,9 +160,9 @@ func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Reso
 		_, err = p.waitOperation(ctx, out.OperationId)
 		return err
 	}
-	if str(before.Props, "name") != str(r.Props, "name") || str(before.Props, "vpc") != str(r.Props, "vpc") {
+	if str(raw(before.Props), "name") != str(raw(r.Props), "name") || str(raw(before.Props), "vpc") != str(raw(r.Props), "vpc") {
 		return fmt.Errorf("a Cloud Map namespace keeps its name and VPC (%s in %s): delete it by hand (aws servicediscovery delete-namespace --id %s) and deploy again",
-			str(before.Props, "name"), str(before.Props, "vpc"), before.ID)
+			str(raw(before.Props), "name"), str(raw(before.Props), "vpc"), before.ID)
 	}
 	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(tags)})
 	return err
@@ -179,7 +179,7 @@ func (p *AWSProvider) deleteNamespace(ctx context.Context, r Resource) error {
 
 func dnsRecords(r Resource) []sdtypes.DnsRecord {
 	var out []sdtypes.DnsRecord
-	l, _ := r.Props["dns_records"].([]any)
+	l, _ := raw(r.Props)["dns_records"].([]any)
 	for _, e := range l {
 		m, _ := e.(map[string]any)
 		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(str(m, "type")), TTL: aws.Int64(int64(num(m, "ttl")))})
@@ -190,13 +190,13 @@ func dnsRecords(r Resource) []sdtypes.DnsRecord {
 func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
 		_, err := p.sd.CreateService(ctx, &servicediscovery.CreateServiceInput{
-			Name: aws.String(str(r.Props, "name")), NamespaceId: aws.String(str(r.Props, "namespace_id")),
+			Name: aws.String(str(raw(r.Props), "name")), NamespaceId: aws.String(str(raw(r.Props), "namespace_id")),
 			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(r), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
-			Tags:      sdTags(mapOf(r.Props, "tags")),
+			Tags:      sdTags(mapOf(raw(r.Props), "tags")),
 		})
 		return err
 	}
-	if jsonString(before.Props["dns_records"]) != jsonString(r.Props["dns_records"]) {
+	if jsonString(raw(before.Props)["dns_records"]) != jsonString(raw(r.Props)["dns_records"]) {
 		out, err := p.sd.UpdateService(ctx, &servicediscovery.UpdateServiceInput{Id: aws.String(before.ID), Service: &sdtypes.ServiceChange{
 			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(r)},
 		}})
@@ -207,7 +207,7 @@ func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource,
 			return err
 		}
 	}
-	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(mapOf(r.Props, "tags"))})
+	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(mapOf(raw(r.Props), "tags"))})
 	return err
 }
 
@@ -249,7 +249,7 @@ func (p *AWSProvider) readFunctions(ctx context.Context, hints []Resource) ([]Re
 		out = append(out, fn)
 		prn := rn
 		for _, h := range hints {
-			if h.Type == AWSPermission && str(h.Props, "function_name") == name {
+			if h.Type == AWSPermission && str(raw(h.Props), "function_name") == name {
 				prn = h.Name
 			}
 		}
@@ -322,7 +322,7 @@ func (p *AWSProvider) readPermissions(ctx context.Context, function, rn string) 
 		action, _ := st.Action.(string)
 		principal, _ := st.Principal["Service"].(string)
 		source, _ := st.Condition["ArnLike"]["AWS:SourceArn"].(string)
-		out = append(out, Resource{Type: AWSPermission, Name: rn, ID: function + "/" + st.Sid, Props: map[string]any{
+		out = append(out, Resource{Type: AWSPermission, Name: rn, ID: function + "/" + st.Sid, Props: untyped{
 			"function_name": function, "statement_id": st.Sid, "action": action, "principal": principal, "source_arn": source,
 		}})
 	}
@@ -330,19 +330,19 @@ func (p *AWSProvider) readPermissions(ctx context.Context, function, rn string) 
 }
 
 func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	name := str(raw(r.Props), "name")
 	env := map[string]string{}
-	for k, v := range mapOf(r.Props, "environment") {
+	for k, v := range mapOf(raw(r.Props), "environment") {
 		env[k] = fmt.Sprint(v)
 	}
-	imageConfig := &lambdatypes.ImageConfig{Command: strList(r.Props, "command")}
+	imageConfig := &lambdatypes.ImageConfig{Command: strList(raw(r.Props), "command")}
 	if before == nil {
 		in := &lambda.CreateFunctionInput{
-			FunctionName: &name, PackageType: lambdatypes.PackageType(str(r.Props, "package_type")),
-			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(str(r.Props, "image"))}, ImageConfig: imageConfig,
-			Role: aws.String(str(r.Props, "role")), MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))),
-			Timeout: aws.Int32(int32(num(r.Props, "timeout"))), Environment: &lambdatypes.Environment{Variables: env},
-			Tags: strMap(mapOf(r.Props, "tags")),
+			FunctionName: &name, PackageType: lambdatypes.PackageType(str(raw(r.Props), "package_type")),
+			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(str(raw(r.Props), "image"))}, ImageConfig: imageConfig,
+			Role: aws.String(str(raw(r.Props), "role")), MemorySize: aws.Int32(int32(num(raw(r.Props), "memory_size"))),
+			Timeout: aws.Int32(int32(num(raw(r.Props), "timeout"))), Environment: &lambdatypes.Environment{Variables: env},
+			Tags: strMap(mapOf(raw(r.Props), "tags")),
 		}
 		// A role made a moment ago is not yet visible to Lambda (IAM is
 		// eventually consistent): CreateFunction says it cannot be assumed
@@ -362,13 +362,13 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 		}
 		return lambda.NewFunctionActiveV2Waiter(p.lambda).Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait)
 	}
-	if str(before.Props, "name") != name {
-		return fmt.Errorf("a Lambda function keeps its name (%s)", str(before.Props, "name"))
+	if str(raw(before.Props), "name") != name {
+		return fmt.Errorf("a Lambda function keeps its name (%s)", str(raw(before.Props), "name"))
 	}
 	err := p.changeFunction(ctx, name, func() error {
 		_, err := p.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
-			FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(r.Props, "role")),
-			MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))), Timeout: aws.Int32(int32(num(r.Props, "timeout"))),
+			FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(raw(r.Props), "role")),
+			MemorySize: aws.Int32(int32(num(raw(r.Props), "memory_size"))), Timeout: aws.Int32(int32(num(raw(r.Props), "timeout"))),
 			Environment: &lambdatypes.Environment{Variables: env},
 		})
 		return err
@@ -376,16 +376,16 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 	if err != nil {
 		return err
 	}
-	if str(before.Props, "image") != str(r.Props, "image") {
+	if str(raw(before.Props), "image") != str(raw(r.Props), "image") {
 		err := p.changeFunction(ctx, name, func() error {
-			_, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(r.Props, "image"))})
+			_, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(raw(r.Props), "image"))})
 			return err
 		})
 		if err != nil {
 			return err
 		}
 	}
-	_, err = p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err = p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(raw(r.Props), "tags"))})
 	return err
 }
 
@@ -453,16 +453,16 @@ func (p *AWSProvider) putPermission(ctx context.Context, before *Resource, r Res
 		}
 	}
 	_, err := p.lambda.AddPermission(ctx, &lambda.AddPermissionInput{
-		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
-		Action: aws.String(str(r.Props, "action")), Principal: aws.String(str(r.Props, "principal")),
-		SourceArn: aws.String(str(r.Props, "source_arn")),
+		FunctionName: aws.String(str(raw(r.Props), "function_name")), StatementId: aws.String(str(raw(r.Props), "statement_id")),
+		Action: aws.String(str(raw(r.Props), "action")), Principal: aws.String(str(raw(r.Props), "principal")),
+		SourceArn: aws.String(str(raw(r.Props), "source_arn")),
 	})
 	return err
 }
 
 func (p *AWSProvider) deletePermission(ctx context.Context, r Resource) error {
 	_, err := p.lambda.RemovePermission(ctx, &lambda.RemovePermissionInput{
-		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
+		FunctionName: aws.String(str(raw(r.Props), "function_name")), StatementId: aws.String(str(raw(r.Props), "statement_id")),
 	})
 	if apiCode(err) == "ResourceNotFoundException" {
 		return nil
@@ -497,7 +497,7 @@ func (p *AWSProvider) readGateway(ctx context.Context, _ []Resource) ([]Resource
 		}
 		exec := acct.arn("execute-api", id)
 		out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
-			Props:   map[string]any{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
+			Props:   untyped{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
 			Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
 		children, err := p.readAPIChildren(ctx, id)
 		if err != nil {
@@ -565,7 +565,7 @@ func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resour
 			name = id
 		}
 		out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
-			Props: map[string]any{
+			Props: untyped{
 				"api_id": api, "description": aws.ToString(i.Description), "integration_type": string(i.IntegrationType),
 				"integration_method": aws.ToString(i.IntegrationMethod), "connection_type": string(i.ConnectionType),
 				"connection_id": aws.ToString(i.ConnectionId), "integration_uri": aws.ToString(i.IntegrationUri),
@@ -584,7 +584,7 @@ func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resour
 		}
 		id := aws.ToString(r.RouteId)
 		out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
-			Props: map[string]any{
+			Props: untyped{
 				"api_id": api, "route_key": aws.ToString(r.RouteKey), "target": aws.ToString(r.Target),
 				"authorization_type": string(r.AuthorizationType), "authorizer_id": aws.ToString(r.AuthorizerId),
 			}})
@@ -601,7 +601,7 @@ func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resour
 		}
 		name := aws.ToString(s.StageName)
 		out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
-			Props: map[string]any{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
+			Props: untyped{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
 	}
 	return out, nil
 }
@@ -611,7 +611,7 @@ func (p *AWSProvider) gwTag(ctx context.Context, path string, r Resource) error 
 	if err != nil {
 		return err
 	}
-	_, err = p.gw.TagResource(ctx, &apigatewayv2.TagResourceInput{ResourceArn: &arn, Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err = p.gw.TagResource(ctx, &apigatewayv2.TagResourceInput{ResourceArn: &arn, Tags: strMap(mapOf(raw(r.Props), "tags"))})
 	return err
 }
 
@@ -641,8 +641,8 @@ func (p *AWSProvider) account(ctx context.Context) (AWSAccount, error) {
 func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
 		_, err := p.gw.CreateApi(ctx, &apigatewayv2.CreateApiInput{
-			Name: aws.String(str(r.Props, "name")), ProtocolType: gwtypes.ProtocolType(str(r.Props, "protocol_type")),
-			Tags: strMap(mapOf(r.Props, "tags")),
+			Name: aws.String(str(raw(r.Props), "name")), ProtocolType: gwtypes.ProtocolType(str(raw(r.Props), "protocol_type")),
+			Tags: strMap(mapOf(raw(r.Props), "tags")),
 		})
 		return err
 	}
@@ -658,7 +658,7 @@ func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) 
 func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resource) error {
 	if before != nil {
 		for _, k := range []struct{ key, what string }{{"subnet_ids", "subnets"}, {"security_group_ids", "security groups"}} {
-			if jsonString(before.Props[k.key]) != jsonString(r.Props[k.key]) {
+			if jsonString(raw(before.Props)[k.key]) != jsonString(raw(r.Props)[k.key]) {
 				return fmt.Errorf("a VPC link keeps its %s: delete the routes and the integration that go through VPC link %s (aws apigatewayv2 delete-route, delete-integration), then the link (aws apigatewayv2 delete-vpc-link --vpc-link-id %s), and deploy again, which makes them anew",
 					k.what, before.ID, before.ID)
 			}
@@ -666,8 +666,8 @@ func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resour
 		return p.gwTag(ctx, "/vpclinks/"+before.ID, r)
 	}
 	out, err := p.gw.CreateVpcLink(ctx, &apigatewayv2.CreateVpcLinkInput{
-		Name: aws.String(str(r.Props, "name")), SubnetIds: strList(r.Props, "subnet_ids"),
-		SecurityGroupIds: strList(r.Props, "security_group_ids"), Tags: strMap(mapOf(r.Props, "tags")),
+		Name: aws.String(str(raw(r.Props), "name")), SubnetIds: strList(raw(r.Props), "subnet_ids"),
+		SecurityGroupIds: strList(raw(r.Props), "security_group_ids"), Tags: strMap(mapOf(raw(r.Props), "tags")),
 	})
 	if err != nil {
 		return err
@@ -703,59 +703,59 @@ func (p *AWSProvider) deleteVPCLink(ctx context.Context, id string) error {
 }
 
 func (p *AWSProvider) putIntegration(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
-	typ, conn := gwtypes.IntegrationType(str(r.Props, "integration_type")), gwtypes.ConnectionType(str(r.Props, "connection_type"))
+	api := aws.String(str(raw(r.Props), "api_id"))
+	typ, conn := gwtypes.IntegrationType(str(raw(r.Props), "integration_type")), gwtypes.ConnectionType(str(raw(r.Props), "connection_type"))
 	if before == nil {
 		_, err := p.gw.CreateIntegration(ctx, &apigatewayv2.CreateIntegrationInput{
-			ApiId: api, Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
-			IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
-			ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
-			PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+			ApiId: api, Description: aws.String(str(raw(r.Props), "description")), IntegrationType: typ,
+			IntegrationMethod: aws.String(str(raw(r.Props), "integration_method")), ConnectionType: conn,
+			ConnectionId: aws.String(str(raw(r.Props), "connection_id")), IntegrationUri: aws.String(str(raw(r.Props), "integration_uri")),
+			PayloadFormatVersion: aws.String(str(raw(r.Props), "payload_format_version")),
 		})
 		return err
 	}
 	_, err := p.gw.UpdateIntegration(ctx, &apigatewayv2.UpdateIntegrationInput{
-		ApiId: api, IntegrationId: aws.String(before.ID), Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
-		IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
-		ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
-		PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+		ApiId: api, IntegrationId: aws.String(before.ID), Description: aws.String(str(raw(r.Props), "description")), IntegrationType: typ,
+		IntegrationMethod: aws.String(str(raw(r.Props), "integration_method")), ConnectionType: conn,
+		ConnectionId: aws.String(str(raw(r.Props), "connection_id")), IntegrationUri: aws.String(str(raw(r.Props), "integration_uri")),
+		PayloadFormatVersion: aws.String(str(raw(r.Props), "payload_format_version")),
 	})
 	return err
 }
 
 func (p *AWSProvider) putAuthorizer(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
-	typ := gwtypes.AuthorizerType(str(r.Props, "authorizer_type"))
-	ttl := aws.Int32(int32(num(r.Props, "authorizer_result_ttl_in_seconds")))
-	simple, _ := r.Props["enable_simple_responses"].(bool)
+	api := aws.String(str(raw(r.Props), "api_id"))
+	typ := gwtypes.AuthorizerType(str(raw(r.Props), "authorizer_type"))
+	ttl := aws.Int32(int32(num(raw(r.Props), "authorizer_result_ttl_in_seconds")))
+	simple, _ := raw(r.Props)["enable_simple_responses"].(bool)
 	if before == nil {
 		_, err := p.gw.CreateAuthorizer(ctx, &apigatewayv2.CreateAuthorizerInput{
-			ApiId: api, Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
-			AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
-			EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
-			AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+			ApiId: api, Name: aws.String(str(raw(r.Props), "name")), AuthorizerType: typ,
+			AuthorizerPayloadFormatVersion: aws.String(str(raw(r.Props), "authorizer_payload_format_version")),
+			EnableSimpleResponses:          &simple, IdentitySource: strList(raw(r.Props), "identity_source"),
+			AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(raw(r.Props), "authorizer_uri")),
 		})
 		return err
 	}
 	_, err := p.gw.UpdateAuthorizer(ctx, &apigatewayv2.UpdateAuthorizerInput{
-		ApiId: api, AuthorizerId: aws.String(before.ID), Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
-		AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
-		EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
-		AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+		ApiId: api, AuthorizerId: aws.String(before.ID), Name: aws.String(str(raw(r.Props), "name")), AuthorizerType: typ,
+		AuthorizerPayloadFormatVersion: aws.String(str(raw(r.Props), "authorizer_payload_format_version")),
+		EnableSimpleResponses:          &simple, IdentitySource: strList(raw(r.Props), "identity_source"),
+		AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(raw(r.Props), "authorizer_uri")),
 	})
 	return err
 }
 
 func (p *AWSProvider) putRoute(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
+	api := aws.String(str(raw(r.Props), "api_id"))
 	var authorizer *string
-	if a := str(r.Props, "authorizer_id"); a != "" {
+	if a := str(raw(r.Props), "authorizer_id"); a != "" {
 		authorizer = &a
 	}
-	typ := gwtypes.AuthorizationType(str(r.Props, "authorization_type"))
+	typ := gwtypes.AuthorizationType(str(raw(r.Props), "authorization_type"))
 	if before == nil {
 		_, err := p.gw.CreateRoute(ctx, &apigatewayv2.CreateRouteInput{
-			ApiId: api, RouteKey: aws.String(str(r.Props, "route_key")), Target: aws.String(str(r.Props, "target")),
+			ApiId: api, RouteKey: aws.String(str(raw(r.Props), "route_key")), Target: aws.String(str(raw(r.Props), "target")),
 			AuthorizationType: typ, AuthorizerId: authorizer,
 		})
 		return err
@@ -765,17 +765,17 @@ func (p *AWSProvider) putRoute(ctx context.Context, before *Resource, r Resource
 		authorizer = aws.String("")
 	}
 	_, err := p.gw.UpdateRoute(ctx, &apigatewayv2.UpdateRouteInput{
-		ApiId: api, RouteId: aws.String(before.ID), RouteKey: aws.String(str(r.Props, "route_key")),
-		Target: aws.String(str(r.Props, "target")), AuthorizationType: typ, AuthorizerId: authorizer,
+		ApiId: api, RouteId: aws.String(before.ID), RouteKey: aws.String(str(raw(r.Props), "route_key")),
+		Target: aws.String(str(raw(r.Props), "target")), AuthorizationType: typ, AuthorizerId: authorizer,
 	})
 	return err
 }
 
 func (p *AWSProvider) putStage(ctx context.Context, before *Resource, r Resource) error {
-	api, name := str(r.Props, "api_id"), str(r.Props, "name")
-	auto, _ := r.Props["auto_deploy"].(bool)
+	api, name := str(raw(r.Props), "api_id"), str(raw(r.Props), "name")
+	auto, _ := raw(r.Props)["auto_deploy"].(bool)
 	if before == nil {
-		_, err := p.gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto, Tags: strMap(mapOf(r.Props, "tags"))})
+		_, err := p.gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto, Tags: strMap(mapOf(raw(r.Props), "tags"))})
 		return err
 	}
 	if _, err := p.gw.UpdateStage(ctx, &apigatewayv2.UpdateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto}); err != nil {
@@ -785,7 +785,7 @@ func (p *AWSProvider) putStage(ctx context.Context, before *Resource, r Resource
 }
 
 func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
+	api := aws.String(str(raw(r.Props), "api_id"))
 	var err error
 	switch r.Type {
 	case AWSAPI:
@@ -799,7 +799,7 @@ func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) err
 	case AWSRoute:
 		_, err = p.gw.DeleteRoute(ctx, &apigatewayv2.DeleteRouteInput{ApiId: api, RouteId: aws.String(r.ID)})
 	case AWSStage:
-		_, err = p.gw.DeleteStage(ctx, &apigatewayv2.DeleteStageInput{ApiId: api, StageName: aws.String(str(r.Props, "name"))})
+		_, err = p.gw.DeleteStage(ctx, &apigatewayv2.DeleteStageInput{ApiId: api, StageName: aws.String(str(raw(r.Props), "name"))})
 	}
 	// Deleting an API deletes its children: a later delete of one finds
 	// nothing, which is what it wanted.
@@ -835,7 +835,7 @@ func (p *AWSProvider) readDomains(ctx context.Context, _ []Resource) ([]Resource
 			c = d.DomainNameConfigurations[0]
 		}
 		out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
-			Props: map[string]any{
+			Props: untyped{
 				"domain_name": name, "certificate_arn": aws.ToString(c.CertificateArn), "endpoint_type": string(c.EndpointType),
 				"security_policy": string(c.SecurityPolicy), "tags": anyMap(d.Tags),
 			},
@@ -870,15 +870,15 @@ func (p *AWSProvider) readAPIMappings(ctx context.Context, domain string) ([]Res
 			name = resourceName(key)
 		}
 		out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
-			Props: map[string]any{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
+			Props: untyped{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
 	}
 	return out, nil
 }
 
 func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
 	return []gwtypes.DomainNameConfiguration{{
-		CertificateArn: aws.String(str(r.Props, "certificate_arn")), EndpointType: gwtypes.EndpointType(str(r.Props, "endpoint_type")),
-		SecurityPolicy: gwtypes.SecurityPolicy(str(r.Props, "security_policy")),
+		CertificateArn: aws.String(str(raw(r.Props), "certificate_arn")), EndpointType: gwtypes.EndpointType(str(raw(r.Props), "endpoint_type")),
+		SecurityPolicy: gwtypes.SecurityPolicy(str(raw(r.Props), "security_policy")),
 	}}
 }
 
@@ -887,10 +887,10 @@ func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
 // (delete the old one, deploy again, move DNS), as a rename here could not
 // be undone in step with its mapping if a later step failed.
 func (p *AWSProvider) putDomainName(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "domain_name")
+	name := str(raw(r.Props), "domain_name")
 	if before == nil {
 		_, err := p.gw.CreateDomainName(ctx, &apigatewayv2.CreateDomainNameInput{
-			DomainName: &name, DomainNameConfigurations: domainConfigs(r), Tags: strMap(mapOf(r.Props, "tags")),
+			DomainName: &name, DomainNameConfigurations: domainConfigs(r), Tags: strMap(mapOf(raw(r.Props), "tags")),
 		})
 		return err
 	}
@@ -923,8 +923,8 @@ func (p *AWSProvider) deleteDomainName(ctx context.Context, name string) error {
 // putAPIMapping makes or updates an API mapping; one moved to another
 // domain name is deleted from the old one and made on the new one.
 func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Resource) error {
-	domain, api, stage, key := str(r.Props, "domain_name"), str(r.Props, "api_id"), str(r.Props, "stage"), str(r.Props, "api_mapping_key")
-	if before != nil && str(before.Props, "domain_name") == domain {
+	domain, api, stage, key := str(raw(r.Props), "domain_name"), str(raw(r.Props), "api_id"), str(raw(r.Props), "stage"), str(raw(r.Props), "api_mapping_key")
+	if before != nil && str(raw(before.Props), "domain_name") == domain {
 		_, err := p.gw.UpdateApiMapping(ctx, &apigatewayv2.UpdateApiMappingInput{
 			DomainName: &domain, ApiMappingId: aws.String(before.ID), ApiId: &api, Stage: &stage, ApiMappingKey: &key,
 		})
@@ -943,7 +943,7 @@ func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Res
 // name is no error.
 func (p *AWSProvider) deleteAPIMapping(ctx context.Context, r Resource) error {
 	_, err := p.gw.DeleteApiMapping(ctx, &apigatewayv2.DeleteApiMappingInput{
-		DomainName: aws.String(str(r.Props, "domain_name")), ApiMappingId: aws.String(r.ID),
+		DomainName: aws.String(str(raw(r.Props), "domain_name")), ApiMappingId: aws.String(r.ID),
 	})
 	if apiCode(err) == "NotFoundException" {
 		return nil

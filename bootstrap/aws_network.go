@@ -60,7 +60,7 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 		names[id] = rn
 		out = append(out, Resource{Type: AWSSecurityGroup, Name: rn, ID: id,
 			Outputs: map[string]string{"id": id, "arn": aws.ToString(g.SecurityGroupArn)},
-			Props: map[string]any{
+			Props: untyped{
 				"name": name, "description": aws.ToString(g.Description), "vpc_id": aws.ToString(g.VpcId), "tags": tags,
 			}})
 	}
@@ -74,7 +74,7 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 			for _, perm := range dir.perms {
 				for _, r := range rulesOf(id, dir.kind, perm, names) {
 					if taken[r.Name] {
-						r.Name += "-" + resourceName(fmt.Sprintf("%s-%v-%v", r.Props["protocol"], r.Props["from_port"], r.Props["to_port"]))
+						r.Name += "-" + resourceName(fmt.Sprintf("%s-%v-%v", raw(r.Props)["protocol"], raw(r.Props)["from_port"], raw(r.Props)["to_port"]))
 					}
 					taken[r.Name] = true
 					out = append(out, r)
@@ -105,7 +105,7 @@ func rulesOf(group, kind string, perm ec2types.IpPermission, names map[string]st
 			"source_security_group_id": source, "cidr_blocks": cidrs,
 		}
 		id := fmt.Sprintf("%s/%s/%s/%d/%d/%s%s", group, kind, protocol, from, to, source, cidr)
-		out = append(out, Resource{Type: AWSSecurityGroupRule, Name: ruleName(names[group], kind, peer), ID: id, Props: props})
+		out = append(out, Resource{Type: AWSSecurityGroupRule, Name: ruleName(names[group], kind, peer), ID: id, Props: untyped(props)})
 	}
 	for _, pair := range perm.UserIdGroupPairs {
 		source := aws.ToString(pair.GroupId)
@@ -134,18 +134,18 @@ func rulesOf(group, kind string, perm ec2types.IpPermission, names map[string]st
 // retags one. A group's name, description and VPC cannot change in EC2:
 // another one stops the deploy with the commands that delete it.
 func (p *AWSProvider) putSecurityGroup(ctx context.Context, before *Resource, r Resource) error {
-	name, vpc := str(r.Props, "name"), str(r.Props, "vpc_id")
+	name, vpc := str(raw(r.Props), "name"), str(raw(r.Props), "vpc_id")
 	if before != nil {
-		if str(before.Props, "name") != name || str(before.Props, "description") != str(r.Props, "description") || str(before.Props, "vpc_id") != vpc {
+		if str(raw(before.Props), "name") != name || str(raw(before.Props), "description") != str(raw(r.Props), "description") || str(raw(before.Props), "vpc_id") != vpc {
 			return fmt.Errorf("a security group keeps its name, description and VPC (%s in %s): delete security group %s (aws ec2 delete-security-group --group-id %s) after the ECS services and the VPC link that name it, and deploy again",
-				str(before.Props, "name"), str(before.Props, "vpc_id"), before.ID, before.ID)
+				str(raw(before.Props), "name"), str(raw(before.Props), "vpc_id"), before.ID, before.ID)
 		}
-		_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{before.ID}, Tags: ec2Tags(mapOf(r.Props, "tags"))})
+		_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{before.ID}, Tags: ec2Tags(mapOf(raw(r.Props), "tags"))})
 		return err
 	}
 	out, err := p.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName: &name, Description: aws.String(str(r.Props, "description")), VpcId: &vpc,
-		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: ec2Tags(mapOf(r.Props, "tags"))}},
+		GroupName: &name, Description: aws.String(str(raw(r.Props), "description")), VpcId: &vpc,
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: ec2Tags(mapOf(raw(r.Props), "tags"))}},
 	})
 	if err != nil {
 		return err
@@ -198,15 +198,15 @@ func (p *AWSProvider) deleteSecurityGroup(ctx context.Context, id string) error 
 // either the source (ingress) or destination (egress) group or the CIDR
 // blocks.
 func ipPermission(r Resource) ec2types.IpPermission {
-	protocol := str(r.Props, "protocol")
+	protocol := str(raw(r.Props), "protocol")
 	perm := ec2types.IpPermission{IpProtocol: &protocol}
 	if protocol != allProtocols {
-		perm.FromPort, perm.ToPort = aws.Int32(int32(num(r.Props, "from_port"))), aws.Int32(int32(num(r.Props, "to_port")))
+		perm.FromPort, perm.ToPort = aws.Int32(int32(num(raw(r.Props), "from_port"))), aws.Int32(int32(num(raw(r.Props), "to_port")))
 	}
-	if g := str(r.Props, "source_security_group_id"); g != "" {
+	if g := str(raw(r.Props), "source_security_group_id"); g != "" {
 		perm.UserIdGroupPairs = []ec2types.UserIdGroupPair{{GroupId: &g}}
 	}
-	for _, c := range strList(r.Props, "cidr_blocks") {
+	for _, c := range strList(raw(r.Props), "cidr_blocks") {
 		if strings.Contains(c, ":") {
 			perm.Ipv6Ranges = append(perm.Ipv6Ranges, ec2types.Ipv6Range{CidrIpv6: aws.String(c)})
 		} else {
@@ -224,10 +224,10 @@ func (p *AWSProvider) putSecurityGroupRule(ctx context.Context, before *Resource
 			return err
 		}
 	}
-	group := aws.String(str(r.Props, "security_group_id"))
+	group := aws.String(str(raw(r.Props), "security_group_id"))
 	perms := []ec2types.IpPermission{ipPermission(r)}
 	var err error
-	if str(r.Props, "type") == "egress" {
+	if str(raw(r.Props), "type") == "egress" {
 		_, err = p.ec2.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: group, IpPermissions: perms})
 	} else {
 		_, err = p.ec2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: group, IpPermissions: perms})
@@ -238,10 +238,10 @@ func (p *AWSProvider) putSecurityGroupRule(ctx context.Context, before *Resource
 // revokeSecurityGroupRule revokes a rule; one gone already, or gone with
 // its group, is no error.
 func (p *AWSProvider) revokeSecurityGroupRule(ctx context.Context, r Resource) error {
-	group := aws.String(str(r.Props, "security_group_id"))
+	group := aws.String(str(raw(r.Props), "security_group_id"))
 	perms := []ec2types.IpPermission{ipPermission(r)}
 	var err error
-	if str(r.Props, "type") == "egress" {
+	if str(raw(r.Props), "type") == "egress" {
 		_, err = p.ec2.RevokeSecurityGroupEgress(ctx, &ec2.RevokeSecurityGroupEgressInput{GroupId: group, IpPermissions: perms})
 	} else {
 		_, err = p.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: group, IpPermissions: perms})

@@ -144,7 +144,7 @@ func hintNames(hints []Resource, typ string) map[string]string {
 	out := map[string]string{}
 	for _, h := range hints {
 		if h.Type == typ {
-			if n, ok := h.Props["name"].(string); ok {
+			if n, ok := raw(h.Props)["name"].(string); ok {
 				out[n] = h.Name
 			}
 		}
@@ -308,7 +308,7 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) {
 	var got []Resource
 	if r.Type == AWSRole {
-		role, err := p.readRole(ctx, str(r.Props, "name"))
+		role, err := p.readRole(ctx, str(raw(r.Props), "name"))
 		if err != nil {
 			return r, err
 		}
@@ -373,7 +373,7 @@ func (p *AWSProvider) readersOf(typ string) []func(context.Context, []Resource) 
 
 // Delete implements Provider.
 func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
-	name, _ := r.Props["name"].(string)
+	name, _ := raw(r.Props)["name"].(string)
 	var err error
 	switch r.Type {
 	case AWSRole:
@@ -390,15 +390,15 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 		err = p.deleteService(ctx, r)
 	case AWSScalingTarget:
 		_, err = p.scaling.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
-			ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")), ResourceId: aws.String(str(r.Props, "resource_id")),
-			ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
+			ServiceNamespace: aastypes.ServiceNamespace(str(raw(r.Props), "service_namespace")), ResourceId: aws.String(str(raw(r.Props), "resource_id")),
+			ScalableDimension: aastypes.ScalableDimension(str(raw(r.Props), "scalable_dimension")),
 		})
 	case AWSScalingPolicy:
 		err = p.deleteScalingPolicy(ctx, r)
 	case AWSScheduleGroup:
 		_, err = p.sched.DeleteScheduleGroup(ctx, &scheduler.DeleteScheduleGroupInput{Name: &name})
 	case AWSSchedule:
-		group, _ := r.Props["group"].(string)
+		group, _ := raw(r.Props)["group"].(string)
 		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
 	case AWSSecurityGroup:
 		err = p.deleteSecurityGroup(ctx, r.ID)
@@ -415,7 +415,7 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
 		err = p.deleteGatewayResource(ctx, r)
 	case AWSDomainName:
-		err = p.deleteDomainName(ctx, str(r.Props, "domain_name"))
+		err = p.deleteDomainName(ctx, str(raw(r.Props), "domain_name"))
 	case AWSAPIMapping:
 		err = p.deleteAPIMapping(ctx, r)
 	default:
@@ -555,46 +555,46 @@ func strMap(m map[string]any) map[string]string {
 }
 
 func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	trust := jsonString(r.Props["assume_role_policy"])
+	name := str(raw(r.Props), "name")
+	trust := jsonString(raw(r.Props)["assume_role_policy"])
 	if before == nil {
 		var tags []iamtypes.Tag
-		for k, v := range strMap(mapOf(r.Props, "tags")) {
+		for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
 			tags = append(tags, iamtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 		}
 		if _, err := p.iam.CreateRole(ctx, &iam.CreateRoleInput{
-			RoleName: &name, Path: aws.String(str(r.Props, "path")), Description: aws.String(str(r.Props, "description")),
+			RoleName: &name, Path: aws.String(str(raw(r.Props), "path")), Description: aws.String(str(raw(r.Props), "description")),
 			AssumeRolePolicyDocument: &trust, Tags: tags,
 		}); err != nil {
 			return err
 		}
 		// The role exists now: a later step that fails removes it again.
-		if err := p.putRole(ctx, &Resource{Props: map[string]any{"assume_role_policy": r.Props["assume_role_policy"], "description": r.Props["description"]}}, r); err != nil {
+		if err := p.putRole(ctx, &Resource{Props: untyped{"assume_role_policy": raw(r.Props)["assume_role_policy"], "description": raw(r.Props)["description"]}}, r); err != nil {
 			return errors.Join(err, p.deleteRole(context.WithoutCancel(ctx), r))
 		}
 		return nil
 	} else {
-		if jsonString(before.Props["assume_role_policy"]) != trust {
+		if jsonString(raw(before.Props)["assume_role_policy"]) != trust {
 			if _, err := p.iam.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: &name, PolicyDocument: &trust}); err != nil {
 				return err
 			}
 		}
-		if str(before.Props, "description") != str(r.Props, "description") {
-			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+		if str(raw(before.Props), "description") != str(raw(r.Props), "description") {
+			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(str(raw(r.Props), "description"))}); err != nil {
 				return err
 			}
 		}
 	}
-	if pol := r.Props["policy"]; pol != nil && (before == nil || jsonString(before.Props["policy"]) != jsonString(pol)) {
+	if pol := raw(r.Props)["policy"]; pol != nil && (before == nil || jsonString(raw(before.Props)["policy"]) != jsonString(pol)) {
 		if _, err := p.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName), PolicyDocument: aws.String(jsonString(pol))}); err != nil {
 			return err
 		}
 	}
-	want, _ := r.Props["instance_profile"].(bool)
-	had := before != nil && before.Props["instance_profile"] == true
+	want, _ := raw(r.Props)["instance_profile"].(bool)
+	had := before != nil && raw(before.Props)["instance_profile"] == true
 	switch {
 	case want && !had:
-		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(str(r.Props, "path"))}); err != nil && apiCode(err) != "EntityAlreadyExists" {
+		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(str(raw(r.Props), "path"))}); err != nil && apiCode(err) != "EntityAlreadyExists" {
 			return err
 		}
 		if _, err := p.iam.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: &name, RoleName: &name}); err != nil {
@@ -617,8 +617,8 @@ func (p *AWSProvider) dropInstanceProfile(ctx context.Context, name string) erro
 }
 
 func (p *AWSProvider) deleteRole(ctx context.Context, r Resource) error {
-	name := str(r.Props, "name")
-	if r.Props["instance_profile"] == true {
+	name := str(raw(r.Props), "name")
+	if raw(r.Props)["instance_profile"] == true {
 		if err := p.dropInstanceProfile(ctx, name); err != nil {
 			return err
 		}
@@ -676,17 +676,17 @@ func anyMap(m map[string]string) map[string]any {
 }
 
 func (p *AWSProvider) putLogGroup(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	name := str(raw(r.Props), "name")
 	if before == nil {
-		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: strMap(mapOf(raw(r.Props), "tags"))}); err != nil {
 			return err
 		}
-	} else if !maps.Equal(strMap(mapOf(before.Props, "tags")), strMap(mapOf(r.Props, "tags"))) {
-		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+	} else if !maps.Equal(strMap(mapOf(raw(before.Props), "tags")), strMap(mapOf(raw(r.Props), "tags"))) {
+		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: strMap(mapOf(raw(r.Props), "tags"))}); err != nil {
 			return err
 		}
 	}
-	if days := num(r.Props, "retention_in_days"); before == nil || num(before.Props, "retention_in_days") != days {
+	if days := num(raw(r.Props), "retention_in_days"); before == nil || num(raw(before.Props), "retention_in_days") != days {
 		if _, err := p.logs.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &name, RetentionInDays: aws.Int32(int32(days))}); err != nil {
 			return err
 		}
@@ -709,7 +709,7 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 			t[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 		}
 		props := map[string]any{"name": name, "description": desc, "tags": t}
-		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: untyped(props), ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
 	pg := secretsmanager.NewListSecretsPaginator(p.sm, &secretsmanager.ListSecretsInput{Filters: []smtypes.Filter{
 		{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{TagDeployment}},
@@ -739,19 +739,19 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 }
 
 func (p *AWSProvider) putSecret(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	name := str(raw(r.Props), "name")
 	var tags []smtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
 		tags = append(tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
 		// No value: the secret is made empty, and its value never passes
 		// through a plan or the journal.
-		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(str(r.Props, "description")), Tags: tags})
+		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(str(raw(r.Props), "description")), Tags: tags})
 		return err
 	}
-	if str(before.Props, "description") != str(r.Props, "description") {
-		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+	if str(raw(before.Props), "description") != str(raw(r.Props), "description") {
+		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(str(raw(r.Props), "description"))}); err != nil {
 			return err
 		}
 	}
@@ -793,23 +793,23 @@ func (p *AWSProvider) readTables(ctx context.Context, hints []Resource) ([]Resou
 		}
 		props["tags"] = tm
 		arn := aws.ToString(t.TableArn)
-		out = append(out, Resource{Type: AWSTable, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+		out = append(out, Resource{Type: AWSTable, Name: rn, Props: untyped(props), ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	name := str(raw(r.Props), "name")
 	var tags []ddbtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
 		tags = append(tags, ddbtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before != nil {
-		if str(before.Props, "hash_key") != str(r.Props, "hash_key") || str(before.Props, "range_key") != str(r.Props, "range_key") {
-			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, str(r.Props, "hash_key"), str(r.Props, "range_key"))
+		if str(raw(before.Props), "hash_key") != str(raw(r.Props), "hash_key") || str(raw(before.Props), "range_key") != str(raw(r.Props), "range_key") {
+			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, str(raw(r.Props), "hash_key"), str(raw(r.Props), "range_key"))
 		}
-		if str(before.Props, "billing_mode") != str(r.Props, "billing_mode") {
-			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode"))}); err != nil {
+		if str(raw(before.Props), "billing_mode") != str(raw(r.Props), "billing_mode") {
+			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(str(raw(r.Props), "billing_mode"))}); err != nil {
 				return err
 			}
 		}
@@ -818,7 +818,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 	}
 	// The store's own layout (internal/store ensureTable): string keys pk
 	// and sk. Made here so that no server role needs dynamodb:CreateTable.
-	hash, rng := str(r.Props, "hash_key"), str(r.Props, "range_key")
+	hash, rng := str(raw(r.Props), "hash_key"), str(raw(r.Props), "range_key")
 	_, err := p.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: &name,
 		AttributeDefinitions: []ddbtypes.AttributeDefinition{
@@ -829,7 +829,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 			{AttributeName: &hash, KeyType: ddbtypes.KeyTypeHash},
 			{AttributeName: &rng, KeyType: ddbtypes.KeyTypeRange},
 		},
-		BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode")),
+		BillingMode: ddbtypes.BillingMode(str(raw(r.Props), "billing_mode")),
 		Tags:        tags,
 	})
 	if err != nil {
@@ -879,7 +879,7 @@ func (p *AWSProvider) readECS(ctx context.Context, _ []Resource) ([]Resource, er
 		return nil, nil
 	}
 	arn := aws.ToString(cluster.ClusterArn)
-	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: map[string]any{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
+	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: untyped{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
 	var arns []string
 	pg := ecs.NewListServicesPaginator(p.ecs, &ecs.ListServicesInput{Cluster: &p.Deployment})
 	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ecs.ListServicesOutput) []string { return o.ServiceArns }) {
@@ -948,15 +948,15 @@ func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Reso
 
 func (p *AWSProvider) putCluster(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
-		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(str(r.Props, "name")), Tags: toECSTags(mapOf(r.Props, "tags"))})
+		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(str(raw(r.Props), "name")), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
 		return err
 	}
-	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
 	return err
 }
 
 func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, error) {
-	task := mapOf(r.Props, "task")
+	task := mapOf(raw(r.Props), "task")
 	var env []ecstypes.KeyValuePair
 	envm := mapOf(task, "environment")
 	for _, k := range slices.Sorted(maps.Keys(envm)) {
@@ -975,7 +975,7 @@ func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, err
 				"awslogs-group": str(task, "log_group"), "awslogs-region": region, "awslogs-stream-prefix": "gosling",
 			}},
 		}},
-		Tags: toECSTags(mapOf(r.Props, "tags")),
+		Tags: toECSTags(mapOf(raw(r.Props), "tags")),
 	})
 	if err != nil {
 		return "", fmt.Errorf("register task definition %s: %w", str(task, "family"), err)
@@ -984,15 +984,15 @@ func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, err
 }
 
 func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
-	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	name, cluster := str(raw(r.Props), "name"), str(raw(r.Props), "cluster")
 	// Without security groups ECS gives the tasks the VPC's default one.
 	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
-		Subnets: strList(r.Props, "subnets"), SecurityGroups: strList(r.Props, "security_groups"), AssignPublicIp: ecstypes.AssignPublicIpDisabled,
+		Subnets: strList(raw(r.Props), "subnets"), SecurityGroups: strList(raw(r.Props), "security_groups"), AssignPublicIp: ecstypes.AssignPublicIpDisabled,
 	}}
 	// The API service's tasks register in Cloud Map with the container's
 	// port, for the gateway's VPC link integration.
 	var registries []ecstypes.ServiceRegistry
-	if reg := str(r.Props, "service_registry"); reg != "" {
+	if reg := str(raw(r.Props), "service_registry"); reg != "" {
 		registries = []ecstypes.ServiceRegistry{{RegistryArn: &reg, ContainerName: aws.String("gosling"), ContainerPort: aws.Int32(8080)}}
 	}
 	if before == nil {
@@ -1001,8 +1001,8 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 			return err
 		}
 		_, err = p.ecs.CreateService(ctx, &ecs.CreateServiceInput{
-			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))),
-			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(r.Props, "tags")),
+			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(raw(r.Props), "desired_count"))),
+			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(raw(r.Props), "tags")),
 			PropagateTags: ecstypes.PropagateTagsService, ServiceRegistries: registries,
 		})
 		if err != nil {
@@ -1014,17 +1014,17 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 	}
 	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, NetworkConfiguration: network}
 	// The count is sent only when it changes: it may be the scaler's.
-	if num(before.Props, "desired_count") != num(r.Props, "desired_count") {
-		in.DesiredCount = aws.Int32(int32(num(r.Props, "desired_count")))
+	if num(raw(before.Props), "desired_count") != num(raw(r.Props), "desired_count") {
+		in.DesiredCount = aws.Int32(int32(num(raw(r.Props), "desired_count")))
 	}
-	if str(before.Props, "service_registry") != str(r.Props, "service_registry") {
+	if str(raw(before.Props), "service_registry") != str(raw(r.Props), "service_registry") {
 		// An empty list removes the registry.
 		in.ServiceRegistries = registries
 		if in.ServiceRegistries == nil {
 			in.ServiceRegistries = []ecstypes.ServiceRegistry{}
 		}
 	}
-	if jsonString(before.Props["task"]) != jsonString(r.Props["task"]) {
+	if jsonString(raw(before.Props)["task"]) != jsonString(raw(r.Props)["task"]) {
 		// Task definitions are immutable: a change is a new revision.
 		td, err := p.registerTask(ctx, r)
 		if err != nil {
@@ -1035,15 +1035,15 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 	if _, err := p.ecs.UpdateService(ctx, in); err != nil {
 		return err
 	}
-	if jsonString(before.Props["tags"]) != jsonString(r.Props["tags"]) {
-		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+	if jsonString(raw(before.Props)["tags"]) != jsonString(raw(r.Props)["tags"]) {
+		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
 		return err
 	}
 	return nil
 }
 
 func (p *AWSProvider) deleteService(ctx context.Context, r Resource) error {
-	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	name, cluster := str(raw(r.Props), "name"), str(raw(r.Props), "cluster")
 	if _, err := p.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Service: &name, Cluster: &cluster, Force: aws.Bool(true)}); err != nil {
 		return err
 	}
@@ -1073,7 +1073,7 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 	for _, t := range tags.Tags {
 		tm[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: map[string]any{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
+	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: untyped{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
 	pg := scheduler.NewListSchedulesPaginator(p.sched, &scheduler.ListSchedulesInput{GroupName: &p.Deployment})
 	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *scheduler.ListSchedulesOutput) []schedtypes.ScheduleSummary { return o.Schedules }) {
 		if err != nil {
@@ -1091,18 +1091,18 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 			"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
 			"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
 		}
-		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
+		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: untyped(props), ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r Resource) error {
 	var tags []schedtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
 		tags = append(tags, schedtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
-		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(str(r.Props, "name")), Tags: tags})
+		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(str(raw(r.Props), "name")), Tags: tags})
 		return err
 	}
 	_, err := p.sched.TagResource(ctx, &scheduler.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: tags})
@@ -1110,20 +1110,20 @@ func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r 
 }
 
 func (p *AWSProvider) putSchedule(ctx context.Context, before *Resource, r Resource) error {
-	t := mapOf(r.Props, "target")
+	t := mapOf(raw(r.Props), "target")
 	target := &schedtypes.Target{Arn: aws.String(str(t, "arn")), RoleArn: aws.String(str(t, "role_arn")), Input: aws.String(str(t, "input"))}
-	name, group := str(r.Props, "name"), str(r.Props, "group")
+	name, group := str(raw(r.Props), "name"), str(raw(r.Props), "group")
 	window := &schedtypes.FlexibleTimeWindow{Mode: schedtypes.FlexibleTimeWindowModeOff}
 	if before == nil {
 		_, err := p.sched.CreateSchedule(ctx, &scheduler.CreateScheduleInput{
-			Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
-			ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+			Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(raw(r.Props), "expression")),
+			ScheduleExpressionTimezone: aws.String(str(raw(r.Props), "timezone")), Target: target, FlexibleTimeWindow: window,
 		})
 		return err
 	}
 	_, err := p.sched.UpdateSchedule(ctx, &scheduler.UpdateScheduleInput{
-		Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
-		ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+		Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(raw(r.Props), "expression")),
+		ScheduleExpressionTimezone: aws.String(str(raw(r.Props), "timezone")), Target: target, FlexibleTimeWindow: window,
 	})
 	return err
 }

@@ -22,7 +22,7 @@ func (p *AWSProvider) scalingResourceIDs(hints []Resource) []string {
 	}
 	for _, h := range hints {
 		if h.Type == AWSScalingTarget || h.Type == AWSScalingPolicy {
-			if id := str(h.Props, "resource_id"); strings.HasPrefix(id, "service/"+p.Deployment+"/") {
+			if id := str(raw(h.Props), "resource_id"); strings.HasPrefix(id, "service/"+p.Deployment+"/") {
 				ids[id] = true
 			}
 		}
@@ -128,11 +128,11 @@ func markScaledServices(read []Resource) {
 	scaled := map[string]bool{}
 	for _, r := range read {
 		if r.Type == AWSScalingTarget {
-			scaled[str(r.Props, "resource_id")] = true
+			scaled[str(raw(r.Props), "resource_id")] = true
 		}
 	}
 	for i, r := range read {
-		if r.Type == AWSService && scaled[ecsScalingResourceID(str(r.Props, "cluster"), str(r.Props, "name"))] {
+		if r.Type == AWSService && scaled[ecsScalingResourceID(str(raw(r.Props), "cluster"), str(raw(r.Props), "name"))] {
 			read[i].CreateOnly = []string{"desired_count"}
 		}
 	}
@@ -143,11 +143,11 @@ func markScaledServices(read []Resource) {
 // the first registration and through TagResource after. No RoleARN:
 // Application Auto Scaling uses its service-linked role for ECS.
 func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r Resource) error {
-	tags := strMap(mapOf(r.Props, "tags"))
+	tags := strMap(mapOf(raw(r.Props), "tags"))
 	in := &applicationautoscaling.RegisterScalableTargetInput{
-		ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")), ResourceId: aws.String(str(r.Props, "resource_id")),
-		ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
-		MinCapacity:       aws.Int32(int32(num(r.Props, "min_capacity"))), MaxCapacity: aws.Int32(int32(num(r.Props, "max_capacity"))),
+		ServiceNamespace: aastypes.ServiceNamespace(str(raw(r.Props), "service_namespace")), ResourceId: aws.String(str(raw(r.Props), "resource_id")),
+		ScalableDimension: aastypes.ScalableDimension(str(raw(r.Props), "scalable_dimension")),
+		MinCapacity:       aws.Int32(int32(num(raw(r.Props), "min_capacity"))), MaxCapacity: aws.Int32(int32(num(raw(r.Props), "max_capacity"))),
 	}
 	if before == nil {
 		in.Tags = tags
@@ -156,7 +156,7 @@ func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r 
 	if err != nil {
 		return err
 	}
-	if before != nil && jsonString(before.Props["tags"]) != jsonString(r.Props["tags"]) {
+	if before != nil && jsonString(raw(before.Props)["tags"]) != jsonString(raw(r.Props)["tags"]) {
 		arn := aws.ToString(out.ScalableTargetARN)
 		if arn == "" {
 			arn = before.ID
@@ -169,15 +169,15 @@ func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r 
 // putScalingPolicy puts the target tracking policy (PutScalingPolicy
 // creates or replaces it by name).
 func (p *AWSProvider) putScalingPolicy(ctx context.Context, r Resource) error {
-	tt := mapOf(r.Props, "target_tracking")
+	tt := mapOf(raw(r.Props), "target_tracking")
 	target := 0.0
 	if v, ok := tt["target_value"].(float64); ok {
 		target = v
 	}
 	_, err := p.scaling.PutScalingPolicy(ctx, &applicationautoscaling.PutScalingPolicyInput{
-		PolicyName: aws.String(str(r.Props, "name")), ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")),
-		ResourceId: aws.String(str(r.Props, "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
-		PolicyType: aastypes.PolicyType(str(r.Props, "policy_type")),
+		PolicyName: aws.String(str(raw(r.Props), "name")), ServiceNamespace: aastypes.ServiceNamespace(str(raw(r.Props), "service_namespace")),
+		ResourceId: aws.String(str(raw(r.Props), "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(raw(r.Props), "scalable_dimension")),
+		PolicyType: aastypes.PolicyType(str(raw(r.Props), "policy_type")),
 		TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
 			TargetValue:                   aws.Float64(target),
 			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricType(str(tt, "predefined_metric"))},
@@ -192,8 +192,8 @@ func (p *AWSProvider) putScalingPolicy(ctx context.Context, r Resource) error {
 // since deregistering a scalable target deletes its policies with it.
 func (p *AWSProvider) deleteScalingPolicy(ctx context.Context, r Resource) error {
 	_, err := p.scaling.DeleteScalingPolicy(ctx, &applicationautoscaling.DeleteScalingPolicyInput{
-		PolicyName: aws.String(str(r.Props, "name")), ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")),
-		ResourceId: aws.String(str(r.Props, "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
+		PolicyName: aws.String(str(raw(r.Props), "name")), ServiceNamespace: aastypes.ServiceNamespace(str(raw(r.Props), "service_namespace")),
+		ResourceId: aws.String(str(raw(r.Props), "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(raw(r.Props), "scalable_dimension")),
 	})
 	if apiCode(err) == "ObjectNotFoundException" {
 		return nil

@@ -65,22 +65,22 @@ func Calls(resources []Resource) ([]Call, error) {
 		addr := r.Address()
 		switch r.Type {
 		case YCContainer:
-			rev := mapOf(r.Props, "revision")
+			rev := mapOf(raw(r.Props), "revision")
 			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(rev, "args"), Env: []string{"PORT=8080"}})
 		case YCInstanceGroup:
-			c := mapOf(mapOf(r.Props, "instance"), "container")
-			hc := mapOf(r.Props, "health_check")
+			c := mapOf(mapOf(raw(r.Props), "instance"), "container")
+			hc := mapOf(raw(r.Props), "health_check")
 			out = append(out,
 				Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(c, "args")},
 				Call{Resource: addr, Kind: CallHTTP, Component: r.Name, Method: "GET", Path: str(hc, "path"), Port: num(hc, "port"), Auth: AuthNone})
 		case YCTrigger:
 			// The trigger invokes the container as a service account: the
 			// platform checks that, the container receives no credential.
-			out = append(out, Call{Resource: addr, Kind: CallHTTP, Component: containerOfRef(r, str(r.Props, "container_id")), Method: "POST", Path: str(r.Props, "path"), Auth: AuthNone})
+			out = append(out, Call{Resource: addr, Kind: CallHTTP, Component: containerOfRef(r, str(raw(r.Props), "container_id")), Method: "POST", Path: str(raw(r.Props), "path"), Auth: AuthNone})
 		case YCQueue, AWSQueue:
-			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: str(r.Props, "name")})
+			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: str(raw(r.Props), "name")})
 		case AWSSchedule:
-			target := mapOf(r.Props, "target")
+			target := mapOf(raw(r.Props), "target")
 			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: str(target, "arn")})
 		case YCGateway:
 			calls, err := gatewayCalls(r)
@@ -89,23 +89,23 @@ func Calls(resources []Resource) ([]Call, error) {
 			}
 			out = append(out, calls...)
 		case AWSService:
-			task := mapOf(r.Props, "task")
+			task := mapOf(raw(r.Props), "task")
 			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(task, "command")})
 		case AWSFunction:
-			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(r.Props, "command")})
+			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(raw(r.Props), "command")})
 		case AWSRoute:
-			key := str(r.Props, "route_key")
+			key := str(raw(r.Props), "route_key")
 			c := Call{Resource: addr, Kind: CallHTTP, Component: "api", Method: "ANY", Path: "/*", Auth: AuthPassThrough}
 			if key != "$default" {
 				method, path, _ := strings.Cut(key, " ")
 				c.Method, c.Path = method, strings.Replace(path, "{proxy+}", "*", 1)
 			}
-			if str(r.Props, "authorization_type") == "CUSTOM" {
+			if str(raw(r.Props), "authorization_type") == "CUSTOM" {
 				c.Auth = AuthBearer
 			}
 			out = append(out, c)
 		case GitLabHook:
-			raw := str(r.Props, "url")
+			raw := str(raw(r.Props), "url")
 			if i := strings.LastIndex(raw, "}"); i >= 0 {
 				raw = raw[i+1:] // after a reference to the gateway's endpoint
 			}
@@ -122,7 +122,7 @@ func Calls(resources []Resource) ([]Call, error) {
 // gatewayCalls are the routes of a Yandex API gateway's OpenAPI spec that
 // integrate with a container.
 func gatewayCalls(r Resource) ([]Call, error) {
-	spec := mapOf(r.Props, "openapi_spec")
+	spec := mapOf(raw(r.Props), "openapi_spec")
 	var out []Call
 	paths := mapOf(spec, "paths")
 	for _, path := range slices.Sorted(maps.Keys(paths)) {

@@ -63,9 +63,9 @@ func (m *memProvider) Delete(_ context.Context, r Resource) error {
 
 func desiredSet(memory int) []Resource {
 	return []Resource{
-		{Type: "t_service", Name: "api", Props: map[string]any{"memory": memory, "role": Ref("t_role.api", "id"), "queue": Ref("t_queue.events", "id")}},
-		{Type: "t_role", Name: "api", Props: map[string]any{"policy": map[string]any{"actions": []string{"sqs:SendMessage"}}}},
-		{Type: "t_queue", Name: "events", Props: map[string]any{"visibility": 300}},
+		{Type: "t_service", Name: "api", Props: untyped{"memory": memory, "role": Ref("t_role.api", "id"), "queue": Ref("t_queue.events", "id")}},
+		{Type: "t_role", Name: "api", Props: untyped{"policy": map[string]any{"actions": []string{"sqs:SendMessage"}}}},
+		{Type: "t_queue", Name: "events", Props: untyped{"visibility": 300}},
 	}
 }
 
@@ -90,7 +90,7 @@ func TestEngineSequence(t *testing.T) {
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.items["t_service.api"].Props["role"]; got != mem.items["t_role.api"].ID {
+	if got := raw(mem.items["t_service.api"].Props)["role"]; got != mem.items["t_role.api"].ID {
 		t.Errorf("reference resolved to %v", got)
 	}
 
@@ -127,14 +127,14 @@ func TestEngineSequence(t *testing.T) {
 	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.items["t_service.api"].Props["memory"]; got != float64(512) {
+	if got := raw(mem.items["t_service.api"].Props)["memory"]; got != float64(512) {
 		t.Errorf("memory after rollback: %v", got)
 	}
 
 	// A failure in the middle undoes what the deploy made before it.
-	d := append(desiredSet(512), Resource{Type: "t_queue", Name: "dlq", Props: map[string]any{}},
-		Resource{Type: "t_service", Name: "worker", Props: map[string]any{"memory": 1}})
-	d[0].Props["memory"] = 2048
+	d := append(desiredSet(512), Resource{Type: "t_queue", Name: "dlq", Props: untyped{}},
+		Resource{Type: "t_service", Name: "worker", Props: untyped{"memory": 1}})
+	raw(d[0].Props)["memory"] = 2048
 	mem.fail = "t_service.worker"
 	p, actual, _ = e.Plan(ctx, d)
 	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
@@ -142,7 +142,7 @@ func TestEngineSequence(t *testing.T) {
 	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "t_service.worker" {
 		t.Fatalf("failed apply: %v", err)
 	}
-	if _, ok := mem.items["t_queue.dlq"]; ok || mem.items["t_service.api"].Props["memory"] != float64(512) {
+	if _, ok := mem.items["t_queue.dlq"]; ok || raw(mem.items["t_service.api"].Props)["memory"] != float64(512) {
 		t.Errorf("partial deploy left behind: %+v", mem.items)
 	}
 	// With --keep-partial it stays.
@@ -166,8 +166,8 @@ func TestEngineSequence(t *testing.T) {
 
 func TestDiffCycle(t *testing.T) {
 	_, err := Diff([]Resource{
-		{Type: "a", Name: "x", Props: map[string]any{"r": Ref("a.y", "id")}},
-		{Type: "a", Name: "y", Props: map[string]any{"r": Ref("a.x", "id")}},
+		{Type: "a", Name: "x", Props: untyped{"r": Ref("a.y", "id")}},
+		{Type: "a", Name: "y", Props: untyped{"r": Ref("a.x", "id")}},
 	}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Fatalf("cycle: %v", err)
@@ -177,22 +177,22 @@ func TestDiffCycle(t *testing.T) {
 // TestDiffCreateOnly: a create-only key is desired on creation, never
 // diffed after, and an update for another key sends the value read.
 func TestDiffCreateOnly(t *testing.T) {
-	want := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 1, "memory": 512}, CreateOnly: []string{"count"}}
+	want := Resource{Type: "t_service", Name: "api", Props: untyped{"count": 1, "memory": 512}, CreateOnly: []string{"count"}}
 	p, err := Diff([]Resource{want}, nil, nil)
-	if err != nil || len(p.Changes) != 1 || p.Changes[0].After.Props["count"] != 1.0 {
+	if err != nil || len(p.Changes) != 1 || raw(p.Changes[0].After.Props)["count"] != 1.0 {
 		t.Fatalf("create: %+v, %v", p, err)
 	}
-	have := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 4, "memory": 512}}
+	have := Resource{Type: "t_service", Name: "api", Props: untyped{"count": 4, "memory": 512}}
 	if p, err = Diff([]Resource{want}, []Resource{have}, nil); err != nil || !p.Empty() {
 		t.Fatalf("count moved by someone else: %+v, %v", p.Changes, err)
 	}
-	want.Props["memory"] = 1024
+	raw(want.Props)["memory"] = 1024
 	p, err = Diff([]Resource{want}, []Resource{have}, nil)
 	if err != nil || len(p.Changes) != 1 || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "memory" {
 		t.Fatalf("memory change: %+v, %v", p.Changes, err)
 	}
-	if c := p.Changes[0]; c.After.Props["count"] != 4.0 || c.desired.Props["count"] != 4.0 {
-		t.Fatalf("the update would send count %v (plan) / %v (apply), not the 4 read", c.After.Props["count"], c.desired.Props["count"])
+	if c := p.Changes[0]; raw(c.After.Props)["count"] != 4.0 || raw(c.desired.Props)["count"] != 4.0 {
+		t.Fatalf("the update would send count %v (plan) / %v (apply), not the 4 read", raw(c.After.Props)["count"], raw(c.desired.Props)["count"])
 	}
 	// Without CreateOnly the count is the deploy's again.
 	want.CreateOnly = nil

@@ -78,7 +78,7 @@ func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Re
 			own = statement("secretsmanager:GetSecretValue", arns, nil)
 		}
 		role := runnerid.AWSRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: map[string]any{
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: untyped{
 			"name": role, "path": runnerid.AWSPath(dep), "instance_profile": true, "tags": tags,
 			"description": "Runners of egg " + e.Name + " (VMs, ECS tasks, Lambda functions): read the egg's runner tokens and secrets, write their logs",
 			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{
@@ -86,7 +86,7 @@ func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Re
 			"policy": policy(tokens, own, logs),
 		}})
 		exec := runnerid.AWSExecutionRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: map[string]any{
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: untyped{
 			"name": exec, "path": runnerid.AWSPath(dep), "instance_profile": false, "tags": tags,
 			"description":        "ECS task execution of egg " + e.Name + "'s runners: pull the image, read the egg's runner tokens into the task, write its logs",
 			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": "ecs-tasks.amazonaws.com"}})),
@@ -149,20 +149,20 @@ func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]any) [
 			eggLabels[k] = v
 		}
 		out = append(out,
-			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: map[string]any{
+			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: untyped{
 				"name": saName, "folder_id": folder,
 				"description": "gosling " + dep + ": runners of egg " + e.Name + " (VMs, Serverless Containers): read the egg's runner tokens and secrets",
 			}},
-			Resource{Type: YCSecret, Name: secretKey, Props: map[string]any{
+			Resource{Type: YCSecret, Name: secretKey, Props: untyped{
 				"name": secret, "folder_id": folder, "labels": eggLabels,
 				"description": "gosling " + dep + ": runner tokens of egg " + e.Name + ", one entry per runner",
 			}},
-			Resource{Type: YCSecretBinding, Name: secretKey, Props: map[string]any{
+			Resource{Type: YCSecretBinding, Name: secretKey, Props: untyped{
 				"resource_id": Ref(YCSecret+"."+secretKey, "id"), "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
 			}},
 		)
 		for _, u := range eggSecrets(e, fly.SchemeLockbox) {
-			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: map[string]any{
+			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: untyped{
 				"resource_id": u.Path, "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
 			}})
 		}
@@ -190,8 +190,8 @@ func (p *YandexProvider) readRunnerBindings(ctx context.Context, sas, secrets, h
 		if h.Type != YCSecretBinding {
 			continue
 		}
-		sa, target := resolve(str(h.Props, "service_account_id")), resolve(str(h.Props, "resource_id"))
-		if sa == "" || target == "" || !strings.HasPrefix(str(h.Props, "service_account_id"), "${"+YCServiceAccount+".runner-") {
+		sa, target := resolve(str(raw(h.Props), "service_account_id")), resolve(str(raw(h.Props), "resource_id"))
+		if sa == "" || target == "" || !strings.HasPrefix(str(raw(h.Props), "service_account_id"), "${"+YCServiceAccount+".runner-") {
 			continue
 		}
 		if targets[sa] == nil {

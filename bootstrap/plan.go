@@ -105,8 +105,10 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 		}
 		want[addr] = true
 		raw, _ := outs.resolveResource(d)
+		shown := Comparable(raw.Props)
+		markUnknown(shown)
 		resolved := raw.clone()
-		markUnknown(resolved.Props)
+		resolved.Props = fromComparable(d.Type, shown)
 		a, exists := have[addr]
 		if !exists {
 			r := resolved
@@ -115,12 +117,16 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 		}
 		// Create-only keys keep what exists, in the plan and in what apply
 		// sends.
-		for _, k := range d.CreateOnly {
-			if v, ok := a.Props[k]; ok {
-				resolved.Props[k], raw.Props[k] = v, v
+		have, sent := Comparable(a.Props), Comparable(raw.Props)
+		if len(d.CreateOnly) > 0 {
+			for _, k := range d.CreateOnly {
+				if v, ok := have[k]; ok {
+					shown[k], sent[k] = v, v
+				}
 			}
+			resolved.Props, raw.Props = fromComparable(d.Type, shown), fromComparable(d.Type, sent)
 		}
-		fields := diffProps("", a.Props, resolved.Props)
+		fields := diffProps("", have, shown)
 		if len(fields) == 0 {
 			p.Unchanged++
 			continue
@@ -159,7 +165,7 @@ func depsOf(r Resource) []string {
 	for _, d := range r.DependsOn {
 		set[d] = true
 	}
-	refs(r.Props, set)
+	refs(Comparable(r.Props), set)
 	return slices.Sorted(maps.Keys(set))
 }
 

@@ -70,7 +70,7 @@ func (q sqsQueues) read(ctx context.Context, hints []Resource) ([]Resource, erro
 func hasProp(hints []Resource, typ, name, prop string) bool {
 	for _, h := range hints {
 		if h.Type == typ && h.Name == name {
-			if _, ok := h.Props[prop]; ok {
+			if _, ok := raw(h.Props)[prop]; ok {
 				return true
 			}
 		}
@@ -93,19 +93,19 @@ func queueAttributes(props map[string]any) map[string]string {
 }
 
 func (q sqsQueues) put(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	attrs := queueAttributes(r.Props)
+	name := str(raw(r.Props), "name")
+	attrs := queueAttributes(raw(r.Props))
 	if before == nil {
-		_, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: strMap(mapOf(r.Props, "tags"))})
+		_, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: strMap(mapOf(raw(r.Props), "tags"))})
 		return err
 	}
-	if _, ok := attrs["RedrivePolicy"]; !ok && before.Props["redrive_policy"] != nil {
+	if _, ok := attrs["RedrivePolicy"]; !ok && raw(before.Props)["redrive_policy"] != nil {
 		attrs["RedrivePolicy"] = "" // an empty value removes it
 	}
 	if _, err := q.client.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(before.ID), Attributes: attrs}); err != nil {
 		return err
 	}
-	_, err := q.client.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err := q.client.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: strMap(mapOf(raw(r.Props), "tags"))})
 	return err
 }
 

@@ -145,10 +145,10 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
-			Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
+			Resource{Type: YCServiceAccount, Name: key, Props: untyped{
 				"name": dep + "-" + key, "folder_id": folder, "description": "gosling " + dep + ": " + key,
 			}},
-			Resource{Type: YCFolderBinding, Name: key, Props: map[string]any{
+			Resource{Type: YCFolderBinding, Name: key, Props: untyped{
 				"folder_id": folder, "service_account_id": Ref(sa, "id"), "roles": ycRoles[key],
 			}},
 		)
@@ -160,13 +160,13 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 		{"runner-tokens", "runner tokens, one entry per runner (mothergoose.secrets.lockbox.runner_tokens)"},
 		{"servers", "the servers' secrets: GitLab tokens, webhook secrets, API tokens"},
 	} {
-		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: map[string]any{
+		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: untyped{
 			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
 		}})
 	}
 	out = append(out, yandexRunnerIdentities(n, folder, labels)...)
 	if mg.Database.Engine == "ydb" {
-		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: untyped{
 			"name": dep + "-store", "folder_id": folder, "serverless": true, "labels": labels,
 		}})
 	}
@@ -175,7 +175,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 		return nil, fmt.Errorf("mothergoose.containers.api: no image: set image = \"cr.yandex/<registry>/gosling:<version>\"")
 	}
 	cores, fraction := ycCores(ct.CPU)
-	out = append(out, Resource{Type: YCContainer, Name: "api", Props: map[string]any{
+	out = append(out, Resource{Type: YCContainer, Name: "api", Props: untyped{
 		"name": dep + "-api", "folder_id": folder, "labels": labels,
 		"revision": map[string]any{
 			// No --addr: gosling server listens on the $PORT the platform sets.
@@ -200,7 +200,7 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	if len(authRes) > 0 {
 		gwDeps = append(gwDeps, YCFunctionBinding+".auth")
 	}
-	out = append(out, Resource{Type: YCGateway, Name: "api", Props: map[string]any{
+	out = append(out, Resource{Type: YCGateway, Name: "api", Props: untyped{
 		"name": dep, "folder_id": folder, "labels": labels, "description": description, "openapi_spec": spec,
 	}, DependsOn: gwDeps})
 	return out, nil
@@ -409,7 +409,7 @@ func (p *YandexProvider) readSecrets(ctx context.Context) ([]Resource, error) {
 		if sec.GetLabels()[TagDeployment] != p.Deployment {
 			continue
 		}
-		out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
+		out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: untyped{
 			"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
 		}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
 	}
@@ -422,10 +422,10 @@ func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) err
 		return err
 	}
 	cl := lockbox.NewSecretServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	labels := strMap(mapOf(raw(r.Props), "labels"))
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &lockbox.UpdateSecretRequest{
-			SecretId: before.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			SecretId: before.ID, Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description"), Labels: labels,
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
 		}))
 		return err
@@ -433,7 +433,7 @@ func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) err
 	// No version: the secret is made empty, and no value passes through a
 	// plan or the journal.
 	op, err := p.wait(ctx)(cl.Create(ctx, &lockbox.CreateSecretRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+		FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description"), Labels: labels,
 		CreateVersion: wrapperspb.Bool(false),
 	}))
 	if err != nil {
@@ -465,7 +465,7 @@ func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
 		}
 		timer := t.GetRule().GetTimer()
 		inv := timer.GetInvokeContainerWithRetry()
-		out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
+		out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: untyped{
 			"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
 			"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
 		}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
@@ -508,9 +508,9 @@ func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
 
 func (p *YandexProvider) timerRule(r *Resource) *triggers.Trigger_Rule {
 	return &triggers.Trigger_Rule{Rule: &triggers.Trigger_Rule_Timer{Timer: &triggers.Trigger_Timer{
-		CronExpression: str(r.Props, "cron"), Payload: str(r.Props, "payload"),
+		CronExpression: str(raw(r.Props), "cron"), Payload: str(raw(r.Props), "payload"),
 		Action: &triggers.Trigger_Timer_InvokeContainerWithRetry{InvokeContainerWithRetry: &triggers.InvokeContainerWithRetry{
-			ContainerId: str(r.Props, "container_id"), Path: str(r.Props, "path"), ServiceAccountId: str(r.Props, "service_account_id"),
+			ContainerId: str(raw(r.Props), "container_id"), Path: str(raw(r.Props), "path"), ServiceAccountId: str(raw(r.Props), "service_account_id"),
 			RetrySettings: &triggers.RetrySettings{RetryAttempts: 1, Interval: durationpb.New(10 * time.Second)},
 		}},
 	}}}
@@ -522,15 +522,15 @@ func (p *YandexProvider) putTrigger(ctx context.Context, before, r *Resource) er
 		return err
 	}
 	cl := triggers.NewTriggerServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	labels := strMap(mapOf(raw(r.Props), "labels"))
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &triggers.UpdateTriggerRequest{
-			TriggerId: before.ID, Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r),
+			TriggerId: before.ID, Name: str(raw(r.Props), "name"), Labels: labels, Rule: p.timerRule(r),
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "rule"}},
 		}))
 		return err
 	}
-	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r)}))
+	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Labels: labels, Rule: p.timerRule(r)}))
 	if err != nil {
 		return err
 	}
@@ -548,18 +548,18 @@ func (p *YandexProvider) putGateway(ctx context.Context, before, r *Resource) er
 		return err
 	}
 	cl := apigw.NewApiGatewayServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
-	spec := jsonString(r.Props["openapi_spec"])
+	labels := strMap(mapOf(raw(r.Props), "labels"))
+	spec := jsonString(raw(r.Props)["openapi_spec"])
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &apigw.UpdateApiGatewayRequest{
-			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
+			ApiGatewayId: before.ID, Name: str(raw(r.Props), "name"), Labels: labels, Description: str(raw(r.Props), "description"),
 			Spec:       &apigw.UpdateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "description", "openapi_spec"}},
 		}))
 		return err
 	}
 	op, err := p.wait(ctx)(cl.Create(ctx, &apigw.CreateApiGatewayRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
+		FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Labels: labels, Description: str(raw(r.Props), "description"),
 		Spec: &apigw.CreateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
 	}))
 	if err != nil {
@@ -591,7 +591,7 @@ func (p *YandexProvider) readServiceAccounts(ctx context.Context) ([]Resource, e
 		if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
 			continue
 		}
-		out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
+		out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: untyped{
 			"name": sa.GetName(), "folder_id": sa.GetFolderId(), "description": sa.GetDescription(),
 		}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
 	}
@@ -625,7 +625,7 @@ func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Re
 	var out []Resource
 	for id, rs := range roles {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].(string) < rs[j].(string) })
-		out = append(out, Resource{Type: YCFolderBinding, Name: byID[id], Props: map[string]any{
+		out = append(out, Resource{Type: YCFolderBinding, Name: byID[id], Props: untyped{
 			"folder_id": p.FolderID, "service_account_id": id, "roles": rs,
 		}, ID: p.FolderID + "/" + id, Outputs: map[string]string{}})
 	}
@@ -648,7 +648,7 @@ func (p *YandexProvider) readDatabases(ctx context.Context) ([]Resource, error) 
 		if d.GetLabels()[TagDeployment] != p.Deployment {
 			continue
 		}
-		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: untyped{
 			"name": d.GetName(), "folder_id": d.GetFolderId(), "serverless": d.GetServerlessDatabase() != nil, "labels": anyMap(d.GetLabels()),
 		}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
 	}
@@ -750,7 +750,7 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		}
 		got, err := q.read(ctx, []Resource{*r})
 		if err != nil || len(got) == 0 {
-			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", str(r.Props, "name")))
+			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", str(raw(r.Props), "name")))
 		}
 		r.ID, r.Outputs = got[0].ID, got[0].Outputs
 		return nil
@@ -769,10 +769,10 @@ func (p *YandexProvider) putServiceAccount(ctx context.Context, before, r *Resou
 	}
 	cl := iam.NewServiceAccountServiceClient(c)
 	if before != nil {
-		_, err := p.wait(ctx)(cl.Update(ctx, &iam.UpdateServiceAccountRequest{ServiceAccountId: before.ID, Description: str(r.Props, "description"), Name: str(r.Props, "name")}))
+		_, err := p.wait(ctx)(cl.Update(ctx, &iam.UpdateServiceAccountRequest{ServiceAccountId: before.ID, Description: str(raw(r.Props), "description"), Name: str(raw(r.Props), "name")}))
 		return err
 	}
-	op, err := p.wait(ctx)(cl.Create(ctx, &iam.CreateServiceAccountRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description")}))
+	op, err := p.wait(ctx)(cl.Create(ctx, &iam.CreateServiceAccountRequest{FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description")}))
 	if err != nil {
 		return err
 	}
@@ -810,14 +810,14 @@ func (p *YandexProvider) updateBindings(ctx context.Context, typ, resource, saID
 }
 
 func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) error {
-	want := strList(r.Props, "roles")
+	want := strList(raw(r.Props), "roles")
 	var have []string
 	if before != nil {
-		have = strList(before.Props, "roles")
+		have = strList(raw(before.Props), "roles")
 		// Another account or another resource (a function made anew):
 		// the old roles go first; a resource already gone took them along.
-		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") || bindingTarget(*before) != bindingTarget(*r) {
-			err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(before.Props, "service_account_id"), nil, have)
+		if str(raw(before.Props), "service_account_id") != str(raw(r.Props), "service_account_id") || bindingTarget(*before) != bindingTarget(*r) {
+			err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(raw(before.Props), "service_account_id"), nil, have)
 			if err != nil && status.Code(err) != codes.NotFound {
 				return err
 			}
@@ -835,9 +835,9 @@ func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) er
 			remove = append(remove, role)
 		}
 	}
-	r.ID = bindingTarget(*r) + "/" + str(r.Props, "service_account_id")
+	r.ID = bindingTarget(*r) + "/" + str(raw(r.Props), "service_account_id")
 	r.Outputs = map[string]string{}
-	return p.updateBindings(ctx, r.Type, bindingTarget(*r), str(r.Props, "service_account_id"), add, remove)
+	return p.updateBindings(ctx, r.Type, bindingTarget(*r), str(raw(r.Props), "service_account_id"), add, remove)
 }
 
 func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) error {
@@ -846,13 +846,13 @@ func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) e
 		return err
 	}
 	cl := ydb.NewDatabaseServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	labels := strMap(mapOf(raw(r.Props), "labels"))
 	if before != nil {
-		_, err := p.wait(ctx)(cl.Update(ctx, &ydb.UpdateDatabaseRequest{DatabaseId: before.ID, Name: str(r.Props, "name"), Labels: labels}))
+		_, err := p.wait(ctx)(cl.Update(ctx, &ydb.UpdateDatabaseRequest{DatabaseId: before.ID, Name: str(raw(r.Props), "name"), Labels: labels}))
 		return err
 	}
 	op, err := p.wait(ctx)(cl.Create(ctx, &ydb.CreateDatabaseRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Labels: labels,
 		DatabaseType: &ydb.CreateDatabaseRequest_ServerlessDatabase{ServerlessDatabase: &ydb.ServerlessDatabase{}},
 	}))
 	if err != nil {
@@ -873,9 +873,9 @@ func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) 
 		return err
 	}
 	cl := containers.NewContainerServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	labels := strMap(mapOf(raw(r.Props), "labels"))
 	if before == nil {
-		op, err := p.wait(ctx)(cl.Create(ctx, &containers.CreateContainerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels}))
+		op, err := p.wait(ctx)(cl.Create(ctx, &containers.CreateContainerRequest{FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Labels: labels}))
 		if err != nil {
 			return err
 		}
@@ -884,17 +884,17 @@ func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) 
 			return fmt.Errorf("read the operation's response: %w", err)
 		}
 		r.ID, r.Outputs = ct.GetId(), map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}
-	} else if jsonString(before.Props["labels"]) != jsonString(r.Props["labels"]) {
+	} else if jsonString(raw(before.Props)["labels"]) != jsonString(raw(r.Props)["labels"]) {
 		if _, err := p.wait(ctx)(cl.Update(ctx, &containers.UpdateContainerRequest{ContainerId: r.ID, Labels: labels})); err != nil {
 			return err
 		}
 	}
-	if before != nil && jsonString(before.Props["revision"]) == jsonString(r.Props["revision"]) {
+	if before != nil && jsonString(raw(before.Props)["revision"]) == jsonString(raw(r.Props)["revision"]) {
 		return nil
 	}
 	// A change of the revision is a new revision, as with Fargate's task
 	// definitions.
-	rev := mapOf(r.Props, "revision")
+	rev := mapOf(raw(r.Props), "revision")
 	env := strMap(mapOf(rev, "environment"))
 	_, err = p.wait(ctx)(cl.DeployRevision(ctx, &containers.DeployContainerRevisionRequest{
 		ContainerId: r.ID, Description: "gosling deploy",
@@ -916,7 +916,7 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 			_, err = p.wait(ctx)(iam.NewServiceAccountServiceClient(c).Delete(ctx, &iam.DeleteServiceAccountRequest{ServiceAccountId: r.ID}))
 		}
 	case YCFolderBinding, YCSecretBinding, YCFunctionBinding:
-		err = p.updateBindings(ctx, r.Type, bindingTarget(r), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
+		err = p.updateBindings(ctx, r.Type, bindingTarget(r), str(raw(r.Props), "service_account_id"), nil, strList(raw(r.Props), "roles"))
 	case YCFunction:
 		var c grpc.ClientConnInterface
 		if c, err = p.conn(ctx, ycFunctionService); err == nil {

@@ -103,7 +103,7 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 	}
 	dep := DeploymentName(n)
 	sa := YCServiceAccount + ".auth"
-	out := []Resource{{Type: YCServiceAccount, Name: "auth", Props: map[string]any{
+	out := []Resource{{Type: YCServiceAccount, Name: "auth", Props: untyped{
 		"name": dep + "-auth", "folder_id": folder, "description": "gosling " + dep + ": auth (the API gateway's authorizer function)",
 	}}}
 	var secrets []any
@@ -125,12 +125,12 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 			continue
 		}
 		deps = append(deps, addr)
-		out = append(out, Resource{Type: YCSecretBinding, Name: u.Path, Props: map[string]any{
+		out = append(out, Resource{Type: YCSecretBinding, Name: u.Path, Props: untyped{
 			"resource_id": u.Path, "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
 		}})
 	}
 	out = append(out,
-		Resource{Type: YCFunction, Name: "auth", Props: map[string]any{
+		Resource{Type: YCFunction, Name: "auth", Props: untyped{
 			"name": auth.Name, "folder_id": folder, "labels": labels,
 			"description": "gosling " + dep + ": the API gateway's authorizer of /api/",
 			"version": map[string]any{
@@ -138,7 +138,7 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 				"service_account_id": Ref(sa, "id"), "code_sha256": AuthCodeSHA256, "secrets": secrets,
 			},
 		}, DependsOn: deps},
-		Resource{Type: YCFunctionBinding, Name: "auth", Props: map[string]any{
+		Resource{Type: YCFunctionBinding, Name: "auth", Props: untyped{
 			"resource_id": Ref(YCFunction+".auth", "id"), "service_account_id": Ref(YCServiceAccount+".invoker", "id"), "roles": []string{"functions.functionInvoker"},
 		}},
 	)
@@ -225,9 +225,9 @@ func (p *YandexProvider) bindingClient(ctx context.Context, typ string) (accessB
 // on.
 func bindingTarget(r Resource) string {
 	if r.Type == YCFolderBinding {
-		return str(r.Props, "folder_id")
+		return str(raw(r.Props), "folder_id")
 	}
-	return str(r.Props, "resource_id")
+	return str(raw(r.Props), "resource_id")
 }
 
 // readResourceBindings reads the roles the service account saID holds on
@@ -267,7 +267,7 @@ func (p *YandexProvider) readResourceBindings(ctx context.Context, typ, saID str
 			continue
 		}
 		slices.SortFunc(roles, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
-		out = append(out, Resource{Type: typ, Name: targets[id], Props: map[string]any{
+		out = append(out, Resource{Type: typ, Name: targets[id], Props: untyped{
 			"resource_id": id, "service_account_id": saID, "roles": roles,
 		}, ID: id + "/" + saID, Outputs: map[string]string{}})
 	}
@@ -321,7 +321,7 @@ func pinnedVersions(hints []Resource) map[string]string {
 		if h.Address() != YCFunction+".auth" {
 			continue
 		}
-		secrets, _ := mapOf(h.Props, "version")["secrets"].([]any)
+		secrets, _ := mapOf(raw(h.Props), "version")["secrets"].([]any)
 		for _, e := range secrets {
 			if s, _ := e.(map[string]any); str(s, "version") != secretCurrent {
 				out[str(s, "environment_variable")] = str(s, "version")
@@ -413,7 +413,7 @@ func (p *YandexProvider) CheckAuthTokens(ctx context.Context, desired []Resource
 		if r.Type != YCFunction {
 			continue
 		}
-		secrets, _ := mapOf(r.Props, "version")["secrets"].([]any)
+		secrets, _ := mapOf(raw(r.Props), "version")["secrets"].([]any)
 		for _, e := range secrets {
 			s, _ := e.(map[string]any)
 			if str(s, "version") != secretCurrent {
@@ -455,10 +455,10 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 		return err
 	}
 	cl := functions.NewFunctionServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	labels := strMap(mapOf(raw(r.Props), "labels"))
 	if before == nil {
 		op, err := p.wait(ctx)(cl.Create(ctx, &functions.CreateFunctionRequest{
-			FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description"), Labels: labels,
 		}))
 		if err != nil {
 			return err
@@ -468,19 +468,19 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 			return fmt.Errorf("read the operation's response: %w", err)
 		}
 		r.ID, r.Outputs = f.GetId(), map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}
-	} else if str(before.Props, "name") != str(r.Props, "name") || str(before.Props, "description") != str(r.Props, "description") ||
-		jsonString(before.Props["labels"]) != jsonString(r.Props["labels"]) {
+	} else if str(raw(before.Props), "name") != str(raw(r.Props), "name") || str(raw(before.Props), "description") != str(raw(r.Props), "description") ||
+		jsonString(raw(before.Props)["labels"]) != jsonString(raw(r.Props)["labels"]) {
 		if _, err := p.wait(ctx)(cl.Update(ctx, &functions.UpdateFunctionRequest{
-			FunctionId: r.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			FunctionId: r.ID, Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description"), Labels: labels,
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
 		})); err != nil {
 			return err
 		}
 	}
-	if before != nil && jsonString(before.Props["version"]) == jsonString(r.Props["version"]) {
+	if before != nil && jsonString(raw(before.Props)["version"]) == jsonString(raw(r.Props)["version"]) {
 		return nil
 	}
-	v := mapOf(r.Props, "version")
+	v := mapOf(raw(r.Props), "version")
 	req := &functions.CreateFunctionVersionRequest{
 		FunctionId: r.ID, Runtime: str(v, "runtime"), Entrypoint: str(v, "entrypoint"), Description: authCodeNote + str(v, "code_sha256"),
 		Resources:        &functions.Resources{Memory: int64(num(v, "memory"))},

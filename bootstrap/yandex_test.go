@@ -91,7 +91,7 @@ func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 			if revs := srv.Revisions(r.ID); len(revs) == 0 {
 				t.Fatal("the api container has no revision")
 			}
-			return mapOf(r.Props, "revision")
+			return mapOf(raw(r.Props), "revision")
 		}
 	}
 	t.Fatal("no api container")
@@ -425,7 +425,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if fn == nil || gw == nil {
 		t.Fatalf("no auth function or gateway in the plan: %+v", p.Changes)
 	}
-	v := mapOf(fn.Props, "version")
+	v := mapOf(raw(fn.Props), "version")
 	if str(v, "runtime") != "golang123" || str(v, "entrypoint") != "index.Handler" || num(v, "memory") != 128<<20 || num(v, "timeout_seconds") != 5 ||
 		str(v, "code_sha256") != AuthCodeSHA256 || len(v["secrets"].([]any)) != 2 {
 		t.Errorf("auth function version: %v", v)
@@ -433,7 +433,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if sec := v["secrets"].([]any)[1].(map[string]any); str(sec, "environment_variable") != "GOSLING_AUTH_TOKEN_2" || str(sec, "key") != "api_token_ci" || str(sec, "version") != "current" {
 		t.Errorf("second token: %v", sec)
 	}
-	spec := mapOf(gw.Props, "openapi_spec")
+	spec := mapOf(raw(gw.Props), "openapi_spec")
 	authz := mapOf(mapOf(mapOf(mapOf(spec, "components"), "securitySchemes"), "gosling-auth"), "x-yc-apigateway-authorizer")
 	if str(authz, "type") != "function" || str(authz, "tag") != "$latest" || num(authz, "authorizer_result_ttl_in_seconds") != 300 ||
 		str(authz, "function_id") != Unknown && !strings.HasPrefix(str(authz, "function_id"), "${") {
@@ -510,14 +510,14 @@ func TestYandexNoAuthTokensNoFunction(t *testing.T) {
 	for _, r := range desired {
 		switch {
 		case r.Type == YCFunction || r.Type == YCFunctionBinding || r.Address() == YCServiceAccount+".auth",
-			r.Type == YCSecretBinding && str(r.Props, "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
+			r.Type == YCSecretBinding && str(raw(r.Props), "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
 			t.Errorf("%s without auth tokens", r.Address())
 		case r.Type == YCGateway:
-			if spec := mapOf(r.Props, "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
+			if spec := mapOf(raw(r.Props), "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
 				t.Errorf("gateway spec without auth tokens: %v", spec)
 			}
-			if !strings.Contains(str(r.Props, "description"), "no auth function") {
-				t.Errorf("gateway description: %q", str(r.Props, "description"))
+			if !strings.Contains(str(raw(r.Props), "description"), "no auth function") {
+				t.Errorf("gateway description: %q", str(raw(r.Props), "description"))
 			}
 		}
 	}
@@ -640,7 +640,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 	w, _ := zw.Create("index.go")
 	_, _ = w.Write(old)
 	_ = zw.Close()
-	v := mapOf(fn.Props, "version")
+	v := mapOf(raw(fn.Props), "version")
 	if _, err := prov.wait(ctx)(functions.NewFunctionServiceClient(c).CreateVersion(ctx, &functions.CreateFunctionVersionRequest{
 		FunctionId: fn.ID, Runtime: "golang123", Entrypoint: "index.Handler", Description: "gosling deploy: code sha256 0ld",
 		Resources: &functions.Resources{Memory: 128 << 20}, ExecutionTimeout: durationpb.New(5 * time.Second), ServiceAccountId: str(v, "service_account_id"),
@@ -649,7 +649,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fn.clone()
-	mapOf(before.Props, "version")["code_sha256"] = "0ld"
+	mapOf(raw(before.Props), "version")["code_sha256"] = "0ld"
 	after := fn.clone()
 	if _, err := prov.Update(ctx, fn, before); err != nil {
 		t.Fatal(err)
@@ -664,7 +664,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Errorf("code after going back: %s", b)
 	}
 	// Code neither this build's nor in an earlier version is refused.
-	mapOf(after.Props, "version")["code_sha256"] = "n0where"
+	mapOf(raw(after.Props), "version")["code_sha256"] = "n0where"
 	if _, err := prov.Update(ctx, before, after); err == nil || !strings.Contains(err.Error(), "n0where") {
 		t.Errorf("update to unknown code: %v", err)
 	}
@@ -691,7 +691,7 @@ func TestYandexAuthPinnedTokenVersion(t *testing.T) {
 	if len(p.Changes) != 1 || p.Changes[0].Address != YCFunction+".auth" {
 		t.Fatalf("plan after a new version of the secret: %+v", p.Changes)
 	}
-	secrets := mapOf(p.Changes[0].Before.Props, "version")["secrets"].([]any)
+	secrets := mapOf(raw(p.Changes[0].Before.Props), "version")["secrets"].([]any)
 	if got := str(secrets[0].(map[string]any), "version"); got != pinned {
 		t.Errorf("the pinned token reads as version %q, want %s", got, pinned)
 	}
@@ -741,7 +741,7 @@ func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 		}
 	}
 	for _, key := range []string{"mothergoose-worker", "uglyfox-worker"} {
-		out = append(out, Resource{Type: YCContainer, Name: key, Props: map[string]any{
+		out = append(out, Resource{Type: YCContainer, Name: key, Props: untyped{
 			"name": dep + "-" + key, "folder_id": folder, "labels": labels,
 			"revision": map[string]any{
 				"image": "cr.yandex/crpexample/gosling:1.0.0", "args": []any{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, "memory": int64(fly.GiB),
@@ -751,12 +751,12 @@ func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 		}, DependsOn: []string{YCFolderBinding + "." + key}})
 	}
 	out = append(out,
-		Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
-		Resource{Type: YCQueue, Name: "events", Props: map[string]any{
+		Resource{Type: YCQueue, Name: "dead-letter", Props: untyped{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
+		Resource{Type: YCQueue, Name: "events", Props: untyped{
 			"name": dep + "-events", "visibility_timeout_seconds": 300, "message_retention_seconds": 345600,
 			"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}, "tags": labels,
 		}},
-		Resource{Type: YCTrigger, Name: "uglyfox", Props: map[string]any{
+		Resource{Type: YCTrigger, Name: "uglyfox", Props: untyped{
 			"name": dep + "-uglyfox", "folder_id": folder, "labels": labels, "cron": "*/5 * * * ? *", "payload": `{"trigger":"uglyfox","name":"uglyfox"}`,
 			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
 		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
@@ -828,8 +828,8 @@ func TestYandexInstanceGroupNeedsItsRoles(t *testing.T) {
 	e, desired := yandexEngine(t, srv, n)
 	for i, r := range desired {
 		if r.Address() == YCFolderBinding+".instance-groups" {
-			desired[i].Props = maps.Clone(r.Props)
-			desired[i].Props["roles"] = []string{"compute.editor", "vpc.user"}
+			desired[i].Props = maps.Clone(raw(r.Props))
+			raw(desired[i].Props)["roles"] = []string{"compute.editor", "vpc.user"}
 		}
 	}
 	p, actual, err := e.Plan(ctx, desired)

@@ -103,7 +103,7 @@ func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]an
 		cores, fraction, mem := workerShape(ct.CPU, ct.Memory)
 		lo := max(ct.MinInstances, 1)
 		hi := max(ct.MaxInstances, lo)
-		out = append(out, Resource{Type: YCInstanceGroup, Name: c.key, Props: map[string]any{
+		out = append(out, Resource{Type: YCInstanceGroup, Name: c.key, Props: untyped{
 			"name": dep + "-" + c.key, "folder_id": folder, "labels": labels, "description": "gosling " + dep + ": " + c.key,
 			"service_account_id": Ref(YCServiceAccount+".instance-groups", "id"),
 			"instance": map[string]any{
@@ -293,7 +293,7 @@ func (p *YandexProvider) instanceGroupResource(ctx context.Context, g *ig.Instan
 // instanceGroupSpec turns Props into the API's messages: the boot image is
 // the newest of its family and the network the subnet's.
 func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*ig.InstanceGroup, error) {
-	in := mapOf(r.Props, "instance")
+	in := mapOf(raw(r.Props), "instance")
 	disk := mapOf(in, "boot_disk")
 	c, err := p.conn(ctx, ycImageService)
 	if err != nil {
@@ -314,10 +314,10 @@ func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*i
 	if err != nil {
 		return nil, err
 	}
-	scale := mapOf(r.Props, "scale")
+	scale := mapOf(raw(r.Props), "scale")
 	lo, hi := int64(num(scale, "min")), int64(num(scale, "max"))
 	var zones []*ig.AllocationPolicy_Zone
-	for _, z := range strList(r.Props, "zones") {
+	for _, z := range strList(raw(r.Props), "zones") {
 		zones = append(zones, &ig.AllocationPolicy_Zone{ZoneId: z})
 	}
 	sp := &ig.ScalePolicy{ScaleType: &ig.ScalePolicy_FixedScale_{FixedScale: &ig.ScalePolicy_FixedScale{Size: lo}}}
@@ -330,11 +330,11 @@ func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*i
 			CpuUtilizationRule:    &ig.ScalePolicy_CpuUtilizationRule{UtilizationTarget: float64(num(scale, "cpu_target"))},
 		}}}
 	}
-	dp := mapOf(r.Props, "deploy")
-	hc := mapOf(r.Props, "health_check")
+	dp := mapOf(raw(r.Props), "deploy")
+	hc := mapOf(raw(r.Props), "health_check")
 	return &ig.InstanceGroup{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"),
-		Labels: strMap(mapOf(r.Props, "labels")), ServiceAccountId: str(r.Props, "service_account_id"),
+		FolderId: str(raw(r.Props), "folder_id"), Name: str(raw(r.Props), "name"), Description: str(raw(r.Props), "description"),
+		Labels: strMap(mapOf(raw(r.Props), "labels")), ServiceAccountId: str(raw(r.Props), "service_account_id"),
 		InstanceTemplate: &ig.InstanceTemplate{
 			PlatformId:    str(in, "platform_id"),
 			ResourcesSpec: &ig.ResourcesSpec{Cores: int64(num(in, "cores")), CoreFraction: int64(num(in, "core_fraction")), Memory: int64(num(in, "memory"))},
@@ -412,7 +412,7 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 		{"scale", "scale_policy"}, {"deploy", "deploy_policy"}, {"zones", "allocation_policy"}, {"health_check", "health_checks_spec"},
 		{"service_account_id", "service_account_id"},
 	} {
-		if jsonString(before.Props[f.prop]) != jsonString(r.Props[f.prop]) {
+		if jsonString(raw(before.Props)[f.prop]) != jsonString(raw(r.Props)[f.prop]) {
 			mask = append(mask, f.path)
 			if f.path == "health_checks_spec" {
 				mask = append(mask, "auto_healing_policy")
