@@ -39,10 +39,10 @@ func tagged(tags map[string]string, deployment string) bool { return tags[TagDep
 
 // ---- Cloud Map ----
 
-func sdTags(m map[string]any) []sdtypes.Tag {
+func sdTags(m map[string]string) []sdtypes.Tag {
 	var out []sdtypes.Tag
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, sdtypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+		out = append(out, sdtypes.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return out
 }
@@ -81,7 +81,7 @@ func (p *AWSProvider) readDiscovery(ctx context.Context, _ []Resource) ([]Resour
 		delete(tags, tagVPC)
 		id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
 		out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
-			Props: untyped{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
+			Props: NamespaceProps{Name: aws.ToString(ns.Name), VPC: vpc, Tags: tags}})
 		services, err := p.readDiscoveryServices(ctx, id)
 		if err != nil {
 			return nil, err
@@ -104,15 +104,15 @@ func (p *AWSProvider) readDiscoveryServices(ctx context.Context, namespace strin
 		if err != nil {
 			return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
 		}
-		records := []any{}
+		records := []DNSRecord{}
 		if s.DnsConfig != nil {
 			for _, r := range s.DnsConfig.DnsRecords {
-				records = append(records, map[string]any{"type": string(r.Type), "ttl": aws.ToInt64(r.TTL)})
+				records = append(records, DNSRecord{Type: string(r.Type), TTL: aws.ToInt64(r.TTL)})
 			}
 		}
 		id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
-		props := map[string]any{"name": aws.ToString(s.Name), "namespace_id": namespace, "dns_records": records, "tags": anyMap(tags)}
-		out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: normalize(props), ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
+		props := DiscoveryServiceProps{Name: aws.ToString(s.Name), NamespaceID: namespace, DNSRecords: records, Tags: tags}
+		out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: props, ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
 	}
 	return out, nil
 }
@@ -144,14 +144,15 @@ func (p *AWSProvider) waitOperation(ctx context.Context, id *string) (map[string
 }
 
 func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Resource) error {
-	tags := maps.Clone(mapOf(raw(r.Props), "tags"))
+	want := as[NamespaceProps](r)
+	tags := maps.Clone(want.Tags)
 	if tags == nil {
-		tags = map[string]any{}
+		tags = map[string]string{}
 	}
-	tags[tagVPC] = str(raw(r.Props), "vpc")
+	tags[tagVPC] = want.VPC
 	if before == nil {
 		out, err := p.sd.CreatePrivateDnsNamespace(ctx, &servicediscovery.CreatePrivateDnsNamespaceInput{
-			Name: aws.String(str(raw(r.Props), "name")), Vpc: aws.String(str(raw(r.Props), "vpc")), Tags: sdTags(tags),
+			Name: aws.String(want.Name), Vpc: aws.String(want.VPC), Tags: sdTags(tags),
 			Description: aws.String("Gosling " + p.Deployment + ": the servers' private names"),
 		})
 		if err != nil {
@@ -160,9 +161,9 @@ func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Reso
 		_, err = p.waitOperation(ctx, out.OperationId)
 		return err
 	}
-	if str(raw(before.Props), "name") != str(raw(r.Props), "name") || str(raw(before.Props), "vpc") != str(raw(r.Props), "vpc") {
+	if had := as[NamespaceProps](*before); had.Name != want.Name || had.VPC != want.VPC {
 		return fmt.Errorf("a Cloud Map namespace keeps its name and VPC (%s in %s): delete it by hand (aws servicediscovery delete-namespace --id %s) and deploy again",
-			str(raw(before.Props), "name"), str(raw(before.Props), "vpc"), before.ID)
+			had.Name, had.VPC, before.ID)
 	}
 	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(tags)})
 	return err
@@ -177,28 +178,27 @@ func (p *AWSProvider) deleteNamespace(ctx context.Context, r Resource) error {
 	return err
 }
 
-func dnsRecords(r Resource) []sdtypes.DnsRecord {
+func dnsRecords(s DiscoveryServiceProps) []sdtypes.DnsRecord {
 	var out []sdtypes.DnsRecord
-	l, _ := raw(r.Props)["dns_records"].([]any)
-	for _, e := range l {
-		m, _ := e.(map[string]any)
-		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(str(m, "type")), TTL: aws.Int64(int64(num(m, "ttl")))})
+	for _, rec := range s.DNSRecords {
+		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(rec.Type), TTL: aws.Int64(rec.TTL)})
 	}
 	return out
 }
 
 func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource, r Resource) error {
+	want := as[DiscoveryServiceProps](r)
 	if before == nil {
 		_, err := p.sd.CreateService(ctx, &servicediscovery.CreateServiceInput{
-			Name: aws.String(str(raw(r.Props), "name")), NamespaceId: aws.String(str(raw(r.Props), "namespace_id")),
-			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(r), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
-			Tags:      sdTags(mapOf(raw(r.Props), "tags")),
+			Name: aws.String(want.Name), NamespaceId: aws.String(want.NamespaceID),
+			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(want), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
+			Tags:      sdTags(want.Tags),
 		})
 		return err
 	}
-	if jsonString(raw(before.Props)["dns_records"]) != jsonString(raw(r.Props)["dns_records"]) {
+	if !slices.Equal(as[DiscoveryServiceProps](*before).DNSRecords, want.DNSRecords) {
 		out, err := p.sd.UpdateService(ctx, &servicediscovery.UpdateServiceInput{Id: aws.String(before.ID), Service: &sdtypes.ServiceChange{
-			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(r)},
+			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(want)},
 		}})
 		if err != nil {
 			return err
@@ -207,7 +207,7 @@ func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource,
 			return err
 		}
 	}
-	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(mapOf(raw(r.Props), "tags"))})
+	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(want.Tags)})
 	return err
 }
 

@@ -144,7 +144,7 @@ func hintNames(hints []Resource, typ string) map[string]string {
 	out := map[string]string{}
 	for _, h := range hints {
 		if h.Type == typ {
-			if n, ok := raw(h.Props)["name"].(string); ok {
+			if n := propsName(h.Props); n != "" {
 				out[n] = h.Name
 			}
 		}
@@ -308,7 +308,7 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) {
 	var got []Resource
 	if r.Type == AWSRole {
-		role, err := p.readRole(ctx, str(raw(r.Props), "name"))
+		role, err := p.readRole(ctx, as[RoleProps](r).Name)
 		if err != nil {
 			return r, err
 		}
@@ -373,7 +373,7 @@ func (p *AWSProvider) readersOf(typ string) []func(context.Context, []Resource) 
 
 // Delete implements Provider.
 func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
-	name, _ := raw(r.Props)["name"].(string)
+	name := propsName(r.Props)
 	var err error
 	switch r.Type {
 	case AWSRole:
@@ -389,9 +389,10 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSService:
 		err = p.deleteService(ctx, r)
 	case AWSScalingTarget:
+		t := as[ScalingTargetProps](r)
 		_, err = p.scaling.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
-			ServiceNamespace: aastypes.ServiceNamespace(str(raw(r.Props), "service_namespace")), ResourceId: aws.String(str(raw(r.Props), "resource_id")),
-			ScalableDimension: aastypes.ScalableDimension(str(raw(r.Props), "scalable_dimension")),
+			ServiceNamespace: aastypes.ServiceNamespace(t.ServiceNamespace), ResourceId: aws.String(t.ResourceID),
+			ScalableDimension: aastypes.ScalableDimension(t.ScalableDimension),
 		})
 	case AWSScalingPolicy:
 		err = p.deleteScalingPolicy(ctx, r)
@@ -445,15 +446,23 @@ func (p *AWSProvider) readRoles(ctx context.Context, _ []Resource) ([]Resource, 
 	return out, nil
 }
 
-func decodePolicy(doc string) (map[string]any, error) {
+// decodePolicy reads a policy document as IAM returns it (URL-encoded).
+// Elements outside IAM's grammar are refused rather than dropped, so a
+// document changed by hand never reads as the desired one.
+func decodePolicy(doc string) (PolicyDocument, error) {
 	if s, err := url.QueryUnescape(doc); err == nil {
 		doc = s
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(doc), &m); err != nil {
-		return nil, fmt.Errorf("policy document is not JSON: %w", err)
+	var d PolicyDocument
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, fmt.Errorf("policy document: %w", err)
 	}
-	return m, nil
+	if d.Statement == nil {
+		d.Statement = []PolicyStatement{}
+	}
+	return d, nil
 }
 
 func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, error) {
@@ -466,20 +475,21 @@ func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, erro
 	if err != nil {
 		return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
 	}
-	props := map[string]any{
-		"name": name, "path": aws.ToString(role.Path), "description": aws.ToString(role.Description),
-		"assume_role_policy": trust, "tags": iamTags(role.Tags), "instance_profile": false,
+	props := RoleProps{
+		Name: name, Path: aws.ToString(role.Path), Description: aws.ToString(role.Description),
+		AssumeRolePolicy: trust, Tags: iamTags(role.Tags),
 	}
 	pol, err := p.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName)})
 	switch {
 	case apiCode(err) == "NoSuchEntity":
-		props["policy"] = nil
 	case err != nil:
 		return Resource{}, fmt.Errorf("get the policy of IAM role %s: %w", name, err)
 	default:
-		if props["policy"], err = decodePolicy(aws.ToString(pol.PolicyDocument)); err != nil {
+		doc, err := decodePolicy(aws.ToString(pol.PolicyDocument))
+		if err != nil {
 			return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
 		}
+		props.Policy = &doc
 	}
 	ips, err := p.iam.ListInstanceProfilesForRole(ctx, &iam.ListInstanceProfilesForRoleInput{RoleName: &name})
 	if err != nil {
@@ -488,15 +498,15 @@ func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, erro
 	outputs := map[string]string{"arn": aws.ToString(role.Arn)}
 	for _, ip := range ips.InstanceProfiles {
 		if aws.ToString(ip.InstanceProfileName) == name {
-			props["instance_profile"] = true
+			props.InstanceProfile = true
 			outputs["instance_profile_arn"] = aws.ToString(ip.Arn)
 		}
 	}
-	return Resource{Type: AWSRole, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: aws.ToString(role.Arn), Outputs: outputs}, nil
+	return Resource{Type: AWSRole, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: props, ID: aws.ToString(role.Arn), Outputs: outputs}, nil
 }
 
-func iamTags(tags []iamtypes.Tag) map[string]any {
-	out := map[string]any{}
+func iamTags(tags []iamtypes.Tag) map[string]string {
+	out := map[string]string{}
 	for _, t := range tags {
 		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
@@ -555,52 +565,54 @@ func strMap(m map[string]any) map[string]string {
 }
 
 func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource) error {
-	name := str(raw(r.Props), "name")
-	trust := jsonString(raw(r.Props)["assume_role_policy"])
+	want := as[RoleProps](r)
+	name := want.Name
+	trust := jsonString(want.AssumeRolePolicy)
+	var had RoleProps
 	if before == nil {
 		var tags []iamtypes.Tag
-		for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
+		for k, v := range want.Tags {
 			tags = append(tags, iamtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 		}
 		if _, err := p.iam.CreateRole(ctx, &iam.CreateRoleInput{
-			RoleName: &name, Path: aws.String(str(raw(r.Props), "path")), Description: aws.String(str(raw(r.Props), "description")),
+			RoleName: &name, Path: aws.String(want.Path), Description: aws.String(want.Description),
 			AssumeRolePolicyDocument: &trust, Tags: tags,
 		}); err != nil {
 			return err
 		}
 		// The role exists now: a later step that fails removes it again.
-		if err := p.putRole(ctx, &Resource{Props: untyped{"assume_role_policy": raw(r.Props)["assume_role_policy"], "description": raw(r.Props)["description"]}}, r); err != nil {
+		made := RoleProps{AssumeRolePolicy: want.AssumeRolePolicy, Description: want.Description}
+		if err := p.putRole(ctx, &Resource{Type: AWSRole, Name: r.Name, Props: made}, r); err != nil {
 			return errors.Join(err, p.deleteRole(context.WithoutCancel(ctx), r))
 		}
 		return nil
 	} else {
-		if jsonString(raw(before.Props)["assume_role_policy"]) != trust {
+		had = as[RoleProps](*before)
+		if jsonString(had.AssumeRolePolicy) != trust {
 			if _, err := p.iam.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: &name, PolicyDocument: &trust}); err != nil {
 				return err
 			}
 		}
-		if str(raw(before.Props), "description") != str(raw(r.Props), "description") {
-			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(str(raw(r.Props), "description"))}); err != nil {
+		if had.Description != want.Description {
+			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(want.Description)}); err != nil {
 				return err
 			}
 		}
 	}
-	if pol := raw(r.Props)["policy"]; pol != nil && (before == nil || jsonString(raw(before.Props)["policy"]) != jsonString(pol)) {
+	if pol := want.Policy; pol != nil && (had.Policy == nil || jsonString(had.Policy) != jsonString(pol)) {
 		if _, err := p.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName), PolicyDocument: aws.String(jsonString(pol))}); err != nil {
 			return err
 		}
 	}
-	want, _ := raw(r.Props)["instance_profile"].(bool)
-	had := before != nil && raw(before.Props)["instance_profile"] == true
 	switch {
-	case want && !had:
-		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(str(raw(r.Props), "path"))}); err != nil && apiCode(err) != "EntityAlreadyExists" {
+	case want.InstanceProfile && !had.InstanceProfile:
+		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(want.Path)}); err != nil && apiCode(err) != "EntityAlreadyExists" {
 			return err
 		}
 		if _, err := p.iam.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: &name, RoleName: &name}); err != nil {
 			return err
 		}
-	case had && !want:
+	case had.InstanceProfile && !want.InstanceProfile:
 		return p.dropInstanceProfile(ctx, name)
 	}
 	return nil
@@ -617,8 +629,9 @@ func (p *AWSProvider) dropInstanceProfile(ctx context.Context, name string) erro
 }
 
 func (p *AWSProvider) deleteRole(ctx context.Context, r Resource) error {
-	name := str(raw(r.Props), "name")
-	if raw(r.Props)["instance_profile"] == true {
+	role := as[RoleProps](r)
+	name := role.Name
+	if role.InstanceProfile {
 		if err := p.dropInstanceProfile(ctx, name); err != nil {
 			return err
 		}
@@ -660,11 +673,20 @@ func (p *AWSProvider) readLogGroups(ctx context.Context, hints []Resource) ([]Re
 					rn = n
 				}
 			}
-			props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
-			out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+			props := LogGroupProps{Name: name, RetentionInDays: int(aws.ToInt32(g.RetentionInDays)), Tags: nonNilMap(tags.Tags)}
+			out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}})
 		}
 	}
 	return out, nil
+}
+
+// nonNilMap is m, or an empty map for none, so tags read back compare
+// equal to desired empty ones.
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func anyMap(m map[string]string) map[string]any {
@@ -676,17 +698,19 @@ func anyMap(m map[string]string) map[string]any {
 }
 
 func (p *AWSProvider) putLogGroup(ctx context.Context, before *Resource, r Resource) error {
-	name := str(raw(r.Props), "name")
+	want := as[LogGroupProps](r)
+	name := want.Name
+	var had LogGroupProps
 	if before == nil {
-		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: strMap(mapOf(raw(r.Props), "tags"))}); err != nil {
+		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: want.Tags}); err != nil {
 			return err
 		}
-	} else if !maps.Equal(strMap(mapOf(raw(before.Props), "tags")), strMap(mapOf(raw(r.Props), "tags"))) {
-		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: strMap(mapOf(raw(r.Props), "tags"))}); err != nil {
+	} else if had = as[LogGroupProps](*before); !maps.Equal(had.Tags, want.Tags) {
+		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: want.Tags}); err != nil {
 			return err
 		}
 	}
-	if days := num(raw(r.Props), "retention_in_days"); before == nil || num(raw(before.Props), "retention_in_days") != days {
+	if days := want.RetentionInDays; before == nil || had.RetentionInDays != days {
 		if _, err := p.logs.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &name, RetentionInDays: aws.Int32(int32(days))}); err != nil {
 			return err
 		}
@@ -704,12 +728,12 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 			return
 		}
 		seen[name] = true
-		t := map[string]any{}
+		t := map[string]string{}
 		for _, tg := range tags {
 			t[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 		}
-		props := map[string]any{"name": name, "description": desc, "tags": t}
-		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: untyped(props), ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+		props := SecretProps{Name: name, Description: desc, Tags: t}
+		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
 	pg := secretsmanager.NewListSecretsPaginator(p.sm, &secretsmanager.ListSecretsInput{Filters: []smtypes.Filter{
 		{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{TagDeployment}},
@@ -739,19 +763,20 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 }
 
 func (p *AWSProvider) putSecret(ctx context.Context, before *Resource, r Resource) error {
-	name := str(raw(r.Props), "name")
+	want := as[SecretProps](r)
+	name := want.Name
 	var tags []smtypes.Tag
-	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
+	for k, v := range want.Tags {
 		tags = append(tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
 		// No value: the secret is made empty, and its value never passes
 		// through a plan or the journal.
-		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(str(raw(r.Props), "description")), Tags: tags})
+		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(want.Description), Tags: tags})
 		return err
 	}
-	if str(raw(before.Props), "description") != str(raw(r.Props), "description") {
-		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(str(raw(r.Props), "description"))}); err != nil {
+	if as[SecretProps](*before).Description != want.Description {
+		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(want.Description)}); err != nil {
 			return err
 		}
 	}
@@ -772,44 +797,45 @@ func (p *AWSProvider) readTables(ctx context.Context, hints []Resource) ([]Resou
 			return nil, fmt.Errorf("describe table %s: %w", name, err)
 		}
 		t := d.Table
-		props := map[string]any{"name": name, "billing_mode": "PROVISIONED"}
+		props := TableProps{Name: name, BillingMode: "PROVISIONED"}
 		if t.BillingModeSummary != nil {
-			props["billing_mode"] = string(t.BillingModeSummary.BillingMode)
+			props.BillingMode = string(t.BillingModeSummary.BillingMode)
 		}
 		for _, k := range t.KeySchema {
 			if k.KeyType == ddbtypes.KeyTypeHash {
-				props["hash_key"] = aws.ToString(k.AttributeName)
+				props.HashKey = aws.ToString(k.AttributeName)
 			} else {
-				props["range_key"] = aws.ToString(k.AttributeName)
+				props.RangeKey = aws.ToString(k.AttributeName)
 			}
 		}
 		tags, err := p.ddb.ListTagsOfResource(ctx, &dynamodb.ListTagsOfResourceInput{ResourceArn: t.TableArn})
 		if err != nil {
 			return nil, fmt.Errorf("read the tags of table %s: %w", name, err)
 		}
-		tm := map[string]any{}
+		props.Tags = map[string]string{}
 		for _, tg := range tags.Tags {
-			tm[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+			props.Tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 		}
-		props["tags"] = tm
 		arn := aws.ToString(t.TableArn)
-		out = append(out, Resource{Type: AWSTable, Name: rn, Props: untyped(props), ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
+		out = append(out, Resource{Type: AWSTable, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource) error {
-	name := str(raw(r.Props), "name")
+	want := as[TableProps](r)
+	name := want.Name
 	var tags []ddbtypes.Tag
-	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
+	for k, v := range want.Tags {
 		tags = append(tags, ddbtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before != nil {
-		if str(raw(before.Props), "hash_key") != str(raw(r.Props), "hash_key") || str(raw(before.Props), "range_key") != str(raw(r.Props), "range_key") {
-			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, str(raw(r.Props), "hash_key"), str(raw(r.Props), "range_key"))
+		had := as[TableProps](*before)
+		if had.HashKey != want.HashKey || had.RangeKey != want.RangeKey {
+			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, want.HashKey, want.RangeKey)
 		}
-		if str(raw(before.Props), "billing_mode") != str(raw(r.Props), "billing_mode") {
-			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(str(raw(r.Props), "billing_mode"))}); err != nil {
+		if had.BillingMode != want.BillingMode {
+			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(want.BillingMode)}); err != nil {
 				return err
 			}
 		}
@@ -818,7 +844,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 	}
 	// The store's own layout (internal/store ensureTable): string keys pk
 	// and sk. Made here so that no server role needs dynamodb:CreateTable.
-	hash, rng := str(raw(r.Props), "hash_key"), str(raw(r.Props), "range_key")
+	hash, rng := want.HashKey, want.RangeKey
 	_, err := p.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: &name,
 		AttributeDefinitions: []ddbtypes.AttributeDefinition{
@@ -829,7 +855,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 			{AttributeName: &hash, KeyType: ddbtypes.KeyTypeHash},
 			{AttributeName: &rng, KeyType: ddbtypes.KeyTypeRange},
 		},
-		BillingMode: ddbtypes.BillingMode(str(raw(r.Props), "billing_mode")),
+		BillingMode: ddbtypes.BillingMode(want.BillingMode),
 		Tags:        tags,
 	})
 	if err != nil {
@@ -847,18 +873,18 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 
 // ---- ECS ----
 
-func ecsTags(tags []ecstypes.Tag) map[string]any {
-	out := map[string]any{}
+func ecsTags(tags []ecstypes.Tag) map[string]string {
+	out := map[string]string{}
 	for _, t := range tags {
 		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return out
 }
 
-func toECSTags(m map[string]any) []ecstypes.Tag {
+func toECSTags(m map[string]string) []ecstypes.Tag {
 	var out []ecstypes.Tag
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return out
 }
@@ -879,7 +905,7 @@ func (p *AWSProvider) readECS(ctx context.Context, _ []Resource) ([]Resource, er
 		return nil, nil
 	}
 	arn := aws.ToString(cluster.ClusterArn)
-	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: untyped{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
+	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: ClusterProps{Name: p.Deployment, Tags: ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
 	var arns []string
 	pg := ecs.NewListServicesPaginator(p.ecs, &ecs.ListServicesInput{Cluster: &p.Deployment})
 	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ecs.ListServicesOutput) []string { return o.ServiceArns }) {
@@ -914,85 +940,85 @@ func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Reso
 		return Resource{}, fmt.Errorf("describe the task definition of ECS service %s: %w", name, err)
 	}
 	t := td.TaskDefinition
-	task := map[string]any{"family": aws.ToString(t.Family), "task_role_arn": aws.ToString(t.TaskRoleArn), "execution_role_arn": aws.ToString(t.ExecutionRoleArn)}
-	task["cpu"], _ = strconv.Atoi(aws.ToString(t.Cpu))
-	task["memory"], _ = strconv.Atoi(aws.ToString(t.Memory))
+	task := TaskSpec{Family: aws.ToString(t.Family), TaskRoleARN: aws.ToString(t.TaskRoleArn), ExecutionRoleARN: aws.ToString(t.ExecutionRoleArn)}
+	task.CPU, _ = strconv.Atoi(aws.ToString(t.Cpu))
+	task.Memory, _ = strconv.Atoi(aws.ToString(t.Memory))
 	if len(t.ContainerDefinitions) > 0 {
 		c := t.ContainerDefinitions[0]
-		task["image"] = aws.ToString(c.Image)
-		task["command"] = c.Command
-		env := map[string]any{}
+		task.Image = aws.ToString(c.Image)
+		task.Command = c.Command
+		task.Environment = map[string]string{}
 		for _, kv := range c.Environment {
-			env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+			task.Environment[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
 		}
-		task["environment"] = env
 		if c.LogConfiguration != nil {
-			task["log_group"] = c.LogConfiguration.Options["awslogs-group"]
+			task.LogGroup = c.LogConfiguration.Options["awslogs-group"]
 		}
 	}
 	var subnets, groups []string
 	if nc := s.NetworkConfiguration; nc != nil && nc.AwsvpcConfiguration != nil {
 		subnets, groups = nc.AwsvpcConfiguration.Subnets, nc.AwsvpcConfiguration.SecurityGroups
 	}
-	props := map[string]any{
-		"name": name, "cluster": p.Deployment, "desired_count": int(s.DesiredCount), "task": task,
-		"subnets": subnets, "security_groups": nonNil(groups), "tags": ecsTags(s.Tags),
+	props := ServiceProps{
+		Name: name, Cluster: p.Deployment, DesiredCount: int(s.DesiredCount), Task: task,
+		Subnets: subnets, SecurityGroups: nonNil(groups), Tags: ecsTags(s.Tags),
 	}
 	if len(s.ServiceRegistries) > 0 {
-		props["service_registry"] = aws.ToString(s.ServiceRegistries[0].RegistryArn)
+		props.ServiceRegistry = aws.ToString(s.ServiceRegistries[0].RegistryArn)
 	}
 	arn := aws.ToString(s.ServiceArn)
-	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: arn,
+	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: props, ID: arn,
 		Outputs: map[string]string{"arn": arn, "task_definition_arn": aws.ToString(t.TaskDefinitionArn)}}, nil
 }
 
 func (p *AWSProvider) putCluster(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
-		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(str(raw(r.Props), "name")), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
+		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(as[ClusterProps](r).Name), Tags: toECSTags(as[ClusterProps](r).Tags)})
 		return err
 	}
-	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
+	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(as[ClusterProps](r).Tags)})
 	return err
 }
 
 func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, error) {
-	task := mapOf(raw(r.Props), "task")
+	svc := as[ServiceProps](r)
+	task := svc.Task
 	var env []ecstypes.KeyValuePair
-	envm := mapOf(task, "environment")
-	for _, k := range slices.Sorted(maps.Keys(envm)) {
-		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(fmt.Sprint(envm[k]))})
+	for _, k := range slices.Sorted(maps.Keys(task.Environment)) {
+		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(task.Environment[k])})
 	}
 	region := p.ecs.Options().Region
 	out, err := p.ecs.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family: aws.String(str(task, "family")), RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
-		NetworkMode: ecstypes.NetworkModeAwsvpc, Cpu: aws.String(strconv.Itoa(num(task, "cpu"))), Memory: aws.String(strconv.Itoa(num(task, "memory"))),
-		TaskRoleArn: aws.String(str(task, "task_role_arn")), ExecutionRoleArn: aws.String(str(task, "execution_role_arn")),
+		Family: aws.String(task.Family), RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode: ecstypes.NetworkModeAwsvpc, Cpu: aws.String(strconv.Itoa(task.CPU)), Memory: aws.String(strconv.Itoa(task.Memory)),
+		TaskRoleArn: aws.String(task.TaskRoleARN), ExecutionRoleArn: aws.String(task.ExecutionRoleARN),
 		ContainerDefinitions: []ecstypes.ContainerDefinition{{
-			Name: aws.String("gosling"), Image: aws.String(str(task, "image")), Command: strList(task, "command"), Essential: aws.Bool(true),
+			Name: aws.String("gosling"), Image: aws.String(task.Image), Command: task.Command, Essential: aws.Bool(true),
 			Environment:  env,
 			PortMappings: []ecstypes.PortMapping{{ContainerPort: aws.Int32(8080), Protocol: ecstypes.TransportProtocolTcp}},
 			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
-				"awslogs-group": str(task, "log_group"), "awslogs-region": region, "awslogs-stream-prefix": "gosling",
+				"awslogs-group": task.LogGroup, "awslogs-region": region, "awslogs-stream-prefix": "gosling",
 			}},
 		}},
-		Tags: toECSTags(mapOf(raw(r.Props), "tags")),
+		Tags: toECSTags(svc.Tags),
 	})
 	if err != nil {
-		return "", fmt.Errorf("register task definition %s: %w", str(task, "family"), err)
+		return "", fmt.Errorf("register task definition %s: %w", task.Family, err)
 	}
 	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), nil
 }
 
 func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
-	name, cluster := str(raw(r.Props), "name"), str(raw(r.Props), "cluster")
+	want := as[ServiceProps](r)
+	name, cluster := want.Name, want.Cluster
 	// Without security groups ECS gives the tasks the VPC's default one.
 	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
-		Subnets: strList(raw(r.Props), "subnets"), SecurityGroups: strList(raw(r.Props), "security_groups"), AssignPublicIp: ecstypes.AssignPublicIpDisabled,
+		Subnets: want.Subnets, SecurityGroups: want.SecurityGroups, AssignPublicIp: ecstypes.AssignPublicIpDisabled,
 	}}
 	// The API service's tasks register in Cloud Map with the container's
 	// port, for the gateway's VPC link integration.
 	var registries []ecstypes.ServiceRegistry
-	if reg := str(raw(r.Props), "service_registry"); reg != "" {
+	if reg := want.ServiceRegistry; reg != "" {
 		registries = []ecstypes.ServiceRegistry{{RegistryArn: &reg, ContainerName: aws.String("gosling"), ContainerPort: aws.Int32(8080)}}
 	}
 	if before == nil {
@@ -1001,8 +1027,8 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 			return err
 		}
 		_, err = p.ecs.CreateService(ctx, &ecs.CreateServiceInput{
-			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(raw(r.Props), "desired_count"))),
-			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(raw(r.Props), "tags")),
+			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(want.DesiredCount)),
+			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(want.Tags),
 			PropagateTags: ecstypes.PropagateTagsService, ServiceRegistries: registries,
 		})
 		if err != nil {
@@ -1012,19 +1038,20 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 		}
 		return nil
 	}
+	had := as[ServiceProps](*before)
 	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, NetworkConfiguration: network}
 	// The count is sent only when it changes: it may be the scaler's.
-	if num(raw(before.Props), "desired_count") != num(raw(r.Props), "desired_count") {
-		in.DesiredCount = aws.Int32(int32(num(raw(r.Props), "desired_count")))
+	if had.DesiredCount != want.DesiredCount {
+		in.DesiredCount = aws.Int32(int32(want.DesiredCount))
 	}
-	if str(raw(before.Props), "service_registry") != str(raw(r.Props), "service_registry") {
+	if had.ServiceRegistry != want.ServiceRegistry {
 		// An empty list removes the registry.
 		in.ServiceRegistries = registries
 		if in.ServiceRegistries == nil {
 			in.ServiceRegistries = []ecstypes.ServiceRegistry{}
 		}
 	}
-	if jsonString(raw(before.Props)["task"]) != jsonString(raw(r.Props)["task"]) {
+	if jsonString(had.Task) != jsonString(want.Task) {
 		// Task definitions are immutable: a change is a new revision.
 		td, err := p.registerTask(ctx, r)
 		if err != nil {
@@ -1035,15 +1062,15 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 	if _, err := p.ecs.UpdateService(ctx, in); err != nil {
 		return err
 	}
-	if jsonString(raw(before.Props)["tags"]) != jsonString(raw(r.Props)["tags"]) {
-		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(raw(r.Props), "tags"))})
+	if !maps.Equal(had.Tags, want.Tags) {
+		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(want.Tags)})
 		return err
 	}
 	return nil
 }
 
 func (p *AWSProvider) deleteService(ctx context.Context, r Resource) error {
-	name, cluster := str(raw(r.Props), "name"), str(raw(r.Props), "cluster")
+	name, cluster := as[ServiceProps](r).Name, as[ServiceProps](r).Cluster
 	if _, err := p.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Service: &name, Cluster: &cluster, Force: aws.Bool(true)}); err != nil {
 		return err
 	}

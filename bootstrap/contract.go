@@ -89,8 +89,7 @@ func Calls(resources []Resource) ([]Call, error) {
 			}
 			out = append(out, calls...)
 		case AWSService:
-			task := mapOf(raw(r.Props), "task")
-			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(task, "command")})
+			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: as[ServiceProps](r).Task.Command})
 		case AWSFunction:
 			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(raw(r.Props), "command")})
 		case AWSRoute:
@@ -105,11 +104,11 @@ func Calls(resources []Resource) ([]Call, error) {
 			}
 			out = append(out, c)
 		case GitLabHook:
-			raw := str(raw(r.Props), "url")
-			if i := strings.LastIndex(raw, "}"); i >= 0 {
-				raw = raw[i+1:] // after a reference to the gateway's endpoint
+			hook := as[HookProps](r).URL
+			if i := strings.LastIndex(hook, "}"); i >= 0 {
+				hook = hook[i+1:] // after a reference to the gateway's endpoint
 			}
-			u, err := url.Parse(raw)
+			u, err := url.Parse(hook)
 			if err != nil {
 				return nil, fmt.Errorf("%s: url: %w", addr, err)
 			}

@@ -63,36 +63,37 @@ func eggSecrets(e fly.Egg, scheme string) []fly.SecretURI {
 // Manager secrets, and write to the runners' log group; and its ECS task
 // execution role, which may pull images, read the egg's runner tokens into
 // a task's secrets and write the task's logs.
-func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Resource {
+func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]string) []Resource {
 	dep := DeploymentName(n)
-	logs := statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/runners:*")}, nil)
+	logs := allow(many("logs:CreateLogStream", "logs:PutLogEvents"), acct.arn("logs", "log-group:/gosling/"+dep+"/runners:*"))
 	var out []Resource
 	for _, e := range runnerEggs(n, fly.CloudAWS) {
-		tokens := statement("secretsmanager:GetSecretValue", []any{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokenPrefix(dep, e.Name)+"*")}, nil)
-		var own map[string]any
+		tokens := allow(single("secretsmanager:GetSecretValue"), acct.arn("secretsmanager", "secret:"+runnerid.AWSTokenPrefix(dep, e.Name)+"*"))
+		var own *PolicyStatement
 		if secrets := eggSecrets(e, fly.SchemeAWSSM); len(secrets) > 0 {
-			var arns []any
+			var arns []string
 			for _, u := range secrets {
 				arns = append(arns, acct.arn("secretsmanager", "secret:"+u.Path+"-??????"))
 			}
-			own = statement("secretsmanager:GetSecretValue", arns, nil)
+			own = allow(single("secretsmanager:GetSecretValue"), arns...)
 		}
 		role := runnerid.AWSRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: untyped{
-			"name": role, "path": runnerid.AWSPath(dep), "instance_profile": true, "tags": tags,
-			"description": "Runners of egg " + e.Name + " (VMs, ECS tasks, Lambda functions): read the egg's runner tokens and secrets, write their logs",
-			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{
-				"Service": []any{"ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"}}})),
-			"policy": policy(tokens, own, logs),
+		runnerPolicy := policy(tokens, own, logs)
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: RoleProps{
+			Name: role, Path: runnerid.AWSPath(dep), InstanceProfile: true, Tags: tags,
+			Description:      "Runners of egg " + e.Name + " (VMs, ECS tasks, Lambda functions): read the egg's runner tokens and secrets, write their logs",
+			AssumeRolePolicy: policy(assumedBy(many("ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"))),
+			Policy:           &runnerPolicy,
 		}})
 		exec := runnerid.AWSExecutionRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: untyped{
-			"name": exec, "path": runnerid.AWSPath(dep), "instance_profile": false, "tags": tags,
-			"description":        "ECS task execution of egg " + e.Name + "'s runners: pull the image, read the egg's runner tokens into the task, write its logs",
-			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": "ecs-tasks.amazonaws.com"}})),
-			"policy": policy(
-				statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
-				tokens, logs),
+		execPolicy := policy(
+			allow(many("ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"), "*"),
+			tokens, logs)
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: RoleProps{
+			Name: exec, Path: runnerid.AWSPath(dep), Tags: tags,
+			Description:      "ECS task execution of egg " + e.Name + "'s runners: pull the image, read the egg's runner tokens into the task, write its logs",
+			AssumeRolePolicy: policy(assumedBy(single("ecs-tasks.amazonaws.com"))),
+			Policy:           &execPolicy,
 		}})
 	}
 	return out
@@ -101,7 +102,7 @@ func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Re
 // awsRunnerRoleARNs are the ARNs of every egg's runner roles, which the
 // workers look up (iam:GetRole) and pass to the machines they make
 // (iam:PassRole), and of their instance profiles.
-func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []any) {
+func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []string) {
 	dep := DeploymentName(n)
 	for _, e := range runnerEggs(n, fly.CloudAWS) {
 		for _, r := range []string{runnerid.AWSRole(dep, e.Name), runnerid.AWSExecutionRole(dep, e.Name)} {
@@ -116,17 +117,15 @@ func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []any) {
 // machines on AWS beside OpenTofu: look up each egg's runner roles and pass
 // them to the machines it makes, and find (DescribeInstances) and
 // terminate the deployment's instances, only those tagged with it.
-func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []map[string]any {
+func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []*PolicyStatement {
 	roles, profiles := awsRunnerRoleARNs(n, acct)
-	out := []map[string]any{
-		statement("ec2:DescribeInstances", []any{"*"}, nil),
-		statement("ec2:TerminateInstances", []any{acct.arn("ec2", "instance/*")}, map[string]any{
-			"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/gosling:deployment": DeploymentName(n)}}}),
-	}
+	terminate := allow(single("ec2:TerminateInstances"), acct.arn("ec2", "instance/*"))
+	terminate.Condition = map[string]map[string]Values{"StringEquals": {"aws:ResourceTag/gosling:deployment": single(DeploymentName(n))}}
+	out := []*PolicyStatement{allow(single("ec2:DescribeInstances"), "*"), terminate}
 	if len(roles) > 0 {
 		out = append(out,
-			statement([]any{"iam:GetRole", "iam:PassRole"}, roles, nil),
-			statement("iam:GetInstanceProfile", profiles, nil))
+			allow(many("iam:GetRole", "iam:PassRole"), roles...),
+			allow(single("iam:GetInstanceProfile"), profiles...))
 	}
 	return out
 }

@@ -31,6 +31,21 @@ func raw(p Props) untyped {
 // a type not listed is untyped.
 var propsKinds = map[string]Props{
 	GitLabHook: HookProps{},
+
+	AWSRole:     RoleProps{},
+	AWSLogGroup: LogGroupProps{},
+	AWSSecret:   SecretProps{},
+	AWSTable:    TableProps{},
+
+	AWSCluster:       ClusterProps{},
+	AWSService:       ServiceProps{},
+	AWSScalingTarget: ScalingTargetProps{},
+	AWSScalingPolicy: ScalingPolicyProps{},
+
+	AWSSecurityGroup:     SecurityGroupProps{},
+	AWSSecurityGroupRule: SecurityGroupRuleProps{},
+	AWSNamespace:         NamespaceProps{},
+	AWSDiscoveryService:  DiscoveryServiceProps{},
 }
 
 // Comparable is p's comparable form: its JSON as decoded values (string,
@@ -123,4 +138,17 @@ func as[T Props](r Resource) T {
 		panic(fmt.Sprintf("bootstrap: %s has props %T, not %T", r.Address(), r.Props, want))
 	}
 	return p
+}
+
+// cloudNamed is the Props of a kind whose cloud name (a role's, a log
+// group's) finds it.
+type cloudNamed interface{ cloudName() string }
+
+// propsName is the cloud name in p ("" for a kind without one).
+func propsName(p Props) string {
+	if n, ok := p.(cloudNamed); ok {
+		return n.cloudName()
+	}
+	s, _ := raw(p)["name"].(string)
+	return s
 }

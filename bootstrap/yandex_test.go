@@ -91,7 +91,7 @@ func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 			if revs := srv.Revisions(r.ID); len(revs) == 0 {
 				t.Fatal("the api container has no revision")
 			}
-			return mapOf(raw(r.Props), "revision")
+			return mapOf(Comparable(r.Props), "revision")
 		}
 	}
 	t.Fatal("no api container")
@@ -425,7 +425,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if fn == nil || gw == nil {
 		t.Fatalf("no auth function or gateway in the plan: %+v", p.Changes)
 	}
-	v := mapOf(raw(fn.Props), "version")
+	v := mapOf(Comparable(fn.Props), "version")
 	if str(v, "runtime") != "golang123" || str(v, "entrypoint") != "index.Handler" || num(v, "memory") != 128<<20 || num(v, "timeout_seconds") != 5 ||
 		str(v, "code_sha256") != AuthCodeSHA256 || len(v["secrets"].([]any)) != 2 {
 		t.Errorf("auth function version: %v", v)
@@ -433,7 +433,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if sec := v["secrets"].([]any)[1].(map[string]any); str(sec, "environment_variable") != "GOSLING_AUTH_TOKEN_2" || str(sec, "key") != "api_token_ci" || str(sec, "version") != "current" {
 		t.Errorf("second token: %v", sec)
 	}
-	spec := mapOf(raw(gw.Props), "openapi_spec")
+	spec := mapOf(Comparable(gw.Props), "openapi_spec")
 	authz := mapOf(mapOf(mapOf(mapOf(spec, "components"), "securitySchemes"), "gosling-auth"), "x-yc-apigateway-authorizer")
 	if str(authz, "type") != "function" || str(authz, "tag") != "$latest" || num(authz, "authorizer_result_ttl_in_seconds") != 300 ||
 		str(authz, "function_id") != Unknown && !strings.HasPrefix(str(authz, "function_id"), "${") {
@@ -510,14 +510,14 @@ func TestYandexNoAuthTokensNoFunction(t *testing.T) {
 	for _, r := range desired {
 		switch {
 		case r.Type == YCFunction || r.Type == YCFunctionBinding || r.Address() == YCServiceAccount+".auth",
-			r.Type == YCSecretBinding && str(raw(r.Props), "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
+			r.Type == YCSecretBinding && str(Comparable(r.Props), "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
 			t.Errorf("%s without auth tokens", r.Address())
 		case r.Type == YCGateway:
-			if spec := mapOf(raw(r.Props), "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
+			if spec := mapOf(Comparable(r.Props), "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
 				t.Errorf("gateway spec without auth tokens: %v", spec)
 			}
-			if !strings.Contains(str(raw(r.Props), "description"), "no auth function") {
-				t.Errorf("gateway description: %q", str(raw(r.Props), "description"))
+			if !strings.Contains(str(Comparable(r.Props), "description"), "no auth function") {
+				t.Errorf("gateway description: %q", str(Comparable(r.Props), "description"))
 			}
 		}
 	}
@@ -640,7 +640,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 	w, _ := zw.Create("index.go")
 	_, _ = w.Write(old)
 	_ = zw.Close()
-	v := mapOf(raw(fn.Props), "version")
+	v := mapOf(Comparable(fn.Props), "version")
 	if _, err := prov.wait(ctx)(functions.NewFunctionServiceClient(c).CreateVersion(ctx, &functions.CreateFunctionVersionRequest{
 		FunctionId: fn.ID, Runtime: "golang123", Entrypoint: "index.Handler", Description: "gosling deploy: code sha256 0ld",
 		Resources: &functions.Resources{Memory: 128 << 20}, ExecutionTimeout: durationpb.New(5 * time.Second), ServiceAccountId: str(v, "service_account_id"),
@@ -691,7 +691,7 @@ func TestYandexAuthPinnedTokenVersion(t *testing.T) {
 	if len(p.Changes) != 1 || p.Changes[0].Address != YCFunction+".auth" {
 		t.Fatalf("plan after a new version of the secret: %+v", p.Changes)
 	}
-	secrets := mapOf(raw(p.Changes[0].Before.Props), "version")["secrets"].([]any)
+	secrets := mapOf(Comparable(p.Changes[0].Before.Props), "version")["secrets"].([]any)
 	if got := str(secrets[0].(map[string]any), "version"); got != pinned {
 		t.Errorf("the pinned token reads as version %q, want %s", got, pinned)
 	}
