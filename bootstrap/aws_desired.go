@@ -118,7 +118,6 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		return nil, fmt.Errorf("mothergoose.cloud is %q, not aws", mg.Cloud)
 	}
 	dep := DeploymentName(n)
-	tags := map[string]any{TagDeployment: dep}
 	tagSet := map[string]string{TagDeployment: dep}
 	path := "/gosling/" + dep + "/"
 	var out []Resource
@@ -293,7 +292,7 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	}
 
 	if gateway {
-		if err := awsGateway(add, mg, acct, dep, authFunction, tags); err != nil {
+		if err := awsGateway(add, mg, acct, dep, authFunction, tagSet); err != nil {
 			return nil, err
 		}
 	}
@@ -450,7 +449,7 @@ func ruleName(group, kind, peer string) string { return group + "-" + kind + "-"
 // route ANY /api/{proxy+} behind the authorizer, the $default route
 // without it (GitLab webhooks and agents carry their own tokens, which the
 // API server checks), and the auto-deployed $default stage.
-func awsGateway(add func(typ, name string, props Props, deps ...string), mg *fly.MotherGoose, acct AWSAccount, dep, function string, tags map[string]any) error {
+func awsGateway(add func(typ, name string, props Props, deps ...string), mg *fly.MotherGoose, acct AWSAccount, dep, function string, tags map[string]string) error {
 	auth := mg.APIGateway.Auth
 	image := mg.Containers.API.Image
 	if image == "" {
@@ -465,51 +464,51 @@ func awsGateway(add func(typ, name string, props Props, deps ...string), mg *fly
 		}
 		tokens = append(tokens, string(t))
 	}
-	add(AWSFunction, "auth", untyped{
-		"name": function, "package_type": "Image", "image": image, "command": []any{"authorizer"},
-		"role": Ref(AWSRole+".auth", "arn"), "memory_size": 128, "timeout": 5,
+	add(AWSFunction, "auth", FunctionProps{
+		Name: function, PackageType: "Image", Image: image, Command: []string{"authorizer"},
+		Role: Ref(AWSRole+".auth", "arn"), MemorySize: 128, Timeout: 5,
 		// Secret URIs, never values: the function reads them with its role.
-		"environment": map[string]any{
+		Environment: map[string]string{
 			"GOSLING_AUTH_TOKENS":    strings.Join(tokens, ","),
 			"GOSLING_AUTH_CACHE_TTL": auth.CacheTTL.D().String(),
 		},
-		"tags": tags,
+		Tags: tags,
 	}, AWSLogGroup+".auth")
-	add(AWSAPI, "api", untyped{"name": dep, "protocol_type": "HTTP", "tags": tags})
+	add(AWSAPI, "api", APIProps{Name: dep, ProtocolType: "HTTP", Tags: tags})
 	functionARN := acct.arn("lambda", "function:"+function)
-	add(AWSAuthorizer, "auth", untyped{
-		"api_id": Ref(AWSAPI+".api", "id"), "name": "auth", "authorizer_type": "REQUEST",
-		"authorizer_payload_format_version": "2.0", "enable_simple_responses": true,
-		"identity_source":                  []any{"$request.header.Authorization"},
-		"authorizer_result_ttl_in_seconds": int(auth.CacheTTL.D().Seconds()),
-		"authorizer_uri":                   fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", acct.Partition, acct.Region, functionARN),
+	add(AWSAuthorizer, "auth", AuthorizerProps{
+		APIID: Ref(AWSAPI+".api", "id"), Name: "auth", AuthorizerType: "REQUEST",
+		AuthorizerPayloadFormatVersion: "2.0", EnableSimpleResponses: true,
+		IdentitySource:               []string{"$request.header.Authorization"},
+		AuthorizerResultTTLInSeconds: int(auth.CacheTTL.D().Seconds()),
+		AuthorizerURI:                fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", acct.Partition, acct.Region, functionARN),
 	}, AWSFunction+".auth")
-	add(AWSPermission, "auth", untyped{
-		"function_name": function, "statement_id": "apigateway-" + dep, "action": "lambda:InvokeFunction",
-		"principal": "apigateway.amazonaws.com", "source_arn": Ref(AWSAPI+".api", "execution_arn") + "/*",
+	add(AWSPermission, "auth", PermissionProps{
+		FunctionName: function, StatementID: "apigateway-" + dep, Action: "lambda:InvokeFunction",
+		Principal: "apigateway.amazonaws.com", SourceARN: Ref(AWSAPI+".api", "execution_arn") + "/*",
 	}, AWSFunction+".auth")
-	add(AWSVPCLink, "api", untyped{
-		"name": dep, "subnet_ids": mg.Providers[fly.CloudAWS].Subnets,
-		"security_group_ids": []any{Ref(AWSSecurityGroup+".vpclink", "id")}, "tags": tags,
+	add(AWSVPCLink, "api", VPCLinkProps{
+		Name: dep, SubnetIDs: mg.Providers[fly.CloudAWS].Subnets,
+		SecurityGroupIDs: []string{Ref(AWSSecurityGroup+".vpclink", "id")}, Tags: tags,
 	})
-	add(AWSIntegration, "api", untyped{
-		"api_id": Ref(AWSAPI+".api", "id"), "description": "api", "integration_type": "HTTP_PROXY",
-		"integration_method": "ANY", "connection_type": "VPC_LINK", "connection_id": Ref(AWSVPCLink+".api", "id"),
-		"integration_uri": Ref(AWSDiscoveryService+".api", "arn"), "payload_format_version": "1.0",
+	add(AWSIntegration, "api", IntegrationProps{
+		APIID: Ref(AWSAPI+".api", "id"), Description: "api", IntegrationType: "HTTP_PROXY",
+		IntegrationMethod: "ANY", ConnectionType: "VPC_LINK", ConnectionID: Ref(AWSVPCLink+".api", "id"),
+		IntegrationURI: Ref(AWSDiscoveryService+".api", "arn"), PayloadFormatVersion: "1.0",
 	})
 	route := func(key, authorizer string) {
-		props := map[string]any{
-			"api_id": Ref(AWSAPI+".api", "id"), "route_key": key, "target": "integrations/" + Ref(AWSIntegration+".api", "id"),
-			"authorization_type": "NONE", "authorizer_id": "",
+		props := RouteProps{
+			APIID: Ref(AWSAPI+".api", "id"), RouteKey: key, Target: "integrations/" + Ref(AWSIntegration+".api", "id"),
+			AuthorizationType: "NONE",
 		}
 		if authorizer != "" {
-			props["authorization_type"], props["authorizer_id"] = "CUSTOM", Ref(AWSAuthorizer+"."+authorizer, "id")
+			props.AuthorizationType, props.AuthorizerID = "CUSTOM", Ref(AWSAuthorizer+"."+authorizer, "id")
 		}
-		add(AWSRoute, routeName(key), untyped(props))
+		add(AWSRoute, routeName(key), props)
 	}
 	route("ANY /api/{proxy+}", "auth")
 	route("$default", "")
-	add(AWSStage, "default", untyped{"api_id": Ref(AWSAPI+".api", "id"), "name": "$default", "auto_deploy": true, "tags": tags})
+	add(AWSStage, "default", StageProps{APIID: Ref(AWSAPI+".api", "id"), Name: "$default", AutoDeploy: true, Tags: tags})
 	if d := mg.APIGateway.Domain; d != "" {
 		if mg.APIGateway.CertificateARN == "" {
 			return fmt.Errorf("mothergoose.api_gateway: domain %s has no certificate: request or import an ACM certificate for it in %s and set certificate_arn", d, acct.Region)
@@ -538,13 +537,13 @@ func awsGateway(add func(typ, name string, props Props, deps ...string), mg *fly
 // /domainnames and /domainnames/*/apimappings; the certificate is only
 // named, never read through ACM here. DNS is the operator's: deploy
 // prints the target to point a CNAME or Route 53 alias at.
-func awsDomain(add func(typ, name string, props Props, deps ...string), domain, certificate string, tags map[string]any) {
-	add(AWSDomainName, "api", untyped{
-		"domain_name": domain, "certificate_arn": certificate, "endpoint_type": "REGIONAL",
-		"security_policy": "TLS_1_2", "tags": tags,
+func awsDomain(add func(typ, name string, props Props, deps ...string), domain, certificate string, tags map[string]string) {
+	add(AWSDomainName, "api", DomainNameProps{
+		DomainName: domain, CertificateARN: certificate, EndpointType: "REGIONAL",
+		SecurityPolicy: "TLS_1_2", Tags: tags,
 	})
-	add(AWSAPIMapping, "api", untyped{
-		"domain_name": domain, "api_id": Ref(AWSAPI+".api", "id"), "stage": "$default", "api_mapping_key": "",
+	add(AWSAPIMapping, "api", APIMappingProps{
+		DomainName: domain, APIID: Ref(AWSAPI+".api", "id"), Stage: "$default",
 	}, AWSDomainName+".api", AWSStage+".default")
 }
 

@@ -266,3 +266,175 @@ func (DiscoveryServiceProps) isProps() {}
 
 func (p NamespaceProps) cloudName() string        { return p.Name }
 func (p DiscoveryServiceProps) cloudName() string { return p.Name }
+
+// FunctionProps is a Lambda function of a container image
+// (aws_lambda_function): MemorySize in MiB, Timeout in seconds;
+// Environment holds secret URIs, never values.
+type FunctionProps struct {
+	Name        string            `json:"name"`
+	PackageType string            `json:"package_type"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command"`
+	Role        string            `json:"role"`
+	MemorySize  int               `json:"memory_size"`
+	Timeout     int               `json:"timeout"`
+	Environment map[string]string `json:"environment"`
+	Tags        map[string]string `json:"tags"`
+}
+
+// PermissionProps is one statement of a function's resource policy
+// (aws_lambda_permission), made by AddPermission.
+type PermissionProps struct {
+	FunctionName string `json:"function_name"`
+	StatementID  string `json:"statement_id"`
+	Action       string `json:"action"`
+	Principal    string `json:"principal"`
+	SourceARN    string `json:"source_arn"`
+}
+
+// APIProps is an API Gateway HTTP API (aws_apigatewayv2_api).
+type APIProps struct {
+	Name         string            `json:"name"`
+	ProtocolType string            `json:"protocol_type"`
+	Tags         map[string]string `json:"tags"`
+}
+
+// VPCLinkProps is an HTTP API's VPC link (aws_apigatewayv2_vpc_link).
+type VPCLinkProps struct {
+	Name             string            `json:"name"`
+	SubnetIDs        []string          `json:"subnet_ids"`
+	SecurityGroupIDs []string          `json:"security_group_ids"`
+	Tags             map[string]string `json:"tags"`
+}
+
+// IntegrationProps is an HTTP API's integration
+// (aws_apigatewayv2_integration); Description is its resource name, as
+// integrations have none.
+type IntegrationProps struct {
+	APIID                string `json:"api_id"`
+	Description          string `json:"description"`
+	IntegrationType      string `json:"integration_type"`
+	IntegrationMethod    string `json:"integration_method"`
+	ConnectionType       string `json:"connection_type"`
+	ConnectionID         string `json:"connection_id"`
+	IntegrationURI       string `json:"integration_uri"`
+	PayloadFormatVersion string `json:"payload_format_version"`
+}
+
+// AuthorizerProps is an HTTP API's Lambda authorizer
+// (aws_apigatewayv2_authorizer); the result TTL is in seconds.
+type AuthorizerProps struct {
+	APIID                          string   `json:"api_id"`
+	Name                           string   `json:"name"`
+	AuthorizerType                 string   `json:"authorizer_type"`
+	AuthorizerPayloadFormatVersion string   `json:"authorizer_payload_format_version"`
+	EnableSimpleResponses          bool     `json:"enable_simple_responses"`
+	IdentitySource                 []string `json:"identity_source"`
+	AuthorizerResultTTLInSeconds   int      `json:"authorizer_result_ttl_in_seconds"`
+	AuthorizerURI                  string   `json:"authorizer_uri"`
+}
+
+// RouteProps is an HTTP API's route (aws_apigatewayv2_route);
+// AuthorizerID is "" with authorization type NONE.
+type RouteProps struct {
+	APIID             string `json:"api_id"`
+	RouteKey          string `json:"route_key"`
+	Target            string `json:"target"`
+	AuthorizationType string `json:"authorization_type"`
+	AuthorizerID      string `json:"authorizer_id"`
+}
+
+// StageProps is an HTTP API's stage (aws_apigatewayv2_stage).
+type StageProps struct {
+	APIID      string            `json:"api_id"`
+	Name       string            `json:"name"`
+	AutoDeploy bool              `json:"auto_deploy"`
+	Tags       map[string]string `json:"tags"`
+}
+
+// DomainNameProps is a custom domain name (aws_apigatewayv2_domain_name)
+// served with an ACM certificate.
+type DomainNameProps struct {
+	DomainName     string            `json:"domain_name"`
+	CertificateARN string            `json:"certificate_arn"`
+	EndpointType   string            `json:"endpoint_type"`
+	SecurityPolicy string            `json:"security_policy"`
+	Tags           map[string]string `json:"tags"`
+}
+
+// APIMappingProps maps a domain name's path (APIMappingKey, "" for the
+// root) to an API's stage (aws_apigatewayv2_api_mapping).
+type APIMappingProps struct {
+	DomainName    string `json:"domain_name"`
+	APIID         string `json:"api_id"`
+	Stage         string `json:"stage"`
+	APIMappingKey string `json:"api_mapping_key"`
+}
+
+func (FunctionProps) isProps()    {}
+func (PermissionProps) isProps()  {}
+func (APIProps) isProps()         {}
+func (VPCLinkProps) isProps()     {}
+func (IntegrationProps) isProps() {}
+func (AuthorizerProps) isProps()  {}
+func (RouteProps) isProps()       {}
+func (StageProps) isProps()       {}
+func (DomainNameProps) isProps()  {}
+func (APIMappingProps) isProps()  {}
+
+func (p FunctionProps) cloudName() string   { return p.Name }
+func (p APIProps) cloudName() string        { return p.Name }
+func (p VPCLinkProps) cloudName() string    { return p.Name }
+func (p AuthorizerProps) cloudName() string { return p.Name }
+func (p StageProps) cloudName() string      { return p.Name }
+
+func (p IntegrationProps) apiID() string { return p.APIID }
+func (p AuthorizerProps) apiID() string  { return p.APIID }
+func (p RouteProps) apiID() string       { return p.APIID }
+func (p StageProps) apiID() string       { return p.APIID }
+
+// QueueProps is a queue behind the SQS API (aws_sqs_queue, and Yandex
+// Message Queue's yandex_message_queue). Unset attributes are the
+// service's defaults; times are in seconds.
+type QueueProps struct {
+	Name                     string `json:"name"`
+	VisibilityTimeoutSeconds *int   `json:"visibility_timeout_seconds,omitempty"`
+	MessageRetentionSeconds  *int   `json:"message_retention_seconds,omitempty"`
+	// RedrivePolicy is the queue's RedrivePolicy attribute, SQS's own
+	// JSON ({"deadLetterTargetArn": ..., "maxReceiveCount": ...}).
+	RedrivePolicy json.RawMessage   `json:"redrive_policy,omitempty"`
+	Tags          map[string]string `json:"tags"`
+}
+
+// ScheduleGroupProps is an EventBridge Scheduler schedule group
+// (aws_scheduler_schedule_group).
+type ScheduleGroupProps struct {
+	Name string            `json:"name"`
+	Tags map[string]string `json:"tags"`
+}
+
+// ScheduleProps is an EventBridge Scheduler schedule
+// (aws_scheduler_schedule) that sends Target.Input to Target.ARN as
+// Target.RoleARN.
+type ScheduleProps struct {
+	Name       string         `json:"name"`
+	Group      string         `json:"group"`
+	Expression string         `json:"expression"`
+	Timezone   string         `json:"timezone"`
+	Target     ScheduleTarget `json:"target"`
+}
+
+// ScheduleTarget is where a schedule sends its input.
+type ScheduleTarget struct {
+	ARN     string `json:"arn"`
+	RoleARN string `json:"role_arn"`
+	Input   string `json:"input"`
+}
+
+func (QueueProps) isProps()         {}
+func (ScheduleGroupProps) isProps() {}
+func (ScheduleProps) isProps()      {}
+
+func (p QueueProps) cloudName() string         { return p.Name }
+func (p ScheduleGroupProps) cloudName() string { return p.Name }
+func (p ScheduleProps) cloudName() string      { return p.Name }

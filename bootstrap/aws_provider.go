@@ -399,7 +399,7 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSScheduleGroup:
 		_, err = p.sched.DeleteScheduleGroup(ctx, &scheduler.DeleteScheduleGroupInput{Name: &name})
 	case AWSSchedule:
-		group, _ := raw(r.Props)["group"].(string)
+		group := as[ScheduleProps](r).Group
 		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
 	case AWSSecurityGroup:
 		err = p.deleteSecurityGroup(ctx, r.ID)
@@ -416,7 +416,7 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
 		err = p.deleteGatewayResource(ctx, r)
 	case AWSDomainName:
-		err = p.deleteDomainName(ctx, str(raw(r.Props), "domain_name"))
+		err = p.deleteDomainName(ctx, as[DomainNameProps](r).DomainName)
 	case AWSAPIMapping:
 		err = p.deleteAPIMapping(ctx, r)
 	default:
@@ -1096,11 +1096,11 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 	if err != nil {
 		return nil, fmt.Errorf("read the tags of schedule group %s: %w", p.Deployment, err)
 	}
-	tm := map[string]any{}
+	tm := map[string]string{}
 	for _, t := range tags.Tags {
 		tm[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: untyped{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
+	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: ScheduleGroupProps{Name: p.Deployment, Tags: tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
 	pg := scheduler.NewListSchedulesPaginator(p.sched, &scheduler.ListSchedulesInput{GroupName: &p.Deployment})
 	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *scheduler.ListSchedulesOutput) []schedtypes.ScheduleSummary { return o.Schedules }) {
 		if err != nil {
@@ -1110,26 +1110,27 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 		if err != nil {
 			return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
 		}
-		target := map[string]any{}
+		var target ScheduleTarget
 		if t := got.Target; t != nil {
-			target = map[string]any{"arn": aws.ToString(t.Arn), "role_arn": aws.ToString(t.RoleArn), "input": aws.ToString(t.Input)}
+			target = ScheduleTarget{ARN: aws.ToString(t.Arn), RoleARN: aws.ToString(t.RoleArn), Input: aws.ToString(t.Input)}
 		}
-		props := map[string]any{
-			"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
-			"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
+		props := ScheduleProps{
+			Name: aws.ToString(got.Name), Group: p.Deployment, Expression: aws.ToString(got.ScheduleExpression),
+			Timezone: aws.ToString(got.ScheduleExpressionTimezone), Target: target,
 		}
-		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: untyped(props), ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
+		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r Resource) error {
 	var tags []schedtypes.Tag
-	for k, v := range strMap(mapOf(raw(r.Props), "tags")) {
+	want := as[ScheduleGroupProps](r)
+	for k, v := range want.Tags {
 		tags = append(tags, schedtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
-		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(str(raw(r.Props), "name")), Tags: tags})
+		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(want.Name), Tags: tags})
 		return err
 	}
 	_, err := p.sched.TagResource(ctx, &scheduler.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: tags})
@@ -1137,20 +1138,20 @@ func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r 
 }
 
 func (p *AWSProvider) putSchedule(ctx context.Context, before *Resource, r Resource) error {
-	t := mapOf(raw(r.Props), "target")
-	target := &schedtypes.Target{Arn: aws.String(str(t, "arn")), RoleArn: aws.String(str(t, "role_arn")), Input: aws.String(str(t, "input"))}
-	name, group := str(raw(r.Props), "name"), str(raw(r.Props), "group")
+	s := as[ScheduleProps](r)
+	target := &schedtypes.Target{Arn: aws.String(s.Target.ARN), RoleArn: aws.String(s.Target.RoleARN), Input: aws.String(s.Target.Input)}
+	name, group := s.Name, s.Group
 	window := &schedtypes.FlexibleTimeWindow{Mode: schedtypes.FlexibleTimeWindowModeOff}
 	if before == nil {
 		_, err := p.sched.CreateSchedule(ctx, &scheduler.CreateScheduleInput{
-			Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(raw(r.Props), "expression")),
-			ScheduleExpressionTimezone: aws.String(str(raw(r.Props), "timezone")), Target: target, FlexibleTimeWindow: window,
+			Name: &name, GroupName: &group, ScheduleExpression: aws.String(s.Expression),
+			ScheduleExpressionTimezone: aws.String(s.Timezone), Target: target, FlexibleTimeWindow: window,
 		})
 		return err
 	}
 	_, err := p.sched.UpdateSchedule(ctx, &scheduler.UpdateScheduleInput{
-		Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(raw(r.Props), "expression")),
-		ScheduleExpressionTimezone: aws.String(str(raw(r.Props), "timezone")), Target: target, FlexibleTimeWindow: window,
+		Name: &name, GroupName: &group, ScheduleExpression: aws.String(s.Expression),
+		ScheduleExpressionTimezone: aws.String(s.Timezone), Target: target, FlexibleTimeWindow: window,
 	})
 	return err
 }

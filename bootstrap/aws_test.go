@@ -532,7 +532,9 @@ func withoutSecurityGroups(desired []Resource) []Resource {
 			continue
 		case AWSVPCLink:
 			r = r.clone()
-			raw(r.Props)["security_group_ids"] = []any{}
+			link := as[VPCLinkProps](r)
+			link.SecurityGroupIDs = []string{}
+			r.Props = link
 		case AWSService:
 			r = r.clone()
 			svc := as[ServiceProps](r)

@@ -135,7 +135,7 @@ func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []*PolicyStatement 
 // empty, never deleted; one entry per runner, written by the workers), and
 // lockbox.payloadViewer for the account on that secret and on each of the
 // egg's own Lockbox secrets: bound per secret, never on the folder.
-func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]any) []Resource {
+func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]string) []Resource {
 	dep := DeploymentName(n)
 	var out []Resource
 	for _, e := range runnerEggs(n, fly.CloudYandex) {
@@ -143,26 +143,24 @@ func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]any) [
 		sa := YCServiceAccount + "." + strings.TrimPrefix(saName, dep+"-")
 		secret := runnerid.LockboxTokenSecret(dep, e.Name)
 		secretKey := strings.TrimPrefix(secret, dep+"-")
-		eggLabels := map[string]any{TagDeployment: dep, "gosling-egg": e.Name}
-		for k, v := range labels {
-			eggLabels[k] = v
-		}
+		eggLabels := map[string]string{TagDeployment: dep, "gosling-egg": e.Name}
+		maps.Copy(eggLabels, labels)
 		out = append(out,
-			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: untyped{
-				"name": saName, "folder_id": folder,
-				"description": "gosling " + dep + ": runners of egg " + e.Name + " (VMs, Serverless Containers): read the egg's runner tokens and secrets",
+			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: ServiceAccountProps{
+				Name: saName, FolderID: folder,
+				Description: "gosling " + dep + ": runners of egg " + e.Name + " (VMs, Serverless Containers): read the egg's runner tokens and secrets",
 			}},
-			Resource{Type: YCSecret, Name: secretKey, Props: untyped{
-				"name": secret, "folder_id": folder, "labels": eggLabels,
-				"description": "gosling " + dep + ": runner tokens of egg " + e.Name + ", one entry per runner",
+			Resource{Type: YCSecret, Name: secretKey, Props: LockboxSecretProps{
+				Name: secret, FolderID: folder, Labels: eggLabels,
+				Description: "gosling " + dep + ": runner tokens of egg " + e.Name + ", one entry per runner",
 			}},
-			Resource{Type: YCSecretBinding, Name: secretKey, Props: untyped{
-				"resource_id": Ref(YCSecret+"."+secretKey, "id"), "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
+			Resource{Type: YCSecretBinding, Name: secretKey, Props: ResourceBindingProps{
+				ResourceID: Ref(YCSecret+"."+secretKey, "id"), ServiceAccountID: Ref(sa, "id"), Roles: []string{"lockbox.payloadViewer"},
 			}},
 		)
 		for _, u := range eggSecrets(e, fly.SchemeLockbox) {
-			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: untyped{
-				"resource_id": u.Path, "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
+			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: ResourceBindingProps{
+				ResourceID: u.Path, ServiceAccountID: Ref(sa, "id"), Roles: []string{"lockbox.payloadViewer"},
 			}})
 		}
 	}
@@ -189,8 +187,9 @@ func (p *YandexProvider) readRunnerBindings(ctx context.Context, sas, secrets, h
 		if h.Type != YCSecretBinding {
 			continue
 		}
-		sa, target := resolve(str(raw(h.Props), "service_account_id")), resolve(str(raw(h.Props), "resource_id"))
-		if sa == "" || target == "" || !strings.HasPrefix(str(raw(h.Props), "service_account_id"), "${"+YCServiceAccount+".runner-") {
+		b := as[ResourceBindingProps](h)
+		sa, target := resolve(b.ServiceAccountID), resolve(b.ResourceID)
+		if sa == "" || target == "" || !strings.HasPrefix(b.ServiceAccountID, "${"+YCServiceAccount+".runner-") {
 			continue
 		}
 		if targets[sa] == nil {

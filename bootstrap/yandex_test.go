@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -113,7 +112,7 @@ func checkWorkerGroup(t *testing.T, srv *ycStack, name, image, queue string, lo,
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	if c["image"] != image || !slices.Equal(strList(c, "args"), workerCommand(queue)) {
+	if c.Image != image || !slices.Equal(c.Args, workerCommand(queue)) {
 		t.Errorf("%s runs %v", name, c)
 	}
 	if tmpl.GetServiceAccountId() == "" || tmpl.GetServiceAccountId() == g.GetServiceAccountId() {
@@ -649,7 +648,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fn.clone()
-	mapOf(raw(before.Props), "version")["code_sha256"] = "0ld"
+	before.Props = withCode(before, "0ld")
 	after := fn.clone()
 	if _, err := prov.Update(ctx, fn, before); err != nil {
 		t.Fatal(err)
@@ -664,10 +663,19 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Errorf("code after going back: %s", b)
 	}
 	// Code neither this build's nor in an earlier version is refused.
-	mapOf(raw(after.Props), "version")["code_sha256"] = "n0where"
+	after.Props = withCode(after, "n0where")
 	if _, err := prov.Update(ctx, before, after); err == nil || !strings.Contains(err.Error(), "n0where") {
 		t.Errorf("update to unknown code: %v", err)
 	}
+}
+
+// withCode is the auth function fn with its version's code sha256 set.
+func withCode(fn Resource, sha string) CloudFunctionProps {
+	p := as[CloudFunctionProps](fn)
+	v := *p.Version
+	v.CodeSHA256 = sha
+	p.Version = &v
+	return p
 }
 
 // A token whose URI pins a Lockbox version keeps it: the next plan is
@@ -761,6 +769,10 @@ func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
 		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
 	)
+	// As the kinds' structs, for the provider.
+	for i, r := range out {
+		out[i].Props = fromComparable(r.Type, Comparable(r.Props))
+	}
 	return out
 }
 
@@ -828,8 +840,9 @@ func TestYandexInstanceGroupNeedsItsRoles(t *testing.T) {
 	e, desired := yandexEngine(t, srv, n)
 	for i, r := range desired {
 		if r.Address() == YCFolderBinding+".instance-groups" {
-			desired[i].Props = maps.Clone(raw(r.Props))
-			raw(desired[i].Props)["roles"] = []string{"compute.editor", "vpc.user"}
+			b := as[FolderBindingProps](r)
+			b.Roles = []string{"compute.editor", "vpc.user"}
+			desired[i].Props = b
 		}
 	}
 	p, actual, err := e.Plan(ctx, desired)
