@@ -518,35 +518,6 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-
-func num(m map[string]any, k string) int {
-	switch v := m[k].(type) {
-	case float64:
-		return int(v)
-	case int:
-		return v
-	}
-	return 0
-}
-
-func mapOf(m map[string]any, k string) map[string]any { v, _ := m[k].(map[string]any); return v }
-
-func strList(m map[string]any, k string) []string {
-	var out []string
-	switch v := m[k].(type) {
-	case []any:
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-	case []string:
-		out = v
-	}
-	return out
-}
-
 // nonNil is l, or an empty list for none, so a list read back compares
 // equal to a desired empty one.
 func nonNil(l []string) []string {
@@ -554,14 +525,6 @@ func nonNil(l []string) []string {
 		return []string{}
 	}
 	return l
-}
-
-func strMap(m map[string]any) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
 }
 
 func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource) error {
@@ -687,14 +650,6 @@ func nonNilMap(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
-}
-
-func anyMap(m map[string]string) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func (p *AWSProvider) putLogGroup(ctx context.Context, before *Resource, r Resource) error {

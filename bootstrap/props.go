@@ -14,21 +14,7 @@ import (
 // (Comparable) to diff it, print it and resolve references in it.
 type Props interface{ isProps() }
 
-// untyped is the configuration of a kind that has no struct yet, as
-// decoded JSON (string, float64, bool, []any, map[string]any).
-type untyped map[string]any
-
-func (untyped) isProps() {}
-
-// raw is p as untyped, for the kinds that have no struct yet; nil for a
-// typed p.
-func raw(p Props) untyped {
-	m, _ := p.(untyped)
-	return m
-}
-
-// propsKinds maps a resource type to the zero value of its Props struct;
-// a type not listed is untyped.
+// propsKinds maps a resource type to the zero value of its Props struct.
 var propsKinds = map[string]Props{
 	GitLabHook: HookProps{},
 
@@ -96,20 +82,13 @@ func Comparable(p Props) map[string]any {
 }
 
 // decodeProps reads the JSON configuration of a resource of type typ into
-// its kind's struct (untyped for a kind without one). Keys the struct does
-// not have are refused, so a journal written by another version of gosling
-// is never half read.
+// its kind's struct. Keys the struct does not have, and types gosling has
+// no kind for, are refused, so a journal written by another version of
+// gosling is never half read.
 func decodeProps(typ string, doc []byte) (Props, error) {
 	zero, ok := propsKinds[typ]
 	if !ok {
-		var m untyped
-		if err := json.Unmarshal(doc, &m); err != nil {
-			return nil, fmt.Errorf("props of %s: %w", typ, err)
-		}
-		if m == nil {
-			m = untyped{}
-		}
-		return m, nil
+		return nil, fmt.Errorf("no resource kind %s", typ)
 	}
 	ptr := reflect.New(reflect.TypeOf(zero))
 	if string(doc) != "null" && len(doc) > 0 {
@@ -177,6 +156,5 @@ func propsName(p Props) string {
 	if n, ok := p.(cloudNamed); ok {
 		return n.cloudName()
 	}
-	s, _ := raw(p)["name"].(string)
-	return s
+	return ""
 }

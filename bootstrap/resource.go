@@ -55,8 +55,7 @@ func (r Resource) Address() string { return r.Type + "." + r.Name }
 // Ref is the reference to one of r's outputs, resolved at apply time.
 func Ref(address, attr string) string { return "${" + address + "." + attr + "}" }
 
-// clone deep-copies r; Props go through JSON, which also normalises
-// untyped ones (numbers become float64, slices []any).
+// clone deep-copies r; Props go through JSON.
 func (r Resource) clone() Resource {
 	out := r
 	out.Props = fromComparable(r.Type, Comparable(r.Props))
@@ -65,9 +64,6 @@ func (r Resource) clone() Resource {
 	out.Outputs = maps.Clone(r.Outputs)
 	return out
 }
-
-// normalize is props as decoded JSON (numbers float64, slices []any).
-func normalize(props map[string]any) untyped { return untyped(Comparable(untyped(props))) }
 
 // refs lists the addresses referenced by ${addr.attr} anywhere in v.
 func refs(v any, out map[string]bool) {

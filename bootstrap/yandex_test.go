@@ -741,7 +741,7 @@ func TestYandexAuthTokenWithoutVersion(t *testing.T) {
 func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 	t.Helper()
 	dep, folder := DeploymentName(n), YandexFolder(n)
-	labels := map[string]any{TagDeployment: dep}
+	labels := map[string]string{TagDeployment: dep}
 	var out []Resource
 	for _, r := range desired {
 		if r.Type != YCInstanceGroup {
@@ -749,30 +749,27 @@ func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 		}
 	}
 	for _, key := range []string{"mothergoose-worker", "uglyfox-worker"} {
-		out = append(out, Resource{Type: YCContainer, Name: key, Props: untyped{
-			"name": dep + "-" + key, "folder_id": folder, "labels": labels,
-			"revision": map[string]any{
-				"image": "cr.yandex/crpexample/gosling:1.0.0", "args": []any{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, "memory": int64(fly.GiB),
-				"cores": 1, "core_fraction": 100, "concurrency": 1, "timeout_seconds": 600, "min_instances": 1,
-				"service_account_id": Ref(YCServiceAccount+"."+key, "id"), "environment": map[string]any{"GOSLING_NEST": "/nest"},
+		out = append(out, Resource{Type: YCContainer, Name: key, Props: ContainerProps{
+			Name: dep + "-" + key, FolderID: folder, Labels: labels,
+			Revision: &ContainerRevision{
+				Image: "cr.yandex/crpexample/gosling:1.0.0", Args: []string{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, Memory: int64(fly.GiB),
+				Cores: 1, CoreFraction: 100, Concurrency: 1, TimeoutSeconds: 600, MinInstances: 1,
+				ServiceAccountID: Ref(YCServiceAccount+"."+key, "id"), Environment: map[string]string{"GOSLING_NEST": "/nest"},
 			},
 		}, DependsOn: []string{YCFolderBinding + "." + key}})
 	}
+	seconds := func(n int) *int { return &n }
 	out = append(out,
-		Resource{Type: YCQueue, Name: "dead-letter", Props: untyped{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
-		Resource{Type: YCQueue, Name: "events", Props: untyped{
-			"name": dep + "-events", "visibility_timeout_seconds": 300, "message_retention_seconds": 345600,
-			"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}, "tags": labels,
+		Resource{Type: YCQueue, Name: "dead-letter", Props: QueueProps{Name: dep + "-events-dlq", MessageRetentionSeconds: seconds(1209600), Tags: labels}},
+		Resource{Type: YCQueue, Name: "events", Props: QueueProps{
+			Name: dep + "-events", VisibilityTimeoutSeconds: seconds(300), MessageRetentionSeconds: seconds(345600),
+			RedrivePolicy: mustJSON(map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}), Tags: labels,
 		}},
-		Resource{Type: YCTrigger, Name: "uglyfox", Props: untyped{
-			"name": dep + "-uglyfox", "folder_id": folder, "labels": labels, "cron": "*/5 * * * ? *", "payload": `{"trigger":"uglyfox","name":"uglyfox"}`,
-			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
+		Resource{Type: YCTrigger, Name: "uglyfox", Props: TriggerProps{
+			Name: dep + "-uglyfox", FolderID: folder, Labels: labels, Cron: "*/5 * * * ? *", Payload: `{"trigger":"uglyfox","name":"uglyfox"}`,
+			ContainerID: Ref(YCContainer+".uglyfox-worker", "id"), Path: "/triggers", ServiceAccountID: Ref(YCServiceAccount+".invoker", "id"),
 		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
 	)
-	// As the kinds' structs, for the provider.
-	for i, r := range out {
-		out[i].Props = fromComparable(r.Type, Comparable(r.Props))
-	}
 	return out
 }
 
