@@ -98,7 +98,6 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 	p := &Plan{}
 	var upserts []Change
 	for _, d := range desired {
-		d = d.clone()
 		addr := d.Address()
 		if want[addr] {
 			return nil, fmt.Errorf("resource %s is desired twice", addr)
@@ -107,7 +106,7 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 		raw, _ := outs.resolveResource(d)
 		shown := Comparable(raw.Props)
 		markUnknown(shown)
-		resolved := raw.clone()
+		resolved := raw.cloneMeta()
 		resolved.Props = fromComparable(d.Type, shown)
 		a, exists := have[addr]
 		if !exists {
@@ -117,16 +116,16 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 		}
 		// Create-only keys keep what exists, in the plan and in what apply
 		// sends.
-		have, sent := Comparable(a.Props), Comparable(raw.Props)
+		read, sent := Comparable(a.Props), Comparable(raw.Props)
 		if len(d.CreateOnly) > 0 {
 			for _, k := range d.CreateOnly {
-				if v, ok := have[k]; ok {
+				if v, ok := read[k]; ok {
 					shown[k], sent[k] = v, v
 				}
 			}
 			resolved.Props, raw.Props = fromComparable(d.Type, shown), fromComparable(d.Type, sent)
 		}
-		fields := diffProps("", have, shown)
+		fields := diffProps("", read, shown)
 		if len(fields) == 0 {
 			p.Unchanged++
 			continue

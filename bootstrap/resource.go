@@ -57,8 +57,15 @@ func Ref(address, attr string) string { return "${" + address + "." + attr + "}"
 
 // clone deep-copies r; Props go through JSON.
 func (r Resource) clone() Resource {
-	out := r
+	out := r.cloneMeta()
 	out.Props = fromComparable(r.Type, Comparable(r.Props))
+	return out
+}
+
+// cloneMeta copies r's slices and maps but not its Props, for a caller
+// that replaces them.
+func (r Resource) cloneMeta() Resource {
+	out := r
 	out.DependsOn = slices.Clone(r.DependsOn)
 	out.CreateOnly = slices.Clone(r.CreateOnly)
 	out.Outputs = maps.Clone(r.Outputs)
@@ -161,7 +168,7 @@ func (o Outputs) resolve(v any) (any, bool) {
 // resolveResource resolves r's Props; ok is false when a reference is
 // not known yet.
 func (o Outputs) resolveResource(r Resource) (Resource, bool) {
-	out := r.clone()
+	out := r.cloneMeta()
 	p, ok := o.resolve(Comparable(r.Props))
 	out.Props = fromComparable(r.Type, p.(map[string]any))
 	return out, ok
