@@ -118,10 +118,10 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		return nil, fmt.Errorf("mothergoose.cloud is %q, not aws", mg.Cloud)
 	}
 	dep := DeploymentName(n)
-	tags := map[string]any{TagDeployment: dep}
+	tagSet := map[string]string{TagDeployment: dep}
 	path := "/gosling/" + dep + "/"
 	var out []Resource
-	add := func(typ, name string, props map[string]any, deps ...string) {
+	add := func(typ, name string, props Props, deps ...string) {
 		out = append(out, Resource{Type: typ, Name: name, Props: props, DependsOn: deps})
 	}
 
@@ -132,8 +132,8 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	}
 	logGroup := func(key string) string { return "/gosling/" + dep + "/" + key }
 	secretsOf := awsSecrets(n)
-	secretARNs := func(names []string) []any {
-		var arns []any
+	secretARNs := func(names []string) []string {
+		var arns []string
 		for _, s := range names {
 			// Secrets Manager appends six random characters to a secret's ARN.
 			arns = append(arns, acct.arn("secretsmanager", "secret:"+s+"-??????"))
@@ -142,69 +142,58 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 	}
 	// Runner tokens, each egg's under its own prefix (runnerid), and
 	// where runners made before that kept theirs.
-	runnerTokens := []any{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokensPrefix(dep)+"*"), acct.arn("secretsmanager", "secret:gosling/runners/*")}
+	runnerTokens := []string{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokensPrefix(dep)+"*"), acct.arn("secretsmanager", "secret:gosling/runners/*")}
 	tableARN := acct.arn("dynamodb", "table/"+table)
-	storeActions := []any{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-		"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
-	var runnerRoles []any
+	storeActions := many("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+		"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable")
+	var runnerRoles []string
 	for _, p := range mg.Providers {
 		if p.Name == fly.CloudAWS && p.RoleARN != "" {
 			runnerRoles = append(runnerRoles, p.RoleARN)
 		}
 	}
-	slices.SortFunc(runnerRoles, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
+	slices.Sort(runnerRoles)
 
 	// Roles.
-	trust := func(service string) map[string]any {
-		return policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": service}}))
-	}
-	role := func(key, service, purpose string, stmts ...any) {
-		var list []map[string]any
-		for _, st := range stmts {
-			switch x := st.(type) {
-			case map[string]any:
-				list = append(list, x)
-			case []map[string]any:
-				list = append(list, x...)
-			}
-		}
-		list = slices.DeleteFunc(list, func(s map[string]any) bool { return s == nil })
-		add(AWSRole, key, map[string]any{
-			"name": dep + "-" + key, "path": path, "description": purpose,
-			"assume_role_policy": trust(service), "policy": policy(list...), "instance_profile": false,
-			"tags": tags,
+	role := func(key, service, purpose string, stmts ...[]*PolicyStatement) {
+		pol := policy(slices.Concat(stmts...)...)
+		add(AWSRole, key, RoleProps{
+			Name: dep + "-" + key, Path: path, Description: purpose,
+			AssumeRolePolicy: policy(assumedBy(single(service))), Policy: &pol,
+			Tags: tagSet,
 		})
 	}
 	ecsTasks := "ecs-tasks.amazonaws.com"
-	var storeStmt map[string]any
+	var storeStmt *PolicyStatement
 	if table != "" {
-		storeStmt = statement(storeActions, []any{tableARN}, nil)
+		storeStmt = allow(storeActions, tableARN)
 	}
-	assumeRunners := func() map[string]any {
+	assumeRunners := func() *PolicyStatement {
 		if len(runnerRoles) == 0 {
 			return nil
 		}
-		return statement("sts:AssumeRole", runnerRoles, nil)
+		return allow(single("sts:AssumeRole"), runnerRoles...)
 	}
-	readSecrets := func(names []string) map[string]any {
+	readSecrets := func(names []string) *PolicyStatement {
 		if len(names) == 0 {
 			return nil
 		}
-		return statement("secretsmanager:GetSecretValue", secretARNs(names), nil)
+		return allow(single("secretsmanager:GetSecretValue"), secretARNs(names)...)
 	}
+	stmts := func(s ...*PolicyStatement) []*PolicyStatement { return s }
 	role("api", ecsTasks, "MotherGoose API: takes webhooks, keeps what Temporal cannot take yet in the store's outbox, reads the store",
-		storeStmt, readSecrets(secretsOf.api))
+		stmts(storeStmt, readSecrets(secretsOf.api)))
 	role("mothergoose-worker", ecsTasks, "MotherGoose worker: provisions runners (OpenTofu as the runner role), keeps runner tokens, drains the outbox",
-		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"}, runnerTokens, nil),
-		assumeRunners(), awsWorkerRunnerStatements(n, acct))
+		stmts(storeStmt, readSecrets(secretsOf.worker),
+			allow(many("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"), runnerTokens...),
+			assumeRunners()), awsWorkerRunnerStatements(n, acct))
 	role("uglyfox-worker", ecsTasks, "UglyFox worker: prunes and reconciles runners, rotates their tokens",
-		storeStmt, readSecrets(secretsOf.worker),
-		statement([]any{"secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}, runnerTokens, nil),
-		assumeRunners(), awsWorkerRunnerStatements(n, acct))
+		stmts(storeStmt, readSecrets(secretsOf.worker),
+			allow(many("secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"), runnerTokens...),
+			assumeRunners()), awsWorkerRunnerStatements(n, acct))
 	role("task-execution", ecsTasks, "ECS task execution: pull the images, write the containers' logs",
-		statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
-		statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/*:*")}, nil))
+		stmts(allow(many("ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"), "*"),
+			allow(many("logs:CreateLogStream", "logs:PutLogEvents"), acct.arn("logs", "log-group:/gosling/"+dep+"/*:*"))))
 	// The gateway exists when the aws provider names the VPC its link
 	// reaches the API service in (fly requires vpc_id with api_gateway).
 	aws := mg.Providers[fly.CloudAWS]
@@ -221,25 +210,25 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		}
 		slices.Sort(tokens)
 		role("auth", "lambda.amazonaws.com", "Auth function (the gateway's Lambda authorizer): reads the API tokens, writes its own logs",
-			readSecrets(tokens),
-			statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:"+authLogGroup+":*")}, nil))
+			stmts(readSecrets(tokens),
+				allow(many("logs:CreateLogStream", "logs:PutLogEvents"), acct.arn("logs", "log-group:"+authLogGroup+":*"))))
 	}
 	// Log groups.
 	for _, key := range []string{"api", "mothergoose-worker", "uglyfox-worker", "runners"} {
-		add(AWSLogGroup, key, map[string]any{"name": logGroup(key), "retention_in_days": 30, "tags": tags})
+		add(AWSLogGroup, key, LogGroupProps{Name: logGroup(key), RetentionInDays: 30, Tags: tagSet})
 	}
 	if gateway {
 		// Lambda writes to /aws/lambda/<function>, not under the deployment's path.
-		add(AWSLogGroup, "auth", map[string]any{"name": authLogGroup, "retention_in_days": 30, "tags": tags})
+		add(AWSLogGroup, "auth", LogGroupProps{Name: authLogGroup, RetentionInDays: 30, Tags: tagSet})
 	}
 
 	// Secrets, created empty; their values are set with gosling secrets put.
 	for _, s := range secretsOf.all {
-		add(AWSSecret, resourceName(s), map[string]any{"name": s, "description": "Gosling " + dep + ": set its value with gosling secrets put", "tags": tags})
+		add(AWSSecret, resourceName(s), SecretProps{Name: s, Description: "Gosling " + dep + ": set its value with gosling secrets put", Tags: tagSet})
 	}
 
 	if table != "" {
-		add(AWSTable, "store", map[string]any{"name": table, "billing_mode": "PAY_PER_REQUEST", "hash_key": "pk", "range_key": "sk", "tags": tags})
+		add(AWSTable, "store", TableProps{Name: table, BillingMode: "PAY_PER_REQUEST", HashKey: "pk", RangeKey: "sk", Tags: tagSet})
 	}
 
 	// No SQS queue and no EventBridge schedule: the store's outbox keeps
@@ -255,16 +244,16 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		if len(aws.Subnets) == 0 {
 			return nil, fmt.Errorf("mothergoose provider \"aws\": the gateway's VPC link needs subnets: set subnets = [\"subnet-...\"] (those of the API service)")
 		}
-		add(AWSNamespace, "servers", map[string]any{"name": dep + ".internal", "vpc": aws.VPCID, "tags": tags})
-		add(AWSDiscoveryService, "api", map[string]any{
-			"name": "api", "namespace_id": Ref(AWSNamespace+".servers", "id"),
-			"dns_records": []any{map[string]any{"type": "SRV", "ttl": 10}}, "tags": tags,
+		add(AWSNamespace, "servers", NamespaceProps{Name: dep + ".internal", VPC: aws.VPCID, Tags: tagSet})
+		add(AWSDiscoveryService, "api", DiscoveryServiceProps{
+			Name: "api", NamespaceID: Ref(AWSNamespace+".servers", "id"),
+			DNSRecords: []DNSRecord{{Type: "SRV", TTL: 10}}, Tags: tagSet,
 		})
-		awsSecurityGroups(add, dep, aws.VPCID, tags)
+		awsSecurityGroups(add, dep, aws.VPCID, tagSet)
 	}
 
 	// Fargate services.
-	add(AWSCluster, "servers", map[string]any{"name": dep, "tags": tags})
+	add(AWSCluster, "servers", ClusterProps{Name: dep, Tags: tagSet})
 	for _, c := range components {
 		ct := containerOf(mg, c.key)
 		cpu, mem, err := fargateShape(ct.CPU, ct.Memory)
@@ -274,42 +263,42 @@ func AWSDesired(n *fly.Nest, acct AWSAccount) ([]Resource, error) {
 		if ct.Image == "" {
 			return nil, fmt.Errorf("mothergoose.containers.%s: no image: set image = \"<registry>/gosling:<version>\"", strings.ReplaceAll(c.key, "-", "_"))
 		}
-		props := map[string]any{
-			"name": dep + "-" + c.key, "cluster": dep, "desired_count": ct.MinInstances,
-			"task": map[string]any{
-				"family": dep + "-" + c.key, "image": ct.Image, "command": c.command, "cpu": cpu, "memory": mem,
-				"task_role_arn":      Ref(AWSRole+"."+c.key, "arn"),
-				"execution_role_arn": Ref(AWSRole+".task-execution", "arn"),
-				"log_group":          logGroup(c.key),
-				"environment":        map[string]any{"GOSLING_NEST": "/nest", "AWS_REGION": acct.Region},
+		props := ServiceProps{
+			Name: dep + "-" + c.key, Cluster: dep, DesiredCount: ct.MinInstances,
+			Task: TaskSpec{
+				Family: dep + "-" + c.key, Image: ct.Image, Command: c.command, CPU: cpu, Memory: mem,
+				TaskRoleARN:      Ref(AWSRole+"."+c.key, "arn"),
+				ExecutionRoleARN: Ref(AWSRole+".task-execution", "arn"),
+				LogGroup:         logGroup(c.key),
+				Environment:      map[string]string{"GOSLING_NEST": "/nest", "AWS_REGION": acct.Region},
 			},
-			"subnets": aws.Subnets, "security_groups": []any{}, "tags": tags,
+			Subnets: aws.Subnets, SecurityGroups: []string{}, Tags: tagSet,
 		}
 		if gateway {
-			props["security_groups"] = []any{Ref(AWSSecurityGroup+"."+securityGroupOf(c.key), "id")}
+			props.SecurityGroups = []string{Ref(AWSSecurityGroup+"."+securityGroupOf(c.key), "id")}
 		}
 		if gateway && c.key == "api" {
 			// ECS registers every task of the service in Cloud Map with the
 			// container's port (8080, where gosling server listens).
-			props["service_registry"] = Ref(AWSDiscoveryService+".api", "arn")
+			props.ServiceRegistry = Ref(AWSDiscoveryService+".api", "arn")
 		}
 		add(AWSService, c.key, props, AWSCluster+".servers", AWSLogGroup+"."+c.key)
 		if ct.MaxInstances > ct.MinInstances {
 			// The scaler owns the count once the service exists: a deploy
 			// that set it back to min_instances would undo its work.
 			out[len(out)-1].CreateOnly = []string{"desired_count"}
-			awsScaling(add, dep, c.key, ct, tags)
+			awsScaling(add, dep, c.key, ct, tagSet)
 		}
 	}
 
 	if gateway {
-		if err := awsGateway(add, mg, acct, dep, authFunction, tags); err != nil {
+		if err := awsGateway(add, mg, acct, dep, authFunction, tagSet); err != nil {
 			return nil, err
 		}
 	}
 
 	// Each egg's runner identity (identities.go).
-	out = append(out, awsRunnerIdentities(n, acct, tags)...)
+	out = append(out, awsRunnerIdentities(n, acct, tagSet)...)
 	return out, nil
 }
 
@@ -361,18 +350,18 @@ func ecsScalingResourceID(cluster, service string) string {
 // The deployer needs application-autoscaling:*, iam:CreateServiceLinkedRole
 // and the CloudWatch alarm actions target tracking uses
 // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/auto-scaling-IAM.html).
-func awsScaling(add func(typ, name string, props map[string]any, deps ...string), dep, key string, ct fly.Container, tags map[string]any) {
+func awsScaling(add func(typ, name string, props Props, deps ...string), dep, key string, ct fly.Container, tags map[string]string) {
 	resourceID := ecsScalingResourceID(dep, dep+"-"+key)
-	add(AWSScalingTarget, key, map[string]any{
-		"service_namespace": "ecs", "resource_id": resourceID, "scalable_dimension": ecsScalableDimension,
-		"min_capacity": ct.MinInstances, "max_capacity": ct.MaxInstances, "tags": tags,
+	add(AWSScalingTarget, key, ScalingTargetProps{
+		ServiceNamespace: "ecs", ResourceID: resourceID, ScalableDimension: ecsScalableDimension,
+		MinCapacity: ct.MinInstances, MaxCapacity: ct.MaxInstances, Tags: tags,
 	}, AWSService+"."+key)
-	add(AWSScalingPolicy, key, map[string]any{
-		"name": dep + "-" + key + "-cpu", "service_namespace": "ecs", "resource_id": resourceID,
-		"scalable_dimension": ecsScalableDimension, "policy_type": "TargetTrackingScaling",
-		"target_tracking": map[string]any{
-			"predefined_metric": "ECSServiceAverageCPUUtilization", "target_value": ScalingTargetCPU,
-			"scale_in_cooldown": ScalingScaleInCooldown, "scale_out_cooldown": ScalingScaleOutCooldown,
+	add(AWSScalingPolicy, key, ScalingPolicyProps{
+		Name: dep + "-" + key + "-cpu", ServiceNamespace: "ecs", ResourceID: resourceID,
+		ScalableDimension: ecsScalableDimension, PolicyType: "TargetTrackingScaling",
+		TargetTracking: TargetTracking{
+			PredefinedMetric: "ECSServiceAverageCPUUtilization", TargetValue: ScalingTargetCPU,
+			ScaleInCooldown: ScalingScaleInCooldown, ScaleOutCooldown: ScalingScaleOutCooldown,
 		},
 	}, AWSScalingTarget+"."+key)
 }
@@ -412,25 +401,23 @@ func securityGroupOf(component string) string {
 // AuthorizeSecurityGroupIngress, AuthorizeSecurityGroupEgress,
 // RevokeSecurityGroupIngress, RevokeSecurityGroupEgress,
 // DeleteSecurityGroup and CreateTags.
-func awsSecurityGroups(add func(typ, name string, props map[string]any, deps ...string), dep, vpc string, tags map[string]any) {
+func awsSecurityGroups(add func(typ, name string, props Props, deps ...string), dep, vpc string, tags map[string]string) {
 	group := func(key, purpose string) {
-		add(AWSSecurityGroup, key, map[string]any{
-			"name": dep + "-" + key, "description": "Gosling " + dep + ": " + purpose, "vpc_id": vpc, "tags": tags,
-		})
+		add(AWSSecurityGroup, key, SecurityGroupProps{Name: dep + "-" + key, Description: "Gosling " + dep + ": " + purpose, VPCID: vpc, Tags: tags})
 	}
 	group("vpclink", "the API gateway's VPC link, to the API service")
 	group("api", "the API service's tasks, from the VPC link")
 	group("workers", "the workers' tasks, outbound only")
 	rule := func(key, kind, protocol string, port int, peerGroup string) {
-		props := map[string]any{
-			"security_group_id": Ref(AWSSecurityGroup+"."+key, "id"), "type": kind, "protocol": protocol,
-			"from_port": port, "to_port": port, "source_security_group_id": "", "cidr_blocks": []any{},
+		props := SecurityGroupRuleProps{
+			SecurityGroupID: Ref(AWSSecurityGroup+"."+key, "id"), Type: kind, Protocol: protocol,
+			FromPort: port, ToPort: port, CIDRBlocks: []string{},
 		}
 		peer := "all"
 		if peerGroup != "" {
-			props["source_security_group_id"], peer = Ref(AWSSecurityGroup+"."+peerGroup, "id"), peerGroup
+			props.SourceSecurityGroupID, peer = Ref(AWSSecurityGroup+"."+peerGroup, "id"), peerGroup
 		} else {
-			props["cidr_blocks"] = []any{allIPv4}
+			props.CIDRBlocks = []string{allIPv4}
 		}
 		add(AWSSecurityGroupRule, ruleName(key, kind, peer), props)
 	}
@@ -462,7 +449,7 @@ func ruleName(group, kind, peer string) string { return group + "-" + kind + "-"
 // route ANY /api/{proxy+} behind the authorizer, the $default route
 // without it (GitLab webhooks and agents carry their own tokens, which the
 // API server checks), and the auto-deployed $default stage.
-func awsGateway(add func(typ, name string, props map[string]any, deps ...string), mg *fly.MotherGoose, acct AWSAccount, dep, function string, tags map[string]any) error {
+func awsGateway(add func(typ, name string, props Props, deps ...string), mg *fly.MotherGoose, acct AWSAccount, dep, function string, tags map[string]string) error {
 	auth := mg.APIGateway.Auth
 	image := mg.Containers.API.Image
 	if image == "" {
@@ -477,51 +464,51 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 		}
 		tokens = append(tokens, string(t))
 	}
-	add(AWSFunction, "auth", map[string]any{
-		"name": function, "package_type": "Image", "image": image, "command": []any{"authorizer"},
-		"role": Ref(AWSRole+".auth", "arn"), "memory_size": 128, "timeout": 5,
+	add(AWSFunction, "auth", FunctionProps{
+		Name: function, PackageType: "Image", Image: image, Command: []string{"authorizer"},
+		Role: Ref(AWSRole+".auth", "arn"), MemorySize: 128, Timeout: 5,
 		// Secret URIs, never values: the function reads them with its role.
-		"environment": map[string]any{
+		Environment: map[string]string{
 			"GOSLING_AUTH_TOKENS":    strings.Join(tokens, ","),
 			"GOSLING_AUTH_CACHE_TTL": auth.CacheTTL.D().String(),
 		},
-		"tags": tags,
+		Tags: tags,
 	}, AWSLogGroup+".auth")
-	add(AWSAPI, "api", map[string]any{"name": dep, "protocol_type": "HTTP", "tags": tags})
+	add(AWSAPI, "api", APIProps{Name: dep, ProtocolType: "HTTP", Tags: tags})
 	functionARN := acct.arn("lambda", "function:"+function)
-	add(AWSAuthorizer, "auth", map[string]any{
-		"api_id": Ref(AWSAPI+".api", "id"), "name": "auth", "authorizer_type": "REQUEST",
-		"authorizer_payload_format_version": "2.0", "enable_simple_responses": true,
-		"identity_source":                  []any{"$request.header.Authorization"},
-		"authorizer_result_ttl_in_seconds": int(auth.CacheTTL.D().Seconds()),
-		"authorizer_uri":                   fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", acct.Partition, acct.Region, functionARN),
+	add(AWSAuthorizer, "auth", AuthorizerProps{
+		APIID: Ref(AWSAPI+".api", "id"), Name: "auth", AuthorizerType: "REQUEST",
+		AuthorizerPayloadFormatVersion: "2.0", EnableSimpleResponses: true,
+		IdentitySource:               []string{"$request.header.Authorization"},
+		AuthorizerResultTTLInSeconds: int(auth.CacheTTL.D().Seconds()),
+		AuthorizerURI:                fmt.Sprintf("arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations", acct.Partition, acct.Region, functionARN),
 	}, AWSFunction+".auth")
-	add(AWSPermission, "auth", map[string]any{
-		"function_name": function, "statement_id": "apigateway-" + dep, "action": "lambda:InvokeFunction",
-		"principal": "apigateway.amazonaws.com", "source_arn": Ref(AWSAPI+".api", "execution_arn") + "/*",
+	add(AWSPermission, "auth", PermissionProps{
+		FunctionName: function, StatementID: "apigateway-" + dep, Action: "lambda:InvokeFunction",
+		Principal: "apigateway.amazonaws.com", SourceARN: Ref(AWSAPI+".api", "execution_arn") + "/*",
 	}, AWSFunction+".auth")
-	add(AWSVPCLink, "api", map[string]any{
-		"name": dep, "subnet_ids": mg.Providers[fly.CloudAWS].Subnets,
-		"security_group_ids": []any{Ref(AWSSecurityGroup+".vpclink", "id")}, "tags": tags,
+	add(AWSVPCLink, "api", VPCLinkProps{
+		Name: dep, SubnetIDs: mg.Providers[fly.CloudAWS].Subnets,
+		SecurityGroupIDs: []string{Ref(AWSSecurityGroup+".vpclink", "id")}, Tags: tags,
 	})
-	add(AWSIntegration, "api", map[string]any{
-		"api_id": Ref(AWSAPI+".api", "id"), "description": "api", "integration_type": "HTTP_PROXY",
-		"integration_method": "ANY", "connection_type": "VPC_LINK", "connection_id": Ref(AWSVPCLink+".api", "id"),
-		"integration_uri": Ref(AWSDiscoveryService+".api", "arn"), "payload_format_version": "1.0",
+	add(AWSIntegration, "api", IntegrationProps{
+		APIID: Ref(AWSAPI+".api", "id"), Description: "api", IntegrationType: "HTTP_PROXY",
+		IntegrationMethod: "ANY", ConnectionType: "VPC_LINK", ConnectionID: Ref(AWSVPCLink+".api", "id"),
+		IntegrationURI: Ref(AWSDiscoveryService+".api", "arn"), PayloadFormatVersion: "1.0",
 	})
 	route := func(key, authorizer string) {
-		props := map[string]any{
-			"api_id": Ref(AWSAPI+".api", "id"), "route_key": key, "target": "integrations/" + Ref(AWSIntegration+".api", "id"),
-			"authorization_type": "NONE", "authorizer_id": "",
+		props := RouteProps{
+			APIID: Ref(AWSAPI+".api", "id"), RouteKey: key, Target: "integrations/" + Ref(AWSIntegration+".api", "id"),
+			AuthorizationType: "NONE",
 		}
 		if authorizer != "" {
-			props["authorization_type"], props["authorizer_id"] = "CUSTOM", Ref(AWSAuthorizer+"."+authorizer, "id")
+			props.AuthorizationType, props.AuthorizerID = "CUSTOM", Ref(AWSAuthorizer+"."+authorizer, "id")
 		}
 		add(AWSRoute, routeName(key), props)
 	}
 	route("ANY /api/{proxy+}", "auth")
 	route("$default", "")
-	add(AWSStage, "default", map[string]any{"api_id": Ref(AWSAPI+".api", "id"), "name": "$default", "auto_deploy": true, "tags": tags})
+	add(AWSStage, "default", StageProps{APIID: Ref(AWSAPI+".api", "id"), Name: "$default", AutoDeploy: true, Tags: tags})
 	if d := mg.APIGateway.Domain; d != "" {
 		if mg.APIGateway.CertificateARN == "" {
 			return fmt.Errorf("mothergoose.api_gateway: domain %s has no certificate: request or import an ACM certificate for it in %s and set certificate_arn", d, acct.Region)
@@ -550,13 +537,13 @@ func awsGateway(add func(typ, name string, props map[string]any, deps ...string)
 // /domainnames and /domainnames/*/apimappings; the certificate is only
 // named, never read through ACM here. DNS is the operator's: deploy
 // prints the target to point a CNAME or Route 53 alias at.
-func awsDomain(add func(typ, name string, props map[string]any, deps ...string), domain, certificate string, tags map[string]any) {
-	add(AWSDomainName, "api", map[string]any{
-		"domain_name": domain, "certificate_arn": certificate, "endpoint_type": "REGIONAL",
-		"security_policy": "TLS_1_2", "tags": tags,
+func awsDomain(add func(typ, name string, props Props, deps ...string), domain, certificate string, tags map[string]string) {
+	add(AWSDomainName, "api", DomainNameProps{
+		DomainName: domain, CertificateARN: certificate, EndpointType: "REGIONAL",
+		SecurityPolicy: "TLS_1_2", Tags: tags,
 	})
-	add(AWSAPIMapping, "api", map[string]any{
-		"domain_name": domain, "api_id": Ref(AWSAPI+".api", "id"), "stage": "$default", "api_mapping_key": "",
+	add(AWSAPIMapping, "api", APIMappingProps{
+		DomainName: domain, APIID: Ref(AWSAPI+".api", "id"), Stage: "$default",
 	}, AWSDomainName+".api", AWSStage+".default")
 }
 
@@ -590,24 +577,31 @@ func resourceName(s string) string {
 	}, s)
 }
 
-func policy(stmts ...map[string]any) map[string]any {
-	list := make([]any, 0, len(stmts))
+// policy is a policy document of stmts, the nil ones left out.
+func policy(stmts ...*PolicyStatement) PolicyDocument {
+	d := PolicyDocument{Version: "2012-10-17", Statement: []PolicyStatement{}}
 	for _, s := range stmts {
 		if s != nil {
-			list = append(list, s)
+			d.Statement = append(d.Statement, *s)
 		}
 	}
-	return map[string]any{"Version": "2012-10-17", "Statement": list}
+	return d
 }
 
-func statement(action any, resources []any, extra map[string]any) map[string]any {
-	s := map[string]any{"Effect": "Allow", "Action": action}
+// allow allows action on resources (a statement without a Resource
+// element when there are none, as a trust policy's).
+func allow(action Values, resources ...string) *PolicyStatement {
+	s := &PolicyStatement{Effect: "Allow", Action: action}
 	if resources != nil {
-		s["Resource"] = resources
+		s.Resource = many(resources...)
 	}
-	for k, v := range extra {
-		s[k] = v
-	}
+	return s
+}
+
+// assumedBy is a trust policy's statement: services may assume the role.
+func assumedBy(services Values) *PolicyStatement {
+	s := allow(single("sts:AssumeRole"))
+	s.Principal = map[string]Values{"Service": services}
 	return s
 }
 

@@ -39,10 +39,10 @@ func tagged(tags map[string]string, deployment string) bool { return tags[TagDep
 
 // ---- Cloud Map ----
 
-func sdTags(m map[string]any) []sdtypes.Tag {
+func sdTags(m map[string]string) []sdtypes.Tag {
 	var out []sdtypes.Tag
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, sdtypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+		out = append(out, sdtypes.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return out
 }
@@ -66,30 +66,27 @@ func (p *AWSProvider) readDiscovery(ctx context.Context, _ []Resource) ([]Resour
 	pg := servicediscovery.NewListNamespacesPaginator(p.sd, &servicediscovery.ListNamespacesInput{Filters: []sdtypes.NamespaceFilter{
 		{Name: sdtypes.NamespaceFilterNameType, Values: []string{string(sdtypes.NamespaceTypeDnsPrivate)}, Condition: sdtypes.FilterConditionEq},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for ns, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *servicediscovery.ListNamespacesOutput) []sdtypes.NamespaceSummary { return o.Namespaces }) {
 		if err != nil {
 			return nil, fmt.Errorf("list Cloud Map namespaces: %w", err)
 		}
-		for _, ns := range page.Namespaces {
-			tags, err := p.sdTagsOf(ctx, ns.Arn)
-			if err != nil {
-				return nil, fmt.Errorf("read the tags of Cloud Map namespace %s: %w", aws.ToString(ns.Name), err)
-			}
-			if !tagged(tags, p.Deployment) {
-				continue
-			}
-			vpc := tags[tagVPC]
-			delete(tags, tagVPC)
-			id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
-			out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
-				Props: map[string]any{"name": aws.ToString(ns.Name), "vpc": vpc, "tags": anyMap(tags)}})
-			services, err := p.readDiscoveryServices(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, services...)
+		tags, err := p.sdTagsOf(ctx, ns.Arn)
+		if err != nil {
+			return nil, fmt.Errorf("read the tags of Cloud Map namespace %s: %w", aws.ToString(ns.Name), err)
 		}
+		if !tagged(tags, p.Deployment) {
+			continue
+		}
+		vpc := tags[tagVPC]
+		delete(tags, tagVPC)
+		id, arn := aws.ToString(ns.Id), aws.ToString(ns.Arn)
+		out = append(out, Resource{Type: AWSNamespace, Name: "servers", ID: id, Outputs: map[string]string{"id": id, "arn": arn},
+			Props: NamespaceProps{Name: aws.ToString(ns.Name), VPC: vpc, Tags: tags}})
+		services, err := p.readDiscoveryServices(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, services...)
 	}
 	return out, nil
 }
@@ -99,26 +96,23 @@ func (p *AWSProvider) readDiscoveryServices(ctx context.Context, namespace strin
 	pg := servicediscovery.NewListServicesPaginator(p.sd, &servicediscovery.ListServicesInput{Filters: []sdtypes.ServiceFilter{
 		{Name: sdtypes.ServiceFilterNameNamespaceId, Values: []string{namespace}, Condition: sdtypes.FilterConditionEq},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *servicediscovery.ListServicesOutput) []sdtypes.ServiceSummary { return o.Services }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the services of Cloud Map namespace %s: %w", namespace, err)
 		}
-		for _, s := range page.Services {
-			tags, err := p.sdTagsOf(ctx, s.Arn)
-			if err != nil {
-				return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
-			}
-			records := []any{}
-			if s.DnsConfig != nil {
-				for _, r := range s.DnsConfig.DnsRecords {
-					records = append(records, map[string]any{"type": string(r.Type), "ttl": aws.ToInt64(r.TTL)})
-				}
-			}
-			id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
-			props := map[string]any{"name": aws.ToString(s.Name), "namespace_id": namespace, "dns_records": records, "tags": anyMap(tags)}
-			out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: normalize(props), ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
+		tags, err := p.sdTagsOf(ctx, s.Arn)
+		if err != nil {
+			return nil, fmt.Errorf("read the tags of Cloud Map service %s: %w", aws.ToString(s.Name), err)
 		}
+		records := []DNSRecord{}
+		if s.DnsConfig != nil {
+			for _, r := range s.DnsConfig.DnsRecords {
+				records = append(records, DNSRecord{Type: string(r.Type), TTL: aws.ToInt64(r.TTL)})
+			}
+		}
+		id, arn := aws.ToString(s.Id), aws.ToString(s.Arn)
+		props := DiscoveryServiceProps{Name: aws.ToString(s.Name), NamespaceID: namespace, DNSRecords: records, Tags: tags}
+		out = append(out, Resource{Type: AWSDiscoveryService, Name: aws.ToString(s.Name), Props: props, ID: id, Outputs: map[string]string{"id": id, "arn": arn}})
 	}
 	return out, nil
 }
@@ -150,14 +144,15 @@ func (p *AWSProvider) waitOperation(ctx context.Context, id *string) (map[string
 }
 
 func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Resource) error {
-	tags := maps.Clone(mapOf(r.Props, "tags"))
+	want := as[NamespaceProps](r)
+	tags := maps.Clone(want.Tags)
 	if tags == nil {
-		tags = map[string]any{}
+		tags = map[string]string{}
 	}
-	tags[tagVPC] = str(r.Props, "vpc")
+	tags[tagVPC] = want.VPC
 	if before == nil {
 		out, err := p.sd.CreatePrivateDnsNamespace(ctx, &servicediscovery.CreatePrivateDnsNamespaceInput{
-			Name: aws.String(str(r.Props, "name")), Vpc: aws.String(str(r.Props, "vpc")), Tags: sdTags(tags),
+			Name: aws.String(want.Name), Vpc: aws.String(want.VPC), Tags: sdTags(tags),
 			Description: aws.String("Gosling " + p.Deployment + ": the servers' private names"),
 		})
 		if err != nil {
@@ -166,9 +161,9 @@ func (p *AWSProvider) putNamespace(ctx context.Context, before *Resource, r Reso
 		_, err = p.waitOperation(ctx, out.OperationId)
 		return err
 	}
-	if str(before.Props, "name") != str(r.Props, "name") || str(before.Props, "vpc") != str(r.Props, "vpc") {
+	if had := as[NamespaceProps](*before); had.Name != want.Name || had.VPC != want.VPC {
 		return fmt.Errorf("a Cloud Map namespace keeps its name and VPC (%s in %s): delete it by hand (aws servicediscovery delete-namespace --id %s) and deploy again",
-			str(before.Props, "name"), str(before.Props, "vpc"), before.ID)
+			had.Name, had.VPC, before.ID)
 	}
 	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(tags)})
 	return err
@@ -183,28 +178,27 @@ func (p *AWSProvider) deleteNamespace(ctx context.Context, r Resource) error {
 	return err
 }
 
-func dnsRecords(r Resource) []sdtypes.DnsRecord {
+func dnsRecords(s DiscoveryServiceProps) []sdtypes.DnsRecord {
 	var out []sdtypes.DnsRecord
-	l, _ := r.Props["dns_records"].([]any)
-	for _, e := range l {
-		m, _ := e.(map[string]any)
-		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(str(m, "type")), TTL: aws.Int64(int64(num(m, "ttl")))})
+	for _, rec := range s.DNSRecords {
+		out = append(out, sdtypes.DnsRecord{Type: sdtypes.RecordType(rec.Type), TTL: aws.Int64(rec.TTL)})
 	}
 	return out
 }
 
 func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource, r Resource) error {
+	want := as[DiscoveryServiceProps](r)
 	if before == nil {
 		_, err := p.sd.CreateService(ctx, &servicediscovery.CreateServiceInput{
-			Name: aws.String(str(r.Props, "name")), NamespaceId: aws.String(str(r.Props, "namespace_id")),
-			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(r), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
-			Tags:      sdTags(mapOf(r.Props, "tags")),
+			Name: aws.String(want.Name), NamespaceId: aws.String(want.NamespaceID),
+			DnsConfig: &sdtypes.DnsConfig{DnsRecords: dnsRecords(want), RoutingPolicy: sdtypes.RoutingPolicyMultivalue},
+			Tags:      sdTags(want.Tags),
 		})
 		return err
 	}
-	if jsonString(before.Props["dns_records"]) != jsonString(r.Props["dns_records"]) {
+	if !slices.Equal(as[DiscoveryServiceProps](*before).DNSRecords, want.DNSRecords) {
 		out, err := p.sd.UpdateService(ctx, &servicediscovery.UpdateServiceInput{Id: aws.String(before.ID), Service: &sdtypes.ServiceChange{
-			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(r)},
+			DnsConfig: &sdtypes.DnsConfigChange{DnsRecords: dnsRecords(want)},
 		}})
 		if err != nil {
 			return err
@@ -213,7 +207,7 @@ func (p *AWSProvider) putDiscoveryService(ctx context.Context, before *Resource,
 			return err
 		}
 	}
-	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(mapOf(r.Props, "tags"))})
+	_, err := p.sd.TagResource(ctx, &servicediscovery.TagResourceInput{ResourceARN: aws.String(before.Outputs["arn"]), Tags: sdTags(want.Tags)})
 	return err
 }
 
@@ -226,47 +220,44 @@ func (p *AWSProvider) readFunctions(ctx context.Context, hints []Resource) ([]Re
 	names := hintNames(hints, AWSFunction)
 	var out []Resource
 	pg := lambda.NewListFunctionsPaginator(p.lambda, &lambda.ListFunctionsInput{})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for f, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *lambda.ListFunctionsOutput) []lambdatypes.FunctionConfiguration { return o.Functions }) {
 		if err != nil {
 			return nil, fmt.Errorf("list Lambda functions: %w", err)
 		}
-		for _, f := range page.Functions {
-			name := aws.ToString(f.FunctionName)
-			if !strings.HasPrefix(name, p.Deployment+"-") {
-				continue
-			}
-			got, err := p.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
-			if apiCode(err) == "ResourceNotFoundException" {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("get Lambda function %s: %w", name, err)
-			}
-			if !tagged(got.Tags, p.Deployment) {
-				continue
-			}
-			rn, ok := names[name]
-			if !ok {
-				rn = strings.TrimPrefix(name, p.Deployment+"-")
-			}
-			fn, err := p.readFunction(got, rn)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, fn)
-			prn := rn
-			for _, h := range hints {
-				if h.Type == AWSPermission && str(h.Props, "function_name") == name {
-					prn = h.Name
-				}
-			}
-			perms, err := p.readPermissions(ctx, name, prn)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, perms...)
+		name := aws.ToString(f.FunctionName)
+		if !strings.HasPrefix(name, p.Deployment+"-") {
+			continue
 		}
+		got, err := p.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
+		if apiCode(err) == "ResourceNotFoundException" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get Lambda function %s: %w", name, err)
+		}
+		if !tagged(got.Tags, p.Deployment) {
+			continue
+		}
+		rn, ok := names[name]
+		if !ok {
+			rn = strings.TrimPrefix(name, p.Deployment+"-")
+		}
+		fn, err := p.readFunction(got, rn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fn)
+		prn := rn
+		for _, h := range hints {
+			if h.Type == AWSPermission && as[PermissionProps](h).FunctionName == name {
+				prn = h.Name
+			}
+		}
+		perms, err := p.readPermissions(ctx, name, prn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, perms...)
 	}
 	return out, nil
 }
@@ -276,9 +267,9 @@ func (p *AWSProvider) readFunction(got *lambda.GetFunctionOutput, rn string) (Re
 	if c == nil {
 		return Resource{}, fmt.Errorf("lambda function %s has no configuration", rn)
 	}
-	env := map[string]any{}
+	env := map[string]string{}
 	if c.Environment != nil {
-		env = anyMap(c.Environment.Variables)
+		env = nonNilMap(c.Environment.Variables)
 	}
 	command := []string{}
 	if ic := c.ImageConfigResponse; ic != nil && ic.ImageConfig != nil {
@@ -288,23 +279,32 @@ func (p *AWSProvider) readFunction(got *lambda.GetFunctionOutput, rn string) (Re
 	if got.Code != nil {
 		image = aws.ToString(got.Code.ImageUri)
 	}
-	props := map[string]any{
-		"name": aws.ToString(c.FunctionName), "package_type": string(c.PackageType), "image": image, "command": command,
-		"role": aws.ToString(c.Role), "memory_size": aws.ToInt32(c.MemorySize), "timeout": aws.ToInt32(c.Timeout),
-		"environment": env, "tags": anyMap(got.Tags),
+	props := FunctionProps{
+		Name: aws.ToString(c.FunctionName), PackageType: string(c.PackageType), Image: image, Command: command,
+		Role: aws.ToString(c.Role), MemorySize: int(aws.ToInt32(c.MemorySize)), Timeout: int(aws.ToInt32(c.Timeout)),
+		Environment: env, Tags: nonNilMap(got.Tags),
 	}
 	arn := aws.ToString(c.FunctionArn)
-	return Resource{Type: AWSFunction, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn, "name": aws.ToString(c.FunctionName)}}, nil
+	return Resource{Type: AWSFunction, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn, "name": aws.ToString(c.FunctionName)}}, nil
 }
 
-// lambdaPolicy is a function's resource policy as GetPolicy returns it.
+// lambdaPolicy is a function's resource policy as GetPolicy returns it;
+// a statement's Principal is a map or "*", so it is read apart.
 type lambdaPolicy struct {
 	Statement []struct {
 		Sid       string
-		Action    any
-		Principal map[string]any
-		Condition map[string]map[string]any
+		Action    Values
+		Principal json.RawMessage
+		Condition map[string]map[string]Values
 	}
+}
+
+// only is v's one string, or "" when it is a list.
+func (v Values) only() string {
+	if v.One && len(v.List) == 1 {
+		return v.List[0]
+	}
+	return ""
 }
 
 // readPermissions reads the statements of a function's resource policy
@@ -328,30 +328,28 @@ func (p *AWSProvider) readPermissions(ctx context.Context, function, rn string) 
 		if !strings.HasPrefix(st.Sid, "apigateway-") {
 			continue
 		}
-		action, _ := st.Action.(string)
-		principal, _ := st.Principal["Service"].(string)
-		source, _ := st.Condition["ArnLike"]["AWS:SourceArn"].(string)
-		out = append(out, Resource{Type: AWSPermission, Name: rn, ID: function + "/" + st.Sid, Props: map[string]any{
-			"function_name": function, "statement_id": st.Sid, "action": action, "principal": principal, "source_arn": source,
+		var principal struct{ Service Values }
+		_ = json.Unmarshal(st.Principal, &principal) // "*" names no service
+		out = append(out, Resource{Type: AWSPermission, Name: rn, ID: function + "/" + st.Sid, Props: PermissionProps{
+			FunctionName: function, StatementID: st.Sid, Action: st.Action.only(), Principal: principal.Service.only(),
+			SourceARN: st.Condition["ArnLike"]["AWS:SourceArn"].only(),
 		}})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	env := map[string]string{}
-	for k, v := range mapOf(r.Props, "environment") {
-		env[k] = fmt.Sprint(v)
-	}
-	imageConfig := &lambdatypes.ImageConfig{Command: strList(r.Props, "command")}
+	want := as[FunctionProps](r)
+	name := want.Name
+	env := nonNilMap(want.Environment)
+	imageConfig := &lambdatypes.ImageConfig{Command: want.Command}
 	if before == nil {
 		in := &lambda.CreateFunctionInput{
-			FunctionName: &name, PackageType: lambdatypes.PackageType(str(r.Props, "package_type")),
-			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(str(r.Props, "image"))}, ImageConfig: imageConfig,
-			Role: aws.String(str(r.Props, "role")), MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))),
-			Timeout: aws.Int32(int32(num(r.Props, "timeout"))), Environment: &lambdatypes.Environment{Variables: env},
-			Tags: strMap(mapOf(r.Props, "tags")),
+			FunctionName: &name, PackageType: lambdatypes.PackageType(want.PackageType),
+			Code: &lambdatypes.FunctionCode{ImageUri: aws.String(want.Image)}, ImageConfig: imageConfig,
+			Role: aws.String(want.Role), MemorySize: aws.Int32(int32(want.MemorySize)),
+			Timeout: aws.Int32(int32(want.Timeout)), Environment: &lambdatypes.Environment{Variables: env},
+			Tags: nonNilMap(want.Tags),
 		}
 		// A role made a moment ago is not yet visible to Lambda (IAM is
 		// eventually consistent): CreateFunction says it cannot be assumed
@@ -371,13 +369,14 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 		}
 		return lambda.NewFunctionActiveV2Waiter(p.lambda).Wait(ctx, &lambda.GetFunctionInput{FunctionName: &name}, gatewayWait)
 	}
-	if str(before.Props, "name") != name {
-		return fmt.Errorf("a Lambda function keeps its name (%s)", str(before.Props, "name"))
+	had := as[FunctionProps](*before)
+	if had.Name != name {
+		return fmt.Errorf("a Lambda function keeps its name (%s)", had.Name)
 	}
 	err := p.changeFunction(ctx, name, func() error {
 		_, err := p.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
-			FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(str(r.Props, "role")),
-			MemorySize: aws.Int32(int32(num(r.Props, "memory_size"))), Timeout: aws.Int32(int32(num(r.Props, "timeout"))),
+			FunctionName: &name, ImageConfig: imageConfig, Role: aws.String(want.Role),
+			MemorySize: aws.Int32(int32(want.MemorySize)), Timeout: aws.Int32(int32(want.Timeout)),
 			Environment: &lambdatypes.Environment{Variables: env},
 		})
 		return err
@@ -385,16 +384,16 @@ func (p *AWSProvider) putFunction(ctx context.Context, before *Resource, r Resou
 	if err != nil {
 		return err
 	}
-	if str(before.Props, "image") != str(r.Props, "image") {
+	if had.Image != want.Image {
 		err := p.changeFunction(ctx, name, func() error {
-			_, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(str(r.Props, "image"))})
+			_, err := p.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, ImageUri: aws.String(want.Image)})
 			return err
 		})
 		if err != nil {
 			return err
 		}
 	}
-	_, err = p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err = p.lambda.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(before.ID), Tags: nonNilMap(want.Tags)})
 	return err
 }
 
@@ -461,17 +460,18 @@ func (p *AWSProvider) putPermission(ctx context.Context, before *Resource, r Res
 			return err
 		}
 	}
+	perm := as[PermissionProps](r)
 	_, err := p.lambda.AddPermission(ctx, &lambda.AddPermissionInput{
-		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
-		Action: aws.String(str(r.Props, "action")), Principal: aws.String(str(r.Props, "principal")),
-		SourceArn: aws.String(str(r.Props, "source_arn")),
+		FunctionName: aws.String(perm.FunctionName), StatementId: aws.String(perm.StatementID),
+		Action: aws.String(perm.Action), Principal: aws.String(perm.Principal), SourceArn: aws.String(perm.SourceARN),
 	})
 	return err
 }
 
 func (p *AWSProvider) deletePermission(ctx context.Context, r Resource) error {
+	perm := as[PermissionProps](r)
 	_, err := p.lambda.RemovePermission(ctx, &lambda.RemovePermissionInput{
-		FunctionName: aws.String(str(r.Props, "function_name")), StatementId: aws.String(str(r.Props, "statement_id")),
+		FunctionName: aws.String(perm.FunctionName), StatementId: aws.String(perm.StatementID),
 	})
 	if apiCode(err) == "ResourceNotFoundException" {
 		return nil
@@ -486,158 +486,142 @@ func (p *AWSProvider) deletePermission(ctx context.Context, r Resource) error {
 // links.
 func (p *AWSProvider) readGateway(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
-	var next *string
-	for {
-		page, err := p.gw.GetApis(ctx, &apigatewayv2.GetApisInput{NextToken: next})
+	for a, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Api, string, error) {
+		page, err := p.gw.GetApis(ctx, &apigatewayv2.GetApisInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway APIs: %w", err)
 		}
-		for _, a := range page.Items {
-			if aws.ToString(a.Name) != p.Deployment || !tagged(a.Tags, p.Deployment) {
-				continue
-			}
-			id := aws.ToString(a.ApiId)
-			acct, err := p.account(ctx)
-			if err != nil {
-				return nil, err
-			}
-			exec := acct.arn("execute-api", id)
-			out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
-				Props:   map[string]any{"name": aws.ToString(a.Name), "protocol_type": string(a.ProtocolType), "tags": anyMap(a.Tags)},
-				Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
-			children, err := p.readAPIChildren(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, children...)
+		if aws.ToString(a.Name) != p.Deployment || !tagged(a.Tags, p.Deployment) {
+			continue
 		}
-		if next = page.NextToken; next == nil {
-			break
+		id := aws.ToString(a.ApiId)
+		acct, err := p.account(ctx)
+		if err != nil {
+			return nil, err
 		}
+		exec := acct.arn("execute-api", id)
+		out = append(out, Resource{Type: AWSAPI, Name: "api", ID: id,
+			Props:   APIProps{Name: aws.ToString(a.Name), ProtocolType: string(a.ProtocolType), Tags: nonNilMap(a.Tags)},
+			Outputs: map[string]string{"id": id, "api_endpoint": aws.ToString(a.ApiEndpoint), "execution_arn": exec}})
+		children, err := p.readAPIChildren(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, children...)
 	}
-	next = nil
-	for {
-		page, err := p.gw.GetVpcLinks(ctx, &apigatewayv2.GetVpcLinksInput{NextToken: next})
+	for l, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.VpcLink, string, error) {
+		page, err := p.gw.GetVpcLinks(ctx, &apigatewayv2.GetVpcLinksInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway VPC links: %w", err)
 		}
-		for _, l := range page.Items {
-			if aws.ToString(l.Name) != p.Deployment || !tagged(l.Tags, p.Deployment) || l.VpcLinkStatus == gwtypes.VpcLinkStatusDeleting {
-				continue
-			}
-			id := aws.ToString(l.VpcLinkId)
-			out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
-				Props: normalize(map[string]any{
-					"name": aws.ToString(l.Name), "subnet_ids": l.SubnetIds, "security_group_ids": nonNil(l.SecurityGroupIds), "tags": anyMap(l.Tags),
-				})})
+		if aws.ToString(l.Name) != p.Deployment || !tagged(l.Tags, p.Deployment) || l.VpcLinkStatus == gwtypes.VpcLinkStatusDeleting {
+			continue
 		}
-		if next = page.NextToken; next == nil {
-			break
-		}
+		id := aws.ToString(l.VpcLinkId)
+		out = append(out, Resource{Type: AWSVPCLink, Name: "api", ID: id, Outputs: map[string]string{"id": id},
+			Props: VPCLinkProps{
+				Name: aws.ToString(l.Name), SubnetIDs: l.SubnetIds, SecurityGroupIDs: nonNil(l.SecurityGroupIds), Tags: nonNilMap(l.Tags),
+			}})
 	}
 	return out, nil
 }
 
-// pages calls get until it returns no next token.
-func pages(get func(next *string) (*string, error)) error {
-	var next *string
-	for {
-		n, err := get(next)
-		if err != nil {
-			return err
-		}
-		if next = n; next == nil {
-			return nil
-		}
-	}
-}
-
 func (p *AWSProvider) readAPIChildren(ctx context.Context, api string) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetAuthorizers(ctx, &apigatewayv2.GetAuthorizersInput{ApiId: &api, NextToken: next})
+	for a, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Authorizer, string, error) {
+		page, err := p.gw.GetAuthorizers(ctx, &apigatewayv2.GetAuthorizersInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the authorizers of API %s: %w", api, err)
 		}
-		for _, a := range page.Items {
-			id := aws.ToString(a.AuthorizerId)
-			out = append(out, Resource{Type: AWSAuthorizer, Name: aws.ToString(a.Name), ID: id, Outputs: map[string]string{"id": id},
-				Props: normalize(map[string]any{
-					"api_id": api, "name": aws.ToString(a.Name), "authorizer_type": string(a.AuthorizerType),
-					"authorizer_payload_format_version": aws.ToString(a.AuthorizerPayloadFormatVersion),
-					"enable_simple_responses":           aws.ToBool(a.EnableSimpleResponses), "identity_source": a.IdentitySource,
-					"authorizer_result_ttl_in_seconds": aws.ToInt32(a.AuthorizerResultTtlInSeconds), "authorizer_uri": aws.ToString(a.AuthorizerUri),
-				})})
-		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		id := aws.ToString(a.AuthorizerId)
+		out = append(out, Resource{Type: AWSAuthorizer, Name: aws.ToString(a.Name), ID: id, Outputs: map[string]string{"id": id},
+			Props: AuthorizerProps{
+				APIID: api, Name: aws.ToString(a.Name), AuthorizerType: string(a.AuthorizerType),
+				AuthorizerPayloadFormatVersion: aws.ToString(a.AuthorizerPayloadFormatVersion),
+				EnableSimpleResponses:          aws.ToBool(a.EnableSimpleResponses), IdentitySource: a.IdentitySource,
+				AuthorizerResultTTLInSeconds: int(aws.ToInt32(a.AuthorizerResultTtlInSeconds)), AuthorizerURI: aws.ToString(a.AuthorizerUri),
+			}})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetIntegrations(ctx, &apigatewayv2.GetIntegrationsInput{ApiId: &api, NextToken: next})
+	for i, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Integration, string, error) {
+		page, err := p.gw.GetIntegrations(ctx, &apigatewayv2.GetIntegrationsInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the integrations of API %s: %w", api, err)
 		}
-		for _, i := range page.Items {
-			id := aws.ToString(i.IntegrationId)
-			// An integration has no name: its description is its resource's.
-			name := aws.ToString(i.Description)
-			if name == "" {
-				name = id
-			}
-			out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{
-					"api_id": api, "description": aws.ToString(i.Description), "integration_type": string(i.IntegrationType),
-					"integration_method": aws.ToString(i.IntegrationMethod), "connection_type": string(i.ConnectionType),
-					"connection_id": aws.ToString(i.ConnectionId), "integration_uri": aws.ToString(i.IntegrationUri),
-					"payload_format_version": aws.ToString(i.PayloadFormatVersion),
-				}})
+		id := aws.ToString(i.IntegrationId)
+		// An integration has no name: its description is its resource's.
+		name := aws.ToString(i.Description)
+		if name == "" {
+			name = id
 		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		out = append(out, Resource{Type: AWSIntegration, Name: name, ID: id, Outputs: map[string]string{"id": id},
+			Props: IntegrationProps{
+				APIID: api, Description: aws.ToString(i.Description), IntegrationType: string(i.IntegrationType),
+				IntegrationMethod: aws.ToString(i.IntegrationMethod), ConnectionType: string(i.ConnectionType),
+				ConnectionID: aws.ToString(i.ConnectionId), IntegrationURI: aws.ToString(i.IntegrationUri),
+				PayloadFormatVersion: aws.ToString(i.PayloadFormatVersion),
+			}})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetRoutes(ctx, &apigatewayv2.GetRoutesInput{ApiId: &api, NextToken: next})
+	for r, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Route, string, error) {
+		page, err := p.gw.GetRoutes(ctx, &apigatewayv2.GetRoutesInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the routes of API %s: %w", api, err)
 		}
-		for _, r := range page.Items {
-			id := aws.ToString(r.RouteId)
-			out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{
-					"api_id": api, "route_key": aws.ToString(r.RouteKey), "target": aws.ToString(r.Target),
-					"authorization_type": string(r.AuthorizationType), "authorizer_id": aws.ToString(r.AuthorizerId),
-				}})
-		}
-		return page.NextToken, nil
-	})
-	if err != nil {
-		return nil, err
+		id := aws.ToString(r.RouteId)
+		out = append(out, Resource{Type: AWSRoute, Name: routeName(aws.ToString(r.RouteKey)), ID: id, Outputs: map[string]string{"id": id},
+			Props: RouteProps{
+				APIID: api, RouteKey: aws.ToString(r.RouteKey), Target: aws.ToString(r.Target),
+				AuthorizationType: string(r.AuthorizationType), AuthorizerID: aws.ToString(r.AuthorizerId),
+			}})
 	}
-	err = pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetStages(ctx, &apigatewayv2.GetStagesInput{ApiId: &api, NextToken: next})
+	for s, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.Stage, string, error) {
+		page, err := p.gw.GetStages(ctx, &apigatewayv2.GetStagesInput{ApiId: &api, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the stages of API %s: %w", api, err)
 		}
-		for _, s := range page.Items {
-			name := aws.ToString(s.StageName)
-			out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
-				Props: map[string]any{"api_id": api, "name": name, "auto_deploy": aws.ToBool(s.AutoDeploy), "tags": anyMap(s.Tags)}})
-		}
-		return page.NextToken, nil
-	})
-	return out, err
+		name := aws.ToString(s.StageName)
+		out = append(out, Resource{Type: AWSStage, Name: strings.TrimPrefix(name, "$"), ID: api + "/" + name, Outputs: map[string]string{"name": name},
+			Props: StageProps{APIID: api, Name: name, AutoDeploy: aws.ToBool(s.AutoDeploy), Tags: nonNilMap(s.Tags)}})
+	}
+	return out, nil
 }
 
-func (p *AWSProvider) gwTag(ctx context.Context, path string, r Resource) error {
+// gwTag sets the tags of the API Gateway resource at path.
+func (p *AWSProvider) gwTag(ctx context.Context, path string, tags map[string]string) error {
 	arn, err := p.gwARN(ctx, path)
 	if err != nil {
 		return err
 	}
-	_, err = p.gw.TagResource(ctx, &apigatewayv2.TagResourceInput{ResourceArn: &arn, Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err = p.gw.TagResource(ctx, &apigatewayv2.TagResourceInput{ResourceArn: &arn, Tags: nonNilMap(tags)})
 	return err
 }
 
@@ -666,13 +650,13 @@ func (p *AWSProvider) account(ctx context.Context) (AWSAccount, error) {
 
 func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
+		want := as[APIProps](r)
 		_, err := p.gw.CreateApi(ctx, &apigatewayv2.CreateApiInput{
-			Name: aws.String(str(r.Props, "name")), ProtocolType: gwtypes.ProtocolType(str(r.Props, "protocol_type")),
-			Tags: strMap(mapOf(r.Props, "tags")),
+			Name: aws.String(want.Name), ProtocolType: gwtypes.ProtocolType(want.ProtocolType), Tags: nonNilMap(want.Tags),
 		})
 		return err
 	}
-	return p.gwTag(ctx, "/apis/"+before.ID, r)
+	return p.gwTag(ctx, "/apis/"+before.ID, as[APIProps](r).Tags)
 }
 
 // putVPCLink makes a VPC link or retags one. UpdateVpcLink changes only
@@ -682,18 +666,22 @@ func (p *AWSProvider) putAPI(ctx context.Context, before *Resource, r Resource) 
 // delete the link and what goes through it (API Gateway refuses to delete
 // an integration a route targets, and a link an integration uses).
 func (p *AWSProvider) putVPCLink(ctx context.Context, before *Resource, r Resource) error {
+	want := as[VPCLinkProps](r)
 	if before != nil {
-		for _, k := range []struct{ key, what string }{{"subnet_ids", "subnets"}, {"security_group_ids", "security groups"}} {
-			if jsonString(before.Props[k.key]) != jsonString(r.Props[k.key]) {
+		had := as[VPCLinkProps](*before)
+		for _, k := range []struct {
+			what       string
+			had, wants []string
+		}{{"subnets", had.SubnetIDs, want.SubnetIDs}, {"security groups", had.SecurityGroupIDs, want.SecurityGroupIDs}} {
+			if jsonString(k.had) != jsonString(k.wants) {
 				return fmt.Errorf("a VPC link keeps its %s: delete the routes and the integration that go through VPC link %s (aws apigatewayv2 delete-route, delete-integration), then the link (aws apigatewayv2 delete-vpc-link --vpc-link-id %s), and deploy again, which makes them anew",
 					k.what, before.ID, before.ID)
 			}
 		}
-		return p.gwTag(ctx, "/vpclinks/"+before.ID, r)
+		return p.gwTag(ctx, "/vpclinks/"+before.ID, want.Tags)
 	}
 	out, err := p.gw.CreateVpcLink(ctx, &apigatewayv2.CreateVpcLinkInput{
-		Name: aws.String(str(r.Props, "name")), SubnetIds: strList(r.Props, "subnet_ids"),
-		SecurityGroupIds: strList(r.Props, "security_group_ids"), Tags: strMap(mapOf(r.Props, "tags")),
+		Name: aws.String(want.Name), SubnetIds: want.SubnetIDs, SecurityGroupIds: want.SecurityGroupIDs, Tags: nonNilMap(want.Tags),
 	})
 	if err != nil {
 		return err
@@ -729,59 +717,62 @@ func (p *AWSProvider) deleteVPCLink(ctx context.Context, id string) error {
 }
 
 func (p *AWSProvider) putIntegration(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
-	typ, conn := gwtypes.IntegrationType(str(r.Props, "integration_type")), gwtypes.ConnectionType(str(r.Props, "connection_type"))
+	in := as[IntegrationProps](r)
+	api := aws.String(in.APIID)
+	typ, conn := gwtypes.IntegrationType(in.IntegrationType), gwtypes.ConnectionType(in.ConnectionType)
 	if before == nil {
 		_, err := p.gw.CreateIntegration(ctx, &apigatewayv2.CreateIntegrationInput{
-			ApiId: api, Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
-			IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
-			ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
-			PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+			ApiId: api, Description: aws.String(in.Description), IntegrationType: typ,
+			IntegrationMethod: aws.String(in.IntegrationMethod), ConnectionType: conn,
+			ConnectionId: aws.String(in.ConnectionID), IntegrationUri: aws.String(in.IntegrationURI),
+			PayloadFormatVersion: aws.String(in.PayloadFormatVersion),
 		})
 		return err
 	}
 	_, err := p.gw.UpdateIntegration(ctx, &apigatewayv2.UpdateIntegrationInput{
-		ApiId: api, IntegrationId: aws.String(before.ID), Description: aws.String(str(r.Props, "description")), IntegrationType: typ,
-		IntegrationMethod: aws.String(str(r.Props, "integration_method")), ConnectionType: conn,
-		ConnectionId: aws.String(str(r.Props, "connection_id")), IntegrationUri: aws.String(str(r.Props, "integration_uri")),
-		PayloadFormatVersion: aws.String(str(r.Props, "payload_format_version")),
+		ApiId: api, IntegrationId: aws.String(before.ID), Description: aws.String(in.Description), IntegrationType: typ,
+		IntegrationMethod: aws.String(in.IntegrationMethod), ConnectionType: conn,
+		ConnectionId: aws.String(in.ConnectionID), IntegrationUri: aws.String(in.IntegrationURI),
+		PayloadFormatVersion: aws.String(in.PayloadFormatVersion),
 	})
 	return err
 }
 
 func (p *AWSProvider) putAuthorizer(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
-	typ := gwtypes.AuthorizerType(str(r.Props, "authorizer_type"))
-	ttl := aws.Int32(int32(num(r.Props, "authorizer_result_ttl_in_seconds")))
-	simple, _ := r.Props["enable_simple_responses"].(bool)
+	a := as[AuthorizerProps](r)
+	api := aws.String(a.APIID)
+	typ := gwtypes.AuthorizerType(a.AuthorizerType)
+	ttl := aws.Int32(int32(a.AuthorizerResultTTLInSeconds))
+	simple := a.EnableSimpleResponses
 	if before == nil {
 		_, err := p.gw.CreateAuthorizer(ctx, &apigatewayv2.CreateAuthorizerInput{
-			ApiId: api, Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
-			AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
-			EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
-			AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+			ApiId: api, Name: aws.String(a.Name), AuthorizerType: typ,
+			AuthorizerPayloadFormatVersion: aws.String(a.AuthorizerPayloadFormatVersion),
+			EnableSimpleResponses:          &simple, IdentitySource: a.IdentitySource,
+			AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(a.AuthorizerURI),
 		})
 		return err
 	}
 	_, err := p.gw.UpdateAuthorizer(ctx, &apigatewayv2.UpdateAuthorizerInput{
-		ApiId: api, AuthorizerId: aws.String(before.ID), Name: aws.String(str(r.Props, "name")), AuthorizerType: typ,
-		AuthorizerPayloadFormatVersion: aws.String(str(r.Props, "authorizer_payload_format_version")),
-		EnableSimpleResponses:          &simple, IdentitySource: strList(r.Props, "identity_source"),
-		AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(str(r.Props, "authorizer_uri")),
+		ApiId: api, AuthorizerId: aws.String(before.ID), Name: aws.String(a.Name), AuthorizerType: typ,
+		AuthorizerPayloadFormatVersion: aws.String(a.AuthorizerPayloadFormatVersion),
+		EnableSimpleResponses:          &simple, IdentitySource: a.IdentitySource,
+		AuthorizerResultTtlInSeconds: ttl, AuthorizerUri: aws.String(a.AuthorizerURI),
 	})
 	return err
 }
 
 func (p *AWSProvider) putRoute(ctx context.Context, before *Resource, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
+	route := as[RouteProps](r)
+	api := aws.String(route.APIID)
 	var authorizer *string
-	if a := str(r.Props, "authorizer_id"); a != "" {
+	if a := route.AuthorizerID; a != "" {
 		authorizer = &a
 	}
-	typ := gwtypes.AuthorizationType(str(r.Props, "authorization_type"))
+	typ := gwtypes.AuthorizationType(route.AuthorizationType)
 	if before == nil {
 		_, err := p.gw.CreateRoute(ctx, &apigatewayv2.CreateRouteInput{
-			ApiId: api, RouteKey: aws.String(str(r.Props, "route_key")), Target: aws.String(str(r.Props, "target")),
+			ApiId: api, RouteKey: aws.String(route.RouteKey), Target: aws.String(route.Target),
 			AuthorizationType: typ, AuthorizerId: authorizer,
 		})
 		return err
@@ -791,27 +782,30 @@ func (p *AWSProvider) putRoute(ctx context.Context, before *Resource, r Resource
 		authorizer = aws.String("")
 	}
 	_, err := p.gw.UpdateRoute(ctx, &apigatewayv2.UpdateRouteInput{
-		ApiId: api, RouteId: aws.String(before.ID), RouteKey: aws.String(str(r.Props, "route_key")),
-		Target: aws.String(str(r.Props, "target")), AuthorizationType: typ, AuthorizerId: authorizer,
+		ApiId: api, RouteId: aws.String(before.ID), RouteKey: aws.String(route.RouteKey),
+		Target: aws.String(route.Target), AuthorizationType: typ, AuthorizerId: authorizer,
 	})
 	return err
 }
 
 func (p *AWSProvider) putStage(ctx context.Context, before *Resource, r Resource) error {
-	api, name := str(r.Props, "api_id"), str(r.Props, "name")
-	auto, _ := r.Props["auto_deploy"].(bool)
+	stage := as[StageProps](r)
+	api, name, auto := stage.APIID, stage.Name, stage.AutoDeploy
 	if before == nil {
-		_, err := p.gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto, Tags: strMap(mapOf(r.Props, "tags"))})
+		_, err := p.gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto, Tags: nonNilMap(stage.Tags)})
 		return err
 	}
 	if _, err := p.gw.UpdateStage(ctx, &apigatewayv2.UpdateStageInput{ApiId: &api, StageName: &name, AutoDeploy: &auto}); err != nil {
 		return err
 	}
-	return p.gwTag(ctx, "/apis/"+api+"/stages/"+name, r)
+	return p.gwTag(ctx, "/apis/"+api+"/stages/"+name, stage.Tags)
 }
 
 func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) error {
-	api := aws.String(str(r.Props, "api_id"))
+	var api *string
+	if child, ok := r.Props.(interface{ apiID() string }); ok {
+		api = aws.String(child.apiID())
+	}
 	var err error
 	switch r.Type {
 	case AWSAPI:
@@ -825,7 +819,7 @@ func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) err
 	case AWSRoute:
 		_, err = p.gw.DeleteRoute(ctx, &apigatewayv2.DeleteRouteInput{ApiId: api, RouteId: aws.String(r.ID)})
 	case AWSStage:
-		_, err = p.gw.DeleteStage(ctx, &apigatewayv2.DeleteStageInput{ApiId: api, StageName: aws.String(str(r.Props, "name"))})
+		_, err = p.gw.DeleteStage(ctx, &apigatewayv2.DeleteStageInput{ApiId: api, StageName: aws.String(as[StageProps](r).Name)})
 	}
 	// Deleting an API deletes its children: a later delete of one finds
 	// nothing, which is what it wanted.
@@ -842,65 +836,69 @@ func (p *AWSProvider) deleteGatewayResource(ctx context.Context, r Resource) err
 // (no key) and after their key otherwise.
 func (p *AWSProvider) readDomains(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{NextToken: next})
+	for d, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.DomainName, string, error) {
+		page, err := p.gw.GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list API Gateway domain names: %w", err)
 		}
-		for _, d := range page.Items {
-			if !tagged(d.Tags, p.Deployment) {
-				continue
-			}
-			name := aws.ToString(d.DomainName)
-			var c gwtypes.DomainNameConfiguration
-			if len(d.DomainNameConfigurations) > 0 {
-				c = d.DomainNameConfigurations[0]
-			}
-			out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
-				Props: map[string]any{
-					"domain_name": name, "certificate_arn": aws.ToString(c.CertificateArn), "endpoint_type": string(c.EndpointType),
-					"security_policy": string(c.SecurityPolicy), "tags": anyMap(d.Tags),
-				},
-				Outputs: map[string]string{
-					"domain_name": name, "arn": aws.ToString(d.DomainNameArn),
-					"target_domain_name": aws.ToString(c.ApiGatewayDomainName), "hosted_zone_id": aws.ToString(c.HostedZoneId),
-				}})
-			mappings, err := p.readAPIMappings(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, mappings...)
+		if !tagged(d.Tags, p.Deployment) {
+			continue
 		}
-		return page.NextToken, nil
-	})
-	return out, err
+		name := aws.ToString(d.DomainName)
+		var c gwtypes.DomainNameConfiguration
+		if len(d.DomainNameConfigurations) > 0 {
+			c = d.DomainNameConfigurations[0]
+		}
+		out = append(out, Resource{Type: AWSDomainName, Name: "api", ID: name,
+			Props: DomainNameProps{
+				DomainName: name, CertificateARN: aws.ToString(c.CertificateArn), EndpointType: string(c.EndpointType),
+				SecurityPolicy: string(c.SecurityPolicy), Tags: nonNilMap(d.Tags),
+			},
+			Outputs: map[string]string{
+				"domain_name": name, "arn": aws.ToString(d.DomainNameArn),
+				"target_domain_name": aws.ToString(c.ApiGatewayDomainName), "hosted_zone_id": aws.ToString(c.HostedZoneId),
+			}})
+		mappings, err := p.readAPIMappings(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, mappings...)
+	}
+	return out, nil
 }
 
 func (p *AWSProvider) readAPIMappings(ctx context.Context, domain string) ([]Resource, error) {
 	var out []Resource
-	err := pages(func(next *string) (*string, error) {
-		page, err := p.gw.GetApiMappings(ctx, &apigatewayv2.GetApiMappingsInput{DomainName: &domain, NextToken: next})
+	for m, err := range pages(ctx, func(ctx context.Context, token string) ([]gwtypes.ApiMapping, string, error) {
+		page, err := p.gw.GetApiMappings(ctx, &apigatewayv2.GetApiMappingsInput{DomainName: &domain, NextToken: nilIfEmpty(token)})
+		if err != nil {
+			return nil, "", err
+		}
+		return page.Items, aws.ToString(page.NextToken), nil
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the API mappings of domain name %s: %w", domain, err)
 		}
-		for _, m := range page.Items {
-			id, key := aws.ToString(m.ApiMappingId), aws.ToString(m.ApiMappingKey)
-			name := "api"
-			if key != "" {
-				name = resourceName(key)
-			}
-			out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
-				Props: map[string]any{"domain_name": domain, "api_id": aws.ToString(m.ApiId), "stage": aws.ToString(m.Stage), "api_mapping_key": key}})
+		id, key := aws.ToString(m.ApiMappingId), aws.ToString(m.ApiMappingKey)
+		name := "api"
+		if key != "" {
+			name = resourceName(key)
 		}
-		return page.NextToken, nil
-	})
-	return out, err
+		out = append(out, Resource{Type: AWSAPIMapping, Name: name, ID: id, Outputs: map[string]string{"id": id},
+			Props: APIMappingProps{DomainName: domain, APIID: aws.ToString(m.ApiId), Stage: aws.ToString(m.Stage), APIMappingKey: key}})
+	}
+	return out, nil
 }
 
-func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
+func domainConfigs(d DomainNameProps) []gwtypes.DomainNameConfiguration {
 	return []gwtypes.DomainNameConfiguration{{
-		CertificateArn: aws.String(str(r.Props, "certificate_arn")), EndpointType: gwtypes.EndpointType(str(r.Props, "endpoint_type")),
-		SecurityPolicy: gwtypes.SecurityPolicy(str(r.Props, "security_policy")),
+		CertificateArn: aws.String(d.CertificateARN), EndpointType: gwtypes.EndpointType(d.EndpointType),
+		SecurityPolicy: gwtypes.SecurityPolicy(d.SecurityPolicy),
 	}}
 }
 
@@ -909,10 +907,11 @@ func domainConfigs(r Resource) []gwtypes.DomainNameConfiguration {
 // (delete the old one, deploy again, move DNS), as a rename here could not
 // be undone in step with its mapping if a later step failed.
 func (p *AWSProvider) putDomainName(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "domain_name")
+	want := as[DomainNameProps](r)
+	name := want.DomainName
 	if before == nil {
 		_, err := p.gw.CreateDomainName(ctx, &apigatewayv2.CreateDomainNameInput{
-			DomainName: &name, DomainNameConfigurations: domainConfigs(r), Tags: strMap(mapOf(r.Props, "tags")),
+			DomainName: &name, DomainNameConfigurations: domainConfigs(want), Tags: nonNilMap(want.Tags),
 		})
 		return err
 	}
@@ -920,10 +919,10 @@ func (p *AWSProvider) putDomainName(ctx context.Context, before *Resource, r Res
 		return fmt.Errorf("an API Gateway domain name keeps its name (%s, not %s): delete it by hand (aws apigatewayv2 delete-domain-name --domain-name %s) and deploy again, then point DNS for %s at the target deploy prints",
 			before.ID, name, before.ID, name)
 	}
-	if _, err := p.gw.UpdateDomainName(ctx, &apigatewayv2.UpdateDomainNameInput{DomainName: &name, DomainNameConfigurations: domainConfigs(r)}); err != nil {
+	if _, err := p.gw.UpdateDomainName(ctx, &apigatewayv2.UpdateDomainNameInput{DomainName: &name, DomainNameConfigurations: domainConfigs(want)}); err != nil {
 		return err
 	}
-	return p.gwTag(ctx, "/domainnames/"+name, r)
+	return p.gwTag(ctx, "/domainnames/"+name, want.Tags)
 }
 
 // deleteDomainName deletes a domain name's API mappings, then the domain
@@ -945,8 +944,9 @@ func (p *AWSProvider) deleteDomainName(ctx context.Context, name string) error {
 // putAPIMapping makes or updates an API mapping; one moved to another
 // domain name is deleted from the old one and made on the new one.
 func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Resource) error {
-	domain, api, stage, key := str(r.Props, "domain_name"), str(r.Props, "api_id"), str(r.Props, "stage"), str(r.Props, "api_mapping_key")
-	if before != nil && str(before.Props, "domain_name") == domain {
+	m := as[APIMappingProps](r)
+	domain, api, stage, key := m.DomainName, m.APIID, m.Stage, m.APIMappingKey
+	if before != nil && as[APIMappingProps](*before).DomainName == domain {
 		_, err := p.gw.UpdateApiMapping(ctx, &apigatewayv2.UpdateApiMappingInput{
 			DomainName: &domain, ApiMappingId: aws.String(before.ID), ApiId: &api, Stage: &stage, ApiMappingKey: &key,
 		})
@@ -965,7 +965,7 @@ func (p *AWSProvider) putAPIMapping(ctx context.Context, before *Resource, r Res
 // name is no error.
 func (p *AWSProvider) deleteAPIMapping(ctx context.Context, r Resource) error {
 	_, err := p.gw.DeleteApiMapping(ctx, &apigatewayv2.DeleteApiMappingInput{
-		DomainName: aws.String(str(r.Props, "domain_name")), ApiMappingId: aws.String(r.ID),
+		DomainName: aws.String(as[APIMappingProps](r).DomainName), ApiMappingId: aws.String(r.ID),
 	})
 	if apiCode(err) == "NotFoundException" {
 		return nil

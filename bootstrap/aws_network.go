@@ -26,10 +26,10 @@ import (
 // EC2 refuses the deletion with DependencyViolation until then.
 const securityGroupWait = 20 * time.Minute
 
-func ec2Tags(m map[string]any) []ec2types.Tag {
+func ec2Tags(m map[string]string) []ec2types.Tag {
 	var out []ec2types.Tag
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return out
 }
@@ -42,18 +42,17 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 	pg := ec2.NewDescribeSecurityGroupsPaginator(p.ec2, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + TagDeployment), Values: []string{p.Deployment}},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ec2.DescribeSecurityGroupsOutput) []ec2types.SecurityGroup { return o.SecurityGroups }) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the security groups tagged %s=%s: %w", TagDeployment, p.Deployment, err)
 		}
-		groups = append(groups, page.SecurityGroups...)
+		groups = append(groups, it)
 	}
 	names := map[string]string{} // group ID -> resource name
 	var out []Resource
 	for _, g := range groups {
 		id, name := aws.ToString(g.GroupId), aws.ToString(g.GroupName)
-		tags := map[string]any{}
+		tags := map[string]string{}
 		for _, t := range g.Tags {
 			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 		}
@@ -61,9 +60,7 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 		names[id] = rn
 		out = append(out, Resource{Type: AWSSecurityGroup, Name: rn, ID: id,
 			Outputs: map[string]string{"id": id, "arn": aws.ToString(g.SecurityGroupArn)},
-			Props: map[string]any{
-				"name": name, "description": aws.ToString(g.Description), "vpc_id": aws.ToString(g.VpcId), "tags": tags,
-			}})
+			Props:   SecurityGroupProps{Name: name, Description: aws.ToString(g.Description), VPCID: aws.ToString(g.VpcId), Tags: tags}})
 	}
 	for _, g := range groups {
 		id := aws.ToString(g.GroupId)
@@ -75,7 +72,8 @@ func (p *AWSProvider) readSecurityGroups(ctx context.Context, _ []Resource) ([]R
 			for _, perm := range dir.perms {
 				for _, r := range rulesOf(id, dir.kind, perm, names) {
 					if taken[r.Name] {
-						r.Name += "-" + resourceName(fmt.Sprintf("%s-%v-%v", r.Props["protocol"], r.Props["from_port"], r.Props["to_port"]))
+						rule := as[SecurityGroupRuleProps](r)
+						r.Name += "-" + resourceName(fmt.Sprintf("%s-%v-%v", rule.Protocol, rule.FromPort, rule.ToPort))
 					}
 					taken[r.Name] = true
 					out = append(out, r)
@@ -97,13 +95,13 @@ func rulesOf(group, kind string, perm ec2types.IpPermission, names map[string]st
 	}
 	var out []Resource
 	add := func(peer, source, cidr string) {
-		cidrs := []any{}
+		cidrs := []string{}
 		if cidr != "" {
 			cidrs = append(cidrs, cidr)
 		}
-		props := map[string]any{
-			"security_group_id": group, "type": kind, "protocol": protocol, "from_port": float64(from), "to_port": float64(to),
-			"source_security_group_id": source, "cidr_blocks": cidrs,
+		props := SecurityGroupRuleProps{
+			SecurityGroupID: group, Type: kind, Protocol: protocol, FromPort: from, ToPort: to,
+			SourceSecurityGroupID: source, CIDRBlocks: cidrs,
 		}
 		id := fmt.Sprintf("%s/%s/%s/%d/%d/%s%s", group, kind, protocol, from, to, source, cidr)
 		out = append(out, Resource{Type: AWSSecurityGroupRule, Name: ruleName(names[group], kind, peer), ID: id, Props: props})
@@ -135,18 +133,20 @@ func rulesOf(group, kind string, perm ec2types.IpPermission, names map[string]st
 // retags one. A group's name, description and VPC cannot change in EC2:
 // another one stops the deploy with the commands that delete it.
 func (p *AWSProvider) putSecurityGroup(ctx context.Context, before *Resource, r Resource) error {
-	name, vpc := str(r.Props, "name"), str(r.Props, "vpc_id")
+	want := as[SecurityGroupProps](r)
+	name, vpc := want.Name, want.VPCID
 	if before != nil {
-		if str(before.Props, "name") != name || str(before.Props, "description") != str(r.Props, "description") || str(before.Props, "vpc_id") != vpc {
+		had := as[SecurityGroupProps](*before)
+		if had.Name != name || had.Description != want.Description || had.VPCID != vpc {
 			return fmt.Errorf("a security group keeps its name, description and VPC (%s in %s): delete security group %s (aws ec2 delete-security-group --group-id %s) after the ECS services and the VPC link that name it, and deploy again",
-				str(before.Props, "name"), str(before.Props, "vpc_id"), before.ID, before.ID)
+				had.Name, had.VPCID, before.ID, before.ID)
 		}
-		_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{before.ID}, Tags: ec2Tags(mapOf(r.Props, "tags"))})
+		_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{before.ID}, Tags: ec2Tags(want.Tags)})
 		return err
 	}
 	out, err := p.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName: &name, Description: aws.String(str(r.Props, "description")), VpcId: &vpc,
-		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: ec2Tags(mapOf(r.Props, "tags"))}},
+		GroupName: &name, Description: aws.String(want.Description), VpcId: &vpc,
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: ec2Tags(want.Tags)}},
 	})
 	if err != nil {
 		return err
@@ -199,15 +199,16 @@ func (p *AWSProvider) deleteSecurityGroup(ctx context.Context, id string) error 
 // either the source (ingress) or destination (egress) group or the CIDR
 // blocks.
 func ipPermission(r Resource) ec2types.IpPermission {
-	protocol := str(r.Props, "protocol")
+	rule := as[SecurityGroupRuleProps](r)
+	protocol := rule.Protocol
 	perm := ec2types.IpPermission{IpProtocol: &protocol}
 	if protocol != allProtocols {
-		perm.FromPort, perm.ToPort = aws.Int32(int32(num(r.Props, "from_port"))), aws.Int32(int32(num(r.Props, "to_port")))
+		perm.FromPort, perm.ToPort = aws.Int32(int32(rule.FromPort)), aws.Int32(int32(rule.ToPort))
 	}
-	if g := str(r.Props, "source_security_group_id"); g != "" {
+	if g := rule.SourceSecurityGroupID; g != "" {
 		perm.UserIdGroupPairs = []ec2types.UserIdGroupPair{{GroupId: &g}}
 	}
-	for _, c := range strList(r.Props, "cidr_blocks") {
+	for _, c := range rule.CIDRBlocks {
 		if strings.Contains(c, ":") {
 			perm.Ipv6Ranges = append(perm.Ipv6Ranges, ec2types.Ipv6Range{CidrIpv6: aws.String(c)})
 		} else {
@@ -225,10 +226,11 @@ func (p *AWSProvider) putSecurityGroupRule(ctx context.Context, before *Resource
 			return err
 		}
 	}
-	group := aws.String(str(r.Props, "security_group_id"))
+	rule := as[SecurityGroupRuleProps](r)
+	group := aws.String(rule.SecurityGroupID)
 	perms := []ec2types.IpPermission{ipPermission(r)}
 	var err error
-	if str(r.Props, "type") == "egress" {
+	if rule.Type == "egress" {
 		_, err = p.ec2.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: group, IpPermissions: perms})
 	} else {
 		_, err = p.ec2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: group, IpPermissions: perms})
@@ -239,10 +241,11 @@ func (p *AWSProvider) putSecurityGroupRule(ctx context.Context, before *Resource
 // revokeSecurityGroupRule revokes a rule; one gone already, or gone with
 // its group, is no error.
 func (p *AWSProvider) revokeSecurityGroupRule(ctx context.Context, r Resource) error {
-	group := aws.String(str(r.Props, "security_group_id"))
+	rule := as[SecurityGroupRuleProps](r)
+	group := aws.String(rule.SecurityGroupID)
 	perms := []ec2types.IpPermission{ipPermission(r)}
 	var err error
-	if str(r.Props, "type") == "egress" {
+	if rule.Type == "egress" {
 		_, err = p.ec2.RevokeSecurityGroupEgress(ctx, &ec2.RevokeSecurityGroupEgressInput{GroupId: group, IpPermissions: perms})
 	} else {
 		_, err = p.ec2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: group, IpPermissions: perms})

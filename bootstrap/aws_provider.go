@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	aastypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -143,7 +144,7 @@ func hintNames(hints []Resource, typ string) map[string]string {
 	out := map[string]string{}
 	for _, h := range hints {
 		if h.Type == typ {
-			if n, ok := h.Props["name"].(string); ok {
+			if n := propsName(h.Props); n != "" {
 				out[n] = h.Name
 			}
 		}
@@ -307,7 +308,7 @@ func (p *AWSProvider) Update(ctx context.Context, before, after Resource) (Resou
 func (p *AWSProvider) reread(ctx context.Context, r Resource) (Resource, error) {
 	var got []Resource
 	if r.Type == AWSRole {
-		role, err := p.readRole(ctx, str(r.Props, "name"))
+		role, err := p.readRole(ctx, as[RoleProps](r).Name)
 		if err != nil {
 			return r, err
 		}
@@ -372,7 +373,7 @@ func (p *AWSProvider) readersOf(typ string) []func(context.Context, []Resource) 
 
 // Delete implements Provider.
 func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
-	name, _ := r.Props["name"].(string)
+	name := propsName(r.Props)
 	var err error
 	switch r.Type {
 	case AWSRole:
@@ -388,16 +389,17 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSService:
 		err = p.deleteService(ctx, r)
 	case AWSScalingTarget:
+		t := as[ScalingTargetProps](r)
 		_, err = p.scaling.DeregisterScalableTarget(ctx, &applicationautoscaling.DeregisterScalableTargetInput{
-			ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")), ResourceId: aws.String(str(r.Props, "resource_id")),
-			ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
+			ServiceNamespace: aastypes.ServiceNamespace(t.ServiceNamespace), ResourceId: aws.String(t.ResourceID),
+			ScalableDimension: aastypes.ScalableDimension(t.ScalableDimension),
 		})
 	case AWSScalingPolicy:
 		err = p.deleteScalingPolicy(ctx, r)
 	case AWSScheduleGroup:
 		_, err = p.sched.DeleteScheduleGroup(ctx, &scheduler.DeleteScheduleGroupInput{Name: &name})
 	case AWSSchedule:
-		group, _ := r.Props["group"].(string)
+		group := as[ScheduleProps](r).Group
 		_, err = p.sched.DeleteSchedule(ctx, &scheduler.DeleteScheduleInput{Name: &name, GroupName: &group})
 	case AWSSecurityGroup:
 		err = p.deleteSecurityGroup(ctx, r.ID)
@@ -414,7 +416,7 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 	case AWSAPI, AWSVPCLink, AWSIntegration, AWSAuthorizer, AWSRoute, AWSStage:
 		err = p.deleteGatewayResource(ctx, r)
 	case AWSDomainName:
-		err = p.deleteDomainName(ctx, str(r.Props, "domain_name"))
+		err = p.deleteDomainName(ctx, as[DomainNameProps](r).DomainName)
 	case AWSAPIMapping:
 		err = p.deleteAPIMapping(ctx, r)
 	default:
@@ -431,31 +433,36 @@ func (p *AWSProvider) Delete(ctx context.Context, r Resource) error {
 func (p *AWSProvider) readRoles(ctx context.Context, _ []Resource) ([]Resource, error) {
 	var out []Resource
 	pg := iam.NewListRolesPaginator(p.iam, &iam.ListRolesInput{PathPrefix: aws.String(p.path())})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for r, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *iam.ListRolesOutput) []iamtypes.Role { return o.Roles }) {
 		if err != nil {
 			return nil, fmt.Errorf("list IAM roles under %s: %w", p.path(), err)
 		}
-		for _, r := range page.Roles {
-			res, err := p.readRole(ctx, aws.ToString(r.RoleName))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, res)
+		res, err := p.readRole(ctx, aws.ToString(r.RoleName))
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res)
 	}
 	return out, nil
 }
 
-func decodePolicy(doc string) (map[string]any, error) {
+// decodePolicy reads a policy document as IAM returns it (URL-encoded).
+// Elements outside IAM's grammar are refused rather than dropped, so a
+// document changed by hand never reads as the desired one.
+func decodePolicy(doc string) (PolicyDocument, error) {
 	if s, err := url.QueryUnescape(doc); err == nil {
 		doc = s
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(doc), &m); err != nil {
-		return nil, fmt.Errorf("policy document is not JSON: %w", err)
+	var d PolicyDocument
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, fmt.Errorf("policy document: %w", err)
 	}
-	return m, nil
+	if d.Statement == nil {
+		d.Statement = []PolicyStatement{}
+	}
+	return d, nil
 }
 
 func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, error) {
@@ -468,20 +475,21 @@ func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, erro
 	if err != nil {
 		return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
 	}
-	props := map[string]any{
-		"name": name, "path": aws.ToString(role.Path), "description": aws.ToString(role.Description),
-		"assume_role_policy": trust, "tags": iamTags(role.Tags), "instance_profile": false,
+	props := RoleProps{
+		Name: name, Path: aws.ToString(role.Path), Description: aws.ToString(role.Description),
+		AssumeRolePolicy: trust, Tags: iamTags(role.Tags),
 	}
 	pol, err := p.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName)})
 	switch {
 	case apiCode(err) == "NoSuchEntity":
-		props["policy"] = nil
 	case err != nil:
 		return Resource{}, fmt.Errorf("get the policy of IAM role %s: %w", name, err)
 	default:
-		if props["policy"], err = decodePolicy(aws.ToString(pol.PolicyDocument)); err != nil {
+		doc, err := decodePolicy(aws.ToString(pol.PolicyDocument))
+		if err != nil {
 			return Resource{}, fmt.Errorf("IAM role %s: %w", name, err)
 		}
+		props.Policy = &doc
 	}
 	ips, err := p.iam.ListInstanceProfilesForRole(ctx, &iam.ListInstanceProfilesForRoleInput{RoleName: &name})
 	if err != nil {
@@ -490,15 +498,15 @@ func (p *AWSProvider) readRole(ctx context.Context, name string) (Resource, erro
 	outputs := map[string]string{"arn": aws.ToString(role.Arn)}
 	for _, ip := range ips.InstanceProfiles {
 		if aws.ToString(ip.InstanceProfileName) == name {
-			props["instance_profile"] = true
+			props.InstanceProfile = true
 			outputs["instance_profile_arn"] = aws.ToString(ip.Arn)
 		}
 	}
-	return Resource{Type: AWSRole, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: aws.ToString(role.Arn), Outputs: outputs}, nil
+	return Resource{Type: AWSRole, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: props, ID: aws.ToString(role.Arn), Outputs: outputs}, nil
 }
 
-func iamTags(tags []iamtypes.Tag) map[string]any {
-	out := map[string]any{}
+func iamTags(tags []iamtypes.Tag) map[string]string {
+	out := map[string]string{}
 	for _, t := range tags {
 		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
@@ -510,35 +518,6 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-
-func num(m map[string]any, k string) int {
-	switch v := m[k].(type) {
-	case float64:
-		return int(v)
-	case int:
-		return v
-	}
-	return 0
-}
-
-func mapOf(m map[string]any, k string) map[string]any { v, _ := m[k].(map[string]any); return v }
-
-func strList(m map[string]any, k string) []string {
-	var out []string
-	switch v := m[k].(type) {
-	case []any:
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-	case []string:
-		out = v
-	}
-	return out
-}
-
 // nonNil is l, or an empty list for none, so a list read back compares
 // equal to a desired empty one.
 func nonNil(l []string) []string {
@@ -548,61 +527,55 @@ func nonNil(l []string) []string {
 	return l
 }
 
-func strMap(m map[string]any) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
-}
-
 func (p *AWSProvider) putRole(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	trust := jsonString(r.Props["assume_role_policy"])
+	want := as[RoleProps](r)
+	name := want.Name
+	trust := jsonString(want.AssumeRolePolicy)
+	var had RoleProps
 	if before == nil {
 		var tags []iamtypes.Tag
-		for k, v := range strMap(mapOf(r.Props, "tags")) {
+		for k, v := range want.Tags {
 			tags = append(tags, iamtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 		}
 		if _, err := p.iam.CreateRole(ctx, &iam.CreateRoleInput{
-			RoleName: &name, Path: aws.String(str(r.Props, "path")), Description: aws.String(str(r.Props, "description")),
+			RoleName: &name, Path: aws.String(want.Path), Description: aws.String(want.Description),
 			AssumeRolePolicyDocument: &trust, Tags: tags,
 		}); err != nil {
 			return err
 		}
 		// The role exists now: a later step that fails removes it again.
-		if err := p.putRole(ctx, &Resource{Props: map[string]any{"assume_role_policy": r.Props["assume_role_policy"], "description": r.Props["description"]}}, r); err != nil {
+		made := RoleProps{AssumeRolePolicy: want.AssumeRolePolicy, Description: want.Description}
+		if err := p.putRole(ctx, &Resource{Type: AWSRole, Name: r.Name, Props: made}, r); err != nil {
 			return errors.Join(err, p.deleteRole(context.WithoutCancel(ctx), r))
 		}
 		return nil
 	} else {
-		if jsonString(before.Props["assume_role_policy"]) != trust {
+		had = as[RoleProps](*before)
+		if jsonString(had.AssumeRolePolicy) != trust {
 			if _, err := p.iam.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: &name, PolicyDocument: &trust}); err != nil {
 				return err
 			}
 		}
-		if str(before.Props, "description") != str(r.Props, "description") {
-			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+		if had.Description != want.Description {
+			if _, err := p.iam.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: &name, Description: aws.String(want.Description)}); err != nil {
 				return err
 			}
 		}
 	}
-	if pol := r.Props["policy"]; pol != nil && (before == nil || jsonString(before.Props["policy"]) != jsonString(pol)) {
+	if pol := want.Policy; pol != nil && (had.Policy == nil || jsonString(had.Policy) != jsonString(pol)) {
 		if _, err := p.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: &name, PolicyName: aws.String(policyName), PolicyDocument: aws.String(jsonString(pol))}); err != nil {
 			return err
 		}
 	}
-	want, _ := r.Props["instance_profile"].(bool)
-	had := before != nil && before.Props["instance_profile"] == true
 	switch {
-	case want && !had:
-		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(str(r.Props, "path"))}); err != nil && apiCode(err) != "EntityAlreadyExists" {
+	case want.InstanceProfile && !had.InstanceProfile:
+		if _, err := p.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: &name, Path: aws.String(want.Path)}); err != nil && apiCode(err) != "EntityAlreadyExists" {
 			return err
 		}
 		if _, err := p.iam.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: &name, RoleName: &name}); err != nil {
 			return err
 		}
-	case had && !want:
+	case had.InstanceProfile && !want.InstanceProfile:
 		return p.dropInstanceProfile(ctx, name)
 	}
 	return nil
@@ -619,8 +592,9 @@ func (p *AWSProvider) dropInstanceProfile(ctx context.Context, name string) erro
 }
 
 func (p *AWSProvider) deleteRole(ctx context.Context, r Resource) error {
-	name := str(r.Props, "name")
-	if r.Props["instance_profile"] == true {
+	role := as[RoleProps](r)
+	name := role.Name
+	if role.InstanceProfile {
 		if err := p.dropInstanceProfile(ctx, name); err != nil {
 			return err
 		}
@@ -643,55 +617,55 @@ func (p *AWSProvider) readLogGroups(ctx context.Context, hints []Resource) ([]Re
 	var out []Resource
 	for _, prefix := range []string{p.path(), "/aws/lambda/" + p.Deployment + "-"} {
 		pg := cloudwatchlogs.NewDescribeLogGroupsPaginator(p.logs, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &prefix})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
+		for g, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *cloudwatchlogs.DescribeLogGroupsOutput) []cwltypes.LogGroup { return o.LogGroups }) {
 			if err != nil {
 				return nil, fmt.Errorf("list log groups under %s: %w", prefix, err)
 			}
-			for _, g := range page.LogGroups {
-				name := aws.ToString(g.LogGroupName)
-				arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
-				tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
-				if err != nil {
-					return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
-				}
-				rn := strings.TrimPrefix(name, prefix)
-				if prefix != p.path() {
-					if !tagged(tags.Tags, p.Deployment) {
-						continue
-					}
-					if n, ok := names[name]; ok {
-						rn = n
-					}
-				}
-				props := map[string]any{"name": name, "retention_in_days": int(aws.ToInt32(g.RetentionInDays)), "tags": anyMap(tags.Tags)}
-				out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+			name := aws.ToString(g.LogGroupName)
+			arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
+			tags, err := p.logs.ListTagsForResource(ctx, &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+			if err != nil {
+				return nil, fmt.Errorf("read the tags of log group %s: %w", name, err)
 			}
+			rn := strings.TrimPrefix(name, prefix)
+			if prefix != p.path() {
+				if !tagged(tags.Tags, p.Deployment) {
+					continue
+				}
+				if n, ok := names[name]; ok {
+					rn = n
+				}
+			}
+			props := LogGroupProps{Name: name, RetentionInDays: int(aws.ToInt32(g.RetentionInDays)), Tags: nonNilMap(tags.Tags)}
+			out = append(out, Resource{Type: AWSLogGroup, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}})
 		}
 	}
 	return out, nil
 }
 
-func anyMap(m map[string]string) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
+// nonNilMap is m, or an empty map for none, so tags read back compare
+// equal to desired empty ones.
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
 	}
-	return out
+	return m
 }
 
 func (p *AWSProvider) putLogGroup(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	want := as[LogGroupProps](r)
+	name := want.Name
+	var had LogGroupProps
 	if before == nil {
-		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+		if _, err := p.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &name, Tags: want.Tags}); err != nil {
 			return err
 		}
-	} else if !maps.Equal(strMap(mapOf(before.Props, "tags")), strMap(mapOf(r.Props, "tags"))) {
-		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))}); err != nil {
+	} else if had = as[LogGroupProps](*before); !maps.Equal(had.Tags, want.Tags) {
+		if _, err := p.logs.TagResource(ctx, &cloudwatchlogs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: want.Tags}); err != nil {
 			return err
 		}
 	}
-	if days := num(r.Props, "retention_in_days"); before == nil || num(before.Props, "retention_in_days") != days {
+	if days := want.RetentionInDays; before == nil || had.RetentionInDays != days {
 		if _, err := p.logs.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &name, RetentionInDays: aws.Int32(int32(days))}); err != nil {
 			return err
 		}
@@ -709,25 +683,22 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 			return
 		}
 		seen[name] = true
-		t := map[string]any{}
+		t := map[string]string{}
 		for _, tg := range tags {
 			t[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 		}
-		props := map[string]any{"name": name, "description": desc, "tags": t}
+		props := SecretProps{Name: name, Description: desc, Tags: t}
 		out = append(out, Resource{Type: AWSSecret, Name: resourceName(name), Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
 	pg := secretsmanager.NewListSecretsPaginator(p.sm, &secretsmanager.ListSecretsInput{Filters: []smtypes.Filter{
 		{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{TagDeployment}},
 		{Key: smtypes.FilterNameStringTypeTagValue, Values: []string{p.Deployment}},
 	}})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *secretsmanager.ListSecretsOutput) []smtypes.SecretListEntry { return o.SecretList }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the deployment's secrets: %w", err)
 		}
-		for _, s := range page.SecretList {
-			add(aws.ToString(s.Name), aws.ToString(s.ARN), aws.ToString(s.Description), s.Tags)
-		}
+		add(aws.ToString(s.Name), aws.ToString(s.ARN), aws.ToString(s.Description), s.Tags)
 	}
 	// Secrets made by hand carry no tag: look the desired ones up by name.
 	for name := range hintNames(hints, AWSSecret) {
@@ -747,19 +718,20 @@ func (p *AWSProvider) readSecrets(ctx context.Context, hints []Resource) ([]Reso
 }
 
 func (p *AWSProvider) putSecret(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	want := as[SecretProps](r)
+	name := want.Name
 	var tags []smtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	for k, v := range want.Tags {
 		tags = append(tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
 		// No value: the secret is made empty, and its value never passes
 		// through a plan or the journal.
-		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(str(r.Props, "description")), Tags: tags})
+		_, err := p.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, Description: aws.String(want.Description), Tags: tags})
 		return err
 	}
-	if str(before.Props, "description") != str(r.Props, "description") {
-		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(str(r.Props, "description"))}); err != nil {
+	if as[SecretProps](*before).Description != want.Description {
+		if _, err := p.sm.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: &name, Description: aws.String(want.Description)}); err != nil {
 			return err
 		}
 	}
@@ -780,26 +752,25 @@ func (p *AWSProvider) readTables(ctx context.Context, hints []Resource) ([]Resou
 			return nil, fmt.Errorf("describe table %s: %w", name, err)
 		}
 		t := d.Table
-		props := map[string]any{"name": name, "billing_mode": "PROVISIONED"}
+		props := TableProps{Name: name, BillingMode: "PROVISIONED"}
 		if t.BillingModeSummary != nil {
-			props["billing_mode"] = string(t.BillingModeSummary.BillingMode)
+			props.BillingMode = string(t.BillingModeSummary.BillingMode)
 		}
 		for _, k := range t.KeySchema {
 			if k.KeyType == ddbtypes.KeyTypeHash {
-				props["hash_key"] = aws.ToString(k.AttributeName)
+				props.HashKey = aws.ToString(k.AttributeName)
 			} else {
-				props["range_key"] = aws.ToString(k.AttributeName)
+				props.RangeKey = aws.ToString(k.AttributeName)
 			}
 		}
 		tags, err := p.ddb.ListTagsOfResource(ctx, &dynamodb.ListTagsOfResourceInput{ResourceArn: t.TableArn})
 		if err != nil {
 			return nil, fmt.Errorf("read the tags of table %s: %w", name, err)
 		}
-		tm := map[string]any{}
+		props.Tags = map[string]string{}
 		for _, tg := range tags.Tags {
-			tm[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+			props.Tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 		}
-		props["tags"] = tm
 		arn := aws.ToString(t.TableArn)
 		out = append(out, Resource{Type: AWSTable, Name: rn, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}, Retain: true})
 	}
@@ -807,17 +778,19 @@ func (p *AWSProvider) readTables(ctx context.Context, hints []Resource) ([]Resou
 }
 
 func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
+	want := as[TableProps](r)
+	name := want.Name
 	var tags []ddbtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	for k, v := range want.Tags {
 		tags = append(tags, ddbtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before != nil {
-		if str(before.Props, "hash_key") != str(r.Props, "hash_key") || str(before.Props, "range_key") != str(r.Props, "range_key") {
-			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, str(r.Props, "hash_key"), str(r.Props, "range_key"))
+		had := as[TableProps](*before)
+		if had.HashKey != want.HashKey || had.RangeKey != want.RangeKey {
+			return fmt.Errorf("table %s exists with another key schema; the store needs (%s, %s): choose another table_prefix", name, want.HashKey, want.RangeKey)
 		}
-		if str(before.Props, "billing_mode") != str(r.Props, "billing_mode") {
-			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode"))}); err != nil {
+		if had.BillingMode != want.BillingMode {
+			if _, err := p.ddb.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, BillingMode: ddbtypes.BillingMode(want.BillingMode)}); err != nil {
 				return err
 			}
 		}
@@ -826,7 +799,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 	}
 	// The store's own layout (internal/store ensureTable): string keys pk
 	// and sk. Made here so that no server role needs dynamodb:CreateTable.
-	hash, rng := str(r.Props, "hash_key"), str(r.Props, "range_key")
+	hash, rng := want.HashKey, want.RangeKey
 	_, err := p.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: &name,
 		AttributeDefinitions: []ddbtypes.AttributeDefinition{
@@ -837,7 +810,7 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 			{AttributeName: &hash, KeyType: ddbtypes.KeyTypeHash},
 			{AttributeName: &rng, KeyType: ddbtypes.KeyTypeRange},
 		},
-		BillingMode: ddbtypes.BillingMode(str(r.Props, "billing_mode")),
+		BillingMode: ddbtypes.BillingMode(want.BillingMode),
 		Tags:        tags,
 	})
 	if err != nil {
@@ -855,18 +828,18 @@ func (p *AWSProvider) putTable(ctx context.Context, before *Resource, r Resource
 
 // ---- ECS ----
 
-func ecsTags(tags []ecstypes.Tag) map[string]any {
-	out := map[string]any{}
+func ecsTags(tags []ecstypes.Tag) map[string]string {
+	out := map[string]string{}
 	for _, t := range tags {
 		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return out
 }
 
-func toECSTags(m map[string]any) []ecstypes.Tag {
+func toECSTags(m map[string]string) []ecstypes.Tag {
 	var out []ecstypes.Tag
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(fmt.Sprint(m[k]))})
+		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return out
 }
@@ -887,15 +860,14 @@ func (p *AWSProvider) readECS(ctx context.Context, _ []Resource) ([]Resource, er
 		return nil, nil
 	}
 	arn := aws.ToString(cluster.ClusterArn)
-	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: map[string]any{"name": p.Deployment, "tags": ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
+	out = append(out, Resource{Type: AWSCluster, Name: "servers", Props: ClusterProps{Name: p.Deployment, Tags: ecsTags(cluster.Tags)}, ID: arn, Outputs: map[string]string{"arn": arn}})
 	var arns []string
 	pg := ecs.NewListServicesPaginator(p.ecs, &ecs.ListServicesInput{Cluster: &p.Deployment})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for it, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *ecs.ListServicesOutput) []string { return o.ServiceArns }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the services of ECS cluster %s: %w", p.Deployment, err)
 		}
-		arns = append(arns, page.ServiceArns...)
+		arns = append(arns, it)
 	}
 	for chunk := range slices.Chunk(arns, 10) {
 		ds, err := p.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: &p.Deployment, Services: chunk, Include: []ecstypes.ServiceField{ecstypes.ServiceFieldTags}})
@@ -923,85 +895,85 @@ func (p *AWSProvider) readService(ctx context.Context, s ecstypes.Service) (Reso
 		return Resource{}, fmt.Errorf("describe the task definition of ECS service %s: %w", name, err)
 	}
 	t := td.TaskDefinition
-	task := map[string]any{"family": aws.ToString(t.Family), "task_role_arn": aws.ToString(t.TaskRoleArn), "execution_role_arn": aws.ToString(t.ExecutionRoleArn)}
-	task["cpu"], _ = strconv.Atoi(aws.ToString(t.Cpu))
-	task["memory"], _ = strconv.Atoi(aws.ToString(t.Memory))
+	task := TaskSpec{Family: aws.ToString(t.Family), TaskRoleARN: aws.ToString(t.TaskRoleArn), ExecutionRoleARN: aws.ToString(t.ExecutionRoleArn)}
+	task.CPU, _ = strconv.Atoi(aws.ToString(t.Cpu))
+	task.Memory, _ = strconv.Atoi(aws.ToString(t.Memory))
 	if len(t.ContainerDefinitions) > 0 {
 		c := t.ContainerDefinitions[0]
-		task["image"] = aws.ToString(c.Image)
-		task["command"] = c.Command
-		env := map[string]any{}
+		task.Image = aws.ToString(c.Image)
+		task.Command = c.Command
+		task.Environment = map[string]string{}
 		for _, kv := range c.Environment {
-			env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+			task.Environment[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
 		}
-		task["environment"] = env
 		if c.LogConfiguration != nil {
-			task["log_group"] = c.LogConfiguration.Options["awslogs-group"]
+			task.LogGroup = c.LogConfiguration.Options["awslogs-group"]
 		}
 	}
 	var subnets, groups []string
 	if nc := s.NetworkConfiguration; nc != nil && nc.AwsvpcConfiguration != nil {
 		subnets, groups = nc.AwsvpcConfiguration.Subnets, nc.AwsvpcConfiguration.SecurityGroups
 	}
-	props := map[string]any{
-		"name": name, "cluster": p.Deployment, "desired_count": int(s.DesiredCount), "task": task,
-		"subnets": subnets, "security_groups": nonNil(groups), "tags": ecsTags(s.Tags),
+	props := ServiceProps{
+		Name: name, Cluster: p.Deployment, DesiredCount: int(s.DesiredCount), Task: task,
+		Subnets: subnets, SecurityGroups: nonNil(groups), Tags: ecsTags(s.Tags),
 	}
 	if len(s.ServiceRegistries) > 0 {
-		props["service_registry"] = aws.ToString(s.ServiceRegistries[0].RegistryArn)
+		props.ServiceRegistry = aws.ToString(s.ServiceRegistries[0].RegistryArn)
 	}
 	arn := aws.ToString(s.ServiceArn)
-	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: normalize(props), ID: arn,
+	return Resource{Type: AWSService, Name: strings.TrimPrefix(name, p.Deployment+"-"), Props: props, ID: arn,
 		Outputs: map[string]string{"arn": arn, "task_definition_arn": aws.ToString(t.TaskDefinitionArn)}}, nil
 }
 
 func (p *AWSProvider) putCluster(ctx context.Context, before *Resource, r Resource) error {
 	if before == nil {
-		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(str(r.Props, "name")), Tags: toECSTags(mapOf(r.Props, "tags"))})
+		_, err := p.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(as[ClusterProps](r).Name), Tags: toECSTags(as[ClusterProps](r).Tags)})
 		return err
 	}
-	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+	_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(as[ClusterProps](r).Tags)})
 	return err
 }
 
 func (p *AWSProvider) registerTask(ctx context.Context, r Resource) (string, error) {
-	task := mapOf(r.Props, "task")
+	svc := as[ServiceProps](r)
+	task := svc.Task
 	var env []ecstypes.KeyValuePair
-	envm := mapOf(task, "environment")
-	for _, k := range slices.Sorted(maps.Keys(envm)) {
-		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(fmt.Sprint(envm[k]))})
+	for _, k := range slices.Sorted(maps.Keys(task.Environment)) {
+		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(task.Environment[k])})
 	}
 	region := p.ecs.Options().Region
 	out, err := p.ecs.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family: aws.String(str(task, "family")), RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
-		NetworkMode: ecstypes.NetworkModeAwsvpc, Cpu: aws.String(strconv.Itoa(num(task, "cpu"))), Memory: aws.String(strconv.Itoa(num(task, "memory"))),
-		TaskRoleArn: aws.String(str(task, "task_role_arn")), ExecutionRoleArn: aws.String(str(task, "execution_role_arn")),
+		Family: aws.String(task.Family), RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode: ecstypes.NetworkModeAwsvpc, Cpu: aws.String(strconv.Itoa(task.CPU)), Memory: aws.String(strconv.Itoa(task.Memory)),
+		TaskRoleArn: aws.String(task.TaskRoleARN), ExecutionRoleArn: aws.String(task.ExecutionRoleARN),
 		ContainerDefinitions: []ecstypes.ContainerDefinition{{
-			Name: aws.String("gosling"), Image: aws.String(str(task, "image")), Command: strList(task, "command"), Essential: aws.Bool(true),
+			Name: aws.String("gosling"), Image: aws.String(task.Image), Command: task.Command, Essential: aws.Bool(true),
 			Environment:  env,
 			PortMappings: []ecstypes.PortMapping{{ContainerPort: aws.Int32(8080), Protocol: ecstypes.TransportProtocolTcp}},
 			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
-				"awslogs-group": str(task, "log_group"), "awslogs-region": region, "awslogs-stream-prefix": "gosling",
+				"awslogs-group": task.LogGroup, "awslogs-region": region, "awslogs-stream-prefix": "gosling",
 			}},
 		}},
-		Tags: toECSTags(mapOf(r.Props, "tags")),
+		Tags: toECSTags(svc.Tags),
 	})
 	if err != nil {
-		return "", fmt.Errorf("register task definition %s: %w", str(task, "family"), err)
+		return "", fmt.Errorf("register task definition %s: %w", task.Family, err)
 	}
 	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), nil
 }
 
 func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resource) error {
-	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	want := as[ServiceProps](r)
+	name, cluster := want.Name, want.Cluster
 	// Without security groups ECS gives the tasks the VPC's default one.
 	network := &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
-		Subnets: strList(r.Props, "subnets"), SecurityGroups: strList(r.Props, "security_groups"), AssignPublicIp: ecstypes.AssignPublicIpDisabled,
+		Subnets: want.Subnets, SecurityGroups: want.SecurityGroups, AssignPublicIp: ecstypes.AssignPublicIpDisabled,
 	}}
 	// The API service's tasks register in Cloud Map with the container's
 	// port, for the gateway's VPC link integration.
 	var registries []ecstypes.ServiceRegistry
-	if reg := str(r.Props, "service_registry"); reg != "" {
+	if reg := want.ServiceRegistry; reg != "" {
 		registries = []ecstypes.ServiceRegistry{{RegistryArn: &reg, ContainerName: aws.String("gosling"), ContainerPort: aws.Int32(8080)}}
 	}
 	if before == nil {
@@ -1010,8 +982,8 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 			return err
 		}
 		_, err = p.ecs.CreateService(ctx, &ecs.CreateServiceInput{
-			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(num(r.Props, "desired_count"))),
-			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(mapOf(r.Props, "tags")),
+			ServiceName: &name, Cluster: &cluster, TaskDefinition: &td, DesiredCount: aws.Int32(int32(want.DesiredCount)),
+			LaunchType: ecstypes.LaunchTypeFargate, NetworkConfiguration: network, Tags: toECSTags(want.Tags),
 			PropagateTags: ecstypes.PropagateTagsService, ServiceRegistries: registries,
 		})
 		if err != nil {
@@ -1021,19 +993,20 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 		}
 		return nil
 	}
+	had := as[ServiceProps](*before)
 	in := &ecs.UpdateServiceInput{Service: &name, Cluster: &cluster, NetworkConfiguration: network}
 	// The count is sent only when it changes: it may be the scaler's.
-	if num(before.Props, "desired_count") != num(r.Props, "desired_count") {
-		in.DesiredCount = aws.Int32(int32(num(r.Props, "desired_count")))
+	if had.DesiredCount != want.DesiredCount {
+		in.DesiredCount = aws.Int32(int32(want.DesiredCount))
 	}
-	if str(before.Props, "service_registry") != str(r.Props, "service_registry") {
+	if had.ServiceRegistry != want.ServiceRegistry {
 		// An empty list removes the registry.
 		in.ServiceRegistries = registries
 		if in.ServiceRegistries == nil {
 			in.ServiceRegistries = []ecstypes.ServiceRegistry{}
 		}
 	}
-	if jsonString(before.Props["task"]) != jsonString(r.Props["task"]) {
+	if jsonString(had.Task) != jsonString(want.Task) {
 		// Task definitions are immutable: a change is a new revision.
 		td, err := p.registerTask(ctx, r)
 		if err != nil {
@@ -1044,15 +1017,15 @@ func (p *AWSProvider) putService(ctx context.Context, before *Resource, r Resour
 	if _, err := p.ecs.UpdateService(ctx, in); err != nil {
 		return err
 	}
-	if jsonString(before.Props["tags"]) != jsonString(r.Props["tags"]) {
-		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(mapOf(r.Props, "tags"))})
+	if !maps.Equal(had.Tags, want.Tags) {
+		_, err := p.ecs.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: toECSTags(want.Tags)})
 		return err
 	}
 	return nil
 }
 
 func (p *AWSProvider) deleteService(ctx context.Context, r Resource) error {
-	name, cluster := str(r.Props, "name"), str(r.Props, "cluster")
+	name, cluster := as[ServiceProps](r).Name, as[ServiceProps](r).Cluster
 	if _, err := p.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Service: &name, Cluster: &cluster, Force: aws.Bool(true)}); err != nil {
 		return err
 	}
@@ -1078,43 +1051,41 @@ func (p *AWSProvider) readSchedules(ctx context.Context, _ []Resource) ([]Resour
 	if err != nil {
 		return nil, fmt.Errorf("read the tags of schedule group %s: %w", p.Deployment, err)
 	}
-	tm := map[string]any{}
+	tm := map[string]string{}
 	for _, t := range tags.Tags {
 		tm[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: map[string]any{"name": p.Deployment, "tags": tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
+	out := []Resource{{Type: AWSScheduleGroup, Name: "triggers", Props: ScheduleGroupProps{Name: p.Deployment, Tags: tm}, ID: aws.ToString(g.Arn), Outputs: map[string]string{"arn": aws.ToString(g.Arn)}}}
 	pg := scheduler.NewListSchedulesPaginator(p.sched, &scheduler.ListSchedulesInput{GroupName: &p.Deployment})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for s, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *scheduler.ListSchedulesOutput) []schedtypes.ScheduleSummary { return o.Schedules }) {
 		if err != nil {
 			return nil, fmt.Errorf("list the schedules of group %s: %w", p.Deployment, err)
 		}
-		for _, s := range page.Schedules {
-			got, err := p.sched.GetSchedule(ctx, &scheduler.GetScheduleInput{Name: s.Name, GroupName: &p.Deployment})
-			if err != nil {
-				return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
-			}
-			target := map[string]any{}
-			if t := got.Target; t != nil {
-				target = map[string]any{"arn": aws.ToString(t.Arn), "role_arn": aws.ToString(t.RoleArn), "input": aws.ToString(t.Input)}
-			}
-			props := map[string]any{
-				"name": aws.ToString(got.Name), "group": p.Deployment, "expression": aws.ToString(got.ScheduleExpression),
-				"timezone": aws.ToString(got.ScheduleExpressionTimezone), "target": target,
-			}
-			out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
+		got, err := p.sched.GetSchedule(ctx, &scheduler.GetScheduleInput{Name: s.Name, GroupName: &p.Deployment})
+		if err != nil {
+			return nil, fmt.Errorf("get schedule %s: %w", aws.ToString(s.Name), err)
 		}
+		var target ScheduleTarget
+		if t := got.Target; t != nil {
+			target = ScheduleTarget{ARN: aws.ToString(t.Arn), RoleARN: aws.ToString(t.RoleArn), Input: aws.ToString(t.Input)}
+		}
+		props := ScheduleProps{
+			Name: aws.ToString(got.Name), Group: p.Deployment, Expression: aws.ToString(got.ScheduleExpression),
+			Timezone: aws.ToString(got.ScheduleExpressionTimezone), Target: target,
+		}
+		out = append(out, Resource{Type: AWSSchedule, Name: aws.ToString(got.Name), Props: props, ID: aws.ToString(got.Arn), Outputs: map[string]string{"arn": aws.ToString(got.Arn)}})
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r Resource) error {
 	var tags []schedtypes.Tag
-	for k, v := range strMap(mapOf(r.Props, "tags")) {
+	want := as[ScheduleGroupProps](r)
+	for k, v := range want.Tags {
 		tags = append(tags, schedtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if before == nil {
-		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(str(r.Props, "name")), Tags: tags})
+		_, err := p.sched.CreateScheduleGroup(ctx, &scheduler.CreateScheduleGroupInput{Name: aws.String(want.Name), Tags: tags})
 		return err
 	}
 	_, err := p.sched.TagResource(ctx, &scheduler.TagResourceInput{ResourceArn: aws.String(before.ID), Tags: tags})
@@ -1122,20 +1093,20 @@ func (p *AWSProvider) putScheduleGroup(ctx context.Context, before *Resource, r 
 }
 
 func (p *AWSProvider) putSchedule(ctx context.Context, before *Resource, r Resource) error {
-	t := mapOf(r.Props, "target")
-	target := &schedtypes.Target{Arn: aws.String(str(t, "arn")), RoleArn: aws.String(str(t, "role_arn")), Input: aws.String(str(t, "input"))}
-	name, group := str(r.Props, "name"), str(r.Props, "group")
+	s := as[ScheduleProps](r)
+	target := &schedtypes.Target{Arn: aws.String(s.Target.ARN), RoleArn: aws.String(s.Target.RoleARN), Input: aws.String(s.Target.Input)}
+	name, group := s.Name, s.Group
 	window := &schedtypes.FlexibleTimeWindow{Mode: schedtypes.FlexibleTimeWindowModeOff}
 	if before == nil {
 		_, err := p.sched.CreateSchedule(ctx, &scheduler.CreateScheduleInput{
-			Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
-			ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+			Name: &name, GroupName: &group, ScheduleExpression: aws.String(s.Expression),
+			ScheduleExpressionTimezone: aws.String(s.Timezone), Target: target, FlexibleTimeWindow: window,
 		})
 		return err
 	}
 	_, err := p.sched.UpdateSchedule(ctx, &scheduler.UpdateScheduleInput{
-		Name: &name, GroupName: &group, ScheduleExpression: aws.String(str(r.Props, "expression")),
-		ScheduleExpressionTimezone: aws.String(str(r.Props, "timezone")), Target: target, FlexibleTimeWindow: window,
+		Name: &name, GroupName: &group, ScheduleExpression: aws.String(s.Expression),
+		ScheduleExpressionTimezone: aws.String(s.Timezone), Target: target, FlexibleTimeWindow: window,
 	})
 	return err
 }

@@ -21,10 +21,15 @@ func (p *AWSProvider) scalingResourceIDs(hints []Resource) []string {
 		ids[ecsScalingResourceID(p.Deployment, p.Deployment+"-"+c.key)] = true
 	}
 	for _, h := range hints {
-		if h.Type == AWSScalingTarget || h.Type == AWSScalingPolicy {
-			if id := str(h.Props, "resource_id"); strings.HasPrefix(id, "service/"+p.Deployment+"/") {
-				ids[id] = true
-			}
+		var id string
+		switch h.Type {
+		case AWSScalingTarget:
+			id = as[ScalingTargetProps](h).ResourceID
+		case AWSScalingPolicy:
+			id = as[ScalingPolicyProps](h).ResourceID
+		}
+		if strings.HasPrefix(id, "service/"+p.Deployment+"/") {
+			ids[id] = true
 		}
 	}
 	return slices.Sorted(maps.Keys(ids))
@@ -48,44 +53,41 @@ func (p *AWSProvider) readScaling(ctx context.Context, hints []Resource) ([]Reso
 	pg := applicationautoscaling.NewDescribeScalableTargetsPaginator(p.scaling, &applicationautoscaling.DescribeScalableTargetsInput{
 		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceIds: ids, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
 	})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for t, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *applicationautoscaling.DescribeScalableTargetsOutput) []aastypes.ScalableTarget {
+		return o.ScalableTargets
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the scalable targets of the ECS services of %s: %w", p.Deployment, err)
 		}
-		for _, t := range page.ScalableTargets {
-			res, err := p.readScalingTarget(ctx, t)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, res)
-			policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, policies...)
+		res, err := p.readScalingTarget(ctx, t)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res)
+		policies, err := p.readScalingPolicies(ctx, aws.ToString(t.ResourceId))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policies...)
 	}
 	return out, nil
 }
 
 func (p *AWSProvider) readScalingTarget(ctx context.Context, t aastypes.ScalableTarget) (Resource, error) {
 	id, arn := aws.ToString(t.ResourceId), aws.ToString(t.ScalableTargetARN)
-	tags := map[string]any{}
+	tags := map[string]string{}
 	if arn != "" {
 		got, err := p.scaling.ListTagsForResource(ctx, &applicationautoscaling.ListTagsForResourceInput{ResourceARN: &arn})
 		if err != nil {
 			return Resource{}, fmt.Errorf("read the tags of scalable target %s: %w", id, err)
 		}
-		for k, v := range got.Tags {
-			tags[k] = v
-		}
+		maps.Copy(tags, got.Tags)
 	}
-	props := map[string]any{
-		"service_namespace": string(t.ServiceNamespace), "resource_id": id, "scalable_dimension": string(t.ScalableDimension),
-		"min_capacity": int(aws.ToInt32(t.MinCapacity)), "max_capacity": int(aws.ToInt32(t.MaxCapacity)), "tags": tags,
+	props := ScalingTargetProps{
+		ServiceNamespace: string(t.ServiceNamespace), ResourceID: id, ScalableDimension: string(t.ScalableDimension),
+		MinCapacity: int(aws.ToInt32(t.MinCapacity)), MaxCapacity: int(aws.ToInt32(t.MaxCapacity)), Tags: tags,
 	}
-	return Resource{Type: AWSScalingTarget, Name: p.scalingName(id), Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}}, nil
+	return Resource{Type: AWSScalingTarget, Name: p.scalingName(id), Props: props, ID: arn, Outputs: map[string]string{"arn": arn}}, nil
 }
 
 func (p *AWSProvider) readScalingPolicies(ctx context.Context, resourceID string) ([]Resource, error) {
@@ -94,31 +96,30 @@ func (p *AWSProvider) readScalingPolicies(ctx context.Context, resourceID string
 	pg := applicationautoscaling.NewDescribeScalingPoliciesPaginator(p.scaling, &applicationautoscaling.DescribeScalingPoliciesInput{
 		ServiceNamespace: aastypes.ServiceNamespaceEcs, ResourceId: &resourceID, ScalableDimension: aastypes.ScalableDimensionECSServiceDesiredCount,
 	})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
+	for sp, err := range sdkPages(ctx, pg.HasMorePages, pg.NextPage, func(o *applicationautoscaling.DescribeScalingPoliciesOutput) []aastypes.ScalingPolicy {
+		return o.ScalingPolicies
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("describe the scaling policies of %s: %w", resourceID, err)
 		}
-		for _, sp := range page.ScalingPolicies {
-			if aws.ToString(sp.PolicyName) != p.Deployment+"-"+name+"-cpu" {
-				continue
-			}
-			tracking := map[string]any{}
-			if c := sp.TargetTrackingScalingPolicyConfiguration; c != nil {
-				tracking["target_value"] = aws.ToFloat64(c.TargetValue)
-				tracking["scale_in_cooldown"] = int(aws.ToInt32(c.ScaleInCooldown))
-				tracking["scale_out_cooldown"] = int(aws.ToInt32(c.ScaleOutCooldown))
-				if m := c.PredefinedMetricSpecification; m != nil {
-					tracking["predefined_metric"] = string(m.PredefinedMetricType)
-				}
-			}
-			props := map[string]any{
-				"name": aws.ToString(sp.PolicyName), "service_namespace": string(sp.ServiceNamespace), "resource_id": resourceID,
-				"scalable_dimension": string(sp.ScalableDimension), "policy_type": string(sp.PolicyType), "target_tracking": tracking,
-			}
-			arn := aws.ToString(sp.PolicyARN)
-			out = append(out, Resource{Type: AWSScalingPolicy, Name: name, Props: normalize(props), ID: arn, Outputs: map[string]string{"arn": arn}})
+		if aws.ToString(sp.PolicyName) != p.Deployment+"-"+name+"-cpu" {
+			continue
 		}
+		var tracking TargetTracking
+		if c := sp.TargetTrackingScalingPolicyConfiguration; c != nil {
+			tracking.TargetValue = aws.ToFloat64(c.TargetValue)
+			tracking.ScaleInCooldown = int(aws.ToInt32(c.ScaleInCooldown))
+			tracking.ScaleOutCooldown = int(aws.ToInt32(c.ScaleOutCooldown))
+			if m := c.PredefinedMetricSpecification; m != nil {
+				tracking.PredefinedMetric = string(m.PredefinedMetricType)
+			}
+		}
+		props := ScalingPolicyProps{
+			Name: aws.ToString(sp.PolicyName), ServiceNamespace: string(sp.ServiceNamespace), ResourceID: resourceID,
+			ScalableDimension: string(sp.ScalableDimension), PolicyType: string(sp.PolicyType), TargetTracking: tracking,
+		}
+		arn := aws.ToString(sp.PolicyARN)
+		out = append(out, Resource{Type: AWSScalingPolicy, Name: name, Props: props, ID: arn, Outputs: map[string]string{"arn": arn}})
 	}
 	return out, nil
 }
@@ -130,11 +131,11 @@ func markScaledServices(read []Resource) {
 	scaled := map[string]bool{}
 	for _, r := range read {
 		if r.Type == AWSScalingTarget {
-			scaled[str(r.Props, "resource_id")] = true
+			scaled[as[ScalingTargetProps](r).ResourceID] = true
 		}
 	}
 	for i, r := range read {
-		if r.Type == AWSService && scaled[ecsScalingResourceID(str(r.Props, "cluster"), str(r.Props, "name"))] {
+		if r.Type == AWSService && scaled[ecsScalingResourceID(as[ServiceProps](r).Cluster, as[ServiceProps](r).Name)] {
 			read[i].CreateOnly = []string{"desired_count"}
 		}
 	}
@@ -145,11 +146,12 @@ func markScaledServices(read []Resource) {
 // the first registration and through TagResource after. No RoleARN:
 // Application Auto Scaling uses its service-linked role for ECS.
 func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r Resource) error {
-	tags := strMap(mapOf(r.Props, "tags"))
+	want := as[ScalingTargetProps](r)
+	tags := want.Tags
 	in := &applicationautoscaling.RegisterScalableTargetInput{
-		ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")), ResourceId: aws.String(str(r.Props, "resource_id")),
-		ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
-		MinCapacity:       aws.Int32(int32(num(r.Props, "min_capacity"))), MaxCapacity: aws.Int32(int32(num(r.Props, "max_capacity"))),
+		ServiceNamespace: aastypes.ServiceNamespace(want.ServiceNamespace), ResourceId: aws.String(want.ResourceID),
+		ScalableDimension: aastypes.ScalableDimension(want.ScalableDimension),
+		MinCapacity:       aws.Int32(int32(want.MinCapacity)), MaxCapacity: aws.Int32(int32(want.MaxCapacity)),
 	}
 	if before == nil {
 		in.Tags = tags
@@ -158,7 +160,7 @@ func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r 
 	if err != nil {
 		return err
 	}
-	if before != nil && jsonString(before.Props["tags"]) != jsonString(r.Props["tags"]) {
+	if before != nil && !maps.Equal(as[ScalingTargetProps](*before).Tags, tags) {
 		arn := aws.ToString(out.ScalableTargetARN)
 		if arn == "" {
 			arn = before.ID
@@ -171,20 +173,17 @@ func (p *AWSProvider) putScalingTarget(ctx context.Context, before *Resource, r 
 // putScalingPolicy puts the target tracking policy (PutScalingPolicy
 // creates or replaces it by name).
 func (p *AWSProvider) putScalingPolicy(ctx context.Context, r Resource) error {
-	tt := mapOf(r.Props, "target_tracking")
-	target := 0.0
-	if v, ok := tt["target_value"].(float64); ok {
-		target = v
-	}
+	sp := as[ScalingPolicyProps](r)
+	tt := sp.TargetTracking
 	_, err := p.scaling.PutScalingPolicy(ctx, &applicationautoscaling.PutScalingPolicyInput{
-		PolicyName: aws.String(str(r.Props, "name")), ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")),
-		ResourceId: aws.String(str(r.Props, "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
-		PolicyType: aastypes.PolicyType(str(r.Props, "policy_type")),
+		PolicyName: aws.String(sp.Name), ServiceNamespace: aastypes.ServiceNamespace(sp.ServiceNamespace),
+		ResourceId: aws.String(sp.ResourceID), ScalableDimension: aastypes.ScalableDimension(sp.ScalableDimension),
+		PolicyType: aastypes.PolicyType(sp.PolicyType),
 		TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
-			TargetValue:                   aws.Float64(target),
-			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricType(str(tt, "predefined_metric"))},
-			ScaleInCooldown:               aws.Int32(int32(num(tt, "scale_in_cooldown"))),
-			ScaleOutCooldown:              aws.Int32(int32(num(tt, "scale_out_cooldown"))),
+			TargetValue:                   aws.Float64(tt.TargetValue),
+			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricType(tt.PredefinedMetric)},
+			ScaleInCooldown:               aws.Int32(int32(tt.ScaleInCooldown)),
+			ScaleOutCooldown:              aws.Int32(int32(tt.ScaleOutCooldown)),
 		},
 	})
 	return err
@@ -193,9 +192,10 @@ func (p *AWSProvider) putScalingPolicy(ctx context.Context, r Resource) error {
 // deleteScalingPolicy deletes the policy; one already gone is no error,
 // since deregistering a scalable target deletes its policies with it.
 func (p *AWSProvider) deleteScalingPolicy(ctx context.Context, r Resource) error {
+	sp := as[ScalingPolicyProps](r)
 	_, err := p.scaling.DeleteScalingPolicy(ctx, &applicationautoscaling.DeleteScalingPolicyInput{
-		PolicyName: aws.String(str(r.Props, "name")), ServiceNamespace: aastypes.ServiceNamespace(str(r.Props, "service_namespace")),
-		ResourceId: aws.String(str(r.Props, "resource_id")), ScalableDimension: aastypes.ScalableDimension(str(r.Props, "scalable_dimension")),
+		PolicyName: aws.String(sp.Name), ServiceNamespace: aastypes.ServiceNamespace(sp.ServiceNamespace),
+		ResourceId: aws.String(sp.ResourceID), ScalableDimension: aastypes.ScalableDimension(sp.ScalableDimension),
 	})
 	if apiCode(err) == "ObjectNotFoundException" {
 		return nil

@@ -132,13 +132,13 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	}
 	for addr, bounds := range map[string][2]float64{"aws_appautoscaling_target.api": {1, 10}, "aws_appautoscaling_target.mothergoose-worker": {1, 5}} {
 		r := got[addr]
-		if r.Props["min_capacity"] != bounds[0] || r.Props["max_capacity"] != bounds[1] || mapOf(r.Props, "tags")[TagDeployment] != dep ||
+		if Comparable(r.Props)["min_capacity"] != bounds[0] || Comparable(r.Props)["max_capacity"] != bounds[1] || mapOf(Comparable(r.Props), "tags")[TagDeployment] != dep ||
 			!strings.HasPrefix(r.ID, "arn:aws:application-autoscaling:") {
-			t.Errorf("%s: %v (%s)", addr, r.Props, r.ID)
+			t.Errorf("%s: %v (%s)", addr, Comparable(r.Props), r.ID)
 		}
 	}
-	if tt := mapOf(got["aws_appautoscaling_policy.api"].Props, "target_tracking"); tt["target_value"] != 60.0 || tt["predefined_metric"] != "ECSServiceAverageCPUUtilization" {
-		t.Errorf("API policy: %v", got["aws_appautoscaling_policy.api"].Props)
+	if tt := mapOf(Comparable(got["aws_appautoscaling_policy.api"].Props), "target_tracking"); tt["target_value"] != 60.0 || tt["predefined_metric"] != "ECSServiceAverageCPUUtilization" {
+		t.Errorf("API policy: %v", Comparable(got["aws_appautoscaling_policy.api"].Props))
 	}
 	emptyPlan(t, e, desired, "after the first deploy")
 
@@ -169,7 +169,7 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	e, desired = awsEngine(t, st, n)
 	st.moto.ResetCalls()
 	deploy(t, e, desired, []string{"update aws_appautoscaling_target.api max_capacity"})
-	if m := scaling(t, e, desired)["aws_appautoscaling_target.api"].Props["max_capacity"]; m != 3.0 {
+	if m := Comparable(scaling(t, e, desired)["aws_appautoscaling_target.api"].Props)["max_capacity"]; m != 3.0 {
 		t.Fatalf("API maximum after deploy: %v", m)
 	}
 	if n := st.moto.Calls()["ecs:UpdateService"]; n != 0 {
@@ -177,7 +177,7 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	}
 	emptyPlan(t, e, desired, "after the maximum changed")
 	rollback(t, e, []string{"update aws_appautoscaling_target.api max_capacity"})
-	if m := scaling(t, e, desired)["aws_appautoscaling_target.api"].Props["max_capacity"]; m != 10.0 {
+	if m := Comparable(scaling(t, e, desired)["aws_appautoscaling_target.api"].Props)["max_capacity"]; m != 10.0 {
 		t.Fatalf("API maximum after rollback: %v", m)
 	}
 	n.MotherGoose.Containers.API.MaxInstances = 10
@@ -203,7 +203,7 @@ func TestAWSServiceAutoscaling(t *testing.T) {
 	if c := st.desiredCount(t, dep, dep+"-api"); c != 2 {
 		t.Fatalf("API tasks after the rollback: %d, want 2", c)
 	}
-	if got := scaling(t, e, desired); got["aws_appautoscaling_policy.api"].ID == "" || got["aws_appautoscaling_target.api"].Props["max_capacity"] != 10.0 {
+	if got := scaling(t, e, desired); got["aws_appautoscaling_policy.api"].ID == "" || Comparable(got["aws_appautoscaling_target.api"].Props)["max_capacity"] != 10.0 {
 		t.Fatalf("after rollback: %v", got)
 	}
 }

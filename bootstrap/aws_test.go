@@ -273,25 +273,25 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 	}
 	api, authz, integ := by["aws_apigatewayv2_api.api"], by["aws_apigatewayv2_authorizer.auth"], by["aws_apigatewayv2_integration.api"]
 	rest, def := by["aws_apigatewayv2_route.api"], by["aws_apigatewayv2_route.default"]
-	if authz.ID == "" || rest.Props["authorizer_id"] != authz.ID || rest.Props["authorization_type"] != "CUSTOM" {
-		t.Errorf("REST API route %v, authorizer %s", rest.Props, authz.ID)
+	if authz.ID == "" || Comparable(rest.Props)["authorizer_id"] != authz.ID || Comparable(rest.Props)["authorization_type"] != "CUSTOM" {
+		t.Errorf("REST API route %v, authorizer %s", Comparable(rest.Props), authz.ID)
 	}
-	if def.Props["authorizer_id"] != "" || def.Props["authorization_type"] != "NONE" {
-		t.Errorf("$default route %v", def.Props)
+	if Comparable(def.Props)["authorizer_id"] != "" || Comparable(def.Props)["authorization_type"] != "NONE" {
+		t.Errorf("$default route %v", Comparable(def.Props))
 	}
 	for _, r := range []Resource{rest, def} {
-		if r.Props["target"] != "integrations/"+integ.ID {
-			t.Errorf("route %s targets %v, not integration %s", r.Name, r.Props["target"], integ.ID)
+		if Comparable(r.Props)["target"] != "integrations/"+integ.ID {
+			t.Errorf("route %s targets %v, not integration %s", r.Name, Comparable(r.Props)["target"], integ.ID)
 		}
 	}
 	cloudMap := by["aws_service_discovery_service.api"].Outputs["arn"]
-	if integ.Props["integration_uri"] != cloudMap || cloudMap == "" || integ.Props["connection_id"] != by["aws_apigatewayv2_vpc_link.api"].ID {
-		t.Errorf("integration %v, Cloud Map service %s", integ.Props, cloudMap)
+	if Comparable(integ.Props)["integration_uri"] != cloudMap || cloudMap == "" || Comparable(integ.Props)["connection_id"] != by["aws_apigatewayv2_vpc_link.api"].ID {
+		t.Errorf("integration %v, Cloud Map service %s", Comparable(integ.Props), cloudMap)
 	}
-	if reg := by["aws_ecs_service.api"].Props["service_registry"]; reg != cloudMap {
+	if reg := Comparable(by["aws_ecs_service.api"].Props)["service_registry"]; reg != cloudMap {
 		t.Errorf("API service registers in %v, not %s", reg, cloudMap)
 	}
-	perm := by["aws_lambda_permission.auth"].Props
+	perm := Comparable(by["aws_lambda_permission.auth"].Props)
 	if perm["source_arn"] != api.Outputs["execution_arn"]+"/*" || perm["principal"] != "apigateway.amazonaws.com" {
 		t.Errorf("permission %v for API %s", perm, api.Outputs["execution_arn"])
 	}
@@ -309,8 +309,8 @@ func checkGateway(t *testing.T, e *Engine, desired []Resource) {
 		return
 	}
 	mapping := by["aws_apigatewayv2_api_mapping.api"]
-	if mapping.Props["api_id"] != api.ID || mapping.Props["stage"] != "$default" || mapping.Props["domain_name"] != domain.ID || mapping.Props["api_mapping_key"] != "" {
-		t.Errorf("API mapping %v for API %s on %s", mapping.Props, api.ID, domain.ID)
+	if Comparable(mapping.Props)["api_id"] != api.ID || Comparable(mapping.Props)["stage"] != "$default" || Comparable(mapping.Props)["domain_name"] != domain.ID || Comparable(mapping.Props)["api_mapping_key"] != "" {
+		t.Errorf("API mapping %v for API %s on %s", Comparable(mapping.Props), api.ID, domain.ID)
 	}
 	if target := domain.Outputs["target_domain_name"]; !strings.HasPrefix(target, "d-") || !strings.HasSuffix(target, ".execute-api.eu-central-1.amazonaws.com") || domain.Outputs["hosted_zone_id"] == "" {
 		t.Errorf("domain name outputs %v", domain.Outputs)
@@ -333,14 +333,14 @@ func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource, vpc string
 	for _, r := range got {
 		by[r.Address()] = r
 		if r.Type == AWSSecurityGroupRule {
-			g := str(r.Props, "security_group_id")
+			g := str(Comparable(r.Props), "security_group_id")
 			rules[g] = append(rules[g], r.Name)
 		}
 	}
 	vpclink, api, workers := by["aws_security_group.vpclink"], by["aws_security_group.api"], by["aws_security_group.workers"]
 	for _, g := range []Resource{vpclink, api, workers} {
-		if !strings.HasPrefix(g.ID, "sg-") || g.Props["vpc_id"] != vpc || mapOf(g.Props, "tags")[TagDeployment] != "gosling-test" {
-			t.Errorf("security group %s: %s %v", g.Name, g.ID, g.Props)
+		if !strings.HasPrefix(g.ID, "sg-") || Comparable(g.Props)["vpc_id"] != vpc || mapOf(Comparable(g.Props), "tags")[TagDeployment] != "gosling-test" {
+			t.Errorf("security group %s: %s %v", g.Name, g.ID, Comparable(g.Props))
 		}
 	}
 	want := map[string][]string{
@@ -351,21 +351,21 @@ func checkSecurityGroups(t *testing.T, e *Engine, desired []Resource, vpc string
 			t.Errorf("rules of %s: %v, want %v", g, rules[g], names)
 		}
 	}
-	in, out := by["aws_security_group_rule.api-ingress-vpclink"].Props, by["aws_security_group_rule.vpclink-egress-api"].Props
+	in, out := Comparable(by["aws_security_group_rule.api-ingress-vpclink"].Props), Comparable(by["aws_security_group_rule.vpclink-egress-api"].Props)
 	if in["source_security_group_id"] != vpclink.ID || in["protocol"] != "tcp" || in["from_port"] != 8080.0 || in["to_port"] != 8080.0 || in["type"] != "ingress" {
 		t.Errorf("API ingress rule %v, vpclink group %s", in, vpclink.ID)
 	}
 	if out["source_security_group_id"] != api.ID || out["security_group_id"] != vpclink.ID || out["from_port"] != 8080.0 || out["type"] != "egress" {
 		t.Errorf("VPC link egress rule %v, api group %s", out, api.ID)
 	}
-	if all := by["aws_security_group_rule.api-egress-all"].Props; all["protocol"] != "-1" || !slices.Equal(strList(all, "cidr_blocks"), []string{"0.0.0.0/0"}) {
+	if all := Comparable(by["aws_security_group_rule.api-egress-all"].Props); all["protocol"] != "-1" || !slices.Equal(strList(all, "cidr_blocks"), []string{"0.0.0.0/0"}) {
 		t.Errorf("API egress rule %v", all)
 	}
-	if l := strList(by["aws_apigatewayv2_vpc_link.api"].Props, "security_group_ids"); !slices.Equal(l, []string{vpclink.ID}) {
+	if l := strList(Comparable(by["aws_apigatewayv2_vpc_link.api"].Props), "security_group_ids"); !slices.Equal(l, []string{vpclink.ID}) {
 		t.Errorf("VPC link security groups %v, want %s", l, vpclink.ID)
 	}
 	for svc, g := range map[string]string{"api": api.ID, "mothergoose-worker": workers.ID, "uglyfox-worker": workers.ID} {
-		if l := strList(by["aws_ecs_service."+svc].Props, "security_groups"); !slices.Equal(l, []string{g}) {
+		if l := strList(Comparable(by["aws_ecs_service."+svc].Props), "security_groups"); !slices.Equal(l, []string{g}) {
 			t.Errorf("ECS service %s security groups %v, want %s", svc, l, g)
 		}
 	}
@@ -381,7 +381,7 @@ func readProps(t *testing.T, e *Engine, desired []Resource, address string) map[
 	}
 	for _, r := range got {
 		if r.Address() == address {
-			return r.Props
+			return Comparable(r.Props)
 		}
 	}
 	t.Fatalf("no %s", address)
@@ -396,7 +396,7 @@ func serviceMemory(t *testing.T, e *Engine) float64 {
 	}
 	for _, r := range got {
 		if r.Address() == "aws_ecs_service.api" {
-			return mapOf(r.Props, "task")["memory"].(float64)
+			return mapOf(Comparable(r.Props), "task")["memory"].(float64)
 		}
 	}
 	t.Fatal("no api service")
@@ -532,10 +532,14 @@ func withoutSecurityGroups(desired []Resource) []Resource {
 			continue
 		case AWSVPCLink:
 			r = r.clone()
-			r.Props["security_group_ids"] = []any{}
+			link := as[VPCLinkProps](r)
+			link.SecurityGroupIDs = []string{}
+			r.Props = link
 		case AWSService:
 			r = r.clone()
-			r.Props["security_groups"] = []any{}
+			svc := as[ServiceProps](r)
+			svc.SecurityGroups = []string{}
+			r.Props = svc
 		}
 		out = append(out, r)
 	}
@@ -606,8 +610,8 @@ func TestAWSSecurityGroupsRollback(t *testing.T) {
 		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
 			t.Errorf("%s is left after the rollback", r.Address())
 		}
-		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
-			t.Errorf("ECS service %s is still in %v", r.Name, r.Props["security_groups"])
+		if r.Type == AWSService && len(strList(Comparable(r.Props), "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v", r.Name, Comparable(r.Props)["security_groups"])
 		}
 	}
 }
@@ -652,8 +656,8 @@ func TestAWSSecurityGroupsOnAnExistingGateway(t *testing.T) {
 		if r.Type == AWSSecurityGroup || r.Type == AWSSecurityGroupRule {
 			t.Errorf("%s is left by the undone deploy", r.Address())
 		}
-		if r.Type == AWSService && len(strList(r.Props, "security_groups")) != 0 {
-			t.Errorf("ECS service %s is still in %v after the undo", r.Name, r.Props["security_groups"])
+		if r.Type == AWSService && len(strList(Comparable(r.Props), "security_groups")) != 0 {
+			t.Errorf("ECS service %s is still in %v after the undo", r.Name, Comparable(r.Props)["security_groups"])
 		}
 	}
 	// What the message says: the routes and the integration, then the link.

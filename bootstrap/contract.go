@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/url"
@@ -65,23 +66,26 @@ func Calls(resources []Resource) ([]Call, error) {
 		addr := r.Address()
 		switch r.Type {
 		case YCContainer:
-			rev := mapOf(r.Props, "revision")
-			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(rev, "args"), Env: []string{"PORT=8080"}})
+			var args []string
+			if rev := as[ContainerProps](r).Revision; rev != nil {
+				args = rev.Args
+			}
+			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: args, Env: []string{"PORT=8080"}})
 		case YCInstanceGroup:
-			c := mapOf(mapOf(r.Props, "instance"), "container")
-			hc := mapOf(r.Props, "health_check")
+			g := as[InstanceGroupProps](r)
+			hc := g.HealthCheck
 			out = append(out,
-				Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(c, "args")},
-				Call{Resource: addr, Kind: CallHTTP, Component: r.Name, Method: "GET", Path: str(hc, "path"), Port: num(hc, "port"), Auth: AuthNone})
+				Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: g.Instance.Container.Args},
+				Call{Resource: addr, Kind: CallHTTP, Component: r.Name, Method: "GET", Path: hc.Path, Port: int(hc.Port), Auth: AuthNone})
 		case YCTrigger:
 			// The trigger invokes the container as a service account: the
 			// platform checks that, the container receives no credential.
-			out = append(out, Call{Resource: addr, Kind: CallHTTP, Component: containerOfRef(r, str(r.Props, "container_id")), Method: "POST", Path: str(r.Props, "path"), Auth: AuthNone})
+			t := as[TriggerProps](r)
+			out = append(out, Call{Resource: addr, Kind: CallHTTP, Component: containerOfRef(r, t.ContainerID), Method: "POST", Path: t.Path, Auth: AuthNone})
 		case YCQueue, AWSQueue:
-			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: str(r.Props, "name")})
+			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: as[QueueProps](r).Name})
 		case AWSSchedule:
-			target := mapOf(r.Props, "target")
-			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: str(target, "arn")})
+			out = append(out, Call{Resource: addr, Kind: CallQueue, Queue: as[ScheduleProps](r).Target.ARN})
 		case YCGateway:
 			calls, err := gatewayCalls(r)
 			if err != nil {
@@ -89,27 +93,26 @@ func Calls(resources []Resource) ([]Call, error) {
 			}
 			out = append(out, calls...)
 		case AWSService:
-			task := mapOf(r.Props, "task")
-			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(task, "command")})
+			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: as[ServiceProps](r).Task.Command})
 		case AWSFunction:
-			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: strList(r.Props, "command")})
+			out = append(out, Call{Resource: addr, Kind: CallCommand, Component: r.Name, Args: as[FunctionProps](r).Command})
 		case AWSRoute:
-			key := str(r.Props, "route_key")
+			key := as[RouteProps](r).RouteKey
 			c := Call{Resource: addr, Kind: CallHTTP, Component: "api", Method: "ANY", Path: "/*", Auth: AuthPassThrough}
 			if key != "$default" {
 				method, path, _ := strings.Cut(key, " ")
 				c.Method, c.Path = method, strings.Replace(path, "{proxy+}", "*", 1)
 			}
-			if str(r.Props, "authorization_type") == "CUSTOM" {
+			if as[RouteProps](r).AuthorizationType == "CUSTOM" {
 				c.Auth = AuthBearer
 			}
 			out = append(out, c)
 		case GitLabHook:
-			raw := str(r.Props, "url")
-			if i := strings.LastIndex(raw, "}"); i >= 0 {
-				raw = raw[i+1:] // after a reference to the gateway's endpoint
+			hook := as[HookProps](r).URL
+			if i := strings.LastIndex(hook, "}"); i >= 0 {
+				hook = hook[i+1:] // after a reference to the gateway's endpoint
 			}
-			u, err := url.Parse(raw)
+			u, err := url.Parse(hook)
 			if err != nil {
 				return nil, fmt.Errorf("%s: url: %w", addr, err)
 			}
@@ -122,23 +125,24 @@ func Calls(resources []Resource) ([]Call, error) {
 // gatewayCalls are the routes of a Yandex API gateway's OpenAPI spec that
 // integrate with a container.
 func gatewayCalls(r Resource) ([]Call, error) {
-	spec := mapOf(r.Props, "openapi_spec")
+	var spec openAPISpec
+	if err := json.Unmarshal(as[GatewayProps](r).OpenAPISpec, &spec); err != nil {
+		return nil, fmt.Errorf("%s: openapi_spec: %w", r.Address(), err)
+	}
 	var out []Call
-	paths := mapOf(spec, "paths")
-	for _, path := range slices.Sorted(maps.Keys(paths)) {
-		for method, op := range mapOf(paths, path) {
-			o, _ := op.(map[string]any)
-			integ := mapOf(o, "x-yc-apigateway-integration")
-			if str(integ, "type") != "serverless_containers" {
-				return nil, fmt.Errorf("%s: %s %s integrates with %q, which the contract does not know", r.Address(), method, path, str(integ, "type"))
+	for _, path := range slices.Sorted(maps.Keys(spec.Paths)) {
+		for method, op := range spec.Paths[path] {
+			integ := op.Integration
+			if integ.Type != "serverless_containers" {
+				return nil, fmt.Errorf("%s: %s %s integrates with %q, which the contract does not know", r.Address(), method, path, integ.Type)
 			}
 			m := strings.ToUpper(method)
-			if method == "x-yc-apigateway-any-method" {
+			if method == anyMethod {
 				m = "ANY"
 			}
-			c := Call{Resource: r.Address(), Kind: CallHTTP, Component: containerOfRef(r, str(integ, "container_id")), Method: m,
+			c := Call{Resource: r.Address(), Kind: CallHTTP, Component: containerOfRef(r, integ.ContainerID), Method: m,
 				Path: strings.Replace(path, "{proxy+}", "*", 1), Auth: AuthPassThrough}
-			if sec, _ := o["security"].([]any); len(sec) > 0 {
+			if len(op.Security) > 0 {
 				c.Auth = AuthBearer
 			}
 			out = append(out, c)

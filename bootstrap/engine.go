@@ -251,7 +251,7 @@ func (e *Engine) step(ctx context.Context, c Change, outs Outputs, renamed map[s
 		if after, ok = outs.resolveResource(*want); !ok {
 			return jc, fmt.Errorf("a reference of %s is still unknown: a resource it refers to was not made first", c.Address)
 		}
-		after.Props = rename(after.Props, renamed).(map[string]any)
+		after.Props = fromComparable(after.Type, rename(Comparable(after.Props), renamed).(map[string]any))
 	}
 	e.log().Info("apply", "action", c.Action, "resource", c.Address)
 	switch c.Action {

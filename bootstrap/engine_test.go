@@ -11,6 +11,37 @@ import (
 	"time"
 )
 
+// The engine tests' resource kinds.
+type (
+	tService struct {
+		Memory int    `json:"memory"`
+		Count  int    `json:"count,omitempty"`
+		Role   string `json:"role,omitempty"`
+		Queue  string `json:"queue,omitempty"`
+	}
+	tRole struct {
+		Policy struct {
+			Actions []string `json:"actions"`
+		} `json:"policy"`
+	}
+	tQueue struct {
+		Visibility int `json:"visibility,omitempty"`
+	}
+	// tRef refers to another resource.
+	tRef struct {
+		R string `json:"r"`
+	}
+)
+
+func (tService) isProps() {}
+func (tRole) isProps()    {}
+func (tQueue) isProps()   {}
+func (tRef) isProps()     {}
+
+func init() {
+	propsKinds["t_service"], propsKinds["t_role"], propsKinds["t_queue"], propsKinds["a"] = tService{}, tRole{}, tQueue{}, tRef{}
+}
+
 // memProvider keeps resources in a map; fail names an address whose
 // create or update fails.
 type memProvider struct {
@@ -62,10 +93,12 @@ func (m *memProvider) Delete(_ context.Context, r Resource) error {
 }
 
 func desiredSet(memory int) []Resource {
+	var role tRole
+	role.Policy.Actions = []string{"sqs:SendMessage"}
 	return []Resource{
-		{Type: "t_service", Name: "api", Props: map[string]any{"memory": memory, "role": Ref("t_role.api", "id"), "queue": Ref("t_queue.events", "id")}},
-		{Type: "t_role", Name: "api", Props: map[string]any{"policy": map[string]any{"actions": []string{"sqs:SendMessage"}}}},
-		{Type: "t_queue", Name: "events", Props: map[string]any{"visibility": 300}},
+		{Type: "t_service", Name: "api", Props: tService{Memory: memory, Role: Ref("t_role.api", "id"), Queue: Ref("t_queue.events", "id")}},
+		{Type: "t_role", Name: "api", Props: role},
+		{Type: "t_queue", Name: "events", Props: tQueue{Visibility: 300}},
 	}
 }
 
@@ -90,7 +123,7 @@ func TestEngineSequence(t *testing.T) {
 	if _, err := e.Apply(ctx, p, actual, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.items["t_service.api"].Props["role"]; got != mem.items["t_role.api"].ID {
+	if got := as[tService](mem.items["t_service.api"]).Role; got != mem.items["t_role.api"].ID {
 		t.Errorf("reference resolved to %v", got)
 	}
 
@@ -127,14 +160,13 @@ func TestEngineSequence(t *testing.T) {
 	if _, err := e.Rollback(ctx, rp, actual, to, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.items["t_service.api"].Props["memory"]; got != float64(512) {
+	if got := as[tService](mem.items["t_service.api"]).Memory; got != 512 {
 		t.Errorf("memory after rollback: %v", got)
 	}
 
 	// A failure in the middle undoes what the deploy made before it.
-	d := append(desiredSet(512), Resource{Type: "t_queue", Name: "dlq", Props: map[string]any{}},
-		Resource{Type: "t_service", Name: "worker", Props: map[string]any{"memory": 1}})
-	d[0].Props["memory"] = 2048
+	d := append(desiredSet(2048), Resource{Type: "t_queue", Name: "dlq", Props: tQueue{}},
+		Resource{Type: "t_service", Name: "worker", Props: tService{Memory: 1}})
 	mem.fail = "t_service.worker"
 	p, actual, _ = e.Plan(ctx, d)
 	_, err = e.Apply(ctx, p, actual, ApplyOptions{})
@@ -142,7 +174,7 @@ func TestEngineSequence(t *testing.T) {
 	if !errors.As(err, &ae) || !ae.Undone || ae.Address != "t_service.worker" {
 		t.Fatalf("failed apply: %v", err)
 	}
-	if _, ok := mem.items["t_queue.dlq"]; ok || mem.items["t_service.api"].Props["memory"] != float64(512) {
+	if _, ok := mem.items["t_queue.dlq"]; ok || as[tService](mem.items["t_service.api"]).Memory != 512 {
 		t.Errorf("partial deploy left behind: %+v", mem.items)
 	}
 	// With --keep-partial it stays.
@@ -166,8 +198,8 @@ func TestEngineSequence(t *testing.T) {
 
 func TestDiffCycle(t *testing.T) {
 	_, err := Diff([]Resource{
-		{Type: "a", Name: "x", Props: map[string]any{"r": Ref("a.y", "id")}},
-		{Type: "a", Name: "y", Props: map[string]any{"r": Ref("a.x", "id")}},
+		{Type: "a", Name: "x", Props: tRef{R: Ref("a.y", "id")}},
+		{Type: "a", Name: "y", Props: tRef{R: Ref("a.x", "id")}},
 	}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Fatalf("cycle: %v", err)
@@ -177,22 +209,22 @@ func TestDiffCycle(t *testing.T) {
 // TestDiffCreateOnly: a create-only key is desired on creation, never
 // diffed after, and an update for another key sends the value read.
 func TestDiffCreateOnly(t *testing.T) {
-	want := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 1, "memory": 512}, CreateOnly: []string{"count"}}
+	want := Resource{Type: "t_service", Name: "api", Props: tService{Count: 1, Memory: 512}, CreateOnly: []string{"count"}}
 	p, err := Diff([]Resource{want}, nil, nil)
-	if err != nil || len(p.Changes) != 1 || p.Changes[0].After.Props["count"] != 1.0 {
+	if err != nil || len(p.Changes) != 1 || as[tService](*p.Changes[0].After).Count != 1 {
 		t.Fatalf("create: %+v, %v", p, err)
 	}
-	have := Resource{Type: "t_service", Name: "api", Props: map[string]any{"count": 4, "memory": 512}}
+	have := Resource{Type: "t_service", Name: "api", Props: tService{Count: 4, Memory: 512}}
 	if p, err = Diff([]Resource{want}, []Resource{have}, nil); err != nil || !p.Empty() {
 		t.Fatalf("count moved by someone else: %+v, %v", p.Changes, err)
 	}
-	want.Props["memory"] = 1024
+	want.Props = tService{Count: 1, Memory: 1024}
 	p, err = Diff([]Resource{want}, []Resource{have}, nil)
 	if err != nil || len(p.Changes) != 1 || len(p.Changes[0].Fields) != 1 || p.Changes[0].Fields[0].Path != "memory" {
 		t.Fatalf("memory change: %+v, %v", p.Changes, err)
 	}
-	if c := p.Changes[0]; c.After.Props["count"] != 4.0 || c.desired.Props["count"] != 4.0 {
-		t.Fatalf("the update would send count %v (plan) / %v (apply), not the 4 read", c.After.Props["count"], c.desired.Props["count"])
+	if c := p.Changes[0]; as[tService](*c.After).Count != 4 || as[tService](*c.desired).Count != 4 {
+		t.Fatalf("the update would send count %v (plan) / %v (apply), not the 4 read", as[tService](*c.After).Count, as[tService](*c.desired).Count)
 	}
 	// Without CreateOnly the count is the deploy's again.
 	want.CreateOnly = nil

@@ -14,6 +14,36 @@ import (
 // GitLabHook is the resource type of a project webhook.
 const GitLabHook = "gitlab_project_hook"
 
+// HookProps is a project webhook (gitlab_project_hook). GitLab never
+// returns a hook's token, so Token is the secret URI it came from, kept in
+// the hook's description; the instance fields (Host, Insecure, APIToken)
+// say where the hook lives and with which API token it is changed.
+type HookProps struct {
+	// Nest marks the Nest repository's push hook.
+	Nest     bool   `json:"nest"`
+	Host     string `json:"host"`
+	Insecure bool   `json:"insecure"`
+	// APIToken is the secret URI of the API token that changes the hook.
+	APIToken string `json:"api_token"`
+	// Project is the project's path with namespace, or its numeric ID.
+	Project string `json:"project"`
+	URL     string `json:"url"`
+	// Token is the secret URI of the webhook secret ("" when the hook has
+	// none).
+	Token                 string `json:"token"`
+	JobEvents             bool   `json:"job_events"`
+	PipelineEvents        bool   `json:"pipeline_events"`
+	MergeRequestsEvents   bool   `json:"merge_requests_events"`
+	PushEvents            bool   `json:"push_events"`
+	EnableSSLVerification bool   `json:"enable_ssl_verification"`
+}
+
+func (HookProps) isProps() {}
+
+func (h HookProps) instance() fly.GitLab {
+	return fly.GitLab{Host: h.Host, Insecure: h.Insecure, Token: fly.SecretRef(h.APIToken)}
+}
+
 // WebhookPath is where MotherGoose's API takes GitLab's deliveries.
 const WebhookPath = "/webhooks/gitlab"
 
@@ -65,8 +95,8 @@ type GitLabProvider struct {
 // hookName labels the deployment's hooks (GitLab 17.1+ keeps a name): the
 // Nest repository's push hook has a name of its own, so it can sit beside
 // an egg's hook on the same project.
-func (p *GitLabProvider) hookName(props map[string]any) string {
-	if nest, _ := props["nest"].(bool); nest {
+func (p *GitLabProvider) hookName(h HookProps) string {
+	if h.Nest {
 		return "gosling:" + p.Deployment + ":nest"
 	}
 	return "gosling:" + p.Deployment
@@ -167,17 +197,12 @@ func hookResource(g fly.GitLab, project, base string, nestOnly bool) Resource {
 	if nestOnly {
 		name += " (nest)"
 	}
-	return Resource{Type: GitLabHook, Name: name, Props: map[string]any{
-		"nest": nestOnly, "host": g.Host, "insecure": g.Insecure, "api_token": string(g.Token), "project": project,
-		"url": base + WebhookPath, "token": string(g.WebhookSecret),
-		"job_events": !nestOnly, "pipeline_events": !nestOnly, "merge_requests_events": !nestOnly, "push_events": nestOnly,
-		"enable_ssl_verification": true,
+	return Resource{Type: GitLabHook, Name: name, Props: HookProps{
+		Nest: nestOnly, Host: g.Host, Insecure: g.Insecure, APIToken: string(g.Token), Project: project,
+		URL: base + WebhookPath, Token: string(g.WebhookSecret),
+		JobEvents: !nestOnly, PipelineEvents: !nestOnly, MergeRequestsEvents: !nestOnly, PushEvents: nestOnly,
+		EnableSSLVerification: true,
 	}}
-}
-
-func hookInstance(props map[string]any) fly.GitLab {
-	insecure, _ := props["insecure"].(bool)
-	return fly.GitLab{Host: str(props, "host"), Insecure: insecure, Token: fly.SecretRef(str(props, "api_token"))}
 }
 
 // Read implements Provider: the deployment's hooks (named gosling:<deployment>)
@@ -190,30 +215,30 @@ func (p *GitLabProvider) Read(ctx context.Context, hints []Resource) ([]Resource
 			continue
 		}
 		done[h.Name] = true
-		c, err := p.Clients(ctx, hookInstance(h.Props))
+		want := as[HookProps](h)
+		c, err := p.Clients(ctx, want.instance())
 		if err != nil {
 			return nil, err
 		}
-		project := str(h.Props, "project")
-		hooks, err := c.ListProjectHooks(ctx, projectID(project))
+		hooks, err := c.ListProjectHooks(ctx, projectID(want.Project))
 		if err != nil {
 			return nil, err
 		}
 		for _, hk := range hooks {
-			if hk.Name != p.hookName(h.Props) {
+			if hk.Name != p.hookName(want) {
 				continue
 			}
-			props := map[string]any{
-				"nest": h.Props["nest"], "host": h.Props["host"], "insecure": h.Props["insecure"], "api_token": h.Props["api_token"], "project": project,
-				"url": hk.URL, "token": strings.TrimPrefix(hk.Description, hookTokenPrefix),
-				"job_events": hk.JobEvents, "pipeline_events": hk.PipelineEvents, "merge_requests_events": hk.MergeRequestsEvents,
-				"push_events": hk.PushEvents, "enable_ssl_verification": hk.EnableSSLVerification,
+			props := HookProps{
+				Nest: want.Nest, Host: want.Host, Insecure: want.Insecure, APIToken: want.APIToken, Project: want.Project,
+				URL: hk.URL, Token: strings.TrimPrefix(hk.Description, hookTokenPrefix),
+				JobEvents: hk.JobEvents, PipelineEvents: hk.PipelineEvents, MergeRequestsEvents: hk.MergeRequestsEvents,
+				PushEvents: hk.PushEvents, EnableSSLVerification: hk.EnableSSLVerification,
 			}
 			if !hk.TokenPresent {
-				props["token"] = ""
+				props.Token = ""
 			}
 			id := strconv.FormatInt(hk.ID, 10)
-			out = append(out, Resource{Type: GitLabHook, Name: h.Name, Props: normalize(props), ID: id, Outputs: map[string]string{"id": id}})
+			out = append(out, Resource{Type: GitLabHook, Name: h.Name, Props: props, ID: id, Outputs: map[string]string{"id": id}})
 			break
 		}
 	}
@@ -229,13 +254,13 @@ func projectID(project string) any {
 }
 
 func (p *GitLabProvider) spec(ctx context.Context, r Resource) (gitlab.HookSpec, error) {
-	b := func(k string) bool { v, _ := r.Props[k].(bool); return v }
+	h := as[HookProps](r)
 	spec := gitlab.HookSpec{
-		Name: p.hookName(r.Props), Description: hookTokenPrefix + str(r.Props, "token"), URL: str(r.Props, "url"),
-		JobEvents: b("job_events"), PipelineEvents: b("pipeline_events"), PushEvents: b("push_events"),
-		MergeRequestsEvents: b("merge_requests_events"), EnableSSLVerification: b("enable_ssl_verification"),
+		Name: p.hookName(h), Description: hookTokenPrefix + h.Token, URL: h.URL,
+		JobEvents: h.JobEvents, PipelineEvents: h.PipelineEvents, PushEvents: h.PushEvents,
+		MergeRequestsEvents: h.MergeRequestsEvents, EnableSSLVerification: h.EnableSSLVerification,
 	}
-	if ref := str(r.Props, "token"); ref != "" {
+	if ref := h.Token; ref != "" {
 		v, err := p.Resolve(ctx, fly.SecretRef(ref))
 		if err != nil {
 			return spec, fmt.Errorf("resolve the webhook secret of %s: %w", r.Name, err)
@@ -247,7 +272,7 @@ func (p *GitLabProvider) spec(ctx context.Context, r Resource) (gitlab.HookSpec,
 
 // Create implements Provider.
 func (p *GitLabProvider) Create(ctx context.Context, r Resource) (Resource, error) {
-	c, err := p.Clients(ctx, hookInstance(r.Props))
+	c, err := p.Clients(ctx, as[HookProps](r).instance())
 	if err != nil {
 		return r, err
 	}
@@ -255,7 +280,7 @@ func (p *GitLabProvider) Create(ctx context.Context, r Resource) (Resource, erro
 	if err != nil {
 		return r, err
 	}
-	id, err := c.AddProjectHook(ctx, projectID(str(r.Props, "project")), spec)
+	id, err := c.AddProjectHook(ctx, projectID(as[HookProps](r).Project), spec)
 	if err != nil {
 		return r, err
 	}
@@ -267,7 +292,7 @@ func (p *GitLabProvider) Create(ctx context.Context, r Resource) (Resource, erro
 // Update implements Provider. The token is sent again every time: GitLab
 // cannot say whether the one it has is current.
 func (p *GitLabProvider) Update(ctx context.Context, before, after Resource) (Resource, error) {
-	c, err := p.Clients(ctx, hookInstance(after.Props))
+	c, err := p.Clients(ctx, as[HookProps](after).instance())
 	if err != nil {
 		return after, err
 	}
@@ -276,7 +301,7 @@ func (p *GitLabProvider) Update(ctx context.Context, before, after Resource) (Re
 		return after, err
 	}
 	id, _ := strconv.ParseInt(before.ID, 10, 64)
-	if err := c.EditProjectHook(ctx, projectID(str(after.Props, "project")), id, spec); err != nil {
+	if err := c.EditProjectHook(ctx, projectID(as[HookProps](after).Project), id, spec); err != nil {
 		return after, err
 	}
 	after.ID, after.Outputs = before.ID, before.Outputs
@@ -285,10 +310,10 @@ func (p *GitLabProvider) Update(ctx context.Context, before, after Resource) (Re
 
 // Delete implements Provider.
 func (p *GitLabProvider) Delete(ctx context.Context, r Resource) error {
-	c, err := p.Clients(ctx, hookInstance(r.Props))
+	c, err := p.Clients(ctx, as[HookProps](r).instance())
 	if err != nil {
 		return err
 	}
 	id, _ := strconv.ParseInt(r.ID, 10, 64)
-	return c.DeleteProjectHook(ctx, projectID(str(r.Props, "project")), id)
+	return c.DeleteProjectHook(ctx, projectID(as[HookProps](r).Project), id)
 }

@@ -129,8 +129,8 @@ func TestGitLabHooksWithoutDomainUseTheHTTPAPI(t *testing.T) {
 	}
 	want := "${aws_apigatewayv2_api.api.api_endpoint}" + WebhookPath
 	for _, r := range desired {
-		if r.Props["url"] != want {
-			t.Errorf("%s: url %v, want %s", r.Address(), r.Props["url"], want)
+		if got := as[HookProps](r).URL; got != want {
+			t.Errorf("%s: url %v, want %s", r.Address(), got, want)
 		}
 	}
 	// Without the gateway (no vpc_id) there is no URL to use.

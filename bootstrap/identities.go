@@ -63,36 +63,37 @@ func eggSecrets(e fly.Egg, scheme string) []fly.SecretURI {
 // Manager secrets, and write to the runners' log group; and its ECS task
 // execution role, which may pull images, read the egg's runner tokens into
 // a task's secrets and write the task's logs.
-func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Resource {
+func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]string) []Resource {
 	dep := DeploymentName(n)
-	logs := statement([]any{"logs:CreateLogStream", "logs:PutLogEvents"}, []any{acct.arn("logs", "log-group:/gosling/"+dep+"/runners:*")}, nil)
+	logs := allow(many("logs:CreateLogStream", "logs:PutLogEvents"), acct.arn("logs", "log-group:/gosling/"+dep+"/runners:*"))
 	var out []Resource
 	for _, e := range runnerEggs(n, fly.CloudAWS) {
-		tokens := statement("secretsmanager:GetSecretValue", []any{acct.arn("secretsmanager", "secret:"+runnerid.AWSTokenPrefix(dep, e.Name)+"*")}, nil)
-		var own map[string]any
+		tokens := allow(single("secretsmanager:GetSecretValue"), acct.arn("secretsmanager", "secret:"+runnerid.AWSTokenPrefix(dep, e.Name)+"*"))
+		var own *PolicyStatement
 		if secrets := eggSecrets(e, fly.SchemeAWSSM); len(secrets) > 0 {
-			var arns []any
+			var arns []string
 			for _, u := range secrets {
 				arns = append(arns, acct.arn("secretsmanager", "secret:"+u.Path+"-??????"))
 			}
-			own = statement("secretsmanager:GetSecretValue", arns, nil)
+			own = allow(single("secretsmanager:GetSecretValue"), arns...)
 		}
 		role := runnerid.AWSRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: map[string]any{
-			"name": role, "path": runnerid.AWSPath(dep), "instance_profile": true, "tags": tags,
-			"description": "Runners of egg " + e.Name + " (VMs, ECS tasks, Lambda functions): read the egg's runner tokens and secrets, write their logs",
-			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{
-				"Service": []any{"ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"}}})),
-			"policy": policy(tokens, own, logs),
+		runnerPolicy := policy(tokens, own, logs)
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(role, dep+"-"), Props: RoleProps{
+			Name: role, Path: runnerid.AWSPath(dep), InstanceProfile: true, Tags: tags,
+			Description:      "Runners of egg " + e.Name + " (VMs, ECS tasks, Lambda functions): read the egg's runner tokens and secrets, write their logs",
+			AssumeRolePolicy: policy(assumedBy(many("ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"))),
+			Policy:           &runnerPolicy,
 		}})
 		exec := runnerid.AWSExecutionRole(dep, e.Name)
-		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: map[string]any{
-			"name": exec, "path": runnerid.AWSPath(dep), "instance_profile": false, "tags": tags,
-			"description":        "ECS task execution of egg " + e.Name + "'s runners: pull the image, read the egg's runner tokens into the task, write its logs",
-			"assume_role_policy": policy(statement("sts:AssumeRole", nil, map[string]any{"Principal": map[string]any{"Service": "ecs-tasks.amazonaws.com"}})),
-			"policy": policy(
-				statement([]any{"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}, []any{"*"}, nil),
-				tokens, logs),
+		execPolicy := policy(
+			allow(many("ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"), "*"),
+			tokens, logs)
+		out = append(out, Resource{Type: AWSRole, Name: strings.TrimPrefix(exec, dep+"-"), Props: RoleProps{
+			Name: exec, Path: runnerid.AWSPath(dep), Tags: tags,
+			Description:      "ECS task execution of egg " + e.Name + "'s runners: pull the image, read the egg's runner tokens into the task, write its logs",
+			AssumeRolePolicy: policy(assumedBy(single("ecs-tasks.amazonaws.com"))),
+			Policy:           &execPolicy,
 		}})
 	}
 	return out
@@ -101,7 +102,7 @@ func awsRunnerIdentities(n *fly.Nest, acct AWSAccount, tags map[string]any) []Re
 // awsRunnerRoleARNs are the ARNs of every egg's runner roles, which the
 // workers look up (iam:GetRole) and pass to the machines they make
 // (iam:PassRole), and of their instance profiles.
-func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []any) {
+func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []string) {
 	dep := DeploymentName(n)
 	for _, e := range runnerEggs(n, fly.CloudAWS) {
 		for _, r := range []string{runnerid.AWSRole(dep, e.Name), runnerid.AWSExecutionRole(dep, e.Name)} {
@@ -116,17 +117,15 @@ func awsRunnerRoleARNs(n *fly.Nest, acct AWSAccount) (roles, profiles []any) {
 // machines on AWS beside OpenTofu: look up each egg's runner roles and pass
 // them to the machines it makes, and find (DescribeInstances) and
 // terminate the deployment's instances, only those tagged with it.
-func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []map[string]any {
+func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []*PolicyStatement {
 	roles, profiles := awsRunnerRoleARNs(n, acct)
-	out := []map[string]any{
-		statement("ec2:DescribeInstances", []any{"*"}, nil),
-		statement("ec2:TerminateInstances", []any{acct.arn("ec2", "instance/*")}, map[string]any{
-			"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/gosling:deployment": DeploymentName(n)}}}),
-	}
+	terminate := allow(single("ec2:TerminateInstances"), acct.arn("ec2", "instance/*"))
+	terminate.Condition = map[string]map[string]Values{"StringEquals": {"aws:ResourceTag/gosling:deployment": single(DeploymentName(n))}}
+	out := []*PolicyStatement{allow(single("ec2:DescribeInstances"), "*"), terminate}
 	if len(roles) > 0 {
 		out = append(out,
-			statement([]any{"iam:GetRole", "iam:PassRole"}, roles, nil),
-			statement("iam:GetInstanceProfile", profiles, nil))
+			allow(many("iam:GetRole", "iam:PassRole"), roles...),
+			allow(single("iam:GetInstanceProfile"), profiles...))
 	}
 	return out
 }
@@ -136,7 +135,7 @@ func awsWorkerRunnerStatements(n *fly.Nest, acct AWSAccount) []map[string]any {
 // empty, never deleted; one entry per runner, written by the workers), and
 // lockbox.payloadViewer for the account on that secret and on each of the
 // egg's own Lockbox secrets: bound per secret, never on the folder.
-func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]any) []Resource {
+func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]string) []Resource {
 	dep := DeploymentName(n)
 	var out []Resource
 	for _, e := range runnerEggs(n, fly.CloudYandex) {
@@ -144,26 +143,24 @@ func yandexRunnerIdentities(n *fly.Nest, folder string, labels map[string]any) [
 		sa := YCServiceAccount + "." + strings.TrimPrefix(saName, dep+"-")
 		secret := runnerid.LockboxTokenSecret(dep, e.Name)
 		secretKey := strings.TrimPrefix(secret, dep+"-")
-		eggLabels := map[string]any{TagDeployment: dep, "gosling-egg": e.Name}
-		for k, v := range labels {
-			eggLabels[k] = v
-		}
+		eggLabels := map[string]string{TagDeployment: dep, "gosling-egg": e.Name}
+		maps.Copy(eggLabels, labels)
 		out = append(out,
-			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: map[string]any{
-				"name": saName, "folder_id": folder,
-				"description": "gosling " + dep + ": runners of egg " + e.Name + " (VMs, Serverless Containers): read the egg's runner tokens and secrets",
+			Resource{Type: YCServiceAccount, Name: strings.TrimPrefix(saName, dep+"-"), Props: ServiceAccountProps{
+				Name: saName, FolderID: folder,
+				Description: "gosling " + dep + ": runners of egg " + e.Name + " (VMs, Serverless Containers): read the egg's runner tokens and secrets",
 			}},
-			Resource{Type: YCSecret, Name: secretKey, Props: map[string]any{
-				"name": secret, "folder_id": folder, "labels": eggLabels,
-				"description": "gosling " + dep + ": runner tokens of egg " + e.Name + ", one entry per runner",
+			Resource{Type: YCSecret, Name: secretKey, Props: LockboxSecretProps{
+				Name: secret, FolderID: folder, Labels: eggLabels,
+				Description: "gosling " + dep + ": runner tokens of egg " + e.Name + ", one entry per runner",
 			}},
-			Resource{Type: YCSecretBinding, Name: secretKey, Props: map[string]any{
-				"resource_id": Ref(YCSecret+"."+secretKey, "id"), "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
+			Resource{Type: YCSecretBinding, Name: secretKey, Props: ResourceBindingProps{
+				ResourceID: Ref(YCSecret+"."+secretKey, "id"), ServiceAccountID: Ref(sa, "id"), Roles: []string{"lockbox.payloadViewer"},
 			}},
 		)
 		for _, u := range eggSecrets(e, fly.SchemeLockbox) {
-			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: map[string]any{
-				"resource_id": u.Path, "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
+			out = append(out, Resource{Type: YCSecretBinding, Name: strings.TrimPrefix(saName, dep+"-") + "-" + u.Path, Props: ResourceBindingProps{
+				ResourceID: u.Path, ServiceAccountID: Ref(sa, "id"), Roles: []string{"lockbox.payloadViewer"},
 			}})
 		}
 	}
@@ -190,8 +187,9 @@ func (p *YandexProvider) readRunnerBindings(ctx context.Context, sas, secrets, h
 		if h.Type != YCSecretBinding {
 			continue
 		}
-		sa, target := resolve(str(h.Props, "service_account_id")), resolve(str(h.Props, "resource_id"))
-		if sa == "" || target == "" || !strings.HasPrefix(str(h.Props, "service_account_id"), "${"+YCServiceAccount+".runner-") {
+		b := as[ResourceBindingProps](h)
+		sa, target := resolve(b.ServiceAccountID), resolve(b.ResourceID)
+		if sa == "" || target == "" || !strings.HasPrefix(b.ServiceAccountID, "${"+YCServiceAccount+".runner-") {
 			continue
 		}
 		if targets[sa] == nil {

@@ -73,7 +73,7 @@ func TestAWSRunnerIdentityPolicies(t *testing.T) {
 	byName := map[string]Resource{}
 	for _, r := range desired {
 		if r.Type == AWSRole {
-			byName[str(r.Props, "name")] = r
+			byName[str(Comparable(r.Props), "name")] = r
 		}
 	}
 	dep := DeploymentName(n)
@@ -86,16 +86,16 @@ func TestAWSRunnerIdentityPolicies(t *testing.T) {
 		if !ok {
 			t.Fatalf("no runner role for %s: %v", egg, slices.Sorted(maps.Keys(byName)))
 		}
-		if role.Props["instance_profile"] != true || str(role.Props, "path") != runnerid.AWSPath(dep) {
-			t.Errorf("%s: role %v", egg, role.Props)
+		if Comparable(role.Props)["instance_profile"] != true || str(Comparable(role.Props), "path") != runnerid.AWSPath(dep) {
+			t.Errorf("%s: role %v", egg, Comparable(role.Props))
 		}
-		trust := jsonString(role.Props["assume_role_policy"])
+		trust := jsonString(Comparable(role.Props)["assume_role_policy"])
 		for _, svc := range []string{"ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"} {
 			if !strings.Contains(trust, svc) {
 				t.Errorf("%s: %s may not assume the runner role: %s", egg, svc, trust)
 			}
 		}
-		pol := mapOf(role.Props, "policy")
+		pol := mapOf(Comparable(role.Props), "policy")
 		own := map[string]string{"web": "ci/web/npm", "api": "ci/api/deploy"}
 		for _, c := range []struct {
 			action, resource string
@@ -118,10 +118,10 @@ func TestAWSRunnerIdentityPolicies(t *testing.T) {
 			}
 		}
 		exec, ok := byName[runnerid.AWSExecutionRole(dep, egg)]
-		if !ok || exec.Props["instance_profile"] != false || !strings.Contains(jsonString(exec.Props["assume_role_policy"]), "ecs-tasks.amazonaws.com") {
-			t.Fatalf("%s: execution role %v", egg, exec.Props)
+		if !ok || Comparable(exec.Props)["instance_profile"] != false || !strings.Contains(jsonString(Comparable(exec.Props)["assume_role_policy"]), "ecs-tasks.amazonaws.com") {
+			t.Fatalf("%s: execution role %v", egg, Comparable(exec.Props))
 		}
-		ep := mapOf(exec.Props, "policy")
+		ep := mapOf(Comparable(exec.Props), "policy")
 		if !allowed(ep, "secretsmanager:GetSecretValue", secret(runnerid.AWSTokenPrefix(dep, egg)+egg+"-1/token")) ||
 			allowed(ep, "secretsmanager:GetSecretValue", secret(runnerid.AWSTokenPrefix(dep, other)+other+"-1/token")) ||
 			!allowed(ep, "ecr:BatchGetImage", "arn:aws:ecr:eu-central-1:123456789012:repository/runner") {
@@ -132,7 +132,7 @@ func TestAWSRunnerIdentityPolicies(t *testing.T) {
 		t.Error("the shared runner role is still made")
 	}
 	// The workers look the roles up and pass them to the machines.
-	worker := mapOf(byName[dep+"-mothergoose-worker"].Props, "policy")
+	worker := mapOf(Comparable(byName[dep+"-mothergoose-worker"].Props), "policy")
 	for _, egg := range []string{"web", "api"} {
 		arn := "arn:aws:iam::123456789012:role" + runnerid.AWSPath(dep) + runnerid.AWSRole(dep, egg)
 		if !allowed(worker, "iam:PassRole", arn) || !allowed(worker, "iam:GetRole", arn) {

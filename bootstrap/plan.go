@@ -98,15 +98,16 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 	p := &Plan{}
 	var upserts []Change
 	for _, d := range desired {
-		d = d.clone()
 		addr := d.Address()
 		if want[addr] {
 			return nil, fmt.Errorf("resource %s is desired twice", addr)
 		}
 		want[addr] = true
 		raw, _ := outs.resolveResource(d)
-		resolved := raw.clone()
-		markUnknown(resolved.Props)
+		shown := Comparable(raw.Props)
+		markUnknown(shown)
+		resolved := raw.cloneMeta()
+		resolved.Props = fromComparable(d.Type, shown)
 		a, exists := have[addr]
 		if !exists {
 			r := resolved
@@ -115,12 +116,16 @@ func Diff(desired, actual []Resource, typeOrder []string) (*Plan, error) {
 		}
 		// Create-only keys keep what exists, in the plan and in what apply
 		// sends.
-		for _, k := range d.CreateOnly {
-			if v, ok := a.Props[k]; ok {
-				resolved.Props[k], raw.Props[k] = v, v
+		read, sent := Comparable(a.Props), Comparable(raw.Props)
+		if len(d.CreateOnly) > 0 {
+			for _, k := range d.CreateOnly {
+				if v, ok := read[k]; ok {
+					shown[k], sent[k] = v, v
+				}
 			}
+			resolved.Props, raw.Props = fromComparable(d.Type, shown), fromComparable(d.Type, sent)
 		}
-		fields := diffProps("", a.Props, resolved.Props)
+		fields := diffProps("", read, shown)
 		if len(fields) == 0 {
 			p.Unchanged++
 			continue
@@ -159,7 +164,7 @@ func depsOf(r Resource) []string {
 	for _, d := range r.DependsOn {
 		set[d] = true
 	}
-	refs(r.Props, set)
+	refs(Comparable(r.Props), set)
 	return slices.Sorted(maps.Keys(set))
 }
 

@@ -42,70 +42,72 @@ func (q sqsQueues) read(ctx context.Context, hints []Resource) ([]Resource, erro
 			continue // someone else's queue of that name: creating it will say so
 		}
 		a := attrs.Attributes
-		props := map[string]any{"name": name, "tags": anyMap(tags.Tags)}
-		for _, k := range []struct{ attr, prop string }{{"VisibilityTimeout", "visibility_timeout_seconds"}, {"MessageRetentionPeriod", "message_retention_seconds"}} {
+		props := QueueProps{Name: name, Tags: nonNilMap(tags.Tags)}
+		for _, k := range []struct {
+			attr string
+			prop **int
+		}{{"VisibilityTimeout", &props.VisibilityTimeoutSeconds}, {"MessageRetentionPeriod", &props.MessageRetentionSeconds}} {
 			if v, ok := a[k.attr]; ok {
 				if n, err := strconv.Atoi(v); err == nil {
-					props[k.prop] = n
+					*k.prop = &n
 				}
 			}
 		}
 		if rp := a["RedrivePolicy"]; rp != "" {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(rp), &m); err != nil {
-				return nil, fmt.Errorf("queue %s: RedrivePolicy is not JSON: %w", name, err)
+			if !json.Valid([]byte(rp)) {
+				return nil, fmt.Errorf("queue %s: RedrivePolicy is not JSON: %s", name, rp)
 			}
-			props["redrive_policy"] = m
+			props.RedrivePolicy = json.RawMessage(rp)
 		}
-		if num(props, "visibility_timeout_seconds") == 30 && !hasProp(hints, q.typ, rn, "visibility_timeout_seconds") {
-			delete(props, "visibility_timeout_seconds") // SQS's default, not set by the Nest
+		if v := props.VisibilityTimeoutSeconds; v != nil && *v == 30 && !setsVisibilityTimeout(hints, q.typ, rn) {
+			props.VisibilityTimeoutSeconds = nil // SQS's default, not set by the Nest
 		}
 		arn := a["QueueArn"]
-		out = append(out, Resource{Type: q.typ, Name: rn, Props: normalize(props), ID: aws.ToString(u.QueueUrl), Outputs: map[string]string{"arn": arn, "url": aws.ToString(u.QueueUrl)}})
+		out = append(out, Resource{Type: q.typ, Name: rn, Props: props, ID: aws.ToString(u.QueueUrl), Outputs: map[string]string{"arn": arn, "url": aws.ToString(u.QueueUrl)}})
 	}
 	return out, nil
 }
 
-// hasProp tells whether the hint for typ.name sets prop.
-func hasProp(hints []Resource, typ, name, prop string) bool {
+// setsVisibilityTimeout tells whether the hint for typ.name sets the
+// visibility timeout.
+func setsVisibilityTimeout(hints []Resource, typ, name string) bool {
 	for _, h := range hints {
-		if h.Type == typ && h.Name == name {
-			if _, ok := h.Props[prop]; ok {
-				return true
-			}
+		if h.Type == typ && h.Name == name && as[QueueProps](h).VisibilityTimeoutSeconds != nil {
+			return true
 		}
 	}
 	return false
 }
 
-func queueAttributes(props map[string]any) map[string]string {
+func queueAttributes(q QueueProps) map[string]string {
 	attrs := map[string]string{}
-	if _, ok := props["visibility_timeout_seconds"]; ok {
-		attrs["VisibilityTimeout"] = strconv.Itoa(num(props, "visibility_timeout_seconds"))
+	if v := q.VisibilityTimeoutSeconds; v != nil {
+		attrs["VisibilityTimeout"] = strconv.Itoa(*v)
 	}
-	if _, ok := props["message_retention_seconds"]; ok {
-		attrs["MessageRetentionPeriod"] = strconv.Itoa(num(props, "message_retention_seconds"))
+	if v := q.MessageRetentionSeconds; v != nil {
+		attrs["MessageRetentionPeriod"] = strconv.Itoa(*v)
 	}
-	if rp := props["redrive_policy"]; rp != nil {
-		attrs["RedrivePolicy"] = jsonString(rp)
+	if rp := q.RedrivePolicy; len(rp) > 0 && string(rp) != "null" {
+		attrs["RedrivePolicy"] = string(rp)
 	}
 	return attrs
 }
 
 func (q sqsQueues) put(ctx context.Context, before *Resource, r Resource) error {
-	name := str(r.Props, "name")
-	attrs := queueAttributes(r.Props)
+	want := as[QueueProps](r)
+	name := want.Name
+	attrs := queueAttributes(want)
 	if before == nil {
-		_, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: strMap(mapOf(r.Props, "tags"))})
+		_, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: nonNilMap(want.Tags)})
 		return err
 	}
-	if _, ok := attrs["RedrivePolicy"]; !ok && before.Props["redrive_policy"] != nil {
+	if _, ok := attrs["RedrivePolicy"]; !ok && len(as[QueueProps](*before).RedrivePolicy) > 0 {
 		attrs["RedrivePolicy"] = "" // an empty value removes it
 	}
 	if _, err := q.client.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(before.ID), Attributes: attrs}); err != nil {
 		return err
 	}
-	_, err := q.client.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: strMap(mapOf(r.Props, "tags"))})
+	_, err := q.client.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(before.ID), Tags: nonNilMap(want.Tags)})
 	return err
 }
 

@@ -22,7 +22,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 		switch c.Action {
 		case Create:
 			fmt.Fprintf(&b, "  # %s will be created\n  + resource %q %q {\n", c.Address, c.After.Type, c.After.Name)
-			writeProps(&b, "      + ", c.After.Props, 0)
+			writeProps(&b, "      + ", Comparable(c.After.Props), 0)
 			b.WriteString("    }\n\n")
 		case Update:
 			fmt.Fprintf(&b, "  # %s will be updated in-place\n  ~ resource %q %q {\n", c.Address, c.After.Type, c.After.Name)

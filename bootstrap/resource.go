@@ -13,24 +13,22 @@
 package bootstrap
 
 import (
-	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 )
 
 // Resource is one cloud object, desired or read. Props is its whole
-// configuration as JSON values (string, float64, bool, []any,
-// map[string]any): the desired set and what Read returns use one shape, so
-// the diff compares them field by field, and a journal's Props can make
-// the resource again. Props never hold a secret value.
+// configuration, the struct of its kind: the desired set and what Read
+// returns use one shape, so the diff compares them field by field
+// (Comparable), and a journal's Props can make the resource again. Props
+// never hold a secret value.
 type Resource struct {
 	// Type is the resource type, such as aws_iam_role.
 	Type string `json:"type"`
 	// Name is the logical name, unique within Type.
-	Name  string         `json:"name"`
-	Props map[string]any `json:"props"`
+	Name  string `json:"name"`
+	Props Props  `json:"props"`
 	// DependsOn lists the addresses this resource needs to exist first.
 	DependsOn []string `json:"depends_on,omitempty"`
 	// ID is the cloud's identifier (an ARN, a Yandex ID, a queue URL, a
@@ -57,27 +55,20 @@ func (r Resource) Address() string { return r.Type + "." + r.Name }
 // Ref is the reference to one of r's outputs, resolved at apply time.
 func Ref(address, attr string) string { return "${" + address + "." + attr + "}" }
 
-// clone deep-copies r through JSON, which also normalises Props (numbers
-// become float64, slices []any).
+// clone deep-copies r; Props go through JSON.
 func (r Resource) clone() Resource {
-	out := r
-	out.Props = normalize(r.Props)
-	out.DependsOn = slices.Clone(r.DependsOn)
-	out.CreateOnly = slices.Clone(r.CreateOnly)
-	out.Outputs = maps.Clone(r.Outputs)
+	out := r.cloneMeta()
+	out.Props = fromComparable(r.Type, Comparable(r.Props))
 	return out
 }
 
-func normalize(props map[string]any) map[string]any {
-	if props == nil {
-		return map[string]any{}
-	}
-	b, err := json.Marshal(props)
-	if err != nil {
-		panic(fmt.Sprintf("bootstrap: props are not JSON: %v", err))
-	}
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
+// cloneMeta copies r's slices and maps but not its Props, for a caller
+// that replaces them.
+func (r Resource) cloneMeta() Resource {
+	out := r
+	out.DependsOn = slices.Clone(r.DependsOn)
+	out.CreateOnly = slices.Clone(r.CreateOnly)
+	out.Outputs = maps.Clone(r.Outputs)
 	return out
 }
 
@@ -177,8 +168,8 @@ func (o Outputs) resolve(v any) (any, bool) {
 // resolveResource resolves r's Props; ok is false when a reference is
 // not known yet.
 func (o Outputs) resolveResource(r Resource) (Resource, bool) {
-	out := r.clone()
-	p, ok := o.resolve(out.Props)
-	out.Props = p.(map[string]any)
+	out := r.cloneMeta()
+	p, ok := o.resolve(Comparable(r.Props))
+	out.Props = fromComparable(r.Type, p.(map[string]any))
 	return out, ok
 }

@@ -2,11 +2,12 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -139,17 +140,17 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 		return nil, errors.New("no Yandex Cloud folder: set folder_id in provider \"yandex\"")
 	}
 	dep := DeploymentName(n)
-	labels := map[string]any{TagDeployment: dep}
+	labelSet := map[string]string{TagDeployment: dep}
 	var out []Resource
 	keys := []string{"api", "mothergoose-worker", "uglyfox-worker", "invoker", "instance-groups"}
 	for _, key := range keys {
 		sa := YCServiceAccount + "." + key
 		out = append(out,
-			Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
-				"name": dep + "-" + key, "folder_id": folder, "description": "gosling " + dep + ": " + key,
+			Resource{Type: YCServiceAccount, Name: key, Props: ServiceAccountProps{
+				Name: dep + "-" + key, FolderID: folder, Description: "gosling " + dep + ": " + key,
 			}},
-			Resource{Type: YCFolderBinding, Name: key, Props: map[string]any{
-				"folder_id": folder, "service_account_id": Ref(sa, "id"), "roles": ycRoles[key],
+			Resource{Type: YCFolderBinding, Name: key, Props: FolderBindingProps{
+				FolderID: folder, ServiceAccountID: Ref(sa, "id"), Roles: ycRoles[key],
 			}},
 		)
 	}
@@ -160,14 +161,14 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 		{"runner-tokens", "runner tokens, one entry per runner (mothergoose.secrets.lockbox.runner_tokens)"},
 		{"servers", "the servers' secrets: GitLab tokens, webhook secrets, API tokens"},
 	} {
-		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: map[string]any{
-			"name": dep + "-" + sec.key, "folder_id": folder, "description": "gosling " + dep + ": " + sec.purpose, "labels": labels,
+		out = append(out, Resource{Type: YCSecret, Name: sec.key, Props: LockboxSecretProps{
+			Name: dep + "-" + sec.key, FolderID: folder, Description: "gosling " + dep + ": " + sec.purpose, Labels: labelSet,
 		}})
 	}
-	out = append(out, yandexRunnerIdentities(n, folder, labels)...)
+	out = append(out, yandexRunnerIdentities(n, folder, labelSet)...)
 	if mg.Database.Engine == "ydb" {
-		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
-			"name": dep + "-store", "folder_id": folder, "serverless": true, "labels": labels,
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: DatabaseProps{
+			Name: dep + "-store", FolderID: folder, Serverless: true, Labels: labelSet,
 		}})
 	}
 	ct := mg.Containers.API
@@ -175,22 +176,22 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 		return nil, fmt.Errorf("mothergoose.containers.api: no image: set image = \"cr.yandex/<registry>/gosling:<version>\"")
 	}
 	cores, fraction := ycCores(ct.CPU)
-	out = append(out, Resource{Type: YCContainer, Name: "api", Props: map[string]any{
-		"name": dep + "-api", "folder_id": folder, "labels": labels,
-		"revision": map[string]any{
+	out = append(out, Resource{Type: YCContainer, Name: "api", Props: ContainerProps{
+		Name: dep + "-api", FolderID: folder, Labels: labelSet,
+		Revision: &ContainerRevision{
 			// No --addr: gosling server listens on the $PORT the platform sets.
-			"image": ct.Image, "args": YandexAPICommand, "memory": int64(ct.Memory), "cores": cores, "core_fraction": fraction,
-			"concurrency": ct.Concurrency, "timeout_seconds": int(ct.Timeout.D().Seconds()), "min_instances": ct.MinInstances,
-			"service_account_id": Ref(YCServiceAccount+".api", "id"),
-			"environment":        map[string]any{"GOSLING_NEST": "/nest"},
+			Image: ct.Image, Args: YandexAPICommand, Memory: int64(ct.Memory), Cores: int64(cores), CoreFraction: int64(fraction),
+			Concurrency: int64(ct.Concurrency), TimeoutSeconds: int64(ct.Timeout.D().Seconds()), MinInstances: int64(ct.MinInstances),
+			ServiceAccountID: Ref(YCServiceAccount+".api", "id"),
+			Environment:      map[string]string{"GOSLING_NEST": "/nest"},
 		},
 	}, DependsOn: []string{YCFolderBinding + ".api"}})
-	workers, err := yandexWorkers(mg, dep, folder, labels)
+	workers, err := yandexWorkers(mg, dep, folder, labelSet)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, workers...)
-	authRes, err := yandexAuth(n, folder, labels)
+	authRes, err := yandexAuth(n, folder, labelSet)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +201,8 @@ func YandexDesired(n *fly.Nest, folder string) ([]Resource, error) {
 	if len(authRes) > 0 {
 		gwDeps = append(gwDeps, YCFunctionBinding+".auth")
 	}
-	out = append(out, Resource{Type: YCGateway, Name: "api", Props: map[string]any{
-		"name": dep, "folder_id": folder, "labels": labels, "description": description, "openapi_spec": spec,
+	out = append(out, Resource{Type: YCGateway, Name: "api", Props: GatewayProps{
+		Name: dep, FolderID: folder, Labels: labelSet, Description: description, OpenAPISpec: spec,
 	}, DependsOn: gwDeps})
 	return out, nil
 }
@@ -399,24 +400,21 @@ func (p *YandexProvider) readSecrets(ctx context.Context) ([]Resource, error) {
 		return nil, err
 	}
 	var out []Resource
-	req := &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+	for sec, err := range pages(ctx, func(ctx context.Context, token string) ([]*lockbox.Secret, string, error) {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, &lockbox.ListSecretsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetSecrets(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the Lockbox secrets of folder %s: %w", p.FolderID, err)
 		}
-		for _, sec := range resp.GetSecrets() {
-			if sec.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: map[string]any{
-				"name": sec.GetName(), "folder_id": sec.GetFolderId(), "description": sec.GetDescription(), "labels": anyMap(sec.GetLabels()),
-			}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
+		if sec.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCSecret, Name: strings.TrimPrefix(sec.GetName(), p.Deployment+"-"), Props: LockboxSecretProps{
+			Name: sec.GetName(), FolderID: sec.GetFolderId(), Description: sec.GetDescription(), Labels: nonNilMap(sec.GetLabels()),
+		}, ID: sec.GetId(), Outputs: map[string]string{"id": sec.GetId()}, Retain: true})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) error {
@@ -425,10 +423,11 @@ func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) err
 		return err
 	}
 	cl := lockbox.NewSecretServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	want := as[LockboxSecretProps](*r)
+	labels := nonNilMap(want.Labels)
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &lockbox.UpdateSecretRequest{
-			SecretId: before.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			SecretId: before.ID, Name: want.Name, Description: want.Description, Labels: labels,
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
 		}))
 		return err
@@ -436,7 +435,7 @@ func (p *YandexProvider) putSecret(ctx context.Context, before, r *Resource) err
 	// No version: the secret is made empty, and no value passes through a
 	// plan or the journal.
 	op, err := p.wait(ctx)(cl.Create(ctx, &lockbox.CreateSecretRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+		FolderId: want.FolderID, Name: want.Name, Description: want.Description, Labels: labels,
 		CreateVersion: wrapperspb.Bool(false),
 	}))
 	if err != nil {
@@ -456,27 +455,24 @@ func (p *YandexProvider) readTriggers(ctx context.Context) ([]Resource, error) {
 		return nil, err
 	}
 	var out []Resource
-	req := &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, req)
+	for t, err := range pages(ctx, func(ctx context.Context, token string) ([]*triggers.Trigger, string, error) {
+		resp, err := triggers.NewTriggerServiceClient(c).List(ctx, &triggers.ListTriggersRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetTriggers(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the triggers of folder %s: %w", p.FolderID, err)
 		}
-		for _, t := range resp.GetTriggers() {
-			if t.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			timer := t.GetRule().GetTimer()
-			inv := timer.GetInvokeContainerWithRetry()
-			out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: map[string]any{
-				"name": t.GetName(), "folder_id": t.GetFolderId(), "labels": anyMap(t.GetLabels()), "cron": timer.GetCronExpression(),
-				"payload": timer.GetPayload(), "container_id": inv.GetContainerId(), "path": inv.GetPath(), "service_account_id": inv.GetServiceAccountId(),
-			}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
+		if t.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		timer := t.GetRule().GetTimer()
+		inv := timer.GetInvokeContainerWithRetry()
+		out = append(out, Resource{Type: YCTrigger, Name: strings.TrimPrefix(t.GetName(), p.Deployment+"-"), Props: TriggerProps{
+			Name: t.GetName(), FolderID: t.GetFolderId(), Labels: nonNilMap(t.GetLabels()), Cron: timer.GetCronExpression(),
+			Payload: timer.GetPayload(), ContainerID: inv.GetContainerId(), Path: inv.GetPath(), ServiceAccountID: inv.GetServiceAccountId(),
+		}, ID: t.GetId(), Outputs: map[string]string{"id": t.GetId()}})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
@@ -486,40 +482,41 @@ func (p *YandexProvider) readGateways(ctx context.Context) ([]Resource, error) {
 	}
 	cl := apigw.NewApiGatewayServiceClient(c)
 	var out []Resource
-	req := &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for g, err := range pages(ctx, func(ctx context.Context, token string) ([]*apigw.ApiGateway, string, error) {
+		resp, err := cl.List(ctx, &apigw.ListApiGatewayRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetApiGateways(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the API gateways of folder %s: %w", p.FolderID, err)
 		}
-		for _, g := range resp.GetApiGateways() {
-			if g.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
-			if err != nil {
-				return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
-			}
-			// Yandex may hand the spec back as YAML; JSON is YAML too.
-			var doc map[string]any
-			if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
-				return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
-			}
-			out = append(out, Resource{Type: YCGateway, Name: "api", Props: normalize(map[string]any{
-				"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(), "openapi_spec": doc,
-			}), ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
+		if g.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		spec, err := cl.GetOpenapiSpec(ctx, &apigw.GetOpenapiSpecRequest{ApiGatewayId: g.GetId()})
+		if err != nil {
+			return nil, fmt.Errorf("read the OpenAPI spec of API gateway %s: %w", g.GetName(), err)
 		}
+		// Yandex may hand the spec back as YAML; JSON is YAML too.
+		var doc any
+		if err := yaml.Unmarshal([]byte(spec.GetOpenapiSpec()), &doc); err != nil {
+			return nil, fmt.Errorf("API gateway %s: its OpenAPI spec does not parse: %w", g.GetName(), err)
+		}
+		docJSON, err := json.Marshal(doc)
+		if err != nil {
+			return nil, fmt.Errorf("API gateway %s: its OpenAPI spec is not JSON: %w", g.GetName(), err)
+		}
+		out = append(out, Resource{Type: YCGateway, Name: "api", Props: GatewayProps{
+			Name: g.GetName(), FolderID: g.GetFolderId(), Labels: nonNilMap(g.GetLabels()), Description: g.GetDescription(), OpenAPISpec: docJSON,
+		}, ID: g.GetId(), Outputs: map[string]string{"id": g.GetId(), "domain": g.GetDomain()}})
 	}
+	return out, nil
 }
 
-func (p *YandexProvider) timerRule(r *Resource) *triggers.Trigger_Rule {
+func (p *YandexProvider) timerRule(t TriggerProps) *triggers.Trigger_Rule {
 	return &triggers.Trigger_Rule{Rule: &triggers.Trigger_Rule_Timer{Timer: &triggers.Trigger_Timer{
-		CronExpression: str(r.Props, "cron"), Payload: str(r.Props, "payload"),
+		CronExpression: t.Cron, Payload: t.Payload,
 		Action: &triggers.Trigger_Timer_InvokeContainerWithRetry{InvokeContainerWithRetry: &triggers.InvokeContainerWithRetry{
-			ContainerId: str(r.Props, "container_id"), Path: str(r.Props, "path"), ServiceAccountId: str(r.Props, "service_account_id"),
+			ContainerId: t.ContainerID, Path: t.Path, ServiceAccountId: t.ServiceAccountID,
 			RetrySettings: &triggers.RetrySettings{RetryAttempts: 1, Interval: durationpb.New(10 * time.Second)},
 		}},
 	}}}
@@ -531,15 +528,16 @@ func (p *YandexProvider) putTrigger(ctx context.Context, before, r *Resource) er
 		return err
 	}
 	cl := triggers.NewTriggerServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	want := as[TriggerProps](*r)
+	labels := nonNilMap(want.Labels)
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &triggers.UpdateTriggerRequest{
-			TriggerId: before.ID, Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r),
+			TriggerId: before.ID, Name: want.Name, Labels: labels, Rule: p.timerRule(want),
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "rule"}},
 		}))
 		return err
 	}
-	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Rule: p.timerRule(r)}))
+	op, err := p.wait(ctx)(cl.Create(ctx, &triggers.CreateTriggerRequest{FolderId: want.FolderID, Name: want.Name, Labels: labels, Rule: p.timerRule(want)}))
 	if err != nil {
 		return err
 	}
@@ -557,18 +555,19 @@ func (p *YandexProvider) putGateway(ctx context.Context, before, r *Resource) er
 		return err
 	}
 	cl := apigw.NewApiGatewayServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
-	spec := jsonString(r.Props["openapi_spec"])
+	want := as[GatewayProps](*r)
+	labels := nonNilMap(want.Labels)
+	spec := string(want.OpenAPISpec)
 	if before != nil {
 		_, err := p.wait(ctx)(cl.Update(ctx, &apigw.UpdateApiGatewayRequest{
-			ApiGatewayId: before.ID, Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
+			ApiGatewayId: before.ID, Name: want.Name, Labels: labels, Description: want.Description,
 			Spec:       &apigw.UpdateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "labels", "description", "openapi_spec"}},
 		}))
 		return err
 	}
 	op, err := p.wait(ctx)(cl.Create(ctx, &apigw.CreateApiGatewayRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels, Description: str(r.Props, "description"),
+		FolderId: want.FolderID, Name: want.Name, Labels: labels, Description: want.Description,
 		Spec: &apigw.CreateApiGatewayRequest_OpenapiSpec{OpenapiSpec: spec},
 	}))
 	if err != nil {
@@ -589,25 +588,22 @@ func (p *YandexProvider) readServiceAccounts(ctx context.Context) ([]Resource, e
 	}
 	var out []Resource
 	prefix := p.Deployment + "-"
-	req := &iam.ListServiceAccountsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := iam.NewServiceAccountServiceClient(c).List(ctx, req)
+	for sa, err := range pages(ctx, func(ctx context.Context, token string) ([]*iam.ServiceAccount, string, error) {
+		resp, err := iam.NewServiceAccountServiceClient(c).List(ctx, &iam.ListServiceAccountsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetServiceAccounts(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list service accounts of folder %s: %w", p.FolderID, err)
 		}
-		for _, sa := range resp.GetServiceAccounts() {
-			key, ok := strings.CutPrefix(sa.GetName(), prefix)
-			if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
-				continue
-			}
-			out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: map[string]any{
-				"name": sa.GetName(), "folder_id": sa.GetFolderId(), "description": sa.GetDescription(),
-			}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
+		key, ok := strings.CutPrefix(sa.GetName(), prefix)
+		if !ok || !strings.HasPrefix(sa.GetDescription(), "gosling "+p.Deployment+": ") {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCServiceAccount, Name: key, Props: ServiceAccountProps{
+			Name: sa.GetName(), FolderID: sa.GetFolderId(), Description: sa.GetDescription(),
+		}, ID: sa.GetId(), Outputs: map[string]string{"id": sa.GetId()}})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Resource, error) {
@@ -622,27 +618,23 @@ func (p *YandexProvider) readBindings(ctx context.Context, sas []Resource) ([]Re
 	for _, sa := range sas {
 		byID[sa.ID] = sa.Name
 	}
-	roles := map[string][]any{}
-	req := &access.ListAccessBindingsRequest{ResourceId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := rm.NewFolderServiceClient(c).ListAccessBindings(ctx, req)
+	roles := map[string][]string{}
+	for b, err := range pages(ctx, func(ctx context.Context, token string) ([]*access.AccessBinding, string, error) {
+		resp, err := rm.NewFolderServiceClient(c).ListAccessBindings(ctx, &access.ListAccessBindingsRequest{ResourceId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetAccessBindings(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the access bindings of folder %s: %w", p.FolderID, err)
 		}
-		for _, b := range resp.GetAccessBindings() {
-			if s := b.GetSubject(); s.GetType() == "serviceAccount" && byID[s.GetId()] != "" {
-				roles[s.GetId()] = append(roles[s.GetId()], b.GetRoleId())
-			}
-		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			break
+		if s := b.GetSubject(); s.GetType() == "serviceAccount" && byID[s.GetId()] != "" {
+			roles[s.GetId()] = append(roles[s.GetId()], b.GetRoleId())
 		}
 	}
 	var out []Resource
 	for id, rs := range roles {
-		sort.Slice(rs, func(i, j int) bool { return rs[i].(string) < rs[j].(string) })
-		out = append(out, Resource{Type: YCFolderBinding, Name: byID[id], Props: map[string]any{
-			"folder_id": p.FolderID, "service_account_id": id, "roles": rs,
+		slices.Sort(rs)
+		out = append(out, Resource{Type: YCFolderBinding, Name: byID[id], Props: FolderBindingProps{
+			FolderID: p.FolderID, ServiceAccountID: id, Roles: rs,
 		}, ID: p.FolderID + "/" + id, Outputs: map[string]string{}})
 	}
 	return out, nil
@@ -654,24 +646,21 @@ func (p *YandexProvider) readDatabases(ctx context.Context) ([]Resource, error) 
 		return nil, err
 	}
 	var out []Resource
-	req := &ydb.ListDatabasesRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := ydb.NewDatabaseServiceClient(c).List(ctx, req)
+	for d, err := range pages(ctx, func(ctx context.Context, token string) ([]*ydb.Database, string, error) {
+		resp, err := ydb.NewDatabaseServiceClient(c).List(ctx, &ydb.ListDatabasesRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetDatabases(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the YDB databases of folder %s: %w", p.FolderID, err)
 		}
-		for _, d := range resp.GetDatabases() {
-			if d.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			out = append(out, Resource{Type: YCDatabase, Name: "store", Props: map[string]any{
-				"name": d.GetName(), "folder_id": d.GetFolderId(), "serverless": d.GetServerlessDatabase() != nil, "labels": anyMap(d.GetLabels()),
-			}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
+		if d.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
-		}
+		out = append(out, Resource{Type: YCDatabase, Name: "store", Props: DatabaseProps{
+			Name: d.GetName(), FolderID: d.GetFolderId(), Serverless: d.GetServerlessDatabase() != nil, Labels: nonNilMap(d.GetLabels()),
+		}, ID: d.GetId(), Outputs: map[string]string{"id": d.GetId(), "endpoint": d.GetEndpoint(), "document_api_endpoint": d.GetDocumentApiEndpoint()}, Retain: true})
 	}
+	return out, nil
 }
 
 func (p *YandexProvider) readContainers(ctx context.Context) ([]Resource, error) {
@@ -681,43 +670,36 @@ func (p *YandexProvider) readContainers(ctx context.Context) ([]Resource, error)
 	}
 	cl := containers.NewContainerServiceClient(c)
 	var out []Resource
-	req := &containers.ListContainersRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for ct, err := range pages(ctx, func(ctx context.Context, token string) ([]*containers.Container, string, error) {
+		resp, err := cl.List(ctx, &containers.ListContainersRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetContainers(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the serverless containers of folder %s: %w", p.FolderID, err)
 		}
-		for _, ct := range resp.GetContainers() {
-			if ct.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			props := map[string]any{"name": ct.GetName(), "folder_id": ct.GetFolderId(), "labels": anyMap(ct.GetLabels()), "revision": nil}
-			revs, err := cl.ListRevisions(ctx, &containers.ListContainersRevisionsRequest{Id: &containers.ListContainersRevisionsRequest_ContainerId{ContainerId: ct.GetId()}, PageSize: 1})
-			if err != nil {
-				return nil, fmt.Errorf("list the revisions of container %s: %w", ct.GetName(), err)
-			}
-			if rs := revs.GetRevisions(); len(rs) > 0 {
-				props["revision"] = revisionProps(rs[0])
-			}
-			out = append(out, Resource{Type: YCContainer, Name: strings.TrimPrefix(ct.GetName(), p.Deployment+"-"), Props: normalize(props),
-				ID: ct.GetId(), Outputs: map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}})
+		if ct.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		props := ContainerProps{Name: ct.GetName(), FolderID: ct.GetFolderId(), Labels: nonNilMap(ct.GetLabels())}
+		revs, err := cl.ListRevisions(ctx, &containers.ListContainersRevisionsRequest{Id: &containers.ListContainersRevisionsRequest_ContainerId{ContainerId: ct.GetId()}, PageSize: 1})
+		if err != nil {
+			return nil, fmt.Errorf("list the revisions of container %s: %w", ct.GetName(), err)
 		}
+		if rs := revs.GetRevisions(); len(rs) > 0 {
+			props.Revision = revisionProps(rs[0])
+		}
+		out = append(out, Resource{Type: YCContainer, Name: strings.TrimPrefix(ct.GetName(), p.Deployment+"-"), Props: props,
+			ID: ct.GetId(), Outputs: map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}})
 	}
+	return out, nil
 }
 
-func revisionProps(r *containers.Revision) map[string]any {
-	env := map[string]any{}
-	for k, v := range r.GetImage().GetEnvironment() {
-		env[k] = v
-	}
-	return map[string]any{
-		"image": r.GetImage().GetImageUrl(), "args": r.GetImage().GetArgs().GetArgs(), "memory": r.GetResources().GetMemory(),
-		"cores": r.GetResources().GetCores(), "core_fraction": r.GetResources().GetCoreFraction(), "concurrency": r.GetConcurrency(),
-		"timeout_seconds": r.GetExecutionTimeout().GetSeconds(), "min_instances": r.GetProvisionPolicy().GetMinInstances(),
-		"service_account_id": r.GetServiceAccountId(), "environment": env,
+func revisionProps(r *containers.Revision) *ContainerRevision {
+	return &ContainerRevision{
+		Image: r.GetImage().GetImageUrl(), Args: r.GetImage().GetArgs().GetArgs(), Memory: r.GetResources().GetMemory(),
+		Cores: r.GetResources().GetCores(), CoreFraction: r.GetResources().GetCoreFraction(), Concurrency: r.GetConcurrency(),
+		TimeoutSeconds: r.GetExecutionTimeout().GetSeconds(), MinInstances: r.GetProvisionPolicy().GetMinInstances(),
+		ServiceAccountID: r.GetServiceAccountId(), Environment: nonNilMap(r.GetImage().GetEnvironment()),
 	}
 }
 
@@ -772,7 +754,7 @@ func (p *YandexProvider) put(ctx context.Context, before, r *Resource) error {
 		}
 		got, err := q.read(ctx, []Resource{*r})
 		if err != nil || len(got) == 0 {
-			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", str(r.Props, "name")))
+			return errors.Join(err, fmt.Errorf("queue %s was not found right after it was written", as[QueueProps](*r).Name))
 		}
 		r.ID, r.Outputs = got[0].ID, got[0].Outputs
 		return nil
@@ -790,11 +772,12 @@ func (p *YandexProvider) putServiceAccount(ctx context.Context, before, r *Resou
 		return err
 	}
 	cl := iam.NewServiceAccountServiceClient(c)
+	want := as[ServiceAccountProps](*r)
 	if before != nil {
-		_, err := p.wait(ctx)(cl.Update(ctx, &iam.UpdateServiceAccountRequest{ServiceAccountId: before.ID, Description: str(r.Props, "description"), Name: str(r.Props, "name")}))
+		_, err := p.wait(ctx)(cl.Update(ctx, &iam.UpdateServiceAccountRequest{ServiceAccountId: before.ID, Description: want.Description, Name: want.Name}))
 		return err
 	}
-	op, err := p.wait(ctx)(cl.Create(ctx, &iam.CreateServiceAccountRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description")}))
+	op, err := p.wait(ctx)(cl.Create(ctx, &iam.CreateServiceAccountRequest{FolderId: want.FolderID, Name: want.Name, Description: want.Description}))
 	if err != nil {
 		return err
 	}
@@ -832,14 +815,16 @@ func (p *YandexProvider) updateBindings(ctx context.Context, typ, resource, saID
 }
 
 func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) error {
-	want := strList(r.Props, "roles")
+	b := r.Props.(binding)
+	want := b.roles()
 	var have []string
 	if before != nil {
-		have = strList(before.Props, "roles")
+		had := before.Props.(binding)
+		have = had.roles()
 		// Another account or another resource (a function made anew):
 		// the old roles go first; a resource already gone took them along.
-		if str(before.Props, "service_account_id") != str(r.Props, "service_account_id") || bindingTarget(*before) != bindingTarget(*r) {
-			err := p.updateBindings(ctx, before.Type, bindingTarget(*before), str(before.Props, "service_account_id"), nil, have)
+		if had.account() != b.account() || had.target() != b.target() {
+			err := p.updateBindings(ctx, before.Type, had.target(), had.account(), nil, have)
 			if err != nil && status.Code(err) != codes.NotFound {
 				return err
 			}
@@ -857,9 +842,9 @@ func (p *YandexProvider) putBinding(ctx context.Context, before, r *Resource) er
 			remove = append(remove, role)
 		}
 	}
-	r.ID = bindingTarget(*r) + "/" + str(r.Props, "service_account_id")
+	r.ID = b.target() + "/" + b.account()
 	r.Outputs = map[string]string{}
-	return p.updateBindings(ctx, r.Type, bindingTarget(*r), str(r.Props, "service_account_id"), add, remove)
+	return p.updateBindings(ctx, r.Type, b.target(), b.account(), add, remove)
 }
 
 func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) error {
@@ -868,13 +853,14 @@ func (p *YandexProvider) putDatabase(ctx context.Context, before, r *Resource) e
 		return err
 	}
 	cl := ydb.NewDatabaseServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	want := as[DatabaseProps](*r)
+	labels := nonNilMap(want.Labels)
 	if before != nil {
-		_, err := p.wait(ctx)(cl.Update(ctx, &ydb.UpdateDatabaseRequest{DatabaseId: before.ID, Name: str(r.Props, "name"), Labels: labels}))
+		_, err := p.wait(ctx)(cl.Update(ctx, &ydb.UpdateDatabaseRequest{DatabaseId: before.ID, Name: want.Name, Labels: labels}))
 		return err
 	}
 	op, err := p.wait(ctx)(cl.Create(ctx, &ydb.CreateDatabaseRequest{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels,
+		FolderId: want.FolderID, Name: want.Name, Labels: labels,
 		DatabaseType: &ydb.CreateDatabaseRequest_ServerlessDatabase{ServerlessDatabase: &ydb.ServerlessDatabase{}},
 	}))
 	if err != nil {
@@ -895,9 +881,11 @@ func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) 
 		return err
 	}
 	cl := containers.NewContainerServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	want := as[ContainerProps](*r)
+	labels := nonNilMap(want.Labels)
+	var had ContainerProps
 	if before == nil {
-		op, err := p.wait(ctx)(cl.Create(ctx, &containers.CreateContainerRequest{FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Labels: labels}))
+		op, err := p.wait(ctx)(cl.Create(ctx, &containers.CreateContainerRequest{FolderId: want.FolderID, Name: want.Name, Labels: labels}))
 		if err != nil {
 			return err
 		}
@@ -906,24 +894,26 @@ func (p *YandexProvider) putContainer(ctx context.Context, before, r *Resource) 
 			return fmt.Errorf("read the operation's response: %w", err)
 		}
 		r.ID, r.Outputs = ct.GetId(), map[string]string{"id": ct.GetId(), "url": ct.GetUrl()}
-	} else if jsonString(before.Props["labels"]) != jsonString(r.Props["labels"]) {
+	} else if had = as[ContainerProps](*before); !maps.Equal(had.Labels, want.Labels) {
 		if _, err := p.wait(ctx)(cl.Update(ctx, &containers.UpdateContainerRequest{ContainerId: r.ID, Labels: labels})); err != nil {
 			return err
 		}
 	}
-	if before != nil && jsonString(before.Props["revision"]) == jsonString(r.Props["revision"]) {
+	if before != nil && jsonString(had.Revision) == jsonString(want.Revision) {
 		return nil
 	}
 	// A change of the revision is a new revision, as with Fargate's task
 	// definitions.
-	rev := mapOf(r.Props, "revision")
-	env := strMap(mapOf(rev, "environment"))
+	var rev ContainerRevision
+	if want.Revision != nil {
+		rev = *want.Revision
+	}
 	_, err = p.wait(ctx)(cl.DeployRevision(ctx, &containers.DeployContainerRevisionRequest{
 		ContainerId: r.ID, Description: "gosling deploy",
-		ImageSpec:        &containers.ImageSpec{ImageUrl: str(rev, "image"), Args: &containers.Args{Args: strList(rev, "args")}, Environment: env},
-		Resources:        &containers.Resources{Memory: int64(num(rev, "memory")), Cores: int64(num(rev, "cores")), CoreFraction: int64(num(rev, "core_fraction"))},
-		ExecutionTimeout: durationpb.New(time.Duration(num(rev, "timeout_seconds")) * time.Second), Concurrency: int64(num(rev, "concurrency")),
-		ServiceAccountId: str(rev, "service_account_id"), ProvisionPolicy: &containers.ProvisionPolicy{MinInstances: int64(num(rev, "min_instances"))},
+		ImageSpec:        &containers.ImageSpec{ImageUrl: rev.Image, Args: &containers.Args{Args: rev.Args}, Environment: nonNilMap(rev.Environment)},
+		Resources:        &containers.Resources{Memory: rev.Memory, Cores: rev.Cores, CoreFraction: rev.CoreFraction},
+		ExecutionTimeout: durationpb.New(time.Duration(rev.TimeoutSeconds) * time.Second), Concurrency: rev.Concurrency,
+		ServiceAccountId: rev.ServiceAccountID, ProvisionPolicy: &containers.ProvisionPolicy{MinInstances: rev.MinInstances},
 	}))
 	return err
 }
@@ -938,7 +928,8 @@ func (p *YandexProvider) Delete(ctx context.Context, r Resource) error {
 			_, err = p.wait(ctx)(iam.NewServiceAccountServiceClient(c).Delete(ctx, &iam.DeleteServiceAccountRequest{ServiceAccountId: r.ID}))
 		}
 	case YCFolderBinding, YCSecretBinding, YCFunctionBinding:
-		err = p.updateBindings(ctx, r.Type, bindingTarget(r), str(r.Props, "service_account_id"), nil, strList(r.Props, "roles"))
+		b := r.Props.(binding)
+		err = p.updateBindings(ctx, r.Type, b.target(), b.account(), nil, b.roles())
 	case YCFunction:
 		var c grpc.ClientConnInterface
 		if c, err = p.conn(ctx, ycFunctionService); err == nil {
@@ -1001,21 +992,18 @@ func (b lockboxBlob) find(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	req := &lockbox.ListSecretsRequest{FolderId: b.p.FolderID, PageSize: 1000}
-	for {
-		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, req)
+	for s, err := range pages(ctx, func(ctx context.Context, token string) ([]*lockbox.Secret, string, error) {
+		resp, err := lockbox.NewSecretServiceClient(c).List(ctx, &lockbox.ListSecretsRequest{FolderId: b.p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetSecrets(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return "", fmt.Errorf("list the Lockbox secrets of folder %s: %w", b.p.FolderID, err)
 		}
-		for _, s := range resp.GetSecrets() {
-			if s.GetName() == YandexJournalSecret(b.p.Deployment) {
-				return s.GetId(), nil
-			}
-		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return "", nil
+		if s.GetName() == YandexJournalSecret(b.p.Deployment) {
+			return s.GetId(), nil
 		}
 	}
+	return "", nil
 }
 
 func (b lockboxBlob) Load(ctx context.Context) ([]byte, error) {

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -96,17 +98,17 @@ func authZip() ([]byte, error) {
 // Lockbox), and functions.functionInvoker for the invoker service account
 // on that one function. It returns nil when auth.tokens is empty.
 // Errors: a token that is not a yc-lockbox:// URI.
-func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, error) {
+func yandexAuth(n *fly.Nest, folder string, labels map[string]string) ([]Resource, error) {
 	auth := n.MotherGoose.APIGateway.Auth
 	if len(auth.Tokens) == 0 {
 		return nil, nil
 	}
 	dep := DeploymentName(n)
 	sa := YCServiceAccount + ".auth"
-	out := []Resource{{Type: YCServiceAccount, Name: "auth", Props: map[string]any{
-		"name": dep + "-auth", "folder_id": folder, "description": "gosling " + dep + ": auth (the API gateway's authorizer function)",
+	out := []Resource{{Type: YCServiceAccount, Name: "auth", Props: ServiceAccountProps{
+		Name: dep + "-auth", FolderID: folder, Description: "gosling " + dep + ": auth (the API gateway's authorizer function)",
 	}}}
-	var secrets []any
+	var secrets []VersionSecret
 	var deps []string
 	for i, ref := range auth.Tokens {
 		u, err := ref.Parse()
@@ -117,29 +119,29 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 		if version == "" {
 			version = secretCurrent
 		}
-		secrets = append(secrets, map[string]any{
-			"secret_id": u.Path, "version": version, "key": u.Key, "environment_variable": fmt.Sprintf("%s%d", authTokenEnv, i+1),
+		secrets = append(secrets, VersionSecret{
+			SecretID: u.Path, Version: version, Key: u.Key, EnvironmentVariable: fmt.Sprintf("%s%d", authTokenEnv, i+1),
 		})
 		addr := YCSecretBinding + "." + u.Path
 		if slices.Contains(deps, addr) {
 			continue
 		}
 		deps = append(deps, addr)
-		out = append(out, Resource{Type: YCSecretBinding, Name: u.Path, Props: map[string]any{
-			"resource_id": u.Path, "service_account_id": Ref(sa, "id"), "roles": []string{"lockbox.payloadViewer"},
+		out = append(out, Resource{Type: YCSecretBinding, Name: u.Path, Props: ResourceBindingProps{
+			ResourceID: u.Path, ServiceAccountID: Ref(sa, "id"), Roles: []string{"lockbox.payloadViewer"},
 		}})
 	}
 	out = append(out,
-		Resource{Type: YCFunction, Name: "auth", Props: map[string]any{
-			"name": auth.Name, "folder_id": folder, "labels": labels,
-			"description": "gosling " + dep + ": the API gateway's authorizer of /api/",
-			"version": map[string]any{
-				"runtime": authRuntime, "entrypoint": authEntrypoint, "memory": authMemory, "timeout_seconds": authTimeout,
-				"service_account_id": Ref(sa, "id"), "code_sha256": AuthCodeSHA256, "secrets": secrets,
+		Resource{Type: YCFunction, Name: "auth", Props: CloudFunctionProps{
+			Name: auth.Name, FolderID: folder, Labels: labels,
+			Description: "gosling " + dep + ": the API gateway's authorizer of /api/",
+			Version: &FunctionVersion{
+				Runtime: authRuntime, Entrypoint: authEntrypoint, Memory: authMemory, TimeoutSeconds: authTimeout,
+				ServiceAccountID: Ref(sa, "id"), CodeSHA256: AuthCodeSHA256, Secrets: secrets,
 			},
 		}, DependsOn: deps},
-		Resource{Type: YCFunctionBinding, Name: "auth", Props: map[string]any{
-			"resource_id": Ref(YCFunction+".auth", "id"), "service_account_id": Ref(YCServiceAccount+".invoker", "id"), "roles": []string{"functions.functionInvoker"},
+		Resource{Type: YCFunctionBinding, Name: "auth", Props: ResourceBindingProps{
+			ResourceID: Ref(YCFunction+".auth", "id"), ServiceAccountID: Ref(YCServiceAccount+".invoker", "id"), Roles: []string{"functions.functionInvoker"},
 		}},
 	)
 	return out, nil
@@ -153,37 +155,46 @@ func yandexAuth(n *fly.Nest, folder string, labels map[string]any) ([]Resource, 
 // (https://yandex.cloud/en/docs/api-gateway/concepts, "Algorithm for a
 // handler search"). The authorizer's answer is cached for auth.cache_ttl
 // (https://yandex.cloud/en/docs/api-gateway/concepts/extensions/function-authorizer).
-func gatewaySpec(n *fly.Nest, dep string) (spec map[string]any, description string) {
+func gatewaySpec(n *fly.Nest, dep string) (spec json.RawMessage, description string) {
 	invoker := Ref(YCServiceAccount+".invoker", "id")
-	route := func(param string) map[string]any {
-		return map[string]any{
-			"parameters": []any{map[string]any{"name": param, "in": "path", "required": true, "schema": map[string]any{"type": "string"}}},
-			"x-yc-apigateway-integration": map[string]any{
-				"type": "serverless_containers", "container_id": Ref(YCContainer+".api", "id"), "service_account_id": invoker,
-			},
+	route := func(param string) openAPIOperation {
+		return openAPIOperation{
+			Parameters:  []openAPIParameter{{Name: param, In: "path", Required: true, Schema: openAPISchema{Type: "string"}}},
+			Integration: ycIntegration{Type: "serverless_containers", ContainerID: Ref(YCContainer+".api", "id"), ServiceAccountID: invoker},
 		}
 	}
-	spec = map[string]any{
-		"openapi": "3.0.0", "info": map[string]any{"title": dep, "version": "1.0.0"},
-		"paths": map[string]any{"/{proxy+}": map[string]any{"x-yc-apigateway-any-method": route("proxy")}},
+	doc := openAPISpec{
+		OpenAPI: "3.0.0", Info: openAPIInfo{Title: dep, Version: "1.0.0"},
+		Paths: map[string]map[string]openAPIOperation{"/{proxy+}": {anyMethod: route("proxy")}},
 	}
 	auth := n.MotherGoose.APIGateway.Auth
 	if len(auth.Tokens) == 0 {
-		return spec, "gosling " + dep + ": no auth function (mothergoose.api_gateway.auth.tokens is empty): the API alone checks tokens on /api/"
+		return mustJSON(doc), "gosling " + dep + ": no auth function (mothergoose.api_gateway.auth.tokens is empty): the API alone checks tokens on /api/"
 	}
 	api := route("proxy")
-	api["security"] = []any{map[string]any{"gosling-auth": []any{}}}
-	spec["paths"].(map[string]any)["/api/{proxy+}"] = map[string]any{"x-yc-apigateway-any-method": api}
-	authorizer := map[string]any{
-		"type": "function", "function_id": Ref(YCFunction+".auth", "id"), "tag": "$latest", "service_account_id": invoker,
-	}
+	api.Security = []map[string][]string{{"gosling-auth": {}}}
+	doc.Paths["/api/{proxy+}"] = map[string]openAPIOperation{anyMethod: api}
+	authorizer := ycAuthorizer{Type: "function", FunctionID: Ref(YCFunction+".auth", "id"), Tag: "$latest", ServiceAccountID: invoker}
 	if ttl := int(auth.CacheTTL.D().Seconds()); ttl > 0 {
-		authorizer["authorizer_result_ttl_in_seconds"] = ttl
+		authorizer.TTLSeconds = ttl
 	}
-	spec["components"] = map[string]any{"securitySchemes": map[string]any{"gosling-auth": map[string]any{
-		"type": "http", "scheme": "bearer", "x-yc-apigateway-authorizer": authorizer,
-	}}}
-	return spec, "gosling " + dep + ": /api/ takes a bearer token, checked by function " + auth.Name
+	doc.Components = &openAPIComponents{SecuritySchemes: map[string]securityScheme{
+		"gosling-auth": {Type: "http", Scheme: "bearer", Authorizer: authorizer},
+	}}
+	return mustJSON(doc), "gosling " + dep + ": /api/ takes a bearer token, checked by function " + auth.Name
+}
+
+// anyMethod is the OpenAPI extension of a Yandex API gateway for an
+// operation of every HTTP method.
+const anyMethod = "x-yc-apigateway-any-method"
+
+// mustJSON is v, a value of gosling's own types, as JSON.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("bootstrap: %T is not JSON: %v", v, err))
+	}
+	return b
 }
 
 const ycFunctionService = protoreflect.FullName("yandex.cloud.serverless.functions.v1.FunctionService")
@@ -223,12 +234,7 @@ func (p *YandexProvider) bindingClient(ctx context.Context, typ string) (accessB
 
 // bindingTarget is the ID of the folder, secret or function a binding is
 // on.
-func bindingTarget(r Resource) string {
-	if r.Type == YCFolderBinding {
-		return str(r.Props, "folder_id")
-	}
-	return str(r.Props, "resource_id")
-}
+func bindingTarget(r Resource) string { return r.Props.(binding).target() }
 
 // readResourceBindings reads the roles the service account saID holds on
 // each resource of targets (ID to logical name), as bindings of type typ.
@@ -248,31 +254,27 @@ func (p *YandexProvider) readResourceBindings(ctx context.Context, typ, saID str
 	slices.Sort(ids)
 	var out []Resource
 	for _, id := range ids {
-		var roles []any
-		req := &access.ListAccessBindingsRequest{ResourceId: id, PageSize: 1000}
-		for {
-			resp, err := cl.ListAccessBindings(ctx, req)
+		var roles []string
+		for b, err := range pages(ctx, func(ctx context.Context, token string) ([]*access.AccessBinding, string, error) {
+			resp, err := cl.ListAccessBindings(ctx, &access.ListAccessBindingsRequest{ResourceId: id, PageSize: 1000, PageToken: token})
 			if status.Code(err) == codes.NotFound {
-				break
+				return nil, "", nil // gone: it binds nothing
 			}
+			return resp.GetAccessBindings(), resp.GetNextPageToken(), err
+		}) {
 			if err != nil {
 				return nil, fmt.Errorf("list the access bindings of %s: %w", id, err)
 			}
-			for _, b := range resp.GetAccessBindings() {
-				if s := b.GetSubject(); s.GetType() == "serviceAccount" && s.GetId() == saID {
-					roles = append(roles, b.GetRoleId())
-				}
-			}
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				break
+			if s := b.GetSubject(); s.GetType() == "serviceAccount" && s.GetId() == saID {
+				roles = append(roles, b.GetRoleId())
 			}
 		}
 		if len(roles) == 0 {
 			continue
 		}
-		slices.SortFunc(roles, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
-		out = append(out, Resource{Type: typ, Name: targets[id], Props: map[string]any{
-			"resource_id": id, "service_account_id": saID, "roles": roles,
+		slices.Sort(roles)
+		out = append(out, Resource{Type: typ, Name: targets[id], Props: ResourceBindingProps{
+			ResourceID: id, ServiceAccountID: saID, Roles: roles,
 		}, ID: id + "/" + saID, Outputs: map[string]string{}})
 	}
 	return out, nil
@@ -325,10 +327,11 @@ func pinnedVersions(hints []Resource) map[string]string {
 		if h.Address() != YCFunction+".auth" {
 			continue
 		}
-		secrets, _ := mapOf(h.Props, "version")["secrets"].([]any)
-		for _, e := range secrets {
-			if s, _ := e.(map[string]any); str(s, "version") != secretCurrent {
-				out[str(s, "environment_variable")] = str(s, "version")
+		if v := as[CloudFunctionProps](h).Version; v != nil {
+			for _, s := range v.Secrets {
+				if s.Version != secretCurrent {
+					out[s.EnvironmentVariable] = s.Version
+				}
 			}
 		}
 		break
@@ -343,34 +346,31 @@ func (p *YandexProvider) readFunctions(ctx context.Context, pinned map[string]st
 	}
 	cl := functions.NewFunctionServiceClient(c)
 	var out []Resource
-	req := &functions.ListFunctionsRequest{FolderId: p.FolderID, PageSize: 1000}
-	for {
-		resp, err := cl.List(ctx, req)
+	for f, err := range pages(ctx, func(ctx context.Context, token string) ([]*functions.Function, string, error) {
+		resp, err := cl.List(ctx, &functions.ListFunctionsRequest{FolderId: p.FolderID, PageSize: 1000, PageToken: token})
+		return resp.GetFunctions(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the functions of folder %s: %w", p.FolderID, err)
 		}
-		for _, f := range resp.GetFunctions() {
-			if f.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			props := map[string]any{"name": f.GetName(), "folder_id": f.GetFolderId(), "description": f.GetDescription(), "labels": anyMap(f.GetLabels()), "version": nil}
-			v, err := cl.GetVersionByTag(ctx, &functions.GetFunctionVersionByTagRequest{FunctionId: f.GetId(), Tag: "$latest"})
-			switch {
-			case status.Code(err) == codes.NotFound:
-			case err != nil:
-				return nil, fmt.Errorf("read the latest version of function %s: %w", f.GetName(), err)
-			default:
-				if props["version"], err = p.versionProps(ctx, v, pinned); err != nil {
-					return nil, fmt.Errorf("function %s: %w", f.GetName(), err)
-				}
-			}
-			out = append(out, Resource{Type: YCFunction, Name: "auth", Props: normalize(props),
-				ID: f.GetId(), Outputs: map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}})
+		if f.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		props := CloudFunctionProps{Name: f.GetName(), FolderID: f.GetFolderId(), Description: f.GetDescription(), Labels: nonNilMap(f.GetLabels())}
+		v, err := cl.GetVersionByTag(ctx, &functions.GetFunctionVersionByTagRequest{FunctionId: f.GetId(), Tag: "$latest"})
+		switch {
+		case status.Code(err) == codes.NotFound:
+		case err != nil:
+			return nil, fmt.Errorf("read the latest version of function %s: %w", f.GetName(), err)
+		default:
+			if props.Version, err = p.versionProps(ctx, v, pinned); err != nil {
+				return nil, fmt.Errorf("function %s: %w", f.GetName(), err)
+			}
 		}
+		out = append(out, Resource{Type: YCFunction, Name: "auth", Props: props,
+			ID: f.GetId(), Outputs: map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}})
 	}
+	return out, nil
 }
 
 // versionProps is a function version in the desired set's shape. A secret
@@ -378,8 +378,8 @@ func (p *YandexProvider) readFunctions(ctx context.Context, pinned map[string]st
 // environment variable) names that version, so a token added to Lockbox
 // since the last deploy shows as a change; the code is the sha256 that
 // deploy wrote in the version's description.
-func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version, pinned map[string]string) (map[string]any, error) {
-	var secrets []any
+func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version, pinned map[string]string) (*FunctionVersion, error) {
+	var secrets []VersionSecret
 	current := map[string]string{}
 	for _, s := range v.GetSecrets() {
 		version := s.GetVersionId()
@@ -394,20 +394,20 @@ func (p *YandexProvider) versionProps(ctx context.Context, v *functions.Version,
 		if version == cur && pinned[s.GetEnvironmentVariable()] != version {
 			version = secretCurrent
 		}
-		secrets = append(secrets, map[string]any{
-			"secret_id": s.GetId(), "version": version, "key": s.GetKey(), "environment_variable": s.GetEnvironmentVariable(),
+		secrets = append(secrets, VersionSecret{
+			SecretID: s.GetId(), Version: version, Key: s.GetKey(), EnvironmentVariable: s.GetEnvironmentVariable(),
 		})
 	}
 	code, _ := strings.CutPrefix(v.GetDescription(), authCodeNote)
-	return map[string]any{
-		"runtime": v.GetRuntime(), "entrypoint": v.GetEntrypoint(), "memory": v.GetResources().GetMemory(),
-		"timeout_seconds": v.GetExecutionTimeout().GetSeconds(), "service_account_id": v.GetServiceAccountId(),
-		"code_sha256": code, "secrets": secrets,
+	return &FunctionVersion{
+		Runtime: v.GetRuntime(), Entrypoint: v.GetEntrypoint(), Memory: v.GetResources().GetMemory(),
+		TimeoutSeconds: v.GetExecutionTimeout().GetSeconds(), ServiceAccountID: v.GetServiceAccountId(),
+		CodeSHA256: code, Secrets: secrets,
 	}, nil
 }
 
-func errNoTokenVersion(s map[string]any) error {
-	return fmt.Errorf("the Lockbox secret %s has no version yet, so the auth function cannot read its token %s: put it first (gosling secrets put yc-lockbox://%s/%s --nest DIR, the value on stdin), then deploy again", str(s, "secret_id"), str(s, "key"), str(s, "secret_id"), str(s, "key"))
+func errNoTokenVersion(s VersionSecret) error {
+	return fmt.Errorf("the Lockbox secret %s has no version yet, so the auth function cannot read its token %s: put it first (gosling secrets put yc-lockbox://%s/%s --nest DIR, the value on stdin), then deploy again", s.SecretID, s.Key, s.SecretID, s.Key)
 }
 
 // CheckAuthTokens reads the Lockbox secret of every API token the desired
@@ -420,13 +420,15 @@ func (p *YandexProvider) CheckAuthTokens(ctx context.Context, desired []Resource
 		if r.Type != YCFunction {
 			continue
 		}
-		secrets, _ := mapOf(r.Props, "version")["secrets"].([]any)
-		for _, e := range secrets {
-			s, _ := e.(map[string]any)
-			if str(s, "version") != secretCurrent {
+		version := as[CloudFunctionProps](r).Version
+		if version == nil {
+			continue
+		}
+		for _, s := range version.Secrets {
+			if s.Version != secretCurrent {
 				continue
 			}
-			v, err := p.currentSecretVersion(ctx, str(s, "secret_id"))
+			v, err := p.currentSecretVersion(ctx, s.SecretID)
 			if err != nil {
 				return fmt.Errorf("mothergoose.api_gateway.auth.tokens: %w", err)
 			}
@@ -462,10 +464,12 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 		return err
 	}
 	cl := functions.NewFunctionServiceClient(c)
-	labels := strMap(mapOf(r.Props, "labels"))
+	want := as[CloudFunctionProps](*r)
+	labels := nonNilMap(want.Labels)
+	var had CloudFunctionProps
 	if before == nil {
 		op, err := p.wait(ctx)(cl.Create(ctx, &functions.CreateFunctionRequest{
-			FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			FolderId: want.FolderID, Name: want.Name, Description: want.Description, Labels: labels,
 		}))
 		if err != nil {
 			return err
@@ -475,40 +479,40 @@ func (p *YandexProvider) putFunction(ctx context.Context, before, r *Resource) e
 			return fmt.Errorf("read the operation's response: %w", err)
 		}
 		r.ID, r.Outputs = f.GetId(), map[string]string{"id": f.GetId(), "http_invoke_url": f.GetHttpInvokeUrl()}
-	} else if str(before.Props, "name") != str(r.Props, "name") || str(before.Props, "description") != str(r.Props, "description") ||
-		jsonString(before.Props["labels"]) != jsonString(r.Props["labels"]) {
+	} else if had = as[CloudFunctionProps](*before); had.Name != want.Name || had.Description != want.Description || !maps.Equal(had.Labels, want.Labels) {
 		if _, err := p.wait(ctx)(cl.Update(ctx, &functions.UpdateFunctionRequest{
-			FunctionId: r.ID, Name: str(r.Props, "name"), Description: str(r.Props, "description"), Labels: labels,
+			FunctionId: r.ID, Name: want.Name, Description: want.Description, Labels: labels,
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "labels"}},
 		})); err != nil {
 			return err
 		}
 	}
-	if before != nil && jsonString(before.Props["version"]) == jsonString(r.Props["version"]) {
+	if before != nil && jsonString(had.Version) == jsonString(want.Version) {
 		return nil
 	}
-	v := mapOf(r.Props, "version")
-	req := &functions.CreateFunctionVersionRequest{
-		FunctionId: r.ID, Runtime: str(v, "runtime"), Entrypoint: str(v, "entrypoint"), Description: authCodeNote + str(v, "code_sha256"),
-		Resources:        &functions.Resources{Memory: int64(num(v, "memory"))},
-		ExecutionTimeout: durationpb.New(time.Duration(num(v, "timeout_seconds")) * time.Second), ServiceAccountId: str(v, "service_account_id"),
+	var v FunctionVersion
+	if want.Version != nil {
+		v = *want.Version
 	}
-	secrets, _ := v["secrets"].([]any)
-	for _, e := range secrets {
-		s, _ := e.(map[string]any)
-		version := str(s, "version")
+	req := &functions.CreateFunctionVersionRequest{
+		FunctionId: r.ID, Runtime: v.Runtime, Entrypoint: v.Entrypoint, Description: authCodeNote + v.CodeSHA256,
+		Resources:        &functions.Resources{Memory: v.Memory},
+		ExecutionTimeout: durationpb.New(time.Duration(v.TimeoutSeconds) * time.Second), ServiceAccountId: v.ServiceAccountID,
+	}
+	for _, s := range v.Secrets {
+		version := s.Version
 		if version == secretCurrent {
-			if version, err = p.currentSecretVersion(ctx, str(s, "secret_id")); err != nil {
+			if version, err = p.currentSecretVersion(ctx, s.SecretID); err != nil {
 				return err
 			}
 			if version == "" {
 				return errNoTokenVersion(s)
 			}
 		}
-		req.Secrets = append(req.Secrets, &functions.Secret{Id: str(s, "secret_id"), VersionId: version, Key: str(s, "key"),
-			Reference: &functions.Secret_EnvironmentVariable{EnvironmentVariable: str(s, "environment_variable")}})
+		req.Secrets = append(req.Secrets, &functions.Secret{Id: s.SecretID, VersionId: version, Key: s.Key,
+			Reference: &functions.Secret_EnvironmentVariable{EnvironmentVariable: s.EnvironmentVariable}})
 	}
-	if err := p.versionSource(ctx, cl, r.ID, str(v, "code_sha256"), req); err != nil {
+	if err := p.versionSource(ctx, cl, r.ID, v.CodeSHA256, req); err != nil {
 		return err
 	}
 	_, err = p.wait(ctx)(cl.CreateVersion(ctx, req))
@@ -527,20 +531,17 @@ func (p *YandexProvider) versionSource(ctx context.Context, cl functions.Functio
 		req.PackageSource = &functions.CreateFunctionVersionRequest_Content{Content: content}
 		return nil
 	}
-	lr := &functions.ListFunctionsVersionsRequest{Id: &functions.ListFunctionsVersionsRequest_FunctionId{FunctionId: fnID}, PageSize: 1000}
-	for {
-		resp, err := cl.ListVersions(ctx, lr)
+	for old, err := range pages(ctx, func(ctx context.Context, token string) ([]*functions.Version, string, error) {
+		resp, err := cl.ListVersions(ctx, &functions.ListFunctionsVersionsRequest{Id: &functions.ListFunctionsVersionsRequest_FunctionId{FunctionId: fnID}, PageSize: 1000, PageToken: token})
+		return resp.GetVersions(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return fmt.Errorf("list the versions of function %s: %w", fnID, err)
 		}
-		for _, old := range resp.GetVersions() {
-			if old.GetDescription() == authCodeNote+sha {
-				req.PackageSource = &functions.CreateFunctionVersionRequest_VersionId{VersionId: old.GetId()}
-				return nil
-			}
-		}
-		if lr.PageToken = resp.GetNextPageToken(); lr.PageToken == "" {
-			return fmt.Errorf("code sha256 %s is neither this gosling's auth function (%s) nor in an earlier version of function %s", sha, AuthCodeSHA256, fnID)
+		if old.GetDescription() == authCodeNote+sha {
+			req.PackageSource = &functions.CreateFunctionVersionRequest_VersionId{VersionId: old.GetId()}
+			return nil
 		}
 	}
+	return fmt.Errorf("code sha256 %s is neither this gosling's auth function (%s) nor in an earlier version of function %s", sha, AuthCodeSHA256, fnID)
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -91,7 +90,7 @@ func apiRevision(t *testing.T, srv *ycStack, e *Engine) map[string]any {
 			if revs := srv.Revisions(r.ID); len(revs) == 0 {
 				t.Fatal("the api container has no revision")
 			}
-			return mapOf(r.Props, "revision")
+			return mapOf(Comparable(r.Props), "revision")
 		}
 	}
 	t.Fatal("no api container")
@@ -113,7 +112,7 @@ func checkWorkerGroup(t *testing.T, srv *ycStack, name, image, queue string, lo,
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	if c["image"] != image || !slices.Equal(strList(c, "args"), workerCommand(queue)) {
+	if c.Image != image || !slices.Equal(c.Args, workerCommand(queue)) {
 		t.Errorf("%s runs %v", name, c)
 	}
 	if tmpl.GetServiceAccountId() == "" || tmpl.GetServiceAccountId() == g.GetServiceAccountId() {
@@ -425,7 +424,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if fn == nil || gw == nil {
 		t.Fatalf("no auth function or gateway in the plan: %+v", p.Changes)
 	}
-	v := mapOf(fn.Props, "version")
+	v := mapOf(Comparable(fn.Props), "version")
 	if str(v, "runtime") != "golang123" || str(v, "entrypoint") != "index.Handler" || num(v, "memory") != 128<<20 || num(v, "timeout_seconds") != 5 ||
 		str(v, "code_sha256") != AuthCodeSHA256 || len(v["secrets"].([]any)) != 2 {
 		t.Errorf("auth function version: %v", v)
@@ -433,7 +432,7 @@ func checkAuthPlan(t *testing.T, p *Plan) {
 	if sec := v["secrets"].([]any)[1].(map[string]any); str(sec, "environment_variable") != "GOSLING_AUTH_TOKEN_2" || str(sec, "key") != "api_token_ci" || str(sec, "version") != "current" {
 		t.Errorf("second token: %v", sec)
 	}
-	spec := mapOf(gw.Props, "openapi_spec")
+	spec := mapOf(Comparable(gw.Props), "openapi_spec")
 	authz := mapOf(mapOf(mapOf(mapOf(spec, "components"), "securitySchemes"), "gosling-auth"), "x-yc-apigateway-authorizer")
 	if str(authz, "type") != "function" || str(authz, "tag") != "$latest" || num(authz, "authorizer_result_ttl_in_seconds") != 300 ||
 		str(authz, "function_id") != Unknown && !strings.HasPrefix(str(authz, "function_id"), "${") {
@@ -510,14 +509,14 @@ func TestYandexNoAuthTokensNoFunction(t *testing.T) {
 	for _, r := range desired {
 		switch {
 		case r.Type == YCFunction || r.Type == YCFunctionBinding || r.Address() == YCServiceAccount+".auth",
-			r.Type == YCSecretBinding && str(r.Props, "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
+			r.Type == YCSecretBinding && str(Comparable(r.Props), "service_account_id") == Ref(YCServiceAccount+".auth", "id"):
 			t.Errorf("%s without auth tokens", r.Address())
 		case r.Type == YCGateway:
-			if spec := mapOf(r.Props, "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
+			if spec := mapOf(Comparable(r.Props), "openapi_spec"); spec["components"] != nil || len(mapOf(spec, "paths")) != 1 {
 				t.Errorf("gateway spec without auth tokens: %v", spec)
 			}
-			if !strings.Contains(str(r.Props, "description"), "no auth function") {
-				t.Errorf("gateway description: %q", str(r.Props, "description"))
+			if !strings.Contains(str(Comparable(r.Props), "description"), "no auth function") {
+				t.Errorf("gateway description: %q", str(Comparable(r.Props), "description"))
 			}
 		}
 	}
@@ -640,7 +639,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 	w, _ := zw.Create("index.go")
 	_, _ = w.Write(old)
 	_ = zw.Close()
-	v := mapOf(fn.Props, "version")
+	v := mapOf(Comparable(fn.Props), "version")
 	if _, err := prov.wait(ctx)(functions.NewFunctionServiceClient(c).CreateVersion(ctx, &functions.CreateFunctionVersionRequest{
 		FunctionId: fn.ID, Runtime: "golang123", Entrypoint: "index.Handler", Description: "gosling deploy: code sha256 0ld",
 		Resources: &functions.Resources{Memory: 128 << 20}, ExecutionTimeout: durationpb.New(5 * time.Second), ServiceAccountId: str(v, "service_account_id"),
@@ -649,7 +648,7 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fn.clone()
-	mapOf(before.Props, "version")["code_sha256"] = "0ld"
+	before.Props = withCode(before, "0ld")
 	after := fn.clone()
 	if _, err := prov.Update(ctx, fn, before); err != nil {
 		t.Fatal(err)
@@ -664,10 +663,19 @@ func TestYandexAuthRollbackToOlderCode(t *testing.T) {
 		t.Errorf("code after going back: %s", b)
 	}
 	// Code neither this build's nor in an earlier version is refused.
-	mapOf(after.Props, "version")["code_sha256"] = "n0where"
+	after.Props = withCode(after, "n0where")
 	if _, err := prov.Update(ctx, before, after); err == nil || !strings.Contains(err.Error(), "n0where") {
 		t.Errorf("update to unknown code: %v", err)
 	}
+}
+
+// withCode is the auth function fn with its version's code sha256 set.
+func withCode(fn Resource, sha string) CloudFunctionProps {
+	p := as[CloudFunctionProps](fn)
+	v := *p.Version
+	v.CodeSHA256 = sha
+	p.Version = &v
+	return p
 }
 
 // A token whose URI pins a Lockbox version keeps it: the next plan is
@@ -691,7 +699,7 @@ func TestYandexAuthPinnedTokenVersion(t *testing.T) {
 	if len(p.Changes) != 1 || p.Changes[0].Address != YCFunction+".auth" {
 		t.Fatalf("plan after a new version of the secret: %+v", p.Changes)
 	}
-	secrets := mapOf(p.Changes[0].Before.Props, "version")["secrets"].([]any)
+	secrets := mapOf(Comparable(p.Changes[0].Before.Props), "version")["secrets"].([]any)
 	if got := str(secrets[0].(map[string]any), "version"); got != pinned {
 		t.Errorf("the pinned token reads as version %q, want %s", got, pinned)
 	}
@@ -733,7 +741,7 @@ func TestYandexAuthTokenWithoutVersion(t *testing.T) {
 func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 	t.Helper()
 	dep, folder := DeploymentName(n), YandexFolder(n)
-	labels := map[string]any{TagDeployment: dep}
+	labels := map[string]string{TagDeployment: dep}
 	var out []Resource
 	for _, r := range desired {
 		if r.Type != YCInstanceGroup {
@@ -741,24 +749,25 @@ func oldYandexLayout(t *testing.T, n *fly.Nest, desired []Resource) []Resource {
 		}
 	}
 	for _, key := range []string{"mothergoose-worker", "uglyfox-worker"} {
-		out = append(out, Resource{Type: YCContainer, Name: key, Props: map[string]any{
-			"name": dep + "-" + key, "folder_id": folder, "labels": labels,
-			"revision": map[string]any{
-				"image": "cr.yandex/crpexample/gosling:1.0.0", "args": []any{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, "memory": int64(fly.GiB),
-				"cores": 1, "core_fraction": 100, "concurrency": 1, "timeout_seconds": 600, "min_instances": 1,
-				"service_account_id": Ref(YCServiceAccount+"."+key, "id"), "environment": map[string]any{"GOSLING_NEST": "/nest"},
+		out = append(out, Resource{Type: YCContainer, Name: key, Props: ContainerProps{
+			Name: dep + "-" + key, FolderID: folder, Labels: labels,
+			Revision: &ContainerRevision{
+				Image: "cr.yandex/crpexample/gosling:1.0.0", Args: []string{"worker", "--queue", strings.TrimSuffix(key, "-worker")}, Memory: int64(fly.GiB),
+				Cores: 1, CoreFraction: 100, Concurrency: 1, TimeoutSeconds: 600, MinInstances: 1,
+				ServiceAccountID: Ref(YCServiceAccount+"."+key, "id"), Environment: map[string]string{"GOSLING_NEST": "/nest"},
 			},
 		}, DependsOn: []string{YCFolderBinding + "." + key}})
 	}
+	seconds := func(n int) *int { return &n }
 	out = append(out,
-		Resource{Type: YCQueue, Name: "dead-letter", Props: map[string]any{"name": dep + "-events-dlq", "message_retention_seconds": 1209600, "tags": labels}},
-		Resource{Type: YCQueue, Name: "events", Props: map[string]any{
-			"name": dep + "-events", "visibility_timeout_seconds": 300, "message_retention_seconds": 345600,
-			"redrive_policy": map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}, "tags": labels,
+		Resource{Type: YCQueue, Name: "dead-letter", Props: QueueProps{Name: dep + "-events-dlq", MessageRetentionSeconds: seconds(1209600), Tags: labels}},
+		Resource{Type: YCQueue, Name: "events", Props: QueueProps{
+			Name: dep + "-events", VisibilityTimeoutSeconds: seconds(300), MessageRetentionSeconds: seconds(345600),
+			RedrivePolicy: mustJSON(map[string]any{"deadLetterTargetArn": Ref(YCQueue+".dead-letter", "arn"), "maxReceiveCount": 5}), Tags: labels,
 		}},
-		Resource{Type: YCTrigger, Name: "uglyfox", Props: map[string]any{
-			"name": dep + "-uglyfox", "folder_id": folder, "labels": labels, "cron": "*/5 * * * ? *", "payload": `{"trigger":"uglyfox","name":"uglyfox"}`,
-			"container_id": Ref(YCContainer+".uglyfox-worker", "id"), "path": "/triggers", "service_account_id": Ref(YCServiceAccount+".invoker", "id"),
+		Resource{Type: YCTrigger, Name: "uglyfox", Props: TriggerProps{
+			Name: dep + "-uglyfox", FolderID: folder, Labels: labels, Cron: "*/5 * * * ? *", Payload: `{"trigger":"uglyfox","name":"uglyfox"}`,
+			ContainerID: Ref(YCContainer+".uglyfox-worker", "id"), Path: "/triggers", ServiceAccountID: Ref(YCServiceAccount+".invoker", "id"),
 		}, DependsOn: []string{YCFolderBinding + ".invoker"}},
 	)
 	return out
@@ -828,8 +837,9 @@ func TestYandexInstanceGroupNeedsItsRoles(t *testing.T) {
 	e, desired := yandexEngine(t, srv, n)
 	for i, r := range desired {
 		if r.Address() == YCFolderBinding+".instance-groups" {
-			desired[i].Props = maps.Clone(r.Props)
-			desired[i].Props["roles"] = []string{"compute.editor", "vpc.user"}
+			b := as[FolderBindingProps](r)
+			b.Roles = []string{"compute.editor", "vpc.user"}
+			desired[i].Props = b
 		}
 	}
 	p, actual, err := e.Plan(ctx, desired)

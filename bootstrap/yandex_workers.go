@@ -82,7 +82,7 @@ func workerShape(cpu float64, memory fly.Size) (cores, fraction int, mem int64) 
 // ScalingTargetCPU per cent; a new image rolls the group one VM at a time,
 // the new VM started before the old one stops. The group itself acts as
 // the instance-groups service account.
-func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]any) ([]Resource, error) {
+func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]string) ([]Resource, error) {
 	prov := mg.Providers[fly.CloudYandex]
 	if prov.SubnetID == "" {
 		return nil, fmt.Errorf("mothergoose provider \"yandex\": the workers' instance groups need a subnet: set subnet_id (one with a NAT gateway, so the workers reach Temporal and Container Registry)")
@@ -103,21 +103,21 @@ func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]an
 		cores, fraction, mem := workerShape(ct.CPU, ct.Memory)
 		lo := max(ct.MinInstances, 1)
 		hi := max(ct.MaxInstances, lo)
-		out = append(out, Resource{Type: YCInstanceGroup, Name: c.key, Props: map[string]any{
-			"name": dep + "-" + c.key, "folder_id": folder, "labels": labels, "description": "gosling " + dep + ": " + c.key,
-			"service_account_id": Ref(YCServiceAccount+".instance-groups", "id"),
-			"instance": map[string]any{
-				"platform_id": workerPlatform, "cores": cores, "core_fraction": fraction, "memory": mem,
-				"boot_disk":          map[string]any{"image_family": COIFamily, "image_folder_id": COIFolder, "type": workerBootDiskType, "size": int64(workerBootDiskSize)},
-				"subnet_id":          prov.SubnetID,
-				"service_account_id": Ref(YCServiceAccount+"."+c.key, "id"),
-				"container":          map[string]any{"image": ct.Image, "args": workerCommand(c.command[len(c.command)-1]), "environment": map[string]any{"GOSLING_NEST": "/nest"}},
-				"labels":             labels,
+		out = append(out, Resource{Type: YCInstanceGroup, Name: c.key, Props: InstanceGroupProps{
+			Name: dep + "-" + c.key, FolderID: folder, Labels: labels, Description: "gosling " + dep + ": " + c.key,
+			ServiceAccountID: Ref(YCServiceAccount+".instance-groups", "id"),
+			Instance: InstanceTemplate{
+				PlatformID: workerPlatform, Cores: int64(cores), CoreFraction: int64(fraction), Memory: mem,
+				BootDisk:         BootDisk{ImageFamily: COIFamily, ImageFolderID: COIFolder, Type: workerBootDiskType, Size: int64(workerBootDiskSize)},
+				SubnetID:         prov.SubnetID,
+				ServiceAccountID: Ref(YCServiceAccount+"."+c.key, "id"),
+				Container:        COIContainer{Image: ct.Image, Args: workerCommand(c.command[len(c.command)-1]), Environment: map[string]string{"GOSLING_NEST": "/nest"}},
+				Labels:           labels,
 			},
-			"scale":        map[string]any{"min": lo, "max": hi, "cpu_target": ScalingTargetCPU},
-			"deploy":       map[string]any{"max_unavailable": 0, "max_expansion": 1, "startup_seconds": workerStartupSeconds},
-			"zones":        []any{zone},
-			"health_check": map[string]any{"port": WorkerMetricsPort, "path": "/healthz", "on_failure": "recreate"},
+			Scale:       GroupScale{Min: int64(lo), Max: int64(hi), CPUTarget: ScalingTargetCPU},
+			Deploy:      GroupDeploy{MaxUnavailable: 0, MaxExpansion: 1, StartupSeconds: workerStartupSeconds},
+			Zones:       []string{zone},
+			HealthCheck: GroupHealthCheck{Port: WorkerMetricsPort, Path: "/healthz", OnFailure: "recreate"},
 		}, DependsOn: []string{YCFolderBinding + "." + c.key, YCFolderBinding + ".instance-groups"}})
 	}
 	return out, nil
@@ -125,7 +125,7 @@ func yandexWorkers(mg *fly.MotherGoose, dep, folder string, labels map[string]an
 
 // coiDeclaration is the COI specification of one container, restarted
 // whenever it exits.
-func coiDeclaration(container map[string]any) (string, error) {
+func coiDeclaration(container COIContainer) (string, error) {
 	type envVar struct {
 		Name  string `yaml:"name"`
 		Value string `yaml:"value"`
@@ -139,12 +139,18 @@ func coiDeclaration(container map[string]any) (string, error) {
 		Stdin           bool            `yaml:"stdin"`
 		TTY             bool            `yaml:"tty"`
 	}
-	env := strMap(mapOf(container, "environment"))
-	c := spec{Name: "gosling", Image: str(container, "image"), Args: strList(container, "args"), SecurityContext: map[string]bool{"privileged": false}}
+	env := container.Environment
+	c := spec{Name: "gosling", Image: container.Image, Args: container.Args, SecurityContext: map[string]bool{"privileged": false}}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		c.Env = append(c.Env, envVar{Name: k, Value: env[k]})
 	}
-	doc := map[string]any{"spec": map[string]any{"containers": []spec{c}, "restartPolicy": "Always"}}
+	type pod struct {
+		Containers    []spec `yaml:"containers"`
+		RestartPolicy string `yaml:"restartPolicy"`
+	}
+	doc := struct {
+		Spec pod `yaml:"spec"`
+	}{pod{Containers: []spec{c}, RestartPolicy: "Always"}}
 	b, err := yaml.Marshal(doc)
 	if err != nil {
 		return "", fmt.Errorf("write the COI specification: %w", err)
@@ -153,7 +159,7 @@ func coiDeclaration(container map[string]any) (string, error) {
 }
 
 // containerOfDeclaration reads back what coiDeclaration wrote.
-func containerOfDeclaration(decl string) (map[string]any, error) {
+func containerOfDeclaration(decl string) (COIContainer, error) {
 	var doc struct {
 		Spec struct {
 			Containers []struct {
@@ -167,21 +173,18 @@ func containerOfDeclaration(decl string) (map[string]any, error) {
 		} `yaml:"spec"`
 	}
 	if err := yaml.Unmarshal([]byte(decl), &doc); err != nil {
-		return nil, fmt.Errorf("its %s is not YAML: %w", coiDeclarationKey, err)
+		return COIContainer{}, fmt.Errorf("its %s is not YAML: %w", coiDeclarationKey, err)
 	}
 	if len(doc.Spec.Containers) != 1 {
-		return nil, fmt.Errorf("its %s declares %d containers, not one", coiDeclarationKey, len(doc.Spec.Containers))
+		return COIContainer{}, fmt.Errorf("its %s declares %d containers, not one", coiDeclarationKey, len(doc.Spec.Containers))
 	}
 	c := doc.Spec.Containers[0]
-	env := map[string]any{}
+	out := COIContainer{Image: c.Image, Args: []string{}, Environment: map[string]string{}}
 	for _, e := range c.Env {
-		env[e.Name] = e.Value
+		out.Environment[e.Name] = e.Value
 	}
-	args := []any{}
-	for _, a := range c.Args {
-		args = append(args, a)
-	}
-	return map[string]any{"image": c.Image, "args": args, "environment": env}, nil
+	out.Args = append(out.Args, c.Args...)
+	return out, nil
 }
 
 const (
@@ -205,26 +208,23 @@ func (p *YandexProvider) readInstanceGroups(ctx context.Context) ([]Resource, er
 	}
 	images := map[string]*compute.Image{}
 	var out []Resource
-	req := &ig.ListInstanceGroupsRequest{FolderId: p.FolderID, PageSize: 1000, View: ig.InstanceGroupView_FULL}
-	for {
-		resp, err := cl.List(ctx, req)
+	for g, err := range pages(ctx, func(ctx context.Context, token string) ([]*ig.InstanceGroup, string, error) {
+		resp, err := cl.List(ctx, &ig.ListInstanceGroupsRequest{FolderId: p.FolderID, PageSize: 1000, View: ig.InstanceGroupView_FULL, PageToken: token})
+		return resp.GetInstanceGroups(), resp.GetNextPageToken(), err
+	}) {
 		if err != nil {
 			return nil, fmt.Errorf("list the instance groups of folder %s: %w", p.FolderID, err)
 		}
-		for _, g := range resp.GetInstanceGroups() {
-			if g.GetLabels()[TagDeployment] != p.Deployment {
-				continue
-			}
-			r, err := p.instanceGroupResource(ctx, g, images)
-			if err != nil {
-				return nil, fmt.Errorf("instance group %s: %w", g.GetName(), err)
-			}
-			out = append(out, r)
+		if g.GetLabels()[TagDeployment] != p.Deployment {
+			continue
 		}
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+		r, err := p.instanceGroupResource(ctx, g, images)
+		if err != nil {
+			return nil, fmt.Errorf("instance group %s: %w", g.GetName(), err)
 		}
+		out = append(out, r)
 	}
+	return out, nil
 }
 
 // instanceGroupResource puts a group in the desired set's shape; its boot
@@ -252,75 +252,76 @@ func (p *YandexProvider) instanceGroupResource(ctx context.Context, g *ig.Instan
 	if nics := t.GetNetworkInterfaceSpecs(); len(nics) > 0 && len(nics[0].GetSubnetIds()) > 0 {
 		subnet = nics[0].GetSubnetIds()[0]
 	}
-	scale := map[string]any{}
+	var scale GroupScale
 	if f := g.GetScalePolicy().GetFixedScale(); f != nil {
-		scale["min"], scale["max"], scale["cpu_target"] = f.GetSize(), f.GetSize(), ScalingTargetCPU
+		scale = GroupScale{Min: f.GetSize(), Max: f.GetSize(), CPUTarget: ScalingTargetCPU}
 	} else {
 		a := g.GetScalePolicy().GetAutoScale()
 		zones := int64(len(g.GetAllocationPolicy().GetZones()))
-		scale["min"], scale["max"], scale["cpu_target"] = a.GetMinZoneSize()*zones, a.GetMaxSize(), a.GetCpuUtilizationRule().GetUtilizationTarget()
+		scale = GroupScale{Min: a.GetMinZoneSize() * zones, Max: a.GetMaxSize(), CPUTarget: a.GetCpuUtilizationRule().GetUtilizationTarget()}
 	}
-	var zones []any
+	var zones []string
 	for _, z := range g.GetAllocationPolicy().GetZones() {
 		zones = append(zones, z.GetZoneId())
 	}
-	health := map[string]any{}
+	var health GroupHealthCheck
 	if hcs := g.GetHealthChecksSpec().GetHealthCheckSpecs(); len(hcs) > 0 {
-		health["port"], health["path"] = hcs[0].GetHttpOptions().GetPort(), hcs[0].GetHttpOptions().GetPath()
+		health.Port, health.Path = hcs[0].GetHttpOptions().GetPort(), hcs[0].GetHttpOptions().GetPath()
 	}
 	if a := g.GetAutoHealingPolicy().GetAutoHealingAction(); a != ig.AutoHealingPolicy_AUTO_HEALING_ACTION_UNSPECIFIED {
-		health["on_failure"] = strings.ToLower(a.String())
+		health.OnFailure = strings.ToLower(a.String())
 	}
 	dp := g.GetDeployPolicy()
-	props := map[string]any{
-		"name": g.GetName(), "folder_id": g.GetFolderId(), "labels": anyMap(g.GetLabels()), "description": g.GetDescription(),
-		"service_account_id": g.GetServiceAccountId(),
-		"instance": map[string]any{
-			"platform_id": t.GetPlatformId(), "cores": t.GetResourcesSpec().GetCores(), "core_fraction": t.GetResourcesSpec().GetCoreFraction(),
-			"memory":             t.GetResourcesSpec().GetMemory(),
-			"boot_disk":          map[string]any{"image_family": im.GetFamily(), "image_folder_id": im.GetFolderId(), "type": disk.GetTypeId(), "size": disk.GetSize()},
-			"subnet_id":          subnet,
-			"service_account_id": t.GetServiceAccountId(),
-			"container":          container,
-			"labels":             anyMap(t.GetLabels()),
+	props := InstanceGroupProps{
+		Name: g.GetName(), FolderID: g.GetFolderId(), Labels: nonNilMap(g.GetLabels()), Description: g.GetDescription(),
+		ServiceAccountID: g.GetServiceAccountId(),
+		Instance: InstanceTemplate{
+			PlatformID: t.GetPlatformId(), Cores: t.GetResourcesSpec().GetCores(), CoreFraction: t.GetResourcesSpec().GetCoreFraction(),
+			Memory:           t.GetResourcesSpec().GetMemory(),
+			BootDisk:         BootDisk{ImageFamily: im.GetFamily(), ImageFolderID: im.GetFolderId(), Type: disk.GetTypeId(), Size: disk.GetSize()},
+			SubnetID:         subnet,
+			ServiceAccountID: t.GetServiceAccountId(),
+			Container:        container,
+			Labels:           nonNilMap(t.GetLabels()),
 		},
-		"scale":        scale,
-		"deploy":       map[string]any{"max_unavailable": dp.GetMaxUnavailable(), "max_expansion": dp.GetMaxExpansion(), "startup_seconds": dp.GetStartupDuration().GetSeconds()},
-		"zones":        zones,
-		"health_check": health,
+		Scale:       scale,
+		Deploy:      GroupDeploy{MaxUnavailable: dp.GetMaxUnavailable(), MaxExpansion: dp.GetMaxExpansion(), StartupSeconds: dp.GetStartupDuration().GetSeconds()},
+		Zones:       zones,
+		HealthCheck: health,
 	}
-	return Resource{Type: YCInstanceGroup, Name: strings.TrimPrefix(g.GetName(), p.Deployment+"-"), Props: normalize(props),
+	return Resource{Type: YCInstanceGroup, Name: strings.TrimPrefix(g.GetName(), p.Deployment+"-"), Props: props,
 		ID: g.GetId(), Outputs: map[string]string{"id": g.GetId()}}, nil
 }
 
 // instanceGroupSpec turns Props into the API's messages: the boot image is
 // the newest of its family and the network the subnet's.
 func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*ig.InstanceGroup, error) {
-	in := mapOf(r.Props, "instance")
-	disk := mapOf(in, "boot_disk")
+	want := as[InstanceGroupProps](*r)
+	in := want.Instance
+	disk := in.BootDisk
 	c, err := p.conn(ctx, ycImageService)
 	if err != nil {
 		return nil, err
 	}
-	im, err := compute.NewImageServiceClient(c).GetLatestByFamily(ctx, &compute.GetImageLatestByFamilyRequest{FolderId: str(disk, "image_folder_id"), Family: str(disk, "image_family")})
+	im, err := compute.NewImageServiceClient(c).GetLatestByFamily(ctx, &compute.GetImageLatestByFamilyRequest{FolderId: disk.ImageFolderID, Family: disk.ImageFamily})
 	if err != nil {
-		return nil, fmt.Errorf("find the newest image of family %s: %w", str(disk, "image_family"), err)
+		return nil, fmt.Errorf("find the newest image of family %s: %w", disk.ImageFamily, err)
 	}
 	if c, err = p.conn(ctx, ycSubnetService); err != nil {
 		return nil, err
 	}
-	subnet, err := vpc.NewSubnetServiceClient(c).Get(ctx, &vpc.GetSubnetRequest{SubnetId: str(in, "subnet_id")})
+	subnet, err := vpc.NewSubnetServiceClient(c).Get(ctx, &vpc.GetSubnetRequest{SubnetId: in.SubnetID})
 	if err != nil {
-		return nil, fmt.Errorf("read subnet %s: %w", str(in, "subnet_id"), err)
+		return nil, fmt.Errorf("read subnet %s: %w", in.SubnetID, err)
 	}
-	decl, err := coiDeclaration(mapOf(in, "container"))
+	decl, err := coiDeclaration(in.Container)
 	if err != nil {
 		return nil, err
 	}
-	scale := mapOf(r.Props, "scale")
-	lo, hi := int64(num(scale, "min")), int64(num(scale, "max"))
+	scale := want.Scale
+	lo, hi := scale.Min, scale.Max
 	var zones []*ig.AllocationPolicy_Zone
-	for _, z := range strList(r.Props, "zones") {
+	for _, z := range want.Zones {
 		zones = append(zones, &ig.AllocationPolicy_Zone{ZoneId: z})
 	}
 	sp := &ig.ScalePolicy{ScaleType: &ig.ScalePolicy_FixedScale_{FixedScale: &ig.ScalePolicy_FixedScale{Size: lo}}}
@@ -330,35 +331,35 @@ func (p *YandexProvider) instanceGroupSpec(ctx context.Context, r *Resource) (*i
 			MeasurementDuration:   durationpb.New(time.Minute),
 			WarmupDuration:        durationpb.New(workerStartupSeconds * time.Second),
 			StabilizationDuration: durationpb.New(ScalingScaleInCooldown * time.Second),
-			CpuUtilizationRule:    &ig.ScalePolicy_CpuUtilizationRule{UtilizationTarget: float64(num(scale, "cpu_target"))},
+			CpuUtilizationRule:    &ig.ScalePolicy_CpuUtilizationRule{UtilizationTarget: scale.CPUTarget},
 		}}}
 	}
-	dp := mapOf(r.Props, "deploy")
-	hc := mapOf(r.Props, "health_check")
+	dp := want.Deploy
+	hc := want.HealthCheck
 	return &ig.InstanceGroup{
-		FolderId: str(r.Props, "folder_id"), Name: str(r.Props, "name"), Description: str(r.Props, "description"),
-		Labels: strMap(mapOf(r.Props, "labels")), ServiceAccountId: str(r.Props, "service_account_id"),
+		FolderId: want.FolderID, Name: want.Name, Description: want.Description,
+		Labels: nonNilMap(want.Labels), ServiceAccountId: want.ServiceAccountID,
 		InstanceTemplate: &ig.InstanceTemplate{
-			PlatformId:    str(in, "platform_id"),
-			ResourcesSpec: &ig.ResourcesSpec{Cores: int64(num(in, "cores")), CoreFraction: int64(num(in, "core_fraction")), Memory: int64(num(in, "memory"))},
+			PlatformId:    in.PlatformID,
+			ResourcesSpec: &ig.ResourcesSpec{Cores: in.Cores, CoreFraction: in.CoreFraction, Memory: in.Memory},
 			Metadata:      map[string]string{coiDeclarationKey: decl},
-			Labels:        strMap(mapOf(in, "labels")),
+			Labels:        nonNilMap(in.Labels),
 			BootDiskSpec: &ig.AttachedDiskSpec{Mode: ig.AttachedDiskSpec_READ_WRITE, DiskSpec: &ig.AttachedDiskSpec_DiskSpec{
-				TypeId: str(disk, "type"), Size: int64(num(disk, "size")), SourceOneof: &ig.AttachedDiskSpec_DiskSpec_ImageId{ImageId: im.GetId()},
+				TypeId: disk.Type, Size: disk.Size, SourceOneof: &ig.AttachedDiskSpec_DiskSpec_ImageId{ImageId: im.GetId()},
 			}},
 			NetworkInterfaceSpecs: []*ig.NetworkInterfaceSpec{{NetworkId: subnet.GetNetworkId(), SubnetIds: []string{subnet.GetId()}}},
-			ServiceAccountId:      str(in, "service_account_id"),
+			ServiceAccountId:      in.ServiceAccountID,
 		},
 		ScalePolicy: sp,
 		DeployPolicy: &ig.DeployPolicy{
-			MaxUnavailable: int64(num(dp, "max_unavailable")), MaxExpansion: int64(num(dp, "max_expansion")),
-			StartupDuration: durationpb.New(time.Duration(num(dp, "startup_seconds")) * time.Second), Strategy: ig.DeployPolicy_PROACTIVE,
+			MaxUnavailable: dp.MaxUnavailable, MaxExpansion: dp.MaxExpansion,
+			StartupDuration: durationpb.New(time.Duration(dp.StartupSeconds) * time.Second), Strategy: ig.DeployPolicy_PROACTIVE,
 		},
 		AllocationPolicy:  &ig.AllocationPolicy{Zones: zones},
-		AutoHealingPolicy: &ig.AutoHealingPolicy{AutoHealingAction: ig.AutoHealingPolicy_AutoHealingAction(ig.AutoHealingPolicy_AutoHealingAction_value[strings.ToUpper(str(hc, "on_failure"))])},
+		AutoHealingPolicy: &ig.AutoHealingPolicy{AutoHealingAction: ig.AutoHealingPolicy_AutoHealingAction(ig.AutoHealingPolicy_AutoHealingAction_value[strings.ToUpper(hc.OnFailure)])},
 		HealthChecksSpec: &ig.HealthChecksSpec{HealthCheckSpecs: []*ig.HealthCheckSpec{{
 			Interval: durationpb.New(10 * time.Second), Timeout: durationpb.New(5 * time.Second), UnhealthyThreshold: 3, HealthyThreshold: 2,
-			HealthCheckOptions: &ig.HealthCheckSpec_HttpOptions_{HttpOptions: &ig.HealthCheckSpec_HttpOptions{Port: int64(num(hc, "port")), Path: str(hc, "path")}},
+			HealthCheckOptions: &ig.HealthCheckSpec_HttpOptions_{HttpOptions: &ig.HealthCheckSpec_HttpOptions{Port: hc.Port, Path: hc.Path}},
 		}}},
 	}, nil
 }
@@ -409,13 +410,18 @@ func (p *YandexProvider) putInstanceGroup(ctx context.Context, before, r *Resour
 		r.ID, r.Outputs = made.GetId(), map[string]string{"id": made.GetId()}
 		return nil
 	}
+	had, want := as[InstanceGroupProps](*before), as[InstanceGroupProps](*r)
 	var mask []string
-	for _, f := range []struct{ prop, path string }{
-		{"name", "name"}, {"description", "description"}, {"labels", "labels"}, {"instance", "instance_template"},
-		{"scale", "scale_policy"}, {"deploy", "deploy_policy"}, {"zones", "allocation_policy"}, {"health_check", "health_checks_spec"},
-		{"service_account_id", "service_account_id"},
+	for _, f := range []struct {
+		had, want any
+		path      string
+	}{
+		{had.Name, want.Name, "name"}, {had.Description, want.Description, "description"}, {had.Labels, want.Labels, "labels"},
+		{had.Instance, want.Instance, "instance_template"}, {had.Scale, want.Scale, "scale_policy"}, {had.Deploy, want.Deploy, "deploy_policy"},
+		{had.Zones, want.Zones, "allocation_policy"}, {had.HealthCheck, want.HealthCheck, "health_checks_spec"},
+		{had.ServiceAccountID, want.ServiceAccountID, "service_account_id"},
 	} {
-		if jsonString(before.Props[f.prop]) != jsonString(r.Props[f.prop]) {
+		if jsonString(f.had) != jsonString(f.want) {
 			mask = append(mask, f.path)
 			if f.path == "health_checks_spec" {
 				mask = append(mask, "auto_healing_policy")
