@@ -2,9 +2,13 @@ package gitlab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -350,11 +354,22 @@ func (c *Client) RunnerJobs(ctx context.Context, id int64, status string) ([]Job
 }
 
 // VerifyRunner checks a runner authentication token the way a runner agent
-// does at start (POST /runners/verify, authenticated by the token alone). A
-// rejected token yields an error matching ErrInvalidRunnerToken and
-// IsForbidden.
-func (c *Client) VerifyRunner(ctx context.Context, token string) error {
-	resp, err := c.runner.Runners.VerifyRegisteredRunner(&gl.VerifyRegisteredRunnerOptions{Token: gl.Ptr(token)}, c.opts(ctx, http.MethodPost)...)
+// does at start (POST /runners/verify, authenticated by the token alone),
+// as the runner manager systemID: GitLab records contact from that manager
+// (from `<legacy>` when systemID is empty), so a machine checks with the
+// system_id its gitlab-runner sends (RunnerSystemID). A rejected token
+// yields an error matching ErrInvalidRunnerToken and IsForbidden.
+func (c *Client) VerifyRunner(ctx context.Context, token, systemID string) error {
+	// client-go's VerifyRegisteredRunnerOptions has no system_id.
+	opt := struct {
+		Token    string `json:"token"`
+		SystemID string `json:"system_id,omitempty"`
+	}{token, systemID}
+	req, err := c.runner.NewRequest(http.MethodPost, "runners/verify", &opt, c.opts(ctx, http.MethodPost))
+	if err != nil {
+		return fmt.Errorf("verify runner token: %w", err)
+	}
+	resp, err := c.runner.Do(req, nil)
 	if err != nil {
 		err = fail(http.MethodPost, "/runners/verify", resp, err)
 		if IsForbidden(err) {
@@ -411,4 +426,30 @@ func (c *Client) EnableProjectRunner(ctx context.Context, projectID, runnerID in
 		return nil
 	}
 	return fmt.Errorf("enable runner %d in project %d: %w", runnerID, projectID, err)
+}
+
+// RunnerSystemID reads, or makes and keeps, the runner system ID of a
+// machine's gitlab-runner: the file .runner_system_id in the directory of
+// its config.toml holds it (s_ and 12 hex digits), as gitlab-runner 15.11
+// and later keep it, so the machine's own checks and its gitlab-runner are
+// one runner manager to GitLab. Errors: reading or writing the file.
+func RunnerSystemID(configDir string) (string, error) {
+	path := filepath.Join(configDir, ".runner_system_id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	r := make([]byte, 6)
+	if _, err := rand.Read(r); err != nil {
+		return "", err
+	}
+	id := "s_" + hex.EncodeToString(r)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
 }

@@ -5,30 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 )
-
-// clock is a settable clock for WithClock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 type managerJSON struct {
 	ID                 int64   `json:"id"`
@@ -57,8 +38,8 @@ func listManagers(t *testing.T, admin call, runnerID int64) []managerJSON {
 // runner; one that sends none is the legacy manager; a job records which
 // manager took it; managers silent past the stale age are deleted.
 func TestRunnerManagersBySystemID(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
-	s, admin := setup(t, gitlabtest.WithClock(clk.Now), gitlabtest.WithLongPolling(0), gitlabtest.WithStaleManagerCleanup(48*time.Hour))
+	clk := &clock{t: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
+	s, admin := setup(t, gitlabtest.WithClock(clk.now), gitlabtest.WithLongPolling(0), gitlabtest.WithStaleManagerCleanup(48*time.Hour))
 	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
 	r := s.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
 	c := runnerCall{t, s}
@@ -96,12 +77,12 @@ func TestRunnerManagersBySystemID(t *testing.T) {
 
 	// A day on, machine 1 and the legacy one are silent; two days on
 	// they are gone, machine 2 (still calling) is kept.
-	clk.Add(24 * time.Hour)
+	clk.add(24 * time.Hour)
 	c.json(http.MethodPost, "/runners/verify", map[string]any{"token": r.Token, "system_id": "s_machine2"})
 	if ms := listManagers(t, admin, r.ID); len(ms) != 3 || ms[0].Status != "offline" {
 		t.Errorf("after a day: %+v", ms)
 	}
-	clk.Add(25 * time.Hour)
+	clk.add(25 * time.Hour)
 	if n := s.CleanUpStaleManagers(); n != 2 {
 		t.Errorf("clean-up deleted %d managers, want 2", n)
 	}
@@ -117,8 +98,8 @@ func TestRunnerManagersBySystemID(t *testing.T) {
 // the cap-th creation is the last, deleting does not give room back, and
 // the window passing does.
 func TestRunnerCreationCap(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
-	s, admin := setup(t, gitlabtest.WithClock(clk.Now), gitlabtest.WithRunnerCreationCap(3, 7*24*time.Hour))
+	clk := &clock{t: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
+	s, admin := setup(t, gitlabtest.WithClock(clk.now), gitlabtest.WithRunnerCreationCap(3, 7*24*time.Hour))
 	g := s.AddGroup("acme", 0)
 	p := s.AddProject("acme/web", g.ID)
 	other := s.AddProject("acme/api", g.ID)
@@ -152,7 +133,7 @@ func TestRunnerCreationCap(t *testing.T) {
 	if n := s.RunnersCreated(p.ID, false); n != 3 {
 		t.Errorf("RunnersCreated = %d, want 3", n)
 	}
-	clk.Add(7*24*time.Hour + time.Minute)
+	clk.add(7*24*time.Hour + time.Minute)
 	if status, body := create(project); status != http.StatusCreated {
 		t.Errorf("after the window: %d %s", status, body)
 	}
