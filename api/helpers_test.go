@@ -471,11 +471,5 @@ func (e *env) get(path string) reply { return e.call("GET", path, apiToken) }
 // eventually polls cond until it holds or the wait ends.
 func eventually(t *testing.T, wait time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.WaitFor(t, wait, what, cond)
 }

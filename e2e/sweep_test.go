@@ -15,6 +15,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
+	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
@@ -345,11 +346,5 @@ func BenchmarkLostHooks(b *testing.B) {
 // waitFor polls cond until it holds or ctx ends.
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("never %s", what)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	testbin.WaitForContext(t, ctx, what, cond)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/workflows/contract"
 )
 
@@ -130,13 +131,7 @@ func (e *sweepEnv) takeReceived() []string {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func logged(id int64, key, payload, status string) gitlab.HookEvent {

@@ -146,13 +146,7 @@ func apply(t *testing.T, ex *Executor, m Machine) *Result {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // A local VM is a real agent process: applied running, stopped for Nadir,

@@ -214,13 +214,7 @@ func (r *rig) waitJobs(pipelineID int64, within time.Duration) []gitlabtest.Job 
 
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testbin.WaitFor(t, within, what, cond)
 }
 
 // keyCheck is a script line that checks DEPLOY_KEY without printing it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
+	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
 // runnerCall talks the runner API as gitlab-runner does: JSON bodies, or
@@ -410,13 +411,7 @@ func TestRequestJobRateLimit(t *testing.T) {
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // The job's cache: entries go out as GitLab sends them: defaults filled

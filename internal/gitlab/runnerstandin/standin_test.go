@@ -180,13 +180,7 @@ func (f *fixture) writeConfig(t *testing.T, listen string) string {
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testbin.WaitFor(t, 90*time.Second, what, cond)
 }
 
 func jobByName(t *testing.T, gl *gitlabtest.Server, pipelineID int64, name string) gitlabtest.Job {
