@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ import (
 // then the events of every workflow of the egg (its gate or pool, the
 // runner workflows and the teardowns; timers included) are counted over
 // historyJobs further jobs, one after another. It reports events per job
-// for each path and the GitLab runners created per job.
+// for each path and the GitLab runners created (POST /user/runners) per
+// 1,000 jobs.
 func BenchmarkHistoryEventsPerJob(b *testing.B) {
 	const historyJobs = 3
 	for b.Loop() {
@@ -86,14 +88,15 @@ func BenchmarkHistoryEventsPerJob(b *testing.B) {
 				}
 			}
 			run() // starts the gate or pool, makes the minimums
-			created := len(s.GitLab.Runners())
+			created := s.GitLab.CountRequests(http.MethodPost, "/user/runners")
 			before := s.eggHistory(ctx, pt.egg.Name, jobs)
 			for range historyJobs {
 				run()
 			}
 			after := s.eggHistory(ctx, pt.egg.Name, jobs)
 			b.ReportMetric(float64(after-before)/historyJobs, pt.name+"-events/job")
-			b.ReportMetric(float64(len(s.GitLab.Runners())-created)/historyJobs, pt.name+"-gitlab-runners/job")
+			// GitLab runners created (POST /user/runners) per 1,000 jobs.
+			b.ReportMetric(1000*float64(s.GitLab.CountRequests(http.MethodPost, "/user/runners")-created)/historyJobs, pt.name+"-gitlab-runners/1000jobs")
 		}
 		cancel()
 	}
