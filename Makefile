@@ -62,6 +62,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench ProvisionVsRawApply -benchtime 5x ./e2e
 	$(GO) test -run '^$$' -bench 'WorkerMemory200InFlight|WebhookLoad|PoolPaths|Pool10kSignals|AnnouncedPipeline' -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench JobStartPaths -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench HistoryEventsPerJob -benchtime 1x ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools|UnauthenticatedBodies' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e

@@ -15,8 +15,9 @@ import (
 )
 
 // sharedRunnerJobs is how many jobs each egg of
-// TestSharedRunnerUnderCreationCap runs.
-const sharedRunnerJobs = 20
+// TestSharedRunnerUnderCreationCap runs: about two minutes on two shared
+// cores (60 each took 82 s, 200 each six minutes).
+const sharedRunnerJobs = 100
 
 // TestSharedRunnerUnderCreationCap runs sharedRunnerJobs jobs on a
 // serverless egg and as many on a pooled egg, through real webhooks,
