@@ -3,8 +3,8 @@ package contract
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,10 +61,26 @@ type RunnerShape struct {
 // Key is the shape's short stable hash (12 hex digits): equal shapes, with
 // tags in any order, have equal keys.
 func (s RunnerShape) Key() string {
-	s.Tags = slices.Clone(s.Tags)
-	slices.Sort(s.Tags)
-	b, _ := json.Marshal(s) // plain data: never fails
-	sum := sha256.Sum256(b)
+	tags := slices.Clone(s.Tags)
+	slices.Sort(tags)
+	// Written field by field (no reflection: workflows call it), each
+	// value length-prefixed so no two shapes write the same bytes.
+	var b strings.Builder
+	field := func(v string) { b.WriteString(strconv.Itoa(len(v)) + ":" + v + ";") }
+	field(strconv.Itoa(len(tags)))
+	for _, t := range tags {
+		field(t)
+	}
+	field(strconv.FormatBool(s.RunUntagged))
+	field(strconv.FormatInt(int64(s.MaximumTimeout), 10))
+	field(strconv.FormatInt(s.GroupID, 10))
+	field(strconv.Itoa(len(s.Projects)))
+	for _, p := range s.Projects {
+		field(strconv.FormatInt(p.ID, 10))
+		field(p.Path)
+	}
+	field(strconv.FormatBool(s.LocalToken))
+	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:6])
 }
 
