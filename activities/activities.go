@@ -367,13 +367,8 @@ type CreateGitLabRunnerResult struct {
 // enters workflow history. A retry first looks for the runner by its unique
 // description and, if found, resets its token instead of making another.
 func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunnerInput) (CreateGitLabRunnerResult, error) {
-	if err := a.Secrets.Check(ctx, in.Secrets...); err != nil {
-		for _, missing := range []error{secrets.ErrNotFound, secrets.ErrKeyNotFound, secrets.ErrVersion, secrets.ErrPermission, secrets.ErrNoBackend, secrets.ErrAuth} {
-			if errors.Is(err, missing) {
-				return CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError("the runner's secrets: "+err.Error(), ErrTypeBadInput, err)
-			}
-		}
-		return CreateGitLabRunnerResult{}, fmt.Errorf("the runner's secrets: %w", err)
+	if err := a.checkRunnerSecrets(ctx, in.Secrets); err != nil {
+		return CreateGitLabRunnerResult{}, err
 	}
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
@@ -463,6 +458,21 @@ func (a *Activities) tokenRefFor(ctx context.Context, egg, runnerID string) (fly
 		return "", fmt.Errorf("where the token of runner %s goes: %w", runnerID, err)
 	}
 	return ref, nil
+}
+
+// checkRunnerSecrets checks that a runner's secrets exist and may be
+// read; a missing one (or one refused) is non-retryable ErrTypeBadInput.
+func (a *Activities) checkRunnerSecrets(ctx context.Context, refs []fly.SecretRef) error {
+	err := a.Secrets.Check(ctx, refs...)
+	if err == nil {
+		return nil
+	}
+	for _, missing := range []error{secrets.ErrNotFound, secrets.ErrKeyNotFound, secrets.ErrVersion, secrets.ErrPermission, secrets.ErrNoBackend, secrets.ErrAuth} {
+		if errors.Is(err, missing) {
+			return temporal.NewNonRetryableApplicationError("the runner's secrets: "+err.Error(), ErrTypeBadInput, err)
+		}
+	}
+	return fmt.Errorf("the runner's secrets: %w", err)
 }
 
 // resolveProjects turns project listings into IDs, in order and without
@@ -1052,12 +1062,18 @@ func MachineDir(stateDir, runnerID string) string {
 type PauseGitLabRunnerInput struct {
 	GitLab         fly.GitLab `json:"gitlab"`
 	GitLabRunnerID int64      `json:"gitlab_runner_id"`
+	// TokenRef is the machine's token: the egg's shared runner
+	// (contract.IsEggRunnerToken) is never paused for one machine.
+	TokenRef string `json:"token_ref,omitempty"`
 }
 
 // PauseGitLabRunner pauses a runner in GitLab (PUT /runners/:id with
 // paused=true), so it takes no new job; a runner already deleted is not an
 // error.
 func (a *Activities) PauseGitLabRunner(ctx context.Context, in PauseGitLabRunnerInput) error {
+	if contract.IsEggRunnerToken(in.TokenRef) {
+		return nil
+	}
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {
 		return err

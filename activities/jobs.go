@@ -30,6 +30,9 @@ type MotherGoose interface {
 	// PoolStatusIfRunning asks an egg's pool for its status; running is
 	// false when the egg has no running pool.
 	PoolStatusIfRunning(ctx context.Context, egg string) (st contract.PoolStatus, running bool, err error)
+	// EnsureEggRunner asks an egg and shape's EggRunner workflow for its
+	// shared GitLab runner, starting the workflow when none runs.
+	EnsureEggRunner(ctx context.Context, in contract.EggRunnerInput) (contract.EggRunner, error)
 	// AddProjectHook gives a project of a bucket's group the bucket's
 	// project hook, and audits it.
 	AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error)

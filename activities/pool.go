@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
+	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -21,12 +23,16 @@ type PowerInput struct {
 // Unpausing first is safe: runners pull their jobs, so a sleeping one takes
 // none.
 func (a *Activities) PromoteRunner(ctx context.Context, in PowerInput) error {
-	gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
-	if err != nil {
-		return err
-	}
-	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
-		return fmt.Errorf("unpause GitLab runner %d: %w", in.GitLabRunnerID, err)
+	// A machine of the egg's shared runner has nothing of its own paused
+	// in GitLab: its stopped gitlab-runner took no job.
+	if !contract.IsEggRunnerToken(in.Machine.TokenRef) {
+		gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
+		if err != nil {
+			return err
+		}
+		if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, false); err != nil {
+			return fmt.Errorf("unpause GitLab runner %d: %w", in.GitLabRunnerID, err)
+		}
 	}
 	in.Machine.Running = true
 	if err := a.fillAgentRef(ctx, &in.Machine); err != nil {
@@ -58,16 +64,26 @@ type DemoteResult struct {
 // pause it in GitLab so it takes no new job, confirm it runs none, then
 // stop its machine. A runner that got a job meanwhile is unpaused again and
 // left running.
+//
+// A machine of the egg's shared runner is not paused in GitLab (that would
+// pause every machine of the egg): the job its agent reported running
+// tells it busy, and stopping the machine stops its gitlab-runner.
 func (a *Activities) DemoteRunner(ctx context.Context, in PowerInput) (DemoteResult, error) {
-	gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
-	if err != nil {
-		return DemoteResult{}, err
-	}
-	if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, true); err != nil {
-		return DemoteResult{}, fmt.Errorf("pause GitLab runner %d: %w", in.GitLabRunnerID, err)
-	}
-	if busy, err := unpauseIfBusy(ctx, gl, in.GitLabRunnerID); err != nil || busy {
-		return DemoteResult{Busy: busy}, err
+	if contract.IsEggRunnerToken(in.Machine.TokenRef) {
+		if busy, err := a.machineBusy(ctx, in.Machine.RunnerID); err != nil || busy {
+			return DemoteResult{Busy: busy}, err
+		}
+	} else {
+		gl, err := a.gitlabClient(ctx, in.Machine.Egg.GitLab)
+		if err != nil {
+			return DemoteResult{}, err
+		}
+		if err := gl.SetRunnerPaused(ctx, in.GitLabRunnerID, true); err != nil {
+			return DemoteResult{}, fmt.Errorf("pause GitLab runner %d: %w", in.GitLabRunnerID, err)
+		}
+		if busy, err := unpauseIfBusy(ctx, gl, in.GitLabRunnerID); err != nil || busy {
+			return DemoteResult{Busy: busy}, err
+		}
 	}
 	in.Machine.Running = false
 	if in.Machine.Kind != fly.RunnerVM {
@@ -77,6 +93,16 @@ func (a *Activities) DemoteRunner(ctx context.Context, in PowerInput) (DemoteRes
 		return DemoteResult{}, fmt.Errorf("stop machine of %s: %w", in.Machine.RunnerID, err)
 	}
 	return DemoteResult{Demoted: true}, nil
+}
+
+// machineBusy tells whether a machine's agent reported a job of its own
+// running and not yet finished.
+func (a *Activities) machineBusy(ctx context.Context, runnerID string) (bool, error) {
+	jobs, err := a.Store.ListJobs(ctx, store.JobFilter{RunnerID: runnerID, Status: "running", Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("list running jobs of runner %s: %w", runnerID, err)
+	}
+	return len(jobs) > 0, nil
 }
 
 // unpauseIfBusy is the second half of a race-free stop: with the runner

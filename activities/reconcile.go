@@ -392,7 +392,8 @@ func (a *Activities) ReapOrphan(ctx context.Context, in ReapInput) (ReapResult, 
 			res.DeletedGitLabRunners = append(res.DeletedGitLabRunners, id)
 		}
 	}
-	if a.Secrets != nil && (in.TokenRef != "" || a.TokenRef != nil) {
+	// The egg's shared runner's token is its EggRunner's to delete.
+	if a.Secrets != nil && (in.TokenRef != "" || a.TokenRef != nil) && !contract.IsEggRunnerToken(in.TokenRef) {
 		if err := a.DeleteRunnerToken(ctx, DeleteRunnerTokenInput{RunnerID: in.RunnerID, TokenRef: in.TokenRef}); err != nil {
 			return res, fmt.Errorf("delete token of %s: %w", in.RunnerID, err)
 		}

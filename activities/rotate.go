@@ -192,6 +192,11 @@ func (a *Activities) RotateRunnerToken(ctx context.Context, in RotateTokenInput)
 	return RotateTokenResult{Version: version, ExpiresAt: expires}, nil
 }
 
+// TokenCheckSystemID is the system_id the worker checks a stored runner
+// token with (VerifyRunnerToken): GitLab records a runner manager for every
+// system_id that verifies, and this one names the check, not a machine.
+const TokenCheckSystemID = "gosling-token-check"
+
 // Outcomes of ReloadRunnerAgent.
 const (
 	// AgentConfirmed: the live agent read the new version and GitLab
@@ -324,7 +329,7 @@ func (a *Activities) VerifyRunnerToken(ctx context.Context, in VerifyTokenInput)
 	if err != nil {
 		return VerifyTokenResult{}, err
 	}
-	err = gl.VerifyRunner(ctx, token)
+	err = gl.VerifyRunner(ctx, token, TokenCheckSystemID)
 	if errors.Is(err, gitlab.ErrInvalidRunnerToken) {
 		return VerifyTokenResult{Valid: false}, nil
 	}

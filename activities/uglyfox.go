@@ -171,6 +171,9 @@ func (a *Activities) ListEggPolicies(ctx context.Context) ([]EggPolicy, error) {
 type RetireCheckInput struct {
 	GitLab         fly.GitLab `json:"gitlab"`
 	GitLabRunnerID int64      `json:"gitlab_runner_id"`
+	// RunnerID names the machine: one on the egg's shared runner is
+	// checked by its agent's reports, not paused in GitLab.
+	RunnerID string `json:"runner_id,omitempty"`
 	// Force retires even a runner with a running job (failed or silent ones).
 	Force bool `json:"force,omitempty"`
 }
@@ -190,6 +193,19 @@ type RetireCheck struct {
 func (a *Activities) PauseForRetire(ctx context.Context, in RetireCheckInput) (RetireCheck, error) {
 	if in.GitLabRunnerID == 0 {
 		return RetireCheck{Gone: true}, nil
+	}
+	if in.RunnerID != "" {
+		r, err := a.Store.GetRunner(ctx, in.RunnerID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return RetireCheck{}, fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+		}
+		if err == nil && contract.IsEggRunnerToken(r.TokenRef) {
+			if in.Force {
+				return RetireCheck{}, nil
+			}
+			busy, err := a.machineBusy(ctx, in.RunnerID)
+			return RetireCheck{Busy: busy}, err
+		}
 	}
 	gl, err := a.gitlabClient(ctx, in.GitLab)
 	if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +22,11 @@ import (
 // it), and by a cold runner (made for it, retired after it). Each path
 // serves one job first (starting its gate or pool, making its minimums),
 // then the events of every workflow of the egg (its gate or pool, the
-// runner workflows and the teardowns; timers included) are counted over
+// runner workflows, the teardowns and the EggRunner of its shared GitLab
+// runner; timers included) are counted over
 // historyJobs further jobs, one after another. It reports events per job
-// for each path and the GitLab runners created per job.
+// for each path and the GitLab runners created (POST /user/runners) per
+// 1,000 jobs.
 func BenchmarkHistoryEventsPerJob(b *testing.B) {
 	const historyJobs = 3
 	for b.Loop() {
@@ -86,14 +89,15 @@ func BenchmarkHistoryEventsPerJob(b *testing.B) {
 				}
 			}
 			run() // starts the gate or pool, makes the minimums
-			created := len(s.GitLab.Runners())
+			created := s.GitLab.CountRequests(http.MethodPost, "/user/runners")
 			before := s.eggHistory(ctx, pt.egg.Name, jobs)
 			for range historyJobs {
 				run()
 			}
 			after := s.eggHistory(ctx, pt.egg.Name, jobs)
 			b.ReportMetric(float64(after-before)/historyJobs, pt.name+"-events/job")
-			b.ReportMetric(float64(len(s.GitLab.Runners())-created)/historyJobs, pt.name+"-gitlab-runners/job")
+			// GitLab runners created (POST /user/runners) per 1,000 jobs.
+			b.ReportMetric(1000*float64(s.GitLab.CountRequests(http.MethodPost, "/user/runners")-created)/historyJobs, pt.name+"-gitlab-runners/1000jobs")
 		}
 		cancel()
 	}
@@ -109,7 +113,8 @@ func (s *Stack) liveRunners(ctx context.Context, egg string, states []store.Runn
 }
 
 // eggHistory sums the history events of every workflow of an egg: its
-// gate or pool, its pool's runner workflows, its teardowns, and the runner
+// gate or pool, its pool's runner workflows, its teardowns, its shared
+// runners' EggRunner workflows (their ensure updates), and the runner
 // workflows of the given jobs (a gate's, named after the job).
 func (s *Stack) eggHistory(ctx context.Context, egg string, jobs []int64) int64 {
 	s.T.Helper()
@@ -117,6 +122,7 @@ func (s *Stack) eggHistory(ctx context.Context, egg string, jobs []int64) int64 
 		switch {
 		case id == contract.GateWorkflowID(egg), id == contract.PoolWorkflowID(egg),
 			strings.HasPrefix(id, contract.PoolWorkflowID(egg)+"/"),
+			strings.HasPrefix(id, contract.EggRunnerWorkflowID(egg, "")),
 			strings.HasPrefix(id, contract.DeprovisionWorkflowID(egg+"-")):
 			return true
 		}

@@ -97,8 +97,26 @@ func TestGateBoundsServerlessRunners(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if ranBy[jobs[0].ID] == ranBy[jobs[1].ID] {
-		t.Errorf("both jobs ran on GitLab runner %d, want one serverless runner each", ranBy[jobs[0].ID])
+	// Both on the egg's shared GitLab runner, each on a machine of its
+	// own (as the machines' agents reported).
+	if ranBy[jobs[0].ID] != ranBy[jobs[1].ID] {
+		t.Errorf("the jobs ran on GitLab runners %d and %d, want the egg's one", ranBy[jobs[0].ID], ranBy[jobs[1].ID])
+	}
+	machine := map[int64]string{}
+	for _, job := range jobs {
+		for machine[job.ID] == "" {
+			if rec, err := s.Store.GetJob(ctx, s.Host(), job.ID); err == nil {
+				machine[job.ID] = rec.RunnerID
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no machine recorded for job %d", job.ID)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if machine[jobs[0].ID] == machine[jobs[1].ID] {
+		t.Errorf("both jobs ran on machine %s, want one serverless runner each", machine[jobs[0].ID])
 	}
 	for {
 		st, err = s.GateStatus(ctx, egg.Name)

@@ -119,10 +119,10 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 		if gr, _ := s.GitLab.Runner(r.GitLabRunnerID); gr.Token != tok {
 			t.Errorf("%s: the stored token is not GitLab's", id)
 		}
-		if err := check.VerifyRunner(ctx, tok); err != nil {
+		if err := check.VerifyRunner(ctx, tok, ""); err != nil {
 			t.Errorf("%s: GitLab refuses the new token: %v", id, err)
 		}
-		if err := check.VerifyRunner(ctx, old[id].token); !errors.Is(err, gitlab.ErrInvalidRunnerToken) {
+		if err := check.VerifyRunner(ctx, old[id].token, ""); !errors.Is(err, gitlab.ErrInvalidRunnerToken) {
 			t.Errorf("%s: GitLab still accepts the old token (%v)", id, err)
 		}
 		if id == dormantID {

@@ -72,6 +72,7 @@ func Workflows(queue string) (wfs []Workflow, ok bool) {
 			{contract.WorkflowCustomJob, workflows.CustomJob},
 			{contract.WorkflowSweep, workflows.Sweep},
 			{contract.WorkflowAddProjectHook, workflows.AddProjectHook},
+			{contract.WorkflowEggRunner, workflows.EggRunner},
 		}, true
 	case contract.TaskQueueUglyFox:
 		// Their teardowns (DeprovisionRunner) run on the mothergoose queue.

@@ -11,10 +11,11 @@ import (
 )
 
 // DeprovisionRunner tears one runner down the way ProvisionRunner builds it
-// up, in reverse: destroy the machine, delete the GitLab runner, delete its
-// token, revoke its agent credential, record it terminated. Every step is idempotent, so a repeated or
-// resumed teardown is safe; a step that keeps failing leaves the runner in
-// state failed with the reason, for UglyFox to finish.
+// up, in reverse: destroy the machine, delete its own GitLab runner and
+// token (a machine of the egg's shared runner has none), revoke its agent
+// credential, record it terminated. Every step is idempotent, so a
+// repeated or resumed teardown is safe; a step that keeps failing leaves
+// the runner in state failed with the reason, for UglyFox to finish.
 func DeprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput) (contract.DeprovisionRunnerResult, error) {
 	res, err := deprovisionRunner(ctx, in)
 	if in.Owner != "" {
@@ -60,13 +61,19 @@ func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput)
 	if err := workflow.ExecuteActivity(tofuCtx(ctx), a.DestroyMachine, activities.DestroyMachineInput{RunnerID: r.ID, Workspace: ws}).Get(ctx, nil); err != nil {
 		return failed("destroy machine", err)
 	}
-	if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
-		GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, Description: contract.RunnerDescription(r.Egg, r.ID),
-	}).Get(ctx, nil); err != nil {
-		return failed("delete GitLab runner", err)
-	}
-	if err := workflow.ExecuteActivity(secretsCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
-		return failed("delete token", err)
+	// A machine of the egg's shared GitLab runner leaves the runner and its
+	// token to the egg's other machines (its EggRunner retires them): it
+	// only stops being one of the runner's managers, which GitLab cleans
+	// up. Older runners had a GitLab runner of their own.
+	if !contract.IsEggRunnerToken(r.TokenRef) {
+		if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.DeleteGitLabRunner, activities.DeleteGitLabRunnerInput{
+			GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, Description: contract.RunnerDescription(r.Egg, r.ID),
+		}).Get(ctx, nil); err != nil {
+			return failed("delete GitLab runner", err)
+		}
+		if err := workflow.ExecuteActivity(secretsCtx(ctx), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: r.ID, TokenRef: r.TokenRef}).Get(ctx, nil); err != nil {
+			return failed("delete token", err)
+		}
 	}
 	if workflow.GetVersion(ctx, versionAgentCredential, workflow.DefaultVersion, 1) == 1 {
 		if err := workflow.ExecuteLocalActivity(localSecretsCtx(ctx), a.RevokeAgentCredential, r.ID).Get(ctx, nil); err != nil {

@@ -33,7 +33,7 @@ func DrainRunner(ctx workflow.Context, in contract.DrainRunnerInput) (contract.D
 	}
 	if r.GitLabRunnerID != 0 {
 		if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.PauseGitLabRunner, activities.PauseGitLabRunnerInput{
-			GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID,
+			GitLab: in.GitLab, GitLabRunnerID: r.GitLabRunnerID, TokenRef: r.TokenRef,
 		}).Get(ctx, nil); err != nil {
 			return res, fmt.Errorf("pause GitLab runner %d: %w", r.GitLabRunnerID, err)
 		}

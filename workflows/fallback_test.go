@@ -40,6 +40,7 @@ func fallbackEnv(t *testing.T, refused map[string]error) (*testsuite.TestWorkflo
 	e.RegisterActivity(a)
 	e.OnActivity(a.RecordRunner, mock.Anything, mock.Anything).Return(nil)
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "aws-sm://gosling/runners/web-x/token"}, nil)
+	e.OnActivity(a.EnsureEggRunner, mock.Anything, mock.Anything).Return(contract.EggRunner{GitLabRunnerID: 42, TokenRef: "aws-sm://gosling/runners/egg-runner.web.x/token"}, nil)
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
 		c.add("apply:" + in.Cloud + ":" + in.Provider.Name)
 		if err := refused[in.Cloud]; err != nil {

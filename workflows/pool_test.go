@@ -95,6 +95,13 @@ func newPoolEnv(t *testing.T) *poolEnv {
 		n, _ := strconv.Atoi(in.RunnerID[strings.LastIndex(in.RunnerID, "p")+1:])
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 1000 + int64(n), TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
 	})
+	// The egg's shared runner: GitLab runner 1000 + the count of its
+	// projects, its token the egg's.
+	e.OnActivity(a.EnsureEggRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EnsureEggRunnerInput) (contract.EggRunner, error) {
+		e.record(fmt.Sprintf("join:%d", len(in.Runner.Shape.Projects)))
+		key := in.Runner.Shape.Key()
+		return contract.EggRunner{GitLabRunnerID: 1000 + int64(len(in.Runner.Shape.Projects)), TokenRef: "local://runners/" + contract.EggRunnerSecretName(in.Runner.Egg, key) + "/token", ShapeKey: key}, nil
+	})
 	e.OnActivity(a.AssignRunnerProjects, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AssignRunnerProjectsInput) ([]int64, error) {
 		e.record(fmt.Sprintf("assign:%d:%d", in.GitLabRunnerID, len(in.Projects)))
 		return nil, nil

@@ -311,6 +311,9 @@ func (p *provisioning) mintAgentCredential() error {
 func (p *provisioning) registerInGitLab() error {
 	ctx, in := p.ctx, p.in
 	var a *activities.Activities
+	if workflow.GetVersion(ctx, versionEggRunner, workflow.DefaultVersion, 1) == 1 {
+		return p.joinEggRunner()
+	}
 	p.saga.onFailure(func(c workflow.Context) error {
 		return workflow.ExecuteActivity(secretsCtx(c), a.DeleteRunnerToken, activities.DeleteRunnerTokenInput{RunnerID: p.runnerID, TokenRef: p.res.TokenRef}).Get(c, nil)
 	})
@@ -324,14 +327,7 @@ func (p *provisioning) registerInGitLab() error {
 		RunnerID: p.runnerID, Egg: in.Egg.Name, Cloud: p.cloud, GitLab: in.Egg.GitLab, Description: p.description,
 		Tags: in.Egg.Runner.Tags, RunUntagged: in.Egg.Runner.RunUntagged, Paused: in.Dormant,
 	}
-	// Map order does not matter: the refs are sorted below.
-	//workflowcheck:ignore
-	for _, v := range in.Egg.Runner.Env {
-		if !v.Secret.IsZero() {
-			create.Secrets = append(create.Secrets, v.Secret)
-		}
-	}
-	slices.Sort(create.Secrets)
+	create.Secrets = runnerSecrets(in.Egg)
 	// A group's runner takes every project's jobs of the group; a runner
 	// made for one job, that job's project's; any other runner (a pool's)
 	// is enabled in every project the egg lists, paths resolved by the
@@ -361,6 +357,46 @@ func (p *provisioning) registerInGitLab() error {
 		return failed("record registering", p.recordRegistering("registered in GitLab; applying the machine, then waiting for the agent"))
 	}
 	return nil
+}
+
+// versionEggRunner marks ProvisionRunner runs whose machine joins the
+// egg's shared GitLab runner (EggRunner) instead of creating its own, and
+// DeprovisionRunner runs that leave a shared runner and its token alone.
+const versionEggRunner = "egg-runner"
+
+// joinEggRunner gives the machine the egg's shared GitLab runner of its
+// shape (made by the first machine that asks, see EggRunner): the machine
+// runs gitlab-runner with its token and a system_id of its own, one runner
+// manager of it. Nothing is made for this machine alone, so there is
+// nothing to compensate; the record names the shared runner and token.
+func (p *provisioning) joinEggRunner() error {
+	var a *activities.Activities
+	p.status.Step = "joining the egg's GitLab runner"
+	ensure := activities.EnsureEggRunnerInput{
+		Runner:  eggRunnerInput(p.in.Egg, p.in.Job, p.kind, p.cloud, p.deadline),
+		Secrets: runnerSecrets(p.in.Egg),
+	}
+	var shared contract.EggRunner
+	if err := workflow.ExecuteActivity(gitlabCtx(p.ctx), a.EnsureEggRunner, ensure).Get(p.ctx, &shared); err != nil {
+		return failed("join the egg's GitLab runner", err)
+	}
+	p.res.GitLabRunnerID, p.res.TokenRef = shared.GitLabRunnerID, shared.TokenRef
+	p.agentsReport = true
+	return failed("record registering", p.recordRegistering("joined the egg's GitLab runner; applying the machine, then waiting for the agent"))
+}
+
+// runnerSecrets are the secrets of an egg's runner environment, sorted.
+func runnerSecrets(egg fly.Egg) []fly.SecretRef {
+	var refs []fly.SecretRef
+	// Map order does not matter: the refs are sorted below.
+	//workflowcheck:ignore
+	for _, v := range egg.Runner.Env {
+		if !v.Secret.IsZero() {
+			refs = append(refs, v.Secret)
+		}
+	}
+	slices.Sort(refs)
+	return refs
 }
 
 func (p *provisioning) recordRegistering(reason string) error {

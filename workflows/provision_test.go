@@ -66,6 +66,9 @@ type env struct {
 	// ApplyMachine got.
 	created []activities.CreateGitLabRunnerInput
 	applied []activities.ApplyMachineInput
+	// tokenRef is the token the store's record names: the egg's shared
+	// runner's unless a test sets a machine's own (an older runner).
+	tokenRef string
 }
 
 func (e *env) jobStatus() string {
@@ -125,6 +128,12 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		}
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
 	})
+	e.OnActivity(a.EnsureEggRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EnsureEggRunnerInput) (contract.EggRunner, error) {
+		if err := failOr("gitlab-join"); err != nil {
+			return contract.EggRunner{}, err
+		}
+		return contract.EggRunner{GitLabRunnerID: 42, TokenRef: "local://runners/" + contract.EggRunnerSecretName(in.Runner.Egg, in.Runner.Shape.Key()) + "/token"}, nil
+	})
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
 		e.mu.Lock()
 		e.applied = append(e.applied, in)
@@ -154,7 +163,12 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		return failOr("agent-revoke")
 	})
 	e.OnActivity(a.GetRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (store.Runner, error) {
-		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42}, failOr("get")
+		// A machine of the egg's shared runner, as joinEggRunner records it.
+		ref := e.tokenRef
+		if ref == "" {
+			ref = "local://runners/" + contract.EggRunnerSecretName("web", "x") + "/token"
+		}
+		return store.Runner{ID: id, Egg: "web", State: store.StateActive, Workspace: id, GitLabRunnerID: 42, TokenRef: ref}, failOr("get")
 	})
 	e.invoked = activities.InvokeRunnerResult{Via: "http"}
 	e.invoked.Jobs = []agentapi.JobReport{{JobID: 1001, Status: "success"}}
@@ -200,7 +214,7 @@ func TestProvisionPoolVM(t *testing.T) {
 	if res.RunnerID != id || res.State != "active" || res.Kind != fly.RunnerVM || res.GitLabRunnerID != 42 || !strings.HasPrefix(res.KindReason, "egg web asks for vm") {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,to-active"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-join,to-registering,apply-running,to-active"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -222,7 +236,7 @@ func TestProvisionJobVM(t *testing.T) {
 	if res.State != "terminated" || res.Outcome != "job-finished" || strings.Join(res.JobTags, ",") != "docker" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
+	want := "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-active,get,to-terminating,destroy,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -268,7 +282,7 @@ func TestProvisionDormant(t *testing.T) {
 	if res.State != "dormant" || res.Kind != fly.RunnerVM {
 		t.Errorf("result = %+v", res)
 	}
-	if got, want := e.calls.String(), "record,agent-mint,gitlab-create,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
+	if got, want := e.calls.String(), "record,agent-mint,gitlab-join,to-registering,apply-running,apply-stopped,to-dormant"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
@@ -291,7 +305,7 @@ func TestProvisionServerlessEndsWithItsInvocation(t *testing.T) {
 	if res.Kind != fly.RunnerServerless || res.Outcome != "job-finished" || res.State != "terminated" {
 		t.Errorf("result = %+v", res)
 	}
-	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
+	want := "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-active,invoke,get,to-terminating,destroy,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -452,7 +466,7 @@ func TestProvisionServerlessInvocationFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "container refused") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "record,agent-mint,gitlab-create,to-registering,apply-running,invoke,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
+	want := "record,agent-mint,gitlab-join,to-registering,apply-running,invoke,to-failed,destroy,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -466,10 +480,10 @@ func TestProvisionCompensatesEveryStep(t *testing.T) {
 		want    string
 	}{
 		{"agent-mint", "tags,record,agent-mint,to-failed,agent-revoke,to-terminated"},
-		{"gitlab-create", "tags,record,agent-mint,gitlab-create,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
-		{"to-registering", "tags,record,agent-mint,gitlab-create,to-registering,to-failed,gitlab-delete,token-delete,agent-revoke,to-terminated"},
-		{"apply-running", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
-		{"to-active", "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-active,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"},
+		{"gitlab-join", "tags,record,agent-mint,gitlab-join,to-failed,agent-revoke,to-terminated"},
+		{"to-registering", "tags,record,agent-mint,gitlab-join,to-registering,to-failed,agent-revoke,to-terminated"},
+		{"apply-running", "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-failed,destroy,agent-revoke,to-terminated"},
+		{"to-active", "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-active,to-failed,destroy,agent-revoke,to-terminated"},
 	}
 	for _, c := range cases {
 		t.Run(c.failing, func(t *testing.T) {
@@ -495,7 +509,7 @@ func TestProvisionReadyTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ready signal within 3m") {
 		t.Fatalf("error = %v", err)
 	}
-	want := "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"
+	want := "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-failed,destroy,agent-revoke,to-terminated"
 	if got := e.calls.String(); got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
@@ -509,7 +523,7 @@ func TestProvisionCompensationFailureLeavesRunnerFailed(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	// The other compensations still ran; no terminated record.
-	if got, want := e.calls.String(), "tags,record,agent-mint,gitlab-create,to-registering,apply-running,to-failed,destroy,gitlab-delete,token-delete,agent-revoke"; got != want {
+	if got, want := e.calls.String(), "tags,record,agent-mint,gitlab-join,to-registering,apply-running,to-failed,destroy,agent-revoke"; got != want {
 		t.Errorf("calls = %s\nwant    %s", got, want)
 	}
 }
@@ -532,13 +546,14 @@ func TestDeprovision(t *testing.T) {
 	if err := e.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.calls.String(), "get,to-terminating,destroy,gitlab-delete,token-delete,agent-revoke,to-terminated"; got != want {
+	if got, want := e.calls.String(), "get,to-terminating,destroy,agent-revoke,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
 
 func TestDeprovisionFailureRecordsFailed(t *testing.T) {
 	e := newEnv(t, map[string]error{"gitlab-delete": permanent("gitlab down")})
+	e.tokenRef = "local://runners/web-1/token" // a runner of its own
 	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "test"})
 	if err := e.GetWorkflowError(); err == nil || !errors.Is(err, err) || !strings.Contains(err.Error(), "gitlab down") {
 		t.Fatalf("error = %v", err)

@@ -68,6 +68,9 @@ func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInpu
 		}
 	})
 	rc := rotation{in: in, confirmed: confirmed}
+	if workflow.GetVersion(ctx, versionSharedTokenRotation, workflow.DefaultVersion, 1) == 1 {
+		rc.shared = map[string]*sharedReset{}
+	}
 
 	// A few workers take the runners in order: bounded parallelism, and the
 	// result keeps the store's order whatever finishes first.
@@ -131,6 +134,48 @@ func rotationSkip(t activities.RotationTarget, hasGitLab bool) string {
 type rotation struct {
 	in        contract.RotateRunnerTokensInput
 	confirmed map[string]string
+	// shared holds the reset of each egg's shared runner token (by token
+	// reference) since versionSharedTokenRotation: nil before it.
+	shared map[string]*sharedReset
+}
+
+// versionSharedTokenRotation marks rotations that reset the token of an
+// egg's shared GitLab runner once and give the new version to every live
+// machine of it.
+const versionSharedTokenRotation = "shared-token-rotation"
+
+// sharedReset is the one reset of a shared runner token in a rotation:
+// the first of its machines resets it, the others wait for the outcome.
+type sharedReset struct {
+	done bool
+	tok  activities.RotateTokenResult
+	err  error
+}
+
+// resetToken resets a runner's token in GitLab and stores the new one
+// (RotateRunnerToken); a shared token is reset once per rotation, for its
+// first machine, and its other machines take that reset's outcome.
+func (rc rotation) resetToken(ctx workflow.Context, in activities.RotateTokenInput) (activities.RotateTokenResult, error) {
+	var a *activities.Activities
+	reset := func() (activities.RotateTokenResult, error) {
+		var tok activities.RotateTokenResult
+		err := workflow.ExecuteActivity(rotateTokenCtx(ctx), a.RotateRunnerToken, in).Get(ctx, &tok)
+		return tok, err
+	}
+	if rc.shared == nil || !contract.IsEggRunnerToken(in.TokenRef) {
+		return reset()
+	}
+	if r, ok := rc.shared[in.TokenRef]; ok {
+		if err := workflow.Await(ctx, func() bool { return r.done }); err != nil {
+			return activities.RotateTokenResult{}, err
+		}
+		return r.tok, r.err
+	}
+	r := &sharedReset{}
+	rc.shared[in.TokenRef] = r
+	r.tok, r.err = reset()
+	r.done = true
+	return r.tok, r.err
 }
 
 // confirmVersion is the version of the change that rotates running cloud
@@ -175,10 +220,9 @@ func (rc rotation) rotateToken(ctx workflow.Context, t activities.RotationTarget
 	case t.Cloud != fly.CloudLocal:
 		states = []store.RunnerState{store.StateDormant} // a promoted VM would keep its old token
 	}
-	var tok activities.RotateTokenResult
-	err := workflow.ExecuteActivity(rotateTokenCtx(ctx), a.RotateRunnerToken, activities.RotateTokenInput{
+	tok, err := rc.resetToken(ctx, activities.RotateTokenInput{
 		RunnerID: t.RunnerID, GitLab: gl, GitLabRunnerID: t.GitLabRunnerID, TokenRef: t.TokenRef, States: states,
-	}).Get(ctx, &tok)
+	})
 	if err != nil {
 		out.Outcome = contract.RotationFailed
 		works, checkErr := verifyStored(ctx, t, gl, "")

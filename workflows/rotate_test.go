@@ -500,3 +500,35 @@ func TestRotateRunnerTokensCloudVMConfirmsThroughHeartbeat(t *testing.T) {
 		t.Errorf("unconfirmed: %+v", r)
 	}
 }
+
+// Machines of an egg's shared GitLab runner share its token: it is reset
+// once, for the first of them, and every machine's agent is given that
+// version; a machine with a token of its own is reset on its own.
+func TestRotateRunnerTokensResetsASharedTokenOnce(t *testing.T) {
+	shared := "local://runners/" + contract.EggRunnerSecretName("web", "abc") + "/token"
+	sharing := func(id string) activities.RotationTarget {
+		tg := localTarget(id, store.StateActive)
+		tg.TokenRef = shared
+		return tg
+	}
+	f := &rotateFake{targets: []activities.RotationTarget{sharing("a"), sharing("b"), sharing("c"), localTarget("d-own", store.StateActive)}}
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rotated != 4 || res.Failed != 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	resets := map[string]int{}
+	for _, r := range f.resets {
+		resets[r.TokenRef]++
+	}
+	if resets[shared] != 1 || resets["local://runners/d-own/token"] != 1 || len(f.resets) != 2 {
+		t.Errorf("resets by token = %v, want the shared token and d-own's once each", resets)
+	}
+	for _, id := range []string{"a", "b", "c", "d-own"} {
+		if got := f.callsOf(id); !strings.Contains(got, "reload") {
+			t.Errorf("%s: calls %s, want its agent reloaded", id, got)
+		}
+	}
+}

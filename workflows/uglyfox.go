@@ -146,7 +146,7 @@ func act(ctx workflow.Context, ds []contract.Decision, eggs map[string]activitie
 			continue
 		}
 		checks[i] = workflow.ExecuteActivity(gitlabCtx(ctx), a.PauseForRetire, activities.RetireCheckInput{
-			GitLab: egg.GitLab, GitLabRunnerID: d.GitLabRunnerID, Force: d.Force,
+			GitLab: egg.GitLab, GitLabRunnerID: d.GitLabRunnerID, Force: d.Force, RunnerID: d.RunnerID,
 		})
 	}
 	children := make([]workflow.ChildWorkflowFuture, len(ds))

@@ -412,7 +412,12 @@ func (a *agent) verifiedToken(ctx context.Context, trigger string) (token, versi
 	if err != nil {
 		return "", version, err
 	}
-	err = retry(ctx, func() error { return gl.VerifyRunner(ctx, token) })
+	// As the machine's gitlab-runner will: one runner manager to GitLab.
+	systemID, err := runnerapi.RunnerSystemID(a.opts.WorkDir)
+	if err != nil {
+		return "", version, fmt.Errorf("runner system ID: %w", err)
+	}
+	err = retry(ctx, func() error { return gl.VerifyRunner(ctx, token, systemID) })
 	if trigger != "" && (err == nil || runnerapi.IsForbidden(err)) {
 		recordToken(a.opts.WorkDir, trigger, version, err, a.log)
 	}

@@ -350,11 +350,22 @@ func (c *Client) RunnerJobs(ctx context.Context, id int64, status string) ([]Job
 }
 
 // VerifyRunner checks a runner authentication token the way a runner agent
-// does at start (POST /runners/verify, authenticated by the token alone). A
-// rejected token yields an error matching ErrInvalidRunnerToken and
-// IsForbidden.
-func (c *Client) VerifyRunner(ctx context.Context, token string) error {
-	resp, err := c.runner.Runners.VerifyRegisteredRunner(&gl.VerifyRegisteredRunnerOptions{Token: gl.Ptr(token)}, c.opts(ctx, http.MethodPost)...)
+// does at start (POST /runners/verify, authenticated by the token alone),
+// as the runner manager systemID: GitLab records contact from that manager
+// (from `<legacy>` when systemID is empty), so a machine checks with the
+// system_id its gitlab-runner sends (runnerapi.RunnerSystemID). A rejected token
+// yields an error matching ErrInvalidRunnerToken and IsForbidden.
+func (c *Client) VerifyRunner(ctx context.Context, token, systemID string) error {
+	// client-go's VerifyRegisteredRunnerOptions has no system_id.
+	opt := struct {
+		Token    string `json:"token"`
+		SystemID string `json:"system_id,omitempty"`
+	}{token, systemID}
+	req, err := c.runner.NewRequest(http.MethodPost, "runners/verify", &opt, c.opts(ctx, http.MethodPost))
+	if err != nil {
+		return fmt.Errorf("verify runner token: %w", err)
+	}
+	resp, err := c.runner.Do(req, nil)
 	if err != nil {
 		err = fail(http.MethodPost, "/runners/verify", resp, err)
 		if IsForbidden(err) {

@@ -52,7 +52,7 @@ func TestCreateRunnerProject(t *testing.T) {
 	if n := s.CountRequests(http.MethodPost, "/user/runners"); n != 1 {
 		t.Errorf("%d POST /user/runners, want 1", n)
 	}
-	if err := c.VerifyRunner(ctx, r.Token); err != nil {
+	if err := c.VerifyRunner(ctx, r.Token, ""); err != nil {
 		t.Errorf("VerifyRunner with the new token: %v", err)
 	}
 }
@@ -155,7 +155,7 @@ func TestCreateRunnerReconcilesLostAnswer(t *testing.T) {
 			if !slices.Equal(r.Tags, []string{"gosling", "linux"}) || r.Description != "gosling:lost" {
 				t.Errorf("adopted runner = %+v", r)
 			}
-			if err := c.VerifyRunner(ctx, r.Token); err != nil {
+			if err := c.VerifyRunner(ctx, r.Token, ""); err != nil {
 				t.Errorf("VerifyRunner with the reset token: %v", err)
 			}
 			if n := s.CountRequests(http.MethodPost, "/user/runners"); n != 1 {
@@ -188,7 +188,7 @@ func TestCreateRunnerRetriesWhenNothingWasCreated(t *testing.T) {
 	if r.ID != got.ID || r.Token != got.Token {
 		t.Errorf("returned runner %d, server has %d", r.ID, got.ID)
 	}
-	if err := c.VerifyRunner(ctx, r.Token); err != nil {
+	if err := c.VerifyRunner(ctx, r.Token, ""); err != nil {
 		t.Errorf("VerifyRunner: %v", err)
 	}
 	if n := s.CountRequests(http.MethodPost, "/user/runners"); n != 3 {
@@ -275,7 +275,7 @@ func TestCreateRunnerResetAnswerLost(t *testing.T) {
 	if got := onlyRunner(t, s); got.Token != r.Token {
 		t.Errorf("returned token is not the runner's current one")
 	}
-	if err := c.VerifyRunner(ctx, r.Token); err != nil {
+	if err := c.VerifyRunner(ctx, r.Token, ""); err != nil {
 		t.Errorf("VerifyRunner: %v", err)
 	}
 	if n := s.CountRequests(http.MethodPost, "/runners/*/reset_authentication_token"); n != 2 {
@@ -465,14 +465,14 @@ func TestResetRunnerToken(t *testing.T) {
 	if token == r.Token || !strings.HasPrefix(token, "glrt-") || expires != nil {
 		t.Errorf("new token %q (expires %v) vs old", token, expires)
 	}
-	err = c.VerifyRunner(ctx, r.Token)
+	err = c.VerifyRunner(ctx, r.Token, "")
 	if !errors.Is(err, ErrInvalidRunnerToken) || !IsForbidden(err) {
 		t.Errorf("old token: err = %v, want ErrInvalidRunnerToken and 403", err)
 	}
 	if err != nil && strings.Contains(err.Error(), r.Token) {
 		t.Errorf("error %q contains the runner token", err)
 	}
-	if err := c.VerifyRunner(ctx, token); err != nil {
+	if err := c.VerifyRunner(ctx, token, ""); err != nil {
 		t.Errorf("new token: %v", err)
 	}
 	if _, _, err := c.ResetRunnerToken(ctx, 4242); !IsNotFound(err) {
@@ -564,7 +564,7 @@ func TestVerifyRunnerSpeaksAsTheRunner(t *testing.T) {
 	rec := &headerRecorder{auth: map[string]string{}}
 	c, _ := newClient(t, s, WithHTTPClient(&http.Client{Transport: rec}))
 
-	err := c.VerifyRunner(context.Background(), "glrt-not-a-real-token")
+	err := c.VerifyRunner(context.Background(), "glrt-not-a-real-token", "")
 	if !errors.Is(err, ErrInvalidRunnerToken) || !IsForbidden(err) {
 		t.Fatalf("err = %v, want ErrInvalidRunnerToken", err)
 	}
@@ -591,7 +591,7 @@ func TestClientConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			r, err := c.CreateRunner(ctx, projectSpec(p.ID, fmt.Sprintf("concurrent-%d", i)))
 			if err == nil {
-				err = c.VerifyRunner(ctx, r.Token)
+				err = c.VerifyRunner(ctx, r.Token, "")
 			}
 			if err == nil {
 				_, err = c.ListRunners(ctx, ListRunnersFilter{Tags: []string{"gosling"}})

@@ -33,7 +33,7 @@ func TestSnapshotRestoreKeepsRunnersAndTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2, _ := gitlab.New(s2.URL(), s.Token())
-	if err := c2.VerifyRunner(ctx, r.Token); err != nil {
+	if err := c2.VerifyRunner(ctx, r.Token, ""); err != nil {
 		t.Errorf("runner token lost across restore: %v", err)
 	}
 	if got, ok := s2.ProjectByPath("data/etl"); !ok || got.ID != 4821 {

@@ -6,12 +6,16 @@ package runnerapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -56,11 +60,16 @@ func New(baseURL string, hc *http.Client) (*Client, error) {
 }
 
 // VerifyRunner checks a runner authentication token as gitlab-runner does
-// at start (POST /api/v4/runners/verify with {"token": ...}): 200 is a
+// at start (POST /api/v4/runners/verify with {"token": ..., "system_id":
+// ...}; the system ID, when given, makes or refreshes that runner manager,
+// RunnerSystemID): 200 is a
 // token GitLab takes; a refused one is an *Error matching IsForbidden and
 // ErrInvalidRunnerToken. The token is never part of an error.
-func (c *Client) VerifyRunner(ctx context.Context, token string) error {
-	body, _ := json.Marshal(map[string]string{"token": token})
+func (c *Client) VerifyRunner(ctx context.Context, token, systemID string) error {
+	body, _ := json.Marshal(struct {
+		Token    string `json:"token"`
+		SystemID string `json:"system_id,omitempty"`
+	}{token, systemID})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/runners/verify", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -91,4 +100,30 @@ func (c *Client) VerifyRunner(ctx context.Context, token string) error {
 		return fmt.Errorf("verify runner token: %w: %w", ErrInvalidRunnerToken, e)
 	}
 	return fmt.Errorf("verify runner token: %w", e)
+}
+
+// RunnerSystemID reads, or makes and keeps, the runner system ID of a
+// machine's gitlab-runner: the file .runner_system_id in the directory of
+// its config.toml holds it (s_ and 12 hex digits), as gitlab-runner 15.11
+// and later keep it, so the machine's own checks and its gitlab-runner are
+// one runner manager to GitLab. Errors: reading or writing the file.
+func RunnerSystemID(configDir string) (string, error) {
+	path := filepath.Join(configDir, ".runner_system_id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	r := make([]byte, 6)
+	if _, err := rand.Read(r); err != nil {
+		return "", err
+	}
+	id := "s_" + hex.EncodeToString(r)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
 }

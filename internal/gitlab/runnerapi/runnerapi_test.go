@@ -21,10 +21,10 @@ func TestVerifyRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.VerifyRunner(context.Background(), r.Token); err != nil {
+	if err := c.VerifyRunner(context.Background(), r.Token, ""); err != nil {
 		t.Fatalf("a live token: %v", err)
 	}
-	err = c.VerifyRunner(context.Background(), "glrt-not-a-runner-token")
+	err = c.VerifyRunner(context.Background(), "glrt-not-a-runner-token", "")
 	if !runnerapi.IsForbidden(err) || !errors.Is(err, runnerapi.ErrInvalidRunnerToken) || strings.Contains(err.Error(), "glrt-not-a-runner-token") {
 		t.Errorf("a refused token: %v", err)
 	}

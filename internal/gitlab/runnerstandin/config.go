@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/gitlab/runnerapi"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -249,21 +250,13 @@ func ShortToken(token string) string {
 }
 
 // systemID reads or makes the runner system ID kept in .runner_system_id
-// beside config.toml, as gitlab-runner does: s_ and 12 hex characters; r_
-// when it cannot be kept.
+// beside config.toml, as gitlab-runner does (runnerapi.RunnerSystemID); r_
+// and 12 hex characters when it cannot be kept.
 func systemID(configPath string) string {
-	if configPath == "" {
-		return "r_" + randomHex(6)
-	}
-	path := filepath.Join(filepath.Dir(configPath), ".runner_system_id")
-	if b, err := os.ReadFile(path); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" {
+	if configPath != "" {
+		if id, err := runnerapi.RunnerSystemID(filepath.Dir(configPath)); err == nil {
 			return id
 		}
 	}
-	id := "s_" + randomHex(6)
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
-		return "r_" + id[2:]
-	}
-	return id
+	return "r_" + randomHex(6)
 }
