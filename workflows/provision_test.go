@@ -62,9 +62,10 @@ type env struct {
 	// invoked is InvokeRunner's answer (after invokeAfter, 12 minutes
 	// unless newEnvInvoke says otherwise).
 	invoked activities.InvokeRunnerResult
-	// created and applied are the inputs CreateGitLabRunner and
-	// ApplyMachine got.
+	// created, ensured and applied are the inputs CreateGitLabRunner,
+	// EnsureEggRunner and ApplyMachine got.
 	created []activities.CreateGitLabRunnerInput
+	ensured []activities.EnsureEggRunnerInput
 	applied []activities.ApplyMachineInput
 	// tokenRef is the token the store's record names: the egg's shared
 	// runner's unless a test sets a machine's own (an older runner).
@@ -129,6 +130,9 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
 	})
 	e.OnActivity(a.EnsureEggRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EnsureEggRunnerInput) (contract.EggRunner, error) {
+		e.mu.Lock()
+		e.ensured = append(e.ensured, in)
+		e.mu.Unlock()
 		if err := failOr("gitlab-join"); err != nil {
 			return contract.EggRunner{}, err
 		}
@@ -425,7 +429,7 @@ func TestProvisionServerlessDeadline(t *testing.T) {
 
 // Without a deadline in its input, a serverless runner lives as long as
 // its egg's job timeout: its machine's deadline, its GitLab runner's
-// maximum timeout and the invocation's end all follow the 5-minute jobs
+// maximum timeout (its shared runner's shape) and the invocation's end all follow the 5-minute jobs
 // of egg-yandex-serverless-5m-jobs.fly.
 func TestProvisionServerlessDeadlineFromEgg(t *testing.T) {
 	invokeAfter = 2 * time.Hour
@@ -450,8 +454,9 @@ func TestProvisionServerlessDeadlineFromEgg(t *testing.T) {
 	if len(e.applied) != 1 || e.applied[0].MaxRunMinutes != 5 {
 		t.Errorf("ApplyMachine inputs %+v, want max_run_minutes 5", e.applied)
 	}
-	if len(e.created) != 1 || e.created[0].MaximumTimeout != 5*time.Minute {
-		t.Errorf("CreateGitLabRunner inputs %+v, want maximum_timeout 5m", e.created)
+	// The egg's shared GitLab runner has that shape's maximum timeout.
+	if len(e.ensured) != 1 || e.ensured[0].Runner.Shape.MaximumTimeout != 5*time.Minute {
+		t.Errorf("EnsureEggRunner inputs %+v, want maximum_timeout 5m", e.ensured)
 	}
 }
 
