@@ -62,7 +62,9 @@ type Survey struct {
 func glKey(g fly.GitLab) string { return g.BaseURL() + " " + string(g.Token) }
 
 // SurveyRunners compares four views: the GitLab runners Gosling made
-// (described gosling/<egg>/<id>, on the instances of the stored eggs), the
+// (described gosling/<egg>/<id>, on the instances of the stored eggs; an
+// egg's shared runners, gosling-egg/<egg>/<shape>, are counted and left
+// to their EggRunner workflows), the
 // OpenTofu workspaces, the machines the clouds hold with the deployment's
 // labels (Inventories; so a machine whose state is gone is still found),
 // and the store. Workspaces, machines and GitLab are read before the
@@ -125,6 +127,15 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 		}
 		listed[key] = true
 		for _, r := range runners {
+			// An egg's shared runner (EggRunner) is its EggRunner
+			// workflow's to keep or retire: counted, not judged here.
+			if rest, ok := strings.CutPrefix(r.Description, contract.EggRunnerDescriptionPrefix); ok {
+				egg, _, _ := strings.Cut(rest, "/")
+				if g, ok := eggGitLab[egg]; ok && glKey(g) == key {
+					sv.GitLabRunners++
+				}
+				continue
+			}
 			egg, id, ok := ParseRunnerDescription(r.Description)
 			if !ok {
 				continue

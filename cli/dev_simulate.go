@@ -300,11 +300,21 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 		jobs := s.gl.PipelineJobs(pipelineID)
 		for _, j := range jobs {
 			if j.RunnerID != 0 && !taken[j.ID] {
+				// The GitLab runner is the egg's, shared by its machines
+				// (runner managers): the machine that took the job is the
+				// one whose agent reported it. Wait for that report while
+				// the job runs.
+				var machine string
+				if rec, err := s.store.GetJob(ctx, egg.GitLab.Host, j.ID); err == nil {
+					machine = rec.RunnerID
+				}
+				if machine == "" && !finishedStatus(j.Status) {
+					continue
+				}
 				taken[j.ID] = true
 				msg := fmt.Sprintf("job %d (%s) taken by GitLab runner #%d", j.ID, j.Name, j.RunnerID)
 				id := ""
-				if rs, err := s.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: egg.GitLab.Host, GitLabRunnerID: j.RunnerID}); err == nil && len(rs) > 0 {
-					r := rs[0]
+				if r, err := s.store.GetRunner(ctx, machine); machine != "" && err == nil {
 					id = r.ID
 					msg = fmt.Sprintf("job %d (%s) taken by runner %s (GitLab runner #%d, %s, %s)", j.ID, j.Name, r.ID, j.RunnerID, r.Kind, r.State)
 					if !slices.Contains(runners, r.ID) {

@@ -120,7 +120,14 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	startUglyFox(t, s, egg)
 	healthy := provisionActive(t, ctx, s, egg, "web-ok")
 	killed := provisionActive(t, ctx, s, egg, "web-killed")
-	unlisted := provisionActive(t, ctx, s, egg, "web-unlisted")
+	// The egg's machines share one GitLab runner per shape: web-unlisted's
+	// shape (one more tag) gives it a GitLab runner of its own to delete.
+	other := egg
+	other.Runner.Tags = append(slices.Clone(egg.Runner.Tags), "unlisted")
+	unlisted := provisionActive(t, ctx, s, other, "web-unlisted")
+	if unlisted.GitLabRunnerID == healthy.GitLabRunnerID {
+		t.Fatalf("web-unlisted shares GitLab runner %d with web-ok", unlisted.GitLabRunnerID)
+	}
 
 	// 1. Kill an agent process.
 	st := agent.Inspect(s.MachineDir(killed.RunnerID))
@@ -173,8 +180,10 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	if got := findingsOf(res); got != want || res.Failed != 0 {
 		t.Fatalf("findings = %s (failed %d)\nwant %s", got, res.Failed, want)
 	}
-	if res.GitLabRunners != 3 || res.Workspaces != 4 || res.Machines != 4 {
-		t.Errorf("seen: %d GitLab runners, %d workspaces, %d labelled machines; want 3, 4 and 4", res.GitLabRunners, res.Workspaces, res.Machines)
+	// GitLab: the egg's shared runner of web-ok and web-killed, and the
+	// ghost (web-unlisted's was deleted).
+	if res.GitLabRunners != 2 || res.Workspaces != 4 || res.Machines != 4 {
+		t.Errorf("seen: %d GitLab runners, %d workspaces, %d labelled machines; want 2, 4 and 4", res.GitLabRunners, res.Workspaces, res.Machines)
 	}
 	writeHistory(t, s, "uglyfox/reconcile", run.GetID(), run.GetRunID())
 
