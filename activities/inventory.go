@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gosling-ci/gosling/contract"
@@ -47,12 +48,26 @@ type LocalInventory struct {
 
 var _ Inventory = LocalInventory{}
 
+// home is where this worker keeps its machines' work directories: only
+// machines under it are this worker's (another Gosling on the host with
+// the same deployment name keeps its own elsewhere). Without StateDir, any.
+func (l LocalInventory) home() string {
+	if l.StateDir == "" {
+		return ""
+	}
+	dir := l.StateDir
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return filepath.Join(dir, "machines")
+}
+
 // Cloud implements Inventory.
 func (LocalInventory) Cloud() string { return fly.CloudLocal }
 
 // ListMachines implements Inventory.
 func (l LocalInventory) ListMachines(context.Context) ([]LabeledMachine, error) {
-	found, err := agent.FindLocalMachines(l.Deployment)
+	found, err := agent.FindLocalMachines(l.Deployment, l.home())
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +81,7 @@ func (l LocalInventory) ListMachines(context.Context) ([]LabeledMachine, error) 
 // TerminateMachine implements Inventory: every process labelled with the
 // runner is killed, then its work directory removed.
 func (l LocalInventory) TerminateMachine(_ context.Context, m contract.MachineRef) error {
-	if _, err := agent.KillLocalMachine(m.ID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := agent.KillLocalMachine(l.home(), m.ID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
 	}
 	if l.StateDir == "" {

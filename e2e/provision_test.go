@@ -34,14 +34,14 @@ func TestMain(m *testing.M) {
 // census lists the machines of this test run still running, by their
 // labels, and kills them.
 func census() string {
-	machines, err := agent.FindLocalMachines(deployment)
+	machines, err := agent.FindLocalMachines(deployment, "")
 	if err != nil {
 		return "census failed: " + err.Error() + "\n"
 	}
 	var b strings.Builder
 	for _, m := range machines {
 		fmt.Fprintf(&b, "  runner %s of egg %s: processes %v\n", m.RunnerID, m.Egg, m.PIDs)
-		if _, err := agent.KillLocalMachine(m.RunnerID, 10*time.Second); err != nil {
+		if _, err := agent.KillLocalMachine("", m.RunnerID, 10*time.Second); err != nil {
 			fmt.Fprintf(&b, "    %v\n", err)
 		}
 	}

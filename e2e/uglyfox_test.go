@@ -200,7 +200,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	if syscall.Kill(strayPID, 0) == nil && agent.Inspect(s.MachineDir("web-stray")).Alive {
 		t.Error("the stray machine's agent still runs")
 	}
-	machines, err := agent.FindLocalMachines(deployment)
+	machines, err := agent.FindLocalMachines(deployment, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func start(self, workDir string, o LaunchOptions) error {
 	cmd.Dir = workDir
 	// A machine starts clean: allow-listed variables and its labels, never
 	// the environment of the worker or tofu process that made it.
-	cmd.Env = MachineEnv(os.Environ(), cfg)
+	cmd.Env = MachineEnv(os.Environ(), cfg, machineHome(workDir))
 	// A session of its own: the agent outlives the tofu process that made
 	// it, and its process group (gitlab-runner, the jobs) is the machine.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -172,7 +172,7 @@ func Stop(workDir string, grace time.Duration) error {
 	if cfg, err := readConfig(workDir); err == nil && cfg.RunnerID != "" {
 		runnerID = cfg.RunnerID
 	}
-	if _, err := KillLocalMachine(runnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := KillLocalMachine(machineHome(workDir), runnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
 	}
 	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -326,4 +326,13 @@ func killGroup(pid int, sig syscall.Signal) error {
 		return syscall.Kill(-pid, sig)
 	}
 	return syscall.Kill(pid, sig)
+}
+
+// machineHome is the directory holding a machine's work directory, as its
+// processes are labelled with it (LabelHome): absolute and clean.
+func machineHome(workDir string) string {
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	return filepath.Dir(workDir)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,11 +20,16 @@ import (
 // (gosling-deployment, gosling-egg, gosling-runner), so reconciliation finds
 // the machine by them even when its OpenTofu state is gone
 // (FindLocalMachines), and a machine's teardown ends every process of it,
-// whatever became of its process group (KillLocalMachine).
+// whatever became of its process group (KillLocalMachine). LabelHome, the
+// directory that holds the machine's work directory (a worker's
+// <state>/machines), tells apart the machines of two Gosling instances on
+// one host that share a deployment name and pool runner IDs (two
+// `gosling dev` of one Nest): each finds and ends its own only.
 const (
 	LabelDeployment = "GOSLING_MACHINE_DEPLOYMENT"
 	LabelEgg        = "GOSLING_MACHINE_EGG"
 	LabelRunner     = "GOSLING_MACHINE_RUNNER"
+	LabelHome       = "GOSLING_MACHINE_HOME"
 )
 
 // DefaultDeployment labels the machines of a deployment that has no name
@@ -50,8 +56,9 @@ func keepBase(name string) bool {
 
 // MachineEnv is the environment a local machine's agent starts with: the
 // allow-listed variables of env (KEY=value entries), the credential
-// variables of its secret backends, and the machine's labels.
-func MachineEnv(env []string, cfg Config) []string {
+// variables of its secret backends, and the machine's labels; home is the
+// directory holding its work directory (LabelHome).
+func MachineEnv(env []string, cfg Config, home string) []string {
 	var out []string
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
@@ -63,7 +70,7 @@ func MachineEnv(env []string, cfg Config) []string {
 	if dep == "" {
 		dep = DefaultDeployment
 	}
-	return append(out, LabelDeployment+"="+dep, LabelEgg+"="+cfg.Egg, LabelRunner+"="+cfg.RunnerID)
+	return append(out, LabelDeployment+"="+dep, LabelEgg+"="+cfg.Egg, LabelRunner+"="+cfg.RunnerID, LabelHome+"="+filepath.Clean(home))
 }
 
 // RunnerEnv is the environment gitlab-runner starts with, and so the base
@@ -75,7 +82,7 @@ func RunnerEnv(env []string) []string {
 	var out []string
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if keepBase(name) || name == LabelDeployment || name == LabelEgg || name == LabelRunner {
+		if keepBase(name) || name == LabelDeployment || name == LabelEgg || name == LabelRunner || name == LabelHome {
 			out = append(out, kv)
 		}
 	}
@@ -102,10 +109,11 @@ type LocalMachine struct {
 }
 
 // FindLocalMachines lists the machines of a deployment whose processes this
-// user can see, by the labels in their environment (/proc/PID/environ).
-// Processes that end during the scan are skipped. It returns
-// errors.ErrUnsupported where there is no /proc.
-func FindLocalMachines(deployment string) ([]LocalMachine, error) {
+// user can see, by the labels in their environment (/proc/PID/environ),
+// kept under home (LabelHome; "" is any home). Processes that end during
+// the scan are skipped. It returns errors.ErrUnsupported where there is no
+// /proc.
+func FindLocalMachines(deployment, home string) ([]LocalMachine, error) {
 	if deployment == "" {
 		deployment = DefaultDeployment
 	}
@@ -116,7 +124,7 @@ func FindLocalMachines(deployment string) ([]LocalMachine, error) {
 	byRunner := map[string]*LocalMachine{}
 	var ids []string
 	for _, p := range procs {
-		if p.labels[LabelDeployment] != deployment {
+		if p.labels[LabelDeployment] != deployment || !inHome(p.labels, home) {
 			continue
 		}
 		id := p.labels[LabelRunner]
@@ -138,11 +146,11 @@ func FindLocalMachines(deployment string) ([]LocalMachine, error) {
 	return out, nil
 }
 
-// KillLocalMachine ends every process labelled as runnerID's machine (of
-// any deployment) with SIGKILL, stopped ones included, and waits up to
+// KillLocalMachine ends every process labelled as runnerID's machine kept
+// under home (LabelHome; "" is any home) with SIGKILL, stopped ones included, and waits up to
 // wait for them to be gone. It returns how many processes it signalled.
 // A process it may not signal, or one still alive after wait, is an error.
-func KillLocalMachine(runnerID string, wait time.Duration) (int, error) {
+func KillLocalMachine(home, runnerID string, wait time.Duration) (int, error) {
 	if runnerID == "" {
 		return 0, errors.New("kill a local machine: no runner ID")
 	}
@@ -155,7 +163,7 @@ func KillLocalMachine(runnerID string, wait time.Duration) (int, error) {
 		}
 		var left []int
 		for _, p := range procs {
-			if p.labels[LabelRunner] != runnerID || p.pid == os.Getpid() {
+			if p.labels[LabelRunner] != runnerID || !inHome(p.labels, home) || p.pid == os.Getpid() {
 				continue
 			}
 			left = append(left, p.pid)
@@ -210,7 +218,7 @@ func labelledProcesses() ([]labelledProcess, error) {
 				continue
 			}
 			switch string(k) {
-			case LabelDeployment, LabelEgg, LabelRunner:
+			case LabelDeployment, LabelEgg, LabelRunner, LabelHome:
 				labels[string(k)] = string(v)
 			}
 		}
@@ -219,4 +227,12 @@ func labelledProcesses() ([]labelledProcess, error) {
 		}
 	}
 	return out, nil
+}
+
+// inHome tells whether a process's labels put its machine under home ("":
+// anywhere). A machine launched before machines were labelled with their
+// home has no such label and is anyone's, as it was then.
+func inHome(labels map[string]string, home string) bool {
+	h, labelled := labels[LabelHome]
+	return home == "" || !labelled || h == filepath.Clean(home)
 }

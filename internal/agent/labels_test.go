@@ -23,15 +23,15 @@ import (
 func TestMachineAndRunnerEnv(t *testing.T) {
 	parent := []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC", "TF_IN_AUTOMATION=1", "TF_CLI_CONFIG_FILE=/w/tofurc",
 		"MAKEFLAGS=-j2", "MAKELEVEL=1", "VAULT_TOKEN=s.secret", "GOSLING_STORE=postgres://u:p@db/g", "GOSLING_RUNNER_TOKEN=glrt-x"}
-	m := agent.MachineEnv(parent, agent.Config{RunnerID: "web-1", Egg: "web"})
+	m := agent.MachineEnv(parent, agent.Config{RunnerID: "web-1", Egg: "web"}, "/var/lib/gosling/machines")
 	want := []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC", "VAULT_TOKEN=s.secret",
-		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1"}
+		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
 	if !slices.Equal(m, want) {
 		t.Errorf("machine env\n got %q\nwant %q", m, want)
 	}
 	r := agent.RunnerEnv(append(m, "GOSLING_RUNNER_TOKEN=glrt-x", "AWS_SECRET_ACCESS_KEY=k"))
 	want = []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC",
-		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1"}
+		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
 	if !slices.Equal(r, want) {
 		t.Errorf("runner env\n got %q\nwant %q", r, want)
 	}
@@ -104,13 +104,26 @@ func TestLocalMachineIsLabelledAndDiesWhole(t *testing.T) {
 		}
 	}
 
-	found, err := agent.FindLocalMachines(deployment)
+	found, err := agent.FindLocalMachines(deployment, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(found) != 1 || found[0].RunnerID != "lab1" || found[0].Egg != "web" ||
 		!slices.Contains(found[0].PIDs, st.PID) || !slices.Contains(found[0].PIDs, st.RunnerPID) {
 		t.Fatalf("machines found by their labels: %+v (agent %d, gitlab-runner %d)", found, st.PID, st.RunnerPID)
+	}
+
+	// Another Gosling on this host, keeping its machines elsewhere, with
+	// the same deployment name and runner ID, neither sees nor ends it.
+	elsewhere := filepath.Join(t.TempDir(), "machines")
+	if other, _ := agent.FindLocalMachines(deployment, elsewhere); len(other) != 0 {
+		t.Errorf("machines under %s: %+v, want none", elsewhere, other)
+	}
+	if n, err := agent.KillLocalMachine(elsewhere, "lab1", time.Second); n != 0 || err != nil || !alive(st.PID) {
+		t.Errorf("killing lab1 under %s signalled %d processes (%v)", elsewhere, n, err)
+	}
+	if mine, _ := agent.FindLocalMachines(deployment, filepath.Dir(dir)); len(mine) != 1 {
+		t.Errorf("machines under %s: %+v, want lab1", filepath.Dir(dir), mine)
 	}
 
 	// The agent is killed: its gitlab-runner goes with it.
@@ -120,10 +133,10 @@ func TestLocalMachineIsLabelledAndDiesWhole(t *testing.T) {
 	waitFor(t, "gitlab-runner dead with its agent", 30*time.Second, func() bool { return !alive(st.RunnerPID) })
 
 	// Whatever is left is found and ended by the labels.
-	if _, err := agent.KillLocalMachine("lab1", 10*time.Second); err != nil {
+	if _, err := agent.KillLocalMachine("", "lab1", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := agent.FindLocalMachines(deployment); len(left) != 0 {
+	if left, _ := agent.FindLocalMachines(deployment, ""); len(left) != 0 {
 		t.Errorf("left after KillLocalMachine: %+v", left)
 	}
 }
