@@ -155,13 +155,17 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 	if _, err := secrets.NewResolver(local).Put(context.Background(), "local://runners/r1/token", runner.Token); err != nil {
 		b.Fatal(err)
 	}
+	// The machine's own agent credential, as MintAgentCredential writes it.
+	if _, err := secrets.NewResolver(local).Put(context.Background(), "local://runners/r1/agent", AgentCredentialPrefix+"bench"); err != nil {
+		b.Fatal(err)
+	}
 	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(b.TempDir(), "bin"), gosling)
 	if err != nil {
 		b.Fatal(err)
 	}
 	config := func(api string) string {
 		cfg, _ := json.Marshal(agent.Config{
-			RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", SecretsDir: local.Dir(), APIURL: api, HeartbeatSeconds: 1,
+			RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent", SecretsDir: local.Dir(), APIURL: api, HeartbeatSeconds: 1,
 			Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell, Concurrent: 1, Mode: agent.ModeSingle, WaitTimeoutSeconds: 60},
 		})
 		return string(cfg)
@@ -201,7 +205,11 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer func() { _ = fn.Process.Kill(); _ = fn.Wait() }()
-		res, err := a.InvokeRunner(context.Background(), InvokeRunnerInput{RunnerID: "r1", Cloud: fly.CloudAWS, Provider: fly.Provider{Region: "eu-central-1"}, WaitTimeoutSeconds: 60,
+		// A function that never answers (its agent refused its config,
+		// say) fails the benchmark instead of waiting out Lambda's timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		res, err := a.InvokeRunner(ctx, InvokeRunnerInput{RunnerID: "r1", Cloud: fly.CloudAWS, Provider: fly.Provider{Region: "eu-central-1"}, WaitTimeoutSeconds: 60,
 			Outputs: map[string]any{"platform": "lambda", "function_name": "gosling-r1"}})
 		if err != nil || res.Error != "" || len(res.Jobs) != 1 {
 			b.Fatalf("lambda invocation: %+v %v", res, err)
@@ -210,7 +218,7 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 	}
 	fargateStart := func() timing {
 		clock := newReadyClock(b)
-		c, err := agent.MachineContract(agent.ContractInput{Cloud: "aws", Kind: "serverless", MaxRun: time.Hour, AgentImage: "runner", Config: agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token"}})
+		c, err := agent.MachineContract(agent.ContractInput{Cloud: "aws", Kind: "serverless", MaxRun: time.Hour, AgentImage: "runner", Config: agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent"}})
 		if err != nil {
 			b.Fatal(err)
 		}
