@@ -69,9 +69,10 @@ type AddEggOptions struct {
 // NewCmdAddEgg builds `gosling add egg` (kind egg) or `gosling add bucket`.
 func NewCmdAddEgg(f *Factory, kind fly.EggKind, runF func(*AddEggOptions) error) *cobra.Command {
 	opts := &AddEggOptions{IO: f.IO, Kind: kind}
-	use, short, example := "egg NAME", "Add an egg: one GitLab project", `  gosling add egg web-app --host gitlab.com --project acme/web-app \
-    --token vault://ci/gitlab/token --webhook-secret vault://ci/gitlab/webhook \
-    --type auto --clouds yandex,aws --cpu 2 --memory 4GiB --tags docker,linux`
+	use, short, example := "egg NAME", "Add an egg: one GitLab project", `  # in a Nest made by gosling init --cloud yandex (its secrets in Lockbox):
+  gosling add egg web-app --host gitlab.com --project acme/web-app \
+    --token yc-lockbox://e6qexample/gitlab_token --webhook-secret yc-lockbox://e6qexample/webhook \
+    --type auto --clouds yandex --cpu 2 --memory 4GiB --tags docker,linux`
 	if kind == fly.KindBucket {
 		use, short, example = "bucket NAME", "Add an eggsbucket: several projects or a whole group", `  gosling add bucket platform --projects acme/api,acme/web,42 --tags docker \
     --token aws-sm://ci/gitlab/token --webhook-secret aws-sm://ci/gitlab/webhook
