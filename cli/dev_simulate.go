@@ -344,6 +344,9 @@ func (s *simulator) follow(ctx context.Context, egg *fly.Egg, pipelineID int64, 
 		if time.Since(lastAsked) >= time.Second {
 			lastAsked = time.Now()
 			s.whyWaiting(ctx, egg, jobs, told, emit)
+			if err := blocked(egg.Name, jobs, told); err != nil {
+				return false, err
+			}
 		}
 		if !finishedStatus(p.Status) {
 			return false, nil
@@ -410,6 +413,27 @@ func (s *simulator) whyWaiting(ctx context.Context, egg *fly.Egg, jobs []gitlabt
 			emit(SimulateStep{Step: "waiting", JobID: j.ID, Job: j.Name, Message: fmt.Sprintf("job %d (%s) gets no runner: %s", j.ID, j.Name, ig.Reason)})
 		}
 	}
+}
+
+// blocked is an error when the pipeline can go no further: no job runs,
+// and a pending job is one the egg's pool or gate said it gives no runner
+// (told, by whyWaiting), the rest waiting for it or done. The job stays
+// pending in GitLab, where another runner could take it; here none will.
+func blocked(egg string, jobs []gitlabtest.Job, told map[int64]bool) error {
+	var stuck []string
+	for _, j := range jobs {
+		switch {
+		case finishedStatus(j.Status), j.Status == "created", j.Status == "manual", j.Status == "scheduled":
+		case j.Status == "pending" && j.RunnerID == 0 && told[j.ID]:
+			stuck = append(stuck, fmt.Sprintf("%d (%s)", j.ID, j.Name))
+		default:
+			return nil
+		}
+	}
+	if len(stuck) == 0 {
+		return nil
+	}
+	return fmt.Errorf("no runner of egg %s will take job %s (the reason is above): it stays pending in GitLab; give the job tags the egg's runners have, or change the egg's runner block", egg, strings.Join(stuck, ", "))
 }
 
 func (s *simulator) waitState(ctx context.Context, runnerID string, want store.RunnerState) error {
@@ -534,8 +558,10 @@ user would); the test server sends the Job and Pipeline Hooks to the API.
 Gosling's runners take the jobs and run their scripts with the
 gitlab-runner STAND-IN's shell executor; each job's log is printed as it
 comes, a failed job with allow_failure as "allowed to fail". While no
-runner takes a job, the server's reason is printed. The exit code is 0
-when the pipeline succeeds (allowed failures included).
+runner takes a job, the server's reason is printed; when no runner of the
+egg will ever take a pending job (its tags, say), the command stops with
+that reason and exit code 1. The exit code is 0 when the pipeline
+succeeds (allowed failures included).
 
 The keywords the GitLab test server reads (any other is refused, naming
 it):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -213,40 +214,32 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 	}
 
 	// A job no runner of the egg takes: the command says why, from the
-	// pool's status the API answers, and does not just wait.
+	// pool's status the API answers, and stops (exit 1) instead of waiting.
 	untagged := filepath.Join(t.TempDir(), ".gitlab-ci.yml")
 	if err := os.WriteFile(untagged, []byte("orphan:\n  script: [\"echo never runs\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
-	wait := exec.CommandContext(wctx, bin, "dev", "pipeline", untagged, "--egg", "data-group", "--state-dir", stateDir)
-	out := &lockedBuffer{}
-	wait.Stdout, wait.Stderr = out, out
-	if err := wait.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(out.String(), "do not run untagged jobs") && wctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
+	out, err := exec.CommandContext(wctx, bin, "dev", "pipeline", untagged, "--egg", "data-group", "--state-dir", stateDir).CombinedOutput()
+	timedOut := wctx.Err() != nil
 	wcancel()
-	_ = wait.Wait()
-	if !strings.Contains(out.String(), "gets no runner: no runner of egg data-group can take it: the job has no tags and the egg's runners do not run untagged jobs") {
+	var exit *exec.ExitError
+	if timedOut || !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("dev pipeline of a job no runner takes: %v (timed out: %v), want exit 1", err, timedOut)
+	}
+	if !strings.Contains(string(out), "gets no runner: no runner of egg data-group can take it: the job has no tags and the egg's runners do not run untagged jobs") ||
+		!strings.Contains(string(out), "stays pending in GitLab") {
 		t.Errorf("dev pipeline did not say why the job waits:\n%s", out)
 	}
 	// The same for a serverless egg, whose gate's status gives the reason.
 	sctx, scancel := context.WithTimeout(ctx, time.Minute)
-	sim := exec.CommandContext(sctx, bin, "dev", "simulate", "job", "--egg", "web-app", "--tags", "arm64", "--state-dir", stateDir)
-	simOut := &lockedBuffer{}
-	sim.Stdout, sim.Stderr = simOut, simOut
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(simOut.String(), "gets no runner") && sctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
+	simOut, err := exec.CommandContext(sctx, bin, "dev", "simulate", "job", "--egg", "web-app", "--tags", "arm64", "--state-dir", stateDir).CombinedOutput()
+	timedOut = sctx.Err() != nil
 	scancel()
-	_ = sim.Wait()
-	if !strings.Contains(simOut.String(), "gets no runner: no runner of egg web-app can take it: the egg's runners lack the job's tags arm64") {
+	if timedOut || !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("dev simulate job no runner takes: %v (timed out: %v), want exit 1", err, timedOut)
+	}
+	if !strings.Contains(string(simOut), "gets no runner: no runner of egg web-app can take it: the egg's runners lack the job's tags arm64") {
 		t.Errorf("dev simulate job did not give the gate's reason:\n%s", simOut)
 	}
 	pool := exec.CommandContext(ctx, bin, "pool", "status", "data-group")
