@@ -393,18 +393,35 @@ func storedTimePtr(t *time.Time) *time.Time {
 	return &v
 }
 
-func whereClause(conds []string) string {
-	if len(conds) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(conds, " AND ")
+// filter builds a list query's WHERE clause and its arguments from the
+// conditions a filter sets.
+type filter struct {
+	conds []string
+	args  []any
 }
 
-// limitClause bounds a page; a limit of 0 or less means no bound.
-func limitClause(limit int, args *[]any) string {
-	if limit <= 0 {
+// add adds cond (with ? for each of args) when set is true.
+func (f *filter) add(set bool, cond string, args ...any) {
+	if set {
+		f.conds = append(f.conds, cond)
+		f.args = append(f.args, args...)
+	}
+}
+
+// where is the WHERE clause, empty when no condition is set.
+func (f *filter) where() string {
+	if len(f.conds) == 0 {
 		return ""
 	}
-	*args = append(*args, limit)
+	return " WHERE " + strings.Join(f.conds, " AND ")
+}
+
+// limit bounds a page, adding its argument last; a limit of 0 or less
+// means no bound.
+func (f *filter) limit(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	f.args = append(f.args, n)
 	return " LIMIT ?"
 }

@@ -53,29 +53,14 @@ func (s *sqlStore) ExpireAudit(ctx context.Context, before time.Time) (int64, er
 }
 
 func (s *sqlStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Egg != "" {
-		where = append(where, "egg = ?")
-		args = append(args, f.Egg)
-	}
-	if f.RunnerID != "" {
-		where = append(where, "runner_id = ?")
-		args = append(args, f.RunnerID)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "at >= ?")
-		args = append(args, s.dialect.timeArg(f.Since))
-	}
-	if f.AfterID > 0 {
-		where = append(where, "id > ?")
-		args = append(args, f.AfterID)
-	}
+	var q filter
+	q.add(f.Egg != "", "egg = ?", f.Egg)
+	q.add(f.RunnerID != "", "runner_id = ?", f.RunnerID)
+	q.add(!f.Since.IsZero(), "at >= ?", s.dialect.timeArg(f.Since))
+	q.add(f.AfterID > 0, "id > ?", f.AfterID)
 	query := `SELECT id, at, actor, action, egg, runner_id, policy, reason, before_json, after_json
-		FROM audit_log` + whereClause(where) + ` ORDER BY id` + limitClause(f.Limit, &args)
-	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), args...)
+		FROM audit_log` + q.where() + ` ORDER BY id` + q.limit(f.Limit)
+	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}

@@ -111,33 +111,15 @@ func (s *sqlStore) GetJob(ctx context.Context, host string, jobID int64) (*JobRe
 }
 
 func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter) ([]JobRecord, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Egg != "" {
-		where = append(where, "egg = ?")
-		args = append(args, f.Egg)
-	}
-	if f.Status != "" {
-		where = append(where, "status = ?")
-		args = append(args, f.Status)
-	}
-	if f.RunnerID != "" {
-		where = append(where, "runner_id = ?")
-		args = append(args, f.RunnerID)
-	}
-	if !f.FinishedSince.IsZero() {
-		where = append(where, "finished_at >= ?")
-		args = append(args, s.dialect.timeArg(f.FinishedSince))
-	}
-	if f.BeforeJobID > 0 {
-		where = append(where, "job_id < ?")
-		args = append(args, f.BeforeJobID)
-	}
-	query := `SELECT ` + jobColumns + ` FROM jobs` + whereClause(where) +
-		` ORDER BY job_id DESC, gitlab_host` + limitClause(f.Limit, &args)
-	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), args...)
+	var q filter
+	q.add(f.Egg != "", "egg = ?", f.Egg)
+	q.add(f.Status != "", "status = ?", f.Status)
+	q.add(f.RunnerID != "", "runner_id = ?", f.RunnerID)
+	q.add(!f.FinishedSince.IsZero(), "finished_at >= ?", s.dialect.timeArg(f.FinishedSince))
+	q.add(f.BeforeJobID > 0, "job_id < ?", f.BeforeJobID)
+	query := `SELECT ` + jobColumns + ` FROM jobs` + q.where() +
+		` ORDER BY job_id DESC, gitlab_host` + q.limit(f.Limit)
+	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}

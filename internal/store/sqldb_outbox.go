@@ -42,10 +42,11 @@ func (s *sqlStore) EnqueueOutbox(ctx context.Context, e OutboxEntry) (int64, err
 }
 
 func (s *sqlStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error) {
-	args := []any{s.dialect.timeArg(now)}
+	var q filter
+	q.add(true, "delivered_at IS NULL AND next_attempt_at <= ?", s.dialect.timeArg(now))
 	query := `SELECT id, kind, entry_key, payload, created_at, attempts, last_error, next_attempt_at, delivered_at
-		FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id` + limitClause(limit, &args)
-	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), args...)
+		FROM outbox` + q.where() + ` ORDER BY id` + q.limit(limit)
+	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
 	}

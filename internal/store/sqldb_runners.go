@@ -90,38 +90,19 @@ func (s *sqlStore) getRunner(ctx context.Context, q querier, id, suffix string) 
 }
 
 func (s *sqlStore) ListRunners(ctx context.Context, f RunnerFilter) ([]Runner, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Egg != "" {
-		where = append(where, "egg = ?")
-		args = append(args, f.Egg)
+	states := make([]any, len(f.States))
+	for i, st := range f.States {
+		states[i] = string(st)
 	}
-	if f.Cloud != "" {
-		where = append(where, "cloud = ?")
-		args = append(args, f.Cloud)
-	}
-	if f.GitLabHost != "" {
-		where = append(where, "gitlab_host = ?")
-		args = append(args, f.GitLabHost)
-	}
-	if f.GitLabRunnerID != 0 {
-		where = append(where, "gitlab_runner_id = ?")
-		args = append(args, f.GitLabRunnerID)
-	}
-	if len(f.States) > 0 {
-		where = append(where, "state IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")+")")
-		for _, st := range f.States {
-			args = append(args, string(st))
-		}
-	}
-	if f.After != "" {
-		where = append(where, "id > ?")
-		args = append(args, f.After)
-	}
-	query := `SELECT ` + runnerColumns + ` FROM runners` + whereClause(where) + ` ORDER BY id` + limitClause(f.Limit, &args)
-	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), args...)
+	var q filter
+	q.add(f.Egg != "", "egg = ?", f.Egg)
+	q.add(f.Cloud != "", "cloud = ?", f.Cloud)
+	q.add(f.GitLabHost != "", "gitlab_host = ?", f.GitLabHost)
+	q.add(f.GitLabRunnerID != 0, "gitlab_runner_id = ?", f.GitLabRunnerID)
+	q.add(len(f.States) > 0, "state IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")+")", states...)
+	q.add(f.After != "", "id > ?", f.After)
+	query := `SELECT ` + runnerColumns + ` FROM runners` + q.where() + ` ORDER BY id` + q.limit(f.Limit)
+	rows, err := s.read.QueryContext(ctx, s.dialect.bind(query), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runners: %w", err)
 	}
