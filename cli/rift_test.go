@@ -13,6 +13,7 @@ import (
 
 	"github.com/gosling-ci/gosling/internal/rift"
 	"github.com/gosling-ci/gosling/internal/rift/pki"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 )
 
 func TestRiftServeFlagsToOptions(t *testing.T) {
@@ -130,7 +131,7 @@ func TestRiftServeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rift.NewClient("https://"+addr, "", ca.Pool()).Check(ctx); err != nil {
+	if err := riftapi.NewClient("https://"+addr, "", ca.Pool()).Check(ctx); err != nil {
 		t.Errorf("health check: %v", err)
 	}
 	cancel()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gosling-ci/gosling/internal/rift/engine"
 	"github.com/gosling-ci/gosling/internal/rift/pki"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"github.com/gosling-ci/gosling/internal/rift/s3"
 )
 
@@ -29,23 +30,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 //	GET  /metrics                      Prometheus exposition
 //	GET  /rift/v1/ca                   Rift's CA certificate (PEM)
 //	POST /rift/v1/certificates         a client certificate for the token's runner
-//	GET  /rift/v1/eggs/{egg}/config    the runner's RunnerConfig
+//	GET  /rift/v1/eggs/{egg}/config    the runner's riftapi.RunnerConfig
 //
 // The last two need Authorization: Bearer <runner token>: 401 for no token
 // or one of no live runner (unknown, or its runner destroyed), 403 for a
 // runner of another egg or of an egg without a rift block.
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+riftapi.PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "eggs": len(s.eggs)})
 	})
-	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
-	mux.HandleFunc("GET "+PathCA, func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET "+riftapi.PathMetrics, s.metrics.Handler())
+	mux.HandleFunc("GET "+riftapi.PathCA, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(s.ca.CertPEM())
 	})
-	mux.HandleFunc("POST "+PathCertificates, s.issueCertificate)
-	mux.HandleFunc("GET "+PathEggConfig+"{egg}/config", s.eggConfig)
+	mux.HandleFunc("POST "+riftapi.PathCertificates, s.issueCertificate)
+	mux.HandleFunc("GET "+riftapi.PathEggConfig+"{egg}/config", s.eggConfig)
 	return mux
 }
 
@@ -82,7 +83,7 @@ func (s *Server) issueCertificate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req CertificateRequest
+	var req riftapi.CertificateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.CSR == "" {
 		s.metrics.certificate(run.Egg, "refused")
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad request", Detail: `send {"csr": "<PEM certificate request>"}`})
@@ -96,7 +97,7 @@ func (s *Server) issueCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.certificate(run.Egg, "issued")
 	s.log.InfoContext(r.Context(), "rift: issued a client certificate", "runner", run.ID, "egg", run.Egg, "lifetime", s.cfg.CertLifetime.String())
-	writeJSON(w, http.StatusCreated, CertificateResponse{
+	writeJSON(w, http.StatusCreated, riftapi.CertificateResponse{
 		Certificate: string(certPEM), CA: string(s.ca.CertPEM()),
 		RunnerID: run.ID, Egg: run.Egg, ExpiresAt: s.cfg.Clock.Now().Add(s.cfg.CertLifetime).UTC(),
 	})
@@ -113,7 +114,7 @@ func (s *Server) eggConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := s.eggs[egg]
-	out := RunnerConfig{Egg: egg, RunnerID: run.ID}
+	out := riftapi.RunnerConfig{Egg: egg, RunnerID: run.ID}
 	if addr := s.address("s3"); addr != "" {
 		out.Cache = &s3.Settings{ServerAddress: addr, AccessKey: e.cfg.AccessKey, SecretKey: e.cfg.SecretKey,
 			BucketName: e.cfg.Bucket, BucketLocation: s3.DefaultLocation, Insecure: s.cfg.S3Insecure}
@@ -124,11 +125,11 @@ func (s *Server) eggConfig(w http.ResponseWriter, r *http.Request) {
 			if e.cfg.Engine == engine.Nerdctl {
 				proto = "containerd"
 			}
-			out.Engine = &EngineSettings{Kind: e.cfg.Engine, Address: addr, Protocol: proto}
+			out.Engine = &riftapi.EngineSettings{Kind: e.cfg.Engine, Address: addr, Protocol: proto}
 		}
 	}
 	if addr := s.address("mirror"); addr != "" && s.mirror.Has(egg) {
-		out.Mirror = &MirrorSettings{URL: "https://" + addr}
+		out.Mirror = &riftapi.MirrorSettings{URL: "https://" + addr}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/gosling-ci/gosling/internal/rift"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 )
 
 // gitlabRunnerLike presigns as gitlab-runner does and sends the request.
@@ -21,7 +22,7 @@ type presigner struct {
 	hc *http.Client
 }
 
-func newPresigner(t *testing.T, h *harness, cfg *rift.RunnerConfig) *presigner {
+func newPresigner(t *testing.T, h *harness, cfg *riftapi.RunnerConfig) *presigner {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.pool}}}
 	c := awss3.New(awss3.Options{Region: cfg.Cache.BucketLocation, BaseEndpoint: aws.String("https://" + cfg.Cache.ServerAddress), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(cfg.Cache.AccessKey, cfg.Cache.SecretKey, "")})

@@ -23,6 +23,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/rift"
 	"github.com/gosling-ci/gosling/internal/rift/mirror"
 	"github.com/gosling-ci/gosling/internal/rift/mirror/mirrortest"
+	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"github.com/gosling-ci/gosling/internal/rift/space"
 )
 
@@ -112,12 +113,12 @@ func start(t *testing.T, dir string, o options) *harness {
 	return h
 }
 
-func (h *harness) client(token string) *rift.Client {
-	return rift.NewClient(h.control, token, h.pool)
+func (h *harness) client(token string) *riftapi.Client {
+	return riftapi.NewClient(h.control, token, h.pool)
 }
 
 // mtlsClient is an HTTP client with a runner's certificate.
-func mtlsClient(t *testing.T, cr *rift.Credentials) *http.Client {
+func mtlsClient(t *testing.T, cr *riftapi.Credentials) *http.Client {
 	t.Helper()
 	tc, err := cr.TLSConfig()
 	if err != nil {
@@ -133,10 +134,10 @@ func TestHealthAndCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without Rift's CA the control listener's certificate is not trusted.
-	if err := rift.Check(ctx, h.control); err == nil {
+	if err := riftapi.Check(ctx, h.control); err == nil {
 		t.Error("Check trusted a certificate of Rift's own CA through the system's roots")
 	}
-	if err := rift.Check(ctx, "https://127.0.0.1:1"); err == nil {
+	if err := riftapi.Check(ctx, "https://127.0.0.1:1"); err == nil {
 		t.Error("Check passed with nothing listening")
 	}
 }
@@ -153,15 +154,15 @@ func TestAuthorisationAcrossEggs(t *testing.T) {
 		t.Fatalf("web's config = %+v (cache %+v)", web, web.Cache)
 	}
 	// Egg web's runner asks for egg api's config: 403.
-	if _, err := h.client(webToken).Config(ctx, "api"); !errors.Is(err, rift.ErrForbidden) {
+	if _, err := h.client(webToken).Config(ctx, "api"); !errors.Is(err, riftapi.ErrForbidden) {
 		t.Errorf("web's token on api's config: %v", err)
 	}
 	// An unknown token and a destroyed runner's token: 401.
 	for _, tok := range []string{"glrt-nobody", goneToken, ""} {
-		if _, err := h.client(tok).Config(ctx, "web"); !errors.Is(err, rift.ErrUnauthorized) {
+		if _, err := h.client(tok).Config(ctx, "web"); !errors.Is(err, riftapi.ErrUnauthorized) {
 			t.Errorf("token %q: %v", tok, err)
 		}
-		if _, err := h.client(tok).Certificate(ctx); !errors.Is(err, rift.ErrUnauthorized) {
+		if _, err := h.client(tok).Certificate(ctx); !errors.Is(err, riftapi.ErrUnauthorized) {
 			t.Errorf("certificate for token %q: %v", tok, err)
 		}
 	}
