@@ -109,6 +109,12 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 	gl := map[string][]int64{}   // runner ID -> GitLab runner IDs
 	glEgg := map[string]string{} // runner ID -> egg from the description
 	listed := map[string]bool{}  // instance keys listed in full
+	// The eggs' shared runners listed, which their machines' rows name.
+	type sharedKey struct {
+		instance string
+		id       int64
+	}
+	shared := map[sharedKey]bool{}
 	for _, e := range eggs {
 		key := glKey(e.GitLab)
 		if _, done := listed[key]; done {
@@ -133,6 +139,7 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 				egg, _, _ := strings.Cut(rest, "/")
 				if g, ok := eggGitLab[egg]; ok && glKey(g) == key {
 					sv.GitLabRunners++
+					shared[sharedKey{key, r.ID}] = true
 				}
 				continue
 			}
@@ -232,6 +239,9 @@ func (a *Activities) SurveyRunners(ctx context.Context, in SurveyInput) (Survey,
 				hasWS, f.Workspace = true, id // made after the listing
 			}
 			glKnown := knowsGitLab(row.Egg)
+			if glKnown && !hasGL && shared[sharedKey{glKey(eggGitLab[row.Egg]), row.GitLabRunnerID}] {
+				hasGL = true // the egg's shared runner, listed
+			}
 			if glKnown && !hasGL && row.GitLabRunnerID != 0 {
 				// Confirm by ID: a paged list can skip a runner.
 				hasGL = a.gitlabRunnerExists(ctx, eggGitLab[row.Egg], row.GitLabRunnerID)
