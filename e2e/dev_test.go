@@ -66,7 +66,18 @@ func startDev(t *testing.T, bin, stateDir string, ports []int, extra ...string) 
 		t.Fatal(err)
 	}
 	d := &devRun{cmd: cmd, out: out}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		// A dev killed outright leaves its machines running (they outlive
+		// it by design): end those kept in this run's state directory.
+		home := filepath.Join(stateDir, "tofu", "machines")
+		if ms, err := agent.FindLocalMachines(deployment, home); err == nil {
+			for _, m := range ms {
+				_, _ = agent.KillLocalMachine(home, m.RunnerID, 10*time.Second)
+			}
+		}
+	})
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(stateDir, "dev.json")); err == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -200,7 +201,7 @@ func TestUglyFoxReconcileHeals(t *testing.T) {
 	if syscall.Kill(strayPID, 0) == nil && agent.Inspect(s.MachineDir("web-stray")).Alive {
 		t.Error("the stray machine's agent still runs")
 	}
-	machines, err := agent.FindLocalMachines(deployment, "")
+	machines, err := agent.FindLocalMachines(deployment, filepath.Join(s.Tofu.StateDir(), "machines"))
 	if err != nil {
 		t.Fatal(err)
 	}
