@@ -309,6 +309,13 @@ func (s *dynamoStore) transition(ctx context.Context, req TransitionRequest) (*R
 	u.setv("last_transition", &types.AttributeValueMemberM{Value: transitionAttrs(tr)})
 	it, err := s.updateItem(ctx, partRunner, cur.ID, u, u.cond("version", "=", avN(cur.Version)))
 	if isConditionFailed(err) {
+		// The SDK retries a write whose answer was lost; the retry then
+		// finds the version its first attempt wrote. That is this
+		// transition, not another writer's.
+		if again, gerr := s.GetRunner(ctx, cur.ID); gerr == nil && again.Version == cur.Version+1 &&
+			again.State == next.State && again.UpdatedAt.Equal(next.UpdatedAt) {
+			return again, nil
+		}
 		return nil, fmt.Errorf("%w (read version %d)", ErrConflict, cur.Version)
 	}
 	if err != nil {
