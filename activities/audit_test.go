@@ -146,3 +146,32 @@ func TestUglyFoxOutcome(t *testing.T) {
 		}
 	}
 }
+
+// A rotation's audit record is written once when its local activity runs
+// again with the same run and activity IDs, as it does in a workflow task
+// that is retried after it ran the local activity.
+func TestAuditRotationRunAgainWritesOnce(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := &Activities{Store: st}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	rec := RotationAudit{Actor: "cli:alice", Egg: "web", RunnerID: "web-1", Outcome: "rotated", Version: "2"}
+	for range 2 {
+		if _, err := env.ExecuteLocalActivity(a.AuditRotation, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := st.ListAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Errorf("%d records after the local activity ran twice, want 1: %+v", len(recs), recs)
+	}
+}

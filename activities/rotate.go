@@ -360,7 +360,9 @@ type RotationAudit struct {
 	Detail     string `json:"detail,omitempty"`
 }
 
-// AuditRotation appends the audit record of one runner's rotation.
+// AuditRotation appends the audit record of one runner's rotation, once:
+// a local activity that a retried workflow task runs again finds its
+// record written (auditKeyPrefix).
 func (a *Activities) AuditRotation(ctx context.Context, in RotationAudit) error {
 	after, err := json.Marshal(struct {
 		Outcome    string `json:"outcome"`
@@ -376,6 +378,9 @@ func (a *Activities) AuditRotation(ctx context.Context, in RotationAudit) error 
 	rec := store.AuditRecord{
 		At: in.At, Actor: in.Actor, Action: AuditActionRotateToken, Egg: in.Egg, RunnerID: in.RunnerID,
 		Reason: in.Reason, After: after,
+	}
+	if prefix := auditKeyPrefix(ctx); prefix != "" {
+		rec.Key = prefix + AuditActionRotateToken
 	}
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()

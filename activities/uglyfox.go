@@ -246,16 +246,11 @@ type AuditEntry struct {
 	After    AuditState `json:"after"`
 }
 
-// AppendAudits appends audit records in order. A retry may append a record
-// twice; the log is for people, and a duplicate says nothing false.
+// AppendAudits appends audit records in order. A retry of the activity
+// writes nothing twice: each record is keyed by the workflow run, the
+// activity and its place in the batch (auditKeyPrefix).
 func (a *Activities) AppendAudits(ctx context.Context, entries []AuditEntry) error {
-	// A retry of this activity writes nothing twice: each record is keyed
-	// by the workflow run, the activity and its place in the batch.
-	prefix := ""
-	if activity.IsActivity(ctx) {
-		info := activity.GetInfo(ctx)
-		prefix = info.WorkflowExecution.RunID + "/" + info.ActivityID + "/"
-	}
+	prefix := auditKeyPrefix(ctx)
 	for i, e := range entries {
 		before, err := json.Marshal(e.Before)
 		if err != nil {
@@ -321,4 +316,17 @@ func UglyFoxOutcome(after AuditState) string {
 // retention) and returns how many.
 func (a *Activities) ExpireAudit(ctx context.Context, before time.Time) (int64, error) {
 	return a.Store.ExpireAudit(ctx, before)
+}
+
+// auditKeyPrefix is "<run ID>/<activity ID>/" when ctx is an activity's
+// (a local activity's too), "" otherwise. Both IDs are the same in every
+// attempt of the activity and, for a local activity, in every replay of
+// the workflow task that ran it, so a record keyed with it is written
+// once even when a retried workflow task runs the local activity again.
+func auditKeyPrefix(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return ""
+	}
+	info := activity.GetInfo(ctx)
+	return info.WorkflowExecution.RunID + "/" + info.ActivityID + "/"
 }
