@@ -27,7 +27,7 @@ func (s *Server) agent(c *gin.Context) (*mothergoose.Agent, bool) {
 		s.fail(c, &apiError{Status: http.StatusUnauthorized, Msg: "unauthorized", Detail: "send the machine's agent credential: Authorization: Bearer <credential>"})
 		return nil, false
 	}
-	a, err := s.mg.AuthenticateAgent(c.Request.Context(), c.Param("id"), token)
+	a, err := s.agents.AuthenticateAgent(c.Request.Context(), c.Param("id"), token)
 	if err != nil {
 		s.fail(c, err)
 		return nil, false
@@ -63,7 +63,7 @@ func (s *Server) heartbeat(c *gin.Context) {
 	if !s.decodeAgentBody(c, &b) {
 		return
 	}
-	pins, err := s.mg.Heartbeat(c.Request.Context(), a, b)
+	pins, err := s.agents.Heartbeat(c.Request.Context(), a, b)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -81,7 +81,7 @@ func (s *Server) agentReady(c *gin.Context) {
 	if !s.decodeAgentBody(c, &r) {
 		return
 	}
-	pins, err := s.mg.RunnerReady(c.Request.Context(), a, r)
+	pins, err := s.agents.RunnerReady(c.Request.Context(), a, r)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -99,7 +99,7 @@ func (s *Server) agentJob(c *gin.Context) {
 	if !s.decodeAgentBody(c, &j) {
 		return
 	}
-	if err := s.mg.RunnerJob(c.Request.Context(), a, j); err != nil {
+	if err := s.agents.RunnerJob(c.Request.Context(), a, j); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -238,7 +238,7 @@ func TestApplyNestGivesGatesTheSpec(t *testing.T) {
 			nest.Eggs[i].Runner.MaxConcurrent, nest.Eggs[i].Version = 7, "v2"
 		}
 	}
-	res, err := e.mg.ApplyNest(ctx, &nest, "", "test")
+	res, err := e.mg.NestSync().ApplyNest(ctx, &nest, "", "test")
 	if err != nil || len(res.Warnings) != 0 {
 		t.Fatalf("apply: %+v %v", res, err)
 	}

@@ -29,7 +29,7 @@ func (s *Server) getCost(c *gin.Context) {
 		s.fail(c, badRequest("by must be egg or project"))
 		return
 	}
-	lines, err := s.mg.Chargeback(c.Request.Context(), since, by)
+	lines, err := s.ops.Chargeback(c.Request.Context(), since, by)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -275,7 +275,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	if o.worker {
-		acts := &activities.Activities{Store: e.store, Secrets: e.secrets, Metrics: e.metrics, Logger: slog.New(slog.DiscardHandler), MotherGoose: e.mg}
+		acts := &activities.Activities{Store: e.store, Secrets: e.secrets, Metrics: e.metrics, Logger: slog.New(slog.DiscardHandler), MotherGoose: e.mg.Operations()}
 		w, err := worker.New(tc, contract.TaskQueueMotherGoose, acts, worker.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -354,7 +354,7 @@ func (e *env) makeNest(version string) *fly.Nest {
 func (e *env) apply(n *fly.Nest) {
 	e.t.Helper()
 	e.nest.Store(n)
-	if _, err := e.mg.ApplyNest(context.Background(), n, "", "test"); err != nil {
+	if _, err := e.mg.NestSync().ApplyNest(context.Background(), n, "", "test"); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -327,7 +327,7 @@ func TestRenamedAndTransferredProjects(t *testing.T) {
 			Projects: []fly.ProjectRef{{Path: "acme/gone"}}, Runner: testRunner(fly.RunnerVM)}}
 	}})
 	ctx := context.Background()
-	res, err := e.mg.ApplyNest(ctx, e.nest.Load(), "", "test")
+	res, err := e.mg.NestSync().ApplyNest(ctx, e.nest.Load(), "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestRenamedAndTransferredProjects(t *testing.T) {
 	if st := served(e.multiA, 9001); st != http.StatusAccepted {
 		t.Errorf("renamed project: %d", st)
 	}
-	res, err = e.mg.ApplyNest(ctx, e.nest.Load(), "", "test")
+	res, err = e.mg.NestSync().ApplyNest(ctx, e.nest.Load(), "", "test")
 	if err != nil || !hasWarning(res.Warnings, "ACME/API", "is now acme/api-v2") {
 		t.Errorf("re-applied: %q %v", res.Warnings, err)
 	}

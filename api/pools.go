@@ -12,20 +12,20 @@ import (
 )
 
 func (s *Server) getPool(c *gin.Context) {
-	st, err := s.mg.PoolStatus(c.Request.Context(), c.Param("name"))
+	st, err := s.ops.PoolStatus(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	out := apiv1.Pool{PoolStatus: st, HitRate: mothergoose.HitRate(st.Stats)}
-	if idle, ok := s.mg.IdleCostOf(st); ok {
+	if idle, ok := s.ops.IdleCostOf(st); ok {
 		out.IdleCost = &apiv1.PoolIdleCost{Currency: idle.Currency, PerHour: idle.PerHour, ApexIdle: idle.ApexIdle, Nadir: idle.Nadir}
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getGate(c *gin.Context) {
-	st, err := s.mg.GateStatus(c.Request.Context(), c.Param("name"))
+	st, err := s.ops.GateStatus(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -41,7 +41,7 @@ func (s *Server) scalePool(c *gin.Context) {
 		s.fail(c, &apiError{Status: http.StatusBadRequest, Msg: "bad request", Detail: "the body must be a JSON object such as {\"apex_min\":2}: " + err.Error()})
 		return
 	}
-	limits, err := s.mg.ScalePool(c.Request.Context(), c.Param("name"), req, ActorAPI)
+	limits, err := s.ops.ScalePool(c.Request.Context(), c.Param("name"), req, ActorAPI)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -50,7 +50,7 @@ func (s *Server) scalePool(c *gin.Context) {
 }
 
 func (s *Server) drainPool(c *gin.Context) {
-	retired, err := s.mg.DrainPool(c.Request.Context(), c.Param("name"), ActorAPI)
+	retired, err := s.ops.DrainPool(c.Request.Context(), c.Param("name"), ActorAPI)
 	if err != nil {
 		s.fail(c, err)
 		return

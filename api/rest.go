@@ -104,7 +104,7 @@ func (s *Server) getRunner(c *gin.Context) {
 }
 
 func (s *Server) drainRunner(c *gin.Context) {
-	req, err := s.mg.DrainRunner(c.Request.Context(), c.Param("id"), ActorAPI, "drained through the API")
+	req, err := s.ops.DrainRunner(c.Request.Context(), c.Param("id"), ActorAPI, "drained through the API")
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -123,7 +123,7 @@ type WorkflowStarted struct {
 }
 
 func (s *Server) deleteRunner(c *gin.Context) {
-	req, err := s.mg.DeleteRunner(c.Request.Context(), c.Param("id"), ActorAPI, "deleted through the API")
+	req, err := s.ops.DeleteRunner(c.Request.Context(), c.Param("id"), ActorAPI, "deleted through the API")
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -44,8 +44,13 @@ type Config struct {
 // Server is MotherGoose's HTTP server: it decodes, authenticates, calls
 // MotherGoose and maps errors to status codes.
 type Server struct {
-	cfg    Config
-	mg     *mothergoose.MotherGoose
+	cfg Config
+	mg  *mothergoose.MotherGoose
+	// The flows the handlers call: webhooks go to ingest, runner agents
+	// to agents, the REST API's actions to ops.
+	ingest *mothergoose.Ingest
+	agents *mothergoose.Agents
+	ops    *mothergoose.Operations
 	log    *slog.Logger
 	auth   *Authorizer
 	engine *gin.Engine
@@ -63,7 +68,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.MotherGoose.CollectGauges(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{cfg: cfg, mg: cfg.MotherGoose, log: cfg.Logger}
+	mg := cfg.MotherGoose
+	s := &Server{cfg: cfg, mg: mg, ingest: mg.Ingest(), agents: mg.Agents(), ops: mg.Operations(), log: cfg.Logger}
 	s.auth = &Authorizer{tokens: cfg.APITokens, cache: s.mg.SecretCache()}
 	s.engine = s.routes()
 	return s, nil

@@ -58,7 +58,7 @@ func (s *Server) webhook(c *gin.Context) {
 // its headers only: its body is never read.
 func (s *Server) handleWebhook(c *gin.Context) (*HookResponse, error) {
 	r := c.Request
-	if err := s.mg.AuthenticateToken(r.Context(), hostOf(r.Header.Get("X-Gitlab-Instance")), r.Header.Get("X-Gitlab-Token")); err != nil {
+	if err := s.ingest.AuthenticateToken(r.Context(), hostOf(r.Header.Get("X-Gitlab-Instance")), r.Header.Get("X-Gitlab-Token")); err != nil {
 		// Close rather than drain what the client still sends.
 		c.Header("Connection", "close")
 		return nil, err
@@ -81,7 +81,7 @@ func (s *Server) handleWebhook(c *gin.Context) (*HookResponse, error) {
 		return nil, err
 	}
 	d.URL = receivedURL(r)
-	return s.mg.Receive(r.Context(), d)
+	return s.ingest.Receive(r.Context(), d)
 }
 
 // receivedURL is the URL a delivery was sent to, as GitLab's hook names

@@ -421,7 +421,7 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	go mg.RunOutbox(ctx)
 	// Pools start with the Nest (Nadir minimums are made ahead of demand),
 	// and UglyFox's schedules follow UF/config.fly.
-	if res, err := mg.ApplyNest(ctx, dev, "", "gosling dev start"); err != nil {
+	if res, err := mg.NestSync().ApplyNest(ctx, dev, "", "gosling dev start"); err != nil {
 		log.Warn("apply the Nest", "error", err)
 	} else if len(res.Warnings) > 0 {
 		log.Warn("the Nest was applied with warnings", "warnings", res.Warnings)

@@ -245,7 +245,7 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 	// The Nest is applied in the background: a Temporal that is not up yet
 	// only queues the pools' starts in the outbox.
 	go func() {
-		res, err := mg.ApplyNest(ctx, p.Nest, "", "server start")
+		res, err := mg.NestSync().ApplyNest(ctx, p.Nest, "", "server start")
 		if err != nil {
 			opts.Logger.Error("apply the Nest", "error", err)
 			return
@@ -253,7 +253,7 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 		opts.Logger.Info("Nest applied", "eggs", res.Eggs, "pools", res.Pools, "warnings", len(res.Warnings))
 	}()
 	if opts.NestSync > 0 && p.Nest.MotherGoose.Nest.Project != "" {
-		go mg.RunNestSync(ctx, opts.NestSync)
+		go mg.NestSync().RunNestSync(ctx, opts.NestSync)
 	}
 	scheme := "http"
 	if opts.TLSCert != "" {

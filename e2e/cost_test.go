@@ -77,7 +77,7 @@ func TestCostAndQueueTimePerEggAndProject(t *testing.T) {
 	a := s.StartAPIWith(func(c *mothergoose.Config) {
 		c.Nest.MotherGoose.Cost = fly.Cost{Currency: "EUR", Prices: costPrices}
 	}, jobsSecret, eggs...)
-	s.Acts.MotherGoose = a.MotherGoose
+	s.Acts.MotherGoose = a.MotherGoose.Operations()
 	s.StartWorker()
 	for _, e := range eggs {
 		s.hookProject(a, projects[e.Name])

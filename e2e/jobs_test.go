@@ -247,7 +247,7 @@ func TestScaleDownWaitsForRunningJob(t *testing.T) {
 		t.Fatalf("the job's runner: %v %v", rs, err)
 	}
 	runner := rs[0].ID
-	if n, err := a.MotherGoose.DrainPool(ctx, egg.Name, "e2e"); err != nil || n != 1 {
+	if n, err := a.MotherGoose.Operations().DrainPool(ctx, egg.Name, "e2e"); err != nil || n != 1 {
 		t.Fatalf("drain: %d %v", n, err)
 	}
 	waitState(t, ctx, s, runner, store.StateTerminated)

@@ -128,7 +128,7 @@ func TestJobSchedulesFollowTheNest(t *testing.T) {
 	nestB := *nestA
 	nestB.Jobs = []fly.Job{mk("nest-update", fly.JobNestUpdate, "@hourly", map[string]any{"ref": "broken"}), mk("rotate", fly.JobSecretRotation, "0 5 * * 2", nil)}
 	nestB.MotherGoose.Sweep.Enabled = false
-	if res, err := mg.ApplyNest(ctx, &nestB, "", "e2e"); err != nil || len(res.Warnings) != 0 {
+	if res, err := mg.NestSync().ApplyNest(ctx, &nestB, "", "e2e"); err != nil || len(res.Warnings) != 0 {
 		t.Fatalf("apply B: %+v, %v", res, err)
 	}
 	waitFor(t, ctx, "the image schedule deleted", func() bool { got = list(); _, ok := got["image"]; return !ok && len(got) == 3 })
@@ -174,7 +174,7 @@ func TestJobSchedulesFollowTheNest(t *testing.T) {
 		t.Errorf("paused: %+v", js)
 	}
 	// A Nest application keeps an operator's pause.
-	if _, err := mg.ApplyNest(ctx, &nestB, "", "e2e"); err != nil {
+	if _, err := mg.NestSync().ApplyNest(ctx, &nestB, "", "e2e"); err != nil {
 		t.Fatal(err)
 	}
 	if js, _ := mothergoose.DescribeJobSchedule(ctx, s.Client, "rotate"); !js.Paused {

@@ -400,7 +400,7 @@ func (s *Stack) ApplyNestWithSchedules(ctx context.Context, nest *fly.Nest, fetc
 	if _, err := s.Secrets.Put(ctx, "local://gitlab/webhook", "unused"); err != nil {
 		s.T.Fatal(err)
 	}
-	if res, err := mg.ApplyNest(ctx, nest, "", "e2e"); err != nil || len(res.Warnings) != 0 {
+	if res, err := mg.NestSync().ApplyNest(ctx, nest, "", "e2e"); err != nil || len(res.Warnings) != 0 {
 		s.T.Fatalf("apply: %+v, %v", res, err)
 	}
 	s.T.Cleanup(func() { _, _ = mothergoose.EnsureNestSchedules(context.Background(), s.Client.ScheduleClient(), nil) })

@@ -106,9 +106,9 @@ func (s *Stack) StartSweepAPI(secret string, interval time.Duration, nest *fly.N
 	actx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	go mg.RunOutbox(actx)
-	s.Acts.MotherGoose = mg
+	s.Acts.MotherGoose = mg.Operations()
 	s.StartWorker()
-	if _, err := mg.ApplyNest(ctx, nest, "", "e2e"); err != nil {
+	if _, err := mg.NestSync().ApplyNest(ctx, nest, "", "e2e"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

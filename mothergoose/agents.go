@@ -36,7 +36,7 @@ type Agent struct {
 // KindUnauthorized for a wrong credential, a runner that does not exist or
 // has none (the same answer, so a caller learns nothing of which runners
 // exist), KindUnavailable when the store cannot be read.
-func (m *MotherGoose) AuthenticateAgent(ctx context.Context, runnerID, credential string) (*Agent, error) {
+func (m *Agents) AuthenticateAgent(ctx context.Context, runnerID, credential string) (*Agent, error) {
 	r, err := m.authenticateAgent(ctx, runnerID, credential)
 	if err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func (m *MotherGoose) AuthenticateAgent(ctx context.Context, runnerID, credentia
 
 // authenticateAgent returns the runner whose agent credential the request
 // carries.
-func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token string) (*store.Runner, error) {
+func (m *Agents) authenticateAgent(ctx context.Context, runnerID, token string) (*store.Runner, error) {
 	unauthorized := &Error{Kind: KindUnauthorized, Msg: "unauthorized", Detail: "not this runner's agent credential"}
 	r, err := m.store.GetRunner(ctx, runnerID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -78,7 +78,7 @@ func (m *MotherGoose) authenticateAgent(ctx context.Context, runnerID, token str
 
 // Pins are the versions the Nest in force pins for agents and
 // gitlab-runner, with their download URLs (MG/config.fly agent block).
-func (m *MotherGoose) Pins() agentapi.Pins {
+func (m *Agents) Pins() agentapi.Pins {
 	a := m.Nest().MotherGoose.Agent
 	return agentapi.Pins{Agent: a.Version, AgentURL: a.URL, GitLabRunner: a.GitLabRunnerVersion, GitLabRunnerURL: a.GitLabRunnerURL}
 }
@@ -88,7 +88,7 @@ func (m *MotherGoose) Pins() agentapi.Pins {
 // token; a beat that reports the token version it holds confirms a running
 // rotation (see confirmToken). UglyFox's heartbeat policy judges runners
 // by these beats.
-func (m *MotherGoose) Heartbeat(ctx context.Context, a *Agent, b agentapi.Beat) (agentapi.Pins, error) {
+func (m *Agents) Heartbeat(ctx context.Context, a *Agent, b agentapi.Beat) (agentapi.Pins, error) {
 	r := a.runner
 	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
 		return agentapi.Pins{}, unavailable("store unavailable", "the beat could not be recorded; retry", err)
@@ -122,7 +122,7 @@ func readyTargets(r *store.Runner) []string {
 // signals contract.SignalRunnerReady to the workflows that wait for the
 // runner, through the outbox when Temporal is unreachable. A workflow that
 // no longer runs (the runner was made long ago) is no error.
-func (m *MotherGoose) RunnerReady(ctx context.Context, a *Agent, rd agentapi.Ready) (agentapi.Pins, error) {
+func (m *Agents) RunnerReady(ctx context.Context, a *Agent, rd agentapi.Ready) (agentapi.Pins, error) {
 	r := a.runner
 	if err := m.store.RecordHeartbeat(ctx, r.ID, m.now().UTC()); err != nil {
 		return agentapi.Pins{}, unavailable("store unavailable", "the report could not be recorded; retry", err)
@@ -151,7 +151,7 @@ func (m *MotherGoose) RunnerReady(ctx context.Context, a *Agent, rd agentapi.Rea
 // time, its cost: cost.go) and signalled (contract.SignalJobStatus) to the
 // runner's workflows, so a runner made for one job learns that its job,
 // whichever GitLab gave it, ended, even when a webhook is lost.
-func (m *MotherGoose) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobReport) error {
+func (m *Agents) RunnerJob(ctx context.Context, a *Agent, j agentapi.JobReport) error {
 	if err := j.Validate(); err != nil {
 		return errorf(KindInvalid, "bad request", "%v", err)
 	}

@@ -30,7 +30,7 @@ import (
 // merge request (not the Nest repository's): none, or a project GitLab
 // could not be asked about, means the event is not acted on (ok false,
 // with why); the token must then be that egg's (KindUnauthorized).
-func (m *MotherGoose) announcingEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (ok bool, why string, err error) {
+func (m *Ingest) announcingEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (ok bool, why string, err error) {
 	egg, lerr := m.matchEgg(ctx, d, eggs)
 	if egg == nil {
 		if lerr != nil {
@@ -57,7 +57,7 @@ func warms(egg *fly.Egg) bool {
 
 // announce sends an announcement to the egg's pool (a signal: a pool that
 // is not running has nothing to warm) and says what was done.
-func (m *MotherGoose) announce(ctx context.Context, egg *fly.Egg, w contract.Warm) (*Result, error) {
+func (m *Ingest) announce(ctx context.Context, egg *fly.Egg, w contract.Warm) (*Result, error) {
 	w.At = m.now()
 	in, err := SignalIntent(contract.PoolWorkflowID(egg.Name), contract.SignalPoolWarm, w)
 	if err != nil {
@@ -99,7 +99,7 @@ func skipsCI(push *PushHook) string {
 
 // processPushAnnouncement: a push of commits to a branch of a served
 // project announces its pipeline.
-func (m *MotherGoose) processPushAnnouncement(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) processPushAnnouncement(ctx context.Context, d *delivery) (*Result, error) {
 	push, egg := d.hook.Push, d.egg
 	switch {
 	case !strings.HasPrefix(push.Ref, "refs/heads/"):
@@ -124,7 +124,7 @@ var mergeRequestPipelineActions = map[string]bool{"open": true, "reopen": true}
 // processMergeRequest records a merge request event in the audit log,
 // with its head pipeline, and announces the pipeline that follows when
 // the merge request was opened, reopened or given new commits.
-func (m *MotherGoose) processMergeRequest(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) processMergeRequest(ctx context.Context, d *delivery) (*Result, error) {
 	mr, egg := d.hook.MergeRequest, d.egg
 	after, err := json.Marshal(struct {
 		ProjectID      int64  `json:"project_id"`
@@ -182,7 +182,7 @@ func pipelineOver(status string) bool {
 // tells a warming egg's pool which of the pipeline's jobs are created
 // (and will be pending once their stage comes), or that it is over.
 // It returns what it did, for the delivery's answer.
-func (m *MotherGoose) announcePipeline(ctx context.Context, d *delivery) (string, error) {
+func (m *Ingest) announcePipeline(ctx context.Context, d *delivery) (string, error) {
 	p, egg := d.hook.Pipeline, d.egg
 	var done []string
 	if mr := p.MergeRequest; mr != nil {

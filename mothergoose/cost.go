@@ -66,7 +66,7 @@ func ratesOf(nest *fly.Nest, egg, cloud, kind string) machineRates {
 // job: the runner and when it started the job, its queue time (observed
 // in gosling_job_queue_seconds), and at its end, its run time and cost
 // (gosling_job_cost_total, part run).
-func (m *MotherGoose) recordRunnerJob(ctx context.Context, r *store.Runner, j agentapi.JobReport, at time.Time) error {
+func (m *deps) recordRunnerJob(ctx context.Context, r *store.Runner, j agentapi.JobReport, at time.Time) error {
 	// As the store keeps times, so a run time is the difference of what
 	// it holds.
 	at = at.UTC().Truncate(time.Microsecond)
@@ -109,7 +109,7 @@ func (m *MotherGoose) recordRunnerJob(ctx context.Context, r *store.Runner, j ag
 // noteQueueTime records a job's queue time once both its ends are known
 // (the pending hook and the runner's start may come in either order), and
 // observes it.
-func (m *MotherGoose) noteQueueTime(ctx context.Context, j store.JobRecord) error {
+func (m *deps) noteQueueTime(ctx context.Context, j store.JobRecord) error {
 	if j.QueueSeconds != 0 || j.QueuedAt == nil || j.RunnerStartedAt == nil {
 		return nil
 	}
@@ -177,7 +177,7 @@ func runnerTimes(r *store.Runner, hist []store.Transition, now time.Time) (runni
 
 // SettleRunnerCost is SettleRunner for callers that need only whether it
 // worked: activities.TransitionRunner, when a runner is terminated.
-func (m *MotherGoose) SettleRunnerCost(ctx context.Context, runnerID string) error {
+func (m *Operations) SettleRunnerCost(ctx context.Context, runnerID string) error {
 	_, err := m.SettleRunner(ctx, runnerID)
 	return err
 }
@@ -189,7 +189,7 @@ func (m *MotherGoose) SettleRunnerCost(ctx context.Context, runnerID string) err
 // counted in gosling_job_cost_total{part="idle"}. Settling again gives
 // the same shares and counts only what changed. It is called when a
 // runner is terminated; the settlement is audited (cost-settled).
-func (m *MotherGoose) SettleRunner(ctx context.Context, runnerID string) (RunnerCost, error) {
+func (m *Operations) SettleRunner(ctx context.Context, runnerID string) (RunnerCost, error) {
 	out := RunnerCost{RunnerID: runnerID}
 	r, err := m.store.GetRunner(ctx, runnerID)
 	if err != nil {
@@ -271,7 +271,7 @@ const costPage = 500
 // ran that finished at or after since, by egg or by project (by: CostByEgg
 // or CostByProject; a project without a recorded path is named by its
 // ID), most costly first. Idle shares count once their runner has ended.
-func (m *MotherGoose) Chargeback(ctx context.Context, since time.Time, by string) ([]CostLine, error) {
+func (m *Operations) Chargeback(ctx context.Context, since time.Time, by string) ([]CostLine, error) {
 	if by != CostByEgg && by != CostByProject {
 		return nil, errorf(KindInvalid, "bad request", "by must be %s or %s", CostByEgg, CostByProject)
 	}
@@ -329,7 +329,7 @@ type PoolIdleCost struct {
 
 // IdleCostOf prices a pool's idle runners (each at its own size, the
 // egg's disk) by the Nest's cost block; false when it prices none.
-func (m *MotherGoose) IdleCostOf(st contract.PoolStatus) (PoolIdleCost, bool) {
+func (m *Operations) IdleCostOf(st contract.PoolStatus) (PoolIdleCost, bool) {
 	nest := m.Nest()
 	out := PoolIdleCost{Currency: nest.MotherGoose.Cost.Unit()}
 	egg, ok := nest.Egg(st.Egg)

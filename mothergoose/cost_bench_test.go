@@ -49,13 +49,13 @@ func BenchmarkJobCost(b *testing.B) {
 		}
 	}
 	start := time.Now()
-	rc, err := e.mg.SettleRunner(ctx, r.ID)
+	rc, err := e.mg.ops.SettleRunner(ctx, r.ID)
 	if err != nil || rc.Jobs != int(job) || rc.Share <= 0 {
 		b.Fatalf("settlement %+v, %v", rc, err)
 	}
 	settle := time.Since(start)
 	start = time.Now()
-	lines, err := e.mg.Chargeback(ctx, now.Add(-time.Hour), CostByProject)
+	lines, err := e.mg.ops.Chargeback(ctx, now.Add(-time.Hour), CostByProject)
 	if err != nil || len(lines) != 1 || lines[0].Jobs != int(job) {
 		b.Fatalf("chargeback %+v, %v", lines, err)
 	}

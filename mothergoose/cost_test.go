@@ -69,7 +69,7 @@ func TestJobQueueTimeAndCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agent, err := e.mg.AuthenticateAgent(ctx, r.ID, token)
+	agent, err := e.mg.agents.AuthenticateAgent(ctx, r.ID, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestJobQueueTimeAndCost(t *testing.T) {
 	}
 	report := func(job int64, status string, at time.Time) {
 		t.Helper()
-		if err := e.mg.RunnerJob(ctx, agent, agentapi.JobReport{JobID: job, Status: status, At: at}); err != nil {
+		if err := e.mg.agents.RunnerJob(ctx, agent, agentapi.JobReport{JobID: job, Status: status, At: at}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,7 +123,7 @@ func TestJobQueueTimeAndCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rc, err := e.mg.SettleRunner(ctx, r.ID)
+	rc, err := e.mg.ops.SettleRunner(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestJobQueueTimeAndCost(t *testing.T) {
 		t.Errorf("counted run %v idle %v, want %v and %v", run, idle, rc.Direct, rc.Idle)
 	}
 	// Settling again counts nothing new.
-	if _, err := e.mg.SettleRunner(ctx, r.ID); err != nil {
+	if _, err := e.mg.ops.SettleRunner(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
 	if again := metricValue(t, e.metrics, "gosling_job_cost_total", "egg", "web", "project", "acme/web", "part", "idle"); !near(again, idle) {

@@ -14,7 +14,7 @@ import (
 // makes concurrent callers join one), and its update handler creates the
 // runner on the first call and returns it on every call. Errors: the
 // workflow's (GitLab refusing the runner) or Temporal's.
-func (m *MotherGoose) EnsureEggRunner(ctx context.Context, in contract.EggRunnerInput) (contract.EggRunner, error) {
+func (m *Operations) EnsureEggRunner(ctx context.Context, in contract.EggRunnerInput) (contract.EggRunner, error) {
 	var out contract.EggRunner
 	tc := m.Temporal()
 	if tc == nil {

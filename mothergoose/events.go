@@ -210,7 +210,7 @@ type delivery struct {
 // dropped as a duplicate. The work accepted is finished even if the
 // caller's context ends first (GitLab hangs up after 10 seconds), within
 // webhookDeadline.
-func (m *MotherGoose) Receive(ctx context.Context, in Delivery) (*Result, error) {
+func (m *Ingest) Receive(ctx context.Context, in Delivery) (*Result, error) {
 	hook := in.Event
 	if hook == nil {
 		return nil, errorf(KindInvalid, "bad payload", "no event")
@@ -291,7 +291,7 @@ func unauthorized(detail string) error {
 // authenticateHost checks that the delivery's token is the webhook secret
 // of some egg on its host (of any egg when it names no host) and returns
 // the eggs on the host.
-func (m *MotherGoose) authenticateHost(ctx context.Context, d *delivery) ([]*fly.Egg, error) {
+func (m *Ingest) authenticateHost(ctx context.Context, d *delivery) ([]*fly.Egg, error) {
 	if d.Token == "" {
 		return nil, unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
 	}
@@ -323,7 +323,7 @@ func (m *MotherGoose) authenticateHost(ctx context.Context, d *delivery) ([]*fly
 // the Nest's own webhook secret (mothergoose.nest.webhook_secret): no
 // egg's secret may make MotherGoose apply the Nest. Without that secret
 // configured, every push to the Nest is refused (KindUnauthorized).
-func (m *MotherGoose) authenticateNestPush(ctx context.Context, d *delivery) error {
+func (m *Ingest) authenticateNestPush(ctx context.Context, d *delivery) error {
 	if d.Token == "" {
 		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
 	}
@@ -349,7 +349,7 @@ func (m *MotherGoose) authenticateNestPush(ctx context.Context, d *delivery) err
 // KindUnauthorized *Error when the token is missing or no one's,
 // KindUnavailable when a secret that might match could not be resolved.
 // Receive checks the token again against the one egg the body names.
-func (m *MotherGoose) AuthenticateToken(ctx context.Context, host, token string) error {
+func (m *Ingest) AuthenticateToken(ctx context.Context, host, token string) error {
 	if token == "" {
 		return unauthorized("the X-Gitlab-Token header is missing: set the hook's secret token")
 	}
@@ -380,7 +380,7 @@ func (m *MotherGoose) AuthenticateToken(ctx context.Context, host, token string)
 
 // authenticateProject finds the egg that serves the delivery's project
 // (else 404) and checks that the token is that egg's (else 401).
-func (m *MotherGoose) authenticateProject(ctx context.Context, d *delivery, eggs []*fly.Egg) error {
+func (m *Ingest) authenticateProject(ctx context.Context, d *delivery, eggs []*fly.Egg) error {
 	egg, err := m.matchEgg(ctx, d, eggs)
 	if egg == nil && err != nil {
 		return unavailable("gitlab unavailable", "a group or project of an egg could not be looked up; resend later", err)
@@ -429,7 +429,7 @@ func deliveryKey(d *delivery) string {
 }
 
 // process acts on an authenticated, first delivery.
-func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) process(ctx context.Context, d *delivery) (*Result, error) {
 	switch h := d.hook; {
 	case d.created != nil:
 		return m.processProjectCreate(ctx, d, d.created)
@@ -446,7 +446,7 @@ func (m *MotherGoose) process(ctx context.Context, d *delivery) (*Result, error)
 	}
 }
 
-func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) processJob(ctx context.Context, d *delivery) (*Result, error) {
 	j, egg := d.hook.Job, d.egg
 	if _, err := m.confirmJob(ctx, d, j.ID); err != nil {
 		return nil, err
@@ -508,44 +508,7 @@ func (m *MotherGoose) processJob(ctx context.Context, d *delivery) (*Result, err
 	return m.deliver(ctx, in)
 }
 
-// deliver makes an intent's Temporal call, or queues it in the outbox when
-// Temporal cannot be reached in time, or when earlier calls about the same
-// workflow wait there (they go first).
-func (m *MotherGoose) deliver(ctx context.Context, in Intent) (*Result, error) {
-	queue := func(cause error) (*Result, error) {
-		id, err := m.enqueue(ctx, in, cause)
-		if err != nil {
-			return nil, unavailable("temporal and store unavailable", "the event could be neither delivered nor queued; resend it", err)
-		}
-		return &Result{Status: StatusQueued, WorkflowID: in.WorkflowID, OutboxID: id}, nil
-	}
-	pending, err := m.store.OutboxPending(ctx, in.WorkflowID)
-	if err != nil {
-		return nil, unavailable("store unavailable", "resend the event", err)
-	}
-	if pending {
-		return queue(nil)
-	}
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
-	defer cancel()
-	res, err := call(cctx, m.Temporal(), in)
-	switch {
-	case err != nil && Unreachable(err):
-		return queue(err)
-	case err != nil:
-		return nil, err
-	}
-	resp := &Result{Status: StatusAccepted, WorkflowID: in.WorkflowID}
-	switch res {
-	case outcomeNoWorkflow:
-		resp.Reason = "no workflow is waiting for this job"
-	case outcomeFinished:
-		resp.Reason = "its workflow has finished already"
-	}
-	return resp, nil
-}
-
-func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) processPipeline(ctx context.Context, d *delivery) (*Result, error) {
 	p := d.hook.Pipeline
 	now := m.now()
 	builds, dropped, err := m.confirmBuilds(ctx, d)
@@ -581,7 +544,7 @@ func (m *MotherGoose) processPipeline(ctx context.Context, d *delivery) (*Result
 	return &Result{Status: StatusAccepted, Reason: reason}, nil
 }
 
-func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, error) {
+func (m *Ingest) processPush(ctx context.Context, d *delivery) (*Result, error) {
 	push := d.hook.Push
 	src := d.nest.MotherGoose.Nest
 	ref := src.Ref
@@ -599,7 +562,7 @@ func (m *MotherGoose) processPush(ctx context.Context, d *delivery) (*Result, er
 	}
 	// The payload only says that the branch moved: what is applied is its
 	// head as GitLab's API reads it, never a ref or SHA the payload names.
-	res, err := m.ReloadNest(ctx, ref, "push to "+push.Ref)
+	res, err := m.nests.ReloadNest(ctx, ref, "push to "+push.Ref)
 	var invalid *InvalidNestError
 	switch {
 	case errors.As(err, &invalid):
@@ -629,7 +592,7 @@ var runnerFailures = map[string]bool{"runner_system_failure": true, "runner_unsu
 // left alone; a failure that may not count, or whose machine cannot be
 // told, is audited as refused and counts nothing. The error is a failure
 // of the store or of GitLab.
-func (m *MotherGoose) countFailure(ctx context.Context, d *delivery, runnerID, jobID int64, reason string) error {
+func (m *Ingest) countFailure(ctx context.Context, d *delivery, runnerID, jobID int64, reason string) error {
 	rs, err := m.store.ListRunners(ctx, store.RunnerFilter{GitLabHost: d.Host, GitLabRunnerID: runnerID, Limit: 2})
 	if err != nil || len(rs) == 0 {
 		return err
@@ -685,7 +648,7 @@ func (m *MotherGoose) countFailure(ctx context.Context, d *delivery, runnerID, j
 // the one whose agent reported the job, if it runs that GitLab runner;
 // else the only machine of sharing (up to two of them, read by the
 // caller), if there is one. nil with why when none can be told.
-func (m *MotherGoose) jobMachine(ctx context.Context, host string, jobID, runnerID int64, sharing []store.Runner) (*store.Runner, string, error) {
+func (m *Ingest) jobMachine(ctx context.Context, host string, jobID, runnerID int64, sharing []store.Runner) (*store.Runner, string, error) {
 	rec, err := m.store.GetJob(ctx, host, jobID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -711,7 +674,7 @@ func (m *MotherGoose) jobMachine(ctx context.Context, host string, jobID, runner
 }
 
 // recentFailures counts the runner's recorded failures since a time.
-func (m *MotherGoose) recentFailures(ctx context.Context, runnerID string, since time.Time) (int, error) {
+func (m *Ingest) recentFailures(ctx context.Context, runnerID string, since time.Time) (int, error) {
 	n := 0
 	for after := int64(0); ; {
 		recs, err := m.store.ListAudit(ctx, store.AuditFilter{RunnerID: runnerID, Since: since, AfterID: after, Limit: 500})

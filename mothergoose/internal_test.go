@@ -32,7 +32,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestOutboxBackoff(t *testing.T) {
-	s := &MotherGoose{cfg: Config{OutboxMaxBackoff: 10 * time.Second}}
+	s := &deps{cfg: Config{OutboxMaxBackoff: 10 * time.Second}}
 	var got []time.Duration
 	for i := 1; i <= 6; i++ {
 		got = append(got, s.outboxBackoff(i))

@@ -395,7 +395,7 @@ func ownedSchedules(ctx context.Context, sc client.ScheduleClient) ([]string, er
 
 // applySchedules brings the Nest's schedules and UglyFox's up to date, for
 // ApplyNest; what fails is a warning.
-func (m *MotherGoose) applySchedules(ctx context.Context, nest *fly.Nest) (warnings []string) {
+func (m *NestSync) applySchedules(ctx context.Context, nest *fly.Nest) (warnings []string) {
 	tc := m.Temporal()
 	if tc == nil {
 		return []string{"schedules: " + errNoTemporal.Error()}
@@ -422,7 +422,7 @@ func (m *MotherGoose) applySchedules(ctx context.Context, nest *fly.Nest) (warni
 // PoolStatusIfRunning is PoolStatus for the self-management jobs: an egg
 // without a running pool (serverless, or not started yet) is running false,
 // not an error.
-func (m *MotherGoose) PoolStatusIfRunning(ctx context.Context, egg string) (contract.PoolStatus, bool, error) {
+func (m *Operations) PoolStatusIfRunning(ctx context.Context, egg string) (contract.PoolStatus, bool, error) {
 	st, err := m.PoolStatus(ctx, egg)
 	var e *Error
 	if errors.As(err, &e) && e.Kind == KindNotFound {

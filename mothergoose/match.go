@@ -41,7 +41,7 @@ func eggsOn(nest *fly.Nest, host string) []*fly.Egg {
 // (events of old instances) is matched by a listed path GitLab has not
 // resolved. nil when none serves the project; an error when a GitLab
 // lookup that might have found the match failed.
-func (m *MotherGoose) matchEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (*fly.Egg, error) {
+func (m *Ingest) matchEgg(ctx context.Context, d *delivery, eggs []*fly.Egg) (*fly.Egg, error) {
 	projectID, path := d.hook.ProjectID, d.hook.ProjectPath
 	if egg := m.projects.match(eggs, projectID, path); egg != nil {
 		return egg, nil
@@ -87,12 +87,12 @@ func (m *MotherGoose) matchEgg(ctx context.Context, d *delivery, eggs []*fly.Egg
 // version, a while (groupMemberTTL, or projectRetry for a project not in
 // the group), so a new project of the group is found by the first hook
 // that names it. err is a GitLab failure.
-func (m *MotherGoose) groupHolds(ctx context.Context, egg *fly.Egg, projectID int64) (in bool, path string, err error) {
+func (m *Ingest) groupHolds(ctx context.Context, egg *fly.Egg, projectID int64) (in bool, path string, err error) {
 	now := m.now()
 	if ans, ok := m.projects.member(egg, projectID, now); ok {
 		return ans.in, ans.path, nil
 	}
-	full, err := m.groups.fullPath(ctx, m, egg)
+	full, err := m.groups.fullPath(ctx, m.deps, egg)
 	if err != nil {
 		return false, "", err
 	}
@@ -145,7 +145,7 @@ type groupKey struct {
 	version string
 }
 
-func (g *groupCache) fullPath(ctx context.Context, m *MotherGoose, egg *fly.Egg) (string, error) {
+func (g *groupCache) fullPath(ctx context.Context, m *deps, egg *fly.Egg) (string, error) {
 	key := groupKey{strings.ToLower(egg.GitLab.Host), egg.Group.ID, egg.Version}
 	g.mu.Lock()
 	p, ok := g.paths[key]
@@ -170,7 +170,7 @@ func (g *groupCache) fullPath(ctx context.Context, m *MotherGoose, egg *fly.Egg)
 }
 
 // gitlabClient is a GitLab client with the egg's API token.
-func (m *MotherGoose) gitlabClient(ctx context.Context, egg *fly.Egg) (*gitlab.Client, error) {
+func (m *deps) gitlabClient(ctx context.Context, egg *fly.Egg) (*gitlab.Client, error) {
 	token, err := m.cache.get(ctx, egg.GitLab.Token)
 	if err != nil {
 		return nil, fmt.Errorf("GitLab token of egg %s: %w", egg.Name, err)

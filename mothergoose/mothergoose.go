@@ -123,9 +123,36 @@ type Config struct {
 	UnconfirmedJobs bool
 }
 
-// MotherGoose is the server's state and logic. It is safe for concurrent
-// use.
+// MotherGoose is the server's logic, split by flow over shared
+// dependencies (deps):
+//
+//   - Ingest takes GitLab's webhooks to intents: it authenticates a
+//     delivery against its egg, deduplicates it, matches its project to an
+//     egg and hands the job to a workflow (or to the outbox).
+//   - NestSync keeps the Nest in force: it applies a Nest (egg
+//     configurations, pools, gates, schedules) and follows the Nest
+//     repository's branch.
+//   - Agents answers runner agents: their credential, heartbeats, readiness
+//     and the jobs they took, and confirms rotated tokens.
+//   - Operations is what operators and self-management jobs ask: pool and
+//     runner actions, sweeps and resends, cost, the eggs' shared runners and
+//     project hooks, scheduled Nest updates.
+//
+// Open builds all four; Close closes what Open opened. It is safe for
+// concurrent use.
 type MotherGoose struct {
+	*deps
+	ingest  *Ingest
+	nests   *NestSync
+	agents  *Agents
+	ops     *Operations
+	closers []func() error
+}
+
+// deps are what every flow shares: the configuration, the store, the
+// secret resolver and its cache, the metrics, the Temporal client, the
+// Nest in force, the GitLab group and project caches, and the outbox.
+type deps struct {
 	cfg      Config
 	log      *slog.Logger
 	store    store.Store
@@ -136,25 +163,61 @@ type MotherGoose struct {
 	cache    *SecretCache
 	groups   *groupCache
 	projects *projectIndex
-	fetch    NestFetcher
+}
 
+// Ingest is the webhook flow: GitLab event to intent (events.go,
+// scope.go, match.go, announce.go, dispatch.go).
+type Ingest struct {
+	*deps
+	nests *NestSync
+}
+
+// NestSync applies the Nest and follows its repository (nest.go,
+// nestsource.go, jobs.go's schedules).
+type NestSync struct {
+	*deps
+	fetch NestFetcher
 	// nestCommit is the Nest repository commit in force; rejected the
 	// last commit found invalid, not fetched again until the head moves.
 	nestCommit atomic.Pointer[string]
 	rejected   atomic.Pointer[string]
-
 	// applyMu serialises Nest applications.
 	applyMu sync.Mutex
+}
+
+// Agents answers runner agents (agents.go, tokenconfirm.go).
+type Agents struct {
+	*deps
+	// tokens caches token versions for agents' heartbeats.
+	tokens tokenVersions
+}
+
+// Operations carries out what operators and self-management jobs ask
+// (pools.go, runners.go, sweep.go, resend.go, webhooks.go, cost.go,
+// eggrunner.go, projects.go's hooks, nestupdate.go).
+type Operations struct {
+	*deps
+	ingest *Ingest
+	nests  *NestSync
 	// hooks remembers, per hook, when a sweep last asked GitLab to test
 	// it, so disabled hooks are tested at most every hookTestSpacing.
 	hooks hookMemory
 	// resends is what sweeps read of the hooks' delivery logs: the
 	// cursor and the failed deliveries to resend (resend.go).
 	resends resendMemory
-	// tokens caches token versions for agents' heartbeats.
-	tokens  tokenVersions
-	closers []func() error
 }
+
+// Ingest is the webhook flow.
+func (m *MotherGoose) Ingest() *Ingest { return m.ingest }
+
+// NestSync is the flow that applies and follows the Nest.
+func (m *MotherGoose) NestSync() *NestSync { return m.nests }
+
+// Agents is the flow that answers runner agents.
+func (m *MotherGoose) Agents() *Agents { return m.agents }
+
+// Operations is the flow of operators' and self-management jobs' requests.
+func (m *MotherGoose) Operations() *Operations { return m.ops }
 
 type temporalRef struct{ c client.Client }
 
@@ -185,8 +248,11 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	cfg.OutboxMaxBackoff = orDefault(cfg.OutboxMaxBackoff, DefaultOutboxMaxBackoff)
 	cfg.DeliveryRetention = orDefault(cfg.DeliveryRetention, DefaultDeliveryRetention)
 
-	m := &MotherGoose{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, groups: &groupCache{paths: map[groupKey]string{}}, projects: newProjectIndex()}
-	m.nest.Store(cfg.Nest)
+	d := &deps{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, groups: &groupCache{paths: map[groupKey]string{}}, projects: newProjectIndex()}
+	d.nest.Store(cfg.Nest)
+	m := &MotherGoose{deps: d, nests: &NestSync{deps: d}, agents: &Agents{deps: d}}
+	m.ingest = &Ingest{deps: d, nests: m.nests}
+	m.ops = &Operations{deps: d, ingest: m.ingest, nests: m.nests}
 	ok := false
 	defer func() {
 		if !ok {
@@ -229,12 +295,12 @@ func Open(ctx context.Context, cfg Config) (*MotherGoose, error) {
 	}
 	m.SetTemporal(tc)
 
-	if m.fetch = cfg.FetchNest; m.fetch == nil {
-		m.fetch = m.FetchNestFromGitLab
+	if m.nests.fetch = cfg.FetchNest; m.nests.fetch == nil {
+		m.nests.fetch = m.nests.FetchNestFromGitLab
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := m.storeEggConfigs(sctx, cfg.Nest); err != nil {
+	if err := m.nests.storeEggConfigs(sctx, cfg.Nest); err != nil {
 		return nil, fmt.Errorf("mothergoose: %w", err)
 	}
 	ok = true
@@ -251,7 +317,7 @@ func (m *MotherGoose) CollectGauges() error {
 		return fmt.Errorf("mothergoose: %w", err)
 	}
 	var dup prometheus.AlreadyRegisteredError
-	if err := m.metrics.CollectPools(m.poolSamples); err != nil && !errors.As(err, &dup) {
+	if err := m.metrics.CollectPools(m.ops.poolSamples); err != nil && !errors.As(err, &dup) {
 		return fmt.Errorf("mothergoose: %w", err)
 	}
 	return nil
@@ -275,38 +341,38 @@ func (m *MotherGoose) Close() error {
 }
 
 // Store is MotherGoose's store.
-func (m *MotherGoose) Store() store.Store { return m.store }
+func (m *deps) Store() store.Store { return m.store }
 
 // Secrets is the resolver of secret URIs.
-func (m *MotherGoose) Secrets() *secrets.Resolver { return m.secrets }
+func (m *deps) Secrets() *secrets.Resolver { return m.secrets }
 
 // SecretCache is the cache of resolved webhook secrets and tokens.
-func (m *MotherGoose) SecretCache() *SecretCache { return m.cache }
+func (m *deps) SecretCache() *SecretCache { return m.cache }
 
 // Metrics is the process's metrics registry.
-func (m *MotherGoose) Metrics() *metrics.Metrics { return m.metrics }
+func (m *deps) Metrics() *metrics.Metrics { return m.metrics }
 
 // Logger is the process's logger.
-func (m *MotherGoose) Logger() *slog.Logger { return m.log }
+func (m *deps) Logger() *slog.Logger { return m.log }
 
 // GitLabOptions are the options of every GitLab client MotherGoose makes.
-func (m *MotherGoose) GitLabOptions() []gitlab.Option { return m.cfg.GitLabOptions }
+func (m *deps) GitLabOptions() []gitlab.Option { return m.cfg.GitLabOptions }
 
 // TemporalTimeout bounds one Temporal call of a request.
-func (m *MotherGoose) TemporalTimeout() time.Duration { return m.cfg.TemporalTimeout }
+func (m *deps) TemporalTimeout() time.Duration { return m.cfg.TemporalTimeout }
 
 // SetTemporal replaces the Temporal client, for a process that reconnects.
-func (m *MotherGoose) SetTemporal(c client.Client) { m.temporal.Store(&temporalRef{c}) }
+func (m *deps) SetTemporal(c client.Client) { m.temporal.Store(&temporalRef{c}) }
 
 // Temporal is the current Temporal client, nil if there is none.
-func (m *MotherGoose) Temporal() client.Client { return m.temporal.Load().c }
+func (m *deps) Temporal() client.Client { return m.temporal.Load().c }
 
 // Nest is the Nest in force, never nil.
-func (m *MotherGoose) Nest() *fly.Nest {
+func (m *deps) Nest() *fly.Nest {
 	if n := m.nest.Load(); n != nil {
 		return n
 	}
 	return &fly.Nest{}
 }
 
-func (m *MotherGoose) now() time.Time { return m.cfg.Now() }
+func (m *deps) now() time.Time { return m.cfg.Now() }

@@ -66,7 +66,7 @@ type ApplyResult struct {
 // warnings in the result. commit is the Nest repository commit it was read
 // at ("" when not read from the repository); reason says why it is applied,
 // for the audit log.
-func (m *MotherGoose) ApplyNest(ctx context.Context, nest *fly.Nest, commit, reason string) (ApplyResult, error) {
+func (m *NestSync) ApplyNest(ctx context.Context, nest *fly.Nest, commit, reason string) (ApplyResult, error) {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 	res := ApplyResult{Commit: commit}
@@ -133,7 +133,7 @@ func (m *MotherGoose) ApplyNest(ctx context.Context, nest *fly.Nest, commit, rea
 
 // NestCommit is the commit of the Nest in force, "" when it was not read
 // from the Nest repository.
-func (m *MotherGoose) NestCommit() string {
+func (m *NestSync) NestCommit() string {
 	if p := m.nestCommit.Load(); p != nil {
 		return *p
 	}
@@ -142,7 +142,7 @@ func (m *MotherGoose) NestCommit() string {
 
 // storeEggConfigs writes a Nest's eggs to the store, so runners and
 // workflows can read the configuration they were made with.
-func (m *MotherGoose) storeEggConfigs(ctx context.Context, nest *fly.Nest) error {
+func (m *NestSync) storeEggConfigs(ctx context.Context, nest *fly.Nest) error {
 	for _, egg := range nest.Eggs {
 		spec, err := json.Marshal(egg)
 		if err != nil {
@@ -156,7 +156,7 @@ func (m *MotherGoose) storeEggConfigs(ctx context.Context, nest *fly.Nest) error
 }
 
 // syncPool starts an egg's pool or gives the running one the egg's spec.
-func (m *MotherGoose) syncPool(ctx context.Context, nest *fly.Nest, egg *fly.Egg) error {
+func (m *NestSync) syncPool(ctx context.Context, nest *fly.Nest, egg *fly.Egg) error {
 	cloud := egg.Runner.Clouds[0]
 	in, err := SignalWithStartIntent(contract.PoolWorkflowID(egg.Name), contract.SignalPoolSpec, *egg, contract.WorkflowPool, contract.PoolInput{
 		Egg: *egg, Cloud: cloud, Provider: nest.MotherGoose.Providers[cloud], Providers: eggProviders(nest, egg),
@@ -168,7 +168,7 @@ func (m *MotherGoose) syncPool(ctx context.Context, nest *fly.Nest, egg *fly.Egg
 }
 
 // syncGate gives a serverless egg's running gate the egg's spec.
-func (m *MotherGoose) syncGate(ctx context.Context, egg *fly.Egg) []string {
+func (m *NestSync) syncGate(ctx context.Context, egg *fly.Egg) []string {
 	in, err := SignalIntent(contract.GateWorkflowID(egg.Name), contract.SignalGateSpec, *egg)
 	if err == nil {
 		_, err = m.deliver(ctx, in)
@@ -180,7 +180,7 @@ func (m *MotherGoose) syncGate(ctx context.Context, egg *fly.Egg) []string {
 }
 
 // drainPool retires every runner of a pool whose egg left the Nest.
-func (m *MotherGoose) drainPool(ctx context.Context, egg string) error {
+func (m *NestSync) drainPool(ctx context.Context, egg string) error {
 	tc := m.Temporal()
 	if tc == nil {
 		return errNoTemporal
@@ -205,7 +205,7 @@ func (m *MotherGoose) drainPool(ctx context.Context, egg string) error {
 // invalid Nest is audited with its diagnostics and returned as an
 // *InvalidNestError; the Nest in force stays. reason says what asked
 // (a push, a poll).
-func (m *MotherGoose) ReloadNest(ctx context.Context, ref, reason string) (ApplyResult, error) {
+func (m *NestSync) ReloadNest(ctx context.Context, ref, reason string) (ApplyResult, error) {
 	nest, commit, err := m.fetch(ctx, ref)
 	var invalid *InvalidNestError
 	if errors.As(err, &invalid) {
@@ -229,7 +229,7 @@ func (m *MotherGoose) ReloadNest(ctx context.Context, ref, reason string) (Apply
 // to deliver. When a nest_update job rules the Nest, it follows the commit
 // the job accepted instead (see NestCommitRecord). It does nothing when
 // the Nest names no repository.
-func (m *MotherGoose) RunNestSync(ctx context.Context, interval time.Duration) {
+func (m *NestSync) RunNestSync(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -266,7 +266,7 @@ func (m *MotherGoose) RunNestSync(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func (m *MotherGoose) rejectedCommit() string {
+func (m *NestSync) rejectedCommit() string {
 	if p := m.rejected.Load(); p != nil {
 		return *p
 	}

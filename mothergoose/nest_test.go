@@ -99,12 +99,12 @@ func TestReloadNestFromGitLab(t *testing.T) {
 	if second == first {
 		t.Fatal("the commits have one SHA")
 	}
-	applied, err := mg.ReloadNest(ctx, second, "push")
+	applied, err := mg.NestSync().ReloadNest(ctx, second, "push")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if applied.Commit != second || applied.Eggs != 1 || mg.NestCommit() != second {
-		t.Errorf("applied %+v, commit in force %s", applied, mg.NestCommit())
+	if applied.Commit != second || applied.Eggs != 1 || mg.NestSync().NestCommit() != second {
+		t.Errorf("applied %+v, commit in force %s", applied, mg.NestSync().NestCommit())
 	}
 	if egg, _ := mg.Nest().Egg("web"); egg == nil || egg.Runner.Memory != 2*fly.GiB {
 		t.Errorf("egg in force: %+v", egg)
@@ -113,13 +113,13 @@ func TestReloadNestFromGitLab(t *testing.T) {
 	// An invalid push: nothing changes, and the audit log says why.
 	broken := nestFiles(host, "lots")
 	third := gl.Commit(repo.ID, "main", "broken", broken)
-	_, err = mg.ReloadNest(ctx, "main", "push")
+	_, err = mg.NestSync().ReloadNest(ctx, "main", "push")
 	var invalid *mothergoose.InvalidNestError
 	if !errors.As(err, &invalid) || invalid.Commit != third || !strings.Contains(invalid.Diagnostics, "Eggs/web/config.fly") {
 		t.Fatalf("invalid Nest: %v", err)
 	}
-	if egg, _ := mg.Nest().Egg("web"); egg.Runner.Memory != 2*fly.GiB || mg.NestCommit() != second {
-		t.Errorf("the invalid Nest replaced the one in force: %+v at %s", egg.Runner, mg.NestCommit())
+	if egg, _ := mg.Nest().Egg("web"); egg.Runner.Memory != 2*fly.GiB || mg.NestSync().NestCommit() != second {
+		t.Errorf("the invalid Nest replaced the one in force: %+v at %s", egg.Runner, mg.NestSync().NestCommit())
 	}
 	audit, err := st.ListAudit(ctx, store.AuditFilter{})
 	if err != nil {

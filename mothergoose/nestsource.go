@@ -57,7 +57,7 @@ func nestGitLab(n *fly.Nest) (fly.GitLab, error) {
 	return g, nil
 }
 
-func (m *MotherGoose) nestClient(ctx context.Context) (*gitlab.Client, string, error) {
+func (m *NestSync) nestClient(ctx context.Context) (*gitlab.Client, string, error) {
 	n := m.Nest()
 	src := n.MotherGoose.Nest
 	if src.Project == "" {
@@ -76,7 +76,7 @@ func (m *MotherGoose) nestClient(ctx context.Context) (*gitlab.Client, string, e
 }
 
 // nestHead is the commit at the head of the Nest repository's ref.
-func (m *MotherGoose) nestHead(ctx context.Context) (string, error) {
+func (m *NestSync) nestHead(ctx context.Context) (string, error) {
 	c, project, err := m.nestClient(ctx)
 	if err != nil {
 		return "", err
@@ -94,7 +94,7 @@ func (m *MotherGoose) nestHead(ctx context.Context) (string, error) {
 // the nest block's token, unpacks it into a temporary directory and loads
 // it as gosling validate does, with the variables the server was started
 // with. A Nest with errors is an *InvalidNestError.
-func (m *MotherGoose) FetchNestFromGitLab(ctx context.Context, ref string) (*fly.Nest, string, error) {
+func (m *NestSync) FetchNestFromGitLab(ctx context.Context, ref string) (*fly.Nest, string, error) {
 	c, project, err := m.nestClient(ctx)
 	if err != nil {
 		return nil, "", err

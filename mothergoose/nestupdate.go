@@ -51,13 +51,19 @@ func ScheduledNestUpdate(nest *fly.Nest) (string, bool) {
 	return "", false
 }
 
+// UpdateNest is NestSync.UpdateNest as an operation: the self-management
+// job that updates the Nest on a schedule asks it here.
+func (m *Operations) UpdateNest(ctx context.Context, in contract.NestUpdateInput) (contract.NestUpdateResult, error) {
+	return m.nests.UpdateNest(ctx, in)
+}
+
 // UpdateNest is a nest_update run: it fetches the Nest repository at in.Ref
 // through the GitLab API, validates it, applies it in this process (see
 // ApplyNest) and records the commit for every server (NestCommitRecord).
 // An invalid Nest is not an error: the result says Invalid, with the
 // diagnostics, and the audit log has them (nest-invalid). Errors are for a
 // Nest that could not be fetched or a store that cannot take it.
-func (m *MotherGoose) UpdateNest(ctx context.Context, in contract.NestUpdateInput) (contract.NestUpdateResult, error) {
+func (m *NestSync) UpdateNest(ctx context.Context, in contract.NestUpdateInput) (contract.NestUpdateResult, error) {
 	ref := in.Ref
 	if ref == "" {
 		ref = nestRef(m.Nest())
@@ -97,7 +103,7 @@ func (m *MotherGoose) UpdateNest(ctx context.Context, in contract.NestUpdateInpu
 
 // recordedNestCommit is the commit a nest_update job accepted last, "" when
 // none did.
-func (m *MotherGoose) recordedNestCommit(ctx context.Context) (string, error) {
+func (m *NestSync) recordedNestCommit(ctx context.Context) (string, error) {
 	ps, err := m.store.ListPolicies(ctx)
 	if err != nil {
 		return "", err
@@ -112,7 +118,7 @@ func (m *MotherGoose) recordedNestCommit(ctx context.Context) (string, error) {
 
 // followRecordedNest puts the recorded commit in force in this process
 // when it is not already, for RunNestSync.
-func (m *MotherGoose) followRecordedNest(ctx context.Context, job string) {
+func (m *NestSync) followRecordedNest(ctx context.Context, job string) {
 	commit, err := m.recordedNestCommit(ctx)
 	if err != nil {
 		m.log.WarnContext(ctx, "read the accepted Nest commit", "error", err)

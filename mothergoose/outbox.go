@@ -121,7 +121,7 @@ func call(ctx context.Context, c client.Client, in Intent) (outcome, error) {
 // Config.OutboxMaxBackoff.
 const outboxFirstBackoff = time.Second
 
-func (m *MotherGoose) outboxBackoff(attempts int) time.Duration {
+func (m *deps) outboxBackoff(attempts int) time.Duration {
 	d := outboxFirstBackoff
 	for i := 1; i < attempts && d < m.cfg.OutboxMaxBackoff; i++ {
 		d *= 2
@@ -130,7 +130,7 @@ func (m *MotherGoose) outboxBackoff(attempts int) time.Duration {
 }
 
 // enqueue writes an intent to the outbox.
-func (m *MotherGoose) enqueue(ctx context.Context, in Intent, cause error) (int64, error) {
+func (m *deps) enqueue(ctx context.Context, in Intent, cause error) (int64, error) {
 	payload, err := json.Marshal(in)
 	if err != nil {
 		return 0, err
@@ -161,7 +161,7 @@ const pruneEvery = time.Hour
 // twice, which signal-with-start and job-status signals tolerate. It also
 // prunes webhook delivery keys and delivered entries older than
 // Config.DeliveryRetention, hourly.
-func (m *MotherGoose) RunOutbox(ctx context.Context) {
+func (m *deps) RunOutbox(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var pruned time.Time
@@ -194,7 +194,7 @@ func (m *MotherGoose) RunOutbox(ctx context.Context) {
 
 // drainOutbox delivers what is due and returns how long to wait before
 // looking again.
-func (m *MotherGoose) drainOutbox(ctx context.Context) time.Duration {
+func (m *deps) drainOutbox(ctx context.Context) time.Duration {
 	for ctx.Err() == nil {
 		entries, err := m.store.DueOutbox(ctx, m.now(), outboxBatch)
 		if err != nil {
@@ -223,7 +223,7 @@ func (m *MotherGoose) drainOutbox(ctx context.Context) time.Duration {
 
 // deliverEntry replays one entry. stop says the round must end (Temporal
 // is unreachable) and wait how long until the entry is due again.
-func (m *MotherGoose) deliverEntry(ctx context.Context, e store.OutboxEntry) (wait time.Duration, stop bool) {
+func (m *deps) deliverEntry(ctx context.Context, e store.OutboxEntry) (wait time.Duration, stop bool) {
 	var in Intent
 	err := json.Unmarshal(e.Payload, &in)
 	var res outcome
@@ -258,4 +258,41 @@ func (m *MotherGoose) deliverEntry(ctx context.Context, e store.OutboxEntry) (wa
 	// Temporal refused this entry; the others may still go through.
 	m.log.ErrorContext(ctx, "outbox: temporal refused an entry, retrying later", "outbox_id", e.ID, "workflow_id", e.Key, "retry_in", backoff.String(), "error", err)
 	return 0, false
+}
+
+// deliver makes an intent's Temporal call, or queues it in the outbox when
+// Temporal cannot be reached in time, or when earlier calls about the same
+// workflow wait there (they go first).
+func (m *deps) deliver(ctx context.Context, in Intent) (*Result, error) {
+	queue := func(cause error) (*Result, error) {
+		id, err := m.enqueue(ctx, in, cause)
+		if err != nil {
+			return nil, unavailable("temporal and store unavailable", "the event could be neither delivered nor queued; resend it", err)
+		}
+		return &Result{Status: StatusQueued, WorkflowID: in.WorkflowID, OutboxID: id}, nil
+	}
+	pending, err := m.store.OutboxPending(ctx, in.WorkflowID)
+	if err != nil {
+		return nil, unavailable("store unavailable", "resend the event", err)
+	}
+	if pending {
+		return queue(nil)
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.TemporalTimeout)
+	defer cancel()
+	res, err := call(cctx, m.Temporal(), in)
+	switch {
+	case err != nil && Unreachable(err):
+		return queue(err)
+	case err != nil:
+		return nil, err
+	}
+	resp := &Result{Status: StatusAccepted, WorkflowID: in.WorkflowID}
+	switch res {
+	case outcomeNoWorkflow:
+		resp.Reason = "no workflow is waiting for this job"
+	case outcomeFinished:
+		resp.Reason = "its workflow has finished already"
+	}
+	return resp, nil
 }

@@ -20,7 +20,7 @@ import (
 const ActorAPI = "api"
 
 // poolEgg is the egg of a pool request, which must have a pool.
-func (m *MotherGoose) poolEgg(name string) (*fly.Egg, client.Client, error) {
+func (m *Operations) poolEgg(name string) (*fly.Egg, client.Client, error) {
 	egg, ok := m.Nest().Egg(name)
 	if !ok {
 		return nil, nil, errorf(KindNotFound, "not found", "no egg %s in the Nest", truncate(name, 100))
@@ -48,7 +48,7 @@ func poolError(egg string, err error) error {
 // contract.QueryGateStatus): its running and waiting jobs, and the jobs no
 // runner of the egg will take. Errors: KindNotFound for an egg that is
 // not in the Nest or has a pool, or whose gate is not running.
-func (m *MotherGoose) GateStatus(ctx context.Context, egg string) (contract.GateStatus, error) {
+func (m *Operations) GateStatus(ctx context.Context, egg string) (contract.GateStatus, error) {
 	var st contract.GateStatus
 	e, ok := m.Nest().Egg(egg)
 	if !ok {
@@ -77,7 +77,7 @@ func (m *MotherGoose) GateStatus(ctx context.Context, egg string) (contract.Gate
 // PoolStatus asks an egg's pool workflow for its status (query
 // contract.QueryPoolStatus). Errors: KindNotFound for an egg without a
 // running pool; Temporal's own when it cannot be reached.
-func (m *MotherGoose) PoolStatus(ctx context.Context, egg string) (contract.PoolStatus, error) {
+func (m *Operations) PoolStatus(ctx context.Context, egg string) (contract.PoolStatus, error) {
 	var st contract.PoolStatus
 	e, tc, err := m.poolEgg(egg)
 	if err != nil {
@@ -95,7 +95,7 @@ func (m *MotherGoose) PoolStatus(ctx context.Context, egg string) (contract.Pool
 // ScalePool sets temporary limits on a pool (update
 // contract.UpdatePoolScale) and returns the limits in force. The pool's
 // validator refusing them is KindRefused. The change is audited with actor.
-func (m *MotherGoose) ScalePool(ctx context.Context, egg string, req contract.PoolScale, actor string) (contract.PoolLimits, error) {
+func (m *Operations) ScalePool(ctx context.Context, egg string, req contract.PoolScale, actor string) (contract.PoolLimits, error) {
 	var out contract.PoolLimits
 	err := m.updatePool(ctx, egg, contract.UpdatePoolScale, &out, req)
 	if err == nil {
@@ -107,7 +107,7 @@ func (m *MotherGoose) ScalePool(ctx context.Context, egg string, req contract.Po
 // DrainPool retires every runner of a pool once it has no job (update
 // contract.UpdatePoolDrain) and returns how many it retires. The drain is
 // audited with actor.
-func (m *MotherGoose) DrainPool(ctx context.Context, egg, actor string) (int, error) {
+func (m *Operations) DrainPool(ctx context.Context, egg, actor string) (int, error) {
 	var retired int
 	err := m.updatePool(ctx, egg, contract.UpdatePoolDrain, &retired)
 	if err == nil {
@@ -118,14 +118,14 @@ func (m *MotherGoose) DrainPool(ctx context.Context, egg, actor string) (int, er
 
 // audit appends a record stamped now; a failure is logged, not returned:
 // the change it records has been made.
-func (m *MotherGoose) audit(ctx context.Context, rec store.AuditRecord) {
+func (m *deps) audit(ctx context.Context, rec store.AuditRecord) {
 	rec.At = m.now()
 	if _, err := m.store.AppendAudit(context.WithoutCancel(ctx), rec); err != nil {
 		m.log.ErrorContext(ctx, "audit", "action", rec.Action, "egg", rec.Egg, "runner", rec.RunnerID, "error", err)
 	}
 }
 
-func (m *MotherGoose) updatePool(ctx context.Context, egg, name string, result any, args ...any) error {
+func (m *Operations) updatePool(ctx context.Context, egg, name string, result any, args ...any) error {
 	e, tc, err := m.poolEgg(egg)
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ const poolListPage = 1000
 // poolSamples reads every running pool's published figures
 // (contract.MemoPoolFigures) with one visibility list per 1,000 pools: a
 // scrape makes no call per pool.
-func (m *MotherGoose) poolSamples(ctx context.Context) ([]metrics.PoolSample, error) {
+func (m *Operations) poolSamples(ctx context.Context) ([]metrics.PoolSample, error) {
 	tc := m.Temporal()
 	if tc == nil {
 		return nil, errNoTemporal

@@ -198,7 +198,7 @@ func (x *projectIndex) replace(entries map[eggKey]*eggProjects) {
 // (404 or 403: gone, or out of the token's sight) and paths that moved;
 // err is a failure that asking again may cure (GitLab or the token's
 // secret unreachable), with the listings not asked left unresolved.
-func (m *MotherGoose) resolveEggProjects(ctx context.Context, egg *fly.Egg) (e *eggProjects, warnings []string, err error) {
+func (m *deps) resolveEggProjects(ctx context.Context, egg *fly.Egg) (e *eggProjects, warnings []string, err error) {
 	e = &eggProjects{version: egg.Version, paths: map[int64]string{}, resolved: make([]bool, len(egg.Projects)), tried: m.now()}
 	c, err := m.gitlabClient(ctx, egg)
 	if err != nil {
@@ -242,7 +242,7 @@ func (m *MotherGoose) resolveEggProjects(ctx context.Context, egg *fly.Egg) (e *
 // each is also logged and audited against its egg. A host whose GitLab
 // fails is not asked again in this application: its eggs are resolved
 // later, when a webhook needs them.
-func (m *MotherGoose) indexProjects(ctx context.Context, nest *fly.Nest) []string {
+func (m *deps) indexProjects(ctx context.Context, nest *fly.Nest) []string {
 	entries := map[eggKey]*eggProjects{}
 	down := map[string]error{}
 	var warnings []string
@@ -274,7 +274,7 @@ func (m *MotherGoose) indexProjects(ctx context.Context, nest *fly.Nest) []strin
 
 // resolveStale resolves, while a webhook waits, the eggs on host whose
 // projects GitLab has not answered for. It returns the last failure.
-func (m *MotherGoose) resolveStale(ctx context.Context, host string, eggs []*fly.Egg) error {
+func (m *deps) resolveStale(ctx context.Context, host string, eggs []*fly.Egg) error {
 	var lastErr error
 	for _, egg := range m.projects.stale(eggs, m.now()) {
 		e, ws, err := m.resolveEggProjects(ctx, egg)
@@ -292,7 +292,7 @@ func (m *MotherGoose) resolveStale(ctx context.Context, host string, eggs []*fly
 
 // projectWarning logs and audits a warning about an egg's projects and
 // returns it.
-func (m *MotherGoose) projectWarning(ctx context.Context, egg *fly.Egg, warning string) string {
+func (m *deps) projectWarning(ctx context.Context, egg *fly.Egg, warning string) string {
 	m.log.WarnContext(ctx, "egg project", "egg", egg.Name, "warning", warning)
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: "egg-projects", Egg: egg.Name, Reason: warning})
 	return warning
@@ -311,7 +311,7 @@ type projectCreation struct {
 // secret the delivery carries. nil when the event is another one, or no
 // bucket serves the project; an error when a group lookup that might have
 // found it failed.
-func (m *MotherGoose) projectCreated(ctx context.Context, d *delivery, eggs []*fly.Egg) (*projectCreation, error) {
+func (m *Ingest) projectCreated(ctx context.Context, d *delivery, eggs []*fly.Egg) (*projectCreation, error) {
 	h := d.hook
 	if h.EventName != "project_create" || h.ProjectID <= 0 || h.ProjectPath == "" {
 		return nil, nil
@@ -340,7 +340,7 @@ func (m *MotherGoose) projectCreated(ctx context.Context, d *delivery, eggs []*f
 // created in a bucket's group (contract.ProjectHookWorkflowID: a resent
 // event joins it), so that the webhook path writes nothing to GitLab. The
 // workflow adds the bucket's hook and audits it.
-func (m *MotherGoose) processProjectCreate(ctx context.Context, d *delivery, pc *projectCreation) (*Result, error) {
+func (m *Ingest) processProjectCreate(ctx context.Context, d *delivery, pc *projectCreation) (*Result, error) {
 	wfID := contract.ProjectHookWorkflowID(pc.egg.GitLab.Host, pc.projectID)
 	if d.URL == "" {
 		m.auditProjectHook(ctx, pc.egg.Name, contract.AuditProjectHookFailed, projectCreationText(pc)+"; its hook was not added: the URL of the webhook endpoint is unknown")
@@ -373,7 +373,7 @@ func projectCreationText(pc *projectCreation) string {
 // and audits what was done (project-hook-add). It is the AddProjectHook
 // workflow's activity. Errors: GitLab's (*gitlab.APIError) and the
 // secrets' as they come.
-func (m *MotherGoose) AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error) {
+func (m *Operations) AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error) {
 	egg := &in.Egg
 	hookID, existed, err := m.addProjectHook(ctx, egg, in.ProjectID, in.URL)
 	if err != nil {
@@ -388,12 +388,12 @@ func (m *MotherGoose) AddProjectHook(ctx context.Context, in contract.ProjectHoo
 	return contract.ProjectHookResult{HookID: hookID, Existed: existed}, nil
 }
 
-func (m *MotherGoose) auditProjectHook(ctx context.Context, egg, action, reason string) {
+func (m *deps) auditProjectHook(ctx context.Context, egg, action, reason string) {
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: action, Egg: egg, Reason: reason})
 }
 
 // addProjectHook adds the hook to url on a project, or finds the one there.
-func (m *MotherGoose) addProjectHook(ctx context.Context, egg *fly.Egg, projectID int64, url string) (id int64, existed bool, err error) {
+func (m *Operations) addProjectHook(ctx context.Context, egg *fly.Egg, projectID int64, url string) (id int64, existed bool, err error) {
 	if url == "" {
 		return 0, false, errors.New("the URL of the webhook endpoint is unknown")
 	}

@@ -47,7 +47,7 @@ func TestSweepResendsFailedDeliveries(t *testing.T) {
 	egg.Projects = []fly.ProjectRef{{Path: p.PathWithNamespace}}
 	sweep := func() contract.SweepResult {
 		t.Helper()
-		res, err := e.mg.SweepEgg(ctx, contract.SweepInput{
+		res, err := e.mg.ops.SweepEgg(ctx, contract.SweepInput{
 			Egg: egg, Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 			WebhookURL: e.endpoint.URL + "/webhooks/gitlab", Interval: time.Minute, SkipPendingJobs: true,
 		})

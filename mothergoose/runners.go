@@ -16,7 +16,7 @@ import (
 // EggOf finds the configuration a runner was made with: the egg in the
 // Nest in force, or its last stored configuration if the Nest dropped it.
 // An egg in neither is KindConflict.
-func (m *MotherGoose) EggOf(ctx context.Context, name string) (*fly.Egg, error) {
+func (m *Operations) EggOf(ctx context.Context, name string) (*fly.Egg, error) {
 	if egg, ok := m.Nest().Egg(name); ok {
 		return egg, nil
 	}
@@ -46,7 +46,7 @@ type RunnerRequest struct {
 // no job; any other runner by the DrainRunner workflow (paused in GitLab,
 // then recorded draining), whose result is awaited. Errors: store.ErrNotFound
 // for an unknown runner, KindConflict for one that cannot drain.
-func (m *MotherGoose) DrainRunner(ctx context.Context, runnerID, actor, reason string) (RunnerRequest, error) {
+func (m *Operations) DrainRunner(ctx context.Context, runnerID, actor, reason string) (RunnerRequest, error) {
 	r, err := m.store.GetRunner(ctx, runnerID)
 	if err != nil {
 		return RunnerRequest{}, err
@@ -101,7 +101,7 @@ func (m *MotherGoose) DrainRunner(ctx context.Context, runnerID, actor, reason s
 // DeleteRunner tears a runner down: through its pool when a pool owns it,
 // else with the DeprovisionRunner workflow, which is started and not
 // awaited. The workflow records the teardown; the request is audited.
-func (m *MotherGoose) DeleteRunner(ctx context.Context, runnerID, actor, reason string) (RunnerRequest, error) {
+func (m *Operations) DeleteRunner(ctx context.Context, runnerID, actor, reason string) (RunnerRequest, error) {
 	r, err := m.store.GetRunner(ctx, runnerID)
 	if err != nil {
 		return RunnerRequest{}, err
@@ -135,7 +135,7 @@ func (m *MotherGoose) DeleteRunner(ctx context.Context, runnerID, actor, reason 
 
 // askPool asks the pool that owns a runner to act on it. asked is false
 // when that pool is not running (the caller acts itself).
-func (m *MotherGoose) askPool(ctx context.Context, r *store.Runner, action, actor, reason string) (RunnerRequest, bool, error) {
+func (m *Operations) askPool(ctx context.Context, r *store.Runner, action, actor, reason string) (RunnerRequest, bool, error) {
 	tc := m.Temporal()
 	if tc == nil {
 		return RunnerRequest{}, true, errNoTemporal

@@ -25,7 +25,7 @@ const auditRefused = "webhook-refused"
 // refuse audits a delivery refused by a scoping check and returns the
 // error it is answered with: kind KindNotFound (404, result unknown_job)
 // or KindConflict (409, foreign_job, a job of another project).
-func (m *MotherGoose) refuse(ctx context.Context, d *delivery, kind Kind, result, detail string) error {
+func (m *Ingest) refuse(ctx context.Context, d *delivery, kind Kind, result, detail string) error {
 	m.auditRefusal(ctx, d, detail)
 	msg := "unknown job"
 	if kind == KindConflict {
@@ -36,7 +36,7 @@ func (m *MotherGoose) refuse(ctx context.Context, d *delivery, kind Kind, result
 
 // auditRefusal logs and audits what a delivery was refused, against the
 // egg whose secret carried it.
-func (m *MotherGoose) auditRefusal(ctx context.Context, d *delivery, detail string) {
+func (m *Ingest) auditRefusal(ctx context.Context, d *delivery, detail string) {
 	m.log.WarnContext(ctx, "webhook refused", "egg", d.egg.Name, "event", d.hook.Event, "project", d.hook.ProjectID, "reason", detail)
 	m.audit(ctx, store.AuditRecord{Actor: contract.ActorMotherGoose, Action: auditRefused, Egg: d.egg.Name,
 		Reason: truncate(fmt.Sprintf("%s of project %d: %s", d.hook.Event, d.hook.ProjectID, detail), 1000)})
@@ -49,7 +49,7 @@ func (m *MotherGoose) auditRefusal(ctx context.Context, d *delivery, detail stri
 // /projects/:id/jobs/:job_id), and one GitLab does not have there is
 // refused, leaving no row behind. GitLab's answer is returned for a new
 // job (nil for a known one).
-func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) (*gitlab.Job, error) {
+func (m *Ingest) confirmJob(ctx context.Context, d *delivery, jobID int64) (*gitlab.Job, error) {
 	stored, err := m.store.GetJob(ctx, d.Host, jobID)
 	if err == nil && stored.ProjectID == 0 {
 		// Recorded from a runner's report alone, which names no
@@ -95,7 +95,7 @@ func (m *MotherGoose) confirmJob(ctx context.Context, d *delivery, jobID int64) 
 // call: GET /projects/:id/pipelines/:pipeline_id/jobs). A pipeline GitLab
 // does not have in the project refuses the whole hook. dropped counts the
 // builds left out.
-func (m *MotherGoose) confirmBuilds(ctx context.Context, d *delivery) (kept []PipelineBuild, dropped int, err error) {
+func (m *Ingest) confirmBuilds(ctx context.Context, d *delivery) (kept []PipelineBuild, dropped int, err error) {
 	p := d.hook.Pipeline
 	var unknown []PipelineBuild
 	for _, b := range p.Builds {
@@ -150,7 +150,7 @@ func (m *MotherGoose) confirmBuilds(ctx context.Context, d *delivery) (kept []Pi
 // and GitLab must say that the job ran on the runner the hook names (the
 // job read from the hook's project with the egg's token, so neither the
 // job nor the runner can be another egg's).
-func (m *MotherGoose) failureBlamesRunner(ctx context.Context, d *delivery, r *store.Runner, jobID, gitlabRunnerID int64) (bool, string, error) {
+func (m *Ingest) failureBlamesRunner(ctx context.Context, d *delivery, r *store.Runner, jobID, gitlabRunnerID int64) (bool, string, error) {
 	if r.Egg != d.egg.Name {
 		return false, fmt.Sprintf("runner %s is another egg's", r.ID), nil
 	}

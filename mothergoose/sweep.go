@@ -73,7 +73,7 @@ func (p sweepProject) label() string {
 // A project that cannot be read is reported in the result's Errors and
 // the pass goes on; the error returned is only for a pass that could not
 // start (no token, no project list).
-func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (contract.SweepResult, error) {
+func (m *Operations) SweepEgg(ctx context.Context, in contract.SweepInput) (contract.SweepResult, error) {
 	egg := in.Egg
 	res := contract.SweepResult{Egg: egg.Name}
 	calls := &atomic.Int64{}
@@ -148,7 +148,7 @@ func (m *MotherGoose) SweepEgg(ctx context.Context, in contract.SweepInput) (con
 
 // sweep is one pass in progress.
 type sweep struct {
-	m      *MotherGoose
+	m      *Operations
 	in     contract.SweepInput
 	c      *gitlab.Client
 	nest   *fly.Nest
@@ -307,7 +307,7 @@ func (sw *sweep) serve(ctx context.Context, p sweepProject, j gitlab.PendingJob)
 
 // sweepProjects lists the projects an egg serves now: those it names and
 // the current projects of its group (archived ones left out).
-func (m *MotherGoose) sweepProjects(ctx context.Context, c *gitlab.Client, egg *fly.Egg) ([]sweepProject, error) {
+func (m *Operations) sweepProjects(ctx context.Context, c *gitlab.Client, egg *fly.Egg) ([]sweepProject, error) {
 	var out []sweepProject
 	seen := map[string]bool{}
 	for _, p := range egg.Projects {
@@ -341,7 +341,7 @@ func (m *MotherGoose) sweepProjects(ctx context.Context, c *gitlab.Client, egg *
 
 // sweepClient is a GitLab client with the egg's token that counts the HTTP
 // requests it makes (retries included) in calls.
-func (m *MotherGoose) sweepClient(ctx context.Context, egg *fly.Egg, calls *atomic.Int64) (*gitlab.Client, error) {
+func (m *Operations) sweepClient(ctx context.Context, egg *fly.Egg, calls *atomic.Int64) (*gitlab.Client, error) {
 	token, err := m.cache.get(ctx, egg.GitLab.Token)
 	if err != nil {
 		return nil, fmt.Errorf("GitLab token of egg %s: %w", egg.Name, err)

@@ -122,7 +122,7 @@ func (e *sweepEnv) egg(name string) fly.Egg {
 
 func (e *sweepEnv) sweep(egg fly.Egg) contract.SweepResult {
 	e.t.Helper()
-	res, err := e.mg.SweepEgg(context.Background(), contract.SweepInput{
+	res, err := e.mg.ops.SweepEgg(context.Background(), contract.SweepInput{
 		Egg: egg, Providers: map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal}},
 		WebhookURL: e.endpoint.URL + "/webhooks/gitlab", Interval: time.Minute,
 	})
@@ -321,7 +321,7 @@ func TestSweepKeepsWebhooks(t *testing.T) {
 	}
 	// Once the endpoint answers, a test delivery brings the hook back.
 	e.up.Store(true)
-	e.mg.hooks = hookMemory{}
+	e.mg.ops.hooks = hookMemory{}
 	if res := e.sweep(egg); res.HooksEnabled != 1 {
 		t.Fatalf("pass with the endpoint back %+v", res)
 	}
@@ -395,13 +395,13 @@ func BenchmarkSweepPass(b *testing.B) {
 			WebhookURL: e.endpoint.URL + "/webhooks/gitlab", Interval: time.Minute}
 		ctx := context.Background()
 		start := time.Now()
-		first, err := e.mg.SweepEgg(ctx, in)
+		first, err := e.mg.ops.SweepEgg(ctx, in)
 		firstTook := time.Since(start)
 		if err != nil || first.Found != projects*perProject || first.HooksCreated != projects {
 			b.Fatalf("first pass %+v, %v", first, err)
 		}
 		start = time.Now()
-		steady, err := e.mg.SweepEgg(ctx, in)
+		steady, err := e.mg.ops.SweepEgg(ctx, in)
 		steadyTook := time.Since(start)
 		if err != nil || steady.Found != 0 || steady.Pending != projects*perProject {
 			b.Fatalf("second pass %+v, %v", steady, err)

@@ -45,7 +45,7 @@ type cachedVersion struct {
 // rotation that is not running is not an error. It returns the current
 // version of the runner's token ("" when its backend keeps none) and
 // whether a confirmation was delivered.
-func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, version string) (current string, confirmed bool) {
+func (m *Agents) confirmToken(ctx context.Context, r *store.Runner, version string) (current string, confirmed bool) {
 	if r.TokenRef == "" {
 		return "", false
 	}
@@ -77,7 +77,7 @@ func (m *MotherGoose) confirmToken(ctx context.Context, r *store.Runner, version
 }
 
 // hasVersion tells whether ref's secret has that version.
-func (m *MotherGoose) hasVersion(ctx context.Context, ref fly.SecretRef, version string) bool {
+func (m *Agents) hasVersion(ctx context.Context, ref fly.SecretRef, version string) bool {
 	u, err := ref.Parse()
 	if err != nil {
 		return false
@@ -89,7 +89,7 @@ func (m *MotherGoose) hasVersion(ctx context.Context, ref fly.SecretRef, version
 
 // currentTokenVersion is the current version of a token's secret, cached
 // for the secret TTL; "" when the backend keeps no versions.
-func (m *MotherGoose) currentTokenVersion(ctx context.Context, ref fly.SecretRef) string {
+func (m *Agents) currentTokenVersion(ctx context.Context, ref fly.SecretRef) string {
 	now := m.now()
 	tv := &m.tokens
 	tv.mu.Lock()
@@ -117,7 +117,7 @@ func (m *MotherGoose) currentTokenVersion(ctx context.Context, ref fly.SecretRef
 	return cur
 }
 
-func (m *MotherGoose) firstConfirmation(runnerID, version string) bool {
+func (m *Agents) firstConfirmation(runnerID, version string) bool {
 	tv := &m.tokens
 	tv.mu.Lock()
 	defer tv.mu.Unlock()
@@ -131,7 +131,7 @@ func (m *MotherGoose) firstConfirmation(runnerID, version string) bool {
 	return true
 }
 
-func (m *MotherGoose) forgetConfirmation(runnerID string) {
+func (m *Agents) forgetConfirmation(runnerID string) {
 	tv := &m.tokens
 	tv.mu.Lock()
 	defer tv.mu.Unlock()

@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 		// The sweep and the self-management jobs run MotherGoose's logic
 		// in the worker.
-		a.Activities.MotherGoose = mg
+		a.Activities.MotherGoose = mg.Operations()
 	}
 	for _, q := range cfg.Queues {
 		wo := cfg.Worker

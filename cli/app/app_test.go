@@ -40,7 +40,7 @@ func TestOpenBuildsAProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if a.Activities == nil || a.Activities.MotherGoose != a.MotherGoose || a.Activities.Store != a.MotherGoose.Store() || len(a.Workers) != 1 || a.API == nil {
+	if a.Activities == nil || a.Activities.MotherGoose != a.MotherGoose.Operations() || a.Activities.Store != a.MotherGoose.Store() || len(a.Workers) != 1 || a.API == nil {
 		t.Fatalf("built %+v", a)
 	}
 	rec := httptest.NewRecorder()
