@@ -177,12 +177,12 @@ func (x functionService) CreateVersion(_ context.Context, r *functions.CreateFun
 		return nil, err
 	}
 	for _, sec := range r.GetSecrets() {
-		ls := s.secrets[sec.GetId()]
+		ls := s.lb.Secret(sec.GetId())
 		if ls == nil {
 			return nil, status.Errorf(codes.NotFound, "Secret %s not found", sec.GetId())
 		}
-		entries, ok := s.payloads[sec.GetVersionId()]
-		if !ok {
+		entries, err := s.lb.Payload(sec.GetId(), sec.GetVersionId())
+		if err != nil || sec.GetVersionId() == "" {
 			return nil, status.Errorf(codes.NotFound, "Version %s of secret %s not found", sec.GetVersionId(), sec.GetId())
 		}
 		if !slices.ContainsFunc(entries, func(e *lockbox.Payload_Entry) bool { return e.GetKey() == sec.GetKey() }) {

@@ -4,7 +4,8 @@
 // Manager folder access bindings, Compute Cloud instances (compute.go),
 // Serverless Containers, Cloud Functions
 // and their versions, timer triggers, API Gateway, YDB databases, Lockbox
-// secrets, their access bindings and payloads, Compute's instance groups
+// secrets, their access bindings and payloads (the one Lockbox stand-in,
+// internal/secrets/lockboxtest's, served here), Compute's instance groups
 // and images (the Container-Optimized Image family), VPC subnets,
 // operations), answering with the real
 // messages, long-running operations that finish when first polled, and
@@ -24,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/secrets/lockboxtest"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
 	compute "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1"
 	ig "github.com/yandex-cloud/go-genproto/yandex/cloud/compute/v1/instancegroup"
@@ -66,8 +68,7 @@ type Server struct {
 	cts        map[string]*containers.Container
 	revs       map[string][]*containers.Revision // by container, newest first
 	dbs        map[string]*ydb.Database
-	secrets    map[string]*lockbox.Secret
-	payloads   map[string][]*lockbox.Payload_Entry // by version
+	lb         *lockboxtest.Lockbox
 	triggers   map[string]*triggers.Trigger
 	gateways   map[string]*apigw.ApiGateway
 	specs      map[string]string // OpenAPI specs by gateway
@@ -102,7 +103,7 @@ func New(iamToken string) (*Server, error) {
 		Addr: lis.Addr().String(), token: iamToken, calls: map[string]int{}, fail: map[string]int{}, denied: map[string]bool{},
 		quotas: map[string]int{}, ops: map[string]*operation.Operation{}, sas: map[string]*iam.ServiceAccount{},
 		bindings: map[string][]*access.AccessBinding{}, cts: map[string]*containers.Container{}, revs: map[string][]*containers.Revision{},
-		dbs: map[string]*ydb.Database{}, secrets: map[string]*lockbox.Secret{}, payloads: map[string][]*lockbox.Payload_Entry{},
+		dbs:      map[string]*ydb.Database{},
 		triggers: map[string]*triggers.Trigger{}, gateways: map[string]*apigw.ApiGateway{}, specs: map[string]string{}, issued: map[string]bool{},
 		fns: map[string]*functions.Function{}, fnVers: map[string][]*functions.Version{}, fnCode: map[string][]byte{},
 		images: map[string]*compute.Image{}, subnets: map[string]*vpc.Subnet{}, igs: map[string]*igState{},
@@ -115,8 +116,8 @@ func New(iamToken string) (*Server, error) {
 	rm.RegisterFolderServiceServer(s.grpc, folderService{s: s})
 	containers.RegisterContainerServiceServer(s.grpc, containerService{s: s})
 	ydb.RegisterDatabaseServiceServer(s.grpc, dbService{s: s})
-	lockbox.RegisterSecretServiceServer(s.grpc, secretService{s: s})
-	lockbox.RegisterPayloadServiceServer(s.grpc, payloadService{s: s})
+	s.lb = lockboxtest.NewLockbox(lockboxHost{s})
+	s.lb.RegisterServices(s.grpc)
 	operation.RegisterOperationServiceServer(s.grpc, opService{s: s})
 	triggers.RegisterTriggerServiceServer(s.grpc, triggerService{s: s})
 	apigw.RegisterApiGatewayServiceServer(s.grpc, gatewayService{s: s})
@@ -191,12 +192,7 @@ func (s *Server) Counts() (sas, cts, dbs int) {
 func (s *Server) Secret(name string) *lockbox.Secret {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, sec := range s.secrets {
-		if sec.Name == name {
-			return proto.Clone(sec).(*lockbox.Secret)
-		}
-	}
-	return nil
+	return s.lb.Named(name)
 }
 
 // Triggers returns the folder's triggers.
@@ -611,141 +607,21 @@ func (x dbService) Update(_ context.Context, r *ydb.UpdateDatabaseRequest) (*ope
 
 // ---- Lockbox ----
 
-type secretService struct {
-	lockbox.UnimplementedSecretServiceServer
-	s *Server
-}
+// lockboxHost serves Lockbox (lockboxtest.Lockbox) from this server: the
+// interceptor has authenticated the call and holds s.mu; IDs, operations
+// and access bindings are the server's own.
+type lockboxHost struct{ s *Server }
 
-func (x secretService) addVersion(sec *lockbox.Secret, entries []*lockbox.PayloadEntryChange) *lockbox.Version {
-	s := x.s
-	v := &lockbox.Version{Id: s.id("e6qv"), SecretId: sec.Id, CreatedAt: timestamppb.Now(), Status: lockbox.Version_ACTIVE}
-	var payload []*lockbox.Payload_Entry
-	if sec.CurrentVersion != nil {
-		payload = append(payload, s.payloads[sec.CurrentVersion.Id]...)
-	}
-	for _, e := range entries {
-		pe := &lockbox.Payload_Entry{Key: e.GetKey()}
-		if b := e.GetBinaryValue(); b != nil {
-			pe.Value = &lockbox.Payload_Entry_BinaryValue{BinaryValue: b}
-		} else {
-			pe.Value = &lockbox.Payload_Entry_TextValue{TextValue: e.GetTextValue()}
-		}
-		replaced := false
-		for i, old := range payload {
-			if old.GetKey() == pe.GetKey() {
-				payload[i], replaced = pe, true
-			}
-		}
-		if !replaced {
-			payload = append(payload, pe)
-		}
-	}
-	for _, p := range payload {
-		v.PayloadEntryKeys = append(v.PayloadEntryKeys, p.GetKey())
-	}
-	s.payloads[v.Id] = payload
-	sec.CurrentVersion = v
-	return v
+func (h lockboxHost) Enter(context.Context, string, string) (func(), error) { return func() {}, nil }
+func (h lockboxHost) NewID(prefix string) string                            { return h.s.id(prefix) }
+func (h lockboxHost) Operation(desc string, md, resp proto.Message) *operation.Operation {
+	return h.s.op(desc, md, resp)
 }
-
-func (x secretService) Create(_ context.Context, r *lockbox.CreateSecretRequest) (*operation.Operation, error) {
-	s := x.s
-	for _, sec := range s.secrets {
-		if sec.FolderId == r.GetFolderId() && sec.Name == r.GetName() {
-			return nil, status.Errorf(codes.AlreadyExists, "Secret with name %s already exists", r.GetName())
-		}
-	}
-	sec := &lockbox.Secret{Id: s.id("e6q"), FolderId: r.GetFolderId(), CreatedAt: timestamppb.Now(), Name: r.GetName(),
-		Description: r.GetDescription(), Labels: r.GetLabels(), Status: lockbox.Secret_ACTIVE}
-	s.secrets[sec.Id] = sec
-	md := &lockbox.CreateSecretMetadata{SecretId: sec.Id}
-	if len(r.GetVersionPayloadEntries()) > 0 {
-		md.VersionId = x.addVersion(sec, r.GetVersionPayloadEntries()).Id
-	}
-	return s.op("Create secret", md, sec), nil
+func (h lockboxHost) ListAccessBindings(resource string) *access.ListAccessBindingsResponse {
+	return h.s.listAccessBindings(resource)
 }
-
-func (x secretService) List(_ context.Context, r *lockbox.ListSecretsRequest) (*lockbox.ListSecretsResponse, error) {
-	out := &lockbox.ListSecretsResponse{}
-	for _, sec := range x.s.secrets {
-		if sec.FolderId == r.GetFolderId() {
-			out.Secrets = append(out.Secrets, proto.Clone(sec).(*lockbox.Secret))
-		}
-	}
-	sort.Slice(out.Secrets, func(i, j int) bool { return out.Secrets[i].Id < out.Secrets[j].Id })
-	return out, nil
-}
-
-func (x secretService) Update(_ context.Context, r *lockbox.UpdateSecretRequest) (*operation.Operation, error) {
-	sec := x.s.secrets[r.GetSecretId()]
-	if sec == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
-	}
-	for _, path := range r.GetUpdateMask().GetPaths() {
-		switch path {
-		case "name":
-			sec.Name = r.GetName()
-		case "description":
-			sec.Description = r.GetDescription()
-		case "labels":
-			sec.Labels = r.GetLabels()
-		default:
-			return nil, status.Errorf(codes.InvalidArgument, "update_mask: unknown field %s", path)
-		}
-	}
-	return x.s.op("Update secret", &lockbox.UpdateSecretMetadata{SecretId: sec.Id}, sec), nil
-}
-
-func (x secretService) AddVersion(_ context.Context, r *lockbox.AddVersionRequest) (*operation.Operation, error) {
-	sec := x.s.secrets[r.GetSecretId()]
-	if sec == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
-	}
-	v := x.addVersion(sec, r.GetPayloadEntries())
-	return x.s.op("Add version", &lockbox.AddVersionMetadata{SecretId: sec.Id, VersionId: v.Id}, v), nil
-}
-
-type payloadService struct {
-	lockbox.UnimplementedPayloadServiceServer
-	s *Server
-}
-
-func (x payloadService) Get(_ context.Context, r *lockbox.GetPayloadRequest) (*lockbox.Payload, error) {
-	sec := x.s.secrets[r.GetSecretId()]
-	if sec == nil || sec.CurrentVersion == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
-	}
-	v := r.GetVersionId()
-	if v == "" {
-		v = sec.CurrentVersion.Id
-	}
-	out := &lockbox.Payload{VersionId: v}
-	for _, e := range x.s.payloads[v] {
-		out.Entries = append(out.Entries, proto.Clone(e).(*lockbox.Payload_Entry))
-	}
-	return out, nil
-}
-
-func (x secretService) Get(_ context.Context, r *lockbox.GetSecretRequest) (*lockbox.Secret, error) {
-	sec := x.s.secrets[r.GetSecretId()]
-	if sec == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetSecretId())
-	}
-	return proto.Clone(sec).(*lockbox.Secret), nil
-}
-
-func (x secretService) ListAccessBindings(_ context.Context, r *access.ListAccessBindingsRequest) (*access.ListAccessBindingsResponse, error) {
-	if x.s.secrets[r.GetResourceId()] == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetResourceId())
-	}
-	return x.s.listAccessBindings(r.GetResourceId()), nil
-}
-
-func (x secretService) UpdateAccessBindings(_ context.Context, r *access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
-	if x.s.secrets[r.GetResourceId()] == nil {
-		return nil, status.Errorf(codes.NotFound, "Secret %s not found", r.GetResourceId())
-	}
-	return x.s.updateAccessBindings(r)
+func (h lockboxHost) UpdateAccessBindings(r *access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
+	return h.s.updateAccessBindings(r)
 }
 
 // PutSecret makes a Lockbox secret with a given ID, as one made by hand
@@ -756,24 +632,7 @@ func (x secretService) UpdateAccessBindings(_ context.Context, r *access.UpdateA
 func (s *Server) PutSecret(folder, id, name string, entries map[string]string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sec := s.secrets[id]
-	if sec == nil {
-		sec = &lockbox.Secret{Id: id, FolderId: folder, CreatedAt: timestamppb.Now(), Name: name, Status: lockbox.Secret_ACTIVE}
-		s.secrets[id] = sec
-	}
-	if entries == nil {
-		return "" // a secret with no version, as Lockbox makes it without a payload
-	}
-	var changes []*lockbox.PayloadEntryChange
-	keys := make([]string, 0, len(entries))
-	for k := range entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		changes = append(changes, &lockbox.PayloadEntryChange{Key: k, Value: &lockbox.PayloadEntryChange_TextValue{TextValue: entries[k]}})
-	}
-	return secretService{s: s}.addVersion(sec, changes).Id
+	return s.lb.Put(folder, id, name, entries)
 }
 
 // SecretBindings returns a Lockbox secret's access bindings.

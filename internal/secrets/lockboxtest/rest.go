@@ -40,12 +40,12 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch sub {
 	case "payload":
-		out, err = payloads{s: s}.Get(ctx, &lockbox.GetPayloadRequest{SecretId: id, VersionId: r.URL.Query().Get("versionId")})
+		out, err = payloadService{l: s.lb}.Get(ctx, &lockbox.GetPayloadRequest{SecretId: id, VersionId: r.URL.Query().Get("versionId")})
 	case "":
-		out, err = secrets{s: s}.Get(ctx, &lockbox.GetSecretRequest{SecretId: id})
+		out, err = secretService{l: s.lb}.Get(ctx, &lockbox.GetSecretRequest{SecretId: id})
 	case "versions":
 		size, _ := strconv.ParseInt(r.URL.Query().Get("pageSize"), 10, 64)
-		out, err = secrets{s: s}.ListVersions(ctx, &lockbox.ListVersionsRequest{SecretId: id, PageSize: size, PageToken: r.URL.Query().Get("pageToken")})
+		out, err = secretService{l: s.lb}.ListVersions(ctx, &lockbox.ListVersionsRequest{SecretId: id, PageSize: size, PageToken: r.URL.Query().Get("pageToken")})
 	default:
 		err = status.Error(codes.Unimplemented, "Method not found")
 	}

@@ -1,7 +1,9 @@
 // Package lockboxtest is an in-memory Yandex Cloud Lockbox served over
 // real gRPC on a local listener with the services of go-genproto: endpoint
 // discovery, IAM tokens, Lockbox secrets and payloads. Point the Yandex
-// Cloud SDK at Addr with plaintext.
+// Cloud SDK at Addr with plaintext. Its Lockbox (lockbox.go) is the one
+// Lockbox stand-in: bootstrap/yctest serves the same one beside the other
+// Yandex Cloud services.
 package lockboxtest
 
 import (
@@ -15,9 +17,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/yandex-cloud/go-genproto/yandex/cloud/access"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/endpoint"
 	iam "github.com/yandex-cloud/go-genproto/yandex/cloud/iam/v1"
-	"github.com/yandex-cloud/go-genproto/yandex/cloud/lockbox/v1"
 	"github.com/yandex-cloud/go-genproto/yandex/cloud/operation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,19 +38,16 @@ type Server struct {
 	grpc *grpc.Server
 
 	mu       sync.Mutex
+	lb       *Lockbox
 	tokens   map[string]bool
-	secrets  map[string]*secret
 	denied   map[string]bool
 	throttle int
 	calls    map[string]int
 	seq      int
 }
 
-type secret struct {
-	current  string
-	versions []*lockbox.Version
-	payloads map[string][]*lockbox.Payload_Entry
-}
+// testFolder is the folder of the secrets CreateSecret makes.
+const testFolder = "b1gtestfolder"
 
 // New starts a server on 127.0.0.1 that accepts the IAM token iamToken
 // and hands out tokens for service-account keys.
@@ -59,13 +58,13 @@ func New(iamToken string) (*Server, error) {
 	}
 	s := &Server{
 		Addr: lis.Addr().String(), tokens: map[string]bool{iamToken: true},
-		secrets: map[string]*secret{}, denied: map[string]bool{}, calls: map[string]int{},
+		denied: map[string]bool{}, calls: map[string]int{},
 	}
+	s.lb = NewLockbox(s)
 	s.grpc = grpc.NewServer()
 	endpoint.RegisterApiEndpointServiceServer(s.grpc, endpoints{s: s})
 	iam.RegisterIamTokenServiceServer(s.grpc, tokens{s: s})
-	lockbox.RegisterSecretServiceServer(s.grpc, secrets{s: s})
-	lockbox.RegisterPayloadServiceServer(s.grpc, payloads{s: s})
+	s.lb.RegisterServices(s.grpc)
 	operation.RegisterOperationServiceServer(s.grpc, operations{})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
@@ -79,7 +78,7 @@ func (s *Server) Close() { s.grpc.Stop() }
 func (s *Server) CreateSecret(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.secrets[id] = &secret{payloads: map[string][]*lockbox.Payload_Entry{}}
+	s.lb.Put(testFolder, id, id, nil)
 }
 
 // Deny answers PermissionDenied for the secret.
@@ -144,9 +143,10 @@ func (s *Server) issue() string {
 	return tok
 }
 
-// check authenticates a Lockbox call and applies throttling and denial;
-// it is called with s.mu held.
-func (s *Server) check(ctx context.Context, method, secretID string) error {
+// Enter authenticates a Lockbox call and applies throttling and denial
+// (Host); it takes s.mu, which release gives back.
+func (s *Server) Enter(ctx context.Context, method, secretID string) (release func(), err error) {
+	s.mu.Lock()
 	s.calls[method]++
 	md, _ := metadata.FromIncomingContext(ctx)
 	auth := ""
@@ -154,20 +154,47 @@ func (s *Server) check(ctx context.Context, method, secretID string) error {
 		auth = v[0]
 	}
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || !s.tokens[tok] {
-		return status.Error(codes.Unauthenticated, "The token is invalid")
-	}
-	if s.throttle > 0 {
+	switch {
+	case !ok || !s.tokens[tok]:
+		err = status.Error(codes.Unauthenticated, "The token is invalid")
+	case s.throttle > 0:
 		s.throttle--
-		return status.Error(codes.ResourceExhausted, "Quota limit lockbox.payloadRequests.rate exceeded")
+		err = status.Error(codes.ResourceExhausted, "Quota limit lockbox.payloadRequests.rate exceeded")
+	case s.denied[secretID]:
+		err = status.Errorf(codes.PermissionDenied, "Permission denied to secret %s", secretID)
 	}
-	if s.denied[secretID] {
-		return status.Errorf(codes.PermissionDenied, "Permission denied to secret %s", secretID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
 	}
-	if s.secrets[secretID] == nil {
-		return status.Errorf(codes.NotFound, "Secret %s not found", secretID)
+	return s.mu.Unlock, nil
+}
+
+// NewID makes an ID with prefix (Host).
+func (s *Server) NewID(prefix string) string {
+	s.seq++
+	return fmt.Sprintf("%s%016d", prefix, s.seq)
+}
+
+// Operation answers an operation that is done (Host).
+func (s *Server) Operation(desc string, md, resp proto.Message) *operation.Operation {
+	m, _ := anypb.New(md)
+	r, _ := anypb.New(resp)
+	return &operation.Operation{
+		Id: s.NewID("e6qop"), Description: desc, CreatedAt: timestamppb.Now(), Done: true,
+		Metadata: m, Result: &operation.Operation_Response{Response: r},
 	}
-	return nil
+}
+
+// ListAccessBindings answers no bindings: this server checks IAM tokens
+// only (Host).
+func (s *Server) ListAccessBindings(string) *access.ListAccessBindingsResponse {
+	return &access.ListAccessBindingsResponse{}
+}
+
+// UpdateAccessBindings is refused: this server keeps no bindings (Host).
+func (s *Server) UpdateAccessBindings(*access.UpdateAccessBindingsRequest) (*operation.Operation, error) {
+	return nil, status.Error(codes.Unimplemented, "access bindings are not served by this stand-in")
 }
 
 type endpoints struct {
@@ -205,126 +232,4 @@ func (t tokens) Create(_ context.Context, r *iam.CreateIamTokenRequest) (*iam.Cr
 
 type operations struct {
 	operation.UnimplementedOperationServiceServer
-}
-
-type payloads struct {
-	lockbox.UnimplementedPayloadServiceServer
-	s *Server
-}
-
-func (p payloads) Get(ctx context.Context, r *lockbox.GetPayloadRequest) (*lockbox.Payload, error) {
-	s := p.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx, "PayloadGet", r.GetSecretId()); err != nil {
-		return nil, err
-	}
-	sec := s.secrets[r.GetSecretId()]
-	v := r.GetVersionId()
-	if v == "" {
-		v = sec.current
-	}
-	entries, ok := sec.payloads[v]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "Version %q of secret %s not found", v, r.GetSecretId())
-	}
-	out := make([]*lockbox.Payload_Entry, len(entries))
-	for i, e := range entries {
-		out[i] = proto.Clone(e).(*lockbox.Payload_Entry)
-	}
-	return &lockbox.Payload{VersionId: v, Entries: out}, nil
-}
-
-type secrets struct {
-	lockbox.UnimplementedSecretServiceServer
-	s *Server
-}
-
-func (x secrets) Get(ctx context.Context, r *lockbox.GetSecretRequest) (*lockbox.Secret, error) {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx, "Get", r.GetSecretId()); err != nil {
-		return nil, err
-	}
-	sec := s.secrets[r.GetSecretId()]
-	out := &lockbox.Secret{Id: r.GetSecretId(), FolderId: "b1gtestfolder", Name: r.GetSecretId(), Status: lockbox.Secret_ACTIVE}
-	for _, v := range sec.versions {
-		if v.GetId() == sec.current {
-			out.CurrentVersion = proto.Clone(v).(*lockbox.Version)
-		}
-	}
-	return out, nil
-}
-
-func (x secrets) ListVersions(ctx context.Context, r *lockbox.ListVersionsRequest) (*lockbox.ListVersionsResponse, error) {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx, "ListVersions", r.GetSecretId()); err != nil {
-		return nil, err
-	}
-	out := &lockbox.ListVersionsResponse{}
-	for _, v := range s.secrets[r.GetSecretId()].versions {
-		out.Versions = append(out.Versions, proto.Clone(v).(*lockbox.Version))
-	}
-	return out, nil
-}
-
-// AddVersion applies the entry changes to the base version (the current
-// one unless named), as Lockbox does, and answers a finished operation.
-func (x secrets) AddVersion(ctx context.Context, r *lockbox.AddVersionRequest) (*operation.Operation, error) {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx, "AddVersion", r.GetSecretId()); err != nil {
-		return nil, err
-	}
-	sec := s.secrets[r.GetSecretId()]
-	base := r.GetBaseVersionId()
-	if base == "" {
-		base = sec.current
-	} else if _, ok := sec.payloads[base]; !ok {
-		return nil, status.Errorf(codes.NotFound, "Version %q of secret %s not found", base, r.GetSecretId())
-	}
-	var entries []*lockbox.Payload_Entry
-	for _, e := range sec.payloads[base] {
-		entries = append(entries, proto.Clone(e).(*lockbox.Payload_Entry))
-	}
-	var keys []string
-	for _, c := range r.GetPayloadEntries() {
-		e := &lockbox.Payload_Entry{Key: c.GetKey()}
-		if b := c.GetBinaryValue(); b != nil {
-			e.Value = &lockbox.Payload_Entry_BinaryValue{BinaryValue: b}
-		} else {
-			e.Value = &lockbox.Payload_Entry_TextValue{TextValue: c.GetTextValue()}
-		}
-		replaced := false
-		for i, old := range entries {
-			if old.GetKey() == e.GetKey() {
-				entries[i], replaced = e, true
-			}
-		}
-		if !replaced {
-			entries = append(entries, e)
-		}
-	}
-	for _, e := range entries {
-		keys = append(keys, e.GetKey())
-	}
-	s.seq++
-	id := fmt.Sprintf("e6qv%016d", s.seq)
-	v := &lockbox.Version{
-		Id: id, SecretId: r.GetSecretId(), CreatedAt: timestamppb.Now(), Description: r.GetDescription(),
-		Status: lockbox.Version_ACTIVE, PayloadEntryKeys: keys,
-	}
-	sec.versions = append(sec.versions, v)
-	sec.payloads[id] = entries
-	sec.current = id
-	md, _ := anypb.New(&lockbox.AddVersionMetadata{SecretId: r.GetSecretId(), VersionId: id})
-	resp, _ := anypb.New(v)
-	return &operation.Operation{
-		Id: "e6qop" + id, Description: "Add version", CreatedAt: timestamppb.Now(), Done: true,
-		Metadata: md, Result: &operation.Operation_Response{Response: resp},
-	}, nil
 }
