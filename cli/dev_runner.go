@@ -225,8 +225,13 @@ func NewCmdStandinRunSingle(f *Factory, runF func(*StandinRunSingleOptions) erro
 					*flag, _ = f.Getenv(env)
 				}
 			}
+			// gitlab-runner reads --config only for the runner --runner
+			// names (RunSingleCommand.HandleArgs).
+			if opts.RunnerName == "" {
+				opts.ConfigFile = ""
+			}
 			if opts.ConfigFile == "" && (rc.URL == "" || rc.Token == "") {
-				return flagErrorf("run-single needs --url and --token (or --config with --runner NAME)")
+				return flagErrorf("run-single needs --url and --token, or --config with --runner NAME")
 			}
 			if opts.MaxBuilds < 0 || opts.WaitTimeout < 0 {
 				return flagErrorf("--max-builds and --wait-timeout cannot be negative")
@@ -239,7 +244,7 @@ func NewCmdStandinRunSingle(f *Factory, runF func(*StandinRunSingleOptions) erro
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.ConfigFile, "config", "c", "", "take the runner from this config.toml instead of flags")
-	fl.StringVar(&opts.RunnerName, "runner", "", "the [[runners]] name in --config (default: the first)")
+	fl.StringVarP(&opts.RunnerName, "runner", "r", "", "the [[runners]] name to take from --config (without it, --config is not read)")
 	fl.StringVar(&rc.URL, "url", "", "GitLab instance URL ($CI_SERVER_URL)")
 	fl.StringVarP(&rc.Token, "token", "t", "", "runner authentication token ($CI_SERVER_TOKEN)")
 	fl.StringVar(&rc.Executor, "executor", "shell", "executor: the stand-in runs shell only ($RUNNER_EXECUTOR)")
@@ -257,14 +262,16 @@ func NewCmdStandinRunSingle(f *Factory, runF func(*StandinRunSingleOptions) erro
 
 func standinRunSingle(ctx context.Context, opts *StandinRunSingleOptions) error {
 	cfg := &runnerstandin.Config{Concurrent: 1, Runners: []runnerstandin.RunnerConfig{opts.Runner}}
+	systemIDDir := ""
 	if opts.ConfigFile != "" {
+		systemIDDir = filepath.Dir(opts.ConfigFile)
 		full, _, err := runnerstandin.LoadConfig(opts.ConfigFile)
 		if err != nil {
 			return standinConfigError(err)
 		}
 		var picked *runnerstandin.RunnerConfig
 		for i := range full.Runners {
-			if opts.RunnerName == "" || full.Runners[i].Name == opts.RunnerName {
+			if full.Runners[i].Name == opts.RunnerName {
 				picked = &full.Runners[i]
 				break
 			}
@@ -279,7 +286,7 @@ func standinRunSingle(ctx context.Context, opts *StandinRunSingleOptions) error 
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "%s %s (run-single)\n", runnerstandin.Banner, runnerstandin.Version)
 	m, err := runnerstandin.NewMulti(runnerstandin.Options{
-		Config: cfg, ListenAddress: opts.ListenAddress, Logger: opts.Factory.Logger,
+		Config: cfg, SystemIDDir: systemIDDir, ListenAddress: opts.ListenAddress, Logger: opts.Factory.Logger,
 		MaxBuilds: opts.MaxBuilds, WaitTimeout: time.Duration(opts.WaitTimeout) * time.Second,
 	})
 	if err != nil {

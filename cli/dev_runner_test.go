@@ -101,3 +101,44 @@ func TestStandinVerifyAndRunSingle(t *testing.T) {
 		t.Errorf("job %s:\n%s", j.Status, gl.Trace(job.ID))
 	}
 }
+
+// run-single --config --runner NAME takes that runner from config.toml
+// and sends the system_id kept beside it (.runner_system_id), as
+// gitlab-runner's configfile.Load does, so the machine whose agent checked
+// the token with that system_id is one runner manager; --config without
+// --runner is not read.
+func TestStandinRunSingleConfigSystemID(t *testing.T) {
+	gl := gitlabtest.New(gitlabtest.WithLongPolling(0))
+	t.Cleanup(gl.Close)
+	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
+	r := gl.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	body := fmt.Sprintf("[[runners]]\nname = \"other\"\nurl = %q\ntoken = \"glrt-not-this-one\"\nexecutor = \"shell\"\n"+
+		"[[runners]]\nname = \"machine\"\nurl = %q\ntoken = %q\nexecutor = \"shell\"\nbuilds_dir = %q\n",
+		gl.URL(), gl.URL(), r.Token, filepath.Join(dir, "builds"))
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".runner_system_id"), []byte("s_0123456789ab\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(t, newTestIO("", false), "dev", "gitlab-runner", "run-single", "--config", cfg); code != ExitError {
+		t.Errorf("run-single --config without --runner: exit %d, want %d (the file is not read)", code, ExitError)
+	}
+	job := gl.AddJob(p.ID, gitlabtest.JobSpec{Name: "single", Script: []string{"echo one manager"}})
+	tio := newTestIO("", false)
+	if code := run(t, tio, "dev", "gitlab-runner", "run-single", "--config", cfg, "--runner", "machine", "--max-builds", "1", "--wait-timeout", "60"); code != ExitOK {
+		t.Fatalf("run-single: exit %d\n%s", code, tio.err)
+	}
+	if j, _ := gl.Job(job.ID); j.Status != "success" {
+		t.Errorf("job %s:\n%s", j.Status, gl.Trace(job.ID))
+	}
+	var ids []string
+	for _, m := range gl.Managers(r.ID) {
+		ids = append(ids, m.SystemID)
+	}
+	if len(ids) != 1 || ids[0] != "s_0123456789ab" {
+		t.Errorf("runner managers %v, want the one of .runner_system_id", ids)
+	}
+}

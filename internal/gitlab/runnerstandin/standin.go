@@ -78,6 +78,11 @@ type Options struct {
 	ConfigFile string
 	// Config is used as is when there is no file (run-single).
 	Config *Config
+	// SystemIDDir, with Config, is the directory whose .runner_system_id
+	// the runner sends: run-single --config takes the config file's, as
+	// gitlab-runner's configfile.Load does (commands/internal/configfile).
+	// Empty makes a new system ID (r_...), as run-single with flags does.
+	SystemIDDir string
 	// WorkingDirectory anchors relative builds_dir (default: the current
 	// directory).
 	WorkingDirectory string
@@ -179,6 +184,9 @@ func NewMulti(opts Options) (*Multi, error) {
 		return nil, errors.New("no configuration: give --config PATH, or --url and --token")
 	}
 	m.systemID = systemID(opts.ConfigFile)
+	if opts.ConfigFile == "" && opts.SystemIDDir != "" {
+		m.systemID = systemID(filepath.Join(opts.SystemIDDir, "config.toml"))
+	}
 	m.describeConfig(m.cfg)
 	m.metrics.configure(m.cfg, m.systemID)
 	return m, nil
