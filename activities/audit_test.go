@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -39,11 +38,7 @@ func (f *failingOnce) AppendAudit(ctx context.Context, a store.AuditRecord) (int
 // A retried AppendAudits writes each record once.
 func TestAppendAuditsRetryWritesOnce(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	a := &Activities{Store: &failingOnce{Store: st}}
 	batch := []AuditEntry{
 		{Actor: "uglyfox", Action: "terminate", RunnerID: "web-1", Reason: "silent"},
@@ -77,12 +72,7 @@ func TestAppendAuditsRetryWritesOnce(t *testing.T) {
 // bounded outcome, once per record even when the batch is retried; records
 // by others are not counted.
 func TestAppendAuditsCountsUglyFoxActions(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	m := metrics.New()
 	a := &Activities{Store: &failingOnce{Store: st}, Metrics: m}
 	batch := []AuditEntry{
@@ -152,11 +142,7 @@ func TestUglyFoxOutcome(t *testing.T) {
 // that is retried after it ran the local activity.
 func TestAuditRotationRunAgainWritesOnce(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	a := &Activities{Store: st}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -124,11 +123,7 @@ func (f failingInventory) TerminateMachine(context.Context, contract.MachineRef)
 func TestMachinesOfAsksTheRunnersCloud(t *testing.T) {
 	c, srv := newAWSCloud(t)
 	id := srv.AddInstance("running", map[string]string{"gosling:deployment": "gosling-prod", "gosling:egg": "web", "gosling:runner": "web-1"})
-	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openSQLiteStore(t)
 	if err := st.CreateRunner(context.Background(), &store.Runner{ID: "web-1", Egg: "web", Cloud: fly.CloudAWS, Kind: fly.RunnerVM, State: store.StateProvisioning}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,11 +113,7 @@ func TestClassifyCapacityLeavesOtherErrors(t *testing.T) {
 // audit log once, however often the activity runs.
 func TestRecordCloudFallback(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	if err := st.CreateRunner(ctx, &store.Runner{ID: "web-x", Egg: "web", Cloud: fly.CloudYandex, Kind: fly.RunnerServerless, State: store.StateProvisioning}); err != nil {
 		t.Fatal(err)
 	}

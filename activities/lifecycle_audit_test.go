@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,11 +16,7 @@ import (
 // state a runner is in writes nothing.
 func TestLifecycleIsAudited(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	a := &Activities{Store: st}
 	for _, id := range []string{"web-p1", "web-p2"} {
 		if err := a.RecordRunner(ctx, RecordRunnerInput{Runner: store.Runner{ID: id, Egg: "web", Cloud: "local", Kind: "vm", GitLabHost: "gitlab.example.com"}}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"encoding/json"
+
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"

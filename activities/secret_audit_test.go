@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ import (
 // reads of a URI within the window are folded into one record.
 func TestSecretAuditRecordsAccess(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "gosling.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	local, err := secrets.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

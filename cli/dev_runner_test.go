@@ -56,10 +56,7 @@ func TestStandinFlagsToOptions(t *testing.T) {
 }
 
 func TestStandinVerifyAndRunSingle(t *testing.T) {
-	gl := gitlabtest.New(gitlabtest.WithLongPolling(0))
-	t.Cleanup(gl.Close)
-	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
-	r := gl.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	gl, p, r := standinGitLab(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.toml")
 	write := func(body string) {
@@ -108,10 +105,7 @@ func TestStandinVerifyAndRunSingle(t *testing.T) {
 // the token with that system_id is one runner manager; --config without
 // --runner is not read.
 func TestStandinRunSingleConfigSystemID(t *testing.T) {
-	gl := gitlabtest.New(gitlabtest.WithLongPolling(0))
-	t.Cleanup(gl.Close)
-	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
-	r := gl.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
+	gl, p, r := standinGitLab(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf("[[runners]]\nname = \"other\"\nurl = %q\ntoken = \"glrt-not-this-one\"\nexecutor = \"shell\"\n"+
@@ -141,4 +135,13 @@ func TestStandinRunSingleConfigSystemID(t *testing.T) {
 	if len(ids) != 1 || ids[0] != "s_0123456789ab" {
 		t.Errorf("runner managers %v, want the one of .runner_system_id", ids)
 	}
+}
+
+// standinGitLab is a GitLab test server with a project and a runner of it.
+func standinGitLab(t *testing.T) (*gitlabtest.Server, gitlabtest.Project, gitlabtest.Runner) {
+	t.Helper()
+	gl := gitlabtest.New(gitlabtest.WithLongPolling(0))
+	t.Cleanup(gl.Close)
+	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
+	return gl, p, gl.AddRunner(gitlabtest.Runner{ProjectID: p.ID})
 }
