@@ -152,10 +152,12 @@ func TestPoolNadirPromotionOnLocalProvider(t *testing.T) {
 	if err := s.Client.SignalWorkflow(ctx, contract.PoolWorkflowID(egg.Name), "", contract.SignalJobStatus, contract.JobStatus{JobID: job.ID, Status: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	st = s.waitPool(ctx, egg.Name, "back to Nadir", func(st contract.PoolStatus) bool {
+	// The promoted runner goes back to Nadir, and the Nadir runner made to
+	// refill the pool while it served is ready too.
+	st = s.waitPool(ctx, egg.Name, "back to Nadir, the pool full", func(st contract.PoolStatus) bool {
 		for _, r := range st.Runners {
 			if r.ID == promoted {
-				return r.State == contract.PoolNadir
+				return r.State == contract.PoolNadir && st.Counts[contract.PoolNadir] == 3
 			}
 		}
 		return false
