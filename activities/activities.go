@@ -360,6 +360,9 @@ type CreateGitLabRunnerInput struct {
 type CreateGitLabRunnerResult struct {
 	GitLabRunnerID int64  `json:"gitlab_runner_id"`
 	TokenRef       string `json:"token_ref"`
+	// TokenExpiresAt is GitLab's token_expires_at for the token; nil when
+	// it never expires.
+	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
 }
 
 // CreateGitLabRunner registers the runner in GitLab and writes its token
@@ -396,12 +399,13 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 	}
 	var id int64
 	var token string
+	var expires *time.Time
 	if len(existing) > 0 {
 		id = existing[0].ID
 		for _, extra := range existing[1:] {
 			_ = gl.DeleteRunner(ctx, extra.ID)
 		}
-		token, _, err = gl.ResetRunnerToken(ctx, id)
+		token, expires, err = gl.ResetRunnerToken(ctx, id)
 		if err != nil {
 			return CreateGitLabRunnerResult{}, fmt.Errorf("reset token of runner %d: %w", id, err)
 		}
@@ -429,19 +433,20 @@ func (a *Activities) CreateGitLabRunner(ctx context.Context, in CreateGitLabRunn
 			}
 			return CreateGitLabRunnerResult{}, fmt.Errorf("create runner %s in GitLab: %w", in.Description, err)
 		}
-		id, token = r.ID, r.Token
+		id, token, expires = r.ID, r.Token, r.TokenExpiresAt
 	}
 	// Written before the projects are assigned: a failure from here on
 	// leaves a runner whose token the compensation can find and delete.
 	if _, err := a.Secrets.Put(ctx, ref, token); err != nil {
 		return CreateGitLabRunnerResult{}, fmt.Errorf("store token of runner %s: %w", in.RunnerID, err)
 	}
+	out := CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref), TokenExpiresAt: expires}
 	if len(projects) > 1 {
 		if err := assignProjects(ctx, gl, id, projects); err != nil {
-			return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, err
+			return out, err
 		}
 	}
-	return CreateGitLabRunnerResult{GitLabRunnerID: id, TokenRef: string(ref)}, nil
+	return out, nil
 }
 
 // tokenRefFor is where the token of a new runner of egg goes. An egg

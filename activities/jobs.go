@@ -33,6 +33,9 @@ type MotherGoose interface {
 	// EnsureEggRunner asks an egg and shape's EggRunner workflow for its
 	// shared GitLab runner, starting the workflow when none runs.
 	EnsureEggRunner(ctx context.Context, in contract.EggRunnerInput) (contract.EggRunner, error)
+	// EggRunners returns the shared GitLab runners of eggs (every egg when
+	// empty) that their running EggRunner workflows hold.
+	EggRunners(ctx context.Context, eggs []string) ([]contract.EggRunnerOf, error)
 	// AddProjectHook gives a project of a bucket's group the bucket's
 	// project hook, and audits it.
 	AddProjectHook(ctx context.Context, in contract.ProjectHookInput) (contract.ProjectHookResult, error)

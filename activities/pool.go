@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gosling-ci/gosling/contract"
@@ -120,4 +121,53 @@ func unpauseIfBusy(ctx context.Context, gl *gitlab.Client, runnerID int64) (bool
 		return true, fmt.Errorf("unpause busy GitLab runner %d: %w", runnerID, err)
 	}
 	return true, nil
+}
+
+// Outcomes of DrainMachine besides AgentDeferred and AgentGone.
+const (
+	// MachineDrained: the agent stopped its gitlab-runner taking jobs.
+	MachineDrained = "drained"
+	// MachineUnreachable: the machine's agent cannot be told from a worker
+	// (a cloud VM); its teardown stops gitlab-runner.
+	MachineUnreachable = "unreachable"
+	// MachineNotServing: the agent serves no gitlab-runner (starting, or a
+	// one-job machine whose job ran).
+	MachineNotServing = "not-serving"
+)
+
+// DrainMachineInput names a machine of an egg's shared GitLab runner whose
+// gitlab-runner must stop taking jobs.
+type DrainMachineInput struct {
+	RunnerID string `json:"runner_id"`
+	Cloud    string `json:"cloud"`
+}
+
+// DrainMachineResult says what the machine's agent did.
+type DrainMachineResult struct {
+	Outcome string `json:"outcome"`
+}
+
+// DrainMachine stops a retired machine's gitlab-runner taking new jobs at
+// once, where pausing in GitLab cannot (the egg's shared runner is paused
+// for every machine or none): the agent's graceful stop (agent.Drain,
+// gitlab-runner's SIGQUIT), a running job finishes. Only the local
+// provider's agents are reachable from here (MachineUnreachable
+// otherwise); a stopped (dormant) machine takes no job (AgentDeferred),
+// a gone one none either (AgentGone).
+func (a *Activities) DrainMachine(ctx context.Context, in DrainMachineInput) (DrainMachineResult, error) {
+	if in.Cloud != fly.CloudLocal || a.Tofu == nil {
+		return DrainMachineResult{Outcome: MachineUnreachable}, nil
+	}
+	switch err := agent.Drain(MachineDir(a.Tofu.StateDir(), in.RunnerID)); {
+	case err == nil:
+		return DrainMachineResult{Outcome: MachineDrained}, nil
+	case errors.Is(err, agent.ErrStopped):
+		return DrainMachineResult{Outcome: AgentDeferred}, nil
+	case errors.Is(err, agent.ErrNotRunning):
+		return DrainMachineResult{Outcome: AgentGone}, nil
+	case errors.Is(err, agent.ErrNotServing):
+		return DrainMachineResult{Outcome: MachineNotServing}, nil
+	default:
+		return DrainMachineResult{}, fmt.Errorf("drain the machine of %s: %w", in.RunnerID, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
@@ -84,24 +85,94 @@ func (a *Activities) ListRotationTargets(ctx context.Context, in RotationTargets
 		if _, ok := out.GitLab[r.Egg]; ok || missing[r.Egg] {
 			continue
 		}
-		c, err := a.Store.GetEggConfig(ctx, r.Egg)
-		if errors.Is(err, store.ErrNotFound) {
+		gl, err := a.storedGitLab(ctx, r.Egg)
+		if err != nil {
+			return RotationTargets{}, err
+		}
+		if gl == nil {
 			missing[r.Egg] = true
 			continue
 		}
-		if err != nil {
-			return RotationTargets{}, fmt.Errorf("read configuration of egg %s: %w", r.Egg, err)
-		}
-		var e fly.Egg
-		if err := json.Unmarshal(c.Spec, &e); err != nil {
-			return RotationTargets{}, fmt.Errorf("decode stored egg %s: %w", r.Egg, err)
-		}
-		out.GitLab[r.Egg] = e.GitLab
+		out.GitLab[r.Egg] = *gl
 	}
 	if len(rows) == limit {
 		out.Next = rows[len(rows)-1].ID
 	}
 	return out, nil
+}
+
+// SharedRunnersInput asks for the shared GitLab runners of some eggs.
+type SharedRunnersInput struct {
+	// Eggs limits the list to these eggs; empty means every egg.
+	Eggs []string `json:"eggs,omitempty"`
+}
+
+// SharedRunnerTarget is an egg's shared GitLab runner (EggRunner) whose
+// token a rotation resets: a secret reference, never the token.
+type SharedRunnerTarget struct {
+	Egg            string     `json:"egg"`
+	ShapeKey       string     `json:"shape_key"`
+	GitLab         fly.GitLab `json:"gitlab"`
+	GitLabRunnerID int64      `json:"gitlab_runner_id"`
+	TokenRef       string     `json:"token_ref"`
+}
+
+// SharedRunners are the shared runners of the asked eggs, ordered by egg
+// and shape; a runner of an egg without a stored configuration is left out.
+type SharedRunners struct {
+	Runners []SharedRunnerTarget `json:"runners"`
+}
+
+// ListSharedRunners reads the shared GitLab runners of eggs from their
+// EggRunner workflows (MotherGoose.EggRunners), with each egg's stored
+// GitLab settings, so a rotation finds an egg's token even when no machine
+// of the egg is live.
+func (a *Activities) ListSharedRunners(ctx context.Context, in SharedRunnersInput) (SharedRunners, error) {
+	mg, err := a.motherGoose()
+	if err != nil {
+		return SharedRunners{}, err
+	}
+	runners, err := mg.EggRunners(ctx, in.Eggs)
+	if err != nil {
+		return SharedRunners{}, err
+	}
+	out := SharedRunners{Runners: []SharedRunnerTarget{}}
+	settings := map[string]*fly.GitLab{}
+	for _, r := range runners {
+		gl, ok := settings[r.Egg]
+		if !ok {
+			gl, err = a.storedGitLab(ctx, r.Egg)
+			if err != nil {
+				return SharedRunners{}, err
+			}
+			settings[r.Egg] = gl
+		}
+		if gl == nil || r.Runner.GitLabRunnerID == 0 {
+			continue
+		}
+		out.Runners = append(out.Runners, SharedRunnerTarget{
+			Egg: r.Egg, ShapeKey: r.Runner.ShapeKey, GitLab: *gl,
+			GitLabRunnerID: r.Runner.GitLabRunnerID, TokenRef: r.Runner.TokenRef,
+		})
+	}
+	return out, nil
+}
+
+// storedGitLab is an egg's stored GitLab settings; nil when the egg has no
+// stored configuration.
+func (a *Activities) storedGitLab(ctx context.Context, egg string) (*fly.GitLab, error) {
+	c, err := a.Store.GetEggConfig(ctx, egg)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read configuration of egg %s: %w", egg, err)
+	}
+	var e fly.Egg
+	if err := json.Unmarshal(c.Spec, &e); err != nil {
+		return nil, fmt.Errorf("decode stored egg %s: %w", egg, err)
+	}
+	return &e.GitLab, nil
 }
 
 // RotateTokenInput names the runner whose token is reset.
@@ -113,6 +184,9 @@ type RotateTokenInput struct {
 	TokenRef string `json:"token_ref,omitempty"`
 	// States are the states the runner must still be in; others are skipped.
 	States []store.RunnerState `json:"states"`
+	// Shared resets an egg's shared runner token by itself: RunnerID names
+	// it (its EggRunnerSecretName) and no machine's state is checked.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // RotateTokenResult names the stored version of the new token.
@@ -135,15 +209,20 @@ const storeAttempts = 5
 // ErrTypeTokenNotStored, and the workflow's retry resets again and writes
 // again until one lands. A failed reset leaves the old token working.
 func (a *Activities) RotateRunnerToken(ctx context.Context, in RotateTokenInput) (RotateTokenResult, error) {
-	r, err := a.Store.GetRunner(ctx, in.RunnerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return RotateTokenResult{Skipped: "the runner is no longer in the store"}, nil
-	}
-	if err != nil {
-		return RotateTokenResult{}, fmt.Errorf("read runner %s: %w", in.RunnerID, err)
-	}
-	if !slices.Contains(in.States, r.State) {
-		return RotateTokenResult{Skipped: fmt.Sprintf("the runner is %s now", r.State)}, nil
+	if !in.Shared {
+		r, err := a.Store.GetRunner(ctx, in.RunnerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return RotateTokenResult{Skipped: "the runner is no longer in the store"}, nil
+		}
+		if err != nil {
+			return RotateTokenResult{}, fmt.Errorf("read runner %s: %w", in.RunnerID, err)
+		}
+		if !slices.Contains(in.States, r.State) {
+			return RotateTokenResult{Skipped: fmt.Sprintf("the runner is %s now", r.State)}, nil
+		}
+	} else if !contract.IsEggRunnerToken(in.TokenRef) {
+		return RotateTokenResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s is not an egg's shared runner token", in.TokenRef), ErrTypeBadInput, nil)
 	}
 	ref := fly.SecretRef(in.TokenRef)
 	if ref == "" {

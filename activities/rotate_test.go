@@ -6,8 +6,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/temporal"
@@ -209,5 +212,39 @@ func TestRotateAuditRecord(t *testing.T) {
 	if r.Action != AuditActionRotateToken || r.Actor != "alice" || r.Reason != "quarterly" || r.At.IsZero() ||
 		string(r.After) != `{"outcome":"rotated","token_version":"3","verified_by":"agent","agent":"confirmed","token_works":true}` {
 		t.Errorf("record = %+v (after %s)", r, r.After)
+	}
+}
+
+// An egg's shared token is reset with no machine in the store (Shared):
+// GitLab's new token is stored, its expiry returned; a machine's own token
+// is refused as a shared one.
+func TestRotateSharedTokenWithoutMachines(t *testing.T) {
+	e := newSurveyEnv(t)
+	ctx := context.Background()
+	env := rotateActivityEnv(e)
+	e.gl.SetRunnerTokenExpiration(time.Hour)
+	gr := e.gl.AddRunner(gitlabtest.Runner{Description: contract.EggRunnerDescription("web", "k1"), Tags: []string{"docker"}})
+	name := contract.EggRunnerSecretName("web", "k1")
+	ref := LocalTokenRef(name)
+	if _, err := e.acts.Secrets.Put(ctx, ref, gr.Token); err != nil {
+		t.Fatal(err)
+	}
+	v, err := env.ExecuteActivity(e.acts.RotateRunnerToken, RotateTokenInput{RunnerID: name, GitLab: e.egg.GitLab, GitLabRunnerID: gr.ID, TokenRef: string(ref), Shared: true})
+	var res RotateTokenResult
+	if err != nil || v.Get(&res) != nil || res.Version != "2" || res.Skipped != "" {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	now, _ := e.gl.Runner(gr.ID)
+	stored, err := e.acts.Secrets.Resolve(ctx, ref)
+	if err != nil || stored == gr.Token || stored != now.Token {
+		t.Fatalf("stored token is not GitLab's new one (%v)", err)
+	}
+	if res.ExpiresAt == nil || now.TokenExpiresAt == nil || !res.ExpiresAt.Equal(*now.TokenExpiresAt) {
+		t.Errorf("expiry %v, GitLab's %v", res.ExpiresAt, now.TokenExpiresAt)
+	}
+	_, err = env.ExecuteActivity(e.acts.RotateRunnerToken, RotateTokenInput{RunnerID: "web-a", GitLab: e.egg.GitLab, GitLabRunnerID: gr.ID, TokenRef: string(LocalTokenRef("web-a")), Shared: true})
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != ErrTypeBadInput {
+		t.Errorf("a machine's token reset as shared: %v", err)
 	}
 }

@@ -91,6 +91,23 @@ func EggRunnerWorkflowID(egg, shapeKey string) string {
 	return "egg-runner/" + egg + "/" + shapeKey
 }
 
+// EggOfEggRunnerWorkflow is the egg an EggRunnerWorkflowID names.
+func EggOfEggRunnerWorkflow(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, "egg-runner/")
+	if !ok {
+		return "", false
+	}
+	egg, _, ok := strings.Cut(rest, "/")
+	return egg, ok && egg != ""
+}
+
+// EggRunnerOf is an egg's shared GitLab runner, as its EggRunner workflow
+// holds it.
+type EggRunnerOf struct {
+	Egg    string    `json:"egg"`
+	Runner EggRunner `json:"runner"`
+}
+
 // EggRunnerDescription is the GitLab description of an egg's shared runner.
 func EggRunnerDescription(egg, shapeKey string) string {
 	return EggRunnerDescriptionPrefix + egg + "/" + shapeKey
@@ -119,6 +136,9 @@ type EggRunnerInput struct {
 	Cloud string `json:"cloud"`
 	// RetireCheck overrides DefaultEggRunnerRetireCheck.
 	RetireCheck time.Duration `json:"retire_check,omitempty"`
+	// RotateAhead is how long before its token_expires_at the runner's
+	// token is rotated; 0 means a third of the token's life (TokenRotateAt).
+	RotateAhead time.Duration `json:"rotate_ahead,omitempty"`
 	// Runner is the runner made so far, carried across continue-as-new.
 	Runner *EggRunner `json:"runner,omitempty"`
 }
@@ -129,7 +149,39 @@ type EggRunner struct {
 	GitLabRunnerID int64  `json:"gitlab_runner_id"`
 	TokenRef       string `json:"token_ref"`
 	ShapeKey       string `json:"shape_key"`
+	// TokenIssuedAt and TokenExpiresAt are when the current token was
+	// made (created or reset) and when GitLab lets it expire
+	// (token_expires_at); TokenExpiresAt is nil when it never expires.
+	TokenIssuedAt  time.Time  `json:"token_issued_at,omitzero"`
+	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
 }
+
+// TokenRotateAt is when an expiring token is rotated: ahead before its
+// expiry, or, with ahead 0, once two thirds of its life (issued to expiry)
+// have passed; a token whose issue time is unknown is taken as living
+// DefaultTokenLife. ok is false for a token that never expires.
+func (r EggRunner) TokenRotateAt(ahead time.Duration) (at time.Time, ok bool) {
+	if r.TokenExpiresAt == nil {
+		return time.Time{}, false
+	}
+	if ahead <= 0 {
+		life := DefaultTokenLife
+		if !r.TokenIssuedAt.IsZero() && r.TokenExpiresAt.After(r.TokenIssuedAt) {
+			life = r.TokenExpiresAt.Sub(r.TokenIssuedAt)
+		}
+		ahead = life / 3
+	}
+	return r.TokenExpiresAt.Add(-ahead), true
+}
+
+// DefaultTokenLife is the longest life GitLab gives a runner token where
+// an instance sets an expiry (15 days).
+const DefaultTokenLife = 15 * 24 * time.Hour
+
+// TokenRotationRetry is how long an EggRunner waits before it tries
+// again to rotate an expiring token after a rotation that did not reset
+// it (another rotation running, GitLab unreachable).
+const TokenRotationRetry = 5 * time.Minute
 
 // EggRunnerStatus is an EggRunner workflow's state (QueryEggRunner).
 type EggRunnerStatus struct {

@@ -115,4 +115,16 @@ type RotateRunnerTokensResult struct {
 	Rotated int              `json:"rotated"`
 	Failed  int              `json:"failed"`
 	Skipped int              `json:"skipped"`
+	// SharedTokens are the eggs' shared runner tokens the rotation reset,
+	// ordered by token reference.
+	SharedTokens []SharedTokenReset `json:"shared_tokens,omitempty"`
+}
+
+// SharedTokenReset is one reset of an egg's shared runner token: where it
+// is stored, the secret version of the new token and when GitLab lets it
+// expire (token_expires_at; nil when the instance sets no expiry).
+type SharedTokenReset struct {
+	TokenRef  string     `json:"token_ref"`
+	Version   string     `json:"version"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }

@@ -54,6 +54,11 @@ func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput)
 		_ = transitionWith(dctx, activities.TransitionInput{RunnerID: in.RunnerID, To: store.StateFailed, Reason: fmt.Sprintf("teardown: %s failed: %v", step, err), Actor: actor})
 		return res, fmt.Errorf("deprovision %s: %s: %w", in.RunnerID, step, err)
 	}
+	if in.Owner != "" {
+		// The pool retires the machine: it stops taking jobs at once, not
+		// at its destroy.
+		drainSharedMachine(ctx, r)
+	}
 	ws := r.Workspace
 	if ws == "" {
 		ws = r.ID
@@ -84,4 +89,30 @@ func deprovisionRunner(ctx workflow.Context, in contract.DeprovisionRunnerInput)
 		return res, err
 	}
 	return res, nil
+}
+
+// versionDrainSharedMachine marks teardowns and drains that stop a machine
+// of the egg's shared GitLab runner taking jobs before anything else.
+const versionDrainSharedMachine = "drain-shared-machine"
+
+// drainSharedMachine stops the gitlab-runner of a machine of the egg's
+// shared runner taking new jobs at once (DrainMachine: the agent's
+// graceful stop), since pausing the shared runner in GitLab would stop
+// every machine of the egg. A machine with a GitLab runner of its own was
+// paused in GitLab instead. A drain that fails is logged: the teardown
+// that follows stops gitlab-runner all the same.
+func drainSharedMachine(ctx workflow.Context, r store.Runner) {
+	if !contract.IsEggRunnerToken(r.TokenRef) ||
+		workflow.GetVersion(ctx, versionDrainSharedMachine, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	var a *activities.Activities
+	var res activities.DrainMachineResult
+	if err := workflow.ExecuteActivity(drainMachineCtx(ctx), a.DrainMachine, activities.DrainMachineInput{
+		RunnerID: r.ID, Cloud: r.Cloud,
+	}).Get(ctx, &res); err != nil {
+		workflow.GetLogger(ctx).Warn("drain the machine's gitlab-runner", "runner", r.ID, "error", err)
+		return
+	}
+	workflow.GetLogger(ctx).Info("machine drained", "runner", r.ID, "outcome", res.Outcome)
 }

@@ -11,7 +11,9 @@ import (
 )
 
 // DrainRunner drains a runner that no pool owns: it is paused in GitLab
-// first, so it takes no new job, then recorded draining, then audited. The
+// first, so it takes no new job (a machine of the egg's shared runner has
+// its gitlab-runner stopped taking jobs instead: drainSharedMachine), then
+// recorded draining, then audited. The
 // other order could record a drain GitLab never heard of. A runner
 // draining already is left as it is; one in a state that cannot drain
 // fails with a non-retryable error of type activities.ErrTypeIllegalState.
@@ -38,6 +40,7 @@ func DrainRunner(ctx workflow.Context, in contract.DrainRunnerInput) (contract.D
 			return res, fmt.Errorf("pause GitLab runner %d: %w", r.GitLabRunnerID, err)
 		}
 	}
+	drainSharedMachine(ctx, r)
 	if err := transitionWith(ctx, activities.TransitionInput{RunnerID: r.ID, To: store.StateDraining, Reason: in.Reason, Actor: in.Actor}); err != nil {
 		return res, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -35,6 +36,9 @@ func EggRunner(ctx workflow.Context, in contract.EggRunnerInput) (contract.EggRu
 	// creating is set while a creation runs; failures counts the ones
 	// that failed, so a call that waited for one returns its error.
 	creating, failures := false, 0
+	// tokens counts the tokens this run made, so a wait for the next
+	// rotation learns of a new one.
+	tokens := 0
 	var createErr error
 	ensure := func(ctx workflow.Context) (contract.EggRunner, error) {
 		if creating {
@@ -69,7 +73,11 @@ func EggRunner(ctx workflow.Context, in contract.EggRunnerInput) (contract.EggRu
 			}
 			return contract.EggRunner{}, createErr
 		}
-		st.Runner = &contract.EggRunner{GitLabRunnerID: created.GitLabRunnerID, TokenRef: created.TokenRef, ShapeKey: key}
+		st.Runner = &contract.EggRunner{
+			GitLabRunnerID: created.GitLabRunnerID, TokenRef: created.TokenRef, ShapeKey: key,
+			TokenIssuedAt: workflow.Now(ctx).UTC(), TokenExpiresAt: created.TokenExpiresAt,
+		}
+		tokens++
 		workflow.GetLogger(ctx).Info("shared GitLab runner created", "egg", in.Egg, "shape", key, "gitlab_runner", created.GitLabRunnerID)
 		return *st.Runner, nil
 	}
@@ -88,9 +96,30 @@ func EggRunner(ctx workflow.Context, in contract.EggRunnerInput) (contract.EggRu
 	if every <= 0 {
 		every = contract.DefaultEggRunnerRetireCheck
 	}
+	rotateExpiring := workflow.GetVersion(ctx, versionRotateExpiringToken, workflow.DefaultVersion, 1) == 1
+	nextCheck := workflow.Now(ctx).Add(every)
 	for {
-		if err := workflow.Sleep(ctx, every); err != nil {
-			return st, err
+		if !rotateExpiring {
+			if err := workflow.Sleep(ctx, every); err != nil {
+				return st, err
+			}
+		} else {
+			// The retire check keeps its period; a token due sooner, or a
+			// new one (its due time unknown to this wait), wakes it earlier.
+			wait := nextCheck.Sub(workflow.Now(ctx))
+			if st.Runner != nil && !creating {
+				wait = min(wait, rotateIfExpiring(ctx, in, &st))
+			}
+			seen := tokens
+			if wait > 0 {
+				if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return tokens != seen }); err != nil {
+					return st, err
+				}
+			}
+			if workflow.Now(ctx).Before(nextCheck) {
+				continue
+			}
+			nextCheck = workflow.Now(ctx).Add(every)
 		}
 		if creating {
 			continue
@@ -125,6 +154,64 @@ func EggRunner(ctx workflow.Context, in contract.EggRunnerInput) (contract.EggRu
 		return st, workflow.NewContinueAsNewError(ctx, contract.WorkflowEggRunner, in)
 	}
 	return st, retireEggRunner(ctx, in, key)
+}
+
+// versionRotateExpiringToken marks EggRunner workflows that rotate their
+// runner's token ahead of its token_expires_at.
+const versionRotateExpiringToken = "rotate-expiring-token"
+
+// rotateIfExpiring rotates the egg's tokens when the runner's token is due
+// (contract.EggRunner.TokenRotateAt with in.RotateAhead) and returns how
+// long to wait before the next look: until the next token is due, or
+// contract.TokenRotationRetry after a rotation that did not reset it (one
+// already running, GitLab unreachable). A token that never expires waits
+// forever (the caller's own period bounds it).
+//
+// The rotation is RotateRunnerTokens of the egg, a child workflow with the
+// rotations' fixed ID, so it never runs beside another rotation; it resets
+// the shared token once, gives it to every live machine and audits it
+// (with no live machine, the token alone).
+func rotateIfExpiring(ctx workflow.Context, in contract.EggRunnerInput, st *contract.EggRunnerStatus) time.Duration {
+	const forever = time.Duration(1<<63 - 1)
+	at, ok := st.Runner.TokenRotateAt(in.RotateAhead)
+	if !ok {
+		return forever
+	}
+	if left := at.Sub(workflow.Now(ctx)); left > 0 {
+		return left
+	}
+	expires := *st.Runner.TokenExpiresAt
+	workflow.GetLogger(ctx).Info("rotating the shared runner's token ahead of its expiry", "egg", in.Egg, "expires", expires)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: contract.RotateWorkflowID, TaskQueue: contract.TaskQueueMotherGoose,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+	})
+	var res contract.RotateRunnerTokensResult
+	err := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowRotateRunnerTokens, contract.RotateRunnerTokensInput{
+		Eggs: []string{in.Egg}, Actor: contract.ActorMotherGoose,
+		Reason: fmt.Sprintf("the shared runner's token expires at %s", expires.UTC().Format(time.RFC3339)),
+	}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("rotation of an expiring token failed", "egg", in.Egg, "error", err)
+		return contract.TokenRotationRetry
+	}
+	for _, t := range res.SharedTokens {
+		if t.TokenRef != st.Runner.TokenRef {
+			continue
+		}
+		st.Runner.TokenIssuedAt, st.Runner.TokenExpiresAt = workflow.Now(ctx).UTC(), t.ExpiresAt
+		next, ok := st.Runner.TokenRotateAt(in.RotateAhead)
+		if !ok {
+			return forever
+		}
+		if left := next.Sub(workflow.Now(ctx)); left > 0 {
+			return left
+		}
+		return contract.TokenRotationRetry // a token due at once: not in a tight loop
+	}
+	workflow.GetLogger(ctx).Warn("the rotation did not reset the expiring token", "egg", in.Egg, "token_ref", st.Runner.TokenRef)
+	return contract.TokenRotationRetry
 }
 
 // retireEggRunner deletes an egg's superseded shared runner from GitLab,

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // eggRunnerEnv runs EggRunner with its activities mocked: creation takes
@@ -27,6 +28,10 @@ type eggRunnerEnv struct {
 	check   activities.EggRunnerRetireCheck
 	results map[string]contract.EggRunner
 	errs    map[string]error
+	// life, when set, is how long GitLab lets a created token live;
+	// created is when the last one was made.
+	life    time.Duration
+	created time.Time
 }
 
 func newEggRunnerEnv(t *testing.T) *eggRunnerEnv {
@@ -42,7 +47,13 @@ func newEggRunnerEnv(t *testing.T) *eggRunnerEnv {
 		if e.refuse {
 			return activities.CreateGitLabRunnerResult{}, temporal.NewNonRetryableApplicationError("403 Forbidden: runner creation cap reached", activities.ErrTypeGitLabRejected, nil)
 		}
-		return activities.CreateGitLabRunnerResult{GitLabRunnerID: 77, TokenRef: "local://runners/" + in.RunnerID + "/token"}, nil
+		out := activities.CreateGitLabRunnerResult{GitLabRunnerID: 77, TokenRef: "local://runners/" + in.RunnerID + "/token"}
+		if e.life > 0 {
+			e.created = e.Now()
+			at := e.created.Add(e.life)
+			out.TokenExpiresAt = &at
+		}
+		return out, nil
 	}).After(10 * time.Second)
 	e.OnActivity(a.CheckEggRunnerRetired, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.EggRunnerInput) (activities.EggRunnerRetireCheck, error) {
 		e.mu.Lock()
@@ -112,7 +123,12 @@ func TestEggRunnerCreatesOnce(t *testing.T) {
 	}
 	want := contract.EggRunner{GitLabRunnerID: 77, TokenRef: "local://runners/" + contract.EggRunnerSecretName("web", key) + "/token", ShapeKey: key}
 	for _, id := range []string{"a", "b", "c"} {
-		if e.results[id] != want || e.errs[id] != nil {
+		got := e.results[id]
+		if got.TokenIssuedAt.IsZero() || got.TokenExpiresAt != nil {
+			t.Errorf("%s: token issued %s, expires %v; want issued at its creation, never expiring", id, got.TokenIssuedAt, got.TokenExpiresAt)
+		}
+		got.TokenIssuedAt = time.Time{}
+		if got != want || e.errs[id] != nil {
 			t.Errorf("%s: %+v, %v; want %+v", id, e.results[id], e.errs[id], want)
 		}
 	}
@@ -194,5 +210,66 @@ func TestRunnerShapeKey(t *testing.T) {
 		if s.Key() == base.Key() {
 			t.Errorf("%s: same key", name)
 		}
+	}
+}
+
+// A runner token GitLab lets expire (15 days here) is rotated once two
+// thirds of its life have passed: the EggRunner starts RotateRunnerTokens
+// of its egg, takes the new expiry from its result and rotates that token
+// in turn; a rotation that did not reset the token is tried again after
+// contract.TokenRotationRetry. RotateAhead sets the lead instead.
+func TestEggRunnerRotatesExpiringToken(t *testing.T) {
+	const life = 15 * 24 * time.Hour
+	for _, tc := range []struct {
+		name  string
+		ahead time.Duration
+		// want are the rotations' times, from the token's creation.
+		want []time.Duration
+	}{
+		{"a third of its life", 0, []time.Duration{10 * 24 * time.Hour, 10*24*time.Hour + contract.TokenRotationRetry, 20*24*time.Hour + contract.TokenRotationRetry}},
+		{"RotateAhead", 2 * 24 * time.Hour, []time.Duration{13 * 24 * time.Hour, 13*24*time.Hour + contract.TokenRotationRetry, 26*24*time.Hour + contract.TokenRotationRetry}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEggRunnerEnv(t)
+			e.life = life
+			var rotations []time.Duration
+			var inputs []contract.RotateRunnerTokensInput
+			e.RegisterWorkflowWithOptions(func(ctx workflow.Context, in contract.RotateRunnerTokensInput) (contract.RotateRunnerTokensResult, error) {
+				rotations = append(rotations, workflow.Now(ctx).Sub(e.created).Round(time.Minute))
+				inputs = append(inputs, in)
+				if len(rotations) == 1 {
+					return contract.RotateRunnerTokensResult{}, nil // another rotation held the token
+				}
+				at := workflow.Now(ctx).Add(life)
+				ref := "local://runners/" + contract.EggRunnerSecretName("web", eggRunnerIn().Shape.Key()) + "/token"
+				return contract.RotateRunnerTokensResult{SharedTokens: []contract.SharedTokenReset{
+					{TokenRef: "local://runners/other/token", Version: "9"}, {TokenRef: ref, Version: "2", ExpiresAt: &at},
+				}}, nil
+			}, workflow.RegisterOptions{Name: contract.WorkflowRotateRunnerTokens})
+			e.ensureAt(t, time.Second, "a")
+			in := eggRunnerIn()
+			in.RotateAhead = tc.ahead
+			e.RegisterDelayedCallback(func() { e.CancelWorkflow() }, tc.want[len(tc.want)-1]+time.Hour)
+			e.ExecuteWorkflow(EggRunner, in)
+			if len(rotations) != len(tc.want) {
+				t.Fatalf("rotations at %v, want %v", rotations, tc.want)
+			}
+			for i := range tc.want {
+				if d := rotations[i] - tc.want[i]; d < -time.Minute || d > time.Minute {
+					t.Errorf("rotation %d at %s, want %s", i, rotations[i], tc.want[i])
+				}
+				if in := inputs[i]; len(in.Eggs) != 1 || in.Eggs[0] != "web" || in.Actor != contract.ActorMotherGoose || !strings.Contains(in.Reason, "expires at") {
+					t.Errorf("rotation %d input %+v", i, in)
+				}
+			}
+			var st contract.EggRunnerStatus
+			v, err := e.QueryWorkflow(contract.QueryEggRunner)
+			if err == nil {
+				err = v.Get(&st)
+			}
+			if err != nil || st.Runner == nil || st.Runner.TokenExpiresAt == nil || !st.Runner.TokenExpiresAt.After(e.created.Add(2*life)) {
+				t.Errorf("status %+v, %v: want the last rotation's expiry", st.Runner, err)
+			}
+		})
 	}
 }

@@ -113,6 +113,7 @@ func TestSecretRotationJobRunsTheRotation(t *testing.T) {
 	var a *activities.Activities
 	e := newJobEnv(t)
 	e.OnActivity(a.ListRotationTargets, mock.Anything, mock.Anything).Return(activities.RotationTargets{}, nil)
+	e.OnActivity(a.ListSharedRunners, mock.Anything, mock.Anything).Return(activities.SharedRunners{}, nil)
 	var started string
 	e.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
 		started = info.WorkflowExecution.ID

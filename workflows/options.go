@@ -161,3 +161,16 @@ func invokeCtx(ctx workflow.Context, deadline time.Duration) workflow.Context {
 		},
 	})
 }
+
+// drainMachineCtx is for DrainMachine: a signal and a short wait for the
+// agent's answer, retried a few times.
+func drainMachineCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
+		},
+	})
+}

@@ -154,6 +154,9 @@ func newEnvWithTags(t *testing.T, fail map[string]error, jobTags []string) *env 
 	e.OnActivity(a.DestroyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DestroyMachineInput) error {
 		return failOr("destroy")
 	})
+	e.OnActivity(a.DrainMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DrainMachineInput) (activities.DrainMachineResult, error) {
+		return activities.DrainMachineResult{Outcome: activities.MachineDrained}, failOr("drain")
+	})
 	e.OnActivity(a.DeleteGitLabRunner, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteGitLabRunnerInput) error {
 		return failOr("gitlab-delete")
 	})
@@ -553,6 +556,40 @@ func TestDeprovision(t *testing.T) {
 	}
 	if got, want := e.calls.String(), "get,to-terminating,destroy,agent-revoke,to-terminated"; got != want {
 		t.Errorf("calls = %s, want %s", got, want)
+	}
+
+	// A machine of the egg's shared runner that its pool retires stops
+	// taking jobs first.
+	e = newEnv(t, nil)
+	e.OnSignalExternalWorkflow(mock.Anything, "pool/web", "", contract.SignalRunnerRetired, mock.Anything).Return(nil)
+	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "idle", Owner: "pool/web"})
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.calls.String(), "get,to-terminating,drain,destroy,agent-revoke,to-terminated"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+
+	// A drain that fails does not stop the teardown.
+	e = newEnv(t, map[string]error{"drain": permanent("agent deaf")})
+	e.OnSignalExternalWorkflow(mock.Anything, "pool/web", "", contract.SignalRunnerRetired, mock.Anything).Return(nil)
+	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "idle", Owner: "pool/web"})
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.calls.String(), "get,to-terminating,drain,destroy,agent-revoke,to-terminated"; got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+	// A machine with a GitLab runner of its own was paused in GitLab.
+	e = newEnv(t, nil)
+	e.tokenRef = "local://runners/web-1/token"
+	e.OnSignalExternalWorkflow(mock.Anything, "pool/web", "", contract.SignalRunnerRetired, mock.Anything).Return(nil)
+	e.ExecuteWorkflow(DeprovisionRunner, contract.DeprovisionRunnerInput{RunnerID: "web-1", GitLab: testEgg("vm").GitLab, Reason: "idle", Owner: "pool/web"})
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.calls.String(); strings.Contains(got, "drain") {
+		t.Errorf("calls = %s: a machine with its own runner is not drained by its agent", got)
 	}
 }
 

@@ -69,6 +69,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Sweep)
 			r.RegisterWorkflow(AddProjectHook)
 			r.RegisterWorkflow(EggRunner)
+			r.RegisterWorkflow(DrainRunner)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), h,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: rec.WorkflowID, RunID: rec.RunID}})
 			if err != nil {

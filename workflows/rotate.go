@@ -95,6 +95,12 @@ func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInpu
 		})
 	}
 	wg.Wait(ctx)
+	if workflow.GetVersion(ctx, versionIdleSharedTokens, workflow.DefaultVersion, 1) == 1 {
+		if rc.shared == nil {
+			rc.shared = map[string]*sharedReset{}
+		}
+		res.Runners = append(res.Runners, rc.rotateIdleSharedTokens(ctx)...)
+	}
 	for _, r := range res.Runners {
 		switch r.Outcome {
 		case contract.RotationRotated:
@@ -105,7 +111,68 @@ func RotateRunnerTokens(ctx workflow.Context, in contract.RotateRunnerTokensInpu
 			res.Skipped++
 		}
 	}
+	for _, ref := range workflow.DeterministicKeys(rc.shared) {
+		if r := rc.shared[ref]; r.done && r.err == nil && r.tok.Version != "" {
+			res.SharedTokens = append(res.SharedTokens, contract.SharedTokenReset{TokenRef: ref, Version: r.tok.Version, ExpiresAt: r.tok.ExpiresAt})
+		}
+	}
 	return res, nil
+}
+
+// versionIdleSharedTokens marks rotations that, after the machines, reset
+// the shared runner tokens of the eggs that no machine's rotation reset
+// (an egg without live machines, or whose machines were skipped).
+const versionIdleSharedTokens = "rotate-idle-shared-tokens"
+
+// rotateIdleSharedTokens resets the shared runner tokens of the rotation's
+// eggs (their EggRunner workflows') that no machine reset, checks each
+// stored token with GitLab and audits it: machines that start later read
+// the new token. The outcomes are named by the token's secret name
+// (contract.EggRunnerSecretName).
+func (rc rotation) rotateIdleSharedTokens(ctx workflow.Context) []contract.RunnerRotation {
+	var a *activities.Activities
+	var shared activities.SharedRunners
+	if err := workflow.ExecuteActivity(gitlabCtx(ctx), a.ListSharedRunners,
+		activities.SharedRunnersInput{Eggs: rc.in.Eggs}).Get(ctx, &shared); err != nil {
+		out := contract.RunnerRotation{Egg: strings.Join(rc.in.Eggs, ","), Outcome: contract.RotationFailed,
+			Detail: "list the eggs' shared runners: " + failureText(err)}
+		return []contract.RunnerRotation{out}
+	}
+	var outs []contract.RunnerRotation
+	for _, r := range shared.Runners {
+		if _, done := rc.shared[r.TokenRef]; done {
+			continue // reset for its machines
+		}
+		name := contract.EggRunnerSecretName(r.Egg, r.ShapeKey)
+		out := contract.RunnerRotation{RunnerID: name, Egg: r.Egg, State: "shared"}
+		tok, err := rc.resetToken(ctx, activities.RotateTokenInput{
+			RunnerID: name, GitLab: r.GitLab, GitLabRunnerID: r.GitLabRunnerID, TokenRef: r.TokenRef, Shared: true,
+		})
+		t := activities.RotationTarget{RunnerID: name, Egg: r.Egg, GitLabRunnerID: r.GitLabRunnerID, TokenRef: r.TokenRef}
+		switch {
+		case err != nil:
+			out.Outcome, out.Detail = contract.RotationFailed, "rotate: "+failureText(err)
+		case tok.Skipped != "":
+			out.Outcome, out.Detail = contract.RotationSkipped, tok.Skipped
+		default:
+			out.TokenVersion = tok.Version
+			works, checkErr := verifyStored(ctx, t, r.GitLab, tok.Version)
+			switch {
+			case checkErr != nil:
+				out.Outcome = contract.RotationFailed
+				out.Detail = fmt.Sprintf("version %s is stored but could not be checked with GitLab: %s", tok.Version, failureText(checkErr))
+			case !works:
+				out.Outcome, out.TokenWorks = contract.RotationFailed, ptr(false)
+				out.Detail = fmt.Sprintf("GitLab refuses the stored version %s: rotate the egg again", tok.Version)
+			default:
+				out.Outcome, out.VerifiedBy, out.TokenWorks = contract.RotationRotated, contract.VerifiedByGitLab, ptr(true)
+				out.Detail = "no live machine holds this shared token; machines started from now on read the new one"
+			}
+		}
+		auditRotation(ctx, rc.in, &out)
+		outs = append(outs, out)
+	}
+	return outs
 }
 
 // rotationSkip says why a runner is left alone, or "" to rotate it. A

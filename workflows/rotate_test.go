@@ -23,6 +23,8 @@ import (
 // a rotation: per runner, what each step answers.
 type rotateFake struct {
 	targets []activities.RotationTarget
+	// shared are the eggs' shared runners their EggRunner workflows hold.
+	shared  []activities.SharedRunnerTarget
 	gitlab  map[string]fly.GitLab
 	listErr error
 	// reset answers attempt n (from 1) of RotateRunnerToken; nil: success.
@@ -94,6 +96,15 @@ func runRotate(t *testing.T, f *rotateFake, in contract.RotateRunnerTokensInput)
 			out.Targets = append(out.Targets, tg)
 			if g, ok := f.gitlab[tg.Egg]; ok {
 				out.GitLab[tg.Egg] = g
+			}
+		}
+		return out, nil
+	})
+	e.OnActivity(a.ListSharedRunners, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SharedRunnersInput) (activities.SharedRunners, error) {
+		out := activities.SharedRunners{Runners: []activities.SharedRunnerTarget{}}
+		for _, r := range f.shared {
+			if len(in.Eggs) == 0 || slices.Contains(in.Eggs, r.Egg) {
+				out.Runners = append(out.Runners, r)
 			}
 		}
 		return out, nil
@@ -530,5 +541,53 @@ func TestRotateRunnerTokensResetsASharedTokenOnce(t *testing.T) {
 		if got := f.callsOf(id); !strings.Contains(got, "reload") {
 			t.Errorf("%s: calls %s, want its agent reloaded", id, got)
 		}
+	}
+}
+
+// An egg's shared token is reset even when no machine of the egg is live:
+// the rotation finds it through the egg's EggRunner, resets it by itself,
+// checks it with GitLab and audits it; a shared token its machines already
+// reset is not reset again, and the result names every new shared version
+// with its expiry.
+func TestRotateRunnerTokensResetsAnIdleSharedToken(t *testing.T) {
+	busy := "local://runners/" + contract.EggRunnerSecretName("web", "abc") + "/token"
+	idle := "vault://runners/" + contract.EggRunnerSecretName("api", "def") + "/token"
+	expires := time.Date(2030, 1, 15, 0, 0, 0, 0, time.UTC)
+	machine := localTarget("a", store.StateActive)
+	machine.TokenRef = busy
+	f := &rotateFake{
+		targets: []activities.RotationTarget{machine},
+		shared: []activities.SharedRunnerTarget{
+			{Egg: "api", ShapeKey: "def", GitLab: fly.GitLab{Host: "gitlab.example.com"}, GitLabRunnerID: 9, TokenRef: idle},
+			{Egg: "web", ShapeKey: "abc", GitLab: fly.GitLab{Host: "gitlab.example.com"}, GitLabRunnerID: 100, TokenRef: busy},
+		},
+		reset: func(string, int) (activities.RotateTokenResult, error) {
+			return activities.RotateTokenResult{Version: "2", ExpiresAt: &expires}, nil
+		},
+	}
+	res, err := runRotate(t, f, contract.RotateRunnerTokensInput{Eggs: []string{"api", "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := contract.EggRunnerSecretName("api", "def")
+	got := byRunner(res)
+	if r := got[name]; r.Outcome != contract.RotationRotated || r.Egg != "api" || r.TokenVersion != "2" || works(r) != "works" {
+		t.Errorf("idle shared token: %+v", r)
+	}
+	if c := f.callsOf(name); c != "reset,verify2,audit" {
+		t.Errorf("idle shared token: calls %s, want reset,verify2,audit", c)
+	}
+	if res.Rotated != 2 || res.Failed != 0 || len(f.resets) != 2 {
+		t.Errorf("result %+v after %d resets, want a and the idle token once each", res, len(f.resets))
+	}
+	for _, r := range f.resets {
+		if r.TokenRef == idle && (!r.Shared || r.GitLabRunnerID != 9) {
+			t.Errorf("idle reset %+v, want a shared reset of GitLab runner 9", r)
+		}
+	}
+	want := []contract.SharedTokenReset{{TokenRef: busy, Version: "2", ExpiresAt: &expires}, {TokenRef: idle, Version: "2", ExpiresAt: &expires}}
+	if len(res.SharedTokens) != 2 || res.SharedTokens[0].TokenRef != want[0].TokenRef || res.SharedTokens[1].TokenRef != want[1].TokenRef ||
+		!res.SharedTokens[1].ExpiresAt.Equal(expires) {
+		t.Errorf("shared tokens %+v, want %+v", res.SharedTokens, want)
 	}
 }

@@ -192,13 +192,14 @@ func (a *agent) setPhase(phase string) {
 // (SIGQUIT: the running job finishes) and returns. Signals: SIGHUP
 // re-reads the token and reloads gitlab-runner (token rotation); SIGUSR1
 // stops gitlab-runner gracefully before the machine is put to sleep
-// (Nadir); SIGCONT (resumed) starts it again and reports ready.
+// (Nadir); SIGCONT (resumed) starts it again and reports ready; SIGUSR2
+// drains a retired machine (Drain: gitlab-runner stops taking jobs).
 func Run(ctx context.Context, opts RunOptions) error {
 	// Before anything else: the default action of SIGHUP and SIGUSR1 ends
 	// the process, and Reload and Power signal an agent that has written
 	// its state, which happens after this.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGCONT, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGCONT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	if opts.MaxRun > 0 {
 		var cancel context.CancelFunc
@@ -253,6 +254,9 @@ func Run(ctx context.Context, opts RunOptions) error {
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGCONT:
+				if a.phase == PhaseDraining {
+					continue // a retired machine serves no more
+				}
 				// Resumed: the machine may have been promoted, and
 				// whoever promoted it waits for a ready report.
 				a.log.Info("resumed")
@@ -272,6 +276,8 @@ func Run(ctx context.Context, opts RunOptions) error {
 				a.reload(ctx)
 			case syscall.SIGUSR1:
 				a.sleep()
+			case syscall.SIGUSR2:
+				a.drain()
 			}
 		case <-a.sup.exited():
 			if a.phase == PhaseDormant || a.phase == PhaseStopping {
@@ -279,6 +285,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 			}
 			a.drainOutput(ctx)
 			a.report(ctx, a.watch.finishAll(a.sup.listen))
+			if a.phase == PhaseDraining {
+				a.log.Info("gitlab-runner stopped: the drained machine takes no other job", "exit_code", a.sup.code)
+				a.sup.done = nil
+				continue
+			}
 			ranJob := len(a.reported) > jobsBefore
 			if a.cfg.Runner.Mode == ModeSingle && (ranJob || a.sup.code == 0) {
 				// run-single ran its job (or waited --wait-timeout for
@@ -588,7 +599,7 @@ func (a *agent) ready(ctx context.Context, _, version, trigger string) error {
 // heartbeat writes the heartbeat file and posts a beat.
 func (a *agent) heartbeat(ctx context.Context) {
 	_ = os.WriteFile(filepath.Join(a.opts.WorkDir, heartbeatFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
-	if a.api == nil || (a.phase != PhaseServing && a.phase != PhaseDone) {
+	if a.api == nil || (a.phase != PhaseServing && a.phase != PhaseDone && a.phase != PhaseDraining) {
 		return
 	}
 	bctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
@@ -605,9 +616,9 @@ func (a *agent) heartbeat(ctx context.Context) {
 		a.log.Debug("heartbeat not delivered", "error", err)
 		return
 	}
-	if a.phase == PhaseDone {
-		// A runner whose one job ran updates nothing: a new release
-		// would start gitlab-runner again.
+	if a.phase == PhaseDone || a.phase == PhaseDraining {
+		// A runner whose one job ran, or a drained one, updates nothing:
+		// a new release would start gitlab-runner again.
 		return
 	}
 	a.apply(ctx, pins)

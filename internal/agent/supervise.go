@@ -404,6 +404,16 @@ func (s *supervisor) stop(ctx context.Context, grace time.Duration, idle func() 
 	return fmt.Errorf("gitlab-runner killed after %s", grace)
 }
 
+// quit asks gitlab-runner to stop gracefully (SIGQUIT: finish the running
+// jobs, take no new one) without waiting for it.
+func (s *supervisor) quit() {
+	if !s.running() {
+		return
+	}
+	s.log.Info("asking gitlab-runner to stop gracefully (SIGQUIT): running jobs finish, no new job is taken")
+	_ = s.proc.Signal(syscall.SIGQUIT)
+}
+
 // abort stops gitlab-runner forcefully (SIGTERM: running jobs are aborted
 // and reported failed), as idle allows, and kills it after grace.
 func (s *supervisor) abort(grace time.Duration, idle func() bool) {

@@ -53,6 +53,42 @@ func WithRunnerCreationCap(n int, window time.Duration) Option {
 	return func(s *Server) { s.creationCap, s.creationWindow = n, window }
 }
 
+// WithRunnerTokenExpiration sets GitLab's runner_token_expiration_interval:
+// a runner authentication token created or reset from then on expires that
+// long after (token_expires_at in the answers), and the runner API refuses
+// an expired token with 403 as GitLab does. 0 (the default, as on a
+// self-managed instance) makes tokens that never expire (a null
+// token_expires_at). GitLab sets at most 15 days where an instance sets it.
+func WithRunnerTokenExpiration(d time.Duration) Option {
+	return func(s *Server) { s.tokenExpiration = d }
+}
+
+// SetRunnerTokenExpiration changes runner_token_expiration_interval on a
+// running server (see WithRunnerTokenExpiration); tokens already issued
+// keep their expiry, as in GitLab.
+func (s *Server) SetRunnerTokenExpiration(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenExpiration = d
+}
+
+// issueRunnerToken gives rn a new authentication token and its expiry.
+// The caller holds s.mu.
+func (s *Server) issueRunnerToken(rn *runner) {
+	rn.Token = newRunnerToken()
+	rn.TokenExpiresAt = nil
+	if s.tokenExpiration > 0 {
+		at := s.now().UTC().Add(s.tokenExpiration).Truncate(time.Second)
+		rn.TokenExpiresAt = &at
+	}
+}
+
+// tokenExpired tells whether rn's token has expired (GitLab's
+// Ci::Runner#token_expired?). The caller holds s.mu.
+func (s *Server) tokenExpired(rn *runner) bool {
+	return rn.TokenExpiresAt != nil && !s.now().Before(*rn.TokenExpiresAt)
+}
+
 // RunnerManager is one machine running a runner, as GitLab knows it.
 type RunnerManager struct {
 	ID           int64

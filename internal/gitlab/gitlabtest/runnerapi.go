@@ -56,12 +56,18 @@ type rateCount struct {
 	n     int
 }
 
+// runnerByToken is the runner a runner API call authenticates as, or nil
+// (403): an expired token authenticates no one, as in GitLab's
+// authenticate_runner!. The caller holds s.mu.
 func (s *Server) runnerByToken(token string) *runner {
 	if token == "" {
 		return nil
 	}
 	for _, rn := range s.runners {
 		if rn.Token == token {
+			if s.tokenExpired(rn) {
+				return nil
+			}
 			return rn
 		}
 	}

@@ -234,7 +234,7 @@ func (s *Server) createUserRunner(w http.ResponseWriter, r *http.Request, u *use
 		return
 	}
 	rn.ID = s.newID("runner")
-	rn.Token = newRunnerToken()
+	s.issueRunnerToken(rn)
 	rn.createdAt = s.now().UTC()
 	s.runners[rn.ID] = rn
 	writeJSON(w, http.StatusCreated, runnerTokenJSON{ID: rn.ID, Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
@@ -450,7 +450,7 @@ func (s *Server) resetRunnerToken(w http.ResponseWriter, r *http.Request, _ *use
 	if !ok {
 		return
 	}
-	rn.Token = newRunnerToken()
+	s.issueRunnerToken(rn)
 	s.wakePolls()
 	writeJSON(w, http.StatusCreated, runnerTokenJSON{Token: rn.Token, TokenExpiresAt: timestampPtr(rn.TokenExpiresAt)})
 }

@@ -99,6 +99,8 @@ type Server struct {
 	creationCap       int
 	creationWindow    time.Duration
 	creations         map[string][]time.Time
+	// tokenExpiration is runner_token_expiration_interval (managers.go).
+	tokenExpiration time.Duration
 
 	// closing is closed by Close: long polls answer at once.
 	closing   chan struct{}
