@@ -48,7 +48,7 @@ func (m *Operations) EnsureEggRunner(ctx context.Context, in contract.EggRunnerI
 // ID: one visibility list of the running EggRunner workflows, then a query
 // (contract.QueryEggRunner) per workflow of those eggs. A workflow whose
 // runner is not made yet is left out. Errors: Temporal's.
-func (m *MotherGoose) EggRunners(ctx context.Context, eggs []string) ([]contract.EggRunnerOf, error) {
+func (m *Operations) EggRunners(ctx context.Context, eggs []string) ([]contract.EggRunnerOf, error) {
 	tc := m.Temporal()
 	if tc == nil {
 		return nil, errNoTemporal
