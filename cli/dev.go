@@ -238,7 +238,13 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		if err != nil {
 			return err
 		}
+		// Repositories directories that killed runs left in the
+		// temporary directory go; this run's goes when it stops.
+		if removed, err := gitlabtest.RemoveStaleRepositories(); err != nil {
+			log.Warn("remove the GitLab test server's stale repositories", "removed", removed, "error", err)
+		}
 		gl = gitlabtest.NewServer(gitlabtest.WithBaseURL("http://" + glLn.Addr().String()))
+		defer gl.Close()
 		if b, err := os.ReadFile(snapPath); err == nil {
 			if err := gl.Restore(b); err != nil {
 				return err

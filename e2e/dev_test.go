@@ -341,8 +341,18 @@ func TestDevSurvivesKill9(t *testing.T) {
 	}
 	_, _ = d.cmd.Process.Wait()
 	_ = sim.Process.Kill()
+	killed := testRepositories(d)
+	if len(killed) == 0 {
+		t.Errorf("the killed dev (pid %d) left no GitLab test server repositories in %s to clean up", d.cmd.Process.Pid, os.TempDir())
+	}
 
 	d = startDev(t, bin, stateDir, ports)
+	// The next start removes what the killed run left.
+	for _, dir := range killed {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("the restarted dev kept the killed run's %s: %v", dir, err)
+		}
+	}
 	// The job ends on the runner that took it.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -362,6 +372,17 @@ func TestDevSurvivesKill9(t *testing.T) {
 		t.Errorf("the next job after the restart (want runner %s): %v\n%s\ndev:\n%s", runner, err, res, d.out)
 	}
 	d.stop(t)
+	// A clean stop removes this run's repositories.
+	if left := testRepositories(d); len(left) > 0 {
+		t.Errorf("gosling dev stopped and left %v", left)
+	}
+}
+
+// testRepositories are the GitLab test server's repositories directories
+// of a dev run, by its pid (gitlabtest names them so).
+func testRepositories(d *devRun) []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("gitlabtest-repos-%d-*", d.cmd.Process.Pid)))
+	return dirs
 }
 
 // devJob reads a job's status and runner from the state gosling dev's
