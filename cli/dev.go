@@ -156,7 +156,11 @@ Send a job through the whole loop, or a pipeline:
 	}
 	fl := cmd.Flags()
 	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest to run", "")
-	fl.StringVar(&opts.StateDir, "state-dir", ".gosling", "where state is kept across runs")
+	stateDir := defaultDevState
+	if v, ok := f.Getenv(envDevState); ok && v != "" {
+		stateDir = v
+	}
+	fl.StringVar(&opts.StateDir, "state-dir", stateDir, "where state is kept across runs ($"+envDevState+"); other commands find a running dev by it")
 	fl.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:8080", "address of the MotherGoose API")
 	fl.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the Temporal dev server")
 	fl.IntVar(&opts.UIPort, "ui-port", 8233, "port of the Temporal Web UI")
@@ -454,6 +458,14 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err := os.WriteFile(filepath.Join(stateDir, "dev.json"), b, 0o600); err != nil {
 		return err
 	}
+	// Commands run from other directories find this dev by its
+	// registration file.
+	unregister, err := registerDev(opts.Getenv, stateDir)
+	if err != nil {
+		log.Warn("commands run elsewhere will not find this dev: name its state directory with $"+envDevState, "error", err)
+		unregister = func() {}
+	}
+	defer unregister()
 	if opts.Ready != nil {
 		opts.Ready(state)
 	}

@@ -26,16 +26,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// envDevState names the state directory of a running `gosling dev`.
-const envDevState = "GOSLING_DEV_STATE"
-
-func devStateDir(getenv func(string) (string, bool)) string {
-	if v, ok := getenv(envDevState); ok && v != "" {
-		return v
-	}
-	return ".gosling"
-}
-
 // readDevState reads the dev.json a running `gosling dev` wrote.
 func readDevState(dir string) (DevState, error) {
 	var st DevState
@@ -516,9 +506,9 @@ runner, destroyed when the job ends.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			st, err := readDevState(opts.StateDir)
+			st, err := findDev(f.Getenv, opts.StateDir, true)
 			if err != nil {
-				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
+				return err
 			}
 			want := opts.Request.Status
 			if want == "" {
@@ -532,7 +522,7 @@ runner, destroyed when the job ends.`,
 	fl.StringSliceVar(&opts.Request.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
 	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job's script sleeps")
 	fl.StringVar(&opts.Request.Status, "status", "success", "how the job ends: success, failed (its script exits 1) or canceled")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", "", devStateUsage)
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
@@ -586,9 +576,9 @@ it):
 			if runF != nil {
 				return runF(opts)
 			}
-			st, err := readDevState(opts.StateDir)
+			st, err := findDev(f.Getenv, opts.StateDir, true)
 			if err != nil {
-				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
+				return err
 			}
 			return streamSimulation(cmd.Context(), opts.IO, st, "/dev/v1/simulate/pipeline", opts.Request, opts.JSON, "success")
 		},
@@ -596,7 +586,7 @@ it):
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the pipeline (required)")
 	fl.StringVar(&opts.Request.Ref, "ref", "main", "the branch")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", "", devStateUsage)
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
