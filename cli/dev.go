@@ -134,7 +134,9 @@ Local runners are gosling agents supervising the gitlab-runner STAND-IN
 (current gitlab-runner releases cannot be built here), which takes jobs from
 the GitLab test server through GitLab's runner API, fetches their commits
 and runs their scripts; --gitlab-runner bin/gitlab-runner runs them on the
-real GitLab Runner 12.8 that scripts/tools.sh builds instead.
+real GitLab Runner 12.8 that scripts/tools.sh builds instead (make run
+passes it when bin/gitlab-runner is there).
+
 Send a job through the whole loop, or a pipeline:
 
   gosling dev simulate job --egg web-app

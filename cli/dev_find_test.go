@@ -123,7 +123,7 @@ func TestAPIFlagHelp(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, "--api string") || strings.Contains(line, "''") || !strings.Contains(line, "else the API of the running gosling dev") {
+	if !strings.Contains(line, "--api string") || strings.Contains(line, "''") || !strings.Contains(line, "$GOSLING_API_URL, else the API of the running gosling dev") {
 		t.Errorf("--api help: %q", line)
 	}
 }

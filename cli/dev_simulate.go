@@ -485,9 +485,12 @@ func NewCmdDevSimulateJob(f *Factory, runF func(*DevSimulateJobOptions) error) *
 		Long: `Simulate job makes a pipeline of one job in the GitLab test server of a
 running ` + "`gosling dev`" + `; the test server sends its Job and Pipeline Hooks to
 the API as GitLab does. A Gosling runner (its agent supervising the
-gitlab-runner STAND-IN) takes the job through GitLab's runner API and runs
-its script, which prints a line, sleeps --duration and ends as --status
-says; the job's log comes back through the runner API and is printed here.
+gitlab-runner the dev runs: the real GitLab Runner given by gosling dev
+--gitlab-runner, as make run does when bin/gitlab-runner is built, else the
+gitlab-runner STAND-IN; the dev's banner says which) takes the job through
+GitLab's runner API and runs its script, which prints a line, sleeps
+--duration and ends as --status says; the job's log comes back through the
+runner API and is printed here.
 
 A VM egg's job is served by the egg's pool: the runner stays for the next
 job and sleeps in Nadir when idle. A serverless egg's job gets its own
@@ -545,9 +548,11 @@ func NewCmdDevPipeline(f *Factory, runF func(*DevPipelineOptions) error) *cobra.
 		Long: `Pipeline commits FILE as .gitlab-ci.yml to the egg's project in the GitLab
 test server and creates its pipeline (POST /projects/:id/pipeline, as a
 user would); the test server sends the Job and Pipeline Hooks to the API.
-Gosling's runners take the jobs and run their scripts with the
-gitlab-runner STAND-IN's shell executor; each job's log is printed as it
-comes, a failed job with allow_failure as "allowed to fail". While no
+Gosling's runners take the jobs and run their scripts with the shell
+executor of the gitlab-runner the dev runs (the real GitLab Runner, or
+the gitlab-runner STAND-IN, as for dev simulate job); each job's log is
+printed as it comes, a failed job with allow_failure as "allowed to
+fail". While no
 runner takes a job, the server's reason is printed; when no runner of the
 egg will ever take a pending job (its tags, say), the command stops with
 that reason and exit code 1. The exit code is 0 when the pipeline

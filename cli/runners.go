@@ -50,7 +50,7 @@ func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, boo
 	if url != "" {
 		def = url
 	}
-	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL (default: $"+envAPIURL+", else the API of the running gosling dev, else "+defaultAPI+"); the token is read from $"+envAPIToken)
+	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL: $"+envAPIURL+", else the API of the running gosling dev; the token is read from $"+envAPIToken)
 	a.Token = strings.TrimSpace(token)
 }
 
