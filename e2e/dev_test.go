@@ -34,6 +34,8 @@ func freePort(t *testing.T) int {
 type devRun struct {
 	cmd *exec.Cmd
 	out *lockedBuffer
+	// stateHome is the dev's $XDG_STATE_HOME, where it registers itself.
+	stateHome string
 }
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -60,12 +62,16 @@ func startDev(t *testing.T, bin, stateDir string, ports []int, extra ...string) 
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--temporal-port", fmt.Sprint(ports[1]),
 		"--ui-port", fmt.Sprint(ports[2]), "--gitlab-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
 		"--temporal", testbin.Temporal(t), "--tofu", testbin.Tofu(t)}, extra...)...)
+	// The dev registers itself under $XDG_STATE_HOME: the test's own, not
+	// the user's.
+	stateHome := t.TempDir()
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+stateHome)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &devRun{cmd: cmd, out: out}
+	d := &devRun{cmd: cmd, out: out, stateHome: stateHome}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
@@ -268,11 +274,24 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 		!strings.Contains(string(b), "ready registering>") {
 		t.Errorf("audit of %s: %v\n%s", pooled, err, b)
 	}
-	// The CLI finds the running dev by itself.
+	// Every secret the dev's Nest names has a value: no failed read.
+	audit = exec.CommandContext(ctx, bin, "audit", "--json", "action,reason", "--jq", `.[] | select(.action == "secret-access") | .reason`)
+	audit.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	if b, err := audit.CombinedOutput(); err != nil || strings.Contains(string(b), ": failed") {
+		t.Errorf("secret reads in the audit log: %v\n%s", err, b)
+	}
+	// The CLI finds the running dev by itself, from another directory,
+	// by the dev's registration under $XDG_STATE_HOME.
 	list := exec.CommandContext(ctx, bin, "runners", "list", "--egg", "data-group")
-	list.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	list.Dir = t.TempDir()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOSLING_") && !strings.HasPrefix(kv, "XDG_STATE_HOME=") {
+			list.Env = append(list.Env, kv)
+		}
+	}
+	list.Env = append(list.Env, "XDG_STATE_HOME="+d.stateHome)
 	if out, err := list.CombinedOutput(); err != nil || !strings.Contains(string(out), pooled) {
-		t.Errorf("runners list: %v\n%s", err, out)
+		t.Errorf("runners list from another directory: %v\n%s", err, out)
 	}
 
 	d.stop(t)
