@@ -63,7 +63,9 @@ func (a *APIFlags) client() (*apiclient.Client, error) {
 }
 
 // apiFailure gives an API error its exit code: 4 when the API refused the
-// token, 1 otherwise.
+// token, 1 otherwise. An API unreachable at the default address, when no
+// running `gosling dev` was found, also says where one was looked for and
+// how to name it (errNoDev).
 func (a *APIFlags) apiFailure(err error) error {
 	var opErr *net.OpError
 	if a.noDev != nil && a.URL == defaultAPI && errors.As(err, &opErr) {
