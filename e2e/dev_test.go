@@ -366,12 +366,6 @@ func TestDevSurvivesKill9(t *testing.T) {
 	}
 
 	d = startDev(t, bin, stateDir, ports)
-	// The next start removes what the killed run left.
-	for _, dir := range killed {
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("the restarted dev kept the killed run's %s: %v", dir, err)
-		}
-	}
 	// The job ends on the runner that took it.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -383,6 +377,13 @@ func TestDevSurvivesKill9(t *testing.T) {
 			t.Fatalf("job %d after the restart: %s on runner %d\ndev:\n%s", int64(jobID), status, ranOn, d.out)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The next start removed what the killed run left (startDev returned
+	// on the killed run's dev.json: by now the new run is up).
+	for _, dir := range killed {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("the restarted dev kept the killed run's %s: %v", dir, err)
+		}
 	}
 	// The runner's token still works: it takes the next job.
 	again := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", "data-group", "--duration", "100ms", "--json", "--state-dir", stateDir)
