@@ -134,7 +134,9 @@ Local runners are gosling agents supervising the gitlab-runner STAND-IN
 (current gitlab-runner releases cannot be built here), which takes jobs from
 the GitLab test server through GitLab's runner API, fetches their commits
 and runs their scripts; --gitlab-runner bin/gitlab-runner runs them on the
-real GitLab Runner 12.8 that scripts/tools.sh builds instead.
+real GitLab Runner 12.8 that scripts/tools.sh builds instead (make run
+passes it when bin/gitlab-runner is there).
+
 Send a job through the whole loop, or a pipeline:
 
   gosling dev simulate job --egg web-app
@@ -156,7 +158,11 @@ Send a job through the whole loop, or a pipeline:
 	}
 	fl := cmd.Flags()
 	nestFlag(fl, &opts.Nest, f.Getenv, "the Nest to run", "")
-	fl.StringVar(&opts.StateDir, "state-dir", ".gosling", "where state is kept across runs")
+	stateDir := defaultDevState
+	if v, ok := f.Getenv(envDevState); ok && v != "" {
+		stateDir = v
+	}
+	fl.StringVar(&opts.StateDir, "state-dir", stateDir, "where state is kept across runs ($"+envDevState+"); other commands find a running dev by it")
 	fl.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:8080", "address of the MotherGoose API")
 	fl.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the Temporal dev server")
 	fl.IntVar(&opts.UIPort, "ui-port", 8233, "port of the Temporal Web UI")
@@ -238,7 +244,13 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 		if err != nil {
 			return err
 		}
+		// Repositories directories that killed runs left in the
+		// temporary directory go; this run's goes when it stops.
+		if removed, err := gitlabtest.RemoveStaleRepositories(); err != nil {
+			log.Warn("remove the GitLab test server's stale repositories", "removed", removed, "error", err)
+		}
 		gl = gitlabtest.NewServer(gitlabtest.WithBaseURL("http://" + glLn.Addr().String()))
+		defer gl.Close()
 		if b, err := os.ReadFile(snapPath); err == nil {
 			if err := gl.Restore(b); err != nil {
 				return err
@@ -448,6 +460,14 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	if err := os.WriteFile(filepath.Join(stateDir, "dev.json"), b, 0o600); err != nil {
 		return err
 	}
+	// Commands run from other directories find this dev by its
+	// registration file.
+	unregister, err := registerDev(opts.Getenv, stateDir)
+	if err != nil {
+		log.Warn("commands run elsewhere will not find this dev: name its state directory with $"+envDevState, "error", err)
+		unregister = func() {}
+	}
+	defer unregister()
 	if opts.Ready != nil {
 		opts.Ready(state)
 	}

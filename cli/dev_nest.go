@@ -43,6 +43,9 @@ func devNest(n *fly.Nest, gitlabHost string, insecure bool, stateDir string) *fl
 	mg.Database = fly.Database{Engine: "sqlite", Path: filepath.Join(stateDir, "gosling.db")}
 	mg.Providers = map[string]fly.Provider{fly.CloudLocal: {Name: fly.CloudLocal, StateDir: filepath.Join(stateDir, "tofu")}}
 	mg.Queue.Kind, mg.Triggers.Kind = "none", "none"
+	// The runners' OpenTofu states stay under the state directory (local
+	// state, one worker): the block's bucket and its keys are not used.
+	mg.State = fly.TofuState{Backend: fly.StateLocal}
 	// Local machines run this very binary and the gitlab-runner stand-in:
 	// nothing to download, no version to update to.
 	mg.Agent = fly.AgentRelease{}
@@ -85,6 +88,10 @@ func nestSecrets(n *fly.Nest) map[fly.SecretRef]string {
 	}
 	if !mg.Database.DSN.IsZero() {
 		out[mg.Database.DSN] = "database-dsn"
+	}
+	// Every webhook is checked against the Nest repository's secret too.
+	if !mg.Nest.WebhookSecret.IsZero() {
+		out[mg.Nest.WebhookSecret] = "nest-webhook-secret"
 	}
 	for _, p := range mg.Providers {
 		if !p.ServiceAccountKey.IsZero() {

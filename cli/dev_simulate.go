@@ -26,16 +26,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// envDevState names the state directory of a running `gosling dev`.
-const envDevState = "GOSLING_DEV_STATE"
-
-func devStateDir(getenv func(string) (string, bool)) string {
-	if v, ok := getenv(envDevState); ok && v != "" {
-		return v
-	}
-	return ".gosling"
-}
-
 // readDevState reads the dev.json a running `gosling dev` wrote.
 func readDevState(dir string) (DevState, error) {
 	var st DevState
@@ -495,9 +485,12 @@ func NewCmdDevSimulateJob(f *Factory, runF func(*DevSimulateJobOptions) error) *
 		Long: `Simulate job makes a pipeline of one job in the GitLab test server of a
 running ` + "`gosling dev`" + `; the test server sends its Job and Pipeline Hooks to
 the API as GitLab does. A Gosling runner (its agent supervising the
-gitlab-runner STAND-IN) takes the job through GitLab's runner API and runs
-its script, which prints a line, sleeps --duration and ends as --status
-says; the job's log comes back through the runner API and is printed here.
+gitlab-runner the dev runs: the real GitLab Runner given by gosling dev
+--gitlab-runner, as make run does when bin/gitlab-runner is built, else the
+gitlab-runner STAND-IN; the dev's banner says which) takes the job through
+GitLab's runner API and runs its script, which prints a line, sleeps
+--duration and ends as --status says; the job's log comes back through the
+runner API and is printed here.
 
 A VM egg's job is served by the egg's pool: the runner stays for the next
 job and sleeps in Nadir when idle. A serverless egg's job gets its own
@@ -516,9 +509,9 @@ runner, destroyed when the job ends.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			st, err := readDevState(opts.StateDir)
+			st, err := findDev(f.Getenv, opts.StateDir, true)
 			if err != nil {
-				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
+				return err
 			}
 			want := opts.Request.Status
 			if want == "" {
@@ -532,7 +525,7 @@ runner, destroyed when the job ends.`,
 	fl.StringSliceVar(&opts.Request.Tags, "tags", nil, "the job's tags (default: the egg's runner tags)")
 	fl.DurationVar(&dur, "duration", 5*time.Second, "how long the job's script sleeps")
 	fl.StringVar(&opts.Request.Status, "status", "success", "how the job ends: success, failed (its script exits 1) or canceled")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", "", devStateUsage)
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }
@@ -555,9 +548,11 @@ func NewCmdDevPipeline(f *Factory, runF func(*DevPipelineOptions) error) *cobra.
 		Long: `Pipeline commits FILE as .gitlab-ci.yml to the egg's project in the GitLab
 test server and creates its pipeline (POST /projects/:id/pipeline, as a
 user would); the test server sends the Job and Pipeline Hooks to the API.
-Gosling's runners take the jobs and run their scripts with the
-gitlab-runner STAND-IN's shell executor; each job's log is printed as it
-comes, a failed job with allow_failure as "allowed to fail". While no
+Gosling's runners take the jobs and run their scripts with the shell
+executor of the gitlab-runner the dev runs (the real GitLab Runner, or
+the gitlab-runner STAND-IN, as for dev simulate job); each job's log is
+printed as it comes, a failed job with allow_failure as "allowed to
+fail". While no
 runner takes a job, the server's reason is printed; when no runner of the
 egg will ever take a pending job (its tags, say), the command stops with
 that reason and exit code 1. The exit code is 0 when the pipeline
@@ -586,9 +581,9 @@ it):
 			if runF != nil {
 				return runF(opts)
 			}
-			st, err := readDevState(opts.StateDir)
+			st, err := findDev(f.Getenv, opts.StateDir, true)
 			if err != nil {
-				return fmt.Errorf("no running `gosling dev` found in %s (%v): start one with `make run`", opts.StateDir, err)
+				return err
 			}
 			return streamSimulation(cmd.Context(), opts.IO, st, "/dev/v1/simulate/pipeline", opts.Request, opts.JSON, "success")
 		},
@@ -596,7 +591,7 @@ it):
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Request.Egg, "egg", "", "the egg whose project runs the pipeline (required)")
 	fl.StringVar(&opts.Request.Ref, "ref", "main", "the branch")
-	fl.StringVar(&opts.StateDir, "state-dir", devStateDir(f.Getenv), "state directory of the running 'gosling dev' ($"+envDevState+")")
+	fl.StringVar(&opts.StateDir, "state-dir", "", devStateUsage)
 	fl.BoolVar(&opts.JSON, "json", false, "print the steps as JSON lines")
 	return cmd
 }

@@ -33,6 +33,9 @@ func TestFlagHelp(t *testing.T) {
 		if strings.ContainsAny(name, " .$'") {
 			t.Errorf("%s --%s: the value is shown as %q (a backquoted phrase in its usage)", cmd.CommandPath(), f.Name, name)
 		}
+		if strings.Contains(f.Usage, "''") {
+			t.Errorf("%s --%s: doubled quotes in its help: %s", cmd.CommandPath(), f.Name, f.Usage)
+		}
 		line := flagHelpLine(cmd, f)
 		if strings.Count(line, "(default") > 1 {
 			t.Errorf("%s --%s shows two defaults: %s", cmd.CommandPath(), f.Name, line)
@@ -97,5 +100,31 @@ func TestNestFlagDefaults(t *testing.T) {
 	})
 	if n < 10 {
 		t.Errorf("only %d --nest flags", n)
+	}
+}
+
+// The help of init, dev and dev simulate job says what is true: no queue
+// services (deploy makes none), a blank line between dev's sections, and
+// the gitlab-runner a dev runs, the real one or the stand-in.
+func TestHelpTexts(t *testing.T) {
+	help := func(args ...string) string {
+		t.Helper()
+		tio := newTestIO("", false)
+		if code := run(t, tio, append(args, "--help")...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, tio.err)
+		}
+		return tio.out.String()
+	}
+	if h := help("init"); strings.Contains(h, "SQS") || strings.Contains(h, "YMQ") {
+		t.Errorf("init --help names queue services deploy no longer makes:\n%s", h)
+	}
+	if h := help("dev"); !strings.Contains(h, ".\n\nSend a job through the whole loop") {
+		t.Errorf("dev --help: no blank line before \"Send a job\":\n%s", h)
+	}
+	for _, cmd := range [][]string{{"dev", "simulate", "job"}, {"dev", "pipeline"}} {
+		h := strings.Join(strings.Fields(help(cmd...)), " ")
+		if !strings.Contains(h, "real GitLab Runner") || !strings.Contains(h, "STAND-IN") {
+			t.Errorf("%v --help names only one gitlab-runner:\n%s", cmd, h)
+		}
 	}
 }

@@ -33,8 +33,9 @@ func NewCmdInit(f *Factory, runF func(*InitOptions) error) *cobra.Command {
 UF/config.fly with the default pruning policies and an MG/config.fly for the
 chosen cloud. Existing files are kept unless --force is given.
 
-Clouds: yandex (Serverless Containers, YMQ, YDB, Lockbox), aws (containers,
-SQS, DynamoDB, Secrets Manager) or local (the embedded development setup).`,
+Clouds: yandex (Serverless Containers, YDB, Object Storage for the runners'
+OpenTofu state, Lockbox), aws (ECS containers, DynamoDB, S3 for the state,
+Secrets Manager) or local (the embedded development setup).`,
 		Example: `  gosling init my-nest --cloud yandex
   gosling init . --cloud local`,
 		Args: cobra.MaximumNArgs(1),

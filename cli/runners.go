@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,6 +29,10 @@ const (
 type APIFlags struct {
 	URL   string
 	Token string
+	// noDev is why no running `gosling dev` was found when neither
+	// $GOSLING_API_URL nor $GOSLING_API_TOKEN is set (nil: one was, or
+	// they are).
+	noDev error
 }
 
 func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -34,15 +40,17 @@ func (a *APIFlags) register(cmd *cobra.Command, getenv func(string) (string, boo
 	url, urlSet := getenv(envAPIURL)
 	token, tokenSet := getenv(envAPIToken)
 	if !urlSet && !tokenSet {
-		// A `gosling dev` running from here: use its API and token.
-		if st, err := readDevState(devStateDir(getenv)); err == nil {
+		// A running `gosling dev` (devStateDir): use its API and token.
+		if st, err := findDev(getenv, "", false); err == nil {
 			url, token = st.APIURL, st.APIToken
+		} else {
+			a.noDev = err
 		}
 	}
 	if url != "" {
 		def = url
 	}
-	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL ($"+envAPIURL+", else a running 'gosling dev''s); the token is read from $"+envAPIToken)
+	cmd.Flags().StringVar(&a.URL, "api", def, "MotherGoose API base URL: $"+envAPIURL+", else the API of the running gosling dev; the token is read from $"+envAPIToken)
 	a.Token = strings.TrimSpace(token)
 }
 
@@ -55,8 +63,16 @@ func (a *APIFlags) client() (*apiclient.Client, error) {
 }
 
 // apiFailure gives an API error its exit code: 4 when the API refused the
-// token, 1 otherwise.
+// token, 1 otherwise. An API unreachable at the default address, when no
+// running `gosling dev` was found, also says where one was looked for and
+// how to name it (errNoDev).
 func (a *APIFlags) apiFailure(err error) error {
+	var opErr *net.OpError
+	if a.noDev != nil && a.URL == defaultAPI && errors.As(err, &opErr) {
+		// Nothing answers at the default address: most likely no
+		// `gosling dev` was found to talk to.
+		return fmt.Errorf("%w\n%v; or pass --api (or $%s) for another API", err, a.noDev, envAPIURL)
+	}
 	if !apiclient.IsAuth(err) {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"syscall"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
@@ -123,7 +122,7 @@ func (t *TemporalFlags) connection(getenv func(string) (string, bool)) (mothergo
 // runningDev is the dev.json of a `gosling dev` whose process still runs.
 func runningDev(getenv func(string) (string, bool)) (DevState, bool) {
 	st, err := readDevState(devStateDir(getenv))
-	if err != nil || st.PID <= 0 || syscall.Kill(st.PID, 0) != nil {
+	if err != nil || !processRuns(st.PID) {
 		return DevState{}, false
 	}
 	return st, true

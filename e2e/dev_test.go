@@ -34,6 +34,8 @@ func freePort(t *testing.T) int {
 type devRun struct {
 	cmd *exec.Cmd
 	out *lockedBuffer
+	// stateHome is the dev's $XDG_STATE_HOME, where it registers itself.
+	stateHome string
 }
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -60,12 +62,16 @@ func startDev(t *testing.T, bin, stateDir string, ports []int, extra ...string) 
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--temporal-port", fmt.Sprint(ports[1]),
 		"--ui-port", fmt.Sprint(ports[2]), "--gitlab-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
 		"--temporal", testbin.Temporal(t), "--tofu", testbin.Tofu(t)}, extra...)...)
+	// The dev registers itself under $XDG_STATE_HOME: the test's own, not
+	// the user's.
+	stateHome := t.TempDir()
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+stateHome)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &devRun{cmd: cmd, out: out}
+	d := &devRun{cmd: cmd, out: out, stateHome: stateHome}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
@@ -268,11 +274,24 @@ func TestDevRunSimulateAndResume(t *testing.T) {
 		!strings.Contains(string(b), "ready registering>") {
 		t.Errorf("audit of %s: %v\n%s", pooled, err, b)
 	}
-	// The CLI finds the running dev by itself.
+	// Every secret the dev's Nest names has a value: no failed read.
+	audit = exec.CommandContext(ctx, bin, "audit", "--json", "action,reason", "--jq", `.[] | select(.action == "secret-access") | .reason`)
+	audit.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	if b, err := audit.CombinedOutput(); err != nil || strings.Contains(string(b), ": failed") {
+		t.Errorf("secret reads in the audit log: %v\n%s", err, b)
+	}
+	// The CLI finds the running dev by itself, from another directory,
+	// by the dev's registration under $XDG_STATE_HOME.
 	list := exec.CommandContext(ctx, bin, "runners", "list", "--egg", "data-group")
-	list.Env = append(os.Environ(), "GOSLING_DEV_STATE="+stateDir)
+	list.Dir = t.TempDir()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOSLING_") && !strings.HasPrefix(kv, "XDG_STATE_HOME=") {
+			list.Env = append(list.Env, kv)
+		}
+	}
+	list.Env = append(list.Env, "XDG_STATE_HOME="+d.stateHome)
 	if out, err := list.CombinedOutput(); err != nil || !strings.Contains(string(out), pooled) {
-		t.Errorf("runners list: %v\n%s", err, out)
+		t.Errorf("runners list from another directory: %v\n%s", err, out)
 	}
 
 	d.stop(t)
@@ -341,6 +360,10 @@ func TestDevSurvivesKill9(t *testing.T) {
 	}
 	_, _ = d.cmd.Process.Wait()
 	_ = sim.Process.Kill()
+	killed := testRepositories(d)
+	if len(killed) == 0 {
+		t.Errorf("the killed dev (pid %d) left no GitLab test server repositories in %s to clean up", d.cmd.Process.Pid, os.TempDir())
+	}
 
 	d = startDev(t, bin, stateDir, ports)
 	// The job ends on the runner that took it.
@@ -355,6 +378,13 @@ func TestDevSurvivesKill9(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The next start removed what the killed run left (startDev returned
+	// on the killed run's dev.json: by now the new run is up).
+	for _, dir := range killed {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("the restarted dev kept the killed run's %s: %v", dir, err)
+		}
+	}
 	// The runner's token still works: it takes the next job.
 	again := exec.CommandContext(ctx, bin, "dev", "simulate", "job", "--egg", "data-group", "--duration", "100ms", "--json", "--state-dir", stateDir)
 	res, err := again.CombinedOutput()
@@ -362,6 +392,17 @@ func TestDevSurvivesKill9(t *testing.T) {
 		t.Errorf("the next job after the restart (want runner %s): %v\n%s\ndev:\n%s", runner, err, res, d.out)
 	}
 	d.stop(t)
+	// A clean stop removes this run's repositories.
+	if left := testRepositories(d); len(left) > 0 {
+		t.Errorf("gosling dev stopped and left %v", left)
+	}
+}
+
+// testRepositories are the GitLab test server's repositories directories
+// of a dev run, by its pid (gitlabtest names them so).
+func testRepositories(d *devRun) []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("gitlabtest-repos-%d-*", d.cmd.Process.Pid)))
+	return dirs
 }
 
 // devJob reads a job's status and runner from the state gosling dev's

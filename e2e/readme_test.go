@@ -24,7 +24,15 @@ type readmeBlock struct {
 	line int
 	mode string
 	body string
+	// output is what the README shows the block prints: a plain block
+	// right after it, marked <!-- readme-test: output of the block
+	// above -->; each of its lines must be in what the block prints.
+	output string
 }
+
+// readmeOutputLine marks a plain block as the output of the shell block
+// before it.
+const readmeOutputLine = "<!-- readme-test: output of the block above -->"
 
 var readmeTestLine = regexp.MustCompile(`^<!-- readme-test: (run|dev|skip: .+) -->$`)
 
@@ -39,6 +47,18 @@ func readmeBlocks(t *testing.T) []readmeBlock {
 	lines := strings.Split(string(b), "\n")
 	var out []readmeBlock
 	for i := 0; i < len(lines); i++ {
+		if lines[i] == "```" && i > 0 && lines[i-1] == readmeOutputLine {
+			var body []string
+			for i++; i < len(lines) && lines[i] != "```"; i++ {
+				body = append(body, lines[i])
+			}
+			if len(out) == 0 || out[len(out)-1].mode != "run" {
+				t.Errorf("README.md:%d: output shown for no shell block the test runs", i+1)
+				continue
+			}
+			out[len(out)-1].output = strings.Join(body, "\n")
+			continue
+		}
 		if lines[i] != "```sh" {
 			continue
 		}
@@ -91,10 +111,24 @@ func TestREADMEShellBlocks(t *testing.T) {
 	if err := os.Symlink(filepath.Join(testbin.Root(), "examples"), filepath.Join(scratch, "examples")); err != nil {
 		t.Fatal(err)
 	}
+	// The blocks run as in a terminal beside `make run`, whose PATH has no
+	// bin/ (make exports it to its own commands only): they name
+	// bin/gosling, and a bare gosling fails. gosling dev itself runs as
+	// make runs it, with bin/ on its PATH, and so does the help example,
+	// which names the binary as installed.
+	// A gosling installed on this machine would hide such a block: its
+	// directory is left out.
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "gosling")); err != nil {
+			path = append(path, d)
+		}
+	}
+	shellEnv := []string{"PATH=" + strings.Join(path, string(os.PathListSeparator)), "HOME=" + scratch, "USER=readme"}
 	env := []string{"PATH=" + filepath.Join(scratch, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + scratch, "USER=readme"}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	shell := func(what, dir, script string) string {
+	shell := func(what, dir, script string, env []string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", script)
 		cmd.Dir, cmd.Env = dir, env
@@ -121,14 +155,20 @@ func TestREADMEShellBlocks(t *testing.T) {
 	if err := os.Mkdir(exampleDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shell("gosling --help's example", exampleDir, example+"\n")
+	shell("gosling --help's example", exampleDir, example+"\n", env)
 
 	var dev []readmeBlock
 	ran := 0
 	for _, b := range blocks {
 		switch b.mode {
 		case "run":
-			shell(fmt.Sprintf("README.md:%d", b.line), scratch, b.body)
+			what := fmt.Sprintf("README.md:%d", b.line)
+			out := shell(what, scratch, b.body, shellEnv)
+			for _, want := range strings.Split(b.output, "\n") {
+				if strings.TrimSpace(want) != "" && !strings.Contains(out, want) {
+					t.Errorf("%s: the README shows the line %q, which the block did not print:\n%s", what, want, out)
+				}
+			}
 			ran++
 		case "dev":
 			dev = append(dev, b)
@@ -185,7 +225,7 @@ func TestREADMEShellBlocks(t *testing.T) {
 	for _, b := range dev {
 		body := strings.NewReplacer("127.0.0.1:8080", api, "127.0.0.1:8929", gitlab).Replace(b.body)
 		what := fmt.Sprintf("README.md:%d (with gosling dev running)", b.line)
-		out := shell(what, scratch, body)
+		out := shell(what, scratch, body, shellEnv)
 		// A block whose comment shows an answer ("# {"error":"unknown job",...} 404")
 		// must get that error and status.
 		if m := answerComment.FindStringSubmatch(b.body); m != nil && !strings.Contains(out, m[1]) {

@@ -338,3 +338,35 @@ func TestValidatePoolScale(t *testing.T) {
 		}
 	}
 }
+
+// LAST JOB of `gosling pool status`: a promoted runner's is the job it
+// ran, a later job replaces it, another runner's job is not it, and a
+// runner torn down leaves the pool's list with its record (a runner made
+// after it starts with none).
+func TestPlanPoolLastJob(t *testing.T) {
+	lastJobs := func(st contract.PoolState) string {
+		var parts []string
+		for _, r := range st.Runners {
+			parts = append(parts, fmt.Sprintf("%s:%d", r.ID, r.LastJob))
+		}
+		return strings.Join(parts, " ")
+	}
+	st, _ := plan(t, planState(nadir(1), apex(2, 5)), planRun, demand(7), status(7, "running", "web-p1"), status(7, "success", "web-p1"))
+	if got := lastJobs(st); got != "web-p1:7 web-p2:0" {
+		t.Errorf("after the promoted runner ran job 7: %s", got)
+	}
+	st, _ = plan(t, st, planRun, status(5, "success", "web-p2"), demand(9), status(9, "running", "web-p1"))
+	if got := lastJobs(st); got != "web-p1:9 web-p2:5" {
+		t.Errorf("after jobs 5 and 9: %s", got)
+	}
+	st, _ = plan(t, st, planRun, status(9, "success", "web-p1"), RetireReported{Report: contract.RunnerRetired{RunnerID: "web-p1"}})
+	if got := lastJobs(st); strings.Contains(got, "web-p1") {
+		t.Errorf("a retired runner is still listed: %s", got)
+	}
+	st, _ = plan(t, st, planRun, demand(10), demand(11))
+	for _, r := range st.Runners {
+		if r.ID != "web-p2" && r.LastJob != 0 {
+			t.Errorf("a runner made after the teardown shows last job %d: %s", r.LastJob, lastJobs(st))
+		}
+	}
+}

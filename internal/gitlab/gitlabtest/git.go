@@ -3,6 +3,7 @@ package gitlabtest
 import (
 	"bytes"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/cgi"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -35,13 +37,19 @@ import (
 // gitCommitter is who the test server's commits are made by.
 const gitCommitter = "GitLab Test Server <gitlabtest@gitlab.example.com>"
 
+// gitRootPrefix starts the name of a server's repositories directory in
+// os.TempDir(): gitlabtest-repos-<pid>-<random>, the pid being the
+// process that made it, so one a killed process left is known as stale
+// (RemoveStaleRepositories).
+const gitRootPrefix = "gitlabtest-repos-"
+
 // gitRoot is the directory of the server's repositories, made on first
 // use. The caller holds s.mu.
 func (s *Server) gitRoot() (string, error) {
 	if s.gitDir != "" {
 		return s.gitDir, nil
 	}
-	dir, err := os.MkdirTemp("", "gitlabtest-repos-*")
+	dir, err := os.MkdirTemp("", gitRootPrefix+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return "", fmt.Errorf("gitlabtest: repositories directory: %w", err)
 	}
@@ -58,6 +66,41 @@ func (s *Server) removeGitRoot() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// RemoveStaleRepositories deletes the repositories directories in
+// os.TempDir() that servers of processes no longer running left behind
+// (a process killed before it could Close its server), and returns their
+// paths. Directories of running processes, this one included, are kept;
+// so are those of other users, which cannot be told apart from running
+// ones (kill(pid, 0) answers EPERM) or removed.
+func RemoveStaleRepositories() ([]string, error) {
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), gitRootPrefix+"*"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, dir := range dirs {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(dir), gitRootPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || processRuns(pid) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// processRuns tells whether a process with this pid exists (EPERM: it
+// does, as another user's).
+func processRuns(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // repoDir is the bare repository of a project, by ID: projects keep their

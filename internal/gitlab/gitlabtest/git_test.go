@@ -100,3 +100,47 @@ func TestGitFetchWithJobToken(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A server's repositories directory names its process, and goes with
+// Close; RemoveStaleRepositories deletes those of processes that no longer
+// run and keeps this process's and unrelated directories.
+func TestRemoveStaleRepositories(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	s := gitlabtest.NewServer()
+	p := s.AddProject("acme/web", s.AddGroup("acme", 0).ID)
+	s.Commit(p.ID, "main", "add the readme", map[string][]byte{"README.md": []byte("# web\n")})
+	own, _ := filepath.Glob(filepath.Join(tmp, fmt.Sprintf("gitlabtest-repos-%d-*", os.Getpid())))
+	if len(own) != 1 {
+		t.Fatalf("repositories directories of this process in %s: %v", tmp, own)
+	}
+
+	// A process that has ended: its pid names no process any more.
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(tmp, fmt.Sprintf("gitlabtest-repos-%d-123", done.Process.Pid))
+	other := filepath.Join(tmp, "gitlabtest-repos-123456")
+	for _, d := range []string{stale, other} {
+		if err := os.MkdirAll(filepath.Join(d, "1.git"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := gitlabtest.RemoveStaleRepositories()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != stale {
+		t.Errorf("removed %v, want only %s", removed, stale)
+	}
+	for d, want := range map[string]bool{stale: false, other: true, own[0]: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", d, err == nil, want)
+		}
+	}
+	s.Close()
+	if _, err := os.Stat(own[0]); !os.IsNotExist(err) {
+		t.Errorf("Close left %s: %v", own[0], err)
+	}
+}
