@@ -19,11 +19,11 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/runnerid"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	"go.temporal.io/sdk/activity"
@@ -80,7 +80,7 @@ type Activities struct {
 	// labels (inventory.go): reconciliation and teardowns use them.
 	Inventories []Inventory
 	Store       store.Store
-	Secrets     *secrets.Resolver
+	Secrets     *secretstore.Resolver
 	Tofu        *tofu.Executor
 	Agent       AgentSettings
 	// EggTokenRef names where a new runner's token goes: its egg's own
@@ -472,7 +472,7 @@ func (a *Activities) checkRunnerSecrets(ctx context.Context, refs []fly.SecretRe
 	if err == nil {
 		return nil
 	}
-	for _, missing := range []error{secrets.ErrNotFound, secrets.ErrKeyNotFound, secrets.ErrVersion, secrets.ErrPermission, secrets.ErrNoBackend, secrets.ErrAuth} {
+	for _, missing := range []error{secretstore.ErrNotFound, secretstore.ErrKeyNotFound, secretstore.ErrVersion, secretstore.ErrPermission, secretstore.ErrNoBackend, secretstore.ErrAuth} {
 		if errors.Is(err, missing) {
 			return temporal.NewNonRetryableApplicationError("the runner's secrets: "+err.Error(), ErrTypeBadInput, err)
 		}

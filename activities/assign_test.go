@@ -10,7 +10,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -23,11 +23,11 @@ func assignEnv(t *testing.T) (*Activities, *gitlabtest.Server, fly.GitLab) {
 	gl := gitlabtest.New()
 	t.Cleanup(gl.Close)
 	gl.AddUser("glpat-bucket-owner")
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	if _, err := res.Put(ctx, "local://gitlab/token", "glpat-bucket-owner"); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/lambdatest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -148,15 +148,15 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 	b.Cleanup(gl.Close)
 	project := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
 	runner := gl.AddRunner(gitlabtest.Runner{ProjectID: project.ID, Type: "project_type", RunUntagged: true, Description: "gosling/web/r1"})
-	local, err := secrets.OpenLocal(filepath.Join(b.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(b.TempDir(), "secrets"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := secrets.NewResolver(local).Put(context.Background(), "local://runners/r1/token", runner.Token); err != nil {
+	if _, err := secretstore.NewResolver(local).Put(context.Background(), "local://runners/r1/token", runner.Token); err != nil {
 		b.Fatal(err)
 	}
 	// The machine's own agent credential, as MintAgentCredential writes it.
-	if _, err := secrets.NewResolver(local).Put(context.Background(), "local://runners/r1/agent", AgentCredentialPrefix+"bench"); err != nil {
+	if _, err := secretstore.NewResolver(local).Put(context.Background(), "local://runners/r1/agent", AgentCredentialPrefix+"bench"); err != nil {
 		b.Fatal(err)
 	}
 	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(b.TempDir(), "bin"), gosling)

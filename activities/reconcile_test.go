@@ -13,7 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 )
@@ -61,11 +61,11 @@ func newSurveyEnv(t *testing.T) *surveyEnv {
 	gl := gitlabtest.New()
 	t.Cleanup(gl.Close)
 	p := gl.AddProject("acme/web", gl.AddGroup("acme", 0).ID)
-	local, err := secrets.OpenLocal(filepath.Join(dir, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(dir, "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	if _, err := res.Put(ctx, "local://gitlab/token", gl.Token()); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -19,7 +19,7 @@ import (
 
 // flakyPuts fails the first n writes of its backend.
 type flakyPuts struct {
-	secrets.Backend
+	secretstore.Backend
 	mu    sync.Mutex
 	fails int
 	puts  int
@@ -31,7 +31,7 @@ func (f *flakyPuts) Put(ctx context.Context, u fly.SecretURI, v string) (string,
 	fail := f.puts <= f.fails
 	f.mu.Unlock()
 	if fail {
-		return "", secrets.ErrThrottled
+		return "", secretstore.ErrThrottled
 	}
 	return f.Backend.Put(ctx, u, v)
 }
@@ -96,7 +96,7 @@ func TestRotateListTargets(t *testing.T) {
 func (e *surveyEnv) flaky(t *testing.T, n int) *flakyPuts {
 	t.Helper()
 	ctx := context.Background()
-	local, err := secrets.OpenLocal(t.TempDir())
+	local, err := secretstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/activity"
 )
@@ -20,7 +20,7 @@ const AuditSecretAccess = "secret-access"
 const DefaultSecretAuditWindow = time.Minute
 
 // SecretAudit appends the secret backend calls a resolver reports (see
-// secrets.Resolver.Observe) to the audit log: who, which URI, when, and
+// secretstore.Resolver.Observe) to the audit log: who, which URI, when, and
 // whether it worked; never the value. Writes, deletes and failures are
 // always recorded; a successful read is recorded at most once per Window
 // for each actor and URI, the next record counting the reads left out, so
@@ -28,7 +28,7 @@ const DefaultSecretAuditWindow = time.Minute
 type SecretAudit struct {
 	Store store.Store
 	// Actor is recorded when the call's context names none
-	// (secrets.WithActor).
+	// (secretstore.WithActor).
 	Actor string
 	// Window folds repeated reads (DefaultSecretAuditWindow when zero).
 	Window time.Duration
@@ -52,7 +52,7 @@ func NewSecretAudit(st store.Store, actor string, log *slog.Logger) *SecretAudit
 }
 
 // SecretAccessed records e unless it is a read folded into an earlier one.
-func (a *SecretAudit) SecretAccessed(ctx context.Context, e secrets.AccessEvent) {
+func (a *SecretAudit) SecretAccessed(ctx context.Context, e secretstore.AccessEvent) {
 	actor := e.Actor
 	if actor == "" {
 		actor = a.Actor

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -16,15 +16,15 @@ import (
 func TestSecretAuditRecordsAccess(t *testing.T) {
 	ctx := context.Background()
 	st := openSQLiteStore(t)
-	local, err := secrets.OpenLocal(t.TempDir())
+	local, err := secretstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(local)
+	r := secretstore.NewResolver(local)
 	r.SetTTL(fly.SchemeLocal, 0) // every lookup reaches the backend
 	audit := NewSecretAudit(st, "mothergoose", nil)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r.Observe(secrets.AccessObserverFunc(func(ctx context.Context, e secrets.AccessEvent) {
+	r.Observe(secretstore.AccessObserverFunc(func(ctx context.Context, e secretstore.AccessEvent) {
 		e.At = now
 		audit.SecretAccessed(ctx, e)
 	}))
@@ -37,7 +37,7 @@ func TestSecretAuditRecordsAccess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _ = r.Resolve(secrets.WithActor(ctx, "api"), "local://gitlab/missing")
+	_, _ = r.Resolve(secretstore.WithActor(ctx, "api"), "local://gitlab/missing")
 	now = now.Add(2 * DefaultSecretAuditWindow)
 	if _, err := r.Resolve(ctx, "local://gitlab/token"); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agentapi"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -53,11 +53,11 @@ func TestAgentHeartbeat(t *testing.T) {
 	}
 
 	// Another process writes a new credential (a re-provisioned machine).
-	local, err := secrets.OpenLocal(e.secretsDir)
+	local, err := secretstore.OpenLocal(e.secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := secrets.NewResolver(local).Put(ctx, "local://runners/web-p1/agent", "gsa-machine-one-again"); err != nil {
+	if _, err := secretstore.NewResolver(local).Put(ctx, "local://runners/web-p1/agent", "gsa-machine-one-again"); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.call("POST", path, "gsa-machine-one-again"); got.Status != http.StatusOK {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
@@ -102,6 +102,6 @@ func (s *Server) fail(c *gin.Context, err error) {
 }
 
 func isSecretsError(err error) bool {
-	var se *secrets.Error
+	var se *secretstore.Error
 	return errors.As(err, &se) || errors.Is(err, errSecretsUnavailable)
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/mothergoose"
@@ -131,7 +131,7 @@ type env struct {
 	t       *testing.T
 	gitlab  *gitlabtest.Server
 	store   store.Store
-	secrets *secrets.Resolver
+	secrets *secretstore.Resolver
 	// secretsDir holds the local secret store, for a second process's view.
 	secretsDir string
 	metrics    *metrics.Metrics
@@ -193,11 +193,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.nestRepo = e.gitlab.AddProject("nest", ops.ID)
 
 	e.secretsDir = filepath.Join(t.TempDir(), "secrets")
-	local, err := secrets.OpenLocal(e.secretsDir)
+	local, err := secretstore.OpenLocal(e.secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.secrets = secrets.NewResolver(local)
+	e.secrets = secretstore.NewResolver(local)
 	for ref, v := range map[fly.SecretRef]string{
 		"local://gitlab/token": e.gitlab.Token(), "local://hooks/web": webSecret, "local://hooks/multi": multiSecret,
 		"local://hooks/data": dataSecret, "local://api/token": apiToken, "local://hooks/nest": nestSecret,

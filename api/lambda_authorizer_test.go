@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
 
@@ -17,11 +17,11 @@ import (
 // header names HTTP APIs send.
 func TestAuthorizeHTTPAPI(t *testing.T) {
 	ctx := context.Background()
-	local, err := secrets.OpenLocal(t.TempDir())
+	local, err := secretstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	if _, err := res.Put(ctx, "local://api/token", "gat-lambda-test"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -33,7 +34,7 @@ type Options struct {
 	Resolve Resolver
 	// Getenv and Masker are handed to the default resolver.
 	Getenv func(string) (string, bool)
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// GitLab options for every GitLab client (HTTP client, retries).
 	GitLab []gitlab.Option
 	Log    *slog.Logger
@@ -157,7 +158,7 @@ func Open(ctx context.Context, n *fly.Nest, o Options) (*Deployment, error) {
 // errors are returned as they are.
 func yandexCredentialsError(err error) error {
 	code := status.Code(err)
-	if code != codes.Unavailable && code != codes.Unauthenticated && !errors.Is(err, secrets.ErrAuth) && !errors.Is(err, yandexauth.ErrCredentials) {
+	if code != codes.Unavailable && code != codes.Unauthenticated && !errors.Is(err, secretstore.ErrAuth) && !errors.Is(err, yandexauth.ErrCredentials) {
 		return err
 	}
 	return &CredentialsError{Cloud: fly.CloudYandex, Err: err,

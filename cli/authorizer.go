@@ -13,6 +13,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +21,7 @@ import (
 // AuthorizerOptions are the inputs of `gosling authorizer`.
 type AuthorizerOptions struct {
 	IO     *IOStreams
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// Tokens are the secret URIs of the accepted API tokens.
 	Tokens []fly.SecretRef
 	// CacheTTL is how long a resolved token stays in memory.

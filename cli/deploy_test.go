@@ -14,6 +14,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -171,7 +172,7 @@ func TestDeployAuthFailureExitCode(t *testing.T) {
 		code int
 	}{
 		{&bootstrap.CredentialsError{Cloud: "aws", Hint: "set AWS_PROFILE", Err: errors.New("no credentials")}, ExitAuth},
-		{fmt.Errorf("resolve key: %w", secrets.ErrAuth), ExitAuth},
+		{fmt.Errorf("resolve key: %w", secretstore.ErrAuth), ExitAuth},
 		{fmt.Errorf("list folders: %w", status.Error(codes.Unauthenticated, "the IAM token has expired")), ExitAuth},
 		{fmt.Errorf("list folders: %w", status.Error(codes.Unavailable, "no route")), 0},
 	} {

@@ -30,7 +30,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
@@ -66,7 +66,7 @@ type DevOptions struct {
 	// Ready, when set, receives the dev state once everything runs (tests).
 	Ready func(DevState)
 	// Masker, shared with Logger, masks every secret the resolver reads.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 }
 
 // DevState is what a running `gosling dev` writes to STATE_DIR/dev.json, so
@@ -287,11 +287,11 @@ func devRun(ctx context.Context, opts *DevOptions) error {
 	dev := devNest(nest, glHost, insecure, stateDir)
 
 	// Secrets: every URI of the Nest resolves from the local store.
-	local, err := secrets.OpenLocal(filepath.Join(stateDir, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(stateDir, "secrets"))
 	if err != nil {
 		return err
 	}
-	resolver := secrets.NewResolver(secrets.DevBackends(local)...)
+	resolver := secretstore.NewResolver(secretstore.DevBackends(local)...)
 	if opts.Masker != nil {
 		resolver.SetMasker(opts.Masker)
 	}
@@ -567,7 +567,7 @@ func hookExample(n *fly.Nest, projects map[string]int64) (egg string, id int64, 
 }
 
 // webhookSecrets resolves each dev egg's webhook secret, for dev.json.
-func webhookSecrets(ctx context.Context, r *secrets.Resolver, n *fly.Nest) map[string]string {
+func webhookSecrets(ctx context.Context, r *secretstore.Resolver, n *fly.Nest) map[string]string {
 	out := map[string]string{}
 	for _, e := range n.Eggs {
 		if v, err := r.Resolve(ctx, e.GitLab.WebhookSecret); err == nil {
@@ -597,7 +597,7 @@ func findTool(flag, name string) (string, error) {
 
 // registerHooks adds, in the GitLab test server, a project hook per project
 // pointing at the API, as `gosling deploy` does on a real GitLab.
-func registerHooks(ctx context.Context, gl *gitlabtest.Server, glURL string, n *fly.Nest, r *secrets.Resolver, hookURL string, log *slog.Logger) {
+func registerHooks(ctx context.Context, gl *gitlabtest.Server, glURL string, n *fly.Nest, r *secretstore.Resolver, hookURL string, log *slog.Logger) {
 	c, err := gitlab.New(glURL, gl.Token())
 	if err != nil {
 		return

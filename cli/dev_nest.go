@@ -16,7 +16,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // devNest rewrites a Nest for the embedded default: every egg's GitLab is
@@ -104,7 +104,7 @@ func nestSecrets(n *fly.Nest) map[fly.SecretRef]string {
 // seedDevSecrets gives every secret URI of the Nest a value in the local
 // store: GitLab API tokens get the GitLab token in use; everything else a
 // random value, generated once and kept across restarts.
-func seedDevSecrets(ctx context.Context, r *secrets.Resolver, n *fly.Nest, gitlabToken string) error {
+func seedDevSecrets(ctx context.Context, r *secretstore.Resolver, n *fly.Nest, gitlabToken string) error {
 	for ref, what := range nestSecrets(n) {
 		if what == "gitlab-token" {
 			if cur, err := r.Resolve(ctx, ref); err == nil && cur == gitlabToken {
@@ -119,7 +119,7 @@ func seedDevSecrets(ctx context.Context, r *secrets.Resolver, n *fly.Nest, gitla
 		if err == nil {
 			continue
 		}
-		if !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+		if !errors.Is(err, secretstore.ErrNotFound) && !errors.Is(err, secretstore.ErrKeyNotFound) {
 			return err
 		}
 		if _, err := r.Put(ctx, ref, "dev-"+what+"-"+randomHex(12)); err != nil {

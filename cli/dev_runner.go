@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/spf13/cobra"
 )
 
@@ -51,7 +51,7 @@ config.toml.`,
 		switch logFormat {
 		case "", "runner", "text":
 		case "json":
-			f.Logger = slog.New(secrets.NewHandler(slog.NewJSONHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}), f.Masker))
+			f.Logger = slog.New(secretstore.NewHandler(slog.NewJSONHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}), f.Masker))
 		default:
 			return flagErrorf("--log-format %q: want runner, text or json", logFormat)
 		}

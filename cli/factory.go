@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // Factory holds what commands share: streams, the environment, a logger and
@@ -14,9 +15,9 @@ type Factory struct {
 	Getenv func(string) (string, bool)
 	Logger *slog.Logger
 	// Masker holds every secret value the process has seen; Logger, IO.Out
-	// and IO.ErrOut replace them with secrets.Masked. Resolvers the
+	// and IO.ErrOut replace them with secretstore.Masked. Resolvers the
 	// commands make register their values with it.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// Version is the build's version string.
 	Version string
 }
@@ -32,7 +33,7 @@ var secretEnv = []string{
 // NewFactory returns the factory of a real process. Call Flush before the
 // process exits.
 func NewFactory(version string) *Factory {
-	m := secrets.NewMasker()
+	m := secretstore.NewMasker()
 	for _, k := range secretEnv {
 		if v, ok := os.LookupEnv(k); ok {
 			m.Add(v)
@@ -44,7 +45,7 @@ func NewFactory(version string) *Factory {
 	return &Factory{
 		IO:      io,
 		Getenv:  os.LookupEnv,
-		Logger:  slog.New(secrets.NewHandler(h, m)),
+		Logger:  slog.New(secretstore.NewHandler(h, m)),
 		Masker:  m,
 		Version: version,
 	}

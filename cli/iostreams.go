@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"golang.org/x/term"
 )
 
@@ -27,7 +27,7 @@ type IOStreams struct {
 
 	in *bufio.Reader
 	// masked are the masking writers Out and ErrOut go through.
-	masked []*secrets.Writer
+	masked []*secretstore.Writer
 }
 
 // System returns the process's streams.
@@ -41,10 +41,10 @@ func System() *IOStreams {
 }
 
 // Mask routes Out and ErrOut through writers that replace m's values with
-// secrets.Masked. Call Flush when done: a tail that may begin a value is
+// secretstore.Masked. Call Flush when done: a tail that may begin a value is
 // held back until more is written.
-func (s *IOStreams) Mask(m *secrets.Masker) {
-	out, errOut := secrets.NewWriter(s.Out, m), secrets.NewWriter(s.ErrOut, m)
+func (s *IOStreams) Mask(m *secretstore.Masker) {
+	out, errOut := secretstore.NewWriter(s.Out, m), secretstore.NewWriter(s.ErrOut, m)
 	s.Out, s.ErrOut = out, errOut
 	s.masked = append(s.masked, out, errOut)
 }

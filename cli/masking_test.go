@@ -9,14 +9,14 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // Out and ErrOut mask registered values, even split across writes.
 func TestIOStreamsMask(t *testing.T) {
 	var out, errOut bytes.Buffer
 	s := &IOStreams{Out: &out, ErrOut: &errOut}
-	m := secrets.NewMasker()
+	m := secretstore.NewMasker()
 	m.Add("glpat-0123456789abcdef")
 	s.Mask(m)
 	fmt.Fprint(s.Out, "token glpat-01234")
@@ -34,7 +34,7 @@ func TestIOStreamsMask(t *testing.T) {
 // command's Masker, and OpenTofu's output goes through it.
 func TestOpenProcessSharesMasker(t *testing.T) {
 	for _, nest := range []string{""} {
-		m := secrets.NewMasker()
+		m := secretstore.NewMasker()
 		dir := t.TempDir()
 		p, err := openProcess(context.Background(), processOptions{
 			NestDir: nest, Runtime: RuntimeFlags{StateDir: dir, Tofu: "/bin/sh", Store: "sqlite://" + filepath.Join(dir, "g.db")},

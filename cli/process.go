@@ -16,7 +16,7 @@ import (
 	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/tofu"
 	"github.com/gosling-ci/gosling/worker"
@@ -105,7 +105,7 @@ var awsCredentialEnv = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "A
 // the store's PostgreSQL database (the effective store, dsn or MG's
 // database), s3 with the block's bucket and a static key from its secret
 // URIs or the worker's own AWS identity, or this worker's disk.
-func stateBackend(ctx context.Context, mg fly.MotherGoose, dsn string, res *secrets.Resolver, getenv func(string) (string, bool)) (tofu.Backend, error) {
+func stateBackend(ctx context.Context, mg fly.MotherGoose, dsn string, res *secretstore.Resolver, getenv func(string) (string, bool)) (tofu.Backend, error) {
 	if dsn == "" && mg.Database.Engine == "postgresql" {
 		var err error
 		if dsn, err = mothergoose.StoreDSN(ctx, mg, res); err != nil {
@@ -173,7 +173,7 @@ type processOptions struct {
 	Temporal TemporalFlags
 	Runtime  RuntimeFlags
 	Logger   *slog.Logger
-	Masker   *secrets.Masker
+	Masker   *secretstore.Masker
 	// LazyTemporal lets the process start while Temporal is down (the API).
 	LazyTemporal bool
 	// Activities builds a worker's activities too.

@@ -15,7 +15,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/apiv1"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
@@ -41,11 +41,11 @@ func apiServer(t *testing.T) (string, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	if _, err := res.Put(ctx, "local://api/token", testAPIToken); err != nil {
 		t.Fatal(err)
 	}

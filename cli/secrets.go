@@ -15,6 +15,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"golang.org/x/term"
@@ -30,7 +31,7 @@ type SecretsFlags struct {
 	// StateDir holds the local store.
 	StateDir string
 	// Masker is the command's: every value the resolver reads is masked.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 }
 
 func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string, bool)) {
@@ -40,14 +41,14 @@ func (s *SecretsFlags) register(cmd *cobra.Command, getenv func(string) (string,
 }
 
 // resolver opens the backends; errors of configuration exit with code 3.
-func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string, bool)) (*secrets.Resolver, error) {
+func (s *SecretsFlags) resolver(ctx context.Context, getenv func(string) (string, bool)) (*secretstore.Resolver, error) {
 	localDir := filepath.Join(s.StateDir, "secrets")
 	if s.Dev {
-		local, err := secrets.OpenLocal(localDir)
+		local, err := secretstore.OpenLocal(localDir)
 		if err != nil {
 			return nil, err
 		}
-		r := secrets.NewResolver(secrets.DevBackends(local)...)
+		r := secretstore.NewResolver(secretstore.DevBackends(local)...)
 		if s.Masker != nil {
 			r.SetMasker(s.Masker)
 		}
@@ -91,7 +92,7 @@ func unversionedURI(arg, why string) error {
 // secretFailure gives a backend error its exit code: 4 when credentials
 // or permissions are missing, 1 otherwise.
 func secretFailure(err error) error {
-	if errors.Is(err, secrets.ErrAuth) || errors.Is(err, secrets.ErrPermission) {
+	if errors.Is(err, secretstore.ErrAuth) || errors.Is(err, secretstore.ErrPermission) {
 		return &CodeError{Code: ExitAuth, Err: err}
 	}
 	return err
@@ -151,7 +152,7 @@ key of the secret), Vault KV version numbers, local counters.`,
 		},
 	}
 	opts.Flags.register(cmd, f.Getenv)
-	addJSONFlags(cmd, &opts.Export, secrets.Version{})
+	addJSONFlags(cmd, &opts.Export, secretstore.Version{})
 	return cmd
 }
 
@@ -179,7 +180,7 @@ func secretsVersionsRun(ctx context.Context, opts *SecretsVersionsOptions) error
 		rows = append(rows, []string{v.ID, timeCell(opts.IO, &created, now), cur, labels})
 	}
 	if vs == nil {
-		vs = []secrets.Version{}
+		vs = []secretstore.Version{}
 	}
 	p := listPrinter{IO: opts.IO, Export: &opts.Export, Empty: "The secret has no versions.", Header: []string{"VERSION", "CREATED", "CURRENT", "LABELS"}}
 	return p.Print(ctx, vs, rows)

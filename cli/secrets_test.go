@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/vaulttest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 func TestSecretsFlagsToOptions(t *testing.T) {
@@ -49,11 +49,11 @@ func TestSecretsFlagsToOptions(t *testing.T) {
 func TestSecretsVersionsAndRollbackLocal(t *testing.T) {
 	ctx := context.Background()
 	state := t.TempDir()
-	local, err := secrets.OpenLocal(filepath.Join(state, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(state, "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(local)
+	r := secretstore.NewResolver(local)
 	for _, v := range []string{"glrt-FirstLocalValue", "glrt-SecondLocalValue"} {
 		if _, err := r.Put(ctx, "local://runners/web/token", v); err != nil {
 			t.Fatal(err)
@@ -71,7 +71,7 @@ func TestSecretsVersionsAndRollbackLocal(t *testing.T) {
 
 	tio = newTestIO("", false)
 	run(t, tio, "secrets", "versions", "local://runners/web/token", "--state-dir", state, "--json", "id,current")
-	var vs []secrets.Version
+	var vs []secretstore.Version
 	if err := json.Unmarshal(tio.out.Bytes(), &vs); err != nil || len(vs) != 2 || !vs[1].Current {
 		t.Errorf("json = %s (%v)", tio.out.String(), err)
 	}
@@ -96,8 +96,8 @@ func TestSecretsVersionsAndRollbackLocal(t *testing.T) {
 	if strings.Contains(tio.out.String()+tio.err.String(), "LocalValue") {
 		t.Error("a value was printed")
 	}
-	l2, _ := secrets.OpenLocal(filepath.Join(state, "secrets"))
-	if got, _ := secrets.NewResolver(l2).Resolve(ctx, "local://runners/web/token"); got != "glrt-FirstLocalValue" {
+	l2, _ := secretstore.OpenLocal(filepath.Join(state, "secrets"))
+	if got, _ := secretstore.NewResolver(l2).Resolve(ctx, "local://runners/web/token"); got != "glrt-FirstLocalValue" {
 		t.Errorf("after rollback = %q", got)
 	}
 
@@ -111,11 +111,11 @@ func TestSecretsVaultFromEnvironment(t *testing.T) {
 	ctx := context.Background()
 	srv := vaulttest.New("cli-root-token")
 	defer srv.Close()
-	v, err := secrets.NewVault(secrets.VaultOptions{Address: srv.URL, Token: "cli-root-token"})
+	v, err := secretstore.NewVault(secretstore.VaultOptions{Address: srv.URL, Token: "cli-root-token"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(v)
+	r := secretstore.NewResolver(v)
 	_, _ = r.Put(ctx, "vault://ci/web/token", "vault-value-one")
 	_, _ = r.Put(ctx, "vault://ci/web/token", "vault-value-two")
 
@@ -145,11 +145,11 @@ func TestSecretsPutLocal(t *testing.T) {
 	if strings.Contains(tio.out.String()+tio.err.String(), "PutFromStdin") {
 		t.Errorf("the value was printed: %q %q", tio.out, tio.err)
 	}
-	local, err := secrets.OpenLocal(filepath.Join(state, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(state, "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := secrets.NewResolver(local).Resolve(ctx, "local://runners/web/token"); err != nil || got != "glrt-PutFromStdin" {
+	if got, err := secretstore.NewResolver(local).Resolve(ctx, "local://runners/web/token"); err != nil || got != "glrt-PutFromStdin" {
 		t.Errorf("after put: %q, %v", got, err)
 	}
 	for _, c := range []struct{ stdin, uri, want string }{

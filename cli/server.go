@@ -13,7 +13,7 @@ import (
 
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +22,7 @@ import (
 type ServerOptions struct {
 	IO       *IOStreams
 	Logger   *slog.Logger
-	Masker   *secrets.Masker
+	Masker   *secretstore.Masker
 	Getenv   func(string) (string, bool)
 	Nest     string
 	Vars     map[string]string
@@ -200,7 +200,7 @@ func redactDSN(dsn string) string {
 		return dsn
 	}
 	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
-		return scheme + "://" + user + ":" + secrets.Masked + "@" + host
+		return scheme + "://" + user + ":" + secretstore.Masked + "@" + host
 	}
 	return dsn
 }
@@ -269,7 +269,7 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 
 // loadCertificate reads a certificate and its key, each a PEM file or a
 // secret URI holding the PEM.
-func loadCertificate(ctx context.Context, res *secrets.Resolver, cert, key string) (tls.Certificate, error) {
+func loadCertificate(ctx context.Context, res *secretstore.Resolver, cert, key string) (tls.Certificate, error) {
 	read := func(what, v string) ([]byte, error) {
 		if strings.Contains(v, "://") {
 			s, err := res.Resolve(ctx, fly.SecretRef(v))

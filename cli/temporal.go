@@ -6,7 +6,7 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
@@ -85,7 +85,7 @@ func (t *TemporalFlags) Dial(ctx context.Context, log *slog.Logger) (client.Clie
 	if err != nil {
 		return nil, err
 	}
-	var res *secrets.Resolver
+	var res *secretstore.Resolver
 	if !mgTemporal.APIKey.IsZero() && conn.APIKeyValue == "" {
 		sf := SecretsFlags{Nest: t.Nest, StateDir: devStateDir(getenv)}
 		if res, err = sf.resolver(ctx, getenv); err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/contract"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 
 	"github.com/gosling-ci/gosling/activities"
@@ -47,7 +47,7 @@ type UglyFoxRunOptions struct {
 	Export    exportFlags
 	Temporal  TemporalFlags
 	Runtime   RuntimeFlags
-	Masker    *secrets.Masker
+	Masker    *secretstore.Masker
 	Now       func() time.Time
 }
 

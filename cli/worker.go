@@ -12,7 +12,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	gworker "github.com/gosling-ci/gosling/worker"
 	"github.com/spf13/cobra"
 )
@@ -21,7 +21,7 @@ import (
 type WorkerOptions struct {
 	IO       *IOStreams
 	Logger   *slog.Logger
-	Masker   *secrets.Masker
+	Masker   *secretstore.Masker
 	Getenv   func(string) (string, bool)
 	Queue    string
 	Temporal TemporalFlags

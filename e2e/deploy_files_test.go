@@ -31,7 +31,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/gosling-ci/gosling/cli"
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	gworker "github.com/gosling-ci/gosling/worker"
@@ -58,7 +58,7 @@ func (c *goslingCLI) parse(args []string) (*cobra.Command, error) {
 	f := &cli.Factory{
 		IO:     &cli.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}},
 		Getenv: func(k string) (string, bool) { c.env[k] = true; return "", false },
-		Masker: secrets.NewMasker(),
+		Masker: secretstore.NewMasker(),
 	}
 	root := cli.NewCmdRoot(f)
 	cmd, rest, err := root.Find(args)
@@ -606,7 +606,7 @@ func goslingFamilies(t *testing.T) []*dto.MetricFamily {
 	m.ObserveHTTP("GET", "/healthz", 200, time.Millisecond)
 	m.ObserveOutbox("delivered")
 	m.ObserveUglyFoxAction("heartbeat", "terminate", "done")
-	m.SecretAccessed(context.Background(), secrets.AccessEvent{Op: "get", Scheme: "vault"})
+	m.SecretAccessed(context.Background(), secretstore.AccessEvent{Op: "get", Scheme: "vault"})
 	if err := m.CollectStore(storeCounts{}); err != nil {
 		t.Fatal(err)
 	}
@@ -846,4 +846,4 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 // *metrics.Metrics is what resolvers report their backend calls to.
-var _ secrets.AccessObserver = (*metrics.Metrics)(nil)
+var _ secretstore.AccessObserver = (*metrics.Metrics)(nil)

@@ -16,7 +16,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/workflows"
@@ -119,9 +119,9 @@ func TestPipelinesRunOnRealGitLabRunner(t *testing.T) {
 // pipelinesOnGoslingRunners runs TestPipelinesRunOnGoslingRunners with the
 // given gitlab-runner ("" for the stand-in), whose job logs say banner.
 func pipelinesOnGoslingRunners(t *testing.T, gitlabRunner, banner string) {
-	m := secrets.NewMasker()
+	m := secretstore.NewMasker()
 	logs := &lockedBuffer{}
-	log := slog.New(secrets.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), m))
+	log := slog.New(secretstore.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), m))
 	s := Start(t, Options{Logger: log, GitLabRunner: gitlabRunner})
 	s.Secrets.SetMasker(m)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

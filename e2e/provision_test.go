@@ -15,7 +15,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
@@ -246,7 +246,7 @@ func (s *Stack) assertNothingLeft(ctx context.Context, runnerID string) {
 	if st := agent.Inspect(s.MachineDir(runnerID)); st.Alive {
 		t.Errorf("agent process left: %+v", st)
 	}
-	if _, err := s.Secrets.Fresh(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+	if _, err := s.Secrets.Fresh(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secretstore.ErrNotFound) && !errors.Is(err, secretstore.ErrKeyNotFound) {
 		t.Errorf("token left: %v", err)
 	}
 	r, err := s.Store.GetRunner(ctx, runnerID)

@@ -21,7 +21,7 @@ import (
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/proto"
@@ -35,9 +35,9 @@ import (
 // variables or a saved plan, in the SQLite database, in the local secret
 // store's file or in any workflow history.
 func TestSecretsLeakNowhere(t *testing.T) {
-	m := secrets.NewMasker()
+	m := secretstore.NewMasker()
 	logs := &lockedBuffer{}
-	log := slog.New(secrets.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), m))
+	log := slog.New(secretstore.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), m))
 	s := Start(t, Options{Logger: log})
 	// As `gosling worker` wires them: one Masker for the resolver, the
 	// logger and OpenTofu's output; backend calls go to the audit log.
@@ -189,8 +189,8 @@ func TestSecretsLeakNowhere(t *testing.T) {
 		t.Errorf("the GitLab client's fault paths did not log:\n%s", logs.String())
 	}
 	// Masking is the last line of defence: nothing should have needed it.
-	if strings.Contains(logs.String(), secrets.Masked) {
-		t.Errorf("a secret reached a log call and was masked there:\n%s", grepLines(logs.String(), secrets.Masked))
+	if strings.Contains(logs.String(), secretstore.Masked) {
+		t.Errorf("a secret reached a log call and was masked there:\n%s", grepLines(logs.String(), secretstore.Masked))
 	}
 }
 

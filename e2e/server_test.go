@@ -17,7 +17,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/store/pgtest"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -71,11 +71,11 @@ func startFleet(t testing.TB, o fleetOptions) *fleet {
 
 	// The secrets every process reads, in the local store of the shared
 	// state directory.
-	local, err := secrets.OpenLocal(filepath.Join(f.stateDir, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(f.stateDir, "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	for ref, v := range map[fly.SecretRef]string{
 		"local://gitlab/token": f.gitlab.Token(), "local://gitlab/webhook": fleetWebhookSecret,
 		"local://api/token": APIToken, "local://db/dsn": f.dsn,

@@ -29,7 +29,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
 	"github.com/gosling-ci/gosling/tofu"
@@ -55,8 +55,8 @@ type Stack struct {
 	StateDir  string
 	StoreDSN  string
 	Store     store.Store
-	Local     *secrets.Local
-	Secrets   *secrets.Resolver
+	Local     *secretstore.Local
+	Secrets   *secretstore.Resolver
 	Tofu      *tofu.Executor
 	Acts      *activities.Activities
 	Gosling   string
@@ -125,10 +125,10 @@ func Start(t testing.TB, opts Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Store.Close() })
-	if s.Local, err = secrets.OpenLocal(filepath.Join(s.StateDir, "secrets")); err != nil {
+	if s.Local, err = secretstore.OpenLocal(filepath.Join(s.StateDir, "secrets")); err != nil {
 		t.Fatal(err)
 	}
-	s.Secrets = secrets.NewResolver(s.Local)
+	s.Secrets = secretstore.NewResolver(s.Local)
 	if _, err := s.Secrets.Put(ctx, "local://gitlab/token", s.GitLab.Token()); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 	gworker "github.com/gosling-ci/gosling/worker"
@@ -326,7 +326,7 @@ func assertGone(t *testing.T, ctx context.Context, s *Stack, runnerID string) {
 	if _, err := os.Stat(s.MachineDir(runnerID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("machine directory of %s left: %v", runnerID, err)
 	}
-	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrKeyNotFound) {
+	if _, err := s.Secrets.Resolve(ctx, fly.SecretRef("local://runners/"+runnerID+"/token")); !errors.Is(err, secretstore.ErrNotFound) && !errors.Is(err, secretstore.ErrKeyNotFound) {
 		t.Errorf("token of %s left: %v", runnerID, err)
 	}
 	if r, err := s.Store.GetRunner(ctx, runnerID); err != nil || r.State != store.StateTerminated {

@@ -9,7 +9,7 @@ import (
 	"os"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -65,7 +65,7 @@ func (c TemporalConnection) WithDefaults(mg fly.Temporal) TemporalConnection {
 
 // ClientOptions builds the SDK's client options; the API key, when set as
 // a URI, is resolved through res.
-func (c TemporalConnection) ClientOptions(ctx context.Context, res *secrets.Resolver, log *slog.Logger) (client.Options, error) {
+func (c TemporalConnection) ClientOptions(ctx context.Context, res *secretstore.Resolver, log *slog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: tlog.NewStructuredLogger(log)}
 	useTLS := c.TLS || c.CertFile != "" || c.CAFile != ""
 	key := c.APIKeyValue
@@ -112,7 +112,7 @@ func (c TemporalConnection) ClientOptions(ctx context.Context, res *secrets.Reso
 // Dial connects to Temporal. A lazy client connects on its first call, so
 // a process can start while Temporal is down; otherwise Dial fails when
 // Temporal cannot be reached, naming the address.
-func (c TemporalConnection) Dial(ctx context.Context, res *secrets.Resolver, log *slog.Logger, lazy bool) (client.Client, error) {
+func (c TemporalConnection) Dial(ctx context.Context, res *secretstore.Resolver, log *slog.Logger, lazy bool) (client.Client, error) {
 	o, err := c.ClientOptions(ctx, res, log)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func (e *StoreConfigError) Unwrap() error { return e.Err }
 // StoreDSN is the store DSN the MG block's database names (see
 // store.DSNFromDatabase); a block that names none is a *StoreConfigError
 // that points at it. The DSN may hold a password: never log it.
-func StoreDSN(ctx context.Context, mg fly.MotherGoose, res *secrets.Resolver) (string, error) {
+func StoreDSN(ctx context.Context, mg fly.MotherGoose, res *secretstore.Resolver) (string, error) {
 	dsn, err := store.DSNFromDatabase(ctx, mg.Database, res.Resolve)
 	if err != nil {
 		return "", &StoreConfigError{At: mg.Database.At, Err: err}

@@ -28,6 +28,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
@@ -62,10 +63,10 @@ type Config struct {
 	// Secrets, when set, is the resolver to use. Otherwise one is opened
 	// from the MG block's secrets block, with local:// served from
 	// SecretsDir when that is set.
-	Secrets    *secrets.Resolver
+	Secrets    *secretstore.Resolver
 	SecretsDir string
 	// Masker, when set, is shared by the opened resolver and the logs.
-	Masker *secrets.Masker
+	Masker *secretstore.Masker
 	// Getenv reads the environment for secret backends (os.LookupEnv when nil).
 	Getenv func(string) (string, bool)
 
@@ -156,7 +157,7 @@ type deps struct {
 	cfg      Config
 	log      *slog.Logger
 	store    store.Store
-	secrets  *secrets.Resolver
+	secrets  *secretstore.Resolver
 	metrics  *metrics.Metrics
 	temporal atomic.Pointer[temporalRef]
 	nest     atomic.Pointer[fly.Nest]
@@ -344,7 +345,7 @@ func (m *MotherGoose) Close() error {
 func (m *deps) Store() store.Store { return m.store }
 
 // Secrets is the resolver of secret URIs.
-func (m *deps) Secrets() *secrets.Resolver { return m.secrets }
+func (m *deps) Secrets() *secretstore.Resolver { return m.secrets }
 
 // SecretCache is the cache of resolved webhook secrets and tokens.
 func (m *deps) SecretCache() *SecretCache { return m.cache }

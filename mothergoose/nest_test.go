@@ -12,7 +12,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/mothergoose"
 )
@@ -62,11 +62,11 @@ func TestReloadNestFromGitLab(t *testing.T) {
 	repo := gl.AddProject("ops/nest", ops.ID)
 	host := strings.TrimPrefix(gl.URL(), "http://")
 
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	if _, err := res.Put(ctx, "local://gitlab/token", gl.Token()); err != nil {
 		t.Fatal(err)
 	}

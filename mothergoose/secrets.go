@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // SecretCache resolves secrets through the resolver and keeps the values for
 // a short time, so a burst of webhooks does not hit the secret backend once
 // each. Values stay in memory only.
 type SecretCache struct {
-	res *secrets.Resolver
+	res *secretstore.Resolver
 	ttl time.Duration
 
 	mu sync.Mutex
@@ -31,7 +31,7 @@ type cachedSecret struct {
 }
 
 // NewSecretCache caches what res resolves for ttl.
-func NewSecretCache(res *secrets.Resolver, ttl time.Duration) *SecretCache {
+func NewSecretCache(res *secretstore.Resolver, ttl time.Duration) *SecretCache {
 	return &SecretCache{res: res, ttl: ttl, m: map[fly.SecretRef]cachedSecret{}}
 }
 

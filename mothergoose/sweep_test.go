@@ -22,7 +22,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -80,11 +80,11 @@ func newSweepEnvWith(t testing.TB, now func() time.Time, glOpts ...gitlabtest.Op
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
-	local, err := secrets.OpenLocal(filepath.Join(dir, "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(dir, "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	for ref, v := range map[fly.SecretRef]string{"local://gitlab/token": e.gl.Token(), "local://gitlab/webhook": "hook-secret"} {
 		if _, err := res.Put(ctx, ref, v); err != nil {
 			t.Fatal(err)

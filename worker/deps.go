@@ -14,7 +14,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 	"github.com/gosling-ci/gosling/tofu"
@@ -25,7 +25,7 @@ import (
 // (OpenTofu, the agent).
 type Deps struct {
 	Store         store.Store
-	Secrets       *secrets.Resolver
+	Secrets       *secretstore.Resolver
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
 	GitLabOptions []gitlab.Option

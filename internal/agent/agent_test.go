@@ -24,7 +24,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/lambdatest"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -114,7 +114,7 @@ type rig struct {
 	gl      *gitlabtest.Server
 	project gitlabtest.Project
 	runner  gitlabtest.Runner
-	store   *secrets.Resolver
+	store   *secretstore.Resolver
 	mg      *fakeMG
 	cfg     agent.Config
 	dir     string
@@ -139,11 +139,11 @@ func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
 	t.Cleanup(r.gl.Close)
 	r.project = r.gl.AddProject("acme/web", r.gl.AddGroup("acme", 0).ID)
 	r.runner = r.gl.AddRunner(gitlabtest.Runner{ProjectID: r.project.ID, Type: "project_type", RunUntagged: true, Description: "gosling/web/r1"})
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.store = secrets.NewResolver(local)
+	r.store = secretstore.NewResolver(local)
 	ctx := context.Background()
 	if _, err := r.store.Put(ctx, "local://runners/r1/token", r.runner.Token); err != nil {
 		t.Fatal(err)

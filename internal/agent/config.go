@@ -34,7 +34,7 @@ type Config struct {
 	// SecretsDir serves local:// URIs (the local provider).
 	SecretsDir string `json:"secrets_dir,omitempty"`
 	// DevSecrets serves every scheme from SecretsDir, as `gosling dev`
-	// seeds it (secrets.DevBackends): a Nest written for a cloud runs
+	// seeds it (secretstore.DevBackends): a Nest written for a cloud runs
 	// unchanged on one machine. Never on cloud machines.
 	DevSecrets bool `json:"dev_secrets,omitempty"`
 	// Secrets configures the backends of yc-lockbox://, aws-sm:// and

@@ -16,7 +16,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/agent"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -50,12 +50,12 @@ func TestLocalMachineIsLabelledAndDiesWhole(t *testing.T) {
 	t.Cleanup(gl.Close)
 	rn := gl.AddRunner(gitlabtest.Runner{Description: "gosling/web/lab1"})
 	secretsDir := filepath.Join(t.TempDir(), "secrets")
-	local, err := secrets.OpenLocal(secretsDir)
+	local, err := secretstore.OpenLocal(secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ref := fly.SecretRef("local://runners/lab1/token")
-	if _, err := secrets.NewResolver(local).Put(context.Background(), ref, rn.Token); err != nil {
+	if _, err := secretstore.NewResolver(local).Put(context.Background(), ref, rn.Token); err != nil {
 		t.Fatal(err)
 	}
 	wrapper, err := runnerstandin.WriteWrapper(filepath.Join(t.TempDir(), "bin"), testbin.Gosling(t))

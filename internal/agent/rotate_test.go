@@ -14,7 +14,7 @@ import (
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -29,7 +29,7 @@ type machine struct {
 	dir    string
 	gl     *gitlabtest.Server
 	runner gitlabtest.Runner
-	store  *secrets.Resolver
+	store  *secretstore.Resolver
 	ref    fly.SecretRef
 }
 
@@ -41,11 +41,11 @@ func launch(t *testing.T) *machine {
 	t.Cleanup(m.gl.Close)
 	m.runner = m.gl.AddRunner(gitlabtest.Runner{Description: "gosling/web/r1"})
 	secretsDir := filepath.Join(t.TempDir(), "secrets")
-	local, err := secrets.OpenLocal(secretsDir)
+	local, err := secretstore.OpenLocal(secretsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.store = secrets.NewResolver(local)
+	m.store = secretstore.NewResolver(local)
 	if _, err := m.store.Put(context.Background(), m.ref, m.runner.Token); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -221,10 +221,10 @@ func (m *Metrics) ObserveUglyFoxAction(policy, action, outcome string) {
 }
 
 // SecretAccessed counts one call that reached a secret backend and records
-// its latency; it makes *Metrics a secrets.AccessObserver, so a resolver
+// its latency; it makes *Metrics a secretstore.AccessObserver, so a resolver
 // reports to it with resolver.Observe(m). The URI and actor are not labels:
 // they are unbounded.
-func (m *Metrics) SecretAccessed(_ context.Context, e secrets.AccessEvent) {
+func (m *Metrics) SecretAccessed(_ context.Context, e secretstore.AccessEvent) {
 	if m == nil {
 		return
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/metrics"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -109,18 +109,18 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.ObserveHTTP("GET", "/", 200, time.Second)
 	m.ObserveOutbox("retry")
 	m.ObserveUglyFoxAction("heartbeat", "terminate", "done")
-	m.SecretAccessed(context.Background(), secrets.AccessEvent{Op: "get", Scheme: "vault"})
+	m.SecretAccessed(context.Background(), secretstore.AccessEvent{Op: "get", Scheme: "vault"})
 }
 
 // A resolver reports its backend calls to the metrics through Observe:
 // counted by backend, operation and result, timed by backend and
 // operation, and never labelled with the URI.
 func TestSecretBackendCalls(t *testing.T) {
-	local, err := secrets.OpenLocal(t.TempDir())
+	local, err := secretstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(local)
+	r := secretstore.NewResolver(local)
 	m := metrics.New()
 	r.Observe(m)
 	ctx := context.Background()

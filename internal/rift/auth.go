@@ -107,7 +107,7 @@ type RunnerStore interface {
 	ListRunners(ctx context.Context, f store.RunnerFilter) ([]store.Runner, error)
 }
 
-// SecretResolver reads a secret URI's value (secrets.Resolver does).
+// SecretResolver reads a secret URI's value (secretstore.Resolver does).
 type SecretResolver interface {
 	Resolve(ctx context.Context, ref fly.SecretRef) (string, error)
 }

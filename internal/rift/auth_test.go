@@ -8,7 +8,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
 )
 
@@ -22,11 +22,11 @@ func TestStoreAuthenticator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	for id, egg := range map[string]string{"web-1": "web", "api-1": "api", "web-old": "web"} {
 		ref := fly.SecretRef("local://runners/" + id + "/token")
 		if _, err := res.Put(ctx, ref, "glrt-"+id); err != nil {

@@ -9,16 +9,16 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/rift"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 func TestEggsFromNest(t *testing.T) {
 	ctx := context.Background()
-	local, err := secrets.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
+	local, err := secretstore.OpenLocal(filepath.Join(t.TempDir(), "secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := secrets.NewResolver(local)
+	res := secretstore.NewResolver(local)
 	res.Put(ctx, "local://rift/api/secret_key", "api-secret\n")
 	res.Put(ctx, "local://hub/token", "hub-token")
 	dir := t.TempDir()

@@ -78,12 +78,12 @@ func (a *AWSSecretsManager) read(ctx context.Context, name, version string) (map
 		return nil, "", awsError(err, version != "")
 	}
 	if out.SecretString == nil {
-		return nil, "", fmt.Errorf("%w: the secret holds binary data, not a JSON object", ErrKeyNotFound)
+		return nil, "", fmt.Errorf("%w: the secret holds binary data, not a JSON object", secretstore.ErrKeyNotFound)
 	}
 	var m map[string]any
 	if json.Unmarshal([]byte(*out.SecretString), &m) != nil || m == nil {
 		// The decoder's message may quote the value: leave it out.
-		return nil, "", fmt.Errorf("%w: the secret's value is not a JSON object", ErrKeyNotFound)
+		return nil, "", fmt.Errorf("%w: the secret's value is not a JSON object", secretstore.ErrKeyNotFound)
 	}
 	return m, aws.ToString(out.VersionId), nil
 }
@@ -102,10 +102,10 @@ func (a *AWSSecretsManager) Get(ctx context.Context, u fly.SecretURI) (string, e
 // kept; a concurrent write to another key of the same secret can be lost.
 func (a *AWSSecretsManager) Put(ctx context.Context, u fly.SecretURI, value string) (string, error) {
 	if u.Version != "" {
-		return "", fmt.Errorf("%w: a write cannot name a version", ErrReadOnlyPath)
+		return "", fmt.Errorf("%w: a write cannot name a version", secretstore.ErrReadOnlyPath)
 	}
 	m, _, err := a.read(ctx, u.Path, "")
-	create := errors.Is(err, ErrNotFound)
+	create := errors.Is(err, secretstore.ErrNotFound)
 	if err != nil && !create {
 		return "", err
 	}
@@ -150,7 +150,7 @@ func (a *AWSSecretsManager) write(ctx context.Context, name string, m map[string
 // versions keep it until Secrets Manager expires them.
 func (a *AWSSecretsManager) Delete(ctx context.Context, u fly.SecretURI) error {
 	m, _, err := a.read(ctx, u.Path, "")
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, secretstore.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -166,8 +166,8 @@ func (a *AWSSecretsManager) Delete(ctx context.Context, u fly.SecretURI) error {
 
 // ListVersions implements Versioner with ListSecretVersionIds, including
 // the versions without a staging label that Secrets Manager still keeps.
-func (a *AWSSecretsManager) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version, error) {
-	var out []Version
+func (a *AWSSecretsManager) ListVersions(ctx context.Context, u fly.SecretURI) ([]secretstore.Version, error) {
+	var out []secretstore.Version
 	p := secretsmanager.NewListSecretVersionIdsPaginator(a.client, &secretsmanager.ListSecretVersionIdsInput{
 		SecretId: aws.String(u.Path), IncludeDeprecated: aws.Bool(true),
 	})
@@ -177,13 +177,13 @@ func (a *AWSSecretsManager) ListVersions(ctx context.Context, u fly.SecretURI) (
 			return nil, awsError(err, false)
 		}
 		for _, v := range page.Versions {
-			out = append(out, Version{
+			out = append(out, secretstore.Version{
 				ID: aws.ToString(v.VersionId), Created: aws.ToTime(v.CreatedDate),
 				Current: slices.Contains(v.VersionStages, "AWSCURRENT"), Labels: v.VersionStages,
 			})
 		}
 	}
-	slices.SortStableFunc(out, func(x, y Version) int { return x.Created.Compare(y.Created) })
+	slices.SortStableFunc(out, func(x, y secretstore.Version) int { return x.Created.Compare(y.Created) })
 	return out, nil
 }
 
@@ -197,16 +197,16 @@ func awsError(err error, pinned bool) error {
 	var kind error
 	switch code := ae.ErrorCode(); {
 	case code == "ResourceNotFoundException" && pinned:
-		kind = fmt.Errorf("%w (or the secret does not exist)", ErrVersion)
+		kind = fmt.Errorf("%w (or the secret does not exist)", secretstore.ErrVersion)
 	case code == "ResourceNotFoundException":
-		kind = ErrNotFound
+		kind = secretstore.ErrNotFound
 	case code == "AccessDeniedException" || code == "DecryptionFailure":
-		kind = ErrPermission
+		kind = secretstore.ErrPermission
 	case code == "UnrecognizedClientException" || code == "InvalidSignatureException" ||
 		code == "ExpiredTokenException" || code == "InvalidClientTokenId":
-		kind = ErrAuth
+		kind = secretstore.ErrAuth
 	case strings.Contains(code, "Throttl") || code == "TooManyRequestsException" || code == "RequestLimitExceeded":
-		kind = ErrThrottled
+		kind = secretstore.ErrThrottled
 	default:
 		return fmt.Errorf("%s: %s", code, ae.ErrorMessage())
 	}

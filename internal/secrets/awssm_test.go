@@ -10,6 +10,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 func TestAWSSecretsManager(t *testing.T) {
@@ -28,7 +29,7 @@ func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(b)
+	r := secretstore.NewResolver(b)
 	if _, err := r.Put(ctx, "aws-sm://db/main/password", "first-password"); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestAWSSecretsManagerDefaultChainAndStages(t *testing.T) {
 		t.Errorf("AWSPREVIOUS = %q, %v", got, err)
 	}
 	srv.SetSecretString(t, "db/plain", "not json")
-	if _, err := r.Resolve(ctx, "aws-sm://db/plain/password"); !errors.Is(err, secrets.ErrKeyNotFound) {
+	if _, err := r.Resolve(ctx, "aws-sm://db/plain/password"); !errors.Is(err, secretstore.ErrKeyNotFound) {
 		t.Errorf("non-JSON secret: %v", err)
 	}
 	srv.SetSecretString(t, "db/typed", `{"port": 5432}`)
@@ -57,8 +58,8 @@ func TestAWSSecretsManagerPutIntoEmptySecret(t *testing.T) {
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("gosling/api")}); err != nil {
 		t.Fatal(err)
 	}
-	r := secrets.NewResolver(secrets.NewAWSSecretsManagerFromConfig(srv.Config()))
-	if _, err := r.Resolve(ctx, "aws-sm://gosling/api/token"); !errors.Is(err, secrets.ErrNotFound) {
+	r := secretstore.NewResolver(secrets.NewAWSSecretsManagerFromConfig(srv.Config()))
+	if _, err := r.Resolve(ctx, "aws-sm://gosling/api/token"); !errors.Is(err, secretstore.ErrNotFound) {
 		t.Fatalf("an empty secret reads as not found, got %v", err)
 	}
 	if _, err := r.Put(ctx, "aws-sm://gosling/api/token", "first-token"); err != nil {

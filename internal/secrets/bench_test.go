@@ -10,13 +10,14 @@ import (
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/awssmtest"
 	"github.com/gosling-ci/gosling/internal/secrets/vaulttest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // benchBackend is one backend against its test server, with a secret at
 // ref and a counter of the server's reads.
 type benchBackend struct {
 	name    string
-	backend secrets.Backend
+	backend secretstore.Backend
 	ref     fly.SecretRef
 	reads   func() int
 }
@@ -27,7 +28,7 @@ func benchBackends(b *testing.B) []benchBackend {
 	aws := awssmtest.New(b)
 	vs := vaulttest.New("root-token")
 	b.Cleanup(vs.Close)
-	vb, err := secrets.NewVault(secrets.VaultOptions{Address: vs.URL, Token: "root-token"})
+	vb, err := secretstore.NewVault(secretstore.VaultOptions{Address: vs.URL, Token: "root-token"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func benchBackends(b *testing.B) []benchBackend {
 		{"yc-lockbox", newLockbox(b, lb, secrets.LockboxOptions{IAMToken: "t1.static-iam-token"}), "yc-lockbox://e6qbench/token", func() int { return lb.Calls("PayloadGet") }},
 	}
 	for _, x := range out {
-		if _, err := secrets.NewResolver(x.backend).Put(ctx, x.ref, "glrt-bench-token-value"); err != nil {
+		if _, err := secretstore.NewResolver(x.backend).Put(ctx, x.ref, "glrt-bench-token-value"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -52,7 +53,7 @@ func BenchmarkResolve(b *testing.B) {
 
 	b.Run("cached", func(b *testing.B) {
 		x := backends[0]
-		r := secrets.NewResolver(x.backend)
+		r := secretstore.NewResolver(x.backend)
 		if _, err := r.Resolve(ctx, x.ref); err != nil {
 			b.Fatal(err)
 		}
@@ -67,7 +68,7 @@ func BenchmarkResolve(b *testing.B) {
 
 	for _, x := range backends {
 		b.Run("uncached/"+x.name, func(b *testing.B) {
-			r := secrets.NewResolver(x.backend)
+			r := secretstore.NewResolver(x.backend)
 			r.SetTTL(x.name, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -82,7 +83,7 @@ func BenchmarkResolve(b *testing.B) {
 	for _, x := range backends {
 		b.Run("concurrent-1000/"+x.name, func(b *testing.B) {
 			const n = 1000
-			r := secrets.NewResolver(x.backend)
+			r := secretstore.NewResolver(x.backend)
 			calls := 0
 			for b.Loop() {
 				r.Purge()
@@ -112,12 +113,12 @@ func BenchmarkResolve(b *testing.B) {
 func TestConcurrentLookupsMakeOneCall(t *testing.T) {
 	srv := vaulttest.New("root-token")
 	defer srv.Close()
-	v, err := secrets.NewVault(secrets.VaultOptions{Address: srv.URL, Token: "root-token", RetryWait: time.Millisecond})
+	v, err := secretstore.NewVault(secretstore.VaultOptions{Address: srv.URL, Token: "root-token", RetryWait: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r := secrets.NewResolver(v)
+	r := secretstore.NewResolver(v)
 	if _, err := r.Put(ctx, "vault://ci/burst/token", "burst-value"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/secrets"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 // faults are the failures a test server can be asked for.
@@ -21,10 +21,10 @@ type faults interface {
 // testContract runs what every cloud backend must do. base is a URI
 // without its key, such as "aws-sm://ci/runner"; denied is another secret
 // the server refuses; create, if set, makes a secret that a write cannot.
-func testContract(t *testing.T, b secrets.Backend, f faults, base, denied string, create func(path string)) {
+func testContract(t *testing.T, b secretstore.Backend, f faults, base, denied string, create func(path string)) {
 	t.Helper()
 	ctx := context.Background()
-	r := secrets.NewResolver(b)
+	r := secretstore.NewResolver(b)
 	r.SetTTL(b.Scheme(), 0) // every lookup reaches the server
 	const v1, v2 = "glrt-ContractFirstValue-111", "glrt-ContractSecondValue-222"
 	ref := fly.SecretRef(base + "/token")
@@ -33,9 +33,9 @@ func testContract(t *testing.T, b secrets.Backend, f faults, base, denied string
 		if !errors.Is(err, want) {
 			t.Fatalf("%s: error = %v, want %v", what, err, want)
 		}
-		var se *secrets.Error
+		var se *secretstore.Error
 		if !errors.As(err, &se) || se.Scheme != b.Scheme() || !strings.Contains(err.Error(), se.URI) {
-			t.Errorf("%s: %v is not a *secrets.Error naming the URI and backend", what, err)
+			t.Errorf("%s: %v is not a *secretstore.Error naming the URI and backend", what, err)
 		}
 		for _, v := range []string{v1, v2, "ContractFirst", "ContractSecond"} {
 			if strings.Contains(err.Error(), v) {
@@ -45,7 +45,7 @@ func testContract(t *testing.T, b secrets.Backend, f faults, base, denied string
 	}
 
 	_, err := r.Resolve(ctx, ref)
-	check(err, secrets.ErrNotFound, "missing secret")
+	check(err, secretstore.ErrNotFound, "missing secret")
 	if create != nil {
 		create(pathOf(t, base))
 		create(pathOf(t, denied))
@@ -97,22 +97,22 @@ func testContract(t *testing.T, b secrets.Backend, f faults, base, denied string
 	}
 
 	_, err = r.Resolve(ctx, fly.SecretRef(base+"/missing"))
-	check(err, secrets.ErrKeyNotFound, "missing key")
+	check(err, secretstore.ErrKeyNotFound, "missing key")
 
 	if err := r.Delete(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
 	_, err = r.Resolve(ctx, ref)
-	check(err, secrets.ErrKeyNotFound, "deleted key")
+	check(err, secretstore.ErrKeyNotFound, "deleted key")
 	if err := r.Delete(ctx, ref); err != nil {
 		t.Errorf("second delete: %v", err)
 	}
 
 	f.Deny(pathOf(t, denied))
 	_, err = r.Resolve(ctx, fly.SecretRef(denied+"/token"))
-	check(err, secrets.ErrPermission, "denied read")
+	check(err, secretstore.ErrPermission, "denied read")
 	_, err = r.Put(ctx, fly.SecretRef(denied+"/token"), v1)
-	check(err, secrets.ErrPermission, "denied write")
+	check(err, secretstore.ErrPermission, "denied write")
 
 	f.Throttle(1) // one throttled answer: the client retries
 	if got, err := r.Resolve(ctx, fly.SecretRef(base+"/other")); err != nil || got != "kept-with-the-token" {
@@ -120,7 +120,7 @@ func testContract(t *testing.T, b secrets.Backend, f faults, base, denied string
 	}
 	f.Throttle(100)
 	_, err = r.Resolve(ctx, fly.SecretRef(base+"/other"))
-	check(err, secrets.ErrThrottled, "throttled")
+	check(err, secretstore.ErrThrottled, "throttled")
 	f.Throttle(0)
 }
 

@@ -19,6 +19,7 @@ import (
 	yccreds "github.com/yandex-cloud/go-sdk/v2/credentials"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/yandexauth"
 )
 
@@ -71,7 +72,7 @@ func NewLockbox(_ context.Context, o LockboxOptions) (*Lockbox, error) {
 	l := &Lockbox{opts: o}
 	creds, err := yandexauth.Credentials(l.authOptions())
 	if err != nil {
-		return nil, fmt.Errorf("yc-lockbox: %w: %v", ErrAuth, err)
+		return nil, fmt.Errorf("yc-lockbox: %w: %v", secretstore.ErrAuth, err)
 	}
 	l.creds = creds
 	if l.opts.Endpoint == "" {
@@ -185,11 +186,11 @@ func (l *Lockbox) Get(ctx context.Context, u fly.SecretURI) (string, error) {
 			v = string(b)
 		}
 		if v == "" {
-			return "", fmt.Errorf("%w (deleted in version %s)", ErrKeyNotFound, p.GetVersionId())
+			return "", fmt.Errorf("%w (deleted in version %s)", secretstore.ErrKeyNotFound, p.GetVersionId())
 		}
 		return v, nil
 	}
-	return "", ErrKeyNotFound
+	return "", secretstore.ErrKeyNotFound
 }
 
 func (l *Lockbox) addVersion(ctx context.Context, u fly.SecretURI, value string) (string, error) {
@@ -241,7 +242,7 @@ func (l *Lockbox) addVersion(ctx context.Context, u fly.SecretURI, value string)
 // IDs it makes itself.
 func (l *Lockbox) Put(ctx context.Context, u fly.SecretURI, value string) (string, error) {
 	if u.Version != "" {
-		return "", fmt.Errorf("%w: a write cannot name a version", ErrReadOnlyPath)
+		return "", fmt.Errorf("%w: a write cannot name a version", secretstore.ErrReadOnlyPath)
 	}
 	if value == "" {
 		return "", errors.New("lockbox cannot store an empty value: it marks a deleted entry")
@@ -252,7 +253,7 @@ func (l *Lockbox) Put(ctx context.Context, u fly.SecretURI, value string) (strin
 // Delete implements Backend: a version with the entry empty.
 func (l *Lockbox) Delete(ctx context.Context, u fly.SecretURI) error {
 	_, err := l.Get(ctx, u)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrKeyNotFound) {
+	if errors.Is(err, secretstore.ErrNotFound) || errors.Is(err, secretstore.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -263,7 +264,7 @@ func (l *Lockbox) Delete(ctx context.Context, u fly.SecretURI) error {
 }
 
 // ListVersions implements Versioner.
-func (l *Lockbox) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version, error) {
+func (l *Lockbox) ListVersions(ctx context.Context, u fly.SecretURI) ([]secretstore.Version, error) {
 	var sec *lockbox.Secret
 	err := l.call(ctx, lockboxSecretService, func(ctx context.Context, c grpc.ClientConnInterface) (err error) {
 		sec, err = lockbox.NewSecretServiceClient(c).Get(ctx, &lockbox.GetSecretRequest{SecretId: u.Path})
@@ -272,7 +273,7 @@ func (l *Lockbox) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version,
 	if err != nil {
 		return nil, lockboxError(err, false)
 	}
-	var out []Version
+	var out []secretstore.Version
 	token := ""
 	for {
 		var page *lockbox.ListVersionsResponse
@@ -284,7 +285,7 @@ func (l *Lockbox) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version,
 			return nil, lockboxError(err, false)
 		}
 		for _, v := range page.GetVersions() {
-			x := Version{ID: v.GetId(), Created: v.GetCreatedAt().AsTime(), Current: v.GetId() == sec.GetCurrentVersion().GetId()}
+			x := secretstore.Version{ID: v.GetId(), Created: v.GetCreatedAt().AsTime(), Current: v.GetId() == sec.GetCurrentVersion().GetId()}
 			if s := v.GetStatus(); s != lockbox.Version_ACTIVE {
 				x.Labels = []string{s.String()}
 			}
@@ -294,7 +295,7 @@ func (l *Lockbox) ListVersions(ctx context.Context, u fly.SecretURI) ([]Version,
 			break
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Version) int { return a.Created.Compare(b.Created) })
+	slices.SortStableFunc(out, func(a, b secretstore.Version) int { return a.Created.Compare(b.Created) })
 	return out, nil
 }
 
@@ -308,16 +309,16 @@ func lockboxError(err error, pinned bool) error {
 	var kind error
 	switch st.Code() {
 	case codes.NotFound:
-		kind = ErrNotFound
+		kind = secretstore.ErrNotFound
 		if pinned {
-			kind = fmt.Errorf("%w (or the secret does not exist)", ErrVersion)
+			kind = fmt.Errorf("%w (or the secret does not exist)", secretstore.ErrVersion)
 		}
 	case codes.PermissionDenied:
-		kind = ErrPermission
+		kind = secretstore.ErrPermission
 	case codes.Unauthenticated:
-		kind = ErrAuth
+		kind = secretstore.ErrAuth
 	case codes.ResourceExhausted:
-		kind = ErrThrottled
+		kind = secretstore.ErrThrottled
 	case codes.FailedPrecondition:
 		return fmt.Errorf("lockbox refused: %s", st.Message())
 	default:

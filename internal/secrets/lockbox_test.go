@@ -16,6 +16,7 @@ import (
 
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/lockboxtest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 func newLockboxServer(t testing.TB) *lockboxtest.Server {
@@ -44,8 +45,8 @@ func TestLockboxIAMToken(t *testing.T) {
 	testContract(t, newLockbox(t, srv, secrets.LockboxOptions{IAMToken: "t1.static-iam-token"}), srv,
 		"yc-lockbox://e6qrunnerweb", "yc-lockbox://e6qlocked", srv.CreateSecret)
 
-	bad := secrets.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{IAMToken: "t1.expired"}))
-	if _, err := bad.Resolve(context.Background(), "yc-lockbox://e6qrunnerweb/other"); !errors.Is(err, secrets.ErrAuth) {
+	bad := secretstore.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{IAMToken: "t1.expired"}))
+	if _, err := bad.Resolve(context.Background(), "yc-lockbox://e6qrunnerweb/other"); !errors.Is(err, secretstore.ErrAuth) {
 		t.Errorf("bad IAM token: %v", err)
 	}
 }
@@ -70,7 +71,7 @@ func TestLockboxServiceAccountKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r := secrets.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{KeyFile: file}))
+	r := secretstore.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{KeyFile: file}))
 	if _, err := r.Put(ctx, "yc-lockbox://e6qkeyauth/token", "written-with-a-key"); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestLockboxServiceAccountKey(t *testing.T) {
 		t.Errorf("resolve = %q, %v", got, err)
 	}
 	_, err = secrets.NewLockbox(ctx, secrets.LockboxOptions{KeyFile: filepath.Join(t.TempDir(), "missing.json")})
-	if !errors.Is(err, secrets.ErrAuth) {
+	if !errors.Is(err, secretstore.ErrAuth) {
 		t.Errorf("missing key file: %v", err)
 	}
 }
@@ -90,7 +91,7 @@ func TestLockboxInstanceMetadata(t *testing.T) {
 	defer md.Close()
 	t.Setenv("YC_METADATA_ADDR", strings.TrimPrefix(md.URL, "http://"))
 	ctx := context.Background()
-	r := secrets.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{}))
+	r := secretstore.NewResolver(newLockbox(t, srv, secrets.LockboxOptions{}))
 	if _, err := r.Put(ctx, "yc-lockbox://e6qinstance/token", "written-as-the-instance"); err != nil {
 		t.Fatal(err)
 	}

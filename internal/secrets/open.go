@@ -1,3 +1,9 @@
+// Package secrets adds the cloud SDK backends, Yandex Cloud Lockbox
+// (yc-lockbox://) and AWS Secrets Manager (aws-sm://), to the resolver of
+// package secretstore, and opens the resolver a Nest's secrets block
+// configures (Open). The core (URIs, the resolver and its cache, the
+// masker, the local and Vault backends) is secretstore's, which runner
+// machines' agents use without any cloud SDK.
 package secrets
 
 import (
@@ -27,7 +33,7 @@ type OpenOptions struct {
 	// Getenv reads the environment (default os.LookupEnv).
 	Getenv func(string) (string, bool)
 	// Masker, when set, is shared with the resolver.
-	Masker *Masker
+	Masker *secretstore.Masker
 }
 
 // Open returns a resolver over the backends cfg configures, with its cache
@@ -35,7 +41,7 @@ type OpenOptions struct {
 // provides one: aws-sm always (the default credential chain), vault with
 // $VAULT_ADDR, yc-lockbox always (key file, IAM token or instance
 // account). Nothing is contacted until the first lookup.
-func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*Resolver, error) {
+func Open(ctx context.Context, cfg fly.Secrets, o OpenOptions) (*secretstore.Resolver, error) {
 	env := func(k string) string {
 		if o.Getenv == nil {
 			return os.Getenv(k)

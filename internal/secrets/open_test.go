@@ -11,6 +11,7 @@ import (
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/vaulttest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
 func TestOpenFromConfigAndCheck(t *testing.T) {
@@ -22,7 +23,7 @@ func TestOpenFromConfigAndCheck(t *testing.T) {
 		"vault": {Scheme: "vault", Address: srv.URL, Auth: "token", Mount: "secret", CacheTTL: fly.Duration(time.Second)},
 		"local": {Scheme: "local", Path: filepath.Join(t.TempDir(), "secrets")},
 	}}
-	m := secrets.NewMasker()
+	m := secretstore.NewMasker()
 	r, err := secrets.Open(ctx, cfg, secrets.OpenOptions{Masker: m, Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	if err != nil {
 		t.Fatal(err)
@@ -37,14 +38,14 @@ func TestOpenFromConfigAndCheck(t *testing.T) {
 		t.Errorf("check of present secrets: %v", err)
 	}
 	err = r.Check(ctx, "vault://ci/open/token", "vault://ci/missing/token", "local://dev/nokey")
-	if !errors.Is(err, secrets.ErrNotFound) || !errors.Is(err, secrets.ErrKeyNotFound) ||
+	if !errors.Is(err, secretstore.ErrNotFound) || !errors.Is(err, secretstore.ErrKeyNotFound) ||
 		!strings.Contains(err.Error(), "vault://ci/missing/token") || !strings.Contains(err.Error(), "local://dev/nokey") {
 		t.Errorf("check error = %v", err)
 	}
 	if strings.Contains(err.Error(), "opened-") {
 		t.Errorf("check error holds a value: %v", err)
 	}
-	if m.Mask("opened-vault-value") != secrets.Masked {
+	if m.Mask("opened-vault-value") != secretstore.Masked {
 		t.Error("the shared masker did not get the value")
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/secrets"
 	"github.com/gosling-ci/gosling/internal/secrets/vaulttest"
+	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
-func newVault(t *testing.T, srv *vaulttest.Server, o secrets.VaultOptions) *secrets.Vault {
+func newVault(t *testing.T, srv *vaulttest.Server, o secretstore.VaultOptions) *secretstore.Vault {
 	t.Helper()
 	o.Address, o.RetryWait = srv.URL, time.Millisecond
-	v, err := secrets.NewVault(o)
+	v, err := secretstore.NewVault(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,16 +26,16 @@ func newVault(t *testing.T, srv *vaulttest.Server, o secrets.VaultOptions) *secr
 func TestVaultTokenAuth(t *testing.T) {
 	srv := vaulttest.New("root-token")
 	defer srv.Close()
-	testContract(t, newVault(t, srv, secrets.VaultOptions{Token: "root-token"}), srv, "vault://secret/ci/runners/web", "vault://ci/locked", nil)
+	testContract(t, newVault(t, srv, secretstore.VaultOptions{Token: "root-token"}), srv, "vault://secret/ci/runners/web", "vault://ci/locked", nil)
 
 	// A bad token is refused as a permission error.
-	bad := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{Token: "wrong"}))
-	if _, err := bad.Resolve(context.Background(), "vault://ci/runners/web/other"); !errors.Is(err, secrets.ErrPermission) {
+	bad := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{Token: "wrong"}))
+	if _, err := bad.Resolve(context.Background(), "vault://ci/runners/web/other"); !errors.Is(err, secretstore.ErrPermission) {
 		t.Errorf("bad token: %v", err)
 	}
 	t.Setenv("VAULT_TOKEN", "")
-	none := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{}))
-	if _, err := none.Resolve(context.Background(), "vault://ci/runners/web/other"); !errors.Is(err, secrets.ErrAuth) {
+	none := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{}))
+	if _, err := none.Resolve(context.Background(), "vault://ci/runners/web/other"); !errors.Is(err, secretstore.ErrAuth) {
 		t.Errorf("no token: %v", err)
 	}
 }
@@ -45,7 +45,7 @@ func TestVaultAppRole(t *testing.T) {
 	defer srv.Close()
 	srv.AddAppRole("gosling-role-id", "approle-secret-id-value")
 	ctx := context.Background()
-	r := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{Auth: "approle", Role: "gosling-role-id", SecretID: "approle-secret-id-value"}))
+	r := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{Auth: "approle", Role: "gosling-role-id", SecretID: "approle-secret-id-value"}))
 	r.SetTTL("vault", 0)
 	if _, err := r.Put(ctx, "vault://ci/app/token", "approle-written-value"); err != nil {
 		t.Fatal(err)
@@ -57,9 +57,9 @@ func TestVaultAppRole(t *testing.T) {
 	if srv.Logins() != 2 {
 		t.Errorf("logins = %d, want 2", srv.Logins())
 	}
-	wrong := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{Auth: "approle", Role: "gosling-role-id", SecretID: "nope"}))
+	wrong := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{Auth: "approle", Role: "gosling-role-id", SecretID: "nope"}))
 	_, err := wrong.Resolve(ctx, "vault://ci/app/token")
-	if !errors.Is(err, secrets.ErrAuth) || strings.Contains(err.Error(), "nope") {
+	if !errors.Is(err, secretstore.ErrAuth) || strings.Contains(err.Error(), "nope") {
 		t.Errorf("wrong secret ID: %v", err)
 	}
 }
@@ -73,21 +73,21 @@ func TestVaultKubernetes(t *testing.T) {
 	}
 	srv.AddKubernetesRole("gosling", "eyJhbGciOiJSUzI1NiJ9.pod.sig")
 	ctx := context.Background()
-	r := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{Auth: "kubernetes", Role: "gosling", JWTFile: jwtFile}))
+	r := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{Auth: "kubernetes", Role: "gosling", JWTFile: jwtFile}))
 	if _, err := r.Put(ctx, "vault://ci/k8s/token", "kubernetes-written-value"); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := r.Resolve(ctx, "vault://secret/ci/k8s/token"); err != nil || got != "kubernetes-written-value" {
 		t.Errorf("resolve = %q, %v", got, err)
 	}
-	other := secrets.NewResolver(newVault(t, srv, secrets.VaultOptions{Auth: "kubernetes", Role: "other", JWTFile: jwtFile}))
-	if _, err := other.Resolve(ctx, "vault://ci/k8s/token"); !errors.Is(err, secrets.ErrAuth) {
+	other := secretstore.NewResolver(newVault(t, srv, secretstore.VaultOptions{Auth: "kubernetes", Role: "other", JWTFile: jwtFile}))
+	if _, err := other.Resolve(ctx, "vault://ci/k8s/token"); !errors.Is(err, secretstore.ErrAuth) {
 		t.Errorf("unknown role: %v", err)
 	}
-	if _, err := r.Resolve(ctx, "vault://ci/k8s/token?version=x"); !errors.Is(err, secrets.ErrVersion) {
+	if _, err := r.Resolve(ctx, "vault://ci/k8s/token?version=x"); !errors.Is(err, secretstore.ErrVersion) {
 		t.Errorf("bad version: %v", err)
 	}
-	if _, err := r.Resolve(ctx, "vault://ci/k8s/token?version=7"); !errors.Is(err, secrets.ErrVersion) {
+	if _, err := r.Resolve(ctx, "vault://ci/k8s/token?version=7"); !errors.Is(err, secretstore.ErrVersion) {
 		t.Errorf("missing version: %v", err)
 	}
 }

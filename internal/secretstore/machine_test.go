@@ -43,7 +43,7 @@ func TestMachineLockbox(t *testing.T) {
 	}
 	srv.CreateSecret("e6qrunnersweb")
 	srv.CreateSecret("e6qrunnersapi")
-	w := secrets.NewResolver(writer)
+	w := secretstore.NewResolver(writer)
 	first, err := w.Put(context.Background(), "yc-lockbox://e6qrunnersweb/web-1", "glrt-first")
 	if err != nil {
 		t.Fatal(err)
