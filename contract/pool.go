@@ -98,6 +98,9 @@ type RunnerProvisioned struct {
 	// Cloud is where the runner was made: the pool's cloud, or a later
 	// one of the egg's when an earlier one refused the machine.
 	Cloud string `json:"cloud,omitempty"`
+	// Refusals are the placements that refused the machine, in order; the
+	// pool leaves them alone for the egg's capacity_cooldown.
+	Refusals []CapacityRefusal `json:"refusals,omitempty"`
 }
 
 // Runner actions a pool takes on request (RunnerAction.Action).

@@ -60,6 +60,17 @@ func CapacitySold(cloud, capacity string) bool {
 	return false
 }
 
+// MachineCapacity is the capacity type a machine of a cloud and runner
+// kind is bought as when capacity is asked for: Serverless Containers
+// (Yandex Cloud) and Lambda functions are sold one way only, on demand;
+// VMs and Fargate tasks as asked.
+func MachineCapacity(cloud, kind string, lambda bool, capacity string) string {
+	if capacity == "" || kind == RunnerServerless && (cloud == CloudYandex || cloud == CloudAWS && lambda) {
+		return CapacityOnDemand
+	}
+	return capacity
+}
+
 // CapacityOn is the runner's capacity type on a cloud: Capacity where that
 // cloud sells it, else on demand (a runner moved to a cloud that is not
 // the one its capacity names).
@@ -201,6 +212,24 @@ func checkCapacity(e *eggDecl, providers map[string]Provider) hcl.Diagnostics {
 			break
 		}
 	}
+	// Serverless runners where they are sold one way only are bought on
+	// demand, whatever the capacity says.
+	moot := func(rng hcl.Range, cloud, capacity string) {
+		if capacity == CapacityOnDemand || r.KindOn(cloud).Kind != RunnerServerless {
+			return
+		}
+		if MachineCapacity(cloud, RunnerServerless, cloud == CloudAWS && r.OnLambda(), capacity) == CapacityOnDemand {
+			what := "Serverless Containers"
+			if cloud == CloudAWS {
+				what = "Lambda functions (jobs within 15 minutes)"
+			}
+			errAt(hcl.DiagWarning, rng, "Serverless runners bought on demand", "The egg's runners on %s are %s, which are sold on demand only: its %s capacity applies to VMs%s. Use type = \"vm\" for %s runners.",
+				cloud, what, capacity, map[bool]string{true: " and Fargate tasks", false: ""}[cloud == CloudAWS], capacity)
+		}
+	}
+	if e.capacity.capacity != nil && len(r.Clouds) > 0 && CapacitySold(r.Clouds[0], r.Capacity) {
+		moot(*e.capacity.capacity, r.Clouds[0], r.Capacity)
+	}
 	seen := map[Placement]hcl.Range{}
 	if len(r.Clouds) > 0 {
 		seen[Placement{Cloud: r.Clouds[0], Capacity: r.CapacityOn(r.Clouds[0])}] = e.runner
@@ -244,6 +273,7 @@ func checkCapacity(e *eggDecl, providers map[string]Provider) hcl.Diagnostics {
 				}
 			}
 		}
+		moot(d.capacity, p.Cloud, p.Capacity)
 		if prev, dup := seen[p]; dup {
 			sev, what := hcl.DiagError, "is listed already at "+at(prev)
 			if prev == e.runner {
