@@ -288,6 +288,21 @@ type PoolState struct {
 	// Ignored are the latest jobs (at most MaxIgnoredJobs) the pool
 	// turned away because no runner of its egg can take them, with why.
 	Ignored []IgnoredJob `json:"ignored,omitempty"`
+
+	// Refused are the placements that refused a machine lately, left
+	// alone until their Until (the refusal plus the egg's
+	// capacity_cooldown), one entry per placement.
+	Refused []RefusedPlacement `json:"refused,omitempty"`
+}
+
+// RefusedPlacement is a placement a pool leaves alone until Until, after
+// it refused a machine for capacity or quota (Class, Message).
+type RefusedPlacement struct {
+	Placement fly.Placement `json:"placement"`
+	Class     string        `json:"class"`
+	Message   string        `json:"message"`
+	At        time.Time     `json:"at"`
+	Until     time.Time     `json:"until"`
 }
 
 // IgnoredJob is a job a pool will make no runner for, and why (such as
@@ -362,6 +377,10 @@ type PoolStatus struct {
 	// Ignored are the latest jobs the pool will make no runner for, with
 	// the reason: what a client waiting for such a job shows.
 	Ignored []IgnoredJob `json:"ignored,omitempty"`
+	// Refused are the placements the pool leaves alone after a capacity
+	// refusal, each until its cool-down ends (some may have ended since
+	// the pool last looked).
+	Refused []RefusedPlacement `json:"refused,omitempty"`
 }
 
 // MemoPoolFigures is the memo key under which a pool publishes its

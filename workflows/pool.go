@@ -179,6 +179,7 @@ func (p *pool) carryOut(act PoolAction) {
 		})
 		child := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
 			RunnerID: act.RunnerID, Egg: p.st.Egg, Cloud: p.pr.Cloud, Provider: p.in.Provider, Providers: p.in.Providers, Dormant: act.Dormant, Owner: p.id,
+			Avoid: act.Avoid,
 		})
 		// The pool learns the outcome by signal; it only waits for the
 		// start, so a continue-as-new never loses a runner being made.
@@ -375,7 +376,7 @@ func (p *pool) status() contract.PoolStatus {
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
 		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
-		Ignored: slices.Clone(p.st.Ignored),
+		Ignored: slices.Clone(p.st.Ignored), Refused: slices.Clone(p.st.Refused),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++

@@ -154,6 +154,10 @@ type PoolAction struct {
 	// Projects is the egg's list of projects a PoolAssign enables the
 	// runner in (contract.ProjectsKey).
 	Projects string
+	// Avoid are the placements a PoolProvision leaves alone: they refused
+	// a machine within the egg's capacity_cooldown
+	// (contract.ProvisionRunnerInput.Avoid).
+	Avoid []fly.Placement
 }
 
 // PoolNote is a line for the workflow's log: why a plan did what it did.
@@ -360,6 +364,7 @@ func clonePoolState(st contract.PoolState) *contract.PoolState {
 	c.Done = slices.Clone(st.Done)
 	c.Ended = slices.Clone(st.Ended)
 	c.Ignored = slices.Clone(st.Ignored)
+	c.Refused = slices.Clone(st.Refused)
 	c.Expected = slices.Clone(st.Expected)
 	for i := range c.Expected {
 		c.Expected[i].JobIDs = slices.Clone(c.Expected[i].JobIDs)
@@ -599,7 +604,7 @@ func (p *planner) serve() {
 				break
 			}
 		}
-		if target == nil && p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) {
+		if target == nil && p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) && !p.allRefused() {
 			for _, r := range p.st.Runners {
 				if r.State == contract.PoolNadir && r.Recycle == "" {
 					target, path = r, contract.ServedByPromotion
@@ -708,11 +713,11 @@ func (p *planner) scale() {
 		}
 	}
 	// Minimums, never beyond the maximums.
-	for p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) {
+	for p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) && !p.allRefused() {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
+		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) && !p.allRefused() {
 			p.provision(true)
 		}
 	}
@@ -733,8 +738,64 @@ func (p *planner) provision(dormant bool) *contract.PoolRunner {
 	}
 	p.st.Runners = append(p.st.Runners, r)
 	p.st.Stats.Provisioned++
-	p.act(PoolAction{Kind: PoolProvision, RunnerID: r.ID, Dormant: dormant})
+	p.act(PoolAction{Kind: PoolProvision, RunnerID: r.ID, Dormant: dormant, Avoid: p.avoided()})
 	return r
+}
+
+// --- capacity refusals -------------------------------------------------
+
+// refused remembers the placements that refused a runner's machine, each
+// until now plus the egg's capacity_cooldown (none with a cool-down of
+// zero); a later refusal of the same placement starts its cool-down
+// again.
+func (p *planner) refused(runnerID string, refusals []contract.CapacityRefusal) {
+	cool := p.st.Egg.Runner.CooldownOrDefault().D()
+	if cool <= 0 {
+		return
+	}
+	for _, r := range refusals {
+		pl := r.Placement
+		pl.Capacity = pl.CapacityType()
+		entry := contract.RefusedPlacement{Placement: pl, Class: r.Class, Message: r.Message, At: p.now, Until: p.now.Add(cool)}
+		i := slices.IndexFunc(p.st.Refused, func(x contract.RefusedPlacement) bool { return x.Placement == pl })
+		if i >= 0 {
+			p.st.Refused[i] = entry
+		} else {
+			p.st.Refused = append(p.st.Refused, entry)
+		}
+		p.note(true, "placement refused a machine; left alone for its cool-down", "runner", runnerID, "placement", pl.String(), "class", r.Class, "until", entry.Until)
+	}
+}
+
+// avoided are the placements still cooling down at now, in the order
+// they were refused; it forgets those whose cool-down is over.
+func (p *planner) avoided() []fly.Placement {
+	p.st.Refused = slices.DeleteFunc(p.st.Refused, func(x contract.RefusedPlacement) bool { return !p.now.Before(x.Until) })
+	if len(p.st.Refused) == 0 {
+		p.st.Refused = nil
+		return nil
+	}
+	out := make([]fly.Placement, 0, len(p.st.Refused))
+	for _, x := range p.st.Refused {
+		out = append(out, x.Placement)
+	}
+	return out
+}
+
+// allRefused tells whether every placement of the egg is cooling down
+// after a refusal: then no runner is made until the first cool-down ends
+// (the pool's tick looks again), and jobs wait in line.
+func (p *planner) allRefused() bool {
+	avoid := p.avoided()
+	if len(avoid) == 0 || p.run.Cloud == "" {
+		return false
+	}
+	for _, pl := range p.st.Egg.Runner.Placements(p.run.Cloud) {
+		if !slices.Contains(avoid, pl) {
+			return false
+		}
+	}
+	return true
 }
 
 // assign enables a runner in the egg's projects when the egg's list of
@@ -752,6 +813,7 @@ func (p *planner) assign(r *contract.PoolRunner) {
 }
 
 func (p *planner) provisioned(m contract.RunnerProvisioned) {
+	p.refused(m.RunnerID, m.Refusals)
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
