@@ -103,6 +103,7 @@ func (p *pool) run() error {
 	onSignal(l, contract.SignalPoolSpec, func(e fly.Egg) { p.plan(SpecChanged{Egg: e}) })
 	onSignal(l, contract.SignalRunnerAction, func(a contract.RunnerAction) { p.plan(RunnerActionReceived{Action: a}) })
 	onSignal(l, contract.SignalPoolWarm, func(w contract.Warm) { p.plan(WarmReceived{Warm: w}) })
+	onSignal(l, contract.SignalRunnerInterrupted, func(m contract.RunnerInterrupted) { p.plan(InterruptReported{Report: m}) })
 	return l.run(loopHooks{
 		settle:     func() { p.plan(Settle{}) },
 		tickWanted: func() bool { return true },
@@ -226,6 +227,17 @@ func (p *pool) carryOut(act PoolAction) {
 				log.Warn("assign runner to the egg's projects", "runner", act.RunnerID, "error", err)
 				p.plan(AssignFailed{RunnerID: act.RunnerID, Projects: act.Projects})
 			}
+		})
+	case PoolRetryJob:
+		f := workflow.ExecuteActivity(gitlabCtx(ctx), a.RetryInterruptedJob, activities.RetryJobInput{
+			GitLab: p.st.Egg.GitLab, Egg: p.st.Egg.Name, RunnerID: act.RunnerID, Job: act.Job,
+		})
+		p.loop.await(f, func(f workflow.Future) {
+			ev := JobRetryEnded{JobID: act.Job.JobID}
+			if err := f.Get(ctx, &ev.Result); err != nil {
+				ev.Err = err.Error()
+			}
+			p.plan(ev)
 		})
 	default:
 		log.Error("unknown pool action", "action", act.Kind)
@@ -377,6 +389,7 @@ func (p *pool) status() contract.PoolStatus {
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
 		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
 		Ignored: slices.Clone(p.st.Ignored), Refused: slices.Clone(p.st.Refused),
+		Interrupted: slices.Clone(p.st.Interrupted),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++
