@@ -874,6 +874,14 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
 		}
 	}
+	// A machine bought as spot or preemptible watches for its cloud's
+	// interruption notice (the instance metadata on EC2).
+	if capacity := fly.MachineCapacity(in.Cloud, in.Kind, in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(), in.Capacity); capacity != fly.CapacityOnDemand {
+		cfg.Interrupt = &agent.InterruptConfig{Capacity: capacity}
+		if in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerVM {
+			cfg.Interrupt.MetadataURL = agent.DefaultMetadataURL
+		}
+	}
 	if in.Kind == fly.RunnerServerless || in.OneJob {
 		cfg.Runner.Mode = agent.ModeSingle
 		cfg.Runner.Concurrent = 1
