@@ -35,14 +35,14 @@ type fakeMG struct {
 	srv   *httptest.Server
 	token func() string
 
-	mu     sync.Mutex
-	ready  []agentapi.Ready
-	beats  []agentapi.Beat
-	jobs   []agentapi.JobReport
+	mu    sync.Mutex
+	ready []agentapi.Ready
+	beats []agentapi.Beat
+	jobs  []agentapi.JobReport
 	// interruptions are the interruption notices reported.
 	interruptions []agentapi.Interruption
 	pins          agentapi.Pins
-	denied int
+	denied        int
 }
 
 func newFakeMG(t testing.TB, token func() string) *fakeMG {
