@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -106,34 +107,57 @@ func TestAgentReportsSpotNotice(t *testing.T) {
 	}
 }
 
-// A preemptible machine shut down while serving (SIGTERM: Compute Cloud's
-// ACPI shutdown, a Fargate Spot task's stop, `gosling dev interrupt`)
-// reports an interruption with the running job; an on-demand machine's
-// shutdown reports none.
+// A preemptible machine shut down while serving without being asked
+// (SIGTERM: Compute Cloud's ACPI shutdown, a Fargate Spot task's stop;
+// agent.Interrupt plays it locally) reports an interruption with its
+// running job, and is gone after the grace; a shutdown Gosling asks for
+// (Stop) reports none, and an on-demand machine cannot be interrupted.
 func TestAgentReportsUnaskedShutdown(t *testing.T) {
-	for _, capacity := range []string{"preemptible", ""} {
-		t.Run("capacity "+capacity, func(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		capacity  string
+		interrupt bool
+	}{
+		{"preemptible interrupted", "preemptible", true},
+		{"preemptible stopped by Gosling", "preemptible", false},
+		{"on demand", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
-			if capacity != "" {
-				r.cfg.Interrupt = &agent.InterruptConfig{Capacity: capacity}
+			if tc.capacity != "" {
+				r.cfg.Interrupt = &agent.InterruptConfig{Capacity: tc.capacity}
 			}
 			r.launch(agent.LaunchOptions{})
 			waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
 			p := r.pipeline(gitlabtest.JobSpec{Name: "long", Script: []string{"sleep 600"}})
 			jobID := r.gl.PipelineJobs(p.ID)[0].ID
 			waitFor(t, "the job reported running", time.Minute, func() bool { return len(r.mg.jobStatuses(jobID)) > 0 })
-			if err := agent.Stop(r.dir, 2*time.Second); err != nil {
-				t.Fatal(err)
+			var err error
+			if tc.interrupt {
+				err = agent.Interrupt(r.dir, 2*time.Second)
+			} else {
+				err = agent.Stop(r.dir, 2*time.Second)
 			}
 			got := r.mg.interrupted()
-			if capacity == "" {
-				if len(got) != 0 {
-					t.Errorf("an on-demand machine reported %+v", got)
+			switch {
+			case tc.capacity == "":
+				if !errors.Is(err, agent.ErrNotInterruptible) || len(got) != 0 {
+					t.Errorf("on demand: %v, reported %+v", err, got)
 				}
-				return
-			}
-			if len(got) != 1 || got[0].Source != agentapi.InterruptShutdown || !slices.Equal(got[0].Jobs, []int64{jobID}) {
-				t.Errorf("interruptions = %+v, want one shutdown with job %d", got, jobID)
+			case !tc.interrupt:
+				if err != nil || len(got) != 0 {
+					t.Errorf("Gosling's stop: %v, reported %+v", err, got)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 1 || got[0].Source != agentapi.InterruptShutdown || !slices.Equal(got[0].Jobs, []int64{jobID}) {
+					t.Errorf("interruptions = %+v, want one shutdown with job %d", got, jobID)
+				}
+				if s := agent.Inspect(r.dir); s.Alive {
+					t.Errorf("the machine lives on after its interruption: %+v", s)
+				}
 			}
 		})
 	}

@@ -251,7 +251,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				a.log.Info("deadline reached; stopping")
-			} else if a.cfg.Interrupt != nil && a.phase == PhaseServing {
+			} else if a.cfg.Interrupt != nil && a.phase == PhaseServing && !a.stopRequested() {
 				// A spot or preemptible machine shut down while serving,
 				// not told to sleep: its cloud is taking it away.
 				a.interrupted(context.WithoutCancel(ctx), agentapi.Interruption{Source: agentapi.InterruptShutdown})
@@ -336,6 +336,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 			a.heartbeat(ctx)
 		}
 	}
+}
+
+// stopRequested tells whether Gosling asked for this shutdown (Stop).
+func (a *agent) stopRequested() bool {
+	_, err := os.Stat(filepath.Join(a.opts.WorkDir, stopFile))
+	return err == nil
 }
 
 // retryUp repeats up until it succeeds, the token is rejected (retrying
