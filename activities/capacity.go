@@ -70,6 +70,10 @@ var capacityRules = map[string][]capacityRule{
 		{"capacity", regexp.MustCompile(`(?i)Capacity is unavailable at this time`)},
 		{"rate", regexp.MustCompile(`\b(ThrottlingException|RequestLimitExceeded)\b`)},
 	},
+	// The local provider plays EC2's refusal (tofu/modules/local/vm).
+	fly.CloudLocal: {
+		{"capacity", regexp.MustCompile(`\bInsufficientInstanceCapacity\b`)},
+	},
 	fly.CloudYandex: {
 		{"quota", regexp.MustCompile(`(?i)Quota limit \S+ exceeded`)},
 		{"capacity", regexp.MustCompile(`(?i)Not enough resources`)},

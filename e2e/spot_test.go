@@ -33,7 +33,9 @@ func TestSpotInterruptionRetriesTheJobOnAnotherRunner(t *testing.T) {
 	s.Acts.MotherGoose = a.MotherGoose
 	s.StartWorker()
 	s.hookProject(a, project)
-	t.Cleanup(func() { _ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over") })
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over")
+	})
 
 	// The first run of the job waits to be interrupted; its retry finds
 	// the mark the first left and finishes.
@@ -101,5 +103,95 @@ func TestSpotInterruptionRetriesTheJobOnAnotherRunner(t *testing.T) {
 	}
 	if seen[mothergoose.AuditInterruption] != 1 || seen[activities.AuditJobRetry] != 1 {
 		t.Errorf("audit of %s: %v, want one interruption and one job-retry", interrupted, seen)
+	}
+}
+
+// A capacity refusal on the egg's first placement (local spot, which the
+// local provider refuses while capacity/refuse-spot exists, as EC2 says
+// InsufficientInstanceCapacity) provisions on the next one of its fallback
+// list (local on demand); the pool remembers the refusal, so a second
+// runner made within the cool-down does not ask for spot again.
+func TestCapacityRefusalFallsBackAndIsRemembered(t *testing.T) {
+	s := Start(t, Options{NoWorker: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	egg, project := s.projectEgg("fallback", fly.RunnerVM)
+	egg.Runner.Capacity, egg.Runner.Env = fly.CapacitySpot, nil
+	egg.Runner.Fallback = []fly.Placement{{Cloud: fly.CloudLocal, Capacity: fly.CapacityOnDemand}}
+	egg.Runner.CapacityCooldown = fly.Duration(10 * time.Minute)
+	a := s.StartAPIWith(func(*mothergoose.Config) {}, jobsSecret, egg)
+	s.Acts.MotherGoose = a.MotherGoose
+	s.StartWorker()
+	s.hookProject(a, project)
+	t.Cleanup(func() {
+		_ = s.Client.TerminateWorkflow(context.Background(), contract.PoolWorkflowID(egg.Name), "", "test over")
+	})
+	refuse := filepath.Join(s.Tofu.StateDir(), "capacity", "refuse-spot")
+	if err := os.MkdirAll(filepath.Dir(refuse), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(refuse, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two jobs that run until released: two runners, made one after the
+	// other.
+	release := filepath.Join(t.TempDir(), "release")
+	job := func() int64 {
+		pl, err := s.GitLab.CreatePipeline(project.ID, gitlabtest.PipelineSpec{Jobs: []gitlabtest.JobSpec{{
+			Name: "build", Stage: "test", Tags: []string{"docker"}, Script: []string{"until [ -e " + release + " ]; do sleep 0.1; done"},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl.ID
+	}
+	served := func(st contract.PoolStatus) int {
+		n := 0
+		for _, r := range st.Runners {
+			if r.State == contract.PoolApex && len(r.Jobs) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	first := job()
+	st := s.waitPool(ctx, egg.Name, "the first job served", func(st contract.PoolStatus) bool { return served(st) == 1 })
+	if len(st.Refused) != 1 || st.Refused[0].Placement.String() != "local/spot" || st.Refused[0].Class != "capacity" {
+		t.Fatalf("refused placements = %+v, want local/spot", st.Refused)
+	}
+	refusedAt := st.Refused[0].At
+	second := job()
+	st = s.waitPool(ctx, egg.Name, "the second job served", func(st contract.PoolStatus) bool { return served(st) == 2 })
+	if len(st.Refused) != 1 || !st.Refused[0].At.Equal(refusedAt) {
+		t.Errorf("refused placements = %+v: spot was asked again within its cool-down", st.Refused)
+	}
+	// Each runner's store record and audit say where it was made: the
+	// first fell back from spot, the second never asked for it.
+	fallbacks := 0
+	for _, r := range st.Runners {
+		recs, err := s.Store.ListAudit(ctx, store.AuditFilter{RunnerID: r.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			if rec.Action == "cloud-fallback" {
+				fallbacks++
+				if !strings.Contains(string(rec.After), "local/on_demand") || !strings.Contains(rec.Reason, "local/spot refused (capacity)") {
+					t.Errorf("fallback of %s: %s %s", r.ID, rec.Reason, rec.After)
+				}
+			}
+		}
+	}
+	if fallbacks != 1 {
+		t.Errorf("%d cloud-fallback records, want 1 (the first runner's)", fallbacks)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{first, second} {
+		if p, _ := s.waitPipeline(ctx, id); p.Status != "success" {
+			t.Errorf("pipeline %d: %s", id, p.Status)
+		}
 	}
 }
