@@ -104,6 +104,7 @@ func TestSpotInterruptionRetriesTheJobOnAnotherRunner(t *testing.T) {
 	if seen[mothergoose.AuditInterruption] != 1 || seen[activities.AuditJobRetry] != 1 {
 		t.Errorf("audit of %s: %v, want one interruption and one job-retry", interrupted, seen)
 	}
+	writeHistory(t, s, "pool_spot_interruption", contract.PoolWorkflowID(egg.Name), "")
 }
 
 // A capacity refusal on the egg's first placement (local spot, which the
@@ -194,4 +195,6 @@ func TestCapacityRefusalFallsBackAndIsRemembered(t *testing.T) {
 			t.Errorf("pipeline %d: %s", id, p.Status)
 		}
 	}
+	writeHistory(t, s, "pool_capacity_refusal", contract.PoolWorkflowID(egg.Name), "")
+	writeHistory(t, s, "provision_capacity_fallback", contract.PoolWorkflowID(egg.Name)+"/runner/"+contract.PoolRunnerID(egg.Name, 1), "")
 }

@@ -231,7 +231,12 @@ func Interrupt(workDir string, grace time.Duration) error {
 	if _, err := KillLocalMachine(machineHome(workDir), cfg.RunnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
 	}
-	return os.Remove(filepath.Join(workDir, pidFile))
+	// Gosling may have torn the machine down meanwhile (the pool retires
+	// an interrupted runner at once), its pid file with it.
+	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Power states of a local machine.
