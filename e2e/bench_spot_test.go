@@ -12,6 +12,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -94,7 +95,7 @@ type spotWorkload struct {
 
 func runSpotWorkload(b *testing.B, run int) spotWorkload {
 	s := Start(b, Options{NoWorker: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	egg, project := s.projectEgg(fmt.Sprintf("spot%d", run), fly.RunnerVM)
 	egg.Runner.Capacity, egg.Runner.Env = fly.CapacitySpot, nil
@@ -132,13 +133,25 @@ func runSpotWorkload(b *testing.B, run int) spotWorkload {
 	interruptedAt := map[int64]time.Time{}
 	for len(interruptedAt) < len(toInterrupt) {
 		// The egg's machines share one GitLab runner, so any of them may
-		// take a job: the one running it is the one its agent reported.
+		// take a job: the one running it is the one whose agent says so.
+		running := map[int64]string{}
+		if st, err := s.PoolStatus(ctx, egg.Name); err == nil {
+			for _, r := range st.Runners {
+				if as, err := agent.ReadState(s.MachineDir(r.ID)); err == nil {
+					for id, status := range as.Jobs {
+						if status == agentapi.JobRunning {
+							running[id] = r.ID
+						}
+					}
+				}
+			}
+		}
 		for id, mark := range toInterrupt {
 			if _, done := interruptedAt[id]; done {
 				continue
 			}
-			rec, err := s.Store.GetJob(ctx, s.Host(), id)
-			if err != nil || rec.RunnerID == "" {
+			runner, ok := running[id]
+			if !ok {
 				continue
 			}
 			if _, err := os.Stat(mark); err != nil {
@@ -146,7 +159,7 @@ func runSpotWorkload(b *testing.B, run int) spotWorkload {
 			}
 			j, _ := s.GitLab.Job(id)
 			at := time.Now()
-			if err := agent.Interrupt(s.MachineDir(rec.RunnerID), time.Second); err != nil {
+			if err := agent.Interrupt(s.MachineDir(runner), time.Second); err != nil {
 				b.Fatal(err)
 			}
 			interruptedAt[id] = at

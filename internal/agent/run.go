@@ -654,6 +654,9 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 			}
 		}
 		a.log.Info("job", "job", r.JobID, "status", r.Status, "failure_reason", r.FailureReason)
+		// The state file shows the jobs as told (what `gosling dev
+		// interrupt` and a re-executed agent read).
+		a.setPhase(a.phase)
 		if r.Finished() {
 			a.ran = append(a.ran, r)
 		}
