@@ -66,6 +66,7 @@ bench: tools-test
 	$(GO) test -run '^$$' -bench AgentBinary -benchtime 1x ./internal/agent
 	$(GO) test -run '^$$' -bench LambdaVsFargateStart -benchtime 1x ./activities
 	$(GO) test -run '^$$' -bench HistoryEventsPerJob -benchtime 1x ./e2e
+	$(GO) test -run '^$$' -bench SpotInterruptions -benchtime 1x -timeout 30m ./e2e
 	$(GO) test -run '^$$' -bench UglyFox -benchmem -benchtime 3x ./e2e
 	$(GO) test -run '^$$' -bench 'WebhookLoadServerProcess|IdleRSS|MetricsScrape1000Pools|UnauthenticatedBodies' -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 60m ./e2e

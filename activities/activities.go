@@ -707,7 +707,13 @@ type ApplyMachineInput struct {
 	Kind     string       `json:"kind"`
 	Running  bool         `json:"running"`
 	Provider fly.Provider `json:"provider"`
-	TokenRef string       `json:"token_ref"`
+	// Capacity is the capacity type the machine is bought as
+	// (fly.CapacityOnDemand when empty); Zone, when set, replaces the
+	// provider's zone (Yandex Cloud) or picks the subnet in that
+	// Availability Zone (AWS).
+	Capacity string `json:"capacity,omitempty"`
+	Zone     string `json:"zone,omitempty"`
+	TokenRef string `json:"token_ref"`
 	// AgentRef names the machine's agent credential (MintAgentCredential);
 	// empty reads it from the runner's record.
 	AgentRef      string `json:"agent_ref,omitempty"`
@@ -754,7 +760,8 @@ func (a *Activities) ApplyMachine(ctx context.Context, in ApplyMachineInput) (Ap
 		AgentBinary: a.Agent.Binary, StateDir: a.Tofu.StateDir(),
 		AgentURL: rel.URL, AgentVersion: rel.Version, AgentImage: rel.Image,
 		RunnerVersion: rel.GitLabRunnerVersion, RunnerURL: rel.GitLabRunnerURL, Provider: in.Provider,
-		Lambda: in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(),
+		Lambda:   in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(),
+		Capacity: in.Capacity, Zone: in.Zone,
 	}
 	if _, err := m.Contract(); err != nil {
 		return ApplyMachineResult{}, temporal.NewNonRetryableApplicationError(
@@ -870,6 +877,14 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 		}
 		if u != "" {
 			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
+		}
+	}
+	// A machine bought as spot or preemptible watches for its cloud's
+	// interruption notice (the instance metadata on EC2).
+	if capacity := fly.MachineCapacity(in.Cloud, in.Kind, in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(), in.Capacity); capacity != fly.CapacityOnDemand {
+		cfg.Interrupt = &agent.InterruptConfig{Capacity: capacity}
+		if in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerVM {
+			cfg.Interrupt.MetadataURL = agent.DefaultMetadataURL
 		}
 	}
 	if in.Kind == fly.RunnerServerless || in.OneJob {

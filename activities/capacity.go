@@ -70,6 +70,10 @@ var capacityRules = map[string][]capacityRule{
 		{"capacity", regexp.MustCompile(`(?i)Capacity is unavailable at this time`)},
 		{"rate", regexp.MustCompile(`\b(ThrottlingException|RequestLimitExceeded)\b`)},
 	},
+	// The local provider plays EC2's refusal (tofu/modules/local/vm).
+	fly.CloudLocal: {
+		{"capacity", regexp.MustCompile(`\bInsufficientInstanceCapacity\b`)},
+	},
 	fly.CloudYandex: {
 		{"quota", regexp.MustCompile(`(?i)Quota limit \S+ exceeded`)},
 		{"capacity", regexp.MustCompile(`(?i)Not enough resources`)},
@@ -161,6 +165,10 @@ type CloudFallbackInput struct {
 	To       string `json:"to"`
 	Reason   string `json:"reason"`
 	Actor    string `json:"actor,omitempty"`
+	// FromPlacement and ToPlacement name the capacity type and zone as
+	// well (fly.Placement.String), when the move is between placements.
+	FromPlacement string `json:"from_placement,omitempty"`
+	ToPlacement   string `json:"to_placement,omitempty"`
 }
 
 // RecordCloudFallback writes a runner's new cloud and the reason into its
@@ -187,15 +195,23 @@ func (a *Activities) RecordCloudFallback(ctx context.Context, in CloudFallbackIn
 	if !updated {
 		return fmt.Errorf("record cloud %s of runner %s: it keeps changing", in.To, in.RunnerID)
 	}
-	before, _ := json.Marshal(map[string]string{"cloud": in.From})
-	after, _ := json.Marshal(map[string]string{"cloud": in.To})
+	before, after := map[string]string{"cloud": in.From}, map[string]string{"cloud": in.To}
+	if in.FromPlacement != "" || in.ToPlacement != "" {
+		before["placement"], after["placement"] = in.FromPlacement, in.ToPlacement
+	}
+	beforeJSON, _ := json.Marshal(before)
+	afterJSON, _ := json.Marshal(after)
+	key := in.RunnerID + "/cloud-fallback/" + in.To
+	if in.ToPlacement != "" {
+		key = in.RunnerID + "/cloud-fallback/" + in.ToPlacement
+	}
 	actor := in.Actor
 	if actor == "" {
 		actor = contract.ActorMotherGoose
 	}
 	_, err := a.Store.AppendAudit(ctx, store.AuditRecord{
 		At: time.Now().UTC(), Actor: actor, Action: "cloud-fallback", Egg: in.Egg, RunnerID: in.RunnerID,
-		Reason: in.Reason, Before: before, After: after, Key: in.RunnerID + "/cloud-fallback/" + in.To,
+		Reason: in.Reason, Before: beforeJSON, After: afterJSON, Key: key,
 	})
 	return err
 }

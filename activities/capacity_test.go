@@ -91,7 +91,7 @@ func TestClassifyCapacityLeavesOtherErrors(t *testing.T) {
 		{"yandex permission", fly.CloudYandex, "Error while requesting API to create instance: rpc error: code = PermissionDenied desc = Permission denied"},
 		{"aws text on yandex", fly.CloudYandex, "api error InsufficientInstanceCapacity: We currently do not have sufficient t3.large capacity"},
 		{"yandex text on aws", fly.CloudAWS, "rpc error: code = ResourceExhausted desc = Quota limit vpc.networks.count exceeded"},
-		{"local", fly.CloudLocal, "Quota limit x exceeded; InsufficientInstanceCapacity"},
+		{"yandex text on local", fly.CloudLocal, "Quota limit x exceeded; ResourceExhausted"},
 		{"timeout", fly.CloudAWS, "tofu apply aws/vm in web-p1: context deadline exceeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -324,7 +324,7 @@ func (a *Activities) runTask(ctx context.Context, in InvokeRunnerInput) (InvokeR
 	if len(listed.TaskArns) > 0 {
 		arn = listed.TaskArns[0]
 	} else {
-		out, err := c.RunTask(ctx, &ecs.RunTaskInput{
+		run := &ecs.RunTaskInput{
 			Cluster: &cluster, TaskDefinition: &taskDef, LaunchType: ecstypes.LaunchTypeFargate, Count: aws.Int32(1),
 			StartedBy: &startedBy, ReferenceId: aws.String(in.RunnerID), ClientToken: aws.String("gosling-" + in.RunnerID),
 			NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
@@ -332,7 +332,15 @@ func (a *Activities) runTask(ctx context.Context, in InvokeRunnerInput) (InvokeR
 			}},
 			PropagateTags: ecstypes.PropagateTagsTaskDefinition,
 			Tags:          []ecstypes.Tag{{Key: aws.String("gosling:runner"), Value: aws.String(in.RunnerID)}},
-		})
+		}
+		// A runner bought as spot runs on the FARGATE_SPOT capacity
+		// provider (the module's capacity_provider output); RunTask takes
+		// a capacity provider strategy or a launch type, not both.
+		if cp, _ := in.Outputs["capacity_provider"].(string); cp == "FARGATE_SPOT" {
+			run.LaunchType = ""
+			run.CapacityProviderStrategy = []ecstypes.CapacityProviderStrategyItem{{CapacityProvider: aws.String(cp), Weight: 1}}
+		}
+		out, err := c.RunTask(ctx, run)
 		if err != nil {
 			return InvokeRunnerResult{}, fmt.Errorf("ECS RunTask for runner %s: %w", in.RunnerID, err)
 		}

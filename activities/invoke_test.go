@@ -132,6 +132,32 @@ func TestInvokeRunnerECSRunTask(t *testing.T) {
 	}
 }
 
+// A runner bought as spot starts on the FARGATE_SPOT capacity provider,
+// with no launch type (RunTask refuses both).
+func TestInvokeRunnerECSFargateSpot(t *testing.T) {
+	s := &ecsServer{}
+	a := ecsActivities(t, s)
+	in := awsInvoke
+	in.Outputs = map[string]any{"capacity_provider": "FARGATE_SPOT"}
+	for k, v := range awsInvoke.Outputs {
+		in.Outputs[k] = v
+	}
+	if _, err := a.InvokeRunner(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	strategy, _ := s.run["capacityProviderStrategy"].([]any)
+	item, _ := func() (map[string]any, bool) {
+		if len(strategy) != 1 {
+			return nil, false
+		}
+		m, ok := strategy[0].(map[string]any)
+		return m, ok
+	}()
+	if _, has := s.run["launchType"]; has || item["capacityProvider"] != "FARGATE_SPOT" || item["weight"] != float64(1) {
+		t.Errorf("RunTask = %v", s.run)
+	}
+}
+
 // A retried invocation joins the task an earlier attempt started; a
 // failing task is a result, not an error; a cancelled invocation stops the
 // task.

@@ -89,6 +89,24 @@ func (s *Server) agentReady(c *gin.Context) {
 	c.JSON(http.StatusOK, pins)
 }
 
+// agentInterruption takes an agent's notice that its machine is being
+// taken away.
+func (s *Server) agentInterruption(c *gin.Context) {
+	a, ok := s.agent(c)
+	if !ok {
+		return
+	}
+	var i agentapi.Interruption
+	if !s.decodeAgentBody(c, &i) {
+		return
+	}
+	if err := s.mg.RunnerInterrupted(c.Request.Context(), a, i); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 // agentJob takes an agent's job report.
 func (s *Server) agentJob(c *gin.Context) {
 	a, ok := s.agent(c)

@@ -139,6 +139,7 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/agent/v1/runners/:id/heartbeat", plainText(s), s.heartbeat)
 	r.POST("/agent/v1/runners/:id/ready", plainText(s), s.agentReady)
 	r.POST("/agent/v1/runners/:id/jobs", plainText(s), s.agentJob)
+	r.POST("/agent/v1/runners/:id/interruption", plainText(s), s.agentInterruption)
 
 	v1 := r.Group("/api/v1", s.requireToken, plainText(s))
 	v1.GET("/openapi.json", s.openAPI)

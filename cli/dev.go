@@ -176,6 +176,7 @@ Send a job through the whole loop, or a pipeline:
 	cmd.AddCommand(NewCmdDevSimulate(f))
 	cmd.AddCommand(NewCmdDevPipeline(f, nil))
 	cmd.AddCommand(NewCmdDevGitLabRunner(f))
+	cmd.AddCommand(NewCmdDevInterrupt(f, nil))
 	return cmd
 }
 

@@ -110,6 +110,13 @@ type ProvisionRunnerInput struct {
 	Providers map[string]fly.Provider `json:"providers,omitempty"`
 	// Dormant leaves the runner stopped once ready (a Nadir runner).
 	Dormant bool `json:"dormant,omitempty"`
+	// Avoid are placements (cloud, capacity type, zone) that refused a
+	// machine lately, which the egg's pool leaves alone for the egg's
+	// capacity_cooldown: the machine is asked for at the first placement
+	// of fly.Runner.Placements that is not among them, and the fallback
+	// walk passes them by. When every placement is avoided, the order is
+	// followed as it is.
+	Avoid []fly.Placement `json:"avoid,omitempty"`
 	// OneJob makes the runner take one job and no other even though Job
 	// is nil (a custom job's runner, made before its pipeline). A VM
 	// made for Job always takes that one job only.
@@ -150,6 +157,20 @@ type ProvisionRunnerResult struct {
 	// CloudReason is set when the runner is not on its first cloud: which
 	// clouds refused its machine (capacity or quota) and why, in order.
 	CloudReason string `json:"cloud_reason,omitempty"`
+	// Capacity and Zone are the capacity type and zone (empty: the
+	// provider's) the machine was made with.
+	Capacity string `json:"capacity,omitempty"`
+	Zone     string `json:"zone,omitempty"`
+	// Refusals are the placements that refused the machine, in order.
+	Refusals []CapacityRefusal `json:"refusals,omitempty"`
+}
+
+// CapacityRefusal is a placement's refusal of a machine: a short class
+// (capacity, quota, zone, rate) and the provider's own message.
+type CapacityRefusal struct {
+	Placement fly.Placement `json:"placement"`
+	Class     string        `json:"class"`
+	Message   string        `json:"message"`
 }
 
 // ProvisionStatus is what QueryRunnerStatus returns.

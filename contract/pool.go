@@ -38,7 +38,24 @@ const (
 	// request, a pipeline's created jobs), so it promotes Nadir runners
 	// ahead of them for the egg's apex.warm_for. Payload: Warm.
 	SignalPoolWarm = "pool-warm"
+	// SignalRunnerInterrupted tells the pool that owns a runner that its
+	// cloud is taking the machine away (a Spot or preemptible machine's
+	// capacity is reclaimed), as its agent reported. Payload:
+	// RunnerInterrupted.
+	SignalRunnerInterrupted = "runner-interrupted"
 )
+
+// RunnerInterrupted is the payload of SignalRunnerInterrupted: the runner,
+// the jobs its agent was running (which the machine will not finish),
+// where the notice came from (agentapi's sources) and when the machine
+// goes (zero when unknown).
+type RunnerInterrupted struct {
+	RunnerID string    `json:"runner_id"`
+	Jobs     []JobRef  `json:"jobs"`
+	Source   string    `json:"source"`
+	Deadline time.Time `json:"deadline"`
+	At       time.Time `json:"at"`
+}
 
 // ActorPool names the pool workflow in records.
 const ActorPool = "mothergoose/pool"
@@ -98,6 +115,9 @@ type RunnerProvisioned struct {
 	// Cloud is where the runner was made: the pool's cloud, or a later
 	// one of the egg's when an earlier one refused the machine.
 	Cloud string `json:"cloud,omitempty"`
+	// Refusals are the placements that refused the machine, in order; the
+	// pool leaves them alone for the egg's capacity_cooldown.
+	Refusals []CapacityRefusal `json:"refusals,omitempty"`
 }
 
 // Runner actions a pool takes on request (RunnerAction.Action).
@@ -285,6 +305,42 @@ type PoolState struct {
 	// Ignored are the latest jobs (at most MaxIgnoredJobs) the pool
 	// turned away because no runner of its egg can take them, with why.
 	Ignored []IgnoredJob `json:"ignored,omitempty"`
+
+	// Refused are the placements that refused a machine lately, left
+	// alone until their Until (the refusal plus the egg's
+	// capacity_cooldown), one entry per placement.
+	Refused []RefusedPlacement `json:"refused,omitempty"`
+
+	// Interrupted are the latest jobs (at most MaxInterruptedJobs) that
+	// were running on a runner whose machine its cloud took away, each
+	// retried once that runner is gone.
+	Interrupted []InterruptedJob `json:"interrupted,omitempty"`
+}
+
+// InterruptedJob is a job an interrupted runner did not finish, and what
+// became of it: Retry is "" until the runner is gone, then asked, then
+// the retry's outcome (activities' RetryOutcome*) or failed; NewJobID is
+// its retry.
+type InterruptedJob struct {
+	Job      JobRef    `json:"job"`
+	RunnerID string    `json:"runner_id"`
+	At       time.Time `json:"at"`
+	Retry    string    `json:"retry,omitempty"`
+	NewJobID int64     `json:"new_job_id,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// MaxInterruptedJobs bounds PoolState.Interrupted.
+const MaxInterruptedJobs = 50
+
+// RefusedPlacement is a placement a pool leaves alone until Until, after
+// it refused a machine for capacity or quota (Class, Message).
+type RefusedPlacement struct {
+	Placement fly.Placement `json:"placement"`
+	Class     string        `json:"class"`
+	Message   string        `json:"message"`
+	At        time.Time     `json:"at"`
+	Until     time.Time     `json:"until"`
 }
 
 // IgnoredJob is a job a pool will make no runner for, and why (such as
@@ -359,6 +415,13 @@ type PoolStatus struct {
 	// Ignored are the latest jobs the pool will make no runner for, with
 	// the reason: what a client waiting for such a job shows.
 	Ignored []IgnoredJob `json:"ignored,omitempty"`
+	// Refused are the placements the pool leaves alone after a capacity
+	// refusal, each until its cool-down ends (some may have ended since
+	// the pool last looked).
+	Refused []RefusedPlacement `json:"refused,omitempty"`
+	// Interrupted are the latest jobs interrupted runners did not finish,
+	// with what became of their retries.
+	Interrupted []InterruptedJob `json:"interrupted,omitempty"`
 }
 
 // MemoPoolFigures is the memo key under which a pool publishes its

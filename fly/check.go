@@ -114,6 +114,15 @@ func (l *loader) crossCheck(eggs []*eggDecl, jobs []*jobDecl, mg *mgDecl) hcl.Di
 		}
 	}
 
+	// Capacity types and fallback entries depend on the clouds, now known.
+	var providers map[string]Provider
+	if mg != nil {
+		providers = mg.mg.Providers
+	}
+	for _, e := range eggs {
+		diags = append(diags, checkCapacity(e, providers)...)
+	}
+
 	// Serverless and VM sizes depend on the clouds, now known.
 	for _, e := range eggs {
 		diags = append(diags, checkServerless(e)...)

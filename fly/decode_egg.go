@@ -51,7 +51,9 @@ var runnerSchema = &hcl.BodySchema{
 		{Name: "type"}, {Name: "clouds"}, {Name: "cpu"}, {Name: "memory"}, {Name: "disk"},
 		{Name: "max_concurrent"}, {Name: "jobs_per_runner"}, {Name: "tags"}, {Name: "run_untagged"},
 		{Name: "image"}, {Name: "expected_job_duration"}, {Name: "env"}, {Name: "module"},
+		{Name: "capacity"}, {Name: "capacity_cooldown"},
 	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "fallback"}},
 }
 
 var poolSchema = &hcl.BodySchema{
@@ -90,6 +92,8 @@ type eggDecl struct {
 	runnerMisspelt bool
 	// expected is expected_job_duration, when given.
 	expected *hcl.Range
+	// capacity is where the runner's capacity and fallback entries are.
+	capacity capacityDecl
 }
 
 // Runner clouds, in the order a new egg prefers them.
@@ -377,7 +381,14 @@ func (l *loader) decodeRunnerBlock(b *hcl.Block, decl *eggDecl, diags *hcl.Diagn
 		ExpectedJobDuration: a.duration("expected_job_duration", Duration(30*60e9), Duration(60e9), Duration(72*3600e9)),
 		Env:                 a.env("env"),
 		Module:              a.str("module", ""),
+		Capacity:            a.enum("capacity", CapacityOnDemand, Capacities...),
+		CapacityCooldown:    a.duration("capacity_cooldown", DefaultCapacityCooldown, 0, Duration(24*3600e9)),
 	}
+	if r.CapacityCooldown == 0 {
+		r.CapacityCooldown = -1
+	}
+	decl.capacity.capacity = a.rng("capacity")
+	r.Fallback = l.decodeFallbackBlocks(content.Blocks.OfType("fallback"), decl, diags)
 	if r.Tags == nil {
 		r.Tags = []string{}
 	}

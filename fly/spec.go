@@ -153,6 +153,19 @@ type Runner struct {
 	Env map[string]EnvValue `json:"env,omitempty"`
 	// Module is an optional OpenTofu module source replacing the built-in one.
 	Module string `json:"module,omitempty"`
+	// Capacity is how the machines are bought: CapacityOnDemand (the
+	// default), CapacitySpot (AWS) or CapacityPreemptible (Yandex Cloud);
+	// with Fallback entries it is the first cloud's, else every cloud's.
+	// Empty in specs decoded before it existed: on demand.
+	Capacity string `json:"capacity,omitempty"`
+	// Fallback is the ordered list of placements asked after the first
+	// (see Runner.Placements) when a cloud refuses the machine for
+	// capacity or quota.
+	Fallback []Placement `json:"fallback,omitempty"`
+	// CapacityCooldown is how long an egg's pool leaves a placement that
+	// refused a machine before asking it again (see CooldownOrDefault);
+	// -1 remembers no refusal.
+	CapacityCooldown Duration `json:"capacity_cooldown,omitempty"`
 	// Serverless holds the shape of the runners on each cloud where they
 	// are serverless (see Runner.KindOn), in the clouds' order. It is filled
 	// in by LoadNest.

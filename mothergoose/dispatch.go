@@ -71,9 +71,11 @@ func demand(nest *fly.Nest, egg *fly.Egg, ev JobEvent, wfID, workflow string, st
 }
 
 // eggProviders are the Nest's providers of an egg's clouds, for a runner
-// to fall back on when a cloud refuses it; nil when the egg has one cloud.
+// to fall back on when a cloud refuses it; nil when the egg has one cloud
+// and no fallback entries.
 func eggProviders(nest *fly.Nest, egg *fly.Egg) map[string]fly.Provider {
-	if len(egg.Runner.Clouds) < 2 {
+	// One cloud and no fallback entries: nowhere else to ask.
+	if len(egg.Runner.Clouds) < 2 && len(egg.Runner.Fallback) == 0 {
 		return nil
 	}
 	out := map[string]fly.Provider{}

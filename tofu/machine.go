@@ -1,6 +1,7 @@
 package tofu
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -64,6 +65,15 @@ type Machine struct {
 	// Lambda puts an AWS serverless runner on Lambda rather than Fargate
 	// (fly.Runner.OnLambda).
 	Lambda bool
+	// Capacity is the capacity type the machine is bought as
+	// (fly.CapacityOnDemand when empty): spot on AWS (EC2 Spot, Fargate
+	// Spot), preemptible on Yandex Cloud; a local machine plays either;
+	// Serverless Containers and Lambda functions are sold on demand only
+	// (fly.MachineCapacity). Zone, when set, is the cloud's zone for the
+	// machine: it replaces the Yandex provider's zone and picks the
+	// subnet of that Availability Zone for an EC2 instance.
+	Capacity string
+	Zone     string
 }
 
 // Identity is an egg's runner identity on one cloud, which its machines run
@@ -187,6 +197,16 @@ func (m Machine) Variables() (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	capacity := fly.MachineCapacity(m.Cloud, m.Kind, lambda, m.Capacity)
+	if !fly.CapacitySold(m.Cloud, capacity) {
+		return nil, fmt.Errorf("capacity %q: %s sells no such machines", capacity, m.Cloud)
+	}
+	if m.Zone != "" && (m.Cloud == fly.CloudLocal || m.Cloud == fly.CloudAWS && m.Kind == fly.RunnerServerless) {
+		return nil, fmt.Errorf("zone %q: %s %s runners take no zone", m.Zone, m.Cloud, m.Kind)
+	}
+	if m.Cloud != fly.CloudYandex || m.Kind == fly.RunnerVM {
+		v["capacity"] = capacity
+	}
 	memory := fly.Size(m.MemoryMiB) * fly.MiB
 	p := m.Provider
 	switch m.Cloud {
@@ -212,6 +232,7 @@ func (m Machine) Variables() (map[string]any, error) {
 				return nil, errors.New("provider \"aws\" names no subnet for the instance: set subnets in MG/config.fly")
 			}
 			v["state"] = m.State
+			v["availability_zone"] = m.Zone
 			v["instance_type"] = shape.InstanceType
 			v["user_data"] = c.UserData
 		} else {
@@ -236,7 +257,7 @@ func (m Machine) Variables() (map[string]any, error) {
 		}
 	case fly.CloudYandex:
 		v["folder_id"] = p.FolderID
-		v["zone"] = p.Zone
+		v["zone"] = cmp.Or(m.Zone, p.Zone)
 		if m.Kind == fly.RunnerVM {
 			shape, err := fly.VMShapeFor(m.Cloud, m.CPU, memory)
 			if err != nil {

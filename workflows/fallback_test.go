@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -42,8 +43,12 @@ func fallbackEnv(t *testing.T, refused map[string]error) (*testsuite.TestWorkflo
 	e.OnActivity(a.CreateGitLabRunner, mock.Anything, mock.Anything).Return(activities.CreateGitLabRunnerResult{GitLabRunnerID: 42, TokenRef: "aws-sm://gosling/runners/web-x/token"}, nil)
 	e.OnActivity(a.EnsureEggRunner, mock.Anything, mock.Anything).Return(contract.EggRunner{GitLabRunnerID: 42, TokenRef: "aws-sm://gosling/runners/egg-runner.web.x/token"}, nil)
 	e.OnActivity(a.ApplyMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyMachineInput) (activities.ApplyMachineResult, error) {
-		c.add("apply:" + in.Cloud + ":" + in.Provider.Name)
-		if err := refused[in.Cloud]; err != nil {
+		at := in.Cloud
+		if p := (fly.Placement{Cloud: in.Cloud, Capacity: in.Capacity, Zone: in.Zone}); p.CapacityType() != fly.CapacityOnDemand || p.Zone != "" {
+			at = p.String()
+		}
+		c.add("apply:" + at + ":" + in.Provider.Name)
+		if err := cmp.Or(refused[at], refused[in.Cloud]); err != nil {
 			return activities.ApplyMachineResult{}, activities.CapacityError(in.Cloud, err)
 		}
 		if in.Running {
@@ -194,9 +199,107 @@ func TestNextCloud(t *testing.T) {
 			[]string{fly.CloudYandex, fly.CloudAWS}, fly.RunnerVM, "", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			next, skipped, ok := nextCloud(tc.in, tc.tried, tc.kind)
-			if ok != tc.wantFound || next.cloud != tc.want || strings.Join(skipped, "; ") != tc.skipped {
-				t.Errorf("next = %q %v, skipped %q; want %q %v, skipped %q", next.cloud, ok, skipped, tc.want, tc.wantFound, tc.skipped)
+			next, skipped, ok := nextPlacementOf(tc.in, tc.tried, tc.kind)
+			if ok != tc.wantFound || next.Cloud != tc.want || strings.Join(skipped, "; ") != tc.skipped {
+				t.Errorf("next = %q %v, skipped %q; want %q %v, skipped %q", next.Cloud, ok, skipped, tc.want, tc.wantFound, tc.skipped)
+			}
+		})
+	}
+}
+
+// nextPlacementOf is nextPlacement with the tried clouds bought as the egg
+// buys them there.
+func nextPlacementOf(in contract.ProvisionRunnerInput, tried []string, kind string) (fallbackPlacement, []string, bool) {
+	var ps []fly.Placement
+	for _, c := range tried {
+		ps = append(ps, fly.Placement{Cloud: c, Capacity: in.Egg.Runner.CapacityOn(c)})
+	}
+	return nextPlacement(in, ps, kind)
+}
+
+// An egg whose runners are bought as preemptible VMs, with a fallback
+// list: Yandex preemptible, Yandex on demand in another zone, AWS Spot,
+// AWS on demand.
+func spotEgg() fly.Egg {
+	e := cloudEgg(fly.RunnerVM, fly.CloudYandex, fly.CloudAWS)
+	e.Runner.Capacity = fly.CapacityPreemptible
+	e.Runner.Fallback = []fly.Placement{
+		{Cloud: fly.CloudYandex, Capacity: fly.CapacityOnDemand, Zone: "ru-central1-b"},
+		{Cloud: fly.CloudAWS, Capacity: fly.CapacitySpot},
+		{Cloud: fly.CloudAWS, Capacity: fly.CapacityOnDemand},
+	}
+	return e
+}
+
+var errYandexExhausted = errors.New("tofu apply yandex/vm in web-x: exit status 1: Error: Error while requesting API to create instance: " +
+	"rpc error: code = ResourceExhausted desc = Not enough resources in zone ru-central1-a | with yandex_compute_instance.runner,")
+
+// Refusals walk the fallback list in order, capacity type and zone
+// included; the result lists every refusal and the placement that took.
+func TestProvisionWalksFallbackList(t *testing.T) {
+	e, c := fallbackEnv(t, map[string]error{
+		"yandex/preemptible":             errYandexExhausted,
+		"yandex/on_demand/ru-central1-b": errYandexQuota,
+	})
+	e.ExecuteWorkflow(ProvisionRunner, contract.ProvisionRunnerInput{
+		RunnerID: "web-x", Egg: spotEgg(), Provider: providers[fly.CloudYandex], Providers: providers,
+	})
+	var res contract.ProvisionRunnerResult
+	if err := e.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	want := "to-registering,apply:yandex/preemptible:yandex,destroy,fallback:yandex>yandex,apply:yandex/on_demand/ru-central1-b:yandex," +
+		"destroy,fallback:yandex>aws,apply:aws/spot:aws,to-active"
+	if got := c.String(); got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+	if res.Cloud != fly.CloudAWS || res.Capacity != fly.CapacitySpot || len(res.Refusals) != 2 ||
+		res.Refusals[0].Placement.String() != "yandex/preemptible" || res.Refusals[0].Class != "capacity" ||
+		res.Refusals[1].Placement.String() != "yandex/on_demand/ru-central1-b" || res.Refusals[1].Class != "quota" ||
+		!strings.HasSuffix(res.CloudReason, "falling back to aws/spot") {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+// Placements the pool avoids after a recent refusal are not asked: the
+// machine is asked for at the first one that is not avoided, and the walk
+// passes the avoided ones by. When every placement is avoided the order
+// is followed as it is.
+func TestProvisionAvoidsRefusedPlacements(t *testing.T) {
+	for name, tc := range map[string]struct {
+		avoid   []fly.Placement
+		refused map[string]error
+		want    string
+	}{
+		"first avoided": {
+			avoid: []fly.Placement{{Cloud: fly.CloudYandex, Capacity: fly.CapacityPreemptible}},
+			want:  "to-registering,apply:yandex/on_demand/ru-central1-b:yandex,to-active",
+		},
+		"avoided one passed by in the walk": {
+			avoid:   []fly.Placement{{Cloud: fly.CloudAWS, Capacity: fly.CapacitySpot}},
+			refused: map[string]error{"yandex/preemptible": errYandexExhausted, "yandex/on_demand/ru-central1-b": errYandexQuota},
+			want: "to-registering,apply:yandex/preemptible:yandex,destroy,fallback:yandex>yandex,apply:yandex/on_demand/ru-central1-b:yandex," +
+				"destroy,fallback:yandex>aws,apply:aws:aws,to-active",
+		},
+		"all avoided": {
+			avoid: []fly.Placement{
+				{Cloud: fly.CloudYandex, Capacity: fly.CapacityPreemptible}, {Cloud: fly.CloudYandex, Capacity: fly.CapacityOnDemand, Zone: "ru-central1-b"},
+				{Cloud: fly.CloudAWS, Capacity: fly.CapacitySpot}, {Cloud: fly.CloudAWS, Capacity: fly.CapacityOnDemand},
+			},
+			want: "to-registering,apply:yandex/preemptible:yandex,to-active",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, c := fallbackEnv(t, tc.refused)
+			e.ExecuteWorkflow(ProvisionRunner, contract.ProvisionRunnerInput{
+				RunnerID: "web-x", Egg: spotEgg(), Provider: providers[fly.CloudYandex], Providers: providers, Avoid: tc.avoid,
+			})
+			var res contract.ProvisionRunnerResult
+			if err := e.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.String(); got != tc.want {
+				t.Errorf("calls = %s, want %s", got, tc.want)
 			}
 		})
 	}

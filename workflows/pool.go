@@ -103,6 +103,7 @@ func (p *pool) run() error {
 	onSignal(l, contract.SignalPoolSpec, func(e fly.Egg) { p.plan(SpecChanged{Egg: e}) })
 	onSignal(l, contract.SignalRunnerAction, func(a contract.RunnerAction) { p.plan(RunnerActionReceived{Action: a}) })
 	onSignal(l, contract.SignalPoolWarm, func(w contract.Warm) { p.plan(WarmReceived{Warm: w}) })
+	onSignal(l, contract.SignalRunnerInterrupted, func(m contract.RunnerInterrupted) { p.plan(InterruptReported{Report: m}) })
 	return l.run(loopHooks{
 		settle:     func() { p.plan(Settle{}) },
 		tickWanted: func() bool { return true },
@@ -179,6 +180,7 @@ func (p *pool) carryOut(act PoolAction) {
 		})
 		child := workflow.ExecuteChildWorkflow(cctx, contract.WorkflowProvisionRunner, contract.ProvisionRunnerInput{
 			RunnerID: act.RunnerID, Egg: p.st.Egg, Cloud: p.pr.Cloud, Provider: p.in.Provider, Providers: p.in.Providers, Dormant: act.Dormant, Owner: p.id,
+			Avoid: act.Avoid,
 		})
 		// The pool learns the outcome by signal; it only waits for the
 		// start, so a continue-as-new never loses a runner being made.
@@ -225,6 +227,17 @@ func (p *pool) carryOut(act PoolAction) {
 				log.Warn("assign runner to the egg's projects", "runner", act.RunnerID, "error", err)
 				p.plan(AssignFailed{RunnerID: act.RunnerID, Projects: act.Projects})
 			}
+		})
+	case PoolRetryJob:
+		f := workflow.ExecuteActivity(gitlabCtx(ctx), a.RetryInterruptedJob, activities.RetryJobInput{
+			GitLab: p.st.Egg.GitLab, Egg: p.st.Egg.Name, RunnerID: act.RunnerID, Job: act.Job,
+		})
+		p.loop.await(f, func(f workflow.Future) {
+			ev := JobRetryEnded{JobID: act.Job.JobID}
+			if err := f.Get(ctx, &ev.Result); err != nil {
+				ev.Err = err.Error()
+			}
+			p.plan(ev)
 		})
 	default:
 		log.Error("unknown pool action", "action", act.Kind)
@@ -375,7 +388,8 @@ func (p *pool) status() contract.PoolStatus {
 		Egg: p.st.Egg.Name, Limits: p.limits(), Counts: map[string]int{}, Waiting: len(p.st.Waiting),
 		Draining: p.st.Draining, CPU: map[string]float64{}, Memory: map[string]fly.Size{}, Stats: p.st.Stats,
 		HistoryLength: workflow.GetInfo(p.ctx).GetCurrentHistoryLength(), Expected: slices.Clone(p.st.Expected),
-		Ignored: slices.Clone(p.st.Ignored),
+		Ignored: slices.Clone(p.st.Ignored), Refused: slices.Clone(p.st.Refused),
+		Interrupted: slices.Clone(p.st.Interrupted),
 	}
 	for _, r := range p.st.Runners {
 		s.Counts[r.State]++

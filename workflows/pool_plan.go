@@ -92,6 +92,18 @@ type ScaleRequested struct{ Scale contract.PoolScale }
 // DrainRequested is contract.UpdatePoolDrain: retire every runner in service.
 type DrainRequested struct{}
 
+// InterruptReported is an agent's word, through MotherGoose, that its
+// machine is being taken away (contract.SignalRunnerInterrupted).
+type InterruptReported struct{ Report contract.RunnerInterrupted }
+
+// JobRetryEnded is a RetryInterruptedJob activity's outcome; Err is set
+// when it failed.
+type JobRetryEnded struct {
+	JobID  int64
+	Result activities.RetryJobResult
+	Err    string
+}
+
 func (DemandReceived) poolEvent()       {}
 func (JobLookedUp) poolEvent()          {}
 func (JobStatusReceived) poolEvent()    {}
@@ -109,6 +121,8 @@ func (ProvisionNotStarted) poolEvent()  {}
 func (AssignFailed) poolEvent()         {}
 func (ScaleRequested) poolEvent()       {}
 func (DrainRequested) poolEvent()       {}
+func (InterruptReported) poolEvent()    {}
+func (JobRetryEnded) poolEvent()        {}
 
 // PoolActionKind names what a PoolAction asks the workflow to do.
 type PoolActionKind string
@@ -137,6 +151,10 @@ const (
 	// PoolAssign enables a runner in every project of the egg; failing,
 	// it is AssignFailed.
 	PoolAssign PoolActionKind = "assign"
+	// PoolRetryJob retries a job an interrupted runner did not finish
+	// (RetryInterruptedJob), once the runner is gone; the outcome comes
+	// back as JobRetryEnded.
+	PoolRetryJob PoolActionKind = "retry-job"
 )
 
 // PoolAction is one thing a plan asks the Pool workflow to do, in order.
@@ -154,6 +172,12 @@ type PoolAction struct {
 	// Projects is the egg's list of projects a PoolAssign enables the
 	// runner in (contract.ProjectsKey).
 	Projects string
+	// Job is the job a PoolRetryJob retries.
+	Job contract.JobRef
+	// Avoid are the placements a PoolProvision leaves alone: they refused
+	// a machine within the egg's capacity_cooldown
+	// (contract.ProvisionRunnerInput.Avoid).
+	Avoid []fly.Placement
 }
 
 // PoolNote is a line for the workflow's log: why a plan did what it did.
@@ -249,6 +273,10 @@ func PlanPool(st contract.PoolState, ev PoolEvent, now time.Time, run PoolRun) P
 		}
 	case ScaleRequested:
 		applyPoolScale(p.st, ev.Scale)
+	case InterruptReported:
+		p.interrupted(ev.Report)
+	case JobRetryEnded:
+		p.retryEnded(ev)
 	case DrainRequested:
 		p.st.Draining = true
 		for _, r := range p.st.Runners {
@@ -360,6 +388,8 @@ func clonePoolState(st contract.PoolState) *contract.PoolState {
 	c.Done = slices.Clone(st.Done)
 	c.Ended = slices.Clone(st.Ended)
 	c.Ignored = slices.Clone(st.Ignored)
+	c.Refused = slices.Clone(st.Refused)
+	c.Interrupted = slices.Clone(st.Interrupted)
 	c.Expected = slices.Clone(st.Expected)
 	for i := range c.Expected {
 		c.Expected[i].JobIDs = slices.Clone(c.Expected[i].JobIDs)
@@ -599,7 +629,7 @@ func (p *planner) serve() {
 				break
 			}
 		}
-		if target == nil && p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) {
+		if target == nil && p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < p.limits().ApexMax && p.fits(false) && !p.allRefused() {
 			for _, r := range p.st.Runners {
 				if r.State == contract.PoolNadir && r.Recycle == "" {
 					target, path = r, contract.ServedByPromotion
@@ -708,11 +738,11 @@ func (p *planner) scale() {
 		}
 	}
 	// Minimums, never beyond the maximums.
-	for p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) {
+	for p.count(contract.PoolApex, contract.PoolPromoting)+p.countProvisioning(false) < l.ApexMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(false) && !p.allRefused() {
 		p.provision(false)
 	}
 	if e.Runner.Type != fly.RunnerServerless {
-		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) {
+		for p.count(contract.PoolNadir, contract.PoolDemoting)+p.countProvisioning(true)+p.warmIdle() < l.NadirMin && p.total() < e.Runner.MaxConcurrent+l.NadirMax && p.fits(true) && !p.allRefused() {
 			p.provision(true)
 		}
 	}
@@ -733,8 +763,64 @@ func (p *planner) provision(dormant bool) *contract.PoolRunner {
 	}
 	p.st.Runners = append(p.st.Runners, r)
 	p.st.Stats.Provisioned++
-	p.act(PoolAction{Kind: PoolProvision, RunnerID: r.ID, Dormant: dormant})
+	p.act(PoolAction{Kind: PoolProvision, RunnerID: r.ID, Dormant: dormant, Avoid: p.avoided()})
 	return r
+}
+
+// --- capacity refusals -------------------------------------------------
+
+// refused remembers the placements that refused a runner's machine, each
+// until now plus the egg's capacity_cooldown (none with a cool-down of
+// zero); a later refusal of the same placement starts its cool-down
+// again.
+func (p *planner) refused(runnerID string, refusals []contract.CapacityRefusal) {
+	cool := p.st.Egg.Runner.CooldownOrDefault().D()
+	if cool <= 0 {
+		return
+	}
+	for _, r := range refusals {
+		pl := r.Placement
+		pl.Capacity = pl.CapacityType()
+		entry := contract.RefusedPlacement{Placement: pl, Class: r.Class, Message: r.Message, At: p.now, Until: p.now.Add(cool)}
+		i := slices.IndexFunc(p.st.Refused, func(x contract.RefusedPlacement) bool { return x.Placement == pl })
+		if i >= 0 {
+			p.st.Refused[i] = entry
+		} else {
+			p.st.Refused = append(p.st.Refused, entry)
+		}
+		p.note(true, "placement refused a machine; left alone for its cool-down", "runner", runnerID, "placement", pl.String(), "class", r.Class, "until", entry.Until)
+	}
+}
+
+// avoided are the placements still cooling down at now, in the order
+// they were refused; it forgets those whose cool-down is over.
+func (p *planner) avoided() []fly.Placement {
+	p.st.Refused = slices.DeleteFunc(p.st.Refused, func(x contract.RefusedPlacement) bool { return !p.now.Before(x.Until) })
+	if len(p.st.Refused) == 0 {
+		p.st.Refused = nil
+		return nil
+	}
+	out := make([]fly.Placement, 0, len(p.st.Refused))
+	for _, x := range p.st.Refused {
+		out = append(out, x.Placement)
+	}
+	return out
+}
+
+// allRefused tells whether every placement of the egg is cooling down
+// after a refusal: then no runner is made until the first cool-down ends
+// (the pool's tick looks again), and jobs wait in line.
+func (p *planner) allRefused() bool {
+	avoid := p.avoided()
+	if len(avoid) == 0 || p.run.Cloud == "" {
+		return false
+	}
+	for _, pl := range p.st.Egg.Runner.Placements(p.run.Cloud) {
+		if !slices.Contains(avoid, pl) {
+			return false
+		}
+	}
+	return true
 }
 
 // assign enables a runner in the egg's projects when the egg's list of
@@ -752,6 +838,7 @@ func (p *planner) assign(r *contract.PoolRunner) {
 }
 
 func (p *planner) provisioned(m contract.RunnerProvisioned) {
+	p.refused(m.RunnerID, m.Refusals)
 	r := p.runner(m.RunnerID)
 	if r == nil {
 		return
@@ -887,6 +974,75 @@ func (p *planner) retired(m contract.RunnerRetired) {
 	}
 	p.st.Stats.Retired++
 	p.st.Runners = slices.DeleteFunc(p.st.Runners, func(x *contract.PoolRunner) bool { return x == r })
+	p.retryInterrupted(r.ID)
+}
+
+// --- interruptions -----------------------------------------------------
+
+// interrupted takes a runner whose machine its cloud is taking away: the
+// jobs it was running are recorded (each retried once the runner is gone,
+// retryInterrupted) and count as done for the pool, so their late
+// webhooks make no runner; jobs it was only reserved for go back in line;
+// and the runner is retired, taking no new job. A runner the pool does
+// not hold, or one that is already being retired, only has its jobs
+// recorded.
+func (p *planner) interrupted(m contract.RunnerInterrupted) {
+	r := p.runner(m.RunnerID)
+	p.note(true, "runner interrupted: its cloud is taking the machine away", "runner", m.RunnerID, "source", m.Source, "jobs", len(m.Jobs))
+	for _, j := range m.Jobs {
+		if j.ProjectID == 0 && len(p.st.Egg.Projects) == 1 && p.st.Egg.Projects[0].ID != 0 {
+			// No record of the job: the egg's one project is its.
+			j.ProjectID = p.st.Egg.Projects[0].ID
+		}
+		if slices.ContainsFunc(p.st.Interrupted, func(x contract.InterruptedJob) bool { return x.Job.JobID == j.JobID }) {
+			continue
+		}
+		p.st.Interrupted = append(p.st.Interrupted, contract.InterruptedJob{Job: j, RunnerID: m.RunnerID, At: p.now})
+		if over := len(p.st.Interrupted) - contract.MaxInterruptedJobs; over > 0 {
+			p.st.Interrupted = p.st.Interrupted[over:]
+		}
+		p.markDone(j.JobID)
+		if r != nil {
+			r.Jobs = slices.DeleteFunc(r.Jobs, func(id int64) bool { return id == j.JobID })
+		}
+	}
+	if r == nil {
+		p.retryInterrupted(m.RunnerID)
+		return
+	}
+	if r.State != contract.PoolRetiring {
+		p.retire(r, "interrupted: its cloud is taking the machine away ("+m.Source+")")
+	}
+}
+
+// retryInterrupted asks, once, for the retry of each job the runner was
+// running when it was interrupted: it is gone now.
+func (p *planner) retryInterrupted(runnerID string) {
+	for i := range p.st.Interrupted {
+		x := &p.st.Interrupted[i]
+		if x.RunnerID != runnerID || x.Retry != "" {
+			continue
+		}
+		x.Retry = "asked"
+		p.act(PoolAction{Kind: PoolRetryJob, RunnerID: runnerID, Job: x.Job})
+	}
+}
+
+// retryEnded records what became of an interrupted job's retry. A failed
+// retry is not asked again: GitLab refused it, or it kept failing.
+func (p *planner) retryEnded(ev JobRetryEnded) {
+	i := slices.IndexFunc(p.st.Interrupted, func(x contract.InterruptedJob) bool { return x.Job.JobID == ev.JobID })
+	if i < 0 {
+		return
+	}
+	x := &p.st.Interrupted[i]
+	if ev.Err != "" {
+		x.Retry, x.Error = "failed", ev.Err
+		p.note(true, "retry of an interrupted job failed", "job", ev.JobID, "error", ev.Err)
+		return
+	}
+	x.Retry, x.NewJobID = ev.Result.Outcome, ev.Result.NewJobID
+	p.note(false, "interrupted job retried", "job", ev.JobID, "outcome", ev.Result.Outcome, "new_job", ev.Result.NewJobID)
 }
 
 // action acts on a policy's request about one of this pool's runners.

@@ -34,7 +34,7 @@ const invokeGrace = 30 * time.Second
 func ProvisionRunner(ctx workflow.Context, in contract.ProvisionRunnerInput) (contract.ProvisionRunnerResult, error) {
 	res, err := provisionRunner(ctx, in)
 	if in.Owner != "" {
-		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind, Cloud: res.Cloud}
+		msg := contract.RunnerProvisioned{RunnerID: res.RunnerID, State: res.State, GitLabRunnerID: res.GitLabRunnerID, TokenRef: res.TokenRef, Kind: res.Kind, Cloud: res.Cloud, Refusals: res.Refusals}
 		if res.Outcome == outcomeTagsMismatch {
 			msg.Outcome, msg.Reason = res.Outcome, res.KindReason
 		}
@@ -122,13 +122,15 @@ func failed(step string, err error) error {
 // provisioning is one ProvisionRunner run: its input, the choices made
 // from it, what the steps made so far and the saga that undoes them.
 type provisioning struct {
-	ctx          workflow.Context
-	in           contract.ProvisionRunnerInput
-	log          log.Logger
-	workflowID   string
-	runnerID     string
-	cloud        string
-	kind         string
+	ctx        workflow.Context
+	in         contract.ProvisionRunnerInput
+	log        log.Logger
+	workflowID string
+	runnerID   string
+	cloud      string
+	kind       string
+	// place is the placement the machine is asked for first.
+	place        fallbackPlacement
 	reason       string
 	description  string
 	deadline     time.Duration
@@ -176,6 +178,10 @@ func newProvisioning(ctx workflow.Context, in contract.ProvisionRunnerInput) (*p
 	if p.cloud == "" {
 		return p, temporal.NewNonRetryableApplicationError("egg has no cloud", activities.ErrTypeBadInput, nil)
 	}
+	// The first placement: the egg's capacity on its first cloud, unless
+	// the pool avoids it after a recent refusal.
+	p.place = firstPlacement(in)
+	p.cloud = p.place.Cloud
 	p.kind, p.reason = contract.ChooseKind(in.Egg, in.Kind, p.cloud, in.Dormant)
 	p.deadline = in.ServerlessDeadline
 	if p.deadline <= 0 && p.kind == fly.RunnerServerless &&
@@ -419,9 +425,10 @@ func (p *provisioning) applyMachine() error {
 	})
 	p.status.Step = "applying machine"
 	p.apply = activities.ApplyMachineInput{
-		RunnerID: p.runnerID, Egg: in.Egg, Cloud: p.cloud, Kind: p.kind, Running: true, Provider: in.Provider,
-		TokenRef: p.res.TokenRef, ReadyWorkflowID: p.workflowID,
+		RunnerID: p.runnerID, Egg: in.Egg, Cloud: p.cloud, Kind: p.kind, Running: true, Provider: p.place.provider,
+		Capacity: p.place.CapacityType(), Zone: p.place.Zone, TokenRef: p.res.TokenRef, ReadyWorkflowID: p.workflowID,
 	}
+	p.res.Capacity, p.res.Zone = p.apply.Capacity, p.apply.Zone
 	if p.kind == fly.RunnerServerless {
 		p.apply.MaxRunMinutes = int(p.deadline / time.Minute)
 	} else {

@@ -38,8 +38,11 @@ const (
 	heartbeatFile = "heartbeat"
 	tokenFile     = "token.json"
 	stateFile     = "state.json"
-	serveURLFile  = "serve.url"
-	launchFile    = "launch.json"
+	// stopFile marks a shutdown Gosling asked for (Stop), which is no
+	// interruption.
+	stopFile     = "stop-requested"
+	serveURLFile = "serve.url"
+	launchFile   = "launch.json"
 )
 
 // LogFile is the agent's log in its work directory (local provider).
@@ -152,6 +155,9 @@ func start(self, workDir string, o LaunchOptions) error {
 func Stop(workDir string, grace time.Duration) error {
 	pid, ok := alivePID(workDir)
 	if ok {
+		// Asked for, this shutdown is no interruption of a spot or
+		// preemptible machine.
+		_ = os.WriteFile(filepath.Join(workDir, stopFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
 		p, _ := os.FindProcess(pid)
 		if processState(pid) == "T" {
 			_ = killGroup(pid, syscall.SIGCONT)
@@ -175,6 +181,58 @@ func Stop(workDir string, grace time.Duration) error {
 	if _, err := KillLocalMachine(machineHome(workDir), runnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
 	}
+	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(filepath.Join(workDir, stopFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ErrNotInterruptible: the machine is bought on demand, which its cloud
+// never takes away.
+var ErrNotInterruptible = errors.New("the machine is bought on demand: only spot and preemptible machines are interrupted")
+
+// Interrupt plays, on a local machine, what a cloud does to a Spot or
+// preemptible one: the agent gets SIGTERM as a shutdown it did not ask
+// for (as Compute Cloud's ACPI shutdown reaches it through systemd), tells
+// MotherGoose and takes no new job; after grace the machine is gone, its
+// whole process group killed, the running job with it. Errors:
+// ErrNotInterruptible for a machine bought on demand; one that is not
+// running is an error too.
+func Interrupt(workDir string, grace time.Duration) error {
+	cfg, err := readConfig(workDir)
+	if err != nil {
+		return fmt.Errorf("read the machine's configuration: %w", err)
+	}
+	if cfg.Interrupt == nil {
+		return ErrNotInterruptible
+	}
+	pid, ok := alivePID(workDir)
+	if !ok {
+		return fmt.Errorf("the machine of runner %s is not running", cfg.RunnerID)
+	}
+	if processState(pid) == "T" {
+		return fmt.Errorf("the machine of runner %s is asleep (Nadir): a stopped machine is not interrupted", cfg.RunnerID)
+	}
+	p, _ := os.FindProcess(pid)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal the agent of runner %s: %w", cfg.RunnerID, err)
+	}
+	deadline := time.Now().Add(grace)
+	for processAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = killGroup(pid, syscall.SIGKILL)
+	for processAlive(pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := KillLocalMachine(machineHome(workDir), cfg.RunnerID, 10*time.Second); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	// Gosling may have torn the machine down meanwhile (the pool retires
+	// an interrupted runner at once), its pid file with it.
 	if err := os.Remove(filepath.Join(workDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

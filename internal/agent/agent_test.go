@@ -35,12 +35,14 @@ type fakeMG struct {
 	srv   *httptest.Server
 	token func() string
 
-	mu     sync.Mutex
-	ready  []agentapi.Ready
-	beats  []agentapi.Beat
-	jobs   []agentapi.JobReport
-	pins   agentapi.Pins
-	denied int
+	mu    sync.Mutex
+	ready []agentapi.Ready
+	beats []agentapi.Beat
+	jobs  []agentapi.JobReport
+	// interruptions are the interruption notices reported.
+	interruptions []agentapi.Interruption
+	pins          agentapi.Pins
+	denied        int
 }
 
 func newFakeMG(t testing.TB, token func() string) *fakeMG {
@@ -65,6 +67,12 @@ func newFakeMG(t testing.TB, token func() string) *fakeMG {
 			var v agentapi.Beat
 			_ = json.Unmarshal(b, &v)
 			f.beats = append(f.beats, v)
+		case strings.HasSuffix(r.URL.Path, "/interruption"):
+			var v agentapi.Interruption
+			_ = json.Unmarshal(b, &v)
+			f.interruptions = append(f.interruptions, v)
+			w.WriteHeader(http.StatusNoContent)
+			return
 		case strings.HasSuffix(r.URL.Path, "/jobs"):
 			var v agentapi.JobReport
 			_ = json.Unmarshal(b, &v)

@@ -50,6 +50,10 @@ type Config struct {
 	HeartbeatSeconds int `json:"heartbeat_seconds,omitempty"`
 	// Runner configures gitlab-runner.
 	Runner RunnerConfig `json:"runner"`
+	// Interrupt is set on a machine bought as spot or preemptible: how
+	// it learns that its cloud takes it away. nil: an on-demand machine,
+	// whose shutdown is Gosling's doing.
+	Interrupt *InterruptConfig `json:"interrupt,omitempty"`
 }
 
 // Runner modes.

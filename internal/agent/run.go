@@ -93,6 +93,8 @@ func ReadState(workDir string) (State, error) {
 // agent is one running agent: everything below is touched by Run's loop
 // goroutine only.
 type agent struct {
+	// noticed is set once the cloud's interruption notice came.
+	noticed bool
 	opts    RunOptions
 	cfg     Config
 	log     *slog.Logger
@@ -235,6 +237,10 @@ func Run(ctx context.Context, opts RunOptions) error {
 	}
 	beat := time.NewTicker(time.Duration(max(a.cfg.HeartbeatSeconds, 1)) * time.Second)
 	defer beat.Stop()
+	var notice <-chan agentapi.Interruption
+	if ic := a.cfg.Interrupt; ic != nil && ic.MetadataURL != "" {
+		notice = a.watchSpotNotice(ctx, ic)
+	}
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	restartAt := time.Time{}
@@ -246,11 +252,18 @@ func Run(ctx context.Context, opts RunOptions) error {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				a.log.Info("deadline reached; stopping")
+			} else if a.cfg.Interrupt != nil && a.phase == PhaseServing && !a.stopRequested() {
+				// A spot or preemptible machine shut down while serving,
+				// not told to sleep: its cloud is taking it away.
+				a.interrupted(context.WithoutCancel(ctx), agentapi.Interruption{Source: agentapi.InterruptShutdown})
 			} else {
 				a.log.Info("stopping")
 			}
 			a.shutdown()
 			return nil
+		case n := <-notice:
+			notice = nil
+			a.interrupted(ctx, n)
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGCONT:
@@ -280,6 +293,13 @@ func Run(ctx context.Context, opts RunOptions) error {
 				a.drain()
 			}
 		case <-a.sup.exited():
+			if a.noticed {
+				// gitlab-runner finished its jobs before the machine went.
+				a.drainOutput(ctx)
+				a.report(ctx, a.watch.finishAll(a.sup.listen))
+				a.sup.done = nil
+				continue
+			}
 			if a.phase == PhaseDormant || a.phase == PhaseStopping {
 				continue
 			}
@@ -327,6 +347,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 			a.heartbeat(ctx)
 		}
 	}
+}
+
+// stopRequested tells whether Gosling asked for this shutdown (Stop).
+func (a *agent) stopRequested() bool {
+	_, err := os.Stat(filepath.Join(a.opts.WorkDir, stopFile))
+	return err == nil
 }
 
 // retryUp repeats up until it succeeds, the token is rejected (retrying
@@ -639,6 +665,9 @@ func (a *agent) report(ctx context.Context, reps []agentapi.JobReport) {
 			}
 		}
 		a.log.Info("job", "job", r.JobID, "status", r.Status, "failure_reason", r.FailureReason)
+		// The state file shows the jobs as told (what `gosling dev
+		// interrupt` and a re-executed agent read).
+		a.setPhase(a.phase)
 		if r.Finished() {
 			a.ran = append(a.ran, r)
 		}

@@ -10,6 +10,7 @@
 //	POST /agent/v1/runners/:id/ready      Ready     -> 200 Pins
 //	POST /agent/v1/runners/:id/heartbeat  Beat      -> 200 Pins
 //	POST /agent/v1/runners/:id/jobs       JobReport -> 204
+//	POST /agent/v1/runners/:id/interruption Interruption -> 204
 //
 // Errors answer {"error", "detail"} with 400 (bad body), 401 (unknown
 // runner or wrong token, alike), 503 (store or Temporal unreachable:
@@ -34,7 +35,50 @@ const (
 	PathReady     = "/agent/v1/runners/%s/ready"
 	PathHeartbeat = "/agent/v1/runners/%s/heartbeat"
 	PathJobs      = "/agent/v1/runners/%s/jobs"
+	// PathInterruption takes the notice that the machine is being taken
+	// away (Interruption).
+	PathInterruption = "/agent/v1/runners/%s/interruption"
 )
+
+// Sources of an interruption notice.
+const (
+	// InterruptAWSSpot: EC2's Spot interruption notice, the instance
+	// metadata's spot/instance-action (IMDSv2), about two minutes ahead.
+	InterruptAWSSpot = "aws-spot"
+	// InterruptShutdown: a shutdown the agent did not ask for (SIGTERM
+	// from systemd, as Compute Cloud's ACPI shutdown of a preemptible VM
+	// gives 30 seconds; an ECS stop of a Fargate Spot task, 120 seconds;
+	// `gosling dev interrupt` on the local provider).
+	InterruptShutdown = "shutdown"
+)
+
+// Interruption tells MotherGoose that the machine is being taken away by
+// its cloud (a Spot or preemptible machine's capacity is reclaimed): the
+// agent has stopped gitlab-runner from taking new jobs, and Jobs are the
+// jobs it was running, which the machine will not finish. Deadline is
+// when the machine goes (zero when unknown).
+type Interruption struct {
+	Source string `json:"source"`
+	// Action is what the cloud will do (AWS's instance-action: stop,
+	// terminate or hibernate); empty when it does not say.
+	Action   string    `json:"action,omitempty"`
+	Deadline time.Time `json:"deadline"`
+	Jobs     []int64   `json:"jobs"`
+	At       time.Time `json:"at"`
+}
+
+// Validate checks an interruption's fields.
+func (i Interruption) Validate() error {
+	if i.Source != InterruptAWSSpot && i.Source != InterruptShutdown {
+		return fmt.Errorf("source %q: want %s or %s", i.Source, InterruptAWSSpot, InterruptShutdown)
+	}
+	for _, id := range i.Jobs {
+		if id <= 0 {
+			return errors.New("jobs must be GitLab job IDs (positive integers)")
+		}
+	}
+	return nil
+}
 
 // Triggers of a ready report.
 const (
@@ -191,6 +235,11 @@ func (c *Client) Heartbeat(ctx context.Context, credential string, b Beat) (Pins
 // Job posts a job report.
 func (c *Client) Job(ctx context.Context, credential string, j JobReport) error {
 	return c.post(ctx, PathJobs, credential, j, nil)
+}
+
+// Interrupted posts an interruption notice.
+func (c *Client) Interrupted(ctx context.Context, credential string, i Interruption) error {
+	return c.post(ctx, PathInterruption, credential, i, nil)
 }
 
 func (c *Client) post(ctx context.Context, path, token string, body, out any) error {

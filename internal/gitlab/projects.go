@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -285,4 +286,39 @@ func (c *Client) GetProject(ctx context.Context, project any) (Project, error) {
 		out.NamespaceID = p.Namespace.ID
 	}
 	return out, nil
+}
+
+// ErrJobNotRetryable: GitLab refused to retry a job (403 "Job is not
+// retryable": it is not finished, or a retry replaced it already). The
+// *APIError is wrapped too.
+var ErrJobNotRetryable = errors.New("job is not retryable")
+
+// RetryJob retries a finished job (POST /projects/:id/jobs/:job_id/retry)
+// and returns the new job GitLab made for it: a new ID, pending, the old
+// job left as it was. Errors: ErrJobNotRetryable (403: the job is still
+// pending or running, or was retried already; a token that may not update
+// the project's jobs gets a 403 too); IsNotFound (404). It is a POST and
+// not retried: a lost answer may have made the new job.
+func (c *Client) RetryJob(ctx context.Context, projectID, jobID int64) (Job, error) {
+	j, resp, err := c.api.Jobs.RetryJob(projectID, jobID, c.opts(ctx, http.MethodPost)...)
+	if err != nil {
+		err = fail(http.MethodPost, fmt.Sprintf("/projects/%d/jobs/%d/retry", projectID, jobID), resp, err)
+		if IsForbidden(err) {
+			return Job{}, fmt.Errorf("retry job %d of project %d: %w: %w", jobID, projectID, ErrJobNotRetryable, err)
+		}
+		return Job{}, fmt.Errorf("retry job %d of project %d: %w", jobID, projectID, err)
+	}
+	return jobFrom(j, projectID), nil
+}
+
+// CancelJob cancels a job that is not finished (POST
+// /projects/:id/jobs/:job_id/cancel) and returns it as GitLab answers;
+// a finished job is returned as it is. Errors: IsNotFound (404),
+// IsForbidden (403).
+func (c *Client) CancelJob(ctx context.Context, projectID, jobID int64) (Job, error) {
+	j, resp, err := c.api.Jobs.CancelJob(projectID, jobID, c.opts(ctx, http.MethodPost)...)
+	if err != nil {
+		return Job{}, fmt.Errorf("cancel job %d of project %d: %w", jobID, projectID, fail(http.MethodPost, fmt.Sprintf("/projects/%d/jobs/%d/cancel", projectID, jobID), resp, err))
+	}
+	return jobFrom(j, projectID), nil
 }

@@ -55,10 +55,16 @@ variable "service_account_id" {
   type = string
 }
 
+variable "capacity" {
+  type    = string
+  default = "on_demand"
+}
+
 resource "terraform_data" "instance" {
   input = {
     name               = "gosling-${var.runner_id}"
     service_account_id = var.service_account_id
+    preemptible        = var.capacity == "preemptible"
   }
 }
 

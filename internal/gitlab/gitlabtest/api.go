@@ -62,6 +62,7 @@ func (s *Server) routes() {
 	authed("GET "+apiPrefix+"/projects/{id}/repository/archive.tar.gz", s.getArchive)
 	authed("GET "+apiPrefix+"/projects/{id}/jobs/{job_id}/trace", s.getJobTrace)
 	authed("POST "+apiPrefix+"/projects/{id}/jobs/{job_id}/cancel", s.cancelJobRoute)
+	authed("POST "+apiPrefix+"/projects/{id}/jobs/{job_id}/retry", s.retryJobRoute)
 	authed("POST "+apiPrefix+"/projects/{id}/pipeline", s.createPipelineRoute)
 	authed("GET "+apiPrefix+"/projects/{id}/pipelines/{pipeline_id}", s.getPipelineRoute)
 	authed("GET "+apiPrefix+"/projects/{id}/pipelines/{pipeline_id}/jobs", s.listPipelineJobs)

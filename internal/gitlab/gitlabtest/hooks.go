@@ -391,7 +391,7 @@ func (s *Server) jobHookSpec(j *job) JobHookSpec {
 		JobID:   j.ID, Name: j.Name, Stage: j.Stage, Status: j.Status, PipelineID: j.PipelineID, Ref: j.Ref,
 		SHA:       s.pipelineSHA(j.PipelineID),
 		CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
-		AllowFailure: j.AllowFailure,
+		AllowFailure: j.AllowFailure, RetriesCount: j.RetriesCount,
 	}
 	if pl, ok := s.pipelines[j.PipelineID]; ok {
 		spec.BeforeSHA = pl.BeforeSHA

@@ -274,7 +274,9 @@ func compositeStatus(jobs []*job) string {
 // skipped once one failed (when: always jobs become pending then too); then the pipeline takes the composite status
 // of its jobs. Every change sends its webhooks. The caller holds s.mu.
 func (s *Server) processPipeline(p *pipeline) {
-	jobs := s.pipelineJobs(p.ID)
+	// A retried job's place is its retry's (GitLab processes the latest
+	// jobs only).
+	jobs := slices.DeleteFunc(s.pipelineJobs(p.ID), func(j *job) bool { return j.Retried })
 	for idx := range p.Stages {
 		var before []*job
 		for _, j := range jobs {
@@ -555,7 +557,11 @@ func (s *Server) listPipelineJobs(w http.ResponseWriter, r *http.Request, _ *use
 		writeMessage(w, http.StatusNotFound, "404 Not found")
 		return
 	}
-	page, ok := paginate(w, r, s.pipelineJobs(p.ID))
+	jobs := s.pipelineJobs(p.ID)
+	if r.URL.Query().Get("include_retried") != "true" {
+		jobs = slices.DeleteFunc(jobs, func(j *job) bool { return j.Retried })
+	}
+	page, ok := paginate(w, r, jobs)
 	if !ok {
 		return
 	}

@@ -676,6 +676,11 @@ type Job struct {
 	// the runner sent one.
 	FailureReason string
 	ExitCode      *int
+	// Retried is set on a job that a retry replaced (GitLab's
+	// Ci::Build#retried); RetriesCount counts the retries before this
+	// job (its Job Hook's retries_count).
+	Retried      bool
+	RetriesCount int
 }
 
 type job struct {

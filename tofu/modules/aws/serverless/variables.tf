@@ -96,3 +96,14 @@ variable "log_group" {
   type        = string
   description = "The deployment's runner log group (/gosling/<deployment>/runners), which gosling deploy makes."
 }
+
+variable "capacity" {
+  type        = string
+  default     = "on_demand"
+  description = "How a Fargate task is bought: on_demand (capacity provider FARGATE) or spot (FARGATE_SPOT, which the cluster must have among its capacity providers). Lambda functions have one capacity."
+
+  validation {
+    condition     = contains(["on_demand", "spot"], var.capacity)
+    error_message = "A Fargate task is bought on_demand or as spot."
+  }
+}

@@ -44,6 +44,18 @@ data "aws_ssm_parameter" "ubuntu" {
   name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
 }
 
+# With an Availability Zone, the instance goes into the first of the
+# provider's subnets in that zone.
+data "aws_subnet" "each" {
+  for_each = var.availability_zone == "" ? toset([]) : toset(var.subnets)
+  id       = each.value
+}
+
+locals {
+  zone_subnets = [for s in var.subnets : s if var.availability_zone != "" && try(data.aws_subnet.each[s].availability_zone, "") == var.availability_zone]
+  subnet_id    = var.availability_zone == "" ? var.subnets[0] : try(local.zone_subnets[0], "")
+}
+
 data "aws_subnet" "first" {
   id = var.subnets[0]
 }
@@ -66,7 +78,7 @@ resource "aws_security_group" "runner" {
 resource "aws_instance" "runner" {
   ami                    = data.aws_ssm_parameter.ubuntu.value
   instance_type          = var.instance_type
-  subnet_id              = var.subnets[0]
+  subnet_id              = local.subnet_id
   vpc_security_group_ids = [aws_security_group.runner.id]
   iam_instance_profile   = var.instance_profile
 
@@ -82,12 +94,36 @@ resource "aws_instance" "runner" {
 
   user_data = var.user_data
 
+  # A Spot instance: a persistent request whose instance stops when EC2
+  # interrupts it (EC2 allows stopping and starting a Spot instance only
+  # for persistent requests, and persistent requests only with the stop
+  # or hibernate behaviour), so a Nadir runner can sleep. The agent sees
+  # the two-minute notice in the instance metadata and reports it; the
+  # runner's workflow then destroys the instance, which cancels its
+  # request.
+  dynamic "instance_market_options" {
+    for_each = var.capacity == "spot" ? [1] : []
+    content {
+      market_type = "spot"
+      spot_options {
+        spot_instance_type             = "persistent"
+        instance_interruption_behavior = "stop"
+      }
+    }
+  }
+
   tags = {
-    Name = "gosling-${var.runner_id}"
+    Name               = "gosling-${var.runner_id}"
+    "gosling:capacity" = var.capacity
   }
 
   lifecycle {
     ignore_changes = [ami]
+
+    precondition {
+      condition     = local.subnet_id != ""
+      error_message = "None of provider \"aws\"'s subnets is in Availability Zone ${var.availability_zone}: add a subnet there or remove zone from the runner's fallback entry."
+    }
   }
 }
 

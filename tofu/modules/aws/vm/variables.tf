@@ -64,3 +64,20 @@ variable "instance_profile" {
     error_message = "A runner VM needs its egg's instance profile: run gosling deploy."
   }
 }
+
+variable "capacity" {
+  type        = string
+  default     = "on_demand"
+  description = "How the instance is bought: on_demand, or spot (EC2 Spot)."
+
+  validation {
+    condition     = contains(["on_demand", "spot"], var.capacity)
+    error_message = "An EC2 instance is bought on_demand or as spot."
+  }
+}
+
+variable "availability_zone" {
+  type        = string
+  default     = ""
+  description = "The Availability Zone to place the instance in (the first of the subnets there); empty: the first subnet's."
+}

@@ -20,6 +20,7 @@ resource "terraform_data" "container" {
       gosling-deployment = var.deployment
       gosling-egg        = var.egg
       gosling-runner     = var.runner_id
+      gosling-capacity   = var.capacity
     }
   }
 

@@ -4,9 +4,18 @@
 # stopped gracefully) is a dormant Nadir runner; a running one is Apex.
 # The command lines come from internal/agent.MachineContract, as the cloud
 # modules' do.
+#
+# The local provider plays a cloud that has no capacity of a type left: while
+# the file capacity/refuse-<capacity> exists in the state directory (beside
+# machines/), a machine of that capacity type is refused as EC2 refuses one
+# (InsufficientInstanceCapacity), before anything is made.
 
 terraform {
   required_version = ">= 1.6.0"
+}
+
+locals {
+  refusal = "${var.work_dir}/../../capacity/refuse-${var.capacity}"
 }
 
 resource "terraform_data" "machine" {
@@ -20,6 +29,14 @@ resource "terraform_data" "machine" {
       gosling-deployment = var.deployment
       gosling-egg        = var.egg
       gosling-runner     = var.runner_id
+      gosling-capacity   = var.capacity
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !fileexists(local.refusal)
+      error_message = "InsufficientInstanceCapacity: the local provider has no ${var.capacity} capacity now (${local.refusal} exists)."
     }
   }
 

@@ -42,3 +42,14 @@ variable "power_command" {
   type        = list(string)
   description = "gosling agent power for var.state, rendered likewise."
 }
+
+variable "capacity" {
+  type        = string
+  default     = "on_demand"
+  description = "The capacity type the machine plays (on_demand, spot or preemptible): one of its labels; `gosling dev interrupt` plays a spot interruption on any local machine."
+
+  validation {
+    condition     = contains(["on_demand", "spot", "preemptible"], var.capacity)
+    error_message = "The capacity must be on_demand, spot or preemptible."
+  }
+}

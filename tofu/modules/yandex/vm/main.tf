@@ -57,9 +57,17 @@ resource "yandex_compute_instance" "runner" {
     user-data = var.user_data
   }
 
+  # A preemptible VM: Compute Cloud may stop it at any time (with an ACPI
+  # shutdown and 30 seconds' grace, which the agent reports) and does
+  # after 24 hours.
+  scheduling_policy {
+    preemptible = var.capacity == "preemptible"
+  }
+
   labels = {
     gosling-deployment = var.deployment
     gosling-runner     = var.runner_id
     gosling-egg        = var.egg
+    gosling-capacity   = var.capacity
   }
 }

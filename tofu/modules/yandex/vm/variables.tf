@@ -61,3 +61,14 @@ variable "service_account_id" {
     error_message = "A runner VM needs its egg's service account: run gosling deploy."
   }
 }
+
+variable "capacity" {
+  type        = string
+  default     = "on_demand"
+  description = "How the VM is bought: on_demand, or preemptible."
+
+  validation {
+    condition     = contains(["on_demand", "preemptible"], var.capacity)
+    error_message = "A Compute Cloud VM is bought on_demand or as preemptible."
+  }
+}
