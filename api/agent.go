@@ -100,7 +100,7 @@ func (s *Server) agentInterruption(c *gin.Context) {
 	if !s.decodeAgentBody(c, &i) {
 		return
 	}
-	if err := s.mg.RunnerInterrupted(c.Request.Context(), a, i); err != nil {
+	if err := s.agents.RunnerInterrupted(c.Request.Context(), a, i); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -102,7 +102,7 @@ func runSpotWorkload(b *testing.B, run int) spotWorkload {
 	egg.Runner.Fallback = []fly.Placement{{Cloud: fly.CloudLocal, Capacity: fly.CapacityOnDemand}}
 	egg.Runner.MaxConcurrent, egg.Apex.Max = 4, 4
 	a := s.StartAPIWith(func(*mothergoose.Config) {}, jobsSecret, egg)
-	s.Acts.MotherGoose = a.MotherGoose
+	s.Acts.MotherGoose = a.MotherGoose.Operations()
 	s.StartWorker()
 	s.hookProject(a, project)
 	defer func() {

@@ -30,7 +30,7 @@ func TestSpotInterruptionRetriesTheJobOnAnotherRunner(t *testing.T) {
 	egg, project := s.projectEgg("spot", fly.RunnerVM)
 	egg.Runner.Capacity, egg.Runner.Env = fly.CapacitySpot, nil
 	a := s.StartAPIWith(func(*mothergoose.Config) {}, jobsSecret, egg)
-	s.Acts.MotherGoose = a.MotherGoose
+	s.Acts.MotherGoose = a.MotherGoose.Operations()
 	s.StartWorker()
 	s.hookProject(a, project)
 	t.Cleanup(func() {
@@ -121,7 +121,7 @@ func TestCapacityRefusalFallsBackAndIsRemembered(t *testing.T) {
 	egg.Runner.Fallback = []fly.Placement{{Cloud: fly.CloudLocal, Capacity: fly.CapacityOnDemand}}
 	egg.Runner.CapacityCooldown = fly.Duration(10 * time.Minute)
 	a := s.StartAPIWith(func(*mothergoose.Config) {}, jobsSecret, egg)
-	s.Acts.MotherGoose = a.MotherGoose
+	s.Acts.MotherGoose = a.MotherGoose.Operations()
 	s.StartWorker()
 	s.hookProject(a, project)
 	t.Cleanup(func() {

@@ -24,7 +24,7 @@ const AuditInterruption = "interruption"
 // runner (contract.SignalRunnerInterrupted), which retires the runner and
 // retries those jobs once it is gone. A runner outside a pool (a one-job
 // VM) has its interruption recorded only.
-func (m *MotherGoose) RunnerInterrupted(ctx context.Context, a *Agent, i agentapi.Interruption) error {
+func (m *Agents) RunnerInterrupted(ctx context.Context, a *Agent, i agentapi.Interruption) error {
 	if err := i.Validate(); err != nil {
 		return errorf(KindInvalid, "bad request", "%v", err)
 	}
