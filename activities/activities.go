@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/contract"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/runnerid"
 	"github.com/gosling-ci/gosling/internal/secretstore"
@@ -44,7 +45,7 @@ const (
 // MotherGoose's API only, with their runner's token.
 type AgentSettings struct {
 	// Deployment names the deployment on every machine's labels
-	// (agent.Config.Deployment; MG/config.fly's api_gateway.name).
+	// (agentapi.Config.Deployment; MG/config.fly's api_gateway.name).
 	Deployment string
 	// Binary is the gosling binary local machines run.
 	Binary string
@@ -863,12 +864,12 @@ func (a *Activities) fillAgentRef(ctx context.Context, in *ApplyMachineInput) er
 // image and open the Nest's secret backends as the machine; serverless
 // containers run the shell executor in the runner image, one job each, as
 // VMs made for one job (OneJob) do.
-func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
+func (a *Activities) agentConfig(in ApplyMachineInput) agentapi.Config {
 	r := in.Egg.Runner
-	cfg := agent.Config{
+	cfg := agentapi.Config{
 		RunnerID: in.RunnerID, Egg: in.Egg.Name, Deployment: a.Agent.Deployment, GitLabURL: in.Egg.GitLab.BaseURL(), TokenRef: in.TokenRef,
 		AgentRef: in.AgentRef, HeartbeatSeconds: a.Agent.HeartbeatSeconds, APIURL: a.Agent.APIURL,
-		Runner: agent.RunnerConfig{Executor: agent.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
+		Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorShell, Image: r.Image, Concurrent: max(1, r.JobsPerRunner), Env: r.Env},
 	}
 	if rf := in.Egg.Rift; rf != nil && rf.Enabled {
 		u := rf.Endpoint
@@ -876,19 +877,19 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 			u = a.Agent.RiftURL
 		}
 		if u != "" {
-			cfg.Runner.Rift = &agent.RiftConfig{URL: u, CA: a.Agent.RiftCA}
+			cfg.Runner.Rift = &agentapi.RiftConfig{URL: u, CA: a.Agent.RiftCA}
 		}
 	}
 	// A machine bought as spot or preemptible watches for its cloud's
 	// interruption notice (the instance metadata on EC2).
 	if capacity := fly.MachineCapacity(in.Cloud, in.Kind, in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerServerless && r.OnLambda(), in.Capacity); capacity != fly.CapacityOnDemand {
-		cfg.Interrupt = &agent.InterruptConfig{Capacity: capacity}
+		cfg.Interrupt = &agentapi.InterruptConfig{Capacity: capacity}
 		if in.Cloud == fly.CloudAWS && in.Kind == fly.RunnerVM {
 			cfg.Interrupt.MetadataURL = agent.DefaultMetadataURL
 		}
 	}
 	if in.Kind == fly.RunnerServerless || in.OneJob {
-		cfg.Runner.Mode = agent.ModeSingle
+		cfg.Runner.Mode = agentapi.ModeSingle
 		cfg.Runner.Concurrent = 1
 		cfg.Runner.WaitTimeoutSeconds = int(agent.DefaultWaitTimeout / time.Second)
 	}
@@ -900,7 +901,7 @@ func (a *Activities) agentConfig(in ApplyMachineInput) agent.Config {
 	secretsCfg := a.Agent.Secrets
 	cfg.Secrets = &secretsCfg
 	if in.Kind == fly.RunnerVM {
-		cfg.Runner.Executor = agent.ExecutorDocker
+		cfg.Runner.Executor = agentapi.ExecutorDocker
 		cfg.Runner.ListenAddress = agent.DefaultListenAddress
 	}
 	return cfg

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/lambdatest"
@@ -61,7 +62,7 @@ func (c *readyClock) readyAt() time.Time {
 
 // processECS is an ECS stand-in for the benchmark that runs a task as
 // Fargate would, as a process on this machine: RunTask starts the task
-// definition's container command (what internal/agent.MachineContract
+// definition's container command (what internal/agentapi.MachineContract
 // renders for a Fargate runner: gosling agent run --one-job), DescribeTasks
 // says RUNNING until it exits, then STOPPED with its exit code. Its
 // protocol is ECS's JSON 1.1, as InvokeRunner's SDK client speaks it.
@@ -164,9 +165,9 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	config := func(api string) string {
-		cfg, _ := json.Marshal(agent.Config{
+		cfg, _ := json.Marshal(agentapi.Config{
 			RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent", SecretsDir: local.Dir(), APIURL: api, HeartbeatSeconds: 1,
-			Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell, Concurrent: 1, Mode: agent.ModeSingle, WaitTimeoutSeconds: 60},
+			Runner: agentapi.RunnerConfig{Binary: wrapper, Executor: agentapi.ExecutorShell, Concurrent: 1, Mode: agentapi.ModeSingle, WaitTimeoutSeconds: 60},
 		})
 		return string(cfg)
 	}
@@ -199,8 +200,8 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 		start := time.Now()
 		// Lambda starts the function's execution environment for an
 		// invocation that finds none.
-		fn := exec.Command(agentBin, "agent", "serve", "--lambda", "--work-dir", filepath.Join(b.TempDir(), "fn"), "--config-env", agent.EnvAgentConfig, "--auth", agent.InvokeAuthPlatform)
-		fn.Env = append(os.Environ(), agent.EnvLambdaRuntimeAPI+"="+rt.Addr(), agent.EnvAgentConfig+"="+config(clock.URL))
+		fn := exec.Command(agentBin, "agent", "serve", "--lambda", "--work-dir", filepath.Join(b.TempDir(), "fn"), "--config-env", agentapi.EnvAgentConfig, "--auth", agentapi.InvokeAuthPlatform)
+		fn.Env = append(os.Environ(), agent.EnvLambdaRuntimeAPI+"="+rt.Addr(), agentapi.EnvAgentConfig+"="+config(clock.URL))
 		if err := fn.Start(); err != nil {
 			b.Fatal(err)
 		}
@@ -218,17 +219,17 @@ func BenchmarkLambdaVsFargateStart(b *testing.B) {
 	}
 	fargateStart := func() timing {
 		clock := newReadyClock(b)
-		c, err := agent.MachineContract(agent.ContractInput{Cloud: "aws", Kind: "serverless", MaxRun: time.Hour, AgentImage: "runner", Config: agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent"}})
+		c, err := agentapi.MachineContract(agentapi.ContractInput{Cloud: "aws", Kind: "serverless", MaxRun: time.Hour, AgentImage: "runner", Config: agentapi.Config{RunnerID: "r1", Egg: "web", GitLabURL: gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent"}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		args := append([]string{agentBin}, c.Args...)
 		for i, a := range args {
-			if a == agent.ContainerWorkDir {
+			if a == agentapi.ContainerWorkDir {
 				args[i] = filepath.Join(b.TempDir(), "task")
 			}
 		}
-		ecsSrv := newProcessECS(b, args, append(os.Environ(), agent.EnvAgentConfig+"="+config(clock.URL)))
+		ecsSrv := newProcessECS(b, args, append(os.Environ(), agentapi.EnvAgentConfig+"="+config(clock.URL)))
 		a := &Activities{Invokers: Invokers{PollInterval: 50 * time.Millisecond, ECS: func(ctx context.Context, p fly.Provider) (*ecs.Client, error) {
 			return ecs.New(ecs.Options{Region: p.Region, BaseEndpoint: aws.String(ecsSrv.URL), Credentials: creds}), nil
 		}}}

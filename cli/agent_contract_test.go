@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/tofu"
 	"mvdan.cc/sh/v3/syntax"
 )
@@ -20,9 +20,9 @@ func contractMachine(m tofu.Module) tofu.Machine {
 		RunnerID: "web-0123456789", Egg: "web", Cloud: m.Cloud, Kind: m.Kind, State: tofu.PowerRunning,
 		CPU: 2, MemoryMiB: 4096, DiskGiB: 20,
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
-		Agent: agent.Config{
+		Agent: agentapi.Config{
 			RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-0123456789/token",
-			AgentRef: "aws-sm://gosling/runners/web-0123456789/agent", APIURL: "https://gosling.example.com", Runner: agent.RunnerConfig{Executor: agent.ExecutorDocker, Image: "alpine:3.20"},
+			AgentRef: "aws-sm://gosling/runners/web-0123456789/agent", APIURL: "https://gosling.example.com", Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorDocker, Image: "alpine:3.20"},
 		},
 		AgentBinary: "/opt/gosling/bin/gosling", StateDir: "/var/lib/gosling",
 		AgentURL: "https://releases.example.com/gosling/{version}/gosling-{os}-{arch}", AgentVersion: "1.4.0",
@@ -114,7 +114,7 @@ func commandError(argv []string) error {
 }
 
 // Every module's agent contract: the command lines, environment and
-// user-data its variables carry come from agent.MachineContract, every
+// user-data its variables carry come from agentapi.MachineContract, every
 // gosling command line in them exists in the command tree with its flags,
 // and every rendered script passes bash -n and shellcheck.
 func TestModulesAgentContract(t *testing.T) {
@@ -212,8 +212,8 @@ func TestModulesAgentContract(t *testing.T) {
 				}
 				commands = append(commands, append([]string{"gosling"}, list(name)...))
 				env, _ := vars["container_environment"].(map[string]string)
-				if _, err := agent.ParseConfig([]byte(env[agent.EnvAgentConfig])); err != nil {
-					t.Errorf("container_environment.%s: %v", agent.EnvAgentConfig, err)
+				if _, err := agentapi.ParseConfig([]byte(env[agentapi.EnvAgentConfig])); err != nil {
+					t.Errorf("container_environment.%s: %v", agentapi.EnvAgentConfig, err)
 				}
 			}
 			// What the modules run is what the contract lists, and more

@@ -26,6 +26,7 @@ import (
 	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/apiclient"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
@@ -701,12 +702,12 @@ func resumeMachines(ctx context.Context, st store.Store, ex *tofu.Executor, self
 			if agent.Inspect(dir).Alive {
 				continue
 			}
-			err = agent.Power(self, dir, agent.PowerRunning, nil)
+			err = agent.Power(self, dir, agentapi.PowerRunning, nil)
 			if err == nil {
-				err = agent.Power(self, dir, agent.PowerStopped, nil)
+				err = agent.Power(self, dir, agentapi.PowerStopped, nil)
 			}
 		} else {
-			err = agent.Power(self, dir, agent.PowerRunning, nil)
+			err = agent.Power(self, dir, agentapi.PowerRunning, nil)
 		}
 		if err != nil {
 			log.Warn("resume machine", "runner", r.ID, "state", r.State, "error", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/gosling-ci/gosling/api"
 	"github.com/gosling-ci/gosling/cli/app"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/mothergoose"
 	"github.com/gosling-ci/gosling/tofu"
@@ -146,7 +146,7 @@ func stateBackend(ctx context.Context, mg fly.MotherGoose, dsn string, res *secr
 
 // deploymentName is the deployment every machine's labels name:
 // $GOSLING_DEPLOYMENT, else MG/config.fly's api_gateway.name, else
-// agent.DefaultDeployment.
+// agentapi.DefaultDeployment.
 func deploymentName(nest *fly.Nest, getenv func(string) (string, bool)) string {
 	if getenv != nil {
 		if v, ok := getenv("GOSLING_DEPLOYMENT"); ok && v != "" {
@@ -156,7 +156,7 @@ func deploymentName(nest *fly.Nest, getenv func(string) (string, bool)) string {
 	if n := nest.MotherGoose.APIGateway.Name; n != "" {
 		return n
 	}
-	return agent.DefaultDeployment
+	return agentapi.DefaultDeployment
 }
 
 func (r *RuntimeFlags) tofuBinary() (string, error) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/gosling-ci/gosling/contract"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/internal/testbin"
@@ -202,8 +202,8 @@ func measureLocalApply(b *testing.B) time.Duration {
 	m := tofu.Machine{
 		RunnerID: "fleet-apply", Egg: "fleet", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerStopped,
 		CPU: 1, MemoryMiB: 1024, DiskGiB: 10,
-		Agent: agent.Config{RunnerID: "fleet-apply", Egg: "fleet", GitLabURL: "http://127.0.0.1:9", TokenRef: "local://runners/fleet-apply/token",
-			Runner: agent.RunnerConfig{Executor: agent.ExecutorShell}},
+		Agent: agentapi.Config{RunnerID: "fleet-apply", Egg: "fleet", GitLabURL: "http://127.0.0.1:9", TokenRef: "local://runners/fleet-apply/token",
+			Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorShell}},
 		AgentBinary: testbin.Gosling(b), StateDir: ex.StateDir(),
 	}
 	vars, err := m.Variables()

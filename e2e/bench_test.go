@@ -12,7 +12,7 @@ import (
 	"github.com/gosling-ci/gosling/contract"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/store"
 	"github.com/gosling-ci/gosling/tofu"
 )
@@ -42,8 +42,8 @@ func BenchmarkProvisionVsRawApply(b *testing.B) {
 
 		// The same module and variables, applied directly.
 		id := fmt.Sprintf("raw-%d", job)
-		cfg := agent.Config{RunnerID: id, Egg: "bench", GitLabURL: s.GitLab.URL(), TokenRef: res.TokenRef, SecretsDir: s.Local.Dir(),
-			Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
+		cfg := agentapi.Config{RunnerID: id, Egg: "bench", GitLabURL: s.GitLab.URL(), TokenRef: res.TokenRef, SecretsDir: s.Local.Dir(),
+			Runner: agentapi.RunnerConfig{Binary: s.GitLabRunner, Executor: agentapi.ExecutorShell}}
 		m := tofu.Machine{
 			RunnerID: id, Egg: "bench", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
 			CPU: 1, MemoryMiB: 1024, DiskGiB: 10,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/gosling-ci/gosling/internal/store"
@@ -67,8 +68,8 @@ func provisionActive(t *testing.T, ctx context.Context, s *Stack, egg fly.Egg, i
 // way a lost message or a crashed operator leaves one behind.
 func applyStray(t *testing.T, ctx context.Context, s *Stack, id string) {
 	t.Helper()
-	cfg := agent.Config{RunnerID: id, Egg: "web", Deployment: deployment, GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir(),
-		Runner: agent.RunnerConfig{Binary: s.GitLabRunner, Executor: agent.ExecutorShell}}
+	cfg := agentapi.Config{RunnerID: id, Egg: "web", Deployment: deployment, GitLabURL: s.GitLab.URL(), TokenRef: "local://runners/" + id + "/token", SecretsDir: s.Local.Dir(),
+		Runner: agentapi.RunnerConfig{Binary: s.GitLabRunner, Executor: agentapi.ExecutorShell}}
 	m := tofu.Machine{
 		RunnerID: id, Egg: "web", Cloud: fly.CloudLocal, Kind: fly.RunnerVM, State: tofu.PowerRunning,
 		CPU: 1, MemoryMiB: 1024, DiskGiB: 10,

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
 // Power states of a VM runner's machine.
 const (
-	PowerRunning = agent.PowerRunning
-	PowerStopped = agent.PowerStopped
+	PowerRunning = agentapi.PowerRunning
+	PowerStopped = agentapi.PowerStopped
 )
 
 // Machine is everything a module needs to make one runner's machine. Its
@@ -27,7 +27,7 @@ type Machine struct {
 	RunnerID string
 	Egg      string
 	// Deployment labels the machine with the deployment that made it
-	// (agent.DefaultDeployment when empty).
+	// (agentapi.DefaultDeployment when empty).
 	Deployment string
 	Cloud      string
 	Kind       string
@@ -43,7 +43,7 @@ type Machine struct {
 	// reaches OpenTofu, its variables or its state.
 	TokenRef string
 	// Agent is the agent's configuration (no secrets in it).
-	Agent agent.Config
+	Agent agentapi.Config
 
 	// AgentBinary and StateDir place local machines (the local provider).
 	AgentBinary string
@@ -122,12 +122,12 @@ func (m Machine) Module() Module { return Module{Cloud: m.Cloud, Kind: m.Kind} }
 // WorkDir is a local machine's work directory.
 func (m Machine) WorkDir() string { return filepath.Join(m.StateDir, "machines", m.RunnerID) }
 
-// Contract renders what the machine's module runs (agent.MachineContract).
+// Contract renders what the machine's module runs (agentapi.MachineContract).
 // It fails, before anything is applied, when MG/config.fly lacks what the
 // module needs: agent.url for cloud VMs, agent.image for serverless
 // containers.
-func (m Machine) Contract() (agent.Contract, error) {
-	in := agent.ContractInput{
+func (m Machine) Contract() (agentapi.Contract, error) {
+	in := agentapi.ContractInput{
 		Cloud: m.Cloud, Kind: m.Kind, Config: m.Agent, State: m.State,
 		MaxRun:   time.Duration(m.MaxRunMinutes) * time.Minute,
 		AgentURL: m.AgentURL, AgentVersion: m.AgentVersion, AgentImage: m.AgentImage,
@@ -136,11 +136,11 @@ func (m Machine) Contract() (agent.Contract, error) {
 	}
 	if m.Cloud == fly.CloudLocal {
 		if m.AgentBinary == "" || m.StateDir == "" {
-			return agent.Contract{}, fmt.Errorf("local machines need the agent binary and a state directory")
+			return agentapi.Contract{}, fmt.Errorf("local machines need the agent binary and a state directory")
 		}
 		in.Binary, in.WorkDir = m.AgentBinary, m.WorkDir()
 	}
-	return agent.MachineContract(in)
+	return agentapi.MachineContract(in)
 }
 
 // Variables returns the module variables for the machine's cloud and kind.
@@ -153,7 +153,7 @@ func (m Machine) Variables() (map[string]any, error) {
 	}
 	deployment := m.Deployment
 	if deployment == "" {
-		deployment = agent.DefaultDeployment
+		deployment = agentapi.DefaultDeployment
 	}
 	v := map[string]any{
 		"runner_id":  m.RunnerID,

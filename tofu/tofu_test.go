@@ -13,6 +13,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/testbin"
 )
 
@@ -27,7 +28,7 @@ func machineFor(cloud, kind string) Machine {
 		RunnerID: "web-0123456789", Egg: "web", Cloud: cloud, Kind: kind, State: PowerRunning,
 		CPU: 2, MemoryMiB: 4096, DiskGiB: 20,
 		MaxRunMinutes: 60, GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token",
-		Agent:       agent.Config{RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token"},
+		Agent:       agentapi.Config{RunnerID: "web-0123456789", Egg: "web", GitLabURL: "https://gitlab.com", TokenRef: "yc-lockbox://e6qabc/token"},
 		AgentBinary: "/usr/local/bin/gosling", StateDir: "/tmp/x",
 		AgentURL: "https://example.com/gosling", AgentImage: "cr.example.com/gosling:1",
 		Provider: fly.Provider{FolderID: "b1g", Zone: "ru-central1-a", SubnetID: "e9b", Region: "eu-central-1", Subnets: []string{"subnet-1"}, Cluster: "runners"},
@@ -140,7 +141,7 @@ func newExecutor(t *testing.T) *Executor {
 }
 
 func localMachine(t *testing.T, ex *Executor, id, kind string) Machine {
-	cfg := agent.Config{RunnerID: id, Egg: "web", GitLabURL: "http://127.0.0.1:1", TokenRef: "local://runners/" + id + "/token"}
+	cfg := agentapi.Config{RunnerID: id, Egg: "web", GitLabURL: "http://127.0.0.1:1", TokenRef: "local://runners/" + id + "/token"}
 	m := machineFor("local", kind)
 	m.RunnerID, m.AgentBinary, m.StateDir, m.Agent, m.MaxRunMinutes = id, testbin.Gosling(t), ex.StateDir(), cfg, 5
 	return m

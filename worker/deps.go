@@ -11,7 +11,7 @@ import (
 
 	"github.com/gosling-ci/gosling/activities"
 	"github.com/gosling-ci/gosling/fly"
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/metrics"
 	"github.com/gosling-ci/gosling/internal/secretstore"
@@ -120,7 +120,7 @@ func openClouds(d Deps, acts *activities.Activities) error {
 	env := func(k string) string { v, _ := getenv(k); return v }
 	dep := d.Agent.Deployment
 	if dep == "" {
-		dep = agent.DefaultDeployment
+		dep = agentapi.DefaultDeployment
 	}
 	var yc *activities.YandexCloud
 	lockbox := d.SecretsConfig.Backends[fly.SchemeLockbox]

@@ -3,7 +3,7 @@
 // binaries carry it: gosling (cmd/gosling) and the small gosling-agent
 // (cmd/gosling-agent) that runner machines download, which has no cloud
 // SDK, no Temporal client and no server in it. Both run the same command
-// lines, which the machine contract (internal/agent.MachineContract)
+// lines, which the machine contract (internal/agentapi.MachineContract)
 // renders.
 package agentcmd
 
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/spf13/cobra"
 )
@@ -74,8 +75,8 @@ process itself.`,
 	return cmd
 }
 
-func decodeAgentConfig(raw string) (agent.Config, error) {
-	cfg, err := agent.ParseConfig([]byte(raw))
+func decodeAgentConfig(raw string) (agentapi.Config, error) {
+	cfg, err := agentapi.ParseConfig([]byte(raw))
 	if err != nil {
 		return cfg, flagErrorf("--config: %v", err)
 	}
@@ -152,7 +153,7 @@ func newCmdAgentPower(f Deps) *cobra.Command {
 			if workDir == "" {
 				return flagErrorf("--work-dir is required")
 			}
-			var cfg *agent.Config
+			var cfg *agentapi.Config
 			if raw != "" {
 				c, err := decodeAgentConfig(raw)
 				if err != nil {
@@ -211,7 +212,7 @@ func (fl *agentRunFlags) options(f Deps) (agent.RunOptions, error) {
 		raw = []byte(v)
 	}
 	if raw != nil {
-		cfg, err := agent.ParseConfig(raw)
+		cfg, err := agentapi.ParseConfig(raw)
 		if err != nil {
 			return o, &ConfigError{Err: err}
 		}
@@ -275,11 +276,11 @@ whose timeout is the job's deadline. Lambda authenticates its invokers.`,
 			if err != nil {
 				return err
 			}
-			if so.Auth != agent.InvokeAuthToken && so.Auth != agent.InvokeAuthPlatform {
-				return flagErrorf("--auth %q: want %s or %s", so.Auth, agent.InvokeAuthToken, agent.InvokeAuthPlatform)
+			if so.Auth != agentapi.InvokeAuthToken && so.Auth != agentapi.InvokeAuthPlatform {
+				return flagErrorf("--auth %q: want %s or %s", so.Auth, agentapi.InvokeAuthToken, agentapi.InvokeAuthPlatform)
 			}
 			if lambda {
-				if so.Auth != agent.InvokeAuthPlatform {
+				if so.Auth != agentapi.InvokeAuthPlatform {
 					return flagErrorf("--lambda takes --auth platform: Lambda authenticates its invokers")
 				}
 				return agent.ServeLambda(cmd.Context(), o)
@@ -294,12 +295,12 @@ whose timeout is the job's deadline. Lambda authenticates its invokers.`,
 		listen = ":" + p
 	}
 	cmd.Flags().StringVar(&so.Listen, "listen", listen, "host:port to serve invocations on (:0 picks a port)")
-	cmd.Flags().StringVar(&so.Auth, "auth", agent.InvokeAuthToken, "who authenticates invokers: runner-token or platform")
+	cmd.Flags().StringVar(&so.Auth, "auth", agentapi.InvokeAuthToken, "who authenticates invokers: runner-token or platform")
 	return cmd
 }
 
 func newCmdAgentInstall(f Deps) *cobra.Command {
-	o := agent.InstallOptions{ConfigFile: agent.VMConfigFile, WorkDir: agent.VMWorkDir, Binary: agent.VMBinary, SystemdDir: agent.VMSystemdDir, RunnerPath: agent.VMRunner}
+	o := agent.InstallOptions{ConfigFile: agentapi.VMConfigFile, WorkDir: agentapi.VMWorkDir, Binary: agentapi.VMBinary, SystemdDir: agentapi.VMSystemdDir, RunnerPath: agentapi.VMRunner}
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Prepare a cloud VM: gitlab-runner and the gosling-agent systemd unit",

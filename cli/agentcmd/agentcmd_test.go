@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secretstore"
 	"github.com/spf13/cobra"
 )
@@ -40,20 +40,20 @@ func parse(argv []string) error {
 // kind (Lambda included), is one the agent binary runs: the contract is
 // the same whichever binary a machine gets.
 func TestContractCommandsRunInTheAgentBinary(t *testing.T) {
-	cfg := agent.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/prod/runners/web/web-1/token",
+	cfg := agentapi.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/prod/runners/web/web-1/token",
 		AgentRef: "aws-sm://gosling/prod/runners/web/web-1/agent", APIURL: "https://gosling.example.com"}
 	n := 0
-	for _, in := range []agent.ContractInput{
-		{Cloud: "local", Kind: "vm", State: agent.PowerRunning, Binary: "/usr/local/bin/gosling", WorkDir: "/tmp/m"},
+	for _, in := range []agentapi.ContractInput{
+		{Cloud: "local", Kind: "vm", State: agentapi.PowerRunning, Binary: "/usr/local/bin/gosling", WorkDir: "/tmp/m"},
 		{Cloud: "local", Kind: "serverless", MaxRun: time.Hour, Binary: "/usr/local/bin/gosling", WorkDir: "/tmp/m"},
-		{Cloud: "aws", Kind: "vm", State: agent.PowerRunning, AgentURL: "https://releases.example.com/gosling-agent", RunnerVersion: "18.6.0", RunnerURL: "https://example.com/gitlab-runner"},
-		{Cloud: "yandex", Kind: "vm", State: agent.PowerRunning, AgentURL: "https://releases.example.com/gosling-agent"},
+		{Cloud: "aws", Kind: "vm", State: agentapi.PowerRunning, AgentURL: "https://releases.example.com/gosling-agent", RunnerVersion: "18.6.0", RunnerURL: "https://example.com/gitlab-runner"},
+		{Cloud: "yandex", Kind: "vm", State: agentapi.PowerRunning, AgentURL: "https://releases.example.com/gosling-agent"},
 		{Cloud: "aws", Kind: "serverless", MaxRun: time.Hour, AgentImage: "cr.example.com/runner:1"},
 		{Cloud: "aws", Kind: "serverless", MaxRun: 15 * time.Minute, AgentImage: "cr.example.com/runner:1", Lambda: true},
 		{Cloud: "yandex", Kind: "serverless", MaxRun: 5 * time.Minute, AgentImage: "cr.example.com/runner:1"},
 	} {
 		in.Config = cfg
-		c, err := agent.MachineContract(in)
+		c, err := agentapi.MachineContract(in)
 		if err != nil {
 			t.Fatalf("%s/%s: %v", in.Cloud, in.Kind, err)
 		}

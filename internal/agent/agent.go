@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
 // Files of the agent's work directory.
@@ -62,7 +64,7 @@ type LaunchOptions struct {
 // unless it is already running there (a retried apply must not start a
 // second one). self is the gosling binary. A served agent is waited for
 // until it listens.
-func Launch(self, workDir string, cfg Config, o LaunchOptions) error {
+func Launch(self, workDir string, cfg agentapi.Config, o LaunchOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -239,12 +241,6 @@ func Interrupt(workDir string, grace time.Duration) error {
 	return nil
 }
 
-// Power states of a local machine.
-const (
-	PowerRunning = "running"
-	PowerStopped = "stopped"
-)
-
 // sleepTimeout bounds how long Power waits for gitlab-runner to stop
 // before the machine is stopped all the same.
 const sleepTimeout = 2 * time.Minute
@@ -256,7 +252,7 @@ const sleepTimeout = 2 * time.Minute
 // the agent starts gitlab-runner again and reports ready. Resuming a
 // machine whose process is gone boots it again. A non-nil cfg replaces
 // the configuration first.
-func Power(self, workDir, state string, cfg *Config) error {
+func Power(self, workDir, state string, cfg *agentapi.Config) error {
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
 			return err
@@ -267,7 +263,7 @@ func Power(self, workDir, state string, cfg *Config) error {
 	}
 	pid, ok := alivePID(workDir)
 	switch state {
-	case PowerStopped:
+	case agentapi.PowerStopped:
 		if !ok {
 			return nil
 		}
@@ -287,7 +283,7 @@ func Power(self, workDir, state string, cfg *Config) error {
 			}
 		}
 		return killGroup(pid, syscall.SIGSTOP)
-	case PowerRunning:
+	case agentapi.PowerRunning:
 		if !ok {
 			var o LaunchOptions
 			if b, err := os.ReadFile(filepath.Join(workDir, launchFile)); err == nil {
@@ -303,7 +299,7 @@ func Power(self, workDir, state string, cfg *Config) error {
 		}
 		return killGroup(pid, syscall.SIGCONT)
 	}
-	return fmt.Errorf("power state %q: want %s or %s", state, PowerRunning, PowerStopped)
+	return fmt.Errorf("power state %q: want %s or %s", state, agentapi.PowerRunning, agentapi.PowerStopped)
 }
 
 // Status reports the agent process of workDir: its PID, whether it is alive

@@ -124,7 +124,7 @@ type rig struct {
 	runner  gitlabtest.Runner
 	store   *secretstore.Resolver
 	mg      *fakeMG
-	cfg     agent.Config
+	cfg     agentapi.Config
 	dir     string
 	gosling string
 }
@@ -167,10 +167,10 @@ func newRigWith(t testing.TB, opts ...gitlabtest.Option) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cfg = agent.Config{
+	r.cfg = agentapi.Config{
 		RunnerID: "r1", Egg: "web", GitLabURL: r.gl.URL(), TokenRef: "local://runners/r1/token", AgentRef: "local://runners/r1/agent",
 		SecretsDir: local.Dir(), APIURL: r.mg.srv.URL, HeartbeatSeconds: 1,
-		Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell, Concurrent: 1, Env: map[string]fly.EnvValue{
+		Runner: agentapi.RunnerConfig{Binary: wrapper, Executor: agentapi.ExecutorShell, Concurrent: 1, Env: map[string]fly.EnvValue{
 			"DEPLOY_KEY": {Secret: "local://ci/deploy_key"}, "STAGE_NAME": {Value: "review"},
 		}},
 	}
@@ -348,7 +348,7 @@ func TestAgentStopFinishesRunningJob(t *testing.T) {
 // the agent stays up and heartbeats until the machine is destroyed.
 func TestAgentOneJobVMTakesNoSecondJob(t *testing.T) {
 	r := newRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.launch(agent.LaunchOptions{})
 	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
 	first := r.pipeline(gitlabtest.JobSpec{Name: "its-job", Script: []string{"echo the one job"}})
@@ -376,7 +376,7 @@ func TestAgentOneJobVMTakesNoSecondJob(t *testing.T) {
 // is done, and says how it went. Invokers need the runner token.
 func TestAgentServeRunsOneJobPerInvocation(t *testing.T) {
 	r := newRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.cfg.Runner.WaitTimeoutSeconds = 30
 	r.launch(agent.LaunchOptions{Serve: true, MaxRun: 5 * time.Minute})
 	u, err := agent.ServeURL(r.dir)
@@ -429,7 +429,7 @@ func TestAgentPointsTheCacheAtRift(t *testing.T) {
 	}))
 	t.Cleanup(rift.Close)
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rift.Certificate().Raw})
-	r.cfg.Runner.Rift = &agent.RiftConfig{URL: rift.URL, CA: string(ca)}
+	r.cfg.Runner.Rift = &agentapi.RiftConfig{URL: rift.URL, CA: string(ca)}
 	r.launch(agent.LaunchOptions{})
 	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
 	toml, _ := os.ReadFile(filepath.Join(r.dir, "config.toml"))
@@ -457,16 +457,16 @@ func TestAgentPointsTheCacheAtRift(t *testing.T) {
 // secret.
 func TestAgentServeLambdaRunsOneJobPerInvocation(t *testing.T) {
 	r := newRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.cfg.Runner.WaitTimeoutSeconds = 30
 	rt := lambdatest.New("gosling-r1", 2*time.Minute)
 	t.Cleanup(rt.Close)
 	cfg, _ := json.Marshal(r.cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, testbin.GoslingAgent(t), "agent", "serve", "--lambda", "--work-dir", r.dir, "--config-env", agent.EnvAgentConfig, "--auth", agent.InvokeAuthPlatform)
+	cmd := exec.CommandContext(ctx, testbin.GoslingAgent(t), "agent", "serve", "--lambda", "--work-dir", r.dir, "--config-env", agentapi.EnvAgentConfig, "--auth", agentapi.InvokeAuthPlatform)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), agent.EnvLambdaRuntimeAPI+"="+rt.Addr(), agent.EnvAgentConfig+"="+string(cfg))
+	cmd.Env = append(os.Environ(), agent.EnvLambdaRuntimeAPI+"="+rt.Addr(), agentapi.EnvAgentConfig+"="+string(cfg))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,14 @@ package agent
 import (
 	"strings"
 	"testing"
+
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
 // An agent that reports to MotherGoose needs its machine's own credential:
 // the runner token is never one.
 func TestConfigNeedsAgentCredentialToReport(t *testing.T) {
-	base := Config{RunnerID: "web-p1", GitLabURL: "https://gitlab.example.com", TokenRef: "local://runners/web-p1/token"}
+	base := agentapi.Config{RunnerID: "web-p1", GitLabURL: "https://gitlab.example.com", TokenRef: "local://runners/web-p1/token"}
 	if err := base.Validate(); err != nil {
 		t.Fatalf("a machine that reports nothing needs no credential: %v", err)
 	}

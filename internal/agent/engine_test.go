@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/rift"
 	"github.com/gosling-ci/gosling/internal/rift/engine/podmantest"
@@ -46,7 +47,7 @@ func TestAgentJobBuildsAnImageThroughRift(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() { cancel(); <-done })
-	r.cfg.Runner.Rift = &agent.RiftConfig{URL: "https://" + l.Control.Addr().String(), CA: string(srv.CA().CertPEM())}
+	r.cfg.Runner.Rift = &agentapi.RiftConfig{URL: "https://" + l.Control.Addr().String(), CA: string(srv.CA().CertPEM())}
 	r.launch(agent.LaunchOptions{})
 
 	p := r.pipeline(gitlabtest.JobSpec{Name: "image", Script: []string{

@@ -8,19 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
-// Where a cloud VM keeps the agent: the paths the systemd unit and the
-// user-data (see MachineContract) name.
-const (
-	VMBinary      = "/usr/local/bin/gosling"
-	VMConfigFile  = "/etc/gosling/agent.json"
-	VMWorkDir     = "/var/lib/gosling-agent"
-	VMRunner      = "/usr/local/bin/gitlab-runner"
-	VMUnit        = "gosling-agent.service"
-	VMSystemdDir  = "/etc/systemd/system"
-	vmUnitComment = "# Written by `gosling agent install`."
-)
+const vmUnitComment = "# Written by `gosling agent install`."
 
 // InstallOptions are the inputs of Install.
 type InstallOptions struct {
@@ -49,7 +41,7 @@ type InstallOptions struct {
 // running job, as the agent stops gitlab-runner gracefully). Enabling the
 // unit is left to the caller (`systemctl enable --now gosling-agent`).
 func Install(ctx context.Context, o InstallOptions) error {
-	cfg, err := ReadConfigFile(o.ConfigFile)
+	cfg, err := agentapi.ReadConfigFile(o.ConfigFile)
 	if err != nil {
 		return err
 	}
@@ -69,7 +61,7 @@ func Install(ctx context.Context, o InstallOptions) error {
 		}
 		dst := o.RunnerPath
 		if dst == "" {
-			dst = VMRunner
+			dst = agentapi.VMRunner
 		}
 		tmp, err := download(ctx, expandURL(o.RunnerURL, o.RunnerVersion), dst)
 		if err != nil {
@@ -87,7 +79,7 @@ func Install(ctx context.Context, o InstallOptions) error {
 		"After=network-online.target docker.service",
 		"",
 		"[Service]",
-		"ExecStart=" + shellJoin([]string{o.Binary, "agent", "run", "--work-dir", o.WorkDir, "--config", o.ConfigFile}),
+		"ExecStart=" + agentapi.ShellJoin([]string{o.Binary, "agent", "run", "--work-dir", o.WorkDir, "--config", o.ConfigFile}),
 		"ExecReload=/bin/kill -HUP $MAINPID",
 		"KillMode=mixed",
 		"KillSignal=SIGTERM",
@@ -103,5 +95,5 @@ func Install(ctx context.Context, o InstallOptions) error {
 	if err := os.MkdirAll(o.SystemdDir, 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(o.SystemdDir, VMUnit), []byte(unit), 0o644)
+	return writeFileAtomic(filepath.Join(o.SystemdDir, agentapi.VMUnit), []byte(unit), 0o644)
 }

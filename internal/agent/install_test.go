@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
 // `gosling agent install` prepares a cloud VM: the pinned gitlab-runner,
@@ -40,8 +41,8 @@ func TestInstall(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(runner), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(agent.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-1/token",
-		Runner: agent.RunnerConfig{Binary: runner, Executor: agent.ExecutorDocker, Image: "alpine:3.20"}})
+	cfg, _ := json.Marshal(agentapi.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-1/token",
+		Runner: agentapi.RunnerConfig{Binary: runner, Executor: agentapi.ExecutorDocker, Image: "alpine:3.20"}})
 	cfgFile := filepath.Join(dir, "agent.json")
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestInstall(t *testing.T) {
 	if st, err := os.Stat(runner); err != nil || st.Mode().Perm()&0o100 == 0 {
 		t.Fatalf("gitlab-runner installed: %v %v", st, err)
 	}
-	unit, err := os.ReadFile(filepath.Join(o.SystemdDir, agent.VMUnit))
+	unit, err := os.ReadFile(filepath.Join(o.SystemdDir, agentapi.VMUnit))
 	if err != nil {
 		t.Fatal(err)
 	}

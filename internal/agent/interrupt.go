@@ -23,25 +23,6 @@ const DefaultMetadataURL = "http://169.254.169.254"
 // five seconds.
 const defaultNoticePoll = 5 * time.Second
 
-// InterruptConfig says how a machine bought as spot or preemptible learns
-// that its cloud takes it away. With MetadataURL (an EC2 Spot instance)
-// the agent polls IMDSv2's spot/instance-action, which answers 200 with
-// {"action", "time"} from the moment of the two-minute notice and 404
-// before; without (a Compute Cloud preemptible VM, whose ACPI shutdown
-// reaches the agent as systemd's SIGTERM with 30 seconds to go; a Fargate
-// Spot task, which ECS sends SIGTERM two minutes ahead; a local machine
-// that `gosling dev interrupt` plays it on) a shutdown the agent was not
-// told of (SIGTERM while serving) is the notice.
-type InterruptConfig struct {
-	// Capacity is the machine's capacity type (spot or preemptible).
-	Capacity string `json:"capacity"`
-	// MetadataURL is the instance metadata service's base URL
-	// (DefaultMetadataURL on EC2); empty: no notice to poll.
-	MetadataURL string `json:"metadata_url,omitempty"`
-	// PollSeconds is how often the notice is polled (default 5).
-	PollSeconds int `json:"poll_seconds,omitempty"`
-}
-
 // spotNotice is IMDS's spot/instance-action document.
 type spotNotice struct {
 	Action string    `json:"action"`
@@ -122,7 +103,7 @@ func (c *imdsClient) spotAction(ctx context.Context) (spotNotice, bool, error) {
 // watchSpotNotice polls the EC2 Spot interruption notice until it comes
 // (sent once on the channel) or ctx ends. Metadata errors are logged at
 // debug level and polled through: the notice matters, not one poll.
-func (a *agent) watchSpotNotice(ctx context.Context, ic *InterruptConfig) <-chan agentapi.Interruption {
+func (a *agent) watchSpotNotice(ctx context.Context, ic *agentapi.InterruptConfig) <-chan agentapi.Interruption {
 	out := make(chan agentapi.Interruption, 1)
 	c := &imdsClient{base: strings.TrimSuffix(ic.MetadataURL, "/"), hc: &http.Client{Timeout: 2 * time.Second}}
 	every := defaultNoticePoll

@@ -79,7 +79,7 @@ func (f *fakeMG) interrupted() []agentapi.Interruption {
 func TestAgentReportsSpotNotice(t *testing.T) {
 	r := newRig(t)
 	imds := newIMDS(t)
-	r.cfg.Interrupt = &agent.InterruptConfig{Capacity: "spot", MetadataURL: imds.srv.URL, PollSeconds: 1}
+	r.cfg.Interrupt = &agentapi.InterruptConfig{Capacity: "spot", MetadataURL: imds.srv.URL, PollSeconds: 1}
 	r.launch(agent.LaunchOptions{})
 	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
 	p := r.pipeline(gitlabtest.JobSpec{Name: "long", Script: []string{"sleep 600"}})
@@ -125,7 +125,7 @@ func TestAgentReportsUnaskedShutdown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
 			if tc.capacity != "" {
-				r.cfg.Interrupt = &agent.InterruptConfig{Capacity: tc.capacity}
+				r.cfg.Interrupt = &agentapi.InterruptConfig{Capacity: tc.capacity}
 			}
 			r.launch(agent.LaunchOptions{})
 			waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })

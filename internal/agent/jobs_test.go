@@ -87,7 +87,7 @@ func TestRunSingleFlagsFollowTheRunner(t *testing.T) {
 	if (runnerCaps{version: "16.11.0"}).singleReadsConfig() || !(runnerCaps{version: "18.6.0"}).singleReadsConfig() {
 		t.Error("without help, the version should decide")
 	}
-	cfg := Config{RunnerID: "web-1", GitLabURL: "https://gitlab.example.com", Runner: RunnerConfig{Executor: ExecutorShell}}
+	cfg := agentapi.Config{RunnerID: "web-1", GitLabURL: "https://gitlab.example.com", Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorShell}}
 	args, env := legacySingle(runnerSpec{cfg: cfg, token: "glrt-secret", environment: []string{"DEPLOY_KEY=k, with comma"}, workDir: "/w"}, []string{"--max-builds", "1"})
 	if strings.Contains(strings.Join(args, " "), "glrt-secret") || slices.Contains(args, "--config") {
 		t.Errorf("args %q", args)

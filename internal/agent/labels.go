@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
 // Labels of a local machine. Every process of a machine of the local
@@ -31,10 +33,6 @@ const (
 	LabelRunner     = "GOSLING_MACHINE_RUNNER"
 	LabelHome       = "GOSLING_MACHINE_HOME"
 )
-
-// DefaultDeployment labels the machines of a deployment that has no name
-// (MG/config.fly's api_gateway.name).
-const DefaultDeployment = "gosling"
 
 // baseEnv are the variables a machine's processes keep from the process
 // that made them: where programs are, who runs them, locale and time zone.
@@ -58,7 +56,7 @@ func keepBase(name string) bool {
 // allow-listed variables of env (KEY=value entries), the credential
 // variables of its secret backends, and the machine's labels; home is the
 // directory holding its work directory (LabelHome).
-func MachineEnv(env []string, cfg Config, home string) []string {
+func MachineEnv(env []string, cfg agentapi.Config, home string) []string {
 	var out []string
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
@@ -68,7 +66,7 @@ func MachineEnv(env []string, cfg Config, home string) []string {
 	}
 	dep := cfg.Deployment
 	if dep == "" {
-		dep = DefaultDeployment
+		dep = agentapi.DefaultDeployment
 	}
 	return append(out, LabelDeployment+"="+dep, LabelEgg+"="+cfg.Egg, LabelRunner+"="+cfg.RunnerID, LabelHome+"="+filepath.Clean(home))
 }
@@ -115,7 +113,7 @@ type LocalMachine struct {
 // /proc.
 func FindLocalMachines(deployment, home string) ([]LocalMachine, error) {
 	if deployment == "" {
-		deployment = DefaultDeployment
+		deployment = agentapi.DefaultDeployment
 	}
 	procs, err := labelledProcesses()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/secretstore"
@@ -23,15 +24,15 @@ import (
 func TestMachineAndRunnerEnv(t *testing.T) {
 	parent := []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC", "TF_IN_AUTOMATION=1", "TF_CLI_CONFIG_FILE=/w/tofurc",
 		"MAKEFLAGS=-j2", "MAKELEVEL=1", "VAULT_TOKEN=s.secret", "GOSLING_STORE=postgres://u:p@db/g", "GOSLING_RUNNER_TOKEN=glrt-x"}
-	m := agent.MachineEnv(parent, agent.Config{RunnerID: "web-1", Egg: "web"}, "/var/lib/gosling/machines")
+	m := agent.MachineEnv(parent, agentapi.Config{RunnerID: "web-1", Egg: "web"}, "/var/lib/gosling/machines")
 	want := []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC", "VAULT_TOKEN=s.secret",
-		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
+		agent.LabelDeployment + "=" + agentapi.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
 	if !slices.Equal(m, want) {
 		t.Errorf("machine env\n got %q\nwant %q", m, want)
 	}
 	r := agent.RunnerEnv(append(m, "GOSLING_RUNNER_TOKEN=glrt-x", "AWS_SECRET_ACCESS_KEY=k"))
 	want = []string{"PATH=/usr/bin", "HOME=/home/ci", "LC_ALL=C.UTF-8", "TZ=UTC",
-		agent.LabelDeployment + "=" + agent.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
+		agent.LabelDeployment + "=" + agentapi.DefaultDeployment, agent.LabelEgg + "=web", agent.LabelRunner + "=web-1", agent.LabelHome + "=/var/lib/gosling/machines"}
 	if !slices.Equal(r, want) {
 		t.Errorf("runner env\n got %q\nwant %q", r, want)
 	}
@@ -63,8 +64,8 @@ func TestLocalMachineIsLabelledAndDiesWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "lab1")
-	cfg := agent.Config{RunnerID: "lab1", Egg: "web", Deployment: deployment, GitLabURL: gl.URL(), TokenRef: string(ref), SecretsDir: secretsDir,
-		HeartbeatSeconds: 1, Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell}}
+	cfg := agentapi.Config{RunnerID: "lab1", Egg: "web", Deployment: deployment, GitLabURL: gl.URL(), TokenRef: string(ref), SecretsDir: secretsDir,
+		HeartbeatSeconds: 1, Runner: agentapi.RunnerConfig{Binary: wrapper, Executor: agentapi.ExecutorShell}}
 	if err := agent.Launch(testbin.Gosling(t), dir, cfg, agent.LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}

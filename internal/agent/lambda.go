@@ -48,7 +48,7 @@ func ServeLambda(ctx context.Context, opts RunOptions) error {
 		return err
 	}
 	if a.cfg.Runner.Mode == "" {
-		a.cfg.Runner.Mode = ModeSingle
+		a.cfg.Runner.Mode = agentapi.ModeSingle
 	}
 	a.log.Info("taking invocations from the Lambda Runtime API")
 	handler := func(ictx context.Context, in agentapi.Invoke) (agentapi.InvokeResult, error) {

@@ -61,7 +61,7 @@ func TestAgentSupervisesRealGitLabRunner(t *testing.T) {
 // log alone (it serves no metrics), and takes no second job.
 func TestAgentOneJobVMOnRealRunSingle(t *testing.T) {
 	r := newRealRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.launch(agent.LaunchOptions{})
 	waitFor(t, "ready", time.Minute, func() bool { ready, _, _ := r.mg.snapshot(); return len(ready) > 0 })
 	first := r.pipeline(gitlabtest.JobSpec{Name: "its-job", Script: []string{keyCheck()}})
@@ -92,7 +92,7 @@ func TestAgentOneJobVMOnRealRunSingle(t *testing.T) {
 // invocation with the job it ran.
 func TestAgentServeOnRealRunSingle(t *testing.T) {
 	r := newRealRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.cfg.Runner.WaitTimeoutSeconds = 60
 	r.launch(agent.LaunchOptions{Serve: true, MaxRun: 5 * time.Minute})
 	u, err := agent.ServeURL(r.dir)
@@ -122,7 +122,7 @@ func TestAgentRunnerCrashWithoutJobIsAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.cfg.Runner.Binary = crash
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.launch(agent.LaunchOptions{Serve: true, MaxRun: 5 * time.Minute})
 	u, err := agent.ServeURL(r.dir)
 	if err != nil {
@@ -135,7 +135,7 @@ func TestAgentRunnerCrashWithoutJobIsAFailure(t *testing.T) {
 
 	vm := newRig(t)
 	vm.cfg.Runner.Binary = crash
-	vm.cfg.Runner.Mode = agent.ModeSingle
+	vm.cfg.Runner.Mode = agentapi.ModeSingle
 	vm.launch(agent.LaunchOptions{})
 	waitFor(t, "a restart", time.Minute, func() bool {
 		b, _ := os.ReadFile(agent.LogFile(vm.dir))
@@ -176,7 +176,7 @@ func BenchmarkRealRunnerStop(b *testing.B) {
 // invocation's gitlab-runner too: it never outlives its agent.
 func TestAgentServeStopEndsItsRunner(t *testing.T) {
 	r := newRealRig(t)
-	r.cfg.Runner.Mode = agent.ModeSingle
+	r.cfg.Runner.Mode = agentapi.ModeSingle
 	r.cfg.Runner.WaitTimeoutSeconds = 600
 	r.launch(agent.LaunchOptions{Serve: true, MaxRun: 5 * time.Minute})
 	u, err := agent.ServeURL(r.dir)

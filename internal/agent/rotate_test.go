@@ -11,6 +11,7 @@ import (
 
 	"github.com/gosling-ci/gosling/fly"
 	"github.com/gosling-ci/gosling/internal/agent"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab"
 	"github.com/gosling-ci/gosling/internal/gitlab/gitlabtest"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
@@ -53,8 +54,8 @@ func launch(t *testing.T) *machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := agent.Config{RunnerID: "r1", Egg: "web", GitLabURL: m.gl.URL(), TokenRef: string(m.ref), SecretsDir: secretsDir, HeartbeatSeconds: 1,
-		Runner: agent.RunnerConfig{Binary: wrapper, Executor: agent.ExecutorShell}}
+	cfg := agentapi.Config{RunnerID: "r1", Egg: "web", GitLabURL: m.gl.URL(), TokenRef: string(m.ref), SecretsDir: secretsDir, HeartbeatSeconds: 1,
+		Runner: agentapi.RunnerConfig{Binary: wrapper, Executor: agentapi.ExecutorShell}}
 	if err := agent.Launch(testbin.Gosling(t), m.dir, cfg, agent.LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}

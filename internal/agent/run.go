@@ -31,7 +31,7 @@ type RunOptions struct {
 	WorkDir string
 	// Config, when set, is used instead of WorkDir/config.json (a
 	// serverless container's $GOSLING_AGENT_CONFIG).
-	Config *Config
+	Config *agentapi.Config
 	// MaxRun is a deadline after which the agent stops (0: none).
 	MaxRun time.Duration
 	// OneJob runs gitlab-runner run-single for one job and exits (ECS
@@ -96,7 +96,7 @@ type agent struct {
 	// noticed is set once the cloud's interruption notice came.
 	noticed bool
 	opts    RunOptions
-	cfg     Config
+	cfg     agentapi.Config
 	log     *slog.Logger
 	tokens  *tokenSource
 	sup     *supervisor
@@ -140,7 +140,7 @@ func newAgent(opts RunOptions) (*agent, error) {
 }
 
 func (a *agent) loadConfig() error {
-	var cfg Config
+	var cfg agentapi.Config
 	var err error
 	if a.opts.Config != nil {
 		cfg, err = *a.opts.Config, a.opts.Config.Validate()
@@ -311,7 +311,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 				continue
 			}
 			ranJob := len(a.reported) > jobsBefore
-			if a.cfg.Runner.Mode == ModeSingle && (ranJob || a.sup.code == 0) {
+			if a.cfg.Runner.Mode == agentapi.ModeSingle && (ranJob || a.sup.code == 0) {
 				// run-single ran its job (or waited --wait-timeout for
 				// none): this machine was made for one job.
 				a.log.Info("gitlab-runner ran its one job; this runner takes no other", "exit_code", a.sup.code)
@@ -411,7 +411,7 @@ func (a *agent) up(ctx context.Context, trigger string) error {
 // (runner.mode single), nil when it runs `gitlab-runner run`, taking jobs
 // until stopped.
 func (a *agent) singleFlags() []string {
-	if a.cfg.Runner.Mode != ModeSingle {
+	if a.cfg.Runner.Mode != agentapi.ModeSingle {
 		return nil
 	}
 	return a.runSingleFlags(0)
@@ -511,7 +511,7 @@ func (a *agent) writeRunnerConfig(ctx context.Context, token string) (runnerSpec
 // rift asks Rift's control API, with the runner token, what it serves the
 // egg: the build cache's settings and, for an egg with a rift engine, the
 // engine context its jobs reach it with (engineContext).
-func (a *agent) rift(ctx context.Context, token string, rc *RiftConfig) (*s3CacheTOML, *engineContext, error) {
+func (a *agent) rift(ctx context.Context, token string, rc *agentapi.RiftConfig) (*s3CacheTOML, *engineContext, error) {
 	var pool *x509.CertPool
 	if rc.CA != "" {
 		pool = x509.NewCertPool()

@@ -18,17 +18,6 @@ import (
 	"github.com/gosling-ci/gosling/internal/agentapi"
 )
 
-// Invoke authentication of a served agent.
-const (
-	// InvokeAuthToken: the invoker sends the runner token as a bearer
-	// token (the local provider's invocations).
-	InvokeAuthToken = "runner-token"
-	// InvokeAuthPlatform: the platform authenticated the request before it
-	// reached the container (Yandex Serverless Containers check the
-	// invoker's IAM token and its serverless.containers.invoker role).
-	InvokeAuthPlatform = "platform"
-)
-
 // ServeOptions are the inputs of Serve beside RunOptions.
 type ServeOptions struct {
 	// Listen is host:port to serve on; :0 picks a port. A served agent of
@@ -59,7 +48,7 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 		return err
 	}
 	if a.cfg.Runner.Mode == "" {
-		a.cfg.Runner.Mode = ModeSingle
+		a.cfg.Runner.Mode = agentapi.ModeSingle
 	}
 	ln, err := net.Listen("tcp", so.Listen)
 	if err != nil {
@@ -86,7 +75,7 @@ func Serve(ctx context.Context, opts RunOptions, so ServeOptions) error {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found", "detail": "this container runs runner " + a.cfg.RunnerID})
 			return
 		}
-		if so.Auth != InvokeAuthPlatform && !a.invokerAuthorized(r) {
+		if so.Auth != agentapi.InvokeAuthPlatform && !a.invokerAuthorized(r) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "detail": "send the runner token as a bearer token"})
 			return
 		}

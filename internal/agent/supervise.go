@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/childproc"
 	"github.com/gosling-ci/gosling/internal/rift/riftapi"
 	"github.com/pelletier/go-toml/v2"
@@ -107,7 +108,7 @@ func cacheFromRift(s riftapi.CacheSettings) (*s3CacheTOML, error) {
 
 // runnerSpec is what a config.toml is written from.
 type runnerSpec struct {
-	cfg         Config
+	cfg         agentapi.Config
 	token       string
 	environment []string
 	listen      string
@@ -121,16 +122,16 @@ type runnerSpec struct {
 func runnerEntryOf(sp runnerSpec) runnerEntry {
 	r := sp.cfg.Runner
 	e := runnerEntry{
-		Name: sp.cfg.RunnerID, URL: sp.cfg.GitLabURL, Token: sp.token, Executor: sp.cfg.executor(),
+		Name: sp.cfg.RunnerID, URL: sp.cfg.GitLabURL, Token: sp.token, Executor: sp.cfg.Executor(),
 		BuildsDir: r.BuildsDir, Environment: sp.environment, Cache: sp.cache,
 	}
 	if e.BuildsDir == "" && sp.workDir != "" {
 		e.BuildsDir = filepath.Join(sp.workDir, "builds")
 	}
 	switch e.Executor {
-	case ExecutorShell:
+	case agentapi.ExecutorShell:
 		e.Shell = "bash"
-	case ExecutorDocker:
+	case agentapi.ExecutorDocker:
 		e.Docker = &dockerTOML{Image: r.Image, PullPolicy: []string{"if-not-present"}, Volumes: sp.volumes}
 	}
 	return e

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/gitlab/runnerstandin"
 	"github.com/gosling-ci/gosling/internal/rift/s3"
 	"github.com/pelletier/go-toml/v2"
@@ -17,8 +18,8 @@ func TestRenderRunnerConfigDockerAndRift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-1/token",
-		Runner: RunnerConfig{Executor: ExecutorDocker, Image: "node:22", Concurrent: 3}}
+	cfg := agentapi.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "https://gitlab.example.com", TokenRef: "aws-sm://gosling/runners/web-1/token",
+		Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorDocker, Image: "node:22", Concurrent: 3}}
 	b, err := renderRunnerConfig(runnerSpec{cfg: cfg, token: "glrt-abc", environment: []string{"A=1", `QUOTED=a "b" c`}, listen: DefaultListenAddress, cache: cache, workDir: "/var/lib/gosling-agent"})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestRenderRunnerConfigDockerAndRift(t *testing.T) {
 
 // The stand-in takes what the agent writes for the local provider.
 func TestRenderRunnerConfigShellReadByTheStandIn(t *testing.T) {
-	cfg := Config{RunnerID: "web-1", Egg: "web", GitLabURL: "http://127.0.0.1:8929", TokenRef: "local://runners/web-1/token", Runner: RunnerConfig{Executor: ExecutorShell}}
+	cfg := agentapi.Config{RunnerID: "web-1", Egg: "web", GitLabURL: "http://127.0.0.1:8929", TokenRef: "local://runners/web-1/token", Runner: agentapi.RunnerConfig{Executor: agentapi.ExecutorShell}}
 	b, err := renderRunnerConfig(runnerSpec{cfg: cfg, token: "glrt-abc", environment: []string{"K=v"}, listen: "127.0.0.1:0", workDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

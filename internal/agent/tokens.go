@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gosling-ci/gosling/fly"
+	"github.com/gosling-ci/gosling/internal/agentapi"
 	"github.com/gosling-ci/gosling/internal/secretstore"
 )
 
@@ -27,7 +28,7 @@ type tokenSource struct {
 	getenv func(string) (string, bool)
 }
 
-func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secretstore.Resolver, error) {
+func (s *tokenSource) resolver(ctx context.Context, cfg agentapi.Config) (*secretstore.Resolver, error) {
 	key := fmt.Sprintf("%s\x00%t", cfg.SecretsDir, cfg.DevSecrets)
 	if cfg.Secrets != nil {
 		key += fmt.Sprintf("\x00%v", *cfg.Secrets)
@@ -70,7 +71,7 @@ func (s *tokenSource) resolver(ctx context.Context, cfg Config) (*secretstore.Re
 // current purges the cache and returns the token with the version it is:
 // the current version is looked up first and then read pinned, so value
 // and version always belong together, even while a rotation writes.
-func (s *tokenSource) current(ctx context.Context, cfg Config) (token, version string, err error) {
+func (s *tokenSource) current(ctx context.Context, cfg agentapi.Config) (token, version string, err error) {
 	if s.getenv != nil {
 		if t, ok := s.getenv(EnvRunnerToken); ok && t != "" {
 			s.masker.Add(t)
@@ -111,7 +112,7 @@ func (s *tokenSource) current(ctx context.Context, cfg Config) (token, version s
 
 // credential reads the machine's agent credential (Config.AgentRef), what
 // the agent authenticates MotherGoose's API with.
-func (s *tokenSource) credential(ctx context.Context, cfg Config) (string, error) {
+func (s *tokenSource) credential(ctx context.Context, cfg agentapi.Config) (string, error) {
 	if cfg.AgentRef == "" {
 		return "", errors.New("no agent credential: the configuration names no agent_ref")
 	}
@@ -130,7 +131,7 @@ func (s *tokenSource) credential(ctx context.Context, cfg Config) (string, error
 // environment resolves the runner's variables into config.toml's
 // environment lines ("KEY=value", sorted by key). A secret that cannot be
 // read fails the whole: a job must not run without what it needs.
-func (s *tokenSource) environment(ctx context.Context, cfg Config) ([]string, error) {
+func (s *tokenSource) environment(ctx context.Context, cfg agentapi.Config) ([]string, error) {
 	if len(cfg.Runner.Env) == 0 {
 		return nil, nil
 	}

@@ -41,14 +41,14 @@ const maxDownload = 512 << 20
 
 // apply acts on the pins of a heartbeat or ready answer.
 func (a *agent) apply(ctx context.Context, p agentapi.Pins) {
-	if key := "agent " + p.Agent + " " + p.AgentURL; p.Agent != "" && p.Agent != a.opts.Version && p.AgentURL != "" && !a.updateTried[key] && a.cfg.mode() == ModeRun {
+	if key := "agent " + p.Agent + " " + p.AgentURL; p.Agent != "" && p.Agent != a.opts.Version && p.AgentURL != "" && !a.updateTried[key] && a.cfg.Mode() == agentapi.ModeRun {
 		a.updateTried[key] = true
 		err := a.selfUpdate(ctx, p.Agent, p.AgentURL) // returns only when it failed
 		a.updateErr = fmt.Sprintf("agent %s: %v", p.Agent, err)
 		a.log.Warn("self-update refused; running on the old binary", "version", p.Agent, "error", err)
 	}
 	if key := "gitlab-runner " + p.GitLabRunner + " " + p.GitLabRunnerURL; p.GitLabRunner != "" && a.version != "" && p.GitLabRunner != a.version && p.GitLabRunnerURL != "" &&
-		!a.updateTried[key] && a.cfg.mode() == ModeRun && len(a.watch.jobs()) == 0 && a.sup.running() {
+		!a.updateTried[key] && a.cfg.Mode() == agentapi.ModeRun && len(a.watch.jobs()) == 0 && a.sup.running() {
 		a.updateTried[key] = true
 		if err := a.upgradeRunner(ctx, p.GitLabRunner, p.GitLabRunnerURL); err != nil {
 			a.updateErr = fmt.Sprintf("gitlab-runner %s: %v", p.GitLabRunner, err)

@@ -1,6 +1,11 @@
-// Package agentapi is the wire contract between a runner's agent and
-// MotherGoose's agent endpoints (/agent/v1/runners/:id/...): the JSON
-// bodies both sides read and write, and the agent's HTTP client. Every
+// Package agentapi is the contract between a runner's agent and the rest
+// of Gosling. The machine contract (machine.go, config.go): the agent's
+// configuration (Config) and, per cloud and kind, the command lines,
+// user-data and container settings the OpenTofu modules run it with
+// (MachineContract), which package tofu renders without importing the
+// agent. The wire contract with MotherGoose's agent endpoints
+// (/agent/v1/runners/:id/...): the JSON bodies both sides read and write,
+// and the agent's HTTP client. Every
 // call authenticates with the machine's own agent credential
 // ("Authorization: Bearer gsa-...", minted when the machine is provisioned,
 // revoked at its teardown); the API compares it with the one stored for

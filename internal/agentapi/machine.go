@@ -1,4 +1,4 @@
-package agent
+package agentapi
 
 import (
 	"encoding/base64"
@@ -24,6 +24,12 @@ const (
 	cloudYandex  = "yandex"
 	kindVM       = "vm"
 	kindServerls = "serverless"
+)
+
+// Power states of a local machine.
+const (
+	PowerRunning = "running"
+	PowerStopped = "stopped"
 )
 
 // ContainerWorkDir is a serverless container's work directory.
@@ -178,7 +184,7 @@ func cloudVM(in ContractInput, cfg []byte) (Contract, error) {
 		"apt-get update -q",
 		"apt-get install -y -q curl ca-certificates",
 	}
-	if in.Config.executor() == ExecutorDocker {
+	if in.Config.Executor() == ExecutorDocker {
 		lines = append(lines, "apt-get install -y -q docker.io", "systemctl enable --now docker")
 	}
 	lines = append(lines,
@@ -198,7 +204,7 @@ func cloudVM(in ContractInput, cfg []byte) (Contract, error) {
 		)
 	}
 	lines = append(lines,
-		shellJoin(install),
+		ShellJoin(install),
 		"systemctl daemon-reload",
 		"systemctl enable --now gosling-agent",
 		"",
@@ -259,8 +265,9 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// shellJoin quotes each word of a command line.
-func shellJoin(words []string) string {
+// ShellJoin quotes each word of a command line for a POSIX shell (the
+// user-data, and the systemd unit the agent installs).
+func ShellJoin(words []string) string {
 	q := make([]string, len(words))
 	for i, w := range words {
 		q[i] = shellQuote(w)
