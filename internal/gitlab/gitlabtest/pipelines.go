@@ -595,19 +595,10 @@ func (s *Server) getRawFile(w http.ResponseWriter, r *http.Request, _ *user) {
 // getJobTrace is GET /projects/:id/jobs/:job_id/trace: the job's log as
 // plain text.
 func (s *Server) getJobTrace(w http.ResponseWriter, r *http.Request, _ *user) {
-	jobID, ok := pathID(w, r, "job_id")
-	if !ok {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pr, ok := s.lookupProject(w, r)
+	j, ok := s.projectJob(w, r)
 	if !ok {
-		return
-	}
-	j, ok := s.jobs[jobID]
-	if !ok || j.ProjectID != pr.ID {
-		writeMessage(w, http.StatusNotFound, "404 Not found")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
@@ -618,19 +609,10 @@ func (s *Server) getJobTrace(w http.ResponseWriter, r *http.Request, _ *user) {
 // cancelJobRoute is POST /projects/:id/jobs/:job_id/cancel: 201 with the
 // job.
 func (s *Server) cancelJobRoute(w http.ResponseWriter, r *http.Request, _ *user) {
-	jobID, ok := pathID(w, r, "job_id")
-	if !ok {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pr, ok := s.lookupProject(w, r)
+	j, ok := s.projectJob(w, r)
 	if !ok {
-		return
-	}
-	j, ok := s.jobs[jobID]
-	if !ok || j.ProjectID != pr.ID {
-		writeMessage(w, http.StatusNotFound, "404 Not found")
 		return
 	}
 	s.cancelJob(j)

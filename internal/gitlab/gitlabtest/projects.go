@@ -599,20 +599,32 @@ func (s *Server) listProjectJobs(w http.ResponseWriter, r *http.Request, _ *user
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ *user) {
-	jobID, ok := pathID(w, r, "job_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.projectJob(w, r)
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	writeJSON(w, http.StatusOK, s.jobJSON(r, j, false))
+}
+
+// projectJob is the job the path's job_id names in the path's project,
+// with s.mu held; for a malformed ID, an unknown project or a job not in
+// it, it has answered as GitLab's Jobs API does (400, 404) and returns
+// false.
+func (s *Server) projectJob(w http.ResponseWriter, r *http.Request) (*job, bool) {
+	jobID, ok := pathID(w, r, "job_id")
+	if !ok {
+		return nil, false
+	}
 	pr, ok := s.lookupProject(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
 	j, ok := s.jobs[jobID]
 	if !ok || j.ProjectID != pr.ID {
 		writeMessage(w, http.StatusNotFound, "404 Not found")
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, s.jobJSON(r, j, false))
+	return j, true
 }

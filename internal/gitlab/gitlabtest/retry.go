@@ -66,19 +66,10 @@ func (s *Server) retryJob(j *job) (*job, error) {
 // job; 403 {"message": "403 Forbidden - Job is not retryable"} for a job
 // that is not (lib/api/ci/jobs.rb); 404 for a job not in the project.
 func (s *Server) retryJobRoute(w http.ResponseWriter, r *http.Request, _ *user) {
-	jobID, ok := pathID(w, r, "job_id")
-	if !ok {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pr, ok := s.lookupProject(w, r)
+	j, ok := s.projectJob(w, r)
 	if !ok {
-		return
-	}
-	j, ok := s.jobs[jobID]
-	if !ok || j.ProjectID != pr.ID {
-		writeMessage(w, http.StatusNotFound, "404 Not found")
 		return
 	}
 	n, err := s.retryJob(j)
