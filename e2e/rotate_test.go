@@ -70,18 +70,7 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 		known = append(known, tok)
 	}
 
-	cmd := exec.CommandContext(ctx, s.Gosling, "secrets", "rotate", "--egg", "web", "--reason", "e2e rotation", "--json", "rotated,failed,skipped,runners",
-		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace)
-	cmd.Env = append(os.Environ(), "USER=tester")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("gosling secrets rotate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	var res contract.RotateRunnerTokensResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
-	}
+	res, cliOutput := rotateCLI(t, ctx, s, "web", "e2e rotation")
 	if res.Rotated != 3 || res.Failed != 0 || res.Skipped != 0 || len(res.Runners) != 3 {
 		t.Fatalf("result = %+v", res)
 	}
@@ -188,7 +177,7 @@ func TestRotateRunnerTokensEndToEnd(t *testing.T) {
 
 	sources := [][2]string{
 		{"the rotation's history", rotationHistory(t, ctx, s)},
-		{"the CLI's output", stdout.String() + stderr.String()},
+		{"the CLI's output", cliOutput},
 		{"the audit log", auditText.String()},
 	}
 	for _, id := range all {
@@ -237,4 +226,24 @@ func rotationHistory(t *testing.T, ctx context.Context, s *Stack) string {
 		t.Fatal("the rotation has no history")
 	}
 	return b.String()
+}
+
+// rotateCLI runs `gosling secrets rotate --egg EGG --reason REASON --json`
+// as user tester against the stack's Temporal, and returns its result and
+// its output (stdout, then stderr).
+func rotateCLI(t *testing.T, ctx context.Context, s *Stack, egg, reason string) (contract.RotateRunnerTokensResult, string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, s.Gosling, "secrets", "rotate", "--egg", egg, "--reason", reason, "--json", "rotated,failed,skipped,runners",
+		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace)
+	cmd.Env = append(os.Environ(), "USER=tester")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("gosling secrets rotate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var res contract.RotateRunnerTokensResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	return res, stdout.String() + stderr.String()
 }

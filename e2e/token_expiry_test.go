@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -171,18 +167,7 @@ func TestRotateEggWithoutMachines(t *testing.T) {
 		t.Fatal("the egg has no shared GitLab runner")
 	}
 
-	cmd := exec.CommandContext(ctx, s.Gosling, "secrets", "rotate", "--egg", egg.Name, "--reason", "no machines", "--json", "rotated,failed,skipped,runners",
-		"--temporal-address", s.Dev.FrontendHostPort(), "--temporal-namespace", s.Namespace)
-	cmd.Env = append(os.Environ(), "USER=tester")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("gosling secrets rotate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	var res contract.RotateRunnerTokensResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
-	}
+	res, _ := rotateCLI(t, ctx, s, egg.Name, "no machines")
 	key := strings.TrimPrefix(before.Description, contract.EggRunnerDescriptionPrefix+egg.Name+"/")
 	name := contract.EggRunnerSecretName(egg.Name, key)
 	if res.Rotated != 1 || res.Failed != 0 || len(res.Runners) != 1 || res.Runners[0].RunnerID != name || res.Runners[0].Outcome != contract.RotationRotated {
