@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -249,12 +248,13 @@ func ShortToken(token string) string {
 	}
 }
 
-// systemID reads or makes the runner system ID kept in .runner_system_id
-// beside config.toml, as gitlab-runner does (runnerapi.RunnerSystemID); r_
-// and 12 hex characters when it cannot be kept.
-func systemID(configPath string) string {
-	if configPath != "" {
-		if id, err := runnerapi.RunnerSystemID(filepath.Dir(configPath)); err == nil {
+// systemID reads or makes the runner system ID kept in dir's
+// .runner_system_id (config.toml's directory), as gitlab-runner does
+// (runnerapi.RunnerSystemID); r_ and 12 hex characters when there is no
+// dir or it cannot be kept.
+func systemID(dir string) string {
+	if dir != "" {
+		if id, err := runnerapi.RunnerSystemID(dir); err == nil {
 			return id
 		}
 	}

@@ -183,10 +183,7 @@ func NewMulti(opts Options) (*Multi, error) {
 	default:
 		return nil, errors.New("no configuration: give --config PATH, or --url and --token")
 	}
-	m.systemID = systemID(opts.ConfigFile)
-	if opts.ConfigFile == "" && opts.SystemIDDir != "" {
-		m.systemID = systemID(filepath.Join(opts.SystemIDDir, "config.toml"))
-	}
+	m.systemID = systemID(cmp.Or(configDir(opts.ConfigFile), opts.SystemIDDir))
 	m.describeConfig(m.cfg)
 	m.metrics.configure(m.cfg, m.systemID)
 	return m, nil
@@ -608,7 +605,7 @@ type VerifyResult struct {
 // verify` does.
 func Verify(ctx context.Context, cfg *Config, configFile string) []VerifyResult {
 	n := newNetwork()
-	id := systemID(configFile)
+	id := systemID(configDir(configFile))
 	var out []VerifyResult
 	for _, rc := range cfg.Runners {
 		ok, err := n.verify(ctx, rc, id)
@@ -646,4 +643,12 @@ func WriteWrapper(dir, gosling string) (string, error) {
 // shellQuote is POSIX single quoting.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// configDir is the directory of a config.toml path, "" for none.
+func configDir(configFile string) string {
+	if configFile == "" {
+		return ""
+	}
+	return filepath.Dir(configFile)
 }
